@@ -1,0 +1,117 @@
+//! Internet checksum (RFC 1071) and its incremental update (RFC 1624).
+//!
+//! The packet path never recomputes a checksum over a payload: a rewrite
+//! changes a few 16-bit words, and `HC' = ~(~HC + ~m + m')` (RFC 1624 eqn. 3)
+//! adjusts the stored checksum for each. The full computation here exists for
+//! building new packets (ARP replies have none; ICMP replies, tests) and for
+//! checking the incremental path against it.
+
+/// One's-complement sum of `data` (big-endian 16-bit words, odd byte padded)
+/// added to `initial`, not folded.
+#[must_use]
+pub fn sum(data: &[u8], initial: u32) -> u32 {
+    let mut acc = u64::from(initial);
+    let mut chunks = data.chunks_exact(2);
+    for w in &mut chunks {
+        acc += u64::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    if let [last] = chunks.remainder() {
+        acc += u64::from(u16::from_be_bytes([*last, 0]));
+    }
+    while acc > 0xffff_ffff {
+        acc = (acc & 0xffff_ffff) + (acc >> 32);
+    }
+    acc as u32
+}
+
+/// Folds a 32-bit sum to 16 bits and complements it: the value to store.
+#[must_use]
+pub fn finish(mut acc: u32) -> u16 {
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    !(acc as u16)
+}
+
+/// Full checksum of `data` (e.g. an IPv4 header with its checksum field zeroed).
+#[must_use]
+pub fn checksum(data: &[u8]) -> u16 {
+    finish(sum(data, 0))
+}
+
+/// Sum of the IPv4 pseudo-header for TCP/UDP (RFC 793 §3.1).
+#[must_use]
+pub fn pseudo_header_v4(src: [u8; 4], dst: [u8; 4], proto: u8, l4_len: u16) -> u32 {
+    let mut acc = sum(&src, 0);
+    acc = sum(&dst, acc);
+    acc + u32::from(proto) + u32::from(l4_len)
+}
+
+/// RFC 1624 update of checksum `hc` for one 16-bit word changing `old` → `new`.
+#[inline]
+#[must_use]
+pub fn update_u16(hc: u16, old: u16, new: u16) -> u16 {
+    let acc = u32::from(!hc) + u32::from(!old) + u32::from(new);
+    finish(acc)
+}
+
+/// RFC 1624 update for a 32-bit field (an IPv4 address) changing `old` → `new`.
+#[inline]
+#[must_use]
+pub fn update_u32(hc: u16, old: [u8; 4], new: [u8; 4]) -> u16 {
+    let o = u32::from_be_bytes(old);
+    let n = u32::from_be_bytes(new);
+    let acc = u32::from(!hc)
+        + (!(o >> 16) & 0xffff)
+        + (!o & 0xffff)
+        + (n >> 16)
+        + (n & 0xffff);
+    finish(acc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn rfc1071_example() {
+        // RFC 1071 §3: the words 0001 f203 f4f5 f6f7 sum to ddf2 (before complement).
+        let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(checksum(&data), !0xddf2);
+    }
+
+    #[test]
+    fn odd_length_pads_with_zero() {
+        assert_eq!(checksum(&[0x12, 0x34, 0x56]), checksum(&[0x12, 0x34, 0x56, 0x00]));
+    }
+
+    proptest! {
+        #[test]
+        fn incremental_u16_matches_full(mut data in proptest::collection::vec(any::<u8>(), 2..64),
+                                         idx in 0usize..31, new in any::<u16>()) {
+            let words = data.len() / 2;
+            let i = (idx % words) * 2;
+            let hc = checksum(&data);
+            let old = u16::from_be_bytes([data[i], data[i + 1]]);
+            data[i..i + 2].copy_from_slice(&new.to_be_bytes());
+            let full = checksum(&data);
+            let inc = update_u16(hc, old, new);
+            // 0x0000 and 0xffff are the same value in one's complement.
+            prop_assert!(inc == full || (inc == 0xffff && full == 0) || (inc == 0 && full == 0xffff));
+        }
+
+        #[test]
+        fn incremental_u32_matches_full(mut data in proptest::collection::vec(any::<u8>(), 4..64),
+                                         idx in 0usize..15, new in any::<[u8; 4]>()) {
+            let quads = data.len() / 4;
+            let i = (idx % quads) * 4;
+            let hc = checksum(&data);
+            let old = [data[i], data[i + 1], data[i + 2], data[i + 3]];
+            data[i..i + 4].copy_from_slice(&new);
+            let full = checksum(&data);
+            let inc = update_u32(hc, old, new);
+            prop_assert!(inc == full || (inc == 0xffff && full == 0) || (inc == 0 && full == 0xffff));
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! The FULLNAT header rewrite for TCP over IPv4.
+//!
+//! Inbound (client → RS) a packet `client:cport → vip:vport` leaves as
+//! `laddr:lport → rs:rport`; outbound (RS → client) `rs:rport → laddr:lport`
+//! leaves as `vip:vport → client:cport`. Both are the same operation — set
+//! the four fields — so one function does it. Checksums are updated
+//! incrementally (RFC 1624): the IPv4 header checksum for the two addresses
+//! and the TTL, the TCP checksum for the two ports and, through the
+//! pseudo-header, the two addresses. Nothing is recomputed over the payload.
+
+use crate::session::Endpoint;
+use crate::wire::{ipv4, tcp, WireError};
+
+/// Rewrites a whole IPv4/TCP packet (`packet` starts at the IPv4 header) to
+/// carry `src` → `dst`, decrementing the TTL.
+///
+/// # Errors
+/// If `packet` is not a valid IPv4 header followed by a TCP header; the
+/// packet is unchanged then.
+#[inline]
+pub fn rewrite_tcp_v4(packet: &mut [u8], src: Endpoint, dst: Endpoint) -> Result<(), WireError> {
+    let mut ip = ipv4::Packet::new_checked(&mut *packet)?;
+    let (old_src, old_dst) = (ip.src(), ip.dst());
+    {
+        let mut t = tcp::Packet::new_checked(ip.payload_mut())?;
+        t.adjust_checksum_for_addr(old_src, src.ip);
+        t.adjust_checksum_for_addr(old_dst, dst.ip);
+        t.set_src_port(src.port);
+        t.set_dst_port(dst.port);
+    }
+    ip.set_src(src.ip);
+    ip.set_dst(dst.ip);
+    ip.decrement_ttl();
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::wire::ipv4::{emit_header, PROTO_TCP};
+
+    /// A valid IPv4/TCP packet with the given tuple and payload.
+    pub(crate) fn tcp_packet(src: Endpoint, dst: Endpoint, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let l4_len = 20 + payload.len();
+        let mut b = vec![0u8; 20 + l4_len];
+        emit_header(&mut b, PROTO_TCP, src.ip, dst.ip, l4_len as u16);
+        let t = &mut b[20..];
+        t[0..2].copy_from_slice(&src.port.to_be_bytes());
+        t[2..4].copy_from_slice(&dst.port.to_be_bytes());
+        t[4..8].copy_from_slice(&0x1234_5678u32.to_be_bytes());
+        t[12] = 5 << 4;
+        t[13] = flags;
+        t[14..16].copy_from_slice(&64240u16.to_be_bytes());
+        t[20..].copy_from_slice(payload);
+        tcp::Packet::new_checked(&mut b[20..]).unwrap().fill_checksum_v4(src.ip, dst.ip);
+        b
+    }
+
+    fn checksums_ok(b: &[u8]) -> bool {
+        let ip = ipv4::Packet::new_checked(b).unwrap();
+        ip.verify_checksum() && tcp::Packet::new_checked(ip.payload()).unwrap().verify_checksum_v4(ip.src(), ip.dst())
+    }
+
+    fn endpoint() -> impl Strategy<Value = Endpoint> {
+        (any::<[u8; 4]>(), any::<u16>()).prop_map(|(ip, port)| Endpoint::new(ip, port))
+    }
+
+    #[test]
+    fn rewrites_tuple_and_ttl() {
+        let (c, v, l, r) = (
+            Endpoint::new([10, 77, 0, 10], 40000),
+            Endpoint::new([10, 77, 0, 100], 80),
+            Endpoint::new([10, 77, 0, 200], 1025),
+            Endpoint::new([10, 77, 0, 11], 8080),
+        );
+        let mut b = tcp_packet(c, v, tcp::SYN, b"");
+        rewrite_tcp_v4(&mut b, l, r).unwrap();
+        let ip = ipv4::Packet::new_checked(&b[..]).unwrap();
+        assert_eq!((ip.src(), ip.dst(), ip.ttl()), (l.ip, r.ip, 63));
+        let t = tcp::Packet::new_checked(ip.payload()).unwrap();
+        assert_eq!((t.src_port(), t.dst_port(), t.flags()), (l.port, r.port, tcp::SYN));
+        assert!(checksums_ok(&b));
+    }
+
+    #[test]
+    fn refuses_non_tcp_garbage_unchanged() {
+        let mut b = vec![0x45u8, 0, 0, 22, 0, 0, 0, 0, 64, 6, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 0, 0];
+        let before = b.clone();
+        assert_eq!(rewrite_tcp_v4(&mut b, Endpoint::default(), Endpoint::default()), Err(WireError::Truncated));
+        assert_eq!(b, before);
+    }
+
+    proptest! {
+        // The incremental update gives the same checksums as a full recompute.
+        #[test]
+        fn incremental_equals_full_recompute(src in endpoint(), dst in endpoint(),
+                                             nsrc in endpoint(), ndst in endpoint(),
+                                             flags in any::<u8>(),
+                                             payload in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let mut b = tcp_packet(src, dst, flags, &payload);
+            rewrite_tcp_v4(&mut b, nsrc, ndst).unwrap();
+            prop_assert!(checksums_ok(&b));
+            let mut full = b.clone();
+            ipv4::Packet::new_checked(&mut full[..]).unwrap().fill_checksum();
+            tcp::Packet::new_checked(&mut full[20..]).unwrap().fill_checksum_v4(nsrc.ip, ndst.ip);
+            // One's complement has two zeros; a full recompute never yields 0xffff
+            // for the IP header, and both encodings verify for TCP.
+            let same = |a: &[u8], b: &[u8]| a == b || (a == [0xff, 0xff] && b == [0, 0]) || (a == [0, 0] && b == [0xff, 0xff]);
+            prop_assert!(same(&b[10..12], &full[10..12]));
+            prop_assert!(same(&b[36..38], &full[36..38]));
+        }
+
+        // Inbound then outbound rewrite gives the client back its own view.
+        #[test]
+        fn inbound_then_outbound_restores_client_view(c in endpoint(), v in endpoint(),
+                                                      l in endpoint(), r in endpoint()) {
+            let mut inb = tcp_packet(c, v, tcp::ACK, b"GET / HTTP/1.1\r\n\r\n");
+            rewrite_tcp_v4(&mut inb, l, r).unwrap();
+            let ip = ipv4::Packet::new_checked(&inb[..]).unwrap();
+            let t = tcp::Packet::new_checked(ip.payload()).unwrap();
+            // The RS answers to what it saw; the director turns it back.
+            let mut reply = tcp_packet(Endpoint::new(ip.dst(), t.dst_port()), Endpoint::new(ip.src(), t.src_port()), tcp::ACK, b"ok");
+            rewrite_tcp_v4(&mut reply, v, c).unwrap();
+            let ip = ipv4::Packet::new_checked(&reply[..]).unwrap();
+            let t = tcp::Packet::new_checked(ip.payload()).unwrap();
+            prop_assert_eq!((ip.src(), t.src_port(), ip.dst(), t.dst_port()), (v.ip, v.port, c.ip, c.port));
+            prop_assert!(checksums_ok(&reply));
+        }
+    }
+}

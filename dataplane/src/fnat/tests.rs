@@ -1,0 +1,288 @@
+//! Pipeline scenarios on byte vectors: ARP, echo, a whole FULLNAT TCP
+//! connection both ways, expiry, and the refusals.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::sched::SchedKind;
+use crate::session::Timeouts;
+use crate::tables::{Interface, RealServer, Service};
+use crate::wire::BROADCAST_MAC;
+
+const LB_MAC: MacAddr = [0x02, 0, 0, 0, 0, 0x02];
+const CLIENT_MAC: MacAddr = [0x02, 0, 0, 0, 0, 0x10];
+const RS1_MAC: MacAddr = [0x02, 0, 0, 0, 0, 0x11];
+const RS2_MAC: MacAddr = [0x02, 0, 0, 0, 0, 0x12];
+const LB: [u8; 4] = [10, 77, 0, 2];
+const CLIENT: Endpoint = Endpoint::new([10, 77, 0, 10], 40000);
+const VIP: Endpoint = Endpoint::new([10, 77, 0, 100], 80);
+const LIP: [u8; 4] = [10, 77, 0, 200];
+const RS1: Endpoint = Endpoint::new([10, 77, 0, 11], 8080);
+const RS2: Endpoint = Endpoint::new([10, 77, 0, 12], 8080);
+
+fn tables(lports: (u16, u16)) -> Arc<Tables> {
+    let mut timeouts = Timeouts::default();
+    timeouts.set_tcp(TcpState::TimeWait, 2);
+    Arc::new(Tables {
+        interfaces: vec![Interface { port: 0, mac: LB_MAC, addr: LB, prefix_len: 24, gateway: None }],
+        services: vec![Service {
+            vip: VIP,
+            proto: ipv4::PROTO_TCP,
+            sched: SchedKind::RoundRobin,
+            laddrs: vec![0],
+            servers: vec![RealServer { addr: RS1, weight: 1, index: 0 }, RealServer { addr: RS2, weight: 1, index: 1 }],
+        }],
+        laddrs: vec![LIP],
+        lport_range: lports,
+        timeouts,
+        rs_count: 2,
+    })
+}
+
+fn eth(dst: MacAddr, src: MacAddr, ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0u8; 14];
+    f[0..6].copy_from_slice(&dst);
+    f[6..12].copy_from_slice(&src);
+    f[12..14].copy_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+fn arp_frame(op: u16, smac: MacAddr, sip: [u8; 4], tip: [u8; 4]) -> Vec<u8> {
+    let mut a = [0u8; arp::PACKET_LEN];
+    arp::Packet::new_unchecked(&mut a[..]).emit(op, smac, sip, if op == arp::OP_REPLY { LB_MAC } else { [0; 6] }, tip);
+    eth(if op == arp::OP_REPLY { LB_MAC } else { BROADCAST_MAC }, smac, ethernet::ETHERTYPE_ARP, &a)
+}
+
+fn tcp_frame(smac: MacAddr, src: Endpoint, dst: Endpoint, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let p = rewrite::tests::tcp_packet(src, dst, flags, payload);
+    eth(LB_MAC, smac, ethernet::ETHERTYPE_IPV4, &p)
+}
+
+struct Seen {
+    dst_mac: MacAddr,
+    src_mac: MacAddr,
+    src: Endpoint,
+    dst: Endpoint,
+    flags: u8,
+    checksums_ok: bool,
+}
+
+fn look(f: &[u8]) -> Seen {
+    let e = ethernet::Frame::new_checked(f).unwrap();
+    let ip = ipv4::Packet::new_checked(e.payload()).unwrap();
+    let t = tcp::Packet::new_checked(ip.payload()).unwrap();
+    Seen {
+        dst_mac: e.dst(),
+        src_mac: e.src(),
+        src: Endpoint::new(ip.src(), t.src_port()),
+        dst: Endpoint::new(ip.dst(), t.dst_port()),
+        flags: t.flags(),
+        checksums_ok: ip.verify_checksum() && t.verify_checksum_v4(ip.src(), ip.dst()),
+    }
+}
+
+/// A pipeline that already knows both real servers' MACs.
+fn ready(lports: (u16, u16), capacity: u32) -> Pipeline {
+    let mut p = Pipeline::new(tables(lports), capacity, 42);
+    for (mac, ip) in [(RS1_MAC, RS1.ip), (RS2_MAC, RS2.ip)] {
+        let mut f = arp_frame(arp::OP_REPLY, mac, ip, LB);
+        assert_eq!(p.process(&mut f, 0, Millis(0)), Verdict::Consumed);
+    }
+    p
+}
+
+#[test]
+fn answers_arp_for_owned_addresses_only() {
+    let mut p = Pipeline::new(tables((1025, 65535)), 16, 1);
+    for owned in [VIP.ip, LIP, LB] {
+        let mut f = arp_frame(arp::OP_REQUEST, CLIENT_MAC, CLIENT.ip, owned);
+        assert_eq!(p.process(&mut f, 0, Millis(0)), Verdict::Forward { port: 0 });
+        let e = ethernet::Frame::new_checked(&f[..]).unwrap();
+        assert_eq!((e.dst(), e.src()), (CLIENT_MAC, LB_MAC));
+        let a = arp::Packet::new_checked(e.payload()).unwrap();
+        assert_eq!((a.op(), a.sender_mac(), a.sender_ip()), (arp::OP_REPLY, LB_MAC, owned));
+        assert_eq!((a.target_mac(), a.target_ip()), (CLIENT_MAC, CLIENT.ip));
+    }
+    let mut f = arp_frame(arp::OP_REQUEST, CLIENT_MAC, CLIENT.ip, [10, 77, 0, 99]);
+    assert_eq!(p.process(&mut f, 0, Millis(0)), Verdict::Drop(DropReason::ArpNotForUs));
+    assert_eq!(p.counters.arp_replies, 3);
+    // The requester was learned on the way.
+    assert_eq!(p.neighbours().lookup(CLIENT.ip), Some(CLIENT_MAC));
+}
+
+#[test]
+fn unresolved_real_server_sends_arp_and_drops_syn() {
+    let mut p = Pipeline::new(tables((1025, 65535)), 16, 1);
+    let mut sent = Vec::new();
+    p.housekeeping(Millis(0), 16, |port, f| sent.push((port, *f)));
+    let targets: Vec<[u8; 4]> = sent
+        .iter()
+        .map(|(_, f)| arp::Packet::new_checked(&f[14..]).unwrap().target_ip())
+        .collect();
+    assert_eq!(targets, vec![RS1.ip, RS2.ip]);
+    let mut syn = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::SYN, b"");
+    assert_eq!(p.process(&mut syn, 0, Millis(10)), Verdict::Drop(DropReason::NeighbourMiss));
+    assert!(p.sessions().is_empty());
+}
+
+#[test]
+fn fullnat_connection_both_ways_then_expiry() {
+    let mut p = ready((5000, 5009), 16);
+    // Client SYN: becomes LIP:lport -> RS1, toward RS1's MAC.
+    let mut f = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::SYN, b"");
+    assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Forward { port: 0 });
+    let s = look(&f);
+    assert_eq!((s.dst_mac, s.src_mac), (RS1_MAC, LB_MAC));
+    assert_eq!(s.src.ip, LIP);
+    assert!((5000..=5009).contains(&s.src.port));
+    assert_eq!(s.dst, RS1);
+    assert!(s.checksums_ok);
+    let laddr = s.src;
+    assert_eq!(p.rs_conns()[0], ConnCount { active: 0, inactive: 1 });
+
+    // RS SYN-ACK: back to the client, from the VIP.
+    let mut f = tcp_frame(RS1_MAC, RS1, laddr, tcp::SYN | tcp::ACK, b"");
+    assert_eq!(p.process(&mut f, 0, Millis(2)), Verdict::Forward { port: 0 });
+    let s = look(&f);
+    assert_eq!((s.dst_mac, s.src, s.dst, s.flags), (CLIENT_MAC, VIP, CLIENT, tcp::SYN | tcp::ACK));
+    assert!(s.checksums_ok);
+
+    // Handshake completes: established and active.
+    let mut f = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::ACK, b"GET / HTTP/1.0\r\n\r\n");
+    assert_eq!(p.process(&mut f, 0, Millis(3)), Verdict::Forward { port: 0 });
+    assert!(look(&f).checksums_ok);
+    assert_eq!(p.rs_conns()[0], ConnCount { active: 1, inactive: 0 });
+
+    // Server closes, client closes: TIME_WAIT (2 s in these tables).
+    for (mac, src, dst, flags) in [
+        (RS1_MAC, RS1, laddr, tcp::FIN | tcp::ACK),
+        (CLIENT_MAC, CLIENT, VIP, tcp::ACK),
+        (CLIENT_MAC, CLIENT, VIP, tcp::FIN | tcp::ACK),
+        (RS1_MAC, RS1, laddr, tcp::ACK),
+    ] {
+        let mut f = tcp_frame(mac, src, dst, flags, b"");
+        assert!(matches!(p.process(&mut f, 0, Millis(10)), Verdict::Forward { .. }));
+    }
+    let only = p.sessions().iter().next().copied().unwrap();
+    assert_eq!(only.state, TcpState::TimeWait);
+    assert_eq!(p.rs_conns()[0], ConnCount { active: 0, inactive: 1 });
+
+    // Not yet expired at 1 s; gone after 2 s, port back in the pool.
+    p.housekeeping(Millis(1010), 16, |_, _| {});
+    assert_eq!(p.sessions().len(), 1);
+    p.housekeeping(Millis(2010), 16, |_, _| {});
+    assert!(p.sessions().is_empty());
+    assert_eq!(p.rs_conns()[0], ConnCount::default());
+    assert_eq!(p.pools[0].available(), 10);
+    assert_eq!(p.counters.sessions_created, 1);
+    assert_eq!(p.counters.sessions_expired, 1);
+
+    // A late segment of the dead connection finds nothing.
+    let mut f = tcp_frame(RS1_MAC, RS1, laddr, tcp::ACK, b"");
+    // The local address is owned but no service listens there.
+    assert_eq!(p.process(&mut f, 0, Millis(2020)), Verdict::Drop(DropReason::NoService));
+}
+
+#[test]
+fn round_robin_alternates_between_servers() {
+    let mut p = ready((5000, 5100), 64);
+    let mut picked = Vec::new();
+    for i in 0..6 {
+        let mut f = tcp_frame(CLIENT_MAC, Endpoint::new(CLIENT.ip, 40000 + i), VIP, tcp::SYN, b"");
+        assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Forward { port: 0 });
+        picked.push(look(&f).dst);
+    }
+    assert_eq!(picked, vec![RS1, RS2, RS1, RS2, RS1, RS2]);
+}
+
+#[test]
+fn refusals_are_counted() {
+    let mut p = ready((5000, 5001), 16);
+    // Non-SYN without a session.
+    let mut f = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::ACK, b"");
+    assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Drop(DropReason::NoSession));
+    // A port with no service on the VIP; an address not ours.
+    let mut f = tcp_frame(CLIENT_MAC, CLIENT, Endpoint::new(VIP.ip, 81), tcp::SYN, b"");
+    assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Drop(DropReason::NoService));
+    let mut f = tcp_frame(CLIENT_MAC, CLIENT, Endpoint::new([10, 77, 0, 50], 80), tcp::SYN, b"");
+    assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Drop(DropReason::NotForUs));
+    // Two local ports: the third connection finds the pool exhausted.
+    for i in 0..3 {
+        let mut f = tcp_frame(CLIENT_MAC, Endpoint::new(CLIENT.ip, 41000 + i), VIP, tcp::SYN, b"");
+        let v = p.process(&mut f, 0, Millis(1));
+        if i < 2 {
+            assert_eq!(v, Verdict::Forward { port: 0 });
+        } else {
+            assert_eq!(v, Verdict::Drop(DropReason::PortExhausted));
+        }
+    }
+    // Truncated and non-IP frames.
+    let mut f = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::SYN, b"");
+    f.truncate(14 + 20 + 10);
+    assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Drop(DropReason::Malformed));
+    let mut f = vec![0u8; 10];
+    assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Drop(DropReason::Malformed));
+    let mut f = eth(LB_MAC, CLIENT_MAC, 0x86dd, &[0; 40]);
+    assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Drop(DropReason::UnsupportedL3));
+    let c = &p.counters;
+    for (r, n) in [
+        (DropReason::NoSession, 1),
+        (DropReason::NoService, 1),
+        (DropReason::NotForUs, 1),
+        (DropReason::PortExhausted, 1),
+        (DropReason::Malformed, 2),
+        (DropReason::UnsupportedL3, 1),
+    ] {
+        assert_eq!(c.drops[r as usize], n, "{}", r.name());
+    }
+}
+
+#[test]
+fn full_table_refuses_new_but_keeps_established() {
+    let mut p = ready((5000, 6000), 1);
+    let mut f = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::SYN, b"");
+    assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Forward { port: 0 });
+    let laddr = look(&f).src;
+    let mut f = tcp_frame(CLIENT_MAC, Endpoint::new(CLIENT.ip, 40001), VIP, tcp::SYN, b"");
+    assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Drop(DropReason::SessionTableFull));
+    assert_eq!(p.pools[0].available(), 1000, "refused session returned its port");
+    let mut f = tcp_frame(RS1_MAC, RS1, laddr, tcp::SYN | tcp::ACK, b"");
+    assert_eq!(p.process(&mut f, 0, Millis(2)), Verdict::Forward { port: 0 });
+}
+
+#[test]
+fn syn_on_time_wait_tuple_starts_a_new_session() {
+    let mut p = ready((5000, 5100), 16);
+    let mut f = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::SYN, b"");
+    p.process(&mut f, 0, Millis(1));
+    let (laddr, first) = (look(&f).src, look(&f).dst);
+    // The real server refuses (RST): the session closes.
+    let mut f = tcp_frame(RS1_MAC, first, laddr, tcp::RST | tcp::ACK, b"");
+    assert_eq!(p.process(&mut f, 0, Millis(2)), Verdict::Forward { port: 0 });
+    assert_eq!(p.sessions().iter().next().unwrap().state, TcpState::Close);
+    let mut f = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::SYN, b"");
+    assert_eq!(p.process(&mut f, 0, Millis(3)), Verdict::Forward { port: 0 });
+    assert_ne!(look(&f).dst, first, "rescheduled");
+    assert_eq!(p.sessions().len(), 1);
+    assert_eq!(p.counters.sessions_created, 2);
+}
+
+#[test]
+fn answers_ping_to_the_vip() {
+    let mut p = ready((5000, 5100), 16);
+    let mut icmp_msg = vec![icmp::ECHO_REQUEST, 0, 0, 0, 0, 1, 0, 1, b'x'];
+    let c = crate::checksum::checksum(&icmp_msg);
+    icmp_msg[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut ip = vec![0u8; 20];
+    ipv4::emit_header(&mut ip, ipv4::PROTO_ICMP, CLIENT.ip, VIP.ip, icmp_msg.len() as u16);
+    ip.extend_from_slice(&icmp_msg);
+    let mut f = eth(LB_MAC, CLIENT_MAC, ethernet::ETHERTYPE_IPV4, &ip);
+    assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Forward { port: 0 });
+    let e = ethernet::Frame::new_checked(&f[..]).unwrap();
+    let ip = ipv4::Packet::new_checked(e.payload()).unwrap();
+    assert_eq!((ip.src(), ip.dst(), e.dst()), (VIP.ip, CLIENT.ip, CLIENT_MAC));
+    let m = icmp::Packet::new_checked(ip.payload()).unwrap();
+    assert_eq!(m.msg_type(), icmp::ECHO_REPLY);
+    assert!(m.verify_checksum() && ip.verify_checksum());
+}

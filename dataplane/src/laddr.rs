@@ -1,0 +1,135 @@
+//! Local-address port pools for FULLNAT (DPVS's `sa_pool`).
+//!
+//! A FULLNAT session borrows one (local address, port) pair for its life:
+//! the real server replies to it, and the pair is the session's RS-side key.
+//! Each worker owns one pool per local address, so allocation touches no
+//! shared state. A pool is a FIFO ring of free ports plus an in-use bitmap:
+//! allocation and release are O(1), a port is never handed out twice while in
+//! use (the bitmap refuses double releases), and a released port goes to the
+//! back of the queue, so a real server's TIME_WAIT for a recent pair has long
+//! passed before the pair is reused.
+
+use std::collections::VecDeque;
+
+/// Why a port could not be released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReleaseError {
+    /// The port is outside the pool's range.
+    #[error("port {0} is not in this pool")]
+    OutOfRange(u16),
+    /// The port is not allocated.
+    #[error("port {0} is not in use")]
+    NotInUse(u16),
+}
+
+/// The free ports of one local address on one worker.
+#[derive(Debug)]
+pub struct PortPool {
+    first: u16,
+    last: u16,
+    free: VecDeque<u16>,
+    in_use: Vec<u64>,
+}
+
+impl PortPool {
+    /// A pool of the ports `first..=last` (empty if `first > last`).
+    #[must_use]
+    pub fn new(first: u16, last: u16) -> Self {
+        let free: VecDeque<u16> = if first <= last { (first..=last).collect() } else { VecDeque::new() };
+        Self { first, last, free, in_use: vec![0; 65536 / 64] }
+    }
+
+    /// Takes a free port, or `None` when the pool is exhausted.
+    #[inline]
+    pub fn alloc(&mut self) -> Option<u16> {
+        let p = self.free.pop_front()?;
+        self.in_use[usize::from(p) / 64] |= 1 << (p % 64);
+        Some(p)
+    }
+
+    /// Gives `port` back.
+    ///
+    /// # Errors
+    /// If `port` is outside the range or not currently allocated; the pool is
+    /// unchanged.
+    pub fn release(&mut self, port: u16) -> Result<(), ReleaseError> {
+        if port < self.first || port > self.last {
+            return Err(ReleaseError::OutOfRange(port));
+        }
+        let (w, b) = (usize::from(port) / 64, port % 64);
+        if self.in_use[w] & (1 << b) == 0 {
+            return Err(ReleaseError::NotInUse(port));
+        }
+        self.in_use[w] &= !(1 << b);
+        self.free.push_back(port);
+        Ok(())
+    }
+
+    /// Ports currently free.
+    #[must_use]
+    pub fn available(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Ports in the pool's range.
+    #[must_use]
+    pub fn size(&self) -> usize {
+        if self.first <= self.last { usize::from(self.last - self.first) + 1 } else { 0 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn exhausts_and_refuses_bad_releases() {
+        let mut p = PortPool::new(1000, 1002);
+        let got: Vec<_> = std::iter::from_fn(|| p.alloc()).collect();
+        assert_eq!(got, vec![1000, 1001, 1002]);
+        assert_eq!(p.alloc(), None);
+        assert_eq!(p.release(999), Err(ReleaseError::OutOfRange(999)));
+        p.release(1001).unwrap();
+        assert_eq!(p.release(1001), Err(ReleaseError::NotInUse(1001)));
+        assert_eq!(p.alloc(), Some(1001));
+    }
+
+    #[test]
+    fn released_ports_go_to_the_back() {
+        let mut p = PortPool::new(1, 4);
+        let a = p.alloc().unwrap();
+        p.release(a).unwrap();
+        assert_eq!(p.alloc(), Some(2));
+    }
+
+    proptest! {
+        #[test]
+        fn never_outside_range_never_twice(first in 1u16..60000, span in 0u16..200,
+                                          ops in proptest::collection::vec(any::<(bool, u8)>(), 1..500)) {
+            let last = first.saturating_add(span);
+            let mut p = PortPool::new(first, last);
+            let mut held: Vec<u16> = Vec::new();
+            let mut set = HashSet::new();
+            for (alloc, pick) in ops {
+                if alloc || held.is_empty() {
+                    if let Some(port) = p.alloc() {
+                        prop_assert!((first..=last).contains(&port));
+                        prop_assert!(set.insert(port), "port {} handed out twice", port);
+                        held.push(port);
+                    } else {
+                        prop_assert_eq!(held.len(), p.size());
+                    }
+                } else {
+                    let port = held.swap_remove(usize::from(pick) % held.len());
+                    set.remove(&port);
+                    prop_assert!(p.release(port).is_ok());
+                }
+                prop_assert_eq!(p.available() + held.len(), p.size());
+            }
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! rvs data plane.
+//!
+//! Everything a poll-mode worker touches per packet lives here. The packet
+//! logic (`wire`, `checksum`, `session`, `laddr`, `sched`, `fnat`) is plain
+//! Rust over byte slices: it builds and tests without DPDK. The `dpdk`
+//! feature adds the one module allowed to call into `dpdk-sys` ([`dpdk`]) and
+//! the worker loop that glues the two together.
+#![deny(unsafe_code)]
+
+#[cfg(feature = "dpdk")]
+#[allow(unsafe_code)]
+pub mod dpdk;
+
+pub mod checksum;
+pub mod fnat;
+pub mod laddr;
+pub mod neigh;
+pub mod sched;
+pub mod session;
+pub mod stats;
+pub mod tables;
+pub mod time;
+pub mod wire;

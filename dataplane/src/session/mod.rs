@@ -1,0 +1,338 @@
+//! The per-worker session table.
+//!
+//! One table per worker, touched only by that worker: no locks, no atomics.
+//! Capacity is fixed at start (`session_capacity`): sessions live in a slab
+//! of `capacity` slots allocated once, and a free list hands slots out in
+//! O(1). Each session is indexed twice (DPVS's `tuplehash_in`/`_out`):
+//!
+//! - under its **client key** — (client, vip) as the client's packets carry
+//!   them — so inbound packets find it;
+//! - under its **RS key** — (rs, laddr) as the real server's replies carry
+//!   them — so outbound packets find it.
+//!
+//! The index is an open-addressing table (linear probing, backward-shift
+//! deletion, no tombstones) of `u64` entries packing a 32-bit hash tag and the
+//! slot number with a direction bit; it is sized to at most 25 % load so
+//! probes stay short. Nothing is allocated after [`SessionTable::new`].
+//!
+//! Expiry has no per-session timers: a lookup that finds an expired session
+//! reports it as expired (the caller removes it), and [`SessionTable::sweep`]
+//! walks a bounded number of slots per call, removing what has expired, so
+//! idle sessions go away even without traffic. When the table is full,
+//! [`SessionTable::insert`] refuses; existing sessions are never evicted.
+
+pub mod tcp_state;
+pub mod timeouts;
+
+use crate::time::Millis;
+pub use tcp_state::{Direction, TcpState};
+pub use timeouts::Timeouts;
+
+/// An IPv4 address and port, in host order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Endpoint {
+    /// Address.
+    pub ip: [u8; 4],
+    /// Port.
+    pub port: u16,
+}
+
+impl Endpoint {
+    /// Builds an endpoint.
+    #[must_use]
+    pub const fn new(ip: [u8; 4], port: u16) -> Self {
+        Self { ip, port }
+    }
+}
+
+/// A lookup key: the addresses and ports as they appear in a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// Packet source.
+    pub src: Endpoint,
+    /// Packet destination.
+    pub dst: Endpoint,
+    /// IP protocol.
+    pub proto: u8,
+}
+
+impl FlowKey {
+    #[inline]
+    fn hash(&self, seed: u64) -> u32 {
+        let a = u64::from(u32::from_be_bytes(self.src.ip)) << 32 | u64::from(u32::from_be_bytes(self.dst.ip));
+        let b = u64::from(self.src.port) << 32 | u64::from(self.dst.port) << 16 | u64::from(self.proto);
+        let mut h = (a ^ seed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        h = (h ^ (h >> 29) ^ b).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        h ^= h >> 32;
+        h as u32
+    }
+}
+
+/// One FULLNAT session: the four endpoints, state, and the layer-2 next hops
+/// cached at creation (the client's is the MAC its first packet came from).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Session {
+    /// IP protocol.
+    pub proto: u8,
+    /// The client as it sent the first packet.
+    pub client: Endpoint,
+    /// The virtual service it reached.
+    pub vip: Endpoint,
+    /// The local address and port standing in for the client.
+    pub laddr: Endpoint,
+    /// The real server chosen.
+    pub rs: Endpoint,
+    /// Index of the service in the published tables.
+    pub service: u16,
+    /// Index of the real server in the published tables (global numbering).
+    pub rs_index: u16,
+    /// Index of the local address in the published tables.
+    pub laddr_index: u16,
+    /// TCP state (UDP sessions stay `Established`).
+    pub state: TcpState,
+    /// When the session expires unless refreshed.
+    pub expires: Millis,
+    /// Port and MAC toward the client.
+    pub client_port: u16,
+    /// Next-hop MAC toward the client.
+    pub client_mac: [u8; 6],
+    /// Port toward the real server.
+    pub rs_port: u16,
+    /// Next-hop MAC toward the real server.
+    pub rs_mac: [u8; 6],
+}
+
+impl Session {
+    /// The key the client's packets carry.
+    #[must_use]
+    pub fn client_key(&self) -> FlowKey {
+        FlowKey { src: self.client, dst: self.vip, proto: self.proto }
+    }
+    /// The key the real server's replies carry.
+    #[must_use]
+    pub fn rs_key(&self) -> FlowKey {
+        FlowKey { src: self.rs, dst: self.laddr, proto: self.proto }
+    }
+}
+
+/// A slot number in the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SlotId(pub u32);
+
+/// What a lookup found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// A live session, and which of its keys matched.
+    Hit(SlotId, Direction),
+    /// A session whose time is up; the caller should remove it.
+    Expired(SlotId),
+    /// Nothing.
+    Miss,
+}
+
+/// Why an insert failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InsertError {
+    /// Every slot is in use.
+    #[error("session table full")]
+    Full,
+    /// A session with one of the same keys exists.
+    #[error("session key already present")]
+    Duplicate,
+}
+
+const EMPTY: u64 = u64::MAX;
+
+/// The fixed-capacity, two-key session table. See the module doc.
+#[derive(Debug)]
+pub struct SessionTable {
+    slots: Vec<Option<Session>>,
+    free: Vec<u32>,
+    index: Vec<u64>,
+    mask: usize,
+    seed: u64,
+    sweep_cursor: usize,
+}
+
+impl SessionTable {
+    /// A table for at most `capacity` sessions (at least 1).
+    #[must_use]
+    pub fn new(capacity: u32, seed: u64) -> Self {
+        let capacity = capacity.max(1);
+        let index_len = (capacity as usize * 2 * 4).next_power_of_two();
+        Self {
+            slots: vec![None; capacity as usize],
+            free: (0..capacity).rev().collect(),
+            index: vec![EMPTY; index_len],
+            mask: index_len - 1,
+            seed,
+            sweep_cursor: 0,
+        }
+    }
+
+    /// Maximum number of sessions.
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Sessions in the table.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    /// True when empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Finds the session for a packet carrying `key`, as of `now`.
+    #[inline]
+    #[must_use]
+    pub fn lookup(&self, key: &FlowKey, now: Millis) -> Lookup {
+        let Some((slot, dir)) = self.find(key) else { return Lookup::Miss };
+        match &self.slots[slot as usize] {
+            Some(s) if s.expires <= now => Lookup::Expired(SlotId(slot)),
+            Some(_) => Lookup::Hit(SlotId(slot), dir),
+            None => Lookup::Miss,
+        }
+    }
+
+    /// The session in `slot`.
+    #[inline]
+    #[must_use]
+    pub fn get(&self, slot: SlotId) -> Option<&Session> {
+        self.slots.get(slot.0 as usize).and_then(Option::as_ref)
+    }
+
+    /// The session in `slot`, writable. Keys must not be changed through it.
+    #[inline]
+    pub fn get_mut(&mut self, slot: SlotId) -> Option<&mut Session> {
+        self.slots.get_mut(slot.0 as usize).and_then(Option::as_mut)
+    }
+
+    /// Inserts `session` under both of its keys.
+    ///
+    /// # Errors
+    /// [`InsertError::Full`] when no slot is free (nothing changes);
+    /// [`InsertError::Duplicate`] if either key is already indexed.
+    pub fn insert(&mut self, session: Session) -> Result<SlotId, InsertError> {
+        let (ck, rk) = (session.client_key(), session.rs_key());
+        if self.find(&ck).is_some() || self.find(&rk).is_some() || ck == rk {
+            return Err(InsertError::Duplicate);
+        }
+        let slot = self.free.pop().ok_or(InsertError::Full)?;
+        self.slots[slot as usize] = Some(session);
+        self.index_insert(ck.hash(self.seed), slot, Direction::Inbound);
+        self.index_insert(rk.hash(self.seed), slot, Direction::Outbound);
+        Ok(SlotId(slot))
+    }
+
+    /// Removes the session in `slot` and returns it.
+    pub fn remove(&mut self, slot: SlotId) -> Option<Session> {
+        let s = self.slots.get_mut(slot.0 as usize)?.take()?;
+        self.index_remove(s.client_key().hash(self.seed), slot.0, Direction::Inbound);
+        self.index_remove(s.rs_key().hash(self.seed), slot.0, Direction::Outbound);
+        self.free.push(slot.0);
+        Some(s)
+    }
+
+    /// Examines up to `budget` slots from where the last sweep stopped and
+    /// removes the sessions expired at `now`, handing each to `on_expire`.
+    /// Returns how many were removed.
+    pub fn sweep(&mut self, now: Millis, budget: usize, mut on_expire: impl FnMut(&Session)) -> usize {
+        let mut removed = 0;
+        let n = self.slots.len();
+        for _ in 0..budget.min(n) {
+            let slot = self.sweep_cursor;
+            self.sweep_cursor = if slot + 1 == n { 0 } else { slot + 1 };
+            if matches!(&self.slots[slot], Some(s) if s.expires <= now) {
+                if let Some(s) = self.remove(SlotId(slot as u32)) {
+                    on_expire(&s);
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+
+    /// Every live session (for listings; not for the packet path).
+    pub fn iter(&self) -> impl Iterator<Item = &Session> {
+        self.slots.iter().filter_map(Option::as_ref)
+    }
+
+    #[inline]
+    fn find(&self, key: &FlowKey) -> Option<(u32, Direction)> {
+        let h = key.hash(self.seed);
+        let mut i = h as usize & self.mask;
+        loop {
+            let e = self.index[i];
+            if e == EMPTY {
+                return None;
+            }
+            if (e >> 32) as u32 == h {
+                let slot = ((e & 0xffff_ffff) >> 1) as u32;
+                let dir = if e & 1 == 0 { Direction::Inbound } else { Direction::Outbound };
+                if let Some(s) = &self.slots[slot as usize] {
+                    let k = match dir {
+                        Direction::Inbound => s.client_key(),
+                        Direction::Outbound => s.rs_key(),
+                    };
+                    if k == *key {
+                        return Some((slot, dir));
+                    }
+                }
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    fn entry(h: u32, slot: u32, dir: Direction) -> u64 {
+        u64::from(h) << 32 | u64::from(slot) << 1 | u64::from(dir == Direction::Outbound)
+    }
+
+    fn index_insert(&mut self, h: u32, slot: u32, dir: Direction) {
+        let mut i = h as usize & self.mask;
+        while self.index[i] != EMPTY {
+            i = (i + 1) & self.mask;
+        }
+        self.index[i] = Self::entry(h, slot, dir);
+    }
+
+    fn index_remove(&mut self, h: u32, slot: u32, dir: Direction) {
+        let want = Self::entry(h, slot, dir);
+        let mut i = h as usize & self.mask;
+        while self.index[i] != want {
+            if self.index[i] == EMPTY {
+                debug_assert!(false, "index entry missing for slot {slot}");
+                return;
+            }
+            i = (i + 1) & self.mask;
+        }
+        // Backward-shift deletion: pull later entries of the probe run back
+        // into the hole when their home position allows it.
+        let mut hole = i;
+        let mut j = (i + 1) & self.mask;
+        loop {
+            let e = self.index[j];
+            if e == EMPTY {
+                break;
+            }
+            let home = (e >> 32) as usize & self.mask;
+            // Move `e` into the hole unless its home lies cyclically in (hole, j].
+            let dist_home = j.wrapping_sub(home) & self.mask;
+            let dist_hole = j.wrapping_sub(hole) & self.mask;
+            if dist_home >= dist_hole {
+                self.index[hole] = e;
+                hole = j;
+            }
+            j = (j + 1) & self.mask;
+        }
+        self.index[hole] = EMPTY;
+    }
+}
+
+#[cfg(test)]
+mod tests;

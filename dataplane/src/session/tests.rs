@@ -1,0 +1,137 @@
+use std::collections::HashMap;
+
+use proptest::prelude::*;
+
+use super::*;
+
+fn session(client_port: u16, lport: u16, expires: u64) -> Session {
+    Session {
+        proto: 6,
+        client: Endpoint::new([10, 0, 0, 10], client_port),
+        vip: Endpoint::new([10, 0, 0, 100], 80),
+        laddr: Endpoint::new([10, 0, 0, 200], lport),
+        rs: Endpoint::new([10, 0, 0, 11], 80),
+        service: 0,
+        rs_index: 0,
+        laddr_index: 0,
+        state: TcpState::SynRecv,
+        expires: Millis(expires),
+        client_port: 0,
+        client_mac: [0; 6],
+        rs_port: 0,
+        rs_mac: [0; 6],
+    }
+}
+
+#[test]
+fn both_keys_find_the_session() {
+    let mut t = SessionTable::new(16, 7);
+    let s = session(40000, 2000, 1000);
+    let id = t.insert(s).unwrap();
+    assert_eq!(t.lookup(&s.client_key(), Millis(0)), Lookup::Hit(id, Direction::Inbound));
+    assert_eq!(t.lookup(&s.rs_key(), Millis(0)), Lookup::Hit(id, Direction::Outbound));
+    assert_eq!(t.lookup(&s.client_key(), Millis(1000)), Lookup::Expired(id));
+    assert_eq!(t.len(), 1);
+    assert_eq!(t.remove(id), Some(s));
+    assert_eq!(t.lookup(&s.client_key(), Millis(0)), Lookup::Miss);
+    assert!(t.is_empty());
+}
+
+#[test]
+fn full_table_refuses_and_keeps_existing() {
+    let mut t = SessionTable::new(2, 1);
+    let a = t.insert(session(1, 1, 10)).unwrap();
+    t.insert(session(2, 2, 10)).unwrap();
+    assert_eq!(t.insert(session(3, 3, 10)), Err(InsertError::Full));
+    assert_eq!(t.len(), 2);
+    assert!(matches!(t.lookup(&session(1, 1, 10).client_key(), Millis(0)), Lookup::Hit(id, _) if id == a));
+}
+
+#[test]
+fn duplicate_keys_are_refused() {
+    let mut t = SessionTable::new(4, 1);
+    t.insert(session(1, 1, 10)).unwrap();
+    assert_eq!(t.insert(session(1, 9, 10)), Err(InsertError::Duplicate));
+    assert_eq!(t.insert(session(9, 1, 10)), Err(InsertError::Duplicate));
+}
+
+#[test]
+fn sweep_removes_expired_within_budget() {
+    let mut t = SessionTable::new(8, 3);
+    for i in 0..8 {
+        t.insert(session(i, i, if i % 2 == 0 { 5 } else { 50 })).unwrap();
+    }
+    let mut seen = 0;
+    let removed = t.sweep(Millis(10), 4, |_| seen += 1);
+    assert_eq!(removed, seen);
+    assert!(removed <= 4);
+    t.sweep(Millis(10), 8, |_| {});
+    assert_eq!(t.len(), 4);
+    assert!(t.iter().all(|s| s.expires == Millis(50)));
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Insert(u16, u16, u64),
+    Remove(u16),
+    Sweep(u64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0u16..64, 0u16..64, 1u64..100).prop_map(|(c, l, e)| Op::Insert(c, l, e)),
+        (0u16..64).prop_map(Op::Remove),
+        (0u64..120).prop_map(Op::Sweep),
+    ]
+}
+
+proptest! {
+    // Insert / remove / sweep behave like a map keyed by the client key with
+    // a side index by RS key. Capacity 32 with 64 possible keys exercises
+    // "full" as well as probe chains and backward-shift deletion.
+    #[test]
+    fn behaves_like_a_map(ops in proptest::collection::vec(op(), 1..300)) {
+        let mut t = SessionTable::new(32, 99);
+        let mut model: HashMap<u16, Session> = HashMap::new();
+        for op in ops {
+            match op {
+                Op::Insert(c, l, e) => {
+                    let s = session(c, l, e);
+                    let dup = model.contains_key(&c) || model.values().any(|m| m.laddr.port == l);
+                    let r = t.insert(s);
+                    if dup {
+                        prop_assert_eq!(r, Err(InsertError::Duplicate));
+                    } else if model.len() == 32 {
+                        prop_assert_eq!(r, Err(InsertError::Full));
+                    } else {
+                        prop_assert!(r.is_ok());
+                        model.insert(c, s);
+                    }
+                }
+                Op::Remove(c) => {
+                    let key = session(c, 0, 0).client_key();
+                    let found = match t.lookup(&key, Millis(0)) {
+                        Lookup::Hit(id, _) | Lookup::Expired(id) => t.remove(id),
+                        Lookup::Miss => None,
+                    };
+                    prop_assert_eq!(found, model.remove(&c));
+                }
+                Op::Sweep(now) => {
+                    let mut gone = Vec::new();
+                    t.sweep(Millis(now), 32, |s| gone.push(s.client.port));
+                    for c in &gone {
+                        prop_assert!(model.get(c).is_some_and(|s| s.expires <= Millis(now)));
+                        model.remove(c);
+                    }
+                    // A full-capacity sweep leaves nothing expired behind.
+                    prop_assert!(model.values().all(|s| s.expires > Millis(now)));
+                }
+            }
+            prop_assert_eq!(t.len(), model.len());
+            for s in model.values() {
+                prop_assert!(matches!(t.lookup(&s.client_key(), Millis(0)), Lookup::Hit(_, Direction::Inbound)));
+                prop_assert!(matches!(t.lookup(&s.rs_key(), Millis(0)), Lookup::Hit(_, Direction::Outbound)));
+            }
+        }
+    }
+}

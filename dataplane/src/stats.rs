@@ -1,0 +1,132 @@
+//! Per-worker counters and the reasons a packet is dropped.
+//!
+//! Counters are plain integers owned by one worker; the worker copies them
+//! into shared atomics now and then ([`crate::worker`]) and the control side
+//! aggregates. Every drop has exactly one reason, so the sum of drops by
+//! reason is the number of packets dropped.
+
+/// Why the data plane dropped a packet. The doc line of each variant is its
+/// help text in metrics and listings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum DropReason {
+    /// Truncated or malformed Ethernet, ARP, IPv4 or TCP header.
+    Malformed = 0,
+    /// Neither IPv4 nor ARP (IPv6 and VLAN come with later work).
+    UnsupportedL3,
+    /// IP protocol not handled for this destination.
+    UnsupportedL4,
+    /// IPv4 fragment (fragments are not reassembled yet).
+    Fragment,
+    /// Destination address not owned by the appliance.
+    NotForUs,
+    /// Owned address, but no service on that port/protocol.
+    NoService,
+    /// TCP segment other than a SYN with no session.
+    NoSession,
+    /// No real server can take a new connection (all weight 0 or none).
+    NoRealServer,
+    /// Every local address's port pool is exhausted.
+    PortExhausted,
+    /// The session table is full; new connections are refused.
+    SessionTableFull,
+    /// The next hop's MAC is not resolved yet (an ARP request went out).
+    NeighbourMiss,
+    /// TTL would reach zero.
+    TtlExceeded,
+    /// The transmit queue was full.
+    TxFull,
+    /// Multi-segment mbuf (jumbo frames are not handled yet).
+    MultiSegment,
+    /// ARP packet not addressed to an owned address (learned, then dropped).
+    ArpNotForUs,
+}
+
+impl DropReason {
+    /// Number of reasons.
+    pub const COUNT: usize = 15;
+
+    /// All reasons, in discriminant order.
+    pub const ALL: [Self; Self::COUNT] = [
+        Self::Malformed,
+        Self::UnsupportedL3,
+        Self::UnsupportedL4,
+        Self::Fragment,
+        Self::NotForUs,
+        Self::NoService,
+        Self::NoSession,
+        Self::NoRealServer,
+        Self::PortExhausted,
+        Self::SessionTableFull,
+        Self::NeighbourMiss,
+        Self::TtlExceeded,
+        Self::TxFull,
+        Self::MultiSegment,
+        Self::ArpNotForUs,
+    ];
+
+    /// Stable snake_case name (metrics label, listings).
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::UnsupportedL3 => "unsupported_l3",
+            Self::UnsupportedL4 => "unsupported_l4",
+            Self::Fragment => "fragment",
+            Self::NotForUs => "not_for_us",
+            Self::NoService => "no_service",
+            Self::NoSession => "no_session",
+            Self::NoRealServer => "no_real_server",
+            Self::PortExhausted => "port_exhausted",
+            Self::SessionTableFull => "session_table_full",
+            Self::NeighbourMiss => "neighbour_miss",
+            Self::TtlExceeded => "ttl_exceeded",
+            Self::TxFull => "tx_full",
+            Self::MultiSegment => "multi_segment",
+            Self::ArpNotForUs => "arp_not_for_us",
+        }
+    }
+}
+
+/// A worker's own counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Packets received.
+    pub rx_packets: u64,
+    /// Packets transmitted.
+    pub tx_packets: u64,
+    /// Packets dropped, by reason.
+    pub drops: [u64; DropReason::COUNT],
+    /// Sessions created.
+    pub sessions_created: u64,
+    /// Sessions removed (expired or replaced).
+    pub sessions_expired: u64,
+    /// ARP requests answered.
+    pub arp_replies: u64,
+    /// ICMP echo requests answered.
+    pub echo_replies: u64,
+}
+
+impl Counters {
+    /// Counts a drop.
+    #[inline]
+    pub fn drop(&mut self, reason: DropReason) {
+        self.drops[reason as usize] += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_is_in_discriminant_order_with_unique_names() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+        let mut names: Vec<_> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), DropReason::COUNT);
+    }
+}

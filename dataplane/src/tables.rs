@@ -1,0 +1,137 @@
+//! The configuration a worker forwards by, as an immutable snapshot.
+//!
+//! The control side builds a [`Tables`] from the validated config and hands
+//! each worker an `Arc` of it; workers only read it. Indices into its vectors
+//! (service, real server, local address) are what sessions store, so a
+//! snapshot is never mutated in place: a change means a new snapshot.
+
+use crate::sched::{Candidate, SchedKind};
+use crate::session::{Endpoint, Timeouts};
+use crate::wire::MacAddr;
+
+/// A DPDK port as the pipeline sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    /// Position of the port in the worker's port list.
+    pub port: u16,
+    /// The port's MAC address.
+    pub mac: MacAddr,
+    /// The interface's own address.
+    pub addr: [u8; 4],
+    /// Prefix length of the connected subnet.
+    pub prefix_len: u8,
+    /// Default gateway reached through this interface, if any.
+    pub gateway: Option<[u8; 4]>,
+}
+
+impl Interface {
+    /// True if `ip` is on this interface's connected subnet.
+    #[must_use]
+    pub fn on_link(&self, ip: [u8; 4]) -> bool {
+        let mask = if self.prefix_len == 0 { 0 } else { u32::MAX << (32 - u32::from(self.prefix_len.min(32))) };
+        u32::from_be_bytes(ip) & mask == u32::from_be_bytes(self.addr) & mask
+    }
+}
+
+/// A real server of a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RealServer {
+    /// Address and port connections are sent to.
+    pub addr: Endpoint,
+    /// Weight (0: no new connections).
+    pub weight: u32,
+    /// Index in the global real-server numbering (per-RS counters).
+    pub index: u16,
+}
+
+impl Candidate for RealServer {
+    fn weight(&self) -> u32 {
+        self.weight
+    }
+}
+
+/// A virtual service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    /// VIP and port.
+    pub vip: Endpoint,
+    /// IP protocol (6 = TCP).
+    pub proto: u8,
+    /// Scheduling policy.
+    pub sched: SchedKind,
+    /// Indices into [`Tables::laddrs`] of the FULLNAT local addresses.
+    pub laddrs: Vec<u16>,
+    /// Real servers.
+    pub servers: Vec<RealServer>,
+}
+
+/// Everything the pipeline forwards by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tables {
+    /// Ports, in worker port-list order.
+    pub interfaces: Vec<Interface>,
+    /// Services.
+    pub services: Vec<Service>,
+    /// FULLNAT local addresses (all services).
+    pub laddrs: Vec<[u8; 4]>,
+    /// Local ports handed out on each local address (inclusive).
+    pub lport_range: (u16, u16),
+    /// Session timeouts.
+    pub timeouts: Timeouts,
+    /// Total number of real servers (the global numbering's size).
+    pub rs_count: u16,
+}
+
+impl Tables {
+    /// The service at `vip`, for `proto`.
+    #[inline]
+    #[must_use]
+    pub fn service_at(&self, vip: Endpoint, proto: u8) -> Option<usize> {
+        self.services.iter().position(|s| s.vip == vip && s.proto == proto)
+    }
+
+    /// The index of the local address `ip`.
+    #[inline]
+    #[must_use]
+    pub fn laddr_index(&self, ip: [u8; 4]) -> Option<usize> {
+        self.laddrs.iter().position(|a| *a == ip)
+    }
+
+    /// True if the appliance owns `ip` (VIP, local address or interface address).
+    #[must_use]
+    pub fn owns(&self, ip: [u8; 4]) -> bool {
+        self.services.iter().any(|s| s.vip.ip == ip)
+            || self.laddrs.contains(&ip)
+            || self.interfaces.iter().any(|i| i.addr == ip)
+    }
+
+    /// The port and next-hop address toward `ip`: the first interface it is
+    /// on-link for, else the first interface with a gateway.
+    #[must_use]
+    pub fn next_hop(&self, ip: [u8; 4]) -> Option<(u16, [u8; 4])> {
+        if let Some(i) = self.interfaces.iter().find(|i| i.on_link(ip)) {
+            return Some((i.port, ip));
+        }
+        self.interfaces.iter().find_map(|i| i.gateway.map(|g| (i.port, g)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn on_link_and_next_hop() {
+        let t = Tables {
+            interfaces: vec![Interface { port: 0, mac: [0; 6], addr: [10, 0, 0, 2], prefix_len: 24, gateway: Some([10, 0, 0, 1]) }],
+            services: vec![],
+            laddrs: vec![[10, 0, 0, 200]],
+            lport_range: (1024, 65535),
+            timeouts: Timeouts::default(),
+            rs_count: 0,
+        };
+        assert_eq!(t.next_hop([10, 0, 0, 9]), Some((0, [10, 0, 0, 9])));
+        assert_eq!(t.next_hop([8, 8, 8, 8]), Some((0, [10, 0, 0, 1])));
+        assert!(t.owns([10, 0, 0, 200]) && t.owns([10, 0, 0, 2]) && !t.owns([10, 0, 0, 3]));
+    }
+}
