@@ -21,3 +21,5 @@ pub mod stats;
 pub mod tables;
 pub mod time;
 pub mod wire;
+#[cfg(feature = "dpdk")]
+pub mod worker;

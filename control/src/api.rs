@@ -1,0 +1,146 @@
+//! The control socket protocol between `rvsadm` and `rvsd`.
+//!
+//! A Unix stream socket (mode 0600: root only). The client writes one JSON
+//! [`Request`] on a line; the daemon answers one JSON [`Response`] on a line
+//! and closes. Plain data, no behaviour: both binaries share these types.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Default socket path.
+pub const DEFAULT_SOCKET: &str = "/run/rvs/rvsd.sock";
+
+/// What rvsadm asks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Services, real servers and their connection counts (`-L -n`).
+    ListServices,
+    /// The connection table (`-L -n -c`).
+    ListConnections,
+    /// Data-plane counters.
+    Stats,
+}
+
+/// A real server as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RealServerView {
+    /// `IP:PORT`.
+    pub addr: String,
+    /// ipvsadm's Forward column (`FullNat`, `Masq`, `Route`, `Tunnel`).
+    pub forward: String,
+    /// Weight.
+    pub weight: u32,
+    /// ESTABLISHED connections (all workers).
+    pub active: u64,
+    /// Other connections (all workers).
+    pub inactive: u64,
+}
+
+/// A service as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceView {
+    /// `TCP` or `UDP`.
+    pub proto: String,
+    /// `VIP:PORT`.
+    pub vip: String,
+    /// Scheduler name.
+    pub scheduler: String,
+    /// Real servers.
+    pub servers: Vec<RealServerView>,
+}
+
+/// A connection as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionView {
+    /// `TCP` or `UDP`.
+    pub proto: String,
+    /// Seconds until expiry.
+    pub expires_in_secs: u64,
+    /// State name.
+    pub state: String,
+    /// Client `IP:PORT`.
+    pub client: String,
+    /// Virtual `IP:PORT`.
+    pub vip: String,
+    /// Real server `IP:PORT`.
+    pub rs: String,
+    /// FULLNAT local `IP:PORT`.
+    pub laddr: String,
+    /// Worker holding the session.
+    pub worker: u32,
+}
+
+/// Counters of one worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerStatsView {
+    /// lcore id.
+    pub lcore: u32,
+    /// Packets received.
+    pub rx_packets: u64,
+    /// Packets sent.
+    pub tx_packets: u64,
+    /// Sessions in the table.
+    pub sessions: u64,
+    /// Sessions created.
+    pub sessions_created: u64,
+    /// Sessions removed.
+    pub sessions_expired: u64,
+    /// Drops by reason name (non-zero only).
+    pub drops: Vec<(String, u64)>,
+}
+
+/// What rvsd answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// For [`Request::ListServices`]; `table_size` is the session capacity.
+    Services {
+        /// Session capacity, all workers.
+        table_size: u64,
+        /// Services.
+        services: Vec<ServiceView>,
+    },
+    /// For [`Request::ListConnections`].
+    Connections(Vec<ConnectionView>),
+    /// For [`Request::Stats`].
+    Stats(Vec<WorkerStatsView>),
+    /// The request failed.
+    Error(String),
+}
+
+/// Why talking to the daemon failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Could not connect (daemon not running, or not root).
+    #[error("cannot connect to rvsd at {path}: {source}")]
+    Connect {
+        /// Socket path.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The exchange broke off.
+    #[error("control socket: {0}")]
+    Io(#[from] std::io::Error),
+    /// The answer was not understood.
+    #[error("bad answer from rvsd: {0}")]
+    Decode(#[from] serde_json::Error),
+}
+
+/// Sends `req` to the daemon at `path` and returns its answer.
+///
+/// # Errors
+/// [`ClientError`] if the daemon cannot be reached or answers nonsense.
+pub fn call(path: &Path, req: &Request) -> Result<Response, ClientError> {
+    let mut s = UnixStream::connect(path).map_err(|source| ClientError::Connect { path: path.display().to_string(), source })?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut line = serde_json::to_string(req)?;
+    line.push('\n');
+    s.write_all(line.as_bytes())?;
+    let mut answer = String::new();
+    BufReader::new(s).read_line(&mut answer)?;
+    Ok(serde_json::from_str(&answer)?)
+}

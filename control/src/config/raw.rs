@@ -1,0 +1,115 @@
+//! The file's shape, as serde sees it. Values that need checking stay
+//! `Spanned` so errors can point at them.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub dpdk: RawDpdk,
+    #[serde(default)]
+    pub dataplane: RawDataplane,
+    #[serde(default)]
+    pub control: RawControl,
+    #[serde(default)]
+    pub interface: Vec<RawInterface>,
+    #[serde(default)]
+    pub service: Vec<RawService>,
+    #[serde(default)]
+    pub timeouts: RawTimeouts,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDpdk {
+    #[serde(default)]
+    pub main_lcore: u32,
+    #[serde(default = "default_memory")]
+    pub memory_mb: u32,
+    #[serde(default)]
+    pub no_huge: bool,
+    #[serde(default)]
+    pub no_pci: bool,
+    #[serde(default = "default_prefix")]
+    pub file_prefix: String,
+    #[serde(default)]
+    pub extra_args: Vec<String>,
+}
+
+fn default_memory() -> u32 {
+    1024
+}
+fn default_prefix() -> String {
+    "rvs".into()
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDataplane {
+    #[serde(default)]
+    pub worker_lcores: Option<Spanned<Vec<u32>>>,
+    #[serde(default)]
+    pub idle: Option<Spanned<String>>,
+    #[serde(default)]
+    pub session_capacity: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub mbufs: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub local_port_range: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawControl {
+    pub socket: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawInterface {
+    pub name: Spanned<String>,
+    pub device: Spanned<String>,
+    pub address: Spanned<String>,
+    pub gateway: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawService {
+    pub vip: Spanned<String>,
+    #[serde(default)]
+    pub protocol: Option<Spanned<String>>,
+    #[serde(default)]
+    pub scheduler: Option<Spanned<String>>,
+    #[serde(default)]
+    pub forward: Option<Spanned<String>>,
+    #[serde(default)]
+    pub local_addresses: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub real_server: Vec<RawRealServer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRealServer {
+    pub address: Spanned<String>,
+    #[serde(default)]
+    pub weight: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTimeouts {
+    pub tcp_established: Option<Spanned<i64>>,
+    pub tcp_syn_sent: Option<Spanned<i64>>,
+    pub tcp_syn_recv: Option<Spanned<i64>>,
+    pub tcp_fin_wait: Option<Spanned<i64>>,
+    pub tcp_time_wait: Option<Spanned<i64>>,
+    pub tcp_close: Option<Spanned<i64>>,
+    pub tcp_close_wait: Option<Spanned<i64>>,
+    pub tcp_last_ack: Option<Spanned<i64>>,
+    pub tcp_listen: Option<Spanned<i64>>,
+    pub tcp_synack: Option<Spanned<i64>>,
+    pub udp: Option<Spanned<i64>>,
+}

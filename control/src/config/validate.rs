@@ -1,0 +1,234 @@
+//! From the raw file to a [`Config`]: every check that needs more than a type.
+
+use std::collections::HashSet;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+
+use dataplane::sched::SchedKind;
+use dataplane::session::{TcpState, Timeouts};
+use toml::Spanned;
+
+use super::raw::{RawConfig, RawTimeouts};
+use super::{
+    line_col, Config, ConfigError, DataplaneConfig, DpdkConfig, Forward, IdlePolicy, InterfaceConfig, RealServerConfig,
+    ServiceConfig,
+};
+
+struct Ctx<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err_at(&self, span: std::ops::Range<usize>, reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            path: self.path.to_path_buf(),
+            at: Some(line_col(self.text, span.start)),
+            reason: reason.into(),
+        }
+    }
+    fn at<T>(&self, v: &Spanned<T>, reason: impl Into<String>) -> ConfigError {
+        self.err_at(v.span(), reason)
+    }
+    fn nowhere(&self, reason: impl Into<String>) -> ConfigError {
+        ConfigError { path: self.path.to_path_buf(), at: None, reason: reason.into() }
+    }
+}
+
+/// Validates a parsed file.
+///
+/// # Errors
+/// The first problem found, as a [`ConfigError`].
+pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigError> {
+    let cx = Ctx { path, text };
+    let dp = &raw.dataplane;
+
+    let worker_lcores = match &dp.worker_lcores {
+        Some(w) => {
+            if w.get_ref().is_empty() {
+                return Err(cx.at(w, "worker_lcores must list at least one lcore"));
+            }
+            let mut seen = HashSet::new();
+            for l in w.get_ref() {
+                if *l == raw.dpdk.main_lcore {
+                    return Err(cx.at(w, format!("lcore {l} is the main lcore; workers need lcores of their own")));
+                }
+                if !seen.insert(*l) {
+                    return Err(cx.at(w, format!("lcore {l} listed twice")));
+                }
+            }
+            w.get_ref().clone()
+        }
+        None => vec![raw.dpdk.main_lcore + 1],
+    };
+    let idle = match &dp.idle {
+        None => IdlePolicy::Busy,
+        Some(s) => match s.get_ref().as_str() {
+            "busy" => IdlePolicy::Busy,
+            "backoff" => IdlePolicy::Backoff,
+            other => return Err(cx.at(s, format!("idle must be \"busy\" or \"backoff\", not {other:?}"))),
+        },
+    };
+    let session_capacity = positive(&cx, dp.session_capacity.as_ref(), 1 << 20, "session_capacity")?;
+    let mbufs = positive(&cx, dp.mbufs.as_ref(), 16383, "mbufs")?;
+    if mbufs < 1024 {
+        if let Some(m) = &dp.mbufs {
+            return Err(cx.at(m, "mbufs must be at least 1024"));
+        }
+    }
+    let lport_range = match &dp.local_port_range {
+        None => (1025, 65535),
+        Some(s) => parse_range(s.get_ref()).ok_or_else(|| cx.at(s, format!("local_port_range must be \"FIRST-LAST\" with 1 <= FIRST <= LAST <= 65535, not {:?}", s.get_ref())))?,
+    };
+
+    if raw.interface.is_empty() {
+        return Err(cx.nowhere("no [[interface]]: rvsd needs at least one DPDK port"));
+    }
+    let mut interfaces = Vec::new();
+    let mut names = HashSet::new();
+    for i in &raw.interface {
+        if !names.insert(i.name.get_ref().clone()) {
+            return Err(cx.at(&i.name, format!("interface {:?} defined twice", i.name.get_ref())));
+        }
+        if i.device.get_ref().trim().is_empty() {
+            return Err(cx.at(&i.device, "device is empty"));
+        }
+        let (addr, prefix_len) = parse_cidr(i.address.get_ref())
+            .ok_or_else(|| cx.at(&i.address, format!("address must be IPv4/PREFIX like \"10.0.0.2/24\", not {:?}", i.address.get_ref())))?;
+        let gateway = match &i.gateway {
+            None => None,
+            Some(g) => Some(g.get_ref().parse::<Ipv4Addr>().map_err(|_| cx.at(g, format!("gateway {:?} is not an IPv4 address", g.get_ref())))?),
+        };
+        let ic = InterfaceConfig { name: i.name.get_ref().clone(), device: i.device.get_ref().trim().to_string(), addr, prefix_len, gateway };
+        if raw.dpdk.no_pci && !ic.is_vdev() {
+            return Err(cx.at(&i.device, format!("device {:?} is a PCI device but [dpdk] no_pci = true", ic.device)));
+        }
+        interfaces.push(ic);
+    }
+
+    let mut services = Vec::new();
+    let mut vips = HashSet::new();
+    for s in &raw.service {
+        let vip = parse_socket(s.vip.get_ref()).ok_or_else(|| cx.at(&s.vip, format!("vip must be IPv4:PORT like \"10.0.0.100:80\", not {:?}", s.vip.get_ref())))?;
+        let proto = match &s.protocol {
+            None => 6,
+            Some(p) => match p.get_ref().as_str() {
+                "tcp" => 6,
+                "udp" => return Err(cx.at(p, "protocol \"udp\" is not supported yet (only \"tcp\")")),
+                other => return Err(cx.at(p, format!("protocol must be \"tcp\", not {other:?}"))),
+            },
+        };
+        if !vips.insert((vip, proto)) {
+            return Err(cx.at(&s.vip, format!("service {vip} defined twice")));
+        }
+        let scheduler = match &s.scheduler {
+            None => SchedKind::RoundRobin,
+            Some(n) => SchedKind::from_name(n.get_ref()).ok_or_else(|| cx.at(n, format!("unknown scheduler {:?} (supported: rr)", n.get_ref())))?,
+        };
+        let forward = match &s.forward {
+            None => Forward::FullNat,
+            Some(f) => match f.get_ref().as_str() {
+                "fullnat" => Forward::FullNat,
+                "nat" | "dr" | "tun" => return Err(cx.at(f, format!("forward {:?} is not supported yet (only \"fullnat\")", f.get_ref()))),
+                other => return Err(cx.at(f, format!("forward must be one of fullnat, nat, dr, tun; not {other:?}"))),
+            },
+        };
+        if s.local_addresses.is_empty() {
+            return Err(cx.at(&s.vip, format!("service {vip}: FULLNAT needs local_addresses")));
+        }
+        let mut local_addresses = Vec::new();
+        for a in &s.local_addresses {
+            local_addresses.push(a.get_ref().parse::<Ipv4Addr>().map_err(|_| cx.at(a, format!("local address {:?} is not an IPv4 address", a.get_ref())))?);
+        }
+        if s.real_server.is_empty() {
+            return Err(cx.at(&s.vip, format!("service {vip} has no [[service.real_server]]")));
+        }
+        let mut real_servers = Vec::new();
+        for r in &s.real_server {
+            let addr = parse_socket(r.address.get_ref()).ok_or_else(|| cx.at(&r.address, format!("real server address must be IPv4:PORT, not {:?}", r.address.get_ref())))?;
+            let weight = match &r.weight {
+                None => 1,
+                Some(w) => u32::try_from(*w.get_ref()).ok().filter(|w| *w <= 65535).ok_or_else(|| cx.at(w, format!("weight must be 0..=65535, not {}", w.get_ref())))?,
+            };
+            if real_servers.iter().any(|x: &RealServerConfig| x.addr == addr) {
+                return Err(cx.at(&r.address, format!("real server {addr} listed twice")));
+            }
+            real_servers.push(RealServerConfig { addr, weight });
+        }
+        services.push(ServiceConfig { vip, proto, scheduler, forward, local_addresses, real_servers });
+    }
+
+    Ok(Config {
+        path: PathBuf::from(path),
+        dpdk: DpdkConfig {
+            main_lcore: raw.dpdk.main_lcore,
+            memory_mb: raw.dpdk.memory_mb,
+            no_huge: raw.dpdk.no_huge,
+            no_pci: raw.dpdk.no_pci,
+            file_prefix: raw.dpdk.file_prefix.clone(),
+            extra_args: raw.dpdk.extra_args.clone(),
+        },
+        dataplane: DataplaneConfig { worker_lcores, idle, session_capacity, mbufs, lport_range },
+        socket: PathBuf::from(raw.control.socket.as_deref().unwrap_or("/run/rvs/rvsd.sock")),
+        interfaces,
+        services,
+        timeouts: timeouts(&cx, &raw.timeouts)?,
+    })
+}
+
+fn positive(cx: &Ctx<'_>, v: Option<&Spanned<u32>>, default: u32, what: &str) -> Result<u32, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(v) if *v.get_ref() == 0 => Err(cx.at(v, format!("{what} must be positive"))),
+        Some(v) => Ok(*v.get_ref()),
+    }
+}
+
+fn timeouts(cx: &Ctx<'_>, raw: &RawTimeouts) -> Result<Timeouts, ConfigError> {
+    let mut t = Timeouts::default();
+    let tcp = [
+        (&raw.tcp_established, TcpState::Established),
+        (&raw.tcp_syn_sent, TcpState::SynSent),
+        (&raw.tcp_syn_recv, TcpState::SynRecv),
+        (&raw.tcp_fin_wait, TcpState::FinWait),
+        (&raw.tcp_time_wait, TcpState::TimeWait),
+        (&raw.tcp_close, TcpState::Close),
+        (&raw.tcp_close_wait, TcpState::CloseWait),
+        (&raw.tcp_last_ack, TcpState::LastAck),
+        (&raw.tcp_listen, TcpState::Listen),
+        (&raw.tcp_synack, TcpState::SynAck),
+    ];
+    for (v, state) in tcp {
+        if let Some(v) = v {
+            t.set_tcp(state, secs(cx, v)?);
+        }
+    }
+    if let Some(v) = &raw.udp {
+        t.udp_secs = secs(cx, v)?;
+    }
+    Ok(t)
+}
+
+fn secs(cx: &Ctx<'_>, v: &Spanned<i64>) -> Result<u32, ConfigError> {
+    u32::try_from(*v.get_ref())
+        .ok()
+        .filter(|s| (1..=31 * 24 * 3600).contains(s))
+        .ok_or_else(|| cx.at(v, format!("timeout must be 1..=2678400 seconds, not {}", v.get_ref())))
+}
+
+fn parse_socket(s: &str) -> Option<SocketAddrV4> {
+    let sa: SocketAddrV4 = s.parse().ok()?;
+    (sa.port() != 0).then_some(sa)
+}
+
+fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
+    let (a, p) = s.split_once('/')?;
+    let p: u8 = p.parse().ok()?;
+    (p <= 32).then_some((a.parse().ok()?, p))
+}
+
+fn parse_range(s: &str) -> Option<(u16, u16)> {
+    let (a, b) = s.split_once('-')?;
+    let (a, b): (u16, u16) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+    (a >= 1 && a <= b).then_some((a, b))
+}

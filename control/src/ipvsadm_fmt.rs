@@ -1,0 +1,85 @@
+//! ipvsadm's output formats, byte for byte (`ipvsadm.c`: `print_title`,
+//! `print_service_entry`, `print_conn`).
+
+use std::fmt::Write;
+
+use crate::api::{ConnectionView, ServiceView};
+
+/// `ipvsadm -L -n`.
+#[must_use]
+pub fn list_services(table_size: u64, services: &[ServiceView]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "IP Virtual Server version 1.2.1 (size={table_size})");
+    out.push_str("Prot LocalAddress:Port Scheduler Flags\n");
+    out.push_str("  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n");
+    for s in services {
+        let _ = writeln!(out, "{}  {} {}", s.proto, s.vip, s.scheduler);
+        for r in &s.servers {
+            let _ = writeln!(out, "  -> {:<28} {:<7} {:<6} {:<10} {:<10}", r.addr, r.forward, r.weight, r.active, r.inactive);
+        }
+    }
+    out
+}
+
+/// `ipvsadm -L -n -c`.
+#[must_use]
+pub fn list_connections(conns: &[ConnectionView]) -> String {
+    let mut out = String::from("IPVS connection entries\n");
+    out.push_str("pro expire state       source             virtual            destination\n");
+    for c in conns {
+        let _ = writeln!(
+            out,
+            "{:<3} {:02}:{:02}  {:<11} {:<18} {:<18} {}",
+            c.proto,
+            c.expires_in_secs / 60,
+            c.expires_in_secs % 60,
+            c.state,
+            c.client,
+            c.vip,
+            c.rs
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::RealServerView;
+
+    #[test]
+    fn matches_ipvsadm_listing_from_the_seed() {
+        // Seed 000 §8, with our Forward word for a Masq server.
+        let s = ServiceView {
+            proto: "TCP".into(),
+            vip: "192.168.146.100:80".into(),
+            scheduler: "rr".into(),
+            servers: vec![RealServerView { addr: "192.168.177.10:80".into(), forward: "Masq".into(), weight: 1, active: 0, inactive: 0 }],
+        };
+        let got = list_services(4096, &[s]);
+        let want = concat!(
+            "IP Virtual Server version 1.2.1 (size=4096)\n",
+            "Prot LocalAddress:Port Scheduler Flags\n",
+            "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n",
+            "TCP  192.168.146.100:80 rr\n",
+            "  -> 192.168.177.10:80            Masq    1      0          0         \n",
+        );
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn matches_ipvsadm_connection_line_from_the_seed() {
+        let c = ConnectionView {
+            proto: "TCP".into(),
+            expires_in_secs: 74,
+            state: "TIME_WAIT".into(),
+            client: "192.168.146.1:55276".into(),
+            vip: "192.168.146.100:80".into(),
+            rs: "192.168.177.20:80".into(),
+            laddr: "10.0.0.1:1025".into(),
+            worker: 1,
+        };
+        let got = list_connections(&[c]);
+        assert!(got.ends_with("TCP 01:14  TIME_WAIT   192.168.146.1:55276 192.168.146.100:80 192.168.177.20:80\n"), "{got}");
+    }
+}

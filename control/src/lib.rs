@@ -1,0 +1,9 @@
+//! rvs control plane.
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod api;
+pub mod ipvsadm_fmt;
+pub mod plan;
+#[cfg(feature = "dpdk")]
+pub mod daemon;
