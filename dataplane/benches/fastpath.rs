@@ -1,0 +1,119 @@
+//! Per-packet costs of the FULLNAT fast path, without DPDK: the header
+//! rewrite, a session lookup at several table sizes, and a whole established
+//! packet through `Pipeline::process`. Figures go to BENCHMARKS.md.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use rvs_dataplane::fnat::{rewrite::rewrite_tcp_v4, Pipeline, Verdict};
+use rvs_dataplane::sched::SchedKind;
+use rvs_dataplane::session::{Endpoint, FlowKey, Session, SessionTable, TcpState, Timeouts};
+use rvs_dataplane::tables::{Interface, RealServer, Service, Tables};
+use rvs_dataplane::time::Millis;
+use rvs_dataplane::wire::{ipv4, tcp};
+
+fn tcp_frame(smac: [u8; 6], src: Endpoint, dst: Endpoint, flags: u8) -> Vec<u8> {
+    let mut f = vec![0u8; 14 + 40];
+    f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+    f[6..12].copy_from_slice(&smac);
+    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    ipv4::emit_header(&mut f[14..], ipv4::PROTO_TCP, src.ip, dst.ip, 20);
+    let t = &mut f[34..];
+    t[0..2].copy_from_slice(&src.port.to_be_bytes());
+    t[2..4].copy_from_slice(&dst.port.to_be_bytes());
+    t[12] = 5 << 4;
+    t[13] = flags;
+    tcp::Packet::new_checked(&mut f[34..]).unwrap().fill_checksum_v4(src.ip, dst.ip);
+    f
+}
+
+fn session(i: u32) -> Session {
+    let b = i.to_be_bytes();
+    Session {
+        proto: 6,
+        client: Endpoint::new([10, b[1], b[2], b[3]], 40000),
+        vip: Endpoint::new([10, 77, 0, 100], 80),
+        laddr: Endpoint::new([10, 200, b[1], 1], u16::from_be_bytes([b[2], b[3]])),
+        rs: Endpoint::new([10, 77, 0, 11], 80),
+        service: 0,
+        rs_index: 0,
+        laddr_index: 0,
+        state: TcpState::Established,
+        expires: Millis(u64::MAX),
+        client_port: 0,
+        client_mac: [0; 6],
+        rs_port: 0,
+        rs_mac: [0; 6],
+    }
+}
+
+fn bench_rewrite(c: &mut Criterion) {
+    let f = tcp_frame([2; 6], Endpoint::new([10, 77, 0, 10], 40000), Endpoint::new([10, 77, 0, 100], 80), tcp::ACK);
+    let mut g = c.benchmark_group("rewrite");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("tcp_v4_incremental", |b| {
+        let mut p = f[14..].to_vec();
+        b.iter(|| rewrite_tcp_v4(black_box(&mut p), Endpoint::new([10, 77, 0, 200], 1025), Endpoint::new([10, 77, 0, 11], 80)))
+    });
+    g.finish();
+}
+
+fn bench_lookup(c: &mut Criterion) {
+    let mut g = c.benchmark_group("session_lookup_hit");
+    g.throughput(Throughput::Elements(1));
+    for n in [1_000u32, 100_000, 1_000_000] {
+        let mut t = SessionTable::new(n, 7);
+        for i in 0..n {
+            t.insert(session(i)).unwrap();
+        }
+        let keys: Vec<FlowKey> = (0..4096).map(|i| session((i * 7919) % n).client_key()).collect();
+        let mut k = 0usize;
+        g.bench_function(format!("{n}"), |b| {
+            b.iter(|| {
+                k = (k + 1) & 4095;
+                black_box(t.lookup(&keys[k], Millis(0)))
+            })
+        });
+    }
+    g.finish();
+}
+
+fn bench_pipeline(c: &mut Criterion) {
+    let tables = Arc::new(Tables {
+        interfaces: vec![Interface { port: 0, mac: [2, 0, 0, 0, 0, 2], addr: [10, 77, 0, 2], prefix_len: 24, gateway: None }],
+        services: vec![Service {
+            vip: Endpoint::new([10, 77, 0, 100], 80),
+            proto: 6,
+            sched: SchedKind::RoundRobin,
+            laddrs: vec![0],
+            servers: vec![RealServer { addr: Endpoint::new([10, 77, 0, 11], 80), weight: 1, index: 0 }],
+        }],
+        laddrs: vec![[10, 77, 0, 200]],
+        lport_range: (1025, 65535),
+        timeouts: Timeouts::default(),
+        rs_count: 1,
+    });
+    let mut p = Pipeline::new(tables, 65536, 1);
+    // Learn the RS MAC through an ARP reply, then open one connection.
+    let mut arp = vec![0u8; 42];
+    arp[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+    arp[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 0x11]);
+    arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+    rvs_dataplane::wire::arp::Packet::new_unchecked(&mut arp[14..]).emit(2, [2, 0, 0, 0, 0, 0x11], [10, 77, 0, 11], [2, 0, 0, 0, 0, 2], [10, 77, 0, 2]);
+    p.process(&mut arp, 0, Millis(0));
+    let client = Endpoint::new([10, 77, 0, 10], 40000);
+    let vip = Endpoint::new([10, 77, 0, 100], 80);
+    let mut syn = tcp_frame([2; 6], client, vip, tcp::SYN);
+    assert_eq!(p.process(&mut syn, 0, Millis(0)), Verdict::Forward { port: 0 });
+    let ack = tcp_frame([2; 6], client, vip, tcp::ACK);
+    let mut g = c.benchmark_group("pipeline");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("established_inbound_64B", |b| {
+        b.iter_batched_ref(|| ack.clone(), |f| black_box(p.process(f, 0, Millis(1))), BatchSize::SmallInput)
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_rewrite, bench_lookup, bench_pipeline);
+criterion_main!(benches);
