@@ -1,0 +1,383 @@
+"""Helpers for the rvs end-to-end tests: commands in the lab's namespaces,
+rvsd start/stop, rvsadm output parsing and test configs.
+
+The lab itself (namespaces, bridge, HTTP real servers) is built by
+`scripts/lab up`; see that script for the topology. Every command here runs
+with a timeout so a wedged data path fails a test instead of hanging it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, TypeVar
+
+REPO = Path(__file__).resolve().parents[2]
+LAB = REPO / "scripts" / "lab"
+RVSD = Path(os.environ.get("RVSD", REPO / "target" / "release" / "rvsd"))
+RVSADM = Path(os.environ.get("RVSADM", REPO / "target" / "release" / "rvsadm"))
+LAB_CONFIG = REPO / "config" / "lab.toml"
+RUN = Path("/run/rvs-lab")
+RVSD_PID = RUN / "rvsd.pid"
+
+CLIENT_IP = "10.77.0.10"
+VIP = "10.77.0.100"
+VIP_PORT = 80
+LOCAL_ADDR = "10.77.0.200"
+REAL_SERVERS = {"rs1": "10.77.0.11", "rs2": "10.77.0.12"}
+
+# Short close timeouts so finished sessions leave the table within seconds.
+SHORT_TIMEOUTS = {
+    "tcp_time_wait": 2,
+    "tcp_close": 2,
+    "tcp_fin_wait": 2,
+    "tcp_close_wait": 2,
+    "tcp_last_ack": 2,
+    "tcp_syn_recv": 5,
+}
+
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------
+# commands
+
+
+def run(cmd: list[str], timeout: float = 30, env: Optional[dict] = None,
+        check: bool = False) -> subprocess.CompletedProcess:
+    """Run CMD, capture text output. Never inherits our stdout (so a daemon
+    started by CMD cannot hold a pipe open)."""
+    full_env = None
+    if env:
+        full_env = dict(os.environ)
+        full_env.update(env)
+    proc = subprocess.run([str(c) for c in cmd], stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=timeout,
+                          env=full_env)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"command failed ({proc.returncode}): {' '.join(map(str, cmd))}\n"
+            f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+def in_ns(node: str, cmd: list[str], timeout: float = 30,
+          check: bool = False) -> subprocess.CompletedProcess:
+    """Run CMD inside the lab namespace rvs-NODE (client, lb, rs1, rs2, sw)."""
+    return run(["ip", "netns", "exec", f"rvs-{node}", *cmd], timeout=timeout,
+               check=check)
+
+
+def lab(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """scripts/lab ARGS..., which must succeed."""
+    return run(["bash", str(LAB), *args], timeout=timeout, check=True)
+
+
+def client_curl(url: str, *extra: str, max_time: float = 5) -> subprocess.CompletedProcess:
+    """curl -s from rvs-client; the CompletedProcess has the exit code and body."""
+    return in_ns("client", ["curl", "-s", "--max-time", str(max_time), *extra, url],
+                 timeout=max_time + 10)
+
+
+def wait_until(what: str, probe: Callable[[], Optional[T]], timeout: float,
+               interval: float = 0.2) -> T:
+    """Poll PROBE every INTERVAL s until it returns something truthy, and
+    return that; fail after TIMEOUT s. An AssertionError raised by PROBE
+    counts as "not yet"; the last one is reported on timeout."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            value = probe()
+            if value:
+                return value
+            last = f"probe returned {value!r}"
+        except AssertionError as e:  # not yet
+            last = str(e)
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}: {last}")
+        time.sleep(interval)
+
+
+# --------------------------------------------------------------------------
+# configs
+
+
+def replace_table(text: str, table: str, body: str) -> str:
+    """Replace the TOML table [TABLE] (header to the next header or EOF) with
+    `[TABLE]\\nBODY`; append it if absent."""
+    lines = text.splitlines(keepends=True)
+    header = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.\-]+)\s*\]\]?\s*(#.*)?$")
+    start = end = None
+    for i, line in enumerate(lines):
+        m = header.match(line)
+        if not m:
+            continue
+        if start is None and m.group(1) == table and not line.lstrip().startswith("[["):
+            start = i
+        elif start is not None:
+            end = i
+            break
+    new = f"[{table}]\n{body}"
+    if not new.endswith("\n"):
+        new += "\n"
+    if start is None:
+        return text.rstrip("\n") + "\n\n" + new
+    if end is None:
+        end = len(lines)
+    # keep blank/comment lines that introduce the next table
+    while end > start + 1 and lines[end - 1].strip().startswith("#"):
+        end -= 1
+    rest = "".join(lines[end:]).lstrip("\n")
+    return "".join(lines[:start]) + new + ("\n" + rest if rest else "")
+
+
+def set_key(text: str, table: str, key: str, value: str) -> str:
+    """Set KEY = VALUE (VALUE is TOML text) inside [TABLE], which must exist."""
+    lines = text.splitlines(keepends=True)
+    header = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.\-]+)\s*\]\]?")
+    keyre = re.compile(rf"^\s*{re.escape(key)}\s*=")
+    current = None
+    table_line = None
+    for i, line in enumerate(lines):
+        m = header.match(line)
+        if m:
+            if current == table:
+                break
+            current = m.group(1)
+            if current == table:
+                table_line = i
+            continue
+        if current == table and keyre.match(line):
+            lines[i] = f"{key} = {value}\n"
+            return "".join(lines)
+    if table_line is None:
+        raise ValueError(f"no [{table}] table in config")
+    lines.insert(table_line + 1, f"{key} = {value}\n")
+    return "".join(lines)
+
+
+def toml_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def make_test_config(socket: Path, file_prefix: str,
+                     base: Path = LAB_CONFIG,
+                     timeouts: Optional[dict] = None) -> str:
+    """config/lab.toml with short close timeouts, its own control socket and
+    DPDK file prefix (so a demo rvsd elsewhere cannot collide with it)."""
+    text = base.read_text()
+    original = tomllib.loads(text)
+    merged = dict(original.get("timeouts", {}))
+    merged.update(SHORT_TIMEOUTS if timeouts is None else timeouts)
+    body = "".join(f"{k} = {v}\n" for k, v in merged.items())
+    text = replace_table(text, "timeouts", body)
+    text = set_key(text, "control", "socket", toml_str(str(socket)))
+    text = set_key(text, "dpdk", "file_prefix", toml_str(file_prefix))
+    parsed = tomllib.loads(text)  # must still be valid TOML
+    assert parsed["timeouts"] == merged, parsed["timeouts"]
+    assert parsed["control"]["socket"] == str(socket)
+    assert parsed.get("service") == original.get("service")
+    return text
+
+
+def line_of(text: str, pattern: str) -> int:
+    """1-based number of the first line matching regex PATTERN."""
+    for i, line in enumerate(text.splitlines(), 1):
+        if re.search(pattern, line):
+            return i
+    raise ValueError(f"no line matches {pattern!r}")
+
+
+# --------------------------------------------------------------------------
+# rvsadm
+
+
+def rvsadm(socket: Optional[Path], *args: str, timeout: float = 10,
+           check: bool = True) -> subprocess.CompletedProcess:
+    env = {"RVS_SOCKET": str(socket)} if socket else None
+    return run([str(RVSADM), *args], timeout=timeout, env=env, check=check)
+
+
+IPVS_HEADER = [
+    "IP Virtual Server version 1.2.1 (size=4096)",
+    "Prot LocalAddress:Port Scheduler Flags",
+    "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn",
+]
+CONN_HEADER = [
+    "IPVS connection entries",
+    "pro expire state       source             virtual            destination",
+]
+
+
+@dataclass
+class RealServer:
+    address: str
+    forward: str
+    weight: int
+    active: int
+    inactive: int
+    line: str
+
+
+@dataclass
+class Service:
+    protocol: str
+    address: str
+    scheduler: str
+    flags: list[str]
+    line: str
+    servers: list[RealServer]
+
+
+SERVICE_RE = re.compile(r"^(TCP|UDP|SCTP|FWM)  (\S+) (\S+)((?: \S+)*)\s*$")
+SERVER_RE = re.compile(r"^  -> (\S+)\s+(\S+)\s+(\d+)\s+(\d+)\s+(\d+)\s*$")
+
+
+def parse_services(text: str) -> list[Service]:
+    """Parse `rvsadm -L -n` (ipvsadm format); raises AssertionError on any
+    line that does not fit the format."""
+    lines = text.splitlines()
+    got = [line.rstrip() for line in lines[:3]]
+    # ipvsadm prints the kernel's connection hash table size (4096 by
+    # default); any number fits the format.
+    normalised = [re.sub(r"^(IP Virtual Server version 1\.2\.1 \(size=)\d+\)$", r"\g<1>4096)", got[0])
+                  if got else ""] + got[1:]
+    assert normalised == IPVS_HEADER, f"header lines differ:\n{got!r}\nexpected\n{IPVS_HEADER!r}"
+    services: list[Service] = []
+    for line in lines[3:]:
+        if not line.strip():
+            continue
+        m = SERVICE_RE.match(line)
+        if m:
+            services.append(Service(m.group(1), m.group(2), m.group(3),
+                                    m.group(4).split(), line, []))
+            continue
+        m = SERVER_RE.match(line)
+        assert m, f"line is neither a service nor a real server: {line!r}"
+        assert services, f"real server line before any service: {line!r}"
+        services[-1].servers.append(RealServer(m.group(1), m.group(2), int(m.group(3)),
+                                               int(m.group(4)), int(m.group(5)), line))
+    return services
+
+
+def ipvsadm_server_line(rs: RealServer) -> str:
+    """The line ipvsadm prints for RS (`  -> %-28s %-7s %-6d %-10u %-10u`)."""
+    return (f"  -> {rs.address:<28} {rs.forward:<7} {rs.weight:<6} "
+            f"{rs.active:<10} {rs.inactive:<10}").rstrip()
+
+
+@dataclass
+class Connection:
+    protocol: str
+    expire: str
+    state: str
+    source: str
+    virtual: str
+    destination: str
+
+
+def parse_connections(text: str) -> list[Connection]:
+    """Parse `rvsadm -L -n -c`."""
+    lines = text.splitlines()
+    got = [line.rstrip() for line in lines[:2]]
+    assert [g.split() for g in got] == [h.split() for h in CONN_HEADER], \
+        f"connection header differs:\n{got!r}\nexpected\n{CONN_HEADER!r}"
+    conns = []
+    for line in lines[2:]:
+        if not line.strip():
+            continue
+        f = line.split()
+        assert len(f) == 6, f"bad connection line: {line!r}"
+        assert re.fullmatch(r"\d+:\d\d", f[1]), f"bad expire field: {line!r}"
+        conns.append(Connection(*f))
+    return conns
+
+
+# --------------------------------------------------------------------------
+# rvsd
+
+
+class Rvsd:
+    """rvsd running in rvs-lb, output to LOG, pid in /run/rvs-lab/rvsd.pid
+    (so `scripts/lab down` stops it too)."""
+
+    def __init__(self, config: Path, socket: Path, log: Path):
+        self.config = config
+        self.socket = socket
+        self.log = log
+        self.proc: Optional[subprocess.Popen] = None
+
+    def start(self) -> None:
+        assert RVSD.exists(), f"{RVSD} missing: run cargo build --release"
+        assert RVSADM.exists(), f"{RVSADM} missing: run cargo build --release"
+        with open(self.log, "wb") as out:
+            # `ip netns exec` execs rvsd: the pid is rvsd's.
+            self.proc = subprocess.Popen(
+                ["ip", "netns", "exec", "rvs-lb", str(RVSD), "--config", str(self.config)],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        RUN.mkdir(parents=True, exist_ok=True)
+        RVSD_PID.write_text(f"{self.proc.pid}\n")
+
+    def log_text(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")
+        except OSError as e:
+            return f"(no log: {e})"
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        """Poll `rvsadm -L -n` until it succeeds; fail at once if rvsd exits."""
+        def probe():
+            if not self.running():
+                raise RvsdDied(f"rvsd exited with {self.proc.returncode} during start-up;"
+                               f" log:\n{self.log_text()}")
+            return rvsadm(self.socket, "-L", "-n", check=False, timeout=5).returncode == 0
+        try:
+            wait_until("rvsd readiness (rvsadm -L -n exit 0)", probe, timeout)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\nrvsd log:\n{self.log_text()}") from None
+
+    def stop(self, grace: float = 5) -> Optional[int]:
+        """SIGTERM, then SIGKILL after GRACE s. Returns the exit status, or
+        None if SIGKILL was needed."""
+        if self.proc is None:
+            return None
+        status: Optional[int] = self.proc.poll()
+        if status is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                status = self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+                status = None
+        try:
+            if RVSD_PID.read_text().strip() == str(self.proc.pid):
+                RVSD_PID.unlink()
+        except OSError:
+            pass
+        return status
+
+
+class RvsdDied(Exception):
+    """rvsd exited while we waited for it (not retried by wait_until)."""
+
+
+def rvsd_direct(config: Path, timeout: float = 30) -> subprocess.CompletedProcess:
+    """Run rvsd in the root namespace and wait for it to exit (bad configs)."""
+    assert RVSD.exists(), f"{RVSD} missing: run cargo build --release"
+    try:
+        return run([str(RVSD), "--config", str(config)], timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        raise AssertionError(f"rvsd --config {config} still ran after {timeout}s;"
+                             f" stderr so far:\n{e.stderr}") from None
