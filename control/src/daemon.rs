@@ -211,6 +211,7 @@ fn serve(stream: UnixStream, config: &Config, workers: &[WorkerHandle]) {
 fn answer(req: &Request, config: &Config, workers: &[WorkerHandle]) -> Response {
     match req {
         Request::ListServices => {
+            refresh(workers);
             let mut rs_index = 0usize;
             let services = config
                 .services
@@ -240,7 +241,7 @@ fn answer(req: &Request, config: &Config, workers: &[WorkerHandle]) -> Response 
             let mut out = Vec::new();
             for w in workers {
                 let (tx, rx) = bounded(1);
-                if w.requests.send(WorkerRequest::DumpSessions(tx)).is_err() {
+                if w.requests.send_timeout(WorkerRequest::DumpSessions(tx), Duration::from_secs(1)).is_err() {
                     return Response::Error(format!("worker on lcore {} is gone", w.lcore));
                 }
                 let Ok(dump) = rx.recv_timeout(Duration::from_secs(2)) else {
@@ -261,7 +262,9 @@ fn answer(req: &Request, config: &Config, workers: &[WorkerHandle]) -> Response 
             }
             Response::Connections(out)
         }
-        Request::Stats => Response::Stats(
+        Request::Stats => {
+            refresh(workers);
+            Response::Stats(
             workers
                 .iter()
                 .map(|w| {
@@ -284,7 +287,23 @@ fn answer(req: &Request, config: &Config, workers: &[WorkerHandle]) -> Response 
                     }
                 })
                 .collect(),
-        ),
+            )
+        }
+    }
+}
+
+/// Asks every worker to publish its counters and waits (briefly) for each,
+/// so a listing agrees with the connection table.
+fn refresh(workers: &[WorkerHandle]) {
+    let acks: Vec<_> = workers
+        .iter()
+        .filter_map(|w| {
+            let (tx, rx) = bounded(1);
+            w.requests.send_timeout(WorkerRequest::Publish(tx), Duration::from_secs(1)).ok().map(|()| rx)
+        })
+        .collect();
+    for rx in acks {
+        let _ = rx.recv_timeout(Duration::from_secs(1));
     }
 }
 

@@ -110,6 +110,8 @@ pub struct SessionDump {
 pub enum Request {
     /// Send back a copy of the session table.
     DumpSessions(Sender<SessionDump>),
+    /// Publish counters now, then acknowledge (so a listing is current).
+    Publish(Sender<()>),
 }
 
 /// Everything a worker owns.
@@ -182,7 +184,7 @@ impl Worker {
             }
             if now.0 != last_house.0 {
                 last_house = now;
-                if self.housekeeping(now, &mut tx) {
+                if self.housekeeping(now, &mut tx, polls, empty_polls) {
                     break;
                 }
                 if now.0 - last_publish.0 >= PUBLISH_EVERY_MS {
@@ -200,7 +202,7 @@ impl Worker {
 
     /// Between bursts: sweep, ARP, requests. True when asked to stop.
     #[cold]
-    fn housekeeping(&mut self, now: Millis, tx: &mut [MbufBatch]) -> bool {
+    fn housekeeping(&mut self, now: Millis, tx: &mut [MbufBatch], polls: u64, empty_polls: u64) -> bool {
         let pool = &self.pool;
         self.pipeline.housekeeping(now, SWEEP_BUDGET, |port, frame| {
             let Some(mut m) = pool.alloc() else { return };
@@ -225,6 +227,10 @@ impl Worker {
                 Request::DumpSessions(reply) => {
                     let sessions = self.pipeline.sessions().iter().copied().collect();
                     let _ = reply.send(SessionDump { now, sessions });
+                }
+                Request::Publish(ack) => {
+                    self.publish(polls, empty_polls);
+                    let _ = ack.send(());
                 }
             }
         }
