@@ -71,3 +71,15 @@ def test_missing_interface_is_refused(tmp_path):
     assert "nosuchif0" in out or "net_af_packet0" in out, \
         f"output names neither the interface nor the device:\n{out}"
     assert elapsed < 30
+
+
+def test_unknown_device_is_refused_by_eal(tmp_path):
+    """A device string DPDK cannot probe fails in EAL start-up, and the error
+    names the device rather than leaving the operator with a bare errno."""
+    text = base_config(tmp_path)
+    path = write_config(tmp_path, text.replace("net_af_packet0,iface=lb0", "net_nosuchdrv0"))
+    proc = rvslab.rvsd_direct(path, timeout=30)
+    out = proc.stderr + proc.stdout
+    assert proc.returncode != 0, f"rvsd started with an unknown device; output:\n{out}"
+    assert "panicked" not in out, f"rvsd panicked:\n{out}"
+    assert "rvsd: error:" in out and "net_nosuchdrv0" in out, out
