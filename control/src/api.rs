@@ -23,6 +23,38 @@ pub enum Request {
     ListConnections,
     /// Data-plane counters.
     Stats,
+    /// `-a`: add a real server to a service.
+    AddServer(ServerSpec),
+    /// `-e`: change a real server's weight.
+    EditServer(ServerSpec),
+    /// `-d`: remove a real server (its connections drain).
+    DeleteServer(ServerSpec),
+    /// `--set tcp tcpfin udp` (0 leaves a value unchanged).
+    SetTimeouts {
+        /// ESTABLISHED timeout, seconds.
+        tcp: u32,
+        /// FIN_WAIT timeout, seconds.
+        tcpfin: u32,
+        /// UDP timeout, seconds.
+        udp: u32,
+    },
+    /// `-L --timeout`.
+    GetTimeouts,
+}
+
+/// A real server named on the command line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerSpec {
+    /// `tcp` or `udp`.
+    pub proto: String,
+    /// Service `IP:PORT`.
+    pub vip: String,
+    /// Real server `IP:PORT` (port defaults to the service's).
+    pub rs: String,
+    /// Weight (`None`: 1 on add, unchanged on edit).
+    pub weight: Option<u32>,
+    /// Forwarding method asked for (`fullnat`, `masq`, `route`, `tunnel`; `None`: the service's).
+    pub forward: Option<String>,
 }
 
 /// A real server as listed.
@@ -89,6 +121,12 @@ pub struct WorkerStatsView {
     pub sessions_created: u64,
     /// Sessions removed.
     pub sessions_expired: u64,
+    /// Packets handed to other workers.
+    pub redirected_out: u64,
+    /// Packets taken from other workers.
+    pub redirected_in: u64,
+    /// Generation of the tables in force.
+    pub generation: u64,
     /// Drops by reason name (non-zero only).
     pub drops: Vec<(String, u64)>,
 }
@@ -107,6 +145,17 @@ pub enum Response {
     Connections(Vec<ConnectionView>),
     /// For [`Request::Stats`].
     Stats(Vec<WorkerStatsView>),
+    /// Done.
+    Ok,
+    /// For [`Request::GetTimeouts`].
+    Timeouts {
+        /// ESTABLISHED, seconds.
+        tcp: u32,
+        /// FIN_WAIT, seconds.
+        tcpfin: u32,
+        /// UDP, seconds.
+        udp: u32,
+    },
     /// The request failed.
     Error(String),
 }

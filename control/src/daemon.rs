@@ -1,31 +1,45 @@
-//! `rvsd`: bring up EAL, ports and workers from a validated config, then
-//! serve the control socket until SIGTERM/SIGINT.
+//! `rvsd`: bring up EAL, ports and workers from a validated config, then run
+//! the control loop until SIGTERM/SIGINT.
 //!
 //! Start-up order matters for operators and tests: every check that can fail
 //! (config, kernel interfaces, EAL, ports) runs before the control socket
 //! exists, so "the socket answers" means "the data plane is forwarding".
-//! The main lcore runs this control loop; each worker lcore runs a
-//! [`Worker`] until told to stop.
+//! The main lcore runs the control loop ([`Control`]); each worker lcore runs
+//! a [`Worker`] until told to stop.
+//!
+//! Control owns the live configuration. A change (`rvsadm -a/-e/-d/--set`)
+//! builds a new immutable [`dataplane::tables::Tables`] snapshot and sends it to every worker;
+//! each switches between bursts and sends the old one back, and the last
+//! returned reference frees it here. Neighbour events from workers feed the
+//! [`NeighTable`]; a changed table is published the same way.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Sender};
-use dataplane::dpdk::{Eal, EalError, LaunchError, LcoreId, Mempool, MempoolError, Port, PortConfig, PortError, QueueId};
+use crossbeam_channel::{bounded, Receiver, Sender};
+use dataplane::dpdk::{Eal, EalError, LaunchError, LcoreId, MbufRing, Mempool, MempoolError, Port, PortConfig, PortError, QueueId, RingError};
 use dataplane::fnat::Pipeline;
-use dataplane::session::Endpoint;
+use dataplane::session::{Endpoint, TcpState};
 use dataplane::stats::DropReason;
-use dataplane::worker::{Idle, Request as WorkerRequest, Worker, WorkerShared};
+use dataplane::wire::MacAddr;
+use dataplane::worker::{Event, Idle, Request as WorkerRequest, Worker, WorkerShared};
 
-use crate::api::{ConnectionView, RealServerView, Request, Response, ServiceView, WorkerStatsView};
-use crate::config::{Config, IdlePolicy};
-use crate::plan;
+use crate::api::{ConnectionView, RealServerView, Request, Response, ServerSpec, ServiceView, WorkerStatsView};
+use crate::config::{Config, IdlePolicy, RealServerConfig};
+use crate::neigh::NeighTable;
+use crate::plan::{self, Registry};
+
+/// Most real servers rvsd numbers while it runs (per-worker counter arrays
+/// are sized for this many).
+pub const MAX_REAL_SERVERS: usize = 4096;
+/// Slots in each worker-to-worker redirect ring.
+pub const REDIRECT_RING_SIZE: u32 = 4096;
 
 /// Why rvsd could not start.
 #[derive(Debug, thiserror::Error)]
@@ -42,8 +56,11 @@ pub enum StartError {
         source: EalError,
     },
     /// The packet pool could not be created.
-    #[error("cannot create the mbuf pool ({mbufs} mbufs): {0}", mbufs = .1)]
+    #[error("cannot create the mbuf pool ({1} mbufs): {0}")]
     Mempool(MempoolError, u32),
+    /// A redirect ring could not be created.
+    #[error("cannot create a redirect ring: {0}")]
+    Ring(RingError),
     /// A configured device did not appear as a DPDK port.
     #[error("interface {name}: device {device:?} is not a DPDK port after EAL start-up: {source}")]
     NoSuchPort {
@@ -88,12 +105,12 @@ struct WorkerHandle {
 ///
 /// # Errors
 /// [`StartError`] if anything fails before the data plane is up.
-pub fn run(config: &Config) -> Result<(), StartError> {
-    plan::check_kernel_ifaces(config, Path::new("/sys/class/net"))?;
-    let args = plan::eal_args(config);
+pub fn run(config: Config) -> Result<(), StartError> {
+    plan::check_kernel_ifaces(&config, Path::new("/sys/class/net"))?;
+    let args = plan::eal_args(&config);
     let eal = Eal::init(&args).map_err(|source| StartError::Eal { args: args[1..].join(" "), source })?;
-    let workers = &config.dataplane.worker_lcores;
-    let nq = workers.len() as u16;
+    let lcores = config.dataplane.worker_lcores.clone();
+    let n = lcores.len();
     let pool = Arc::new(
         Mempool::create("rvs_pkts", config.dataplane.mbufs, 256, 2048 + 128, -1)
             .map_err(|e| StartError::Mempool(e, config.dataplane.mbufs))?,
@@ -102,17 +119,41 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     let mut macs = Vec::new();
     for i in &config.interfaces {
         let id = Port::by_name(i.dpdk_name()).map_err(|source| StartError::NoSuchPort { name: i.name.clone(), device: i.device.clone(), source })?;
-        let conf = PortConfig { rx_queues: nq, tx_queues: nq, rx_desc: 1024, tx_desc: 1024 };
+        let conf = PortConfig { rx_queues: n as u16, tx_queues: n as u16, rx_desc: 1024, tx_desc: 1024 };
         let port_err = |source| StartError::Port { name: i.name.clone(), source };
         let mut port = Port::configure(id, &conf, &pool).map_err(port_err)?;
         port.start().map_err(port_err)?;
         macs.push(port.mac_addr().map_err(port_err)?);
-        eprintln!("rvsd: {} ({}) up, MAC {}", i.name, i.device, fmt_mac(&macs[macs.len() - 1]));
+        eprintln!("rvsd: {} ({}) up, MAC {}, {n} queue(s)", i.name, i.device, fmt_mac(&macs[macs.len() - 1]));
         ports.push(port);
     }
-    let tables = Arc::new(plan::tables(config, &macs));
+    let port_ids: Vec<_> = ports.iter().map(Port::id).collect();
+
+    // rings[i][j]: worker i -> worker j.
+    let mut rings: Vec<Vec<Option<Arc<MbufRing>>>> = vec![vec![None; n]; n];
+    for (i, row) in rings.iter_mut().enumerate() {
+        for (j, slot) in row.iter_mut().enumerate() {
+            if i != j {
+                *slot = Some(Arc::new(MbufRing::create(&format!("rvs_redir_{i}_{j}"), REDIRECT_RING_SIZE, -1).map_err(StartError::Ring)?));
+            }
+        }
+    }
+
+    let mut registry = Registry::default();
+    let tables = Arc::new(plan::tables(&config, &macs, &mut registry, 1));
+    let mut neigh = NeighTable::default();
+    let t0 = Instant::now();
+    for svc in &tables.services {
+        for rs in &svc.servers {
+            if let Some((port, nh)) = tables.next_hop(rs.addr.ip) {
+                neigh.want(nh, port, t0);
+            }
+        }
+    }
+    let neigh_map = Arc::new(neigh.snapshot());
+    let (events_tx, events_rx) = bounded(4096);
     let mut handles = Vec::new();
-    for (wi, &lcore) in workers.iter().enumerate() {
+    for (wi, &lcore) in lcores.iter().enumerate() {
         let q = QueueId(wi as u16);
         let mut rx = Vec::new();
         let mut tx = Vec::new();
@@ -121,13 +162,24 @@ pub fn run(config: &Config) -> Result<(), StartError> {
             rx.push(p.rx_queue(q).map_err(port_err)?);
             tx.push(p.tx_queue(q).map_err(port_err)?);
         }
-        let shared = Arc::new(WorkerShared::new(usize::from(tables.rs_count)));
-        let (req_tx, req_rx) = bounded(8);
+        let shared = Arc::new(WorkerShared::new(MAX_REAL_SERVERS));
+        let (req_tx, req_rx) = bounded(64);
         let worker = Worker {
             rx,
             tx,
+            port_ids: port_ids.clone(),
+            redirect_out: rings[wi].clone(),
+            redirect_in: rings.iter().filter_map(|row| row[wi].clone()).collect(),
+            events: events_tx.clone(),
             pool: Arc::clone(&pool),
-            pipeline: Pipeline::new(Arc::clone(&tables), config.dataplane.session_capacity, seed(lcore)),
+            pipeline: Pipeline::new(
+                Arc::clone(&tables),
+                Arc::clone(&neigh_map),
+                config.dataplane.session_capacity,
+                seed(lcore),
+                wi as u16,
+                n as u16,
+            ),
             shared: Arc::clone(&shared),
             requests: req_rx,
             idle: match config.dataplane.idle {
@@ -139,6 +191,7 @@ pub fn run(config: &Config) -> Result<(), StartError> {
         eal.launch(LcoreId(lcore), Box::new(move || worker.run())).map_err(|e| StartError::Launch(lcore, e))?;
         handles.push(WorkerHandle { lcore, shared, requests: req_tx });
     }
+    drop(events_tx);
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -146,26 +199,292 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     }
     let listener = bind_socket(&config.socket)?;
     eprintln!("rvsd: ready: {} worker(s), control socket {}", handles.len(), config.socket.display());
+    let socket_path = config.socket.clone();
+    let mut control = Control { config, registry, generation: 1, macs, workers: handles, neigh, events: events_rx };
     while !stop.load(Ordering::Relaxed) {
+        control.tick();
         match listener.accept() {
-            Ok((stream, _)) => serve(stream, config, &handles),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(20)),
+            Ok((stream, _)) => control.serve(stream),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(10)),
             Err(e) => eprintln!("rvsd: control socket: {e}"),
         }
     }
     eprintln!("rvsd: stopping");
-    for h in &handles {
+    for h in &control.workers {
         h.shared.stop.store(true, Ordering::Relaxed);
     }
     eal.wait_all();
-    for (p, i) in ports.iter_mut().zip(&config.interfaces) {
+    drop(control);
+    for (p, i) in ports.iter_mut().zip(0..) {
         if let Err(e) = p.stop() {
-            eprintln!("rvsd: {}: {e}", i.name);
+            eprintln!("rvsd: port {i}: {e}");
         }
     }
-    let _ = std::fs::remove_file(&config.socket);
+    let _ = std::fs::remove_file(&socket_path);
     eprintln!("rvsd: stopped");
     Ok(())
+}
+
+/// The control loop's state: the live config and what it was built into.
+struct Control {
+    config: Config,
+    registry: Registry,
+    generation: u64,
+    macs: Vec<MacAddr>,
+    workers: Vec<WorkerHandle>,
+    neigh: NeighTable,
+    events: Receiver<Event>,
+}
+
+impl Control {
+    /// Drains worker events and sends due ARP requests.
+    fn tick(&mut self) {
+        let now = Instant::now();
+        let mut changed = false;
+        while let Ok(e) = self.events.try_recv() {
+            match e {
+                Event::Neigh(ev) => changed |= self.neigh.apply(ev, now),
+                // The last worker to return a snapshot frees it, here.
+                Event::RetiredTables(_) | Event::RetiredNeigh(_) => {}
+            }
+        }
+        if changed {
+            let map = Arc::new(self.neigh.snapshot());
+            self.broadcast(|| WorkerRequest::Neigh(Arc::clone(&map)));
+        }
+        let first = self.workers.first().map(|w| w.requests.clone());
+        self.neigh.due_requests(now, |port, target| {
+            if let Some(w) = &first {
+                let _ = w.try_send(WorkerRequest::SendArp { port, target });
+            }
+        });
+    }
+
+    fn broadcast(&self, mut make: impl FnMut() -> WorkerRequest) {
+        for w in &self.workers {
+            if w.requests.send_timeout(make(), Duration::from_secs(1)).is_err() {
+                eprintln!("rvsd: worker on lcore {} is not taking requests", w.lcore);
+            }
+        }
+    }
+
+    /// Builds the next tables snapshot from the live config and sends it.
+    fn publish_tables(&mut self) {
+        self.generation += 1;
+        let t = Arc::new(plan::tables(&self.config, &self.macs, &mut self.registry, self.generation));
+        self.broadcast(|| WorkerRequest::Tables(Arc::clone(&t)));
+    }
+
+    fn serve(&mut self, stream: UnixStream) {
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut line = String::new();
+        let Ok(mut reader) = stream.try_clone().map(BufReader::new) else { return };
+        if reader.read_line(&mut line).is_err() {
+            return;
+        }
+        let resp = match serde_json::from_str::<Request>(&line) {
+            Ok(req) => self.answer(req),
+            Err(e) => Response::Error(format!("bad request: {e}")),
+        };
+        let mut w = stream;
+        if let Ok(mut s) = serde_json::to_string(&resp) {
+            s.push('\n');
+            let _ = w.write_all(s.as_bytes());
+        }
+    }
+
+    fn answer(&mut self, req: Request) -> Response {
+        match req {
+            Request::ListServices => self.list_services(),
+            Request::ListConnections => self.list_connections(),
+            Request::Stats => self.stats(),
+            Request::AddServer(spec) => self.change_server(&spec, Change::Add),
+            Request::EditServer(spec) => self.change_server(&spec, Change::Edit),
+            Request::DeleteServer(spec) => self.change_server(&spec, Change::Delete),
+            Request::SetTimeouts { tcp, tcpfin, udp } => {
+                let t = &mut self.config.timeouts;
+                if tcp > 0 {
+                    t.set_tcp(TcpState::Established, tcp);
+                }
+                if tcpfin > 0 {
+                    t.set_tcp(TcpState::FinWait, tcpfin);
+                }
+                if udp > 0 {
+                    t.udp_secs = udp;
+                }
+                self.publish_tables();
+                Response::Ok
+            }
+            Request::GetTimeouts => {
+                let t = &self.config.timeouts;
+                Response::Timeouts { tcp: t.tcp(TcpState::Established), tcpfin: t.tcp(TcpState::FinWait), udp: t.udp_secs }
+            }
+        }
+    }
+
+    fn change_server(&mut self, spec: &ServerSpec, change: Change) -> Response {
+        let proto = match spec.proto.as_str() {
+            "tcp" => 6,
+            "udp" => 17,
+            p => return Response::Error(format!("unknown protocol {p}")),
+        };
+        let Ok(vip) = spec.vip.parse::<SocketAddrV4>() else {
+            return Response::Error(format!("invalid service address {}", spec.vip));
+        };
+        let Some(svc) = self.config.services.iter().position(|s| s.vip == vip && s.proto == proto) else {
+            return Response::Error("Service not defined".into());
+        };
+        let rs = match spec.rs.parse::<SocketAddrV4>() {
+            Ok(a) => a,
+            Err(_) => match spec.rs.parse::<Ipv4Addr>() {
+                Ok(ip) => SocketAddrV4::new(ip, vip.port()),
+                Err(_) => return Response::Error(format!("invalid real server address {}", spec.rs)),
+            },
+        };
+        if let Some(f) = spec.forward.as_deref() {
+            if f != "fullnat" {
+                return Response::Error(format!("forwarding method {f} is not supported yet (only FULLNAT)"));
+            }
+        }
+        if spec.weight.is_some_and(|w| w > 65535) {
+            return Response::Error("weight must be 0..=65535".into());
+        }
+        let servers = &mut self.config.services[svc].real_servers;
+        let at = servers.iter().position(|r| r.addr == rs);
+        match (change, at) {
+            (Change::Add, Some(_)) => return Response::Error("Destination already exists".into()),
+            (Change::Add, None) => {
+                if self.registry.server_index(vip, proto, rs).is_none() && self.registry.server_count() >= MAX_REAL_SERVERS {
+                    return Response::Error(format!("too many real servers (at most {MAX_REAL_SERVERS} while rvsd runs)"));
+                }
+                servers.push(RealServerConfig { addr: rs, weight: spec.weight.unwrap_or(1) });
+            }
+            (Change::Edit | Change::Delete, None) => return Response::Error("No such destination".into()),
+            (Change::Edit, Some(i)) => {
+                if let Some(w) = spec.weight {
+                    servers[i].weight = w;
+                }
+            }
+            (Change::Delete, Some(i)) => {
+                servers.remove(i);
+            }
+        }
+        self.publish_tables();
+        Response::Ok
+    }
+
+    /// Asks every worker to publish its counters and waits (briefly) for
+    /// each, so a listing agrees with the connection table.
+    fn refresh(&self) {
+        let acks: Vec<_> = self
+            .workers
+            .iter()
+            .filter_map(|w| {
+                let (tx, rx) = bounded(1);
+                w.requests.send_timeout(WorkerRequest::Publish(tx), Duration::from_secs(1)).ok().map(|()| rx)
+            })
+            .collect();
+        for rx in acks {
+            let _ = rx.recv_timeout(Duration::from_secs(1));
+        }
+    }
+
+    fn list_services(&self) -> Response {
+        self.refresh();
+        let load = |v: &[AtomicU32], i: usize| v.get(i).map_or(0, |x| u64::from(x.load(Ordering::Relaxed)));
+        let services = self
+            .config
+            .services
+            .iter()
+            .map(|s| ServiceView {
+                proto: proto_name(s.proto).into(),
+                vip: s.vip.to_string(),
+                scheduler: s.scheduler.name().into(),
+                servers: s
+                    .real_servers
+                    .iter()
+                    .map(|r| {
+                        let idx = self.registry.server_index(s.vip, s.proto, r.addr);
+                        let (active, inactive) = idx.map_or((0, 0), |i| {
+                            self.workers.iter().fold((0, 0), |(a, n), w| (a + load(&w.shared.rs_active, i), n + load(&w.shared.rs_inactive, i)))
+                        });
+                        RealServerView { addr: r.addr.to_string(), forward: s.forward.column().into(), weight: r.weight, active, inactive }
+                    })
+                    .collect(),
+            })
+            .collect();
+        let table_size = u64::from(self.config.dataplane.session_capacity) * self.workers.len() as u64;
+        Response::Services { table_size, services }
+    }
+
+    fn list_connections(&self) -> Response {
+        let mut out = Vec::new();
+        for w in &self.workers {
+            let (tx, rx) = bounded(1);
+            if w.requests.send_timeout(WorkerRequest::DumpSessions(tx), Duration::from_secs(1)).is_err() {
+                return Response::Error(format!("worker on lcore {} is not taking requests", w.lcore));
+            }
+            let Ok(dump) = rx.recv_timeout(Duration::from_secs(2)) else {
+                return Response::Error(format!("worker on lcore {} did not answer", w.lcore));
+            };
+            for s in dump.sessions {
+                out.push(ConnectionView {
+                    proto: proto_name(s.proto).into(),
+                    expires_in_secs: dump.now.until(s.expires).div_ceil(1000),
+                    state: s.state.name().into(),
+                    client: endpoint(s.client),
+                    vip: endpoint(s.vip),
+                    rs: endpoint(s.rs),
+                    laddr: endpoint(s.laddr),
+                    worker: w.lcore,
+                });
+            }
+        }
+        Response::Connections(out)
+    }
+
+    fn stats(&self) -> Response {
+        self.refresh();
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Response::Stats(
+            self.workers
+                .iter()
+                .map(|w| {
+                    let s = &w.shared;
+                    WorkerStatsView {
+                        lcore: w.lcore,
+                        rx_packets: l(&s.rx_packets),
+                        tx_packets: l(&s.tx_packets),
+                        sessions: l(&s.sessions),
+                        sessions_created: l(&s.sessions_created),
+                        sessions_expired: l(&s.sessions_expired),
+                        redirected_out: l(&s.redirected_out),
+                        redirected_in: l(&s.redirected_in),
+                        generation: l(&s.generation),
+                        drops: DropReason::ALL
+                            .iter()
+                            .filter_map(|r| {
+                                let n = l(&s.drops[*r as usize]);
+                                (n > 0).then(|| (r.name().to_string(), n))
+                            })
+                            .collect(),
+                    }
+                })
+                .collect(),
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    Add,
+    Edit,
+    Delete,
+}
+
+fn proto_name(p: u8) -> &'static str {
+    if p == 17 { "UDP" } else { "TCP" }
 }
 
 fn seed(lcore: u32) -> u64 {
@@ -187,124 +506,6 @@ fn bind_socket(path: &Path) -> Result<UnixListener, StartError> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
     l.set_nonblocking(true).map_err(err)?;
     Ok(l)
-}
-
-fn serve(stream: UnixStream, config: &Config, workers: &[WorkerHandle]) {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut line = String::new();
-    let Ok(mut reader) = stream.try_clone().map(BufReader::new) else { return };
-    if reader.read_line(&mut line).is_err() {
-        return;
-    }
-    let resp = match serde_json::from_str::<Request>(&line) {
-        Ok(req) => answer(&req, config, workers),
-        Err(e) => Response::Error(format!("bad request: {e}")),
-    };
-    let mut w = stream;
-    if let Ok(mut s) = serde_json::to_string(&resp) {
-        s.push('\n');
-        let _ = w.write_all(s.as_bytes());
-    }
-}
-
-fn answer(req: &Request, config: &Config, workers: &[WorkerHandle]) -> Response {
-    match req {
-        Request::ListServices => {
-            refresh(workers);
-            let mut rs_index = 0usize;
-            let services = config
-                .services
-                .iter()
-                .map(|s| ServiceView {
-                    proto: if s.proto == 17 { "UDP".into() } else { "TCP".into() },
-                    vip: s.vip.to_string(),
-                    scheduler: s.scheduler.name().into(),
-                    servers: s
-                        .real_servers
-                        .iter()
-                        .map(|r| {
-                            let (active, inactive) = workers.iter().fold((0u64, 0u64), |(a, i), w| {
-                                let get = |v: &[std::sync::atomic::AtomicU32]| v.get(rs_index).map_or(0, |x| u64::from(x.load(Ordering::Relaxed)));
-                                (a + get(&w.shared.rs_active), i + get(&w.shared.rs_inactive))
-                            });
-                            rs_index += 1;
-                            RealServerView { addr: r.addr.to_string(), forward: s.forward.column().into(), weight: r.weight, active, inactive }
-                        })
-                        .collect(),
-                })
-                .collect();
-            let table_size = u64::from(config.dataplane.session_capacity) * workers.len() as u64;
-            Response::Services { table_size, services }
-        }
-        Request::ListConnections => {
-            let mut out = Vec::new();
-            for w in workers {
-                let (tx, rx) = bounded(1);
-                if w.requests.send_timeout(WorkerRequest::DumpSessions(tx), Duration::from_secs(1)).is_err() {
-                    return Response::Error(format!("worker on lcore {} is gone", w.lcore));
-                }
-                let Ok(dump) = rx.recv_timeout(Duration::from_secs(2)) else {
-                    return Response::Error(format!("worker on lcore {} did not answer", w.lcore));
-                };
-                for s in dump.sessions {
-                    out.push(ConnectionView {
-                        proto: if s.proto == 17 { "UDP".into() } else { "TCP".into() },
-                        expires_in_secs: dump.now.until(s.expires).div_ceil(1000),
-                        state: s.state.name().into(),
-                        client: endpoint(s.client),
-                        vip: endpoint(s.vip),
-                        rs: endpoint(s.rs),
-                        laddr: endpoint(s.laddr),
-                        worker: w.lcore,
-                    });
-                }
-            }
-            Response::Connections(out)
-        }
-        Request::Stats => {
-            refresh(workers);
-            Response::Stats(
-            workers
-                .iter()
-                .map(|w| {
-                    let s = &w.shared;
-                    let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-                    WorkerStatsView {
-                        lcore: w.lcore,
-                        rx_packets: l(&s.rx_packets),
-                        tx_packets: l(&s.tx_packets),
-                        sessions: l(&s.sessions),
-                        sessions_created: l(&s.sessions_created),
-                        sessions_expired: l(&s.sessions_expired),
-                        drops: DropReason::ALL
-                            .iter()
-                            .filter_map(|r| {
-                                let n = l(&s.drops[*r as usize]);
-                                (n > 0).then(|| (r.name().to_string(), n))
-                            })
-                            .collect(),
-                    }
-                })
-                .collect(),
-            )
-        }
-    }
-}
-
-/// Asks every worker to publish its counters and waits (briefly) for each,
-/// so a listing agrees with the connection table.
-fn refresh(workers: &[WorkerHandle]) {
-    let acks: Vec<_> = workers
-        .iter()
-        .filter_map(|w| {
-            let (tx, rx) = bounded(1);
-            w.requests.send_timeout(WorkerRequest::Publish(tx), Duration::from_secs(1)).ok().map(|()| rx)
-        })
-        .collect();
-    for rx in acks {
-        let _ = rx.recv_timeout(Duration::from_secs(1));
-    }
 }
 
 fn endpoint(e: Endpoint) -> String {

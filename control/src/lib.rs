@@ -7,3 +7,4 @@ pub mod ipvsadm_fmt;
 pub mod plan;
 #[cfg(feature = "dpdk")]
 pub mod daemon;
+pub mod neigh;

@@ -2,6 +2,7 @@
 //! takes: EAL arguments and the forwarding [`Tables`]. No DPDK here, so both
 //! are unit-tested directly.
 
+use std::net::SocketAddrV4;
 use std::path::Path;
 
 use dataplane::session::Endpoint;
@@ -17,10 +18,14 @@ pub fn eal_args(config: &Config) -> Vec<String> {
     let mut lcores = vec![d.main_lcore];
     lcores.extend(&config.dataplane.worker_lcores);
     let list: Vec<String> = lcores.iter().map(u32::to_string).collect();
+    let (cores_flag, cores) = match &d.lcore_map {
+        Some(m) => ("--lcores", m.clone()),
+        None => ("-l", list.join(",")),
+    };
     let mut a = vec![
         "rvsd".to_string(),
-        "-l".into(),
-        list.join(","),
+        cores_flag.into(),
+        cores,
         "--main-lcore".into(),
         d.main_lcore.to_string(),
         "-m".into(),
@@ -39,7 +44,7 @@ pub fn eal_args(config: &Config) -> Vec<String> {
     }
     for i in &config.interfaces {
         if i.is_vdev() {
-            a.push(format!("--vdev={}", i.device));
+            a.push(format!("--vdev={}", i.eal_device(config.dataplane.worker_lcores.len())));
         } else {
             a.push("-a".into());
             a.push(i.device.clone());
@@ -78,9 +83,54 @@ pub fn check_kernel_ifaces(config: &Config, sys_class_net: &Path) -> Result<(), 
     Ok(())
 }
 
-/// The forwarding tables for `config`, given each port's MAC (port order).
+/// Stable numbering of local addresses and real servers across snapshots.
+///
+/// Sessions and per-worker counters refer to local addresses and real
+/// servers by index, and a session outlives the snapshot it was created
+/// under. So indices are handed out append-only: a real server removed and
+/// added back gets its old index; a removed one's index is never reused for
+/// another while rvsd runs.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    laddrs: Vec<[u8; 4]>,
+    servers: Vec<(SocketAddrV4, u8, SocketAddrV4)>,
+}
+
+impl Registry {
+    fn laddr(&mut self, a: [u8; 4]) -> u16 {
+        let i = self.laddrs.iter().position(|x| *x == a).unwrap_or_else(|| {
+            self.laddrs.push(a);
+            self.laddrs.len() - 1
+        });
+        i as u16
+    }
+
+    fn server(&mut self, vip: SocketAddrV4, proto: u8, rs: SocketAddrV4) -> u16 {
+        let key = (vip, proto, rs);
+        let i = self.servers.iter().position(|x| *x == key).unwrap_or_else(|| {
+            self.servers.push(key);
+            self.servers.len() - 1
+        });
+        i as u16
+    }
+
+    /// Real servers numbered so far.
+    #[must_use]
+    pub fn server_count(&self) -> usize {
+        self.servers.len()
+    }
+
+    /// The index of a real server, if it was ever numbered.
+    #[must_use]
+    pub fn server_index(&self, vip: SocketAddrV4, proto: u8, rs: SocketAddrV4) -> Option<usize> {
+        self.servers.iter().position(|x| *x == (vip, proto, rs))
+    }
+}
+
+/// The forwarding tables for `config`, given each port's MAC (port order),
+/// numbering through `registry`, stamped with `generation`.
 #[must_use]
-pub fn tables(config: &Config, macs: &[MacAddr]) -> Tables {
+pub fn tables(config: &Config, macs: &[MacAddr], registry: &mut Registry, generation: u64) -> Tables {
     let interfaces = config
         .interfaces
         .iter()
@@ -93,42 +143,35 @@ pub fn tables(config: &Config, macs: &[MacAddr]) -> Tables {
             gateway: c.gateway.map(|g| g.octets()),
         })
         .collect();
-    let mut laddrs: Vec<[u8; 4]> = Vec::new();
-    let mut rs_count: u16 = 0;
     let services = config
         .services
         .iter()
-        .map(|s| {
-            let mut li = Vec::new();
-            for a in &s.local_addresses {
-                let o = a.octets();
-                let idx = laddrs.iter().position(|x| *x == o).unwrap_or_else(|| {
-                    laddrs.push(o);
-                    laddrs.len() - 1
-                });
-                li.push(idx as u16);
-            }
-            let servers = s
+        .map(|s| Service {
+            vip: Endpoint::new(s.vip.ip().octets(), s.vip.port()),
+            proto: s.proto,
+            sched: s.scheduler,
+            laddrs: s.local_addresses.iter().map(|a| registry.laddr(a.octets())).collect(),
+            servers: s
                 .real_servers
                 .iter()
-                .map(|r| {
-                    let rs = RealServer { addr: Endpoint::new(r.addr.ip().octets(), r.addr.port()), weight: r.weight, index: rs_count };
-                    rs_count += 1;
-                    rs
+                .map(|r| RealServer {
+                    addr: Endpoint::new(r.addr.ip().octets(), r.addr.port()),
+                    weight: r.weight,
+                    index: registry.server(s.vip, s.proto, r.addr),
                 })
-                .collect();
-            Service {
-                vip: Endpoint::new(s.vip.ip().octets(), s.vip.port()),
-                proto: s.proto,
-                sched: s.scheduler,
-                laddrs: li,
-                servers,
-            }
+                .collect(),
         })
         .collect();
-    Tables { interfaces, services, laddrs, lport_range: config.dataplane.lport_range, timeouts: config.timeouts, rs_count }
+    Tables {
+        interfaces,
+        services,
+        laddrs: registry.laddrs.clone(),
+        lport_range: config.dataplane.lport_range,
+        timeouts: config.timeouts,
+        rs_count: registry.servers.len() as u16,
+        generation,
+    }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -152,13 +195,30 @@ mod tests {
 
     #[test]
     fn tables_for_the_lab() {
-        let t = tables(&lab(), &[[2, 0, 0, 0, 0, 1]]);
+        let mut reg = Registry::default();
+        let t = tables(&lab(), &[[2, 0, 0, 0, 0, 1]], &mut reg, 7);
+        assert_eq!(t.generation, 7);
         assert_eq!(t.interfaces[0].mac, [2, 0, 0, 0, 0, 1]);
         assert_eq!(t.laddrs, vec![[10, 77, 0, 200]]);
         assert_eq!(t.rs_count, 2);
         assert_eq!(t.services[0].servers[1].addr, Endpoint::new([10, 77, 0, 12], 80));
         assert_eq!(t.services[0].servers[1].index, 1);
         assert_eq!(t.lport_range, (1025, 65535));
+    }
+
+    #[test]
+    fn indices_survive_removal_and_re_adding() {
+        let mut cfg = lab();
+        let mut reg = Registry::default();
+        let first = tables(&cfg, &[], &mut reg, 1);
+        let rs2 = cfg.services[0].real_servers.remove(1);
+        cfg.services[0].real_servers.remove(0);
+        cfg.services[0].real_servers.push(crate::config::RealServerConfig { addr: "10.77.0.13:80".parse().unwrap(), weight: 1 });
+        cfg.services[0].real_servers.push(rs2);
+        let second = tables(&cfg, &[], &mut reg, 2);
+        assert_eq!(second.services[0].servers[0].index, 2, "a new server gets a new index");
+        assert_eq!(second.services[0].servers[1].index, first.services[0].servers[1].index, "rs2 keeps its index");
+        assert_eq!(second.rs_count, 3);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use rvs_dataplane::fnat::{rewrite::rewrite_tcp_v4, Pipeline, Verdict};
+use rvs_dataplane::neigh::{NeighEntry, NeighMap};
 use rvs_dataplane::sched::SchedKind;
 use rvs_dataplane::session::{Endpoint, FlowKey, Session, SessionTable, TcpState, Timeouts};
 use rvs_dataplane::tables::{Interface, RealServer, Service, Tables};
@@ -93,15 +94,11 @@ fn bench_pipeline(c: &mut Criterion) {
         lport_range: (1025, 65535),
         timeouts: Timeouts::default(),
         rs_count: 1,
+        generation: 1,
     });
-    let mut p = Pipeline::new(tables, 65536, 1);
-    // Learn the RS MAC through an ARP reply, then open one connection.
-    let mut arp = vec![0u8; 42];
-    arp[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
-    arp[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 0x11]);
-    arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
-    rvs_dataplane::wire::arp::Packet::new_unchecked(&mut arp[14..]).emit(2, [2, 0, 0, 0, 0, 0x11], [10, 77, 0, 11], [2, 0, 0, 0, 0, 2], [10, 77, 0, 2]);
-    p.process(&mut arp, 0, Millis(0));
+    let neigh = Arc::new(NeighMap::new(vec![NeighEntry { ip: [10, 77, 0, 11], mac: [2, 0, 0, 0, 0, 0x11], port: 0 }]));
+    let mut p = Pipeline::new(tables, neigh, 65536, 1, 0, 1);
+    // Open one connection.
     let client = Endpoint::new([10, 77, 0, 10], 40000);
     let vip = Endpoint::new([10, 77, 0, 100], 80);
     let mut syn = tcp_frame([2; 6], client, vip, tcp::SYN);

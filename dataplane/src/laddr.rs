@@ -8,6 +8,14 @@
 //! use (the bitmap refuses double releases), and a released port goes to the
 //! back of the queue, so a real server's TIME_WAIT for a recent pair has long
 //! passed before the pair is reused.
+//!
+//! With several workers, each owns a disjoint slice of every local address's
+//! port space: port `p` belongs to worker `p % workers`
+//! ([`owner_of`]). A reply from a real server to `laddr:p` therefore names
+//! its session's worker in its destination port, whichever queue RSS put it
+//! on: the receiving worker hands it to the owner over a ring, or an
+//! `rte_flow` rule on the port's low bits steers it there directly (DPVS's
+//! `sa_pool` does the same with a port mask).
 
 use std::collections::VecDeque;
 
@@ -29,14 +37,35 @@ pub struct PortPool {
     last: u16,
     free: VecDeque<u16>,
     in_use: Vec<u64>,
+    size: usize,
+}
+
+/// The worker owning local port `port` when there are `workers` workers.
+#[inline]
+#[must_use]
+pub fn owner_of(port: u16, workers: u16) -> usize {
+    usize::from(port % workers.max(1))
 }
 
 impl PortPool {
     /// A pool of the ports `first..=last` (empty if `first > last`).
     #[must_use]
     pub fn new(first: u16, last: u16) -> Self {
-        let free: VecDeque<u16> = if first <= last { (first..=last).collect() } else { VecDeque::new() };
-        Self { first, last, free, in_use: vec![0; 65536 / 64] }
+        Self::new_slice(first, last, 1, 0)
+    }
+
+    /// The slice of `first..=last` owned by worker `index` of `workers`:
+    /// the ports `p` with `owner_of(p, workers) == index`.
+    #[must_use]
+    pub fn new_slice(first: u16, last: u16, workers: u16, index: u16) -> Self {
+        let workers = workers.max(1);
+        let free: VecDeque<u16> = if first <= last {
+            (first..=last).filter(|p| owner_of(*p, workers) == usize::from(index)).collect()
+        } else {
+            VecDeque::new()
+        };
+        let size = free.len();
+        Self { first, last, free, in_use: vec![0; 65536 / 64], size }
     }
 
     /// Takes a free port, or `None` when the pool is exhausted.
@@ -71,10 +100,10 @@ impl PortPool {
         self.free.len()
     }
 
-    /// Ports in the pool's range.
+    /// Ports in the pool (its slice of the range).
     #[must_use]
     pub fn size(&self) -> usize {
-        if self.first <= self.last { usize::from(self.last - self.first) + 1 } else { 0 }
+        self.size
     }
 }
 
@@ -106,18 +135,36 @@ mod tests {
         assert_eq!(p.alloc(), Some(2));
     }
 
+    #[test]
+    fn slices_partition_the_range() {
+        let pools: Vec<_> = (0..3).map(|i| PortPool::new_slice(1000, 1099, 3, i)).collect();
+        assert_eq!(pools.iter().map(PortPool::size).sum::<usize>(), 100);
+        let mut all: Vec<u16> = Vec::new();
+        for (i, mut p) in pools.into_iter().enumerate() {
+            while let Some(port) = p.alloc() {
+                assert_eq!(owner_of(port, 3), i);
+                all.push(port);
+            }
+        }
+        all.sort_unstable();
+        assert_eq!(all, (1000..1100).collect::<Vec<_>>());
+    }
+
     proptest! {
         #[test]
-        fn never_outside_range_never_twice(first in 1u16..60000, span in 0u16..200,
+        fn never_outside_slice_never_twice(first in 1u16..60000, span in 0u16..200,
+                                          workers in 1u16..5, index in 0u16..5,
                                           ops in proptest::collection::vec(any::<(bool, u8)>(), 1..500)) {
             let last = first.saturating_add(span);
-            let mut p = PortPool::new(first, last);
+            let index = index % workers;
+            let mut p = PortPool::new_slice(first, last, workers, index);
             let mut held: Vec<u16> = Vec::new();
             let mut set = HashSet::new();
             for (alloc, pick) in ops {
                 if alloc || held.is_empty() {
                     if let Some(port) = p.alloc() {
                         prop_assert!((first..=last).contains(&port));
+                        prop_assert_eq!(owner_of(port, workers), usize::from(index));
                         prop_assert!(set.insert(port), "port {} handed out twice", port);
                         held.push(port);
                     } else {

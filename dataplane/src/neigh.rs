@@ -1,90 +1,72 @@
-//! A worker's neighbour (ARP) cache, just enough for the lab: learned from
-//! ARP packets, resolved on demand by ARP requests sent from the worker's
-//! housekeeping, re-requested each second while unresolved and refreshed
-//! every 30 s. Bounded: at most [`CAPACITY`] entries; when full, new
-//! addresses are not tracked (resolution fails and is counted as a
-//! neighbour miss). The full neighbour subsystem (control-owned table,
-//! states, NDP, queued packets) is issue #7.
+//! Neighbours as the data plane sees them: a read-only snapshot of resolved
+//! (IPv4 → MAC) entries published by control, and the events a worker sends
+//! control about them.
+//!
+//! Workers never resolve anything themselves. A worker that sees an ARP
+//! packet from an on-link host reports what it learned ([`NeighEvent::Learned`]);
+//! one that needs a MAC it does not have reports [`NeighEvent::Wanted`] and
+//! drops the packet (counted as `neighbour_miss`; TCP retransmits the SYN).
+//! Control keeps the table (states, retries, refresh), asks a worker to send
+//! ARP requests, and publishes a new [`NeighMap`] to every worker when an
+//! entry changes, so all workers agree whichever one the reply reached.
 
-use crate::time::Millis;
 use crate::wire::{arp, ethernet, MacAddr, BROADCAST_MAC};
 
-/// Maximum tracked neighbours.
-pub const CAPACITY: usize = 1024;
 /// Length of an ARP frame (Ethernet header + ARP), without padding.
 pub const ARP_FRAME_LEN: usize = ethernet::HEADER_LEN + arp::PACKET_LEN;
-const RETRY_MS: u64 = 1000;
-const REFRESH_MS: u64 = 30_000;
 
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    ip: [u8; 4],
-    port: u16,
-    mac: Option<MacAddr>,
-    last_request: Option<Millis>,
-    updated: Millis,
+/// A resolved neighbour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NeighEntry {
+    /// Address.
+    pub ip: [u8; 4],
+    /// Its MAC.
+    pub mac: MacAddr,
+    /// Port position it was seen on.
+    pub port: u16,
 }
 
-/// The cache.
-#[derive(Debug, Default)]
-pub struct NeighCache {
-    entries: Vec<Entry>,
+/// The published neighbour snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NeighMap {
+    entries: Vec<NeighEntry>,
 }
 
-impl NeighCache {
-    /// An empty cache with its capacity reserved.
+impl NeighMap {
+    /// A snapshot of `entries`.
     #[must_use]
-    pub fn new() -> Self {
-        Self { entries: Vec::with_capacity(CAPACITY) }
+    pub fn new(mut entries: Vec<NeighEntry>) -> Self {
+        entries.sort_unstable_by_key(|e| e.ip);
+        entries.dedup_by_key(|e| e.ip);
+        Self { entries }
     }
 
     /// The MAC of `ip`, if resolved.
     #[inline]
     #[must_use]
     pub fn lookup(&self, ip: [u8; 4]) -> Option<MacAddr> {
-        self.entries.iter().find(|e| e.ip == ip).and_then(|e| e.mac)
+        self.entries.binary_search_by_key(&ip, |e| e.ip).ok().map(|i| self.entries[i].mac)
     }
 
-    /// Records that `ip` is at `mac` (seen on `port`).
-    pub fn learn(&mut self, ip: [u8; 4], mac: MacAddr, port: u16, now: Millis) {
-        if let Some(e) = self.entries.iter_mut().find(|e| e.ip == ip) {
-            e.mac = Some(mac);
-            e.port = port;
-            e.updated = now;
-        } else if self.entries.len() < CAPACITY {
-            self.entries.push(Entry { ip, port, mac: Some(mac), last_request: None, updated: now });
-        }
+    /// All entries, sorted by address.
+    #[must_use]
+    pub fn entries(&self) -> &[NeighEntry] {
+        &self.entries
     }
+}
 
-    /// Asks for `ip` to be resolved on `port` (an ARP request goes out at the
-    /// next [`NeighCache::due_requests`]).
-    pub fn want(&mut self, ip: [u8; 4], port: u16) {
-        if !self.entries.iter().any(|e| e.ip == ip) && self.entries.len() < CAPACITY {
-            self.entries.push(Entry { ip, port, mac: None, last_request: None, updated: Millis(0) });
-        }
-    }
-
-    /// Resolved entries, for listings.
-    pub fn resolved(&self) -> impl Iterator<Item = ([u8; 4], MacAddr)> + '_ {
-        self.entries.iter().filter_map(|e| e.mac.map(|m| (e.ip, m)))
-    }
-
-    /// Calls `send(port, target_ip)` for each entry needing an ARP request
-    /// now: unresolved and not asked within a second, or resolved but not
-    /// refreshed for 30 s.
-    pub fn due_requests(&mut self, now: Millis, mut send: impl FnMut(u16, [u8; 4])) {
-        for e in &mut self.entries {
-            let asked_recently = e.last_request.is_some_and(|t| t.until(now) < RETRY_MS);
-            let due = match e.mac {
-                None => !asked_recently,
-                Some(_) => e.updated.until(now) >= REFRESH_MS && !asked_recently,
-            };
-            if due {
-                e.last_request = Some(now);
-                send(e.port, e.ip);
-            }
-        }
-    }
+/// What a worker tells control about neighbours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NeighEvent {
+    /// An ARP packet showed `ip` at `mac` on `port`.
+    Learned(NeighEntry),
+    /// A packet needed the MAC of `ip` (next hop on `port`).
+    Wanted {
+        /// Address to resolve.
+        ip: [u8; 4],
+        /// Port position to ask on.
+        port: u16,
+    },
 }
 
 /// Writes a broadcast ARP request for `target` from (`mac`, `ip`) into `frame`.
@@ -105,24 +87,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn want_then_request_then_learn() {
-        let mut n = NeighCache::new();
-        n.want([10, 0, 0, 11], 0);
-        let mut sent = vec![];
-        n.due_requests(Millis(0), |p, ip| sent.push((p, ip)));
-        assert_eq!(sent, vec![(0, [10, 0, 0, 11])]);
-        sent.clear();
-        n.due_requests(Millis(500), |p, ip| sent.push((p, ip)));
-        assert!(sent.is_empty(), "retried too soon");
-        n.due_requests(Millis(1000), |p, ip| sent.push((p, ip)));
-        assert_eq!(sent.len(), 1);
-        n.learn([10, 0, 0, 11], [2; 6], 0, Millis(1100));
-        assert_eq!(n.lookup([10, 0, 0, 11]), Some([2; 6]));
-        sent.clear();
-        n.due_requests(Millis(20_000), |p, ip| sent.push((p, ip)));
-        assert!(sent.is_empty());
-        n.due_requests(Millis(31_100), |p, ip| sent.push((p, ip)));
-        assert_eq!(sent.len(), 1, "refresh after 30 s");
+    fn lookup_in_snapshot() {
+        let m = NeighMap::new(vec![
+            NeighEntry { ip: [10, 0, 0, 12], mac: [2; 6], port: 0 },
+            NeighEntry { ip: [10, 0, 0, 11], mac: [1; 6], port: 0 },
+        ]);
+        assert_eq!(m.lookup([10, 0, 0, 11]), Some([1; 6]));
+        assert_eq!(m.lookup([10, 0, 0, 12]), Some([2; 6]));
+        assert_eq!(m.lookup([10, 0, 0, 13]), None);
     }
 
     #[test]

@@ -40,11 +40,13 @@ pub enum DropReason {
     MultiSegment,
     /// ARP packet not addressed to an owned address (learned, then dropped).
     ArpNotForUs,
+    /// The ring to the worker owning the session was full.
+    RedirectFull,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 15;
+    pub const COUNT: usize = 16;
 
     /// All reasons, in discriminant order.
     pub const ALL: [Self; Self::COUNT] = [
@@ -63,6 +65,7 @@ impl DropReason {
         Self::TxFull,
         Self::MultiSegment,
         Self::ArpNotForUs,
+        Self::RedirectFull,
     ];
 
     /// Stable snake_case name (metrics label, listings).
@@ -84,6 +87,7 @@ impl DropReason {
             Self::TxFull => "tx_full",
             Self::MultiSegment => "multi_segment",
             Self::ArpNotForUs => "arp_not_for_us",
+            Self::RedirectFull => "redirect_full",
         }
     }
 }
@@ -105,6 +109,10 @@ pub struct Counters {
     pub arp_replies: u64,
     /// ICMP echo requests answered.
     pub echo_replies: u64,
+    /// Packets handed to another worker over a ring.
+    pub redirected_out: u64,
+    /// Packets received from other workers' rings.
+    pub redirected_in: u64,
 }
 
 impl Counters {

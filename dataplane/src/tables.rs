@@ -80,6 +80,8 @@ pub struct Tables {
     pub timeouts: Timeouts,
     /// Total number of real servers (the global numbering's size).
     pub rs_count: u16,
+    /// Increases with every snapshot control publishes.
+    pub generation: u64,
 }
 
 impl Tables {
@@ -129,6 +131,7 @@ mod tests {
             lport_range: (1024, 65535),
             timeouts: Timeouts::default(),
             rs_count: 0,
+            generation: 1,
         };
         assert_eq!(t.next_hop([10, 0, 0, 9]), Some((0, [10, 0, 0, 9])));
         assert_eq!(t.next_hop([8, 8, 8, 8]), Some((0, [10, 0, 0, 1])));

@@ -5,9 +5,12 @@
 //! loop {
 //!     now = TSC → ms                  (once per iteration)
 //!     for each port: rx_burst → process each frame → per-port TX batch
+//!                                      or per-worker redirect batch
+//!     for each ring from another worker: dequeue → process → TX batch
 //!     flush TX batches                 (unsent frames dropped as tx_full)
-//!     every ms: housekeeping           (session sweep, ARP requests,
-//!                                       control requests, stop flag)
+//!     flush redirect batches           (unsent dropped as redirect_full)
+//!     every ms: housekeeping           (session sweep, neighbour events out,
+//!                                       snapshots and requests in, stop flag)
 //!     every 100 ms: publish counters   (plain stores into shared atomics)
 //!     idle back-off, if configured and nothing arrived for a while
 //! }
@@ -17,8 +20,15 @@
 //! Counters are plain fields of the pipeline; the worker copies them into
 //! [`WorkerShared`] with relaxed stores (no read-modify-write on shared lines)
 //! and the control side reads them whenever it likes. Requests from control
-//! (session listings) arrive on a channel polled in housekeeping, so a
-//! listing costs the worker one copy of its table, between bursts.
+//! (new table or neighbour snapshots, session listings, ARP requests to
+//! send) arrive on a channel polled in housekeeping. A replaced snapshot is
+//! sent back to control rather than dropped here: control frees it once
+//! every worker has moved on (the `Arc` count tells), and no worker ever
+//! runs a deallocation.
+//!
+//! Redirect rings: one single-producer/single-consumer ring per ordered
+//! pair of workers. A reply that RSS delivered to the wrong worker (see
+//! [`crate::fnat`]) is enqueued, untouched, on the ring to its owner.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -26,10 +36,12 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::dpdk::{rdtsc, Mempool, MbufBatch, RxQueue, TxQueue};
+use crate::dpdk::{rdtsc, Mbuf, MbufBatch, MbufRing, Mempool, PortId, RxQueue, TxQueue};
 use crate::fnat::{Pipeline, Verdict};
+use crate::neigh::{self, NeighEvent, NeighMap, ARP_FRAME_LEN};
 use crate::session::Session;
 use crate::stats::DropReason;
+use crate::tables::Tables;
 use crate::time::Millis;
 
 /// What a worker does when its queues are empty.
@@ -74,6 +86,12 @@ pub struct WorkerShared {
     pub empty_polls: AtomicU64,
     /// Iterations in all.
     pub polls: AtomicU64,
+    /// Packets handed to other workers.
+    pub redirected_out: AtomicU64,
+    /// Packets taken from other workers' rings.
+    pub redirected_in: AtomicU64,
+    /// Generation of the tables in force.
+    pub generation: AtomicU64,
 }
 
 impl WorkerShared {
@@ -92,6 +110,9 @@ impl WorkerShared {
             rs_inactive: (0..rs_count).map(|_| AtomicU32::new(0)).collect(),
             empty_polls: AtomicU64::new(0),
             polls: AtomicU64::new(0),
+            redirected_out: AtomicU64::new(0),
+            redirected_in: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
         }
     }
 }
@@ -112,6 +133,28 @@ pub enum Request {
     DumpSessions(Sender<SessionDump>),
     /// Publish counters now, then acknowledge (so a listing is current).
     Publish(Sender<()>),
+    /// Forward by these tables from now on.
+    Tables(Arc<Tables>),
+    /// Use this neighbour snapshot from now on.
+    Neigh(Arc<NeighMap>),
+    /// Broadcast an ARP request for `target` on port position `port`.
+    SendArp {
+        /// Port position.
+        port: u16,
+        /// Address to resolve.
+        target: [u8; 4],
+    },
+}
+
+/// What a worker tells control.
+#[derive(Debug)]
+pub enum Event {
+    /// Something about a neighbour.
+    Neigh(NeighEvent),
+    /// A snapshot this worker no longer uses.
+    RetiredTables(Arc<Tables>),
+    /// A neighbour snapshot this worker no longer uses.
+    RetiredNeigh(Arc<NeighMap>),
 }
 
 /// Everything a worker owns.
@@ -120,6 +163,14 @@ pub struct Worker {
     pub rx: Vec<RxQueue>,
     /// TX queue of each port, in port order.
     pub tx: Vec<TxQueue>,
+    /// DPDK id of each port, in port order.
+    pub port_ids: Vec<PortId>,
+    /// Ring to each other worker (`None` at this worker's own index).
+    pub redirect_out: Vec<Option<Arc<MbufRing>>>,
+    /// Rings from the other workers.
+    pub redirect_in: Vec<Arc<MbufRing>>,
+    /// Where events for control go.
+    pub events: Sender<Event>,
     /// Pool for frames the worker originates (ARP requests).
     pub pool: Arc<Mempool>,
     /// The packet path.
@@ -141,40 +192,33 @@ impl Worker {
         let start = rdtsc();
         let mut rx = MbufBatch::new();
         let mut tx: Vec<MbufBatch> = self.tx.iter().map(|_| MbufBatch::new()).collect();
+        let mut redir: Vec<MbufBatch> = self.redirect_out.iter().map(|_| MbufBatch::new()).collect();
         let mut last_house = Millis(0);
         let mut last_publish = Millis(0);
         let mut empty_run: u32 = 0;
         let (mut polls, mut empty_polls) = (0u64, 0u64);
+        self.shared.generation.store(self.pipeline.tables().generation, Ordering::Relaxed);
         loop {
             let now = Millis(rdtsc().wrapping_sub(start) / ticks_per_ms);
             let mut got = 0;
             for port in 0..self.rx.len() {
                 got += self.rx[port].rx_burst(&mut rx);
-                for mut m in rx.drain() {
-                    if m.nb_segs() != 1 {
-                        self.pipeline.counters.rx_packets += 1;
-                        self.pipeline.counters.drop(DropReason::MultiSegment);
+                for m in rx.drain() {
+                    self.handle(m, port as u16, now, &mut tx, &mut redir);
+                }
+            }
+            for ring in 0..self.redirect_in.len() {
+                let n = self.redirect_in[ring].dequeue_burst(&mut rx);
+                got += n;
+                self.pipeline.counters.redirected_in += n as u64;
+                for m in rx.drain() {
+                    let Some(port) = self.port_ids.iter().position(|p| *p == m.port()) else {
                         continue;
-                    }
-                    match self.pipeline.process(m.data_mut(), port as u16, now) {
-                        Verdict::Forward { port: out } => {
-                            let out = usize::from(out);
-                            if tx[out].is_full() {
-                                flush(&mut self.tx[out], &mut tx[out], &mut self.pipeline);
-                            }
-                            if tx[out].push(m).is_err() {
-                                self.pipeline.counters.drop(DropReason::TxFull);
-                            }
-                        }
-                        Verdict::Consumed | Verdict::Drop(_) => {}
-                    }
+                    };
+                    self.handle(m, port as u16, now, &mut tx, &mut redir);
                 }
             }
-            for (q, batch) in self.tx.iter_mut().zip(tx.iter_mut()) {
-                if !batch.is_empty() {
-                    flush(q, batch, &mut self.pipeline);
-                }
-            }
+            self.flush_all(&mut tx, &mut redir);
             polls += 1;
             if got == 0 {
                 empty_polls += 1;
@@ -200,27 +244,70 @@ impl Worker {
         0
     }
 
-    /// Between bursts: sweep, ARP, requests. True when asked to stop.
-    #[cold]
-    fn housekeeping(&mut self, now: Millis, tx: &mut [MbufBatch], polls: u64, empty_polls: u64) -> bool {
-        let pool = &self.pool;
-        self.pipeline.housekeeping(now, SWEEP_BUDGET, |port, frame| {
-            let Some(mut m) = pool.alloc() else { return };
-            // Pad to the 60-byte Ethernet minimum.
-            if !m.set_len(60) {
-                return;
+    /// One frame through the pipeline, into a TX or redirect batch.
+    #[inline]
+    fn handle(&mut self, mut m: Mbuf, port: u16, now: Millis, tx: &mut [MbufBatch], redir: &mut [MbufBatch]) {
+        if m.nb_segs() != 1 {
+            self.pipeline.counters.rx_packets += 1;
+            self.pipeline.counters.drop(DropReason::MultiSegment);
+            return;
+        }
+        match self.pipeline.process(m.data_mut(), port, now) {
+            Verdict::Forward { port: out } => {
+                let out = usize::from(out);
+                if tx[out].is_full() {
+                    flush(&mut self.tx[out], &mut tx[out], &mut self.pipeline);
+                }
+                if tx[out].push(m).is_err() {
+                    self.pipeline.counters.drop(DropReason::TxFull);
+                }
             }
-            let d = m.data_mut();
-            d.fill(0);
-            d[..frame.len()].copy_from_slice(frame);
-            if let Some(b) = tx.get_mut(usize::from(port)) {
-                let _ = b.push(m);
+            Verdict::Redirect { worker } => {
+                let w = usize::from(worker);
+                if redir.get(w).is_some_and(MbufBatch::is_full) {
+                    self.flush_redirect(w, &mut redir[w]);
+                }
+                match redir.get_mut(w).map(|b| b.push(m)) {
+                    Some(Ok(())) => {}
+                    _ => self.pipeline.counters.drop(DropReason::RedirectFull),
+                }
             }
-        });
+            Verdict::Consumed | Verdict::Drop(_) => {}
+        }
+    }
+
+    fn flush_all(&mut self, tx: &mut [MbufBatch], redir: &mut [MbufBatch]) {
         for (q, batch) in self.tx.iter_mut().zip(tx.iter_mut()) {
             if !batch.is_empty() {
                 flush(q, batch, &mut self.pipeline);
             }
+        }
+        for (w, batch) in redir.iter_mut().enumerate() {
+            if !batch.is_empty() {
+                self.flush_redirect(w, batch);
+            }
+        }
+    }
+
+    fn flush_redirect(&mut self, w: usize, batch: &mut MbufBatch) {
+        let sent = match self.redirect_out.get(w) {
+            Some(Some(ring)) => ring.enqueue_burst(batch),
+            _ => 0,
+        };
+        self.pipeline.counters.redirected_out += sent as u64;
+        for _ in batch.drain() {
+            self.pipeline.counters.drop(DropReason::RedirectFull);
+        }
+    }
+
+    /// Between bursts: sweep, neighbour events, control requests. True
+    /// when asked to stop.
+    #[cold]
+    fn housekeeping(&mut self, now: Millis, tx: &mut [MbufBatch], polls: u64, empty_polls: u64) -> bool {
+        self.pipeline.housekeeping(now, SWEEP_BUDGET);
+        for e in self.pipeline.take_neigh_events() {
+            // A full channel loses the event; the next packet reports again.
+            let _ = self.events.try_send(Event::Neigh(e));
         }
         while let Ok(req) = self.requests.try_recv() {
             match req {
@@ -232,9 +319,39 @@ impl Worker {
                     self.publish(polls, empty_polls);
                     let _ = ack.send(());
                 }
+                Request::Tables(t) => {
+                    let generation = t.generation;
+                    let old = self.pipeline.set_tables(t);
+                    self.shared.generation.store(generation, Ordering::Relaxed);
+                    let _ = self.events.try_send(Event::RetiredTables(old));
+                }
+                Request::Neigh(n) => {
+                    let old = self.pipeline.set_neigh(n);
+                    let _ = self.events.try_send(Event::RetiredNeigh(old));
+                }
+                Request::SendArp { port, target } => self.send_arp(port, target, tx),
             }
         }
+        let mut none: [MbufBatch; 0] = [];
+        self.flush_all(tx, &mut none);
         self.shared.stop.load(Ordering::Relaxed)
+    }
+
+    fn send_arp(&mut self, port: u16, target: [u8; 4], tx: &mut [MbufBatch]) {
+        let Some(i) = self.pipeline.tables().interfaces.get(usize::from(port)) else { return };
+        let mut frame = [0u8; ARP_FRAME_LEN];
+        neigh::emit_request(&mut frame, i.mac, i.addr, target);
+        let Some(mut m) = self.pool.alloc() else { return };
+        // Pad to the 60-byte Ethernet minimum.
+        if !m.set_len(60) {
+            return;
+        }
+        let d = m.data_mut();
+        d.fill(0);
+        d[..frame.len()].copy_from_slice(&frame);
+        if let Some(b) = tx.get_mut(usize::from(port)) {
+            let _ = b.push(m);
+        }
     }
 
     fn publish(&self, polls: u64, empty_polls: u64) {
@@ -256,6 +373,8 @@ impl Worker {
         }
         s.polls.store(polls, Ordering::Relaxed);
         s.empty_polls.store(empty_polls, Ordering::Relaxed);
+        s.redirected_out.store(c.redirected_out, Ordering::Relaxed);
+        s.redirected_in.store(c.redirected_in, Ordering::Relaxed);
     }
 }
 

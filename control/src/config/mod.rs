@@ -65,6 +65,9 @@ pub struct DpdkConfig {
     pub file_prefix: String,
     /// Extra EAL arguments, passed last and unchanged.
     pub extra_args: Vec<String>,
+    /// EAL `--lcores` map (lcore to CPU), replacing `-l` when set: lets a
+    /// lab run more lcores than the machine has cores.
+    pub lcore_map: Option<String>,
 }
 
 /// Data-plane settings.
@@ -104,6 +107,23 @@ impl InterfaceConfig {
         self.device.split(',').next().unwrap_or(&self.device)
     }
 
+    /// The device string as EAL gets it: an af_packet device without
+    /// `qpairs=` gets one queue pair per worker.
+    #[must_use]
+    pub fn eal_device(&self, workers: usize) -> String {
+        if self.device.starts_with("net_af_packet") && self.devarg("qpairs").is_none() && workers > 1 {
+            format!("{},qpairs={workers}", self.device)
+        } else {
+            self.device.clone()
+        }
+    }
+
+    /// The value of device argument `key`.
+    #[must_use]
+    pub fn devarg(&self, key: &str) -> Option<&str> {
+        self.device.split(',').skip(1).find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+    }
+
     /// True for a virtual device (`--vdev`), false for a PCI device (`-a`).
     #[must_use]
     pub fn is_vdev(&self) -> bool {
@@ -113,7 +133,7 @@ impl InterfaceConfig {
     /// The kernel interface a virtual device attaches to (`iface=`), if any.
     #[must_use]
     pub fn kernel_iface(&self) -> Option<&str> {
-        self.device.split(',').skip(1).find_map(|kv| kv.strip_prefix("iface="))
+        self.devarg("iface")
     }
 }
 

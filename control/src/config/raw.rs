@@ -35,6 +35,8 @@ pub(super) struct RawDpdk {
     pub file_prefix: String,
     #[serde(default)]
     pub extra_args: Vec<String>,
+    #[serde(default)]
+    pub lcore_map: Option<Spanned<String>>,
 }
 
 fn default_memory() -> u32 {

@@ -100,6 +100,11 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             Some(g) => Some(g.get_ref().parse::<Ipv4Addr>().map_err(|_| cx.at(g, format!("gateway {:?} is not an IPv4 address", g.get_ref())))?),
         };
         let ic = InterfaceConfig { name: i.name.get_ref().clone(), device: i.device.get_ref().trim().to_string(), addr, prefix_len, gateway };
+        if let Some(q) = ic.devarg("qpairs") {
+            if q.parse::<usize>().ok() != Some(worker_lcores.len()) {
+                return Err(cx.at(&i.device, format!("device has qpairs={q} but there are {} workers: each worker needs its own queue pair", worker_lcores.len())));
+            }
+        }
         if raw.dpdk.no_pci && !ic.is_vdev() {
             return Err(cx.at(&i.device, format!("device {:?} is a PCI device but [dpdk] no_pci = true", ic.device)));
         }
@@ -158,6 +163,19 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         services.push(ServiceConfig { vip, proto, scheduler, forward, local_addresses, real_servers });
     }
 
+    let lcore_map = match &raw.dpdk.lcore_map {
+        None => None,
+        Some(m) => {
+            let ids: Vec<u32> = m.get_ref().split(',').filter_map(|e| e.split('@').next()?.trim().parse().ok()).collect();
+            for l in std::iter::once(&raw.dpdk.main_lcore).chain(&worker_lcores) {
+                if !ids.contains(l) {
+                    return Err(cx.at(m, format!("lcore_map does not place lcore {l} (write it as \"LCORE@CPU,...\")")));
+                }
+            }
+            Some(m.get_ref().clone())
+        }
+    };
+
     Ok(Config {
         path: PathBuf::from(path),
         dpdk: DpdkConfig {
@@ -167,6 +185,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             no_pci: raw.dpdk.no_pci,
             file_prefix: raw.dpdk.file_prefix.clone(),
             extra_args: raw.dpdk.extra_args.clone(),
+            lcore_map,
         },
         dataplane: DataplaneConfig { worker_lcores, idle, session_capacity, mbufs, lport_range },
         socket: PathBuf::from(raw.control.socket.as_deref().unwrap_or("/run/rvs/rvsd.sock")),

@@ -17,17 +17,24 @@
 //! neighbour lookup, insert) is a separate `#[cold]` function.
 //!
 //! Layer 2: each session caches its next hops when created. Toward the real
-//! server, the neighbour cache gives the MAC (a miss sends an ARP request
-//! and drops the SYN, which the client retransmits). Toward the client, the
-//! session keeps the source MAC and port of the client's first packet, as
-//! DPVS's `fast_xmit` does: replies leave the way requests came in.
+//! server, the published neighbour snapshot gives the MAC (a miss is
+//! reported to control, which resolves it, and the SYN is dropped; the
+//! client retransmits it). Toward the client, the session keeps the source
+//! MAC and port of the client's first packet, as DPVS's `fast_xmit` does:
+//! replies leave the way requests came in.
+//!
+//! Several workers: sessions live on the worker that saw the client's SYN
+//! (RSS keeps a client flow on one queue) and borrow a local port from that
+//! worker's slice ([`crate::laddr::owner_of`]). A real server's reply that
+//! RSS put on another worker misses that worker's table; its destination
+//! port names the owner, and the verdict is [`Verdict::Redirect`].
 
 pub mod rewrite;
 
 use std::sync::Arc;
 
-use crate::laddr::PortPool;
-use crate::neigh::{self, NeighCache, ARP_FRAME_LEN};
+use crate::laddr::{owner_of, PortPool};
+use crate::neigh::{NeighEntry, NeighEvent, NeighMap};
 use crate::sched::Scheduler;
 use crate::session::{tcp_state, Direction, Endpoint, FlowKey, Lookup, Session, SessionTable, SlotId, TcpState};
 use crate::stats::{Counters, DropReason};
@@ -42,6 +49,11 @@ pub enum Verdict {
     Forward {
         /// Port position in the worker's port list.
         port: u16,
+    },
+    /// The frame belongs to another worker's session: hand it over.
+    Redirect {
+        /// Index of the owning worker.
+        worker: u16,
     },
     /// The frame was used up (learned from); free it.
     Consumed,
@@ -83,35 +95,79 @@ pub struct Pipeline {
     pools: Vec<PortPool>,
     scheds: Vec<Scheduler>,
     laddr_cursor: Vec<usize>,
-    neigh: NeighCache,
+    neigh: Arc<NeighMap>,
+    neigh_events: Vec<NeighEvent>,
     rs_conns: Vec<ConnCount>,
+    worker: u16,
+    workers: u16,
     /// This worker's counters.
     pub counters: Counters,
 }
 
 impl Pipeline {
-    /// A pipeline forwarding by `tables`, with room for `capacity` sessions.
+    /// Pipeline of worker `worker` (of `workers`) forwarding by `tables`
+    /// and `neigh`, with room for `capacity` sessions.
     #[must_use]
-    pub fn new(tables: Arc<Tables>, capacity: u32, seed: u64) -> Self {
-        let (lo, hi) = tables.lport_range;
-        let mut neigh = NeighCache::new();
-        for svc in &tables.services {
-            for rs in &svc.servers {
-                if let Some((port, nh)) = tables.next_hop(rs.addr.ip) {
-                    neigh.want(nh, port);
-                }
-            }
-        }
-        Self {
+    pub fn new(tables: Arc<Tables>, neigh: Arc<NeighMap>, capacity: u32, seed: u64, worker: u16, workers: u16) -> Self {
+        let mut p = Self {
             sessions: SessionTable::new(capacity, seed),
-            pools: tables.laddrs.iter().map(|_| PortPool::new(lo, hi)).collect(),
-            scheds: tables.services.iter().map(|s| Scheduler::new(s.sched)).collect(),
-            laddr_cursor: vec![0; tables.services.len()],
+            pools: Vec::new(),
+            scheds: Vec::new(),
+            laddr_cursor: Vec::new(),
             neigh,
-            rs_conns: vec![ConnCount::default(); usize::from(tables.rs_count)],
+            neigh_events: Vec::with_capacity(NEIGH_EVENTS_MAX),
+            rs_conns: Vec::new(),
             counters: Counters::default(),
-            tables,
+            worker,
+            workers: workers.max(1),
+            tables: Arc::clone(&tables),
+        };
+        p.adopt(&tables);
+        p
+    }
+
+    /// Switches to new tables and returns the old ones (for control to
+    /// free). Sessions keep their endpoints and go on forwarding; schedulers
+    /// restart; local addresses and real servers keep their indices (control
+    /// numbers them append-only), so pools and counters carry over.
+    pub fn set_tables(&mut self, tables: Arc<Tables>) -> Arc<Tables> {
+        self.adopt(&tables);
+        std::mem::replace(&mut self.tables, tables)
+    }
+
+    /// Switches to a new neighbour snapshot and returns the old one.
+    pub fn set_neigh(&mut self, neigh: Arc<NeighMap>) -> Arc<NeighMap> {
+        std::mem::replace(&mut self.neigh, neigh)
+    }
+
+    #[cold]
+    fn adopt(&mut self, tables: &Tables) {
+        let (lo, hi) = tables.lport_range;
+        while self.pools.len() < tables.laddrs.len() {
+            self.pools.push(PortPool::new_slice(lo, hi, self.workers, self.worker));
         }
+        self.scheds = tables.services.iter().map(|s| Scheduler::new(s.sched)).collect();
+        self.laddr_cursor = vec![0; tables.services.len()];
+        if self.rs_conns.len() < usize::from(tables.rs_count) {
+            self.rs_conns.resize(usize::from(tables.rs_count), ConnCount::default());
+        }
+    }
+
+    /// Neighbour events since the last call, for control.
+    pub fn take_neigh_events(&mut self) -> std::vec::Drain<'_, NeighEvent> {
+        self.neigh_events.drain(..)
+    }
+
+    fn report(&mut self, e: NeighEvent) {
+        if self.neigh_events.len() < NEIGH_EVENTS_MAX && !self.neigh_events.contains(&e) {
+            self.neigh_events.push(e);
+        }
+    }
+
+    /// This worker's local-port pools, by local-address index.
+    #[must_use]
+    pub fn pools(&self) -> &[PortPool] {
+        &self.pools
     }
 
     /// The sessions (for listings).
@@ -126,9 +182,9 @@ impl Pipeline {
         &self.rs_conns
     }
 
-    /// The neighbour cache (for listings).
+    /// The neighbour snapshot in force.
     #[must_use]
-    pub fn neighbours(&self) -> &NeighCache {
+    pub fn neighbours(&self) -> &NeighMap {
         &self.neigh
     }
 
@@ -156,7 +212,7 @@ impl Pipeline {
         };
         match eth.ethertype() {
             ethernet::ETHERTYPE_IPV4 => self.handle_ipv4(frame, in_port, now),
-            ethernet::ETHERTYPE_ARP => self.handle_arp(frame, in_port, now),
+            ethernet::ETHERTYPE_ARP => self.handle_arp(frame, in_port),
             _ => Verdict::Drop(DropReason::UnsupportedL3),
         }
     }
@@ -204,7 +260,7 @@ impl Pipeline {
             Lookup::Miss => {}
         }
         let Some(svc) = self.tables.service_at(key.dst, proto) else {
-            return Verdict::Drop(if self.tables.owns(dst) { DropReason::NoService } else { DropReason::NotForUs });
+            return self.miss_not_a_service(dst, key.dst.port);
         };
         if !is_new_syn(flags) {
             return Verdict::Drop(DropReason::NoSession);
@@ -214,6 +270,20 @@ impl Pipeline {
             Ok(slot) => self.forward(l2, l3, slot, Direction::Inbound, flags, now),
             Err(reason) => Verdict::Drop(reason),
         }
+    }
+
+    /// A TCP segment with no session and no service at its destination: a
+    /// reply for another worker's session, a late segment, or not ours.
+    #[cold]
+    fn miss_not_a_service(&self, dst: [u8; 4], dport: u16) -> Verdict {
+        if self.tables.laddr_index(dst).is_some() {
+            let owner = owner_of(dport, self.workers);
+            if owner != usize::from(self.worker) {
+                return Verdict::Redirect { worker: owner as u16 };
+            }
+            return Verdict::Drop(DropReason::NoSession);
+        }
+        Verdict::Drop(if self.tables.owns(dst) { DropReason::NoService } else { DropReason::NotForUs })
     }
 
     fn is_reusable(&self, slot: SlotId) -> bool {
@@ -263,7 +333,7 @@ impl Pipeline {
         let rs = svc.servers[i];
         let (rs_port, nh) = tables.next_hop(rs.addr.ip).ok_or(DropReason::NotForUs)?;
         let Some(rs_mac) = self.neigh.lookup(nh) else {
-            self.neigh.want(nh, rs_port);
+            self.report(NeighEvent::Wanted { ip: nh, port: rs_port });
             return Err(DropReason::NeighbourMiss);
         };
         let n = svc.laddrs.len();
@@ -352,15 +422,15 @@ impl Pipeline {
         Verdict::Forward { port: in_port }
     }
 
-    fn handle_arp(&mut self, frame: &mut [u8], in_port: u16, now: Millis) -> Verdict {
+    fn handle_arp(&mut self, frame: &mut [u8], in_port: u16) -> Verdict {
         let (l2, l3) = frame.split_at_mut(ethernet::HEADER_LEN);
         let Ok(req) = arp::Packet::new_checked(&*l3) else {
             return Verdict::Drop(DropReason::Malformed);
         };
         let (op, smac, sip, tip) = (req.op(), req.sender_mac(), req.sender_ip(), req.target_ip());
         let on_link = self.tables.interfaces.get(usize::from(in_port)).is_some_and(|i| i.on_link(sip));
-        if on_link && sip != [0; 4] {
-            self.neigh.learn(sip, smac, in_port, now);
+        if on_link && sip != [0; 4] && self.neigh.lookup(sip) != Some(smac) {
+            self.report(NeighEvent::Learned(NeighEntry { ip: sip, mac: smac, port: in_port }));
         }
         if op != arp::OP_REQUEST || !self.tables.owns(tip) {
             return if op == arp::OP_REPLY && on_link { Verdict::Consumed } else { Verdict::Drop(DropReason::ArpNotForUs) };
@@ -371,22 +441,17 @@ impl Pipeline {
         self.reply_l2(l2, in_port)
     }
 
-    /// Periodic work between bursts: expire up to `budget` sessions' worth
-    /// of slots, and build due ARP requests with `send(port, frame)`.
-    pub fn housekeeping(&mut self, now: Millis, budget: usize, mut send: impl FnMut(u16, &[u8; ARP_FRAME_LEN])) {
+    /// Periodic work between bursts: examine up to `budget` session slots
+    /// and remove what has expired.
+    pub fn housekeeping(&mut self, now: Millis, budget: usize) {
         let (pools, conns) = (&mut self.pools, &mut self.rs_conns);
         let n = self.sessions.sweep(now, budget, |s| release(pools, conns, s));
         self.counters.sessions_expired += n as u64;
-        let tables = &self.tables;
-        self.neigh.due_requests(now, |port, target| {
-            if let Some(i) = tables.interfaces.get(usize::from(port)) {
-                let mut f = [0u8; ARP_FRAME_LEN];
-                neigh::emit_request(&mut f, i.mac, i.addr, target);
-                send(port, &f);
-            }
-        });
     }
 }
+
+/// Neighbour events a worker buffers between housekeeping rounds.
+pub const NEIGH_EVENTS_MAX: usize = 64;
 
 fn is_new_syn(flags: u8) -> bool {
     flags & (tcp::SYN | tcp::ACK | tcp::RST) == tcp::SYN

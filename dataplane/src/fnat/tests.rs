@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::*;
 use crate::sched::SchedKind;
 use crate::session::Timeouts;
+use crate::neigh::{NeighEntry, NeighEvent, NeighMap};
 use crate::tables::{Interface, RealServer, Service};
 use crate::wire::BROADCAST_MAC;
 
@@ -36,6 +37,7 @@ fn tables(lports: (u16, u16)) -> Arc<Tables> {
         lport_range: lports,
         timeouts,
         rs_count: 2,
+        generation: 1,
     })
 }
 
@@ -82,19 +84,26 @@ fn look(f: &[u8]) -> Seen {
     }
 }
 
-/// A pipeline that already knows both real servers' MACs.
+fn known_servers() -> Arc<NeighMap> {
+    Arc::new(NeighMap::new(vec![
+        NeighEntry { ip: RS1.ip, mac: RS1_MAC, port: 0 },
+        NeighEntry { ip: RS2.ip, mac: RS2_MAC, port: 0 },
+    ]))
+}
+
+/// Worker `worker` of `workers`, knowing both real servers' MACs.
+fn worker(lports: (u16, u16), capacity: u32, worker: u16, workers: u16) -> Pipeline {
+    Pipeline::new(tables(lports), known_servers(), capacity, 42, worker, workers)
+}
+
+/// The only worker, knowing both real servers' MACs.
 fn ready(lports: (u16, u16), capacity: u32) -> Pipeline {
-    let mut p = Pipeline::new(tables(lports), capacity, 42);
-    for (mac, ip) in [(RS1_MAC, RS1.ip), (RS2_MAC, RS2.ip)] {
-        let mut f = arp_frame(arp::OP_REPLY, mac, ip, LB);
-        assert_eq!(p.process(&mut f, 0, Millis(0)), Verdict::Consumed);
-    }
-    p
+    worker(lports, capacity, 0, 1)
 }
 
 #[test]
 fn answers_arp_for_owned_addresses_only() {
-    let mut p = Pipeline::new(tables((1025, 65535)), 16, 1);
+    let mut p = Pipeline::new(tables((1025, 65535)), Arc::default(), 16, 1, 0, 1);
     for owned in [VIP.ip, LIP, LB] {
         let mut f = arp_frame(arp::OP_REQUEST, CLIENT_MAC, CLIENT.ip, owned);
         assert_eq!(p.process(&mut f, 0, Millis(0)), Verdict::Forward { port: 0 });
@@ -107,23 +116,76 @@ fn answers_arp_for_owned_addresses_only() {
     let mut f = arp_frame(arp::OP_REQUEST, CLIENT_MAC, CLIENT.ip, [10, 77, 0, 99]);
     assert_eq!(p.process(&mut f, 0, Millis(0)), Verdict::Drop(DropReason::ArpNotForUs));
     assert_eq!(p.counters.arp_replies, 3);
-    // The requester was learned on the way.
-    assert_eq!(p.neighbours().lookup(CLIENT.ip), Some(CLIENT_MAC));
+    // The requester was reported to control, once.
+    let events: Vec<_> = p.take_neigh_events().collect();
+    assert_eq!(events, vec![NeighEvent::Learned(NeighEntry { ip: CLIENT.ip, mac: CLIENT_MAC, port: 0 })]);
+    // An ARP reply from a known neighbour with the same MAC reports nothing.
+    let mut p = ready((1025, 65535), 16);
+    let mut f = arp_frame(arp::OP_REPLY, RS1_MAC, RS1.ip, LB);
+    assert_eq!(p.process(&mut f, 0, Millis(0)), Verdict::Consumed);
+    assert_eq!(p.take_neigh_events().count(), 0);
 }
 
 #[test]
-fn unresolved_real_server_sends_arp_and_drops_syn() {
-    let mut p = Pipeline::new(tables((1025, 65535)), 16, 1);
-    let mut sent = Vec::new();
-    p.housekeeping(Millis(0), 16, |port, f| sent.push((port, *f)));
-    let targets: Vec<[u8; 4]> = sent
-        .iter()
-        .map(|(_, f)| arp::Packet::new_checked(&f[14..]).unwrap().target_ip())
-        .collect();
-    assert_eq!(targets, vec![RS1.ip, RS2.ip]);
+fn unresolved_real_server_is_reported_and_syn_dropped() {
+    let mut p = Pipeline::new(tables((1025, 65535)), Arc::default(), 16, 1, 0, 1);
     let mut syn = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::SYN, b"");
     assert_eq!(p.process(&mut syn, 0, Millis(10)), Verdict::Drop(DropReason::NeighbourMiss));
     assert!(p.sessions().is_empty());
+    assert_eq!(p.pools()[0].available(), p.pools()[0].size(), "no port leaked");
+    let events: Vec<_> = p.take_neigh_events().collect();
+    assert_eq!(events, vec![NeighEvent::Wanted { ip: RS1.ip, port: 0 }]);
+    // Once control publishes the MAC, the retransmitted SYN goes through.
+    p.set_neigh(known_servers());
+    let mut syn = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::SYN, b"");
+    assert!(matches!(p.process(&mut syn, 0, Millis(1010)), Verdict::Forward { .. }));
+}
+
+#[test]
+fn replies_for_another_workers_session_are_redirected() {
+    // Two workers: worker 0 takes even local ports, worker 1 odd ones.
+    let mut w0 = worker((5000, 5009), 16, 0, 2);
+    let mut w1 = worker((5000, 5009), 16, 1, 2);
+    let mut f = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::SYN, b"");
+    assert_eq!(w1.process(&mut f, 0, Millis(1)), Verdict::Forward { port: 0 });
+    let laddr = look(&f).src;
+    assert_eq!(laddr.port % 2, 1, "worker 1 allocates from its own slice");
+    // The RS's SYN-ACK lands on worker 0 (RSS): handed to worker 1, untouched.
+    let mut reply = tcp_frame(RS1_MAC, RS1, laddr, tcp::SYN | tcp::ACK, b"");
+    let before = reply.clone();
+    assert_eq!(w0.process(&mut reply, 0, Millis(2)), Verdict::Redirect { worker: 1 });
+    assert_eq!(reply, before);
+    // The owner forwards it.
+    assert_eq!(w1.process(&mut reply, 0, Millis(2)), Verdict::Forward { port: 0 });
+    assert_eq!(look(&reply).dst, CLIENT);
+    // A reply to a port of worker 0's own slice with no session is dropped.
+    let mut stray = tcp_frame(RS1_MAC, RS1, Endpoint::new(LIP, 5002), tcp::ACK, b"");
+    assert_eq!(w0.process(&mut stray, 0, Millis(3)), Verdict::Drop(DropReason::NoSession));
+}
+
+#[test]
+fn new_tables_keep_sessions_forwarding() {
+    let mut p = ready((5000, 5100), 16);
+    let mut f = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::SYN, b"");
+    p.process(&mut f, 0, Millis(1));
+    let (laddr, rs) = (look(&f).src, look(&f).dst);
+    // Control removes RS1 from the service.
+    let mut t = (*tables((5000, 5100))).clone();
+    t.services[0].servers.retain(|r| r.addr != rs);
+    let old = p.set_tables(Arc::new(t));
+    assert_eq!(old.services[0].servers.len(), 2);
+    // The existing session still forwards both ways.
+    let mut f = tcp_frame(RS1_MAC, rs, laddr, tcp::SYN | tcp::ACK, b"");
+    assert_eq!(p.process(&mut f, 0, Millis(2)), Verdict::Forward { port: 0 });
+    let mut f = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::ACK, b"");
+    assert_eq!(p.process(&mut f, 0, Millis(3)), Verdict::Forward { port: 0 });
+    assert_eq!(look(&f).dst, rs);
+    // New connections go to the remaining server only.
+    for i in 0..3 {
+        let mut f = tcp_frame(CLIENT_MAC, Endpoint::new(CLIENT.ip, 41000 + i), VIP, tcp::SYN, b"");
+        p.process(&mut f, 0, Millis(4));
+        assert_ne!(look(&f).dst, rs);
+    }
 }
 
 #[test]
@@ -169,9 +231,9 @@ fn fullnat_connection_both_ways_then_expiry() {
     assert_eq!(p.rs_conns()[0], ConnCount { active: 0, inactive: 1 });
 
     // Not yet expired at 1 s; gone after 2 s, port back in the pool.
-    p.housekeeping(Millis(1010), 16, |_, _| {});
+    p.housekeeping(Millis(1010), 16);
     assert_eq!(p.sessions().len(), 1);
-    p.housekeeping(Millis(2010), 16, |_, _| {});
+    p.housekeeping(Millis(2010), 16);
     assert!(p.sessions().is_empty());
     assert_eq!(p.rs_conns()[0], ConnCount::default());
     assert_eq!(p.pools[0].available(), 10);
@@ -180,8 +242,7 @@ fn fullnat_connection_both_ways_then_expiry() {
 
     // A late segment of the dead connection finds nothing.
     let mut f = tcp_frame(RS1_MAC, RS1, laddr, tcp::ACK, b"");
-    // The local address is owned but no service listens there.
-    assert_eq!(p.process(&mut f, 0, Millis(2020)), Verdict::Drop(DropReason::NoService));
+    assert_eq!(p.process(&mut f, 0, Millis(2020)), Verdict::Drop(DropReason::NoSession));
 }
 
 #[test]
