@@ -1,10 +1,12 @@
 """Fixtures for the rvs end-to-end tests.
 
-`lab` (session scope) runs `scripts/lab up`, writes a test copy of
+`lab` (module scope) runs `scripts/lab up`, writes a test copy of
 config/lab.toml (short close timeouts, private control socket and DPDK file
 prefix), starts rvsd in rvs-lb, waits until `rvsadm -L -n` answers, and at the
-end stops rvsd and runs `scripts/lab down`, always. When any test failed, the
-rvsd log is printed.
+end of the module stops rvsd and runs `scripts/lab down`, always. When any
+test failed, the rvsd log is printed. A module can define
+`rvsd_config(text) -> text` to adjust the config (workers, limits) before
+rvsd starts.
 
 Tests marked `nolab` (bad configs) use no lab and run rvsd from the root
 namespace: `pytest -m nolab tests/e2e` runs just those.
@@ -52,12 +54,14 @@ def _report(request, title: str, text: str) -> None:
         print(f"---- {title} ----\n{text}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def lab(request, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("rvs-e2e")
     socket = workdir / "rvsd.sock"
     config = workdir / "lab-e2e.toml"
-    config.write_text(rvslab.make_test_config(socket=socket, file_prefix="rvs-e2e"))
+    text = rvslab.make_test_config(socket=socket, file_prefix="rvs-e2e")
+    adjust = getattr(request.module, "rvsd_config", None)
+    config.write_text(adjust(text) if adjust else text)
     log = workdir / "rvsd.log"
     rvsd = rvslab.Rvsd(config, socket, log)
     failed_before = request.session.testsfailed

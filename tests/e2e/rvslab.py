@@ -381,3 +381,114 @@ def rvsd_direct(config: Path, timeout: float = 30) -> subprocess.CompletedProces
     except subprocess.TimeoutExpired as e:
         raise AssertionError(f"rvsd --config {config} still ran after {timeout}s;"
                              f" stderr so far:\n{e.stderr}") from None
+
+
+# --------------------------------------------------------------------------
+# data-plane counters (`rvsadm --stats-dp`)
+
+WORKER_RE = re.compile(
+    r"^worker lcore (\d+): rx (\d+) tx (\d+) sessions (\d+) created (\d+) expired (\d+)"
+    r" redirected out (\d+) in (\d+) generation (\d+)$")
+DROP_RE = re.compile(r"^  drop (\w+): (\d+)$")
+
+
+@dataclass
+class WorkerStats:
+    lcore: int
+    rx: int
+    tx: int
+    sessions: int
+    created: int
+    expired: int
+    redirected_out: int
+    redirected_in: int
+    generation: int
+    drops: dict
+
+
+def parse_worker_stats(text: str) -> list[WorkerStats]:
+    workers: list[WorkerStats] = []
+    for line in text.splitlines():
+        m = WORKER_RE.match(line)
+        if m:
+            workers.append(WorkerStats(*map(int, m.groups()), drops={}))
+            continue
+        m = DROP_RE.match(line)
+        assert m and workers, f"unexpected --stats-dp line {line!r} in:\n{text}"
+        workers[-1].drops[m.group(1)] = int(m.group(2))
+    assert workers, f"no workers in --stats-dp output:\n{text}"
+    return workers
+
+
+def rvsd_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+# A client that holds N connections to the VIP open at once, then sends one
+# request on each and reads every answer. Prints one JSON object.
+CONCURRENT_CLIENT = r"""
+import json, socket, sys, time
+n, host, port = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+socks, errors, bodies = [], [], []
+for i in range(n):
+    s = socket.socket()
+    s.settimeout(20)
+    try:
+        s.connect((host, port))
+        socks.append(s)
+    except OSError as e:
+        errors.append(f"connect {i}: {e}")
+for i, s in enumerate(socks):
+    s.sendall(b"GET / HTTP/1.0\r\nHost: vip\r\n\r\n")
+for i, s in enumerate(socks):
+    data = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except OSError as e:
+        errors.append(f"recv {i}: {e}")
+    s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.0 200"):
+        errors.append(f"answer {i}: {head[:40]!r}")
+    bodies.append(body.decode(errors="replace").strip())
+print(json.dumps({"connected": len(socks), "errors": errors, "bodies": bodies}))
+"""
+
+
+def concurrent_requests(n: int, timeout: float = 120) -> dict:
+    import json
+    proc = in_ns("client", ["python3", "-c", CONCURRENT_CLIENT, str(n), VIP, str(VIP_PORT)], timeout=timeout)
+    assert proc.returncode == 0, f"client failed: {proc.stderr}"
+    return json.loads(proc.stdout)
+
+
+# Sends N SYNs from distinct ports (non-blocking connects, closed after a
+# moment): new-connection load that never completes a handshake.
+SYN_BURST = r"""
+import socket, sys, time
+n, host, port = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+socks = []
+for i in range(n):
+    s = socket.socket()
+    s.setblocking(False)
+    try:
+        s.connect((host, port))
+    except BlockingIOError:
+        pass
+    socks.append(s)
+time.sleep(1.5)
+for s in socks:
+    s.close()
+"""
+
+
+def syn_burst(n: int) -> None:
+    proc = in_ns("client", ["python3", "-c", SYN_BURST, str(n), VIP, str(VIP_PORT)], timeout=60)
+    assert proc.returncode == 0, proc.stderr

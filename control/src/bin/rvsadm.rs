@@ -3,6 +3,7 @@
 //! changes (`-a`, `-e`, `-d`) and `--set`; the rest of ipvsadm's command set
 //! is issue #6 and answers "not supported yet".
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -183,21 +184,23 @@ fn main() -> ExitCode {
         .socket
         .or_else(|| std::env::var_os("RVS_SOCKET").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(api::DEFAULT_SOCKET));
-    match api::call(&socket, &req) {
-        Ok(Response::Services { table_size, services }) => print!("{}", ipvsadm_fmt::list_services(table_size, &services)),
-        Ok(Response::Connections(c)) => print!("{}", ipvsadm_fmt::list_connections(&c)),
-        Ok(Response::Timeouts { tcp, tcpfin, udp }) => println!("Timeout (tcp tcpfin udp): {tcp} {tcpfin} {udp}"),
-        Ok(Response::Ok) => {}
+    let text = match api::call(&socket, &req) {
+        Ok(Response::Services { table_size, services }) => ipvsadm_fmt::list_services(table_size, &services),
+        Ok(Response::Connections(c)) => ipvsadm_fmt::list_connections(&c),
+        Ok(Response::Timeouts { tcp, tcpfin, udp }) => format!("Timeout (tcp tcpfin udp): {tcp} {tcpfin} {udp}\n"),
+        Ok(Response::Ok) => String::new(),
         Ok(Response::Stats(workers)) => {
+            let mut t = String::new();
             for w in workers {
-                println!(
-                    "worker lcore {}: rx {} tx {} sessions {} created {} expired {} redirected out {} in {} generation {}",
+                t += &format!(
+                    "worker lcore {}: rx {} tx {} sessions {} created {} expired {} redirected out {} in {} generation {}\n",
                     w.lcore, w.rx_packets, w.tx_packets, w.sessions, w.sessions_created, w.sessions_expired, w.redirected_out, w.redirected_in, w.generation
                 );
                 for (reason, n) in w.drops {
-                    println!("  drop {reason}: {n}");
+                    t += &format!("  drop {reason}: {n}\n");
                 }
             }
+            t
         }
         Ok(Response::Error(e)) => {
             eprintln!("{e}");
@@ -207,7 +210,9 @@ fn main() -> ExitCode {
             eprintln!("rvsadm: {e}");
             return ExitCode::from(1);
         }
-    }
+    };
+    // A closed pipe (`rvsadm -L -n | head`) is not an error worth a panic.
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
     ExitCode::SUCCESS
 }
 

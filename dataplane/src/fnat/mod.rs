@@ -23,11 +23,17 @@
 //! MAC and port of the client's first packet, as DPVS's `fast_xmit` does:
 //! replies leave the way requests came in.
 //!
-//! Several workers: sessions live on the worker that saw the client's SYN
-//! (RSS keeps a client flow on one queue) and borrow a local port from that
-//! worker's slice ([`crate::laddr::owner_of`]). A real server's reply that
-//! RSS put on another worker misses that worker's table; its destination
-//! port names the owner, and the verdict is [`Verdict::Redirect`].
+//! Several workers: every flow has one owning worker, computable by any
+//! worker from the packet alone. A client flow belongs to worker
+//! `stable_hash(client, vip) % workers` ([`client_owner`]); the session is
+//! created there and borrows a local port from that worker's slice, so the
+//! real server's replies belong to `lport % workers`
+//! ([`crate::laddr::owner_of`]). A packet on its owner hits the session
+//! table at once; one that RSS put elsewhere misses, and only then is the
+//! owner computed and the verdict [`Verdict::Redirect`]. Correctness thus
+//! never depends on how a device spreads traffic (af_packet's fanout even
+//! moves flows between queues when one fills); good spreading only makes
+//! redirects rare.
 
 pub mod rewrite;
 
@@ -262,6 +268,10 @@ impl Pipeline {
         let Some(svc) = self.tables.service_at(key.dst, proto) else {
             return self.miss_not_a_service(dst, key.dst.port);
         };
+        let owner = client_owner(&key, self.workers);
+        if owner != usize::from(self.worker) {
+            return Verdict::Redirect { worker: owner as u16 };
+        }
         if !is_new_syn(flags) {
             return Verdict::Drop(DropReason::NoSession);
         }
@@ -452,6 +462,13 @@ impl Pipeline {
 
 /// Neighbour events a worker buffers between housekeeping rounds.
 pub const NEIGH_EVENTS_MAX: usize = 64;
+
+/// The worker owning the client flow `key` (client → VIP) among `workers`.
+#[inline]
+#[must_use]
+pub fn client_owner(key: &FlowKey, workers: u16) -> usize {
+    if workers <= 1 { 0 } else { key.stable_hash() as usize % usize::from(workers) }
+}
 
 fn is_new_syn(flags: u8) -> bool {
     flags & (tcp::SYN | tcp::ACK | tcp::RST) == tcp::SYN

@@ -144,9 +144,17 @@ fn unresolved_real_server_is_reported_and_syn_dropped() {
 #[test]
 fn replies_for_another_workers_session_are_redirected() {
     // Two workers: worker 0 takes even local ports, worker 1 odd ones.
-    let mut w0 = worker((5000, 5009), 16, 0, 2);
-    let mut w1 = worker((5000, 5009), 16, 1, 2);
-    let mut f = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::SYN, b"");
+    let mut w = [worker((5000, 5009), 16, 0, 2), worker((5000, 5009), 16, 1, 2)];
+    // A client port whose flow worker 1 owns.
+    let client = (40000..)
+        .map(|p| Endpoint::new(CLIENT.ip, p))
+        .find(|c| client_owner(&FlowKey { src: *c, dst: VIP, proto: 6 }, 2) == 1)
+        .unwrap();
+    // Its SYN reaches worker 0 first: handed over untouched.
+    let mut f = tcp_frame(CLIENT_MAC, client, VIP, tcp::SYN, b"");
+    assert_eq!(w[0].process(&mut f, 0, Millis(1)), Verdict::Redirect { worker: 1 });
+    assert!(w[0].sessions().is_empty());
+    let [w0, w1] = &mut w;
     assert_eq!(w1.process(&mut f, 0, Millis(1)), Verdict::Forward { port: 0 });
     let laddr = look(&f).src;
     assert_eq!(laddr.port % 2, 1, "worker 1 allocates from its own slice");
@@ -157,7 +165,11 @@ fn replies_for_another_workers_session_are_redirected() {
     assert_eq!(reply, before);
     // The owner forwards it.
     assert_eq!(w1.process(&mut reply, 0, Millis(2)), Verdict::Forward { port: 0 });
-    assert_eq!(look(&reply).dst, CLIENT);
+    assert_eq!(look(&reply).dst, client);
+    // The client's next segment on the wrong worker goes over too.
+    let mut ack = tcp_frame(CLIENT_MAC, client, VIP, tcp::ACK, b"");
+    assert_eq!(w0.process(&mut ack, 0, Millis(3)), Verdict::Redirect { worker: 1 });
+    assert_eq!(w1.process(&mut ack, 0, Millis(3)), Verdict::Forward { port: 0 });
     // A reply to a port of worker 0's own slice with no session is dropped.
     let mut stray = tcp_frame(RS1_MAC, RS1, Endpoint::new(LIP, 5002), tcp::ACK, b"");
     assert_eq!(w0.process(&mut stray, 0, Millis(3)), Verdict::Drop(DropReason::NoSession));
@@ -346,4 +358,17 @@ fn answers_ping_to_the_vip() {
     let m = icmp::Packet::new_checked(ip.payload()).unwrap();
     assert_eq!(m.msg_type(), icmp::ECHO_REPLY);
     assert!(m.verify_checksum() && ip.verify_checksum());
+}
+
+#[test]
+fn client_flows_spread_over_workers() {
+    for workers in [2u16, 3, 4] {
+        let mut per = vec![0usize; usize::from(workers)];
+        // Even ports only: Linux gives connect() even ephemeral ports.
+        for p in (30000..32000u16).step_by(2) {
+            per[client_owner(&FlowKey { src: Endpoint::new(CLIENT.ip, p), dst: VIP, proto: 6 }, workers)] += 1;
+        }
+        let fair = 1000 / usize::from(workers);
+        assert!(per.iter().all(|&n| n > fair * 8 / 10 && n < fair * 12 / 10), "{workers} workers: {per:?}");
+    }
 }

@@ -57,15 +57,33 @@ pub struct FlowKey {
 }
 
 impl FlowKey {
+    /// A hash of the key that every worker computes alike (no per-table
+    /// seed): used to decide which worker owns a client flow.
+    #[inline]
+    #[must_use]
+    pub fn stable_hash(&self) -> u32 {
+        self.hash(0x5eed_0f_c0ffee)
+    }
+
     #[inline]
     fn hash(&self, seed: u64) -> u32 {
         let a = u64::from(u32::from_be_bytes(self.src.ip)) << 32 | u64::from(u32::from_be_bytes(self.dst.ip));
         let b = u64::from(self.src.port) << 32 | u64::from(self.dst.port) << 16 | u64::from(self.proto);
-        let mut h = (a ^ seed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        h = (h ^ (h >> 29) ^ b).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        h ^= h >> 32;
-        h as u32
+        // Two rounds of MurmurHash3's 64-bit finaliser: every input bit
+        // reaches every output bit (client ports from Linux share a parity,
+        // so a weak mix would put every flow on one worker and cluster the
+        // index).
+        (fmix64(fmix64(a ^ seed) ^ b) >> 32) as u32
     }
+}
+
+#[inline]
+fn fmix64(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
 }
 
 /// One FULLNAT session: the four endpoints, state, and the layer-2 next hops
