@@ -115,6 +115,10 @@ pub struct WorkerStatsView {
     pub rx_packets: u64,
     /// Packets sent.
     pub tx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
     /// Sessions in the table.
     pub sessions: u64,
     /// Sessions created.

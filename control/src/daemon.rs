@@ -456,6 +456,8 @@ impl Control {
                         lcore: w.lcore,
                         rx_packets: l(&s.rx_packets),
                         tx_packets: l(&s.tx_packets),
+                        rx_bytes: l(&s.rx_bytes),
+                        tx_bytes: l(&s.tx_bytes),
                         sessions: l(&s.sessions),
                         sessions_created: l(&s.sessions_created),
                         sessions_expired: l(&s.sessions_expired),

@@ -99,6 +99,10 @@ pub struct Counters {
     pub rx_packets: u64,
     /// Packets transmitted.
     pub tx_packets: u64,
+    /// Bytes received (Ethernet frames, no FCS).
+    pub rx_bytes: u64,
+    /// Bytes transmitted.
+    pub tx_bytes: u64,
     /// Packets dropped, by reason.
     pub drops: [u64; DropReason::COUNT],
     /// Sessions created.

@@ -70,6 +70,10 @@ pub struct WorkerShared {
     pub rx_packets: AtomicU64,
     /// Packets transmitted.
     pub tx_packets: AtomicU64,
+    /// Bytes received.
+    pub rx_bytes: AtomicU64,
+    /// Bytes transmitted.
+    pub tx_bytes: AtomicU64,
     /// Drops by [`DropReason`].
     pub drops: [AtomicU64; DropReason::COUNT],
     /// Sessions in the table.
@@ -102,6 +106,8 @@ impl WorkerShared {
             stop: AtomicBool::new(false),
             rx_packets: AtomicU64::new(0),
             tx_packets: AtomicU64::new(0),
+            rx_bytes: AtomicU64::new(0),
+            tx_bytes: AtomicU64::new(0),
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
             sessions: AtomicU64::new(0),
             sessions_created: AtomicU64::new(0),
@@ -359,6 +365,8 @@ impl Worker {
         let s = &self.shared;
         s.rx_packets.store(c.rx_packets, Ordering::Relaxed);
         s.tx_packets.store(c.tx_packets, Ordering::Relaxed);
+        s.rx_bytes.store(c.rx_bytes, Ordering::Relaxed);
+        s.tx_bytes.store(c.tx_bytes, Ordering::Relaxed);
         for (a, v) in s.drops.iter().zip(c.drops.iter()) {
             a.store(*v, Ordering::Relaxed);
         }
@@ -380,8 +388,11 @@ impl Worker {
 
 /// Sends a batch; what the queue does not take is dropped and counted.
 fn flush(q: &mut TxQueue, batch: &mut MbufBatch, pipeline: &mut Pipeline) {
+    let bytes: usize = batch.iter().map(Mbuf::len).sum();
     let sent = q.tx_burst(batch);
+    let unsent: usize = batch.iter().map(Mbuf::len).sum();
     pipeline.counters.tx_packets += sent as u64;
+    pipeline.counters.tx_bytes += (bytes - unsent) as u64;
     for _ in batch.drain() {
         pipeline.counters.drop(DropReason::TxFull);
     }

@@ -390,6 +390,7 @@ WORKER_RE = re.compile(
     r"^worker lcore (\d+): rx (\d+) tx (\d+) sessions (\d+) created (\d+) expired (\d+)"
     r" redirected out (\d+) in (\d+) generation (\d+)$")
 DROP_RE = re.compile(r"^  drop (\w+): (\d+)$")
+BYTES_RE = re.compile(r"^  bytes rx (\d+) tx (\d+)$")
 
 
 @dataclass
@@ -404,6 +405,8 @@ class WorkerStats:
     redirected_in: int
     generation: int
     drops: dict
+    rx_bytes: int = 0
+    tx_bytes: int = 0
 
 
 def parse_worker_stats(text: str) -> list[WorkerStats]:
@@ -412,6 +415,10 @@ def parse_worker_stats(text: str) -> list[WorkerStats]:
         m = WORKER_RE.match(line)
         if m:
             workers.append(WorkerStats(*map(int, m.groups()), drops={}))
+            continue
+        m = BYTES_RE.match(line)
+        if m and workers:
+            workers[-1].rx_bytes, workers[-1].tx_bytes = map(int, m.groups())
             continue
         m = DROP_RE.match(line)
         assert m and workers, f"unexpected --stats-dp line {line!r} in:\n{text}"

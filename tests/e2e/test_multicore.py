@@ -122,6 +122,8 @@ def test_real_server_changes_under_load_spare_established_connections(lab):
     # shared cores, so they are not a loss signal here.)
     moved = assert_nothing_lost_at_the_boundary(lab, edge_before)
     assert moved[0] > 40000, f"too little traffic to mean anything: {moved}"
+    sent = sum(w.tx_bytes for w in after)
+    assert sent > 6 * 10_000_000, f"workers report {sent} bytes sent for six 10 MB downloads"
     # The edited service is what rvsadm lists, and new connections work.
     services = rvslab.parse_services(lab.rvsadm("-L", "-n").stdout)
     weights = {s.address: s.weight for s in services[0].servers}

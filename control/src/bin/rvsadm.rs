@@ -196,6 +196,7 @@ fn main() -> ExitCode {
                     "worker lcore {}: rx {} tx {} sessions {} created {} expired {} redirected out {} in {} generation {}\n",
                     w.lcore, w.rx_packets, w.tx_packets, w.sessions, w.sessions_created, w.sessions_expired, w.redirected_out, w.redirected_in, w.generation
                 );
+                t += &format!("  bytes rx {} tx {}\n", w.rx_bytes, w.tx_bytes);
                 for (reason, n) in w.drops {
                     t += &format!("  drop {reason}: {n}\n");
                 }

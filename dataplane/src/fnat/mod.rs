@@ -205,6 +205,7 @@ impl Pipeline {
     #[inline]
     pub fn process(&mut self, frame: &mut [u8], in_port: u16, now: Millis) -> Verdict {
         self.counters.rx_packets += 1;
+        self.counters.rx_bytes += frame.len() as u64;
         let verdict = self.classify(frame, in_port, now);
         if let Verdict::Drop(r) = verdict {
             self.counters.drop(r);
