@@ -62,7 +62,7 @@ impl FlowKey {
     #[inline]
     #[must_use]
     pub fn stable_hash(&self) -> u32 {
-        self.hash(0x5eed_0f_c0ffee)
+        self.hash(0x5eed_0fc0_ffee)
     }
 
     #[inline]
