@@ -40,6 +40,51 @@ pub enum Request {
     },
     /// `-L --timeout`.
     GetTimeouts,
+    /// `-A`: add a virtual service.
+    AddService(ServiceSpec),
+    /// `-E`: change a virtual service's scheduler.
+    EditService(ServiceSpec),
+    /// `-D`: delete a virtual service (its connections drain).
+    DeleteService(ServiceSpec),
+    /// `-C`: delete every virtual service.
+    Clear,
+    /// `-P -z ADDR`: add a FULLNAT local address to a service (DPVS's `--add-laddr`).
+    AddLocalAddress {
+        /// The service.
+        service: ServiceSpec,
+        /// The local address.
+        addr: String,
+    },
+    /// `-Q -z ADDR`: remove a FULLNAT local address from a service.
+    DeleteLocalAddress {
+        /// The service.
+        service: ServiceSpec,
+        /// The local address.
+        addr: String,
+    },
+    /// `-S`: the rules as `rvsadm` commands that `-R` restores.
+    Save,
+    /// `--reload`: re-read the config file and apply the difference.
+    Reload,
+}
+
+/// A virtual service named on the command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    /// `tcp` or `udp`.
+    pub proto: String,
+    /// `IP:PORT`.
+    pub vip: String,
+    /// `-s` scheduler (`None`: wlc on add, unchanged on edit).
+    pub scheduler: Option<String>,
+    /// `-p [timeout]`.
+    pub persistent: Option<u32>,
+    /// `-M netmask`.
+    pub netmask: Option<String>,
+    /// `-b` scheduler flags.
+    pub sched_flags: Option<String>,
+    /// `-o` one-packet scheduling.
+    pub ops: bool,
 }
 
 /// A real server named on the command line.
@@ -81,6 +126,10 @@ pub struct ServiceView {
     pub vip: String,
     /// Scheduler name.
     pub scheduler: String,
+    /// What ipvsadm prints after the scheduler (` persistent 300`, ...), may be empty.
+    pub flags: String,
+    /// FULLNAT local addresses.
+    pub local_addresses: Vec<String>,
     /// Real servers.
     pub servers: Vec<RealServerView>,
 }
@@ -149,6 +198,8 @@ pub enum Response {
     Connections(Vec<ConnectionView>),
     /// For [`Request::Stats`].
     Stats(Vec<WorkerStatsView>),
+    /// For [`Request::Save`]: one command per line.
+    Rules(String),
     /// Done.
     Ok,
     /// For [`Request::GetTimeouts`].

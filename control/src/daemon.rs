@@ -30,8 +30,9 @@ use dataplane::stats::DropReason;
 use dataplane::wire::MacAddr;
 use dataplane::worker::{Event, Idle, Request as WorkerRequest, Worker, WorkerShared};
 
-use crate::api::{ConnectionView, RealServerView, Request, Response, ServerSpec, ServiceView, WorkerStatsView};
-use crate::config::{Config, IdlePolicy, RealServerConfig};
+use crate::api::{ConnectionView, RealServerView, Request, Response, ServerSpec, ServiceSpec, ServiceView, WorkerStatsView};
+use crate::config::{self, Config, Forward, IdlePolicy, RealServerConfig, ServiceConfig};
+use crate::ipvsadm_fmt;
 use crate::neigh::NeighTable;
 use crate::plan::{self, Registry};
 
@@ -197,11 +198,19 @@ pub fn run(config: Config) -> Result<(), StartError> {
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(StartError::Signals)?;
     }
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup)).map_err(StartError::Signals)?;
     let listener = bind_socket(&config.socket)?;
     eprintln!("rvsd: ready: {} worker(s), control socket {}", handles.len(), config.socket.display());
     let socket_path = config.socket.clone();
     let mut control = Control { config, registry, generation: 1, macs, workers: handles, neigh, events: events_rx };
     while !stop.load(Ordering::Relaxed) {
+        if hup.swap(false, Ordering::Relaxed) {
+            match control.reload() {
+                Response::Error(e) => eprintln!("rvsd: SIGHUP: reload refused, running config kept: {e}"),
+                _ => eprintln!("rvsd: SIGHUP: reloaded {}", control.config.path.display()),
+            }
+        }
         control.tick();
         match listener.accept() {
             Ok((stream, _)) => control.serve(stream),
@@ -320,7 +329,126 @@ impl Control {
                 let t = &self.config.timeouts;
                 Response::Timeouts { tcp: t.tcp(TcpState::Established), tcpfin: t.tcp(TcpState::FinWait), udp: t.udp_secs }
             }
+            Request::AddService(spec) => self.change_service(&spec, Change::Add),
+            Request::EditService(spec) => self.change_service(&spec, Change::Edit),
+            Request::DeleteService(spec) => self.change_service(&spec, Change::Delete),
+            Request::Clear => {
+                self.config.services.clear();
+                self.publish_tables();
+                Response::Ok
+            }
+            Request::AddLocalAddress { service, addr } => self.change_laddr(&service, &addr, true),
+            Request::DeleteLocalAddress { service, addr } => self.change_laddr(&service, &addr, false),
+            Request::Save => match self.list_services() {
+                Response::Services { services, .. } => Response::Rules(ipvsadm_fmt::save(&services)),
+                other => other,
+            },
+            Request::Reload => self.reload(),
         }
+    }
+
+    /// Finds the service `spec` names: its index, or the error to answer.
+    fn find_service(&self, spec: &ServiceSpec) -> Result<(SocketAddrV4, u8, Option<usize>), Response> {
+        let proto = match spec.proto.as_str() {
+            "tcp" => 6,
+            "udp" => 17,
+            p => return Err(Response::Error(format!("unknown protocol {p}"))),
+        };
+        let vip = spec.vip.parse::<SocketAddrV4>().map_err(|_| Response::Error(format!("invalid service address {}", spec.vip)))?;
+        let at = self.config.services.iter().position(|s| s.vip == vip && s.proto == proto);
+        Ok((vip, proto, at))
+    }
+
+    fn change_service(&mut self, spec: &ServiceSpec, change: Change) -> Response {
+        let (vip, proto, at) = match self.find_service(spec) {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
+        if proto == 17 {
+            return Response::Error("UDP services are not supported yet".into());
+        }
+        if spec.persistent.is_some() || spec.netmask.is_some() || spec.sched_flags.is_some() || spec.ops {
+            return Response::Error("persistence (-p/-M), scheduler flags (-b) and -o are not supported yet".into());
+        }
+        let scheduler = match &spec.scheduler {
+            None => None,
+            Some(name) => match dataplane::sched::SchedKind::from_name(name) {
+                Some(k) => Some(k),
+                None => return Response::Error(format!("Scheduler not found: ip_vs_{name}")),
+            },
+        };
+        match (change, at) {
+            (Change::Add, Some(_)) => return Response::Error("Service already exists".into()),
+            (Change::Add, None) => {
+                let Some(scheduler) = scheduler.or_else(|| dataplane::sched::SchedKind::from_name("wlc")) else {
+                    return Response::Error("Scheduler not found: ip_vs_wlc (give one with -s)".into());
+                };
+                self.config.services.push(ServiceConfig {
+                    vip,
+                    proto,
+                    scheduler,
+                    forward: Forward::FullNat,
+                    local_addresses: Vec::new(),
+                    real_servers: Vec::new(),
+                });
+            }
+            (Change::Edit | Change::Delete, None) => return Response::Error("Service not defined".into()),
+            (Change::Edit, Some(i)) => {
+                if let Some(k) = scheduler {
+                    self.config.services[i].scheduler = k;
+                }
+            }
+            (Change::Delete, Some(i)) => {
+                self.config.services.remove(i);
+            }
+        }
+        self.publish_tables();
+        Response::Ok
+    }
+
+    fn change_laddr(&mut self, spec: &ServiceSpec, addr: &str, add: bool) -> Response {
+        let (_, _, at) = match self.find_service(spec) {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
+        let Some(i) = at else { return Response::Error("Service not defined".into()) };
+        let Ok(ip) = addr.parse::<Ipv4Addr>() else {
+            return Response::Error(format!("invalid local address {addr}"));
+        };
+        let list = &mut self.config.services[i].local_addresses;
+        match (add, list.iter().position(|a| *a == ip)) {
+            (true, Some(_)) => return Response::Error("Local address already exists".into()),
+            (true, None) => list.push(ip),
+            (false, None) => return Response::Error("No such local address".into()),
+            (false, Some(j)) => {
+                list.remove(j);
+            }
+        }
+        self.publish_tables();
+        Response::Ok
+    }
+
+    /// Re-reads the config file; applies services and timeouts if nothing
+    /// that needs a restart changed. The running config stays otherwise.
+    fn reload(&mut self) -> Response {
+        let new = match config::load(&self.config.path) {
+            Ok(c) => c,
+            Err(e) => return Response::Error(e.to_string()),
+        };
+        let old = &self.config;
+        let fixed = [
+            ("[dpdk]", new.dpdk != old.dpdk),
+            ("[dataplane]", new.dataplane != old.dataplane),
+            ("[control] socket", new.socket != old.socket),
+            ("[[interface]]", new.interfaces != old.interfaces),
+        ];
+        if let Some((what, _)) = fixed.iter().find(|(_, changed)| *changed) {
+            return Response::Error(format!("{}: {what} cannot change at run time (restart rvsd to apply it)", new.path.display()));
+        }
+        self.config.services = new.services;
+        self.config.timeouts = new.timeouts;
+        self.publish_tables();
+        Response::Ok
     }
 
     fn change_server(&mut self, spec: &ServerSpec, change: Change) -> Response {
@@ -346,6 +474,9 @@ impl Control {
             if f != "fullnat" {
                 return Response::Error(format!("forwarding method {f} is not supported yet (only FULLNAT)"));
             }
+        }
+        if matches!(change, Change::Add) && self.config.services[svc].local_addresses.is_empty() {
+            return Response::Error(format!("service {vip} has no FULLNAT local address: add one first with -P -t {vip} -z ADDRESS"));
         }
         if spec.weight.is_some_and(|w| w > 65535) {
             return Response::Error("weight must be 0..=65535".into());
@@ -401,6 +532,8 @@ impl Control {
                 proto: proto_name(s.proto).into(),
                 vip: s.vip.to_string(),
                 scheduler: s.scheduler.name().into(),
+                flags: String::new(),
+                local_addresses: s.local_addresses.iter().map(ToString::to_string).collect(),
                 servers: s
                     .real_servers
                     .iter()

@@ -13,9 +13,55 @@ pub fn list_services(table_size: u64, services: &[ServiceView]) -> String {
     out.push_str("Prot LocalAddress:Port Scheduler Flags\n");
     out.push_str("  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n");
     for s in services {
-        let _ = writeln!(out, "{}  {} {}", s.proto, s.vip, s.scheduler);
+        let _ = writeln!(out, "{}  {} {}{}", s.proto, s.vip, s.scheduler, s.flags);
         for r in &s.servers {
             let _ = writeln!(out, "  -> {:<28} {:<7} {:<6} {:<10} {:<10}", r.addr, r.forward, r.weight, r.active, r.inactive);
+        }
+    }
+    out
+}
+
+/// `ipvsadm -S -n`: one `-A` line per service, one `-a` line per real
+/// server, as `-R` reads them back. FULLNAT local addresses follow their
+/// service as `-P` lines (DPVS's `--add-laddr`).
+#[must_use]
+pub fn save(services: &[ServiceView]) -> String {
+    let mut out = String::new();
+    for s in services {
+        let flag = if s.proto == "UDP" { "-u" } else { "-t" };
+        let _ = writeln!(out, "-A {flag} {} -s {}{}", s.vip, s.scheduler, rule_flags(&s.flags));
+        for l in &s.local_addresses {
+            let _ = writeln!(out, "-P {flag} {} -z {l}", s.vip);
+        }
+        for r in &s.servers {
+            let fwd = match r.forward.as_str() {
+                "Route" => "-g",
+                "Tunnel" => "-i",
+                "Masq" => "-m",
+                _ => "--fullnat",
+            };
+            let _ = writeln!(out, "-a {flag} {} -r {} {fwd} -w {}", s.vip, r.addr, r.weight);
+        }
+    }
+    out
+}
+
+/// The listing flags (` persistent 300 mask 255.255.255.0`) as options.
+fn rule_flags(flags: &str) -> String {
+    let mut out = String::new();
+    let mut words = flags.split_whitespace();
+    while let Some(w) = words.next() {
+        match (w, words.clone().next()) {
+            ("persistent", Some(t)) => {
+                out += &format!(" -p {t}");
+                words.next();
+            }
+            ("mask", Some(m)) => {
+                out += &format!(" -M {m}");
+                words.next();
+            }
+            ("ops", _) => out += " -o",
+            _ => {}
         }
     }
     out
@@ -54,6 +100,8 @@ mod tests {
             proto: "TCP".into(),
             vip: "192.168.146.100:80".into(),
             scheduler: "rr".into(),
+            flags: String::new(),
+            local_addresses: vec![],
             servers: vec![RealServerView { addr: "192.168.177.10:80".into(), forward: "Masq".into(), weight: 1, active: 0, inactive: 0 }],
         };
         let got = list_services(4096, &[s]);
@@ -65,6 +113,43 @@ mod tests {
             "  -> 192.168.177.10:80            Masq    1      0          0         \n",
         );
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn save_writes_what_restore_reads() {
+        let s = ServiceView {
+            proto: "TCP".into(),
+            vip: "192.168.140.100:80".into(),
+            scheduler: "rr".into(),
+            flags: " persistent 300".into(),
+            local_addresses: vec!["10.0.0.200".into()],
+            servers: vec![
+                RealServerView { addr: "192.168.140.11:80".into(), forward: "Route".into(), weight: 1, active: 3, inactive: 4 },
+                RealServerView { addr: "192.168.140.12:80".into(), forward: "FullNat".into(), weight: 2, active: 0, inactive: 0 },
+            ],
+        };
+        assert_eq!(
+            save(&[s]),
+            concat!(
+                "-A -t 192.168.140.100:80 -s rr -p 300\n",
+                "-P -t 192.168.140.100:80 -z 10.0.0.200\n",
+                "-a -t 192.168.140.100:80 -r 192.168.140.11:80 -g -w 1\n",
+                "-a -t 192.168.140.100:80 -r 192.168.140.12:80 --fullnat -w 2\n",
+            )
+        );
+    }
+
+    #[test]
+    fn persistent_flag_in_listing() {
+        let s = ServiceView {
+            proto: "TCP".into(),
+            vip: "192.168.140.100:80".into(),
+            scheduler: "rr".into(),
+            flags: " persistent 300".into(),
+            local_addresses: vec![],
+            servers: vec![],
+        };
+        assert!(list_services(4096, &[s]).contains("\nTCP  192.168.140.100:80 rr persistent 300\n"));
     }
 
     #[test]

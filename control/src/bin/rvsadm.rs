@@ -1,42 +1,88 @@
 //! `rvsadm`: the ipvsadm-compatible admin tool. Talks to rvsd over its
-//! control socket. So far: listing (`-L`, `-c`, `--timeout`), real-server
-//! changes (`-a`, `-e`, `-d`) and `--set`; the rest of ipvsadm's command set
-//! is issue #6 and answers "not supported yet".
+//! control socket. Invoked as `ipvsadm` (a link), it behaves the same.
+//!
+//! Supported: `-A/-E/-D/-C` services, `-a/-e/-d` real servers, `-P/-Q`
+//! FULLNAT local addresses (DPVS's `--add-laddr`/`--del-laddr`), `-L`
+//! listings (`-c`, `--timeout`), `-S`/`-R`, `--set`, `--reload`, and
+//! `--stats-dp`. Options of ipvsadm's set that rvs cannot honour yet answer
+//! "not supported yet" and change nothing.
 
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use rvs_control::api::{self, Request, Response, ServerSpec};
+use rvs_control::api::{self, Request, Response, ServerSpec, ServiceSpec};
 use rvs_control::ipvsadm_fmt;
 
 const USAGE: &str = "\
 Usage:
-  rvsadm -a|e -t|u service-address -r server-address [-g|-i|-m|--fullnat] [-w weight]
+  rvsadm -A|E -t|u service-address [-s scheduler] [-p [timeout]] [-M netmask]
+  rvsadm -D -t|u service-address
+  rvsadm -C
+  rvsadm -R
+  rvsadm -S [-n]
+  rvsadm -a|e -t|u service-address -r server-address [--fullnat|-g|-i|-m] [-w weight]
   rvsadm -d -t|u service-address -r server-address
-  rvsadm -L|l [-n] [-c] [--timeout]
+  rvsadm -P|Q -t|u service-address -z local-address
+  rvsadm -L|l [-t|u service-address] [options]
   rvsadm --set tcp tcpfin udp
-  rvsadm --stats-dp               data-plane counters per worker
+  rvsadm --reload
+  rvsadm --stats-dp
+  rvsadm -h
+Commands:
+  --add-service     -A        add virtual service with options
+  --edit-service    -E        edit virtual service with options
+  --delete-service  -D        delete virtual service
+  --clear           -C        clear the whole table
+  --restore         -R        restore rules from stdin
+  --save            -S        save rules to stdout
+  --add-server      -a        add real server with options
+  --edit-server     -e        edit real server with options
+  --delete-server   -d        delete real server
+  --add-laddr       -P        add a FULLNAT local address to a service
+  --del-laddr       -Q        remove a FULLNAT local address
+  --list            -L|-l     list the table
+  --set tcp tcpfin udp        set connection timeout values
+  --reload                    re-read rvsd's config file and apply the difference
+  --stats-dp                  data-plane counters per worker
+  --help            -h        display this help message
 Options:
   --tcp-service  -t service-address   service-address is host:port
-  --udp-service  -u service-address
+  --udp-service  -u service-address   service-address is host:port
+  --scheduler    -s scheduler         one of rr|wrr|lc|wlc|lblc|lblcr|dh|sh|sed|nq|..., the default is wlc
+  --persistent   -p [timeout]         persistent service
+  --netmask      -M netmask           persistent granularity mask
   --real-server  -r server-address    server-address is host (and port)
-  --fullnat                           FULLNAT (the only method rvs forwards with so far)
-  --gatewaying   -g / --ipip -i / --masquerading -m   refused until those modes land
+  --laddr        -z local-address     FULLNAT local address
+  --fullnat                           FULLNAT (the method rvs forwards with)
+  --gatewaying   -g                   gatewaying (direct routing)  [not supported yet]
+  --ipip         -i                   ipip encapsulation (tunneling) [not supported yet]
+  --masquerading -m                   masquerading (NAT)           [not supported yet]
   --weight       -w weight            capacity of real server
-  --numeric      -n                   numeric output (always on)
   --connection   -c                   output of current IPVS connections
   --timeout                           output of timeout (tcp tcpfin udp)
+  --numeric      -n                   numeric output of addresses and ports (always on)
   --socket PATH                       control socket (default $RVS_SOCKET or /run/rvs/rvsd.sock)
+Note: ipvsadm's -b means scheduler flags; DPVS's ipvsadm spells FULLNAT -b. rvs follows
+ipvsadm and spells FULLNAT --fullnat.
 ";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Cmd {
     List,
-    Add,
-    Edit,
-    Delete,
+    AddService,
+    EditService,
+    DeleteService,
+    Clear,
+    Restore,
+    Save,
+    AddServer,
+    EditServer,
+    DeleteServer,
+    AddLaddr,
+    DeleteLaddr,
     Set,
+    Reload,
     Stats,
     Help,
 }
@@ -47,7 +93,13 @@ struct Args {
     connections: bool,
     timeout: bool,
     service: Option<(String, String)>,
+    scheduler: Option<String>,
+    persistent: Option<u32>,
+    netmask: Option<String>,
+    sched_flags: Option<String>,
+    ops: bool,
     server: Option<String>,
+    laddr: Option<String>,
     weight: Option<u32>,
     forward: Option<String>,
     set: Vec<u32>,
@@ -64,78 +116,174 @@ fn set_cmd(a: &mut Args, c: Cmd) -> Result<(), String> {
     }
 }
 
+type ArgIter<'a> = std::iter::Peekable<std::slice::Iter<'a, String>>;
+
+fn value(it: &mut ArgIter<'_>, opt: &str) -> Result<String, String> {
+    it.next().cloned().ok_or_else(|| format!("option {opt} requires an argument"))
+}
+
+/// `-p [timeout]`: the next word is the timeout when it is a number.
+fn persistent(it: &mut ArgIter<'_>) -> Result<u32, String> {
+    match it.peek() {
+        Some(v) if !v.starts_with('-') => {
+            let v = it.next().cloned().unwrap_or_default();
+            v.parse::<u32>().ok().filter(|t| *t > 0).ok_or_else(|| format!("illegal timeout for persistent service: '{v}'"))
+        }
+        _ => Ok(300),
+    }
+}
+
+fn unsupported(what: &str) -> String {
+    format!("{what} is not supported yet")
+}
+
+/// Applies one option letter (short form) or its long name.
+fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), String> {
+    match name {
+        "A" | "add-service" => set_cmd(a, Cmd::AddService),
+        "E" | "edit-service" => set_cmd(a, Cmd::EditService),
+        "D" | "delete-service" => set_cmd(a, Cmd::DeleteService),
+        "C" | "clear" => set_cmd(a, Cmd::Clear),
+        "R" | "restore" => set_cmd(a, Cmd::Restore),
+        "S" | "save" => set_cmd(a, Cmd::Save),
+        "a" | "add-server" => set_cmd(a, Cmd::AddServer),
+        "e" | "edit-server" => set_cmd(a, Cmd::EditServer),
+        "d" | "delete-server" => set_cmd(a, Cmd::DeleteServer),
+        "P" | "add-laddr" => set_cmd(a, Cmd::AddLaddr),
+        "Q" | "del-laddr" => set_cmd(a, Cmd::DeleteLaddr),
+        "L" | "l" | "list" => set_cmd(a, Cmd::List),
+        "h" | "help" => set_cmd(a, Cmd::Help),
+        "reload" => set_cmd(a, Cmd::Reload),
+        "stats-dp" => set_cmd(a, Cmd::Stats),
+        "set" => {
+            set_cmd(a, Cmd::Set)?;
+            for _ in 0..3 {
+                let v = value(it, "--set")?;
+                a.set.push(v.parse().map_err(|_| format!("illegal timeout value '{v}'"))?);
+            }
+            Ok(())
+        }
+        "n" | "numeric" | "exact" | "nosort" => Ok(()),
+        "c" | "connection" => {
+            a.connections = true;
+            Ok(())
+        }
+        "timeout" => {
+            a.timeout = true;
+            Ok(())
+        }
+        "t" | "tcp-service" => {
+            a.service = Some(("tcp".into(), value(it, "-t")?));
+            Ok(())
+        }
+        "u" | "udp-service" => {
+            a.service = Some(("udp".into(), value(it, "-u")?));
+            Ok(())
+        }
+        "s" | "scheduler" => {
+            a.scheduler = Some(value(it, "-s")?);
+            Ok(())
+        }
+        "p" | "persistent" => {
+            a.persistent = Some(persistent(it)?);
+            Ok(())
+        }
+        "M" | "netmask" => {
+            a.netmask = Some(value(it, "-M")?);
+            Ok(())
+        }
+        "b" | "sched-flags" => {
+            a.sched_flags = Some(value(it, "-b")?);
+            Ok(())
+        }
+        "o" | "ops" => {
+            a.ops = true;
+            Ok(())
+        }
+        "r" | "real-server" => {
+            a.server = Some(value(it, "-r")?);
+            Ok(())
+        }
+        "z" | "laddr" => {
+            a.laddr = Some(value(it, "-z")?);
+            Ok(())
+        }
+        "w" | "weight" => {
+            let v = value(it, "-w")?;
+            a.weight = Some(v.parse::<u32>().ok().filter(|w| *w <= 65535).ok_or_else(|| format!("illegal weight specified: '{v}'"))?);
+            Ok(())
+        }
+        "fullnat" => {
+            a.forward = Some("fullnat".into());
+            Ok(())
+        }
+        "g" | "gatewaying" => {
+            a.forward = Some("route".into());
+            Ok(())
+        }
+        "i" | "ipip" => {
+            a.forward = Some("tunnel".into());
+            Ok(())
+        }
+        "m" | "masquerading" => {
+            a.forward = Some("masq".into());
+            Ok(())
+        }
+        "socket" => {
+            a.socket = Some(value(it, "--socket")?.into());
+            Ok(())
+        }
+        "Z" | "zero" => Err(unsupported("-Z (zero counters)")),
+        "f" | "fwmark-service" => Err(unsupported("-f (firewall-mark services)")),
+        "6" | "ipv6" => Err(unsupported("-6 (IPv6)")),
+        "x" | "u-threshold" | "y" | "l-threshold" => Err(unsupported("-x/-y (connection thresholds)")),
+        "stats" | "rate" | "thresholds" | "persistent-conn" | "sort" => Err(unsupported(&format!("--{name}"))),
+        "start-daemon" | "stop-daemon" | "daemon" | "mcast-interface" | "syncid" => {
+            Err(unsupported("connection synchronisation (--start-daemon, --stop-daemon, --daemon)"))
+        }
+        s if s.len() == 1 => Err(format!("invalid option -- '{s}'")),
+        s => Err(format!("unrecognized option '--{s}'")),
+    }
+}
+
 fn parse(argv: &[String]) -> Result<Args, String> {
     let mut a = Args::default();
     let mut it = argv.iter().peekable();
-    let value = |it: &mut std::iter::Peekable<std::slice::Iter<'_, String>>, opt: &str| -> Result<String, String> {
-        it.next().cloned().ok_or_else(|| format!("option {opt} requires an argument"))
-    };
     while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--list" => set_cmd(&mut a, Cmd::List)?,
-            "--add-server" => set_cmd(&mut a, Cmd::Add)?,
-            "--edit-server" => set_cmd(&mut a, Cmd::Edit)?,
-            "--delete-server" => set_cmd(&mut a, Cmd::Delete)?,
-            "--stats-dp" => set_cmd(&mut a, Cmd::Stats)?,
-            "--help" => set_cmd(&mut a, Cmd::Help)?,
-            "--set" => {
-                set_cmd(&mut a, Cmd::Set)?;
-                for _ in 0..3 {
-                    let v = value(&mut it, "--set")?;
-                    a.set.push(v.parse().map_err(|_| format!("illegal timeout value '{v}'"))?);
+        if let Some(long) = arg.strip_prefix("--") {
+            option(&mut a, long, &mut it)?;
+        } else if let Some(shorts) = arg.strip_prefix('-').filter(|s| !s.is_empty()) {
+            let letters: Vec<char> = shorts.chars().collect();
+            for (k, c) in letters.iter().enumerate() {
+                let takes_value = matches!(c, 't' | 'u' | 'r' | 'w' | 's' | 'M' | 'b' | 'z' | 'p');
+                if takes_value && k + 1 != letters.len() {
+                    // `-t10.0.0.1:80` style: the rest of the word is the value.
+                    let rest: String = letters[k + 1..].iter().collect();
+                    let glued = [rest];
+                    let mut one = glued.iter().peekable();
+                    option(&mut a, &c.to_string(), &mut one)?;
+                    break;
                 }
+                option(&mut a, &c.to_string(), &mut it)?;
             }
-            "--numeric" => {}
-            "--connection" => a.connections = true,
-            "--timeout" => a.timeout = true,
-            "--tcp-service" => a.service = Some(("tcp".into(), value(&mut it, arg)?)),
-            "--udp-service" => a.service = Some(("udp".into(), value(&mut it, arg)?)),
-            "--real-server" => a.server = Some(value(&mut it, arg)?),
-            "--weight" => a.weight = Some(weight(&value(&mut it, arg)?)?),
-            "--fullnat" => a.forward = Some("fullnat".into()),
-            "--gatewaying" => a.forward = Some("route".into()),
-            "--ipip" => a.forward = Some("tunnel".into()),
-            "--masquerading" => a.forward = Some("masq".into()),
-            "--socket" => a.socket = Some(value(&mut it, arg)?.into()),
-            s if s.starts_with("--") => return Err(format!("unrecognized option '{s}'")),
-            s if s.starts_with('-') && s.len() > 1 => {
-                let flags: Vec<char> = s[1..].chars().collect();
-                for (k, c) in flags.iter().enumerate() {
-                    let last = k + 1 == flags.len();
-                    let needs_value = matches!(c, 't' | 'u' | 'r' | 'w');
-                    if needs_value && !last {
-                        return Err(format!("option -{c} requires an argument"));
-                    }
-                    match c {
-                        'L' | 'l' => set_cmd(&mut a, Cmd::List)?,
-                        'a' => set_cmd(&mut a, Cmd::Add)?,
-                        'e' => set_cmd(&mut a, Cmd::Edit)?,
-                        'd' => set_cmd(&mut a, Cmd::Delete)?,
-                        'h' => set_cmd(&mut a, Cmd::Help)?,
-                        'n' => {}
-                        'c' => a.connections = true,
-                        'g' => a.forward = Some("route".into()),
-                        'i' => a.forward = Some("tunnel".into()),
-                        'm' => a.forward = Some("masq".into()),
-                        't' => a.service = Some(("tcp".into(), value(&mut it, "-t")?)),
-                        'u' => a.service = Some(("udp".into(), value(&mut it, "-u")?)),
-                        'r' => a.server = Some(value(&mut it, "-r")?),
-                        'w' => a.weight = Some(weight(&value(&mut it, "-w")?)?),
-                        'A' | 'E' | 'D' | 'C' | 'R' | 'S' | 'Z' | 'f' | 's' | 'p' | 'M' | 'x' | 'y' | 'o' | 'b' => {
-                            return Err(format!("option -{c} is not supported yet"));
-                        }
-                        other => return Err(format!("invalid option -- '{other}'")),
-                    }
-                }
-            }
-            s => return Err(format!("unexpected argument '{s}'")),
+        } else {
+            return Err(format!("unexpected argument '{arg}'"));
         }
     }
     Ok(a)
 }
 
-fn weight(s: &str) -> Result<u32, String> {
-    s.parse::<u32>().ok().filter(|w| *w <= 65535).ok_or_else(|| format!("illegal weight specified: '{s}'"))
+fn service(a: &Args) -> Result<ServiceSpec, String> {
+    let (proto, vip) = a.service.clone().ok_or("service address not specified (-t or -u)")?;
+    Ok(ServiceSpec {
+        proto,
+        vip,
+        scheduler: a.scheduler.clone(),
+        persistent: a.persistent,
+        netmask: a.netmask.clone(),
+        sched_flags: a.sched_flags.clone(),
+        ops: a.ops,
+    })
 }
 
 fn request(a: &Args) -> Result<Request, String> {
@@ -145,51 +293,45 @@ fn request(a: &Args) -> Result<Request, String> {
         Cmd::List if a.connections => Request::ListConnections,
         Cmd::List => Request::ListServices,
         Cmd::Stats => Request::Stats,
+        Cmd::Save => Request::Save,
+        Cmd::Clear => Request::Clear,
+        Cmd::Reload => Request::Reload,
         Cmd::Set => Request::SetTimeouts { tcp: a.set[0], tcpfin: a.set[1], udp: a.set[2] },
-        Cmd::Add | Cmd::Edit | Cmd::Delete => {
+        Cmd::AddService => Request::AddService(service(a)?),
+        Cmd::EditService => Request::EditService(service(a)?),
+        Cmd::DeleteService => Request::DeleteService(service(a)?),
+        Cmd::AddLaddr | Cmd::DeleteLaddr => {
+            let addr = a.laddr.clone().ok_or("local address not specified (-z)")?;
+            let service = service(a)?;
+            if cmd == Cmd::AddLaddr {
+                Request::AddLocalAddress { service, addr }
+            } else {
+                Request::DeleteLocalAddress { service, addr }
+            }
+        }
+        Cmd::AddServer | Cmd::EditServer | Cmd::DeleteServer => {
             let (proto, vip) = a.service.clone().ok_or("service address not specified (-t or -u)")?;
             let rs = a.server.clone().ok_or("real server address not specified (-r)")?;
             let spec = ServerSpec { proto, vip, rs, weight: a.weight, forward: a.forward.clone() };
             match cmd {
-                Cmd::Add => Request::AddServer(spec),
-                Cmd::Edit => Request::EditServer(spec),
+                Cmd::AddServer => Request::AddServer(spec),
+                Cmd::EditServer => Request::EditServer(spec),
                 _ => Request::DeleteServer(spec),
             }
         }
-        Cmd::Help => unreachable!("help is answered before a request is built"),
+        Cmd::Restore | Cmd::Help => unreachable!("answered before a request is built"),
     })
 }
 
-fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let args = match parse(&argv) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("rvsadm: {e}\nTry `rvsadm -h' or 'rvsadm --help' for more information.");
-            return ExitCode::from(2);
-        }
-    };
-    if args.cmd == Some(Cmd::Help) {
-        print!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
-    let req = match request(&args) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("rvsadm: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let socket = args
-        .socket
-        .or_else(|| std::env::var_os("RVS_SOCKET").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(api::DEFAULT_SOCKET));
-    let text = match api::call(&socket, &req) {
-        Ok(Response::Services { table_size, services }) => ipvsadm_fmt::list_services(table_size, &services),
-        Ok(Response::Connections(c)) => ipvsadm_fmt::list_connections(&c),
-        Ok(Response::Timeouts { tcp, tcpfin, udp }) => format!("Timeout (tcp tcpfin udp): {tcp} {tcpfin} {udp}\n"),
-        Ok(Response::Ok) => String::new(),
-        Ok(Response::Stats(workers)) => {
+/// The text to print for an answer, or the error message.
+fn render(resp: Response) -> Result<String, String> {
+    Ok(match resp {
+        Response::Services { table_size, services } => ipvsadm_fmt::list_services(table_size, &services),
+        Response::Connections(c) => ipvsadm_fmt::list_connections(&c),
+        Response::Timeouts { tcp, tcpfin, udp } => format!("Timeout (tcp tcpfin udp): {tcp} {tcpfin} {udp}\n"),
+        Response::Rules(text) => text,
+        Response::Ok => String::new(),
+        Response::Stats(workers) => {
             let mut t = String::new();
             for w in workers {
                 t += &format!(
@@ -203,17 +345,78 @@ fn main() -> ExitCode {
             }
             t
         }
-        Ok(Response::Error(e)) => {
-            eprintln!("{e}");
-            return ExitCode::from(1);
-        }
+        Response::Error(e) => return Err(e),
+    })
+}
+
+fn main() -> ExitCode {
+    let prog = std::env::args()
+        .next()
+        .and_then(|p| std::path::Path::new(&p).file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "rvsadm".into());
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let args = match parse(&argv) {
+        Ok(a) => a,
         Err(e) => {
-            eprintln!("rvsadm: {e}");
-            return ExitCode::from(1);
+            eprintln!("{prog}: {e}\nTry `{prog} -h' or '{prog} --help' for more information.");
+            return ExitCode::from(2);
         }
     };
-    // A closed pipe (`rvsadm -L -n | head`) is not an error worth a panic.
-    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    if args.cmd == Some(Cmd::Help) {
+        print!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let socket = args
+        .socket
+        .clone()
+        .or_else(|| std::env::var_os("RVS_SOCKET").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(api::DEFAULT_SOCKET));
+    if args.cmd == Some(Cmd::Restore) {
+        return restore(&prog, &socket);
+    }
+    let req = match request(&args) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{prog}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match api::call(&socket, &req).map_err(|e| format!("{prog}: {e}")).and_then(render) {
+        Ok(text) => {
+            // A closed pipe (`rvsadm -L -n | head`) is not an error worth a panic.
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `-R`: each line of stdin is one command, as `-S` writes them. Stops at
+/// the first bad line, naming it.
+fn restore(prog: &str, socket: &std::path::Path) -> ExitCode {
+    for (n, line) in std::io::stdin().lock().lines().enumerate() {
+        let Ok(line) = line else { break };
+        let words: Vec<String> = line.split_whitespace().map(String::from).collect();
+        if words.is_empty() || words[0].starts_with('#') {
+            continue;
+        }
+        let result = parse(&words)
+            .and_then(|a| {
+                if matches!(a.cmd, Some(Cmd::Restore | Cmd::Help)) {
+                    return Err("not allowed in a restore file".into());
+                }
+                request(&a)
+            })
+            .and_then(|req| api::call(socket, &req).map_err(|e| e.to_string()))
+            .and_then(render);
+        if let Err(e) = result {
+            eprintln!("{prog}: line {}: {line}: {e}", n + 1);
+            return ExitCode::from(1);
+        }
+    }
     ExitCode::SUCCESS
 }
 
@@ -228,18 +431,31 @@ mod tests {
     #[test]
     fn seed_commands_parse() {
         let a = args("-a -t 192.168.146.100:80 -r 192.168.177.10:80 -m").unwrap();
-        assert_eq!(a.cmd, Some(Cmd::Add));
+        assert_eq!(a.cmd, Some(Cmd::AddServer));
         assert_eq!(a.service, Some(("tcp".into(), "192.168.146.100:80".into())));
         assert_eq!(a.forward.as_deref(), Some("masq"));
-        let a = args("-Ln").unwrap();
-        assert_eq!(a.cmd, Some(Cmd::List));
-        let a = args("-L -n -c").unwrap();
-        assert!(matches!(request(&a), Ok(Request::ListConnections)));
+        assert_eq!(args("-Ln").unwrap().cmd, Some(Cmd::List));
+        assert_eq!(args("-ln").unwrap().cmd, Some(Cmd::List));
+        assert!(matches!(request(&args("-L -n -c").unwrap()), Ok(Request::ListConnections)));
+        let a = args("-E -t 192.168.140.100:80 -s rr -p 300").unwrap();
+        match request(&a) {
+            Ok(Request::EditService(s)) => {
+                assert_eq!((s.scheduler.as_deref(), s.persistent), (Some("rr"), Some(300)));
+            }
+            other => panic!("{other:?}"),
+        }
+        let a = args("-A -t 192.168.146.100:80 -s rr").unwrap();
+        assert!(matches!(request(&a), Ok(Request::AddService(ServiceSpec { persistent: None, .. }))));
+        let a = args("-E -t 10.0.0.1:80 -p -s rr").unwrap();
+        assert_eq!(a.persistent, Some(300), "-p without a value means 300");
         let a = args("-e -t 10.0.0.1:80 -r 10.0.0.2 -w 3").unwrap();
         assert!(matches!(request(&a), Ok(Request::EditServer(ServerSpec { weight: Some(3), .. }))));
-        let a = args("--set 900 120 300").unwrap();
-        assert!(matches!(request(&a), Ok(Request::SetTimeouts { tcp: 900, tcpfin: 120, udp: 300 })));
+        assert!(matches!(request(&args("--set 900 120 300").unwrap()), Ok(Request::SetTimeouts { tcp: 900, tcpfin: 120, udp: 300 })));
         assert!(matches!(request(&args("-L --timeout").unwrap()), Ok(Request::GetTimeouts)));
+        assert!(matches!(request(&args("-S -n").unwrap()), Ok(Request::Save)));
+        assert!(matches!(request(&args("-P -t 10.0.0.1:80 -z 10.0.0.200").unwrap()), Ok(Request::AddLocalAddress { .. })));
+        assert!(matches!(request(&args("--add-service --tcp-service 10.0.0.1:80 --scheduler rr").unwrap()), Ok(Request::AddService(_))));
+        assert_eq!(args("-t10.0.0.1:80 -A").unwrap().service, Some(("tcp".into(), "10.0.0.1:80".into())));
     }
 
     #[test]
@@ -248,7 +464,10 @@ mod tests {
         assert!(args("-w").unwrap_err().contains("requires an argument"));
         assert!(args("-a -t 1.2.3.4:80 -r 1.2.3.5 -w 70000").unwrap_err().contains("illegal weight"));
         assert!(args("-q").unwrap_err().contains("invalid option"));
-        assert!(args("-A -t 1.2.3.4:80").unwrap_err().contains("not supported yet"));
+        assert!(args("--bogus").unwrap_err().contains("unrecognized option"));
+        assert!(args("-Z").unwrap_err().contains("not supported yet"));
+        assert!(args("--start-daemon master").unwrap_err().contains("not supported yet"));
         assert!(request(&args("-a -t 1.2.3.4:80").unwrap()).unwrap_err().contains("real server"));
+        assert!(request(&args("-A -s rr").unwrap()).unwrap_err().contains("service address"));
     }
 }

@@ -1,0 +1,132 @@
+"""rvsadm as an operator uses it against the running lab appliance:
+ipvsadm's command sequences (seed 000 §7-10 with rvs's FULLNAT in place of
+-m, which rvs does not forward yet), save/restore round trip, bad input
+that changes nothing, config reload, and the `ipvsadm` name."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+import rvslab
+from rvslab import VIP
+
+SVC = f"{VIP}:80"
+
+
+def rules(lab) -> str:
+    return lab.rvsadm("-S", "-n").stdout
+
+
+def answers(n: int = 4) -> set[str]:
+    out = set()
+    for _ in range(n):
+        p = rvslab.client_curl(f"http://{VIP}/", max_time=5)
+        out.add(p.stdout.strip() if p.returncode == 0 else f"curl exit {p.returncode}")
+    return out
+
+
+def test_build_a_service_step_by_step(lab):
+    # Start from nothing, as the seed does after installing ipvsadm.
+    lab.rvsadm("-C")
+    assert rvslab.parse_services(lab.rvsadm("-L", "-n").stdout) == []
+    assert answers(1) == {"curl exit 28"} or answers(1) == {"curl exit 7"}
+    lab.rvsadm("-A", "-t", SVC, "-s", "rr")
+    out = lab.rvsadm("-L", "-n").stdout
+    assert out.splitlines()[3] == f"TCP  {SVC} rr", out
+    lab.rvsadm("-P", "-t", SVC, "-z", "10.77.0.200")
+    lab.rvsadm("-a", "-t", SVC, "-r", "10.77.0.11:80", "--fullnat")
+    lab.rvsadm("-a", "-t", SVC, "-r", "10.77.0.12:80", "--fullnat")
+    services = rvslab.parse_services(lab.rvsadm("-L", "-n").stdout)
+    assert [(s.address, s.forward, s.weight) for s in services[0].servers] == [
+        ("10.77.0.11:80", "FullNat", 1), ("10.77.0.12:80", "FullNat", 1)]
+    assert answers() == {"rs1", "rs2"}
+
+
+def test_save_restore_round_trip(lab):
+    saved = rules(lab)
+    assert saved.splitlines() == [
+        f"-A -t {SVC} -s rr",
+        f"-P -t {SVC} -z 10.77.0.200",
+        f"-a -t {SVC} -r 10.77.0.11:80 --fullnat -w 1",
+        f"-a -t {SVC} -r 10.77.0.12:80 --fullnat -w 1",
+    ], saved
+    lab.rvsadm("-C")
+    assert rules(lab) == ""
+    proc = subprocess.run([str(rvslab.RVSADM), "-R"], input=saved, text=True, capture_output=True,
+                          env={**os.environ, "RVS_SOCKET": str(lab.socket)}, timeout=10)
+    assert proc.returncode == 0, proc.stderr
+    assert rules(lab) == saved
+    assert answers() == {"rs1", "rs2"}
+
+
+def test_bad_input_changes_nothing(lab):
+    before = rules(lab)
+    for args, code, message in [
+        (["-a", "-t", SVC, "-r", "10.77.0.11:80"], 1, "Destination already exists"),
+        (["-a", "-t", "10.77.0.100:81", "-r", "10.77.0.11:80"], 1, "Service not defined"),
+        (["-A", "-t", SVC, "-s", "rr"], 1, "Service already exists"),
+        (["-A", "-t", "10.77.0.100:81", "-s", "bogus"], 1, "Scheduler not found"),
+        (["-a", "-t", "10.77.0.300:80", "-r", "10.77.0.11:80"], 1, "invalid service address"),
+        (["-d", "-t", SVC, "-r", "10.77.0.13:80"], 1, "No such destination"),
+        (["-a", "-t", SVC, "-r", "10.77.0.13:80", "-w", "x"], 2, "illegal weight"),
+        (["-a", "-t", SVC, "-r", "10.77.0.13:80", "-m"], 1, "not supported yet"),
+        (["--frobnicate"], 2, "unrecognized option"),
+        (["-Y"], 2, "invalid option"),
+    ]:
+        p = lab.rvsadm(*args, check=False)
+        assert p.returncode == code, (args, p.returncode, p.stderr)
+        assert message in p.stderr, (args, p.stderr)
+        assert rules(lab) == before, f"{args} changed the rules"
+    # A restore file stops at its first bad line and says which.
+    proc = subprocess.run([str(rvslab.RVSADM), "-R"], input=f"-a -t {SVC} -r 10.77.0.11:80\n",
+                          text=True, capture_output=True, env={**os.environ, "RVS_SOCKET": str(lab.socket)})
+    assert proc.returncode == 1 and "line 1" in proc.stderr and "already exists" in proc.stderr, proc.stderr
+
+
+def test_reload_applies_a_good_file_and_refuses_a_bad_one(lab):
+    original = lab.config.read_text()
+    try:
+        # Bad TOML: refused with file:line, nothing changes.
+        before = rules(lab)
+        lab.config.write_text(original.replace('scheduler = "rr"', 'scheduler = "rr'))
+        p = lab.rvsadm("--reload", check=False)
+        assert p.returncode == 1 and f"{lab.config}:" in p.stderr, p.stderr
+        assert rules(lab) == before
+        # A key that needs a restart: refused, nothing changes.
+        lab.config.write_text(original.replace("session_capacity = 65536", "session_capacity = 1000"))
+        p = lab.rvsadm("--reload", check=False)
+        assert p.returncode == 1 and "[dataplane] cannot change at run time" in p.stderr, p.stderr
+        assert rules(lab) == before
+        # A good file with rs2 removed: applied, sessions of others untouched.
+        lines = original.splitlines(keepends=True)
+        cut = next(i for i, l in enumerate(lines) if l.startswith('address = "10.77.0.12:80"'))
+        good = "".join(lines[:cut - 1] + lines[cut + 2:])
+        assert 'address = "10.77.0.12' not in good
+        lab.config.write_text(good)
+        lab.rvsadm("--reload")
+        servers = rvslab.parse_services(lab.rvsadm("-L", "-n").stdout)[0].servers
+        assert [s.address for s in servers] == ["10.77.0.11:80"]
+        assert answers() == {"rs1"}
+        # SIGHUP does the same from the original file.
+        lab.config.write_text(original)
+        os.kill(lab.rvsd.proc.pid, signal.SIGHUP)
+        def back():
+            servers = rvslab.parse_services(lab.rvsadm("-L", "-n").stdout)[0].servers
+            assert len(servers) == 2, servers
+            return True
+        rvslab.wait_until("SIGHUP reload", back, timeout=5)
+        assert "SIGHUP: reloaded" in lab.rvsd.log_text()
+    finally:
+        lab.config.write_text(original)
+
+
+def test_works_under_the_name_ipvsadm(lab, tmp_path):
+    link = tmp_path / "ipvsadm"
+    link.symlink_to(rvslab.RVSADM)
+    env = {**os.environ, "RVS_SOCKET": str(lab.socket)}
+    p = subprocess.run([str(link), "-L", "-n"], capture_output=True, text=True, env=env)
+    assert p.returncode == 0 and p.stdout.startswith("IP Virtual Server version 1.2.1"), p
+    p = subprocess.run([str(link), "-Y"], capture_output=True, text=True, env=env)
+    assert p.returncode == 2 and p.stderr.startswith("ipvsadm: invalid option"), p.stderr
