@@ -180,8 +180,33 @@ pub struct WorkerStatsView {
     pub redirected_in: u64,
     /// Generation of the tables in force.
     pub generation: u64,
+    /// Poll-loop iterations.
+    pub polls: u64,
+    /// Iterations that received nothing.
+    pub empty_polls: u64,
     /// Drops by reason name (non-zero only).
     pub drops: Vec<(String, u64)>,
+}
+
+/// Counters of one DPDK port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortStatsView {
+    /// Interface name.
+    pub name: String,
+    /// Packets received.
+    pub rx_packets: u64,
+    /// Packets sent.
+    pub tx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Missed on receive.
+    pub rx_missed: u64,
+    /// Receive errors.
+    pub rx_errors: u64,
+    /// Transmit errors.
+    pub tx_errors: u64,
 }
 
 /// What rvsd answers.
@@ -197,7 +222,12 @@ pub enum Response {
     /// For [`Request::ListConnections`].
     Connections(Vec<ConnectionView>),
     /// For [`Request::Stats`].
-    Stats(Vec<WorkerStatsView>),
+    Stats {
+        /// Per worker.
+        workers: Vec<WorkerStatsView>,
+        /// Per port.
+        ports: Vec<PortStatsView>,
+    },
     /// For [`Request::Save`]: one command per line.
     Rules(String),
     /// Done.

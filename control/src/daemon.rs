@@ -14,7 +14,7 @@
 //! [`NeighTable`]; a changed table is published the same way.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -30,9 +30,10 @@ use dataplane::stats::DropReason;
 use dataplane::wire::MacAddr;
 use dataplane::worker::{Event, Idle, Request as WorkerRequest, Worker, WorkerShared};
 
-use crate::api::{ConnectionView, RealServerView, Request, Response, ServerSpec, ServiceSpec, ServiceView, WorkerStatsView};
+use crate::api::{ConnectionView, PortStatsView, RealServerView, Request, Response, ServerSpec, ServiceSpec, ServiceView, WorkerStatsView};
 use crate::config::{self, Config, Forward, IdlePolicy, RealServerConfig, ServiceConfig};
 use crate::ipvsadm_fmt;
+use crate::metrics;
 use crate::neigh::NeighTable;
 use crate::plan::{self, Registry};
 
@@ -200,11 +201,53 @@ pub fn run(config: Config) -> Result<(), StartError> {
     }
     let hup = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup)).map_err(StartError::Signals)?;
+    let metrics_listener = match config.metrics {
+        None => None,
+        Some(addr) => {
+            let err = |source| StartError::Socket { path: addr.to_string(), source };
+            let l = TcpListener::bind(addr).map_err(err)?;
+            l.set_nonblocking(true).map_err(err)?;
+            Some(l)
+        }
+    };
     let listener = bind_socket(&config.socket)?;
-    eprintln!("rvsd: ready: {} worker(s), control socket {}", handles.len(), config.socket.display());
+    eprintln!(
+        "rvsd: ready: {} worker(s), control socket {}{}",
+        handles.len(),
+        config.socket.display(),
+        config.metrics.map(|a| format!(", metrics http://{a}/metrics")).unwrap_or_default()
+    );
     let socket_path = config.socket.clone();
-    let mut control = Control { config, registry, generation: 1, macs, workers: handles, neigh, events: events_rx };
+    let mut control = Control {
+        config,
+        registry,
+        generation: 1,
+        macs,
+        workers: handles,
+        neigh,
+        events: events_rx,
+        ports,
+        last_reload: None,
+    };
+    let mut printed: Option<(Instant, crate::top::Reading)> = None;
     while !stop.load(Ordering::Relaxed) {
+        if let Some(every) = control.config.print_interval {
+            let due = printed.as_ref().is_none_or(|(t, _)| t.elapsed() >= Duration::from_secs(u64::from(every)));
+            if due {
+                if let Response::Stats { workers, ports } = control.stats() {
+                    let now = (Instant::now(), crate::top::Reading { ports, workers });
+                    if let Some((t, before)) = &printed {
+                        eprint!("{}", crate::top::render(&now.1, before, now.0.duration_since(*t).as_secs_f64()));
+                    }
+                    printed = Some(now);
+                }
+            }
+        }
+        if let Some(m) = &metrics_listener {
+            while let Ok((stream, _)) = m.accept() {
+                control.serve_metrics(stream);
+            }
+        }
         if hup.swap(false, Ordering::Relaxed) {
             match control.reload() {
                 Response::Error(e) => eprintln!("rvsd: SIGHUP: reload refused, running config kept: {e}"),
@@ -223,6 +266,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         h.shared.stop.store(true, Ordering::Relaxed);
     }
     eal.wait_all();
+    let mut ports = std::mem::take(&mut control.ports);
     drop(control);
     for (p, i) in ports.iter_mut().zip(0..) {
         if let Err(e) = p.stop() {
@@ -243,6 +287,9 @@ struct Control {
     workers: Vec<WorkerHandle>,
     neigh: NeighTable,
     events: Receiver<Event>,
+    ports: Vec<Port>,
+    /// Last reload: applied?, when (Unix seconds).
+    last_reload: Option<(bool, f64)>,
 }
 
 impl Control {
@@ -431,6 +478,13 @@ impl Control {
     /// Re-reads the config file; applies services and timeouts if nothing
     /// that needs a restart changed. The running config stays otherwise.
     fn reload(&mut self) -> Response {
+        let r = self.try_reload();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        self.last_reload = Some((!matches!(r, Response::Error(_)), now));
+        r
+    }
+
+    fn try_reload(&mut self) -> Response {
         let new = match config::load(&self.config.path) {
             Ok(c) => c,
             Err(e) => return Response::Error(e.to_string()),
@@ -440,6 +494,7 @@ impl Control {
             ("[dpdk]", new.dpdk != old.dpdk),
             ("[dataplane]", new.dataplane != old.dataplane),
             ("[control] socket", new.socket != old.socket),
+            ("[metrics] address", new.metrics != old.metrics),
             ("[[interface]]", new.interfaces != old.interfaces),
         ];
         if let Some((what, _)) = fixed.iter().find(|(_, changed)| *changed) {
@@ -503,6 +558,117 @@ impl Control {
         }
         self.publish_tables();
         Response::Ok
+    }
+
+    /// Answers one HTTP request on the metrics listener: `GET /metrics`.
+    fn serve_metrics(&self, stream: TcpStream) {
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+        let Ok(mut reader) = stream.try_clone().map(BufReader::new) else { return };
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).is_err() {
+            return;
+        }
+        // Skip the headers.
+        let mut line = String::new();
+        while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+            line.clear();
+        }
+        let path = request_line.split_whitespace().nth(1).unwrap_or("");
+        let (status, body) = if request_line.starts_with("GET ") && (path == "/metrics" || path.starts_with("/metrics?")) {
+            match metrics::render(&self.metrics_snapshot()) {
+                Ok(text) => ("200 OK", text),
+                Err(e) => ("500 Internal Server Error", format!("{e}\n")),
+            }
+        } else {
+            ("404 Not Found", "rvsd serves /metrics\n".to_string())
+        };
+        let mut w = stream;
+        let head = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = w.write_all(head.as_bytes());
+        let _ = w.write_all(body.as_bytes());
+    }
+
+    fn metrics_snapshot(&self) -> metrics::Snapshot {
+        self.refresh();
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let workers = self
+            .workers
+            .iter()
+            .map(|w| {
+                let s = &w.shared;
+                metrics::WorkerSample {
+                    lcore: w.lcore,
+                    rx_packets: l(&s.rx_packets),
+                    tx_packets: l(&s.tx_packets),
+                    rx_bytes: l(&s.rx_bytes),
+                    tx_bytes: l(&s.tx_bytes),
+                    drops: DropReason::ALL.iter().map(|r| (r.name(), l(&s.drops[*r as usize]))).collect(),
+                    redirected_out: l(&s.redirected_out),
+                    redirected_in: l(&s.redirected_in),
+                    polls: l(&s.polls),
+                    empty_polls: l(&s.empty_polls),
+                    sessions: l(&s.sessions),
+                    session_capacity: u64::from(self.config.dataplane.session_capacity),
+                    sessions_created: l(&s.sessions_created),
+                    sessions_expired: l(&s.sessions_expired),
+                    generation: l(&s.generation),
+                }
+            })
+            .collect();
+        let ports = self
+            .ports
+            .iter()
+            .zip(&self.config.interfaces)
+            .map(|(p, i)| {
+                let st = p.stats().unwrap_or_default();
+                metrics::PortSample {
+                    name: i.name.clone(),
+                    basic: [st.ipackets, st.opackets, st.ibytes, st.obytes, st.imissed, st.ierrors, st.oerrors, st.rx_nombuf],
+                    link_up: p.link_up(),
+                    xstats: p.xstats().unwrap_or_default(),
+                }
+            })
+            .collect();
+        let load = |v: &[AtomicU32], i: usize| v.get(i).map_or(0, |x| u64::from(x.load(Ordering::Relaxed)));
+        let mut servers = Vec::new();
+        let mut services = Vec::new();
+        for svc in &self.config.services {
+            let label = format!("{}/{}", proto_name(svc.proto), svc.vip);
+            for r in &svc.real_servers {
+                let idx = self.registry.server_index(svc.vip, svc.proto, r.addr);
+                let (active, inactive) = idx.map_or((0, 0), |i| {
+                    self.workers.iter().fold((0, 0), |(a, n), w| (a + load(&w.shared.rs_active, i), n + load(&w.shared.rs_inactive, i)))
+                });
+                let connections = idx.map_or(0, |i| {
+                    self.workers.iter().map(|w| w.shared.rs_created.get(i).map_or(0, |c| c.load(Ordering::Relaxed))).sum()
+                });
+                servers.push(metrics::ServerSample {
+                    service: label.clone(),
+                    server: r.addr.to_string(),
+                    weight: r.weight,
+                    active,
+                    inactive,
+                    connections,
+                });
+            }
+            services.push(label);
+        }
+        let mut neighbours = vec![("incomplete", 0), ("reachable", 0), ("failed", 0)];
+        for (_, _, _, state) in self.neigh.iter() {
+            let i = match state {
+                crate::neigh::State::Incomplete => 0,
+                crate::neigh::State::Reachable => 1,
+                crate::neigh::State::Failed => 2,
+            };
+            neighbours[i].1 += 1;
+        }
+        let routes = self.config.interfaces.iter().map(|i| 1 + u64::from(i.gateway.is_some())).sum();
+        let (last_reload_ok, last_reload_time) = self.last_reload.unwrap_or((true, 0.0));
+        metrics::Snapshot { workers, ports, servers, services, neighbours, routes, generation: self.generation, last_reload_ok, last_reload_time }
     }
 
     /// Asks every worker to publish its counters and waits (briefly) for
@@ -580,8 +746,25 @@ impl Control {
     fn stats(&self) -> Response {
         self.refresh();
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        Response::Stats(
-            self.workers
+        let ports = self
+            .ports
+            .iter()
+            .zip(&self.config.interfaces)
+            .map(|(p, i)| {
+                let st = p.stats().unwrap_or_default();
+                PortStatsView {
+                    name: i.name.clone(),
+                    rx_packets: st.ipackets,
+                    tx_packets: st.opackets,
+                    rx_bytes: st.ibytes,
+                    tx_bytes: st.obytes,
+                    rx_missed: st.imissed,
+                    rx_errors: st.ierrors,
+                    tx_errors: st.oerrors,
+                }
+            })
+            .collect();
+        let workers = self.workers
                 .iter()
                 .map(|w| {
                     let s = &w.shared;
@@ -597,6 +780,8 @@ impl Control {
                         redirected_out: l(&s.redirected_out),
                         redirected_in: l(&s.redirected_in),
                         generation: l(&s.generation),
+                        polls: l(&s.polls),
+                        empty_polls: l(&s.empty_polls),
                         drops: DropReason::ALL
                             .iter()
                             .filter_map(|r| {
@@ -606,8 +791,8 @@ impl Control {
                             .collect(),
                     }
                 })
-                .collect(),
-        )
+                .collect();
+        Response::Stats { workers, ports }
     }
 }
 

@@ -8,3 +8,5 @@ pub mod plan;
 #[cfg(feature = "dpdk")]
 pub mod daemon;
 pub mod neigh;
+pub mod metrics;
+pub mod top;

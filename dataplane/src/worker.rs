@@ -86,6 +86,8 @@ pub struct WorkerShared {
     pub rs_active: Vec<AtomicU32>,
     /// Inactive connections per real server.
     pub rs_inactive: Vec<AtomicU32>,
+    /// Connections created per real server.
+    pub rs_created: Vec<AtomicU64>,
     /// Iterations that received nothing.
     pub empty_polls: AtomicU64,
     /// Iterations in all.
@@ -114,6 +116,7 @@ impl WorkerShared {
             sessions_expired: AtomicU64::new(0),
             rs_active: (0..rs_count).map(|_| AtomicU32::new(0)).collect(),
             rs_inactive: (0..rs_count).map(|_| AtomicU32::new(0)).collect(),
+            rs_created: (0..rs_count).map(|_| AtomicU64::new(0)).collect(),
             empty_polls: AtomicU64::new(0),
             polls: AtomicU64::new(0),
             redirected_out: AtomicU64::new(0),
@@ -374,9 +377,10 @@ impl Worker {
         s.sessions_created.store(c.sessions_created, Ordering::Relaxed);
         s.sessions_expired.store(c.sessions_expired, Ordering::Relaxed);
         for (i, cc) in self.pipeline.rs_conns().iter().enumerate() {
-            if let (Some(a), Some(ia)) = (s.rs_active.get(i), s.rs_inactive.get(i)) {
+            if let (Some(a), Some(ia), Some(cr)) = (s.rs_active.get(i), s.rs_inactive.get(i), s.rs_created.get(i)) {
                 a.store(cc.active, Ordering::Relaxed);
                 ia.store(cc.inactive, Ordering::Relaxed);
+                cr.store(cc.created, Ordering::Relaxed);
             }
         }
         s.polls.store(polls, Ordering::Relaxed);

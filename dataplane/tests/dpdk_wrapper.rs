@@ -162,6 +162,11 @@ fn dpdk_wrapper_end_to_end() {
     assert!(stats.obytes == 0 || stats.obytes == bytes, "{stats:?}");
     assert!(stats.ibytes == 0 || stats.ibytes == bytes, "{stats:?}");
     assert_eq!((stats.oerrors, stats.ierrors, stats.rx_nombuf), (0, 0, 0));
+    // Extended stats carry the same packet counts under ethdev's generic names.
+    let xstats = port.xstats().expect("xstats");
+    let get = |name: &str| xstats.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
+    assert_eq!(get("rx_good_packets"), Some(BURST as u64), "{xstats:?}");
+    assert_eq!(get("tx_good_packets"), Some(BURST as u64), "{xstats:?}");
 
     // set_len grows and shrinks within the buffer only.
     let mut m = fill(&pool, 0);

@@ -28,6 +28,7 @@ Usage:
   rvsadm --set tcp tcpfin udp
   rvsadm --reload
   rvsadm --stats-dp
+  rvsadm top [--interval SECONDS] [--count N]
   rvsadm -h
 Commands:
   --add-service     -A        add virtual service with options
@@ -44,7 +45,8 @@ Commands:
   --list            -L|-l     list the table
   --set tcp tcpfin udp        set connection timeout values
   --reload                    re-read rvsd's config file and apply the difference
-  --stats-dp                  data-plane counters per worker
+  --stats-dp                  data-plane counters per port and worker
+  top                         live per-port and per-worker rates, testpmd style
   --help            -h        display this help message
 Options:
   --tcp-service  -t service-address   service-address is host:port
@@ -84,6 +86,7 @@ enum Cmd {
     Set,
     Reload,
     Stats,
+    Top,
     Help,
 }
 
@@ -104,6 +107,8 @@ struct Args {
     forward: Option<String>,
     set: Vec<u32>,
     socket: Option<PathBuf>,
+    interval: Option<f64>,
+    count: Option<u32>,
 }
 
 fn set_cmd(a: &mut Args, c: Cmd) -> Result<(), String> {
@@ -155,6 +160,17 @@ fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), String> 
         "h" | "help" => set_cmd(a, Cmd::Help),
         "reload" => set_cmd(a, Cmd::Reload),
         "stats-dp" => set_cmd(a, Cmd::Stats),
+        "top" => set_cmd(a, Cmd::Top),
+        "interval" => {
+            let v = value(it, "--interval")?;
+            a.interval = Some(v.parse::<f64>().ok().filter(|s| *s >= 0.1).ok_or_else(|| format!("illegal interval '{v}'"))?);
+            Ok(())
+        }
+        "count" => {
+            let v = value(it, "--count")?;
+            a.count = Some(v.parse::<u32>().map_err(|_| format!("illegal count '{v}'"))?);
+            Ok(())
+        }
         "set" => {
             set_cmd(a, Cmd::Set)?;
             for _ in 0..3 {
@@ -266,6 +282,8 @@ fn parse(argv: &[String]) -> Result<Args, String> {
                 }
                 option(&mut a, &c.to_string(), &mut it)?;
             }
+        } else if arg == "top" {
+            option(&mut a, "top", &mut it)?;
         } else {
             return Err(format!("unexpected argument '{arg}'"));
         }
@@ -292,7 +310,7 @@ fn request(a: &Args) -> Result<Request, String> {
         Cmd::List if a.timeout => Request::GetTimeouts,
         Cmd::List if a.connections => Request::ListConnections,
         Cmd::List => Request::ListServices,
-        Cmd::Stats => Request::Stats,
+        Cmd::Stats | Cmd::Top => Request::Stats,
         Cmd::Save => Request::Save,
         Cmd::Clear => Request::Clear,
         Cmd::Reload => Request::Reload,
@@ -331,8 +349,14 @@ fn render(resp: Response) -> Result<String, String> {
         Response::Timeouts { tcp, tcpfin, udp } => format!("Timeout (tcp tcpfin udp): {tcp} {tcpfin} {udp}\n"),
         Response::Rules(text) => text,
         Response::Ok => String::new(),
-        Response::Stats(workers) => {
+        Response::Stats { workers, ports } => {
             let mut t = String::new();
+            for p in ports {
+                t += &format!(
+                    "port {}: rx {} tx {} rx-bytes {} tx-bytes {} rx-missed {} rx-errors {} tx-errors {}\n",
+                    p.name, p.rx_packets, p.tx_packets, p.rx_bytes, p.tx_bytes, p.rx_missed, p.rx_errors, p.tx_errors
+                );
+            }
             for w in workers {
                 t += &format!(
                     "worker lcore {}: rx {} tx {} sessions {} created {} expired {} redirected out {} in {} generation {}\n",
@@ -374,6 +398,9 @@ fn main() -> ExitCode {
     if args.cmd == Some(Cmd::Restore) {
         return restore(&prog, &socket);
     }
+    if args.cmd == Some(Cmd::Top) {
+        return top(&prog, &socket, args.interval.unwrap_or(1.0), args.count);
+    }
     let req = match request(&args) {
         Ok(r) => r,
         Err(e) => {
@@ -392,6 +419,43 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `top`: testpmd-style rates every `interval` seconds, `count` times (or
+/// until interrupted).
+fn top(prog: &str, socket: &std::path::Path, interval: f64, count: Option<u32>) -> ExitCode {
+    let read = || match api::call(socket, &Request::Stats) {
+        Ok(Response::Stats { workers, ports }) => Ok((std::time::Instant::now(), rvs_control::top::Reading { ports, workers })),
+        Ok(Response::Error(e)) => Err(e),
+        Ok(other) => Err(format!("unexpected answer {other:?}")),
+        Err(e) => Err(e.to_string()),
+    };
+    let mut before = match read() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{prog}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut shown = 0;
+    while count.is_none_or(|c| shown < c) {
+        std::thread::sleep(std::time::Duration::from_secs_f64(interval));
+        let now = match read() {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{prog}: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let secs = now.0.duration_since(before.0).as_secs_f64();
+        let text = rvs_control::top::render(&now.1, &before.1, secs);
+        if std::io::stdout().lock().write_all(format!("{text}\n").as_bytes()).is_err() {
+            return ExitCode::SUCCESS;
+        }
+        before = now;
+        shown += 1;
+    }
+    ExitCode::SUCCESS
 }
 
 /// `-R`: each line of stdin is one command, as `-S` writes them. Stops at
@@ -456,6 +520,8 @@ mod tests {
         assert!(matches!(request(&args("-P -t 10.0.0.1:80 -z 10.0.0.200").unwrap()), Ok(Request::AddLocalAddress { .. })));
         assert!(matches!(request(&args("--add-service --tcp-service 10.0.0.1:80 --scheduler rr").unwrap()), Ok(Request::AddService(_))));
         assert_eq!(args("-t10.0.0.1:80 -A").unwrap().service, Some(("tcp".into(), "10.0.0.1:80".into())));
+        let a = args("top --interval 0.5 --count 2").unwrap();
+        assert_eq!((a.cmd, a.interval, a.count), (Some(Cmd::Top), Some(0.5), Some(2)));
     }
 
     #[test]

@@ -189,6 +189,10 @@ pub struct Config {
     pub dpdk: DpdkConfig,
     /// Data plane.
     pub dataplane: DataplaneConfig,
+    /// Where `/metrics` is served (Prometheus text), if anywhere.
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Print testpmd-style rates to stderr this often (seconds), if set.
+    pub print_interval: Option<u32>,
     /// Control socket path.
     pub socket: PathBuf,
     /// Interfaces, in port order.

@@ -13,6 +13,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub control: RawControl,
     #[serde(default)]
+    pub metrics: RawMetrics,
+    #[serde(default)]
     pub interface: Vec<RawInterface>,
     #[serde(default)]
     pub service: Vec<RawService>,
@@ -59,6 +61,13 @@ pub(super) struct RawDataplane {
     pub mbufs: Option<Spanned<u32>>,
     #[serde(default)]
     pub local_port_range: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    pub address: Option<Spanned<String>>,
+    pub print_interval: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

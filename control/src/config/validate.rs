@@ -189,6 +189,14 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         },
         dataplane: DataplaneConfig { worker_lcores, idle, session_capacity, mbufs, lport_range },
         socket: PathBuf::from(raw.control.socket.as_deref().unwrap_or("/run/rvs/rvsd.sock")),
+        print_interval: match &raw.metrics.print_interval {
+            None => None,
+            Some(v) => Some(u32::try_from(*v.get_ref()).ok().filter(|s| *s >= 1).ok_or_else(|| cx.at(v, format!("print_interval must be a whole number of seconds >= 1, not {}", v.get_ref())))?),
+        },
+        metrics: match &raw.metrics.address {
+            None => None,
+            Some(a) => Some(a.get_ref().parse().map_err(|_| cx.at(a, format!("metrics address must be IP:PORT like \"127.0.0.1:9477\", not {:?}", a.get_ref())))?),
+        },
         interfaces,
         services,
         timeouts: timeouts(&cx, &raw.timeouts)?,

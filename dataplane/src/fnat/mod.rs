@@ -74,6 +74,8 @@ pub struct ConnCount {
     pub active: u32,
     /// Sessions in any other state.
     pub inactive: u32,
+    /// Sessions ever created to this server on this worker.
+    pub created: u64,
 }
 
 impl ConnCount {
@@ -380,6 +382,7 @@ impl Pipeline {
             Ok(slot) => {
                 if let Some(c) = self.rs_conns.get_mut(usize::from(rs.index)) {
                     c.add(state);
+                    c.created += 1;
                 }
                 self.counters.sessions_created += 1;
                 Ok(slot)

@@ -213,7 +213,7 @@ fn fullnat_connection_both_ways_then_expiry() {
     assert_eq!(s.dst, RS1);
     assert!(s.checksums_ok);
     let laddr = s.src;
-    assert_eq!(p.rs_conns()[0], ConnCount { active: 0, inactive: 1 });
+    assert_eq!(p.rs_conns()[0], ConnCount { active: 0, inactive: 1, created: 1 });
 
     // RS SYN-ACK: back to the client, from the VIP.
     let mut f = tcp_frame(RS1_MAC, RS1, laddr, tcp::SYN | tcp::ACK, b"");
@@ -226,7 +226,7 @@ fn fullnat_connection_both_ways_then_expiry() {
     let mut f = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::ACK, b"GET / HTTP/1.0\r\n\r\n");
     assert_eq!(p.process(&mut f, 0, Millis(3)), Verdict::Forward { port: 0 });
     assert!(look(&f).checksums_ok);
-    assert_eq!(p.rs_conns()[0], ConnCount { active: 1, inactive: 0 });
+    assert_eq!(p.rs_conns()[0], ConnCount { active: 1, inactive: 0, created: 1 });
 
     // Server closes, client closes: TIME_WAIT (2 s in these tables).
     for (mac, src, dst, flags) in [
@@ -240,14 +240,14 @@ fn fullnat_connection_both_ways_then_expiry() {
     }
     let only = p.sessions().iter().next().copied().unwrap();
     assert_eq!(only.state, TcpState::TimeWait);
-    assert_eq!(p.rs_conns()[0], ConnCount { active: 0, inactive: 1 });
+    assert_eq!(p.rs_conns()[0], ConnCount { active: 0, inactive: 1, created: 1 });
 
     // Not yet expired at 1 s; gone after 2 s, port back in the pool.
     p.housekeeping(Millis(1010), 16);
     assert_eq!(p.sessions().len(), 1);
     p.housekeeping(Millis(2010), 16);
     assert!(p.sessions().is_empty());
-    assert_eq!(p.rs_conns()[0], ConnCount::default());
+    assert_eq!(p.rs_conns()[0], ConnCount { active: 0, inactive: 0, created: 1 });
     assert_eq!(p.pools[0].available(), 10);
     assert_eq!(p.counters.sessions_created, 1);
     assert_eq!(p.counters.sessions_expired, 1);

@@ -1,0 +1,275 @@
+//! Prometheus metrics: what rvsd exposes at `/metrics`, rendered from a
+//! [`Snapshot`] the control loop gathers when scraped.
+//!
+//! Workers count in their own fields and publish plain atomics (see
+//! `dataplane::worker`); a scrape reads those, the ports' ethdev counters and
+//! the control state, builds a fresh registry and encodes it with the
+//! `prometheus` crate's text encoder. Nothing here runs on a worker, so a
+//! scrape costs the data path nothing but the cache lines it reads.
+//!
+//! Names follow Prometheus conventions: `rvs_` prefix, `_total` for
+//! counters, base units (bytes, seconds), labels of low cardinality only
+//! (worker, port, reason, service, server, never a client address). Every
+//! family and label is listed in `docs/metrics.md`.
+
+use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+
+/// One worker's published counters.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerSample {
+    /// lcore id (label `worker`).
+    pub lcore: u32,
+    /// Packets received (from its queues and other workers' rings).
+    pub rx_packets: u64,
+    /// Packets sent.
+    pub tx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Drops by reason name.
+    pub drops: Vec<(&'static str, u64)>,
+    /// Packets handed to other workers.
+    pub redirected_out: u64,
+    /// Packets taken from other workers.
+    pub redirected_in: u64,
+    /// Poll-loop iterations.
+    pub polls: u64,
+    /// Iterations that received nothing.
+    pub empty_polls: u64,
+    /// Sessions in the table.
+    pub sessions: u64,
+    /// Table capacity.
+    pub session_capacity: u64,
+    /// Sessions created.
+    pub sessions_created: u64,
+    /// Sessions removed.
+    pub sessions_expired: u64,
+    /// Tables generation in force.
+    pub generation: u64,
+}
+
+/// One port's ethdev counters.
+#[derive(Debug, Clone, Default)]
+pub struct PortSample {
+    /// Interface name (label `port`).
+    pub name: String,
+    /// `rte_eth_stats`: ipackets, opackets, ibytes, obytes, imissed, ierrors, oerrors, rx_nombuf.
+    pub basic: [u64; 8],
+    /// Link up.
+    pub link_up: bool,
+    /// Driver xstats (name, value).
+    pub xstats: Vec<(String, u64)>,
+}
+
+/// A real server's connection counts (all workers).
+#[derive(Debug, Clone, Default)]
+pub struct ServerSample {
+    /// Service label (`TCP/10.0.0.1:80`).
+    pub service: String,
+    /// Server label (`10.0.0.2:80`).
+    pub server: String,
+    /// Weight.
+    pub weight: u32,
+    /// ESTABLISHED connections.
+    pub active: u64,
+    /// Other connections.
+    pub inactive: u64,
+    /// Connections ever scheduled to it.
+    pub connections: u64,
+}
+
+/// Everything one scrape shows.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Workers.
+    pub workers: Vec<WorkerSample>,
+    /// Ports.
+    pub ports: Vec<PortSample>,
+    /// Real servers.
+    pub servers: Vec<ServerSample>,
+    /// Services (label values).
+    pub services: Vec<String>,
+    /// Neighbour entries by state name.
+    pub neighbours: Vec<(&'static str, u64)>,
+    /// Routes (connected and gateway) in force.
+    pub routes: u64,
+    /// Config generation published.
+    pub generation: u64,
+    /// Last reload: succeeded?
+    pub last_reload_ok: bool,
+    /// Last reload time (Unix seconds), 0 if never.
+    pub last_reload_time: f64,
+}
+
+/// Why rendering failed (a metric definition error: a bug, not input).
+#[derive(Debug, thiserror::Error)]
+#[error("metrics: {0}")]
+pub struct RenderError(#[from] prometheus::Error);
+
+fn counter(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, RenderError> {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+    reg.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+fn gauge(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntGaugeVec, RenderError> {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+    reg.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+fn plain(reg: &Registry, name: &str, help: &str, v: i64) -> Result<(), RenderError> {
+    let g = prometheus::IntGauge::new(name, help)?;
+    g.set(v);
+    reg.register(Box::new(g))?;
+    Ok(())
+}
+
+fn clamp(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// The exposition text for `s`.
+///
+/// # Errors
+/// Only if a metric definition is invalid (a bug).
+pub fn render(s: &Snapshot) -> Result<String, RenderError> {
+    let reg = Registry::new();
+    let w = ["worker"];
+    let rx_p = counter(&reg, "rvs_worker_rx_packets_total", "Packets a worker received, from its queues and from other workers.", &w)?;
+    let tx_p = counter(&reg, "rvs_worker_tx_packets_total", "Packets a worker transmitted.", &w)?;
+    let rx_b = counter(&reg, "rvs_worker_rx_bytes_total", "Bytes (Ethernet frames) a worker received.", &w)?;
+    let tx_b = counter(&reg, "rvs_worker_tx_bytes_total", "Bytes (Ethernet frames) a worker transmitted.", &w)?;
+    let drops = counter(&reg, "rvs_worker_drops_total", "Packets a worker dropped, by reason (see docs/metrics.md).", &["worker", "reason"])?;
+    let redir = counter(&reg, "rvs_worker_redirected_packets_total", "Packets handed between workers over rings, by direction (out, in).", &["worker", "direction"])?;
+    let polls = counter(&reg, "rvs_worker_polls_total", "Poll-loop iterations.", &w)?;
+    let empty = counter(&reg, "rvs_worker_empty_polls_total", "Poll-loop iterations that received nothing (busy ratio = 1 - empty/polls).", &w)?;
+    let sessions = gauge(&reg, "rvs_worker_sessions", "Sessions in a worker's table.", &w)?;
+    let capacity = gauge(&reg, "rvs_worker_session_capacity", "Capacity of a worker's session table.", &w)?;
+    let created = counter(&reg, "rvs_worker_sessions_created_total", "Sessions a worker created.", &w)?;
+    let expired = counter(&reg, "rvs_worker_sessions_expired_total", "Sessions a worker removed (expired or replaced).", &w)?;
+    let wgen = gauge(&reg, "rvs_worker_config_generation", "Generation of the configuration snapshot a worker forwards by.", &w)?;
+    for x in &s.workers {
+        let l = x.lcore.to_string();
+        let l = [l.as_str()];
+        rx_p.with_label_values(&l).inc_by(x.rx_packets);
+        tx_p.with_label_values(&l).inc_by(x.tx_packets);
+        rx_b.with_label_values(&l).inc_by(x.rx_bytes);
+        tx_b.with_label_values(&l).inc_by(x.tx_bytes);
+        for (reason, n) in &x.drops {
+            drops.with_label_values(&[l[0], reason]).inc_by(*n);
+        }
+        redir.with_label_values(&[l[0], "out"]).inc_by(x.redirected_out);
+        redir.with_label_values(&[l[0], "in"]).inc_by(x.redirected_in);
+        polls.with_label_values(&l).inc_by(x.polls);
+        empty.with_label_values(&l).inc_by(x.empty_polls);
+        sessions.with_label_values(&l).set(clamp(x.sessions));
+        capacity.with_label_values(&l).set(clamp(x.session_capacity));
+        created.with_label_values(&l).inc_by(x.sessions_created);
+        expired.with_label_values(&l).inc_by(x.sessions_expired);
+        wgen.with_label_values(&l).set(clamp(x.generation));
+    }
+
+    let p = ["port"];
+    let basic = [
+        ("rvs_port_rx_packets_total", "Packets the device received (rte_eth_stats ipackets)."),
+        ("rvs_port_tx_packets_total", "Packets the device sent (opackets)."),
+        ("rvs_port_rx_bytes_total", "Bytes the device received (ibytes)."),
+        ("rvs_port_tx_bytes_total", "Bytes the device sent (obytes)."),
+        ("rvs_port_rx_missed_total", "Packets the device dropped for lack of room in its queues (imissed)."),
+        ("rvs_port_rx_errors_total", "Erroneous packets received (ierrors)."),
+        ("rvs_port_tx_errors_total", "Failed transmissions (oerrors)."),
+        ("rvs_port_rx_nombuf_total", "Receive failures for lack of mbufs (rx_nombuf)."),
+    ];
+    let basic: Vec<IntCounterVec> = basic.iter().map(|(n, h)| counter(&reg, n, h, &p)).collect::<Result<_, _>>()?;
+    let link = gauge(&reg, "rvs_port_link_up", "1 if the port's link is up.", &p)?;
+    let xstat = counter(&reg, "rvs_port_xstats_total", "The driver's extended counters (rte_eth_xstats), by name.", &["port", "name"])?;
+    for port in &s.ports {
+        let l = [port.name.as_str()];
+        for (c, v) in basic.iter().zip(port.basic) {
+            c.with_label_values(&l).inc_by(v);
+        }
+        link.with_label_values(&l).set(i64::from(port.link_up));
+        for (name, v) in &port.xstats {
+            xstat.with_label_values(&[l[0], name]).inc_by(*v);
+        }
+    }
+
+    let rs = ["service", "server"];
+    let active = gauge(&reg, "rvs_real_server_active_connections", "ESTABLISHED connections to a real server (ipvsadm ActiveConn).", &rs)?;
+    let inactive = gauge(&reg, "rvs_real_server_inactive_connections", "Other connections to a real server (ipvsadm InActConn).", &rs)?;
+    let weight = gauge(&reg, "rvs_real_server_weight", "A real server's configured weight.", &rs)?;
+    let conns = counter(&reg, "rvs_real_server_connections_total", "Connections scheduled to a real server.", &rs)?;
+    for x in &s.servers {
+        let l = [x.service.as_str(), x.server.as_str()];
+        active.with_label_values(&l).set(clamp(x.active));
+        inactive.with_label_values(&l).set(clamp(x.inactive));
+        weight.with_label_values(&l).set(i64::from(x.weight));
+        conns.with_label_values(&l).inc_by(x.connections);
+    }
+    let svc = gauge(&reg, "rvs_service_info", "1 for each virtual service configured.", &["service"])?;
+    for name in &s.services {
+        svc.with_label_values(&[name]).set(1);
+    }
+
+    let neigh = gauge(&reg, "rvs_neighbours", "Neighbour table entries, by state.", &["state"])?;
+    for (state, n) in &s.neighbours {
+        neigh.with_label_values(&[state]).set(clamp(*n));
+    }
+    plain(&reg, "rvs_routes", "Routes in force (connected subnets and gateways).", clamp(s.routes))?;
+    plain(&reg, "rvs_config_generation", "Generation of the last configuration snapshot published.", clamp(s.generation))?;
+    plain(&reg, "rvs_config_last_reload_success", "1 if the last reload (rvsadm --reload, SIGHUP) was applied, 0 if refused.", i64::from(s.last_reload_ok))?;
+    let ts = prometheus::Gauge::new("rvs_config_last_reload_timestamp_seconds", "When the last reload was attempted (Unix time), 0 if never.")?;
+    ts.set(s.last_reload_time);
+    reg.register(Box::new(ts))?;
+
+    let mut out = Vec::new();
+    TextEncoder::new().encode(&reg.gather(), &mut out)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Snapshot {
+        Snapshot {
+            workers: vec![WorkerSample {
+                lcore: 1,
+                rx_packets: 10,
+                tx_packets: 9,
+                drops: vec![("no_session", 1)],
+                session_capacity: 65536,
+                ..WorkerSample::default()
+            }],
+            ports: vec![PortSample { name: "dpdk0".into(), basic: [1, 2, 3, 4, 0, 0, 0, 0], link_up: true, xstats: vec![("rx_good_packets".into(), 1)] }],
+            servers: vec![ServerSample { service: "TCP/10.0.0.1:80".into(), server: "10.0.0.2:80".into(), weight: 1, active: 2, inactive: 3, connections: 7 }],
+            services: vec!["TCP/10.0.0.1:80".into()],
+            neighbours: vec![("reachable", 2)],
+            routes: 1,
+            generation: 3,
+            last_reload_ok: true,
+            last_reload_time: 0.0,
+        }
+    }
+
+    #[test]
+    fn renders_every_family_with_its_values() {
+        let text = render(&sample()).unwrap();
+        for line in [
+            "rvs_worker_rx_packets_total{worker=\"1\"} 10",
+            "rvs_worker_drops_total{reason=\"no_session\",worker=\"1\"} 1",
+            "rvs_worker_session_capacity{worker=\"1\"} 65536",
+            "rvs_port_tx_packets_total{port=\"dpdk0\"} 2",
+            "rvs_port_xstats_total{name=\"rx_good_packets\",port=\"dpdk0\"} 1",
+            "rvs_real_server_inactive_connections{server=\"10.0.0.2:80\",service=\"TCP/10.0.0.1:80\"} 3",
+            "rvs_config_generation 3",
+            "rvs_real_server_connections_total{server=\"10.0.0.2:80\",service=\"TCP/10.0.0.1:80\"} 7",
+            "# TYPE rvs_worker_rx_packets_total counter",
+            "# TYPE rvs_worker_sessions gauge",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
+        }
+    }
+}
