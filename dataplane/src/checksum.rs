@@ -69,6 +69,27 @@ pub fn update_u32(hc: u16, old: [u8; 4], new: [u8; 4]) -> u16 {
     finish(acc)
 }
 
+/// Sum of the IPv6 pseudo-header for TCP/UDP/ICMPv6 (RFC 8200 §8.1).
+#[must_use]
+pub fn pseudo_header_v6(src: [u8; 16], dst: [u8; 16], next_header: u8, l4_len: u32) -> u32 {
+    let mut acc = sum(&src, 0);
+    acc = sum(&dst, acc);
+    acc = sum(&l4_len.to_be_bytes(), acc);
+    acc + u32::from(next_header)
+}
+
+/// RFC 1624 update for a 128-bit field (an IPv6 address) changing `old` → `new`.
+#[inline]
+#[must_use]
+pub fn update_u128(hc: u16, old: [u8; 16], new: [u8; 16]) -> u16 {
+    let mut acc = u32::from(!hc);
+    for i in (0..16).step_by(2) {
+        acc += u32::from(!u16::from_be_bytes([old[i], old[i + 1]]));
+        acc += u32::from(u16::from_be_bytes([new[i], new[i + 1]]));
+    }
+    finish(acc)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +119,20 @@ mod tests {
             let full = checksum(&data);
             let inc = update_u16(hc, old, new);
             // 0x0000 and 0xffff are the same value in one's complement.
+            prop_assert!(inc == full || (inc == 0xffff && full == 0) || (inc == 0 && full == 0xffff));
+        }
+
+        #[test]
+        fn incremental_u128_matches_full(mut data in proptest::collection::vec(any::<u8>(), 16..80),
+                                          idx in 0usize..4, new in any::<[u8; 16]>()) {
+            let blocks = data.len() / 16;
+            let i = (idx % blocks) * 16;
+            let hc = checksum(&data);
+            let mut old = [0u8; 16];
+            old.copy_from_slice(&data[i..i + 16]);
+            data[i..i + 16].copy_from_slice(&new);
+            let full = checksum(&data);
+            let inc = update_u128(hc, old, new);
             prop_assert!(inc == full || (inc == 0xffff && full == 0) || (inc == 0 && full == 0xffff));
         }
 

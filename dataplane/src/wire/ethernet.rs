@@ -14,6 +14,8 @@ use super::{get_6, get_u16, set_u16, MacAddr, WireError};
 pub const HEADER_LEN: usize = 14;
 /// Ethertype of IPv4.
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
+/// Ethertype of IPv6.
+pub const ETHERTYPE_IPV6: u16 = 0x86dd;
 /// Ethertype of ARP.
 pub const ETHERTYPE_ARP: u16 = 0x0806;
 

@@ -14,13 +14,17 @@ pub mod arp;
 pub mod ethernet;
 pub mod icmp;
 pub mod ipv4;
+pub mod ipv6;
 pub mod tcp;
+pub mod udp;
 
 pub use arp::Packet as ArpPacket;
 pub use ethernet::Frame as EthernetFrame;
 pub use icmp::Packet as IcmpPacket;
 pub use ipv4::Packet as Ipv4Packet;
+pub use ipv6::Packet as Ipv6Packet;
 pub use tcp::Packet as TcpPacket;
+pub use udp::Packet as UdpPacket;
 
 /// Why a header could not be viewed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
