@@ -412,6 +412,8 @@ class WorkerStats:
 def parse_worker_stats(text: str) -> list[WorkerStats]:
     workers: list[WorkerStats] = []
     for line in text.splitlines():
+        if line.startswith("port "):
+            continue  # per-port lines: see port_stats()
         m = WORKER_RE.match(line)
         if m:
             workers.append(WorkerStats(*map(int, m.groups()), drops={}))

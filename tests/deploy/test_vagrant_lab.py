@@ -1,0 +1,75 @@
+"""The Vagrant lab's files agree with each other: the addresses in the
+Vagrantfile, the appliances' configs in deploy/vagrant/ and what the
+provisioner expects of them. (`vagrant validate` itself runs in scripts/test.)"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+
+import pytest
+
+from deploylib import REPO, run
+
+VAGRANTFILE = REPO / "Vagrantfile"
+PROVISION = REPO / "deploy/vagrant/provision"
+LAB_NET = ipaddress.ip_network("10.77.0.0/24")
+HUGEPAGES_2M = 256  # what the provisioner reserves on an appliance
+
+
+def nodes() -> dict[str, tuple[str, str, str, int]]:
+    """name -> (role, address, memory, vCPUs) from the Vagrantfile's NODES."""
+    text = VAGRANTFILE.read_text()
+    found = re.findall(r'^\s*"([a-z0-9]+)" => \["(\w+)", "([\d.]+)", (\w+), (\d+)\],', text, re.M)
+    assert found, "no NODES entries found in the Vagrantfile"
+    return {n: (role, addr, mem, int(cpus)) for n, role, addr, mem, cpus in found}
+
+
+def test_topology_mirrors_the_namespace_lab():
+    n = nodes()
+    assert {k: v[0] for k, v in n.items()} == {
+        "client": "client", "lb1": "lb", "lb2": "lb", "rs1": "rs", "rs2": "rs"}
+    # Same addresses as scripts/lab for the client and the real servers.
+    assert n["client"][1] == "10.77.0.10"
+    assert n["rs1"][1] == "10.77.0.11" and n["rs2"][1] == "10.77.0.12"
+    addrs = [v[1] for v in n.values()]
+    assert len(set(addrs)) == len(addrs)
+    assert all(ipaddress.ip_address(a) in LAB_NET for a in addrs)
+
+
+@pytest.mark.parametrize("name", ["lb1", "lb2"])
+def test_appliance_config_matches_vagrantfile(name):
+    n = nodes()
+    role, addr, _mem, cpus = n[name]
+    cfg = tomllib.loads((REPO / f"deploy/vagrant/{name}.toml").read_text())
+    (iface,) = cfg["interface"]
+    assert iface["address"] == f"{addr}/24", "rvsd's address is the VM's lab address"
+    # The provisioner rewrites exactly this to the VM's NIC name.
+    assert iface["device"].startswith("net_af_packet") and iface["device"].endswith("iface=eth1")
+    assert 'iface=eth1"' in (REPO / f"deploy/vagrant/{name}.toml").read_text()
+    assert cfg["dpdk"]["no_pci"] is True and cfg["dpdk"]["no_huge"] is False
+    assert cfg["dpdk"]["memory_mb"] < HUGEPAGES_2M * 2, "memory_mb must fit the reserved pages"
+    lcores = [cfg["dpdk"]["main_lcore"], *cfg["dataplane"]["worker_lcores"]]
+    assert max(lcores) < cpus, f"lcores {lcores} on a {cpus}-vCPU VM"
+    assert cfg["dataplane"]["idle"] == "backoff"
+    (svc,) = cfg["service"]
+    rs = sorted(r["address"] for r in svc["real_server"])
+    assert rs == sorted(f"{n[x][1]}:80" for x in n if n[x][0] == "rs")
+    taken = {v[1] for v in n.values()}
+    for a in [svc["vip"].split(":")[0], *svc["local_addresses"]]:
+        assert ipaddress.ip_address(a) in LAB_NET and a not in taken, a
+
+
+def test_appliances_do_not_collide():
+    cfgs = [tomllib.loads((REPO / f"deploy/vagrant/{n}.toml").read_text()) for n in ("lb1", "lb2")]
+    vips = [c["service"][0]["vip"] for c in cfgs]
+    laddrs = [a for c in cfgs for a in c["service"][0]["local_addresses"]]
+    assert len(set(vips)) == 2 and len(set(laddrs)) == len(laddrs)
+
+
+def test_provisioner_rejects_bad_arguments():
+    for args in ([], ["lb"], ["bogus", "x", "10.77.0.9"], ["rs", "Bad Name", "10.77.0.9"]):
+        proc = run([PROVISION, *args])
+        assert proc.returncode == 1, (args, proc.stdout, proc.stderr)
+        assert "provision: error:" in proc.stderr
