@@ -5,11 +5,12 @@
 use std::net::SocketAddrV4;
 use std::path::Path;
 
+use dataplane::sched::{self, Member, MH_TABLE_SIZE_DEFAULT};
 use dataplane::session::Endpoint;
 use dataplane::tables::{Interface, RealServer, Service, Tables};
 use dataplane::wire::MacAddr;
 
-use crate::config::Config;
+use crate::config::{Config, ServiceConfig, ServiceOptions};
 
 /// The EAL command line for `config` (argument 0 is the program name).
 #[must_use]
@@ -90,10 +91,15 @@ pub fn check_kernel_ifaces(config: &Config, sys_class_net: &Path) -> Result<(), 
 /// under. So indices are handed out append-only: a real server removed and
 /// added back gets its old index; a removed one's index is never reused for
 /// another while rvsd runs.
+///
+/// It also remembers each server's last non-zero weight (the kernel's
+/// `last_weight`): the Maglev table is built from it, so setting a weight to
+/// 0 (draining) leaves every other client's mapping alone.
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
     laddrs: Vec<[u8; 4]>,
     servers: Vec<(SocketAddrV4, u8, SocketAddrV4)>,
+    last_weight: Vec<u32>,
 }
 
 impl Registry {
@@ -109,9 +115,20 @@ impl Registry {
         let key = (vip, proto, rs);
         let i = self.servers.iter().position(|x| *x == key).unwrap_or_else(|| {
             self.servers.push(key);
+            self.last_weight.push(0);
             self.servers.len() - 1
         });
         i as u16
+    }
+
+    /// Records server `index`'s current weight and returns its last weight:
+    /// updated unless the new weight is 0 (a server first seen at 0 has 0).
+    fn last_weight(&mut self, index: u16, weight: u32) -> u32 {
+        let Some(w) = self.last_weight.get_mut(usize::from(index)) else { return weight };
+        if weight != 0 {
+            *w = weight;
+        }
+        *w
     }
 
     /// Real servers numbered so far.
@@ -143,25 +160,7 @@ pub fn tables(config: &Config, macs: &[MacAddr], registry: &mut Registry, genera
             gateway: c.gateway.map(|g| g.octets()),
         })
         .collect();
-    let services = config
-        .services
-        .iter()
-        .map(|s| Service {
-            vip: Endpoint::new(s.vip.ip().octets(), s.vip.port()),
-            proto: s.proto,
-            sched: s.scheduler,
-            laddrs: s.local_addresses.iter().map(|a| registry.laddr(a.octets())).collect(),
-            servers: s
-                .real_servers
-                .iter()
-                .map(|r| RealServer {
-                    addr: Endpoint::new(r.addr.ip().octets(), r.addr.port()),
-                    weight: r.weight,
-                    index: registry.server(s.vip, s.proto, r.addr),
-                })
-                .collect(),
-        })
-        .collect();
+    let services = config.services.iter().map(|s| service(config, s, registry)).collect();
     Tables {
         interfaces,
         services,
@@ -170,6 +169,37 @@ pub fn tables(config: &Config, macs: &[MacAddr], registry: &mut Registry, genera
         timeouts: config.timeouts,
         rs_count: registry.servers.len() as u16,
         generation,
+    }
+}
+
+/// One service of the snapshot, with its scheduler's table built here, on
+/// the control thread (workers never build Maglev tables or rings).
+fn service(config: &Config, s: &ServiceConfig, registry: &mut Registry) -> Service {
+    let defaults = ServiceOptions::default();
+    let opts = config.service_options(s.vip, s.proto).unwrap_or(&defaults);
+    let servers: Vec<RealServer> = s
+        .real_servers
+        .iter()
+        .map(|r| RealServer {
+            addr: Endpoint::new(r.addr.ip().octets(), r.addr.port()),
+            weight: r.weight,
+            index: registry.server(s.vip, s.proto, r.addr),
+            thresholds: opts.thresholds.get(&r.addr).copied().unwrap_or_default(),
+        })
+        .collect();
+    let members: Vec<Member> = servers
+        .iter()
+        .map(|r| Member { addr: r.addr.ip, port: r.addr.port, weight: r.weight, last_weight: registry.last_weight(r.index, r.weight) })
+        .collect();
+    Service {
+        vip: Endpoint::new(s.vip.ip().octets(), s.vip.port()),
+        proto: s.proto,
+        sched: s.scheduler,
+        laddrs: s.local_addresses.iter().map(|a| registry.laddr(a.octets())).collect(),
+        sched_table: sched::build(s.scheduler, opts.mh_table_size.unwrap_or(MH_TABLE_SIZE_DEFAULT), &members),
+        sched_flags: opts.sched_flags,
+        persistence: opts.persistence,
+        servers,
     }
 }
 
@@ -219,6 +249,39 @@ mod tests {
         assert_eq!(second.services[0].servers[0].index, 2, "a new server gets a new index");
         assert_eq!(second.services[0].servers[1].index, first.services[0].servers[1].index, "rs2 keeps its index");
         assert_eq!(second.rs_count, 3);
+    }
+
+    #[test]
+    fn scheduling_options_and_tables_reach_the_snapshot() {
+        let mut cfg = lab();
+        let (vip, rs1) = (cfg.services[0].vip, cfg.services[0].real_servers[0].addr);
+        cfg.services[0].scheduler = dataplane::sched::SchedKind::MaglevHashing;
+        let o = cfg.service_options_mut(vip, 6);
+        o.sched_flags = dataplane::sched::SchedFlags::FALLBACK;
+        o.mh_table_size = Some(4093);
+        o.persistence = Some(dataplane::tables::Persistence::new(120));
+        o.thresholds.insert(rs1, dataplane::tables::Thresholds { upper: 10, lower: 5 });
+        let mut reg = Registry::default();
+        let t = tables(&cfg, &[], &mut reg, 1);
+        let s = &t.services[0];
+        assert_eq!(s.sched_flags, dataplane::sched::SchedFlags::FALLBACK);
+        assert_eq!(s.persistence.map(|p| p.timeout_secs), Some(120));
+        assert_eq!(s.servers[0].thresholds.upper, 10);
+        assert_eq!(s.servers[1].thresholds, dataplane::tables::Thresholds::default());
+        let dataplane::sched::SchedTable::Maglev(m) = &s.sched_table else { panic!("no Maglev table: {:?}", s.sched_table) };
+        assert_eq!(m.len(), 4093);
+        // Draining a server (weight 0) keeps the Maglev table as it was
+        // (the kernel's last_weight): no other client moves.
+        cfg.services[0].real_servers[0].weight = 0;
+        let drained = tables(&cfg, &[], &mut reg, 2);
+        assert_eq!(drained.services[0].sched_table, s.sched_table);
+        assert_eq!(drained.services[0].servers[0].weight, 0);
+        // Deleting the service's options gives the defaults back.
+        cfg.remove_service_options(vip, 6);
+        let plain = tables(&cfg, &[], &mut reg, 3);
+        assert_eq!((plain.services[0].persistence, plain.services[0].sched_flags), (None, dataplane::sched::SchedFlags::NONE));
+        let dataplane::sched::SchedTable::Maglev(m) = &plain.services[0].sched_table else { panic!() };
+        assert_eq!(m.len(), 251, "default size");
     }
 
     #[test]

@@ -88,7 +88,8 @@ fn bench_pipeline(c: &mut Criterion) {
             proto: 6,
             sched: SchedKind::RoundRobin,
             laddrs: vec![0],
-            servers: vec![RealServer { addr: Endpoint::new([10, 77, 0, 11], 80), weight: 1, index: 0 }],
+            servers: vec![RealServer { addr: Endpoint::new([10, 77, 0, 11], 80), weight: 1, index: 0, ..Default::default() }],
+            ..Default::default()
         }],
         laddrs: vec![[10, 77, 0, 200]],
         lport_range: (1025, 65535),

@@ -5,7 +5,7 @@
 //! (service, real server, local address) are what sessions store, so a
 //! snapshot is never mutated in place: a change means a new snapshot.
 
-use crate::sched::{Candidate, SchedKind};
+use crate::sched::{SchedFlags, SchedKind, SchedTable};
 use crate::session::{Endpoint, Timeouts};
 use crate::wire::MacAddr;
 
@@ -33,8 +33,22 @@ impl Interface {
     }
 }
 
+/// Connection thresholds of a real server (`ipvsadm -x`/`-y`); 0 means none.
+///
+/// A server whose connections reach `upper` gets no new connections until
+/// they fall below `lower` (below 3/4 of `upper` when `lower` is 0), as the
+/// kernel's `IP_VS_DEST_F_OVERLOAD`. Each worker enforces its share of the
+/// numbers over its own connections; see [`crate::fnat`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Thresholds {
+    /// Upper connection threshold (`-x`), 0 for none.
+    pub upper: u32,
+    /// Lower connection threshold (`-y`), 0 for the default.
+    pub lower: u32,
+}
+
 /// A real server of a service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RealServer {
     /// Address and port connections are sent to.
     pub addr: Endpoint,
@@ -42,16 +56,44 @@ pub struct RealServer {
     pub weight: u32,
     /// Index in the global real-server numbering (per-RS counters).
     pub index: u16,
+    /// Connection thresholds.
+    pub thresholds: Thresholds,
 }
 
-impl Candidate for RealServer {
-    fn weight(&self) -> u32 {
-        self.weight
+/// Persistence of a service (`ipvsadm -p [timeout] -M netmask`): new
+/// connections from the same client network go to the same real server
+/// while a template for it lives (until `timeout_secs` after its last
+/// connection, and as long as any of its connections does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Persistence {
+    /// Template timeout in seconds (ipvsadm's default is 300).
+    pub timeout_secs: u32,
+    /// Client addresses are masked with this before matching (default /32).
+    pub netmask: [u8; 4],
+}
+
+impl Persistence {
+    /// ipvsadm's `-p` without a value.
+    pub const DEFAULT_TIMEOUT: u32 = 300;
+    /// ipvsadm's `-M` default.
+    pub const DEFAULT_NETMASK: [u8; 4] = [255, 255, 255, 255];
+
+    /// `-p timeout` with the default netmask.
+    #[must_use]
+    pub const fn new(timeout_secs: u32) -> Self {
+        Self { timeout_secs, netmask: Self::DEFAULT_NETMASK }
+    }
+
+    /// `client` masked with the netmask.
+    #[inline]
+    #[must_use]
+    pub fn mask(&self, client: [u8; 4]) -> [u8; 4] {
+        (u32::from_be_bytes(client) & u32::from_be_bytes(self.netmask)).to_be_bytes()
     }
 }
 
 /// A virtual service.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Service {
     /// VIP and port.
     pub vip: Endpoint,
@@ -63,6 +105,13 @@ pub struct Service {
     pub laddrs: Vec<u16>,
     /// Real servers.
     pub servers: Vec<RealServer>,
+    /// Scheduler flags (`-b`).
+    pub sched_flags: SchedFlags,
+    /// What control built for the policy (sh/dh buckets, Maglev table,
+    /// conhash ring; see [`crate::sched::build`]).
+    pub sched_table: SchedTable,
+    /// Persistence, if any.
+    pub persistence: Option<Persistence>,
 }
 
 /// Everything the pipeline forwards by.
@@ -136,5 +185,12 @@ mod tests {
         assert_eq!(t.next_hop([10, 0, 0, 9]), Some((0, [10, 0, 0, 9])));
         assert_eq!(t.next_hop([8, 8, 8, 8]), Some((0, [10, 0, 0, 1])));
         assert!(t.owns([10, 0, 0, 200]) && t.owns([10, 0, 0, 2]) && !t.owns([10, 0, 0, 3]));
+    }
+
+    #[test]
+    fn persistence_masks_clients() {
+        let p = Persistence { timeout_secs: 300, netmask: [255, 255, 255, 0] };
+        assert_eq!(p.mask([192, 168, 7, 42]), [192, 168, 7, 0]);
+        assert_eq!(Persistence::new(60).mask([192, 168, 7, 42]), [192, 168, 7, 42]);
     }
 }

@@ -12,12 +12,14 @@
 mod raw;
 mod validate;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 
-use dataplane::sched::SchedKind;
+use dataplane::sched::{is_prime, SchedFlags, SchedKind, MH_TABLE_SIZE_MAX};
 use dataplane::session::Timeouts;
+pub use dataplane::tables::{Persistence, Thresholds};
 
 use validate::validate;
 
@@ -180,6 +182,96 @@ pub struct ServiceConfig {
     pub real_servers: Vec<RealServerConfig>,
 }
 
+/// A service's scheduling options beyond its scheduler name: ipvsadm's `-b`
+/// (scheduler flags), `-p`/`-M` (persistence), the Maglev table size, and
+/// its real servers' `-x`/`-y` connection thresholds.
+///
+/// Kept beside [`ServiceConfig`] in [`Config::service_options`], keyed by
+/// the service's (VIP, protocol), so code that builds a `ServiceConfig` or
+/// `RealServerConfig` literally needs no change; a service without an entry
+/// has the defaults (no flags, no persistence, 251-entry Maglev table, no
+/// thresholds). Whoever adds, edits or deletes services and servers at run
+/// time keeps the entry in step (see [`Config::service_options_mut`] and
+/// [`Config::remove_service_options`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServiceOptions {
+    /// Scheduler flags (`-b`); only those of the service's scheduler.
+    pub sched_flags: SchedFlags,
+    /// Persistence (`-p [timeout]`, `-M netmask`).
+    pub persistence: Option<Persistence>,
+    /// Maglev lookup table size for `mh` (a prime); `None`: 251.
+    pub mh_table_size: Option<u32>,
+    /// Connection thresholds of real servers, by address; absent: none.
+    pub thresholds: BTreeMap<SocketAddrV4, Thresholds>,
+}
+
+impl ServiceOptions {
+    /// Checks the options against the service's scheduler and number of
+    /// real servers (what validation checks for a file; for run-time edits).
+    ///
+    /// # Errors
+    /// What is wrong, in words.
+    pub fn check(&self, scheduler: SchedKind, servers: usize) -> Result<(), String> {
+        for name in self.sched_flags.names(scheduler) {
+            SchedFlags::parse(scheduler, name).map_err(|e| e.to_string())?;
+        }
+        if let Some(m) = self.mh_table_size {
+            check_mh_table_size(m, servers)?;
+            if scheduler != SchedKind::MaglevHashing {
+                return Err(format!("mh_table_size only applies to the mh scheduler, not {}", scheduler.name()));
+            }
+        }
+        if let Some(p) = self.persistence {
+            if p.timeout_secs == 0 {
+                return Err("persistence timeout must be at least 1 second".into());
+            }
+            check_netmask(p.netmask)?;
+        }
+        for (addr, t) in &self.thresholds {
+            check_thresholds(*t).map_err(|e| format!("real server {addr}: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// A Maglev table size must be a prime, larger than the number of servers
+/// (the kernel refuses more servers than entries).
+///
+/// # Errors
+/// Why `size` is refused.
+pub fn check_mh_table_size(size: u32, servers: usize) -> Result<(), String> {
+    if !is_prime(size) || size > MH_TABLE_SIZE_MAX {
+        return Err(format!("mh_table_size must be a prime up to {MH_TABLE_SIZE_MAX} (251, 4093, 65521, 65537, ...), not {size}"));
+    }
+    if servers >= size as usize {
+        return Err(format!("mh_table_size {size} must exceed the number of real servers ({servers})"));
+    }
+    Ok(())
+}
+
+/// A persistence netmask must have contiguous one bits (255.255.255.0).
+///
+/// # Errors
+/// Why `mask` is refused.
+pub fn check_netmask(mask: [u8; 4]) -> Result<(), String> {
+    let m = u32::from_be_bytes(mask);
+    if m.leading_ones() + m.trailing_zeros() != 32 {
+        return Err(format!("netmask {} is not contiguous", Ipv4Addr::from(mask)));
+    }
+    Ok(())
+}
+
+/// The lower threshold may not exceed the upper (the kernel's `-ERANGE`).
+///
+/// # Errors
+/// Why `t` is refused.
+pub fn check_thresholds(t: Thresholds) -> Result<(), String> {
+    if t.lower > t.upper {
+        return Err(format!("lower_threshold {} is higher than upper_threshold {}", t.lower, t.upper));
+    }
+    Ok(())
+}
+
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -201,6 +293,28 @@ pub struct Config {
     pub services: Vec<ServiceConfig>,
     /// Session timeouts.
     pub timeouts: Timeouts,
+    /// Scheduling options of services, by (VIP, protocol); see
+    /// [`ServiceOptions`].
+    pub service_options: BTreeMap<(SocketAddrV4, u8), ServiceOptions>,
+}
+
+impl Config {
+    /// The options of service (`vip`, `proto`), if any differ from the defaults.
+    #[must_use]
+    pub fn service_options(&self, vip: SocketAddrV4, proto: u8) -> Option<&ServiceOptions> {
+        self.service_options.get(&(vip, proto))
+    }
+
+    /// The options of service (`vip`, `proto`), created with the defaults if
+    /// missing (for `-A`/`-E -b/-p/-M` and `-a`/`-e -x/-y`).
+    pub fn service_options_mut(&mut self, vip: SocketAddrV4, proto: u8) -> &mut ServiceOptions {
+        self.service_options.entry((vip, proto)).or_default()
+    }
+
+    /// Forgets the options of a deleted service (`-D`, `-C`).
+    pub fn remove_service_options(&mut self, vip: SocketAddrV4, proto: u8) -> Option<ServiceOptions> {
+        self.service_options.remove(&(vip, proto))
+    }
 }
 
 /// Reads and validates `path`.

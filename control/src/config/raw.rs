@@ -98,6 +98,15 @@ pub(super) struct RawService {
     #[serde(default)]
     pub local_addresses: Vec<Spanned<String>>,
     #[serde(default)]
+    pub sched_flags: Vec<Spanned<String>>,
+    /// Seconds, or `true` for ipvsadm's default (300), `false` for none.
+    #[serde(default)]
+    pub persistent: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    pub persistent_netmask: Option<Spanned<String>>,
+    #[serde(default)]
+    pub mh_table_size: Option<Spanned<i64>>,
+    #[serde(default)]
     pub real_server: Vec<RawRealServer>,
 }
 
@@ -107,6 +116,10 @@ pub(super) struct RawRealServer {
     pub address: Spanned<String>,
     #[serde(default)]
     pub weight: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub upper_threshold: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub lower_threshold: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

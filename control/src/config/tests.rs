@@ -69,3 +69,72 @@ fn line_col_counts_from_one() {
     assert_eq!(line_col("ab\ncd", 0), (1, 1));
     assert_eq!(line_col("ab\ncd", 4), (2, 2));
 }
+
+/// The lab config with its `[[service]]` header followed by `service` lines
+/// and its first real server followed by `rs` lines.
+fn lab_with(service: &str, rs: &str) -> String {
+    LAB.replacen("[[service]]\n", &format!("[[service]]\n{service}"), 1).replacen(
+        "address = \"10.77.0.11:80\"\n",
+        &format!("address = \"10.77.0.11:80\"\n{rs}"),
+        1,
+    )
+}
+
+#[test]
+fn scheduling_keys_reach_the_config() {
+    let text = lab_with(
+        "sched_flags = [\"mh-port\", \"mh-fallback\"]\nmh_table_size = 65537\npersistent = 600\npersistent_netmask = \"255.255.255.0\"\n",
+        "upper_threshold = 100\nlower_threshold = 50\n",
+    )
+    .replace("scheduler = \"rr\"", "scheduler = \"mh\"");
+    let c = parse(Path::new("x.toml"), &text).unwrap();
+    let s = &c.services[0];
+    assert_eq!(s.scheduler, SchedKind::MaglevHashing);
+    let o = c.service_options(s.vip, s.proto).unwrap();
+    assert_eq!(o.sched_flags, SchedFlags::FALLBACK.union(SchedFlags::PORT));
+    assert_eq!(o.mh_table_size, Some(65537));
+    assert_eq!(o.persistence, Some(Persistence { timeout_secs: 600, netmask: [255, 255, 255, 0] }));
+    assert_eq!(o.thresholds.get(&"10.77.0.11:80".parse().unwrap()), Some(&Thresholds { upper: 100, lower: 50 }));
+    assert_eq!(o.thresholds.len(), 1);
+    assert!(o.check(s.scheduler, 2).is_ok());
+    // `persistent = true` is ipvsadm's -p without a value.
+    let c = parse(Path::new("x.toml"), &lab_with("persistent = true\n", "")).unwrap();
+    assert_eq!(c.service_options(c.services[0].vip, 6).unwrap().persistence, Some(Persistence::new(300)));
+    // No options at all: no entry.
+    assert!(parse(Path::new("x.toml"), LAB).unwrap().service_options.is_empty());
+}
+
+#[test]
+fn default_scheduler_is_wlc() {
+    let text: String = LAB.lines().filter(|l| !l.starts_with("scheduler =")).map(|l| format!("{l}\n")).collect();
+    assert_eq!(parse(Path::new("x.toml"), &text).unwrap().services[0].scheduler, SchedKind::WeightedLeastConnection);
+    for k in SchedKind::ALL {
+        let text = LAB.replace("scheduler = \"rr\"", &format!("scheduler = \"{}\"", k.name()));
+        assert_eq!(parse(Path::new("x.toml"), &text).unwrap().services[0].scheduler, k);
+    }
+}
+
+#[test]
+fn bad_scheduling_keys_name_their_line() {
+    let mh = |t: String| t.replace("scheduler = \"rr\"", "scheduler = \"mh\"");
+    for (text, needle, want) in [
+        (lab_with("sched_flags = [\"sh-port\"]\n", ""), "sh-port", "only applies to the sh scheduler"),
+        (lab_with("sched_flags = [\"fast\"]\n", ""), "fast", "unknown scheduler flag"),
+        (mh(lab_with("mh_table_size = 65536\n", "")), "mh_table_size = 65536", "must be a prime"),
+        (mh(lab_with("mh_table_size = 2\n", "")), "mh_table_size = 2", "must exceed the number of real servers"),
+        (lab_with("mh_table_size = 251\n", ""), "mh_table_size", "only applies to the mh scheduler"),
+        (lab_with("persistent = 0\n", ""), "persistent = 0", "persistent must be"),
+        (lab_with("persistent = \"yes\"\n", ""), "persistent = \"yes\"", "seconds or true/false"),
+        (lab_with("persistent = 60\npersistent_netmask = \"255.0.255.0\"\n", ""), "255.0.255.0", "not contiguous"),
+        (lab_with("persistent_netmask = \"255.255.255.0\"\n", ""), "persistent_netmask", "needs persistent"),
+        (lab_with("", "upper_threshold = 10\nlower_threshold = 20\n"), "lower_threshold", "higher than upper"),
+        (lab_with("", "upper_threshold = -1\n"), "upper_threshold", "upper_threshold must be"),
+    ] {
+        let e = err(&text);
+        let line = text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+        assert_eq!(e.at.map(|a| a.0), Some(line), "{want}: {e}");
+        assert!(e.reason.contains(want), "{want}: {e}");
+    }
+}
+
+use dataplane::sched::{SchedFlags, SchedKind};

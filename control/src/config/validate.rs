@@ -1,17 +1,17 @@
 //! From the raw file to a [`Config`]: every check that needs more than a type.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 
-use dataplane::sched::SchedKind;
+use dataplane::sched::{SchedFlags, SchedKind};
 use dataplane::session::{TcpState, Timeouts};
 use toml::Spanned;
 
 use super::raw::{RawConfig, RawTimeouts};
 use super::{
-    line_col, Config, ConfigError, DataplaneConfig, DpdkConfig, Forward, IdlePolicy, InterfaceConfig, RealServerConfig,
-    ServiceConfig,
+    check_mh_table_size, check_netmask, check_thresholds, line_col, Config, ConfigError, DataplaneConfig, DpdkConfig, Forward, IdlePolicy,
+    InterfaceConfig, Persistence, RealServerConfig, ServiceConfig, ServiceOptions, Thresholds,
 };
 
 struct Ctx<'a> {
@@ -112,6 +112,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
     }
 
     let mut services = Vec::new();
+    let mut service_options = BTreeMap::new();
     let mut vips = HashSet::new();
     for s in &raw.service {
         let vip = parse_socket(s.vip.get_ref()).ok_or_else(|| cx.at(&s.vip, format!("vip must be IPv4:PORT like \"10.0.0.100:80\", not {:?}", s.vip.get_ref())))?;
@@ -127,8 +128,9 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             return Err(cx.at(&s.vip, format!("service {vip} defined twice")));
         }
         let scheduler = match &s.scheduler {
-            None => SchedKind::RoundRobin,
-            Some(n) => SchedKind::from_name(n.get_ref()).ok_or_else(|| cx.at(n, format!("unknown scheduler {:?} (supported: rr)", n.get_ref())))?,
+            None => SchedKind::default(),
+            Some(n) => SchedKind::from_name(n.get_ref())
+                .ok_or_else(|| cx.at(n, format!("unknown scheduler {:?} (supported: {})", n.get_ref(), SchedKind::names())))?,
         };
         let forward = match &s.forward {
             None => Forward::FullNat,
@@ -149,6 +151,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             return Err(cx.at(&s.vip, format!("service {vip} has no [[service.real_server]]")));
         }
         let mut real_servers = Vec::new();
+        let mut options = ServiceOptions::default();
         for r in &s.real_server {
             let addr = parse_socket(r.address.get_ref()).ok_or_else(|| cx.at(&r.address, format!("real server address must be IPv4:PORT, not {:?}", r.address.get_ref())))?;
             let weight = match &r.weight {
@@ -158,7 +161,60 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             if real_servers.iter().any(|x: &RealServerConfig| x.addr == addr) {
                 return Err(cx.at(&r.address, format!("real server {addr} listed twice")));
             }
+            let threshold = |v: &Option<Spanned<i64>>, what: &str| -> Result<u32, ConfigError> {
+                match v {
+                    None => Ok(0),
+                    Some(v) => u32::try_from(*v.get_ref()).ok().filter(|x| i32::try_from(*x).is_ok()).ok_or_else(|| {
+                        cx.at(v, format!("{what} must be a number of connections 0..=2147483647 (0: none), not {}", v.get_ref()))
+                    }),
+                }
+            };
+            let t = Thresholds { upper: threshold(&r.upper_threshold, "upper_threshold")?, lower: threshold(&r.lower_threshold, "lower_threshold")? };
+            if let Err(e) = check_thresholds(t) {
+                return Err(match &r.lower_threshold {
+                    Some(l) => cx.at(l, e),
+                    None => cx.at(&r.address, e),
+                });
+            }
+            if t != Thresholds::default() {
+                options.thresholds.insert(addr, t);
+            }
             real_servers.push(RealServerConfig { addr, weight });
+        }
+        for f in &s.sched_flags {
+            let bit = SchedFlags::parse(scheduler, f.get_ref()).map_err(|e| cx.at(f, e.to_string()))?;
+            options.sched_flags = options.sched_flags.union(bit);
+        }
+        if let Some(m) = &s.mh_table_size {
+            if scheduler != SchedKind::MaglevHashing {
+                return Err(cx.at(m, format!("mh_table_size only applies to the mh scheduler, not {}", scheduler.name())));
+            }
+            let size = u32::try_from(*m.get_ref()).map_err(|_| cx.at(m, format!("mh_table_size must be a prime, not {}", m.get_ref())))?;
+            check_mh_table_size(size, real_servers.len()).map_err(|e| cx.at(m, e))?;
+            options.mh_table_size = Some(size);
+        }
+        options.persistence = match &s.persistent {
+            None => None,
+            Some(p) => match p.get_ref() {
+                toml::Value::Boolean(false) => None,
+                toml::Value::Boolean(true) => Some(Persistence::new(Persistence::DEFAULT_TIMEOUT)),
+                toml::Value::Integer(secs) => match u32::try_from(*secs).ok().filter(|s| (1..=31 * 24 * 3600).contains(s)) {
+                    Some(secs) => Some(Persistence::new(secs)),
+                    None => return Err(cx.at(p, format!("persistent must be 1..=2678400 seconds (or true for 300), not {secs}"))),
+                },
+                other => return Err(cx.at(p, format!("persistent must be a number of seconds or true/false, not {other}"))),
+            },
+        };
+        if let Some(m) = &s.persistent_netmask {
+            let mask: Ipv4Addr = m.get_ref().parse().map_err(|_| cx.at(m, format!("persistent_netmask must be a dotted netmask like \"255.255.255.0\", not {:?}", m.get_ref())))?;
+            check_netmask(mask.octets()).map_err(|e| cx.at(m, e))?;
+            match options.persistence.as_mut() {
+                Some(p) => p.netmask = mask.octets(),
+                None => return Err(cx.at(m, "persistent_netmask needs persistent (ipvsadm -M goes with -p)")),
+            }
+        }
+        if options != ServiceOptions::default() {
+            service_options.insert((vip, proto), options);
         }
         services.push(ServiceConfig { vip, proto, scheduler, forward, local_addresses, real_servers });
     }
@@ -200,6 +256,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         interfaces,
         services,
         timeouts: timeouts(&cx, &raw.timeouts)?,
+        service_options,
     })
 }
 

@@ -34,6 +34,32 @@
 //! never depends on how a device spreads traffic (af_packet's fanout even
 //! moves flows between queues when one fills); good spreading only makes
 //! redirects rare.
+//!
+//! Persistent services (`-p`): the owner of a client flow is
+//! `stable_hash(client & netmask, vip) % workers` ([`persistent_owner`]), the
+//! client's port left out, so every connection of one (masked) client meets
+//! the same worker and its persistence template
+//! ([`crate::session::template`]), whichever queue it arrived on. Changing a
+//! live service's persistence or netmask changes its flows' owners: existing
+//! connections whose packets arrive on their owner's queue carry on; one that
+//! af_packet or RSS moves to another queue is redirected by the new rule
+//! and dropped as `no_session` (rare; a reload is the usual way to change it).
+//!
+//! Scheduling happens only here, in the cold session-creation path, reading
+//! this worker's connection counts (see [`crate::sched`] for what per-worker
+//! counts mean for the aggregate).
+//!
+//! Thresholds (`-x`/`-y`) are per worker too: worker `w` of `W` enforces a
+//! share of each server's thresholds, `upper / W` plus one for
+//! `upper % W` of the workers (rotated by server, so no worker is always
+//! short), over the connections it created. The shares add up to the
+//! configured number, so the aggregate never exceeds `upper`; the price is
+//! that a worker may refuse a server while another still has room in its
+//! share (at most `W - 1` connections of headroom unused). A share of 0
+//! (`upper < W`) means that worker sends that server nothing. The hysteresis
+//! is the kernel's: overloaded once the worker's count reaches its upper
+//! share; cleared when it falls below its lower share (at least 1), or below
+//! 3/4 of the upper share when no lower threshold is set.
 
 pub mod rewrite;
 
@@ -41,10 +67,11 @@ use std::sync::Arc;
 
 use crate::laddr::{owner_of, PortPool};
 use crate::neigh::{NeighEntry, NeighEvent, NeighMap};
-use crate::sched::Scheduler;
+use crate::sched::{Backends, Flow, Scheduler};
+use crate::session::template::{Template, TemplateKey, TemplateSlot, TemplateTable, NO_TEMPLATE};
 use crate::session::{tcp_state, Direction, Endpoint, FlowKey, Lookup, Session, SessionTable, SlotId, TcpState};
 use crate::stats::{Counters, DropReason};
-use crate::tables::Tables;
+use crate::tables::{RealServer, Service, Tables, Thresholds};
 use crate::time::Millis;
 use crate::wire::{arp, ethernet, icmp, ipv4, tcp, MacAddr};
 
@@ -79,6 +106,11 @@ pub struct ConnCount {
 }
 
 impl ConnCount {
+    /// Active plus inactive (`ip_vs_dest_totalconns`).
+    #[must_use]
+    pub fn total(&self) -> u32 {
+        self.active.saturating_add(self.inactive)
+    }
     fn add(&mut self, state: TcpState) {
         if state.is_active() {
             self.active += 1;
@@ -95,6 +127,97 @@ impl ConnCount {
     }
 }
 
+/// This worker's view of one real server's thresholds: its shares of the
+/// configured numbers and whether the server is overloaded here.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RsLimit {
+    /// A threshold is configured.
+    pub limited: bool,
+    /// This worker's share of the upper threshold.
+    pub upper: u32,
+    /// This worker's share of the lower threshold (0: 3/4 of `upper`).
+    pub lower: u32,
+    /// `IP_VS_DEST_F_OVERLOAD` for this worker.
+    pub overloaded: bool,
+}
+
+impl RsLimit {
+    /// Worker `worker`'s shares of `t` for server `rs_index`, `workers` in all.
+    #[must_use]
+    pub fn share(t: Thresholds, rs_index: u16, worker: u16, workers: u16) -> Self {
+        let w = u32::from(workers.max(1));
+        let k = (u32::from(worker) + u32::from(rs_index)) % w;
+        let part = |total: u32| total / w + u32::from(k < total % w);
+        Self {
+            limited: t.upper > 0,
+            upper: part(t.upper),
+            lower: if t.lower > 0 { part(t.lower).max(1) } else { 0 },
+            overloaded: false,
+        }
+    }
+
+    /// Seen by the scheduler: flagged, or a share of nothing.
+    #[inline]
+    #[must_use]
+    pub fn refuses(&self) -> bool {
+        self.overloaded || (self.limited && self.upper == 0)
+    }
+
+    /// `ip_vs_bind_dest`: a connection was added.
+    fn bound(&mut self, c: &ConnCount) {
+        if self.limited && c.total() >= self.upper {
+            self.overloaded = true;
+        }
+    }
+
+    /// `ip_vs_unbind_dest`: a connection went away.
+    fn unbound(&mut self, c: &ConnCount) {
+        if !self.limited {
+            self.overloaded = false;
+        } else if self.lower != 0 {
+            if c.total() < self.lower {
+                self.overloaded = false;
+            }
+        } else if u64::from(c.total()) * 4 < u64::from(self.upper) * 3 {
+            self.overloaded = false;
+        }
+    }
+}
+
+/// A service's servers with this worker's counts, as schedulers see them.
+struct View<'a> {
+    servers: &'a [RealServer],
+    conns: &'a [ConnCount],
+    limits: &'a [RsLimit],
+}
+
+impl Backends for View<'_> {
+    #[inline]
+    fn len(&self) -> usize {
+        self.servers.len()
+    }
+    #[inline]
+    fn weight(&self, i: usize) -> u32 {
+        self.servers[i].weight
+    }
+    #[inline]
+    fn active(&self, i: usize) -> u32 {
+        self.conns.get(usize::from(self.servers[i].index)).map_or(0, |c| c.active)
+    }
+    #[inline]
+    fn inactive(&self, i: usize) -> u32 {
+        self.conns.get(usize::from(self.servers[i].index)).map_or(0, |c| c.inactive)
+    }
+    #[inline]
+    fn overloaded(&self, i: usize) -> bool {
+        self.limits.get(usize::from(self.servers[i].index)).is_some_and(RsLimit::refuses)
+    }
+    #[inline]
+    fn id(&self, i: usize) -> u16 {
+        self.servers[i].index
+    }
+}
+
 /// One worker's FULLNAT state and packet path.
 #[derive(Debug)]
 pub struct Pipeline {
@@ -102,14 +225,21 @@ pub struct Pipeline {
     sessions: SessionTable,
     pools: Vec<PortPool>,
     scheds: Vec<Scheduler>,
+    sched_seed: u64,
     laddr_cursor: Vec<usize>,
     neigh: Arc<NeighMap>,
     neigh_events: Vec<NeighEvent>,
     rs_conns: Vec<ConnCount>,
+    rs_limits: Vec<RsLimit>,
+    templates: TemplateTable,
+    session_template: Vec<TemplateSlot>,
     worker: u16,
     workers: u16,
     /// This worker's counters.
     pub counters: Counters,
+    /// Connections of a persistent service scheduled without a template
+    /// because the template table was full (they lose their affinity).
+    pub templates_full: u64,
 }
 
 impl Pipeline {
@@ -121,11 +251,16 @@ impl Pipeline {
             sessions: SessionTable::new(capacity, seed),
             pools: Vec::new(),
             scheds: Vec::new(),
+            sched_seed: seed ^ (u64::from(worker) << 48 | 0x5c4e_d000),
             laddr_cursor: Vec::new(),
             neigh,
             neigh_events: Vec::with_capacity(NEIGH_EVENTS_MAX),
             rs_conns: Vec::new(),
+            rs_limits: Vec::new(),
+            templates: TemplateTable::new(template_capacity(capacity)),
+            session_template: vec![NO_TEMPLATE; capacity.max(1) as usize],
             counters: Counters::default(),
+            templates_full: 0,
             worker,
             workers: workers.max(1),
             tables: Arc::clone(&tables),
@@ -135,9 +270,12 @@ impl Pipeline {
     }
 
     /// Switches to new tables and returns the old ones (for control to
-    /// free). Sessions keep their endpoints and go on forwarding; schedulers
-    /// restart; local addresses and real servers keep their indices (control
-    /// numbers them append-only), so pools and counters carry over.
+    /// free). Sessions keep their endpoints and go on forwarding; a service
+    /// that keeps its scheduler keeps its scheduler state (adjusted as the
+    /// kernel's `upd_dest` hooks do when its servers changed), others start
+    /// afresh; local addresses and real servers keep their indices (control
+    /// numbers them append-only), so pools, counters and thresholds carry
+    /// over; persistence templates stay until they expire.
     pub fn set_tables(&mut self, tables: Arc<Tables>) -> Arc<Tables> {
         self.adopt(&tables);
         std::mem::replace(&mut self.tables, tables)
@@ -154,11 +292,51 @@ impl Pipeline {
         while self.pools.len() < tables.laddrs.len() {
             self.pools.push(PortPool::new_slice(lo, hi, self.workers, self.worker));
         }
-        self.scheds = tables.services.iter().map(|s| Scheduler::new(s.sched)).collect();
         self.laddr_cursor = vec![0; tables.services.len()];
-        if self.rs_conns.len() < usize::from(tables.rs_count) {
-            self.rs_conns.resize(usize::from(tables.rs_count), ConnCount::default());
+        let rs_count = usize::from(tables.rs_count);
+        if self.rs_conns.len() < rs_count {
+            self.rs_conns.resize(rs_count, ConnCount::default());
         }
+        self.adopt_limits(tables);
+        // Scheduler state: kept for a service (same VIP, protocol and
+        // policy) that was there before; `self.tables` is still the old
+        // snapshot here.
+        let mut old = std::mem::take(&mut self.scheds);
+        let mut scheds = Vec::with_capacity(tables.services.len());
+        for (k, s) in tables.services.iter().enumerate() {
+            let view = View { servers: &s.servers, conns: &self.rs_conns, limits: &self.rs_limits };
+            let before = self.tables.services.iter().position(|o| o.vip == s.vip && o.proto == s.proto);
+            let kept = before.filter(|&j| old.get(j).is_some_and(|x| x.kind() == s.sched)).map(|j| {
+                let mut sched = std::mem::replace(&mut old[j], Scheduler::WeightedLeastConnection);
+                if self.tables.services[j].servers != s.servers {
+                    sched.servers_changed(&view);
+                }
+                sched
+            });
+            scheds.push(kept.unwrap_or_else(|| Scheduler::new(s.sched, &view, self.sched_seed ^ k as u64)));
+        }
+        self.scheds = scheds;
+    }
+
+    /// This worker's threshold shares for every real server of `tables`,
+    /// keeping the overload flags (re-judged against the new shares).
+    fn adopt_limits(&mut self, tables: &Tables) {
+        let rs_count = usize::from(tables.rs_count);
+        let mut limits = vec![RsLimit::default(); rs_count.max(self.rs_limits.len())];
+        for rs in tables.services.iter().flat_map(|s| &s.servers) {
+            let i = usize::from(rs.index);
+            if i < limits.len() {
+                limits[i] = RsLimit::share(rs.thresholds, rs.index, self.worker, self.workers);
+            }
+        }
+        for (i, l) in limits.iter_mut().enumerate() {
+            let was = self.rs_limits.get(i).is_some_and(|o| o.overloaded);
+            let c = self.rs_conns.get(i).copied().unwrap_or_default();
+            l.overloaded = was;
+            l.unbound(&c);
+            l.bound(&c);
+        }
+        self.rs_limits = limits;
     }
 
     /// Neighbour events since the last call, for control.
@@ -188,6 +366,30 @@ impl Pipeline {
     #[must_use]
     pub fn rs_conns(&self) -> &[ConnCount] {
         &self.rs_conns
+    }
+
+    /// Per-real-server threshold state on this worker, by global index.
+    #[must_use]
+    pub fn rs_limits(&self) -> &[RsLimit] {
+        &self.rs_limits
+    }
+
+    /// This worker's persistence templates (for `--persistent-conn`).
+    #[must_use]
+    pub fn templates(&self) -> &TemplateTable {
+        &self.templates
+    }
+
+    /// The worker owning the client flow `key` of service `svc` (an index
+    /// into the tables in force): [`persistent_owner`] for a persistent
+    /// service, [`client_owner`] otherwise.
+    #[inline]
+    #[must_use]
+    pub fn owner_of_client(&self, svc: usize, key: &FlowKey) -> usize {
+        match self.tables.services.get(svc).and_then(|s| s.persistence) {
+            Some(p) => persistent_owner(p.mask(key.src.ip), key.dst, key.proto, self.workers),
+            None => client_owner(key, self.workers),
+        }
     }
 
     /// The neighbour snapshot in force.
@@ -271,7 +473,7 @@ impl Pipeline {
         let Some(svc) = self.tables.service_at(key.dst, proto) else {
             return self.miss_not_a_service(dst, key.dst.port);
         };
-        let owner = client_owner(&key, self.workers);
+        let owner = self.owner_of_client(svc, &key);
         if owner != usize::from(self.worker) {
             return Verdict::Redirect { worker: owner as u16 };
         }
@@ -334,15 +536,26 @@ impl Pipeline {
         Verdict::Forward { port }
     }
 
-    /// The slow path: schedule, resolve the next hop, borrow a local port,
-    /// insert. On failure nothing is left allocated.
+    /// The slow path: schedule (through the persistence template, if the
+    /// service has one), resolve the next hop, borrow a local port, insert.
+    /// On failure nothing is left allocated (a new template may stay, as in
+    /// the kernel, and expires on its own).
     #[cold]
     #[inline(never)]
     fn create_session(&mut self, svc_idx: usize, key: FlowKey, client_mac: MacAddr, in_port: u16, now: Millis) -> Result<SlotId, DropReason> {
         // Field borrows, not an Arc clone: no shared refcount traffic here.
         let tables: &Tables = &self.tables;
         let svc = &tables.services[svc_idx];
-        let i = self.scheds[svc_idx].pick(&svc.servers).ok_or(DropReason::NoRealServer)?;
+        let view = View { servers: &svc.servers, conns: &self.rs_conns, limits: &self.rs_limits };
+        let flow = Flow { client: key.src.ip, client_port: key.src.port, vip: key.dst.ip, vip_port: key.dst.port };
+        let sched = &mut self.scheds[svc_idx];
+        let (i, template) = match svc.persistence {
+            None => (sched.pick(&svc.sched_table, svc.sched_flags, &view, &flow, now).ok_or(DropReason::NoRealServer)?, NO_TEMPLATE),
+            Some(p) => {
+                let tkey = TemplateKey { client: p.mask(key.src.ip), vip: key.dst, proto: key.proto };
+                persist(&mut self.templates, &mut self.templates_full, tkey, p.timeout_secs, svc, sched, &view, &flow, now)?
+            }
+        };
         let rs = svc.servers[i];
         let (rs_port, nh) = tables.next_hop(rs.addr.ip).ok_or(DropReason::NotForUs)?;
         let Some(rs_mac) = self.neigh.lookup(nh) else {
@@ -380,9 +593,20 @@ impl Pipeline {
         };
         match self.sessions.insert(session) {
             Ok(slot) => {
-                if let Some(c) = self.rs_conns.get_mut(usize::from(rs.index)) {
+                let ri = usize::from(rs.index);
+                if let Some(c) = self.rs_conns.get_mut(ri) {
                     c.add(state);
                     c.created += 1;
+                    if let Some(l) = self.rs_limits.get_mut(ri) {
+                        l.bound(c);
+                    }
+                }
+                if let Some(t) = self.templates.get_mut(template) {
+                    t.controls += 1;
+                    t.expires = now.plus_secs(t.timeout_secs);
+                }
+                if let Some(st) = self.session_template.get_mut(slot.0 as usize) {
+                    *st = template;
                 }
                 self.counters.sessions_created += 1;
                 Ok(slot)
@@ -397,9 +621,20 @@ impl Pipeline {
     /// Removes a session and returns what it held.
     fn expire(&mut self, slot: SlotId) {
         if let Some(s) = self.sessions.remove(slot) {
-            release(&mut self.pools, &mut self.rs_conns, &s);
+            self.release(slot, &s);
             self.counters.sessions_expired += 1;
         }
+    }
+
+    fn release(&mut self, slot: SlotId, s: &Session) {
+        Held {
+            pools: &mut self.pools,
+            conns: &mut self.rs_conns,
+            limits: &mut self.rs_limits,
+            templates: &mut self.templates,
+            session_template: &mut self.session_template,
+        }
+        .release(slot, s);
     }
 
     fn handle_icmp(&mut self, l2: &mut [u8], l3: &mut [u8], in_port: u16) -> Verdict {
@@ -458,35 +693,135 @@ impl Pipeline {
     /// Periodic work between bursts: examine up to `budget` session slots
     /// and remove what has expired.
     pub fn housekeeping(&mut self, now: Millis, budget: usize) {
-        let (pools, conns) = (&mut self.pools, &mut self.rs_conns);
-        let n = self.sessions.sweep(now, budget, |s| release(pools, conns, s));
+        let mut held = Held {
+            pools: &mut self.pools,
+            conns: &mut self.rs_conns,
+            limits: &mut self.rs_limits,
+            templates: &mut self.templates,
+            session_template: &mut self.session_template,
+        };
+        let n = self.sessions.sweep(now, budget, |slot, s| held.release(slot, s));
         self.counters.sessions_expired += n as u64;
+        if !self.templates.is_empty() {
+            self.templates.sweep(now, budget / 4 + 1);
+        }
+    }
+}
+
+/// Template slots per worker for a session capacity: a quarter of it (a
+/// template serves all connections of one client network), at least 64.
+#[must_use]
+pub fn template_capacity(session_capacity: u32) -> u32 {
+    (session_capacity / 4).max(64)
+}
+
+/// Finds or makes the persistence template for `tkey` and returns the
+/// server position it names with its slot, as `ip_vs_sched_persist`: a live
+/// template whose server is still in the service decides, even if that
+/// server is at weight 0 or over its threshold (the kernel's behaviour with
+/// `expire_quiescent_template` off: affinity wins, so a drained server keeps
+/// its persistent clients until their templates expire); otherwise the
+/// scheduler picks and the template is (re)pointed at its choice. A full
+/// template table schedules without one (counted in `templates_full`).
+#[allow(clippy::too_many_arguments)]
+fn persist(
+    templates: &mut TemplateTable,
+    templates_full: &mut u64,
+    tkey: TemplateKey,
+    timeout_secs: u32,
+    svc: &Service,
+    sched: &mut Scheduler,
+    view: &View<'_>,
+    flow: &Flow,
+    now: Millis,
+) -> Result<(usize, TemplateSlot), DropReason> {
+    let found = templates.find(&tkey);
+    if let Some(slot) = found {
+        if let Some(t) = templates.get(slot) {
+            if t.is_live(now) {
+                if let Some(i) = svc.servers.iter().position(|r| r.index == t.rs_index && r.addr == t.rs) {
+                    return Ok((i, slot));
+                }
+            }
+        }
+    }
+    let i = sched.pick(&svc.sched_table, svc.sched_flags, view, flow, now).ok_or(DropReason::NoRealServer)?;
+    let rs = svc.servers[i];
+    if let Some(t) = found.and_then(|slot| templates.get_mut(slot)) {
+        t.rs = rs.addr;
+        t.rs_index = rs.index;
+        t.timeout_secs = timeout_secs;
+        t.expires = now.plus_secs(timeout_secs);
+        return Ok((i, found.unwrap_or(NO_TEMPLATE)));
+    }
+    let t = Template { key: tkey, rs: rs.addr, rs_index: rs.index, expires: now.plus_secs(timeout_secs), timeout_secs, controls: 0 };
+    match templates.insert(t) {
+        Ok(slot) => Ok((i, slot)),
+        Err(_) => {
+            *templates_full += 1;
+            Ok((i, NO_TEMPLATE))
+        }
+    }
+}
+
+/// What a session holds while it lives, to give back when it ends.
+struct Held<'a> {
+    pools: &'a mut [PortPool],
+    conns: &'a mut [ConnCount],
+    limits: &'a mut [RsLimit],
+    templates: &'a mut TemplateTable,
+    session_template: &'a mut [TemplateSlot],
+}
+
+impl Held<'_> {
+    fn release(&mut self, slot: SlotId, s: &Session) {
+        if let Some(p) = self.pools.get_mut(usize::from(s.laddr_index)) {
+            let released = p.release(s.laddr.port);
+            debug_assert!(released.is_ok(), "session held a port its pool did not lend");
+        }
+        let ri = usize::from(s.rs_index);
+        if let Some(c) = self.conns.get_mut(ri) {
+            c.sub(s.state);
+            if let Some(l) = self.limits.get_mut(ri) {
+                l.unbound(c);
+            }
+        }
+        if let Some(t) = self.session_template.get_mut(slot.0 as usize) {
+            if *t != NO_TEMPLATE {
+                self.templates.release(*t);
+                *t = NO_TEMPLATE;
+            }
+        }
     }
 }
 
 /// Neighbour events a worker buffers between housekeeping rounds.
 pub const NEIGH_EVENTS_MAX: usize = 64;
 
-/// The worker owning the client flow `key` (client → VIP) among `workers`.
+/// The worker owning the client flow `key` (client → VIP) among `workers`
+/// (services without persistence).
 #[inline]
 #[must_use]
 pub fn client_owner(key: &FlowKey, workers: u16) -> usize {
     if workers <= 1 { 0 } else { key.stable_hash() as usize % usize::from(workers) }
 }
 
+/// The worker owning every client flow from the masked client address
+/// `client` to the persistent service `vip` (the port plays no part).
+#[inline]
+#[must_use]
+pub fn persistent_owner(client: [u8; 4], vip: Endpoint, proto: u8, workers: u16) -> usize {
+    if workers <= 1 {
+        0
+    } else {
+        FlowKey { src: Endpoint::new(client, 0), dst: vip, proto }.stable_hash() as usize % usize::from(workers)
+    }
+}
+
 fn is_new_syn(flags: u8) -> bool {
     flags & (tcp::SYN | tcp::ACK | tcp::RST) == tcp::SYN
 }
 
-fn release(pools: &mut [PortPool], conns: &mut [ConnCount], s: &Session) {
-    if let Some(p) = pools.get_mut(usize::from(s.laddr_index)) {
-        let released = p.release(s.laddr.port);
-        debug_assert!(released.is_ok(), "session held a port its pool did not lend");
-    }
-    if let Some(c) = conns.get_mut(usize::from(s.rs_index)) {
-        c.sub(s.state);
-    }
-}
 
 #[cfg(test)]
 mod tests;

@@ -31,7 +31,8 @@ fn tables(lports: (u16, u16)) -> Arc<Tables> {
             proto: ipv4::PROTO_TCP,
             sched: SchedKind::RoundRobin,
             laddrs: vec![0],
-            servers: vec![RealServer { addr: RS1, weight: 1, index: 0 }, RealServer { addr: RS2, weight: 1, index: 1 }],
+            servers: vec![RealServer { addr: RS1, weight: 1, index: 0, ..Default::default() }, RealServer { addr: RS2, weight: 1, index: 1, ..Default::default() }],
+            ..Default::default()
         }],
         laddrs: vec![LIP],
         lport_range: lports,
@@ -370,5 +371,261 @@ fn client_flows_spread_over_workers() {
         }
         let fair = 1000 / usize::from(workers);
         assert!(per.iter().all(|&n| n > fair * 8 / 10 && n < fair * 12 / 10), "{workers} workers: {per:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Schedulers, persistence, thresholds and draining through the pipeline.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::sched::{self, Member};
+use crate::tables::{Persistence, Thresholds};
+
+/// The test tables with `edit` applied.
+fn tables_with(lports: (u16, u16), edit: impl FnOnce(&mut Tables)) -> Arc<Tables> {
+    let mut t = (*tables(lports)).clone();
+    edit(&mut t);
+    Arc::new(t)
+}
+
+/// Workers `0..n` of `n` over `t`.
+fn workers(t: &Arc<Tables>, n: u16) -> Vec<Pipeline> {
+    (0..n).map(|i| Pipeline::new(Arc::clone(t), known_servers(), 4096, 42, i, n)).collect()
+}
+
+/// Offers a client SYN to worker `first`, follows a redirect to the owner,
+/// and returns (owner, the real server it went to).
+fn connect(w: &mut [Pipeline], first: usize, client: Endpoint, now: u64) -> (usize, Endpoint) {
+    let mut f = tcp_frame(CLIENT_MAC, client, VIP, tcp::SYN, b"");
+    let mut at = first;
+    let mut v = w[at].process(&mut f, 0, Millis(now));
+    if let Verdict::Redirect { worker } = v {
+        at = usize::from(worker);
+        v = w[at].process(&mut f, 0, Millis(now));
+    }
+    assert_eq!(v, Verdict::Forward { port: 0 }, "client {client:?}");
+    (at, look(&f).dst)
+}
+
+#[test]
+fn wrr_two_to_one_over_two_workers() {
+    let t = tables_with((5000, 9000), |t| {
+        t.services[0].sched = sched::SchedKind::WeightedRoundRobin;
+        t.services[0].servers[0].weight = 2;
+    });
+    let mut w = workers(&t, 2);
+    let mut to = HashMap::new();
+    for i in 0..300u16 {
+        let (_, rs) = connect(&mut w, usize::from(i % 2), Endpoint::new(CLIENT.ip, 30000 + 2 * i), 1);
+        *to.entry(rs).or_insert(0) += 1;
+    }
+    let rs1 = to[&RS1];
+    assert!((198..=202).contains(&rs1), "{to:?}");
+    assert!(w.iter().all(|p| p.counters.sessions_created > 50), "both workers scheduled");
+}
+
+#[test]
+fn persistence_keeps_a_client_on_one_server_whichever_worker_gets_it() {
+    let t = tables_with((5000, 9000), |t| t.services[0].persistence = Some(Persistence::new(300)));
+    let mut w = workers(&t, 2);
+    let owner = persistent_owner(CLIENT.ip, VIP, 6, 2);
+    let mut seen = HashSet::new();
+    for i in 0..50u16 {
+        // Each SYN first reaches one worker or the other, as RSS would.
+        let (at, rs) = connect(&mut w, usize::from(i % 2), Endpoint::new(CLIENT.ip, 40000 + i), 10 + u64::from(i));
+        assert_eq!(at, owner, "all of one client's connections meet one worker");
+        seen.insert(rs);
+    }
+    assert_eq!(seen.len(), 1, "one server for the client: {seen:?}");
+    let tpl = *w[owner].templates().iter().next().unwrap();
+    assert_eq!((tpl.controls, tpl.key.client, tpl.rs), (50, CLIENT.ip, *seen.iter().next().unwrap()));
+    assert_eq!(tpl.expires, Millis(59).plus_secs(300), "re-armed by the last connection");
+    assert!(w[1 - owner].templates().is_empty());
+    // rr alone would have alternated: another client of the same worker goes
+    // to the other server.
+    let other = (20..=250u8).map(|x| [10, 77, 0, x]).find(|c| persistent_owner(*c, VIP, 6, 2) == owner).unwrap();
+    let (_, rs) = connect(&mut w, 0, Endpoint::new(other, 40000), 100);
+    assert_ne!(Some(&rs), seen.iter().next());
+}
+
+#[test]
+fn persistence_netmask_groups_clients_and_templates_expire() {
+    let t = tables_with((5000, 9000), |t| {
+        t.services[0].persistence = Some(Persistence { timeout_secs: 5, netmask: [255, 255, 255, 0] });
+    });
+    let mut w = workers(&t, 1);
+    // Two clients of one /24: one template, one server.
+    let (_, a) = connect(&mut w, 0, CLIENT, 0);
+    let (_, b) = connect(&mut w, 0, Endpoint::new([10, 77, 0, 99], 41000), 1000);
+    assert_eq!((a, b), (RS1, RS1));
+    assert_eq!(w[0].templates().len(), 1);
+    // A connection that stays open keeps the template past its timeout.
+    let long = Endpoint::new([10, 77, 0, 50], 42000);
+    let (_, c) = connect(&mut w, 0, long, 2000);
+    assert_eq!(c, RS1);
+    let mut f = tcp_frame(RS1_MAC, RS1, sessions_laddr(&w[0], long), tcp::SYN | tcp::ACK, b"");
+    w[0].process(&mut f, 0, Millis(2001));
+    let mut f = tcp_frame(CLIENT_MAC, long, VIP, tcp::ACK, b"");
+    w[0].process(&mut f, 0, Millis(2002));
+    // The two half-open ones time out (SYN_RECV/NONE); the established one stays.
+    for now in [8_000, 20_000, 70_000] {
+        w[0].housekeeping(Millis(now), 4096);
+    }
+    assert_eq!(w[0].sessions().len(), 1);
+    let tpl = *w[0].templates().iter().next().unwrap();
+    assert_eq!(tpl.controls, 1);
+    assert!(tpl.expires > Millis(70_000), "re-armed while it controls a connection");
+    let (_, d) = connect(&mut w, 0, Endpoint::new([10, 77, 0, 7], 43000), 71_000);
+    assert_eq!(d, RS1, "still bound");
+    // Once nothing holds it and its time is up, it goes; rr resumes.
+    let mut rst = tcp_frame(RS1_MAC, RS1, sessions_laddr(&w[0], long), tcp::RST | tcp::ACK, b"");
+    w[0].process(&mut rst, 0, Millis(72_000));
+    for now in [200_000, 400_000] {
+        w[0].housekeeping(Millis(now), 4096);
+    }
+    assert!(w[0].sessions().is_empty());
+    assert!(w[0].templates().is_empty(), "expired template removed");
+    let (_, e) = connect(&mut w, 0, CLIENT, 500_000);
+    assert_eq!(e, RS2, "scheduled afresh: rr's next");
+}
+
+/// The local address of `client`'s session on `p`.
+fn sessions_laddr(p: &Pipeline, client: Endpoint) -> Endpoint {
+    p.sessions().iter().find(|s| s.client == client).map(|s| s.laddr).unwrap()
+}
+
+#[test]
+fn template_points_elsewhere_when_its_server_is_removed() {
+    let t = tables_with((5000, 9000), |t| t.services[0].persistence = Some(Persistence::new(300)));
+    let mut w = workers(&t, 1);
+    let (_, a) = connect(&mut w, 0, CLIENT, 0);
+    assert_eq!(a, RS1);
+    // Weight 0: the kernel keeps sending persistent clients (quiescent
+    // templates do not expire by default).
+    w[0].set_tables(tables_with((5000, 9000), |t| {
+        t.services[0].persistence = Some(Persistence::new(300));
+        t.services[0].servers[0].weight = 0;
+    }));
+    assert_eq!(connect(&mut w, 0, Endpoint::new(CLIENT.ip, 40001), 10).1, RS1);
+    // Removed: rescheduled, and the template follows.
+    w[0].set_tables(tables_with((5000, 9000), |t| {
+        t.services[0].persistence = Some(Persistence::new(300));
+        t.services[0].servers.remove(0);
+    }));
+    assert_eq!(connect(&mut w, 0, Endpoint::new(CLIENT.ip, 40002), 20).1, RS2);
+    assert_eq!(connect(&mut w, 0, Endpoint::new(CLIENT.ip, 40003), 30).1, RS2);
+    assert_eq!(w[0].templates().iter().next().unwrap().rs, RS2);
+}
+
+#[test]
+fn upper_threshold_stops_new_connections_until_below_lower() {
+    let t = tables_with((5000, 9000), |t| {
+        t.services[0].servers[0].thresholds = Thresholds { upper: 2, lower: 1 };
+    });
+    let mut w = workers(&t, 1);
+    let picks: Vec<_> = (0..6u16).map(|i| connect(&mut w, 0, Endpoint::new(CLIENT.ip, 40000 + i), 1).1).collect();
+    // rr: RS1, RS2, RS1 (now 2 = upper: overloaded), then RS2 only.
+    assert_eq!(picks, vec![RS1, RS2, RS1, RS2, RS2, RS2]);
+    assert!(w[0].rs_limits()[0].overloaded);
+    // One of RS1's two connections ends: 1 is not below lower 1, still out.
+    let mine: Vec<Endpoint> = w[0].sessions().iter().filter(|s| s.rs == RS1).map(|s| s.client).collect();
+    let mut rst = tcp_frame(RS1_MAC, RS1, sessions_laddr(&w[0], mine[0]), tcp::RST | tcp::ACK, b"");
+    w[0].process(&mut rst, 0, Millis(2));
+    w[0].housekeeping(Millis(1_500), 4096); // NONE sessions (2 s) still alive; CLOSE after 10 s
+    w[0].housekeeping(Millis(1_600), 4096);
+    assert_eq!(connect(&mut w, 0, Endpoint::new(CLIENT.ip, 41000), 1_700).1, RS2);
+    // The other one ends too: 0 < 1, RS1 takes connections again.
+    let mut rst = tcp_frame(RS1_MAC, RS1, sessions_laddr(&w[0], mine[1]), tcp::RST | tcp::ACK, b"");
+    w[0].process(&mut rst, 0, Millis(1_800));
+    w[0].housekeeping(Millis(12_000), 4096);
+    assert_eq!(w[0].rs_conns()[0].total(), 0);
+    assert!(!w[0].rs_limits()[0].overloaded);
+    assert_eq!(connect(&mut w, 0, Endpoint::new(CLIENT.ip, 42000), 12_100).1, RS1);
+}
+
+#[test]
+fn threshold_shares_add_up_over_workers() {
+    for (upper, workers) in [(5u32, 2u16), (1, 2), (7, 3), (100, 4)] {
+        for rs in 0..4u16 {
+            let shares: Vec<RsLimit> = (0..workers).map(|w| RsLimit::share(Thresholds { upper, lower: 0 }, rs, w, workers)).collect();
+            assert_eq!(shares.iter().map(|s| s.upper).sum::<u32>(), upper, "{upper}/{workers}");
+            let zero = shares.iter().filter(|s| s.refuses()).count();
+            assert_eq!(zero, (workers as u32).saturating_sub(upper) as usize);
+        }
+    }
+    // The worker with the extra connection rotates with the server.
+    let first: Vec<u32> = (0..2u16).map(|rs| RsLimit::share(Thresholds { upper: 1, lower: 0 }, rs, 0, 2).upper).collect();
+    assert_eq!(first, vec![1, 0]);
+    assert_eq!(RsLimit::share(Thresholds { upper: 9, lower: 1 }, 0, 1, 2).lower, 1, "lower share at least 1");
+}
+
+#[test]
+fn weight_zero_drains_while_the_connection_carries_on() {
+    let mut w = workers(&tables((5000, 9000)), 1);
+    let (_, a) = connect(&mut w, 0, CLIENT, 1);
+    assert_eq!(a, RS1);
+    let laddr = sessions_laddr(&w[0], CLIENT);
+    w[0].set_tables(tables_with((5000, 9000), |t| t.services[0].servers[0].weight = 0));
+    // New connections avoid RS1...
+    for i in 0..4 {
+        assert_eq!(connect(&mut w, 0, Endpoint::new(CLIENT.ip, 41000 + i), 2).1, RS2);
+    }
+    // ...while the old one goes on both ways.
+    let mut f = tcp_frame(RS1_MAC, RS1, laddr, tcp::SYN | tcp::ACK, b"");
+    assert_eq!(w[0].process(&mut f, 0, Millis(3)), Verdict::Forward { port: 0 });
+    let mut f = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::ACK, b"data");
+    assert_eq!(w[0].process(&mut f, 0, Millis(4)), Verdict::Forward { port: 0 });
+    assert_eq!(look(&f).dst, RS1);
+    // All weights 0: no real server.
+    w[0].set_tables(tables_with((5000, 9000), |t| t.services[0].servers.iter_mut().for_each(|r| r.weight = 0)));
+    let mut f = tcp_frame(CLIENT_MAC, Endpoint::new(CLIENT.ip, 45000), VIP, tcp::SYN, b"");
+    assert_eq!(w[0].process(&mut f, 0, Millis(5)), Verdict::Drop(DropReason::NoRealServer));
+}
+
+#[test]
+fn scheduler_state_survives_unrelated_snapshots() {
+    let mut w = workers(&tables((5000, 9000)), 1);
+    assert_eq!(connect(&mut w, 0, Endpoint::new(CLIENT.ip, 40000), 1).1, RS1);
+    // A snapshot that changes only timeouts: rr goes on where it was.
+    w[0].set_tables(tables_with((5000, 9000), |t| t.timeouts.udp_secs = 10));
+    assert_eq!(connect(&mut w, 0, Endpoint::new(CLIENT.ip, 40001), 2).1, RS2);
+    // A new policy starts fresh.
+    w[0].set_tables(tables_with((5000, 9000), |t| t.services[0].sched = sched::SchedKind::LeastConnection));
+    assert_eq!(connect(&mut w, 0, Endpoint::new(CLIENT.ip, 40002), 3).1, RS1, "lc: RS1 1 conn vs RS2 1: first");
+}
+
+#[test]
+fn every_policy_schedules_through_the_pipeline() {
+    for kind in sched::SchedKind::ALL {
+        let t = tables_with((5000, 9000), |t| {
+            let s = &mut t.services[0];
+            s.sched = kind;
+            let members: Vec<Member> =
+                s.servers.iter().map(|r| Member { addr: r.addr.ip, port: r.addr.port, weight: r.weight, last_weight: r.weight }).collect();
+            s.sched_table = sched::build(kind, 251, &members);
+        });
+        let mut w = workers(&t, 2);
+        let mut seen = HashSet::new();
+        for i in 0..40u16 {
+            let client = Endpoint::new([10, 77, 1, i as u8], 40000 + i);
+            seen.insert(connect(&mut w, usize::from(i % 2), client, 1).1);
+        }
+        let want = match kind {
+            // Destination hashing and failover put a VIP's connections on one
+            // server. The policies that count only *active* connections see
+            // none here (these handshakes never complete), so they keep
+            // choosing the first server, as the kernel would: sed, nq and ovf
+            // by their formulas, lblc/lblcr because nothing is overloaded.
+            sched::SchedKind::DestinationHashing
+            | sched::SchedKind::WeightedFailover
+            | sched::SchedKind::ShortestExpectedDelay
+            | sched::SchedKind::NeverQueue
+            | sched::SchedKind::WeightedOverflow
+            | sched::SchedKind::LocalityLeastConnection
+            | sched::SchedKind::LocalityLeastConnectionReplication => 1,
+            _ => 2,
+        };
+        assert_eq!(seen.len(), want, "{}: {seen:?}", kind.name());
     }
 }

@@ -1,61 +1,62 @@
-//! Round robin (`ip_vs_rr.c`): the next server after the last one chosen,
-//! skipping servers of weight 0. The cursor is per worker: with one worker the
-//! order is the kernel's exactly; with several, each worker rotates on its
-//! own, which keeps the aggregate split even.
+//! Round robin (`ip_vs_rr.c`): the next server after the last one chosen
+//! that has a weight above 0 and is not overloaded; after a full turn with
+//! none, no server. The cursor is per worker (see [`super`]): with one worker
+//! the order is the kernel's exactly; with several, each rotates on its own.
 
-use super::Candidate;
+use super::Backends;
 
-/// Round-robin cursor.
+/// Round-robin cursor: the position to try first.
 #[derive(Debug, Clone, Default)]
 pub struct RoundRobin {
     next: usize,
 }
 
 impl RoundRobin {
-    /// Picks the next server with a non-zero weight.
-    pub fn pick<C: Candidate>(&mut self, servers: &[C]) -> Option<usize> {
-        let n = servers.len();
-        for i in 0..n {
-            let idx = (self.next + i) % n;
-            if servers[idx].weight() > 0 {
-                self.next = (idx + 1) % n;
-                return Some(idx);
+    /// Picks the next available server.
+    #[inline]
+    pub fn pick<B: Backends>(&mut self, b: &B) -> Option<usize> {
+        let n = b.len();
+        for k in 0..n {
+            let i = (self.next + k) % n;
+            if b.available(i) {
+                self.next = (i + 1) % n;
+                return Some(i);
             }
         }
         None
+    }
+
+    /// The server list changed: keep the cursor where it points, within the
+    /// new list (the kernel moves it back one when its server is deleted).
+    pub fn servers_changed<B: Backends>(&mut self, b: &B) {
+        self.next = if b.is_empty() { 0 } else { self.next % b.len() };
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::testkit::Servers;
     use super::*;
 
-    struct W(u32);
-    impl Candidate for W {
-        fn weight(&self) -> u32 {
-            self.0
-        }
-    }
-
-    fn c(w: &[u32]) -> Vec<W> {
-        w.iter().map(|&x| W(x)).collect()
-    }
-
     #[test]
-    fn rotates_and_skips_weight_zero() {
+    fn rotates_and_skips_weight_zero_and_overloaded() {
         let mut r = RoundRobin::default();
-        let s = c(&[1, 1, 1]);
+        let s = Servers::weights(&[1, 1, 1]);
         let got: Vec<_> = (0..6).filter_map(|_| r.pick(&s)).collect();
         assert_eq!(got, vec![0, 1, 2, 0, 1, 2]);
-        let s = c(&[1, 0, 5]);
+        // Weights do not matter beyond zero.
+        let mut r = RoundRobin::default();
+        let mut s = Servers::weights(&[1, 0, 5]);
         let got: Vec<_> = (0..4).filter_map(|_| r.pick(&s)).collect();
         assert_eq!(got, vec![0, 2, 0, 2]);
+        s.over[0] = true;
+        assert_eq!((r.pick(&s), r.pick(&s)), (Some(2), Some(2)));
     }
 
     #[test]
     fn none_when_all_zero_or_empty() {
         let mut r = RoundRobin::default();
-        assert_eq!(r.pick(&c(&[0, 0])), None);
-        assert_eq!(r.pick::<W>(&[]), None);
+        assert_eq!(r.pick(&Servers::weights(&[0, 0])), None);
+        assert_eq!(r.pick(&Servers::weights(&[])), None);
     }
 }

@@ -22,6 +22,7 @@
 //! [`SessionTable::insert`] refuses; existing sessions are never evicted.
 
 pub mod tcp_state;
+pub mod template;
 pub mod timeouts;
 
 use crate::time::Millis;
@@ -78,7 +79,7 @@ impl FlowKey {
 }
 
 #[inline]
-fn fmix64(mut h: u64) -> u64 {
+pub(crate) fn fmix64(mut h: u64) -> u64 {
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
     h ^= h >> 33;
@@ -258,9 +259,9 @@ impl SessionTable {
     }
 
     /// Examines up to `budget` slots from where the last sweep stopped and
-    /// removes the sessions expired at `now`, handing each to `on_expire`.
-    /// Returns how many were removed.
-    pub fn sweep(&mut self, now: Millis, budget: usize, mut on_expire: impl FnMut(&Session)) -> usize {
+    /// removes the sessions expired at `now`, handing each (with the slot it
+    /// occupied) to `on_expire`. Returns how many were removed.
+    pub fn sweep(&mut self, now: Millis, budget: usize, mut on_expire: impl FnMut(SlotId, &Session)) -> usize {
         let mut removed = 0;
         let n = self.slots.len();
         for _ in 0..budget.min(n) {
@@ -268,7 +269,7 @@ impl SessionTable {
             self.sweep_cursor = if slot + 1 == n { 0 } else { slot + 1 };
             if matches!(&self.slots[slot], Some(s) if s.expires <= now) {
                 if let Some(s) = self.remove(SlotId(slot as u32)) {
-                    on_expire(&s);
+                    on_expire(SlotId(slot as u32), &s);
                     removed += 1;
                 }
             }

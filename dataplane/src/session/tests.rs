@@ -62,10 +62,10 @@ fn sweep_removes_expired_within_budget() {
         t.insert(session(i, i, if i % 2 == 0 { 5 } else { 50 })).unwrap();
     }
     let mut seen = 0;
-    let removed = t.sweep(Millis(10), 4, |_| seen += 1);
+    let removed = t.sweep(Millis(10), 4, |_, _| seen += 1);
     assert_eq!(removed, seen);
     assert!(removed <= 4);
-    t.sweep(Millis(10), 8, |_| {});
+    t.sweep(Millis(10), 8, |_, _| {});
     assert_eq!(t.len(), 4);
     assert!(t.iter().all(|s| s.expires == Millis(50)));
 }
@@ -118,7 +118,7 @@ proptest! {
                 }
                 Op::Sweep(now) => {
                     let mut gone = Vec::new();
-                    t.sweep(Millis(now), 32, |s| gone.push(s.client.port));
+                    t.sweep(Millis(now), 32, |_, s| gone.push(s.client.port));
                     for c in &gone {
                         prop_assert!(model.get(c).is_some_and(|s| s.expires <= Millis(now)));
                         model.remove(c);

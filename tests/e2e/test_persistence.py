@@ -1,0 +1,56 @@
+"""Persistence (`ipvsadm -p`) on the real DPDK path with two workers: one
+client's connections all go to one real server, although the device spreads
+its flows over both workers' queues.
+
+Config (one rvsd for the module): two workers sharing CPU 1, `scheduler =
+"rr"`, `persistent = 300` (set in the file; `rvsadm -E -p` is the lead's to
+wire). Without persistence the same client alternates between rs1 and rs2
+(test_dataplane.py::test_round_robin_alternates).
+"""
+
+from __future__ import annotations
+
+import rvslab
+from test_schedulers import sequential_requests
+
+
+def rvsd_config(text: str) -> str:
+    text = rvslab.set_key(text, "dataplane", "worker_lcores", "[1, 2]")
+    text = rvslab.set_key(text, "dpdk", "lcore_map", '"0@0,1@1,2@1"')
+    text = rvslab.set_key(text, "service", "scheduler", '"rr"')
+    return rvslab.set_key(text, "service", "persistent", "300")
+
+
+def stats(lab):
+    # Per-worker lines only (newer rvsadm also prints per-port lines).
+    out = lab.rvsadm("--stats-dp").stdout
+    return rvslab.parse_worker_stats("\n".join(l for l in out.splitlines() if not l.startswith("port ")))
+
+
+def test_one_client_stays_on_one_server_over_50_connections(lab):
+    before = stats(lab)
+    result = sequential_requests(50)
+    assert not result["errors"], result["errors"][:10]
+    bodies = result["bodies"]
+    assert len(bodies) == 50 and len(set(bodies)) == 1, f"client moved between servers: {bodies}"
+    assert bodies[0] in ("rs1", "rs2")
+    after = stats(lab)
+    created = [a.created - b.created for a, b in zip(after, before)]
+    # Every connection of the client is owned by one worker (the one its
+    # address hashes to), whichever queue its packets arrived on.
+    assert sorted(created) == [0, 50], f"sessions created per worker: {created}"
+    for w in after:
+        assert w.drops.get("no_real_server", 0) == 0, w.drops
+
+
+def test_persistence_outlives_the_connections(lab):
+    first = sequential_requests(5)["bodies"]
+    # All those connections are closed (and leave the table within seconds);
+    # the template keeps the client on its server for 300 s.
+    def table_empty():
+        conns = rvslab.parse_connections(lab.rvsadm("-L", "-n", "-c").stdout)
+        assert not conns, conns
+        return True
+    rvslab.wait_until("closed connections to leave the table", table_empty, timeout=20)
+    again = sequential_requests(10)["bodies"]
+    assert set(again) == set(first) and len(set(first)) == 1, (first, again)
