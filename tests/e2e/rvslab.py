@@ -501,3 +501,60 @@ for s in socks:
 def syn_burst(n: int) -> None:
     proc = in_ns("client", ["python3", "-c", SYN_BURST, str(n), VIP, str(VIP_PORT)], timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+# Opens N connections to the VIP and holds them, idle and ESTABLISHED,
+# until a line arrives on stdin; then sends one request on each and prints
+# a JSON summary of the answers.
+HOLD_CLIENT = r"""
+import json, socket, sys
+n, host, port = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+socks = []
+for i in range(n):
+    s = socket.create_connection((host, port), timeout=10)
+    socks.append(s)
+print("held", flush=True)
+sys.stdin.readline()
+ok, errors = 0, []
+for i, s in enumerate(socks):
+    try:
+        s.settimeout(10)
+        s.sendall(b"GET / HTTP/1.0\r\nHost: vip\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        if data.startswith(b"HTTP/1.0 200"):
+            ok += 1
+        else:
+            errors.append(f"{i}: {data[:40]!r}")
+    except OSError as e:
+        errors.append(f"{i}: {e}")
+    s.close()
+print(json.dumps({"ok": ok, "errors": errors}), flush=True)
+"""
+
+
+class HeldConnections:
+    """N idle ESTABLISHED connections through the VIP, used at the end."""
+
+    def __init__(self, n: int):
+        import subprocess as sp
+        self.proc = sp.Popen(["ip", "netns", "exec", "rvs-client", "python3", "-c", HOLD_CLIENT,
+                              str(n), VIP, str(VIP_PORT)],
+                             stdin=sp.PIPE, stdout=sp.PIPE, stderr=sp.PIPE, text=True)
+        line = self.proc.stdout.readline().strip()
+        assert line == "held", f"could not hold {n} connections: {line!r} {self.proc.stderr.read()!r}"
+
+    def use(self) -> dict:
+        import json
+        out, err = self.proc.communicate("go\n", timeout=60)
+        assert self.proc.returncode == 0, err
+        return json.loads(out.strip().splitlines()[-1])
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
