@@ -19,6 +19,8 @@ pub const DEFAULT_SOCKET: &str = "/run/rvs/rvsd.sock";
 pub enum Request {
     /// Services, real servers and their connection counts (`-L -n`).
     ListServices,
+    /// The same with persistence template counts (`--persistent-conn`).
+    ListServicesWithTemplates,
     /// The connection table (`-L -n -c`).
     ListConnections,
     /// Data-plane counters.
@@ -100,6 +102,10 @@ pub struct ServerSpec {
     pub weight: Option<u32>,
     /// Forwarding method asked for (`fullnat`, `masq`, `route`, `tunnel`; `None`: the service's).
     pub forward: Option<String>,
+    /// `-x` upper connection threshold (`None`: 0 on add, unchanged on edit).
+    pub upper_threshold: Option<u32>,
+    /// `-y` lower connection threshold.
+    pub lower_threshold: Option<u32>,
 }
 
 /// A real server as listed.
@@ -111,6 +117,12 @@ pub struct RealServerView {
     pub forward: String,
     /// Weight.
     pub weight: u32,
+    /// `-x` upper threshold (0: none).
+    pub upper_threshold: u32,
+    /// `-y` lower threshold (0: default).
+    pub lower_threshold: u32,
+    /// Live persistence templates pointing at it (all workers).
+    pub persist_conns: u64,
     /// ESTABLISHED connections (all workers).
     pub active: u64,
     /// Other connections (all workers).

@@ -32,6 +32,8 @@ use dataplane::worker::{Event, Idle, Request as WorkerRequest, Worker, WorkerSha
 
 use crate::api::{ConnectionView, PortStatsView, RealServerView, Request, Response, ServerSpec, ServiceSpec, ServiceView, WorkerStatsView};
 use crate::config::{self, Config, Forward, IdlePolicy, RealServerConfig, ServiceConfig};
+use dataplane::sched::{SchedFlags, SchedKind};
+use dataplane::tables::{Persistence, Thresholds};
 use crate::ipvsadm_fmt;
 use crate::metrics;
 use crate::neigh::NeighTable;
@@ -353,6 +355,7 @@ impl Control {
     fn answer(&mut self, req: Request) -> Response {
         match req {
             Request::ListServices => self.list_services(),
+            Request::ListServicesWithTemplates => self.list_services_with(true),
             Request::ListConnections => self.list_connections(),
             Request::Stats => self.stats(),
             Request::AddServer(spec) => self.change_server(&spec, Change::Add),
@@ -380,6 +383,9 @@ impl Control {
             Request::EditService(spec) => self.change_service(&spec, Change::Edit),
             Request::DeleteService(spec) => self.change_service(&spec, Change::Delete),
             Request::Clear => {
+                for (vip, proto) in self.config.services.iter().map(|s| (s.vip, s.proto)).collect::<Vec<_>>() {
+                    self.config.remove_service_options(vip, proto);
+                }
                 self.config.services.clear();
                 self.publish_tables();
                 Response::Ok
@@ -414,41 +420,69 @@ impl Control {
         if proto == 17 {
             return Response::Error("UDP services are not supported yet".into());
         }
-        if spec.persistent.is_some() || spec.netmask.is_some() || spec.sched_flags.is_some() || spec.ops {
-            return Response::Error("persistence (-p/-M), scheduler flags (-b) and -o are not supported yet".into());
+        if spec.ops {
+            return Response::Error("one-packet scheduling (-o) applies to UDP, which is not supported yet".into());
         }
-        let scheduler = match &spec.scheduler {
-            None => None,
-            Some(name) => match dataplane::sched::SchedKind::from_name(name) {
-                Some(k) => Some(k),
-                None => return Response::Error(format!("Scheduler not found: ip_vs_{name}")),
-            },
+        // As ipvsadm: -A and -E take the whole definition; what is not given
+        // takes its default (wlc, no persistence, no flags).
+        let name = spec.scheduler.as_deref().unwrap_or("wlc");
+        let Some(scheduler) = SchedKind::from_name(name) else {
+            return Response::Error(format!("Scheduler not found: ip_vs_{name}"));
+        };
+        let mut flags = SchedFlags::default();
+        for f in spec.sched_flags.iter().flat_map(|f| f.split(',')).filter(|f| !f.is_empty()) {
+            match SchedFlags::parse(scheduler, f) {
+                Ok(bit) => flags = flags.union(bit),
+                Err(e) => return Response::Error(e.to_string()),
+            }
+        }
+        let persistence = match (spec.persistent, &spec.netmask) {
+            (None, Some(_)) => return Response::Error("-M (netmask) needs a persistent service (-p)".into()),
+            (None, None) => None,
+            (Some(t), mask) => {
+                let mut p = Persistence::new(t);
+                if let Some(m) = mask {
+                    match m.parse::<Ipv4Addr>() {
+                        Ok(m) if u32::from(m).leading_ones() + u32::from(m).trailing_zeros() == 32 => p.netmask = m.octets(),
+                        _ => return Response::Error(format!("illegal persistence netmask {m}")),
+                    }
+                }
+                Some(p)
+            }
         };
         match (change, at) {
             (Change::Add, Some(_)) => return Response::Error("Service already exists".into()),
-            (Change::Add, None) => {
-                let Some(scheduler) = scheduler.or_else(|| dataplane::sched::SchedKind::from_name("wlc")) else {
-                    return Response::Error("Scheduler not found: ip_vs_wlc (give one with -s)".into());
-                };
-                self.config.services.push(ServiceConfig {
-                    vip,
-                    proto,
-                    scheduler,
-                    forward: Forward::FullNat,
-                    local_addresses: Vec::new(),
-                    real_servers: Vec::new(),
-                });
-            }
             (Change::Edit | Change::Delete, None) => return Response::Error("Service not defined".into()),
-            (Change::Edit, Some(i)) => {
-                if let Some(k) = scheduler {
-                    self.config.services[i].scheduler = k;
-                }
-            }
             (Change::Delete, Some(i)) => {
                 self.config.services.remove(i);
+                self.config.remove_service_options(vip, proto);
+                self.publish_tables();
+                return Response::Ok;
             }
+            (Change::Add | Change::Edit, _) => {}
         }
+        let servers = at.map_or(0, |i| self.config.services[i].real_servers.len());
+        let mut options = self.config.service_options(vip, proto).cloned().unwrap_or_default();
+        options.sched_flags = flags;
+        options.persistence = persistence;
+        if scheduler != SchedKind::MaglevHashing {
+            options.mh_table_size = None;
+        }
+        if let Err(e) = options.check(scheduler, servers) {
+            return Response::Error(e);
+        }
+        match at {
+            None => self.config.services.push(ServiceConfig {
+                vip,
+                proto,
+                scheduler,
+                forward: Forward::FullNat,
+                local_addresses: Vec::new(),
+                real_servers: Vec::new(),
+            }),
+            Some(i) => self.config.services[i].scheduler = scheduler,
+        }
+        *self.config.service_options_mut(vip, proto) = options;
         self.publish_tables();
         Response::Ok
     }
@@ -536,6 +570,15 @@ impl Control {
         if spec.weight.is_some_and(|w| w > 65535) {
             return Response::Error("weight must be 0..=65535".into());
         }
+        let thresholds = |old: Thresholds| Thresholds {
+            upper: spec.upper_threshold.unwrap_or(old.upper),
+            lower: spec.lower_threshold.unwrap_or(old.lower),
+        };
+        let old_t = self.config.service_options(vip, proto).and_then(|o| o.thresholds.get(&rs).copied()).unwrap_or_default();
+        let new_t = thresholds(if matches!(change, Change::Add) { Thresholds::default() } else { old_t });
+        if let Err(e) = config::check_thresholds(new_t) {
+            return Response::Error(e);
+        }
         let servers = &mut self.config.services[svc].real_servers;
         let at = servers.iter().position(|r| r.addr == rs);
         match (change, at) {
@@ -555,6 +598,12 @@ impl Control {
             (Change::Delete, Some(i)) => {
                 servers.remove(i);
             }
+        }
+        let options = self.config.service_options_mut(vip, proto);
+        if matches!(change, Change::Delete) || new_t == Thresholds::default() {
+            options.thresholds.remove(&rs);
+        } else {
+            options.thresholds.insert(rs, new_t);
         }
         self.publish_tables();
         Response::Ok
@@ -687,30 +736,81 @@ impl Control {
         }
     }
 
+    /// Live persistence templates per real server index, all workers.
+    fn template_counts(&self) -> Vec<u64> {
+        let mut total: Vec<u64> = Vec::new();
+        for w in &self.workers {
+            let (tx, rx) = bounded(1);
+            if w.requests.send_timeout(WorkerRequest::CountTemplates(tx), Duration::from_secs(1)).is_err() {
+                continue;
+            }
+            if let Ok(counts) = rx.recv_timeout(Duration::from_secs(2)) {
+                if total.len() < counts.len() {
+                    total.resize(counts.len(), 0);
+                }
+                for (t, c) in total.iter_mut().zip(counts) {
+                    *t += u64::from(c);
+                }
+            }
+        }
+        total
+    }
+
     fn list_services(&self) -> Response {
+        self.list_services_with(false)
+    }
+
+    fn list_services_with(&self, templates: bool) -> Response {
         self.refresh();
         let load = |v: &[AtomicU32], i: usize| v.get(i).map_or(0, |x| u64::from(x.load(Ordering::Relaxed)));
+        let persist = if templates { self.template_counts() } else { Vec::new() };
         let services = self
             .config
             .services
             .iter()
-            .map(|s| ServiceView {
-                proto: proto_name(s.proto).into(),
-                vip: s.vip.to_string(),
-                scheduler: s.scheduler.name().into(),
-                flags: String::new(),
-                local_addresses: s.local_addresses.iter().map(ToString::to_string).collect(),
-                servers: s
-                    .real_servers
-                    .iter()
-                    .map(|r| {
-                        let idx = self.registry.server_index(s.vip, s.proto, r.addr);
-                        let (active, inactive) = idx.map_or((0, 0), |i| {
-                            self.workers.iter().fold((0, 0), |(a, n), w| (a + load(&w.shared.rs_active, i), n + load(&w.shared.rs_inactive, i)))
-                        });
-                        RealServerView { addr: r.addr.to_string(), forward: s.forward.column().into(), weight: r.weight, active, inactive }
-                    })
-                    .collect(),
+            .map(|s| {
+                let opts = self.config.service_options(s.vip, s.proto);
+                let mut flags = String::new();
+                if let Some(o) = opts {
+                    let names = o.sched_flags.names(s.scheduler);
+                    if !names.is_empty() {
+                        flags += &format!(" ({})", names.join(","));
+                    }
+                    if let Some(p) = o.persistence {
+                        flags += &format!(" persistent {}", p.timeout_secs);
+                        if p.netmask != Persistence::DEFAULT_NETMASK {
+                            flags += &format!(" mask {}", Ipv4Addr::from(p.netmask));
+                        }
+                    }
+                }
+                ServiceView {
+                    proto: proto_name(s.proto).into(),
+                    vip: s.vip.to_string(),
+                    scheduler: s.scheduler.name().into(),
+                    flags,
+                    local_addresses: s.local_addresses.iter().map(ToString::to_string).collect(),
+                    servers: s
+                        .real_servers
+                        .iter()
+                        .map(|r| {
+                            let idx = self.registry.server_index(s.vip, s.proto, r.addr);
+                            let (active, inactive) = idx.map_or((0, 0), |i| {
+                                self.workers.iter().fold((0, 0), |(a, n), w| (a + load(&w.shared.rs_active, i), n + load(&w.shared.rs_inactive, i)))
+                            });
+                            let t = opts.and_then(|o| o.thresholds.get(&r.addr).copied()).unwrap_or_default();
+                            RealServerView {
+                                addr: r.addr.to_string(),
+                                forward: s.forward.column().into(),
+                                weight: r.weight,
+                                upper_threshold: t.upper,
+                                lower_threshold: t.lower,
+                                persist_conns: idx.and_then(|i| persist.get(i).copied()).unwrap_or(0),
+                                active,
+                                inactive,
+                            }
+                        })
+                        .collect(),
+                }
             })
             .collect();
         let table_size = u64::from(self.config.dataplane.session_capacity) * self.workers.len() as u64;

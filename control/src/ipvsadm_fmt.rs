@@ -21,6 +21,46 @@ pub fn list_services(table_size: u64, services: &[ServiceView]) -> String {
     out
 }
 
+/// Which columns `-L` shows for real servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Columns {
+    /// `Forward Weight ActiveConn InActConn`.
+    Plain,
+    /// `--thresholds`: `Forward Weight Uthreshold Lthreshold ActiveConn InActConn`.
+    Thresholds,
+    /// `--persistent-conn`: `Forward Weight PersistConn ActiveConn InActConn`.
+    PersistentConn,
+}
+
+/// `ipvsadm -L -n` with `--thresholds` or `--persistent-conn`.
+#[must_use]
+pub fn list_services_with(table_size: u64, services: &[ServiceView], cols: Columns) -> String {
+    if cols == Columns::Plain {
+        return list_services(table_size, services);
+    }
+    let mut out = String::new();
+    let _ = writeln!(out, "IP Virtual Server version 1.2.1 (size={table_size})");
+    out.push_str("Prot LocalAddress:Port Scheduler Flags\n");
+    out.push_str(match cols {
+        Columns::Thresholds => "  -> RemoteAddress:Port           Forward Weight Uthreshold Lthreshold ActiveConn InActConn\n",
+        _ => "  -> RemoteAddress:Port           Forward Weight PersistConn ActiveConn InActConn\n",
+    });
+    for s in services {
+        let _ = writeln!(out, "{}  {} {}{}", s.proto, s.vip, s.scheduler, s.flags);
+        for r in &s.servers {
+            let _ = match cols {
+                Columns::Thresholds => writeln!(
+                    out,
+                    "  -> {:<28} {:<7} {:<6} {:<10} {:<10} {:<10} {:<10}",
+                    r.addr, r.forward, r.weight, r.upper_threshold, r.lower_threshold, r.active, r.inactive
+                ),
+                _ => writeln!(out, "  -> {:<28} {:<7} {:<6} {:<11} {:<10} {:<10}", r.addr, r.forward, r.weight, r.persist_conns, r.active, r.inactive),
+            };
+        }
+    }
+    out
+}
+
 /// `ipvsadm -S -n`: one `-A` line per service, one `-a` line per real
 /// server, as `-R` reads them back. FULLNAT local addresses follow their
 /// service as `-P` lines (DPVS's `--add-laddr`).
@@ -40,7 +80,14 @@ pub fn save(services: &[ServiceView]) -> String {
                 "Masq" => "-m",
                 _ => "--fullnat",
             };
-            let _ = writeln!(out, "-a {flag} {} -r {} {fwd} -w {}", s.vip, r.addr, r.weight);
+            let mut line = format!("-a {flag} {} -r {} {fwd} -w {}", s.vip, r.addr, r.weight);
+            if r.upper_threshold > 0 {
+                line += &format!(" -x {}", r.upper_threshold);
+            }
+            if r.lower_threshold > 0 {
+                line += &format!(" -y {}", r.lower_threshold);
+            }
+            let _ = writeln!(out, "{line}");
         }
     }
     out
@@ -61,6 +108,7 @@ fn rule_flags(flags: &str) -> String {
                 words.next();
             }
             ("ops", _) => out += " -o",
+            (w, _) if w.starts_with('(') => out += &format!(" -b {}", w.trim_matches(|c| c == '(' || c == ')')),
             _ => {}
         }
     }
@@ -102,7 +150,7 @@ mod tests {
             scheduler: "rr".into(),
             flags: String::new(),
             local_addresses: vec![],
-            servers: vec![RealServerView { addr: "192.168.177.10:80".into(), forward: "Masq".into(), weight: 1, active: 0, inactive: 0 }],
+            servers: vec![RealServerView { addr: "192.168.177.10:80".into(), forward: "Masq".into(), weight: 1, upper_threshold: 0, lower_threshold: 0, persist_conns: 0, active: 0, inactive: 0 }],
         };
         let got = list_services(4096, &[s]);
         let want = concat!(
@@ -121,20 +169,20 @@ mod tests {
             proto: "TCP".into(),
             vip: "192.168.140.100:80".into(),
             scheduler: "rr".into(),
-            flags: " persistent 300".into(),
+            flags: " (sh-port) persistent 300 mask 255.255.255.0".into(),
             local_addresses: vec!["10.0.0.200".into()],
             servers: vec![
-                RealServerView { addr: "192.168.140.11:80".into(), forward: "Route".into(), weight: 1, active: 3, inactive: 4 },
-                RealServerView { addr: "192.168.140.12:80".into(), forward: "FullNat".into(), weight: 2, active: 0, inactive: 0 },
+                RealServerView { addr: "192.168.140.11:80".into(), forward: "Route".into(), weight: 1, upper_threshold: 0, lower_threshold: 0, persist_conns: 0, active: 3, inactive: 4 },
+                RealServerView { addr: "192.168.140.12:80".into(), forward: "FullNat".into(), weight: 2, upper_threshold: 100, lower_threshold: 50, persist_conns: 0, active: 0, inactive: 0 },
             ],
         };
         assert_eq!(
             save(&[s]),
             concat!(
-                "-A -t 192.168.140.100:80 -s rr -p 300\n",
+                "-A -t 192.168.140.100:80 -s rr -b sh-port -p 300 -M 255.255.255.0\n",
                 "-P -t 192.168.140.100:80 -z 10.0.0.200\n",
                 "-a -t 192.168.140.100:80 -r 192.168.140.11:80 -g -w 1\n",
-                "-a -t 192.168.140.100:80 -r 192.168.140.12:80 --fullnat -w 2\n",
+                "-a -t 192.168.140.100:80 -r 192.168.140.12:80 --fullnat -w 2 -x 100 -y 50\n",
             )
         );
     }

@@ -142,6 +142,8 @@ pub enum Request {
     DumpSessions(Sender<SessionDump>),
     /// Publish counters now, then acknowledge (so a listing is current).
     Publish(Sender<()>),
+    /// Count live persistence templates per real server (global index).
+    CountTemplates(Sender<Vec<u32>>),
     /// Forward by these tables from now on.
     Tables(Arc<Tables>),
     /// Use this neighbour snapshot from now on.
@@ -327,6 +329,15 @@ impl Worker {
                 Request::Publish(ack) => {
                     self.publish(polls, empty_polls);
                     let _ = ack.send(());
+                }
+                Request::CountTemplates(reply) => {
+                    let mut counts = vec![0u32; usize::from(self.pipeline.tables().rs_count)];
+                    for t in self.pipeline.templates().iter().filter(|t| t.is_live(now)) {
+                        if let Some(c) = counts.get_mut(usize::from(t.rs_index)) {
+                            *c += 1;
+                        }
+                    }
+                    let _ = reply.send(counts);
                 }
                 Request::Tables(t) => {
                     let generation = t.generation;

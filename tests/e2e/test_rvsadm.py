@@ -130,3 +130,39 @@ def test_works_under_the_name_ipvsadm(lab, tmp_path):
     assert p.returncode == 0 and p.stdout.startswith("IP Virtual Server version 1.2.1"), p
     p = subprocess.run([str(link), "-Y"], capture_output=True, text=True, env=env)
     assert p.returncode == 2 and p.stderr.startswith("ipvsadm: invalid option"), p.stderr
+
+
+def test_persistence_on_and_off_as_in_seed_000(lab):
+    """Seed 000 §六: `ipvsadm -E -t VIP:80 -s rr -p 300` pins a client to one
+    server; editing back to plain rr resumes alternation."""
+    lab.rvsadm("-E", "-t", SVC, "-s", "rr", "-p", "300")
+    out = lab.rvsadm("-L", "-n").stdout
+    assert f"TCP  {SVC} rr persistent 300" in out.splitlines(), out
+    seen = [rvslab.client_curl(f"http://{VIP}/", max_time=5).stdout.strip() for _ in range(10)]
+    assert len(set(seen)) == 1 and seen[0] in ("rs1", "rs2"), seen
+    pc = lab.rvsadm("-L", "-n", "--persistent-conn").stdout
+    assert "PersistConn" in pc.splitlines()[2], pc
+    counts = [int(l.split()[4]) for l in pc.splitlines() if l.startswith("  -> ") and "RemoteAddress" not in l]
+    assert sorted(counts) == [0, 1], pc
+    assert " -p 300" in rules(lab).splitlines()[0]
+    lab.rvsadm("-E", "-t", SVC, "-s", "rr")
+    assert f"TCP  {SVC} rr" in lab.rvsadm("-L", "-n").stdout.splitlines()
+    seen = [rvslab.client_curl(f"http://{VIP}/", max_time=5).stdout.strip() for _ in range(6)]
+    assert all(a != b for a, b in zip(seen, seen[1:])), f"rr did not resume: {seen}"
+
+
+def test_thresholds_listing_and_scheduler_flags(lab):
+    lab.rvsadm("-e", "-t", SVC, "-r", "10.77.0.11:80", "-x", "100", "-y", "50")
+    out = lab.rvsadm("-L", "-n", "--thresholds").stdout
+    assert out.splitlines()[2] == "  -> RemoteAddress:Port           Forward Weight Uthreshold Lthreshold ActiveConn InActConn", out
+    row = next(l for l in out.splitlines() if "10.77.0.11:80" in l).split()
+    assert row[4:6] == ["100", "50"], out
+    assert "-a -t 10.77.0.100:80 -r 10.77.0.11:80 --fullnat -w 1 -x 100 -y 50" in rules(lab).splitlines()
+    bad = lab.rvsadm("-E", "-t", SVC, "-s", "rr", "-b", "sh-port", check=False)
+    assert bad.returncode == 1 and "sh" in bad.stderr, bad.stderr
+    lab.rvsadm("-E", "-t", SVC, "-s", "sh", "-b", "sh-port")
+    assert f"TCP  {SVC} sh (sh-port)" in lab.rvsadm("-L", "-n").stdout.splitlines()
+    # Save/restore keeps the flags.
+    assert f"-A -t {SVC} -s sh -b sh-port" == rules(lab).splitlines()[0]
+    lab.rvsadm("-E", "-t", SVC, "-s", "rr")
+    lab.rvsadm("-e", "-t", SVC, "-r", "10.77.0.11:80", "-x", "0", "-y", "0")

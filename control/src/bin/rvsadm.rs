@@ -61,6 +61,11 @@ Options:
   --ipip         -i                   ipip encapsulation (tunneling) [not supported yet]
   --masquerading -m                   masquerading (NAT)           [not supported yet]
   --weight       -w weight            capacity of real server
+  --u-threshold  -x uthreshold        upper threshold of connections
+  --l-threshold  -y lthreshold        lower threshold of connections
+  --sched-flags  -b flag[,flag]       scheduler flags (sh-fallback, sh-port, mh-fallback, mh-port)
+  --thresholds                        output of thresholds information
+  --persistent-conn                   output of persistent connection info
   --connection   -c                   output of current IPVS connections
   --timeout                           output of timeout (tcp tcpfin udp)
   --numeric      -n                   numeric output of addresses and ports (always on)
@@ -107,6 +112,9 @@ struct Args {
     forward: Option<String>,
     set: Vec<u32>,
     socket: Option<PathBuf>,
+    upper: Option<u32>,
+    lower: Option<u32>,
+    columns: Option<ipvsadm_fmt::Columns>,
     interval: Option<f64>,
     count: Option<u32>,
 }
@@ -252,8 +260,25 @@ fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), String> 
         "Z" | "zero" => Err(unsupported("-Z (zero counters)")),
         "f" | "fwmark-service" => Err(unsupported("-f (firewall-mark services)")),
         "6" | "ipv6" => Err(unsupported("-6 (IPv6)")),
-        "x" | "u-threshold" | "y" | "l-threshold" => Err(unsupported("-x/-y (connection thresholds)")),
-        "stats" | "rate" | "thresholds" | "persistent-conn" | "sort" => Err(unsupported(&format!("--{name}"))),
+        "x" | "u-threshold" => {
+            let v = value(it, "-x")?;
+            a.upper = Some(v.parse().map_err(|_| format!("illegal upper threshold '{v}'"))?);
+            Ok(())
+        }
+        "y" | "l-threshold" => {
+            let v = value(it, "-y")?;
+            a.lower = Some(v.parse().map_err(|_| format!("illegal lower threshold '{v}'"))?);
+            Ok(())
+        }
+        "thresholds" => {
+            a.columns = Some(ipvsadm_fmt::Columns::Thresholds);
+            Ok(())
+        }
+        "persistent-conn" => {
+            a.columns = Some(ipvsadm_fmt::Columns::PersistentConn);
+            Ok(())
+        }
+        "stats" | "rate" | "sort" => Err(unsupported(&format!("--{name}"))),
         "start-daemon" | "stop-daemon" | "daemon" | "mcast-interface" | "syncid" => {
             Err(unsupported("connection synchronisation (--start-daemon, --stop-daemon, --daemon)"))
         }
@@ -271,7 +296,7 @@ fn parse(argv: &[String]) -> Result<Args, String> {
         } else if let Some(shorts) = arg.strip_prefix('-').filter(|s| !s.is_empty()) {
             let letters: Vec<char> = shorts.chars().collect();
             for (k, c) in letters.iter().enumerate() {
-                let takes_value = matches!(c, 't' | 'u' | 'r' | 'w' | 's' | 'M' | 'b' | 'z' | 'p');
+                let takes_value = matches!(c, 't' | 'u' | 'r' | 'w' | 's' | 'M' | 'b' | 'z' | 'p' | 'x' | 'y');
                 if takes_value && k + 1 != letters.len() {
                     // `-t10.0.0.1:80` style: the rest of the word is the value.
                     let rest: String = letters[k + 1..].iter().collect();
@@ -309,6 +334,7 @@ fn request(a: &Args) -> Result<Request, String> {
     Ok(match cmd {
         Cmd::List if a.timeout => Request::GetTimeouts,
         Cmd::List if a.connections => Request::ListConnections,
+        Cmd::List if a.columns == Some(ipvsadm_fmt::Columns::PersistentConn) => Request::ListServicesWithTemplates,
         Cmd::List => Request::ListServices,
         Cmd::Stats | Cmd::Top => Request::Stats,
         Cmd::Save => Request::Save,
@@ -330,7 +356,15 @@ fn request(a: &Args) -> Result<Request, String> {
         Cmd::AddServer | Cmd::EditServer | Cmd::DeleteServer => {
             let (proto, vip) = a.service.clone().ok_or("service address not specified (-t or -u)")?;
             let rs = a.server.clone().ok_or("real server address not specified (-r)")?;
-            let spec = ServerSpec { proto, vip, rs, weight: a.weight, forward: a.forward.clone() };
+            let spec = ServerSpec {
+                proto,
+                vip,
+                rs,
+                weight: a.weight,
+                forward: a.forward.clone(),
+                upper_threshold: a.upper,
+                lower_threshold: a.lower,
+            };
             match cmd {
                 Cmd::AddServer => Request::AddServer(spec),
                 Cmd::EditServer => Request::EditServer(spec),
@@ -342,9 +376,9 @@ fn request(a: &Args) -> Result<Request, String> {
 }
 
 /// The text to print for an answer, or the error message.
-fn render(resp: Response) -> Result<String, String> {
+fn render(resp: Response, columns: ipvsadm_fmt::Columns) -> Result<String, String> {
     Ok(match resp {
-        Response::Services { table_size, services } => ipvsadm_fmt::list_services(table_size, &services),
+        Response::Services { table_size, services } => ipvsadm_fmt::list_services_with(table_size, &services, columns),
         Response::Connections(c) => ipvsadm_fmt::list_connections(&c),
         Response::Timeouts { tcp, tcpfin, udp } => format!("Timeout (tcp tcpfin udp): {tcp} {tcpfin} {udp}\n"),
         Response::Rules(text) => text,
@@ -408,7 +442,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match api::call(&socket, &req).map_err(|e| format!("{prog}: {e}")).and_then(render) {
+    let columns = args.columns.unwrap_or(ipvsadm_fmt::Columns::Plain);
+    match api::call(&socket, &req).map_err(|e| format!("{prog}: {e}")).and_then(|r| render(r, columns)) {
         Ok(text) => {
             // A closed pipe (`rvsadm -L -n | head`) is not an error worth a panic.
             let _ = std::io::stdout().lock().write_all(text.as_bytes());
@@ -475,7 +510,7 @@ fn restore(prog: &str, socket: &std::path::Path) -> ExitCode {
                 request(&a)
             })
             .and_then(|req| api::call(socket, &req).map_err(|e| e.to_string()))
-            .and_then(render);
+            .and_then(|r| render(r, ipvsadm_fmt::Columns::Plain));
         if let Err(e) = result {
             eprintln!("{prog}: line {}: {line}: {e}", n + 1);
             return ExitCode::from(1);
@@ -532,6 +567,7 @@ mod tests {
         assert!(args("-q").unwrap_err().contains("invalid option"));
         assert!(args("--bogus").unwrap_err().contains("unrecognized option"));
         assert!(args("-Z").unwrap_err().contains("not supported yet"));
+        assert!(args("-a -t 1.2.3.4:80 -r 1.2.3.5 -x many").unwrap_err().contains("illegal upper threshold"));
         assert!(args("--start-daemon master").unwrap_err().contains("not supported yet"));
         assert!(request(&args("-a -t 1.2.3.4:80").unwrap()).unwrap_err().contains("real server"));
         assert!(request(&args("-A -s rr").unwrap()).unwrap_err().contains("service address"));
