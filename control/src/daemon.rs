@@ -111,7 +111,11 @@ struct WorkerHandle {
 /// [`StartError`] if anything fails before the data plane is up.
 pub fn run(config: Config) -> Result<(), StartError> {
     plan::check_kernel_ifaces(&config, Path::new("/sys/class/net"))?;
-    let args = plan::eal_args(&config);
+    let mut args = plan::eal_args(&config);
+    // The exception path: one TAP per interface, named like the interface.
+    for (i, c) in config.interfaces.iter().enumerate() {
+        args.push(format!("--vdev=net_tap{i},iface={}", c.name));
+    }
     let eal = Eal::init(&args).map_err(|source| StartError::Eal { args: args[1..].join(" "), source })?;
     let lcores = config.dataplane.worker_lcores.clone();
     let n = lcores.len();
@@ -132,6 +136,18 @@ pub fn run(config: Config) -> Result<(), StartError> {
         ports.push(port);
     }
     let port_ids: Vec<_> = ports.iter().map(Port::id).collect();
+    let mut taps = Vec::new();
+    for (i, c) in config.interfaces.iter().enumerate() {
+        let name = format!("net_tap{i}");
+        let port_err = |source| StartError::Port { name: format!("{} (exception path {name})", c.name), source };
+        let id = Port::by_name(&name).map_err(port_err)?;
+        let conf = PortConfig { rx_queues: n as u16, tx_queues: n as u16, rx_desc: 512, tx_desc: 512 };
+        let mut tap = Port::configure(id, &conf, &pool).map_err(port_err)?;
+        tap.start().map_err(port_err)?;
+        configure_kernel_side(c, &macs[i]).map_err(|source| StartError::Socket { path: format!("exception path {}", c.name), source })?;
+        eprintln!("rvsd: {}: exception path up (kernel interface {} {}/{})", c.name, c.name, c.addr, c.prefix_len);
+        taps.push(tap);
+    }
 
     // rings[i][j]: worker i -> worker j.
     let mut rings: Vec<Vec<Option<Arc<MbufRing>>>> = vec![vec![None; n]; n];
@@ -161,29 +177,37 @@ pub fn run(config: Config) -> Result<(), StartError> {
         let q = QueueId(wi as u16);
         let mut rx = Vec::new();
         let mut tx = Vec::new();
-        for (p, i) in ports.iter().zip(&config.interfaces) {
+        let mut tap_rx = Vec::new();
+        let mut tap_tx = Vec::new();
+        for ((p, t), i) in ports.iter().zip(&taps).zip(&config.interfaces) {
             let port_err = |source| StartError::Port { name: i.name.clone(), source };
             rx.push(p.rx_queue(q).map_err(port_err)?);
             tx.push(p.tx_queue(q).map_err(port_err)?);
+            tap_rx.push(Some(t.rx_queue(q).map_err(port_err)?));
+            tap_tx.push(Some(t.tx_queue(q).map_err(port_err)?));
         }
+        let mut pipeline = Pipeline::new(
+            Arc::clone(&tables),
+            Arc::clone(&neigh_map),
+            config.dataplane.session_capacity,
+            seed(lcore),
+            wi as u16,
+            n as u16,
+        );
+        pipeline.enable_punt();
         let shared = Arc::new(WorkerShared::new(MAX_REAL_SERVERS));
         let (req_tx, req_rx) = bounded(64);
         let worker = Worker {
             rx,
             tx,
             port_ids: port_ids.clone(),
+            tap_rx,
+            tap_tx,
             redirect_out: rings[wi].clone(),
             redirect_in: rings.iter().filter_map(|row| row[wi].clone()).collect(),
             events: events_tx.clone(),
             pool: Arc::clone(&pool),
-            pipeline: Pipeline::new(
-                Arc::clone(&tables),
-                Arc::clone(&neigh_map),
-                config.dataplane.session_capacity,
-                seed(lcore),
-                wi as u16,
-                n as u16,
-            ),
+            pipeline,
             shared: Arc::clone(&shared),
             requests: req_rx,
             idle: match config.dataplane.idle {
@@ -269,6 +293,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     }
     eal.wait_all();
     let mut ports = std::mem::take(&mut control.ports);
+    ports.extend(taps);
     drop(control);
     for (p, i) in ports.iter_mut().zip(0..) {
         if let Err(e) = p.stop() {
@@ -905,6 +930,39 @@ enum Change {
 
 fn proto_name(p: u8) -> &'static str {
     if p == 17 { "UDP" } else { "TCP" }
+}
+
+/// Gives the kernel side of an interface's exception path the interface's
+/// MAC and address (and its gateway), so replies to the appliance's own
+/// traffic come back to the port and the kernel's view matches the wire.
+fn configure_kernel_side(c: &crate::config::InterfaceConfig, mac: &MacAddr) -> std::io::Result<()> {
+    // rvs forwards no IPv6 yet: keep the kernel from sending any.
+    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", c.name), "1");
+    // An af_packet port shares its frames with the kernel's own interface:
+    // keep that kernel interface from answering for the exception path's
+    // address (ARP) or accepting its traffic (strict reverse-path filter),
+    // or the kernel would see every such packet twice. NIC ports bound to
+    // DPDK need none of this.
+    if let Some(iface) = c.kernel_iface() {
+        let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{iface}/arp_ignore"), "8");
+        let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{iface}/rp_filter"), "1");
+    }
+    let ip = |args: &[&str]| -> std::io::Result<()> {
+        let out = std::process::Command::new("ip").args(args).output()?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim())))
+        }
+    };
+    let mac = fmt_mac(mac);
+    ip(&["link", "set", "dev", &c.name, "address", &mac])?;
+    ip(&["link", "set", "dev", &c.name, "up"])?;
+    ip(&["addr", "replace", &format!("{}/{}", c.addr, c.prefix_len), "dev", &c.name])?;
+    if let Some(gw) = c.gateway {
+        ip(&["route", "replace", "default", "via", &gw.to_string(), "dev", &c.name])?;
+    }
+    Ok(())
 }
 
 fn seed(lcore: u32) -> u64 {

@@ -42,11 +42,13 @@ pub enum DropReason {
     ArpNotForUs,
     /// The ring to the worker owning the session was full.
     RedirectFull,
+    /// The exception path (TAP to the kernel) was missing or full.
+    PuntFull,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 17;
 
     /// All reasons, in discriminant order.
     pub const ALL: [Self; Self::COUNT] = [
@@ -66,6 +68,7 @@ impl DropReason {
         Self::MultiSegment,
         Self::ArpNotForUs,
         Self::RedirectFull,
+        Self::PuntFull,
     ];
 
     /// Stable snake_case name (metrics label, listings).
@@ -88,6 +91,7 @@ impl DropReason {
             Self::MultiSegment => "multi_segment",
             Self::ArpNotForUs => "arp_not_for_us",
             Self::RedirectFull => "redirect_full",
+            Self::PuntFull => "punt_full",
         }
     }
 }
@@ -117,6 +121,8 @@ pub struct Counters {
     pub redirected_out: u64,
     /// Packets received from other workers' rings.
     pub redirected_in: u64,
+    /// Packets handed to the kernel (exception path).
+    pub punted: u64,
 }
 
 impl Counters {

@@ -96,6 +96,8 @@ pub struct WorkerShared {
     pub redirected_out: AtomicU64,
     /// Packets taken from other workers' rings.
     pub redirected_in: AtomicU64,
+    /// Packets handed to the kernel (exception path).
+    pub punted: AtomicU64,
     /// Generation of the tables in force.
     pub generation: AtomicU64,
 }
@@ -121,6 +123,7 @@ impl WorkerShared {
             polls: AtomicU64::new(0),
             redirected_out: AtomicU64::new(0),
             redirected_in: AtomicU64::new(0),
+            punted: AtomicU64::new(0),
             generation: AtomicU64::new(0),
         }
     }
@@ -176,6 +179,11 @@ pub struct Worker {
     pub tx: Vec<TxQueue>,
     /// DPDK id of each port, in port order.
     pub port_ids: Vec<PortId>,
+    /// This worker's RX queue on each port's exception-path TAP (frames the
+    /// kernel sends out through that port), if the port has one.
+    pub tap_rx: Vec<Option<RxQueue>>,
+    /// This worker's TX queue on each port's TAP (frames punted to the kernel).
+    pub tap_tx: Vec<Option<TxQueue>>,
     /// Ring to each other worker (`None` at this worker's own index).
     pub redirect_out: Vec<Option<Arc<MbufRing>>>,
     /// Rings from the other workers.
@@ -204,6 +212,7 @@ impl Worker {
         let mut rx = MbufBatch::new();
         let mut tx: Vec<MbufBatch> = self.tx.iter().map(|_| MbufBatch::new()).collect();
         let mut redir: Vec<MbufBatch> = self.redirect_out.iter().map(|_| MbufBatch::new()).collect();
+        let mut punt: Vec<MbufBatch> = self.tap_tx.iter().map(|_| MbufBatch::new()).collect();
         let mut last_house = Millis(0);
         let mut last_publish = Millis(0);
         let mut empty_run: u32 = 0;
@@ -215,7 +224,21 @@ impl Worker {
             for port in 0..self.rx.len() {
                 got += self.rx[port].rx_burst(&mut rx);
                 for m in rx.drain() {
-                    self.handle(m, port as u16, now, &mut tx, &mut redir);
+                    self.handle(m, port as u16, now, &mut tx, &mut redir, &mut punt);
+                }
+            }
+            // Kernel -> wire: frames the exception path's kernel side sends
+            // leave through the port as they are.
+            for port in 0..self.tap_rx.len() {
+                let Some(q) = self.tap_rx[port].as_mut() else { continue };
+                got += q.rx_burst(&mut rx);
+                for m in rx.drain() {
+                    if tx[port].is_full() {
+                        flush(&mut self.tx[port], &mut tx[port], &mut self.pipeline);
+                    }
+                    if tx[port].push(m).is_err() {
+                        self.pipeline.counters.drop(DropReason::TxFull);
+                    }
                 }
             }
             for ring in 0..self.redirect_in.len() {
@@ -226,10 +249,11 @@ impl Worker {
                     let Some(port) = self.port_ids.iter().position(|p| *p == m.port()) else {
                         continue;
                     };
-                    self.handle(m, port as u16, now, &mut tx, &mut redir);
+                    self.handle(m, port as u16, now, &mut tx, &mut redir, &mut punt);
                 }
             }
             self.flush_all(&mut tx, &mut redir);
+            self.flush_punted(&mut punt);
             polls += 1;
             if got == 0 {
                 empty_polls += 1;
@@ -257,7 +281,7 @@ impl Worker {
 
     /// One frame through the pipeline, into a TX or redirect batch.
     #[inline]
-    fn handle(&mut self, mut m: Mbuf, port: u16, now: Millis, tx: &mut [MbufBatch], redir: &mut [MbufBatch]) {
+    fn handle(&mut self, mut m: Mbuf, port: u16, now: Millis, tx: &mut [MbufBatch], redir: &mut [MbufBatch], punt: &mut [MbufBatch]) {
         if m.nb_segs() != 1 {
             self.pipeline.counters.rx_packets += 1;
             self.pipeline.counters.drop(DropReason::MultiSegment);
@@ -283,7 +307,35 @@ impl Worker {
                     _ => self.pipeline.counters.drop(DropReason::RedirectFull),
                 }
             }
+            Verdict::Punt => {
+                let p = usize::from(port);
+                if punt.get(p).is_some_and(MbufBatch::is_full) {
+                    self.flush_punt(p, &mut punt[p]);
+                }
+                match punt.get_mut(p).map(|b| b.push(m)) {
+                    Some(Ok(())) => self.pipeline.counters.punted += 1,
+                    _ => self.pipeline.counters.drop(DropReason::PuntFull),
+                }
+            }
             Verdict::Consumed | Verdict::Drop(_) => {}
+        }
+    }
+
+    fn flush_punted(&mut self, punt: &mut [MbufBatch]) {
+        for (p, batch) in punt.iter_mut().enumerate() {
+            if !batch.is_empty() {
+                self.flush_punt(p, batch);
+            }
+        }
+    }
+
+    /// Hands punted frames to the port's TAP; what it does not take is dropped.
+    fn flush_punt(&mut self, port: usize, batch: &mut MbufBatch) {
+        if let Some(Some(q)) = self.tap_tx.get_mut(port) {
+            q.tx_burst(batch);
+        }
+        for _ in batch.drain() {
+            self.pipeline.counters.drop(DropReason::PuntFull);
         }
     }
 
@@ -398,6 +450,7 @@ impl Worker {
         s.empty_polls.store(empty_polls, Ordering::Relaxed);
         s.redirected_out.store(c.redirected_out, Ordering::Relaxed);
         s.redirected_in.store(c.redirected_in, Ordering::Relaxed);
+        s.punted.store(c.punted, Ordering::Relaxed);
     }
 }
 

@@ -90,6 +90,10 @@ pub enum Verdict {
     },
     /// The frame was used up (learned from); free it.
     Consumed,
+    /// Hand the frame to the kernel through the interface's exception path
+    /// (a TAP device carrying the interface's address): traffic for the
+    /// appliance itself that the load balancer does not consume.
+    Punt,
     /// Free the frame and count the reason.
     Drop(DropReason),
 }
@@ -235,6 +239,8 @@ pub struct Pipeline {
     session_template: Vec<TemplateSlot>,
     worker: u16,
     workers: u16,
+    /// Whether an exception path exists (rvsd: one TAP per interface).
+    punt: bool,
     /// This worker's counters.
     pub counters: Counters,
     /// Connections of a persistent service scheduled without a template
@@ -263,6 +269,7 @@ impl Pipeline {
             templates_full: 0,
             worker,
             workers: workers.max(1),
+            punt: false,
             tables: Arc::clone(&tables),
         };
         p.adopt(&tables);
@@ -337,6 +344,27 @@ impl Pipeline {
             l.bound(&c);
         }
         self.rs_limits = limits;
+    }
+
+    /// Turns on the exception path: traffic for the interface addresses
+    /// that the load balancer does not consume goes to the kernel
+    /// ([`Verdict::Punt`]) instead of being dropped.
+    pub fn enable_punt(&mut self) {
+        self.punt = true;
+    }
+
+    fn is_interface_addr(&self, ip: [u8; 4]) -> bool {
+        self.tables.interfaces.iter().any(|i| i.addr == ip)
+    }
+
+    /// `Punt` for an interface address when the exception path is on, else
+    /// the drop.
+    fn punt_or(&self, dst: [u8; 4], reason: DropReason) -> Verdict {
+        if self.punt && self.is_interface_addr(dst) {
+            Verdict::Punt
+        } else {
+            Verdict::Drop(reason)
+        }
     }
 
     /// Neighbour events since the last call, for control.
@@ -443,7 +471,7 @@ impl Pipeline {
             ipv4::PROTO_TCP => {}
             ipv4::PROTO_ICMP => return self.handle_icmp(l2, l3, in_port),
             _ => {
-                return Verdict::Drop(if self.tables.owns(dst) { DropReason::UnsupportedL4 } else { DropReason::NotForUs });
+                return self.punt_or(dst, if self.tables.owns(dst) { DropReason::UnsupportedL4 } else { DropReason::NotForUs });
             }
         }
         if ip.is_fragment() {
@@ -498,7 +526,7 @@ impl Pipeline {
             }
             return Verdict::Drop(DropReason::NoSession);
         }
-        Verdict::Drop(if self.tables.owns(dst) { DropReason::NoService } else { DropReason::NotForUs })
+        self.punt_or(dst, if self.tables.owns(dst) { DropReason::NoService } else { DropReason::NotForUs })
     }
 
     fn is_reusable(&self, slot: SlotId) -> bool {
@@ -641,6 +669,10 @@ impl Pipeline {
         let Ok(mut ip) = ipv4::Packet::new_checked(&mut *l3) else {
             return Verdict::Drop(DropReason::Malformed);
         };
+        if self.punt && self.is_interface_addr(ip.dst()) {
+            // Pings and ICMP for the appliance's own address are the kernel's.
+            return Verdict::Punt;
+        }
         if !self.tables.owns(ip.dst()) {
             return Verdict::Drop(DropReason::NotForUs);
         }
@@ -682,7 +714,12 @@ impl Pipeline {
             self.report(NeighEvent::Learned(NeighEntry { ip: sip, mac: smac, port: in_port }));
         }
         if op != arp::OP_REQUEST || !self.tables.owns(tip) {
-            return if op == arp::OP_REPLY && on_link { Verdict::Consumed } else { Verdict::Drop(DropReason::ArpNotForUs) };
+            return match (op == arp::OP_REPLY && on_link, self.punt) {
+                // The kernel resolves its own neighbours: it needs the replies too.
+                (true, true) => Verdict::Punt,
+                (true, false) => Verdict::Consumed,
+                _ => Verdict::Drop(DropReason::ArpNotForUs),
+            };
         }
         let own = self.port_mac(in_port);
         arp::Packet::new_unchecked(&mut *l3).emit(arp::OP_REPLY, own, tip, smac, sip);

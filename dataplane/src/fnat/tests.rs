@@ -629,3 +629,26 @@ fn every_policy_schedules_through_the_pipeline() {
         assert_eq!(seen.len(), want, "{}: {seen:?}", kind.name());
     }
 }
+
+#[test]
+fn exception_path_takes_what_is_for_the_appliance_itself() {
+    let mut p = ready((5000, 5100), 16);
+    // Without an exception path: TCP to the interface address is dropped.
+    let mut f = tcp_frame(CLIENT_MAC, CLIENT, Endpoint::new(LB, 22), tcp::SYN, b"");
+    assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Drop(DropReason::NoService));
+    p.enable_punt();
+    let mut f = tcp_frame(CLIENT_MAC, CLIENT, Endpoint::new(LB, 22), tcp::SYN, b"");
+    assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Punt);
+    // ARP replies reach the kernel too; requests for owned addresses are still answered here.
+    let mut f = arp_frame(arp::OP_REPLY, RS1_MAC, RS1.ip, LB);
+    assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Punt);
+    let mut f = arp_frame(arp::OP_REQUEST, CLIENT_MAC, CLIENT.ip, LB);
+    assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Forward { port: 0 });
+    // The VIP's services and addresses not ours are unchanged.
+    let mut f = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::SYN, b"");
+    assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Forward { port: 0 });
+    let mut f = tcp_frame(CLIENT_MAC, CLIENT, Endpoint::new(VIP.ip, 81), tcp::SYN, b"");
+    assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Drop(DropReason::NoService));
+    let mut f = tcp_frame(CLIENT_MAC, CLIENT, Endpoint::new([10, 77, 0, 50], 80), tcp::SYN, b"");
+    assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Drop(DropReason::NotForUs));
+}
