@@ -35,6 +35,7 @@ use crate::config::{self, Config, Forward, IdlePolicy, RealServerConfig, Service
 use dataplane::sched::{SchedFlags, SchedKind};
 use dataplane::tables::{Persistence, Thresholds};
 use crate::ipvsadm_fmt;
+use crate::health::{self, Checker, OnFail};
 use crate::metrics;
 use crate::neigh::NeighTable;
 use crate::plan::{self, Registry};
@@ -244,6 +245,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         config.metrics.map(|a| format!(", metrics http://{a}/metrics")).unwrap_or_default()
     );
     let socket_path = config.socket.clone();
+    let (health_tx, health_rx) = bounded(1024);
     let mut control = Control {
         config,
         registry,
@@ -254,7 +256,12 @@ pub fn run(config: Config) -> Result<(), StartError> {
         events: events_rx,
         ports,
         last_reload: None,
+        health_tx,
+        health_rx,
+        checkers: std::collections::HashMap::new(),
+        down: std::collections::HashSet::new(),
     };
+    control.sync_checkers();
     let mut printed: Option<(Instant, crate::top::Reading)> = None;
     while !stop.load(Ordering::Relaxed) {
         if let Some(every) = control.config.print_interval {
@@ -317,11 +324,98 @@ struct Control {
     ports: Vec<Port>,
     /// Last reload: applied?, when (Unix seconds).
     last_reload: Option<(bool, f64)>,
+    health_tx: Sender<health::Change>,
+    health_rx: Receiver<health::Change>,
+    /// One health checker per checked (service, real server).
+    checkers: std::collections::HashMap<((SocketAddrV4, u8), SocketAddrV4), Checker>,
+    /// Real servers their health check found down.
+    down: std::collections::HashSet<((SocketAddrV4, u8), SocketAddrV4)>,
 }
 
+type ServiceKey = (SocketAddrV4, u8);
+
 impl Control {
+    /// Starts checkers for checked servers that lack one and stops those
+    /// of servers or checks that are gone.
+    fn sync_checkers(&mut self) {
+        let mut wanted = std::collections::HashSet::new();
+        for s in &self.config.services {
+            let key: ServiceKey = (s.vip, s.proto);
+            let Some(check) = self.config.health.get(&key) else { continue };
+            for r in &s.real_servers {
+                wanted.insert((key, r.addr));
+                if !self.checkers.contains_key(&(key, r.addr)) {
+                    let c = health::spawn(check.clone(), key, r.addr, self.health_tx.clone());
+                    self.checkers.insert((key, r.addr), c);
+                }
+            }
+        }
+        self.checkers.retain(|k, _| wanted.contains(k));
+        self.down.retain(|k| wanted.contains(k));
+    }
+
+    /// The config as the data plane should see it: servers found down are
+    /// inhibited (weight 0) or removed, and a service with none left up
+    /// uses its sorry server.
+    fn effective_config(&self) -> Config {
+        let mut c = self.config.clone();
+        for s in &mut c.services {
+            let key: ServiceKey = (s.vip, s.proto);
+            let Some(check) = self.config.health.get(&key) else { continue };
+            let all_down = !s.real_servers.is_empty() && s.real_servers.iter().all(|r| self.down.contains(&(key, r.addr)));
+            match check.on_fail {
+                OnFail::Inhibit => {
+                    for r in &mut s.real_servers {
+                        if self.down.contains(&(key, r.addr)) {
+                            r.weight = 0;
+                        }
+                    }
+                }
+                OnFail::Remove => s.real_servers.retain(|r| !self.down.contains(&(key, r.addr))),
+            }
+            if all_down {
+                if let Some(sorry) = check.sorry_server {
+                    if check.on_fail == OnFail::Inhibit {
+                        s.real_servers.retain(|r| r.addr == sorry);
+                    }
+                    if !s.real_servers.iter().any(|r| r.addr == sorry) {
+                        s.real_servers.push(RealServerConfig { addr: sorry, weight: 1 });
+                    }
+                }
+            }
+        }
+        c
+    }
+
     /// Drains worker events and sends due ARP requests.
     fn tick(&mut self) {
+        let mut health_changed = false;
+        while let Ok(ch) = self.health_rx.try_recv() {
+            if !self.checkers.contains_key(&(ch.service, ch.server)) {
+                continue; // a checker stopped since
+            }
+            let key = (ch.service, ch.server);
+            let was_down = self.down.contains(&key);
+            if ch.up && was_down {
+                self.down.remove(&key);
+            } else if !ch.up && !was_down {
+                self.down.insert(key);
+            } else {
+                continue;
+            }
+            health_changed = true;
+            eprintln!(
+                "rvsd: health: real server {} of {}/{} is {} ({})",
+                ch.server,
+                proto_name(ch.service.1),
+                ch.service.0,
+                if ch.up { "UP" } else { "DOWN" },
+                ch.detail
+            );
+        }
+        if health_changed {
+            self.publish_tables();
+        }
         let now = Instant::now();
         let mut changed = false;
         while let Ok(e) = self.events.try_recv() {
@@ -351,10 +445,13 @@ impl Control {
         }
     }
 
-    /// Builds the next tables snapshot from the live config and sends it.
+    /// Builds the next tables snapshot from the live config (as health
+    /// checks leave it) and sends it.
     fn publish_tables(&mut self) {
+        self.sync_checkers();
         self.generation += 1;
-        let t = Arc::new(plan::tables(&self.config, &self.macs, &mut self.registry, self.generation));
+        let effective = self.effective_config();
+        let t = Arc::new(plan::tables(&effective, &self.macs, &mut self.registry, self.generation));
         self.broadcast(|| WorkerRequest::Tables(Arc::clone(&t)));
     }
 
@@ -710,7 +807,8 @@ impl Control {
         let load = |v: &[AtomicU32], i: usize| v.get(i).map_or(0, |x| u64::from(x.load(Ordering::Relaxed)));
         let mut servers = Vec::new();
         let mut services = Vec::new();
-        for svc in &self.config.services {
+        let effective = self.effective_config();
+        for svc in &effective.services {
             let label = format!("{}/{}", proto_name(svc.proto), svc.vip);
             for r in &svc.real_servers {
                 let idx = self.registry.server_index(svc.vip, svc.proto, r.addr);
@@ -721,6 +819,7 @@ impl Control {
                     self.workers.iter().map(|w| w.shared.rs_created.get(i).map_or(0, |c| c.load(Ordering::Relaxed))).sum()
                 });
                 servers.push(metrics::ServerSample {
+                    up: !self.down.contains(&((svc.vip, svc.proto), r.addr)),
                     service: label.clone(),
                     server: r.addr.to_string(),
                     weight: r.weight,
@@ -789,8 +888,8 @@ impl Control {
         self.refresh();
         let load = |v: &[AtomicU32], i: usize| v.get(i).map_or(0, |x| u64::from(x.load(Ordering::Relaxed)));
         let persist = if templates { self.template_counts() } else { Vec::new() };
-        let services = self
-            .config
+        let effective = self.effective_config();
+        let services = effective
             .services
             .iter()
             .map(|s| {

@@ -10,3 +10,4 @@ pub mod daemon;
 pub mod neigh;
 pub mod metrics;
 pub mod top;
+pub mod health;

@@ -77,6 +77,8 @@ pub struct ServerSample {
     pub inactive: u64,
     /// Connections ever scheduled to it.
     pub connections: u64,
+    /// Its health check finds it up (or it is not checked).
+    pub up: bool,
 }
 
 /// Everything one scrape shows.
@@ -201,12 +203,14 @@ pub fn render(s: &Snapshot) -> Result<String, RenderError> {
     let inactive = gauge(&reg, "rvs_real_server_inactive_connections", "Other connections to a real server (ipvsadm InActConn).", &rs)?;
     let weight = gauge(&reg, "rvs_real_server_weight", "A real server's configured weight.", &rs)?;
     let conns = counter(&reg, "rvs_real_server_connections_total", "Connections scheduled to a real server.", &rs)?;
+    let up = gauge(&reg, "rvs_real_server_up", "1 if the real server's health check finds it up (or it is not checked).", &rs)?;
     for x in &s.servers {
         let l = [x.service.as_str(), x.server.as_str()];
         active.with_label_values(&l).set(clamp(x.active));
         inactive.with_label_values(&l).set(clamp(x.inactive));
         weight.with_label_values(&l).set(i64::from(x.weight));
         conns.with_label_values(&l).inc_by(x.connections);
+        up.with_label_values(&l).set(i64::from(x.up));
     }
     let svc = gauge(&reg, "rvs_service_info", "1 for each virtual service configured.", &["service"])?;
     for name in &s.services {
@@ -244,7 +248,7 @@ mod tests {
                 ..WorkerSample::default()
             }],
             ports: vec![PortSample { name: "dpdk0".into(), basic: [1, 2, 3, 4, 0, 0, 0, 0], link_up: true, xstats: vec![("rx_good_packets".into(), 1)] }],
-            servers: vec![ServerSample { service: "TCP/10.0.0.1:80".into(), server: "10.0.0.2:80".into(), weight: 1, active: 2, inactive: 3, connections: 7 }],
+            servers: vec![ServerSample { service: "TCP/10.0.0.1:80".into(), server: "10.0.0.2:80".into(), weight: 1, active: 2, inactive: 3, connections: 7, up: true }],
             services: vec!["TCP/10.0.0.1:80".into()],
             neighbours: vec![("reachable", 2)],
             routes: 1,

@@ -185,6 +185,7 @@ fn service(config: &Config, s: &ServiceConfig, registry: &mut Registry) -> Servi
             weight: r.weight,
             index: registry.server(s.vip, s.proto, r.addr),
             thresholds: opts.thresholds.get(&r.addr).copied().unwrap_or_default(),
+            forward: opts.forward_of(r.addr, s.forward),
         })
         .collect();
     let members: Vec<Member> = servers
@@ -282,6 +283,19 @@ mod tests {
         assert_eq!((plain.services[0].persistence, plain.services[0].sched_flags), (None, dataplane::sched::SchedFlags::NONE));
         let dataplane::sched::SchedTable::Maglev(m) = &plain.services[0].sched_table else { panic!() };
         assert_eq!(m.len(), 251, "default size");
+    }
+
+    #[test]
+    fn forwarding_methods_reach_the_snapshot_per_server() {
+        let mut cfg = lab();
+        let (vip, rs2) = (cfg.services[0].vip, cfg.services[0].real_servers[1].addr);
+        cfg.services[0].forward = crate::config::Forward::Dr;
+        cfg.service_options_mut(vip, 6).forwards.insert(rs2, crate::config::Forward::Nat);
+        let t = tables(&cfg, &[], &mut Registry::default(), 1);
+        let f: Vec<_> = t.services[0].servers.iter().map(|r| r.forward).collect();
+        assert_eq!(f, vec![dataplane::tables::Forward::Dr, dataplane::tables::Forward::Nat]);
+        assert_eq!(t.nat_service_of(t.services[0].servers[1].addr, 6), Some(0));
+        assert_eq!(t.nat_service_of(t.services[0].servers[0].addr, 6), None, "a DR server is no NAT server");
     }
 
     #[test]

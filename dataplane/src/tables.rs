@@ -47,6 +47,36 @@ pub struct Thresholds {
     pub lower: u32,
 }
 
+/// How packets reach a real server (ipvsadm's `-g`/`-m`/`-i`, plus FULLNAT).
+///
+/// | mode | toward the RS | the RS replies | appliance sees |
+/// |---|---|---|---|
+/// | FULLNAT | `laddr:lport → rs:port` | to the local address | both directions |
+/// | NAT (`-m`) | `client:cport → rs:port` | through the appliance (its gateway) | both directions |
+/// | DR (`-g`) | unchanged, only the destination MAC | straight to the client, from the VIP | client side only |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Forward {
+    /// Both addresses rewritten (client → local address, VIP → RS).
+    #[default]
+    FullNat,
+    /// Masquerading: destination rewritten to the RS, replies' source back to the VIP.
+    Nat,
+    /// Direct routing (gatewaying): the frame goes to the RS's MAC, IP unchanged.
+    Dr,
+}
+
+impl Forward {
+    /// The word ipvsadm prints in its Forward column.
+    #[must_use]
+    pub fn column(self) -> &'static str {
+        match self {
+            Self::FullNat => "FullNat",
+            Self::Nat => "Masq",
+            Self::Dr => "Route",
+        }
+    }
+}
+
 /// A real server of a service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RealServer {
@@ -58,6 +88,8 @@ pub struct RealServer {
     pub index: u16,
     /// Connection thresholds.
     pub thresholds: Thresholds,
+    /// Forwarding method.
+    pub forward: Forward,
 }
 
 /// Persistence of a service (`ipvsadm -p [timeout] -M netmask`): new
@@ -139,6 +171,16 @@ impl Tables {
     #[must_use]
     pub fn service_at(&self, vip: Endpoint, proto: u8) -> Option<usize> {
         self.services.iter().position(|s| s.vip == vip && s.proto == proto)
+    }
+
+    /// The service whose NAT real server `rs` is, for `proto`: the owner of
+    /// a NAT reply (`rs → client`) that missed a worker's session table is
+    /// the owner of `client → that service's VIP`. The first match wins (an
+    /// RS address and port in two NAT services of one protocol is refused by
+    /// configuration validation). Cold path: a linear scan.
+    #[must_use]
+    pub fn nat_service_of(&self, rs: Endpoint, proto: u8) -> Option<usize> {
+        self.services.iter().position(|s| s.proto == proto && s.servers.iter().any(|r| r.addr == rs && r.forward == Forward::Nat))
     }
 
     /// The index of the local address `ip`.

@@ -558,3 +558,87 @@ class HeldConnections:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+# --------------------------------------------------------------------------
+# UDP echo servers and clients (test_udp, test_nat, test_dr)
+
+# Answers every datagram with "NAME SOURCE-IP PAYLOAD" to its sender, from
+# the address it was sent to (IP_PKTINFO), so a server bound to 0.0.0.0
+# answers a DR datagram from the VIP.
+UDP_ECHO = r"""
+import socket, struct, sys
+IP_PKTINFO = 8  # linux/in.h (not exported by every Python)
+name, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+s.bind(("0.0.0.0", port))
+print("ready", flush=True)
+while True:
+    data, anc, _, peer = s.recvmsg(65535, socket.CMSG_SPACE(12))
+    pktinfo = [d for (lvl, typ, d) in anc if lvl == socket.IPPROTO_IP and typ == IP_PKTINFO]
+    reply = f"{name} {peer[0]} ".encode() + data
+    # Answer from the datagram's destination (ipi_spec_dst = its ipi_addr), any interface.
+    info = [(socket.IPPROTO_IP, IP_PKTINFO, struct.pack("=I4s4s", 0, pktinfo[0][8:12], bytes(4)))] if pktinfo else []
+    s.sendmsg([reply], info, 0, peer)
+"""
+
+# One datagram from rvs-client (optionally from SRC, optionally without
+# checksum: SO_NO_CHECK), prints the answer's source and payload.
+UDP_ASK = r"""
+import socket, sys
+dst, port, payload, src, no_check = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode(), sys.argv[4], sys.argv[5] == "1"
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+if no_check:
+    s.setsockopt(socket.SOL_SOCKET, 11, 1)  # SO_NO_CHECK: send checksum 0
+if src:
+    s.bind((src, 0))
+s.settimeout(3)
+s.sendto(payload, (dst, port))
+data, peer = s.recvfrom(65535)
+print(f"{peer[0]}:{peer[1]} {data.decode()}")
+"""
+
+
+class UdpEcho:
+    """UDP_ECHO on PORT in rvs-NODE; stop() ends it (by its pid)."""
+
+    def __init__(self, node: str, port: int):
+        self.proc = subprocess.Popen(["ip", "netns", "exec", f"rvs-{node}", "python3", "-u", "-c", UDP_ECHO, node, str(port)],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     text=True, start_new_session=True)
+        line = self.proc.stdout.readline().strip()
+        assert line == "ready", f"UDP echo on rvs-{node}:{port} did not start: {line!r}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def udp_ask(dst: str, port: int, payload: str, src: str = "", no_check: bool = False,
+            node: str = "client") -> subprocess.CompletedProcess:
+    """One UDP request/answer from rvs-NODE; stdout "PEER:PORT NAME SOURCE PAYLOAD"."""
+    return in_ns(node, ["python3", "-c", UDP_ASK, dst, str(port), payload, src, "1" if no_check else "0"], timeout=15)
+
+
+def socat_udp(dst: str, port: int, payload: str, node: str = "client") -> subprocess.CompletedProcess:
+    """`echo PAYLOAD | socat -T 3 - UDP:DST:PORT` in rvs-NODE (a new source port each time)."""
+    return run(["ip", "netns", "exec", f"rvs-{node}", "sh", "-c",
+                f"printf '%s' '{payload}' | socat -T 3 - UDP:{dst}:{port}"], timeout=15)
+
+
+def append_service(text: str, service: str) -> str:
+    """TEXT with a `[[service]]` block (and its real servers) appended."""
+    return text.rstrip("\n") + "\n\n" + service.strip("\n") + "\n"
+
+
+def access_sources(node: str) -> list[str]:
+    """Client addresses in rvs-NODE's HTTP access log, oldest first."""
+    log = (RUN / node / "access.log").read_text(errors="replace")
+    return [m.group(1) for m in re.finditer(r"^(\d+\.\d+\.\d+\.\d+) - - \[", log, re.M)]

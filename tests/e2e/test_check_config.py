@@ -154,9 +154,9 @@ def test_worker_on_main_lcore(tmp_path):
 
 
 def test_unsupported_forward_mode(tmp_path):
-    text, line = replace_line(base_text(tmp_path), r"^\s*forward\s*=", 'forward = "dr"')
+    text, line = replace_line(base_text(tmp_path), r"^\s*forward\s*=", 'forward = "tun"')
     path = write(tmp_path, text)
-    assert_refused(check(path), path, line, "dr")
+    assert_refused(check(path), path, line, "tun")
 
 
 def test_timeout_out_of_range(tmp_path):

@@ -9,6 +9,7 @@
 //! Every refusal is a [`ConfigError`] printed as `FILE:LINE:COL: reason`;
 //! nothing else ever sees an unvalidated value.
 
+mod health;
 mod raw;
 mod validate;
 
@@ -139,21 +140,53 @@ impl InterfaceConfig {
     }
 }
 
-/// Forwarding method of a service's real servers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Forward {
-    /// Both addresses rewritten.
-    FullNat,
+/// Forwarding method of a real server (ipvsadm `-g`/`-m`, FULLNAT); a
+/// service's `forward` is its servers' default.
+pub use dataplane::tables::Forward;
+
+/// The config word for a forwarding method (`fullnat`, `nat`, `dr`).
+#[must_use]
+pub fn forward_name(f: Forward) -> &'static str {
+    match f {
+        Forward::FullNat => "fullnat",
+        Forward::Nat => "nat",
+        Forward::Dr => "dr",
+    }
 }
 
-impl Forward {
-    /// The word ipvsadm prints in its Forward column.
-    #[must_use]
-    pub fn column(self) -> &'static str {
-        match self {
-            Self::FullNat => "FullNat",
-        }
+/// The forwarding method a config word or ipvsadm word names: `fullnat`,
+/// `nat` / `masq` (`-m`), `dr` / `route` / `gatewaying` (`-g`).
+///
+/// # Errors
+/// Unknown words, and `tun` (`-i`, not supported yet).
+pub fn parse_forward(word: &str) -> Result<Forward, String> {
+    match word {
+        "fullnat" => Ok(Forward::FullNat),
+        "nat" | "masq" | "masquerading" => Ok(Forward::Nat),
+        "dr" | "route" | "gatewaying" => Ok(Forward::Dr),
+        "tun" | "tunnel" | "ipip" => Err(format!("forward {word:?} (IPIP tunnelling) is not supported yet: use fullnat, nat or dr")),
+        other => Err(format!("forward must be one of fullnat, nat, dr; not {other:?}")),
     }
+}
+
+/// Checks a real server's forwarding method against its service: DR keeps
+/// the packet's destination, so the server must listen on the VIP's port
+/// (ipvsadm refuses port mapping with `-g`; so does rvs, instead of
+/// silently changing the port).
+///
+/// # Errors
+/// Why the combination is refused.
+pub fn check_forward(forward: Forward, vip: SocketAddrV4, rs: SocketAddrV4) -> Result<(), String> {
+    if forward == Forward::Dr && rs.port() != vip.port() {
+        return Err(format!(
+            "real server {rs}: forward \"dr\" cannot map port {} to {}: direct routing leaves the packet unchanged, so the server must listen on the VIP's port (use {}:{} or forward \"nat\"/\"fullnat\")",
+            vip.port(),
+            rs.port(),
+            rs.ip(),
+            vip.port()
+        ));
+    }
+    Ok(())
 }
 
 /// A real server.
@@ -170,11 +203,12 @@ pub struct RealServerConfig {
 pub struct ServiceConfig {
     /// VIP and port.
     pub vip: SocketAddrV4,
-    /// IP protocol number (6).
+    /// IP protocol number (6 TCP, 17 UDP).
     pub proto: u8,
     /// Scheduler.
     pub scheduler: SchedKind,
-    /// Forwarding method.
+    /// Default forwarding method of its real servers (each may have its
+    /// own, in [`ServiceOptions::forwards`]).
     pub forward: Forward,
     /// FULLNAT local addresses.
     pub local_addresses: Vec<Ipv4Addr>,
@@ -203,9 +237,19 @@ pub struct ServiceOptions {
     pub mh_table_size: Option<u32>,
     /// Connection thresholds of real servers, by address; absent: none.
     pub thresholds: BTreeMap<SocketAddrV4, Thresholds>,
+    /// Forwarding methods of real servers that differ from the service's
+    /// `forward` (ipvsadm's per-server `-g`/`-m`), by address.
+    pub forwards: BTreeMap<SocketAddrV4, Forward>,
 }
 
 impl ServiceOptions {
+    /// The forwarding method of real server `rs` of a service whose
+    /// default is `default`.
+    #[must_use]
+    pub fn forward_of(&self, rs: SocketAddrV4, default: Forward) -> Forward {
+        self.forwards.get(&rs).copied().unwrap_or(default)
+    }
+
     /// Checks the options against the service's scheduler and number of
     /// real servers (what validation checks for a file; for run-time edits).
     ///
@@ -296,6 +340,8 @@ pub struct Config {
     /// Scheduling options of services, by (VIP, protocol); see
     /// [`ServiceOptions`].
     pub service_options: BTreeMap<(SocketAddrV4, u8), ServiceOptions>,
+    /// Health checks by service (VIP, protocol).
+    pub health: BTreeMap<(SocketAddrV4, u8), crate::health::HealthCheck>,
 }
 
 impl Config {
@@ -303,6 +349,13 @@ impl Config {
     #[must_use]
     pub fn service_options(&self, vip: SocketAddrV4, proto: u8) -> Option<&ServiceOptions> {
         self.service_options.get(&(vip, proto))
+    }
+
+    /// The forwarding method of real server `rs` of `service`: its own, else
+    /// the service's.
+    #[must_use]
+    pub fn server_forward(&self, service: &ServiceConfig, rs: SocketAddrV4) -> Forward {
+        self.service_options(service.vip, service.proto).map_or(service.forward, |o| o.forward_of(rs, service.forward))
     }
 
     /// The options of service (`vip`, `proto`), created with the defaults if

@@ -107,6 +107,8 @@ pub(super) struct RawService {
     #[serde(default)]
     pub mh_table_size: Option<Spanned<i64>>,
     #[serde(default)]
+    pub health_check: Option<Spanned<RawHealthCheck>>,
+    #[serde(default)]
     pub real_server: Vec<RawRealServer>,
 }
 
@@ -116,6 +118,8 @@ pub(super) struct RawRealServer {
     pub address: Spanned<String>,
     #[serde(default)]
     pub weight: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub forward: Option<Spanned<String>>,
     #[serde(default)]
     pub upper_threshold: Option<Spanned<i64>>,
     #[serde(default)]
@@ -136,4 +140,20 @@ pub(super) struct RawTimeouts {
     pub tcp_listen: Option<Spanned<i64>>,
     pub tcp_synack: Option<Spanned<i64>>,
     pub udp: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHealthCheck {
+    pub kind: Spanned<String>,
+    pub interval: Option<Spanned<toml::Value>>,
+    pub timeout: Option<Spanned<toml::Value>>,
+    pub delay: Option<Spanned<toml::Value>>,
+    pub rise: Option<Spanned<i64>>,
+    pub fall: Option<Spanned<i64>>,
+    pub path: Option<String>,
+    pub status: Option<Spanned<i64>>,
+    pub script: Option<Spanned<String>>,
+    pub on_fail: Option<Spanned<String>>,
+    pub sorry_server: Option<Spanned<String>>,
 }

@@ -47,7 +47,9 @@ fn semantic_errors_name_line_and_reason() {
         ("worker_lcores = [1]", "worker_lcores = [0]", "main lcore"),
         ("address = \"10.77.0.2/24\"", "address = \"10.77.0.2\"", "IPv4/PREFIX"),
         ("tcp_close = 10", "tcp_close = 0", "timeout"),
-        ("forward = \"fullnat\"", "forward = \"dr\"", "not supported yet"),
+        ("forward = \"fullnat\"", "forward = \"tun\"", "not supported yet"),
+        ("forward = \"fullnat\"", "forward = \"bridge\"", "fullnat, nat, dr"),
+        ("protocol = \"tcp\"", "protocol = \"sctp\"", "\"tcp\" or \"udp\""),
         ("[dataplane]", "[dataplane]\nbogus_key = 1", "unknown field"),
     ] {
         let e = err(&LAB.replace(from, to));
@@ -138,3 +140,61 @@ fn bad_scheduling_keys_name_their_line() {
 }
 
 use dataplane::sched::{SchedFlags, SchedKind};
+
+#[test]
+fn udp_services_and_per_server_forwarding() {
+    let text = LAB.replace("protocol = \"tcp\"", "protocol = \"udp\"");
+    let c = parse(Path::new("x.toml"), &text).unwrap();
+    assert_eq!(c.services[0].proto, 17);
+    // One server by NAT, the other by the service's default (DR): ports equal to the VIP's.
+    let text = LAB.replace("forward = \"fullnat\"", "forward = \"dr\"").replacen(
+        "address = \"10.77.0.11:80\"",
+        "address = \"10.77.0.11:80\"\nforward = \"masq\"",
+        1,
+    );
+    let c = parse(Path::new("x.toml"), &text).unwrap();
+    let s = &c.services[0];
+    assert_eq!(s.forward, Forward::Dr);
+    let (rs1, rs2) = (s.real_servers[0].addr, s.real_servers[1].addr);
+    assert_eq!((c.server_forward(s, rs1), c.server_forward(s, rs2)), (Forward::Nat, Forward::Dr));
+    // Without a FULLNAT server, local addresses are optional.
+    let no_laddr = text.replace("local_addresses = [\"10.77.0.200\"]", "");
+    assert!(parse(Path::new("x.toml"), &no_laddr).is_ok());
+    let fullnat_without = LAB.replace("local_addresses = [\"10.77.0.200\"]", "");
+    assert!(err(&fullnat_without).reason.contains("FULLNAT needs local_addresses"));
+}
+
+#[test]
+fn dr_port_mapping_is_refused_at_the_server() {
+    let text = LAB.replace("address = \"10.77.0.12:80\"", "address = \"10.77.0.12:8080\"\nforward = \"dr\"");
+    let line = text.lines().position(|l| l.contains("forward = \"dr\"")).unwrap() + 1;
+    let e = err(&text);
+    assert_eq!(e.at.map(|a| a.0), Some(line), "{e}");
+    assert!(e.reason.contains("cannot map port 80 to 8080") && e.reason.contains("10.77.0.12:80"), "{e}");
+    // The service-level default points at the server's address line.
+    let text = LAB.replace("forward = \"fullnat\"", "forward = \"dr\"").replace("10.77.0.12:80", "10.77.0.12:81");
+    let line = text.lines().position(|l| l.contains("address = \"10.77.0.12:81\"")).unwrap() + 1;
+    assert_eq!(err(&text).at.map(|a| a.0), Some(line));
+    assert!(check_forward(Forward::Nat, "10.0.0.1:80".parse().unwrap(), "10.0.0.2:8080".parse().unwrap()).is_ok());
+}
+
+#[test]
+fn a_nat_server_belongs_to_one_service() {
+    let second = "\n[[service]]\nvip = \"10.77.0.101:80\"\nforward = \"nat\"\n[[service.real_server]]\naddress = \"10.77.0.11:80\"\n";
+    let text = LAB.replace("forward = \"fullnat\"", "forward = \"nat\"").replace("# Session timeouts", &format!("{second}\n# Session timeouts"));
+    let e = err(&text);
+    assert!(e.reason.contains("already a NAT server of service 10.77.0.100:80"), "{e}");
+    // The same server for UDP, or by FULLNAT, is fine.
+    let udp = second.replace("forward = \"nat\"", "forward = \"nat\"\nprotocol = \"udp\"");
+    let text = LAB.replace("forward = \"fullnat\"", "forward = \"nat\"").replace("# Session timeouts", &format!("{udp}\n# Session timeouts"));
+    assert!(parse(Path::new("x.toml"), &text).is_ok());
+}
+
+#[test]
+fn forward_words_as_ipvsadm_and_the_config_say_them() {
+    for (w, f) in [("fullnat", Forward::FullNat), ("nat", Forward::Nat), ("masq", Forward::Nat), ("dr", Forward::Dr), ("route", Forward::Dr), ("gatewaying", Forward::Dr)] {
+        assert_eq!(parse_forward(w), Ok(f));
+    }
+    assert!(parse_forward("tunnel").unwrap_err().contains("not supported yet"));
+    assert_eq!((forward_name(Forward::Nat), Forward::Nat.column(), Forward::Dr.column()), ("nat", "Masq", "Route"));
+}

@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::raw::{RawConfig, RawTimeouts};
 use super::{
-    check_mh_table_size, check_netmask, check_thresholds, line_col, Config, ConfigError, DataplaneConfig, DpdkConfig, Forward, IdlePolicy,
+    check_forward, check_mh_table_size, check_netmask, check_thresholds, line_col, parse_forward, Config, ConfigError, DataplaneConfig, DpdkConfig, Forward, IdlePolicy,
     InterfaceConfig, Persistence, RealServerConfig, ServiceConfig, ServiceOptions, Thresholds,
 };
 
@@ -113,15 +113,17 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
 
     let mut services = Vec::new();
     let mut service_options = BTreeMap::new();
+    let mut health = BTreeMap::new();
     let mut vips = HashSet::new();
+    let mut nat_servers = BTreeMap::new();
     for s in &raw.service {
         let vip = parse_socket(s.vip.get_ref()).ok_or_else(|| cx.at(&s.vip, format!("vip must be IPv4:PORT like \"10.0.0.100:80\", not {:?}", s.vip.get_ref())))?;
         let proto = match &s.protocol {
             None => 6,
             Some(p) => match p.get_ref().as_str() {
                 "tcp" => 6,
-                "udp" => return Err(cx.at(p, "protocol \"udp\" is not supported yet (only \"tcp\")")),
-                other => return Err(cx.at(p, format!("protocol must be \"tcp\", not {other:?}"))),
+                "udp" => 17,
+                other => return Err(cx.at(p, format!("protocol must be \"tcp\" or \"udp\", not {other:?}"))),
             },
         };
         if !vips.insert((vip, proto)) {
@@ -134,15 +136,8 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         };
         let forward = match &s.forward {
             None => Forward::FullNat,
-            Some(f) => match f.get_ref().as_str() {
-                "fullnat" => Forward::FullNat,
-                "nat" | "dr" | "tun" => return Err(cx.at(f, format!("forward {:?} is not supported yet (only \"fullnat\")", f.get_ref()))),
-                other => return Err(cx.at(f, format!("forward must be one of fullnat, nat, dr, tun; not {other:?}"))),
-            },
+            Some(f) => parse_forward(f.get_ref()).map_err(|e| cx.at(f, e))?,
         };
-        if s.local_addresses.is_empty() {
-            return Err(cx.at(&s.vip, format!("service {vip}: FULLNAT needs local_addresses")));
-        }
         let mut local_addresses = Vec::new();
         for a in &s.local_addresses {
             local_addresses.push(a.get_ref().parse::<Ipv4Addr>().map_err(|_| cx.at(a, format!("local address {:?} is not an IPv4 address", a.get_ref())))?);
@@ -152,6 +147,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         }
         let mut real_servers = Vec::new();
         let mut options = ServiceOptions::default();
+        let mut any_fullnat = false;
         for r in &s.real_server {
             let addr = parse_socket(r.address.get_ref()).ok_or_else(|| cx.at(&r.address, format!("real server address must be IPv4:PORT, not {:?}", r.address.get_ref())))?;
             let weight = match &r.weight {
@@ -179,7 +175,28 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             if t != Thresholds::default() {
                 options.thresholds.insert(addr, t);
             }
+            let rs_forward = match &r.forward {
+                None => forward,
+                Some(f) => parse_forward(f.get_ref()).map_err(|e| cx.at(f, e))?,
+            };
+            check_forward(rs_forward, vip, addr).map_err(|e| cx.at(r.forward.as_ref().map_or(&r.address, |f| f), e))?;
+            if rs_forward == Forward::Nat {
+                // A NAT reply finds its owning worker through the one service
+                // that has its source as a NAT server (see the data plane's
+                // `Tables::nat_service_of`).
+                if let Some(other) = nat_servers.get(&(addr, proto)) {
+                    return Err(cx.at(&r.address, format!("real server {addr} is already a NAT server of service {other}: a NAT server's replies must name one service")));
+                }
+                nat_servers.insert((addr, proto), vip);
+            }
+            if rs_forward != forward {
+                options.forwards.insert(addr, rs_forward);
+            }
+            any_fullnat |= rs_forward == Forward::FullNat;
             real_servers.push(RealServerConfig { addr, weight });
+        }
+        if any_fullnat && local_addresses.is_empty() {
+            return Err(cx.at(&s.vip, format!("service {vip}: FULLNAT needs local_addresses")));
         }
         for f in &s.sched_flags {
             let bit = SchedFlags::parse(scheduler, f.get_ref()).map_err(|e| cx.at(f, e.to_string()))?;
@@ -215,6 +232,10 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         }
         if options != ServiceOptions::default() {
             service_options.insert((vip, proto), options);
+        }
+        if let Some(h) = &s.health_check {
+            let at = |span: std::ops::Range<usize>, reason: String| cx.err_at(span, reason);
+            health.insert((vip, proto), super::health::validate(&at, h)?);
         }
         services.push(ServiceConfig { vip, proto, scheduler, forward, local_addresses, real_servers });
     }
@@ -257,6 +278,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         services,
         timeouts: timeouts(&cx, &raw.timeouts)?,
         service_options,
+        health,
     })
 }
 

@@ -5,11 +5,37 @@
 //! ```text
 //!  frame ─┬─ ARP ────────── owned target? reply in place : learn + drop
 //!         ├─ IPv4/ICMP ──── echo request to an owned address? reply in place
-//!         └─ IPv4/TCP ───── session lookup (both keys)
+//!         └─ IPv4/TCP, UDP ─ session lookup (both keys)
 //!                            ├─ hit, client side ─> rewrite inbound  ─> RS
 //!                            ├─ hit, RS side ─────> rewrite outbound ─> client
-//!                            └─ miss ─ SYN to a VIP? create (cold path) : drop
+//!                            └─ miss ─ SYN (any UDP datagram) to a VIP?
+//!                                      create (cold path) : drop
 //! ```
+//!
+//! Forwarding methods, per real server ([`Forward`]), chosen when the
+//! session is created and kept in it ([`Session::forward`]):
+//!
+//! - FULLNAT: `client → vip` becomes `laddr:lport → rs`; replies come to
+//!   the local address.
+//! - NAT (masquerading): `client → vip` becomes `client → rs`; the real
+//!   server's gateway is the appliance, and its replies `rs → client` become
+//!   `vip → client`. The session's `laddr` is the client itself, so its RS
+//!   key is `(rs, client)` and the same four-field rewrite serves both
+//!   methods; no local port is borrowed.
+//! - DR (direct routing): the frame goes to the real server's MAC with the
+//!   IP packet untouched (TTL included); the server answers the client
+//!   directly, so only client packets are seen and TCP state follows IPVS's
+//!   INPUT-ONLY table ([`tcp_state::next_state_input_only`]).
+//!
+//! UDP sessions stay ESTABLISHED and live for the UDP timeout after their
+//! last datagram; a UDP checksum of 0 (none) stays 0.
+//!
+//! Owner of a NAT reply: it names no local port, but its session was created
+//! by the owner of the client flow. A reply `rs:rport → client:cport` that
+//! misses a worker's table is looked up as a NAT server of a service
+//! ([`Tables::nat_service_of`]; configuration keeps that unique per
+//! protocol), and the inverse key `client:cport → vip:vport` gives the owner
+//! by the client rule below ([`client_owner`], or [`persistent_owner`]).
 //!
 //! Everything here is plain Rust over `&mut [u8]`: the DPDK worker loop feeds
 //! it mbuf data, tests feed it byte vectors. The per-packet path allocates
@@ -69,11 +95,11 @@ use crate::laddr::{owner_of, PortPool};
 use crate::neigh::{NeighEntry, NeighEvent, NeighMap};
 use crate::sched::{Backends, Flow, Scheduler};
 use crate::session::template::{Template, TemplateKey, TemplateSlot, TemplateTable, NO_TEMPLATE};
-use crate::session::{tcp_state, Direction, Endpoint, FlowKey, Lookup, Session, SessionTable, SlotId, TcpState};
+use crate::session::{tcp_state, Direction, Endpoint, FlowKey, Lookup, Session, SessionTable, SlotId, TcpState, LADDR_DR, LADDR_NAT};
 use crate::stats::{Counters, DropReason};
-use crate::tables::{RealServer, Service, Tables, Thresholds};
+use crate::tables::{Forward, RealServer, Service, Tables, Thresholds};
 use crate::time::Millis;
-use crate::wire::{arp, ethernet, icmp, ipv4, tcp, MacAddr};
+use crate::wire::{arp, ethernet, icmp, ipv4, tcp, udp, MacAddr};
 
 /// What to do with a frame after [`Pipeline::process`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -468,7 +494,7 @@ impl Pipeline {
         };
         let (src, dst, proto) = (ip.src(), ip.dst(), ip.protocol());
         match proto {
-            ipv4::PROTO_TCP => {}
+            ipv4::PROTO_TCP | ipv4::PROTO_UDP => {}
             ipv4::PROTO_ICMP => return self.handle_icmp(l2, l3, in_port),
             _ => {
                 return self.punt_or(dst, if self.tables.owns(dst) { DropReason::UnsupportedL4 } else { DropReason::NotForUs });
@@ -477,18 +503,18 @@ impl Pipeline {
         if ip.is_fragment() {
             return Verdict::Drop(DropReason::Fragment);
         }
-        let Ok(seg) = tcp::Packet::new_checked(ip.payload()) else {
+        let is_udp = proto == ipv4::PROTO_UDP;
+        let Some((sport, dport, flags)) = l4_ports(ip.payload(), is_udp) else {
             return Verdict::Drop(DropReason::Malformed);
         };
-        let flags = seg.flags();
-        let key = FlowKey { src: Endpoint::new(src, seg.src_port()), dst: Endpoint::new(dst, seg.dst_port()), proto };
+        let key = FlowKey { src: Endpoint::new(src, sport), dst: Endpoint::new(dst, dport), proto };
         if ip.ttl() <= 1 {
             return Verdict::Drop(DropReason::TtlExceeded);
         }
         match self.sessions.lookup(&key, now) {
             Lookup::Hit(slot, Direction::Outbound) => return self.forward(l2, l3, slot, Direction::Outbound, flags, now),
             Lookup::Hit(slot, Direction::Inbound) => {
-                if !is_new_syn(flags) || !self.is_reusable(slot) {
+                if is_udp || !is_new_syn(flags) || !self.is_reusable(slot) {
                     return self.forward(l2, l3, slot, Direction::Inbound, flags, now);
                 }
                 // A new SYN on a closed session's tuple: the client reuses
@@ -499,13 +525,13 @@ impl Pipeline {
             Lookup::Miss => {}
         }
         let Some(svc) = self.tables.service_at(key.dst, proto) else {
-            return self.miss_not_a_service(dst, key.dst.port);
+            return self.miss_not_a_service(&key);
         };
         let owner = self.owner_of_client(svc, &key);
         if owner != usize::from(self.worker) {
             return Verdict::Redirect { worker: owner as u16 };
         }
-        if !is_new_syn(flags) {
+        if !is_udp && !is_new_syn(flags) {
             return Verdict::Drop(DropReason::NoSession);
         }
         let src_mac = ethernet::Frame::new_checked(&*l2).map_or([0; 6], |e| e.src());
@@ -515,16 +541,34 @@ impl Pipeline {
         }
     }
 
-    /// A TCP segment with no session and no service at its destination: a
-    /// reply for another worker's session, a late segment, or not ours.
+    /// A TCP segment or UDP datagram with no session and no service at its
+    /// destination: a reply for another worker's session, a late packet, or
+    /// not ours.
+    ///
+    /// A FULLNAT reply names its owner in its destination port. A NAT reply
+    /// (`rs:rport → client:cport`) names nobody directly, but its session
+    /// was created by the owner of `client:cport → vip:vport`: the service
+    /// that has `rs:rport` as a NAT server gives the VIP, and that inverse
+    /// key gives the owner, by the same rule as the client's packets.
     #[cold]
-    fn miss_not_a_service(&self, dst: [u8; 4], dport: u16) -> Verdict {
+    fn miss_not_a_service(&self, key: &FlowKey) -> Verdict {
+        let dst = key.dst.ip;
         if self.tables.laddr_index(dst).is_some() {
-            let owner = owner_of(dport, self.workers);
+            let owner = owner_of(key.dst.port, self.workers);
             if owner != usize::from(self.worker) {
                 return Verdict::Redirect { worker: owner as u16 };
             }
             return Verdict::Drop(DropReason::NoSession);
+        }
+        if !self.tables.owns(dst) {
+            if let Some(svc) = self.tables.nat_service_of(key.src, key.proto) {
+                let vip = self.tables.services[svc].vip;
+                let owner = self.owner_of_client(svc, &FlowKey { src: key.dst, dst: vip, proto: key.proto });
+                if owner != usize::from(self.worker) {
+                    return Verdict::Redirect { worker: owner as u16 };
+                }
+                return Verdict::Drop(DropReason::NoSession);
+            }
         }
         self.punt_or(dst, if self.tables.owns(dst) { DropReason::NoService } else { DropReason::NotForUs })
     }
@@ -540,7 +584,15 @@ impl Pipeline {
         let Some(s) = self.sessions.get_mut(slot) else {
             return Verdict::Drop(DropReason::NoSession);
         };
-        let new_state = tcp_state::next_state(s.state, dir, flags);
+        let fwd = s.forward();
+        let is_udp = s.proto == ipv4::PROTO_UDP;
+        let new_state = if is_udp {
+            s.state
+        } else if fwd == Forward::Dr && dir == Direction::Inbound {
+            tcp_state::next_state_input_only(s.state, flags)
+        } else {
+            tcp_state::next_state(s.state, dir, flags)
+        };
         if new_state != s.state {
             if let Some(c) = self.rs_conns.get_mut(usize::from(s.rs_index)) {
                 c.sub(s.state);
@@ -548,12 +600,15 @@ impl Pipeline {
             }
             s.state = new_state;
         }
-        s.expires = now.plus_secs(timeouts.tcp(new_state));
+        s.expires = now.plus_secs(if is_udp { timeouts.udp_secs } else { timeouts.tcp(new_state) });
+        // FULLNAT: laddr is the local address; NAT: laddr is the client, so
+        // the same four-field rewrite keeps the client's address and port.
         let (src, dst, port, mac) = match dir {
             Direction::Inbound => (s.laddr, s.rs, s.rs_port, s.rs_mac),
             Direction::Outbound => (s.vip, s.client, s.client_port, s.client_mac),
         };
-        if rewrite::rewrite_tcp_v4(l3, src, dst).is_err() {
+        // DR: the IP packet goes on untouched; only the Ethernet header changes.
+        if fwd != Forward::Dr && rewrite::rewrite_v4(l3, s.proto, src, dst).is_err() {
             return Verdict::Drop(DropReason::Malformed);
         }
         let own = self.port_mac(port);
@@ -590,7 +645,7 @@ impl Pipeline {
             self.report(NeighEvent::Wanted { ip: nh, port: rs_port });
             return Err(DropReason::NeighbourMiss);
         };
-        let n = svc.laddrs.len();
+        let n = if rs.forward == Forward::FullNat { svc.laddrs.len() } else { 0 };
         let mut chosen = None;
         for k in 0..n {
             let pos = (self.laddr_cursor[svc_idx] + k) % n;
@@ -601,19 +656,29 @@ impl Pipeline {
                 break;
             }
         }
-        let (li, lport) = chosen.ok_or(DropReason::PortExhausted)?;
-        let state = TcpState::None;
+        // NAT and DR borrow no local port: the client stands for itself.
+        let (li, laddr) = match rs.forward {
+            Forward::FullNat => {
+                let (li, lport) = chosen.ok_or(DropReason::PortExhausted)?;
+                (li, Endpoint::new(tables.laddrs[li], lport))
+            }
+            Forward::Nat => (usize::from(LADDR_NAT), key.src),
+            Forward::Dr => (usize::from(LADDR_DR), key.src),
+        };
+        // UDP sessions stay ESTABLISHED with the UDP timeout (see `Session::state`).
+        let state = if key.proto == ipv4::PROTO_UDP { TcpState::Established } else { TcpState::None };
+        let timeout = if key.proto == ipv4::PROTO_UDP { tables.timeouts.udp_secs } else { tables.timeouts.tcp(state) };
         let session = Session {
             proto: key.proto,
             client: key.src,
             vip: key.dst,
-            laddr: Endpoint::new(tables.laddrs[li], lport),
+            laddr,
             rs: rs.addr,
             service: svc_idx as u16,
             rs_index: rs.index,
             laddr_index: li as u16,
             state,
-            expires: now.plus_secs(tables.timeouts.tcp(state)),
+            expires: now.plus_secs(timeout),
             client_port: in_port,
             client_mac,
             rs_port,
@@ -640,7 +705,9 @@ impl Pipeline {
                 Ok(slot)
             }
             Err(_) => {
-                let _ = self.pools[li].release(lport);
+                if let Some(pool) = self.pools.get_mut(li) {
+                    let _ = pool.release(laddr.port);
+                }
                 Err(DropReason::SessionTableFull)
             }
         }
@@ -855,6 +922,19 @@ pub fn persistent_owner(client: [u8; 4], vip: Endpoint, proto: u8, workers: u16)
     }
 }
 
+/// Source port, destination port and TCP flags (0 for UDP) of a validated
+/// L4 header, or `None` if it is truncated or malformed.
+#[inline]
+fn l4_ports(l4: &[u8], is_udp: bool) -> Option<(u16, u16, u8)> {
+    if is_udp {
+        let d = udp::Packet::new_checked(l4).ok()?;
+        Some((d.src_port(), d.dst_port(), 0))
+    } else {
+        let t = tcp::Packet::new_checked(l4).ok()?;
+        Some((t.src_port(), t.dst_port(), t.flags()))
+    }
+}
+
 fn is_new_syn(flags: u8) -> bool {
     flags & (tcp::SYN | tcp::ACK | tcp::RST) == tcp::SYN
 }
@@ -862,3 +942,5 @@ fn is_new_syn(flags: u8) -> bool {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod modes_tests;

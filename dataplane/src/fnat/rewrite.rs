@@ -1,4 +1,4 @@
-//! The FULLNAT header rewrite for TCP over IPv4.
+//! The FULLNAT and NAT header rewrites for TCP and UDP over IPv4.
 //!
 //! Inbound (client → RS) a packet `client:cport → vip:vport` leaves as
 //! `laddr:lport → rs:rport`; outbound (RS → client) `rs:rport → laddr:lport`
@@ -7,9 +7,18 @@
 //! incrementally (RFC 1624): the IPv4 header checksum for the two addresses
 //! and the TTL, the TCP checksum for the two ports and, through the
 //! pseudo-header, the two addresses. Nothing is recomputed over the payload.
+//!
+//! NAT is the same operation with the client kept as the source inbound
+//! (`client:cport → rs:rport`) and the client kept as the destination
+//! outbound (`vip:vport → client:cport`): a field rewritten to its own value
+//! changes nothing, checksums included.
+//!
+//! UDP over IPv4 may carry no checksum (0, RFC 768): it stays 0; a
+//! checksum that the update makes 0 is sent as 0xffff (the same value in
+//! one's complement), as [`udp::Packet`]'s setters do.
 
 use crate::session::Endpoint;
-use crate::wire::{ipv4, tcp, WireError};
+use crate::wire::{ipv4, tcp, udp, WireError};
 
 /// Rewrites a whole IPv4/TCP packet (`packet` starts at the IPv4 header) to
 /// carry `src` → `dst`, decrementing the TTL.
@@ -34,6 +43,43 @@ pub fn rewrite_tcp_v4(packet: &mut [u8], src: Endpoint, dst: Endpoint) -> Result
     Ok(())
 }
 
+/// Rewrites a whole IPv4/UDP packet (`packet` starts at the IPv4 header) to
+/// carry `src` → `dst`, decrementing the TTL. A datagram without checksum
+/// (0) keeps none.
+///
+/// # Errors
+/// If `packet` is not a valid IPv4 header followed by a UDP header; the
+/// packet is unchanged then.
+#[inline]
+pub fn rewrite_udp_v4(packet: &mut [u8], src: Endpoint, dst: Endpoint) -> Result<(), WireError> {
+    let mut ip = ipv4::Packet::new_checked(&mut *packet)?;
+    let (old_src, old_dst) = (ip.src(), ip.dst());
+    {
+        let mut u = udp::Packet::new_checked(ip.payload_mut())?;
+        u.adjust_checksum_for_addr(old_src, src.ip);
+        u.adjust_checksum_for_addr(old_dst, dst.ip);
+        u.set_src_port(src.port);
+        u.set_dst_port(dst.port);
+    }
+    ip.set_src(src.ip);
+    ip.set_dst(dst.ip);
+    ip.decrement_ttl();
+    Ok(())
+}
+
+/// [`rewrite_tcp_v4`] or [`rewrite_udp_v4`] by IP protocol.
+///
+/// # Errors
+/// As those; [`WireError::Malformed`] for another protocol.
+#[inline]
+pub fn rewrite_v4(packet: &mut [u8], proto: u8, src: Endpoint, dst: Endpoint) -> Result<(), WireError> {
+    match proto {
+        ipv4::PROTO_TCP => rewrite_tcp_v4(packet, src, dst),
+        ipv4::PROTO_UDP => rewrite_udp_v4(packet, src, dst),
+        _ => Err(WireError::Malformed),
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use proptest::prelude::*;
@@ -56,6 +102,55 @@ pub(crate) mod tests {
         t[20..].copy_from_slice(payload);
         tcp::Packet::new_checked(&mut b[20..]).unwrap().fill_checksum_v4(src.ip, dst.ip);
         b
+    }
+
+    /// A valid IPv4/UDP packet with the given tuple and payload; checksum
+    /// left 0 (none) when `no_checksum`.
+    pub(crate) fn udp_packet(src: Endpoint, dst: Endpoint, payload: &[u8], no_checksum: bool) -> Vec<u8> {
+        let l4_len = 8 + payload.len();
+        let mut b = vec![0u8; 20 + l4_len];
+        emit_header(&mut b, ipv4::PROTO_UDP, src.ip, dst.ip, l4_len as u16);
+        let u = &mut b[20..];
+        u[0..2].copy_from_slice(&src.port.to_be_bytes());
+        u[2..4].copy_from_slice(&dst.port.to_be_bytes());
+        u[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+        u[8..].copy_from_slice(payload);
+        if !no_checksum {
+            udp::Packet::new_checked(&mut b[20..]).unwrap().fill_checksum_v4(src.ip, dst.ip);
+        }
+        b
+    }
+
+    fn udp_checksums_ok(b: &[u8]) -> bool {
+        let ip = ipv4::Packet::new_checked(b).unwrap();
+        ip.verify_checksum() && udp::Packet::new_checked(ip.payload()).unwrap().verify_checksum_v4(ip.src(), ip.dst())
+    }
+
+    #[test]
+    fn udp_rewrite_keeps_no_checksum_as_none() {
+        let (c, v, r) = (Endpoint::new([10, 77, 0, 10], 5000), Endpoint::new([10, 77, 0, 100], 53), Endpoint::new([10, 77, 0, 11], 5353));
+        let mut b = udp_packet(c, v, b"query", true);
+        rewrite_udp_v4(&mut b, c, r).unwrap();
+        assert_eq!(&b[26..28], &[0, 0], "no checksum stays none");
+        let ip = ipv4::Packet::new_checked(&b[..]).unwrap();
+        assert!(ip.verify_checksum());
+        assert_eq!((ip.src(), ip.dst(), ip.ttl()), (c.ip, r.ip, 63));
+        let u = udp::Packet::new_checked(ip.payload()).unwrap();
+        assert_eq!((u.src_port(), u.dst_port()), (c.port, r.port));
+    }
+
+    #[test]
+    fn rewrite_v4_dispatches_and_refuses_other_protocols() {
+        let (a, b) = (Endpoint::new([1, 2, 3, 4], 1), Endpoint::new([5, 6, 7, 8], 2));
+        let mut u = udp_packet(a, b, b"x", false);
+        rewrite_v4(&mut u, ipv4::PROTO_UDP, b, a).unwrap();
+        assert!(udp_checksums_ok(&u));
+        let mut t = tcp_packet(a, b, tcp::ACK, b"x");
+        rewrite_v4(&mut t, ipv4::PROTO_TCP, b, a).unwrap();
+        assert!(checksums_ok(&t));
+        let before = u.clone();
+        assert_eq!(rewrite_v4(&mut u, ipv4::PROTO_ICMP, a, b), Err(WireError::Malformed));
+        assert_eq!(u, before);
     }
 
     fn checksums_ok(b: &[u8]) -> bool {
@@ -110,6 +205,48 @@ pub(crate) mod tests {
             let same = |a: &[u8], b: &[u8]| a == b || (a == [0xff, 0xff] && b == [0, 0]) || (a == [0, 0] && b == [0xff, 0xff]);
             prop_assert!(same(&b[10..12], &full[10..12]));
             prop_assert!(same(&b[36..38], &full[36..38]));
+        }
+
+        // UDP: the incremental update equals a full recompute (0 sent as
+        // 0xffff, both verify), and a datagram without checksum keeps none.
+        #[test]
+        fn udp_incremental_equals_full_recompute(src in endpoint(), dst in endpoint(),
+                                                 nsrc in endpoint(), ndst in endpoint(),
+                                                 no_checksum in any::<bool>(),
+                                                 payload in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let mut b = udp_packet(src, dst, &payload, no_checksum);
+            rewrite_udp_v4(&mut b, nsrc, ndst).unwrap();
+            prop_assert!(udp_checksums_ok(&b));
+            if no_checksum {
+                prop_assert_eq!(&b[26..28], &[0u8, 0][..]);
+            } else {
+                let mut full = b.clone();
+                udp::Packet::new_checked(&mut full[20..]).unwrap().fill_checksum_v4(nsrc.ip, ndst.ip);
+                let same = |a: &[u8], b: &[u8]| a == b || (a == [0xff, 0xff] && b == [0, 0]) || (a == [0, 0] && b == [0xff, 0xff]);
+                prop_assert!(same(&b[26..28], &full[26..28]));
+                prop_assert_ne!(&b[26..28], &[0u8, 0][..], "a checksum never becomes none");
+            }
+        }
+
+        // NAT: inbound keeps the client as source, outbound keeps it as
+        // destination; the client sees the VIP both ways, checksums valid.
+        #[test]
+        fn nat_round_trip(c in endpoint(), v in endpoint(), r in endpoint(), udp_proto in any::<bool>()) {
+            let proto = if udp_proto { ipv4::PROTO_UDP } else { ipv4::PROTO_TCP };
+            let pkt = |s: Endpoint, d: Endpoint| if udp_proto { udp_packet(s, d, b"ping", false) } else { tcp_packet(s, d, tcp::ACK, b"ping") };
+            let ok = |b: &[u8]| if udp_proto { udp_checksums_ok(b) } else { checksums_ok(b) };
+            let mut inb = pkt(c, v);
+            rewrite_v4(&mut inb, proto, c, r).unwrap();
+            let ip = ipv4::Packet::new_checked(&inb[..]).unwrap();
+            prop_assert_eq!((ip.src(), ip.dst()), (c.ip, r.ip));
+            prop_assert_eq!((u16::from_be_bytes([inb[20], inb[21]]), u16::from_be_bytes([inb[22], inb[23]])), (c.port, r.port));
+            prop_assert!(ok(&inb));
+            let mut reply = pkt(r, c);
+            rewrite_v4(&mut reply, proto, v, c).unwrap();
+            let ip = ipv4::Packet::new_checked(&reply[..]).unwrap();
+            prop_assert_eq!((ip.src(), ip.dst()), (v.ip, c.ip));
+            prop_assert_eq!((u16::from_be_bytes([reply[20], reply[21]]), u16::from_be_bytes([reply[22], reply[23]])), (v.port, c.port));
+            prop_assert!(ok(&reply));
         }
 
         // Inbound then outbound rewrite gives the client back its own view.

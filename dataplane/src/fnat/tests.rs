@@ -10,16 +10,16 @@ use crate::neigh::{NeighEntry, NeighEvent, NeighMap};
 use crate::tables::{Interface, RealServer, Service};
 use crate::wire::BROADCAST_MAC;
 
-const LB_MAC: MacAddr = [0x02, 0, 0, 0, 0, 0x02];
-const CLIENT_MAC: MacAddr = [0x02, 0, 0, 0, 0, 0x10];
-const RS1_MAC: MacAddr = [0x02, 0, 0, 0, 0, 0x11];
-const RS2_MAC: MacAddr = [0x02, 0, 0, 0, 0, 0x12];
+pub(super) const LB_MAC: MacAddr = [0x02, 0, 0, 0, 0, 0x02];
+pub(super) const CLIENT_MAC: MacAddr = [0x02, 0, 0, 0, 0, 0x10];
+pub(super) const RS1_MAC: MacAddr = [0x02, 0, 0, 0, 0, 0x11];
+pub(super) const RS2_MAC: MacAddr = [0x02, 0, 0, 0, 0, 0x12];
 const LB: [u8; 4] = [10, 77, 0, 2];
-const CLIENT: Endpoint = Endpoint::new([10, 77, 0, 10], 40000);
-const VIP: Endpoint = Endpoint::new([10, 77, 0, 100], 80);
-const LIP: [u8; 4] = [10, 77, 0, 200];
-const RS1: Endpoint = Endpoint::new([10, 77, 0, 11], 8080);
-const RS2: Endpoint = Endpoint::new([10, 77, 0, 12], 8080);
+pub(super) const CLIENT: Endpoint = Endpoint::new([10, 77, 0, 10], 40000);
+pub(super) const VIP: Endpoint = Endpoint::new([10, 77, 0, 100], 80);
+pub(super) const LIP: [u8; 4] = [10, 77, 0, 200];
+pub(super) const RS1: Endpoint = Endpoint::new([10, 77, 0, 11], 8080);
+pub(super) const RS2: Endpoint = Endpoint::new([10, 77, 0, 12], 8080);
 
 fn tables(lports: (u16, u16)) -> Arc<Tables> {
     let mut timeouts = Timeouts::default();
@@ -42,7 +42,7 @@ fn tables(lports: (u16, u16)) -> Arc<Tables> {
     })
 }
 
-fn eth(dst: MacAddr, src: MacAddr, ethertype: u16, payload: &[u8]) -> Vec<u8> {
+pub(super) fn eth(dst: MacAddr, src: MacAddr, ethertype: u16, payload: &[u8]) -> Vec<u8> {
     let mut f = vec![0u8; 14];
     f[0..6].copy_from_slice(&dst);
     f[6..12].copy_from_slice(&src);
@@ -85,7 +85,7 @@ fn look(f: &[u8]) -> Seen {
     }
 }
 
-fn known_servers() -> Arc<NeighMap> {
+pub(super) fn known_servers() -> Arc<NeighMap> {
     Arc::new(NeighMap::new(vec![
         NeighEntry { ip: RS1.ip, mac: RS1_MAC, port: 0 },
         NeighEntry { ip: RS2.ip, mac: RS2_MAC, port: 0 },
@@ -383,7 +383,7 @@ use crate::sched::{self, Member};
 use crate::tables::{Persistence, Thresholds};
 
 /// The test tables with `edit` applied.
-fn tables_with(lports: (u16, u16), edit: impl FnOnce(&mut Tables)) -> Arc<Tables> {
+pub(super) fn tables_with(lports: (u16, u16), edit: impl FnOnce(&mut Tables)) -> Arc<Tables> {
     let mut t = (*tables(lports)).clone();
     edit(&mut t);
     Arc::new(t)

@@ -97,7 +97,8 @@ pub struct Session {
     pub client: Endpoint,
     /// The virtual service it reached.
     pub vip: Endpoint,
-    /// The local address and port standing in for the client.
+    /// The local address and port standing in for the client (FULLNAT); the
+    /// client itself for NAT and DR.
     pub laddr: Endpoint,
     /// The real server chosen.
     pub rs: Endpoint,
@@ -105,7 +106,8 @@ pub struct Session {
     pub service: u16,
     /// Index of the real server in the published tables (global numbering).
     pub rs_index: u16,
-    /// Index of the local address in the published tables.
+    /// Index of the local address in the published tables, or
+    /// [`LADDR_NAT`] / [`LADDR_DR`] (see [`Session::forward`]).
     pub laddr_index: u16,
     /// TCP state (UDP sessions stay `Established`).
     pub state: TcpState,
@@ -121,7 +123,27 @@ pub struct Session {
     pub rs_mac: [u8; 6],
 }
 
+/// [`Session::laddr_index`] of a NAT session: no local address; `laddr` is
+/// the client itself, so the RS key is `(rs, client)`, what the real
+/// server's replies carry.
+pub const LADDR_NAT: u16 = u16::MAX;
+/// [`Session::laddr_index`] of a DR session: no local address; `laddr` is the
+/// client (the RS key is never hit: DR replies bypass the appliance).
+pub const LADDR_DR: u16 = u16::MAX - 1;
+
 impl Session {
+    /// The forwarding method, from `laddr_index` ([`LADDR_NAT`], [`LADDR_DR`],
+    /// anything else is FULLNAT's local-address index).
+    #[inline]
+    #[must_use]
+    pub fn forward(&self) -> crate::tables::Forward {
+        match self.laddr_index {
+            LADDR_NAT => crate::tables::Forward::Nat,
+            LADDR_DR => crate::tables::Forward::Dr,
+            _ => crate::tables::Forward::FullNat,
+        }
+    }
+
     /// The key the client's packets carry.
     #[must_use]
     pub fn client_key(&self) -> FlowKey {

@@ -124,6 +124,49 @@ const OUTPUT: [[TcpState; STATE_COUNT]; 4] = [
     /* rst */ [CL, CL, SS, CL, CL, TW, CL, CL, CL, CL, CL],
 ];
 
+// The kernel's INPUT-ONLY rows, for DR (and TUN) sessions, where the
+// director sees the client's segments only: the client's FIN moves
+// ESTABLISHED to FIN_WAIT (not CLOSE_WAIT, no RS FIN will be seen), and a
+// client RST closes a SYN_ACK session.
+//                              sNO sES sSS sSR sFW sTW sCL sCW sLA sLI sSA
+const INPUT_ONLY: [[TcpState; STATE_COUNT]; 4] = [
+    /* syn */ [SR, ES, ES, SR, SR, SR, SR, SR, SR, SR, SR],
+    /* fin */ [CL, FW, SS, TW, FW, TW, CL, CW, LA, LI, TW],
+    /* ack */ [ES, ES, SS, ES, FW, TW, CL, CW, CL, LI, ES],
+    /* rst */ [CL, CL, CL, SR, CL, CL, CL, CL, LA, LI, CL],
+];
+
+/// The state after a client segment with `flags` when the director sees
+/// only the client's half of the connection (DR): IPVS's INPUT-ONLY table.
+///
+/// ```text
+///   client SYN        client ACK           client FIN         client ACK/FIN
+/// NONE ──────> SYN_RECV ──────> ESTABLISHED ──────> FIN_WAIT ──────> (stays)
+///                                                   client FIN in SYN_RECV ─> TIME_WAIT
+/// any client RST ──> CLOSE (except in SYN_RECV, as in IPVS)
+/// ```
+#[must_use]
+pub fn next_state_input_only(state: TcpState, flags: u8) -> TcpState {
+    match event(flags) {
+        Some(e) => INPUT_ONLY[e][state as usize],
+        None => state,
+    }
+}
+
+fn event(flags: u8) -> Option<usize> {
+    if flags & RST != 0 {
+        Some(3)
+    } else if flags & SYN != 0 {
+        Some(0)
+    } else if flags & FIN != 0 {
+        Some(1)
+    } else if flags & ACK != 0 {
+        Some(2)
+    } else {
+        None
+    }
+}
+
 /// The state after a segment with `flags` travelling in `dir`.
 #[must_use]
 pub fn next_state(state: TcpState, dir: Direction, flags: u8) -> TcpState {
@@ -184,6 +227,48 @@ mod tests {
         assert_eq!(next_state(TcpState::Established, Inbound, RST | ACK), TcpState::Close);
         assert_eq!(next_state(TcpState::Established, Outbound, RST), TcpState::Close);
         assert_eq!(next_state(TcpState::Established, Inbound, 0), TcpState::Established);
+    }
+
+    #[test]
+    fn input_only_connection_of_a_dr_session() {
+        let mut s = TcpState::None;
+        for (flags, want) in [
+            (SYN, TcpState::SynRecv),
+            (ACK, TcpState::Established),
+            (ACK | 0x08, TcpState::Established),
+            (FIN | ACK, TcpState::FinWait),
+            (ACK, TcpState::FinWait),
+        ] {
+            s = next_state_input_only(s, flags);
+            assert_eq!(s, want, "after {flags:#x}");
+        }
+        assert_eq!(next_state_input_only(TcpState::Established, RST), TcpState::Close);
+        assert_eq!(next_state_input_only(TcpState::SynRecv, RST), TcpState::SynRecv, "IPVS ignores RST in SYN_RECV");
+        assert_eq!(next_state_input_only(TcpState::SynRecv, FIN | ACK), TcpState::TimeWait);
+        assert_eq!(next_state_input_only(TcpState::Established, 0), TcpState::Established);
+    }
+
+    #[test]
+    fn input_only_differs_from_input_exactly_where_ipvs_does() {
+        // Every (event, state) pair: the same as INPUT but for FIN in
+        // ESTABLISHED/FIN_WAIT and RST in SYN_ACK.
+        let mut diffs = Vec::new();
+        for s in TcpState::ALL {
+            for flags in [SYN, FIN, ACK, RST] {
+                let (a, b) = (next_state(s, Inbound, flags), next_state_input_only(s, flags));
+                if a != b {
+                    diffs.push((s, flags, b));
+                }
+            }
+        }
+        assert_eq!(
+            diffs,
+            vec![
+                (TcpState::Established, FIN, TcpState::FinWait),
+                (TcpState::FinWait, FIN, TcpState::FinWait),
+                (TcpState::SynAck, RST, TcpState::Close),
+            ]
+        );
     }
 
     #[test]
