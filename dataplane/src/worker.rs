@@ -233,12 +233,7 @@ impl Worker {
                 let Some(q) = self.tap_rx[port].as_mut() else { continue };
                 got += q.rx_burst(&mut rx);
                 for m in rx.drain() {
-                    if tx[port].is_full() {
-                        flush(&mut self.tx[port], &mut tx[port], &mut self.pipeline);
-                    }
-                    if tx[port].push(m).is_err() {
-                        self.pipeline.counters.drop(DropReason::TxFull);
-                    }
+                    push_tx(&mut self.tx[port], &mut tx[port], m, &mut self.pipeline);
                 }
             }
             for ring in 0..self.redirect_in.len() {
@@ -290,12 +285,7 @@ impl Worker {
         match self.pipeline.process(m.data_mut(), port, now) {
             Verdict::Forward { port: out } => {
                 let out = usize::from(out);
-                if tx[out].is_full() {
-                    flush(&mut self.tx[out], &mut tx[out], &mut self.pipeline);
-                }
-                if tx[out].push(m).is_err() {
-                    self.pipeline.counters.drop(DropReason::TxFull);
-                }
+                push_tx(&mut self.tx[out], &mut tx[out], m, &mut self.pipeline);
             }
             Verdict::Redirect { worker } => {
                 let w = usize::from(worker);
@@ -421,8 +411,9 @@ impl Worker {
         let d = m.data_mut();
         d.fill(0);
         d[..frame.len()].copy_from_slice(&frame);
-        if let Some(b) = tx.get_mut(usize::from(port)) {
-            let _ = b.push(m);
+        let p = usize::from(port);
+        if let (Some(q), Some(b)) = (self.tx.get_mut(p), tx.get_mut(p)) {
+            push_tx(q, b, m, &mut self.pipeline);
         }
     }
 
@@ -455,13 +446,27 @@ impl Worker {
 }
 
 /// Sends a batch; what the queue does not take is dropped and counted.
+/// Bytes were counted when frames joined the batch ([`push_tx`]); frames
+/// that do not leave are taken off again, so the common case walks the
+/// batch once, inside the driver.
 fn flush(q: &mut TxQueue, batch: &mut MbufBatch, pipeline: &mut Pipeline) {
-    let bytes: usize = batch.iter().map(Mbuf::len).sum();
     let sent = q.tx_burst(batch);
-    let unsent: usize = batch.iter().map(Mbuf::len).sum();
     pipeline.counters.tx_packets += sent as u64;
-    pipeline.counters.tx_bytes += (bytes - unsent) as u64;
-    for _ in batch.drain() {
+    for m in batch.drain() {
+        pipeline.counters.tx_bytes -= m.len() as u64;
         pipeline.counters.drop(DropReason::TxFull);
+    }
+}
+
+/// Queues a frame for `port`, flushing first when the batch is full.
+#[inline]
+fn push_tx(q: &mut TxQueue, batch: &mut MbufBatch, m: Mbuf, pipeline: &mut Pipeline) {
+    if batch.is_full() {
+        flush(q, batch, pipeline);
+    }
+    let len = m.len() as u64;
+    match batch.push(m) {
+        Ok(()) => pipeline.counters.tx_bytes += len,
+        Err(_) => pipeline.counters.drop(DropReason::TxFull),
     }
 }
