@@ -539,11 +539,8 @@ impl Control {
             Ok(x) => x,
             Err(r) => return r,
         };
-        if proto == 17 {
-            return Response::Error("UDP services are not supported yet".into());
-        }
         if spec.ops {
-            return Response::Error("one-packet scheduling (-o) applies to UDP, which is not supported yet".into());
+            return Response::Error("one-packet scheduling (-o) is not supported yet".into());
         }
         // As ipvsadm: -A and -E take the whole definition; what is not given
         // takes its default (wlc, no persistence, no flags).
@@ -681,13 +678,36 @@ impl Control {
                 Err(_) => return Response::Error(format!("invalid real server address {}", spec.rs)),
             },
         };
-        if let Some(f) = spec.forward.as_deref() {
-            if f != "fullnat" {
-                return Response::Error(format!("forwarding method {f} is not supported yet (only FULLNAT)"));
+        // The method: as given (-g/-m/--fullnat); otherwise unchanged on -e,
+        // and the service's default on -a (FULLNAT unless the file says
+        // otherwise; ipvsadm would default to -g).
+        let service_default = self.config.services[svc].forward;
+        let current = self.config.server_forward(&self.config.services[svc], rs);
+        let forward = match spec.forward.as_deref() {
+            Some(word) => match config::parse_forward(word) {
+                Ok(f) => f,
+                Err(e) => return Response::Error(e),
+            },
+            None if matches!(change, Change::Edit) => current,
+            None => service_default,
+        };
+        if !matches!(change, Change::Delete) {
+            if let Err(e) = config::check_forward(forward, vip, rs) {
+                return Response::Error(e);
             }
-        }
-        if matches!(change, Change::Add) && self.config.services[svc].local_addresses.is_empty() {
-            return Response::Error(format!("service {vip} has no FULLNAT local address: add one first with -P -t {vip} -z ADDRESS"));
+            if forward == Forward::FullNat && self.config.services[svc].local_addresses.is_empty() {
+                return Response::Error(format!("service {vip} has no FULLNAT local address: add one first with -P -t {vip} -z ADDRESS"));
+            }
+            if forward == Forward::Nat {
+                // A NAT reply is matched to its service by its source: one
+                // service per protocol may use a given server with NAT.
+                let clash = self.config.services.iter().enumerate().any(|(i, s)| {
+                    i != svc && s.proto == proto && s.real_servers.iter().any(|r| r.addr == rs && self.config.server_forward(s, r.addr) == Forward::Nat)
+                });
+                if clash {
+                    return Response::Error(format!("real server {rs} is already a NAT server of another service"));
+                }
+            }
         }
         if spec.weight.is_some_and(|w| w > 65535) {
             return Response::Error("weight must be 0..=65535".into());
@@ -726,6 +746,11 @@ impl Control {
             options.thresholds.remove(&rs);
         } else {
             options.thresholds.insert(rs, new_t);
+        }
+        if matches!(change, Change::Delete) || forward == service_default {
+            options.forwards.remove(&rs);
+        } else {
+            options.forwards.insert(rs, forward);
         }
         self.publish_tables();
         Response::Ok
@@ -924,7 +949,7 @@ impl Control {
                             let t = opts.and_then(|o| o.thresholds.get(&r.addr).copied()).unwrap_or_default();
                             RealServerView {
                                 addr: r.addr.to_string(),
-                                forward: s.forward.column().into(),
+                                forward: effective.server_forward(s, r.addr).column().into(),
                                 weight: r.weight,
                                 upper_threshold: t.upper,
                                 lower_threshold: t.lower,

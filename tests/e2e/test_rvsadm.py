@@ -71,7 +71,8 @@ def test_bad_input_changes_nothing(lab):
         (["-a", "-t", "10.77.0.300:80", "-r", "10.77.0.11:80"], 1, "invalid service address"),
         (["-d", "-t", SVC, "-r", "10.77.0.13:80"], 1, "No such destination"),
         (["-a", "-t", SVC, "-r", "10.77.0.13:80", "-w", "x"], 2, "illegal weight"),
-        (["-a", "-t", SVC, "-r", "10.77.0.13:80", "-m"], 1, "not supported yet"),
+        (["-a", "-t", SVC, "-r", "10.77.0.13:80", "-i"], 1, "not supported yet"),
+        (["-a", "-t", SVC, "-r", "10.77.0.13:8080", "-g"], 1, "cannot map port 80 to 8080"),
         (["--frobnicate"], 2, "unrecognized option"),
         (["-Y"], 2, "invalid option"),
     ]:
@@ -166,3 +167,17 @@ def test_thresholds_listing_and_scheduler_flags(lab):
     assert f"-A -t {SVC} -s sh -b sh-port" == rules(lab).splitlines()[0]
     lab.rvsadm("-E", "-t", SVC, "-s", "rr")
     lab.rvsadm("-e", "-t", SVC, "-r", "10.77.0.11:80", "-x", "0", "-y", "0")
+
+
+def test_forwarding_method_per_server_as_ipvsadm(lab):
+    """Seed 000 §五 / seed 003: `-a ... -g` adds a direct-routing server; the
+    listing says Route, -S writes -g, and -e can change the method."""
+    lab.rvsadm("-a", "-t", SVC, "-r", "10.77.0.13:80", "-g", "-w", "0")
+    servers = {s.address: s.forward for s in rvslab.parse_services(lab.rvsadm("-L", "-n").stdout)[0].servers}
+    assert servers["10.77.0.13:80"] == "Route", servers
+    assert f"-a -t {SVC} -r 10.77.0.13:80 -g -w 0" in rules(lab).splitlines()
+    lab.rvsadm("-e", "-t", SVC, "-r", "10.77.0.13:80", "-m")
+    servers = {s.address: s.forward for s in rvslab.parse_services(lab.rvsadm("-L", "-n").stdout)[0].servers}
+    assert servers["10.77.0.13:80"] == "Masq", servers
+    lab.rvsadm("-d", "-t", SVC, "-r", "10.77.0.13:80")
+    assert answers() == {"rs1", "rs2"}
