@@ -18,7 +18,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -829,20 +829,13 @@ impl Control {
                 }
             })
             .collect();
-        let load = |v: &[AtomicU32], i: usize| v.get(i).map_or(0, |x| u64::from(x.load(Ordering::Relaxed)));
         let mut servers = Vec::new();
         let mut services = Vec::new();
         let effective = self.effective_config();
         for svc in &effective.services {
             let label = format!("{}/{}", proto_name(svc.proto), svc.vip);
             for r in &svc.real_servers {
-                let idx = self.registry.server_index(svc.vip, svc.proto, r.addr);
-                let (active, inactive) = idx.map_or((0, 0), |i| {
-                    self.workers.iter().fold((0, 0), |(a, n), w| (a + load(&w.shared.rs_active, i), n + load(&w.shared.rs_inactive, i)))
-                });
-                let connections = idx.map_or(0, |i| {
-                    self.workers.iter().map(|w| w.shared.rs_created.get(i).map_or(0, |c| c.load(Ordering::Relaxed))).sum()
-                });
+                let ConnTotals { active, inactive, created: connections } = self.server_totals(svc.vip, svc.proto, r.addr);
                 servers.push(metrics::ServerSample {
                     up: !self.down.contains(&((svc.vip, svc.proto), r.addr)),
                     service: label.clone(),
@@ -885,6 +878,19 @@ impl Control {
         }
     }
 
+    /// A real server's connection counts summed over workers.
+    fn server_totals(&self, vip: SocketAddrV4, proto: u8, rs: SocketAddrV4) -> ConnTotals {
+        let Some(i) = self.registry.server_index(vip, proto, rs) else { return ConnTotals::default() };
+        let mut t = ConnTotals::default();
+        for w in &self.workers {
+            let s = &w.shared;
+            t.active += s.rs_active.get(i).map_or(0, |x| u64::from(x.load(Ordering::Relaxed)));
+            t.inactive += s.rs_inactive.get(i).map_or(0, |x| u64::from(x.load(Ordering::Relaxed)));
+            t.created += s.rs_created.get(i).map_or(0, |x| x.load(Ordering::Relaxed));
+        }
+        t
+    }
+
     /// Live persistence templates per real server index, all workers.
     fn template_counts(&self) -> Vec<u64> {
         let mut total: Vec<u64> = Vec::new();
@@ -911,7 +917,6 @@ impl Control {
 
     fn list_services_with(&self, templates: bool) -> Response {
         self.refresh();
-        let load = |v: &[AtomicU32], i: usize| v.get(i).map_or(0, |x| u64::from(x.load(Ordering::Relaxed)));
         let persist = if templates { self.template_counts() } else { Vec::new() };
         let effective = self.effective_config();
         let services = effective
@@ -943,9 +948,7 @@ impl Control {
                         .iter()
                         .map(|r| {
                             let idx = self.registry.server_index(s.vip, s.proto, r.addr);
-                            let (active, inactive) = idx.map_or((0, 0), |i| {
-                                self.workers.iter().fold((0, 0), |(a, n), w| (a + load(&w.shared.rs_active, i), n + load(&w.shared.rs_inactive, i)))
-                            });
+                            let ConnTotals { active, inactive, .. } = self.server_totals(s.vip, s.proto, r.addr);
                             let t = opts.and_then(|o| o.thresholds.get(&r.addr).copied()).unwrap_or_default();
                             RealServerView {
                                 addr: r.addr.to_string(),
@@ -1043,6 +1046,14 @@ impl Control {
                 .collect();
         Response::Stats { workers, ports }
     }
+}
+
+/// A real server's connections, all workers.
+#[derive(Debug, Clone, Copy, Default)]
+struct ConnTotals {
+    active: u64,
+    inactive: u64,
+    created: u64,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -229,11 +229,11 @@ impl Worker {
             }
             // Kernel -> wire: frames the exception path's kernel side sends
             // leave through the port as they are.
-            for port in 0..self.tap_rx.len() {
+            for (port, batch) in tx.iter_mut().enumerate().take(self.tap_rx.len()) {
                 let Some(q) = self.tap_rx[port].as_mut() else { continue };
                 got += q.rx_burst(&mut rx);
                 for m in rx.drain() {
-                    push_tx(&mut self.tx[port], &mut tx[port], m, &mut self.pipeline);
+                    push_tx(&mut self.tx[port], batch, m, &mut self.pipeline);
                 }
             }
             for ring in 0..self.redirect_in.len() {

@@ -17,7 +17,8 @@ fn secs(at: At<'_>, v: Option<&Spanned<toml::Value>>, default: f64, what: &str) 
         toml::Value::Float(f) => *f,
         other => return Err(at(v.span(), format!("{what} must be a number of seconds, not {other}"))),
     };
-    if !(0.05..=3600.0).contains(&s) && !(what == "delay" && s == 0.0) {
+    let allowed = (0.05..=3600.0).contains(&s) || (what == "delay" && s == 0.0);
+    if !allowed {
         return Err(at(v.span(), format!("{what} must be between 0.05 and 3600 seconds, not {s}")));
     }
     Ok(Duration::from_secs_f64(s))
