@@ -123,6 +123,10 @@ pub struct RealServerView {
     pub lower_threshold: u32,
     /// Live persistence templates pointing at it (all workers).
     pub persist_conns: u64,
+    /// Counters (`--stats`): connections, packets in/out, bytes in/out.
+    pub stats: [u64; 5],
+    /// Rates (`--rate`): connections/s, packets/s in/out, bytes/s in/out.
+    pub rates: [u64; 5],
     /// ESTABLISHED connections (all workers).
     pub active: u64,
     /// Other connections (all workers).

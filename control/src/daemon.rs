@@ -260,6 +260,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
         health_rx,
         checkers: std::collections::HashMap::new(),
         down: std::collections::HashSet::new(),
+        rates: std::collections::HashMap::new(),
+        rates_at: Instant::now(),
     };
     control.sync_checkers();
     let mut printed: Option<(Instant, crate::top::Reading)> = None;
@@ -330,6 +332,9 @@ struct Control {
     checkers: std::collections::HashMap<((SocketAddrV4, u8), SocketAddrV4), Checker>,
     /// Real servers their health check found down.
     down: std::collections::HashSet<((SocketAddrV4, u8), SocketAddrV4)>,
+    /// Rate estimators by real-server index, and when they last ran.
+    rates: std::collections::HashMap<usize, RateEstimate>,
+    rates_at: Instant,
 }
 
 type ServiceKey = (SocketAddrV4, u8);
@@ -389,6 +394,7 @@ impl Control {
 
     /// Drains worker events and sends due ARP requests.
     fn tick(&mut self) {
+        self.estimate_rates();
         let mut health_changed = false;
         while let Ok(ch) = self.health_rx.try_recv() {
             if !self.checkers.contains_key(&(ch.service, ch.server)) {
@@ -835,7 +841,7 @@ impl Control {
         for svc in &effective.services {
             let label = format!("{}/{}", proto_name(svc.proto), svc.vip);
             for r in &svc.real_servers {
-                let ConnTotals { active, inactive, created: connections } = self.server_totals(svc.vip, svc.proto, r.addr);
+                let ConnTotals { active, inactive, created: connections, .. } = self.server_totals(svc.vip, svc.proto, r.addr);
                 servers.push(metrics::ServerSample {
                     up: !self.down.contains(&((svc.vip, svc.proto), r.addr)),
                     service: label.clone(),
@@ -887,8 +893,27 @@ impl Control {
             t.active += s.rs_active.get(i).map_or(0, |x| u64::from(x.load(Ordering::Relaxed)));
             t.inactive += s.rs_inactive.get(i).map_or(0, |x| u64::from(x.load(Ordering::Relaxed)));
             t.created += s.rs_created.get(i).map_or(0, |x| x.load(Ordering::Relaxed));
+            for (sum, v) in t.traffic.iter_mut().zip(&s.rs_traffic) {
+                *sum += v.get(i).map_or(0, |x| x.load(Ordering::Relaxed));
+            }
         }
         t
+    }
+
+    /// Every 2 s: feeds each real server's counters to its rate estimator.
+    fn estimate_rates(&mut self) {
+        let now = Instant::now();
+        let secs = now.duration_since(self.rates_at).as_secs_f64();
+        if secs < 2.0 {
+            return;
+        }
+        self.rates_at = now;
+        let keys: Vec<_> = self.config.services.iter().flat_map(|s| s.real_servers.iter().map(move |r| (s.vip, s.proto, r.addr))).collect();
+        for (vip, proto, rs) in keys {
+            let Some(i) = self.registry.server_index(vip, proto, rs) else { continue };
+            let totals = self.server_totals(vip, proto, rs).stats();
+            self.rates.entry(i).or_default().update(totals, secs);
+        }
     }
 
     /// Live persistence templates per real server index, all workers.
@@ -948,7 +973,9 @@ impl Control {
                         .iter()
                         .map(|r| {
                             let idx = self.registry.server_index(s.vip, s.proto, r.addr);
-                            let ConnTotals { active, inactive, .. } = self.server_totals(s.vip, s.proto, r.addr);
+                            let totals = self.server_totals(s.vip, s.proto, r.addr);
+                            let ConnTotals { active, inactive, .. } = totals;
+                            let rates = idx.and_then(|i| self.rates.get(&i)).map_or([0; 5], RateEstimate::rates);
                             let t = opts.and_then(|o| o.thresholds.get(&r.addr).copied()).unwrap_or_default();
                             RealServerView {
                                 addr: r.addr.to_string(),
@@ -957,6 +984,8 @@ impl Control {
                                 upper_threshold: t.upper,
                                 lower_threshold: t.lower,
                                 persist_conns: idx.and_then(|i| persist.get(i).copied()).unwrap_or(0),
+                                stats: totals.stats(),
+                                rates,
                                 active,
                                 inactive,
                             }
@@ -1054,6 +1083,41 @@ struct ConnTotals {
     active: u64,
     inactive: u64,
     created: u64,
+    /// Packets in, packets out, bytes in, bytes out.
+    traffic: [u64; 4],
+}
+
+impl ConnTotals {
+    /// ipvsadm's five counters: conns, inpkts, outpkts, inbytes, outbytes.
+    fn stats(&self) -> [u64; 5] {
+        [self.created, self.traffic[0], self.traffic[1], self.traffic[2], self.traffic[3]]
+    }
+}
+
+/// The kernel's rate estimator (`ip_vs_est.c`): every 2 s, each rate moves
+/// a quarter of the way toward the last interval's rate.
+#[derive(Debug, Clone, Default)]
+struct RateEstimate {
+    last: [u64; 5],
+    rates: [f64; 5],
+    primed: bool,
+}
+
+impl RateEstimate {
+    fn update(&mut self, now: [u64; 5], secs: f64) {
+        if self.primed && secs > 0.0 {
+            for ((rate, n), l) in self.rates.iter_mut().zip(now).zip(self.last) {
+                let r = n.saturating_sub(l) as f64 / secs;
+                *rate += (r - *rate) / 4.0;
+            }
+        }
+        self.last = now;
+        self.primed = true;
+    }
+
+    fn rates(&self) -> [u64; 5] {
+        self.rates.map(|r| r.round() as u64)
+    }
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -28,33 +28,92 @@ pub enum Columns {
     Plain,
     /// `--thresholds`: `Forward Weight Uthreshold Lthreshold ActiveConn InActConn`.
     Thresholds,
-    /// `--persistent-conn`: `Forward Weight PersistConn ActiveConn InActConn`.
+    /// `--persistent-conn`: `Weight PersistConn ActiveConn InActConn`.
     PersistentConn,
+    /// `--stats`: `Conns InPkts OutPkts InBytes OutBytes`.
+    Stats,
+    /// `--rate`: `CPS InPPS OutPPS InBPS OutBPS`.
+    Rate,
 }
 
-/// `ipvsadm -L -n` with `--thresholds` or `--persistent-conn`.
+/// ipvsadm's `print_largenum`: 9 columns, scaled with K/M/G/T past 10^8
+/// unless `exact`.
+fn largenum(out: &mut String, i: u64, exact: bool) {
+    let _ = if exact {
+        let w = i.to_string().len().max(8) + 1;
+        write!(out, "{i:>w$}")
+    } else if i < 100_000_000 {
+        write!(out, "{i:>9}")
+    } else if i < 1_000_000_000 {
+        write!(out, "{:>8}K", i / 1000)
+    } else if i < 100_000_000_000 {
+        write!(out, "{:>8}M", i / 1_000_000)
+    } else if i < 100_000_000_000_000 {
+        write!(out, "{:>8}G", i / 1_000_000_000)
+    } else {
+        write!(out, "{:>8}T", i / 1_000_000_000_000)
+    };
+}
+
+fn sum(servers: &[crate::api::RealServerView], f: fn(&crate::api::RealServerView) -> [u64; 5]) -> [u64; 5] {
+    let mut t = [0u64; 5];
+    for r in servers {
+        for (a, b) in t.iter_mut().zip(f(r)) {
+            *a += b;
+        }
+    }
+    t
+}
+
+/// `ipvsadm -L -n` with `--thresholds`, `--persistent-conn`, `--stats` or
+/// `--rate` (`exact`: `--exact`), as ipvsadm's `print_title` and
+/// `print_service_entry` print them.
 #[must_use]
-pub fn list_services_with(table_size: u64, services: &[ServiceView], cols: Columns) -> String {
+pub fn list_services_with(table_size: u64, services: &[ServiceView], cols: Columns, exact: bool) -> String {
     if cols == Columns::Plain {
         return list_services(table_size, services);
     }
     let mut out = String::new();
     let _ = writeln!(out, "IP Virtual Server version 1.2.1 (size={table_size})");
-    out.push_str("Prot LocalAddress:Port Scheduler Flags\n");
-    out.push_str(match cols {
-        Columns::Thresholds => "  -> RemoteAddress:Port           Forward Weight Uthreshold Lthreshold ActiveConn InActConn\n",
-        _ => "  -> RemoteAddress:Port           Forward Weight PersistConn ActiveConn InActConn\n",
-    });
+    let _ = match cols {
+        Columns::Stats => writeln!(out, "{:<33} {:>8} {:>8} {:>8} {:>8} {:>8}", "Prot LocalAddress:Port", "Conns", "InPkts", "OutPkts", "InBytes", "OutBytes"),
+        Columns::Rate => writeln!(out, "{:<33} {:>8} {:>8} {:>8} {:>8} {:>8}", "Prot LocalAddress:Port", "CPS", "InPPS", "OutPPS", "InBPS", "OutBPS"),
+        Columns::Thresholds => writeln!(out, "{:<33} {:<10} {:<10} {:<10} {:<10}", "Prot LocalAddress:Port", "Uthreshold", "Lthreshold", "ActiveConn", "InActConn"),
+        _ => writeln!(out, "{:<33} {:<9} {:<11} {:<10} {:<10}", "Prot LocalAddress:Port", "Weight", "PersistConn", "ActiveConn", "InActConn"),
+    };
+    out.push_str("  -> RemoteAddress:Port\n");
     for s in services {
-        let _ = writeln!(out, "{}  {} {}{}", s.proto, s.vip, s.scheduler, s.flags);
+        let name = format!("{}  {}", s.proto, s.vip);
+        match cols {
+            Columns::Stats | Columns::Rate => {
+                let _ = write!(out, "{name:<33}");
+                let t = if cols == Columns::Stats { sum(&s.servers, |r| r.stats) } else { sum(&s.servers, |r| r.rates) };
+                for v in t {
+                    largenum(&mut out, v, exact);
+                }
+                out.push('\n');
+            }
+            _ => {
+                let _ = writeln!(out, "{name} {}{}", s.scheduler, s.flags);
+            }
+        }
         for r in &s.servers {
             let _ = match cols {
-                Columns::Thresholds => writeln!(
-                    out,
-                    "  -> {:<28} {:<7} {:<6} {:<10} {:<10} {:<10} {:<10}",
-                    r.addr, r.forward, r.weight, r.upper_threshold, r.lower_threshold, r.active, r.inactive
-                ),
-                _ => writeln!(out, "  -> {:<28} {:<7} {:<6} {:<11} {:<10} {:<10}", r.addr, r.forward, r.weight, r.persist_conns, r.active, r.inactive),
+                Columns::Stats => {
+                    let _ = write!(out, "  -> {:<28}", r.addr);
+                    for v in r.stats {
+                        largenum(&mut out, v, exact);
+                    }
+                    writeln!(out)
+                }
+                Columns::Rate => {
+                    let _ = write!(out, "  -> {:<28} {:>8} {:>8} {:>8}", r.addr, r.rates[0], r.rates[1], r.rates[2]);
+                    largenum(&mut out, r.rates[3], exact);
+                    largenum(&mut out, r.rates[4], exact);
+                    writeln!(out)
+                }
+                Columns::Thresholds => writeln!(out, "  -> {:<28} {:<10} {:<10} {:<10} {:<10}", r.addr, r.upper_threshold, r.lower_threshold, r.active, r.inactive),
+                _ => writeln!(out, "  -> {:<28} {:<9} {:<11} {:<10} {:<10}", r.addr, r.weight, r.persist_conns, r.active, r.inactive),
             };
         }
     }
@@ -150,7 +209,7 @@ mod tests {
             scheduler: "rr".into(),
             flags: String::new(),
             local_addresses: vec![],
-            servers: vec![RealServerView { addr: "192.168.177.10:80".into(), forward: "Masq".into(), weight: 1, upper_threshold: 0, lower_threshold: 0, persist_conns: 0, active: 0, inactive: 0 }],
+            servers: vec![RealServerView { addr: "192.168.177.10:80".into(), forward: "Masq".into(), weight: 1, upper_threshold: 0, lower_threshold: 0, persist_conns: 0, stats: [0; 5], rates: [0; 5], active: 0, inactive: 0 }],
         };
         let got = list_services(4096, &[s]);
         let want = concat!(
@@ -172,8 +231,8 @@ mod tests {
             flags: " (sh-port) persistent 300 mask 255.255.255.0".into(),
             local_addresses: vec!["10.0.0.200".into()],
             servers: vec![
-                RealServerView { addr: "192.168.140.11:80".into(), forward: "Route".into(), weight: 1, upper_threshold: 0, lower_threshold: 0, persist_conns: 0, active: 3, inactive: 4 },
-                RealServerView { addr: "192.168.140.12:80".into(), forward: "FullNat".into(), weight: 2, upper_threshold: 100, lower_threshold: 50, persist_conns: 0, active: 0, inactive: 0 },
+                RealServerView { addr: "192.168.140.11:80".into(), forward: "Route".into(), weight: 1, upper_threshold: 0, lower_threshold: 0, persist_conns: 0, stats: [0; 5], rates: [0; 5], active: 3, inactive: 4 },
+                RealServerView { addr: "192.168.140.12:80".into(), forward: "FullNat".into(), weight: 2, upper_threshold: 100, lower_threshold: 50, persist_conns: 0, stats: [0; 5], rates: [0; 5], active: 0, inactive: 0 },
             ],
         };
         assert_eq!(
@@ -198,6 +257,35 @@ mod tests {
             servers: vec![],
         };
         assert!(list_services(4096, &[s]).contains("\nTCP  192.168.140.100:80 rr persistent 300\n"));
+    }
+
+    #[test]
+    fn stats_and_rate_columns_as_ipvsadm() {
+        let r = RealServerView {
+            addr: "10.0.0.2:80".into(),
+            forward: "Masq".into(),
+            weight: 1,
+            upper_threshold: 0,
+            lower_threshold: 0,
+            persist_conns: 0,
+            stats: [3, 30, 25, 2000, 123_456_789],
+            rates: [1, 10, 9, 800, 900],
+            active: 0,
+            inactive: 0,
+        };
+        let s = ServiceView { proto: "TCP".into(), vip: "10.0.0.1:80".into(), scheduler: "rr".into(), flags: String::new(), local_addresses: vec![], servers: vec![r] };
+        let text = list_services_with(4096, std::slice::from_ref(&s), Columns::Stats, false);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[1], "Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes");
+        assert_eq!(lines[2], "  -> RemoteAddress:Port");
+        // Expected lines made with C's printf formats from ipvsadm.c.
+        assert_eq!(lines[3], "TCP  10.0.0.1:80                         3       30       25     2000  123456K");
+        assert_eq!(lines[4], "  -> 10.0.0.2:80                         3       30       25     2000  123456K");
+        let exact = list_services_with(4096, std::slice::from_ref(&s), Columns::Stats, true);
+        assert!(exact.lines().nth(3).unwrap().ends_with(" 123456789"), "{exact}");
+        let rate = list_services_with(4096, &[s], Columns::Rate, false);
+        assert_eq!(rate.lines().nth(1).unwrap(), "Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS");
+        assert_eq!(rate.lines().nth(4).unwrap(), "  -> 10.0.0.2:80                         1       10        9      800      900");
     }
 
     #[test]

@@ -88,6 +88,8 @@ pub struct WorkerShared {
     pub rs_inactive: Vec<AtomicU32>,
     /// Connections created per real server.
     pub rs_created: Vec<AtomicU64>,
+    /// Per real server: packets in, packets out, bytes in, bytes out.
+    pub rs_traffic: [Vec<AtomicU64>; 4],
     /// Iterations that received nothing.
     pub empty_polls: AtomicU64,
     /// Iterations in all.
@@ -119,6 +121,7 @@ impl WorkerShared {
             rs_active: (0..rs_count).map(|_| AtomicU32::new(0)).collect(),
             rs_inactive: (0..rs_count).map(|_| AtomicU32::new(0)).collect(),
             rs_created: (0..rs_count).map(|_| AtomicU64::new(0)).collect(),
+            rs_traffic: std::array::from_fn(|_| (0..rs_count).map(|_| AtomicU64::new(0)).collect()),
             empty_polls: AtomicU64::new(0),
             polls: AtomicU64::new(0),
             redirected_out: AtomicU64::new(0),
@@ -435,6 +438,13 @@ impl Worker {
                 a.store(cc.active, Ordering::Relaxed);
                 ia.store(cc.inactive, Ordering::Relaxed);
                 cr.store(cc.created, Ordering::Relaxed);
+            }
+        }
+        for (i, t) in self.pipeline.rs_traffic().iter().enumerate() {
+            for (slot, v) in s.rs_traffic.iter().zip([t.in_pkts, t.out_pkts, t.in_bytes, t.out_bytes]) {
+                if let Some(a) = slot.get(i) {
+                    a.store(v, Ordering::Relaxed);
+                }
             }
         }
         s.polls.store(polls, Ordering::Relaxed);

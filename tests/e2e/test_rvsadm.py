@@ -142,8 +142,8 @@ def test_persistence_on_and_off_as_in_seed_000(lab):
     seen = [rvslab.client_curl(f"http://{VIP}/", max_time=5).stdout.strip() for _ in range(10)]
     assert len(set(seen)) == 1 and seen[0] in ("rs1", "rs2"), seen
     pc = lab.rvsadm("-L", "-n", "--persistent-conn").stdout
-    assert "PersistConn" in pc.splitlines()[2], pc
-    counts = [int(l.split()[4]) for l in pc.splitlines() if l.startswith("  -> ") and "RemoteAddress" not in l]
+    assert pc.splitlines()[1].rstrip() == "Prot LocalAddress:Port            Weight    PersistConn ActiveConn InActConn", pc
+    counts = [int(l.split()[3]) for l in pc.splitlines() if l.startswith("  -> ") and "RemoteAddress" not in l]
     assert sorted(counts) == [0, 1], pc
     assert " -p 300" in rules(lab).splitlines()[0]
     lab.rvsadm("-E", "-t", SVC, "-s", "rr")
@@ -155,9 +155,10 @@ def test_persistence_on_and_off_as_in_seed_000(lab):
 def test_thresholds_listing_and_scheduler_flags(lab):
     lab.rvsadm("-e", "-t", SVC, "-r", "10.77.0.11:80", "-x", "100", "-y", "50")
     out = lab.rvsadm("-L", "-n", "--thresholds").stdout
-    assert out.splitlines()[2] == "  -> RemoteAddress:Port           Forward Weight Uthreshold Lthreshold ActiveConn InActConn", out
+    assert out.splitlines()[1].rstrip() == "Prot LocalAddress:Port            Uthreshold Lthreshold ActiveConn InActConn", out
+    assert out.splitlines()[2] == "  -> RemoteAddress:Port", out
     row = next(l for l in out.splitlines() if "10.77.0.11:80" in l).split()
-    assert row[4:6] == ["100", "50"], out
+    assert row[2:4] == ["100", "50"], out
     assert "-a -t 10.77.0.100:80 -r 10.77.0.11:80 --fullnat -w 1 -x 100 -y 50" in rules(lab).splitlines()
     bad = lab.rvsadm("-E", "-t", SVC, "-s", "rr", "-b", "sh-port", check=False)
     assert bad.returncode == 1 and "sh" in bad.stderr, bad.stderr
@@ -181,3 +182,20 @@ def test_forwarding_method_per_server_as_ipvsadm(lab):
     assert servers["10.77.0.13:80"] == "Masq", servers
     lab.rvsadm("-d", "-t", SVC, "-r", "10.77.0.13:80")
     assert answers() == {"rs1", "rs2"}
+
+
+def test_stats_and_rate_listings(lab):
+    before = rvslab.parse_services(lab.rvsadm("-L", "-n").stdout)
+    for _ in range(6):
+        assert rvslab.client_curl(f"http://{VIP}/", max_time=5).returncode == 0
+    out = lab.rvsadm("-L", "-n", "--stats", "--exact").stdout
+    lines = out.splitlines()
+    assert lines[1] == "Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes", out
+    svc = lines[3].split()
+    assert svc[:2] == ["TCP", SVC], out
+    conns, inpkts, outpkts, inbytes, outbytes = map(int, svc[2:7])
+    assert conns >= 6 and inpkts >= 6 * 5 and outpkts >= 6 * 4 and outbytes > inbytes > 0, out
+    rows = [l.split() for l in lines[4:] if l.startswith("  -> ")]
+    assert sum(int(r[2]) for r in rows) == conns, out
+    rate = lab.rvsadm("-L", "-n", "--rate").stdout
+    assert rate.splitlines()[1] == "Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS", rate

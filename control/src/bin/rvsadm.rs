@@ -65,6 +65,9 @@ Options:
   --l-threshold  -y lthreshold        lower threshold of connections
   --sched-flags  -b flag[,flag]       scheduler flags (sh-fallback, sh-port, mh-fallback, mh-port)
   --thresholds                        output of thresholds information
+  --stats                             output of statistics information
+  --rate                              output of rate information
+  --exact                             expand numbers (display exact values)
   --persistent-conn                   output of persistent connection info
   --connection   -c                   output of current IPVS connections
   --timeout                           output of timeout (tcp tcpfin udp)
@@ -115,6 +118,7 @@ struct Args {
     upper: Option<u32>,
     lower: Option<u32>,
     columns: Option<ipvsadm_fmt::Columns>,
+    exact: bool,
     interval: Option<f64>,
     count: Option<u32>,
 }
@@ -187,7 +191,7 @@ fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), String> 
             }
             Ok(())
         }
-        "n" | "numeric" | "exact" | "nosort" => Ok(()),
+        "n" | "numeric" | "nosort" => Ok(()),
         "c" | "connection" => {
             a.connections = true;
             Ok(())
@@ -278,7 +282,19 @@ fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), String> 
             a.columns = Some(ipvsadm_fmt::Columns::PersistentConn);
             Ok(())
         }
-        "stats" | "rate" | "sort" => Err(unsupported(&format!("--{name}"))),
+        "stats" => {
+            a.columns = Some(ipvsadm_fmt::Columns::Stats);
+            Ok(())
+        }
+        "rate" => {
+            a.columns = Some(ipvsadm_fmt::Columns::Rate);
+            Ok(())
+        }
+        "exact" | "X" => {
+            a.exact = true;
+            Ok(())
+        }
+        "sort" => Ok(()),
         "start-daemon" | "stop-daemon" | "daemon" | "mcast-interface" | "syncid" => {
             Err(unsupported("connection synchronisation (--start-daemon, --stop-daemon, --daemon)"))
         }
@@ -376,9 +392,9 @@ fn request(a: &Args) -> Result<Request, String> {
 }
 
 /// The text to print for an answer, or the error message.
-fn render(resp: Response, columns: ipvsadm_fmt::Columns) -> Result<String, String> {
+fn render(resp: Response, columns: ipvsadm_fmt::Columns, exact: bool) -> Result<String, String> {
     Ok(match resp {
-        Response::Services { table_size, services } => ipvsadm_fmt::list_services_with(table_size, &services, columns),
+        Response::Services { table_size, services } => ipvsadm_fmt::list_services_with(table_size, &services, columns, exact),
         Response::Connections(c) => ipvsadm_fmt::list_connections(&c),
         Response::Timeouts { tcp, tcpfin, udp } => format!("Timeout (tcp tcpfin udp): {tcp} {tcpfin} {udp}\n"),
         Response::Rules(text) => text,
@@ -443,7 +459,7 @@ fn main() -> ExitCode {
         }
     };
     let columns = args.columns.unwrap_or(ipvsadm_fmt::Columns::Plain);
-    match api::call(&socket, &req).map_err(|e| format!("{prog}: {e}")).and_then(|r| render(r, columns)) {
+    match api::call(&socket, &req).map_err(|e| format!("{prog}: {e}")).and_then(|r| render(r, columns, args.exact)) {
         Ok(text) => {
             // A closed pipe (`rvsadm -L -n | head`) is not an error worth a panic.
             let _ = std::io::stdout().lock().write_all(text.as_bytes());
@@ -510,7 +526,7 @@ fn restore(prog: &str, socket: &std::path::Path) -> ExitCode {
                 request(&a)
             })
             .and_then(|req| api::call(socket, &req).map_err(|e| e.to_string()))
-            .and_then(|r| render(r, ipvsadm_fmt::Columns::Plain));
+            .and_then(|r| render(r, ipvsadm_fmt::Columns::Plain, false));
         if let Err(e) = result {
             eprintln!("{prog}: line {}: {line}: {e}", n + 1);
             return ExitCode::from(1);

@@ -135,6 +135,21 @@ pub struct ConnCount {
     pub created: u64,
 }
 
+/// Traffic of one real server on one worker, as `ipvsadm --stats` counts
+/// it: inbound is toward the server, outbound back to the client; bytes
+/// are IP packet bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RsTraffic {
+    /// Packets toward the server.
+    pub in_pkts: u64,
+    /// Packets back to clients.
+    pub out_pkts: u64,
+    /// Bytes toward the server.
+    pub in_bytes: u64,
+    /// Bytes back to clients.
+    pub out_bytes: u64,
+}
+
 impl ConnCount {
     /// Active plus inactive (`ip_vs_dest_totalconns`).
     #[must_use]
@@ -260,6 +275,7 @@ pub struct Pipeline {
     neigh: Arc<NeighMap>,
     neigh_events: Vec<NeighEvent>,
     rs_conns: Vec<ConnCount>,
+    rs_traffic: Vec<RsTraffic>,
     rs_limits: Vec<RsLimit>,
     templates: TemplateTable,
     session_template: Vec<TemplateSlot>,
@@ -288,6 +304,7 @@ impl Pipeline {
             neigh,
             neigh_events: Vec::with_capacity(NEIGH_EVENTS_MAX),
             rs_conns: Vec::new(),
+            rs_traffic: Vec::new(),
             rs_limits: Vec::new(),
             templates: TemplateTable::new(template_capacity(capacity)),
             session_template: vec![NO_TEMPLATE; capacity.max(1) as usize],
@@ -329,6 +346,7 @@ impl Pipeline {
         let rs_count = usize::from(tables.rs_count);
         if self.rs_conns.len() < rs_count {
             self.rs_conns.resize(rs_count, ConnCount::default());
+            self.rs_traffic.resize(rs_count, RsTraffic::default());
         }
         self.adopt_limits(tables);
         // Scheduler state: kept for a service (same VIP, protocol and
@@ -414,6 +432,12 @@ impl Pipeline {
     #[must_use]
     pub fn sessions(&self) -> &SessionTable {
         &self.sessions
+    }
+
+    /// Per-real-server traffic, by global real-server index.
+    #[must_use]
+    pub fn rs_traffic(&self) -> &[RsTraffic] {
+        &self.rs_traffic
     }
 
     /// Per-real-server connection counts, by global real-server index.
@@ -610,6 +634,16 @@ impl Pipeline {
         // DR: the IP packet goes on untouched; only the Ethernet header changes.
         if fwd != Forward::Dr && rewrite::rewrite_v4(l3, s.proto, src, dst).is_err() {
             return Verdict::Drop(DropReason::Malformed);
+        }
+        if let Some(t) = self.rs_traffic.get_mut(usize::from(s.rs_index)) {
+            let bytes = l3.len() as u64;
+            if dir == Direction::Inbound {
+                t.in_pkts += 1;
+                t.in_bytes += bytes;
+            } else {
+                t.out_pkts += 1;
+                t.out_bytes += bytes;
+            }
         }
         let own = self.port_mac(port);
         if let Ok(mut eth) = ethernet::Frame::new_checked(l2) {
