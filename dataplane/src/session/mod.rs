@@ -21,11 +21,13 @@
 //! idle sessions go away even without traffic. When the table is full,
 //! [`SessionTable::insert`] refuses; existing sessions are never evicted.
 
+mod index;
 pub mod tcp_state;
 pub mod template;
 pub mod timeouts;
 
 use crate::time::Millis;
+use index::HashIndex;
 pub use tcp_state::{Direction, TcpState};
 pub use timeouts::Timeouts;
 
@@ -182,15 +184,12 @@ pub enum InsertError {
     Duplicate,
 }
 
-const EMPTY: u64 = u64::MAX;
-
 /// The fixed-capacity, two-key session table. See the module doc.
 #[derive(Debug)]
 pub struct SessionTable {
     slots: Vec<Option<Session>>,
     free: Vec<u32>,
-    index: Vec<u64>,
-    mask: usize,
+    index: HashIndex,
     seed: u64,
     sweep_cursor: usize,
 }
@@ -200,12 +199,11 @@ impl SessionTable {
     #[must_use]
     pub fn new(capacity: u32, seed: u64) -> Self {
         let capacity = capacity.max(1);
-        let index_len = (capacity as usize * 2 * 4).next_power_of_two();
         Self {
             slots: vec![None; capacity as usize],
             free: (0..capacity).rev().collect(),
-            index: vec![EMPTY; index_len],
-            mask: index_len - 1,
+            // Two entries per session, at most a quarter full.
+            index: HashIndex::new(capacity as usize * 2 * 4),
             seed,
             sweep_cursor: 0,
         }
@@ -306,72 +304,37 @@ impl SessionTable {
 
     #[inline]
     fn find(&self, key: &FlowKey) -> Option<(u32, Direction)> {
-        let h = key.hash(self.seed);
-        let mut i = h as usize & self.mask;
-        loop {
-            let e = self.index[i];
-            if e == EMPTY {
-                return None;
-            }
-            if (e >> 32) as u32 == h {
-                let slot = ((e & 0xffff_ffff) >> 1) as u32;
-                let dir = if e & 1 == 0 { Direction::Inbound } else { Direction::Outbound };
-                if let Some(s) = &self.slots[slot as usize] {
-                    let k = match dir {
-                        Direction::Inbound => s.client_key(),
-                        Direction::Outbound => s.rs_key(),
-                    };
-                    if k == *key {
-                        return Some((slot, dir));
-                    }
+        for payload in self.index.probe(key.hash(self.seed)) {
+            let (slot, dir) = Self::unpack(payload);
+            if let Some(s) = &self.slots[slot as usize] {
+                let k = match dir {
+                    Direction::Inbound => s.client_key(),
+                    Direction::Outbound => s.rs_key(),
+                };
+                if k == *key {
+                    return Some((slot, dir));
                 }
             }
-            i = (i + 1) & self.mask;
         }
+        None
     }
 
-    fn entry(h: u32, slot: u32, dir: Direction) -> u64 {
-        u64::from(h) << 32 | u64::from(slot) << 1 | u64::from(dir == Direction::Outbound)
+    /// Index payload: the slot and which of its keys the entry is.
+    fn pack(slot: u32, dir: Direction) -> u32 {
+        slot << 1 | u32::from(dir == Direction::Outbound)
+    }
+
+    fn unpack(payload: u32) -> (u32, Direction) {
+        (payload >> 1, if payload & 1 == 0 { Direction::Inbound } else { Direction::Outbound })
     }
 
     fn index_insert(&mut self, h: u32, slot: u32, dir: Direction) {
-        let mut i = h as usize & self.mask;
-        while self.index[i] != EMPTY {
-            i = (i + 1) & self.mask;
-        }
-        self.index[i] = Self::entry(h, slot, dir);
+        self.index.insert(h, Self::pack(slot, dir));
     }
 
     fn index_remove(&mut self, h: u32, slot: u32, dir: Direction) {
-        let want = Self::entry(h, slot, dir);
-        let mut i = h as usize & self.mask;
-        while self.index[i] != want {
-            if self.index[i] == EMPTY {
-                debug_assert!(false, "index entry missing for slot {slot}");
-                return;
-            }
-            i = (i + 1) & self.mask;
-        }
-        // Backward-shift deletion: pull later entries of the probe run back
-        // into the hole when their home position allows it.
-        let mut hole = i;
-        let mut j = (i + 1) & self.mask;
-        loop {
-            let e = self.index[j];
-            if e == EMPTY {
-                break;
-            }
-            let home = (e >> 32) as usize & self.mask;
-            // Move `e` into the hole unless its home lies cyclically in (hole, j].
-            let dist_home = j.wrapping_sub(home) & self.mask;
-            let dist_hole = j.wrapping_sub(hole) & self.mask;
-            if dist_home >= dist_hole {
-                self.index[hole] = e;
-                hole = j;
-            }
-            j = (j + 1) & self.mask;
-        }
-        self.index[hole] = EMPTY;
+        let found = self.index.remove(h, Self::pack(slot, dir));
+        debug_assert!(found, "index entry missing for slot {slot}");
     }
 }
 

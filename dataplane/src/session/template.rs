@@ -23,6 +23,7 @@
 //! A full table refuses inserts; nothing live is evicted.
 
 use super::{fmix64, Endpoint, InsertError};
+use super::index::HashIndex;
 use crate::time::Millis;
 
 /// What a template matches: the masked client address and the service.
@@ -78,15 +79,12 @@ pub type TemplateSlot = u32;
 /// No template (a session of a non-persistent service).
 pub const NO_TEMPLATE: TemplateSlot = u32::MAX;
 
-const EMPTY: u64 = u64::MAX;
-
 /// One worker's templates. See the module doc.
 #[derive(Debug)]
 pub struct TemplateTable {
     slots: Vec<Option<Template>>,
     free: Vec<u32>,
-    index: Vec<u64>,
-    mask: usize,
+    index: HashIndex,
     sweep_cursor: usize,
 }
 
@@ -95,12 +93,10 @@ impl TemplateTable {
     #[must_use]
     pub fn new(capacity: u32) -> Self {
         let capacity = capacity.max(1);
-        let index_len = (capacity as usize * 4).next_power_of_two();
         Self {
             slots: vec![None; capacity as usize],
             free: (0..capacity).rev().collect(),
-            index: vec![EMPTY; index_len],
-            mask: index_len - 1,
+            index: HashIndex::new(capacity as usize * 4),
             sweep_cursor: 0,
         }
     }
@@ -126,19 +122,7 @@ impl TemplateTable {
     /// The slot of the template for `key`, live or not.
     #[must_use]
     pub fn find(&self, key: &TemplateKey) -> Option<TemplateSlot> {
-        let h = key.hash();
-        let mut i = h as usize & self.mask;
-        loop {
-            let e = self.index[i];
-            if e == EMPTY {
-                return None;
-            }
-            let slot = (e & 0xffff_ffff) as u32;
-            if (e >> 32) as u32 == h && self.slots[slot as usize].is_some_and(|t| t.key == *key) {
-                return Some(slot);
-            }
-            i = (i + 1) & self.mask;
-        }
+        self.index.probe(key.hash()).find(|&slot| self.slots[slot as usize].is_some_and(|t| t.key == *key))
     }
 
     /// The template in `slot`.
@@ -162,45 +146,16 @@ impl TemplateTable {
             return Err(InsertError::Duplicate);
         }
         let slot = self.free.pop().ok_or(InsertError::Full)?;
-        let h = t.key.hash();
+        self.index.insert(t.key.hash(), slot);
         self.slots[slot as usize] = Some(t);
-        let mut i = h as usize & self.mask;
-        while self.index[i] != EMPTY {
-            i = (i + 1) & self.mask;
-        }
-        self.index[i] = u64::from(h) << 32 | u64::from(slot);
         Ok(slot)
     }
 
     /// Removes the template in `slot`.
     pub fn remove(&mut self, slot: TemplateSlot) -> Option<Template> {
         let t = self.slots.get_mut(slot as usize)?.take()?;
-        let h = t.key.hash();
-        let want = u64::from(h) << 32 | u64::from(slot);
-        let mut i = h as usize & self.mask;
-        while self.index[i] != want {
-            if self.index[i] == EMPTY {
-                debug_assert!(false, "template index entry missing for slot {slot}");
-                self.free.push(slot);
-                return Some(t);
-            }
-            i = (i + 1) & self.mask;
-        }
-        let mut hole = i;
-        let mut j = (i + 1) & self.mask;
-        loop {
-            let e = self.index[j];
-            if e == EMPTY {
-                break;
-            }
-            let home = (e >> 32) as usize & self.mask;
-            if (j.wrapping_sub(home) & self.mask) >= (j.wrapping_sub(hole) & self.mask) {
-                self.index[hole] = e;
-                hole = j;
-            }
-            j = (j + 1) & self.mask;
-        }
-        self.index[hole] = EMPTY;
+        let found = self.index.remove(t.key.hash(), slot);
+        debug_assert!(found, "template index entry missing for slot {slot}");
         self.free.push(slot);
         Some(t)
     }
