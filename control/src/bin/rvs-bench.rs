@@ -670,6 +670,23 @@ struct Running {
 }
 
 impl Running {
+    /// Runs `worker` on `lcore` and learns its thread id (for CPU time).
+    fn launch(eal: &Eal, lcore: u32, worker: Worker, shared: Arc<WorkerShared>, req: Sender<Request>, events: Receiver<Event>) -> Res<Self> {
+        let (tid_tx, tid_rx) = bounded(1);
+        eal.launch(
+            LcoreId(lcore),
+            Box::new(move || {
+                let _ = tid_tx.send(thread_id());
+                worker.run()
+            }),
+        )?;
+        let tid = tid_rx.recv_timeout(Duration::from_secs(5)).map_err(|_| "worker did not start")?;
+        if tid == 0 {
+            return Err("cannot find the worker's thread id (/proc/thread-self)".into());
+        }
+        Ok(Self { lcore, tid, shared, req, _events: events })
+    }
+
     /// The counters as last published, and the worker's CPU time now.
     fn read(&self) -> Res<Snap> {
         let s = &self.shared;
@@ -921,20 +938,7 @@ impl Lab {
                 idle: Idle::Busy,
                 tsc_hz: self.tsc_hz,
             };
-            let lcore = WORKER_LCORES[wi];
-            let (tid_tx, tid_rx) = bounded(1);
-            self.eal.launch(
-                LcoreId(lcore),
-                Box::new(move || {
-                    let _ = tid_tx.send(thread_id());
-                    worker.run()
-                }),
-            )?;
-            let tid = tid_rx.recv_timeout(Duration::from_secs(5)).map_err(|_| "worker did not start")?;
-            if tid == 0 {
-                return Err("cannot find the worker's thread id (/proc/thread-self)".into());
-            }
-            running.push(Running { lcore, tid, shared, req: req_tx, _events: ev_rx });
+            running.push(Running::launch(&self.eal, WORKER_LCORES[wi], worker, shared, req_tx, ev_rx)?);
             feeders.push(Feeder {
                 gen: Gen::new(wi, workers, capacity, owned.as_mut().map(|o| std::mem::take(&mut o[wi]))),
                 txqs,
@@ -1562,20 +1566,7 @@ impl Lab {
                 idle: Idle::Busy,
                 tsc_hz: self.tsc_hz,
             };
-            let lcore = WORKER_LCORES[wi];
-            let (tid_tx, tid_rx) = bounded(1);
-            self.eal.launch(
-                LcoreId(lcore),
-                Box::new(move || {
-                    let _ = tid_tx.send(thread_id());
-                    worker.run()
-                }),
-            )?;
-            let tid = tid_rx.recv_timeout(Duration::from_secs(5)).map_err(|_| "worker did not start")?;
-            if tid == 0 {
-                return Err("cannot find the worker's thread id (/proc/thread-self)".into());
-            }
-            running.push(Running { lcore, tid, shared, req: req_tx, _events: ev_rx });
+            running.push(Running::launch(&self.eal, WORKER_LCORES[wi], worker, shared, req_tx, ev_rx)?);
             inj.push(Injector {
                 txq: self.rings[id].tx_queue(q0)?,
                 loop_dev: ld,
