@@ -158,6 +158,7 @@ pub fn tables(config: &Config, macs: &[MacAddr], registry: &mut Registry, genera
             addr: c.addr.octets(),
             prefix_len: c.prefix_len,
             gateway: c.gateway.map(|g| g.octets()),
+            mtu: c.mtu,
         })
         .collect();
     let services = config.services.iter().map(|s| service(config, s, registry)).collect();

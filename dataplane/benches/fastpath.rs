@@ -82,7 +82,7 @@ fn bench_lookup(c: &mut Criterion) {
 
 fn bench_pipeline(c: &mut Criterion) {
     let tables = Arc::new(Tables {
-        interfaces: vec![Interface { port: 0, mac: [2, 0, 0, 0, 0, 2], addr: [10, 77, 0, 2], prefix_len: 24, gateway: None }],
+        interfaces: vec![Interface { port: 0, mac: [2, 0, 0, 0, 0, 2], addr: [10, 77, 0, 2], prefix_len: 24, gateway: None, mtu: 1500 }],
         services: vec![Service {
             vip: Endpoint::new([10, 77, 0, 100], 80),
             proto: 6,

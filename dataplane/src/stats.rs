@@ -44,11 +44,16 @@ pub enum DropReason {
     RedirectFull,
     /// The exception path (TAP to the kernel) was missing or full.
     PuntFull,
+    /// Too big for the egress MTU once encapsulated (TUN); with DF set an
+    /// ICMP "fragmentation needed" went back to the sender instead.
+    TooBig,
+    /// No room in front of the frame for an encapsulation header.
+    NoHeadroom,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 17;
+    pub const COUNT: usize = 19;
 
     /// All reasons, in discriminant order.
     pub const ALL: [Self; Self::COUNT] = [
@@ -69,6 +74,8 @@ impl DropReason {
         Self::ArpNotForUs,
         Self::RedirectFull,
         Self::PuntFull,
+        Self::TooBig,
+        Self::NoHeadroom,
     ];
 
     /// Stable snake_case name (metrics label, listings).
@@ -92,6 +99,8 @@ impl DropReason {
             Self::ArpNotForUs => "arp_not_for_us",
             Self::RedirectFull => "redirect_full",
             Self::PuntFull => "punt_full",
+            Self::TooBig => "too_big",
+            Self::NoHeadroom => "no_headroom",
         }
     }
 }

@@ -22,6 +22,8 @@ pub struct Interface {
     pub prefix_len: u8,
     /// Default gateway reached through this interface, if any.
     pub gateway: Option<[u8; 4]>,
+    /// Largest IP packet the link carries (TUN's encapsulation checks it).
+    pub mtu: u16,
 }
 
 impl Interface {
@@ -54,6 +56,7 @@ pub struct Thresholds {
 /// | FULLNAT | `laddr:lport → rs:port` | to the local address | both directions |
 /// | NAT (`-m`) | `client:cport → rs:port` | through the appliance (its gateway) | both directions |
 /// | DR (`-g`) | unchanged, only the destination MAC | straight to the client, from the VIP | client side only |
+/// | TUN (`-i`) | IPIP: `dip → rip` around the unchanged packet | straight to the client, from the VIP | client side only |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Forward {
     /// Both addresses rewritten (client → local address, VIP → RS).
@@ -63,6 +66,8 @@ pub enum Forward {
     Nat,
     /// Direct routing (gatewaying): the frame goes to the RS's MAC, IP unchanged.
     Dr,
+    /// IP-in-IP tunnelling: the unchanged packet inside an IPv4 header to the RS.
+    Tun,
 }
 
 impl Forward {
@@ -73,6 +78,7 @@ impl Forward {
             Self::FullNat => "FullNat",
             Self::Nat => "Masq",
             Self::Dr => "Route",
+            Self::Tun => "Tunnel",
         }
     }
 }
@@ -216,7 +222,7 @@ mod tests {
     #[test]
     fn on_link_and_next_hop() {
         let t = Tables {
-            interfaces: vec![Interface { port: 0, mac: [0; 6], addr: [10, 0, 0, 2], prefix_len: 24, gateway: Some([10, 0, 0, 1]) }],
+            interfaces: vec![Interface { port: 0, mac: [0; 6], addr: [10, 0, 0, 2], prefix_len: 24, gateway: Some([10, 0, 0, 1]), mtu: 1500 }],
             services: vec![],
             laddrs: vec![[10, 0, 0, 200]],
             lport_range: (1024, 65535),

@@ -39,6 +39,7 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::dpdk::{rdtsc, Mbuf, MbufBatch, MbufRing, Mempool, PortId, RxQueue, TxQueue};
 use crate::fnat::{Pipeline, Verdict};
 use crate::neigh::{self, NeighEvent, NeighMap, ARP_FRAME_LEN};
+use crate::packet::PacketBuf;
 use crate::session::Session;
 use crate::stats::DropReason;
 use crate::tables::Tables;
@@ -285,7 +286,18 @@ impl Worker {
             self.pipeline.counters.drop(DropReason::MultiSegment);
             return;
         }
-        match self.pipeline.process(m.data_mut(), port, now) {
+        let verdict = {
+            let (room, off, len) = m.room_mut();
+            let mut pkt = PacketBuf::new(room, off, len);
+            let v = self.pipeline.process_buf(&mut pkt, port, now);
+            let window = pkt.window();
+            if window != (off, len) && !m.set_window(window.0, window.1) {
+                self.pipeline.counters.drop(DropReason::Malformed);
+                return;
+            }
+            v
+        };
+        match verdict {
             Verdict::Forward { port: out } => {
                 let out = usize::from(out);
                 push_tx(&mut self.tx[out], &mut tx[out], m, &mut self.pipeline);

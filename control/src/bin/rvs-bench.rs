@@ -144,7 +144,7 @@ fn laddr_of(j: u32, first: u32, workers: usize) -> Endpoint {
 fn tables(positions: usize) -> Arc<Tables> {
     Arc::new(Tables {
         interfaces: (0..positions)
-            .map(|p| Interface { port: p as u16, mac: IF_MAC, addr: IF_ADDR, prefix_len: 16, gateway: None })
+            .map(|p| Interface { port: p as u16, mac: IF_MAC, addr: IF_ADDR, prefix_len: 16, gateway: None, mtu: 1500 })
             .collect(),
         services: vec![Service {
             vip: VIP,
@@ -1332,7 +1332,7 @@ const BUILT_AT: Millis = Millis(61_000);
 fn loop_tables() -> Arc<Tables> {
     let rs0 = rs(0).0;
     Arc::new(Tables {
-        interfaces: (0..2).map(|p| Interface { port: p, mac: IF_MAC, addr: IF_ADDR, prefix_len: 16, gateway: None }).collect(),
+        interfaces: (0..2).map(|p| Interface { port: p, mac: IF_MAC, addr: IF_ADDR, prefix_len: 16, gateway: None, mtu: 1500 }).collect(),
         services: vec![
             Service {
                 vip: VIP,

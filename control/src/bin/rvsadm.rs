@@ -57,9 +57,9 @@ Options:
   --real-server  -r server-address    server-address is host (and port)
   --laddr        -z local-address     FULLNAT local address
   --fullnat                           FULLNAT (the method rvs forwards with)
-  --gatewaying   -g                   gatewaying (direct routing)  [not supported yet]
-  --ipip         -i                   ipip encapsulation (tunneling) [not supported yet]
-  --masquerading -m                   masquerading (NAT)           [not supported yet]
+  --gatewaying   -g                   gatewaying (direct routing)
+  --ipip         -i                   ipip encapsulation (tunneling)
+  --masquerading -m                   masquerading (NAT)
   --weight       -w weight            capacity of real server
   --u-threshold  -x uthreshold        upper threshold of connections
   --l-threshold  -y lthreshold        lower threshold of connections

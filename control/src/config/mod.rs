@@ -101,6 +101,8 @@ pub struct InterfaceConfig {
     pub prefix_len: u8,
     /// Default gateway through this interface.
     pub gateway: Option<Ipv4Addr>,
+    /// Largest IP packet the link carries (default 1500).
+    pub mtu: u16,
 }
 
 impl InterfaceConfig {
@@ -151,21 +153,23 @@ pub fn forward_name(f: Forward) -> &'static str {
         Forward::FullNat => "fullnat",
         Forward::Nat => "nat",
         Forward::Dr => "dr",
+        Forward::Tun => "tun",
     }
 }
 
 /// The forwarding method a config word or ipvsadm word names: `fullnat`,
-/// `nat` / `masq` (`-m`), `dr` / `route` / `gatewaying` (`-g`).
+/// `nat` / `masq` (`-m`), `dr` / `route` / `gatewaying` (`-g`), `tun` /
+/// `tunnel` / `ipip` (`-i`).
 ///
 /// # Errors
-/// Unknown words, and `tun` (`-i`, not supported yet).
+/// Unknown words.
 pub fn parse_forward(word: &str) -> Result<Forward, String> {
     match word {
         "fullnat" => Ok(Forward::FullNat),
         "nat" | "masq" | "masquerading" => Ok(Forward::Nat),
         "dr" | "route" | "gatewaying" => Ok(Forward::Dr),
-        "tun" | "tunnel" | "ipip" => Err(format!("forward {word:?} (IPIP tunnelling) is not supported yet: use fullnat, nat or dr")),
-        other => Err(format!("forward must be one of fullnat, nat, dr; not {other:?}")),
+        "tun" | "tunnel" | "ipip" => Ok(Forward::Tun),
+        other => Err(format!("forward must be one of fullnat, nat, dr, tun; not {other:?}")),
     }
 }
 
@@ -177,11 +181,13 @@ pub fn parse_forward(word: &str) -> Result<Forward, String> {
 /// # Errors
 /// Why the combination is refused.
 pub fn check_forward(forward: Forward, vip: SocketAddrV4, rs: SocketAddrV4) -> Result<(), String> {
-    if forward == Forward::Dr && rs.port() != vip.port() {
+    if matches!(forward, Forward::Dr | Forward::Tun) && rs.port() != vip.port() {
         return Err(format!(
-            "real server {rs}: forward \"dr\" cannot map port {} to {}: direct routing leaves the packet unchanged, so the server must listen on the VIP's port (use {}:{} or forward \"nat\"/\"fullnat\")",
+            "real server {rs}: forward \"{}\" cannot map port {} to {}: {} leaves the packet unchanged, so the server must listen on the VIP's port (use {}:{} or forward \"nat\"/\"fullnat\")",
+            forward_name(forward),
             vip.port(),
             rs.port(),
+            if forward == Forward::Dr { "direct routing" } else { "tunnelling" },
             rs.ip(),
             vip.port()
         ));

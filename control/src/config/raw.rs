@@ -83,6 +83,7 @@ pub(super) struct RawInterface {
     pub device: Spanned<String>,
     pub address: Spanned<String>,
     pub gateway: Option<Spanned<String>>,
+    pub mtu: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

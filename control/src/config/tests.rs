@@ -47,7 +47,7 @@ fn semantic_errors_name_line_and_reason() {
         ("worker_lcores = [1]", "worker_lcores = [0]", "main lcore"),
         ("address = \"10.77.0.2/24\"", "address = \"10.77.0.2\"", "IPv4/PREFIX"),
         ("tcp_close = 10", "tcp_close = 0", "timeout"),
-        ("forward = \"fullnat\"", "forward = \"tun\"", "not supported yet"),
+        ("address = \"10.77.0.2/24\"", "address = \"10.77.0.2/24\"\nmtu = 100", "mtu must be 576..9216"),
         ("forward = \"fullnat\"", "forward = \"bridge\"", "fullnat, nat, dr"),
         ("protocol = \"tcp\"", "protocol = \"sctp\"", "\"tcp\" or \"udp\""),
         ("[dataplane]", "[dataplane]\nbogus_key = 1", "unknown field"),
@@ -192,9 +192,10 @@ fn a_nat_server_belongs_to_one_service() {
 
 #[test]
 fn forward_words_as_ipvsadm_and_the_config_say_them() {
-    for (w, f) in [("fullnat", Forward::FullNat), ("nat", Forward::Nat), ("masq", Forward::Nat), ("dr", Forward::Dr), ("route", Forward::Dr), ("gatewaying", Forward::Dr)] {
+    for (w, f) in [("fullnat", Forward::FullNat), ("nat", Forward::Nat), ("masq", Forward::Nat), ("dr", Forward::Dr), ("route", Forward::Dr), ("gatewaying", Forward::Dr), ("tun", Forward::Tun), ("ipip", Forward::Tun), ("tunnel", Forward::Tun)] {
         assert_eq!(parse_forward(w), Ok(f));
     }
-    assert!(parse_forward("tunnel").unwrap_err().contains("not supported yet"));
+    assert!(parse_forward("bridge").unwrap_err().contains("fullnat, nat, dr, tun"));
     assert_eq!((forward_name(Forward::Nat), Forward::Nat.column(), Forward::Dr.column()), ("nat", "Masq", "Route"));
+    assert_eq!((forward_name(Forward::Tun), Forward::Tun.column()), ("tun", "Tunnel"));
 }

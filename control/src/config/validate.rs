@@ -99,7 +99,11 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             None => None,
             Some(g) => Some(g.get_ref().parse::<Ipv4Addr>().map_err(|_| cx.at(g, format!("gateway {:?} is not an IPv4 address", g.get_ref())))?),
         };
-        let ic = InterfaceConfig { name: i.name.get_ref().clone(), device: i.device.get_ref().trim().to_string(), addr, prefix_len, gateway };
+        let mtu = match &i.mtu {
+            None => 1500,
+            Some(m) => u16::try_from(*m.get_ref()).ok().filter(|m| (576..=9216).contains(m)).ok_or_else(|| cx.at(m, format!("mtu must be 576..9216, not {}", m.get_ref())))?,
+        };
+        let ic = InterfaceConfig { name: i.name.get_ref().clone(), device: i.device.get_ref().trim().to_string(), addr, prefix_len, gateway, mtu };
         if let Some(q) = ic.devarg("qpairs") {
             if q.parse::<usize>().ok() != Some(worker_lcores.len()) {
                 return Err(cx.at(&i.device, format!("device has qpairs={q} but there are {} workers: each worker needs its own queue pair", worker_lcores.len())));

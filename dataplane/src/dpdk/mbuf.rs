@@ -106,6 +106,40 @@ impl Mbuf {
         unsafe { slice::from_raw_parts_mut(self.data_ptr(), len) }
     }
 
+    /// The first segment's whole data room (`buf_addr`, `buf_len` long) with
+    /// the data window in it (`data_off`, `data_len`): for rewrites that
+    /// grow the frame at the front; [`Self::set_window`] stores the result.
+    #[inline]
+    pub fn room_mut(&mut self) -> (&mut [u8], usize, usize) {
+        let h = self.hdr();
+        let (room, off, len) = (usize::from(h.buf_len), usize::from(h.data_off), usize::from(h.data_len));
+        debug_assert!(
+            self.hdr().ol_flags & sys::RTE_MBUF_F_INDIRECT == 0 && self.hdr().refcnt == 1,
+            "room_mut on a shared mbuf"
+        );
+        // SAFETY: buf_addr points at buf_len bytes owned by this direct,
+        // unshared mbuf (type invariant, checked above in debug builds), and
+        // &mut self is exclusive for the slice's lifetime.
+        let bytes = unsafe { slice::from_raw_parts_mut(h.buf_addr.cast::<u8>(), room) };
+        (bytes, off, len)
+    }
+
+    /// Sets a single-segment mbuf's data window to `len` bytes at `off`.
+    /// Returns false, changing nothing, if the mbuf is chained or the window
+    /// does not fit in the buffer.
+    #[inline]
+    pub fn set_window(&mut self, off: usize, len: usize) -> bool {
+        let h = self.hdr_mut();
+        if h.nb_segs != 1 || !h.next.is_null() || off + len > usize::from(h.buf_len) {
+            return false;
+        }
+        // Both fit in u16: off + len <= buf_len, a u16.
+        h.data_off = off as u16;
+        h.data_len = len as u16;
+        h.pkt_len = len as u32;
+        true
+    }
+
     /// Bytes in the first segment (`data_len`).
     #[inline]
     #[must_use]
@@ -282,6 +316,20 @@ pub(crate) mod fake {
 #[cfg(test)]
 mod tests {
     use super::fake;
+
+    #[test]
+    fn room_and_set_window() {
+        let mut m = fake::mbuf(256, 128, 60);
+        {
+            let (room, off, len) = m.room_mut();
+            assert_eq!((room.len(), off, len), (256, 128, 60));
+        }
+        assert!(m.set_window(108, 80));
+        assert_eq!((m.headroom(), m.len(), m.pkt_len()), (108, 80, 80));
+        assert!(!m.set_window(200, 80));
+        assert_eq!(m.len(), 80);
+        std::mem::forget(m);
+    }
 
     #[test]
     fn data_window_and_set_len() {

@@ -88,6 +88,7 @@
 //! 3/4 of the upper share when no lower threshold is set.
 
 pub mod rewrite;
+pub mod tunnel;
 
 use std::sync::Arc;
 
@@ -95,7 +96,8 @@ use crate::laddr::{owner_of, PortPool};
 use crate::neigh::{NeighEntry, NeighEvent, NeighMap};
 use crate::sched::{Backends, Flow, Scheduler};
 use crate::session::template::{Template, TemplateKey, TemplateSlot, TemplateTable, NO_TEMPLATE};
-use crate::session::{tcp_state, Direction, Endpoint, FlowKey, Lookup, Session, SessionTable, SlotId, TcpState, LADDR_DR, LADDR_NAT};
+use crate::session::{tcp_state, Direction, Endpoint, FlowKey, Lookup, Session, SessionTable, SlotId, TcpState, LADDR_DR, LADDR_NAT, LADDR_TUN};
+use crate::packet::PacketBuf;
 use crate::stats::{Counters, DropReason};
 use crate::tables::{Forward, RealServer, Service, Tables, Thresholds};
 use crate::time::Millis;
@@ -283,6 +285,11 @@ pub struct Pipeline {
     workers: u16,
     /// Whether an exception path exists (rvsd: one TAP per interface).
     punt: bool,
+    /// A TUN session's encapsulation, left by [`Self::forward`] for
+    /// [`Self::process_buf`] (which holds the whole buffer) to apply.
+    pending_encap: Option<tunnel::Encap>,
+    /// Identification field of the next outer IPv4 header.
+    ip_id: u16,
     /// This worker's counters.
     pub counters: Counters,
     /// Connections of a persistent service scheduled without a template
@@ -313,6 +320,8 @@ impl Pipeline {
             worker,
             workers: workers.max(1),
             punt: false,
+            pending_encap: None,
+            ip_id: worker.wrapping_mul(0x1000),
             tables: Arc::clone(&tables),
         };
         p.adopt(&tables);
@@ -484,15 +493,43 @@ impl Pipeline {
 
     /// Handles one received frame in place. The caller transmits, frees or
     /// counts according to the verdict; drops are already counted here.
+    /// With no room around the frame, TUN forwarding drops with
+    /// [`DropReason::NoHeadroom`]: the worker uses [`Self::process_buf`].
     #[inline]
     pub fn process(&mut self, frame: &mut [u8], in_port: u16, now: Millis) -> Verdict {
+        self.process_buf(&mut PacketBuf::whole(frame), in_port, now)
+    }
+
+    /// [`Self::process`] for a frame inside a buffer it may grow into
+    /// (encapsulation) or shrink (an ICMP error in its place); the caller
+    /// takes the new window from `pkt`.
+    #[inline]
+    pub fn process_buf(&mut self, pkt: &mut PacketBuf<'_>, in_port: u16, now: Millis) -> Verdict {
         self.counters.rx_packets += 1;
-        self.counters.rx_bytes += frame.len() as u64;
-        let verdict = self.classify(frame, in_port, now);
+        self.counters.rx_bytes += pkt.frame().len() as u64;
+        let mut verdict = self.classify(pkt.frame_mut(), in_port, now);
+        if let Some(e) = self.pending_encap.take() {
+            verdict = self.encapsulate(pkt, &e);
+        }
         if let Verdict::Drop(r) = verdict {
             self.counters.drop(r);
         }
         verdict
+    }
+
+    /// Applies a TUN session's encapsulation (see [`tunnel`]).
+    #[cold]
+    fn encapsulate(&mut self, pkt: &mut PacketBuf<'_>, e: &tunnel::Encap) -> Verdict {
+        self.ip_id = self.ip_id.wrapping_add(1);
+        match tunnel::encapsulate(pkt, e, self.ip_id) {
+            tunnel::Outcome::Encapsulated => Verdict::Forward { port: e.port },
+            tunnel::Outcome::FragNeeded => {
+                // The packet itself is dropped; the sender learns the MTU.
+                self.counters.drop(DropReason::TooBig);
+                Verdict::Forward { port: e.client_port }
+            }
+            tunnel::Outcome::Dropped(r) => Verdict::Drop(r),
+        }
     }
 
     fn classify(&mut self, frame: &mut [u8], in_port: u16, now: Millis) -> Verdict {
@@ -612,7 +649,7 @@ impl Pipeline {
         let is_udp = s.proto == ipv4::PROTO_UDP;
         let new_state = if is_udp {
             s.state
-        } else if fwd == Forward::Dr && dir == Direction::Inbound {
+        } else if matches!(fwd, Forward::Dr | Forward::Tun) && dir == Direction::Inbound {
             tcp_state::next_state_input_only(s.state, flags)
         } else {
             tcp_state::next_state(s.state, dir, flags)
@@ -631,8 +668,11 @@ impl Pipeline {
             Direction::Inbound => (s.laddr, s.rs, s.rs_port, s.rs_mac),
             Direction::Outbound => (s.vip, s.client, s.client_port, s.client_mac),
         };
-        // DR: the IP packet goes on untouched; only the Ethernet header changes.
-        if fwd != Forward::Dr && rewrite::rewrite_v4(l3, s.proto, src, dst).is_err() {
+        // DR, TUN: the IP packet goes on untouched; only the Ethernet header
+        // changes (and TUN wraps it, once the caller has the whole buffer).
+        let untouched = matches!(fwd, Forward::Dr | Forward::Tun);
+        let tun = (fwd == Forward::Tun && dir == Direction::Inbound).then_some((s.client_port, s.client_mac, s.rs.ip));
+        if !untouched && rewrite::rewrite_v4(l3, s.proto, src, dst).is_err() {
             return Verdict::Drop(DropReason::Malformed);
         }
         if let Some(t) = self.rs_traffic.get_mut(usize::from(s.rs_index)) {
@@ -649,6 +689,10 @@ impl Pipeline {
         if let Ok(mut eth) = ethernet::Frame::new_checked(l2) {
             eth.set_dst(mac);
             eth.set_src(own);
+        }
+        if let Some((client_port, client_mac, outer_dst)) = tun {
+            let (src, mtu) = self.tables.interfaces.get(usize::from(port)).map_or(([0; 4], 1500), |i| (i.addr, i.mtu));
+            self.pending_encap = Some(tunnel::Encap { src, dst: outer_dst, mtu, port, client_port, client_port_mac: self.port_mac(client_port), client_mac });
         }
         Verdict::Forward { port }
     }
@@ -698,6 +742,7 @@ impl Pipeline {
             }
             Forward::Nat => (usize::from(LADDR_NAT), key.src),
             Forward::Dr => (usize::from(LADDR_DR), key.src),
+            Forward::Tun => (usize::from(LADDR_TUN), key.src),
         };
         // UDP sessions stay ESTABLISHED with the UDP timeout (see `Session::state`).
         let state = if key.proto == ipv4::PROTO_UDP { TcpState::Established } else { TcpState::None };

@@ -71,7 +71,7 @@ fn mode_tables(forward: Forward) -> Arc<Tables> {
     tables_with((5000, 5009), |t| {
         for r in &mut t.services[0].servers {
             r.forward = forward;
-            if forward == Forward::Dr {
+            if matches!(forward, Forward::Dr | Forward::Tun) {
                 r.addr.port = VIP.port;
             }
         }
@@ -276,4 +276,43 @@ fn dr_udp_and_mixed_methods_in_one_service() {
     p.process(&mut b, 0, Millis(1));
     assert_eq!((look(&a).src.ip, look(&a).dst.ip), (LIP, RS1.ip));
     assert_eq!((look(&b).src, look(&b).dst.ip), (Endpoint::new(CLIENT.ip, 40001), RS2.ip));
+}
+
+#[test]
+fn tun_encapsulates_toward_the_server_and_returns_frag_needed_when_too_big() {
+    use crate::packet::PacketBuf;
+    let mut p = pipelines(&mode_tables(Forward::Tun), 1).remove(0);
+    let frame = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::SYN);
+    let mut buf = vec![0u8; 128 + frame.len()];
+    buf[128..].copy_from_slice(&frame);
+    let mut pkt = PacketBuf::new(&mut buf, 128, frame.len());
+    assert_eq!(p.process_buf(&mut pkt, 0, Millis(1)), Verdict::Forward { port: 0 });
+    let out = pkt.frame().to_vec();
+    assert_eq!(out.len(), frame.len() + 20);
+    let e = ethernet::Frame::new_checked(&out[..]).unwrap();
+    assert_eq!((e.dst(), e.src()), (RS1_MAC, LB_MAC));
+    let outer = ipv4::Packet::new_checked(e.payload()).unwrap();
+    assert_eq!((outer.src(), outer.dst(), outer.protocol()), (super::tests::LB, RS1.ip, tunnel::PROTO_IPIP));
+    assert!(outer.verify_checksum());
+    assert_eq!(outer.payload(), &frame[14..], "the client's packet inside, untouched");
+    let s = *p.sessions().iter().next().unwrap();
+    assert_eq!((s.forward(), s.state), (Forward::Tun, TcpState::SynRecv));
+    // Without headroom (plain `process`) the frame cannot grow: counted.
+    let mut f = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::ACK);
+    assert_eq!(p.process(&mut f, 0, Millis(2)), Verdict::Drop(DropReason::NoHeadroom));
+    // A full-size segment with DF does not fit once wrapped: the client gets
+    // "fragmentation needed" with the tunnel's MTU, from the VIP.
+    let big = eth(LB_MAC, CLIENT_MAC, ethernet::ETHERTYPE_IPV4, &tcp_packet(CLIENT, VIP, tcp::ACK, &[7u8; 1460]));
+    let mut buf = vec![0u8; 128 + big.len()];
+    buf[128..].copy_from_slice(&big);
+    let mut pkt = PacketBuf::new(&mut buf, 128, big.len());
+    assert_eq!(p.process_buf(&mut pkt, 0, Millis(3)), Verdict::Forward { port: 0 });
+    let icmp_frame = pkt.frame();
+    let e = ethernet::Frame::new_checked(icmp_frame).unwrap();
+    assert_eq!((e.dst(), e.src()), (CLIENT_MAC, LB_MAC));
+    let ip = ipv4::Packet::new_checked(e.payload()).unwrap();
+    assert_eq!((ip.src(), ip.dst(), ip.protocol()), (VIP.ip, CLIENT.ip, ipv4::PROTO_ICMP));
+    let m = ip.payload();
+    assert_eq!((m[0], m[1], u16::from_be_bytes([m[6], m[7]])), (3, 4, 1480));
+    assert_eq!(p.counters.drops[DropReason::TooBig as usize], 1);
 }

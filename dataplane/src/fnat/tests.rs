@@ -14,7 +14,7 @@ pub(super) const LB_MAC: MacAddr = [0x02, 0, 0, 0, 0, 0x02];
 pub(super) const CLIENT_MAC: MacAddr = [0x02, 0, 0, 0, 0, 0x10];
 pub(super) const RS1_MAC: MacAddr = [0x02, 0, 0, 0, 0, 0x11];
 pub(super) const RS2_MAC: MacAddr = [0x02, 0, 0, 0, 0, 0x12];
-const LB: [u8; 4] = [10, 77, 0, 2];
+pub(super) const LB: [u8; 4] = [10, 77, 0, 2];
 pub(super) const CLIENT: Endpoint = Endpoint::new([10, 77, 0, 10], 40000);
 pub(super) const VIP: Endpoint = Endpoint::new([10, 77, 0, 100], 80);
 pub(super) const LIP: [u8; 4] = [10, 77, 0, 200];
@@ -25,7 +25,7 @@ fn tables(lports: (u16, u16)) -> Arc<Tables> {
     let mut timeouts = Timeouts::default();
     timeouts.set_tcp(TcpState::TimeWait, 2);
     Arc::new(Tables {
-        interfaces: vec![Interface { port: 0, mac: LB_MAC, addr: LB, prefix_len: 24, gateway: None }],
+        interfaces: vec![Interface { port: 0, mac: LB_MAC, addr: LB, prefix_len: 24, gateway: None, mtu: 1500 }],
         services: vec![Service {
             vip: VIP,
             proto: ipv4::PROTO_TCP,

@@ -111,7 +111,7 @@ pub struct Session {
     /// Index of the real server in the published tables (global numbering).
     pub rs_index: u16,
     /// Index of the local address in the published tables, or
-    /// [`LADDR_NAT`] / [`LADDR_DR`] (see [`Session::forward`]).
+    /// [`LADDR_NAT`] / [`LADDR_DR`] / [`LADDR_TUN`] (see [`Session::forward`]).
     pub laddr_index: u16,
     /// TCP state (UDP sessions stay `Established`).
     pub state: TcpState,
@@ -134,6 +134,9 @@ pub const LADDR_NAT: u16 = u16::MAX;
 /// [`Session::laddr_index`] of a DR session: no local address; `laddr` is the
 /// client (the RS key is never hit: DR replies bypass the appliance).
 pub const LADDR_DR: u16 = u16::MAX - 1;
+/// [`Session::laddr_index`] of a TUN session: as DR, but the frame goes
+/// encapsulated to the server's address.
+pub const LADDR_TUN: u16 = u16::MAX - 2;
 
 impl Session {
     /// The forwarding method, from `laddr_index` ([`LADDR_NAT`], [`LADDR_DR`],
@@ -144,6 +147,7 @@ impl Session {
         match self.laddr_index {
             LADDR_NAT => crate::tables::Forward::Nat,
             LADDR_DR => crate::tables::Forward::Dr,
+            LADDR_TUN => crate::tables::Forward::Tun,
             _ => crate::tables::Forward::FullNat,
         }
     }

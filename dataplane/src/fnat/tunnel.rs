@@ -1,0 +1,222 @@
+//! TUN forwarding (`ipvsadm -i`): IPv4-in-IPv4 encapsulation (RFC 2003) of
+//! the client's packet toward the real server, and the ICMP "fragmentation
+//! needed" the sender gets when the encapsulated packet would not fit.
+//!
+//! ```text
+//!  in:  | eth | ip client→vip | l4 ... |
+//!  out: | eth | ip dip→rip, proto 4 | ip client→vip | l4 ... |
+//! ```
+//!
+//! The outer header is the kernel's (`ip_vs_tunnel_xmit`): source the
+//! egress interface's address, TTL 64, TOS copied, DF copied from the inner
+//! packet, no options. The inner packet is left untouched (TTL included, as
+//! in DR); the server decapsulates it (`tunl0` with the VIP) and answers the
+//! client directly.
+//!
+//! When the inner packet plus 20 bytes exceeds the egress MTU and the inner
+//! packet has DF set, the frame is turned in place into an ICMP
+//! "fragmentation needed" (type 3, code 4) from the VIP to the client,
+//! quoting the inner IP header and 8 bytes of its payload, with next-hop MTU
+//! `mtu - 20`, as the kernel does; the client's path-MTU discovery then
+//! shrinks its segments. Without DF the packet is dropped (rvs does not
+//! fragment). Both count as [`DropReason::TooBig`].
+
+use crate::checksum;
+use crate::packet::PacketBuf;
+use crate::stats::DropReason;
+use crate::wire::{ethernet, icmp, ipv4, MacAddr};
+
+/// Bytes the encapsulation adds.
+pub const OUTER_LEN: usize = ipv4::MIN_HEADER_LEN;
+/// IP protocol number of IPv4-in-IPv4.
+pub const PROTO_IPIP: u8 = 4;
+/// ICMP destination unreachable.
+pub const ICMP_DEST_UNREACH: u8 = 3;
+/// Code of "fragmentation needed and DF set".
+pub const ICMP_FRAG_NEEDED: u8 = 4;
+
+/// Where an encapsulated frame goes, decided by the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Encap {
+    /// Outer source: the egress interface's address.
+    pub src: [u8; 4],
+    /// Outer destination: the real server.
+    pub dst: [u8; 4],
+    /// MTU of the egress link.
+    pub mtu: u16,
+    /// Egress port and the MAC address of ours there.
+    pub port: u16,
+    /// Port and our MAC toward the client, for an ICMP error.
+    pub client_port: u16,
+    /// Our MAC on the client's port.
+    pub client_port_mac: MacAddr,
+    /// The client's next-hop MAC.
+    pub client_mac: MacAddr,
+}
+
+/// What became of an encapsulation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Encapsulated: transmit on the egress port.
+    Encapsulated,
+    /// Too big with DF: the frame is now an ICMP error for the client's port.
+    FragNeeded,
+    /// Dropped for this reason.
+    Dropped(DropReason),
+}
+
+/// Encapsulates the IPv4 frame in `pkt` (Ethernet addresses already set
+/// for the egress), or answers it with "fragmentation needed".
+pub fn encapsulate(pkt: &mut PacketBuf<'_>, e: &Encap, ip_id: u16) -> Outcome {
+    let frame = pkt.frame();
+    let Ok(inner) = ipv4::Packet::new_checked(&frame[ethernet::HEADER_LEN..]) else {
+        return Outcome::Dropped(DropReason::Malformed);
+    };
+    let inner_len = inner.total_len().min(frame.len() - ethernet::HEADER_LEN);
+    let (tos, df) = (frame[ethernet::HEADER_LEN + 1], frame[ethernet::HEADER_LEN + 6] & 0x40 != 0);
+    if inner_len + OUTER_LEN > usize::from(e.mtu) {
+        if !df {
+            return Outcome::Dropped(DropReason::TooBig);
+        }
+        frag_needed(pkt, e);
+        return Outcome::FragNeeded;
+    }
+    // Drop anything past the IP packet (Ethernet padding) before growing.
+    pkt.truncate(ethernet::HEADER_LEN + inner_len);
+    if !pkt.prepend(OUTER_LEN) {
+        return Outcome::Dropped(DropReason::NoHeadroom);
+    }
+    let f = pkt.frame_mut();
+    f.copy_within(OUTER_LEN..OUTER_LEN + ethernet::HEADER_LEN, 0);
+    let outer = &mut f[ethernet::HEADER_LEN..ethernet::HEADER_LEN + OUTER_LEN];
+    outer[0] = 0x45;
+    outer[1] = tos;
+    outer[2..4].copy_from_slice(&((inner_len + OUTER_LEN) as u16).to_be_bytes());
+    outer[4..6].copy_from_slice(&ip_id.to_be_bytes());
+    outer[6..8].copy_from_slice(&(if df { 0x4000u16 } else { 0 }).to_be_bytes());
+    outer[8] = 64;
+    outer[9] = PROTO_IPIP;
+    outer[10..12].fill(0);
+    outer[12..16].copy_from_slice(&e.src);
+    outer[16..20].copy_from_slice(&e.dst);
+    let c = checksum::checksum(outer);
+    outer[10..12].copy_from_slice(&c.to_be_bytes());
+    Outcome::Encapsulated
+}
+
+/// Rewrites the frame in place into an ICMP "fragmentation needed" from the
+/// inner packet's destination (the VIP) to its source, addressed to the
+/// client's next hop.
+fn frag_needed(pkt: &mut PacketBuf<'_>, e: &Encap) {
+    let mtu = e.mtu.saturating_sub(OUTER_LEN as u16);
+    let len = icmp_error_in_place(pkt, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, u32::from(mtu));
+    let f = pkt.frame_mut();
+    f[0..6].copy_from_slice(&e.client_mac);
+    f[6..12].copy_from_slice(&e.client_port_mac);
+    pkt.truncate(len);
+}
+
+/// Turns the IPv4 frame in `pkt` into an ICMP error about it (RFC 792:
+/// the original header and 8 bytes of its data), from its destination to
+/// its source; `rest` is the 4 bytes after the checksum. Returns the new
+/// frame length; the Ethernet addresses are left to the caller.
+pub fn icmp_error_in_place(pkt: &mut PacketBuf<'_>, msg_type: u8, code: u8, rest: u32) -> usize {
+    const L2: usize = ethernet::HEADER_LEN;
+    let f = pkt.frame_mut();
+    let ihl = usize::from(f[L2] & 0x0f) * 4;
+    let quoted = (ihl + 8).min(f.len() - L2);
+    let (src, dst) = ([f[L2 + 12], f[L2 + 13], f[L2 + 14], f[L2 + 15]], [f[L2 + 16], f[L2 + 17], f[L2 + 18], f[L2 + 19]]);
+    let head = ipv4::MIN_HEADER_LEN + icmp::HEADER_LEN;
+    // The frame is longer than the error (it was too big), so the quote fits.
+    f.copy_within(L2..L2 + quoted, L2 + head);
+    let msg_len = icmp::HEADER_LEN + quoted;
+    ipv4::emit_header(&mut f[L2..], ipv4::PROTO_ICMP, dst, src, msg_len as u16);
+    let m = &mut f[L2 + ipv4::MIN_HEADER_LEN..L2 + head + quoted];
+    m[0] = msg_type;
+    m[1] = code;
+    m[2..4].fill(0);
+    m[4..8].copy_from_slice(&rest.to_be_bytes());
+    let c = checksum::checksum(m);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    L2 + head + quoted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::ethernet::ETHERTYPE_IPV4;
+
+    const E: Encap = Encap {
+        src: [10, 0, 0, 2],
+        dst: [10, 0, 0, 11],
+        mtu: 1500,
+        port: 0,
+        client_port: 0,
+        client_port_mac: [2, 0, 0, 0, 0, 2],
+        client_mac: [2, 0, 0, 0, 0, 10],
+    };
+
+    /// A frame with `payload` bytes of TCP-ish data, DF as given, in a
+    /// buffer with 64 bytes of headroom.
+    fn frame(payload: usize, df: bool) -> Vec<u8> {
+        let mut v = vec![0u8; 64 + ethernet::HEADER_LEN + 20 + payload];
+        let f = &mut v[64..];
+        f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 11]);
+        f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+        f[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+        ipv4::emit_header(&mut f[14..], 6, [10, 0, 0, 10], [10, 0, 0, 100], payload as u16);
+        if !df {
+            f[14 + 6] = 0;
+            f[14 + 10..14 + 12].fill(0);
+            let c = checksum::checksum(&f[14..34]);
+            f[14 + 10..14 + 12].copy_from_slice(&c.to_be_bytes());
+        }
+        for (i, b) in f[34..].iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        v
+    }
+
+    #[test]
+    fn encapsulation_prepends_a_valid_outer_header() {
+        let mut v = frame(100, true);
+        let before = v[64..].to_vec();
+        let mut p = PacketBuf::new(&mut v, 64, before.len());
+        assert_eq!(encapsulate(&mut p, &E, 7), Outcome::Encapsulated);
+        assert_eq!(p.window(), (44, before.len() + 20));
+        let f = p.frame();
+        assert_eq!(&f[..14], &before[..14], "Ethernet header moved to the new front");
+        let outer = ipv4::Packet::new_checked(&f[14..]).unwrap();
+        assert!(outer.verify_checksum());
+        assert_eq!((outer.src(), outer.dst(), outer.protocol(), outer.ttl(), outer.total_len()), ([10, 0, 0, 2], [10, 0, 0, 11], PROTO_IPIP, 64, 140));
+        assert_eq!(f[14 + 6] & 0x40, 0x40, "DF copied");
+        assert_eq!(&f[34..], &before[14..], "inner packet untouched");
+    }
+
+    #[test]
+    fn too_big_with_df_becomes_frag_needed_quoting_the_packet() {
+        let mut v = frame(1480, true);
+        let before = v[64..].to_vec();
+        let mut p = PacketBuf::new(&mut v, 64, before.len());
+        assert_eq!(encapsulate(&mut p, &E, 0), Outcome::FragNeeded);
+        let f = p.frame();
+        assert_eq!(f.len(), 14 + 20 + 8 + 28);
+        assert_eq!((&f[0..6], &f[6..12]), (&E.client_mac[..], &E.client_port_mac[..]));
+        let ip = ipv4::Packet::new_checked(&f[14..]).unwrap();
+        assert!(ip.verify_checksum());
+        assert_eq!((ip.src(), ip.dst(), ip.protocol()), ([10, 0, 0, 100], [10, 0, 0, 10], ipv4::PROTO_ICMP));
+        let m = &f[34..];
+        assert_eq!((m[0], m[1], u16::from_be_bytes([m[6], m[7]])), (3, 4, 1480));
+        assert_eq!(checksum::checksum(m), 0);
+        assert_eq!(&m[8..], &before[14..14 + 28], "quotes the original header and 8 bytes");
+    }
+
+    #[test]
+    fn too_big_without_df_is_dropped_and_no_headroom_is_refused() {
+        let mut v = frame(1480, false);
+        let n = v.len() - 64;
+        assert_eq!(encapsulate(&mut PacketBuf::new(&mut v, 64, n), &E, 0), Outcome::Dropped(DropReason::TooBig));
+        let mut w = frame(100, true);
+        assert_eq!(encapsulate(&mut PacketBuf::whole(&mut w[64..]), &E, 0), Outcome::Dropped(DropReason::NoHeadroom));
+    }
+}
