@@ -126,6 +126,8 @@ pub struct Counters {
     pub arp_replies: u64,
     /// ICMP echo requests answered.
     pub echo_replies: u64,
+    /// ICMP errors about sessions relayed to the other side.
+    pub icmp_relayed: u64,
     /// Packets handed to another worker over a ring.
     pub redirected_out: u64,
     /// Packets received from other workers' rings.

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //!  frame ─┬─ ARP ────────── owned target? reply in place : learn + drop
-//!         ├─ IPv4/ICMP ──── echo request to an owned address? reply in place
+//!         ├─ IPv4/ICMP ──── error quoting a session? relay it (see icmp_relay)
+//!         │                 echo request to an owned address? reply in place
 //!         └─ IPv4/TCP, UDP ─ session lookup (both keys)
 //!                            ├─ hit, client side ─> rewrite inbound  ─> RS
 //!                            ├─ hit, RS side ─────> rewrite outbound ─> client
@@ -87,6 +88,7 @@
 //! share; cleared when it falls below its lower share (at least 1), or below
 //! 3/4 of the upper share when no lower threshold is set.
 
+mod icmp_relay;
 pub mod rewrite;
 pub mod tunnel;
 
@@ -556,7 +558,7 @@ impl Pipeline {
         let (src, dst, proto) = (ip.src(), ip.dst(), ip.protocol());
         match proto {
             ipv4::PROTO_TCP | ipv4::PROTO_UDP => {}
-            ipv4::PROTO_ICMP => return self.handle_icmp(l2, l3, in_port),
+            ipv4::PROTO_ICMP => return self.handle_icmp(l2, l3, in_port, now),
             _ => {
                 return self.punt_or(dst, if self.tables.owns(dst) { DropReason::UnsupportedL4 } else { DropReason::NotForUs });
             }
@@ -811,7 +813,16 @@ impl Pipeline {
         .release(slot, s);
     }
 
-    fn handle_icmp(&mut self, l2: &mut [u8], l3: &mut [u8], in_port: u16) -> Verdict {
+    fn handle_icmp(&mut self, l2: &mut [u8], l3: &mut [u8], in_port: u16, now: Millis) -> Verdict {
+        let Ok(ip) = ipv4::Packet::new_checked(&*l3) else {
+            return Verdict::Drop(DropReason::Malformed);
+        };
+        let msg_type = ip.payload().first().copied();
+        if !ip.is_fragment() && msg_type.is_some_and(icmp_relay::is_error) {
+            if let Some(v) = self.relay_icmp_error(l2, l3, now) {
+                return v;
+            }
+        }
         let Ok(mut ip) = ipv4::Packet::new_checked(&mut *l3) else {
             return Verdict::Drop(DropReason::Malformed);
         };

@@ -316,3 +316,68 @@ fn tun_encapsulates_toward_the_server_and_returns_frag_needed_when_too_big() {
     assert_eq!((m[0], m[1], u16::from_be_bytes([m[6], m[7]])), (3, 4, 1480));
     assert_eq!(p.counters.drops[DropReason::TooBig as usize], 1);
 }
+
+/// An ICMP error (`msg_type`/`code`) from `from` about the IP packet inside
+/// `about` (a frame), quoting its header and `quote_extra` bytes after it.
+fn icmp_error(smac: MacAddr, from: [u8; 4], about: &[u8], quote_extra: usize) -> Vec<u8> {
+    let inner = ipv4::Packet::new_checked(&about[14..]).unwrap();
+    let quote = &about[14..14 + inner.header_len() + quote_extra];
+    let mut m = vec![3u8, 3, 0, 0, 0, 0, 0, 0];
+    m.extend_from_slice(quote);
+    let c = crate::checksum::checksum(&m);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut ip = vec![0u8; 20];
+    ipv4::emit_header(&mut ip, ipv4::PROTO_ICMP, from, inner.src(), m.len() as u16);
+    ip.extend_from_slice(&m);
+    eth(LB_MAC, smac, ethernet::ETHERTYPE_IPV4, &ip)
+}
+
+/// The outer addresses, the quoted packet's endpoints and whether every
+/// checksum (outer, ICMP, quoted header, quoted UDP when whole) verifies.
+fn look_icmp(f: &[u8]) -> ([u8; 4], [u8; 4], Endpoint, Endpoint, bool) {
+    let ip = ipv4::Packet::new_checked(&f[14..]).unwrap();
+    let m = ip.payload();
+    // The quote may stop short of the length its header claims: raw bytes.
+    let ihl = usize::from(m[8] & 0x0f) * 4;
+    let (isrc, idst) = ([m[20], m[21], m[22], m[23]], [m[24], m[25], m[26], m[27]]);
+    let l4 = &m[8 + ihl..];
+    let port = |o: usize| u16::from_be_bytes([l4[o], l4[o + 1]]);
+    let mut ok = ip.verify_checksum() && crate::checksum::checksum(m) == 0 && crate::checksum::checksum(&m[8..8 + ihl]) == 0;
+    if m[8 + 9] == ipv4::PROTO_UDP && l4.len() >= usize::from(port(4)) {
+        ok &= udp::Packet::new_checked(&l4[..usize::from(port(4))]).unwrap().verify_checksum_v4(isrc, idst);
+    }
+    (ip.src(), ip.dst(), Endpoint::new(isrc, port(0)), Endpoint::new(idst, port(2)), ok)
+}
+
+#[test]
+fn icmp_errors_from_the_server_reach_the_client_rewritten() {
+    for forward in [Forward::FullNat, Forward::Nat] {
+        let mut p = pipelines(&udp_tables(forward, 30), 1).remove(0);
+        let mut q = udp_frame(CLIENT_MAC, CLIENT, DNS_VIP, b"query", false);
+        assert_eq!(p.process(&mut q, 0, Millis(1)), Verdict::Forward { port: 0 });
+        let sent = look(&q);
+        // The server has nothing on 5353: port unreachable, quoting all of it.
+        let mut e = icmp_error(RS1_MAC, RS1.ip, &q, 8 + 5);
+        assert_eq!(p.process(&mut e, 0, Millis(2)), Verdict::Forward { port: 0 }, "{forward:?}");
+        assert_eq!(ethernet::Frame::new_checked(&e[..]).unwrap().dst(), CLIENT_MAC);
+        let (osrc, odst, isrc, idst, ok) = look_icmp(&e);
+        assert_eq!((osrc, odst, isrc, idst), (DNS_VIP.ip, CLIENT.ip, CLIENT, DNS_VIP), "{forward:?}: quotes what the client sent");
+        assert!(ok, "{forward:?}: checksums");
+        assert_eq!(sent.dst.port, 5353);
+        // The other way: the client's error about a reply reaches the server.
+        let mut a = udp_frame(RS1_MAC, Endpoint::new(RS1.ip, 5353), sent.src, b"answer", false);
+        assert_eq!(p.process(&mut a, 0, Millis(3)), Verdict::Forward { port: 0 });
+        let mut e = icmp_error(CLIENT_MAC, CLIENT.ip, &a, 8);
+        assert_eq!(p.process(&mut e, 0, Millis(4)), Verdict::Forward { port: 0 });
+        let (osrc, odst, isrc, idst, ok) = look_icmp(&e);
+        assert_eq!((osrc, odst, isrc, idst), (sent.src.ip, RS1.ip, Endpoint::new(RS1.ip, 5353), sent.src), "{forward:?}");
+        assert!(ok);
+        assert_eq!(p.counters.icmp_relayed, 2);
+    }
+    // An error quoting nothing we know is not relayed.
+    let mut p = pipelines(&udp_tables(Forward::FullNat, 30), 1).remove(0);
+    let stray = udp_frame(CLIENT_MAC, Endpoint::new(LIP, 5001), Endpoint::new(RS1.ip, 5353), b"x", false);
+    let mut e = icmp_error(RS1_MAC, RS1.ip, &stray, 8);
+    assert!(matches!(p.process(&mut e, 0, Millis(5)), Verdict::Drop(_)));
+    assert_eq!(p.counters.icmp_relayed, 0);
+}

@@ -1,0 +1,171 @@
+//! ICMP errors about balanced connections, relayed to the other side.
+//!
+//! A destination unreachable (fragmentation needed included), time exceeded
+//! or parameter problem quotes the IP header and at least 8 bytes of the
+//! packet that caused it. When that packet belongs to a session, the error
+//! is for the session's other end, rewritten as IPVS's `ip_vs_nat_icmp`
+//! does:
+//!
+//! ```text
+//!  from the RS side   rs ─> laddr  [quote laddr:lport → rs:rport]
+//!  to the client     vip ─> client [quote client:cport → vip:vport]
+//!
+//!  from the client    client ─> vip [quote vip:vport → client:cport]
+//!  to the RS side    laddr ─> rs    [quote rs:rport → laddr:lport]
+//! ```
+//!
+//! The session is found by the quote turned around (what the error's sender
+//! would send next on that flow), so the same two-key lookup serves both
+//! directions; a miss that another worker owns is redirected there by the
+//! usual rules. The outer header, the quoted header and ports, the quoted
+//! transport checksum (UDP always; TCP only when the quote reaches it) and
+//! the ICMP checksum are fixed. DR and TUN sessions pass the error on to the
+//! server unchanged (TUN encapsulated). Errors quoting something else fall
+//! through to the ordinary ICMP handling.
+
+use super::{Pipeline, Verdict};
+use crate::checksum;
+use crate::session::{Direction, Endpoint, FlowKey, Lookup};
+use crate::stats::DropReason;
+use crate::tables::Forward;
+use crate::time::Millis;
+use crate::wire::ipv4;
+
+/// ICMP types that quote the offending packet.
+#[must_use]
+pub fn is_error(msg_type: u8) -> bool {
+    matches!(msg_type, 3 | 11 | 12)
+}
+
+/// The quoted packet's addresses, protocol and ports, if it is TCP or UDP.
+fn quoted(icmp: &[u8]) -> Option<(usize, FlowKey)> {
+    let inner = icmp.get(8..)?;
+    let ihl = usize::from(*inner.first()? & 0x0f) * 4;
+    if inner[0] >> 4 != 4 || ihl < ipv4::MIN_HEADER_LEN || inner.len() < ihl + 8 {
+        return None;
+    }
+    let proto = inner[9];
+    if proto != ipv4::PROTO_TCP && proto != ipv4::PROTO_UDP {
+        return None;
+    }
+    let ip = |o: usize| [inner[o], inner[o + 1], inner[o + 2], inner[o + 3]];
+    let port = |o: usize| u16::from_be_bytes([inner[ihl + o], inner[ihl + o + 1]]);
+    Some((ihl, FlowKey { src: Endpoint::new(ip(12), port(0)), dst: Endpoint::new(ip(16), port(2)), proto }))
+}
+
+impl Pipeline {
+    /// Relays an ICMP error about a session; `None` if it quotes none here
+    /// and no other worker owns it.
+    #[cold]
+    pub(super) fn relay_icmp_error(&mut self, l2: &mut [u8], l3: &mut [u8], now: Millis) -> Option<Verdict> {
+        let ohl = usize::from(l3[0] & 0x0f) * 4;
+        let total = usize::from(u16::from_be_bytes([l3[2], l3[3]])).clamp(ohl, l3.len());
+        let (ihl, q) = quoted(l3.get(ohl..total)?)?;
+        // What the error's sender would send next on that flow.
+        let key = FlowKey { src: q.dst, dst: q.src, proto: q.proto };
+        let (slot, dir) = match self.sessions.lookup(&key, now) {
+            Lookup::Hit(slot, dir) => (slot, dir),
+            Lookup::Expired(_) | Lookup::Miss => return self.icmp_owner(&key),
+        };
+        let s = *self.sessions.get(slot)?;
+        let (src, dst, port, mac) = match dir {
+            Direction::Inbound => (s.laddr, s.rs, s.rs_port, s.rs_mac),
+            Direction::Outbound => (s.vip, s.client, s.client_port, s.client_mac),
+        };
+        let fwd = s.forward();
+        let untouched = matches!(fwd, Forward::Dr | Forward::Tun) && dir == Direction::Inbound;
+        if !untouched {
+            if l3[8] <= 1 {
+                return Some(Verdict::Drop(DropReason::TtlExceeded));
+            }
+            rewrite(&mut l3[..total], ohl, ihl, src.ip, dst.ip, dst, src);
+        }
+        let own = self.port_mac(port);
+        l2[0..6].copy_from_slice(&mac);
+        l2[6..12].copy_from_slice(&own);
+        if fwd == Forward::Tun && untouched {
+            let (src, mtu) = self.tables.interfaces.get(usize::from(port)).map_or(([0; 4], 1500), |i| (i.addr, i.mtu));
+            let client_port_mac = self.port_mac(s.client_port);
+            self.pending_encap = Some(super::tunnel::Encap { src, dst: s.rs.ip, mtu, port, client_port: s.client_port, client_port_mac, client_mac: s.client_mac });
+        }
+        self.counters.icmp_relayed += 1;
+        Some(Verdict::Forward { port })
+    }
+
+    /// The worker owning the flow an error quotes, when it is not this one.
+    fn icmp_owner(&self, key: &FlowKey) -> Option<Verdict> {
+        if let Some(svc) = self.tables.service_at(key.dst, key.proto) {
+            let owner = self.owner_of_client(svc, key);
+            return (owner != usize::from(self.worker)).then_some(Verdict::Redirect { worker: owner as u16 });
+        }
+        match self.miss_not_a_service(key) {
+            v @ Verdict::Redirect { .. } => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// Rewrites an IPv4 ICMP error (`l3`, outer header `ohl` bytes, quoted
+/// header `ihl` bytes) to go `outer_src → outer_dst` and quote
+/// `inner_src → inner_dst`.
+fn rewrite(l3: &mut [u8], ohl: usize, ihl: usize, outer_src: [u8; 4], outer_dst: [u8; 4], inner_src: Endpoint, inner_dst: Endpoint) {
+    let q = ohl + 8;
+    let proto = l3[q + 9];
+    let old_src = [l3[q + 12], l3[q + 13], l3[q + 14], l3[q + 15]];
+    let old_dst = [l3[q + 16], l3[q + 17], l3[q + 18], l3[q + 19]];
+    let l4 = q + ihl;
+    let old_ports = [u16::from_be_bytes([l3[l4], l3[l4 + 1]]), u16::from_be_bytes([l3[l4 + 2], l3[l4 + 3]])];
+    // The quoted transport checksum, where the quote holds it.
+    let csum_at = if proto == ipv4::PROTO_UDP { Some(l4 + 6) } else { Some(l4 + 16).filter(|o| o + 2 <= l3.len()) };
+    if let Some(o) = csum_at {
+        let mut c = u16::from_be_bytes([l3[o], l3[o + 1]]);
+        if !(proto == ipv4::PROTO_UDP && c == 0) {
+            c = checksum::update_u32(c, old_src, inner_src.ip);
+            c = checksum::update_u32(c, old_dst, inner_dst.ip);
+            c = checksum::update_u16(c, old_ports[0], inner_src.port);
+            c = checksum::update_u16(c, old_ports[1], inner_dst.port);
+            if proto == ipv4::PROTO_UDP && c == 0 {
+                c = 0xffff;
+            }
+            l3[o..o + 2].copy_from_slice(&c.to_be_bytes());
+        }
+    }
+    l3[l4..l4 + 2].copy_from_slice(&inner_src.port.to_be_bytes());
+    l3[l4 + 2..l4 + 4].copy_from_slice(&inner_dst.port.to_be_bytes());
+    l3[q + 12..q + 16].copy_from_slice(&inner_src.ip);
+    l3[q + 16..q + 20].copy_from_slice(&inner_dst.ip);
+    l3[q + 10..q + 12].fill(0);
+    let c = checksum::checksum(&l3[q..q + ihl]);
+    l3[q + 10..q + 12].copy_from_slice(&c.to_be_bytes());
+    // The ICMP checksum covers the whole message: recompute (cold path).
+    l3[ohl + 2..ohl + 4].fill(0);
+    let c = checksum::checksum(&l3[ohl..]);
+    l3[ohl + 2..ohl + 4].copy_from_slice(&c.to_be_bytes());
+    // The outer header: addresses and TTL, checksum recomputed.
+    l3[12..16].copy_from_slice(&outer_src);
+    l3[16..20].copy_from_slice(&outer_dst);
+    l3[8] -= 1;
+    l3[10..12].fill(0);
+    let c = checksum::checksum(&l3[..ohl]);
+    l3[10..12].copy_from_slice(&c.to_be_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_tcp_and_udp_quotes_are_understood() {
+        let mut m = vec![3u8, 3, 0, 0, 0, 0, 0, 0];
+        let mut inner = vec![0u8; 28];
+        ipv4::emit_header(&mut inner, ipv4::PROTO_UDP, [10, 0, 0, 1], [10, 0, 0, 2], 8);
+        inner[20..24].copy_from_slice(&[0x13, 0x88, 0x00, 0x35]);
+        m.extend_from_slice(&inner);
+        let (ihl, k) = quoted(&m).unwrap();
+        assert_eq!((ihl, k.src, k.dst), (20, Endpoint::new([10, 0, 0, 1], 5000), Endpoint::new([10, 0, 0, 2], 53)));
+        m[8 + 9] = 47;
+        assert!(quoted(&m).is_none(), "GRE");
+        assert!(quoted(&m[..20]).is_none(), "truncated quote");
+        assert!(is_error(3) && is_error(11) && !is_error(8) && !is_error(0));
+    }
+}
