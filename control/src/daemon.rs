@@ -545,8 +545,8 @@ impl Control {
             Ok(x) => x,
             Err(r) => return r,
         };
-        if spec.ops {
-            return Response::Error("one-packet scheduling (-o) is not supported yet".into());
+        if let Err(e) = config::check_ops(spec.ops, proto) {
+            return Response::Error(e);
         }
         // As ipvsadm: -A and -E take the whole definition; what is not given
         // takes its default (wlc, no persistence, no flags).
@@ -590,6 +590,7 @@ impl Control {
         let mut options = self.config.service_options(vip, proto).cloned().unwrap_or_default();
         options.sched_flags = flags;
         options.persistence = persistence;
+        options.ops = spec.ops;
         if scheduler != SchedKind::MaglevHashing {
             options.mh_table_size = None;
         }
@@ -960,6 +961,9 @@ impl Control {
                         if p.netmask != Persistence::DEFAULT_NETMASK {
                             flags += &format!(" mask {}", Ipv4Addr::from(p.netmask));
                         }
+                    }
+                    if o.ops {
+                        flags += " ops";
                     }
                 }
                 ServiceView {

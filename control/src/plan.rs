@@ -201,6 +201,7 @@ fn service(config: &Config, s: &ServiceConfig, registry: &mut Registry) -> Servi
         sched_table: sched::build(s.scheduler, opts.mh_table_size.unwrap_or(MH_TABLE_SIZE_DEFAULT), &members),
         sched_flags: opts.sched_flags,
         persistence: opts.persistence,
+        ops: opts.ops,
         servers,
     }
 }

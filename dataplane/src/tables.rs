@@ -150,6 +150,9 @@ pub struct Service {
     pub sched_table: SchedTable,
     /// Persistence, if any.
     pub persistence: Option<Persistence>,
+    /// One-packet scheduling (`ipvsadm -o`, UDP): every datagram is
+    /// scheduled on its own (see [`crate::fnat`]).
+    pub ops: bool,
 }
 
 /// Everything the pipeline forwards by.

@@ -195,6 +195,18 @@ pub fn check_forward(forward: Forward, vip: SocketAddrV4, rs: SocketAddrV4) -> R
     Ok(())
 }
 
+/// Checks one-packet scheduling against the service's protocol: ipvsadm
+/// takes `-o` for UDP services only.
+///
+/// # Errors
+/// `-o` on a TCP service.
+pub fn check_ops(ops: bool, proto: u8) -> Result<(), String> {
+    if ops && proto != 17 {
+        return Err("One-Packet Scheduling (ops) is only for UDP virtual services".into());
+    }
+    Ok(())
+}
+
 /// A real server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RealServerConfig {
@@ -246,6 +258,8 @@ pub struct ServiceOptions {
     /// Forwarding methods of real servers that differ from the service's
     /// `forward` (ipvsadm's per-server `-g`/`-m`), by address.
     pub forwards: BTreeMap<SocketAddrV4, Forward>,
+    /// One-packet scheduling (`-o`), UDP services only.
+    pub ops: bool,
 }
 
 impl ServiceOptions {

@@ -105,6 +105,9 @@ pub(super) struct RawService {
     pub persistent: Option<Spanned<toml::Value>>,
     #[serde(default)]
     pub persistent_netmask: Option<Spanned<String>>,
+    /// One-packet scheduling (ipvsadm `-o`), UDP only.
+    #[serde(default)]
+    pub ops: Option<Spanned<bool>>,
     #[serde(default)]
     pub mh_table_size: Option<Spanned<i64>>,
     #[serde(default)]

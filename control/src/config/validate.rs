@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::raw::{RawConfig, RawTimeouts};
 use super::{
-    check_forward, check_mh_table_size, check_netmask, check_thresholds, line_col, parse_forward, Config, ConfigError, DataplaneConfig, DpdkConfig, Forward, IdlePolicy,
+    check_forward, check_mh_table_size, check_ops, check_netmask, check_thresholds, line_col, parse_forward, Config, ConfigError, DataplaneConfig, DpdkConfig, Forward, IdlePolicy,
     InterfaceConfig, Persistence, RealServerConfig, ServiceConfig, ServiceOptions, Thresholds,
 };
 
@@ -233,6 +233,10 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
                 Some(p) => p.netmask = mask.octets(),
                 None => return Err(cx.at(m, "persistent_netmask needs persistent (ipvsadm -M goes with -p)")),
             }
+        }
+        if let Some(o) = &s.ops {
+            options.ops = *o.get_ref();
+            check_ops(options.ops, proto).map_err(|e| cx.at(o, e))?;
         }
         if options != ServiceOptions::default() {
             service_options.insert((vip, proto), options);

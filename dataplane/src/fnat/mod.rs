@@ -31,6 +31,16 @@
 //! UDP sessions stay ESTABLISHED and live for the UDP timeout after their
 //! last datagram; a UDP checksum of 0 (none) stays 0.
 //!
+//! One-packet scheduling (`ipvsadm -o`, UDP services): every datagram from a
+//! client is scheduled on its own. Its session is indexed under the RS key
+//! only ([`SessionTable::insert_rs_only`]), so the server's reply still finds
+//! its way back (FULLNAT, NAT) while the client's next datagram misses and
+//! is scheduled again; the first reply ends the session (its local port
+//! goes back to the pool), or the UDP timeout does if none comes. DR and TUN
+//! sessions, which never see a reply, end as soon as the datagram is sent.
+//! The kernel frees one-packet connections at once and so cannot translate
+//! NAT replies; rvs keeps them until the reply.
+//!
 //! Owner of a NAT reply: it names no local port, but its session was created
 //! by the owner of the client flow. A reply `rs:rport → client:cport` that
 //! misses a worker's table is looked up as a NAT server of a service
@@ -98,7 +108,7 @@ use crate::laddr::{owner_of, PortPool};
 use crate::neigh::{NeighEntry, NeighEvent, NeighMap};
 use crate::sched::{Backends, Flow, Scheduler};
 use crate::session::template::{Template, TemplateKey, TemplateSlot, TemplateTable, NO_TEMPLATE};
-use crate::session::{tcp_state, Direction, Endpoint, FlowKey, Lookup, Session, SessionTable, SlotId, TcpState, LADDR_DR, LADDR_NAT, LADDR_TUN};
+use crate::session::{tcp_state, Direction, Endpoint, FlowKey, InsertError, Lookup, Session, SessionTable, SlotId, TcpState, LADDR_DR, LADDR_NAT, LADDR_TUN};
 use crate::packet::PacketBuf;
 use crate::stats::{Counters, DropReason};
 use crate::tables::{Forward, RealServer, Service, Tables, Thresholds};
@@ -575,7 +585,14 @@ impl Pipeline {
             return Verdict::Drop(DropReason::TtlExceeded);
         }
         match self.sessions.lookup(&key, now) {
-            Lookup::Hit(slot, Direction::Outbound) => return self.forward(l2, l3, slot, Direction::Outbound, flags, now),
+            Lookup::Hit(slot, Direction::Outbound) => {
+                let v = self.forward(l2, l3, slot, Direction::Outbound, flags, now);
+                if self.sessions.is_rs_only(slot) {
+                    // One-packet scheduling: the reply ends the session.
+                    self.expire(slot);
+                }
+                return v;
+            }
             Lookup::Hit(slot, Direction::Inbound) => {
                 if is_udp || !is_new_syn(flags) || !self.is_reusable(slot) {
                     return self.forward(l2, l3, slot, Direction::Inbound, flags, now);
@@ -599,7 +616,14 @@ impl Pipeline {
         }
         let src_mac = ethernet::Frame::new_checked(&*l2).map_or([0; 6], |e| e.src());
         match self.create_session(svc, key, src_mac, in_port, now) {
-            Ok(slot) => self.forward(l2, l3, slot, Direction::Inbound, flags, now),
+            Ok(slot) => {
+                let v = self.forward(l2, l3, slot, Direction::Inbound, flags, now);
+                // One-packet DR/TUN: no reply comes this way; nothing to keep.
+                if self.sessions.is_rs_only(slot) && self.sessions.get(slot).is_some_and(|s| matches!(s.forward(), Forward::Dr | Forward::Tun)) {
+                    self.expire(slot);
+                }
+                v
+            }
             Err(reason) => Verdict::Drop(reason),
         }
     }
@@ -765,7 +789,15 @@ impl Pipeline {
             rs_port,
             rs_mac,
         };
-        match self.sessions.insert(session) {
+        let one_packet = svc.ops && key.proto == ipv4::PROTO_UDP;
+        let inserted = if one_packet { self.sessions.insert_rs_only(session) } else { self.sessions.insert(session) };
+        match inserted {
+            // One-packet NAT: the same client port to the same server again
+            // before the last reply; that session carries this datagram too.
+            Err(InsertError::Duplicate) if one_packet && rs.forward == Forward::Nat => match self.sessions.lookup(&session.rs_key(), now) {
+                Lookup::Hit(slot, _) => Ok(slot),
+                _ => Err(DropReason::SessionTableFull),
+            },
             Ok(slot) => {
                 let ri = usize::from(rs.index);
                 if let Some(c) = self.rs_conns.get_mut(ri) {

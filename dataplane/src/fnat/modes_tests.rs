@@ -381,3 +381,47 @@ fn icmp_errors_from_the_server_reach_the_client_rewritten() {
     assert!(matches!(p.process(&mut e, 0, Millis(5)), Verdict::Drop(_)));
     assert_eq!(p.counters.icmp_relayed, 0);
 }
+
+#[test]
+fn one_packet_scheduling_schedules_every_datagram_and_the_reply_ends_it() {
+    let ops_tables = |forward: Forward| {
+        let t = udp_tables(forward, 30);
+        let mut t = (*t).clone();
+        t.services[1].ops = true;
+        Arc::new(t)
+    };
+    let mut p = pipelines(&ops_tables(Forward::FullNat), 1).remove(0);
+    let mut sent = Vec::new();
+    for i in 0..4 {
+        let mut q = udp_frame(CLIENT_MAC, CLIENT, DNS_VIP, b"query", false);
+        assert_eq!(p.process(&mut q, 0, Millis(1 + i)), Verdict::Forward { port: 0 });
+        sent.push(look(&q));
+    }
+    let servers: Vec<_> = sent.iter().map(|s| s.dst_mac).collect();
+    assert_eq!(servers, [RS1_MAC, RS2_MAC, RS1_MAC, RS2_MAC], "one client port, every datagram scheduled anew");
+    assert_eq!(p.sessions().len(), 4);
+    let free = p.pools()[0].available();
+    // Each reply still comes back to the client, and ends its session.
+    for s in &sent {
+        let mut a = udp_frame(s.dst_mac, s.dst, s.src, b"answer", false);
+        assert_eq!(p.process(&mut a, 0, Millis(10)), Verdict::Forward { port: 0 });
+        assert_eq!((look(&a).src, look(&a).dst), (DNS_VIP, CLIENT));
+    }
+    assert!(p.sessions().is_empty());
+    assert_eq!(p.pools()[0].available(), free + 4, "local ports back in the pool");
+    // A second reply to an ended one-packet session has nowhere to go.
+    let mut a = udp_frame(RS1_MAC, sent[0].dst, sent[0].src, b"late", false);
+    assert_eq!(p.process(&mut a, 0, Millis(11)), Verdict::Drop(DropReason::NoSession));
+    // DR: nothing is kept at all; the datagrams still alternate.
+    let mut p = pipelines(&ops_tables(Forward::Dr), 1).remove(0);
+    let macs: Vec<_> = (0..2)
+        .map(|_| {
+            let mut q = udp_frame(CLIENT_MAC, CLIENT, DNS_VIP, b"q", false);
+            assert_eq!(p.process(&mut q, 0, Millis(1)), Verdict::Forward { port: 0 });
+            look(&q).dst_mac
+        })
+        .collect();
+    assert_eq!(macs, [RS1_MAC, RS2_MAC]);
+    assert!(p.sessions().is_empty());
+    assert_eq!(p.rs_conns()[2].created + p.rs_conns()[3].created, 2);
+}

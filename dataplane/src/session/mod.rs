@@ -194,6 +194,8 @@ pub enum InsertError {
 #[derive(Debug)]
 pub struct SessionTable {
     slots: Vec<Option<Session>>,
+    /// Per slot: indexed under its RS key only ([`Self::insert_rs_only`]).
+    rs_only: Vec<bool>,
     free: Vec<u32>,
     index: HashIndex,
     seed: u64,
@@ -207,6 +209,7 @@ impl SessionTable {
         let capacity = capacity.max(1);
         Self {
             slots: vec![None; capacity as usize],
+            rs_only: vec![false; capacity as usize],
             free: (0..capacity).rev().collect(),
             // Two entries per session, at most a quarter full.
             index: HashIndex::new(capacity as usize * 2 * 4),
@@ -275,9 +278,38 @@ impl SessionTable {
         Ok(SlotId(slot))
     }
 
+    /// Inserts `session` under its RS key only: the server's replies find
+    /// it, the client's next packet does not (one-packet scheduling).
+    ///
+    /// # Errors
+    /// As [`Self::insert`], for the RS key.
+    pub fn insert_rs_only(&mut self, session: Session) -> Result<SlotId, InsertError> {
+        let rk = session.rs_key();
+        if self.find(&rk).is_some() {
+            return Err(InsertError::Duplicate);
+        }
+        let slot = self.free.pop().ok_or(InsertError::Full)?;
+        self.slots[slot as usize] = Some(session);
+        self.rs_only[slot as usize] = true;
+        self.index_insert(rk.hash(self.seed), slot, Direction::Outbound);
+        Ok(SlotId(slot))
+    }
+
+    /// True if the session in `slot` was inserted by [`Self::insert_rs_only`].
+    #[inline]
+    #[must_use]
+    pub fn is_rs_only(&self, slot: SlotId) -> bool {
+        self.rs_only.get(slot.0 as usize).copied().unwrap_or(false)
+    }
+
     /// Removes the session in `slot` and returns it.
     pub fn remove(&mut self, slot: SlotId) -> Option<Session> {
         let s = self.slots.get_mut(slot.0 as usize)?.take()?;
+        if std::mem::take(&mut self.rs_only[slot.0 as usize]) {
+            self.index_remove(s.rs_key().hash(self.seed), slot.0, Direction::Outbound);
+            self.free.push(slot.0);
+            return Some(s);
+        }
         self.index_remove(s.client_key().hash(self.seed), slot.0, Direction::Inbound);
         self.index_remove(s.rs_key().hash(self.seed), slot.0, Direction::Outbound);
         self.free.push(slot.0);

@@ -135,3 +135,25 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn rs_only_sessions_answer_replies_but_not_the_client() {
+    let mut t = SessionTable::new(4, 7);
+    let s = session(40000, 2000, 1000);
+    let id = t.insert_rs_only(s).unwrap();
+    assert!(t.is_rs_only(id));
+    assert_eq!(t.lookup(&s.rs_key(), Millis(0)), Lookup::Hit(id, Direction::Outbound));
+    assert_eq!(t.lookup(&s.client_key(), Millis(0)), Lookup::Miss, "the client's next datagram is scheduled again");
+    // The same client flow may have another one-packet session (another port).
+    let again = t.insert_rs_only(session(40000, 2001, 1000)).unwrap();
+    assert_eq!(t.insert_rs_only(s), Err(InsertError::Duplicate));
+    assert_eq!(t.remove(id), Some(s));
+    assert!(!t.is_rs_only(id));
+    assert_eq!(t.lookup(&s.rs_key(), Millis(0)), Lookup::Miss);
+    // The freed slot serves an ordinary session again, under both keys.
+    let full = session(40001, 2002, 1000);
+    let id2 = t.insert(full).unwrap();
+    assert_eq!(t.lookup(&full.client_key(), Millis(0)), Lookup::Hit(id2, Direction::Inbound));
+    assert_eq!(t.len(), 2);
+    assert!(t.remove(again).is_some());
+}
