@@ -68,6 +68,8 @@ pub enum Request {
     Save,
     /// `--reload`: re-read the config file and apply the difference.
     Reload,
+    /// `rvsadm link|addr|route|neigh ...` (iproute-style; see [`crate::iproute`]).
+    Ip(crate::iproute::IpRequest),
 }
 
 /// A virtual service named on the command line.
@@ -257,6 +259,8 @@ pub enum Response {
         /// UDP, seconds.
         udp: u32,
     },
+    /// For [`Request::Ip`].
+    Ip(crate::iproute::IpResponse),
     /// The request failed.
     Error(String),
 }

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod api;
+pub mod iproute;
 pub mod ipvsadm_fmt;
 pub mod plan;
 #[cfg(feature = "dpdk")]

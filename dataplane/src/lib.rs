@@ -15,6 +15,7 @@ pub mod checksum;
 pub mod fnat;
 pub mod laddr;
 pub mod neigh;
+pub mod route;
 pub mod sched;
 pub mod session;
 pub mod stats;

@@ -159,6 +159,7 @@ fn tables(positions: usize) -> Arc<Tables> {
         timeouts: Timeouts::default(),
         rs_count: N_RS as u16,
         generation: 1,
+        routes: Default::default(),
     })
 }
 
@@ -1356,6 +1357,7 @@ fn loop_tables() -> Arc<Tables> {
         timeouts: Timeouts::default(),
         rs_count: 2,
         generation: 1,
+        routes: Default::default(),
     })
 }
 

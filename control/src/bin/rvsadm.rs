@@ -419,6 +419,7 @@ fn render(resp: Response, columns: ipvsadm_fmt::Columns, exact: bool) -> Result<
             }
             t
         }
+        Response::Ip(_) => return Err("unexpected answer from rvsd".into()),
         Response::Error(e) => return Err(e),
     })
 }
@@ -429,6 +430,9 @@ fn main() -> ExitCode {
         .and_then(|p| std::path::Path::new(&p).file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "rvsadm".into());
     let argv: Vec<String> = std::env::args().skip(1).collect();
+    if rvs_control::iproute::is_command(&argv) {
+        return rvs_control::iproute::run(&prog, &argv);
+    }
     let args = match parse(&argv) {
         Ok(a) => a,
         Err(e) => {
