@@ -266,6 +266,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         down: std::collections::HashSet::new(),
         rates: std::collections::HashMap::new(),
         rates_at: Instant::now(),
+        zeroed: crate::zero::Baselines::default(),
     };
     control.file_routes = control.config.routes.clone();
     control.sync_checkers();
@@ -343,6 +344,10 @@ struct Control {
     /// Rate estimators by real-server index, and when they last ran.
     rates: std::collections::HashMap<usize, RateEstimate>,
     rates_at: Instant,
+    /// `rvsadm -Z`: each zeroed real server's counters (conns, packets and
+    /// bytes in/out) at that moment, by index; listings show the counters
+    /// less these. Workers and `/metrics` keep counting from the start.
+    zeroed: crate::zero::Baselines,
 }
 
 type ServiceKey = (SocketAddrV4, u8);
@@ -533,6 +538,8 @@ impl Control {
                 other => other,
             },
             Request::Reload => self.reload(),
+            Request::Zero(spec) => self.zero(spec.as_ref()),
+            Request::ExportConfig => Response::ConfigToml(config::export::services_toml(&self.config)),
             Request::Ip(r) => Response::Ip(self.ip(r)),
         }
     }
@@ -775,6 +782,8 @@ impl Control {
         }
         self.config.services = new.services;
         self.config.timeouts = new.timeouts;
+        self.config.service_options = new.service_options;
+        self.config.health = new.health;
         self.publish_tables();
         Response::Ok
     }
@@ -1033,6 +1042,33 @@ impl Control {
         }
     }
 
+    /// `-Z`: takes the counters of every real server of `spec` (all
+    /// services if `None`) as their new zero, and restarts their rate
+    /// estimators from 0, as the kernel's `ip_vs_zero_stats` does.
+    fn zero(&mut self, spec: Option<&ServiceSpec>) -> Response {
+        let services: Vec<ServiceKey> = match spec {
+            None => self.config.services.iter().map(|s| (s.vip, s.proto)).collect(),
+            Some(spec) => match self.find_service(spec) {
+                Ok((vip, proto, Some(_))) => vec![(vip, proto)],
+                Ok((_, _, None)) => return Response::Error("No such service".into()),
+                Err(r) => return r,
+            },
+        };
+        self.refresh();
+        for (vip, proto) in services {
+            let Some(s) = self.config.services.iter().find(|s| s.vip == vip && s.proto == proto) else { continue };
+            for r in s.real_servers.iter().map(|r| r.addr).collect::<Vec<_>>() {
+                let Some(i) = self.registry.server_index(vip, proto, r) else { continue };
+                let now = self.server_totals(vip, proto, r).stats();
+                self.zeroed.zero(i, now);
+                if let Some(est) = self.rates.get_mut(&i) {
+                    est.zero(now);
+                }
+            }
+        }
+        Response::Ok
+    }
+
     /// Live persistence templates per real server index, all workers.
     fn template_counts(&self) -> Vec<u64> {
         let mut total: Vec<u64> = Vec::new();
@@ -1101,7 +1137,7 @@ impl Control {
                                 upper_threshold: t.upper,
                                 lower_threshold: t.lower,
                                 persist_conns: idx.and_then(|i| persist.get(i).copied()).unwrap_or(0),
-                                stats: totals.stats(),
+                                stats: self.zeroed.since(idx, totals.stats()),
                                 rates,
                                 active,
                                 inactive,
@@ -1234,6 +1270,12 @@ impl RateEstimate {
 
     fn rates(&self) -> [u64; 5] {
         self.rates.map(|r| r.round() as u64)
+    }
+
+    /// `-Z`: rates from 0, the next interval measured from `now`.
+    fn zero(&mut self, now: [u64; 5]) {
+        self.rates = [0.0; 5];
+        self.last = now;
     }
 }
 

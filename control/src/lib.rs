@@ -11,4 +11,5 @@ pub mod daemon;
 pub mod neigh;
 pub mod metrics;
 pub mod top;
+pub mod zero;
 pub mod health;
