@@ -68,6 +68,14 @@ pub enum Request {
     Save,
     /// `--reload`: re-read the config file and apply the difference.
     Reload,
+    /// `rvsadm link|addr|route|neigh ...` (iproute-style; see [`crate::iproute`]).
+    Ip(crate::iproute::IpRequest),
+    /// `-Z [-t|-u SERVICE]`: zero the packet, byte and connection counters
+    /// that `--stats`/`--rate` show, of one service or (`None`) of all. The
+    /// data path and `/metrics` keep counting: listings subtract a baseline.
+    Zero(Option<ServiceSpec>),
+    /// `--export-config`: the running services and timeouts as config TOML.
+    ExportConfig,
 }
 
 /// A virtual service named on the command line.
@@ -257,6 +265,10 @@ pub enum Response {
         /// UDP, seconds.
         udp: u32,
     },
+    /// For [`Request::ExportConfig`]: `[[service]]` tables and `[timeouts]`.
+    ConfigToml(String),
+    /// For [`Request::Ip`].
+    Ip(crate::iproute::IpResponse),
     /// The request failed.
     Error(String),
 }

@@ -146,6 +146,9 @@ pub fn run(config: Config) -> Result<(), StartError> {
         let mut tap = Port::configure(id, &conf, &pool).map_err(port_err)?;
         tap.start().map_err(port_err)?;
         configure_kernel_side(c, &macs[i]).map_err(|source| StartError::Socket { path: format!("exception path {}", c.name), source })?;
+        for r in config.routes.iter().filter(|r| r.dev == c.name) {
+            kernel_route(r, true).map_err(|source| StartError::Socket { path: format!("exception path {}", c.name), source })?;
+        }
         eprintln!("rvsd: {}: exception path up (kernel interface {} {}/{})", c.name, c.name, c.addr, c.prefix_len);
         taps.push(tap);
     }
@@ -256,13 +259,16 @@ pub fn run(config: Config) -> Result<(), StartError> {
         events: events_rx,
         ports,
         last_reload: None,
+        file_routes: Vec::new(),
         health_tx,
         health_rx,
         checkers: std::collections::HashMap::new(),
         down: std::collections::HashSet::new(),
         rates: std::collections::HashMap::new(),
         rates_at: Instant::now(),
+        zeroed: crate::zero::Baselines::default(),
     };
+    control.file_routes = control.config.routes.clone();
     control.sync_checkers();
     let mut printed: Option<(Instant, crate::top::Reading)> = None;
     while !stop.load(Ordering::Relaxed) {
@@ -326,6 +332,9 @@ struct Control {
     ports: Vec<Port>,
     /// Last reload: applied?, when (Unix seconds).
     last_reload: Option<(bool, f64)>,
+    /// The file's `[[route]]`s at start-up (`rvsadm route` changes the live
+    /// list; a reload may not change the file's).
+    file_routes: Vec<crate::iproute::RouteConfig>,
     health_tx: Sender<health::Change>,
     health_rx: Receiver<health::Change>,
     /// One health checker per checked (service, real server).
@@ -335,6 +344,10 @@ struct Control {
     /// Rate estimators by real-server index, and when they last ran.
     rates: std::collections::HashMap<usize, RateEstimate>,
     rates_at: Instant,
+    /// `rvsadm -Z`: each zeroed real server's counters (conns, packets and
+    /// bytes in/out) at that moment, by index; listings show the counters
+    /// less these. Workers and `/metrics` keep counting from the start.
+    zeroed: crate::zero::Baselines,
 }
 
 type ServiceKey = (SocketAddrV4, u8);
@@ -525,6 +538,9 @@ impl Control {
                 other => other,
             },
             Request::Reload => self.reload(),
+            Request::Zero(spec) => self.zero(spec.as_ref()),
+            Request::ExportConfig => Response::ConfigToml(config::export::services_toml(&self.config)),
+            Request::Ip(r) => Response::Ip(self.ip(r)),
         }
     }
 
@@ -635,6 +651,110 @@ impl Control {
         Response::Ok
     }
 
+    /// `rvsadm link|addr|route|neigh`: listings, and changes checked on a
+    /// copy of the config, applied to the kernel side (exception path)
+    /// first, and only then made live and published. A refusal changes
+    /// nothing.
+    fn ip(&mut self, r: crate::iproute::IpRequest) -> crate::iproute::IpResponse {
+        use crate::iproute::{self as ipr, IpRequest as Q, IpResponse as A};
+        let mut next = self.config.clone();
+        let kernel = match r {
+            Q::LinkShow => return A::Links(self.links()),
+            Q::AddrShow => return A::Addrs(self.links(), ipr::addr_views(&self.config)),
+            Q::RouteShow => return A::Routes(ipr::route_list(&self.config.interfaces, &self.config.addresses, &self.config.routes)),
+            Q::NeighShow => return A::Neighbours(self.neigh_views()),
+            Q::NeighAdd { addr, lladdr, dev } => return self.neigh_change(&addr, Some(&lladdr), &dev),
+            Q::NeighDel { addr, dev } => return self.neigh_change(&addr, None, &dev),
+            Q::AddrAdd { addr, dev } => ipr::addr_add(&mut next, &addr, &dev).map(|a| kernel_ip(&["addr", "add", &format!("{}/{}", a.addr, a.len), "dev", &a.dev])),
+            Q::AddrDel { addr, dev } => ipr::addr_del(&mut next, &addr, &dev).map(|a| kernel_ip(&["addr", "del", &format!("{}/{}", a.addr, a.len), "dev", &a.dev])),
+            Q::RouteAdd(spec) => ipr::route_add(&mut next, &spec).map(|r| kernel_route(&r, true)),
+            Q::RouteDel(spec) => ipr::route_del(&mut next, &spec).map(|r| kernel_route(&r, false)),
+        };
+        match kernel {
+            Err(e) => A::Refused(e.to_string()),
+            Ok(Err(e)) => A::Refused(format!("exception path: {e}")),
+            Ok(Ok(())) => {
+                self.config = next;
+                self.publish_tables();
+                A::Done
+            }
+        }
+    }
+
+    fn links(&self) -> Vec<crate::iproute::LinkView> {
+        self.ports
+            .iter()
+            .zip(&self.config.interfaces)
+            .zip(&self.macs)
+            .map(|((p, i), mac)| {
+                let st = p.stats().unwrap_or_default();
+                crate::iproute::LinkView {
+                    name: i.name.clone(),
+                    device: i.device.clone(),
+                    mac: *mac,
+                    up: p.link_up(),
+                    mtu: p.mtu().map_or(0, u32::from),
+                    stats: [st.ipackets, st.ibytes, st.ierrors, st.imissed, st.rx_nombuf, st.opackets, st.obytes, st.oerrors],
+                }
+            })
+            .collect()
+    }
+
+    fn neigh_views(&self) -> Vec<crate::iproute::NeighView> {
+        use crate::neigh::State;
+        self.neigh
+            .iter()
+            .map(|(ip, mac, port, state)| crate::iproute::NeighView {
+                addr: Ipv4Addr::from(ip),
+                dev: self.config.interfaces.get(usize::from(port)).map_or_else(|| format!("port{port}"), |i| i.name.clone()),
+                lladdr: mac,
+                state: match state {
+                    State::Incomplete => "INCOMPLETE",
+                    State::Reachable => "REACHABLE",
+                    State::Failed => "FAILED",
+                    State::Permanent => "PERMANENT",
+                }
+                .into(),
+            })
+            .collect()
+    }
+
+    /// `neigh add` (with a MAC) or `neigh del`: a permanent entry in the
+    /// neighbour table, published to the workers at once.
+    fn neigh_change(&mut self, addr: &str, lladdr: Option<&str>, dev: &str) -> crate::iproute::IpResponse {
+        use crate::iproute::{IpError, IpResponse as A};
+        let refuse = |e: IpError| A::Refused(e.to_string());
+        let Ok(ip) = addr.parse::<Ipv4Addr>() else { return refuse(IpError::BadAddress(addr.into())) };
+        let Some(port) = self.config.interfaces.iter().position(|i| i.name == dev) else { return refuse(IpError::NoDevice(dev.into())) };
+        let changed = match lladdr {
+            Some(m) => {
+                let mac = match crate::iproute::parse_mac(m) {
+                    Ok(mac) => mac,
+                    Err(e) => return refuse(e),
+                };
+                if self.neigh.iter().any(|(a, _, _, s)| a == ip.octets() && s == crate::neigh::State::Permanent) {
+                    return refuse(IpError::Exists(format!("{ip} is already a permanent neighbour")));
+                }
+                let entry = dataplane::neigh::NeighEntry { ip: ip.octets(), mac, port: port as u16 };
+                if !self.neigh.add_static(entry, Instant::now()) {
+                    return A::Refused("the neighbour table is full".into());
+                }
+                true
+            }
+            None => {
+                if !self.neigh.iter().any(|(a, _, p, _)| a == ip.octets() && usize::from(p) == port) {
+                    return refuse(IpError::Missing(format!("no neighbour {ip} on {dev}")));
+                }
+                self.neigh.remove(ip.octets())
+            }
+        };
+        if changed {
+            let map = Arc::new(self.neigh.snapshot());
+            self.broadcast(|| WorkerRequest::Neigh(Arc::clone(&map)));
+        }
+        A::Done
+    }
+
     /// Re-reads the config file; applies services and timeouts if nothing
     /// that needs a restart changed. The running config stays otherwise.
     fn reload(&mut self) -> Response {
@@ -656,12 +776,15 @@ impl Control {
             ("[control] socket", new.socket != old.socket),
             ("[metrics] address", new.metrics != old.metrics),
             ("[[interface]]", new.interfaces != old.interfaces),
+            ("[[route]]", new.routes != self.file_routes),
         ];
         if let Some((what, _)) = fixed.iter().find(|(_, changed)| *changed) {
             return Response::Error(format!("{}: {what} cannot change at run time (restart rvsd to apply it)", new.path.display()));
         }
         self.config.services = new.services;
         self.config.timeouts = new.timeouts;
+        self.config.service_options = new.service_options;
+        self.config.health = new.health;
         self.publish_tables();
         Response::Ok
     }
@@ -859,12 +982,15 @@ impl Control {
         for (_, _, _, state) in self.neigh.iter() {
             let i = match state {
                 crate::neigh::State::Incomplete => 0,
-                crate::neigh::State::Reachable => 1,
+                crate::neigh::State::Reachable | crate::neigh::State::Permanent => 1,
                 crate::neigh::State::Failed => 2,
             };
             neighbours[i].1 += 1;
         }
-        let routes = self.config.interfaces.iter().map(|i| 1 + u64::from(i.gateway.is_some())).sum();
+        let routes = crate::iproute::route_list(&self.config.interfaces, &self.config.addresses, &self.config.routes)
+            .iter()
+            .filter(|r| r.origin != crate::iproute::RouteOrigin::Local)
+            .count() as u64;
         let (last_reload_ok, last_reload_time) = self.last_reload.unwrap_or((true, 0.0));
         metrics::Snapshot { workers, ports, servers, services, neighbours, routes, generation: self.generation, last_reload_ok, last_reload_time }
     }
@@ -915,6 +1041,33 @@ impl Control {
             let totals = self.server_totals(vip, proto, rs).stats();
             self.rates.entry(i).or_default().update(totals, secs);
         }
+    }
+
+    /// `-Z`: takes the counters of every real server of `spec` (all
+    /// services if `None`) as their new zero, and restarts their rate
+    /// estimators from 0, as the kernel's `ip_vs_zero_stats` does.
+    fn zero(&mut self, spec: Option<&ServiceSpec>) -> Response {
+        let services: Vec<ServiceKey> = match spec {
+            None => self.config.services.iter().map(|s| (s.vip, s.proto)).collect(),
+            Some(spec) => match self.find_service(spec) {
+                Ok((vip, proto, Some(_))) => vec![(vip, proto)],
+                Ok((_, _, None)) => return Response::Error("No such service".into()),
+                Err(r) => return r,
+            },
+        };
+        self.refresh();
+        for (vip, proto) in services {
+            let Some(s) = self.config.services.iter().find(|s| s.vip == vip && s.proto == proto) else { continue };
+            for r in s.real_servers.iter().map(|r| r.addr).collect::<Vec<_>>() {
+                let Some(i) = self.registry.server_index(vip, proto, r) else { continue };
+                let now = self.server_totals(vip, proto, r).stats();
+                self.zeroed.zero(i, now);
+                if let Some(est) = self.rates.get_mut(&i) {
+                    est.zero(now);
+                }
+            }
+        }
+        Response::Ok
     }
 
     /// Live persistence templates per real server index, all workers.
@@ -988,7 +1141,7 @@ impl Control {
                                 upper_threshold: t.upper,
                                 lower_threshold: t.lower,
                                 persist_conns: idx.and_then(|i| persist.get(i).copied()).unwrap_or(0),
-                                stats: totals.stats(),
+                                stats: self.zeroed.since(idx, totals.stats()),
                                 rates,
                                 active,
                                 inactive,
@@ -1122,6 +1275,12 @@ impl RateEstimate {
     fn rates(&self) -> [u64; 5] {
         self.rates.map(|r| r.round() as u64)
     }
+
+    /// `-Z`: rates from 0, the next interval measured from `now`.
+    fn zero(&mut self, now: [u64; 5]) {
+        self.rates = [0.0; 5];
+        self.last = now;
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -1166,6 +1325,29 @@ fn configure_kernel_side(c: &crate::config::InterfaceConfig, mac: &MacAddr) -> s
         ip(&["route", "replace", "default", "via", &gw.to_string(), "dev", &c.name])?;
     }
     Ok(())
+}
+
+/// Runs `ip ARGS` (the kernel side of the exception path).
+fn kernel_ip(args: &[&str]) -> std::io::Result<()> {
+    let out = std::process::Command::new("ip").args(args).output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim())))
+    }
+}
+
+/// Adds (`replace`) or deletes static route `r` on the kernel side, so the
+/// appliance's own traffic (health checks, ping) takes the same way.
+fn kernel_route(r: &crate::iproute::RouteConfig, add: bool) -> std::io::Result<()> {
+    let dest = if r.len == 0 { "default".to_string() } else { format!("{}/{}", r.prefix, r.len) };
+    let via = r.via.map(|v| v.to_string());
+    let mut args = vec!["route", if add { "replace" } else { "del" }, dest.as_str()];
+    if let Some(v) = &via {
+        args.extend(["via", v.as_str()]);
+    }
+    args.extend(["dev", r.dev.as_str()]);
+    kernel_ip(&args)
 }
 
 fn seed(lcore: u32) -> u64 {

@@ -1,15 +1,29 @@
-//! ipvsadm's output formats, byte for byte (`ipvsadm.c`: `print_title`,
-//! `print_service_entry`, `print_conn`).
+//! ipvsadm's output formats, byte for byte (`ipvsadm.c`: `list_all`,
+//! `list_service`, `print_title`, `print_service_entry`, `print_largenum`,
+//! `print_conn`, `list_timeout`), and its listing order (`libipvs.c`:
+//! `ipvs_cmp_services`, `ipvs_cmp_dests`, sorted by glibc's `qsort`).
+//!
+//! Golden files of every format are in `control/tests/golden/` (see
+//! `control/tests/golden.rs`).
 
+use std::cmp::Ordering;
 use std::fmt::Write;
+use std::net::SocketAddrV4;
 
-use crate::api::{ConnectionView, ServiceView};
+use crate::api::{ConnectionView, RealServerView, ServiceView};
 
 /// `ipvsadm -L -n`.
 #[must_use]
 pub fn list_services(table_size: u64, services: &[ServiceView]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "IP Virtual Server version 1.2.1 (size={table_size})");
+    plain(&mut out, services);
+    out
+}
+
+/// The plain listing after the version line (`-L -n -t SERVICE` prints
+/// only this).
+fn plain(out: &mut String, services: &[ServiceView]) {
     out.push_str("Prot LocalAddress:Port Scheduler Flags\n");
     out.push_str("  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n");
     for s in services {
@@ -18,7 +32,6 @@ pub fn list_services(table_size: u64, services: &[ServiceView]) -> String {
             let _ = writeln!(out, "  -> {:<28} {:<7} {:<6} {:<10} {:<10}", r.addr, r.forward, r.weight, r.active, r.inactive);
         }
     }
-    out
 }
 
 /// Which columns `-L` shows for real servers.
@@ -55,7 +68,7 @@ fn largenum(out: &mut String, i: u64, exact: bool) {
     };
 }
 
-fn sum(servers: &[crate::api::RealServerView], f: fn(&crate::api::RealServerView) -> [u64; 5]) -> [u64; 5] {
+fn sum(servers: &[RealServerView], f: fn(&RealServerView) -> [u64; 5]) -> [u64; 5] {
     let mut t = [0u64; 5];
     for r in servers {
         for (a, b) in t.iter_mut().zip(f(r)) {
@@ -70,11 +83,27 @@ fn sum(servers: &[crate::api::RealServerView], f: fn(&crate::api::RealServerView
 /// `print_service_entry` print them.
 #[must_use]
 pub fn list_services_with(table_size: u64, services: &[ServiceView], cols: Columns, exact: bool) -> String {
-    if cols == Columns::Plain {
-        return list_services(table_size, services);
-    }
     let mut out = String::new();
     let _ = writeln!(out, "IP Virtual Server version 1.2.1 (size={table_size})");
+    body(&mut out, services, cols, exact);
+    out
+}
+
+/// `ipvsadm -L -n -t|-u SERVICE` (with any of the column options): ipvsadm's
+/// `list_service` prints no version line, only the title and the service.
+#[must_use]
+pub fn list_one(service: &ServiceView, cols: Columns, exact: bool) -> String {
+    let mut out = String::new();
+    body(&mut out, std::slice::from_ref(service), cols, exact);
+    out
+}
+
+/// The title lines and the services (`print_title`, `print_service_entry`).
+fn body(out: &mut String, services: &[ServiceView], cols: Columns, exact: bool) {
+    if cols == Columns::Plain {
+        plain(out, services);
+        return;
+    }
     let _ = match cols {
         Columns::Stats => writeln!(out, "{:<33} {:>8} {:>8} {:>8} {:>8} {:>8}", "Prot LocalAddress:Port", "Conns", "InPkts", "OutPkts", "InBytes", "OutBytes"),
         Columns::Rate => writeln!(out, "{:<33} {:>8} {:>8} {:>8} {:>8} {:>8}", "Prot LocalAddress:Port", "CPS", "InPPS", "OutPPS", "InBPS", "OutBPS"),
@@ -89,7 +118,7 @@ pub fn list_services_with(table_size: u64, services: &[ServiceView], cols: Colum
                 let _ = write!(out, "{name:<33}");
                 let t = if cols == Columns::Stats { sum(&s.servers, |r| r.stats) } else { sum(&s.servers, |r| r.rates) };
                 for v in t {
-                    largenum(&mut out, v, exact);
+                    largenum(out, v, exact);
                 }
                 out.push('\n');
             }
@@ -102,14 +131,14 @@ pub fn list_services_with(table_size: u64, services: &[ServiceView], cols: Colum
                 Columns::Stats => {
                     let _ = write!(out, "  -> {:<28}", r.addr);
                     for v in r.stats {
-                        largenum(&mut out, v, exact);
+                        largenum(out, v, exact);
                     }
                     writeln!(out)
                 }
                 Columns::Rate => {
                     let _ = write!(out, "  -> {:<28} {:>8} {:>8} {:>8}", r.addr, r.rates[0], r.rates[1], r.rates[2]);
-                    largenum(&mut out, r.rates[3], exact);
-                    largenum(&mut out, r.rates[4], exact);
+                    largenum(out, r.rates[3], exact);
+                    largenum(out, r.rates[4], exact);
                     writeln!(out)
                 }
                 Columns::Thresholds => writeln!(out, "  -> {:<28} {:<10} {:<10} {:<10} {:<10}", r.addr, r.upper_threshold, r.lower_threshold, r.active, r.inactive),
@@ -117,7 +146,85 @@ pub fn list_services_with(table_size: u64, services: &[ServiceView], cols: Colum
             };
         }
     }
-    out
+}
+
+/// `ipvsadm -L --timeout`.
+#[must_use]
+pub fn timeouts(tcp: u32, tcpfin: u32, udp: u32) -> String {
+    format!("Timeout (tcp tcpfin udp): {tcp} {tcpfin} {udp}\n")
+}
+
+/// Puts services and their real servers in the order ipvsadm lists them
+/// (unless `--nosort`): `ipvs_cmp_services` (protocol, then address, then
+/// port) and `ipvs_cmp_dests` (address, then port), sorted by glibc's
+/// `qsort`, a top-down merge sort.
+///
+/// The comparators subtract two `u32` addresses into an `int`, so two
+/// addresses more than 2^31 apart compare the "wrong" way round
+/// (192.168.0.1 sorts before 10.0.0.1). That is what `ipvsadm` prints, so
+/// it is what this does, with glibc's merge order (Debian 12, glibc 2.36),
+/// which is well defined even where such a comparison is not transitive.
+pub fn sort(services: &mut [ServiceView]) {
+    merge_sort(services, &mut |a, b| cmp_services(a, b));
+    for s in services {
+        merge_sort(&mut s.servers, &mut |a, b| cmp_addrs(&a.addr, &b.addr));
+    }
+}
+
+/// `ipvs_cmp_services` for IPv4 services without a firewall mark.
+fn cmp_services(a: &ServiceView, b: &ServiceView) -> i32 {
+    let proto = |s: &ServiceView| if s.proto == "UDP" { 17 } else { 6 };
+    match proto(a) - proto(b) {
+        0 => cmp_addrs(&a.vip, &b.vip),
+        r => r,
+    }
+}
+
+/// The address, then the port, as libipvs compares them (C `int`
+/// arithmetic). Unparsable text (never produced by rvsd) compares as text.
+fn cmp_addrs(a: &str, b: &str) -> i32 {
+    match (a.parse::<SocketAddrV4>(), b.parse::<SocketAddrV4>()) {
+        (Ok(a), Ok(b)) => {
+            // `r = ntohl(a) - ntohl(b)`: unsigned subtraction, read as int.
+            let r = u32::from(*a.ip()).wrapping_sub(u32::from(*b.ip())) as i32;
+            if r != 0 {
+                r
+            } else {
+                i32::from(a.port()) - i32::from(b.port())
+            }
+        }
+        _ => match a.cmp(b) {
+            Ordering::Less => -1,
+            Ordering::Equal => 0,
+            Ordering::Greater => 1,
+        },
+    }
+}
+
+/// glibc's `msort_with_tmp`: split at `n / 2`, sort both halves, merge
+/// taking from the left while `cmp(left, right) <= 0`.
+fn merge_sort<T: Clone>(v: &mut [T], cmp: &mut impl FnMut(&T, &T) -> i32) {
+    let n = v.len();
+    if n <= 1 {
+        return;
+    }
+    let n1 = n / 2;
+    merge_sort(&mut v[..n1], cmp);
+    merge_sort(&mut v[n1..], cmp);
+    let mut merged = Vec::with_capacity(n);
+    let (mut i, mut j) = (0, n1);
+    while i < n1 && j < n {
+        if cmp(&v[i], &v[j]) <= 0 {
+            merged.push(v[i].clone());
+            i += 1;
+        } else {
+            merged.push(v[j].clone());
+            j += 1;
+        }
+    }
+    merged.extend_from_slice(&v[i..n1]);
+    merged.extend_from_slice(&v[j..]);
+    v.clone_from_slice(&merged);
 }
 
 /// `ipvsadm -S -n`: one `-A` line per service, one `-a` line per real
@@ -182,10 +289,9 @@ pub fn list_connections(conns: &[ConnectionView]) -> String {
     for c in conns {
         let _ = writeln!(
             out,
-            "{:<3} {:02}:{:02}  {:<11} {:<18} {:<18} {}",
+            "{:<3} {:<6} {:<11} {:<18} {:<18} {}",
             c.proto,
-            c.expires_in_secs / 60,
-            c.expires_in_secs % 60,
+            format!("{:02}:{:02}", c.expires_in_secs / 60, c.expires_in_secs % 60),
             c.state,
             c.client,
             c.vip,
@@ -198,7 +304,6 @@ pub fn list_connections(conns: &[ConnectionView]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::RealServerView;
 
     #[test]
     fn matches_ipvsadm_listing_from_the_seed() {
@@ -286,6 +391,44 @@ mod tests {
         let rate = list_services_with(4096, &[s], Columns::Rate, false);
         assert_eq!(rate.lines().nth(1).unwrap(), "Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS");
         assert_eq!(rate.lines().nth(4).unwrap(), "  -> 10.0.0.2:80                         1       10        9      800      900");
+    }
+
+    #[test]
+    fn sorts_as_libipvs_compares_under_glibc_qsort() {
+        let v = |proto: &str, vip: &str| ServiceView {
+            proto: proto.into(),
+            vip: vip.into(),
+            scheduler: "rr".into(),
+            flags: String::new(),
+            local_addresses: vec![],
+            servers: vec![],
+        };
+        let mut s = vec![v("UDP", "10.0.0.1:53"), v("TCP", "10.0.0.2:80"), v("TCP", "10.0.0.1:443"), v("TCP", "10.0.0.1:80")];
+        sort(&mut s);
+        let order: Vec<_> = s.iter().map(|s| format!("{} {}", s.proto, s.vip)).collect();
+        assert_eq!(order, ["TCP 10.0.0.1:80", "TCP 10.0.0.1:443", "TCP 10.0.0.2:80", "UDP 10.0.0.1:53"]);
+        // libipvs's `int r = ntohl(a) - ntohl(b)`: addresses 2^31 or more
+        // apart compare the other way round.
+        assert!(cmp_addrs("192.168.0.1:80", "10.0.0.1:80") < 0);
+        assert!(cmp_addrs("10.0.0.1:80", "192.168.0.1:80") > 0);
+        assert!(cmp_addrs("10.0.0.1:80", "100.0.0.1:80") < 0);
+        // Not transitive (10 < 100 < 192 < 10): the input order and the
+        // merge order decide. What glibc 2.36's qsort makes of each order
+        // of these three (a C program with libipvs's comparator):
+        for (input, glibc) in [
+            (["10", "192", "100"], ["10", "100", "192"]),
+            (["192", "10", "100"], ["192", "10", "100"]),
+            (["100", "192", "10"], ["100", "192", "10"]),
+            (["192", "100", "10"], ["192", "10", "100"]),
+            (["10", "100", "192"], ["10", "100", "192"]),
+            (["100", "10", "192"], ["100", "192", "10"]),
+        ] {
+            let addr = |a: &str| if a == "192" { "192.168.0.1:80".to_string() } else { format!("{a}.0.0.1:80") };
+            let mut s: Vec<_> = input.iter().map(|a| v("TCP", &addr(a))).collect();
+            sort(&mut s);
+            let got: Vec<_> = s.iter().map(|s| s.vip.clone()).collect();
+            assert_eq!(got, glibc.map(addr), "from {input:?}");
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod api;
+pub mod iproute;
 pub mod ipvsadm_fmt;
 pub mod plan;
 #[cfg(feature = "dpdk")]
@@ -10,4 +11,5 @@ pub mod daemon;
 pub mod neigh;
 pub mod metrics;
 pub mod top;
+pub mod zero;
 pub mod health;

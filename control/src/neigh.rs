@@ -32,6 +32,9 @@ pub enum State {
     Reachable,
     /// Asked [`FAIL_AFTER`] times without an answer.
     Failed,
+    /// Added by hand (`rvsadm neigh add`): never asked, never replaced by
+    /// what ARP says.
+    Permanent,
 }
 
 #[derive(Debug, Clone)]
@@ -65,6 +68,9 @@ impl NeighTable {
     /// Records `n`. Returns true if the MAC is new or changed.
     pub fn learn(&mut self, n: NeighEntry, now: Instant) -> bool {
         if let Some(e) = self.entries.get_mut(&n.ip) {
+            if e.state == State::Permanent {
+                return false;
+            }
             let changed = e.mac != Some(n.mac);
             e.mac = Some(n.mac);
             e.port = n.port;
@@ -99,7 +105,7 @@ impl NeighTable {
 
     /// Calls `send(port, ip)` for each entry whose ARP request is due.
     pub fn due_requests(&mut self, now: Instant, mut send: impl FnMut(u16, [u8; 4])) {
-        for (ip, e) in &mut self.entries {
+        for (ip, e) in self.entries.iter_mut().filter(|(_, e)| e.state != State::Permanent) {
             let since_ask = e.last_request.map(|t| now.saturating_duration_since(t));
             let due = match e.mac {
                 None => since_ask.is_none_or(|d| d >= RETRY),
@@ -116,6 +122,22 @@ impl NeighTable {
                 send(e.port, *ip);
             }
         }
+    }
+
+    /// Adds a permanent entry (replacing a learned one). Returns false if
+    /// the table is full.
+    pub fn add_static(&mut self, n: NeighEntry, now: Instant) -> bool {
+        if self.entries.len() >= CAPACITY && !self.entries.contains_key(&n.ip) {
+            return false;
+        }
+        let e = Entry { mac: Some(n.mac), port: n.port, state: State::Permanent, last_request: None, unanswered: 0, updated: now };
+        self.entries.insert(n.ip, e);
+        true
+    }
+
+    /// Removes the entry for `ip` (any state). Returns false if there was none.
+    pub fn remove(&mut self, ip: [u8; 4]) -> bool {
+        self.entries.remove(&ip).is_some()
     }
 
     /// The snapshot workers forward by: every entry with a MAC.
@@ -174,5 +196,20 @@ mod tests {
         }
         assert_eq!(count, 5);
         assert_eq!(n.iter().next().map(|e| e.3), Some(State::Failed));
+    }
+
+    #[test]
+    fn permanent_entries_are_never_asked_or_replaced() {
+        let t0 = Instant::now();
+        let mut n = NeighTable::default();
+        n.want([10, 0, 0, 9], 0, t0);
+        assert!(n.add_static(NeighEntry { ip: [10, 0, 0, 9], mac: [9; 6], port: 0 }, t0));
+        let mut count = 0;
+        n.due_requests(t0 + Duration::from_secs(60), |_, _| count += 1);
+        assert_eq!(count, 0);
+        assert!(!n.learn(NeighEntry { ip: [10, 0, 0, 9], mac: [1; 6], port: 0 }, t0));
+        assert_eq!(n.snapshot().lookup([10, 0, 0, 9]), Some([9; 6]));
+        assert_eq!(n.iter().next().map(|e| e.3), Some(State::Permanent));
+        assert!(n.remove([10, 0, 0, 9]) && !n.remove([10, 0, 0, 9]));
     }
 }

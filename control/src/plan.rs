@@ -170,6 +170,7 @@ pub fn tables(config: &Config, macs: &[MacAddr], registry: &mut Registry, genera
         timeouts: config.timeouts,
         rs_count: registry.servers.len() as u16,
         generation,
+        routes: crate::iproute::routes(config),
     }
 }
 

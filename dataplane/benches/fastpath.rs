@@ -96,6 +96,7 @@ fn bench_pipeline(c: &mut Criterion) {
         timeouts: Timeouts::default(),
         rs_count: 1,
         generation: 1,
+        routes: Default::default(),
     });
     let neigh = Arc::new(NeighMap::new(vec![NeighEntry { ip: [10, 77, 0, 11], mac: [2, 0, 0, 0, 0, 0x11], port: 0 }]));
     let mut p = Pipeline::new(tables, neigh, 65536, 1, 0, 1);

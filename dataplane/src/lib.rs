@@ -16,6 +16,7 @@ pub mod fnat;
 pub mod laddr;
 pub mod neigh;
 pub mod packet;
+pub mod route;
 pub mod sched;
 pub mod session;
 pub mod stats;

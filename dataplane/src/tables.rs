@@ -5,6 +5,7 @@
 //! (service, real server, local address) are what sessions store, so a
 //! snapshot is never mutated in place: a change means a new snapshot.
 
+use crate::route::Routes;
 use crate::sched::{SchedFlags, SchedKind, SchedTable};
 use crate::session::{Endpoint, Timeouts};
 use crate::wire::MacAddr;
@@ -172,6 +173,11 @@ pub struct Tables {
     pub rs_count: u16,
     /// Increases with every snapshot control publishes.
     pub generation: u64,
+    /// Longest-prefix-match routes (connected, local, static, default),
+    /// built by control. Empty in hand-built snapshots (tests, benches):
+    /// [`Tables::next_hop`] then falls back to the interfaces' subnets and
+    /// gateways.
+    pub routes: Routes,
 }
 
 impl Tables {
@@ -202,15 +208,25 @@ impl Tables {
     /// True if the appliance owns `ip` (VIP, local address or interface address).
     #[must_use]
     pub fn owns(&self, ip: [u8; 4]) -> bool {
-        self.services.iter().any(|s| s.vip.ip == ip)
-            || self.laddrs.contains(&ip)
-            || self.interfaces.iter().any(|i| i.addr == ip)
+        self.services.iter().any(|s| s.vip.ip == ip) || self.laddrs.contains(&ip) || self.is_interface_addr(ip)
     }
 
-    /// The port and next-hop address toward `ip`: the first interface it is
+    /// True if `ip` is an address of an interface: its configured address,
+    /// or one added at run time (`rvsadm addr add`, a local route). Traffic
+    /// for these that the balancer does not consume belongs to the kernel.
+    #[must_use]
+    pub fn is_interface_addr(&self, ip: [u8; 4]) -> bool {
+        self.interfaces.iter().any(|i| i.addr == ip) || self.routes.v4.is_local(ip)
+    }
+
+    /// The port and next-hop address toward `ip`, by longest-prefix match
+    /// in [`Tables::routes`]. Without routes: the first interface `ip` is
     /// on-link for, else the first interface with a gateway.
     #[must_use]
     pub fn next_hop(&self, ip: [u8; 4]) -> Option<(u16, [u8; 4])> {
+        if !self.routes.v4.is_empty() {
+            return self.routes.v4.next_hop(ip);
+        }
         if let Some(i) = self.interfaces.iter().find(|i| i.on_link(ip)) {
             return Some((i.port, ip));
         }
@@ -232,10 +248,43 @@ mod tests {
             timeouts: Timeouts::default(),
             rs_count: 0,
             generation: 1,
+            routes: Routes::default(),
         };
         assert_eq!(t.next_hop([10, 0, 0, 9]), Some((0, [10, 0, 0, 9])));
         assert_eq!(t.next_hop([8, 8, 8, 8]), Some((0, [10, 0, 0, 1])));
         assert!(t.owns([10, 0, 0, 200]) && t.owns([10, 0, 0, 2]) && !t.owns([10, 0, 0, 3]));
+    }
+
+    #[test]
+    fn routes_pick_the_port_and_own_added_addresses() {
+        use crate::route::{NextHop, Route, RouteTable};
+        let ifs = vec![
+            Interface { port: 0, mac: [0; 6], addr: [10, 78, 0, 2], prefix_len: 24, gateway: None, mtu: 1500 },
+            Interface { port: 1, mac: [1; 6], addr: [10, 79, 0, 2], prefix_len: 24, gateway: None, mtu: 1500 },
+        ];
+        let route = |prefix, len, hop| Route { prefix, len, hop };
+        let v4 = RouteTable::new([
+            route([10, 78, 0, 0], 24, NextHop::OnLink { port: 0 }),
+            route([10, 79, 0, 0], 24, NextHop::OnLink { port: 1 }),
+            route([10, 80, 0, 0], 24, NextHop::Via { port: 1, gateway: [10, 79, 0, 254] }),
+            route([0, 0, 0, 0], 0, NextHop::Via { port: 0, gateway: [10, 78, 0, 1] }),
+            route([10, 79, 0, 9], 32, NextHop::Local { port: 1 }),
+        ])
+        .unwrap();
+        let t = Tables {
+            interfaces: ifs,
+            services: vec![],
+            laddrs: vec![],
+            lport_range: (1024, 65535),
+            timeouts: Timeouts::default(),
+            rs_count: 0,
+            generation: 1,
+            routes: Routes { v4, ..Routes::default() },
+        };
+        assert_eq!(t.next_hop([10, 79, 0, 11]), Some((1, [10, 79, 0, 11])));
+        assert_eq!(t.next_hop([10, 80, 0, 5]), Some((1, [10, 79, 0, 254])));
+        assert_eq!(t.next_hop([1, 1, 1, 1]), Some((0, [10, 78, 0, 1])));
+        assert!(t.owns([10, 79, 0, 9]) && t.is_interface_addr([10, 79, 0, 9]) && !t.owns([10, 79, 0, 10]));
     }
 
     #[test]

@@ -1,13 +1,15 @@
 """rvsadm as an operator uses it against the running lab appliance:
 ipvsadm's command sequences (seed 000 §7-10 with rvs's FULLNAT in place of
 -m, which rvs does not forward yet), save/restore round trip, bad input
-that changes nothing, config reload, and the `ipvsadm` name."""
+that changes nothing, config reload, the `ipvsadm` name, -Z, and
+--export-config back into a config that reloads to the same rules."""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+import time
 
 import rvslab
 from rvslab import VIP
@@ -199,3 +201,140 @@ def test_stats_and_rate_listings(lab):
     assert sum(int(r[2]) for r in rows) == conns, out
     rate = lab.rvsadm("-L", "-n", "--rate").stdout
     assert rate.splitlines()[1] == "Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS", rate
+
+
+def stats_rows(lab, *args: str) -> dict[str, list[int]]:
+    """`-L -n --stats --exact` (or `--rate`): the five figures of each
+    service (`TCP 10.77.0.100:80`) and real server (`-> 10.77.0.11:80`)."""
+    out = lab.rvsadm("-L", "-n", *args, "--exact").stdout
+    rows = {}
+    for line in out.splitlines()[3:]:
+        words = line.split()
+        key = " ".join(words[:2])
+        rows[key] = [int(w) for w in words[2:]]
+        assert len(rows[key]) == 5, out
+    return rows
+
+
+def settled_stats(lab) -> dict[str, list[int]]:
+    """--stats once two readings 0.5 s apart agree (the last ACKs and FINs
+    of finished connections are in)."""
+    last = stats_rows(lab, "--stats")
+
+    def same():
+        nonlocal last
+        time.sleep(0.5)
+        now = stats_rows(lab, "--stats")
+        agree = now == last
+        last = now
+        return agree or None
+
+    rvslab.wait_until("--stats to settle", same, timeout=10)
+    return last
+
+
+def metric_sum(name: str) -> int:
+    text = rvslab.in_ns("lb", ["curl", "-s", "--max-time", "5", "http://127.0.0.1:9477/metrics"], check=True).stdout
+    return sum(int(float(l.split()[-1])) for l in text.splitlines() if l.startswith(name + "{"))
+
+
+def test_zero_counters_as_ipvsadm_z(lab):
+    """`-Z` zeroes what --stats and --rate show (all services, or one with
+    -t); traffic after it is counted from zero; /metrics keeps counting."""
+    for _ in range(4):
+        assert rvslab.client_curl(f"http://{VIP}/", max_time=5).returncode == 0
+    before = settled_stats(lab)
+    assert before[f"TCP {SVC}"][0] >= 4, before
+    metric_before = metric_sum("rvs_real_server_connections_total")
+    assert metric_before >= 4
+    lab.rvsadm("-Z")
+    zeroed = stats_rows(lab, "--stats")
+    assert all(v == [0] * 5 for v in zeroed.values()), zeroed
+    assert set(zeroed) == set(before), zeroed
+    # The rate estimators restart from 0 too (ip_vs_zero_estimator).
+    rates = stats_rows(lab, "--rate")
+    assert all(v == [0] * 5 for v in rates.values()), rates
+    # Three more connections: counted from the zero, exactly.
+    for _ in range(3):
+        assert rvslab.client_curl(f"http://{VIP}/", max_time=5).returncode == 0
+    after = settled_stats(lab)
+    conns, inpkts, outpkts, inbytes, outbytes = after[f"TCP {SVC}"]
+    assert conns == 3, after
+    assert inpkts >= 3 * 5 and outpkts >= 3 * 4 and outbytes > inbytes > 0, after
+    servers = [v for k, v in after.items() if k.startswith("->")]
+    assert sum(v[0] for v in servers) == 3, after
+    # Counters below the listing were never reset: Prometheus sees them grow.
+    assert metric_sum("rvs_real_server_connections_total") >= metric_before + 3
+    # -Z of one service, and of a service that does not exist (changes nothing).
+    lab.rvsadm("--zero", "--tcp-service", SVC)
+    assert all(v == [0] * 5 for v in stats_rows(lab, "--stats").values())
+    assert rvslab.client_curl(f"http://{VIP}/", max_time=5).returncode == 0
+    counted = settled_stats(lab)
+    p = lab.rvsadm("-Z", "-t", f"{VIP}:81", check=False)
+    assert p.returncode == 1 and "No such service" in p.stderr, (p.returncode, p.stderr)
+    assert stats_rows(lab, "--stats") == counted
+    p = lab.rvsadm("-Z", "-L", check=False)
+    assert p.returncode == 2 and "multiple commands" in p.stderr, p.stderr
+    # -L of one service: ipvsadm's list_service, no version line.
+    one = lab.rvsadm("-L", "-n", "-t", SVC).stdout.splitlines()
+    assert one[0] == "Prot LocalAddress:Port Scheduler Flags" and one[2] == f"TCP  {SVC} rr", one
+    p = lab.rvsadm("-L", "-n", "-t", f"{VIP}:81", check=False)
+    assert p.returncode == 1 and "No such service" in p.stderr, p.stderr
+
+
+def without_services(text: str) -> str:
+    """A config without its [[service]] tables (and their sub-tables) and
+    [timeouts]: what --export-config's output replaces."""
+    keep, out = True, []
+    for line in text.splitlines(keepends=True):
+        header = line.strip()
+        if header.startswith("["):
+            name = header.strip("[]").strip()
+            keep = not (name == "timeouts" or name == "service" or name.startswith("service."))
+        if keep:
+            out.append(line)
+    return "".join(out)
+
+
+def test_export_config_round_trip(lab, tmp_path):
+    """Changes made with rvsadm -> --export-config -> a config file that
+    rvsd --check-config accepts and that reloads to the same -S, exactly."""
+    original = lab.config.read_text()
+    new = "10.77.0.100:8080"
+    try:
+        lab.rvsadm("-A", "-t", new, "-s", "wrr", "-p", "120", "-M", "255.255.255.0")
+        lab.rvsadm("-P", "-t", new, "-z", "10.77.0.200")
+        lab.rvsadm("-a", "-t", new, "-r", "10.77.0.11:80", "--fullnat", "-w", "3", "-x", "10", "-y", "2")
+        lab.rvsadm("-a", "-t", new, "-r", "10.77.0.12:8080", "-g", "-w", "0")
+        lab.rvsadm("-e", "-t", SVC, "-r", "10.77.0.12:80", "-w", "5")
+        lab.rvsadm("-A", "-u", "10.77.0.100:53", "-s", "sh", "-b", "sh-port")  # no real server yet
+        lab.rvsadm("--set", "1000", "100", "200")
+        saved = rules(lab)
+        timeouts = lab.rvsadm("-L", "--timeout").stdout
+        p = lab.rvsadm("--export-config")
+        exported = p.stdout
+        assert "[[service]]" in exported and 'vip = "10.77.0.100:8080"' in exported, exported
+        # The UDP service has no real server, which a file cannot hold: said on stderr.
+        assert "warning: not exported: UDP 10.77.0.100:53" in p.stderr, p.stderr
+        lab.rvsadm("-D", "-u", "10.77.0.100:53")
+        saved = rules(lab)
+        p = lab.rvsadm("--export-config")
+        assert p.stderr == "", p.stderr
+        exported = p.stdout
+        text = without_services(original).rstrip("\n") + "\n\n" + exported
+        path = tmp_path / "exported.toml"
+        path.write_text(text)
+        check = subprocess.run([str(rvslab.RVSD), "--check-config", str(path)], capture_output=True, text=True, timeout=20)
+        assert check.returncode == 0, (check.stderr, text)
+        # Back to the file's services, then reload the exported ones.
+        lab.rvsadm("--reload")
+        assert rules(lab) != saved
+        lab.config.write_text(text)
+        lab.rvsadm("--reload")
+        assert rules(lab) == saved, text
+        assert lab.rvsadm("-L", "--timeout").stdout == timeouts
+        assert lab.rvsadm("--export-config").stdout == exported
+        assert answers() == {"rs1", "rs2"}
+    finally:
+        lab.config.write_text(original)
+        lab.rvsadm("--reload", check=False)

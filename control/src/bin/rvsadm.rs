@@ -3,7 +3,10 @@
 //!
 //! Supported: `-A/-E/-D/-C` services, `-a/-e/-d` real servers, `-P/-Q`
 //! FULLNAT local addresses (DPVS's `--add-laddr`/`--del-laddr`), `-L`
-//! listings (`-c`, `--timeout`), `-S`/`-R`, `--set`, `--reload`, and
+//! listings (`-c`, `--timeout`, `--stats`, `--rate`, ..., of all services
+//! or of one with `-t`/`-u`, sorted as ipvsadm sorts them unless
+//! `--nosort`), `-Z` (zero counters), `-S`/`-R`, `--set`, `--reload`,
+//! `--export-config` (the running services as config TOML), and
 //! `--stats-dp`. Options of ipvsadm's set that rvs cannot honour yet answer
 //! "not supported yet" and change nothing.
 
@@ -25,8 +28,10 @@ Usage:
   rvsadm -d -t|u service-address -r server-address
   rvsadm -P|Q -t|u service-address -z local-address
   rvsadm -L|l [-t|u service-address] [options]
+  rvsadm -Z [-t|u service-address]
   rvsadm --set tcp tcpfin udp
   rvsadm --reload
+  rvsadm --export-config
   rvsadm --stats-dp
   rvsadm top [--interval SECONDS] [--count N]
   rvsadm -h
@@ -43,8 +48,10 @@ Commands:
   --add-laddr       -P        add a FULLNAT local address to a service
   --del-laddr       -Q        remove a FULLNAT local address
   --list            -L|-l     list the table
+  --zero            -Z        zero counters in a service or all services
   --set tcp tcpfin udp        set connection timeout values
   --reload                    re-read rvsd's config file and apply the difference
+  --export-config             print the running services and timeouts as config TOML
   --stats-dp                  data-plane counters per port and worker
   top                         live per-port and per-worker rates, testpmd style
   --help            -h        display this help message
@@ -71,6 +78,7 @@ Options:
   --persistent-conn                   output of persistent connection info
   --connection   -c                   output of current IPVS connections
   --timeout                           output of timeout (tcp tcpfin udp)
+  --nosort                            disable sorting output of service/server entries
   --numeric      -n                   numeric output of addresses and ports (always on)
   --socket PATH                       control socket (default $RVS_SOCKET or /run/rvs/rvsd.sock)
 Note: ipvsadm's -b means scheduler flags; DPVS's ipvsadm spells FULLNAT -b. rvs follows
@@ -95,6 +103,8 @@ enum Cmd {
     Reload,
     Stats,
     Top,
+    Zero,
+    ExportConfig,
     Help,
 }
 
@@ -119,6 +129,7 @@ struct Args {
     lower: Option<u32>,
     columns: Option<ipvsadm_fmt::Columns>,
     exact: bool,
+    nosort: bool,
     interval: Option<f64>,
     count: Option<u32>,
 }
@@ -171,6 +182,8 @@ fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), String> 
         "L" | "l" | "list" => set_cmd(a, Cmd::List),
         "h" | "help" => set_cmd(a, Cmd::Help),
         "reload" => set_cmd(a, Cmd::Reload),
+        "Z" | "zero" => set_cmd(a, Cmd::Zero),
+        "export-config" => set_cmd(a, Cmd::ExportConfig),
         "stats-dp" => set_cmd(a, Cmd::Stats),
         "top" => set_cmd(a, Cmd::Top),
         "interval" => {
@@ -191,7 +204,11 @@ fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), String> 
             }
             Ok(())
         }
-        "n" | "numeric" | "nosort" => Ok(()),
+        "n" | "numeric" => Ok(()),
+        "nosort" => {
+            a.nosort = true;
+            Ok(())
+        }
         "c" | "connection" => {
             a.connections = true;
             Ok(())
@@ -261,7 +278,6 @@ fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), String> 
             a.socket = Some(value(it, "--socket")?.into());
             Ok(())
         }
-        "Z" | "zero" => Err(unsupported("-Z (zero counters)")),
         "f" | "fwmark-service" => Err(unsupported("-f (firewall-mark services)")),
         "6" | "ipv6" => Err(unsupported("-6 (IPv6)")),
         "x" | "u-threshold" => {
@@ -351,9 +367,11 @@ fn request(a: &Args) -> Result<Request, String> {
         Cmd::List if a.timeout => Request::GetTimeouts,
         Cmd::List if a.connections => Request::ListConnections,
         Cmd::List if a.columns == Some(ipvsadm_fmt::Columns::PersistentConn) => Request::ListServicesWithTemplates,
-        Cmd::List => Request::ListServices,
+        // -S is formatted here (sorted as ipvsadm sorts, unless --nosort).
+        Cmd::List | Cmd::Save => Request::ListServices,
         Cmd::Stats | Cmd::Top => Request::Stats,
-        Cmd::Save => Request::Save,
+        Cmd::Zero => Request::Zero(a.service.as_ref().map(|_| service(a)).transpose()?),
+        Cmd::ExportConfig => Request::ExportConfig,
         Cmd::Clear => Request::Clear,
         Cmd::Reload => Request::Reload,
         Cmd::Set => Request::SetTimeouts { tcp: a.set[0], tcpfin: a.set[1], udp: a.set[2] },
@@ -392,12 +410,30 @@ fn request(a: &Args) -> Result<Request, String> {
 }
 
 /// The text to print for an answer, or the error message.
-fn render(resp: Response, columns: ipvsadm_fmt::Columns, exact: bool) -> Result<String, String> {
+fn render(resp: Response, a: &Args) -> Result<String, String> {
+    let columns = a.columns.unwrap_or(ipvsadm_fmt::Columns::Plain);
     Ok(match resp {
-        Response::Services { table_size, services } => ipvsadm_fmt::list_services_with(table_size, &services, columns, exact),
+        Response::Services { table_size, mut services } => {
+            if !a.nosort {
+                ipvsadm_fmt::sort(&mut services);
+            }
+            if a.cmd == Some(Cmd::Save) {
+                return Ok(ipvsadm_fmt::save(&services));
+            }
+            match &a.service {
+                // `-L -t SERVICE`: that service alone, as ipvsadm's `list_service`.
+                Some((proto, vip)) => {
+                    let proto = proto.to_uppercase();
+                    let wanted = vip.parse::<std::net::SocketAddrV4>().map_err(|_| format!("illegal virtual server address[:port] specified: {vip}"))?;
+                    let found = services.iter().find(|s| s.proto == proto && s.vip.parse() == Ok(wanted)).ok_or("No such service")?;
+                    ipvsadm_fmt::list_one(found, columns, a.exact)
+                }
+                None => ipvsadm_fmt::list_services_with(table_size, &services, columns, a.exact),
+            }
+        }
         Response::Connections(c) => ipvsadm_fmt::list_connections(&c),
-        Response::Timeouts { tcp, tcpfin, udp } => format!("Timeout (tcp tcpfin udp): {tcp} {tcpfin} {udp}\n"),
-        Response::Rules(text) => text,
+        Response::Timeouts { tcp, tcpfin, udp } => ipvsadm_fmt::timeouts(tcp, tcpfin, udp),
+        Response::Rules(text) | Response::ConfigToml(text) => text,
         Response::Ok => String::new(),
         Response::Stats { workers, ports } => {
             let mut t = String::new();
@@ -419,6 +455,7 @@ fn render(resp: Response, columns: ipvsadm_fmt::Columns, exact: bool) -> Result<
             }
             t
         }
+        Response::Ip(_) => return Err("unexpected answer from rvsd".into()),
         Response::Error(e) => return Err(e),
     })
 }
@@ -429,6 +466,9 @@ fn main() -> ExitCode {
         .and_then(|p| std::path::Path::new(&p).file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "rvsadm".into());
     let argv: Vec<String> = std::env::args().skip(1).collect();
+    if rvs_control::iproute::is_command(&argv) {
+        return rvs_control::iproute::run(&prog, &argv);
+    }
     let args = match parse(&argv) {
         Ok(a) => a,
         Err(e) => {
@@ -458,9 +498,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let columns = args.columns.unwrap_or(ipvsadm_fmt::Columns::Plain);
-    match api::call(&socket, &req).map_err(|e| format!("{prog}: {e}")).and_then(|r| render(r, columns, args.exact)) {
+    match api::call(&socket, &req).map_err(|e| format!("{prog}: {e}")).and_then(|r| render(r, &args)) {
         Ok(text) => {
+            if args.cmd == Some(Cmd::ExportConfig) {
+                // Services a config file cannot hold are named on stderr too.
+                for line in text.lines().filter(|l| l.starts_with(rvs_control::config::export::NOT_EXPORTED)) {
+                    eprintln!("{prog}: warning: {}", &line[2..]);
+                }
+            }
             // A closed pipe (`rvsadm -L -n | head`) is not an error worth a panic.
             let _ = std::io::stdout().lock().write_all(text.as_bytes());
             ExitCode::SUCCESS
@@ -518,15 +563,13 @@ fn restore(prog: &str, socket: &std::path::Path) -> ExitCode {
         if words.is_empty() || words[0].starts_with('#') {
             continue;
         }
-        let result = parse(&words)
-            .and_then(|a| {
-                if matches!(a.cmd, Some(Cmd::Restore | Cmd::Help)) {
-                    return Err("not allowed in a restore file".into());
-                }
-                request(&a)
-            })
-            .and_then(|req| api::call(socket, &req).map_err(|e| e.to_string()))
-            .and_then(|r| render(r, ipvsadm_fmt::Columns::Plain, false));
+        let result = parse(&words).and_then(|a| {
+            if matches!(a.cmd, Some(Cmd::Restore | Cmd::Help | Cmd::Top)) {
+                return Err("not allowed in a restore file".into());
+            }
+            let req = request(&a)?;
+            api::call(socket, &req).map_err(|e| e.to_string()).and_then(|r| render(r, &a))
+        });
         if let Err(e) = result {
             eprintln!("{prog}: line {}: {line}: {e}", n + 1);
             return ExitCode::from(1);
@@ -567,12 +610,66 @@ mod tests {
         assert!(matches!(request(&a), Ok(Request::EditServer(ServerSpec { weight: Some(3), .. }))));
         assert!(matches!(request(&args("--set 900 120 300").unwrap()), Ok(Request::SetTimeouts { tcp: 900, tcpfin: 120, udp: 300 })));
         assert!(matches!(request(&args("-L --timeout").unwrap()), Ok(Request::GetTimeouts)));
-        assert!(matches!(request(&args("-S -n").unwrap()), Ok(Request::Save)));
+        assert!(matches!(request(&args("-S -n").unwrap()), Ok(Request::ListServices)));
         assert!(matches!(request(&args("-P -t 10.0.0.1:80 -z 10.0.0.200").unwrap()), Ok(Request::AddLocalAddress { .. })));
         assert!(matches!(request(&args("--add-service --tcp-service 10.0.0.1:80 --scheduler rr").unwrap()), Ok(Request::AddService(_))));
         assert_eq!(args("-t10.0.0.1:80 -A").unwrap().service, Some(("tcp".into(), "10.0.0.1:80".into())));
+        assert!(matches!(request(&args("-Z").unwrap()), Ok(Request::Zero(None))));
+        match request(&args("--zero -u 10.0.0.1:53").unwrap()) {
+            Ok(Request::Zero(Some(s))) => assert_eq!((s.proto.as_str(), s.vip.as_str()), ("udp", "10.0.0.1:53")),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(request(&args("--export-config").unwrap()), Ok(Request::ExportConfig)));
+        assert!(matches!(request(&args("-S --nosort").unwrap()), Ok(Request::ListServices)));
+        assert!(args("-S --nosort").unwrap().nosort);
         let a = args("top --interval 0.5 --count 2").unwrap();
         assert_eq!((a.cmd, a.interval, a.count), (Some(Cmd::Top), Some(0.5), Some(2)));
+    }
+
+    fn view(proto: &str, vip: &str, servers: &[&str]) -> api::ServiceView {
+        api::ServiceView {
+            proto: proto.into(),
+            vip: vip.into(),
+            scheduler: "rr".into(),
+            flags: String::new(),
+            local_addresses: vec![],
+            servers: servers
+                .iter()
+                .map(|a| api::RealServerView {
+                    addr: (*a).into(),
+                    forward: "Masq".into(),
+                    weight: 1,
+                    upper_threshold: 0,
+                    lower_threshold: 0,
+                    persist_conns: 0,
+                    stats: [0; 5],
+                    rates: [0; 5],
+                    active: 0,
+                    inactive: 0,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn listings_sort_and_pick_one_service() {
+        let answer = || Response::Services {
+            table_size: 4096,
+            services: vec![view("UDP", "10.0.0.1:53", &["10.0.0.3:53"]), view("TCP", "10.0.0.1:80", &["10.0.0.3:80", "10.0.0.2:80"])],
+        };
+        let all = render(answer(), &args("-L -n").unwrap()).unwrap();
+        let lines: Vec<&str> = all.lines().collect();
+        assert_eq!(lines[3], "TCP  10.0.0.1:80 rr");
+        assert!(lines[4].starts_with("  -> 10.0.0.2:80 ") && lines[5].starts_with("  -> 10.0.0.3:80 "), "{all}");
+        assert_eq!(lines[6], "UDP  10.0.0.1:53 rr");
+        let unsorted = render(answer(), &args("-L -n --nosort").unwrap()).unwrap();
+        assert_eq!(unsorted.lines().nth(3), Some("UDP  10.0.0.1:53 rr"));
+        let one = render(answer(), &args("-L -n -u 10.0.0.1:53").unwrap()).unwrap();
+        assert_eq!(one.lines().next(), Some("Prot LocalAddress:Port Scheduler Flags"), "no version line for one service");
+        assert_eq!(one.lines().count(), 4, "{one}");
+        assert_eq!(render(answer(), &args("-L -n -t 10.0.0.1:53").unwrap()).unwrap_err(), "No such service");
+        let rules = render(answer(), &args("-S").unwrap()).unwrap();
+        assert!(rules.starts_with("-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r 10.0.0.2:80 -m -w 1\n"), "{rules}");
     }
 
     #[test]
@@ -582,7 +679,8 @@ mod tests {
         assert!(args("-a -t 1.2.3.4:80 -r 1.2.3.5 -w 70000").unwrap_err().contains("illegal weight"));
         assert!(args("-q").unwrap_err().contains("invalid option"));
         assert!(args("--bogus").unwrap_err().contains("unrecognized option"));
-        assert!(args("-Z").unwrap_err().contains("not supported yet"));
+        assert!(args("-Z -L").unwrap_err().contains("multiple commands"));
+        assert!(request(&args("-Z -t 10.0.0.1").unwrap()).is_ok(), "the daemon checks the address");
         assert!(args("-a -t 1.2.3.4:80 -r 1.2.3.5 -x many").unwrap_err().contains("illegal upper threshold"));
         assert!(args("--start-daemon master").unwrap_err().contains("not supported yet"));
         assert!(request(&args("-a -t 1.2.3.4:80").unwrap()).unwrap_err().contains("real server"));

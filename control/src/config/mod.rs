@@ -9,6 +9,7 @@
 //! Every refusal is a [`ConfigError`] printed as `FILE:LINE:COL: reason`;
 //! nothing else ever sees an unvalidated value.
 
+pub mod export;
 mod health;
 mod raw;
 mod validate;
@@ -353,6 +354,10 @@ pub struct Config {
     pub socket: PathBuf,
     /// Interfaces, in port order.
     pub interfaces: Vec<InterfaceConfig>,
+    /// Static routes (`[[route]]`, `rvsadm route add`); see [`crate::iproute`].
+    pub routes: Vec<crate::iproute::RouteConfig>,
+    /// Interface addresses added at run time (`rvsadm addr add`); never in the file.
+    pub addresses: Vec<crate::iproute::AddressConfig>,
     /// Services.
     pub services: Vec<ServiceConfig>,
     /// Session timeouts.

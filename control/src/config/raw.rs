@@ -17,6 +17,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub interface: Vec<RawInterface>,
     #[serde(default)]
+    pub route: Vec<RawRoute>,
+    #[serde(default)]
     pub service: Vec<RawService>,
     #[serde(default)]
     pub timeouts: RawTimeouts,
@@ -84,6 +86,15 @@ pub(super) struct RawInterface {
     pub address: Spanned<String>,
     pub gateway: Option<Spanned<String>>,
     pub mtu: Option<Spanned<i64>>,
+}
+
+/// `[[route]]`: a static route (`destination` is `PREFIX/LEN` or `default`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    pub destination: Spanned<String>,
+    pub via: Option<Spanned<String>>,
+    pub interface: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

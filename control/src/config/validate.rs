@@ -115,6 +115,26 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         interfaces.push(ic);
     }
 
+    let mut routes = Vec::new();
+    for r in &raw.route {
+        let dest = crate::iproute::parse_prefix(r.destination.get_ref(), true)
+            .map_err(|_| cx.at(&r.destination, format!("destination must be IPv4/PREFIX like \"10.80.0.0/24\" or \"default\", not {:?}", r.destination.get_ref())))?;
+        let via = match &r.via {
+            None => None,
+            Some(v) => Some(v.get_ref().parse::<Ipv4Addr>().map_err(|_| cx.at(v, format!("via {:?} is not an IPv4 address", v.get_ref())))?),
+        };
+        let dev = r.interface.as_ref().map(|d| d.get_ref().as_str());
+        let checked = crate::iproute::check_route(&interfaces, &[], &routes, dest, via, dev).map_err(|e| {
+            let at = match (&e, &r.interface, &r.via) {
+                (crate::iproute::IpError::NoDevice(_), Some(d), _) => d.span(),
+                (crate::iproute::IpError::BadGateway(..), _, Some(v)) => v.span(),
+                _ => r.destination.span(),
+            };
+            cx.err_at(at, format!("route: {e}"))
+        })?;
+        routes.push(checked);
+    }
+
     let mut services = Vec::new();
     let mut service_options = BTreeMap::new();
     let mut health = BTreeMap::new();
@@ -283,6 +303,8 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             Some(a) => Some(a.get_ref().parse().map_err(|_| cx.at(a, format!("metrics address must be IP:PORT like \"127.0.0.1:9477\", not {:?}", a.get_ref())))?),
         },
         interfaces,
+        routes,
+        addresses: Vec::new(),
         services,
         timeouts: timeouts(&cx, &raw.timeouts)?,
         service_options,

@@ -567,6 +567,15 @@ impl Port {
         ret == 0 && u32::from(link.link_status()) == sys::RTE_ETH_LINK_UP
     }
 
+    /// The port's MTU (`rte_eth_dev_get_mtu`), `None` if it cannot be read.
+    #[must_use]
+    pub fn mtu(&self) -> Option<u16> {
+        let mut mtu = 0u16;
+        // SAFETY: valid port, valid out pointer.
+        let ret = unsafe { sys::rte_eth_dev_get_mtu(self.id.0, &mut mtu) };
+        (ret == 0).then_some(mtu)
+    }
+
     /// Device counters (`rte_eth_stats_get`).
     ///
     /// # Errors

@@ -419,7 +419,7 @@ impl Pipeline {
     }
 
     fn is_interface_addr(&self, ip: [u8; 4]) -> bool {
-        self.tables.interfaces.iter().any(|i| i.addr == ip)
+        self.tables.is_interface_addr(ip)
     }
 
     /// `Punt` for an interface address when the exception path is on, else

@@ -39,6 +39,7 @@ fn tables(lports: (u16, u16)) -> Arc<Tables> {
         timeouts,
         rs_count: 2,
         generation: 1,
+        routes: Default::default(),
     })
 }
 

@@ -1,0 +1,325 @@
+//! The running services back into config TOML (`rvsadm --export-config`):
+//! the `[[service]]` tables and `[timeouts]`, the part of the file that
+//! `rvsadm -A/-E/-D/-a/-e/-d/-P/-Q/--set` change at run time and a reload
+//! replaces. Put in place of those sections of the file, the text reloads
+//! to the same services, real servers and timeouts (round trip tested here
+//! and end to end in `tests/e2e/test_rvsadm.py`).
+//!
+//! Every key is written out, defaults included, so the text does not depend
+//! on defaults staying what they are; timeouts are written only where they
+//! differ from IPVS's defaults. A service without real servers (`-A` and no
+//! `-a` yet) cannot be written: a config file must give each service a
+//! server. It is left out with a `# not exported:` comment saying so.
+
+use std::fmt::Write;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use dataplane::session::{TcpState, Timeouts};
+
+use super::{forward_name, Config, Persistence};
+use crate::health::{CheckKind, OnFail};
+
+/// The `[timeouts]` keys, in the order the reference lists them.
+const TCP_KEYS: [(&str, TcpState); 10] = [
+    ("tcp_established", TcpState::Established),
+    ("tcp_syn_sent", TcpState::SynSent),
+    ("tcp_syn_recv", TcpState::SynRecv),
+    ("tcp_fin_wait", TcpState::FinWait),
+    ("tcp_time_wait", TcpState::TimeWait),
+    ("tcp_close", TcpState::Close),
+    ("tcp_close_wait", TcpState::CloseWait),
+    ("tcp_last_ack", TcpState::LastAck),
+    ("tcp_listen", TcpState::Listen),
+    ("tcp_synack", TcpState::SynAck),
+];
+
+/// Marks a service the export had to leave out (rvsadm repeats these
+/// lines on stderr).
+pub const NOT_EXPORTED: &str = "# not exported: ";
+
+/// `config`'s services and timeouts as config TOML.
+#[must_use]
+pub fn services_toml(config: &Config) -> String {
+    let mut out = String::from(
+        "# Services and timeouts of a running rvsd (rvsadm --export-config).\n\
+         # Use them in place of the [[service]] and [timeouts] sections of its config file.\n",
+    );
+    for s in &config.services {
+        let proto = if s.proto == 17 { "udp" } else { "tcp" };
+        if s.real_servers.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n{NOT_EXPORTED}{} {}: a service needs a real server in a config file (add one with rvsadm -a)",
+                proto.to_uppercase(),
+                s.vip
+            );
+            continue;
+        }
+        let opts = config
+            .service_options(s.vip, s.proto)
+            .cloned()
+            .unwrap_or_default();
+        out.push_str("\n[[service]]\n");
+        let _ = writeln!(out, "vip = {}", quote(&s.vip.to_string()));
+        let _ = writeln!(out, "protocol = {}", quote(proto));
+        let _ = writeln!(out, "scheduler = {}", quote(s.scheduler.name()));
+        let flags = opts.sched_flags.names(s.scheduler);
+        if !flags.is_empty() {
+            let _ = writeln!(
+                out,
+                "sched_flags = [{}]",
+                flags
+                    .iter()
+                    .map(|f| quote(f))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        if let Some(m) = opts.mh_table_size {
+            let _ = writeln!(out, "mh_table_size = {m}");
+        }
+        if let Some(p) = opts.persistence {
+            let _ = writeln!(out, "persistent = {}", p.timeout_secs);
+            if p.netmask != Persistence::DEFAULT_NETMASK {
+                let _ = writeln!(
+                    out,
+                    "persistent_netmask = {}",
+                    quote(&Ipv4Addr::from(p.netmask).to_string())
+                );
+            }
+        }
+        if opts.ops {
+            let _ = writeln!(out, "ops = true");
+        }
+        let _ = writeln!(out, "forward = {}", quote(forward_name(s.forward)));
+        let laddrs: Vec<String> = s
+            .local_addresses
+            .iter()
+            .map(|a| quote(&a.to_string()))
+            .collect();
+        let _ = writeln!(out, "local_addresses = [{}]", laddrs.join(", "));
+        if let Some(h) = config.health.get(&(s.vip, s.proto)) {
+            out.push_str("\n[service.health_check]\n");
+            match &h.kind {
+                CheckKind::Tcp => out.push_str("kind = \"tcp\"\n"),
+                CheckKind::Http { path, status } => {
+                    let _ = writeln!(
+                        out,
+                        "kind = \"http\"\npath = {}\nstatus = {status}",
+                        quote(path)
+                    );
+                }
+                CheckKind::Script(script) => {
+                    let _ = writeln!(out, "kind = \"script\"\nscript = {}", quote(script));
+                }
+            }
+            let _ = writeln!(
+                out,
+                "interval = {}\ntimeout = {}\ndelay = {}",
+                secs(h.interval),
+                secs(h.timeout),
+                secs(h.delay)
+            );
+            let _ = writeln!(out, "rise = {}\nfall = {}", h.rise, h.fall);
+            let on_fail = match h.on_fail {
+                OnFail::Inhibit => "inhibit",
+                OnFail::Remove => "remove",
+            };
+            let _ = writeln!(out, "on_fail = {}", quote(on_fail));
+            if let Some(sorry) = h.sorry_server {
+                let _ = writeln!(out, "sorry_server = {}", quote(&sorry.to_string()));
+            }
+        }
+        for r in &s.real_servers {
+            out.push_str("\n[[service.real_server]]\n");
+            let _ = writeln!(out, "address = {}", quote(&r.addr.to_string()));
+            let _ = writeln!(out, "weight = {}", r.weight);
+            let forward = opts.forward_of(r.addr, s.forward);
+            if forward != s.forward {
+                let _ = writeln!(out, "forward = {}", quote(forward_name(forward)));
+            }
+            if let Some(t) = opts.thresholds.get(&r.addr) {
+                let _ = writeln!(
+                    out,
+                    "upper_threshold = {}\nlower_threshold = {}",
+                    t.upper, t.lower
+                );
+            }
+        }
+    }
+    out.push_str(&timeouts_toml(&config.timeouts));
+    out
+}
+
+/// `[timeouts]` with the values that differ from IPVS's defaults.
+fn timeouts_toml(t: &Timeouts) -> String {
+    let default = Timeouts::default();
+    let mut out = String::from("\n[timeouts]\n");
+    let mut any = false;
+    for (key, state) in TCP_KEYS {
+        if t.tcp(state) != default.tcp(state) {
+            let _ = writeln!(out, "{key} = {}", t.tcp(state));
+            any = true;
+        }
+    }
+    if t.udp_secs != default.udp_secs {
+        let _ = writeln!(out, "udp = {}", t.udp_secs);
+        any = true;
+    }
+    if !any {
+        out.push_str("# all IPVS's defaults\n");
+    }
+    out
+}
+
+/// A TOML basic string.
+fn quote(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+/// Seconds as the config reads them: a whole number, or a fraction.
+fn secs(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        d.as_secs().to_string()
+    } else {
+        format!("{:?}", d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::parse;
+
+    const BASE: &str = r#"
+[dpdk]
+no_huge = true
+
+[[interface]]
+name = "lb0"
+device = "net_af_packet0,iface=veth0"
+address = "10.77.0.2/24"
+"#;
+
+    const SERVICES: &str = r#"
+[[service]]
+vip = "10.77.0.100:80"
+scheduler = "sh"
+sched_flags = ["sh-fallback", "sh-port"]
+persistent = 600
+persistent_netmask = "255.255.255.0"
+local_addresses = ["10.77.0.200", "10.77.0.201"]
+
+[service.health_check]
+kind = "http"
+path = "/health \"quoted\""
+status = 204
+interval = 0.5
+timeout = 0.25
+rise = 3
+fall = 1
+on_fail = "remove"
+sorry_server = "10.77.0.13:80"
+
+[[service.real_server]]
+address = "10.77.0.11:80"
+weight = 3
+upper_threshold = 100
+lower_threshold = 10
+
+[[service.real_server]]
+address = "10.77.0.12:80"
+forward = "dr"
+
+[[service]]
+vip = "10.77.0.100:53"
+protocol = "udp"
+scheduler = "mh"
+mh_table_size = 4093
+forward = "nat"
+ops = true
+
+[service.health_check]
+kind = "script"
+script = "test -n \"$1\""
+
+[[service.real_server]]
+address = "10.77.0.11:5353"
+weight = 0
+
+[[service]]
+vip = "10.77.0.101:443"
+scheduler = "wlc"
+local_addresses = ["10.77.0.200"]
+
+[service.health_check]
+kind = "tcp"
+
+[[service.real_server]]
+address = "10.77.0.12:8443"
+
+[timeouts]
+tcp_established = 1200
+tcp_fin_wait = 30
+udp = 60
+"#;
+
+    fn load(text: &str) -> Config {
+        parse(Path::new("t.toml"), text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+    }
+
+    /// What a reload takes from a file.
+    fn reloadable(c: &Config) -> impl PartialEq + std::fmt::Debug + '_ {
+        (&c.services, &c.service_options, &c.health, &c.timeouts)
+    }
+
+    #[test]
+    fn export_reloads_to_the_same_config() {
+        let original = load(&format!("{BASE}{SERVICES}"));
+        let exported = services_toml(&original);
+        let again = load(&format!("{BASE}{exported}"));
+        assert_eq!(reloadable(&again), reloadable(&original), "{exported}");
+        // And the export of the export is the same text.
+        assert_eq!(services_toml(&again), exported);
+    }
+
+    #[test]
+    fn run_time_changes_are_exported() {
+        let mut c = load(&format!("{BASE}{SERVICES}"));
+        // As rvsadm --set and -e would leave them.
+        c.timeouts.set_tcp(TcpState::Established, 60);
+        c.services[2].real_servers[0].weight = 7;
+        let exported = services_toml(&c);
+        assert!(exported.contains("tcp_established = 60\n"), "{exported}");
+        assert!(
+            exported.contains("address = \"10.77.0.12:8443\"\nweight = 7\n"),
+            "{exported}"
+        );
+        assert_eq!(
+            reloadable(&load(&format!("{BASE}{exported}"))),
+            reloadable(&c)
+        );
+    }
+
+    #[test]
+    fn defaults_only_and_a_service_without_servers() {
+        let mut c = load(BASE);
+        c.timeouts = Timeouts::default();
+        assert!(services_toml(&c).ends_with("[timeouts]\n# all IPVS's defaults\n"));
+        let mut with = load(&format!("{BASE}{SERVICES}"));
+        with.services[1].real_servers.clear();
+        let exported = services_toml(&with);
+        assert!(
+            exported.contains(&format!(
+                "{NOT_EXPORTED}UDP 10.77.0.100:53: a service needs a real server"
+            )),
+            "{exported}"
+        );
+        let again = load(&format!("{BASE}{exported}"));
+        assert_eq!(again.services.len(), with.services.len() - 1);
+        assert!(c.services.is_empty());
+    }
+}
