@@ -83,6 +83,8 @@ pub struct DataplaneConfig {
     pub idle: IdlePolicy,
     /// Sessions per worker.
     pub session_capacity: u32,
+    /// Persistence templates per worker.
+    pub template_capacity: u32,
     /// Mbufs in the packet pool.
     pub mbufs: u32,
     /// Local ports used on each local address (inclusive).

@@ -60,6 +60,8 @@ pub(super) struct RawDataplane {
     #[serde(default)]
     pub session_capacity: Option<Spanned<u32>>,
     #[serde(default)]
+    pub template_capacity: Option<Spanned<u32>>,
+    #[serde(default)]
     pub mbufs: Option<Spanned<u32>>,
     #[serde(default)]
     pub local_port_range: Option<Spanned<String>>,

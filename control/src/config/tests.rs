@@ -51,6 +51,7 @@ fn semantic_errors_name_line_and_reason() {
         ("forward = \"fullnat\"", "forward = \"bridge\"", "fullnat, nat, dr"),
         ("protocol = \"tcp\"", "protocol = \"sctp\"", "\"tcp\" or \"udp\""),
         ("[dataplane]", "[dataplane]\nbogus_key = 1", "unknown field"),
+        ("[dataplane]", "[dataplane]\ntemplate_capacity = 0", "template_capacity must be positive"),
     ] {
         let e = err(&LAB.replace(from, to));
         assert!(e.at.is_some(), "{from} -> {to}: {e}");

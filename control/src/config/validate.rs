@@ -70,6 +70,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         },
     };
     let session_capacity = positive(&cx, dp.session_capacity.as_ref(), 1 << 20, "session_capacity")?;
+    let template_capacity = positive(&cx, dp.template_capacity.as_ref(), dataplane::fnat::template_capacity(session_capacity), "template_capacity")?;
     let mbufs = positive(&cx, dp.mbufs.as_ref(), 16383, "mbufs")?;
     if mbufs < 1024 {
         if let Some(m) = &dp.mbufs {
@@ -292,7 +293,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             extra_args: raw.dpdk.extra_args.clone(),
             lcore_map,
         },
-        dataplane: DataplaneConfig { worker_lcores, idle, session_capacity, mbufs, lport_range },
+        dataplane: DataplaneConfig { worker_lcores, idle, session_capacity, template_capacity, mbufs, lport_range },
         socket: PathBuf::from(raw.control.socket.as_deref().unwrap_or("/run/rvs/rvsd.sock")),
         print_interval: match &raw.metrics.print_interval {
             None => None,

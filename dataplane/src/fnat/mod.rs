@@ -411,6 +411,15 @@ impl Pipeline {
         self.rs_limits = limits;
     }
 
+    /// Sizes the persistence template table (default:
+    /// [`template_capacity`] of the session capacity). Allocates: call it
+    /// before traffic; ignored once templates exist.
+    pub fn set_template_capacity(&mut self, capacity: u32) {
+        if self.templates.is_empty() {
+            self.templates = TemplateTable::new(capacity.max(1));
+        }
+    }
+
     /// Turns on the exception path: traffic for the interface addresses
     /// that the load balancer does not consume goes to the kernel
     /// ([`Verdict::Punt`]) instead of being dropped.

@@ -653,3 +653,20 @@ fn exception_path_takes_what_is_for_the_appliance_itself() {
     let mut f = tcp_frame(CLIENT_MAC, CLIENT, Endpoint::new([10, 77, 0, 50], 80), tcp::SYN, b"");
     assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Drop(DropReason::NotForUs));
 }
+
+#[test]
+fn a_full_template_table_schedules_without_affinity_and_counts_it() {
+    let t = tables_with((5000, 9000), |t| t.services[0].persistence = Some(Persistence::new(300)));
+    let mut w = workers(&t, 1);
+    w[0].set_template_capacity(1);
+    assert_eq!(w[0].templates().capacity(), 1);
+    let (_, a) = connect(&mut w, 0, CLIENT, 0);
+    // A second client finds no room for its template: scheduled plainly.
+    let other = Endpoint::new([10, 77, 0, 99], 41000);
+    let (_, b) = connect(&mut w, 0, other, 1);
+    let (_, c) = connect(&mut w, 0, Endpoint::new(other.ip, 41001), 2);
+    assert_eq!(w[0].templates_full, 2);
+    assert_eq!(w[0].templates().len(), 1);
+    assert_ne!(b, c, "no affinity without a template: rr alternates");
+    assert_eq!(connect(&mut w, 0, Endpoint::new(CLIENT.ip, 40001), 3).1, a, "the first client keeps its server");
+}
