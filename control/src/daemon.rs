@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use dataplane::dpdk::{Eal, EalError, LaunchError, LcoreId, MbufRing, Mempool, MempoolError, Port, PortConfig, PortError, QueueId, RingError};
 use dataplane::fnat::Pipeline;
+use dataplane::addr::Addr;
 use dataplane::session::{Endpoint, TcpState};
 use dataplane::stats::DropReason;
 use dataplane::wire::MacAddr;
@@ -451,7 +452,8 @@ impl Control {
         }
         let first = self.workers.first().map(|w| w.requests.clone());
         self.neigh.due_requests(now, |port, target| {
-            if let Some(w) = &first {
+            // IPv6 next hops are resolved by neighbour solicitation (not yet).
+            if let (Some(w), Some(target)) = (&first, target.to_v4()) {
                 let _ = w.try_send(WorkerRequest::SendArp { port, target });
             }
         });
@@ -706,7 +708,7 @@ impl Control {
         self.neigh
             .iter()
             .map(|(ip, mac, port, state)| crate::iproute::NeighView {
-                addr: Ipv4Addr::from(ip),
+                addr: ip.ip(),
                 dev: self.config.interfaces.get(usize::from(port)).map_or_else(|| format!("port{port}"), |i| i.name.clone()),
                 lladdr: mac,
                 state: match state {
@@ -733,20 +735,20 @@ impl Control {
                     Ok(mac) => mac,
                     Err(e) => return refuse(e),
                 };
-                if self.neigh.iter().any(|(a, _, _, s)| a == ip.octets() && s == crate::neigh::State::Permanent) {
+                if self.neigh.iter().any(|(a, _, _, s)| a == Addr::from(ip) && s == crate::neigh::State::Permanent) {
                     return refuse(IpError::Exists(format!("{ip} is already a permanent neighbour")));
                 }
-                let entry = dataplane::neigh::NeighEntry { ip: ip.octets(), mac, port: port as u16 };
+                let entry = dataplane::neigh::NeighEntry { ip: Addr::from(ip), mac, port: port as u16 };
                 if !self.neigh.add_static(entry, Instant::now()) {
                     return A::Refused("the neighbour table is full".into());
                 }
                 true
             }
             None => {
-                if !self.neigh.iter().any(|(a, _, p, _)| a == ip.octets() && usize::from(p) == port) {
+                if !self.neigh.iter().any(|(a, _, p, _)| a == Addr::from(ip) && usize::from(p) == port) {
                     return refuse(IpError::Missing(format!("no neighbour {ip} on {dev}")));
                 }
-                self.neigh.remove(ip.octets())
+                self.neigh.remove(Addr::from(ip))
             }
         };
         if changed {
@@ -1372,8 +1374,9 @@ fn bind_socket(path: &Path) -> Result<UnixListener, StartError> {
     Ok(l)
 }
 
+/// `a.b.c.d:port` or `[v6]:port`, as ipvsadm prints endpoints.
 fn endpoint(e: Endpoint) -> String {
-    SocketAddrV4::new(Ipv4Addr::from(e.ip), e.port).to_string()
+    std::net::SocketAddr::new(e.ip.ip(), e.port).to_string()
 }
 
 fn fmt_mac(m: &[u8; 6]) -> String {

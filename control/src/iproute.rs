@@ -485,7 +485,7 @@ pub struct AddrView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NeighView {
     /// Address.
-    pub addr: Ipv4Addr,
+    pub addr: std::net::IpAddr,
     /// Interface name.
     pub dev: String,
     /// MAC, once resolved.
@@ -1018,12 +1018,12 @@ mod tests {
         assert!(text.contains("    inet 10.77.0.2/24 brd 10.77.0.255 scope global dpdk0\n    inet 10.77.0.3/24 brd 10.77.0.255 scope global secondary dpdk0\n"), "{text}");
         let n = vec![
             NeighView {
-                addr: Ipv4Addr::new(10, 77, 0, 11),
+                addr: Ipv4Addr::new(10, 77, 0, 11).into(),
                 dev: "dpdk0".into(),
                 lladdr: Some([2, 0, 0, 0, 0, 0x11]),
                 state: "REACHABLE".into(),
             },
-            NeighView { addr: Ipv4Addr::new(10, 77, 0, 13), dev: "dpdk0".into(), lladdr: None, state: "INCOMPLETE".into() },
+            NeighView { addr: Ipv4Addr::new(10, 77, 0, 13).into(), dev: "dpdk0".into(), lladdr: None, state: "INCOMPLETE".into() },
         ];
         assert_eq!(
             render(&cmd(IpRequest::NeighShow, false), &IpResponse::Neighbours(n)),

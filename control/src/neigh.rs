@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use dataplane::addr::Addr;
 use dataplane::neigh::{NeighEntry, NeighEvent, NeighMap};
 use dataplane::wire::MacAddr;
 
@@ -50,7 +51,7 @@ struct Entry {
 /// The table.
 #[derive(Debug, Default)]
 pub struct NeighTable {
-    entries: BTreeMap<[u8; 4], Entry>,
+    entries: BTreeMap<Addr, Entry>,
 }
 
 impl NeighTable {
@@ -90,7 +91,7 @@ impl NeighTable {
     }
 
     /// Asks for `ip` to be resolved on `port`.
-    pub fn want(&mut self, ip: [u8; 4], port: u16, now: Instant) {
+    pub fn want(&mut self, ip: Addr, port: u16, now: Instant) {
         if self.entries.len() < CAPACITY || self.entries.contains_key(&ip) {
             self.entries.entry(ip).or_insert(Entry {
                 mac: None,
@@ -104,7 +105,7 @@ impl NeighTable {
     }
 
     /// Calls `send(port, ip)` for each entry whose ARP request is due.
-    pub fn due_requests(&mut self, now: Instant, mut send: impl FnMut(u16, [u8; 4])) {
+    pub fn due_requests(&mut self, now: Instant, mut send: impl FnMut(u16, Addr)) {
         for (ip, e) in self.entries.iter_mut().filter(|(_, e)| e.state != State::Permanent) {
             let since_ask = e.last_request.map(|t| now.saturating_duration_since(t));
             let due = match e.mac {
@@ -136,7 +137,7 @@ impl NeighTable {
     }
 
     /// Removes the entry for `ip` (any state). Returns false if there was none.
-    pub fn remove(&mut self, ip: [u8; 4]) -> bool {
+    pub fn remove(&mut self, ip: Addr) -> bool {
         self.entries.remove(&ip).is_some()
     }
 
@@ -152,7 +153,7 @@ impl NeighTable {
     }
 
     /// Entries with their state, for listings.
-    pub fn iter(&self) -> impl Iterator<Item = ([u8; 4], Option<MacAddr>, u16, State)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (Addr, Option<MacAddr>, u16, State)> + '_ {
         self.entries.iter().map(|(ip, e)| (*ip, e.mac, e.port, e.state))
     }
 }
@@ -165,19 +166,19 @@ mod tests {
     fn want_request_retry_learn_refresh() {
         let t0 = Instant::now();
         let mut n = NeighTable::default();
-        n.want([10, 0, 0, 11], 0, t0);
+        n.want(Addr::v4([10, 0, 0, 11]), 0, t0);
         let mut sent = vec![];
         n.due_requests(t0, |p, ip| sent.push((p, ip)));
-        assert_eq!(sent, vec![(0, [10, 0, 0, 11])]);
+        assert_eq!(sent, vec![(0, Addr::v4([10, 0, 0, 11]))]);
         sent.clear();
         n.due_requests(t0 + Duration::from_millis(500), |p, ip| sent.push((p, ip)));
         assert!(sent.is_empty(), "retried too soon");
         n.due_requests(t0 + Duration::from_secs(1), |p, ip| sent.push((p, ip)));
         assert_eq!(sent.len(), 1);
         assert!(n.snapshot().entries().is_empty());
-        assert!(n.learn(NeighEntry { ip: [10, 0, 0, 11], mac: [2; 6], port: 0 }, t0 + Duration::from_millis(1100)));
-        assert_eq!(n.snapshot().lookup([10, 0, 0, 11]), Some([2; 6]));
-        assert!(!n.learn(NeighEntry { ip: [10, 0, 0, 11], mac: [2; 6], port: 0 }, t0 + Duration::from_millis(1200)), "same MAC: no new snapshot");
+        assert!(n.learn(NeighEntry { ip: Addr::v4([10, 0, 0, 11]), mac: [2; 6], port: 0 }, t0 + Duration::from_millis(1100)));
+        assert_eq!(n.snapshot().lookup(Addr::v4([10, 0, 0, 11])), Some([2; 6]));
+        assert!(!n.learn(NeighEntry { ip: Addr::v4([10, 0, 0, 11]), mac: [2; 6], port: 0 }, t0 + Duration::from_millis(1200)), "same MAC: no new snapshot");
         sent.clear();
         n.due_requests(t0 + Duration::from_secs(20), |p, ip| sent.push((p, ip)));
         assert!(sent.is_empty());
@@ -189,7 +190,7 @@ mod tests {
     fn unanswered_entries_fail_but_stay_wanted() {
         let t0 = Instant::now();
         let mut n = NeighTable::default();
-        n.want([10, 0, 0, 9], 0, t0);
+        n.want(Addr::v4([10, 0, 0, 9]), 0, t0);
         let mut count = 0;
         for s in 0..5 {
             n.due_requests(t0 + Duration::from_secs(s), |_, _| count += 1);
@@ -202,14 +203,14 @@ mod tests {
     fn permanent_entries_are_never_asked_or_replaced() {
         let t0 = Instant::now();
         let mut n = NeighTable::default();
-        n.want([10, 0, 0, 9], 0, t0);
-        assert!(n.add_static(NeighEntry { ip: [10, 0, 0, 9], mac: [9; 6], port: 0 }, t0));
+        n.want(Addr::v4([10, 0, 0, 9]), 0, t0);
+        assert!(n.add_static(NeighEntry { ip: Addr::v4([10, 0, 0, 9]), mac: [9; 6], port: 0 }, t0));
         let mut count = 0;
         n.due_requests(t0 + Duration::from_secs(60), |_, _| count += 1);
         assert_eq!(count, 0);
-        assert!(!n.learn(NeighEntry { ip: [10, 0, 0, 9], mac: [1; 6], port: 0 }, t0));
-        assert_eq!(n.snapshot().lookup([10, 0, 0, 9]), Some([9; 6]));
+        assert!(!n.learn(NeighEntry { ip: Addr::v4([10, 0, 0, 9]), mac: [1; 6], port: 0 }, t0));
+        assert_eq!(n.snapshot().lookup(Addr::v4([10, 0, 0, 9])), Some([9; 6]));
         assert_eq!(n.iter().next().map(|e| e.3), Some(State::Permanent));
-        assert!(n.remove([10, 0, 0, 9]) && !n.remove([10, 0, 0, 9]));
+        assert!(n.remove(Addr::v4([10, 0, 0, 9])) && !n.remove(Addr::v4([10, 0, 0, 9])));
     }
 }

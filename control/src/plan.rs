@@ -6,6 +6,7 @@ use std::net::SocketAddrV4;
 use std::path::Path;
 
 use dataplane::sched::{self, Member, MH_TABLE_SIZE_DEFAULT};
+use dataplane::addr::Addr;
 use dataplane::session::Endpoint;
 use dataplane::tables::{Interface, RealServer, Service, Tables};
 use dataplane::wire::MacAddr;
@@ -97,13 +98,13 @@ pub fn check_kernel_ifaces(config: &Config, sys_class_net: &Path) -> Result<(), 
 /// 0 (draining) leaves every other client's mapping alone.
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
-    laddrs: Vec<[u8; 4]>,
+    laddrs: Vec<Addr>,
     servers: Vec<(SocketAddrV4, u8, SocketAddrV4)>,
     last_weight: Vec<u32>,
 }
 
 impl Registry {
-    fn laddr(&mut self, a: [u8; 4]) -> u16 {
+    fn laddr(&mut self, a: Addr) -> u16 {
         let i = self.laddrs.iter().position(|x| *x == a).unwrap_or_else(|| {
             self.laddrs.push(a);
             self.laddrs.len() - 1
@@ -192,13 +193,13 @@ fn service(config: &Config, s: &ServiceConfig, registry: &mut Registry) -> Servi
         .collect();
     let members: Vec<Member> = servers
         .iter()
-        .map(|r| Member { addr: r.addr.ip, port: r.addr.port, weight: r.weight, last_weight: registry.last_weight(r.index, r.weight) })
+        .map(|r| Member { addr: r.addr.ip.fold32(), port: r.addr.port, weight: r.weight, last_weight: registry.last_weight(r.index, r.weight) })
         .collect();
     Service {
         vip: Endpoint::new(s.vip.ip().octets(), s.vip.port()),
         proto: s.proto,
         sched: s.scheduler,
-        laddrs: s.local_addresses.iter().map(|a| registry.laddr(a.octets())).collect(),
+        laddrs: s.local_addresses.iter().map(|a| registry.laddr(Addr::from(*a))).collect(),
         sched_table: sched::build(s.scheduler, opts.mh_table_size.unwrap_or(MH_TABLE_SIZE_DEFAULT), &members),
         sched_flags: opts.sched_flags,
         persistence: opts.persistence,
@@ -233,7 +234,7 @@ mod tests {
         let t = tables(&lab(), &[[2, 0, 0, 0, 0, 1]], &mut reg, 7);
         assert_eq!(t.generation, 7);
         assert_eq!(t.interfaces[0].mac, [2, 0, 0, 0, 0, 1]);
-        assert_eq!(t.laddrs, vec![[10, 77, 0, 200]]);
+        assert_eq!(t.laddrs, vec![Addr::v4([10, 77, 0, 200])]);
         assert_eq!(t.rs_count, 2);
         assert_eq!(t.services[0].servers[1].addr, Endpoint::new([10, 77, 0, 12], 80));
         assert_eq!(t.services[0].servers[1].index, 1);

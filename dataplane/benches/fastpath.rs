@@ -19,13 +19,13 @@ fn tcp_frame(smac: [u8; 6], src: Endpoint, dst: Endpoint, flags: u8) -> Vec<u8> 
     f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
     f[6..12].copy_from_slice(&smac);
     f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    ipv4::emit_header(&mut f[14..], ipv4::PROTO_TCP, src.ip, dst.ip, 20);
+    ipv4::emit_header(&mut f[14..], ipv4::PROTO_TCP, src.ip.v4_bits(), dst.ip.v4_bits(), 20);
     let t = &mut f[34..];
     t[0..2].copy_from_slice(&src.port.to_be_bytes());
     t[2..4].copy_from_slice(&dst.port.to_be_bytes());
     t[12] = 5 << 4;
     t[13] = flags;
-    tcp::Packet::new_checked(&mut f[34..]).unwrap().fill_checksum_v4(src.ip, dst.ip);
+    tcp::Packet::new_checked(&mut f[34..]).unwrap().fill_checksum_v4(src.ip.v4_bits(), dst.ip.v4_bits());
     f
 }
 
@@ -91,14 +91,14 @@ fn bench_pipeline(c: &mut Criterion) {
             servers: vec![RealServer { addr: Endpoint::new([10, 77, 0, 11], 80), weight: 1, index: 0, ..Default::default() }],
             ..Default::default()
         }],
-        laddrs: vec![[10, 77, 0, 200]],
+        laddrs: vec![[10, 77, 0, 200].into()],
         lport_range: (1025, 65535),
         timeouts: Timeouts::default(),
         rs_count: 1,
         generation: 1,
         routes: Default::default(),
     });
-    let neigh = Arc::new(NeighMap::new(vec![NeighEntry { ip: [10, 77, 0, 11], mac: [2, 0, 0, 0, 0, 0x11], port: 0 }]));
+    let neigh = Arc::new(NeighMap::new(vec![NeighEntry { ip: [10, 77, 0, 11].into(), mac: [2, 0, 0, 0, 0, 0x11], port: 0 }]));
     let mut p = Pipeline::new(tables, neigh, 65536, 1, 0, 1);
     // Open one connection.
     let client = Endpoint::new([10, 77, 0, 10], 40000);

@@ -11,6 +11,7 @@
 #[allow(unsafe_code)]
 pub mod dpdk;
 
+pub mod addr;
 pub mod checksum;
 pub mod fnat;
 pub mod laddr;

@@ -1,5 +1,5 @@
 //! Neighbours as the data plane sees them: a read-only snapshot of resolved
-//! (IPv4 → MAC) entries published by control, and the events a worker sends
+//! (IP → MAC) entries published by control, and the events a worker sends
 //! control about them.
 //!
 //! Workers never resolve anything themselves. A worker that sees an ARP
@@ -10,6 +10,7 @@
 //! ARP requests, and publishes a new [`NeighMap`] to every worker when an
 //! entry changes, so all workers agree whichever one the reply reached.
 
+use crate::addr::Addr;
 use crate::wire::{arp, ethernet, MacAddr, BROADCAST_MAC};
 
 /// Length of an ARP frame (Ethernet header + ARP), without padding.
@@ -19,7 +20,7 @@ pub const ARP_FRAME_LEN: usize = ethernet::HEADER_LEN + arp::PACKET_LEN;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NeighEntry {
     /// Address.
-    pub ip: [u8; 4],
+    pub ip: Addr,
     /// Its MAC.
     pub mac: MacAddr,
     /// Port position it was seen on.
@@ -44,7 +45,7 @@ impl NeighMap {
     /// The MAC of `ip`, if resolved.
     #[inline]
     #[must_use]
-    pub fn lookup(&self, ip: [u8; 4]) -> Option<MacAddr> {
+    pub fn lookup(&self, ip: Addr) -> Option<MacAddr> {
         self.entries.binary_search_by_key(&ip, |e| e.ip).ok().map(|i| self.entries[i].mac)
     }
 
@@ -63,7 +64,7 @@ pub enum NeighEvent {
     /// A packet needed the MAC of `ip` (next hop on `port`).
     Wanted {
         /// Address to resolve.
-        ip: [u8; 4],
+        ip: Addr,
         /// Port position to ask on.
         port: u16,
     },
@@ -89,12 +90,12 @@ mod tests {
     #[test]
     fn lookup_in_snapshot() {
         let m = NeighMap::new(vec![
-            NeighEntry { ip: [10, 0, 0, 12], mac: [2; 6], port: 0 },
-            NeighEntry { ip: [10, 0, 0, 11], mac: [1; 6], port: 0 },
+            NeighEntry { ip: Addr::v4([10, 0, 0, 12]), mac: [2; 6], port: 0 },
+            NeighEntry { ip: Addr::v4([10, 0, 0, 11]), mac: [1; 6], port: 0 },
         ]);
-        assert_eq!(m.lookup([10, 0, 0, 11]), Some([1; 6]));
-        assert_eq!(m.lookup([10, 0, 0, 12]), Some([2; 6]));
-        assert_eq!(m.lookup([10, 0, 0, 13]), None);
+        assert_eq!(m.lookup(Addr::v4([10, 0, 0, 11])), Some([1; 6]));
+        assert_eq!(m.lookup(Addr::v4([10, 0, 0, 12])), Some([2; 6]));
+        assert_eq!(m.lookup(Addr::v4([10, 0, 0, 13])), None);
     }
 
     #[test]

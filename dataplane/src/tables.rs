@@ -7,7 +7,7 @@
 
 use crate::route::Routes;
 use crate::sched::{SchedFlags, SchedKind, SchedTable};
-use crate::session::{Endpoint, Timeouts};
+use crate::session::{Addr, Endpoint, Timeouts};
 use crate::wire::MacAddr;
 
 /// A DPDK port as the pipeline sees it.
@@ -123,11 +123,15 @@ impl Persistence {
         Self { timeout_secs, netmask: Self::DEFAULT_NETMASK }
     }
 
-    /// `client` masked with the netmask.
+    /// `client` masked with the netmask (an IPv4 client; an IPv6 client
+    /// keeps its whole address).
     #[inline]
     #[must_use]
-    pub fn mask(&self, client: [u8; 4]) -> [u8; 4] {
-        (u32::from_be_bytes(client) & u32::from_be_bytes(self.netmask)).to_be_bytes()
+    pub fn mask(&self, client: Addr) -> Addr {
+        match client.to_v4() {
+            Some(c) => Addr::v4((u32::from_be_bytes(c) & u32::from_be_bytes(self.netmask)).to_be_bytes()),
+            None => client,
+        }
     }
 }
 
@@ -164,7 +168,7 @@ pub struct Tables {
     /// Services.
     pub services: Vec<Service>,
     /// FULLNAT local addresses (all services).
-    pub laddrs: Vec<[u8; 4]>,
+    pub laddrs: Vec<Addr>,
     /// Local ports handed out on each local address (inclusive).
     pub lport_range: (u16, u16),
     /// Session timeouts.
@@ -201,13 +205,13 @@ impl Tables {
     /// The index of the local address `ip`.
     #[inline]
     #[must_use]
-    pub fn laddr_index(&self, ip: [u8; 4]) -> Option<usize> {
+    pub fn laddr_index(&self, ip: Addr) -> Option<usize> {
         self.laddrs.iter().position(|a| *a == ip)
     }
 
     /// True if the appliance owns `ip` (VIP, local address or interface address).
     #[must_use]
-    pub fn owns(&self, ip: [u8; 4]) -> bool {
+    pub fn owns(&self, ip: Addr) -> bool {
         self.services.iter().any(|s| s.vip.ip == ip) || self.laddrs.contains(&ip) || self.is_interface_addr(ip)
     }
 
@@ -215,22 +219,28 @@ impl Tables {
     /// or one added at run time (`rvsadm addr add`, a local route). Traffic
     /// for these that the balancer does not consume belongs to the kernel.
     #[must_use]
-    pub fn is_interface_addr(&self, ip: [u8; 4]) -> bool {
-        self.interfaces.iter().any(|i| i.addr == ip) || self.routes.v4.is_local(ip)
+    pub fn is_interface_addr(&self, ip: Addr) -> bool {
+        match ip.to_v4() {
+            Some(v4) => self.interfaces.iter().any(|i| i.addr == v4) || self.routes.v4.is_local(v4),
+            None => self.routes.v6.is_local(ip.octets()),
+        }
     }
 
     /// The port and next-hop address toward `ip`, by longest-prefix match
     /// in [`Tables::routes`]. Without routes: the first interface `ip` is
     /// on-link for, else the first interface with a gateway.
     #[must_use]
-    pub fn next_hop(&self, ip: [u8; 4]) -> Option<(u16, [u8; 4])> {
+    pub fn next_hop(&self, ip: Addr) -> Option<(u16, Addr)> {
+        let Some(ip) = ip.to_v4() else {
+            return self.routes.v6.next_hop(ip.octets()).map(|(port, hop)| (port, Addr::v6(hop)));
+        };
         if !self.routes.v4.is_empty() {
-            return self.routes.v4.next_hop(ip);
+            return self.routes.v4.next_hop(ip).map(|(port, hop)| (port, Addr::v4(hop)));
         }
         if let Some(i) = self.interfaces.iter().find(|i| i.on_link(ip)) {
-            return Some((i.port, ip));
+            return Some((i.port, Addr::v4(ip)));
         }
-        self.interfaces.iter().find_map(|i| i.gateway.map(|g| (i.port, g)))
+        self.interfaces.iter().find_map(|i| i.gateway.map(|g| (i.port, Addr::v4(g))))
     }
 }
 
@@ -243,16 +253,16 @@ mod tests {
         let t = Tables {
             interfaces: vec![Interface { port: 0, mac: [0; 6], addr: [10, 0, 0, 2], prefix_len: 24, gateway: Some([10, 0, 0, 1]), mtu: 1500 }],
             services: vec![],
-            laddrs: vec![[10, 0, 0, 200]],
+            laddrs: vec![[10, 0, 0, 200].into()],
             lport_range: (1024, 65535),
             timeouts: Timeouts::default(),
             rs_count: 0,
             generation: 1,
             routes: Routes::default(),
         };
-        assert_eq!(t.next_hop([10, 0, 0, 9]), Some((0, [10, 0, 0, 9])));
-        assert_eq!(t.next_hop([8, 8, 8, 8]), Some((0, [10, 0, 0, 1])));
-        assert!(t.owns([10, 0, 0, 200]) && t.owns([10, 0, 0, 2]) && !t.owns([10, 0, 0, 3]));
+        assert_eq!(t.next_hop(Addr::v4([10, 0, 0, 9])), Some((0, Addr::v4([10, 0, 0, 9]))));
+        assert_eq!(t.next_hop(Addr::v4([8, 8, 8, 8])), Some((0, Addr::v4([10, 0, 0, 1]))));
+        assert!(t.owns(Addr::v4([10, 0, 0, 200])) && t.owns(Addr::v4([10, 0, 0, 2])) && !t.owns(Addr::v4([10, 0, 0, 3])));
     }
 
     #[test]
@@ -281,16 +291,16 @@ mod tests {
             generation: 1,
             routes: Routes { v4, ..Routes::default() },
         };
-        assert_eq!(t.next_hop([10, 79, 0, 11]), Some((1, [10, 79, 0, 11])));
-        assert_eq!(t.next_hop([10, 80, 0, 5]), Some((1, [10, 79, 0, 254])));
-        assert_eq!(t.next_hop([1, 1, 1, 1]), Some((0, [10, 78, 0, 1])));
-        assert!(t.owns([10, 79, 0, 9]) && t.is_interface_addr([10, 79, 0, 9]) && !t.owns([10, 79, 0, 10]));
+        assert_eq!(t.next_hop(Addr::v4([10, 79, 0, 11])), Some((1, Addr::v4([10, 79, 0, 11]))));
+        assert_eq!(t.next_hop(Addr::v4([10, 80, 0, 5])), Some((1, Addr::v4([10, 79, 0, 254]))));
+        assert_eq!(t.next_hop(Addr::v4([1, 1, 1, 1])), Some((0, Addr::v4([10, 78, 0, 1]))));
+        assert!(t.owns(Addr::v4([10, 79, 0, 9])) && t.is_interface_addr(Addr::v4([10, 79, 0, 9])) && !t.owns(Addr::v4([10, 79, 0, 10])));
     }
 
     #[test]
     fn persistence_masks_clients() {
         let p = Persistence { timeout_secs: 300, netmask: [255, 255, 255, 0] };
-        assert_eq!(p.mask([192, 168, 7, 42]), [192, 168, 7, 0]);
-        assert_eq!(Persistence::new(60).mask([192, 168, 7, 42]), [192, 168, 7, 42]);
+        assert_eq!(p.mask(Addr::v4([192, 168, 7, 42])), Addr::v4([192, 168, 7, 0]));
+        assert_eq!(Persistence::new(60).mask(Addr::v4([192, 168, 7, 42])), Addr::v4([192, 168, 7, 42]));
     }
 }

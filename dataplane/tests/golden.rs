@@ -106,7 +106,7 @@ fn tables() -> Arc<Tables> {
             mtu: 1500,
         }],
         services,
-        laddrs: vec![LADDR],
+        laddrs: vec![LADDR.into()],
         lport_range: LPORTS,
         timeouts: Timeouts::default(),
         rs_count: SERVICES.len() as u16,
@@ -120,7 +120,7 @@ fn neighbours() -> Arc<NeighMap> {
     Arc::new(NeighMap::new(
         [RS1, RS2, RS3]
             .iter()
-            .map(|&(ip, mac)| NeighEntry { ip, mac, port: 0 })
+            .map(|&(ip, mac)| NeighEntry { ip: ip.into(), mac, port: 0 })
             .collect(),
     ))
 }

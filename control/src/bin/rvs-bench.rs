@@ -163,7 +163,7 @@ fn tables(positions: usize) -> Arc<Tables> {
             servers: (0..N_RS).map(|i| RealServer { addr: rs(i).0, weight: 1, index: i as u16, ..Default::default() }).collect(),
             ..Default::default()
         }],
-        laddrs: (0..N_LADDR).map(laddr_ip).collect(),
+        laddrs: (0..N_LADDR).map(|i| laddr_ip(i).into()).collect(),
         lport_range: LPORT,
         timeouts: Timeouts::default(),
         rs_count: N_RS as u16,
@@ -242,11 +242,11 @@ impl Template {
         let d = &mut d[..self.len];
         d.copy_from_slice(&self.f[..self.len]);
         d[6..12].copy_from_slice(&smac);
-        d[26..30].copy_from_slice(&src.ip);
-        d[30..34].copy_from_slice(&dst.ip);
+        d[26..30].copy_from_slice(&src.ip.v4_bits());
+        d[30..34].copy_from_slice(&dst.ip.v4_bits());
         d[34..36].copy_from_slice(&src.port.to_be_bytes());
         d[36..38].copy_from_slice(&dst.port.to_be_bytes());
-        let a = ip_words(src.ip) + ip_words(dst.ip);
+        let a = ip_words(src.ip.v4_bits()) + ip_words(dst.ip.v4_bits());
         d[24..26].copy_from_slice(&(!fold(self.ip_sum + a)).to_be_bytes());
         let t = self.tcp_sum + a + u32::from(src.port) + u32::from(dst.port);
         d[50..52].copy_from_slice(&(!fold(t)).to_be_bytes());
@@ -1361,7 +1361,7 @@ fn loop_tables() -> Arc<Tables> {
                 ..Default::default()
             },
         ],
-        laddrs: (0..N_LADDR).map(laddr_ip).chain((0..N_LADDR).map(|i| [10, 201, i as u8, 1])).collect(),
+        laddrs: (0..N_LADDR).map(laddr_ip).chain((0..N_LADDR).map(|i| [10, 201, i as u8, 1])).map(Into::into).collect(),
         lport_range: LPORT,
         timeouts: Timeouts::default(),
         rs_count: 2,

@@ -78,7 +78,7 @@ impl Pipeline {
             if l3[8] <= 1 {
                 return Some(Verdict::Drop(DropReason::TtlExceeded));
             }
-            rewrite(&mut l3[..total], ohl, ihl, src.ip, dst.ip, dst, src);
+            rewrite(&mut l3[..total], ohl, ihl, src.ip.v4_bits(), dst.ip.v4_bits(), dst, src);
         }
         let own = self.port_mac(port);
         l2[0..6].copy_from_slice(&mac);
@@ -86,7 +86,7 @@ impl Pipeline {
         if fwd == Forward::Tun && untouched {
             let (src, mtu) = self.tables.interfaces.get(usize::from(port)).map_or(([0; 4], 1500), |i| (i.addr, i.mtu));
             let client_port_mac = self.port_mac(s.client_port);
-            self.pending_encap = Some(super::tunnel::Encap { src, dst: s.rs.ip, mtu, port, client_port: s.client_port, client_port_mac, client_mac: s.client_mac });
+            self.pending_encap = Some(super::tunnel::Encap { src, dst: s.rs.ip.v4_bits(), mtu, port, client_port: s.client_port, client_port_mac, client_mac: s.client_mac });
         }
         self.counters.icmp_relayed += 1;
         Some(Verdict::Forward { port })
@@ -120,8 +120,8 @@ fn rewrite(l3: &mut [u8], ohl: usize, ihl: usize, outer_src: [u8; 4], outer_dst:
     if let Some(o) = csum_at {
         let mut c = u16::from_be_bytes([l3[o], l3[o + 1]]);
         if !(proto == ipv4::PROTO_UDP && c == 0) {
-            c = checksum::update_u32(c, old_src, inner_src.ip);
-            c = checksum::update_u32(c, old_dst, inner_dst.ip);
+            c = checksum::update_u32(c, old_src, inner_src.ip.v4_bits());
+            c = checksum::update_u32(c, old_dst, inner_dst.ip.v4_bits());
             c = checksum::update_u16(c, old_ports[0], inner_src.port);
             c = checksum::update_u16(c, old_ports[1], inner_dst.port);
             if proto == ipv4::PROTO_UDP && c == 0 {
@@ -132,8 +132,8 @@ fn rewrite(l3: &mut [u8], ohl: usize, ihl: usize, outer_src: [u8; 4], outer_dst:
     }
     l3[l4..l4 + 2].copy_from_slice(&inner_src.port.to_be_bytes());
     l3[l4 + 2..l4 + 4].copy_from_slice(&inner_dst.port.to_be_bytes());
-    l3[q + 12..q + 16].copy_from_slice(&inner_src.ip);
-    l3[q + 16..q + 20].copy_from_slice(&inner_dst.ip);
+    l3[q + 12..q + 16].copy_from_slice(&inner_src.ip.v4_bits());
+    l3[q + 16..q + 20].copy_from_slice(&inner_dst.ip.v4_bits());
     l3[q + 10..q + 12].fill(0);
     let c = checksum::checksum(&l3[q..q + ihl]);
     l3[q + 10..q + 12].copy_from_slice(&c.to_be_bytes());

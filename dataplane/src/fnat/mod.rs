@@ -108,7 +108,7 @@ use crate::laddr::{owner_of, PortPool};
 use crate::neigh::{NeighEntry, NeighEvent, NeighMap};
 use crate::sched::{Backends, Flow, Scheduler};
 use crate::session::template::{Template, TemplateKey, TemplateSlot, TemplateTable, NO_TEMPLATE};
-use crate::session::{tcp_state, Direction, Endpoint, FlowKey, InsertError, Lookup, Session, SessionTable, SlotId, TcpState, LADDR_DR, LADDR_NAT, LADDR_TUN};
+use crate::session::{tcp_state, Addr, Direction, Endpoint, FlowKey, InsertError, Lookup, Session, SessionTable, SlotId, TcpState, LADDR_DR, LADDR_NAT, LADDR_TUN};
 use crate::packet::PacketBuf;
 use crate::stats::{Counters, DropReason};
 use crate::tables::{Forward, RealServer, Service, Tables, Thresholds};
@@ -427,13 +427,13 @@ impl Pipeline {
         self.punt = true;
     }
 
-    fn is_interface_addr(&self, ip: [u8; 4]) -> bool {
+    fn is_interface_addr(&self, ip: Addr) -> bool {
         self.tables.is_interface_addr(ip)
     }
 
     /// `Punt` for an interface address when the exception path is on, else
     /// the drop.
-    fn punt_or(&self, dst: [u8; 4], reason: DropReason) -> Verdict {
+    fn punt_or(&self, dst: Addr, reason: DropReason) -> Verdict {
         if self.punt && self.is_interface_addr(dst) {
             Verdict::Punt
         } else {
@@ -579,7 +579,7 @@ impl Pipeline {
             ipv4::PROTO_TCP | ipv4::PROTO_UDP => {}
             ipv4::PROTO_ICMP => return self.handle_icmp(l2, l3, in_port, now),
             _ => {
-                return self.punt_or(dst, if self.tables.owns(dst) { DropReason::UnsupportedL4 } else { DropReason::NotForUs });
+                return self.punt_or(Addr::v4(dst), if self.tables.owns(Addr::v4(dst)) { DropReason::UnsupportedL4 } else { DropReason::NotForUs });
             }
         }
         if ip.is_fragment() {
@@ -727,7 +727,7 @@ impl Pipeline {
         }
         if let Some((client_port, client_mac, outer_dst)) = tun {
             let (src, mtu) = self.tables.interfaces.get(usize::from(port)).map_or(([0; 4], 1500), |i| (i.addr, i.mtu));
-            self.pending_encap = Some(tunnel::Encap { src, dst: outer_dst, mtu, port, client_port, client_port_mac: self.port_mac(client_port), client_mac });
+            self.pending_encap = Some(tunnel::Encap { src, dst: outer_dst.v4_bits(), mtu, port, client_port, client_port_mac: self.port_mac(client_port), client_mac });
         }
         Verdict::Forward { port }
     }
@@ -743,7 +743,7 @@ impl Pipeline {
         let tables: &Tables = &self.tables;
         let svc = &tables.services[svc_idx];
         let view = View { servers: &svc.servers, conns: &self.rs_conns, limits: &self.rs_limits };
-        let flow = Flow { client: key.src.ip, client_port: key.src.port, vip: key.dst.ip, vip_port: key.dst.port };
+        let flow = Flow { client: key.src.ip.fold32(), client_port: key.src.port, vip: key.dst.ip.fold32(), vip_port: key.dst.port };
         let sched = &mut self.scheds[svc_idx];
         let (i, template) = match svc.persistence {
             None => (sched.pick(&svc.sched_table, svc.sched_flags, &view, &flow, now).ok_or(DropReason::NoRealServer)?, NO_TEMPLATE),
@@ -773,7 +773,7 @@ impl Pipeline {
         let (li, laddr) = match rs.forward {
             Forward::FullNat => {
                 let (li, lport) = chosen.ok_or(DropReason::PortExhausted)?;
-                (li, Endpoint::new(tables.laddrs[li], lport))
+                (li, Endpoint::at(tables.laddrs[li], lport))
             }
             Forward::Nat => (usize::from(LADDR_NAT), key.src),
             Forward::Dr => (usize::from(LADDR_DR), key.src),
@@ -867,11 +867,11 @@ impl Pipeline {
         let Ok(mut ip) = ipv4::Packet::new_checked(&mut *l3) else {
             return Verdict::Drop(DropReason::Malformed);
         };
-        if self.punt && self.is_interface_addr(ip.dst()) {
+        if self.punt && self.is_interface_addr(Addr::v4(ip.dst())) {
             // Pings and ICMP for the appliance's own address are the kernel's.
             return Verdict::Punt;
         }
-        if !self.tables.owns(ip.dst()) {
+        if !self.tables.owns(Addr::v4(ip.dst())) {
             return Verdict::Drop(DropReason::NotForUs);
         }
         if ip.is_fragment() {
@@ -908,10 +908,10 @@ impl Pipeline {
         };
         let (op, smac, sip, tip) = (req.op(), req.sender_mac(), req.sender_ip(), req.target_ip());
         let on_link = self.tables.interfaces.get(usize::from(in_port)).is_some_and(|i| i.on_link(sip));
-        if on_link && sip != [0; 4] && self.neigh.lookup(sip) != Some(smac) {
-            self.report(NeighEvent::Learned(NeighEntry { ip: sip, mac: smac, port: in_port }));
+        if on_link && sip != [0; 4] && self.neigh.lookup(Addr::v4(sip)) != Some(smac) {
+            self.report(NeighEvent::Learned(NeighEntry { ip: Addr::v4(sip), mac: smac, port: in_port }));
         }
-        if op != arp::OP_REQUEST || !self.tables.owns(tip) {
+        if op != arp::OP_REQUEST || !self.tables.owns(Addr::v4(tip)) {
             return match (op == arp::OP_REPLY && on_link, self.punt) {
                 // The kernel resolves its own neighbours: it needs the replies too.
                 (true, true) => Verdict::Punt,
@@ -1045,11 +1045,11 @@ pub fn client_owner(key: &FlowKey, workers: u16) -> usize {
 /// `client` to the persistent service `vip` (the port plays no part).
 #[inline]
 #[must_use]
-pub fn persistent_owner(client: [u8; 4], vip: Endpoint, proto: u8, workers: u16) -> usize {
+pub fn persistent_owner(client: Addr, vip: Endpoint, proto: u8, workers: u16) -> usize {
     if workers <= 1 {
         0
     } else {
-        FlowKey { src: Endpoint::new(client, 0), dst: vip, proto }.stable_hash() as usize % usize::from(workers)
+        FlowKey { src: Endpoint::at(client, 0), dst: vip, proto }.stable_hash() as usize % usize::from(workers)
     }
 }
 

@@ -93,12 +93,12 @@ fn udp_fullnat_both_ways_with_the_udp_timeout() {
     let mut q = udp_frame(CLIENT_MAC, CLIENT, DNS_VIP, b"query", false);
     assert_eq!(p.process(&mut q, 0, Millis(1000)), Verdict::Forward { port: 0 });
     let seen = look(&q);
-    assert_eq!((seen.src.ip, seen.dst.port, seen.dst_mac, seen.ttl), (LIP, 5353, RS1_MAC, 63));
+    assert_eq!((seen.src.ip.v4_bits(), seen.dst.port, seen.dst_mac, seen.ttl), (LIP, 5353, RS1_MAC, 63));
     assert!(seen.checksums_ok);
     let s = *p.sessions().iter().next().unwrap();
     assert_eq!((s.proto, s.state, s.expires), (ipv4::PROTO_UDP, TcpState::Established, Millis(31_000)));
     // The answer goes back to the client from the VIP.
-    let mut a = udp_frame(RS1_MAC, Endpoint::new(RS1.ip, 5353), seen.src, b"answer", false);
+    let mut a = udp_frame(RS1_MAC, Endpoint::new(RS1.ip.v4_bits(), 5353), seen.src, b"answer", false);
     assert_eq!(p.process(&mut a, 0, Millis(2000)), Verdict::Forward { port: 0 });
     let back = look(&a);
     assert_eq!((back.src, back.dst, back.dst_mac), (DNS_VIP, CLIENT, CLIENT_MAC));
@@ -123,7 +123,7 @@ fn udp_replies_on_another_worker_are_redirected_by_local_port() {
     let t = udp_tables(Forward::FullNat, 300);
     let mut w = pipelines(&t, 2);
     let client = (40000..)
-        .map(|p| Endpoint::new(CLIENT.ip, p))
+        .map(|p| Endpoint::new(CLIENT.ip.v4_bits(), p))
         .find(|c| client_owner(&FlowKey { src: *c, dst: DNS_VIP, proto: ipv4::PROTO_UDP }, 2) == 1)
         .unwrap();
     let mut q = udp_frame(CLIENT_MAC, client, DNS_VIP, b"q", false);
@@ -145,7 +145,7 @@ fn nat_rewrites_the_destination_and_the_replies_source() {
         let mut f = frame(CLIENT_MAC, CLIENT, vip, tcp::SYN);
         assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Forward { port: 0 });
         let inb = look(&f);
-        assert_eq!((inb.src, inb.dst.ip, inb.dst_mac, inb.ttl), (CLIENT, RS1.ip, RS1_MAC, 63), "proto {proto}");
+        assert_eq!((inb.src, inb.dst.ip.v4_bits(), inb.dst_mac, inb.ttl), (CLIENT, RS1.ip.v4_bits(), RS1_MAC, 63), "proto {proto}");
         assert!(inb.checksums_ok);
         assert_eq!(p.pools()[0].available(), p.pools()[0].size(), "NAT borrows no local port");
         let s = *p.sessions().iter().next().unwrap();
@@ -193,7 +193,7 @@ fn nat_replies_find_their_owner_among_workers() {
         let t = mode_tables(Forward::Nat);
         let mut w = pipelines(&t, n);
         for cport in 40000..40040u16 {
-            let client = Endpoint::new(CLIENT.ip, cport);
+            let client = Endpoint::new(CLIENT.ip.v4_bits(), cport);
             let owner = client_owner(&FlowKey { src: client, dst: VIP, proto: ipv4::PROTO_TCP }, n);
             let mut f = tcp_frame(CLIENT_MAC, client, VIP, tcp::SYN);
             assert_eq!(w[owner].process(&mut f, 0, Millis(1)), Verdict::Forward { port: 0 });
@@ -221,7 +221,7 @@ fn nat_replies_of_a_persistent_service_go_to_the_template_owner() {
         t.services[0].persistence = Some(crate::tables::Persistence::new(60));
     });
     let mut w = pipelines(&t, 3);
-    let client = Endpoint::new(CLIENT.ip, 40001);
+    let client = Endpoint::new(CLIENT.ip.v4_bits(), 40001);
     let owner = persistent_owner(client.ip, VIP, ipv4::PROTO_TCP, 3);
     let mut f = tcp_frame(CLIENT_MAC, client, VIP, tcp::SYN);
     assert_eq!(w[owner].process(&mut f, 0, Millis(1)), Verdict::Forward { port: 0 });
@@ -251,7 +251,7 @@ fn dr_changes_only_the_destination_mac_and_tracks_input_only() {
         assert_eq!(state(&p), want);
     }
     // Round robin still alternates for new connections.
-    let mut f = tcp_frame(CLIENT_MAC, Endpoint::new(CLIENT.ip, 40001), VIP, tcp::SYN);
+    let mut f = tcp_frame(CLIENT_MAC, Endpoint::new(CLIENT.ip.v4_bits(), 40001), VIP, tcp::SYN);
     p.process(&mut f, 0, Millis(3));
     assert_eq!(ethernet::Frame::new_checked(&f[..]).unwrap().dst(), RS2_MAC);
     assert_eq!(look(&f).dst, VIP);
@@ -272,10 +272,10 @@ fn dr_udp_and_mixed_methods_in_one_service() {
     let mut p = pipelines(&t, 1).remove(0);
     let mut a = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::SYN);
     p.process(&mut a, 0, Millis(1));
-    let mut b = tcp_frame(CLIENT_MAC, Endpoint::new(CLIENT.ip, 40001), VIP, tcp::SYN);
+    let mut b = tcp_frame(CLIENT_MAC, Endpoint::new(CLIENT.ip.v4_bits(), 40001), VIP, tcp::SYN);
     p.process(&mut b, 0, Millis(1));
-    assert_eq!((look(&a).src.ip, look(&a).dst.ip), (LIP, RS1.ip));
-    assert_eq!((look(&b).src, look(&b).dst.ip), (Endpoint::new(CLIENT.ip, 40001), RS2.ip));
+    assert_eq!((look(&a).src.ip.v4_bits(), look(&a).dst.ip.v4_bits()), (LIP, RS1.ip.v4_bits()));
+    assert_eq!((look(&b).src, look(&b).dst.ip.v4_bits()), (Endpoint::new(CLIENT.ip.v4_bits(), 40001), RS2.ip.v4_bits()));
 }
 
 #[test]
@@ -292,7 +292,7 @@ fn tun_encapsulates_toward_the_server_and_returns_frag_needed_when_too_big() {
     let e = ethernet::Frame::new_checked(&out[..]).unwrap();
     assert_eq!((e.dst(), e.src()), (RS1_MAC, LB_MAC));
     let outer = ipv4::Packet::new_checked(e.payload()).unwrap();
-    assert_eq!((outer.src(), outer.dst(), outer.protocol()), (super::tests::LB, RS1.ip, tunnel::PROTO_IPIP));
+    assert_eq!((outer.src(), outer.dst(), outer.protocol()), (super::tests::LB, RS1.ip.v4_bits(), tunnel::PROTO_IPIP));
     assert!(outer.verify_checksum());
     assert_eq!(outer.payload(), &frame[14..], "the client's packet inside, untouched");
     let s = *p.sessions().iter().next().unwrap();
@@ -311,7 +311,7 @@ fn tun_encapsulates_toward_the_server_and_returns_frag_needed_when_too_big() {
     let e = ethernet::Frame::new_checked(icmp_frame).unwrap();
     assert_eq!((e.dst(), e.src()), (CLIENT_MAC, LB_MAC));
     let ip = ipv4::Packet::new_checked(e.payload()).unwrap();
-    assert_eq!((ip.src(), ip.dst(), ip.protocol()), (VIP.ip, CLIENT.ip, ipv4::PROTO_ICMP));
+    assert_eq!((ip.src(), ip.dst(), ip.protocol()), (VIP.ip.v4_bits(), CLIENT.ip.v4_bits(), ipv4::PROTO_ICMP));
     let m = ip.payload();
     assert_eq!((m[0], m[1], u16::from_be_bytes([m[6], m[7]])), (3, 4, 1480));
     assert_eq!(p.counters.drops[DropReason::TooBig as usize], 1);
@@ -357,27 +357,27 @@ fn icmp_errors_from_the_server_reach_the_client_rewritten() {
         assert_eq!(p.process(&mut q, 0, Millis(1)), Verdict::Forward { port: 0 });
         let sent = look(&q);
         // The server has nothing on 5353: port unreachable, quoting all of it.
-        let mut e = icmp_error(RS1_MAC, RS1.ip, &q, 8 + 5);
+        let mut e = icmp_error(RS1_MAC, RS1.ip.v4_bits(), &q, 8 + 5);
         assert_eq!(p.process(&mut e, 0, Millis(2)), Verdict::Forward { port: 0 }, "{forward:?}");
         assert_eq!(ethernet::Frame::new_checked(&e[..]).unwrap().dst(), CLIENT_MAC);
         let (osrc, odst, isrc, idst, ok) = look_icmp(&e);
-        assert_eq!((osrc, odst, isrc, idst), (DNS_VIP.ip, CLIENT.ip, CLIENT, DNS_VIP), "{forward:?}: quotes what the client sent");
+        assert_eq!((osrc, odst, isrc, idst), (DNS_VIP.ip.v4_bits(), CLIENT.ip.v4_bits(), CLIENT, DNS_VIP), "{forward:?}: quotes what the client sent");
         assert!(ok, "{forward:?}: checksums");
         assert_eq!(sent.dst.port, 5353);
         // The other way: the client's error about a reply reaches the server.
-        let mut a = udp_frame(RS1_MAC, Endpoint::new(RS1.ip, 5353), sent.src, b"answer", false);
+        let mut a = udp_frame(RS1_MAC, Endpoint::new(RS1.ip.v4_bits(), 5353), sent.src, b"answer", false);
         assert_eq!(p.process(&mut a, 0, Millis(3)), Verdict::Forward { port: 0 });
-        let mut e = icmp_error(CLIENT_MAC, CLIENT.ip, &a, 8);
+        let mut e = icmp_error(CLIENT_MAC, CLIENT.ip.v4_bits(), &a, 8);
         assert_eq!(p.process(&mut e, 0, Millis(4)), Verdict::Forward { port: 0 });
         let (osrc, odst, isrc, idst, ok) = look_icmp(&e);
-        assert_eq!((osrc, odst, isrc, idst), (sent.src.ip, RS1.ip, Endpoint::new(RS1.ip, 5353), sent.src), "{forward:?}");
+        assert_eq!((osrc, odst, isrc, idst), (sent.src.ip.v4_bits(), RS1.ip.v4_bits(), Endpoint::new(RS1.ip.v4_bits(), 5353), sent.src), "{forward:?}");
         assert!(ok);
         assert_eq!(p.counters.icmp_relayed, 2);
     }
     // An error quoting nothing we know is not relayed.
     let mut p = pipelines(&udp_tables(Forward::FullNat, 30), 1).remove(0);
-    let stray = udp_frame(CLIENT_MAC, Endpoint::new(LIP, 5001), Endpoint::new(RS1.ip, 5353), b"x", false);
-    let mut e = icmp_error(RS1_MAC, RS1.ip, &stray, 8);
+    let stray = udp_frame(CLIENT_MAC, Endpoint::new(LIP, 5001), Endpoint::new(RS1.ip.v4_bits(), 5353), b"x", false);
+    let mut e = icmp_error(RS1_MAC, RS1.ip.v4_bits(), &stray, 8);
     assert!(matches!(p.process(&mut e, 0, Millis(5)), Verdict::Drop(_)));
     assert_eq!(p.counters.icmp_relayed, 0);
 }

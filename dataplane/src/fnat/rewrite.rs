@@ -32,13 +32,13 @@ pub fn rewrite_tcp_v4(packet: &mut [u8], src: Endpoint, dst: Endpoint) -> Result
     let (old_src, old_dst) = (ip.src(), ip.dst());
     {
         let mut t = tcp::Packet::new_checked(ip.payload_mut())?;
-        t.adjust_checksum_for_addr(old_src, src.ip);
-        t.adjust_checksum_for_addr(old_dst, dst.ip);
+        t.adjust_checksum_for_addr(old_src, src.ip.v4_bits());
+        t.adjust_checksum_for_addr(old_dst, dst.ip.v4_bits());
         t.set_src_port(src.port);
         t.set_dst_port(dst.port);
     }
-    ip.set_src(src.ip);
-    ip.set_dst(dst.ip);
+    ip.set_src(src.ip.v4_bits());
+    ip.set_dst(dst.ip.v4_bits());
     ip.decrement_ttl();
     Ok(())
 }
@@ -56,13 +56,13 @@ pub fn rewrite_udp_v4(packet: &mut [u8], src: Endpoint, dst: Endpoint) -> Result
     let (old_src, old_dst) = (ip.src(), ip.dst());
     {
         let mut u = udp::Packet::new_checked(ip.payload_mut())?;
-        u.adjust_checksum_for_addr(old_src, src.ip);
-        u.adjust_checksum_for_addr(old_dst, dst.ip);
+        u.adjust_checksum_for_addr(old_src, src.ip.v4_bits());
+        u.adjust_checksum_for_addr(old_dst, dst.ip.v4_bits());
         u.set_src_port(src.port);
         u.set_dst_port(dst.port);
     }
-    ip.set_src(src.ip);
-    ip.set_dst(dst.ip);
+    ip.set_src(src.ip.v4_bits());
+    ip.set_dst(dst.ip.v4_bits());
     ip.decrement_ttl();
     Ok(())
 }
@@ -91,7 +91,7 @@ pub(crate) mod tests {
     pub(crate) fn tcp_packet(src: Endpoint, dst: Endpoint, flags: u8, payload: &[u8]) -> Vec<u8> {
         let l4_len = 20 + payload.len();
         let mut b = vec![0u8; 20 + l4_len];
-        emit_header(&mut b, PROTO_TCP, src.ip, dst.ip, l4_len as u16);
+        emit_header(&mut b, PROTO_TCP, src.ip.v4_bits(), dst.ip.v4_bits(), l4_len as u16);
         let t = &mut b[20..];
         t[0..2].copy_from_slice(&src.port.to_be_bytes());
         t[2..4].copy_from_slice(&dst.port.to_be_bytes());
@@ -100,7 +100,7 @@ pub(crate) mod tests {
         t[13] = flags;
         t[14..16].copy_from_slice(&64240u16.to_be_bytes());
         t[20..].copy_from_slice(payload);
-        tcp::Packet::new_checked(&mut b[20..]).unwrap().fill_checksum_v4(src.ip, dst.ip);
+        tcp::Packet::new_checked(&mut b[20..]).unwrap().fill_checksum_v4(src.ip.v4_bits(), dst.ip.v4_bits());
         b
     }
 
@@ -109,14 +109,14 @@ pub(crate) mod tests {
     pub(crate) fn udp_packet(src: Endpoint, dst: Endpoint, payload: &[u8], no_checksum: bool) -> Vec<u8> {
         let l4_len = 8 + payload.len();
         let mut b = vec![0u8; 20 + l4_len];
-        emit_header(&mut b, ipv4::PROTO_UDP, src.ip, dst.ip, l4_len as u16);
+        emit_header(&mut b, ipv4::PROTO_UDP, src.ip.v4_bits(), dst.ip.v4_bits(), l4_len as u16);
         let u = &mut b[20..];
         u[0..2].copy_from_slice(&src.port.to_be_bytes());
         u[2..4].copy_from_slice(&dst.port.to_be_bytes());
         u[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
         u[8..].copy_from_slice(payload);
         if !no_checksum {
-            udp::Packet::new_checked(&mut b[20..]).unwrap().fill_checksum_v4(src.ip, dst.ip);
+            udp::Packet::new_checked(&mut b[20..]).unwrap().fill_checksum_v4(src.ip.v4_bits(), dst.ip.v4_bits());
         }
         b
     }
@@ -134,7 +134,7 @@ pub(crate) mod tests {
         assert_eq!(&b[26..28], &[0, 0], "no checksum stays none");
         let ip = ipv4::Packet::new_checked(&b[..]).unwrap();
         assert!(ip.verify_checksum());
-        assert_eq!((ip.src(), ip.dst(), ip.ttl()), (c.ip, r.ip, 63));
+        assert_eq!((ip.src(), ip.dst(), ip.ttl()), (c.ip.v4_bits(), r.ip.v4_bits(), 63));
         let u = udp::Packet::new_checked(ip.payload()).unwrap();
         assert_eq!((u.src_port(), u.dst_port()), (c.port, r.port));
     }
@@ -173,7 +173,7 @@ pub(crate) mod tests {
         let mut b = tcp_packet(c, v, tcp::SYN, b"");
         rewrite_tcp_v4(&mut b, l, r).unwrap();
         let ip = ipv4::Packet::new_checked(&b[..]).unwrap();
-        assert_eq!((ip.src(), ip.dst(), ip.ttl()), (l.ip, r.ip, 63));
+        assert_eq!((ip.src(), ip.dst(), ip.ttl()), (l.ip.v4_bits(), r.ip.v4_bits(), 63));
         let t = tcp::Packet::new_checked(ip.payload()).unwrap();
         assert_eq!((t.src_port(), t.dst_port(), t.flags()), (l.port, r.port, tcp::SYN));
         assert!(checksums_ok(&b));
@@ -199,7 +199,7 @@ pub(crate) mod tests {
             prop_assert!(checksums_ok(&b));
             let mut full = b.clone();
             ipv4::Packet::new_checked(&mut full[..]).unwrap().fill_checksum();
-            tcp::Packet::new_checked(&mut full[20..]).unwrap().fill_checksum_v4(nsrc.ip, ndst.ip);
+            tcp::Packet::new_checked(&mut full[20..]).unwrap().fill_checksum_v4(nsrc.ip.v4_bits(), ndst.ip.v4_bits());
             // One's complement has two zeros; a full recompute never yields 0xffff
             // for the IP header, and both encodings verify for TCP.
             let same = |a: &[u8], b: &[u8]| a == b || (a == [0xff, 0xff] && b == [0, 0]) || (a == [0, 0] && b == [0xff, 0xff]);
@@ -221,7 +221,7 @@ pub(crate) mod tests {
                 prop_assert_eq!(&b[26..28], &[0u8, 0][..]);
             } else {
                 let mut full = b.clone();
-                udp::Packet::new_checked(&mut full[20..]).unwrap().fill_checksum_v4(nsrc.ip, ndst.ip);
+                udp::Packet::new_checked(&mut full[20..]).unwrap().fill_checksum_v4(nsrc.ip.v4_bits(), ndst.ip.v4_bits());
                 let same = |a: &[u8], b: &[u8]| a == b || (a == [0xff, 0xff] && b == [0, 0]) || (a == [0, 0] && b == [0xff, 0xff]);
                 prop_assert!(same(&b[26..28], &full[26..28]));
                 prop_assert_ne!(&b[26..28], &[0u8, 0][..], "a checksum never becomes none");
@@ -238,13 +238,13 @@ pub(crate) mod tests {
             let mut inb = pkt(c, v);
             rewrite_v4(&mut inb, proto, c, r).unwrap();
             let ip = ipv4::Packet::new_checked(&inb[..]).unwrap();
-            prop_assert_eq!((ip.src(), ip.dst()), (c.ip, r.ip));
+            prop_assert_eq!((ip.src(), ip.dst()), (c.ip.v4_bits(), r.ip.v4_bits()));
             prop_assert_eq!((u16::from_be_bytes([inb[20], inb[21]]), u16::from_be_bytes([inb[22], inb[23]])), (c.port, r.port));
             prop_assert!(ok(&inb));
             let mut reply = pkt(r, c);
             rewrite_v4(&mut reply, proto, v, c).unwrap();
             let ip = ipv4::Packet::new_checked(&reply[..]).unwrap();
-            prop_assert_eq!((ip.src(), ip.dst()), (v.ip, c.ip));
+            prop_assert_eq!((ip.src(), ip.dst()), (v.ip.v4_bits(), c.ip.v4_bits()));
             prop_assert_eq!((u16::from_be_bytes([reply[20], reply[21]]), u16::from_be_bytes([reply[22], reply[23]])), (v.port, c.port));
             prop_assert!(ok(&reply));
         }
@@ -262,7 +262,7 @@ pub(crate) mod tests {
             rewrite_tcp_v4(&mut reply, v, c).unwrap();
             let ip = ipv4::Packet::new_checked(&reply[..]).unwrap();
             let t = tcp::Packet::new_checked(ip.payload()).unwrap();
-            prop_assert_eq!((ip.src(), t.src_port(), ip.dst(), t.dst_port()), (v.ip, v.port, c.ip, c.port));
+            prop_assert_eq!((ip.src(), t.src_port(), ip.dst(), t.dst_port()), (v.ip.v4_bits(), v.port, c.ip.v4_bits(), c.port));
             prop_assert!(checksums_ok(&reply));
         }
     }

@@ -34,7 +34,7 @@ fn tables(lports: (u16, u16)) -> Arc<Tables> {
             servers: vec![RealServer { addr: RS1, weight: 1, index: 0, ..Default::default() }, RealServer { addr: RS2, weight: 1, index: 1, ..Default::default() }],
             ..Default::default()
         }],
-        laddrs: vec![LIP],
+        laddrs: vec![LIP.into()],
         lport_range: lports,
         timeouts,
         rs_count: 2,
@@ -106,16 +106,16 @@ fn ready(lports: (u16, u16), capacity: u32) -> Pipeline {
 #[test]
 fn answers_arp_for_owned_addresses_only() {
     let mut p = Pipeline::new(tables((1025, 65535)), Arc::default(), 16, 1, 0, 1);
-    for owned in [VIP.ip, LIP, LB] {
-        let mut f = arp_frame(arp::OP_REQUEST, CLIENT_MAC, CLIENT.ip, owned);
+    for owned in [VIP.ip.v4_bits(), LIP, LB] {
+        let mut f = arp_frame(arp::OP_REQUEST, CLIENT_MAC, CLIENT.ip.v4_bits(), owned);
         assert_eq!(p.process(&mut f, 0, Millis(0)), Verdict::Forward { port: 0 });
         let e = ethernet::Frame::new_checked(&f[..]).unwrap();
         assert_eq!((e.dst(), e.src()), (CLIENT_MAC, LB_MAC));
         let a = arp::Packet::new_checked(e.payload()).unwrap();
         assert_eq!((a.op(), a.sender_mac(), a.sender_ip()), (arp::OP_REPLY, LB_MAC, owned));
-        assert_eq!((a.target_mac(), a.target_ip()), (CLIENT_MAC, CLIENT.ip));
+        assert_eq!((a.target_mac(), a.target_ip()), (CLIENT_MAC, CLIENT.ip.v4_bits()));
     }
-    let mut f = arp_frame(arp::OP_REQUEST, CLIENT_MAC, CLIENT.ip, [10, 77, 0, 99]);
+    let mut f = arp_frame(arp::OP_REQUEST, CLIENT_MAC, CLIENT.ip.v4_bits(), [10, 77, 0, 99]);
     assert_eq!(p.process(&mut f, 0, Millis(0)), Verdict::Drop(DropReason::ArpNotForUs));
     assert_eq!(p.counters.arp_replies, 3);
     // The requester was reported to control, once.
@@ -123,7 +123,7 @@ fn answers_arp_for_owned_addresses_only() {
     assert_eq!(events, vec![NeighEvent::Learned(NeighEntry { ip: CLIENT.ip, mac: CLIENT_MAC, port: 0 })]);
     // An ARP reply from a known neighbour with the same MAC reports nothing.
     let mut p = ready((1025, 65535), 16);
-    let mut f = arp_frame(arp::OP_REPLY, RS1_MAC, RS1.ip, LB);
+    let mut f = arp_frame(arp::OP_REPLY, RS1_MAC, RS1.ip.v4_bits(), LB);
     assert_eq!(p.process(&mut f, 0, Millis(0)), Verdict::Consumed);
     assert_eq!(p.take_neigh_events().count(), 0);
 }
@@ -149,7 +149,7 @@ fn replies_for_another_workers_session_are_redirected() {
     let mut w = [worker((5000, 5009), 16, 0, 2), worker((5000, 5009), 16, 1, 2)];
     // A client port whose flow worker 1 owns.
     let client = (40000..)
-        .map(|p| Endpoint::new(CLIENT.ip, p))
+        .map(|p| Endpoint::new(CLIENT.ip.v4_bits(), p))
         .find(|c| client_owner(&FlowKey { src: *c, dst: VIP, proto: 6 }, 2) == 1)
         .unwrap();
     // Its SYN reaches worker 0 first: handed over untouched.
@@ -196,7 +196,7 @@ fn new_tables_keep_sessions_forwarding() {
     assert_eq!(look(&f).dst, rs);
     // New connections go to the remaining server only.
     for i in 0..3 {
-        let mut f = tcp_frame(CLIENT_MAC, Endpoint::new(CLIENT.ip, 41000 + i), VIP, tcp::SYN, b"");
+        let mut f = tcp_frame(CLIENT_MAC, Endpoint::new(CLIENT.ip.v4_bits(), 41000 + i), VIP, tcp::SYN, b"");
         p.process(&mut f, 0, Millis(4));
         assert_ne!(look(&f).dst, rs);
     }
@@ -210,7 +210,7 @@ fn fullnat_connection_both_ways_then_expiry() {
     assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Forward { port: 0 });
     let s = look(&f);
     assert_eq!((s.dst_mac, s.src_mac), (RS1_MAC, LB_MAC));
-    assert_eq!(s.src.ip, LIP);
+    assert_eq!(s.src.ip.v4_bits(), LIP);
     assert!((5000..=5009).contains(&s.src.port));
     assert_eq!(s.dst, RS1);
     assert!(s.checksums_ok);
@@ -264,7 +264,7 @@ fn round_robin_alternates_between_servers() {
     let mut p = ready((5000, 5100), 64);
     let mut picked = Vec::new();
     for i in 0..6 {
-        let mut f = tcp_frame(CLIENT_MAC, Endpoint::new(CLIENT.ip, 40000 + i), VIP, tcp::SYN, b"");
+        let mut f = tcp_frame(CLIENT_MAC, Endpoint::new(CLIENT.ip.v4_bits(), 40000 + i), VIP, tcp::SYN, b"");
         assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Forward { port: 0 });
         picked.push(look(&f).dst);
     }
@@ -278,13 +278,13 @@ fn refusals_are_counted() {
     let mut f = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::ACK, b"");
     assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Drop(DropReason::NoSession));
     // A port with no service on the VIP; an address not ours.
-    let mut f = tcp_frame(CLIENT_MAC, CLIENT, Endpoint::new(VIP.ip, 81), tcp::SYN, b"");
+    let mut f = tcp_frame(CLIENT_MAC, CLIENT, Endpoint::new(VIP.ip.v4_bits(), 81), tcp::SYN, b"");
     assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Drop(DropReason::NoService));
     let mut f = tcp_frame(CLIENT_MAC, CLIENT, Endpoint::new([10, 77, 0, 50], 80), tcp::SYN, b"");
     assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Drop(DropReason::NotForUs));
     // Two local ports: the third connection finds the pool exhausted.
     for i in 0..3 {
-        let mut f = tcp_frame(CLIENT_MAC, Endpoint::new(CLIENT.ip, 41000 + i), VIP, tcp::SYN, b"");
+        let mut f = tcp_frame(CLIENT_MAC, Endpoint::new(CLIENT.ip.v4_bits(), 41000 + i), VIP, tcp::SYN, b"");
         let v = p.process(&mut f, 0, Millis(1));
         if i < 2 {
             assert_eq!(v, Verdict::Forward { port: 0 });
@@ -319,7 +319,7 @@ fn full_table_refuses_new_but_keeps_established() {
     let mut f = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::SYN, b"");
     assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Forward { port: 0 });
     let laddr = look(&f).src;
-    let mut f = tcp_frame(CLIENT_MAC, Endpoint::new(CLIENT.ip, 40001), VIP, tcp::SYN, b"");
+    let mut f = tcp_frame(CLIENT_MAC, Endpoint::new(CLIENT.ip.v4_bits(), 40001), VIP, tcp::SYN, b"");
     assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Drop(DropReason::SessionTableFull));
     assert_eq!(p.pools[0].available(), 1000, "refused session returned its port");
     let mut f = tcp_frame(RS1_MAC, RS1, laddr, tcp::SYN | tcp::ACK, b"");
@@ -350,13 +350,13 @@ fn answers_ping_to_the_vip() {
     let c = crate::checksum::checksum(&icmp_msg);
     icmp_msg[2..4].copy_from_slice(&c.to_be_bytes());
     let mut ip = vec![0u8; 20];
-    ipv4::emit_header(&mut ip, ipv4::PROTO_ICMP, CLIENT.ip, VIP.ip, icmp_msg.len() as u16);
+    ipv4::emit_header(&mut ip, ipv4::PROTO_ICMP, CLIENT.ip.v4_bits(), VIP.ip.v4_bits(), icmp_msg.len() as u16);
     ip.extend_from_slice(&icmp_msg);
     let mut f = eth(LB_MAC, CLIENT_MAC, ethernet::ETHERTYPE_IPV4, &ip);
     assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Forward { port: 0 });
     let e = ethernet::Frame::new_checked(&f[..]).unwrap();
     let ip = ipv4::Packet::new_checked(e.payload()).unwrap();
-    assert_eq!((ip.src(), ip.dst(), e.dst()), (VIP.ip, CLIENT.ip, CLIENT_MAC));
+    assert_eq!((ip.src(), ip.dst(), e.dst()), (VIP.ip.v4_bits(), CLIENT.ip.v4_bits(), CLIENT_MAC));
     let m = icmp::Packet::new_checked(ip.payload()).unwrap();
     assert_eq!(m.msg_type(), icmp::ECHO_REPLY);
     assert!(m.verify_checksum() && ip.verify_checksum());
@@ -368,7 +368,7 @@ fn client_flows_spread_over_workers() {
         let mut per = vec![0usize; usize::from(workers)];
         // Even ports only: Linux gives connect() even ephemeral ports.
         for p in (30000..32000u16).step_by(2) {
-            per[client_owner(&FlowKey { src: Endpoint::new(CLIENT.ip, p), dst: VIP, proto: 6 }, workers)] += 1;
+            per[client_owner(&FlowKey { src: Endpoint::new(CLIENT.ip.v4_bits(), p), dst: VIP, proto: 6 }, workers)] += 1;
         }
         let fair = 1000 / usize::from(workers);
         assert!(per.iter().all(|&n| n > fair * 8 / 10 && n < fair * 12 / 10), "{workers} workers: {per:?}");
@@ -418,7 +418,7 @@ fn wrr_two_to_one_over_two_workers() {
     let mut w = workers(&t, 2);
     let mut to = HashMap::new();
     for i in 0..300u16 {
-        let (_, rs) = connect(&mut w, usize::from(i % 2), Endpoint::new(CLIENT.ip, 30000 + 2 * i), 1);
+        let (_, rs) = connect(&mut w, usize::from(i % 2), Endpoint::new(CLIENT.ip.v4_bits(), 30000 + 2 * i), 1);
         *to.entry(rs).or_insert(0) += 1;
     }
     let rs1 = to[&RS1];
@@ -434,7 +434,7 @@ fn persistence_keeps_a_client_on_one_server_whichever_worker_gets_it() {
     let mut seen = HashSet::new();
     for i in 0..50u16 {
         // Each SYN first reaches one worker or the other, as RSS would.
-        let (at, rs) = connect(&mut w, usize::from(i % 2), Endpoint::new(CLIENT.ip, 40000 + i), 10 + u64::from(i));
+        let (at, rs) = connect(&mut w, usize::from(i % 2), Endpoint::new(CLIENT.ip.v4_bits(), 40000 + i), 10 + u64::from(i));
         assert_eq!(at, owner, "all of one client's connections meet one worker");
         seen.insert(rs);
     }
@@ -445,7 +445,7 @@ fn persistence_keeps_a_client_on_one_server_whichever_worker_gets_it() {
     assert!(w[1 - owner].templates().is_empty());
     // rr alone would have alternated: another client of the same worker goes
     // to the other server.
-    let other = (20..=250u8).map(|x| [10, 77, 0, x]).find(|c| persistent_owner(*c, VIP, 6, 2) == owner).unwrap();
+    let other = (20..=250u8).map(|x| [10, 77, 0, x]).find(|c| persistent_owner(Addr::v4(*c), VIP, 6, 2) == owner).unwrap();
     let (_, rs) = connect(&mut w, 0, Endpoint::new(other, 40000), 100);
     assert_ne!(Some(&rs), seen.iter().next());
 }
@@ -508,14 +508,14 @@ fn template_points_elsewhere_when_its_server_is_removed() {
         t.services[0].persistence = Some(Persistence::new(300));
         t.services[0].servers[0].weight = 0;
     }));
-    assert_eq!(connect(&mut w, 0, Endpoint::new(CLIENT.ip, 40001), 10).1, RS1);
+    assert_eq!(connect(&mut w, 0, Endpoint::new(CLIENT.ip.v4_bits(), 40001), 10).1, RS1);
     // Removed: rescheduled, and the template follows.
     w[0].set_tables(tables_with((5000, 9000), |t| {
         t.services[0].persistence = Some(Persistence::new(300));
         t.services[0].servers.remove(0);
     }));
-    assert_eq!(connect(&mut w, 0, Endpoint::new(CLIENT.ip, 40002), 20).1, RS2);
-    assert_eq!(connect(&mut w, 0, Endpoint::new(CLIENT.ip, 40003), 30).1, RS2);
+    assert_eq!(connect(&mut w, 0, Endpoint::new(CLIENT.ip.v4_bits(), 40002), 20).1, RS2);
+    assert_eq!(connect(&mut w, 0, Endpoint::new(CLIENT.ip.v4_bits(), 40003), 30).1, RS2);
     assert_eq!(w[0].templates().iter().next().unwrap().rs, RS2);
 }
 
@@ -525,7 +525,7 @@ fn upper_threshold_stops_new_connections_until_below_lower() {
         t.services[0].servers[0].thresholds = Thresholds { upper: 2, lower: 1 };
     });
     let mut w = workers(&t, 1);
-    let picks: Vec<_> = (0..6u16).map(|i| connect(&mut w, 0, Endpoint::new(CLIENT.ip, 40000 + i), 1).1).collect();
+    let picks: Vec<_> = (0..6u16).map(|i| connect(&mut w, 0, Endpoint::new(CLIENT.ip.v4_bits(), 40000 + i), 1).1).collect();
     // rr: RS1, RS2, RS1 (now 2 = upper: overloaded), then RS2 only.
     assert_eq!(picks, vec![RS1, RS2, RS1, RS2, RS2, RS2]);
     assert!(w[0].rs_limits()[0].overloaded);
@@ -535,14 +535,14 @@ fn upper_threshold_stops_new_connections_until_below_lower() {
     w[0].process(&mut rst, 0, Millis(2));
     w[0].housekeeping(Millis(1_500), 4096); // NONE sessions (2 s) still alive; CLOSE after 10 s
     w[0].housekeeping(Millis(1_600), 4096);
-    assert_eq!(connect(&mut w, 0, Endpoint::new(CLIENT.ip, 41000), 1_700).1, RS2);
+    assert_eq!(connect(&mut w, 0, Endpoint::new(CLIENT.ip.v4_bits(), 41000), 1_700).1, RS2);
     // The other one ends too: 0 < 1, RS1 takes connections again.
     let mut rst = tcp_frame(RS1_MAC, RS1, sessions_laddr(&w[0], mine[1]), tcp::RST | tcp::ACK, b"");
     w[0].process(&mut rst, 0, Millis(1_800));
     w[0].housekeeping(Millis(12_000), 4096);
     assert_eq!(w[0].rs_conns()[0].total(), 0);
     assert!(!w[0].rs_limits()[0].overloaded);
-    assert_eq!(connect(&mut w, 0, Endpoint::new(CLIENT.ip, 42000), 12_100).1, RS1);
+    assert_eq!(connect(&mut w, 0, Endpoint::new(CLIENT.ip.v4_bits(), 42000), 12_100).1, RS1);
 }
 
 #[test]
@@ -570,7 +570,7 @@ fn weight_zero_drains_while_the_connection_carries_on() {
     w[0].set_tables(tables_with((5000, 9000), |t| t.services[0].servers[0].weight = 0));
     // New connections avoid RS1...
     for i in 0..4 {
-        assert_eq!(connect(&mut w, 0, Endpoint::new(CLIENT.ip, 41000 + i), 2).1, RS2);
+        assert_eq!(connect(&mut w, 0, Endpoint::new(CLIENT.ip.v4_bits(), 41000 + i), 2).1, RS2);
     }
     // ...while the old one goes on both ways.
     let mut f = tcp_frame(RS1_MAC, RS1, laddr, tcp::SYN | tcp::ACK, b"");
@@ -580,20 +580,20 @@ fn weight_zero_drains_while_the_connection_carries_on() {
     assert_eq!(look(&f).dst, RS1);
     // All weights 0: no real server.
     w[0].set_tables(tables_with((5000, 9000), |t| t.services[0].servers.iter_mut().for_each(|r| r.weight = 0)));
-    let mut f = tcp_frame(CLIENT_MAC, Endpoint::new(CLIENT.ip, 45000), VIP, tcp::SYN, b"");
+    let mut f = tcp_frame(CLIENT_MAC, Endpoint::new(CLIENT.ip.v4_bits(), 45000), VIP, tcp::SYN, b"");
     assert_eq!(w[0].process(&mut f, 0, Millis(5)), Verdict::Drop(DropReason::NoRealServer));
 }
 
 #[test]
 fn scheduler_state_survives_unrelated_snapshots() {
     let mut w = workers(&tables((5000, 9000)), 1);
-    assert_eq!(connect(&mut w, 0, Endpoint::new(CLIENT.ip, 40000), 1).1, RS1);
+    assert_eq!(connect(&mut w, 0, Endpoint::new(CLIENT.ip.v4_bits(), 40000), 1).1, RS1);
     // A snapshot that changes only timeouts: rr goes on where it was.
     w[0].set_tables(tables_with((5000, 9000), |t| t.timeouts.udp_secs = 10));
-    assert_eq!(connect(&mut w, 0, Endpoint::new(CLIENT.ip, 40001), 2).1, RS2);
+    assert_eq!(connect(&mut w, 0, Endpoint::new(CLIENT.ip.v4_bits(), 40001), 2).1, RS2);
     // A new policy starts fresh.
     w[0].set_tables(tables_with((5000, 9000), |t| t.services[0].sched = sched::SchedKind::LeastConnection));
-    assert_eq!(connect(&mut w, 0, Endpoint::new(CLIENT.ip, 40002), 3).1, RS1, "lc: RS1 1 conn vs RS2 1: first");
+    assert_eq!(connect(&mut w, 0, Endpoint::new(CLIENT.ip.v4_bits(), 40002), 3).1, RS1, "lc: RS1 1 conn vs RS2 1: first");
 }
 
 #[test]
@@ -603,7 +603,7 @@ fn every_policy_schedules_through_the_pipeline() {
             let s = &mut t.services[0];
             s.sched = kind;
             let members: Vec<Member> =
-                s.servers.iter().map(|r| Member { addr: r.addr.ip, port: r.addr.port, weight: r.weight, last_weight: r.weight }).collect();
+                s.servers.iter().map(|r| Member { addr: r.addr.ip.v4_bits(), port: r.addr.port, weight: r.weight, last_weight: r.weight }).collect();
             s.sched_table = sched::build(kind, 251, &members);
         });
         let mut w = workers(&t, 2);
@@ -641,14 +641,14 @@ fn exception_path_takes_what_is_for_the_appliance_itself() {
     let mut f = tcp_frame(CLIENT_MAC, CLIENT, Endpoint::new(LB, 22), tcp::SYN, b"");
     assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Punt);
     // ARP replies reach the kernel too; requests for owned addresses are still answered here.
-    let mut f = arp_frame(arp::OP_REPLY, RS1_MAC, RS1.ip, LB);
+    let mut f = arp_frame(arp::OP_REPLY, RS1_MAC, RS1.ip.v4_bits(), LB);
     assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Punt);
-    let mut f = arp_frame(arp::OP_REQUEST, CLIENT_MAC, CLIENT.ip, LB);
+    let mut f = arp_frame(arp::OP_REQUEST, CLIENT_MAC, CLIENT.ip.v4_bits(), LB);
     assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Forward { port: 0 });
     // The VIP's services and addresses not ours are unchanged.
     let mut f = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::SYN, b"");
     assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Forward { port: 0 });
-    let mut f = tcp_frame(CLIENT_MAC, CLIENT, Endpoint::new(VIP.ip, 81), tcp::SYN, b"");
+    let mut f = tcp_frame(CLIENT_MAC, CLIENT, Endpoint::new(VIP.ip.v4_bits(), 81), tcp::SYN, b"");
     assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Drop(DropReason::NoService));
     let mut f = tcp_frame(CLIENT_MAC, CLIENT, Endpoint::new([10, 77, 0, 50], 80), tcp::SYN, b"");
     assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Drop(DropReason::NotForUs));
@@ -664,9 +664,9 @@ fn a_full_template_table_schedules_without_affinity_and_counts_it() {
     // A second client finds no room for its template: scheduled plainly.
     let other = Endpoint::new([10, 77, 0, 99], 41000);
     let (_, b) = connect(&mut w, 0, other, 1);
-    let (_, c) = connect(&mut w, 0, Endpoint::new(other.ip, 41001), 2);
+    let (_, c) = connect(&mut w, 0, Endpoint::new(other.ip.v4_bits(), 41001), 2);
     assert_eq!(w[0].templates_full, 2);
     assert_eq!(w[0].templates().len(), 1);
     assert_ne!(b, c, "no affinity without a template: rr alternates");
-    assert_eq!(connect(&mut w, 0, Endpoint::new(CLIENT.ip, 40001), 3).1, a, "the first client keeps its server");
+    assert_eq!(connect(&mut w, 0, Endpoint::new(CLIENT.ip.v4_bits(), 40001), 3).1, a, "the first client keeps its server");
 }

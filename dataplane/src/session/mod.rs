@@ -26,24 +26,31 @@ pub mod tcp_state;
 pub mod template;
 pub mod timeouts;
 
+pub use crate::addr::Addr;
 use crate::time::Millis;
 use index::HashIndex;
 pub use tcp_state::{Direction, TcpState};
 pub use timeouts::Timeouts;
 
-/// An IPv4 address and port, in host order.
+/// An address (either family, see [`Addr`]) and port, in host order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Endpoint {
     /// Address.
-    pub ip: [u8; 4],
+    pub ip: Addr,
     /// Port.
     pub port: u16,
 }
 
 impl Endpoint {
-    /// Builds an endpoint.
+    /// An IPv4 endpoint.
     #[must_use]
     pub const fn new(ip: [u8; 4], port: u16) -> Self {
+        Self { ip: Addr::v4(ip), port }
+    }
+
+    /// An endpoint of either family.
+    #[must_use]
+    pub const fn at(ip: Addr, port: u16) -> Self {
         Self { ip, port }
     }
 }
@@ -70,7 +77,9 @@ impl FlowKey {
 
     #[inline]
     fn hash(&self, seed: u64) -> u32 {
-        let a = u64::from(u32::from_be_bytes(self.src.ip)) << 32 | u64::from(u32::from_be_bytes(self.dst.ip));
+        // IPv4-mapped addresses fold to 0x0000ffff_aabbccdd: the source's
+        // word turned half round keeps both IPv4 addresses' bits apart.
+        let a = self.src.ip.fold().rotate_left(32) ^ self.dst.ip.fold();
         let b = u64::from(self.src.port) | u64::from(self.dst.port) << 16 | u64::from(self.proto) << 32;
         // Addresses through one multiply, then one round of MurmurHash3's
         // 64-bit finaliser over both words: every input bit reaches every

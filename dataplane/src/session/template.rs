@@ -22,7 +22,7 @@
 //! at most 25 % full, lazy expiry plus an incremental [`TemplateTable::sweep`].
 //! A full table refuses inserts; nothing live is evicted.
 
-use super::{fmix64, Endpoint, InsertError};
+use super::{fmix64, Addr, Endpoint, InsertError};
 use super::index::HashIndex;
 use crate::time::Millis;
 
@@ -30,7 +30,7 @@ use crate::time::Millis;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TemplateKey {
     /// Client address, masked with the service's persistence netmask.
-    pub client: [u8; 4],
+    pub client: Addr,
     /// The service's VIP and port.
     pub vip: Endpoint,
     /// IP protocol.
@@ -40,7 +40,7 @@ pub struct TemplateKey {
 impl TemplateKey {
     #[inline]
     fn hash(&self) -> u32 {
-        let a = u64::from(u32::from_be_bytes(self.client)) << 32 | u64::from(u32::from_be_bytes(self.vip.ip));
+        let a = self.client.fold().rotate_left(32) ^ self.vip.ip.fold();
         let b = u64::from(self.vip.port) << 8 | u64::from(self.proto);
         (fmix64(fmix64(a ^ 0x7e3f_1a7e_5eed_0001) ^ b) >> 32) as u32
     }
@@ -205,7 +205,7 @@ mod tests {
     use super::*;
 
     fn key(c: u8) -> TemplateKey {
-        TemplateKey { client: [192, 168, 0, c], vip: Endpoint::new([10, 0, 0, 100], 80), proto: 6 }
+        TemplateKey { client: Addr::v4([192, 168, 0, c]), vip: Endpoint::new([10, 0, 0, 100], 80), proto: 6 }
     }
 
     fn tpl(c: u8, expires: u64) -> Template {
