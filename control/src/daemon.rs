@@ -36,7 +36,7 @@ use crate::config::{self, Config, Forward, IdlePolicy, RealServerConfig, Service
 use dataplane::sched::{SchedFlags, SchedKind};
 use dataplane::tables::{Persistence, Thresholds};
 use crate::ipvsadm_fmt;
-use crate::health::{self, Checker, OnFail};
+use crate::health::{self, Checker, Connections, DrRoutes, OnFail, Target};
 use crate::metrics;
 use crate::neigh::NeighTable;
 use crate::plan::{self, Registry};
@@ -265,6 +265,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         health_tx,
         health_rx,
         checkers: std::collections::HashMap::new(),
+        dr_routes: DrRoutes::default(),
         down: std::collections::HashSet::new(),
         rates: std::collections::HashMap::new(),
         rates_at: Instant::now(),
@@ -341,6 +342,8 @@ struct Control {
     health_rx: Receiver<health::Change>,
     /// One health checker per checked (service, real server).
     checkers: std::collections::HashMap<((SocketAddrV4, u8), SocketAddrV4), Checker>,
+    /// Policy routes that take DR servers' probes to them (see [`health`]).
+    dr_routes: DrRoutes,
     /// Real servers their health check found down.
     down: std::collections::HashSet<((SocketAddrV4, u8), SocketAddrV4)>,
     /// Rate estimators by real-server index, and when they last ran.
@@ -355,23 +358,69 @@ struct Control {
 type ServiceKey = (SocketAddrV4, u8);
 
 impl Control {
-    /// Starts checkers for checked servers that lack one and stops those
-    /// of servers or checks that are gone.
+    /// Starts checkers for checked servers that lack one (or whose check or
+    /// target changed) and stops those of servers or checks that are gone.
     fn sync_checkers(&mut self) {
         let mut wanted = std::collections::HashSet::new();
-        for s in &self.config.services {
+        let mut dr_pairs = std::collections::HashSet::new();
+        let services = self.config.services.clone();
+        for s in &services {
             let key: ServiceKey = (s.vip, s.proto);
-            let Some(check) = self.config.health.get(&key) else { continue };
+            let Some(check) = self.config.health.get(&key).cloned() else { continue };
             for r in &s.real_servers {
                 wanted.insert((key, r.addr));
-                if !self.checkers.contains_key(&(key, r.addr)) {
-                    let c = health::spawn(check.clone(), key, r.addr, self.health_tx.clone());
+                let forward = self.config.service_options.get(&key).map_or(s.forward, |o| o.forward_of(r.addr, s.forward));
+                let target = if forward == Forward::Dr {
+                    dr_pairs.insert((*s.vip.ip(), *r.addr.ip()));
+                    self.dr_target(s.vip, r.addr)
+                } else {
+                    Target::direct(r.addr)
+                };
+                let current = self.checkers.get(&(key, r.addr)).is_some_and(|c| c.runs(&check, target));
+                if !current {
+                    let c = health::spawn(check.clone(), key, r.addr, target, self.health_tx.clone());
                     self.checkers.insert((key, r.addr), c);
                 }
             }
         }
         self.checkers.retain(|k, _| wanted.contains(k));
         self.down.retain(|k| wanted.contains(k));
+        self.dr_routes.retain(&dr_pairs);
+    }
+
+    /// Where a DR server's probes go: the VIP (at the server's port, which
+    /// DR keeps), routed to that server through the exception path of the
+    /// interface it is on. Without such an interface or route, the server's
+    /// own address (logged: that checks the host, not the VIP service).
+    fn dr_target(&mut self, vip: SocketAddrV4, rs: SocketAddrV4) -> Target {
+        let on_link = |i: &&crate::config::InterfaceConfig| {
+            let mask = u32::MAX.checked_shl(32 - u32::from(i.prefix_len)).unwrap_or(0);
+            u32::from(i.addr) & mask == u32::from(*rs.ip()) & mask
+        };
+        let via = self.config.interfaces.iter().find(on_link).map(|i| i.name.clone());
+        let result = match via {
+            Some(dev) => self.dr_routes.target(SocketAddrV4::new(*vip.ip(), rs.port()), *rs.ip(), &dev),
+            None => Err(format!("{rs} is on no interface's subnet")),
+        };
+        result.unwrap_or_else(|e| {
+            eprintln!("rvsd: health: DR server {rs} of {vip}: cannot route probes to the VIP ({e}); probing {rs} itself");
+            Target::direct(rs)
+        })
+    }
+
+    /// Asks every worker to drop its sessions to `server` of `service`
+    /// (after the tables without it went out) and logs how many there were.
+    fn flush_server(&self, service: ServiceKey, server: SocketAddrV4) {
+        let Some(index) = self.registry.server_index(service.0, service.1, server) else { return };
+        let Ok(rs_index) = u16::try_from(index) else { return };
+        let mut flushed = 0;
+        for w in &self.workers {
+            let (tx, rx) = bounded(1);
+            if w.requests.send_timeout(WorkerRequest::FlushServer { rs_index, reply: tx }, Duration::from_secs(1)).is_ok() {
+                flushed += rx.recv_timeout(Duration::from_secs(1)).unwrap_or(0);
+            }
+        }
+        eprintln!("rvsd: health: reset {flushed} connection(s) to {server} of {}/{}", proto_name(service.1), service.0);
     }
 
     /// The config as the data plane should see it: servers found down are
@@ -411,6 +460,7 @@ impl Control {
     fn tick(&mut self) {
         self.estimate_rates();
         let mut health_changed = false;
+        let mut to_flush = Vec::new();
         while let Ok(ch) = self.health_rx.try_recv() {
             if !self.checkers.contains_key(&(ch.service, ch.server)) {
                 continue; // a checker stopped since
@@ -425,6 +475,9 @@ impl Control {
                 continue;
             }
             health_changed = true;
+            if !ch.up && self.config.health.get(&ch.service).is_some_and(|c| c.connections == Connections::Reset) {
+                to_flush.push(key);
+            }
             eprintln!(
                 "rvsd: health: real server {} of {}/{} is {} ({})",
                 ch.server,
@@ -436,6 +489,9 @@ impl Control {
         }
         if health_changed {
             self.publish_tables();
+        }
+        for (service, server) in to_flush {
+            self.flush_server(service, server);
         }
         let now = Instant::now();
         let mut changed = false;

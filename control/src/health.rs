@@ -10,17 +10,33 @@
 //! on) or is left out ("remove"), and, when every server of a service is
 //! down, the service's sorry server instead.
 //!
-//! Kinds: `tcp` (connect), `http` (GET, expected status), `script` (exit
-//! code 0). UDP and ICMP checks are not there yet and are refused by config
-//! validation.
+//! Kinds: `tcp` (connect), `http` (GET, expected status), `udp` (send a
+//! payload, expect an answer, optionally containing a string; an ICMP port
+//! unreachable or silence is a failure), `icmp` (echo request and reply, on
+//! an unprivileged ping socket where the kernel allows one, else a raw
+//! socket) and `script` (exit code 0).
+//!
+//! Where a probe goes ([`Target`]): a FULLNAT or NAT server is probed at its
+//! own address. A DR server holds the VIP on a loopback and serves there,
+//! so "is the service up" means "does it answer on the VIP": the probe is
+//! sent to the VIP with a firewall mark on its socket, and a policy rule
+//! installed by [`DrRoute`] (`ip rule fwmark M table T`, `ip route VIP via
+//! RIP table T`) makes the kernel hand it to that server's MAC through the
+//! exception path. The server answers from the VIP to the appliance's
+//! interface address, which the data plane punts back to the kernel.
+//!
+//! On failure a service may also reset its servers' existing connections
+//! ([`Connections::Reset`]): control then asks every worker to flush the
+//! sessions to that server.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, SocketAddrV4, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 /// What a probe does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,9 +50,48 @@ pub enum CheckKind {
         /// Expected status code.
         status: u16,
     },
+    /// A datagram with `payload`, answered by any datagram (containing
+    /// `expect`, if set).
+    Udp {
+        /// What to send.
+        payload: Vec<u8>,
+        /// What the answer must contain.
+        expect: Option<Vec<u8>>,
+    },
+    /// An ICMP echo request, answered by an echo reply.
+    Icmp,
     /// A command (run by `sh -c`) with the server's address and port as
     /// `$1 $2`; exit code 0 is success.
     Script(String),
+}
+
+/// What happens to a failed server's existing connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Connections {
+    /// They carry on (keepalived's and IPVS's default).
+    #[default]
+    Keep,
+    /// Their sessions are flushed from every worker: further packets of
+    /// them are dropped (IPVS `expire_nodest_conn`), UDP flows are
+    /// rescheduled by their next datagram.
+    Reset,
+}
+
+/// Where a probe goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target {
+    /// Address and port probed (the VIP for a DR server).
+    pub addr: SocketAddrV4,
+    /// Firewall mark on the probe's socket (DR: selects its route).
+    pub mark: Option<u32>,
+}
+
+impl Target {
+    /// The server itself, unmarked.
+    #[must_use]
+    pub fn direct(addr: SocketAddrV4) -> Self {
+        Self { addr, mark: None }
+    }
 }
 
 /// What happens to a server that fails.
@@ -65,6 +120,8 @@ pub struct HealthCheck {
     pub delay: Duration,
     /// What a failed server becomes.
     pub on_fail: OnFail,
+    /// What becomes of a failed server's existing connections.
+    pub connections: Connections,
     /// Where new connections go when every server is down.
     pub sorry_server: Option<SocketAddrV4>,
 }
@@ -82,16 +139,18 @@ pub struct Change {
     pub detail: String,
 }
 
-/// One probe of `server` from the appliance.
+/// One probe of `target` from the appliance. A script gets the target's
+/// address and port as `$1 $2`.
 ///
 /// # Errors
 /// Why the probe failed, in words.
-pub fn probe(kind: &CheckKind, server: SocketAddrV4, timeout: Duration) -> Result<(), String> {
+pub fn probe(kind: &CheckKind, target: Target, timeout: Duration) -> Result<(), String> {
+    let server = target.addr;
     match kind {
-        CheckKind::Tcp => connect(server, timeout).map(drop),
+        CheckKind::Tcp => connect(target, timeout).map(drop),
         CheckKind::Http { path, status } => {
             let deadline = Instant::now() + timeout;
-            let mut s = connect(server, timeout)?;
+            let mut s = connect(target, timeout)?;
             let left = || deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
             s.set_write_timeout(Some(left())).map_err(|e| e.to_string())?;
             write!(s, "GET {path} HTTP/1.0\r\nHost: {}\r\nUser-Agent: rvsd-health\r\nConnection: close\r\n\r\n", server.ip())
@@ -116,6 +175,8 @@ pub fn probe(kind: &CheckKind, server: SocketAddrV4, timeout: Duration) -> Resul
                 None => Err(format!("not an HTTP answer: {line:?}")),
             }
         }
+        CheckKind::Udp { payload, expect } => udp_probe(target, payload, expect.as_deref(), timeout),
+        CheckKind::Icmp => icmp_probe(target, timeout),
         CheckKind::Script(cmd) => {
             let mut child = std::process::Command::new("sh")
                 .args(["-c", cmd, "rvsd-check", &server.ip().to_string(), &server.port().to_string()])
@@ -142,19 +203,245 @@ pub fn probe(kind: &CheckKind, server: SocketAddrV4, timeout: Duration) -> Resul
     }
 }
 
+/// A socket for `target`, marked if it says so.
+fn socket(target: Target, ty: Type, proto: Protocol) -> std::io::Result<Socket> {
+    let s = Socket::new(Domain::IPV4, ty, Some(proto))?;
+    if let Some(m) = target.mark {
+        s.set_mark(m)?;
+    }
+    Ok(s)
+}
+
 /// Connects, retrying a connect interrupted by a signal.
-fn connect(server: SocketAddrV4, timeout: Duration) -> Result<TcpStream, String> {
+fn connect(target: Target, timeout: Duration) -> Result<TcpStream, String> {
     let deadline = Instant::now() + timeout;
+    let addr = SockAddr::from(SocketAddr::V4(target.addr));
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err("connect: timed out".into());
         }
-        match TcpStream::connect_timeout(&SocketAddr::V4(server), left) {
-            Ok(s) => return Ok(s),
+        let s = socket(target, Type::STREAM, Protocol::TCP).map_err(|e| format!("socket: {e}"))?;
+        match s.connect_timeout(&addr, left) {
+            Ok(()) => return Ok(s.into()),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(format!("connect: {e}")),
         }
+    }
+}
+
+/// Sends `payload` and waits for one answer (containing `expect`, if set).
+fn udp_probe(target: Target, payload: &[u8], expect: Option<&[u8]>, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    let s = socket(target, Type::DGRAM, Protocol::UDP).map_err(|e| format!("socket: {e}"))?;
+    s.connect(&SockAddr::from(SocketAddr::V4(target.addr))).map_err(|e| format!("connect: {e}"))?;
+    let s: UdpSocket = s.into();
+    s.send(payload).map_err(|e| format!("send: {e}"))?;
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err("no answer: timed out".into());
+        }
+        s.set_read_timeout(Some(left)).map_err(|e| e.to_string())?;
+        match s.recv(&mut buf) {
+            Ok(n) => {
+                let got = &buf[..n];
+                return match expect {
+                    Some(want) if !contains(got, want) => {
+                        Err(format!("answer {:?} lacks {:?}", String::from_utf8_lossy(&got[..n.min(64)]), String::from_utf8_lossy(want)))
+                    }
+                    _ => Ok(()),
+                };
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return Err("no answer: timed out".into())
+            }
+            // ECONNREFUSED: the server's host said port unreachable.
+            Err(e) => return Err(format!("receive: {e}")),
+        }
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
+}
+
+const ICMP_ECHO_REQUEST: u8 = 8;
+const ICMP_ECHO_REPLY: u8 = 0;
+
+/// Sequence numbers for echo requests, shared by every checker thread.
+static ICMP_SEQ: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(1);
+
+/// An ICMP echo request: type, code, checksum, identifier, sequence, data.
+#[must_use]
+pub fn echo_request(ident: u16, seq: u16, data: &[u8]) -> Vec<u8> {
+    let mut m = vec![ICMP_ECHO_REQUEST, 0, 0, 0];
+    m.extend_from_slice(&ident.to_be_bytes());
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.extend_from_slice(data);
+    let sum = internet_checksum(&m);
+    m[2..4].copy_from_slice(&sum.to_be_bytes());
+    m
+}
+
+fn internet_checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = data.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)]))).sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// The ICMP message in what a socket returned: a raw socket hands over the
+/// IP header too (whose source must be the target), a ping socket only the
+/// message.
+fn icmp_message(got: &[u8], raw: bool, from: Ipv4Addr) -> Option<&[u8]> {
+    if !raw {
+        return Some(got);
+    }
+    let ihl = usize::from(*got.first()? & 0x0f) * 4;
+    if got.len() < ihl + 8 || got[..ihl].len() < 20 || got[12..16] != from.octets() || got[9] != 1 {
+        return None;
+    }
+    Some(&got[ihl..])
+}
+
+/// Echo request to the target's address; success on the matching reply.
+/// A ping socket (`net.ipv4.ping_group_range`) is tried first, then a raw
+/// socket (root, as rvsd runs).
+fn icmp_probe(target: Target, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    let (s, raw) = match socket(target, Type::DGRAM, Protocol::ICMPV4) {
+        Ok(s) => (s, false),
+        Err(_) => (socket(target, Type::RAW, Protocol::ICMPV4).map_err(|e| format!("ICMP socket: {e}"))?, true),
+    };
+    let dst = *target.addr.ip();
+    // Connected: the kernel passes up only datagrams from the target.
+    s.connect(&SockAddr::from(SocketAddr::V4(SocketAddrV4::new(dst, 0)))).map_err(|e| format!("connect: {e}"))?;
+    let ident = (std::process::id() as u16) ^ 0x5256;
+    let seq = ICMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let data = *b"rvsd-health-icmp";
+    s.send(&echo_request(ident, seq, &data)).map_err(|e| format!("send: {e}"))?;
+    let mut buf = [0u8; 1500];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err("no echo reply: timed out".into());
+        }
+        s.set_read_timeout(Some(left)).map_err(|e| e.to_string())?;
+        match (&s).read(&mut buf) {
+            Ok(n) => {
+                let Some(m) = icmp_message(&buf[..n], raw, dst) else { continue };
+                // A ping socket rewrites the identifier: only the sequence
+                // and data tell our reply from another thread's.
+                let ours = m.len() >= 8 + data.len() && m[0] == ICMP_ECHO_REPLY && m[6..8] == seq.to_be_bytes() && m[8..8 + data.len()] == data;
+                if ours && (!raw || m[4..6] == ident.to_be_bytes()) {
+                    return Ok(());
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return Err("no echo reply: timed out".into())
+            }
+            Err(e) => return Err(format!("receive: {e}")),
+        }
+    }
+}
+
+/// First firewall mark (and routing table id) of DR probes: the k-th
+/// (VIP, server) pair gets `DR_MARK_BASE + k`.
+pub const DR_MARK_BASE: u32 = 0x5256_0000;
+/// Priority of the policy rules for DR probes (before the main table's 32766).
+pub const DR_RULE_PRIORITY: u32 = 100;
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = std::process::Command::new("ip").args(args).output().map_err(|e| format!("ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+/// One DR server's probe route: `ip rule fwmark M table M` and, in table
+/// M, `VIP via RIP dev TAP`. Installed by [`DrRoute::install`], removed
+/// on drop.
+#[derive(Debug)]
+pub struct DrRoute {
+    mark: u32,
+}
+
+impl DrRoute {
+    /// Routes probes marked `DR_MARK_BASE + slot` for `vip` to the server
+    /// `rip`, on-link on the exception-path interface `dev`. A rule or
+    /// route with the same mark left by an earlier rvsd is replaced.
+    ///
+    /// # Errors
+    /// What `ip` said.
+    pub fn install(slot: u16, vip: Ipv4Addr, rip: Ipv4Addr, dev: &str) -> Result<Self, String> {
+        let mark = DR_MARK_BASE + u32::from(slot);
+        let route = Self { mark };
+        route.clear();
+        let m = mark.to_string();
+        ip(&["route", "replace", &format!("{vip}/32"), "via", &rip.to_string(), "dev", dev, "onlink", "table", &m])?;
+        ip(&["rule", "add", "fwmark", &m, "table", &m, "priority", &DR_RULE_PRIORITY.to_string()])?;
+        Ok(route)
+    }
+
+    /// The mark probes carry.
+    #[must_use]
+    pub fn mark(&self) -> u32 {
+        self.mark
+    }
+
+    fn clear(&self) {
+        let m = self.mark.to_string();
+        // Every copy of the rule (an earlier rvsd may have left some).
+        for _ in 0..16 {
+            if ip(&["rule", "del", "fwmark", &m, "table", &m]).is_err() {
+                break;
+            }
+        }
+        let _ = ip(&["route", "flush", "table", &m]);
+    }
+}
+
+impl Drop for DrRoute {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+/// The DR probe routes in force, one per (VIP, server) pair.
+#[derive(Debug, Default)]
+pub struct DrRoutes {
+    routes: std::collections::BTreeMap<(Ipv4Addr, Ipv4Addr), DrRoute>,
+}
+
+impl DrRoutes {
+    /// The target of a DR server's probes: `vip:port`, marked for the
+    /// route to `rip` (installed now if it is new).
+    ///
+    /// # Errors
+    /// The route could not be installed.
+    pub fn target(&mut self, vip: SocketAddrV4, rip: Ipv4Addr, dev: &str) -> Result<Target, String> {
+        let key = (*vip.ip(), rip);
+        if let Some(r) = self.routes.get(&key) {
+            return Ok(Target { addr: vip, mark: Some(r.mark()) });
+        }
+        let used: std::collections::BTreeSet<u32> = self.routes.values().map(DrRoute::mark).collect();
+        let slot = (0..=u16::MAX).find(|k| !used.contains(&(DR_MARK_BASE + u32::from(*k)))).ok_or("no free DR probe mark")?;
+        let r = DrRoute::install(slot, key.0, rip, dev)?;
+        let t = Target { addr: vip, mark: Some(r.mark()) };
+        self.routes.insert(key, r);
+        Ok(t)
+    }
+
+    /// Removes the routes of pairs not in `wanted`.
+    pub fn retain(&mut self, wanted: &std::collections::HashSet<(Ipv4Addr, Ipv4Addr)>) {
+        self.routes.retain(|k, _| wanted.contains(k));
     }
 }
 
@@ -199,6 +486,17 @@ impl Default for Streak {
 #[derive(Debug)]
 pub struct Checker {
     stop: Arc<AtomicBool>,
+    check: HealthCheck,
+    target: Target,
+}
+
+impl Checker {
+    /// Whether this checker runs `check` against `target` (if not, a
+    /// reload or a change of forwarding method replaces it).
+    #[must_use]
+    pub fn runs(&self, check: &HealthCheck, target: Target) -> bool {
+        self.check == *check && self.target == target
+    }
 }
 
 impl Drop for Checker {
@@ -207,12 +505,14 @@ impl Drop for Checker {
     }
 }
 
-/// Starts probing `server` of `service`, reporting changes on `changes`.
+/// Starts probing `server` of `service` at `target`, reporting changes on
+/// `changes`.
 #[must_use]
-pub fn spawn(check: HealthCheck, service: (SocketAddrV4, u8), server: SocketAddrV4, changes: Sender<Change>) -> Checker {
+pub fn spawn(check: HealthCheck, service: (SocketAddrV4, u8), server: SocketAddrV4, target: Target, changes: Sender<Change>) -> Checker {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     let name = format!("health {server}");
+    let kept = check.clone();
     let _ = std::thread::Builder::new().name(name).spawn(move || {
         let nap = |d: Duration| {
             let until = Instant::now() + d;
@@ -224,7 +524,7 @@ pub fn spawn(check: HealthCheck, service: (SocketAddrV4, u8), server: SocketAddr
         let mut streak = Streak::new();
         while !flag.load(Ordering::Relaxed) {
             let started = Instant::now();
-            let result = probe(&check.kind, server, check.timeout);
+            let result = probe(&check.kind, target, check.timeout);
             if let Some(up) = streak.record(result.is_ok(), check.rise, check.fall) {
                 let detail = match &result {
                     Ok(()) => "ok".to_string(),
@@ -237,7 +537,7 @@ pub fn spawn(check: HealthCheck, service: (SocketAddrV4, u8), server: SocketAddr
             nap(check.interval.saturating_sub(started.elapsed()));
         }
     });
-    Checker { stop }
+    Checker { stop, check: kept, target }
 }
 
 #[cfg(test)]
@@ -278,10 +578,10 @@ mod tests {
     fn probes_against_real_sockets() {
         let t = Duration::from_secs(2);
         let ok = local_http("200 OK");
-        assert_eq!(probe(&CheckKind::Tcp, ok, t), Ok(()));
-        assert_eq!(probe(&CheckKind::Http { path: "/".into(), status: 200 }, ok, t), Ok(()));
+        assert_eq!(probe(&CheckKind::Tcp, Target::direct(ok), t), Ok(()));
+        assert_eq!(probe(&CheckKind::Http { path: "/".into(), status: 200 }, Target::direct(ok), t), Ok(()));
         let bad = local_http("503 Service Unavailable");
-        let e = probe(&CheckKind::Http { path: "/".into(), status: 200 }, bad, t).unwrap_err();
+        let e = probe(&CheckKind::Http { path: "/".into(), status: 200 }, Target::direct(bad), t).unwrap_err();
         assert!(e.contains("503"), "{e}");
         // A port nobody listens on.
         let closed = {
@@ -289,10 +589,82 @@ mod tests {
             let SocketAddr::V4(a) = l.local_addr().unwrap() else { unreachable!() };
             a
         };
-        assert!(probe(&CheckKind::Tcp, closed, t).unwrap_err().starts_with("connect"));
-        assert_eq!(probe(&CheckKind::Script("exit 0".into()), ok, t), Ok(()));
-        assert!(probe(&CheckKind::Script("test \"$2\" = 1".into()), ok, t).is_err());
-        let slow = probe(&CheckKind::Script("sleep 5".into()), ok, Duration::from_millis(200)).unwrap_err();
+        assert!(probe(&CheckKind::Tcp, Target::direct(closed), t).unwrap_err().starts_with("connect"));
+        assert_eq!(probe(&CheckKind::Script("exit 0".into()), Target::direct(ok), t), Ok(()));
+        assert!(probe(&CheckKind::Script("test \"$2\" = 1".into()), Target::direct(ok), t).is_err());
+        let slow = probe(&CheckKind::Script("sleep 5".into()), Target::direct(ok), Duration::from_millis(200)).unwrap_err();
         assert!(slow.contains("timed out"), "{slow}");
+    }
+
+    fn udp_echo(prefix: &'static [u8]) -> (SocketAddrV4, UdpSocket) {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let SocketAddr::V4(addr) = s.local_addr().unwrap() else { unreachable!() };
+        let server = s.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while let Ok((n, peer)) = server.recv_from(&mut buf) {
+                let mut answer = prefix.to_vec();
+                answer.extend_from_slice(&buf[..n]);
+                let _ = server.send_to(&answer, peer);
+            }
+        });
+        (addr, s)
+    }
+
+    #[test]
+    fn udp_probe_needs_an_answer_with_the_expected_text() {
+        let t = Duration::from_millis(500);
+        let (echo, _keep) = udp_echo(b"rs1 ");
+        let kind = |expect: Option<&str>| CheckKind::Udp { payload: b"ping".to_vec(), expect: expect.map(|e| e.as_bytes().to_vec()) };
+        assert_eq!(probe(&kind(None), Target::direct(echo), t), Ok(()));
+        assert_eq!(probe(&kind(Some("rs1 ping")), Target::direct(echo), t), Ok(()));
+        let e = probe(&kind(Some("pong")), Target::direct(echo), t).unwrap_err();
+        assert!(e.contains("lacks \"pong\""), "{e}");
+        // Nobody on the port: the kernel's port unreachable refuses it.
+        let closed = {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let SocketAddr::V4(a) = s.local_addr().unwrap() else { unreachable!() };
+            a
+        };
+        let e = probe(&kind(None), Target::direct(closed), t).unwrap_err();
+        assert!(e.contains("refused"), "{e}");
+        // Someone who never answers: a timeout.
+        let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let SocketAddr::V4(quiet) = silent.local_addr().unwrap() else { unreachable!() };
+        let e = probe(&kind(None), Target::direct(quiet), Duration::from_millis(200)).unwrap_err();
+        assert!(e.contains("timed out"), "{e}");
+    }
+
+    #[test]
+    fn echo_request_checksum_verifies() {
+        let m = echo_request(0x1234, 7, b"abc");
+        assert_eq!((m[0], m[1], &m[4..8]), (8, 0, &[0x12, 0x34, 0, 7][..]));
+        assert_eq!(internet_checksum(&m), 0, "a message with its checksum sums to zero");
+    }
+
+    #[test]
+    fn icmp_probe_gets_an_echo_reply_from_loopback() {
+        // rvsd runs as root; so do these tests (a raw socket if no ping socket).
+        let t = Duration::from_secs(1);
+        assert_eq!(probe(&CheckKind::Icmp, Target::direct(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)), t), Ok(()));
+        // Several at once (one thread each, as the checkers) all succeed.
+        let all: Vec<_> = (0..4)
+            .map(|_| std::thread::spawn(move || probe(&CheckKind::Icmp, Target::direct(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)), t)))
+            .collect();
+        for h in all {
+            assert_eq!(h.join().unwrap(), Ok(()));
+        }
+        // (Silence is tested end to end: no address is sure to be silent here.)
+    }
+
+    #[test]
+    fn raw_replies_are_taken_from_the_target_only() {
+        let mut pkt = vec![0x45, 0, 0, 36, 0, 0, 0, 0, 64, 1, 0, 0, 10, 77, 0, 11, 10, 77, 0, 2];
+        pkt.extend_from_slice(&[0, 0, 0, 0, 0x12, 0x34, 0, 7, 1, 2, 3, 4, 5, 6, 7, 8]);
+        let from = Ipv4Addr::new(10, 77, 0, 11);
+        assert_eq!(icmp_message(&pkt, true, from).map(|m| m[0..8].to_vec()), Some(vec![0, 0, 0, 0, 0x12, 0x34, 0, 7]));
+        assert_eq!(icmp_message(&pkt, true, Ipv4Addr::new(10, 77, 0, 12)), None, "another source");
+        assert_eq!(icmp_message(&pkt[..24], true, from), None, "truncated");
+        assert_eq!(icmp_message(&pkt, false, from), Some(&pkt[..]), "a ping socket hands over the message only");
     }
 }

@@ -155,6 +155,15 @@ pub enum Request {
     Tables(Arc<Tables>),
     /// Use this neighbour snapshot from now on.
     Neigh(Arc<NeighMap>),
+    /// Remove every session to the real server with this global index
+    /// (its health check failed and its service resets connections); the
+    /// reply is how many there were.
+    FlushServer {
+        /// Global real-server index.
+        rs_index: u16,
+        /// Where the count goes.
+        reply: Sender<usize>,
+    },
     /// Broadcast an ARP request for `target` on port position `port`.
     SendArp {
         /// Port position.
@@ -405,6 +414,9 @@ impl Worker {
                 Request::Neigh(n) => {
                     let old = self.pipeline.set_neigh(n);
                     let _ = self.events.try_send(Event::RetiredNeigh(old));
+                }
+                Request::FlushServer { rs_index, reply } => {
+                    let _ = reply.send(self.pipeline.flush_server(rs_index, now));
                 }
                 Request::SendArp { port, target } => self.send_arp(port, target, tx),
             }

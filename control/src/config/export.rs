@@ -113,6 +113,17 @@ pub fn services_toml(config: &Config) -> String {
                 CheckKind::Script(script) => {
                     let _ = writeln!(out, "kind = \"script\"\nscript = {}", quote(script));
                 }
+                CheckKind::Udp { payload, expect } => {
+                    let _ = writeln!(
+                        out,
+                        "kind = \"udp\"\npayload = {}",
+                        quote(&String::from_utf8_lossy(payload))
+                    );
+                    if let Some(e) = expect {
+                        let _ = writeln!(out, "expect = {}", quote(&String::from_utf8_lossy(e)));
+                    }
+                }
+                CheckKind::Icmp => out.push_str("kind = \"icmp\"\n"),
             }
             let _ = writeln!(
                 out,
@@ -127,6 +138,9 @@ pub fn services_toml(config: &Config) -> String {
                 OnFail::Remove => "remove",
             };
             let _ = writeln!(out, "on_fail = {}", quote(on_fail));
+            if h.connections == crate::health::Connections::Reset {
+                out.push_str("connections = \"reset\"\n");
+            }
             if let Some(sorry) = h.sorry_server {
                 let _ = writeln!(out, "sorry_server = {}", quote(&sorry.to_string()));
             }
@@ -260,6 +274,30 @@ kind = "tcp"
 
 [[service.real_server]]
 address = "10.77.0.12:8443"
+
+[[service]]
+vip = "10.77.0.101:53"
+protocol = "udp"
+local_addresses = ["10.77.0.200"]
+
+[service.health_check]
+kind = "udp"
+payload = "ping \u00e9"
+expect = "pong"
+connections = "reset"
+
+[[service.real_server]]
+address = "10.77.0.12:53"
+
+[[service]]
+vip = "10.77.0.102:80"
+local_addresses = ["10.77.0.200"]
+
+[service.health_check]
+kind = "icmp"
+
+[[service.real_server]]
+address = "10.77.0.12:80"
 
 [timeouts]
 tcp_established = 1200

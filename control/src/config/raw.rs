@@ -173,4 +173,7 @@ pub(super) struct RawHealthCheck {
     pub script: Option<Spanned<String>>,
     pub on_fail: Option<Spanned<String>>,
     pub sorry_server: Option<Spanned<String>>,
+    pub payload: Option<Spanned<String>>,
+    pub expect: Option<Spanned<String>>,
+    pub connections: Option<Spanned<String>>,
 }

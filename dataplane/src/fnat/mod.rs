@@ -98,6 +98,7 @@
 //! share; cleared when it falls below its lower share (at least 1), or below
 //! 3/4 of the upper share when no lower threshold is set.
 
+mod flush;
 mod icmp_relay;
 pub mod rewrite;
 pub mod tunnel;
