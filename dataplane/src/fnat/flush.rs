@@ -52,7 +52,7 @@ mod tests {
         let mut p = Pipeline::new(tables_with((5000, 5099), |_| {}), known_servers(), 64, 42, 0, 1);
         // Round robin: even clients go to rs1 (index 0), odd ones to rs2.
         for i in 0..6 {
-            let mut f = syn(Endpoint::new(CLIENT.ip, 40000 + i));
+            let mut f = syn(Endpoint::at(CLIENT.ip, 40000 + i));
             assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Forward { port: 0 });
         }
         assert_eq!(p.sessions().iter().filter(|s| s.rs == RS1).count(), 3);
@@ -65,7 +65,7 @@ mod tests {
         assert_eq!(p.rs_conns()[1].total(), 3);
         assert_eq!(p.counters.sessions_expired, 3);
         // A later segment of a flushed connection finds no session.
-        let mut f = eth(LB_MAC, CLIENT_MAC, ethernet::ETHERTYPE_IPV4, &rewrite::tests::tcp_packet(Endpoint::new(CLIENT.ip, 40000), VIP, tcp::ACK, b"x"));
+        let mut f = eth(LB_MAC, CLIENT_MAC, ethernet::ETHERTYPE_IPV4, &rewrite::tests::tcp_packet(Endpoint::at(CLIENT.ip, 40000), VIP, tcp::ACK, b"x"));
         assert_eq!(p.process(&mut f, 0, Millis(3)), Verdict::Drop(DropReason::NoSession));
         // Nothing left to flush.
         assert_eq!(p.flush_server(0, Millis(4)), 0);
