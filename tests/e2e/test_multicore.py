@@ -140,7 +140,7 @@ def test_rvsadm_refuses_bad_changes_like_ipvsadm(lab):
     assert gone.returncode != 0 and "No such destination" in gone.stderr, gone
     nosvc = lab.rvsadm("-d", "-t", f"{VIP}:81", "-r", "10.77.0.11:80", check=False)
     assert nosvc.returncode != 0 and "Service not defined" in nosvc.stderr, nosvc
-    tun = lab.rvsadm("-a", "-t", f"{VIP}:80", "-r", "10.77.0.13:80", "-i", check=False)
-    assert tun.returncode != 0 and "not supported yet" in tun.stderr, tun
+    tun = lab.rvsadm("-a", "-t", f"{VIP}:80", "-r", "10.77.0.13:8080", "-i", check=False)
+    assert tun.returncode != 0 and "cannot map port 80 to 8080" in tun.stderr, tun
     mapped = lab.rvsadm("-a", "-t", f"{VIP}:80", "-r", "10.77.0.13:8080", "-g", check=False)
     assert mapped.returncode != 0 and "cannot map port 80 to 8080" in mapped.stderr, mapped
