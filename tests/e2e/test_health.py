@@ -240,6 +240,9 @@ def test_udp_check_follows_the_echo_server_and_resets_its_flows(lab, echo_server
         return True
 
     timed("rs1's UDP service inhibited", rs1_down, INTERVAL * FALL + 1)
+    # The server's kernel answered the probes with ICMP port unreachable
+    # (punted to the appliance's kernel): refused, not just silent.
+    assert f"real server {RS1}:{ECHO_PORT} of UDP/{VIP}:{UDP_PORT} is DOWN (receive: Connection refused" in lab.rvsd.log_text()
     # connections = "reset": rs1's flows were flushed, so the pinned flow is
     # scheduled afresh (to rs2) instead of going to the dead server until
     # the UDP timeout.
