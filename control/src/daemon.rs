@@ -378,7 +378,8 @@ impl Control {
                 };
                 let current = self.checkers.get(&(key, r.addr)).is_some_and(|c| c.runs(&check, target));
                 if !current {
-                    let c = health::spawn(check.clone(), key, r.addr, target, self.health_tx.clone());
+                    let up = !self.down.contains(&(key, r.addr));
+                    let c = health::spawn(check.clone(), key, r.addr, target, up, self.health_tx.clone());
                     self.checkers.insert((key, r.addr), c);
                 }
             }

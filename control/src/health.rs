@@ -456,7 +456,14 @@ impl Streak {
     /// Servers start up (keepalived's default), so traffic flows at once.
     #[must_use]
     pub fn new() -> Self {
-        Self { up: true, run: 0 }
+        Self::starting(true)
+    }
+
+    /// Starts in a known state (a checker replaced on reload goes on from
+    /// where the old one left the server).
+    #[must_use]
+    pub fn starting(up: bool) -> Self {
+        Self { up, run: 0 }
     }
 
     /// Records one result; returns the new state when it changes.
@@ -506,9 +513,9 @@ impl Drop for Checker {
 }
 
 /// Starts probing `server` of `service` at `target`, reporting changes on
-/// `changes`.
+/// `changes`; `up` is the state the server is in now (true for a new one).
 #[must_use]
-pub fn spawn(check: HealthCheck, service: (SocketAddrV4, u8), server: SocketAddrV4, target: Target, changes: Sender<Change>) -> Checker {
+pub fn spawn(check: HealthCheck, service: (SocketAddrV4, u8), server: SocketAddrV4, target: Target, up: bool, changes: Sender<Change>) -> Checker {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     let name = format!("health {server}");
@@ -521,7 +528,7 @@ pub fn spawn(check: HealthCheck, service: (SocketAddrV4, u8), server: SocketAddr
             }
         };
         nap(check.delay);
-        let mut streak = Streak::new();
+        let mut streak = Streak::starting(up);
         while !flag.load(Ordering::Relaxed) {
             let started = Instant::now();
             let result = probe(&check.kind, target, check.timeout);
@@ -555,6 +562,12 @@ mod tests {
         assert_eq!(s.record(false, 2, 3), None);
         assert_eq!(s.record(false, 2, 3), None);
         assert_eq!(s.record(false, 2, 3), Some(false));
+        assert_eq!(s.record(false, 2, 3), None);
+        assert_eq!(s.record(true, 2, 3), None);
+        assert_eq!(s.record(true, 2, 3), Some(true));
+        // A replacement checker for a server that is down reports it up
+        // after `rise` successes, never down again first.
+        let mut s = Streak::starting(false);
         assert_eq!(s.record(false, 2, 3), None);
         assert_eq!(s.record(true, 2, 3), None);
         assert_eq!(s.record(true, 2, 3), Some(true));

@@ -240,6 +240,9 @@ def test_udp_check_follows_the_echo_server_and_resets_its_flows(lab, echo_server
         return True
 
     timed("rs1's UDP service inhibited", rs1_down, INTERVAL * FALL + 1)
+    # The server's kernel answered the probes with ICMP port unreachable
+    # (punted to the appliance's kernel): refused, not just silent.
+    assert f"real server {RS1}:{ECHO_PORT} of UDP/{VIP}:{UDP_PORT} is DOWN (receive: Connection refused" in lab.rvsd.log_text()
     # connections = "reset": rs1's flows were flushed, so the pinned flow is
     # scheduled afresh (to rs2) instead of going to the dead server until
     # the UDP timeout.
@@ -322,3 +325,35 @@ def test_icmp_check_follows_the_servers_link(lab):
 
     # The link takes a moment to come back up (and rs1 to answer ARP).
     timed("rs1 restored", rs1_up, INTERVAL * RISE + 1 + 2)
+
+
+def test_reload_applies_a_changed_check(lab):
+    both = {f"{RS1}:80": 1, f"{RS2}:80": 1}
+    for port in (ICMP_PORT, RESET_PORT):
+        rvslab.wait_until(f"both servers of :{port} up", lambda port=port: weights(lab, "TCP", port) == both or None, 10)
+    original = lab.config.read_text()
+    # VIP:82's check becomes an HTTP GET of a page that does not exist (404).
+    changed = original.replace('kind = "icmp"\n', 'kind = "http"\npath = "/no-such-page"\n', 1)
+    assert changed != original
+    lab.config.write_text(changed)
+    try:
+        lab.rvsadm("--reload")
+
+        def both_down():
+            assert weights(lab, "TCP", ICMP_PORT) == {f"{RS1}:80": 0, f"{RS2}:80": 0}, weights(lab, "TCP", ICMP_PORT)
+            return True
+
+        timed("the new check failing both", both_down, INTERVAL * FALL + 1)
+        assert f"real server {RS2}:80 of TCP/{VIP}:{ICMP_PORT} is DOWN (HTTP status 404" in lab.rvsd.log_text()
+        # The other services' checks did not change: their servers stay up.
+        assert weights(lab, "TCP", RESET_PORT) == both
+    finally:
+        lab.config.write_text(original)
+        lab.rvsadm("--reload")
+
+    def both_up():
+        assert weights(lab, "TCP", ICMP_PORT) == both, weights(lab, "TCP", ICMP_PORT)
+        return True
+
+    # The replacement checkers start from "down" and need `rise` echo replies.
+    timed("the icmp check restoring both", both_up, INTERVAL * RISE + 1)
