@@ -226,6 +226,13 @@ impl Tables {
         }
     }
 
+    /// The IPv6 address of port `port` (its first local route), the source
+    /// of what the appliance itself sends there (IPv6 tunnels).
+    #[must_use]
+    pub fn port_addr6(&self, port: u16) -> Option<[u8; 16]> {
+        self.routes.v6.routes().iter().find(|r| r.len == 128 && r.hop == crate::route::NextHop::Local { port }).map(|r| r.prefix)
+    }
+
     /// The port and next-hop address toward `ip`, by longest-prefix match
     /// in [`Tables::routes`]. Without routes: the first interface `ip` is
     /// on-link for, else the first interface with a gateway.

@@ -84,9 +84,7 @@ impl Pipeline {
         l2[0..6].copy_from_slice(&mac);
         l2[6..12].copy_from_slice(&own);
         if fwd == Forward::Tun && untouched {
-            let (src, mtu) = self.tables.interfaces.get(usize::from(port)).map_or(([0; 4], 1500), |i| (i.addr, i.mtu));
-            let client_port_mac = self.port_mac(s.client_port);
-            self.pending_encap = Some(super::tunnel::Encap { src, dst: s.rs.ip.v4_bits(), mtu, port, client_port: s.client_port, client_port_mac, client_mac: s.client_mac });
+            self.pending_encap = Some(self.encap_toward(port, s.rs.ip, s.client_port, s.client_mac));
         }
         self.counters.icmp_relayed += 1;
         Some(Verdict::Forward { port })

@@ -114,7 +114,7 @@ use crate::packet::PacketBuf;
 use crate::stats::{Counters, DropReason};
 use crate::tables::{Forward, RealServer, Service, Tables, Thresholds};
 use crate::time::Millis;
-use crate::wire::{arp, ethernet, icmp, ipv4, tcp, udp, MacAddr};
+use crate::wire::{arp, ethernet, icmp, icmpv6, ipv4, ipv6, tcp, udp, MacAddr};
 
 /// What to do with a frame after [`Pipeline::process`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -539,6 +539,14 @@ impl Pipeline {
         verdict
     }
 
+    /// How a TUN session's packets leave on `port` toward `rs`.
+    fn encap_toward(&self, port: u16, rs: Addr, client_port: u16, client_mac: MacAddr) -> tunnel::Encap {
+        let iface = self.tables.interfaces.get(usize::from(port));
+        let mtu = iface.map_or(1500, |i| i.mtu);
+        let src = if rs.is_v4() { Addr::v4(iface.map_or([0; 4], |i| i.addr)) } else { self.tables.port_addr6(port).map_or(Addr::UNSPECIFIED, Addr::v6) };
+        tunnel::Encap { src, dst: rs, mtu, port, client_port, client_port_mac: self.port_mac(client_port), client_mac }
+    }
+
     /// Applies a TUN session's encapsulation (see [`tunnel`]).
     #[cold]
     fn encapsulate(&mut self, pkt: &mut PacketBuf<'_>, e: &tunnel::Encap) -> Verdict {
@@ -560,6 +568,7 @@ impl Pipeline {
         };
         match eth.ethertype() {
             ethernet::ETHERTYPE_IPV4 => self.handle_ipv4(frame, in_port, now),
+            ethernet::ETHERTYPE_IPV6 => self.handle_ipv6(frame, in_port, now),
             ethernet::ETHERTYPE_ARP => self.handle_arp(frame, in_port),
             _ => Verdict::Drop(DropReason::UnsupportedL3),
         }
@@ -594,6 +603,47 @@ impl Pipeline {
         if ip.ttl() <= 1 {
             return Verdict::Drop(DropReason::TtlExceeded);
         }
+        self.handle_flow(l2, l3, key, flags, in_port, now)
+    }
+
+    /// An IPv6 frame: TCP and UDP take the same session path as IPv4;
+    /// ICMPv6 carries echo and neighbour discovery ([`Self::handle_icmpv6`]).
+    /// Extension headers are not walked: a fragment header counts as
+    /// `fragment`, any other as `unsupported_l4` (or goes to the kernel when
+    /// it is for an interface address).
+    #[inline]
+    fn handle_ipv6(&mut self, frame: &mut [u8], in_port: u16, now: Millis) -> Verdict {
+        let (l2, l3) = frame.split_at_mut(ethernet::HEADER_LEN);
+        let Ok(ip) = ipv6::Packet::new_checked(&*l3) else {
+            return Verdict::Drop(DropReason::Malformed);
+        };
+        let (src, dst, proto) = (Addr::v6(ip.src()), Addr::v6(ip.dst()), ip.next_header());
+        if src.is_v4() || dst.is_v4() {
+            // IPv4-mapped addresses never travel in IPv6 headers (RFC 4291).
+            return Verdict::Drop(DropReason::Malformed);
+        }
+        match proto {
+            ipv4::PROTO_TCP | ipv4::PROTO_UDP => {}
+            icmpv6::NEXT_HEADER => return self.handle_icmpv6(l2, l3, in_port),
+            ipv6::NEXT_FRAGMENT => return Verdict::Drop(DropReason::Fragment),
+            _ => return self.punt_or(dst, if self.tables.owns(dst) { DropReason::UnsupportedL4 } else { DropReason::NotForUs }),
+        }
+        let is_udp = proto == ipv4::PROTO_UDP;
+        let Some((sport, dport, flags)) = l4_ports(ip.payload(), is_udp) else {
+            return Verdict::Drop(DropReason::Malformed);
+        };
+        if ip.hop_limit() <= 1 {
+            return Verdict::Drop(DropReason::TtlExceeded);
+        }
+        let key = FlowKey { src: Endpoint::at(src, sport), dst: Endpoint::at(dst, dport), proto };
+        self.handle_flow(l2, l3, key, flags, in_port, now)
+    }
+
+    /// A TCP segment or UDP datagram of either family, by its flow key:
+    /// forward through its session, or create one, or say why not.
+    #[inline]
+    fn handle_flow(&mut self, l2: &mut [u8], l3: &mut [u8], key: FlowKey, flags: u8, in_port: u16, now: Millis) -> Verdict {
+        let (proto, is_udp) = (key.proto, key.proto == ipv4::PROTO_UDP);
         match self.sessions.lookup(&key, now) {
             Lookup::Hit(slot, Direction::Outbound) => {
                 let v = self.forward(l2, l3, slot, Direction::Outbound, flags, now);
@@ -708,7 +758,7 @@ impl Pipeline {
         // changes (and TUN wraps it, once the caller has the whole buffer).
         let untouched = matches!(fwd, Forward::Dr | Forward::Tun);
         let tun = (fwd == Forward::Tun && dir == Direction::Inbound).then_some((s.client_port, s.client_mac, s.rs.ip));
-        if !untouched && rewrite::rewrite_v4(l3, s.proto, src, dst).is_err() {
+        if !untouched && rewrite::rewrite(l3, s.proto, src, dst).is_err() {
             return Verdict::Drop(DropReason::Malformed);
         }
         if let Some(t) = self.rs_traffic.get_mut(usize::from(s.rs_index)) {
@@ -727,8 +777,7 @@ impl Pipeline {
             eth.set_src(own);
         }
         if let Some((client_port, client_mac, outer_dst)) = tun {
-            let (src, mtu) = self.tables.interfaces.get(usize::from(port)).map_or(([0; 4], 1500), |i| (i.addr, i.mtu));
-            self.pending_encap = Some(tunnel::Encap { src, dst: outer_dst.v4_bits(), mtu, port, client_port, client_port_mac: self.port_mac(client_port), client_mac });
+            self.pending_encap = Some(self.encap_toward(port, outer_dst, client_port, client_mac));
         }
         Verdict::Forward { port }
     }
@@ -888,6 +937,75 @@ impl Pipeline {
         ip.swap_addrs();
         self.counters.echo_replies += 1;
         self.reply_l2(l2, in_port)
+    }
+
+    /// ICMPv6: neighbour discovery for owned addresses (answer solicitations,
+    /// learn from solicitations and advertisements), echo to owned addresses;
+    /// the rest goes to the kernel when it is for an interface address.
+    #[cold]
+    fn handle_icmpv6(&mut self, l2: &mut [u8], l3: &mut [u8], in_port: u16) -> Verdict {
+        let Ok(ip) = ipv6::Packet::new_checked(&*l3) else {
+            return Verdict::Drop(DropReason::Malformed);
+        };
+        let (src, dst, hop_limit) = (ip.src(), ip.dst(), ip.hop_limit());
+        let msg = ip.payload();
+        if msg.len() < 8 || icmpv6::checksum(msg, src, dst) != 0 {
+            return Verdict::Drop(DropReason::Malformed);
+        }
+        match msg[0] {
+            icmpv6::NEIGHBOR_SOLICITATION | icmpv6::NEIGHBOR_ADVERTISEMENT => {
+                let Some(target) = icmpv6::nd_target(msg).filter(|_| hop_limit == icmpv6::ND_HOP_LIMIT) else {
+                    return Verdict::Drop(DropReason::Malformed);
+                };
+                if msg[0] == icmpv6::NEIGHBOR_ADVERTISEMENT {
+                    if let Some(mac) = icmpv6::link_layer_option(msg, icmpv6::OPT_TARGET_LL) {
+                        self.learn_v6(target, mac, in_port);
+                    }
+                    // The kernel resolves its own neighbours: it needs the answers too.
+                    return if self.punt { Verdict::Punt } else { Verdict::Consumed };
+                }
+                if src == [0; 16] {
+                    // Someone's duplicate address detection: not a question for us to answer.
+                    return Verdict::Drop(DropReason::ArpNotForUs);
+                }
+                if let Some(mac) = icmpv6::link_layer_option(msg, icmpv6::OPT_SOURCE_LL) {
+                    self.learn_v6(src, mac, in_port);
+                }
+                if !self.tables.owns(Addr::v6(target)) {
+                    return Verdict::Drop(DropReason::ArpNotForUs);
+                }
+                let own = self.port_mac(in_port);
+                let room = (l3.len() - ipv6::HEADER_LEN).min(icmpv6::NA_WITH_TLLA_LEN);
+                let n = icmpv6::emit_na(&mut l3[ipv6::HEADER_LEN..ipv6::HEADER_LEN + room], target, own);
+                ipv6::emit_header(l3, icmpv6::NEXT_HEADER, target, src, n as u16);
+                l3[7] = icmpv6::ND_HOP_LIMIT;
+                icmpv6::fill_checksum(&mut l3[ipv6::HEADER_LEN..ipv6::HEADER_LEN + n], target, src);
+                self.counters.arp_replies += 1;
+                self.reply_l2(l2, in_port)
+            }
+            icmpv6::ECHO_REQUEST if self.tables.owns(Addr::v6(dst)) && !(self.punt && self.is_interface_addr(Addr::v6(dst))) => {
+                let Ok(mut ip) = ipv6::Packet::new_checked(&mut *l3) else {
+                    return Verdict::Drop(DropReason::Malformed);
+                };
+                let m = ip.payload_mut();
+                let c = crate::checksum::update_u16(u16::from_be_bytes([m[2], m[3]]), u16::from(icmpv6::ECHO_REQUEST) << 8, u16::from(icmpv6::ECHO_REPLY) << 8);
+                m[0] = icmpv6::ECHO_REPLY;
+                m[2..4].copy_from_slice(&c.to_be_bytes());
+                ip.set_src(dst);
+                ip.set_dst(src);
+                self.counters.echo_replies += 1;
+                self.reply_l2(l2, in_port)
+            }
+            _ => self.punt_or(Addr::v6(dst), if self.tables.owns(Addr::v6(dst)) { DropReason::UnsupportedL4 } else { DropReason::NotForUs }),
+        }
+    }
+
+    /// Reports an IPv6 neighbour seen on `port` if it is on that link and new.
+    fn learn_v6(&mut self, ip: [u8; 16], mac: MacAddr, port: u16) {
+        let ip = Addr::v6(ip);
+        if self.tables.next_hop(ip) == Some((port, ip)) && self.neigh.lookup(ip) != Some(mac) {
+            self.report(NeighEvent::Learned(NeighEntry { ip, mac, port }));
+        }
     }
 
     /// Turns the Ethernet header around for a reply on the ingress port.
@@ -1076,3 +1194,5 @@ fn is_new_syn(flags: u8) -> bool {
 mod tests;
 #[cfg(test)]
 mod modes_tests;
+#[cfg(test)]
+mod v6_tests;

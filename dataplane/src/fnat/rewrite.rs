@@ -18,7 +18,7 @@
 //! one's complement), as [`udp::Packet`]'s setters do.
 
 use crate::session::Endpoint;
-use crate::wire::{ipv4, tcp, udp, WireError};
+use crate::wire::{ipv4, ipv6, tcp, udp, WireError};
 
 /// Rewrites a whole IPv4/TCP packet (`packet` starts at the IPv4 header) to
 /// carry `src` → `dst`, decrementing the TTL.
@@ -80,6 +80,56 @@ pub fn rewrite_v4(packet: &mut [u8], proto: u8, src: Endpoint, dst: Endpoint) ->
     }
 }
 
+/// Rewrites a whole IPv6/TCP or IPv6/UDP packet (`packet` starts at the
+/// fixed IPv6 header, which must be followed directly by the transport
+/// header) to carry `src` → `dst`, decrementing the hop limit. The
+/// transport checksum is updated for the two addresses (through the
+/// pseudo-header) and the two ports; IPv6 has no header checksum.
+///
+/// # Errors
+/// If `packet` is not IPv6 followed by a header of `proto`; unchanged then.
+#[inline]
+pub fn rewrite_v6(packet: &mut [u8], proto: u8, src: Endpoint, dst: Endpoint) -> Result<(), WireError> {
+    let mut ip = ipv6::Packet::new_checked(&mut *packet)?;
+    let (old_src, old_dst) = (ip.src(), ip.dst());
+    let (new_src, new_dst) = (src.ip.octets(), dst.ip.octets());
+    match proto {
+        ipv4::PROTO_TCP => {
+            let mut t = tcp::Packet::new_checked(ip.payload_mut())?;
+            t.adjust_checksum_for_addr_v6(old_src, new_src);
+            t.adjust_checksum_for_addr_v6(old_dst, new_dst);
+            t.set_src_port(src.port);
+            t.set_dst_port(dst.port);
+        }
+        ipv4::PROTO_UDP => {
+            let mut u = udp::Packet::new_checked(ip.payload_mut())?;
+            u.adjust_checksum_for_addr_v6(old_src, new_src);
+            u.adjust_checksum_for_addr_v6(old_dst, new_dst);
+            u.set_src_port(src.port);
+            u.set_dst_port(dst.port);
+        }
+        _ => return Err(WireError::Malformed),
+    }
+    ip.set_src(new_src);
+    ip.set_dst(new_dst);
+    ip.decrement_hop_limit();
+    Ok(())
+}
+
+/// [`rewrite_v4`] or [`rewrite_v6`] by the family of the new addresses
+/// (sessions never mix families).
+///
+/// # Errors
+/// As those.
+#[inline]
+pub fn rewrite(packet: &mut [u8], proto: u8, src: Endpoint, dst: Endpoint) -> Result<(), WireError> {
+    if src.ip.is_v4() {
+        rewrite_v4(packet, proto, src, dst)
+    } else {
+        rewrite_v6(packet, proto, src, dst)
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use proptest::prelude::*;
@@ -87,8 +137,27 @@ pub(crate) mod tests {
     use super::*;
     use crate::wire::ipv4::{emit_header, PROTO_TCP};
 
-    /// A valid IPv4/TCP packet with the given tuple and payload.
+    /// A valid IPv6 packet of `proto` around `l4` (checksum filled).
+    fn v6_packet(src: Endpoint, dst: Endpoint, proto: u8, mut l4: Vec<u8>, fill: bool) -> Vec<u8> {
+        let (s, d) = (src.ip.octets(), dst.ip.octets());
+        if fill && proto == PROTO_TCP {
+            tcp::Packet::new_checked(&mut l4[..]).unwrap().fill_checksum_v6(s, d);
+        } else if fill {
+            udp::Packet::new_checked(&mut l4[..]).unwrap().fill_checksum_v6(s, d);
+        }
+        let mut b = vec![0u8; 40];
+        ipv6::emit_header(&mut b, proto, s, d, l4.len() as u16);
+        b.extend_from_slice(&l4);
+        b
+    }
+
+    /// A valid IPv4/TCP (or IPv6/TCP, by the addresses' family) packet
+    /// with the given tuple and payload.
     pub(crate) fn tcp_packet(src: Endpoint, dst: Endpoint, flags: u8, payload: &[u8]) -> Vec<u8> {
+        if !src.ip.is_v4() {
+            let v4 = tcp_packet(Endpoint::new([0; 4], src.port), Endpoint::new([0; 4], dst.port), flags, payload);
+            return v6_packet(src, dst, PROTO_TCP, v4[20..].to_vec(), true);
+        }
         let l4_len = 20 + payload.len();
         let mut b = vec![0u8; 20 + l4_len];
         emit_header(&mut b, PROTO_TCP, src.ip.v4_bits(), dst.ip.v4_bits(), l4_len as u16);
@@ -107,6 +176,10 @@ pub(crate) mod tests {
     /// A valid IPv4/UDP packet with the given tuple and payload; checksum
     /// left 0 (none) when `no_checksum`.
     pub(crate) fn udp_packet(src: Endpoint, dst: Endpoint, payload: &[u8], no_checksum: bool) -> Vec<u8> {
+        if !src.ip.is_v4() {
+            let v4 = udp_packet(Endpoint::new([0; 4], src.port), Endpoint::new([0; 4], dst.port), payload, true);
+            return v6_packet(src, dst, ipv4::PROTO_UDP, v4[20..].to_vec(), !no_checksum);
+        }
         let l4_len = 8 + payload.len();
         let mut b = vec![0u8; 20 + l4_len];
         emit_header(&mut b, ipv4::PROTO_UDP, src.ip.v4_bits(), dst.ip.v4_bits(), l4_len as u16);
@@ -265,5 +338,39 @@ pub(crate) mod tests {
             prop_assert_eq!((ip.src(), t.src_port(), ip.dst(), t.dst_port()), (v.ip.v4_bits(), v.port, c.ip.v4_bits(), c.port));
             prop_assert!(checksums_ok(&reply));
         }
+    }
+}
+
+#[cfg(test)]
+mod v6_tests {
+    use super::tests::{tcp_packet, udp_packet};
+    use super::*;
+    use crate::session::Addr;
+
+    fn v6(s: &str, port: u16) -> Endpoint {
+        Endpoint::at(Addr::from(s.parse::<std::net::IpAddr>().unwrap()), port)
+    }
+
+    #[test]
+    fn v6_rewrites_keep_checksums_valid() {
+        let (c, v, l, r) = (v6("fd77::10", 40000), v6("fd77::100", 80), v6("fd77::200", 5000), v6("fd77::11", 8080));
+        for proto in [ipv4::PROTO_TCP, ipv4::PROTO_UDP] {
+            let mut b = if proto == ipv4::PROTO_TCP { tcp_packet(c, v, tcp::SYN, b"hello") } else { udp_packet(c, v, b"hello", false) };
+            rewrite(&mut b, proto, l, r).unwrap();
+            let ip = ipv6::Packet::new_checked(&b[..]).unwrap();
+            assert_eq!((ip.src(), ip.dst(), ip.hop_limit()), (l.ip.octets(), r.ip.octets(), 63));
+            let ok = if proto == ipv4::PROTO_TCP {
+                let t = tcp::Packet::new_checked(ip.payload()).unwrap();
+                assert_eq!((t.src_port(), t.dst_port()), (l.port, r.port));
+                t.verify_checksum_v6(ip.src(), ip.dst())
+            } else {
+                let u = udp::Packet::new_checked(ip.payload()).unwrap();
+                assert_eq!((u.src_port(), u.dst_port()), (l.port, r.port));
+                u.verify_checksum_v6(ip.src(), ip.dst())
+            };
+            assert!(ok, "proto {proto}");
+        }
+        let mut b = tcp_packet(c, v, tcp::SYN, b"");
+        assert!(rewrite_v6(&mut b[..30], ipv4::PROTO_TCP, l, r).is_err(), "truncated");
     }
 }

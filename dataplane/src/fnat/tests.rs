@@ -298,15 +298,17 @@ fn refusals_are_counted() {
     assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Drop(DropReason::Malformed));
     let mut f = vec![0u8; 10];
     assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Drop(DropReason::Malformed));
-    let mut f = eth(LB_MAC, CLIENT_MAC, 0x86dd, &[0; 40]);
+    let mut f = eth(LB_MAC, CLIENT_MAC, 0x8100, &[0; 40]);
     assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Drop(DropReason::UnsupportedL3));
+    let mut f = eth(LB_MAC, CLIENT_MAC, 0x86dd, &[0; 40]);
+    assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Drop(DropReason::Malformed), "IPv6 with version 0");
     let c = &p.counters;
     for (r, n) in [
         (DropReason::NoSession, 1),
         (DropReason::NoService, 1),
         (DropReason::NotForUs, 1),
         (DropReason::PortExhausted, 1),
-        (DropReason::Malformed, 2),
+        (DropReason::Malformed, 3),
         (DropReason::UnsupportedL3, 1),
     ] {
         assert_eq!(c.drops[r as usize], n, "{}", r.name());

@@ -1,6 +1,7 @@
-//! TUN forwarding (`ipvsadm -i`): IPv4-in-IPv4 encapsulation (RFC 2003) of
-//! the client's packet toward the real server, and the ICMP "fragmentation
-//! needed" the sender gets when the encapsulated packet would not fit.
+//! TUN forwarding (`ipvsadm -i`): IPv4-in-IPv4 (RFC 2003) or IPv6-in-IPv6
+//! (RFC 2473) encapsulation of the client's packet toward the real server,
+//! and the ICMP "fragmentation needed" / ICMPv6 "packet too big" the sender
+//! gets when the encapsulated packet would not fit.
 //!
 //! ```text
 //!  in:  | eth | ip client→vip | l4 ... |
@@ -20,11 +21,17 @@
 //! `mtu - 20`, as the kernel does; the client's path-MTU discovery then
 //! shrinks its segments. Without DF the packet is dropped (rvs does not
 //! fragment). Both count as [`DropReason::TooBig`].
+//!
+//! IPv6 is the same with a 40-byte outer header (next header 41, hop limit
+//! 64, traffic class copied) and no DF: a packet that does not fit always
+//! gets "packet too big" (type 2) from the VIP with MTU `mtu - 40`, quoting
+//! as much of it as keeps the error within the IPv6 minimum MTU (1280).
 
+use crate::addr::Addr;
 use crate::checksum;
 use crate::packet::PacketBuf;
 use crate::stats::DropReason;
-use crate::wire::{ethernet, icmp, ipv4, MacAddr};
+use crate::wire::{ethernet, icmp, icmpv6, ipv4, ipv6, MacAddr};
 
 /// Bytes the encapsulation adds.
 pub const OUTER_LEN: usize = ipv4::MIN_HEADER_LEN;
@@ -38,10 +45,10 @@ pub const ICMP_FRAG_NEEDED: u8 = 4;
 /// Where an encapsulated frame goes, decided by the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Encap {
-    /// Outer source: the egress interface's address.
-    pub src: [u8; 4],
+    /// Outer source: the egress interface's address (of the session's family).
+    pub src: Addr,
     /// Outer destination: the real server.
-    pub dst: [u8; 4],
+    pub dst: Addr,
     /// MTU of the egress link.
     pub mtu: u16,
     /// Egress port and the MAC address of ours there.
@@ -68,6 +75,9 @@ pub enum Outcome {
 /// Encapsulates the IPv4 frame in `pkt` (Ethernet addresses already set
 /// for the egress), or answers it with "fragmentation needed".
 pub fn encapsulate(pkt: &mut PacketBuf<'_>, e: &Encap, ip_id: u16) -> Outcome {
+    if !e.dst.is_v4() {
+        return encapsulate_v6(pkt, e);
+    }
     let frame = pkt.frame();
     let Ok(inner) = ipv4::Packet::new_checked(&frame[ethernet::HEADER_LEN..]) else {
         return Outcome::Dropped(DropReason::Malformed);
@@ -97,11 +107,69 @@ pub fn encapsulate(pkt: &mut PacketBuf<'_>, e: &Encap, ip_id: u16) -> Outcome {
     outer[8] = 64;
     outer[9] = PROTO_IPIP;
     outer[10..12].fill(0);
-    outer[12..16].copy_from_slice(&e.src);
-    outer[16..20].copy_from_slice(&e.dst);
+    outer[12..16].copy_from_slice(&e.src.v4_bits());
+    outer[16..20].copy_from_slice(&e.dst.v4_bits());
     let c = checksum::checksum(outer);
     outer[10..12].copy_from_slice(&c.to_be_bytes());
     Outcome::Encapsulated
+}
+
+/// Bytes the IPv6 encapsulation adds.
+pub const OUTER_LEN_V6: usize = ipv6::HEADER_LEN;
+/// IPv6 next header of IPv6-in-IPv6.
+pub const NEXT_IPV6: u8 = 41;
+/// ICMPv6 "packet too big".
+pub const ICMPV6_PACKET_TOO_BIG: u8 = 2;
+/// The IPv6 minimum MTU, which bounds an ICMPv6 error.
+pub const IPV6_MIN_MTU: usize = 1280;
+
+fn encapsulate_v6(pkt: &mut PacketBuf<'_>, e: &Encap) -> Outcome {
+    const L2: usize = ethernet::HEADER_LEN;
+    let frame = pkt.frame();
+    let Ok(inner) = ipv6::Packet::new_checked(&frame[L2..]) else {
+        return Outcome::Dropped(DropReason::Malformed);
+    };
+    let inner_len = ipv6::HEADER_LEN + inner.payload_len();
+    let tclass = (frame[L2] & 0x0f) << 4 | frame[L2 + 1] >> 4;
+    if inner_len + OUTER_LEN_V6 > usize::from(e.mtu) {
+        too_big_v6(pkt, e, inner_len);
+        return Outcome::FragNeeded;
+    }
+    pkt.truncate(L2 + inner_len);
+    if !pkt.prepend(OUTER_LEN_V6) {
+        return Outcome::Dropped(DropReason::NoHeadroom);
+    }
+    let f = pkt.frame_mut();
+    f.copy_within(OUTER_LEN_V6..OUTER_LEN_V6 + L2, 0);
+    let outer = &mut f[L2..L2 + OUTER_LEN_V6];
+    ipv6::emit_header(outer, NEXT_IPV6, e.src.octets(), e.dst.octets(), inner_len as u16);
+    outer[0] = 0x60 | tclass >> 4;
+    outer[1] = tclass << 4;
+    Outcome::Encapsulated
+}
+
+/// The frame in place becomes an ICMPv6 "packet too big" from the inner
+/// packet's destination to its source, for the client's next hop.
+fn too_big_v6(pkt: &mut PacketBuf<'_>, e: &Encap, inner_len: usize) {
+    const L2: usize = ethernet::HEADER_LEN;
+    let head = ipv6::HEADER_LEN + 8;
+    // Within the minimum MTU, and within the frame once moved behind the new headers.
+    let quoted = inner_len.min(IPV6_MIN_MTU - head).min(pkt.frame().len().saturating_sub(L2 + head));
+    let f = pkt.frame_mut();
+    let (src, dst) = (<[u8; 16]>::try_from(&f[L2 + 8..L2 + 24]).unwrap_or_default(), <[u8; 16]>::try_from(&f[L2 + 24..L2 + 40]).unwrap_or_default());
+    // The error is shorter than the packet (it was too big): move the quote
+    // back to front so it does not overwrite itself.
+    f.copy_within(L2..L2 + quoted, L2 + head);
+    let msg_len = 8 + quoted;
+    ipv6::emit_header(&mut f[L2..], icmpv6::NEXT_HEADER, dst, src, msg_len as u16);
+    let m = &mut f[L2 + ipv6::HEADER_LEN..L2 + ipv6::HEADER_LEN + msg_len];
+    m[0] = ICMPV6_PACKET_TOO_BIG;
+    m[1] = 0;
+    m[4..8].copy_from_slice(&u32::from(e.mtu.saturating_sub(OUTER_LEN_V6 as u16)).to_be_bytes());
+    icmpv6::fill_checksum(m, dst, src);
+    f[0..6].copy_from_slice(&e.client_mac);
+    f[6..12].copy_from_slice(&e.client_port_mac);
+    pkt.truncate(L2 + ipv6::HEADER_LEN + msg_len);
 }
 
 /// Rewrites the frame in place into an ICMP "fragmentation needed" from the
@@ -147,8 +215,8 @@ mod tests {
     use crate::wire::ethernet::ETHERTYPE_IPV4;
 
     const E: Encap = Encap {
-        src: [10, 0, 0, 2],
-        dst: [10, 0, 0, 11],
+        src: Addr::v4([10, 0, 0, 2]),
+        dst: Addr::v4([10, 0, 0, 11]),
         mtu: 1500,
         port: 0,
         client_port: 0,
@@ -218,5 +286,67 @@ mod tests {
         assert_eq!(encapsulate(&mut PacketBuf::new(&mut v, 64, n), &E, 0), Outcome::Dropped(DropReason::TooBig));
         let mut w = frame(100, true);
         assert_eq!(encapsulate(&mut PacketBuf::whole(&mut w[64..]), &E, 0), Outcome::Dropped(DropReason::NoHeadroom));
+    }
+}
+
+#[cfg(test)]
+mod v6_tests {
+    use super::*;
+    use crate::wire::ethernet::ETHERTYPE_IPV6;
+
+    fn a(s: &str) -> Addr {
+        s.parse::<std::net::IpAddr>().unwrap().into()
+    }
+
+    fn encap(mtu: u16) -> Encap {
+        Encap { src: a("fd77::2"), dst: a("fd77::11"), mtu, port: 0, client_port: 0, client_port_mac: [2, 0, 0, 0, 0, 2], client_mac: [2, 0, 0, 0, 0, 0x10] }
+    }
+
+    fn frame(payload: usize) -> Vec<u8> {
+        let mut v = vec![0u8; 64 + 14 + 40 + payload];
+        let f = &mut v[64..];
+        f[12..14].copy_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
+        ipv6::emit_header(&mut f[14..], 6, a("fd77::10").octets(), a("fd77::100").octets(), payload as u16);
+        f[14] = 0x6b; // traffic class 0xb8 (EF)
+        f[15] = 0x80;
+        v
+    }
+
+    #[test]
+    fn six_in_six_wraps_the_packet_untouched() {
+        let mut v = frame(100);
+        let before = v[64..].to_vec();
+        let mut p = PacketBuf::new(&mut v, 64, before.len());
+        assert_eq!(encapsulate(&mut p, &encap(1500), 0), Outcome::Encapsulated);
+        let f = p.frame();
+        let outer = ipv6::Packet::new_checked(&f[14..]).unwrap();
+        assert_eq!((outer.src(), outer.dst(), outer.next_header(), outer.payload_len()), (a("fd77::2").octets(), a("fd77::11").octets(), NEXT_IPV6, 140));
+        assert_eq!((f[14], f[15] & 0xf0), (0x6b, 0x80), "traffic class copied");
+        assert_eq!(&f[54..], &before[14..]);
+    }
+
+    #[test]
+    fn too_big_gets_packet_too_big_within_the_minimum_mtu() {
+        let mut v = frame(1460);
+        let before = v[64..].to_vec();
+        let mut p = PacketBuf::new(&mut v, 64, before.len());
+        assert_eq!(encapsulate(&mut p, &encap(1500), 0), Outcome::FragNeeded);
+        let f = p.frame();
+        assert!(f.len() - 14 <= IPV6_MIN_MTU);
+        let ip = ipv6::Packet::new_checked(&f[14..]).unwrap();
+        assert_eq!((ip.src(), ip.dst(), ip.next_header()), (a("fd77::100").octets(), a("fd77::10").octets(), icmpv6::NEXT_HEADER));
+        let m = ip.payload();
+        assert_eq!((m[0], u32::from_be_bytes([m[4], m[5], m[6], m[7]])), (2, 1460));
+        assert_eq!(icmpv6::checksum(m, ip.src(), ip.dst()), 0);
+        assert_eq!(&m[8..8 + 60], &before[14..74], "quotes the packet from its start");
+        assert_eq!(&f[0..6], &[2, 0, 0, 0, 0, 0x10]);
+        // A small link: the packet is shorter than 1280, the quote shrinks to fit the frame.
+        let mut v = frame(600);
+        let n = v.len() - 64;
+        let mut p = PacketBuf::new(&mut v, 64, n);
+        assert_eq!(encapsulate(&mut p, &encap(600), 0), Outcome::FragNeeded);
+        assert_eq!(p.frame().len(), n);
+        let ip = ipv6::Packet::new_checked(&p.frame()[14..]).unwrap();
+        assert_eq!(icmpv6::checksum(ip.payload(), ip.src(), ip.dst()), 0);
     }
 }

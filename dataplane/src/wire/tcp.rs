@@ -80,6 +80,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
         let acc = checksum::pseudo_header_v4(src, dst, super::ipv4::PROTO_TCP, len);
         checksum::finish(checksum::sum(b, acc)) == 0
     }
+    /// True if the checksum verifies for the given IPv6 addresses.
+    pub fn verify_checksum_v6(&self, src: [u8; 16], dst: [u8; 16]) -> bool {
+        let b = self.buf.as_ref();
+        let Ok(len) = u32::try_from(b.len()) else { return false };
+        let acc = checksum::pseudo_header_v6(src, dst, super::ipv4::PROTO_TCP, len);
+        checksum::finish(checksum::sum(b, acc)) == 0
+    }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
@@ -101,6 +108,20 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Adjusts the checksum for a pseudo-header address change `old` → `new`.
     pub fn adjust_checksum_for_addr(&mut self, old: [u8; 4], new: [u8; 4]) {
         let c = checksum::update_u32(self.checksum(), old, new);
+        self.set_checksum(c);
+    }
+    /// Adjusts the checksum for a pseudo-header IPv6 address change.
+    pub fn adjust_checksum_for_addr_v6(&mut self, old: [u8; 16], new: [u8; 16]) {
+        let c = checksum::update_u128(self.checksum(), old, new);
+        self.set_checksum(c);
+    }
+    /// Recomputes the checksum from scratch for the given IPv6 addresses.
+    pub fn fill_checksum_v6(&mut self, src: [u8; 16], dst: [u8; 16]) {
+        self.set_checksum(0);
+        let b = self.buf.as_ref();
+        let len = u32::try_from(b.len()).unwrap_or(u32::MAX);
+        let acc = checksum::pseudo_header_v6(src, dst, super::ipv4::PROTO_TCP, len);
+        let c = checksum::finish(checksum::sum(b, acc));
         self.set_checksum(c);
     }
     /// Recomputes the checksum from scratch for the given IPv4 addresses.
@@ -143,5 +164,10 @@ mod tests {
         p.fill_checksum_v4([1, 2, 3, 4], [5, 6, 7, 8]);
         assert!(p.verify_checksum_v4([1, 2, 3, 4], [5, 6, 7, 8]));
         assert!(!p.verify_checksum_v4([1, 2, 3, 5], [5, 6, 7, 8]));
+        let (a, b6) = ([0xfd; 16], [0x20; 16]);
+        p.fill_checksum_v6(a, b6);
+        assert!(p.verify_checksum_v6(a, b6));
+        p.adjust_checksum_for_addr_v6(a, [7; 16]);
+        assert!(p.verify_checksum_v6([7; 16], b6));
     }
 }

@@ -72,7 +72,30 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 }
 
+impl<T: AsRef<[u8]>> Packet<T> {
+    /// True if the checksum verifies for an IPv6 pseudo-header (mandatory
+    /// there: 0 does not verify).
+    pub fn verify_checksum_v6(&self, src: [u8; 16], dst: [u8; 16]) -> bool {
+        let len = usize::from(self.len_field()).min(self.buf.as_ref().len());
+        let b = &self.buf.as_ref()[..len];
+        let acc = checksum::pseudo_header_v6(src, dst, super::ipv4::PROTO_UDP, len as u32);
+        self.checksum() != 0 && checksum::finish(checksum::sum(b, acc)) == 0
+    }
+}
+
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    /// Recomputes the checksum for an IPv6 pseudo-header (0 is sent as 0xffff).
+    pub fn fill_checksum_v6(&mut self, src: [u8; 16], dst: [u8; 16]) {
+        set_u16(self.buf.as_mut(), 6, 0);
+        let len = self.len_field();
+        let b = &self.buf.as_ref()[..usize::from(len)];
+        let acc = checksum::pseudo_header_v6(src, dst, super::ipv4::PROTO_UDP, u32::from(len));
+        let c = match checksum::finish(checksum::sum(b, acc)) {
+            0 => 0xffff,
+            c => c,
+        };
+        set_u16(self.buf.as_mut(), 6, c);
+    }
     fn adjust(&mut self, f: impl FnOnce(u16) -> u16) {
         let c = self.checksum();
         if c == 0 {

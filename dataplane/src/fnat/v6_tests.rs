@@ -1,0 +1,224 @@
+//! IPv6 through the pipeline on byte vectors: FULLNAT, NAT, DR and TUN for
+//! TCP and UDP, neighbour discovery and echo for owned addresses.
+
+use std::sync::Arc;
+
+use super::tests::{eth, tables_with, CLIENT_MAC, LB_MAC, RS1_MAC, RS2_MAC};
+use super::*;
+use crate::fnat::rewrite::tests::{tcp_packet, udp_packet};
+use crate::neigh::{NeighEntry, NeighEvent, NeighMap};
+use crate::packet::PacketBuf;
+use crate::route::{NextHop, Route, RouteTable, Routes};
+
+fn a(s: &str) -> Addr {
+    s.parse::<std::net::IpAddr>().unwrap().into()
+}
+fn ep(s: &str, port: u16) -> Endpoint {
+    Endpoint::at(a(s), port)
+}
+
+const PREFIX: &str = "fd77::";
+
+fn client() -> Endpoint {
+    ep("fd77::10", 40000)
+}
+fn vip() -> Endpoint {
+    ep("fd77::100", 80)
+}
+fn lip() -> Addr {
+    a("fd77::200")
+}
+fn rs(i: u8) -> Endpoint {
+    ep(&format!("fd77::1{i}"), 8080)
+}
+
+/// The lab's TCP service moved to IPv6, every server forwarding by `forward`.
+fn v6_tables(forward: Forward) -> Arc<Tables> {
+    tables_with((5000, 5009), |t| {
+        let s = &mut t.services[0];
+        s.vip = vip();
+        for (i, r) in s.servers.iter_mut().enumerate() {
+            r.addr = rs(i as u8 + 1);
+            r.forward = forward;
+            if matches!(forward, Forward::Dr | Forward::Tun) {
+                r.addr.port = 80;
+            }
+        }
+        t.laddrs = vec![lip()];
+        let route = |p: &str, len, hop| Route { prefix: a(p).octets(), len, hop };
+        t.routes = Routes {
+            v6: RouteTable::new([route(PREFIX, 64, NextHop::OnLink { port: 0 }), route("fd77::2", 128, NextHop::Local { port: 0 })]).unwrap(),
+            ..Routes::default()
+        };
+    })
+}
+
+fn known() -> Arc<NeighMap> {
+    Arc::new(NeighMap::new(vec![NeighEntry { ip: rs(1).ip, mac: RS1_MAC, port: 0 }, NeighEntry { ip: rs(2).ip, mac: RS2_MAC, port: 0 }]))
+}
+
+fn pipeline(forward: Forward) -> Pipeline {
+    Pipeline::new(v6_tables(forward), known(), 64, 42, 0, 1)
+}
+
+fn tcp6(smac: MacAddr, src: Endpoint, dst: Endpoint, flags: u8) -> Vec<u8> {
+    eth(LB_MAC, smac, ethernet::ETHERTYPE_IPV6, &tcp_packet(src, dst, flags, b"data"))
+}
+
+struct Seen {
+    mac: MacAddr,
+    src: Endpoint,
+    dst: Endpoint,
+    hop: u8,
+    ok: bool,
+}
+
+fn look(f: &[u8]) -> Seen {
+    let ip = ipv6::Packet::new_checked(&f[14..]).unwrap();
+    let (s, d) = (ip.src(), ip.dst());
+    let (sp, dp, ok) = if ip.next_header() == ipv4::PROTO_TCP {
+        let t = tcp::Packet::new_checked(ip.payload()).unwrap();
+        (t.src_port(), t.dst_port(), t.verify_checksum_v6(s, d))
+    } else {
+        let u = udp::Packet::new_checked(ip.payload()).unwrap();
+        (u.src_port(), u.dst_port(), u.verify_checksum_v6(s, d))
+    };
+    Seen { mac: f[0..6].try_into().unwrap(), src: Endpoint::at(Addr::v6(s), sp), dst: Endpoint::at(Addr::v6(d), dp), hop: ip.hop_limit(), ok }
+}
+
+#[test]
+fn fullnat_v6_both_ways() {
+    let mut p = pipeline(Forward::FullNat);
+    let mut f = tcp6(CLIENT_MAC, client(), vip(), tcp::SYN);
+    assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Forward { port: 0 });
+    let out = look(&f);
+    assert_eq!((out.mac, out.src.ip, out.dst, out.hop), (RS1_MAC, lip(), rs(1), 63));
+    assert!(out.ok, "checksum after the rewrite");
+    let mut r = tcp6(RS1_MAC, rs(1), out.src, tcp::SYN | tcp::ACK);
+    assert_eq!(p.process(&mut r, 0, Millis(2)), Verdict::Forward { port: 0 });
+    let back = look(&r);
+    assert_eq!((back.mac, back.src, back.dst), (CLIENT_MAC, vip(), client()));
+    assert!(back.ok);
+    // Round robin goes on in IPv6 too.
+    let mut f = tcp6(CLIENT_MAC, ep("fd77::10", 40001), vip(), tcp::SYN);
+    p.process(&mut f, 0, Millis(3));
+    assert_eq!(look(&f).dst, rs(2));
+    assert_eq!(p.sessions().len(), 2);
+}
+
+#[test]
+fn nat_dr_and_udp_v6() {
+    let mut p = pipeline(Forward::Nat);
+    let mut f = tcp6(CLIENT_MAC, client(), vip(), tcp::SYN);
+    p.process(&mut f, 0, Millis(1));
+    assert_eq!((look(&f).src, look(&f).dst), (client(), rs(1)));
+    let mut r = tcp6(RS1_MAC, rs(1), client(), tcp::SYN | tcp::ACK);
+    assert_eq!(p.process(&mut r, 0, Millis(2)), Verdict::Forward { port: 0 });
+    assert_eq!((look(&r).src, look(&r).dst, look(&r).ok), (vip(), client(), true));
+
+    let mut p = pipeline(Forward::Dr);
+    let mut f = tcp6(CLIENT_MAC, client(), vip(), tcp::SYN);
+    let before = f.clone();
+    assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Forward { port: 0 });
+    assert_eq!((&f[0..6], &f[12..]), (&RS1_MAC[..], &before[12..]), "DR: only the MAC");
+
+    let t = tables_with((5000, 5009), |t| {
+        *t = (*v6_tables(Forward::FullNat)).clone();
+        t.services[0].proto = ipv4::PROTO_UDP;
+    });
+    let mut p = Pipeline::new(t, known(), 64, 42, 0, 1);
+    let mut q = eth(LB_MAC, CLIENT_MAC, ethernet::ETHERTYPE_IPV6, &udp_packet(client(), vip(), b"query", false));
+    assert_eq!(p.process(&mut q, 0, Millis(1)), Verdict::Forward { port: 0 });
+    let out = look(&q);
+    assert!(out.ok && out.src.ip == lip());
+    let mut ans = eth(LB_MAC, RS1_MAC, ethernet::ETHERTYPE_IPV6, &udp_packet(rs(1), out.src, b"answer", false));
+    assert_eq!(p.process(&mut ans, 0, Millis(2)), Verdict::Forward { port: 0 });
+    assert_eq!((look(&ans).src, look(&ans).dst, look(&ans).ok), (vip(), client(), true));
+}
+
+#[test]
+fn unknown_server_mac_asks_for_an_ipv6_neighbour() {
+    let mut p = Pipeline::new(v6_tables(Forward::FullNat), Arc::new(NeighMap::default()), 64, 42, 0, 1);
+    let mut f = tcp6(CLIENT_MAC, client(), vip(), tcp::SYN);
+    assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Drop(DropReason::NeighbourMiss));
+    let events: Vec<_> = p.take_neigh_events().collect();
+    assert_eq!(events, vec![NeighEvent::Wanted { ip: rs(1).ip, port: 0 }]);
+}
+
+/// An ND message (`kind`) from `src` about `target` with a link-layer option.
+fn nd(kind: u8, smac: MacAddr, src: Addr, dst: Addr, target: Addr, opt: u8) -> Vec<u8> {
+    let mut m = vec![kind, 0, 0, 0, 0, 0, 0, 0];
+    m.extend_from_slice(&target.octets());
+    m.extend_from_slice(&[opt, 1]);
+    m.extend_from_slice(&smac);
+    icmpv6::fill_checksum(&mut m, src.octets(), dst.octets());
+    let mut ip = vec![0u8; 40];
+    ipv6::emit_header(&mut ip, icmpv6::NEXT_HEADER, src.octets(), dst.octets(), m.len() as u16);
+    ip[7] = 255;
+    ip.extend_from_slice(&m);
+    eth([0x33, 0x33, 0xff, 0, 1, 0], smac, ethernet::ETHERTYPE_IPV6, &ip)
+}
+
+#[test]
+fn neighbour_solicitations_for_owned_addresses_are_answered() {
+    let mut p = pipeline(Forward::FullNat);
+    let solicited = a("ff02::1:ff00:100");
+    for owned in [vip().ip, lip(), a("fd77::2")] {
+        let mut f = nd(icmpv6::NEIGHBOR_SOLICITATION, CLIENT_MAC, client().ip, solicited, owned, icmpv6::OPT_SOURCE_LL);
+        assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Forward { port: 0 }, "{owned}");
+        assert_eq!((&f[0..6], &f[6..12]), (&CLIENT_MAC[..], &LB_MAC[..]));
+        let ip = ipv6::Packet::new_checked(&f[14..]).unwrap();
+        assert_eq!((ip.src(), ip.dst(), ip.hop_limit()), (owned.octets(), client().ip.octets(), 255));
+        let m = ip.payload();
+        assert_eq!(m[0], icmpv6::NEIGHBOR_ADVERTISEMENT);
+        assert_eq!(icmpv6::checksum(m, ip.src(), ip.dst()), 0);
+        assert_eq!(icmpv6::link_layer_option(m, icmpv6::OPT_TARGET_LL), Some(LB_MAC));
+    }
+    // The asker was learned (it is on the link); a question about someone else is not answered.
+    let learned: Vec<_> = p.take_neigh_events().collect();
+    assert!(learned.contains(&NeighEvent::Learned(NeighEntry { ip: client().ip, mac: CLIENT_MAC, port: 0 })), "{learned:?}");
+    let mut f = nd(icmpv6::NEIGHBOR_SOLICITATION, CLIENT_MAC, client().ip, solicited, a("fd77::99"), icmpv6::OPT_SOURCE_LL);
+    assert_eq!(p.process(&mut f, 0, Millis(2)), Verdict::Drop(DropReason::ArpNotForUs));
+    let _ = p.take_neigh_events().count();
+    // An advertisement teaches the server's MAC.
+    let mut f = nd(icmpv6::NEIGHBOR_ADVERTISEMENT, [2, 0, 0, 0, 0, 0x13], a("fd77::13"), a("fd77::2"), a("fd77::13"), icmpv6::OPT_TARGET_LL);
+    assert_eq!(p.process(&mut f, 0, Millis(3)), Verdict::Consumed);
+    assert_eq!(p.take_neigh_events().collect::<Vec<_>>(), vec![NeighEvent::Learned(NeighEntry { ip: a("fd77::13"), mac: [2, 0, 0, 0, 0, 0x13], port: 0 })]);
+    // A forged hop limit is refused.
+    let mut f = nd(icmpv6::NEIGHBOR_SOLICITATION, CLIENT_MAC, client().ip, solicited, vip().ip, icmpv6::OPT_SOURCE_LL);
+    f[14 + 7] = 64;
+    assert_eq!(p.process(&mut f, 0, Millis(4)), Verdict::Drop(DropReason::Malformed));
+}
+
+#[test]
+fn echo_to_the_vip_is_answered_and_fragments_are_counted() {
+    let mut p = pipeline(Forward::FullNat);
+    let mut m = vec![icmpv6::ECHO_REQUEST, 0, 0, 0, 0, 1, 0, 1, b'p', b'i', b'n', b'g'];
+    icmpv6::fill_checksum(&mut m, client().ip.octets(), vip().ip.octets());
+    let mut ip = vec![0u8; 40];
+    ipv6::emit_header(&mut ip, icmpv6::NEXT_HEADER, client().ip.octets(), vip().ip.octets(), m.len() as u16);
+    ip.extend_from_slice(&m);
+    let mut f = eth(LB_MAC, CLIENT_MAC, ethernet::ETHERTYPE_IPV6, &ip);
+    assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Forward { port: 0 });
+    let r = ipv6::Packet::new_checked(&f[14..]).unwrap();
+    assert_eq!((r.src(), r.dst(), r.payload()[0]), (vip().ip.octets(), client().ip.octets(), icmpv6::ECHO_REPLY));
+    assert_eq!(icmpv6::checksum(r.payload(), r.src(), r.dst()), 0);
+    // A fragment header: dropped and counted.
+    let mut frag = tcp6(CLIENT_MAC, client(), vip(), tcp::SYN);
+    frag[14 + 6] = ipv6::NEXT_FRAGMENT;
+    assert_eq!(p.process(&mut frag, 0, Millis(2)), Verdict::Drop(DropReason::Fragment));
+}
+
+#[test]
+fn tun_v6_wraps_in_ipv6_from_the_interface_address() {
+    let mut p = pipeline(Forward::Tun);
+    let frame = tcp6(CLIENT_MAC, client(), vip(), tcp::SYN);
+    let mut buf = vec![0u8; 128 + frame.len()];
+    buf[128..].copy_from_slice(&frame);
+    let mut pkt = PacketBuf::new(&mut buf, 128, frame.len());
+    assert_eq!(p.process_buf(&mut pkt, 0, Millis(1)), Verdict::Forward { port: 0 });
+    let f = pkt.frame();
+    let outer = ipv6::Packet::new_checked(&f[14..]).unwrap();
+    assert_eq!((outer.src(), outer.dst(), outer.next_header()), (a("fd77::2").octets(), rs(1).ip.octets(), tunnel::NEXT_IPV6));
+    assert_eq!(outer.payload(), &frame[14..]);
+}
