@@ -911,12 +911,19 @@ impl Control {
         if let Err(e) = config::check_thresholds(new_t) {
             return Response::Error(e);
         }
+        // A server added back (same service, address and port) keeps its
+        // registry index, whose counters run on. Once no connection holds
+        // it, it starts from zero, as a new IPVS destination does (the
+        // kernel keeps a removed one's counters only while connections
+        // still refer to it, in its destination trash).
+        let mut readded = None;
         let servers = &mut self.config.services[svc].real_servers;
         let at = servers.iter().position(|r| r.addr == rs);
         match (change, at) {
             (Change::Add, Some(_)) => return Response::Error("Destination already exists".into()),
             (Change::Add, None) => {
-                if self.registry.server_index(vip, proto, rs).is_none() && self.registry.server_count() >= MAX_REAL_SERVERS {
+                readded = self.registry.server_index(vip, proto, rs);
+                if readded.is_none() && self.registry.server_count() >= MAX_REAL_SERVERS {
                     return Response::Error(format!("too many real servers (at most {MAX_REAL_SERVERS} while rvsd runs)"));
                 }
                 servers.push(RealServerConfig { addr: rs, weight: spec.weight.unwrap_or(1) });
@@ -943,6 +950,13 @@ impl Control {
             options.forwards.insert(rs, forward);
         }
         self.publish_tables();
+        if let Some(i) = readded {
+            self.refresh();
+            let held = self.server_totals(vip, proto, rs);
+            if held.active + held.inactive == 0 {
+                self.zero_server(i, vip, proto, rs);
+            }
+        }
         Response::Ok
     }
 
@@ -1120,14 +1134,20 @@ impl Control {
             let Some(s) = self.config.services.iter().find(|s| s.vip == vip && s.proto == proto) else { continue };
             for r in s.real_servers.iter().map(|r| r.addr).collect::<Vec<_>>() {
                 let Some(i) = self.registry.server_index(vip, proto, r) else { continue };
-                let now = self.server_totals(vip, proto, r).stats();
-                self.zeroed.zero(i, now);
-                if let Some(est) = self.rates.get_mut(&i) {
-                    est.zero(now);
-                }
+                self.zero_server(i, vip, proto, r);
             }
         }
         Response::Ok
+    }
+
+    /// Zeroes the counters `--stats`/`--rate` show for server `i` (registry
+    /// index of `rs` in service `vip`/`proto`) at their current values.
+    fn zero_server(&mut self, i: usize, vip: SocketAddrV4, proto: u8, rs: SocketAddrV4) {
+        let now = self.server_totals(vip, proto, rs).stats();
+        self.zeroed.zero(i, now);
+        if let Some(est) = self.rates.get_mut(&i) {
+            est.zero(now);
+        }
     }
 
     /// Live persistence templates per real server index, all workers.
