@@ -370,7 +370,11 @@ impl Control {
             for r in &s.real_servers {
                 wanted.insert((key, r.addr));
                 let forward = self.config.service_options.get(&key).map_or(s.forward, |o| o.forward_of(r.addr, s.forward));
-                let target = if forward == Forward::Dr {
+                // A TUN server on a connected subnet holds the VIP too and
+                // is probed there like a DR one (not encapsulated: the
+                // kernel may have no ipip); a routed one at its address.
+                let on_vip = forward == Forward::Dr || (forward == Forward::Tun && self.iface_for(*r.addr.ip()).is_some());
+                let target = if on_vip {
                     dr_pairs.insert((*s.vip.ip(), *r.addr.ip()));
                     self.dr_target(s.vip, r.addr)
                 } else {
@@ -394,12 +398,7 @@ impl Control {
     /// interface it is on. Without such an interface or route, the server's
     /// own address (logged: that checks the host, not the VIP service).
     fn dr_target(&mut self, vip: SocketAddrV4, rs: SocketAddrV4) -> Target {
-        let on_link = |i: &&crate::config::InterfaceConfig| {
-            let mask = u32::MAX.checked_shl(32 - u32::from(i.prefix_len)).unwrap_or(0);
-            u32::from(i.addr) & mask == u32::from(*rs.ip()) & mask
-        };
-        let via = self.config.interfaces.iter().find(on_link).map(|i| i.name.clone());
-        let result = match via {
+        let result = match self.iface_for(*rs.ip()) {
             Some(dev) => self.dr_routes.target(SocketAddrV4::new(*vip.ip(), rs.port()), *rs.ip(), &dev),
             None => Err(format!("{rs} is on no interface's subnet")),
         };
@@ -407,6 +406,15 @@ impl Control {
             eprintln!("rvsd: health: DR server {rs} of {vip}: cannot route probes to the VIP ({e}); probing {rs} itself");
             Target::direct(rs)
         })
+    }
+
+    /// The interface whose connected subnet holds `ip`, by name.
+    fn iface_for(&self, ip: Ipv4Addr) -> Option<String> {
+        let on_link = |i: &&crate::config::InterfaceConfig| {
+            let mask = u32::MAX.checked_shl(32 - u32::from(i.prefix_len)).unwrap_or(0);
+            u32::from(i.addr) & mask == u32::from(ip) & mask
+        };
+        self.config.interfaces.iter().find(on_link).map(|i| i.name.clone())
     }
 
     /// Asks every worker to drop its sessions to `server` of `service`
