@@ -370,7 +370,11 @@ impl Control {
             for r in &s.real_servers {
                 wanted.insert((key, r.addr));
                 let forward = self.config.service_options.get(&key).map_or(s.forward, |o| o.forward_of(r.addr, s.forward));
-                let target = if forward == Forward::Dr {
+                // A TUN server on a connected subnet holds the VIP too and
+                // is probed there like a DR one (not encapsulated: the
+                // kernel may have no ipip); a routed one at its address.
+                let on_vip = forward == Forward::Dr || (forward == Forward::Tun && self.iface_for(*r.addr.ip()).is_some());
+                let target = if on_vip {
                     dr_pairs.insert((*s.vip.ip(), *r.addr.ip()));
                     self.dr_target(s.vip, r.addr)
                 } else {
@@ -394,12 +398,7 @@ impl Control {
     /// interface it is on. Without such an interface or route, the server's
     /// own address (logged: that checks the host, not the VIP service).
     fn dr_target(&mut self, vip: SocketAddrV4, rs: SocketAddrV4) -> Target {
-        let on_link = |i: &&crate::config::InterfaceConfig| {
-            let mask = u32::MAX.checked_shl(32 - u32::from(i.prefix_len)).unwrap_or(0);
-            u32::from(i.addr) & mask == u32::from(*rs.ip()) & mask
-        };
-        let via = self.config.interfaces.iter().find(on_link).map(|i| i.name.clone());
-        let result = match via {
+        let result = match self.iface_for(*rs.ip()) {
             Some(dev) => self.dr_routes.target(SocketAddrV4::new(*vip.ip(), rs.port()), *rs.ip(), &dev),
             None => Err(format!("{rs} is on no interface's subnet")),
         };
@@ -407,6 +406,15 @@ impl Control {
             eprintln!("rvsd: health: DR server {rs} of {vip}: cannot route probes to the VIP ({e}); probing {rs} itself");
             Target::direct(rs)
         })
+    }
+
+    /// The interface whose connected subnet holds `ip`, by name.
+    fn iface_for(&self, ip: Ipv4Addr) -> Option<String> {
+        let on_link = |i: &&crate::config::InterfaceConfig| {
+            let mask = u32::MAX.checked_shl(32 - u32::from(i.prefix_len)).unwrap_or(0);
+            u32::from(i.addr) & mask == u32::from(ip) & mask
+        };
+        self.config.interfaces.iter().find(on_link).map(|i| i.name.clone())
     }
 
     /// Asks every worker to drop its sessions to `server` of `service`
@@ -911,12 +919,19 @@ impl Control {
         if let Err(e) = config::check_thresholds(new_t) {
             return Response::Error(e);
         }
+        // A server added back (same service, address and port) keeps its
+        // registry index, whose counters run on. Once no connection holds
+        // it, it starts from zero, as a new IPVS destination does (the
+        // kernel keeps a removed one's counters only while connections
+        // still refer to it, in its destination trash).
+        let mut readded = None;
         let servers = &mut self.config.services[svc].real_servers;
         let at = servers.iter().position(|r| r.addr == rs);
         match (change, at) {
             (Change::Add, Some(_)) => return Response::Error("Destination already exists".into()),
             (Change::Add, None) => {
-                if self.registry.server_index(vip, proto, rs).is_none() && self.registry.server_count() >= MAX_REAL_SERVERS {
+                readded = self.registry.server_index(vip, proto, rs);
+                if readded.is_none() && self.registry.server_count() >= MAX_REAL_SERVERS {
                     return Response::Error(format!("too many real servers (at most {MAX_REAL_SERVERS} while rvsd runs)"));
                 }
                 servers.push(RealServerConfig { addr: rs, weight: spec.weight.unwrap_or(1) });
@@ -943,6 +958,13 @@ impl Control {
             options.forwards.insert(rs, forward);
         }
         self.publish_tables();
+        if let Some(i) = readded {
+            self.refresh();
+            let held = self.server_totals(vip, proto, rs);
+            if held.active + held.inactive == 0 {
+                self.zero_server(i, vip, proto, rs);
+            }
+        }
         Response::Ok
     }
 
@@ -1120,14 +1142,20 @@ impl Control {
             let Some(s) = self.config.services.iter().find(|s| s.vip == vip && s.proto == proto) else { continue };
             for r in s.real_servers.iter().map(|r| r.addr).collect::<Vec<_>>() {
                 let Some(i) = self.registry.server_index(vip, proto, r) else { continue };
-                let now = self.server_totals(vip, proto, r).stats();
-                self.zeroed.zero(i, now);
-                if let Some(est) = self.rates.get_mut(&i) {
-                    est.zero(now);
-                }
+                self.zero_server(i, vip, proto, r);
             }
         }
         Response::Ok
+    }
+
+    /// Zeroes the counters `--stats`/`--rate` show for server `i` (registry
+    /// index of `rs` in service `vip`/`proto`) at their current values.
+    fn zero_server(&mut self, i: usize, vip: SocketAddrV4, proto: u8, rs: SocketAddrV4) {
+        let now = self.server_totals(vip, proto, rs).stats();
+        self.zeroed.zero(i, now);
+        if let Some(est) = self.rates.get_mut(&i) {
+            est.zero(now);
+        }
     }
 
     /// Live persistence templates per real server index, all workers.
