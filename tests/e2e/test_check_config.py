@@ -153,10 +153,10 @@ def test_worker_on_main_lcore(tmp_path):
     assert_refused(check(path), path, line, "main lcore")
 
 
-def test_unsupported_forward_mode(tmp_path):
-    text, line = replace_line(base_text(tmp_path), r"^\s*forward\s*=", 'forward = "tun"')
+def test_unknown_forward_mode(tmp_path):
+    text, line = replace_line(base_text(tmp_path), r"^\s*forward\s*=", 'forward = "bridge"')
     path = write(tmp_path, text)
-    assert_refused(check(path), path, line, "tun")
+    assert_refused(check(path), path, line, "fullnat, nat, dr, tun")
 
 
 def test_timeout_out_of_range(tmp_path):
