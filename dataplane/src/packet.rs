@@ -72,6 +72,14 @@ impl<'a> PacketBuf<'a> {
         true
     }
 
+    /// Drops `n` bytes from the front of the frame (at most all of it).
+    #[inline]
+    pub fn advance(&mut self, n: usize) {
+        let n = n.min(self.len);
+        self.head += n;
+        self.len -= n;
+    }
+
     /// Shortens the frame to `len` bytes (no-op if already shorter).
     #[inline]
     pub fn truncate(&mut self, len: usize) {
@@ -98,6 +106,8 @@ mod tests {
         assert_eq!(p.frame(), b"xya");
         p.truncate(10);
         assert_eq!(p.frame(), b"xya");
+        p.advance(1);
+        assert_eq!((p.frame(), p.window()), (&b"ya"[..], (3, 2)));
     }
 
     #[test]

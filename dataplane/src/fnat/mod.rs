@@ -100,6 +100,7 @@
 
 mod flush;
 mod icmp_relay;
+pub mod nat64;
 pub mod rewrite;
 pub mod tunnel;
 
@@ -301,6 +302,9 @@ pub struct Pipeline {
     /// A TUN session's encapsulation, left by [`Self::forward`] for
     /// [`Self::process_buf`] (which holds the whole buffer) to apply.
     pending_encap: Option<tunnel::Encap>,
+    /// A FULLNAT64 packet's new header (protocol, source, destination),
+    /// left by [`Self::forward`] for [`Self::process_buf`] (see [`nat64`]).
+    pending_translate: Option<(u8, Endpoint, Endpoint)>,
     /// Identification field of the next outer IPv4 header.
     ip_id: u16,
     /// This worker's counters.
@@ -334,6 +338,7 @@ impl Pipeline {
             workers: workers.max(1),
             punt: false,
             pending_encap: None,
+            pending_translate: None,
             ip_id: worker.wrapping_mul(0x1000),
             tables: Arc::clone(&tables),
         };
@@ -532,6 +537,12 @@ impl Pipeline {
         let mut verdict = self.classify(pkt.frame_mut(), in_port, now);
         if let Some(e) = self.pending_encap.take() {
             verdict = self.encapsulate(pkt, &e);
+        }
+        if let Some((proto, src, dst)) = self.pending_translate.take() {
+            let done = if src.ip.is_v4() { nat64::to_v4(pkt, proto, src, dst) } else { nat64::to_v6(pkt, proto, src, dst) };
+            if let Err(r) = done {
+                verdict = Verdict::Drop(r);
+            }
         }
         if let Verdict::Drop(r) = verdict {
             self.counters.drop(r);
@@ -758,7 +769,12 @@ impl Pipeline {
         // changes (and TUN wraps it, once the caller has the whole buffer).
         let untouched = matches!(fwd, Forward::Dr | Forward::Tun);
         let tun = (fwd == Forward::Tun && dir == Direction::Inbound).then_some((s.client_port, s.client_mac, s.rs.ip));
-        if !untouched && rewrite::rewrite(l3, s.proto, src, dst).is_err() {
+        // FULLNAT64: the packet changes family, which only the caller (who
+        // holds the whole buffer) can do.
+        let translate = !untouched && src.ip.is_v4() != (l3.first().map(|b| b >> 4) == Some(4));
+        if translate {
+            self.pending_translate = Some((s.proto, src, dst));
+        } else if !untouched && rewrite::rewrite(l3, s.proto, src, dst).is_err() {
             return Verdict::Drop(DropReason::Malformed);
         }
         if let Some(t) = self.rs_traffic.get_mut(usize::from(s.rs_index)) {

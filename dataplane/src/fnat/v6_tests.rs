@@ -222,3 +222,43 @@ fn tun_v6_wraps_in_ipv6_from_the_interface_address() {
     assert_eq!((outer.src(), outer.dst(), outer.next_header()), (a("fd77::2").octets(), rs(1).ip.octets(), tunnel::NEXT_IPV6));
     assert_eq!(outer.payload(), &frame[14..]);
 }
+
+#[test]
+fn fullnat64_takes_ipv6_clients_to_ipv4_servers_and_back() {
+    use super::tests::{known_servers, LIP, RS1};
+    // The lab's IPv4 service with an IPv6 VIP in front.
+    let t = tables_with((5000, 5009), |t| {
+        t.services[0].vip = vip();
+        t.routes = (*v6_tables(Forward::FullNat)).routes.clone();
+    });
+    let mut p = Pipeline::new(t, known_servers(), 64, 42, 0, 1);
+    let run = |p: &mut Pipeline, frame: &[u8], now: u64| -> (Verdict, Vec<u8>) {
+        let mut buf = vec![0u8; 64 + frame.len()];
+        buf[64..].copy_from_slice(frame);
+        let mut pkt = PacketBuf::new(&mut buf, 64, frame.len());
+        let v = p.process_buf(&mut pkt, 0, Millis(now));
+        (v, pkt.frame().to_vec())
+    };
+    let syn = tcp6(CLIENT_MAC, client(), vip(), tcp::SYN);
+    let (v, out) = run(&mut p, &syn, 1);
+    assert_eq!(v, Verdict::Forward { port: 0 });
+    assert_eq!((out.len(), &out[0..6], u16::from_be_bytes([out[12], out[13]])), (syn.len() - 20, &RS1_MAC[..], ethernet::ETHERTYPE_IPV4));
+    let ip = ipv4::Packet::new_checked(&out[14..]).unwrap();
+    assert!(ip.verify_checksum());
+    assert_eq!((ip.src(), ip.dst(), ip.ttl()), (LIP, RS1.ip.v4_bits(), 63));
+    let t4 = tcp::Packet::new_checked(ip.payload()).unwrap();
+    assert!(t4.verify_checksum_v4(ip.src(), ip.dst()));
+    assert_eq!(t4.dst_port(), RS1.port);
+    let lport = t4.src_port();
+    // The server's answer goes back to the client in IPv6.
+    let reply = eth(LB_MAC, RS1_MAC, ethernet::ETHERTYPE_IPV4, &tcp_packet(RS1, Endpoint::new(LIP, lport), tcp::SYN | tcp::ACK, b"data"));
+    let (v, back) = run(&mut p, &reply, 2);
+    assert_eq!(v, Verdict::Forward { port: 0 });
+    assert_eq!(back.len(), reply.len() + 20);
+    let seen = look(&back);
+    assert_eq!((seen.mac, seen.src, seen.dst, seen.hop), (CLIENT_MAC, vip(), client(), 63));
+    assert!(seen.ok, "IPv6 checksum after translation");
+    // Without headroom the reply cannot grow: counted, not corrupted.
+    let mut r = reply.clone();
+    assert_eq!(p.process(&mut r, 0, Millis(3)), Verdict::Drop(DropReason::NoHeadroom));
+}
