@@ -229,7 +229,7 @@ fn fullnat64_takes_ipv6_clients_to_ipv4_servers_and_back() {
     // The lab's IPv4 service with an IPv6 VIP in front.
     let t = tables_with((5000, 5009), |t| {
         t.services[0].vip = vip();
-        t.routes = (*v6_tables(Forward::FullNat)).routes.clone();
+        t.routes = v6_tables(Forward::FullNat).routes.clone();
     });
     let mut p = Pipeline::new(t, known_servers(), 64, 42, 0, 1);
     let run = |p: &mut Pipeline, frame: &[u8], now: u64| -> (Verdict, Vec<u8>) {
