@@ -25,11 +25,11 @@
 
 use super::{Pipeline, Verdict};
 use crate::checksum;
-use crate::session::{Direction, Endpoint, FlowKey, Lookup};
+use crate::session::{Addr, Direction, Endpoint, FlowKey, Lookup};
 use crate::stats::DropReason;
 use crate::tables::Forward;
 use crate::time::Millis;
-use crate::wire::ipv4;
+use crate::wire::{icmpv6, ipv4, ipv6};
 
 /// ICMP types that quote the offending packet.
 #[must_use]
@@ -74,6 +74,10 @@ impl Pipeline {
         };
         let fwd = s.forward();
         let untouched = matches!(fwd, Forward::Dr | Forward::Tun) && dir == Direction::Inbound;
+        if !src.ip.is_v4() {
+            // A FULLNAT64 session: errors are not translated across families.
+            return Some(Verdict::Drop(DropReason::UnsupportedL4));
+        }
         if !untouched {
             if l3[8] <= 1 {
                 return Some(Verdict::Drop(DropReason::TtlExceeded));
@@ -88,6 +92,73 @@ impl Pipeline {
         }
         self.counters.icmp_relayed += 1;
         Some(Verdict::Forward { port })
+    }
+
+    /// [`Self::relay_icmp_error`] for ICMPv6 (destination unreachable,
+    /// packet too big, time exceeded, parameter problem), whose quote is an
+    /// IPv6 header followed directly by TCP or UDP.
+    #[cold]
+    pub(super) fn relay_icmpv6_error(&mut self, l2: &mut [u8], l3: &mut [u8], now: Millis) -> Option<Verdict> {
+        const H: usize = ipv6::HEADER_LEN;
+        let total = (H + usize::from(u16::from_be_bytes([l3[4], l3[5]]))).min(l3.len());
+        let q = H + 8;
+        if total < q + H + 8 || l3[q] >> 4 != 6 {
+            return None;
+        }
+        let proto = l3[q + 6];
+        if proto != ipv4::PROTO_TCP && proto != ipv4::PROTO_UDP {
+            return None;
+        }
+        let addr = |o: usize| Addr::v6(<[u8; 16]>::try_from(&l3[o..o + 16]).unwrap_or_default());
+        let port = |o: usize| u16::from_be_bytes([l3[o], l3[o + 1]]);
+        let l4 = q + H;
+        let (qsrc, qdst) = (Endpoint::at(addr(q + 8), port(l4)), Endpoint::at(addr(q + 24), port(l4 + 2)));
+        let key = FlowKey { src: qdst, dst: qsrc, proto };
+        let (slot, dir) = match self.sessions.lookup(&key, now) {
+            Lookup::Hit(slot, dir) => (slot, dir),
+            Lookup::Expired(_) | Lookup::Miss => return self.icmp_owner(&key),
+        };
+        let s = *self.sessions.get(slot)?;
+        let (src, dst, out_port, mac) = match dir {
+            Direction::Inbound => (s.laddr, s.rs, s.rs_port, s.rs_mac),
+            Direction::Outbound => (s.vip, s.client, s.client_port, s.client_mac),
+        };
+        let fwd = s.forward();
+        let untouched = matches!(fwd, Forward::Dr | Forward::Tun) && dir == Direction::Inbound;
+        if src.ip.is_v4() {
+            return Some(Verdict::Drop(DropReason::UnsupportedL4));
+        }
+        if !untouched {
+            if l3[7] <= 1 {
+                return Some(Verdict::Drop(DropReason::TtlExceeded));
+            }
+            // The quoted packet: what the other side sent, turned around.
+            let csum_at = if proto == ipv4::PROTO_UDP { Some(l4 + 6) } else { Some(l4 + 16).filter(|o| o + 2 <= total) };
+            if let Some(o) = csum_at {
+                let mut c = u16::from_be_bytes([l3[o], l3[o + 1]]);
+                c = checksum::update_u128(c, qsrc.ip.octets(), dst.ip.octets());
+                c = checksum::update_u128(c, qdst.ip.octets(), src.ip.octets());
+                c = checksum::update_u16(c, qsrc.port, dst.port);
+                c = checksum::update_u16(c, qdst.port, src.port);
+                l3[o..o + 2].copy_from_slice(&c.to_be_bytes());
+            }
+            l3[l4..l4 + 2].copy_from_slice(&dst.port.to_be_bytes());
+            l3[l4 + 2..l4 + 4].copy_from_slice(&src.port.to_be_bytes());
+            l3[q + 8..q + 24].copy_from_slice(&dst.ip.octets());
+            l3[q + 24..q + 40].copy_from_slice(&src.ip.octets());
+            l3[8..24].copy_from_slice(&src.ip.octets());
+            l3[24..40].copy_from_slice(&dst.ip.octets());
+            l3[7] -= 1;
+            icmpv6::fill_checksum(&mut l3[H..total], src.ip.octets(), dst.ip.octets());
+        }
+        let own = self.port_mac(out_port);
+        l2[0..6].copy_from_slice(&mac);
+        l2[6..12].copy_from_slice(&own);
+        if fwd == Forward::Tun && untouched {
+            self.pending_encap = Some(self.encap_toward(out_port, s.rs.ip, s.client_port, s.client_mac));
+        }
+        self.counters.icmp_relayed += 1;
+        Some(Verdict::Forward { port: out_port })
     }
 
     /// The worker owning the flow an error quotes, when it is not this one.

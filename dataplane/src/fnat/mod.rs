@@ -635,7 +635,7 @@ impl Pipeline {
         }
         match proto {
             ipv4::PROTO_TCP | ipv4::PROTO_UDP => {}
-            icmpv6::NEXT_HEADER => return self.handle_icmpv6(l2, l3, in_port),
+            icmpv6::NEXT_HEADER => return self.handle_icmpv6(l2, l3, in_port, now),
             ipv6::NEXT_FRAGMENT => return Verdict::Drop(DropReason::Fragment),
             _ => return self.punt_or(dst, if self.tables.owns(dst) { DropReason::UnsupportedL4 } else { DropReason::NotForUs }),
         }
@@ -959,7 +959,7 @@ impl Pipeline {
     /// learn from solicitations and advertisements), echo to owned addresses;
     /// the rest goes to the kernel when it is for an interface address.
     #[cold]
-    fn handle_icmpv6(&mut self, l2: &mut [u8], l3: &mut [u8], in_port: u16) -> Verdict {
+    fn handle_icmpv6(&mut self, l2: &mut [u8], l3: &mut [u8], in_port: u16, now: Millis) -> Verdict {
         let Ok(ip) = ipv6::Packet::new_checked(&*l3) else {
             return Verdict::Drop(DropReason::Malformed);
         };
@@ -968,6 +968,15 @@ impl Pipeline {
         if msg.len() < 8 || icmpv6::checksum(msg, src, dst) != 0 {
             return Verdict::Drop(DropReason::Malformed);
         }
+        if (1..=4).contains(&msg[0]) {
+            if let Some(v) = self.relay_icmpv6_error(l2, l3, now) {
+                return v;
+            }
+        }
+        let Ok(ip) = ipv6::Packet::new_checked(&*l3) else {
+            return Verdict::Drop(DropReason::Malformed);
+        };
+        let msg = ip.payload();
         match msg[0] {
             icmpv6::NEIGHBOR_SOLICITATION | icmpv6::NEIGHBOR_ADVERTISEMENT => {
                 let Some(target) = icmpv6::nd_target(msg).filter(|_| hop_limit == icmpv6::ND_HOP_LIMIT) else {

@@ -262,3 +262,35 @@ fn fullnat64_takes_ipv6_clients_to_ipv4_servers_and_back() {
     let mut r = reply.clone();
     assert_eq!(p.process(&mut r, 0, Millis(3)), Verdict::Drop(DropReason::NoHeadroom));
 }
+
+#[test]
+fn icmpv6_errors_from_the_server_reach_the_client_rewritten() {
+    let t = tables_with((5000, 5009), |t| {
+        *t = (*v6_tables(Forward::FullNat)).clone();
+        t.services[0].proto = ipv4::PROTO_UDP;
+    });
+    let mut p = Pipeline::new(t, known(), 64, 42, 0, 1);
+    let mut q = eth(LB_MAC, CLIENT_MAC, ethernet::ETHERTYPE_IPV6, &udp_packet(client(), vip(), b"query", false));
+    assert_eq!(p.process(&mut q, 0, Millis(1)), Verdict::Forward { port: 0 });
+    let sent = look(&q);
+    // rs1 has nothing on the port: "port unreachable" to the local address, quoting the datagram.
+    let mut m = vec![1u8, 4, 0, 0, 0, 0, 0, 0];
+    m.extend_from_slice(&q[14..]);
+    icmpv6::fill_checksum(&mut m, rs(1).ip.octets(), sent.src.ip.octets());
+    let mut ip = vec![0u8; 40];
+    ipv6::emit_header(&mut ip, icmpv6::NEXT_HEADER, rs(1).ip.octets(), sent.src.ip.octets(), m.len() as u16);
+    ip.extend_from_slice(&m);
+    let mut e = eth(LB_MAC, RS1_MAC, ethernet::ETHERTYPE_IPV6, &ip);
+    assert_eq!(p.process(&mut e, 0, Millis(2)), Verdict::Forward { port: 0 });
+    assert_eq!(&e[0..6], &CLIENT_MAC[..]);
+    let out = ipv6::Packet::new_checked(&e[14..]).unwrap();
+    assert_eq!((out.src(), out.dst()), (vip().ip.octets(), client().ip.octets()));
+    let msg = out.payload();
+    assert_eq!(icmpv6::checksum(msg, out.src(), out.dst()), 0);
+    let quoted = ipv6::Packet::new_checked(&msg[8..]).unwrap();
+    assert_eq!((quoted.src(), quoted.dst()), (client().ip.octets(), vip().ip.octets()), "quotes what the client sent");
+    let u = udp::Packet::new_checked(quoted.payload()).unwrap();
+    assert_eq!((u.src_port(), u.dst_port()), (client().port, vip().port));
+    assert!(u.verify_checksum_v6(quoted.src(), quoted.dst()));
+    assert_eq!(p.counters.icmp_relayed, 1);
+}
