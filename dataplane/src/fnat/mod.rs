@@ -172,15 +172,18 @@ impl ConnCount {
     pub fn total(&self) -> u32 {
         self.active.saturating_add(self.inactive)
     }
-    fn add(&mut self, state: TcpState) {
-        if state.is_active() {
+    /// Counts a session in `state` of protocol `proto`. As IPVS, only TCP
+    /// connections in ESTABLISHED are active: UDP sessions count as
+    /// inactive (the kernel never clears `IP_VS_CONN_F_INACTIVE` for them).
+    fn add(&mut self, proto: u8, state: TcpState) {
+        if proto == ipv4::PROTO_TCP && state.is_active() {
             self.active += 1;
         } else {
             self.inactive += 1;
         }
     }
-    fn sub(&mut self, state: TcpState) {
-        if state.is_active() {
+    fn sub(&mut self, proto: u8, state: TcpState) {
+        if proto == ipv4::PROTO_TCP && state.is_active() {
             self.active = self.active.saturating_sub(1);
         } else {
             self.inactive = self.inactive.saturating_sub(1);
@@ -753,8 +756,8 @@ impl Pipeline {
         };
         if new_state != s.state {
             if let Some(c) = self.rs_conns.get_mut(usize::from(s.rs_index)) {
-                c.sub(s.state);
-                c.add(new_state);
+                c.sub(s.proto, s.state);
+                c.add(s.proto, new_state);
             }
             s.state = new_state;
         }
@@ -876,7 +879,7 @@ impl Pipeline {
             Ok(slot) => {
                 let ri = usize::from(rs.index);
                 if let Some(c) = self.rs_conns.get_mut(ri) {
-                    c.add(state);
+                    c.add(key.proto, state);
                     c.created += 1;
                     if let Some(l) = self.rs_limits.get_mut(ri) {
                         l.bound(c);
@@ -1160,7 +1163,7 @@ impl Held<'_> {
         }
         let ri = usize::from(s.rs_index);
         if let Some(c) = self.conns.get_mut(ri) {
-            c.sub(s.state);
+            c.sub(s.proto, s.state);
             if let Some(l) = self.limits.get_mut(ri) {
                 l.unbound(c);
             }

@@ -97,6 +97,8 @@ fn udp_fullnat_both_ways_with_the_udp_timeout() {
     assert!(seen.checksums_ok);
     let s = *p.sessions().iter().next().unwrap();
     assert_eq!((s.proto, s.state, s.expires), (ipv4::PROTO_UDP, TcpState::Established, Millis(31_000)));
+    let c = p.rs_conns()[2];
+    assert_eq!((c.active, c.inactive), (0, 1), "a UDP session is InActConn, as in IPVS");
     // The answer goes back to the client from the VIP.
     let mut a = udp_frame(RS1_MAC, Endpoint::new(RS1.ip.v4_bits(), 5353), seen.src, b"answer", false);
     assert_eq!(p.process(&mut a, 0, Millis(2000)), Verdict::Forward { port: 0 });
