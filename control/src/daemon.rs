@@ -14,7 +14,7 @@
 //! [`NeighTable`]; a changed table is published the same way.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -341,11 +341,11 @@ struct Control {
     health_tx: Sender<health::Change>,
     health_rx: Receiver<health::Change>,
     /// One health checker per checked (service, real server).
-    checkers: std::collections::HashMap<((SocketAddrV4, u8), SocketAddrV4), Checker>,
+    checkers: std::collections::HashMap<((SocketAddr, u8), SocketAddr), Checker>,
     /// Policy routes that take DR servers' probes to them (see [`health`]).
     dr_routes: DrRoutes,
     /// Real servers their health check found down.
-    down: std::collections::HashSet<((SocketAddrV4, u8), SocketAddrV4)>,
+    down: std::collections::HashSet<((SocketAddr, u8), SocketAddr)>,
     /// Rate estimators by real-server index, and when they last ran.
     rates: std::collections::HashMap<usize, RateEstimate>,
     rates_at: Instant,
@@ -355,7 +355,7 @@ struct Control {
     zeroed: crate::zero::Baselines,
 }
 
-type ServiceKey = (SocketAddrV4, u8);
+type ServiceKey = (SocketAddr, u8);
 
 impl Control {
     /// Starts checkers for checked servers that lack one (or whose check or
@@ -373,9 +373,11 @@ impl Control {
                 // A TUN server on a connected subnet holds the VIP too and
                 // is probed there like a DR one (not encapsulated: the
                 // kernel may have no ipip); a routed one at its address.
-                let on_vip = forward == Forward::Dr || (forward == Forward::Tun && self.iface_for(*r.addr.ip()).is_some());
+                let on_vip = forward == Forward::Dr || (forward == Forward::Tun && self.iface_for(r.addr.ip()).is_some());
                 let target = if on_vip {
-                    dr_pairs.insert((*s.vip.ip(), *r.addr.ip()));
+                    if let (IpAddr::V4(vip), IpAddr::V4(rip)) = (s.vip.ip(), r.addr.ip()) {
+                        dr_pairs.insert((vip, rip));
+                    }
                     self.dr_target(s.vip, r.addr)
                 } else {
                     Target::direct(r.addr)
@@ -397,10 +399,11 @@ impl Control {
     /// DR keeps), routed to that server through the exception path of the
     /// interface it is on. Without such an interface or route, the server's
     /// own address (logged: that checks the host, not the VIP service).
-    fn dr_target(&mut self, vip: SocketAddrV4, rs: SocketAddrV4) -> Target {
-        let result = match self.iface_for(*rs.ip()) {
-            Some(dev) => self.dr_routes.target(SocketAddrV4::new(*vip.ip(), rs.port()), *rs.ip(), &dev),
-            None => Err(format!("{rs} is on no interface's subnet")),
+    fn dr_target(&mut self, vip: SocketAddr, rs: SocketAddr) -> Target {
+        let result = match (self.iface_for(rs.ip()), vip.ip(), rs.ip()) {
+            (Some(dev), IpAddr::V4(v), IpAddr::V4(r)) => self.dr_routes.target(SocketAddrV4::new(v, rs.port()), r, &dev),
+            (Some(_), _, _) => Err("marked probes to an IPv6 VIP are not supported yet".into()),
+            (None, _, _) => Err(format!("{rs} is on no interface's subnet")),
         };
         result.unwrap_or_else(|e| {
             eprintln!("rvsd: health: DR server {rs} of {vip}: cannot route probes to the VIP ({e}); probing {rs} itself");
@@ -409,17 +412,20 @@ impl Control {
     }
 
     /// The interface whose connected subnet holds `ip`, by name.
-    fn iface_for(&self, ip: Ipv4Addr) -> Option<String> {
-        let on_link = |i: &&crate::config::InterfaceConfig| {
-            let mask = u32::MAX.checked_shl(32 - u32::from(i.prefix_len)).unwrap_or(0);
-            u32::from(i.addr) & mask == u32::from(ip) & mask
+    fn iface_for(&self, ip: IpAddr) -> Option<String> {
+        let on_link = |i: &&crate::config::InterfaceConfig| match ip {
+            IpAddr::V4(ip) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(i.prefix_len)).unwrap_or(0);
+                u32::from(i.addr) & mask == u32::from(ip) & mask
+            }
+            IpAddr::V6(ip) => i.addr6.is_some_and(|(a, len)| Addr::from(a).masked(len) == Addr::from(ip).masked(len)),
         };
         self.config.interfaces.iter().find(on_link).map(|i| i.name.clone())
     }
 
     /// Asks every worker to drop its sessions to `server` of `service`
     /// (after the tables without it went out) and logs how many there were.
-    fn flush_server(&self, service: ServiceKey, server: SocketAddrV4) {
+    fn flush_server(&self, service: ServiceKey, server: SocketAddr) {
         let Some(index) = self.registry.server_index(service.0, service.1, server) else { return };
         let Ok(rs_index) = u16::try_from(index) else { return };
         let mut flushed = 0;
@@ -516,10 +522,20 @@ impl Control {
             self.broadcast(|| WorkerRequest::Neigh(Arc::clone(&map)));
         }
         let first = self.workers.first().map(|w| w.requests.clone());
+        let config = &self.config;
         self.neigh.due_requests(now, |port, target| {
-            // IPv6 next hops are resolved by neighbour solicitation (not yet).
-            if let (Some(w), Some(target)) = (&first, target.to_v4()) {
-                let _ = w.try_send(WorkerRequest::SendArp { port, target });
+            let Some(w) = &first else { return };
+            match target.ip() {
+                IpAddr::V4(v4) => {
+                    let _ = w.try_send(WorkerRequest::SendArp { port, target: v4.octets() });
+                }
+                // IPv6 next hops: a neighbour solicitation from the port's
+                // IPv6 address (none configured: nothing to ask from).
+                IpAddr::V6(v6) => {
+                    if let Some(source) = crate::iproute::ns_source(config, port, v6) {
+                        let _ = w.try_send(WorkerRequest::SendNs { port, target: v6.octets(), source: source.octets() });
+                    }
+                }
             }
         });
     }
@@ -606,20 +622,20 @@ impl Control {
                 other => other,
             },
             Request::Reload => self.reload(),
+            Request::Ip(r) => Response::Ip(self.ip(r)),
             Request::Zero(spec) => self.zero(spec.as_ref()),
             Request::ExportConfig => Response::ConfigToml(config::export::services_toml(&self.config)),
-            Request::Ip(r) => Response::Ip(self.ip(r)),
         }
     }
 
     /// Finds the service `spec` names: its index, or the error to answer.
-    fn find_service(&self, spec: &ServiceSpec) -> Result<(SocketAddrV4, u8, Option<usize>), Response> {
+    fn find_service(&self, spec: &ServiceSpec) -> Result<(SocketAddr, u8, Option<usize>), Response> {
         let proto = match spec.proto.as_str() {
             "tcp" => 6,
             "udp" => 17,
             p => return Err(Response::Error(format!("unknown protocol {p}"))),
         };
-        let vip = spec.vip.parse::<SocketAddrV4>().map_err(|_| Response::Error(format!("invalid service address {}", spec.vip)))?;
+        let vip = parse_endpoint(&spec.vip).ok_or_else(|| Response::Error(format!("invalid service address {}", spec.vip)))?;
         let at = self.config.services.iter().position(|s| s.vip == vip && s.proto == proto);
         Ok((vip, proto, at))
     }
@@ -650,7 +666,11 @@ impl Control {
             (None, None) => None,
             (Some(t), mask) => {
                 let mut p = Persistence::new(t);
-                if let Some(m) = mask {
+                if let Some(m) = mask.as_deref().filter(|_| vip.is_ipv6()) {
+                    if let Err(e) = config::check_netmask6(m) {
+                        return Response::Error(e);
+                    }
+                } else if let Some(m) = mask {
                     match m.parse::<Ipv4Addr>() {
                         Ok(m) if u32::from(m).leading_ones() + u32::from(m).trailing_zeros() == 32 => p.netmask = m.octets(),
                         _ => return Response::Error(format!("illegal persistence netmask {m}")),
@@ -678,7 +698,7 @@ impl Control {
         if scheduler != SchedKind::MaglevHashing {
             options.mh_table_size = None;
         }
-        if let Err(e) = options.check(scheduler, servers) {
+        if let Err(e) = options.check_for(scheduler, servers, vip.is_ipv4()) {
             return Response::Error(e);
         }
         match at {
@@ -698,14 +718,17 @@ impl Control {
     }
 
     fn change_laddr(&mut self, spec: &ServiceSpec, addr: &str, add: bool) -> Response {
-        let (_, _, at) = match self.find_service(spec) {
+        let (vip, _, at) = match self.find_service(spec) {
             Ok(x) => x,
             Err(r) => return r,
         };
         let Some(i) = at else { return Response::Error("Service not defined".into()) };
-        let Ok(ip) = addr.parse::<Ipv4Addr>() else {
+        let Ok(ip) = addr.parse::<IpAddr>() else {
             return Response::Error(format!("invalid local address {addr}"));
         };
+        if let Err(e) = config::check_family(vip, "local address", ip) {
+            return Response::Error(e);
+        }
         let list = &mut self.config.services[i].local_addresses;
         match (add, list.iter().position(|a| *a == ip)) {
             (true, Some(_)) => return Response::Error("Local address already exists".into()),
@@ -733,7 +756,16 @@ impl Control {
             Q::NeighShow => return A::Neighbours(self.neigh_views()),
             Q::NeighAdd { addr, lladdr, dev } => return self.neigh_change(&addr, Some(&lladdr), &dev),
             Q::NeighDel { addr, dev } => return self.neigh_change(&addr, None, &dev),
-            Q::AddrAdd { addr, dev } => ipr::addr_add(&mut next, &addr, &dev).map(|a| kernel_ip(&["addr", "add", &format!("{}/{}", a.addr, a.len), "dev", &a.dev])),
+            Q::AddrAdd { addr, dev } => ipr::addr_add(&mut next, &addr, &dev).map(|a| {
+                let cidr = format!("{}/{}", a.addr, a.len);
+                if a.addr.is_ipv6() {
+                    // The TAP may have IPv6 off (no address6 in the file).
+                    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", a.dev), "0");
+                    kernel_ip(&["-6", "addr", "add", &cidr, "dev", &a.dev, "nodad"])
+                } else {
+                    kernel_ip(&["addr", "add", &cidr, "dev", &a.dev])
+                }
+            }),
             Q::AddrDel { addr, dev } => ipr::addr_del(&mut next, &addr, &dev).map(|a| kernel_ip(&["addr", "del", &format!("{}/{}", a.addr, a.len), "dev", &a.dev])),
             Q::RouteAdd(spec) => ipr::route_add(&mut next, &spec).map(|r| kernel_route(&r, true)),
             Q::RouteDel(spec) => ipr::route_del(&mut next, &spec).map(|r| kernel_route(&r, false)),
@@ -792,7 +824,7 @@ impl Control {
     fn neigh_change(&mut self, addr: &str, lladdr: Option<&str>, dev: &str) -> crate::iproute::IpResponse {
         use crate::iproute::{IpError, IpResponse as A};
         let refuse = |e: IpError| A::Refused(e.to_string());
-        let Ok(ip) = addr.parse::<Ipv4Addr>() else { return refuse(IpError::BadAddress(addr.into())) };
+        let Ok(ip) = addr.parse::<IpAddr>() else { return refuse(IpError::BadAddress(addr.into())) };
         let Some(port) = self.config.interfaces.iter().position(|i| i.name == dev) else { return refuse(IpError::NoDevice(dev.into())) };
         let changed = match lladdr {
             Some(m) => {
@@ -863,19 +895,22 @@ impl Control {
             "udp" => 17,
             p => return Response::Error(format!("unknown protocol {p}")),
         };
-        let Ok(vip) = spec.vip.parse::<SocketAddrV4>() else {
+        let Some(vip) = parse_endpoint(&spec.vip) else {
             return Response::Error(format!("invalid service address {}", spec.vip));
         };
         let Some(svc) = self.config.services.iter().position(|s| s.vip == vip && s.proto == proto) else {
             return Response::Error("Service not defined".into());
         };
-        let rs = match spec.rs.parse::<SocketAddrV4>() {
-            Ok(a) => a,
-            Err(_) => match spec.rs.parse::<Ipv4Addr>() {
-                Ok(ip) => SocketAddrV4::new(ip, vip.port()),
+        let rs = match parse_endpoint(&spec.rs) {
+            Some(a) => a,
+            None => match spec.rs.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+                Ok(ip) => SocketAddr::new(ip, vip.port()),
                 Err(_) => return Response::Error(format!("invalid real server address {}", spec.rs)),
             },
         };
+        if let Err(e) = config::check_family(vip, "real server", rs.ip()) {
+            return Response::Error(e);
+        }
         // The method: as given (-g/-m/--fullnat); otherwise unchanged on -e,
         // and the service's default on -a (FULLNAT unless the file says
         // otherwise; ipvsadm would default to -g).
@@ -1045,13 +1080,13 @@ impl Control {
         let mut services = Vec::new();
         let effective = self.effective_config();
         for svc in &effective.services {
-            let label = format!("{}/{}", proto_name(svc.proto), svc.vip);
+            let label = metrics::service_label(proto_name(svc.proto), svc.vip);
             for r in &svc.real_servers {
                 let ConnTotals { active, inactive, created: connections, .. } = self.server_totals(svc.vip, svc.proto, r.addr);
                 servers.push(metrics::ServerSample {
                     up: !self.down.contains(&((svc.vip, svc.proto), r.addr)),
                     service: label.clone(),
-                    server: r.addr.to_string(),
+                    server: metrics::server_label(r.addr),
                     weight: r.weight,
                     active,
                     inactive,
@@ -1094,7 +1129,7 @@ impl Control {
     }
 
     /// A real server's connection counts summed over workers.
-    fn server_totals(&self, vip: SocketAddrV4, proto: u8, rs: SocketAddrV4) -> ConnTotals {
+    fn server_totals(&self, vip: SocketAddr, proto: u8, rs: SocketAddr) -> ConnTotals {
         let Some(i) = self.registry.server_index(vip, proto, rs) else { return ConnTotals::default() };
         let mut t = ConnTotals::default();
         for w in &self.workers {
@@ -1150,7 +1185,7 @@ impl Control {
 
     /// Zeroes the counters `--stats`/`--rate` show for server `i` (registry
     /// index of `rs` in service `vip`/`proto`) at their current values.
-    fn zero_server(&mut self, i: usize, vip: SocketAddrV4, proto: u8, rs: SocketAddrV4) {
+    fn zero_server(&mut self, i: usize, vip: SocketAddr, proto: u8, rs: SocketAddr) {
         let now = self.server_totals(vip, proto, rs).stats();
         self.zeroed.zero(i, now);
         if let Some(est) = self.rates.get_mut(&i) {
@@ -1386,8 +1421,16 @@ fn proto_name(p: u8) -> &'static str {
 /// MAC and address (and its gateway), so replies to the appliance's own
 /// traffic come back to the port and the kernel's view matches the wire.
 fn configure_kernel_side(c: &crate::config::InterfaceConfig, mac: &MacAddr) -> std::io::Result<()> {
-    // rvs forwards no IPv6 yet: keep the kernel from sending any.
-    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", c.name), "1");
+    // Without an IPv6 address the kernel side sends no IPv6 at all (no
+    // link-local, router or neighbour solicitations); with one, it carries
+    // it without duplicate address detection (the data plane owns the
+    // port and answers for it).
+    let v6 = if c.addr6.is_some() { "0" } else { "1" };
+    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", c.name), v6);
+    if c.addr6.is_some() {
+        let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{}/accept_dad", c.name), "0");
+        let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{}/accept_ra", c.name), "0");
+    }
     // An af_packet port shares its frames with the kernel's own interface:
     // keep that kernel interface from answering for the exception path's
     // address (ARP) or accepting its traffic (strict reverse-path filter),
@@ -1412,6 +1455,12 @@ fn configure_kernel_side(c: &crate::config::InterfaceConfig, mac: &MacAddr) -> s
     if let Some(gw) = c.gateway {
         ip(&["route", "replace", "default", "via", &gw.to_string(), "dev", &c.name])?;
     }
+    if let Some((a, len)) = c.addr6 {
+        ip(&["-6", "addr", "replace", &format!("{a}/{len}"), "dev", &c.name, "nodad"])?;
+        if let Some(gw) = c.gateway6 {
+            ip(&["-6", "route", "replace", "default", "via", &gw.to_string(), "dev", &c.name])?;
+        }
+    }
     Ok(())
 }
 
@@ -1430,7 +1479,8 @@ fn kernel_ip(args: &[&str]) -> std::io::Result<()> {
 fn kernel_route(r: &crate::iproute::RouteConfig, add: bool) -> std::io::Result<()> {
     let dest = if r.len == 0 { "default".to_string() } else { format!("{}/{}", r.prefix, r.len) };
     let via = r.via.map(|v| v.to_string());
-    let mut args = vec!["route", if add { "replace" } else { "del" }, dest.as_str()];
+    let family = if r.prefix.is_ipv6() { "-6" } else { "-4" };
+    let mut args = vec![family, "route", if add { "replace" } else { "del" }, dest.as_str()];
     if let Some(v) = &via {
         args.extend(["via", v.as_str()]);
     }
@@ -1457,6 +1507,14 @@ fn bind_socket(path: &Path) -> Result<UnixListener, StartError> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
     l.set_nonblocking(true).map_err(err)?;
     Ok(l)
+}
+
+/// A service or real server address as rvsadm sends it: `a.b.c.d:port` or
+/// `[v6]:port` (port not 0; an IPv4-mapped IPv6 address is no IPv6 one).
+fn parse_endpoint(s: &str) -> Option<SocketAddr> {
+    let a: SocketAddr = s.parse().ok()?;
+    let mapped = matches!(a.ip(), IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some());
+    (!mapped).then_some(a)
 }
 
 /// `a.b.c.d:port` or `[v6]:port`, as ipvsadm prints endpoints.

@@ -30,7 +30,7 @@
 //! sessions to that server.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -81,7 +81,7 @@ pub enum Connections {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Target {
     /// Address and port probed (the VIP for a DR server).
-    pub addr: SocketAddrV4,
+    pub addr: SocketAddr,
     /// Firewall mark on the probe's socket (DR: selects its route).
     pub mark: Option<u32>,
 }
@@ -89,8 +89,8 @@ pub struct Target {
 impl Target {
     /// The server itself, unmarked.
     #[must_use]
-    pub fn direct(addr: SocketAddrV4) -> Self {
-        Self { addr, mark: None }
+    pub fn direct(addr: impl Into<SocketAddr>) -> Self {
+        Self { addr: addr.into(), mark: None }
     }
 }
 
@@ -123,16 +123,16 @@ pub struct HealthCheck {
     /// What becomes of a failed server's existing connections.
     pub connections: Connections,
     /// Where new connections go when every server is down.
-    pub sorry_server: Option<SocketAddrV4>,
+    pub sorry_server: Option<SocketAddr>,
 }
 
 /// A state change, as the control loop receives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     /// The service (VIP, protocol).
-    pub service: (SocketAddrV4, u8),
+    pub service: (SocketAddr, u8),
     /// The server.
-    pub server: SocketAddrV4,
+    pub server: SocketAddr,
     /// Now up?
     pub up: bool,
     /// Why (the last probe's result).
@@ -205,7 +205,7 @@ pub fn probe(kind: &CheckKind, target: Target, timeout: Duration) -> Result<(), 
 
 /// A socket for `target`, marked if it says so.
 fn socket(target: Target, ty: Type, proto: Protocol) -> std::io::Result<Socket> {
-    let s = Socket::new(Domain::IPV4, ty, Some(proto))?;
+    let s = Socket::new(Domain::for_address(target.addr), ty, Some(proto))?;
     if let Some(m) = target.mark {
         s.set_mark(m)?;
     }
@@ -215,7 +215,7 @@ fn socket(target: Target, ty: Type, proto: Protocol) -> std::io::Result<Socket> 
 /// Connects, retrying a connect interrupted by a signal.
 fn connect(target: Target, timeout: Duration) -> Result<TcpStream, String> {
     let deadline = Instant::now() + timeout;
-    let addr = SockAddr::from(SocketAddr::V4(target.addr));
+    let addr = SockAddr::from(target.addr);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -234,7 +234,7 @@ fn connect(target: Target, timeout: Duration) -> Result<TcpStream, String> {
 fn udp_probe(target: Target, payload: &[u8], expect: Option<&[u8]>, timeout: Duration) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     let s = socket(target, Type::DGRAM, Protocol::UDP).map_err(|e| format!("socket: {e}"))?;
-    s.connect(&SockAddr::from(SocketAddr::V4(target.addr))).map_err(|e| format!("connect: {e}"))?;
+    s.connect(&SockAddr::from(target.addr)).map_err(|e| format!("connect: {e}"))?;
     let s: UdpSocket = s.into();
     s.send(payload).map_err(|e| format!("send: {e}"))?;
     let mut buf = vec![0u8; 65536];
@@ -270,6 +270,8 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 
 const ICMP_ECHO_REQUEST: u8 = 8;
 const ICMP_ECHO_REPLY: u8 = 0;
+const ICMPV6_ECHO_REQUEST: u8 = 128;
+const ICMPV6_ECHO_REPLY: u8 = 129;
 
 /// Sequence numbers for echo requests, shared by every checker thread.
 static ICMP_SEQ: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(1);
@@ -297,7 +299,11 @@ fn internet_checksum(data: &[u8]) -> u16 {
 /// The ICMP message in what a socket returned: a raw socket hands over the
 /// IP header too (whose source must be the target), a ping socket only the
 /// message.
-fn icmp_message(got: &[u8], raw: bool, from: Ipv4Addr) -> Option<&[u8]> {
+fn icmp_message(got: &[u8], raw: bool, from: IpAddr) -> Option<&[u8]> {
+    let IpAddr::V4(from) = from else {
+        // An ICMPv6 socket, raw or not, hands over the message only.
+        return Some(got);
+    };
     if !raw {
         return Some(got);
     }
@@ -310,20 +316,29 @@ fn icmp_message(got: &[u8], raw: bool, from: Ipv4Addr) -> Option<&[u8]> {
 
 /// Echo request to the target's address; success on the matching reply.
 /// A ping socket (`net.ipv4.ping_group_range`) is tried first, then a raw
-/// socket (root, as rvsd runs).
+/// socket (root, as rvsd runs). ICMPv6 for an IPv6 target (the kernel
+/// fills in the ICMPv6 checksum, which covers a pseudo-header).
 fn icmp_probe(target: Target, timeout: Duration) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
-    let (s, raw) = match socket(target, Type::DGRAM, Protocol::ICMPV4) {
+    let v6 = target.addr.is_ipv6();
+    let proto = if v6 { Protocol::ICMPV6 } else { Protocol::ICMPV4 };
+    let (s, raw) = match socket(target, Type::DGRAM, proto) {
         Ok(s) => (s, false),
-        Err(_) => (socket(target, Type::RAW, Protocol::ICMPV4).map_err(|e| format!("ICMP socket: {e}"))?, true),
+        Err(_) => (socket(target, Type::RAW, proto).map_err(|e| format!("ICMP socket: {e}"))?, true),
     };
-    let dst = *target.addr.ip();
+    let dst = target.addr.ip();
     // Connected: the kernel passes up only datagrams from the target.
-    s.connect(&SockAddr::from(SocketAddr::V4(SocketAddrV4::new(dst, 0)))).map_err(|e| format!("connect: {e}"))?;
+    s.connect(&SockAddr::from(SocketAddr::new(dst, 0))).map_err(|e| format!("connect: {e}"))?;
     let ident = (std::process::id() as u16) ^ 0x5256;
     let seq = ICMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let data = *b"rvsd-health-icmp";
-    s.send(&echo_request(ident, seq, &data)).map_err(|e| format!("send: {e}"))?;
+    let mut request = echo_request(ident, seq, &data);
+    if v6 {
+        request[0] = ICMPV6_ECHO_REQUEST;
+        request[2..4].fill(0);
+    }
+    let reply_type = if v6 { ICMPV6_ECHO_REPLY } else { ICMP_ECHO_REPLY };
+    s.send(&request).map_err(|e| format!("send: {e}"))?;
     let mut buf = [0u8; 1500];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -336,7 +351,7 @@ fn icmp_probe(target: Target, timeout: Duration) -> Result<(), String> {
                 let Some(m) = icmp_message(&buf[..n], raw, dst) else { continue };
                 // A ping socket rewrites the identifier: only the sequence
                 // and data tell our reply from another thread's.
-                let ours = m.len() >= 8 + data.len() && m[0] == ICMP_ECHO_REPLY && m[6..8] == seq.to_be_bytes() && m[8..8 + data.len()] == data;
+                let ours = m.len() >= 8 + data.len() && m[0] == reply_type && m[6..8] == seq.to_be_bytes() && m[8..8 + data.len()] == data;
                 if ours && (!raw || m[4..6] == ident.to_be_bytes()) {
                     return Ok(());
                 }
@@ -429,12 +444,12 @@ impl DrRoutes {
     pub fn target(&mut self, vip: SocketAddrV4, rip: Ipv4Addr, dev: &str) -> Result<Target, String> {
         let key = (*vip.ip(), rip);
         if let Some(r) = self.routes.get(&key) {
-            return Ok(Target { addr: vip, mark: Some(r.mark()) });
+            return Ok(Target { addr: vip.into(), mark: Some(r.mark()) });
         }
         let used: std::collections::BTreeSet<u32> = self.routes.values().map(DrRoute::mark).collect();
         let slot = (0..=u16::MAX).find(|k| !used.contains(&(DR_MARK_BASE + u32::from(*k)))).ok_or("no free DR probe mark")?;
         let r = DrRoute::install(slot, key.0, rip, dev)?;
-        let t = Target { addr: vip, mark: Some(r.mark()) };
+        let t = Target { addr: vip.into(), mark: Some(r.mark()) };
         self.routes.insert(key, r);
         Ok(t)
     }
@@ -515,7 +530,7 @@ impl Drop for Checker {
 /// Starts probing `server` of `service` at `target`, reporting changes on
 /// `changes`; `up` is the state the server is in now (true for a new one).
 #[must_use]
-pub fn spawn(check: HealthCheck, service: (SocketAddrV4, u8), server: SocketAddrV4, target: Target, up: bool, changes: Sender<Change>) -> Checker {
+pub fn spawn(check: HealthCheck, service: (SocketAddr, u8), server: SocketAddr, target: Target, up: bool, changes: Sender<Change>) -> Checker {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     let name = format!("health {server}");
@@ -675,9 +690,31 @@ mod tests {
         let mut pkt = vec![0x45, 0, 0, 36, 0, 0, 0, 0, 64, 1, 0, 0, 10, 77, 0, 11, 10, 77, 0, 2];
         pkt.extend_from_slice(&[0, 0, 0, 0, 0x12, 0x34, 0, 7, 1, 2, 3, 4, 5, 6, 7, 8]);
         let from = Ipv4Addr::new(10, 77, 0, 11);
-        assert_eq!(icmp_message(&pkt, true, from).map(|m| m[0..8].to_vec()), Some(vec![0, 0, 0, 0, 0x12, 0x34, 0, 7]));
-        assert_eq!(icmp_message(&pkt, true, Ipv4Addr::new(10, 77, 0, 12)), None, "another source");
-        assert_eq!(icmp_message(&pkt[..24], true, from), None, "truncated");
-        assert_eq!(icmp_message(&pkt, false, from), Some(&pkt[..]), "a ping socket hands over the message only");
+        assert_eq!(icmp_message(&pkt, true, from.into()).map(|m| m[0..8].to_vec()), Some(vec![0, 0, 0, 0, 0x12, 0x34, 0, 7]));
+        assert_eq!(icmp_message(&pkt, true, Ipv4Addr::new(10, 77, 0, 12).into()), None, "another source");
+        assert_eq!(icmp_message(&pkt[..24], true, from.into()), None, "truncated");
+        assert_eq!(icmp_message(&pkt, false, from.into()), Some(&pkt[..]), "a ping socket hands over the message only");
     }
+
+    #[test]
+    fn probes_reach_ipv6_targets() {
+        let t = Duration::from_secs(2);
+        let l = TcpListener::bind("[::1]:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        assert!(addr.is_ipv6());
+        assert_eq!(probe(&CheckKind::Tcp, Target::direct(addr), t), Ok(()));
+        let u = UdpSocket::bind("[::1]:0").unwrap();
+        let echo = u.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            if let Ok((n, from)) = u.recv_from(&mut buf) {
+                let _ = u.send_to(&buf[..n], from);
+            }
+        });
+        let kind = CheckKind::Udp { payload: b"ping6".to_vec(), expect: Some(b"ping6".to_vec()) };
+        assert_eq!(probe(&kind, Target::direct(echo), t), Ok(()));
+        let lo6 = SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), 0);
+        assert_eq!(probe(&CheckKind::Icmp, Target::direct(lo6), t), Ok(()), "ICMPv6 echo from ::1");
+    }
+
 }

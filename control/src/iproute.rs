@@ -22,7 +22,9 @@
 //! answers: File exists`) and make rvsadm exit with status 2, as `ip` does.
 
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use dataplane::addr::Addr;
 
 use dataplane::route::{NextHop, Route, RouteTable, Routes};
 use serde::{Deserialize, Serialize};
@@ -35,7 +37,7 @@ pub struct AddressConfig {
     /// Interface name.
     pub dev: String,
     /// The address.
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     /// Prefix length of its subnet.
     pub len: u8,
 }
@@ -44,11 +46,11 @@ pub struct AddressConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteConfig {
     /// Destination prefix (host bits clear).
-    pub prefix: Ipv4Addr,
+    pub prefix: IpAddr,
     /// Prefix length.
     pub len: u8,
     /// Gateway, or `None` for a route on the interface's link.
-    pub via: Option<Ipv4Addr>,
+    pub via: Option<IpAddr>,
     /// Egress interface name.
     pub dev: String,
 }
@@ -62,7 +64,7 @@ pub enum IpError {
     /// Not an `ADDRESS/LEN` (or `default` where allowed).
     #[error("any valid prefix is expected rather than \"{0}\"")]
     BadPrefix(String),
-    /// Not an IPv4 address.
+    /// Not an IP address.
     #[error("invalid address \"{0}\"")]
     BadAddress(String),
     /// Not a MAC address.
@@ -79,7 +81,7 @@ pub enum IpError {
     Missing(String),
     /// The gateway is on no connected subnet (of the device given).
     #[error("Nexthop has invalid gateway: {0} is on no connected subnet{1}")]
-    BadGateway(Ipv4Addr, String),
+    BadGateway(IpAddr, String),
     /// Not allowed on what the config file owns.
     #[error("{0}")]
     Refused(String),
@@ -88,24 +90,51 @@ pub enum IpError {
     Usage(String),
 }
 
-/// `ADDRESS/LEN` (`/32` when no length is given if `host_default`), or
-/// `default` when `allow_default`.
+/// `ADDRESS/LEN` (a host route, `/32` or `/128`, when no length is
+/// given), or `default` when `allow_default` (IPv4's `0.0.0.0/0`; see
+/// [`default_for`] for an IPv6 gateway's).
 ///
 /// # Errors
 /// [`IpError::BadPrefix`].
-pub fn parse_prefix(s: &str, allow_default: bool) -> Result<(Ipv4Addr, u8), IpError> {
+pub fn parse_prefix(s: &str, allow_default: bool) -> Result<(IpAddr, u8), IpError> {
     if allow_default && (s == "default" || s == "all") {
-        return Ok((Ipv4Addr::UNSPECIFIED, 0));
+        return Ok((IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0));
     }
     let bad = || IpError::BadPrefix(s.to_string());
     let (a, l) = match s.split_once('/') {
-        Some((a, l)) => (a, l.parse::<u8>().map_err(|_| bad())?),
-        None => (s, 32),
+        Some((a, l)) => (a, Some(l.parse::<u8>().map_err(|_| bad())?)),
+        None => (s, None),
     };
-    if l > 32 {
+    let a: IpAddr = a.parse().map_err(|_| bad())?;
+    if let IpAddr::V6(v6) = a {
+        if v6.to_ipv4_mapped().is_some() {
+            return Err(bad());
+        }
+    }
+    let max = max_len(a);
+    let l = l.unwrap_or(max);
+    if l > max {
         return Err(bad());
     }
-    Ok((a.parse().map_err(|_| bad())?, l))
+    Ok((a, l))
+}
+
+/// `default` as parsed is IPv4's; with an IPv6 gateway it is `::/0`.
+#[must_use]
+pub fn default_for((prefix, len): (IpAddr, u8), via: Option<IpAddr>) -> (IpAddr, u8) {
+    match via {
+        Some(IpAddr::V6(_)) if len == 0 && prefix == IpAddr::V4(Ipv4Addr::UNSPECIFIED) => (IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+        _ => (prefix, len),
+    }
+}
+
+/// Longest prefix of `a`'s family (32 or 128).
+fn max_len(a: IpAddr) -> u8 {
+    if a.is_ipv4() {
+        32
+    } else {
+        128
+    }
 }
 
 fn mask(len: u8) -> u32 {
@@ -116,12 +145,12 @@ fn mask(len: u8) -> u32 {
     }
 }
 
-fn network(a: Ipv4Addr, len: u8) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from(a) & mask(len))
+fn network(a: IpAddr, len: u8) -> IpAddr {
+    Addr::from(a).masked(len).ip()
 }
 
-fn covers(net: Ipv4Addr, len: u8, a: Ipv4Addr) -> bool {
-    u32::from(a) & mask(len) == u32::from(net) & mask(len)
+fn covers(net: IpAddr, len: u8, a: IpAddr) -> bool {
+    net.is_ipv4() == a.is_ipv4() && network(net, len) == network(a, len)
 }
 
 /// Where a route came from, as `ip route` says it.
@@ -141,11 +170,11 @@ pub enum RouteOrigin {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteView {
     /// Destination prefix.
-    pub prefix: Ipv4Addr,
+    pub prefix: IpAddr,
     /// Prefix length.
     pub len: u8,
     /// Gateway, if any.
-    pub via: Option<Ipv4Addr>,
+    pub via: Option<IpAddr>,
     /// Interface name.
     pub dev: String,
     /// Port index of the interface.
@@ -153,7 +182,7 @@ pub struct RouteView {
     /// Where it came from.
     pub origin: RouteOrigin,
     /// Preferred source (the interface address a connected route belongs to).
-    pub src: Option<Ipv4Addr>,
+    pub src: Option<IpAddr>,
 }
 
 fn port_of(interfaces: &[InterfaceConfig], dev: &str) -> Option<u16> {
@@ -161,7 +190,8 @@ fn port_of(interfaces: &[InterfaceConfig], dev: &str) -> Option<u16> {
 }
 
 /// Every route of the appliance, in `ip route` order: connected subnets,
-/// gateways, static routes, then the local /32s. A route whose prefix an
+/// gateways, static routes, then the local /32s (and /128s); IPv4 and IPv6
+/// side by side (each interface's `address6` and `gateway6` too). A route whose prefix an
 /// earlier one already has is left out (an added address in an existing
 /// subnet adds no second connected route).
 #[must_use]
@@ -171,27 +201,25 @@ pub fn route_list(interfaces: &[InterfaceConfig], addresses: &[AddressConfig], s
         let dup = out
             .iter()
             .any(|o| (o.origin == RouteOrigin::Local) == (v.origin == RouteOrigin::Local) && o.prefix == v.prefix && o.len == v.len);
+        // (IpAddr equality keeps the families apart: 0.0.0.0/0 is not ::/0.)
         if !dup {
             out.push(v);
         }
     };
-    let own =
-        interfaces.iter().map(|i| (i.name.as_str(), i.addr, i.prefix_len)).chain(addresses.iter().map(|a| (a.dev.as_str(), a.addr, a.len)));
+    let own = interfaces
+        .iter()
+        .map(|i| (i.name.as_str(), IpAddr::V4(i.addr), i.prefix_len))
+        .chain(interfaces.iter().filter_map(|i| i.addr6.map(|(a, l)| (i.name.as_str(), IpAddr::V6(a), l))))
+        .chain(addresses.iter().map(|a| (a.dev.as_str(), a.addr, a.len)));
     let own: Vec<_> = own.filter_map(|(dev, a, l)| port_of(interfaces, dev).map(|p| (dev, p, a, l))).collect();
     for &(dev, port, a, l) in &own {
         push(RouteView { prefix: network(a, l), len: l, via: None, dev: dev.into(), port, origin: RouteOrigin::Connected, src: Some(a) });
     }
     for (p, i) in interfaces.iter().enumerate() {
-        if let (Some(gw), Ok(port)) = (i.gateway, u16::try_from(p)) {
-            push(RouteView {
-                prefix: Ipv4Addr::UNSPECIFIED,
-                len: 0,
-                via: Some(gw),
-                dev: i.name.clone(),
-                port,
-                origin: RouteOrigin::Gateway,
-                src: None,
-            });
+        let Ok(port) = u16::try_from(p) else { continue };
+        let gateways = [i.gateway.map(|g| (IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V4(g))), i.gateway6.map(|g| (IpAddr::V6(Ipv6Addr::UNSPECIFIED), IpAddr::V6(g)))];
+        for (prefix, gw) in gateways.into_iter().flatten() {
+            push(RouteView { prefix, len: 0, via: Some(gw), dev: i.name.clone(), port, origin: RouteOrigin::Gateway, src: None });
         }
     }
     for r in statics {
@@ -200,27 +228,54 @@ pub fn route_list(interfaces: &[InterfaceConfig], addresses: &[AddressConfig], s
         }
     }
     for &(dev, port, a, _) in &own {
-        push(RouteView { prefix: a, len: 32, via: None, dev: dev.into(), port, origin: RouteOrigin::Local, src: Some(a) });
+        push(RouteView { prefix: a, len: max_len(a), via: None, dev: dev.into(), port, origin: RouteOrigin::Local, src: Some(a) });
     }
     out
 }
 
-/// The data plane's route tables for `config`.
+/// The data plane's route tables for `config`: IPv4 routes in `v4`, IPv6
+/// ones in `v6`.
 #[must_use]
 pub fn routes(config: &Config) -> Routes {
     let list = route_list(&config.interfaces, &config.addresses, &config.routes);
-    let v4 = list.iter().map(|r| Route {
-        prefix: r.prefix.octets(),
-        len: r.len,
-        hop: match (r.origin, r.via) {
+    fn hop<A>(r: &RouteView, bits: impl Fn(IpAddr) -> Option<A>) -> NextHop<A> {
+        match (r.origin, r.via.and_then(&bits)) {
             (RouteOrigin::Local, _) => NextHop::Local { port: r.port },
-            (_, Some(g)) => NextHop::Via { port: r.port, gateway: g.octets() },
+            (_, Some(g)) => NextHop::Via { port: r.port, gateway: g },
             (_, None) => NextHop::OnLink { port: r.port },
-        },
-    });
-    // route_list leaves no duplicate and every length is <= 32: this cannot
-    // fail; an empty table (the fallback to interfaces) if it ever did.
-    Routes { v4: RouteTable::new(v4).unwrap_or_default(), ..Routes::default() }
+        }
+    }
+    let v4_bits = |a: IpAddr| match a {
+        IpAddr::V4(a) => Some(a.octets()),
+        IpAddr::V6(_) => None,
+    };
+    let v6_bits = |a: IpAddr| match a {
+        IpAddr::V6(a) => Some(a.octets()),
+        IpAddr::V4(_) => None,
+    };
+    let v4 = list.iter().filter_map(|r| Some(Route { prefix: v4_bits(r.prefix)?, len: r.len, hop: hop(r, v4_bits) }));
+    let v6 = list.iter().filter_map(|r| Some(Route { prefix: v6_bits(r.prefix)?, len: r.len, hop: hop(r, v6_bits) }));
+    // route_list leaves no duplicate and every length fits its family:
+    // this cannot fail; an empty table (the fallback to interfaces) if it
+    // ever did.
+    Routes { v4: RouteTable::new(v4).unwrap_or_default(), v6: RouteTable::new(v6).unwrap_or_default() }
+}
+
+/// The interface's IPv6 address to send neighbour solicitations for
+/// `target` from: an address of `port` (configured or added) whose subnet
+/// holds `target`, else its first IPv6 address.
+#[must_use]
+pub fn ns_source(config: &Config, port: u16, target: Ipv6Addr) -> Option<Ipv6Addr> {
+    let i = config.interfaces.get(usize::from(port))?;
+    let own: Vec<(Ipv6Addr, u8)> = i
+        .addr6
+        .into_iter()
+        .chain(config.addresses.iter().filter(|a| a.dev == i.name).filter_map(|a| match a.addr {
+            IpAddr::V6(v6) => Some((v6, a.len)),
+            IpAddr::V4(_) => None,
+        }))
+        .collect();
+    own.iter().find(|(a, l)| covers(IpAddr::V6(*a), *l, IpAddr::V6(target))).or(own.first()).map(|(a, _)| *a)
 }
 
 /// Checks a static route against the interfaces, addresses and routes
@@ -234,14 +289,17 @@ pub fn check_route(
     interfaces: &[InterfaceConfig],
     addresses: &[AddressConfig],
     statics: &[RouteConfig],
-    (prefix, len): (Ipv4Addr, u8),
-    via: Option<Ipv4Addr>,
+    (prefix, len): (IpAddr, u8),
+    via: Option<IpAddr>,
     dev: Option<&str>,
 ) -> Result<RouteConfig, IpError> {
     if let Some(d) = dev {
         if port_of(interfaces, d).is_none() {
             return Err(IpError::NoDevice(d.into()));
         }
+    }
+    if via.is_some_and(|v| v.is_ipv4() != prefix.is_ipv4()) {
+        return Err(IpError::Usage(format!("gateway {} is not of the family of {}", via.map(|v| v.to_string()).unwrap_or_default(), show_prefix(prefix, len))));
     }
     if network(prefix, len) != prefix {
         return Err(IpError::HostBits(format!("{prefix}/{len}"), format!("{}/{len}", network(prefix, len))));
@@ -277,7 +335,7 @@ fn origin_word(o: RouteOrigin) -> &'static str {
     }
 }
 
-fn show_prefix(p: Ipv4Addr, len: u8) -> String {
+fn show_prefix(p: IpAddr, len: u8) -> String {
     if len == 0 {
         "default".into()
     } else {
@@ -287,14 +345,14 @@ fn show_prefix(p: Ipv4Addr, len: u8) -> String {
 
 /// True if the appliance already uses `a` (interface address, added
 /// address, VIP or local address).
-fn in_use(config: &Config, a: Ipv4Addr) -> Option<String> {
-    if let Some(i) = config.interfaces.iter().find(|i| i.addr == a) {
+fn in_use(config: &Config, a: IpAddr) -> Option<String> {
+    if let Some(i) = config.interfaces.iter().find(|i| IpAddr::V4(i.addr) == a || i.addr6.is_some_and(|(v6, _)| IpAddr::V6(v6) == a)) {
         return Some(format!("{a} is the address of {}", i.name));
     }
     if let Some(x) = config.addresses.iter().find(|x| x.addr == a) {
         return Some(format!("{a}/{} is already on {}", x.len, x.dev));
     }
-    if config.services.iter().any(|s| *s.vip.ip() == a) {
+    if config.services.iter().any(|s| s.vip.ip() == a) {
         return Some(format!("{a} is a virtual service address"));
     }
     if config.services.iter().any(|s| s.local_addresses.contains(&a)) {
@@ -309,7 +367,8 @@ fn in_use(config: &Config, a: Ipv4Addr) -> Option<String> {
 /// [`IpError`]: unknown device, malformed prefix, an address in use.
 pub fn addr_add(config: &mut Config, addr: &str, dev: &str) -> Result<AddressConfig, IpError> {
     let (a, len) = parse_prefix(addr, false)?;
-    if a.is_unspecified() || a.is_multicast() || a.is_broadcast() {
+    let broadcast = matches!(a, IpAddr::V4(v4) if v4.is_broadcast());
+    if a.is_unspecified() || a.is_multicast() || a.is_loopback() || broadcast {
         return Err(IpError::BadAddress(addr.into()));
     }
     if port_of(&config.interfaces, dev).is_none() {
@@ -335,7 +394,7 @@ pub fn addr_del(config: &mut Config, addr: &str, dev: &str) -> Result<AddressCon
     if port_of(&config.interfaces, dev).is_none() {
         return Err(IpError::NoDevice(dev.into()));
     }
-    if config.interfaces.iter().any(|i| i.name == dev && i.addr == a) {
+    if config.interfaces.iter().any(|i| i.name == dev && (IpAddr::V4(i.addr) == a || i.addr6.is_some_and(|(v6, _)| IpAddr::V6(v6) == a))) {
         return Err(IpError::Refused(format!(
             "{a} is {dev}'s configured address (the config file's [[interface]] address): it cannot be deleted at run time"
         )));
@@ -352,8 +411,8 @@ pub fn addr_del(config: &mut Config, addr: &str, dev: &str) -> Result<AddressCon
 /// # Errors
 /// As [`check_route`], and [`IpError::BadPrefix`] for a malformed prefix.
 pub fn route_add(config: &mut Config, spec: &RouteSpec) -> Result<RouteConfig, IpError> {
-    let p = parse_prefix(&spec.prefix, true)?;
-    let via = spec.via.as_deref().map(|v| v.parse::<Ipv4Addr>().map_err(|_| IpError::BadAddress(v.into()))).transpose()?;
+    let via = spec.via.as_deref().map(|v| v.parse::<IpAddr>().map_err(|_| IpError::BadAddress(v.into()))).transpose()?;
+    let p = default_for(parse_prefix(&spec.prefix, true)?, via);
     let r = check_route(&config.interfaces, &config.addresses, &config.routes, p, via, spec.dev.as_deref())?;
     config.routes.push(r.clone());
     Ok(r)
@@ -365,8 +424,8 @@ pub fn route_add(config: &mut Config, spec: &RouteSpec) -> Result<RouteConfig, I
 /// [`IpError`]: malformed prefix, unknown device, no such static route, or
 /// a connected route or gateway (those belong to addresses and the file).
 pub fn route_del(config: &mut Config, spec: &RouteSpec) -> Result<RouteConfig, IpError> {
-    let (prefix, len) = parse_prefix(&spec.prefix, true)?;
-    let via = spec.via.as_deref().map(|v| v.parse::<Ipv4Addr>().map_err(|_| IpError::BadAddress(v.into()))).transpose()?;
+    let via = spec.via.as_deref().map(|v| v.parse::<IpAddr>().map_err(|_| IpError::BadAddress(v.into()))).transpose()?;
+    let (prefix, len) = default_for(parse_prefix(&spec.prefix, true)?, via);
     if let Some(d) = spec.dev.as_deref() {
         if port_of(&config.interfaces, d).is_none() {
             return Err(IpError::NoDevice(d.into()));
@@ -474,7 +533,7 @@ pub struct AddrView {
     /// Interface name.
     pub dev: String,
     /// Address.
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     /// Prefix length.
     pub len: u8,
     /// From the config file (`false`: added with `rvsadm addr add`).
@@ -516,8 +575,14 @@ pub enum IpResponse {
 pub fn addr_views(config: &Config) -> Vec<AddrView> {
     let mut out = Vec::new();
     for i in &config.interfaces {
-        out.push(AddrView { dev: i.name.clone(), addr: i.addr, len: i.prefix_len, configured: true });
-        for a in config.addresses.iter().filter(|a| a.dev == i.name) {
+        out.push(AddrView { dev: i.name.clone(), addr: IpAddr::V4(i.addr), len: i.prefix_len, configured: true });
+        for a in config.addresses.iter().filter(|a| a.dev == i.name && a.addr.is_ipv4()) {
+            out.push(AddrView { dev: a.dev.clone(), addr: a.addr, len: a.len, configured: false });
+        }
+        if let Some((a, len)) = i.addr6 {
+            out.push(AddrView { dev: i.name.clone(), addr: IpAddr::V6(a), len, configured: true });
+        }
+        for a in config.addresses.iter().filter(|a| a.dev == i.name && a.addr.is_ipv6()) {
             out.push(AddrView { dev: a.dev.clone(), addr: a.addr, len: a.len, configured: false });
         }
     }
@@ -643,7 +708,7 @@ pub fn parse(words: &[String]) -> Result<Command, IpError> {
             parse_prefix(prefix, true)?;
             let via = get(&p, "via");
             if let Some(v) = &via {
-                v.parse::<Ipv4Addr>().map_err(|_| IpError::BadAddress(v.clone()))?;
+                v.parse::<IpAddr>().map_err(|_| IpError::BadAddress(v.clone()))?;
             }
             let spec = RouteSpec { prefix: (*prefix).to_string(), via, dev: get(&p, "dev") };
             if verb == "add" && spec.via.is_none() && spec.dev.is_none() {
@@ -653,7 +718,7 @@ pub fn parse(words: &[String]) -> Result<Command, IpError> {
         }
         (Object::Neigh, "add" | "replace" | "del" | "delete") => {
             let (addr, tail) = rest.split_first().ok_or_else(|| usage("neigh add|del needs ADDRESS [lladdr MAC] dev NAME"))?;
-            addr.parse::<Ipv4Addr>().map_err(|_| IpError::BadAddress((*addr).to_string()))?;
+            addr.parse::<IpAddr>().map_err(|_| IpError::BadAddress((*addr).to_string()))?;
             let p = pairs(tail, &["lladdr", "dev", "nud"])?;
             let dev = get(&p, "dev").ok_or_else(|| usage("neigh add|del needs dev NAME"))?;
             let addr = (*addr).to_string();
@@ -780,14 +845,23 @@ pub fn render(cmd: &Command, resp: &IpResponse) -> String {
             for (n, l) in links.iter().enumerate().filter(|(_, l)| wanted(&l.name)) {
                 link_head(&mut out, n, l);
                 for a in addrs.iter().filter(|a| a.dev == l.name) {
-                    let brd = if a.len < 31 { format!(" brd {}", Ipv4Addr::from(u32::from(a.addr) | !mask(a.len))) } else { String::new() };
-                    let secondary = if a.configured { "" } else { " secondary" };
-                    let _ = writeln!(out, "    inet {}/{}{brd} scope global{secondary} {}", a.addr, a.len, a.dev);
+                    match a.addr {
+                        IpAddr::V4(v4) => {
+                            let brd = if a.len < 31 { format!(" brd {}", Ipv4Addr::from(u32::from(v4) | !mask(a.len))) } else { String::new() };
+                            let secondary = if a.configured { "" } else { " secondary" };
+                            let _ = writeln!(out, "    inet {}/{}{brd} scope global{secondary} {}", a.addr, a.len, a.dev);
+                        }
+                        IpAddr::V6(_) => {
+                            let _ = writeln!(out, "    inet6 {}/{} scope global nodad", a.addr, a.len);
+                        }
+                    }
                 }
             }
         }
         IpResponse::Routes(routes) => {
-            for r in routes.iter().filter(|r| r.origin != RouteOrigin::Local && wanted(&r.dev)) {
+            // `ip route` then `ip -6 route`.
+            let shown = routes.iter().filter(|r| r.origin != RouteOrigin::Local && wanted(&r.dev));
+            for r in shown.clone().filter(|r| r.prefix.is_ipv4()).chain(shown.filter(|r| r.prefix.is_ipv6())) {
                 let mut line = show_prefix(r.prefix, r.len);
                 if let Some(v) = r.via {
                     let _ = write!(line, " via {v}");
@@ -921,7 +995,7 @@ mod tests {
         let ok = crate::config::parse(Path::new("r.toml"), &with("destination = \"default\"\nvia = \"10.77.0.1\"")).unwrap();
         assert_eq!(
             ok.routes,
-            vec![RouteConfig { prefix: Ipv4Addr::UNSPECIFIED, len: 0, via: Some(Ipv4Addr::new(10, 77, 0, 1)), dev: "dpdk0".into() }]
+            vec![RouteConfig { prefix: Ipv4Addr::UNSPECIFIED.into(), len: 0, via: Some(Ipv4Addr::new(10, 77, 0, 1).into()), dev: "dpdk0".into() }]
         );
     }
 
@@ -1011,8 +1085,8 @@ mod tests {
         );
         assert!(text.contains("        1000         10       0       1        2\n"), "{text}");
         let addrs = vec![
-            AddrView { dev: "dpdk0".into(), addr: Ipv4Addr::new(10, 77, 0, 2), len: 24, configured: true },
-            AddrView { dev: "dpdk0".into(), addr: Ipv4Addr::new(10, 77, 0, 3), len: 24, configured: false },
+            AddrView { dev: "dpdk0".into(), addr: Ipv4Addr::new(10, 77, 0, 2).into(), len: 24, configured: true },
+            AddrView { dev: "dpdk0".into(), addr: Ipv4Addr::new(10, 77, 0, 3).into(), len: 24, configured: false },
         ];
         let text = render(&cmd(IpRequest::AddrShow, false), &IpResponse::Addrs(vec![link], addrs));
         assert!(text.contains("    inet 10.77.0.2/24 brd 10.77.0.255 scope global dpdk0\n    inet 10.77.0.3/24 brd 10.77.0.255 scope global secondary dpdk0\n"), "{text}");
@@ -1030,4 +1104,74 @@ mod tests {
             "10.77.0.11 dev dpdk0 lladdr 02:00:00:00:00:11 REACHABLE\n10.77.0.13 dev dpdk0 INCOMPLETE\n"
         );
     }
+
+    fn dual_stack() -> Config {
+        let text = include_str!("../../config/lab.toml")
+            .replace("address = \"10.77.0.2/24\"", "address = \"10.77.0.2/24\"\naddress6 = \"fd77::2/64\"\ngateway6 = \"fd77::1\"")
+            .replace("[[service]]", "[[route]]\ndestination = \"fd80::/64\"\nvia = \"fd77::fe\"\n\n[[service]]");
+        crate::config::parse(Path::new("v6.toml"), &text).unwrap()
+    }
+
+    fn v6(s: &str) -> [u8; 16] {
+        s.parse::<Ipv6Addr>().unwrap().octets()
+    }
+
+    #[test]
+    fn ipv6_routes_reach_the_v6_table() {
+        let c = dual_stack();
+        let t = routes(&c);
+        assert_eq!(t.v6.next_hop(v6("fd77::11")), Some((0, v6("fd77::11"))), "connected");
+        assert_eq!(t.v6.next_hop(v6("fd80::9")), Some((0, v6("fd77::fe"))), "static");
+        assert_eq!(t.v6.next_hop(v6("2001:db8::1")), Some((0, v6("fd77::1"))), "gateway6");
+        assert!(t.v6.is_local(v6("fd77::2")) && !t.v6.is_local(v6("fd77::3")));
+        assert_eq!(t.v4.next_hop([10, 77, 0, 11]), Some((0, [10, 77, 0, 11])), "IPv4 as before");
+        let text = render(&Command { request: IpRequest::RouteShow, stats: false, dev: None }, &IpResponse::Routes(route_list(&c.interfaces, &c.addresses, &c.routes)));
+        assert_eq!(
+            text,
+            "10.77.0.0/24 dev dpdk0 proto kernel scope link src 10.77.0.2\n\
+             fd77::/64 dev dpdk0 proto kernel scope link src fd77::2\n\
+             default via fd77::1 dev dpdk0 proto boot\n\
+             fd80::/64 via fd77::fe dev dpdk0 proto static\n"
+        );
+        assert_eq!(ns_source(&c, 0, "fd77::11".parse().unwrap()), Some("fd77::2".parse().unwrap()));
+        assert_eq!(ns_source(&two_arm(), 0, "fd77::11".parse().unwrap()), None, "no IPv6 address: nothing to solicit from");
+    }
+
+    #[test]
+    fn ipv6_addresses_and_routes_at_run_time() {
+        let mut c = dual_stack();
+        let before = c.clone();
+        for (addr, want) in [("fd77::2/64", "is the address of dpdk0"), ("fd77::/129", "any valid prefix"), ("ff02::1/128", "invalid address"), ("::ffff:10.0.0.1/128", "any valid prefix")] {
+            let e = addr_add(&mut c, addr, "dpdk0").unwrap_err().to_string();
+            assert!(e.contains(want), "{addr}: {e}");
+            assert_eq!(c, before);
+        }
+        addr_add(&mut c, "fd77::3/64", "dpdk0").unwrap();
+        addr_add(&mut c, "fd81::2/64", "dpdk0").unwrap();
+        let t = routes(&c);
+        assert!(t.v6.is_local(v6("fd77::3")));
+        assert_eq!(t.v6.next_hop(v6("fd81::9")), Some((0, v6("fd81::9"))));
+        let views = addr_views(&c);
+        let link = LinkView { name: "dpdk0".into(), device: String::new(), mac: [2, 0, 0, 0, 0, 1], up: true, mtu: 1500, stats: [0; 8] };
+        let text = render(&Command { request: IpRequest::AddrShow, stats: false, dev: None }, &IpResponse::Addrs(vec![link], views));
+        assert!(text.contains("    inet 10.77.0.2/24 brd 10.77.0.255 scope global dpdk0\n    inet6 fd77::2/64 scope global nodad\n    inet6 fd77::3/64 scope global nodad\n"), "{text}");
+        assert!(matches!(addr_del(&mut c, "fd77::2/64", "dpdk0"), Err(IpError::Refused(_))));
+        addr_del(&mut c, "fd77::3", "dpdk0").unwrap();
+        addr_del(&mut c, "fd81::2/64", "dpdk0").unwrap();
+        assert_eq!(c, before);
+        let spec = |p: &str, via: Option<&str>| RouteSpec { prefix: p.into(), via: via.map(Into::into), dev: None };
+        let e = route_add(&mut c, &spec("fd90::/64", Some("10.77.0.1"))).unwrap_err().to_string();
+        assert!(e.contains("not of the family"), "{e}");
+        let e = route_add(&mut c, &spec("default", Some("fd77::9"))).unwrap_err().to_string();
+        assert!(e.contains("File exists"), "gateway6 has the IPv6 default: {e}");
+        let r = route_add(&mut c, &spec("fd90::/64", Some("fd77::9"))).unwrap();
+        assert_eq!((r.dev.as_str(), r.via), ("dpdk0", Some("fd77::9".parse().unwrap())));
+        assert_eq!(routes(&c).v6.next_hop(v6("fd90::1")), Some((0, v6("fd77::9"))));
+        route_del(&mut c, &spec("fd90::/64", None)).unwrap();
+        assert_eq!(c, before);
+        assert!(parse(&words("addr add fd77::5/64 dev dpdk0")).is_ok());
+        assert!(parse(&words("neigh add fd77::11 lladdr 02:00:00:00:00:11 dev dpdk0")).is_ok());
+        assert!(parse(&words("route add fd90::/64 via fd77::1")).is_ok());
+    }
+
 }

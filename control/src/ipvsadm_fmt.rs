@@ -8,7 +8,7 @@
 
 use std::cmp::Ordering;
 use std::fmt::Write;
-use std::net::SocketAddrV4;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::api::{ConnectionView, RealServerView, ServiceView};
 
@@ -171,22 +171,39 @@ pub fn sort(services: &mut [ServiceView]) {
     }
 }
 
-/// `ipvs_cmp_services` for IPv4 services without a firewall mark.
+/// `ipvs_cmp_services` for services without a firewall mark: address
+/// family (`AF_INET` 2 before `AF_INET6` 10), protocol, address, port.
 fn cmp_services(a: &ServiceView, b: &ServiceView) -> i32 {
     let proto = |s: &ServiceView| if s.proto == "UDP" { 17 } else { 6 };
-    match proto(a) - proto(b) {
-        0 => cmp_addrs(&a.vip, &b.vip),
-        r => r,
+    match (family(&a.vip) - family(&b.vip), proto(a) - proto(b)) {
+        (0, 0) => cmp_addrs(&a.vip, &b.vip),
+        (0, r) | (r, _) => r,
+    }
+}
+
+/// `AF_INET` or `AF_INET6` of an endpoint's text (`AF_INET` if unparsable).
+fn family(e: &str) -> i32 {
+    match e.parse::<SocketAddr>() {
+        Ok(SocketAddr::V6(_)) => 10,
+        _ => 2,
     }
 }
 
 /// The address, then the port, as libipvs compares them (C `int`
 /// arithmetic). Unparsable text (never produced by rvsd) compares as text.
 fn cmp_addrs(a: &str, b: &str) -> i32 {
-    match (a.parse::<SocketAddrV4>(), b.parse::<SocketAddrV4>()) {
+    match (a.parse::<SocketAddr>(), b.parse::<SocketAddr>()) {
         (Ok(a), Ok(b)) => {
-            // `r = ntohl(a) - ntohl(b)`: unsigned subtraction, read as int.
-            let r = u32::from(*a.ip()).wrapping_sub(u32::from(*b.ip())) as i32;
+            // `r = ntohl(a) - ntohl(b)`: unsigned subtraction, read as int;
+            // for IPv6 word by word (`s6_addr32[i]`) until one differs.
+            let words = |ip: IpAddr| match ip {
+                IpAddr::V4(v4) => vec![u32::from(v4)],
+                IpAddr::V6(v6) => v6.octets().chunks(4).map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]])).collect(),
+            };
+            if a.is_ipv4() != b.is_ipv4() {
+                return family(&a.to_string()) - family(&b.to_string());
+            }
+            let r = words(a.ip()).into_iter().zip(words(b.ip())).map(|(x, y)| x.wrapping_sub(y) as i32).find(|r| *r != 0).unwrap_or(0);
             if r != 0 {
                 r
             } else {

@@ -132,6 +132,19 @@ fn clamp(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+/// The `service` label of a service: `TCP/10.0.0.1:80`, `TCP/[fd77::100]:80`
+/// (the protocol, then the address as `ipvsadm -L -n` prints it).
+#[must_use]
+pub fn service_label(proto: &str, vip: std::net::SocketAddr) -> String {
+    format!("{proto}/{vip}")
+}
+
+/// The `server` label of a real server: `10.0.0.2:80`, `[fd77::11]:80`.
+#[must_use]
+pub fn server_label(rs: std::net::SocketAddr) -> String {
+    rs.to_string()
+}
+
 /// The exposition text for `s`.
 ///
 /// # Errors
@@ -276,4 +289,17 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
         }
     }
+
+    #[test]
+    fn ipv6_labels_read_like_the_listings() {
+        let (vip, rs) = ("[fd77::100]:80".parse().unwrap(), "[fd77::11]:80".parse().unwrap());
+        let mut s = sample();
+        s.servers[0].service = service_label("TCP", vip);
+        s.servers[0].server = server_label(rs);
+        let text = render(&s).unwrap();
+        let want = "rvs_real_server_connections_total{server=\"[fd77::11]:80\",service=\"TCP/[fd77::100]:80\"} 7";
+        assert!(text.lines().any(|l| l == want), "missing {want:?} in:\n{text}");
+        assert_eq!(service_label("UDP", "10.0.0.1:53".parse().unwrap()), "UDP/10.0.0.1:53");
+    }
+
 }

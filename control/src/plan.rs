@@ -2,7 +2,7 @@
 //! takes: EAL arguments and the forwarding [`Tables`]. No DPDK here, so both
 //! are unit-tested directly.
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::path::Path;
 
 use dataplane::sched::{self, Member, MH_TABLE_SIZE_DEFAULT};
@@ -99,7 +99,7 @@ pub fn check_kernel_ifaces(config: &Config, sys_class_net: &Path) -> Result<(), 
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
     laddrs: Vec<Addr>,
-    servers: Vec<(SocketAddrV4, u8, SocketAddrV4)>,
+    servers: Vec<(SocketAddr, u8, SocketAddr)>,
     last_weight: Vec<u32>,
 }
 
@@ -112,7 +112,7 @@ impl Registry {
         i as u16
     }
 
-    fn server(&mut self, vip: SocketAddrV4, proto: u8, rs: SocketAddrV4) -> u16 {
+    fn server(&mut self, vip: SocketAddr, proto: u8, rs: SocketAddr) -> u16 {
         let key = (vip, proto, rs);
         let i = self.servers.iter().position(|x| *x == key).unwrap_or_else(|| {
             self.servers.push(key);
@@ -140,7 +140,7 @@ impl Registry {
 
     /// The index of a real server, if it was ever numbered.
     #[must_use]
-    pub fn server_index(&self, vip: SocketAddrV4, proto: u8, rs: SocketAddrV4) -> Option<usize> {
+    pub fn server_index(&self, vip: SocketAddr, proto: u8, rs: SocketAddr) -> Option<usize> {
         self.servers.iter().position(|x| *x == (vip, proto, rs))
     }
 }
@@ -184,7 +184,7 @@ fn service(config: &Config, s: &ServiceConfig, registry: &mut Registry) -> Servi
         .real_servers
         .iter()
         .map(|r| RealServer {
-            addr: Endpoint::new(r.addr.ip().octets(), r.addr.port()),
+            addr: Endpoint::at(Addr::from(r.addr.ip()), r.addr.port()),
             weight: r.weight,
             index: registry.server(s.vip, s.proto, r.addr),
             thresholds: opts.thresholds.get(&r.addr).copied().unwrap_or_default(),
@@ -196,7 +196,7 @@ fn service(config: &Config, s: &ServiceConfig, registry: &mut Registry) -> Servi
         .map(|r| Member { addr: r.addr.ip.fold32(), port: r.addr.port, weight: r.weight, last_weight: registry.last_weight(r.index, r.weight) })
         .collect();
     Service {
-        vip: Endpoint::new(s.vip.ip().octets(), s.vip.port()),
+        vip: Endpoint::at(Addr::from(s.vip.ip()), s.vip.port()),
         proto: s.proto,
         sched: s.scheduler,
         laddrs: s.local_addresses.iter().map(|a| registry.laddr(Addr::from(*a))).collect(),
@@ -300,6 +300,27 @@ mod tests {
         assert_eq!(f, vec![dataplane::tables::Forward::Dr, dataplane::tables::Forward::Nat]);
         assert_eq!(t.nat_service_of(t.services[0].servers[1].addr, 6), Some(0));
         assert_eq!(t.nat_service_of(t.services[0].servers[0].addr, 6), None, "a DR server is no NAT server");
+    }
+
+    #[test]
+    fn ipv6_services_and_routes_reach_the_snapshot() {
+        let text = include_str!("../../config/lab.toml")
+            .replace("address = \"10.77.0.2/24\"", "address = \"10.77.0.2/24\"\naddress6 = \"fd77::2/64\"")
+            .replace(
+                "# Session timeouts",
+                "[[service]]\nvip = \"[fd77::100]:80\"\nlocal_addresses = [\"fd77::200\"]\n[[service.real_server]]\naddress = \"[fd77::11]:80\"\n# Session timeouts",
+            );
+        let cfg = config::parse(Path::new("v6.toml"), &text).unwrap();
+        let t = tables(&cfg, &[], &mut Registry::default(), 1);
+        let v6 = |s: &str| Addr::from(s.parse::<std::net::IpAddr>().unwrap());
+        let s = &t.services[1];
+        assert_eq!(s.vip, Endpoint::at(v6("fd77::100"), 80));
+        assert_eq!(s.servers[0].addr, Endpoint::at(v6("fd77::11"), 80));
+        assert_eq!(s.laddrs.iter().map(|i| t.laddrs[usize::from(*i)]).collect::<Vec<_>>(), vec![v6("fd77::200")]);
+        assert_eq!(t.service_at(Endpoint::at(v6("fd77::100"), 80), 6), Some(1));
+        assert_eq!(t.next_hop(v6("fd77::11")), Some((0, v6("fd77::11"))));
+        assert!(t.is_interface_addr(v6("fd77::2")) && t.owns(v6("fd77::100")) && t.owns(v6("fd77::200")));
+        assert_eq!(t.services[0].vip, Endpoint::new([10, 77, 0, 100], 80), "IPv4 as before");
     }
 
     #[test]

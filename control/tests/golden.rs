@@ -180,6 +180,161 @@ fn services() -> Vec<ServiceView> {
     ]
 }
 
+/// IPv6 services beside an IPv4 one (the `*-v6.txt` files): libipvs sorts
+/// IPv4 services first, IPv6 addresses by their four 32-bit words.
+fn services_v6() -> Vec<ServiceView> {
+    vec![
+        svc(
+            "TCP",
+            "[fd77::100]:80",
+            "rr",
+            " persistent 300",
+            &["fd77::200"],
+            vec![
+                rs(
+                    "[fd77::12]:80",
+                    "FullNat",
+                    1,
+                    (0, 0),
+                    0,
+                    [7, 70, 70, 4900, 9100],
+                    [0, 1, 1, 60, 120],
+                    (2, 3),
+                ),
+                rs(
+                    "[2001:db8:ffff:ffff:ffff:ffff:ffff:fff1]:8080",
+                    "FullNat",
+                    5,
+                    (0, 0),
+                    0,
+                    [
+                        123_456_789,
+                        1_234_567_890,
+                        99_999_999,
+                        123_456_789_012,
+                        123_456_789_012_345,
+                    ],
+                    [1, 2, 2, 140, 260],
+                    (0, 0),
+                ),
+                rs(
+                    "[fd77::11]:80",
+                    "FullNat",
+                    1,
+                    (0, 0),
+                    0,
+                    [12, 120, 119, 8400, 15470],
+                    [1, 2, 2, 140, 260],
+                    (1, 5),
+                ),
+            ],
+        ),
+        svc(
+            "UDP",
+            "[fd77::100]:53",
+            "wlc",
+            "",
+            &[],
+            vec![rs(
+                "[fd77::11]:53",
+                "Masq",
+                1,
+                (0, 0),
+                0,
+                [1, 2, 3, 4, 5],
+                [0; 5],
+                (0, 1),
+            )],
+        ),
+        svc(
+            "TCP",
+            "10.0.0.1:80",
+            "wrr",
+            "",
+            &["10.0.0.200"],
+            vec![rs(
+                "10.0.0.2:80",
+                "FullNat",
+                1,
+                (0, 0),
+                0,
+                [1, 5, 4, 300, 4000],
+                [0; 5],
+                (0, 0),
+            )],
+        ),
+        svc(
+            "TCP",
+            "[2001:db8::1]:443",
+            "sh",
+            "",
+            &[],
+            vec![
+                rs(
+                    "[2001:db8::a]:443",
+                    "Route",
+                    1,
+                    (0, 0),
+                    0,
+                    [0; 5],
+                    [0; 5],
+                    (0, 0),
+                ),
+                rs(
+                    "[2001:db8::9]:443",
+                    "Route",
+                    1,
+                    (0, 0),
+                    0,
+                    [0; 5],
+                    [0; 5],
+                    (0, 0),
+                ),
+            ],
+        ),
+    ]
+}
+
+fn connections_v6() -> Vec<ConnectionView> {
+    let c =
+        |proto: &str, secs: u64, state: &str, client: &str, vip: &str, rs: &str| ConnectionView {
+            proto: proto.into(),
+            expires_in_secs: secs,
+            state: state.into(),
+            client: client.into(),
+            vip: vip.into(),
+            rs: rs.into(),
+            laddr: "[fd77::200]:1025".into(),
+            worker: 1,
+        };
+    vec![
+        c(
+            "TCP",
+            899,
+            "ESTABLISHED",
+            "[fd77::10]:40000",
+            "[fd77::100]:80",
+            "[fd77::11]:80",
+        ),
+        c(
+            "UDP",
+            300,
+            "UDP",
+            "[2001:db8:ffff:ffff:ffff:ffff:ffff:ffff]:65535",
+            "[fd77::100]:53",
+            "[fd77::11]:53",
+        ),
+        c(
+            "TCP",
+            60,
+            "SYN_RECV",
+            "10.1.2.3:1",
+            "10.0.0.1:80",
+            "10.0.0.2:80",
+        ),
+    ]
+}
+
 fn sorted() -> Vec<ServiceView> {
     let mut s = services();
     ipvsadm_fmt::sort(&mut s);
@@ -246,6 +401,17 @@ fn connections() -> Vec<ConnectionView> {
 fn outputs() -> Vec<(&'static str, String)> {
     let s = sorted();
     let list = |c, exact| ipvsadm_fmt::list_services_with(TABLE_SIZE, &s, c, exact);
+    let mut sorted6 = services_v6();
+    ipvsadm_fmt::sort(&mut sorted6);
+    let unsorted6 = services_v6();
+    let list6 = |c, sort: bool| {
+        ipvsadm_fmt::list_services_with(
+            TABLE_SIZE,
+            if sort { &sorted6 } else { &unsorted6 },
+            c,
+            false,
+        )
+    };
     vec![
         ("list.txt", list(Columns::Plain, false)),
         (
@@ -272,6 +438,19 @@ fn outputs() -> Vec<(&'static str, String)> {
         ("persistent-conn.txt", list(Columns::PersistentConn, false)),
         ("timeout.txt", ipvsadm_fmt::timeouts(900, 120, 300)),
         ("save.txt", ipvsadm_fmt::save(&s)),
+        ("list-v6.txt", list6(Columns::Plain, true)),
+        ("list-v6-nosort.txt", list6(Columns::Plain, false)),
+        ("stats-v6.txt", list6(Columns::Stats, true)),
+        ("rate-v6.txt", list6(Columns::Rate, true)),
+        (
+            "persistent-conn-v6.txt",
+            list6(Columns::PersistentConn, true),
+        ),
+        ("save-v6.txt", ipvsadm_fmt::save(&sorted6)),
+        (
+            "connections-v6.txt",
+            ipvsadm_fmt::list_connections(&connections_v6()),
+        ),
     ]
 }
 

@@ -11,6 +11,7 @@
 //! entry changes, so all workers agree whichever one the reply reached.
 
 use crate::addr::Addr;
+use crate::checksum;
 use crate::wire::{arp, ethernet, MacAddr, BROADCAST_MAC};
 
 /// Length of an ARP frame (Ethernet header + ARP), without padding.
@@ -70,6 +71,64 @@ pub enum NeighEvent {
     },
 }
 
+/// Length of a Neighbor Solicitation frame: Ethernet, IPv6, the ICMPv6
+/// message (RFC 4861 §4.3: 24 bytes) and a source link-layer address
+/// option (8 bytes).
+pub const NS_FRAME_LEN: usize = ethernet::HEADER_LEN + IPV6_HEADER_LEN + NS_ICMP_LEN;
+
+const IPV6_HEADER_LEN: usize = 40;
+const NS_ICMP_LEN: usize = 24 + 8;
+/// ICMPv6 type of a Neighbor Solicitation.
+pub const ICMPV6_NEIGHBOR_SOLICITATION: u8 = 135;
+const NEXT_HEADER_ICMPV6: u8 = 58;
+
+/// The solicited-node multicast address of `target` (RFC 4291 §2.7.1):
+/// `ff02::1:ff` followed by the target's last 24 bits.
+#[must_use]
+pub fn solicited_node(target: [u8; 16]) -> [u8; 16] {
+    let mut a = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0, 0, 0];
+    a[13..].copy_from_slice(&target[13..]);
+    a
+}
+
+/// The Ethernet address of IPv6 multicast group `group` (RFC 2464 §7):
+/// `33:33` followed by its last 32 bits.
+#[must_use]
+pub fn multicast_mac(group: [u8; 16]) -> MacAddr {
+    [0x33, 0x33, group[12], group[13], group[14], group[15]]
+}
+
+/// Writes a Neighbor Solicitation for `target` from (`mac`, `source`) into
+/// `frame` (RFC 4861 §4.3, §7.2.2): to the target's solicited-node group
+/// (and its `33:33:ff:..` MAC), hop limit 255, with a source link-layer
+/// address option, ICMPv6 checksum over the pseudo-header.
+pub fn emit_solicitation(frame: &mut [u8; NS_FRAME_LEN], mac: MacAddr, source: [u8; 16], target: [u8; 16]) {
+    let group = solicited_node(target);
+    let (l2, rest) = frame.split_at_mut(ethernet::HEADER_LEN);
+    if let Ok(mut eth) = ethernet::Frame::new_checked(l2) {
+        eth.set_dst(multicast_mac(group));
+        eth.set_src(mac);
+        eth.set_ethertype(ethernet::ETHERTYPE_IPV6);
+    }
+    let (ip, icmp) = rest.split_at_mut(IPV6_HEADER_LEN);
+    ip[..4].copy_from_slice(&[0x60, 0, 0, 0]);
+    ip[4..6].copy_from_slice(&(NS_ICMP_LEN as u16).to_be_bytes());
+    ip[6] = NEXT_HEADER_ICMPV6;
+    ip[7] = 255;
+    ip[8..24].copy_from_slice(&source);
+    ip[24..40].copy_from_slice(&group);
+    icmp.fill(0);
+    icmp[0] = ICMPV6_NEIGHBOR_SOLICITATION;
+    icmp[8..24].copy_from_slice(&target);
+    // Source link-layer address option: type 1, length 1 (8 bytes).
+    icmp[24] = 1;
+    icmp[25] = 1;
+    icmp[26..32].copy_from_slice(&mac);
+    let pseudo = checksum::pseudo_header_v6(source, group, NEXT_HEADER_ICMPV6, NS_ICMP_LEN as u32);
+    let sum = checksum::finish(checksum::sum(icmp, pseudo));
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+}
+
 /// Writes a broadcast ARP request for `target` from (`mac`, `ip`) into `frame`.
 pub fn emit_request(frame: &mut [u8; ARP_FRAME_LEN], mac: MacAddr, ip: [u8; 4], target: [u8; 4]) {
     let (l2, l3) = frame.split_at_mut(ethernet::HEADER_LEN);
@@ -107,5 +166,47 @@ mod tests {
         assert_eq!(eth.ethertype(), ethernet::ETHERTYPE_ARP);
         let a = arp::Packet::new_checked(eth.payload()).unwrap();
         assert_eq!((a.op(), a.sender_ip(), a.target_ip()), (arp::OP_REQUEST, [10, 0, 0, 2], [10, 0, 0, 11]));
+    }
+
+    fn v6(s: &str) -> [u8; 16] {
+        s.parse::<std::net::Ipv6Addr>().unwrap().octets()
+    }
+
+    #[test]
+    fn solicitation_frame_is_rfc4861() {
+        let mac = [2, 0, 0, 0, 0, 2];
+        let (src, target) = (v6("fd77::2"), v6("fd77::12:3456"));
+        let mut f = [0u8; NS_FRAME_LEN];
+        emit_solicitation(&mut f, mac, src, target);
+        assert_eq!(NS_FRAME_LEN, 86);
+        let eth = ethernet::Frame::new_checked(&f[..]).unwrap();
+        assert_eq!((eth.dst(), eth.src(), eth.ethertype()), ([0x33, 0x33, 0xff, 0x12, 0x34, 0x56], mac, ethernet::ETHERTYPE_IPV6));
+        let ip = &f[14..54];
+        assert_eq!(ip[0] >> 4, 6);
+        assert_eq!((u16::from_be_bytes([ip[4], ip[5]]), ip[6], ip[7]), (32, 58, 255));
+        assert_eq!(&ip[8..24], &src);
+        assert_eq!(&ip[24..40], &v6("ff02::1:ff12:3456"));
+        let icmp = &f[54..];
+        assert_eq!((icmp[0], icmp[1]), (135, 0));
+        assert_eq!(&icmp[8..24], &target);
+        assert_eq!(&icmp[24..32], &[1, 1, 2, 0, 0, 0, 0, 2]);
+        // A correct checksum sums (with the pseudo-header) to 0xffff.
+        let pseudo = checksum::pseudo_header_v6(src, v6("ff02::1:ff12:3456"), 58, 32);
+        assert_eq!(checksum::finish(checksum::sum(icmp, pseudo)), 0);
+    }
+
+    #[test]
+    fn solicitation_matches_scapy() {
+        // bytes(Ether(src="02:00:00:00:00:02", dst="33:33:ff:12:34:56")
+        //   / IPv6(src="fd77::2", dst="ff02::1:ff12:3456", hlim=255)
+        //   / ICMPv6ND_NS(tgt="fd77::12:3456")
+        //   / ICMPv6NDOptSrcLLAddr(lladdr="02:00:00:00:00:02"))
+        const SCAPY: &str = "3333ff12345602000000000286dd6000000000203afffd770000000000000000000000000002\
+                             ff0200000000000000000001ff123456870013db00000000fd770000000000000000000000123456\
+                             0101020000000002";
+        let want: Vec<u8> = (0..SCAPY.len()).step_by(2).map(|i| u8::from_str_radix(&SCAPY[i..i + 2], 16).unwrap()).collect();
+        let mut f = [0u8; NS_FRAME_LEN];
+        emit_solicitation(&mut f, [2, 0, 0, 0, 0, 2], v6("fd77::2"), v6("fd77::12:3456"));
+        assert_eq!(f.to_vec(), want);
     }
 }

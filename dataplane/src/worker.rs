@@ -171,6 +171,17 @@ pub enum Request {
         /// Address to resolve.
         target: [u8; 4],
     },
+    /// Send a Neighbor Solicitation for `target` out of `port`, from the
+    /// port's IPv6 address `source` (control picks it: the address whose
+    /// subnet holds the target).
+    SendNs {
+        /// Port position.
+        port: u16,
+        /// Address to resolve.
+        target: [u8; 16],
+        /// The solicitation's source address.
+        source: [u8; 16],
+    },
 }
 
 /// What a worker tells control.
@@ -419,6 +430,7 @@ impl Worker {
                     let _ = reply.send(self.pipeline.flush_server(rs_index, now));
                 }
                 Request::SendArp { port, target } => self.send_arp(port, target, tx),
+                Request::SendNs { port, target, source } => self.send_ns(port, target, source, tx),
             }
         }
         let mut none: [MbufBatch; 0] = [];
@@ -438,6 +450,21 @@ impl Worker {
         let d = m.data_mut();
         d.fill(0);
         d[..frame.len()].copy_from_slice(&frame);
+        let p = usize::from(port);
+        if let (Some(q), Some(b)) = (self.tx.get_mut(p), tx.get_mut(p)) {
+            push_tx(q, b, m, &mut self.pipeline);
+        }
+    }
+
+    fn send_ns(&mut self, port: u16, target: [u8; 16], source: [u8; 16], tx: &mut [MbufBatch]) {
+        let Some(i) = self.pipeline.tables().interfaces.get(usize::from(port)) else { return };
+        let mut frame = [0u8; neigh::NS_FRAME_LEN];
+        neigh::emit_solicitation(&mut frame, i.mac, source, target);
+        let Some(mut m) = self.pool.alloc() else { return };
+        if !m.set_len(frame.len()) {
+            return;
+        }
+        m.data_mut().copy_from_slice(&frame);
         let p = usize::from(port);
         if let (Some(q), Some(b)) = (self.tx.get_mut(p), tx.get_mut(p)) {
             push_tx(q, b, m, &mut self.pipeline);

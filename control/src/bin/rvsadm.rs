@@ -119,6 +119,8 @@ struct Args {
     netmask: Option<String>,
     sched_flags: Option<String>,
     ops: bool,
+    /// `-6`: the service is IPv6 (as ipvsadm, the address says so anyway).
+    ipv6: bool,
     server: Option<String>,
     laddr: Option<String>,
     weight: Option<u32>,
@@ -279,7 +281,10 @@ fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), String> 
             Ok(())
         }
         "f" | "fwmark-service" => Err(unsupported("-f (firewall-mark services)")),
-        "6" | "ipv6" => Err(unsupported("-6 (IPv6)")),
+        "6" | "ipv6" => {
+            a.ipv6 = true;
+            Ok(())
+        }
         "x" | "u-threshold" => {
             let v = value(it, "-x")?;
             a.upper = Some(v.parse().map_err(|_| format!("illegal upper threshold '{v}'"))?);
@@ -350,6 +355,10 @@ fn parse(argv: &[String]) -> Result<Args, String> {
 
 fn service(a: &Args) -> Result<ServiceSpec, String> {
     let (proto, vip) = a.service.clone().ok_or("service address not specified (-t or -u)")?;
+    // `-6` with an IPv4 address: ipvsadm parses it as IPv6 and fails.
+    if a.ipv6 && vip.parse::<std::net::SocketAddr>().is_ok_and(|v| v.is_ipv4()) {
+        return Err(format!("illegal virtual server address[:port] specified: {vip} (-6 needs an IPv6 address, [ADDRESS]:PORT)"));
+    }
     Ok(ServiceSpec {
         proto,
         vip,
@@ -424,7 +433,7 @@ fn render(resp: Response, a: &Args) -> Result<String, String> {
                 // `-L -t SERVICE`: that service alone, as ipvsadm's `list_service`.
                 Some((proto, vip)) => {
                     let proto = proto.to_uppercase();
-                    let wanted = vip.parse::<std::net::SocketAddrV4>().map_err(|_| format!("illegal virtual server address[:port] specified: {vip}"))?;
+                    let wanted = vip.parse::<std::net::SocketAddr>().map_err(|_| format!("illegal virtual server address[:port] specified: {vip}"))?;
                     let found = services.iter().find(|s| s.proto == proto && s.vip.parse() == Ok(wanted)).ok_or("No such service")?;
                     ipvsadm_fmt::list_one(found, columns, a.exact)
                 }
@@ -685,5 +694,35 @@ mod tests {
         assert!(args("--start-daemon master").unwrap_err().contains("not supported yet"));
         assert!(request(&args("-a -t 1.2.3.4:80").unwrap()).unwrap_err().contains("real server"));
         assert!(request(&args("-A -s rr").unwrap()).unwrap_err().contains("service address"));
+        assert!(request(&args("-A -6 -t 10.0.0.1:80").unwrap()).unwrap_err().contains("-6 needs an IPv6 address"));
+    }
+
+    #[test]
+    fn ipv6_services_parse_list_and_save() {
+        let a = args("-a -t [fd77::100]:80 -r [fd77::11]:80 -m -w 2").unwrap();
+        match request(&a) {
+            Ok(Request::AddServer(s)) => assert_eq!((s.vip.as_str(), s.rs.as_str(), s.weight), ("[fd77::100]:80", "[fd77::11]:80", Some(2))),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(request(&args("-A -6 -t [fd77::100]:80 -s rr -p 60 -M 128").unwrap()), Ok(Request::AddService(ServiceSpec { persistent: Some(60), .. }))));
+        assert!(matches!(request(&args("-P -t [fd77::100]:80 -z fd77::200").unwrap()), Ok(Request::AddLocalAddress { .. })));
+        assert_eq!(args("-t[fd77::100]:80 -A").unwrap().service, Some(("tcp".into(), "[fd77::100]:80".into())));
+        let answer = || Response::Services {
+            table_size: 4096,
+            services: vec![
+                view("TCP", "[fd77::100]:80", &["[fd77::12]:80", "[fd77::11]:80"]),
+                view("UDP", "10.0.0.1:53", &["10.0.0.3:53"]),
+                view("TCP", "10.0.0.1:80", &["10.0.0.2:80"]),
+            ],
+        };
+        let all = render(answer(), &args("-L -n").unwrap()).unwrap();
+        let lines: Vec<&str> = all.lines().collect();
+        // IPv4 services first (AF_INET < AF_INET6), as libipvs sorts.
+        assert_eq!((lines[3], lines[5], lines[7]), ("TCP  10.0.0.1:80 rr", "UDP  10.0.0.1:53 rr", "TCP  [fd77::100]:80 rr"), "{all}");
+        assert!(lines[8].starts_with("  -> [fd77::11]:80                Masq"), "{all}");
+        let one = render(answer(), &args("-L -n -t [fd77::100]:80").unwrap()).unwrap();
+        assert_eq!(one.lines().nth(2), Some("TCP  [fd77::100]:80 rr"), "{one}");
+        let rules = render(answer(), &args("-S -n").unwrap()).unwrap();
+        assert!(rules.contains("-A -t [fd77::100]:80 -s rr\n-a -t [fd77::100]:80 -r [fd77::11]:80 -m -w 1\n"), "{rules}");
     }
 }

@@ -325,6 +325,35 @@ udp = 60
     }
 
     #[test]
+    fn ipv6_services_export_and_reload() {
+        let v6 = r#"
+[[service]]
+vip = "[fd77::100]:80"
+scheduler = "rr"
+persistent = 60
+persistent_netmask = 128
+local_addresses = ["fd77::200"]
+
+[[service.real_server]]
+address = "[fd77::11]:80"
+
+[[service.real_server]]
+address = "[fd77::12]:8080"
+forward = "nat"
+
+[service.health_check]
+kind = "tcp"
+sorry_server = "[fd77::99]:80"
+"#;
+        let original = load(&format!("{BASE}{SERVICES}{v6}"));
+        let exported = services_toml(&original);
+        assert!(exported.contains("vip = \"[fd77::100]:80\"\n") && exported.contains("local_addresses = [\"fd77::200\"]\n"), "{exported}");
+        let again = load(&format!("{BASE}{exported}"));
+        assert_eq!(reloadable(&again), reloadable(&original), "{exported}");
+        assert_eq!(services_toml(&again), exported);
+    }
+
+    #[test]
     fn run_time_changes_are_exported() {
         let mut c = load(&format!("{BASE}{SERVICES}"));
         // As rvsadm --set and -e would leave them.

@@ -88,7 +88,7 @@ pub(super) fn validate(at: At<'_>, raw: &Spanned<RawHealthCheck>) -> Result<Heal
     };
     let sorry_server = match &r.sorry_server {
         None => None,
-        Some(s) => Some(s.get_ref().parse().map_err(|_| at(s.span(), format!("sorry_server must be IPv4:PORT, not {:?}", s.get_ref())))?),
+        Some(s) => Some(s.get_ref().parse().map_err(|_| at(s.span(), format!("sorry_server must be IPv4:PORT or [IPv6]:PORT, not {:?}", s.get_ref())))?),
     };
     Ok(HealthCheck {
         kind,

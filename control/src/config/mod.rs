@@ -16,7 +16,7 @@ mod validate;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use dataplane::sched::{is_prime, SchedFlags, SchedKind, MH_TABLE_SIZE_MAX};
@@ -104,6 +104,10 @@ pub struct InterfaceConfig {
     pub prefix_len: u8,
     /// Default gateway through this interface.
     pub gateway: Option<Ipv4Addr>,
+    /// The interface's IPv6 address and prefix length (`address6`), if any.
+    pub addr6: Option<(Ipv6Addr, u8)>,
+    /// IPv6 default gateway through this interface (`gateway6`).
+    pub gateway6: Option<Ipv6Addr>,
     /// Largest IP packet the link carries (default 1500).
     pub mtu: u16,
 }
@@ -183,7 +187,7 @@ pub fn parse_forward(word: &str) -> Result<Forward, String> {
 ///
 /// # Errors
 /// Why the combination is refused.
-pub fn check_forward(forward: Forward, vip: SocketAddrV4, rs: SocketAddrV4) -> Result<(), String> {
+pub fn check_forward(forward: Forward, vip: SocketAddr, rs: SocketAddr) -> Result<(), String> {
     if matches!(forward, Forward::Dr | Forward::Tun) && rs.port() != vip.port() {
         return Err(format!(
             "real server {rs}: forward \"{}\" cannot map port {} to {}: {} leaves the packet unchanged, so the server must listen on the VIP's port (use {}:{} or forward \"nat\"/\"fullnat\")",
@@ -196,6 +200,33 @@ pub fn check_forward(forward: Forward, vip: SocketAddrV4, rs: SocketAddrV4) -> R
         ));
     }
     Ok(())
+}
+
+/// The address family's name (`IPv4`, `IPv6`).
+#[must_use]
+pub fn family(a: IpAddr) -> &'static str {
+    if a.is_ipv4() {
+        "IPv4"
+    } else {
+        "IPv6"
+    }
+}
+
+/// Checks that `what` (a real server or local address) is of the family of
+/// service `vip`: the data plane translates within one family; IPv6 clients
+/// to IPv4 servers (FULLNAT64) come later.
+///
+/// # Errors
+/// The mix, in words.
+pub fn check_family(vip: SocketAddr, what: &str, a: IpAddr) -> Result<(), String> {
+    if vip.is_ipv4() == a.is_ipv4() {
+        return Ok(());
+    }
+    Err(format!(
+        "service {vip} is {} but {what} {a} is {}: a service's real servers and local addresses must be of its address family (FULLNAT64, an IPv6 VIP to IPv4 servers, is not supported yet)",
+        family(vip.ip()),
+        family(a)
+    ))
 }
 
 /// Checks one-packet scheduling against the service's protocol: ipvsadm
@@ -214,7 +245,7 @@ pub fn check_ops(ops: bool, proto: u8) -> Result<(), String> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RealServerConfig {
     /// Address and port.
-    pub addr: SocketAddrV4,
+    pub addr: SocketAddr,
     /// Weight.
     pub weight: u32,
 }
@@ -223,7 +254,7 @@ pub struct RealServerConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceConfig {
     /// VIP and port.
-    pub vip: SocketAddrV4,
+    pub vip: SocketAddr,
     /// IP protocol number (6 TCP, 17 UDP).
     pub proto: u8,
     /// Scheduler.
@@ -232,7 +263,7 @@ pub struct ServiceConfig {
     /// own, in [`ServiceOptions::forwards`]).
     pub forward: Forward,
     /// FULLNAT local addresses.
-    pub local_addresses: Vec<Ipv4Addr>,
+    pub local_addresses: Vec<IpAddr>,
     /// Real servers.
     pub real_servers: Vec<RealServerConfig>,
 }
@@ -257,10 +288,10 @@ pub struct ServiceOptions {
     /// Maglev lookup table size for `mh` (a prime); `None`: 251.
     pub mh_table_size: Option<u32>,
     /// Connection thresholds of real servers, by address; absent: none.
-    pub thresholds: BTreeMap<SocketAddrV4, Thresholds>,
+    pub thresholds: BTreeMap<SocketAddr, Thresholds>,
     /// Forwarding methods of real servers that differ from the service's
     /// `forward` (ipvsadm's per-server `-g`/`-m`), by address.
-    pub forwards: BTreeMap<SocketAddrV4, Forward>,
+    pub forwards: BTreeMap<SocketAddr, Forward>,
     /// One-packet scheduling (`-o`), UDP services only.
     pub ops: bool,
 }
@@ -269,7 +300,7 @@ impl ServiceOptions {
     /// The forwarding method of real server `rs` of a service whose
     /// default is `default`.
     #[must_use]
-    pub fn forward_of(&self, rs: SocketAddrV4, default: Forward) -> Forward {
+    pub fn forward_of(&self, rs: SocketAddr, default: Forward) -> Forward {
         self.forwards.get(&rs).copied().unwrap_or(default)
     }
 
@@ -279,6 +310,15 @@ impl ServiceOptions {
     /// # Errors
     /// What is wrong, in words.
     pub fn check(&self, scheduler: SchedKind, servers: usize) -> Result<(), String> {
+        self.check_for(scheduler, servers, true)
+    }
+
+    /// As [`ServiceOptions::check`], for a service of the given family
+    /// (`v4` false: an IPv6 service, whose persistence cannot mask).
+    ///
+    /// # Errors
+    /// What is wrong, in words.
+    pub fn check_for(&self, scheduler: SchedKind, servers: usize, v4: bool) -> Result<(), String> {
         for name in self.sched_flags.names(scheduler) {
             SchedFlags::parse(scheduler, name).map_err(|e| e.to_string())?;
         }
@@ -293,6 +333,9 @@ impl ServiceOptions {
                 return Err("persistence timeout must be at least 1 second".into());
             }
             check_netmask(p.netmask)?;
+            if !v4 && p.netmask != Persistence::DEFAULT_NETMASK {
+                return Err(V6_NETMASK.into());
+            }
         }
         for (addr, t) in &self.thresholds {
             check_thresholds(*t).map_err(|e| format!("real server {addr}: {e}"))?;
@@ -314,6 +357,24 @@ pub fn check_mh_table_size(size: u32, servers: usize) -> Result<(), String> {
         return Err(format!("mh_table_size {size} must exceed the number of real servers ({servers})"));
     }
     Ok(())
+}
+
+/// Why an IPv6 service's persistence cannot take a prefix length shorter
+/// than 128 (the data plane's persistence templates mask IPv4 clients
+/// only; IPv6 clients persist by their whole address).
+pub const V6_NETMASK: &str = "an IPv6 service's persistence netmask must be 128 (ipvsadm -M 128, the default): IPv6 clients persist by their whole address; shorter prefixes are not supported yet";
+
+/// An IPv6 persistence prefix length as ipvsadm takes it (`-M 64`, or
+/// `/64`): only 128 is supported (see [`V6_NETMASK`]).
+///
+/// # Errors
+/// Not a number 1..=128, or not 128.
+pub fn check_netmask6(text: &str) -> Result<(), String> {
+    match text.trim_start_matches('/').parse::<u8>() {
+        Ok(128) => Ok(()),
+        Ok(1..=127) => Err(V6_NETMASK.into()),
+        _ => Err(format!("an IPv6 service's persistence netmask is a prefix length 1..=128 (ipvsadm -M 64), not {text:?}")),
+    }
 }
 
 /// A persistence netmask must have contiguous one bits (255.255.255.0).
@@ -366,33 +427,33 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// Scheduling options of services, by (VIP, protocol); see
     /// [`ServiceOptions`].
-    pub service_options: BTreeMap<(SocketAddrV4, u8), ServiceOptions>,
+    pub service_options: BTreeMap<(SocketAddr, u8), ServiceOptions>,
     /// Health checks by service (VIP, protocol).
-    pub health: BTreeMap<(SocketAddrV4, u8), crate::health::HealthCheck>,
+    pub health: BTreeMap<(SocketAddr, u8), crate::health::HealthCheck>,
 }
 
 impl Config {
     /// The options of service (`vip`, `proto`), if any differ from the defaults.
     #[must_use]
-    pub fn service_options(&self, vip: SocketAddrV4, proto: u8) -> Option<&ServiceOptions> {
+    pub fn service_options(&self, vip: SocketAddr, proto: u8) -> Option<&ServiceOptions> {
         self.service_options.get(&(vip, proto))
     }
 
     /// The forwarding method of real server `rs` of `service`: its own, else
     /// the service's.
     #[must_use]
-    pub fn server_forward(&self, service: &ServiceConfig, rs: SocketAddrV4) -> Forward {
+    pub fn server_forward(&self, service: &ServiceConfig, rs: SocketAddr) -> Forward {
         self.service_options(service.vip, service.proto).map_or(service.forward, |o| o.forward_of(rs, service.forward))
     }
 
     /// The options of service (`vip`, `proto`), created with the defaults if
     /// missing (for `-A`/`-E -b/-p/-M` and `-a`/`-e -x/-y`).
-    pub fn service_options_mut(&mut self, vip: SocketAddrV4, proto: u8) -> &mut ServiceOptions {
+    pub fn service_options_mut(&mut self, vip: SocketAddr, proto: u8) -> &mut ServiceOptions {
         self.service_options.entry((vip, proto)).or_default()
     }
 
     /// Forgets the options of a deleted service (`-D`, `-C`).
-    pub fn remove_service_options(&mut self, vip: SocketAddrV4, proto: u8) -> Option<ServiceOptions> {
+    pub fn remove_service_options(&mut self, vip: SocketAddr, proto: u8) -> Option<ServiceOptions> {
         self.service_options.remove(&(vip, proto))
     }
 }

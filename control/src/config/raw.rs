@@ -87,6 +87,10 @@ pub(super) struct RawInterface {
     pub device: Spanned<String>,
     pub address: Spanned<String>,
     pub gateway: Option<Spanned<String>>,
+    #[serde(default)]
+    pub address6: Option<Spanned<String>>,
+    #[serde(default)]
+    pub gateway6: Option<Spanned<String>>,
     pub mtu: Option<Spanned<i64>>,
 }
 
@@ -116,8 +120,10 @@ pub(super) struct RawService {
     /// Seconds, or `true` for ipvsadm's default (300), `false` for none.
     #[serde(default)]
     pub persistent: Option<Spanned<toml::Value>>,
+    /// A dotted netmask (IPv4 services) or a prefix length (IPv6, as
+    /// ipvsadm's `-M 64`).
     #[serde(default)]
-    pub persistent_netmask: Option<Spanned<String>>,
+    pub persistent_netmask: Option<Spanned<toml::Value>>,
     /// One-packet scheduling (ipvsadm `-o`), UDP only.
     #[serde(default)]
     pub ops: Option<Spanned<bool>>,

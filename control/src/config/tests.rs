@@ -200,3 +200,61 @@ fn forward_words_as_ipvsadm_and_the_config_say_them() {
     assert_eq!((forward_name(Forward::Nat), Forward::Nat.column(), Forward::Dr.column()), ("nat", "Masq", "Route"));
     assert_eq!((forward_name(Forward::Tun), Forward::Tun.column()), ("tun", "Tunnel"));
 }
+
+/// The lab with an IPv6 address on its interface and an IPv6 service.
+fn lab_v6(service: &str) -> String {
+    let lab = LAB.replace("address = \"10.77.0.2/24\"", "address = \"10.77.0.2/24\"\naddress6 = \"fd77::2/64\"\ngateway6 = \"fd77::1\"");
+    lab.replace("# Session timeouts", &format!("{service}\n# Session timeouts"))
+}
+
+const V6_SERVICE: &str = "[[service]]\nvip = \"[fd77::100]:80\"\nscheduler = \"rr\"\nlocal_addresses = [\"fd77::200\"]\n\
+                          [[service.real_server]]\naddress = \"[fd77::11]:80\"\n[[service.real_server]]\naddress = \"[fd77::12]:80\"\n";
+
+#[test]
+fn ipv6_services_and_interface_addresses() {
+    let c = parse(Path::new("x.toml"), &lab_v6(V6_SERVICE)).unwrap();
+    assert_eq!(c.interfaces[0].addr6, Some(("fd77::2".parse().unwrap(), 64)));
+    assert_eq!(c.interfaces[0].gateway6, Some("fd77::1".parse().unwrap()));
+    let s = &c.services[1];
+    assert_eq!(s.vip, "[fd77::100]:80".parse().unwrap());
+    assert_eq!(s.local_addresses, vec!["fd77::200".parse::<std::net::IpAddr>().unwrap()]);
+    assert_eq!(s.real_servers[1].addr, "[fd77::12]:80".parse().unwrap());
+    // IPv4 stays as it was beside it.
+    assert_eq!(c.services[0].vip, "10.77.0.100:80".parse().unwrap());
+    // An IPv6 route with an IPv6 gateway, and `default` through one.
+    let routed = lab_v6("[[route]]\ndestination = \"fd80::/64\"\nvia = \"fd77::1\"\n\n[[route]]\ndestination = \"default\"\nvia = \"fd77::fe\"\n")
+        .replace("gateway6 = \"fd77::1\"\n", "");
+    let c = parse(Path::new("x.toml"), &routed).unwrap();
+    assert_eq!((c.routes[0].prefix, c.routes[0].len, c.routes[0].dev.as_str()), ("fd80::".parse().unwrap(), 64, "dpdk0"));
+    assert_eq!((c.routes[1].prefix, c.routes[1].len), ("::".parse().unwrap(), 0));
+}
+
+#[test]
+fn ipv6_mistakes_name_their_line() {
+    let mixed_rs = V6_SERVICE.replace("[fd77::12]:80", "10.77.0.13:80");
+    let mixed_laddr = V6_SERVICE.replace("\"fd77::200\"", "\"10.77.0.201\"");
+    let mask = |m: &str| V6_SERVICE.replace("scheduler = \"rr\"", &format!("scheduler = \"rr\"\npersistent = 60\npersistent_netmask = {m}"));
+    for (text, needle, want) in [
+        (lab_v6(&mixed_rs), "10.77.0.13:80", "FULLNAT64"),
+        (lab_v6(&mixed_laddr), "10.77.0.201", "must be of its address family"),
+        (lab_v6(&V6_SERVICE.replace("[fd77::100]:80", "fd77::100:80")), "fd77::100:80", "[IPv6]:PORT"),
+        (lab_v6(&mask("64")), "persistent_netmask", "must be 128"),
+        (lab_v6(&mask("\"255.255.255.0\"")), "persistent_netmask", "prefix length 1..=128"),
+        (lab_v6(&mask("129")), "persistent_netmask", "prefix length 1..=128"),
+        (lab_v6(V6_SERVICE).replace("fd77::2/64", "fd77::2"), "address6", "IPv6/PREFIX"),
+        (lab_v6(V6_SERVICE).replace("fd77::2/64", "10.77.0.3/24"), "address6", "IPv6/PREFIX"),
+        (lab_v6(V6_SERVICE).replace("gateway6 = \"fd77::1\"", "gateway6 = \"fd78::1\""), "gateway6", "not on the interface's subnet"),
+        (LAB.replace("address = \"10.77.0.2/24\"", "address = \"10.77.0.2/24\"\ngateway6 = \"fd77::1\""), "gateway6", "needs address6"),
+        (lab_v6("[[route]]\ndestination = \"fd80::/64\"\nvia = \"10.77.0.1\"\n"), "via = \"10.77.0.1\"", "not of the family"),
+        (lab_v6("[[route]]\ndestination = \"fd80::1/64\"\nvia = \"fd77::1\"\n"), "fd80::1/64", "did you mean fd80::/64"),
+        (lab_v6("[[route]]\ndestination = \"fd80::/129\"\nvia = \"fd77::1\"\n"), "fd80::/129", "IPv6/PREFIX"),
+    ] {
+        let e = err(&text);
+        let line = text.lines().collect::<Vec<_>>().iter().rposition(|l| l.contains(needle)).unwrap() + 1;
+        assert_eq!(e.at.map(|a| a.0), Some(line), "{want}: {e}");
+        assert!(e.reason.contains(want), "{want}: {e}");
+    }
+    // 128 is ipvsadm's default and accepted.
+    let c = parse(Path::new("x.toml"), &lab_v6(&mask("128"))).unwrap();
+    assert_eq!(c.service_options(c.services[1].vip, 6).and_then(|o| o.persistence).map(|p| p.timeout_secs), Some(60));
+}

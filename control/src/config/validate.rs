@@ -1,7 +1,7 @@
 //! From the raw file to a [`Config`]: every check that needs more than a type.
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use dataplane::sched::{SchedFlags, SchedKind};
@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::raw::{RawConfig, RawTimeouts};
 use super::{
-    check_forward, check_mh_table_size, check_ops, check_netmask, check_thresholds, line_col, parse_forward, Config, ConfigError, DataplaneConfig, DpdkConfig, Forward, IdlePolicy,
+    check_family, check_forward, check_mh_table_size, check_netmask6, check_ops, check_netmask, check_thresholds, line_col, parse_forward, Config, ConfigError, DataplaneConfig, DpdkConfig, Forward, IdlePolicy,
     InterfaceConfig, Persistence, RealServerConfig, ServiceConfig, ServiceOptions, Thresholds,
 };
 
@@ -100,11 +100,33 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             None => None,
             Some(g) => Some(g.get_ref().parse::<Ipv4Addr>().map_err(|_| cx.at(g, format!("gateway {:?} is not an IPv4 address", g.get_ref())))?),
         };
+        let addr6 = match &i.address6 {
+            None => None,
+            Some(a) => Some(parse_cidr6(a.get_ref()).ok_or_else(|| {
+                cx.at(a, format!("address6 must be IPv6/PREFIX like \"fd77::2/64\" (a unicast address, prefix 1..=128), not {:?}", a.get_ref()))
+            })?),
+        };
+        let gateway6 = match &i.gateway6 {
+            None => None,
+            Some(g) => {
+                let gw = g.get_ref().parse::<Ipv6Addr>().map_err(|_| cx.at(g, format!("gateway6 {:?} is not an IPv6 address", g.get_ref())))?;
+                let Some((a, len)) = addr6 else {
+                    return Err(cx.at(g, "gateway6 needs address6 (the gateway must be on the interface's IPv6 subnet)"));
+                };
+                // A link-local gateway is on every link; otherwise it must
+                // be on the interface's subnet.
+                let link_local = gw.segments()[0] & 0xffc0 == 0xfe80;
+                if !link_local && dataplane::addr::Addr::from(gw).masked(len) != dataplane::addr::Addr::from(a).masked(len) {
+                    return Err(cx.at(g, format!("gateway6 {gw} is not on the interface's subnet {a}/{len}")));
+                }
+                Some(gw)
+            }
+        };
         let mtu = match &i.mtu {
             None => 1500,
             Some(m) => u16::try_from(*m.get_ref()).ok().filter(|m| (576..=9216).contains(m)).ok_or_else(|| cx.at(m, format!("mtu must be 576..9216, not {}", m.get_ref())))?,
         };
-        let ic = InterfaceConfig { name: i.name.get_ref().clone(), device: i.device.get_ref().trim().to_string(), addr, prefix_len, gateway, mtu };
+        let ic = InterfaceConfig { name: i.name.get_ref().clone(), device: i.device.get_ref().trim().to_string(), addr, prefix_len, gateway, addr6, gateway6, mtu };
         if let Some(q) = ic.devarg("qpairs") {
             if q.parse::<usize>().ok() != Some(worker_lcores.len()) {
                 return Err(cx.at(&i.device, format!("device has qpairs={q} but there are {} workers: each worker needs its own queue pair", worker_lcores.len())));
@@ -119,11 +141,17 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
     let mut routes = Vec::new();
     for r in &raw.route {
         let dest = crate::iproute::parse_prefix(r.destination.get_ref(), true)
-            .map_err(|_| cx.at(&r.destination, format!("destination must be IPv4/PREFIX like \"10.80.0.0/24\" or \"default\", not {:?}", r.destination.get_ref())))?;
+            .map_err(|_| cx.at(&r.destination, format!("destination must be IPv4/PREFIX or IPv6/PREFIX like \"10.80.0.0/24\" or \"fd80::/64\", or \"default\", not {:?}", r.destination.get_ref())))?;
         let via = match &r.via {
             None => None,
-            Some(v) => Some(v.get_ref().parse::<Ipv4Addr>().map_err(|_| cx.at(v, format!("via {:?} is not an IPv4 address", v.get_ref())))?),
+            Some(v) => Some(v.get_ref().parse::<IpAddr>().map_err(|_| cx.at(v, format!("via {:?} is not an IP address", v.get_ref())))?),
         };
+        let dest = crate::iproute::default_for(dest, via);
+        if let Some(v) = &r.via {
+            if via.is_some_and(|g| g.is_ipv4() != dest.0.is_ipv4()) {
+                return Err(cx.at(v, format!("via {} is not of the family of destination {}", v.get_ref(), r.destination.get_ref())));
+            }
+        }
         let dev = r.interface.as_ref().map(|d| d.get_ref().as_str());
         let checked = crate::iproute::check_route(&interfaces, &[], &routes, dest, via, dev).map_err(|e| {
             let at = match (&e, &r.interface, &r.via) {
@@ -142,7 +170,8 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
     let mut vips = HashSet::new();
     let mut nat_servers = BTreeMap::new();
     for s in &raw.service {
-        let vip = parse_socket(s.vip.get_ref()).ok_or_else(|| cx.at(&s.vip, format!("vip must be IPv4:PORT like \"10.0.0.100:80\", not {:?}", s.vip.get_ref())))?;
+        let vip = parse_socket(s.vip.get_ref())
+            .ok_or_else(|| cx.at(&s.vip, format!("vip must be IPv4:PORT or [IPv6]:PORT like \"10.0.0.100:80\" or \"[fd77::100]:80\", not {:?}", s.vip.get_ref())))?;
         let proto = match &s.protocol {
             None => 6,
             Some(p) => match p.get_ref().as_str() {
@@ -165,7 +194,9 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         };
         let mut local_addresses = Vec::new();
         for a in &s.local_addresses {
-            local_addresses.push(a.get_ref().parse::<Ipv4Addr>().map_err(|_| cx.at(a, format!("local address {:?} is not an IPv4 address", a.get_ref())))?);
+            let ip = a.get_ref().parse::<IpAddr>().map_err(|_| cx.at(a, format!("local address {:?} is not an IP address", a.get_ref())))?;
+            check_family(vip, "local address", ip).map_err(|e| cx.at(a, e))?;
+            local_addresses.push(ip);
         }
         if s.real_server.is_empty() {
             return Err(cx.at(&s.vip, format!("service {vip} has no [[service.real_server]]")));
@@ -174,7 +205,9 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         let mut options = ServiceOptions::default();
         let mut any_fullnat = false;
         for r in &s.real_server {
-            let addr = parse_socket(r.address.get_ref()).ok_or_else(|| cx.at(&r.address, format!("real server address must be IPv4:PORT, not {:?}", r.address.get_ref())))?;
+            let addr = parse_socket(r.address.get_ref())
+                .ok_or_else(|| cx.at(&r.address, format!("real server address must be IPv4:PORT or [IPv6]:PORT, not {:?}", r.address.get_ref())))?;
+            check_family(vip, "real server", addr.ip()).map_err(|e| cx.at(&r.address, e))?;
             let weight = match &r.weight {
                 None => 1,
                 Some(w) => u32::try_from(*w.get_ref()).ok().filter(|w| *w <= 65535).ok_or_else(|| cx.at(w, format!("weight must be 0..=65535, not {}", w.get_ref())))?,
@@ -248,11 +281,23 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             },
         };
         if let Some(m) = &s.persistent_netmask {
-            let mask: Ipv4Addr = m.get_ref().parse().map_err(|_| cx.at(m, format!("persistent_netmask must be a dotted netmask like \"255.255.255.0\", not {:?}", m.get_ref())))?;
-            check_netmask(mask.octets()).map_err(|e| cx.at(m, e))?;
-            match options.persistence.as_mut() {
-                Some(p) => p.netmask = mask.octets(),
-                None => return Err(cx.at(m, "persistent_netmask needs persistent (ipvsadm -M goes with -p)")),
+            let text = match m.get_ref() {
+                toml::Value::String(t) => t.clone(),
+                toml::Value::Integer(n) if vip.is_ipv6() => n.to_string(),
+                other => return Err(cx.at(m, format!("persistent_netmask must be a dotted netmask like \"255.255.255.0\", not {other}"))),
+            };
+            if vip.is_ipv6() {
+                check_netmask6(&text).map_err(|e| cx.at(m, e))?;
+                if options.persistence.is_none() {
+                    return Err(cx.at(m, "persistent_netmask needs persistent (ipvsadm -M goes with -p)"));
+                }
+            } else {
+                let mask: Ipv4Addr = text.parse().map_err(|_| cx.at(m, format!("persistent_netmask must be a dotted netmask like \"255.255.255.0\", not {text:?}")))?;
+                check_netmask(mask.octets()).map_err(|e| cx.at(m, e))?;
+                match options.persistence.as_mut() {
+                    Some(p) => p.netmask = mask.octets(),
+                    None => return Err(cx.at(m, "persistent_netmask needs persistent (ipvsadm -M goes with -p)")),
+                }
             }
         }
         if let Some(o) = &s.ops {
@@ -264,7 +309,11 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         }
         if let Some(h) = &s.health_check {
             let at = |span: std::ops::Range<usize>, reason: String| cx.err_at(span, reason);
-            health.insert((vip, proto), super::health::validate(&at, h)?);
+            let check = super::health::validate(&at, h)?;
+            if let (Some(sorry), Some(raw)) = (check.sorry_server, h.get_ref().sorry_server.as_ref()) {
+                check_family(vip, "sorry server", sorry.ip()).map_err(|e| cx.at(raw, e))?;
+            }
+            health.insert((vip, proto), check);
         }
         services.push(ServiceConfig { vip, proto, scheduler, forward, local_addresses, real_servers });
     }
@@ -353,9 +402,22 @@ fn secs(cx: &Ctx<'_>, v: &Spanned<i64>) -> Result<u32, ConfigError> {
         .ok_or_else(|| cx.at(v, format!("timeout must be 1..=2678400 seconds, not {}", v.get_ref())))
 }
 
-fn parse_socket(s: &str) -> Option<SocketAddrV4> {
-    let sa: SocketAddrV4 = s.parse().ok()?;
+fn parse_socket(s: &str) -> Option<SocketAddr> {
+    let sa: SocketAddr = s.parse().ok()?;
+    // `[::ffff:a.b.c.d]:p` is the IPv4 service a.b.c.d:p, written as such.
+    let sa = match sa.ip() {
+        IpAddr::V6(a) if a.to_ipv4_mapped().is_some() => return None,
+        _ => sa,
+    };
     (sa.port() != 0).then_some(sa)
+}
+
+fn parse_cidr6(s: &str) -> Option<(Ipv6Addr, u8)> {
+    let (a, p) = s.split_once('/')?;
+    let p: u8 = p.parse().ok()?;
+    let a: Ipv6Addr = a.parse().ok()?;
+    let unicast = !a.is_unspecified() && !a.is_multicast() && !a.is_loopback() && a.to_ipv4_mapped().is_none();
+    ((1..=128).contains(&p) && unicast).then_some((a, p))
 }
 
 fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {

@@ -39,28 +39,65 @@ static struct svc S[] = {
 	{6, "10.0.0.1", 80, "wrr", NULL, 600, NULL, {"10.0.0.200"}, 1, {
 		{"10.0.0.2", 80, "FullNat", 65535, 4294967295U, 1, 4294967295U, {1, 5, 4, 300, 4000}, {0, 0, 0, 0, 0}, 4294967295U, 0}}},
 };
+/* IPv6 (*-v6.txt): an IPv4 service beside IPv6 ones, which libipvs sorts after it. */
+static struct svc S6[] = {
+	{6, "fd77::100", 80, "rr", NULL, 300, NULL, {"fd77::200"}, 3, {
+		{"fd77::12", 80, "FullNat", 1, 0, 0, 0, {7, 70, 70, 4900, 9100}, {0, 1, 1, 60, 120}, 2, 3},
+		{"2001:db8:ffff:ffff:ffff:ffff:ffff:fff1", 8080, "FullNat", 5, 0, 0, 0, {123456789ULL, 1234567890ULL, 99999999ULL, 123456789012ULL, 123456789012345ULL},
+		 {1, 2, 2, 140, 260}, 0, 0},
+		{"fd77::11", 80, "FullNat", 1, 0, 0, 0, {12, 120, 119, 8400, 15470}, {1, 2, 2, 140, 260}, 1, 5}}},
+	{17, "fd77::100", 53, "wlc", NULL, 0, NULL, {NULL}, 1, {
+		{"fd77::11", 53, "Masq", 1, 0, 0, 0, {1, 2, 3, 4, 5}, {0, 0, 0, 0, 0}, 0, 1}}},
+	{6, "10.0.0.1", 80, "wrr", NULL, 0, NULL, {"10.0.0.200"}, 1, {
+		{"10.0.0.2", 80, "FullNat", 1, 0, 0, 0, {1, 5, 4, 300, 4000}, {0, 0, 0, 0, 0}, 0, 0}}},
+	{6, "2001:db8::1", 443, "sh", NULL, 0, NULL, {NULL}, 2, {
+		{"2001:db8::a", 443, "Route", 1, 0, 0, 0, {0}, {0}, 0, 0},
+		{"2001:db8::9", 443, "Route", 1, 0, 0, 0, {0}, {0}, 0, 0}}},
+};
 #define NS ((int)(sizeof(S) / sizeof(S[0])))
+#define NS6 ((int)(sizeof(S6) / sizeof(S6[0])))
 
 enum { F_PLAIN, F_STATS, F_RATE, F_THR, F_PC, F_RULE };
 
 static uint32_t ip(const char *a) { struct in_addr x; inet_aton(a, &x); return ntohl(x.s_addr); }
 
-/* libipvs: r = ntohl(a) - ntohl(b) into an int; then the ports. */
+static int af(const char *a) { return strchr(a, ':') ? AF_INET6 : AF_INET; }
+
+/* libipvs: r = ntohl(a) - ntohl(b) into an int (IPv6: s6_addr32[0..3]
+ * until one differs); then the ports. */
+static int cmp_ip(const char *x, const char *y)
+{
+	struct in6_addr a, b;
+	int r = 0, i;
+	if (af(x) == AF_INET) return ip(x) - ip(y);
+	inet_pton(AF_INET6, x, &a);
+	inet_pton(AF_INET6, y, &b);
+	for (i = 0; !r && i < 4; i++) r = ntohl(a.s6_addr32[i]) - ntohl(b.s6_addr32[i]);
+	return r;
+}
 static int cmp_svc(const void *x, const void *y)
 {
 	const struct svc *a = x, *b = y;
-	int r = a->proto - b->proto;
+	int r = af(a->addr) - af(b->addr);
 	if (r) return r;
-	r = ip(a->addr) - ip(b->addr);
+	r = a->proto - b->proto;
+	if (r) return r;
+	r = cmp_ip(a->addr, b->addr);
 	if (r) return r;
 	return (int)a->port - (int)b->port;
 }
 static int cmp_dest(const void *x, const void *y)
 {
 	const struct dest *a = x, *b = y;
-	int r = ip(a->addr) - ip(b->addr);
+	int r = cmp_ip(a->addr, b->addr);
 	if (r) return r;
 	return (int)a->port - (int)b->port;
+}
+
+/* addrport_to_anyname with FMT_NUMERIC: "a.b.c.d:port" or "[v6]:port". */
+static void addrport(char *buf, size_t n, const char *addr, unsigned port)
+{
+	snprintf(buf, n, af(addr) == AF_INET6 ? "[%s]:%u" : "%s:%u", addr, port);
 }
 
 static void largenum(unsigned long long i, int exact)
@@ -106,12 +143,12 @@ static void entry(struct svc *se, int f, int exact, int sort)
 	char name[128], vname[64], dname[64];
 	unsigned long long t[5] = {0};
 	int i, k;
-	snprintf(vname, sizeof vname, "%s:%u", se->addr, se->port);
+	addrport(vname, sizeof vname, se->addr, se->port);
 	if (f == F_RULE)
 		sprintf(name, "%s %s", se->proto == 6 ? "-t" : "-u", vname);
 	else {
 		sprintf(name, "%s  %s", se->proto == 6 ? "TCP" : "UDP", vname);
-		name[33] = '\0';
+		if (af(se->addr) != AF_INET6) name[33] = '\0';
 	}
 	for (i = 0; i < se->nd; i++)
 		for (k = 0; k < 5; k++)
@@ -142,8 +179,8 @@ static void entry(struct svc *se, int f, int exact, int sort)
 	if (sort) qsort(se->d, se->nd, sizeof(struct dest), cmp_dest);
 	for (i = 0; i < se->nd; i++) {
 		struct dest *e = &se->d[i];
-		snprintf(dname, sizeof dname, "%s:%u", e->addr, e->port);
-		if (f != F_RULE) dname[28] = '\0';
+		addrport(dname, sizeof dname, e->addr, e->port);
+		if (f != F_RULE && af(se->addr) != AF_INET6) dname[28] = '\0';
 		if (f == F_RULE) {
 			printf("-a %s -r %s %s -w %d", name, dname, fwd_switch(e->fwd), e->weight);
 			if (e->uth) printf(" -x %u", e->uth); /* rvs */
@@ -167,17 +204,19 @@ static void entry(struct svc *se, int f, int exact, int sort)
 	}
 }
 
-static struct svc W[NS];
+static struct svc W[8];
 
-static void list_all(int f, int exact, int sort)
+static void list_set(const struct svc *set, int n, int f, int exact, int sort)
 {
 	int i;
-	memcpy(W, S, sizeof S);
+	memcpy(W, set, n * sizeof(struct svc));
 	if (f != F_RULE) printf("IP Virtual Server version %d.%d.%d (size=%d)\n", 1, 2, 1, 4096);
-	if (sort) qsort(W, NS, sizeof(struct svc), cmp_svc);
+	if (sort) qsort(W, n, sizeof(struct svc), cmp_svc);
 	title(f);
-	for (i = 0; i < NS; i++) entry(&W[i], f, exact, sort);
+	for (i = 0; i < n; i++) entry(&W[i], f, exact, sort);
 }
+
+static void list_all(int f, int exact, int sort) { list_set(S, NS, f, exact, sort); }
 
 /* list_service: no version line; the first service in listing order. */
 static void list_one(int f)
@@ -206,6 +245,15 @@ static void connections(void)
 	conn("TCP", 2678400, "FIN_WAIT", "255.255.255.255:65535", "10.0.0.1:80", "10.0.0.2:80");
 }
 
+static void connections_v6(void)
+{
+	printf("IPVS connection entries\n");
+	printf("pro expire %-11s %-18s %-18s %s\n", "state", "source", "virtual", "destination");
+	conn("TCP", 899, "ESTABLISHED", "[fd77::10]:40000", "[fd77::100]:80", "[fd77::11]:80");
+	conn("UDP", 300, "UDP", "[2001:db8:ffff:ffff:ffff:ffff:ffff:ffff]:65535", "[fd77::100]:53", "[fd77::11]:53");
+	conn("TCP", 60, "SYN_RECV", "10.1.2.3:1", "10.0.0.1:80", "10.0.0.2:80");
+}
+
 int main(int argc, char **argv)
 {
 	const char *what = argc > 1 ? argv[1] : "";
@@ -220,6 +268,13 @@ int main(int argc, char **argv)
 	else if (!strcmp(what, "rate-exact.txt")) list_all(F_RATE, 1, 1);
 	else if (!strcmp(what, "thresholds.txt")) list_all(F_THR, 0, 1);
 	else if (!strcmp(what, "persistent-conn.txt")) list_all(F_PC, 0, 1);
+	else if (!strcmp(what, "list-v6.txt")) list_set(S6, NS6, F_PLAIN, 0, 1);
+	else if (!strcmp(what, "list-v6-nosort.txt")) list_set(S6, NS6, F_PLAIN, 0, 0);
+	else if (!strcmp(what, "stats-v6.txt")) list_set(S6, NS6, F_STATS, 0, 1);
+	else if (!strcmp(what, "rate-v6.txt")) list_set(S6, NS6, F_RATE, 0, 1);
+	else if (!strcmp(what, "persistent-conn-v6.txt")) list_set(S6, NS6, F_PC, 0, 1);
+	else if (!strcmp(what, "save-v6.txt")) list_set(S6, NS6, F_RULE, 0, 1);
+	else if (!strcmp(what, "connections-v6.txt")) connections_v6();
 	else if (!strcmp(what, "timeout.txt")) printf("Timeout (tcp tcpfin udp): %d %d %d\n", 900, 120, 300);
 	else if (!strcmp(what, "save.txt")) list_all(F_RULE, 0, 1);
 	else { fprintf(stderr, "usage: %s GOLDEN-FILE-NAME\n", argv[0]); return 2; }
