@@ -80,6 +80,18 @@ impl<'a> PacketBuf<'a> {
         self.len -= n;
     }
 
+    /// Makes the frame exactly `len` bytes, growing into the room after it
+    /// (grown bytes keep whatever the buffer held). False, changing
+    /// nothing, if the buffer is too short.
+    #[inline]
+    pub fn set_len(&mut self, len: usize) -> bool {
+        if self.head + len > self.room.len() {
+            return false;
+        }
+        self.len = len;
+        true
+    }
+
     /// Shortens the frame to `len` bytes (no-op if already shorter).
     #[inline]
     pub fn truncate(&mut self, len: usize) {
@@ -106,6 +118,9 @@ mod tests {
         assert_eq!(p.frame(), b"xya");
         p.truncate(10);
         assert_eq!(p.frame(), b"xya");
+        assert!(p.set_len(5) && !p.set_len(15));
+        assert_eq!(p.frame(), b"xyabc", "grown bytes keep what the buffer held");
+        p.truncate(3);
         p.advance(1);
         assert_eq!((p.frame(), p.window()), (&b"ya"[..], (3, 2)));
     }

@@ -140,6 +140,9 @@ impl Pipeline {
                 c = checksum::update_u128(c, qdst.ip.octets(), src.ip.octets());
                 c = checksum::update_u16(c, qsrc.port, dst.port);
                 c = checksum::update_u16(c, qdst.port, src.port);
+                if proto == ipv4::PROTO_UDP && c == 0 {
+                    c = 0xffff; // 0 is no valid IPv6 UDP checksum
+                }
                 l3[o..o + 2].copy_from_slice(&c.to_be_bytes());
             }
             l3[l4..l4 + 2].copy_from_slice(&dst.port.to_be_bytes());

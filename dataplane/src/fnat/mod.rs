@@ -308,6 +308,9 @@ pub struct Pipeline {
     /// A FULLNAT64 packet's new header (protocol, source, destination),
     /// left by [`Self::forward`] for [`Self::process_buf`] (see [`nat64`]).
     pending_translate: Option<(u8, Endpoint, Endpoint)>,
+    /// A neighbour advertisement to write in place of the frame (target,
+    /// destination, our MAC), left by [`Self::handle_icmpv6`].
+    pending_na: Option<([u8; 16], [u8; 16], MacAddr)>,
     /// Identification field of the next outer IPv4 header.
     ip_id: u16,
     /// This worker's counters.
@@ -342,6 +345,7 @@ impl Pipeline {
             punt: false,
             pending_encap: None,
             pending_translate: None,
+            pending_na: None,
             ip_id: worker.wrapping_mul(0x1000),
             tables: Arc::clone(&tables),
         };
@@ -540,6 +544,9 @@ impl Pipeline {
         let mut verdict = self.classify(pkt.frame_mut(), in_port, now);
         if let Some(e) = self.pending_encap.take() {
             verdict = self.encapsulate(pkt, &e);
+        }
+        if let Some((target, dst, mac)) = self.pending_na.take() {
+            write_na(pkt, target, dst, mac);
         }
         if let Some((proto, src, dst)) = self.pending_translate.take() {
             let done = if src.ip.is_v4() { nat64::to_v4(pkt, proto, src, dst) } else { nat64::to_v6(pkt, proto, src, dst) };
@@ -1002,12 +1009,10 @@ impl Pipeline {
                 if !self.tables.owns(Addr::v6(target)) {
                     return Verdict::Drop(DropReason::ArpNotForUs);
                 }
-                let own = self.port_mac(in_port);
-                let room = (l3.len() - ipv6::HEADER_LEN).min(icmpv6::NA_WITH_TLLA_LEN);
-                let n = icmpv6::emit_na(&mut l3[ipv6::HEADER_LEN..ipv6::HEADER_LEN + room], target, own);
-                ipv6::emit_header(l3, icmpv6::NEXT_HEADER, target, src, n as u16);
-                l3[7] = icmpv6::ND_HOP_LIMIT;
-                icmpv6::fill_checksum(&mut l3[ipv6::HEADER_LEN..ipv6::HEADER_LEN + n], target, src);
+                // The advertisement (with our MAC, which a multicast
+                // solicitation requires) may be longer or shorter than the
+                // solicitation: [`Self::process_buf`] sizes the frame and writes it.
+                self.pending_na = Some((target, src, self.port_mac(in_port)));
                 self.counters.arp_replies += 1;
                 self.reply_l2(l2, in_port)
             }
@@ -1088,6 +1093,22 @@ impl Pipeline {
             self.templates.sweep(now, budget / 4 + 1);
         }
     }
+}
+
+/// Writes a solicited neighbour advertisement for `target` to `dst` after
+/// the frame's Ethernet header, sized exactly: with the target link-layer
+/// option when the buffer has room for it (it always has in an mbuf).
+#[cold]
+fn write_na(pkt: &mut PacketBuf<'_>, target: [u8; 16], dst: [u8; 16], mac: MacAddr) {
+    const AT: usize = ethernet::HEADER_LEN + ipv6::HEADER_LEN;
+    if !pkt.set_len(AT + icmpv6::NA_WITH_TLLA_LEN) {
+        pkt.truncate(AT + icmpv6::ND_LEN);
+    }
+    let f = pkt.frame_mut();
+    let n = icmpv6::emit_na(&mut f[AT..], target, mac);
+    ipv6::emit_header(&mut f[ethernet::HEADER_LEN..], icmpv6::NEXT_HEADER, target, dst, n as u16);
+    f[ethernet::HEADER_LEN + 7] = icmpv6::ND_HOP_LIMIT;
+    icmpv6::fill_checksum(&mut f[AT..AT + n], target, dst);
 }
 
 /// Template slots per worker for a session capacity: a quarter of it (a

@@ -294,3 +294,31 @@ fn icmpv6_errors_from_the_server_reach_the_client_rewritten() {
     assert!(u.verify_checksum_v6(quoted.src(), quoted.dst()));
     assert_eq!(p.counters.icmp_relayed, 1);
 }
+
+#[test]
+fn advertisements_are_sized_exactly_whatever_the_solicitation_carried() {
+    let mut p = pipeline(Forward::FullNat);
+    let solicited = a("ff02::1:ff00:100");
+    // No source link-layer option (24 bytes) and two options (40 bytes).
+    for extra in [0usize, 2] {
+        let mut f = nd(icmpv6::NEIGHBOR_SOLICITATION, CLIENT_MAC, client().ip, solicited, vip().ip, icmpv6::OPT_SOURCE_LL);
+        let ns_len = 24 + 8 * extra;
+        f.truncate(14 + 40 + 24);
+        for _ in 0..extra {
+            f.extend_from_slice(&[icmpv6::OPT_SOURCE_LL, 1, 2, 0, 0, 0, 0, 0x10]);
+        }
+        f[14 + 4..14 + 6].copy_from_slice(&(ns_len as u16).to_be_bytes());
+        let (s, d) = (client().ip.octets(), solicited.octets());
+        icmpv6::fill_checksum(&mut f[54..], s, d);
+        let mut buf = vec![0u8; f.len() + 64];
+        buf[..f.len()].copy_from_slice(&f);
+        let mut pkt = PacketBuf::new(&mut buf, 0, f.len());
+        assert_eq!(p.process_buf(&mut pkt, 0, Millis(1)), Verdict::Forward { port: 0 });
+        let out = pkt.frame();
+        assert_eq!(out.len(), 14 + 40 + 32, "{extra} options");
+        let ip = ipv6::Packet::new_checked(&out[14..]).unwrap();
+        assert_eq!(ip.payload_len(), 32);
+        assert_eq!(icmpv6::checksum(ip.payload(), ip.src(), ip.dst()), 0);
+        assert_eq!(icmpv6::link_layer_option(ip.payload(), icmpv6::OPT_TARGET_LL), Some(LB_MAC));
+    }
+}
