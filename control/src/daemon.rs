@@ -38,6 +38,7 @@ use dataplane::tables::{Persistence, Thresholds};
 use crate::ipvsadm_fmt;
 use crate::health::{self, Checker, Connections, DrRoutes, OnFail, Target};
 use crate::metrics;
+use crate::announce::Announcer;
 use crate::neigh::NeighTable;
 use crate::plan::{self, Registry};
 
@@ -176,6 +177,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
         }
     }
     let neigh_map = Arc::new(neigh.snapshot());
+    let mut announce = Announcer::default();
+    log_announced(&announce.update(&tables, t0));
     let (events_tx, events_rx) = bounded(4096);
     let mut handles = Vec::new();
     for (wi, &lcore) in lcores.iter().enumerate() {
@@ -258,6 +261,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         macs,
         workers: handles,
         neigh,
+        announce,
         events: events_rx,
         ports,
         last_reload: None,
@@ -331,6 +335,8 @@ struct Control {
     macs: Vec<MacAddr>,
     workers: Vec<WorkerHandle>,
     neigh: NeighTable,
+    /// Gratuitous ARP / unsolicited NA for addresses the tables gained.
+    announce: Announcer,
     events: Receiver<Event>,
     ports: Vec<Port>,
     /// Last reload: applied?, when (Unix seconds).
@@ -517,11 +523,17 @@ impl Control {
                 Event::RetiredTables(_) | Event::RetiredNeigh(_) => {}
             }
         }
+        changed |= self.neigh.age(now);
         if changed {
             let map = Arc::new(self.neigh.snapshot());
             self.broadcast(|| WorkerRequest::Neigh(Arc::clone(&map)));
         }
         let first = self.workers.first().map(|w| w.requests.clone());
+        self.announce.due(now, |port, ip| {
+            if let Some(w) = &first {
+                let _ = w.try_send(WorkerRequest::Announce { port, ip });
+            }
+        });
         let config = &self.config;
         self.neigh.due_requests(now, |port, target| {
             let Some(w) = &first else { return };
@@ -556,6 +568,7 @@ impl Control {
         let effective = self.effective_config();
         let t = Arc::new(plan::tables(&effective, &self.macs, &mut self.registry, self.generation));
         self.broadcast(|| WorkerRequest::Tables(Arc::clone(&t)));
+        log_announced(&self.announce.update(&t, Instant::now()));
     }
 
     fn serve(&mut self, stream: UnixStream) {
@@ -801,20 +814,13 @@ impl Control {
     }
 
     fn neigh_views(&self) -> Vec<crate::iproute::NeighView> {
-        use crate::neigh::State;
         self.neigh
             .iter()
             .map(|(ip, mac, port, state)| crate::iproute::NeighView {
                 addr: ip.ip(),
                 dev: self.config.interfaces.get(usize::from(port)).map_or_else(|| format!("port{port}"), |i| i.name.clone()),
                 lladdr: mac,
-                state: match state {
-                    State::Incomplete => "INCOMPLETE",
-                    State::Reachable => "REACHABLE",
-                    State::Failed => "FAILED",
-                    State::Permanent => "PERMANENT",
-                }
-                .into(),
+                state: state.name().into(),
             })
             .collect()
     }
@@ -1095,12 +1101,13 @@ impl Control {
             }
             services.push(label);
         }
-        let mut neighbours = vec![("incomplete", 0), ("reachable", 0), ("failed", 0)];
+        let mut neighbours = vec![("incomplete", 0), ("reachable", 0), ("stale", 0), ("failed", 0)];
         for (_, _, _, state) in self.neigh.iter() {
             let i = match state {
                 crate::neigh::State::Incomplete => 0,
                 crate::neigh::State::Reachable | crate::neigh::State::Permanent => 1,
-                crate::neigh::State::Failed => 2,
+                crate::neigh::State::Stale => 2,
+                crate::neigh::State::Failed => 3,
             };
             neighbours[i].1 += 1;
         }
@@ -1507,6 +1514,14 @@ fn bind_socket(path: &Path) -> Result<UnixListener, StartError> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
     l.set_nonblocking(true).map_err(err)?;
     Ok(l)
+}
+
+/// Logs the addresses about to be announced (gratuitous ARP / unsolicited NA).
+fn log_announced(new: &[Addr]) {
+    if !new.is_empty() {
+        let list: Vec<String> = new.iter().map(|a| a.ip().to_string()).collect();
+        eprintln!("rvsd: announcing {} (gratuitous ARP / unsolicited NA)", list.join(" "));
+    }
 }
 
 /// A service or real server address as rvsadm sends it: `a.b.c.d:port` or

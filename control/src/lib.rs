@@ -9,6 +9,7 @@ pub mod plan;
 #[cfg(feature = "dpdk")]
 pub mod daemon;
 pub mod neigh;
+pub mod announce;
 pub mod metrics;
 pub mod top;
 pub mod zero;

@@ -12,7 +12,7 @@
 
 use crate::addr::Addr;
 use crate::checksum;
-use crate::wire::{arp, ethernet, MacAddr, BROADCAST_MAC};
+use crate::wire::{arp, ethernet, icmpv6, ipv6, MacAddr, BROADCAST_MAC};
 
 /// Length of an ARP frame (Ethernet header + ARP), without padding.
 pub const ARP_FRAME_LEN: usize = ethernet::HEADER_LEN + arp::PACKET_LEN;
@@ -142,6 +142,44 @@ pub fn emit_request(frame: &mut [u8; ARP_FRAME_LEN], mac: MacAddr, ip: [u8; 4], 
     arp::Packet::new_unchecked(l3).emit(arp::OP_REQUEST, mac, ip, [0; 6], target);
 }
 
+/// Writes a gratuitous ARP for `ip` from `mac` into `frame`: a broadcast
+/// request whose sender and target address are both `ip` and whose target
+/// hardware address is zero, as the kernel sends when an address comes up
+/// (`arping -U`, keepalived and RFC 5227 §3's "ARP Announcement" do the
+/// same). Hosts that hold an entry for `ip` point it at `mac`; nobody answers.
+pub fn emit_gratuitous_arp(frame: &mut [u8; ARP_FRAME_LEN], mac: MacAddr, ip: [u8; 4]) {
+    emit_request(frame, mac, ip, ip);
+}
+
+/// Length of an unsolicited Neighbor Advertisement frame: Ethernet, IPv6,
+/// the ICMPv6 message and a target link-layer address option.
+pub const NA_FRAME_LEN: usize = ethernet::HEADER_LEN + ipv6::HEADER_LEN + icmpv6::NA_WITH_TLLA_LEN;
+
+/// The all-nodes multicast group, `ff02::1`.
+pub const ALL_NODES: [u8; 16] = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+/// Its Ethernet address (RFC 2464 §7).
+const ALL_NODES_MAC: MacAddr = [0x33, 0x33, 0, 0, 0, 1];
+
+/// Writes an unsolicited Neighbor Advertisement for `target` at `mac` into
+/// `frame` (RFC 4861 §7.2.6): from `target` itself to all nodes
+/// (`ff02::1`, MAC `33:33:00:00:00:01`), hop limit 255, override set,
+/// solicited and router clear, with a target link-layer address option. It
+/// is IPv6's gratuitous ARP: hosts that hold an entry for `target` update it.
+pub fn emit_unsolicited_na(frame: &mut [u8; NA_FRAME_LEN], mac: MacAddr, target: [u8; 16]) {
+    let (l2, l3) = frame.split_at_mut(ethernet::HEADER_LEN);
+    if let Ok(mut eth) = ethernet::Frame::new_checked(l2) {
+        eth.set_dst(ALL_NODES_MAC);
+        eth.set_src(mac);
+        eth.set_ethertype(ethernet::ETHERTYPE_IPV6);
+    }
+    let (ip, msg) = l3.split_at_mut(ipv6::HEADER_LEN);
+    let n = icmpv6::emit_na(msg, target, mac);
+    msg[4] = icmpv6::NA_OVERRIDE;
+    ipv6::emit_header(ip, icmpv6::NEXT_HEADER, target, ALL_NODES, n as u16);
+    ip[7] = icmpv6::ND_HOP_LIMIT;
+    icmpv6::fill_checksum(msg, target, ALL_NODES);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +204,46 @@ mod tests {
         assert_eq!(eth.ethertype(), ethernet::ETHERTYPE_ARP);
         let a = arp::Packet::new_checked(eth.payload()).unwrap();
         assert_eq!((a.op(), a.sender_ip(), a.target_ip()), (arp::OP_REQUEST, [10, 0, 0, 2], [10, 0, 0, 11]));
+    }
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    }
+
+    #[test]
+    fn gratuitous_arp_announces_the_address() {
+        let mut f = [0u8; ARP_FRAME_LEN];
+        emit_gratuitous_arp(&mut f, [2, 0, 0, 0, 0, 2], [10, 77, 0, 100]);
+        let eth = ethernet::Frame::new_checked(&f[..]).unwrap();
+        assert_eq!((eth.dst(), eth.src()), (BROADCAST_MAC, [2, 0, 0, 0, 0, 2]));
+        let a = arp::Packet::new_checked(eth.payload()).unwrap();
+        assert_eq!((a.op(), a.sender_mac(), a.sender_ip()), (arp::OP_REQUEST, [2, 0, 0, 0, 0, 2], [10, 77, 0, 100]));
+        assert_eq!((a.target_mac(), a.target_ip()), ([0; 6], [10, 77, 0, 100]), "sender = target address, target MAC zero");
+        // bytes(Ether(src="02:00:00:00:00:02", dst="ff:ff:ff:ff:ff:ff") / ARP(op=1,
+        //   hwsrc="02:00:00:00:00:02", psrc="10.77.0.100", hwdst="00:00:00:00:00:00", pdst="10.77.0.100"))
+        assert_eq!(f.to_vec(), hex("ffffffffffff020000000002080600010800060400010200000000020a4d00640000000000000a4d0064"));
+    }
+
+    #[test]
+    fn unsolicited_na_is_rfc4861_and_matches_scapy() {
+        let mut f = [0u8; NA_FRAME_LEN];
+        emit_unsolicited_na(&mut f, [2, 0, 0, 0, 0, 2], v6("fd77::100"));
+        assert_eq!(NA_FRAME_LEN, 86);
+        let eth = ethernet::Frame::new_checked(&f[..]).unwrap();
+        assert_eq!((eth.dst(), eth.ethertype()), ([0x33, 0x33, 0, 0, 0, 1], ethernet::ETHERTYPE_IPV6));
+        let ip = ipv6::Packet::new_checked(eth.payload()).unwrap();
+        assert_eq!((ip.src(), ip.dst(), ip.hop_limit(), ip.next_header()), (v6("fd77::100"), ALL_NODES, 255, icmpv6::NEXT_HEADER));
+        let msg = ip.payload();
+        assert_eq!((msg[0], msg[4]), (icmpv6::NEIGHBOR_ADVERTISEMENT, icmpv6::NA_OVERRIDE), "override; not solicited, not a router");
+        assert_eq!(icmpv6::checksum(msg, ip.src(), ip.dst()), 0);
+        assert_eq!(icmpv6::nd_target(msg), Some(v6("fd77::100")));
+        assert_eq!(icmpv6::link_layer_option(msg, icmpv6::OPT_TARGET_LL), Some([2, 0, 0, 0, 0, 2]));
+        // bytes(Ether(src="02:00:00:00:00:02", dst="33:33:00:00:00:01")
+        //   / IPv6(src="fd77::100", dst="ff02::1", hlim=255) / ICMPv6ND_NA(tgt="fd77::100", R=0, S=0, O=1)
+        //   / ICMPv6NDOptDstLLAddr(lladdr="02:00:00:00:00:02"))
+        const SCAPY: &str = "33330000000102000000000286dd6000000000203afffd770000000000000000000000000100\
+                             ff020000000000000000000000000001880057ae20000000fd7700000000000000000000000001000201020000000002";
+        assert_eq!(f.to_vec(), hex(SCAPY));
     }
 
     fn v6(s: &str) -> [u8; 16] {

@@ -233,6 +233,16 @@ impl Tables {
         self.routes.v6.routes().iter().find(|r| r.len == 128 && r.hop == crate::route::NextHop::Local { port }).map(|r| r.prefix)
     }
 
+    /// True if `ip` is a neighbour on `port`'s link: the route table sends
+    /// traffic for it out of `port` straight to it (a connected subnet,
+    /// configured or added at run time), not through a gateway and not to
+    /// the appliance itself. What the data plane learns neighbours by.
+    #[inline]
+    #[must_use]
+    pub fn on_link(&self, port: u16, ip: Addr) -> bool {
+        self.next_hop(ip) == Some((port, ip))
+    }
+
     /// The port and next-hop address toward `ip`, by longest-prefix match
     /// in [`Tables::routes`]. Without routes: the first interface `ip` is
     /// on-link for, else the first interface with a gateway.
@@ -302,6 +312,42 @@ mod tests {
         assert_eq!(t.next_hop(Addr::v4([10, 80, 0, 5])), Some((1, Addr::v4([10, 79, 0, 254]))));
         assert_eq!(t.next_hop(Addr::v4([1, 1, 1, 1])), Some((0, Addr::v4([10, 78, 0, 1]))));
         assert!(t.owns(Addr::v4([10, 79, 0, 9])) && t.is_interface_addr(Addr::v4([10, 79, 0, 9])) && !t.owns(Addr::v4([10, 79, 0, 10])));
+    }
+
+    #[test]
+    fn on_link_follows_the_routes_not_the_configured_subnet() {
+        use crate::route::{NextHop, Route, RouteTable};
+        let route = |prefix, len, hop| Route { prefix, len, hop };
+        // Port 0 is configured 10.77.0.2/24; 10.88.0.0/24 was added at run
+        // time (`rvsadm addr add 10.88.0.2/24`), with its local route.
+        let v4 = RouteTable::new([
+            route([10, 77, 0, 0], 24, NextHop::OnLink { port: 0 }),
+            route([10, 77, 0, 2], 32, NextHop::Local { port: 0 }),
+            route([10, 88, 0, 0], 24, NextHop::OnLink { port: 0 }),
+            route([10, 88, 0, 2], 32, NextHop::Local { port: 0 }),
+            route([10, 90, 0, 0], 24, NextHop::Via { port: 0, gateway: [10, 77, 0, 1] }),
+        ])
+        .unwrap();
+        let t = Tables {
+            interfaces: vec![Interface { port: 0, mac: [0; 6], addr: [10, 77, 0, 2], prefix_len: 24, gateway: None, mtu: 1500 }],
+            services: vec![],
+            laddrs: vec![],
+            lport_range: (1024, 65535),
+            timeouts: Timeouts::default(),
+            rs_count: 0,
+            generation: 1,
+            routes: Routes { v4, ..Routes::default() },
+        };
+        assert!(t.on_link(0, Addr::v4([10, 77, 0, 11])));
+        assert!(t.on_link(0, Addr::v4([10, 88, 0, 7])), "a subnet added at run time is on-link");
+        assert!(!t.interfaces[0].on_link([10, 88, 0, 7]), "the configured subnet alone would say no");
+        assert!(!t.on_link(1, Addr::v4([10, 88, 0, 7])), "on another port");
+        assert!(!t.on_link(0, Addr::v4([10, 90, 0, 7])), "behind a gateway");
+        assert!(!t.on_link(0, Addr::v4([10, 88, 0, 2])), "the appliance's own address");
+        assert!(!t.on_link(0, Addr::v4([192, 168, 0, 1])), "no route");
+        // Without routes (hand-built snapshots), the interfaces' subnets.
+        let bare = Tables { routes: Routes::default(), ..t };
+        assert!(bare.on_link(0, Addr::v4([10, 77, 0, 11])) && !bare.on_link(0, Addr::v4([10, 88, 0, 7])));
     }
 
     #[test]

@@ -20,8 +20,9 @@
 //! Counters are plain fields of the pipeline; the worker copies them into
 //! [`WorkerShared`] with relaxed stores (no read-modify-write on shared lines)
 //! and the control side reads them whenever it likes. Requests from control
-//! (new table or neighbour snapshots, session listings, ARP requests to
-//! send) arrive on a channel polled in housekeeping. A replaced snapshot is
+//! (new table or neighbour snapshots, session listings, ARP requests and
+//! gratuitous announcements to send) arrive on a channel polled in
+//! housekeeping. A replaced snapshot is
 //! sent back to control rather than dropped here: control frees it once
 //! every worker has moved on (the `Arc` count tells), and no worker ever
 //! runs a deallocation.
@@ -36,6 +37,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
+use crate::addr::Addr;
 use crate::dpdk::{rdtsc, Mbuf, MbufBatch, MbufRing, Mempool, PortId, RxQueue, TxQueue};
 use crate::fnat::{Pipeline, Verdict};
 use crate::neigh::{self, NeighEvent, NeighMap, ARP_FRAME_LEN};
@@ -181,6 +183,14 @@ pub enum Request {
         target: [u8; 16],
         /// The solicitation's source address.
         source: [u8; 16],
+    },
+    /// Announce that `ip` is at this port's MAC: a gratuitous ARP (IPv4)
+    /// or an unsolicited Neighbor Advertisement (IPv6) out of `port`.
+    Announce {
+        /// Port position.
+        port: u16,
+        /// The address the appliance now holds.
+        ip: Addr,
     },
 }
 
@@ -431,6 +441,7 @@ impl Worker {
                 }
                 Request::SendArp { port, target } => self.send_arp(port, target, tx),
                 Request::SendNs { port, target, source } => self.send_ns(port, target, source, tx),
+                Request::Announce { port, ip } => self.announce(port, ip, tx),
             }
         }
         let mut none: [MbufBatch; 0] = [];
@@ -465,6 +476,35 @@ impl Worker {
             return;
         }
         m.data_mut().copy_from_slice(&frame);
+        let p = usize::from(port);
+        if let (Some(q), Some(b)) = (self.tx.get_mut(p), tx.get_mut(p)) {
+            push_tx(q, b, m, &mut self.pipeline);
+        }
+    }
+
+    /// Sends a gratuitous ARP or unsolicited NA for `ip` out of `port`.
+    fn announce(&mut self, port: u16, ip: Addr, tx: &mut [MbufBatch]) {
+        let Some(i) = self.pipeline.tables().interfaces.get(usize::from(port)) else { return };
+        let mut arp = [0u8; ARP_FRAME_LEN];
+        let mut na = [0u8; neigh::NA_FRAME_LEN];
+        let frame: &[u8] = match ip.to_v4() {
+            Some(v4) => {
+                neigh::emit_gratuitous_arp(&mut arp, i.mac, v4);
+                &arp
+            }
+            None => {
+                neigh::emit_unsolicited_na(&mut na, i.mac, ip.octets());
+                &na
+            }
+        };
+        let Some(mut m) = self.pool.alloc() else { return };
+        // At least the 60-byte Ethernet minimum.
+        if !m.set_len(frame.len().max(60)) {
+            return;
+        }
+        let d = m.data_mut();
+        d.fill(0);
+        d[..frame.len()].copy_from_slice(frame);
         let p = usize::from(port);
         if let (Some(q), Some(b)) = (self.tx.get_mut(p), tx.get_mut(p)) {
             push_tx(q, b, m, &mut self.pipeline);

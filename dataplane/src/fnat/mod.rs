@@ -1059,8 +1059,8 @@ impl Pipeline {
             return Verdict::Drop(DropReason::Malformed);
         };
         let (op, smac, sip, tip) = (req.op(), req.sender_mac(), req.sender_ip(), req.target_ip());
-        let on_link = self.tables.interfaces.get(usize::from(in_port)).is_some_and(|i| i.on_link(sip));
-        if on_link && sip != [0; 4] && self.neigh.lookup(Addr::v4(sip)) != Some(smac) {
+        let on_link = self.tables.on_link(in_port, Addr::v4(sip));
+        if on_link && sip != [0; 4] && (op == arp::OP_REPLY || self.neigh.lookup(Addr::v4(sip)) != Some(smac)) {
             self.report(NeighEvent::Learned(NeighEntry { ip: Addr::v4(sip), mac: smac, port: in_port }));
         }
         if op != arp::OP_REQUEST || !self.tables.owns(Addr::v4(tip)) {

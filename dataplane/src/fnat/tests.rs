@@ -121,11 +121,15 @@ fn answers_arp_for_owned_addresses_only() {
     // The requester was reported to control, once.
     let events: Vec<_> = p.take_neigh_events().collect();
     assert_eq!(events, vec![NeighEvent::Learned(NeighEntry { ip: CLIENT.ip, mac: CLIENT_MAC, port: 0 })]);
-    // An ARP reply from a known neighbour with the same MAC reports nothing.
+    // An ARP request from a known neighbour with the same MAC reports
+    // nothing; a reply (the answer to control's refresh) confirms it.
     let mut p = ready((1025, 65535), 16);
+    let mut f = arp_frame(arp::OP_REQUEST, RS1_MAC, RS1.ip.v4_bits(), LB);
+    assert_eq!(p.process(&mut f, 0, Millis(0)), Verdict::Forward { port: 0 });
+    assert_eq!(p.take_neigh_events().count(), 0);
     let mut f = arp_frame(arp::OP_REPLY, RS1_MAC, RS1.ip.v4_bits(), LB);
     assert_eq!(p.process(&mut f, 0, Millis(0)), Verdict::Consumed);
-    assert_eq!(p.take_neigh_events().count(), 0);
+    assert_eq!(p.take_neigh_events().collect::<Vec<_>>(), vec![NeighEvent::Learned(NeighEntry { ip: RS1.ip, mac: RS1_MAC, port: 0 })]);
 }
 
 #[test]
