@@ -51,17 +51,25 @@ SERVICES = "".join([
     service(VIP_TUN, "tun", [f"[{ip}]:80" for ip in RS6.values()]),
     service(VIP_NAT, "nat", [f"[{ip}]:80" for ip in RS6.values()]),
     service(VIP_64, "fullnat", ["10.77.0.11:80", "10.77.0.12:80"], [rvslab.LOCAL_ADDR]),
+    service(VIP_DR, "dr", [f"[{ip}]:53" for ip in RS6.values()], proto="udp", port=53),
+    service(VIP_TUN, "tun", [f"[{ip}]:53" for ip in RS6.values()], proto="udp", port=53),
+    service(VIP_NAT, "nat", [f"[{ip}]:5353" for ip in RS6.values()], proto="udp", port=53),
 ])
 
-# Answers every datagram with "NAME SOURCE PAYLOAD" (IPv6).
+# Answers every datagram with "NAME SOURCE PAYLOAD" (IPv6), from the
+# address it was sent to (IPV6_PKTINFO), so a DR/TUN server answers from the VIP.
 ECHO6 = r"""
-import socket, sys
+import socket, struct, sys
 s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
 s.bind(("::", int(sys.argv[2])))
 print("ready", flush=True)
 while True:
-    data, peer = s.recvfrom(65535)
-    s.sendto(f"{sys.argv[1]} {peer[0]} ".encode() + data, peer)
+    data, anc, _, peer = s.recvmsg(65535, socket.CMSG_SPACE(20))
+    info = [d for (lvl, typ, d) in anc if lvl == socket.IPPROTO_IPV6 and typ == socket.IPV6_PKTINFO]
+    reply = f"{sys.argv[1]} {peer[0]} ".encode() + data
+    cmsg = [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, info[0][:16] + struct.pack("=I", 0))] if info else []
+    s.sendmsg([reply], cmsg, 0, peer)
 """
 
 
@@ -103,9 +111,10 @@ def v6_servers(lab):
             for vip in (VIP_DR, VIP_TUN):
                 procs.append(spawn(n, ["python3", "-u", "-m", "http.server", "80", "--bind", vip, "--directory", str(RUN / n)],
                                    log=vip_log(n, vip)))
-            echo = spawn(n, ["python3", "-u", "-c", ECHO6, n, "5353"])
-            procs.append(echo)
-            ready(echo, f"IPv6 UDP echo in rvs-{n}")
+            for port in ("5353", "53"):
+                echo = spawn(n, ["python3", "-u", "-c", ECHO6, n, port])
+                procs.append(echo)
+                ready(echo, f"IPv6 UDP echo on {port} in rvs-{n}")
         for n in RS6:
             for vip in (VIP_DR, VIP_TUN):
                 rvslab.wait_until(f"HTTP on [{vip}]:80 in rvs-{n}",
@@ -184,15 +193,33 @@ def test_fullnat_v6(lab):
     download(VIP_FULLNAT, lab.workdir / "v6-fullnat.bin")
 
 
-def test_udp_echo_v6(lab):
+# One datagram from a new socket (optionally bound to SRC); prints
+# "PEER NAME SOURCE PAYLOAD": who answered, and what the server saw.
+ASK6 = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.settimeout(3)
+if sys.argv[3]:
+    s.bind((sys.argv[3], 0))
+s.sendto(sys.argv[2].encode(), (sys.argv[1], 53))
+data, peer = s.recvfrom(1000)
+print(peer[0], data.decode())
+"""
+
+
+@pytest.mark.parametrize("vip,source,seen", [
+    (VIP_FULLNAT, "", LADDR6),
+    (VIP_DR, "", CLIENT6),
+    (VIP_TUN, "", CLIENT6),
+    (VIP_NAT, CLIENT_NAT6, CLIENT_NAT6),
+], ids=["fullnat", "dr", "tun", "nat"])
+def test_udp_echo_v6(lab, vip, source, seen):
     names = []
     for i in range(4):
-        proc = rvslab.in_ns("client", ["python3", "-c",
-                                       "import socket,sys;s=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM);s.settimeout(3);"
-                                       f"s.sendto(b'q{i}',('{VIP_FULLNAT}',53));print(s.recvfrom(1000)[0].decode())"], timeout=15)
+        proc = rvslab.in_ns("client", ["python3", "-c", ASK6, vip, f"q{i}", source], timeout=15)
         assert proc.returncode == 0, proc.stderr
-        name, source, payload = proc.stdout.split()
-        assert (source, payload) == (LADDR6, f"q{i}"), proc.stdout
+        peer, name, saw, payload = proc.stdout.split()
+        assert (peer, saw, payload) == (vip, seen, f"q{i}"), proc.stdout
         names.append(name)
     assert sorted(names) == ["rs1", "rs1", "rs2", "rs2"], names
 
