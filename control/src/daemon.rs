@@ -739,7 +739,8 @@ impl Control {
         let Ok(ip) = addr.parse::<IpAddr>() else {
             return Response::Error(format!("invalid local address {addr}"));
         };
-        if let Err(e) = config::check_family(vip, "local address", ip) {
+        let servers_v4 = self.config.services[i].real_servers.first().map(|r| r.addr.is_ipv4());
+        if let Err(e) = config::check_laddr_family(vip, servers_v4, ip) {
             return Response::Error(e);
         }
         let list = &mut self.config.services[i].local_addresses;
@@ -914,9 +915,6 @@ impl Control {
                 Err(_) => return Response::Error(format!("invalid real server address {}", spec.rs)),
             },
         };
-        if let Err(e) = config::check_family(vip, "real server", rs.ip()) {
-            return Response::Error(e);
-        }
         // The method: as given (-g/-m/--fullnat); otherwise unchanged on -e,
         // and the service's default on -a (FULLNAT unless the file says
         // otherwise; ipvsadm would default to -g).
@@ -933,6 +931,14 @@ impl Control {
         if !matches!(change, Change::Delete) {
             if let Err(e) = config::check_forward(forward, vip, rs) {
                 return Response::Error(e);
+            }
+            let service = &self.config.services[svc];
+            let other = service.real_servers.iter().map(|r| r.addr).find(|a| *a != rs);
+            if let Err(e) = config::check_server_family(vip, rs, forward, other) {
+                return Response::Error(e);
+            }
+            if let Some(l) = service.local_addresses.iter().find(|l| l.is_ipv4() != rs.is_ipv4()) {
+                return Response::Error(format!("real server {rs} is {} but the service's local address {l} is {}: remove it first (-Q)", config::family(rs.ip()), config::family(*l)));
             }
             if forward == Forward::FullNat && self.config.services[svc].local_addresses.is_empty() {
                 return Response::Error(format!("service {vip} has no FULLNAT local address: add one first with -P -t {vip} -z ADDRESS"));
@@ -1432,11 +1438,12 @@ fn configure_kernel_side(c: &crate::config::InterfaceConfig, mac: &MacAddr) -> s
     // link-local, router or neighbour solicitations); with one, it carries
     // it without duplicate address detection (the data plane owns the
     // port and answers for it).
-    let v6 = if c.addr6.is_some() { "0" } else { "1" };
-    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", c.name), v6);
     if c.addr6.is_some() {
-        let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{}/accept_dad", c.name), "0");
-        let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{}/accept_ra", c.name), "0");
+        for (key, value) in [("accept_dad", "0"), ("accept_ra", "0"), ("disable_ipv6", "0")] {
+            let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{}/{key}", c.name), value);
+        }
+    } else {
+        let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", c.name), "1");
     }
     // An af_packet port shares its frames with the kernel's own interface:
     // keep that kernel interface from answering for the exception path's

@@ -615,7 +615,13 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6], IpError> {
 /// the first word other than `-s` names an object (ip's abbreviations too).
 #[must_use]
 pub fn is_command(words: &[String]) -> bool {
-    words.iter().find(|w| !matches!(w.as_str(), "-s" | "-stats" | "-statistics")).is_some_and(|w| object(w).is_some())
+    words.iter().find(|w| !is_flag(w)).is_some_and(|w| object(w).is_some())
+}
+
+/// `-s` (statistics) and `-4`/`-6` (family), which `ip` takes before the
+/// object and rvsadm anywhere.
+fn is_flag(w: &str) -> bool {
+    matches!(w, "-s" | "-stats" | "-statistics" | "-4" | "-6")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -645,6 +651,10 @@ pub struct Command {
     pub stats: bool,
     /// `dev NAME` filter for listings.
     pub dev: Option<String>,
+    /// `-6`: IPv6 routes (`ip -6 route`), only IPv6 addresses; `-4`: only
+    /// IPv4. Without either, routes are IPv4's (as `ip route`) and
+    /// addresses both families' (as `ip addr`).
+    pub family: Option<u8>,
 }
 
 /// Parses `OBJECT [-s] [COMMAND [ARGS]]` (the words after `rvsadm`).
@@ -653,9 +663,13 @@ pub struct Command {
 /// [`IpError::Usage`] (or a malformed-value error) for a bad command line.
 pub fn parse(words: &[String]) -> Result<Command, IpError> {
     // `-s` goes before the object in ip (`ip -s link`); here anywhere.
-    let is_stats = |w: &&str| matches!(*w, "-s" | "-stats" | "-statistics");
-    let stats = words.iter().map(String::as_str).any(|w| is_stats(&w));
-    let mut it = words.iter().map(String::as_str).filter(|w| !is_stats(w));
+    let stats = words.iter().any(|w| matches!(w.as_str(), "-s" | "-stats" | "-statistics"));
+    let family = words.iter().rev().find_map(|w| match w.as_str() {
+        "-4" => Some(4),
+        "-6" => Some(6),
+        _ => None,
+    });
+    let mut it = words.iter().map(String::as_str).filter(|w| !is_flag(w));
     let obj = it.next().and_then(object).ok_or_else(|| IpError::Usage("expected link, addr, route or neigh".into()))?;
     let verb = it.next().unwrap_or("show");
     let rest: Vec<&str> = it.collect();
@@ -732,15 +746,15 @@ pub fn parse(words: &[String]) -> Result<Command, IpError> {
         }
         (_, v) => return Err(IpError::Usage(format!("Command \"{v}\" is unknown, try \"rvsadm {} help\"", words[0]))),
     };
-    Ok(Command { request, stats, dev })
+    Ok(Command { request, stats, dev, family })
 }
 
 /// Usage text of the iproute-style commands.
 pub const USAGE: &str = "\
 Usage: rvsadm link show [-s] [dev NAME]
-       rvsadm addr show [dev NAME]
+       rvsadm [-4|-6] addr show [dev NAME]
        rvsadm addr add|del ADDRESS/LEN dev NAME
-       rvsadm route show [dev NAME]
+       rvsadm [-6] route show [dev NAME]
        rvsadm route add|del PREFIX|default [via ADDRESS] [dev NAME]
        rvsadm neigh show [dev NAME]
        rvsadm neigh add ADDRESS lladdr MAC dev NAME
@@ -844,7 +858,8 @@ pub fn render(cmd: &Command, resp: &IpResponse) -> String {
         IpResponse::Addrs(links, addrs) => {
             for (n, l) in links.iter().enumerate().filter(|(_, l)| wanted(&l.name)) {
                 link_head(&mut out, n, l);
-                for a in addrs.iter().filter(|a| a.dev == l.name) {
+                let family_ok = |a: &&AddrView| cmd.family.is_none_or(|f| (f == 6) == a.addr.is_ipv6());
+                for a in addrs.iter().filter(|a| a.dev == l.name).filter(family_ok) {
                     match a.addr {
                         IpAddr::V4(v4) => {
                             let brd = if a.len < 31 { format!(" brd {}", Ipv4Addr::from(u32::from(v4) | !mask(a.len))) } else { String::new() };
@@ -859,9 +874,9 @@ pub fn render(cmd: &Command, resp: &IpResponse) -> String {
             }
         }
         IpResponse::Routes(routes) => {
-            // `ip route` then `ip -6 route`.
-            let shown = routes.iter().filter(|r| r.origin != RouteOrigin::Local && wanted(&r.dev));
-            for r in shown.clone().filter(|r| r.prefix.is_ipv4()).chain(shown.filter(|r| r.prefix.is_ipv6())) {
+            // `ip route`, or `ip -6 route`.
+            let v6 = cmd.family == Some(6);
+            for r in routes.iter().filter(|r| r.origin != RouteOrigin::Local && wanted(&r.dev) && r.prefix.is_ipv6() == v6) {
                 let mut line = show_prefix(r.prefix, r.len);
                 if let Some(v) = r.via {
                     let _ = write!(line, " via {v}");
@@ -958,7 +973,7 @@ mod tests {
     fn routes_of_a_two_arm_config() {
         let c = two_arm();
         let list = route_list(&c.interfaces, &c.addresses, &c.routes);
-        let text = render(&Command { request: IpRequest::RouteShow, stats: false, dev: None }, &IpResponse::Routes(list));
+        let text = render(&Command { request: IpRequest::RouteShow, stats: false, dev: None, family: None }, &IpResponse::Routes(list));
         assert_eq!(
             text,
             "10.77.0.0/24 dev dpdk0 proto kernel scope link src 10.77.0.2\n\
@@ -1075,7 +1090,7 @@ mod tests {
             mtu: 1500,
             stats: [10, 1000, 0, 1, 2, 20, 2000, 0],
         };
-        let cmd = |request, stats| Command { request, stats, dev: None };
+        let cmd = |request, stats| Command { request, stats, dev: None, family: None };
         let text = render(&cmd(IpRequest::LinkShow, true), &IpResponse::Links(vec![link.clone()]));
         assert!(
             text.starts_with(
@@ -1107,7 +1122,7 @@ mod tests {
 
     fn dual_stack() -> Config {
         let text = include_str!("../../config/lab.toml")
-            .replace("address = \"10.77.0.2/24\"", "address = \"10.77.0.2/24\"\naddress6 = \"fd77::2/64\"\ngateway6 = \"fd77::1\"")
+            .replace("address6 = \"fd77::2/64\"", "address6 = \"fd77::2/64\"\ngateway6 = \"fd77::1\"")
             .replace("[[service]]", "[[route]]\ndestination = \"fd80::/64\"\nvia = \"fd77::fe\"\n\n[[service]]");
         crate::config::parse(Path::new("v6.toml"), &text).unwrap()
     }
@@ -1125,16 +1140,19 @@ mod tests {
         assert_eq!(t.v6.next_hop(v6("2001:db8::1")), Some((0, v6("fd77::1"))), "gateway6");
         assert!(t.v6.is_local(v6("fd77::2")) && !t.v6.is_local(v6("fd77::3")));
         assert_eq!(t.v4.next_hop([10, 77, 0, 11]), Some((0, [10, 77, 0, 11])), "IPv4 as before");
-        let text = render(&Command { request: IpRequest::RouteShow, stats: false, dev: None }, &IpResponse::Routes(route_list(&c.interfaces, &c.addresses, &c.routes)));
+        let list = IpResponse::Routes(route_list(&c.interfaces, &c.addresses, &c.routes));
+        let show = |words_: &str| render(&parse(&words(words_)).unwrap(), &list);
+        assert_eq!(show("route show"), "10.77.0.0/24 dev dpdk0 proto kernel scope link src 10.77.0.2\n", "ip route: IPv4");
         assert_eq!(
-            text,
-            "10.77.0.0/24 dev dpdk0 proto kernel scope link src 10.77.0.2\n\
-             fd77::/64 dev dpdk0 proto kernel scope link src fd77::2\n\
+            show("-6 route show"),
+            "fd77::/64 dev dpdk0 proto kernel scope link src fd77::2\n\
              default via fd77::1 dev dpdk0 proto boot\n\
              fd80::/64 via fd77::fe dev dpdk0 proto static\n"
         );
+        assert!(is_command(&words("-6 route show")) && is_command(&words("-4 addr")) && !is_command(&words("-6 -A -t [fd77::1]:80")));
         assert_eq!(ns_source(&c, 0, "fd77::11".parse().unwrap()), Some("fd77::2".parse().unwrap()));
-        assert_eq!(ns_source(&two_arm(), 0, "fd77::11".parse().unwrap()), None, "no IPv6 address: nothing to solicit from");
+        let v4_only = crate::config::parse(Path::new("v4.toml"), &include_str!("../../config/lab.toml").replace("address6 = \"fd77::2/64\"", "")).unwrap();
+        assert_eq!(ns_source(&v4_only, 0, "fd77::11".parse().unwrap()), None, "no IPv6 address: nothing to solicit from");
     }
 
     #[test]
@@ -1153,8 +1171,13 @@ mod tests {
         assert_eq!(t.v6.next_hop(v6("fd81::9")), Some((0, v6("fd81::9"))));
         let views = addr_views(&c);
         let link = LinkView { name: "dpdk0".into(), device: String::new(), mac: [2, 0, 0, 0, 0, 1], up: true, mtu: 1500, stats: [0; 8] };
-        let text = render(&Command { request: IpRequest::AddrShow, stats: false, dev: None }, &IpResponse::Addrs(vec![link], views));
+        let addrs = IpResponse::Addrs(vec![link], views);
+        let text = render(&parse(&words("addr show")).unwrap(), &addrs);
         assert!(text.contains("    inet 10.77.0.2/24 brd 10.77.0.255 scope global dpdk0\n    inet6 fd77::2/64 scope global nodad\n    inet6 fd77::3/64 scope global nodad\n"), "{text}");
+        let text = render(&parse(&words("-6 addr show")).unwrap(), &addrs);
+        assert!(!text.contains("inet ") && text.contains("inet6 fd77::3/64"), "{text}");
+        let text = render(&parse(&words("-4 addr")).unwrap(), &addrs);
+        assert!(text.contains("inet 10.77.0.2/24") && !text.contains("inet6"), "{text}");
         assert!(matches!(addr_del(&mut c, "fd77::2/64", "dpdk0"), Err(IpError::Refused(_))));
         addr_del(&mut c, "fd77::3", "dpdk0").unwrap();
         addr_del(&mut c, "fd81::2/64", "dpdk0").unwrap();

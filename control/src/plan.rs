@@ -305,7 +305,6 @@ mod tests {
     #[test]
     fn ipv6_services_and_routes_reach_the_snapshot() {
         let text = include_str!("../../config/lab.toml")
-            .replace("address = \"10.77.0.2/24\"", "address = \"10.77.0.2/24\"\naddress6 = \"fd77::2/64\"")
             .replace(
                 "# Session timeouts",
                 "[[service]]\nvip = \"[fd77::100]:80\"\nlocal_addresses = [\"fd77::200\"]\n[[service.real_server]]\naddress = \"[fd77::11]:80\"\n# Session timeouts",

@@ -32,6 +32,47 @@ VIP_PORT = 80
 LOCAL_ADDR = "10.77.0.200"
 REAL_SERVERS = {"rs1": "10.77.0.11", "rs2": "10.77.0.12"}
 
+# IPv6 on the same segment (scripts/lab: fd77::/64, nodad everywhere). The
+# appliance's interface has IFACE_IP6 (lab.toml's address6); VIP6 and
+# LOCAL_ADDR6 are what IPv6 services use by convention (see v6_service).
+PREFIX6 = "fd77::"
+CLIENT_IP6 = "fd77::10"
+IFACE_IP6 = "fd77::2"
+VIP6 = "fd77::100"
+LOCAL_ADDR6 = "fd77::200"
+REAL_SERVERS6 = {"rs1": "fd77::11", "rs2": "fd77::12"}
+
+
+def endpoint(ip: str, port: int) -> str:
+    """IP:PORT as ipvsadm and the config write it: [v6]:port for IPv6."""
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def http_url(ip: str, path: str = "/", port: int = 80) -> str:
+    """http://IP[:PORT]/PATH with an IPv6 address in brackets."""
+    host = f"[{ip}]" if ":" in ip else ip
+    return f"http://{host}{'' if port == 80 else f':{port}'}{path}"
+
+
+def v6_service(forward: str = "fullnat", protocol: str = "tcp", port: int = 80, scheduler: str = "rr",
+               vip: str = VIP6, servers: Optional[dict] = None, extra: str = "") -> str:
+    """A `[[service]]` block for an IPv6 service on the lab's fd77::/64:
+    VIP6:PORT, local address LOCAL_ADDR6 (FULLNAT), rs1 and rs2 at PORT."""
+    servers = servers or REAL_SERVERS6
+    lines = [
+        "[[service]]",
+        f"vip = {toml_str(endpoint(vip, port))}",
+        f"protocol = {toml_str(protocol)}",
+        f"scheduler = {toml_str(scheduler)}",
+        f"forward = {toml_str(forward)}",
+        f"local_addresses = [{toml_str(LOCAL_ADDR6)}]",
+    ]
+    if extra:
+        lines.append(extra.strip("\n"))
+    for ip in servers.values():
+        lines += ["", "[[service.real_server]]", f"address = {toml_str(endpoint(ip, port))}"]
+    return "\n".join(lines) + "\n"
+
 # Short close timeouts so finished sessions leave the table within seconds.
 SHORT_TIMEOUTS = {
     "tcp_time_wait": 2,
@@ -584,12 +625,32 @@ while True:
     s.sendmsg([reply], info, 0, peer)
 """
 
+# UDP_ECHO over IPv6 ([::]:PORT, IPv6 only), answering from the datagram's
+# destination (IPV6_PKTINFO), so a DR datagram to the VIP is answered from it.
+UDP_ECHO6 = r"""
+import socket, struct, sys
+IPV6_RECVPKTINFO, IPV6_PKTINFO = 49, 50  # linux/in6.h
+name, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+s.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
+s.bind(("::", port))
+print("ready", flush=True)
+while True:
+    data, anc, _, peer = s.recvmsg(65535, socket.CMSG_SPACE(20))
+    pktinfo = [d for (lvl, typ, d) in anc if lvl == socket.IPPROTO_IPV6 and typ == IPV6_PKTINFO]
+    reply = f"{name} {peer[0]} ".encode() + data
+    info = [(socket.IPPROTO_IPV6, IPV6_PKTINFO, struct.pack("=16sI", pktinfo[0][:16], 0))] if pktinfo else []
+    s.sendmsg([reply], info, 0, peer)
+"""
+
 # One datagram from rvs-client (optionally from SRC, optionally without
 # checksum: SO_NO_CHECK), prints the answer's source and payload.
 UDP_ASK = r"""
 import socket, sys
 dst, port, payload, src, no_check = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode(), sys.argv[4], sys.argv[5] == "1"
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s = socket.socket(socket.AF_INET6 if ":" in dst else socket.AF_INET, socket.SOCK_DGRAM)
 if no_check:
     s.setsockopt(socket.SOL_SOCKET, 11, 1)  # SO_NO_CHECK: send checksum 0
 if src:
@@ -602,10 +663,11 @@ print(f"{peer[0]}:{peer[1]} {data.decode()}")
 
 
 class UdpEcho:
-    """UDP_ECHO on PORT in rvs-NODE; stop() ends it (by its pid)."""
+    """UDP_ECHO (FAMILY 6: UDP_ECHO6) on PORT in rvs-NODE; stop() ends it (by its pid)."""
 
-    def __init__(self, node: str, port: int):
-        self.proc = subprocess.Popen(["ip", "netns", "exec", f"rvs-{node}", "python3", "-u", "-c", UDP_ECHO, node, str(port)],
+    def __init__(self, node: str, port: int, family: int = 4):
+        script = UDP_ECHO6 if family == 6 else UDP_ECHO
+        self.proc = subprocess.Popen(["ip", "netns", "exec", f"rvs-{node}", "python3", "-u", "-c", script, node, str(port)],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      text=True, start_new_session=True)
         line = self.proc.stdout.readline().strip()
@@ -629,8 +691,9 @@ def udp_ask(dst: str, port: int, payload: str, src: str = "", no_check: bool = F
 
 def socat_udp(dst: str, port: int, payload: str, node: str = "client") -> subprocess.CompletedProcess:
     """`echo PAYLOAD | socat -T 3 - UDP:DST:PORT` in rvs-NODE (a new source port each time)."""
+    target = f"UDP6:[{dst}]:{port}" if ":" in dst else f"UDP:{dst}:{port}"
     return run(["ip", "netns", "exec", f"rvs-{node}", "sh", "-c",
-                f"printf '%s' '{payload}' | socat -T 3 - UDP:{dst}:{port}"], timeout=15)
+                f"printf '%s' '{payload}' | socat -T 3 - {target}"], timeout=15)
 
 
 def append_service(text: str, service: str) -> str:
@@ -642,3 +705,11 @@ def access_sources(node: str) -> list[str]:
     """Client addresses in rvs-NODE's HTTP access log, oldest first."""
     log = (RUN / node / "access.log").read_text(errors="replace")
     return [m.group(1) for m in re.finditer(r"^(\d+\.\d+\.\d+\.\d+) - - \[", log, re.M)]
+
+
+def access_sources6(node: str) -> list[str]:
+    """Client addresses in rvs-NODE's IPv6 HTTP server's access log
+    (scripts/lab runs one per family), oldest first."""
+    path = RUN / node / "access6.log"
+    log = path.read_text(errors="replace") if path.exists() else ""
+    return [m.group(1) for m in re.finditer(r"^([0-9a-fA-F:]*:[0-9a-fA-F:.]*) - - \[", log, re.M)]

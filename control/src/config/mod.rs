@@ -212,20 +212,54 @@ pub fn family(a: IpAddr) -> &'static str {
     }
 }
 
-/// Checks that `what` (a real server or local address) is of the family of
-/// service `vip`: the data plane translates within one family; IPv6 clients
-/// to IPv4 servers (FULLNAT64) come later.
+/// Checks real server `rs`, forwarded by `forward`, against service `vip`
+/// and the service's other servers (`other`: any one of them). A service's
+/// servers share one family: the VIP's, or IPv4 behind an IPv6 VIP
+/// (FULLNAT64, which only FULLNAT can do: the other modes leave the
+/// client's packet as it is). IPv4 clients to IPv6 servers are refused.
 ///
 /// # Errors
 /// The mix, in words.
-pub fn check_family(vip: SocketAddr, what: &str, a: IpAddr) -> Result<(), String> {
-    if vip.is_ipv4() == a.is_ipv4() {
+pub fn check_server_family(vip: SocketAddr, rs: SocketAddr, forward: Forward, other: Option<SocketAddr>) -> Result<(), String> {
+    match (vip.is_ipv4(), rs.is_ipv4()) {
+        (true, false) => {
+            return Err(format!("service {vip} is IPv4 but real server {rs} is IPv6: IPv4 clients to IPv6 servers are not supported (FULLNAT64 goes the other way)"))
+        }
+        (false, true) if forward != Forward::FullNat => {
+            return Err(format!(
+                "real server {rs} is IPv4 behind IPv6 service {vip}: FULLNAT64 translates between the families in FULLNAT only; forward \"{}\" leaves the client's IPv6 packet as it is",
+                forward_name(forward)
+            ))
+        }
+        _ => {}
+    }
+    match other.filter(|o| o.is_ipv4() != rs.is_ipv4()) {
+        Some(o) => Err(format!(
+            "real server {rs} is {} but real server {o} of the same service is {}: a service's real servers share one address family",
+            family(rs.ip()),
+            family(o.ip())
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Checks FULLNAT local address `a` of service `vip` whose real servers
+/// are IPv4 (`servers_v4`; `None`: no server yet, the VIP's family): local
+/// addresses are the source toward the servers, so they are of the
+/// servers' family (IPv4 local addresses for FULLNAT64).
+///
+/// # Errors
+/// The mix, in words.
+pub fn check_laddr_family(vip: SocketAddr, servers_v4: Option<bool>, a: IpAddr) -> Result<(), String> {
+    let want_v4 = servers_v4.unwrap_or(vip.is_ipv4());
+    if a.is_ipv4() == want_v4 {
         return Ok(());
     }
+    let toward = if servers_v4.is_some() { "its real servers" } else { "its VIP" };
     Err(format!(
-        "service {vip} is {} but {what} {a} is {}: a service's real servers and local addresses must be of its address family (FULLNAT64, an IPv6 VIP to IPv4 servers, is not supported yet)",
-        family(vip.ip()),
-        family(a)
+        "local address {a} is {} but service {vip} reaches {toward} over {}: local addresses are the source toward the real servers, of their family",
+        family(a),
+        if want_v4 { "IPv4" } else { "IPv6" }
     ))
 }
 

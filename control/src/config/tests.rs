@@ -203,7 +203,7 @@ fn forward_words_as_ipvsadm_and_the_config_say_them() {
 
 /// The lab with an IPv6 address on its interface and an IPv6 service.
 fn lab_v6(service: &str) -> String {
-    let lab = LAB.replace("address = \"10.77.0.2/24\"", "address = \"10.77.0.2/24\"\naddress6 = \"fd77::2/64\"\ngateway6 = \"fd77::1\"");
+    let lab = LAB.replace("address6 = \"fd77::2/64\"", "address6 = \"fd77::2/64\"\ngateway6 = \"fd77::1\"");
     lab.replace("# Session timeouts", &format!("{service}\n# Session timeouts"))
 }
 
@@ -223,7 +223,7 @@ fn ipv6_services_and_interface_addresses() {
     assert_eq!(c.services[0].vip, "10.77.0.100:80".parse().unwrap());
     // An IPv6 route with an IPv6 gateway, and `default` through one.
     let routed = lab_v6("[[route]]\ndestination = \"fd80::/64\"\nvia = \"fd77::1\"\n\n[[route]]\ndestination = \"default\"\nvia = \"fd77::fe\"\n")
-        .replace("gateway6 = \"fd77::1\"\n", "");
+        .replace("\ngateway6 = \"fd77::1\"", "");
     let c = parse(Path::new("x.toml"), &routed).unwrap();
     assert_eq!((c.routes[0].prefix, c.routes[0].len, c.routes[0].dev.as_str()), ("fd80::".parse().unwrap(), 64, "dpdk0"));
     assert_eq!((c.routes[1].prefix, c.routes[1].len), ("::".parse().unwrap(), 0));
@@ -233,10 +233,15 @@ fn ipv6_services_and_interface_addresses() {
 fn ipv6_mistakes_name_their_line() {
     let mixed_rs = V6_SERVICE.replace("[fd77::12]:80", "10.77.0.13:80");
     let mixed_laddr = V6_SERVICE.replace("\"fd77::200\"", "\"10.77.0.201\"");
+    let nat64 = V6_SERVICE.replace("[fd77::11]:80", "10.77.0.11:80").replace("[fd77::12]:80", "10.77.0.12:80").replace("\"fd77::200\"", "\"10.77.0.201\"");
+    let v4_to_v6 = "[[service]]\nvip = \"10.77.0.101:80\"\nlocal_addresses = [\"10.77.0.201\"]\n[[service.real_server]]\naddress = \"[fd77::13]:80\"\n";
     let mask = |m: &str| V6_SERVICE.replace("scheduler = \"rr\"", &format!("scheduler = \"rr\"\npersistent = 60\npersistent_netmask = {m}"));
     for (text, needle, want) in [
-        (lab_v6(&mixed_rs), "10.77.0.13:80", "FULLNAT64"),
-        (lab_v6(&mixed_laddr), "10.77.0.201", "must be of its address family"),
+        (lab_v6(&mixed_rs), "10.77.0.13:80", "share one address family"),
+        (lab_v6(&mixed_laddr), "10.77.0.201", "local addresses are the source toward the real servers"),
+        (lab_v6(&nat64.replace("\"10.77.0.201\"", "\"fd77::201\"")), "fd77::201", "reaches its real servers over IPv4"),
+        (lab_v6(&nat64.replace("address = \"10.77.0.12:80\"", "address = \"10.77.0.12:80\"\nforward = \"dr\"")), "forward = \"dr\"", "FULLNAT64 translates between the families in FULLNAT only"),
+        (lab_v6(v4_to_v6), "[fd77::13]:80", "IPv4 clients to IPv6 servers are not supported"),
         (lab_v6(&V6_SERVICE.replace("[fd77::100]:80", "fd77::100:80")), "fd77::100:80", "[IPv6]:PORT"),
         (lab_v6(&mask("64")), "persistent_netmask", "must be 128"),
         (lab_v6(&mask("\"255.255.255.0\"")), "persistent_netmask", "prefix length 1..=128"),
@@ -244,7 +249,7 @@ fn ipv6_mistakes_name_their_line() {
         (lab_v6(V6_SERVICE).replace("fd77::2/64", "fd77::2"), "address6", "IPv6/PREFIX"),
         (lab_v6(V6_SERVICE).replace("fd77::2/64", "10.77.0.3/24"), "address6", "IPv6/PREFIX"),
         (lab_v6(V6_SERVICE).replace("gateway6 = \"fd77::1\"", "gateway6 = \"fd78::1\""), "gateway6", "not on the interface's subnet"),
-        (LAB.replace("address = \"10.77.0.2/24\"", "address = \"10.77.0.2/24\"\ngateway6 = \"fd77::1\""), "gateway6", "needs address6"),
+        (LAB.replace("address6 = \"fd77::2/64\"", "gateway6 = \"fd77::1\""), "gateway6", "needs address6"),
         (lab_v6("[[route]]\ndestination = \"fd80::/64\"\nvia = \"10.77.0.1\"\n"), "via = \"10.77.0.1\"", "not of the family"),
         (lab_v6("[[route]]\ndestination = \"fd80::1/64\"\nvia = \"fd77::1\"\n"), "fd80::1/64", "did you mean fd80::/64"),
         (lab_v6("[[route]]\ndestination = \"fd80::/129\"\nvia = \"fd77::1\"\n"), "fd80::/129", "IPv6/PREFIX"),
@@ -254,6 +259,9 @@ fn ipv6_mistakes_name_their_line() {
         assert_eq!(e.at.map(|a| a.0), Some(line), "{want}: {e}");
         assert!(e.reason.contains(want), "{want}: {e}");
     }
+    // FULLNAT64: an IPv6 VIP, IPv4 servers and local addresses.
+    let c = parse(Path::new("x.toml"), &lab_v6(&nat64)).unwrap();
+    assert_eq!((c.services[1].vip.is_ipv6(), c.services[1].real_servers[0].addr), (true, "10.77.0.11:80".parse().unwrap()));
     // 128 is ipvsadm's default and accepted.
     let c = parse(Path::new("x.toml"), &lab_v6(&mask("128"))).unwrap();
     assert_eq!(c.service_options(c.services[1].vip, 6).and_then(|o| o.persistence).map(|p| p.timeout_secs), Some(60));

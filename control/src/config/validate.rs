@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::raw::{RawConfig, RawTimeouts};
 use super::{
-    check_family, check_forward, check_mh_table_size, check_netmask6, check_ops, check_netmask, check_thresholds, line_col, parse_forward, Config, ConfigError, DataplaneConfig, DpdkConfig, Forward, IdlePolicy,
+    check_laddr_family, check_server_family, check_forward, check_mh_table_size, check_netmask6, check_ops, check_netmask, check_thresholds, line_col, parse_forward, Config, ConfigError, DataplaneConfig, DpdkConfig, Forward, IdlePolicy,
     InterfaceConfig, Persistence, RealServerConfig, ServiceConfig, ServiceOptions, Thresholds,
 };
 
@@ -195,7 +195,6 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         let mut local_addresses = Vec::new();
         for a in &s.local_addresses {
             let ip = a.get_ref().parse::<IpAddr>().map_err(|_| cx.at(a, format!("local address {:?} is not an IP address", a.get_ref())))?;
-            check_family(vip, "local address", ip).map_err(|e| cx.at(a, e))?;
             local_addresses.push(ip);
         }
         if s.real_server.is_empty() {
@@ -207,7 +206,6 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         for r in &s.real_server {
             let addr = parse_socket(r.address.get_ref())
                 .ok_or_else(|| cx.at(&r.address, format!("real server address must be IPv4:PORT or [IPv6]:PORT, not {:?}", r.address.get_ref())))?;
-            check_family(vip, "real server", addr.ip()).map_err(|e| cx.at(&r.address, e))?;
             let weight = match &r.weight {
                 None => 1,
                 Some(w) => u32::try_from(*w.get_ref()).ok().filter(|w| *w <= 65535).ok_or_else(|| cx.at(w, format!("weight must be 0..=65535, not {}", w.get_ref())))?,
@@ -238,6 +236,8 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
                 Some(f) => parse_forward(f.get_ref()).map_err(|e| cx.at(f, e))?,
             };
             check_forward(rs_forward, vip, addr).map_err(|e| cx.at(r.forward.as_ref().map_or(&r.address, |f| f), e))?;
+            check_server_family(vip, addr, rs_forward, real_servers.first().map(|x: &RealServerConfig| x.addr))
+                .map_err(|e| cx.at(if addr.is_ipv4() == vip.is_ipv4() { &r.address } else { r.forward.as_ref().map_or(&r.address, |f| f) }, e))?;
             if rs_forward == Forward::Nat {
                 // A NAT reply finds its owning worker through the one service
                 // that has its source as a NAT server (see the data plane's
@@ -252,6 +252,10 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             }
             any_fullnat |= rs_forward == Forward::FullNat;
             real_servers.push(RealServerConfig { addr, weight });
+        }
+        let servers_v4 = real_servers.first().map(|r: &RealServerConfig| r.addr.is_ipv4());
+        for (a, ip) in s.local_addresses.iter().zip(&local_addresses) {
+            check_laddr_family(vip, servers_v4, *ip).map_err(|e| cx.at(a, e))?;
         }
         if any_fullnat && local_addresses.is_empty() {
             return Err(cx.at(&s.vip, format!("service {vip}: FULLNAT needs local_addresses")));
@@ -311,7 +315,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             let at = |span: std::ops::Range<usize>, reason: String| cx.err_at(span, reason);
             let check = super::health::validate(&at, h)?;
             if let (Some(sorry), Some(raw)) = (check.sorry_server, h.get_ref().sorry_server.as_ref()) {
-                check_family(vip, "sorry server", sorry.ip()).map_err(|e| cx.at(raw, e))?;
+                check_server_family(vip, sorry, forward, real_servers.first().map(|r: &RealServerConfig| r.addr)).map_err(|e| cx.at(raw, e))?;
             }
             health.insert((vip, proto), check);
         }
