@@ -56,11 +56,12 @@ Commands:
   top                         live per-port and per-worker rates, testpmd style
   --help            -h        display this help message
 Options:
-  --tcp-service  -t service-address   service-address is host:port
-  --udp-service  -u service-address   service-address is host:port
+  --tcp-service  -t service-address   service-address is host:port ([v6]:port for IPv6)
+  --udp-service  -u service-address   service-address is host:port ([v6]:port for IPv6)
+  --ipv6         -6                   IPv6 service (the bracketed address says so anyway)
   --scheduler    -s scheduler         one of rr|wrr|lc|wlc|lblc|lblcr|dh|sh|sed|nq|..., the default is wlc
   --persistent   -p [timeout]         persistent service
-  --netmask      -M netmask           persistent granularity mask
+  --netmask      -M netmask           persistent granularity mask (IPv6: a prefix length)
   --real-server  -r server-address    server-address is host (and port)
   --laddr        -z local-address     FULLNAT local address
   --fullnat                           FULLNAT (the method rvs forwards with)
