@@ -11,6 +11,7 @@ deadline of one refresh period plus the three requests and some slack."""
 from __future__ import annotations
 
 import re
+import time
 
 import rvslab
 
@@ -72,6 +73,27 @@ def test_a_changed_mac_is_followed_and_a_vanished_host_goes_stale_then_failed(la
     rvslab.wait_until("both real servers answering through the VIP", both_answer, timeout=30)
     e = entries(lab)
     assert e[RS1] == (rs1_mac, "REACHABLE") and e[RS2] == (NEW_MAC, "REACHABLE"), e
+
+
+def test_an_ipv6_neighbour_answering_its_refresh_stays_resolved(lab):
+    """The client's neighbour solicitation teaches the appliance its MAC;
+    30 s later control asks again and the advertisement that answers keeps
+    the entry (never FAILED, never without its MAC)."""
+    client6, client_mac = "fd77::10", kernel_mac("client")
+    r = rvslab.in_ns("client", ["ping", "-6", "-c", "1", "-W", "2", "fd77::2"], timeout=10)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rvslab.wait_until("the client's IPv6 address learned", lambda: entries(lab).get(client6) == (client_mac, "REACHABLE"), timeout=5)
+    # Watch it through one refresh period and the three requests that
+    # would fail it (the time must pass; the states are polled meanwhile).
+    seen: list[tuple[str | None, str] | None] = []
+    deadline = time.monotonic() + REFRESH + 5
+    while time.monotonic() < deadline:
+        e = entries(lab).get(client6)
+        if not seen or seen[-1] != e:
+            seen.append(e)
+        time.sleep(0.2)
+    assert all(s in ((client_mac, "REACHABLE"), (client_mac, "STALE")) for s in seen), seen
+    assert entries(lab)[client6] == (client_mac, "REACHABLE"), seen
 
 
 def test_states_reach_the_metrics(lab):

@@ -994,7 +994,10 @@ impl Pipeline {
                 };
                 if msg[0] == icmpv6::NEIGHBOR_ADVERTISEMENT {
                     if let Some(mac) = icmpv6::link_layer_option(msg, icmpv6::OPT_TARGET_LL) {
-                        self.learn_v6(target, mac, in_port);
+                        // Reported even with a known MAC: it confirms the entry (control's refresh).
+                        if self.tables.on_link(in_port, Addr::v6(target)) {
+                            self.report(NeighEvent::Learned(NeighEntry { ip: Addr::v6(target), mac, port: in_port }));
+                        }
                     }
                     // The kernel resolves its own neighbours: it needs the answers too.
                     return if self.punt { Verdict::Punt } else { Verdict::Consumed };

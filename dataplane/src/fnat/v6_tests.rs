@@ -184,6 +184,13 @@ fn neighbour_solicitations_for_owned_addresses_are_answered() {
     let mut f = nd(icmpv6::NEIGHBOR_ADVERTISEMENT, [2, 0, 0, 0, 0, 0x13], a("fd77::13"), a("fd77::2"), a("fd77::13"), icmpv6::OPT_TARGET_LL);
     assert_eq!(p.process(&mut f, 0, Millis(3)), Verdict::Consumed);
     assert_eq!(p.take_neigh_events().collect::<Vec<_>>(), vec![NeighEvent::Learned(NeighEntry { ip: a("fd77::13"), mac: [2, 0, 0, 0, 0, 0x13], port: 0 })]);
+    // An advertisement with the MAC the worker already has is reported
+    // too: it is the answer that keeps control's entry REACHABLE.
+    let mut p = pipeline(Forward::FullNat);
+    let known = NeighEntry { ip: rs(1).ip, mac: RS1_MAC, port: 0 };
+    let mut f = nd(icmpv6::NEIGHBOR_ADVERTISEMENT, known.mac, known.ip, a("fd77::2"), known.ip, icmpv6::OPT_TARGET_LL);
+    assert_eq!(p.process(&mut f, 0, Millis(3)), Verdict::Consumed);
+    assert_eq!(p.take_neigh_events().collect::<Vec<_>>(), vec![NeighEvent::Learned(known)]);
     // A forged hop limit is refused.
     let mut f = nd(icmpv6::NEIGHBOR_SOLICITATION, CLIENT_MAC, client().ip, solicited, vip().ip, icmpv6::OPT_SOURCE_LL);
     f[14 + 7] = 64;
