@@ -14,7 +14,7 @@
 //! [`NeighTable`]; a changed table is published the same way.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -381,9 +381,7 @@ impl Control {
                 // kernel may have no ipip); a routed one at its address.
                 let on_vip = forward == Forward::Dr || (forward == Forward::Tun && self.iface_for(r.addr.ip()).is_some());
                 let target = if on_vip {
-                    if let (IpAddr::V4(vip), IpAddr::V4(rip)) = (s.vip.ip(), r.addr.ip()) {
-                        dr_pairs.insert((vip, rip));
-                    }
+                    dr_pairs.insert((s.vip.ip(), r.addr.ip()));
                     self.dr_target(s.vip, r.addr)
                 } else {
                     Target::direct(r.addr)
@@ -406,10 +404,9 @@ impl Control {
     /// interface it is on. Without such an interface or route, the server's
     /// own address (logged: that checks the host, not the VIP service).
     fn dr_target(&mut self, vip: SocketAddr, rs: SocketAddr) -> Target {
-        let result = match (self.iface_for(rs.ip()), vip.ip(), rs.ip()) {
-            (Some(dev), IpAddr::V4(v), IpAddr::V4(r)) => self.dr_routes.target(SocketAddrV4::new(v, rs.port()), r, &dev),
-            (Some(_), _, _) => Err("marked probes to an IPv6 VIP are not supported yet".into()),
-            (None, _, _) => Err(format!("{rs} is on no interface's subnet")),
+        let result = match self.iface_for(rs.ip()) {
+            Some(dev) => self.dr_routes.target(SocketAddr::new(vip.ip(), rs.port()), rs.ip(), &dev),
+            None => Err(format!("{rs} is on no interface's subnet")),
         };
         result.unwrap_or_else(|e| {
             eprintln!("rvsd: health: DR server {rs} of {vip}: cannot route probes to the VIP ({e}); probing {rs} itself");

@@ -30,7 +30,7 @@
 //! sessions to that server.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -386,6 +386,8 @@ fn ip(args: &[&str]) -> Result<(), String> {
 #[derive(Debug)]
 pub struct DrRoute {
     mark: u32,
+    /// `-4` or `-6`: rules and routes live per family.
+    family: &'static str,
 }
 
 impl DrRoute {
@@ -395,13 +397,17 @@ impl DrRoute {
     ///
     /// # Errors
     /// What `ip` said.
-    pub fn install(slot: u16, vip: Ipv4Addr, rip: Ipv4Addr, dev: &str) -> Result<Self, String> {
+    pub fn install(slot: u16, vip: IpAddr, rip: IpAddr, dev: &str) -> Result<Self, String> {
+        if vip.is_ipv4() != rip.is_ipv4() {
+            return Err(format!("VIP {vip} and server {rip} are of different families"));
+        }
         let mark = DR_MARK_BASE + u32::from(slot);
-        let route = Self { mark };
+        let (family, host) = if vip.is_ipv4() { ("-4", 32) } else { ("-6", 128) };
+        let route = Self { mark, family };
         route.clear();
         let m = mark.to_string();
-        ip(&["route", "replace", &format!("{vip}/32"), "via", &rip.to_string(), "dev", dev, "onlink", "table", &m])?;
-        ip(&["rule", "add", "fwmark", &m, "table", &m, "priority", &DR_RULE_PRIORITY.to_string()])?;
+        ip(&[family, "route", "replace", &format!("{vip}/{host}"), "via", &rip.to_string(), "dev", dev, "onlink", "table", &m])?;
+        ip(&[family, "rule", "add", "fwmark", &m, "table", &m, "priority", &DR_RULE_PRIORITY.to_string()])?;
         Ok(route)
     }
 
@@ -415,11 +421,11 @@ impl DrRoute {
         let m = self.mark.to_string();
         // Every copy of the rule (an earlier rvsd may have left some).
         for _ in 0..16 {
-            if ip(&["rule", "del", "fwmark", &m, "table", &m]).is_err() {
+            if ip(&[self.family, "rule", "del", "fwmark", &m, "table", &m]).is_err() {
                 break;
             }
         }
-        let _ = ip(&["route", "flush", "table", &m]);
+        let _ = ip(&[self.family, "route", "flush", "table", &m]);
     }
 }
 
@@ -432,7 +438,7 @@ impl Drop for DrRoute {
 /// The DR probe routes in force, one per (VIP, server) pair.
 #[derive(Debug, Default)]
 pub struct DrRoutes {
-    routes: std::collections::BTreeMap<(Ipv4Addr, Ipv4Addr), DrRoute>,
+    routes: std::collections::BTreeMap<(IpAddr, IpAddr), DrRoute>,
 }
 
 impl DrRoutes {
@@ -441,21 +447,21 @@ impl DrRoutes {
     ///
     /// # Errors
     /// The route could not be installed.
-    pub fn target(&mut self, vip: SocketAddrV4, rip: Ipv4Addr, dev: &str) -> Result<Target, String> {
-        let key = (*vip.ip(), rip);
+    pub fn target(&mut self, vip: SocketAddr, rip: IpAddr, dev: &str) -> Result<Target, String> {
+        let key = (vip.ip(), rip);
         if let Some(r) = self.routes.get(&key) {
-            return Ok(Target { addr: vip.into(), mark: Some(r.mark()) });
+            return Ok(Target { addr: vip, mark: Some(r.mark()) });
         }
         let used: std::collections::BTreeSet<u32> = self.routes.values().map(DrRoute::mark).collect();
         let slot = (0..=u16::MAX).find(|k| !used.contains(&(DR_MARK_BASE + u32::from(*k)))).ok_or("no free DR probe mark")?;
         let r = DrRoute::install(slot, key.0, rip, dev)?;
-        let t = Target { addr: vip.into(), mark: Some(r.mark()) };
+        let t = Target { addr: vip, mark: Some(r.mark()) };
         self.routes.insert(key, r);
         Ok(t)
     }
 
     /// Removes the routes of pairs not in `wanted`.
-    pub fn retain(&mut self, wanted: &std::collections::HashSet<(Ipv4Addr, Ipv4Addr)>) {
+    pub fn retain(&mut self, wanted: &std::collections::HashSet<(IpAddr, IpAddr)>) {
         self.routes.retain(|k, _| wanted.contains(k));
     }
 }
@@ -565,6 +571,8 @@ pub fn spawn(check: HealthCheck, service: (SocketAddr, u8), server: SocketAddr, 
 #[cfg(test)]
 mod tests {
     use std::net::TcpListener;
+
+    use std::net::{Ipv4Addr, SocketAddrV4};
 
     use super::*;
 

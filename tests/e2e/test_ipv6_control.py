@@ -4,7 +4,9 @@ appliance resolves its IPv6 next hops with neighbour solicitations of its
 own (the servers are REACHABLE before any client traffic); rvsadm lists,
 saves and builds IPv6 services as ipvsadm does (`-t [v6]:port`, `-6`); the
 exception path carries address6 and `rvsadm addr add` IPv6 addresses;
-/metrics labels IPv6 servers as the listings print them. The IPv6 data path
+/metrics labels IPv6 servers as the listings print them; a DR service's
+health checks reach its servers on the IPv6 VIP through marked probes and
+`ip -6 rule` policy routes. The IPv6 data path
 itself (every mode) is tested by the pipeline's own e2e modules."""
 
 from __future__ import annotations
@@ -16,10 +18,20 @@ from rvslab import CLIENT_IP6, IFACE_IP6, LOCAL_ADDR6, REAL_SERVERS6, VIP6
 
 SVC6 = rvslab.endpoint(VIP6, 80)
 DEV = "dpdk0"
+DR_PORT = 81
+DR_CHECK = """
+[service.health_check]
+kind = "icmp"
+interval = 0.5
+timeout = 0.5
+rise = 1
+fall = 1
+"""
 
 
 def rvsd_config(text: str) -> str:
-    return text.replace("[timeouts]", rvslab.v6_service() + "\n[timeouts]", 1)
+    services = rvslab.v6_service() + "\n" + rvslab.v6_service(forward="dr", port=DR_PORT, extra=DR_CHECK)
+    return text.replace("[timeouts]", services + "\n[timeouts]", 1)
 
 
 def neighbours(lab) -> dict[str, str]:
@@ -45,7 +57,8 @@ def test_ipv6_next_hops_are_solicited_before_any_traffic(lab):
 
 def test_listing_save_and_export_show_ipv6_as_ipvsadm(lab):
     services = rvslab.parse_services(lab.rvsadm("-L", "-n").stdout)
-    assert [(s.protocol, s.address) for s in services] == [("TCP", "10.77.0.100:80"), ("TCP", SVC6)], services
+    dr = rvslab.endpoint(VIP6, DR_PORT)
+    assert [(s.protocol, s.address) for s in services] == [("TCP", "10.77.0.100:80"), ("TCP", SVC6), ("TCP", dr)], services
     assert sorted(r.address for r in services[1].servers) == sorted(rvslab.endpoint(ip, 80) for ip in REAL_SERVERS6.values())
     rules = lab.rvsadm("-S", "-n").stdout
     assert f"-A -t {SVC6} -s rr\n-P -t {SVC6} -z {LOCAL_ADDR6}\n" in rules, rules
@@ -103,3 +116,29 @@ def test_metrics_label_ipv6_servers_as_the_listings(lab):
     for ip in REAL_SERVERS6.values():
         line = f'rvs_real_server_weight{{server="[{ip}]:80",service="TCP/{SVC6}"}} 1'
         assert line in text.splitlines(), [l for l in text.splitlines() if "fd77" in l][:6]
+
+
+def dr_weights(lab) -> dict[str, int]:
+    svc = rvslab.endpoint(VIP6, DR_PORT)
+    services = [s for s in rvslab.parse_services(lab.rvsadm("-L", "-n").stdout) if s.address == svc]
+    return {r.address: r.weight for r in services[0].servers}
+
+
+def test_dr_health_checks_probe_the_ipv6_vip(lab):
+    # The servers hold the VIP on lo (as a DR server does) only from now:
+    # until then no echo request to the VIP is answered, they are down.
+    servers = {node: rvslab.endpoint(ip, DR_PORT) for node, ip in REAL_SERVERS6.items()}
+    rvslab.wait_until("both DR servers down", lambda: set(dr_weights(lab).values()) == {0}, timeout=10)
+    rules = rvslab.in_ns("lb", ["ip", "-6", "rule", "show"], check=True).stdout
+    assert len(re.findall(r"fwmark 0x5256[0-9a-f]{4} lookup", rules)) == 2, rules
+    try:
+        for node in servers:
+            rvslab.in_ns(node, ["ip", "-6", "addr", "add", f"{VIP6}/128", "dev", "lo", "nodad"], check=True)
+        rvslab.wait_until("both DR servers up", lambda: set(dr_weights(lab).values()) == {1}, timeout=10)
+        rvslab.in_ns("rs2", ["ip", "-6", "addr", "del", f"{VIP6}/128", "dev", "lo"], check=True)
+        rvslab.wait_until("rs2 down, rs1 up", lambda: dr_weights(lab) == {servers["rs1"]: 1, servers["rs2"]: 0}, timeout=10)
+    finally:
+        for node in servers:
+            rvslab.in_ns(node, ["ip", "-6", "addr", "del", f"{VIP6}/128", "dev", "lo"])
+    log = lab.rvsd.log_text()
+    assert f"real server {servers['rs2']} of TCP/{rvslab.endpoint(VIP6, DR_PORT)} is DOWN" in log, log[-2000:]
