@@ -677,8 +677,9 @@ impl Control {
             (Some(t), mask) => {
                 let mut p = Persistence::new(t);
                 if let Some(m) = mask.as_deref().filter(|_| vip.is_ipv6()) {
-                    if let Err(e) = config::check_netmask6(m) {
-                        return Response::Error(e);
+                    match config::check_netmask6(m) {
+                        Ok(len) => p.prefix6 = len,
+                        Err(e) => return Response::Error(e),
                     }
                 } else if let Some(m) = mask {
                     match m.parse::<Ipv4Addr>() {
@@ -1246,6 +1247,10 @@ impl Control {
                         flags += &format!(" persistent {}", p.timeout_secs);
                         if p.netmask != Persistence::DEFAULT_NETMASK {
                             flags += &format!(" mask {}", Ipv4Addr::from(p.netmask));
+                        }
+                        // ipvsadm prints an IPv6 service's mask as its prefix length.
+                        if p.prefix6 != 128 {
+                            flags += &format!(" mask {}", p.prefix6);
                         }
                     }
                     if o.ops {

@@ -107,8 +107,11 @@ pub struct RealServer {
 pub struct Persistence {
     /// Template timeout in seconds (ipvsadm's default is 300).
     pub timeout_secs: u32,
-    /// Client addresses are masked with this before matching (default /32).
+    /// IPv4 client addresses are masked with this before matching (default /32).
     pub netmask: [u8; 4],
+    /// IPv6 client addresses keep this many leading bits (ipvsadm's `-M 64`
+    /// of an IPv6 service; default 128).
+    pub prefix6: u8,
 }
 
 impl Persistence {
@@ -120,17 +123,16 @@ impl Persistence {
     /// `-p timeout` with the default netmask.
     #[must_use]
     pub const fn new(timeout_secs: u32) -> Self {
-        Self { timeout_secs, netmask: Self::DEFAULT_NETMASK }
+        Self { timeout_secs, netmask: Self::DEFAULT_NETMASK, prefix6: 128 }
     }
 
-    /// `client` masked with the netmask (an IPv4 client; an IPv6 client
-    /// keeps its whole address).
+    /// `client` masked with the netmask (IPv4) or cut to the prefix (IPv6).
     #[inline]
     #[must_use]
     pub fn mask(&self, client: Addr) -> Addr {
         match client.to_v4() {
             Some(c) => Addr::v4((u32::from_be_bytes(c) & u32::from_be_bytes(self.netmask)).to_be_bytes()),
-            None => client,
+            None => client.masked(self.prefix6),
         }
     }
 }
@@ -352,7 +354,10 @@ mod tests {
 
     #[test]
     fn persistence_masks_clients() {
-        let p = Persistence { timeout_secs: 300, netmask: [255, 255, 255, 0] };
+        let p = Persistence { timeout_secs: 300, netmask: [255, 255, 255, 0], prefix6: 64 };
+        let v6 = Addr::from("2001:db8:1:2:aaaa::7".parse::<std::net::IpAddr>().unwrap());
+        assert_eq!(p.mask(v6).to_string(), "2001:db8:1:2::");
+        assert_eq!(Persistence::new(60).mask(v6), v6);
         assert_eq!(p.mask(Addr::v4([192, 168, 7, 42])), Addr::v4([192, 168, 7, 0]));
         assert_eq!(Persistence::new(60).mask(Addr::v4([192, 168, 7, 42])), Addr::v4([192, 168, 7, 42]));
     }

@@ -82,12 +82,16 @@ def test_rvsadm_builds_an_ipv6_service_and_refuses_mixes(lab):
         (["-P", "-t", svc, "-z", "10.77.0.201"], "local addresses are the source toward the real servers"),
         (["-a", "-t", "10.77.0.100:80", "-r", "[fd77::11]:80"], "IPv4 clients to IPv6 servers are not supported"),
         (["-A", "-6", "-t", "10.77.0.101:80"], "-6 needs an IPv6 address"),
-        (["-E", "-t", svc, "-s", "rr", "-p", "60", "-M", "64"], "persistence netmask must be 128"),
+        (["-E", "-t", svc, "-s", "rr", "-p", "60", "-M", "129"], "prefix length 1..=128"),
     ]:
         r = lab.rvsadm(*args, check=False)
         assert r.returncode != 0 and want in r.stderr, (args, r)
     assert lab.rvsadm("-S", "-n").stdout == before, "a refused command changes nothing"
     lab.rvsadm("-E", "-t", svc, "-s", "rr", "-p", "60", "-M", "128")
+    # An IPv6 service persists by a prefix: listed and saved as ipvsadm does.
+    lab.rvsadm("-E", "-t", svc, "-s", "rr", "-p", "60", "-M", "64", check=True)
+    assert f"TCP  {svc} rr persistent 60 mask 64\n" in lab.rvsadm("-L", "-n").stdout
+    assert f"-A -t {svc} -s rr -p 60 -M 64\n" in lab.rvsadm("-S", "-n").stdout
     lab.rvsadm("-D", "-t", svc)
     assert svc not in lab.rvsadm("-S", "-n").stdout
 

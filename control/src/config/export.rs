@@ -88,6 +88,9 @@ pub fn services_toml(config: &Config) -> String {
                     quote(&Ipv4Addr::from(p.netmask).to_string())
                 );
             }
+            if p.prefix6 != 128 {
+                let _ = writeln!(out, "persistent_netmask = {}", p.prefix6);
+            }
         }
         if opts.ops {
             let _ = writeln!(out, "ops = true");

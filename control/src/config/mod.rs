@@ -368,7 +368,10 @@ impl ServiceOptions {
             }
             check_netmask(p.netmask)?;
             if !v4 && p.netmask != Persistence::DEFAULT_NETMASK {
-                return Err(V6_NETMASK.into());
+                return Err("an IPv6 service's persistence netmask is a prefix length (ipvsadm -M 64)".into());
+            }
+            if !(1..=128).contains(&p.prefix6) {
+                return Err(format!("persistence prefix length {} is not 1..=128", p.prefix6));
             }
         }
         for (addr, t) in &self.thresholds {
@@ -393,20 +396,14 @@ pub fn check_mh_table_size(size: u32, servers: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// Why an IPv6 service's persistence cannot take a prefix length shorter
-/// than 128 (the data plane's persistence templates mask IPv4 clients
-/// only; IPv6 clients persist by their whole address).
-pub const V6_NETMASK: &str = "an IPv6 service's persistence netmask must be 128 (ipvsadm -M 128, the default): IPv6 clients persist by their whole address; shorter prefixes are not supported yet";
-
 /// An IPv6 persistence prefix length as ipvsadm takes it (`-M 64`, or
-/// `/64`): only 128 is supported (see [`V6_NETMASK`]).
+/// `/64`): IPv6 clients persist by that many leading bits.
 ///
 /// # Errors
-/// Not a number 1..=128, or not 128.
-pub fn check_netmask6(text: &str) -> Result<(), String> {
+/// Not a number 1..=128.
+pub fn check_netmask6(text: &str) -> Result<u8, String> {
     match text.trim_start_matches('/').parse::<u8>() {
-        Ok(128) => Ok(()),
-        Ok(1..=127) => Err(V6_NETMASK.into()),
+        Ok(n @ 1..=128) => Ok(n),
         _ => Err(format!("an IPv6 service's persistence netmask is a prefix length 1..=128 (ipvsadm -M 64), not {text:?}")),
     }
 }

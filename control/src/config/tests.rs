@@ -96,7 +96,7 @@ fn scheduling_keys_reach_the_config() {
     let o = c.service_options(s.vip, s.proto).unwrap();
     assert_eq!(o.sched_flags, SchedFlags::FALLBACK.union(SchedFlags::PORT));
     assert_eq!(o.mh_table_size, Some(65537));
-    assert_eq!(o.persistence, Some(Persistence { timeout_secs: 600, netmask: [255, 255, 255, 0] }));
+    assert_eq!(o.persistence, Some(Persistence { timeout_secs: 600, netmask: [255, 255, 255, 0], prefix6: 128 }));
     assert_eq!(o.thresholds.get(&"10.77.0.11:80".parse().unwrap()), Some(&Thresholds { upper: 100, lower: 50 }));
     assert_eq!(o.thresholds.len(), 1);
     assert!(o.check(s.scheduler, 2).is_ok());
@@ -243,7 +243,6 @@ fn ipv6_mistakes_name_their_line() {
         (lab_v6(&nat64.replace("address = \"10.77.0.12:80\"", "address = \"10.77.0.12:80\"\nforward = \"dr\"")), "forward = \"dr\"", "FULLNAT64 translates between the families in FULLNAT only"),
         (lab_v6(v4_to_v6), "[fd77::13]:80", "IPv4 clients to IPv6 servers are not supported"),
         (lab_v6(&V6_SERVICE.replace("[fd77::100]:80", "fd77::100:80")), "fd77::100:80", "[IPv6]:PORT"),
-        (lab_v6(&mask("64")), "persistent_netmask", "must be 128"),
         (lab_v6(&mask("\"255.255.255.0\"")), "persistent_netmask", "prefix length 1..=128"),
         (lab_v6(&mask("129")), "persistent_netmask", "prefix length 1..=128"),
         (lab_v6(V6_SERVICE).replace("fd77::2/64", "fd77::2"), "address6", "IPv6/PREFIX"),
@@ -259,6 +258,9 @@ fn ipv6_mistakes_name_their_line() {
         assert_eq!(e.at.map(|a| a.0), Some(line), "{want}: {e}");
         assert!(e.reason.contains(want), "{want}: {e}");
     }
+    // An IPv6 service persists by a prefix (ipvsadm -M 64).
+    let c = parse(Path::new("x.toml"), &lab_v6(&mask("64"))).unwrap();
+    assert!(c.service_options.values().any(|o| o.persistence.is_some_and(|p| p.prefix6 == 64)));
     // FULLNAT64: an IPv6 VIP, IPv4 servers and local addresses.
     let c = parse(Path::new("x.toml"), &lab_v6(&nat64)).unwrap();
     assert_eq!((c.services[1].vip.is_ipv6(), c.services[1].real_servers[0].addr), (true, "10.77.0.11:80".parse().unwrap()));

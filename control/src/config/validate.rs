@@ -291,9 +291,10 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
                 other => return Err(cx.at(m, format!("persistent_netmask must be a dotted netmask like \"255.255.255.0\", not {other}"))),
             };
             if vip.is_ipv6() {
-                check_netmask6(&text).map_err(|e| cx.at(m, e))?;
-                if options.persistence.is_none() {
-                    return Err(cx.at(m, "persistent_netmask needs persistent (ipvsadm -M goes with -p)"));
+                let len = check_netmask6(&text).map_err(|e| cx.at(m, e))?;
+                match options.persistence.as_mut() {
+                    Some(p) => p.prefix6 = len,
+                    None => return Err(cx.at(m, "persistent_netmask needs persistent (ipvsadm -M goes with -p)")),
                 }
             } else {
                 let mask: Ipv4Addr = text.parse().map_err(|_| cx.at(m, format!("persistent_netmask must be a dotted netmask like \"255.255.255.0\", not {text:?}")))?;

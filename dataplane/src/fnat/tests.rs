@@ -459,7 +459,7 @@ fn persistence_keeps_a_client_on_one_server_whichever_worker_gets_it() {
 #[test]
 fn persistence_netmask_groups_clients_and_templates_expire() {
     let t = tables_with((5000, 9000), |t| {
-        t.services[0].persistence = Some(Persistence { timeout_secs: 5, netmask: [255, 255, 255, 0] });
+        t.services[0].persistence = Some(Persistence { timeout_secs: 5, netmask: [255, 255, 255, 0], prefix6: 128 });
     });
     let mut w = workers(&t, 1);
     // Two clients of one /24: one template, one server.
