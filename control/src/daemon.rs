@@ -29,7 +29,7 @@ use dataplane::addr::Addr;
 use dataplane::session::{Endpoint, TcpState};
 use dataplane::stats::DropReason;
 use dataplane::wire::MacAddr;
-use dataplane::worker::{Event, Idle, Request as WorkerRequest, Worker, WorkerShared};
+use dataplane::worker::{Event, HeldFrames, Idle, Request as WorkerRequest, Worker, WorkerShared};
 
 use crate::api::{ConnectionView, PortStatsView, RealServerView, Request, Response, ServerSpec, ServiceSpec, ServiceView, WorkerStatsView};
 use crate::config::{self, Config, Forward, IdlePolicy, RealServerConfig, ServiceConfig};
@@ -224,6 +224,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
                 IdlePolicy::Backoff => Idle::Backoff,
             },
             tsc_hz: eal.tsc_hz(),
+            held: HeldFrames::default(),
         };
         eal.launch(LcoreId(lcore), Box::new(move || worker.run())).map_err(|e| StartError::Launch(lcore, e))?;
         handles.push(WorkerHandle { lcore, shared, requests: req_tx });

@@ -5,7 +5,8 @@
 //! Workers never resolve anything themselves. A worker that sees an ARP
 //! packet from an on-link host reports what it learned ([`NeighEvent::Learned`]);
 //! one that needs a MAC it does not have reports [`NeighEvent::Wanted`] and
-//! drops the packet (counted as `neighbour_miss`; TCP retransmits the SYN).
+//! hands the frame back as [`crate::fnat::Verdict::Hold`]; the worker keeps it
+//! (a bounded queue) and offers it again when the next snapshot arrives.
 //! Control keeps the table (states, retries, refresh), asks a worker to send
 //! ARP requests, and publishes a new [`NeighMap`] to every worker when an
 //! entry changes, so all workers agree whichever one the reply reached.

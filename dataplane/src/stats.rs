@@ -30,7 +30,8 @@ pub enum DropReason {
     PortExhausted,
     /// The session table is full; new connections are refused.
     SessionTableFull,
-    /// The next hop's MAC is not resolved yet (an ARP request went out).
+    /// The next hop's MAC was not resolved in time: the frame waited longer
+    /// than the hold time, or the worker's hold queue was full.
     NeighbourMiss,
     /// TTL would reach zero.
     TtlExceeded,

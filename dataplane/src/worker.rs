@@ -236,6 +236,31 @@ pub struct Worker {
     pub idle: Idle,
     /// TSC ticks per second.
     pub tsc_hz: u64,
+    /// Frames of new connections waiting for their next hop's MAC.
+    pub held: HeldFrames,
+}
+
+/// Frames waiting for a neighbour ([`Verdict::Hold`]): at most
+/// [`HeldFrames::CAPACITY`] per worker, each for at most
+/// [`HeldFrames::HOLD_MS`]; offered to the pipeline again whenever a new
+/// neighbour snapshot arrives. Allocated once; a full queue drops.
+pub struct HeldFrames {
+    frames: std::collections::VecDeque<(Mbuf, u16, Millis)>,
+    retry: bool,
+}
+
+impl HeldFrames {
+    /// Frames a worker holds at most (the kernel's `unres_qlen` is 101 per
+    /// entry; one worker's queue serves all its entries).
+    pub const CAPACITY: usize = 128;
+    /// How long a frame waits for its neighbour.
+    pub const HOLD_MS: u64 = 3000;
+}
+
+impl Default for HeldFrames {
+    fn default() -> Self {
+        Self { frames: std::collections::VecDeque::with_capacity(Self::CAPACITY), retry: false }
+    }
 }
 
 impl Worker {
@@ -295,6 +320,7 @@ impl Worker {
                 if self.housekeeping(now, &mut tx, polls, empty_polls) {
                     break;
                 }
+                self.release_held(now, &mut tx, &mut redir, &mut punt);
                 if now.0 - last_publish.0 >= PUBLISH_EVERY_MS {
                     last_publish = now;
                     self.publish(polls, empty_polls);
@@ -306,6 +332,36 @@ impl Worker {
         }
         self.publish(polls, empty_polls);
         0
+    }
+
+    /// Held frames: those past their time are dropped; after a new
+    /// neighbour snapshot the others go through the pipeline again (those
+    /// still unresolved come back to the queue).
+    #[cold]
+    fn release_held(&mut self, now: Millis, tx: &mut [MbufBatch], redir: &mut [MbufBatch], punt: &mut [MbufBatch]) {
+        while self.held.frames.front().is_some_and(|(_, _, t)| now.0.saturating_sub(t.0) > HeldFrames::HOLD_MS) {
+            self.held.frames.pop_front();
+            self.pipeline.counters.drop(DropReason::NeighbourMiss);
+        }
+        if !std::mem::take(&mut self.held.retry) {
+            return;
+        }
+        for _ in 0..self.held.frames.len() {
+            let Some((m, port, since)) = self.held.frames.pop_front() else { break };
+            // Counted once, when it first arrived.
+            self.pipeline.counters.rx_packets -= 1;
+            self.pipeline.counters.rx_bytes -= m.len() as u64;
+            let before = self.held.frames.len();
+            self.handle(m, port, now, tx, redir, punt);
+            if self.held.frames.len() > before {
+                // Still waiting: keep its original arrival time.
+                if let Some(last) = self.held.frames.back_mut() {
+                    last.2 = since;
+                }
+            }
+        }
+        self.flush_all(tx, redir);
+        self.flush_punted(punt);
     }
 
     /// One frame through the pipeline, into a TX or redirect batch.
@@ -350,6 +406,13 @@ impl Worker {
                 match punt.get_mut(p).map(|b| b.push(m)) {
                     Some(Ok(())) => self.pipeline.counters.punted += 1,
                     _ => self.pipeline.counters.drop(DropReason::PuntFull),
+                }
+            }
+            Verdict::Hold => {
+                if self.held.frames.len() < HeldFrames::CAPACITY {
+                    self.held.frames.push_back((m, port, now));
+                } else {
+                    self.pipeline.counters.drop(DropReason::NeighbourMiss);
                 }
             }
             Verdict::Consumed | Verdict::Drop(_) => {}
@@ -435,6 +498,7 @@ impl Worker {
                 Request::Neigh(n) => {
                     let old = self.pipeline.set_neigh(n);
                     let _ = self.events.try_send(Event::RetiredNeigh(old));
+                    self.held.retry = !self.held.frames.is_empty();
                 }
                 Request::FlushServer { rs_index, reply } => {
                     let _ = reply.send(self.pipeline.flush_server(rs_index, now));

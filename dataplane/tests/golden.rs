@@ -233,6 +233,7 @@ fn verdict_text(v: Verdict) -> String {
         Verdict::Forward { port } => format!("forward:{port}"),
         Verdict::Redirect { worker } => format!("redirect:{worker}"),
         Verdict::Consumed => "consumed".into(),
+        Verdict::Hold => "hold".into(),
         Verdict::Punt => "punt".into(),
         Verdict::Drop(r) => format!("drop:{}", r.name()),
     }

@@ -947,6 +947,7 @@ impl Lab {
                 requests: req_rx,
                 idle: Idle::Busy,
                 tsc_hz: self.tsc_hz,
+                held: dataplane::worker::HeldFrames::default(),
             };
             running.push(Running::launch(&self.eal, WORKER_LCORES[wi], worker, shared, req_tx, ev_rx)?);
             feeders.push(Feeder {
@@ -1576,6 +1577,7 @@ impl Lab {
                 requests: req_rx,
                 idle: Idle::Busy,
                 tsc_hz: self.tsc_hz,
+                held: dataplane::worker::HeldFrames::default(),
             };
             running.push(Running::launch(&self.eal, WORKER_LCORES[wi], worker, shared, req_tx, ev_rx)?);
             inj.push(Injector {

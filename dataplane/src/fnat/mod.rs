@@ -132,6 +132,11 @@ pub enum Verdict {
     },
     /// The frame was used up (learned from); free it.
     Consumed,
+    /// A new connection whose next hop's MAC is being resolved (control was
+    /// asked): keep the frame, unchanged, and offer it again when a new
+    /// neighbour snapshot arrives (the worker's bounded hold queue; what
+    /// does not fit or waits too long is dropped as `neighbour_miss`).
+    Hold,
     /// Hand the frame to the kernel through the interface's exception path
     /// (a TAP device carrying the interface's address): traffic for the
     /// appliance itself that the load balancer does not consume.
@@ -705,6 +710,7 @@ impl Pipeline {
                 }
                 v
             }
+            Err(DropReason::NeighbourMiss) => Verdict::Hold,
             Err(reason) => Verdict::Drop(reason),
         }
     }

@@ -136,7 +136,7 @@ fn answers_arp_for_owned_addresses_only() {
 fn unresolved_real_server_is_reported_and_syn_dropped() {
     let mut p = Pipeline::new(tables((1025, 65535)), Arc::default(), 16, 1, 0, 1);
     let mut syn = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::SYN, b"");
-    assert_eq!(p.process(&mut syn, 0, Millis(10)), Verdict::Drop(DropReason::NeighbourMiss));
+    assert_eq!(p.process(&mut syn, 0, Millis(10)), Verdict::Hold);
     assert!(p.sessions().is_empty());
     assert_eq!(p.pools()[0].available(), p.pools()[0].size(), "no port leaked");
     let events: Vec<_> = p.take_neigh_events().collect();
