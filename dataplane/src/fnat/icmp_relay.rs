@@ -25,11 +25,11 @@
 
 use super::{Pipeline, Verdict};
 use crate::checksum;
-use crate::session::{Addr, Direction, Endpoint, FlowKey, Lookup};
+use crate::session::{Addr, Direction, Endpoint, FlowKey, Lookup, Session};
 use crate::stats::DropReason;
 use crate::tables::Forward;
 use crate::time::Millis;
-use crate::wire::{icmpv6, ipv4, ipv6};
+use crate::wire::{icmpv6, ipv4, ipv6, MacAddr};
 
 /// ICMP types that quote the offending packet.
 #[must_use]
@@ -53,6 +53,17 @@ fn quoted(icmp: &[u8]) -> Option<(usize, FlowKey)> {
     Some((ihl, FlowKey { src: Endpoint::new(ip(12), port(0)), dst: Endpoint::new(ip(16), port(2)), proto }))
 }
 
+/// Where a relayed error goes: its session, the addresses of the side it
+/// goes to (new source and destination), and that side's port and MAC.
+struct Relay {
+    s: Session,
+    src: Endpoint,
+    dst: Endpoint,
+    port: u16,
+    mac: MacAddr,
+    untouched: bool,
+}
+
 impl Pipeline {
     /// Relays an ICMP error about a session; `None` if it quotes none here
     /// and no other worker owns it.
@@ -63,35 +74,52 @@ impl Pipeline {
         let (ihl, q) = quoted(l3.get(ohl..total)?)?;
         // What the error's sender would send next on that flow.
         let key = FlowKey { src: q.dst, dst: q.src, proto: q.proto };
-        let (slot, dir) = match self.sessions.lookup(&key, now) {
-            Lookup::Hit(slot, dir) => (slot, dir),
-            Lookup::Expired(_) | Lookup::Miss => return self.icmp_owner(&key),
+        let r = match self.relay_target(&key, now, true) {
+            Ok(r) => r,
+            Err(v) => return v,
         };
-        let s = *self.sessions.get(slot)?;
+        if !r.untouched {
+            if l3[8] <= 1 {
+                return Some(Verdict::Drop(DropReason::TtlExceeded));
+            }
+            rewrite(&mut l3[..total], ohl, ihl, r.src.ip.v4_bits(), r.dst.ip.v4_bits(), r.dst, r.src);
+        }
+        Some(self.relay_send(l2, &r))
+    }
+
+    /// The session an error's quote names (`key`, turned around) and where
+    /// the error goes; `Err` with what to answer instead (another worker,
+    /// not ours, or a session of the other family: FULLNAT64's errors are
+    /// not translated).
+    fn relay_target(&self, key: &FlowKey, now: Millis, v4: bool) -> Result<Relay, Option<Verdict>> {
+        let (slot, dir) = match self.sessions.lookup(key, now) {
+            Lookup::Hit(slot, dir) => (slot, dir),
+            Lookup::Expired(_) | Lookup::Miss => return Err(self.icmp_owner(key)),
+        };
+        let s = *self.sessions.get(slot).ok_or(None)?;
         let (src, dst, port, mac) = match dir {
             Direction::Inbound => (s.laddr, s.rs, s.rs_port, s.rs_mac),
             Direction::Outbound => (s.vip, s.client, s.client_port, s.client_mac),
         };
-        let fwd = s.forward();
-        let untouched = matches!(fwd, Forward::Dr | Forward::Tun) && dir == Direction::Inbound;
-        if !src.ip.is_v4() {
-            // A FULLNAT64 session: errors are not translated across families.
-            return Some(Verdict::Drop(DropReason::UnsupportedL4));
+        if src.ip.is_v4() != v4 {
+            return Err(Some(Verdict::Drop(DropReason::UnsupportedL4)));
         }
-        if !untouched {
-            if l3[8] <= 1 {
-                return Some(Verdict::Drop(DropReason::TtlExceeded));
-            }
-            rewrite(&mut l3[..total], ohl, ihl, src.ip.v4_bits(), dst.ip.v4_bits(), dst, src);
-        }
-        let own = self.port_mac(port);
-        l2[0..6].copy_from_slice(&mac);
+        // DR and TUN pass a client's error on to the server as it is.
+        let untouched = matches!(s.forward(), Forward::Dr | Forward::Tun) && dir == Direction::Inbound;
+        Ok(Relay { s, src, dst, port, mac, untouched })
+    }
+
+    /// Addresses the (rewritten) error to its next hop (wrapped for a TUN
+    /// server) and counts it.
+    fn relay_send(&mut self, l2: &mut [u8], r: &Relay) -> Verdict {
+        let own = self.port_mac(r.port);
+        l2[0..6].copy_from_slice(&r.mac);
         l2[6..12].copy_from_slice(&own);
-        if fwd == Forward::Tun && untouched {
-            self.pending_encap = Some(self.encap_toward(port, s.rs.ip, s.client_port, s.client_mac));
+        if r.untouched && r.s.forward() == Forward::Tun {
+            self.reshape = Some(super::Reshape::Encap(self.encap_toward(r.port, r.s.rs.ip, r.s.client_port, r.s.client_mac)));
         }
         self.counters.icmp_relayed += 1;
-        Some(Verdict::Forward { port })
+        Verdict::Forward { port: r.port }
     }
 
     /// [`Self::relay_icmp_error`] for ICMPv6 (destination unreachable,
@@ -114,21 +142,12 @@ impl Pipeline {
         let l4 = q + H;
         let (qsrc, qdst) = (Endpoint::at(addr(q + 8), port(l4)), Endpoint::at(addr(q + 24), port(l4 + 2)));
         let key = FlowKey { src: qdst, dst: qsrc, proto };
-        let (slot, dir) = match self.sessions.lookup(&key, now) {
-            Lookup::Hit(slot, dir) => (slot, dir),
-            Lookup::Expired(_) | Lookup::Miss => return self.icmp_owner(&key),
+        let r = match self.relay_target(&key, now, false) {
+            Ok(r) => r,
+            Err(v) => return v,
         };
-        let s = *self.sessions.get(slot)?;
-        let (src, dst, out_port, mac) = match dir {
-            Direction::Inbound => (s.laddr, s.rs, s.rs_port, s.rs_mac),
-            Direction::Outbound => (s.vip, s.client, s.client_port, s.client_mac),
-        };
-        let fwd = s.forward();
-        let untouched = matches!(fwd, Forward::Dr | Forward::Tun) && dir == Direction::Inbound;
-        if src.ip.is_v4() {
-            return Some(Verdict::Drop(DropReason::UnsupportedL4));
-        }
-        if !untouched {
+        let (src, dst) = (r.src, r.dst);
+        if !r.untouched {
             if l3[7] <= 1 {
                 return Some(Verdict::Drop(DropReason::TtlExceeded));
             }
@@ -154,14 +173,7 @@ impl Pipeline {
             l3[7] -= 1;
             icmpv6::fill_checksum(&mut l3[H..total], src.ip.octets(), dst.ip.octets());
         }
-        let own = self.port_mac(out_port);
-        l2[0..6].copy_from_slice(&mac);
-        l2[6..12].copy_from_slice(&own);
-        if fwd == Forward::Tun && untouched {
-            self.pending_encap = Some(self.encap_toward(out_port, s.rs.ip, s.client_port, s.client_mac));
-        }
-        self.counters.icmp_relayed += 1;
-        Some(Verdict::Forward { port: out_port })
+        Some(self.relay_send(l2, &r))
     }
 
     /// The worker owning the flow an error quotes, when it is not this one.

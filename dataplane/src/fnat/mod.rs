@@ -307,15 +307,9 @@ pub struct Pipeline {
     workers: u16,
     /// Whether an exception path exists (rvsd: one TAP per interface).
     punt: bool,
-    /// A TUN session's encapsulation, left by [`Self::forward`] for
-    /// [`Self::process_buf`] (which holds the whole buffer) to apply.
-    pending_encap: Option<tunnel::Encap>,
-    /// A FULLNAT64 packet's new header (protocol, source, destination),
-    /// left by [`Self::forward`] for [`Self::process_buf`] (see [`nat64`]).
-    pending_translate: Option<(u8, Endpoint, Endpoint)>,
-    /// A neighbour advertisement to write in place of the frame (target,
-    /// destination, our MAC), left by [`Self::handle_icmpv6`].
-    pending_na: Option<([u8; 16], [u8; 16], MacAddr)>,
+    /// A change of the frame's length that the handlers (which see only the
+    /// frame) leave for [`Self::process_buf`] (which holds the buffer).
+    reshape: Option<Reshape>,
     /// Identification field of the next outer IPv4 header.
     ip_id: u16,
     /// This worker's counters.
@@ -348,9 +342,7 @@ impl Pipeline {
             worker,
             workers: workers.max(1),
             punt: false,
-            pending_encap: None,
-            pending_translate: None,
-            pending_na: None,
+            reshape: None,
             ip_id: worker.wrapping_mul(0x1000),
             tables: Arc::clone(&tables),
         };
@@ -547,17 +539,8 @@ impl Pipeline {
         self.counters.rx_packets += 1;
         self.counters.rx_bytes += pkt.frame().len() as u64;
         let mut verdict = self.classify(pkt.frame_mut(), in_port, now);
-        if let Some(e) = self.pending_encap.take() {
-            verdict = self.encapsulate(pkt, &e);
-        }
-        if let Some((target, dst, mac)) = self.pending_na.take() {
-            write_na(pkt, target, dst, mac);
-        }
-        if let Some((proto, src, dst)) = self.pending_translate.take() {
-            let done = if src.ip.is_v4() { nat64::to_v4(pkt, proto, src, dst) } else { nat64::to_v6(pkt, proto, src, dst) };
-            if let Err(r) = done {
-                verdict = Verdict::Drop(r);
-            }
+        if let Some(r) = self.reshape.take() {
+            verdict = self.apply_reshape(pkt, r, verdict);
         }
         if let Verdict::Drop(r) = verdict {
             self.counters.drop(r);
@@ -571,6 +554,21 @@ impl Pipeline {
         let mtu = iface.map_or(1500, |i| i.mtu);
         let src = if rs.is_v4() { Addr::v4(iface.map_or([0; 4], |i| i.addr)) } else { self.tables.port_addr6(port).map_or(Addr::UNSPECIFIED, Addr::v6) };
         tunnel::Encap { src, dst: rs, mtu, port, client_port, client_port_mac: self.port_mac(client_port), client_mac }
+    }
+
+    /// Grows, shrinks or rewrites the frame as the handler asked.
+    fn apply_reshape(&mut self, pkt: &mut PacketBuf<'_>, r: Reshape, verdict: Verdict) -> Verdict {
+        match r {
+            Reshape::Encap(e) => self.encapsulate(pkt, &e),
+            Reshape::Advertise { target, dst, mac } => {
+                write_na(pkt, target, dst, mac);
+                verdict
+            }
+            Reshape::Translate { proto, src, dst } => {
+                let done = if src.ip.is_v4() { nat64::to_v4(pkt, proto, src, dst) } else { nat64::to_v6(pkt, proto, src, dst) };
+                done.map_or_else(Verdict::Drop, |()| verdict)
+            }
+        }
     }
 
     /// Applies a TUN session's encapsulation (see [`tunnel`]).
@@ -789,7 +787,7 @@ impl Pipeline {
         // holds the whole buffer) can do.
         let translate = !untouched && src.ip.is_v4() != (l3.first().map(|b| b >> 4) == Some(4));
         if translate {
-            self.pending_translate = Some((s.proto, src, dst));
+            self.reshape = Some(Reshape::Translate { proto: s.proto, src, dst });
         } else if !untouched && rewrite::rewrite(l3, s.proto, src, dst).is_err() {
             return Verdict::Drop(DropReason::Malformed);
         }
@@ -809,7 +807,7 @@ impl Pipeline {
             eth.set_src(own);
         }
         if let Some((client_port, client_mac, outer_dst)) = tun {
-            self.pending_encap = Some(self.encap_toward(port, outer_dst, client_port, client_mac));
+            self.reshape = Some(Reshape::Encap(self.encap_toward(port, outer_dst, client_port, client_mac)));
         }
         Verdict::Forward { port }
     }
@@ -1021,7 +1019,7 @@ impl Pipeline {
                 // The advertisement (with our MAC, which a multicast
                 // solicitation requires) may be longer or shorter than the
                 // solicitation: [`Self::process_buf`] sizes the frame and writes it.
-                self.pending_na = Some((target, src, self.port_mac(in_port)));
+                self.reshape = Some(Reshape::Advertise { target, dst: src, mac: self.port_mac(in_port) });
                 self.counters.arp_replies += 1;
                 self.reply_l2(l2, in_port)
             }
@@ -1102,6 +1100,32 @@ impl Pipeline {
             self.templates.sweep(now, budget / 4 + 1);
         }
     }
+}
+
+/// What [`Pipeline::process_buf`] does to a frame once its handler is done:
+/// the changes that move the frame's start or end in its buffer.
+#[derive(Debug, Clone, Copy)]
+enum Reshape {
+    /// Wrap it for a TUN session (see [`tunnel`]).
+    Encap(tunnel::Encap),
+    /// Rebuild its header in the other family (FULLNAT64, see [`nat64`]).
+    Translate {
+        /// Transport protocol.
+        proto: u8,
+        /// New source.
+        src: Endpoint,
+        /// New destination.
+        dst: Endpoint,
+    },
+    /// Replace it with a neighbour advertisement for `target` to `dst`.
+    Advertise {
+        /// The address advertised.
+        target: [u8; 16],
+        /// The solicitation's source.
+        dst: [u8; 16],
+        /// Our MAC on the port.
+        mac: MacAddr,
+    },
 }
 
 /// Writes a solicited neighbour advertisement for `target` to `dst` after
