@@ -14,6 +14,7 @@ pub mod dpdk;
 pub mod addr;
 pub mod checksum;
 pub mod fnat;
+pub mod hold;
 pub mod laddr;
 pub mod neigh;
 pub mod packet;

@@ -40,6 +40,7 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::addr::Addr;
 use crate::dpdk::{rdtsc, Mbuf, MbufBatch, MbufRing, Mempool, PortId, RxQueue, TxQueue};
 use crate::fnat::{Pipeline, Verdict};
+use crate::hold::HoldQueue;
 use crate::neigh::{self, NeighEvent, NeighMap, ARP_FRAME_LEN};
 use crate::packet::PacketBuf;
 use crate::session::Session;
@@ -240,28 +241,9 @@ pub struct Worker {
     pub held: HeldFrames,
 }
 
-/// Frames waiting for a neighbour ([`Verdict::Hold`]): at most
-/// [`HeldFrames::CAPACITY`] per worker, each for at most
-/// [`HeldFrames::HOLD_MS`]; offered to the pipeline again whenever a new
-/// neighbour snapshot arrives. Allocated once; a full queue drops.
-pub struct HeldFrames {
-    frames: std::collections::VecDeque<(Mbuf, u16, Millis)>,
-    retry: bool,
-}
-
-impl HeldFrames {
-    /// Frames a worker holds at most (the kernel's `unres_qlen` is 101 per
-    /// entry; one worker's queue serves all its entries).
-    pub const CAPACITY: usize = 128;
-    /// How long a frame waits for its neighbour.
-    pub const HOLD_MS: u64 = 3000;
-}
-
-impl Default for HeldFrames {
-    fn default() -> Self {
-        Self { frames: std::collections::VecDeque::with_capacity(Self::CAPACITY), retry: false }
-    }
-}
+/// Frames waiting for a neighbour ([`Verdict::Hold`]), bounded per next
+/// hop and per worker (see [`crate::hold`]).
+pub type HeldFrames = HoldQueue<Mbuf>;
 
 impl Worker {
     /// Runs until [`WorkerShared::stop`] is set. Returns 0.
@@ -339,26 +321,17 @@ impl Worker {
     /// still unresolved come back to the queue).
     #[cold]
     fn release_held(&mut self, now: Millis, tx: &mut [MbufBatch], redir: &mut [MbufBatch], punt: &mut [MbufBatch]) {
-        while self.held.frames.front().is_some_and(|(_, _, t)| now.0.saturating_sub(t.0) > HeldFrames::HOLD_MS) {
-            self.held.frames.pop_front();
-            self.pipeline.counters.drop(DropReason::NeighbourMiss);
-        }
-        if !std::mem::take(&mut self.held.retry) {
+        let counters = &mut self.pipeline.counters;
+        self.held.expire(now, |_| counters.drop(DropReason::NeighbourMiss));
+        let pipeline = &self.pipeline;
+        if self.held.ready(|hop| pipeline.resolves(hop)) == 0 {
             return;
         }
-        for _ in 0..self.held.frames.len() {
-            let Some((m, port, since)) = self.held.frames.pop_front() else { break };
+        while let Some((m, port)) = self.held.take_released() {
             // Counted once, when it first arrived.
             self.pipeline.counters.rx_packets -= 1;
             self.pipeline.counters.rx_bytes -= m.len() as u64;
-            let before = self.held.frames.len();
             self.handle(m, port, now, tx, redir, punt);
-            if self.held.frames.len() > before {
-                // Still waiting: keep its original arrival time.
-                if let Some(last) = self.held.frames.back_mut() {
-                    last.2 = since;
-                }
-            }
         }
         self.flush_all(tx, redir);
         self.flush_punted(punt);
@@ -409,9 +382,9 @@ impl Worker {
                 }
             }
             Verdict::Hold => {
-                if self.held.frames.len() < HeldFrames::CAPACITY {
-                    self.held.frames.push_back((m, port, now));
-                } else {
+                // A released frame that must wait again keeps its first arrival time.
+                let since = self.held.releasing().unwrap_or(now);
+                if self.held.hold(m, port, self.pipeline.held_for(), since).is_err() {
                     self.pipeline.counters.drop(DropReason::NeighbourMiss);
                 }
             }
@@ -498,7 +471,7 @@ impl Worker {
                 Request::Neigh(n) => {
                     let old = self.pipeline.set_neigh(n);
                     let _ = self.events.try_send(Event::RetiredNeigh(old));
-                    self.held.retry = !self.held.frames.is_empty();
+                    self.held.snapshot_arrived();
                 }
                 Request::FlushServer { rs_index, reply } => {
                     let _ = reply.send(self.pipeline.flush_server(rs_index, now));

@@ -134,8 +134,9 @@ pub enum Verdict {
     Consumed,
     /// A new connection whose next hop's MAC is being resolved (control was
     /// asked): keep the frame, unchanged, and offer it again when a new
-    /// neighbour snapshot arrives (the worker's bounded hold queue; what
-    /// does not fit or waits too long is dropped as `neighbour_miss`).
+    /// neighbour snapshot resolves [`Pipeline::held_for`] (the worker's
+    /// [`crate::hold::HoldQueue`]; what does not fit or waits too long is
+    /// dropped as `neighbour_miss`).
     Hold,
     /// Hand the frame to the kernel through the interface's exception path
     /// (a TAP device carrying the interface's address): traffic for the
@@ -298,6 +299,8 @@ pub struct Pipeline {
     laddr_cursor: Vec<usize>,
     neigh: Arc<NeighMap>,
     neigh_events: Vec<NeighEvent>,
+    /// The next hop the last [`Verdict::Hold`] waits for.
+    held_for: Addr,
     rs_conns: Vec<ConnCount>,
     rs_traffic: Vec<RsTraffic>,
     rs_limits: Vec<RsLimit>,
@@ -332,6 +335,7 @@ impl Pipeline {
             laddr_cursor: Vec::new(),
             neigh,
             neigh_events: Vec::with_capacity(NEIGH_EVENTS_MAX),
+            held_for: Addr::UNSPECIFIED,
             rs_conns: Vec::new(),
             rs_traffic: Vec::new(),
             rs_limits: Vec::new(),
@@ -454,6 +458,18 @@ impl Pipeline {
     /// Neighbour events since the last call, for control.
     pub fn take_neigh_events(&mut self) -> std::vec::Drain<'_, NeighEvent> {
         self.neigh_events.drain(..)
+    }
+
+    /// True if the current neighbour snapshot has a MAC for `ip`.
+    #[must_use]
+    pub fn resolves(&self, ip: Addr) -> bool {
+        self.neigh.lookup(ip).is_some()
+    }
+
+    /// The next hop whose MAC the frame of the last [`Verdict::Hold`] waits for.
+    #[must_use]
+    pub fn held_for(&self) -> Addr {
+        self.held_for
     }
 
     fn report(&mut self, e: NeighEvent) {
@@ -836,6 +852,7 @@ impl Pipeline {
         let (rs_port, nh) = tables.next_hop(rs.addr.ip).ok_or(DropReason::NotForUs)?;
         let Some(rs_mac) = self.neigh.lookup(nh) else {
             self.report(NeighEvent::Wanted { ip: nh, port: rs_port });
+            self.held_for = nh;
             return Err(DropReason::NeighbourMiss);
         };
         let n = if rs.forward == Forward::FullNat { svc.laddrs.len() } else { 0 };

@@ -137,12 +137,15 @@ fn unresolved_real_server_is_reported_and_syn_dropped() {
     let mut p = Pipeline::new(tables((1025, 65535)), Arc::default(), 16, 1, 0, 1);
     let mut syn = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::SYN, b"");
     assert_eq!(p.process(&mut syn, 0, Millis(10)), Verdict::Hold);
+    assert_eq!(p.held_for(), RS1.ip, "the frame waits for the server's MAC");
+    assert!(!p.resolves(RS1.ip));
     assert!(p.sessions().is_empty());
     assert_eq!(p.pools()[0].available(), p.pools()[0].size(), "no port leaked");
     let events: Vec<_> = p.take_neigh_events().collect();
     assert_eq!(events, vec![NeighEvent::Wanted { ip: RS1.ip, port: 0 }]);
     // Once control publishes the MAC, the retransmitted SYN goes through.
     p.set_neigh(known_servers());
+    assert!(p.resolves(RS1.ip));
     let mut syn = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::SYN, b"");
     assert!(matches!(p.process(&mut syn, 0, Millis(1010)), Verdict::Forward { .. }));
 }

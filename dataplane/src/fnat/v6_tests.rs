@@ -141,6 +141,7 @@ fn unknown_server_mac_asks_for_an_ipv6_neighbour() {
     let mut p = Pipeline::new(v6_tables(Forward::FullNat), Arc::new(NeighMap::default()), 64, 42, 0, 1);
     let mut f = tcp6(CLIENT_MAC, client(), vip(), tcp::SYN);
     assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Hold);
+    assert_eq!(p.held_for(), rs(1).ip);
     let events: Vec<_> = p.take_neigh_events().collect();
     assert_eq!(events, vec![NeighEvent::Wanted { ip: rs(1).ip, port: 0 }]);
 }
