@@ -16,7 +16,9 @@
 //! Hosts that already hold an entry for the address (a router or client
 //! that talked to the previous holder of a VIP) point it at the appliance's
 //! MAC at once; Linux creates no new entry from it unless `arp_accept` is
-//! set. An address removed and added again is announced again.
+//! set. An address removed and added again is announced again. An IPv6
+//! address is announced once duplicate address detection lets it be used
+//! (see [`crate::dad`]).
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -52,7 +54,10 @@ impl Announcer {
     /// those addresses. Announcements for addresses it no longer owns are
     /// dropped.
     pub fn update(&mut self, tables: &Tables, now: Instant) -> Vec<Addr> {
-        let owned = owned(tables);
+        let mut owned = owned(tables);
+        // An address in duplicate address detection is announced once it
+        // passes (a later snapshot), never if it fails.
+        owned.retain(|ip| !tables.is_tentative(*ip));
         let new: Vec<Addr> = owned.difference(&self.known).copied().collect();
         self.pending.retain(|p| owned.contains(&p.ip));
         for &ip in &new {

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use dataplane::dpdk::{Eal, EalError, LaunchError, LcoreId, MbufRing, Mempool, MempoolError, Port, PortConfig, PortError, QueueId, RingError};
 use dataplane::fnat::Pipeline;
+use dataplane::neigh::NeighEvent;
 use dataplane::addr::Addr;
 use dataplane::session::{Endpoint, TcpState};
 use dataplane::stats::DropReason;
@@ -39,6 +40,7 @@ use crate::ipvsadm_fmt;
 use crate::health::{self, Checker, Connections, DrRoutes, OnFail, Target};
 use crate::metrics;
 use crate::announce::Announcer;
+use crate::dad::{Claim, Dad};
 use crate::neigh::NeighTable;
 use crate::plan::{self, Registry};
 
@@ -166,9 +168,12 @@ pub fn run(config: Config) -> Result<(), StartError> {
     }
 
     let mut registry = Registry::default();
-    let tables = Arc::new(plan::tables(&config, &macs, &mut registry, 1));
-    let mut neigh = NeighTable::default();
     let t0 = Instant::now();
+    let mut tables = plan::tables(&config, &macs, &mut registry, 1);
+    let mut dad = Dad::default();
+    tables.tentative = dad.update(&tables, t0);
+    let tables = Arc::new(tables);
+    let mut neigh = NeighTable::default();
     for svc in &tables.services {
         for rs in &svc.servers {
             if let Some((port, nh)) = tables.next_hop(rs.addr.ip) {
@@ -263,6 +268,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         workers: handles,
         neigh,
         announce,
+        dad,
         events: events_rx,
         ports,
         last_reload: None,
@@ -338,6 +344,8 @@ struct Control {
     neigh: NeighTable,
     /// Gratuitous ARP / unsolicited NA for addresses the tables gained.
     announce: Announcer,
+    /// Duplicate address detection for own IPv6 addresses.
+    dad: Dad,
     events: Receiver<Event>,
     ports: Vec<Port>,
     /// Last reload: applied?, when (Unix seconds).
@@ -516,6 +524,7 @@ impl Control {
         let mut changed = false;
         while let Ok(e) = self.events.try_recv() {
             match e {
+                Event::Neigh(NeighEvent::Duplicate { ip, mac, port }) => self.duplicate(ip, mac, port, now),
                 Event::Neigh(ev) => changed |= self.neigh.apply(ev, now),
                 // The last worker to return a snapshot frees it, here.
                 Event::RetiredTables(_) | Event::RetiredNeigh(_) => {}
@@ -527,6 +536,16 @@ impl Control {
             self.broadcast(|| WorkerRequest::Neigh(Arc::clone(&map)));
         }
         let first = self.workers.first().map(|w| w.requests.clone());
+        // A duplicate address detection probe: a solicitation from `::`.
+        let probed = self.dad.due(now, |port, ip| {
+            if let Some(w) = &first {
+                let _ = w.try_send(WorkerRequest::SendNs { port, target: ip.octets(), source: [0; 16] });
+            }
+        });
+        if probed {
+            // Addresses became preferred: answered and announced from now.
+            self.publish_tables();
+        }
         self.announce.due(now, |port, ip| {
             if let Some(w) = &first {
                 let _ = w.try_send(WorkerRequest::Announce { port, ip });
@@ -550,6 +569,19 @@ impl Control {
         });
     }
 
+    /// Another host (at `mac`, seen on `port`) claims own address `ip`.
+    fn duplicate(&mut self, ip: Addr, mac: MacAddr, port: u16, now: Instant) {
+        let dev = self.config.interfaces.get(usize::from(port)).map_or("?", |i| i.name.as_str());
+        match self.dad.claimed(ip, mac, now) {
+            Claim::Failed => eprintln!(
+                "rvsd: {dev}: IPv6 duplicate address {ip} detected: {} holds it; not used (rvsadm addr del, then add, to try again)",
+                fmt_mac(&mac)
+            ),
+            Claim::Conflict => eprintln!("rvsd: {dev}: {} advertises {ip}, an address of this appliance; defended", fmt_mac(&mac)),
+            Claim::Quiet => {}
+        }
+    }
+
     fn broadcast(&self, mut make: impl FnMut() -> WorkerRequest) {
         for w in &self.workers {
             if w.requests.send_timeout(make(), Duration::from_secs(1)).is_err() {
@@ -564,7 +596,9 @@ impl Control {
         self.sync_checkers();
         self.generation += 1;
         let effective = self.effective_config();
-        let t = Arc::new(plan::tables(&effective, &self.macs, &mut self.registry, self.generation));
+        let mut t = plan::tables(&effective, &self.macs, &mut self.registry, self.generation);
+        t.tentative = self.dad.update(&t, Instant::now());
+        let t = Arc::new(t);
         self.broadcast(|| WorkerRequest::Tables(Arc::clone(&t)));
         log_announced(&self.announce.update(&t, Instant::now()));
     }
@@ -764,7 +798,13 @@ impl Control {
         let mut next = self.config.clone();
         let kernel = match r {
             Q::LinkShow => return A::Links(self.links()),
-            Q::AddrShow => return A::Addrs(self.links(), ipr::addr_views(&self.config)),
+            Q::AddrShow => {
+                let mut views = ipr::addr_views(&self.config);
+                for v in views.iter_mut().filter(|v| v.addr.is_ipv6()) {
+                    v.flags = self.dad.state(v.addr.into()).map_or("", crate::dad::State::flags).into();
+                }
+                return A::Addrs(self.links(), views);
+            }
             Q::RouteShow => return A::Routes(ipr::route_list(&self.config.interfaces, &self.config.addresses, &self.config.routes)),
             Q::NeighShow => return A::Neighbours(self.neigh_views()),
             Q::NeighAdd { addr, lladdr, dev } => return self.neigh_change(&addr, Some(&lladdr), &dev),

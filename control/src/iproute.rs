@@ -538,6 +538,10 @@ pub struct AddrView {
     pub len: u8,
     /// From the config file (`false`: added with `rvsadm addr add`).
     pub configured: bool,
+    /// Duplicate address detection's word for an IPv6 address, as `ip`
+    /// prints it: "tentative", "dadfailed tentative", or nothing.
+    #[serde(default)]
+    pub flags: String,
 }
 
 /// A neighbour as `neigh show` prints it.
@@ -575,15 +579,15 @@ pub enum IpResponse {
 pub fn addr_views(config: &Config) -> Vec<AddrView> {
     let mut out = Vec::new();
     for i in &config.interfaces {
-        out.push(AddrView { dev: i.name.clone(), addr: IpAddr::V4(i.addr), len: i.prefix_len, configured: true });
+        out.push(AddrView { dev: i.name.clone(), addr: IpAddr::V4(i.addr), len: i.prefix_len, configured: true, flags: String::new() });
         for a in config.addresses.iter().filter(|a| a.dev == i.name && a.addr.is_ipv4()) {
-            out.push(AddrView { dev: a.dev.clone(), addr: a.addr, len: a.len, configured: false });
+            out.push(AddrView { dev: a.dev.clone(), addr: a.addr, len: a.len, configured: false, flags: String::new() });
         }
         if let Some((a, len)) = i.addr6 {
-            out.push(AddrView { dev: i.name.clone(), addr: IpAddr::V6(a), len, configured: true });
+            out.push(AddrView { dev: i.name.clone(), addr: IpAddr::V6(a), len, configured: true, flags: String::new() });
         }
         for a in config.addresses.iter().filter(|a| a.dev == i.name && a.addr.is_ipv6()) {
-            out.push(AddrView { dev: a.dev.clone(), addr: a.addr, len: a.len, configured: false });
+            out.push(AddrView { dev: a.dev.clone(), addr: a.addr, len: a.len, configured: false, flags: String::new() });
         }
     }
     out
@@ -867,7 +871,8 @@ pub fn render(cmd: &Command, resp: &IpResponse) -> String {
                             let _ = writeln!(out, "    inet {}/{}{brd} scope global{secondary} {}", a.addr, a.len, a.dev);
                         }
                         IpAddr::V6(_) => {
-                            let _ = writeln!(out, "    inet6 {}/{} scope global nodad", a.addr, a.len);
+                            let flags = if a.flags.is_empty() { String::new() } else { format!(" {}", a.flags) };
+                            let _ = writeln!(out, "    inet6 {}/{} scope global{flags}", a.addr, a.len);
                         }
                     }
                 }
@@ -1100,8 +1105,8 @@ mod tests {
         );
         assert!(text.contains("        1000         10       0       1        2\n"), "{text}");
         let addrs = vec![
-            AddrView { dev: "dpdk0".into(), addr: Ipv4Addr::new(10, 77, 0, 2).into(), len: 24, configured: true },
-            AddrView { dev: "dpdk0".into(), addr: Ipv4Addr::new(10, 77, 0, 3).into(), len: 24, configured: false },
+            AddrView { dev: "dpdk0".into(), addr: Ipv4Addr::new(10, 77, 0, 2).into(), len: 24, configured: true, flags: String::new() },
+            AddrView { dev: "dpdk0".into(), addr: Ipv4Addr::new(10, 77, 0, 3).into(), len: 24, configured: false, flags: String::new() },
         ];
         let text = render(&cmd(IpRequest::AddrShow, false), &IpResponse::Addrs(vec![link], addrs));
         assert!(text.contains("    inet 10.77.0.2/24 brd 10.77.0.255 scope global dpdk0\n    inet 10.77.0.3/24 brd 10.77.0.255 scope global secondary dpdk0\n"), "{text}");
@@ -1169,11 +1174,12 @@ mod tests {
         let t = routes(&c);
         assert!(t.v6.is_local(v6("fd77::3")));
         assert_eq!(t.v6.next_hop(v6("fd81::9")), Some((0, v6("fd81::9"))));
-        let views = addr_views(&c);
+        let mut views = addr_views(&c);
+        views[2].flags = "dadfailed tentative".into();
         let link = LinkView { name: "dpdk0".into(), device: String::new(), mac: [2, 0, 0, 0, 0, 1], up: true, mtu: 1500, stats: [0; 8] };
         let addrs = IpResponse::Addrs(vec![link], views);
         let text = render(&parse(&words("addr show")).unwrap(), &addrs);
-        assert!(text.contains("    inet 10.77.0.2/24 brd 10.77.0.255 scope global dpdk0\n    inet6 fd77::2/64 scope global nodad\n    inet6 fd77::3/64 scope global nodad\n"), "{text}");
+        assert!(text.contains("    inet 10.77.0.2/24 brd 10.77.0.255 scope global dpdk0\n    inet6 fd77::2/64 scope global\n    inet6 fd77::3/64 scope global dadfailed tentative\n"), "{text}");
         let text = render(&parse(&words("-6 addr show")).unwrap(), &addrs);
         assert!(!text.contains("inet ") && text.contains("inet6 fd77::3/64"), "{text}");
         let text = render(&parse(&words("-4 addr")).unwrap(), &addrs);

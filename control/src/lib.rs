@@ -10,6 +10,7 @@ pub mod plan;
 pub mod daemon;
 pub mod neigh;
 pub mod announce;
+pub mod dad;
 pub mod metrics;
 pub mod top;
 pub mod zero;

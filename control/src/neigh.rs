@@ -123,6 +123,8 @@ impl NeighTable {
                 self.want(ip, port, now);
                 false
             }
+            // An own address, not a neighbour: duplicate address detection's.
+            NeighEvent::Duplicate { .. } => false,
         }
     }
 

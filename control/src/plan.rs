@@ -172,6 +172,7 @@ pub fn tables(config: &Config, macs: &[MacAddr], registry: &mut Registry, genera
         rs_count: registry.servers.len() as u16,
         generation,
         routes: crate::iproute::routes(config),
+        tentative: Vec::new(),
     }
 }
 

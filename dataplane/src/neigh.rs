@@ -70,6 +70,18 @@ pub enum NeighEvent {
         /// Port position to ask on.
         port: u16,
     },
+    /// Another host on `port` (at `mac`) claims the appliance's own IPv6
+    /// address `ip`: it advertised it, or probed for it while it was
+    /// tentative (RFC 4862 §5.4.3, §5.4.4). Control's duplicate address
+    /// detection decides what it means.
+    Duplicate {
+        /// The address claimed.
+        ip: Addr,
+        /// The claimant's MAC.
+        mac: MacAddr,
+        /// Port position it was seen on.
+        port: u16,
+    },
 }
 
 /// Length of a Neighbor Solicitation frame: Ethernet, IPv6, the ICMPv6
@@ -126,6 +138,29 @@ pub fn emit_solicitation(frame: &mut [u8; NS_FRAME_LEN], mac: MacAddr, source: [
     icmp[25] = 1;
     icmp[26..32].copy_from_slice(&mac);
     let pseudo = checksum::pseudo_header_v6(source, group, NEXT_HEADER_ICMPV6, NS_ICMP_LEN as u32);
+    let sum = checksum::finish(checksum::sum(icmp, pseudo));
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+}
+
+/// Length of a duplicate address detection probe: a Neighbor Solicitation
+/// from the unspecified address, which carries no link-layer option.
+pub const DAD_FRAME_LEN: usize = NS_FRAME_LEN - 8;
+
+/// Writes a duplicate address detection probe for `target` from `mac` into
+/// `frame` (RFC 4862 §5.4.2): a Neighbor Solicitation from `::` to the
+/// target's solicited-node group, hop limit 255, no source link-layer
+/// address option. A host that holds `target` answers it with an
+/// advertisement to all nodes; one probing for it at the same time sends
+/// the same probe.
+pub fn emit_dad_probe(frame: &mut [u8; DAD_FRAME_LEN], mac: MacAddr, target: [u8; 16]) {
+    let mut full = [0u8; NS_FRAME_LEN];
+    emit_solicitation(&mut full, mac, [0; 16], target);
+    frame.copy_from_slice(&full[..DAD_FRAME_LEN]);
+    let at = ethernet::HEADER_LEN;
+    frame[at + 4..at + 6].copy_from_slice(&((NS_ICMP_LEN - 8) as u16).to_be_bytes());
+    let icmp = &mut frame[at + IPV6_HEADER_LEN..];
+    icmp[2..4].fill(0);
+    let pseudo = checksum::pseudo_header_v6([0; 16], solicited_node(target), NEXT_HEADER_ICMPV6, (NS_ICMP_LEN - 8) as u32);
     let sum = checksum::finish(checksum::sum(icmp, pseudo));
     icmp[2..4].copy_from_slice(&sum.to_be_bytes());
 }
@@ -287,5 +322,17 @@ mod tests {
         let mut f = [0u8; NS_FRAME_LEN];
         emit_solicitation(&mut f, [2, 0, 0, 0, 0, 2], v6("fd77::2"), v6("fd77::12:3456"));
         assert_eq!(f.to_vec(), want);
+    }
+
+    #[test]
+    fn dad_probe_matches_scapy() {
+        // bytes(Ether(src="02:00:00:00:00:02", dst="33:33:ff:12:34:56")
+        //   / IPv6(src="::", dst="ff02::1:ff12:3456", hlim=255)
+        //   / ICMPv6ND_NS(tgt="fd77::12:3456"))
+        const SCAPY: &str = "3333ff12345602000000000286dd6000000000183aff00000000000000000000000000000000\
+                             ff0200000000000000000001ff1234568700146000000000fd770000000000000000000000123456";
+        let mut f = [0u8; DAD_FRAME_LEN];
+        emit_dad_probe(&mut f, [2, 0, 0, 0, 0, 2], v6("fd77::12:3456"));
+        assert_eq!(f.to_vec(), hex(SCAPY));
     }
 }

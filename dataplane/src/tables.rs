@@ -184,6 +184,10 @@ pub struct Tables {
     /// [`Tables::next_hop`] then falls back to the interfaces' subnets and
     /// gateways.
     pub routes: Routes,
+    /// Own IPv6 addresses still in duplicate address detection, or found
+    /// duplicate (`ip addr`'s "tentative", "dadfailed"): owned, but neither
+    /// answered for in neighbour discovery nor announced. Set by control.
+    pub tentative: Vec<Addr>,
 }
 
 impl Tables {
@@ -215,6 +219,13 @@ impl Tables {
     #[must_use]
     pub fn owns(&self, ip: Addr) -> bool {
         self.services.iter().any(|s| s.vip.ip == ip) || self.laddrs.contains(&ip) || self.is_interface_addr(ip)
+    }
+
+    /// True if `ip` is an own IPv6 address not (or not yet) usable: see
+    /// [`Tables::tentative`].
+    #[must_use]
+    pub fn is_tentative(&self, ip: Addr) -> bool {
+        !self.tentative.is_empty() && self.tentative.contains(&ip)
     }
 
     /// True if `ip` is an address of an interface: its configured address,
@@ -278,6 +289,7 @@ mod tests {
             rs_count: 0,
             generation: 1,
             routes: Routes::default(),
+            tentative: Vec::new(),
         };
         assert_eq!(t.next_hop(Addr::v4([10, 0, 0, 9])), Some((0, Addr::v4([10, 0, 0, 9]))));
         assert_eq!(t.next_hop(Addr::v4([8, 8, 8, 8])), Some((0, Addr::v4([10, 0, 0, 1]))));
@@ -309,6 +321,7 @@ mod tests {
             rs_count: 0,
             generation: 1,
             routes: Routes { v4, ..Routes::default() },
+            tentative: Vec::new(),
         };
         assert_eq!(t.next_hop(Addr::v4([10, 79, 0, 11])), Some((1, Addr::v4([10, 79, 0, 11]))));
         assert_eq!(t.next_hop(Addr::v4([10, 80, 0, 5])), Some((1, Addr::v4([10, 79, 0, 254]))));
@@ -339,6 +352,7 @@ mod tests {
             rs_count: 0,
             generation: 1,
             routes: Routes { v4, ..Routes::default() },
+            tentative: Vec::new(),
         };
         assert!(t.on_link(0, Addr::v4([10, 77, 0, 11])));
         assert!(t.on_link(0, Addr::v4([10, 88, 0, 7])), "a subnet added at run time is on-link");

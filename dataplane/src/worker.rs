@@ -176,7 +176,8 @@ pub enum Request {
     },
     /// Send a Neighbor Solicitation for `target` out of `port`, from the
     /// port's IPv6 address `source` (control picks it: the address whose
-    /// subnet holds the target).
+    /// subnet holds the target). From the unspecified address `::`, it is
+    /// a duplicate address detection probe for an own address `target`.
     SendNs {
         /// Port position.
         port: u16,
@@ -506,13 +507,20 @@ impl Worker {
 
     fn send_ns(&mut self, port: u16, target: [u8; 16], source: [u8; 16], tx: &mut [MbufBatch]) {
         let Some(i) = self.pipeline.tables().interfaces.get(usize::from(port)) else { return };
-        let mut frame = [0u8; neigh::NS_FRAME_LEN];
-        neigh::emit_solicitation(&mut frame, i.mac, source, target);
+        let mut ns = [0u8; neigh::NS_FRAME_LEN];
+        let mut probe = [0u8; neigh::DAD_FRAME_LEN];
+        let frame: &[u8] = if source == [0; 16] {
+            neigh::emit_dad_probe(&mut probe, i.mac, target);
+            &probe
+        } else {
+            neigh::emit_solicitation(&mut ns, i.mac, source, target);
+            &ns
+        };
         let Some(mut m) = self.pool.alloc() else { return };
         if !m.set_len(frame.len()) {
             return;
         }
-        m.data_mut().copy_from_slice(&frame);
+        m.data_mut().copy_from_slice(frame);
         let p = usize::from(port);
         if let (Some(q), Some(b)) = (self.tx.get_mut(p), tx.get_mut(p)) {
             push_tx(q, b, m, &mut self.pipeline);

@@ -107,7 +107,7 @@ pub mod tunnel;
 use std::sync::Arc;
 
 use crate::laddr::{owner_of, PortPool};
-use crate::neigh::{NeighEntry, NeighEvent, NeighMap};
+use crate::neigh::{self, NeighEntry, NeighEvent, NeighMap};
 use crate::sched::{Backends, Flow, Scheduler};
 use crate::session::template::{Template, TemplateKey, TemplateSlot, TemplateTable, NO_TEMPLATE};
 use crate::session::{tcp_state, Addr, Direction, Endpoint, FlowKey, InsertError, Lookup, Session, SessionTable, SlotId, TcpState, LADDR_DR, LADDR_NAT, LADDR_TUN};
@@ -1013,30 +1013,57 @@ impl Pipeline {
                 let Some(target) = icmpv6::nd_target(msg).filter(|_| hop_limit == icmpv6::ND_HOP_LIMIT) else {
                     return Verdict::Drop(DropReason::Malformed);
                 };
+                let ip6 = Addr::v6(target);
+                let (own, smac) = (self.port_mac(in_port), ethernet::Frame::new_checked(&*l2).map_or([0; 6], |e| e.src()));
                 if msg[0] == icmpv6::NEIGHBOR_ADVERTISEMENT {
-                    if let Some(mac) = icmpv6::link_layer_option(msg, icmpv6::OPT_TARGET_LL) {
+                    let tlla = icmpv6::link_layer_option(msg, icmpv6::OPT_TARGET_LL);
+                    if self.tables.owns(ip6) {
+                        // Another host advertises one of our addresses.
+                        if smac != own && tlla != Some(own) {
+                            self.report(NeighEvent::Duplicate { ip: ip6, mac: tlla.unwrap_or(smac), port: in_port });
+                        }
+                    } else if let Some(mac) = tlla {
                         // Reported even with a known MAC: it confirms the entry (control's refresh).
-                        if self.tables.on_link(in_port, Addr::v6(target)) {
-                            self.report(NeighEvent::Learned(NeighEntry { ip: Addr::v6(target), mac, port: in_port }));
+                        if self.tables.on_link(in_port, ip6) {
+                            self.report(NeighEvent::Learned(NeighEntry { ip: ip6, mac, port: in_port }));
                         }
                     }
                     // The kernel resolves its own neighbours: it needs the answers too.
                     return if self.punt { Verdict::Punt } else { Verdict::Consumed };
                 }
+                let ours = self.tables.owns(ip6) && smac != own;
                 if src == [0; 16] {
-                    // Someone's duplicate address detection: not a question for us to answer.
-                    return Verdict::Drop(DropReason::ArpNotForUs);
+                    // Someone's duplicate address detection (RFC 4862 §5.4.3).
+                    if !ours {
+                        return Verdict::Drop(DropReason::ArpNotForUs);
+                    }
+                    if self.tables.is_tentative(ip6) {
+                        // Probing for an address we are probing for (or
+                        // found duplicate): neither of us may use it.
+                        self.report(NeighEvent::Duplicate { ip: ip6, mac: smac, port: in_port });
+                        return Verdict::Consumed;
+                    }
+                    // Defend it: an advertisement to all nodes, which the
+                    // prober takes for a duplicate (RFC 4861 §7.2.4).
+                    self.reshape = Some(Reshape::Advertise { target, dst: neigh::ALL_NODES, mac: own });
+                    self.counters.arp_replies += 1;
+                    let Ok(mut eth) = ethernet::Frame::new_checked(l2) else {
+                        return Verdict::Drop(DropReason::Malformed);
+                    };
+                    eth.set_dst(neigh::multicast_mac(neigh::ALL_NODES));
+                    eth.set_src(own);
+                    return Verdict::Forward { port: in_port };
                 }
                 if let Some(mac) = icmpv6::link_layer_option(msg, icmpv6::OPT_SOURCE_LL) {
                     self.learn_v6(src, mac, in_port);
                 }
-                if !self.tables.owns(Addr::v6(target)) {
+                if !ours || self.tables.is_tentative(ip6) {
                     return Verdict::Drop(DropReason::ArpNotForUs);
                 }
                 // The advertisement (with our MAC, which a multicast
                 // solicitation requires) may be longer or shorter than the
                 // solicitation: [`Self::process_buf`] sizes the frame and writes it.
-                self.reshape = Some(Reshape::Advertise { target, dst: src, mac: self.port_mac(in_port) });
+                self.reshape = Some(Reshape::Advertise { target, dst: src, mac: own });
                 self.counters.arp_replies += 1;
                 self.reply_l2(l2, in_port)
             }
@@ -1156,6 +1183,10 @@ fn write_na(pkt: &mut PacketBuf<'_>, target: [u8; 16], dst: [u8; 16], mac: MacAd
     }
     let f = pkt.frame_mut();
     let n = icmpv6::emit_na(&mut f[AT..], target, mac);
+    if dst[0] == 0xff {
+        // To all nodes (defending against a DAD probe): not solicited.
+        f[AT + 4] = icmpv6::NA_OVERRIDE;
+    }
     ipv6::emit_header(&mut f[ethernet::HEADER_LEN..], icmpv6::NEXT_HEADER, target, dst, n as u16);
     f[ethernet::HEADER_LEN + 7] = icmpv6::ND_HOP_LIMIT;
     icmpv6::fill_checksum(&mut f[AT..AT + n], target, dst);

@@ -330,3 +330,59 @@ fn advertisements_are_sized_exactly_whatever_the_solicitation_carried() {
         assert_eq!(icmpv6::link_layer_option(ip.payload(), icmpv6::OPT_TARGET_LL), Some(LB_MAC));
     }
 }
+
+/// A duplicate address detection probe for `target` from `smac`.
+fn dad_probe(smac: MacAddr, target: Addr) -> Vec<u8> {
+    let mut f = [0u8; crate::neigh::DAD_FRAME_LEN];
+    crate::neigh::emit_dad_probe(&mut f, smac, target.octets());
+    f.to_vec()
+}
+
+#[test]
+fn an_owned_address_is_defended_against_another_hosts_probe() {
+    let mut p = pipeline(Forward::FullNat);
+    let probe = dad_probe(CLIENT_MAC, a("fd77::2"));
+    let mut buf = vec![0u8; probe.len() + 64];
+    buf[..probe.len()].copy_from_slice(&probe);
+    let mut pkt = PacketBuf::new(&mut buf, 0, probe.len());
+    assert_eq!(p.process_buf(&mut pkt, 0, Millis(1)), Verdict::Forward { port: 0 });
+    let f = pkt.frame();
+    assert_eq!(f.len(), 14 + 40 + 32, "with the target link-layer option");
+    // RFC 4861 §7.2.4: to all nodes, not solicited, override set.
+    assert_eq!((&f[0..6], &f[6..12]), (&[0x33, 0x33, 0, 0, 0, 1][..], &LB_MAC[..]));
+    let ip = ipv6::Packet::new_checked(&f[14..]).unwrap();
+    assert_eq!((ip.src(), ip.dst(), ip.hop_limit()), (a("fd77::2").octets(), crate::neigh::ALL_NODES, 255));
+    let m = ip.payload();
+    assert_eq!((m[0], m[4]), (icmpv6::NEIGHBOR_ADVERTISEMENT, icmpv6::NA_OVERRIDE));
+    assert_eq!(icmpv6::checksum(m, ip.src(), ip.dst()), 0);
+    assert_eq!(icmpv6::link_layer_option(m, icmpv6::OPT_TARGET_LL), Some(LB_MAC));
+    assert_eq!(p.take_neigh_events().count(), 0, "a probe teaches nothing");
+    // Someone else's address is not ours to defend; our own probe, seen
+    // again, is not a duplicate.
+    let mut f = dad_probe(CLIENT_MAC, a("fd77::99"));
+    assert_eq!(p.process(&mut f, 0, Millis(2)), Verdict::Drop(DropReason::ArpNotForUs));
+    let mut f = dad_probe(LB_MAC, a("fd77::2"));
+    assert_eq!(p.process(&mut f, 0, Millis(2)), Verdict::Drop(DropReason::ArpNotForUs));
+}
+
+#[test]
+fn a_tentative_address_is_not_answered_and_a_claim_on_it_is_reported() {
+    let mut t = (*v6_tables(Forward::FullNat)).clone();
+    t.tentative = vec![lip()];
+    let mut p = Pipeline::new(Arc::new(t), known(), 64, 42, 0, 1);
+    let solicited = a("ff02::1:ff00:200");
+    let mut f = nd(icmpv6::NEIGHBOR_SOLICITATION, CLIENT_MAC, client().ip, solicited, lip(), icmpv6::OPT_SOURCE_LL);
+    assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Drop(DropReason::ArpNotForUs), "not answered while tentative");
+    let _ = p.take_neigh_events().count();
+    // Another host probing for it at the same time: a duplicate.
+    let mut f = dad_probe(CLIENT_MAC, lip());
+    assert_eq!(p.process(&mut f, 0, Millis(2)), Verdict::Consumed);
+    assert_eq!(p.take_neigh_events().collect::<Vec<_>>(), vec![NeighEvent::Duplicate { ip: lip(), mac: CLIENT_MAC, port: 0 }]);
+    // Another host advertising it (it holds it): a duplicate, and not a neighbour.
+    let mut f = nd(icmpv6::NEIGHBOR_ADVERTISEMENT, RS2_MAC, lip(), a("ff02::1"), lip(), icmpv6::OPT_TARGET_LL);
+    assert_eq!(p.process(&mut f, 0, Millis(3)), Verdict::Consumed);
+    assert_eq!(p.take_neigh_events().collect::<Vec<_>>(), vec![NeighEvent::Duplicate { ip: lip(), mac: RS2_MAC, port: 0 }]);
+    // The other owned addresses are answered as before.
+    let mut f = nd(icmpv6::NEIGHBOR_SOLICITATION, CLIENT_MAC, client().ip, solicited, vip().ip, icmpv6::OPT_SOURCE_LL);
+    assert_eq!(p.process(&mut f, 0, Millis(4)), Verdict::Forward { port: 0 });
+}
