@@ -198,6 +198,7 @@ fn tables() -> Arc<Tables> {
         rs_count: rs_index,
         generation: 1,
         routes,
+        vlans: Default::default(),
     })
 }
 

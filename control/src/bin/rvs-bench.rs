@@ -169,6 +169,7 @@ fn tables(positions: usize) -> Arc<Tables> {
         rs_count: N_RS as u16,
         generation: 1,
         routes: Default::default(),
+        vlans: Default::default(),
     })
 }
 
@@ -1368,6 +1369,7 @@ fn loop_tables() -> Arc<Tables> {
         rs_count: 2,
         generation: 1,
         routes: Default::default(),
+        vlans: Default::default(),
     })
 }
 

@@ -40,6 +40,7 @@ fn tables(lports: (u16, u16)) -> Arc<Tables> {
         rs_count: 2,
         generation: 1,
         routes: Default::default(),
+        vlans: Default::default(),
     })
 }
 
