@@ -117,8 +117,9 @@ struct WorkerHandle {
 pub fn run(config: Config) -> Result<(), StartError> {
     plan::check_kernel_ifaces(&config, Path::new("/sys/class/net"))?;
     let mut args = plan::eal_args(&config);
-    // The exception path: one TAP per interface, named like the interface.
-    for (i, c) in config.interfaces.iter().enumerate() {
+    // The exception path: one TAP per DPDK port, named like the interface
+    // (its 802.1Q sub-interfaces are kernel VLAN devices on that TAP).
+    for (i, c) in config.interfaces.iter().enumerate().filter(|(_, c)| c.is_port()) {
         args.push(format!("--vdev=net_tap{i},iface={}", c.name));
     }
     let eal = Eal::init(&args).map_err(|source| StartError::Eal { args: args[1..].join(" "), source })?;
@@ -130,7 +131,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     );
     let mut ports = Vec::new();
     let mut macs = Vec::new();
-    for i in &config.interfaces {
+    for i in config.interfaces.iter().filter(|i| i.is_port()) {
         let id = Port::by_name(i.dpdk_name()).map_err(|source| StartError::NoSuchPort { name: i.name.clone(), device: i.device.clone(), source })?;
         let conf = PortConfig { rx_queues: n as u16, tx_queues: n as u16, rx_desc: 1024, tx_desc: 1024 };
         let port_err = |source| StartError::Port { name: i.name.clone(), source };
@@ -142,7 +143,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     }
     let port_ids: Vec<_> = ports.iter().map(Port::id).collect();
     let mut taps = Vec::new();
-    for (i, c) in config.interfaces.iter().enumerate() {
+    for (i, c) in config.interfaces.iter().enumerate().filter(|(_, c)| c.is_port()) {
         let name = format!("net_tap{i}");
         let port_err = |source| StartError::Port { name: format!("{} (exception path {name})", c.name), source };
         let id = Port::by_name(&name).map_err(port_err)?;
@@ -155,6 +156,14 @@ pub fn run(config: Config) -> Result<(), StartError> {
         }
         eprintln!("rvsd: {}: exception path up (kernel interface {} {}/{})", c.name, c.name, c.addr, c.prefix_len);
         taps.push(tap);
+    }
+    for c in config.interfaces.iter().filter(|c| !c.is_port()) {
+        let err = |source| StartError::Socket { path: format!("exception path {}", c.name), source };
+        kernel_vlan(&config, c, &macs).map_err(err)?;
+        for r in config.routes.iter().filter(|r| r.dev == c.name) {
+            kernel_route(r, true).map_err(err)?;
+        }
+        eprintln!("rvsd: {}: 802.1Q sub-interface up (kernel interface {} {}/{})", c.name, c.name, c.addr, c.prefix_len);
     }
 
     // rings[i][j]: worker i -> worker j.
@@ -835,7 +844,8 @@ impl Control {
     }
 
     fn links(&self) -> Vec<crate::iproute::LinkView> {
-        self.ports
+        let ports = self
+            .ports
             .iter()
             .zip(&self.config.interfaces)
             .zip(&self.macs)
@@ -848,9 +858,23 @@ impl Control {
                     up: p.link_up(),
                     mtu: p.mtu().map_or(0, u32::from),
                     stats: [st.ipackets, st.ibytes, st.ierrors, st.imissed, st.rx_nombuf, st.opackets, st.obytes, st.oerrors],
+                    vlan: None,
                 }
-            })
-            .collect()
+            });
+        let mut links: Vec<_> = ports.collect();
+        for i in &self.config.interfaces {
+            let Some(v) = &i.vlan else { continue };
+            let Some(parent) = links.iter().find(|l| l.name == v.link).cloned() else { continue };
+            links.push(crate::iproute::LinkView {
+                name: i.name.clone(),
+                device: String::new(),
+                mtu: u32::from(i.mtu),
+                stats: [0; 8],
+                vlan: Some((v.link.clone(), v.id)),
+                ..parent
+            });
+        }
+        links
     }
 
     fn neigh_views(&self) -> Vec<crate::iproute::NeighView> {
@@ -1519,6 +1543,19 @@ fn configure_kernel_side(c: &crate::config::InterfaceConfig, mac: &MacAddr) -> s
         }
     }
     Ok(())
+}
+
+/// The kernel side of 802.1Q sub-interface `c`: a VLAN device on its
+/// parent's TAP (`ip link add link dpdk0 name dpdk0.100 type vlan id 100`),
+/// with the parent port's MAC and the sub-interface's addresses. Frames the
+/// kernel sends through it reach the TAP tagged and leave the port as they
+/// are; the workers punt the sub-interface's frames to the TAP tagged.
+fn kernel_vlan(config: &Config, c: &crate::config::InterfaceConfig, macs: &[MacAddr]) -> std::io::Result<()> {
+    let Some(v) = &c.vlan else { return Ok(()) };
+    let mac = config.interfaces.iter().position(|p| p.name == v.link).and_then(|p| macs.get(p)).copied().unwrap_or_default();
+    kernel_ip(&["link", "add", "link", &v.link, "name", &c.name, "type", "vlan", "id", &v.id.to_string()])?;
+    kernel_ip(&["link", "set", "dev", &c.name, "mtu", &c.mtu.to_string()])?;
+    configure_kernel_side(c, &mac)
 }
 
 /// Runs `ip ARGS` (the kernel side of the exception path).

@@ -185,6 +185,27 @@ pub struct RouteView {
     pub src: Option<IpAddr>,
 }
 
+/// Checks a new 802.1Q sub-interface `name` (VLAN `id` on `link`) against
+/// `interfaces` (for `[[interface]] link/vlan` and `link add ... type
+/// vlan`): the parent is a DPDK port (not itself a VLAN: no 802.1ad), the
+/// id is 1..=4094, and no other sub-interface of that port has it. Returns
+/// the id.
+///
+/// # Errors
+/// [`IpError::NoDevice`] for an unknown parent, [`IpError::Usage`] for a
+/// parent that is a sub-interface, [`IpError::Refused`] for a bad or taken id.
+pub fn check_vlan(interfaces: &[InterfaceConfig], name: &str, link: &str, id: i64) -> Result<u16, IpError> {
+    let Some(parent) = interfaces.iter().find(|i| i.name == link) else { return Err(IpError::NoDevice(link.into())) };
+    if let Some(v) = &parent.vlan {
+        return Err(IpError::Usage(format!("{link} is itself VLAN {} on {}: stacked VLANs (802.1ad, QinQ) are not supported; use a DPDK port as link", v.id, v.link)));
+    }
+    let id = u16::try_from(id).ok().filter(|id| (1..=dataplane::vlan::VID_MAX).contains(id)).ok_or_else(|| IpError::Refused(format!("vlan id {id} is invalid: 802.1Q ids are 1..4094")))?;
+    if let Some(other) = interfaces.iter().find(|i| i.vlan.as_ref().is_some_and(|v| v.link == link && v.id == id)) {
+        return Err(IpError::Refused(format!("VLAN {id} on {link} already exists (interface {:?}); {name:?} needs another id", other.name)));
+    }
+    Ok(id)
+}
+
 fn port_of(interfaces: &[InterfaceConfig], dev: &str) -> Option<u16> {
     interfaces.iter().position(|i| i.name == dev).and_then(|p| u16::try_from(p).ok())
 }
@@ -525,6 +546,9 @@ pub struct LinkView {
     /// Counters: rx packets, rx bytes, rx errors, rx missed, rx no-mbuf,
     /// tx packets, tx bytes, tx errors.
     pub stats: [u64; 8],
+    /// For an 802.1Q sub-interface: its parent's name and the VLAN id.
+    #[serde(default)]
+    pub vlan: Option<(String, u16)>,
 }
 
 /// An address as `addr show` prints it.
@@ -836,7 +860,11 @@ fn mac_text(m: &[u8; 6]) -> String {
 fn link_head(out: &mut String, index: usize, l: &LinkView) {
     let flags = if l.up { "BROADCAST,MULTICAST,UP,LOWER_UP" } else { "BROADCAST,MULTICAST,UP" };
     let state = if l.up { "UP" } else { "DOWN" };
-    let _ = writeln!(out, "{}: {}: <{flags}> mtu {} state {state}", index + 1, l.name, l.mtu);
+    let name = match &l.vlan {
+        Some((parent, _)) => format!("{}@{parent}", l.name),
+        None => l.name.clone(),
+    };
+    let _ = writeln!(out, "{}: {name}: <{flags}> mtu {} state {state}", index + 1, l.mtu);
     let _ = writeln!(out, "    link/ether {} brd ff:ff:ff:ff:ff:ff", mac_text(&l.mac));
 }
 
@@ -849,6 +877,12 @@ pub fn render(cmd: &Command, resp: &IpResponse) -> String {
         IpResponse::Links(links) => {
             for (n, l) in links.iter().enumerate().filter(|(_, l)| wanted(&l.name)) {
                 link_head(&mut out, n, l);
+                if let Some((_, id)) = &l.vlan {
+                    // A sub-interface has no counters of its own (its
+                    // frames are counted on its parent port).
+                    let _ = writeln!(out, "    vlan protocol 802.1Q id {id}");
+                    continue;
+                }
                 let _ = writeln!(out, "    device {}", l.device);
                 if cmd.stats {
                     let s = &l.stats;
@@ -1094,6 +1128,7 @@ mod tests {
             up: true,
             mtu: 1500,
             stats: [10, 1000, 0, 1, 2, 20, 2000, 0],
+            vlan: None,
         };
         let cmd = |request, stats| Command { request, stats, dev: None, family: None };
         let text = render(&cmd(IpRequest::LinkShow, true), &IpResponse::Links(vec![link.clone()]));
@@ -1108,6 +1143,12 @@ mod tests {
             AddrView { dev: "dpdk0".into(), addr: Ipv4Addr::new(10, 77, 0, 2).into(), len: 24, configured: true, flags: String::new() },
             AddrView { dev: "dpdk0".into(), addr: Ipv4Addr::new(10, 77, 0, 3).into(), len: 24, configured: false, flags: String::new() },
         ];
+        let sub = LinkView { name: "dpdk0.100".into(), device: String::new(), vlan: Some(("dpdk0".into(), 100)), stats: [0; 8], ..link.clone() };
+        let text = render(&cmd(IpRequest::LinkShow, true), &IpResponse::Links(vec![link.clone(), sub]));
+        assert!(
+            text.ends_with("2: dpdk0.100@dpdk0: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 state UP\n    link/ether 02:00:00:00:00:01 brd ff:ff:ff:ff:ff:ff\n    vlan protocol 802.1Q id 100\n"),
+            "{text}"
+        );
         let text = render(&cmd(IpRequest::AddrShow, false), &IpResponse::Addrs(vec![link], addrs));
         assert!(text.contains("    inet 10.77.0.2/24 brd 10.77.0.255 scope global dpdk0\n    inet 10.77.0.3/24 brd 10.77.0.255 scope global secondary dpdk0\n"), "{text}");
         let n = vec![
@@ -1176,7 +1217,7 @@ mod tests {
         assert_eq!(t.v6.next_hop(v6("fd81::9")), Some((0, v6("fd81::9"))));
         let mut views = addr_views(&c);
         views[2].flags = "dadfailed tentative".into();
-        let link = LinkView { name: "dpdk0".into(), device: String::new(), mac: [2, 0, 0, 0, 0, 1], up: true, mtu: 1500, stats: [0; 8] };
+        let link = LinkView { name: "dpdk0".into(), device: String::new(), mac: [2, 0, 0, 0, 0, 1], up: true, mtu: 1500, stats: [0; 8], vlan: None };
         let addrs = IpResponse::Addrs(vec![link], views);
         let text = render(&parse(&words("addr show")).unwrap(), &addrs);
         assert!(text.contains("    inet 10.77.0.2/24 brd 10.77.0.255 scope global dpdk0\n    inet6 fd77::2/64 scope global\n    inet6 fd77::3/64 scope global dadfailed tentative\n"), "{text}");

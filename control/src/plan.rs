@@ -9,6 +9,7 @@ use dataplane::sched::{self, Member, MH_TABLE_SIZE_DEFAULT};
 use dataplane::addr::Addr;
 use dataplane::session::Endpoint;
 use dataplane::tables::{Interface, RealServer, Service, Tables};
+use dataplane::vlan::{Vlan, VlanMap};
 use dataplane::wire::MacAddr;
 
 use crate::config::{Config, ServiceConfig, ServiceOptions};
@@ -44,7 +45,7 @@ pub fn eal_args(config: &Config) -> Vec<String> {
     if d.no_pci {
         a.push("--no-pci".into());
     }
-    for i in &config.interfaces {
+    for i in config.interfaces.iter().filter(|i| i.is_port()) {
         if i.is_vdev() {
             a.push(format!("--vdev={}", i.eal_device(config.dataplane.worker_lcores.len())));
         } else {
@@ -149,13 +150,15 @@ impl Registry {
 /// numbering through `registry`, stamped with `generation`.
 #[must_use]
 pub fn tables(config: &Config, macs: &[MacAddr], registry: &mut Registry, generation: u64) -> Tables {
+    let vlans = vlans(config);
     let interfaces = config
         .interfaces
         .iter()
         .enumerate()
         .map(|(i, c)| Interface {
             port: i as u16,
-            mac: macs.get(i).copied().unwrap_or_default(),
+            // A sub-interface has its parent port's MAC, as in Linux.
+            mac: macs.get(vlans.vlan_of(i as u16).map_or(i, |v| usize::from(v.parent))).copied().unwrap_or_default(),
             addr: c.addr.octets(),
             prefix_len: c.prefix_len,
             gateway: c.gateway.map(|g| g.octets()),
@@ -173,7 +176,18 @@ pub fn tables(config: &Config, macs: &[MacAddr], registry: &mut Registry, genera
         generation,
         routes: crate::iproute::routes(config),
         tentative: Vec::new(),
+        vlans,
     }
+}
+
+/// The 802.1Q sub-interfaces of `config` as logical ports of their parents.
+#[must_use]
+pub fn vlans(config: &Config) -> VlanMap {
+    let pos = |name: &str| config.interfaces.iter().position(|i| i.name == name).and_then(|p| u16::try_from(p).ok());
+    VlanMap::new(config.interfaces.iter().enumerate().filter_map(|(i, c)| {
+        let v = c.vlan.as_ref()?;
+        Some(Vlan { port: u16::try_from(i).ok()?, parent: pos(&v.link)?, vid: v.id })
+    }))
 }
 
 /// One service of the snapshot, with its scheduler's table built here, on
@@ -240,6 +254,24 @@ mod tests {
         assert_eq!(t.services[0].servers[1].addr, Endpoint::new([10, 77, 0, 12], 80));
         assert_eq!(t.services[0].servers[1].index, 1);
         assert_eq!(t.lport_range, (1025, 65535));
+    }
+
+    #[test]
+    fn vlan_sub_interfaces_are_logical_ports_of_their_parent() {
+        let text = include_str!("../../config/lab.toml").replace(
+            "[[service]]",
+            "[[interface]]\nname = \"dpdk0.100\"\nlink = \"dpdk0\"\nvlan = 100\naddress = \"10.78.0.2/24\"\n\n[[service]]",
+        );
+        let cfg = config::parse(Path::new("vlan.toml"), &text).unwrap();
+        let a = eal_args(&cfg).join(" ");
+        assert_eq!(a.matches("--vdev").count(), 1, "a sub-interface is no EAL device: {a}");
+        let t = tables(&cfg, &[[2, 0, 0, 0, 0, 1]], &mut Registry::default(), 1);
+        assert_eq!(t.interfaces.len(), 2);
+        assert_eq!((t.interfaces[1].port, t.interfaces[1].mac, t.interfaces[1].addr), (1, [2, 0, 0, 0, 0, 1], [10, 78, 0, 2]));
+        assert_eq!(t.vlans.port_of(0, 100), Some(1));
+        assert_eq!(dataplane::vlan::egress(1, &t.vlans), Some((0, 100)));
+        assert_eq!(t.next_hop(Addr::v4([10, 78, 0, 11])), Some((1, Addr::v4([10, 78, 0, 11]))), "its connected subnet");
+        assert!(t.is_interface_addr(Addr::v4([10, 78, 0, 2])));
     }
 
     #[test]

@@ -98,6 +98,7 @@ fn bench_pipeline(c: &mut Criterion) {
         generation: 1,
         routes: Default::default(),
         tentative: Vec::new(),
+        vlans: Default::default(),
     });
     let neigh = Arc::new(NeighMap::new(vec![NeighEntry { ip: [10, 77, 0, 11].into(), mac: [2, 0, 0, 0, 0, 0x11], port: 0 }]));
     let mut p = Pipeline::new(tables, neigh, 65536, 1, 0, 1);

@@ -24,6 +24,7 @@ pub mod session;
 pub mod stats;
 pub mod tables;
 pub mod time;
+pub mod vlan;
 pub mod wire;
 #[cfg(feature = "dpdk")]
 pub mod worker;

@@ -50,11 +50,14 @@ pub enum DropReason {
     TooBig,
     /// No room in front of the frame for an encapsulation header.
     NoHeadroom,
+    /// An 802.1Q-tagged frame whose VLAN id has no sub-interface on the
+    /// port it arrived on (or a tag with no header after it).
+    UnknownVlan,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 19;
+    pub const COUNT: usize = 20;
 
     /// All reasons, in discriminant order.
     pub const ALL: [Self; Self::COUNT] = [
@@ -77,6 +80,7 @@ impl DropReason {
         Self::PuntFull,
         Self::TooBig,
         Self::NoHeadroom,
+        Self::UnknownVlan,
     ];
 
     /// Stable snake_case name (metrics label, listings).
@@ -102,6 +106,7 @@ impl DropReason {
             Self::PuntFull => "punt_full",
             Self::TooBig => "too_big",
             Self::NoHeadroom => "no_headroom",
+            Self::UnknownVlan => "unknown_vlan",
         }
     }
 }

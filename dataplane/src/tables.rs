@@ -8,12 +8,14 @@
 use crate::route::Routes;
 use crate::sched::{SchedFlags, SchedKind, SchedTable};
 use crate::session::{Addr, Endpoint, Timeouts};
+use crate::vlan::VlanMap;
 use crate::wire::MacAddr;
 
-/// A DPDK port as the pipeline sees it.
+/// A DPDK port, or an 802.1Q sub-interface of one, as the pipeline sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Interface {
-    /// Position of the port in the worker's port list.
+    /// Position of the port in the worker's port list; sub-interfaces
+    /// (logical ports, see [`crate::vlan`]) come after the physical ports.
     pub port: u16,
     /// The port's MAC address.
     pub mac: MacAddr,
@@ -188,6 +190,9 @@ pub struct Tables {
     /// duplicate (`ip addr`'s "tentative", "dadfailed"): owned, but neither
     /// answered for in neighbour discovery nor announced. Set by control.
     pub tentative: Vec<Addr>,
+    /// 802.1Q sub-interfaces: which interfaces after the physical ports are
+    /// VLANs of which port (empty without any; see [`crate::vlan`]).
+    pub vlans: VlanMap,
 }
 
 impl Tables {
@@ -290,6 +295,7 @@ mod tests {
             generation: 1,
             routes: Routes::default(),
             tentative: Vec::new(),
+            vlans: VlanMap::default(),
         };
         assert_eq!(t.next_hop(Addr::v4([10, 0, 0, 9])), Some((0, Addr::v4([10, 0, 0, 9]))));
         assert_eq!(t.next_hop(Addr::v4([8, 8, 8, 8])), Some((0, Addr::v4([10, 0, 0, 1]))));
@@ -322,6 +328,7 @@ mod tests {
             generation: 1,
             routes: Routes { v4, ..Routes::default() },
             tentative: Vec::new(),
+            vlans: VlanMap::default(),
         };
         assert_eq!(t.next_hop(Addr::v4([10, 79, 0, 11])), Some((1, Addr::v4([10, 79, 0, 11]))));
         assert_eq!(t.next_hop(Addr::v4([10, 80, 0, 5])), Some((1, Addr::v4([10, 79, 0, 254]))));
@@ -353,6 +360,7 @@ mod tests {
             generation: 1,
             routes: Routes { v4, ..Routes::default() },
             tentative: Vec::new(),
+            vlans: VlanMap::default(),
         };
         assert!(t.on_link(0, Addr::v4([10, 77, 0, 11])));
         assert!(t.on_link(0, Addr::v4([10, 88, 0, 7])), "a subnet added at run time is on-link");

@@ -47,6 +47,7 @@ use crate::session::Session;
 use crate::stats::DropReason;
 use crate::tables::Tables;
 use crate::time::Millis;
+use crate::vlan;
 
 /// What a worker does when its queues are empty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -346,6 +347,12 @@ impl Worker {
             self.pipeline.counters.drop(DropReason::MultiSegment);
             return;
         }
+        // 802.1Q: the (logical) port the frame belongs to, its tag consumed.
+        let Some(port) = vlan::mbuf::ingress(&mut m, port, &self.pipeline.tables().vlans) else {
+            self.pipeline.counters.rx_packets += 1;
+            self.pipeline.counters.drop(DropReason::UnknownVlan);
+            return;
+        };
         let verdict = {
             let (room, off, len) = m.room_mut();
             let mut pkt = PacketBuf::new(room, off, len);
@@ -359,11 +366,18 @@ impl Worker {
         };
         match verdict {
             Verdict::Forward { port: out } => {
-                let out = usize::from(out);
+                let mut out = usize::from(out);
+                if out >= self.tx.len() {
+                    let Some(parent) = self.vlan_egress(&mut m, out) else { return };
+                    out = parent;
+                }
                 push_tx(&mut self.tx[out], &mut tx[out], m, &mut self.pipeline);
             }
             Verdict::Redirect { worker } => {
                 let w = usize::from(worker);
+                if usize::from(port) >= self.tx.len() {
+                    vlan::mbuf::mark(&mut m, port, &self.pipeline.tables().vlans);
+                }
                 if redir.get(w).is_some_and(MbufBatch::is_full) {
                     self.flush_redirect(w, &mut redir[w]);
                 }
@@ -373,7 +387,11 @@ impl Worker {
                 }
             }
             Verdict::Punt => {
-                let p = usize::from(port);
+                let mut p = usize::from(port);
+                if p >= punt.len() {
+                    let Some(parent) = self.vlan_egress(&mut m, p) else { return };
+                    p = parent;
+                }
                 if punt.get(p).is_some_and(MbufBatch::is_full) {
                     self.flush_punt(p, &mut punt[p]);
                 }
@@ -390,6 +408,38 @@ impl Worker {
                 }
             }
             Verdict::Consumed | Verdict::Drop(_) => {}
+        }
+    }
+
+    /// A frame for an 802.1Q sub-interface (logical `port`): tagged in-band;
+    /// the parent port it leaves by. `None` (dropped and counted) for a
+    /// port that is not a sub-interface, or without headroom for the tag.
+    #[cold]
+    fn vlan_egress(&mut self, m: &mut Mbuf, port: usize) -> Option<usize> {
+        let vlan = u16::try_from(port).ok().and_then(|p| vlan::egress(p, &self.pipeline.tables().vlans));
+        match vlan {
+            Some((parent, vid)) if vlan::mbuf::push(m, vid) => Some(usize::from(parent)),
+            Some(_) => {
+                self.pipeline.counters.drop(DropReason::NoHeadroom);
+                None
+            }
+            None => {
+                self.pipeline.counters.drop(DropReason::UnknownVlan);
+                None
+            }
+        }
+    }
+
+    /// Queues a frame the worker built itself (ARP, NS, announcements) on
+    /// `port`, tagged if `port` is a sub-interface.
+    fn send_own(&mut self, port: u16, mut m: Mbuf, tx: &mut [MbufBatch]) {
+        let mut p = usize::from(port);
+        if p >= self.tx.len() {
+            let Some(parent) = self.vlan_egress(&mut m, p) else { return };
+            p = parent;
+        }
+        if let (Some(q), Some(b)) = (self.tx.get_mut(p), tx.get_mut(p)) {
+            push_tx(q, b, m, &mut self.pipeline);
         }
     }
 
@@ -499,10 +549,7 @@ impl Worker {
         let d = m.data_mut();
         d.fill(0);
         d[..frame.len()].copy_from_slice(&frame);
-        let p = usize::from(port);
-        if let (Some(q), Some(b)) = (self.tx.get_mut(p), tx.get_mut(p)) {
-            push_tx(q, b, m, &mut self.pipeline);
-        }
+        self.send_own(port, m, tx);
     }
 
     fn send_ns(&mut self, port: u16, target: [u8; 16], source: [u8; 16], tx: &mut [MbufBatch]) {
@@ -521,10 +568,7 @@ impl Worker {
             return;
         }
         m.data_mut().copy_from_slice(frame);
-        let p = usize::from(port);
-        if let (Some(q), Some(b)) = (self.tx.get_mut(p), tx.get_mut(p)) {
-            push_tx(q, b, m, &mut self.pipeline);
-        }
+        self.send_own(port, m, tx);
     }
 
     /// Sends a gratuitous ARP or unsolicited NA for `ip` out of `port`.
@@ -550,10 +594,7 @@ impl Worker {
         let d = m.data_mut();
         d.fill(0);
         d[..frame.len()].copy_from_slice(frame);
-        let p = usize::from(port);
-        if let (Some(q), Some(b)) = (self.tx.get_mut(p), tx.get_mut(p)) {
-            push_tx(q, b, m, &mut self.pipeline);
-        }
+        self.send_own(port, m, tx);
     }
 
     fn publish(&self, polls: u64, empty_polls: u64) {

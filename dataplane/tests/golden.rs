@@ -78,6 +78,8 @@ const SEED: u64 = 42;
 /// Free bytes in front of every input frame (DPDK's default mbuf headroom
 /// is 128).
 const HEADROOM: usize = 128;
+/// Room behind the frame: an mbuf's data room is far larger than a frame.
+const TAILROOM: usize = 64;
 /// What the headroom holds before processing.
 const FILLER: u8 = 0xa5;
 
@@ -199,6 +201,7 @@ fn tables() -> Arc<Tables> {
         generation: 1,
         routes,
         tentative: Vec::new(),
+        vlans: Default::default(),
     })
 }
 
@@ -217,12 +220,13 @@ fn neighbours() -> Arc<NeighMap> {
 }
 
 /// The one call into the pipeline: `frame` in on `in_port` at `now`, with
-/// [`HEADROOM`] bytes of room in front; the verdict and the frame as it
+/// [`HEADROOM`] bytes of room in front and [`TAILROOM`] behind (as an
+/// mbuf has); the verdict and the frame as it
 /// would leave (grown into the headroom or shrunk, as the pipeline left
 /// its window).
 fn run(p: &mut Pipeline, frame: &[u8], in_port: u16, now: Millis) -> (Verdict, Vec<u8>) {
-    let mut buf = vec![FILLER; HEADROOM + frame.len()];
-    buf[HEADROOM..].copy_from_slice(frame);
+    let mut buf = vec![FILLER; HEADROOM + frame.len() + TAILROOM];
+    buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
     let mut pkt = PacketBuf::new(&mut buf, HEADROOM, frame.len());
     let verdict = p.process_buf(&mut pkt, in_port, now);
     (verdict, pkt.frame().to_vec())

@@ -15,10 +15,14 @@ servers' access logs (who they saw as the client), and the neighbour table
 Services: FULLNAT 10.78.0.100 (rs1, rs2; local address 10.79.0.200), NAT
 10.78.0.101 (rs1, rs2, whose default route is the appliance's inside address
 10.79.0.2), FULLNAT 10.78.0.102 and NAT 10.78.0.103 (rs3, behind the router,
-which routes 10.78.0.0/24 back via 10.79.0.2)."""
+which routes 10.78.0.0/24 back via 10.79.0.2).
+
+The same lab in IPv6 (fd78::/64, fd79::/64, fd80::/64) is test_two_arm_v6,
+with this module's fixture (two_arm_rvsd) and helpers."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections import Counter
 from pathlib import Path
@@ -94,11 +98,12 @@ def link_counters(text: str) -> dict[str, tuple[int, int]]:
     return out
 
 
-@pytest.fixture(scope="module")
-def two_arm(request, tmp_path_factory):
+@contextlib.contextmanager
+def two_arm_rvsd(request, tmp_path_factory, services: str):
     """`scripts/lab up --two-arm`, then rvsd on the lab's two-arm config
-    (test socket, file prefix and short timeouts) plus the NAT and rs3
-    services; always torn down."""
+    (test socket, file prefix and short timeouts) plus SERVICES; always torn
+    down, the rvsd log printed when a test failed. test_two_arm_v6 runs its
+    IPv6 services with it."""
     workdir = tmp_path_factory.mktemp("rvs-two-arm")
     socket = workdir / "rvsd.sock"
     config = workdir / "two-arm.toml"
@@ -109,7 +114,7 @@ def two_arm(request, tmp_path_factory):
     try:
         rvslab.lab("up", "--two-arm")
         text = rvslab.make_test_config(socket=socket, file_prefix="rvs-e2e", base=TWO_ARM_CONFIG)
-        config.write_text(rvslab.append_service(text, EXTRA_SERVICES))
+        config.write_text(rvslab.append_service(text, services))
         rvsd = rvslab.Rvsd(config, socket, log)
         rvsd.start()
         rvsd.wait_ready(timeout=30)
@@ -124,8 +129,16 @@ def two_arm(request, tmp_path_factory):
                 print(f"---- rvsd log ({log}, exit status {status}) ----\n{rvsd.log_text()}")
 
 
+@pytest.fixture(scope="module")
+def two_arm(request, tmp_path_factory):
+    """The two-arm lab with the NAT and rs3 services."""
+    with two_arm_rvsd(request, tmp_path_factory, EXTRA_SERVICES) as t:
+        yield t
+
+
 def curl(vip: str, max_time: float = 5):
-    return rvslab.client_curl(f"http://{vip}/", max_time=max_time)
+    """GET / of VIP (either family) from the client."""
+    return rvslab.client_curl(rvslab.http_url(vip), "-g", max_time=max_time)
 
 
 def balance(vip: str, n: int = 20) -> Counter:

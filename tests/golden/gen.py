@@ -766,13 +766,17 @@ def advertisement(target: str, to: str = CLIENT6, to_mac: str = CLIENT_MAC) -> P
     return Ether(src=LB_MAC, dst=to_mac) / IPv6(src=target, dst=to, hlim=255) / ICMPv6ND_NA(R=0, S=1, O=1, tgt=target) / ICMPv6NDOptDstLLAddr(lladdr=LB_MAC)
 
 
-@case("nd_v6", "IPv6 neighbour discovery: solicitations for owned addresses (VIP, local address, interface address) are answered in place with a solicited advertisement; others, duplicate address detection and forged hop limits are not; an advertisement is learned from (consumed)")
+@case("nd_v6", "IPv6 neighbour discovery: solicitations for owned addresses (VIP, local address, interface address) are answered in place with a solicited advertisement; a duplicate address detection probe for one is defended with an advertisement to all nodes; others and forged hop limits are not; an advertisement is learned from (consumed)")
 def _(c: Case) -> None:
     for target, what in ((VIP6, "the VIP"), (LADDR6, "the local address"), (LB_IP6, "the interface address")):
         c.step(f"multicast solicitation for {what}", solicitation(target), "forward:0", advertisement(target))
     c.step("unicast solicitation for the VIP (reachability check)", solicitation(VIP6, dst=VIP6), "forward:0", advertisement(VIP6))
     c.step("solicitation for an address the appliance does not own", solicitation("fd77::99"), "drop:arp_not_for_us")
-    c.step("duplicate address detection for the VIP (source ::, no option)", solicitation(VIP6, src="::", sllao=False), "drop:arp_not_for_us")
+    # RFC 4861 §7.2.4: a probe from :: for an address in use is answered to
+    # all nodes, not solicited, override set, with our link-layer address.
+    defence = Ether(src=LB_MAC, dst="33:33:00:00:00:01") / IPv6(src=VIP6, dst="ff02::1", hlim=255) / ICMPv6ND_NA(R=0, S=0, O=1, tgt=VIP6) / ICMPv6NDOptDstLLAddr(lladdr=LB_MAC)
+    c.step("duplicate address detection probe for the VIP (source ::, no option): defended", solicitation(VIP6, src="::", sllao=False), "forward:0", defence)
+    c.step("duplicate address detection probe for an address not owned", solicitation("fd77::99", src="::", sllao=False), "drop:arp_not_for_us")
     c.step("solicitation with hop limit 64 (not from the link)", solicitation(VIP6, hlim=64), "drop:malformed")
     bad = solicitation(VIP6)
     bad[ICMPv6ND_NS].cksum = 0x1234

@@ -170,6 +170,7 @@ fn tables(positions: usize) -> Arc<Tables> {
         generation: 1,
         routes: Default::default(),
         tentative: Vec::new(),
+        vlans: Default::default(),
     })
 }
 
@@ -1370,6 +1371,7 @@ fn loop_tables() -> Arc<Tables> {
         generation: 1,
         routes: Default::default(),
         tentative: Vec::new(),
+        vlans: Default::default(),
     })
 }
 

@@ -108,11 +108,32 @@ pub struct InterfaceConfig {
     pub addr6: Option<(Ipv6Addr, u8)>,
     /// IPv6 default gateway through this interface (`gateway6`).
     pub gateway6: Option<Ipv6Addr>,
-    /// Largest IP packet the link carries (default 1500).
+    /// Largest IP packet the link carries (default 1500; a sub-interface's
+    /// default is its parent's).
     pub mtu: u16,
+    /// For an 802.1Q sub-interface (`link`, `vlan`): its parent and VLAN
+    /// id. Such an interface has no `device`, and comes after every DPDK
+    /// port in [`Config::interfaces`].
+    pub vlan: Option<VlanConfig>,
+}
+
+/// The 802.1Q side of a sub-interface (`ip link add link dpdk0 name
+/// dpdk0.100 type vlan id 100`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VlanConfig {
+    /// The parent interface's name (a DPDK port).
+    pub link: String,
+    /// The VLAN id, 1..=4094.
+    pub id: u16,
 }
 
 impl InterfaceConfig {
+    /// True for a DPDK port, false for an 802.1Q sub-interface.
+    #[must_use]
+    pub fn is_port(&self) -> bool {
+        self.vlan.is_none()
+    }
+
     /// The ethdev name DPDK gives the device (`net_af_packet0`, or the PCI address).
     #[must_use]
     pub fn dpdk_name(&self) -> &str {

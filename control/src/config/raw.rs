@@ -84,7 +84,15 @@ pub(super) struct RawControl {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawInterface {
     pub name: Spanned<String>,
-    pub device: Spanned<String>,
+    /// A DPDK port's device; absent for an 802.1Q sub-interface.
+    #[serde(default)]
+    pub device: Option<Spanned<String>>,
+    /// An 802.1Q sub-interface's parent interface (with `vlan`).
+    #[serde(default)]
+    pub link: Option<Spanned<String>>,
+    /// An 802.1Q sub-interface's VLAN id (with `link`).
+    #[serde(default)]
+    pub vlan: Option<Spanned<i64>>,
     pub address: Spanned<String>,
     pub gateway: Option<Spanned<String>>,
     #[serde(default)]

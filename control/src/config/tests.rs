@@ -268,3 +268,61 @@ fn ipv6_mistakes_name_their_line() {
     let c = parse(Path::new("x.toml"), &lab_v6(&mask("128"))).unwrap();
     assert_eq!(c.service_options(c.services[1].vip, 6).and_then(|o| o.persistence).map(|p| p.timeout_secs), Some(60));
 }
+
+/// The lab config with `extra` interfaces: `(name, link, vlan)` stanzas, plus free text.
+fn lab_with_vlan(stanza: &str) -> String {
+    LAB.replacen("[[service]]\n", &format!("{stanza}\n[[service]]\n"), 1)
+}
+
+#[test]
+fn vlan_sub_interfaces_follow_the_ports() {
+    // Declared before its parent in the file: still numbered after every port.
+    let text = LAB.replacen(
+        "[[interface]]\n",
+        "[[interface]]\nname = \"dpdk0.100\"\nlink = \"dpdk0\"\nvlan = 100\naddress = \"10.78.0.2/24\"\naddress6 = \"fd78::2/64\"\n\n[[interface]]\n",
+        1,
+    );
+    let c = parse(Path::new("v.toml"), &text).unwrap();
+    assert_eq!(c.interfaces.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["dpdk0", "dpdk0.100"]);
+    let v = &c.interfaces[1];
+    assert_eq!(v.vlan, Some(VlanConfig { link: "dpdk0".into(), id: 100 }));
+    assert!(!v.is_port() && c.interfaces[0].is_port());
+    assert_eq!((v.device.as_str(), v.mtu, v.addr), ("", 1500, Ipv4Addr::new(10, 78, 0, 2)));
+    // A static route through it.
+    let routed = lab_with_vlan("[[interface]]\nname = \"dpdk0.100\"\nlink = \"dpdk0\"\nvlan = 100\naddress = \"10.78.0.2/24\"\n\n[[route]]\ndestination = \"10.90.0.0/16\"\nvia = \"10.78.0.254\"\n");
+    let c = parse(Path::new("v.toml"), &routed).unwrap();
+    assert_eq!(c.routes[0].dev, "dpdk0.100");
+}
+
+#[test]
+fn bad_vlan_sub_interfaces_are_refused_at_their_line() {
+    let vlan = |link: &str, id: &str, more: &str| format!("[[interface]]\nname = \"v\"\nlink = \"{link}\"\nvlan = {id}\naddress = \"10.78.0.2/24\"\n{more}");
+    let two = format!("{}\n[[interface]]\nname = \"w\"\nlink = \"dpdk0\"\nvlan = 100\naddress = \"10.79.0.2/24\"\n", vlan("dpdk0", "100", ""));
+    for (stanza, line_has, want) in [
+        (vlan("dpdk0", "0", ""), "vlan = 0", "vlan id 0 is invalid: 802.1Q ids are 1..4094"),
+        (vlan("dpdk0", "4095", ""), "vlan = 4095", "vlan id 4095 is invalid"),
+        (vlan("dpdk9", "100", ""), "link = \"dpdk9\"", "Cannot find device \"dpdk9\""),
+        (two, "vlan = 100\naddress = \"10.79", "VLAN 100 on dpdk0 already exists (interface \"v\")"),
+        (vlan("dpdk0", "100", "mtu = 9000\n"), "mtu = 9000", "mtu 9000 is larger than its link dpdk0's mtu 1500"),
+        (
+            format!("{}\n[[interface]]\nname = \"q\"\nlink = \"v\"\nvlan = 5\naddress = \"10.79.0.2/24\"\n", vlan("dpdk0", "100", "")),
+            "link = \"v\"",
+            "stacked VLANs (802.1ad, QinQ) are not supported",
+        ),
+        ("[[interface]]\nname = \"v\"\nlink = \"dpdk0\"\naddress = \"10.78.0.2/24\"\n".into(), "link = \"dpdk0\"", "link needs vlan"),
+        ("[[interface]]\nname = \"v\"\nvlan = 7\naddress = \"10.78.0.2/24\"\n".into(), "vlan = 7", "vlan needs link"),
+        ("[[interface]]\nname = \"v\"\naddress = \"10.78.0.2/24\"\n".into(), "name = \"v\"", "needs a device (a DPDK port) or link and vlan"),
+        (
+            "[[interface]]\nname = \"v\"\ndevice = \"net_af_packet1,iface=lb1\"\nlink = \"dpdk0\"\nvlan = 7\naddress = \"10.78.0.2/24\"\n".into(),
+            "link = \"dpdk0\"\nvlan = 7",
+            "has both device and link",
+        ),
+    ] {
+        let text = lab_with_vlan(&stanza);
+        let e = err(&text);
+        let line = text[..text.find(line_has).unwrap()].matches('\n').count() + 1;
+        assert_eq!(e.at.map(|a| a.0), Some(line), "{stanza}: {e}");
+        assert!(e.reason.contains(want), "{stanza}: {e}");
+        assert!(e.to_string().starts_with(&format!("x.toml:{line}:")), "{e}");
+    }
+}

@@ -11,7 +11,7 @@ use toml::Spanned;
 use super::raw::{RawConfig, RawTimeouts};
 use super::{
     check_laddr_family, check_server_family, check_forward, check_mh_table_size, check_netmask6, check_ops, check_netmask, check_thresholds, line_col, parse_forward, Config, ConfigError, DataplaneConfig, DpdkConfig, Forward, IdlePolicy,
-    InterfaceConfig, Persistence, RealServerConfig, ServiceConfig, ServiceOptions, Thresholds,
+    InterfaceConfig, Persistence, VlanConfig, RealServerConfig, ServiceConfig, ServiceOptions, Thresholds,
 };
 
 struct Ctx<'a> {
@@ -87,13 +87,14 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
     }
     let mut interfaces = Vec::new();
     let mut names = HashSet::new();
-    for i in &raw.interface {
+    // Ports first, in file order, then their 802.1Q sub-interfaces (which
+    // are logical ports numbered after the physical ones).
+    let (ports, vlans): (Vec<_>, Vec<_>) = raw.interface.iter().partition(|i| i.link.is_none() && i.vlan.is_none());
+    for i in ports.into_iter().chain(vlans) {
         if !names.insert(i.name.get_ref().clone()) {
             return Err(cx.at(&i.name, format!("interface {:?} defined twice", i.name.get_ref())));
         }
-        if i.device.get_ref().trim().is_empty() {
-            return Err(cx.at(&i.device, "device is empty"));
-        }
+        let vlan = interface_kind(&cx, i, &interfaces)?;
         let (addr, prefix_len) = parse_cidr(i.address.get_ref())
             .ok_or_else(|| cx.at(&i.address, format!("address must be IPv4/PREFIX like \"10.0.0.2/24\", not {:?}", i.address.get_ref())))?;
         let gateway = match &i.gateway {
@@ -122,18 +123,32 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
                 Some(gw)
             }
         };
+        // A sub-interface carries at most its parent's MTU (the tag is not
+        // part of it), and by default exactly that.
+        let parent_mtu = vlan.as_ref().and_then(|v| interfaces.iter().find(|p: &&InterfaceConfig| p.name == v.link)).map(|p| p.mtu);
         let mtu = match &i.mtu {
-            None => 1500,
-            Some(m) => u16::try_from(*m.get_ref()).ok().filter(|m| (576..=9216).contains(m)).ok_or_else(|| cx.at(m, format!("mtu must be 576..9216, not {}", m.get_ref())))?,
-        };
-        let ic = InterfaceConfig { name: i.name.get_ref().clone(), device: i.device.get_ref().trim().to_string(), addr, prefix_len, gateway, addr6, gateway6, mtu };
-        if let Some(q) = ic.devarg("qpairs") {
-            if q.parse::<usize>().ok() != Some(worker_lcores.len()) {
-                return Err(cx.at(&i.device, format!("device has qpairs={q} but there are {} workers: each worker needs its own queue pair", worker_lcores.len())));
+            None => parent_mtu.unwrap_or(1500),
+            Some(m) => {
+                let mtu = u16::try_from(*m.get_ref()).ok().filter(|m| (576..=9216).contains(m)).ok_or_else(|| cx.at(m, format!("mtu must be 576..9216, not {}", m.get_ref())))?;
+                if let (Some(pm), Some(v)) = (parent_mtu, &vlan) {
+                    if mtu > pm {
+                        return Err(cx.at(m, format!("mtu {mtu} is larger than its link {}'s mtu {pm}", v.link)));
+                    }
+                }
+                mtu
             }
-        }
-        if raw.dpdk.no_pci && !ic.is_vdev() {
-            return Err(cx.at(&i.device, format!("device {:?} is a PCI device but [dpdk] no_pci = true", ic.device)));
+        };
+        let device = i.device.as_ref().map(|d| d.get_ref().trim().to_string()).unwrap_or_default();
+        let ic = InterfaceConfig { name: i.name.get_ref().clone(), device, addr, prefix_len, gateway, addr6, gateway6, mtu, vlan };
+        if let Some(d) = &i.device {
+            if let Some(q) = ic.devarg("qpairs") {
+                if q.parse::<usize>().ok() != Some(worker_lcores.len()) {
+                    return Err(cx.at(d, format!("device has qpairs={q} but there are {} workers: each worker needs its own queue pair", worker_lcores.len())));
+                }
+            }
+            if raw.dpdk.no_pci && !ic.is_vdev() {
+                return Err(cx.at(d, format!("device {:?} is a PCI device but [dpdk] no_pci = true", ic.device)));
+            }
         }
         interfaces.push(ic);
     }
@@ -435,4 +450,31 @@ fn parse_range(s: &str) -> Option<(u16, u16)> {
     let (a, b) = s.split_once('-')?;
     let (a, b): (u16, u16) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
     (a >= 1 && a <= b).then_some((a, b))
+}
+
+/// What kind of interface `i` is: a DPDK port (`device`; `None`) or an
+/// 802.1Q sub-interface (`link` and `vlan`) of a port among `ports` (the
+/// interfaces validated so far: every port comes before any sub-interface).
+fn interface_kind(cx: &Ctx<'_>, i: &super::raw::RawInterface, ports: &[InterfaceConfig]) -> Result<Option<VlanConfig>, ConfigError> {
+    let name = i.name.get_ref();
+    match (&i.device, &i.link, &i.vlan) {
+        (Some(d), None, None) => {
+            if d.get_ref().trim().is_empty() {
+                return Err(cx.at(d, "device is empty"));
+            }
+            Ok(None)
+        }
+        (None, None, None) => Err(cx.at(&i.name, format!("interface {name:?} needs a device (a DPDK port) or link and vlan (an 802.1Q sub-interface of one)"))),
+        (Some(_), Some(l), _) => Err(cx.at(l, format!("interface {name:?} has both device and link: a DPDK port has a device, an 802.1Q sub-interface a link and a vlan"))),
+        (Some(_), None, Some(v)) => Err(cx.at(v, format!("interface {name:?} has both device and vlan: a DPDK port has a device, an 802.1Q sub-interface a link and a vlan"))),
+        (None, None, Some(v)) => Err(cx.at(v, format!("interface {name:?}: vlan needs link (the parent interface)"))),
+        (None, Some(l), None) => Err(cx.at(l, format!("interface {name:?}: link needs vlan (the 802.1Q VLAN id)"))),
+        (None, Some(l), Some(v)) => {
+            let id = crate::iproute::check_vlan(ports, name, l.get_ref(), *v.get_ref()).map_err(|e| match e {
+                crate::iproute::IpError::NoDevice(_) | crate::iproute::IpError::Usage(_) => cx.at(l, e.to_string()),
+                _ => cx.at(v, e.to_string()),
+            })?;
+            Ok(Some(VlanConfig { link: l.get_ref().clone(), id }))
+        }
+    }
 }

@@ -197,6 +197,29 @@ impl Mbuf {
         self.hdr().ol_flags
     }
 
+    /// The VLAN tag a PMD stripped into the metadata
+    /// (`RTE_MBUF_F_RX_VLAN_STRIPPED`, `vlan_tci`), taken: the flag is
+    /// cleared so the tag is consumed once. `None` (and nothing written) for
+    /// a frame whose tag, if any, is in-band.
+    #[inline]
+    pub fn take_vlan_stripped(&mut self) -> Option<u16> {
+        if self.hdr().ol_flags & sys::RTE_MBUF_F_RX_VLAN_STRIPPED == 0 {
+            return None;
+        }
+        let h = self.hdr_mut();
+        h.ol_flags &= !sys::RTE_MBUF_F_RX_VLAN_STRIPPED;
+        Some(h.vlan_tci)
+    }
+
+    /// Records `tci` as a VLAN tag stripped into the metadata (what
+    /// [`Mbuf::take_vlan_stripped`] reads back).
+    #[inline]
+    pub fn set_vlan_stripped(&mut self, tci: u16) {
+        let h = self.hdr_mut();
+        h.vlan_tci = tci;
+        h.ol_flags |= sys::RTE_MBUF_F_RX_VLAN | sys::RTE_MBUF_F_RX_VLAN_STRIPPED;
+    }
+
     /// The NIC's RSS hash, if the PMD provided one.
     #[inline]
     #[must_use]
@@ -362,6 +385,25 @@ mod tests {
         assert_eq!(m.data(), &[2, 3, 4]);
         assert!(!m.adj(4));
         assert_eq!(m.pkt_len(), 3);
+        let _ = m.into_raw();
+    }
+
+    #[test]
+    fn vlan_metadata_is_taken_once() {
+        let mut m = fake::mbuf(256, 128, 60);
+        assert_eq!(m.take_vlan_stripped(), None);
+        m.set_vlan_stripped(100);
+        assert_eq!(m.take_vlan_stripped(), Some(100));
+        assert_eq!(m.take_vlan_stripped(), None, "consumed");
+        // Tag in the metadata, then in-band through the worker's helpers.
+        let map = crate::vlan::VlanMap::new([crate::vlan::Vlan { port: 1, parent: 0, vid: 100 }]);
+        m.set_vlan_stripped(100);
+        assert_eq!(crate::vlan::mbuf::ingress(&mut m, 0, &map), Some(1));
+        assert_eq!(m.len(), 60);
+        assert!(crate::vlan::mbuf::push(&mut m, 100));
+        assert_eq!((m.len(), crate::vlan::tci(m.data())), (64, Some(100)));
+        assert_eq!(crate::vlan::mbuf::ingress(&mut m, 0, &map), Some(1));
+        assert_eq!((m.len(), m.headroom()), (60, 128));
         let _ = m.into_raw();
     }
 

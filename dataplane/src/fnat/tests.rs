@@ -41,6 +41,7 @@ fn tables(lports: (u16, u16)) -> Arc<Tables> {
         generation: 1,
         routes: Default::default(),
         tentative: Vec::new(),
+        vlans: Default::default(),
     })
 }
 
