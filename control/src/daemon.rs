@@ -951,11 +951,27 @@ impl Control {
         if let Some((what, _)) = fixed.iter().find(|(_, changed)| *changed) {
             return Response::Error(format!("{}: {what} cannot change at run time (restart rvsd to apply it)", new.path.display()));
         }
+        let servers = |c: &Config| -> std::collections::HashSet<(SocketAddr, u8, SocketAddr)> {
+            c.services.iter().flat_map(|s| s.real_servers.iter().map(move |r| (s.vip, s.proto, r.addr))).collect()
+        };
+        let (before, after) = (servers(&self.config), servers(&new));
         self.config.services = new.services;
         self.config.timeouts = new.timeouts;
         self.config.service_options = new.service_options;
         self.config.health = new.health;
         self.publish_tables();
+        // A server the file adds back starts its --stats from zero, as
+        // `rvsadm -a` does (unless connections it had still run).
+        let readded: Vec<_> = after.difference(&before).filter_map(|&(v, p, r)| Some((self.registry.server_index(v, p, r)?, v, p, r))).collect();
+        if !readded.is_empty() {
+            self.refresh();
+            for (i, vip, proto, rs) in readded {
+                let held = self.server_totals(vip, proto, rs);
+                if held.active + held.inactive == 0 {
+                    self.zero_server(i, vip, proto, rs);
+                }
+            }
+        }
         Response::Ok
     }
 

@@ -108,11 +108,16 @@ def test_reload_applies_a_good_file_and_refuses_a_bad_one(lab):
         cut = next(i for i, l in enumerate(lines) if l.startswith('address = "10.77.0.12:80"'))
         good = "".join(lines[:cut - 1] + lines[cut + 2:])
         assert 'address = "10.77.0.12' not in good
+        assert "rs2" in answers(), "rs2 served before it is removed"
+        assert stats_rows(lab, "--stats")["-> 10.77.0.12:80"][0] > 0
         lab.config.write_text(good)
         lab.rvsadm("--reload")
         servers = rvslab.parse_services(lab.rvsadm("-L", "-n").stdout)[0].servers
         assert [s.address for s in servers] == ["10.77.0.11:80"]
         assert answers() == {"rs1"}
+        # rs2's finished connections leave the table (2 s close timeouts).
+        rvslab.wait_until("rs2's sessions to expire", lambda: not [
+            c for c in rvslab.parse_connections(lab.rvsadm("-L", "-n", "-c").stdout) if c.destination == "10.77.0.12:80"], timeout=15)
         # SIGHUP does the same from the original file.
         lab.config.write_text(original)
         os.kill(lab.rvsd.proc.pid, signal.SIGHUP)
@@ -122,6 +127,8 @@ def test_reload_applies_a_good_file_and_refuses_a_bad_one(lab):
             return True
         rvslab.wait_until("SIGHUP reload", back, timeout=5)
         assert "SIGHUP: reloaded" in lab.rvsd.log_text()
+        # Added back by the file, rs2 counts from zero, as after `-a`.
+        assert stats_rows(lab, "--stats")["-> 10.77.0.12:80"] == [0] * 5
     finally:
         lab.config.write_text(original)
 
