@@ -117,9 +117,11 @@ struct WorkerHandle {
 pub fn run(config: Config) -> Result<(), StartError> {
     plan::check_kernel_ifaces(&config, Path::new("/sys/class/net"))?;
     let mut args = plan::eal_args(&config);
-    // The exception path: one TAP per DPDK port, named like the interface
-    // (its 802.1Q sub-interfaces are kernel VLAN devices on that TAP).
-    for (i, c) in config.interfaces.iter().enumerate().filter(|(_, c)| c.is_port()) {
+    // The exception path: one TAP per interface, named like the interface,
+    // 802.1Q sub-interfaces included (the workers take their tag off before
+    // punting and put it on what the kernel sends; no kernel VLAN support
+    // needed, as DPVS gives each VLAN device its own KNI).
+    for (i, c) in config.interfaces.iter().enumerate() {
         args.push(format!("--vdev=net_tap{i},iface={}", c.name));
     }
     let eal = Eal::init(&args).map_err(|source| StartError::Eal { args: args[1..].join(" "), source })?;
@@ -143,27 +145,21 @@ pub fn run(config: Config) -> Result<(), StartError> {
     }
     let port_ids: Vec<_> = ports.iter().map(Port::id).collect();
     let mut taps = Vec::new();
-    for (i, c) in config.interfaces.iter().enumerate().filter(|(_, c)| c.is_port()) {
+    for (i, c) in config.interfaces.iter().enumerate() {
         let name = format!("net_tap{i}");
         let port_err = |source| StartError::Port { name: format!("{} (exception path {name})", c.name), source };
         let id = Port::by_name(&name).map_err(port_err)?;
         let conf = PortConfig { rx_queues: n as u16, tx_queues: n as u16, rx_desc: 512, tx_desc: 512 };
         let mut tap = Port::configure(id, &conf, &pool).map_err(port_err)?;
         tap.start().map_err(port_err)?;
-        configure_kernel_side(c, &macs[i]).map_err(|source| StartError::Socket { path: format!("exception path {}", c.name), source })?;
+        // A sub-interface has its parent port's MAC.
+        let mac = plan::vlans(&config).vlan_of(i as u16).map_or(i, |v| usize::from(v.parent));
+        configure_kernel_side(c, &macs[mac]).map_err(|source| StartError::Socket { path: format!("exception path {}", c.name), source })?;
         for r in config.routes.iter().filter(|r| r.dev == c.name) {
             kernel_route(r, true).map_err(|source| StartError::Socket { path: format!("exception path {}", c.name), source })?;
         }
         eprintln!("rvsd: {}: exception path up (kernel interface {} {}/{})", c.name, c.name, c.addr, c.prefix_len);
         taps.push(tap);
-    }
-    for c in config.interfaces.iter().filter(|c| !c.is_port()) {
-        let err = |source| StartError::Socket { path: format!("exception path {}", c.name), source };
-        kernel_vlan(&config, c, &macs).map_err(err)?;
-        for r in config.routes.iter().filter(|r| r.dev == c.name) {
-            kernel_route(r, true).map_err(err)?;
-        }
-        eprintln!("rvsd: {}: 802.1Q sub-interface up (kernel interface {} {}/{})", c.name, c.name, c.addr, c.prefix_len);
     }
 
     // rings[i][j]: worker i -> worker j.
@@ -201,10 +197,14 @@ pub fn run(config: Config) -> Result<(), StartError> {
         let mut tx = Vec::new();
         let mut tap_rx = Vec::new();
         let mut tap_tx = Vec::new();
-        for ((p, t), i) in ports.iter().zip(&taps).zip(&config.interfaces) {
+        for (p, i) in ports.iter().zip(&config.interfaces) {
             let port_err = |source| StartError::Port { name: i.name.clone(), source };
             rx.push(p.rx_queue(q).map_err(port_err)?);
             tx.push(p.tx_queue(q).map_err(port_err)?);
+        }
+        // Every interface's TAP, sub-interfaces' after the ports'.
+        for (t, i) in taps.iter().zip(&config.interfaces) {
+            let port_err = |source| StartError::Port { name: i.name.clone(), source };
             tap_rx.push(Some(t.rx_queue(q).map_err(port_err)?));
             tap_tx.push(Some(t.tx_queue(q).map_err(port_err)?));
         }
@@ -1559,19 +1559,6 @@ fn configure_kernel_side(c: &crate::config::InterfaceConfig, mac: &MacAddr) -> s
         }
     }
     Ok(())
-}
-
-/// The kernel side of 802.1Q sub-interface `c`: a VLAN device on its
-/// parent's TAP (`ip link add link dpdk0 name dpdk0.100 type vlan id 100`),
-/// with the parent port's MAC and the sub-interface's addresses. Frames the
-/// kernel sends through it reach the TAP tagged and leave the port as they
-/// are; the workers punt the sub-interface's frames to the TAP tagged.
-fn kernel_vlan(config: &Config, c: &crate::config::InterfaceConfig, macs: &[MacAddr]) -> std::io::Result<()> {
-    let Some(v) = &c.vlan else { return Ok(()) };
-    let mac = config.interfaces.iter().position(|p| p.name == v.link).and_then(|p| macs.get(p)).copied().unwrap_or_default();
-    kernel_ip(&["link", "add", "link", &v.link, "name", &c.name, "type", "vlan", "id", &v.id.to_string()])?;
-    kernel_ip(&["link", "set", "dev", &c.name, "mtu", &c.mtu.to_string()])?;
-    configure_kernel_side(c, &mac)
 }
 
 /// Runs `ip ARGS` (the kernel side of the exception path).

@@ -28,9 +28,14 @@
 //! the 4 bytes come out of the mbuf's headroom and only the 12 bytes of MAC
 //! addresses move. A priority tag (VLAN id 0) belongs to the port itself.
 //!
-//! The [`VlanMap`] is part of the published snapshot (VLANs come and go with
-//! `rvsadm link add|del`); lookups are a binary search over a few entries,
-//! for tagged frames only. Nothing here allocates after construction.
+//! The exception path gives each sub-interface a TAP of its own (named like
+//! it, untagged): the worker punts a sub-interface's frames there after the
+//! tag came off, and tags what the kernel sends through it on the way out
+//! of the parent port, so the host needs no kernel 802.1Q support.
+//!
+//! The [`VlanMap`] is part of the published snapshot; lookups are a binary
+//! search over a few entries, for tagged frames only. Nothing here
+//! allocates after construction.
 
 use crate::packet::PacketBuf;
 

@@ -217,7 +217,8 @@ pub struct Worker {
     /// DPDK id of each port, in port order.
     pub port_ids: Vec<PortId>,
     /// This worker's RX queue on each port's exception-path TAP (frames the
-    /// kernel sends out through that port), if the port has one.
+    /// kernel sends out through that port), if the port has one; then those
+    /// of the 802.1Q sub-interfaces' TAPs, in logical port order.
     pub tap_rx: Vec<Option<RxQueue>>,
     /// This worker's TX queue on each port's TAP (frames punted to the kernel).
     pub tap_tx: Vec<Option<TxQueue>>,
@@ -271,12 +272,18 @@ impl Worker {
                 }
             }
             // Kernel -> wire: frames the exception path's kernel side sends
-            // leave through the port as they are.
-            for (port, batch) in tx.iter_mut().enumerate().take(self.tap_rx.len()) {
+            // leave through the port as they are (a sub-interface's tagged,
+            // out of its parent port).
+            for port in 0..self.tap_rx.len() {
                 let Some(q) = self.tap_rx[port].as_mut() else { continue };
                 got += q.rx_burst(&mut rx);
-                for m in rx.drain() {
-                    push_tx(&mut self.tx[port], batch, m, &mut self.pipeline);
+                for mut m in rx.drain() {
+                    let mut out = port;
+                    if out >= self.tx.len() {
+                        let Some(parent) = self.vlan_egress(&mut m, out) else { continue };
+                        out = parent;
+                    }
+                    push_tx(&mut self.tx[out], &mut tx[out], m, &mut self.pipeline);
                 }
             }
             for ring in 0..self.redirect_in.len() {
@@ -387,11 +394,7 @@ impl Worker {
                 }
             }
             Verdict::Punt => {
-                let mut p = usize::from(port);
-                if p >= punt.len() {
-                    let Some(parent) = self.vlan_egress(&mut m, p) else { return };
-                    p = parent;
-                }
+                let p = usize::from(port);
                 if punt.get(p).is_some_and(MbufBatch::is_full) {
                     self.flush_punt(p, &mut punt[p]);
                 }
