@@ -966,10 +966,7 @@ impl Control {
         if !readded.is_empty() {
             self.refresh();
             for (i, vip, proto, rs) in readded {
-                let held = self.server_totals(vip, proto, rs);
-                if held.active + held.inactive == 0 {
-                    self.zero_server(i, vip, proto, rs);
-                }
+                self.zero_if_idle(i, vip, proto, rs);
             }
         }
         Response::Ok
@@ -1086,10 +1083,7 @@ impl Control {
         self.publish_tables();
         if let Some(i) = readded {
             self.refresh();
-            let held = self.server_totals(vip, proto, rs);
-            if held.active + held.inactive == 0 {
-                self.zero_server(i, vip, proto, rs);
-            }
+            self.zero_if_idle(i, vip, proto, rs);
         }
         Response::Ok
     }
@@ -1273,6 +1267,15 @@ impl Control {
             }
         }
         Response::Ok
+    }
+
+    /// A real server added back: its `--stats` start from zero unless
+    /// connections it had still run (call after [`Self::refresh`]).
+    fn zero_if_idle(&mut self, i: usize, vip: SocketAddr, proto: u8, rs: SocketAddr) {
+        let held = self.server_totals(vip, proto, rs);
+        if held.active + held.inactive == 0 {
+            self.zero_server(i, vip, proto, rs);
+        }
     }
 
     /// Zeroes the counters `--stats`/`--rate` show for server `i` (registry

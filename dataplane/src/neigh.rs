@@ -116,30 +116,7 @@ pub fn multicast_mac(group: [u8; 16]) -> MacAddr {
 /// (and its `33:33:ff:..` MAC), hop limit 255, with a source link-layer
 /// address option, ICMPv6 checksum over the pseudo-header.
 pub fn emit_solicitation(frame: &mut [u8; NS_FRAME_LEN], mac: MacAddr, source: [u8; 16], target: [u8; 16]) {
-    let group = solicited_node(target);
-    let (l2, rest) = frame.split_at_mut(ethernet::HEADER_LEN);
-    if let Ok(mut eth) = ethernet::Frame::new_checked(l2) {
-        eth.set_dst(multicast_mac(group));
-        eth.set_src(mac);
-        eth.set_ethertype(ethernet::ETHERTYPE_IPV6);
-    }
-    let (ip, icmp) = rest.split_at_mut(IPV6_HEADER_LEN);
-    ip[..4].copy_from_slice(&[0x60, 0, 0, 0]);
-    ip[4..6].copy_from_slice(&(NS_ICMP_LEN as u16).to_be_bytes());
-    ip[6] = NEXT_HEADER_ICMPV6;
-    ip[7] = 255;
-    ip[8..24].copy_from_slice(&source);
-    ip[24..40].copy_from_slice(&group);
-    icmp.fill(0);
-    icmp[0] = ICMPV6_NEIGHBOR_SOLICITATION;
-    icmp[8..24].copy_from_slice(&target);
-    // Source link-layer address option: type 1, length 1 (8 bytes).
-    icmp[24] = 1;
-    icmp[25] = 1;
-    icmp[26..32].copy_from_slice(&mac);
-    let pseudo = checksum::pseudo_header_v6(source, group, NEXT_HEADER_ICMPV6, NS_ICMP_LEN as u32);
-    let sum = checksum::finish(checksum::sum(icmp, pseudo));
-    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    write_solicitation(frame, mac, source, target);
 }
 
 /// Length of a duplicate address detection probe: a Neighbor Solicitation
@@ -153,14 +130,37 @@ pub const DAD_FRAME_LEN: usize = NS_FRAME_LEN - 8;
 /// advertisement to all nodes; one probing for it at the same time sends
 /// the same probe.
 pub fn emit_dad_probe(frame: &mut [u8; DAD_FRAME_LEN], mac: MacAddr, target: [u8; 16]) {
-    let mut full = [0u8; NS_FRAME_LEN];
-    emit_solicitation(&mut full, mac, [0; 16], target);
-    frame.copy_from_slice(&full[..DAD_FRAME_LEN]);
-    let at = ethernet::HEADER_LEN;
-    frame[at + 4..at + 6].copy_from_slice(&((NS_ICMP_LEN - 8) as u16).to_be_bytes());
-    let icmp = &mut frame[at + IPV6_HEADER_LEN..];
-    icmp[2..4].fill(0);
-    let pseudo = checksum::pseudo_header_v6([0; 16], solicited_node(target), NEXT_HEADER_ICMPV6, (NS_ICMP_LEN - 8) as u32);
+    write_solicitation(frame, mac, [0; 16], target);
+}
+
+/// A solicitation filling `frame`: with the source link-layer option when
+/// the frame has room for it (the two sizes above).
+fn write_solicitation(frame: &mut [u8], mac: MacAddr, source: [u8; 16], target: [u8; 16]) {
+    let group = solicited_node(target);
+    let (l2, rest) = frame.split_at_mut(ethernet::HEADER_LEN);
+    if let Ok(mut eth) = ethernet::Frame::new_checked(l2) {
+        eth.set_dst(multicast_mac(group));
+        eth.set_src(mac);
+        eth.set_ethertype(ethernet::ETHERTYPE_IPV6);
+    }
+    let (ip, icmp) = rest.split_at_mut(IPV6_HEADER_LEN);
+    let len = icmp.len();
+    ip[..4].copy_from_slice(&[0x60, 0, 0, 0]);
+    ip[4..6].copy_from_slice(&(len as u16).to_be_bytes());
+    ip[6] = NEXT_HEADER_ICMPV6;
+    ip[7] = 255;
+    ip[8..24].copy_from_slice(&source);
+    ip[24..40].copy_from_slice(&group);
+    icmp.fill(0);
+    icmp[0] = ICMPV6_NEIGHBOR_SOLICITATION;
+    icmp[8..24].copy_from_slice(&target);
+    if len == NS_ICMP_LEN {
+        // Source link-layer address option: type 1, length 1 (8 bytes).
+        icmp[24] = 1;
+        icmp[25] = 1;
+        icmp[26..32].copy_from_slice(&mac);
+    }
+    let pseudo = checksum::pseudo_header_v6(source, group, NEXT_HEADER_ICMPV6, len as u32);
     let sum = checksum::finish(checksum::sum(icmp, pseudo));
     icmp[2..4].copy_from_slice(&sum.to_be_bytes());
 }

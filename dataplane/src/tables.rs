@@ -230,7 +230,7 @@ impl Tables {
     /// [`Tables::tentative`].
     #[must_use]
     pub fn is_tentative(&self, ip: Addr) -> bool {
-        !self.tentative.is_empty() && self.tentative.contains(&ip)
+        self.tentative.contains(&ip)
     }
 
     /// True if `ip` is an address of an interface: its configured address,

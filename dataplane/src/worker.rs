@@ -278,11 +278,7 @@ impl Worker {
                 let Some(q) = self.tap_rx[port].as_mut() else { continue };
                 got += q.rx_burst(&mut rx);
                 for mut m in rx.drain() {
-                    let mut out = port;
-                    if out >= self.tx.len() {
-                        let Some(parent) = self.vlan_egress(&mut m, out) else { continue };
-                        out = parent;
-                    }
+                    let Some(out) = self.egress_port(&mut m, port) else { continue };
                     push_tx(&mut self.tx[out], &mut tx[out], m, &mut self.pipeline);
                 }
             }
@@ -373,11 +369,7 @@ impl Worker {
         };
         match verdict {
             Verdict::Forward { port: out } => {
-                let mut out = usize::from(out);
-                if out >= self.tx.len() {
-                    let Some(parent) = self.vlan_egress(&mut m, out) else { return };
-                    out = parent;
-                }
+                let Some(out) = self.egress_port(&mut m, usize::from(out)) else { return };
                 push_tx(&mut self.tx[out], &mut tx[out], m, &mut self.pipeline);
             }
             Verdict::Redirect { worker } => {
@@ -414,6 +406,16 @@ impl Worker {
         }
     }
 
+    /// The physical port a frame for logical `port` leaves by: `port`
+    /// itself, or for an 802.1Q sub-interface its parent, the frame tagged.
+    #[inline]
+    fn egress_port(&mut self, m: &mut Mbuf, port: usize) -> Option<usize> {
+        if port < self.tx.len() {
+            return Some(port);
+        }
+        self.vlan_egress(m, port)
+    }
+
     /// A frame for an 802.1Q sub-interface (logical `port`): tagged in-band;
     /// the parent port it leaves by. `None` (dropped and counted) for a
     /// port that is not a sub-interface, or without headroom for the tag.
@@ -436,11 +438,7 @@ impl Worker {
     /// Queues a frame the worker built itself (ARP, NS, announcements) on
     /// `port`, tagged if `port` is a sub-interface.
     fn send_own(&mut self, port: u16, mut m: Mbuf, tx: &mut [MbufBatch]) {
-        let mut p = usize::from(port);
-        if p >= self.tx.len() {
-            let Some(parent) = self.vlan_egress(&mut m, p) else { return };
-            p = parent;
-        }
+        let Some(p) = self.egress_port(&mut m, usize::from(port)) else { return };
         if let (Some(q), Some(b)) = (self.tx.get_mut(p), tx.get_mut(p)) {
             push_tx(q, b, m, &mut self.pipeline);
         }

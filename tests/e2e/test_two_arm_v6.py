@@ -31,7 +31,7 @@ from collections import Counter
 import pytest
 
 import rvslab
-from test_two_arm import balance, curl, two_arm_rvsd
+from test_two_arm import assert_balanced_across_arms, balance, curl, two_arm_rvsd
 
 CLIENT6 = "fd78::10"
 LB0_6 = "fd78::2"
@@ -78,10 +78,6 @@ def kernel_neigh(node: str, addr: str) -> str:
     return rvslab.in_ns(node, ["ip", "-6", "neigh", "show", addr], check=True).stdout
 
 
-def access6_since(before: dict[str, int]) -> dict[str, list[str]]:
-    return {n: rvslab.access_sources6(n)[k:] for n, k in before.items()}
-
-
 def test_v6_routes_and_addresses(two_arm6):
     routes = two_arm6.rvsadm("-6", "route", "show").stdout
     assert routes.splitlines() == [
@@ -103,29 +99,13 @@ def test_v6_routes_and_addresses(two_arm6):
 
 
 def test_nat_v6_across_two_arms(two_arm6):
-    before = two_arm6.tx_packets()
-    logs = {n: len(rvslab.access_sources6(n)) for n in RS6}
-    bodies = balance(VIP_NAT)
-    assert bodies == Counter({"rs1": 10, "rs2": 10}), bodies
-    after = two_arm6.tx_packets()
-    # SYN, ACK, request, FIN toward the servers out of dpdk1; SYN-ACK, data,
-    # FIN toward the client out of dpdk0.
-    assert after["dpdk1"] - before["dpdk1"] >= 20 * 4, (before, after)
-    assert after["dpdk0"] - before["dpdk0"] >= 20 * 3, (before, after)
-    for n, seen in access6_since(logs).items():
-        assert seen == [CLIENT6] * 10, f"NAT keeps the client's address: {n} saw {seen}"
+    # NAT keeps the client's address.
+    assert_balanced_across_arms(two_arm6, VIP_NAT, rvslab.access_sources6, CLIENT6)
 
 
 def test_fullnat_v6_across_two_arms(two_arm6):
-    before = two_arm6.tx_packets()
-    logs = {n: len(rvslab.access_sources6(n)) for n in RS6}
-    bodies = balance(VIP_FULLNAT)
-    assert bodies == Counter({"rs1": 10, "rs2": 10}), bodies
-    after = two_arm6.tx_packets()
-    assert after["dpdk1"] - before["dpdk1"] >= 20 * 4, (before, after)
-    assert after["dpdk0"] - before["dpdk0"] >= 20 * 3, (before, after)
-    for n, seen in access6_since(logs).items():
-        assert seen == [LIP6] * 10, f"FULLNAT: {n} saw {seen}, not the local address"
+    # FULLNAT: the servers see the local address.
+    assert_balanced_across_arms(two_arm6, VIP_FULLNAT, rvslab.access_sources6, LIP6)
 
 
 def test_v6_neighbours_on_both_ports(two_arm6):
