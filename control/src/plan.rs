@@ -240,7 +240,18 @@ mod tests {
         let s = a.join(" ");
         assert!(s.starts_with("rvsd -l 0,1 --main-lcore 0 -m 256 --file-prefix rvs-lab"), "{s}");
         assert!(s.contains("--no-huge") && s.contains("--no-pci"));
-        assert!(a.contains(&"--vdev=net_af_packet0,iface=lb0".to_string()));
+        assert!(a.contains(&"--vdev=net_af_packet0,iface=lb0,framecnt=4096".to_string()), "{s}");
+    }
+
+    #[test]
+    fn af_packet_devices_get_a_queue_pair_per_worker_and_a_deep_ring_unless_set() {
+        let mut c = lab();
+        c.dataplane.worker_lcores = vec![1, 2];
+        assert_eq!(c.interfaces[0].eal_device(2), "net_af_packet0,iface=lb0,qpairs=2,framecnt=4096");
+        c.interfaces[0].device = "net_af_packet0,iface=lb0,qpairs=2,framecnt=1024".into();
+        assert_eq!(c.interfaces[0].eal_device(2), "net_af_packet0,iface=lb0,qpairs=2,framecnt=1024");
+        c.interfaces[0].device = "net_tap0,iface=t0".into();
+        assert_eq!(c.interfaces[0].eal_device(2), "net_tap0,iface=t0");
     }
 
     #[test]

@@ -4,6 +4,7 @@ configuration changes under load without hurting established connections."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import subprocess
 import time
@@ -23,7 +24,7 @@ def stats(lab):
 
 
 def test_two_workers_carry_200_concurrent_connections(lab):
-    edge_before = boundary(lab)
+    edge_before = settled_boundary(lab)
     before = stats(lab)
     assert len(before) == 2, before
     result = rvslab.concurrent_requests(200)
@@ -63,6 +64,19 @@ def boundary(lab):
     return krx, sum(w.rx - w.redirected_in for w in ws), sum(w.tx for w in ws), ktx
 
 
+def settled_boundary(lab):
+    """boundary() at a moment no frame is crossing: the two sides are read one
+    after the other, so a frame in flight between the reads (the previous
+    test's last segments) would skew the starting point by one."""
+    last = [boundary(lab)]
+
+    def unchanged():
+        now = boundary(lab)
+        same, last[0] = now == last[0], now
+        return now if same else None
+    return rvslab.wait_until("no frame crossing lb0", unchanged, timeout=10, interval=0.3)
+
+
 def assert_nothing_lost_at_the_boundary(lab, before):
     """Every frame lb0 received reached a worker, and every frame a worker
     sent left through lb0 (counted by the kernel on both sides)."""
@@ -75,9 +89,28 @@ def assert_nothing_lost_at_the_boundary(lab, before):
     return rvslab.wait_until("lb0 and rvsd counters to agree", balanced, timeout=5)
 
 
+@contextlib.contextmanager
+def client_receive_buffer(most: int):
+    """Cap the client's TCP receive buffer: with curl reading at a limited
+    rate, a server can then not push a whole file into the buffers at once
+    (and close) while its download still has seconds to run."""
+    key = "net.ipv4.tcp_rmem"
+    old = rvslab.in_ns("client", ["sysctl", "-n", key], check=True).stdout.split()
+    rvslab.in_ns("client", ["sysctl", "-qw", f"{key}=4096 65536 {most}"], check=True)
+    try:
+        yield
+    finally:
+        rvslab.in_ns("client", ["sysctl", "-qw", f"{key}={' '.join(old)}"], check=True)
+
+
 def test_real_server_changes_under_load_spare_established_connections(lab):
+    with client_receive_buffer(256 * 1024):
+        changes_under_load(lab)
+
+
+def changes_under_load(lab):
     served = hashlib.sha256((RUN / "rs1" / "big.bin").read_bytes()).hexdigest()
-    edge_before = boundary(lab)
+    edge_before = settled_boundary(lab)
     gen_before = max(w.generation for w in stats(lab))
     downloads = []
     for i in range(6):
@@ -90,6 +123,8 @@ def test_real_server_changes_under_load_spare_established_connections(lab):
         def all_established():
             conns = rvslab.parse_connections(lab.rvsadm("-L", "-n", "-c").stdout)
             live = [c for c in conns if c.state == "ESTABLISHED"]
+            ended = [p.returncode for _, p in downloads if p.poll() is not None]
+            assert not ended, f"downloads ended before the changes (exit {ended}): {conns}"
             assert len(live) == 6, f"{len(live)} established: {conns}"
             return True
         rvslab.wait_until("6 downloads established", all_established, timeout=15)

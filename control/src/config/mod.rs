@@ -127,6 +127,13 @@ pub struct VlanConfig {
     pub id: u16,
 }
 
+/// Frames in each af_packet queue's receive ring unless the device sets
+/// `framecnt=`. DPDK's default (512) overflows when a worker loses its CPU
+/// for tens of milliseconds (two workers on one core, a busy lab host), and
+/// the kernel drops what does not fit without DPDK seeing a counter; 4096
+/// frames of 2 KiB (8 MiB per ring) ride that out.
+pub const AF_PACKET_FRAMES: u32 = 4096;
+
 impl InterfaceConfig {
     /// True for a DPDK port, false for an 802.1Q sub-interface.
     #[must_use]
@@ -141,14 +148,20 @@ impl InterfaceConfig {
     }
 
     /// The device string as EAL gets it: an af_packet device without
-    /// `qpairs=` gets one queue pair per worker.
+    /// `qpairs=` gets one queue pair per worker, and without `framecnt=` a
+    /// ring of [`AF_PACKET_FRAMES`] frames per queue.
     #[must_use]
     pub fn eal_device(&self, workers: usize) -> String {
-        if self.device.starts_with("net_af_packet") && self.devarg("qpairs").is_none() && workers > 1 {
-            format!("{},qpairs={workers}", self.device)
-        } else {
-            self.device.clone()
+        let mut device = self.device.clone();
+        if self.device.starts_with("net_af_packet") {
+            if self.devarg("qpairs").is_none() && workers > 1 {
+                device.push_str(&format!(",qpairs={workers}"));
+            }
+            if self.devarg("framecnt").is_none() {
+                device.push_str(&format!(",framecnt={AF_PACKET_FRAMES}"));
+            }
         }
+        device
     }
 
     /// The value of device argument `key`.
