@@ -50,6 +50,7 @@ mod lcore;
 mod mbuf;
 mod mempool;
 mod port;
+mod prefetch;
 mod ring;
 
 pub use batch::{MbufBatch, BURST};
@@ -58,5 +59,6 @@ pub use error::DpdkErrno;
 pub use lcore::{current_lcore, rdtsc, socket_id, LcoreId};
 pub use mbuf::Mbuf;
 pub use mempool::{Mempool, MempoolError};
+pub use prefetch::prefetch;
 pub use port::{Port, PortConfig, PortError, PortId, PortStats, QueueId, RxQueue, TxQueue};
 pub use ring::{MbufRing, RingError};

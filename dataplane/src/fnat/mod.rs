@@ -101,6 +101,7 @@
 mod flush;
 mod icmp_relay;
 pub mod nat64;
+pub mod read_ahead;
 pub mod rewrite;
 pub mod tunnel;
 
@@ -484,10 +485,18 @@ impl Pipeline {
         &self.pools
     }
 
-    /// The sessions (for listings).
+    /// The sessions (for listings, and the worker's read-ahead).
     #[must_use]
     pub fn sessions(&self) -> &SessionTable {
         &self.sessions
+    }
+
+    /// The session-index hash of `frame`'s flow (see [`read_ahead`]):
+    /// `None` for a frame that is not TCP or UDP over IP.
+    #[inline]
+    #[must_use]
+    pub fn flow_hash(&self, frame: &[u8]) -> Option<u32> {
+        read_ahead::peek_key(frame).map(|k| self.sessions.hash_of(&k))
     }
 
     /// Per-real-server traffic, by global real-server index.

@@ -681,3 +681,21 @@ fn a_full_template_table_schedules_without_affinity_and_counts_it() {
     assert_ne!(b, c, "no affinity without a template: rr alternates");
     assert_eq!(connect(&mut w, 0, Endpoint::new(CLIENT.ip.v4_bits(), 40001), 3).1, a, "the first client keeps its server");
 }
+
+#[test]
+fn read_ahead_points_at_the_session_each_direction_will_use() {
+    let mut p = ready((5000, 5009), 16);
+    let mut f = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::SYN, b"");
+    let h = p.flow_hash(&f).expect("a TCP frame has a flow");
+    assert!(p.sessions().candidate(h).and_then(Option::as_ref).is_none(), "no session yet");
+    assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Forward { port: 0 });
+    let laddr = look(&f).src;
+    let s = *p.sessions().iter().next().unwrap();
+    for f in [tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::ACK, b"x"), tcp_frame(RS1_MAC, RS1, laddr, tcp::SYN | tcp::ACK, b"")] {
+        let h = p.flow_hash(&f).expect("a TCP frame has a flow");
+        assert_eq!(p.sessions().candidate(h).and_then(Option::as_ref), Some(&s));
+    }
+    assert_eq!(p.flow_hash(&arp_frame(arp::OP_REQUEST, CLIENT_MAC, CLIENT.ip.v4_bits(), LB)), None);
+    let short = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::ACK, b"");
+    assert_eq!(p.flow_hash(&short[..ethernet::HEADER_LEN + 20 + 3]), None, "no room for the ports");
+}

@@ -99,6 +99,12 @@ fn fullnat_v6_both_ways() {
     let back = look(&r);
     assert_eq!((back.mac, back.src, back.dst), (CLIENT_MAC, vip(), client()));
     assert!(back.ok);
+    // The worker's read-ahead finds this session from either direction's frame.
+    let session = p.sessions().iter().next().copied();
+    for f in [tcp6(CLIENT_MAC, client(), vip(), tcp::ACK), tcp6(RS1_MAC, rs(1), out.src, tcp::ACK)] {
+        let h = p.flow_hash(&f).expect("an IPv6 TCP frame has a flow");
+        assert_eq!(p.sessions().candidate(h).and_then(Option::as_ref).copied(), session);
+    }
     // Round robin goes on in IPv6 too.
     let mut f = tcp6(CLIENT_MAC, ep("fd77::10", 40001), vip(), tcp::SYN);
     p.process(&mut f, 0, Millis(3));

@@ -53,6 +53,12 @@ impl HashIndex {
         Probe { index: self, at: h as usize & self.mask, tag: h }
     }
 
+    /// The entry a probe for hash `h` reads first.
+    #[inline]
+    pub(crate) fn home(&self, h: u32) -> &u64 {
+        &self.entries[h as usize & self.mask]
+    }
+
     /// Files `payload` under hash `h`.
     pub(crate) fn insert(&mut self, h: u32, payload: u32) {
         let mut i = h as usize & self.mask;

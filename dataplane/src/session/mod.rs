@@ -257,6 +257,31 @@ impl SessionTable {
         }
     }
 
+    /// The hash a lookup of `key` probes the index with.
+    #[inline]
+    #[must_use]
+    pub fn hash_of(&self, key: &FlowKey) -> u32 {
+        key.hash(self.seed)
+    }
+
+    /// The index entry a lookup of hash `h` reads first: what to prefetch
+    /// for a packet of a burst before the burst is processed.
+    #[inline]
+    #[must_use]
+    pub fn bucket(&self, h: u32) -> &u64 {
+        self.index.home(h)
+    }
+
+    /// The slot of the first session filed under hash `h` (a candidate: its
+    /// key is not compared), which a lookup reads next: what to prefetch
+    /// once [`Self::bucket`] is in cache.
+    #[inline]
+    #[must_use]
+    pub fn candidate(&self, h: u32) -> Option<&Option<Session>> {
+        let payload = self.index.probe(h).next()?;
+        self.slots.get(Self::unpack(payload).0 as usize)
+    }
+
     /// The session in `slot`.
     #[inline]
     #[must_use]
