@@ -248,6 +248,13 @@ pub struct Worker {
 /// hop and per worker (see [`crate::hold`]).
 pub type HeldFrames = HoldQueue<Mbuf>;
 
+/// Sessions in a worker's table from which [`Worker::read_ahead`] pays: the
+/// index entries and sessions of a few thousand flows (about 250 bytes each)
+/// fit in L2, where a prefetch saves little and the extra key peek and hash
+/// are pure cost; at 100 K sessions it makes a packet about 3x cheaper
+/// (`scripts/bench`, BENCHMARKS.md).
+const READ_AHEAD_FROM: usize = 4096;
+
 impl Worker {
     /// Runs until [`WorkerShared::stop`] is set. Returns 0.
     pub fn run(mut self) -> i32 {
@@ -348,10 +355,14 @@ impl Worker {
     /// lookup starts at, then the session that bucket points to, so that in
     /// a big table the burst's cache misses overlap instead of stalling
     /// each packet in turn (the DPDK/VPP pattern). Hints only: the pipeline
-    /// then looks every frame up itself.
+    /// then looks every frame up itself. Below [`READ_AHEAD_FROM`] sessions
+    /// the table stays in cache and the read-ahead would only add work.
     #[inline]
     fn read_ahead(&self, burst: &MbufBatch) {
         let sessions = self.pipeline.sessions();
+        if sessions.len() < READ_AHEAD_FROM {
+            return;
+        }
         let mut hashes = [None; BURST];
         for (h, m) in hashes.iter_mut().zip(burst.iter()) {
             *h = self.pipeline.flow_hash(m.data());
