@@ -4,9 +4,10 @@
 //! ```text
 //! loop {
 //!     now = TSC → ms                  (once per iteration)
-//!     for each port: rx_burst → process each frame → per-port TX batch
-//!                                      or per-worker redirect batch
-//!     for each ring from another worker: dequeue → process → TX batch
+//!     for each port: rx_burst → read ahead (prefetch each frame's
+//!                    session, big tables only) → process each frame →
+//!                    per-port TX batch or per-worker redirect batch
+//!     for each ring from another worker: dequeue → read ahead → process → TX batch
 //!     flush TX batches                 (unsent frames dropped as tx_full)
 //!     flush redirect batches           (unsent dropped as redirect_full)
 //!     every ms: housekeeping           (session sweep, neighbour events out,
