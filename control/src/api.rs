@@ -297,7 +297,10 @@ pub enum ClientError {
 /// # Errors
 /// [`ClientError`] if the daemon cannot be reached or answers nonsense.
 pub fn call(path: &Path, req: &Request) -> Result<Response, ClientError> {
-    let mut s = UnixStream::connect(path).map_err(|source| ClientError::Connect { path: path.display().to_string(), source })?;
+    let mut s = UnixStream::connect(path).map_err(|source| ClientError::Connect {
+        path: path.display().to_string(),
+        source,
+    })?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut line = serde_json::to_string(req)?;
     line.push('\n');

@@ -108,7 +108,11 @@ impl Dad {
     /// when an address became preferred: the snapshot must change.
     pub fn due(&mut self, now: Instant, mut send: impl FnMut(u16, Addr)) -> bool {
         let mut done = false;
-        for (&ip, p) in self.addrs.iter_mut().filter(|(_, p)| p.state == State::Tentative && p.next <= now) {
+        for (&ip, p) in self
+            .addrs
+            .iter_mut()
+            .filter(|(_, p)| p.state == State::Tentative && p.next <= now)
+        {
             if p.left == 0 {
                 p.state = State::Preferred;
                 done = true;
@@ -125,7 +129,9 @@ impl Dad {
 
     /// Another host, at `mac`, claims `ip`.
     pub fn claimed(&mut self, ip: Addr, mac: MacAddr, now: Instant) -> Claim {
-        let Some(p) = self.addrs.get_mut(&ip) else { return Claim::Quiet };
+        let Some(p) = self.addrs.get_mut(&ip) else {
+            return Claim::Quiet;
+        };
         match p.state {
             State::Tentative => {
                 p.state = State::Failed(mac);
@@ -148,7 +154,11 @@ impl Dad {
     /// The addresses not usable yet or at all.
     #[must_use]
     pub fn tentative(&self) -> Vec<Addr> {
-        self.addrs.iter().filter(|(_, p)| p.state != State::Preferred).map(|(ip, _)| *ip).collect()
+        self.addrs
+            .iter()
+            .filter(|(_, p)| p.state != State::Preferred)
+            .map(|(ip, _)| *ip)
+            .collect()
     }
 }
 
@@ -192,11 +202,19 @@ mod tests {
         let t = tables("");
         let (mut d, t0) = (Dad::default(), Instant::now());
         let iface = ip("fd77::2");
-        assert_eq!(d.update(&t, t0), vec![iface], "the interface address; IPv4 is not probed");
+        assert_eq!(
+            d.update(&t, t0),
+            vec![iface],
+            "the interface address; IPv4 is not probed"
+        );
         assert_eq!(d.state(iface), Some(State::Tentative));
         assert_eq!(sent(&mut d, t0), (vec![(0, iface)], false));
         assert_eq!(sent(&mut d, t0 + RETRANS / 2), (vec![], false));
-        assert_eq!(sent(&mut d, t0 + RETRANS), (vec![], true), "no probe more: preferred");
+        assert_eq!(
+            sent(&mut d, t0 + RETRANS),
+            (vec![], true),
+            "no probe more: preferred"
+        );
         assert_eq!(d.state(iface), Some(State::Preferred));
         assert!(d.tentative().is_empty());
         // Seen again in the next snapshot: not probed again.
@@ -214,11 +232,18 @@ mod tests {
         assert_eq!(d.claimed(iface, MAC, t0), Claim::Failed);
         assert_eq!(d.state(iface), Some(State::Failed(MAC)));
         assert_eq!(d.state(iface).unwrap().flags(), "dadfailed tentative");
-        assert_eq!(sent(&mut d, t0 + RETRANS * 5), (vec![], false), "never preferred");
+        assert_eq!(
+            sent(&mut d, t0 + RETRANS * 5),
+            (vec![], false),
+            "never preferred"
+        );
         assert_eq!(d.tentative(), vec![iface]);
         assert_eq!(d.claimed(iface, MAC, t0), Claim::Quiet);
         // Removed and added again: probed again.
-        let bare = Tables { routes: Default::default(), ..t.clone() };
+        let bare = Tables {
+            routes: Default::default(),
+            ..t.clone()
+        };
         assert!(d.update(&bare, t0).is_empty());
         assert_eq!(d.update(&t, t0 + RETRANS), vec![iface]);
         assert_eq!(d.state(iface), Some(State::Tentative));
@@ -234,8 +259,15 @@ mod tests {
         let _ = sent(&mut d, t0 + RETRANS);
         assert_eq!(d.claimed(iface, MAC, t0 + RETRANS), Claim::Conflict);
         assert_eq!(d.claimed(iface, MAC, t0 + RETRANS * 2), Claim::Quiet);
-        assert_eq!(d.claimed(iface, MAC, t0 + RETRANS + WARN_EVERY), Claim::Conflict);
-        assert_eq!(d.state(iface), Some(State::Preferred), "kept: it is defended");
+        assert_eq!(
+            d.claimed(iface, MAC, t0 + RETRANS + WARN_EVERY),
+            Claim::Conflict
+        );
+        assert_eq!(
+            d.state(iface),
+            Some(State::Preferred),
+            "kept: it is defended"
+        );
         assert_eq!(d.claimed(ip("fd77::99"), MAC, t0), Claim::Quiet, "not ours");
     }
 
@@ -253,7 +285,10 @@ address = "[fd77::11]:80"
 "#,
         );
         let mut d = Dad::default();
-        assert_eq!(d.update(&t, Instant::now()), vec![ip("fd77::2"), ip("fd77::200")]);
+        assert_eq!(
+            d.update(&t, Instant::now()),
+            vec![ip("fd77::2"), ip("fd77::200")]
+        );
         assert_eq!(d.state(ip("fd77::100")), None);
     }
 }

@@ -23,26 +23,32 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
-use dataplane::dpdk::{Eal, EalError, LaunchError, LcoreId, MbufRing, Mempool, MempoolError, Port, PortConfig, PortError, QueueId, RingError};
+use dataplane::addr::Addr;
+use dataplane::dpdk::{
+    Eal, EalError, LaunchError, LcoreId, MbufRing, Mempool, MempoolError, Port, PortConfig,
+    PortError, QueueId, RingError,
+};
 use dataplane::fnat::Pipeline;
 use dataplane::neigh::NeighEvent;
-use dataplane::addr::Addr;
 use dataplane::session::{Endpoint, TcpState};
 use dataplane::stats::DropReason;
 use dataplane::wire::MacAddr;
 use dataplane::worker::{Event, HeldFrames, Idle, Request as WorkerRequest, Worker, WorkerShared};
 
-use crate::api::{ConnectionView, PortStatsView, RealServerView, Request, Response, ServerSpec, ServiceSpec, ServiceView, WorkerStatsView};
-use crate::config::{self, Config, Forward, IdlePolicy, RealServerConfig, ServiceConfig};
-use dataplane::sched::{SchedFlags, SchedKind};
-use dataplane::tables::{Persistence, Thresholds};
-use crate::ipvsadm_fmt;
-use crate::health::{self, Checker, Connections, DrRoutes, OnFail, Target};
-use crate::metrics;
 use crate::announce::Announcer;
+use crate::api::{
+    ConnectionView, PortStatsView, RealServerView, Request, Response, ServerSpec, ServiceSpec,
+    ServiceView, WorkerStatsView,
+};
+use crate::config::{self, Config, Forward, IdlePolicy, RealServerConfig, ServiceConfig};
 use crate::dad::{Claim, Dad};
+use crate::health::{self, Checker, Connections, DrRoutes, OnFail, Target};
+use crate::ipvsadm_fmt;
+use crate::metrics;
 use crate::neigh::NeighTable;
 use crate::plan::{self, Registry};
+use dataplane::sched::{SchedFlags, SchedKind};
+use dataplane::tables::{Persistence, Thresholds};
 
 /// Most real servers rvsd numbers while it runs (per-worker counter arrays
 /// are sized for this many).
@@ -124,7 +130,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
     for (i, c) in config.interfaces.iter().enumerate() {
         args.push(format!("--vdev=net_tap{i},iface={}", c.name));
     }
-    let eal = Eal::init(&args).map_err(|source| StartError::Eal { args: args[1..].join(" "), source })?;
+    let eal = Eal::init(&args).map_err(|source| StartError::Eal {
+        args: args[1..].join(" "),
+        source,
+    })?;
     let lcores = config.dataplane.worker_lcores.clone();
     let n = lcores.len();
     let pool = Arc::new(
@@ -134,31 +143,67 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let mut ports = Vec::new();
     let mut macs = Vec::new();
     for i in config.interfaces.iter().filter(|i| i.is_port()) {
-        let id = Port::by_name(i.dpdk_name()).map_err(|source| StartError::NoSuchPort { name: i.name.clone(), device: i.device.clone(), source })?;
-        let conf = PortConfig { rx_queues: n as u16, tx_queues: n as u16, rx_desc: 1024, tx_desc: 1024 };
-        let port_err = |source| StartError::Port { name: i.name.clone(), source };
+        let id = Port::by_name(i.dpdk_name()).map_err(|source| StartError::NoSuchPort {
+            name: i.name.clone(),
+            device: i.device.clone(),
+            source,
+        })?;
+        let conf = PortConfig {
+            rx_queues: n as u16,
+            tx_queues: n as u16,
+            rx_desc: 1024,
+            tx_desc: 1024,
+        };
+        let port_err = |source| StartError::Port {
+            name: i.name.clone(),
+            source,
+        };
         let mut port = Port::configure(id, &conf, &pool).map_err(port_err)?;
         port.start().map_err(port_err)?;
         macs.push(port.mac_addr().map_err(port_err)?);
-        eprintln!("rvsd: {} ({}) up, MAC {}, {n} queue(s)", i.name, i.device, fmt_mac(&macs[macs.len() - 1]));
+        eprintln!(
+            "rvsd: {} ({}) up, MAC {}, {n} queue(s)",
+            i.name,
+            i.device,
+            fmt_mac(&macs[macs.len() - 1])
+        );
         ports.push(port);
     }
     let port_ids: Vec<_> = ports.iter().map(Port::id).collect();
     let mut taps = Vec::new();
     for (i, c) in config.interfaces.iter().enumerate() {
         let name = format!("net_tap{i}");
-        let port_err = |source| StartError::Port { name: format!("{} (exception path {name})", c.name), source };
+        let port_err = |source| StartError::Port {
+            name: format!("{} (exception path {name})", c.name),
+            source,
+        };
         let id = Port::by_name(&name).map_err(port_err)?;
-        let conf = PortConfig { rx_queues: n as u16, tx_queues: n as u16, rx_desc: 512, tx_desc: 512 };
+        let conf = PortConfig {
+            rx_queues: n as u16,
+            tx_queues: n as u16,
+            rx_desc: 512,
+            tx_desc: 512,
+        };
         let mut tap = Port::configure(id, &conf, &pool).map_err(port_err)?;
         tap.start().map_err(port_err)?;
         // A sub-interface has its parent port's MAC.
-        let mac = plan::vlans(&config).vlan_of(i as u16).map_or(i, |v| usize::from(v.parent));
-        configure_kernel_side(c, &macs[mac]).map_err(|source| StartError::Socket { path: format!("exception path {}", c.name), source })?;
+        let mac = plan::vlans(&config)
+            .vlan_of(i as u16)
+            .map_or(i, |v| usize::from(v.parent));
+        configure_kernel_side(c, &macs[mac]).map_err(|source| StartError::Socket {
+            path: format!("exception path {}", c.name),
+            source,
+        })?;
         for r in config.routes.iter().filter(|r| r.dev == c.name) {
-            kernel_route(r, true).map_err(|source| StartError::Socket { path: format!("exception path {}", c.name), source })?;
+            kernel_route(r, true).map_err(|source| StartError::Socket {
+                path: format!("exception path {}", c.name),
+                source,
+            })?;
         }
-        eprintln!("rvsd: {}: exception path up (kernel interface {} {}/{})", c.name, c.name, c.addr, c.prefix_len);
+        eprintln!(
+            "rvsd: {}: exception path up (kernel interface {} {}/{})",
+            c.name, c.name, c.addr, c.prefix_len
+        );
         taps.push(tap);
     }
 
@@ -167,7 +212,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
     for (i, row) in rings.iter_mut().enumerate() {
         for (j, slot) in row.iter_mut().enumerate() {
             if i != j {
-                *slot = Some(Arc::new(MbufRing::create(&format!("rvs_redir_{i}_{j}"), REDIRECT_RING_SIZE, -1).map_err(StartError::Ring)?));
+                *slot = Some(Arc::new(
+                    MbufRing::create(&format!("rvs_redir_{i}_{j}"), REDIRECT_RING_SIZE, -1)
+                        .map_err(StartError::Ring)?,
+                ));
             }
         }
     }
@@ -198,13 +246,19 @@ pub fn run(config: Config) -> Result<(), StartError> {
         let mut tap_rx = Vec::new();
         let mut tap_tx = Vec::new();
         for (p, i) in ports.iter().zip(&config.interfaces) {
-            let port_err = |source| StartError::Port { name: i.name.clone(), source };
+            let port_err = |source| StartError::Port {
+                name: i.name.clone(),
+                source,
+            };
             rx.push(p.rx_queue(q).map_err(port_err)?);
             tx.push(p.tx_queue(q).map_err(port_err)?);
         }
         // Every interface's TAP, sub-interfaces' after the ports'.
         for (t, i) in taps.iter().zip(&config.interfaces) {
-            let port_err = |source| StartError::Port { name: i.name.clone(), source };
+            let port_err = |source| StartError::Port {
+                name: i.name.clone(),
+                source,
+            };
             tap_rx.push(Some(t.rx_queue(q).map_err(port_err)?));
             tap_tx.push(Some(t.tx_queue(q).map_err(port_err)?));
         }
@@ -240,8 +294,13 @@ pub fn run(config: Config) -> Result<(), StartError> {
             tsc_hz: eal.tsc_hz(),
             held: HeldFrames::default(),
         };
-        eal.launch(LcoreId(lcore), Box::new(move || worker.run())).map_err(|e| StartError::Launch(lcore, e))?;
-        handles.push(WorkerHandle { lcore, shared, requests: req_tx });
+        eal.launch(LcoreId(lcore), Box::new(move || worker.run()))
+            .map_err(|e| StartError::Launch(lcore, e))?;
+        handles.push(WorkerHandle {
+            lcore,
+            shared,
+            requests: req_tx,
+        });
     }
     drop(events_tx);
 
@@ -250,11 +309,15 @@ pub fn run(config: Config) -> Result<(), StartError> {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(StartError::Signals)?;
     }
     let hup = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup)).map_err(StartError::Signals)?;
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
+        .map_err(StartError::Signals)?;
     let metrics_listener = match config.metrics {
         None => None,
         Some(addr) => {
-            let err = |source| StartError::Socket { path: addr.to_string(), source };
+            let err = |source| StartError::Socket {
+                path: addr.to_string(),
+                source,
+            };
             let l = TcpListener::bind(addr).map_err(err)?;
             l.set_nonblocking(true).map_err(err)?;
             Some(l)
@@ -265,7 +328,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
         "rvsd: ready: {} worker(s), control socket {}{}",
         handles.len(),
         config.socket.display(),
-        config.metrics.map(|a| format!(", metrics http://{a}/metrics")).unwrap_or_default()
+        config
+            .metrics
+            .map(|a| format!(", metrics http://{a}/metrics"))
+            .unwrap_or_default()
     );
     let socket_path = config.socket.clone();
     let (health_tx, health_rx) = bounded(1024);
@@ -296,12 +362,21 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let mut printed: Option<(Instant, crate::top::Reading)> = None;
     while !stop.load(Ordering::Relaxed) {
         if let Some(every) = control.config.print_interval {
-            let due = printed.as_ref().is_none_or(|(t, _)| t.elapsed() >= Duration::from_secs(u64::from(every)));
+            let due = printed
+                .as_ref()
+                .is_none_or(|(t, _)| t.elapsed() >= Duration::from_secs(u64::from(every)));
             if due {
                 if let Response::Stats { workers, ports } = control.stats() {
                     let now = (Instant::now(), crate::top::Reading { ports, workers });
                     if let Some((t, before)) = &printed {
-                        eprint!("{}", crate::top::render(&now.1, before, now.0.duration_since(*t).as_secs_f64()));
+                        eprint!(
+                            "{}",
+                            crate::top::render(
+                                &now.1,
+                                before,
+                                now.0.duration_since(*t).as_secs_f64()
+                            )
+                        );
                     }
                     printed = Some(now);
                 }
@@ -314,14 +389,18 @@ pub fn run(config: Config) -> Result<(), StartError> {
         }
         if hup.swap(false, Ordering::Relaxed) {
             match control.reload() {
-                Response::Error(e) => eprintln!("rvsd: SIGHUP: reload refused, running config kept: {e}"),
+                Response::Error(e) => {
+                    eprintln!("rvsd: SIGHUP: reload refused, running config kept: {e}")
+                }
                 _ => eprintln!("rvsd: SIGHUP: reloaded {}", control.config.path.display()),
             }
         }
         control.tick();
         match listener.accept() {
             Ok((stream, _)) => control.serve(stream),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
             Err(e) => eprintln!("rvsd: control socket: {e}"),
         }
     }
@@ -390,24 +469,41 @@ impl Control {
         let services = self.config.services.clone();
         for s in &services {
             let key: ServiceKey = (s.vip, s.proto);
-            let Some(check) = self.config.health.get(&key).cloned() else { continue };
+            let Some(check) = self.config.health.get(&key).cloned() else {
+                continue;
+            };
             for r in &s.real_servers {
                 wanted.insert((key, r.addr));
-                let forward = self.config.service_options.get(&key).map_or(s.forward, |o| o.forward_of(r.addr, s.forward));
+                let forward = self
+                    .config
+                    .service_options
+                    .get(&key)
+                    .map_or(s.forward, |o| o.forward_of(r.addr, s.forward));
                 // A TUN server on a connected subnet holds the VIP too and
                 // is probed there like a DR one (not encapsulated: the
                 // kernel may have no ipip); a routed one at its address.
-                let on_vip = forward == Forward::Dr || (forward == Forward::Tun && self.iface_for(r.addr.ip()).is_some());
+                let on_vip = forward == Forward::Dr
+                    || (forward == Forward::Tun && self.iface_for(r.addr.ip()).is_some());
                 let target = if on_vip {
                     dr_pairs.insert((s.vip.ip(), r.addr.ip()));
                     self.dr_target(s.vip, r.addr)
                 } else {
                     Target::direct(r.addr)
                 };
-                let current = self.checkers.get(&(key, r.addr)).is_some_and(|c| c.runs(&check, target));
+                let current = self
+                    .checkers
+                    .get(&(key, r.addr))
+                    .is_some_and(|c| c.runs(&check, target));
                 if !current {
                     let up = !self.down.contains(&(key, r.addr));
-                    let c = health::spawn(check.clone(), key, r.addr, target, up, self.health_tx.clone());
+                    let c = health::spawn(
+                        check.clone(),
+                        key,
+                        r.addr,
+                        target,
+                        up,
+                        self.health_tx.clone(),
+                    );
                     self.checkers.insert((key, r.addr), c);
                 }
             }
@@ -423,7 +519,9 @@ impl Control {
     /// own address (logged: that checks the host, not the VIP service).
     fn dr_target(&mut self, vip: SocketAddr, rs: SocketAddr) -> Target {
         let result = match self.iface_for(rs.ip()) {
-            Some(dev) => self.dr_routes.target(SocketAddr::new(vip.ip(), rs.port()), rs.ip(), &dev),
+            Some(dev) => self
+                .dr_routes
+                .target(SocketAddr::new(vip.ip(), rs.port()), rs.ip(), &dev),
             None => Err(format!("{rs} is on no interface's subnet")),
         };
         result.unwrap_or_else(|e| {
@@ -436,27 +534,52 @@ impl Control {
     fn iface_for(&self, ip: IpAddr) -> Option<String> {
         let on_link = |i: &&crate::config::InterfaceConfig| match ip {
             IpAddr::V4(ip) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(i.prefix_len)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(i.prefix_len))
+                    .unwrap_or(0);
                 u32::from(i.addr) & mask == u32::from(ip) & mask
             }
-            IpAddr::V6(ip) => i.addr6.is_some_and(|(a, len)| Addr::from(a).masked(len) == Addr::from(ip).masked(len)),
+            IpAddr::V6(ip) => i
+                .addr6
+                .is_some_and(|(a, len)| Addr::from(a).masked(len) == Addr::from(ip).masked(len)),
         };
-        self.config.interfaces.iter().find(on_link).map(|i| i.name.clone())
+        self.config
+            .interfaces
+            .iter()
+            .find(on_link)
+            .map(|i| i.name.clone())
     }
 
     /// Asks every worker to drop its sessions to `server` of `service`
     /// (after the tables without it went out) and logs how many there were.
     fn flush_server(&self, service: ServiceKey, server: SocketAddr) {
-        let Some(index) = self.registry.server_index(service.0, service.1, server) else { return };
-        let Ok(rs_index) = u16::try_from(index) else { return };
+        let Some(index) = self.registry.server_index(service.0, service.1, server) else {
+            return;
+        };
+        let Ok(rs_index) = u16::try_from(index) else {
+            return;
+        };
         let mut flushed = 0;
         for w in &self.workers {
             let (tx, rx) = bounded(1);
-            if w.requests.send_timeout(WorkerRequest::FlushServer { rs_index, reply: tx }, Duration::from_secs(1)).is_ok() {
+            if w.requests
+                .send_timeout(
+                    WorkerRequest::FlushServer {
+                        rs_index,
+                        reply: tx,
+                    },
+                    Duration::from_secs(1),
+                )
+                .is_ok()
+            {
                 flushed += rx.recv_timeout(Duration::from_secs(1)).unwrap_or(0);
             }
         }
-        eprintln!("rvsd: health: reset {flushed} connection(s) to {server} of {}/{}", proto_name(service.1), service.0);
+        eprintln!(
+            "rvsd: health: reset {flushed} connection(s) to {server} of {}/{}",
+            proto_name(service.1),
+            service.0
+        );
     }
 
     /// The config as the data plane should see it: servers found down are
@@ -466,8 +589,13 @@ impl Control {
         let mut c = self.config.clone();
         for s in &mut c.services {
             let key: ServiceKey = (s.vip, s.proto);
-            let Some(check) = self.config.health.get(&key) else { continue };
-            let all_down = !s.real_servers.is_empty() && s.real_servers.iter().all(|r| self.down.contains(&(key, r.addr)));
+            let Some(check) = self.config.health.get(&key) else {
+                continue;
+            };
+            let all_down = !s.real_servers.is_empty()
+                && s.real_servers
+                    .iter()
+                    .all(|r| self.down.contains(&(key, r.addr)));
             match check.on_fail {
                 OnFail::Inhibit => {
                     for r in &mut s.real_servers {
@@ -476,7 +604,9 @@ impl Control {
                         }
                     }
                 }
-                OnFail::Remove => s.real_servers.retain(|r| !self.down.contains(&(key, r.addr))),
+                OnFail::Remove => s
+                    .real_servers
+                    .retain(|r| !self.down.contains(&(key, r.addr))),
             }
             if all_down {
                 if let Some(sorry) = check.sorry_server {
@@ -484,7 +614,10 @@ impl Control {
                         s.real_servers.retain(|r| r.addr == sorry);
                     }
                     if !s.real_servers.iter().any(|r| r.addr == sorry) {
-                        s.real_servers.push(RealServerConfig { addr: sorry, weight: 1 });
+                        s.real_servers.push(RealServerConfig {
+                            addr: sorry,
+                            weight: 1,
+                        });
                     }
                 }
             }
@@ -511,7 +644,13 @@ impl Control {
                 continue;
             }
             health_changed = true;
-            if !ch.up && self.config.health.get(&ch.service).is_some_and(|c| c.connections == Connections::Reset) {
+            if !ch.up
+                && self
+                    .config
+                    .health
+                    .get(&ch.service)
+                    .is_some_and(|c| c.connections == Connections::Reset)
+            {
                 to_flush.push(key);
             }
             eprintln!(
@@ -533,7 +672,9 @@ impl Control {
         let mut changed = false;
         while let Ok(e) = self.events.try_recv() {
             match e {
-                Event::Neigh(NeighEvent::Duplicate { ip, mac, port }) => self.duplicate(ip, mac, port, now),
+                Event::Neigh(NeighEvent::Duplicate { ip, mac, port }) => {
+                    self.duplicate(ip, mac, port, now)
+                }
                 Event::Neigh(ev) => changed |= self.neigh.apply(ev, now),
                 // The last worker to return a snapshot frees it, here.
                 Event::RetiredTables(_) | Event::RetiredNeigh(_) => {}
@@ -548,7 +689,11 @@ impl Control {
         // A duplicate address detection probe: a solicitation from `::`.
         let probed = self.dad.due(now, |port, ip| {
             if let Some(w) = &first {
-                let _ = w.try_send(WorkerRequest::SendNs { port, target: ip.octets(), source: [0; 16] });
+                let _ = w.try_send(WorkerRequest::SendNs {
+                    port,
+                    target: ip.octets(),
+                    source: [0; 16],
+                });
             }
         });
         if probed {
@@ -565,13 +710,20 @@ impl Control {
             let Some(w) = &first else { return };
             match target.ip() {
                 IpAddr::V4(v4) => {
-                    let _ = w.try_send(WorkerRequest::SendArp { port, target: v4.octets() });
+                    let _ = w.try_send(WorkerRequest::SendArp {
+                        port,
+                        target: v4.octets(),
+                    });
                 }
                 // IPv6 next hops: a neighbour solicitation from the port's
                 // IPv6 address (none configured: nothing to ask from).
                 IpAddr::V6(v6) => {
                     if let Some(source) = crate::iproute::ns_source(config, port, v6) {
-                        let _ = w.try_send(WorkerRequest::SendNs { port, target: v6.octets(), source: source.octets() });
+                        let _ = w.try_send(WorkerRequest::SendNs {
+                            port,
+                            target: v6.octets(),
+                            source: source.octets(),
+                        });
                     }
                 }
             }
@@ -580,7 +732,11 @@ impl Control {
 
     /// Another host (at `mac`, seen on `port`) claims own address `ip`.
     fn duplicate(&mut self, ip: Addr, mac: MacAddr, port: u16, now: Instant) {
-        let dev = self.config.interfaces.get(usize::from(port)).map_or("?", |i| i.name.as_str());
+        let dev = self
+            .config
+            .interfaces
+            .get(usize::from(port))
+            .map_or("?", |i| i.name.as_str());
         match self.dad.claimed(ip, mac, now) {
             Claim::Failed => eprintln!(
                 "rvsd: {dev}: IPv6 duplicate address {ip} detected: {} holds it; not used (rvsadm addr del, then add, to try again)",
@@ -593,7 +749,10 @@ impl Control {
 
     fn broadcast(&self, mut make: impl FnMut() -> WorkerRequest) {
         for w in &self.workers {
-            if w.requests.send_timeout(make(), Duration::from_secs(1)).is_err() {
+            if w.requests
+                .send_timeout(make(), Duration::from_secs(1))
+                .is_err()
+            {
                 eprintln!("rvsd: worker on lcore {} is not taking requests", w.lcore);
             }
         }
@@ -616,7 +775,9 @@ impl Control {
         let _ = stream.set_nonblocking(false);
         let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
         let mut line = String::new();
-        let Ok(mut reader) = stream.try_clone().map(BufReader::new) else { return };
+        let Ok(mut reader) = stream.try_clone().map(BufReader::new) else {
+            return;
+        };
         if reader.read_line(&mut line).is_err() {
             return;
         }
@@ -656,13 +817,23 @@ impl Control {
             }
             Request::GetTimeouts => {
                 let t = &self.config.timeouts;
-                Response::Timeouts { tcp: t.tcp(TcpState::Established), tcpfin: t.tcp(TcpState::FinWait), udp: t.udp_secs }
+                Response::Timeouts {
+                    tcp: t.tcp(TcpState::Established),
+                    tcpfin: t.tcp(TcpState::FinWait),
+                    udp: t.udp_secs,
+                }
             }
             Request::AddService(spec) => self.change_service(&spec, Change::Add),
             Request::EditService(spec) => self.change_service(&spec, Change::Edit),
             Request::DeleteService(spec) => self.change_service(&spec, Change::Delete),
             Request::Clear => {
-                for (vip, proto) in self.config.services.iter().map(|s| (s.vip, s.proto)).collect::<Vec<_>>() {
+                for (vip, proto) in self
+                    .config
+                    .services
+                    .iter()
+                    .map(|s| (s.vip, s.proto))
+                    .collect::<Vec<_>>()
+                {
                     self.config.remove_service_options(vip, proto);
                 }
                 self.config.services.clear();
@@ -670,27 +841,41 @@ impl Control {
                 Response::Ok
             }
             Request::AddLocalAddress { service, addr } => self.change_laddr(&service, &addr, true),
-            Request::DeleteLocalAddress { service, addr } => self.change_laddr(&service, &addr, false),
+            Request::DeleteLocalAddress { service, addr } => {
+                self.change_laddr(&service, &addr, false)
+            }
             Request::Save => match self.list_services() {
-                Response::Services { services, .. } => Response::Rules(ipvsadm_fmt::save(&services)),
+                Response::Services { services, .. } => {
+                    Response::Rules(ipvsadm_fmt::save(&services))
+                }
                 other => other,
             },
             Request::Reload => self.reload(),
             Request::Ip(r) => Response::Ip(self.ip(r)),
             Request::Zero(spec) => self.zero(spec.as_ref()),
-            Request::ExportConfig => Response::ConfigToml(config::export::services_toml(&self.config)),
+            Request::ExportConfig => {
+                Response::ConfigToml(config::export::services_toml(&self.config))
+            }
         }
     }
 
     /// Finds the service `spec` names: its index, or the error to answer.
-    fn find_service(&self, spec: &ServiceSpec) -> Result<(SocketAddr, u8, Option<usize>), Response> {
+    fn find_service(
+        &self,
+        spec: &ServiceSpec,
+    ) -> Result<(SocketAddr, u8, Option<usize>), Response> {
         let proto = match spec.proto.as_str() {
             "tcp" => 6,
             "udp" => 17,
             p => return Err(Response::Error(format!("unknown protocol {p}"))),
         };
-        let vip = parse_endpoint(&spec.vip).ok_or_else(|| Response::Error(format!("invalid service address {}", spec.vip)))?;
-        let at = self.config.services.iter().position(|s| s.vip == vip && s.proto == proto);
+        let vip = parse_endpoint(&spec.vip)
+            .ok_or_else(|| Response::Error(format!("invalid service address {}", spec.vip)))?;
+        let at = self
+            .config
+            .services
+            .iter()
+            .position(|s| s.vip == vip && s.proto == proto);
         Ok((vip, proto, at))
     }
 
@@ -709,14 +894,21 @@ impl Control {
             return Response::Error(format!("Scheduler not found: ip_vs_{name}"));
         };
         let mut flags = SchedFlags::default();
-        for f in spec.sched_flags.iter().flat_map(|f| f.split(',')).filter(|f| !f.is_empty()) {
+        for f in spec
+            .sched_flags
+            .iter()
+            .flat_map(|f| f.split(','))
+            .filter(|f| !f.is_empty())
+        {
             match SchedFlags::parse(scheduler, f) {
                 Ok(bit) => flags = flags.union(bit),
                 Err(e) => return Response::Error(e.to_string()),
             }
         }
         let persistence = match (spec.persistent, &spec.netmask) {
-            (None, Some(_)) => return Response::Error("-M (netmask) needs a persistent service (-p)".into()),
+            (None, Some(_)) => {
+                return Response::Error("-M (netmask) needs a persistent service (-p)".into())
+            }
             (None, None) => None,
             (Some(t), mask) => {
                 let mut p = Persistence::new(t);
@@ -727,7 +919,12 @@ impl Control {
                     }
                 } else if let Some(m) = mask {
                     match m.parse::<Ipv4Addr>() {
-                        Ok(m) if u32::from(m).leading_ones() + u32::from(m).trailing_zeros() == 32 => p.netmask = m.octets(),
+                        Ok(m)
+                            if u32::from(m).leading_ones() + u32::from(m).trailing_zeros()
+                                == 32 =>
+                        {
+                            p.netmask = m.octets()
+                        }
                         _ => return Response::Error(format!("illegal persistence netmask {m}")),
                     }
                 }
@@ -736,7 +933,9 @@ impl Control {
         };
         match (change, at) {
             (Change::Add, Some(_)) => return Response::Error("Service already exists".into()),
-            (Change::Edit | Change::Delete, None) => return Response::Error("Service not defined".into()),
+            (Change::Edit | Change::Delete, None) => {
+                return Response::Error("Service not defined".into())
+            }
             (Change::Delete, Some(i)) => {
                 self.config.services.remove(i);
                 self.config.remove_service_options(vip, proto);
@@ -746,7 +945,11 @@ impl Control {
             (Change::Add | Change::Edit, _) => {}
         }
         let servers = at.map_or(0, |i| self.config.services[i].real_servers.len());
-        let mut options = self.config.service_options(vip, proto).cloned().unwrap_or_default();
+        let mut options = self
+            .config
+            .service_options(vip, proto)
+            .cloned()
+            .unwrap_or_default();
         options.sched_flags = flags;
         options.persistence = persistence;
         options.ops = spec.ops;
@@ -777,11 +980,16 @@ impl Control {
             Ok(x) => x,
             Err(r) => return r,
         };
-        let Some(i) = at else { return Response::Error("Service not defined".into()) };
+        let Some(i) = at else {
+            return Response::Error("Service not defined".into());
+        };
         let Ok(ip) = addr.parse::<IpAddr>() else {
             return Response::Error(format!("invalid local address {addr}"));
         };
-        let servers_v4 = self.config.services[i].real_servers.first().map(|r| r.addr.is_ipv4());
+        let servers_v4 = self.config.services[i]
+            .real_servers
+            .first()
+            .map(|r| r.addr.is_ipv4());
         if let Err(e) = config::check_laddr_family(vip, servers_v4, ip) {
             return Response::Error(e);
         }
@@ -810,25 +1018,48 @@ impl Control {
             Q::AddrShow => {
                 let mut views = ipr::addr_views(&self.config);
                 for v in views.iter_mut().filter(|v| v.addr.is_ipv6()) {
-                    v.flags = self.dad.state(v.addr.into()).map_or("", crate::dad::State::flags).into();
+                    v.flags = self
+                        .dad
+                        .state(v.addr.into())
+                        .map_or("", crate::dad::State::flags)
+                        .into();
                 }
                 return A::Addrs(self.links(), views);
             }
-            Q::RouteShow => return A::Routes(ipr::route_list(&self.config.interfaces, &self.config.addresses, &self.config.routes)),
+            Q::RouteShow => {
+                return A::Routes(ipr::route_list(
+                    &self.config.interfaces,
+                    &self.config.addresses,
+                    &self.config.routes,
+                ))
+            }
             Q::NeighShow => return A::Neighbours(self.neigh_views()),
-            Q::NeighAdd { addr, lladdr, dev } => return self.neigh_change(&addr, Some(&lladdr), &dev),
+            Q::NeighAdd { addr, lladdr, dev } => {
+                return self.neigh_change(&addr, Some(&lladdr), &dev)
+            }
             Q::NeighDel { addr, dev } => return self.neigh_change(&addr, None, &dev),
             Q::AddrAdd { addr, dev } => ipr::addr_add(&mut next, &addr, &dev).map(|a| {
                 let cidr = format!("{}/{}", a.addr, a.len);
                 if a.addr.is_ipv6() {
                     // The TAP may have IPv6 off (no address6 in the file).
-                    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", a.dev), "0");
+                    let _ = std::fs::write(
+                        format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", a.dev),
+                        "0",
+                    );
                     kernel_ip(&["-6", "addr", "add", &cidr, "dev", &a.dev, "nodad"])
                 } else {
                     kernel_ip(&["addr", "add", &cidr, "dev", &a.dev])
                 }
             }),
-            Q::AddrDel { addr, dev } => ipr::addr_del(&mut next, &addr, &dev).map(|a| kernel_ip(&["addr", "del", &format!("{}/{}", a.addr, a.len), "dev", &a.dev])),
+            Q::AddrDel { addr, dev } => ipr::addr_del(&mut next, &addr, &dev).map(|a| {
+                kernel_ip(&[
+                    "addr",
+                    "del",
+                    &format!("{}/{}", a.addr, a.len),
+                    "dev",
+                    &a.dev,
+                ])
+            }),
             Q::RouteAdd(spec) => ipr::route_add(&mut next, &spec).map(|r| kernel_route(&r, true)),
             Q::RouteDel(spec) => ipr::route_del(&mut next, &spec).map(|r| kernel_route(&r, false)),
         };
@@ -857,14 +1088,25 @@ impl Control {
                     mac: *mac,
                     up: p.link_up(),
                     mtu: p.mtu().map_or(0, u32::from),
-                    stats: [st.ipackets, st.ibytes, st.ierrors, st.imissed, st.rx_nombuf, st.opackets, st.obytes, st.oerrors],
+                    stats: [
+                        st.ipackets,
+                        st.ibytes,
+                        st.ierrors,
+                        st.imissed,
+                        st.rx_nombuf,
+                        st.opackets,
+                        st.obytes,
+                        st.oerrors,
+                    ],
                     vlan: None,
                 }
             });
         let mut links: Vec<_> = ports.collect();
         for i in &self.config.interfaces {
             let Some(v) = &i.vlan else { continue };
-            let Some(parent) = links.iter().find(|l| l.name == v.link).cloned() else { continue };
+            let Some(parent) = links.iter().find(|l| l.name == v.link).cloned() else {
+                continue;
+            };
             links.push(crate::iproute::LinkView {
                 name: i.name.clone(),
                 device: String::new(),
@@ -882,7 +1124,11 @@ impl Control {
             .iter()
             .map(|(ip, mac, port, state)| crate::iproute::NeighView {
                 addr: ip.ip(),
-                dev: self.config.interfaces.get(usize::from(port)).map_or_else(|| format!("port{port}"), |i| i.name.clone()),
+                dev: self
+                    .config
+                    .interfaces
+                    .get(usize::from(port))
+                    .map_or_else(|| format!("port{port}"), |i| i.name.clone()),
                 lladdr: mac,
                 state: state.name().into(),
             })
@@ -891,33 +1137,55 @@ impl Control {
 
     /// `neigh add` (with a MAC) or `neigh del`: a permanent entry in the
     /// neighbour table, published to the workers at once.
-    fn neigh_change(&mut self, addr: &str, lladdr: Option<&str>, dev: &str) -> crate::iproute::IpResponse {
+    fn neigh_change(
+        &mut self,
+        addr: &str,
+        lladdr: Option<&str>,
+        dev: &str,
+    ) -> crate::iproute::IpResponse {
         use crate::iproute::{IpError, IpResponse as A};
         let refuse = |e: IpError| A::Refused(e.to_string());
-        let Ok(ip) = addr.parse::<IpAddr>() else { return refuse(IpError::BadAddress(addr.into())) };
-        let Some(port) = self.config.interfaces.iter().position(|i| i.name == dev) else { return refuse(IpError::NoDevice(dev.into())) };
-        let changed = match lladdr {
-            Some(m) => {
-                let mac = match crate::iproute::parse_mac(m) {
-                    Ok(mac) => mac,
-                    Err(e) => return refuse(e),
-                };
-                if self.neigh.iter().any(|(a, _, _, s)| a == Addr::from(ip) && s == crate::neigh::State::Permanent) {
-                    return refuse(IpError::Exists(format!("{ip} is already a permanent neighbour")));
-                }
-                let entry = dataplane::neigh::NeighEntry { ip: Addr::from(ip), mac, port: port as u16 };
-                if !self.neigh.add_static(entry, Instant::now()) {
-                    return A::Refused("the neighbour table is full".into());
-                }
-                true
-            }
-            None => {
-                if !self.neigh.iter().any(|(a, _, p, _)| a == Addr::from(ip) && usize::from(p) == port) {
-                    return refuse(IpError::Missing(format!("no neighbour {ip} on {dev}")));
-                }
-                self.neigh.remove(Addr::from(ip))
-            }
+        let Ok(ip) = addr.parse::<IpAddr>() else {
+            return refuse(IpError::BadAddress(addr.into()));
         };
+        let Some(port) = self.config.interfaces.iter().position(|i| i.name == dev) else {
+            return refuse(IpError::NoDevice(dev.into()));
+        };
+        let changed =
+            match lladdr {
+                Some(m) => {
+                    let mac = match crate::iproute::parse_mac(m) {
+                        Ok(mac) => mac,
+                        Err(e) => return refuse(e),
+                    };
+                    if self.neigh.iter().any(|(a, _, _, s)| {
+                        a == Addr::from(ip) && s == crate::neigh::State::Permanent
+                    }) {
+                        return refuse(IpError::Exists(format!(
+                            "{ip} is already a permanent neighbour"
+                        )));
+                    }
+                    let entry = dataplane::neigh::NeighEntry {
+                        ip: Addr::from(ip),
+                        mac,
+                        port: port as u16,
+                    };
+                    if !self.neigh.add_static(entry, Instant::now()) {
+                        return A::Refused("the neighbour table is full".into());
+                    }
+                    true
+                }
+                None => {
+                    if !self
+                        .neigh
+                        .iter()
+                        .any(|(a, _, p, _)| a == Addr::from(ip) && usize::from(p) == port)
+                    {
+                        return refuse(IpError::Missing(format!("no neighbour {ip} on {dev}")));
+                    }
+                    self.neigh.remove(Addr::from(ip))
+                }
+            };
         if changed {
             let map = Arc::new(self.neigh.snapshot());
             self.broadcast(|| WorkerRequest::Neigh(Arc::clone(&map)));
@@ -929,7 +1197,9 @@ impl Control {
     /// that needs a restart changed. The running config stays otherwise.
     fn reload(&mut self) -> Response {
         let r = self.try_reload();
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
         self.last_reload = Some((!matches!(r, Response::Error(_)), now));
         r
     }
@@ -949,10 +1219,16 @@ impl Control {
             ("[[route]]", new.routes != self.file_routes),
         ];
         if let Some((what, _)) = fixed.iter().find(|(_, changed)| *changed) {
-            return Response::Error(format!("{}: {what} cannot change at run time (restart rvsd to apply it)", new.path.display()));
+            return Response::Error(format!(
+                "{}: {what} cannot change at run time (restart rvsd to apply it)",
+                new.path.display()
+            ));
         }
         let servers = |c: &Config| -> std::collections::HashSet<(SocketAddr, u8, SocketAddr)> {
-            c.services.iter().flat_map(|s| s.real_servers.iter().map(move |r| (s.vip, s.proto, r.addr))).collect()
+            c.services
+                .iter()
+                .flat_map(|s| s.real_servers.iter().map(move |r| (s.vip, s.proto, r.addr)))
+                .collect()
         };
         let (before, after) = (servers(&self.config), servers(&new));
         self.config.services = new.services;
@@ -962,7 +1238,10 @@ impl Control {
         self.publish_tables();
         // A server the file adds back starts its --stats from zero, as
         // `rvsadm -a` does (unless connections it had still run).
-        let readded: Vec<_> = after.difference(&before).filter_map(|&(v, p, r)| Some((self.registry.server_index(v, p, r)?, v, p, r))).collect();
+        let readded: Vec<_> = after
+            .difference(&before)
+            .filter_map(|&(v, p, r)| Some((self.registry.server_index(v, p, r)?, v, p, r)))
+            .collect();
         if !readded.is_empty() {
             self.refresh();
             for (i, vip, proto, rs) in readded {
@@ -981,14 +1260,26 @@ impl Control {
         let Some(vip) = parse_endpoint(&spec.vip) else {
             return Response::Error(format!("invalid service address {}", spec.vip));
         };
-        let Some(svc) = self.config.services.iter().position(|s| s.vip == vip && s.proto == proto) else {
+        let Some(svc) = self
+            .config
+            .services
+            .iter()
+            .position(|s| s.vip == vip && s.proto == proto)
+        else {
             return Response::Error("Service not defined".into());
         };
         let rs = match parse_endpoint(&spec.rs) {
             Some(a) => a,
-            None => match spec.rs.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+            None => match spec
+                .rs
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+            {
                 Ok(ip) => SocketAddr::new(ip, vip.port()),
-                Err(_) => return Response::Error(format!("invalid real server address {}", spec.rs)),
+                Err(_) => {
+                    return Response::Error(format!("invalid real server address {}", spec.rs))
+                }
             },
         };
         // The method: as given (-g/-m/--fullnat); otherwise unchanged on -e,
@@ -1009,11 +1300,19 @@ impl Control {
                 return Response::Error(e);
             }
             let service = &self.config.services[svc];
-            let other = service.real_servers.iter().map(|r| r.addr).find(|a| *a != rs);
+            let other = service
+                .real_servers
+                .iter()
+                .map(|r| r.addr)
+                .find(|a| *a != rs);
             if let Err(e) = config::check_server_family(vip, rs, forward, other) {
                 return Response::Error(e);
             }
-            if let Some(l) = service.local_addresses.iter().find(|l| l.is_ipv4() != rs.is_ipv4()) {
+            if let Some(l) = service
+                .local_addresses
+                .iter()
+                .find(|l| l.is_ipv4() != rs.is_ipv4())
+            {
                 return Response::Error(format!("real server {rs} is {} but the service's local address {l} is {}: remove it first (-Q)", config::family(rs.ip()), config::family(*l)));
             }
             if forward == Forward::FullNat && self.config.services[svc].local_addresses.is_empty() {
@@ -1023,10 +1322,16 @@ impl Control {
                 // A NAT reply is matched to its service by its source: one
                 // service per protocol may use a given server with NAT.
                 let clash = self.config.services.iter().enumerate().any(|(i, s)| {
-                    i != svc && s.proto == proto && s.real_servers.iter().any(|r| r.addr == rs && self.config.server_forward(s, r.addr) == Forward::Nat)
+                    i != svc
+                        && s.proto == proto
+                        && s.real_servers.iter().any(|r| {
+                            r.addr == rs && self.config.server_forward(s, r.addr) == Forward::Nat
+                        })
                 });
                 if clash {
-                    return Response::Error(format!("real server {rs} is already a NAT server of another service"));
+                    return Response::Error(format!(
+                        "real server {rs} is already a NAT server of another service"
+                    ));
                 }
             }
         }
@@ -1037,8 +1342,16 @@ impl Control {
             upper: spec.upper_threshold.unwrap_or(old.upper),
             lower: spec.lower_threshold.unwrap_or(old.lower),
         };
-        let old_t = self.config.service_options(vip, proto).and_then(|o| o.thresholds.get(&rs).copied()).unwrap_or_default();
-        let new_t = thresholds(if matches!(change, Change::Add) { Thresholds::default() } else { old_t });
+        let old_t = self
+            .config
+            .service_options(vip, proto)
+            .and_then(|o| o.thresholds.get(&rs).copied())
+            .unwrap_or_default();
+        let new_t = thresholds(if matches!(change, Change::Add) {
+            Thresholds::default()
+        } else {
+            old_t
+        });
         if let Err(e) = config::check_thresholds(new_t) {
             return Response::Error(e);
         }
@@ -1055,11 +1368,18 @@ impl Control {
             (Change::Add, None) => {
                 readded = self.registry.server_index(vip, proto, rs);
                 if readded.is_none() && self.registry.server_count() >= MAX_REAL_SERVERS {
-                    return Response::Error(format!("too many real servers (at most {MAX_REAL_SERVERS} while rvsd runs)"));
+                    return Response::Error(format!(
+                        "too many real servers (at most {MAX_REAL_SERVERS} while rvsd runs)"
+                    ));
                 }
-                servers.push(RealServerConfig { addr: rs, weight: spec.weight.unwrap_or(1) });
+                servers.push(RealServerConfig {
+                    addr: rs,
+                    weight: spec.weight.unwrap_or(1),
+                });
             }
-            (Change::Edit | Change::Delete, None) => return Response::Error("No such destination".into()),
+            (Change::Edit | Change::Delete, None) => {
+                return Response::Error("No such destination".into())
+            }
             (Change::Edit, Some(i)) => {
                 if let Some(w) = spec.weight {
                     servers[i].weight = w;
@@ -1092,7 +1412,9 @@ impl Control {
     fn serve_metrics(&self, stream: TcpStream) {
         let _ = stream.set_nonblocking(false);
         let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-        let Ok(mut reader) = stream.try_clone().map(BufReader::new) else { return };
+        let Ok(mut reader) = stream.try_clone().map(BufReader::new) else {
+            return;
+        };
         let mut request_line = String::new();
         if reader.read_line(&mut request_line).is_err() {
             return;
@@ -1103,7 +1425,9 @@ impl Control {
             line.clear();
         }
         let path = request_line.split_whitespace().nth(1).unwrap_or("");
-        let (status, body) = if request_line.starts_with("GET ") && (path == "/metrics" || path.starts_with("/metrics?")) {
+        let (status, body) = if request_line.starts_with("GET ")
+            && (path == "/metrics" || path.starts_with("/metrics?"))
+        {
             match metrics::render(&self.metrics_snapshot()) {
                 Ok(text) => ("200 OK", text),
                 Err(e) => ("500 Internal Server Error", format!("{e}\n")),
@@ -1134,7 +1458,10 @@ impl Control {
                     tx_packets: l(&s.tx_packets),
                     rx_bytes: l(&s.rx_bytes),
                     tx_bytes: l(&s.tx_bytes),
-                    drops: DropReason::ALL.iter().map(|r| (r.name(), l(&s.drops[*r as usize]))).collect(),
+                    drops: DropReason::ALL
+                        .iter()
+                        .map(|r| (r.name(), l(&s.drops[*r as usize])))
+                        .collect(),
                     redirected_out: l(&s.redirected_out),
                     redirected_in: l(&s.redirected_in),
                     polls: l(&s.polls),
@@ -1155,7 +1482,16 @@ impl Control {
                 let st = p.stats().unwrap_or_default();
                 metrics::PortSample {
                     name: i.name.clone(),
-                    basic: [st.ipackets, st.opackets, st.ibytes, st.obytes, st.imissed, st.ierrors, st.oerrors, st.rx_nombuf],
+                    basic: [
+                        st.ipackets,
+                        st.opackets,
+                        st.ibytes,
+                        st.obytes,
+                        st.imissed,
+                        st.ierrors,
+                        st.oerrors,
+                        st.rx_nombuf,
+                    ],
                     link_up: p.link_up(),
                     xstats: p.xstats().unwrap_or_default(),
                 }
@@ -1167,7 +1503,12 @@ impl Control {
         for svc in &effective.services {
             let label = metrics::service_label(proto_name(svc.proto), svc.vip);
             for r in &svc.real_servers {
-                let ConnTotals { active, inactive, created: connections, .. } = self.server_totals(svc.vip, svc.proto, r.addr);
+                let ConnTotals {
+                    active,
+                    inactive,
+                    created: connections,
+                    ..
+                } = self.server_totals(svc.vip, svc.proto, r.addr);
                 servers.push(metrics::ServerSample {
                     up: !self.down.contains(&((svc.vip, svc.proto), r.addr)),
                     service: label.clone(),
@@ -1180,7 +1521,12 @@ impl Control {
             }
             services.push(label);
         }
-        let mut neighbours = vec![("incomplete", 0), ("reachable", 0), ("stale", 0), ("failed", 0)];
+        let mut neighbours = vec![
+            ("incomplete", 0),
+            ("reachable", 0),
+            ("stale", 0),
+            ("failed", 0),
+        ];
         for (_, _, _, state) in self.neigh.iter() {
             let i = match state {
                 crate::neigh::State::Incomplete => 0,
@@ -1190,12 +1536,26 @@ impl Control {
             };
             neighbours[i].1 += 1;
         }
-        let routes = crate::iproute::route_list(&self.config.interfaces, &self.config.addresses, &self.config.routes)
-            .iter()
-            .filter(|r| r.origin != crate::iproute::RouteOrigin::Local)
-            .count() as u64;
+        let routes = crate::iproute::route_list(
+            &self.config.interfaces,
+            &self.config.addresses,
+            &self.config.routes,
+        )
+        .iter()
+        .filter(|r| r.origin != crate::iproute::RouteOrigin::Local)
+        .count() as u64;
         let (last_reload_ok, last_reload_time) = self.last_reload.unwrap_or((true, 0.0));
-        metrics::Snapshot { workers, ports, servers, services, neighbours, routes, generation: self.generation, last_reload_ok, last_reload_time }
+        metrics::Snapshot {
+            workers,
+            ports,
+            servers,
+            services,
+            neighbours,
+            routes,
+            generation: self.generation,
+            last_reload_ok,
+            last_reload_time,
+        }
     }
 
     /// Asks every worker to publish its counters and waits (briefly) for
@@ -1206,7 +1566,10 @@ impl Control {
             .iter()
             .filter_map(|w| {
                 let (tx, rx) = bounded(1);
-                w.requests.send_timeout(WorkerRequest::Publish(tx), Duration::from_secs(1)).ok().map(|()| rx)
+                w.requests
+                    .send_timeout(WorkerRequest::Publish(tx), Duration::from_secs(1))
+                    .ok()
+                    .map(|()| rx)
             })
             .collect();
         for rx in acks {
@@ -1216,12 +1579,20 @@ impl Control {
 
     /// A real server's connection counts summed over workers.
     fn server_totals(&self, vip: SocketAddr, proto: u8, rs: SocketAddr) -> ConnTotals {
-        let Some(i) = self.registry.server_index(vip, proto, rs) else { return ConnTotals::default() };
+        let Some(i) = self.registry.server_index(vip, proto, rs) else {
+            return ConnTotals::default();
+        };
         let mut t = ConnTotals::default();
         for w in &self.workers {
             let s = &w.shared;
-            t.active += s.rs_active.get(i).map_or(0, |x| u64::from(x.load(Ordering::Relaxed)));
-            t.inactive += s.rs_inactive.get(i).map_or(0, |x| u64::from(x.load(Ordering::Relaxed)));
+            t.active += s
+                .rs_active
+                .get(i)
+                .map_or(0, |x| u64::from(x.load(Ordering::Relaxed)));
+            t.inactive += s
+                .rs_inactive
+                .get(i)
+                .map_or(0, |x| u64::from(x.load(Ordering::Relaxed)));
             t.created += s.rs_created.get(i).map_or(0, |x| x.load(Ordering::Relaxed));
             for (sum, v) in t.traffic.iter_mut().zip(&s.rs_traffic) {
                 *sum += v.get(i).map_or(0, |x| x.load(Ordering::Relaxed));
@@ -1238,9 +1609,16 @@ impl Control {
             return;
         }
         self.rates_at = now;
-        let keys: Vec<_> = self.config.services.iter().flat_map(|s| s.real_servers.iter().map(move |r| (s.vip, s.proto, r.addr))).collect();
+        let keys: Vec<_> = self
+            .config
+            .services
+            .iter()
+            .flat_map(|s| s.real_servers.iter().map(move |r| (s.vip, s.proto, r.addr)))
+            .collect();
         for (vip, proto, rs) in keys {
-            let Some(i) = self.registry.server_index(vip, proto, rs) else { continue };
+            let Some(i) = self.registry.server_index(vip, proto, rs) else {
+                continue;
+            };
             let totals = self.server_totals(vip, proto, rs).stats();
             self.rates.entry(i).or_default().update(totals, secs);
         }
@@ -1251,7 +1629,12 @@ impl Control {
     /// estimators from 0, as the kernel's `ip_vs_zero_stats` does.
     fn zero(&mut self, spec: Option<&ServiceSpec>) -> Response {
         let services: Vec<ServiceKey> = match spec {
-            None => self.config.services.iter().map(|s| (s.vip, s.proto)).collect(),
+            None => self
+                .config
+                .services
+                .iter()
+                .map(|s| (s.vip, s.proto))
+                .collect(),
             Some(spec) => match self.find_service(spec) {
                 Ok((vip, proto, Some(_))) => vec![(vip, proto)],
                 Ok((_, _, None)) => return Response::Error("No such service".into()),
@@ -1260,9 +1643,18 @@ impl Control {
         };
         self.refresh();
         for (vip, proto) in services {
-            let Some(s) = self.config.services.iter().find(|s| s.vip == vip && s.proto == proto) else { continue };
+            let Some(s) = self
+                .config
+                .services
+                .iter()
+                .find(|s| s.vip == vip && s.proto == proto)
+            else {
+                continue;
+            };
             for r in s.real_servers.iter().map(|r| r.addr).collect::<Vec<_>>() {
-                let Some(i) = self.registry.server_index(vip, proto, r) else { continue };
+                let Some(i) = self.registry.server_index(vip, proto, r) else {
+                    continue;
+                };
                 self.zero_server(i, vip, proto, r);
             }
         }
@@ -1293,7 +1685,10 @@ impl Control {
         let mut total: Vec<u64> = Vec::new();
         for w in &self.workers {
             let (tx, rx) = bounded(1);
-            if w.requests.send_timeout(WorkerRequest::CountTemplates(tx), Duration::from_secs(1)).is_err() {
+            if w.requests
+                .send_timeout(WorkerRequest::CountTemplates(tx), Duration::from_secs(1))
+                .is_err()
+            {
                 continue;
             }
             if let Ok(counts) = rx.recv_timeout(Duration::from_secs(2)) {
@@ -1314,7 +1709,11 @@ impl Control {
 
     fn list_services_with(&self, templates: bool) -> Response {
         self.refresh();
-        let persist = if templates { self.template_counts() } else { Vec::new() };
+        let persist = if templates {
+            self.template_counts()
+        } else {
+            Vec::new()
+        };
         let effective = self.effective_config();
         let services = effective
             .services
@@ -1353,16 +1752,24 @@ impl Control {
                         .map(|r| {
                             let idx = self.registry.server_index(s.vip, s.proto, r.addr);
                             let totals = self.server_totals(s.vip, s.proto, r.addr);
-                            let ConnTotals { active, inactive, .. } = totals;
-                            let rates = idx.and_then(|i| self.rates.get(&i)).map_or([0; 5], RateEstimate::rates);
-                            let t = opts.and_then(|o| o.thresholds.get(&r.addr).copied()).unwrap_or_default();
+                            let ConnTotals {
+                                active, inactive, ..
+                            } = totals;
+                            let rates = idx
+                                .and_then(|i| self.rates.get(&i))
+                                .map_or([0; 5], RateEstimate::rates);
+                            let t = opts
+                                .and_then(|o| o.thresholds.get(&r.addr).copied())
+                                .unwrap_or_default();
                             RealServerView {
                                 addr: r.addr.to_string(),
                                 forward: effective.server_forward(s, r.addr).column().into(),
                                 weight: r.weight,
                                 upper_threshold: t.upper,
                                 lower_threshold: t.lower,
-                                persist_conns: idx.and_then(|i| persist.get(i).copied()).unwrap_or(0),
+                                persist_conns: idx
+                                    .and_then(|i| persist.get(i).copied())
+                                    .unwrap_or(0),
                                 stats: self.zeroed.since(idx, totals.stats()),
                                 rates,
                                 active,
@@ -1373,16 +1780,26 @@ impl Control {
                 }
             })
             .collect();
-        let table_size = u64::from(self.config.dataplane.session_capacity) * self.workers.len() as u64;
-        Response::Services { table_size, services }
+        let table_size =
+            u64::from(self.config.dataplane.session_capacity) * self.workers.len() as u64;
+        Response::Services {
+            table_size,
+            services,
+        }
     }
 
     fn list_connections(&self) -> Response {
         let mut out = Vec::new();
         for w in &self.workers {
             let (tx, rx) = bounded(1);
-            if w.requests.send_timeout(WorkerRequest::DumpSessions(tx), Duration::from_secs(1)).is_err() {
-                return Response::Error(format!("worker on lcore {} is not taking requests", w.lcore));
+            if w.requests
+                .send_timeout(WorkerRequest::DumpSessions(tx), Duration::from_secs(1))
+                .is_err()
+            {
+                return Response::Error(format!(
+                    "worker on lcore {} is not taking requests",
+                    w.lcore
+                ));
             }
             let Ok(dump) = rx.recv_timeout(Duration::from_secs(2)) else {
                 return Response::Error(format!("worker on lcore {} did not answer", w.lcore));
@@ -1424,34 +1841,35 @@ impl Control {
                 }
             })
             .collect();
-        let workers = self.workers
-                .iter()
-                .map(|w| {
-                    let s = &w.shared;
-                    WorkerStatsView {
-                        lcore: w.lcore,
-                        rx_packets: l(&s.rx_packets),
-                        tx_packets: l(&s.tx_packets),
-                        rx_bytes: l(&s.rx_bytes),
-                        tx_bytes: l(&s.tx_bytes),
-                        sessions: l(&s.sessions),
-                        sessions_created: l(&s.sessions_created),
-                        sessions_expired: l(&s.sessions_expired),
-                        redirected_out: l(&s.redirected_out),
-                        redirected_in: l(&s.redirected_in),
-                        generation: l(&s.generation),
-                        polls: l(&s.polls),
-                        empty_polls: l(&s.empty_polls),
-                        drops: DropReason::ALL
-                            .iter()
-                            .filter_map(|r| {
-                                let n = l(&s.drops[*r as usize]);
-                                (n > 0).then(|| (r.name().to_string(), n))
-                            })
-                            .collect(),
-                    }
-                })
-                .collect();
+        let workers = self
+            .workers
+            .iter()
+            .map(|w| {
+                let s = &w.shared;
+                WorkerStatsView {
+                    lcore: w.lcore,
+                    rx_packets: l(&s.rx_packets),
+                    tx_packets: l(&s.tx_packets),
+                    rx_bytes: l(&s.rx_bytes),
+                    tx_bytes: l(&s.tx_bytes),
+                    sessions: l(&s.sessions),
+                    sessions_created: l(&s.sessions_created),
+                    sessions_expired: l(&s.sessions_expired),
+                    redirected_out: l(&s.redirected_out),
+                    redirected_in: l(&s.redirected_in),
+                    generation: l(&s.generation),
+                    polls: l(&s.polls),
+                    empty_polls: l(&s.empty_polls),
+                    drops: DropReason::ALL
+                        .iter()
+                        .filter_map(|r| {
+                            let n = l(&s.drops[*r as usize]);
+                            (n > 0).then(|| (r.name().to_string(), n))
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
         Response::Stats { workers, ports }
     }
 }
@@ -1469,7 +1887,13 @@ struct ConnTotals {
 impl ConnTotals {
     /// ipvsadm's five counters: conns, inpkts, outpkts, inbytes, outbytes.
     fn stats(&self) -> [u64; 5] {
-        [self.created, self.traffic[0], self.traffic[1], self.traffic[2], self.traffic[3]]
+        [
+            self.created,
+            self.traffic[0],
+            self.traffic[1],
+            self.traffic[2],
+            self.traffic[3],
+        ]
     }
 }
 
@@ -1513,7 +1937,11 @@ enum Change {
 }
 
 fn proto_name(p: u8) -> &'static str {
-    if p == 17 { "UDP" } else { "TCP" }
+    if p == 17 {
+        "UDP"
+    } else {
+        "TCP"
+    }
 }
 
 /// Gives the kernel side of an interface's exception path the interface's
@@ -1525,11 +1953,18 @@ fn configure_kernel_side(c: &crate::config::InterfaceConfig, mac: &MacAddr) -> s
     // it without duplicate address detection (the data plane owns the
     // port and answers for it).
     if c.addr6.is_some() {
-        for (key, value) in [("accept_dad", "0"), ("accept_ra", "0"), ("disable_ipv6", "0")] {
+        for (key, value) in [
+            ("accept_dad", "0"),
+            ("accept_ra", "0"),
+            ("disable_ipv6", "0"),
+        ] {
             let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{}/{key}", c.name), value);
         }
     } else {
-        let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", c.name), "1");
+        let _ = std::fs::write(
+            format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", c.name),
+            "1",
+        );
     }
     // An af_packet port shares its frames with the kernel's own interface:
     // keep that kernel interface from answering for the exception path's
@@ -1545,20 +1980,55 @@ fn configure_kernel_side(c: &crate::config::InterfaceConfig, mac: &MacAddr) -> s
         if out.status.success() {
             Ok(())
         } else {
-            Err(std::io::Error::other(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim())))
+            Err(std::io::Error::other(format!(
+                "ip {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
         }
     };
     let mac = fmt_mac(mac);
     ip(&["link", "set", "dev", &c.name, "address", &mac])?;
     ip(&["link", "set", "dev", &c.name, "up"])?;
-    ip(&["addr", "replace", &format!("{}/{}", c.addr, c.prefix_len), "dev", &c.name])?;
+    ip(&[
+        "addr",
+        "replace",
+        &format!("{}/{}", c.addr, c.prefix_len),
+        "dev",
+        &c.name,
+    ])?;
     if let Some(gw) = c.gateway {
-        ip(&["route", "replace", "default", "via", &gw.to_string(), "dev", &c.name])?;
+        ip(&[
+            "route",
+            "replace",
+            "default",
+            "via",
+            &gw.to_string(),
+            "dev",
+            &c.name,
+        ])?;
     }
     if let Some((a, len)) = c.addr6 {
-        ip(&["-6", "addr", "replace", &format!("{a}/{len}"), "dev", &c.name, "nodad"])?;
+        ip(&[
+            "-6",
+            "addr",
+            "replace",
+            &format!("{a}/{len}"),
+            "dev",
+            &c.name,
+            "nodad",
+        ])?;
         if let Some(gw) = c.gateway6 {
-            ip(&["-6", "route", "replace", "default", "via", &gw.to_string(), "dev", &c.name])?;
+            ip(&[
+                "-6",
+                "route",
+                "replace",
+                "default",
+                "via",
+                &gw.to_string(),
+                "dev",
+                &c.name,
+            ])?;
         }
     }
     Ok(())
@@ -1570,17 +2040,30 @@ fn kernel_ip(args: &[&str]) -> std::io::Result<()> {
     if out.status.success() {
         Ok(())
     } else {
-        Err(std::io::Error::other(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim())))
+        Err(std::io::Error::other(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
     }
 }
 
 /// Adds (`replace`) or deletes static route `r` on the kernel side, so the
 /// appliance's own traffic (health checks, ping) takes the same way.
 fn kernel_route(r: &crate::iproute::RouteConfig, add: bool) -> std::io::Result<()> {
-    let dest = if r.len == 0 { "default".to_string() } else { format!("{}/{}", r.prefix, r.len) };
+    let dest = if r.len == 0 {
+        "default".to_string()
+    } else {
+        format!("{}/{}", r.prefix, r.len)
+    };
     let via = r.via.map(|v| v.to_string());
     let family = if r.prefix.is_ipv6() { "-6" } else { "-4" };
-    let mut args = vec![family, "route", if add { "replace" } else { "del" }, dest.as_str()];
+    let mut args = vec![
+        family,
+        "route",
+        if add { "replace" } else { "del" },
+        dest.as_str(),
+    ];
     if let Some(v) = &via {
         args.extend(["via", v.as_str()]);
     }
@@ -1589,18 +2072,26 @@ fn kernel_route(r: &crate::iproute::RouteConfig, add: bool) -> std::io::Result<(
 }
 
 fn seed(lcore: u32) -> u64 {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
     t ^ u64::from(lcore).rotate_left(32) ^ u64::from(std::process::id())
 }
 
 fn bind_socket(path: &Path) -> Result<UnixListener, StartError> {
-    let err = |source| StartError::Socket { path: path.display().to_string(), source };
+    let err = |source| StartError::Socket {
+        path: path.display().to_string(),
+        source,
+    };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
     // A socket file left by a killed daemon would make bind fail.
     if UnixStream::connect(path).is_ok() {
-        return Err(err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "another rvsd is answering on it")));
+        return Err(err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            "another rvsd is answering on it",
+        )));
     }
     let _ = std::fs::remove_file(path);
     let l = UnixListener::bind(path).map_err(err)?;
@@ -1613,7 +2104,10 @@ fn bind_socket(path: &Path) -> Result<UnixListener, StartError> {
 fn log_announced(new: &[Addr]) {
     if !new.is_empty() {
         let list: Vec<String> = new.iter().map(|a| a.ip().to_string()).collect();
-        eprintln!("rvsd: announcing {} (gratuitous ARP / unsolicited NA)", list.join(" "));
+        eprintln!(
+            "rvsd: announcing {} (gratuitous ARP / unsolicited NA)",
+            list.join(" ")
+        );
     }
 }
 
@@ -1631,5 +2125,8 @@ fn endpoint(e: Endpoint) -> String {
 }
 
 fn fmt_mac(m: &[u8; 6]) -> String {
-    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }

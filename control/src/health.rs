@@ -90,7 +90,10 @@ impl Target {
     /// The server itself, unmarked.
     #[must_use]
     pub fn direct(addr: impl Into<SocketAddr>) -> Self {
-        Self { addr: addr.into(), mark: None }
+        Self {
+            addr: addr.into(),
+            mark: None,
+        }
     }
 }
 
@@ -151,14 +154,20 @@ pub fn probe(kind: &CheckKind, target: Target, timeout: Duration) -> Result<(), 
         CheckKind::Http { path, status } => {
             let deadline = Instant::now() + timeout;
             let mut s = connect(target, timeout)?;
-            let left = || deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-            s.set_write_timeout(Some(left())).map_err(|e| e.to_string())?;
+            let left = || {
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1))
+            };
+            s.set_write_timeout(Some(left()))
+                .map_err(|e| e.to_string())?;
             write!(s, "GET {path} HTTP/1.0\r\nHost: {}\r\nUser-Agent: rvsd-health\r\nConnection: close\r\n\r\n", server.ip())
                 .map_err(|e| format!("send: {e}"))?;
             let mut head = [0u8; 64];
             let mut got = 0;
             while got < 12 {
-                s.set_read_timeout(Some(left())).map_err(|e| e.to_string())?;
+                s.set_read_timeout(Some(left()))
+                    .map_err(|e| e.to_string())?;
                 match s.read(&mut head[got..]) {
                     Ok(0) => break,
                     Ok(n) => got += n,
@@ -175,11 +184,19 @@ pub fn probe(kind: &CheckKind, target: Target, timeout: Duration) -> Result<(), 
                 None => Err(format!("not an HTTP answer: {line:?}")),
             }
         }
-        CheckKind::Udp { payload, expect } => udp_probe(target, payload, expect.as_deref(), timeout),
+        CheckKind::Udp { payload, expect } => {
+            udp_probe(target, payload, expect.as_deref(), timeout)
+        }
         CheckKind::Icmp => icmp_probe(target, timeout),
         CheckKind::Script(cmd) => {
             let mut child = std::process::Command::new("sh")
-                .args(["-c", cmd, "rvsd-check", &server.ip().to_string(), &server.port().to_string()])
+                .args([
+                    "-c",
+                    cmd,
+                    "rvsd-check",
+                    &server.ip().to_string(),
+                    &server.port().to_string(),
+                ])
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
@@ -231,10 +248,16 @@ fn connect(target: Target, timeout: Duration) -> Result<TcpStream, String> {
 }
 
 /// Sends `payload` and waits for one answer (containing `expect`, if set).
-fn udp_probe(target: Target, payload: &[u8], expect: Option<&[u8]>, timeout: Duration) -> Result<(), String> {
+fn udp_probe(
+    target: Target,
+    payload: &[u8],
+    expect: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     let s = socket(target, Type::DGRAM, Protocol::UDP).map_err(|e| format!("socket: {e}"))?;
-    s.connect(&SockAddr::from(target.addr)).map_err(|e| format!("connect: {e}"))?;
+    s.connect(&SockAddr::from(target.addr))
+        .map_err(|e| format!("connect: {e}"))?;
     let s: UdpSocket = s.into();
     s.send(payload).map_err(|e| format!("send: {e}"))?;
     let mut buf = vec![0u8; 65536];
@@ -248,14 +271,21 @@ fn udp_probe(target: Target, payload: &[u8], expect: Option<&[u8]>, timeout: Dur
             Ok(n) => {
                 let got = &buf[..n];
                 return match expect {
-                    Some(want) if !contains(got, want) => {
-                        Err(format!("answer {:?} lacks {:?}", String::from_utf8_lossy(&got[..n.min(64)]), String::from_utf8_lossy(want)))
-                    }
+                    Some(want) if !contains(got, want) => Err(format!(
+                        "answer {:?} lacks {:?}",
+                        String::from_utf8_lossy(&got[..n.min(64)]),
+                        String::from_utf8_lossy(want)
+                    )),
                     _ => Ok(()),
                 };
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
                 return Err("no answer: timed out".into())
             }
             // ECONNREFUSED: the server's host said port unreachable.
@@ -289,7 +319,10 @@ pub fn echo_request(ident: u16, seq: u16, data: &[u8]) -> Vec<u8> {
 }
 
 fn internet_checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)]))).sum();
+    let mut sum: u32 = data
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
+        .sum();
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
@@ -321,14 +354,22 @@ fn icmp_message(got: &[u8], raw: bool, from: IpAddr) -> Option<&[u8]> {
 fn icmp_probe(target: Target, timeout: Duration) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     let v6 = target.addr.is_ipv6();
-    let proto = if v6 { Protocol::ICMPV6 } else { Protocol::ICMPV4 };
+    let proto = if v6 {
+        Protocol::ICMPV6
+    } else {
+        Protocol::ICMPV4
+    };
     let (s, raw) = match socket(target, Type::DGRAM, proto) {
         Ok(s) => (s, false),
-        Err(_) => (socket(target, Type::RAW, proto).map_err(|e| format!("ICMP socket: {e}"))?, true),
+        Err(_) => (
+            socket(target, Type::RAW, proto).map_err(|e| format!("ICMP socket: {e}"))?,
+            true,
+        ),
     };
     let dst = target.addr.ip();
     // Connected: the kernel passes up only datagrams from the target.
-    s.connect(&SockAddr::from(SocketAddr::new(dst, 0))).map_err(|e| format!("connect: {e}"))?;
+    s.connect(&SockAddr::from(SocketAddr::new(dst, 0)))
+        .map_err(|e| format!("connect: {e}"))?;
     let ident = (std::process::id() as u16) ^ 0x5256;
     let seq = ICMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let data = *b"rvsd-health-icmp";
@@ -337,7 +378,11 @@ fn icmp_probe(target: Target, timeout: Duration) -> Result<(), String> {
         request[0] = ICMPV6_ECHO_REQUEST;
         request[2..4].fill(0);
     }
-    let reply_type = if v6 { ICMPV6_ECHO_REPLY } else { ICMP_ECHO_REPLY };
+    let reply_type = if v6 {
+        ICMPV6_ECHO_REPLY
+    } else {
+        ICMP_ECHO_REPLY
+    };
     s.send(&request).map_err(|e| format!("send: {e}"))?;
     let mut buf = [0u8; 1500];
     loop {
@@ -348,16 +393,26 @@ fn icmp_probe(target: Target, timeout: Duration) -> Result<(), String> {
         s.set_read_timeout(Some(left)).map_err(|e| e.to_string())?;
         match (&s).read(&mut buf) {
             Ok(n) => {
-                let Some(m) = icmp_message(&buf[..n], raw, dst) else { continue };
+                let Some(m) = icmp_message(&buf[..n], raw, dst) else {
+                    continue;
+                };
                 // A ping socket rewrites the identifier: only the sequence
                 // and data tell our reply from another thread's.
-                let ours = m.len() >= 8 + data.len() && m[0] == reply_type && m[6..8] == seq.to_be_bytes() && m[8..8 + data.len()] == data;
+                let ours = m.len() >= 8 + data.len()
+                    && m[0] == reply_type
+                    && m[6..8] == seq.to_be_bytes()
+                    && m[8..8 + data.len()] == data;
                 if ours && (!raw || m[4..6] == ident.to_be_bytes()) {
                     return Ok(());
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
                 return Err("no echo reply: timed out".into())
             }
             Err(e) => return Err(format!("receive: {e}")),
@@ -372,11 +427,18 @@ pub const DR_MARK_BASE: u32 = 0x5256_0000;
 pub const DR_RULE_PRIORITY: u32 = 100;
 
 fn ip(args: &[&str]) -> Result<(), String> {
-    let out = std::process::Command::new("ip").args(args).output().map_err(|e| format!("ip: {e}"))?;
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 }
 
@@ -399,15 +461,43 @@ impl DrRoute {
     /// What `ip` said.
     pub fn install(slot: u16, vip: IpAddr, rip: IpAddr, dev: &str) -> Result<Self, String> {
         if vip.is_ipv4() != rip.is_ipv4() {
-            return Err(format!("VIP {vip} and server {rip} are of different families"));
+            return Err(format!(
+                "VIP {vip} and server {rip} are of different families"
+            ));
         }
         let mark = DR_MARK_BASE + u32::from(slot);
-        let (family, host) = if vip.is_ipv4() { ("-4", 32) } else { ("-6", 128) };
+        let (family, host) = if vip.is_ipv4() {
+            ("-4", 32)
+        } else {
+            ("-6", 128)
+        };
         let route = Self { mark, family };
         route.clear();
         let m = mark.to_string();
-        ip(&[family, "route", "replace", &format!("{vip}/{host}"), "via", &rip.to_string(), "dev", dev, "onlink", "table", &m])?;
-        ip(&[family, "rule", "add", "fwmark", &m, "table", &m, "priority", &DR_RULE_PRIORITY.to_string()])?;
+        ip(&[
+            family,
+            "route",
+            "replace",
+            &format!("{vip}/{host}"),
+            "via",
+            &rip.to_string(),
+            "dev",
+            dev,
+            "onlink",
+            "table",
+            &m,
+        ])?;
+        ip(&[
+            family,
+            "rule",
+            "add",
+            "fwmark",
+            &m,
+            "table",
+            &m,
+            "priority",
+            &DR_RULE_PRIORITY.to_string(),
+        ])?;
         Ok(route)
     }
 
@@ -450,12 +540,21 @@ impl DrRoutes {
     pub fn target(&mut self, vip: SocketAddr, rip: IpAddr, dev: &str) -> Result<Target, String> {
         let key = (vip.ip(), rip);
         if let Some(r) = self.routes.get(&key) {
-            return Ok(Target { addr: vip, mark: Some(r.mark()) });
+            return Ok(Target {
+                addr: vip,
+                mark: Some(r.mark()),
+            });
         }
-        let used: std::collections::BTreeSet<u32> = self.routes.values().map(DrRoute::mark).collect();
-        let slot = (0..=u16::MAX).find(|k| !used.contains(&(DR_MARK_BASE + u32::from(*k)))).ok_or("no free DR probe mark")?;
+        let used: std::collections::BTreeSet<u32> =
+            self.routes.values().map(DrRoute::mark).collect();
+        let slot = (0..=u16::MAX)
+            .find(|k| !used.contains(&(DR_MARK_BASE + u32::from(*k))))
+            .ok_or("no free DR probe mark")?;
         let r = DrRoute::install(slot, key.0, rip, dev)?;
-        let t = Target { addr: vip, mark: Some(r.mark()) };
+        let t = Target {
+            addr: vip,
+            mark: Some(r.mark()),
+        };
         self.routes.insert(key, r);
         Ok(t)
     }
@@ -536,7 +635,14 @@ impl Drop for Checker {
 /// Starts probing `server` of `service` at `target`, reporting changes on
 /// `changes`; `up` is the state the server is in now (true for a new one).
 #[must_use]
-pub fn spawn(check: HealthCheck, service: (SocketAddr, u8), server: SocketAddr, target: Target, up: bool, changes: Sender<Change>) -> Checker {
+pub fn spawn(
+    check: HealthCheck,
+    service: (SocketAddr, u8),
+    server: SocketAddr,
+    target: Target,
+    up: bool,
+    changes: Sender<Change>,
+) -> Checker {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     let name = format!("health {server}");
@@ -545,7 +651,9 @@ pub fn spawn(check: HealthCheck, service: (SocketAddr, u8), server: SocketAddr, 
         let nap = |d: Duration| {
             let until = Instant::now() + d;
             while Instant::now() < until && !flag.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(50).min(until.saturating_duration_since(Instant::now())));
+                std::thread::sleep(
+                    Duration::from_millis(50).min(until.saturating_duration_since(Instant::now())),
+                );
             }
         };
         nap(check.delay);
@@ -558,14 +666,26 @@ pub fn spawn(check: HealthCheck, service: (SocketAddr, u8), server: SocketAddr, 
                     Ok(()) => "ok".to_string(),
                     Err(e) => e.clone(),
                 };
-                if changes.send(Change { service, server, up, detail }).is_err() {
+                if changes
+                    .send(Change {
+                        service,
+                        server,
+                        up,
+                        detail,
+                    })
+                    .is_err()
+                {
                     return;
                 }
             }
             nap(check.interval.saturating_sub(started.elapsed()));
         }
     });
-    Checker { stop, check: kept, target }
+    Checker {
+        stop,
+        check: kept,
+        target,
+    }
 }
 
 #[cfg(test)]
@@ -581,7 +701,11 @@ mod tests {
         let mut s = Streak::new();
         assert_eq!(s.record(false, 2, 3), None);
         assert_eq!(s.record(false, 2, 3), None);
-        assert_eq!(s.record(true, 2, 3), None, "a success resets the failure run");
+        assert_eq!(
+            s.record(true, 2, 3),
+            None,
+            "a success resets the failure run"
+        );
         assert_eq!(s.record(false, 2, 3), None);
         assert_eq!(s.record(false, 2, 3), None);
         assert_eq!(s.record(false, 2, 3), Some(false));
@@ -598,7 +722,9 @@ mod tests {
 
     fn local_http(status: &'static str) -> SocketAddrV4 {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let SocketAddr::V4(addr) = l.local_addr().unwrap() else { unreachable!() };
+        let SocketAddr::V4(addr) = l.local_addr().unwrap() else {
+            unreachable!()
+        };
         std::thread::spawn(move || {
             for s in l.incoming().flatten().take(4) {
                 let mut s = s;
@@ -624,26 +750,63 @@ mod tests {
         let t = Duration::from_secs(2);
         let ok = local_http("200 OK");
         assert_eq!(probe(&CheckKind::Tcp, Target::direct(ok), t), Ok(()));
-        assert_eq!(probe(&CheckKind::Http { path: "/".into(), status: 200 }, Target::direct(ok), t), Ok(()));
+        assert_eq!(
+            probe(
+                &CheckKind::Http {
+                    path: "/".into(),
+                    status: 200
+                },
+                Target::direct(ok),
+                t
+            ),
+            Ok(())
+        );
         let bad = local_http("503 Service Unavailable");
-        let e = probe(&CheckKind::Http { path: "/".into(), status: 200 }, Target::direct(bad), t).unwrap_err();
+        let e = probe(
+            &CheckKind::Http {
+                path: "/".into(),
+                status: 200,
+            },
+            Target::direct(bad),
+            t,
+        )
+        .unwrap_err();
         assert!(e.contains("503"), "{e}");
         // A port nobody listens on.
         let closed = {
             let l = TcpListener::bind("127.0.0.1:0").unwrap();
-            let SocketAddr::V4(a) = l.local_addr().unwrap() else { unreachable!() };
+            let SocketAddr::V4(a) = l.local_addr().unwrap() else {
+                unreachable!()
+            };
             a
         };
-        assert!(probe(&CheckKind::Tcp, Target::direct(closed), t).unwrap_err().starts_with("connect"));
-        assert_eq!(probe(&CheckKind::Script("exit 0".into()), Target::direct(ok), t), Ok(()));
-        assert!(probe(&CheckKind::Script("test \"$2\" = 1".into()), Target::direct(ok), t).is_err());
-        let slow = probe(&CheckKind::Script("sleep 5".into()), Target::direct(ok), Duration::from_millis(200)).unwrap_err();
+        assert!(probe(&CheckKind::Tcp, Target::direct(closed), t)
+            .unwrap_err()
+            .starts_with("connect"));
+        assert_eq!(
+            probe(&CheckKind::Script("exit 0".into()), Target::direct(ok), t),
+            Ok(())
+        );
+        assert!(probe(
+            &CheckKind::Script("test \"$2\" = 1".into()),
+            Target::direct(ok),
+            t
+        )
+        .is_err());
+        let slow = probe(
+            &CheckKind::Script("sleep 5".into()),
+            Target::direct(ok),
+            Duration::from_millis(200),
+        )
+        .unwrap_err();
         assert!(slow.contains("timed out"), "{slow}");
     }
 
     fn udp_echo(prefix: &'static [u8]) -> (SocketAddrV4, UdpSocket) {
         let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let SocketAddr::V4(addr) = s.local_addr().unwrap() else { unreachable!() };
+        let SocketAddr::V4(addr) = s.local_addr().unwrap() else {
+            unreachable!()
+        };
         let server = s.try_clone().unwrap();
         std::thread::spawn(move || {
             let mut buf = [0u8; 2048];
@@ -660,23 +823,38 @@ mod tests {
     fn udp_probe_needs_an_answer_with_the_expected_text() {
         let t = Duration::from_millis(500);
         let (echo, _keep) = udp_echo(b"rs1 ");
-        let kind = |expect: Option<&str>| CheckKind::Udp { payload: b"ping".to_vec(), expect: expect.map(|e| e.as_bytes().to_vec()) };
+        let kind = |expect: Option<&str>| CheckKind::Udp {
+            payload: b"ping".to_vec(),
+            expect: expect.map(|e| e.as_bytes().to_vec()),
+        };
         assert_eq!(probe(&kind(None), Target::direct(echo), t), Ok(()));
-        assert_eq!(probe(&kind(Some("rs1 ping")), Target::direct(echo), t), Ok(()));
+        assert_eq!(
+            probe(&kind(Some("rs1 ping")), Target::direct(echo), t),
+            Ok(())
+        );
         let e = probe(&kind(Some("pong")), Target::direct(echo), t).unwrap_err();
         assert!(e.contains("lacks \"pong\""), "{e}");
         // Nobody on the port: the kernel's port unreachable refuses it.
         let closed = {
             let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-            let SocketAddr::V4(a) = s.local_addr().unwrap() else { unreachable!() };
+            let SocketAddr::V4(a) = s.local_addr().unwrap() else {
+                unreachable!()
+            };
             a
         };
         let e = probe(&kind(None), Target::direct(closed), t).unwrap_err();
         assert!(e.contains("refused"), "{e}");
         // Someone who never answers: a timeout.
         let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let SocketAddr::V4(quiet) = silent.local_addr().unwrap() else { unreachable!() };
-        let e = probe(&kind(None), Target::direct(quiet), Duration::from_millis(200)).unwrap_err();
+        let SocketAddr::V4(quiet) = silent.local_addr().unwrap() else {
+            unreachable!()
+        };
+        let e = probe(
+            &kind(None),
+            Target::direct(quiet),
+            Duration::from_millis(200),
+        )
+        .unwrap_err();
         assert!(e.contains("timed out"), "{e}");
     }
 
@@ -684,17 +862,36 @@ mod tests {
     fn echo_request_checksum_verifies() {
         let m = echo_request(0x1234, 7, b"abc");
         assert_eq!((m[0], m[1], &m[4..8]), (8, 0, &[0x12, 0x34, 0, 7][..]));
-        assert_eq!(internet_checksum(&m), 0, "a message with its checksum sums to zero");
+        assert_eq!(
+            internet_checksum(&m),
+            0,
+            "a message with its checksum sums to zero"
+        );
     }
 
     #[test]
     fn icmp_probe_gets_an_echo_reply_from_loopback() {
         // rvsd runs as root; so do these tests (a raw socket if no ping socket).
         let t = Duration::from_secs(1);
-        assert_eq!(probe(&CheckKind::Icmp, Target::direct(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)), t), Ok(()));
+        assert_eq!(
+            probe(
+                &CheckKind::Icmp,
+                Target::direct(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)),
+                t
+            ),
+            Ok(())
+        );
         // Several at once (one thread each, as the checkers) all succeed.
         let all: Vec<_> = (0..4)
-            .map(|_| std::thread::spawn(move || probe(&CheckKind::Icmp, Target::direct(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)), t)))
+            .map(|_| {
+                std::thread::spawn(move || {
+                    probe(
+                        &CheckKind::Icmp,
+                        Target::direct(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)),
+                        t,
+                    )
+                })
+            })
             .collect();
         for h in all {
             assert_eq!(h.join().unwrap(), Ok(()));
@@ -704,13 +901,30 @@ mod tests {
 
     #[test]
     fn raw_replies_are_taken_from_the_target_only() {
-        let mut pkt = vec![0x45, 0, 0, 36, 0, 0, 0, 0, 64, 1, 0, 0, 10, 77, 0, 11, 10, 77, 0, 2];
+        let mut pkt = vec![
+            0x45, 0, 0, 36, 0, 0, 0, 0, 64, 1, 0, 0, 10, 77, 0, 11, 10, 77, 0, 2,
+        ];
         pkt.extend_from_slice(&[0, 0, 0, 0, 0x12, 0x34, 0, 7, 1, 2, 3, 4, 5, 6, 7, 8]);
         let from = Ipv4Addr::new(10, 77, 0, 11);
-        assert_eq!(icmp_message(&pkt, true, from.into()).map(|m| m[0..8].to_vec()), Some(vec![0, 0, 0, 0, 0x12, 0x34, 0, 7]));
-        assert_eq!(icmp_message(&pkt, true, Ipv4Addr::new(10, 77, 0, 12).into()), None, "another source");
-        assert_eq!(icmp_message(&pkt[..24], true, from.into()), None, "truncated");
-        assert_eq!(icmp_message(&pkt, false, from.into()), Some(&pkt[..]), "a ping socket hands over the message only");
+        assert_eq!(
+            icmp_message(&pkt, true, from.into()).map(|m| m[0..8].to_vec()),
+            Some(vec![0, 0, 0, 0, 0x12, 0x34, 0, 7])
+        );
+        assert_eq!(
+            icmp_message(&pkt, true, Ipv4Addr::new(10, 77, 0, 12).into()),
+            None,
+            "another source"
+        );
+        assert_eq!(
+            icmp_message(&pkt[..24], true, from.into()),
+            None,
+            "truncated"
+        );
+        assert_eq!(
+            icmp_message(&pkt, false, from.into()),
+            Some(&pkt[..]),
+            "a ping socket hands over the message only"
+        );
     }
 
     #[test]
@@ -728,10 +942,16 @@ mod tests {
                 let _ = u.send_to(&buf[..n], from);
             }
         });
-        let kind = CheckKind::Udp { payload: b"ping6".to_vec(), expect: Some(b"ping6".to_vec()) };
+        let kind = CheckKind::Udp {
+            payload: b"ping6".to_vec(),
+            expect: Some(b"ping6".to_vec()),
+        };
         assert_eq!(probe(&kind, Target::direct(echo), t), Ok(()));
         let lo6 = SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), 0);
-        assert_eq!(probe(&CheckKind::Icmp, Target::direct(lo6), t), Ok(()), "ICMPv6 echo from ::1");
+        assert_eq!(
+            probe(&CheckKind::Icmp, Target::direct(lo6), t),
+            Ok(()),
+            "ICMPv6 echo from ::1"
+        );
     }
-
 }

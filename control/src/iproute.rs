@@ -123,7 +123,9 @@ pub fn parse_prefix(s: &str, allow_default: bool) -> Result<(IpAddr, u8), IpErro
 #[must_use]
 pub fn default_for((prefix, len): (IpAddr, u8), via: Option<IpAddr>) -> (IpAddr, u8) {
     match via {
-        Some(IpAddr::V6(_)) if len == 0 && prefix == IpAddr::V4(Ipv4Addr::UNSPECIFIED) => (IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+        Some(IpAddr::V6(_)) if len == 0 && prefix == IpAddr::V4(Ipv4Addr::UNSPECIFIED) => {
+            (IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0)
+        }
         _ => (prefix, len),
     }
 }
@@ -194,20 +196,42 @@ pub struct RouteView {
 /// # Errors
 /// [`IpError::NoDevice`] for an unknown parent, [`IpError::Usage`] for a
 /// parent that is a sub-interface, [`IpError::Refused`] for a bad or taken id.
-pub fn check_vlan(interfaces: &[InterfaceConfig], name: &str, link: &str, id: i64) -> Result<u16, IpError> {
-    let Some(parent) = interfaces.iter().find(|i| i.name == link) else { return Err(IpError::NoDevice(link.into())) };
+pub fn check_vlan(
+    interfaces: &[InterfaceConfig],
+    name: &str,
+    link: &str,
+    id: i64,
+) -> Result<u16, IpError> {
+    let Some(parent) = interfaces.iter().find(|i| i.name == link) else {
+        return Err(IpError::NoDevice(link.into()));
+    };
     if let Some(v) = &parent.vlan {
         return Err(IpError::Usage(format!("{link} is itself VLAN {} on {}: stacked VLANs (802.1ad, QinQ) are not supported; use a DPDK port as link", v.id, v.link)));
     }
-    let id = u16::try_from(id).ok().filter(|id| (1..=dataplane::vlan::VID_MAX).contains(id)).ok_or_else(|| IpError::Refused(format!("vlan id {id} is invalid: 802.1Q ids are 1..4094")))?;
-    if let Some(other) = interfaces.iter().find(|i| i.vlan.as_ref().is_some_and(|v| v.link == link && v.id == id)) {
-        return Err(IpError::Refused(format!("VLAN {id} on {link} already exists (interface {:?}); {name:?} needs another id", other.name)));
+    let id = u16::try_from(id)
+        .ok()
+        .filter(|id| (1..=dataplane::vlan::VID_MAX).contains(id))
+        .ok_or_else(|| {
+            IpError::Refused(format!("vlan id {id} is invalid: 802.1Q ids are 1..4094"))
+        })?;
+    if let Some(other) = interfaces.iter().find(|i| {
+        i.vlan
+            .as_ref()
+            .is_some_and(|v| v.link == link && v.id == id)
+    }) {
+        return Err(IpError::Refused(format!(
+            "VLAN {id} on {link} already exists (interface {:?}); {name:?} needs another id",
+            other.name
+        )));
     }
     Ok(id)
 }
 
 fn port_of(interfaces: &[InterfaceConfig], dev: &str) -> Option<u16> {
-    interfaces.iter().position(|i| i.name == dev).and_then(|p| u16::try_from(p).ok())
+    interfaces
+        .iter()
+        .position(|i| i.name == dev)
+        .and_then(|p| u16::try_from(p).ok())
 }
 
 /// Every route of the appliance, in `ip route` order: connected subnets,
@@ -216,12 +240,18 @@ fn port_of(interfaces: &[InterfaceConfig], dev: &str) -> Option<u16> {
 /// earlier one already has is left out (an added address in an existing
 /// subnet adds no second connected route).
 #[must_use]
-pub fn route_list(interfaces: &[InterfaceConfig], addresses: &[AddressConfig], statics: &[RouteConfig]) -> Vec<RouteView> {
+pub fn route_list(
+    interfaces: &[InterfaceConfig],
+    addresses: &[AddressConfig],
+    statics: &[RouteConfig],
+) -> Vec<RouteView> {
     let mut out: Vec<RouteView> = Vec::new();
     let mut push = |v: RouteView| {
-        let dup = out
-            .iter()
-            .any(|o| (o.origin == RouteOrigin::Local) == (v.origin == RouteOrigin::Local) && o.prefix == v.prefix && o.len == v.len);
+        let dup = out.iter().any(|o| {
+            (o.origin == RouteOrigin::Local) == (v.origin == RouteOrigin::Local)
+                && o.prefix == v.prefix
+                && o.len == v.len
+        });
         // (IpAddr equality keeps the families apart: 0.0.0.0/0 is not ::/0.)
         if !dup {
             out.push(v);
@@ -230,26 +260,69 @@ pub fn route_list(interfaces: &[InterfaceConfig], addresses: &[AddressConfig], s
     let own = interfaces
         .iter()
         .map(|i| (i.name.as_str(), IpAddr::V4(i.addr), i.prefix_len))
-        .chain(interfaces.iter().filter_map(|i| i.addr6.map(|(a, l)| (i.name.as_str(), IpAddr::V6(a), l))))
+        .chain(
+            interfaces
+                .iter()
+                .filter_map(|i| i.addr6.map(|(a, l)| (i.name.as_str(), IpAddr::V6(a), l))),
+        )
         .chain(addresses.iter().map(|a| (a.dev.as_str(), a.addr, a.len)));
-    let own: Vec<_> = own.filter_map(|(dev, a, l)| port_of(interfaces, dev).map(|p| (dev, p, a, l))).collect();
+    let own: Vec<_> = own
+        .filter_map(|(dev, a, l)| port_of(interfaces, dev).map(|p| (dev, p, a, l)))
+        .collect();
     for &(dev, port, a, l) in &own {
-        push(RouteView { prefix: network(a, l), len: l, via: None, dev: dev.into(), port, origin: RouteOrigin::Connected, src: Some(a) });
+        push(RouteView {
+            prefix: network(a, l),
+            len: l,
+            via: None,
+            dev: dev.into(),
+            port,
+            origin: RouteOrigin::Connected,
+            src: Some(a),
+        });
     }
     for (p, i) in interfaces.iter().enumerate() {
         let Ok(port) = u16::try_from(p) else { continue };
-        let gateways = [i.gateway.map(|g| (IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V4(g))), i.gateway6.map(|g| (IpAddr::V6(Ipv6Addr::UNSPECIFIED), IpAddr::V6(g)))];
+        let gateways = [
+            i.gateway
+                .map(|g| (IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V4(g))),
+            i.gateway6
+                .map(|g| (IpAddr::V6(Ipv6Addr::UNSPECIFIED), IpAddr::V6(g))),
+        ];
         for (prefix, gw) in gateways.into_iter().flatten() {
-            push(RouteView { prefix, len: 0, via: Some(gw), dev: i.name.clone(), port, origin: RouteOrigin::Gateway, src: None });
+            push(RouteView {
+                prefix,
+                len: 0,
+                via: Some(gw),
+                dev: i.name.clone(),
+                port,
+                origin: RouteOrigin::Gateway,
+                src: None,
+            });
         }
     }
     for r in statics {
         if let Some(port) = port_of(interfaces, &r.dev) {
-            push(RouteView { prefix: r.prefix, len: r.len, via: r.via, dev: r.dev.clone(), port, origin: RouteOrigin::Static, src: None });
+            push(RouteView {
+                prefix: r.prefix,
+                len: r.len,
+                via: r.via,
+                dev: r.dev.clone(),
+                port,
+                origin: RouteOrigin::Static,
+                src: None,
+            });
         }
     }
     for &(dev, port, a, _) in &own {
-        push(RouteView { prefix: a, len: max_len(a), via: None, dev: dev.into(), port, origin: RouteOrigin::Local, src: Some(a) });
+        push(RouteView {
+            prefix: a,
+            len: max_len(a),
+            via: None,
+            dev: dev.into(),
+            port,
+            origin: RouteOrigin::Local,
+            src: Some(a),
+        });
     }
     out
 }
@@ -262,7 +335,10 @@ pub fn routes(config: &Config) -> Routes {
     fn hop<A>(r: &RouteView, bits: impl Fn(IpAddr) -> Option<A>) -> NextHop<A> {
         match (r.origin, r.via.and_then(&bits)) {
             (RouteOrigin::Local, _) => NextHop::Local { port: r.port },
-            (_, Some(g)) => NextHop::Via { port: r.port, gateway: g },
+            (_, Some(g)) => NextHop::Via {
+                port: r.port,
+                gateway: g,
+            },
             (_, None) => NextHop::OnLink { port: r.port },
         }
     }
@@ -274,12 +350,27 @@ pub fn routes(config: &Config) -> Routes {
         IpAddr::V6(a) => Some(a.octets()),
         IpAddr::V4(_) => None,
     };
-    let v4 = list.iter().filter_map(|r| Some(Route { prefix: v4_bits(r.prefix)?, len: r.len, hop: hop(r, v4_bits) }));
-    let v6 = list.iter().filter_map(|r| Some(Route { prefix: v6_bits(r.prefix)?, len: r.len, hop: hop(r, v6_bits) }));
+    let v4 = list.iter().filter_map(|r| {
+        Some(Route {
+            prefix: v4_bits(r.prefix)?,
+            len: r.len,
+            hop: hop(r, v4_bits),
+        })
+    });
+    let v6 = list.iter().filter_map(|r| {
+        Some(Route {
+            prefix: v6_bits(r.prefix)?,
+            len: r.len,
+            hop: hop(r, v6_bits),
+        })
+    });
     // route_list leaves no duplicate and every length fits its family:
     // this cannot fail; an empty table (the fallback to interfaces) if it
     // ever did.
-    Routes { v4: RouteTable::new(v4).unwrap_or_default(), v6: RouteTable::new(v6).unwrap_or_default() }
+    Routes {
+        v4: RouteTable::new(v4).unwrap_or_default(),
+        v6: RouteTable::new(v6).unwrap_or_default(),
+    }
 }
 
 /// The interface's IPv6 address to send neighbour solicitations for
@@ -291,12 +382,21 @@ pub fn ns_source(config: &Config, port: u16, target: Ipv6Addr) -> Option<Ipv6Add
     let own: Vec<(Ipv6Addr, u8)> = i
         .addr6
         .into_iter()
-        .chain(config.addresses.iter().filter(|a| a.dev == i.name).filter_map(|a| match a.addr {
-            IpAddr::V6(v6) => Some((v6, a.len)),
-            IpAddr::V4(_) => None,
-        }))
+        .chain(
+            config
+                .addresses
+                .iter()
+                .filter(|a| a.dev == i.name)
+                .filter_map(|a| match a.addr {
+                    IpAddr::V6(v6) => Some((v6, a.len)),
+                    IpAddr::V4(_) => None,
+                }),
+        )
         .collect();
-    own.iter().find(|(a, l)| covers(IpAddr::V6(*a), *l, IpAddr::V6(target))).or(own.first()).map(|(a, _)| *a)
+    own.iter()
+        .find(|(a, l)| covers(IpAddr::V6(*a), *l, IpAddr::V6(target)))
+        .or(own.first())
+        .map(|(a, _)| *a)
 }
 
 /// Checks a static route against the interfaces, addresses and routes
@@ -320,31 +420,63 @@ pub fn check_route(
         }
     }
     if via.is_some_and(|v| v.is_ipv4() != prefix.is_ipv4()) {
-        return Err(IpError::Usage(format!("gateway {} is not of the family of {}", via.map(|v| v.to_string()).unwrap_or_default(), show_prefix(prefix, len))));
+        return Err(IpError::Usage(format!(
+            "gateway {} is not of the family of {}",
+            via.map(|v| v.to_string()).unwrap_or_default(),
+            show_prefix(prefix, len)
+        )));
     }
     if network(prefix, len) != prefix {
-        return Err(IpError::HostBits(format!("{prefix}/{len}"), format!("{}/{len}", network(prefix, len))));
+        return Err(IpError::HostBits(
+            format!("{prefix}/{len}"),
+            format!("{}/{len}", network(prefix, len)),
+        ));
     }
     let connected = route_list(interfaces, addresses, &[]);
     let dev = match (via, dev) {
-        (None, None) => return Err(IpError::Usage("a route needs a gateway (via ADDRESS) or a device (dev NAME)".into())),
+        (None, None) => {
+            return Err(IpError::Usage(
+                "a route needs a gateway (via ADDRESS) or a device (dev NAME)".into(),
+            ))
+        }
         (None, Some(d)) => d.to_string(),
         (Some(g), d) => {
             let hit = connected
                 .iter()
-                .filter(|r| r.origin == RouteOrigin::Connected && covers(r.prefix, r.len, g) && d.is_none_or(|d| d == r.dev))
+                .filter(|r| {
+                    r.origin == RouteOrigin::Connected
+                        && covers(r.prefix, r.len, g)
+                        && d.is_none_or(|d| d == r.dev)
+                })
                 .max_by_key(|r| r.len);
             match hit {
                 Some(r) => r.dev.clone(),
-                None => return Err(IpError::BadGateway(g, d.map(|d| format!(" of {d}")).unwrap_or_default())),
+                None => {
+                    return Err(IpError::BadGateway(
+                        g,
+                        d.map(|d| format!(" of {d}")).unwrap_or_default(),
+                    ))
+                }
             }
         }
     };
     let all = route_list(interfaces, addresses, statics);
-    if let Some(r) = all.iter().find(|r| r.origin != RouteOrigin::Local && r.prefix == prefix && r.len == len) {
-        return Err(IpError::Exists(format!("route {} already exists ({})", show_prefix(prefix, len), origin_word(r.origin))));
+    if let Some(r) = all
+        .iter()
+        .find(|r| r.origin != RouteOrigin::Local && r.prefix == prefix && r.len == len)
+    {
+        return Err(IpError::Exists(format!(
+            "route {} already exists ({})",
+            show_prefix(prefix, len),
+            origin_word(r.origin)
+        )));
     }
-    Ok(RouteConfig { prefix, len, via, dev })
+    Ok(RouteConfig {
+        prefix,
+        len,
+        via,
+        dev,
+    })
 }
 
 fn origin_word(o: RouteOrigin) -> &'static str {
@@ -367,7 +499,11 @@ fn show_prefix(p: IpAddr, len: u8) -> String {
 /// True if the appliance already uses `a` (interface address, added
 /// address, VIP or local address).
 fn in_use(config: &Config, a: IpAddr) -> Option<String> {
-    if let Some(i) = config.interfaces.iter().find(|i| IpAddr::V4(i.addr) == a || i.addr6.is_some_and(|(v6, _)| IpAddr::V6(v6) == a)) {
+    if let Some(i) = config
+        .interfaces
+        .iter()
+        .find(|i| IpAddr::V4(i.addr) == a || i.addr6.is_some_and(|(v6, _)| IpAddr::V6(v6) == a))
+    {
         return Some(format!("{a} is the address of {}", i.name));
     }
     if let Some(x) = config.addresses.iter().find(|x| x.addr == a) {
@@ -376,7 +512,11 @@ fn in_use(config: &Config, a: IpAddr) -> Option<String> {
     if config.services.iter().any(|s| s.vip.ip() == a) {
         return Some(format!("{a} is a virtual service address"));
     }
-    if config.services.iter().any(|s| s.local_addresses.contains(&a)) {
+    if config
+        .services
+        .iter()
+        .any(|s| s.local_addresses.contains(&a))
+    {
         return Some(format!("{a} is a FULLNAT local address"));
     }
     None
@@ -398,7 +538,11 @@ pub fn addr_add(config: &mut Config, addr: &str, dev: &str) -> Result<AddressCon
     if let Some(why) = in_use(config, a) {
         return Err(IpError::Exists(why));
     }
-    let added = AddressConfig { dev: dev.into(), addr: a, len };
+    let added = AddressConfig {
+        dev: dev.into(),
+        addr: a,
+        len,
+    };
     config.addresses.push(added.clone());
     Ok(added)
 }
@@ -415,13 +559,20 @@ pub fn addr_del(config: &mut Config, addr: &str, dev: &str) -> Result<AddressCon
     if port_of(&config.interfaces, dev).is_none() {
         return Err(IpError::NoDevice(dev.into()));
     }
-    if config.interfaces.iter().any(|i| i.name == dev && (IpAddr::V4(i.addr) == a || i.addr6.is_some_and(|(v6, _)| IpAddr::V6(v6) == a))) {
+    if config.interfaces.iter().any(|i| {
+        i.name == dev
+            && (IpAddr::V4(i.addr) == a || i.addr6.is_some_and(|(v6, _)| IpAddr::V6(v6) == a))
+    }) {
         return Err(IpError::Refused(format!(
             "{a} is {dev}'s configured address (the config file's [[interface]] address): it cannot be deleted at run time"
         )));
     }
     let given_len = addr.contains('/');
-    let Some(at) = config.addresses.iter().position(|x| x.dev == dev && x.addr == a && (!given_len || x.len == len)) else {
+    let Some(at) = config
+        .addresses
+        .iter()
+        .position(|x| x.dev == dev && x.addr == a && (!given_len || x.len == len))
+    else {
         return Err(IpError::Missing(format!("no address {addr} on {dev}")));
     };
     Ok(config.addresses.remove(at))
@@ -432,9 +583,23 @@ pub fn addr_del(config: &mut Config, addr: &str, dev: &str) -> Result<AddressCon
 /// # Errors
 /// As [`check_route`], and [`IpError::BadPrefix`] for a malformed prefix.
 pub fn route_add(config: &mut Config, spec: &RouteSpec) -> Result<RouteConfig, IpError> {
-    let via = spec.via.as_deref().map(|v| v.parse::<IpAddr>().map_err(|_| IpError::BadAddress(v.into()))).transpose()?;
+    let via = spec
+        .via
+        .as_deref()
+        .map(|v| {
+            v.parse::<IpAddr>()
+                .map_err(|_| IpError::BadAddress(v.into()))
+        })
+        .transpose()?;
     let p = default_for(parse_prefix(&spec.prefix, true)?, via);
-    let r = check_route(&config.interfaces, &config.addresses, &config.routes, p, via, spec.dev.as_deref())?;
+    let r = check_route(
+        &config.interfaces,
+        &config.addresses,
+        &config.routes,
+        p,
+        via,
+        spec.dev.as_deref(),
+    )?;
     config.routes.push(r.clone());
     Ok(r)
 }
@@ -445,7 +610,14 @@ pub fn route_add(config: &mut Config, spec: &RouteSpec) -> Result<RouteConfig, I
 /// [`IpError`]: malformed prefix, unknown device, no such static route, or
 /// a connected route or gateway (those belong to addresses and the file).
 pub fn route_del(config: &mut Config, spec: &RouteSpec) -> Result<RouteConfig, IpError> {
-    let via = spec.via.as_deref().map(|v| v.parse::<IpAddr>().map_err(|_| IpError::BadAddress(v.into()))).transpose()?;
+    let via = spec
+        .via
+        .as_deref()
+        .map(|v| {
+            v.parse::<IpAddr>()
+                .map_err(|_| IpError::BadAddress(v.into()))
+        })
+        .transpose()?;
     let (prefix, len) = default_for(parse_prefix(&spec.prefix, true)?, via);
     if let Some(d) = spec.dev.as_deref() {
         if port_of(&config.interfaces, d).is_none() {
@@ -453,20 +625,29 @@ pub fn route_del(config: &mut Config, spec: &RouteSpec) -> Result<RouteConfig, I
         }
     }
     let matches = |r: &RouteConfig| {
-        r.prefix == prefix && r.len == len && via.is_none_or(|v| r.via == Some(v)) && spec.dev.as_deref().is_none_or(|d| d == r.dev)
+        r.prefix == prefix
+            && r.len == len
+            && via.is_none_or(|v| r.via == Some(v))
+            && spec.dev.as_deref().is_none_or(|d| d == r.dev)
     };
     if let Some(at) = config.routes.iter().position(matches) {
         return Ok(config.routes.remove(at));
     }
     let list = route_list(&config.interfaces, &config.addresses, &config.routes);
-    if let Some(r) = list.iter().find(|r| r.origin != RouteOrigin::Local && r.prefix == prefix && r.len == len) {
+    if let Some(r) = list
+        .iter()
+        .find(|r| r.origin != RouteOrigin::Local && r.prefix == prefix && r.len == len)
+    {
         return Err(IpError::Refused(format!(
             "{} is {}: it goes with its address or [[interface]] gateway, not rvsadm route del",
             show_prefix(prefix, len),
             origin_word(r.origin)
         )));
     }
-    Err(IpError::Missing(format!("no route {}", show_prefix(prefix, len))))
+    Err(IpError::Missing(format!(
+        "no route {}",
+        show_prefix(prefix, len)
+    )))
 }
 
 // ---------------------------------------------------------------------------
@@ -603,15 +784,47 @@ pub enum IpResponse {
 pub fn addr_views(config: &Config) -> Vec<AddrView> {
     let mut out = Vec::new();
     for i in &config.interfaces {
-        out.push(AddrView { dev: i.name.clone(), addr: IpAddr::V4(i.addr), len: i.prefix_len, configured: true, flags: String::new() });
-        for a in config.addresses.iter().filter(|a| a.dev == i.name && a.addr.is_ipv4()) {
-            out.push(AddrView { dev: a.dev.clone(), addr: a.addr, len: a.len, configured: false, flags: String::new() });
+        out.push(AddrView {
+            dev: i.name.clone(),
+            addr: IpAddr::V4(i.addr),
+            len: i.prefix_len,
+            configured: true,
+            flags: String::new(),
+        });
+        for a in config
+            .addresses
+            .iter()
+            .filter(|a| a.dev == i.name && a.addr.is_ipv4())
+        {
+            out.push(AddrView {
+                dev: a.dev.clone(),
+                addr: a.addr,
+                len: a.len,
+                configured: false,
+                flags: String::new(),
+            });
         }
         if let Some((a, len)) = i.addr6 {
-            out.push(AddrView { dev: i.name.clone(), addr: IpAddr::V6(a), len, configured: true, flags: String::new() });
+            out.push(AddrView {
+                dev: i.name.clone(),
+                addr: IpAddr::V6(a),
+                len,
+                configured: true,
+                flags: String::new(),
+            });
         }
-        for a in config.addresses.iter().filter(|a| a.dev == i.name && a.addr.is_ipv6()) {
-            out.push(AddrView { dev: a.dev.clone(), addr: a.addr, len: a.len, configured: false, flags: String::new() });
+        for a in config
+            .addresses
+            .iter()
+            .filter(|a| a.dev == i.name && a.addr.is_ipv6())
+        {
+            out.push(AddrView {
+                dev: a.dev.clone(),
+                addr: a.addr,
+                len: a.len,
+                configured: false,
+                flags: String::new(),
+            });
         }
     }
     out
@@ -643,7 +856,10 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6], IpError> {
 /// the first word other than `-s` names an object (ip's abbreviations too).
 #[must_use]
 pub fn is_command(words: &[String]) -> bool {
-    words.iter().find(|w| !is_flag(w)).is_some_and(|w| object(w).is_some())
+    words
+        .iter()
+        .find(|w| !is_flag(w))
+        .is_some_and(|w| object(w).is_some())
 }
 
 /// `-s` (statistics) and `-4`/`-6` (family), which `ip` takes before the
@@ -691,14 +907,19 @@ pub struct Command {
 /// [`IpError::Usage`] (or a malformed-value error) for a bad command line.
 pub fn parse(words: &[String]) -> Result<Command, IpError> {
     // `-s` goes before the object in ip (`ip -s link`); here anywhere.
-    let stats = words.iter().any(|w| matches!(w.as_str(), "-s" | "-stats" | "-statistics"));
+    let stats = words
+        .iter()
+        .any(|w| matches!(w.as_str(), "-s" | "-stats" | "-statistics"));
     let family = words.iter().rev().find_map(|w| match w.as_str() {
         "-4" => Some(4),
         "-6" => Some(6),
         _ => None,
     });
     let mut it = words.iter().map(String::as_str).filter(|w| !is_flag(w));
-    let obj = it.next().and_then(object).ok_or_else(|| IpError::Usage("expected link, addr, route or neigh".into()))?;
+    let obj = it
+        .next()
+        .and_then(object)
+        .ok_or_else(|| IpError::Usage("expected link, addr, route or neigh".into()))?;
     let verb = it.next().unwrap_or("show");
     let rest: Vec<&str> = it.collect();
     let usage = |m: &str| IpError::Usage(m.into());
@@ -709,15 +930,22 @@ pub fn parse(words: &[String]) -> Result<Command, IpError> {
         while i < from.len() {
             let k = from[i];
             if !keys.contains(&k) {
-                return Err(IpError::Usage(format!("unknown argument \"{k}\" (expected one of: {})", keys.join(", "))));
+                return Err(IpError::Usage(format!(
+                    "unknown argument \"{k}\" (expected one of: {})",
+                    keys.join(", ")
+                )));
             }
-            let v = from.get(i + 1).ok_or_else(|| IpError::Usage(format!("\"{k}\" needs a value")))?;
+            let v = from
+                .get(i + 1)
+                .ok_or_else(|| IpError::Usage(format!("\"{k}\" needs a value")))?;
             out.push((k.to_string(), (*v).to_string()));
             i += 2;
         }
         Ok(out)
     };
-    let get = |p: &[(String, String)], k: &str| p.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let get = |p: &[(String, String)], k: &str| {
+        p.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone())
+    };
     let show = matches!(verb, "show" | "list" | "ls" | "lst" | "sh" | "s");
     let (request, dev) = match (obj, verb) {
         (Object::Link, _) if show => {
@@ -737,44 +965,81 @@ pub fn parse(words: &[String]) -> Result<Command, IpError> {
             (IpRequest::NeighShow, get(&p, "dev"))
         }
         (Object::Addr, "add" | "del" | "delete") => {
-            let (addr, tail) = rest.split_first().ok_or_else(|| usage("addr add|del needs ADDRESS/LEN dev NAME"))?;
+            let (addr, tail) = rest
+                .split_first()
+                .ok_or_else(|| usage("addr add|del needs ADDRESS/LEN dev NAME"))?;
             let p = pairs(tail, &["dev"])?;
             let dev = get(&p, "dev").ok_or_else(|| usage("addr add|del needs dev NAME"))?;
             parse_prefix(addr, false)?;
             let addr = (*addr).to_string();
-            (if verb == "add" { IpRequest::AddrAdd { addr, dev } } else { IpRequest::AddrDel { addr, dev } }, None)
+            (
+                if verb == "add" {
+                    IpRequest::AddrAdd { addr, dev }
+                } else {
+                    IpRequest::AddrDel { addr, dev }
+                },
+                None,
+            )
         }
         (Object::Route, "add" | "del" | "delete") => {
-            let (prefix, tail) = rest.split_first().ok_or_else(|| usage("route add|del needs PREFIX [via ADDRESS] [dev NAME]"))?;
+            let (prefix, tail) = rest
+                .split_first()
+                .ok_or_else(|| usage("route add|del needs PREFIX [via ADDRESS] [dev NAME]"))?;
             let p = pairs(tail, &["via", "dev"])?;
             parse_prefix(prefix, true)?;
             let via = get(&p, "via");
             if let Some(v) = &via {
-                v.parse::<IpAddr>().map_err(|_| IpError::BadAddress(v.clone()))?;
+                v.parse::<IpAddr>()
+                    .map_err(|_| IpError::BadAddress(v.clone()))?;
             }
-            let spec = RouteSpec { prefix: (*prefix).to_string(), via, dev: get(&p, "dev") };
+            let spec = RouteSpec {
+                prefix: (*prefix).to_string(),
+                via,
+                dev: get(&p, "dev"),
+            };
             if verb == "add" && spec.via.is_none() && spec.dev.is_none() {
                 return Err(usage("route add needs via ADDRESS or dev NAME"));
             }
-            (if verb == "add" { IpRequest::RouteAdd(spec) } else { IpRequest::RouteDel(spec) }, None)
+            (
+                if verb == "add" {
+                    IpRequest::RouteAdd(spec)
+                } else {
+                    IpRequest::RouteDel(spec)
+                },
+                None,
+            )
         }
         (Object::Neigh, "add" | "replace" | "del" | "delete") => {
-            let (addr, tail) = rest.split_first().ok_or_else(|| usage("neigh add|del needs ADDRESS [lladdr MAC] dev NAME"))?;
-            addr.parse::<IpAddr>().map_err(|_| IpError::BadAddress((*addr).to_string()))?;
+            let (addr, tail) = rest
+                .split_first()
+                .ok_or_else(|| usage("neigh add|del needs ADDRESS [lladdr MAC] dev NAME"))?;
+            addr.parse::<IpAddr>()
+                .map_err(|_| IpError::BadAddress((*addr).to_string()))?;
             let p = pairs(tail, &["lladdr", "dev", "nud"])?;
             let dev = get(&p, "dev").ok_or_else(|| usage("neigh add|del needs dev NAME"))?;
             let addr = (*addr).to_string();
             if verb.starts_with("del") {
                 (IpRequest::NeighDel { addr, dev }, None)
             } else {
-                let lladdr = get(&p, "lladdr").ok_or_else(|| usage("neigh add needs lladdr MAC"))?;
+                let lladdr =
+                    get(&p, "lladdr").ok_or_else(|| usage("neigh add needs lladdr MAC"))?;
                 parse_mac(&lladdr)?;
                 (IpRequest::NeighAdd { addr, lladdr, dev }, None)
             }
         }
-        (_, v) => return Err(IpError::Usage(format!("Command \"{v}\" is unknown, try \"rvsadm {} help\"", words[0]))),
+        (_, v) => {
+            return Err(IpError::Usage(format!(
+                "Command \"{v}\" is unknown, try \"rvsadm {} help\"",
+                words[0]
+            )))
+        }
     };
-    Ok(Command { request, stats, dev, family })
+    Ok(Command {
+        request,
+        stats,
+        dev,
+        family,
+    })
 }
 
 /// Usage text of the iproute-style commands.
@@ -797,8 +1062,10 @@ Usage: rvsadm link show [-s] [dev NAME]
 pub fn run(prog: &str, words: &[String]) -> std::process::ExitCode {
     use std::process::ExitCode;
     let mut words = words.to_vec();
-    let mut socket =
-        std::env::var_os("RVS_SOCKET").map_or_else(|| std::path::PathBuf::from(crate::api::DEFAULT_SOCKET), std::path::PathBuf::from);
+    let mut socket = std::env::var_os("RVS_SOCKET").map_or_else(
+        || std::path::PathBuf::from(crate::api::DEFAULT_SOCKET),
+        std::path::PathBuf::from,
+    );
     if let Some(i) = words.iter().position(|w| w == "--socket") {
         if i + 1 >= words.len() {
             eprintln!("{prog}: --socket needs a path");
@@ -807,7 +1074,10 @@ pub fn run(prog: &str, words: &[String]) -> std::process::ExitCode {
         socket = words.remove(i + 1).into();
         words.remove(i);
     }
-    if words.iter().any(|w| w == "help" || w == "-h" || w == "--help") {
+    if words
+        .iter()
+        .any(|w| w == "help" || w == "-h" || w == "--help")
+    {
         print!("{USAGE}");
         return ExitCode::SUCCESS;
     }
@@ -826,7 +1096,9 @@ pub fn run(prog: &str, words: &[String]) -> std::process::ExitCode {
         Ok(crate::api::Response::Ip(r)) => {
             if let Some(d) = &cmd.dev {
                 let known = match &r {
-                    IpResponse::Links(l) | IpResponse::Addrs(l, _) => l.iter().any(|l| &l.name == d),
+                    IpResponse::Links(l) | IpResponse::Addrs(l, _) => {
+                        l.iter().any(|l| &l.name == d)
+                    }
                     _ => true,
                 };
                 if !known {
@@ -835,7 +1107,9 @@ pub fn run(prog: &str, words: &[String]) -> std::process::ExitCode {
                 }
             }
             use std::io::Write as _;
-            let _ = std::io::stdout().lock().write_all(render(&cmd, &r).as_bytes());
+            let _ = std::io::stdout()
+                .lock()
+                .write_all(render(&cmd, &r).as_bytes());
             ExitCode::SUCCESS
         }
         Ok(crate::api::Response::Error(e)) => {
@@ -854,18 +1128,34 @@ pub fn run(prog: &str, words: &[String]) -> std::process::ExitCode {
 }
 
 fn mac_text(m: &[u8; 6]) -> String {
-    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 fn link_head(out: &mut String, index: usize, l: &LinkView) {
-    let flags = if l.up { "BROADCAST,MULTICAST,UP,LOWER_UP" } else { "BROADCAST,MULTICAST,UP" };
+    let flags = if l.up {
+        "BROADCAST,MULTICAST,UP,LOWER_UP"
+    } else {
+        "BROADCAST,MULTICAST,UP"
+    };
     let state = if l.up { "UP" } else { "DOWN" };
     let name = match &l.vlan {
         Some((parent, _)) => format!("{}@{parent}", l.name),
         None => l.name.clone(),
     };
-    let _ = writeln!(out, "{}: {name}: <{flags}> mtu {} state {state}", index + 1, l.mtu);
-    let _ = writeln!(out, "    link/ether {} brd ff:ff:ff:ff:ff:ff", mac_text(&l.mac));
+    let _ = writeln!(
+        out,
+        "{}: {name}: <{flags}> mtu {} state {state}",
+        index + 1,
+        l.mtu
+    );
+    let _ = writeln!(
+        out,
+        "    link/ether {} brd ff:ff:ff:ff:ff:ff",
+        mac_text(&l.mac)
+    );
 }
 
 /// The `ip`-style text of an answer.
@@ -886,9 +1176,21 @@ pub fn render(cmd: &Command, resp: &IpResponse) -> String {
                 let _ = writeln!(out, "    device {}", l.device);
                 if cmd.stats {
                     let s = &l.stats;
-                    let _ = writeln!(out, "    RX: {:>12} {:>10} {:>7} {:>7} {:>8}", "bytes", "packets", "errors", "missed", "no-mbuf");
-                    let _ = writeln!(out, "        {:>12} {:>10} {:>7} {:>7} {:>8}", s[1], s[0], s[2], s[3], s[4]);
-                    let _ = writeln!(out, "    TX: {:>12} {:>10} {:>7}", "bytes", "packets", "errors");
+                    let _ = writeln!(
+                        out,
+                        "    RX: {:>12} {:>10} {:>7} {:>7} {:>8}",
+                        "bytes", "packets", "errors", "missed", "no-mbuf"
+                    );
+                    let _ = writeln!(
+                        out,
+                        "        {:>12} {:>10} {:>7} {:>7} {:>8}",
+                        s[1], s[0], s[2], s[3], s[4]
+                    );
+                    let _ = writeln!(
+                        out,
+                        "    TX: {:>12} {:>10} {:>7}",
+                        "bytes", "packets", "errors"
+                    );
                     let _ = writeln!(out, "        {:>12} {:>10} {:>7}", s[6], s[5], s[7]);
                 }
             }
@@ -896,17 +1198,31 @@ pub fn render(cmd: &Command, resp: &IpResponse) -> String {
         IpResponse::Addrs(links, addrs) => {
             for (n, l) in links.iter().enumerate().filter(|(_, l)| wanted(&l.name)) {
                 link_head(&mut out, n, l);
-                let family_ok = |a: &&AddrView| cmd.family.is_none_or(|f| (f == 6) == a.addr.is_ipv6());
+                let family_ok =
+                    |a: &&AddrView| cmd.family.is_none_or(|f| (f == 6) == a.addr.is_ipv6());
                 for a in addrs.iter().filter(|a| a.dev == l.name).filter(family_ok) {
                     match a.addr {
                         IpAddr::V4(v4) => {
-                            let brd = if a.len < 31 { format!(" brd {}", Ipv4Addr::from(u32::from(v4) | !mask(a.len))) } else { String::new() };
+                            let brd = if a.len < 31 {
+                                format!(" brd {}", Ipv4Addr::from(u32::from(v4) | !mask(a.len)))
+                            } else {
+                                String::new()
+                            };
                             let secondary = if a.configured { "" } else { " secondary" };
-                            let _ = writeln!(out, "    inet {}/{}{brd} scope global{secondary} {}", a.addr, a.len, a.dev);
+                            let _ = writeln!(
+                                out,
+                                "    inet {}/{}{brd} scope global{secondary} {}",
+                                a.addr, a.len, a.dev
+                            );
                         }
                         IpAddr::V6(_) => {
-                            let flags = if a.flags.is_empty() { String::new() } else { format!(" {}", a.flags) };
-                            let _ = writeln!(out, "    inet6 {}/{} scope global{flags}", a.addr, a.len);
+                            let flags = if a.flags.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" {}", a.flags)
+                            };
+                            let _ =
+                                writeln!(out, "    inet6 {}/{} scope global{flags}", a.addr, a.len);
                         }
                     }
                 }
@@ -915,7 +1231,9 @@ pub fn render(cmd: &Command, resp: &IpResponse) -> String {
         IpResponse::Routes(routes) => {
             // `ip route`, or `ip -6 route`.
             let v6 = cmd.family == Some(6);
-            for r in routes.iter().filter(|r| r.origin != RouteOrigin::Local && wanted(&r.dev) && r.prefix.is_ipv6() == v6) {
+            for r in routes.iter().filter(|r| {
+                r.origin != RouteOrigin::Local && wanted(&r.dev) && r.prefix.is_ipv6() == v6
+            }) {
                 let mut line = show_prefix(r.prefix, r.len);
                 if let Some(v) = r.via {
                     let _ = write!(line, " via {v}");
@@ -939,7 +1257,10 @@ pub fn render(cmd: &Command, resp: &IpResponse) -> String {
         }
         IpResponse::Neighbours(ns) => {
             for n in ns.iter().filter(|n| wanted(&n.dev)) {
-                let ll = n.lladdr.map(|m| format!(" lladdr {}", mac_text(&m))).unwrap_or_default();
+                let ll = n
+                    .lladdr
+                    .map(|m| format!(" lladdr {}", mac_text(&m)))
+                    .unwrap_or_default();
                 let _ = writeln!(out, "{} dev {}{ll} {}", n.addr, n.dev, n.state);
             }
         }
@@ -975,31 +1296,71 @@ mod tests {
         assert!(!parse(&words("link show")).unwrap().stats);
         assert_eq!(parse(&words("addr")).unwrap().request, IpRequest::AddrShow);
         assert_eq!(
-            parse(&words("a add 10.0.0.3/24 dev dpdk0")).unwrap().request,
-            IpRequest::AddrAdd { addr: "10.0.0.3/24".into(), dev: "dpdk0".into() }
+            parse(&words("a add 10.0.0.3/24 dev dpdk0"))
+                .unwrap()
+                .request,
+            IpRequest::AddrAdd {
+                addr: "10.0.0.3/24".into(),
+                dev: "dpdk0".into()
+            }
         );
         assert_eq!(
-            parse(&words("route add default via 10.0.0.1")).unwrap().request,
-            IpRequest::RouteAdd(RouteSpec { prefix: "default".into(), via: Some("10.0.0.1".into()), dev: None })
+            parse(&words("route add default via 10.0.0.1"))
+                .unwrap()
+                .request,
+            IpRequest::RouteAdd(RouteSpec {
+                prefix: "default".into(),
+                via: Some("10.0.0.1".into()),
+                dev: None
+            })
         );
-        assert_eq!(parse(&words("route show dev dpdk1")).unwrap().dev.as_deref(), Some("dpdk1"));
         assert_eq!(
-            parse(&words("neigh add 10.0.0.9 lladdr 02:00:00:00:00:09 dev dpdk0")).unwrap().request,
-            IpRequest::NeighAdd { addr: "10.0.0.9".into(), lladdr: "02:00:00:00:00:09".into(), dev: "dpdk0".into() }
+            parse(&words("route show dev dpdk1"))
+                .unwrap()
+                .dev
+                .as_deref(),
+            Some("dpdk1")
+        );
+        assert_eq!(
+            parse(&words(
+                "neigh add 10.0.0.9 lladdr 02:00:00:00:00:09 dev dpdk0"
+            ))
+            .unwrap()
+            .request,
+            IpRequest::NeighAdd {
+                addr: "10.0.0.9".into(),
+                lladdr: "02:00:00:00:00:09".into(),
+                dev: "dpdk0".into()
+            }
         );
     }
 
     #[test]
     fn refuses_bad_command_lines() {
         for (line, want) in [
-            ("addr add 10.0.0.300/24 dev dpdk0", "any valid prefix is expected rather than \"10.0.0.300/24\""),
-            ("addr add 10.0.0.3/33 dev dpdk0", "rather than \"10.0.0.3/33\""),
+            (
+                "addr add 10.0.0.300/24 dev dpdk0",
+                "any valid prefix is expected rather than \"10.0.0.300/24\"",
+            ),
+            (
+                "addr add 10.0.0.3/33 dev dpdk0",
+                "rather than \"10.0.0.3/33\"",
+            ),
             ("addr add 10.0.0.3/24", "needs dev NAME"),
             ("addr add 10.0.0.3/24 dev", "\"dev\" needs a value"),
             ("route add 10.1.0.0/16", "needs via ADDRESS or dev NAME"),
-            ("route add 10.1.0.0/16 via nowhere", "invalid address \"nowhere\""),
-            ("route add 10.1.0.0/16 gw 10.0.0.1", "unknown argument \"gw\""),
-            ("neigh add 10.0.0.9 lladdr 02:00:00:00:00 dev dpdk0", "\"02:00:00:00:00\" is invalid lladdr"),
+            (
+                "route add 10.1.0.0/16 via nowhere",
+                "invalid address \"nowhere\"",
+            ),
+            (
+                "route add 10.1.0.0/16 gw 10.0.0.1",
+                "unknown argument \"gw\"",
+            ),
+            (
+                "neigh add 10.0.0.9 lladdr 02:00:00:00:00 dev dpdk0",
+                "\"02:00:00:00:00\" is invalid lladdr",
+            ),
             ("link frob", "Command \"frob\" is unknown"),
             ("tunnel show", "expected link, addr, route or neigh"),
         ] {
@@ -1012,7 +1373,15 @@ mod tests {
     fn routes_of_a_two_arm_config() {
         let c = two_arm();
         let list = route_list(&c.interfaces, &c.addresses, &c.routes);
-        let text = render(&Command { request: IpRequest::RouteShow, stats: false, dev: None, family: None }, &IpResponse::Routes(list));
+        let text = render(
+            &Command {
+                request: IpRequest::RouteShow,
+                stats: false,
+                dev: None,
+                family: None,
+            },
+            &IpResponse::Routes(list),
+        );
         assert_eq!(
             text,
             "10.77.0.0/24 dev dpdk0 proto kernel scope link src 10.77.0.2\n\
@@ -1030,26 +1399,65 @@ mod tests {
     #[test]
     fn config_routes_are_checked_with_their_line() {
         let base = include_str!("../../config/lab.toml");
-        let with = |route: &str| base.replace("[[service]]", &format!("[[route]]\n{route}\n\n[[service]]"));
+        let with = |route: &str| {
+            base.replace("[[service]]", &format!("[[route]]\n{route}\n\n[[service]]"))
+        };
         let line = |text: &str, pat: &str| text.lines().position(|l| l.contains(pat)).unwrap() + 1;
         for (route, pat, want) in [
-            ("destination = \"10.90.0.0/33\"\nvia = \"10.77.0.1\"", "10.90.0.0/33", "destination must be IPv4/PREFIX"),
-            ("destination = \"10.90.0.1/16\"\nvia = \"10.77.0.1\"", "10.90.0.1/16", "Invalid prefix for given prefix length"),
-            ("destination = \"10.90.0.0/16\"\nvia = \"10.78.0.1\"", "10.78.0.1", "Nexthop has invalid gateway"),
-            ("destination = \"10.90.0.0/16\"\ninterface = \"dpdk9\"", "dpdk9", "Cannot find device \"dpdk9\""),
-            ("destination = \"10.77.0.0/24\"\ninterface = \"dpdk0\"", "destination = \"10.77.0.0/24", "File exists"),
-            ("destination = \"10.90.0.0/16\"", "10.90.0.0/16", "needs a gateway"),
-            ("destination = \"10.90.0.0/16\"\nvia = \"10.77.0.1\"\nmetric = 5", "metric = 5", "unknown field"),
+            (
+                "destination = \"10.90.0.0/33\"\nvia = \"10.77.0.1\"",
+                "10.90.0.0/33",
+                "destination must be IPv4/PREFIX",
+            ),
+            (
+                "destination = \"10.90.0.1/16\"\nvia = \"10.77.0.1\"",
+                "10.90.0.1/16",
+                "Invalid prefix for given prefix length",
+            ),
+            (
+                "destination = \"10.90.0.0/16\"\nvia = \"10.78.0.1\"",
+                "10.78.0.1",
+                "Nexthop has invalid gateway",
+            ),
+            (
+                "destination = \"10.90.0.0/16\"\ninterface = \"dpdk9\"",
+                "dpdk9",
+                "Cannot find device \"dpdk9\"",
+            ),
+            (
+                "destination = \"10.77.0.0/24\"\ninterface = \"dpdk0\"",
+                "destination = \"10.77.0.0/24",
+                "File exists",
+            ),
+            (
+                "destination = \"10.90.0.0/16\"",
+                "10.90.0.0/16",
+                "needs a gateway",
+            ),
+            (
+                "destination = \"10.90.0.0/16\"\nvia = \"10.77.0.1\"\nmetric = 5",
+                "metric = 5",
+                "unknown field",
+            ),
         ] {
             let text = with(route);
             let e = crate::config::parse(Path::new("r.toml"), &text).unwrap_err();
             assert_eq!(e.at.map(|a| a.0), Some(line(&text, pat)), "{route}: {e}");
             assert!(e.to_string().contains(want), "{route}: {e}");
         }
-        let ok = crate::config::parse(Path::new("r.toml"), &with("destination = \"default\"\nvia = \"10.77.0.1\"")).unwrap();
+        let ok = crate::config::parse(
+            Path::new("r.toml"),
+            &with("destination = \"default\"\nvia = \"10.77.0.1\""),
+        )
+        .unwrap();
         assert_eq!(
             ok.routes,
-            vec![RouteConfig { prefix: Ipv4Addr::UNSPECIFIED.into(), len: 0, via: Some(Ipv4Addr::new(10, 77, 0, 1).into()), dev: "dpdk0".into() }]
+            vec![RouteConfig {
+                prefix: Ipv4Addr::UNSPECIFIED.into(),
+                len: 0,
+                via: Some(Ipv4Addr::new(10, 77, 0, 1).into()),
+                dev: "dpdk0".into()
+            }]
         );
     }
 
@@ -1074,10 +1482,17 @@ mod tests {
         assert!(matches!(e, IpError::Exists(_)), "{e}");
         let t = routes(&c);
         assert!(t.v4.is_local([10, 77, 0, 3]));
-        assert_eq!(t.v4.next_hop([10, 81, 0, 9]), Some((1, [10, 81, 0, 9])), "the new subnet is connected");
+        assert_eq!(
+            t.v4.next_hop([10, 81, 0, 9]),
+            Some((1, [10, 81, 0, 9])),
+            "the new subnet is connected"
+        );
         let e = addr_del(&mut c, "10.77.0.2/24", "dpdk0").unwrap_err();
         assert!(matches!(e, IpError::Refused(_)), "{e}");
-        assert!(matches!(addr_del(&mut c, "10.77.0.4", "dpdk0"), Err(IpError::Missing(_))));
+        assert!(matches!(
+            addr_del(&mut c, "10.77.0.4", "dpdk0"),
+            Err(IpError::Missing(_))
+        ));
         addr_del(&mut c, "10.77.0.3", "dpdk0").unwrap();
         addr_del(&mut c, "10.81.0.2/24", "dpdk1").unwrap();
         assert_eq!(c, before);
@@ -1097,12 +1512,24 @@ mod tests {
                 spec("10.90.0.1/16", Some("10.79.0.254"), None),
                 "Invalid prefix for given prefix length: 10.90.0.1/16 (did you mean 10.90.0.0/16?)",
             ),
-            (spec("10.90.0.0/16", Some("10.99.0.1"), None), "Nexthop has invalid gateway: 10.99.0.1"),
-            (spec("10.90.0.0/16", Some("10.77.0.1"), Some("dpdk1")), "10.77.0.1 is on no connected subnet of dpdk1"),
-            (spec("10.90.0.0/16", None, Some("nosuch")), "Cannot find device \"nosuch\""),
+            (
+                spec("10.90.0.0/16", Some("10.99.0.1"), None),
+                "Nexthop has invalid gateway: 10.99.0.1",
+            ),
+            (
+                spec("10.90.0.0/16", Some("10.77.0.1"), Some("dpdk1")),
+                "10.77.0.1 is on no connected subnet of dpdk1",
+            ),
+            (
+                spec("10.90.0.0/16", None, Some("nosuch")),
+                "Cannot find device \"nosuch\"",
+            ),
             (spec("10.80.0.0/24", Some("10.77.0.1"), None), "File exists"),
             (spec("10.79.0.0/24", None, Some("dpdk1")), "File exists"),
-            (spec("10.90.0.0/99", None, Some("dpdk1")), "any valid prefix"),
+            (
+                spec("10.90.0.0/99", None, Some("dpdk1")),
+                "any valid prefix",
+            ),
         ] {
             let e = route_add(&mut c, &s).unwrap_err().to_string();
             assert!(e.contains(want), "{s:?}: {e}");
@@ -1110,12 +1537,22 @@ mod tests {
         }
         let r = route_add(&mut c, &spec("default", Some("10.77.0.1"), None)).unwrap();
         assert_eq!(r.dev, "dpdk0");
-        assert_eq!(routes(&c).v4.next_hop([8, 8, 8, 8]), Some((0, [10, 77, 0, 1])));
+        assert_eq!(
+            routes(&c).v4.next_hop([8, 8, 8, 8]),
+            Some((0, [10, 77, 0, 1]))
+        );
         let e = route_del(&mut c, &spec("10.79.0.0/24", None, None)).unwrap_err();
         assert!(matches!(e, IpError::Refused(_)), "{e}");
-        assert!(matches!(route_del(&mut c, &spec("10.91.0.0/24", None, None)), Err(IpError::Missing(_))));
+        assert!(matches!(
+            route_del(&mut c, &spec("10.91.0.0/24", None, None)),
+            Err(IpError::Missing(_))
+        ));
         route_del(&mut c, &spec("default", None, None)).unwrap();
-        route_del(&mut c, &spec("10.80.0.0/24", Some("10.79.0.254"), Some("dpdk1"))).unwrap();
+        route_del(
+            &mut c,
+            &spec("10.80.0.0/24", Some("10.79.0.254"), Some("dpdk1")),
+        )
+        .unwrap();
         assert!(c.routes.is_empty());
     }
 
@@ -1130,26 +1567,61 @@ mod tests {
             stats: [10, 1000, 0, 1, 2, 20, 2000, 0],
             vlan: None,
         };
-        let cmd = |request, stats| Command { request, stats, dev: None, family: None };
-        let text = render(&cmd(IpRequest::LinkShow, true), &IpResponse::Links(vec![link.clone()]));
+        let cmd = |request, stats| Command {
+            request,
+            stats,
+            dev: None,
+            family: None,
+        };
+        let text = render(
+            &cmd(IpRequest::LinkShow, true),
+            &IpResponse::Links(vec![link.clone()]),
+        );
         assert!(
             text.starts_with(
                 "1: dpdk0: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 state UP\n    link/ether 02:00:00:00:00:01 brd ff:ff:ff:ff:ff:ff\n"
             ),
             "{text}"
         );
-        assert!(text.contains("        1000         10       0       1        2\n"), "{text}");
+        assert!(
+            text.contains("        1000         10       0       1        2\n"),
+            "{text}"
+        );
         let addrs = vec![
-            AddrView { dev: "dpdk0".into(), addr: Ipv4Addr::new(10, 77, 0, 2).into(), len: 24, configured: true, flags: String::new() },
-            AddrView { dev: "dpdk0".into(), addr: Ipv4Addr::new(10, 77, 0, 3).into(), len: 24, configured: false, flags: String::new() },
+            AddrView {
+                dev: "dpdk0".into(),
+                addr: Ipv4Addr::new(10, 77, 0, 2).into(),
+                len: 24,
+                configured: true,
+                flags: String::new(),
+            },
+            AddrView {
+                dev: "dpdk0".into(),
+                addr: Ipv4Addr::new(10, 77, 0, 3).into(),
+                len: 24,
+                configured: false,
+                flags: String::new(),
+            },
         ];
-        let sub = LinkView { name: "dpdk0.100".into(), device: String::new(), vlan: Some(("dpdk0".into(), 100)), stats: [0; 8], ..link.clone() };
-        let text = render(&cmd(IpRequest::LinkShow, true), &IpResponse::Links(vec![link.clone(), sub]));
+        let sub = LinkView {
+            name: "dpdk0.100".into(),
+            device: String::new(),
+            vlan: Some(("dpdk0".into(), 100)),
+            stats: [0; 8],
+            ..link.clone()
+        };
+        let text = render(
+            &cmd(IpRequest::LinkShow, true),
+            &IpResponse::Links(vec![link.clone(), sub]),
+        );
         assert!(
             text.ends_with("2: dpdk0.100@dpdk0: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 state UP\n    link/ether 02:00:00:00:00:01 brd ff:ff:ff:ff:ff:ff\n    vlan protocol 802.1Q id 100\n"),
             "{text}"
         );
-        let text = render(&cmd(IpRequest::AddrShow, false), &IpResponse::Addrs(vec![link], addrs));
+        let text = render(
+            &cmd(IpRequest::AddrShow, false),
+            &IpResponse::Addrs(vec![link], addrs),
+        );
         assert!(text.contains("    inet 10.77.0.2/24 brd 10.77.0.255 scope global dpdk0\n    inet 10.77.0.3/24 brd 10.77.0.255 scope global secondary dpdk0\n"), "{text}");
         let n = vec![
             NeighView {
@@ -1158,7 +1630,12 @@ mod tests {
                 lladdr: Some([2, 0, 0, 0, 0, 0x11]),
                 state: "REACHABLE".into(),
             },
-            NeighView { addr: Ipv4Addr::new(10, 77, 0, 13).into(), dev: "dpdk0".into(), lladdr: None, state: "INCOMPLETE".into() },
+            NeighView {
+                addr: Ipv4Addr::new(10, 77, 0, 13).into(),
+                dev: "dpdk0".into(),
+                lladdr: None,
+                state: "INCOMPLETE".into(),
+            },
         ];
         assert_eq!(
             render(&cmd(IpRequest::NeighShow, false), &IpResponse::Neighbours(n)),
@@ -1168,8 +1645,14 @@ mod tests {
 
     fn dual_stack() -> Config {
         let text = include_str!("../../config/lab.toml")
-            .replace("address6 = \"fd77::2/64\"", "address6 = \"fd77::2/64\"\ngateway6 = \"fd77::1\"")
-            .replace("[[service]]", "[[route]]\ndestination = \"fd80::/64\"\nvia = \"fd77::fe\"\n\n[[service]]");
+            .replace(
+                "address6 = \"fd77::2/64\"",
+                "address6 = \"fd77::2/64\"\ngateway6 = \"fd77::1\"",
+            )
+            .replace(
+                "[[service]]",
+                "[[route]]\ndestination = \"fd80::/64\"\nvia = \"fd77::fe\"\n\n[[service]]",
+            );
         crate::config::parse(Path::new("v6.toml"), &text).unwrap()
     }
 
@@ -1181,31 +1664,71 @@ mod tests {
     fn ipv6_routes_reach_the_v6_table() {
         let c = dual_stack();
         let t = routes(&c);
-        assert_eq!(t.v6.next_hop(v6("fd77::11")), Some((0, v6("fd77::11"))), "connected");
-        assert_eq!(t.v6.next_hop(v6("fd80::9")), Some((0, v6("fd77::fe"))), "static");
-        assert_eq!(t.v6.next_hop(v6("2001:db8::1")), Some((0, v6("fd77::1"))), "gateway6");
+        assert_eq!(
+            t.v6.next_hop(v6("fd77::11")),
+            Some((0, v6("fd77::11"))),
+            "connected"
+        );
+        assert_eq!(
+            t.v6.next_hop(v6("fd80::9")),
+            Some((0, v6("fd77::fe"))),
+            "static"
+        );
+        assert_eq!(
+            t.v6.next_hop(v6("2001:db8::1")),
+            Some((0, v6("fd77::1"))),
+            "gateway6"
+        );
         assert!(t.v6.is_local(v6("fd77::2")) && !t.v6.is_local(v6("fd77::3")));
-        assert_eq!(t.v4.next_hop([10, 77, 0, 11]), Some((0, [10, 77, 0, 11])), "IPv4 as before");
+        assert_eq!(
+            t.v4.next_hop([10, 77, 0, 11]),
+            Some((0, [10, 77, 0, 11])),
+            "IPv4 as before"
+        );
         let list = IpResponse::Routes(route_list(&c.interfaces, &c.addresses, &c.routes));
         let show = |words_: &str| render(&parse(&words(words_)).unwrap(), &list);
-        assert_eq!(show("route show"), "10.77.0.0/24 dev dpdk0 proto kernel scope link src 10.77.0.2\n", "ip route: IPv4");
+        assert_eq!(
+            show("route show"),
+            "10.77.0.0/24 dev dpdk0 proto kernel scope link src 10.77.0.2\n",
+            "ip route: IPv4"
+        );
         assert_eq!(
             show("-6 route show"),
             "fd77::/64 dev dpdk0 proto kernel scope link src fd77::2\n\
              default via fd77::1 dev dpdk0 proto boot\n\
              fd80::/64 via fd77::fe dev dpdk0 proto static\n"
         );
-        assert!(is_command(&words("-6 route show")) && is_command(&words("-4 addr")) && !is_command(&words("-6 -A -t [fd77::1]:80")));
-        assert_eq!(ns_source(&c, 0, "fd77::11".parse().unwrap()), Some("fd77::2".parse().unwrap()));
-        let v4_only = crate::config::parse(Path::new("v4.toml"), &include_str!("../../config/lab.toml").replace("address6 = \"fd77::2/64\"", "")).unwrap();
-        assert_eq!(ns_source(&v4_only, 0, "fd77::11".parse().unwrap()), None, "no IPv6 address: nothing to solicit from");
+        assert!(
+            is_command(&words("-6 route show"))
+                && is_command(&words("-4 addr"))
+                && !is_command(&words("-6 -A -t [fd77::1]:80"))
+        );
+        assert_eq!(
+            ns_source(&c, 0, "fd77::11".parse().unwrap()),
+            Some("fd77::2".parse().unwrap())
+        );
+        let v4_only = crate::config::parse(
+            Path::new("v4.toml"),
+            &include_str!("../../config/lab.toml").replace("address6 = \"fd77::2/64\"", ""),
+        )
+        .unwrap();
+        assert_eq!(
+            ns_source(&v4_only, 0, "fd77::11".parse().unwrap()),
+            None,
+            "no IPv6 address: nothing to solicit from"
+        );
     }
 
     #[test]
     fn ipv6_addresses_and_routes_at_run_time() {
         let mut c = dual_stack();
         let before = c.clone();
-        for (addr, want) in [("fd77::2/64", "is the address of dpdk0"), ("fd77::/129", "any valid prefix"), ("ff02::1/128", "invalid address"), ("::ffff:10.0.0.1/128", "any valid prefix")] {
+        for (addr, want) in [
+            ("fd77::2/64", "is the address of dpdk0"),
+            ("fd77::/129", "any valid prefix"),
+            ("ff02::1/128", "invalid address"),
+            ("::ffff:10.0.0.1/128", "any valid prefix"),
+        ] {
             let e = addr_add(&mut c, addr, "dpdk0").unwrap_err().to_string();
             assert!(e.contains(want), "{addr}: {e}");
             assert_eq!(c, before);
@@ -1217,31 +1740,67 @@ mod tests {
         assert_eq!(t.v6.next_hop(v6("fd81::9")), Some((0, v6("fd81::9"))));
         let mut views = addr_views(&c);
         views[2].flags = "dadfailed tentative".into();
-        let link = LinkView { name: "dpdk0".into(), device: String::new(), mac: [2, 0, 0, 0, 0, 1], up: true, mtu: 1500, stats: [0; 8], vlan: None };
+        let link = LinkView {
+            name: "dpdk0".into(),
+            device: String::new(),
+            mac: [2, 0, 0, 0, 0, 1],
+            up: true,
+            mtu: 1500,
+            stats: [0; 8],
+            vlan: None,
+        };
         let addrs = IpResponse::Addrs(vec![link], views);
         let text = render(&parse(&words("addr show")).unwrap(), &addrs);
         assert!(text.contains("    inet 10.77.0.2/24 brd 10.77.0.255 scope global dpdk0\n    inet6 fd77::2/64 scope global\n    inet6 fd77::3/64 scope global dadfailed tentative\n"), "{text}");
         let text = render(&parse(&words("-6 addr show")).unwrap(), &addrs);
-        assert!(!text.contains("inet ") && text.contains("inet6 fd77::3/64"), "{text}");
+        assert!(
+            !text.contains("inet ") && text.contains("inet6 fd77::3/64"),
+            "{text}"
+        );
         let text = render(&parse(&words("-4 addr")).unwrap(), &addrs);
-        assert!(text.contains("inet 10.77.0.2/24") && !text.contains("inet6"), "{text}");
-        assert!(matches!(addr_del(&mut c, "fd77::2/64", "dpdk0"), Err(IpError::Refused(_))));
+        assert!(
+            text.contains("inet 10.77.0.2/24") && !text.contains("inet6"),
+            "{text}"
+        );
+        assert!(matches!(
+            addr_del(&mut c, "fd77::2/64", "dpdk0"),
+            Err(IpError::Refused(_))
+        ));
         addr_del(&mut c, "fd77::3", "dpdk0").unwrap();
         addr_del(&mut c, "fd81::2/64", "dpdk0").unwrap();
         assert_eq!(c, before);
-        let spec = |p: &str, via: Option<&str>| RouteSpec { prefix: p.into(), via: via.map(Into::into), dev: None };
-        let e = route_add(&mut c, &spec("fd90::/64", Some("10.77.0.1"))).unwrap_err().to_string();
+        let spec = |p: &str, via: Option<&str>| RouteSpec {
+            prefix: p.into(),
+            via: via.map(Into::into),
+            dev: None,
+        };
+        let e = route_add(&mut c, &spec("fd90::/64", Some("10.77.0.1")))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not of the family"), "{e}");
-        let e = route_add(&mut c, &spec("default", Some("fd77::9"))).unwrap_err().to_string();
-        assert!(e.contains("File exists"), "gateway6 has the IPv6 default: {e}");
+        let e = route_add(&mut c, &spec("default", Some("fd77::9")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("File exists"),
+            "gateway6 has the IPv6 default: {e}"
+        );
         let r = route_add(&mut c, &spec("fd90::/64", Some("fd77::9"))).unwrap();
-        assert_eq!((r.dev.as_str(), r.via), ("dpdk0", Some("fd77::9".parse().unwrap())));
-        assert_eq!(routes(&c).v6.next_hop(v6("fd90::1")), Some((0, v6("fd77::9"))));
+        assert_eq!(
+            (r.dev.as_str(), r.via),
+            ("dpdk0", Some("fd77::9".parse().unwrap()))
+        );
+        assert_eq!(
+            routes(&c).v6.next_hop(v6("fd90::1")),
+            Some((0, v6("fd77::9")))
+        );
         route_del(&mut c, &spec("fd90::/64", None)).unwrap();
         assert_eq!(c, before);
         assert!(parse(&words("addr add fd77::5/64 dev dpdk0")).is_ok());
-        assert!(parse(&words("neigh add fd77::11 lladdr 02:00:00:00:00:11 dev dpdk0")).is_ok());
+        assert!(parse(&words(
+            "neigh add fd77::11 lladdr 02:00:00:00:00:11 dev dpdk0"
+        ))
+        .is_ok());
         assert!(parse(&words("route add fd90::/64 via fd77::1")).is_ok());
     }
-
 }

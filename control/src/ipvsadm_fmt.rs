@@ -29,7 +29,11 @@ fn plain(out: &mut String, services: &[ServiceView]) {
     for s in services {
         let _ = writeln!(out, "{}  {} {}{}", s.proto, s.vip, s.scheduler, s.flags);
         for r in &s.servers {
-            let _ = writeln!(out, "  -> {:<28} {:<7} {:<6} {:<10} {:<10}", r.addr, r.forward, r.weight, r.active, r.inactive);
+            let _ = writeln!(
+                out,
+                "  -> {:<28} {:<7} {:<6} {:<10} {:<10}",
+                r.addr, r.forward, r.weight, r.active, r.inactive
+            );
         }
     }
 }
@@ -82,7 +86,12 @@ fn sum(servers: &[RealServerView], f: fn(&RealServerView) -> [u64; 5]) -> [u64; 
 /// `--rate` (`exact`: `--exact`), as ipvsadm's `print_title` and
 /// `print_service_entry` print them.
 #[must_use]
-pub fn list_services_with(table_size: u64, services: &[ServiceView], cols: Columns, exact: bool) -> String {
+pub fn list_services_with(
+    table_size: u64,
+    services: &[ServiceView],
+    cols: Columns,
+    exact: bool,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "IP Virtual Server version 1.2.1 (size={table_size})");
     body(&mut out, services, cols, exact);
@@ -105,10 +114,26 @@ fn body(out: &mut String, services: &[ServiceView], cols: Columns, exact: bool) 
         return;
     }
     let _ = match cols {
-        Columns::Stats => writeln!(out, "{:<33} {:>8} {:>8} {:>8} {:>8} {:>8}", "Prot LocalAddress:Port", "Conns", "InPkts", "OutPkts", "InBytes", "OutBytes"),
-        Columns::Rate => writeln!(out, "{:<33} {:>8} {:>8} {:>8} {:>8} {:>8}", "Prot LocalAddress:Port", "CPS", "InPPS", "OutPPS", "InBPS", "OutBPS"),
-        Columns::Thresholds => writeln!(out, "{:<33} {:<10} {:<10} {:<10} {:<10}", "Prot LocalAddress:Port", "Uthreshold", "Lthreshold", "ActiveConn", "InActConn"),
-        _ => writeln!(out, "{:<33} {:<9} {:<11} {:<10} {:<10}", "Prot LocalAddress:Port", "Weight", "PersistConn", "ActiveConn", "InActConn"),
+        Columns::Stats => writeln!(
+            out,
+            "{:<33} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            "Prot LocalAddress:Port", "Conns", "InPkts", "OutPkts", "InBytes", "OutBytes"
+        ),
+        Columns::Rate => writeln!(
+            out,
+            "{:<33} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            "Prot LocalAddress:Port", "CPS", "InPPS", "OutPPS", "InBPS", "OutBPS"
+        ),
+        Columns::Thresholds => writeln!(
+            out,
+            "{:<33} {:<10} {:<10} {:<10} {:<10}",
+            "Prot LocalAddress:Port", "Uthreshold", "Lthreshold", "ActiveConn", "InActConn"
+        ),
+        _ => writeln!(
+            out,
+            "{:<33} {:<9} {:<11} {:<10} {:<10}",
+            "Prot LocalAddress:Port", "Weight", "PersistConn", "ActiveConn", "InActConn"
+        ),
     };
     out.push_str("  -> RemoteAddress:Port\n");
     for s in services {
@@ -116,7 +141,11 @@ fn body(out: &mut String, services: &[ServiceView], cols: Columns, exact: bool) 
         match cols {
             Columns::Stats | Columns::Rate => {
                 let _ = write!(out, "{name:<33}");
-                let t = if cols == Columns::Stats { sum(&s.servers, |r| r.stats) } else { sum(&s.servers, |r| r.rates) };
+                let t = if cols == Columns::Stats {
+                    sum(&s.servers, |r| r.stats)
+                } else {
+                    sum(&s.servers, |r| r.rates)
+                };
                 for v in t {
                     largenum(out, v, exact);
                 }
@@ -136,13 +165,25 @@ fn body(out: &mut String, services: &[ServiceView], cols: Columns, exact: bool) 
                     writeln!(out)
                 }
                 Columns::Rate => {
-                    let _ = write!(out, "  -> {:<28} {:>8} {:>8} {:>8}", r.addr, r.rates[0], r.rates[1], r.rates[2]);
+                    let _ = write!(
+                        out,
+                        "  -> {:<28} {:>8} {:>8} {:>8}",
+                        r.addr, r.rates[0], r.rates[1], r.rates[2]
+                    );
                     largenum(out, r.rates[3], exact);
                     largenum(out, r.rates[4], exact);
                     writeln!(out)
                 }
-                Columns::Thresholds => writeln!(out, "  -> {:<28} {:<10} {:<10} {:<10} {:<10}", r.addr, r.upper_threshold, r.lower_threshold, r.active, r.inactive),
-                _ => writeln!(out, "  -> {:<28} {:<9} {:<11} {:<10} {:<10}", r.addr, r.weight, r.persist_conns, r.active, r.inactive),
+                Columns::Thresholds => writeln!(
+                    out,
+                    "  -> {:<28} {:<10} {:<10} {:<10} {:<10}",
+                    r.addr, r.upper_threshold, r.lower_threshold, r.active, r.inactive
+                ),
+                _ => writeln!(
+                    out,
+                    "  -> {:<28} {:<9} {:<11} {:<10} {:<10}",
+                    r.addr, r.weight, r.persist_conns, r.active, r.inactive
+                ),
             };
         }
     }
@@ -198,12 +239,21 @@ fn cmp_addrs(a: &str, b: &str) -> i32 {
             // for IPv6 word by word (`s6_addr32[i]`) until one differs.
             let words = |ip: IpAddr| match ip {
                 IpAddr::V4(v4) => vec![u32::from(v4)],
-                IpAddr::V6(v6) => v6.octets().chunks(4).map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]])).collect(),
+                IpAddr::V6(v6) => v6
+                    .octets()
+                    .chunks(4)
+                    .map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]]))
+                    .collect(),
             };
             if a.is_ipv4() != b.is_ipv4() {
                 return family(&a.to_string()) - family(&b.to_string());
             }
-            let r = words(a.ip()).into_iter().zip(words(b.ip())).map(|(x, y)| x.wrapping_sub(y) as i32).find(|r| *r != 0).unwrap_or(0);
+            let r = words(a.ip())
+                .into_iter()
+                .zip(words(b.ip()))
+                .map(|(x, y)| x.wrapping_sub(y) as i32)
+                .find(|r| *r != 0)
+                .unwrap_or(0);
             if r != 0 {
                 r
             } else {
@@ -252,7 +302,13 @@ pub fn save(services: &[ServiceView]) -> String {
     let mut out = String::new();
     for s in services {
         let flag = if s.proto == "UDP" { "-u" } else { "-t" };
-        let _ = writeln!(out, "-A {flag} {} -s {}{}", s.vip, s.scheduler, rule_flags(&s.flags));
+        let _ = writeln!(
+            out,
+            "-A {flag} {} -s {}{}",
+            s.vip,
+            s.scheduler,
+            rule_flags(&s.flags)
+        );
         for l in &s.local_addresses {
             let _ = writeln!(out, "-P {flag} {} -z {l}", s.vip);
         }
@@ -291,7 +347,9 @@ fn rule_flags(flags: &str) -> String {
                 words.next();
             }
             ("ops", _) => out += " -o",
-            (w, _) if w.starts_with('(') => out += &format!(" -b {}", w.trim_matches(|c| c == '(' || c == ')')),
+            (w, _) if w.starts_with('(') => {
+                out += &format!(" -b {}", w.trim_matches(|c| c == '(' || c == ')'))
+            }
             _ => {}
         }
     }
@@ -308,7 +366,11 @@ pub fn list_connections(conns: &[ConnectionView]) -> String {
             out,
             "{:<3} {:<6} {:<11} {:<18} {:<18} {}",
             c.proto,
-            format!("{:02}:{:02}", c.expires_in_secs / 60, c.expires_in_secs % 60),
+            format!(
+                "{:02}:{:02}",
+                c.expires_in_secs / 60,
+                c.expires_in_secs % 60
+            ),
             c.state,
             c.client,
             c.vip,
@@ -331,7 +393,18 @@ mod tests {
             scheduler: "rr".into(),
             flags: String::new(),
             local_addresses: vec![],
-            servers: vec![RealServerView { addr: "192.168.177.10:80".into(), forward: "Masq".into(), weight: 1, upper_threshold: 0, lower_threshold: 0, persist_conns: 0, stats: [0; 5], rates: [0; 5], active: 0, inactive: 0 }],
+            servers: vec![RealServerView {
+                addr: "192.168.177.10:80".into(),
+                forward: "Masq".into(),
+                weight: 1,
+                upper_threshold: 0,
+                lower_threshold: 0,
+                persist_conns: 0,
+                stats: [0; 5],
+                rates: [0; 5],
+                active: 0,
+                inactive: 0,
+            }],
         };
         let got = list_services(4096, &[s]);
         let want = concat!(
@@ -353,8 +426,30 @@ mod tests {
             flags: " (sh-port) persistent 300 mask 255.255.255.0".into(),
             local_addresses: vec!["10.0.0.200".into()],
             servers: vec![
-                RealServerView { addr: "192.168.140.11:80".into(), forward: "Route".into(), weight: 1, upper_threshold: 0, lower_threshold: 0, persist_conns: 0, stats: [0; 5], rates: [0; 5], active: 3, inactive: 4 },
-                RealServerView { addr: "192.168.140.12:80".into(), forward: "FullNat".into(), weight: 2, upper_threshold: 100, lower_threshold: 50, persist_conns: 0, stats: [0; 5], rates: [0; 5], active: 0, inactive: 0 },
+                RealServerView {
+                    addr: "192.168.140.11:80".into(),
+                    forward: "Route".into(),
+                    weight: 1,
+                    upper_threshold: 0,
+                    lower_threshold: 0,
+                    persist_conns: 0,
+                    stats: [0; 5],
+                    rates: [0; 5],
+                    active: 3,
+                    inactive: 4,
+                },
+                RealServerView {
+                    addr: "192.168.140.12:80".into(),
+                    forward: "FullNat".into(),
+                    weight: 2,
+                    upper_threshold: 100,
+                    lower_threshold: 50,
+                    persist_conns: 0,
+                    stats: [0; 5],
+                    rates: [0; 5],
+                    active: 0,
+                    inactive: 0,
+                },
             ],
         };
         assert_eq!(
@@ -395,19 +490,44 @@ mod tests {
             active: 0,
             inactive: 0,
         };
-        let s = ServiceView { proto: "TCP".into(), vip: "10.0.0.1:80".into(), scheduler: "rr".into(), flags: String::new(), local_addresses: vec![], servers: vec![r] };
+        let s = ServiceView {
+            proto: "TCP".into(),
+            vip: "10.0.0.1:80".into(),
+            scheduler: "rr".into(),
+            flags: String::new(),
+            local_addresses: vec![],
+            servers: vec![r],
+        };
         let text = list_services_with(4096, std::slice::from_ref(&s), Columns::Stats, false);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[1], "Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes");
+        assert_eq!(
+            lines[1],
+            "Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes"
+        );
         assert_eq!(lines[2], "  -> RemoteAddress:Port");
         // Expected lines made with C's printf formats from ipvsadm.c.
-        assert_eq!(lines[3], "TCP  10.0.0.1:80                         3       30       25     2000  123456K");
-        assert_eq!(lines[4], "  -> 10.0.0.2:80                         3       30       25     2000  123456K");
+        assert_eq!(
+            lines[3],
+            "TCP  10.0.0.1:80                         3       30       25     2000  123456K"
+        );
+        assert_eq!(
+            lines[4],
+            "  -> 10.0.0.2:80                         3       30       25     2000  123456K"
+        );
         let exact = list_services_with(4096, std::slice::from_ref(&s), Columns::Stats, true);
-        assert!(exact.lines().nth(3).unwrap().ends_with(" 123456789"), "{exact}");
+        assert!(
+            exact.lines().nth(3).unwrap().ends_with(" 123456789"),
+            "{exact}"
+        );
         let rate = list_services_with(4096, &[s], Columns::Rate, false);
-        assert_eq!(rate.lines().nth(1).unwrap(), "Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS");
-        assert_eq!(rate.lines().nth(4).unwrap(), "  -> 10.0.0.2:80                         1       10        9      800      900");
+        assert_eq!(
+            rate.lines().nth(1).unwrap(),
+            "Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS"
+        );
+        assert_eq!(
+            rate.lines().nth(4).unwrap(),
+            "  -> 10.0.0.2:80                         1       10        9      800      900"
+        );
     }
 
     #[test]
@@ -420,10 +540,23 @@ mod tests {
             local_addresses: vec![],
             servers: vec![],
         };
-        let mut s = vec![v("UDP", "10.0.0.1:53"), v("TCP", "10.0.0.2:80"), v("TCP", "10.0.0.1:443"), v("TCP", "10.0.0.1:80")];
+        let mut s = vec![
+            v("UDP", "10.0.0.1:53"),
+            v("TCP", "10.0.0.2:80"),
+            v("TCP", "10.0.0.1:443"),
+            v("TCP", "10.0.0.1:80"),
+        ];
         sort(&mut s);
         let order: Vec<_> = s.iter().map(|s| format!("{} {}", s.proto, s.vip)).collect();
-        assert_eq!(order, ["TCP 10.0.0.1:80", "TCP 10.0.0.1:443", "TCP 10.0.0.2:80", "UDP 10.0.0.1:53"]);
+        assert_eq!(
+            order,
+            [
+                "TCP 10.0.0.1:80",
+                "TCP 10.0.0.1:443",
+                "TCP 10.0.0.2:80",
+                "UDP 10.0.0.1:53"
+            ]
+        );
         // libipvs's `int r = ntohl(a) - ntohl(b)`: addresses 2^31 or more
         // apart compare the other way round.
         assert!(cmp_addrs("192.168.0.1:80", "10.0.0.1:80") < 0);
@@ -440,7 +573,13 @@ mod tests {
             (["10", "100", "192"], ["10", "100", "192"]),
             (["100", "10", "192"], ["100", "192", "10"]),
         ] {
-            let addr = |a: &str| if a == "192" { "192.168.0.1:80".to_string() } else { format!("{a}.0.0.1:80") };
+            let addr = |a: &str| {
+                if a == "192" {
+                    "192.168.0.1:80".to_string()
+                } else {
+                    format!("{a}.0.0.1:80")
+                }
+            };
             let mut s: Vec<_> = input.iter().map(|a| v("TCP", &addr(a))).collect();
             sort(&mut s);
             let got: Vec<_> = s.iter().map(|s| s.vip.clone()).collect();
@@ -461,6 +600,11 @@ mod tests {
             worker: 1,
         };
         let got = list_connections(&[c]);
-        assert!(got.ends_with("TCP 01:14  TIME_WAIT   192.168.146.1:55276 192.168.146.100:80 192.168.177.20:80\n"), "{got}");
+        assert!(
+            got.ends_with(
+                "TCP 01:14  TIME_WAIT   192.168.146.1:55276 192.168.146.100:80 192.168.177.20:80\n"
+            ),
+            "{got}"
+        );
     }
 }

@@ -1,17 +1,17 @@
 //! rvs control plane.
 #![deny(unsafe_code)]
 
-pub mod config;
+pub mod announce;
 pub mod api;
-pub mod iproute;
-pub mod ipvsadm_fmt;
-pub mod plan;
+pub mod config;
+pub mod dad;
 #[cfg(feature = "dpdk")]
 pub mod daemon;
-pub mod neigh;
-pub mod announce;
-pub mod dad;
+pub mod health;
+pub mod iproute;
+pub mod ipvsadm_fmt;
 pub mod metrics;
+pub mod neigh;
+pub mod plan;
 pub mod top;
 pub mod zero;
-pub mod health;

@@ -109,13 +109,23 @@ pub struct Snapshot {
 #[error("metrics: {0}")]
 pub struct RenderError(#[from] prometheus::Error);
 
-fn counter(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, RenderError> {
+fn counter(
+    reg: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, RenderError> {
     let c = IntCounterVec::new(Opts::new(name, help), labels)?;
     reg.register(Box::new(c.clone()))?;
     Ok(c)
 }
 
-fn gauge(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntGaugeVec, RenderError> {
+fn gauge(
+    reg: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntGaugeVec, RenderError> {
     let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
     reg.register(Box::new(g.clone()))?;
     Ok(g)
@@ -152,19 +162,79 @@ pub fn server_label(rs: std::net::SocketAddr) -> String {
 pub fn render(s: &Snapshot) -> Result<String, RenderError> {
     let reg = Registry::new();
     let w = ["worker"];
-    let rx_p = counter(&reg, "rvs_worker_rx_packets_total", "Packets a worker received, from its queues and from other workers.", &w)?;
-    let tx_p = counter(&reg, "rvs_worker_tx_packets_total", "Packets a worker transmitted.", &w)?;
-    let rx_b = counter(&reg, "rvs_worker_rx_bytes_total", "Bytes (Ethernet frames) a worker received.", &w)?;
-    let tx_b = counter(&reg, "rvs_worker_tx_bytes_total", "Bytes (Ethernet frames) a worker transmitted.", &w)?;
-    let drops = counter(&reg, "rvs_worker_drops_total", "Packets a worker dropped, by reason (see docs/metrics.md).", &["worker", "reason"])?;
-    let redir = counter(&reg, "rvs_worker_redirected_packets_total", "Packets handed between workers over rings, by direction (out, in).", &["worker", "direction"])?;
+    let rx_p = counter(
+        &reg,
+        "rvs_worker_rx_packets_total",
+        "Packets a worker received, from its queues and from other workers.",
+        &w,
+    )?;
+    let tx_p = counter(
+        &reg,
+        "rvs_worker_tx_packets_total",
+        "Packets a worker transmitted.",
+        &w,
+    )?;
+    let rx_b = counter(
+        &reg,
+        "rvs_worker_rx_bytes_total",
+        "Bytes (Ethernet frames) a worker received.",
+        &w,
+    )?;
+    let tx_b = counter(
+        &reg,
+        "rvs_worker_tx_bytes_total",
+        "Bytes (Ethernet frames) a worker transmitted.",
+        &w,
+    )?;
+    let drops = counter(
+        &reg,
+        "rvs_worker_drops_total",
+        "Packets a worker dropped, by reason (see docs/metrics.md).",
+        &["worker", "reason"],
+    )?;
+    let redir = counter(
+        &reg,
+        "rvs_worker_redirected_packets_total",
+        "Packets handed between workers over rings, by direction (out, in).",
+        &["worker", "direction"],
+    )?;
     let polls = counter(&reg, "rvs_worker_polls_total", "Poll-loop iterations.", &w)?;
-    let empty = counter(&reg, "rvs_worker_empty_polls_total", "Poll-loop iterations that received nothing (busy ratio = 1 - empty/polls).", &w)?;
-    let sessions = gauge(&reg, "rvs_worker_sessions", "Sessions in a worker's table.", &w)?;
-    let capacity = gauge(&reg, "rvs_worker_session_capacity", "Capacity of a worker's session table.", &w)?;
-    let created = counter(&reg, "rvs_worker_sessions_created_total", "Sessions a worker created.", &w)?;
-    let expired = counter(&reg, "rvs_worker_sessions_expired_total", "Sessions a worker removed (expired or replaced).", &w)?;
-    let wgen = gauge(&reg, "rvs_worker_config_generation", "Generation of the configuration snapshot a worker forwards by.", &w)?;
+    let empty = counter(
+        &reg,
+        "rvs_worker_empty_polls_total",
+        "Poll-loop iterations that received nothing (busy ratio = 1 - empty/polls).",
+        &w,
+    )?;
+    let sessions = gauge(
+        &reg,
+        "rvs_worker_sessions",
+        "Sessions in a worker's table.",
+        &w,
+    )?;
+    let capacity = gauge(
+        &reg,
+        "rvs_worker_session_capacity",
+        "Capacity of a worker's session table.",
+        &w,
+    )?;
+    let created = counter(
+        &reg,
+        "rvs_worker_sessions_created_total",
+        "Sessions a worker created.",
+        &w,
+    )?;
+    let expired = counter(
+        &reg,
+        "rvs_worker_sessions_expired_total",
+        "Sessions a worker removed (expired or replaced).",
+        &w,
+    )?;
+    let wgen = gauge(
+        &reg,
+        "rvs_worker_config_generation",
+        "Generation of the configuration snapshot a worker forwards by.",
+        &w,
+    )?;
     for x in &s.workers {
         let l = x.lcore.to_string();
         let l = [l.as_str()];
@@ -175,12 +245,18 @@ pub fn render(s: &Snapshot) -> Result<String, RenderError> {
         for (reason, n) in &x.drops {
             drops.with_label_values(&[l[0], reason]).inc_by(*n);
         }
-        redir.with_label_values(&[l[0], "out"]).inc_by(x.redirected_out);
-        redir.with_label_values(&[l[0], "in"]).inc_by(x.redirected_in);
+        redir
+            .with_label_values(&[l[0], "out"])
+            .inc_by(x.redirected_out);
+        redir
+            .with_label_values(&[l[0], "in"])
+            .inc_by(x.redirected_in);
         polls.with_label_values(&l).inc_by(x.polls);
         empty.with_label_values(&l).inc_by(x.empty_polls);
         sessions.with_label_values(&l).set(clamp(x.sessions));
-        capacity.with_label_values(&l).set(clamp(x.session_capacity));
+        capacity
+            .with_label_values(&l)
+            .set(clamp(x.session_capacity));
         created.with_label_values(&l).inc_by(x.sessions_created);
         expired.with_label_values(&l).inc_by(x.sessions_expired);
         wgen.with_label_values(&l).set(clamp(x.generation));
@@ -188,18 +264,47 @@ pub fn render(s: &Snapshot) -> Result<String, RenderError> {
 
     let p = ["port"];
     let basic = [
-        ("rvs_port_rx_packets_total", "Packets the device received (rte_eth_stats ipackets)."),
-        ("rvs_port_tx_packets_total", "Packets the device sent (opackets)."),
-        ("rvs_port_rx_bytes_total", "Bytes the device received (ibytes)."),
+        (
+            "rvs_port_rx_packets_total",
+            "Packets the device received (rte_eth_stats ipackets).",
+        ),
+        (
+            "rvs_port_tx_packets_total",
+            "Packets the device sent (opackets).",
+        ),
+        (
+            "rvs_port_rx_bytes_total",
+            "Bytes the device received (ibytes).",
+        ),
         ("rvs_port_tx_bytes_total", "Bytes the device sent (obytes)."),
-        ("rvs_port_rx_missed_total", "Packets the device dropped for lack of room in its queues (imissed)."),
-        ("rvs_port_rx_errors_total", "Erroneous packets received (ierrors)."),
-        ("rvs_port_tx_errors_total", "Failed transmissions (oerrors)."),
-        ("rvs_port_rx_nombuf_total", "Receive failures for lack of mbufs (rx_nombuf)."),
+        (
+            "rvs_port_rx_missed_total",
+            "Packets the device dropped for lack of room in its queues (imissed).",
+        ),
+        (
+            "rvs_port_rx_errors_total",
+            "Erroneous packets received (ierrors).",
+        ),
+        (
+            "rvs_port_tx_errors_total",
+            "Failed transmissions (oerrors).",
+        ),
+        (
+            "rvs_port_rx_nombuf_total",
+            "Receive failures for lack of mbufs (rx_nombuf).",
+        ),
     ];
-    let basic: Vec<IntCounterVec> = basic.iter().map(|(n, h)| counter(&reg, n, h, &p)).collect::<Result<_, _>>()?;
+    let basic: Vec<IntCounterVec> = basic
+        .iter()
+        .map(|(n, h)| counter(&reg, n, h, &p))
+        .collect::<Result<_, _>>()?;
     let link = gauge(&reg, "rvs_port_link_up", "1 if the port's link is up.", &p)?;
-    let xstat = counter(&reg, "rvs_port_xstats_total", "The driver's extended counters (rte_eth_xstats), by name.", &["port", "name"])?;
+    let xstat = counter(
+        &reg,
+        "rvs_port_xstats_total",
+        "The driver's extended counters (rte_eth_xstats), by name.",
+        &["port", "name"],
+    )?;
     for port in &s.ports {
         let l = [port.name.as_str()];
         for (c, v) in basic.iter().zip(port.basic) {
@@ -212,11 +317,36 @@ pub fn render(s: &Snapshot) -> Result<String, RenderError> {
     }
 
     let rs = ["service", "server"];
-    let active = gauge(&reg, "rvs_real_server_active_connections", "ESTABLISHED connections to a real server (ipvsadm ActiveConn).", &rs)?;
-    let inactive = gauge(&reg, "rvs_real_server_inactive_connections", "Other connections to a real server (ipvsadm InActConn).", &rs)?;
-    let weight = gauge(&reg, "rvs_real_server_weight", "A real server's configured weight.", &rs)?;
-    let conns = counter(&reg, "rvs_real_server_connections_total", "Connections scheduled to a real server.", &rs)?;
-    let up = gauge(&reg, "rvs_real_server_up", "1 if the real server's health check finds it up (or it is not checked).", &rs)?;
+    let active = gauge(
+        &reg,
+        "rvs_real_server_active_connections",
+        "ESTABLISHED connections to a real server (ipvsadm ActiveConn).",
+        &rs,
+    )?;
+    let inactive = gauge(
+        &reg,
+        "rvs_real_server_inactive_connections",
+        "Other connections to a real server (ipvsadm InActConn).",
+        &rs,
+    )?;
+    let weight = gauge(
+        &reg,
+        "rvs_real_server_weight",
+        "A real server's configured weight.",
+        &rs,
+    )?;
+    let conns = counter(
+        &reg,
+        "rvs_real_server_connections_total",
+        "Connections scheduled to a real server.",
+        &rs,
+    )?;
+    let up = gauge(
+        &reg,
+        "rvs_real_server_up",
+        "1 if the real server's health check finds it up (or it is not checked).",
+        &rs,
+    )?;
     for x in &s.servers {
         let l = [x.service.as_str(), x.server.as_str()];
         active.with_label_values(&l).set(clamp(x.active));
@@ -225,19 +355,47 @@ pub fn render(s: &Snapshot) -> Result<String, RenderError> {
         conns.with_label_values(&l).inc_by(x.connections);
         up.with_label_values(&l).set(i64::from(x.up));
     }
-    let svc = gauge(&reg, "rvs_service_info", "1 for each virtual service configured.", &["service"])?;
+    let svc = gauge(
+        &reg,
+        "rvs_service_info",
+        "1 for each virtual service configured.",
+        &["service"],
+    )?;
     for name in &s.services {
         svc.with_label_values(&[name]).set(1);
     }
 
-    let neigh = gauge(&reg, "rvs_neighbours", "Neighbour table entries, by state.", &["state"])?;
+    let neigh = gauge(
+        &reg,
+        "rvs_neighbours",
+        "Neighbour table entries, by state.",
+        &["state"],
+    )?;
     for (state, n) in &s.neighbours {
         neigh.with_label_values(&[state]).set(clamp(*n));
     }
-    plain(&reg, "rvs_routes", "Routes in force (connected subnets and gateways).", clamp(s.routes))?;
-    plain(&reg, "rvs_config_generation", "Generation of the last configuration snapshot published.", clamp(s.generation))?;
-    plain(&reg, "rvs_config_last_reload_success", "1 if the last reload (rvsadm --reload, SIGHUP) was applied, 0 if refused.", i64::from(s.last_reload_ok))?;
-    let ts = prometheus::Gauge::new("rvs_config_last_reload_timestamp_seconds", "When the last reload was attempted (Unix time), 0 if never.")?;
+    plain(
+        &reg,
+        "rvs_routes",
+        "Routes in force (connected subnets and gateways).",
+        clamp(s.routes),
+    )?;
+    plain(
+        &reg,
+        "rvs_config_generation",
+        "Generation of the last configuration snapshot published.",
+        clamp(s.generation),
+    )?;
+    plain(
+        &reg,
+        "rvs_config_last_reload_success",
+        "1 if the last reload (rvsadm --reload, SIGHUP) was applied, 0 if refused.",
+        i64::from(s.last_reload_ok),
+    )?;
+    let ts = prometheus::Gauge::new(
+        "rvs_config_last_reload_timestamp_seconds",
+        "When the last reload was attempted (Unix time), 0 if never.",
+    )?;
     ts.set(s.last_reload_time);
     reg.register(Box::new(ts))?;
 
@@ -260,8 +418,21 @@ mod tests {
                 session_capacity: 65536,
                 ..WorkerSample::default()
             }],
-            ports: vec![PortSample { name: "dpdk0".into(), basic: [1, 2, 3, 4, 0, 0, 0, 0], link_up: true, xstats: vec![("rx_good_packets".into(), 1)] }],
-            servers: vec![ServerSample { service: "TCP/10.0.0.1:80".into(), server: "10.0.0.2:80".into(), weight: 1, active: 2, inactive: 3, connections: 7, up: true }],
+            ports: vec![PortSample {
+                name: "dpdk0".into(),
+                basic: [1, 2, 3, 4, 0, 0, 0, 0],
+                link_up: true,
+                xstats: vec![("rx_good_packets".into(), 1)],
+            }],
+            servers: vec![ServerSample {
+                service: "TCP/10.0.0.1:80".into(),
+                server: "10.0.0.2:80".into(),
+                weight: 1,
+                active: 2,
+                inactive: 3,
+                connections: 7,
+                up: true,
+            }],
             services: vec!["TCP/10.0.0.1:80".into()],
             neighbours: vec![("reachable", 2)],
             routes: 1,
@@ -292,14 +463,22 @@ mod tests {
 
     #[test]
     fn ipv6_labels_read_like_the_listings() {
-        let (vip, rs) = ("[fd77::100]:80".parse().unwrap(), "[fd77::11]:80".parse().unwrap());
+        let (vip, rs) = (
+            "[fd77::100]:80".parse().unwrap(),
+            "[fd77::11]:80".parse().unwrap(),
+        );
         let mut s = sample();
         s.servers[0].service = service_label("TCP", vip);
         s.servers[0].server = server_label(rs);
         let text = render(&s).unwrap();
         let want = "rvs_real_server_connections_total{server=\"[fd77::11]:80\",service=\"TCP/[fd77::100]:80\"} 7";
-        assert!(text.lines().any(|l| l == want), "missing {want:?} in:\n{text}");
-        assert_eq!(service_label("UDP", "10.0.0.1:53".parse().unwrap()), "UDP/10.0.0.1:53");
+        assert!(
+            text.lines().any(|l| l == want),
+            "missing {want:?} in:\n{text}"
+        );
+        assert_eq!(
+            service_label("UDP", "10.0.0.1:53".parse().unwrap()),
+            "UDP/10.0.0.1:53"
+        );
     }
-
 }

@@ -5,8 +5,8 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use dataplane::sched::{self, Member, MH_TABLE_SIZE_DEFAULT};
 use dataplane::addr::Addr;
+use dataplane::sched::{self, Member, MH_TABLE_SIZE_DEFAULT};
 use dataplane::session::Endpoint;
 use dataplane::tables::{Interface, RealServer, Service, Tables};
 use dataplane::vlan::{Vlan, VlanMap};
@@ -47,7 +47,10 @@ pub fn eal_args(config: &Config) -> Vec<String> {
     }
     for i in config.interfaces.iter().filter(|i| i.is_port()) {
         if i.is_vdev() {
-            a.push(format!("--vdev={}", i.eal_device(config.dataplane.worker_lcores.len())));
+            a.push(format!(
+                "--vdev={}",
+                i.eal_device(config.dataplane.worker_lcores.len())
+            ));
         } else {
             a.push("-a".into());
             a.push(i.device.clone());
@@ -79,7 +82,11 @@ pub fn check_kernel_ifaces(config: &Config, sys_class_net: &Path) -> Result<(), 
     for i in &config.interfaces {
         if let Some(iface) = i.kernel_iface() {
             if !sys_class_net.join(iface).exists() {
-                return Err(MissingIface { name: i.name.clone(), device: i.device.clone(), iface: iface.to_string() });
+                return Err(MissingIface {
+                    name: i.name.clone(),
+                    device: i.device.clone(),
+                    iface: iface.to_string(),
+                });
             }
         }
     }
@@ -115,18 +122,24 @@ impl Registry {
 
     fn server(&mut self, vip: SocketAddr, proto: u8, rs: SocketAddr) -> u16 {
         let key = (vip, proto, rs);
-        let i = self.servers.iter().position(|x| *x == key).unwrap_or_else(|| {
-            self.servers.push(key);
-            self.last_weight.push(0);
-            self.servers.len() - 1
-        });
+        let i = self
+            .servers
+            .iter()
+            .position(|x| *x == key)
+            .unwrap_or_else(|| {
+                self.servers.push(key);
+                self.last_weight.push(0);
+                self.servers.len() - 1
+            });
         i as u16
     }
 
     /// Records server `index`'s current weight and returns its last weight:
     /// updated unless the new weight is 0 (a server first seen at 0 has 0).
     fn last_weight(&mut self, index: u16, weight: u32) -> u32 {
-        let Some(w) = self.last_weight.get_mut(usize::from(index)) else { return weight };
+        let Some(w) = self.last_weight.get_mut(usize::from(index)) else {
+            return weight;
+        };
         if weight != 0 {
             *w = weight;
         }
@@ -149,7 +162,12 @@ impl Registry {
 /// The forwarding tables for `config`, given each port's MAC (port order),
 /// numbering through `registry`, stamped with `generation`.
 #[must_use]
-pub fn tables(config: &Config, macs: &[MacAddr], registry: &mut Registry, generation: u64) -> Tables {
+pub fn tables(
+    config: &Config,
+    macs: &[MacAddr],
+    registry: &mut Registry,
+    generation: u64,
+) -> Tables {
     let vlans = vlans(config);
     let interfaces = config
         .interfaces
@@ -158,14 +176,21 @@ pub fn tables(config: &Config, macs: &[MacAddr], registry: &mut Registry, genera
         .map(|(i, c)| Interface {
             port: i as u16,
             // A sub-interface has its parent port's MAC, as in Linux.
-            mac: macs.get(vlans.vlan_of(i as u16).map_or(i, |v| usize::from(v.parent))).copied().unwrap_or_default(),
+            mac: macs
+                .get(vlans.vlan_of(i as u16).map_or(i, |v| usize::from(v.parent)))
+                .copied()
+                .unwrap_or_default(),
             addr: c.addr.octets(),
             prefix_len: c.prefix_len,
             gateway: c.gateway.map(|g| g.octets()),
             mtu: c.mtu,
         })
         .collect();
-    let services = config.services.iter().map(|s| service(config, s, registry)).collect();
+    let services = config
+        .services
+        .iter()
+        .map(|s| service(config, s, registry))
+        .collect();
     Tables {
         interfaces,
         services,
@@ -183,10 +208,20 @@ pub fn tables(config: &Config, macs: &[MacAddr], registry: &mut Registry, genera
 /// The 802.1Q sub-interfaces of `config` as logical ports of their parents.
 #[must_use]
 pub fn vlans(config: &Config) -> VlanMap {
-    let pos = |name: &str| config.interfaces.iter().position(|i| i.name == name).and_then(|p| u16::try_from(p).ok());
+    let pos = |name: &str| {
+        config
+            .interfaces
+            .iter()
+            .position(|i| i.name == name)
+            .and_then(|p| u16::try_from(p).ok())
+    };
     VlanMap::new(config.interfaces.iter().enumerate().filter_map(|(i, c)| {
         let v = c.vlan.as_ref()?;
-        Some(Vlan { port: u16::try_from(i).ok()?, parent: pos(&v.link)?, vid: v.id })
+        Some(Vlan {
+            port: u16::try_from(i).ok()?,
+            parent: pos(&v.link)?,
+            vid: v.id,
+        })
     }))
 }
 
@@ -208,14 +243,27 @@ fn service(config: &Config, s: &ServiceConfig, registry: &mut Registry) -> Servi
         .collect();
     let members: Vec<Member> = servers
         .iter()
-        .map(|r| Member { addr: r.addr.ip.fold32(), port: r.addr.port, weight: r.weight, last_weight: registry.last_weight(r.index, r.weight) })
+        .map(|r| Member {
+            addr: r.addr.ip.fold32(),
+            port: r.addr.port,
+            weight: r.weight,
+            last_weight: registry.last_weight(r.index, r.weight),
+        })
         .collect();
     Service {
         vip: Endpoint::at(Addr::from(s.vip.ip()), s.vip.port()),
         proto: s.proto,
         sched: s.scheduler,
-        laddrs: s.local_addresses.iter().map(|a| registry.laddr(Addr::from(*a))).collect(),
-        sched_table: sched::build(s.scheduler, opts.mh_table_size.unwrap_or(MH_TABLE_SIZE_DEFAULT), &members),
+        laddrs: s
+            .local_addresses
+            .iter()
+            .map(|a| registry.laddr(Addr::from(*a)))
+            .collect(),
+        sched_table: sched::build(
+            s.scheduler,
+            opts.mh_table_size.unwrap_or(MH_TABLE_SIZE_DEFAULT),
+            &members,
+        ),
         sched_flags: opts.sched_flags,
         persistence: opts.persistence,
         ops: opts.ops,
@@ -238,18 +286,30 @@ mod tests {
     fn eal_args_for_the_lab() {
         let a = eal_args(&lab());
         let s = a.join(" ");
-        assert!(s.starts_with("rvsd -l 0,1 --main-lcore 0 -m 256 --file-prefix rvs-lab"), "{s}");
+        assert!(
+            s.starts_with("rvsd -l 0,1 --main-lcore 0 -m 256 --file-prefix rvs-lab"),
+            "{s}"
+        );
         assert!(s.contains("--no-huge") && s.contains("--no-pci"));
-        assert!(a.contains(&"--vdev=net_af_packet0,iface=lb0,framecnt=4096".to_string()), "{s}");
+        assert!(
+            a.contains(&"--vdev=net_af_packet0,iface=lb0,framecnt=4096".to_string()),
+            "{s}"
+        );
     }
 
     #[test]
     fn af_packet_devices_get_a_queue_pair_per_worker_and_a_deep_ring_unless_set() {
         let mut c = lab();
         c.dataplane.worker_lcores = vec![1, 2];
-        assert_eq!(c.interfaces[0].eal_device(2), "net_af_packet0,iface=lb0,qpairs=2,framecnt=4096");
+        assert_eq!(
+            c.interfaces[0].eal_device(2),
+            "net_af_packet0,iface=lb0,qpairs=2,framecnt=4096"
+        );
         c.interfaces[0].device = "net_af_packet0,iface=lb0,qpairs=2,framecnt=1024".into();
-        assert_eq!(c.interfaces[0].eal_device(2), "net_af_packet0,iface=lb0,qpairs=2,framecnt=1024");
+        assert_eq!(
+            c.interfaces[0].eal_device(2),
+            "net_af_packet0,iface=lb0,qpairs=2,framecnt=1024"
+        );
         c.interfaces[0].device = "net_tap0,iface=t0".into();
         assert_eq!(c.interfaces[0].eal_device(2), "net_tap0,iface=t0");
     }
@@ -262,7 +322,10 @@ mod tests {
         assert_eq!(t.interfaces[0].mac, [2, 0, 0, 0, 0, 1]);
         assert_eq!(t.laddrs, vec![Addr::v4([10, 77, 0, 200])]);
         assert_eq!(t.rs_count, 2);
-        assert_eq!(t.services[0].servers[1].addr, Endpoint::new([10, 77, 0, 12], 80));
+        assert_eq!(
+            t.services[0].servers[1].addr,
+            Endpoint::new([10, 77, 0, 12], 80)
+        );
         assert_eq!(t.services[0].servers[1].index, 1);
         assert_eq!(t.lport_range, (1025, 65535));
     }
@@ -275,13 +338,28 @@ mod tests {
         );
         let cfg = config::parse(Path::new("vlan.toml"), &text).unwrap();
         let a = eal_args(&cfg).join(" ");
-        assert_eq!(a.matches("--vdev").count(), 1, "a sub-interface is no EAL device: {a}");
+        assert_eq!(
+            a.matches("--vdev").count(),
+            1,
+            "a sub-interface is no EAL device: {a}"
+        );
         let t = tables(&cfg, &[[2, 0, 0, 0, 0, 1]], &mut Registry::default(), 1);
         assert_eq!(t.interfaces.len(), 2);
-        assert_eq!((t.interfaces[1].port, t.interfaces[1].mac, t.interfaces[1].addr), (1, [2, 0, 0, 0, 0, 1], [10, 78, 0, 2]));
+        assert_eq!(
+            (
+                t.interfaces[1].port,
+                t.interfaces[1].mac,
+                t.interfaces[1].addr
+            ),
+            (1, [2, 0, 0, 0, 0, 1], [10, 78, 0, 2])
+        );
         assert_eq!(t.vlans.port_of(0, 100), Some(1));
         assert_eq!(dataplane::vlan::egress(1, &t.vlans), Some((0, 100)));
-        assert_eq!(t.next_hop(Addr::v4([10, 78, 0, 11])), Some((1, Addr::v4([10, 78, 0, 11]))), "its connected subnet");
+        assert_eq!(
+            t.next_hop(Addr::v4([10, 78, 0, 11])),
+            Some((1, Addr::v4([10, 78, 0, 11]))),
+            "its connected subnet"
+        );
         assert!(t.is_interface_addr(Addr::v4([10, 78, 0, 2])));
     }
 
@@ -292,11 +370,22 @@ mod tests {
         let first = tables(&cfg, &[], &mut reg, 1);
         let rs2 = cfg.services[0].real_servers.remove(1);
         cfg.services[0].real_servers.remove(0);
-        cfg.services[0].real_servers.push(crate::config::RealServerConfig { addr: "10.77.0.13:80".parse().unwrap(), weight: 1 });
+        cfg.services[0]
+            .real_servers
+            .push(crate::config::RealServerConfig {
+                addr: "10.77.0.13:80".parse().unwrap(),
+                weight: 1,
+            });
         cfg.services[0].real_servers.push(rs2);
         let second = tables(&cfg, &[], &mut reg, 2);
-        assert_eq!(second.services[0].servers[0].index, 2, "a new server gets a new index");
-        assert_eq!(second.services[0].servers[1].index, first.services[0].servers[1].index, "rs2 keeps its index");
+        assert_eq!(
+            second.services[0].servers[0].index, 2,
+            "a new server gets a new index"
+        );
+        assert_eq!(
+            second.services[0].servers[1].index, first.services[0].servers[1].index,
+            "rs2 keeps its index"
+        );
         assert_eq!(second.rs_count, 3);
     }
 
@@ -309,15 +398,26 @@ mod tests {
         o.sched_flags = dataplane::sched::SchedFlags::FALLBACK;
         o.mh_table_size = Some(4093);
         o.persistence = Some(dataplane::tables::Persistence::new(120));
-        o.thresholds.insert(rs1, dataplane::tables::Thresholds { upper: 10, lower: 5 });
+        o.thresholds.insert(
+            rs1,
+            dataplane::tables::Thresholds {
+                upper: 10,
+                lower: 5,
+            },
+        );
         let mut reg = Registry::default();
         let t = tables(&cfg, &[], &mut reg, 1);
         let s = &t.services[0];
         assert_eq!(s.sched_flags, dataplane::sched::SchedFlags::FALLBACK);
         assert_eq!(s.persistence.map(|p| p.timeout_secs), Some(120));
         assert_eq!(s.servers[0].thresholds.upper, 10);
-        assert_eq!(s.servers[1].thresholds, dataplane::tables::Thresholds::default());
-        let dataplane::sched::SchedTable::Maglev(m) = &s.sched_table else { panic!("no Maglev table: {:?}", s.sched_table) };
+        assert_eq!(
+            s.servers[1].thresholds,
+            dataplane::tables::Thresholds::default()
+        );
+        let dataplane::sched::SchedTable::Maglev(m) = &s.sched_table else {
+            panic!("no Maglev table: {:?}", s.sched_table)
+        };
         assert_eq!(m.len(), 4093);
         // Draining a server (weight 0) keeps the Maglev table as it was
         // (the kernel's last_weight): no other client moves.
@@ -328,8 +428,13 @@ mod tests {
         // Deleting the service's options gives the defaults back.
         cfg.remove_service_options(vip, 6);
         let plain = tables(&cfg, &[], &mut reg, 3);
-        assert_eq!((plain.services[0].persistence, plain.services[0].sched_flags), (None, dataplane::sched::SchedFlags::NONE));
-        let dataplane::sched::SchedTable::Maglev(m) = &plain.services[0].sched_table else { panic!() };
+        assert_eq!(
+            (plain.services[0].persistence, plain.services[0].sched_flags),
+            (None, dataplane::sched::SchedFlags::NONE)
+        );
+        let dataplane::sched::SchedTable::Maglev(m) = &plain.services[0].sched_table else {
+            panic!()
+        };
         assert_eq!(m.len(), 251, "default size");
     }
 
@@ -338,12 +443,24 @@ mod tests {
         let mut cfg = lab();
         let (vip, rs2) = (cfg.services[0].vip, cfg.services[0].real_servers[1].addr);
         cfg.services[0].forward = crate::config::Forward::Dr;
-        cfg.service_options_mut(vip, 6).forwards.insert(rs2, crate::config::Forward::Nat);
+        cfg.service_options_mut(vip, 6)
+            .forwards
+            .insert(rs2, crate::config::Forward::Nat);
         let t = tables(&cfg, &[], &mut Registry::default(), 1);
         let f: Vec<_> = t.services[0].servers.iter().map(|r| r.forward).collect();
-        assert_eq!(f, vec![dataplane::tables::Forward::Dr, dataplane::tables::Forward::Nat]);
+        assert_eq!(
+            f,
+            vec![
+                dataplane::tables::Forward::Dr,
+                dataplane::tables::Forward::Nat
+            ]
+        );
         assert_eq!(t.nat_service_of(t.services[0].servers[1].addr, 6), Some(0));
-        assert_eq!(t.nat_service_of(t.services[0].servers[0].addr, 6), None, "a DR server is no NAT server");
+        assert_eq!(
+            t.nat_service_of(t.services[0].servers[0].addr, 6),
+            None,
+            "a DR server is no NAT server"
+        );
     }
 
     #[test]
@@ -359,11 +476,25 @@ mod tests {
         let s = &t.services[1];
         assert_eq!(s.vip, Endpoint::at(v6("fd77::100"), 80));
         assert_eq!(s.servers[0].addr, Endpoint::at(v6("fd77::11"), 80));
-        assert_eq!(s.laddrs.iter().map(|i| t.laddrs[usize::from(*i)]).collect::<Vec<_>>(), vec![v6("fd77::200")]);
+        assert_eq!(
+            s.laddrs
+                .iter()
+                .map(|i| t.laddrs[usize::from(*i)])
+                .collect::<Vec<_>>(),
+            vec![v6("fd77::200")]
+        );
         assert_eq!(t.service_at(Endpoint::at(v6("fd77::100"), 80), 6), Some(1));
         assert_eq!(t.next_hop(v6("fd77::11")), Some((0, v6("fd77::11"))));
-        assert!(t.is_interface_addr(v6("fd77::2")) && t.owns(v6("fd77::100")) && t.owns(v6("fd77::200")));
-        assert_eq!(t.services[0].vip, Endpoint::new([10, 77, 0, 100], 80), "IPv4 as before");
+        assert!(
+            t.is_interface_addr(v6("fd77::2"))
+                && t.owns(v6("fd77::100"))
+                && t.owns(v6("fd77::200"))
+        );
+        assert_eq!(
+            t.services[0].vip,
+            Endpoint::new([10, 77, 0, 100], 80),
+            "IPv4 as before"
+        );
     }
 
     #[test]

@@ -31,11 +31,28 @@ fn drops(w: &WorkerStatsView) -> u64 {
 pub fn render(now: &Reading, before: &Reading, secs: f64) -> String {
     let mut out = String::new();
     for p in &now.ports {
-        let b = before.ports.iter().find(|x| x.name == p.name).cloned().unwrap_or_else(|| PortStatsView { ..p.clone() });
-        let _ = writeln!(out, "  ######################## NIC statistics for port {:<8} ########################", p.name);
-        let _ = writeln!(out, "  RX-packets: {:<14} RX-missed: {:<14} RX-bytes:  {}", p.rx_packets, p.rx_missed, p.rx_bytes);
+        let b = before
+            .ports
+            .iter()
+            .find(|x| x.name == p.name)
+            .cloned()
+            .unwrap_or_else(|| PortStatsView { ..p.clone() });
+        let _ = writeln!(
+            out,
+            "  ######################## NIC statistics for port {:<8} ########################",
+            p.name
+        );
+        let _ = writeln!(
+            out,
+            "  RX-packets: {:<14} RX-missed: {:<14} RX-bytes:  {}",
+            p.rx_packets, p.rx_missed, p.rx_bytes
+        );
         let _ = writeln!(out, "  RX-errors: {}", p.rx_errors);
-        let _ = writeln!(out, "  TX-packets: {:<14} TX-errors: {:<14} TX-bytes:  {}", p.tx_packets, p.tx_errors, p.tx_bytes);
+        let _ = writeln!(
+            out,
+            "  TX-packets: {:<14} TX-errors: {:<14} TX-bytes:  {}",
+            p.tx_packets, p.tx_errors, p.tx_bytes
+        );
         let _ = writeln!(out);
         let _ = writeln!(out, "  Throughput (since last show)");
         let _ = writeln!(
@@ -50,7 +67,10 @@ pub fn render(now: &Reading, before: &Reading, secs: f64) -> String {
             per_sec(p.tx_packets, b.tx_packets, secs),
             per_sec(p.tx_bytes * 8, b.tx_bytes * 8, secs)
         );
-        let _ = writeln!(out, "  ############################################################################");
+        let _ = writeln!(
+            out,
+            "  ############################################################################"
+        );
     }
     let _ = writeln!(out, "  worker   rx-pps     tx-pps     rx-bps       tx-bps       drops/s  redirect/s  sessions  busy");
     for w in &now.workers {
@@ -58,7 +78,11 @@ pub fn render(now: &Reading, before: &Reading, secs: f64) -> String {
         let g = |f: fn(&WorkerStatsView) -> u64| per_sec(f(w), b.map_or(0, f), secs);
         let polls = g(|x| x.polls);
         let empty = g(|x| x.empty_polls);
-        let busy = if polls == 0 { 0.0 } else { 100.0 * (1.0 - empty as f64 / polls as f64) };
+        let busy = if polls == 0 {
+            0.0
+        } else {
+            100.0 * (1.0 - empty as f64 / polls as f64)
+        };
         let _ = writeln!(
             out,
             "  {:<8} {:<10} {:<10} {:<12} {:<12} {:<8} {:<11} {:<9} {:.1}%",
@@ -101,14 +125,36 @@ mod tests {
 
     #[test]
     fn rates_from_two_readings() {
-        let port = |n: u64| PortStatsView { name: "dpdk0".into(), rx_packets: n, tx_packets: n, rx_bytes: n * 64, tx_bytes: n * 64, rx_missed: 0, rx_errors: 0, tx_errors: 0 };
-        let before = Reading { ports: vec![port(1000)], workers: vec![worker(1000, 100, 50)] };
-        let now = Reading { ports: vec![port(3000)], workers: vec![worker(3000, 300, 100)] };
+        let port = |n: u64| PortStatsView {
+            name: "dpdk0".into(),
+            rx_packets: n,
+            tx_packets: n,
+            rx_bytes: n * 64,
+            tx_bytes: n * 64,
+            rx_missed: 0,
+            rx_errors: 0,
+            tx_errors: 0,
+        };
+        let before = Reading {
+            ports: vec![port(1000)],
+            workers: vec![worker(1000, 100, 50)],
+        };
+        let now = Reading {
+            ports: vec![port(3000)],
+            workers: vec![worker(3000, 300, 100)],
+        };
         let text = render(&now, &before, 2.0);
         assert!(text.contains("NIC statistics for port dpdk0"), "{text}");
-        assert!(text.contains("Rx-pps:         1000          Rx-bps:       512000"), "{text}");
+        assert!(
+            text.contains("Rx-pps:         1000          Rx-bps:       512000"),
+            "{text}"
+        );
         let row = text.lines().last().unwrap();
         let cols: Vec<&str> = row.split_whitespace().collect();
-        assert_eq!(cols, ["1", "1000", "1000", "800000", "800000", "100", "0", "3", "75.0%"], "{row}");
+        assert_eq!(
+            cols,
+            ["1", "1000", "1000", "800000", "800000", "100", "0", "3", "75.0%"],
+            "{row}"
+        );
     }
 }

@@ -19,13 +19,21 @@ fn tcp_frame(smac: [u8; 6], src: Endpoint, dst: Endpoint, flags: u8) -> Vec<u8> 
     f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
     f[6..12].copy_from_slice(&smac);
     f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    ipv4::emit_header(&mut f[14..], ipv4::PROTO_TCP, src.ip.v4_bits(), dst.ip.v4_bits(), 20);
+    ipv4::emit_header(
+        &mut f[14..],
+        ipv4::PROTO_TCP,
+        src.ip.v4_bits(),
+        dst.ip.v4_bits(),
+        20,
+    );
     let t = &mut f[34..];
     t[0..2].copy_from_slice(&src.port.to_be_bytes());
     t[2..4].copy_from_slice(&dst.port.to_be_bytes());
     t[12] = 5 << 4;
     t[13] = flags;
-    tcp::Packet::new_checked(&mut f[34..]).unwrap().fill_checksum_v4(src.ip.v4_bits(), dst.ip.v4_bits());
+    tcp::Packet::new_checked(&mut f[34..])
+        .unwrap()
+        .fill_checksum_v4(src.ip.v4_bits(), dst.ip.v4_bits());
     f
 }
 
@@ -50,12 +58,23 @@ fn session(i: u32) -> Session {
 }
 
 fn bench_rewrite(c: &mut Criterion) {
-    let f = tcp_frame([2; 6], Endpoint::new([10, 77, 0, 10], 40000), Endpoint::new([10, 77, 0, 100], 80), tcp::ACK);
+    let f = tcp_frame(
+        [2; 6],
+        Endpoint::new([10, 77, 0, 10], 40000),
+        Endpoint::new([10, 77, 0, 100], 80),
+        tcp::ACK,
+    );
     let mut g = c.benchmark_group("rewrite");
     g.throughput(Throughput::Elements(1));
     g.bench_function("tcp_v4_incremental", |b| {
         let mut p = f[14..].to_vec();
-        b.iter(|| rewrite_tcp_v4(black_box(&mut p), Endpoint::new([10, 77, 0, 200], 1025), Endpoint::new([10, 77, 0, 11], 80)))
+        b.iter(|| {
+            rewrite_tcp_v4(
+                black_box(&mut p),
+                Endpoint::new([10, 77, 0, 200], 1025),
+                Endpoint::new([10, 77, 0, 11], 80),
+            )
+        })
     });
     g.finish();
 }
@@ -68,7 +87,9 @@ fn bench_lookup(c: &mut Criterion) {
         for i in 0..n {
             t.insert(session(i)).unwrap();
         }
-        let keys: Vec<FlowKey> = (0..4096).map(|i| session((i * 7919) % n).client_key()).collect();
+        let keys: Vec<FlowKey> = (0..4096)
+            .map(|i| session((i * 7919) % n).client_key())
+            .collect();
         let mut k = 0usize;
         g.bench_function(format!("{n}"), |b| {
             b.iter(|| {
@@ -82,13 +103,25 @@ fn bench_lookup(c: &mut Criterion) {
 
 fn bench_pipeline(c: &mut Criterion) {
     let tables = Arc::new(Tables {
-        interfaces: vec![Interface { port: 0, mac: [2, 0, 0, 0, 0, 2], addr: [10, 77, 0, 2], prefix_len: 24, gateway: None, mtu: 1500 }],
+        interfaces: vec![Interface {
+            port: 0,
+            mac: [2, 0, 0, 0, 0, 2],
+            addr: [10, 77, 0, 2],
+            prefix_len: 24,
+            gateway: None,
+            mtu: 1500,
+        }],
         services: vec![Service {
             vip: Endpoint::new([10, 77, 0, 100], 80),
             proto: 6,
             sched: SchedKind::RoundRobin,
             laddrs: vec![0],
-            servers: vec![RealServer { addr: Endpoint::new([10, 77, 0, 11], 80), weight: 1, index: 0, ..Default::default() }],
+            servers: vec![RealServer {
+                addr: Endpoint::new([10, 77, 0, 11], 80),
+                weight: 1,
+                index: 0,
+                ..Default::default()
+            }],
             ..Default::default()
         }],
         laddrs: vec![[10, 77, 0, 200].into()],
@@ -100,18 +133,29 @@ fn bench_pipeline(c: &mut Criterion) {
         tentative: Vec::new(),
         vlans: Default::default(),
     });
-    let neigh = Arc::new(NeighMap::new(vec![NeighEntry { ip: [10, 77, 0, 11].into(), mac: [2, 0, 0, 0, 0, 0x11], port: 0 }]));
+    let neigh = Arc::new(NeighMap::new(vec![NeighEntry {
+        ip: [10, 77, 0, 11].into(),
+        mac: [2, 0, 0, 0, 0, 0x11],
+        port: 0,
+    }]));
     let mut p = Pipeline::new(tables, neigh, 65536, 1, 0, 1);
     // Open one connection.
     let client = Endpoint::new([10, 77, 0, 10], 40000);
     let vip = Endpoint::new([10, 77, 0, 100], 80);
     let mut syn = tcp_frame([2; 6], client, vip, tcp::SYN);
-    assert_eq!(p.process(&mut syn, 0, Millis(0)), Verdict::Forward { port: 0 });
+    assert_eq!(
+        p.process(&mut syn, 0, Millis(0)),
+        Verdict::Forward { port: 0 }
+    );
     let ack = tcp_frame([2; 6], client, vip, tcp::ACK);
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(1));
     g.bench_function("established_inbound_64B", |b| {
-        b.iter_batched_ref(|| ack.clone(), |f| black_box(p.process(f, 0, Millis(1))), BatchSize::SmallInput)
+        b.iter_batched_ref(
+            || ack.clone(),
+            |f| black_box(p.process(f, 0, Millis(1))),
+            BatchSize::SmallInput,
+        )
     });
     g.finish();
 }

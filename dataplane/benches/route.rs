@@ -24,13 +24,27 @@ impl Rng {
 }
 
 fn table<A: RouteAddr>(n: usize, lens: &[u8], rng: &mut Rng) -> (RouteTable<A>, Vec<A>) {
-    let mut routes = vec![Route { prefix: A::default(), len: 0, hop: NextHop::Via { port: 0, gateway: A::from_key(1) } }];
+    let mut routes = vec![Route {
+        prefix: A::default(),
+        len: 0,
+        hop: NextHop::Via {
+            port: 0,
+            gateway: A::from_key(1),
+        },
+    }];
     let mut seen = std::collections::HashSet::new();
     while routes.len() < n {
         let len = lens[(rng.next() % lens.len() as u64) as usize];
-        let key = (u128::from(rng.next()) << 64 | u128::from(rng.next())) & rvs_dataplane::route::prefix_mask(A::BITS, len);
+        let key = (u128::from(rng.next()) << 64 | u128::from(rng.next()))
+            & rvs_dataplane::route::prefix_mask(A::BITS, len);
         if seen.insert((key, len)) {
-            routes.push(Route { prefix: A::from_key(key), len, hop: NextHop::OnLink { port: (routes.len() % 4) as u16 } });
+            routes.push(Route {
+                prefix: A::from_key(key),
+                len,
+                hop: NextHop::OnLink {
+                    port: (routes.len() % 4) as u16,
+                },
+            });
         }
     }
     // Probes: inside a random route's prefix (host bits random), so most
@@ -43,7 +57,9 @@ fn table<A: RouteAddr>(n: usize, lens: &[u8], rng: &mut Rng) -> (RouteTable<A>, 
                 return A::from_key(noise);
             }
             let r = &routes[(rng.next() % routes.len() as u64) as usize];
-            A::from_key(r.prefix.to_key() | (noise & !rvs_dataplane::route::prefix_mask(A::BITS, r.len)))
+            A::from_key(
+                r.prefix.to_key() | (noise & !rvs_dataplane::route::prefix_mask(A::BITS, r.len)),
+            )
         })
         .collect();
     (RouteTable::new(routes).expect("distinct routes"), probes)
@@ -81,7 +97,9 @@ fn bench_lookup(c: &mut Criterion) {
     });
     g.finish();
     let routes: Vec<_> = t4.routes().to_vec();
-    c.bench_function("route/build_v4_1k", |b| b.iter(|| black_box(RouteTable::new(routes.iter().copied()))));
+    c.bench_function("route/build_v4_1k", |b| {
+        b.iter(|| black_box(RouteTable::new(routes.iter().copied())))
+    });
 }
 
 criterion_group!(benches, bench_lookup);

@@ -52,7 +52,12 @@ fn members(n: usize) -> Vec<Member> {
     (0..n)
         .map(|i| {
             let w = 1 + (i as u32 * 7) % 5;
-            Member { addr: [10, 1, (i / 250) as u8, (i % 250) as u8 + 1], port: 80, weight: w, last_weight: w }
+            Member {
+                addr: [10, 1, (i / 250) as u8, (i % 250) as u8 + 1],
+                port: 80,
+                weight: w,
+                last_weight: w,
+            }
         })
         .collect()
 }
@@ -69,7 +74,12 @@ fn bench_pick(c: &mut Criterion) {
             g.bench_with_input(BenchmarkId::new(kind.name(), n), &n, |b, _| {
                 b.iter(|| {
                     client = client.wrapping_add(0x9e37_79b9);
-                    let flow = Flow { client: client.to_be_bytes(), client_port: client as u16, vip: [10, 0, 0, 100], vip_port: 80 };
+                    let flow = Flow {
+                        client: client.to_be_bytes(),
+                        client_port: client as u16,
+                        vip: [10, 0, 0, 100],
+                        vip_port: 80,
+                    };
                     black_box(s.pick(&table, SchedFlags::NONE, &servers, &flow, Millis(1)))
                 });
             });
@@ -87,9 +97,13 @@ fn bench_build(c: &mut Criterion) {
             if n as u32 >= size {
                 continue;
             }
-            g.bench_with_input(BenchmarkId::new(format!("mh_{size}"), n), &m, |b, m| b.iter(|| black_box(sched::mh::build(m, size))));
+            g.bench_with_input(BenchmarkId::new(format!("mh_{size}"), n), &m, |b, m| {
+                b.iter(|| black_box(sched::mh::build(m, size)))
+            });
         }
-        g.bench_with_input(BenchmarkId::new("conhash", n), &m, |b, m| b.iter(|| black_box(sched::conhash::build(m))));
+        g.bench_with_input(BenchmarkId::new("conhash", n), &m, |b, m| {
+            b.iter(|| black_box(sched::conhash::build(m)))
+        });
     }
     g.finish();
 }

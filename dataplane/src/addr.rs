@@ -20,7 +20,9 @@ impl Addr {
     #[inline]
     #[must_use]
     pub const fn v4(a: [u8; 4]) -> Self {
-        Self([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3]])
+        Self([
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3],
+        ])
     }
 
     /// The IPv6 address `a`.
@@ -62,7 +64,8 @@ impl Addr {
         if self.is_v4() {
             return self.v4_bits();
         }
-        let w = |i: usize| u32::from_be_bytes([self.0[i], self.0[i + 1], self.0[i + 2], self.0[i + 3]]);
+        let w =
+            |i: usize| u32::from_be_bytes([self.0[i], self.0[i + 1], self.0[i + 2], self.0[i + 3]]);
         (w(0) ^ w(4) ^ w(8) ^ w(12)).to_be_bytes()
     }
 
@@ -77,8 +80,13 @@ impl Addr {
     #[inline]
     #[must_use]
     pub fn fold(&self) -> u64 {
-        let hi = u64::from_be_bytes([self.0[0], self.0[1], self.0[2], self.0[3], self.0[4], self.0[5], self.0[6], self.0[7]]);
-        let lo = u64::from_be_bytes([self.0[8], self.0[9], self.0[10], self.0[11], self.0[12], self.0[13], self.0[14], self.0[15]]);
+        let hi = u64::from_be_bytes([
+            self.0[0], self.0[1], self.0[2], self.0[3], self.0[4], self.0[5], self.0[6], self.0[7],
+        ]);
+        let lo = u64::from_be_bytes([
+            self.0[8], self.0[9], self.0[10], self.0[11], self.0[12], self.0[13], self.0[14],
+            self.0[15],
+        ]);
         hi ^ lo
     }
 
@@ -95,9 +103,17 @@ impl Addr {
     /// them* (an IPv4 prefix length for an IPv4 address), clearing the rest.
     #[must_use]
     pub fn masked(&self, len: u8) -> Self {
-        let (bits, skip) = if self.is_v4() { (u32::from(len.min(32)), 96) } else { (u32::from(len.min(128)), 0) };
+        let (bits, skip) = if self.is_v4() {
+            (u32::from(len.min(32)), 96)
+        } else {
+            (u32::from(len.min(128)), 0)
+        };
         let keep = skip + bits;
-        let mask = if keep == 0 { 0 } else { u128::MAX << (128 - keep) };
+        let mask = if keep == 0 {
+            0
+        } else {
+            u128::MAX << (128 - keep)
+        };
         Self((u128::from_be_bytes(self.0) & mask).to_be_bytes())
     }
 }
@@ -158,19 +174,34 @@ mod tests {
     fn families_convert_and_print() {
         let a = Addr::v4([10, 77, 0, 100]);
         assert!(a.is_v4());
-        assert_eq!((a.to_v4(), a.to_string()), (Some([10, 77, 0, 100]), "10.77.0.100".into()));
+        assert_eq!(
+            (a.to_v4(), a.to_string()),
+            (Some([10, 77, 0, 100]), "10.77.0.100".into())
+        );
         let b: Addr = "fd77::100".parse::<IpAddr>().unwrap().into();
         assert!(!b.is_v4());
         assert_eq!((b.to_v4(), b.to_string()), (None, "fd77::100".into()));
-        assert_eq!(Addr::from("::ffff:10.0.0.1".parse::<IpAddr>().unwrap()), Addr::v4([10, 0, 0, 1]));
+        assert_eq!(
+            Addr::from("::ffff:10.0.0.1".parse::<IpAddr>().unwrap()),
+            Addr::v4([10, 0, 0, 1])
+        );
         assert!(!Addr::UNSPECIFIED.is_v4());
     }
 
     #[test]
     fn masks_count_bits_in_the_address_family() {
-        assert_eq!(Addr::v4([192, 168, 7, 42]).masked(24), Addr::v4([192, 168, 7, 0]));
-        assert_eq!(Addr::v4([192, 168, 7, 42]).masked(0), Addr::v4([0, 0, 0, 0]));
-        assert_eq!(Addr::v4([192, 168, 7, 42]).masked(32), Addr::v4([192, 168, 7, 42]));
+        assert_eq!(
+            Addr::v4([192, 168, 7, 42]).masked(24),
+            Addr::v4([192, 168, 7, 0])
+        );
+        assert_eq!(
+            Addr::v4([192, 168, 7, 42]).masked(0),
+            Addr::v4([0, 0, 0, 0])
+        );
+        assert_eq!(
+            Addr::v4([192, 168, 7, 42]).masked(32),
+            Addr::v4([192, 168, 7, 42])
+        );
         let v6: Addr = "2001:db8:1:2::99".parse::<IpAddr>().unwrap().into();
         assert_eq!(v6.masked(64).to_string(), "2001:db8:1:2::");
         assert_eq!(v6.masked(128), v6);

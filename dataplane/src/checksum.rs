@@ -61,11 +61,7 @@ pub fn update_u16(hc: u16, old: u16, new: u16) -> u16 {
 pub fn update_u32(hc: u16, old: [u8; 4], new: [u8; 4]) -> u16 {
     let o = u32::from_be_bytes(old);
     let n = u32::from_be_bytes(new);
-    let acc = u32::from(!hc)
-        + (!(o >> 16) & 0xffff)
-        + (!o & 0xffff)
-        + (n >> 16)
-        + (n & 0xffff);
+    let acc = u32::from(!hc) + (!(o >> 16) & 0xffff) + (!o & 0xffff) + (n >> 16) + (n & 0xffff);
     finish(acc)
 }
 
@@ -104,7 +100,10 @@ mod tests {
 
     #[test]
     fn odd_length_pads_with_zero() {
-        assert_eq!(checksum(&[0x12, 0x34, 0x56]), checksum(&[0x12, 0x34, 0x56, 0x00]));
+        assert_eq!(
+            checksum(&[0x12, 0x34, 0x56]),
+            checksum(&[0x12, 0x34, 0x56, 0x00])
+        );
     }
 
     proptest! {

@@ -48,7 +48,12 @@ pub struct HoldQueue<T> {
 
 impl<T> Default for HoldQueue<T> {
     fn default() -> Self {
-        Self { waiting: VecDeque::with_capacity(Self::CAPACITY), released: VecDeque::with_capacity(Self::CAPACITY), releasing: None, retry: false }
+        Self {
+            waiting: VecDeque::with_capacity(Self::CAPACITY),
+            released: VecDeque::with_capacity(Self::CAPACITY),
+            releasing: None,
+            retry: false,
+        }
     }
 }
 
@@ -66,14 +71,25 @@ impl<T> HoldQueue<T> {
     /// or hands it back with the reason it cannot wait. A released frame that
     /// must wait again is held with its first `now`, so that it still
     /// expires [`Self::HOLD_MS`] after it first came.
-    pub fn hold(&mut self, frame: T, port: u16, hop: Addr, now: Millis) -> Result<(), (T, Refused)> {
+    pub fn hold(
+        &mut self,
+        frame: T,
+        port: u16,
+        hop: Addr,
+        now: Millis,
+    ) -> Result<(), (T, Refused)> {
         if self.waiting.len() >= Self::CAPACITY {
             return Err((frame, Refused::QueueFull));
         }
         if self.waiting_for(hop) >= Self::PER_NEIGHBOUR {
             return Err((frame, Refused::NeighbourFull));
         }
-        self.waiting.push_back(Waiting { frame, port, hop, since: now });
+        self.waiting.push_back(Waiting {
+            frame,
+            port,
+            hop,
+            since: now,
+        });
         Ok(())
     }
 
@@ -106,7 +122,9 @@ impl<T> HoldQueue<T> {
         // Not only the front: a frame put back by `ready` keeps its place.
         let mut kept = 0;
         for _ in 0..self.waiting.len() {
-            let Some(w) = self.waiting.pop_front() else { break };
+            let Some(w) = self.waiting.pop_front() else {
+                break;
+            };
             if now.0.saturating_sub(w.since.0) > Self::HOLD_MS {
                 expired(w.frame);
             } else {
@@ -127,7 +145,9 @@ impl<T> HoldQueue<T> {
         }
         let mut released = 0;
         for _ in 0..self.waiting.len() {
-            let Some(w) = self.waiting.pop_front() else { break };
+            let Some(w) = self.waiting.pop_front() else {
+                break;
+            };
             if resolved(w.hop) {
                 self.released.push_back((w.frame, w.port, w.since));
                 released += 1;
@@ -170,7 +190,10 @@ mod tests {
         for i in 0..Q::PER_NEIGHBOUR as u32 {
             q.hold(i, 0, hop(1), Millis(0)).unwrap();
         }
-        assert_eq!(q.hold(99, 0, hop(1), Millis(0)), Err((99, Refused::NeighbourFull)));
+        assert_eq!(
+            q.hold(99, 0, hop(1), Millis(0)),
+            Err((99, Refused::NeighbourFull))
+        );
         // Another next hop still has room.
         q.hold(100, 0, hop(2), Millis(0)).unwrap();
         assert_eq!(q.waiting_for(hop(1)), Q::PER_NEIGHBOUR);
@@ -190,7 +213,10 @@ mod tests {
                 n += 1;
             }
         }
-        assert_eq!(q.hold(7, 0, hop(250), Millis(0)), Err((7, Refused::QueueFull)));
+        assert_eq!(
+            q.hold(7, 0, hop(250), Millis(0)),
+            Err((7, Refused::QueueFull))
+        );
     }
 
     #[test]
@@ -203,7 +229,8 @@ mod tests {
         assert_eq!(q.ready(|_| true), 0);
         q.snapshot_arrived();
         assert_eq!(q.ready(|h| h == hop(1)), 2);
-        let out: Vec<_> = std::iter::from_fn(|| q.take_released().map(|(f, p)| (f, p, q.releasing()))).collect();
+        let out: Vec<_> =
+            std::iter::from_fn(|| q.take_released().map(|(f, p)| (f, p, q.releasing()))).collect();
         assert_eq!(out, vec![(1, 0, Some(Millis(0))), (3, 0, Some(Millis(9)))]);
         assert_eq!(q.releasing(), None, "none at hand once all are taken");
         assert_eq!(q.len(), 1);

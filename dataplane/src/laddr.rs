@@ -60,12 +60,20 @@ impl PortPool {
     pub fn new_slice(first: u16, last: u16, workers: u16, index: u16) -> Self {
         let workers = workers.max(1);
         let free: VecDeque<u16> = if first <= last {
-            (first..=last).filter(|p| owner_of(*p, workers) == usize::from(index)).collect()
+            (first..=last)
+                .filter(|p| owner_of(*p, workers) == usize::from(index))
+                .collect()
         } else {
             VecDeque::new()
         };
         let size = free.len();
-        Self { first, last, free, in_use: vec![0; 65536 / 64], size }
+        Self {
+            first,
+            last,
+            free,
+            in_use: vec![0; 65536 / 64],
+            size,
+        }
     }
 
     /// Takes a free port, or `None` when the pool is exhausted.
@@ -137,7 +145,9 @@ mod tests {
 
     #[test]
     fn slices_partition_the_range() {
-        let pools: Vec<_> = (0..3).map(|i| PortPool::new_slice(1000, 1099, 3, i)).collect();
+        let pools: Vec<_> = (0..3)
+            .map(|i| PortPool::new_slice(1000, 1099, 3, i))
+            .collect();
         assert_eq!(pools.iter().map(PortPool::size).sum::<usize>(), 100);
         let mut all: Vec<u16> = Vec::new();
         for (i, mut p) in pools.into_iter().enumerate() {

@@ -48,7 +48,10 @@ impl NeighMap {
     #[inline]
     #[must_use]
     pub fn lookup(&self, ip: Addr) -> Option<MacAddr> {
-        self.entries.binary_search_by_key(&ip, |e| e.ip).ok().map(|i| self.entries[i].mac)
+        self.entries
+            .binary_search_by_key(&ip, |e| e.ip)
+            .ok()
+            .map(|i| self.entries[i].mac)
     }
 
     /// All entries, sorted by address.
@@ -115,7 +118,12 @@ pub fn multicast_mac(group: [u8; 16]) -> MacAddr {
 /// `frame` (RFC 4861 §4.3, §7.2.2): to the target's solicited-node group
 /// (and its `33:33:ff:..` MAC), hop limit 255, with a source link-layer
 /// address option, ICMPv6 checksum over the pseudo-header.
-pub fn emit_solicitation(frame: &mut [u8; NS_FRAME_LEN], mac: MacAddr, source: [u8; 16], target: [u8; 16]) {
+pub fn emit_solicitation(
+    frame: &mut [u8; NS_FRAME_LEN],
+    mac: MacAddr,
+    source: [u8; 16],
+    target: [u8; 16],
+) {
     write_solicitation(frame, mac, source, target);
 }
 
@@ -223,8 +231,16 @@ mod tests {
     #[test]
     fn lookup_in_snapshot() {
         let m = NeighMap::new(vec![
-            NeighEntry { ip: Addr::v4([10, 0, 0, 12]), mac: [2; 6], port: 0 },
-            NeighEntry { ip: Addr::v4([10, 0, 0, 11]), mac: [1; 6], port: 0 },
+            NeighEntry {
+                ip: Addr::v4([10, 0, 0, 12]),
+                mac: [2; 6],
+                port: 0,
+            },
+            NeighEntry {
+                ip: Addr::v4([10, 0, 0, 11]),
+                mac: [1; 6],
+                port: 0,
+            },
         ]);
         assert_eq!(m.lookup(Addr::v4([10, 0, 0, 11])), Some([1; 6]));
         assert_eq!(m.lookup(Addr::v4([10, 0, 0, 12])), Some([2; 6]));
@@ -239,11 +255,17 @@ mod tests {
         assert_eq!(eth.dst(), BROADCAST_MAC);
         assert_eq!(eth.ethertype(), ethernet::ETHERTYPE_ARP);
         let a = arp::Packet::new_checked(eth.payload()).unwrap();
-        assert_eq!((a.op(), a.sender_ip(), a.target_ip()), (arp::OP_REQUEST, [10, 0, 0, 2], [10, 0, 0, 11]));
+        assert_eq!(
+            (a.op(), a.sender_ip(), a.target_ip()),
+            (arp::OP_REQUEST, [10, 0, 0, 2], [10, 0, 0, 11])
+        );
     }
 
     fn hex(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     #[test]
@@ -253,8 +275,15 @@ mod tests {
         let eth = ethernet::Frame::new_checked(&f[..]).unwrap();
         assert_eq!((eth.dst(), eth.src()), (BROADCAST_MAC, [2, 0, 0, 0, 0, 2]));
         let a = arp::Packet::new_checked(eth.payload()).unwrap();
-        assert_eq!((a.op(), a.sender_mac(), a.sender_ip()), (arp::OP_REQUEST, [2, 0, 0, 0, 0, 2], [10, 77, 0, 100]));
-        assert_eq!((a.target_mac(), a.target_ip()), ([0; 6], [10, 77, 0, 100]), "sender = target address, target MAC zero");
+        assert_eq!(
+            (a.op(), a.sender_mac(), a.sender_ip()),
+            (arp::OP_REQUEST, [2, 0, 0, 0, 0, 2], [10, 77, 0, 100])
+        );
+        assert_eq!(
+            (a.target_mac(), a.target_ip()),
+            ([0; 6], [10, 77, 0, 100]),
+            "sender = target address, target MAC zero"
+        );
         // bytes(Ether(src="02:00:00:00:00:02", dst="ff:ff:ff:ff:ff:ff") / ARP(op=1,
         //   hwsrc="02:00:00:00:00:02", psrc="10.77.0.100", hwdst="00:00:00:00:00:00", pdst="10.77.0.100"))
         assert_eq!(f.to_vec(), hex("ffffffffffff020000000002080600010800060400010200000000020a4d00640000000000000a4d0064"));
@@ -266,14 +295,27 @@ mod tests {
         emit_unsolicited_na(&mut f, [2, 0, 0, 0, 0, 2], v6("fd77::100"));
         assert_eq!(NA_FRAME_LEN, 86);
         let eth = ethernet::Frame::new_checked(&f[..]).unwrap();
-        assert_eq!((eth.dst(), eth.ethertype()), ([0x33, 0x33, 0, 0, 0, 1], ethernet::ETHERTYPE_IPV6));
+        assert_eq!(
+            (eth.dst(), eth.ethertype()),
+            ([0x33, 0x33, 0, 0, 0, 1], ethernet::ETHERTYPE_IPV6)
+        );
         let ip = ipv6::Packet::new_checked(eth.payload()).unwrap();
-        assert_eq!((ip.src(), ip.dst(), ip.hop_limit(), ip.next_header()), (v6("fd77::100"), ALL_NODES, 255, icmpv6::NEXT_HEADER));
+        assert_eq!(
+            (ip.src(), ip.dst(), ip.hop_limit(), ip.next_header()),
+            (v6("fd77::100"), ALL_NODES, 255, icmpv6::NEXT_HEADER)
+        );
         let msg = ip.payload();
-        assert_eq!((msg[0], msg[4]), (icmpv6::NEIGHBOR_ADVERTISEMENT, icmpv6::NA_OVERRIDE), "override; not solicited, not a router");
+        assert_eq!(
+            (msg[0], msg[4]),
+            (icmpv6::NEIGHBOR_ADVERTISEMENT, icmpv6::NA_OVERRIDE),
+            "override; not solicited, not a router"
+        );
         assert_eq!(icmpv6::checksum(msg, ip.src(), ip.dst()), 0);
         assert_eq!(icmpv6::nd_target(msg), Some(v6("fd77::100")));
-        assert_eq!(icmpv6::link_layer_option(msg, icmpv6::OPT_TARGET_LL), Some([2, 0, 0, 0, 0, 2]));
+        assert_eq!(
+            icmpv6::link_layer_option(msg, icmpv6::OPT_TARGET_LL),
+            Some([2, 0, 0, 0, 0, 2])
+        );
         // bytes(Ether(src="02:00:00:00:00:02", dst="33:33:00:00:00:01")
         //   / IPv6(src="fd77::100", dst="ff02::1", hlim=255) / ICMPv6ND_NA(tgt="fd77::100", R=0, S=0, O=1)
         //   / ICMPv6NDOptDstLLAddr(lladdr="02:00:00:00:00:02"))
@@ -294,10 +336,20 @@ mod tests {
         emit_solicitation(&mut f, mac, src, target);
         assert_eq!(NS_FRAME_LEN, 86);
         let eth = ethernet::Frame::new_checked(&f[..]).unwrap();
-        assert_eq!((eth.dst(), eth.src(), eth.ethertype()), ([0x33, 0x33, 0xff, 0x12, 0x34, 0x56], mac, ethernet::ETHERTYPE_IPV6));
+        assert_eq!(
+            (eth.dst(), eth.src(), eth.ethertype()),
+            (
+                [0x33, 0x33, 0xff, 0x12, 0x34, 0x56],
+                mac,
+                ethernet::ETHERTYPE_IPV6
+            )
+        );
         let ip = &f[14..54];
         assert_eq!(ip[0] >> 4, 6);
-        assert_eq!((u16::from_be_bytes([ip[4], ip[5]]), ip[6], ip[7]), (32, 58, 255));
+        assert_eq!(
+            (u16::from_be_bytes([ip[4], ip[5]]), ip[6], ip[7]),
+            (32, 58, 255)
+        );
         assert_eq!(&ip[8..24], &src);
         assert_eq!(&ip[24..40], &v6("ff02::1:ff12:3456"));
         let icmp = &f[54..];
@@ -318,9 +370,17 @@ mod tests {
         const SCAPY: &str = "3333ff12345602000000000286dd6000000000203afffd770000000000000000000000000002\
                              ff0200000000000000000001ff123456870013db00000000fd770000000000000000000000123456\
                              0101020000000002";
-        let want: Vec<u8> = (0..SCAPY.len()).step_by(2).map(|i| u8::from_str_radix(&SCAPY[i..i + 2], 16).unwrap()).collect();
+        let want: Vec<u8> = (0..SCAPY.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&SCAPY[i..i + 2], 16).unwrap())
+            .collect();
         let mut f = [0u8; NS_FRAME_LEN];
-        emit_solicitation(&mut f, [2, 0, 0, 0, 0, 2], v6("fd77::2"), v6("fd77::12:3456"));
+        emit_solicitation(
+            &mut f,
+            [2, 0, 0, 0, 0, 2],
+            v6("fd77::2"),
+            v6("fd77::12:3456"),
+        );
         assert_eq!(f.to_vec(), want);
     }
 

@@ -30,7 +30,11 @@ impl<'a> PacketBuf<'a> {
     #[must_use]
     pub fn whole(frame: &'a mut [u8]) -> Self {
         let len = frame.len();
-        Self { room: frame, head: 0, len }
+        Self {
+            room: frame,
+            head: 0,
+            len,
+        }
     }
 
     /// The frame's bytes.

@@ -75,7 +75,11 @@ pub fn prefix_mask(bits: u8, len: u8) -> u128 {
     if len == 0 {
         return 0;
     }
-    let full = if bits >= 128 { u128::MAX } else { (1u128 << bits) - 1 };
+    let full = if bits >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << bits) - 1
+    };
     (u128::MAX << (u32::from(bits) - u32::from(len.min(bits)))) & full
 }
 
@@ -162,7 +166,11 @@ struct Slot {
     route: u32,
 }
 
-const FREE: Slot = Slot { key: 0, len: EMPTY, route: 0 };
+const FREE: Slot = Slot {
+    key: 0,
+    len: EMPTY,
+    route: 0,
+};
 
 /// Open addressing with linear probing over (masked prefix, length).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,7 +183,10 @@ struct Prefixes {
 impl Prefixes {
     fn with_capacity(n: usize) -> Self {
         let size = (n * 2).next_power_of_two().max(1);
-        Self { slots: vec![FREE; size], mask: size - 1 }
+        Self {
+            slots: vec![FREE; size],
+            mask: size - 1,
+        }
     }
 
     /// Inserts unless present; returns the slot's route index if it was.
@@ -222,7 +233,11 @@ pub struct RouteTable<A> {
 
 impl<A: RouteAddr> Default for RouteTable<A> {
     fn default() -> Self {
-        Self { routes: Vec::new(), lens: Vec::new(), prefixes: Prefixes::with_capacity(0) }
+        Self {
+            routes: Vec::new(),
+            lens: Vec::new(),
+            prefixes: Prefixes::with_capacity(0),
+        }
     }
 }
 
@@ -279,7 +294,10 @@ impl<A: RouteAddr> RouteTable<A> {
         let mut list: Vec<Route<A>> = Vec::new();
         for mut r in routes {
             if r.len > A::BITS {
-                return Err(RouteError::PrefixLen { len: r.len, bits: A::BITS });
+                return Err(RouteError::PrefixLen {
+                    len: r.len,
+                    bits: A::BITS,
+                });
             }
             r.prefix = A::from_key(r.prefix.to_key() & prefix_mask(A::BITS, r.len));
             list.push(r);
@@ -293,15 +311,25 @@ impl<A: RouteAddr> RouteTable<A> {
         for (n, r) in list.iter().enumerate() {
             #[allow(clippy::cast_possible_truncation)] // fewer than 2^31, checked above
             if real.insert(r.prefix.to_key(), r.len, n as u32).is_some() {
-                return Err(RouteError::Duplicate { prefix: format!("{:?}", r.prefix), len: r.len });
+                return Err(RouteError::Duplicate {
+                    prefix: format!("{:?}", r.prefix),
+                    len: r.len,
+                });
             }
             present[usize::from(r.len)] = true;
         }
-        let lens: Vec<(u8, u128)> = (0..=A::BITS).filter(|l| present[usize::from(*l)]).map(|l| (l, prefix_mask(A::BITS, l))).collect();
+        let lens: Vec<(u8, u128)> = (0..=A::BITS)
+            .filter(|l| present[usize::from(*l)])
+            .map(|l| (l, prefix_mask(A::BITS, l)))
+            .collect();
         let index_of = |len: u8| lens.iter().position(|(l, _)| *l == len).unwrap_or(0);
         // The longest route covering `key` among lengths <= `max` (slow: every length).
         let best_real = |key: u128, max: u8| {
-            lens.iter().rev().filter(|(l, _)| *l <= max).find_map(|&(l, m)| real.find(key & m, l)).map_or(NO_ROUTE, |s| s.route)
+            lens.iter()
+                .rev()
+                .filter(|(l, _)| *l <= max)
+                .find_map(|&(l, m)| real.find(key & m, l))
+                .map_or(NO_ROUTE, |s| s.route)
         };
         let mut markers: Vec<(u128, u8)> = Vec::new();
         for r in &list {
@@ -322,7 +350,11 @@ impl<A: RouteAddr> RouteTable<A> {
                 prefixes.insert(key, len, best_real(key, len));
             }
         }
-        Ok(Self { routes: list, lens, prefixes })
+        Ok(Self {
+            routes: list,
+            lens,
+            prefixes,
+        })
     }
 
     /// The longest-prefix match for `addr`, if any route covers it: a
@@ -367,7 +399,8 @@ impl<A: RouteAddr> RouteTable<A> {
     #[inline]
     #[must_use]
     pub fn is_local(&self, addr: A) -> bool {
-        self.lookup(addr).is_some_and(|r| matches!(r.hop, NextHop::Local { .. }) && r.len == A::BITS)
+        self.lookup(addr)
+            .is_some_and(|r| matches!(r.hop, NextHop::Local { .. }) && r.len == A::BITS)
     }
 
     /// The routes, in the order given.
@@ -405,16 +438,41 @@ mod tests {
     use super::*;
 
     fn r4(p: [u8; 4], len: u8, hop: NextHop<[u8; 4]>) -> Route<[u8; 4]> {
-        Route { prefix: p, len, hop }
+        Route {
+            prefix: p,
+            len,
+            hop,
+        }
     }
 
     #[test]
     fn longest_prefix_wins() {
         let t = RouteTable::new([
-            r4([0, 0, 0, 0], 0, NextHop::Via { port: 0, gateway: [10, 77, 0, 1] }),
+            r4(
+                [0, 0, 0, 0],
+                0,
+                NextHop::Via {
+                    port: 0,
+                    gateway: [10, 77, 0, 1],
+                },
+            ),
             r4([10, 79, 0, 0], 24, NextHop::OnLink { port: 1 }),
-            r4([10, 80, 0, 0], 16, NextHop::Via { port: 1, gateway: [10, 79, 0, 254] }),
-            r4([10, 80, 7, 0], 24, NextHop::Via { port: 0, gateway: [10, 77, 0, 9] }),
+            r4(
+                [10, 80, 0, 0],
+                16,
+                NextHop::Via {
+                    port: 1,
+                    gateway: [10, 79, 0, 254],
+                },
+            ),
+            r4(
+                [10, 80, 7, 0],
+                24,
+                NextHop::Via {
+                    port: 0,
+                    gateway: [10, 77, 0, 9],
+                },
+            ),
             r4([10, 79, 0, 2], 32, NextHop::Local { port: 1 }),
         ])
         .unwrap();
@@ -431,9 +489,18 @@ mod tests {
     fn host_bits_are_cleared_and_duplicates_refused() {
         let t = RouteTable::new([r4([10, 1, 2, 3], 8, NextHop::OnLink { port: 0 })]).unwrap();
         assert_eq!(t.routes()[0].prefix, [10, 0, 0, 0]);
-        let e = RouteTable::new([r4([10, 1, 0, 0], 8, NextHop::OnLink { port: 0 }), r4([10, 2, 0, 0], 8, NextHop::OnLink { port: 1 })]);
-        assert!(matches!(e, Err(RouteError::Duplicate { len: 8, .. })), "{e:?}");
-        assert_eq!(RouteTable::new([r4([10, 0, 0, 0], 33, NextHop::OnLink { port: 0 })]), Err(RouteError::PrefixLen { len: 33, bits: 32 }));
+        let e = RouteTable::new([
+            r4([10, 1, 0, 0], 8, NextHop::OnLink { port: 0 }),
+            r4([10, 2, 0, 0], 8, NextHop::OnLink { port: 1 }),
+        ]);
+        assert!(
+            matches!(e, Err(RouteError::Duplicate { len: 8, .. })),
+            "{e:?}"
+        );
+        assert_eq!(
+            RouteTable::new([r4([10, 0, 0, 0], 33, NextHop::OnLink { port: 0 })]),
+            Err(RouteError::PrefixLen { len: 33, bits: 32 })
+        );
     }
 
     #[test]
@@ -444,8 +511,19 @@ mod tests {
         let mut gw = p;
         gw[15] = 1;
         let t = RouteTable::new([
-            Route { prefix: p, len: 32, hop: NextHop::OnLink { port: 0 } },
-            Route { prefix: [0; 16], len: 0, hop: NextHop::Via { port: 1, gateway: gw } },
+            Route {
+                prefix: p,
+                len: 32,
+                hop: NextHop::OnLink { port: 0 },
+            },
+            Route {
+                prefix: [0; 16],
+                len: 0,
+                hop: NextHop::Via {
+                    port: 1,
+                    gateway: gw,
+                },
+            },
         ])
         .unwrap();
         let mut a = p;
@@ -467,7 +545,10 @@ mod tests {
     fn linear<A: RouteAddr>(routes: &[Route<A>], addr: A) -> Option<Route<A>> {
         routes
             .iter()
-            .filter(|r| addr.to_key() & prefix_mask(A::BITS, r.len) == r.prefix.to_key() & prefix_mask(A::BITS, r.len))
+            .filter(|r| {
+                addr.to_key() & prefix_mask(A::BITS, r.len)
+                    == r.prefix.to_key() & prefix_mask(A::BITS, r.len)
+            })
             .max_by_key(|r| r.len)
             .copied()
     }
@@ -483,7 +564,10 @@ mod tests {
                 seen.insert((key, len)).then(|| Route {
                     prefix: A::from_key(key),
                     len,
-                    hop: gw.map_or(NextHop::OnLink { port }, |gateway| NextHop::Via { port, gateway }),
+                    hop: gw.map_or(NextHop::OnLink { port }, |gateway| NextHop::Via {
+                        port,
+                        gateway,
+                    }),
                 })
             })
             .collect()

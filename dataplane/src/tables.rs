@@ -33,7 +33,11 @@ impl Interface {
     /// True if `ip` is on this interface's connected subnet.
     #[must_use]
     pub fn on_link(&self, ip: [u8; 4]) -> bool {
-        let mask = if self.prefix_len == 0 { 0 } else { u32::MAX << (32 - u32::from(self.prefix_len.min(32))) };
+        let mask = if self.prefix_len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(self.prefix_len.min(32)))
+        };
         u32::from_be_bytes(ip) & mask == u32::from_be_bytes(self.addr) & mask
     }
 }
@@ -125,7 +129,11 @@ impl Persistence {
     /// `-p timeout` with the default netmask.
     #[must_use]
     pub const fn new(timeout_secs: u32) -> Self {
-        Self { timeout_secs, netmask: Self::DEFAULT_NETMASK, prefix6: 128 }
+        Self {
+            timeout_secs,
+            netmask: Self::DEFAULT_NETMASK,
+            prefix6: 128,
+        }
     }
 
     /// `client` masked with the netmask (IPv4) or cut to the prefix (IPv6).
@@ -133,7 +141,9 @@ impl Persistence {
     #[must_use]
     pub fn mask(&self, client: Addr) -> Addr {
         match client.to_v4() {
-            Some(c) => Addr::v4((u32::from_be_bytes(c) & u32::from_be_bytes(self.netmask)).to_be_bytes()),
+            Some(c) => {
+                Addr::v4((u32::from_be_bytes(c) & u32::from_be_bytes(self.netmask)).to_be_bytes())
+            }
             None => client.masked(self.prefix6),
         }
     }
@@ -200,7 +210,9 @@ impl Tables {
     #[inline]
     #[must_use]
     pub fn service_at(&self, vip: Endpoint, proto: u8) -> Option<usize> {
-        self.services.iter().position(|s| s.vip == vip && s.proto == proto)
+        self.services
+            .iter()
+            .position(|s| s.vip == vip && s.proto == proto)
     }
 
     /// The service whose NAT real server `rs` is, for `proto`: the owner of
@@ -210,7 +222,12 @@ impl Tables {
     /// configuration validation). Cold path: a linear scan.
     #[must_use]
     pub fn nat_service_of(&self, rs: Endpoint, proto: u8) -> Option<usize> {
-        self.services.iter().position(|s| s.proto == proto && s.servers.iter().any(|r| r.addr == rs && r.forward == Forward::Nat))
+        self.services.iter().position(|s| {
+            s.proto == proto
+                && s.servers
+                    .iter()
+                    .any(|r| r.addr == rs && r.forward == Forward::Nat)
+        })
     }
 
     /// The index of the local address `ip`.
@@ -223,7 +240,9 @@ impl Tables {
     /// True if the appliance owns `ip` (VIP, local address or interface address).
     #[must_use]
     pub fn owns(&self, ip: Addr) -> bool {
-        self.services.iter().any(|s| s.vip.ip == ip) || self.laddrs.contains(&ip) || self.is_interface_addr(ip)
+        self.services.iter().any(|s| s.vip.ip == ip)
+            || self.laddrs.contains(&ip)
+            || self.is_interface_addr(ip)
     }
 
     /// True if `ip` is an own IPv6 address not (or not yet) usable: see
@@ -248,7 +267,12 @@ impl Tables {
     /// of what the appliance itself sends there (IPv6 tunnels).
     #[must_use]
     pub fn port_addr6(&self, port: u16) -> Option<[u8; 16]> {
-        self.routes.v6.routes().iter().find(|r| r.len == 128 && r.hop == crate::route::NextHop::Local { port }).map(|r| r.prefix)
+        self.routes
+            .v6
+            .routes()
+            .iter()
+            .find(|r| r.len == 128 && r.hop == crate::route::NextHop::Local { port })
+            .map(|r| r.prefix)
     }
 
     /// True if `ip` is a neighbour on `port`'s link: the route table sends
@@ -267,15 +291,25 @@ impl Tables {
     #[must_use]
     pub fn next_hop(&self, ip: Addr) -> Option<(u16, Addr)> {
         let Some(ip) = ip.to_v4() else {
-            return self.routes.v6.next_hop(ip.octets()).map(|(port, hop)| (port, Addr::v6(hop)));
+            return self
+                .routes
+                .v6
+                .next_hop(ip.octets())
+                .map(|(port, hop)| (port, Addr::v6(hop)));
         };
         if !self.routes.v4.is_empty() {
-            return self.routes.v4.next_hop(ip).map(|(port, hop)| (port, Addr::v4(hop)));
+            return self
+                .routes
+                .v4
+                .next_hop(ip)
+                .map(|(port, hop)| (port, Addr::v4(hop)));
         }
         if let Some(i) = self.interfaces.iter().find(|i| i.on_link(ip)) {
             return Some((i.port, Addr::v4(ip)));
         }
-        self.interfaces.iter().find_map(|i| i.gateway.map(|g| (i.port, Addr::v4(g))))
+        self.interfaces
+            .iter()
+            .find_map(|i| i.gateway.map(|g| (i.port, Addr::v4(g))))
     }
 }
 
@@ -286,7 +320,14 @@ mod tests {
     #[test]
     fn on_link_and_next_hop() {
         let t = Tables {
-            interfaces: vec![Interface { port: 0, mac: [0; 6], addr: [10, 0, 0, 2], prefix_len: 24, gateway: Some([10, 0, 0, 1]), mtu: 1500 }],
+            interfaces: vec![Interface {
+                port: 0,
+                mac: [0; 6],
+                addr: [10, 0, 0, 2],
+                prefix_len: 24,
+                gateway: Some([10, 0, 0, 1]),
+                mtu: 1500,
+            }],
             services: vec![],
             laddrs: vec![[10, 0, 0, 200].into()],
             lport_range: (1024, 65535),
@@ -297,24 +338,62 @@ mod tests {
             tentative: Vec::new(),
             vlans: VlanMap::default(),
         };
-        assert_eq!(t.next_hop(Addr::v4([10, 0, 0, 9])), Some((0, Addr::v4([10, 0, 0, 9]))));
-        assert_eq!(t.next_hop(Addr::v4([8, 8, 8, 8])), Some((0, Addr::v4([10, 0, 0, 1]))));
-        assert!(t.owns(Addr::v4([10, 0, 0, 200])) && t.owns(Addr::v4([10, 0, 0, 2])) && !t.owns(Addr::v4([10, 0, 0, 3])));
+        assert_eq!(
+            t.next_hop(Addr::v4([10, 0, 0, 9])),
+            Some((0, Addr::v4([10, 0, 0, 9])))
+        );
+        assert_eq!(
+            t.next_hop(Addr::v4([8, 8, 8, 8])),
+            Some((0, Addr::v4([10, 0, 0, 1])))
+        );
+        assert!(
+            t.owns(Addr::v4([10, 0, 0, 200]))
+                && t.owns(Addr::v4([10, 0, 0, 2]))
+                && !t.owns(Addr::v4([10, 0, 0, 3]))
+        );
     }
 
     #[test]
     fn routes_pick_the_port_and_own_added_addresses() {
         use crate::route::{NextHop, Route, RouteTable};
         let ifs = vec![
-            Interface { port: 0, mac: [0; 6], addr: [10, 78, 0, 2], prefix_len: 24, gateway: None, mtu: 1500 },
-            Interface { port: 1, mac: [1; 6], addr: [10, 79, 0, 2], prefix_len: 24, gateway: None, mtu: 1500 },
+            Interface {
+                port: 0,
+                mac: [0; 6],
+                addr: [10, 78, 0, 2],
+                prefix_len: 24,
+                gateway: None,
+                mtu: 1500,
+            },
+            Interface {
+                port: 1,
+                mac: [1; 6],
+                addr: [10, 79, 0, 2],
+                prefix_len: 24,
+                gateway: None,
+                mtu: 1500,
+            },
         ];
         let route = |prefix, len, hop| Route { prefix, len, hop };
         let v4 = RouteTable::new([
             route([10, 78, 0, 0], 24, NextHop::OnLink { port: 0 }),
             route([10, 79, 0, 0], 24, NextHop::OnLink { port: 1 }),
-            route([10, 80, 0, 0], 24, NextHop::Via { port: 1, gateway: [10, 79, 0, 254] }),
-            route([0, 0, 0, 0], 0, NextHop::Via { port: 0, gateway: [10, 78, 0, 1] }),
+            route(
+                [10, 80, 0, 0],
+                24,
+                NextHop::Via {
+                    port: 1,
+                    gateway: [10, 79, 0, 254],
+                },
+            ),
+            route(
+                [0, 0, 0, 0],
+                0,
+                NextHop::Via {
+                    port: 0,
+                    gateway: [10, 78, 0, 1],
+                },
+            ),
             route([10, 79, 0, 9], 32, NextHop::Local { port: 1 }),
         ])
         .unwrap();
@@ -326,14 +405,30 @@ mod tests {
             timeouts: Timeouts::default(),
             rs_count: 0,
             generation: 1,
-            routes: Routes { v4, ..Routes::default() },
+            routes: Routes {
+                v4,
+                ..Routes::default()
+            },
             tentative: Vec::new(),
             vlans: VlanMap::default(),
         };
-        assert_eq!(t.next_hop(Addr::v4([10, 79, 0, 11])), Some((1, Addr::v4([10, 79, 0, 11]))));
-        assert_eq!(t.next_hop(Addr::v4([10, 80, 0, 5])), Some((1, Addr::v4([10, 79, 0, 254]))));
-        assert_eq!(t.next_hop(Addr::v4([1, 1, 1, 1])), Some((0, Addr::v4([10, 78, 0, 1]))));
-        assert!(t.owns(Addr::v4([10, 79, 0, 9])) && t.is_interface_addr(Addr::v4([10, 79, 0, 9])) && !t.owns(Addr::v4([10, 79, 0, 10])));
+        assert_eq!(
+            t.next_hop(Addr::v4([10, 79, 0, 11])),
+            Some((1, Addr::v4([10, 79, 0, 11])))
+        );
+        assert_eq!(
+            t.next_hop(Addr::v4([10, 80, 0, 5])),
+            Some((1, Addr::v4([10, 79, 0, 254])))
+        );
+        assert_eq!(
+            t.next_hop(Addr::v4([1, 1, 1, 1])),
+            Some((0, Addr::v4([10, 78, 0, 1])))
+        );
+        assert!(
+            t.owns(Addr::v4([10, 79, 0, 9]))
+                && t.is_interface_addr(Addr::v4([10, 79, 0, 9]))
+                && !t.owns(Addr::v4([10, 79, 0, 10]))
+        );
     }
 
     #[test]
@@ -347,40 +442,82 @@ mod tests {
             route([10, 77, 0, 2], 32, NextHop::Local { port: 0 }),
             route([10, 88, 0, 0], 24, NextHop::OnLink { port: 0 }),
             route([10, 88, 0, 2], 32, NextHop::Local { port: 0 }),
-            route([10, 90, 0, 0], 24, NextHop::Via { port: 0, gateway: [10, 77, 0, 1] }),
+            route(
+                [10, 90, 0, 0],
+                24,
+                NextHop::Via {
+                    port: 0,
+                    gateway: [10, 77, 0, 1],
+                },
+            ),
         ])
         .unwrap();
         let t = Tables {
-            interfaces: vec![Interface { port: 0, mac: [0; 6], addr: [10, 77, 0, 2], prefix_len: 24, gateway: None, mtu: 1500 }],
+            interfaces: vec![Interface {
+                port: 0,
+                mac: [0; 6],
+                addr: [10, 77, 0, 2],
+                prefix_len: 24,
+                gateway: None,
+                mtu: 1500,
+            }],
             services: vec![],
             laddrs: vec![],
             lport_range: (1024, 65535),
             timeouts: Timeouts::default(),
             rs_count: 0,
             generation: 1,
-            routes: Routes { v4, ..Routes::default() },
+            routes: Routes {
+                v4,
+                ..Routes::default()
+            },
             tentative: Vec::new(),
             vlans: VlanMap::default(),
         };
         assert!(t.on_link(0, Addr::v4([10, 77, 0, 11])));
-        assert!(t.on_link(0, Addr::v4([10, 88, 0, 7])), "a subnet added at run time is on-link");
-        assert!(!t.interfaces[0].on_link([10, 88, 0, 7]), "the configured subnet alone would say no");
+        assert!(
+            t.on_link(0, Addr::v4([10, 88, 0, 7])),
+            "a subnet added at run time is on-link"
+        );
+        assert!(
+            !t.interfaces[0].on_link([10, 88, 0, 7]),
+            "the configured subnet alone would say no"
+        );
         assert!(!t.on_link(1, Addr::v4([10, 88, 0, 7])), "on another port");
         assert!(!t.on_link(0, Addr::v4([10, 90, 0, 7])), "behind a gateway");
-        assert!(!t.on_link(0, Addr::v4([10, 88, 0, 2])), "the appliance's own address");
+        assert!(
+            !t.on_link(0, Addr::v4([10, 88, 0, 2])),
+            "the appliance's own address"
+        );
         assert!(!t.on_link(0, Addr::v4([192, 168, 0, 1])), "no route");
         // Without routes (hand-built snapshots), the interfaces' subnets.
-        let bare = Tables { routes: Routes::default(), ..t };
-        assert!(bare.on_link(0, Addr::v4([10, 77, 0, 11])) && !bare.on_link(0, Addr::v4([10, 88, 0, 7])));
+        let bare = Tables {
+            routes: Routes::default(),
+            ..t
+        };
+        assert!(
+            bare.on_link(0, Addr::v4([10, 77, 0, 11]))
+                && !bare.on_link(0, Addr::v4([10, 88, 0, 7]))
+        );
     }
 
     #[test]
     fn persistence_masks_clients() {
-        let p = Persistence { timeout_secs: 300, netmask: [255, 255, 255, 0], prefix6: 64 };
+        let p = Persistence {
+            timeout_secs: 300,
+            netmask: [255, 255, 255, 0],
+            prefix6: 64,
+        };
         let v6 = Addr::from("2001:db8:1:2:aaaa::7".parse::<std::net::IpAddr>().unwrap());
         assert_eq!(p.mask(v6).to_string(), "2001:db8:1:2::");
         assert_eq!(Persistence::new(60).mask(v6), v6);
-        assert_eq!(p.mask(Addr::v4([192, 168, 7, 42])), Addr::v4([192, 168, 7, 0]));
-        assert_eq!(Persistence::new(60).mask(Addr::v4([192, 168, 7, 42])), Addr::v4([192, 168, 7, 42]));
+        assert_eq!(
+            p.mask(Addr::v4([192, 168, 7, 42])),
+            Addr::v4([192, 168, 7, 0])
+        );
+        assert_eq!(
+            Persistence::new(60).mask(Addr::v4([192, 168, 7, 42])),
+            Addr::v4([192, 168, 7, 42])
+        );
     }
 }

@@ -74,7 +74,10 @@ impl VlanMap {
     pub fn new(vlans: impl IntoIterator<Item = Vlan>) -> Self {
         let mut by_tag: Vec<Vlan> = Vec::new();
         for v in vlans {
-            if !by_tag.iter().any(|o| (o.parent, o.vid) == (v.parent, v.vid) || o.port == v.port) {
+            if !by_tag
+                .iter()
+                .any(|o| (o.parent, o.vid) == (v.parent, v.vid) || o.port == v.port)
+            {
                 by_tag.push(v);
             }
         }
@@ -99,7 +102,10 @@ impl VlanMap {
     #[inline]
     #[must_use]
     pub fn port_of(&self, parent: u16, vid: u16) -> Option<u16> {
-        self.by_tag.binary_search_by_key(&(parent, vid), |v| (v.parent, v.vid)).ok().map(|i| self.by_tag[i].port)
+        self.by_tag
+            .binary_search_by_key(&(parent, vid), |v| (v.parent, v.vid))
+            .ok()
+            .map(|i| self.by_tag[i].port)
     }
 
     /// The sub-interface that logical port `port` is, if it is one.
@@ -159,7 +165,12 @@ fn write_tag(f: &mut [u8], vid: u16) {
 /// already took off into the mbuf's metadata. `None`: a VLAN `port` has no
 /// sub-interface for (the frame is dropped as `unknown_vlan`).
 #[inline]
-pub fn ingress(pkt: &mut PacketBuf<'_>, stripped: Option<u16>, port: u16, map: &VlanMap) -> Option<u16> {
+pub fn ingress(
+    pkt: &mut PacketBuf<'_>,
+    stripped: Option<u16>,
+    port: u16,
+    map: &VlanMap,
+) -> Option<u16> {
     let tci = match stripped {
         Some(t) => t,
         None => match tci(pkt.frame()) {
@@ -249,13 +260,31 @@ mod tests {
     use super::*;
 
     fn map() -> VlanMap {
-        VlanMap::new([Vlan { port: 2, parent: 0, vid: 100 }, Vlan { port: 3, parent: 1, vid: 100 }, Vlan { port: 4, parent: 0, vid: 7 }])
+        VlanMap::new([
+            Vlan {
+                port: 2,
+                parent: 0,
+                vid: 100,
+            },
+            Vlan {
+                port: 3,
+                parent: 1,
+                vid: 100,
+            },
+            Vlan {
+                port: 4,
+                parent: 0,
+                vid: 7,
+            },
+        ])
     }
 
     /// An untagged IPv4 frame (dst, src, 0x0800, payload) with `head` bytes of headroom.
     fn frame(head: usize) -> Vec<u8> {
         let mut v = vec![0xee; head];
-        v.extend_from_slice(&[1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 0x08, 0x00, 0x45, 0, 0, 20]);
+        v.extend_from_slice(&[
+            1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 0x08, 0x00, 0x45, 0, 0, 20,
+        ]);
         v
     }
 
@@ -265,7 +294,10 @@ mod tests {
         let mut p = PacketBuf::new(&mut buf, 8, 18);
         assert!(push(&mut p, 100));
         assert_eq!(p.window(), (4, 22));
-        assert_eq!(&p.frame()[..18], &[1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 0x81, 0x00, 0x00, 100, 0x08, 0x00]);
+        assert_eq!(
+            &p.frame()[..18],
+            &[1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 0x81, 0x00, 0x00, 100, 0x08, 0x00]
+        );
         assert_eq!(tci(p.frame()), Some(100));
         assert!(pop(&mut p));
         assert_eq!(p.window(), (8, 18));
@@ -285,7 +317,10 @@ mod tests {
         assert!(push(&mut p, 0xf123));
         assert_eq!(tci(p.frame()), Some(0x0123));
         let mut short = [0u8; 20];
-        assert!(!push(&mut PacketBuf::new(&mut short, 10, 10), 5), "no MAC addresses to move");
+        assert!(
+            !push(&mut PacketBuf::new(&mut short, 10, 10), 5),
+            "no MAC addresses to move"
+        );
     }
 
     #[test]
@@ -332,7 +367,18 @@ mod tests {
         assert_eq!(egress(4, &m), Some((0, 7)));
         assert_eq!(egress(0, &m), None);
         assert!(VlanMap::default().is_empty() && !m.is_empty());
-        let dup = VlanMap::new([Vlan { port: 2, parent: 0, vid: 100 }, Vlan { port: 3, parent: 0, vid: 100 }]);
+        let dup = VlanMap::new([
+            Vlan {
+                port: 2,
+                parent: 0,
+                vid: 100,
+            },
+            Vlan {
+                port: 3,
+                parent: 0,
+                vid: 100,
+            },
+        ]);
         assert_eq!(dup.vlans().len(), 1);
     }
 }

@@ -39,7 +39,9 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::addr::Addr;
-use crate::dpdk::{prefetch, rdtsc, Mbuf, MbufBatch, MbufRing, Mempool, PortId, RxQueue, TxQueue, BURST};
+use crate::dpdk::{
+    prefetch, rdtsc, Mbuf, MbufBatch, MbufRing, Mempool, PortId, RxQueue, TxQueue, BURST,
+};
 use crate::fnat::{Pipeline, Verdict};
 use crate::hold::HoldQueue;
 use crate::neigh::{self, NeighEvent, NeighMap, ARP_FRAME_LEN};
@@ -263,13 +265,16 @@ impl Worker {
         let start = rdtsc();
         let mut rx = MbufBatch::new();
         let mut tx: Vec<MbufBatch> = self.tx.iter().map(|_| MbufBatch::new()).collect();
-        let mut redir: Vec<MbufBatch> = self.redirect_out.iter().map(|_| MbufBatch::new()).collect();
+        let mut redir: Vec<MbufBatch> =
+            self.redirect_out.iter().map(|_| MbufBatch::new()).collect();
         let mut punt: Vec<MbufBatch> = self.tap_tx.iter().map(|_| MbufBatch::new()).collect();
         let mut last_house = Millis(0);
         let mut last_publish = Millis(0);
         let mut empty_run: u32 = 0;
         let (mut polls, mut empty_polls) = (0u64, 0u64);
-        self.shared.generation.store(self.pipeline.tables().generation, Ordering::Relaxed);
+        self.shared
+            .generation
+            .store(self.pipeline.tables().generation, Ordering::Relaxed);
         loop {
             let now = Millis(rdtsc().wrapping_sub(start) / ticks_per_ms);
             let mut got = 0;
@@ -284,10 +289,14 @@ impl Worker {
             // leave through the port as they are (a sub-interface's tagged,
             // out of its parent port).
             for port in 0..self.tap_rx.len() {
-                let Some(q) = self.tap_rx[port].as_mut() else { continue };
+                let Some(q) = self.tap_rx[port].as_mut() else {
+                    continue;
+                };
                 got += q.rx_burst(&mut rx);
                 for mut m in rx.drain() {
-                    let Some(out) = self.egress_port(&mut m, port) else { continue };
+                    let Some(out) = self.egress_port(&mut m, port) else {
+                        continue;
+                    };
                     push_tx(&mut self.tx[out], &mut tx[out], m, &mut self.pipeline);
                 }
             }
@@ -335,9 +344,16 @@ impl Worker {
     /// neighbour snapshot the others go through the pipeline again (those
     /// still unresolved come back to the queue).
     #[cold]
-    fn release_held(&mut self, now: Millis, tx: &mut [MbufBatch], redir: &mut [MbufBatch], punt: &mut [MbufBatch]) {
+    fn release_held(
+        &mut self,
+        now: Millis,
+        tx: &mut [MbufBatch],
+        redir: &mut [MbufBatch],
+        punt: &mut [MbufBatch],
+    ) {
         let counters = &mut self.pipeline.counters;
-        self.held.expire(now, |_| counters.drop(DropReason::NeighbourMiss));
+        self.held
+            .expire(now, |_| counters.drop(DropReason::NeighbourMiss));
         let pipeline = &self.pipeline;
         if self.held.ready(|hop| pipeline.resolves(hop)) == 0 {
             return;
@@ -380,7 +396,15 @@ impl Worker {
 
     /// One frame through the pipeline, into a TX or redirect batch.
     #[inline]
-    fn handle(&mut self, mut m: Mbuf, port: u16, now: Millis, tx: &mut [MbufBatch], redir: &mut [MbufBatch], punt: &mut [MbufBatch]) {
+    fn handle(
+        &mut self,
+        mut m: Mbuf,
+        port: u16,
+        now: Millis,
+        tx: &mut [MbufBatch],
+        redir: &mut [MbufBatch],
+        punt: &mut [MbufBatch],
+    ) {
         if m.nb_segs() != 1 {
             self.pipeline.counters.rx_packets += 1;
             self.pipeline.counters.drop(DropReason::MultiSegment);
@@ -405,7 +429,9 @@ impl Worker {
         };
         match verdict {
             Verdict::Forward { port: out } => {
-                let Some(out) = self.egress_port(&mut m, usize::from(out)) else { return };
+                let Some(out) = self.egress_port(&mut m, usize::from(out)) else {
+                    return;
+                };
                 push_tx(&mut self.tx[out], &mut tx[out], m, &mut self.pipeline);
             }
             Verdict::Redirect { worker } => {
@@ -434,7 +460,11 @@ impl Worker {
             Verdict::Hold => {
                 // A released frame that must wait again keeps its first arrival time.
                 let since = self.held.releasing().unwrap_or(now);
-                if self.held.hold(m, port, self.pipeline.held_for(), since).is_err() {
+                if self
+                    .held
+                    .hold(m, port, self.pipeline.held_for(), since)
+                    .is_err()
+                {
                     self.pipeline.counters.drop(DropReason::NeighbourMiss);
                 }
             }
@@ -457,7 +487,9 @@ impl Worker {
     /// port that is not a sub-interface, or without headroom for the tag.
     #[cold]
     fn vlan_egress(&mut self, m: &mut Mbuf, port: usize) -> Option<usize> {
-        let vlan = u16::try_from(port).ok().and_then(|p| vlan::egress(p, &self.pipeline.tables().vlans));
+        let vlan = u16::try_from(port)
+            .ok()
+            .and_then(|p| vlan::egress(p, &self.pipeline.tables().vlans));
         match vlan {
             Some((parent, vid)) if vlan::mbuf::push(m, vid) => Some(usize::from(parent)),
             Some(_) => {
@@ -474,7 +506,9 @@ impl Worker {
     /// Queues a frame the worker built itself (ARP, NS, announcements) on
     /// `port`, tagged if `port` is a sub-interface.
     fn send_own(&mut self, port: u16, mut m: Mbuf, tx: &mut [MbufBatch]) {
-        let Some(p) = self.egress_port(&mut m, usize::from(port)) else { return };
+        let Some(p) = self.egress_port(&mut m, usize::from(port)) else {
+            return;
+        };
         if let (Some(q), Some(b)) = (self.tx.get_mut(p), tx.get_mut(p)) {
             push_tx(q, b, m, &mut self.pipeline);
         }
@@ -525,7 +559,13 @@ impl Worker {
     /// Between bursts: sweep, neighbour events, control requests. True
     /// when asked to stop.
     #[cold]
-    fn housekeeping(&mut self, now: Millis, tx: &mut [MbufBatch], polls: u64, empty_polls: u64) -> bool {
+    fn housekeeping(
+        &mut self,
+        now: Millis,
+        tx: &mut [MbufBatch],
+        polls: u64,
+        empty_polls: u64,
+    ) -> bool {
         self.pipeline.housekeeping(now, SWEEP_BUDGET);
         for e in self.pipeline.take_neigh_events() {
             // A full channel loses the event; the next packet reports again.
@@ -565,7 +605,11 @@ impl Worker {
                     let _ = reply.send(self.pipeline.flush_server(rs_index, now));
                 }
                 Request::SendArp { port, target } => self.send_arp(port, target, tx),
-                Request::SendNs { port, target, source } => self.send_ns(port, target, source, tx),
+                Request::SendNs {
+                    port,
+                    target,
+                    source,
+                } => self.send_ns(port, target, source, tx),
                 Request::Announce { port, ip } => self.announce(port, ip, tx),
             }
         }
@@ -575,10 +619,14 @@ impl Worker {
     }
 
     fn send_arp(&mut self, port: u16, target: [u8; 4], tx: &mut [MbufBatch]) {
-        let Some(i) = self.pipeline.tables().interfaces.get(usize::from(port)) else { return };
+        let Some(i) = self.pipeline.tables().interfaces.get(usize::from(port)) else {
+            return;
+        };
         let mut frame = [0u8; ARP_FRAME_LEN];
         neigh::emit_request(&mut frame, i.mac, i.addr, target);
-        let Some(mut m) = self.pool.alloc() else { return };
+        let Some(mut m) = self.pool.alloc() else {
+            return;
+        };
         // Pad to the 60-byte Ethernet minimum.
         if !m.set_len(60) {
             return;
@@ -590,7 +638,9 @@ impl Worker {
     }
 
     fn send_ns(&mut self, port: u16, target: [u8; 16], source: [u8; 16], tx: &mut [MbufBatch]) {
-        let Some(i) = self.pipeline.tables().interfaces.get(usize::from(port)) else { return };
+        let Some(i) = self.pipeline.tables().interfaces.get(usize::from(port)) else {
+            return;
+        };
         let mut ns = [0u8; neigh::NS_FRAME_LEN];
         let mut probe = [0u8; neigh::DAD_FRAME_LEN];
         let frame: &[u8] = if source == [0; 16] {
@@ -600,7 +650,9 @@ impl Worker {
             neigh::emit_solicitation(&mut ns, i.mac, source, target);
             &ns
         };
-        let Some(mut m) = self.pool.alloc() else { return };
+        let Some(mut m) = self.pool.alloc() else {
+            return;
+        };
         if !m.set_len(frame.len()) {
             return;
         }
@@ -610,7 +662,9 @@ impl Worker {
 
     /// Sends a gratuitous ARP or unsolicited NA for `ip` out of `port`.
     fn announce(&mut self, port: u16, ip: Addr, tx: &mut [MbufBatch]) {
-        let Some(i) = self.pipeline.tables().interfaces.get(usize::from(port)) else { return };
+        let Some(i) = self.pipeline.tables().interfaces.get(usize::from(port)) else {
+            return;
+        };
         let mut arp = [0u8; ARP_FRAME_LEN];
         let mut na = [0u8; neigh::NA_FRAME_LEN];
         let frame: &[u8] = match ip.to_v4() {
@@ -623,7 +677,9 @@ impl Worker {
                 &na
             }
         };
-        let Some(mut m) = self.pool.alloc() else { return };
+        let Some(mut m) = self.pool.alloc() else {
+            return;
+        };
         // At least the 60-byte Ethernet minimum.
         if !m.set_len(frame.len().max(60)) {
             return;
@@ -644,18 +700,29 @@ impl Worker {
         for (a, v) in s.drops.iter().zip(c.drops.iter()) {
             a.store(*v, Ordering::Relaxed);
         }
-        s.sessions.store(self.pipeline.sessions().len() as u64, Ordering::Relaxed);
-        s.sessions_created.store(c.sessions_created, Ordering::Relaxed);
-        s.sessions_expired.store(c.sessions_expired, Ordering::Relaxed);
+        s.sessions
+            .store(self.pipeline.sessions().len() as u64, Ordering::Relaxed);
+        s.sessions_created
+            .store(c.sessions_created, Ordering::Relaxed);
+        s.sessions_expired
+            .store(c.sessions_expired, Ordering::Relaxed);
         for (i, cc) in self.pipeline.rs_conns().iter().enumerate() {
-            if let (Some(a), Some(ia), Some(cr)) = (s.rs_active.get(i), s.rs_inactive.get(i), s.rs_created.get(i)) {
+            if let (Some(a), Some(ia), Some(cr)) = (
+                s.rs_active.get(i),
+                s.rs_inactive.get(i),
+                s.rs_created.get(i),
+            ) {
                 a.store(cc.active, Ordering::Relaxed);
                 ia.store(cc.inactive, Ordering::Relaxed);
                 cr.store(cc.created, Ordering::Relaxed);
             }
         }
         for (i, t) in self.pipeline.rs_traffic().iter().enumerate() {
-            for (slot, v) in s.rs_traffic.iter().zip([t.in_pkts, t.out_pkts, t.in_bytes, t.out_bytes]) {
+            for (slot, v) in
+                s.rs_traffic
+                    .iter()
+                    .zip([t.in_pkts, t.out_pkts, t.in_bytes, t.out_bytes])
+            {
                 if let Some(a) = slot.get(i) {
                     a.store(v, Ordering::Relaxed);
                 }

@@ -50,11 +50,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
-use dataplane::dpdk::{rdtsc, Eal, LcoreId, MbufBatch, MbufRing, Mempool, Port, PortConfig, QueueId, TxQueue};
+use dataplane::dpdk::{
+    rdtsc, Eal, LcoreId, MbufBatch, MbufRing, Mempool, Port, PortConfig, QueueId, TxQueue,
+};
 use dataplane::fnat::{client_owner, Pipeline, Verdict};
 use dataplane::neigh::{NeighEntry, NeighMap};
 use dataplane::sched::SchedKind;
-use dataplane::session::{Endpoint, FlowKey, Lookup, Session, SessionTable, SlotId, TcpState, Timeouts};
+use dataplane::session::{
+    Endpoint, FlowKey, Lookup, Session, SessionTable, SlotId, TcpState, Timeouts,
+};
 use dataplane::stats::DropReason;
 use dataplane::tables::{Interface, RealServer, Service, Tables};
 use dataplane::time::Millis;
@@ -97,7 +101,10 @@ const WARM_WINDOWS: usize = 3;
 
 fn rs(j: u32) -> (Endpoint, [u8; 6]) {
     let i = (j % N_RS) as u8;
-    (Endpoint::new([10, 77, 0, 11 + i], 8080), [0x02, 0, 0, 0, 0x11, i])
+    (
+        Endpoint::new([10, 77, 0, 11 + i], 8080),
+        [0x02, 0, 0, 0, 0x11, i],
+    )
 }
 
 fn laddr_ip(i: u32) -> [u8; 4] {
@@ -107,7 +114,10 @@ fn laddr_ip(i: u32) -> [u8; 4] {
 /// Client tuple number `c`: 32768 ports on each of the addresses 11.0.0.0, 11.0.0.1, ...
 fn client_tuple(c: u32) -> Endpoint {
     let q = c >> 15;
-    Endpoint::new([11, (q >> 16) as u8, (q >> 8) as u8, q as u8], 1024 + (c & 0x7fff) as u16)
+    Endpoint::new(
+        [11, (q >> 16) as u8, (q >> 8) as u8, q as u8],
+        1024 + (c & 0x7fff) as u16,
+    )
 }
 
 /// With several workers, rvs gives a client flow to the worker
@@ -119,10 +129,16 @@ fn owned_clients(workers: usize, n: u32) -> Option<Vec<Vec<u32>>> {
     if workers <= 1 {
         return None;
     }
-    let mut out: Vec<Vec<u32>> = (0..workers).map(|_| Vec::with_capacity(n as usize)).collect();
+    let mut out: Vec<Vec<u32>> = (0..workers)
+        .map(|_| Vec::with_capacity(n as usize))
+        .collect();
     let mut c = 0u32;
     while out.iter().any(|v| v.len() < n as usize) {
-        let key = FlowKey { src: client_tuple(c), dst: VIP, proto: ipv4::PROTO_TCP };
+        let key = FlowKey {
+            src: client_tuple(c),
+            dst: VIP,
+            proto: ipv4::PROTO_TCP,
+        };
         let v = &mut out[client_owner(&key, workers as u16)];
         if v.len() < n as usize {
             v.push(c);
@@ -147,20 +163,37 @@ fn port_capacity(workers: usize) -> u32 {
 /// SYNs are processed in order and none is refused: the service's local
 /// addresses are taken round robin, each address's port pool is FIFO.
 fn laddr_of(j: u32, first: u32, workers: usize) -> Endpoint {
-    Endpoint::new(laddr_ip(j % N_LADDR), (first + (j / N_LADDR) * workers as u32) as u16)
+    Endpoint::new(
+        laddr_ip(j % N_LADDR),
+        (first + (j / N_LADDR) * workers as u32) as u16,
+    )
 }
 
 fn tables(positions: usize) -> Arc<Tables> {
     Arc::new(Tables {
         interfaces: (0..positions)
-            .map(|p| Interface { port: p as u16, mac: IF_MAC, addr: IF_ADDR, prefix_len: 16, gateway: None, mtu: 1500 })
+            .map(|p| Interface {
+                port: p as u16,
+                mac: IF_MAC,
+                addr: IF_ADDR,
+                prefix_len: 16,
+                gateway: None,
+                mtu: 1500,
+            })
             .collect(),
         services: vec![Service {
             vip: VIP,
             proto: ipv4::PROTO_TCP,
             sched: SchedKind::RoundRobin,
             laddrs: (0..N_LADDR as u16).collect(),
-            servers: (0..N_RS).map(|i| RealServer { addr: rs(i).0, weight: 1, index: i as u16, ..Default::default() }).collect(),
+            servers: (0..N_RS)
+                .map(|i| RealServer {
+                    addr: rs(i).0,
+                    weight: 1,
+                    index: i as u16,
+                    ..Default::default()
+                })
+                .collect(),
             ..Default::default()
         }],
         laddrs: (0..N_LADDR).map(|i| laddr_ip(i).into()).collect(),
@@ -179,7 +212,11 @@ fn neigh() -> Arc<NeighMap> {
         (0..N_RS)
             .map(|i| {
                 let (e, mac) = rs(i);
-                NeighEntry { ip: e.ip, mac, port: 0 }
+                NeighEntry {
+                    ip: e.ip,
+                    mac,
+                    port: 0,
+                }
             })
             .collect(),
     ))
@@ -189,7 +226,9 @@ fn neigh() -> Arc<NeighMap> {
 // Frames.
 
 fn sum16(b: &[u8]) -> u32 {
-    b.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum()
+    b.chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum()
 }
 
 #[inline]
@@ -236,7 +275,12 @@ impl Template {
         }
         let ip_sum = sum16(&f[14..34]);
         let tcp_sum = sum16(&f[34..34 + l4]) + u32::from(ipv4::PROTO_TCP) + l4 as u32;
-        Self { f, len, ip_sum, tcp_sum }
+        Self {
+            f,
+            len,
+            ip_sum,
+            tcp_sum,
+        }
     }
 
     #[inline]
@@ -354,7 +398,8 @@ impl Gen {
                     let j = self.j_out;
                     self.j_out = self.step(j);
                     let (rs, mac) = rs(j);
-                    self.ack.write(d, mac, rs, laddr_of(j, self.first, self.workers));
+                    self.ack
+                        .write(d, mac, rs, laddr_of(j, self.first, self.workers));
                 }
             }
             Traffic::Junk => {
@@ -375,40 +420,64 @@ fn self_check() -> Res<()> {
         let mut owned = owned_clients(workers, n);
         for w in 0..workers {
             let mut p = Pipeline::new(tables(1), neigh(), n, 1, w as u16, workers as u16);
-            let mut g = Gen::new(w, workers, n, owned.as_mut().map(|o| std::mem::take(&mut o[w])));
+            let mut g = Gen::new(
+                w,
+                workers,
+                n,
+                owned.as_mut().map(|o| std::mem::take(&mut o[w])),
+            );
             let mut f = [0u8; 64];
             for j in 0..n {
                 g.write(&mut f);
-                let ip = ipv4::Packet::new_checked(&f[14..g.syn.len]).map_err(|e| format!("self-check: {e:?}"))?;
-                let seg = tcp::Packet::new_checked(ip.payload()).map_err(|e| format!("self-check: {e:?}"))?;
+                let ip = ipv4::Packet::new_checked(&f[14..g.syn.len])
+                    .map_err(|e| format!("self-check: {e:?}"))?;
+                let seg = tcp::Packet::new_checked(ip.payload())
+                    .map_err(|e| format!("self-check: {e:?}"))?;
                 if !ip.verify_checksum() || !seg.verify_checksum_v4(ip.src(), ip.dst()) {
                     return Err("self-check: generated SYN has a bad checksum".into());
                 }
                 let v = p.process(&mut f[..g.syn.len], 0, Millis(1));
                 if v != (Verdict::Forward { port: 0 }) {
-                    return Err(format!("self-check: SYN {j} of worker {w}/{workers}: {v:?}").into());
+                    return Err(
+                        format!("self-check: SYN {j} of worker {w}/{workers}: {v:?}").into(),
+                    );
                 }
-                let ip = ipv4::Packet::new_checked(&f[14..g.syn.len]).map_err(|e| format!("self-check: {e:?}"))?;
-                let seg = tcp::Packet::new_checked(ip.payload()).map_err(|e| format!("self-check: {e:?}"))?;
+                let ip = ipv4::Packet::new_checked(&f[14..g.syn.len])
+                    .map_err(|e| format!("self-check: {e:?}"))?;
+                let seg = tcp::Packet::new_checked(ip.payload())
+                    .map_err(|e| format!("self-check: {e:?}"))?;
                 let want = laddr_of(j, g.first, workers);
-                if Endpoint::new(ip.src(), seg.src_port()) != want || Endpoint::new(ip.dst(), seg.dst_port()) != rs(j).0 {
-                    return Err(format!("self-check: session {j} of worker {w}/{workers} not as predicted").into());
+                if Endpoint::new(ip.src(), seg.src_port()) != want
+                    || Endpoint::new(ip.dst(), seg.dst_port()) != rs(j).0
+                {
+                    return Err(format!(
+                        "self-check: session {j} of worker {w}/{workers} not as predicted"
+                    )
+                    .into());
                 }
             }
             g.traffic = Traffic::Established;
             for i in 0..4 * n {
                 g.write(&mut f);
-                let ip = ipv4::Packet::new_checked(&f[14..g.ack.len]).map_err(|e| format!("self-check: {e:?}"))?;
-                let seg = tcp::Packet::new_checked(ip.payload()).map_err(|e| format!("self-check: {e:?}"))?;
+                let ip = ipv4::Packet::new_checked(&f[14..g.ack.len])
+                    .map_err(|e| format!("self-check: {e:?}"))?;
+                let seg = tcp::Packet::new_checked(ip.payload())
+                    .map_err(|e| format!("self-check: {e:?}"))?;
                 if !ip.verify_checksum() || !seg.verify_checksum_v4(ip.src(), ip.dst()) {
                     return Err("self-check: generated ACK has a bad checksum".into());
                 }
                 let v = p.process(&mut f[..g.ack.len], 0, Millis(2));
                 if v != (Verdict::Forward { port: 0 }) {
-                    return Err(format!("self-check: established frame {i} of worker {w}/{workers}: {v:?}").into());
+                    return Err(format!(
+                        "self-check: established frame {i} of worker {w}/{workers}: {v:?}"
+                    )
+                    .into());
                 }
             }
-            if p.sessions().iter().any(|s| s.state != TcpState::Established) {
+            if p.sessions()
+                .iter()
+                .any(|s| s.state != TcpState::Established)
+            {
                 return Err("self-check: a session did not reach ESTABLISHED".into());
             }
         }
@@ -433,14 +502,21 @@ fn rss_bytes() -> Res<u64> {
 fn thread_id() -> u32 {
     std::fs::read_link("/proc/thread-self")
         .ok()
-        .and_then(|p| p.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse().ok()))
+        .and_then(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.parse().ok())
+        })
         .unwrap_or(0)
 }
 
 /// Nanoseconds thread `tid` of this process has run on a CPU.
 fn cpu_ns(tid: u32) -> Res<u64> {
     let s = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))?;
-    Ok(s.split_whitespace().next().and_then(|v| v.parse().ok()).ok_or("bad schedstat")?)
+    Ok(s.split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .ok_or("bad schedstat")?)
 }
 
 /// Scheduler state letter of thread `tid` (`R`, `S`, ...).
@@ -453,7 +529,12 @@ fn thread_state(tid: u32) -> Res<char> {
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())))
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
@@ -563,7 +644,8 @@ fn table_bench(n: u32, lookups: u32) -> Res<TableRow> {
         let mut t = SessionTable::new(n, 0x5eed_1234);
         let t0 = Instant::now();
         for i in 0..n {
-            t.insert(table_session(i)).map_err(|e| format!("table: insert {i} of {n}: {e}"))?;
+            t.insert(table_session(i))
+                .map_err(|e| format!("table: insert {i} of {n}: {e}"))?;
         }
         insert_ns = insert_ns.min(t0.elapsed().as_secs_f64() * 1e9 / f64::from(n));
         rss1 = rss_bytes()?;
@@ -592,7 +674,9 @@ fn table_bench(n: u32, lookups: u32) -> Res<TableRow> {
     let lookup_ns = best_of(|| {
         let t0 = Instant::now();
         for k in 0..lookups {
-            if let Lookup::Hit(..) = black_box(t.lookup(&key(below(xorshift(&mut x), n), k), Millis(0))) {
+            if let Lookup::Hit(..) =
+                black_box(t.lookup(&key(below(xorshift(&mut x), n), k), Millis(0)))
+            {
                 hits += 1;
             }
         }
@@ -617,7 +701,12 @@ fn table_bench(n: u32, lookups: u32) -> Res<TableRow> {
         t0.elapsed().as_secs_f64() * 1e9 / f64::from(lookups)
     }) - base_ns;
     if hits != 6 * u64::from(lookups) {
-        return Err(format!("table: {} of {} lookups missed at {n} sessions", 6 * u64::from(lookups) - hits, 6 * u64::from(lookups)).into());
+        return Err(format!(
+            "table: {} of {} lookups missed at {n} sessions",
+            6 * u64::from(lookups) - hits,
+            6 * u64::from(lookups)
+        )
+        .into());
     }
     drop(t);
     let mem_ns = chase_ns(sized_bytes(n));
@@ -683,7 +772,14 @@ struct Running {
 
 impl Running {
     /// Runs `worker` on `lcore` and learns its thread id (for CPU time).
-    fn launch(eal: &Eal, lcore: u32, worker: Worker, shared: Arc<WorkerShared>, req: Sender<Request>, events: Receiver<Event>) -> Res<Self> {
+    fn launch(
+        eal: &Eal,
+        lcore: u32,
+        worker: Worker,
+        shared: Arc<WorkerShared>,
+        req: Sender<Request>,
+        events: Receiver<Event>,
+    ) -> Res<Self> {
         let (tid_tx, tid_rx) = bounded(1);
         eal.launch(
             LcoreId(lcore),
@@ -692,11 +788,19 @@ impl Running {
                 worker.run()
             }),
         )?;
-        let tid = tid_rx.recv_timeout(Duration::from_secs(5)).map_err(|_| "worker did not start")?;
+        let tid = tid_rx
+            .recv_timeout(Duration::from_secs(5))
+            .map_err(|_| "worker did not start")?;
         if tid == 0 {
             return Err("cannot find the worker's thread id (/proc/thread-self)".into());
         }
-        Ok(Self { lcore, tid, shared, req, _events: events })
+        Ok(Self {
+            lcore,
+            tid,
+            shared,
+            req,
+            _events: events,
+        })
     }
 
     /// The counters as last published, and the worker's CPU time now.
@@ -730,7 +834,8 @@ impl Running {
     fn publish(&self) -> Res<Snap> {
         let (tx, rx) = bounded(1);
         self.ask_publish(tx)?;
-        rx.recv_timeout(Duration::from_secs(2)).map_err(|_| format!("worker on lcore {} did not publish", self.lcore))?;
+        rx.recv_timeout(Duration::from_secs(2))
+            .map_err(|_| format!("worker on lcore {} did not publish", self.lcore))?;
         self.read()
     }
 
@@ -746,7 +851,11 @@ impl Running {
             if s.rx != last.0 {
                 last = (s.rx, Instant::now());
             } else if last.1.elapsed() > Duration::from_secs(3) {
-                return Err(format!("worker on lcore {} stalled at {} of {created} sessions", self.lcore, s.created).into());
+                return Err(format!(
+                    "worker on lcore {} stalled at {} of {created} sessions",
+                    self.lcore, s.created
+                )
+                .into());
             }
             std::thread::sleep(Duration::from_micros(200));
         }
@@ -887,30 +996,58 @@ impl Lab {
         let mut rings = Vec::new();
         for d in 0..RING_DEVS {
             let id = Port::by_name(&format!("net_ring{d}"))?;
-            let conf = PortConfig { rx_queues: RING_QUEUES as u16, tx_queues: RING_QUEUES as u16, rx_desc: 1024, tx_desc: 1024 };
+            let conf = PortConfig {
+                rx_queues: RING_QUEUES as u16,
+                tx_queues: RING_QUEUES as u16,
+                rx_desc: 1024,
+                tx_desc: 1024,
+            };
             let mut p = Port::configure(id, &conf, &small)?;
             p.start()?;
             rings.push(p);
         }
         let id = Port::by_name("net_null0")?;
-        let conf = PortConfig { rx_queues: 1, tx_queues: (RING_DEVS * RING_QUEUES) as u16, rx_desc: 1024, tx_desc: 1024 };
+        let conf = PortConfig {
+            rx_queues: 1,
+            tx_queues: (RING_DEVS * RING_QUEUES) as u16,
+            rx_desc: 1024,
+            tx_desc: 1024,
+        };
         let mut null = Port::configure(id, &conf, &small)?;
         null.start()?;
         let tsc_hz = eal.tsc_hz();
-        Ok(Self { eal, rings, null, small, big, tsc_hz, seq: 0 })
+        Ok(Self {
+            eal,
+            rings,
+            null,
+            small,
+            big,
+            tsc_hz,
+            seq: 0,
+        })
     }
 
     /// Builds `workers` workers as rvsd does (one FULLNAT service, neighbour
     /// snapshot with the real servers' MACs, redirect rings between them),
     /// worker `w` polling `positions` net_ring RX queues and sending on
     /// net_null, and launches them. Returns them with their generators.
-    fn start(&mut self, workers: usize, positions: usize, capacity: u32, big_pool: bool) -> Res<(Vec<Running>, Vec<Feeder>)> {
+    fn start(
+        &mut self,
+        workers: usize,
+        positions: usize,
+        capacity: u32,
+        big_pool: bool,
+    ) -> Res<(Vec<Running>, Vec<Feeder>)> {
         self.seq += 1;
         let mut rings: Vec<Vec<Option<Arc<MbufRing>>>> = vec![vec![None; workers]; workers];
         for (i, row) in rings.iter_mut().enumerate() {
             for (j, slot) in row.iter_mut().enumerate() {
                 if i != j {
-                    *slot = Some(Arc::new(MbufRing::create(&format!("rvsb_{}_{i}_{j}", self.seq), 4096, -1)?));
+                    *slot = Some(Arc::new(MbufRing::create(
+                        &format!("rvsb_{}_{i}_{j}", self.seq),
+                        4096,
+                        -1,
+                    )?));
                 }
             }
         }
@@ -921,10 +1058,14 @@ impl Lab {
         let mut feeders = Vec::new();
         let mut owned = owned_clients(workers, capacity);
         for wi in 0..workers {
-            let (mut rx, mut tx, mut txqs, mut port_ids) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let (mut rx, mut tx, mut txqs, mut port_ids) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for p in 0..positions {
                 let g = wi * positions + p;
-                let (dev, q) = (&self.rings[g / RING_QUEUES], QueueId((g % RING_QUEUES) as u16));
+                let (dev, q) = (
+                    &self.rings[g / RING_QUEUES],
+                    QueueId((g % RING_QUEUES) as u16),
+                );
                 rx.push(dev.rx_queue(q)?);
                 txqs.push(dev.tx_queue(q)?);
                 port_ids.push(dev.id());
@@ -944,16 +1085,35 @@ impl Lab {
                 redirect_in: rings.iter().filter_map(|row| row[wi].clone()).collect(),
                 events: ev_tx,
                 pool: Arc::clone(&self.small),
-                pipeline: Pipeline::new(Arc::clone(&tables), Arc::clone(&neigh), capacity, seed, wi as u16, workers as u16),
+                pipeline: Pipeline::new(
+                    Arc::clone(&tables),
+                    Arc::clone(&neigh),
+                    capacity,
+                    seed,
+                    wi as u16,
+                    workers as u16,
+                ),
                 shared: Arc::clone(&shared),
                 requests: req_rx,
                 idle: Idle::Busy,
                 tsc_hz: self.tsc_hz,
                 held: dataplane::worker::HeldFrames::default(),
             };
-            running.push(Running::launch(&self.eal, WORKER_LCORES[wi], worker, shared, req_tx, ev_rx)?);
+            running.push(Running::launch(
+                &self.eal,
+                WORKER_LCORES[wi],
+                worker,
+                shared,
+                req_tx,
+                ev_rx,
+            )?);
             feeders.push(Feeder {
-                gen: Gen::new(wi, workers, capacity, owned.as_mut().map(|o| std::mem::take(&mut o[wi]))),
+                gen: Gen::new(
+                    wi,
+                    workers,
+                    capacity,
+                    owned.as_mut().map(|o| std::mem::take(&mut o[wi])),
+                ),
                 txqs,
                 pending: MbufBatch::new(),
                 pool: Arc::clone(pool),
@@ -993,7 +1153,11 @@ impl Lab {
 /// Sends exactly `n` SYNs per worker, in order, through each worker's queue
 /// 0, and waits until every worker has created them. Returns the snapshots
 /// before and after and the TSC when the first SYN went out.
-fn syn_phase(running: &[Running], feeders: &mut [Feeder], n: u32) -> Res<(Vec<Snap>, Vec<Snap>, u64)> {
+fn syn_phase(
+    running: &[Running],
+    feeders: &mut [Feeder],
+    n: u32,
+) -> Res<(Vec<Snap>, Vec<Snap>, u64)> {
     let before: Vec<Snap> = running.iter().map(Running::publish).collect::<Res<_>>()?;
     for f in feeders.iter_mut() {
         f.gen.traffic = Traffic::Syn;
@@ -1094,7 +1258,13 @@ fn stream_ceiling(lab: &mut Lab, run: Duration) -> Res<StreamRow> {
     result
 }
 
-fn stream_inner(lab: &Lab, running: &[Running], feeders: &mut [Feeder], flows: u32, run: Duration) -> Res<StreamRow> {
+fn stream_inner(
+    lab: &Lab,
+    running: &[Running],
+    feeders: &mut [Feeder],
+    flows: u32,
+    run: Duration,
+) -> Res<StreamRow> {
     let hz = lab.tsc_hz;
     let (b, a, t0) = syn_phase(running, feeders, flows)?;
     let (w, f) = (&running[0], &mut feeders[0]);
@@ -1103,7 +1273,9 @@ fn stream_inner(lab: &Lab, running: &[Running], feeders: &mut [Feeder], flows: u
     // Warm-up: every flow seen in both directions at least once (bounded).
     let warm_until = f.sent + 2 * u64::from(flows);
     let t = Instant::now();
-    while (f.sent < warm_until || t.elapsed() < Duration::from_millis(300)) && t.elapsed() < Duration::from_secs(6) {
+    while (f.sent < warm_until || t.elapsed() < Duration::from_millis(300))
+        && t.elapsed() < Duration::from_secs(6)
+    {
         f.pump_for(Duration::from_millis(10));
     }
     let gen_alone = generator_alone(f);
@@ -1158,7 +1330,10 @@ impl PauseRow {
 /// [`resume`]. Returns the reply ends.
 fn pause(running: &[Running]) -> Res<Vec<Receiver<()>>> {
     let all: Vec<usize> = (0..running.len()).collect();
-    Ok(pause_some(running, &all)?.into_iter().map(|(_, a)| a).collect())
+    Ok(pause_some(running, &all)?
+        .into_iter()
+        .map(|(_, a)| a)
+        .collect())
 }
 
 /// Pauses the workers `which` (indices into `running`).
@@ -1183,13 +1358,21 @@ fn pause_some(running: &[Running], which: &[usize]) -> Res<Vec<(usize, Receiver<
 
 fn resume(acks: Vec<Receiver<()>>) -> Res<()> {
     for a in acks {
-        a.recv_timeout(Duration::from_secs(2)).map_err(|_| "a paused worker did not resume")?;
+        a.recv_timeout(Duration::from_secs(2))
+            .map_err(|_| "a paused worker did not resume")?;
     }
     Ok(())
 }
 
 /// The pause method: see the module documentation.
-fn pause_run(lab: &mut Lab, workers: usize, flows: u32, traffic: Traffic, capacity: u32, wall: Duration) -> Res<PauseRow> {
+fn pause_run(
+    lab: &mut Lab,
+    workers: usize,
+    flows: u32,
+    traffic: Traffic,
+    capacity: u32,
+    wall: Duration,
+) -> Res<PauseRow> {
     let (running, mut feeders) = lab.start(workers, PAUSE_QUEUES, capacity, true)?;
     let result = pause_inner(lab, &running, &mut feeders, flows, traffic, capacity, wall);
     drop(feeders);
@@ -1197,7 +1380,15 @@ fn pause_run(lab: &mut Lab, workers: usize, flows: u32, traffic: Traffic, capaci
     result
 }
 
-fn pause_inner(lab: &Lab, running: &[Running], feeders: &mut [Feeder], flows: u32, traffic: Traffic, capacity: u32, wall: Duration) -> Res<PauseRow> {
+fn pause_inner(
+    lab: &Lab,
+    running: &[Running],
+    feeders: &mut [Feeder],
+    flows: u32,
+    traffic: Traffic,
+    capacity: u32,
+    wall: Duration,
+) -> Res<PauseRow> {
     let workers = running.len();
     if traffic == Traffic::Syn {
         for f in feeders.iter_mut() {
@@ -1219,10 +1410,21 @@ fn pause_inner(lab: &Lab, running: &[Running], feeders: &mut [Feeder], flows: u3
 /// The rounds of the pause method. With two workers, windows rotate between
 /// both running and each running alone (the other stays paused), so the
 /// scaling is measured within one run.
-fn pause_rounds(lab: &Lab, running: &[Running], feeders: &mut [Feeder], held: &mut [Option<Receiver<()>>], traffic: Traffic, wall: Duration) -> Res<PauseRow> {
+fn pause_rounds(
+    lab: &Lab,
+    running: &[Running],
+    feeders: &mut [Feeder],
+    held: &mut [Option<Receiver<()>>],
+    traffic: Traffic,
+    wall: Duration,
+) -> Res<PauseRow> {
     let hz = lab.tsc_hz as f64;
     let workers = running.len();
-    let kinds: Vec<Option<usize>> = if workers == 2 { vec![None, Some(0), Some(1)] } else { vec![None] };
+    let kinds: Vec<Option<usize>> = if workers == 2 {
+        vec![None, Some(0), Some(1)]
+    } else {
+        vec![None]
+    };
     let cap_pkts = (PAUSE_QUEUES * RING_SLOTS) as f64;
     let mut rate_guess = 20e6f64;
     // Per worker (work, CPU ns): windows with every worker running, and alone.
@@ -1262,8 +1464,16 @@ fn pause_rounds(lab: &Lab, running: &[Running], feeders: &mut [Feeder], held: &m
                     windows += 1;
                     for &w in &active {
                         let (s, p) = (&snaps[w], &p[w]);
-                        let acc = if ran.is_some() && workers > 1 { &mut alone[w] } else { &mut together[w] };
-                        acc.0 += if traffic == Traffic::Syn { s.created - p.created } else { s.tx - p.tx };
+                        let acc = if ran.is_some() && workers > 1 {
+                            &mut alone[w]
+                        } else {
+                            &mut together[w]
+                        };
+                        acc.0 += if traffic == Traffic::Syn {
+                            s.created - p.created
+                        } else {
+                            s.tx - p.tx
+                        };
                         acc.1 += s.cpu_ns - p.cpu_ns;
                     }
                 } else {
@@ -1278,7 +1488,9 @@ fn pause_rounds(lab: &Lab, running: &[Running], feeders: &mut [Feeder], held: &m
         // At least `wall` and 8 usable windows; past 4 x `wall` two will do;
         // past 20 x `wall`, give up.
         let t = start.elapsed();
-        let enough = (t >= wall && windows >= 8 * kinds.len()) || (t >= 4 * wall && windows >= 2 * kinds.len()) || t >= 20 * wall;
+        let enough = (t >= wall && windows >= 8 * kinds.len())
+            || (t >= 4 * wall && windows >= 2 * kinds.len())
+            || t >= 20 * wall;
         if enough {
             break;
         }
@@ -1303,16 +1515,32 @@ fn pause_rounds(lab: &Lab, running: &[Running], feeders: &mut [Feeder], held: &m
     if windows == 0 {
         return Err(format!("pause method: no usable window ({dry} ran dry)").into());
     }
-    let rate = |v: &[(u64, u64)]| v.iter().map(|(n, c)| *n as f64 / *c.max(&1) as f64 * 1e9).collect::<Vec<f64>>();
+    let rate = |v: &[(u64, u64)]| {
+        v.iter()
+            .map(|(n, c)| *n as f64 / *c.max(&1) as f64 * 1e9)
+            .collect::<Vec<f64>>()
+    };
     Ok(PauseRow {
         workers,
         traffic: Some(traffic),
         rate: rate(&together),
-        cycles: together.iter().map(|(n, c)| *c as f64 * hz / 1e9 / *n.max(&1) as f64).collect(),
-        alone: if workers > 1 { rate(&alone) } else { Vec::new() },
+        cycles: together
+            .iter()
+            .map(|(n, c)| *c as f64 * hz / 1e9 / *n.max(&1) as f64)
+            .collect(),
+        alone: if workers > 1 {
+            rate(&alone)
+        } else {
+            Vec::new()
+        },
         windows,
         dry,
-        measured_s: together.iter().chain(&alone).map(|(_, c)| *c as f64 / 1e9).sum::<f64>() / workers as f64,
+        measured_s: together
+            .iter()
+            .chain(&alone)
+            .map(|(_, c)| *c as f64 / 1e9)
+            .sum::<f64>()
+            / workers as f64,
         ..PauseRow::default()
     })
 }
@@ -1345,14 +1573,28 @@ const BUILT_AT: Millis = Millis(61_000);
 fn loop_tables() -> Arc<Tables> {
     let rs0 = rs(0).0;
     Arc::new(Tables {
-        interfaces: (0..2).map(|p| Interface { port: p, mac: IF_MAC, addr: IF_ADDR, prefix_len: 16, gateway: None, mtu: 1500 }).collect(),
+        interfaces: (0..2)
+            .map(|p| Interface {
+                port: p,
+                mac: IF_MAC,
+                addr: IF_ADDR,
+                prefix_len: 16,
+                gateway: None,
+                mtu: 1500,
+            })
+            .collect(),
         services: vec![
             Service {
                 vip: VIP,
                 proto: ipv4::PROTO_TCP,
                 sched: SchedKind::RoundRobin,
                 laddrs: (0..N_LADDR as u16).collect(),
-                servers: vec![RealServer { addr: VIP, weight: 1, index: 0, ..Default::default() }],
+                servers: vec![RealServer {
+                    addr: VIP,
+                    weight: 1,
+                    index: 0,
+                    ..Default::default()
+                }],
                 ..Default::default()
             },
             Service {
@@ -1360,11 +1602,20 @@ fn loop_tables() -> Arc<Tables> {
                 proto: ipv4::PROTO_TCP,
                 sched: SchedKind::RoundRobin,
                 laddrs: (N_LADDR as u16..2 * N_LADDR as u16).collect(),
-                servers: vec![RealServer { addr: rs0, weight: 1, index: 1, ..Default::default() }],
+                servers: vec![RealServer {
+                    addr: rs0,
+                    weight: 1,
+                    index: 1,
+                    ..Default::default()
+                }],
                 ..Default::default()
             },
         ],
-        laddrs: (0..N_LADDR).map(laddr_ip).chain((0..N_LADDR).map(|i| [10, 201, i as u8, 1])).map(Into::into).collect(),
+        laddrs: (0..N_LADDR)
+            .map(laddr_ip)
+            .chain((0..N_LADDR).map(|i| [10, 201, i as u8, 1]))
+            .map(Into::into)
+            .collect(),
         lport_range: LPORT,
         timeouts: Timeouts::default(),
         rs_count: 2,
@@ -1378,8 +1629,16 @@ fn loop_tables() -> Arc<Tables> {
 fn loop_neigh() -> Arc<NeighMap> {
     let (r, mac) = rs(0);
     Arc::new(NeighMap::new(vec![
-        NeighEntry { ip: VIP.ip, mac: [0x02, 0, 0, 0, 0, 0x64], port: 0 },
-        NeighEntry { ip: r.ip, mac, port: 0 },
+        NeighEntry {
+            ip: VIP.ip,
+            mac: [0x02, 0, 0, 0, 0, 0x64],
+            port: 0,
+        },
+        NeighEntry {
+            ip: r.ip,
+            mac,
+            port: 0,
+        },
     ]))
 }
 
@@ -1397,7 +1656,10 @@ fn cycle_client(k: u32, n: u32) -> Endpoint {
 fn out_tuple(f: &[u8]) -> Res<(Endpoint, Endpoint)> {
     let ip = ipv4::Packet::new_checked(&f[14..]).map_err(|e| format!("{e:?}"))?;
     let seg = tcp::Packet::new_checked(ip.payload()).map_err(|e| format!("{e:?}"))?;
-    Ok((Endpoint::new(ip.src(), seg.src_port()), Endpoint::new(ip.dst(), seg.dst_port())))
+    Ok((
+        Endpoint::new(ip.src(), seg.src_port()),
+        Endpoint::new(ip.dst(), seg.dst_port()),
+    ))
 }
 
 /// Fills every slot with a session of the scatter service, then lets them
@@ -1489,14 +1751,20 @@ impl Injector {
                 match self.traffic {
                     Traffic::Syn => {
                         if m.set_len(self.syn.len) {
-                            self.syn.write(m.data_mut(), CLIENT_MAC, client_tuple(self.next_client), VIP);
+                            self.syn.write(
+                                m.data_mut(),
+                                CLIENT_MAC,
+                                client_tuple(self.next_client),
+                                VIP,
+                            );
                         }
                         self.next_client += 1;
                     }
                     _ => {
                         let k = below(xorshift(&mut self.x), self.n);
                         if m.set_len(self.ack.len) {
-                            self.ack.write(m.data_mut(), CLIENT_MAC, cycle_client(k, self.n), VIP);
+                            self.ack
+                                .write(m.data_mut(), CLIENT_MAC, cycle_client(k, self.n), VIP);
                         }
                     }
                 }
@@ -1548,14 +1816,23 @@ impl Lab {
     /// Launches one loop worker per pipeline: worker `w` receives on
     /// `net_ring(2w)` queue 0 (its loop) and `net_ring(2w+1)` queue 0 (the
     /// injector's), and transmits on `net_ring(2w)` queue 0.
-    fn start_loop(&mut self, pipes: Vec<Pipeline>, traffic: Traffic, n: u32) -> Res<(Vec<Running>, Vec<Injector>)> {
+    fn start_loop(
+        &mut self,
+        pipes: Vec<Pipeline>,
+        traffic: Traffic,
+        n: u32,
+    ) -> Res<(Vec<Running>, Vec<Injector>)> {
         self.seq += 1;
         let workers = pipes.len();
         let mut rings: Vec<Vec<Option<Arc<MbufRing>>>> = vec![vec![None; workers]; workers];
         for (i, row) in rings.iter_mut().enumerate() {
             for (j, slot) in row.iter_mut().enumerate() {
                 if i != j {
-                    *slot = Some(Arc::new(MbufRing::create(&format!("rvsb_{}_{i}_{j}", self.seq), 4096, -1)?));
+                    *slot = Some(Arc::new(MbufRing::create(
+                        &format!("rvsb_{}_{i}_{j}", self.seq),
+                        4096,
+                        -1,
+                    )?));
                 }
             }
         }
@@ -1568,7 +1845,10 @@ impl Lab {
             let (ev_tx, ev_rx) = bounded(4096);
             let worker = Worker {
                 rx: vec![self.rings[ld].rx_queue(q0)?, self.rings[id].rx_queue(q0)?],
-                tx: vec![self.rings[ld].tx_queue(q0)?, self.null.tx_queue(QueueId(wi as u16))?],
+                tx: vec![
+                    self.rings[ld].tx_queue(q0)?,
+                    self.null.tx_queue(QueueId(wi as u16))?,
+                ],
                 port_ids: vec![self.rings[ld].id(), self.rings[id].id()],
                 tap_rx: Vec::new(),
                 tap_tx: Vec::new(),
@@ -1583,7 +1863,14 @@ impl Lab {
                 tsc_hz: self.tsc_hz,
                 held: dataplane::worker::HeldFrames::default(),
             };
-            running.push(Running::launch(&self.eal, WORKER_LCORES[wi], worker, shared, req_tx, ev_rx)?);
+            running.push(Running::launch(
+                &self.eal,
+                WORKER_LCORES[wi],
+                worker,
+                shared,
+                req_tx,
+                ev_rx,
+            )?);
             inj.push(Injector {
                 txq: self.rings[id].tx_queue(q0)?,
                 loop_dev: ld,
@@ -1643,7 +1930,13 @@ fn loop_snap(lab: &Lab, running: &[Running], inj: &mut [Injector]) -> Res<Vec<Sn
 
 /// The loop method with `workers` workers, each with its own cycle of `n`
 /// sessions (established) or an empty table of `n` slots (new connections).
-fn loop_run(lab: &mut Lab, workers: usize, n: u32, traffic: Traffic, wall: Duration) -> Res<LoopRow> {
+fn loop_run(
+    lab: &mut Lab,
+    workers: usize,
+    n: u32,
+    traffic: Traffic,
+    wall: Duration,
+) -> Res<LoopRow> {
     let t = Instant::now();
     let (tables, neigh) = (loop_tables(), loop_neigh());
     let mut pipes = Vec::new();
@@ -1663,7 +1956,12 @@ fn loop_run(lab: &mut Lab, workers: usize, n: u32, traffic: Traffic, wall: Durat
     let result = loop_inner(lab, &running, &mut inj, n, traffic, wall);
     drop(inj);
     lab.stop(running)?;
-    result.map(|r| LoopRow { workers, flows: n, setup_s, ..r })
+    result.map(|r| LoopRow {
+        workers,
+        flows: n,
+        setup_s,
+        ..r
+    })
 }
 
 /// Measurement windows per loop case: the figures are the median window
@@ -1675,12 +1973,23 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
-fn loop_inner(lab: &Lab, running: &[Running], inj: &mut [Injector], n: u32, traffic: Traffic, wall: Duration) -> Res<LoopRow> {
+fn loop_inner(
+    lab: &Lab,
+    running: &[Running],
+    inj: &mut [Injector],
+    n: u32,
+    traffic: Traffic,
+    wall: Duration,
+) -> Res<LoopRow> {
     let hz = lab.tsc_hz as f64;
     let syn = traffic == Traffic::Syn;
     let work_of = |s: &Snap| if syn { s.created } else { s.tx };
     // Warm-up: every session of the cycle visited a few times (bounded).
-    let warm = if syn { 0.2 } else { (3.0 * f64::from(n) / 15e6).clamp(0.3, 3.0) };
+    let warm = if syn {
+        0.2
+    } else {
+        (3.0 * f64::from(n) / 15e6).clamp(0.3, 3.0)
+    };
     loop_ticks(lab, inj, Duration::from_secs_f64(warm))?;
     let first = loop_snap(lab, running, inj)?;
     // New connections: stop at half the table (counters are published every
@@ -1689,7 +1998,11 @@ fn loop_inner(lab: &Lab, running: &[Running], inj: &mut [Injector], n: u32, traf
     // With two workers, each round has three windows: both running, then
     // each alone while the other is paused, so the scaling compares figures
     // taken minutes apart on a shared machine no more.
-    let kinds: Vec<Option<usize>> = if running.len() == 2 { vec![None, Some(0), Some(1)] } else { vec![None] };
+    let kinds: Vec<Option<usize>> = if running.len() == 2 {
+        vec![None, Some(0), Some(1)]
+    } else {
+        vec![None]
+    };
     let win = (wall / (LOOP_WINDOWS * kinds.len() as u32)).max(Duration::from_millis(150));
     let mut together: Vec<Vec<(f64, f64)>> = vec![Vec::new(); running.len()];
     let mut alone: Vec<Vec<f64>> = vec![Vec::new(); running.len()];
@@ -1707,12 +2020,19 @@ fn loop_inner(lab: &Lab, running: &[Running], inj: &mut [Injector], n: u32, traf
             let tw = Instant::now();
             while tw.elapsed() < win && !full {
                 loop_ticks(lab, &mut inj[lo..hi], Duration::from_millis(5))?;
-                full = syn && running.iter().any(|w| w.shared.sessions_created.load(Ordering::Relaxed) >= stop_at);
+                full = syn
+                    && running
+                        .iter()
+                        .any(|w| w.shared.sessions_created.load(Ordering::Relaxed) >= stop_at);
             }
             let b = loop_snap(lab, &running[lo..hi], &mut inj[lo..hi])?;
             if kind.is_none() {
                 wall_s += tw.elapsed().as_secs_f64();
-                wall_work += b.iter().zip(&a).map(|(b, a)| work_of(b) - work_of(a)).sum::<u64>();
+                wall_work += b
+                    .iter()
+                    .zip(&a)
+                    .map(|(b, a)| work_of(b) - work_of(a))
+                    .sum::<u64>();
             }
             resume(paused)?;
             for (k, (b, a)) in b.iter().zip(&a).enumerate() {
@@ -1744,10 +2064,23 @@ fn loop_inner(lab: &Lab, running: &[Running], inj: &mut [Injector], n: u32, traf
     }
     Ok(LoopRow {
         syn,
-        rate: together.iter().map(|v| median(v.iter().map(|x| x.0).collect())).collect(),
-        best: together.iter().map(|v| v.iter().map(|x| x.0).fold(0.0, f64::max)).collect(),
-        cycles: together.iter().map(|v| median(v.iter().map(|x| x.1).collect())).collect(),
-        alone: if running.len() == 2 { alone.into_iter().map(median).collect() } else { Vec::new() },
+        rate: together
+            .iter()
+            .map(|v| median(v.iter().map(|x| x.0).collect()))
+            .collect(),
+        best: together
+            .iter()
+            .map(|v| v.iter().map(|x| x.0).fold(0.0, f64::max))
+            .collect(),
+        cycles: together
+            .iter()
+            .map(|v| median(v.iter().map(|x| x.1).collect()))
+            .collect(),
+        alone: if running.len() == 2 {
+            alone.into_iter().map(median).collect()
+        } else {
+            Vec::new()
+        },
         windows: together.first().map_or(0, Vec::len),
         wall_rate: wall_work as f64 / wall_s.max(1e-9),
         ttl_drop_pct: 100.0 * ttl as f64 / rx_all.max(1) as f64,
@@ -1783,7 +2116,12 @@ struct ScrapeRow {
 /// worker to publish and wait, read its counters and every port's ethdev
 /// stats and xstats, encode with `rvs_control::metrics`, reply over HTTP.
 /// Returns the body's length.
-fn serve_scrape(lab: &Lab, running: &[Running], inj: &mut [Injector], stream: std::net::TcpStream) -> Res<usize> {
+fn serve_scrape(
+    lab: &Lab,
+    running: &[Running],
+    inj: &mut [Injector],
+    stream: std::net::TcpStream,
+) -> Res<usize> {
     use std::io::{BufRead, BufReader, Write};
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
@@ -1809,7 +2147,10 @@ fn serve_scrape(lab: &Lab, running: &[Running], inj: &mut [Injector], stream: st
                 tx_packets: s.tx,
                 rx_bytes: l(&sh.rx_bytes),
                 tx_bytes: l(&sh.tx_bytes),
-                drops: DropReason::ALL.iter().map(|r| (r.name(), s.drops[*r as usize])).collect(),
+                drops: DropReason::ALL
+                    .iter()
+                    .map(|r| (r.name(), s.drops[*r as usize]))
+                    .collect(),
                 redirected_out: s.redirected,
                 redirected_in: l(&sh.redirected_in),
                 polls: s.polls,
@@ -1823,16 +2164,36 @@ fn serve_scrape(lab: &Lab, running: &[Running], inj: &mut [Injector], stream: st
         })
         .collect();
     let mut ports = Vec::new();
-    for (i, p) in lab.rings.iter().chain(std::iter::once(&lab.null)).enumerate() {
+    for (i, p) in lab
+        .rings
+        .iter()
+        .chain(std::iter::once(&lab.null))
+        .enumerate()
+    {
         let st = p.stats()?;
         ports.push(metrics::PortSample {
             name: format!("port{i}"),
-            basic: [st.ipackets, st.opackets, st.ibytes, st.obytes, st.imissed, st.ierrors, st.oerrors, st.rx_nombuf],
+            basic: [
+                st.ipackets,
+                st.opackets,
+                st.ibytes,
+                st.obytes,
+                st.imissed,
+                st.ierrors,
+                st.oerrors,
+                st.rx_nombuf,
+            ],
             link_up: p.link_up(),
             xstats: p.xstats()?,
         });
     }
-    let body = metrics::render(&metrics::Snapshot { workers, ports, generation: 1, last_reload_ok: true, ..metrics::Snapshot::default() })?;
+    let body = metrics::render(&metrics::Snapshot {
+        workers,
+        ports,
+        generation: 1,
+        last_reload_ok: true,
+        ..metrics::Snapshot::default()
+    })?;
     let mut w = stream;
     let head = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -1859,8 +2220,11 @@ fn scrape_loop(addr: std::net::SocketAddr, stop: Receiver<()>) -> Res<u64> {
         s.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nAccept: text/plain\r\n\r\n")?;
         let mut answer = String::new();
         s.read_to_string(&mut answer)?;
-        if !answer.starts_with("HTTP/1.1 200 OK") || !answer.contains("rvs_worker_rx_packets_total") {
-            return Err(format!("bad scrape answer: {}", answer.lines().next().unwrap_or("")).into());
+        if !answer.starts_with("HTTP/1.1 200 OK") || !answer.contains("rvs_worker_rx_packets_total")
+        {
+            return Err(
+                format!("bad scrape answer: {}", answer.lines().next().unwrap_or("")).into(),
+            );
         }
         n += 1;
         match stop.recv_timeout(Duration::from_secs(1).saturating_sub(t.elapsed())) {
@@ -1886,20 +2250,37 @@ fn scrape_run(lab: &mut Lab, n: u32, total: Duration) -> Res<ScrapeRow> {
     result
 }
 
-fn scrape_inner(lab: &Lab, running: &[Running], inj: &mut [Injector], n: u32, total: Duration) -> Res<ScrapeRow> {
+fn scrape_inner(
+    lab: &Lab,
+    running: &[Running],
+    inj: &mut [Injector],
+    n: u32,
+    total: Duration,
+) -> Res<ScrapeRow> {
     const ROUNDS: u32 = 6;
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let window = (total / (2 * ROUNDS)).max(Duration::from_secs(3));
-    loop_ticks(lab, inj, Duration::from_secs_f64((3.0 * f64::from(n) / 15e6).clamp(0.3, 3.0)))?;
+    loop_ticks(
+        lab,
+        inj,
+        Duration::from_secs_f64((3.0 * f64::from(n) / 15e6).clamp(0.3, 3.0)),
+    )?;
     let first = loop_snap(lab, running, inj)?;
-    let mut row = ScrapeRow { window_s: window.as_secs_f64(), ..ScrapeRow::default() };
+    let mut row = ScrapeRow {
+        window_s: window.as_secs_f64(),
+        ..ScrapeRow::default()
+    };
     let mut none: Vec<(f64, f64)> = Vec::new();
     let mut scraped: Vec<(f64, f64)> = Vec::new();
     let mut serve_s = 0.0;
     for round in 0..ROUNDS {
-        let order = if round % 2 == 0 { [false, true] } else { [true, false] };
+        let order = if round % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
         let mut pair = (0.0, 0.0);
         for scrape in order {
             let job = scrape.then(|| {
@@ -1929,7 +2310,10 @@ fn scrape_inner(lab: &Lab, running: &[Running], inj: &mut [Injector], n: u32, to
                     }
                     loop_ticks(lab, inj, Duration::from_millis(5))?;
                 }
-                handle.join().map_err(|_| "scraper panicked")?.map_err(|e| format!("scraper: {e}"))?;
+                handle
+                    .join()
+                    .map_err(|_| "scraper panicked")?
+                    .map_err(|e| format!("scraper: {e}"))?;
             }
             let (a, b) = (&a[0], &b[0]);
             let cpu_s = (b.cpu_ns - a.cpu_ns) as f64 / 1e9;
@@ -1988,7 +2372,14 @@ struct Opts {
 }
 
 fn parse_list(v: &str) -> Res<Vec<u32>> {
-    v.split(',').filter(|s| !s.is_empty()).map(|s| s.trim().parse::<u32>().map_err(|e| format!("{s:?}: {e}").into())).collect()
+    v.split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.trim()
+                .parse::<u32>()
+                .map_err(|e| format!("{s:?}: {e}").into())
+        })
+        .collect()
 }
 
 fn parse_args(argv: &[String]) -> Res<Opts> {
@@ -2013,7 +2404,11 @@ fn parse_args(argv: &[String]) -> Res<Opts> {
     };
     let mut it = argv.iter();
     while let Some(a) = it.next() {
-        let mut val = || it.next().cloned().ok_or_else(|| format!("{a} needs a value"));
+        let mut val = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{a} needs a value"))
+        };
         match a.as_str() {
             "--testpmd-ring" => o.testpmd_ring = Some(val()?.parse()?),
             "--testpmd-null" => o.testpmd_null = Some(val()?.parse()?),
@@ -2043,11 +2438,25 @@ fn parse_args(argv: &[String]) -> Res<Opts> {
         return Err("--file-prefix must start with rvs-bench".into());
     }
     let one = port_capacity(1);
-    if let Some(n) = o.loop_flows.iter().chain(&o.loop2_flows).chain(&o.stream_flows).find(|n| **n < 2 || **n > one) {
+    if let Some(n) = o
+        .loop_flows
+        .iter()
+        .chain(&o.loop2_flows)
+        .chain(&o.stream_flows)
+        .find(|n| **n < 2 || **n > one)
+    {
         return Err(format!("{n} flows: must be 2..={one} (local ports of one worker)").into());
     }
-    if let Some(n) = o.pause_flows.iter().find(|n| **n == 0 || **n > port_capacity(2)) {
-        return Err(format!("--pause-flows {n}: must be 1..={} (local ports of a worker of two)", port_capacity(2)).into());
+    if let Some(n) = o
+        .pause_flows
+        .iter()
+        .find(|n| **n == 0 || **n > port_capacity(2))
+    {
+        return Err(format!(
+            "--pause-flows {n}: must be 1..={} (local ports of a worker of two)",
+            port_capacity(2)
+        )
+        .into());
     }
     if o.syn_capacity < 1000 || o.syn_capacity > port_capacity(2) {
         return Err(format!("--syn-capacity must be 1000..={}", port_capacity(2)).into());
@@ -2068,7 +2477,10 @@ fn human(n: u32) -> String {
 }
 
 fn list(v: &[f64], scale: f64, prec: usize) -> String {
-    v.iter().map(|x| format!("{:.*}", prec, x / scale)).collect::<Vec<_>>().join(" + ")
+    v.iter()
+        .map(|x| format!("{:.*}", prec, x / scale))
+        .collect::<Vec<_>>()
+        .join(" + ")
 }
 
 #[derive(Default)]
@@ -2084,9 +2496,14 @@ struct Report {
 }
 
 fn run(o: &Opts) -> Res<Report> {
-    let mut rep = Report { cpus: std::thread::available_parallelism().map_or(0, usize::from), ..Report::default() };
+    let mut rep = Report {
+        cpus: std::thread::available_parallelism().map_or(0, usize::from),
+        ..Report::default()
+    };
     self_check()?;
-    println!("self-check: generated frames have valid checksums and hit the sessions predicted for them");
+    println!(
+        "self-check: generated frames have valid checksums and hit the sessions predicted for them"
+    );
     if !o.skip_table {
         let before = rss_bytes()?;
         let p = Pipeline::new(tables(1), neigh(), 1, 1, 0, 1);
@@ -2112,18 +2529,37 @@ fn run(o: &Opts) -> Res<Report> {
     }
     let mut lab = Lab::new(&o.prefix)?;
     rep.tsc_hz = lab.tsc_hz;
-    println!("EAL up: TSC {:.3} GHz, net_ring0..{} + net_null0", lab.tsc_hz as f64 / 1e9, RING_DEVS - 1);
+    println!(
+        "EAL up: TSC {:.3} GHz, net_ring0..{} + net_null0",
+        lab.tsc_hz as f64 / 1e9,
+        RING_DEVS - 1
+    );
     let wall = Duration::from_secs_f64(o.secs);
-    let mut loop_cases: Vec<(u32, Traffic)> = o.loop_flows.iter().map(|&n| (n, Traffic::Established)).collect();
+    let mut loop_cases: Vec<(u32, Traffic)> = o
+        .loop_flows
+        .iter()
+        .map(|&n| (n, Traffic::Established))
+        .collect();
     loop_cases.push((o.syn_capacity, Traffic::Syn));
     if o.skip_loop {
         loop_cases.clear();
     }
     for (n, traffic) in loop_cases {
-        let max_workers = if traffic == Traffic::Syn || o.loop2_flows.contains(&n) { WORKER_LCORES.len() } else { 1 };
+        let max_workers = if traffic == Traffic::Syn || o.loop2_flows.contains(&n) {
+            WORKER_LCORES.len()
+        } else {
+            1
+        };
         for workers in 1..=max_workers {
             let r = loop_run(&mut lab, workers, n, traffic, wall)?;
-            let (what, unit) = if r.syn { (format!("new connections (table of {})", human(n)), "M conn/s") } else { (format!("{} sessions", human(n)), "Mpps") };
+            let (what, unit) = if r.syn {
+                (
+                    format!("new connections (table of {})", human(n)),
+                    "M conn/s",
+                )
+            } else {
+                (format!("{} sessions", human(n)), "Mpps")
+            };
             println!(
                 "loop {workers} worker(s), {what}: per worker {} {unit} of CPU time (best {}{}), {} cycles; all {:.2} {unit} wall; {:.2}% TTL drops; {} windows; setup {:.1} s",
                 list(&r.rate, 1e6, 2),
@@ -2157,7 +2593,14 @@ fn run(o: &Opts) -> Res<Report> {
             r.bytes as f64 / 1024.0 / r.scrapes.max(1) as f64,
             r.serve_ms
         );
-        println!("scrape windows (Mpps of CPU time, none / scraped): {}", r.pairs.iter().map(|(a, b)| format!("{:.3}/{:.3}", a / 1e6, b / 1e6)).collect::<Vec<_>>().join(" "));
+        println!(
+            "scrape windows (Mpps of CPU time, none / scraped): {}",
+            r.pairs
+                .iter()
+                .map(|(a, b)| format!("{:.3}/{:.3}", a / 1e6, b / 1e6))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
     }
     if !o.skip_stream {
         let c = stream_ceiling(&mut lab, wall)?;
@@ -2185,12 +2628,20 @@ fn run(o: &Opts) -> Res<Report> {
         }
     }
     if !o.skip_pause {
-        let mut cases: Vec<(u32, Traffic, u32)> = o.pause_flows.iter().map(|&n| (n, Traffic::Established, n)).collect();
+        let mut cases: Vec<(u32, Traffic, u32)> = o
+            .pause_flows
+            .iter()
+            .map(|&n| (n, Traffic::Established, n))
+            .collect();
         cases.push((0, Traffic::Syn, o.syn_capacity));
         for (flows, traffic, capacity) in cases {
             for workers in 1..=WORKER_LCORES.len() {
                 let r = pause_run(&mut lab, workers, flows, traffic, capacity, wall)?;
-                let (what, unit) = if traffic == Traffic::Syn { ("new connections".to_string(), "M conn/s") } else { (format!("{} flows/worker", human(flows)), "Mpps") };
+                let (what, unit) = if traffic == Traffic::Syn {
+                    ("new connections".to_string(), "M conn/s")
+                } else {
+                    (format!("{} flows/worker", human(flows)), "Mpps")
+                };
                 println!(
                     "pause {workers} worker(s), {what}: per worker {} {unit}{}; cycles {}; {} windows ({} dry), {:.2} s measured per worker",
                     list(&r.rate, 1e6, 2),
@@ -2216,11 +2667,19 @@ fn verdict(ok: bool) -> &'static str {
 }
 
 fn print_report(o: &Opts, rep: &Report) {
-    let ghz = if rep.tsc_hz > 0 { rep.tsc_hz as f64 / 1e9 } else { 2.1 };
+    let ghz = if rep.tsc_hz > 0 {
+        rep.tsc_hz as f64 / 1e9
+    } else {
+        2.1
+    };
     let tp = |x: Option<f64>| x.map_or_else(|| "n/a".to_string(), |v| format!("{v:.1} Mpps"));
     println!();
     println!("==================== rvs-bench summary ====================");
-    println!("machine: {}, {} CPUs, TSC {ghz:.2} GHz; cycles below are TSC cycles", cpu_model(), rep.cpus);
+    println!(
+        "machine: {}, {} CPUs, TSC {ghz:.2} GHz; cycles below are TSC cycles",
+        cpu_model(),
+        rep.cpus
+    );
     println!("frames: 64 bytes (Ethernet + IPv4 + TCP + 10 B data; SYNs 60 B). TCP only (rvs-bench generates no UDP: rvs forwarded TCP only when it was written).");
     println!();
     println!(
@@ -2234,11 +2693,30 @@ fn print_report(o: &Opts, rep: &Report) {
         println!("scaling: both workers' sum against one worker alone, in windows interleaved in the same run):");
         println!(
             "  {:<34} | {:>2} | {:>18} | {:>13} | {:>11} | {:>14} | {:>7} | {:>9}",
-            "case", "w", "per worker, median", "best window", "cycles", "all, wall", "scaling", "x testpmd"
+            "case",
+            "w",
+            "per worker, median",
+            "best window",
+            "cycles",
+            "all, wall",
+            "scaling",
+            "x testpmd"
         );
         for r in &rep.loops {
-            let (case, unit) = if r.syn { (format!("new connections, table of {}", human(r.flows)), "M/s") } else { (format!("established, {} sessions/worker", human(r.flows)), "Mpps") };
-            let scaling = r.scaling().map_or_else(|| "-".into(), |s| format!("{s:.2}x"));
+            let (case, unit) = if r.syn {
+                (
+                    format!("new connections, table of {}", human(r.flows)),
+                    "M/s",
+                )
+            } else {
+                (
+                    format!("established, {} sessions/worker", human(r.flows)),
+                    "Mpps",
+                )
+            };
+            let scaling = r
+                .scaling()
+                .map_or_else(|| "-".into(), |s| format!("{s:.2}x"));
             let x = match (r.syn, r.workers, o.testpmd_ring) {
                 (false, 1, Some(t)) => format!("{:.2}", r.total() / 1e6 / t),
                 _ => "-".into(),
@@ -2266,20 +2744,49 @@ fn print_report(o: &Opts, rep: &Report) {
             c.gen_alone / 1e6
         );
         println!("  (cycles/pkt is the worker's CPU time per packet, idle polling included: a cost only when pkts/poll is near 32)");
-        println!("  {:>6} | {:>8} | {:>10} | {:>9} | {:>11} | {:>12} | {:>11}", "flows", "Mpps", "cycles/pkt", "pkts/poll", "empty polls", "new conn/s", "cycles/conn");
+        println!(
+            "  {:>6} | {:>8} | {:>10} | {:>9} | {:>11} | {:>12} | {:>11}",
+            "flows", "Mpps", "cycles/pkt", "pkts/poll", "empty polls", "new conn/s", "cycles/conn"
+        );
         for r in &rep.stream {
-            let syn = if r.flows >= 100_000 { format!("{:.2} M", r.syn_rate / 1e6) } else { "-".into() };
-            let sync = if r.flows >= 100_000 { format!("{:.0}", r.syn_cycles) } else { "-".into() };
-            println!("  {:>6} | {:>8.2} | {:>10.1} | {:>9.1} | {:>10.1}% | {:>12} | {:>11}", human(r.flows), r.mpps, r.cycles, r.per_poll, r.empty_pct, syn, sync);
+            let syn = if r.flows >= 100_000 {
+                format!("{:.2} M", r.syn_rate / 1e6)
+            } else {
+                "-".into()
+            };
+            let sync = if r.flows >= 100_000 {
+                format!("{:.0}", r.syn_cycles)
+            } else {
+                "-".into()
+            };
+            println!(
+                "  {:>6} | {:>8.2} | {:>10.1} | {:>9.1} | {:>10.1}% | {:>12} | {:>11}",
+                human(r.flows),
+                r.mpps,
+                r.cycles,
+                r.per_poll,
+                r.empty_pct,
+                syn,
+                sync
+            );
         }
     }
     if !rep.pause.is_empty() {
         println!();
         println!("Pause method (rvs's own 2-worker flow ownership; 128 queues pre-filled per worker, packets cold in cache):");
-        println!("  {:<26} | {:>2} | {:>20} | {:>11} | {:>16} | {:>7}", "case", "w", "per worker", "cycles", "total", "scaling");
+        println!(
+            "  {:<26} | {:>2} | {:>20} | {:>11} | {:>16} | {:>7}",
+            "case", "w", "per worker", "cycles", "total", "scaling"
+        );
         for r in &rep.pause {
-            let (case, unit) = if r.traffic == Some(Traffic::Syn) { ("new connections".to_string(), "M/s") } else { (format!("established, {} flows", human(r.flows)), "Mpps") };
-            let scaling = r.scaling().map_or_else(|| "-".into(), |s| format!("{s:.2}x"));
+            let (case, unit) = if r.traffic == Some(Traffic::Syn) {
+                ("new connections".to_string(), "M/s")
+            } else {
+                (format!("established, {} flows", human(r.flows)), "Mpps")
+            };
+            let scaling = r
+                .scaling()
+                .map_or_else(|| "-".into(), |s| format!("{s:.2}x"));
             println!(
                 "  {:<26} | {:>2} | {:>20} | {:>11} | {:>16} | {:>7}",
                 case,
@@ -2296,10 +2803,21 @@ fn print_report(o: &Opts, rep: &Report) {
         println!("Session table alone (in-process, no DPDK; a worker's pipeline adds {:.1} MiB fixed, mostly 256 local-port pools):", rep.fixed_pipeline_bytes as f64 / 1048576.0);
         println!(
             "  {:>8} | {:>9} | {:>10} | {:>9} | {:>9} | {:>9} | {:>12} | {:>10}",
-            "sessions", "B/session", "B/sess RSS", "total MiB", "insert ns", "lookup ns", "dependent ns", "memory ns"
+            "sessions",
+            "B/session",
+            "B/sess RSS",
+            "total MiB",
+            "insert ns",
+            "lookup ns",
+            "dependent ns",
+            "memory ns"
         );
         for r in &rep.table {
-            let rss = if r.rss_bytes >= 1.0 { format!("{:.1}", r.rss_bytes) } else { "-".into() };
+            let rss = if r.rss_bytes >= 1.0 {
+                format!("{:.1}", r.rss_bytes)
+            } else {
+                "-".into()
+            };
             println!(
                 "  {:>8} | {:>9.1} | {:>10} | {:>9.1} | {:>9.1} | {:>9.1} | {:>12.1} | {:>10.1}",
                 human(r.n),
@@ -2317,7 +2835,11 @@ fn print_report(o: &Opts, rep: &Report) {
     }
     println!();
     println!("Targets (issue #3):");
-    let est1: Vec<&LoopRow> = rep.loops.iter().filter(|r| !r.syn && r.workers == 1).collect();
+    let est1: Vec<&LoopRow> = rep
+        .loops
+        .iter()
+        .filter(|r| !r.syn && r.workers == 1)
+        .collect();
     if !est1.is_empty() {
         let budget = 140.0 * ghz / 2.1;
         for r in &est1 {
@@ -2341,11 +2863,25 @@ fn print_report(o: &Opts, rep: &Report) {
         }
     }
     if let Some(r) = rep.loops.iter().find(|r| r.syn && r.workers == 1) {
-        println!("  >= 1 M new connections/s per worker: {:.2} M/s ({:.0} cycles each) -> {}", r.total() / 1e6, r.cycles[0], verdict(r.total() >= 1e6));
+        println!(
+            "  >= 1 M new connections/s per worker: {:.2} M/s ({:.0} cycles each) -> {}",
+            r.total() / 1e6,
+            r.cycles[0],
+            verdict(r.total() >= 1e6)
+        );
     }
-    if let Some(t) = rep.table.iter().filter(|r| r.n >= 10_000_000).min_by_key(|r| r.n) {
+    if let Some(t) = rep
+        .table
+        .iter()
+        .filter(|r| r.n >= 10_000_000)
+        .min_by_key(|r| r.n)
+    {
         let gib = t.sized_bytes * f64::from(t.n) / f64::from(1u32 << 30);
-        println!("  >= 10 M sessions in <= 2 GiB: {} sessions take {gib:.2} GiB -> {}", human(t.n), verdict(gib <= 2.0));
+        println!(
+            "  >= 10 M sessions in <= 2 GiB: {} sessions take {gib:.2} GiB -> {}",
+            human(t.n),
+            verdict(gib <= 2.0)
+        );
         if let Some(k) = rep.table.first() {
             println!(
                 "  lookup at {} within 1.3x of {}: {:.2}x (independent lookups), {:.2}x (dependent chain) -> {}",
@@ -2358,18 +2894,37 @@ fn print_report(o: &Opts, rep: &Report) {
         }
     }
     if let (Some(a), Some(b)) = (est1.first(), est1.iter().rfind(|r| r.flows >= 10_000_000)) {
-        println!("     end to end (loop, cycles/pkt at {} vs {} sessions): {:.2}x", human(b.flows), human(a.flows), b.cycles[0] / a.cycles[0]);
+        println!(
+            "     end to end (loop, cycles/pkt at {} vs {} sessions): {:.2}x",
+            human(b.flows),
+            human(a.flows),
+            b.cycles[0] / a.cycles[0]
+        );
     }
     for r in &rep.loops {
         if let Some(s) = r.scaling() {
-            let what = if r.syn { "new connections".to_string() } else { format!("established, {}", human(r.flows)) };
-            println!("  two workers >= 1.8x one (loop, {what}): {s:.2}x -> {}", verdict(s >= 1.8));
+            let what = if r.syn {
+                "new connections".to_string()
+            } else {
+                format!("established, {}", human(r.flows))
+            };
+            println!(
+                "  two workers >= 1.8x one (loop, {what}): {s:.2}x -> {}",
+                verdict(s >= 1.8)
+            );
         }
     }
     for r in &rep.pause {
         if let Some(s) = r.scaling() {
-            let what = if r.traffic == Some(Traffic::Syn) { "new connections".to_string() } else { format!("established, {}", human(r.flows)) };
-            println!("  two workers >= 1.8x one (pause, {what}): {s:.2}x -> {}", verdict(s >= 1.8));
+            let what = if r.traffic == Some(Traffic::Syn) {
+                "new connections".to_string()
+            } else {
+                format!("established, {}", human(r.flows))
+            };
+            println!(
+                "  two workers >= 1.8x one (pause, {what}): {s:.2}x -> {}",
+                verdict(s >= 1.8)
+            );
         }
     }
 }

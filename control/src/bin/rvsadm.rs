@@ -150,7 +150,9 @@ fn set_cmd(a: &mut Args, c: Cmd) -> Result<(), String> {
 type ArgIter<'a> = std::iter::Peekable<std::slice::Iter<'a, String>>;
 
 fn value(it: &mut ArgIter<'_>, opt: &str) -> Result<String, String> {
-    it.next().cloned().ok_or_else(|| format!("option {opt} requires an argument"))
+    it.next()
+        .cloned()
+        .ok_or_else(|| format!("option {opt} requires an argument"))
 }
 
 /// `-p [timeout]`: the next word is the timeout when it is a number.
@@ -158,7 +160,10 @@ fn persistent(it: &mut ArgIter<'_>) -> Result<u32, String> {
     match it.peek() {
         Some(v) if !v.starts_with('-') => {
             let v = it.next().cloned().unwrap_or_default();
-            v.parse::<u32>().ok().filter(|t| *t > 0).ok_or_else(|| format!("illegal timeout for persistent service: '{v}'"))
+            v.parse::<u32>()
+                .ok()
+                .filter(|t| *t > 0)
+                .ok_or_else(|| format!("illegal timeout for persistent service: '{v}'"))
         }
         _ => Ok(300),
     }
@@ -191,19 +196,30 @@ fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), String> 
         "top" => set_cmd(a, Cmd::Top),
         "interval" => {
             let v = value(it, "--interval")?;
-            a.interval = Some(v.parse::<f64>().ok().filter(|s| *s >= 0.1).ok_or_else(|| format!("illegal interval '{v}'"))?);
+            a.interval = Some(
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|s| *s >= 0.1)
+                    .ok_or_else(|| format!("illegal interval '{v}'"))?,
+            );
             Ok(())
         }
         "count" => {
             let v = value(it, "--count")?;
-            a.count = Some(v.parse::<u32>().map_err(|_| format!("illegal count '{v}'"))?);
+            a.count = Some(
+                v.parse::<u32>()
+                    .map_err(|_| format!("illegal count '{v}'"))?,
+            );
             Ok(())
         }
         "set" => {
             set_cmd(a, Cmd::Set)?;
             for _ in 0..3 {
                 let v = value(it, "--set")?;
-                a.set.push(v.parse().map_err(|_| format!("illegal timeout value '{v}'"))?);
+                a.set.push(
+                    v.parse()
+                        .map_err(|_| format!("illegal timeout value '{v}'"))?,
+                );
             }
             Ok(())
         }
@@ -258,7 +274,12 @@ fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), String> 
         }
         "w" | "weight" => {
             let v = value(it, "-w")?;
-            a.weight = Some(v.parse::<u32>().ok().filter(|w| *w <= 65535).ok_or_else(|| format!("illegal weight specified: '{v}'"))?);
+            a.weight = Some(
+                v.parse::<u32>()
+                    .ok()
+                    .filter(|w| *w <= 65535)
+                    .ok_or_else(|| format!("illegal weight specified: '{v}'"))?,
+            );
             Ok(())
         }
         "fullnat" => {
@@ -288,12 +309,18 @@ fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), String> 
         }
         "x" | "u-threshold" => {
             let v = value(it, "-x")?;
-            a.upper = Some(v.parse().map_err(|_| format!("illegal upper threshold '{v}'"))?);
+            a.upper = Some(
+                v.parse()
+                    .map_err(|_| format!("illegal upper threshold '{v}'"))?,
+            );
             Ok(())
         }
         "y" | "l-threshold" => {
             let v = value(it, "-y")?;
-            a.lower = Some(v.parse().map_err(|_| format!("illegal lower threshold '{v}'"))?);
+            a.lower = Some(
+                v.parse()
+                    .map_err(|_| format!("illegal lower threshold '{v}'"))?,
+            );
             Ok(())
         }
         "thresholds" => {
@@ -317,9 +344,9 @@ fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), String> 
             Ok(())
         }
         "sort" => Ok(()),
-        "start-daemon" | "stop-daemon" | "daemon" | "mcast-interface" | "syncid" => {
-            Err(unsupported("connection synchronisation (--start-daemon, --stop-daemon, --daemon)"))
-        }
+        "start-daemon" | "stop-daemon" | "daemon" | "mcast-interface" | "syncid" => Err(
+            unsupported("connection synchronisation (--start-daemon, --stop-daemon, --daemon)"),
+        ),
         s if s.len() == 1 => Err(format!("invalid option -- '{s}'")),
         s => Err(format!("unrecognized option '--{s}'")),
     }
@@ -334,7 +361,10 @@ fn parse(argv: &[String]) -> Result<Args, String> {
         } else if let Some(shorts) = arg.strip_prefix('-').filter(|s| !s.is_empty()) {
             let letters: Vec<char> = shorts.chars().collect();
             for (k, c) in letters.iter().enumerate() {
-                let takes_value = matches!(c, 't' | 'u' | 'r' | 'w' | 's' | 'M' | 'b' | 'z' | 'p' | 'x' | 'y');
+                let takes_value = matches!(
+                    c,
+                    't' | 'u' | 'r' | 'w' | 's' | 'M' | 'b' | 'z' | 'p' | 'x' | 'y'
+                );
                 if takes_value && k + 1 != letters.len() {
                     // `-t10.0.0.1:80` style: the rest of the word is the value.
                     let rest: String = letters[k + 1..].iter().collect();
@@ -355,9 +385,16 @@ fn parse(argv: &[String]) -> Result<Args, String> {
 }
 
 fn service(a: &Args) -> Result<ServiceSpec, String> {
-    let (proto, vip) = a.service.clone().ok_or("service address not specified (-t or -u)")?;
+    let (proto, vip) = a
+        .service
+        .clone()
+        .ok_or("service address not specified (-t or -u)")?;
     // `-6` with an IPv4 address: ipvsadm parses it as IPv6 and fails.
-    if a.ipv6 && vip.parse::<std::net::SocketAddr>().is_ok_and(|v| v.is_ipv4()) {
+    if a.ipv6
+        && vip
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|v| v.is_ipv4())
+    {
         return Err(format!("illegal virtual server address[:port] specified: {vip} (-6 needs an IPv6 address, [ADDRESS]:PORT)"));
     }
     Ok(ServiceSpec {
@@ -376,7 +413,9 @@ fn request(a: &Args) -> Result<Request, String> {
     Ok(match cmd {
         Cmd::List if a.timeout => Request::GetTimeouts,
         Cmd::List if a.connections => Request::ListConnections,
-        Cmd::List if a.columns == Some(ipvsadm_fmt::Columns::PersistentConn) => Request::ListServicesWithTemplates,
+        Cmd::List if a.columns == Some(ipvsadm_fmt::Columns::PersistentConn) => {
+            Request::ListServicesWithTemplates
+        }
         // -S is formatted here (sorted as ipvsadm sorts, unless --nosort).
         Cmd::List | Cmd::Save => Request::ListServices,
         Cmd::Stats | Cmd::Top => Request::Stats,
@@ -384,7 +423,11 @@ fn request(a: &Args) -> Result<Request, String> {
         Cmd::ExportConfig => Request::ExportConfig,
         Cmd::Clear => Request::Clear,
         Cmd::Reload => Request::Reload,
-        Cmd::Set => Request::SetTimeouts { tcp: a.set[0], tcpfin: a.set[1], udp: a.set[2] },
+        Cmd::Set => Request::SetTimeouts {
+            tcp: a.set[0],
+            tcpfin: a.set[1],
+            udp: a.set[2],
+        },
         Cmd::AddService => Request::AddService(service(a)?),
         Cmd::EditService => Request::EditService(service(a)?),
         Cmd::DeleteService => Request::DeleteService(service(a)?),
@@ -398,8 +441,14 @@ fn request(a: &Args) -> Result<Request, String> {
             }
         }
         Cmd::AddServer | Cmd::EditServer | Cmd::DeleteServer => {
-            let (proto, vip) = a.service.clone().ok_or("service address not specified (-t or -u)")?;
-            let rs = a.server.clone().ok_or("real server address not specified (-r)")?;
+            let (proto, vip) = a
+                .service
+                .clone()
+                .ok_or("service address not specified (-t or -u)")?;
+            let rs = a
+                .server
+                .clone()
+                .ok_or("real server address not specified (-r)")?;
             let spec = ServerSpec {
                 proto,
                 vip,
@@ -423,7 +472,10 @@ fn request(a: &Args) -> Result<Request, String> {
 fn render(resp: Response, a: &Args) -> Result<String, String> {
     let columns = a.columns.unwrap_or(ipvsadm_fmt::Columns::Plain);
     Ok(match resp {
-        Response::Services { table_size, mut services } => {
+        Response::Services {
+            table_size,
+            mut services,
+        } => {
             if !a.nosort {
                 ipvsadm_fmt::sort(&mut services);
             }
@@ -434,8 +486,13 @@ fn render(resp: Response, a: &Args) -> Result<String, String> {
                 // `-L -t SERVICE`: that service alone, as ipvsadm's `list_service`.
                 Some((proto, vip)) => {
                     let proto = proto.to_uppercase();
-                    let wanted = vip.parse::<std::net::SocketAddr>().map_err(|_| format!("illegal virtual server address[:port] specified: {vip}"))?;
-                    let found = services.iter().find(|s| s.proto == proto && s.vip.parse() == Ok(wanted)).ok_or("No such service")?;
+                    let wanted = vip.parse::<std::net::SocketAddr>().map_err(|_| {
+                        format!("illegal virtual server address[:port] specified: {vip}")
+                    })?;
+                    let found = services
+                        .iter()
+                        .find(|s| s.proto == proto && s.vip.parse() == Ok(wanted))
+                        .ok_or("No such service")?;
                     ipvsadm_fmt::list_one(found, columns, a.exact)
                 }
                 None => ipvsadm_fmt::list_services_with(table_size, &services, columns, a.exact),
@@ -473,7 +530,11 @@ fn render(resp: Response, a: &Args) -> Result<String, String> {
 fn main() -> ExitCode {
     let prog = std::env::args()
         .next()
-        .and_then(|p| std::path::Path::new(&p).file_name().map(|n| n.to_string_lossy().into_owned()))
+        .and_then(|p| {
+            std::path::Path::new(&p)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
         .unwrap_or_else(|| "rvsadm".into());
     let argv: Vec<String> = std::env::args().skip(1).collect();
     if rvs_control::iproute::is_command(&argv) {
@@ -508,11 +569,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match api::call(&socket, &req).map_err(|e| format!("{prog}: {e}")).and_then(|r| render(r, &args)) {
+    match api::call(&socket, &req)
+        .map_err(|e| format!("{prog}: {e}"))
+        .and_then(|r| render(r, &args))
+    {
         Ok(text) => {
             if args.cmd == Some(Cmd::ExportConfig) {
                 // Services a config file cannot hold are named on stderr too.
-                for line in text.lines().filter(|l| l.starts_with(rvs_control::config::export::NOT_EXPORTED)) {
+                for line in text
+                    .lines()
+                    .filter(|l| l.starts_with(rvs_control::config::export::NOT_EXPORTED))
+                {
                     eprintln!("{prog}: warning: {}", &line[2..]);
                 }
             }
@@ -531,7 +598,10 @@ fn main() -> ExitCode {
 /// until interrupted).
 fn top(prog: &str, socket: &std::path::Path, interval: f64, count: Option<u32>) -> ExitCode {
     let read = || match api::call(socket, &Request::Stats) {
-        Ok(Response::Stats { workers, ports }) => Ok((std::time::Instant::now(), rvs_control::top::Reading { ports, workers })),
+        Ok(Response::Stats { workers, ports }) => Ok((
+            std::time::Instant::now(),
+            rvs_control::top::Reading { ports, workers },
+        )),
         Ok(Response::Error(e)) => Err(e),
         Ok(other) => Err(format!("unexpected answer {other:?}")),
         Err(e) => Err(e.to_string()),
@@ -555,7 +625,11 @@ fn top(prog: &str, socket: &std::path::Path, interval: f64, count: Option<u32>) 
         };
         let secs = now.0.duration_since(before.0).as_secs_f64();
         let text = rvs_control::top::render(&now.1, &before.1, secs);
-        if std::io::stdout().lock().write_all(format!("{text}\n").as_bytes()).is_err() {
+        if std::io::stdout()
+            .lock()
+            .write_all(format!("{text}\n").as_bytes())
+            .is_err()
+        {
             return ExitCode::SUCCESS;
         }
         before = now;
@@ -578,7 +652,9 @@ fn restore(prog: &str, socket: &std::path::Path) -> ExitCode {
                 return Err("not allowed in a restore file".into());
             }
             let req = request(&a)?;
-            api::call(socket, &req).map_err(|e| e.to_string()).and_then(|r| render(r, &a))
+            api::call(socket, &req)
+                .map_err(|e| e.to_string())
+                .and_then(|r| render(r, &a))
         });
         if let Err(e) = result {
             eprintln!("{prog}: line {}: {line}: {e}", n + 1);
@@ -604,36 +680,90 @@ mod tests {
         assert_eq!(a.forward.as_deref(), Some("masq"));
         assert_eq!(args("-Ln").unwrap().cmd, Some(Cmd::List));
         assert_eq!(args("-ln").unwrap().cmd, Some(Cmd::List));
-        assert!(matches!(request(&args("-L -n -c").unwrap()), Ok(Request::ListConnections)));
+        assert!(matches!(
+            request(&args("-L -n -c").unwrap()),
+            Ok(Request::ListConnections)
+        ));
         let a = args("-E -t 192.168.140.100:80 -s rr -p 300").unwrap();
         match request(&a) {
             Ok(Request::EditService(s)) => {
-                assert_eq!((s.scheduler.as_deref(), s.persistent), (Some("rr"), Some(300)));
+                assert_eq!(
+                    (s.scheduler.as_deref(), s.persistent),
+                    (Some("rr"), Some(300))
+                );
             }
             other => panic!("{other:?}"),
         }
         let a = args("-A -t 192.168.146.100:80 -s rr").unwrap();
-        assert!(matches!(request(&a), Ok(Request::AddService(ServiceSpec { persistent: None, .. }))));
+        assert!(matches!(
+            request(&a),
+            Ok(Request::AddService(ServiceSpec {
+                persistent: None,
+                ..
+            }))
+        ));
         let a = args("-E -t 10.0.0.1:80 -p -s rr").unwrap();
         assert_eq!(a.persistent, Some(300), "-p without a value means 300");
         let a = args("-e -t 10.0.0.1:80 -r 10.0.0.2 -w 3").unwrap();
-        assert!(matches!(request(&a), Ok(Request::EditServer(ServerSpec { weight: Some(3), .. }))));
-        assert!(matches!(request(&args("--set 900 120 300").unwrap()), Ok(Request::SetTimeouts { tcp: 900, tcpfin: 120, udp: 300 })));
-        assert!(matches!(request(&args("-L --timeout").unwrap()), Ok(Request::GetTimeouts)));
-        assert!(matches!(request(&args("-S -n").unwrap()), Ok(Request::ListServices)));
-        assert!(matches!(request(&args("-P -t 10.0.0.1:80 -z 10.0.0.200").unwrap()), Ok(Request::AddLocalAddress { .. })));
-        assert!(matches!(request(&args("--add-service --tcp-service 10.0.0.1:80 --scheduler rr").unwrap()), Ok(Request::AddService(_))));
-        assert_eq!(args("-t10.0.0.1:80 -A").unwrap().service, Some(("tcp".into(), "10.0.0.1:80".into())));
-        assert!(matches!(request(&args("-Z").unwrap()), Ok(Request::Zero(None))));
+        assert!(matches!(
+            request(&a),
+            Ok(Request::EditServer(ServerSpec {
+                weight: Some(3),
+                ..
+            }))
+        ));
+        assert!(matches!(
+            request(&args("--set 900 120 300").unwrap()),
+            Ok(Request::SetTimeouts {
+                tcp: 900,
+                tcpfin: 120,
+                udp: 300
+            })
+        ));
+        assert!(matches!(
+            request(&args("-L --timeout").unwrap()),
+            Ok(Request::GetTimeouts)
+        ));
+        assert!(matches!(
+            request(&args("-S -n").unwrap()),
+            Ok(Request::ListServices)
+        ));
+        assert!(matches!(
+            request(&args("-P -t 10.0.0.1:80 -z 10.0.0.200").unwrap()),
+            Ok(Request::AddLocalAddress { .. })
+        ));
+        assert!(matches!(
+            request(&args("--add-service --tcp-service 10.0.0.1:80 --scheduler rr").unwrap()),
+            Ok(Request::AddService(_))
+        ));
+        assert_eq!(
+            args("-t10.0.0.1:80 -A").unwrap().service,
+            Some(("tcp".into(), "10.0.0.1:80".into()))
+        );
+        assert!(matches!(
+            request(&args("-Z").unwrap()),
+            Ok(Request::Zero(None))
+        ));
         match request(&args("--zero -u 10.0.0.1:53").unwrap()) {
-            Ok(Request::Zero(Some(s))) => assert_eq!((s.proto.as_str(), s.vip.as_str()), ("udp", "10.0.0.1:53")),
+            Ok(Request::Zero(Some(s))) => {
+                assert_eq!((s.proto.as_str(), s.vip.as_str()), ("udp", "10.0.0.1:53"))
+            }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(request(&args("--export-config").unwrap()), Ok(Request::ExportConfig)));
-        assert!(matches!(request(&args("-S --nosort").unwrap()), Ok(Request::ListServices)));
+        assert!(matches!(
+            request(&args("--export-config").unwrap()),
+            Ok(Request::ExportConfig)
+        ));
+        assert!(matches!(
+            request(&args("-S --nosort").unwrap()),
+            Ok(Request::ListServices)
+        ));
         assert!(args("-S --nosort").unwrap().nosort);
         let a = args("top --interval 0.5 --count 2").unwrap();
-        assert_eq!((a.cmd, a.interval, a.count), (Some(Cmd::Top), Some(0.5), Some(2)));
+        assert_eq!(
+            (a.cmd, a.interval, a.count),
+            (Some(Cmd::Top), Some(0.5), Some(2))
+        );
     }
 
     fn view(proto: &str, vip: &str, servers: &[&str]) -> api::ServiceView {
@@ -665,49 +795,96 @@ mod tests {
     fn listings_sort_and_pick_one_service() {
         let answer = || Response::Services {
             table_size: 4096,
-            services: vec![view("UDP", "10.0.0.1:53", &["10.0.0.3:53"]), view("TCP", "10.0.0.1:80", &["10.0.0.3:80", "10.0.0.2:80"])],
+            services: vec![
+                view("UDP", "10.0.0.1:53", &["10.0.0.3:53"]),
+                view("TCP", "10.0.0.1:80", &["10.0.0.3:80", "10.0.0.2:80"]),
+            ],
         };
         let all = render(answer(), &args("-L -n").unwrap()).unwrap();
         let lines: Vec<&str> = all.lines().collect();
         assert_eq!(lines[3], "TCP  10.0.0.1:80 rr");
-        assert!(lines[4].starts_with("  -> 10.0.0.2:80 ") && lines[5].starts_with("  -> 10.0.0.3:80 "), "{all}");
+        assert!(
+            lines[4].starts_with("  -> 10.0.0.2:80 ") && lines[5].starts_with("  -> 10.0.0.3:80 "),
+            "{all}"
+        );
         assert_eq!(lines[6], "UDP  10.0.0.1:53 rr");
         let unsorted = render(answer(), &args("-L -n --nosort").unwrap()).unwrap();
         assert_eq!(unsorted.lines().nth(3), Some("UDP  10.0.0.1:53 rr"));
         let one = render(answer(), &args("-L -n -u 10.0.0.1:53").unwrap()).unwrap();
-        assert_eq!(one.lines().next(), Some("Prot LocalAddress:Port Scheduler Flags"), "no version line for one service");
+        assert_eq!(
+            one.lines().next(),
+            Some("Prot LocalAddress:Port Scheduler Flags"),
+            "no version line for one service"
+        );
         assert_eq!(one.lines().count(), 4, "{one}");
-        assert_eq!(render(answer(), &args("-L -n -t 10.0.0.1:53").unwrap()).unwrap_err(), "No such service");
+        assert_eq!(
+            render(answer(), &args("-L -n -t 10.0.0.1:53").unwrap()).unwrap_err(),
+            "No such service"
+        );
         let rules = render(answer(), &args("-S").unwrap()).unwrap();
-        assert!(rules.starts_with("-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r 10.0.0.2:80 -m -w 1\n"), "{rules}");
+        assert!(
+            rules
+                .starts_with("-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r 10.0.0.2:80 -m -w 1\n"),
+            "{rules}"
+        );
     }
 
     #[test]
     fn bad_commands_are_refused() {
         assert!(args("-a -L").unwrap_err().contains("multiple commands"));
         assert!(args("-w").unwrap_err().contains("requires an argument"));
-        assert!(args("-a -t 1.2.3.4:80 -r 1.2.3.5 -w 70000").unwrap_err().contains("illegal weight"));
+        assert!(args("-a -t 1.2.3.4:80 -r 1.2.3.5 -w 70000")
+            .unwrap_err()
+            .contains("illegal weight"));
         assert!(args("-q").unwrap_err().contains("invalid option"));
         assert!(args("--bogus").unwrap_err().contains("unrecognized option"));
         assert!(args("-Z -L").unwrap_err().contains("multiple commands"));
-        assert!(request(&args("-Z -t 10.0.0.1").unwrap()).is_ok(), "the daemon checks the address");
-        assert!(args("-a -t 1.2.3.4:80 -r 1.2.3.5 -x many").unwrap_err().contains("illegal upper threshold"));
-        assert!(args("--start-daemon master").unwrap_err().contains("not supported yet"));
-        assert!(request(&args("-a -t 1.2.3.4:80").unwrap()).unwrap_err().contains("real server"));
-        assert!(request(&args("-A -s rr").unwrap()).unwrap_err().contains("service address"));
-        assert!(request(&args("-A -6 -t 10.0.0.1:80").unwrap()).unwrap_err().contains("-6 needs an IPv6 address"));
+        assert!(
+            request(&args("-Z -t 10.0.0.1").unwrap()).is_ok(),
+            "the daemon checks the address"
+        );
+        assert!(args("-a -t 1.2.3.4:80 -r 1.2.3.5 -x many")
+            .unwrap_err()
+            .contains("illegal upper threshold"));
+        assert!(args("--start-daemon master")
+            .unwrap_err()
+            .contains("not supported yet"));
+        assert!(request(&args("-a -t 1.2.3.4:80").unwrap())
+            .unwrap_err()
+            .contains("real server"));
+        assert!(request(&args("-A -s rr").unwrap())
+            .unwrap_err()
+            .contains("service address"));
+        assert!(request(&args("-A -6 -t 10.0.0.1:80").unwrap())
+            .unwrap_err()
+            .contains("-6 needs an IPv6 address"));
     }
 
     #[test]
     fn ipv6_services_parse_list_and_save() {
         let a = args("-a -t [fd77::100]:80 -r [fd77::11]:80 -m -w 2").unwrap();
         match request(&a) {
-            Ok(Request::AddServer(s)) => assert_eq!((s.vip.as_str(), s.rs.as_str(), s.weight), ("[fd77::100]:80", "[fd77::11]:80", Some(2))),
+            Ok(Request::AddServer(s)) => assert_eq!(
+                (s.vip.as_str(), s.rs.as_str(), s.weight),
+                ("[fd77::100]:80", "[fd77::11]:80", Some(2))
+            ),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(request(&args("-A -6 -t [fd77::100]:80 -s rr -p 60 -M 128").unwrap()), Ok(Request::AddService(ServiceSpec { persistent: Some(60), .. }))));
-        assert!(matches!(request(&args("-P -t [fd77::100]:80 -z fd77::200").unwrap()), Ok(Request::AddLocalAddress { .. })));
-        assert_eq!(args("-t[fd77::100]:80 -A").unwrap().service, Some(("tcp".into(), "[fd77::100]:80".into())));
+        assert!(matches!(
+            request(&args("-A -6 -t [fd77::100]:80 -s rr -p 60 -M 128").unwrap()),
+            Ok(Request::AddService(ServiceSpec {
+                persistent: Some(60),
+                ..
+            }))
+        ));
+        assert!(matches!(
+            request(&args("-P -t [fd77::100]:80 -z fd77::200").unwrap()),
+            Ok(Request::AddLocalAddress { .. })
+        ));
+        assert_eq!(
+            args("-t[fd77::100]:80 -A").unwrap().service,
+            Some(("tcp".into(), "[fd77::100]:80".into()))
+        );
         let answer = || Response::Services {
             table_size: 4096,
             services: vec![
@@ -719,11 +896,27 @@ mod tests {
         let all = render(answer(), &args("-L -n").unwrap()).unwrap();
         let lines: Vec<&str> = all.lines().collect();
         // IPv4 services first (AF_INET < AF_INET6), as libipvs sorts.
-        assert_eq!((lines[3], lines[5], lines[7]), ("TCP  10.0.0.1:80 rr", "UDP  10.0.0.1:53 rr", "TCP  [fd77::100]:80 rr"), "{all}");
-        assert!(lines[8].starts_with("  -> [fd77::11]:80                Masq"), "{all}");
+        assert_eq!(
+            (lines[3], lines[5], lines[7]),
+            (
+                "TCP  10.0.0.1:80 rr",
+                "UDP  10.0.0.1:53 rr",
+                "TCP  [fd77::100]:80 rr"
+            ),
+            "{all}"
+        );
+        assert!(
+            lines[8].starts_with("  -> [fd77::11]:80                Masq"),
+            "{all}"
+        );
         let one = render(answer(), &args("-L -n -t [fd77::100]:80").unwrap()).unwrap();
         assert_eq!(one.lines().nth(2), Some("TCP  [fd77::100]:80 rr"), "{one}");
         let rules = render(answer(), &args("-S -n").unwrap()).unwrap();
-        assert!(rules.contains("-A -t [fd77::100]:80 -s rr\n-a -t [fd77::100]:80 -r [fd77::11]:80 -m -w 1\n"), "{rules}");
+        assert!(
+            rules.contains(
+                "-A -t [fd77::100]:80 -s rr\n-a -t [fd77::100]:80 -r [fd77::11]:80 -m -w 1\n"
+            ),
+            "{rules}"
+        );
     }
 }

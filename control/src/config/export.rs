@@ -350,7 +350,11 @@ sorry_server = "[fd77::99]:80"
 "#;
         let original = load(&format!("{BASE}{SERVICES}{v6}"));
         let exported = services_toml(&original);
-        assert!(exported.contains("vip = \"[fd77::100]:80\"\n") && exported.contains("local_addresses = [\"fd77::200\"]\n"), "{exported}");
+        assert!(
+            exported.contains("vip = \"[fd77::100]:80\"\n")
+                && exported.contains("local_addresses = [\"fd77::200\"]\n"),
+            "{exported}"
+        );
         let again = load(&format!("{BASE}{exported}"));
         assert_eq!(reloadable(&again), reloadable(&original), "{exported}");
         assert_eq!(services_toml(&again), exported);

@@ -167,7 +167,10 @@ impl InterfaceConfig {
     /// The value of device argument `key`.
     #[must_use]
     pub fn devarg(&self, key: &str) -> Option<&str> {
-        self.device.split(',').skip(1).find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        self.device
+            .split(',')
+            .skip(1)
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
     }
 
     /// True for a virtual device (`--vdev`), false for a PCI device (`-a`).
@@ -210,7 +213,9 @@ pub fn parse_forward(word: &str) -> Result<Forward, String> {
         "nat" | "masq" | "masquerading" => Ok(Forward::Nat),
         "dr" | "route" | "gatewaying" => Ok(Forward::Dr),
         "tun" | "tunnel" | "ipip" => Ok(Forward::Tun),
-        other => Err(format!("forward must be one of fullnat, nat, dr, tun; not {other:?}")),
+        other => Err(format!(
+            "forward must be one of fullnat, nat, dr, tun; not {other:?}"
+        )),
     }
 }
 
@@ -254,7 +259,12 @@ pub fn family(a: IpAddr) -> &'static str {
 ///
 /// # Errors
 /// The mix, in words.
-pub fn check_server_family(vip: SocketAddr, rs: SocketAddr, forward: Forward, other: Option<SocketAddr>) -> Result<(), String> {
+pub fn check_server_family(
+    vip: SocketAddr,
+    rs: SocketAddr,
+    forward: Forward,
+    other: Option<SocketAddr>,
+) -> Result<(), String> {
     match (vip.is_ipv4(), rs.is_ipv4()) {
         (true, false) => {
             return Err(format!("service {vip} is IPv4 but real server {rs} is IPv6: IPv4 clients to IPv6 servers are not supported (FULLNAT64 goes the other way)"))
@@ -284,12 +294,20 @@ pub fn check_server_family(vip: SocketAddr, rs: SocketAddr, forward: Forward, ot
 ///
 /// # Errors
 /// The mix, in words.
-pub fn check_laddr_family(vip: SocketAddr, servers_v4: Option<bool>, a: IpAddr) -> Result<(), String> {
+pub fn check_laddr_family(
+    vip: SocketAddr,
+    servers_v4: Option<bool>,
+    a: IpAddr,
+) -> Result<(), String> {
     let want_v4 = servers_v4.unwrap_or(vip.is_ipv4());
     if a.is_ipv4() == want_v4 {
         return Ok(());
     }
-    let toward = if servers_v4.is_some() { "its real servers" } else { "its VIP" };
+    let toward = if servers_v4.is_some() {
+        "its real servers"
+    } else {
+        "its VIP"
+    };
     Err(format!(
         "local address {a} is {} but service {vip} reaches {toward} over {}: local addresses are the source toward the real servers, of their family",
         family(a),
@@ -393,7 +411,10 @@ impl ServiceOptions {
         if let Some(m) = self.mh_table_size {
             check_mh_table_size(m, servers)?;
             if scheduler != SchedKind::MaglevHashing {
-                return Err(format!("mh_table_size only applies to the mh scheduler, not {}", scheduler.name()));
+                return Err(format!(
+                    "mh_table_size only applies to the mh scheduler, not {}",
+                    scheduler.name()
+                ));
             }
         }
         if let Some(p) = self.persistence {
@@ -402,10 +423,16 @@ impl ServiceOptions {
             }
             check_netmask(p.netmask)?;
             if !v4 && p.netmask != Persistence::DEFAULT_NETMASK {
-                return Err("an IPv6 service's persistence netmask is a prefix length (ipvsadm -M 64)".into());
+                return Err(
+                    "an IPv6 service's persistence netmask is a prefix length (ipvsadm -M 64)"
+                        .into(),
+                );
             }
             if !(1..=128).contains(&p.prefix6) {
-                return Err(format!("persistence prefix length {} is not 1..=128", p.prefix6));
+                return Err(format!(
+                    "persistence prefix length {} is not 1..=128",
+                    p.prefix6
+                ));
             }
         }
         for (addr, t) in &self.thresholds {
@@ -425,7 +452,9 @@ pub fn check_mh_table_size(size: u32, servers: usize) -> Result<(), String> {
         return Err(format!("mh_table_size must be a prime up to {MH_TABLE_SIZE_MAX} (251, 4093, 65521, 65537, ...), not {size}"));
     }
     if servers >= size as usize {
-        return Err(format!("mh_table_size {size} must exceed the number of real servers ({servers})"));
+        return Err(format!(
+            "mh_table_size {size} must exceed the number of real servers ({servers})"
+        ));
     }
     Ok(())
 }
@@ -449,7 +478,10 @@ pub fn check_netmask6(text: &str) -> Result<u8, String> {
 pub fn check_netmask(mask: [u8; 4]) -> Result<(), String> {
     let m = u32::from_be_bytes(mask);
     if m.leading_ones() + m.trailing_zeros() != 32 {
-        return Err(format!("netmask {} is not contiguous", Ipv4Addr::from(mask)));
+        return Err(format!(
+            "netmask {} is not contiguous",
+            Ipv4Addr::from(mask)
+        ));
     }
     Ok(())
 }
@@ -460,7 +492,10 @@ pub fn check_netmask(mask: [u8; 4]) -> Result<(), String> {
 /// Why `t` is refused.
 pub fn check_thresholds(t: Thresholds) -> Result<(), String> {
     if t.lower > t.upper {
-        return Err(format!("lower_threshold {} is higher than upper_threshold {}", t.lower, t.upper));
+        return Err(format!(
+            "lower_threshold {} is higher than upper_threshold {}",
+            t.lower, t.upper
+        ));
     }
     Ok(())
 }
@@ -508,7 +543,8 @@ impl Config {
     /// the service's.
     #[must_use]
     pub fn server_forward(&self, service: &ServiceConfig, rs: SocketAddr) -> Forward {
-        self.service_options(service.vip, service.proto).map_or(service.forward, |o| o.forward_of(rs, service.forward))
+        self.service_options(service.vip, service.proto)
+            .map_or(service.forward, |o| o.forward_of(rs, service.forward))
     }
 
     /// The options of service (`vip`, `proto`), created with the defaults if
@@ -553,7 +589,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
 pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
     (line, col)
 }
 

@@ -35,23 +35,51 @@ fn syntax_error_names_line() {
 #[test]
 fn semantic_errors_name_line_and_reason() {
     let bad_vip = LAB.replace("vip = \"10.77.0.100:80\"", "vip = \"10.77.0.300:80\"");
-    let line = bad_vip.lines().position(|l| l.contains("10.77.0.300")).unwrap() + 1;
+    let line = bad_vip
+        .lines()
+        .position(|l| l.contains("10.77.0.300"))
+        .unwrap()
+        + 1;
     let e = err(&bad_vip);
     assert_eq!(e.at.map(|a| a.0), Some(line));
     assert!(e.reason.contains("10.77.0.300"), "{e}");
 
     for (from, to, want) in [
-        ("scheduler = \"rr\"", "scheduler = \"nope\"", "unknown scheduler"),
+        (
+            "scheduler = \"rr\"",
+            "scheduler = \"nope\"",
+            "unknown scheduler",
+        ),
         ("weight = 1", "weight = -1", "weight"),
         ("idle = \"backoff\"", "idle = \"sometimes\"", "idle"),
         ("worker_lcores = [1]", "worker_lcores = [0]", "main lcore"),
-        ("address = \"10.77.0.2/24\"", "address = \"10.77.0.2\"", "IPv4/PREFIX"),
+        (
+            "address = \"10.77.0.2/24\"",
+            "address = \"10.77.0.2\"",
+            "IPv4/PREFIX",
+        ),
         ("tcp_close = 10", "tcp_close = 0", "timeout"),
-        ("address = \"10.77.0.2/24\"", "address = \"10.77.0.2/24\"\nmtu = 100", "mtu must be 576..9216"),
-        ("forward = \"fullnat\"", "forward = \"bridge\"", "fullnat, nat, dr"),
-        ("protocol = \"tcp\"", "protocol = \"sctp\"", "\"tcp\" or \"udp\""),
+        (
+            "address = \"10.77.0.2/24\"",
+            "address = \"10.77.0.2/24\"\nmtu = 100",
+            "mtu must be 576..9216",
+        ),
+        (
+            "forward = \"fullnat\"",
+            "forward = \"bridge\"",
+            "fullnat, nat, dr",
+        ),
+        (
+            "protocol = \"tcp\"",
+            "protocol = \"sctp\"",
+            "\"tcp\" or \"udp\"",
+        ),
         ("[dataplane]", "[dataplane]\nbogus_key = 1", "unknown field"),
-        ("[dataplane]", "[dataplane]\ntemplate_capacity = 0", "template_capacity must be positive"),
+        (
+            "[dataplane]",
+            "[dataplane]\ntemplate_capacity = 0",
+            "template_capacity must be positive",
+        ),
     ] {
         let e = err(&LAB.replace(from, to));
         assert!(e.at.is_some(), "{from} -> {to}: {e}");
@@ -62,9 +90,16 @@ fn semantic_errors_name_line_and_reason() {
 #[test]
 fn missing_pieces_are_refused() {
     assert!(err("[dpdk]\n").reason.contains("interface"));
-    let no_rs = LAB.split("[[service.real_server]]").next().unwrap().to_string();
+    let no_rs = LAB
+        .split("[[service.real_server]]")
+        .next()
+        .unwrap()
+        .to_string();
     assert!(err(&no_rs).reason.contains("real_server"));
-    assert!(load(Path::new("/nonexistent/rvs.toml")).unwrap_err().to_string().contains("cannot read"));
+    assert!(load(Path::new("/nonexistent/rvs.toml"))
+        .unwrap_err()
+        .to_string()
+        .contains("cannot read"));
 }
 
 #[test]
@@ -76,11 +111,12 @@ fn line_col_counts_from_one() {
 /// The lab config with its `[[service]]` header followed by `service` lines
 /// and its first real server followed by `rs` lines.
 fn lab_with(service: &str, rs: &str) -> String {
-    LAB.replacen("[[service]]\n", &format!("[[service]]\n{service}"), 1).replacen(
-        "address = \"10.77.0.11:80\"\n",
-        &format!("address = \"10.77.0.11:80\"\n{rs}"),
-        1,
-    )
+    LAB.replacen("[[service]]\n", &format!("[[service]]\n{service}"), 1)
+        .replacen(
+            "address = \"10.77.0.11:80\"\n",
+            &format!("address = \"10.77.0.11:80\"\n{rs}"),
+            1,
+        )
 }
 
 #[test]
@@ -96,24 +132,56 @@ fn scheduling_keys_reach_the_config() {
     let o = c.service_options(s.vip, s.proto).unwrap();
     assert_eq!(o.sched_flags, SchedFlags::FALLBACK.union(SchedFlags::PORT));
     assert_eq!(o.mh_table_size, Some(65537));
-    assert_eq!(o.persistence, Some(Persistence { timeout_secs: 600, netmask: [255, 255, 255, 0], prefix6: 128 }));
-    assert_eq!(o.thresholds.get(&"10.77.0.11:80".parse().unwrap()), Some(&Thresholds { upper: 100, lower: 50 }));
+    assert_eq!(
+        o.persistence,
+        Some(Persistence {
+            timeout_secs: 600,
+            netmask: [255, 255, 255, 0],
+            prefix6: 128
+        })
+    );
+    assert_eq!(
+        o.thresholds.get(&"10.77.0.11:80".parse().unwrap()),
+        Some(&Thresholds {
+            upper: 100,
+            lower: 50
+        })
+    );
     assert_eq!(o.thresholds.len(), 1);
     assert!(o.check(s.scheduler, 2).is_ok());
     // `persistent = true` is ipvsadm's -p without a value.
     let c = parse(Path::new("x.toml"), &lab_with("persistent = true\n", "")).unwrap();
-    assert_eq!(c.service_options(c.services[0].vip, 6).unwrap().persistence, Some(Persistence::new(300)));
+    assert_eq!(
+        c.service_options(c.services[0].vip, 6).unwrap().persistence,
+        Some(Persistence::new(300))
+    );
     // No options at all: no entry.
-    assert!(parse(Path::new("x.toml"), LAB).unwrap().service_options.is_empty());
+    assert!(parse(Path::new("x.toml"), LAB)
+        .unwrap()
+        .service_options
+        .is_empty());
 }
 
 #[test]
 fn default_scheduler_is_wlc() {
-    let text: String = LAB.lines().filter(|l| !l.starts_with("scheduler =")).map(|l| format!("{l}\n")).collect();
-    assert_eq!(parse(Path::new("x.toml"), &text).unwrap().services[0].scheduler, SchedKind::WeightedLeastConnection);
+    let text: String = LAB
+        .lines()
+        .filter(|l| !l.starts_with("scheduler ="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(
+        parse(Path::new("x.toml"), &text).unwrap().services[0].scheduler,
+        SchedKind::WeightedLeastConnection
+    );
     for k in SchedKind::ALL {
-        let text = LAB.replace("scheduler = \"rr\"", &format!("scheduler = \"{}\"", k.name()));
-        assert_eq!(parse(Path::new("x.toml"), &text).unwrap().services[0].scheduler, k);
+        let text = LAB.replace(
+            "scheduler = \"rr\"",
+            &format!("scheduler = \"{}\"", k.name()),
+        );
+        assert_eq!(
+            parse(Path::new("x.toml"), &text).unwrap().services[0].scheduler,
+            k
+        );
     }
 }
 
@@ -121,17 +189,64 @@ fn default_scheduler_is_wlc() {
 fn bad_scheduling_keys_name_their_line() {
     let mh = |t: String| t.replace("scheduler = \"rr\"", "scheduler = \"mh\"");
     for (text, needle, want) in [
-        (lab_with("sched_flags = [\"sh-port\"]\n", ""), "sh-port", "only applies to the sh scheduler"),
-        (lab_with("sched_flags = [\"fast\"]\n", ""), "fast", "unknown scheduler flag"),
-        (mh(lab_with("mh_table_size = 65536\n", "")), "mh_table_size = 65536", "must be a prime"),
-        (mh(lab_with("mh_table_size = 2\n", "")), "mh_table_size = 2", "must exceed the number of real servers"),
-        (lab_with("mh_table_size = 251\n", ""), "mh_table_size", "only applies to the mh scheduler"),
-        (lab_with("persistent = 0\n", ""), "persistent = 0", "persistent must be"),
-        (lab_with("persistent = \"yes\"\n", ""), "persistent = \"yes\"", "seconds or true/false"),
-        (lab_with("persistent = 60\npersistent_netmask = \"255.0.255.0\"\n", ""), "255.0.255.0", "not contiguous"),
-        (lab_with("persistent_netmask = \"255.255.255.0\"\n", ""), "persistent_netmask", "needs persistent"),
-        (lab_with("", "upper_threshold = 10\nlower_threshold = 20\n"), "lower_threshold", "higher than upper"),
-        (lab_with("", "upper_threshold = -1\n"), "upper_threshold", "upper_threshold must be"),
+        (
+            lab_with("sched_flags = [\"sh-port\"]\n", ""),
+            "sh-port",
+            "only applies to the sh scheduler",
+        ),
+        (
+            lab_with("sched_flags = [\"fast\"]\n", ""),
+            "fast",
+            "unknown scheduler flag",
+        ),
+        (
+            mh(lab_with("mh_table_size = 65536\n", "")),
+            "mh_table_size = 65536",
+            "must be a prime",
+        ),
+        (
+            mh(lab_with("mh_table_size = 2\n", "")),
+            "mh_table_size = 2",
+            "must exceed the number of real servers",
+        ),
+        (
+            lab_with("mh_table_size = 251\n", ""),
+            "mh_table_size",
+            "only applies to the mh scheduler",
+        ),
+        (
+            lab_with("persistent = 0\n", ""),
+            "persistent = 0",
+            "persistent must be",
+        ),
+        (
+            lab_with("persistent = \"yes\"\n", ""),
+            "persistent = \"yes\"",
+            "seconds or true/false",
+        ),
+        (
+            lab_with(
+                "persistent = 60\npersistent_netmask = \"255.0.255.0\"\n",
+                "",
+            ),
+            "255.0.255.0",
+            "not contiguous",
+        ),
+        (
+            lab_with("persistent_netmask = \"255.255.255.0\"\n", ""),
+            "persistent_netmask",
+            "needs persistent",
+        ),
+        (
+            lab_with("", "upper_threshold = 10\nlower_threshold = 20\n"),
+            "lower_threshold",
+            "higher than upper",
+        ),
+        (
+            lab_with("", "upper_threshold = -1\n"),
+            "upper_threshold",
+            "upper_threshold must be",
+        ),
     ] {
         let e = err(&text);
         let line = text.lines().position(|l| l.contains(needle)).unwrap() + 1;
@@ -148,63 +263,130 @@ fn udp_services_and_per_server_forwarding() {
     let c = parse(Path::new("x.toml"), &text).unwrap();
     assert_eq!(c.services[0].proto, 17);
     // One server by NAT, the other by the service's default (DR): ports equal to the VIP's.
-    let text = LAB.replace("forward = \"fullnat\"", "forward = \"dr\"").replacen(
-        "address = \"10.77.0.11:80\"",
-        "address = \"10.77.0.11:80\"\nforward = \"masq\"",
-        1,
-    );
+    let text = LAB
+        .replace("forward = \"fullnat\"", "forward = \"dr\"")
+        .replacen(
+            "address = \"10.77.0.11:80\"",
+            "address = \"10.77.0.11:80\"\nforward = \"masq\"",
+            1,
+        );
     let c = parse(Path::new("x.toml"), &text).unwrap();
     let s = &c.services[0];
     assert_eq!(s.forward, Forward::Dr);
     let (rs1, rs2) = (s.real_servers[0].addr, s.real_servers[1].addr);
-    assert_eq!((c.server_forward(s, rs1), c.server_forward(s, rs2)), (Forward::Nat, Forward::Dr));
+    assert_eq!(
+        (c.server_forward(s, rs1), c.server_forward(s, rs2)),
+        (Forward::Nat, Forward::Dr)
+    );
     // Without a FULLNAT server, local addresses are optional.
     let no_laddr = text.replace("local_addresses = [\"10.77.0.200\"]", "");
     assert!(parse(Path::new("x.toml"), &no_laddr).is_ok());
     let fullnat_without = LAB.replace("local_addresses = [\"10.77.0.200\"]", "");
-    assert!(err(&fullnat_without).reason.contains("FULLNAT needs local_addresses"));
+    assert!(err(&fullnat_without)
+        .reason
+        .contains("FULLNAT needs local_addresses"));
 }
 
 #[test]
 fn dr_port_mapping_is_refused_at_the_server() {
-    let text = LAB.replace("address = \"10.77.0.12:80\"", "address = \"10.77.0.12:8080\"\nforward = \"dr\"");
-    let line = text.lines().position(|l| l.contains("forward = \"dr\"")).unwrap() + 1;
+    let text = LAB.replace(
+        "address = \"10.77.0.12:80\"",
+        "address = \"10.77.0.12:8080\"\nforward = \"dr\"",
+    );
+    let line = text
+        .lines()
+        .position(|l| l.contains("forward = \"dr\""))
+        .unwrap()
+        + 1;
     let e = err(&text);
     assert_eq!(e.at.map(|a| a.0), Some(line), "{e}");
-    assert!(e.reason.contains("cannot map port 80 to 8080") && e.reason.contains("10.77.0.12:80"), "{e}");
+    assert!(
+        e.reason.contains("cannot map port 80 to 8080") && e.reason.contains("10.77.0.12:80"),
+        "{e}"
+    );
     // The service-level default points at the server's address line.
-    let text = LAB.replace("forward = \"fullnat\"", "forward = \"dr\"").replace("10.77.0.12:80", "10.77.0.12:81");
-    let line = text.lines().position(|l| l.contains("address = \"10.77.0.12:81\"")).unwrap() + 1;
+    let text = LAB
+        .replace("forward = \"fullnat\"", "forward = \"dr\"")
+        .replace("10.77.0.12:80", "10.77.0.12:81");
+    let line = text
+        .lines()
+        .position(|l| l.contains("address = \"10.77.0.12:81\""))
+        .unwrap()
+        + 1;
     assert_eq!(err(&text).at.map(|a| a.0), Some(line));
-    assert!(check_forward(Forward::Nat, "10.0.0.1:80".parse().unwrap(), "10.0.0.2:8080".parse().unwrap()).is_ok());
+    assert!(check_forward(
+        Forward::Nat,
+        "10.0.0.1:80".parse().unwrap(),
+        "10.0.0.2:8080".parse().unwrap()
+    )
+    .is_ok());
 }
 
 #[test]
 fn a_nat_server_belongs_to_one_service() {
     let second = "\n[[service]]\nvip = \"10.77.0.101:80\"\nforward = \"nat\"\n[[service.real_server]]\naddress = \"10.77.0.11:80\"\n";
-    let text = LAB.replace("forward = \"fullnat\"", "forward = \"nat\"").replace("# Session timeouts", &format!("{second}\n# Session timeouts"));
+    let text = LAB
+        .replace("forward = \"fullnat\"", "forward = \"nat\"")
+        .replace(
+            "# Session timeouts",
+            &format!("{second}\n# Session timeouts"),
+        );
     let e = err(&text);
-    assert!(e.reason.contains("already a NAT server of service 10.77.0.100:80"), "{e}");
+    assert!(
+        e.reason
+            .contains("already a NAT server of service 10.77.0.100:80"),
+        "{e}"
+    );
     // The same server for UDP, or by FULLNAT, is fine.
     let udp = second.replace("forward = \"nat\"", "forward = \"nat\"\nprotocol = \"udp\"");
-    let text = LAB.replace("forward = \"fullnat\"", "forward = \"nat\"").replace("# Session timeouts", &format!("{udp}\n# Session timeouts"));
+    let text = LAB
+        .replace("forward = \"fullnat\"", "forward = \"nat\"")
+        .replace("# Session timeouts", &format!("{udp}\n# Session timeouts"));
     assert!(parse(Path::new("x.toml"), &text).is_ok());
 }
 
 #[test]
 fn forward_words_as_ipvsadm_and_the_config_say_them() {
-    for (w, f) in [("fullnat", Forward::FullNat), ("nat", Forward::Nat), ("masq", Forward::Nat), ("dr", Forward::Dr), ("route", Forward::Dr), ("gatewaying", Forward::Dr), ("tun", Forward::Tun), ("ipip", Forward::Tun), ("tunnel", Forward::Tun)] {
+    for (w, f) in [
+        ("fullnat", Forward::FullNat),
+        ("nat", Forward::Nat),
+        ("masq", Forward::Nat),
+        ("dr", Forward::Dr),
+        ("route", Forward::Dr),
+        ("gatewaying", Forward::Dr),
+        ("tun", Forward::Tun),
+        ("ipip", Forward::Tun),
+        ("tunnel", Forward::Tun),
+    ] {
         assert_eq!(parse_forward(w), Ok(f));
     }
-    assert!(parse_forward("bridge").unwrap_err().contains("fullnat, nat, dr, tun"));
-    assert_eq!((forward_name(Forward::Nat), Forward::Nat.column(), Forward::Dr.column()), ("nat", "Masq", "Route"));
-    assert_eq!((forward_name(Forward::Tun), Forward::Tun.column()), ("tun", "Tunnel"));
+    assert!(parse_forward("bridge")
+        .unwrap_err()
+        .contains("fullnat, nat, dr, tun"));
+    assert_eq!(
+        (
+            forward_name(Forward::Nat),
+            Forward::Nat.column(),
+            Forward::Dr.column()
+        ),
+        ("nat", "Masq", "Route")
+    );
+    assert_eq!(
+        (forward_name(Forward::Tun), Forward::Tun.column()),
+        ("tun", "Tunnel")
+    );
 }
 
 /// The lab with an IPv6 address on its interface and an IPv6 service.
 fn lab_v6(service: &str) -> String {
-    let lab = LAB.replace("address6 = \"fd77::2/64\"", "address6 = \"fd77::2/64\"\ngateway6 = \"fd77::1\"");
-    lab.replace("# Session timeouts", &format!("{service}\n# Session timeouts"))
+    let lab = LAB.replace(
+        "address6 = \"fd77::2/64\"",
+        "address6 = \"fd77::2/64\"\ngateway6 = \"fd77::1\"",
+    );
+    lab.replace(
+        "# Session timeouts",
+        &format!("{service}\n# Session timeouts"),
+    )
 }
 
 const V6_SERVICE: &str = "[[service]]\nvip = \"[fd77::100]:80\"\nscheduler = \"rr\"\nlocal_addresses = [\"fd77::200\"]\n\
@@ -213,11 +395,17 @@ const V6_SERVICE: &str = "[[service]]\nvip = \"[fd77::100]:80\"\nscheduler = \"r
 #[test]
 fn ipv6_services_and_interface_addresses() {
     let c = parse(Path::new("x.toml"), &lab_v6(V6_SERVICE)).unwrap();
-    assert_eq!(c.interfaces[0].addr6, Some(("fd77::2".parse().unwrap(), 64)));
+    assert_eq!(
+        c.interfaces[0].addr6,
+        Some(("fd77::2".parse().unwrap(), 64))
+    );
     assert_eq!(c.interfaces[0].gateway6, Some("fd77::1".parse().unwrap()));
     let s = &c.services[1];
     assert_eq!(s.vip, "[fd77::100]:80".parse().unwrap());
-    assert_eq!(s.local_addresses, vec!["fd77::200".parse::<std::net::IpAddr>().unwrap()]);
+    assert_eq!(
+        s.local_addresses,
+        vec!["fd77::200".parse::<std::net::IpAddr>().unwrap()]
+    );
     assert_eq!(s.real_servers[1].addr, "[fd77::12]:80".parse().unwrap());
     // IPv4 stays as it was beside it.
     assert_eq!(c.services[0].vip, "10.77.0.100:80".parse().unwrap());
@@ -225,48 +413,149 @@ fn ipv6_services_and_interface_addresses() {
     let routed = lab_v6("[[route]]\ndestination = \"fd80::/64\"\nvia = \"fd77::1\"\n\n[[route]]\ndestination = \"default\"\nvia = \"fd77::fe\"\n")
         .replace("\ngateway6 = \"fd77::1\"", "");
     let c = parse(Path::new("x.toml"), &routed).unwrap();
-    assert_eq!((c.routes[0].prefix, c.routes[0].len, c.routes[0].dev.as_str()), ("fd80::".parse().unwrap(), 64, "dpdk0"));
-    assert_eq!((c.routes[1].prefix, c.routes[1].len), ("::".parse().unwrap(), 0));
+    assert_eq!(
+        (
+            c.routes[0].prefix,
+            c.routes[0].len,
+            c.routes[0].dev.as_str()
+        ),
+        ("fd80::".parse().unwrap(), 64, "dpdk0")
+    );
+    assert_eq!(
+        (c.routes[1].prefix, c.routes[1].len),
+        ("::".parse().unwrap(), 0)
+    );
 }
 
 #[test]
 fn ipv6_mistakes_name_their_line() {
     let mixed_rs = V6_SERVICE.replace("[fd77::12]:80", "10.77.0.13:80");
     let mixed_laddr = V6_SERVICE.replace("\"fd77::200\"", "\"10.77.0.201\"");
-    let nat64 = V6_SERVICE.replace("[fd77::11]:80", "10.77.0.11:80").replace("[fd77::12]:80", "10.77.0.12:80").replace("\"fd77::200\"", "\"10.77.0.201\"");
+    let nat64 = V6_SERVICE
+        .replace("[fd77::11]:80", "10.77.0.11:80")
+        .replace("[fd77::12]:80", "10.77.0.12:80")
+        .replace("\"fd77::200\"", "\"10.77.0.201\"");
     let v4_to_v6 = "[[service]]\nvip = \"10.77.0.101:80\"\nlocal_addresses = [\"10.77.0.201\"]\n[[service.real_server]]\naddress = \"[fd77::13]:80\"\n";
-    let mask = |m: &str| V6_SERVICE.replace("scheduler = \"rr\"", &format!("scheduler = \"rr\"\npersistent = 60\npersistent_netmask = {m}"));
+    let mask = |m: &str| {
+        V6_SERVICE.replace(
+            "scheduler = \"rr\"",
+            &format!("scheduler = \"rr\"\npersistent = 60\npersistent_netmask = {m}"),
+        )
+    };
     for (text, needle, want) in [
-        (lab_v6(&mixed_rs), "10.77.0.13:80", "share one address family"),
-        (lab_v6(&mixed_laddr), "10.77.0.201", "local addresses are the source toward the real servers"),
-        (lab_v6(&nat64.replace("\"10.77.0.201\"", "\"fd77::201\"")), "fd77::201", "reaches its real servers over IPv4"),
-        (lab_v6(&nat64.replace("address = \"10.77.0.12:80\"", "address = \"10.77.0.12:80\"\nforward = \"dr\"")), "forward = \"dr\"", "FULLNAT64 translates between the families in FULLNAT only"),
-        (lab_v6(v4_to_v6), "[fd77::13]:80", "IPv4 clients to IPv6 servers are not supported"),
-        (lab_v6(&V6_SERVICE.replace("[fd77::100]:80", "fd77::100:80")), "fd77::100:80", "[IPv6]:PORT"),
-        (lab_v6(&mask("\"255.255.255.0\"")), "persistent_netmask", "prefix length 1..=128"),
-        (lab_v6(&mask("129")), "persistent_netmask", "prefix length 1..=128"),
-        (lab_v6(V6_SERVICE).replace("fd77::2/64", "fd77::2"), "address6", "IPv6/PREFIX"),
-        (lab_v6(V6_SERVICE).replace("fd77::2/64", "10.77.0.3/24"), "address6", "IPv6/PREFIX"),
-        (lab_v6(V6_SERVICE).replace("gateway6 = \"fd77::1\"", "gateway6 = \"fd78::1\""), "gateway6", "not on the interface's subnet"),
-        (LAB.replace("address6 = \"fd77::2/64\"", "gateway6 = \"fd77::1\""), "gateway6", "needs address6"),
-        (lab_v6("[[route]]\ndestination = \"fd80::/64\"\nvia = \"10.77.0.1\"\n"), "via = \"10.77.0.1\"", "not of the family"),
-        (lab_v6("[[route]]\ndestination = \"fd80::1/64\"\nvia = \"fd77::1\"\n"), "fd80::1/64", "did you mean fd80::/64"),
-        (lab_v6("[[route]]\ndestination = \"fd80::/129\"\nvia = \"fd77::1\"\n"), "fd80::/129", "IPv6/PREFIX"),
+        (
+            lab_v6(&mixed_rs),
+            "10.77.0.13:80",
+            "share one address family",
+        ),
+        (
+            lab_v6(&mixed_laddr),
+            "10.77.0.201",
+            "local addresses are the source toward the real servers",
+        ),
+        (
+            lab_v6(&nat64.replace("\"10.77.0.201\"", "\"fd77::201\"")),
+            "fd77::201",
+            "reaches its real servers over IPv4",
+        ),
+        (
+            lab_v6(&nat64.replace(
+                "address = \"10.77.0.12:80\"",
+                "address = \"10.77.0.12:80\"\nforward = \"dr\"",
+            )),
+            "forward = \"dr\"",
+            "FULLNAT64 translates between the families in FULLNAT only",
+        ),
+        (
+            lab_v6(v4_to_v6),
+            "[fd77::13]:80",
+            "IPv4 clients to IPv6 servers are not supported",
+        ),
+        (
+            lab_v6(&V6_SERVICE.replace("[fd77::100]:80", "fd77::100:80")),
+            "fd77::100:80",
+            "[IPv6]:PORT",
+        ),
+        (
+            lab_v6(&mask("\"255.255.255.0\"")),
+            "persistent_netmask",
+            "prefix length 1..=128",
+        ),
+        (
+            lab_v6(&mask("129")),
+            "persistent_netmask",
+            "prefix length 1..=128",
+        ),
+        (
+            lab_v6(V6_SERVICE).replace("fd77::2/64", "fd77::2"),
+            "address6",
+            "IPv6/PREFIX",
+        ),
+        (
+            lab_v6(V6_SERVICE).replace("fd77::2/64", "10.77.0.3/24"),
+            "address6",
+            "IPv6/PREFIX",
+        ),
+        (
+            lab_v6(V6_SERVICE).replace("gateway6 = \"fd77::1\"", "gateway6 = \"fd78::1\""),
+            "gateway6",
+            "not on the interface's subnet",
+        ),
+        (
+            LAB.replace("address6 = \"fd77::2/64\"", "gateway6 = \"fd77::1\""),
+            "gateway6",
+            "needs address6",
+        ),
+        (
+            lab_v6("[[route]]\ndestination = \"fd80::/64\"\nvia = \"10.77.0.1\"\n"),
+            "via = \"10.77.0.1\"",
+            "not of the family",
+        ),
+        (
+            lab_v6("[[route]]\ndestination = \"fd80::1/64\"\nvia = \"fd77::1\"\n"),
+            "fd80::1/64",
+            "did you mean fd80::/64",
+        ),
+        (
+            lab_v6("[[route]]\ndestination = \"fd80::/129\"\nvia = \"fd77::1\"\n"),
+            "fd80::/129",
+            "IPv6/PREFIX",
+        ),
     ] {
         let e = err(&text);
-        let line = text.lines().collect::<Vec<_>>().iter().rposition(|l| l.contains(needle)).unwrap() + 1;
+        let line = text
+            .lines()
+            .collect::<Vec<_>>()
+            .iter()
+            .rposition(|l| l.contains(needle))
+            .unwrap()
+            + 1;
         assert_eq!(e.at.map(|a| a.0), Some(line), "{want}: {e}");
         assert!(e.reason.contains(want), "{want}: {e}");
     }
     // An IPv6 service persists by a prefix (ipvsadm -M 64).
     let c = parse(Path::new("x.toml"), &lab_v6(&mask("64"))).unwrap();
-    assert!(c.service_options.values().any(|o| o.persistence.is_some_and(|p| p.prefix6 == 64)));
+    assert!(c
+        .service_options
+        .values()
+        .any(|o| o.persistence.is_some_and(|p| p.prefix6 == 64)));
     // FULLNAT64: an IPv6 VIP, IPv4 servers and local addresses.
     let c = parse(Path::new("x.toml"), &lab_v6(&nat64)).unwrap();
-    assert_eq!((c.services[1].vip.is_ipv6(), c.services[1].real_servers[0].addr), (true, "10.77.0.11:80".parse().unwrap()));
+    assert_eq!(
+        (
+            c.services[1].vip.is_ipv6(),
+            c.services[1].real_servers[0].addr
+        ),
+        (true, "10.77.0.11:80".parse().unwrap())
+    );
     // 128 is ipvsadm's default and accepted.
     let c = parse(Path::new("x.toml"), &lab_v6(&mask("128"))).unwrap();
-    assert_eq!(c.service_options(c.services[1].vip, 6).and_then(|o| o.persistence).map(|p| p.timeout_secs), Some(60));
+    assert_eq!(
+        c.service_options(c.services[1].vip, 6)
+            .and_then(|o| o.persistence)
+            .map(|p| p.timeout_secs),
+        Some(60)
+    );
 }
 
 /// The lab config with `extra` interfaces: `(name, link, vlan)` stanzas, plus free text.
@@ -283,11 +572,26 @@ fn vlan_sub_interfaces_follow_the_ports() {
         1,
     );
     let c = parse(Path::new("v.toml"), &text).unwrap();
-    assert_eq!(c.interfaces.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["dpdk0", "dpdk0.100"]);
+    assert_eq!(
+        c.interfaces
+            .iter()
+            .map(|i| i.name.as_str())
+            .collect::<Vec<_>>(),
+        ["dpdk0", "dpdk0.100"]
+    );
     let v = &c.interfaces[1];
-    assert_eq!(v.vlan, Some(VlanConfig { link: "dpdk0".into(), id: 100 }));
+    assert_eq!(
+        v.vlan,
+        Some(VlanConfig {
+            link: "dpdk0".into(),
+            id: 100
+        })
+    );
     assert!(!v.is_port() && c.interfaces[0].is_port());
-    assert_eq!((v.device.as_str(), v.mtu, v.addr), ("", 1500, Ipv4Addr::new(10, 78, 0, 2)));
+    assert_eq!(
+        (v.device.as_str(), v.mtu, v.addr),
+        ("", 1500, Ipv4Addr::new(10, 78, 0, 2))
+    );
     // A static route through it.
     let routed = lab_with_vlan("[[interface]]\nname = \"dpdk0.100\"\nlink = \"dpdk0\"\nvlan = 100\naddress = \"10.78.0.2/24\"\n\n[[route]]\ndestination = \"10.90.0.0/16\"\nvia = \"10.78.0.254\"\n");
     let c = parse(Path::new("v.toml"), &routed).unwrap();
@@ -296,7 +600,9 @@ fn vlan_sub_interfaces_follow_the_ports() {
 
 #[test]
 fn bad_vlan_sub_interfaces_are_refused_at_their_line() {
-    let vlan = |link: &str, id: &str, more: &str| format!("[[interface]]\nname = \"v\"\nlink = \"{link}\"\nvlan = {id}\naddress = \"10.78.0.2/24\"\n{more}");
+    let vlan = |link: &str, id: &str, more: &str| {
+        format!("[[interface]]\nname = \"v\"\nlink = \"{link}\"\nvlan = {id}\naddress = \"10.78.0.2/24\"\n{more}")
+    };
     let two = format!("{}\n[[interface]]\nname = \"w\"\nlink = \"dpdk0\"\nvlan = 100\naddress = \"10.79.0.2/24\"\n", vlan("dpdk0", "100", ""));
     for (stanza, line_has, want) in [
         (vlan("dpdk0", "0", ""), "vlan = 0", "vlan id 0 is invalid: 802.1Q ids are 1..4094"),

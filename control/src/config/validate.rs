@@ -10,8 +10,10 @@ use toml::Spanned;
 
 use super::raw::{RawConfig, RawTimeouts};
 use super::{
-    check_laddr_family, check_server_family, check_forward, check_mh_table_size, check_netmask6, check_ops, check_netmask, check_thresholds, line_col, parse_forward, Config, ConfigError, DataplaneConfig, DpdkConfig, Forward, IdlePolicy,
-    InterfaceConfig, Persistence, VlanConfig, RealServerConfig, ServiceConfig, ServiceOptions, Thresholds,
+    check_forward, check_laddr_family, check_mh_table_size, check_netmask, check_netmask6,
+    check_ops, check_server_family, check_thresholds, line_col, parse_forward, Config, ConfigError,
+    DataplaneConfig, DpdkConfig, Forward, IdlePolicy, InterfaceConfig, Persistence,
+    RealServerConfig, ServiceConfig, ServiceOptions, Thresholds, VlanConfig,
 };
 
 struct Ctx<'a> {
@@ -31,7 +33,11 @@ impl Ctx<'_> {
         self.err_at(v.span(), reason)
     }
     fn nowhere(&self, reason: impl Into<String>) -> ConfigError {
-        ConfigError { path: self.path.to_path_buf(), at: None, reason: reason.into() }
+        ConfigError {
+            path: self.path.to_path_buf(),
+            at: None,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -51,7 +57,10 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             let mut seen = HashSet::new();
             for l in w.get_ref() {
                 if *l == raw.dpdk.main_lcore {
-                    return Err(cx.at(w, format!("lcore {l} is the main lcore; workers need lcores of their own")));
+                    return Err(cx.at(
+                        w,
+                        format!("lcore {l} is the main lcore; workers need lcores of their own"),
+                    ));
                 }
                 if !seen.insert(*l) {
                     return Err(cx.at(w, format!("lcore {l} listed twice")));
@@ -66,11 +75,26 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         Some(s) => match s.get_ref().as_str() {
             "busy" => IdlePolicy::Busy,
             "backoff" => IdlePolicy::Backoff,
-            other => return Err(cx.at(s, format!("idle must be \"busy\" or \"backoff\", not {other:?}"))),
+            other => {
+                return Err(cx.at(
+                    s,
+                    format!("idle must be \"busy\" or \"backoff\", not {other:?}"),
+                ))
+            }
         },
     };
-    let session_capacity = positive(&cx, dp.session_capacity.as_ref(), 1 << 20, "session_capacity")?;
-    let template_capacity = positive(&cx, dp.template_capacity.as_ref(), dataplane::fnat::template_capacity(session_capacity), "template_capacity")?;
+    let session_capacity = positive(
+        &cx,
+        dp.session_capacity.as_ref(),
+        1 << 20,
+        "session_capacity",
+    )?;
+    let template_capacity = positive(
+        &cx,
+        dp.template_capacity.as_ref(),
+        dataplane::fnat::template_capacity(session_capacity),
+        "template_capacity",
+    )?;
     let mbufs = positive(&cx, dp.mbufs.as_ref(), 16383, "mbufs")?;
     if mbufs < 1024 {
         if let Some(m) = &dp.mbufs {
@@ -89,17 +113,35 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
     let mut names = HashSet::new();
     // Ports first, in file order, then their 802.1Q sub-interfaces (which
     // are logical ports numbered after the physical ones).
-    let (ports, vlans): (Vec<_>, Vec<_>) = raw.interface.iter().partition(|i| i.link.is_none() && i.vlan.is_none());
+    let (ports, vlans): (Vec<_>, Vec<_>) = raw
+        .interface
+        .iter()
+        .partition(|i| i.link.is_none() && i.vlan.is_none());
     for i in ports.into_iter().chain(vlans) {
         if !names.insert(i.name.get_ref().clone()) {
-            return Err(cx.at(&i.name, format!("interface {:?} defined twice", i.name.get_ref())));
+            return Err(cx.at(
+                &i.name,
+                format!("interface {:?} defined twice", i.name.get_ref()),
+            ));
         }
         let vlan = interface_kind(&cx, i, &interfaces)?;
-        let (addr, prefix_len) = parse_cidr(i.address.get_ref())
-            .ok_or_else(|| cx.at(&i.address, format!("address must be IPv4/PREFIX like \"10.0.0.2/24\", not {:?}", i.address.get_ref())))?;
+        let (addr, prefix_len) = parse_cidr(i.address.get_ref()).ok_or_else(|| {
+            cx.at(
+                &i.address,
+                format!(
+                    "address must be IPv4/PREFIX like \"10.0.0.2/24\", not {:?}",
+                    i.address.get_ref()
+                ),
+            )
+        })?;
         let gateway = match &i.gateway {
             None => None,
-            Some(g) => Some(g.get_ref().parse::<Ipv4Addr>().map_err(|_| cx.at(g, format!("gateway {:?} is not an IPv4 address", g.get_ref())))?),
+            Some(g) => Some(g.get_ref().parse::<Ipv4Addr>().map_err(|_| {
+                cx.at(
+                    g,
+                    format!("gateway {:?} is not an IPv4 address", g.get_ref()),
+                )
+            })?),
         };
         let addr6 = match &i.address6 {
             None => None,
@@ -110,36 +152,76 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         let gateway6 = match &i.gateway6 {
             None => None,
             Some(g) => {
-                let gw = g.get_ref().parse::<Ipv6Addr>().map_err(|_| cx.at(g, format!("gateway6 {:?} is not an IPv6 address", g.get_ref())))?;
+                let gw = g.get_ref().parse::<Ipv6Addr>().map_err(|_| {
+                    cx.at(
+                        g,
+                        format!("gateway6 {:?} is not an IPv6 address", g.get_ref()),
+                    )
+                })?;
                 let Some((a, len)) = addr6 else {
                     return Err(cx.at(g, "gateway6 needs address6 (the gateway must be on the interface's IPv6 subnet)"));
                 };
                 // A link-local gateway is on every link; otherwise it must
                 // be on the interface's subnet.
                 let link_local = gw.segments()[0] & 0xffc0 == 0xfe80;
-                if !link_local && dataplane::addr::Addr::from(gw).masked(len) != dataplane::addr::Addr::from(a).masked(len) {
-                    return Err(cx.at(g, format!("gateway6 {gw} is not on the interface's subnet {a}/{len}")));
+                if !link_local
+                    && dataplane::addr::Addr::from(gw).masked(len)
+                        != dataplane::addr::Addr::from(a).masked(len)
+                {
+                    return Err(cx.at(
+                        g,
+                        format!("gateway6 {gw} is not on the interface's subnet {a}/{len}"),
+                    ));
                 }
                 Some(gw)
             }
         };
         // A sub-interface carries at most its parent's MTU (the tag is not
         // part of it), and by default exactly that.
-        let parent_mtu = vlan.as_ref().and_then(|v| interfaces.iter().find(|p: &&InterfaceConfig| p.name == v.link)).map(|p| p.mtu);
+        let parent_mtu = vlan
+            .as_ref()
+            .and_then(|v| {
+                interfaces
+                    .iter()
+                    .find(|p: &&InterfaceConfig| p.name == v.link)
+            })
+            .map(|p| p.mtu);
         let mtu = match &i.mtu {
             None => parent_mtu.unwrap_or(1500),
             Some(m) => {
-                let mtu = u16::try_from(*m.get_ref()).ok().filter(|m| (576..=9216).contains(m)).ok_or_else(|| cx.at(m, format!("mtu must be 576..9216, not {}", m.get_ref())))?;
+                let mtu = u16::try_from(*m.get_ref())
+                    .ok()
+                    .filter(|m| (576..=9216).contains(m))
+                    .ok_or_else(|| {
+                        cx.at(m, format!("mtu must be 576..9216, not {}", m.get_ref()))
+                    })?;
                 if let (Some(pm), Some(v)) = (parent_mtu, &vlan) {
                     if mtu > pm {
-                        return Err(cx.at(m, format!("mtu {mtu} is larger than its link {}'s mtu {pm}", v.link)));
+                        return Err(cx.at(
+                            m,
+                            format!("mtu {mtu} is larger than its link {}'s mtu {pm}", v.link),
+                        ));
                     }
                 }
                 mtu
             }
         };
-        let device = i.device.as_ref().map(|d| d.get_ref().trim().to_string()).unwrap_or_default();
-        let ic = InterfaceConfig { name: i.name.get_ref().clone(), device, addr, prefix_len, gateway, addr6, gateway6, mtu, vlan };
+        let device = i
+            .device
+            .as_ref()
+            .map(|d| d.get_ref().trim().to_string())
+            .unwrap_or_default();
+        let ic = InterfaceConfig {
+            name: i.name.get_ref().clone(),
+            device,
+            addr,
+            prefix_len,
+            gateway,
+            addr6,
+            gateway6,
+            mtu,
+            vlan,
+        };
         if let Some(d) = &i.device {
             if let Some(q) = ic.devarg("qpairs") {
                 if q.parse::<usize>().ok() != Some(worker_lcores.len()) {
@@ -147,7 +229,13 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
                 }
             }
             if raw.dpdk.no_pci && !ic.is_vdev() {
-                return Err(cx.at(d, format!("device {:?} is a PCI device but [dpdk] no_pci = true", ic.device)));
+                return Err(cx.at(
+                    d,
+                    format!(
+                        "device {:?} is a PCI device but [dpdk] no_pci = true",
+                        ic.device
+                    ),
+                ));
             }
         }
         interfaces.push(ic);
@@ -157,25 +245,36 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
     for r in &raw.route {
         let dest = crate::iproute::parse_prefix(r.destination.get_ref(), true)
             .map_err(|_| cx.at(&r.destination, format!("destination must be IPv4/PREFIX or IPv6/PREFIX like \"10.80.0.0/24\" or \"fd80::/64\", or \"default\", not {:?}", r.destination.get_ref())))?;
-        let via = match &r.via {
-            None => None,
-            Some(v) => Some(v.get_ref().parse::<IpAddr>().map_err(|_| cx.at(v, format!("via {:?} is not an IP address", v.get_ref())))?),
-        };
+        let via =
+            match &r.via {
+                None => None,
+                Some(v) => Some(v.get_ref().parse::<IpAddr>().map_err(|_| {
+                    cx.at(v, format!("via {:?} is not an IP address", v.get_ref()))
+                })?),
+            };
         let dest = crate::iproute::default_for(dest, via);
         if let Some(v) = &r.via {
             if via.is_some_and(|g| g.is_ipv4() != dest.0.is_ipv4()) {
-                return Err(cx.at(v, format!("via {} is not of the family of destination {}", v.get_ref(), r.destination.get_ref())));
+                return Err(cx.at(
+                    v,
+                    format!(
+                        "via {} is not of the family of destination {}",
+                        v.get_ref(),
+                        r.destination.get_ref()
+                    ),
+                ));
             }
         }
         let dev = r.interface.as_ref().map(|d| d.get_ref().as_str());
-        let checked = crate::iproute::check_route(&interfaces, &[], &routes, dest, via, dev).map_err(|e| {
-            let at = match (&e, &r.interface, &r.via) {
-                (crate::iproute::IpError::NoDevice(_), Some(d), _) => d.span(),
-                (crate::iproute::IpError::BadGateway(..), _, Some(v)) => v.span(),
-                _ => r.destination.span(),
-            };
-            cx.err_at(at, format!("route: {e}"))
-        })?;
+        let checked = crate::iproute::check_route(&interfaces, &[], &routes, dest, via, dev)
+            .map_err(|e| {
+                let at = match (&e, &r.interface, &r.via) {
+                    (crate::iproute::IpError::NoDevice(_), Some(d), _) => d.span(),
+                    (crate::iproute::IpError::BadGateway(..), _, Some(v)) => v.span(),
+                    _ => r.destination.span(),
+                };
+                cx.err_at(at, format!("route: {e}"))
+            })?;
         routes.push(checked);
     }
 
@@ -192,7 +291,12 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             Some(p) => match p.get_ref().as_str() {
                 "tcp" => 6,
                 "udp" => 17,
-                other => return Err(cx.at(p, format!("protocol must be \"tcp\" or \"udp\", not {other:?}"))),
+                other => {
+                    return Err(cx.at(
+                        p,
+                        format!("protocol must be \"tcp\" or \"udp\", not {other:?}"),
+                    ))
+                }
             },
         };
         if !vips.insert((vip, proto)) {
@@ -200,8 +304,16 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         }
         let scheduler = match &s.scheduler {
             None => SchedKind::default(),
-            Some(n) => SchedKind::from_name(n.get_ref())
-                .ok_or_else(|| cx.at(n, format!("unknown scheduler {:?} (supported: {})", n.get_ref(), SchedKind::names())))?,
+            Some(n) => SchedKind::from_name(n.get_ref()).ok_or_else(|| {
+                cx.at(
+                    n,
+                    format!(
+                        "unknown scheduler {:?} (supported: {})",
+                        n.get_ref(),
+                        SchedKind::names()
+                    ),
+                )
+            })?,
         };
         let forward = match &s.forward {
             None => Forward::FullNat,
@@ -209,23 +321,46 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         };
         let mut local_addresses = Vec::new();
         for a in &s.local_addresses {
-            let ip = a.get_ref().parse::<IpAddr>().map_err(|_| cx.at(a, format!("local address {:?} is not an IP address", a.get_ref())))?;
+            let ip = a.get_ref().parse::<IpAddr>().map_err(|_| {
+                cx.at(
+                    a,
+                    format!("local address {:?} is not an IP address", a.get_ref()),
+                )
+            })?;
             local_addresses.push(ip);
         }
         if s.real_server.is_empty() {
-            return Err(cx.at(&s.vip, format!("service {vip} has no [[service.real_server]]")));
+            return Err(cx.at(
+                &s.vip,
+                format!("service {vip} has no [[service.real_server]]"),
+            ));
         }
         let mut real_servers = Vec::new();
         let mut options = ServiceOptions::default();
         let mut any_fullnat = false;
         for r in &s.real_server {
-            let addr = parse_socket(r.address.get_ref())
-                .ok_or_else(|| cx.at(&r.address, format!("real server address must be IPv4:PORT or [IPv6]:PORT, not {:?}", r.address.get_ref())))?;
+            let addr = parse_socket(r.address.get_ref()).ok_or_else(|| {
+                cx.at(
+                    &r.address,
+                    format!(
+                        "real server address must be IPv4:PORT or [IPv6]:PORT, not {:?}",
+                        r.address.get_ref()
+                    ),
+                )
+            })?;
             let weight = match &r.weight {
                 None => 1,
-                Some(w) => u32::try_from(*w.get_ref()).ok().filter(|w| *w <= 65535).ok_or_else(|| cx.at(w, format!("weight must be 0..=65535, not {}", w.get_ref())))?,
+                Some(w) => u32::try_from(*w.get_ref())
+                    .ok()
+                    .filter(|w| *w <= 65535)
+                    .ok_or_else(|| {
+                        cx.at(w, format!("weight must be 0..=65535, not {}", w.get_ref()))
+                    })?,
             };
-            if real_servers.iter().any(|x: &RealServerConfig| x.addr == addr) {
+            if real_servers
+                .iter()
+                .any(|x: &RealServerConfig| x.addr == addr)
+            {
                 return Err(cx.at(&r.address, format!("real server {addr} listed twice")));
             }
             let threshold = |v: &Option<Spanned<i64>>, what: &str| -> Result<u32, ConfigError> {
@@ -236,7 +371,10 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
                     }),
                 }
             };
-            let t = Thresholds { upper: threshold(&r.upper_threshold, "upper_threshold")?, lower: threshold(&r.lower_threshold, "lower_threshold")? };
+            let t = Thresholds {
+                upper: threshold(&r.upper_threshold, "upper_threshold")?,
+                lower: threshold(&r.lower_threshold, "lower_threshold")?,
+            };
             if let Err(e) = check_thresholds(t) {
                 return Err(match &r.lower_threshold {
                     Some(l) => cx.at(l, e),
@@ -250,9 +388,24 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
                 None => forward,
                 Some(f) => parse_forward(f.get_ref()).map_err(|e| cx.at(f, e))?,
             };
-            check_forward(rs_forward, vip, addr).map_err(|e| cx.at(r.forward.as_ref().map_or(&r.address, |f| f), e))?;
-            check_server_family(vip, addr, rs_forward, real_servers.first().map(|x: &RealServerConfig| x.addr))
-                .map_err(|e| cx.at(if addr.is_ipv4() == vip.is_ipv4() { &r.address } else { r.forward.as_ref().map_or(&r.address, |f| f) }, e))?;
+            check_forward(rs_forward, vip, addr)
+                .map_err(|e| cx.at(r.forward.as_ref().map_or(&r.address, |f| f), e))?;
+            check_server_family(
+                vip,
+                addr,
+                rs_forward,
+                real_servers.first().map(|x: &RealServerConfig| x.addr),
+            )
+            .map_err(|e| {
+                cx.at(
+                    if addr.is_ipv4() == vip.is_ipv4() {
+                        &r.address
+                    } else {
+                        r.forward.as_ref().map_or(&r.address, |f| f)
+                    },
+                    e,
+                )
+            })?;
             if rs_forward == Forward::Nat {
                 // A NAT reply finds its owning worker through the one service
                 // that has its source as a NAT server (see the data plane's
@@ -268,22 +421,39 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             any_fullnat |= rs_forward == Forward::FullNat;
             real_servers.push(RealServerConfig { addr, weight });
         }
-        let servers_v4 = real_servers.first().map(|r: &RealServerConfig| r.addr.is_ipv4());
+        let servers_v4 = real_servers
+            .first()
+            .map(|r: &RealServerConfig| r.addr.is_ipv4());
         for (a, ip) in s.local_addresses.iter().zip(&local_addresses) {
             check_laddr_family(vip, servers_v4, *ip).map_err(|e| cx.at(a, e))?;
         }
         if any_fullnat && local_addresses.is_empty() {
-            return Err(cx.at(&s.vip, format!("service {vip}: FULLNAT needs local_addresses")));
+            return Err(cx.at(
+                &s.vip,
+                format!("service {vip}: FULLNAT needs local_addresses"),
+            ));
         }
         for f in &s.sched_flags {
-            let bit = SchedFlags::parse(scheduler, f.get_ref()).map_err(|e| cx.at(f, e.to_string()))?;
+            let bit =
+                SchedFlags::parse(scheduler, f.get_ref()).map_err(|e| cx.at(f, e.to_string()))?;
             options.sched_flags = options.sched_flags.union(bit);
         }
         if let Some(m) = &s.mh_table_size {
             if scheduler != SchedKind::MaglevHashing {
-                return Err(cx.at(m, format!("mh_table_size only applies to the mh scheduler, not {}", scheduler.name())));
+                return Err(cx.at(
+                    m,
+                    format!(
+                        "mh_table_size only applies to the mh scheduler, not {}",
+                        scheduler.name()
+                    ),
+                ));
             }
-            let size = u32::try_from(*m.get_ref()).map_err(|_| cx.at(m, format!("mh_table_size must be a prime, not {}", m.get_ref())))?;
+            let size = u32::try_from(*m.get_ref()).map_err(|_| {
+                cx.at(
+                    m,
+                    format!("mh_table_size must be a prime, not {}", m.get_ref()),
+                )
+            })?;
             check_mh_table_size(size, real_servers.len()).map_err(|e| cx.at(m, e))?;
             options.mh_table_size = Some(size);
         }
@@ -292,11 +462,28 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             Some(p) => match p.get_ref() {
                 toml::Value::Boolean(false) => None,
                 toml::Value::Boolean(true) => Some(Persistence::new(Persistence::DEFAULT_TIMEOUT)),
-                toml::Value::Integer(secs) => match u32::try_from(*secs).ok().filter(|s| (1..=31 * 24 * 3600).contains(s)) {
+                toml::Value::Integer(secs) => match u32::try_from(*secs)
+                    .ok()
+                    .filter(|s| (1..=31 * 24 * 3600).contains(s))
+                {
                     Some(secs) => Some(Persistence::new(secs)),
-                    None => return Err(cx.at(p, format!("persistent must be 1..=2678400 seconds (or true for 300), not {secs}"))),
+                    None => {
+                        return Err(cx.at(
+                            p,
+                            format!(
+                            "persistent must be 1..=2678400 seconds (or true for 300), not {secs}"
+                        ),
+                        ))
+                    }
                 },
-                other => return Err(cx.at(p, format!("persistent must be a number of seconds or true/false, not {other}"))),
+                other => {
+                    return Err(cx.at(
+                        p,
+                        format!(
+                            "persistent must be a number of seconds or true/false, not {other}"
+                        ),
+                    ))
+                }
             },
         };
         if let Some(m) = &s.persistent_netmask {
@@ -309,14 +496,24 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
                 let len = check_netmask6(&text).map_err(|e| cx.at(m, e))?;
                 match options.persistence.as_mut() {
                     Some(p) => p.prefix6 = len,
-                    None => return Err(cx.at(m, "persistent_netmask needs persistent (ipvsadm -M goes with -p)")),
+                    None => {
+                        return Err(cx.at(
+                            m,
+                            "persistent_netmask needs persistent (ipvsadm -M goes with -p)",
+                        ))
+                    }
                 }
             } else {
                 let mask: Ipv4Addr = text.parse().map_err(|_| cx.at(m, format!("persistent_netmask must be a dotted netmask like \"255.255.255.0\", not {text:?}")))?;
                 check_netmask(mask.octets()).map_err(|e| cx.at(m, e))?;
                 match options.persistence.as_mut() {
                     Some(p) => p.netmask = mask.octets(),
-                    None => return Err(cx.at(m, "persistent_netmask needs persistent (ipvsadm -M goes with -p)")),
+                    None => {
+                        return Err(cx.at(
+                            m,
+                            "persistent_netmask needs persistent (ipvsadm -M goes with -p)",
+                        ))
+                    }
                 }
             }
         }
@@ -330,21 +527,45 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         if let Some(h) = &s.health_check {
             let at = |span: std::ops::Range<usize>, reason: String| cx.err_at(span, reason);
             let check = super::health::validate(&at, h)?;
-            if let (Some(sorry), Some(raw)) = (check.sorry_server, h.get_ref().sorry_server.as_ref()) {
-                check_server_family(vip, sorry, forward, real_servers.first().map(|r: &RealServerConfig| r.addr)).map_err(|e| cx.at(raw, e))?;
+            if let (Some(sorry), Some(raw)) =
+                (check.sorry_server, h.get_ref().sorry_server.as_ref())
+            {
+                check_server_family(
+                    vip,
+                    sorry,
+                    forward,
+                    real_servers.first().map(|r: &RealServerConfig| r.addr),
+                )
+                .map_err(|e| cx.at(raw, e))?;
             }
             health.insert((vip, proto), check);
         }
-        services.push(ServiceConfig { vip, proto, scheduler, forward, local_addresses, real_servers });
+        services.push(ServiceConfig {
+            vip,
+            proto,
+            scheduler,
+            forward,
+            local_addresses,
+            real_servers,
+        });
     }
 
     let lcore_map = match &raw.dpdk.lcore_map {
         None => None,
         Some(m) => {
-            let ids: Vec<u32> = m.get_ref().split(',').filter_map(|e| e.split('@').next()?.trim().parse().ok()).collect();
+            let ids: Vec<u32> = m
+                .get_ref()
+                .split(',')
+                .filter_map(|e| e.split('@').next()?.trim().parse().ok())
+                .collect();
             for l in std::iter::once(&raw.dpdk.main_lcore).chain(&worker_lcores) {
                 if !ids.contains(l) {
-                    return Err(cx.at(m, format!("lcore_map does not place lcore {l} (write it as \"LCORE@CPU,...\")")));
+                    return Err(cx.at(
+                        m,
+                        format!(
+                            "lcore_map does not place lcore {l} (write it as \"LCORE@CPU,...\")"
+                        ),
+                    ));
                 }
             }
             Some(m.get_ref().clone())
@@ -362,15 +583,48 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             extra_args: raw.dpdk.extra_args.clone(),
             lcore_map,
         },
-        dataplane: DataplaneConfig { worker_lcores, idle, session_capacity, template_capacity, mbufs, lport_range },
-        socket: PathBuf::from(raw.control.socket.as_deref().unwrap_or("/run/rvs/rvsd.sock")),
+        dataplane: DataplaneConfig {
+            worker_lcores,
+            idle,
+            session_capacity,
+            template_capacity,
+            mbufs,
+            lport_range,
+        },
+        socket: PathBuf::from(
+            raw.control
+                .socket
+                .as_deref()
+                .unwrap_or("/run/rvs/rvsd.sock"),
+        ),
         print_interval: match &raw.metrics.print_interval {
             None => None,
-            Some(v) => Some(u32::try_from(*v.get_ref()).ok().filter(|s| *s >= 1).ok_or_else(|| cx.at(v, format!("print_interval must be a whole number of seconds >= 1, not {}", v.get_ref())))?),
+            Some(v) => Some(
+                u32::try_from(*v.get_ref())
+                    .ok()
+                    .filter(|s| *s >= 1)
+                    .ok_or_else(|| {
+                        cx.at(
+                            v,
+                            format!(
+                                "print_interval must be a whole number of seconds >= 1, not {}",
+                                v.get_ref()
+                            ),
+                        )
+                    })?,
+            ),
         },
         metrics: match &raw.metrics.address {
             None => None,
-            Some(a) => Some(a.get_ref().parse().map_err(|_| cx.at(a, format!("metrics address must be IP:PORT like \"127.0.0.1:9477\", not {:?}", a.get_ref())))?),
+            Some(a) => Some(a.get_ref().parse().map_err(|_| {
+                cx.at(
+                    a,
+                    format!(
+                        "metrics address must be IP:PORT like \"127.0.0.1:9477\", not {:?}",
+                        a.get_ref()
+                    ),
+                )
+            })?),
         },
         interfaces,
         routes,
@@ -382,7 +636,12 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
     })
 }
 
-fn positive(cx: &Ctx<'_>, v: Option<&Spanned<u32>>, default: u32, what: &str) -> Result<u32, ConfigError> {
+fn positive(
+    cx: &Ctx<'_>,
+    v: Option<&Spanned<u32>>,
+    default: u32,
+    what: &str,
+) -> Result<u32, ConfigError> {
     match v {
         None => Ok(default),
         Some(v) if *v.get_ref() == 0 => Err(cx.at(v, format!("{what} must be positive"))),
@@ -419,7 +678,12 @@ fn secs(cx: &Ctx<'_>, v: &Spanned<i64>) -> Result<u32, ConfigError> {
     u32::try_from(*v.get_ref())
         .ok()
         .filter(|s| (1..=31 * 24 * 3600).contains(s))
-        .ok_or_else(|| cx.at(v, format!("timeout must be 1..=2678400 seconds, not {}", v.get_ref())))
+        .ok_or_else(|| {
+            cx.at(
+                v,
+                format!("timeout must be 1..=2678400 seconds, not {}", v.get_ref()),
+            )
+        })
 }
 
 fn parse_socket(s: &str) -> Option<SocketAddr> {
@@ -436,7 +700,10 @@ fn parse_cidr6(s: &str) -> Option<(Ipv6Addr, u8)> {
     let (a, p) = s.split_once('/')?;
     let p: u8 = p.parse().ok()?;
     let a: Ipv6Addr = a.parse().ok()?;
-    let unicast = !a.is_unspecified() && !a.is_multicast() && !a.is_loopback() && a.to_ipv4_mapped().is_none();
+    let unicast = !a.is_unspecified()
+        && !a.is_multicast()
+        && !a.is_loopback()
+        && a.to_ipv4_mapped().is_none();
     ((1..=128).contains(&p) && unicast).then_some((a, p))
 }
 
@@ -455,7 +722,11 @@ fn parse_range(s: &str) -> Option<(u16, u16)> {
 /// What kind of interface `i` is: a DPDK port (`device`; `None`) or an
 /// 802.1Q sub-interface (`link` and `vlan`) of a port among `ports` (the
 /// interfaces validated so far: every port comes before any sub-interface).
-fn interface_kind(cx: &Ctx<'_>, i: &super::raw::RawInterface, ports: &[InterfaceConfig]) -> Result<Option<VlanConfig>, ConfigError> {
+fn interface_kind(
+    cx: &Ctx<'_>,
+    i: &super::raw::RawInterface,
+    ports: &[InterfaceConfig],
+) -> Result<Option<VlanConfig>, ConfigError> {
     let name = i.name.get_ref();
     match (&i.device, &i.link, &i.vlan) {
         (Some(d), None, None) => {

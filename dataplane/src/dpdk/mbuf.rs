@@ -112,7 +112,11 @@ impl Mbuf {
     #[inline]
     pub fn room_mut(&mut self) -> (&mut [u8], usize, usize) {
         let h = self.hdr();
-        let (room, off, len) = (usize::from(h.buf_len), usize::from(h.data_off), usize::from(h.data_len));
+        let (room, off, len) = (
+            usize::from(h.buf_len),
+            usize::from(h.data_off),
+            usize::from(h.data_len),
+        );
         debug_assert!(
             self.hdr().ol_flags & sys::RTE_MBUF_F_INDIRECT == 0 && self.hdr().refcnt == 1,
             "room_mut on a shared mbuf"
@@ -396,7 +400,11 @@ mod tests {
         assert_eq!(m.take_vlan_stripped(), Some(100));
         assert_eq!(m.take_vlan_stripped(), None, "consumed");
         // Tag in the metadata, then in-band through the worker's helpers.
-        let map = crate::vlan::VlanMap::new([crate::vlan::Vlan { port: 1, parent: 0, vid: 100 }]);
+        let map = crate::vlan::VlanMap::new([crate::vlan::Vlan {
+            port: 1,
+            parent: 0,
+            vid: 100,
+        }]);
         m.set_vlan_stripped(100);
         assert_eq!(crate::vlan::mbuf::ingress(&mut m, 0, &map), Some(1));
         assert_eq!(m.len(), 60);

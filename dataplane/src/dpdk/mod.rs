@@ -59,6 +59,6 @@ pub use error::DpdkErrno;
 pub use lcore::{current_lcore, rdtsc, socket_id, LcoreId};
 pub use mbuf::Mbuf;
 pub use mempool::{Mempool, MempoolError};
-pub use prefetch::prefetch;
 pub use port::{Port, PortConfig, PortError, PortId, PortStats, QueueId, RxQueue, TxQueue};
+pub use prefetch::prefetch;
 pub use ring::{MbufRing, RingError};

@@ -612,7 +612,10 @@ impl Port {
     /// [`PortError::Stats`] with DPDK's reason.
     #[cold]
     pub fn xstats(&self) -> Result<Vec<(String, u64)>, PortError> {
-        let err = |ret: i32| PortError::Stats { port: self.id, errno: DpdkErrno::from_ret(ret) };
+        let err = |ret: i32| PortError::Stats {
+            port: self.id,
+            errno: DpdkErrno::from_ret(ret),
+        };
         // SAFETY: valid port; a null array with size 0 asks for the count.
         let n = unsafe { sys::rte_eth_xstats_get_names(self.id.0, std::ptr::null_mut(), 0) };
         if n < 0 {
@@ -622,9 +625,11 @@ impl Port {
         let mut names = vec![sys::rte_eth_xstat_name { name: [0; 64] }; len];
         let mut values = vec![sys::rte_eth_xstat::default(); len];
         // SAFETY: `names` has room for `len` entries.
-        let got_names = unsafe { sys::rte_eth_xstats_get_names(self.id.0, names.as_mut_ptr(), len as u32) };
+        let got_names =
+            unsafe { sys::rte_eth_xstats_get_names(self.id.0, names.as_mut_ptr(), len as u32) };
         // SAFETY: `values` has room for `len` entries.
-        let got_values = unsafe { sys::rte_eth_xstats_get(self.id.0, values.as_mut_ptr(), len as u32) };
+        let got_values =
+            unsafe { sys::rte_eth_xstats_get(self.id.0, values.as_mut_ptr(), len as u32) };
         if got_names < 0 || got_values < 0 {
             return Err(err(got_names.min(got_values)));
         }
@@ -633,7 +638,12 @@ impl Port {
             .iter()
             .zip(&values[..count])
             .map(|(n, v)| {
-                let bytes: Vec<u8> = n.name.iter().take_while(|c| **c != 0).map(|c| *c as u8).collect();
+                let bytes: Vec<u8> = n
+                    .name
+                    .iter()
+                    .take_while(|c| **c != 0)
+                    .map(|c| *c as u8)
+                    .collect();
                 (String::from_utf8_lossy(&bytes).into_owned(), v.value)
             })
             .collect())

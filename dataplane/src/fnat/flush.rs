@@ -22,7 +22,12 @@ impl Pipeline {
     /// path: it walks the whole table (and allocates the list of keys).
     #[cold]
     pub fn flush_server(&mut self, rs_index: u16, now: Millis) -> usize {
-        let keys: Vec<FlowKey> = self.sessions.iter().filter(|s| s.rs_index == rs_index).map(Session::client_key).collect();
+        let keys: Vec<FlowKey> = self
+            .sessions
+            .iter()
+            .filter(|s| s.rs_index == rs_index)
+            .map(Session::client_key)
+            .collect();
         let mut flushed = 0;
         for key in &keys {
             if let Lookup::Hit(slot, _) | Lookup::Expired(slot) = self.sessions.lookup(key, now) {
@@ -36,7 +41,9 @@ impl Pipeline {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{eth, known_servers, tables_with, CLIENT, CLIENT_MAC, LB_MAC, RS1, VIP};
+    use super::super::tests::{
+        eth, known_servers, tables_with, CLIENT, CLIENT_MAC, LB_MAC, RS1, VIP,
+    };
     use super::super::{rewrite, Pipeline, Verdict};
     use crate::session::Endpoint;
     use crate::stats::DropReason;
@@ -44,29 +51,56 @@ mod tests {
     use crate::wire::{ethernet, tcp};
 
     fn syn(client: Endpoint) -> Vec<u8> {
-        eth(LB_MAC, CLIENT_MAC, ethernet::ETHERTYPE_IPV4, &rewrite::tests::tcp_packet(client, VIP, tcp::SYN, b""))
+        eth(
+            LB_MAC,
+            CLIENT_MAC,
+            ethernet::ETHERTYPE_IPV4,
+            &rewrite::tests::tcp_packet(client, VIP, tcp::SYN, b""),
+        )
     }
 
     #[test]
     fn flushing_a_server_removes_its_sessions_only_and_gives_back_what_they_held() {
-        let mut p = Pipeline::new(tables_with((5000, 5099), |_| {}), known_servers(), 64, 42, 0, 1);
+        let mut p = Pipeline::new(
+            tables_with((5000, 5099), |_| {}),
+            known_servers(),
+            64,
+            42,
+            0,
+            1,
+        );
         // Round robin: even clients go to rs1 (index 0), odd ones to rs2.
         for i in 0..6 {
             let mut f = syn(Endpoint::at(CLIENT.ip, 40000 + i));
-            assert_eq!(p.process(&mut f, 0, Millis(1)), Verdict::Forward { port: 0 });
+            assert_eq!(
+                p.process(&mut f, 0, Millis(1)),
+                Verdict::Forward { port: 0 }
+            );
         }
         assert_eq!(p.sessions().iter().filter(|s| s.rs == RS1).count(), 3);
         let free_before = p.pools()[0].available();
         assert_eq!(p.flush_server(0, Millis(2)), 3);
         assert_eq!(p.sessions().len(), 3);
         assert!(p.sessions().iter().all(|s| s.rs_index == 1));
-        assert_eq!(p.pools()[0].available(), free_before + 3, "local ports go back to the pool");
+        assert_eq!(
+            p.pools()[0].available(),
+            free_before + 3,
+            "local ports go back to the pool"
+        );
         assert_eq!(p.rs_conns()[0].total(), 0);
         assert_eq!(p.rs_conns()[1].total(), 3);
         assert_eq!(p.counters.sessions_expired, 3);
         // A later segment of a flushed connection finds no session.
-        let mut f = eth(LB_MAC, CLIENT_MAC, ethernet::ETHERTYPE_IPV4, &rewrite::tests::tcp_packet(Endpoint::at(CLIENT.ip, 40000), VIP, tcp::ACK, b"x"));
-        assert_eq!(p.process(&mut f, 0, Millis(3)), Verdict::Drop(DropReason::NoSession));
+        let mut f = eth(
+            LB_MAC,
+            CLIENT_MAC,
+            ethernet::ETHERTYPE_IPV4,
+            &rewrite::tests::tcp_packet(Endpoint::at(CLIENT.ip, 40000), VIP, tcp::ACK, b"x"),
+        );
+        assert_eq!(
+            p.process(&mut f, 0, Millis(3)),
+            Verdict::Drop(DropReason::NoSession)
+        );
         // Nothing left to flush.
         assert_eq!(p.flush_server(0, Millis(4)), 0);
     }

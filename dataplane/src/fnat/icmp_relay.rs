@@ -50,7 +50,14 @@ fn quoted(icmp: &[u8]) -> Option<(usize, FlowKey)> {
     }
     let ip = |o: usize| [inner[o], inner[o + 1], inner[o + 2], inner[o + 3]];
     let port = |o: usize| u16::from_be_bytes([inner[ihl + o], inner[ihl + o + 1]]);
-    Some((ihl, FlowKey { src: Endpoint::new(ip(12), port(0)), dst: Endpoint::new(ip(16), port(2)), proto }))
+    Some((
+        ihl,
+        FlowKey {
+            src: Endpoint::new(ip(12), port(0)),
+            dst: Endpoint::new(ip(16), port(2)),
+            proto,
+        },
+    ))
 }
 
 /// Where a relayed error goes: its session, the addresses of the side it
@@ -68,12 +75,21 @@ impl Pipeline {
     /// Relays an ICMP error about a session; `None` if it quotes none here
     /// and no other worker owns it.
     #[cold]
-    pub(super) fn relay_icmp_error(&mut self, l2: &mut [u8], l3: &mut [u8], now: Millis) -> Option<Verdict> {
+    pub(super) fn relay_icmp_error(
+        &mut self,
+        l2: &mut [u8],
+        l3: &mut [u8],
+        now: Millis,
+    ) -> Option<Verdict> {
         let ohl = usize::from(l3[0] & 0x0f) * 4;
         let total = usize::from(u16::from_be_bytes([l3[2], l3[3]])).clamp(ohl, l3.len());
         let (ihl, q) = quoted(l3.get(ohl..total)?)?;
         // What the error's sender would send next on that flow.
-        let key = FlowKey { src: q.dst, dst: q.src, proto: q.proto };
+        let key = FlowKey {
+            src: q.dst,
+            dst: q.src,
+            proto: q.proto,
+        };
         let r = match self.relay_target(&key, now, true) {
             Ok(r) => r,
             Err(v) => return v,
@@ -82,7 +98,15 @@ impl Pipeline {
             if l3[8] <= 1 {
                 return Some(Verdict::Drop(DropReason::TtlExceeded));
             }
-            rewrite(&mut l3[..total], ohl, ihl, r.src.ip.v4_bits(), r.dst.ip.v4_bits(), r.dst, r.src);
+            rewrite(
+                &mut l3[..total],
+                ohl,
+                ihl,
+                r.src.ip.v4_bits(),
+                r.dst.ip.v4_bits(),
+                r.dst,
+                r.src,
+            );
         }
         Some(self.relay_send(l2, &r))
     }
@@ -105,8 +129,16 @@ impl Pipeline {
             return Err(Some(Verdict::Drop(DropReason::UnsupportedL4)));
         }
         // DR and TUN pass a client's error on to the server as it is.
-        let untouched = matches!(s.forward(), Forward::Dr | Forward::Tun) && dir == Direction::Inbound;
-        Ok(Relay { s, src, dst, port, mac, untouched })
+        let untouched =
+            matches!(s.forward(), Forward::Dr | Forward::Tun) && dir == Direction::Inbound;
+        Ok(Relay {
+            s,
+            src,
+            dst,
+            port,
+            mac,
+            untouched,
+        })
     }
 
     /// Addresses the (rewritten) error to its next hop (wrapped for a TUN
@@ -116,7 +148,12 @@ impl Pipeline {
         l2[0..6].copy_from_slice(&r.mac);
         l2[6..12].copy_from_slice(&own);
         if r.untouched && r.s.forward() == Forward::Tun {
-            self.reshape = Some(super::Reshape::Encap(self.encap_toward(r.port, r.s.rs.ip, r.s.client_port, r.s.client_mac)));
+            self.reshape = Some(super::Reshape::Encap(self.encap_toward(
+                r.port,
+                r.s.rs.ip,
+                r.s.client_port,
+                r.s.client_mac,
+            )));
         }
         self.counters.icmp_relayed += 1;
         Verdict::Forward { port: r.port }
@@ -126,7 +163,12 @@ impl Pipeline {
     /// packet too big, time exceeded, parameter problem), whose quote is an
     /// IPv6 header followed directly by TCP or UDP.
     #[cold]
-    pub(super) fn relay_icmpv6_error(&mut self, l2: &mut [u8], l3: &mut [u8], now: Millis) -> Option<Verdict> {
+    pub(super) fn relay_icmpv6_error(
+        &mut self,
+        l2: &mut [u8],
+        l3: &mut [u8],
+        now: Millis,
+    ) -> Option<Verdict> {
         const H: usize = ipv6::HEADER_LEN;
         let total = (H + usize::from(u16::from_be_bytes([l3[4], l3[5]]))).min(l3.len());
         let q = H + 8;
@@ -140,8 +182,15 @@ impl Pipeline {
         let addr = |o: usize| Addr::v6(<[u8; 16]>::try_from(&l3[o..o + 16]).unwrap_or_default());
         let port = |o: usize| u16::from_be_bytes([l3[o], l3[o + 1]]);
         let l4 = q + H;
-        let (qsrc, qdst) = (Endpoint::at(addr(q + 8), port(l4)), Endpoint::at(addr(q + 24), port(l4 + 2)));
-        let key = FlowKey { src: qdst, dst: qsrc, proto };
+        let (qsrc, qdst) = (
+            Endpoint::at(addr(q + 8), port(l4)),
+            Endpoint::at(addr(q + 24), port(l4 + 2)),
+        );
+        let key = FlowKey {
+            src: qdst,
+            dst: qsrc,
+            proto,
+        };
         let r = match self.relay_target(&key, now, false) {
             Ok(r) => r,
             Err(v) => return v,
@@ -152,7 +201,11 @@ impl Pipeline {
                 return Some(Verdict::Drop(DropReason::TtlExceeded));
             }
             // The quoted packet: what the other side sent, turned around.
-            let csum_at = if proto == ipv4::PROTO_UDP { Some(l4 + 6) } else { Some(l4 + 16).filter(|o| o + 2 <= total) };
+            let csum_at = if proto == ipv4::PROTO_UDP {
+                Some(l4 + 6)
+            } else {
+                Some(l4 + 16).filter(|o| o + 2 <= total)
+            };
             if let Some(o) = csum_at {
                 let mut c = u16::from_be_bytes([l3[o], l3[o + 1]]);
                 c = checksum::update_u128(c, qsrc.ip.octets(), dst.ip.octets());
@@ -180,7 +233,9 @@ impl Pipeline {
     fn icmp_owner(&self, key: &FlowKey) -> Option<Verdict> {
         if let Some(svc) = self.tables.service_at(key.dst, key.proto) {
             let owner = self.owner_of_client(svc, key);
-            return (owner != usize::from(self.worker)).then_some(Verdict::Redirect { worker: owner as u16 });
+            return (owner != usize::from(self.worker)).then_some(Verdict::Redirect {
+                worker: owner as u16,
+            });
         }
         match self.miss_not_a_service(key) {
             v @ Verdict::Redirect { .. } => Some(v),
@@ -192,15 +247,30 @@ impl Pipeline {
 /// Rewrites an IPv4 ICMP error (`l3`, outer header `ohl` bytes, quoted
 /// header `ihl` bytes) to go `outer_src → outer_dst` and quote
 /// `inner_src → inner_dst`.
-fn rewrite(l3: &mut [u8], ohl: usize, ihl: usize, outer_src: [u8; 4], outer_dst: [u8; 4], inner_src: Endpoint, inner_dst: Endpoint) {
+fn rewrite(
+    l3: &mut [u8],
+    ohl: usize,
+    ihl: usize,
+    outer_src: [u8; 4],
+    outer_dst: [u8; 4],
+    inner_src: Endpoint,
+    inner_dst: Endpoint,
+) {
     let q = ohl + 8;
     let proto = l3[q + 9];
     let old_src = [l3[q + 12], l3[q + 13], l3[q + 14], l3[q + 15]];
     let old_dst = [l3[q + 16], l3[q + 17], l3[q + 18], l3[q + 19]];
     let l4 = q + ihl;
-    let old_ports = [u16::from_be_bytes([l3[l4], l3[l4 + 1]]), u16::from_be_bytes([l3[l4 + 2], l3[l4 + 3]])];
+    let old_ports = [
+        u16::from_be_bytes([l3[l4], l3[l4 + 1]]),
+        u16::from_be_bytes([l3[l4 + 2], l3[l4 + 3]]),
+    ];
     // The quoted transport checksum, where the quote holds it.
-    let csum_at = if proto == ipv4::PROTO_UDP { Some(l4 + 6) } else { Some(l4 + 16).filter(|o| o + 2 <= l3.len()) };
+    let csum_at = if proto == ipv4::PROTO_UDP {
+        Some(l4 + 6)
+    } else {
+        Some(l4 + 16).filter(|o| o + 2 <= l3.len())
+    };
     if let Some(o) = csum_at {
         let mut c = u16::from_be_bytes([l3[o], l3[o + 1]]);
         if !(proto == ipv4::PROTO_UDP && c == 0) {
@@ -246,7 +316,14 @@ mod tests {
         inner[20..24].copy_from_slice(&[0x13, 0x88, 0x00, 0x35]);
         m.extend_from_slice(&inner);
         let (ihl, k) = quoted(&m).unwrap();
-        assert_eq!((ihl, k.src, k.dst), (20, Endpoint::new([10, 0, 0, 1], 5000), Endpoint::new([10, 0, 0, 2], 53)));
+        assert_eq!(
+            (ihl, k.src, k.dst),
+            (
+                20,
+                Endpoint::new([10, 0, 0, 1], 5000),
+                Endpoint::new([10, 0, 0, 2], 53)
+            )
+        );
         m[8 + 9] = 47;
         assert!(quoted(&m).is_none(), "GRE");
         assert!(quoted(&m[..20]).is_none(), "truncated quote");

@@ -109,10 +109,13 @@ use std::sync::Arc;
 
 use crate::laddr::{owner_of, PortPool};
 use crate::neigh::{self, NeighEntry, NeighEvent, NeighMap};
+use crate::packet::PacketBuf;
 use crate::sched::{Backends, Flow, Scheduler};
 use crate::session::template::{Template, TemplateKey, TemplateSlot, TemplateTable, NO_TEMPLATE};
-use crate::session::{tcp_state, Addr, Direction, Endpoint, FlowKey, InsertError, Lookup, Session, SessionTable, SlotId, TcpState, LADDR_DR, LADDR_NAT, LADDR_TUN};
-use crate::packet::PacketBuf;
+use crate::session::{
+    tcp_state, Addr, Direction, Endpoint, FlowKey, InsertError, Lookup, Session, SessionTable,
+    SlotId, TcpState, LADDR_DR, LADDR_NAT, LADDR_TUN,
+};
 use crate::stats::{Counters, DropReason};
 use crate::tables::{Forward, RealServer, Service, Tables, Thresholds};
 use crate::time::Millis;
@@ -273,15 +276,21 @@ impl Backends for View<'_> {
     }
     #[inline]
     fn active(&self, i: usize) -> u32 {
-        self.conns.get(usize::from(self.servers[i].index)).map_or(0, |c| c.active)
+        self.conns
+            .get(usize::from(self.servers[i].index))
+            .map_or(0, |c| c.active)
     }
     #[inline]
     fn inactive(&self, i: usize) -> u32 {
-        self.conns.get(usize::from(self.servers[i].index)).map_or(0, |c| c.inactive)
+        self.conns
+            .get(usize::from(self.servers[i].index))
+            .map_or(0, |c| c.inactive)
     }
     #[inline]
     fn overloaded(&self, i: usize) -> bool {
-        self.limits.get(usize::from(self.servers[i].index)).is_some_and(RsLimit::refuses)
+        self.limits
+            .get(usize::from(self.servers[i].index))
+            .is_some_and(RsLimit::refuses)
     }
     #[inline]
     fn id(&self, i: usize) -> u16 {
@@ -327,7 +336,14 @@ impl Pipeline {
     /// Pipeline of worker `worker` (of `workers`) forwarding by `tables`
     /// and `neigh`, with room for `capacity` sessions.
     #[must_use]
-    pub fn new(tables: Arc<Tables>, neigh: Arc<NeighMap>, capacity: u32, seed: u64, worker: u16, workers: u16) -> Self {
+    pub fn new(
+        tables: Arc<Tables>,
+        neigh: Arc<NeighMap>,
+        capacity: u32,
+        seed: u64,
+        worker: u16,
+        workers: u16,
+    ) -> Self {
         let mut p = Self {
             sessions: SessionTable::new(capacity, seed),
             pools: Vec::new(),
@@ -376,7 +392,8 @@ impl Pipeline {
     fn adopt(&mut self, tables: &Tables) {
         let (lo, hi) = tables.lport_range;
         while self.pools.len() < tables.laddrs.len() {
-            self.pools.push(PortPool::new_slice(lo, hi, self.workers, self.worker));
+            self.pools
+                .push(PortPool::new_slice(lo, hi, self.workers, self.worker));
         }
         self.laddr_cursor = vec![0; tables.services.len()];
         let rs_count = usize::from(tables.rs_count);
@@ -391,16 +408,29 @@ impl Pipeline {
         let mut old = std::mem::take(&mut self.scheds);
         let mut scheds = Vec::with_capacity(tables.services.len());
         for (k, s) in tables.services.iter().enumerate() {
-            let view = View { servers: &s.servers, conns: &self.rs_conns, limits: &self.rs_limits };
-            let before = self.tables.services.iter().position(|o| o.vip == s.vip && o.proto == s.proto);
-            let kept = before.filter(|&j| old.get(j).is_some_and(|x| x.kind() == s.sched)).map(|j| {
-                let mut sched = std::mem::replace(&mut old[j], Scheduler::WeightedLeastConnection);
-                if self.tables.services[j].servers != s.servers {
-                    sched.servers_changed(&view);
-                }
-                sched
-            });
-            scheds.push(kept.unwrap_or_else(|| Scheduler::new(s.sched, &view, self.sched_seed ^ k as u64)));
+            let view = View {
+                servers: &s.servers,
+                conns: &self.rs_conns,
+                limits: &self.rs_limits,
+            };
+            let before = self
+                .tables
+                .services
+                .iter()
+                .position(|o| o.vip == s.vip && o.proto == s.proto);
+            let kept = before
+                .filter(|&j| old.get(j).is_some_and(|x| x.kind() == s.sched))
+                .map(|j| {
+                    let mut sched =
+                        std::mem::replace(&mut old[j], Scheduler::WeightedLeastConnection);
+                    if self.tables.services[j].servers != s.servers {
+                        sched.servers_changed(&view);
+                    }
+                    sched
+                });
+            scheds.push(
+                kept.unwrap_or_else(|| Scheduler::new(s.sched, &view, self.sched_seed ^ k as u64)),
+            );
         }
         self.scheds = scheds;
     }
@@ -574,11 +604,31 @@ impl Pipeline {
     }
 
     /// How a TUN session's packets leave on `port` toward `rs`.
-    fn encap_toward(&self, port: u16, rs: Addr, client_port: u16, client_mac: MacAddr) -> tunnel::Encap {
+    fn encap_toward(
+        &self,
+        port: u16,
+        rs: Addr,
+        client_port: u16,
+        client_mac: MacAddr,
+    ) -> tunnel::Encap {
         let iface = self.tables.interfaces.get(usize::from(port));
         let mtu = iface.map_or(1500, |i| i.mtu);
-        let src = if rs.is_v4() { Addr::v4(iface.map_or([0; 4], |i| i.addr)) } else { self.tables.port_addr6(port).map_or(Addr::UNSPECIFIED, Addr::v6) };
-        tunnel::Encap { src, dst: rs, mtu, port, client_port, client_port_mac: self.port_mac(client_port), client_mac }
+        let src = if rs.is_v4() {
+            Addr::v4(iface.map_or([0; 4], |i| i.addr))
+        } else {
+            self.tables
+                .port_addr6(port)
+                .map_or(Addr::UNSPECIFIED, Addr::v6)
+        };
+        tunnel::Encap {
+            src,
+            dst: rs,
+            mtu,
+            port,
+            client_port,
+            client_port_mac: self.port_mac(client_port),
+            client_mac,
+        }
     }
 
     /// Grows, shrinks or rewrites the frame as the handler asked.
@@ -590,7 +640,11 @@ impl Pipeline {
                 verdict
             }
             Reshape::Translate { proto, src, dst } => {
-                let done = if src.ip.is_v4() { nat64::to_v4(pkt, proto, src, dst) } else { nat64::to_v6(pkt, proto, src, dst) };
+                let done = if src.ip.is_v4() {
+                    nat64::to_v4(pkt, proto, src, dst)
+                } else {
+                    nat64::to_v6(pkt, proto, src, dst)
+                };
                 done.map_or_else(Verdict::Drop, |()| verdict)
             }
         }
@@ -605,7 +659,9 @@ impl Pipeline {
             tunnel::Outcome::FragNeeded => {
                 // The packet itself is dropped; the sender learns the MTU.
                 self.counters.drop(DropReason::TooBig);
-                Verdict::Forward { port: e.client_port }
+                Verdict::Forward {
+                    port: e.client_port,
+                }
             }
             tunnel::Outcome::Dropped(r) => Verdict::Drop(r),
         }
@@ -624,7 +680,10 @@ impl Pipeline {
     }
 
     fn port_mac(&self, port: u16) -> MacAddr {
-        self.tables.interfaces.get(usize::from(port)).map_or([0; 6], |i| i.mac)
+        self.tables
+            .interfaces
+            .get(usize::from(port))
+            .map_or([0; 6], |i| i.mac)
     }
 
     #[inline]
@@ -638,7 +697,14 @@ impl Pipeline {
             ipv4::PROTO_TCP | ipv4::PROTO_UDP => {}
             ipv4::PROTO_ICMP => return self.handle_icmp(l2, l3, in_port, now),
             _ => {
-                return self.punt_or(Addr::v4(dst), if self.tables.owns(Addr::v4(dst)) { DropReason::UnsupportedL4 } else { DropReason::NotForUs });
+                return self.punt_or(
+                    Addr::v4(dst),
+                    if self.tables.owns(Addr::v4(dst)) {
+                        DropReason::UnsupportedL4
+                    } else {
+                        DropReason::NotForUs
+                    },
+                );
             }
         }
         if ip.is_fragment() {
@@ -648,7 +714,11 @@ impl Pipeline {
         let Some((sport, dport, flags)) = l4_ports(ip.payload(), is_udp) else {
             return Verdict::Drop(DropReason::Malformed);
         };
-        let key = FlowKey { src: Endpoint::new(src, sport), dst: Endpoint::new(dst, dport), proto };
+        let key = FlowKey {
+            src: Endpoint::new(src, sport),
+            dst: Endpoint::new(dst, dport),
+            proto,
+        };
         if ip.ttl() <= 1 {
             return Verdict::Drop(DropReason::TtlExceeded);
         }
@@ -675,7 +745,16 @@ impl Pipeline {
             ipv4::PROTO_TCP | ipv4::PROTO_UDP => {}
             icmpv6::NEXT_HEADER => return self.handle_icmpv6(l2, l3, in_port, now),
             ipv6::NEXT_FRAGMENT => return Verdict::Drop(DropReason::Fragment),
-            _ => return self.punt_or(dst, if self.tables.owns(dst) { DropReason::UnsupportedL4 } else { DropReason::NotForUs }),
+            _ => {
+                return self.punt_or(
+                    dst,
+                    if self.tables.owns(dst) {
+                        DropReason::UnsupportedL4
+                    } else {
+                        DropReason::NotForUs
+                    },
+                )
+            }
         }
         let is_udp = proto == ipv4::PROTO_UDP;
         let Some((sport, dport, flags)) = l4_ports(ip.payload(), is_udp) else {
@@ -684,14 +763,26 @@ impl Pipeline {
         if ip.hop_limit() <= 1 {
             return Verdict::Drop(DropReason::TtlExceeded);
         }
-        let key = FlowKey { src: Endpoint::at(src, sport), dst: Endpoint::at(dst, dport), proto };
+        let key = FlowKey {
+            src: Endpoint::at(src, sport),
+            dst: Endpoint::at(dst, dport),
+            proto,
+        };
         self.handle_flow(l2, l3, key, flags, in_port, now)
     }
 
     /// A TCP segment or UDP datagram of either family, by its flow key:
     /// forward through its session, or create one, or say why not.
     #[inline]
-    fn handle_flow(&mut self, l2: &mut [u8], l3: &mut [u8], key: FlowKey, flags: u8, in_port: u16, now: Millis) -> Verdict {
+    fn handle_flow(
+        &mut self,
+        l2: &mut [u8],
+        l3: &mut [u8],
+        key: FlowKey,
+        flags: u8,
+        in_port: u16,
+        now: Millis,
+    ) -> Verdict {
         let (proto, is_udp) = (key.proto, key.proto == ipv4::PROTO_UDP);
         match self.sessions.lookup(&key, now) {
             Lookup::Hit(slot, Direction::Outbound) => {
@@ -718,7 +809,9 @@ impl Pipeline {
         };
         let owner = self.owner_of_client(svc, &key);
         if owner != usize::from(self.worker) {
-            return Verdict::Redirect { worker: owner as u16 };
+            return Verdict::Redirect {
+                worker: owner as u16,
+            };
         }
         if !is_udp && !is_new_syn(flags) {
             return Verdict::Drop(DropReason::NoSession);
@@ -728,7 +821,12 @@ impl Pipeline {
             Ok(slot) => {
                 let v = self.forward(l2, l3, slot, Direction::Inbound, flags, now);
                 // One-packet DR/TUN: no reply comes this way; nothing to keep.
-                if self.sessions.is_rs_only(slot) && self.sessions.get(slot).is_some_and(|s| matches!(s.forward(), Forward::Dr | Forward::Tun)) {
+                if self.sessions.is_rs_only(slot)
+                    && self
+                        .sessions
+                        .get(slot)
+                        .is_some_and(|s| matches!(s.forward(), Forward::Dr | Forward::Tun))
+                {
                     self.expire(slot);
                 }
                 v
@@ -753,30 +851,58 @@ impl Pipeline {
         if self.tables.laddr_index(dst).is_some() {
             let owner = owner_of(key.dst.port, self.workers);
             if owner != usize::from(self.worker) {
-                return Verdict::Redirect { worker: owner as u16 };
+                return Verdict::Redirect {
+                    worker: owner as u16,
+                };
             }
             return Verdict::Drop(DropReason::NoSession);
         }
         if !self.tables.owns(dst) {
             if let Some(svc) = self.tables.nat_service_of(key.src, key.proto) {
                 let vip = self.tables.services[svc].vip;
-                let owner = self.owner_of_client(svc, &FlowKey { src: key.dst, dst: vip, proto: key.proto });
+                let owner = self.owner_of_client(
+                    svc,
+                    &FlowKey {
+                        src: key.dst,
+                        dst: vip,
+                        proto: key.proto,
+                    },
+                );
                 if owner != usize::from(self.worker) {
-                    return Verdict::Redirect { worker: owner as u16 };
+                    return Verdict::Redirect {
+                        worker: owner as u16,
+                    };
                 }
                 return Verdict::Drop(DropReason::NoSession);
             }
         }
-        self.punt_or(dst, if self.tables.owns(dst) { DropReason::NoService } else { DropReason::NotForUs })
+        self.punt_or(
+            dst,
+            if self.tables.owns(dst) {
+                DropReason::NoService
+            } else {
+                DropReason::NotForUs
+            },
+        )
     }
 
     fn is_reusable(&self, slot: SlotId) -> bool {
-        self.sessions.get(slot).is_some_and(|s| matches!(s.state, TcpState::TimeWait | TcpState::Close))
+        self.sessions
+            .get(slot)
+            .is_some_and(|s| matches!(s.state, TcpState::TimeWait | TcpState::Close))
     }
 
     /// Rewrites and addresses a frame of an existing session.
     #[inline]
-    fn forward(&mut self, l2: &mut [u8], l3: &mut [u8], slot: SlotId, dir: Direction, flags: u8, now: Millis) -> Verdict {
+    fn forward(
+        &mut self,
+        l2: &mut [u8],
+        l3: &mut [u8],
+        slot: SlotId,
+        dir: Direction,
+        flags: u8,
+        now: Millis,
+    ) -> Verdict {
         let timeouts = self.tables.timeouts;
         let Some(s) = self.sessions.get_mut(slot) else {
             return Verdict::Drop(DropReason::NoSession);
@@ -797,7 +923,11 @@ impl Pipeline {
             }
             s.state = new_state;
         }
-        s.expires = now.plus_secs(if is_udp { timeouts.udp_secs } else { timeouts.tcp(new_state) });
+        s.expires = now.plus_secs(if is_udp {
+            timeouts.udp_secs
+        } else {
+            timeouts.tcp(new_state)
+        });
         // FULLNAT: laddr is the local address; NAT: laddr is the client, so
         // the same four-field rewrite keeps the client's address and port.
         let (src, dst, port, mac) = match dir {
@@ -807,12 +937,20 @@ impl Pipeline {
         // DR, TUN: the IP packet goes on untouched; only the Ethernet header
         // changes (and TUN wraps it, once the caller has the whole buffer).
         let untouched = matches!(fwd, Forward::Dr | Forward::Tun);
-        let tun = (fwd == Forward::Tun && dir == Direction::Inbound).then_some((s.client_port, s.client_mac, s.rs.ip));
+        let tun = (fwd == Forward::Tun && dir == Direction::Inbound).then_some((
+            s.client_port,
+            s.client_mac,
+            s.rs.ip,
+        ));
         // FULLNAT64: the packet changes family, which only the caller (who
         // holds the whole buffer) can do.
         let translate = !untouched && src.ip.is_v4() != (l3.first().map(|b| b >> 4) == Some(4));
         if translate {
-            self.reshape = Some(Reshape::Translate { proto: s.proto, src, dst });
+            self.reshape = Some(Reshape::Translate {
+                proto: s.proto,
+                src,
+                dst,
+            });
         } else if !untouched && rewrite::rewrite(l3, s.proto, src, dst).is_err() {
             return Verdict::Drop(DropReason::Malformed);
         }
@@ -832,7 +970,12 @@ impl Pipeline {
             eth.set_src(own);
         }
         if let Some((client_port, client_mac, outer_dst)) = tun {
-            self.reshape = Some(Reshape::Encap(self.encap_toward(port, outer_dst, client_port, client_mac)));
+            self.reshape = Some(Reshape::Encap(self.encap_toward(
+                port,
+                outer_dst,
+                client_port,
+                client_mac,
+            )));
         }
         Verdict::Forward { port }
     }
@@ -843,28 +986,70 @@ impl Pipeline {
     /// the kernel, and expires on its own).
     #[cold]
     #[inline(never)]
-    fn create_session(&mut self, svc_idx: usize, key: FlowKey, client_mac: MacAddr, in_port: u16, now: Millis) -> Result<SlotId, DropReason> {
+    fn create_session(
+        &mut self,
+        svc_idx: usize,
+        key: FlowKey,
+        client_mac: MacAddr,
+        in_port: u16,
+        now: Millis,
+    ) -> Result<SlotId, DropReason> {
         // Field borrows, not an Arc clone: no shared refcount traffic here.
         let tables: &Tables = &self.tables;
         let svc = &tables.services[svc_idx];
-        let view = View { servers: &svc.servers, conns: &self.rs_conns, limits: &self.rs_limits };
-        let flow = Flow { client: key.src.ip.fold32(), client_port: key.src.port, vip: key.dst.ip.fold32(), vip_port: key.dst.port };
+        let view = View {
+            servers: &svc.servers,
+            conns: &self.rs_conns,
+            limits: &self.rs_limits,
+        };
+        let flow = Flow {
+            client: key.src.ip.fold32(),
+            client_port: key.src.port,
+            vip: key.dst.ip.fold32(),
+            vip_port: key.dst.port,
+        };
         let sched = &mut self.scheds[svc_idx];
         let (i, template) = match svc.persistence {
-            None => (sched.pick(&svc.sched_table, svc.sched_flags, &view, &flow, now).ok_or(DropReason::NoRealServer)?, NO_TEMPLATE),
+            None => (
+                sched
+                    .pick(&svc.sched_table, svc.sched_flags, &view, &flow, now)
+                    .ok_or(DropReason::NoRealServer)?,
+                NO_TEMPLATE,
+            ),
             Some(p) => {
-                let tkey = TemplateKey { client: p.mask(key.src.ip), vip: key.dst, proto: key.proto };
-                persist(&mut self.templates, &mut self.templates_full, tkey, p.timeout_secs, svc, sched, &view, &flow, now)?
+                let tkey = TemplateKey {
+                    client: p.mask(key.src.ip),
+                    vip: key.dst,
+                    proto: key.proto,
+                };
+                persist(
+                    &mut self.templates,
+                    &mut self.templates_full,
+                    tkey,
+                    p.timeout_secs,
+                    svc,
+                    sched,
+                    &view,
+                    &flow,
+                    now,
+                )?
             }
         };
         let rs = svc.servers[i];
         let (rs_port, nh) = tables.next_hop(rs.addr.ip).ok_or(DropReason::NotForUs)?;
         let Some(rs_mac) = self.neigh.lookup(nh) else {
-            self.report(NeighEvent::Wanted { ip: nh, port: rs_port });
+            self.report(NeighEvent::Wanted {
+                ip: nh,
+                port: rs_port,
+            });
             self.held_for = nh;
             return Err(DropReason::NeighbourMiss);
         };
-        let n = if rs.forward == Forward::FullNat { svc.laddrs.len() } else { 0 };
+        let n = if rs.forward == Forward::FullNat {
+            svc.laddrs.len()
+        } else {
+            0
+        };
         let mut chosen = None;
         for k in 0..n {
             let pos = (self.laddr_cursor[svc_idx] + k) % n;
@@ -886,8 +1071,16 @@ impl Pipeline {
             Forward::Tun => (usize::from(LADDR_TUN), key.src),
         };
         // UDP sessions stay ESTABLISHED with the UDP timeout (see `Session::state`).
-        let state = if key.proto == ipv4::PROTO_UDP { TcpState::Established } else { TcpState::None };
-        let timeout = if key.proto == ipv4::PROTO_UDP { tables.timeouts.udp_secs } else { tables.timeouts.tcp(state) };
+        let state = if key.proto == ipv4::PROTO_UDP {
+            TcpState::Established
+        } else {
+            TcpState::None
+        };
+        let timeout = if key.proto == ipv4::PROTO_UDP {
+            tables.timeouts.udp_secs
+        } else {
+            tables.timeouts.tcp(state)
+        };
         let session = Session {
             proto: key.proto,
             client: key.src,
@@ -905,14 +1098,20 @@ impl Pipeline {
             rs_mac,
         };
         let one_packet = svc.ops && key.proto == ipv4::PROTO_UDP;
-        let inserted = if one_packet { self.sessions.insert_rs_only(session) } else { self.sessions.insert(session) };
+        let inserted = if one_packet {
+            self.sessions.insert_rs_only(session)
+        } else {
+            self.sessions.insert(session)
+        };
         match inserted {
             // One-packet NAT: the same client port to the same server again
             // before the last reply; that session carries this datagram too.
-            Err(InsertError::Duplicate) if one_packet && rs.forward == Forward::Nat => match self.sessions.lookup(&session.rs_key(), now) {
-                Lookup::Hit(slot, _) => Ok(slot),
-                _ => Err(DropReason::SessionTableFull),
-            },
+            Err(InsertError::Duplicate) if one_packet && rs.forward == Forward::Nat => {
+                match self.sessions.lookup(&session.rs_key(), now) {
+                    Lookup::Hit(slot, _) => Ok(slot),
+                    _ => Err(DropReason::SessionTableFull),
+                }
+            }
             Ok(slot) => {
                 let ri = usize::from(rs.index);
                 if let Some(c) = self.rs_conns.get_mut(ri) {
@@ -999,7 +1198,13 @@ impl Pipeline {
     /// learn from solicitations and advertisements), echo to owned addresses;
     /// the rest goes to the kernel when it is for an interface address.
     #[cold]
-    fn handle_icmpv6(&mut self, l2: &mut [u8], l3: &mut [u8], in_port: u16, now: Millis) -> Verdict {
+    fn handle_icmpv6(
+        &mut self,
+        l2: &mut [u8],
+        l3: &mut [u8],
+        in_port: u16,
+        now: Millis,
+    ) -> Verdict {
         let Ok(ip) = ipv6::Packet::new_checked(&*l3) else {
             return Verdict::Drop(DropReason::Malformed);
         };
@@ -1019,26 +1224,43 @@ impl Pipeline {
         let msg = ip.payload();
         match msg[0] {
             icmpv6::NEIGHBOR_SOLICITATION | icmpv6::NEIGHBOR_ADVERTISEMENT => {
-                let Some(target) = icmpv6::nd_target(msg).filter(|_| hop_limit == icmpv6::ND_HOP_LIMIT) else {
+                let Some(target) =
+                    icmpv6::nd_target(msg).filter(|_| hop_limit == icmpv6::ND_HOP_LIMIT)
+                else {
                     return Verdict::Drop(DropReason::Malformed);
                 };
                 let ip6 = Addr::v6(target);
-                let (own, smac) = (self.port_mac(in_port), ethernet::Frame::new_checked(&*l2).map_or([0; 6], |e| e.src()));
+                let (own, smac) = (
+                    self.port_mac(in_port),
+                    ethernet::Frame::new_checked(&*l2).map_or([0; 6], |e| e.src()),
+                );
                 if msg[0] == icmpv6::NEIGHBOR_ADVERTISEMENT {
                     let tlla = icmpv6::link_layer_option(msg, icmpv6::OPT_TARGET_LL);
                     if self.tables.owns(ip6) {
                         // Another host advertises one of our addresses.
                         if smac != own && tlla != Some(own) {
-                            self.report(NeighEvent::Duplicate { ip: ip6, mac: tlla.unwrap_or(smac), port: in_port });
+                            self.report(NeighEvent::Duplicate {
+                                ip: ip6,
+                                mac: tlla.unwrap_or(smac),
+                                port: in_port,
+                            });
                         }
                     } else if let Some(mac) = tlla {
                         // Reported even with a known MAC: it confirms the entry (control's refresh).
                         if self.tables.on_link(in_port, ip6) {
-                            self.report(NeighEvent::Learned(NeighEntry { ip: ip6, mac, port: in_port }));
+                            self.report(NeighEvent::Learned(NeighEntry {
+                                ip: ip6,
+                                mac,
+                                port: in_port,
+                            }));
                         }
                     }
                     // The kernel resolves its own neighbours: it needs the answers too.
-                    return if self.punt { Verdict::Punt } else { Verdict::Consumed };
+                    return if self.punt {
+                        Verdict::Punt
+                    } else {
+                        Verdict::Consumed
+                    };
                 }
                 let ours = self.tables.owns(ip6) && smac != own;
                 if src == [0; 16] {
@@ -1049,12 +1271,20 @@ impl Pipeline {
                     if self.tables.is_tentative(ip6) {
                         // Probing for an address we are probing for (or
                         // found duplicate): neither of us may use it.
-                        self.report(NeighEvent::Duplicate { ip: ip6, mac: smac, port: in_port });
+                        self.report(NeighEvent::Duplicate {
+                            ip: ip6,
+                            mac: smac,
+                            port: in_port,
+                        });
                         return Verdict::Consumed;
                     }
                     // Defend it: an advertisement to all nodes, which the
                     // prober takes for a duplicate (RFC 4861 §7.2.4).
-                    self.reshape = Some(Reshape::Advertise { target, dst: neigh::ALL_NODES, mac: own });
+                    self.reshape = Some(Reshape::Advertise {
+                        target,
+                        dst: neigh::ALL_NODES,
+                        mac: own,
+                    });
                     self.counters.arp_replies += 1;
                     let Ok(mut eth) = ethernet::Frame::new_checked(l2) else {
                         return Verdict::Drop(DropReason::Malformed);
@@ -1072,16 +1302,27 @@ impl Pipeline {
                 // The advertisement (with our MAC, which a multicast
                 // solicitation requires) may be longer or shorter than the
                 // solicitation: [`Self::process_buf`] sizes the frame and writes it.
-                self.reshape = Some(Reshape::Advertise { target, dst: src, mac: own });
+                self.reshape = Some(Reshape::Advertise {
+                    target,
+                    dst: src,
+                    mac: own,
+                });
                 self.counters.arp_replies += 1;
                 self.reply_l2(l2, in_port)
             }
-            icmpv6::ECHO_REQUEST if self.tables.owns(Addr::v6(dst)) && !(self.punt && self.is_interface_addr(Addr::v6(dst))) => {
+            icmpv6::ECHO_REQUEST
+                if self.tables.owns(Addr::v6(dst))
+                    && !(self.punt && self.is_interface_addr(Addr::v6(dst))) =>
+            {
                 let Ok(mut ip) = ipv6::Packet::new_checked(&mut *l3) else {
                     return Verdict::Drop(DropReason::Malformed);
                 };
                 let m = ip.payload_mut();
-                let c = crate::checksum::update_u16(u16::from_be_bytes([m[2], m[3]]), u16::from(icmpv6::ECHO_REQUEST) << 8, u16::from(icmpv6::ECHO_REPLY) << 8);
+                let c = crate::checksum::update_u16(
+                    u16::from_be_bytes([m[2], m[3]]),
+                    u16::from(icmpv6::ECHO_REQUEST) << 8,
+                    u16::from(icmpv6::ECHO_REPLY) << 8,
+                );
                 m[0] = icmpv6::ECHO_REPLY;
                 m[2..4].copy_from_slice(&c.to_be_bytes());
                 ip.set_src(dst);
@@ -1089,7 +1330,14 @@ impl Pipeline {
                 self.counters.echo_replies += 1;
                 self.reply_l2(l2, in_port)
             }
-            _ => self.punt_or(Addr::v6(dst), if self.tables.owns(Addr::v6(dst)) { DropReason::UnsupportedL4 } else { DropReason::NotForUs }),
+            _ => self.punt_or(
+                Addr::v6(dst),
+                if self.tables.owns(Addr::v6(dst)) {
+                    DropReason::UnsupportedL4
+                } else {
+                    DropReason::NotForUs
+                },
+            ),
         }
     }
 
@@ -1120,8 +1368,15 @@ impl Pipeline {
         };
         let (op, smac, sip, tip) = (req.op(), req.sender_mac(), req.sender_ip(), req.target_ip());
         let on_link = self.tables.on_link(in_port, Addr::v4(sip));
-        if on_link && sip != [0; 4] && (op == arp::OP_REPLY || self.neigh.lookup(Addr::v4(sip)) != Some(smac)) {
-            self.report(NeighEvent::Learned(NeighEntry { ip: Addr::v4(sip), mac: smac, port: in_port }));
+        if on_link
+            && sip != [0; 4]
+            && (op == arp::OP_REPLY || self.neigh.lookup(Addr::v4(sip)) != Some(smac))
+        {
+            self.report(NeighEvent::Learned(NeighEntry {
+                ip: Addr::v4(sip),
+                mac: smac,
+                port: in_port,
+            }));
         }
         if op != arp::OP_REQUEST || !self.tables.owns(Addr::v4(tip)) {
             return match (op == arp::OP_REPLY && on_link, self.punt) {
@@ -1147,7 +1402,9 @@ impl Pipeline {
             templates: &mut self.templates,
             session_template: &mut self.session_template,
         };
-        let n = self.sessions.sweep(now, budget, |slot, s| held.release(slot, s));
+        let n = self
+            .sessions
+            .sweep(now, budget, |slot, s| held.release(slot, s));
         self.counters.sessions_expired += n as u64;
         if !self.templates.is_empty() {
             self.templates.sweep(now, budget / 4 + 1);
@@ -1196,7 +1453,13 @@ fn write_na(pkt: &mut PacketBuf<'_>, target: [u8; 16], dst: [u8; 16], mac: MacAd
         // To all nodes (defending against a DAD probe): not solicited.
         f[AT + 4] = icmpv6::NA_OVERRIDE;
     }
-    ipv6::emit_header(&mut f[ethernet::HEADER_LEN..], icmpv6::NEXT_HEADER, target, dst, n as u16);
+    ipv6::emit_header(
+        &mut f[ethernet::HEADER_LEN..],
+        icmpv6::NEXT_HEADER,
+        target,
+        dst,
+        n as u16,
+    );
     f[ethernet::HEADER_LEN + 7] = icmpv6::ND_HOP_LIMIT;
     icmpv6::fill_checksum(&mut f[AT..AT + n], target, dst);
 }
@@ -1232,13 +1495,19 @@ fn persist(
     if let Some(slot) = found {
         if let Some(t) = templates.get(slot) {
             if t.is_live(now) {
-                if let Some(i) = svc.servers.iter().position(|r| r.index == t.rs_index && r.addr == t.rs) {
+                if let Some(i) = svc
+                    .servers
+                    .iter()
+                    .position(|r| r.index == t.rs_index && r.addr == t.rs)
+                {
                     return Ok((i, slot));
                 }
             }
         }
     }
-    let i = sched.pick(&svc.sched_table, svc.sched_flags, view, flow, now).ok_or(DropReason::NoRealServer)?;
+    let i = sched
+        .pick(&svc.sched_table, svc.sched_flags, view, flow, now)
+        .ok_or(DropReason::NoRealServer)?;
     let rs = svc.servers[i];
     if let Some(t) = found.and_then(|slot| templates.get_mut(slot)) {
         t.rs = rs.addr;
@@ -1247,7 +1516,14 @@ fn persist(
         t.expires = now.plus_secs(timeout_secs);
         return Ok((i, found.unwrap_or(NO_TEMPLATE)));
     }
-    let t = Template { key: tkey, rs: rs.addr, rs_index: rs.index, expires: now.plus_secs(timeout_secs), timeout_secs, controls: 0 };
+    let t = Template {
+        key: tkey,
+        rs: rs.addr,
+        rs_index: rs.index,
+        expires: now.plus_secs(timeout_secs),
+        timeout_secs,
+        controls: 0,
+    };
     match templates.insert(t) {
         Ok(slot) => Ok((i, slot)),
         Err(_) => {
@@ -1270,7 +1546,10 @@ impl Held<'_> {
     fn release(&mut self, slot: SlotId, s: &Session) {
         if let Some(p) = self.pools.get_mut(usize::from(s.laddr_index)) {
             let released = p.release(s.laddr.port);
-            debug_assert!(released.is_ok(), "session held a port its pool did not lend");
+            debug_assert!(
+                released.is_ok(),
+                "session held a port its pool did not lend"
+            );
         }
         let ri = usize::from(s.rs_index);
         if let Some(c) = self.conns.get_mut(ri) {
@@ -1296,7 +1575,11 @@ pub const NEIGH_EVENTS_MAX: usize = 64;
 #[inline]
 #[must_use]
 pub fn client_owner(key: &FlowKey, workers: u16) -> usize {
-    if workers <= 1 { 0 } else { key.stable_hash() as usize % usize::from(workers) }
+    if workers <= 1 {
+        0
+    } else {
+        key.stable_hash() as usize % usize::from(workers)
+    }
 }
 
 /// The worker owning every client flow from the masked client address
@@ -1307,7 +1590,13 @@ pub fn persistent_owner(client: Addr, vip: Endpoint, proto: u8, workers: u16) ->
     if workers <= 1 {
         0
     } else {
-        FlowKey { src: Endpoint::at(client, 0), dst: vip, proto }.stable_hash() as usize % usize::from(workers)
+        FlowKey {
+            src: Endpoint::at(client, 0),
+            dst: vip,
+            proto,
+        }
+        .stable_hash() as usize
+            % usize::from(workers)
     }
 }
 
@@ -1328,10 +1617,9 @@ fn is_new_syn(flags: u8) -> bool {
     flags & (tcp::SYN | tcp::ACK | tcp::RST) == tcp::SYN
 }
 
-
-#[cfg(test)]
-mod tests;
 #[cfg(test)]
 mod modes_tests;
+#[cfg(test)]
+mod tests;
 #[cfg(test)]
 mod v6_tests;

@@ -46,7 +46,12 @@ fn sum_form(e: Endpoint) -> [u8; 16] {
 
 /// Updates the transport checksum at `l4` (TCP or UDP) for addresses
 /// `old` → `new` and ports, and writes the new ports.
-fn rewrite_l4(l4: &mut [u8], proto: u8, old: (Endpoint, Endpoint), new: (Endpoint, Endpoint)) -> Result<(), DropReason> {
+fn rewrite_l4(
+    l4: &mut [u8],
+    proto: u8,
+    old: (Endpoint, Endpoint),
+    new: (Endpoint, Endpoint),
+) -> Result<(), DropReason> {
     let (os, od) = (sum_form(old.0), sum_form(old.1));
     let (ns, nd) = (sum_form(new.0), sum_form(new.1));
     match proto {
@@ -88,7 +93,12 @@ fn rewrite_l4(l4: &mut [u8], proto: u8, old: (Endpoint, Endpoint), new: (Endpoin
 ///
 /// # Errors
 /// The reason to drop it (malformed, hop limit, unsupported).
-pub fn to_v4(pkt: &mut PacketBuf<'_>, proto: u8, src: Endpoint, dst: Endpoint) -> Result<(), DropReason> {
+pub fn to_v4(
+    pkt: &mut PacketBuf<'_>,
+    proto: u8,
+    src: Endpoint,
+    dst: Endpoint,
+) -> Result<(), DropReason> {
     const L2: usize = ethernet::HEADER_LEN;
     let f = pkt.frame();
     let ip = ipv6::Packet::new_checked(&f[L2..]).map_err(|_| DropReason::Malformed)?;
@@ -99,7 +109,10 @@ pub fn to_v4(pkt: &mut PacketBuf<'_>, proto: u8, src: Endpoint, dst: Endpoint) -
     let tclass = (f[L2] & 0x0f) << 4 | f[L2 + 1] >> 4;
     let l4_at = L2 + ipv6::HEADER_LEN;
     let (sp, dp) = ports(&f[l4_at..])?;
-    let old = (Endpoint::at(old_src.into(), sp), Endpoint::at(old_dst.into(), dp));
+    let old = (
+        Endpoint::at(old_src.into(), sp),
+        Endpoint::at(old_dst.into(), dp),
+    );
     let total = ipv4::MIN_HEADER_LEN + payload;
     let total16 = u16::try_from(total).map_err(|_| DropReason::Malformed)?;
     let fm = pkt.frame_mut();
@@ -125,7 +138,12 @@ pub fn to_v4(pkt: &mut PacketBuf<'_>, proto: u8, src: Endpoint, dst: Endpoint) -
 ///
 /// # Errors
 /// The reason to drop it.
-pub fn to_v6(pkt: &mut PacketBuf<'_>, proto: u8, src: Endpoint, dst: Endpoint) -> Result<(), DropReason> {
+pub fn to_v6(
+    pkt: &mut PacketBuf<'_>,
+    proto: u8,
+    src: Endpoint,
+    dst: Endpoint,
+) -> Result<(), DropReason> {
     const L2: usize = ethernet::HEADER_LEN;
     let f = pkt.frame();
     let ip = ipv4::Packet::new_checked(&f[L2..]).map_err(|_| DropReason::Malformed)?;
@@ -164,7 +182,10 @@ fn ports(l4: &[u8]) -> Result<(u16, u16), DropReason> {
     if l4.len() < 8 {
         return Err(DropReason::Malformed);
     }
-    Ok((u16::from_be_bytes([l4[0], l4[1]]), u16::from_be_bytes([l4[2], l4[3]])))
+    Ok((
+        u16::from_be_bytes([l4[0], l4[1]]),
+        u16::from_be_bytes([l4[2], l4[3]]),
+    ))
 }
 
 #[cfg(test)]
@@ -189,9 +210,16 @@ mod tests {
     #[test]
     fn there_and_back_keeps_checksums_valid() {
         let (c, vip) = (v6("fd77::10", 40000), v6("fd77::100", 80));
-        let (l, r) = (Endpoint::new([10, 77, 0, 200], 5000), Endpoint::new([10, 77, 0, 11], 8080));
+        let (l, r) = (
+            Endpoint::new([10, 77, 0, 200], 5000),
+            Endpoint::new([10, 77, 0, 11], 8080),
+        );
         for proto in [ipv4::PROTO_TCP, ipv4::PROTO_UDP] {
-            let l3 = if proto == ipv4::PROTO_TCP { tcp_packet(c, vip, tcp::SYN, b"hello") } else { udp_packet(c, vip, b"hello", false) };
+            let l3 = if proto == ipv4::PROTO_TCP {
+                tcp_packet(c, vip, tcp::SYN, b"hello")
+            } else {
+                udp_packet(c, vip, b"hello", false)
+            };
             let mut v = framed(&l3, ethernet::ETHERTYPE_IPV6, 64);
             let n = v.len() - 64;
             let mut p = PacketBuf::new(&mut v, 64, n);
@@ -201,29 +229,48 @@ mod tests {
             assert_eq!(&f[..14], &[2, 0, 0, 0, 0, 0x11, 2, 0, 0, 0, 0, 2, 8, 0]);
             let ip = ipv4::Packet::new_checked(&f[14..]).unwrap();
             assert!(ip.verify_checksum());
-            assert_eq!((ip.src(), ip.dst(), ip.ttl(), ip.protocol()), ([10, 77, 0, 200], [10, 77, 0, 11], 63, proto));
+            assert_eq!(
+                (ip.src(), ip.dst(), ip.ttl(), ip.protocol()),
+                ([10, 77, 0, 200], [10, 77, 0, 11], 63, proto)
+            );
             let ok = if proto == ipv4::PROTO_TCP {
-                tcp::Packet::new_checked(ip.payload()).unwrap().verify_checksum_v4(ip.src(), ip.dst())
+                tcp::Packet::new_checked(ip.payload())
+                    .unwrap()
+                    .verify_checksum_v4(ip.src(), ip.dst())
             } else {
-                udp::Packet::new_checked(ip.payload()).unwrap().verify_checksum_v4(ip.src(), ip.dst())
+                udp::Packet::new_checked(ip.payload())
+                    .unwrap()
+                    .verify_checksum_v4(ip.src(), ip.dst())
             };
             assert!(ok, "v4 checksum, proto {proto}");
             // The reply comes back as IPv6.
-            let reply = if proto == ipv4::PROTO_TCP { tcp_packet(r, l, tcp::SYN | tcp::ACK, b"world") } else { udp_packet(r, l, b"world", false) };
+            let reply = if proto == ipv4::PROTO_TCP {
+                tcp_packet(r, l, tcp::SYN | tcp::ACK, b"world")
+            } else {
+                udp_packet(r, l, b"world", false)
+            };
             let mut v = framed(&reply, ethernet::ETHERTYPE_IPV4, 64);
             let n = v.len() - 64;
             let mut p = PacketBuf::new(&mut v, 64, n);
             to_v6(&mut p, proto, vip, c).unwrap();
             let f = p.frame();
-            assert_eq!((f.len(), u16::from_be_bytes([f[12], f[13]])), (n + 20, ethernet::ETHERTYPE_IPV6));
+            assert_eq!(
+                (f.len(), u16::from_be_bytes([f[12], f[13]])),
+                (n + 20, ethernet::ETHERTYPE_IPV6)
+            );
             let ip = ipv6::Packet::new_checked(&f[14..]).unwrap();
-            assert_eq!((ip.src(), ip.dst(), ip.hop_limit()), (vip.ip.octets(), c.ip.octets(), 63));
+            assert_eq!(
+                (ip.src(), ip.dst(), ip.hop_limit()),
+                (vip.ip.octets(), c.ip.octets(), 63)
+            );
             let ok = if proto == ipv4::PROTO_TCP {
                 let t = tcp::Packet::new_checked(ip.payload()).unwrap();
                 assert_eq!((t.src_port(), t.dst_port()), (80, 40000));
                 t.verify_checksum_v6(ip.src(), ip.dst())
             } else {
-                udp::Packet::new_checked(ip.payload()).unwrap().verify_checksum_v6(ip.src(), ip.dst())
+                udp::Packet::new_checked(ip.payload())
+                    .unwrap()
+                    .verify_checksum_v6(ip.src(), ip.dst())
             };
             assert!(ok, "v6 checksum, proto {proto}");
         }
@@ -232,15 +279,31 @@ mod tests {
     #[test]
     fn a_udp_reply_without_checksum_gets_one_in_ipv6() {
         let (c, vip) = (v6("fd77::10", 40000), v6("fd77::100", 53));
-        let (l, r) = (Endpoint::new([10, 77, 0, 200], 5000), Endpoint::new([10, 77, 0, 11], 5353));
-        let mut v = framed(&udp_packet(r, l, b"answer", true), ethernet::ETHERTYPE_IPV4, 32);
+        let (l, r) = (
+            Endpoint::new([10, 77, 0, 200], 5000),
+            Endpoint::new([10, 77, 0, 11], 5353),
+        );
+        let mut v = framed(
+            &udp_packet(r, l, b"answer", true),
+            ethernet::ETHERTYPE_IPV4,
+            32,
+        );
         let n = v.len() - 32;
         let mut p = PacketBuf::new(&mut v, 32, n);
         to_v6(&mut p, ipv4::PROTO_UDP, vip, c).unwrap();
         let ip = ipv6::Packet::new_checked(&p.frame()[14..]).unwrap();
-        assert!(udp::Packet::new_checked(ip.payload()).unwrap().verify_checksum_v6(ip.src(), ip.dst()));
+        assert!(udp::Packet::new_checked(ip.payload())
+            .unwrap()
+            .verify_checksum_v6(ip.src(), ip.dst()));
         // No headroom: refused, not corrupted.
-        let mut v = framed(&udp_packet(r, l, b"answer", true), ethernet::ETHERTYPE_IPV4, 0);
-        assert_eq!(to_v6(&mut PacketBuf::whole(&mut v), ipv4::PROTO_UDP, vip, c), Err(DropReason::NoHeadroom));
+        let mut v = framed(
+            &udp_packet(r, l, b"answer", true),
+            ethernet::ETHERTYPE_IPV4,
+            0,
+        );
+        assert_eq!(
+            to_v6(&mut PacketBuf::whole(&mut v), ipv4::PROTO_UDP, vip, c),
+            Err(DropReason::NoHeadroom)
+        );
     }
 }

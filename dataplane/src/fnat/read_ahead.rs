@@ -18,11 +18,21 @@ pub fn peek_key(frame: &[u8]) -> Option<FlowKey> {
     match eth.ethertype() {
         ethernet::ETHERTYPE_IPV4 => {
             let ip = ipv4::Packet::new_checked(eth.payload()).ok()?;
-            key(Addr::v4(ip.src()), Addr::v4(ip.dst()), ip.protocol(), ip.payload())
+            key(
+                Addr::v4(ip.src()),
+                Addr::v4(ip.dst()),
+                ip.protocol(),
+                ip.payload(),
+            )
         }
         ethernet::ETHERTYPE_IPV6 => {
             let ip = ipv6::Packet::new_checked(eth.payload()).ok()?;
-            key(Addr::v6(ip.src()), Addr::v6(ip.dst()), ip.next_header(), ip.payload())
+            key(
+                Addr::v6(ip.src()),
+                Addr::v6(ip.dst()),
+                ip.next_header(),
+                ip.payload(),
+            )
         }
         _ => None,
     }
@@ -34,5 +44,9 @@ fn key(src: Addr, dst: Addr, proto: u8, l4: &[u8]) -> Option<FlowKey> {
         return None;
     }
     let (sport, dport, _) = l4_ports(l4, proto == ipv4::PROTO_UDP)?;
-    Some(FlowKey { src: Endpoint::at(src, sport), dst: Endpoint::at(dst, dport), proto })
+    Some(FlowKey {
+        src: Endpoint::at(src, sport),
+        dst: Endpoint::at(dst, dport),
+        proto,
+    })
 }

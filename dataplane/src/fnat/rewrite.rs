@@ -72,7 +72,12 @@ pub fn rewrite_udp_v4(packet: &mut [u8], src: Endpoint, dst: Endpoint) -> Result
 /// # Errors
 /// As those; [`WireError::Malformed`] for another protocol.
 #[inline]
-pub fn rewrite_v4(packet: &mut [u8], proto: u8, src: Endpoint, dst: Endpoint) -> Result<(), WireError> {
+pub fn rewrite_v4(
+    packet: &mut [u8],
+    proto: u8,
+    src: Endpoint,
+    dst: Endpoint,
+) -> Result<(), WireError> {
     match proto {
         ipv4::PROTO_TCP => rewrite_tcp_v4(packet, src, dst),
         ipv4::PROTO_UDP => rewrite_udp_v4(packet, src, dst),
@@ -89,7 +94,12 @@ pub fn rewrite_v4(packet: &mut [u8], proto: u8, src: Endpoint, dst: Endpoint) ->
 /// # Errors
 /// If `packet` is not IPv6 followed by a header of `proto`; unchanged then.
 #[inline]
-pub fn rewrite_v6(packet: &mut [u8], proto: u8, src: Endpoint, dst: Endpoint) -> Result<(), WireError> {
+pub fn rewrite_v6(
+    packet: &mut [u8],
+    proto: u8,
+    src: Endpoint,
+    dst: Endpoint,
+) -> Result<(), WireError> {
     let mut ip = ipv6::Packet::new_checked(&mut *packet)?;
     let (old_src, old_dst) = (ip.src(), ip.dst());
     let (new_src, new_dst) = (src.ip.octets(), dst.ip.octets());
@@ -122,7 +132,12 @@ pub fn rewrite_v6(packet: &mut [u8], proto: u8, src: Endpoint, dst: Endpoint) ->
 /// # Errors
 /// As those.
 #[inline]
-pub fn rewrite(packet: &mut [u8], proto: u8, src: Endpoint, dst: Endpoint) -> Result<(), WireError> {
+pub fn rewrite(
+    packet: &mut [u8],
+    proto: u8,
+    src: Endpoint,
+    dst: Endpoint,
+) -> Result<(), WireError> {
     if src.ip.is_v4() {
         rewrite_v4(packet, proto, src, dst)
     } else {
@@ -141,9 +156,13 @@ pub(crate) mod tests {
     fn v6_packet(src: Endpoint, dst: Endpoint, proto: u8, mut l4: Vec<u8>, fill: bool) -> Vec<u8> {
         let (s, d) = (src.ip.octets(), dst.ip.octets());
         if fill && proto == PROTO_TCP {
-            tcp::Packet::new_checked(&mut l4[..]).unwrap().fill_checksum_v6(s, d);
+            tcp::Packet::new_checked(&mut l4[..])
+                .unwrap()
+                .fill_checksum_v6(s, d);
         } else if fill {
-            udp::Packet::new_checked(&mut l4[..]).unwrap().fill_checksum_v6(s, d);
+            udp::Packet::new_checked(&mut l4[..])
+                .unwrap()
+                .fill_checksum_v6(s, d);
         }
         let mut b = vec![0u8; 40];
         ipv6::emit_header(&mut b, proto, s, d, l4.len() as u16);
@@ -155,12 +174,23 @@ pub(crate) mod tests {
     /// with the given tuple and payload.
     pub(crate) fn tcp_packet(src: Endpoint, dst: Endpoint, flags: u8, payload: &[u8]) -> Vec<u8> {
         if !src.ip.is_v4() {
-            let v4 = tcp_packet(Endpoint::new([0; 4], src.port), Endpoint::new([0; 4], dst.port), flags, payload);
+            let v4 = tcp_packet(
+                Endpoint::new([0; 4], src.port),
+                Endpoint::new([0; 4], dst.port),
+                flags,
+                payload,
+            );
             return v6_packet(src, dst, PROTO_TCP, v4[20..].to_vec(), true);
         }
         let l4_len = 20 + payload.len();
         let mut b = vec![0u8; 20 + l4_len];
-        emit_header(&mut b, PROTO_TCP, src.ip.v4_bits(), dst.ip.v4_bits(), l4_len as u16);
+        emit_header(
+            &mut b,
+            PROTO_TCP,
+            src.ip.v4_bits(),
+            dst.ip.v4_bits(),
+            l4_len as u16,
+        );
         let t = &mut b[20..];
         t[0..2].copy_from_slice(&src.port.to_be_bytes());
         t[2..4].copy_from_slice(&dst.port.to_be_bytes());
@@ -169,52 +199,85 @@ pub(crate) mod tests {
         t[13] = flags;
         t[14..16].copy_from_slice(&64240u16.to_be_bytes());
         t[20..].copy_from_slice(payload);
-        tcp::Packet::new_checked(&mut b[20..]).unwrap().fill_checksum_v4(src.ip.v4_bits(), dst.ip.v4_bits());
+        tcp::Packet::new_checked(&mut b[20..])
+            .unwrap()
+            .fill_checksum_v4(src.ip.v4_bits(), dst.ip.v4_bits());
         b
     }
 
     /// A valid IPv4/UDP packet with the given tuple and payload; checksum
     /// left 0 (none) when `no_checksum`.
-    pub(crate) fn udp_packet(src: Endpoint, dst: Endpoint, payload: &[u8], no_checksum: bool) -> Vec<u8> {
+    pub(crate) fn udp_packet(
+        src: Endpoint,
+        dst: Endpoint,
+        payload: &[u8],
+        no_checksum: bool,
+    ) -> Vec<u8> {
         if !src.ip.is_v4() {
-            let v4 = udp_packet(Endpoint::new([0; 4], src.port), Endpoint::new([0; 4], dst.port), payload, true);
+            let v4 = udp_packet(
+                Endpoint::new([0; 4], src.port),
+                Endpoint::new([0; 4], dst.port),
+                payload,
+                true,
+            );
             return v6_packet(src, dst, ipv4::PROTO_UDP, v4[20..].to_vec(), !no_checksum);
         }
         let l4_len = 8 + payload.len();
         let mut b = vec![0u8; 20 + l4_len];
-        emit_header(&mut b, ipv4::PROTO_UDP, src.ip.v4_bits(), dst.ip.v4_bits(), l4_len as u16);
+        emit_header(
+            &mut b,
+            ipv4::PROTO_UDP,
+            src.ip.v4_bits(),
+            dst.ip.v4_bits(),
+            l4_len as u16,
+        );
         let u = &mut b[20..];
         u[0..2].copy_from_slice(&src.port.to_be_bytes());
         u[2..4].copy_from_slice(&dst.port.to_be_bytes());
         u[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
         u[8..].copy_from_slice(payload);
         if !no_checksum {
-            udp::Packet::new_checked(&mut b[20..]).unwrap().fill_checksum_v4(src.ip.v4_bits(), dst.ip.v4_bits());
+            udp::Packet::new_checked(&mut b[20..])
+                .unwrap()
+                .fill_checksum_v4(src.ip.v4_bits(), dst.ip.v4_bits());
         }
         b
     }
 
     fn udp_checksums_ok(b: &[u8]) -> bool {
         let ip = ipv4::Packet::new_checked(b).unwrap();
-        ip.verify_checksum() && udp::Packet::new_checked(ip.payload()).unwrap().verify_checksum_v4(ip.src(), ip.dst())
+        ip.verify_checksum()
+            && udp::Packet::new_checked(ip.payload())
+                .unwrap()
+                .verify_checksum_v4(ip.src(), ip.dst())
     }
 
     #[test]
     fn udp_rewrite_keeps_no_checksum_as_none() {
-        let (c, v, r) = (Endpoint::new([10, 77, 0, 10], 5000), Endpoint::new([10, 77, 0, 100], 53), Endpoint::new([10, 77, 0, 11], 5353));
+        let (c, v, r) = (
+            Endpoint::new([10, 77, 0, 10], 5000),
+            Endpoint::new([10, 77, 0, 100], 53),
+            Endpoint::new([10, 77, 0, 11], 5353),
+        );
         let mut b = udp_packet(c, v, b"query", true);
         rewrite_udp_v4(&mut b, c, r).unwrap();
         assert_eq!(&b[26..28], &[0, 0], "no checksum stays none");
         let ip = ipv4::Packet::new_checked(&b[..]).unwrap();
         assert!(ip.verify_checksum());
-        assert_eq!((ip.src(), ip.dst(), ip.ttl()), (c.ip.v4_bits(), r.ip.v4_bits(), 63));
+        assert_eq!(
+            (ip.src(), ip.dst(), ip.ttl()),
+            (c.ip.v4_bits(), r.ip.v4_bits(), 63)
+        );
         let u = udp::Packet::new_checked(ip.payload()).unwrap();
         assert_eq!((u.src_port(), u.dst_port()), (c.port, r.port));
     }
 
     #[test]
     fn rewrite_v4_dispatches_and_refuses_other_protocols() {
-        let (a, b) = (Endpoint::new([1, 2, 3, 4], 1), Endpoint::new([5, 6, 7, 8], 2));
+        let (a, b) = (
+            Endpoint::new([1, 2, 3, 4], 1),
+            Endpoint::new([5, 6, 7, 8], 2),
+        );
         let mut u = udp_packet(a, b, b"x", false);
         rewrite_v4(&mut u, ipv4::PROTO_UDP, b, a).unwrap();
         assert!(udp_checksums_ok(&u));
@@ -222,13 +285,19 @@ pub(crate) mod tests {
         rewrite_v4(&mut t, ipv4::PROTO_TCP, b, a).unwrap();
         assert!(checksums_ok(&t));
         let before = u.clone();
-        assert_eq!(rewrite_v4(&mut u, ipv4::PROTO_ICMP, a, b), Err(WireError::Malformed));
+        assert_eq!(
+            rewrite_v4(&mut u, ipv4::PROTO_ICMP, a, b),
+            Err(WireError::Malformed)
+        );
         assert_eq!(u, before);
     }
 
     fn checksums_ok(b: &[u8]) -> bool {
         let ip = ipv4::Packet::new_checked(b).unwrap();
-        ip.verify_checksum() && tcp::Packet::new_checked(ip.payload()).unwrap().verify_checksum_v4(ip.src(), ip.dst())
+        ip.verify_checksum()
+            && tcp::Packet::new_checked(ip.payload())
+                .unwrap()
+                .verify_checksum_v4(ip.src(), ip.dst())
     }
 
     fn endpoint() -> impl Strategy<Value = Endpoint> {
@@ -246,17 +315,28 @@ pub(crate) mod tests {
         let mut b = tcp_packet(c, v, tcp::SYN, b"");
         rewrite_tcp_v4(&mut b, l, r).unwrap();
         let ip = ipv4::Packet::new_checked(&b[..]).unwrap();
-        assert_eq!((ip.src(), ip.dst(), ip.ttl()), (l.ip.v4_bits(), r.ip.v4_bits(), 63));
+        assert_eq!(
+            (ip.src(), ip.dst(), ip.ttl()),
+            (l.ip.v4_bits(), r.ip.v4_bits(), 63)
+        );
         let t = tcp::Packet::new_checked(ip.payload()).unwrap();
-        assert_eq!((t.src_port(), t.dst_port(), t.flags()), (l.port, r.port, tcp::SYN));
+        assert_eq!(
+            (t.src_port(), t.dst_port(), t.flags()),
+            (l.port, r.port, tcp::SYN)
+        );
         assert!(checksums_ok(&b));
     }
 
     #[test]
     fn refuses_non_tcp_garbage_unchanged() {
-        let mut b = vec![0x45u8, 0, 0, 22, 0, 0, 0, 0, 64, 6, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 0, 0];
+        let mut b = vec![
+            0x45u8, 0, 0, 22, 0, 0, 0, 0, 64, 6, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 0, 0,
+        ];
         let before = b.clone();
-        assert_eq!(rewrite_tcp_v4(&mut b, Endpoint::default(), Endpoint::default()), Err(WireError::Truncated));
+        assert_eq!(
+            rewrite_tcp_v4(&mut b, Endpoint::default(), Endpoint::default()),
+            Err(WireError::Truncated)
+        );
         assert_eq!(b, before);
     }
 
@@ -353,12 +433,24 @@ mod v6_tests {
 
     #[test]
     fn v6_rewrites_keep_checksums_valid() {
-        let (c, v, l, r) = (v6("fd77::10", 40000), v6("fd77::100", 80), v6("fd77::200", 5000), v6("fd77::11", 8080));
+        let (c, v, l, r) = (
+            v6("fd77::10", 40000),
+            v6("fd77::100", 80),
+            v6("fd77::200", 5000),
+            v6("fd77::11", 8080),
+        );
         for proto in [ipv4::PROTO_TCP, ipv4::PROTO_UDP] {
-            let mut b = if proto == ipv4::PROTO_TCP { tcp_packet(c, v, tcp::SYN, b"hello") } else { udp_packet(c, v, b"hello", false) };
+            let mut b = if proto == ipv4::PROTO_TCP {
+                tcp_packet(c, v, tcp::SYN, b"hello")
+            } else {
+                udp_packet(c, v, b"hello", false)
+            };
             rewrite(&mut b, proto, l, r).unwrap();
             let ip = ipv6::Packet::new_checked(&b[..]).unwrap();
-            assert_eq!((ip.src(), ip.dst(), ip.hop_limit()), (l.ip.octets(), r.ip.octets(), 63));
+            assert_eq!(
+                (ip.src(), ip.dst(), ip.hop_limit()),
+                (l.ip.octets(), r.ip.octets(), 63)
+            );
             let ok = if proto == ipv4::PROTO_TCP {
                 let t = tcp::Packet::new_checked(ip.payload()).unwrap();
                 assert_eq!((t.src_port(), t.dst_port()), (l.port, r.port));
@@ -371,6 +463,9 @@ mod v6_tests {
             assert!(ok, "proto {proto}");
         }
         let mut b = tcp_packet(c, v, tcp::SYN, b"");
-        assert!(rewrite_v6(&mut b[..30], ipv4::PROTO_TCP, l, r).is_err(), "truncated");
+        assert!(
+            rewrite_v6(&mut b[..30], ipv4::PROTO_TCP, l, r).is_err(),
+            "truncated"
+        );
     }
 }

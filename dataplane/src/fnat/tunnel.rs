@@ -83,7 +83,10 @@ pub fn encapsulate(pkt: &mut PacketBuf<'_>, e: &Encap, ip_id: u16) -> Outcome {
         return Outcome::Dropped(DropReason::Malformed);
     };
     let inner_len = inner.total_len().min(frame.len() - ethernet::HEADER_LEN);
-    let (tos, df) = (frame[ethernet::HEADER_LEN + 1], frame[ethernet::HEADER_LEN + 6] & 0x40 != 0);
+    let (tos, df) = (
+        frame[ethernet::HEADER_LEN + 1],
+        frame[ethernet::HEADER_LEN + 6] & 0x40 != 0,
+    );
     if inner_len + OUTER_LEN > usize::from(e.mtu) {
         if !df {
             return Outcome::Dropped(DropReason::TooBig);
@@ -142,7 +145,13 @@ fn encapsulate_v6(pkt: &mut PacketBuf<'_>, e: &Encap) -> Outcome {
     let f = pkt.frame_mut();
     f.copy_within(OUTER_LEN_V6..OUTER_LEN_V6 + L2, 0);
     let outer = &mut f[L2..L2 + OUTER_LEN_V6];
-    ipv6::emit_header(outer, NEXT_IPV6, e.src.octets(), e.dst.octets(), inner_len as u16);
+    ipv6::emit_header(
+        outer,
+        NEXT_IPV6,
+        e.src.octets(),
+        e.dst.octets(),
+        inner_len as u16,
+    );
     outer[0] = 0x60 | tclass >> 4;
     outer[1] = tclass << 4;
     Outcome::Encapsulated
@@ -154,9 +163,14 @@ fn too_big_v6(pkt: &mut PacketBuf<'_>, e: &Encap, inner_len: usize) {
     const L2: usize = ethernet::HEADER_LEN;
     let head = ipv6::HEADER_LEN + 8;
     // Within the minimum MTU, and within the frame once moved behind the new headers.
-    let quoted = inner_len.min(IPV6_MIN_MTU - head).min(pkt.frame().len().saturating_sub(L2 + head));
+    let quoted = inner_len
+        .min(IPV6_MIN_MTU - head)
+        .min(pkt.frame().len().saturating_sub(L2 + head));
     let f = pkt.frame_mut();
-    let (src, dst) = (<[u8; 16]>::try_from(&f[L2 + 8..L2 + 24]).unwrap_or_default(), <[u8; 16]>::try_from(&f[L2 + 24..L2 + 40]).unwrap_or_default());
+    let (src, dst) = (
+        <[u8; 16]>::try_from(&f[L2 + 8..L2 + 24]).unwrap_or_default(),
+        <[u8; 16]>::try_from(&f[L2 + 24..L2 + 40]).unwrap_or_default(),
+    );
     // The error is shorter than the packet (it was too big): move the quote
     // back to front so it does not overwrite itself.
     f.copy_within(L2..L2 + quoted, L2 + head);
@@ -193,7 +207,10 @@ pub fn icmp_error_in_place(pkt: &mut PacketBuf<'_>, msg_type: u8, code: u8, rest
     let f = pkt.frame_mut();
     let ihl = usize::from(f[L2] & 0x0f) * 4;
     let quoted = (ihl + 8).min(f.len() - L2);
-    let (src, dst) = ([f[L2 + 12], f[L2 + 13], f[L2 + 14], f[L2 + 15]], [f[L2 + 16], f[L2 + 17], f[L2 + 18], f[L2 + 19]]);
+    let (src, dst) = (
+        [f[L2 + 12], f[L2 + 13], f[L2 + 14], f[L2 + 15]],
+        [f[L2 + 16], f[L2 + 17], f[L2 + 18], f[L2 + 19]],
+    );
     let head = ipv4::MIN_HEADER_LEN + icmp::HEADER_LEN;
     // The frame is longer than the error (it was too big), so the quote fits.
     f.copy_within(L2..L2 + quoted, L2 + head);
@@ -232,7 +249,13 @@ mod tests {
         f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 11]);
         f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
         f[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-        ipv4::emit_header(&mut f[14..], 6, [10, 0, 0, 10], [10, 0, 0, 100], payload as u16);
+        ipv4::emit_header(
+            &mut f[14..],
+            6,
+            [10, 0, 0, 10],
+            [10, 0, 0, 100],
+            payload as u16,
+        );
         if !df {
             f[14 + 6] = 0;
             f[14 + 10..14 + 12].fill(0);
@@ -253,10 +276,23 @@ mod tests {
         assert_eq!(encapsulate(&mut p, &E, 7), Outcome::Encapsulated);
         assert_eq!(p.window(), (44, before.len() + 20));
         let f = p.frame();
-        assert_eq!(&f[..14], &before[..14], "Ethernet header moved to the new front");
+        assert_eq!(
+            &f[..14],
+            &before[..14],
+            "Ethernet header moved to the new front"
+        );
         let outer = ipv4::Packet::new_checked(&f[14..]).unwrap();
         assert!(outer.verify_checksum());
-        assert_eq!((outer.src(), outer.dst(), outer.protocol(), outer.ttl(), outer.total_len()), ([10, 0, 0, 2], [10, 0, 0, 11], PROTO_IPIP, 64, 140));
+        assert_eq!(
+            (
+                outer.src(),
+                outer.dst(),
+                outer.protocol(),
+                outer.ttl(),
+                outer.total_len()
+            ),
+            ([10, 0, 0, 2], [10, 0, 0, 11], PROTO_IPIP, 64, 140)
+        );
         assert_eq!(f[14 + 6] & 0x40, 0x40, "DF copied");
         assert_eq!(&f[34..], &before[14..], "inner packet untouched");
     }
@@ -269,23 +305,39 @@ mod tests {
         assert_eq!(encapsulate(&mut p, &E, 0), Outcome::FragNeeded);
         let f = p.frame();
         assert_eq!(f.len(), 14 + 20 + 8 + 28);
-        assert_eq!((&f[0..6], &f[6..12]), (&E.client_mac[..], &E.client_port_mac[..]));
+        assert_eq!(
+            (&f[0..6], &f[6..12]),
+            (&E.client_mac[..], &E.client_port_mac[..])
+        );
         let ip = ipv4::Packet::new_checked(&f[14..]).unwrap();
         assert!(ip.verify_checksum());
-        assert_eq!((ip.src(), ip.dst(), ip.protocol()), ([10, 0, 0, 100], [10, 0, 0, 10], ipv4::PROTO_ICMP));
+        assert_eq!(
+            (ip.src(), ip.dst(), ip.protocol()),
+            ([10, 0, 0, 100], [10, 0, 0, 10], ipv4::PROTO_ICMP)
+        );
         let m = &f[34..];
         assert_eq!((m[0], m[1], u16::from_be_bytes([m[6], m[7]])), (3, 4, 1480));
         assert_eq!(checksum::checksum(m), 0);
-        assert_eq!(&m[8..], &before[14..14 + 28], "quotes the original header and 8 bytes");
+        assert_eq!(
+            &m[8..],
+            &before[14..14 + 28],
+            "quotes the original header and 8 bytes"
+        );
     }
 
     #[test]
     fn too_big_without_df_is_dropped_and_no_headroom_is_refused() {
         let mut v = frame(1480, false);
         let n = v.len() - 64;
-        assert_eq!(encapsulate(&mut PacketBuf::new(&mut v, 64, n), &E, 0), Outcome::Dropped(DropReason::TooBig));
+        assert_eq!(
+            encapsulate(&mut PacketBuf::new(&mut v, 64, n), &E, 0),
+            Outcome::Dropped(DropReason::TooBig)
+        );
         let mut w = frame(100, true);
-        assert_eq!(encapsulate(&mut PacketBuf::whole(&mut w[64..]), &E, 0), Outcome::Dropped(DropReason::NoHeadroom));
+        assert_eq!(
+            encapsulate(&mut PacketBuf::whole(&mut w[64..]), &E, 0),
+            Outcome::Dropped(DropReason::NoHeadroom)
+        );
     }
 }
 
@@ -299,14 +351,28 @@ mod v6_tests {
     }
 
     fn encap(mtu: u16) -> Encap {
-        Encap { src: a("fd77::2"), dst: a("fd77::11"), mtu, port: 0, client_port: 0, client_port_mac: [2, 0, 0, 0, 0, 2], client_mac: [2, 0, 0, 0, 0, 0x10] }
+        Encap {
+            src: a("fd77::2"),
+            dst: a("fd77::11"),
+            mtu,
+            port: 0,
+            client_port: 0,
+            client_port_mac: [2, 0, 0, 0, 0, 2],
+            client_mac: [2, 0, 0, 0, 0, 0x10],
+        }
     }
 
     fn frame(payload: usize) -> Vec<u8> {
         let mut v = vec![0u8; 64 + 14 + 40 + payload];
         let f = &mut v[64..];
         f[12..14].copy_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
-        ipv6::emit_header(&mut f[14..], 6, a("fd77::10").octets(), a("fd77::100").octets(), payload as u16);
+        ipv6::emit_header(
+            &mut f[14..],
+            6,
+            a("fd77::10").octets(),
+            a("fd77::100").octets(),
+            payload as u16,
+        );
         f[14] = 0x6b; // traffic class 0xb8 (EF)
         f[15] = 0x80;
         v
@@ -320,7 +386,20 @@ mod v6_tests {
         assert_eq!(encapsulate(&mut p, &encap(1500), 0), Outcome::Encapsulated);
         let f = p.frame();
         let outer = ipv6::Packet::new_checked(&f[14..]).unwrap();
-        assert_eq!((outer.src(), outer.dst(), outer.next_header(), outer.payload_len()), (a("fd77::2").octets(), a("fd77::11").octets(), NEXT_IPV6, 140));
+        assert_eq!(
+            (
+                outer.src(),
+                outer.dst(),
+                outer.next_header(),
+                outer.payload_len()
+            ),
+            (
+                a("fd77::2").octets(),
+                a("fd77::11").octets(),
+                NEXT_IPV6,
+                140
+            )
+        );
         assert_eq!((f[14], f[15] & 0xf0), (0x6b, 0x80), "traffic class copied");
         assert_eq!(&f[54..], &before[14..]);
     }
@@ -334,11 +413,25 @@ mod v6_tests {
         let f = p.frame();
         assert!(f.len() - 14 <= IPV6_MIN_MTU);
         let ip = ipv6::Packet::new_checked(&f[14..]).unwrap();
-        assert_eq!((ip.src(), ip.dst(), ip.next_header()), (a("fd77::100").octets(), a("fd77::10").octets(), icmpv6::NEXT_HEADER));
+        assert_eq!(
+            (ip.src(), ip.dst(), ip.next_header()),
+            (
+                a("fd77::100").octets(),
+                a("fd77::10").octets(),
+                icmpv6::NEXT_HEADER
+            )
+        );
         let m = ip.payload();
-        assert_eq!((m[0], u32::from_be_bytes([m[4], m[5], m[6], m[7]])), (2, 1460));
+        assert_eq!(
+            (m[0], u32::from_be_bytes([m[4], m[5], m[6], m[7]])),
+            (2, 1460)
+        );
         assert_eq!(icmpv6::checksum(m, ip.src(), ip.dst()), 0);
-        assert_eq!(&m[8..8 + 60], &before[14..74], "quotes the packet from its start");
+        assert_eq!(
+            &m[8..8 + 60],
+            &before[14..74],
+            "quotes the packet from its start"
+        );
         assert_eq!(&f[0..6], &[2, 0, 0, 0, 0, 0x10]);
         // A small link: the packet is shorter than 1280, the quote shrinks to fit the frame.
         let mut v = frame(600);

@@ -55,7 +55,9 @@ pub fn build(members: &[Member]) -> Box<[(u32, u16)]> {
 /// The owner of `flow`'s client on the ring, if available.
 #[inline]
 pub fn pick<B: Backends>(table: &SchedTable, b: &B, flow: &Flow) -> Option<usize> {
-    let SchedTable::Ring(ring) = table else { return None };
+    let SchedTable::Ring(ring) = table else {
+        return None;
+    };
     if ring.is_empty() {
         return None;
     }
@@ -73,14 +75,26 @@ mod tests {
     use super::*;
 
     fn members(n: usize) -> Vec<Member> {
-        (0..n).map(|i| Member { addr: [10, 2, 0, i as u8 + 1], port: 80, weight: 1, last_weight: 1 }).collect()
+        (0..n)
+            .map(|i| Member {
+                addr: [10, 2, 0, i as u8 + 1],
+                port: 80,
+                weight: 1,
+                last_weight: 1,
+            })
+            .collect()
     }
 
     fn owners(ring: &[(u32, u16)], s: &Servers, clients: u32) -> HashMap<u32, usize> {
         let t = SchedTable::Ring(ring.into());
         (0..clients)
             .filter_map(|c| {
-                let f = Flow { client: (0x0a00_0000 + c).to_be_bytes(), client_port: 1, vip: [0; 4], vip_port: 0 };
+                let f = Flow {
+                    client: (0x0a00_0000 + c).to_be_bytes(),
+                    client_port: 1,
+                    vip: [0; 4],
+                    vip_port: 0,
+                };
                 pick(&t, s, &f).map(|p| (c, p))
             })
             .collect()

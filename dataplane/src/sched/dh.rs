@@ -19,7 +19,15 @@ pub const TAB_SIZE: usize = 1 << TAB_BITS;
 /// `ip_vs_dh_reassign`: bucket `i` gets server `i mod n`.
 #[must_use]
 pub fn build(members: &[Member]) -> Box<[u16]> {
-    (0..TAB_SIZE).map(|i| if members.is_empty() { NO_SERVER } else { (i % members.len()) as u16 }).collect()
+    (0..TAB_SIZE)
+        .map(|i| {
+            if members.is_empty() {
+                NO_SERVER
+            } else {
+                (i % members.len()) as u16
+            }
+        })
+        .collect()
 }
 
 /// `ip_vs_dh_hashkey`.
@@ -32,7 +40,9 @@ pub fn hashkey(addr: [u8; 4]) -> usize {
 /// The server for `flow`'s destination, or `None`.
 #[inline]
 pub fn pick<B: Backends>(table: &SchedTable, b: &B, flow: &Flow) -> Option<usize> {
-    let SchedTable::Buckets(t) = table else { return None };
+    let SchedTable::Buckets(t) = table else {
+        return None;
+    };
     let p = usize::from(*t.get(hashkey(flow.vip))?);
     (p != usize::from(NO_SERVER) && p < b.len() && b.available(p)).then_some(p)
 }
@@ -44,16 +54,30 @@ mod tests {
 
     #[test]
     fn one_bucket_per_server_and_stable() {
-        let m: Vec<Member> = (0..3).map(|i| Member { addr: [10, 0, 0, i + 1], port: 80, weight: 5, last_weight: 5 }).collect();
+        let m: Vec<Member> = (0..3)
+            .map(|i| Member {
+                addr: [10, 0, 0, i + 1],
+                port: 80,
+                weight: 5,
+                last_weight: 5,
+            })
+            .collect();
         let t = build(&m);
         assert_eq!(t[..6], [0, 1, 2, 0, 1, 2]);
         let table = SchedTable::Buckets(t);
         let mut s = Servers::weights(&[5, 5, 5]);
-        let f = |vip: [u8; 4]| Flow { client: [1, 2, 3, 4], client_port: 9, vip, vip_port: 80 };
+        let f = |vip: [u8; 4]| Flow {
+            client: [1, 2, 3, 4],
+            client_port: 9,
+            vip,
+            vip_port: 80,
+        };
         let want = hashkey([10, 0, 0, 100]) % 3;
         assert_eq!(pick(&table, &s, &f([10, 0, 0, 100])), Some(want));
         // Another destination hashes elsewhere in general.
-        let spread: std::collections::HashSet<_> = (0..50).filter_map(|i| pick(&table, &s, &f([10, 0, 1, i]))).collect();
+        let spread: std::collections::HashSet<_> = (0..50)
+            .filter_map(|i| pick(&table, &s, &f([10, 0, 1, i])))
+            .collect();
         assert_eq!(spread.len(), 3);
         s.over[want] = true;
         assert_eq!(pick(&table, &s, &f([10, 0, 0, 100])), None, "no fallback");

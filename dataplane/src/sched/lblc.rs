@@ -49,14 +49,17 @@ pub struct Lblc {
 
 impl Default for Lblc {
     fn default() -> Self {
-        Self { entries: vec![Entry::default(); CACHE_SIZE].into_boxed_slice() }
+        Self {
+            entries: vec![Entry::default(); CACHE_SIZE].into_boxed_slice(),
+        }
     }
 }
 
 /// lblc's and lblcr's `is_overloaded()`.
 #[inline]
 pub(crate) fn is_overloaded<B: Backends>(b: &B, i: usize) -> bool {
-    b.active(i) > b.weight(i) && (0..b.len()).any(|d| u64::from(b.active(d)) * 2 < u64::from(b.weight(d)))
+    b.active(i) > b.weight(i)
+        && (0..b.len()).any(|d| u64::from(b.active(d)) * 2 < u64::from(b.weight(d)))
 }
 
 /// The cache slot of destination `dest`.
@@ -78,7 +81,12 @@ impl Lblc {
             }
         }
         let i = wlc::pick(b)?;
-        *e = Entry { dest: flow.vip, id: b.id(i), used: true, lastuse: now };
+        *e = Entry {
+            dest: flow.vip,
+            id: b.id(i),
+            used: true,
+            lastuse: now,
+        };
         Some(i)
     }
 }
@@ -89,7 +97,12 @@ mod tests {
     use super::*;
 
     fn flow(vip: [u8; 4]) -> Flow {
-        Flow { client: [1, 1, 1, 1], client_port: 1, vip, vip_port: 80 }
+        Flow {
+            client: [1, 1, 1, 1],
+            client_port: 1,
+            vip,
+            vip_port: 80,
+        }
     }
 
     #[test]
@@ -131,7 +144,11 @@ mod tests {
         let mut s = Servers::weights(&[1, 1]).with_active(&[0, 1]);
         assert_eq!(c.pick(&s, &flow(v), Millis(0)), Some(0));
         s.over[0] = true;
-        assert_eq!(c.pick(&s, &flow(v), Millis(1)), Some(1), "threshold honoured");
+        assert_eq!(
+            c.pick(&s, &flow(v), Millis(1)),
+            Some(1),
+            "threshold honoured"
+        );
         s.over[0] = false;
         s.weight[1] = 0;
         assert_eq!(c.pick(&s, &flow(v), Millis(2)), Some(0));

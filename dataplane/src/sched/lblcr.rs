@@ -70,7 +70,8 @@ impl Entry {
     /// `ip_vs_dest_set_max`: weighted most-loaded member (index in the set).
     fn max<B: Backends>(&self, b: &B) -> Option<usize> {
         let pos = |j: usize| b.position(self.set[j]);
-        let first = (0..usize::from(self.len)).find(|&j| pos(j).is_some_and(|i| b.weight(i) > 0))?;
+        let first =
+            (0..usize::from(self.len)).find(|&j| pos(j).is_some_and(|i| b.weight(i) > 0))?;
         let (mut most, mut moh) = (first, pos(first).map_or(0, |i| b.overhead(i)));
         for j in first + 1..usize::from(self.len) {
             let Some(i) = pos(j) else { continue };
@@ -113,7 +114,9 @@ pub struct Lblcr {
 
 impl Default for Lblcr {
     fn default() -> Self {
-        Self { entries: vec![Entry::default(); CACHE_SIZE].into_boxed_slice() }
+        Self {
+            entries: vec![Entry::default(); CACHE_SIZE].into_boxed_slice(),
+        }
     }
 }
 
@@ -140,7 +143,14 @@ impl Lblcr {
             return Some(d);
         }
         let d = wlc::pick(b)?;
-        *e = Entry { dest: flow.vip, used: true, lastuse: now, lastmod: now, len: 1, set: [0; SET_MAX] };
+        *e = Entry {
+            dest: flow.vip,
+            used: true,
+            lastuse: now,
+            lastmod: now,
+            len: 1,
+            set: [0; SET_MAX],
+        };
         e.set[0] = b.id(d);
         Some(d)
     }
@@ -149,7 +159,11 @@ impl Lblcr {
     #[must_use]
     pub fn set_of(&self, dest: [u8; 4]) -> Vec<u16> {
         let e = &self.entries[slot(dest)];
-        if e.used && e.dest == dest { e.members().to_vec() } else { Vec::new() }
+        if e.used && e.dest == dest {
+            e.members().to_vec()
+        } else {
+            Vec::new()
+        }
     }
 }
 
@@ -161,7 +175,12 @@ mod tests {
     const V: [u8; 4] = [10, 0, 0, 100];
 
     fn flow() -> Flow {
-        Flow { client: [1, 1, 1, 1], client_port: 1, vip: V, vip_port: 80 }
+        Flow {
+            client: [1, 1, 1, 1],
+            client_port: 1,
+            vip: V,
+            vip_port: 80,
+        }
     }
 
     #[test]

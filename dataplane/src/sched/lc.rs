@@ -29,9 +29,13 @@ mod tests {
     #[test]
     fn active_counts_256_times_inactive() {
         // 1 active (256) weighs more than 255 inactive.
-        let s = Servers::weights(&[1, 1]).with_active(&[1, 0]).with_inactive(&[0, 255]);
+        let s = Servers::weights(&[1, 1])
+            .with_active(&[1, 0])
+            .with_inactive(&[0, 255]);
         assert_eq!(pick(&s), Some(1));
-        let s = Servers::weights(&[1, 1]).with_active(&[1, 0]).with_inactive(&[0, 256]);
+        let s = Servers::weights(&[1, 1])
+            .with_active(&[1, 0])
+            .with_inactive(&[0, 256]);
         assert_eq!(pick(&s), Some(0), "tie goes to the first");
         // Weights are ignored except 0.
         let s = Servers::weights(&[100, 1, 0]).with_active(&[3, 2, 0]);

@@ -38,7 +38,12 @@ pub const KEY2: SipKey = SipKey(2_654_446_892, 2_654_446_892);
 #[inline]
 #[must_use]
 pub fn hashkey(addr: [u8; 4], port: u16, key: SipKey, offset: u32) -> u32 {
-    hsiphash_u32(offset.wrapping_add(u32::from(port)).wrapping_add(u32::from_be_bytes(addr)), key)
+    hsiphash_u32(
+        offset
+            .wrapping_add(u32::from(port))
+            .wrapping_add(u32::from_be_bytes(addr)),
+        key,
+    )
 }
 
 /// `IP_VS_MH_TAB_BITS` for a table of `size` entries.
@@ -69,9 +74,21 @@ pub fn build(members: &[Member], size: u32) -> Box<[u16]> {
         .iter()
         .map(|s| {
             let offset = hashkey(s.addr, s.port, KEY1, 0) as usize % m;
-            let skip = if m > 1 { hashkey(s.addr, s.port, KEY2, 0) as usize % (m - 1) + 1 } else { 1 };
+            let skip = if m > 1 {
+                hashkey(s.addr, s.port, KEY2, 0) as usize % (m - 1) + 1
+            } else {
+                1
+            };
             let t = (s.last_weight / gcd) >> rshift;
-            Setup { perm: offset, skip, turns: if t > 0 { t } else { u32::from(s.last_weight != 0) } }
+            Setup {
+                perm: offset,
+                skip,
+                turns: if t > 0 {
+                    t
+                } else {
+                    u32::from(s.last_weight != 0)
+                },
+            }
         })
         .collect();
     let mut taken = vec![false; m];
@@ -111,14 +128,27 @@ pub fn build(members: &[Member], size: u32) -> Box<[u16]> {
 /// `mh-fallback`) the entries `hashkey(.., offset)` for offsets from the
 /// client's own entry on, else `None`.
 #[inline]
-pub fn pick<B: Backends>(table: &SchedTable, flags: SchedFlags, b: &B, flow: &Flow) -> Option<usize> {
-    let SchedTable::Maglev(t) = table else { return None };
+pub fn pick<B: Backends>(
+    table: &SchedTable,
+    flags: SchedFlags,
+    b: &B,
+    flow: &Flow,
+) -> Option<usize> {
+    let SchedTable::Maglev(t) = table else {
+        return None;
+    };
     let m = t.len() as u32;
     if m == 0 {
         return None;
     }
-    let port = if flags.contains(SchedFlags::PORT) { flow.client_port } else { 0 };
-    let at = |h: u32| Some(usize::from(t[h as usize])).filter(|p| *p != usize::from(NO_SERVER) && *p < b.len());
+    let port = if flags.contains(SchedFlags::PORT) {
+        flow.client_port
+    } else {
+        0
+    };
+    let at = |h: u32| {
+        Some(usize::from(t[h as usize])).filter(|p| *p != usize::from(NO_SERVER) && *p < b.len())
+    };
     let ihash = hashkey(flow.client, port, KEY1, 0) % m;
     let first = at(ihash)?;
     if b.available(first) {
@@ -147,7 +177,12 @@ mod tests {
 
     fn members(n: usize, weight: impl Fn(usize) -> u32) -> Vec<Member> {
         (0..n)
-            .map(|i| Member { addr: [10, 1, (i / 250) as u8, (i % 250) as u8 + 1], port: 80, weight: weight(i), last_weight: weight(i) })
+            .map(|i| Member {
+                addr: [10, 1, (i / 250) as u8, (i % 250) as u8 + 1],
+                port: 80,
+                weight: weight(i),
+                last_weight: weight(i),
+            })
             .collect()
     }
 
@@ -168,9 +203,24 @@ mod tests {
     #[test]
     fn golden_tables() {
         let cases: [(&str, Vec<Member>, u32, &str); 3] = [
-            ("mh_3x251.txt", members(3, |_| 1), 251, include_str!("golden/mh_3x251.txt")),
-            ("mh_5x251_weighted.txt", members(5, |i| [1, 2, 3, 0, 4][i]), 251, include_str!("golden/mh_5x251_weighted.txt")),
-            ("mh_10x4093.txt", members(10, |_| 1), 4093, include_str!("golden/mh_10x4093.txt")),
+            (
+                "mh_3x251.txt",
+                members(3, |_| 1),
+                251,
+                include_str!("golden/mh_3x251.txt"),
+            ),
+            (
+                "mh_5x251_weighted.txt",
+                members(5, |i| [1, 2, 3, 0, 4][i]),
+                251,
+                include_str!("golden/mh_5x251_weighted.txt"),
+            ),
+            (
+                "mh_10x4093.txt",
+                members(10, |_| 1),
+                4093,
+                include_str!("golden/mh_10x4093.txt"),
+            ),
         ];
         for (file, m, size, golden) in cases {
             let got = render(&build(&m, size));
@@ -179,7 +229,10 @@ mod tests {
                 std::fs::write(format!("{path}{file}"), &got).unwrap();
                 continue;
             }
-            assert_eq!(got, golden, "{file} differs from the checked-in golden table");
+            assert_eq!(
+                got, golden,
+                "{file} differs from the checked-in golden table"
+            );
         }
     }
 
@@ -247,15 +300,27 @@ mod tests {
         let m = members(5, |_| 1);
         let table = SchedTable::Maglev(build(&m, MH_TABLE_SIZE_DEFAULT));
         let mut s = Servers::weights(&[1; 5]);
-        let f = |c: [u8; 4], port: u16| Flow { client: c, client_port: port, vip: [10, 0, 0, 100], vip_port: 80 };
+        let f = |c: [u8; 4], port: u16| Flow {
+            client: c,
+            client_port: port,
+            vip: [10, 0, 0, 100],
+            vip_port: 80,
+        };
         let mut map = HashMap::new();
         for i in 0..200u8 {
             let c = [172, 16, i, 9];
             let p = pick(&table, SchedFlags::NONE, &s, &f(c, 1)).unwrap();
-            assert_eq!(pick(&table, SchedFlags::NONE, &s, &f(c, 2)), Some(p), "port ignored without mh-port");
+            assert_eq!(
+                pick(&table, SchedFlags::NONE, &s, &f(c, 2)),
+                Some(p),
+                "port ignored without mh-port"
+            );
             map.insert(c, p);
         }
-        assert_eq!(map.values().collect::<std::collections::HashSet<_>>().len(), 5);
+        assert_eq!(
+            map.values().collect::<std::collections::HashSet<_>>().len(),
+            5
+        );
         // Drain server 2: its clients are refused, or moved with mh-fallback;
         // nobody else moves.
         s.weight[2] = 0;
@@ -271,9 +336,13 @@ mod tests {
         }
         // mh-port: one client's ports spread.
         let s = Servers::weights(&[1; 5]);
-        let spread: std::collections::HashSet<_> =
-            (0..100).filter_map(|p| pick(&table, SchedFlags::PORT, &s, &f([172, 16, 0, 9], 30000 + p))).collect();
+        let spread: std::collections::HashSet<_> = (0..100)
+            .filter_map(|p| pick(&table, SchedFlags::PORT, &s, &f([172, 16, 0, 9], 30000 + p)))
+            .collect();
         assert_eq!(spread.len(), 5);
-        assert_eq!(pick(&SchedTable::None, SchedFlags::NONE, &s, &f([1, 1, 1, 1], 1)), None);
+        assert_eq!(
+            pick(&SchedTable::None, SchedFlags::NONE, &s, &f([1, 1, 1, 1], 1)),
+            None
+        );
     }
 }

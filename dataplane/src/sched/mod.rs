@@ -206,7 +206,11 @@ impl SchedKind {
     /// Every ipvsadm name, comma-separated (for error messages).
     #[must_use]
     pub fn names() -> String {
-        Self::ALL.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+        Self::ALL
+            .iter()
+            .map(|k| k.name())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -269,7 +273,11 @@ impl SchedFlags {
             _ => return Err(FlagError::Unknown(name.to_string())),
         };
         if applies != kind {
-            return Err(FlagError::Incompatible { flag: name.to_string(), applies: applies.name(), sched: kind.name() });
+            return Err(FlagError::Incompatible {
+                flag: name.to_string(),
+                applies: applies.name(),
+                sched: kind.name(),
+            });
         }
         Ok(bit)
     }
@@ -349,7 +357,9 @@ pub fn build(kind: SchedKind, mh_table_size: u32, members: &[Member]) -> SchedTa
 
 /// Greatest common divisor of the non-zero values, 0 if there are none.
 pub(crate) fn gcd_of(values: impl Iterator<Item = u32>) -> u32 {
-    values.filter(|w| *w > 0).fold(0, |g, w| if g == 0 { w } else { gcd(g, w) })
+    values
+        .filter(|w| *w > 0)
+        .fold(0, |g, w| if g == 0 { w } else { gcd(g, w) })
 }
 
 fn gcd(mut a: u32, mut b: u32) -> u32 {
@@ -417,7 +427,9 @@ impl Scheduler {
     pub fn new<B: Backends>(kind: SchedKind, b: &B, seed: u64) -> Self {
         match kind {
             SchedKind::RoundRobin => Self::RoundRobin(rr::RoundRobin::default()),
-            SchedKind::WeightedRoundRobin => Self::WeightedRoundRobin(wrr::WeightedRoundRobin::new(b)),
+            SchedKind::WeightedRoundRobin => {
+                Self::WeightedRoundRobin(wrr::WeightedRoundRobin::new(b))
+            }
             SchedKind::LeastConnection => Self::LeastConnection,
             SchedKind::WeightedLeastConnection => Self::WeightedLeastConnection,
             SchedKind::ShortestExpectedDelay => Self::ShortestExpectedDelay,
@@ -425,7 +437,9 @@ impl Scheduler {
             SchedKind::SourceHashing => Self::SourceHashing,
             SchedKind::DestinationHashing => Self::DestinationHashing,
             SchedKind::LocalityLeastConnection => Self::LocalityLeastConnection(Box::default()),
-            SchedKind::LocalityLeastConnectionReplication => Self::LocalityLeastConnectionReplication(Box::default()),
+            SchedKind::LocalityLeastConnectionReplication => {
+                Self::LocalityLeastConnectionReplication(Box::default())
+            }
             SchedKind::WeightedFailover => Self::WeightedFailover,
             SchedKind::WeightedOverflow => Self::WeightedOverflow,
             SchedKind::MaglevHashing => Self::MaglevHashing,
@@ -447,7 +461,9 @@ impl Scheduler {
             Self::SourceHashing => SchedKind::SourceHashing,
             Self::DestinationHashing => SchedKind::DestinationHashing,
             Self::LocalityLeastConnection(_) => SchedKind::LocalityLeastConnection,
-            Self::LocalityLeastConnectionReplication(_) => SchedKind::LocalityLeastConnectionReplication,
+            Self::LocalityLeastConnectionReplication(_) => {
+                SchedKind::LocalityLeastConnectionReplication
+            }
             Self::WeightedFailover => SchedKind::WeightedFailover,
             Self::WeightedOverflow => SchedKind::WeightedOverflow,
             Self::MaglevHashing => SchedKind::MaglevHashing,
@@ -469,7 +485,14 @@ impl Scheduler {
     /// Picks the position of a server in `b` for a new connection `flow`, or
     /// `None` if none can take it. `table` is the service's [`SchedTable`].
     #[inline]
-    pub fn pick<B: Backends>(&mut self, table: &SchedTable, flags: SchedFlags, b: &B, flow: &Flow, now: Millis) -> Option<usize> {
+    pub fn pick<B: Backends>(
+        &mut self,
+        table: &SchedTable,
+        flags: SchedFlags,
+        b: &B,
+        flow: &Flow,
+        now: Millis,
+    ) -> Option<usize> {
         match self {
             Self::RoundRobin(r) => r.pick(b),
             Self::WeightedRoundRobin(w) => w.pick(b),
@@ -506,7 +529,12 @@ pub(crate) mod testkit {
 
     impl Servers {
         pub(crate) fn weights(w: &[u32]) -> Self {
-            Self { weight: w.to_vec(), active: vec![0; w.len()], inactive: vec![0; w.len()], over: vec![false; w.len()] }
+            Self {
+                weight: w.to_vec(),
+                active: vec![0; w.len()],
+                inactive: vec![0; w.len()],
+                over: vec![false; w.len()],
+            }
         }
         pub(crate) fn with_active(mut self, a: &[u32]) -> Self {
             self.active = a.to_vec();
@@ -562,20 +590,36 @@ mod tests {
     #[test]
     fn flags_belong_to_their_scheduler() {
         let sh = SchedKind::SourceHashing;
-        let f = SchedFlags::parse(sh, "sh-fallback").unwrap().union(SchedFlags::parse(sh, "sh-port").unwrap());
+        let f = SchedFlags::parse(sh, "sh-fallback")
+            .unwrap()
+            .union(SchedFlags::parse(sh, "sh-port").unwrap());
         assert!(f.contains(SchedFlags::FALLBACK) && f.contains(SchedFlags::PORT));
         assert_eq!(f.names(sh), vec!["sh-fallback", "sh-port"]);
-        assert_eq!(SchedFlags::PORT.names(SchedKind::MaglevHashing), vec!["mh-port"]);
-        assert!(matches!(SchedFlags::parse(SchedKind::RoundRobin, "sh-port"), Err(FlagError::Incompatible { .. })));
-        assert!(matches!(SchedFlags::parse(SchedKind::MaglevHashing, "sh-port"), Err(FlagError::Incompatible { .. })));
-        assert!(matches!(SchedFlags::parse(sh, "bogus"), Err(FlagError::Unknown(_))));
+        assert_eq!(
+            SchedFlags::PORT.names(SchedKind::MaglevHashing),
+            vec!["mh-port"]
+        );
+        assert!(matches!(
+            SchedFlags::parse(SchedKind::RoundRobin, "sh-port"),
+            Err(FlagError::Incompatible { .. })
+        ));
+        assert!(matches!(
+            SchedFlags::parse(SchedKind::MaglevHashing, "sh-port"),
+            Err(FlagError::Incompatible { .. })
+        ));
+        assert!(matches!(
+            SchedFlags::parse(sh, "bogus"),
+            Err(FlagError::Unknown(_))
+        ));
     }
 
     #[test]
     fn primes() {
         let p: Vec<u32> = (0..30).filter(|n| is_prime(*n)).collect();
         assert_eq!(p, vec![2, 3, 5, 7, 11, 13, 17, 19, 23, 29]);
-        for n in [251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 65537, 131071] {
+        for n in [
+            251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 65537, 131071,
+        ] {
             assert!(is_prime(n), "{n}");
         }
         assert!(!is_prime(65535) && !is_prime(1));

@@ -18,7 +18,8 @@ pub fn pick<B: Backends>(b: &B) -> Option<usize> {
             return Some(i);
         }
         let doh = sed::overhead(b, i);
-        if least.is_none_or(|(l, loh)| loh * u64::from(b.weight(i)) > doh * u64::from(b.weight(l))) {
+        if least.is_none_or(|(l, loh)| loh * u64::from(b.weight(i)) > doh * u64::from(b.weight(l)))
+        {
             least = Some((i, doh));
         }
     }

@@ -42,6 +42,18 @@ mod tests {
             })
             .collect();
         // B takes 4 (active may reach weight + 1), then A takes 3, then full.
-        assert_eq!(got, vec![Some(1), Some(1), Some(1), Some(1), Some(0), Some(0), Some(0), None]);
+        assert_eq!(
+            got,
+            vec![
+                Some(1),
+                Some(1),
+                Some(1),
+                Some(1),
+                Some(0),
+                Some(0),
+                Some(0),
+                None
+            ]
+        );
     }
 }

@@ -48,7 +48,9 @@ mod tests {
         let s = Servers::weights(&[1, 3]);
         assert_eq!(pick(&s), Some(1));
         // Inactive connections are ignored.
-        let s = Servers::weights(&[1, 1]).with_active(&[1, 1]).with_inactive(&[0, 1000]);
+        let s = Servers::weights(&[1, 1])
+            .with_active(&[1, 1])
+            .with_inactive(&[0, 1000]);
         assert_eq!(pick(&s), Some(0));
     }
 

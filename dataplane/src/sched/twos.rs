@@ -21,7 +21,13 @@ impl TwoChoices {
     /// A generator seeded with `seed` (any value; 0 is replaced).
     #[must_use]
     pub fn new(seed: u64) -> Self {
-        Self { state: if seed == 0 { 0x9e37_79b9_7f4a_7c15 } else { seed } }
+        Self {
+            state: if seed == 0 {
+                0x9e37_79b9_7f4a_7c15
+            } else {
+                seed
+            },
+        }
     }
 
     /// xorshift64*, upper 32 bits.
@@ -35,7 +41,10 @@ impl TwoChoices {
 
     /// `ip_vs_twos_schedule`.
     pub fn pick<B: Backends>(&mut self, b: &B) -> Option<usize> {
-        let total: i64 = (0..b.len()).filter(|&i| b.available(i)).map(|i| i64::from(b.weight(i))).sum();
+        let total: i64 = (0..b.len())
+            .filter(|&i| b.available(i))
+            .map(|i| i64::from(b.weight(i)))
+            .sum();
         if total == 0 {
             return None;
         }

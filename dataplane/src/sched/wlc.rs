@@ -37,7 +37,9 @@ mod tests {
         let s = Servers::weights(&[1, 3]).with_active(&[1, 2]);
         assert_eq!(pick(&s), Some(1));
         // Inactive counts 1/256 of an active.
-        let s = Servers::weights(&[1, 1]).with_active(&[1, 1]).with_inactive(&[3, 2]);
+        let s = Servers::weights(&[1, 1])
+            .with_active(&[1, 1])
+            .with_inactive(&[3, 2]);
         assert_eq!(pick(&s), Some(1));
         // Weight 0 never wins, even idle.
         let s = Servers::weights(&[0, 1]).with_active(&[0, 50]);

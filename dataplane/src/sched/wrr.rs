@@ -28,7 +28,10 @@ pub struct WeightedRoundRobin {
 
 fn di_mw<B: Backends>(b: &B) -> (i64, i64) {
     let di = i64::from(gcd_of((0..b.len()).map(|i| b.weight(i))).max(1));
-    let max = (0..b.len()).map(|i| i64::from(b.weight(i))).max().unwrap_or(0);
+    let max = (0..b.len())
+        .map(|i| i64::from(b.weight(i)))
+        .max()
+        .unwrap_or(0);
     (di, max - (di - 1))
 }
 
@@ -37,7 +40,12 @@ impl WeightedRoundRobin {
     #[must_use]
     pub fn new<B: Backends>(b: &B) -> Self {
         let (di, mw) = di_mw(b);
-        Self { cl: None, cw: mw, mw, di }
+        Self {
+            cl: None,
+            cw: mw,
+            mw,
+            di,
+        }
     }
 
     /// `ip_vs_wrr_dest_changed`: back to the head, new steps, current weight

@@ -44,13 +44,20 @@ impl HashIndex {
     /// An index with room for `buckets` entries (rounded up to a power of two).
     pub(crate) fn new(buckets: usize) -> Self {
         let len = buckets.max(2).next_power_of_two();
-        Self { entries: vec![EMPTY; len], mask: len - 1 }
+        Self {
+            entries: vec![EMPTY; len],
+            mask: len - 1,
+        }
     }
 
     /// The payloads filed under hash `h`.
     #[inline]
     pub(crate) fn probe(&self, h: u32) -> Probe<'_> {
-        Probe { index: self, at: h as usize & self.mask, tag: h }
+        Probe {
+            index: self,
+            at: h as usize & self.mask,
+            tag: h,
+        }
     }
 
     /// The entry a probe for hash `h` reads first.

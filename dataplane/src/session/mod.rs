@@ -45,7 +45,10 @@ impl Endpoint {
     /// An IPv4 endpoint.
     #[must_use]
     pub const fn new(ip: [u8; 4], port: u16) -> Self {
-        Self { ip: Addr::v4(ip), port }
+        Self {
+            ip: Addr::v4(ip),
+            port,
+        }
     }
 
     /// An endpoint of either family.
@@ -80,7 +83,8 @@ impl FlowKey {
         // IPv4-mapped addresses fold to 0x0000ffff_aabbccdd: the source's
         // word turned half round keeps both IPv4 addresses' bits apart.
         let a = self.src.ip.fold().rotate_left(32) ^ self.dst.ip.fold();
-        let b = u64::from(self.src.port) | u64::from(self.dst.port) << 16 | u64::from(self.proto) << 32;
+        let b =
+            u64::from(self.src.port) | u64::from(self.dst.port) << 16 | u64::from(self.proto) << 32;
         // Addresses through one multiply, then one round of MurmurHash3's
         // 64-bit finaliser over both words: every input bit reaches every
         // output bit. (Client ports from Linux share a parity: a weak mix
@@ -164,12 +168,20 @@ impl Session {
     /// The key the client's packets carry.
     #[must_use]
     pub fn client_key(&self) -> FlowKey {
-        FlowKey { src: self.client, dst: self.vip, proto: self.proto }
+        FlowKey {
+            src: self.client,
+            dst: self.vip,
+            proto: self.proto,
+        }
     }
     /// The key the real server's replies carry.
     #[must_use]
     pub fn rs_key(&self) -> FlowKey {
-        FlowKey { src: self.rs, dst: self.laddr, proto: self.proto }
+        FlowKey {
+            src: self.rs,
+            dst: self.laddr,
+            proto: self.proto,
+        }
     }
 }
 
@@ -249,7 +261,9 @@ impl SessionTable {
     #[inline]
     #[must_use]
     pub fn lookup(&self, key: &FlowKey, now: Millis) -> Lookup {
-        let Some((slot, dir)) = self.find(key) else { return Lookup::Miss };
+        let Some((slot, dir)) = self.find(key) else {
+            return Lookup::Miss;
+        };
         match &self.slots[slot as usize] {
             Some(s) if s.expires <= now => Lookup::Expired(SlotId(slot)),
             Some(_) => Lookup::Hit(SlotId(slot), dir),
@@ -353,7 +367,12 @@ impl SessionTable {
     /// Examines up to `budget` slots from where the last sweep stopped and
     /// removes the sessions expired at `now`, handing each (with the slot it
     /// occupied) to `on_expire`. Returns how many were removed.
-    pub fn sweep(&mut self, now: Millis, budget: usize, mut on_expire: impl FnMut(SlotId, &Session)) -> usize {
+    pub fn sweep(
+        &mut self,
+        now: Millis,
+        budget: usize,
+        mut on_expire: impl FnMut(SlotId, &Session),
+    ) -> usize {
         let mut removed = 0;
         let n = self.slots.len();
         for _ in 0..budget.min(n) {
@@ -397,7 +416,14 @@ impl SessionTable {
     }
 
     fn unpack(payload: u32) -> (u32, Direction) {
-        (payload >> 1, if payload & 1 == 0 { Direction::Inbound } else { Direction::Outbound })
+        (
+            payload >> 1,
+            if payload & 1 == 0 {
+                Direction::Inbound
+            } else {
+                Direction::Outbound
+            },
+        )
     }
 
     fn index_insert(&mut self, h: u32, slot: u32, dir: Direction) {

@@ -224,9 +224,18 @@ mod tests {
 
     #[test]
     fn rst_closes_and_flagless_keeps() {
-        assert_eq!(next_state(TcpState::Established, Inbound, RST | ACK), TcpState::Close);
-        assert_eq!(next_state(TcpState::Established, Outbound, RST), TcpState::Close);
-        assert_eq!(next_state(TcpState::Established, Inbound, 0), TcpState::Established);
+        assert_eq!(
+            next_state(TcpState::Established, Inbound, RST | ACK),
+            TcpState::Close
+        );
+        assert_eq!(
+            next_state(TcpState::Established, Outbound, RST),
+            TcpState::Close
+        );
+        assert_eq!(
+            next_state(TcpState::Established, Inbound, 0),
+            TcpState::Established
+        );
     }
 
     #[test]
@@ -242,10 +251,23 @@ mod tests {
             s = next_state_input_only(s, flags);
             assert_eq!(s, want, "after {flags:#x}");
         }
-        assert_eq!(next_state_input_only(TcpState::Established, RST), TcpState::Close);
-        assert_eq!(next_state_input_only(TcpState::SynRecv, RST), TcpState::SynRecv, "IPVS ignores RST in SYN_RECV");
-        assert_eq!(next_state_input_only(TcpState::SynRecv, FIN | ACK), TcpState::TimeWait);
-        assert_eq!(next_state_input_only(TcpState::Established, 0), TcpState::Established);
+        assert_eq!(
+            next_state_input_only(TcpState::Established, RST),
+            TcpState::Close
+        );
+        assert_eq!(
+            next_state_input_only(TcpState::SynRecv, RST),
+            TcpState::SynRecv,
+            "IPVS ignores RST in SYN_RECV"
+        );
+        assert_eq!(
+            next_state_input_only(TcpState::SynRecv, FIN | ACK),
+            TcpState::TimeWait
+        );
+        assert_eq!(
+            next_state_input_only(TcpState::Established, 0),
+            TcpState::Established
+        );
     }
 
     #[test]
@@ -255,7 +277,10 @@ mod tests {
         let mut diffs = Vec::new();
         for s in TcpState::ALL {
             for flags in [SYN, FIN, ACK, RST] {
-                let (a, b) = (next_state(s, Inbound, flags), next_state_input_only(s, flags));
+                let (a, b) = (
+                    next_state(s, Inbound, flags),
+                    next_state_input_only(s, flags),
+                );
                 if a != b {
                     diffs.push((s, flags, b));
                 }

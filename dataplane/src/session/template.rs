@@ -22,8 +22,8 @@
 //! at most 25 % full, lazy expiry plus an incremental [`TemplateTable::sweep`].
 //! A full table refuses inserts; nothing live is evicted.
 
-use super::{fmix64, Addr, Endpoint, InsertError};
 use super::index::HashIndex;
+use super::{fmix64, Addr, Endpoint, InsertError};
 use crate::time::Millis;
 
 /// What a template matches: the masked client address and the service.
@@ -122,7 +122,9 @@ impl TemplateTable {
     /// The slot of the template for `key`, live or not.
     #[must_use]
     pub fn find(&self, key: &TemplateKey) -> Option<TemplateSlot> {
-        self.index.probe(key.hash()).find(|&slot| self.slots[slot as usize].is_some_and(|t| t.key == *key))
+        self.index
+            .probe(key.hash())
+            .find(|&slot| self.slots[slot as usize].is_some_and(|t| t.key == *key))
     }
 
     /// The template in `slot`.
@@ -177,7 +179,9 @@ impl TemplateTable {
         for _ in 0..budget.min(n) {
             let slot = self.sweep_cursor;
             self.sweep_cursor = if slot + 1 == n { 0 } else { slot + 1 };
-            let Some(t) = &mut self.slots[slot] else { continue };
+            let Some(t) = &mut self.slots[slot] else {
+                continue;
+            };
             if t.expires > now {
                 continue;
             }
@@ -205,11 +209,22 @@ mod tests {
     use super::*;
 
     fn key(c: u8) -> TemplateKey {
-        TemplateKey { client: Addr::v4([192, 168, 0, c]), vip: Endpoint::new([10, 0, 0, 100], 80), proto: 6 }
+        TemplateKey {
+            client: Addr::v4([192, 168, 0, c]),
+            vip: Endpoint::new([10, 0, 0, 100], 80),
+            proto: 6,
+        }
     }
 
     fn tpl(c: u8, expires: u64) -> Template {
-        Template { key: key(c), rs: Endpoint::new([10, 0, 0, 11], 80), rs_index: 0, expires: Millis(expires), timeout_secs: 300, controls: 0 }
+        Template {
+            key: key(c),
+            rs: Endpoint::new([10, 0, 0, 11], 80),
+            rs_index: 0,
+            expires: Millis(expires),
+            timeout_secs: 300,
+            controls: 0,
+        }
     }
 
     #[test]

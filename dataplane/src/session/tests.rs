@@ -26,20 +26,31 @@ fn session(client_port: u16, lport: u16, expires: u64) -> Session {
 #[test]
 fn the_read_ahead_candidate_is_the_session_a_lookup_finds() {
     let mut t = SessionTable::new(1024, 7);
-    let sessions: Vec<Session> = (0..500).map(|i| session(10_000 + i, 2000 + i, 1000)).collect();
+    let sessions: Vec<Session> = (0..500)
+        .map(|i| session(10_000 + i, 2000 + i, 1000))
+        .collect();
     for s in &sessions {
         t.insert(*s).unwrap();
     }
     for s in &sessions {
         for key in [s.client_key(), s.rs_key()] {
             let h = t.hash_of(&key);
-            let Lookup::Hit(slot, _) = t.lookup(&key, Millis(0)) else { panic!("{key:?} missing") };
+            let Lookup::Hit(slot, _) = t.lookup(&key, Millis(0)) else {
+                panic!("{key:?} missing")
+            };
             // At a quarter load a tag collision is rare: the first candidate is the session.
-            assert_eq!(t.candidate(h).and_then(Option::as_ref), t.get(slot), "{key:?}");
+            assert_eq!(
+                t.candidate(h).and_then(Option::as_ref),
+                t.get(slot),
+                "{key:?}"
+            );
         }
     }
     let absent = session(9, 9, 1000).client_key();
-    assert_eq!(t.candidate(t.hash_of(&absent)).and_then(Option::as_ref), None);
+    assert_eq!(
+        t.candidate(t.hash_of(&absent)).and_then(Option::as_ref),
+        None
+    );
 }
 
 #[test]
@@ -47,8 +58,14 @@ fn both_keys_find_the_session() {
     let mut t = SessionTable::new(16, 7);
     let s = session(40000, 2000, 1000);
     let id = t.insert(s).unwrap();
-    assert_eq!(t.lookup(&s.client_key(), Millis(0)), Lookup::Hit(id, Direction::Inbound));
-    assert_eq!(t.lookup(&s.rs_key(), Millis(0)), Lookup::Hit(id, Direction::Outbound));
+    assert_eq!(
+        t.lookup(&s.client_key(), Millis(0)),
+        Lookup::Hit(id, Direction::Inbound)
+    );
+    assert_eq!(
+        t.lookup(&s.rs_key(), Millis(0)),
+        Lookup::Hit(id, Direction::Outbound)
+    );
     assert_eq!(t.lookup(&s.client_key(), Millis(1000)), Lookup::Expired(id));
     assert_eq!(t.len(), 1);
     assert_eq!(t.remove(id), Some(s));
@@ -63,7 +80,9 @@ fn full_table_refuses_and_keeps_existing() {
     t.insert(session(2, 2, 10)).unwrap();
     assert_eq!(t.insert(session(3, 3, 10)), Err(InsertError::Full));
     assert_eq!(t.len(), 2);
-    assert!(matches!(t.lookup(&session(1, 1, 10).client_key(), Millis(0)), Lookup::Hit(id, _) if id == a));
+    assert!(
+        matches!(t.lookup(&session(1, 1, 10).client_key(), Millis(0)), Lookup::Hit(id, _) if id == a)
+    );
 }
 
 #[test]
@@ -78,7 +97,8 @@ fn duplicate_keys_are_refused() {
 fn sweep_removes_expired_within_budget() {
     let mut t = SessionTable::new(8, 3);
     for i in 0..8 {
-        t.insert(session(i, i, if i % 2 == 0 { 5 } else { 50 })).unwrap();
+        t.insert(session(i, i, if i % 2 == 0 { 5 } else { 50 }))
+            .unwrap();
     }
     let mut seen = 0;
     let removed = t.sweep(Millis(10), 4, |_, _| seen += 1);
@@ -161,8 +181,15 @@ fn rs_only_sessions_answer_replies_but_not_the_client() {
     let s = session(40000, 2000, 1000);
     let id = t.insert_rs_only(s).unwrap();
     assert!(t.is_rs_only(id));
-    assert_eq!(t.lookup(&s.rs_key(), Millis(0)), Lookup::Hit(id, Direction::Outbound));
-    assert_eq!(t.lookup(&s.client_key(), Millis(0)), Lookup::Miss, "the client's next datagram is scheduled again");
+    assert_eq!(
+        t.lookup(&s.rs_key(), Millis(0)),
+        Lookup::Hit(id, Direction::Outbound)
+    );
+    assert_eq!(
+        t.lookup(&s.client_key(), Millis(0)),
+        Lookup::Miss,
+        "the client's next datagram is scheduled again"
+    );
     // The same client flow may have another one-packet session (another port).
     let again = t.insert_rs_only(session(40000, 2001, 1000)).unwrap();
     assert_eq!(t.insert_rs_only(s), Err(InsertError::Duplicate));
@@ -172,7 +199,10 @@ fn rs_only_sessions_answer_replies_but_not_the_client() {
     // The freed slot serves an ordinary session again, under both keys.
     let full = session(40001, 2002, 1000);
     let id2 = t.insert(full).unwrap();
-    assert_eq!(t.lookup(&full.client_key(), Millis(0)), Lookup::Hit(id2, Direction::Inbound));
+    assert_eq!(
+        t.lookup(&full.client_key(), Millis(0)),
+        Lookup::Hit(id2, Direction::Inbound)
+    );
     assert_eq!(t.len(), 2);
     assert!(t.remove(again).is_some());
 }

@@ -28,7 +28,10 @@ impl Default for Timeouts {
                 TcpState::Listen | TcpState::SynAck => 2 * 60,
             };
         }
-        Self { tcp_secs, udp_secs: 5 * 60 }
+        Self {
+            tcp_secs,
+            udp_secs: 5 * 60,
+        }
     }
 }
 

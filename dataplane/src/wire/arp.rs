@@ -98,7 +98,13 @@ mod tests {
     #[test]
     fn emit_then_parse() {
         let mut b = [0u8; PACKET_LEN];
-        Packet { buf: &mut b[..] }.emit(OP_REQUEST, [1, 2, 3, 4, 5, 6], [10, 0, 0, 1], [0; 6], [10, 0, 0, 2]);
+        Packet { buf: &mut b[..] }.emit(
+            OP_REQUEST,
+            [1, 2, 3, 4, 5, 6],
+            [10, 0, 0, 1],
+            [0; 6],
+            [10, 0, 0, 2],
+        );
         let p = Packet::new_checked(&b[..]).unwrap();
         assert_eq!(p.op(), OP_REQUEST);
         assert_eq!(p.sender_mac(), [1, 2, 3, 4, 5, 6]);
@@ -108,10 +114,16 @@ mod tests {
 
     #[test]
     fn refuses_short_and_non_ipv4() {
-        assert_eq!(Packet::new_checked(&[0u8; 27][..]).unwrap_err(), WireError::Truncated);
+        assert_eq!(
+            Packet::new_checked(&[0u8; 27][..]).unwrap_err(),
+            WireError::Truncated
+        );
         let mut b = [0u8; PACKET_LEN];
         Packet { buf: &mut b[..] }.emit(OP_REQUEST, [0; 6], [0; 4], [0; 6], [0; 4]);
         b[2] = 0x86; // ptype 0x86dd
-        assert_eq!(Packet::new_checked(&b[..]).unwrap_err(), WireError::Malformed);
+        assert_eq!(
+            Packet::new_checked(&b[..]).unwrap_err(),
+            WireError::Malformed
+        );
     }
 }

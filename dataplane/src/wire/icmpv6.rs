@@ -115,7 +115,10 @@ mod tests {
         fill_checksum(&mut m[..n], us, peer);
         assert_eq!(n, 32);
         assert_eq!(checksum(&m, us, peer), 0);
-        assert_eq!((nd_target(&m), link_layer_option(&m, OPT_TARGET_LL)), (Some(us), Some([2, 0, 0, 0, 0, 2])));
+        assert_eq!(
+            (nd_target(&m), link_layer_option(&m, OPT_TARGET_LL)),
+            (Some(us), Some([2, 0, 0, 0, 0, 2]))
+        );
         assert_eq!(m[4], 0x60, "solicited, override, not a router");
         let mut short = [0u8; 24];
         assert_eq!(emit_na(&mut short, us, [2; 6]), 24);
@@ -127,9 +130,16 @@ mod tests {
         m.extend_from_slice(&[0xfd; 16]);
         m.extend_from_slice(&[14, 1, 0, 0, 0, 0, 0, 0]); // nonce (DAD)
         m.extend_from_slice(&[OPT_SOURCE_LL, 1, 2, 0, 0, 0, 0, 0x10]);
-        assert_eq!(link_layer_option(&m, OPT_SOURCE_LL), Some([2, 0, 0, 0, 0, 0x10]));
+        assert_eq!(
+            link_layer_option(&m, OPT_SOURCE_LL),
+            Some([2, 0, 0, 0, 0, 0x10])
+        );
         assert_eq!(link_layer_option(&m, OPT_TARGET_LL), None);
         m[25] = 0;
-        assert_eq!(link_layer_option(&m, OPT_SOURCE_LL), None, "a zero-length option is malformed");
+        assert_eq!(
+            link_layer_option(&m, OPT_SOURCE_LL),
+            None,
+            "a zero-length option is malformed"
+        );
     }
 }

@@ -196,17 +196,32 @@ mod tests {
     #[test]
     fn refuses_bad_headers() {
         let b = header();
-        assert_eq!(Packet::new_checked(&b[..19]).unwrap_err(), WireError::Truncated);
-        assert_eq!(Packet::new_checked(&b[..23]).unwrap_err(), WireError::Truncated);
+        assert_eq!(
+            Packet::new_checked(&b[..19]).unwrap_err(),
+            WireError::Truncated
+        );
+        assert_eq!(
+            Packet::new_checked(&b[..23]).unwrap_err(),
+            WireError::Truncated
+        );
         let mut v6 = b;
         v6[0] = 0x65;
-        assert_eq!(Packet::new_checked(&v6[..]).unwrap_err(), WireError::Malformed);
+        assert_eq!(
+            Packet::new_checked(&v6[..]).unwrap_err(),
+            WireError::Malformed
+        );
         let mut short_ihl = b;
         short_ihl[0] = 0x44;
-        assert_eq!(Packet::new_checked(&short_ihl[..]).unwrap_err(), WireError::Malformed);
+        assert_eq!(
+            Packet::new_checked(&short_ihl[..]).unwrap_err(),
+            WireError::Malformed
+        );
         let mut small_total = b;
         small_total[3] = 10;
-        assert_eq!(Packet::new_checked(&small_total[..]).unwrap_err(), WireError::Malformed);
+        assert_eq!(
+            Packet::new_checked(&small_total[..]).unwrap_err(),
+            WireError::Malformed
+        );
     }
 
     #[test]

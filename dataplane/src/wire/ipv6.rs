@@ -103,7 +103,13 @@ fn addr(b: &[u8], at: usize) -> [u8; 16] {
 }
 
 /// Writes a fixed IPv6 header (traffic class and flow label 0, hop limit 64).
-pub fn emit_header(buf: &mut [u8], next_header: u8, src: [u8; 16], dst: [u8; 16], payload_len: u16) {
+pub fn emit_header(
+    buf: &mut [u8],
+    next_header: u8,
+    src: [u8; 16],
+    dst: [u8; 16],
+    payload_len: u16,
+) {
     buf[0] = 0x60;
     buf[1..4].fill(0);
     set_u16(buf, 4, payload_len);
@@ -125,7 +131,16 @@ mod tests {
         let mut b = [0u8; 48];
         emit_header(&mut b, 6, A, B, 8);
         let mut p = Packet::new_checked(&mut b[..]).unwrap();
-        assert_eq!((p.src(), p.dst(), p.next_header(), p.payload().len(), p.hop_limit()), (A, B, 6, 8, 64));
+        assert_eq!(
+            (
+                p.src(),
+                p.dst(),
+                p.next_header(),
+                p.payload().len(),
+                p.hop_limit()
+            ),
+            (A, B, 6, 8, 64)
+        );
         p.set_src(B);
         p.set_dst(A);
         p.decrement_hop_limit();
@@ -136,9 +151,18 @@ mod tests {
     fn refuses_bad_headers() {
         let mut b = [0u8; 48];
         emit_header(&mut b, 6, A, B, 8);
-        assert_eq!(Packet::new_checked(&b[..39]).unwrap_err(), WireError::Truncated);
-        assert_eq!(Packet::new_checked(&b[..47]).unwrap_err(), WireError::Truncated);
+        assert_eq!(
+            Packet::new_checked(&b[..39]).unwrap_err(),
+            WireError::Truncated
+        );
+        assert_eq!(
+            Packet::new_checked(&b[..47]).unwrap_err(),
+            WireError::Truncated
+        );
         b[0] = 0x45;
-        assert_eq!(Packet::new_checked(&b[..]).unwrap_err(), WireError::Malformed);
+        assert_eq!(
+            Packet::new_checked(&b[..]).unwrap_err(),
+            WireError::Malformed
+        );
     }
 }

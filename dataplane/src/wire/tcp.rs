@@ -76,14 +76,18 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// True if the checksum verifies for the given IPv4 addresses.
     pub fn verify_checksum_v4(&self, src: [u8; 4], dst: [u8; 4]) -> bool {
         let b = self.buf.as_ref();
-        let Ok(len) = u16::try_from(b.len()) else { return false };
+        let Ok(len) = u16::try_from(b.len()) else {
+            return false;
+        };
         let acc = checksum::pseudo_header_v4(src, dst, super::ipv4::PROTO_TCP, len);
         checksum::finish(checksum::sum(b, acc)) == 0
     }
     /// True if the checksum verifies for the given IPv6 addresses.
     pub fn verify_checksum_v6(&self, src: [u8; 16], dst: [u8; 16]) -> bool {
         let b = self.buf.as_ref();
-        let Ok(len) = u32::try_from(b.len()) else { return false };
+        let Ok(len) = u32::try_from(b.len()) else {
+            return false;
+        };
         let acc = checksum::pseudo_header_v6(src, dst, super::ipv4::PROTO_TCP, len);
         checksum::finish(checksum::sum(b, acc)) == 0
     }
@@ -148,11 +152,20 @@ mod tests {
         b[13] = SYN;
         let p = Packet::new_checked(&b[..]).unwrap();
         assert_eq!((p.src_port(), p.dst_port(), p.flags()), (1234, 80, SYN));
-        assert_eq!(Packet::new_checked(&b[..19]).unwrap_err(), WireError::Truncated);
+        assert_eq!(
+            Packet::new_checked(&b[..19]).unwrap_err(),
+            WireError::Truncated
+        );
         b[12] = 4 << 4;
-        assert_eq!(Packet::new_checked(&b[..]).unwrap_err(), WireError::Malformed);
+        assert_eq!(
+            Packet::new_checked(&b[..]).unwrap_err(),
+            WireError::Malformed
+        );
         b[12] = 8 << 4; // 32-byte header in a 24-byte buffer
-        assert_eq!(Packet::new_checked(&b[..]).unwrap_err(), WireError::Truncated);
+        assert_eq!(
+            Packet::new_checked(&b[..]).unwrap_err(),
+            WireError::Truncated
+        );
     }
 
     #[test]

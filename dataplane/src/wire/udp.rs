@@ -185,12 +185,21 @@ mod tests {
     #[test]
     fn refuses_bad_lengths() {
         let b = datagram(b"abc");
-        assert_eq!(Packet::new_checked(&b[..7]).unwrap_err(), WireError::Truncated);
+        assert_eq!(
+            Packet::new_checked(&b[..7]).unwrap_err(),
+            WireError::Truncated
+        );
         let mut short = b.clone();
         short[5] = 7;
-        assert_eq!(Packet::new_checked(&short[..]).unwrap_err(), WireError::Malformed);
+        assert_eq!(
+            Packet::new_checked(&short[..]).unwrap_err(),
+            WireError::Malformed
+        );
         let mut long = b.clone();
         long[5] = 200;
-        assert_eq!(Packet::new_checked(&long[..]).unwrap_err(), WireError::Truncated);
+        assert_eq!(
+            Packet::new_checked(&long[..]).unwrap_err(),
+            WireError::Truncated
+        );
     }
 }
