@@ -116,6 +116,37 @@ struct WorkerHandle {
     requests: Sender<WorkerRequest>,
 }
 
+/// Says ahead of DPDK's TAP driver why it will log "failed to create
+/// multiq qdisc" for every exception-path TAP on a kernel without the
+/// `multiq` qdisc, and that rvs does not need it (see
+/// [`plan::kernel_lacks_multiq`]).
+fn explain_tap_multiq() {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let release = release.trim();
+    let config = std::fs::read_to_string(format!("/boot/config-{release}"))
+        .ok()
+        .or_else(|| {
+            let out = std::process::Command::new("gzip")
+                .args(["-dc", "/proc/config.gz"])
+                .stderr(std::process::Stdio::null())
+                .output()
+                .ok()?;
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        });
+    let modules = Path::new("/lib/modules").join(release);
+    if plan::kernel_lacks_multiq(Path::new("/sys/module"), config.as_deref(), &modules)
+        == Some(true)
+    {
+        eprintln!(
+            "rvsd: note: this kernel has no multiq qdisc (CONFIG_NET_SCH_MULTIQ): DPDK's TAP driver \
+             will log \"failed to create multiq qdisc\" and \"Disabling rte flow support\" for each \
+             exception-path TAP below. Harmless: rvs sets no rte_flow rules on its TAPs."
+        );
+    }
+}
+
 /// Runs the daemon until a stop signal.
 ///
 /// # Errors
@@ -130,6 +161,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     for (i, c) in config.interfaces.iter().enumerate() {
         args.push(format!("--vdev=net_tap{i},iface={}", c.name));
     }
+    explain_tap_multiq();
     let eal = Eal::init(&args).map_err(|source| StartError::Eal {
         args: args[1..].join(" "),
         source,

@@ -632,3 +632,19 @@ fn bad_vlan_sub_interfaces_are_refused_at_their_line() {
         assert!(e.to_string().starts_with(&format!("x.toml:{line}:")), "{e}");
     }
 }
+
+#[test]
+fn interface_named_like_a_devices_kernel_interface_is_refused() {
+    let text = LAB.replacen("name = \"dpdk0\"", "name = \"lb0\"", 1);
+    let line = text
+        .lines()
+        .position(|l| l.contains("name = \"lb0\""))
+        .unwrap()
+        + 1;
+    let e = err(&text);
+    assert_eq!(e.at.map(|a| a.0), Some(line), "{e}");
+    assert!(e.reason.contains("kernel interface"), "{e}");
+    // Any name the kernel side does not already use is fine.
+    let ok = LAB.replacen("name = \"dpdk0\"", "name = \"lb1\"", 1);
+    parse(Path::new("x.toml"), &ok).unwrap();
+}

@@ -117,7 +117,31 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         .interface
         .iter()
         .partition(|i| i.link.is_none() && i.vlan.is_none());
+    // The kernel interfaces the devices attach to (`iface=`): each
+    // interface gets a TAP of its own name on the exception path, which
+    // cannot be created under a name the kernel already uses.
+    let kernel_ifaces: Vec<(String, String)> = raw
+        .interface
+        .iter()
+        .filter_map(|i| i.device.as_ref())
+        .filter_map(|d| {
+            let dev = d.get_ref().trim();
+            dev.split(',')
+                .skip(1)
+                .find_map(|kv| kv.strip_prefix("iface="))
+                .map(|k| (k.to_string(), dev.to_string()))
+        })
+        .collect();
     for i in ports.into_iter().chain(vlans) {
+        if let Some((_, dev)) = kernel_ifaces.iter().find(|(k, _)| k == i.name.get_ref()) {
+            return Err(cx.at(
+                &i.name,
+                format!(
+                    "interface name {:?} is the kernel interface device {dev:?} attaches to: rvsd gives every interface a TAP of its name (the exception path, where ip and tcpdump see it), so the name must differ from the device's iface (e.g. name = \"dpdk0\")",
+                    i.name.get_ref()
+                ),
+            ));
+        }
         if !names.insert(i.name.get_ref().clone()) {
             return Err(cx.at(
                 &i.name,
