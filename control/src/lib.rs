@@ -13,5 +13,6 @@ pub mod ipvsadm_fmt;
 pub mod metrics;
 pub mod neigh;
 pub mod plan;
+pub mod sync;
 pub mod top;
 pub mod zero;
