@@ -34,13 +34,15 @@
 //! count the padding. Options: 1 sequence data (in/out `init_seq`, `delta`,
 //! `previous_delta`), 2 persistence-engine data, 3 persistence-engine name.
 //! Bit 6 (`0x40`) marks an option a receiver that does not know it may skip;
-//! an unknown option without it makes the kernel drop the whole message.
+//! an unknown option without it makes the kernel drop that entry.
 //! rvs carries FULLNAT's local address and port in such a skippable option
 //! ([`OPT_RVS_LOCAL`]), so a kernel backup still takes the entry.
 //!
 //! Sans-IO: [`MessageBuilder`] batches entries into datagrams of at most
 //! `sync_maxlen` bytes; [`parse`] checks a datagram as the kernel's
-//! `ip_vs_process_message` does and yields its entries.
+//! `ip_vs_process_message` does: a framing error (sizes, option lengths,
+//! versions) drops the whole datagram, an entry the receiver cannot use
+//! (unknown mandatory option, protocol or state) only that entry.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -179,9 +181,15 @@ pub enum WireError {
     /// An option with length 0 or past the entry's end.
     #[error("entry {0}: option {1} has a bad length")]
     OptionLength(usize, u8),
-    /// An option the receiver must understand but does not.
+    /// An option the receiver must understand but does not (the entry is skipped).
     #[error("entry {0}: unknown mandatory option {1}")]
     UnknownOption(usize, u8),
+    /// A connection of a protocol other than TCP, UDP or SCTP (the entry is skipped).
+    #[error("entry {0}: unsupported protocol {1}")]
+    Protocol(usize, u8),
+    /// A state the protocol does not have (the entry is skipped).
+    #[error("entry {0}: protocol {1} has no state {2}")]
+    State(usize, u8, u16),
     /// An option given twice, or with the wrong length for its type.
     #[error("entry {0}: option {1} repeated or malformed")]
     BadOption(usize, u8),
@@ -203,8 +211,20 @@ pub enum WireError {
 pub struct Message {
     /// The SyncID (`--syncid`) of the sender.
     pub sync_id: u8,
-    /// The entries, in order.
+    /// The entries a receiver installs, in order.
     pub conns: Vec<Conn>,
+    /// The entries it skips, and why (as the kernel skips them).
+    pub skipped: Vec<WireError>,
+}
+
+/// TCP's states (`IP_VS_TCP_S_LAST`), UDP's and SCTP's.
+const fn num_states(protocol: u8) -> Option<u16> {
+    match protocol {
+        6 => Some(11),
+        17 => Some(1),
+        132 => Some(10),
+        _ => None,
+    }
 }
 
 /// The kernel's `sync_maxlen` for an interface MTU: as many version-0-sized
@@ -428,6 +448,7 @@ pub fn parse(datagram: &[u8]) -> Result<Message, WireError> {
     }
     let count = usize::from(datagram[4]);
     let mut conns = Vec::with_capacity(count);
+    let mut skipped = Vec::new();
     let mut at = HEADER_LEN;
     for i in 0..count {
         if at + ENTRY_V4_LEN > datagram.len() {
@@ -444,12 +465,16 @@ pub fn parse(datagram: &[u8]) -> Result<Message, WireError> {
         if ver_size >> 12 != 0 {
             return Err(WireError::EntryVersion(i, (ver_size >> 12) as u8));
         }
-        conns.push(parse_entry(i, &datagram[at..at + len])?);
+        match parse_entry(i, &datagram[at..at + len])? {
+            Ok(c) => conns.push(c),
+            Err(e) => skipped.push(e),
+        }
         at += (len + 3) & !3;
     }
     Ok(Message {
         sync_id: datagram[1],
         conns,
+        skipped,
     })
 }
 
@@ -471,7 +496,8 @@ fn ip_at(b: &[u8], at: usize, v6: bool) -> IpAddr {
     }
 }
 
-fn parse_entry(i: usize, e: &[u8]) -> Result<Conn, WireError> {
+/// One entry: `Err` drops the datagram, `Ok(Err)` only the entry.
+fn parse_entry(i: usize, e: &[u8]) -> Result<Result<Conn, WireError>, WireError> {
     let v6 = e[0] & TYPE_INET6 != 0;
     let fixed = if v6 { ENTRY_V6_LEN } else { ENTRY_V4_LEN };
     if e.len() < fixed {
@@ -540,7 +566,17 @@ fn parse_entry(i: usize, e: &[u8]) -> Result<Conn, WireError> {
                 ));
             }
             _ if kind & OPT_F_PARAM != 0 => {}
-            _ => return Err(WireError::UnknownOption(i, kind)),
+            // The kernel stops reading the entry here and skips it.
+            _ => return Ok(Err(WireError::UnknownOption(i, kind))),
+        }
+    }
+    if conn.flags & flags::TEMPLATE == 0 {
+        match num_states(conn.protocol) {
+            None => return Ok(Err(WireError::Protocol(i, conn.protocol))),
+            Some(n) if conn.state >= n => {
+                return Ok(Err(WireError::State(i, conn.protocol, conn.state)))
+            }
+            Some(_) => {}
         }
     }
     if pe_name.is_some() || pe_data.is_some() {
@@ -549,7 +585,7 @@ fn parse_entry(i: usize, e: &[u8]) -> Result<Conn, WireError> {
             pe_data.unwrap_or_default().to_vec(),
         ));
     }
-    Ok(conn)
+    Ok(Ok(conn))
 }
 
 #[cfg(test)]

@@ -89,7 +89,7 @@ fn the_kernels_default_maxlen() {
 }
 
 #[test]
-fn an_unknown_mandatory_option_drops_the_message_and_an_optional_one_is_skipped() {
+fn an_unknown_mandatory_option_skips_its_entry_and_an_optional_one_is_ignored() {
     let mut b = MessageBuilder::new(0, 1444);
     b.push(&tcp("10.0.0.1:1", "10.0.0.2:80", "10.0.0.3:80"))
         .unwrap();
@@ -106,7 +106,9 @@ fn an_unknown_mandatory_option_drops_the_message_and_an_optional_one_is_skipped(
     with(&mut skip, OPT_F_PARAM | 9);
     assert_eq!(parse(&skip).unwrap().conns.len(), 1);
     with(&mut d, 9);
-    assert_eq!(parse(&d), Err(WireError::UnknownOption(0, 9)));
+    let m = parse(&d).unwrap();
+    assert!(m.conns.is_empty());
+    assert_eq!(m.skipped, vec![WireError::UnknownOption(0, 9)]);
 }
 
 #[test]
@@ -143,6 +145,33 @@ fn malformed_datagrams_are_refused_with_a_reason() {
 }
 
 #[test]
+fn entries_of_unknown_protocols_or_states_are_skipped_alone() {
+    let mut b = MessageBuilder::new(0, 1444);
+    let good = tcp("10.0.0.1:1", "10.0.0.2:80", "10.0.0.3:80");
+    let mut bad_state = good.clone();
+    bad_state.state = 11;
+    let mut udp_state = good.clone();
+    udp_state.protocol = 17;
+    let mut icmp = good.clone();
+    icmp.protocol = 1;
+    let mut template = icmp.clone();
+    template.flags = flags::TEMPLATE;
+    for c in [&bad_state, &good, &udp_state, &icmp, &template] {
+        b.push(c).unwrap();
+    }
+    let m = parse(&b.take().unwrap()).unwrap();
+    assert_eq!(m.conns, vec![good, template]);
+    assert_eq!(
+        m.skipped,
+        vec![
+            WireError::State(0, 6, 11),
+            WireError::State(2, 17, 1),
+            WireError::Protocol(3, 1)
+        ]
+    );
+}
+
+#[test]
 fn mixed_families_never_encode() {
     let c = tcp("10.0.0.1:1", "[fd77::100]:80", "10.0.0.3:80");
     let mut b = MessageBuilder::new(0, 1444);
@@ -172,7 +201,7 @@ fn arb_conn() -> impl Strategy<Value = Conn> {
         .prop_filter("empty PE", |(n, d)| !n.is_empty() || !d.is_empty());
     (
         (
-            any::<u8>(),
+            prop_oneof![Just(6u8), Just(17), Just(132)],
             any::<u32>(),
             any::<u16>(),
             any::<u32>(),
@@ -186,7 +215,12 @@ fn arb_conn() -> impl Strategy<Value = Conn> {
             |((protocol, flags, state, fwmark, timeout_s), (c, v, d, l), seq, pe)| Conn {
                 protocol,
                 flags,
-                state,
+                // A state the protocol has (TCP 11, UDP 1, SCTP 10), or a template's any.
+                state: if flags & flags::TEMPLATE != 0 {
+                    state
+                } else {
+                    state % num_states(protocol).unwrap()
+                },
                 client: c,
                 vip: v,
                 dest: d,
