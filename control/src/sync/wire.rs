@@ -227,16 +227,36 @@ const fn num_states(protocol: u8) -> Option<u16> {
     }
 }
 
-/// The kernel's `sync_maxlen` for an interface MTU: as many version-0-sized
-/// entries (24 bytes) as fit in a datagram, at most 255, plus the header
-/// (`set_sync_mesg_maxlen`; IPv6 takes its longer IP header off).
+/// A sync daemon's role (`--start-daemon master|backup`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Sends the connections of this box.
+    Master,
+    /// Receives and installs a master's.
+    Backup,
+}
+
+/// The largest datagram a daemon sends or receives (`sync_maxlen`), as the
+/// kernel's `start_sync_thread` sets it: `--sync-maxlen` clamped to
+/// 1..=65535 less the IP and UDP headers (a backup at least 1024), or by
+/// default a 1500-byte packet for a master and the interface's MTU (at
+/// least 1500) for a backup, less those headers.
 #[must_use]
-pub fn default_maxlen(mtu: u16, ipv6: bool) -> usize {
-    const SIMPLE_CONN_SIZE: usize = 24;
-    const V0_HEADER: usize = 4;
-    let ip = if ipv6 { 40 } else { 20 };
-    let room = usize::from(mtu).saturating_sub(ip + 8 + V0_HEADER + 20);
-    V0_HEADER + SIMPLE_CONN_SIZE * (room / SIMPLE_CONN_SIZE).min(MAX_CONNS)
+pub fn sync_maxlen(role: Role, requested: Option<u16>, dev_mtu: u16, ipv6: bool) -> usize {
+    let hlen = if ipv6 { 40 + 8 } else { 20 + 8 };
+    match requested.filter(|&m| m > 0) {
+        Some(m) => {
+            let min = if role == Role::Backup { 1024 } else { 1 };
+            usize::from(m).clamp(min, 65535 - hlen)
+        }
+        None => {
+            let mtu = match role {
+                Role::Master => 1500,
+                Role::Backup => usize::from(dev_mtu.max(1500)),
+            };
+            mtu - hlen
+        }
+    }
 }
 
 impl Conn {

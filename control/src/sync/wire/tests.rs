@@ -48,7 +48,7 @@ fn an_ipv4_entry_is_the_kernels_layout_byte_for_byte() {
 
 #[test]
 fn entries_after_the_first_start_on_four_bytes_and_the_message_stays_under_maxlen() {
-    let mut b = MessageBuilder::new(1, default_maxlen(1500, false));
+    let mut b = MessageBuilder::new(1, sync_maxlen(Role::Master, None, 1500, false));
     let mut c = tcp("10.0.0.1:1", "10.0.0.2:80", "10.0.0.3:80");
     // PE name of 3 bytes: the entry is 36 + 5 = 41 bytes, so the next one pads 3.
     c.pe = Some((b"sip".to_vec(), Vec::new()));
@@ -67,25 +67,31 @@ fn entries_after_the_first_start_on_four_bytes_and_the_message_stays_under_maxle
     sent.extend(b.take());
     let mut ports = Vec::new();
     for d in &sent {
-        assert!(d.len() <= 1444, "{} > maxlen", d.len());
+        assert!(d.len() <= 1472, "{} > maxlen", d.len());
         let m = parse(d).unwrap();
         assert_eq!(m.sync_id, 1);
         assert_eq!(usize::from(d[4]), m.conns.len());
         ports.extend(m.conns.iter().map(|c| c.client.port()));
     }
     assert_eq!(ports, (0..100).collect::<Vec<_>>());
-    // 44 bytes per entry with its padding: 32 fit in 1444 - 8 (the last unpadded).
-    assert_eq!(parse(&sent[0]).unwrap().conns.len(), 32);
+    // 44 bytes per entry with its padding: 33 fit in 1472 - 8 (the last unpadded).
+    assert_eq!(parse(&sent[0]).unwrap().conns.len(), 33);
     assert_eq!(&sent[0][8 + 41..8 + 44], &[0, 0, 0]);
     assert_eq!(sent.len(), 4);
 }
 
 #[test]
-fn the_kernels_default_maxlen() {
-    // (1500 - 20 - 8 - 4 - 20) / 24 = 60 entries of 24 bytes, plus 4.
-    assert_eq!(default_maxlen(1500, false), 1444);
-    assert_eq!(default_maxlen(1500, true), 4 + 24 * 59);
-    assert_eq!(default_maxlen(9000, false), 4 + 24 * 255);
+fn the_kernels_sync_maxlen() {
+    // A master sends 1500-byte packets whatever the MTU; a backup reads up
+    // to its interface's MTU.
+    assert_eq!(sync_maxlen(Role::Master, None, 9000, false), 1472);
+    assert_eq!(sync_maxlen(Role::Master, None, 1500, true), 1452);
+    assert_eq!(sync_maxlen(Role::Backup, None, 9000, false), 8972);
+    assert_eq!(sync_maxlen(Role::Backup, None, 1400, false), 1472);
+    // --sync-maxlen is clamped; a backup reads at least 1024.
+    assert_eq!(sync_maxlen(Role::Master, Some(100), 1500, false), 100);
+    assert_eq!(sync_maxlen(Role::Backup, Some(100), 1500, false), 1024);
+    assert_eq!(sync_maxlen(Role::Master, Some(65535), 1500, false), 65507);
 }
 
 #[test]
