@@ -1316,7 +1316,7 @@ impl Control {
         };
         // The method: as given (-g/-m/--fullnat); otherwise unchanged on -e,
         // and the service's default on -a (FULLNAT unless the file says
-        // otherwise; ipvsadm would default to -g).
+        // otherwise). rvsadm always sends one (ipvsadm's default is -g).
         let service_default = self.config.services[svc].forward;
         let current = self.config.server_forward(&self.config.services[svc], rs);
         let forward = match spec.forward.as_deref() {

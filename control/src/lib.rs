@@ -10,6 +10,8 @@ pub mod daemon;
 pub mod health;
 pub mod iproute;
 pub mod ipvsadm_fmt;
+pub mod ipvsadm_names;
+pub mod ipvsadm_opts;
 pub mod metrics;
 pub mod neigh;
 pub mod plan;

@@ -29,9 +29,9 @@ def test_first_packet_to_an_unresolved_server_waits_instead_of_dropping(lab):
     try:
         rvslab.wait_until(f"HTTP on {NEW_RS}", lambda: rvslab.in_ns("rs1", ["curl", "-s", "--max-time", "1", f"http://{NEW_RS}/"]).stdout.strip() == "rs1", timeout=10)
         assert NEW_RS not in lab.rvsadm("neigh", "show").stdout
-        lab.rvsadm("-a", "-t", svc, "-r", f"{NEW_RS}:80", "-w", "1", check=True)
+        lab.rvsadm("-a", "-t", svc, "-r", f"{NEW_RS}:80", "-w", "1", "--fullnat", check=True)
         for rs in ("10.77.0.11:80", "10.77.0.12:80"):
-            lab.rvsadm("-e", "-t", svc, "-r", rs, "-w", "0", check=True)
+            lab.rvsadm("-e", "-t", svc, "-r", rs, "-w", "0", "--fullnat", check=True)
         before = misses(lab)
         proc = rvslab.client_curl(f"http://{VIP}/", "-w", " %{time_connect}")
         assert proc.returncode == 0 and len(proc.stdout.split()) == 2, (proc, misses(lab), lab.rvsadm("neigh", "show").stdout, lab.rvsadm("--stats-dp").stdout)
@@ -46,5 +46,5 @@ def test_first_packet_to_an_unresolved_server_waits_instead_of_dropping(lab):
         server.wait(timeout=5)
         lab.rvsadm("-d", "-t", svc, "-r", f"{NEW_RS}:80")
         for rs in ("10.77.0.11:80", "10.77.0.12:80"):
-            lab.rvsadm("-e", "-t", svc, "-r", rs, "-w", "1")
+            lab.rvsadm("-e", "-t", svc, "-r", rs, "-w", "1", "--fullnat")
         rvslab.in_ns("rs1", ["ip", "addr", "del", f"{NEW_RS}/24", "dev", "eth0"])
