@@ -5,7 +5,9 @@
 //! (config, kernel interfaces, EAL, ports) runs before the control socket
 //! exists, so "the socket answers" means "the data plane is forwarding".
 //! The main lcore runs the control loop ([`Control`]); each worker lcore runs
-//! a [`Worker`] until told to stop.
+//! a [`Worker`] until told to stop. Clients (the control socket, `/metrics`)
+//! are served on a thread of their own ([`serve`]), which hands the loop
+//! whole requests: no client can make the loop wait.
 //!
 //! Control owns the live configuration. A change (`rvsadm -a/-e/-d/--set`)
 //! builds a new immutable [`dataplane::tables::Tables`] snapshot and sends it to every worker;
@@ -13,8 +15,7 @@
 //! returned reference frees it here. Neighbour events from workers feed the
 //! [`NeighTable`]; a changed table is published the same way.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -22,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use dataplane::addr::Addr;
 use dataplane::dpdk::{
     Eal, EalError, LaunchError, LcoreId, MbufRing, Mempool, MempoolError, Port, PortConfig,
@@ -47,6 +48,7 @@ use crate::ipvsadm_fmt;
 use crate::metrics;
 use crate::neigh::NeighTable;
 use crate::plan::{self, Registry};
+use crate::serve::{self, Job};
 use dataplane::sched::{SchedFlags, SchedKind};
 use dataplane::tables::{Persistence, Thresholds};
 
@@ -313,17 +315,23 @@ pub fn run(config: Config) -> Result<(), StartError> {
         .map_err(StartError::Signals)?;
     let metrics_listener = match config.metrics {
         None => None,
-        Some(addr) => {
-            let err = |source| StartError::Socket {
+        Some(addr) => Some(
+            TcpListener::bind(addr).map_err(|source| StartError::Socket {
                 path: addr.to_string(),
                 source,
-            };
-            let l = TcpListener::bind(addr).map_err(err)?;
-            l.set_nonblocking(true).map_err(err)?;
-            Some(l)
-        }
+            })?,
+        ),
     };
     let listener = bind_socket(&config.socket)?;
+    let (jobs_tx, jobs) = bounded(serve::QUEUE);
+    let listeners = serve::Listeners {
+        control: listener,
+        metrics: metrics_listener,
+    };
+    serve::start(listeners, jobs_tx).map_err(|source| StartError::Socket {
+        path: config.socket.display().to_string(),
+        source,
+    })?;
     eprintln!(
         "rvsd: ready: {} worker(s), control socket {}{}",
         handles.len(),
@@ -382,11 +390,6 @@ pub fn run(config: Config) -> Result<(), StartError> {
                 }
             }
         }
-        if let Some(m) = &metrics_listener {
-            while let Ok((stream, _)) = m.accept() {
-                control.serve_metrics(stream);
-            }
-        }
         if hup.swap(false, Ordering::Relaxed) {
             match control.reload() {
                 Response::Error(e) => {
@@ -396,12 +399,15 @@ pub fn run(config: Config) -> Result<(), StartError> {
             }
         }
         control.tick();
-        match listener.accept() {
-            Ok((stream, _)) => control.serve(stream),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(10))
+        // Clients' requests, whole (see `serve`): waiting here is the
+        // loop's idle time, so a request is answered as soon as it lands.
+        match jobs.recv_timeout(Duration::from_millis(10)) {
+            Ok(job) => control.run_job(job),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                eprintln!("rvsd: the serving thread is gone; stopping");
+                break;
             }
-            Err(e) => eprintln!("rvsd: control socket: {e}"),
         }
     }
     eprintln!("rvsd: stopping");
@@ -769,27 +775,6 @@ impl Control {
         let t = Arc::new(t);
         self.broadcast(|| WorkerRequest::Tables(Arc::clone(&t)));
         log_announced(&self.announce.update(&t, Instant::now()));
-    }
-
-    fn serve(&mut self, stream: UnixStream) {
-        let _ = stream.set_nonblocking(false);
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-        let mut line = String::new();
-        let Ok(mut reader) = stream.try_clone().map(BufReader::new) else {
-            return;
-        };
-        if reader.read_line(&mut line).is_err() {
-            return;
-        }
-        let resp = match serde_json::from_str::<Request>(&line) {
-            Ok(req) => self.answer(req),
-            Err(e) => Response::Error(format!("bad request: {e}")),
-        };
-        let mut w = stream;
-        if let Ok(mut s) = serde_json::to_string(&resp) {
-            s.push('\n');
-            let _ = w.write_all(s.as_bytes());
-        }
     }
 
     fn answer(&mut self, req: Request) -> Response {
@@ -1408,40 +1393,18 @@ impl Control {
         Response::Ok
     }
 
-    /// Answers one HTTP request on the metrics listener: `GET /metrics`.
-    fn serve_metrics(&self, stream: TcpStream) {
-        let _ = stream.set_nonblocking(false);
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-        let Ok(mut reader) = stream.try_clone().map(BufReader::new) else {
-            return;
-        };
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).is_err() {
-            return;
-        }
-        // Skip the headers.
-        let mut line = String::new();
-        while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-            line.clear();
-        }
-        let path = request_line.split_whitespace().nth(1).unwrap_or("");
-        let (status, body) = if request_line.starts_with("GET ")
-            && (path == "/metrics" || path.starts_with("/metrics?"))
-        {
-            match metrics::render(&self.metrics_snapshot()) {
-                Ok(text) => ("200 OK", text),
-                Err(e) => ("500 Internal Server Error", format!("{e}\n")),
+    /// Answers one client request (see [`serve`]). A client gone since
+    /// misses its answer; nothing else changes.
+    fn run_job(&mut self, job: Job) {
+        match job {
+            Job::Control { request, reply } => {
+                let _ = reply.send(self.answer(request));
             }
-        } else {
-            ("404 Not Found", "rvsd serves /metrics\n".to_string())
-        };
-        let mut w = stream;
-        let head = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        );
-        let _ = w.write_all(head.as_bytes());
-        let _ = w.write_all(body.as_bytes());
+            Job::Metrics { reply } => {
+                let text = metrics::render(&self.metrics_snapshot()).map_err(|e| e.to_string());
+                let _ = reply.send(text);
+            }
+        }
     }
 
     fn metrics_snapshot(&self) -> metrics::Snapshot {
@@ -2096,7 +2059,6 @@ fn bind_socket(path: &Path) -> Result<UnixListener, StartError> {
     let _ = std::fs::remove_file(path);
     let l = UnixListener::bind(path).map_err(err)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
-    l.set_nonblocking(true).map_err(err)?;
     Ok(l)
 }
 

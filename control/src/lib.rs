@@ -13,5 +13,7 @@ pub mod ipvsadm_fmt;
 pub mod metrics;
 pub mod neigh;
 pub mod plan;
+#[cfg(feature = "dpdk")]
+pub mod serve;
 pub mod top;
 pub mod zero;
