@@ -41,6 +41,7 @@ use crate::api::{
     ConnectionView, PortStatsView, RealServerView, Request, Response, ServerSpec, ServiceSpec,
     ServiceView, WorkerStatsView,
 };
+use crate::config::claims::{service_name, Claims, Use};
 use crate::config::{self, Config, Forward, IdlePolicy, RealServerConfig, ServiceConfig};
 use crate::dad::{Claim, Dad};
 use crate::health::{self, Checker, Connections, DrRoutes, OnFail, Target};
@@ -916,6 +917,12 @@ impl Control {
                 Some(p)
             }
         };
+        if let (Change::Add, None) = (change, at) {
+            let name = format!("of service {}", service_name(proto, vip));
+            if let Err(e) = Claims::of(&self.config).claim(vip.ip(), Use::Vip, name) {
+                return Response::Error(e);
+            }
+        }
         match (change, at) {
             (Change::Add, Some(_)) => return Response::Error("Service already exists".into()),
             (Change::Edit | Change::Delete, None) => {
@@ -977,6 +984,15 @@ impl Control {
             .map(|r| r.addr.is_ipv4());
         if let Err(e) = config::check_laddr_family(vip, servers_v4, ip) {
             return Response::Error(e);
+        }
+        if add {
+            let name = format!(
+                "of service {}",
+                service_name(self.config.services[i].proto, vip)
+            );
+            if let Err(e) = Claims::of(&self.config).claim(ip, Use::LocalAddress, name) {
+                return Response::Error(e);
+            }
         }
         let list = &mut self.config.services[i].local_addresses;
         match (add, list.iter().position(|a| *a == ip)) {
@@ -1280,6 +1296,12 @@ impl Control {
             None if matches!(change, Change::Edit) => current,
             None => service_default,
         };
+        if matches!(change, Change::Add) {
+            let name = format!("{rs} of service {}", service_name(proto, vip));
+            if let Err(e) = Claims::of(&self.config).claim(rs.ip(), Use::RealServer, name) {
+                return Response::Error(e);
+            }
+        }
         if !matches!(change, Change::Delete) {
             if let Err(e) = config::check_forward(forward, vip, rs) {
                 return Response::Error(e);

@@ -538,6 +538,13 @@ pub fn addr_add(config: &mut Config, addr: &str, dev: &str) -> Result<AddressCon
     if let Some(why) = in_use(config, a) {
         return Err(IpError::Exists(why));
     }
+    crate::config::claims::Claims::of(config)
+        .claim(
+            a,
+            crate::config::claims::Use::Interface,
+            format!("of {dev}"),
+        )
+        .map_err(IpError::Refused)?;
     let added = AddressConfig {
         dev: dev.into(),
         addr: a,
