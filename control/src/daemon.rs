@@ -36,6 +36,7 @@ use dataplane::stats::DropReason;
 use dataplane::wire::MacAddr;
 use dataplane::worker::{Event, HeldFrames, Idle, Request as WorkerRequest, Worker, WorkerShared};
 
+use crate::acd::Acd;
 use crate::announce::Announcer;
 use crate::api::{
     ConnectionView, PortStatsView, RealServerView, Request, Response, ServerSpec, ServiceSpec,
@@ -353,6 +354,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         neigh,
         announce,
         dad,
+        acd: Acd::default(),
         events: events_rx,
         ports,
         last_reload: None,
@@ -441,6 +443,8 @@ struct Control {
     announce: Announcer,
     /// Duplicate address detection for own IPv6 addresses.
     dad: Dad,
+    /// Address conflict detection for IPv4 addresses (see [`crate::acd`]).
+    acd: Acd,
     events: Receiver<Event>,
     ports: Vec<Port>,
     /// Last reload: applied?, when (Unix seconds).
@@ -594,6 +598,10 @@ impl Control {
     /// uses its sorry server.
     fn effective_config(&self) -> Config {
         let mut c = self.config.clone();
+        // IPv4 addresses being probed, or found in use elsewhere: not yet
+        // (or never) the appliance's.
+        let withheld: Vec<_> = self.acd.withheld().map(IpAddr::V4).collect();
+        c.addresses.retain(|a| !withheld.contains(&a.addr));
         for s in &mut c.services {
             let key: ServiceKey = (s.vip, s.proto);
             let Some(check) = self.config.health.get(&key) else {
@@ -682,6 +690,9 @@ impl Control {
                 Event::Neigh(NeighEvent::Duplicate { ip, mac, port }) => {
                     self.duplicate(ip, mac, port, now)
                 }
+                Event::Neigh(NeighEvent::Learned(e)) if self.is_own_v4(e.ip.ip()) => {
+                    self.conflict(e.ip.ip(), e.mac, e.port, now)
+                }
                 Event::Neigh(ev) => changed |= self.neigh.apply(ev, now),
                 // The last worker to return a snapshot frees it, here.
                 Event::RetiredTables(_) | Event::RetiredNeigh(_) => {}
@@ -693,6 +704,18 @@ impl Control {
             self.broadcast(|| WorkerRequest::Neigh(Arc::clone(&map)));
         }
         let first = self.workers.first().map(|w| w.requests.clone());
+        // IPv4 address conflict detection probes (see `acd`).
+        let probed4 = self.acd.due(now, |port, ip| {
+            if let Some(w) = &first {
+                let _ = w.try_send(WorkerRequest::SendArp {
+                    port,
+                    target: ip.octets(),
+                });
+            }
+        });
+        if probed4 {
+            self.publish_tables();
+        }
         // A duplicate address detection probe: a solicitation from `::`.
         let probed = self.dad.due(now, |port, ip| {
             if let Some(w) = &first {
@@ -754,6 +777,54 @@ impl Control {
         }
     }
 
+    /// Whether `ip` is an IPv4 address this appliance holds or probes for
+    /// (VIPs aside: see [`crate::acd`]), so that ARP from another host
+    /// with it as sender is a conflict, not a neighbour to learn.
+    fn is_own_v4(&self, ip: IpAddr) -> bool {
+        let IpAddr::V4(v4) = ip else { return false };
+        self.config.interfaces.iter().any(|i| i.addr == v4)
+            || self.config.addresses.iter().any(|a| a.addr == ip)
+            || self
+                .config
+                .services
+                .iter()
+                .any(|s| s.local_addresses.contains(&ip))
+    }
+
+    /// ARP from another host (at `mac`, seen on `port`) names own IPv4
+    /// address `ip` as its sender.
+    fn conflict(&mut self, ip: IpAddr, mac: MacAddr, port: u16, now: Instant) {
+        let IpAddr::V4(v4) = ip else { return };
+        if self.macs.contains(&mac) {
+            return; // our own announcement, looped back
+        }
+        let dev = self
+            .config
+            .interfaces
+            .get(usize::from(port))
+            .map_or("?", |i| i.name.as_str());
+        let in_use = !self.acd.withheld().any(|w| w == v4);
+        match self.acd.heard(v4, mac, in_use, now) {
+            Claim::Failed => eprintln!(
+                "rvsd: {dev}: IPv4 address conflict: {ip} is in use by {}; not used (rvsadm addr del, then add, to try again)",
+                fmt_mac(&mac)
+            ),
+            Claim::Conflict => {
+                eprintln!(
+                    "rvsd: {dev}: IPv4 address conflict: {} claims {ip}, an address of this appliance; defended",
+                    fmt_mac(&mac)
+                );
+                if let Some(w) = self.workers.first() {
+                    let _ = w.requests.try_send(WorkerRequest::Announce {
+                        port,
+                        ip: Addr::from(ip),
+                    });
+                }
+            }
+            Claim::Quiet => {}
+        }
+    }
+
     fn broadcast(&self, mut make: impl FnMut() -> WorkerRequest) {
         for w in &self.workers {
             if w.requests
@@ -769,6 +840,19 @@ impl Control {
     /// checks leave it) and sends it.
     fn publish_tables(&mut self) {
         self.sync_checkers();
+        let run_time_v4: Vec<_> = self
+            .config
+            .addresses
+            .iter()
+            .filter_map(|a| match a.addr {
+                IpAddr::V4(v4) => Some((
+                    v4,
+                    crate::iproute::port_of(&self.config.interfaces, &a.dev)?,
+                )),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        self.acd.update(&run_time_v4, Instant::now());
         self.generation += 1;
         let effective = self.effective_config();
         let mut t = plan::tables(&effective, &self.macs, &mut self.registry, self.generation);
@@ -1018,12 +1102,12 @@ impl Control {
             Q::LinkShow => return A::Links(self.links()),
             Q::AddrShow => {
                 let mut views = ipr::addr_views(&self.config);
-                for v in views.iter_mut().filter(|v| v.addr.is_ipv6()) {
-                    v.flags = self
-                        .dad
-                        .state(v.addr.into())
-                        .map_or("", crate::dad::State::flags)
-                        .into();
+                for v in &mut views {
+                    let state = match v.addr {
+                        IpAddr::V6(_) => self.dad.state(v.addr.into()),
+                        IpAddr::V4(v4) => self.acd.state(v4),
+                    };
+                    v.flags = state.map_or("", crate::dad::State::flags).into();
                 }
                 return A::Addrs(self.links(), views);
             }

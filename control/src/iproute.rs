@@ -227,7 +227,8 @@ pub fn check_vlan(
     Ok(id)
 }
 
-fn port_of(interfaces: &[InterfaceConfig], dev: &str) -> Option<u16> {
+/// The port position of interface `dev`.
+pub(crate) fn port_of(interfaces: &[InterfaceConfig], dev: &str) -> Option<u16> {
     interfaces
         .iter()
         .position(|i| i.name == dev)
@@ -1216,9 +1217,14 @@ pub fn render(cmd: &Command, resp: &IpResponse) -> String {
                                 String::new()
                             };
                             let secondary = if a.configured { "" } else { " secondary" };
+                            let flags = if a.flags.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" {}", a.flags)
+                            };
                             let _ = writeln!(
                                 out,
-                                "    inet {}/{}{brd} scope global{secondary} {}",
+                                "    inet {}/{}{brd} scope global{secondary}{flags} {}",
                                 a.addr, a.len, a.dev
                             );
                         }

@@ -1,6 +1,7 @@
 //! rvs control plane.
 #![deny(unsafe_code)]
 
+pub mod acd;
 pub mod announce;
 pub mod api;
 pub mod config;

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 
 import pytest
 
@@ -94,3 +95,73 @@ def test_check_config_refuses_them_at_file_line_col(tmp_path, vip, laddr, rs, ba
     col = offset - (text.rfind("\n", 0, offset) + 1) + 1
     m = re.fullmatch(rf"rvsd: error: {re.escape(str(path))}:(\d+):(\d+): (.+)\n", p.stderr)
     assert m and (int(m[1]), int(m[2])) == (line, col) and m[3].startswith(reason), (p.stderr, line, col)
+
+
+TAKEN4 = "10.77.0.77"
+FREE4 = "10.77.0.78"
+
+
+def addr_line(lab, ip: str) -> str:
+    for line in lab.rvsadm("addr", "show", "dev", "dpdk0").stdout.splitlines():
+        if f"inet {ip}/" in line:
+            return line.strip()
+    return ""
+
+
+def test_an_ipv4_address_a_lab_host_holds_is_found_in_conflict_and_never_used(lab):
+    """rs1's kernel holds TAKEN4. `rvsadm addr add` of it: rvsd's ARP
+    probes (RFC 5227) get rs1's answer, the address is shown "dadfailed
+    tentative", never answered for nor announced, and rs1 keeps it."""
+    from test_garp import Capture, arps, port_mac
+    lb_mac = port_mac(lab)
+    rs1_mac = rvslab.in_ns("rs1", ["cat", "/sys/class/net/eth0/address"], check=True).stdout.strip()
+    rvslab.in_ns("rs1", ["ip", "addr", "add", f"{TAKEN4}/24", "dev", "eth0"], check=True)
+    cap = Capture(lab.workdir, "client", "arp")
+    try:
+        lab.rvsadm("addr", "add", f"{TAKEN4}/24", "dev", "dpdk0")
+        shown = rvslab.wait_until("the conflict shown", lambda: "dadfailed" in addr_line(lab, TAKEN4) and addr_line(lab, TAKEN4), timeout=10)
+        assert shown == f"inet {TAKEN4}/24 brd 10.77.0.255 scope global secondary dadfailed tentative dpdk0", shown
+        assert f"rvsd: dpdk0: IPv4 address conflict: {TAKEN4} is in use by {rs1_mac}; not used" in lab.rvsd.log_text()
+        # Past the probing time (3 probes, 1 s apart, then 2 s): still not used.
+        time.sleep(5)
+        assert "dadfailed" in addr_line(lab, TAKEN4)
+        # The client asks for it: only rs1 answers, and it reaches rs1.
+        rvslab.in_ns("client", ["ip", "neigh", "flush", "to", TAKEN4])
+        r = rvslab.in_ns("client", ["ping", "-c", "1", "-W", "2", TAKEN4], timeout=10)
+        assert r.returncode == 0, r
+        neigh = rvslab.in_ns("client", ["ip", "neigh", "show", TAKEN4], check=True).stdout
+        assert rs1_mac in neigh, neigh
+        time.sleep(0.5)
+        frames = cap.frames()
+        # Never answered for nor announced by the appliance.
+        ours = [a for a in arps(frames) if a["spa"] == TAKEN4 and lb_mac in (a["sha"], a["src"])]
+        assert not ours, ours
+        # The probes: ARP requests for it from the appliance's MAC.
+        probes = [a for a in arps(frames) if a["op"] == 1 and a["tpa"] == TAKEN4 and a["sha"] == lb_mac]
+        assert probes, arps(frames)
+    finally:
+        cap.stop()
+        lab.rvsadm("addr", "del", f"{TAKEN4}/24", "dev", "dpdk0", check=False)
+        rvslab.in_ns("rs1", ["ip", "addr", "del", f"{TAKEN4}/24", "dev", "eth0"])
+
+
+def test_a_free_ipv4_address_is_probed_then_used(lab):
+    from test_garp import Capture, arps, gratuitous, port_mac
+    lb_mac = port_mac(lab)
+    cap = Capture(lab.workdir, "client", "arp")
+    try:
+        t0 = time.monotonic()
+        lab.rvsadm("addr", "add", f"{FREE4}/24", "dev", "dpdk0")
+        assert addr_line(lab, FREE4).endswith("secondary tentative dpdk0"), addr_line(lab, FREE4)
+        rvslab.wait_until("the address in use", lambda: addr_line(lab, FREE4) == f"inet {FREE4}/24 brd 10.77.0.255 scope global secondary dpdk0", timeout=15)
+        waited = time.monotonic() - t0
+        assert waited >= 3.5, f"in use after {waited:.1f} s: before the probes and ANNOUNCE_WAIT were over"
+        rvslab.wait_until("an announcement", lambda: gratuitous(cap.frames(), FREE4), timeout=10)
+        probes = [a for a in arps(cap.frames()) if a["op"] == 1 and a["tpa"] == FREE4 and a["spa"] != FREE4]
+        assert len(probes) == 3 and all(a["sha"] == lb_mac for a in probes), probes
+        rvslab.in_ns("client", ["ip", "neigh", "flush", "to", FREE4])
+        r = rvslab.in_ns("client", ["ping", "-c", "1", "-W", "2", FREE4], timeout=10)
+        assert r.returncode == 0, r
+    finally:
+        cap.stop()
+        lab.rvsadm("addr", "del", f"{FREE4}/24", "dev", "dpdk0", check=False)
