@@ -5,7 +5,9 @@
 //! (config, kernel interfaces, EAL, ports) runs before the control socket
 //! exists, so "the socket answers" means "the data plane is forwarding".
 //! The main lcore runs the control loop ([`Control`]); each worker lcore runs
-//! a [`Worker`] until told to stop.
+//! a [`Worker`] until told to stop. Clients (the control socket, `/metrics`)
+//! are served on a thread of their own ([`serve`]), which hands the loop
+//! whole requests: no client can make the loop wait.
 //!
 //! Control owns the live configuration. A change (`rvsadm -a/-e/-d/--set`)
 //! builds a new immutable [`dataplane::tables::Tables`] snapshot and sends it to every worker;
@@ -13,8 +15,7 @@
 //! returned reference frees it here. Neighbour events from workers feed the
 //! [`NeighTable`]; a changed table is published the same way.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -22,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use dataplane::addr::Addr;
 use dataplane::dpdk::{
     Eal, EalError, LaunchError, LcoreId, MbufRing, Mempool, MempoolError, Port, PortConfig,
@@ -35,11 +36,13 @@ use dataplane::stats::DropReason;
 use dataplane::wire::MacAddr;
 use dataplane::worker::{Event, HeldFrames, Idle, Request as WorkerRequest, Worker, WorkerShared};
 
+use crate::acd::Acd;
 use crate::announce::Announcer;
 use crate::api::{
     ConnectionView, PortStatsView, RealServerView, Request, Response, ServerSpec, ServiceSpec,
     ServiceView, WorkerStatsView,
 };
+use crate::config::claims::{service_name, Claims, Use};
 use crate::config::{self, Config, Forward, IdlePolicy, RealServerConfig, ServiceConfig};
 use crate::dad::{Claim, Dad};
 use crate::health::{self, Checker, Connections, DrRoutes, OnFail, Target};
@@ -47,6 +50,7 @@ use crate::ipvsadm_fmt;
 use crate::metrics;
 use crate::neigh::NeighTable;
 use crate::plan::{self, Registry};
+use crate::serve::{self, Job};
 use dataplane::sched::{SchedFlags, SchedKind};
 use dataplane::tables::{Persistence, Thresholds};
 
@@ -345,17 +349,23 @@ pub fn run(config: Config) -> Result<(), StartError> {
         .map_err(StartError::Signals)?;
     let metrics_listener = match config.metrics {
         None => None,
-        Some(addr) => {
-            let err = |source| StartError::Socket {
+        Some(addr) => Some(
+            TcpListener::bind(addr).map_err(|source| StartError::Socket {
                 path: addr.to_string(),
                 source,
-            };
-            let l = TcpListener::bind(addr).map_err(err)?;
-            l.set_nonblocking(true).map_err(err)?;
-            Some(l)
-        }
+            })?,
+        ),
     };
     let listener = bind_socket(&config.socket)?;
+    let (jobs_tx, jobs) = bounded(serve::QUEUE);
+    let listeners = serve::Listeners {
+        control: listener,
+        metrics: metrics_listener,
+    };
+    serve::start(listeners, jobs_tx).map_err(|source| StartError::Socket {
+        path: config.socket.display().to_string(),
+        source,
+    })?;
     eprintln!(
         "rvsd: ready: {} worker(s), control socket {}{}",
         handles.len(),
@@ -376,6 +386,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         neigh,
         announce,
         dad,
+        acd: Acd::default(),
         events: events_rx,
         ports,
         last_reload: None,
@@ -414,11 +425,6 @@ pub fn run(config: Config) -> Result<(), StartError> {
                 }
             }
         }
-        if let Some(m) = &metrics_listener {
-            while let Ok((stream, _)) = m.accept() {
-                control.serve_metrics(stream);
-            }
-        }
         if hup.swap(false, Ordering::Relaxed) {
             match control.reload() {
                 Response::Error(e) => {
@@ -428,12 +434,15 @@ pub fn run(config: Config) -> Result<(), StartError> {
             }
         }
         control.tick();
-        match listener.accept() {
-            Ok((stream, _)) => control.serve(stream),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(10))
+        // Clients' requests, whole (see `serve`): waiting here is the
+        // loop's idle time, so a request is answered as soon as it lands.
+        match jobs.recv_timeout(Duration::from_millis(10)) {
+            Ok(job) => control.run_job(job),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                eprintln!("rvsd: the serving thread is gone; stopping");
+                break;
             }
-            Err(e) => eprintln!("rvsd: control socket: {e}"),
         }
     }
     eprintln!("rvsd: stopping");
@@ -466,6 +475,8 @@ struct Control {
     announce: Announcer,
     /// Duplicate address detection for own IPv6 addresses.
     dad: Dad,
+    /// Address conflict detection for IPv4 addresses (see [`crate::acd`]).
+    acd: Acd,
     events: Receiver<Event>,
     ports: Vec<Port>,
     /// Last reload: applied?, when (Unix seconds).
@@ -619,6 +630,10 @@ impl Control {
     /// uses its sorry server.
     fn effective_config(&self) -> Config {
         let mut c = self.config.clone();
+        // IPv4 addresses being probed, or found in use elsewhere: not yet
+        // (or never) the appliance's.
+        let withheld: Vec<_> = self.acd.withheld().map(IpAddr::V4).collect();
+        c.addresses.retain(|a| !withheld.contains(&a.addr));
         for s in &mut c.services {
             let key: ServiceKey = (s.vip, s.proto);
             let Some(check) = self.config.health.get(&key) else {
@@ -707,6 +722,9 @@ impl Control {
                 Event::Neigh(NeighEvent::Duplicate { ip, mac, port }) => {
                     self.duplicate(ip, mac, port, now)
                 }
+                Event::Neigh(NeighEvent::Learned(e)) if self.is_own_v4(e.ip.ip()) => {
+                    self.conflict(e.ip.ip(), e.mac, e.port, now)
+                }
                 Event::Neigh(ev) => changed |= self.neigh.apply(ev, now),
                 // The last worker to return a snapshot frees it, here.
                 Event::RetiredTables(_) | Event::RetiredNeigh(_) => {}
@@ -718,6 +736,18 @@ impl Control {
             self.broadcast(|| WorkerRequest::Neigh(Arc::clone(&map)));
         }
         let first = self.workers.first().map(|w| w.requests.clone());
+        // IPv4 address conflict detection probes (see `acd`).
+        let probed4 = self.acd.due(now, |port, ip| {
+            if let Some(w) = &first {
+                let _ = w.try_send(WorkerRequest::SendArp {
+                    port,
+                    target: ip.octets(),
+                });
+            }
+        });
+        if probed4 {
+            self.publish_tables();
+        }
         // A duplicate address detection probe: a solicitation from `::`.
         let probed = self.dad.due(now, |port, ip| {
             if let Some(w) = &first {
@@ -779,6 +809,54 @@ impl Control {
         }
     }
 
+    /// Whether `ip` is an IPv4 address this appliance holds or probes for
+    /// (VIPs aside: see [`crate::acd`]), so that ARP from another host
+    /// with it as sender is a conflict, not a neighbour to learn.
+    fn is_own_v4(&self, ip: IpAddr) -> bool {
+        let IpAddr::V4(v4) = ip else { return false };
+        self.config.interfaces.iter().any(|i| i.addr == v4)
+            || self.config.addresses.iter().any(|a| a.addr == ip)
+            || self
+                .config
+                .services
+                .iter()
+                .any(|s| s.local_addresses.contains(&ip))
+    }
+
+    /// ARP from another host (at `mac`, seen on `port`) names own IPv4
+    /// address `ip` as its sender.
+    fn conflict(&mut self, ip: IpAddr, mac: MacAddr, port: u16, now: Instant) {
+        let IpAddr::V4(v4) = ip else { return };
+        if self.macs.contains(&mac) {
+            return; // our own announcement, looped back
+        }
+        let dev = self
+            .config
+            .interfaces
+            .get(usize::from(port))
+            .map_or("?", |i| i.name.as_str());
+        let in_use = !self.acd.withheld().any(|w| w == v4);
+        match self.acd.heard(v4, mac, in_use, now) {
+            Claim::Failed => eprintln!(
+                "rvsd: {dev}: IPv4 address conflict: {ip} is in use by {}; not used (rvsadm addr del, then add, to try again)",
+                fmt_mac(&mac)
+            ),
+            Claim::Conflict => {
+                eprintln!(
+                    "rvsd: {dev}: IPv4 address conflict: {} claims {ip}, an address of this appliance; defended",
+                    fmt_mac(&mac)
+                );
+                if let Some(w) = self.workers.first() {
+                    let _ = w.requests.try_send(WorkerRequest::Announce {
+                        port,
+                        ip: Addr::from(ip),
+                    });
+                }
+            }
+            Claim::Quiet => {}
+        }
+    }
+
     fn broadcast(&self, mut make: impl FnMut() -> WorkerRequest) {
         for w in &self.workers {
             if w.requests
@@ -794,6 +872,19 @@ impl Control {
     /// checks leave it) and sends it.
     fn publish_tables(&mut self) {
         self.sync_checkers();
+        let run_time_v4: Vec<_> = self
+            .config
+            .addresses
+            .iter()
+            .filter_map(|a| match a.addr {
+                IpAddr::V4(v4) => Some((
+                    v4,
+                    crate::iproute::port_of(&self.config.interfaces, &a.dev)?,
+                )),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        self.acd.update(&run_time_v4, Instant::now());
         self.generation += 1;
         let effective = self.effective_config();
         let mut t = plan::tables(&effective, &self.macs, &mut self.registry, self.generation);
@@ -801,27 +892,6 @@ impl Control {
         let t = Arc::new(t);
         self.broadcast(|| WorkerRequest::Tables(Arc::clone(&t)));
         log_announced(&self.announce.update(&t, Instant::now()));
-    }
-
-    fn serve(&mut self, stream: UnixStream) {
-        let _ = stream.set_nonblocking(false);
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-        let mut line = String::new();
-        let Ok(mut reader) = stream.try_clone().map(BufReader::new) else {
-            return;
-        };
-        if reader.read_line(&mut line).is_err() {
-            return;
-        }
-        let resp = match serde_json::from_str::<Request>(&line) {
-            Ok(req) => self.answer(req),
-            Err(e) => Response::Error(format!("bad request: {e}")),
-        };
-        let mut w = stream;
-        if let Ok(mut s) = serde_json::to_string(&resp) {
-            s.push('\n');
-            let _ = w.write_all(s.as_bytes());
-        }
     }
 
     fn answer(&mut self, req: Request) -> Response {
@@ -963,6 +1033,12 @@ impl Control {
                 Some(p)
             }
         };
+        if let (Change::Add, None) = (change, at) {
+            let name = format!("of service {}", service_name(proto, vip));
+            if let Err(e) = Claims::of(&self.config).claim(vip.ip(), Use::Vip, name) {
+                return Response::Error(e);
+            }
+        }
         match (change, at) {
             (Change::Add, Some(_)) => return Response::Error("Service already exists".into()),
             (Change::Edit | Change::Delete, None) => {
@@ -1025,6 +1101,15 @@ impl Control {
         if let Err(e) = config::check_laddr_family(vip, servers_v4, ip) {
             return Response::Error(e);
         }
+        if add {
+            let name = format!(
+                "of service {}",
+                service_name(self.config.services[i].proto, vip)
+            );
+            if let Err(e) = Claims::of(&self.config).claim(ip, Use::LocalAddress, name) {
+                return Response::Error(e);
+            }
+        }
         let list = &mut self.config.services[i].local_addresses;
         match (add, list.iter().position(|a| *a == ip)) {
             (true, Some(_)) => return Response::Error("Local address already exists".into()),
@@ -1049,12 +1134,12 @@ impl Control {
             Q::LinkShow => return A::Links(self.links()),
             Q::AddrShow => {
                 let mut views = ipr::addr_views(&self.config);
-                for v in views.iter_mut().filter(|v| v.addr.is_ipv6()) {
-                    v.flags = self
-                        .dad
-                        .state(v.addr.into())
-                        .map_or("", crate::dad::State::flags)
-                        .into();
+                for v in &mut views {
+                    let state = match v.addr {
+                        IpAddr::V6(_) => self.dad.state(v.addr.into()),
+                        IpAddr::V4(v4) => self.acd.state(v4),
+                    };
+                    v.flags = state.map_or("", crate::dad::State::flags).into();
                 }
                 return A::Addrs(self.links(), views);
             }
@@ -1327,6 +1412,12 @@ impl Control {
             None if matches!(change, Change::Edit) => current,
             None => service_default,
         };
+        if matches!(change, Change::Add) {
+            let name = format!("{rs} of service {}", service_name(proto, vip));
+            if let Err(e) = Claims::of(&self.config).claim(rs.ip(), Use::RealServer, name) {
+                return Response::Error(e);
+            }
+        }
         if !matches!(change, Change::Delete) {
             if let Err(e) = config::check_forward(forward, vip, rs) {
                 return Response::Error(e);
@@ -1440,40 +1531,18 @@ impl Control {
         Response::Ok
     }
 
-    /// Answers one HTTP request on the metrics listener: `GET /metrics`.
-    fn serve_metrics(&self, stream: TcpStream) {
-        let _ = stream.set_nonblocking(false);
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-        let Ok(mut reader) = stream.try_clone().map(BufReader::new) else {
-            return;
-        };
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).is_err() {
-            return;
-        }
-        // Skip the headers.
-        let mut line = String::new();
-        while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-            line.clear();
-        }
-        let path = request_line.split_whitespace().nth(1).unwrap_or("");
-        let (status, body) = if request_line.starts_with("GET ")
-            && (path == "/metrics" || path.starts_with("/metrics?"))
-        {
-            match metrics::render(&self.metrics_snapshot()) {
-                Ok(text) => ("200 OK", text),
-                Err(e) => ("500 Internal Server Error", format!("{e}\n")),
+    /// Answers one client request (see [`serve`]). A client gone since
+    /// misses its answer; nothing else changes.
+    fn run_job(&mut self, job: Job) {
+        match job {
+            Job::Control { request, reply } => {
+                let _ = reply.send(self.answer(request));
             }
-        } else {
-            ("404 Not Found", "rvsd serves /metrics\n".to_string())
-        };
-        let mut w = stream;
-        let head = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        );
-        let _ = w.write_all(head.as_bytes());
-        let _ = w.write_all(body.as_bytes());
+            Job::Metrics { reply } => {
+                let text = metrics::render(&self.metrics_snapshot()).map_err(|e| e.to_string());
+                let _ = reply.send(text);
+            }
+        }
     }
 
     fn metrics_snapshot(&self) -> metrics::Snapshot {
@@ -2128,7 +2197,6 @@ fn bind_socket(path: &Path) -> Result<UnixListener, StartError> {
     let _ = std::fs::remove_file(path);
     let l = UnixListener::bind(path).map_err(err)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
-    l.set_nonblocking(true).map_err(err)?;
     Ok(l)
 }
 

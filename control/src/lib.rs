@@ -1,6 +1,7 @@
 //! rvs control plane.
 #![deny(unsafe_code)]
 
+pub mod acd;
 pub mod announce;
 pub mod api;
 pub mod config;
@@ -15,6 +16,8 @@ pub mod ipvsadm_opts;
 pub mod metrics;
 pub mod neigh;
 pub mod plan;
+#[cfg(feature = "dpdk")]
+pub mod serve;
 pub mod sync;
 pub mod top;
 pub mod zero;

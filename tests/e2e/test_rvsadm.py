@@ -66,16 +66,16 @@ def test_save_restore_round_trip(lab):
 def test_bad_input_changes_nothing(lab):
     before = rules(lab)
     for args, code, message in [
-        (["-a", "-t", SVC, "-r", "10.77.0.11:80", "--fullnat"], 1, "Destination already exists"),
-        (["-a", "-t", "10.77.0.100:81", "-r", "10.77.0.11:80"], 1, "Service not defined"),
-        (["-A", "-t", SVC, "-s", "rr"], 1, "Service already exists"),
-        (["-A", "-t", "10.77.0.100:81", "-s", "bogus"], 1, "Scheduler not found"),
+        (["-a", "-t", SVC, "-r", "10.77.0.11:80", "--fullnat"], 255, "Destination already exists"),
+        (["-a", "-t", "10.77.0.100:81", "-r", "10.77.0.11:80"], 255, "Service not defined"),
+        (["-A", "-t", SVC, "-s", "rr"], 255, "Service already exists"),
+        (["-A", "-t", "10.77.0.100:81", "-s", "bogus"], 255, "Scheduler not found"),
         (["-a", "-t", "10.77.0.300:80", "-r", "10.77.0.11:80"], 2, "illegal virtual server address[:port] specified"),
-        (["-d", "-t", SVC, "-r", "10.77.0.13:80"], 1, "No such destination"),
+        (["-d", "-t", SVC, "-r", "10.77.0.13:80"], 255, "No such destination"),
         (["-a", "-t", SVC, "-r", "10.77.0.13:80", "-w", "x"], 2, "illegal weight"),
-        (["-a", "-t", SVC, "-r", "10.77.0.13:8080", "-i"], 1, "cannot map port 80 to 8080"),
-        (["-A", "-t", "10.77.0.100:82", "-s", "rr", "-o"], 1, "only for UDP"),
-        (["-a", "-t", SVC, "-r", "10.77.0.13:8080", "-g"], 1, "cannot map port 80 to 8080"),
+        (["-a", "-t", SVC, "-r", "10.77.0.13:8080", "-i"], 255, "cannot map port 80 to 8080"),
+        (["-A", "-t", "10.77.0.100:82", "-s", "rr", "-o"], 255, "only for UDP"),
+        (["-a", "-t", SVC, "-r", "10.77.0.13:8080", "-g"], 255, "cannot map port 80 to 8080"),
         # ipvsadm 1.31's refusals, word for word: a command first, each option once,
         # only what the command takes (-C -t used to clear every service).
         (["--frobnicate"], 255, "Try `rvsadm -h' or 'rvsadm --help' for more information."),
@@ -106,12 +106,12 @@ def test_reload_applies_a_good_file_and_refuses_a_bad_one(lab):
         before = rules(lab)
         lab.config.write_text(original.replace('scheduler = "rr"', 'scheduler = "rr'))
         p = lab.rvsadm("--reload", check=False)
-        assert p.returncode == 1 and f"{lab.config}:" in p.stderr, p.stderr
+        assert p.returncode == 255 and f"{lab.config}:" in p.stderr, p.stderr
         assert rules(lab) == before
         # A key that needs a restart: refused, nothing changes.
         lab.config.write_text(original.replace("session_capacity = 65536", "session_capacity = 1000"))
         p = lab.rvsadm("--reload", check=False)
-        assert p.returncode == 1 and "[dataplane] cannot change at run time" in p.stderr, p.stderr
+        assert p.returncode == 255 and "[dataplane] cannot change at run time" in p.stderr, p.stderr
         assert rules(lab) == before
         # A good file with rs2 removed: applied, sessions of others untouched.
         lines = original.splitlines(keepends=True)
@@ -181,7 +181,7 @@ def test_thresholds_listing_and_scheduler_flags(lab):
     assert row[2:4] == ["100", "50"], out
     assert "-a -t 10.77.0.100:80 -r 10.77.0.11:80 --fullnat -w 1 -x 100 -y 50" in rules(lab).splitlines()
     bad = lab.rvsadm("-E", "-t", SVC, "-s", "rr", "-b", "sh-port", check=False)
-    assert bad.returncode == 1 and "sh" in bad.stderr, bad.stderr
+    assert bad.returncode == 255 and "sh" in bad.stderr, bad.stderr
     lab.rvsadm("-E", "-t", SVC, "-s", "sh", "-b", "sh-port")
     assert f"TCP  {SVC} sh (sh-port)" in lab.rvsadm("-L", "-n").stdout.splitlines()
     # Save/restore keeps the flags.
@@ -290,7 +290,7 @@ def test_zero_counters_as_ipvsadm_z(lab):
     assert rvslab.client_curl(f"http://{VIP}/", max_time=5).returncode == 0
     counted = settled_stats(lab)
     p = lab.rvsadm("-Z", "-t", f"{VIP}:81", check=False)
-    assert p.returncode == 1 and "No such service" in p.stderr, (p.returncode, p.stderr)
+    assert p.returncode == 255 and "No such service" in p.stderr, (p.returncode, p.stderr)
     assert stats_rows(lab, "--stats") == counted
     p = lab.rvsadm("-Z", "-L", check=False)
     assert p.returncode == 2 and "multiple commands" in p.stderr, p.stderr

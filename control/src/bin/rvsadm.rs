@@ -813,10 +813,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match api::call(&socket, &req)
-        .map_err(|e| format!("{prog}: {e}"))
-        .and_then(|r| render(r, &args))
-    {
+    let answer = match api::call(&socket, &req) {
+        Ok(Response::Error(e)) => {
+            // As ipvsadm when the kernel refuses: the reason, exit 255.
+            eprintln!("{e}");
+            return ExitCode::from(255);
+        }
+        Ok(answer) => answer,
+        Err(e) => {
+            eprintln!("{prog}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match render(answer, &args) {
         Ok(text) => {
             if args.cmd == Some(Cmd::ExportConfig) {
                 // Services a config file cannot hold are named on stderr too.

@@ -9,6 +9,7 @@
 //! Every refusal is a [`ConfigError`] printed as `FILE:LINE:COL: reason`;
 //! nothing else ever sees an unvalidated value.
 
+pub mod claims;
 pub mod export;
 mod health;
 mod raw;

@@ -8,6 +8,7 @@ use dataplane::sched::{SchedFlags, SchedKind};
 use dataplane::session::{TcpState, Timeouts};
 use toml::Spanned;
 
+use super::claims::{service_name, Claims, Use};
 use super::raw::{RawConfig, RawTimeouts};
 use super::{
     check_forward, check_laddr_family, check_mh_table_size, check_netmask, check_netmask6,
@@ -574,6 +575,8 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         });
     }
 
+    check_claims(&cx, &raw, &interfaces, &services)?;
+
     let lcore_map = match &raw.dpdk.lcore_map {
         None => None,
         Some(m) => {
@@ -658,6 +661,48 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         service_options,
         health,
     })
+}
+
+/// No address used in two ways that cannot share it (see
+/// [`super::claims`]), reported at the later of the two in the file.
+fn check_claims(
+    cx: &Ctx<'_>,
+    raw: &RawConfig,
+    interfaces: &[InterfaceConfig],
+    services: &[ServiceConfig],
+) -> Result<(), ConfigError> {
+    let mut claims = Claims::default();
+    for i in &raw.interface {
+        let Some(ic) = interfaces.iter().find(|c| c.name == *i.name.get_ref()) else {
+            continue;
+        };
+        let owner = format!("of {}", ic.name);
+        claims
+            .claim(ic.addr.into(), Use::Interface, owner.clone())
+            .map_err(|e| cx.at(&i.address, e))?;
+        if let (Some((a, _)), Some(span)) = (ic.addr6, &i.address6) {
+            claims
+                .claim(a.into(), Use::Interface, owner)
+                .map_err(|e| cx.at(span, e))?;
+        }
+    }
+    for (s, svc) in raw.service.iter().zip(services) {
+        let name = format!("of service {}", service_name(svc.proto, svc.vip));
+        claims
+            .claim(svc.vip.ip(), Use::Vip, name.clone())
+            .map_err(|e| cx.at(&s.vip, e))?;
+        for (span, ip) in s.local_addresses.iter().zip(&svc.local_addresses) {
+            claims
+                .claim(*ip, Use::LocalAddress, name.clone())
+                .map_err(|e| cx.at(span, e))?;
+        }
+        for (r, rs) in s.real_server.iter().zip(&svc.real_servers) {
+            claims
+                .claim(rs.addr.ip(), Use::RealServer, format!("{} {name}", rs.addr))
+                .map_err(|e| cx.at(&r.address, e))?;
+        }
+    }
+    Ok(())
 }
 
 fn positive(
