@@ -518,6 +518,11 @@ fn ip_at(b: &[u8], at: usize, v6: bool) -> IpAddr {
 
 /// One entry: `Err` drops the datagram, `Ok(Err)` only the entry.
 fn parse_entry(i: usize, e: &[u8]) -> Result<Result<Conn, WireError>, WireError> {
+    // An entry's size counts its own header: less than the IPv4 fixed part
+    // (a size of 0 included) cannot be one.
+    if e.len() < ENTRY_V4_LEN {
+        return Err(WireError::EntryShort(i, e.len()));
+    }
     let v6 = e[0] & TYPE_INET6 != 0;
     let fixed = if v6 { ENTRY_V6_LEN } else { ENTRY_V4_LEN };
     if e.len() < fixed {

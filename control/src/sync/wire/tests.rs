@@ -145,9 +145,16 @@ fn malformed_datagrams_are_refused_with_a_reason() {
     let mut ver = d.clone();
     ver[10] |= 0x10;
     assert_eq!(parse(&ver), Err(WireError::EntryVersion(0, 1)));
-    let mut over = d;
+    let mut over = d.clone();
     over[11] = 40;
     assert_eq!(parse(&over), Err(WireError::Truncated(0)));
+    // Found by scripts/fuzz: an entry whose size is 0 (or below its fixed
+    // part) drops the datagram, as the kernel's -20.
+    for size in [0u8, 4, 35] {
+        let mut tiny = d.clone();
+        tiny[11] = size;
+        assert_eq!(parse(&tiny), Err(WireError::EntryShort(0, usize::from(size))));
+    }
 }
 
 #[test]
