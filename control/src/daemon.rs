@@ -16,8 +16,7 @@
 //! [`NeighTable`]; a changed table is published the same way.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -50,6 +49,7 @@ use crate::ipvsadm_fmt;
 use crate::metrics;
 use crate::neigh::NeighTable;
 use crate::plan::{self, Registry};
+use crate::runfiles;
 use crate::serve::{self, Job};
 use dataplane::sched::{SchedFlags, SchedKind};
 use dataplane::tables::{Persistence, Thresholds};
@@ -109,6 +109,9 @@ pub enum StartError {
         /// Cause.
         source: std::io::Error,
     },
+    /// DPDK's runtime directory for the file prefix is in use.
+    #[error("{0}")]
+    EalRuntime(String),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
@@ -126,6 +129,30 @@ struct WorkerHandle {
 /// [`StartError`] if anything fails before the data plane is up.
 pub fn run(config: Config) -> Result<(), StartError> {
     plan::check_kernel_ifaces(&config, Path::new("/sys/class/net"))?;
+    // What a killed rvsd left (see `runfiles`): refused if still in use.
+    let socket_err = |source| StartError::Socket {
+        path: config.socket.display().to_string(),
+        source,
+    };
+    if UnixStream::connect(&config.socket).is_ok() {
+        return Err(socket_err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            "another rvsd is answering on it",
+        )));
+    }
+    let prefix = &config.dpdk.file_prefix;
+    if !prefix.is_empty() && !prefix.contains('/') && !prefix.starts_with('.') {
+        let dir = Path::new(runfiles::EAL_RUNTIME_DIR).join(prefix);
+        let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+        match runfiles::clean_eal_runtime(&dir, &locks) {
+            Ok(runfiles::EalRuntime::RemovedStale) => eprintln!(
+                "rvsd: removed {}: DPDK runtime files of a process that is gone (a killed rvsd?)",
+                dir.display()
+            ),
+            Ok(runfiles::EalRuntime::Absent) => {}
+            Err(e) => return Err(StartError::EalRuntime(e)),
+        }
+    }
     let mut args = plan::eal_args(&config);
     // The exception path: one TAP per interface, named like the interface,
     // 802.1Q sub-interfaces included (the workers take their tag off before
@@ -324,7 +351,13 @@ pub fn run(config: Config) -> Result<(), StartError> {
             })?,
         ),
     };
-    let listener = bind_socket(&config.socket)?;
+    let (listener, stale) = runfiles::bind_control_socket(&config.socket).map_err(socket_err)?;
+    if stale {
+        eprintln!(
+            "rvsd: removed the stale control socket {} (left by a killed rvsd)",
+            config.socket.display()
+        );
+    }
     let (jobs_tx, jobs) = bounded(serve::QUEUE);
     let listeners = serve::Listeners {
         control: listener,
@@ -2145,27 +2178,6 @@ fn seed(lcore: u32) -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     t ^ u64::from(lcore).rotate_left(32) ^ u64::from(std::process::id())
-}
-
-fn bind_socket(path: &Path) -> Result<UnixListener, StartError> {
-    let err = |source| StartError::Socket {
-        path: path.display().to_string(),
-        source,
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(err)?;
-    }
-    // A socket file left by a killed daemon would make bind fail.
-    if UnixStream::connect(path).is_ok() {
-        return Err(err(std::io::Error::new(
-            std::io::ErrorKind::AddrInUse,
-            "another rvsd is answering on it",
-        )));
-    }
-    let _ = std::fs::remove_file(path);
-    let l = UnixListener::bind(path).map_err(err)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
-    Ok(l)
 }
 
 /// Logs the addresses about to be announced (gratuitous ARP / unsolicited NA).

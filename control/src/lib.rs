@@ -14,6 +14,7 @@ pub mod ipvsadm_fmt;
 pub mod metrics;
 pub mod neigh;
 pub mod plan;
+pub mod runfiles;
 #[cfg(feature = "dpdk")]
 pub mod serve;
 pub mod top;

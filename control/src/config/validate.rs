@@ -594,12 +594,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             mbufs,
             lport_range,
         },
-        socket: PathBuf::from(
-            raw.control
-                .socket
-                .as_deref()
-                .unwrap_or("/run/rvs/rvsd.sock"),
-        ),
+        socket: control_socket(&cx, raw.control.socket.as_ref())?,
         print_interval: match &raw.metrics.print_interval {
             None => None,
             Some(v) => Some(
@@ -679,6 +674,19 @@ fn check_claims(
         }
     }
     Ok(())
+}
+
+/// `[control] socket`: see [`crate::runfiles`] for what is refused.
+fn control_socket(cx: &Ctx<'_>, raw: Option<&Spanned<String>>) -> Result<PathBuf, ConfigError> {
+    let Some(s) = raw else {
+        return Ok(PathBuf::from(crate::api::DEFAULT_SOCKET));
+    };
+    let path = PathBuf::from(s.get_ref());
+    let uid = crate::runfiles::own_uid().unwrap_or(0);
+    match crate::runfiles::socket_path_problem(&path, uid) {
+        Some(problem) => Err(cx.at(s, problem)),
+        None => Ok(path),
+    }
 }
 
 fn positive(
