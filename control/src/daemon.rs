@@ -905,6 +905,12 @@ impl Control {
             Request::EditServer(spec) => self.change_server(&spec, Change::Edit),
             Request::DeleteServer(spec) => self.change_server(&spec, Change::Delete),
             Request::SetTimeouts { tcp, tcpfin, udp } => {
+                // 0 leaves a timeout unchanged; others as the config's.
+                for v in [tcp, tcpfin, udp].into_iter().filter(|v| *v > 0) {
+                    if let Err(e) = config::ranges::timeout_secs(i64::from(v)) {
+                        return Response::Error(e);
+                    }
+                }
                 let t = &mut self.config.timeouts;
                 if tcp > 0 {
                     t.set_tcp(TcpState::Established, tcp);
@@ -1014,6 +1020,9 @@ impl Control {
             }
             (None, None) => None,
             (Some(t), mask) => {
+                if let Err(e) = config::ranges::persistent_secs(i64::from(t)) {
+                    return Response::Error(e);
+                }
                 let mut p = Persistence::new(t);
                 if let Some(m) = mask.as_deref().filter(|_| vip.is_ipv6()) {
                     match config::check_netmask6(m) {
@@ -1459,8 +1468,18 @@ impl Control {
                 }
             }
         }
-        if spec.weight.is_some_and(|w| w > 65535) {
-            return Response::Error("weight must be 0..=65535".into());
+        if let Some(w) = spec.weight {
+            if let Err(e) = config::ranges::weight(i64::from(w)) {
+                return Response::Error(e);
+            }
+        }
+        for (t, what) in [
+            (spec.upper_threshold, "upper threshold"),
+            (spec.lower_threshold, "lower threshold"),
+        ] {
+            if let Some(Err(e)) = t.map(|t| config::ranges::threshold(i64::from(t), what)) {
+                return Response::Error(e);
+            }
         }
         let thresholds = |old: Thresholds| Thresholds {
             upper: spec.upper_threshold.unwrap_or(old.upper),

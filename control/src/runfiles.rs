@@ -48,10 +48,12 @@ pub fn socket_path_problem(path: &Path, uid: u32) -> Option<String> {
         ));
     }
     match fs::symlink_metadata(path) {
-        Ok(m) if !m.file_type().is_socket() => return Some(format!(
+        Ok(m) if !m.file_type().is_socket() => {
+            return Some(format!(
             "socket {} exists and is not a socket: rvsd would have to remove it (it never does)",
             path.display()
-        )),
+        ))
+        }
         Ok(_) => {}
         // Absent; or not for this user to see (`--check-config` run by
         // another user than rvsd's): start-up checks again.

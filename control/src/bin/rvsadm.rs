@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use rvs_control::api::{self, Request, Response, ServerSpec, ServiceSpec};
+use rvs_control::config::ranges;
 use rvs_control::ipvsadm_fmt;
 
 const USAGE: &str = "\
@@ -160,10 +161,12 @@ fn persistent(it: &mut ArgIter<'_>) -> Result<u32, String> {
     match it.peek() {
         Some(v) if !v.starts_with('-') => {
             let v = it.next().cloned().unwrap_or_default();
-            v.parse::<u32>()
-                .ok()
-                .filter(|t| *t > 0)
+            ranges::word(&v)
                 .ok_or_else(|| format!("illegal timeout for persistent service: '{v}'"))
+                .and_then(|t| {
+                    ranges::persistent_secs(t)
+                        .map_err(|e| format!("illegal timeout for persistent service: '{v}' ({e})"))
+                })
         }
         _ => Ok(300),
     }
@@ -216,10 +219,15 @@ fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), String> 
             set_cmd(a, Cmd::Set)?;
             for _ in 0..3 {
                 let v = value(it, "--set")?;
-                a.set.push(
-                    v.parse()
-                        .map_err(|_| format!("illegal timeout value '{v}'"))?,
-                );
+                // 0 leaves a timeout as it is (ipvsadm).
+                let secs = match ranges::word(&v) {
+                    Some(0) => Ok(0),
+                    Some(t) => ranges::timeout_secs(t),
+                    None => Err("not a number".into()),
+                };
+                a.set.push(secs.map_err(|e| {
+                    format!("illegal timeout value '{v}' ({e}; 0 leaves it unchanged)")
+                })?);
             }
             Ok(())
         }
@@ -275,10 +283,9 @@ fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), String> 
         "w" | "weight" => {
             let v = value(it, "-w")?;
             a.weight = Some(
-                v.parse::<u32>()
-                    .ok()
-                    .filter(|w| *w <= 65535)
-                    .ok_or_else(|| format!("illegal weight specified: '{v}'"))?,
+                ranges::word(&v)
+                    .and_then(|w| ranges::weight(w).ok())
+                    .ok_or_else(|| format!("illegal weight specified: '{v}' (0..=65535)"))?,
             );
             Ok(())
         }
@@ -310,16 +317,20 @@ fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), String> 
         "x" | "u-threshold" => {
             let v = value(it, "-x")?;
             a.upper = Some(
-                v.parse()
-                    .map_err(|_| format!("illegal upper threshold '{v}'"))?,
+                ranges::word(&v)
+                    .ok_or_else(|| "not a number".to_string())
+                    .and_then(|t| ranges::threshold(t, "upper threshold"))
+                    .map_err(|e| format!("illegal upper threshold '{v}' ({e})"))?,
             );
             Ok(())
         }
         "y" | "l-threshold" => {
             let v = value(it, "-y")?;
             a.lower = Some(
-                v.parse()
-                    .map_err(|_| format!("illegal lower threshold '{v}'"))?,
+                ranges::word(&v)
+                    .ok_or_else(|| "not a number".to_string())
+                    .and_then(|t| ranges::threshold(t, "lower threshold"))
+                    .map_err(|e| format!("illegal lower threshold '{v}' ({e})"))?,
             );
             Ok(())
         }
@@ -927,5 +938,36 @@ mod tests {
             ),
             "{rules}"
         );
+    }
+}
+
+#[cfg(test)]
+mod range_tests {
+    use super::*;
+
+    fn args(s: &str) -> Result<Args, String> {
+        parse(&s.split_whitespace().map(String::from).collect::<Vec<_>>())
+    }
+
+    /// The values the config file refuses are refused here too, naming
+    /// the range (see `config::ranges`).
+    #[test]
+    fn run_time_values_have_the_configs_ranges() {
+        let e = args("--set 4294967295 0 0").err().unwrap();
+        assert!(e.contains("timeout must be 1..=2678400 seconds"), "{e}");
+        assert_eq!(
+            args("--set 2678400 0 120").unwrap().set,
+            vec![2678400, 0, 120]
+        );
+        let e = args("-A -t 10.0.0.1:80 -p 4294967295").err().unwrap();
+        assert!(e.contains("persistent must be 1..=2678400"), "{e}");
+        assert!(args("-A -t 10.0.0.1:80 -p 2678400").is_ok());
+        assert!(args("-a -t 10.0.0.1:80 -r 10.0.0.2 -w 65536").is_err());
+        assert!(args("-a -t 10.0.0.1:80 -r 10.0.0.2 -w -1").is_err());
+        let e = args("-a -t 10.0.0.1:80 -r 10.0.0.2 -x 2147483648")
+            .err()
+            .unwrap();
+        assert!(e.contains("0..=2147483647"), "{e}");
+        assert!(args("-a -t 10.0.0.1:80 -r 10.0.0.2 -x 2147483647 -y 5").is_ok());
     }
 }
