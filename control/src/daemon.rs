@@ -16,8 +16,7 @@
 //! [`NeighTable`]; a changed table is published the same way.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -50,6 +49,7 @@ use crate::ipvsadm_fmt;
 use crate::metrics;
 use crate::neigh::NeighTable;
 use crate::plan::{self, Registry};
+use crate::runfiles;
 use crate::serve::{self, Job};
 use dataplane::sched::{SchedFlags, SchedKind};
 use dataplane::tables::{Persistence, Thresholds};
@@ -109,6 +109,9 @@ pub enum StartError {
         /// Cause.
         source: std::io::Error,
     },
+    /// DPDK's runtime directory for the file prefix is in use.
+    #[error("{0}")]
+    EalRuntime(String),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
@@ -157,6 +160,30 @@ fn explain_tap_multiq() {
 /// [`StartError`] if anything fails before the data plane is up.
 pub fn run(config: Config) -> Result<(), StartError> {
     plan::check_kernel_ifaces(&config, Path::new("/sys/class/net"))?;
+    // What a killed rvsd left (see `runfiles`): refused if still in use.
+    let socket_err = |source| StartError::Socket {
+        path: config.socket.display().to_string(),
+        source,
+    };
+    if UnixStream::connect(&config.socket).is_ok() {
+        return Err(socket_err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            "another rvsd is answering on it",
+        )));
+    }
+    let prefix = &config.dpdk.file_prefix;
+    if !prefix.is_empty() && !prefix.contains('/') && !prefix.starts_with('.') {
+        let dir = Path::new(runfiles::EAL_RUNTIME_DIR).join(prefix);
+        let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+        match runfiles::clean_eal_runtime(&dir, &locks) {
+            Ok(runfiles::EalRuntime::RemovedStale) => eprintln!(
+                "rvsd: removed {}: DPDK runtime files of a process that is gone (a killed rvsd?)",
+                dir.display()
+            ),
+            Ok(runfiles::EalRuntime::Absent) => {}
+            Err(e) => return Err(StartError::EalRuntime(e)),
+        }
+    }
     let mut args = plan::eal_args(&config);
     // The exception path: one TAP per interface, named like the interface,
     // 802.1Q sub-interfaces included (the workers take their tag off before
@@ -356,7 +383,13 @@ pub fn run(config: Config) -> Result<(), StartError> {
             })?,
         ),
     };
-    let listener = bind_socket(&config.socket)?;
+    let (listener, stale) = runfiles::bind_control_socket(&config.socket).map_err(socket_err)?;
+    if stale {
+        eprintln!(
+            "rvsd: removed the stale control socket {} (left by a killed rvsd)",
+            config.socket.display()
+        );
+    }
     let (jobs_tx, jobs) = bounded(serve::QUEUE);
     let listeners = serve::Listeners {
         control: listener,
@@ -904,6 +937,12 @@ impl Control {
             Request::EditServer(spec) => self.change_server(&spec, Change::Edit),
             Request::DeleteServer(spec) => self.change_server(&spec, Change::Delete),
             Request::SetTimeouts { tcp, tcpfin, udp } => {
+                // 0 leaves a timeout unchanged; others as the config's.
+                for v in [tcp, tcpfin, udp].into_iter().filter(|v| *v > 0) {
+                    if let Err(e) = config::ranges::timeout_secs(i64::from(v)) {
+                        return Response::Error(e);
+                    }
+                }
                 let t = &mut self.config.timeouts;
                 if tcp > 0 {
                     t.set_tcp(TcpState::Established, tcp);
@@ -1013,6 +1052,9 @@ impl Control {
             }
             (None, None) => None,
             (Some(t), mask) => {
+                if let Err(e) = config::ranges::persistent_secs(i64::from(t)) {
+                    return Response::Error(e);
+                }
                 let mut p = Persistence::new(t);
                 if let Some(m) = mask.as_deref().filter(|_| vip.is_ipv6()) {
                     match config::check_netmask6(m) {
@@ -1458,8 +1500,18 @@ impl Control {
                 }
             }
         }
-        if spec.weight.is_some_and(|w| w > 65535) {
-            return Response::Error("weight must be 0..=65535".into());
+        if let Some(w) = spec.weight {
+            if let Err(e) = config::ranges::weight(i64::from(w)) {
+                return Response::Error(e);
+            }
+        }
+        for (t, what) in [
+            (spec.upper_threshold, "upper threshold"),
+            (spec.lower_threshold, "lower threshold"),
+        ] {
+            if let Some(Err(e)) = t.map(|t| config::ranges::threshold(i64::from(t), what)) {
+                return Response::Error(e);
+            }
         }
         let thresholds = |old: Thresholds| Thresholds {
             upper: spec.upper_threshold.unwrap_or(old.upper),
@@ -2177,27 +2229,6 @@ fn seed(lcore: u32) -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     t ^ u64::from(lcore).rotate_left(32) ^ u64::from(std::process::id())
-}
-
-fn bind_socket(path: &Path) -> Result<UnixListener, StartError> {
-    let err = |source| StartError::Socket {
-        path: path.display().to_string(),
-        source,
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(err)?;
-    }
-    // A socket file left by a killed daemon would make bind fail.
-    if UnixStream::connect(path).is_ok() {
-        return Err(err(std::io::Error::new(
-            std::io::ErrorKind::AddrInUse,
-            "another rvsd is answering on it",
-        )));
-    }
-    let _ = std::fs::remove_file(path);
-    let l = UnixListener::bind(path).map_err(err)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
-    Ok(l)
 }
 
 /// Logs the addresses about to be announced (gratuitous ARP / unsolicited NA).

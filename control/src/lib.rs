@@ -16,6 +16,7 @@ pub mod ipvsadm_opts;
 pub mod metrics;
 pub mod neigh;
 pub mod plan;
+pub mod runfiles;
 #[cfg(feature = "dpdk")]
 pub mod serve;
 pub mod sync;

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use rvs_control::api::{self, Request, Response, ServerSpec, ServiceSpec};
+use rvs_control::config::ranges;
 use rvs_control::ipvsadm_fmt;
 use rvs_control::ipvsadm_names;
 use rvs_control::ipvsadm_opts::{self, Command, Opt, OptSet};
@@ -227,21 +228,19 @@ fn value(it: &mut ArgIter<'_>, opt: &str) -> Result<String, ParseError> {
         .ok_or_else(|| ParseError::Popt(format!("{opt}: missing argument")))
 }
 
-/// ipvsadm's `string_to_number`: a whole decimal number in `min..=max`.
-fn number(s: &str, min: i64, max: i64) -> Option<i64> {
-    s.parse::<i64>().ok().filter(|n| (min..=max).contains(n))
-}
-
-/// ipvsadm's longest timeout (31 days), for `-p` and `--set`.
-const MAX_TIMEOUT: i64 = 86400 * 31;
 /// `-p` without a value (libipvs's `IPVS_SVC_PERSISTENT_TIMEOUT`, 6 minutes).
 const DEFAULT_PERSISTENT: u32 = 360;
 
-/// ipvsadm's `parse_timeout`.
-fn timeout(v: &str, min: i64) -> Result<u32, ParseError> {
-    number(v, min, MAX_TIMEOUT)
-        .map(|t| t as u32)
-        .ok_or_else(|| format!("invalid timeout value `{v}' specified").into())
+/// ipvsadm's `parse_timeout`, over the ranges the config uses: `-p`
+/// 1..=31 days, `--set` 0 (leave the timeout as it is) or 1..=31 days.
+fn timeout(v: &str, zero_ok: bool) -> Result<u32, ParseError> {
+    match ranges::word(v) {
+        Some(0) if zero_ok => Some(0),
+        Some(t) if zero_ok => ranges::timeout_secs(t).ok(),
+        Some(t) => ranges::persistent_secs(t).ok(),
+        None => None,
+    }
+    .ok_or_else(|| format!("invalid timeout value `{v}' specified").into())
 }
 
 /// `-p [timeout]`: the next word is the timeout unless it is an option.
@@ -249,7 +248,7 @@ fn persistent(it: &mut ArgIter<'_>) -> Result<u32, ParseError> {
     match it.peek() {
         Some(v) if !v.starts_with('-') => {
             let v = it.next().cloned().unwrap_or_default();
-            timeout(&v, 1)
+            timeout(&v, false)
         }
         _ => Ok(DEFAULT_PERSISTENT),
     }
@@ -331,7 +330,7 @@ fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), ParseErr
                 let v = it
                     .next_if(|v| !v.starts_with('-'))
                     .ok_or("--set option requires 3 timeout values")?;
-                a.set.push(timeout(v, 0)?);
+                a.set.push(timeout(v, true)?);
             }
             Ok(())
         }
@@ -386,7 +385,11 @@ fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), ParseErr
         }
         "w" | "weight" => {
             let v = value(it, "-w")?;
-            a.weight = Some(number(&v, 0, 65535).ok_or("illegal weight specified")? as u32);
+            a.weight = Some(
+                ranges::word(&v)
+                    .and_then(|w| ranges::weight(w).ok())
+                    .ok_or("illegal weight specified")?,
+            );
             Ok(())
         }
         "fullnat" => {
@@ -417,14 +420,18 @@ fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), ParseErr
         "x" | "u-threshold" => {
             let v = value(it, "-x")?;
             a.upper = Some(
-                number(&v, 0, i64::from(i32::MAX)).ok_or("illegal u_threshold specified")? as u32,
+                ranges::word(&v)
+                    .and_then(|t| ranges::threshold(t, "upper threshold").ok())
+                    .ok_or("illegal u_threshold specified")?,
             );
             Ok(())
         }
         "y" | "l-threshold" => {
             let v = value(it, "-y")?;
             a.lower = Some(
-                number(&v, 0, i64::from(i32::MAX)).ok_or("illegal l_threshold specified")? as u32,
+                ranges::word(&v)
+                    .and_then(|t| ranges::threshold(t, "lower threshold").ok())
+                    .ok_or("illegal l_threshold specified")?,
             );
             Ok(())
         }
@@ -1269,5 +1276,38 @@ mod tests {
             ),
             "{rules}"
         );
+    }
+}
+
+#[cfg(test)]
+mod range_tests {
+    use super::*;
+
+    fn args(s: &str) -> Result<Args, String> {
+        parse(&s.split_whitespace().map(String::from).collect::<Vec<_>>())
+            .map_err(|e| e.to_string())
+    }
+
+    /// The values the config file refuses are refused here too (the bounds
+    /// come from `config::ranges`), in ipvsadm's words.
+    #[test]
+    fn run_time_values_have_the_configs_ranges() {
+        let e = args("--set 4294967295 0 0").err().unwrap();
+        assert_eq!(e, "invalid timeout value `4294967295' specified");
+        assert_eq!(
+            args("--set 2678400 0 120").unwrap().set,
+            vec![2678400, 0, 120]
+        );
+        assert!(args("--set 2678401 0 120").is_err());
+        let e = args("-A -t 10.0.0.1:80 -p 4294967295").err().unwrap();
+        assert_eq!(e, "invalid timeout value `4294967295' specified");
+        assert!(args("-A -t 10.0.0.1:80 -p 2678400").is_ok());
+        assert!(args("-a -t 10.0.0.1:80 -r 10.0.0.2 -w 65536").is_err());
+        assert!(args("-a -t 10.0.0.1:80 -r 10.0.0.2 -w -1").is_err());
+        let e = args("-a -t 10.0.0.1:80 -r 10.0.0.2 -x 2147483648")
+            .err()
+            .unwrap();
+        assert_eq!(e, "illegal u_threshold specified");
+        assert!(args("-a -t 10.0.0.1:80 -r 10.0.0.2 -x 2147483647 -y 5").is_ok());
     }
 }

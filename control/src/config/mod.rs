@@ -12,6 +12,7 @@
 pub mod claims;
 pub mod export;
 mod health;
+pub mod ranges;
 mod raw;
 mod validate;
 

@@ -9,6 +9,7 @@ use dataplane::session::{TcpState, Timeouts};
 use toml::Spanned;
 
 use super::claims::{service_name, Claims, Use};
+use super::ranges;
 use super::raw::{RawConfig, RawTimeouts};
 use super::{
     check_forward, check_laddr_family, check_mh_table_size, check_netmask, check_netmask6,
@@ -375,12 +376,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             })?;
             let weight = match &r.weight {
                 None => 1,
-                Some(w) => u32::try_from(*w.get_ref())
-                    .ok()
-                    .filter(|w| *w <= 65535)
-                    .ok_or_else(|| {
-                        cx.at(w, format!("weight must be 0..=65535, not {}", w.get_ref()))
-                    })?,
+                Some(w) => ranges::weight(*w.get_ref()).map_err(|e| cx.at(w, e))?,
             };
             if real_servers
                 .iter()
@@ -391,9 +387,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             let threshold = |v: &Option<Spanned<i64>>, what: &str| -> Result<u32, ConfigError> {
                 match v {
                     None => Ok(0),
-                    Some(v) => u32::try_from(*v.get_ref()).ok().filter(|x| i32::try_from(*x).is_ok()).ok_or_else(|| {
-                        cx.at(v, format!("{what} must be a number of connections 0..=2147483647 (0: none), not {}", v.get_ref()))
-                    }),
+                    Some(v) => ranges::threshold(*v.get_ref(), what).map_err(|e| cx.at(v, e)),
                 }
             };
             let t = Thresholds {
@@ -487,20 +481,9 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             Some(p) => match p.get_ref() {
                 toml::Value::Boolean(false) => None,
                 toml::Value::Boolean(true) => Some(Persistence::new(Persistence::DEFAULT_TIMEOUT)),
-                toml::Value::Integer(secs) => match u32::try_from(*secs)
-                    .ok()
-                    .filter(|s| (1..=31 * 24 * 3600).contains(s))
-                {
-                    Some(secs) => Some(Persistence::new(secs)),
-                    None => {
-                        return Err(cx.at(
-                            p,
-                            format!(
-                            "persistent must be 1..=2678400 seconds (or true for 300), not {secs}"
-                        ),
-                        ))
-                    }
-                },
+                toml::Value::Integer(secs) => Some(Persistence::new(
+                    ranges::persistent_secs(*secs).map_err(|e| cx.at(p, e))?,
+                )),
                 other => {
                     return Err(cx.at(
                         p,
@@ -618,12 +601,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             mbufs,
             lport_range,
         },
-        socket: PathBuf::from(
-            raw.control
-                .socket
-                .as_deref()
-                .unwrap_or("/run/rvs/rvsd.sock"),
-        ),
+        socket: control_socket(&cx, raw.control.socket.as_ref())?,
         print_interval: match &raw.metrics.print_interval {
             None => None,
             Some(v) => Some(
@@ -705,6 +683,19 @@ fn check_claims(
     Ok(())
 }
 
+/// `[control] socket`: see [`crate::runfiles`] for what is refused.
+fn control_socket(cx: &Ctx<'_>, raw: Option<&Spanned<String>>) -> Result<PathBuf, ConfigError> {
+    let Some(s) = raw else {
+        return Ok(PathBuf::from(crate::api::DEFAULT_SOCKET));
+    };
+    let path = PathBuf::from(s.get_ref());
+    let uid = crate::runfiles::own_uid().unwrap_or(0);
+    match crate::runfiles::socket_path_problem(&path, uid) {
+        Some(problem) => Err(cx.at(s, problem)),
+        None => Ok(path),
+    }
+}
+
 fn positive(
     cx: &Ctx<'_>,
     v: Option<&Spanned<u32>>,
@@ -744,15 +735,7 @@ fn timeouts(cx: &Ctx<'_>, raw: &RawTimeouts) -> Result<Timeouts, ConfigError> {
 }
 
 fn secs(cx: &Ctx<'_>, v: &Spanned<i64>) -> Result<u32, ConfigError> {
-    u32::try_from(*v.get_ref())
-        .ok()
-        .filter(|s| (1..=31 * 24 * 3600).contains(s))
-        .ok_or_else(|| {
-            cx.at(
-                v,
-                format!("timeout must be 1..=2678400 seconds, not {}", v.get_ref()),
-            )
-        })
+    ranges::timeout_secs(*v.get_ref()).map_err(|e| cx.at(v, e))
 }
 
 fn parse_socket(s: &str) -> Option<SocketAddr> {

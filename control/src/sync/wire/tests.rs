@@ -153,7 +153,10 @@ fn malformed_datagrams_are_refused_with_a_reason() {
     for size in [0u8, 4, 35] {
         let mut tiny = d.clone();
         tiny[11] = size;
-        assert_eq!(parse(&tiny), Err(WireError::EntryShort(0, usize::from(size))));
+        assert_eq!(
+            parse(&tiny),
+            Err(WireError::EntryShort(0, usize::from(size)))
+        );
     }
 }
 
