@@ -51,7 +51,13 @@ def test_appliance_config_matches_vagrantfile(name):
     assert cfg["dpdk"]["no_pci"] is True and cfg["dpdk"]["no_huge"] is False
     assert cfg["dpdk"]["memory_mb"] < HUGEPAGES_2M * 2, "memory_mb must fit the reserved pages"
     lcores = [cfg["dpdk"]["main_lcore"], *cfg["dataplane"]["worker_lcores"]]
-    assert max(lcores) < cpus, f"lcores {lcores} on a {cpus}-vCPU VM"
+    if "lcore_map" in cfg["dpdk"]:
+        placed = dict(e.split("@") for e in cfg["dpdk"]["lcore_map"].split(","))
+        assert sorted(int(l) for l in placed) == sorted(lcores)
+        used = [int(c) for c in placed.values()]
+    else:
+        used = lcores
+    assert max(used) < cpus, f"lcores on CPUs {used} of a {cpus}-vCPU VM"
     assert cfg["dataplane"]["idle"] == "backoff"
     (svc,) = cfg["service"]
     rs = sorted(r["address"] for r in svc["real_server"])
