@@ -79,3 +79,26 @@ def test_provisioner_rejects_bad_arguments():
         proc = run([PROVISION, *args])
         assert proc.returncode == 1, (args, proc.stdout, proc.stderr)
         assert "provision: error:" in proc.stderr
+
+
+@pytest.mark.parametrize("script, args, reason", [
+    ("vagrant-box", ["--size", "1"], "--size takes whole GiB"),
+    ("vagrant-box", ["--name", "a b"], "bad box name"),
+    ("vagrant-box", ["--bogus"], "unknown argument '--bogus'"),
+    ("vagrant-check", ["--bogus"], "unknown argument '--bogus'"),
+    ("vagrant-check", ["--box"], "--box needs a value"),
+    ("deb", ["--bogus"], "unknown argument '--bogus'"),
+])
+def test_lab_scripts_reject_bad_arguments(script, args, reason):
+    """Refused before anything is built, booted or destroyed."""
+    proc = run([REPO / "scripts" / script, *args])
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    assert f"{script}: error: {reason}" in proc.stderr, proc.stderr
+
+
+def test_vagrantfile_boots_one_vcpu_per_vm_and_a_bare_vm():
+    n = nodes()
+    assert all(cpus == 1 for _r, _a, _m, cpus in n.values()), n
+    text = VAGRANTFILE.read_text()
+    assert 'config.vm.define "bare", autostart: false' in text
+    assert 'ENV.fetch("RVS_BOX", "debian/bookworm64")' in text
