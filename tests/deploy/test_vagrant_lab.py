@@ -51,7 +51,13 @@ def test_appliance_config_matches_vagrantfile(name):
     assert cfg["dpdk"]["no_pci"] is True and cfg["dpdk"]["no_huge"] is False
     assert cfg["dpdk"]["memory_mb"] < HUGEPAGES_2M * 2, "memory_mb must fit the reserved pages"
     lcores = [cfg["dpdk"]["main_lcore"], *cfg["dataplane"]["worker_lcores"]]
-    assert max(lcores) < cpus, f"lcores {lcores} on a {cpus}-vCPU VM"
+    if "lcore_map" in cfg["dpdk"]:
+        placed = dict(e.split("@") for e in cfg["dpdk"]["lcore_map"].split(","))
+        assert sorted(int(l) for l in placed) == sorted(lcores)
+        used = [int(c) for c in placed.values()]
+    else:
+        used = lcores
+    assert max(used) < cpus, f"lcores on CPUs {used} of a {cpus}-vCPU VM"
     assert cfg["dataplane"]["idle"] == "backoff"
     (svc,) = cfg["service"]
     rs = sorted(r["address"] for r in svc["real_server"])
@@ -73,3 +79,26 @@ def test_provisioner_rejects_bad_arguments():
         proc = run([PROVISION, *args])
         assert proc.returncode == 1, (args, proc.stdout, proc.stderr)
         assert "provision: error:" in proc.stderr
+
+
+@pytest.mark.parametrize("script, args, reason", [
+    ("vagrant-box", ["--size", "1"], "--size takes whole GiB"),
+    ("vagrant-box", ["--name", "a b"], "bad box name"),
+    ("vagrant-box", ["--bogus"], "unknown argument '--bogus'"),
+    ("vagrant-check", ["--bogus"], "unknown argument '--bogus'"),
+    ("vagrant-check", ["--box"], "--box needs a value"),
+    ("deb", ["--bogus"], "unknown argument '--bogus'"),
+])
+def test_lab_scripts_reject_bad_arguments(script, args, reason):
+    """Refused before anything is built, booted or destroyed."""
+    proc = run([REPO / "scripts" / script, *args])
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    assert f"{script}: error: {reason}" in proc.stderr, proc.stderr
+
+
+def test_vagrantfile_boots_one_vcpu_per_vm_and_a_bare_vm():
+    n = nodes()
+    assert all(cpus == 1 for _r, _a, _m, cpus in n.values()), n
+    text = VAGRANTFILE.read_text()
+    assert 'config.vm.define "bare", autostart: false' in text
+    assert 'ENV.fetch("RVS_BOX", "debian/bookworm64")' in text
