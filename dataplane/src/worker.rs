@@ -30,7 +30,7 @@
 //!
 //! Redirect rings: one single-producer/single-consumer ring per ordered
 //! pair of workers. A reply that RSS delivered to the wrong worker (see
-//! [`crate::fnat`]) is enqueued, untouched, on the ring to its owner.
+//! [`crate::pipeline::owner`]) is enqueued, untouched, on the ring to its owner.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -42,10 +42,10 @@ use crate::addr::Addr;
 use crate::dpdk::{
     prefetch, rdtsc, Mbuf, MbufBatch, MbufRing, Mempool, PortId, RxQueue, TxQueue, BURST,
 };
-use crate::fnat::{Pipeline, Verdict};
 use crate::hold::HoldQueue;
 use crate::neigh::{self, NeighEvent, NeighMap, ARP_FRAME_LEN};
 use crate::packet::PacketBuf;
+use crate::pipeline::{Decision, Pipeline, Verdict};
 use crate::session::Session;
 use crate::stats::DropReason;
 use crate::tables::Tables;
@@ -249,7 +249,14 @@ pub struct Worker {
 
 /// Frames waiting for a neighbour ([`Verdict::Hold`]), bounded per next
 /// hop and per worker (see [`crate::hold`]).
-pub type HeldFrames = HoldQueue<Mbuf>;
+pub type HeldFrames = HoldQueue<HeldFrame>;
+
+/// A frame in the hold queue with the decision the pipeline made for it.
+#[derive(Debug)]
+pub struct HeldFrame {
+    mbuf: Mbuf,
+    decision: Decision,
+}
 
 /// Sessions in a worker's table from which [`Worker::read_ahead`] pays: the
 /// index entries and sessions of a few thousand flows (about 250 bytes each)
@@ -282,7 +289,7 @@ impl Worker {
                 got += self.rx[port].rx_burst(&mut rx);
                 self.read_ahead(&rx);
                 for m in rx.drain() {
-                    self.handle(m, port as u16, now, &mut tx, &mut redir, &mut punt);
+                    self.handle(m, port as u16, None, now, &mut tx, &mut redir, &mut punt);
                 }
             }
             // Kernel -> wire: frames the exception path's kernel side sends
@@ -309,7 +316,7 @@ impl Worker {
                     let Some(port) = self.port_ids.iter().position(|p| *p == m.port()) else {
                         continue;
                     };
-                    self.handle(m, port as u16, now, &mut tx, &mut redir, &mut punt);
+                    self.handle(m, port as u16, None, now, &mut tx, &mut redir, &mut punt);
                 }
             }
             self.flush_all(&mut tx, &mut redir);
@@ -340,9 +347,10 @@ impl Worker {
         0
     }
 
-    /// Held frames: those past their time are dropped; after a new
-    /// neighbour snapshot the others go through the pipeline again (those
-    /// still unresolved come back to the queue).
+    /// Held frames: those past their time are dropped (their decisions
+    /// given back); after a new neighbour snapshot the others go through the
+    /// pipeline again with their decisions (those still unresolved come back
+    /// to the queue).
     #[cold]
     fn release_held(
         &mut self,
@@ -351,18 +359,17 @@ impl Worker {
         redir: &mut [MbufBatch],
         punt: &mut [MbufBatch],
     ) {
-        let counters = &mut self.pipeline.counters;
-        self.held
-            .expire(now, |_| counters.drop(DropReason::NeighbourMiss));
+        let pipeline = &mut self.pipeline;
+        self.held.expire(now, |f| {
+            pipeline.abandon(f.decision);
+            pipeline.counters.drop(DropReason::NeighbourMiss);
+        });
         let pipeline = &self.pipeline;
         if self.held.ready(|hop| pipeline.resolves(hop)) == 0 {
             return;
         }
-        while let Some((m, port)) = self.held.take_released() {
-            // Counted once, when it first arrived.
-            self.pipeline.counters.rx_packets -= 1;
-            self.pipeline.counters.rx_bytes -= m.len() as u64;
-            self.handle(m, port, now, tx, redir, punt);
+        while let Some((f, port)) = self.held.take_released() {
+            self.handle(f.mbuf, port, Some(f.decision), now, tx, redir, punt);
         }
         self.flush_all(tx, redir);
         self.flush_punted(punt);
@@ -394,12 +401,16 @@ impl Worker {
         }
     }
 
-    /// One frame through the pipeline, into a TX or redirect batch.
+    /// One frame through the pipeline, into a TX or redirect batch; `held`
+    /// is the decision a frame released from the hold queue was held with
+    /// (it was counted as received when it first came).
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     fn handle(
         &mut self,
         mut m: Mbuf,
         port: u16,
+        held: Option<Decision>,
         now: Millis,
         tx: &mut [MbufBatch],
         redir: &mut [MbufBatch],
@@ -419,7 +430,10 @@ impl Worker {
         let verdict = {
             let (room, off, len) = m.room_mut();
             let mut pkt = PacketBuf::new(room, off, len);
-            let v = self.pipeline.process_buf(&mut pkt, port, now);
+            let v = match held {
+                None => self.pipeline.process_buf(&mut pkt, port, now),
+                Some(d) => self.pipeline.process_held_buf(&mut pkt, port, d, now),
+            };
             let window = pkt.window();
             if window != (off, len) && !m.set_window(window.0, window.1) {
                 self.pipeline.counters.drop(DropReason::Malformed);
@@ -457,14 +471,12 @@ impl Worker {
                     _ => self.pipeline.counters.drop(DropReason::PuntFull),
                 }
             }
-            Verdict::Hold => {
+            Verdict::Hold { next_hop, decision } => {
                 // A released frame that must wait again keeps its first arrival time.
                 let since = self.held.releasing().unwrap_or(now);
-                if self
-                    .held
-                    .hold(m, port, self.pipeline.held_for(), since)
-                    .is_err()
-                {
+                let f = HeldFrame { mbuf: m, decision };
+                if let Err((f, _)) = self.held.hold(f, port, next_hop, since) {
+                    self.pipeline.abandon(f.decision);
                     self.pipeline.counters.drop(DropReason::NeighbourMiss);
                 }
             }

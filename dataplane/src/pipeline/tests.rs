@@ -222,10 +222,19 @@ fn answers_arp_for_owned_addresses_only() {
 fn unresolved_real_server_is_reported_and_syn_dropped() {
     let mut p = Pipeline::new(tables((1025, 65535)), Arc::default(), 16, 1, 0, 1);
     let mut syn = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::SYN, b"");
-    assert_eq!(p.process(&mut syn, 0, Millis(10)), Verdict::Hold);
-    assert_eq!(p.held_for(), RS1.ip, "the frame waits for the server's MAC");
+    let Verdict::Hold { next_hop, decision } = p.process(&mut syn, 0, Millis(10)) else {
+        panic!("a SYN to an unresolved server is held");
+    };
+    assert_eq!(next_hop, RS1.ip, "the frame waits for the server's MAC");
     assert!(!p.resolves(RS1.ip));
     assert!(p.sessions().is_empty());
+    assert_eq!(
+        p.pools()[0].available(),
+        p.pools()[0].size() - 1,
+        "the held decision keeps its local port"
+    );
+    // The hold gives up (the frame waited too long): the port goes back.
+    p.abandon(decision);
     assert_eq!(
         p.pools()[0].available(),
         p.pools()[0].size(),

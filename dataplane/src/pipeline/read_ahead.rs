@@ -3,7 +3,7 @@
 //! burst, and the burst's memory misses overlap. A wrong or missing key
 //! costs nothing but the hint: the pipeline classifies every frame itself.
 
-use super::l4_ports;
+use super::classify::l4_ports;
 use crate::addr::Addr;
 use crate::session::{Endpoint, FlowKey};
 use crate::wire::{ethernet, ipv4, ipv6};
