@@ -45,7 +45,7 @@ use crate::dpdk::{
 use crate::hold::HoldQueue;
 use crate::neigh::{self, NeighEvent, NeighMap, ARP_FRAME_LEN};
 use crate::packet::PacketBuf;
-use crate::pipeline::{Decision, Pipeline, Verdict};
+use crate::pipeline::{Decision, Desc, Pipeline, Verdict};
 use crate::session::Session;
 use crate::stats::DropReason;
 use crate::tables::Tables;
@@ -271,6 +271,7 @@ impl Worker {
         let ticks_per_ms = (self.tsc_hz / 1000).max(1);
         let start = rdtsc();
         let mut rx = MbufBatch::new();
+        let mut descs: [Option<Desc>; BURST] = [None; BURST];
         let mut tx: Vec<MbufBatch> = self.tx.iter().map(|_| MbufBatch::new()).collect();
         let mut redir: Vec<MbufBatch> =
             self.redirect_out.iter().map(|_| MbufBatch::new()).collect();
@@ -287,9 +288,10 @@ impl Worker {
             let mut got = 0;
             for port in 0..self.rx.len() {
                 got += self.rx[port].rx_burst(&mut rx);
-                self.read_ahead(&rx);
-                for m in rx.drain() {
-                    self.handle(m, port as u16, None, now, &mut tx, &mut redir, &mut punt);
+                self.read_ahead(&rx, &mut descs);
+                for (m, d) in rx.drain().zip(descs) {
+                    let port = port as u16;
+                    self.handle(m, port, d, None, now, &mut tx, &mut redir, &mut punt);
                 }
             }
             // Kernel -> wire: frames the exception path's kernel side sends
@@ -311,12 +313,12 @@ impl Worker {
                 let n = self.redirect_in[ring].dequeue_burst(&mut rx);
                 got += n;
                 self.pipeline.counters.redirected_in += n as u64;
-                self.read_ahead(&rx);
-                for m in rx.drain() {
+                self.read_ahead(&rx, &mut descs);
+                for (m, d) in rx.drain().zip(descs) {
                     let Some(port) = self.port_ids.iter().position(|p| *p == m.port()) else {
                         continue;
                     };
-                    self.handle(m, port as u16, None, now, &mut tx, &mut redir, &mut punt);
+                    self.handle(m, port as u16, d, None, now, &mut tx, &mut redir, &mut punt);
                 }
             }
             self.flush_all(&mut tx, &mut redir);
@@ -369,40 +371,43 @@ impl Worker {
             return;
         }
         while let Some((f, port)) = self.held.take_released() {
-            self.handle(f.mbuf, port, Some(f.decision), now, tx, redir, punt);
+            self.handle(f.mbuf, port, None, Some(f.decision), now, tx, redir, punt);
         }
         self.flush_all(tx, redir);
         self.flush_punted(punt);
     }
 
-    /// Prefetches, for every frame of `burst`, the session-index bucket its
-    /// lookup starts at, then the session that bucket points to, so that in
-    /// a big table the burst's cache misses overlap instead of stalling
-    /// each packet in turn (the DPDK/VPP pattern). Hints only: the pipeline
-    /// then looks every frame up itself. Below [`READ_AHEAD_FROM`] sessions
-    /// the table stays in cache and the read-ahead would only add work.
+    /// The burst's first stage: every frame described once
+    /// ([`Pipeline::describe`]: flow key, hash, header offsets), which the
+    /// pipeline then uses instead of parsing it again; and in a big table,
+    /// for every frame the session-index bucket its lookup starts at
+    /// prefetched, then the session that bucket points to, so that the
+    /// burst's cache misses overlap instead of stalling each packet in turn
+    /// (the DPDK/VPP pattern). Below [`READ_AHEAD_FROM`] sessions the table
+    /// stays in cache and the prefetches would only add work.
     #[inline]
-    fn read_ahead(&self, burst: &MbufBatch) {
+    fn read_ahead(&self, burst: &MbufBatch, descs: &mut [Option<Desc>; BURST]) {
+        for (d, m) in descs.iter_mut().zip(burst.iter()) {
+            *d = self.pipeline.describe(m.data());
+        }
         let sessions = self.pipeline.sessions();
         if sessions.len() < READ_AHEAD_FROM {
             return;
         }
-        let mut hashes = [None; BURST];
-        for (h, m) in hashes.iter_mut().zip(burst.iter()) {
-            *h = self.pipeline.flow_hash(m.data());
-            if let Some(h) = *h {
-                prefetch(sessions.bucket(h));
-            }
+        let n = burst.len();
+        for d in descs.iter().take(n).flatten() {
+            prefetch(sessions.bucket(d.hash));
         }
-        for h in hashes.iter().take(burst.len()).flatten() {
-            if let Some(s) = sessions.candidate(*h) {
+        for d in descs.iter().take(n).flatten() {
+            if let Some(s) = sessions.candidate(d.hash) {
                 prefetch(s);
             }
         }
     }
 
-    /// One frame through the pipeline, into a TX or redirect batch; `held`
-    /// is the decision a frame released from the hold queue was held with
+    /// One frame through the pipeline, into a TX or redirect batch. `desc`
+    /// is its descriptor from the read-ahead (`None`: the pipeline
+    /// describes it); `held` is the decision a frame released from the hold queue was held with
     /// (it was counted as received when it first came).
     #[inline]
     #[allow(clippy::too_many_arguments)]
@@ -410,6 +415,7 @@ impl Worker {
         &mut self,
         mut m: Mbuf,
         port: u16,
+        desc: Option<Desc>,
         held: Option<Decision>,
         now: Millis,
         tx: &mut [MbufBatch],
@@ -431,7 +437,7 @@ impl Worker {
             let (room, off, len) = m.room_mut();
             let mut pkt = PacketBuf::new(room, off, len);
             let v = match held {
-                None => self.pipeline.process_buf(&mut pkt, port, now),
+                None => self.pipeline.process_desc(&mut pkt, port, desc, now),
                 Some(d) => self.pipeline.process_held_buf(&mut pkt, port, d, now),
             };
             let window = pkt.window();

@@ -5,8 +5,8 @@
 //! check and the slow path ([`super::slow`]).
 
 use super::classify::is_new_syn;
-use super::{Decision, Pipeline, Step, Verdict};
-use crate::session::{tcp_state, Direction, FlowKey, Lookup, SlotId, TcpState};
+use super::{Decision, Desc, Pipeline, Step, Verdict};
+use crate::session::{tcp_state, Direction, Lookup, SlotId, TcpState};
 use crate::stats::DropReason;
 use crate::tables::Forward;
 use crate::time::Millis;
@@ -18,21 +18,20 @@ impl Pipeline {
     /// forward through its session, or create one (by `held`'s decision
     /// for a frame released from the hold queue), or say why not.
     #[inline]
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn handle_flow(
         &mut self,
         l2: &mut [u8],
         l3: &mut [u8],
-        key: FlowKey,
-        flags: u8,
+        d: &Desc,
         in_port: u16,
         held: &mut Option<Decision>,
         now: Millis,
     ) -> Step {
+        let (key, flags) = (d.key, d.flags);
         let (proto, is_udp) = (key.proto, key.proto == ipv4::PROTO_UDP);
-        match self.sessions.lookup(&key, now) {
+        match self.sessions.lookup_hashed(&key, d.hash, now) {
             Lookup::Hit(slot, Direction::Outbound) => {
-                let v = self.forward(l2, l3, slot, Direction::Outbound, flags, now);
+                let v = self.forward(l2, l3, slot, Direction::Outbound, d, now);
                 if self.sessions.is_rs_only(slot) {
                     // One-packet scheduling: the reply ends the session.
                     self.expire(slot);
@@ -41,7 +40,7 @@ impl Pipeline {
             }
             Lookup::Hit(slot, Direction::Inbound) => {
                 if is_udp || !is_new_syn(flags) || !self.is_reusable(slot) {
-                    return self.forward(l2, l3, slot, Direction::Inbound, flags, now);
+                    return self.forward(l2, l3, slot, Direction::Inbound, d, now);
                 }
                 // A new SYN on a closed session's tuple: the client reuses
                 // its port; start over (IPVS conn_reuse_mode).
@@ -65,7 +64,7 @@ impl Pipeline {
         let src_mac = ethernet::Frame::new_checked(&*l2).map_or([0; 6], |e| e.src());
         match self.create_session(svc, key, src_mac, in_port, held.take(), now) {
             Ok(slot) => {
-                let v = self.forward(l2, l3, slot, Direction::Inbound, flags, now);
+                let v = self.forward(l2, l3, slot, Direction::Inbound, d, now);
                 // One-packet DR/TUN: no reply comes this way; nothing to keep.
                 if self.sessions.is_rs_only(slot)
                     && self
@@ -95,9 +94,10 @@ impl Pipeline {
         l3: &mut [u8],
         slot: SlotId,
         dir: Direction,
-        flags: u8,
+        d: &Desc,
         now: Millis,
     ) -> Step {
+        let flags = d.flags;
         let timeouts = self.tables.timeouts;
         let Some(s) = self.sessions.get_mut(slot) else {
             return Step::drop(DropReason::NoSession);
@@ -123,7 +123,7 @@ impl Pipeline {
             timeouts.tcp(new_state)
         });
         let leg = Leg::of(s, dir);
-        let reshape = match xmit::xmit(&self.tables, l3, s, dir, &leg) {
+        let reshape = match xmit::xmit(&self.tables, l3, usize::from(d.l4), s, dir, &leg) {
             Ok(r) => r,
             Err(reason) => return Step::drop(reason),
         };

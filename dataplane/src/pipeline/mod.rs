@@ -68,11 +68,11 @@ mod fast;
 mod flush;
 pub(crate) mod icmp_relay;
 pub mod owner;
-pub mod read_ahead;
 mod slow;
 
 use std::sync::Arc;
 
+pub use classify::Desc;
 pub use counts::{ConnCount, RsLimit, RsTraffic};
 pub use owner::{client_owner, persistent_owner};
 pub use slow::Decision;
@@ -405,12 +405,12 @@ impl Pipeline {
         &self.sessions
     }
 
-    /// The session-index hash of `frame`'s flow (see [`read_ahead`]):
-    /// `None` for a frame that is not TCP or UDP over IP.
+    /// The session-index hash of `frame`'s flow (its [`Desc`]): `None`
+    /// for a frame that is not TCP or UDP over IP.
     #[inline]
     #[must_use]
     pub fn flow_hash(&self, frame: &[u8]) -> Option<u32> {
-        read_ahead::peek_key(frame).map(|k| self.sessions.hash_of(&k))
+        self.describe(frame).map(|d| d.hash)
     }
 
     /// Per-real-server traffic, by global real-server index.
@@ -463,9 +463,23 @@ impl Pipeline {
     /// takes the new window from `pkt`.
     #[inline]
     pub fn process_buf(&mut self, pkt: &mut PacketBuf<'_>, in_port: u16, now: Millis) -> Verdict {
+        self.process_desc(pkt, in_port, None, now)
+    }
+
+    /// [`Self::process_buf`] for a frame the caller has described already
+    /// ([`Self::describe`], on the frame as it is now): its headers are
+    /// not parsed again.
+    #[inline]
+    pub fn process_desc(
+        &mut self,
+        pkt: &mut PacketBuf<'_>,
+        in_port: u16,
+        desc: Option<Desc>,
+        now: Millis,
+    ) -> Verdict {
         self.counters.rx_packets += 1;
         self.counters.rx_bytes += pkt.frame().len() as u64;
-        let step = self.classify(pkt.frame_mut(), in_port, &mut None, now);
+        let step = self.classify(pkt.frame_mut(), in_port, desc, &mut None, now);
         self.finish(pkt, step)
     }
 
@@ -482,7 +496,7 @@ impl Pipeline {
         now: Millis,
     ) -> Verdict {
         let mut held = Some(decision);
-        let step = self.classify(pkt.frame_mut(), in_port, &mut held, now);
+        let step = self.classify(pkt.frame_mut(), in_port, None, &mut held, now);
         if let Some(d) = held {
             self.abandon(d);
         }

@@ -1186,3 +1186,34 @@ fn read_ahead_points_at_the_session_each_direction_will_use() {
         "no room for the ports"
     );
 }
+
+#[test]
+fn a_described_frame_is_handled_exactly_as_an_undescribed_one() {
+    // Two identical workers: one describes every frame first, as the
+    // worker's read-ahead does; the other classifies it alone.
+    let (mut a, mut b) = (ready((5000, 5009), 16), ready((5000, 5009), 16));
+    let syn = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::SYN, b"");
+    let data = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::ACK, b"payload");
+    let mut low_ttl = data.clone();
+    low_ttl[ethernet::HEADER_LEN + 8] = 1;
+    let mut fragment = data.clone();
+    fragment[ethernet::HEADER_LEN + 6] = 0x20; // MF
+    let short = data[..ethernet::HEADER_LEN + 20 + 3].to_vec();
+    let arp = arp_frame(arp::OP_REQUEST, CLIENT_MAC, CLIENT.ip.v4_bits(), LB);
+    let mut frames = vec![syn, data, low_ttl, fragment, short, arp];
+    // The server's reply, to the local port the first SYN was given.
+    let mut first = frames[0].clone();
+    b.process(&mut first, 0, Millis(0));
+    let mut reply = tcp_frame(RS1_MAC, RS1, look(&first).src, tcp::SYN | tcp::ACK, b"");
+    let mut b = ready((5000, 5009), 16);
+    frames.push(std::mem::take(&mut reply));
+    for (i, f) in frames.iter().enumerate() {
+        let (mut fa, mut fb) = (f.clone(), f.clone());
+        let d = a.describe(&fa);
+        assert_eq!(d.is_some(), i < 3 || i == 6, "frame {i} described");
+        let va = a.process_desc(&mut PacketBuf::whole(&mut fa), 0, d, Millis(1));
+        let vb = b.process(&mut fb, 0, Millis(1));
+        assert_eq!((va, &fa), (vb, &fb), "frame {i}");
+    }
+    assert_eq!(a.counters, b.counters);
+}

@@ -241,7 +241,16 @@ impl SessionTable {
     #[inline]
     #[must_use]
     pub fn lookup(&self, key: &FlowKey, now: Millis) -> Lookup {
-        let Some((slot, dir)) = self.find(key) else {
+        self.lookup_hashed(key, self.hash_of(key), now)
+    }
+
+    /// [`Self::lookup`] with the key's hash ([`Self::hash_of`]) computed
+    /// once beforehand (by classification, for the read-ahead too).
+    #[inline]
+    #[must_use]
+    pub fn lookup_hashed(&self, key: &FlowKey, h: u32, now: Millis) -> Lookup {
+        debug_assert_eq!(h, self.hash_of(key), "hash of another key or table");
+        let Some((slot, dir)) = self.find_hashed(key, h) else {
             return Lookup::Miss;
         };
         match &self.slots[slot as usize] {
@@ -375,7 +384,12 @@ impl SessionTable {
 
     #[inline]
     fn find(&self, key: &FlowKey) -> Option<(u32, Direction)> {
-        for payload in self.index.probe(key.hash(self.seed)) {
+        self.find_hashed(key, key.hash(self.seed))
+    }
+
+    #[inline]
+    fn find_hashed(&self, key: &FlowKey, h: u32) -> Option<(u32, Direction)> {
+        for payload in self.index.probe(h) {
             let (slot, dir) = Self::unpack(payload);
             if let Some(s) = &self.slots[slot as usize] {
                 let k = match dir {

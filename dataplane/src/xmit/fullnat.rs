@@ -14,12 +14,18 @@ use super::{rewrite, Leg};
 use crate::pipeline::Reshape;
 use crate::stats::DropReason;
 
-/// Rewrites `l3` (the IP packet) for `leg`, or asks for its translation.
+/// Rewrites `l3` (the IP packet, its transport header at `l4`) for `leg`,
+/// or asks for its translation.
 ///
 /// # Errors
 /// [`DropReason::Malformed`] if its headers cannot be rewritten.
 #[inline]
-pub(crate) fn xmit(l3: &mut [u8], proto: u8, leg: &Leg) -> Result<Option<Reshape>, DropReason> {
+pub(crate) fn xmit(
+    l3: &mut [u8],
+    l4: usize,
+    proto: u8,
+    leg: &Leg,
+) -> Result<Option<Reshape>, DropReason> {
     let packet_v4 = l3.first().map(|b| b >> 4) == Some(4);
     if leg.src.ip.is_v4() != packet_v4 {
         return Ok(Some(Reshape::Translate {
@@ -28,6 +34,11 @@ pub(crate) fn xmit(l3: &mut [u8], proto: u8, leg: &Leg) -> Result<Option<Reshape
             dst: leg.dst,
         }));
     }
-    rewrite::rewrite(l3, proto, leg.src, leg.dst).map_err(|_| DropReason::Malformed)?;
+    let done = if packet_v4 {
+        rewrite::rewrite_v4_at(l3, l4, proto, leg.src, leg.dst)
+    } else {
+        rewrite::rewrite_v6_at(l3, proto, leg.src, leg.dst)
+    };
+    done.map_err(|_| DropReason::Malformed)?;
     Ok(None)
 }

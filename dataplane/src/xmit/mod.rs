@@ -65,7 +65,8 @@ impl Leg {
     }
 }
 
-/// Transmits the IP packet `l3` of session `s` going `dir` by the session's
+/// Transmits the IP packet `l3` (its transport header at `l4`, as
+/// classification found it) of session `s` going `dir` by the session's
 /// method; `Ok` with the reshape the frame still needs, if any.
 ///
 /// # Errors
@@ -74,13 +75,14 @@ impl Leg {
 pub(crate) fn xmit(
     tables: &Tables,
     l3: &mut [u8],
+    l4: usize,
     s: &Session,
     dir: Direction,
     leg: &Leg,
 ) -> Result<Option<Reshape>, DropReason> {
     match s.forward {
-        Forward::FullNat => fullnat::xmit(l3, s.proto, leg),
-        Forward::Nat => nat::xmit(l3, s.proto, leg),
+        Forward::FullNat => fullnat::xmit(l3, l4, s.proto, leg),
+        Forward::Nat => nat::xmit(l3, l4, s.proto, leg),
         Forward::Dr => Ok(dr::xmit()),
         Forward::Tun => Ok(tun::xmit(tables, s, dir, leg)),
     }

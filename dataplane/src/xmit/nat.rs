@@ -10,11 +10,16 @@ use super::Leg;
 use crate::pipeline::Reshape;
 use crate::stats::DropReason;
 
-/// Rewrites `l3` (the IP packet) for `leg`.
+/// Rewrites `l3` (the IP packet, its transport header at `l4`) for `leg`.
 ///
 /// # Errors
 /// [`DropReason::Malformed`] if its headers cannot be rewritten.
 #[inline]
-pub(crate) fn xmit(l3: &mut [u8], proto: u8, leg: &Leg) -> Result<Option<Reshape>, DropReason> {
-    super::fullnat::xmit(l3, proto, leg)
+pub(crate) fn xmit(
+    l3: &mut [u8],
+    l4: usize,
+    proto: u8,
+    leg: &Leg,
+) -> Result<Option<Reshape>, DropReason> {
+    super::fullnat::xmit(l3, l4, proto, leg)
 }
