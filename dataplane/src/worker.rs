@@ -4,14 +4,17 @@
 //! ```text
 //! loop {
 //!     now = TSC → ms                  (once per iteration)
-//!     for each port: rx_burst → read ahead (prefetch each frame's
-//!                    session, big tables only) → process each frame →
-//!                    per-port TX batch or per-worker redirect batch
+//!     for each port: rx_burst → read ahead (big tables only: describe
+//!                    each frame once — flow key, hash, offsets — and
+//!                    prefetch its session) → process each frame (with its
+//!                    descriptor) → per-port TX batch or redirect batch
 //!     for each ring from another worker: dequeue → read ahead → process → TX batch
 //!     flush TX batches                 (unsent frames dropped as tx_full)
 //!     flush redirect batches           (unsent dropped as redirect_full)
 //!     every ms: housekeeping           (session sweep, neighbour events out,
-//!                                       snapshots and requests in, stop flag)
+//!                                       snapshots and requests in, stop flag),
+//!               held frames            (expired: dropped, decision given back;
+//!                                       resolved: processed with their decision)
 //!     every 100 ms: publish counters   (plain stores into shared atomics)
 //!     idle back-off, if configured and nothing arrived for a while
 //! }
@@ -258,10 +261,10 @@ pub struct HeldFrame {
     decision: Decision,
 }
 
-/// Sessions in a worker's table from which [`Worker::read_ahead`] pays: the
-/// index entries and sessions of a few thousand flows (about 250 bytes each)
-/// fit in L2, where a prefetch saves little and the extra key peek and hash
-/// are pure cost; at 100 K sessions it makes a packet about 3x cheaper
+/// Sessions in a worker's table from which [`Worker::read_ahead`]'s
+/// prefetches pay: the index entries and sessions of a few thousand flows
+/// (about 250 bytes each) fit in L2, where two prefetches per frame save
+/// little; at 100 K sessions they make a packet about 3x cheaper
 /// (`scripts/bench`, BENCHMARKS.md).
 const READ_AHEAD_FROM: usize = 4096;
 
@@ -289,7 +292,7 @@ impl Worker {
             for port in 0..self.rx.len() {
                 got += self.rx[port].rx_burst(&mut rx);
                 self.read_ahead(&rx, &mut descs);
-                for (m, d) in rx.drain().zip(descs) {
+                for (m, d) in rx.drain().zip(descs.iter().copied()) {
                     let port = port as u16;
                     self.handle(m, port, d, None, now, &mut tx, &mut redir, &mut punt);
                 }
@@ -314,7 +317,7 @@ impl Worker {
                 got += n;
                 self.pipeline.counters.redirected_in += n as u64;
                 self.read_ahead(&rx, &mut descs);
-                for (m, d) in rx.drain().zip(descs) {
+                for (m, d) in rx.drain().zip(descs.iter().copied()) {
                     let Some(port) = self.port_ids.iter().position(|p| *p == m.port()) else {
                         continue;
                     };
@@ -377,24 +380,28 @@ impl Worker {
         self.flush_punted(punt);
     }
 
-    /// The burst's first stage: every frame described once
-    /// ([`Pipeline::describe`]: flow key, hash, header offsets), which the
-    /// pipeline then uses instead of parsing it again; and in a big table,
-    /// for every frame the session-index bucket its lookup starts at
-    /// prefetched, then the session that bucket points to, so that the
-    /// burst's cache misses overlap instead of stalling each packet in turn
-    /// (the DPDK/VPP pattern). Below [`READ_AHEAD_FROM`] sessions the table
-    /// stays in cache and the prefetches would only add work.
+    /// The burst's first stage, in a big table: every frame described once
+    /// ([`Pipeline::describe`]: flow key, hash, header offsets; the pipeline
+    /// then uses the descriptor instead of parsing the frame again), the
+    /// session-index bucket each lookup starts at prefetched, then the
+    /// session that bucket points to, so that the burst's cache misses
+    /// overlap instead of stalling each packet in turn (the DPDK/VPP
+    /// pattern). Below [`READ_AHEAD_FROM`] sessions the table stays in
+    /// cache: the descriptors are left empty and the pipeline describes each
+    /// frame as it comes (describing the burst ahead measured 5-25 % slower
+    /// there, BENCHMARKS.md).
     #[inline]
     fn read_ahead(&self, burst: &MbufBatch, descs: &mut [Option<Desc>; BURST]) {
+        let sessions = self.pipeline.sessions();
+        let n = burst.len();
+        if sessions.len() < READ_AHEAD_FROM {
+            // The pipeline describes each frame as it comes.
+            descs[..n].fill(None);
+            return;
+        }
         for (d, m) in descs.iter_mut().zip(burst.iter()) {
             *d = self.pipeline.describe(m.data());
         }
-        let sessions = self.pipeline.sessions();
-        if sessions.len() < READ_AHEAD_FROM {
-            return;
-        }
-        let n = burst.len();
         for d in descs.iter().take(n).flatten() {
             prefetch(sessions.bucket(d.hash));
         }
@@ -407,8 +414,9 @@ impl Worker {
 
     /// One frame through the pipeline, into a TX or redirect batch. `desc`
     /// is its descriptor from the read-ahead (`None`: the pipeline
-    /// describes it); `held` is the decision a frame released from the hold queue was held with
-    /// (it was counted as received when it first came).
+    /// describes it); `held` is the decision a frame released from the
+    /// hold queue was held with (it was counted as received when it first
+    /// came).
     #[inline]
     #[allow(clippy::too_many_arguments)]
     fn handle(
