@@ -28,8 +28,8 @@ use dataplane::dpdk::{
     Eal, EalError, LaunchError, LcoreId, MbufRing, Mempool, MempoolError, Port, PortConfig,
     PortError, QueueId, RingError,
 };
-use dataplane::fnat::Pipeline;
 use dataplane::neigh::NeighEvent;
+use dataplane::pipeline::Pipeline;
 use dataplane::session::{Endpoint, TcpState};
 use dataplane::stats::DropReason;
 use dataplane::wire::MacAddr;

@@ -94,7 +94,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
     let template_capacity = positive(
         &cx,
         dp.template_capacity.as_ref(),
-        dataplane::fnat::template_capacity(session_capacity),
+        dataplane::pipeline::template_capacity(session_capacity),
         "template_capacity",
     )?;
     let mbufs = positive(&cx, dp.mbufs.as_ref(), 16383, "mbufs")?;
