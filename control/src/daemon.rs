@@ -5,7 +5,9 @@
 //! (config, kernel interfaces, EAL, ports) runs before the control socket
 //! exists, so "the socket answers" means "the data plane is forwarding".
 //! The main lcore runs the control loop ([`Control`]); each worker lcore runs
-//! a [`Worker`] until told to stop.
+//! a [`Worker`] until told to stop. Clients (the control socket, `/metrics`)
+//! are served on a thread of their own ([`serve`]), which hands the loop
+//! whole requests: no client can make the loop wait.
 //!
 //! Control owns the live configuration. A change (`rvsadm -a/-e/-d/--set`)
 //! builds a new immutable [`dataplane::tables::Tables`] snapshot and sends it to every worker;
@@ -13,33 +15,33 @@
 //! returned reference frees it here. Neighbour events from workers feed the
 //! [`NeighTable`]; a changed table is published the same way.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use dataplane::addr::Addr;
 use dataplane::dpdk::{
     Eal, EalError, LaunchError, LcoreId, MbufRing, Mempool, MempoolError, Port, PortConfig,
     PortError, QueueId, RingError,
 };
-use dataplane::fnat::Pipeline;
 use dataplane::neigh::NeighEvent;
+use dataplane::pipeline::Pipeline;
 use dataplane::session::{Endpoint, TcpState};
 use dataplane::stats::DropReason;
 use dataplane::wire::MacAddr;
 use dataplane::worker::{Event, HeldFrames, Idle, Request as WorkerRequest, Worker, WorkerShared};
 
+use crate::acd::Acd;
 use crate::announce::Announcer;
 use crate::api::{
     ConnectionView, PortStatsView, RealServerView, Request, Response, ServerSpec, ServiceSpec,
     ServiceView, WorkerStatsView,
 };
+use crate::config::claims::{service_name, Claims, Use};
 use crate::config::{self, Config, Forward, IdlePolicy, RealServerConfig, ServiceConfig};
 use crate::dad::{Claim, Dad};
 use crate::health::{self, Checker, Connections, DrRoutes, OnFail, Target};
@@ -47,6 +49,8 @@ use crate::ipvsadm_fmt;
 use crate::metrics;
 use crate::neigh::NeighTable;
 use crate::plan::{self, Registry};
+use crate::runfiles;
+use crate::serve::{self, Job};
 use dataplane::sched::{SchedFlags, SchedKind};
 use dataplane::tables::{Persistence, Thresholds};
 
@@ -105,6 +109,9 @@ pub enum StartError {
         /// Cause.
         source: std::io::Error,
     },
+    /// DPDK's runtime directory for the file prefix is in use.
+    #[error("{0}")]
+    EalRuntime(String),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
@@ -116,12 +123,67 @@ struct WorkerHandle {
     requests: Sender<WorkerRequest>,
 }
 
+/// Says ahead of DPDK's TAP driver why it will log "failed to create
+/// multiq qdisc" for every exception-path TAP on a kernel without the
+/// `multiq` qdisc, and that rvs does not need it (see
+/// [`plan::kernel_lacks_multiq`]).
+fn explain_tap_multiq() {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let release = release.trim();
+    let config = std::fs::read_to_string(format!("/boot/config-{release}"))
+        .ok()
+        .or_else(|| {
+            let out = std::process::Command::new("gzip")
+                .args(["-dc", "/proc/config.gz"])
+                .stderr(std::process::Stdio::null())
+                .output()
+                .ok()?;
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        });
+    let modules = Path::new("/lib/modules").join(release);
+    if plan::kernel_lacks_multiq(Path::new("/sys/module"), config.as_deref(), &modules)
+        == Some(true)
+    {
+        eprintln!(
+            "rvsd: note: this kernel has no multiq qdisc (CONFIG_NET_SCH_MULTIQ): DPDK's TAP driver \
+             will log \"failed to create multiq qdisc\" and \"Disabling rte flow support\" for each \
+             exception-path TAP below. Harmless: rvs sets no rte_flow rules on its TAPs."
+        );
+    }
+}
+
 /// Runs the daemon until a stop signal.
 ///
 /// # Errors
 /// [`StartError`] if anything fails before the data plane is up.
 pub fn run(config: Config) -> Result<(), StartError> {
     plan::check_kernel_ifaces(&config, Path::new("/sys/class/net"))?;
+    // What a killed rvsd left (see `runfiles`): refused if still in use.
+    let socket_err = |source| StartError::Socket {
+        path: config.socket.display().to_string(),
+        source,
+    };
+    if UnixStream::connect(&config.socket).is_ok() {
+        return Err(socket_err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            "another rvsd is answering on it",
+        )));
+    }
+    let prefix = &config.dpdk.file_prefix;
+    if !prefix.is_empty() && !prefix.contains('/') && !prefix.starts_with('.') {
+        let dir = Path::new(runfiles::EAL_RUNTIME_DIR).join(prefix);
+        let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+        match runfiles::clean_eal_runtime(&dir, &locks) {
+            Ok(runfiles::EalRuntime::RemovedStale) => eprintln!(
+                "rvsd: removed {}: DPDK runtime files of a process that is gone (a killed rvsd?)",
+                dir.display()
+            ),
+            Ok(runfiles::EalRuntime::Absent) => {}
+            Err(e) => return Err(StartError::EalRuntime(e)),
+        }
+    }
     let mut args = plan::eal_args(&config);
     // The exception path: one TAP per interface, named like the interface,
     // 802.1Q sub-interfaces included (the workers take their tag off before
@@ -130,6 +192,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     for (i, c) in config.interfaces.iter().enumerate() {
         args.push(format!("--vdev=net_tap{i},iface={}", c.name));
     }
+    explain_tap_multiq();
     let eal = Eal::init(&args).map_err(|source| StartError::Eal {
         args: args[1..].join(" "),
         source,
@@ -313,17 +376,29 @@ pub fn run(config: Config) -> Result<(), StartError> {
         .map_err(StartError::Signals)?;
     let metrics_listener = match config.metrics {
         None => None,
-        Some(addr) => {
-            let err = |source| StartError::Socket {
+        Some(addr) => Some(
+            TcpListener::bind(addr).map_err(|source| StartError::Socket {
                 path: addr.to_string(),
                 source,
-            };
-            let l = TcpListener::bind(addr).map_err(err)?;
-            l.set_nonblocking(true).map_err(err)?;
-            Some(l)
-        }
+            })?,
+        ),
     };
-    let listener = bind_socket(&config.socket)?;
+    let (listener, stale) = runfiles::bind_control_socket(&config.socket).map_err(socket_err)?;
+    if stale {
+        eprintln!(
+            "rvsd: removed the stale control socket {} (left by a killed rvsd)",
+            config.socket.display()
+        );
+    }
+    let (jobs_tx, jobs) = bounded(serve::QUEUE);
+    let listeners = serve::Listeners {
+        control: listener,
+        metrics: metrics_listener,
+    };
+    serve::start(listeners, jobs_tx).map_err(|source| StartError::Socket {
+        path: config.socket.display().to_string(),
+        source,
+    })?;
     eprintln!(
         "rvsd: ready: {} worker(s), control socket {}{}",
         handles.len(),
@@ -344,6 +419,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         neigh,
         announce,
         dad,
+        acd: Acd::default(),
         events: events_rx,
         ports,
         last_reload: None,
@@ -382,11 +458,6 @@ pub fn run(config: Config) -> Result<(), StartError> {
                 }
             }
         }
-        if let Some(m) = &metrics_listener {
-            while let Ok((stream, _)) = m.accept() {
-                control.serve_metrics(stream);
-            }
-        }
         if hup.swap(false, Ordering::Relaxed) {
             match control.reload() {
                 Response::Error(e) => {
@@ -396,12 +467,15 @@ pub fn run(config: Config) -> Result<(), StartError> {
             }
         }
         control.tick();
-        match listener.accept() {
-            Ok((stream, _)) => control.serve(stream),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(10))
+        // Clients' requests, whole (see `serve`): waiting here is the
+        // loop's idle time, so a request is answered as soon as it lands.
+        match jobs.recv_timeout(Duration::from_millis(10)) {
+            Ok(job) => control.run_job(job),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                eprintln!("rvsd: the serving thread is gone; stopping");
+                break;
             }
-            Err(e) => eprintln!("rvsd: control socket: {e}"),
         }
     }
     eprintln!("rvsd: stopping");
@@ -434,6 +508,8 @@ struct Control {
     announce: Announcer,
     /// Duplicate address detection for own IPv6 addresses.
     dad: Dad,
+    /// Address conflict detection for IPv4 addresses (see [`crate::acd`]).
+    acd: Acd,
     events: Receiver<Event>,
     ports: Vec<Port>,
     /// Last reload: applied?, when (Unix seconds).
@@ -587,6 +663,10 @@ impl Control {
     /// uses its sorry server.
     fn effective_config(&self) -> Config {
         let mut c = self.config.clone();
+        // IPv4 addresses being probed, or found in use elsewhere: not yet
+        // (or never) the appliance's.
+        let withheld: Vec<_> = self.acd.withheld().map(IpAddr::V4).collect();
+        c.addresses.retain(|a| !withheld.contains(&a.addr));
         for s in &mut c.services {
             let key: ServiceKey = (s.vip, s.proto);
             let Some(check) = self.config.health.get(&key) else {
@@ -675,6 +755,9 @@ impl Control {
                 Event::Neigh(NeighEvent::Duplicate { ip, mac, port }) => {
                     self.duplicate(ip, mac, port, now)
                 }
+                Event::Neigh(NeighEvent::Learned(e)) if self.is_own_v4(e.ip.ip()) => {
+                    self.conflict(e.ip.ip(), e.mac, e.port, now)
+                }
                 Event::Neigh(ev) => changed |= self.neigh.apply(ev, now),
                 // The last worker to return a snapshot frees it, here.
                 Event::RetiredTables(_) | Event::RetiredNeigh(_) => {}
@@ -686,6 +769,18 @@ impl Control {
             self.broadcast(|| WorkerRequest::Neigh(Arc::clone(&map)));
         }
         let first = self.workers.first().map(|w| w.requests.clone());
+        // IPv4 address conflict detection probes (see `acd`).
+        let probed4 = self.acd.due(now, |port, ip| {
+            if let Some(w) = &first {
+                let _ = w.try_send(WorkerRequest::SendArp {
+                    port,
+                    target: ip.octets(),
+                });
+            }
+        });
+        if probed4 {
+            self.publish_tables();
+        }
         // A duplicate address detection probe: a solicitation from `::`.
         let probed = self.dad.due(now, |port, ip| {
             if let Some(w) = &first {
@@ -747,6 +842,54 @@ impl Control {
         }
     }
 
+    /// Whether `ip` is an IPv4 address this appliance holds or probes for
+    /// (VIPs aside: see [`crate::acd`]), so that ARP from another host
+    /// with it as sender is a conflict, not a neighbour to learn.
+    fn is_own_v4(&self, ip: IpAddr) -> bool {
+        let IpAddr::V4(v4) = ip else { return false };
+        self.config.interfaces.iter().any(|i| i.addr == v4)
+            || self.config.addresses.iter().any(|a| a.addr == ip)
+            || self
+                .config
+                .services
+                .iter()
+                .any(|s| s.local_addresses.contains(&ip))
+    }
+
+    /// ARP from another host (at `mac`, seen on `port`) names own IPv4
+    /// address `ip` as its sender.
+    fn conflict(&mut self, ip: IpAddr, mac: MacAddr, port: u16, now: Instant) {
+        let IpAddr::V4(v4) = ip else { return };
+        if self.macs.contains(&mac) {
+            return; // our own announcement, looped back
+        }
+        let dev = self
+            .config
+            .interfaces
+            .get(usize::from(port))
+            .map_or("?", |i| i.name.as_str());
+        let in_use = !self.acd.withheld().any(|w| w == v4);
+        match self.acd.heard(v4, mac, in_use, now) {
+            Claim::Failed => eprintln!(
+                "rvsd: {dev}: IPv4 address conflict: {ip} is in use by {}; not used (rvsadm addr del, then add, to try again)",
+                fmt_mac(&mac)
+            ),
+            Claim::Conflict => {
+                eprintln!(
+                    "rvsd: {dev}: IPv4 address conflict: {} claims {ip}, an address of this appliance; defended",
+                    fmt_mac(&mac)
+                );
+                if let Some(w) = self.workers.first() {
+                    let _ = w.requests.try_send(WorkerRequest::Announce {
+                        port,
+                        ip: Addr::from(ip),
+                    });
+                }
+            }
+            Claim::Quiet => {}
+        }
+    }
+
     fn broadcast(&self, mut make: impl FnMut() -> WorkerRequest) {
         for w in &self.workers {
             if w.requests
@@ -762,6 +905,19 @@ impl Control {
     /// checks leave it) and sends it.
     fn publish_tables(&mut self) {
         self.sync_checkers();
+        let run_time_v4: Vec<_> = self
+            .config
+            .addresses
+            .iter()
+            .filter_map(|a| match a.addr {
+                IpAddr::V4(v4) => Some((
+                    v4,
+                    crate::iproute::port_of(&self.config.interfaces, &a.dev)?,
+                )),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        self.acd.update(&run_time_v4, Instant::now());
         self.generation += 1;
         let effective = self.effective_config();
         let mut t = plan::tables(&effective, &self.macs, &mut self.registry, self.generation);
@@ -769,27 +925,6 @@ impl Control {
         let t = Arc::new(t);
         self.broadcast(|| WorkerRequest::Tables(Arc::clone(&t)));
         log_announced(&self.announce.update(&t, Instant::now()));
-    }
-
-    fn serve(&mut self, stream: UnixStream) {
-        let _ = stream.set_nonblocking(false);
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-        let mut line = String::new();
-        let Ok(mut reader) = stream.try_clone().map(BufReader::new) else {
-            return;
-        };
-        if reader.read_line(&mut line).is_err() {
-            return;
-        }
-        let resp = match serde_json::from_str::<Request>(&line) {
-            Ok(req) => self.answer(req),
-            Err(e) => Response::Error(format!("bad request: {e}")),
-        };
-        let mut w = stream;
-        if let Ok(mut s) = serde_json::to_string(&resp) {
-            s.push('\n');
-            let _ = w.write_all(s.as_bytes());
-        }
     }
 
     fn answer(&mut self, req: Request) -> Response {
@@ -802,6 +937,12 @@ impl Control {
             Request::EditServer(spec) => self.change_server(&spec, Change::Edit),
             Request::DeleteServer(spec) => self.change_server(&spec, Change::Delete),
             Request::SetTimeouts { tcp, tcpfin, udp } => {
+                // 0 leaves a timeout unchanged; others as the config's.
+                for v in [tcp, tcpfin, udp].into_iter().filter(|v| *v > 0) {
+                    if let Err(e) = config::ranges::timeout_secs(i64::from(v)) {
+                        return Response::Error(e);
+                    }
+                }
                 let t = &mut self.config.timeouts;
                 if tcp > 0 {
                     t.set_tcp(TcpState::Established, tcp);
@@ -911,6 +1052,9 @@ impl Control {
             }
             (None, None) => None,
             (Some(t), mask) => {
+                if let Err(e) = config::ranges::persistent_secs(i64::from(t)) {
+                    return Response::Error(e);
+                }
                 let mut p = Persistence::new(t);
                 if let Some(m) = mask.as_deref().filter(|_| vip.is_ipv6()) {
                     match config::check_netmask6(m) {
@@ -931,6 +1075,12 @@ impl Control {
                 Some(p)
             }
         };
+        if let (Change::Add, None) = (change, at) {
+            let name = format!("of service {}", service_name(proto, vip));
+            if let Err(e) = Claims::of(&self.config).claim(vip.ip(), Use::Vip, name) {
+                return Response::Error(e);
+            }
+        }
         match (change, at) {
             (Change::Add, Some(_)) => return Response::Error("Service already exists".into()),
             (Change::Edit | Change::Delete, None) => {
@@ -993,6 +1143,15 @@ impl Control {
         if let Err(e) = config::check_laddr_family(vip, servers_v4, ip) {
             return Response::Error(e);
         }
+        if add {
+            let name = format!(
+                "of service {}",
+                service_name(self.config.services[i].proto, vip)
+            );
+            if let Err(e) = Claims::of(&self.config).claim(ip, Use::LocalAddress, name) {
+                return Response::Error(e);
+            }
+        }
         let list = &mut self.config.services[i].local_addresses;
         match (add, list.iter().position(|a| *a == ip)) {
             (true, Some(_)) => return Response::Error("Local address already exists".into()),
@@ -1017,12 +1176,12 @@ impl Control {
             Q::LinkShow => return A::Links(self.links()),
             Q::AddrShow => {
                 let mut views = ipr::addr_views(&self.config);
-                for v in views.iter_mut().filter(|v| v.addr.is_ipv6()) {
-                    v.flags = self
-                        .dad
-                        .state(v.addr.into())
-                        .map_or("", crate::dad::State::flags)
-                        .into();
+                for v in &mut views {
+                    let state = match v.addr {
+                        IpAddr::V6(_) => self.dad.state(v.addr.into()),
+                        IpAddr::V4(v4) => self.acd.state(v4),
+                    };
+                    v.flags = state.map_or("", crate::dad::State::flags).into();
                 }
                 return A::Addrs(self.links(), views);
             }
@@ -1284,7 +1443,7 @@ impl Control {
         };
         // The method: as given (-g/-m/--fullnat); otherwise unchanged on -e,
         // and the service's default on -a (FULLNAT unless the file says
-        // otherwise; ipvsadm would default to -g).
+        // otherwise). rvsadm always sends one (ipvsadm's default is -g).
         let service_default = self.config.services[svc].forward;
         let current = self.config.server_forward(&self.config.services[svc], rs);
         let forward = match spec.forward.as_deref() {
@@ -1295,6 +1454,12 @@ impl Control {
             None if matches!(change, Change::Edit) => current,
             None => service_default,
         };
+        if matches!(change, Change::Add) {
+            let name = format!("{rs} of service {}", service_name(proto, vip));
+            if let Err(e) = Claims::of(&self.config).claim(rs.ip(), Use::RealServer, name) {
+                return Response::Error(e);
+            }
+        }
         if !matches!(change, Change::Delete) {
             if let Err(e) = config::check_forward(forward, vip, rs) {
                 return Response::Error(e);
@@ -1335,8 +1500,18 @@ impl Control {
                 }
             }
         }
-        if spec.weight.is_some_and(|w| w > 65535) {
-            return Response::Error("weight must be 0..=65535".into());
+        if let Some(w) = spec.weight {
+            if let Err(e) = config::ranges::weight(i64::from(w)) {
+                return Response::Error(e);
+            }
+        }
+        for (t, what) in [
+            (spec.upper_threshold, "upper threshold"),
+            (spec.lower_threshold, "lower threshold"),
+        ] {
+            if let Some(Err(e)) = t.map(|t| config::ranges::threshold(i64::from(t), what)) {
+                return Response::Error(e);
+            }
         }
         let thresholds = |old: Thresholds| Thresholds {
             upper: spec.upper_threshold.unwrap_or(old.upper),
@@ -1408,40 +1583,18 @@ impl Control {
         Response::Ok
     }
 
-    /// Answers one HTTP request on the metrics listener: `GET /metrics`.
-    fn serve_metrics(&self, stream: TcpStream) {
-        let _ = stream.set_nonblocking(false);
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-        let Ok(mut reader) = stream.try_clone().map(BufReader::new) else {
-            return;
-        };
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).is_err() {
-            return;
-        }
-        // Skip the headers.
-        let mut line = String::new();
-        while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-            line.clear();
-        }
-        let path = request_line.split_whitespace().nth(1).unwrap_or("");
-        let (status, body) = if request_line.starts_with("GET ")
-            && (path == "/metrics" || path.starts_with("/metrics?"))
-        {
-            match metrics::render(&self.metrics_snapshot()) {
-                Ok(text) => ("200 OK", text),
-                Err(e) => ("500 Internal Server Error", format!("{e}\n")),
+    /// Answers one client request (see [`serve`]). A client gone since
+    /// misses its answer; nothing else changes.
+    fn run_job(&mut self, job: Job) {
+        match job {
+            Job::Control { request, reply } => {
+                let _ = reply.send(self.answer(request));
             }
-        } else {
-            ("404 Not Found", "rvsd serves /metrics\n".to_string())
-        };
-        let mut w = stream;
-        let head = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        );
-        let _ = w.write_all(head.as_bytes());
-        let _ = w.write_all(body.as_bytes());
+            Job::Metrics { reply } => {
+                let text = metrics::render(&self.metrics_snapshot()).map_err(|e| e.to_string());
+                let _ = reply.send(text);
+            }
+        }
     }
 
     fn metrics_snapshot(&self) -> metrics::Snapshot {
@@ -2076,28 +2229,6 @@ fn seed(lcore: u32) -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     t ^ u64::from(lcore).rotate_left(32) ^ u64::from(std::process::id())
-}
-
-fn bind_socket(path: &Path) -> Result<UnixListener, StartError> {
-    let err = |source| StartError::Socket {
-        path: path.display().to_string(),
-        source,
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(err)?;
-    }
-    // A socket file left by a killed daemon would make bind fail.
-    if UnixStream::connect(path).is_ok() {
-        return Err(err(std::io::Error::new(
-            std::io::ErrorKind::AddrInUse,
-            "another rvsd is answering on it",
-        )));
-    }
-    let _ = std::fs::remove_file(path);
-    let l = UnixListener::bind(path).map_err(err)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
-    l.set_nonblocking(true).map_err(err)?;
-    Ok(l)
 }
 
 /// Logs the addresses about to be announced (gratuitous ARP / unsolicited NA).

@@ -227,7 +227,8 @@ pub fn check_vlan(
     Ok(id)
 }
 
-fn port_of(interfaces: &[InterfaceConfig], dev: &str) -> Option<u16> {
+/// The port position of interface `dev`.
+pub(crate) fn port_of(interfaces: &[InterfaceConfig], dev: &str) -> Option<u16> {
     interfaces
         .iter()
         .position(|i| i.name == dev)
@@ -538,6 +539,13 @@ pub fn addr_add(config: &mut Config, addr: &str, dev: &str) -> Result<AddressCon
     if let Some(why) = in_use(config, a) {
         return Err(IpError::Exists(why));
     }
+    crate::config::claims::Claims::of(config)
+        .claim(
+            a,
+            crate::config::claims::Use::Interface,
+            format!("of {dev}"),
+        )
+        .map_err(IpError::Refused)?;
     let added = AddressConfig {
         dev: dev.into(),
         addr: a,
@@ -1209,9 +1217,14 @@ pub fn render(cmd: &Command, resp: &IpResponse) -> String {
                                 String::new()
                             };
                             let secondary = if a.configured { "" } else { " secondary" };
+                            let flags = if a.flags.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" {}", a.flags)
+                            };
                             let _ = writeln!(
                                 out,
-                                "    inet {}/{}{brd} scope global{secondary} {}",
+                                "    inet {}/{}{brd} scope global{secondary}{flags} {}",
                                 a.addr, a.len, a.dev
                             );
                         }

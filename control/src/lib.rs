@@ -1,6 +1,7 @@
 //! rvs control plane.
 #![deny(unsafe_code)]
 
+pub mod acd;
 pub mod announce;
 pub mod api;
 pub mod config;
@@ -10,8 +11,14 @@ pub mod daemon;
 pub mod health;
 pub mod iproute;
 pub mod ipvsadm_fmt;
+pub mod ipvsadm_names;
+pub mod ipvsadm_opts;
 pub mod metrics;
 pub mod neigh;
 pub mod plan;
+pub mod runfiles;
+#[cfg(feature = "dpdk")]
+pub mod serve;
+pub mod sync;
 pub mod top;
 pub mod zero;

@@ -93,6 +93,43 @@ pub fn check_kernel_ifaces(config: &Config, sys_class_net: &Path) -> Result<(), 
     Ok(())
 }
 
+/// Whether the running kernel has no `multiq` queueing discipline.
+///
+/// DPDK's TAP driver (the exception path) adds a `multiq` qdisc to every TAP
+/// for its rte_flow support; on a kernel built without `CONFIG_NET_SCH_MULTIQ`
+/// it logs "failed to create multiq qdisc" and "Disabling rte flow support"
+/// per TAP and carries on. rvs puts no rte_flow rules on its TAPs, so this is
+/// harmless, and rvsd says so in its log. `None` when it cannot tell.
+#[must_use]
+pub fn kernel_lacks_multiq(
+    sys_module: &Path,
+    kernel_config: Option<&str>,
+    module_dir: &Path,
+) -> Option<bool> {
+    if sys_module.join("sch_multiq").exists() {
+        return Some(false);
+    }
+    if let Some(cfg) = kernel_config {
+        if cfg.lines().any(|l| l.starts_with("CONFIG_NET_SCH_MULTIQ=")) {
+            // Built in, or a module the kernel loads on demand.
+            return Some(false);
+        }
+        if cfg.contains("# CONFIG_NET_SCH_MULTIQ is not set") {
+            return Some(true);
+        }
+    }
+    if module_dir.exists() {
+        let found = std::fs::read_dir(module_dir.join("kernel/net/sched"))
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with("sch_multiq.ko"))
+            })
+            .unwrap_or(false);
+        return Some(!found);
+    }
+    None
+}
+
 /// Stable numbering of local addresses and real servers across snapshots.
 ///
 /// Sessions and per-worker counters refer to local addresses and real
@@ -505,6 +542,32 @@ mod tests {
         std::fs::remove_dir(dir.join("lb0")).unwrap();
         let e = check_kernel_ifaces(&lab(), &dir).unwrap_err();
         assert!(e.to_string().contains("\"lb0\" does not exist"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn multiq_missing_is_told_from_the_kernels_config_modules_and_sysfs() {
+        let dir = std::env::temp_dir().join(format!("rvs-multiq-{}", std::process::id()));
+        let sys = dir.join("sys");
+        let mods = dir.join("lib/modules/x");
+        std::fs::create_dir_all(&sys).unwrap();
+        let none = dir.join("nowhere");
+        // This machine's kind: a kernel config without it, no modules.
+        let unset = "CONFIG_NET_SCH_HTB=y\n# CONFIG_NET_SCH_MULTIQ is not set\n";
+        assert_eq!(kernel_lacks_multiq(&sys, Some(unset), &none), Some(true));
+        assert_eq!(
+            kernel_lacks_multiq(&sys, Some("CONFIG_NET_SCH_MULTIQ=m\n"), &none),
+            Some(false)
+        );
+        assert_eq!(kernel_lacks_multiq(&sys, None, &none), None);
+        // Debian's kernels: a loadable module.
+        std::fs::create_dir_all(mods.join("kernel/net/sched")).unwrap();
+        assert_eq!(kernel_lacks_multiq(&sys, None, &mods), Some(true));
+        std::fs::write(mods.join("kernel/net/sched/sch_multiq.ko.xz"), b"").unwrap();
+        assert_eq!(kernel_lacks_multiq(&sys, None, &mods), Some(false));
+        // Loaded already.
+        std::fs::create_dir_all(sys.join("sch_multiq")).unwrap();
+        assert_eq!(kernel_lacks_multiq(&sys, Some(unset), &none), Some(false));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

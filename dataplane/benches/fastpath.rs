@@ -6,13 +6,15 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use rvs_dataplane::fnat::{rewrite::rewrite_tcp_v4, Pipeline, Verdict};
 use rvs_dataplane::neigh::{NeighEntry, NeighMap};
+use rvs_dataplane::pipeline::{Pipeline, Verdict};
 use rvs_dataplane::sched::SchedKind;
 use rvs_dataplane::session::{Endpoint, FlowKey, Session, SessionTable, TcpState, Timeouts};
+use rvs_dataplane::tables::Forward;
 use rvs_dataplane::tables::{Interface, RealServer, Service, Tables};
 use rvs_dataplane::time::Millis;
 use rvs_dataplane::wire::{ipv4, tcp};
+use rvs_dataplane::xmit::rewrite::rewrite_tcp_v4;
 
 fn tcp_frame(smac: [u8; 6], src: Endpoint, dst: Endpoint, flags: u8) -> Vec<u8> {
     let mut f = vec![0u8; 14 + 40];
@@ -47,6 +49,7 @@ fn session(i: u32) -> Session {
         rs: Endpoint::new([10, 77, 0, 11], 80),
         service: 0,
         rs_index: 0,
+        forward: Forward::FullNat,
         laddr_index: 0,
         state: TcpState::Established,
         expires: Millis(u64::MAX),

@@ -1,7 +1,8 @@
 //! Frames waiting for a neighbour: a worker's bounded hold queue.
 //!
 //! A new connection whose next hop has no MAC yet is not dropped: the
-//! pipeline says [`crate::fnat::Verdict::Hold`] and names the next hop, and
+//! pipeline says [`crate::pipeline::Verdict::Hold`] and names the next hop (and
+//! the scheduling decision made for the frame, kept with it), and
 //! the worker keeps the frame here while control resolves it (ARP or a
 //! neighbour solicitation). As the kernel's per-neighbour `unres_qlen`, the
 //! bound is per entry — at most [`HoldQueue::PER_NEIGHBOUR`] frames wait for

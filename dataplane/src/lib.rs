@@ -1,7 +1,8 @@
 //! rvs data plane.
 //!
 //! Everything a poll-mode worker touches per packet lives here. The packet
-//! logic (`wire`, `checksum`, `session`, `laddr`, `sched`, `fnat`) is plain
+//! logic (`wire`, `checksum`, `session`, `laddr`, `sched`, `pipeline`,
+//! `xmit`, `local`) is plain
 //! Rust over byte slices: it builds and tests without DPDK. The `dpdk`
 //! feature adds the one module allowed to call into `dpdk-sys` ([`dpdk`]) and
 //! the worker loop that glues the two together.
@@ -13,18 +14,21 @@ pub mod dpdk;
 
 pub mod addr;
 pub mod checksum;
-pub mod fnat;
 pub mod hold;
 pub mod laddr;
+pub mod local;
 pub mod neigh;
 pub mod packet;
+pub mod pipeline;
 pub mod route;
 pub mod sched;
 pub mod session;
 pub mod stats;
+pub mod sync_policy;
 pub mod tables;
 pub mod time;
 pub mod vlan;
 pub mod wire;
 #[cfg(feature = "dpdk")]
 pub mod worker;
+pub mod xmit;

@@ -5,8 +5,9 @@
 //! Workers never resolve anything themselves. A worker that sees an ARP
 //! packet from an on-link host reports what it learned ([`NeighEvent::Learned`]);
 //! one that needs a MAC it does not have reports [`NeighEvent::Wanted`] and
-//! hands the frame back as [`crate::fnat::Verdict::Hold`]; the worker keeps it
-//! (a bounded queue) and offers it again when the next snapshot arrives.
+//! hands the frame back as [`crate::pipeline::Verdict::Hold`]; the worker keeps it
+//! (a bounded queue) with the decision made for it, and offers both again
+//! when the next snapshot arrives (the connection is not scheduled twice).
 //! Control keeps the table (states, retries, refresh), asks a worker to send
 //! ARP requests, and publishes a new [`NeighMap`] to every worker when an
 //! entry changes, so all workers agree whichever one the reply reached.

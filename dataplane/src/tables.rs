@@ -47,7 +47,7 @@ impl Interface {
 /// A server whose connections reach `upper` gets no new connections until
 /// they fall below `lower` (below 3/4 of `upper` when `lower` is 0), as the
 /// kernel's `IP_VS_DEST_F_OVERLOAD`. Each worker enforces its share of the
-/// numbers over its own connections; see [`crate::fnat`].
+/// numbers over its own connections; see [`crate::pipeline`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Thresholds {
     /// Upper connection threshold (`-x`), 0 for none.
@@ -170,7 +170,7 @@ pub struct Service {
     /// Persistence, if any.
     pub persistence: Option<Persistence>,
     /// One-packet scheduling (`ipvsadm -o`, UDP): every datagram is
-    /// scheduled on its own (see [`crate::fnat`]).
+    /// scheduled on its own (see [`crate::pipeline`]).
     pub ops: bool,
 }
 

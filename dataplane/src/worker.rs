@@ -4,14 +4,17 @@
 //! ```text
 //! loop {
 //!     now = TSC → ms                  (once per iteration)
-//!     for each port: rx_burst → read ahead (prefetch each frame's
-//!                    session, big tables only) → process each frame →
-//!                    per-port TX batch or per-worker redirect batch
+//!     for each port: rx_burst → read ahead (big tables only: describe
+//!                    each frame once — flow key, hash, offsets — and
+//!                    prefetch its session) → process each frame (with its
+//!                    descriptor) → per-port TX batch or redirect batch
 //!     for each ring from another worker: dequeue → read ahead → process → TX batch
 //!     flush TX batches                 (unsent frames dropped as tx_full)
 //!     flush redirect batches           (unsent dropped as redirect_full)
 //!     every ms: housekeeping           (session sweep, neighbour events out,
-//!                                       snapshots and requests in, stop flag)
+//!                                       snapshots and requests in, stop flag),
+//!               held frames            (expired: dropped, decision given back;
+//!                                       resolved: processed with their decision)
 //!     every 100 ms: publish counters   (plain stores into shared atomics)
 //!     idle back-off, if configured and nothing arrived for a while
 //! }
@@ -30,7 +33,7 @@
 //!
 //! Redirect rings: one single-producer/single-consumer ring per ordered
 //! pair of workers. A reply that RSS delivered to the wrong worker (see
-//! [`crate::fnat`]) is enqueued, untouched, on the ring to its owner.
+//! [`crate::pipeline::owner`]) is enqueued, untouched, on the ring to its owner.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -42,10 +45,10 @@ use crate::addr::Addr;
 use crate::dpdk::{
     prefetch, rdtsc, Mbuf, MbufBatch, MbufRing, Mempool, PortId, RxQueue, TxQueue, BURST,
 };
-use crate::fnat::{Pipeline, Verdict};
 use crate::hold::HoldQueue;
 use crate::neigh::{self, NeighEvent, NeighMap, ARP_FRAME_LEN};
 use crate::packet::PacketBuf;
+use crate::pipeline::{Decision, Desc, Pipeline, Verdict};
 use crate::session::Session;
 use crate::stats::DropReason;
 use crate::tables::Tables;
@@ -249,12 +252,19 @@ pub struct Worker {
 
 /// Frames waiting for a neighbour ([`Verdict::Hold`]), bounded per next
 /// hop and per worker (see [`crate::hold`]).
-pub type HeldFrames = HoldQueue<Mbuf>;
+pub type HeldFrames = HoldQueue<HeldFrame>;
 
-/// Sessions in a worker's table from which [`Worker::read_ahead`] pays: the
-/// index entries and sessions of a few thousand flows (about 250 bytes each)
-/// fit in L2, where a prefetch saves little and the extra key peek and hash
-/// are pure cost; at 100 K sessions it makes a packet about 3x cheaper
+/// A frame in the hold queue with the decision the pipeline made for it.
+#[derive(Debug)]
+pub struct HeldFrame {
+    mbuf: Mbuf,
+    decision: Decision,
+}
+
+/// Sessions in a worker's table from which [`Worker::read_ahead`]'s
+/// prefetches pay: the index entries and sessions of a few thousand flows
+/// (about 250 bytes each) fit in L2, where two prefetches per frame save
+/// little; at 100 K sessions they make a packet about 3x cheaper
 /// (`scripts/bench`, BENCHMARKS.md).
 const READ_AHEAD_FROM: usize = 4096;
 
@@ -264,6 +274,7 @@ impl Worker {
         let ticks_per_ms = (self.tsc_hz / 1000).max(1);
         let start = rdtsc();
         let mut rx = MbufBatch::new();
+        let mut descs: [Option<Desc>; BURST] = [None; BURST];
         let mut tx: Vec<MbufBatch> = self.tx.iter().map(|_| MbufBatch::new()).collect();
         let mut redir: Vec<MbufBatch> =
             self.redirect_out.iter().map(|_| MbufBatch::new()).collect();
@@ -280,9 +291,10 @@ impl Worker {
             let mut got = 0;
             for port in 0..self.rx.len() {
                 got += self.rx[port].rx_burst(&mut rx);
-                self.read_ahead(&rx);
-                for m in rx.drain() {
-                    self.handle(m, port as u16, now, &mut tx, &mut redir, &mut punt);
+                self.read_ahead(&rx, &mut descs);
+                for (m, d) in rx.drain().zip(descs.iter().copied()) {
+                    let port = port as u16;
+                    self.handle(m, port, d, None, now, &mut tx, &mut redir, &mut punt);
                 }
             }
             // Kernel -> wire: frames the exception path's kernel side sends
@@ -304,12 +316,12 @@ impl Worker {
                 let n = self.redirect_in[ring].dequeue_burst(&mut rx);
                 got += n;
                 self.pipeline.counters.redirected_in += n as u64;
-                self.read_ahead(&rx);
-                for m in rx.drain() {
+                self.read_ahead(&rx, &mut descs);
+                for (m, d) in rx.drain().zip(descs.iter().copied()) {
                     let Some(port) = self.port_ids.iter().position(|p| *p == m.port()) else {
                         continue;
                     };
-                    self.handle(m, port as u16, now, &mut tx, &mut redir, &mut punt);
+                    self.handle(m, port as u16, d, None, now, &mut tx, &mut redir, &mut punt);
                 }
             }
             self.flush_all(&mut tx, &mut redir);
@@ -340,9 +352,10 @@ impl Worker {
         0
     }
 
-    /// Held frames: those past their time are dropped; after a new
-    /// neighbour snapshot the others go through the pipeline again (those
-    /// still unresolved come back to the queue).
+    /// Held frames: those past their time are dropped (their decisions
+    /// given back); after a new neighbour snapshot the others go through the
+    /// pipeline again with their decisions (those still unresolved come back
+    /// to the queue).
     #[cold]
     fn release_held(
         &mut self,
@@ -351,55 +364,67 @@ impl Worker {
         redir: &mut [MbufBatch],
         punt: &mut [MbufBatch],
     ) {
-        let counters = &mut self.pipeline.counters;
-        self.held
-            .expire(now, |_| counters.drop(DropReason::NeighbourMiss));
+        let pipeline = &mut self.pipeline;
+        self.held.expire(now, |f| {
+            pipeline.abandon(f.decision);
+            pipeline.counters.drop(DropReason::NeighbourMiss);
+        });
         let pipeline = &self.pipeline;
         if self.held.ready(|hop| pipeline.resolves(hop)) == 0 {
             return;
         }
-        while let Some((m, port)) = self.held.take_released() {
-            // Counted once, when it first arrived.
-            self.pipeline.counters.rx_packets -= 1;
-            self.pipeline.counters.rx_bytes -= m.len() as u64;
-            self.handle(m, port, now, tx, redir, punt);
+        while let Some((f, port)) = self.held.take_released() {
+            self.handle(f.mbuf, port, None, Some(f.decision), now, tx, redir, punt);
         }
         self.flush_all(tx, redir);
         self.flush_punted(punt);
     }
 
-    /// Prefetches, for every frame of `burst`, the session-index bucket its
-    /// lookup starts at, then the session that bucket points to, so that in
-    /// a big table the burst's cache misses overlap instead of stalling
-    /// each packet in turn (the DPDK/VPP pattern). Hints only: the pipeline
-    /// then looks every frame up itself. Below [`READ_AHEAD_FROM`] sessions
-    /// the table stays in cache and the read-ahead would only add work.
+    /// The burst's first stage, in a big table: every frame described once
+    /// ([`Pipeline::describe`]: flow key, hash, header offsets; the pipeline
+    /// then uses the descriptor instead of parsing the frame again), the
+    /// session-index bucket each lookup starts at prefetched, then the
+    /// session that bucket points to, so that the burst's cache misses
+    /// overlap instead of stalling each packet in turn (the DPDK/VPP
+    /// pattern). Below [`READ_AHEAD_FROM`] sessions the table stays in
+    /// cache: the descriptors are left empty and the pipeline describes each
+    /// frame as it comes (describing the burst ahead measured 5-25 % slower
+    /// there, BENCHMARKS.md).
     #[inline]
-    fn read_ahead(&self, burst: &MbufBatch) {
+    fn read_ahead(&self, burst: &MbufBatch, descs: &mut [Option<Desc>; BURST]) {
         let sessions = self.pipeline.sessions();
+        let n = burst.len();
         if sessions.len() < READ_AHEAD_FROM {
+            // The pipeline describes each frame as it comes.
+            descs[..n].fill(None);
             return;
         }
-        let mut hashes = [None; BURST];
-        for (h, m) in hashes.iter_mut().zip(burst.iter()) {
-            *h = self.pipeline.flow_hash(m.data());
-            if let Some(h) = *h {
-                prefetch(sessions.bucket(h));
-            }
+        for (d, m) in descs.iter_mut().zip(burst.iter()) {
+            *d = self.pipeline.describe(m.data());
         }
-        for h in hashes.iter().take(burst.len()).flatten() {
-            if let Some(s) = sessions.candidate(*h) {
+        for d in descs.iter().take(n).flatten() {
+            prefetch(sessions.bucket(d.hash));
+        }
+        for d in descs.iter().take(n).flatten() {
+            if let Some(s) = sessions.candidate(d.hash) {
                 prefetch(s);
             }
         }
     }
 
-    /// One frame through the pipeline, into a TX or redirect batch.
+    /// One frame through the pipeline, into a TX or redirect batch. `desc`
+    /// is its descriptor from the read-ahead (`None`: the pipeline
+    /// describes it); `held` is the decision a frame released from the
+    /// hold queue was held with (it was counted as received when it first
+    /// came).
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     fn handle(
         &mut self,
         mut m: Mbuf,
         port: u16,
+        desc: Option<Desc>,
+        held: Option<Decision>,
         now: Millis,
         tx: &mut [MbufBatch],
         redir: &mut [MbufBatch],
@@ -419,7 +444,10 @@ impl Worker {
         let verdict = {
             let (room, off, len) = m.room_mut();
             let mut pkt = PacketBuf::new(room, off, len);
-            let v = self.pipeline.process_buf(&mut pkt, port, now);
+            let v = match held {
+                None => self.pipeline.process_desc(&mut pkt, port, desc, now),
+                Some(d) => self.pipeline.process_held_buf(&mut pkt, port, d, now),
+            };
             let window = pkt.window();
             if window != (off, len) && !m.set_window(window.0, window.1) {
                 self.pipeline.counters.drop(DropReason::Malformed);
@@ -457,14 +485,12 @@ impl Worker {
                     _ => self.pipeline.counters.drop(DropReason::PuntFull),
                 }
             }
-            Verdict::Hold => {
+            Verdict::Hold { next_hop, decision } => {
                 // A released frame that must wait again keeps its first arrival time.
                 let since = self.held.releasing().unwrap_or(now);
-                if self
-                    .held
-                    .hold(m, port, self.pipeline.held_for(), since)
-                    .is_err()
-                {
+                let f = HeldFrame { mbuf: m, decision };
+                if let Err((f, _)) = self.held.hold(f, port, next_hop, since) {
+                    self.pipeline.abandon(f.decision);
                     self.pipeline.counters.drop(DropReason::NeighbourMiss);
                 }
             }

@@ -55,9 +55,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rvs_dataplane::addr::Addr;
-use rvs_dataplane::fnat::{Pipeline, Verdict};
 use rvs_dataplane::neigh::{NeighEntry, NeighMap};
 use rvs_dataplane::packet::PacketBuf;
+use rvs_dataplane::pipeline::{Pipeline, Verdict};
 use rvs_dataplane::route::{NextHop, Route, RouteTable, Routes};
 use rvs_dataplane::sched::SchedKind;
 use rvs_dataplane::session::{Endpoint, Timeouts};
@@ -238,7 +238,7 @@ fn verdict_text(v: Verdict) -> String {
         Verdict::Forward { port } => format!("forward:{port}"),
         Verdict::Redirect { worker } => format!("redirect:{worker}"),
         Verdict::Consumed => "consumed".into(),
-        Verdict::Hold => "hold".into(),
+        Verdict::Hold { .. } => "hold".into(),
         Verdict::Punt => "punt".into(),
         Verdict::Drop(r) => format!("drop:{}", r.name()),
     }

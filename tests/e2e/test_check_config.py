@@ -205,3 +205,19 @@ def test_same_message_as_starting(tmp_path):
     started = rvslab.rvsd_direct(path, timeout=30)
     assert started.returncode == 2, started.stderr
     assert started.stderr.strip().splitlines()[-1] == first
+
+
+def test_interface_named_like_its_devices_kernel_interface_is_refused(tmp_path):
+    """`name = "lb0"` with `device = "net_af_packet0,iface=lb0"` would make
+    start-up fail creating the exception path's TAP ("Unable to set
+    TUNSETIFF"): --check-config refuses it at the name, saying why."""
+    text = (rvslab.REPO / "config" / "lab.toml").read_text()
+    assert 'name = "dpdk0"' in text and "iface=lb0" in text
+    path = tmp_path / "same-name.toml"
+    path.write_text(text.replace('name = "dpdk0"', 'name = "lb0"', 1))
+    line = rvslab.line_of(path.read_text(), r'^\s*name\s*=\s*"lb0"')
+    proc = check(path)
+    assert proc.returncode == 2, proc
+    assert re.search(rf"^rvsd: error: {re.escape(str(path))}:{line}:\d+: interface name \"lb0\" is the kernel "
+                     r"interface device \"net_af_packet0,iface=lb0\" attaches to", proc.stderr, re.M), proc.stderr
+    assert "TAP" in proc.stderr

@@ -71,6 +71,8 @@ def test_addr_add_answers_through_dpdk_and_del_undoes_it(lab):
     assert not ping(NEW), f"{NEW} answers before it is added"
     r = lab.rvsadm("addr", "add", f"{NEW}/24", "dev", DEV, check=False)
     assert r.returncode == 0, r.stderr
+    # In use once its ARP probes found no other holder (a few seconds).
+    rvslab.wait_until("the address in use", lambda: f"inet {NEW}/24 brd 10.77.0.255 scope global secondary dpdk0" in addr_show(lab), timeout=15)
     shown = addr_show(lab)
     assert "    inet 10.77.0.2/24 brd 10.77.0.255 scope global dpdk0\n" in shown, shown
     assert f"    inet {NEW}/24 brd 10.77.0.255 scope global secondary dpdk0\n" in shown, shown

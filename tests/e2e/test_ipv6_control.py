@@ -71,16 +71,16 @@ def test_rvsadm_builds_an_ipv6_service_and_refuses_mixes(lab):
     svc = rvslab.endpoint(VIP6, 8080)
     lab.rvsadm("-A", "-6", "-t", svc, "-s", "wrr")
     lab.rvsadm("-P", "-t", svc, "-z", LOCAL_ADDR6)
-    lab.rvsadm("-a", "-t", svc, "-r", "[fd77::11]:80", "-w", "3")
-    lab.rvsadm("-a", "-t", svc, "-r", "fd77::12", "-w", "1")  # no port: the VIP's, as ipvsadm
+    lab.rvsadm("-a", "-t", svc, "-r", "[fd77::11]:80", "--fullnat", "-w", "3")
+    lab.rvsadm("-a", "-t", svc, "-r", "fd77::12", "--fullnat", "-w", "1")  # no port: the VIP's, as ipvsadm
     one = lab.rvsadm("-L", "-n", "-t", svc).stdout
     assert one.splitlines()[2] == f"TCP  {svc} wrr", one
     assert "  -> [fd77::11]:80                FullNat 3 " in one and "  -> [fd77::12]:8080" in one, one
     before = lab.rvsadm("-S", "-n").stdout
     for args, want in [
-        (["-a", "-t", svc, "-r", "10.77.0.11:80"], "share one address family"),
+        (["-a", "-t", svc, "-r", "10.77.0.11:80", "--fullnat"], "share one address family"),
         (["-P", "-t", svc, "-z", "10.77.0.201"], "local addresses are the source toward the real servers"),
-        (["-a", "-t", "10.77.0.100:80", "-r", "[fd77::11]:80"], "IPv4 clients to IPv6 servers are not supported"),
+        (["-a", "-t", "10.77.0.100:80", "-r", "[fd77::11]:80", "--fullnat"], "IPv4 clients to IPv6 servers are not supported"),
         (["-A", "-6", "-t", "10.77.0.101:80"], "-6 needs an IPv6 address"),
         (["-E", "-t", svc, "-s", "rr", "-p", "60", "-M", "129"], "prefix length 1..=128"),
     ]:

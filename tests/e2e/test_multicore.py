@@ -131,9 +131,9 @@ def changes_under_load(lab):
         # While they run: remove and re-add rs2, add and remove a third server,
         # change a weight, change timeouts.
         for args in (["-d", "-t", f"{VIP}:80", "-r", "10.77.0.12:80"],
-                     ["-a", "-t", f"{VIP}:80", "-r", "10.77.0.99:80"],
-                     ["-a", "-t", f"{VIP}:80", "-r", "10.77.0.12:80", "-w", "2"],
-                     ["-e", "-t", f"{VIP}:80", "-r", "10.77.0.11:80", "-w", "3"],
+                     ["-a", "-t", f"{VIP}:80", "-r", "10.77.0.99:80", "--fullnat"],
+                     ["-a", "-t", f"{VIP}:80", "-r", "10.77.0.12:80", "-w", "2", "--fullnat"],
+                     ["-e", "-t", f"{VIP}:80", "-r", "10.77.0.11:80", "-w", "3", "--fullnat"],
                      ["-d", "-t", f"{VIP}:80", "-r", "10.77.0.99:80"],
                      ["--set", "900", "120", "300"]):
             lab.rvsadm(*args)
@@ -173,7 +173,7 @@ def changes_under_load(lab):
 
 
 def test_rvsadm_refuses_bad_changes_like_ipvsadm(lab):
-    dup = lab.rvsadm("-a", "-t", f"{VIP}:80", "-r", "10.77.0.11:80", check=False)
+    dup = lab.rvsadm("-a", "-t", f"{VIP}:80", "-r", "10.77.0.11:80", "--fullnat", check=False)
     assert dup.returncode != 0 and "Destination already exists" in dup.stderr, dup
     gone = lab.rvsadm("-d", "-t", f"{VIP}:80", "-r", "10.77.0.98:80", check=False)
     assert gone.returncode != 0 and "No such destination" in gone.stderr, gone

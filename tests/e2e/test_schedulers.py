@@ -113,7 +113,7 @@ def test_weight_zero_drains_while_a_long_transfer_completes(lab):
         conn = rvslab.wait_until("the download to be established", one_established, timeout=15)
         drained = conn.destination
         other = next(a for a in ADDR_OF.values() if a != drained)
-        lab.rvsadm("-e", "-t", SVC, "-r", drained, "-w", "0")
+        lab.rvsadm("-e", "-t", SVC, "-r", drained, "--fullnat", "-w", "0")
         listed = {s.address: s for s in rvslab.parse_services(lab.rvsadm("-L", "-n").stdout)[0].servers}
         assert listed[drained].weight == 0
         assert listed[drained].active == 1, f"the download is not counted on {drained}: {listed[drained].line}"
@@ -139,4 +139,4 @@ def test_weight_zero_drains_while_a_long_transfer_completes(lab):
         if download.poll() is None:
             download.kill()
         if drained is not None:
-            lab.rvsadm("-e", "-t", SVC, "-r", drained, "-w", str(weight[drained]))
+            lab.rvsadm("-e", "-t", SVC, "-r", drained, "--fullnat", "-w", str(weight[drained]))

@@ -53,8 +53,8 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use dataplane::dpdk::{
     rdtsc, Eal, LcoreId, MbufBatch, MbufRing, Mempool, Port, PortConfig, QueueId, TxQueue,
 };
-use dataplane::fnat::{client_owner, Pipeline, Verdict};
 use dataplane::neigh::{NeighEntry, NeighMap};
+use dataplane::pipeline::{client_owner, Pipeline, Verdict};
 use dataplane::sched::SchedKind;
 use dataplane::session::{
     Endpoint, FlowKey, Lookup, Session, SessionTable, SlotId, TcpState, Timeouts,
@@ -564,6 +564,7 @@ fn table_session(i: u32) -> Session {
         rs: Endpoint::new([10, 77, 0, 11], 8080),
         service: 0,
         rs_index: 0,
+        forward: dataplane::tables::Forward::FullNat,
         laddr_index: 0,
         state: TcpState::Established,
         expires: Millis(u64::MAX),

@@ -15,7 +15,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use rvs_control::api::{self, Request, Response, ServerSpec, ServiceSpec};
+use rvs_control::config::ranges;
 use rvs_control::ipvsadm_fmt;
+use rvs_control::ipvsadm_names;
+use rvs_control::ipvsadm_opts::{self, Command, Opt, OptSet};
 
 const USAGE: &str = "\
 Usage:
@@ -64,8 +67,9 @@ Options:
   --netmask      -M netmask           persistent granularity mask (IPv6: a prefix length)
   --real-server  -r server-address    server-address is host (and port)
   --laddr        -z local-address     FULLNAT local address
-  --fullnat                           FULLNAT (the method rvs forwards with)
-  --gatewaying   -g                   gatewaying (direct routing)
+  --fullnat                           FULLNAT (both addresses rewritten; needs -P local addresses)
+  --gatewaying   -g                   gatewaying (direct routing) (default)
+  --tun-type     type                 ipip (gue and gre: not supported yet)
   --ipip         -i                   ipip encapsulation (tunneling)
   --masquerading -m                   masquerading (NAT)
   --weight       -w weight            capacity of real server
@@ -82,6 +86,10 @@ Options:
   --nosort                            disable sorting output of service/server entries
   --numeric      -n                   numeric output of addresses and ports (always on)
   --socket PATH                       control socket (default $RVS_SOCKET or /run/rvs/rvsd.sock)
+Not supported yet (refused with a message): -f/--fwmark-service, --sctp-service,
+  --pe, --tun-info, --tun-port/--tun-*csum, and connection sync: --start-daemon,
+  --stop-daemon, --daemon, --syncid, --mcast-interface, --mcast-group,
+  --mcast-port, --mcast-ttl, --sync-maxlen.
 Note: ipvsadm's -b means scheduler flags; DPVS's ipvsadm spells FULLNAT -b. rvs follows
 ipvsadm and spells FULLNAT --fullnat.
 ";
@@ -135,46 +143,150 @@ struct Args {
     nosort: bool,
     interval: Option<f64>,
     count: Option<u32>,
+    /// The ipvsadm options given, for ipvsadm's checks.
+    opts: OptSet,
 }
 
-fn set_cmd(a: &mut Args, c: Cmd) -> Result<(), String> {
-    match a.cmd {
-        Some(old) if old != c => Err("multiple commands specified".into()),
-        _ => {
-            a.cmd = Some(c);
-            Ok(())
+/// How a command line is refused, as ipvsadm refuses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ParseError {
+    /// `fail(2, ...)`: the message alone, exit code 2.
+    Fail(String),
+    /// The first option is not a command: "Try `prog -h'...", exit code 255.
+    TryHelp,
+    /// popt's own errors ("-t: missing argument"), exit code 255.
+    Popt(String),
+}
+
+impl From<String> for ParseError {
+    fn from(s: String) -> Self {
+        Self::Fail(s)
+    }
+}
+
+impl From<&str> for ParseError {
+    fn from(s: &str) -> Self {
+        Self::Fail(s.into())
+    }
+}
+
+impl ParseError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            Self::Fail(_) => 2,
+            Self::TryHelp | Self::Popt(_) => 255,
         }
     }
+
+    fn message(&self, prog: &str) -> String {
+        match self {
+            Self::Fail(m) | Self::Popt(m) => m.clone(),
+            Self::TryHelp => format!("Try `{prog} -h' or '{prog} --help' for more information."),
+        }
+    }
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message("rvsadm"))
+    }
+}
+
+fn set_cmd(a: &mut Args, c: Cmd) -> Result<(), ParseError> {
+    if a.cmd.is_some() {
+        return Err("multiple commands specified".into());
+    }
+    a.cmd = Some(c);
+    Ok(())
+}
+
+/// The ipvsadm command a `Cmd` is, for ipvsadm's option table (rvs's own
+/// commands have none).
+fn ipvsadm_command(c: Cmd) -> Option<Command> {
+    Some(match c {
+        Cmd::AddService => Command::Add,
+        Cmd::EditService => Command::Edit,
+        Cmd::DeleteService => Command::Del,
+        Cmd::Clear => Command::Flush,
+        Cmd::List => Command::List,
+        Cmd::AddServer => Command::AddDest,
+        Cmd::DeleteServer => Command::DelDest,
+        Cmd::EditServer => Command::EditDest,
+        Cmd::Set => Command::Timeout,
+        Cmd::Restore => Command::Restore,
+        Cmd::Save => Command::Save,
+        Cmd::Zero => Command::Zero,
+        _ => return None,
+    })
 }
 
 type ArgIter<'a> = std::iter::Peekable<std::slice::Iter<'a, String>>;
 
-fn value(it: &mut ArgIter<'_>, opt: &str) -> Result<String, String> {
+fn value(it: &mut ArgIter<'_>, opt: &str) -> Result<String, ParseError> {
     it.next()
         .cloned()
-        .ok_or_else(|| format!("option {opt} requires an argument"))
+        .ok_or_else(|| ParseError::Popt(format!("{opt}: missing argument")))
 }
 
-/// `-p [timeout]`: the next word is the timeout when it is a number.
-fn persistent(it: &mut ArgIter<'_>) -> Result<u32, String> {
+/// `-p` without a value (libipvs's `IPVS_SVC_PERSISTENT_TIMEOUT`, 6 minutes).
+const DEFAULT_PERSISTENT: u32 = 360;
+
+/// ipvsadm's `parse_timeout`, over the ranges the config uses: `-p`
+/// 1..=31 days, `--set` 0 (leave the timeout as it is) or 1..=31 days.
+fn timeout(v: &str, zero_ok: bool) -> Result<u32, ParseError> {
+    match ranges::word(v) {
+        Some(0) if zero_ok => Some(0),
+        Some(t) if zero_ok => ranges::timeout_secs(t).ok(),
+        Some(t) => ranges::persistent_secs(t).ok(),
+        None => None,
+    }
+    .ok_or_else(|| format!("invalid timeout value `{v}' specified").into())
+}
+
+/// `-p [timeout]`: the next word is the timeout unless it is an option.
+fn persistent(it: &mut ArgIter<'_>) -> Result<u32, ParseError> {
     match it.peek() {
         Some(v) if !v.starts_with('-') => {
             let v = it.next().cloned().unwrap_or_default();
-            v.parse::<u32>()
-                .ok()
-                .filter(|t| *t > 0)
-                .ok_or_else(|| format!("illegal timeout for persistent service: '{v}'"))
+            timeout(&v, false)
         }
-        _ => Ok(300),
+        _ => Ok(DEFAULT_PERSISTENT),
     }
 }
 
-fn unsupported(what: &str) -> String {
-    format!("{what} is not supported yet")
+fn unsupported(what: &str) -> ParseError {
+    ParseError::Fail(format!("{what} is not supported yet"))
 }
 
 /// Applies one option letter (short form) or its long name.
-fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), String> {
+fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), ParseError> {
+    // ipvsadm's options are given once each ("multiple '...' options specified").
+    let once = match name {
+        "n" | "numeric" => Some(Opt::Numeric),
+        "c" | "connection" => Some(Opt::Connection),
+        "t" | "tcp-service" | "u" | "udp-service" => Some(Opt::Service),
+        "s" | "scheduler" => Some(Opt::Scheduler),
+        "p" | "persistent" => Some(Opt::Persistent),
+        "M" | "netmask" => Some(Opt::Netmask),
+        "r" | "real-server" => Some(Opt::RealServer),
+        "g" | "gatewaying" | "i" | "ipip" | "m" | "masquerading" | "fullnat" => Some(Opt::Forward),
+        "w" | "weight" => Some(Opt::Weight),
+        "x" | "u-threshold" => Some(Opt::UThreshold),
+        "y" | "l-threshold" => Some(Opt::LThreshold),
+        "timeout" => Some(Opt::Timeout),
+        "stats" => Some(Opt::Stats),
+        "rate" => Some(Opt::Rate),
+        "thresholds" => Some(Opt::Thresholds),
+        "persistent-conn" => Some(Opt::PersistentConn),
+        "nosort" => Some(Opt::NoSort),
+        "X" | "exact" => Some(Opt::Exact),
+        "o" | "ops" => Some(Opt::Ops),
+        "b" | "sched-flags" => Some(Opt::SchedFlags),
+        _ => None,
+    };
+    if let Some(o) = once {
+        a.opts.set(o)?;
+    }
     match name {
         "A" | "add-service" => set_cmd(a, Cmd::AddService),
         "E" | "edit-service" => set_cmd(a, Cmd::EditService),
@@ -215,11 +327,10 @@ fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), String> 
         "set" => {
             set_cmd(a, Cmd::Set)?;
             for _ in 0..3 {
-                let v = value(it, "--set")?;
-                a.set.push(
-                    v.parse()
-                        .map_err(|_| format!("illegal timeout value '{v}'"))?,
-                );
+                let v = it
+                    .next_if(|v| !v.starts_with('-'))
+                    .ok_or("--set option requires 3 timeout values")?;
+                a.set.push(timeout(v, true)?);
             }
             Ok(())
         }
@@ -275,10 +386,9 @@ fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), String> 
         "w" | "weight" => {
             let v = value(it, "-w")?;
             a.weight = Some(
-                v.parse::<u32>()
-                    .ok()
-                    .filter(|w| *w <= 65535)
-                    .ok_or_else(|| format!("illegal weight specified: '{v}'"))?,
+                ranges::word(&v)
+                    .and_then(|w| ranges::weight(w).ok())
+                    .ok_or("illegal weight specified")?,
             );
             Ok(())
         }
@@ -310,16 +420,18 @@ fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), String> 
         "x" | "u-threshold" => {
             let v = value(it, "-x")?;
             a.upper = Some(
-                v.parse()
-                    .map_err(|_| format!("illegal upper threshold '{v}'"))?,
+                ranges::word(&v)
+                    .and_then(|t| ranges::threshold(t, "upper threshold").ok())
+                    .ok_or("illegal u_threshold specified")?,
             );
             Ok(())
         }
         "y" | "l-threshold" => {
             let v = value(it, "-y")?;
             a.lower = Some(
-                v.parse()
-                    .map_err(|_| format!("illegal lower threshold '{v}'"))?,
+                ranges::word(&v)
+                    .and_then(|t| ranges::threshold(t, "lower threshold").ok())
+                    .ok_or("illegal l_threshold specified")?,
             );
             Ok(())
         }
@@ -344,18 +456,157 @@ fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), String> 
             Ok(())
         }
         "sort" => Ok(()),
-        "start-daemon" | "stop-daemon" | "daemon" | "mcast-interface" | "syncid" => Err(
-            unsupported("connection synchronisation (--start-daemon, --stop-daemon, --daemon)"),
-        ),
-        s if s.len() == 1 => Err(format!("invalid option -- '{s}'")),
-        s => Err(format!("unrecognized option '--{s}'")),
+        "start-daemon" | "stop-daemon" | "daemon" | "mcast-interface" | "syncid"
+        | "mcast-group" | "mcast-port" | "mcast-ttl" | "sync-maxlen" => Err(unsupported(
+            "connection synchronisation (--start-daemon, --stop-daemon, --daemon)",
+        )),
+        "pe" => Err(unsupported("--pe (persistence engines such as sip)")),
+        "sctp-service" => Err(unsupported("--sctp-service (SCTP)")),
+        "tun-info" => Err(unsupported("--tun-info")),
+        // ipvsadm -S writes `--tun-type ipip` for -i servers; IPIP is the
+        // only tunnel rvs encapsulates with.
+        "tun-type" => {
+            a.opts.set(Opt::TunType)?;
+            match value(it, "--tun-type")?.as_str() {
+                "ipip" => Ok(()),
+                "gue" | "gre" => Err(unsupported(
+                    "--tun-type gue and gre (rvs tunnels with ipip)",
+                )),
+                _ => Err("illegal tunnel type specified".into()),
+            }
+        }
+        "tun-port" | "tun-nocsum" | "tun-csum" | "tun-remcsum" => {
+            let o = match name {
+                "tun-port" => Opt::TunPort,
+                "tun-nocsum" => Opt::TunNocsum,
+                "tun-csum" => Opt::TunCsum,
+                _ => Opt::TunRemcsum,
+            };
+            a.opts.set(o)?;
+            if o == Opt::TunPort {
+                value(it, "--tun-port")?;
+            }
+            // Options of gue and gre only (ipvsadm's tunnel table).
+            Err(format!("Illegal '{}' option with the 'ipip' tunnel type", o.name()).into())
+        }
+        s if s.len() == 1 => Err(ParseError::Popt(format!("-{s}: unknown option"))),
+        s => Err(ParseError::Popt(format!("--{s}: unknown option"))),
     }
 }
 
-fn parse(argv: &[String]) -> Result<Args, String> {
+/// Options that are commands (ipvsadm wants one first).
+fn is_command(name: &str) -> bool {
+    matches!(
+        name,
+        "A" | "add-service"
+            | "E"
+            | "edit-service"
+            | "D"
+            | "delete-service"
+            | "C"
+            | "clear"
+            | "R"
+            | "restore"
+            | "S"
+            | "save"
+            | "a"
+            | "add-server"
+            | "e"
+            | "edit-server"
+            | "d"
+            | "delete-server"
+            | "P"
+            | "add-laddr"
+            | "Q"
+            | "del-laddr"
+            | "L"
+            | "l"
+            | "list"
+            | "h"
+            | "help"
+            | "reload"
+            | "Z"
+            | "zero"
+            | "export-config"
+            | "stats-dp"
+            | "top"
+            | "set"
+            | "start-daemon"
+            | "stop-daemon"
+    )
+}
+
+fn parse(argv: &[String]) -> Result<Args, ParseError> {
+    let mut a = parse_words(argv)?;
+    if let Some(cmd) = a.cmd.and_then(ipvsadm_command) {
+        ipvsadm_opts::check(cmd, a.opts)?;
+        if cmd == Command::List {
+            ipvsadm_opts::check_list(a.opts)?;
+        }
+    }
+    if a.laddr.is_some() && !matches!(a.cmd, Some(Cmd::AddLaddr | Cmd::DeleteLaddr)) {
+        return Err("the 'laddr' option (-z) goes with -P and -Q only".into());
+    }
+    // Host and service names, resolved here as ipvsadm resolves them.
+    if let Some((proto, text)) = a.service.clone() {
+        let text =
+            numeric(&text, &proto).ok_or("illegal virtual server address[:port] specified")?;
+        a.service = Some((proto, text));
+    }
+    if let (Some(text), Some((proto, _))) = (a.server.clone(), a.service.as_ref()) {
+        a.server =
+            Some(numeric(&text, proto).ok_or("illegal real server address[:port] specified")?);
+    }
+    if a.opts.has(Opt::TunType) && a.forward.as_deref() != Some("tunnel") {
+        return Err("Tunnel options conflict with forward method".into());
+    }
+    if matches!(a.cmd, Some(Cmd::AddServer | Cmd::EditServer)) {
+        // ipvsadm's default method is direct routing (-g), on -a and -e.
+        a.forward.get_or_insert_with(|| "route".into());
+    }
+    if a.cmd == Some(Cmd::EditServer) {
+        // ipvsadm edits a server to what the line says: weight 1 and no
+        // thresholds unless given.
+        a.weight.get_or_insert(1);
+        a.upper.get_or_insert(0);
+        a.lower.get_or_insert(0);
+    }
+    Ok(a)
+}
+
+/// `host[:port]` with names made numeric (unchanged when already numeric).
+fn numeric(text: &str, proto: &str) -> Option<String> {
+    if text.parse::<std::net::SocketAddr>().is_ok() || text.parse::<std::net::IpAddr>().is_ok() {
+        return Some(text.to_string());
+    }
+    let (ip, port) = ipvsadm_names::resolve(text, proto)?;
+    Some(match port {
+        Some(p) => std::net::SocketAddr::new(ip, p).to_string(),
+        None => ip.to_string(),
+    })
+}
+
+/// The words, as ipvsadm reads them: a command first (rvs's `--socket`
+/// may come before it), then its options.
+fn parse_words(argv: &[String]) -> Result<Args, ParseError> {
     let mut a = Args::default();
     let mut it = argv.iter().peekable();
+    let mut first = true;
     while let Some(arg) = it.next() {
+        if arg == "--socket" {
+            a.socket = Some(value(&mut it, "--socket")?.into());
+            continue;
+        }
+        if first {
+            first = false;
+            let name = arg
+                .strip_prefix("--")
+                .or_else(|| arg.strip_prefix('-').and_then(|s| s.get(..1)))
+                .unwrap_or(arg);
+            if !is_command(name) {
+                return Err(ParseError::TryHelp);
+            }
+        }
         if let Some(long) = arg.strip_prefix("--") {
             option(&mut a, long, &mut it)?;
         } else if let Some(shorts) = arg.strip_prefix('-').filter(|s| !s.is_empty()) {
@@ -378,7 +629,7 @@ fn parse(argv: &[String]) -> Result<Args, String> {
         } else if arg == "top" {
             option(&mut a, "top", &mut it)?;
         } else {
-            return Err(format!("unexpected argument '{arg}'"));
+            return Err(format!("unexpected argument {arg}").into());
         }
     }
     Ok(a)
@@ -543,8 +794,8 @@ fn main() -> ExitCode {
     let args = match parse(&argv) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("{prog}: {e}\nTry `{prog} -h' or '{prog} --help' for more information.");
-            return ExitCode::from(2);
+            eprintln!("{}", e.message(&prog));
+            return ExitCode::from(e.exit_code());
         }
     };
     if args.cmd == Some(Cmd::Help) {
@@ -569,10 +820,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match api::call(&socket, &req)
-        .map_err(|e| format!("{prog}: {e}"))
-        .and_then(|r| render(r, &args))
-    {
+    let answer = match api::call(&socket, &req) {
+        Ok(Response::Error(e)) => {
+            // As ipvsadm when the kernel refuses: the reason, exit 255.
+            eprintln!("{e}");
+            return ExitCode::from(255);
+        }
+        Ok(answer) => answer,
+        Err(e) => {
+            eprintln!("{prog}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match render(answer, &args) {
         Ok(text) => {
             if args.cmd == Some(Cmd::ExportConfig) {
                 // Services a config file cannot hold are named on stderr too.
@@ -647,7 +907,7 @@ fn restore(prog: &str, socket: &std::path::Path) -> ExitCode {
         if words.is_empty() || words[0].starts_with('#') {
             continue;
         }
-        let result = parse(&words).and_then(|a| {
+        let result = parse(&words).map_err(|e| e.to_string()).and_then(|a| {
             if matches!(a.cmd, Some(Cmd::Restore | Cmd::Help | Cmd::Top)) {
                 return Err("not allowed in a restore file".into());
             }
@@ -670,6 +930,7 @@ mod tests {
 
     fn args(s: &str) -> Result<Args, String> {
         parse(&s.split_whitespace().map(String::from).collect::<Vec<_>>())
+            .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -703,7 +964,11 @@ mod tests {
             }))
         ));
         let a = args("-E -t 10.0.0.1:80 -p -s rr").unwrap();
-        assert_eq!(a.persistent, Some(300), "-p without a value means 300");
+        assert_eq!(
+            a.persistent,
+            Some(360),
+            "-p without a value means 360, as ipvsadm"
+        );
         let a = args("-e -t 10.0.0.1:80 -r 10.0.0.2 -w 3").unwrap();
         assert!(matches!(
             request(&a),
@@ -737,7 +1002,7 @@ mod tests {
             Ok(Request::AddService(_))
         ));
         assert_eq!(
-            args("-t10.0.0.1:80 -A").unwrap().service,
+            args("-A -t10.0.0.1:80").unwrap().service,
             Some(("tcp".into(), "10.0.0.1:80".into()))
         );
         assert!(matches!(
@@ -755,10 +1020,12 @@ mod tests {
             Ok(Request::ExportConfig)
         ));
         assert!(matches!(
-            request(&args("-S --nosort").unwrap()),
+            request(&args("-S -n").unwrap()),
             Ok(Request::ListServices)
         ));
-        assert!(args("-S --nosort").unwrap().nosort);
+        // ipvsadm's table: -S takes -n only.
+        assert!(args("-S --nosort").is_err());
+        assert!(args("-L -n --nosort").unwrap().nosort);
         let a = args("top --interval 0.5 --count 2").unwrap();
         assert_eq!(
             (a.cmd, a.interval, a.count),
@@ -829,15 +1096,106 @@ mod tests {
         );
     }
 
+    fn refusal(s: &str) -> (u8, String) {
+        let e = parse(&s.split_whitespace().map(String::from).collect::<Vec<_>>()).unwrap_err();
+        (e.exit_code(), e.message("ipvsadm"))
+    }
+
+    /// What ipvsadm 1.31 prints and exits with for each (ipvsadm.c:
+    /// `set_option`, `set_command`, `generic_opt_check`, `tryhelp_exit`,
+    /// `parse_timeout`, `string_to_number`).
+    #[test]
+    fn ipvsadms_refusals_and_exit_codes() {
+        let cases: &[(&str, u8, &str)] = &[
+            ("-A -t 10.0.0.1:80 -s rr -s wrr", 2, "multiple 'scheduler' options specified"),
+            ("-A -t 10.0.0.1:80 -u 10.0.0.1:53", 2, "multiple 'service-address' options specified"),
+            ("-a -t 10.0.0.1:80 -r 10.0.0.2 -m -g", 2, "multiple 'forwarding-method' options specified"),
+            ("-a -t 10.0.0.1:80 -r 10.0.0.2 -r 10.0.0.3", 2, "multiple 'real-server' options specified"),
+            ("-C -t 10.0.0.1:80", 2, "Illegal 'service-address' option with the 'flush' command"),
+            ("-c -t 10.0.0.1:80", 255, "Try `ipvsadm -h' or 'ipvsadm --help' for more information."),
+            ("-S -t 10.0.0.1:80", 2, "Illegal 'service-address' option with the 'save' command"),
+            ("-D -t 10.0.0.1:80 -s rr", 2, "Illegal 'scheduler' option with the 'delete-service' command"),
+            ("-a -t 10.0.0.1:80", 2, "You need to supply the 'real-server' option for the 'add-server' command"),
+            ("-A -s rr", 2, "You need to supply the 'service-address' option for the 'add-service' command"),
+            ("-L -c -t 10.0.0.1:80", 2, "The option 'service-address' conflicts with the 'connection' option in the 'list' command"),
+            ("-L -c --stats", 2, "options conflicts in the list command"),
+            ("-L -L", 2, "multiple commands specified"),
+            ("-t 10.0.0.1:80 -A", 255, "Try `ipvsadm -h' or 'ipvsadm --help' for more information."),
+            ("-A -t 10.0.0.1:80 -p 0", 2, "invalid timeout value `0' specified"),
+            ("-A -t 10.0.0.1:80 -p 2678401", 2, "invalid timeout value `2678401' specified"),
+            ("--set 900 120", 2, "--set option requires 3 timeout values"),
+            ("--set 900 120 4294967295", 2, "invalid timeout value `4294967295' specified"),
+            ("-a -t 10.0.0.1:80 -r 10.0.0.2 -w 65536", 2, "illegal weight specified"),
+            ("-a -t 10.0.0.1:80 -r 10.0.0.2 -x -1", 2, "illegal u_threshold specified"),
+            ("-A -t", 255, "-t: missing argument"),
+            ("-L --bogus", 255, "--bogus: unknown option"),
+            ("-A -t 10.77.0.300:80", 2, "illegal virtual server address[:port] specified"),
+            ("-a -t 10.0.0.1:80 -r 10.0.0.2 -m --tun-type ipip", 2, "Tunnel options conflict with forward method"),
+            ("-a -t 10.0.0.1:80 -r 10.0.0.2 -i --tun-type vxlan", 2, "illegal tunnel type specified"),
+            ("-a -t 10.0.0.1:80 -r 10.0.0.2 -i --tun-type ipip --tun-csum", 2, "Illegal 'tun-csum' option with the 'ipip' tunnel type"),
+            ("-A -t nosuchhost.invalid:80", 2, "illegal virtual server address[:port] specified"),
+            ("-a -t 10.0.0.1:80 -r 10.0.0.2:nosuchport", 2, "illegal real server address[:port] specified"),
+        ];
+        for (line, code, text) in cases {
+            assert_eq!(refusal(line), (*code, (*text).to_string()), "{line}");
+        }
+    }
+
+    #[test]
+    fn ipvsadms_defaults() {
+        // -p alone: 360 s; -M without -p is accepted.
+        assert_eq!(args("-A -t 10.0.0.1:80 -p").unwrap().persistent, Some(360));
+        assert!(args("-A -t 10.0.0.1:80 -M 255.255.255.0").is_ok());
+        // -e sets what the line says: weight 1 and thresholds 0 unless given.
+        let a = args("-e -t 10.0.0.1:80 -r 10.0.0.2 -m").unwrap();
+        assert_eq!((a.weight, a.upper, a.lower), (Some(1), Some(0), Some(0)));
+        let a = args("-e -t 10.0.0.1:80 -r 10.0.0.2 -m -w 0 -x 9").unwrap();
+        assert_eq!((a.weight, a.upper, a.lower), (Some(0), Some(9), Some(0)));
+        // -a keeps "not given" (the server's own default applies).
+        let a = args("-a -t 10.0.0.1:80 -r 10.0.0.2 -m").unwrap();
+        assert_eq!((a.weight, a.upper, a.lower), (None, None, None));
+        // No method is -g (direct routing), on -a and -e, as ipvsadm.
+        for line in [
+            "-a -t 10.0.0.1:80 -r 10.0.0.2",
+            "-e -t 10.0.0.1:80 -r 10.0.0.2 -w 2",
+        ] {
+            assert_eq!(
+                args(line).unwrap().forward.as_deref(),
+                Some("route"),
+                "{line}"
+            );
+        }
+        assert_eq!(
+            args("-a -t 10.0.0.1:80 -r 10.0.0.2 --fullnat")
+                .unwrap()
+                .forward
+                .as_deref(),
+            Some("fullnat")
+        );
+        // ipvsadm -S's own line for an IPIP server restores.
+        let a = args("-a -t 10.0.0.1:80 -r 10.0.0.2:80 -i -w 1 --tun-type ipip").unwrap();
+        assert_eq!(a.forward.as_deref(), Some("tunnel"));
+        // Names as ipvsadm takes them (/etc/hosts, /etc/services).
+        let a = args("-a -t localhost:http -r 127.0.0.2:www -m").unwrap();
+        assert_eq!(a.service, Some(("tcp".into(), "127.0.0.1:80".into())));
+        assert_eq!(a.server.as_deref(), Some("127.0.0.2:80"));
+        // --socket may precede the command; no command lists.
+        assert_eq!(args("--socket /tmp/x -L -n").unwrap().cmd, Some(Cmd::List));
+        assert_eq!(args("--socket /tmp/x").unwrap().cmd, None);
+    }
+
     #[test]
     fn bad_commands_are_refused() {
         assert!(args("-a -L").unwrap_err().contains("multiple commands"));
-        assert!(args("-w").unwrap_err().contains("requires an argument"));
+        assert_eq!(
+            args("-a -t 1.2.3.4:80 -r 1.2.3.5 -w").unwrap_err(),
+            "-w: missing argument"
+        );
         assert!(args("-a -t 1.2.3.4:80 -r 1.2.3.5 -w 70000")
             .unwrap_err()
             .contains("illegal weight"));
-        assert!(args("-q").unwrap_err().contains("invalid option"));
-        assert!(args("--bogus").unwrap_err().contains("unrecognized option"));
+        assert_eq!(args("-L -q").unwrap_err(), "-q: unknown option");
+        assert_eq!(args("-L --bogus").unwrap_err(), "--bogus: unknown option");
         assert!(args("-Z -L").unwrap_err().contains("multiple commands"));
         assert!(
             request(&args("-Z -t 10.0.0.1").unwrap()).is_ok(),
@@ -845,16 +1203,16 @@ mod tests {
         );
         assert!(args("-a -t 1.2.3.4:80 -r 1.2.3.5 -x many")
             .unwrap_err()
-            .contains("illegal upper threshold"));
+            .contains("illegal u_threshold specified"));
         assert!(args("--start-daemon master")
             .unwrap_err()
             .contains("not supported yet"));
-        assert!(request(&args("-a -t 1.2.3.4:80").unwrap())
+        assert!(args("-a -t 1.2.3.4:80")
             .unwrap_err()
-            .contains("real server"));
-        assert!(request(&args("-A -s rr").unwrap())
+            .contains("'real-server' option"));
+        assert!(args("-A -s rr")
             .unwrap_err()
-            .contains("service address"));
+            .contains("'service-address' option"));
         assert!(request(&args("-A -6 -t 10.0.0.1:80").unwrap())
             .unwrap_err()
             .contains("-6 needs an IPv6 address"));
@@ -882,7 +1240,7 @@ mod tests {
             Ok(Request::AddLocalAddress { .. })
         ));
         assert_eq!(
-            args("-t[fd77::100]:80 -A").unwrap().service,
+            args("-A -t[fd77::100]:80").unwrap().service,
             Some(("tcp".into(), "[fd77::100]:80".into()))
         );
         let answer = || Response::Services {
@@ -918,5 +1276,38 @@ mod tests {
             ),
             "{rules}"
         );
+    }
+}
+
+#[cfg(test)]
+mod range_tests {
+    use super::*;
+
+    fn args(s: &str) -> Result<Args, String> {
+        parse(&s.split_whitespace().map(String::from).collect::<Vec<_>>())
+            .map_err(|e| e.to_string())
+    }
+
+    /// The values the config file refuses are refused here too (the bounds
+    /// come from `config::ranges`), in ipvsadm's words.
+    #[test]
+    fn run_time_values_have_the_configs_ranges() {
+        let e = args("--set 4294967295 0 0").err().unwrap();
+        assert_eq!(e, "invalid timeout value `4294967295' specified");
+        assert_eq!(
+            args("--set 2678400 0 120").unwrap().set,
+            vec![2678400, 0, 120]
+        );
+        assert!(args("--set 2678401 0 120").is_err());
+        let e = args("-A -t 10.0.0.1:80 -p 4294967295").err().unwrap();
+        assert_eq!(e, "invalid timeout value `4294967295' specified");
+        assert!(args("-A -t 10.0.0.1:80 -p 2678400").is_ok());
+        assert!(args("-a -t 10.0.0.1:80 -r 10.0.0.2 -w 65536").is_err());
+        assert!(args("-a -t 10.0.0.1:80 -r 10.0.0.2 -w -1").is_err());
+        let e = args("-a -t 10.0.0.1:80 -r 10.0.0.2 -x 2147483648")
+            .err()
+            .unwrap();
+        assert_eq!(e, "illegal u_threshold specified");
+        assert!(args("-a -t 10.0.0.1:80 -r 10.0.0.2 -x 2147483647 -y 5").is_ok());
     }
 }

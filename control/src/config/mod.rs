@@ -9,8 +9,10 @@
 //! Every refusal is a [`ConfigError`] printed as `FILE:LINE:COL: reason`;
 //! nothing else ever sees an unvalidated value.
 
+pub mod claims;
 pub mod export;
 mod health;
+pub mod ranges;
 mod raw;
 mod validate;
 

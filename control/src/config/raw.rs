@@ -77,7 +77,7 @@ pub(super) struct RawMetrics {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawControl {
-    pub socket: Option<String>,
+    pub socket: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

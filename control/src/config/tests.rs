@@ -632,3 +632,61 @@ fn bad_vlan_sub_interfaces_are_refused_at_their_line() {
         assert!(e.to_string().starts_with(&format!("x.toml:{line}:")), "{e}");
     }
 }
+
+#[test]
+fn interface_named_like_a_devices_kernel_interface_is_refused() {
+    let text = LAB.replacen("name = \"dpdk0\"", "name = \"lb0\"", 1);
+    let line = text
+        .lines()
+        .position(|l| l.contains("name = \"lb0\""))
+        .unwrap()
+        + 1;
+    let e = err(&text);
+    assert_eq!(e.at.map(|a| a.0), Some(line), "{e}");
+    assert!(e.reason.contains("kernel interface"), "{e}");
+    // Any name the kernel side does not already use is fine.
+    let ok = LAB.replacen("name = \"dpdk0\"", "name = \"lb1\"", 1);
+    parse(Path::new("x.toml"), &ok).unwrap();
+}
+
+/// Line and column of the `nth` (from 0) occurrence of `needle`, from 1.
+fn at(text: &str, needle: &str, nth: usize) -> (usize, usize) {
+    let off = text.match_indices(needle).nth(nth).unwrap().0;
+    line_col(text, off)
+}
+
+#[test]
+fn addresses_of_other_hosts_and_roles_are_refused_where_written() {
+    let second = |vip: &str, laddr: &str, rs: &str| {
+        format!(
+            "{LAB}\n[[service]]\nvip = \"{vip}\"\nlocal_addresses = [\"{laddr}\"]\n\
+             [[service.real_server]]\naddress = \"{rs}\"\n"
+        )
+    };
+    for (text, needle, nth, want) in [
+        // A VIP at a real server's address.
+        (second("10.77.0.11:8080", "10.77.0.201", "10.77.0.13:80"), "\"10.77.0.11:8080\"", 0, "10.77.0.11 cannot be a VIP of service TCP/10.77.0.11:8080: it is the real server 10.77.0.11:80 of service TCP/10.77.0.100:80"),
+        // A local address at a real server's, the interface's, another service's VIP.
+        (second("10.77.0.101:80", "10.77.0.12", "10.77.0.13:80"), "\"10.77.0.12\"", 0, "10.77.0.12 cannot be a local address of service TCP/10.77.0.101:80: it is the real server"),
+        (second("10.77.0.101:80", "10.77.0.2", "10.77.0.13:80"), "\"10.77.0.2\"", 0, "10.77.0.2 cannot be a local address of service TCP/10.77.0.101:80: it is the interface address of dpdk0"),
+        (second("10.77.0.101:80", "10.77.0.100", "10.77.0.13:80"), "\"10.77.0.100\"]", 0, "10.77.0.100 cannot be a local address of service TCP/10.77.0.101:80: it is the VIP of service TCP/10.77.0.100:80"),
+        // A VIP at another service's local address.
+        (second("10.77.0.200:81", "10.77.0.201", "10.77.0.13:80"), "\"10.77.0.200:81\"", 0, "10.77.0.200 cannot be a VIP"),
+        // A real server at a VIP, a local address, the interface's address.
+        (second("10.77.0.101:80", "10.77.0.201", "10.77.0.100:80"), "\"10.77.0.100:80\"", 1, "10.77.0.100 cannot be a real server 10.77.0.100:80 of service TCP/10.77.0.101:80: it is the VIP"),
+        (second("10.77.0.101:80", "10.77.0.201", "10.77.0.200:80"), "\"10.77.0.200:80\"", 0, "10.77.0.200 cannot be a real server 10.77.0.200:80 of service TCP/10.77.0.101:80: it is the local address of service TCP/10.77.0.100:80"),
+        (second("10.77.0.101:80", "10.77.0.201", "10.77.0.2:80"), "\"10.77.0.2:80\"", 0, "10.77.0.2 cannot be a real server"),
+    ] {
+        let e = err(&text);
+        assert_eq!(e.at, Some(at(&text, needle, nth)), "{e}");
+        assert!(e.reason.starts_with(want), "{e}");
+        assert!(e.to_string().starts_with("x.toml:"), "{e}");
+    }
+    // Shared on purpose: a local address by two services, a server by two
+    // services, a VIP on the appliance's own address.
+    parse(
+        Path::new("x.toml"),
+        &second("10.77.0.2:80", "10.77.0.200", "10.77.0.11:80"),
+    )
+    .unwrap();
+}

@@ -8,6 +8,8 @@ use dataplane::sched::{SchedFlags, SchedKind};
 use dataplane::session::{TcpState, Timeouts};
 use toml::Spanned;
 
+use super::claims::{service_name, Claims, Use};
+use super::ranges;
 use super::raw::{RawConfig, RawTimeouts};
 use super::{
     check_forward, check_laddr_family, check_mh_table_size, check_netmask, check_netmask6,
@@ -92,7 +94,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
     let template_capacity = positive(
         &cx,
         dp.template_capacity.as_ref(),
-        dataplane::fnat::template_capacity(session_capacity),
+        dataplane::pipeline::template_capacity(session_capacity),
         "template_capacity",
     )?;
     let mbufs = positive(&cx, dp.mbufs.as_ref(), 16383, "mbufs")?;
@@ -117,7 +119,31 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         .interface
         .iter()
         .partition(|i| i.link.is_none() && i.vlan.is_none());
+    // The kernel interfaces the devices attach to (`iface=`): each
+    // interface gets a TAP of its own name on the exception path, which
+    // cannot be created under a name the kernel already uses.
+    let kernel_ifaces: Vec<(String, String)> = raw
+        .interface
+        .iter()
+        .filter_map(|i| i.device.as_ref())
+        .filter_map(|d| {
+            let dev = d.get_ref().trim();
+            dev.split(',')
+                .skip(1)
+                .find_map(|kv| kv.strip_prefix("iface="))
+                .map(|k| (k.to_string(), dev.to_string()))
+        })
+        .collect();
     for i in ports.into_iter().chain(vlans) {
+        if let Some((_, dev)) = kernel_ifaces.iter().find(|(k, _)| k == i.name.get_ref()) {
+            return Err(cx.at(
+                &i.name,
+                format!(
+                    "interface name {:?} is the kernel interface device {dev:?} attaches to: rvsd gives every interface a TAP of its name (the exception path, where ip and tcpdump see it), so the name must differ from the device's iface (e.g. name = \"dpdk0\")",
+                    i.name.get_ref()
+                ),
+            ));
+        }
         if !names.insert(i.name.get_ref().clone()) {
             return Err(cx.at(
                 &i.name,
@@ -350,12 +376,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             })?;
             let weight = match &r.weight {
                 None => 1,
-                Some(w) => u32::try_from(*w.get_ref())
-                    .ok()
-                    .filter(|w| *w <= 65535)
-                    .ok_or_else(|| {
-                        cx.at(w, format!("weight must be 0..=65535, not {}", w.get_ref()))
-                    })?,
+                Some(w) => ranges::weight(*w.get_ref()).map_err(|e| cx.at(w, e))?,
             };
             if real_servers
                 .iter()
@@ -366,9 +387,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             let threshold = |v: &Option<Spanned<i64>>, what: &str| -> Result<u32, ConfigError> {
                 match v {
                     None => Ok(0),
-                    Some(v) => u32::try_from(*v.get_ref()).ok().filter(|x| i32::try_from(*x).is_ok()).ok_or_else(|| {
-                        cx.at(v, format!("{what} must be a number of connections 0..=2147483647 (0: none), not {}", v.get_ref()))
-                    }),
+                    Some(v) => ranges::threshold(*v.get_ref(), what).map_err(|e| cx.at(v, e)),
                 }
             };
             let t = Thresholds {
@@ -462,20 +481,9 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             Some(p) => match p.get_ref() {
                 toml::Value::Boolean(false) => None,
                 toml::Value::Boolean(true) => Some(Persistence::new(Persistence::DEFAULT_TIMEOUT)),
-                toml::Value::Integer(secs) => match u32::try_from(*secs)
-                    .ok()
-                    .filter(|s| (1..=31 * 24 * 3600).contains(s))
-                {
-                    Some(secs) => Some(Persistence::new(secs)),
-                    None => {
-                        return Err(cx.at(
-                            p,
-                            format!(
-                            "persistent must be 1..=2678400 seconds (or true for 300), not {secs}"
-                        ),
-                        ))
-                    }
-                },
+                toml::Value::Integer(secs) => Some(Persistence::new(
+                    ranges::persistent_secs(*secs).map_err(|e| cx.at(p, e))?,
+                )),
                 other => {
                     return Err(cx.at(
                         p,
@@ -550,6 +558,8 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         });
     }
 
+    check_claims(&cx, &raw, &interfaces, &services)?;
+
     let lcore_map = match &raw.dpdk.lcore_map {
         None => None,
         Some(m) => {
@@ -591,12 +601,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             mbufs,
             lport_range,
         },
-        socket: PathBuf::from(
-            raw.control
-                .socket
-                .as_deref()
-                .unwrap_or("/run/rvs/rvsd.sock"),
-        ),
+        socket: control_socket(&cx, raw.control.socket.as_ref())?,
         print_interval: match &raw.metrics.print_interval {
             None => None,
             Some(v) => Some(
@@ -634,6 +639,61 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         service_options,
         health,
     })
+}
+
+/// No address used in two ways that cannot share it (see
+/// [`super::claims`]), reported at the later of the two in the file.
+fn check_claims(
+    cx: &Ctx<'_>,
+    raw: &RawConfig,
+    interfaces: &[InterfaceConfig],
+    services: &[ServiceConfig],
+) -> Result<(), ConfigError> {
+    let mut claims = Claims::default();
+    for i in &raw.interface {
+        let Some(ic) = interfaces.iter().find(|c| c.name == *i.name.get_ref()) else {
+            continue;
+        };
+        let owner = format!("of {}", ic.name);
+        claims
+            .claim(ic.addr.into(), Use::Interface, owner.clone())
+            .map_err(|e| cx.at(&i.address, e))?;
+        if let (Some((a, _)), Some(span)) = (ic.addr6, &i.address6) {
+            claims
+                .claim(a.into(), Use::Interface, owner)
+                .map_err(|e| cx.at(span, e))?;
+        }
+    }
+    for (s, svc) in raw.service.iter().zip(services) {
+        let name = format!("of service {}", service_name(svc.proto, svc.vip));
+        claims
+            .claim(svc.vip.ip(), Use::Vip, name.clone())
+            .map_err(|e| cx.at(&s.vip, e))?;
+        for (span, ip) in s.local_addresses.iter().zip(&svc.local_addresses) {
+            claims
+                .claim(*ip, Use::LocalAddress, name.clone())
+                .map_err(|e| cx.at(span, e))?;
+        }
+        for (r, rs) in s.real_server.iter().zip(&svc.real_servers) {
+            claims
+                .claim(rs.addr.ip(), Use::RealServer, format!("{} {name}", rs.addr))
+                .map_err(|e| cx.at(&r.address, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// `[control] socket`: see [`crate::runfiles`] for what is refused.
+fn control_socket(cx: &Ctx<'_>, raw: Option<&Spanned<String>>) -> Result<PathBuf, ConfigError> {
+    let Some(s) = raw else {
+        return Ok(PathBuf::from(crate::api::DEFAULT_SOCKET));
+    };
+    let path = PathBuf::from(s.get_ref());
+    let uid = crate::runfiles::own_uid().unwrap_or(0);
+    match crate::runfiles::socket_path_problem(&path, uid) {
+        Some(problem) => Err(cx.at(s, problem)),
+        None => Ok(path),
+    }
 }
 
 fn positive(
@@ -675,15 +735,7 @@ fn timeouts(cx: &Ctx<'_>, raw: &RawTimeouts) -> Result<Timeouts, ConfigError> {
 }
 
 fn secs(cx: &Ctx<'_>, v: &Spanned<i64>) -> Result<u32, ConfigError> {
-    u32::try_from(*v.get_ref())
-        .ok()
-        .filter(|s| (1..=31 * 24 * 3600).contains(s))
-        .ok_or_else(|| {
-            cx.at(
-                v,
-                format!("timeout must be 1..=2678400 seconds, not {}", v.get_ref()),
-            )
-        })
+    ranges::timeout_secs(*v.get_ref()).map_err(|e| cx.at(v, e))
 }
 
 fn parse_socket(s: &str) -> Option<SocketAddr> {

@@ -29,7 +29,7 @@
 //!
 //! The kernel counts each real server's active/inactive connections once,
 //! globally, with atomics. rvs does not share mutable state between workers:
-//! each worker counts the connections **it** created ([`crate::fnat`]'s
+//! each worker counts the connections **it** created ([`crate::pipeline`]'s
 //! per-worker `rs_conns`) and its schedulers read only those. Client flows are
 //! spread over workers by a hash, so each worker sees an unbiased sample,
 //! about `1/W` of the traffic, and:
@@ -46,7 +46,7 @@
 //! - sh, dh, mh, conhash, fo: depend on the table and weights only, identical
 //!   on every worker.
 //!
-//! Thresholds (`-x`/`-y`) are split the same way; see [`crate::fnat`].
+//! Thresholds (`-x`/`-y`) are split the same way; see [`crate::pipeline`].
 
 pub mod conhash;
 pub mod dh;
@@ -69,7 +69,7 @@ use crate::time::Millis;
 
 /// The real servers of a service as a scheduler sees them, by position in
 /// the service's list. Implemented over the snapshot plus the worker's
-/// counters ([`crate::fnat`]), and by test doubles.
+/// counters ([`crate::pipeline`]), and by test doubles.
 pub trait Backends {
     /// Number of real servers.
     fn len(&self) -> usize;

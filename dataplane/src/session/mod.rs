@@ -27,6 +27,7 @@ pub mod template;
 pub mod timeouts;
 
 pub use crate::addr::Addr;
+use crate::tables::Forward;
 use crate::time::Millis;
 use index::HashIndex;
 pub use tcp_state::{Direction, TcpState};
@@ -123,8 +124,11 @@ pub struct Session {
     pub service: u16,
     /// Index of the real server in the published tables (global numbering).
     pub rs_index: u16,
-    /// Index of the local address in the published tables, or
-    /// [`LADDR_NAT`] / [`LADDR_DR`] / [`LADDR_TUN`] (see [`Session::forward`]).
+    /// The forwarding method, chosen by the real server when the session
+    /// was created.
+    pub forward: Forward,
+    /// FULLNAT: index of the local address in the published tables (the
+    /// port of `laddr` was borrowed from its pool); 0 and unused otherwise.
     pub laddr_index: u16,
     /// TCP state (UDP sessions stay `Established`).
     pub state: TcpState,
@@ -140,31 +144,7 @@ pub struct Session {
     pub rs_mac: [u8; 6],
 }
 
-/// [`Session::laddr_index`] of a NAT session: no local address; `laddr` is
-/// the client itself, so the RS key is `(rs, client)`, what the real
-/// server's replies carry.
-pub const LADDR_NAT: u16 = u16::MAX;
-/// [`Session::laddr_index`] of a DR session: no local address; `laddr` is the
-/// client (the RS key is never hit: DR replies bypass the appliance).
-pub const LADDR_DR: u16 = u16::MAX - 1;
-/// [`Session::laddr_index`] of a TUN session: as DR, but the frame goes
-/// encapsulated to the server's address.
-pub const LADDR_TUN: u16 = u16::MAX - 2;
-
 impl Session {
-    /// The forwarding method, from `laddr_index` ([`LADDR_NAT`], [`LADDR_DR`],
-    /// anything else is FULLNAT's local-address index).
-    #[inline]
-    #[must_use]
-    pub fn forward(&self) -> crate::tables::Forward {
-        match self.laddr_index {
-            LADDR_NAT => crate::tables::Forward::Nat,
-            LADDR_DR => crate::tables::Forward::Dr,
-            LADDR_TUN => crate::tables::Forward::Tun,
-            _ => crate::tables::Forward::FullNat,
-        }
-    }
-
     /// The key the client's packets carry.
     #[must_use]
     pub fn client_key(&self) -> FlowKey {
@@ -261,7 +241,16 @@ impl SessionTable {
     #[inline]
     #[must_use]
     pub fn lookup(&self, key: &FlowKey, now: Millis) -> Lookup {
-        let Some((slot, dir)) = self.find(key) else {
+        self.lookup_hashed(key, self.hash_of(key), now)
+    }
+
+    /// [`Self::lookup`] with the key's hash ([`Self::hash_of`]) computed
+    /// once beforehand (by classification, for the read-ahead too).
+    #[inline]
+    #[must_use]
+    pub fn lookup_hashed(&self, key: &FlowKey, h: u32, now: Millis) -> Lookup {
+        debug_assert_eq!(h, self.hash_of(key), "hash of another key or table");
+        let Some((slot, dir)) = self.find_hashed(key, h) else {
             return Lookup::Miss;
         };
         match &self.slots[slot as usize] {
@@ -395,7 +384,12 @@ impl SessionTable {
 
     #[inline]
     fn find(&self, key: &FlowKey) -> Option<(u32, Direction)> {
-        for payload in self.index.probe(key.hash(self.seed)) {
+        self.find_hashed(key, key.hash(self.seed))
+    }
+
+    #[inline]
+    fn find_hashed(&self, key: &FlowKey, h: u32) -> Option<(u32, Direction)> {
+        for payload in self.index.probe(h) {
             let (slot, dir) = Self::unpack(payload);
             if let Some(s) = &self.slots[slot as usize] {
                 let k = match dir {

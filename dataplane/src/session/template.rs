@@ -14,7 +14,7 @@
 //!
 //! One table per worker, touched only by that worker. It works because a
 //! persistent service's client flows are owned by the worker chosen from the
-//! masked client address alone ([`crate::fnat`]), so every connection of
+//! masked client address alone ([`crate::pipeline`]), so every connection of
 //! one client network meets the same table, whichever queue it arrived on.
 //!
 //! Bounded like the session table: a slab of `capacity` slots allocated at

@@ -13,6 +13,7 @@ fn session(client_port: u16, lport: u16, expires: u64) -> Session {
         rs: Endpoint::new([10, 0, 0, 11], 80),
         service: 0,
         rs_index: 0,
+        forward: Forward::FullNat,
         laddr_index: 0,
         state: TcpState::SynRecv,
         expires: Millis(expires),

@@ -222,10 +222,19 @@ fn answers_arp_for_owned_addresses_only() {
 fn unresolved_real_server_is_reported_and_syn_dropped() {
     let mut p = Pipeline::new(tables((1025, 65535)), Arc::default(), 16, 1, 0, 1);
     let mut syn = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::SYN, b"");
-    assert_eq!(p.process(&mut syn, 0, Millis(10)), Verdict::Hold);
-    assert_eq!(p.held_for(), RS1.ip, "the frame waits for the server's MAC");
+    let Verdict::Hold { next_hop, decision } = p.process(&mut syn, 0, Millis(10)) else {
+        panic!("a SYN to an unresolved server is held");
+    };
+    assert_eq!(next_hop, RS1.ip, "the frame waits for the server's MAC");
     assert!(!p.resolves(RS1.ip));
     assert!(p.sessions().is_empty());
+    assert_eq!(
+        p.pools()[0].available(),
+        p.pools()[0].size() - 1,
+        "the held decision keeps its local port"
+    );
+    // The hold gives up (the frame waited too long): the port goes back.
+    p.abandon(decision);
     assert_eq!(
         p.pools()[0].available(),
         p.pools()[0].size(),
@@ -1176,4 +1185,35 @@ fn read_ahead_points_at_the_session_each_direction_will_use() {
         None,
         "no room for the ports"
     );
+}
+
+#[test]
+fn a_described_frame_is_handled_exactly_as_an_undescribed_one() {
+    // Two identical workers: one describes every frame first, as the
+    // worker's read-ahead does; the other classifies it alone.
+    let (mut a, mut b) = (ready((5000, 5009), 16), ready((5000, 5009), 16));
+    let syn = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::SYN, b"");
+    let data = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::ACK, b"payload");
+    let mut low_ttl = data.clone();
+    low_ttl[ethernet::HEADER_LEN + 8] = 1;
+    let mut fragment = data.clone();
+    fragment[ethernet::HEADER_LEN + 6] = 0x20; // MF
+    let short = data[..ethernet::HEADER_LEN + 20 + 3].to_vec();
+    let arp = arp_frame(arp::OP_REQUEST, CLIENT_MAC, CLIENT.ip.v4_bits(), LB);
+    let mut frames = vec![syn, data, low_ttl, fragment, short, arp];
+    // The server's reply, to the local port the first SYN was given.
+    let mut first = frames[0].clone();
+    b.process(&mut first, 0, Millis(0));
+    let mut reply = tcp_frame(RS1_MAC, RS1, look(&first).src, tcp::SYN | tcp::ACK, b"");
+    let mut b = ready((5000, 5009), 16);
+    frames.push(std::mem::take(&mut reply));
+    for (i, f) in frames.iter().enumerate() {
+        let (mut fa, mut fb) = (f.clone(), f.clone());
+        let d = a.describe(&fa);
+        assert_eq!(d.is_some(), i < 3 || i == 6, "frame {i} described");
+        let va = a.process_desc(&mut PacketBuf::whole(&mut fa), 0, d, Millis(1));
+        let vb = b.process(&mut fb, 0, Millis(1));
+        assert_eq!((va, &fa), (vb, &fb), "frame {i}");
+    }
+    assert_eq!(a.counters, b.counters);
 }

@@ -4,9 +4,13 @@
 //! `laddr:lport → rs:rport`; outbound (RS → client) `rs:rport → laddr:lport`
 //! leaves as `vip:vport → client:cport`. Both are the same operation — set
 //! the four fields — so one function does it. Checksums are updated
-//! incrementally (RFC 1624): the IPv4 header checksum for the two addresses
-//! and the TTL, the TCP checksum for the two ports and, through the
-//! pseudo-header, the two addresses. Nothing is recomputed over the payload.
+//! incrementally (RFC 1624), each in one update for all the words that
+//! change: the IPv4 header checksum for the two addresses and the TTL, the
+//! TCP or UDP checksum for the two ports and, through the pseudo-header, the
+//! two addresses. Nothing is recomputed over the payload (debug builds check
+//! every rewrite against a full recompute). The pipeline calls the `_at`
+//! forms with the header offsets its classification found; the others check
+//! the headers first.
 //!
 //! NAT is the same operation with the client kept as the source inbound
 //! (`client:cport → rs:rport`) and the client kept as the destination
@@ -17,8 +21,175 @@
 //! checksum that the update makes 0 is sent as 0xffff (the same value in
 //! one's complement), as [`udp::Packet`]'s setters do.
 
+use crate::checksum;
 use crate::session::Endpoint;
 use crate::wire::{ipv4, ipv6, tcp, udp, WireError};
+
+/// Where a transport header keeps its checksum, by IP protocol.
+#[inline]
+fn checksum_at(proto: u8) -> Result<(usize, usize), WireError> {
+    match proto {
+        ipv4::PROTO_TCP => Ok((16, tcp::MIN_HEADER_LEN)),
+        ipv4::PROTO_UDP => Ok((6, udp::HEADER_LEN)),
+        _ => Err(WireError::Malformed),
+    }
+}
+
+#[inline]
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+#[inline]
+fn put_u16(b: &mut [u8], at: usize, v: u16) {
+    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+/// The transport checksum at `at` updated by `delta`; a UDP datagram
+/// without checksum (0) keeps none, and an update that gives 0 is sent
+/// as 0xffff (the same value in one's complement).
+#[inline]
+fn update_l4(l3: &mut [u8], at: usize, proto: u8, delta: u32) {
+    let old = u16_at(l3, at);
+    if proto == ipv4::PROTO_UDP && old == 0 {
+        return;
+    }
+    let mut c = checksum::apply(old, delta);
+    if proto == ipv4::PROTO_UDP && c == 0 {
+        c = 0xffff;
+    }
+    put_u16(l3, at, c);
+}
+
+/// Rewrites an IPv4 TCP or UDP packet whose headers classification has
+/// already validated (`l3` starts at the IPv4 header, the transport header
+/// starts at `l4`) to carry `src` → `dst`, decrementing the TTL: one
+/// incremental update of the header checksum for the two addresses and the
+/// TTL, one of the transport checksum for the pseudo-header's addresses and
+/// the two ports (RFC 1624). Debug builds check both against a full
+/// recompute.
+///
+/// # Errors
+/// If `l4` or the length of `l3` cannot hold the headers, or `proto` is
+/// neither TCP nor UDP; the packet is unchanged then.
+#[inline]
+pub fn rewrite_v4_at(
+    l3: &mut [u8],
+    l4: usize,
+    proto: u8,
+    src: Endpoint,
+    dst: Endpoint,
+) -> Result<(), WireError> {
+    let (csum, l4_min) = checksum_at(proto)?;
+    if l4 < ipv4::MIN_HEADER_LEN || l3.len() < l4 + l4_min {
+        return Err(WireError::Truncated);
+    }
+    let (new_src, new_dst) = (src.ip.v4_bits(), dst.ip.v4_bits());
+    let (mut old_src, mut old_dst) = ([0; 4], [0; 4]);
+    old_src.copy_from_slice(&l3[12..16]);
+    old_dst.copy_from_slice(&l3[16..20]);
+    let addrs = checksum::delta(&old_src, &new_src) + checksum::delta(&old_dst, &new_dst);
+    let ttl_proto = u16_at(l3, 8);
+    let ttl_proto_new = ttl_proto.wrapping_sub(0x0100);
+    let ip_sum = checksum::apply(
+        u16_at(l3, 10),
+        addrs + checksum::delta_u16(ttl_proto, ttl_proto_new),
+    );
+    let ports = checksum::delta_u16(u16_at(l3, l4), src.port)
+        + checksum::delta_u16(u16_at(l3, l4 + 2), dst.port);
+    update_l4(l3, l4 + csum, proto, addrs + ports);
+    put_u16(l3, l4, src.port);
+    put_u16(l3, l4 + 2, dst.port);
+    put_u16(l3, 8, ttl_proto_new);
+    put_u16(l3, 10, ip_sum);
+    l3[12..16].copy_from_slice(&new_src);
+    l3[16..20].copy_from_slice(&new_dst);
+    debug_assert!(
+        checksums_verify_v4(l3, l4, proto),
+        "incremental update went wrong"
+    );
+    Ok(())
+}
+
+/// Rewrites an IPv6 TCP or UDP packet whose headers classification has
+/// already validated (`l3` starts at the fixed IPv6 header, the transport
+/// header follows it directly) to carry `src` → `dst`, decrementing the hop
+/// limit: one incremental update of the transport checksum for the
+/// pseudo-header's addresses and the two ports (IPv6 has no header
+/// checksum). Debug builds check it against a full recompute.
+///
+/// # Errors
+/// If `l3` cannot hold the headers or `proto` is neither TCP nor UDP;
+/// the packet is unchanged then.
+#[inline]
+pub fn rewrite_v6_at(
+    l3: &mut [u8],
+    proto: u8,
+    src: Endpoint,
+    dst: Endpoint,
+) -> Result<(), WireError> {
+    const L4: usize = ipv6::HEADER_LEN;
+    let (csum, l4_min) = checksum_at(proto)?;
+    if l3.len() < L4 + l4_min {
+        return Err(WireError::Truncated);
+    }
+    let (new_src, new_dst) = (src.ip.octets(), dst.ip.octets());
+    let (mut old_src, mut old_dst) = ([0; 16], [0; 16]);
+    old_src.copy_from_slice(&l3[8..24]);
+    old_dst.copy_from_slice(&l3[24..40]);
+    let delta = checksum::delta(&old_src, &new_src)
+        + checksum::delta(&old_dst, &new_dst)
+        + checksum::delta_u16(u16_at(l3, L4), src.port)
+        + checksum::delta_u16(u16_at(l3, L4 + 2), dst.port);
+    update_l4(l3, L4 + csum, proto, delta);
+    put_u16(l3, L4, src.port);
+    put_u16(l3, L4 + 2, dst.port);
+    l3[7] = l3[7].saturating_sub(1);
+    l3[8..24].copy_from_slice(&new_src);
+    l3[24..40].copy_from_slice(&new_dst);
+    debug_assert!(
+        checksums_verify_v6(l3, proto),
+        "incremental update went wrong"
+    );
+    Ok(())
+}
+
+/// Debug check of [`rewrite_v4_at`]: the header and transport checksums
+/// verify when recomputed in full.
+fn checksums_verify_v4(l3: &[u8], l4: usize, proto: u8) -> bool {
+    let total = usize::from(u16_at(l3, 2)).clamp(l4, l3.len());
+    let header_ok = checksum::checksum(&l3[..l4]) == 0;
+    let Ok((csum, _)) = checksum_at(proto) else {
+        return false;
+    };
+    if proto == ipv4::PROTO_UDP && u16_at(l3, l4 + csum) == 0 {
+        return header_ok;
+    }
+    let mut src = [0; 4];
+    let mut dst = [0; 4];
+    src.copy_from_slice(&l3[12..16]);
+    dst.copy_from_slice(&l3[16..20]);
+    let pseudo = checksum::pseudo_header_v4(src, dst, proto, (total - l4) as u16);
+    header_ok && checksum::finish(checksum::sum(&l3[l4..total], pseudo)) == 0
+}
+
+/// Debug check of [`rewrite_v6_at`], as [`checksums_verify_v4`].
+fn checksums_verify_v6(l3: &[u8], proto: u8) -> bool {
+    const L4: usize = ipv6::HEADER_LEN;
+    let total = (L4 + usize::from(u16_at(l3, 4))).min(l3.len());
+    let Ok((csum, _)) = checksum_at(proto) else {
+        return false;
+    };
+    if proto == ipv4::PROTO_UDP && u16_at(l3, L4 + csum) == 0 {
+        return true;
+    }
+    let mut src = [0; 16];
+    let mut dst = [0; 16];
+    src.copy_from_slice(&l3[8..24]);
+    dst.copy_from_slice(&l3[24..40]);
+    let pseudo = checksum::pseudo_header_v6(src, dst, proto, (total - L4) as u32);
+    checksum::finish(checksum::sum(&l3[L4..total], pseudo)) == 0
+}
 
 /// Rewrites a whole IPv4/TCP packet (`packet` starts at the IPv4 header) to
 /// carry `src` → `dst`, decrementing the TTL.
@@ -28,19 +199,7 @@ use crate::wire::{ipv4, ipv6, tcp, udp, WireError};
 /// packet is unchanged then.
 #[inline]
 pub fn rewrite_tcp_v4(packet: &mut [u8], src: Endpoint, dst: Endpoint) -> Result<(), WireError> {
-    let mut ip = ipv4::Packet::new_checked(&mut *packet)?;
-    let (old_src, old_dst) = (ip.src(), ip.dst());
-    {
-        let mut t = tcp::Packet::new_checked(ip.payload_mut())?;
-        t.adjust_checksum_for_addr(old_src, src.ip.v4_bits());
-        t.adjust_checksum_for_addr(old_dst, dst.ip.v4_bits());
-        t.set_src_port(src.port);
-        t.set_dst_port(dst.port);
-    }
-    ip.set_src(src.ip.v4_bits());
-    ip.set_dst(dst.ip.v4_bits());
-    ip.decrement_ttl();
-    Ok(())
+    rewrite_v4(packet, ipv4::PROTO_TCP, src, dst)
 }
 
 /// Rewrites a whole IPv4/UDP packet (`packet` starts at the IPv4 header) to
@@ -52,22 +211,11 @@ pub fn rewrite_tcp_v4(packet: &mut [u8], src: Endpoint, dst: Endpoint) -> Result
 /// packet is unchanged then.
 #[inline]
 pub fn rewrite_udp_v4(packet: &mut [u8], src: Endpoint, dst: Endpoint) -> Result<(), WireError> {
-    let mut ip = ipv4::Packet::new_checked(&mut *packet)?;
-    let (old_src, old_dst) = (ip.src(), ip.dst());
-    {
-        let mut u = udp::Packet::new_checked(ip.payload_mut())?;
-        u.adjust_checksum_for_addr(old_src, src.ip.v4_bits());
-        u.adjust_checksum_for_addr(old_dst, dst.ip.v4_bits());
-        u.set_src_port(src.port);
-        u.set_dst_port(dst.port);
-    }
-    ip.set_src(src.ip.v4_bits());
-    ip.set_dst(dst.ip.v4_bits());
-    ip.decrement_ttl();
-    Ok(())
+    rewrite_v4(packet, ipv4::PROTO_UDP, src, dst)
 }
 
-/// [`rewrite_tcp_v4`] or [`rewrite_udp_v4`] by IP protocol.
+/// [`rewrite_tcp_v4`] or [`rewrite_udp_v4`] by IP protocol: the headers
+/// checked, then [`rewrite_v4_at`].
 ///
 /// # Errors
 /// As those; [`WireError::Malformed`] for another protocol.
@@ -78,18 +226,20 @@ pub fn rewrite_v4(
     src: Endpoint,
     dst: Endpoint,
 ) -> Result<(), WireError> {
+    let ip = ipv4::Packet::new_checked(&*packet)?;
+    let l4 = ip.header_len();
     match proto {
-        ipv4::PROTO_TCP => rewrite_tcp_v4(packet, src, dst),
-        ipv4::PROTO_UDP => rewrite_udp_v4(packet, src, dst),
-        _ => Err(WireError::Malformed),
+        ipv4::PROTO_TCP => tcp::Packet::new_checked(ip.payload()).map(|_| ())?,
+        ipv4::PROTO_UDP => udp::Packet::new_checked(ip.payload()).map(|_| ())?,
+        _ => return Err(WireError::Malformed),
     }
+    rewrite_v4_at(packet, l4, proto, src, dst)
 }
 
 /// Rewrites a whole IPv6/TCP or IPv6/UDP packet (`packet` starts at the
 /// fixed IPv6 header, which must be followed directly by the transport
-/// header) to carry `src` → `dst`, decrementing the hop limit. The
-/// transport checksum is updated for the two addresses (through the
-/// pseudo-header) and the two ports; IPv6 has no header checksum.
+/// header) to carry `src` → `dst`, decrementing the hop limit: the headers
+/// checked, then [`rewrite_v6_at`].
 ///
 /// # Errors
 /// If `packet` is not IPv6 followed by a header of `proto`; unchanged then.
@@ -100,30 +250,13 @@ pub fn rewrite_v6(
     src: Endpoint,
     dst: Endpoint,
 ) -> Result<(), WireError> {
-    let mut ip = ipv6::Packet::new_checked(&mut *packet)?;
-    let (old_src, old_dst) = (ip.src(), ip.dst());
-    let (new_src, new_dst) = (src.ip.octets(), dst.ip.octets());
+    let ip = ipv6::Packet::new_checked(&*packet)?;
     match proto {
-        ipv4::PROTO_TCP => {
-            let mut t = tcp::Packet::new_checked(ip.payload_mut())?;
-            t.adjust_checksum_for_addr_v6(old_src, new_src);
-            t.adjust_checksum_for_addr_v6(old_dst, new_dst);
-            t.set_src_port(src.port);
-            t.set_dst_port(dst.port);
-        }
-        ipv4::PROTO_UDP => {
-            let mut u = udp::Packet::new_checked(ip.payload_mut())?;
-            u.adjust_checksum_for_addr_v6(old_src, new_src);
-            u.adjust_checksum_for_addr_v6(old_dst, new_dst);
-            u.set_src_port(src.port);
-            u.set_dst_port(dst.port);
-        }
+        ipv4::PROTO_TCP => tcp::Packet::new_checked(ip.payload()).map(|_| ())?,
+        ipv4::PROTO_UDP => udp::Packet::new_checked(ip.payload()).map(|_| ())?,
         _ => return Err(WireError::Malformed),
     }
-    ip.set_src(new_src);
-    ip.set_dst(new_dst);
-    ip.decrement_hop_limit();
-    Ok(())
+    rewrite_v6_at(packet, proto, src, dst)
 }
 
 /// [`rewrite_v4`] or [`rewrite_v6`] by the family of the new addresses

@@ -23,7 +23,7 @@
 //! server unchanged (TUN encapsulated). Errors quoting something else fall
 //! through to the ordinary ICMP handling.
 
-use super::{Pipeline, Verdict};
+use super::{Pipeline, Reshape, Step, Verdict};
 use crate::checksum;
 use crate::session::{Addr, Direction, Endpoint, FlowKey, Lookup, Session};
 use crate::stats::DropReason;
@@ -75,12 +75,12 @@ impl Pipeline {
     /// Relays an ICMP error about a session; `None` if it quotes none here
     /// and no other worker owns it.
     #[cold]
-    pub(super) fn relay_icmp_error(
+    pub(crate) fn relay_icmp_error(
         &mut self,
         l2: &mut [u8],
         l3: &mut [u8],
         now: Millis,
-    ) -> Option<Verdict> {
+    ) -> Option<Step> {
         let ohl = usize::from(l3[0] & 0x0f) * 4;
         let total = usize::from(u16::from_be_bytes([l3[2], l3[3]])).clamp(ohl, l3.len());
         let (ihl, q) = quoted(l3.get(ohl..total)?)?;
@@ -96,7 +96,7 @@ impl Pipeline {
         };
         if !r.untouched {
             if l3[8] <= 1 {
-                return Some(Verdict::Drop(DropReason::TtlExceeded));
+                return Some(Step::drop(DropReason::TtlExceeded));
             }
             rewrite(
                 &mut l3[..total],
@@ -115,7 +115,7 @@ impl Pipeline {
     /// the error goes; `Err` with what to answer instead (another worker,
     /// not ours, or a session of the other family: FULLNAT64's errors are
     /// not translated).
-    fn relay_target(&self, key: &FlowKey, now: Millis, v4: bool) -> Result<Relay, Option<Verdict>> {
+    fn relay_target(&self, key: &FlowKey, now: Millis, v4: bool) -> Result<Relay, Option<Step>> {
         let (slot, dir) = match self.sessions.lookup(key, now) {
             Lookup::Hit(slot, dir) => (slot, dir),
             Lookup::Expired(_) | Lookup::Miss => return Err(self.icmp_owner(key)),
@@ -126,11 +126,11 @@ impl Pipeline {
             Direction::Outbound => (s.vip, s.client, s.client_port, s.client_mac),
         };
         if src.ip.is_v4() != v4 {
-            return Err(Some(Verdict::Drop(DropReason::UnsupportedL4)));
+            return Err(Some(Step::drop(DropReason::UnsupportedL4)));
         }
         // DR and TUN pass a client's error on to the server as it is.
         let untouched =
-            matches!(s.forward(), Forward::Dr | Forward::Tun) && dir == Direction::Inbound;
+            matches!(s.forward, Forward::Dr | Forward::Tun) && dir == Direction::Inbound;
         Ok(Relay {
             s,
             src,
@@ -143,32 +143,30 @@ impl Pipeline {
 
     /// Addresses the (rewritten) error to its next hop (wrapped for a TUN
     /// server) and counts it.
-    fn relay_send(&mut self, l2: &mut [u8], r: &Relay) -> Verdict {
+    fn relay_send(&mut self, l2: &mut [u8], r: &Relay) -> Step {
         let own = self.port_mac(r.port);
         l2[0..6].copy_from_slice(&r.mac);
         l2[6..12].copy_from_slice(&own);
-        if r.untouched && r.s.forward() == Forward::Tun {
-            self.reshape = Some(super::Reshape::Encap(self.encap_toward(
-                r.port,
-                r.s.rs.ip,
-                r.s.client_port,
-                r.s.client_mac,
-            )));
-        }
+        let reshape = (r.untouched && r.s.forward == Forward::Tun).then(|| {
+            Reshape::Encap(self.encap_toward(r.port, r.s.rs.ip, r.s.client_port, r.s.client_mac))
+        });
         self.counters.icmp_relayed += 1;
-        Verdict::Forward { port: r.port }
+        Step::Forward {
+            port: r.port,
+            reshape,
+        }
     }
 
     /// [`Self::relay_icmp_error`] for ICMPv6 (destination unreachable,
     /// packet too big, time exceeded, parameter problem), whose quote is an
     /// IPv6 header followed directly by TCP or UDP.
     #[cold]
-    pub(super) fn relay_icmpv6_error(
+    pub(crate) fn relay_icmpv6_error(
         &mut self,
         l2: &mut [u8],
         l3: &mut [u8],
         now: Millis,
-    ) -> Option<Verdict> {
+    ) -> Option<Step> {
         const H: usize = ipv6::HEADER_LEN;
         let total = (H + usize::from(u16::from_be_bytes([l3[4], l3[5]]))).min(l3.len());
         let q = H + 8;
@@ -198,7 +196,7 @@ impl Pipeline {
         let (src, dst) = (r.src, r.dst);
         if !r.untouched {
             if l3[7] <= 1 {
-                return Some(Verdict::Drop(DropReason::TtlExceeded));
+                return Some(Step::drop(DropReason::TtlExceeded));
             }
             // The quoted packet: what the other side sent, turned around.
             let csum_at = if proto == ipv4::PROTO_UDP {
@@ -230,15 +228,15 @@ impl Pipeline {
     }
 
     /// The worker owning the flow an error quotes, when it is not this one.
-    fn icmp_owner(&self, key: &FlowKey) -> Option<Verdict> {
+    fn icmp_owner(&self, key: &FlowKey) -> Option<Step> {
         if let Some(svc) = self.tables.service_at(key.dst, key.proto) {
             let owner = self.owner_of_client(svc, key);
-            return (owner != usize::from(self.worker)).then_some(Verdict::Redirect {
+            return (owner != usize::from(self.worker)).then_some(Step::Done(Verdict::Redirect {
                 worker: owner as u16,
-            });
+            }));
         }
         match self.miss_not_a_service(key) {
-            v @ Verdict::Redirect { .. } => Some(v),
+            v @ Step::Done(Verdict::Redirect { .. }) => Some(v),
             _ => None,
         }
     }

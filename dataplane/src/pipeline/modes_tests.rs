@@ -8,9 +8,9 @@ use super::tests::{
     VIP,
 };
 use super::*;
-use crate::fnat::rewrite::tests::{tcp_packet, udp_packet};
 use crate::session::Timeouts;
 use crate::tables::Forward;
+use crate::xmit::rewrite::tests::{tcp_packet, udp_packet};
 
 const DNS_VIP: Endpoint = Endpoint::new([10, 77, 0, 100], 53);
 
@@ -262,7 +262,7 @@ fn nat_rewrites_the_destination_and_the_replies_source() {
             "NAT borrows no local port"
         );
         let s = *p.sessions().iter().next().unwrap();
-        assert_eq!((s.forward(), s.laddr), (Forward::Nat, CLIENT));
+        assert_eq!((s.forward, s.laddr), (Forward::Nat, CLIENT));
         // The server answers the client through the appliance (its gateway).
         let mut r = frame(RS1_MAC, inb.dst, CLIENT, tcp::SYN | tcp::ACK);
         assert_eq!(
@@ -404,7 +404,7 @@ fn dr_changes_only_the_destination_mac_and_tracks_input_only() {
         "the IP packet is untouched (TTL included)"
     );
     let s = *p.sessions().iter().next().unwrap();
-    assert_eq!((s.forward(), s.state), (Forward::Dr, TcpState::SynRecv));
+    assert_eq!((s.forward, s.state), (Forward::Dr, TcpState::SynRecv));
     // Only the client's half is seen: its ACK establishes, its FIN ends.
     let state = |p: &Pipeline| p.sessions().iter().next().unwrap().state;
     for (flags, want) in [
@@ -499,7 +499,7 @@ fn tun_encapsulates_toward_the_server_and_returns_frag_needed_when_too_big() {
         "the client's packet inside, untouched"
     );
     let s = *p.sessions().iter().next().unwrap();
-    assert_eq!((s.forward(), s.state), (Forward::Tun, TcpState::SynRecv));
+    assert_eq!((s.forward, s.state), (Forward::Tun, TcpState::SynRecv));
     // Without headroom (plain `process`) the frame cannot grow: counted.
     let mut f = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::ACK);
     assert_eq!(

@@ -44,11 +44,12 @@ mod tests {
     use super::super::tests::{
         eth, known_servers, tables_with, CLIENT, CLIENT_MAC, LB_MAC, RS1, VIP,
     };
-    use super::super::{rewrite, Pipeline, Verdict};
+    use super::super::{Pipeline, Verdict};
     use crate::session::Endpoint;
     use crate::stats::DropReason;
     use crate::time::Millis;
     use crate::wire::{ethernet, tcp};
+    use crate::xmit::rewrite;
 
     fn syn(client: Endpoint) -> Vec<u8> {
         eth(

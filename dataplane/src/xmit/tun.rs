@@ -27,11 +27,58 @@
 //! gets "packet too big" (type 2) from the VIP with MTU `mtu - 40`, quoting
 //! as much of it as keeps the error within the IPv6 minimum MTU (1280).
 
+use super::Leg;
 use crate::addr::Addr;
 use crate::checksum;
 use crate::packet::PacketBuf;
+use crate::pipeline::Reshape;
+use crate::session::{Direction, Session};
 use crate::stats::DropReason;
+use crate::tables::Tables;
 use crate::wire::{ethernet, icmp, icmpv6, ipv4, ipv6, MacAddr};
+
+/// A TUN session's packet going `dir`: the client's are wrapped toward the
+/// server (the pipeline applies the [`Encap`]); anything else leaves as DR.
+#[inline]
+pub(crate) fn xmit(tables: &Tables, s: &Session, dir: Direction, leg: &Leg) -> Option<Reshape> {
+    (dir == Direction::Inbound).then(|| {
+        Reshape::Encap(encap_toward(
+            tables,
+            leg.port,
+            s.rs.ip,
+            s.client_port,
+            s.client_mac,
+        ))
+    })
+}
+
+/// How a TUN session's packets leave on `port` toward `rs`: the outer
+/// source is the port's address of the family of `rs`.
+#[must_use]
+pub fn encap_toward(
+    tables: &Tables,
+    port: u16,
+    rs: Addr,
+    client_port: u16,
+    client_mac: MacAddr,
+) -> Encap {
+    let iface = tables.interfaces.get(usize::from(port));
+    let mtu = iface.map_or(1500, |i| i.mtu);
+    let src = if rs.is_v4() {
+        Addr::v4(iface.map_or([0; 4], |i| i.addr))
+    } else {
+        tables.port_addr6(port).map_or(Addr::UNSPECIFIED, Addr::v6)
+    };
+    Encap {
+        src,
+        dst: rs,
+        mtu,
+        port,
+        client_port,
+        client_port_mac: super::port_mac(tables, client_port),
+        client_mac,
+    }
+}
 
 /// Bytes the encapsulation adds.
 pub const OUTER_LEN: usize = ipv4::MIN_HEADER_LEN;

@@ -191,8 +191,8 @@ fn ports(l4: &[u8]) -> Result<(u16, u16), DropReason> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fnat::rewrite::tests::{tcp_packet, udp_packet};
     use crate::session::Addr;
+    use crate::xmit::rewrite::tests::{tcp_packet, udp_packet};
 
     fn v6(s: &str, port: u16) -> Endpoint {
         Endpoint::at(Addr::from(s.parse::<std::net::IpAddr>().unwrap()), port)

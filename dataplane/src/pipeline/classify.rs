@@ -1,0 +1,204 @@
+//! Classification: what a frame is, from its headers, checked once.
+//!
+//! The common case, a TCP segment or UDP datagram over IPv4 or IPv6 that is
+//! not a fragment, is described by [`Pipeline::describe`] in a small `Copy`
+//! [`Desc`]: its flow key, the key's session-index hash, the offset of its
+//! transport header, its TCP flags and TTL. The worker describes a whole
+//! burst first (its read-ahead prefetches by the hashes), then hands each
+//! frame to the pipeline with its descriptor; the session lookup uses the
+//! hash and the rewrite the offsets, so no header is parsed or hashed twice.
+//! A frame without a descriptor (ARP, ICMP, a fragment, something malformed
+//! or unknown) is classified here the long way: ARP goes to the responders
+//! ([`crate::local`]), ICMP to the relay or the responders, the rest is
+//! dropped with its reason or handed to the kernel.
+
+use super::{Decision, Pipeline, Step};
+use crate::addr::Addr;
+use crate::session::{Endpoint, FlowKey};
+use crate::stats::DropReason;
+use crate::time::Millis;
+use crate::wire::{ethernet, icmpv6, ipv4, ipv6, tcp, udp};
+
+/// A TCP or UDP packet over IPv4 or IPv6 (no fragment, headers checked) as
+/// classification found it: all that the read-ahead, the session lookup
+/// and the rewrite need to know about its headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Desc {
+    /// The flow key as the packet carries it.
+    pub key: FlowKey,
+    /// The session-index hash of `key` in the describing worker's table.
+    pub hash: u32,
+    /// Offset of the transport header from the start of the IP header.
+    pub l4: u16,
+    /// TCP flags (0 for UDP).
+    pub flags: u8,
+    /// TTL or hop limit.
+    pub ttl: u8,
+}
+
+impl Pipeline {
+    /// The descriptor of an untagged frame that is TCP or UDP over IPv4 or
+    /// IPv6 with well-formed headers and no fragment; `None` for anything
+    /// else (which [`Self::process_desc`] classifies the long way).
+    #[inline]
+    #[must_use]
+    pub fn describe(&self, frame: &[u8]) -> Option<Desc> {
+        let ethertype = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
+        let l3 = frame.get(ethernet::HEADER_LEN..)?;
+        let (src, dst, proto, l4, ports, ttl) = match ethertype {
+            ethernet::ETHERTYPE_IPV4 => {
+                let ip = ipv4::Packet::new_checked(l3).ok()?;
+                let proto = ip.protocol();
+                if !is_tcp_or_udp(proto) || ip.is_fragment() {
+                    return None;
+                }
+                (
+                    Addr::v4(ip.src()),
+                    Addr::v4(ip.dst()),
+                    proto,
+                    ip.header_len(),
+                    l4_ports(ip.payload(), proto == ipv4::PROTO_UDP)?,
+                    ip.ttl(),
+                )
+            }
+            ethernet::ETHERTYPE_IPV6 => {
+                let ip = ipv6::Packet::new_checked(l3).ok()?;
+                let (src, dst, proto) = (Addr::v6(ip.src()), Addr::v6(ip.dst()), ip.next_header());
+                if !is_tcp_or_udp(proto) || src.is_v4() || dst.is_v4() {
+                    return None;
+                }
+                (
+                    src,
+                    dst,
+                    proto,
+                    ipv6::HEADER_LEN,
+                    l4_ports(ip.payload(), proto == ipv4::PROTO_UDP)?,
+                    ip.hop_limit(),
+                )
+            }
+            _ => return None,
+        };
+        let (sport, dport, flags) = ports;
+        let key = FlowKey {
+            src: Endpoint::at(src, sport),
+            dst: Endpoint::at(dst, dport),
+            proto,
+        };
+        Some(Desc {
+            key,
+            hash: self.sessions.hash_of(&key),
+            l4: l4 as u16,
+            flags,
+            ttl,
+        })
+    }
+
+    /// The stage every frame enters, with its descriptor if the worker
+    /// made one. `held` is the decision a released frame was held with
+    /// (taken by the slow path if it creates the session).
+    #[inline]
+    pub(super) fn classify(
+        &mut self,
+        frame: &mut [u8],
+        in_port: u16,
+        desc: Option<Desc>,
+        held: &mut Option<Decision>,
+        now: Millis,
+    ) -> Step {
+        let Some(d) = desc.or_else(|| self.describe(frame)) else {
+            return self.classify_other(frame, in_port, now);
+        };
+        if d.ttl <= 1 {
+            return Step::drop(DropReason::TtlExceeded);
+        }
+        let (l2, l3) = frame.split_at_mut(ethernet::HEADER_LEN);
+        self.handle_flow(l2, l3, &d, in_port, held, now)
+    }
+
+    /// A frame [`Self::describe`] has no descriptor for.
+    #[inline(never)]
+    fn classify_other(&mut self, frame: &mut [u8], in_port: u16, now: Millis) -> Step {
+        let Ok(eth) = ethernet::Frame::new_checked(&*frame) else {
+            return Step::drop(DropReason::Malformed);
+        };
+        match eth.ethertype() {
+            ethernet::ETHERTYPE_IPV4 => self.other_ipv4(frame, in_port, now),
+            ethernet::ETHERTYPE_IPV6 => self.other_ipv6(frame, in_port, now),
+            ethernet::ETHERTYPE_ARP => self.handle_arp(frame, in_port),
+            _ => Step::drop(DropReason::UnsupportedL3),
+        }
+    }
+
+    /// IPv4 that is not a described TCP or UDP packet: ICMP, a fragment,
+    /// another protocol, or malformed.
+    fn other_ipv4(&mut self, frame: &mut [u8], in_port: u16, now: Millis) -> Step {
+        let (l2, l3) = frame.split_at_mut(ethernet::HEADER_LEN);
+        let Ok(ip) = ipv4::Packet::new_checked(&*l3) else {
+            return Step::drop(DropReason::Malformed);
+        };
+        let dst = Addr::v4(ip.dst());
+        match ip.protocol() {
+            // Described unless a fragment or its transport header is bad.
+            ipv4::PROTO_TCP | ipv4::PROTO_UDP if ip.is_fragment() => {
+                Step::drop(DropReason::Fragment)
+            }
+            ipv4::PROTO_TCP | ipv4::PROTO_UDP => Step::drop(DropReason::Malformed),
+            ipv4::PROTO_ICMP => self.handle_icmp(l2, l3, in_port, now),
+            _ => self.punt_or(dst, self.unsupported_or_not_ours(dst)),
+        }
+    }
+
+    /// IPv6 that is not a described TCP or UDP packet: ICMPv6 carries echo
+    /// and neighbour discovery ([`Self::handle_icmpv6`]). Extension headers
+    /// are not walked: a fragment header counts as `fragment`, any other as
+    /// `unsupported_l4` (or goes to the kernel when it is for an interface
+    /// address).
+    fn other_ipv6(&mut self, frame: &mut [u8], in_port: u16, now: Millis) -> Step {
+        let (l2, l3) = frame.split_at_mut(ethernet::HEADER_LEN);
+        let Ok(ip) = ipv6::Packet::new_checked(&*l3) else {
+            return Step::drop(DropReason::Malformed);
+        };
+        let (src, dst) = (Addr::v6(ip.src()), Addr::v6(ip.dst()));
+        if src.is_v4() || dst.is_v4() {
+            // IPv4-mapped addresses never travel in IPv6 headers (RFC 4291).
+            return Step::drop(DropReason::Malformed);
+        }
+        match ip.next_header() {
+            // Described unless its transport header is bad.
+            ipv4::PROTO_TCP | ipv4::PROTO_UDP => Step::drop(DropReason::Malformed),
+            icmpv6::NEXT_HEADER => self.handle_icmpv6(l2, l3, in_port, now),
+            ipv6::NEXT_FRAGMENT => Step::drop(DropReason::Fragment),
+            _ => self.punt_or(dst, self.unsupported_or_not_ours(dst)),
+        }
+    }
+
+    fn unsupported_or_not_ours(&self, dst: Addr) -> DropReason {
+        if self.tables.owns(dst) {
+            DropReason::UnsupportedL4
+        } else {
+            DropReason::NotForUs
+        }
+    }
+}
+
+#[inline]
+fn is_tcp_or_udp(proto: u8) -> bool {
+    proto == ipv4::PROTO_TCP || proto == ipv4::PROTO_UDP
+}
+
+/// Source port, destination port and TCP flags (0 for UDP) of a validated
+/// L4 header, or `None` if it is truncated or malformed.
+#[inline]
+pub(super) fn l4_ports(l4: &[u8], is_udp: bool) -> Option<(u16, u16, u8)> {
+    if is_udp {
+        let d = udp::Packet::new_checked(l4).ok()?;
+        Some((d.src_port(), d.dst_port(), 0))
+    } else {
+        let t = tcp::Packet::new_checked(l4).ok()?;
+        Some((t.src_port(), t.dst_port(), t.flags()))
+    }
+}
+
+pub(super) fn is_new_syn(flags: u8) -> bool {
+    flags & (tcp::SYN | tcp::ACK | tcp::RST) == tcp::SYN
+}

@@ -1,0 +1,146 @@
+//! The fast path: a TCP segment or UDP datagram looked up by its flow key
+//! in the two-key session table. A hit moves the session's TCP state and
+//! expiry on, counts the server's traffic and hands the packet to the
+//! session's forwarding method ([`crate::xmit`]); a miss goes to the owner
+//! check and the slow path ([`super::slow`]).
+
+use super::classify::is_new_syn;
+use super::{Decision, Desc, Pipeline, Step, Verdict};
+use crate::session::{tcp_state, Direction, Lookup, SlotId, TcpState};
+use crate::stats::DropReason;
+use crate::tables::Forward;
+use crate::time::Millis;
+use crate::wire::{ethernet, ipv4};
+use crate::xmit::{self, Leg};
+
+impl Pipeline {
+    /// A TCP segment or UDP datagram of either family, by its flow key:
+    /// forward through its session, or create one (by `held`'s decision
+    /// for a frame released from the hold queue), or say why not.
+    #[inline]
+    pub(super) fn handle_flow(
+        &mut self,
+        l2: &mut [u8],
+        l3: &mut [u8],
+        d: &Desc,
+        in_port: u16,
+        held: &mut Option<Decision>,
+        now: Millis,
+    ) -> Step {
+        let (key, flags) = (d.key, d.flags);
+        let (proto, is_udp) = (key.proto, key.proto == ipv4::PROTO_UDP);
+        match self.sessions.lookup_hashed(&key, d.hash, now) {
+            Lookup::Hit(slot, Direction::Outbound) => {
+                let v = self.forward(l2, l3, slot, Direction::Outbound, d, now);
+                if self.sessions.is_rs_only(slot) {
+                    // One-packet scheduling: the reply ends the session.
+                    self.expire(slot);
+                }
+                return v;
+            }
+            Lookup::Hit(slot, Direction::Inbound) => {
+                if is_udp || !is_new_syn(flags) || !self.is_reusable(slot) {
+                    return self.forward(l2, l3, slot, Direction::Inbound, d, now);
+                }
+                // A new SYN on a closed session's tuple: the client reuses
+                // its port; start over (IPVS conn_reuse_mode).
+                self.expire(slot);
+            }
+            Lookup::Expired(slot) => self.expire(slot),
+            Lookup::Miss => {}
+        }
+        let Some(svc) = self.tables.service_at(key.dst, proto) else {
+            return self.miss_not_a_service(&key);
+        };
+        let owner = self.owner_of_client(svc, &key);
+        if owner != usize::from(self.worker) {
+            return Step::Done(Verdict::Redirect {
+                worker: owner as u16,
+            });
+        }
+        if !is_udp && !is_new_syn(flags) {
+            return Step::drop(DropReason::NoSession);
+        }
+        let src_mac = ethernet::Frame::new_checked(&*l2).map_or([0; 6], |e| e.src());
+        match self.create_session(svc, key, src_mac, in_port, held.take(), now) {
+            Ok(slot) => {
+                let v = self.forward(l2, l3, slot, Direction::Inbound, d, now);
+                // One-packet DR/TUN: no reply comes this way; nothing to keep.
+                if self.sessions.is_rs_only(slot)
+                    && self
+                        .sessions
+                        .get(slot)
+                        .is_some_and(|s| matches!(s.forward, Forward::Dr | Forward::Tun))
+                {
+                    self.expire(slot);
+                }
+                v
+            }
+            Err(v) => Step::Done(v),
+        }
+    }
+
+    fn is_reusable(&self, slot: SlotId) -> bool {
+        self.sessions
+            .get(slot)
+            .is_some_and(|s| matches!(s.state, TcpState::TimeWait | TcpState::Close))
+    }
+
+    /// Moves a session's state on and sends its packet by its method.
+    #[inline]
+    fn forward(
+        &mut self,
+        l2: &mut [u8],
+        l3: &mut [u8],
+        slot: SlotId,
+        dir: Direction,
+        d: &Desc,
+        now: Millis,
+    ) -> Step {
+        let flags = d.flags;
+        let timeouts = self.tables.timeouts;
+        let Some(s) = self.sessions.get_mut(slot) else {
+            return Step::drop(DropReason::NoSession);
+        };
+        let is_udp = s.proto == ipv4::PROTO_UDP;
+        let new_state = if is_udp {
+            s.state
+        } else if matches!(s.forward, Forward::Dr | Forward::Tun) && dir == Direction::Inbound {
+            tcp_state::next_state_input_only(s.state, flags)
+        } else {
+            tcp_state::next_state(s.state, dir, flags)
+        };
+        if new_state != s.state {
+            if let Some(c) = self.rs_conns.get_mut(usize::from(s.rs_index)) {
+                c.sub(s.proto, s.state);
+                c.add(s.proto, new_state);
+            }
+            s.state = new_state;
+        }
+        s.expires = now.plus_secs(if is_udp {
+            timeouts.udp_secs
+        } else {
+            timeouts.tcp(new_state)
+        });
+        let leg = Leg::of(s, dir);
+        let reshape = match xmit::xmit(&self.tables, l3, usize::from(d.l4), s, dir, &leg) {
+            Ok(r) => r,
+            Err(reason) => return Step::drop(reason),
+        };
+        if let Some(t) = self.rs_traffic.get_mut(usize::from(s.rs_index)) {
+            let bytes = l3.len() as u64;
+            if dir == Direction::Inbound {
+                t.in_pkts += 1;
+                t.in_bytes += bytes;
+            } else {
+                t.out_pkts += 1;
+                t.out_bytes += bytes;
+            }
+        }
+        xmit::set_l2(l2, leg.mac, xmit::port_mac(&self.tables, leg.port));
+        Step::Forward {
+            port: leg.port,
+            reshape,
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! Which worker owns a flow, computable by any worker from the packet
+//! alone, so that correctness never depends on how a device spreads
+//! traffic (af_packet's fanout even moves flows between queues when one
+//! fills); good spreading only makes redirects rare.
+//!
+//! A client flow belongs to worker `stable_hash(client, vip) % workers`
+//! ([`client_owner`]); the session is created there and borrows a local
+//! port from that worker's slice, so the real server's replies belong to
+//! `lport % workers` ([`crate::laddr::owner_of`]).
+//!
+//! Persistent services (`-p`): the owner of a client flow is
+//! `stable_hash(client & netmask, vip) % workers` ([`persistent_owner`]),
+//! the client's port left out, so every connection of one (masked) client
+//! meets the same worker and its persistence template
+//! ([`crate::session::template`]), whichever queue it arrived on. Changing
+//! a live service's persistence or netmask changes its flows' owners:
+//! existing connections whose packets arrive on their owner's queue carry
+//! on; one that af_packet or RSS moves to another queue is redirected by the
+//! new rule and dropped as `no_session` (rare; a reload is the usual way to
+//! change it).
+//!
+//! Owner of a NAT reply: it names no local port, but its session was created
+//! by the owner of the client flow. A reply `rs:rport → client:cport` that
+//! misses a worker's table is looked up as a NAT server of a service
+//! ([`crate::tables::Tables::nat_service_of`]; configuration keeps that
+//! unique per protocol), and the inverse key `client:cport → vip:vport`
+//! gives the owner by the client rule (see the slow path's
+//! `miss_not_a_service`).
+
+use super::Pipeline;
+use crate::addr::Addr;
+use crate::session::{Endpoint, FlowKey};
+
+impl Pipeline {
+    /// The worker owning the client flow `key` of service `svc` (an index
+    /// into the tables in force): [`persistent_owner`] for a persistent
+    /// service, [`client_owner`] otherwise.
+    #[inline]
+    #[must_use]
+    pub fn owner_of_client(&self, svc: usize, key: &FlowKey) -> usize {
+        match self.tables.services.get(svc).and_then(|s| s.persistence) {
+            Some(p) => persistent_owner(p.mask(key.src.ip), key.dst, key.proto, self.workers),
+            None => client_owner(key, self.workers),
+        }
+    }
+}
+
+/// The worker owning the client flow `key` (client → VIP) among `workers`
+/// (services without persistence).
+#[inline]
+#[must_use]
+pub fn client_owner(key: &FlowKey, workers: u16) -> usize {
+    if workers <= 1 {
+        0
+    } else {
+        key.stable_hash() as usize % usize::from(workers)
+    }
+}
+
+/// The worker owning every client flow from the masked client address
+/// `client` to the persistent service `vip` (the port plays no part).
+#[inline]
+#[must_use]
+pub fn persistent_owner(client: Addr, vip: Endpoint, proto: u8, workers: u16) -> usize {
+    if workers <= 1 {
+        0
+    } else {
+        FlowKey {
+            src: Endpoint::at(client, 0),
+            dst: vip,
+            proto,
+        }
+        .stable_hash() as usize
+            % usize::from(workers)
+    }
+}
