@@ -74,10 +74,10 @@ def test_a_held_connection_keeps_its_server_so_rr_alternates(lab):
     try:
         rvslab.wait_until(f"HTTP on {HELD_RS}", lambda: rvslab.in_ns("rs1", ["curl", "-s", "--max-time", "1", f"http://{HELD_RS}/"]).stdout.strip() == "rs1", timeout=10)
         assert HELD_RS not in lab.rvsadm("neigh", "show").stdout
-        change(lab, "-e", "-t", svc, "-r", "10.77.0.11:80", "-w", "0")
+        change(lab, "-e", "-t", svc, "-r", "10.77.0.11:80", "--fullnat", "-w", "0")
         # rs2 is the only server now: rr's cursor moves past it.
         assert rvslab.client_curl(f"http://{VIP}/").stdout.strip() == "rs2"
-        change(lab, "-a", "-t", svc, "-r", f"{HELD_RS}:80", "-w", "1")
+        change(lab, "-a", "-t", svc, "-r", f"{HELD_RS}:80", "--fullnat", "-w", "1")
         before = misses(lab)
         bodies = []
         for _ in range(4):
@@ -92,5 +92,5 @@ def test_a_held_connection_keeps_its_server_so_rr_alternates(lab):
         server.terminate()
         server.wait(timeout=5)
         lab.rvsadm("-d", "-t", svc, "-r", f"{HELD_RS}:80")
-        lab.rvsadm("-e", "-t", svc, "-r", "10.77.0.11:80", "-w", "1")
+        lab.rvsadm("-e", "-t", svc, "-r", "10.77.0.11:80", "--fullnat", "-w", "1")
         rvslab.in_ns("rs1", ["ip", "addr", "del", f"{HELD_RS}/24", "dev", "eth0"])
