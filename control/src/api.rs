@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// Default socket path.
-pub const DEFAULT_SOCKET: &str = "/run/rvs/rvsd.sock";
+/// Default socket path (the config's default).
+pub const DEFAULT_SOCKET: &str = crate::config::DEFAULT_SOCKET;
 
 /// What rvsadm asks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -502,6 +502,9 @@ pub fn check_thresholds(t: Thresholds) -> Result<(), String> {
     Ok(())
 }
 
+/// Control socket path when `[control] socket` is not set.
+pub const DEFAULT_SOCKET: &str = "/run/rvs/rvsd.sock";
+
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {

@@ -686,7 +686,7 @@ fn check_claims(
 /// `[control] socket`: see [`crate::runfiles`] for what is refused.
 fn control_socket(cx: &Ctx<'_>, raw: Option<&Spanned<String>>) -> Result<PathBuf, ConfigError> {
     let Some(s) = raw else {
-        return Ok(PathBuf::from(crate::api::DEFAULT_SOCKET));
+        return Ok(PathBuf::from(super::DEFAULT_SOCKET));
     };
     let path = PathBuf::from(s.get_ref());
     let uid = crate::runfiles::own_uid().unwrap_or(0);
