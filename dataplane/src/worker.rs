@@ -291,10 +291,10 @@ impl Worker {
             let mut got = 0;
             for port in 0..self.rx.len() {
                 got += self.rx[port].rx_burst(&mut rx);
-                self.read_ahead(&rx, &mut descs);
-                for (m, d) in rx.drain().zip(descs.iter().copied()) {
-                    let port = port as u16;
-                    self.handle(m, port, d, None, now, &mut tx, &mut redir, &mut punt);
+                let ahead = self.read_ahead(&rx, &mut descs);
+                for (i, m) in rx.drain().enumerate() {
+                    let d = if ahead { descs[i].as_ref() } else { None };
+                    self.handle(m, port as u16, d, None, now, &mut tx, &mut redir, &mut punt);
                 }
             }
             // Kernel -> wire: frames the exception path's kernel side sends
@@ -316,11 +316,12 @@ impl Worker {
                 let n = self.redirect_in[ring].dequeue_burst(&mut rx);
                 got += n;
                 self.pipeline.counters.redirected_in += n as u64;
-                self.read_ahead(&rx, &mut descs);
-                for (m, d) in rx.drain().zip(descs.iter().copied()) {
+                let ahead = self.read_ahead(&rx, &mut descs);
+                for (i, m) in rx.drain().enumerate() {
                     let Some(port) = self.port_ids.iter().position(|p| *p == m.port()) else {
                         continue;
                     };
+                    let d = if ahead { descs[i].as_ref() } else { None };
                     self.handle(m, port as u16, d, None, now, &mut tx, &mut redir, &mut punt);
                 }
             }
@@ -391,13 +392,12 @@ impl Worker {
     /// frame as it comes (describing the burst ahead measured 5-25 % slower
     /// there, BENCHMARKS.md).
     #[inline]
-    fn read_ahead(&self, burst: &MbufBatch, descs: &mut [Option<Desc>; BURST]) {
+    fn read_ahead(&self, burst: &MbufBatch, descs: &mut [Option<Desc>; BURST]) -> bool {
         let sessions = self.pipeline.sessions();
         let n = burst.len();
         if sessions.len() < READ_AHEAD_FROM {
             // The pipeline describes each frame as it comes.
-            descs[..n].fill(None);
-            return;
+            return false;
         }
         for (d, m) in descs.iter_mut().zip(burst.iter()) {
             *d = self.pipeline.describe(m.data());
@@ -410,6 +410,7 @@ impl Worker {
                 prefetch(s);
             }
         }
+        true
     }
 
     /// One frame through the pipeline, into a TX or redirect batch. `desc`
@@ -423,7 +424,7 @@ impl Worker {
         &mut self,
         mut m: Mbuf,
         port: u16,
-        desc: Option<Desc>,
+        desc: Option<&Desc>,
         held: Option<Decision>,
         now: Millis,
         tx: &mut [MbufBatch],

@@ -101,11 +101,11 @@ impl Pipeline {
         &mut self,
         frame: &mut [u8],
         in_port: u16,
-        desc: Option<Desc>,
+        desc: Option<&Desc>,
         held: &mut Option<Decision>,
         now: Millis,
     ) -> Step {
-        let Some(d) = desc.or_else(|| self.describe(frame)) else {
+        let Some(d) = desc.copied().or_else(|| self.describe(frame)) else {
             return self.classify_other(frame, in_port, now);
         };
         if d.ttl <= 1 {

@@ -474,7 +474,7 @@ impl Pipeline {
         &mut self,
         pkt: &mut PacketBuf<'_>,
         in_port: u16,
-        desc: Option<Desc>,
+        desc: Option<&Desc>,
         now: Millis,
     ) -> Verdict {
         self.counters.rx_packets += 1;

@@ -1211,7 +1211,7 @@ fn a_described_frame_is_handled_exactly_as_an_undescribed_one() {
         let (mut fa, mut fb) = (f.clone(), f.clone());
         let d = a.describe(&fa);
         assert_eq!(d.is_some(), i < 3 || i == 6, "frame {i} described");
-        let va = a.process_desc(&mut PacketBuf::whole(&mut fa), 0, d, Millis(1));
+        let va = a.process_desc(&mut PacketBuf::whole(&mut fa), 0, d.as_ref(), Millis(1));
         let vb = b.process(&mut fb, 0, Millis(1));
         assert_eq!((va, &fa), (vb, &fb), "frame {i}");
     }
