@@ -104,9 +104,10 @@ def argv_commands(argv: list[str | None]) -> list[str]:
     return found
 
 
-def python_commands(path: Path) -> set[str]:
+def tree_commands(tree: ast.AST) -> set[str]:
+    """The programs the runner calls in TREE hand argv literals to."""
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
         func = node.func
@@ -118,6 +119,10 @@ def python_commands(path: Path) -> set[str]:
             if argv:
                 found.update(argv_commands(argv))
     return found
+
+
+def python_commands(path: Path) -> set[str]:
+    return tree_commands(ast.parse(path.read_text(), str(path)))
 
 
 def shell_word(word: dict) -> str | None:
@@ -242,16 +247,7 @@ def test_the_extractor_sees_through_the_wrappers():
                      'run(["ip", "netns", "exec", "rvs-rs1", "tcpdump", "-n"])\n'
                      'run(["unshare", "--net", "sh", "-c", "ethtool -K x tx off", "sh"])\n'
                      'pytest.mark.parametrize("n", ["lb1", "lb2"])\n')
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call):
-            func = node.func
-            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
-            if name in RUNNERS:
-                for arg in node.args:
-                    argv = literal_argv(arg)
-                    if argv:
-                        found.update(argv_commands(argv))
+    found = tree_commands(tree)
     assert {c for c in found if is_program(c)} == {"sh", "socat", "ping", "ip", "tcpdump", "unshare", "ethtool"}
 
 

@@ -287,25 +287,10 @@ fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), ParseErr
     if let Some(o) = once {
         a.opts.set(o)?;
     }
+    if let Some(c) = command(name) {
+        return set_cmd(a, c);
+    }
     match name {
-        "A" | "add-service" => set_cmd(a, Cmd::AddService),
-        "E" | "edit-service" => set_cmd(a, Cmd::EditService),
-        "D" | "delete-service" => set_cmd(a, Cmd::DeleteService),
-        "C" | "clear" => set_cmd(a, Cmd::Clear),
-        "R" | "restore" => set_cmd(a, Cmd::Restore),
-        "S" | "save" => set_cmd(a, Cmd::Save),
-        "a" | "add-server" => set_cmd(a, Cmd::AddServer),
-        "e" | "edit-server" => set_cmd(a, Cmd::EditServer),
-        "d" | "delete-server" => set_cmd(a, Cmd::DeleteServer),
-        "P" | "add-laddr" => set_cmd(a, Cmd::AddLaddr),
-        "Q" | "del-laddr" => set_cmd(a, Cmd::DeleteLaddr),
-        "L" | "l" | "list" => set_cmd(a, Cmd::List),
-        "h" | "help" => set_cmd(a, Cmd::Help),
-        "reload" => set_cmd(a, Cmd::Reload),
-        "Z" | "zero" => set_cmd(a, Cmd::Zero),
-        "export-config" => set_cmd(a, Cmd::ExportConfig),
-        "stats-dp" => set_cmd(a, Cmd::Stats),
-        "top" => set_cmd(a, Cmd::Top),
         "interval" => {
             let v = value(it, "--interval")?;
             a.interval = Some(
@@ -494,46 +479,35 @@ fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), ParseErr
     }
 }
 
-/// Options that are commands (ipvsadm wants one first).
+/// The command an option word names, for those that take no value.
+fn command(name: &str) -> Option<Cmd> {
+    Some(match name {
+        "A" | "add-service" => Cmd::AddService,
+        "E" | "edit-service" => Cmd::EditService,
+        "D" | "delete-service" => Cmd::DeleteService,
+        "C" | "clear" => Cmd::Clear,
+        "R" | "restore" => Cmd::Restore,
+        "S" | "save" => Cmd::Save,
+        "a" | "add-server" => Cmd::AddServer,
+        "e" | "edit-server" => Cmd::EditServer,
+        "d" | "delete-server" => Cmd::DeleteServer,
+        "P" | "add-laddr" => Cmd::AddLaddr,
+        "Q" | "del-laddr" => Cmd::DeleteLaddr,
+        "L" | "l" | "list" => Cmd::List,
+        "h" | "help" => Cmd::Help,
+        "reload" => Cmd::Reload,
+        "Z" | "zero" => Cmd::Zero,
+        "export-config" => Cmd::ExportConfig,
+        "stats-dp" => Cmd::Stats,
+        "top" => Cmd::Top,
+        _ => return None,
+    })
+}
+
+/// Options that are commands (ipvsadm wants one first): those of
+/// [`command`], and the ones that take values.
 fn is_command(name: &str) -> bool {
-    matches!(
-        name,
-        "A" | "add-service"
-            | "E"
-            | "edit-service"
-            | "D"
-            | "delete-service"
-            | "C"
-            | "clear"
-            | "R"
-            | "restore"
-            | "S"
-            | "save"
-            | "a"
-            | "add-server"
-            | "e"
-            | "edit-server"
-            | "d"
-            | "delete-server"
-            | "P"
-            | "add-laddr"
-            | "Q"
-            | "del-laddr"
-            | "L"
-            | "l"
-            | "list"
-            | "h"
-            | "help"
-            | "reload"
-            | "Z"
-            | "zero"
-            | "export-config"
-            | "stats-dp"
-            | "top"
-            | "set"
-            | "start-daemon"
-            | "stop-daemon"
-    )
+    command(name).is_some() || matches!(name, "set" | "start-daemon" | "stop-daemon")
 }
 
 fn parse(argv: &[String]) -> Result<Args, ParseError> {

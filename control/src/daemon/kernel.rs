@@ -38,18 +38,7 @@ pub(super) fn configure_kernel_side(
         let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{iface}/arp_ignore"), "8");
         let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{iface}/rp_filter"), "1");
     }
-    let ip = |args: &[&str]| -> std::io::Result<()> {
-        let out = std::process::Command::new("ip").args(args).output()?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(std::io::Error::other(format!(
-                "ip {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )))
-        }
-    };
+    let ip = kernel_ip;
     let mac = fmt_mac(mac);
     ip(&["link", "set", "dev", &c.name, "address", &mac])?;
     ip(&["link", "set", "dev", &c.name, "up"])?;

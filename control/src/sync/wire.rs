@@ -438,7 +438,7 @@ impl MessageBuilder {
         if self.count == 0 {
             return None;
         }
-        let out = self.buf.clone();
+        let out = std::mem::replace(&mut self.buf, Vec::with_capacity(self.maxlen));
         self.reset();
         Some(out)
     }
