@@ -162,7 +162,11 @@ pub fn ip_args(c: &VipRoutesConfig, change: RouteChange) -> Vec<String> {
         RouteChange::Add(ip) => ("replace", ip),
         RouteChange::Delete(ip) => ("del", ip),
     };
-    let (family, len) = if ip.is_ipv4() { ("-4", 32) } else { ("-6", 128) };
+    let (family, len) = if ip.is_ipv4() {
+        ("-4", 32)
+    } else {
+        ("-6", 128)
+    };
     [
         family,
         "route",
@@ -363,7 +367,11 @@ mod tests {
         assert!(r.states().values().all(|s| *s == VipState::Draining));
         // Servers coming back while draining change nothing.
         assert!(r
-            .update(&usable(&[("10.0.0.1", true), ("fd00::1", true), ("10.0.0.3", true)]))
+            .update(&usable(&[
+                ("10.0.0.1", true),
+                ("fd00::1", true),
+                ("10.0.0.3", true)
+            ]))
             .is_empty());
         r.set_draining(false);
         assert_eq!(r.update(&u).len(), 2);
@@ -402,7 +410,10 @@ mod tests {
         assert!(is_command(&words("--socket /x vips")));
         assert!(is_command(&words("drain --stay")));
         assert!(!is_command(&words("-L -n")));
-        assert_eq!(parse_command(&words("drain")).unwrap().0, Request::Drain { stay: false });
+        assert_eq!(
+            parse_command(&words("drain")).unwrap().0,
+            Request::Drain { stay: false }
+        );
         assert_eq!(
             parse_command(&words("drain --stay --socket /s")).unwrap(),
             (Request::Drain { stay: true }, Some("/s".into()))

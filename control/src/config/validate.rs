@@ -667,11 +667,11 @@ fn vip_routes(
         })?;
     let interface = match &r.interface {
         Some(name) => {
-            if !interfaces.iter().any(|i| i.name.get_ref() == name.get_ref()) {
-                return Err(cx.at(
-                    name,
-                    format!("no [[interface]] named {:?}", name.get_ref()),
-                ));
+            if !interfaces
+                .iter()
+                .any(|i| i.name.get_ref() == name.get_ref())
+            {
+                return Err(cx.at(name, format!("no [[interface]] named {:?}", name.get_ref())));
             }
             name.get_ref().clone()
         }

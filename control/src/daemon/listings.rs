@@ -120,7 +120,12 @@ impl Control {
                 .vip_routes
                 .states()
                 .iter()
-                .map(|(ip, st)| (ip.to_string(), *st == crate::vip_routes::VipState::Announced))
+                .map(|(ip, st)| {
+                    (
+                        ip.to_string(),
+                        *st == crate::vip_routes::VipState::Announced,
+                    )
+                })
                 .collect(),
             draining: self.drain.is_some(),
         }

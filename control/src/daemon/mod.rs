@@ -470,7 +470,11 @@ pub fn run(config: Config) -> Result<(), StartError> {
             // grace period, stop); a second one, or none to withdraw, stops.
             let draining_to_stop = control.drain.is_some_and(|d| d.stop_at.is_some());
             if draining_to_stop
-                || control.config.vip_routes.as_ref().is_none_or(|c| c.drain_grace == 0)
+                || control
+                    .config
+                    .vip_routes
+                    .as_ref()
+                    .is_none_or(|c| c.drain_grace == 0)
                 || control.start_drain(false).is_err()
             {
                 break;
@@ -522,7 +526,9 @@ pub fn run(config: Config) -> Result<(), StartError> {
         }
     }
     eprintln!("rvsd: stopping");
-    control.drain.get_or_insert(vip_routes::Drain { stop_at: None });
+    control
+        .drain
+        .get_or_insert(vip_routes::Drain { stop_at: None });
     control.flush_vip_routes();
     for h in &control.workers {
         h.shared.stop.store(true, Ordering::Relaxed);

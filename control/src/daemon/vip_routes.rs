@@ -21,8 +21,12 @@ impl Control {
         for family in ["-4", "-6"] {
             let args = vr::flush_args(&c, family);
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            // A table that never held a route of the family does not
+            // exist yet: nothing to flush.
             if let Err(e) = kernel_ip(&args) {
-                eprintln!("rvsd: vip routes: {e}");
+                if !e.to_string().contains("does not exist") {
+                    eprintln!("rvsd: vip routes: {e}");
+                }
             }
         }
         self.vip_routes = VipRoutes::default();
@@ -60,7 +64,9 @@ impl Control {
     /// withdraw: refused (SIGTERM stops at once then).
     pub(super) fn start_drain(&mut self, stay: bool) -> Result<(), String> {
         let Some(c) = self.config.vip_routes.clone() else {
-            return Err("no [vip_routes] in the config: rvsd announces no routes to withdraw".into());
+            return Err(
+                "no [vip_routes] in the config: rvsd announces no routes to withdraw".into(),
+            );
         };
         let stop_at = (!stay).then(|| Instant::now() + Duration::from_secs(c.drain_grace.into()));
         // A second drain may shorten a stay into a stop, never lengthen one.
@@ -97,19 +103,18 @@ impl Control {
     /// `rvsadm vips`: each VIP's state, the drain and its deadline.
     pub(super) fn list_vips(&self) -> Response {
         let Some(c) = &self.config.vip_routes else {
-            return Response::Error("no [vip_routes] in the config: rvsd announces no routes".into());
+            return Response::Error(
+                "no [vip_routes] in the config: rvsd announces no routes".into(),
+            );
         };
         Response::Vips(crate::api::VipsView {
             table: c.table,
             interface: c.interface.clone(),
             draining: self.drain.is_some(),
-            stop_in_secs: self
-                .drain
-                .and_then(|d| d.stop_at)
-                .map(|t| {
-                    let left = t.saturating_duration_since(Instant::now());
-                    left.as_secs() + u64::from(left.subsec_nanos() > 0)
-                }),
+            stop_in_secs: self.drain.and_then(|d| d.stop_at).map(|t| {
+                let left = t.saturating_duration_since(Instant::now());
+                left.as_secs() + u64::from(left.subsec_nanos() > 0)
+            }),
             vips: self
                 .vip_routes
                 .states()
