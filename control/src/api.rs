@@ -76,6 +76,31 @@ pub enum Request {
     Zero(Option<ServiceSpec>),
     /// `--export-config`: the running services and timeouts as config TOML.
     ExportConfig,
+    /// `rvsadm vips`: the VIP routes offered to a BGP daemon.
+    ListVips,
+    /// `rvsadm drain [--stay]`: withdraw every VIP route; unless `stay`,
+    /// stop after the grace period (as SIGTERM does).
+    Drain {
+        /// Keep running withdrawn until [`Request::Undrain`].
+        stay: bool,
+    },
+    /// `rvsadm undrain`: announce the VIP routes again, cancel a pending stop.
+    Undrain,
+}
+
+/// For [`Request::ListVips`], [`Request::Drain`] and [`Request::Undrain`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VipsView {
+    /// The kernel table the routes go to.
+    pub table: u32,
+    /// The interface they name.
+    pub interface: String,
+    /// Draining?
+    pub draining: bool,
+    /// Seconds until rvsd stops (rounded up), if a drain will stop it.
+    pub stop_in_secs: Option<u64>,
+    /// Each VIP and its state.
+    pub vips: Vec<(std::net::IpAddr, crate::vip_routes::VipState)>,
 }
 
 /// A virtual service named on the command line.
@@ -269,6 +294,8 @@ pub enum Response {
     ConfigToml(String),
     /// For [`Request::Ip`].
     Ip(crate::iproute::IpResponse),
+    /// For [`Request::ListVips`], [`Request::Drain`], [`Request::Undrain`].
+    Vips(VipsView),
     /// The request failed.
     Error(String),
 }

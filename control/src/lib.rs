@@ -21,4 +21,5 @@ pub mod runfiles;
 pub mod serve;
 pub mod sync;
 pub mod top;
+pub mod vip_routes;
 pub mod zero;

@@ -591,6 +591,9 @@ def _(c: Case) -> None:
     ping = from_client(IP(src=CLIENT, dst=LB_IP, ttl=64, id=9) / ICMP(type=8, id=0x4321, seq=1) / Raw(b"ping"))
     c.step("echo request to the interface address", ping, "punt")
     c.step("SSH SYN to the interface address", from_client(tcp_v4(CLIENT, 40007, LB_IP, 22, "S", seq=1, options=SYN_OPTIONS)), "punt")
+    # eBGP sends its segments with TTL 1 (RFC 4271's single-hop session):
+    # the appliance's own traffic is delivered, not forwarded.
+    c.step("BGP segment with TTL 1 to the interface address", from_client(tcp_v4(CLIENT, 179, LB_IP, 40008, "PA", seq=1, ack=1, data=b"bgp", ttl=1)), "punt")
     req = from_client(IP(src=CLIENT, dst=VIP, ttl=64, id=10) / ICMP(type=8, id=0x4321, seq=2) / Raw(b"ping"))
     rep = Ether(src=LB_MAC, dst=CLIENT_MAC) / IP(src=VIP, dst=CLIENT, ttl=64, id=10) / ICMP(type=0, id=0x4321, seq=2) / Raw(b"ping")
     c.step("echo request to the VIP", req, "forward:0", rep)

@@ -37,6 +37,7 @@ Usage:
   rvsadm --export-config
   rvsadm --stats-dp
   rvsadm top [--interval SECONDS] [--count N]
+  rvsadm vips | drain [--stay] | undrain     (VIP routes for BGP: rvsadm vips -h)
   rvsadm -h
 Commands:
   --add-service     -A        add virtual service with options
@@ -747,7 +748,7 @@ fn render(resp: Response, a: &Args) -> Result<String, String> {
             }
             t
         }
-        Response::Ip(_) => return Err("unexpected answer from rvsd".into()),
+        Response::Ip(_) | Response::Vips(_) => return Err("unexpected answer from rvsd".into()),
         Response::Error(e) => return Err(e),
     })
 }
@@ -764,6 +765,9 @@ fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     if rvs_control::iproute::is_command(&argv) {
         return rvs_control::iproute::run(&prog, &argv);
+    }
+    if rvs_control::vip_routes::is_command(&argv) {
+        return rvs_control::vip_routes::run(&prog, &argv);
     }
     let args = match parse(&argv) {
         Ok(a) => a,

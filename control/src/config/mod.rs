@@ -535,6 +535,8 @@ pub struct Config {
     pub service_options: BTreeMap<(SocketAddr, u8), ServiceOptions>,
     /// Health checks by service (VIP, protocol).
     pub health: BTreeMap<(SocketAddr, u8), crate::health::HealthCheck>,
+    /// `[vip_routes]`: VIP host routes for a BGP daemon, if configured.
+    pub vip_routes: Option<crate::vip_routes::VipRoutesConfig>,
 }
 
 impl Config {

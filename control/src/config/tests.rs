@@ -690,3 +690,35 @@ fn addresses_of_other_hosts_and_roles_are_refused_where_written() {
     )
     .unwrap();
 }
+
+#[test]
+fn vip_routes_defaults_and_errors() {
+    let with = |section: &str| format!("{LAB}\n[vip_routes]\n{section}\n");
+    let c = parse(Path::new("x.toml"), &with("table = 100")).unwrap();
+    let v = c.vip_routes.unwrap();
+    assert_eq!(
+        (v.table, v.interface.as_str(), v.drain_grace),
+        (100, "dpdk0", 30)
+    );
+    assert!(parse(Path::new("x.toml"), LAB)
+        .unwrap()
+        .vip_routes
+        .is_none());
+    for (section, reason) in [
+        ("table = 254", "table must be 1..=252"),
+        ("table = 0", "table must be 1..=252"),
+        (
+            "table = 100\ninterface = \"eth9\"",
+            "no [[interface]] named \"eth9\"",
+        ),
+        (
+            "table = 100\ndrain_grace = -1",
+            "drain_grace must be 0..=3600",
+        ),
+        ("interface = \"dpdk0\"", "missing field `table`"),
+    ] {
+        let e = err(&with(section));
+        assert!(e.to_string().contains(reason), "{section}: {e}");
+        assert!(e.at.is_some(), "{section}: {e}");
+    }
+}

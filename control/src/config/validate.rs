@@ -638,7 +638,65 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         timeouts: timeouts(&cx, &raw.timeouts)?,
         service_options,
         health,
+        vip_routes: vip_routes(&cx, raw.vip_routes.as_ref(), &raw.interface)?,
     })
+}
+
+/// `[vip_routes]`: a table the kernel lets rvsd use, an interface of the
+/// file, a grace period in range.
+fn vip_routes(
+    cx: &Ctx<'_>,
+    raw: Option<&Spanned<super::raw::RawVipRoutes>>,
+    interfaces: &[super::raw::RawInterface],
+) -> Result<Option<crate::vip_routes::VipRoutesConfig>, ConfigError> {
+    let Some(section) = raw else {
+        return Ok(None);
+    };
+    let r = section.get_ref();
+    let table = *r.table.get_ref();
+    let table = u32::try_from(table)
+        .ok()
+        .filter(|t| *t >= 1 && !(253..=255).contains(t))
+        .ok_or_else(|| {
+            cx.at(
+                &r.table,
+                format!(
+                    "table must be 1..=252 or 256..=4294967295 (253-255 are the kernel's default, main and local), not {table}"
+                ),
+            )
+        })?;
+    let interface = match &r.interface {
+        Some(name) => {
+            if !interfaces
+                .iter()
+                .any(|i| i.name.get_ref() == name.get_ref())
+            {
+                return Err(cx.at(name, format!("no [[interface]] named {:?}", name.get_ref())));
+            }
+            name.get_ref().clone()
+        }
+        None => match interfaces.first() {
+            Some(i) => i.name.get_ref().clone(),
+            None => return Err(cx.at(section, "[vip_routes] needs an [[interface]]")),
+        },
+    };
+    let drain_grace = match &r.drain_grace {
+        None => crate::vip_routes::DEFAULT_GRACE_SECS,
+        Some(g) => u32::try_from(*g.get_ref())
+            .ok()
+            .filter(|g| *g <= 3600)
+            .ok_or_else(|| {
+                cx.at(
+                    g,
+                    format!("drain_grace must be 0..=3600 seconds, not {}", g.get_ref()),
+                )
+            })?,
+    };
+    Ok(Some(crate::vip_routes::VipRoutesConfig {
+        table,
+        interface,
+        drain_grace,
+    }))
 }
 
 /// No address used in two ways that cannot share it (see

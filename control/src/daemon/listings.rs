@@ -116,6 +116,18 @@ impl Control {
             generation: self.generation,
             last_reload_ok,
             last_reload_time,
+            vips: self
+                .vip_routes
+                .states()
+                .iter()
+                .map(|(ip, st)| {
+                    (
+                        ip.to_string(),
+                        *st == crate::vip_routes::VipState::Announced,
+                    )
+                })
+                .collect(),
+            draining: self.drain.is_some(),
         }
     }
 

@@ -21,8 +21,8 @@
 //! `listings` (`-L`, `--stats`, `/metrics`), `rates` (`--rate`, `-Z`),
 //! `health_sync` (checkers and what their results do to the tables),
 //! `ip_views` (`rvsadm link|addr|route|neigh`), `addresses` (own
-//! addresses other hosts claim) and `kernel` (the exception path's kernel
-//! side).
+//! addresses other hosts claim), `kernel` (the exception path's kernel
+//! side) and `vip_routes` (routes a BGP daemon exports, drains).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::os::unix::net::UnixStream;
@@ -73,6 +73,7 @@ mod kernel;
 mod listings;
 mod rates;
 mod rules;
+mod vip_routes;
 
 /// Most real servers rvsd numbers while it runs (per-worker counter arrays
 /// are sized for this many).
@@ -452,11 +453,37 @@ pub fn run(config: Config) -> Result<(), StartError> {
         rates: std::collections::HashMap::new(),
         rates_at: Instant::now(),
         zeroed: crate::zero::Baselines::default(),
+        vip_routes: crate::vip_routes::VipRoutes::default(),
+        drain: None,
     };
     control.file_routes = control.config.routes.clone();
     control.sync_checkers();
+    // Ready: offer the VIPs that have a usable server (after clearing what
+    // a killed rvsd may have left in the table).
+    control.flush_vip_routes();
+    let effective = control.effective_config();
+    control.update_vip_routes(&effective);
     let mut printed: Option<(Instant, crate::top::Reading)> = None;
-    while !stop.load(Ordering::Relaxed) {
+    loop {
+        if stop.swap(false, Ordering::Relaxed) {
+            // With VIP routes, the first SIGTERM drains (withdraw, wait the
+            // grace period, stop); a second one, or none to withdraw, stops.
+            let draining_to_stop = control.drain.is_some_and(|d| d.stop_at.is_some());
+            if draining_to_stop
+                || control
+                    .config
+                    .vip_routes
+                    .as_ref()
+                    .is_none_or(|c| c.drain_grace == 0)
+                || control.start_drain(false).is_err()
+            {
+                break;
+            }
+        }
+        if control.drain_done() {
+            eprintln!("rvsd: drain: grace period over");
+            break;
+        }
         if let Some(every) = control.config.print_interval {
             let due = printed
                 .as_ref()
@@ -499,6 +526,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
         }
     }
     eprintln!("rvsd: stopping");
+    control
+        .drain
+        .get_or_insert(vip_routes::Drain { stop_at: None });
+    control.flush_vip_routes();
     for h in &control.workers {
         h.shared.stop.store(true, Ordering::Relaxed);
     }
@@ -552,6 +583,10 @@ struct Control {
     /// bytes in/out) at that moment, by index; listings show the counters
     /// less these. Workers and `/metrics` keep counting from the start.
     zeroed: crate::zero::Baselines,
+    /// The VIP routes in the `[vip_routes]` table.
+    vip_routes: crate::vip_routes::VipRoutes,
+    /// A drain in progress (`rvsadm drain`, SIGTERM with `[vip_routes]`).
+    drain: Option<vip_routes::Drain>,
 }
 
 type ServiceKey = (SocketAddr, u8);
@@ -673,6 +708,7 @@ impl Control {
         let t = Arc::new(t);
         self.broadcast(|| WorkerRequest::Tables(Arc::clone(&t)));
         log_announced(&self.announce.update(&t, Instant::now()));
+        self.update_vip_routes(&effective);
     }
 
     fn answer(&mut self, req: Request) -> Response {
@@ -745,6 +781,15 @@ impl Control {
             Request::ExportConfig => {
                 Response::ConfigToml(config::export::services_toml(&self.config))
             }
+            Request::ListVips => self.list_vips(),
+            Request::Drain { stay } => match self.start_drain(stay) {
+                Ok(()) => self.list_vips(),
+                Err(e) => Response::Error(e),
+            },
+            Request::Undrain => match self.end_drain() {
+                Ok(()) => self.list_vips(),
+                Err(e) => Response::Error(e),
+            },
         }
     }
 

@@ -195,6 +195,7 @@ impl Control {
             ("[metrics] address", new.metrics != old.metrics),
             ("[[interface]]", new.interfaces != old.interfaces),
             ("[[route]]", new.routes != self.file_routes),
+            ("[vip_routes]", new.vip_routes != old.vip_routes),
         ];
         if let Some((what, _)) = fixed.iter().find(|(_, changed)| *changed) {
             return Response::Error(format!(

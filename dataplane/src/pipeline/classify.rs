@@ -108,7 +108,9 @@ impl Pipeline {
         let Some(d) = desc.copied().or_else(|| self.describe(frame)) else {
             return self.classify_other(frame, in_port, now);
         };
-        if d.ttl <= 1 {
+        // Forwarding needs a TTL left; the appliance's own traffic (the
+        // exception path's, such as eBGP's TTL-1 segments) does not.
+        if d.ttl <= 1 && !(self.punt && self.is_interface_addr(d.key.dst.ip)) {
             return Step::drop(DropReason::TtlExceeded);
         }
         let (l2, l3) = frame.split_at_mut(ethernet::HEADER_LEN);
