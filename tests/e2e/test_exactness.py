@@ -4,14 +4,21 @@ scripts rely on, typed as the operator types it.
 - A real server added at run time (`rvsadm -a`) is resolved at once, as the
   servers of the file are at start-up: its neighbour entry appears before any
   traffic, and the first connection to it goes straight through.
+- A service with no usable real server answers a new TCP connection or UDP
+  datagram with ICMP (ICMPv6) port unreachable, as the kernel's
+  `ip_vs_leave` does: a real client sees "connection refused" at once.
 """
 
 from __future__ import annotations
 
+import socket
 import subprocess
+import time
+
+import pytest
 
 import rvslab
-from rvslab import RUN, VIP
+from rvslab import RUN, VIP, VIP6
 
 ADDED_RS = "10.77.0.15"
 
@@ -65,3 +72,85 @@ def test_a_server_added_at_run_time_is_resolved_before_any_traffic(lab):
         for rs in ("10.77.0.11:80", "10.77.0.12:80"):
             lab.rvsadm("-e", "-t", svc, "-r", rs, "-w", "1", "--fullnat")
         rvslab.in_ns("rs1", ["ip", "addr", "del", f"{ADDED_RS}/24", "dev", "eth0"])
+
+
+EMPTY_PORT = 81
+
+UDP_REFUSED = """
+import socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(3)
+s.connect((host, port))
+s.send(b"hello")
+try:
+    s.recv(100)
+    print("answered")
+except ConnectionRefusedError:
+    print("refused")
+except socket.timeout:
+    print("timeout")
+"""
+
+
+def drops(lab, reason: str) -> int:
+    return sum(w.drops.get(reason, 0) for w in rvslab.parse_worker_stats(lab.rvsadm("--stats-dp", check=True).stdout))
+
+
+@pytest.mark.parametrize("vip", [VIP, VIP6], ids=["ipv4", "ipv6"])
+def test_a_service_without_real_servers_refuses_at_once(lab, vip):
+    tcp = rvslab.endpoint(vip, EMPTY_PORT)
+    lab.rvsadm("-A", "-t", tcp, "-s", "rr", check=True)
+    lab.rvsadm("-A", "-u", tcp, "-s", "rr", check=True)
+    try:
+        before = drops(lab, "port_unreachable")
+        start = time.monotonic()
+        proc = rvslab.client_curl(rvslab.http_url(vip, port=EMPTY_PORT))
+        took = time.monotonic() - start
+        # curl: exit 7, "Failed to connect ... Connection refused".
+        assert proc.returncode == 7, proc
+        assert took < 1.0, f"refused after {took:.2f} s (a silent drop waits for the SYN retries)"
+        out = rvslab.in_ns("client", ["python3", "-c", UDP_REFUSED, vip, str(EMPTY_PORT)], check=True).stdout.strip()
+        assert out == "refused", out
+        rvslab.wait_until("both counted", lambda: drops(lab, "port_unreachable") >= before + 2, timeout=5)
+        assert drops(lab, "port_unreachable") == before + 2
+    finally:
+        lab.rvsadm("-D", "-t", tcp)
+        lab.rvsadm("-D", "-u", tcp)
+
+
+SYN_BURST = """
+import errno, select, socket, sys, time
+src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+socks = []
+for _ in range(n):
+    s = socket.socket()
+    s.bind((src, 0))
+    s.setblocking(False)
+    s.connect_ex((dst, 80))
+    socks.append(s)
+time.sleep(0.5)  # before the first SYN retransmission (1 s)
+print(sum(s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == errno.ECONNREFUSED for s in socks))
+"""
+
+BURST_SRC = "10.77.0.31"
+
+
+def test_all_servers_at_weight_zero_refuse_and_answers_are_rate_limited(lab):
+    """Ten SYNs from one client at once: six refused (the kernel's burst of
+    ICMP errors per peer), four dropped silently as no_real_server."""
+    svc = f"{VIP}:80"
+    rvslab.in_ns("client", ["ip", "addr", "add", f"{BURST_SRC}/24", "dev", "eth0"], check=True)
+    for rs in ("10.77.0.11:80", "10.77.0.12:80"):
+        lab.rvsadm("-e", "-t", svc, "-r", rs, "-w", "0", "--fullnat", check=True)
+    try:
+        before = (drops(lab, "port_unreachable"), drops(lab, "no_real_server"))
+        refused = rvslab.in_ns("client", ["python3", "-c", SYN_BURST, BURST_SRC, VIP, "10"], check=True).stdout.strip()
+        assert refused == "6"
+        rvslab.wait_until("all counted", lambda: drops(lab, "port_unreachable") + drops(lab, "no_real_server") >= sum(before) + 10, timeout=5)
+        assert drops(lab, "port_unreachable") - before[0] == 6
+        assert drops(lab, "no_real_server") - before[1] == 4
+    finally:
+        for rs in ("10.77.0.11:80", "10.77.0.12:80"):
+            lab.rvsadm("-e", "-t", svc, "-r", rs, "-w", "1", "--fullnat")
+        rvslab.in_ns("client", ["ip", "addr", "del", f"{BURST_SRC}/24", "dev", "eth0"])
