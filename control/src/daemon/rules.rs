@@ -302,22 +302,6 @@ impl Control {
             if forward == Forward::FullNat && self.config.services[svc].local_addresses.is_empty() {
                 return Response::Error(format!("service {vip} has no FULLNAT local address: add one first with -P -t {vip} -z ADDRESS"));
             }
-            if forward == Forward::Nat {
-                // A NAT reply is matched to its service by its source: one
-                // service per protocol may use a given server with NAT.
-                let clash = self.config.services.iter().enumerate().any(|(i, s)| {
-                    i != svc
-                        && s.proto == proto
-                        && s.real_servers.iter().any(|r| {
-                            r.addr == rs && self.config.server_forward(s, r.addr) == Forward::Nat
-                        })
-                });
-                if clash {
-                    return Response::Error(format!(
-                        "real server {rs} is already a NAT server of another service"
-                    ));
-                }
-            }
         }
         if let Some(w) = spec.weight {
             if let Err(e) = config::ranges::weight(i64::from(w)) {
