@@ -154,3 +154,82 @@ def test_all_servers_at_weight_zero_refuse_and_answers_are_rate_limited(lab):
         for rs in ("10.77.0.11:80", "10.77.0.12:80"):
             lab.rvsadm("-e", "-t", svc, "-r", rs, "-w", "1", "--fullnat")
         rvslab.in_ns("client", ["ip", "addr", "del", f"{BURST_SRC}/24", "dev", "eth0"])
+
+
+def restore(lab, text: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(rvslab.RVSADM), "-R"], input=text, text=True, capture_output=True,
+                          env={"RVS_SOCKET": str(lab.socket)}, timeout=10)
+
+
+def services(lab) -> set[str]:
+    return {s.address for s in rvslab.parse_services(lab.rvsadm("-L", "-n", check=True).stdout)}
+
+
+def test_restore_goes_on_past_a_refused_line_as_ipvsadm_does(lab):
+    """ipvsadm's restore_table: a line the kernel refuses prints the reason,
+    the next line goes on; the exit code is the last line's."""
+    a, b = f"{VIP}:8001", f"{VIP}:8002"
+    try:
+        proc = restore(lab, f"-A -t {VIP}:80 -s rr   # exists already\n-A -t {a} -s rr\n")
+        assert (proc.returncode, proc.stderr) == (0, "Service already exists\n"), proc
+        assert a in services(lab)
+        proc = restore(lab, f"-A -t {b} -s wlc\n-A -t {a} -s rr\n")
+        assert (proc.returncode, proc.stderr) == (255, "Service already exists\n"), proc
+        assert b in services(lab)
+        # popt's own errors do not stop it either.
+        lab.rvsadm("-D", "-t", b, check=True)
+        proc = restore(lab, f"-A -t {VIP}:8003 --bogus\n-A -t {b} -s rr\n")
+        assert (proc.returncode, proc.stderr) == (0, "--bogus: unknown option\n"), proc
+        assert b in services(lab) and f"{VIP}:8003" not in services(lab)
+    finally:
+        for svc in (a, b, f"{VIP}:8003"):
+            lab.rvsadm("-D", "-t", svc, check=False)
+
+
+def test_restore_stops_where_ipvsadm_fails(lab):
+    """A line ipvsadm `fail`s on ends the restore with exit 2; the lines
+    before it stay applied, those after it are not run. `Try ...` (exit
+    255) likewise, as for `-R` inside a restore."""
+    a, b = f"{VIP}:8004", f"{VIP}:8005"
+    try:
+        proc = restore(lab, f"-A -t {a} -s rr\n-a -t {a} -r 10.77.0.11:80 -w 65536\n-A -t {b} -s rr\n")
+        assert (proc.returncode, proc.stderr) == (2, "illegal weight specified\n"), proc
+        assert a in services(lab) and b not in services(lab)
+        proc = restore(lab, f"-R\n-A -t {b} -s rr\n")
+        assert proc.returncode == 255, proc
+        assert proc.stderr == "Try `rvsadm -h' or 'rvsadm --help' for more information.\n", proc
+        assert b not in services(lab)
+    finally:
+        for svc in (a, b):
+            lab.rvsadm("-D", "-t", svc, check=False)
+
+
+def rvsadm_with_hosts(lab, hosts: str, *args: str) -> subprocess.CompletedProcess:
+    """rvsadm ARGS seeing HOSTS as /etc/hosts and a resolv.conf whose only
+    nameserver (127.0.0.1 in rvs-client) refuses at once: names come from
+    the hosts file or not at all. A private mount namespace keeps the
+    machine's files untouched."""
+    h = lab.workdir / "hosts"
+    r = lab.workdir / "resolv.conf"
+    h.write_text(hosts)
+    r.write_text("nameserver 127.0.0.1\n")
+    script = f'mount --bind {h} /etc/hosts && mount --bind {r} /etc/resolv.conf && exec "$@"'
+    return subprocess.run(["ip", "netns", "exec", "rvs-client", "unshare", "-m", "sh", "-c", script, "sh",
+                           str(rvslab.RVSADM), *args], capture_output=True, text=True, timeout=20,
+                          env={"RVS_SOCKET": str(lab.socket), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+
+
+def test_listing_without_n_prints_names_as_ipvsadm(lab):
+    hosts = f"{VIP}\tvip.lab\n10.77.0.11 rs1.lab rs1\n"
+    proc = rvsadm_with_hosts(lab, hosts, "-L")
+    assert proc.returncode == 0, proc
+    lines = proc.stdout.splitlines()
+    assert "TCP  vip.lab:http rr" in lines, proc.stdout
+    # ipvsadm's "  -> %-28s %-7s %-6d %-10d %-10d".
+    assert any(l.startswith(f"  -> {'rs1.lab:http':<28} FullNat ") for l in lines), proc.stdout
+    assert any(l.startswith(f"  -> {'10.77.0.12:http':<28} FullNat ") for l in lines), proc.stdout
+    saved = rvsadm_with_hosts(lab, hosts, "-S").stdout
+    assert "-A -t vip.lab:http -s rr\n" in saved, saved
+    # -n: numbers, whatever the hosts file says.
+    numeric = rvsadm_with_hosts(lab, hosts, "-L", "-n").stdout
+    assert f"TCP  {VIP}:80 rr" in numeric.splitlines() and "rs1.lab" not in numeric, numeric
