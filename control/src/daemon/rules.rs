@@ -38,7 +38,9 @@ impl Control {
         // takes its default (wlc, no persistence, no flags).
         let name = spec.scheduler.as_deref().unwrap_or("wlc");
         let Some(scheduler) = SchedKind::from_name(name) else {
-            return Response::Error(format!("Scheduler not found: ip_vs_{name}"));
+            // libipvs's text for the kernel's ENOENT (the kernel logs
+            // "Scheduler not found: ip_vs_NAME" to its own log only).
+            return Response::Error("Scheduler or persistence engine not found".into());
         };
         let mut flags = SchedFlags::default();
         for f in spec
