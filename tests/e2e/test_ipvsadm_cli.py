@@ -132,8 +132,8 @@ def test_defaults_as_ipvsadm_sets_them(lab):
         # Names: -t host:service, -r host:service.
         lab.rvsadm("-A", "-t", "localhost:http", "-s", "rr", check=True)
         assert "-A -t 127.0.0.1:80 -s rr\n" in rules(lab)
-        lab.rvsadm("-a", "-t", "localhost:www", "-r", "localhost:http", "-m", check=True)
-        assert "-a -t 127.0.0.1:80 -r 127.0.0.1:80 -m -w 1\n" in rules(lab)
+        lab.rvsadm("-a", "-t", "localhost:www", "-r", "10.77.0.11:http", "-m", check=True)
+        assert "-a -t 127.0.0.1:80 -r 10.77.0.11:80 -m -w 1\n" in rules(lab)
     finally:
         lab.rvsadm("-D", "-t", NEW, check=False)
         lab.rvsadm("-D", "-t", "127.0.0.1:80", check=False)

@@ -55,10 +55,9 @@ impl Control {
             }
         }
         let persistence = match (spec.persistent, &spec.netmask) {
-            (None, Some(_)) => {
-                return Response::Error("-M (netmask) needs a persistent service (-p)".into())
-            }
-            (None, None) => None,
+            // As the kernel: a netmask without persistence is kept by no one
+            // and means nothing (ipvsadm -S prints -M only with -p).
+            (None, _) => None,
             (Some(t), mask) => {
                 if let Err(e) = config::ranges::persistent_secs(i64::from(t)) {
                     return Response::Error(e);
@@ -91,8 +90,9 @@ impl Control {
         }
         match (change, at) {
             (Change::Add, Some(_)) => return Response::Error("Service already exists".into()),
+            // libipvs: ipvs_update_service / ipvs_del_service, ESRCH.
             (Change::Edit | Change::Delete, None) => {
-                return Response::Error("Service not defined".into())
+                return Response::Error("No such service".into())
             }
             (Change::Delete, Some(i)) => {
                 self.config.services.remove(i);
