@@ -24,7 +24,9 @@ pub enum DropReason {
     NoService,
     /// TCP segment other than a SYN with no session.
     NoSession,
-    /// No real server can take a new connection (all weight 0 or none).
+    /// No real server can take a new connection (all weight 0, over their
+    /// thresholds, or none), and the ICMP port unreachable answer was held
+    /// back by its rate limit.
     NoRealServer,
     /// Every local address's port pool is exhausted.
     PortExhausted,
@@ -53,11 +55,14 @@ pub enum DropReason {
     /// An 802.1Q-tagged frame whose VLAN id has no sub-interface on the
     /// port it arrived on (or a tag with no header after it).
     UnknownVlan,
+    /// No real server can take a new connection: answered with ICMP port
+    /// unreachable, as the kernel's `ip_vs_leave` does.
+    PortUnreachable,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 20;
+    pub const COUNT: usize = 21;
 
     /// All reasons, in discriminant order.
     pub const ALL: [Self; Self::COUNT] = [
@@ -81,6 +86,7 @@ impl DropReason {
         Self::TooBig,
         Self::NoHeadroom,
         Self::UnknownVlan,
+        Self::PortUnreachable,
     ];
 
     /// Stable snake_case name (metrics label, listings).
@@ -107,6 +113,7 @@ impl DropReason {
             Self::TooBig => "too_big",
             Self::NoHeadroom => "no_headroom",
             Self::UnknownVlan => "unknown_vlan",
+            Self::PortUnreachable => "port_unreachable",
         }
     }
 }

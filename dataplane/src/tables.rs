@@ -217,9 +217,10 @@ impl Tables {
 
     /// The service whose NAT real server `rs` is, for `proto`: the owner of
     /// a NAT reply (`rs → client`) that missed a worker's session table is
-    /// the owner of `client → that service's VIP`. The first match wins (an
-    /// RS address and port in two NAT services of one protocol is refused by
-    /// configuration validation). Cold path: a linear scan.
+    /// the owner of `client → that service's VIP`. The first match wins (a
+    /// server may be a NAT server of several services: the owner rule does
+    /// not depend on the VIP, see [`crate::pipeline::owner`]). Cold path: a
+    /// linear scan.
     #[must_use]
     pub fn nat_service_of(&self, rs: Endpoint, proto: u8) -> Option<usize> {
         self.services.iter().position(|s| {

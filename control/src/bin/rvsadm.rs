@@ -85,7 +85,7 @@ Options:
   --connection   -c                   output of current IPVS connections
   --timeout                           output of timeout (tcp tcpfin udp)
   --nosort                            disable sorting output of service/server entries
-  --numeric      -n                   numeric output of addresses and ports (always on)
+  --numeric      -n                   numeric output of addresses and ports
   --socket PATH                       control socket (default $RVS_SOCKET or /run/rvs/rvsd.sock)
 Not supported yet (refused with a message): -f/--fwmark-service, --sctp-service,
   --pe, --tun-info, --tun-port/--tun-*csum, and connection sync: --start-daemon,
@@ -142,6 +142,8 @@ struct Args {
     columns: Option<ipvsadm_fmt::Columns>,
     exact: bool,
     nosort: bool,
+    /// `-n`: addresses and ports as numbers (else names, as ipvsadm).
+    numeric: bool,
     interval: Option<f64>,
     count: Option<u32>,
     /// The ipvsadm options given, for ipvsadm's checks.
@@ -320,7 +322,10 @@ fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), ParseErr
             }
             Ok(())
         }
-        "n" | "numeric" => Ok(()),
+        "n" | "numeric" => {
+            a.numeric = true;
+            Ok(())
+        }
         "nosort" => {
             a.nosort = true;
             Ok(())
@@ -694,6 +699,19 @@ fn request(a: &Args) -> Result<Request, String> {
     })
 }
 
+/// Services' and real servers' addresses as ipvsadm names them without
+/// `-n` (see [`rvs_control::ipvsadm_rnames`]).
+fn name_services(services: &mut [rvs_control::api::ServiceView]) {
+    let mut n = rvs_control::ipvsadm_rnames::Namer::system();
+    for s in services {
+        let proto = s.proto.to_lowercase();
+        s.vip = n.addrport(&s.vip, &proto);
+        for r in &mut s.servers {
+            r.addr = n.addrport(&r.addr, &proto);
+        }
+    }
+}
+
 /// The text to print for an answer, or the error message.
 fn render(resp: Response, a: &Args) -> Result<String, String> {
     let columns = a.columns.unwrap_or(ipvsadm_fmt::Columns::Plain);
@@ -706,6 +724,9 @@ fn render(resp: Response, a: &Args) -> Result<String, String> {
                 ipvsadm_fmt::sort(&mut services);
             }
             if a.cmd == Some(Cmd::Save) {
+                if !a.numeric {
+                    name_services(&mut services);
+                }
                 return Ok(ipvsadm_fmt::save(&services));
             }
             match &a.service {
@@ -719,12 +740,32 @@ fn render(resp: Response, a: &Args) -> Result<String, String> {
                         .iter()
                         .find(|s| s.proto == proto && s.vip.parse() == Ok(wanted))
                         .ok_or("No such service")?;
-                    ipvsadm_fmt::list_one(found, columns, a.exact)
+                    let mut found = vec![found.clone()];
+                    if !a.numeric {
+                        name_services(&mut found);
+                    }
+                    ipvsadm_fmt::list_one(&found[0], columns, a.exact)
                 }
-                None => ipvsadm_fmt::list_services_with(table_size, &services, columns, a.exact),
+                None => {
+                    if !a.numeric {
+                        name_services(&mut services);
+                    }
+                    ipvsadm_fmt::list_services_with(table_size, &services, columns, a.exact)
+                }
             }
         }
-        Response::Connections(c) => ipvsadm_fmt::list_connections(&c),
+        Response::Connections(mut c) => {
+            if !a.numeric {
+                let mut n = rvs_control::ipvsadm_rnames::Namer::system();
+                for c in &mut c {
+                    let proto = c.proto.to_lowercase();
+                    for t in [&mut c.client, &mut c.vip, &mut c.rs] {
+                        *t = n.addrport(t, &proto);
+                    }
+                }
+            }
+            ipvsadm_fmt::list_connections(&c)
+        }
         Response::Timeouts { tcp, tcpfin, udp } => ipvsadm_fmt::timeouts(tcp, tcpfin, udp),
         Response::Rules(text) | Response::ConfigToml(text) => text,
         Response::Ok => String::new(),
@@ -876,30 +917,84 @@ fn top(prog: &str, socket: &std::path::Path, interval: f64, count: Option<u32>) 
     ExitCode::SUCCESS
 }
 
-/// `-R`: each line of stdin is one command, as `-S` writes them. Stops at
-/// the first bad line, naming it.
+/// `-R`: each line of stdin is one command, as `-S` writes them, run as
+/// ipvsadm 1.31's `restore_table` runs them: everything from a `#` on is
+/// ignored; a line the daemon refuses (ipvsadm: the kernel) prints the
+/// reason and the next line goes on, as does a line popt cannot parse
+/// ("--bogus: unknown option"); a line ipvsadm `fail`s on (exit 2) or
+/// answers with "Try ..." (exit 255) stops the restore there with that
+/// exit code, the lines before it applied. The exit code is the last
+/// line's: 0, or 255 if the daemon refused it (or it did not parse).
 fn restore(prog: &str, socket: &std::path::Path) -> ExitCode {
-    for (n, line) in std::io::stdin().lock().lines().enumerate() {
+    let mut last = 0u8;
+    for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
-        let words: Vec<String> = line.split_whitespace().map(String::from).collect();
-        if words.is_empty() || words[0].starts_with('#') {
+        let text = line.split('#').next().unwrap_or("");
+        let words: Vec<String> = text.split_whitespace().map(String::from).collect();
+        if words.is_empty() {
             continue;
         }
-        let result = parse(&words).map_err(|e| e.to_string()).and_then(|a| {
-            if matches!(a.cmd, Some(Cmd::Restore | Cmd::Help | Cmd::Top)) {
-                return Err("not allowed in a restore file".into());
-            }
-            let req = request(&a)?;
-            api::call(socket, &req)
-                .map_err(|e| e.to_string())
-                .and_then(|r| render(r, &a))
-        });
-        if let Err(e) = result {
-            eprintln!("{prog}: line {}: {line}: {e}", n + 1);
-            return ExitCode::from(1);
+        match restore_line(prog, socket, &words) {
+            Ok(code) => last = code,
+            Err(code) => return ExitCode::from(code),
         }
     }
-    ExitCode::SUCCESS
+    ExitCode::from(last)
+}
+
+/// One line of `-R`: `Ok(exit code)` to go on, `Err(exit code)` to stop.
+fn restore_line(prog: &str, socket: &std::path::Path, words: &[String]) -> Result<u8, u8> {
+    let a = match parse(words) {
+        Ok(a) => a,
+        Err(e @ ParseError::Popt(_)) => {
+            eprintln!("{}", e.message(prog));
+            return Ok(255);
+        }
+        Err(e) => {
+            eprintln!("{}", e.message(prog));
+            return Err(e.exit_code());
+        }
+    };
+    match a.cmd {
+        // ipvsadm: "avoid infinite loop".
+        Some(Cmd::Restore) => {
+            eprintln!("{}", ParseError::TryHelp.message(prog));
+            return Err(255);
+        }
+        Some(Cmd::Help) => {
+            print!("{USAGE}");
+            return Err(0);
+        }
+        Some(Cmd::Top) => {
+            eprintln!("{prog}: top is not allowed in a restore file");
+            return Err(2);
+        }
+        _ => {}
+    }
+    let req = request(&a).map_err(|e| {
+        eprintln!("{prog}: {e}");
+        2u8
+    })?;
+    match api::call(socket, &req) {
+        Ok(Response::Error(e)) => {
+            eprintln!("{e}");
+            Ok(255)
+        }
+        Ok(answer) => match render(answer, &a) {
+            Ok(text) => {
+                let _ = std::io::stdout().lock().write_all(text.as_bytes());
+                Ok(0)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Err(1)
+            }
+        },
+        Err(e) => {
+            eprintln!("{prog}: {e}");
+            Err(1)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1066,7 +1161,7 @@ mod tests {
             render(answer(), &args("-L -n -t 10.0.0.1:53").unwrap()).unwrap_err(),
             "No such service"
         );
-        let rules = render(answer(), &args("-S").unwrap()).unwrap();
+        let rules = render(answer(), &args("-S -n").unwrap()).unwrap();
         assert!(
             rules
                 .starts_with("-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r 10.0.0.2:80 -m -w 1\n"),

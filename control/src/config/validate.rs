@@ -308,7 +308,6 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
     let mut service_options = BTreeMap::new();
     let mut health = BTreeMap::new();
     let mut vips = HashSet::new();
-    let mut nat_servers = BTreeMap::new();
     for s in &raw.service {
         let vip = parse_socket(s.vip.get_ref())
             .ok_or_else(|| cx.at(&s.vip, format!("vip must be IPv4:PORT or [IPv6]:PORT like \"10.0.0.100:80\" or \"[fd77::100]:80\", not {:?}", s.vip.get_ref())))?;
@@ -425,15 +424,6 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
                     e,
                 )
             })?;
-            if rs_forward == Forward::Nat {
-                // A NAT reply finds its owning worker through the one service
-                // that has its source as a NAT server (see the data plane's
-                // `Tables::nat_service_of`).
-                if let Some(other) = nat_servers.get(&(addr, proto)) {
-                    return Err(cx.at(&r.address, format!("real server {addr} is already a NAT server of service {other}: a NAT server's replies must name one service")));
-                }
-                nat_servers.insert((addr, proto), vip);
-            }
             if rs_forward != forward {
                 options.forwards.insert(addr, rs_forward);
             }

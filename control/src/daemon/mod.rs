@@ -311,13 +311,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     tables.tentative = dad.update(&tables, t0);
     let tables = Arc::new(tables);
     let mut neigh = NeighTable::default();
-    for svc in &tables.services {
-        for rs in &svc.servers {
-            if let Some((port, nh)) = tables.next_hop(rs.addr.ip) {
-                neigh.want(nh, port, t0);
-            }
-        }
-    }
+    neigh.want_servers(&tables, t0);
     let neigh_map = Arc::new(neigh.snapshot());
     let mut announce = Announcer::default();
     log_announced(&announce.update(&tables, t0));
@@ -705,6 +699,8 @@ impl Control {
         let effective = self.effective_config();
         let mut t = plan::tables(&effective, &self.macs, &mut self.registry, self.generation);
         t.tentative = self.dad.update(&t, Instant::now());
+        // Servers added or moved at run time are resolved now, ahead of traffic.
+        self.neigh.want_servers(&t, Instant::now());
         let t = Arc::new(t);
         self.broadcast(|| WorkerRequest::Tables(Arc::clone(&t)));
         log_announced(&self.announce.update(&t, Instant::now()));

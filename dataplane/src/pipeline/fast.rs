@@ -5,7 +5,7 @@
 //! check and the slow path ([`super::slow`]).
 
 use super::classify::is_new_syn;
-use super::{Decision, Desc, Pipeline, Step, Verdict};
+use super::{Decision, Desc, Pipeline, Reshape, Step, Verdict};
 use crate::session::{tcp_state, Direction, Lookup, SlotId, TcpState};
 use crate::stats::DropReason;
 use crate::tables::Forward;
@@ -75,6 +75,17 @@ impl Pipeline {
                     self.expire(slot);
                 }
                 v
+            }
+            // No server for it: the client is told at once (`ip_vs_leave`).
+            Err(Verdict::Drop(DropReason::NoRealServer)) => {
+                if self.unreach.allow(key.src.ip, now) {
+                    Step::Forward {
+                        port: in_port,
+                        reshape: Some(Reshape::Unreachable),
+                    }
+                } else {
+                    Step::drop(DropReason::NoRealServer)
+                }
             }
             Err(v) => Step::Done(v),
         }

@@ -69,6 +69,7 @@ mod flush;
 pub(crate) mod icmp_relay;
 pub mod owner;
 mod slow;
+pub mod unreach;
 
 use std::sync::Arc;
 
@@ -193,6 +194,9 @@ pub(crate) enum Reshape {
         /// Our MAC on the port.
         mac: MacAddr,
     },
+    /// Replace it with an ICMP (ICMPv6) port unreachable back to its
+    /// sender (see [`unreach`]).
+    Unreachable,
 }
 
 /// One worker's state and packet path.
@@ -219,6 +223,8 @@ pub struct Pipeline {
     ip_id: u16,
     /// This worker's counters.
     pub counters: Counters,
+    /// Rate limits of the port unreachable answers (see [`unreach`]).
+    unreach: unreach::Limiter,
     /// Connections of a persistent service scheduled without a template
     /// because the template table was full (they lose their affinity).
     pub templates_full: u64,
@@ -251,6 +257,7 @@ impl Pipeline {
             session_template: vec![NO_TEMPLATE; capacity.max(1) as usize],
             counters: Counters::default(),
             templates_full: 0,
+            unreach: unreach::Limiter::default(),
             worker,
             workers: workers.max(1),
             punt: false,
@@ -539,6 +546,14 @@ impl Pipeline {
     fn apply_reshape(&mut self, pkt: &mut PacketBuf<'_>, r: Reshape, port: u16) -> Verdict {
         match r {
             Reshape::Encap(e) => self.encapsulate(pkt, &e),
+            Reshape::Unreachable => {
+                if unreach::write(pkt, self.port_mac(port)) {
+                    self.counters.drop(DropReason::PortUnreachable);
+                    Verdict::Forward { port }
+                } else {
+                    Verdict::Drop(DropReason::NoRealServer)
+                }
+            }
             Reshape::Advertise { target, dst, mac } => {
                 crate::local::nd::write_na(pkt, target, dst, mac);
                 Verdict::Forward { port }

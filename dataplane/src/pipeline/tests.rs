@@ -1217,3 +1217,43 @@ fn a_described_frame_is_handled_exactly_as_an_undescribed_one() {
     }
     assert_eq!(a.counters, b.counters);
 }
+
+#[test]
+fn a_syn_no_server_can_take_is_answered_with_port_unreachable_rate_limited() {
+    let t = tables((5000, 9000));
+    let mut t = (*t).clone();
+    t.services[0].servers.iter_mut().for_each(|r| r.weight = 0);
+    let mut p = Pipeline::new(Arc::new(t), known_servers(), 16, 42, 0, 1);
+    let syn = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::SYN, b"");
+    let mut verdicts = Vec::new();
+    for i in 0..8 {
+        let mut room = vec![0u8; 512];
+        room[128..128 + syn.len()].copy_from_slice(&syn);
+        let mut pkt = PacketBuf::new(&mut room, 128, syn.len());
+        let v = p.process_buf(&mut pkt, 0, Millis(1000 + i));
+        if i == 0 {
+            let f = pkt.frame();
+            let e = ethernet::Frame::new_checked(f).unwrap();
+            assert_eq!((e.dst(), e.src()), (CLIENT_MAC, LB_MAC));
+            let ip = ipv4::Packet::new_checked(e.payload()).unwrap();
+            assert_eq!(
+                (ip.src(), ip.dst(), ip.protocol()),
+                (VIP.ip.v4_bits(), CLIENT.ip.v4_bits(), ipv4::PROTO_ICMP)
+            );
+            assert_eq!(&ip.payload()[..2], &[3, 3], "port unreachable");
+            assert_eq!(&ip.payload()[8..], &syn[14..], "the SYN quoted whole");
+        }
+        verdicts.push(v);
+    }
+    let fwd = Verdict::Forward { port: 0 };
+    let no = Verdict::Drop(DropReason::NoRealServer);
+    assert_eq!(verdicts, [fwd, fwd, fwd, fwd, fwd, fwd, no, no]);
+    assert_eq!(p.counters.drops[DropReason::PortUnreachable as usize], 6);
+    assert_eq!(p.counters.drops[DropReason::NoRealServer as usize], 2);
+    // A segment that is not a SYN is not answered (it schedules nothing).
+    let mut f = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::ACK, b"");
+    assert_eq!(
+        p.process(&mut f, 0, Millis(9000)),
+        Verdict::Drop(DropReason::NoSession)
+    );
+}
