@@ -57,6 +57,7 @@ fn session(i: u32) -> Session {
         client_mac: [0; 6],
         rs_port: 0,
         rs_mac: [0; 6],
+        client_addr: rvs_dataplane::session::ClientAddress::None,
     }
 }
 

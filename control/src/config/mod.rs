@@ -22,7 +22,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use dataplane::sched::{is_prime, SchedFlags, SchedKind, MH_TABLE_SIZE_MAX};
-use dataplane::session::Timeouts;
+use dataplane::session::{ClientAddress, Timeouts};
 pub use dataplane::tables::{Persistence, Thresholds};
 
 use validate::validate;
@@ -382,6 +382,8 @@ pub struct ServiceOptions {
     pub forwards: BTreeMap<SocketAddr, Forward>,
     /// One-packet scheduling (`-o`), UDP services only.
     pub ops: bool,
+    /// How FULLNAT servers learn the client's address (`client_address`).
+    pub client_address: ClientAddress,
 }
 
 impl ServiceOptions {

@@ -26,7 +26,9 @@ use crate::laddr::owner_of;
 use crate::neigh::NeighEvent;
 use crate::sched::{Flow, Scheduler};
 use crate::session::template::{Template, TemplateKey, TemplateSlot, TemplateTable, NO_TEMPLATE};
-use crate::session::{Endpoint, FlowKey, InsertError, Lookup, Session, SlotId, TcpState};
+use crate::session::{
+    ClientAddress, Endpoint, FlowKey, InsertError, Lookup, Session, SlotId, TcpState,
+};
 use crate::stats::DropReason;
 use crate::tables::{Forward, Service, Tables};
 use crate::time::Millis;
@@ -264,6 +266,12 @@ impl Pipeline {
             client_mac,
             rs_port,
             rs_mac,
+            // FULLNAT TCP only: NAT's servers see the client already.
+            client_addr: if rs.forward == Forward::FullNat && key.proto == ipv4::PROTO_TCP {
+                svc.client_address
+            } else {
+                ClientAddress::None
+            },
         };
         let one_packet = svc.ops && key.proto == ipv4::PROTO_UDP;
         let inserted = if one_packet {
