@@ -317,6 +317,34 @@ pub fn check_laddr_family(
     ))
 }
 
+/// The `client_address` mode named `word`, for a service of `proto`
+/// forwarding by `forward`: anything but `none` needs a FULLNAT TCP service.
+///
+/// # Errors
+/// The reason, for an unknown word or another kind of service.
+pub fn check_client_address(
+    word: &str,
+    proto: u8,
+    forward: Forward,
+) -> Result<ClientAddress, String> {
+    let mode = ClientAddress::from_word(word).ok_or_else(|| {
+        format!(
+            "client_address must be \"none\", \"toa\", \"proxy-v1\" or \"proxy-v2\", not {word:?}"
+        )
+    })?;
+    if mode != ClientAddress::None && proto != 6 {
+        return Err(format!(
+            "client_address {word:?} is for TCP services (UDP services carry no client address yet)"
+        ));
+    }
+    if mode != ClientAddress::None && forward != Forward::FullNat {
+        return Err(format!(
+            "client_address {word:?} is for FULLNAT services (with NAT, DR and TUN the servers see the client)"
+        ));
+    }
+    Ok(mode)
+}
+
 /// Checks one-packet scheduling against the service's protocol: ipvsadm
 /// takes `-o` for UDP services only.
 ///
