@@ -53,11 +53,14 @@ pub enum DropReason {
     /// An 802.1Q-tagged frame whose VLAN id has no sub-interface on the
     /// port it arrived on (or a tag with no header after it).
     UnknownVlan,
+    /// No room in the buffer or under the MTU for a PROXY protocol header
+    /// (the client's MSS was lowered to leave room; the client retransmits).
+    NoRoom,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 20;
+    pub const COUNT: usize = 21;
 
     /// All reasons, in discriminant order.
     pub const ALL: [Self; Self::COUNT] = [
@@ -81,6 +84,7 @@ impl DropReason {
         Self::TooBig,
         Self::NoHeadroom,
         Self::UnknownVlan,
+        Self::NoRoom,
     ];
 
     /// Stable snake_case name (metrics label, listings).
@@ -107,6 +111,7 @@ impl DropReason {
             Self::TooBig => "too_big",
             Self::NoHeadroom => "no_headroom",
             Self::UnknownVlan => "unknown_vlan",
+            Self::NoRoom => "no_room",
         }
     }
 }
@@ -140,6 +145,10 @@ pub struct Counters {
     pub redirected_in: u64,
     /// Packets handed to the kernel (exception path).
     pub punted: u64,
+    /// TOA options and PROXY headers inserted toward servers.
+    pub client_addr_inserted: u64,
+    /// TOA options left out for want of room in the TCP header or buffer.
+    pub toa_no_room: u64,
 }
 
 impl Counters {
