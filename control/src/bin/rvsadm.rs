@@ -77,8 +77,9 @@ Options:
   --u-threshold  -x uthreshold        upper threshold of connections
   --l-threshold  -y lthreshold        lower threshold of connections
   --sched-flags  -b flag[,flag]       scheduler flags (sh-fallback, sh-port, mh-fallback, mh-port)
-  --client-address mode               rvs: how FULLNAT TCP servers learn the client's address:
-                                      none, toa, proxy-v1, proxy-v2 (-A/-E; -E keeps it if not given)
+  --client-address mode               rvs: how FULLNAT servers learn the client's address:
+                                      none, toa, proxy-v1, proxy-v2 (UDP: proxy-v2 only)
+                                      (-A/-E; an -E without it keeps the service's)
   --thresholds                        output of thresholds information
   --stats                             output of statistics information
   --rate                              output of rate information

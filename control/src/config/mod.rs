@@ -318,7 +318,8 @@ pub fn check_laddr_family(
 }
 
 /// The `client_address` mode named `word`, for a service of `proto`
-/// forwarding by `forward`: anything but `none` needs a FULLNAT TCP service.
+/// forwarding by `forward`: anything but `none` needs a FULLNAT service,
+/// and a UDP service takes `proxy-v2` only.
 ///
 /// # Errors
 /// The reason, for an unknown word or another kind of service.
@@ -332,9 +333,9 @@ pub fn check_client_address(
             "client_address must be \"none\", \"toa\", \"proxy-v1\" or \"proxy-v2\", not {word:?}"
         )
     })?;
-    if mode != ClientAddress::None && proto != 6 {
+    if !matches!(mode, ClientAddress::None | ClientAddress::ProxyV2) && proto != 6 {
         return Err(format!(
-            "client_address {word:?} is for TCP services (UDP services carry no client address yet)"
+            "client_address {word:?} is for TCP services (UDP services take \"proxy-v2\" only)"
         ));
     }
     if mode != ClientAddress::None && forward != Forward::FullNat {

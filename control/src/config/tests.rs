@@ -256,7 +256,7 @@ fn bad_scheduling_keys_name_their_line() {
             lab_with("client_address = \"toa\"\n", "")
                 .replace("protocol = \"tcp\"", "protocol = \"udp\""),
             "client_address",
-            "for TCP services",
+            "UDP services take \"proxy-v2\" only",
         ),
         (
             lab_with("client_address = \"proxy-v1\"\n", "")
@@ -285,6 +285,9 @@ fn client_address_reaches_the_service_options() {
             .map_or(ClientAddress::None, |o| o.client_address);
         assert_eq!(got, mode);
     }
+    let udp = lab_with("client_address = \"proxy-v2\"\n", "")
+        .replace("protocol = \"tcp\"", "protocol = \"udp\"");
+    assert!(parse(Path::new("x.toml"), &udp).is_ok());
 }
 
 #[test]

@@ -10,6 +10,7 @@ use crate::packet::PacketBuf;
 use crate::session::ext::{CLIENT_ISN, HEADER_SENT};
 use crate::session::{ClientAddress, Direction, SlotId};
 use crate::stats::DropReason;
+use crate::wire::ipv4;
 use crate::xmit::client_addr::{self as ca, Next};
 use crate::xmit::nat64;
 
@@ -31,10 +32,22 @@ impl Pipeline {
             return reshape;
         };
         let mode = s.client_addr;
+        if s.proto == ipv4::PROTO_UDP {
+            // Every datagram toward the server carries the header (the
+            // servers that read PROXY v2 over UDP keep no sessions).
+            return if dir == Direction::Inbound {
+                Some(Reshape::Insert {
+                    slot,
+                    translate: matches!(reshape, Some(Reshape::Translate { .. })),
+                })
+            } else {
+                reshape
+            };
+        }
         let len = if mode.is_proxy() && ext.has(CLIENT_ISN) {
             ext.to_server.delta as usize
         } else {
-            ca::insertion(mode, s.client, s.vip).map_or(0, |i| i.bytes().len())
+            ca::insertion(mode, s.client, s.vip, s.proto).map_or(0, |i| i.bytes().len())
         };
         match ca::on_packet(mode, ext, l3, l4, dir, len) {
             Next::Send => reshape,
@@ -68,10 +81,11 @@ impl Pipeline {
             return Verdict::Drop(DropReason::NoSession);
         };
         let s = *s;
-        let Some(bytes) = ca::insertion(s.client_addr, s.client, s.vip) else {
+        let Some(bytes) = ca::insertion(s.client_addr, s.client, s.vip, s.proto) else {
             return Verdict::Forward { port };
         };
         let toa = s.client_addr == ClientAddress::Toa;
+        let dgram = s.proto == ipv4::PROTO_UDP;
         // Before a translation to IPv4 the packet is still IPv6, 20 bytes
         // longer than it will leave.
         let limit = if translate {
@@ -81,7 +95,7 @@ impl Pipeline {
         };
         match ca::insert(pkt, bytes.bytes(), toa, limit) {
             Ok(()) => {
-                if !toa {
+                if !toa && !dgram {
                     ext.flags |= HEADER_SENT;
                 }
                 self.counters.client_addr_inserted += 1;

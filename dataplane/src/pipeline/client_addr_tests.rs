@@ -511,3 +511,56 @@ fn sessions_without_a_mode_are_untouched() {
     assert_eq!((o.payload.as_slice(), o.options.len()), (&b"hello"[..], 0));
     assert_eq!(p.counters.client_addr_inserted, 0);
 }
+
+#[test]
+fn udp_proxy_v2_rides_every_datagram_toward_the_server() {
+    use crate::xmit::rewrite::tests::udp_packet;
+    let t = tables_with((5000, 5009), |t| {
+        let s = &mut t.services[0];
+        s.proto = ipv4::PROTO_UDP;
+        s.client_address = ClientAddress::ProxyV2;
+        s.servers.truncate(1);
+    });
+    let mut p = Pipeline::new(t, known_servers(), 64, 42, 0, 1);
+    let mut header = PROXY_V2_SIG.to_vec();
+    header.extend_from_slice(&[0x21, 0x12, 0, 12]);
+    header.extend_from_slice(&CLIENT.ip.v4_bits());
+    header.extend_from_slice(&VIP.ip.v4_bits());
+    header.extend_from_slice(&CLIENT.port.to_be_bytes());
+    header.extend_from_slice(&VIP.port.to_be_bytes());
+    let mut local = None;
+    for (i, no_checksum) in [(0, false), (1, true), (2, false)] {
+        let q = eth(
+            LB_MAC,
+            CLIENT_MAC,
+            ethernet::ETHERTYPE_IPV4,
+            &udp_packet(CLIENT, VIP, b"query", no_checksum),
+        );
+        let (v, out) = run(&mut p, &q, 256, i + 1);
+        assert_eq!(v, Verdict::Forward { port: 0 });
+        let ip = ipv4::Packet::new_checked(&out[14..]).unwrap();
+        assert!(ip.verify_checksum());
+        assert_eq!(ip.total_len() + 14, out.len());
+        let u = udp::Packet::new_checked(ip.payload()).unwrap();
+        assert_eq!(usize::from(u.len_field()), ip.payload().len());
+        assert_eq!(&ip.payload()[8..], [&header[..], b"query"].concat());
+        if no_checksum {
+            assert_eq!(u.checksum(), 0, "no checksum stays none");
+        } else {
+            assert!(u.verify_checksum_v4(ip.src(), ip.dst()));
+        }
+        assert_eq!(ip.dst(), RS1.ip.v4_bits());
+        local = Some(Endpoint::new(ip.src(), u.src_port()));
+    }
+    // The answer goes back as it came, nothing to take off.
+    let a = eth(
+        LB_MAC,
+        RS1_MAC,
+        ethernet::ETHERTYPE_IPV4,
+        &udp_packet(RS1, local.unwrap(), b"answer", false),
+    );
+    let (v, out) = run(&mut p, &a, 0, 5);
+    assert_eq!(v, Verdict::Forward { port: 0 });
+    assert_eq!(&out[14 + 28..], b"answer");
+    assert_eq!(p.counters.client_addr_inserted, 3);
+}

@@ -266,11 +266,14 @@ impl Pipeline {
             client_mac,
             rs_port,
             rs_mac,
-            // FULLNAT TCP only: NAT's servers see the client already.
-            client_addr: if rs.forward == Forward::FullNat && key.proto == ipv4::PROTO_TCP {
-                svc.client_address
-            } else {
-                ClientAddress::None
+            // FULLNAT only (NAT's servers see the client already); UDP
+            // takes PROXY v2 alone (config refuses the others).
+            client_addr: match (rs.forward, key.proto, svc.client_address) {
+                (Forward::FullNat, ipv4::PROTO_TCP, m) => m,
+                (Forward::FullNat, ipv4::PROTO_UDP, ClientAddress::ProxyV2) => {
+                    ClientAddress::ProxyV2
+                }
+                _ => ClientAddress::None,
             },
         };
         let one_packet = svc.ops && key.proto == ipv4::PROTO_UDP;

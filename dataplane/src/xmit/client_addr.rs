@@ -61,7 +61,7 @@ use crate::checksum;
 use crate::packet::PacketBuf;
 use crate::session::ext::{SessionExt, CLIENT_ISN, HEADER_SENT, SERVER_ISN};
 use crate::session::{Direction, Endpoint};
-use crate::wire::{ethernet, tcp};
+use crate::wire::{ethernet, ipv4, tcp, udp};
 
 /// TCP option kind of TOA (the TOA kernel modules' `TCPOPT_TOA`).
 pub const TOA_KIND: u8 = 254;
@@ -121,13 +121,25 @@ pub fn toa_option(client: Endpoint) -> Insert {
 }
 
 /// The PROXY protocol header (v1 text or v2 binary, by `mode`) saying that
-/// `client` connected to `vip`; `None` for the other modes.
+/// `client` connected to `vip` over TCP; `None` for the other modes.
 #[must_use]
 pub fn proxy_header(mode: ClientAddress, client: Endpoint, vip: Endpoint) -> Option<Insert> {
+    proxy_header_for(mode, client, vip, false)
+}
+
+/// [`proxy_header`] for a TCP (`dgram` false) or UDP (`dgram` true, v2
+/// only: `0x12`/`0x22`) session.
+#[must_use]
+pub fn proxy_header_for(
+    mode: ClientAddress,
+    client: Endpoint,
+    vip: Endpoint,
+    dgram: bool,
+) -> Option<Insert> {
     let mut buf = [0u8; MAX_INSERT];
     let v4 = client.ip.to_v4().zip(vip.ip.to_v4());
     let len = match mode {
-        ClientAddress::ProxyV1 => {
+        ClientAddress::ProxyV1 if !dgram => {
             use std::io::Write as _;
             let mut w = std::io::Cursor::new(&mut buf[..]);
             let fam = if v4.is_some() { "TCP4" } else { "TCP6" };
@@ -146,12 +158,12 @@ pub fn proxy_header(mode: ClientAddress, client: Endpoint, vip: Endpoint) -> Opt
             buf[..12].copy_from_slice(&PROXY_V2_SIG);
             buf[12] = 0x21; // version 2, PROXY
             let at = if let Some((c, v)) = v4 {
-                buf[13] = 0x11; // TCP over IPv4
+                buf[13] = if dgram { 0x12 } else { 0x11 }; // TCP/UDP over IPv4
                 buf[16..20].copy_from_slice(&c);
                 buf[20..24].copy_from_slice(&v);
                 24
             } else {
-                buf[13] = 0x21; // TCP over IPv6
+                buf[13] = if dgram { 0x22 } else { 0x21 }; // TCP/UDP over IPv6
                 buf[16..32].copy_from_slice(&client.ip.octets());
                 buf[32..48].copy_from_slice(&vip.ip.octets());
                 48
@@ -162,17 +174,24 @@ pub fn proxy_header(mode: ClientAddress, client: Endpoint, vip: Endpoint) -> Opt
             buf[14..16].copy_from_slice(&addr_len.to_be_bytes());
             at + 4
         }
-        ClientAddress::None | ClientAddress::Toa => return None,
+        _ => return None,
     };
     Some(Insert { buf, len })
 }
 
-/// What a session's mode inserts for `client` reaching `vip`.
+/// What a session's mode inserts for `client` reaching `vip` over `proto`
+/// (UDP: PROXY v2 only).
 #[must_use]
-pub fn insertion(mode: ClientAddress, client: Endpoint, vip: Endpoint) -> Option<Insert> {
+pub fn insertion(
+    mode: ClientAddress,
+    client: Endpoint,
+    vip: Endpoint,
+    proto: u8,
+) -> Option<Insert> {
+    let dgram = proto == ipv4::PROTO_UDP;
     match mode {
-        ClientAddress::Toa => Some(toa_option(client)),
-        _ => proxy_header(mode, client, vip),
+        ClientAddress::Toa if !dgram => Some(toa_option(client)),
+        _ => proxy_header_for(mode, client, vip, dgram),
     }
 }
 
@@ -349,8 +368,10 @@ pub enum NoRoom {
 }
 
 /// Inserts `bytes` into the untagged Ethernet frame `pkt` (IPv4 or IPv6,
-/// TCP): as TCP options at the end of the TCP header when `as_option`
-/// (TOA; `bytes` a multiple of 4), else in front of the payload (PROXY).
+/// TCP or UDP): as TCP options at the end of the TCP header when `as_option`
+/// (TOA; `bytes` a multiple of 4), else in front of the payload (PROXY;
+/// a UDP datagram's length and checksum follow, a datagram without
+/// checksum keeps none).
 /// The IP length (and IPv4 header checksum), the data offset and the TCP
 /// checksum (recomputed in full: this happens once or twice per
 /// connection) are fixed; Ethernet padding after the IP packet is dropped.
@@ -378,10 +399,23 @@ pub fn insert(
         40
     };
     let end = ip_end(l3);
-    if l3.len() < l4 + tcp::MIN_HEADER_LEN || end < l4 + tcp::MIN_HEADER_LEN {
+    let is_udp = if v4 { l3[9] } else { l3[6] } == ipv4::PROTO_UDP;
+    let min = if is_udp {
+        udp::HEADER_LEN
+    } else {
+        tcp::MIN_HEADER_LEN
+    };
+    if l3.len() < l4 + min || end < l4 + min {
         return Err(NoRoom::Buffer);
     }
-    let hlen = usize::from(l3[l4 + 12] >> 4) * 4;
+    let hlen = if is_udp {
+        udp::HEADER_LEN
+    } else {
+        usize::from(l3[l4 + 12] >> 4) * 4
+    };
+    if is_udp && as_option {
+        return Err(NoRoom::Header);
+    }
     if as_option && (hlen + n > TCP_MAX_HEADER || !n.is_multiple_of(4)) {
         return Err(NoRoom::Header);
     }
@@ -397,6 +431,10 @@ pub fn insert(
         l3[l4 + 12] = (((hlen + n) / 4) as u8) << 4 | (l3[l4 + 12] & 0x0f);
     }
     let new_end = end + n;
+    let no_udp_checksum = is_udp && v4 && l3[l4 + 6..l4 + 8] == [0, 0];
+    if is_udp {
+        l3[l4 + 4..l4 + 6].copy_from_slice(&((new_end - l4) as u16).to_be_bytes());
+    }
     if v4 {
         l3[2..4].copy_from_slice(&(new_end as u16).to_be_bytes());
         l3[10..12].copy_from_slice(&[0, 0]);
@@ -405,7 +443,14 @@ pub fn insert(
         let (mut s, mut d) = ([0; 4], [0; 4]);
         s.copy_from_slice(&l3[12..16]);
         d.copy_from_slice(&l3[16..20]);
-        if let Ok(mut t) = tcp::Packet::new_checked(&mut l3[l4..new_end]) {
+        if is_udp {
+            if let (false, Ok(mut u)) = (
+                no_udp_checksum,
+                udp::Packet::new_checked(&mut l3[l4..new_end]),
+            ) {
+                u.fill_checksum_v4(s, d);
+            }
+        } else if let Ok(mut t) = tcp::Packet::new_checked(&mut l3[l4..new_end]) {
             t.fill_checksum_v4(s, d);
         }
     } else {
@@ -413,7 +458,11 @@ pub fn insert(
         let (mut s, mut d) = ([0; 16], [0; 16]);
         s.copy_from_slice(&l3[8..24]);
         d.copy_from_slice(&l3[24..40]);
-        if let Ok(mut t) = tcp::Packet::new_checked(&mut l3[l4..new_end]) {
+        if is_udp {
+            if let Ok(mut u) = udp::Packet::new_checked(&mut l3[l4..new_end]) {
+                u.fill_checksum_v6(s, d);
+            }
+        } else if let Ok(mut t) = tcp::Packet::new_checked(&mut l3[l4..new_end]) {
             t.fill_checksum_v6(s, d);
         }
     }
