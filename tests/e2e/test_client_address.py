@@ -28,6 +28,7 @@ import pytest
 import rvslab
 from rvslab import CLIENT_IP, CLIENT_IP6, LOCAL_ADDR, LOCAL_ADDR6, VIP, VIP6
 
+UDP_PORT = 5302
 RS = "10.77.0.11"
 RS6 = "fd77::11"
 V1, V2, TOA, V64 = 8001, 8002, 8003, 8064
@@ -60,7 +61,8 @@ def rvsd_config(text: str) -> str:
         service(VIP6, V64, "proxy-v2", RS, LOCAL_ADDR),  # FULLNAT64
     ):
         text = rvslab.append_service(text, svc)
-    return text
+    udp = service(VIP, UDP_PORT, "proxy-v2", RS, LOCAL_ADDR).replace('protocol = "tcp"', 'protocol = "udp"')
+    return rvslab.append_service(text, udp)
 
 
 NGINX_CONF = """
@@ -306,3 +308,31 @@ def test_tshark_decodes_proxy_headers_and_toa_on_the_server(lab, nginx):
     for r in rows:
         assert toa_reader(r[2]) == (CLIENT_IP, 41002), r
         assert "8" in r[3].split(","), r
+
+
+# ---- UDP ---------------------------------------------------------------------
+
+UDP_ASK_RAW = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(3)
+s.sendto(b"hello", (sys.argv[1], int(sys.argv[2])))
+data, _ = s.recvfrom(65535)
+print(s.getsockname()[1], data.hex())
+"""
+
+
+def test_udp_datagrams_carry_proxy_v2(lab):
+    echo = rvslab.UdpEcho("rs1", UDP_PORT)
+    try:
+        for _ in range(3):
+            out = rvslab.in_ns("client", ["python3", "-c", UDP_ASK_RAW, VIP, str(UDP_PORT)], timeout=15)
+            assert out.returncode == 0, out.stderr
+            port, reply = out.stdout.split()
+            header = (b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x12, 0, 12])
+                      + ipaddress.ip_address(CLIENT_IP).packed + ipaddress.ip_address(VIP).packed
+                      + int(port).to_bytes(2, "big") + UDP_PORT.to_bytes(2, "big"))
+            # The echo server answers "NAME PEER " + what it received.
+            assert bytes.fromhex(reply) == f"rs1 {LOCAL_ADDR} ".encode() + header + b"hello"
+    finally:
+        echo.stop()
