@@ -197,8 +197,9 @@ def impair(node: str, port: int) -> None:
 
 
 def unimpair(node: str) -> str:
-    """Removes impair()'s rules; what nft counted."""
+    """Removes impair()'s rules; what nft and the slow htb class counted."""
     counted = rvslab.in_ns(node, ["nft", "list", "table", "inet", "rvsimpair"]).stdout
+    counted += rvslab.in_ns(node, ["tc", "-s", "class", "show", "dev", "eth0", "classid", "1:20"]).stdout
     rvslab.in_ns(node, ["nft", "delete", "table", "inet", "rvsimpair"])
     rvslab.in_ns(node, ["tc", "qdisc", "del", "dev", "eth0", "root"])
     return counted
@@ -208,11 +209,24 @@ def drops(counted: str) -> int:
     return sum(int(n) for n in re.findall(r"counter packets (\d+) bytes \d+ drop", counted))
 
 
+def delayed(counted: str) -> int:
+    """Packets the slow htb class sent (each overtaken by later ones)."""
+    return sum(int(n) for n in re.findall(r"Sent \d+ bytes (\d+) pkt", counted))
+
+
+def tcp_counter(node: str, name: str) -> int:
+    """A TCP counter of rvs-NODE's network namespace (nstat, absolute)."""
+    out = rvslab.in_ns(node, ["nstat", "-asz", name]).stdout
+    m = re.search(rf"^{name}\s+(\d+)", out, re.M)
+    return int(m.group(1)) if m else 0
+
+
 def test_10mb_up_and_down_under_loss_and_reordering(lab, nginx):
     src = lab.workdir / "upload.bin"
     src.write_bytes(os.urandom(BIG))
     got = lab.workdir / "download.bin"
     url = rvslab.http_url(VIP, "", V2)
+    sack = {n: tcp_counter(n, "TcpExtTCPSackRecovery") for n in ("client", "rs1")}
     for node in ("client", "rs1"):
         impair(node, V2)
     try:
@@ -227,8 +241,12 @@ def test_10mb_up_and_down_under_loss_and_reordering(lab, nginx):
     sha = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
     assert sha(nginx / "www" / "up" / "upload.bin") == sha(src)
     assert sha(got) == sha(nginx / "www" / "big.bin")
-    # The loss was real, both ways.
+    # The loss and the reordering were real, both ways, and the senders
+    # recovered with SACK (blocks that rvs mapped back toward the client).
     assert drops(counted["client"]) > 20 and drops(counted["rs1"]) > 20, counted
+    assert delayed(counted["client"]) > 100 and delayed(counted["rs1"]) > 100, counted
+    recovered = {n: tcp_counter(n, "TcpExtTCPSackRecovery") - sack[n] for n in sack}
+    assert recovered["client"] > 0 and recovered["rs1"] > 0, recovered
     # And the connections carried their PROXY headers (one log line each).
     assert [l[1] for l in log_lines(nginx, V2)[-2:]] == [CLIENT_IP, CLIENT_IP]
 
@@ -242,7 +260,7 @@ class Capture:
         self.path = workdir / f"rs1-{time.monotonic_ns()}.pcap"
         self.err = self.path.with_suffix(".err")
         with open(self.path, "wb") as out, open(self.err, "w") as err:
-            self.proc = subprocess.Popen(["ip", "netns", "exec", "rvs-rs1", "tcpdump", "-i", "eth0", "-n", "-U",
+            self.proc = subprocess.Popen(["ip", "netns", "exec", "rvs-rs1", "tcpdump", "-i", "eth0", "-n", "-U", "--immediate-mode",
                                           "-w", "-", *filt], stdin=subprocess.DEVNULL, stdout=out, stderr=err)
         rvslab.wait_until("tcpdump to listen", lambda: "listening on" in self.err.read_text()
                           or self.proc.poll() is not None, timeout=10)
@@ -288,17 +306,18 @@ def test_tshark_decodes_proxy_headers_and_toa_on_the_server(lab, nginx):
                   "port", str(TOA), ")")
     try:
         for port in (V1, V2, TOA):
-            out = rvslab.in_ns("client", ["curl", "-sS", "--max-time", "5", "--local-port", f"{41000 + port - V1}",
+            out = rvslab.in_ns("client", ["curl", "-sS", "--max-time", "5", "--local-port", f"{61001 + port - V1}",
                                           rvslab.http_url(VIP, "/who", port)])
             assert out.returncode == 0, out.stderr
     finally:
         cap.stop()
-    rows = tshark(cap.path, "-d", f"tcp.port=={V1},proxy", "-d", f"tcp.port=={V2},proxy", "-Y", "proxy",
-                  "-T", "fields", "-e", "tcp.dstport", "-e", "ip.src", "-e", "proxy.version",
+    # Wireshark's PROXY dissector is a TCP heuristic (on by default).
+    rows = tshark(cap.path, "-o", "tcp.try_heuristic_first:TRUE", "-Y", "proxy",
+                  "-T", "fields", "-e", "tcp.dstport", "-e", "ip.src", "-e", "proxy.v1.proto", "-e", "proxy.version",
                   "-e", "proxy.src.ipv4", "-e", "proxy.srcport", "-e", "proxy.dst.ipv4", "-e", "proxy.dstport")
-    seen = {(r[0], r[2]): r for r in rows}
-    assert seen[(str(V1), "1")][1:] == [LOCAL_ADDR, "1", CLIENT_IP, "41000", VIP, str(V1)], rows
-    assert seen[(str(V2), "2")][1:] == [LOCAL_ADDR, "2", CLIENT_IP, "41001", VIP, str(V2)], rows
+    seen = {r[0]: r[1:] for r in rows}
+    assert seen[str(V1)] == [LOCAL_ADDR, "TCP4", "", CLIENT_IP, "61001", VIP, str(V1)], rows
+    assert seen[str(V2)] == [LOCAL_ADDR, "", "2", CLIENT_IP, "61002", VIP, str(V2)], rows
     # TOA: tshark sees option 254 (8 bytes) on the handshake's ACK at least;
     # the reader recovers the client from its bytes.
     rows = tshark(cap.path, "-Y", f"tcp.dstport=={TOA} && tcp.option_kind==254", "-T", "fields",
@@ -306,7 +325,7 @@ def test_tshark_decodes_proxy_headers_and_toa_on_the_server(lab, nginx):
     assert rows, "no TOA option seen"
     assert any(r[1] == "0" and int(r[0], 16) & 0x10 for r in rows), "the handshake's ACK carries it"
     for r in rows:
-        assert toa_reader(r[2]) == (CLIENT_IP, 41002), r
+        assert toa_reader(r[2]) == (CLIENT_IP, 61003), r
         assert "8" in r[3].split(","), r
 
 
