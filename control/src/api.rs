@@ -120,6 +120,10 @@ pub struct ServiceSpec {
     pub sched_flags: Option<String>,
     /// `-o` one-packet scheduling.
     pub ops: bool,
+    /// `--client-address MODE` (rvs's own): `none`, `toa`, `proxy-v1`,
+    /// `proxy-v2`; `None` keeps the service's (`none` for a new one).
+    #[serde(default)]
+    pub client_address: Option<String>,
 }
 
 /// A real server named on the command line.

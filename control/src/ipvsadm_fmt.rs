@@ -347,6 +347,10 @@ fn rule_flags(flags: &str) -> String {
                 words.next();
             }
             ("ops", _) => out += " -o",
+            ("client-address", Some(m)) => {
+                out += &format!(" --client-address {m}");
+                words.next();
+            }
             (w, _) if w.starts_with('(') => {
                 out += &format!(" -b {}", w.trim_matches(|c| c == '(' || c == ')'))
             }
@@ -423,7 +427,7 @@ mod tests {
             proto: "TCP".into(),
             vip: "192.168.140.100:80".into(),
             scheduler: "rr".into(),
-            flags: " (sh-port) persistent 300 mask 255.255.255.0".into(),
+            flags: " (sh-port) persistent 300 mask 255.255.255.0 client-address proxy-v2".into(),
             local_addresses: vec!["10.0.0.200".into()],
             servers: vec![
                 RealServerView {
@@ -455,7 +459,7 @@ mod tests {
         assert_eq!(
             save(&[s]),
             concat!(
-                "-A -t 192.168.140.100:80 -s rr -b sh-port -p 300 -M 255.255.255.0\n",
+                "-A -t 192.168.140.100:80 -s rr -b sh-port -p 300 -M 255.255.255.0 --client-address proxy-v2\n",
                 "-P -t 192.168.140.100:80 -z 10.0.0.200\n",
                 "-a -t 192.168.140.100:80 -r 192.168.140.11:80 -g -w 1\n",
                 "-a -t 192.168.140.100:80 -r 192.168.140.12:80 --fullnat -w 2 -x 100 -y 50\n",

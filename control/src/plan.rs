@@ -304,6 +304,7 @@ fn service(config: &Config, s: &ServiceConfig, registry: &mut Registry) -> Servi
         sched_flags: opts.sched_flags,
         persistence: opts.persistence,
         ops: opts.ops,
+        client_address: opts.client_address,
         servers,
     }
 }

@@ -7,9 +7,12 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use rvs_dataplane::neigh::{NeighEntry, NeighMap};
+use rvs_dataplane::packet::PacketBuf;
 use rvs_dataplane::pipeline::{Pipeline, Verdict};
 use rvs_dataplane::sched::SchedKind;
-use rvs_dataplane::session::{Endpoint, FlowKey, Session, SessionTable, TcpState, Timeouts};
+use rvs_dataplane::session::{
+    ClientAddress, Endpoint, FlowKey, Session, SessionTable, TcpState, Timeouts,
+};
 use rvs_dataplane::tables::Forward;
 use rvs_dataplane::tables::{Interface, RealServer, Service, Tables};
 use rvs_dataplane::time::Millis;
@@ -57,6 +60,7 @@ fn session(i: u32) -> Session {
         client_mac: [0; 6],
         rs_port: 0,
         rs_mac: [0; 6],
+        client_addr: ClientAddress::None,
     }
 }
 
@@ -104,7 +108,25 @@ fn bench_lookup(c: &mut Criterion) {
     g.finish();
 }
 
+/// `tcp_frame` with sequence and acknowledgement numbers (checksum refilled).
+fn numbered(mut f: Vec<u8>, seq: u32, ack: u32, src: Endpoint, dst: Endpoint) -> Vec<u8> {
+    f[38..42].copy_from_slice(&seq.to_be_bytes());
+    f[42..46].copy_from_slice(&ack.to_be_bytes());
+    tcp::Packet::new_checked(&mut f[34..])
+        .unwrap()
+        .fill_checksum_v4(src.ip.v4_bits(), dst.ip.v4_bits());
+    f
+}
+
 fn bench_pipeline(c: &mut Criterion) {
+    bench_pipeline_mode(c, ClientAddress::None);
+    bench_pipeline_mode(c, ClientAddress::ProxyV2);
+}
+
+/// A whole established packet through `Pipeline::process`; with PROXY v2,
+/// on a connection whose header was inserted (every later number shifted:
+/// the client's seq forward inbound, the server's ack back outbound).
+fn bench_pipeline_mode(c: &mut Criterion, mode: ClientAddress) {
     let tables = Arc::new(Tables {
         interfaces: vec![Interface {
             port: 0,
@@ -125,6 +147,7 @@ fn bench_pipeline(c: &mut Criterion) {
                 index: 0,
                 ..Default::default()
             }],
+            client_address: mode,
             ..Default::default()
         }],
         laddrs: vec![[10, 77, 0, 200].into()],
@@ -150,12 +173,66 @@ fn bench_pipeline(c: &mut Criterion) {
         p.process(&mut syn, 0, Millis(0)),
         Verdict::Forward { port: 0 }
     );
-    let ack = tcp_frame([2; 6], client, vip, tcp::ACK);
+    let rs = Endpoint::new([10, 77, 0, 11], 80);
+    let local = Endpoint::new([10, 77, 0, 200], 1025);
+    let mut synack = numbered(
+        tcp_frame([2; 6], rs, local, tcp::SYN | tcp::ACK),
+        5000,
+        1,
+        rs,
+        local,
+    );
+    assert_eq!(
+        p.process(&mut synack, 0, Millis(0)),
+        Verdict::Forward { port: 0 }
+    );
+    if mode != ClientAddress::None {
+        // The first data: the header goes in (the frame needs room for it).
+        let mut first = tcp_frame([2; 6], client, vip, tcp::ACK);
+        first.extend_from_slice(b"GET / HTTP/1.0\r\n\r\n");
+        let l4_len = (first.len() - 34) as u16;
+        ipv4::emit_header(
+            &mut first[14..],
+            ipv4::PROTO_TCP,
+            client.ip.v4_bits(),
+            vip.ip.v4_bits(),
+            l4_len,
+        );
+        let first = numbered(first, 1, 5001, client, vip);
+        let mut f = first.clone();
+        f.resize(first.len() + 64, 0);
+        let mut room = PacketBuf::new(&mut f, 0, first.len());
+        assert_eq!(
+            p.process_buf(&mut room, 0, Millis(0)),
+            Verdict::Forward { port: 0 }
+        );
+        assert_eq!(room.window().1, first.len() + 28, "the header went in");
+    }
+    let ack = numbered(
+        tcp_frame([2; 6], client, vip, tcp::ACK),
+        100,
+        5001,
+        client,
+        vip,
+    );
+    let reply = numbered(tcp_frame([2; 6], rs, local, tcp::ACK), 5001, 200, rs, local);
+    let suffix = if mode == ClientAddress::None {
+        ""
+    } else {
+        "_proxy_shifted"
+    };
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("established_inbound_64B", |b| {
+    g.bench_function(format!("established_inbound_64B{suffix}"), |b| {
         b.iter_batched_ref(
             || ack.clone(),
+            |f| black_box(p.process(f, 0, Millis(1))),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function(format!("established_outbound_64B{suffix}"), |b| {
+        b.iter_batched_ref(
+            || reply.clone(),
             |f| black_box(p.process(f, 0, Millis(1))),
             BatchSize::SmallInput,
         )

@@ -58,11 +58,14 @@ pub enum DropReason {
     /// No real server can take a new connection: answered with ICMP port
     /// unreachable, as the kernel's `ip_vs_leave` does.
     PortUnreachable,
+    /// No room in the buffer or under the MTU for a PROXY protocol header
+    /// (the client's MSS was lowered to leave room; the client retransmits).
+    NoRoom,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 21;
+    pub const COUNT: usize = 22;
 
     /// All reasons, in discriminant order.
     pub const ALL: [Self; Self::COUNT] = [
@@ -87,6 +90,7 @@ impl DropReason {
         Self::NoHeadroom,
         Self::UnknownVlan,
         Self::PortUnreachable,
+        Self::NoRoom,
     ];
 
     /// Stable snake_case name (metrics label, listings).
@@ -114,6 +118,7 @@ impl DropReason {
             Self::NoHeadroom => "no_headroom",
             Self::UnknownVlan => "unknown_vlan",
             Self::PortUnreachable => "port_unreachable",
+            Self::NoRoom => "no_room",
         }
     }
 }
@@ -147,6 +152,10 @@ pub struct Counters {
     pub redirected_in: u64,
     /// Packets handed to the kernel (exception path).
     pub punted: u64,
+    /// TOA options and PROXY headers inserted toward servers.
+    pub client_addr_inserted: u64,
+    /// TOA options left out for want of room in the TCP header or buffer.
+    pub toa_no_room: u64,
 }
 
 impl Counters {

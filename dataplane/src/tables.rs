@@ -172,6 +172,9 @@ pub struct Service {
     /// One-packet scheduling (`ipvsadm -o`, UDP): every datagram is
     /// scheduled on its own (see [`crate::pipeline`]).
     pub ops: bool,
+    /// How its FULLNAT servers learn the client's address
+    /// (`client_address`, see [`crate::xmit::client_addr`]).
+    pub client_address: crate::xmit::client_addr::ClientAddress,
 }
 
 /// Everything the pipeline forwards by.

@@ -33,6 +33,10 @@
 //!           through fd77::200
 //!   17 TCP [fd77::100]:84 -> RS1:8084 FULLNAT64 (through 10.77.0.200)
 //!   18 UDP [fd77::100]:58 -> RS1:5358 FULLNAT64
+//!   19 TCP VIP:85 -> RS1:8085 FULLNAT, client_address toa
+//!   20 TCP VIP:86 -> RS1:8086 FULLNAT, client_address proxy-v1
+//!   21 TCP VIP:87 -> RS1:8087 FULLNAT, client_address proxy-v2
+//!   22 TCP [fd77::100]:87 -> [fd77::11]:8087 FULLNAT, client_address proxy-v2
 //! timeouts: the defaults; session capacity 64, seed 42
 //! ```
 //!
@@ -60,7 +64,7 @@ use rvs_dataplane::packet::PacketBuf;
 use rvs_dataplane::pipeline::{Pipeline, Verdict};
 use rvs_dataplane::route::{NextHop, Route, RouteTable, Routes};
 use rvs_dataplane::sched::SchedKind;
-use rvs_dataplane::session::{Endpoint, Timeouts};
+use rvs_dataplane::session::{ClientAddress, Endpoint, Timeouts};
 use rvs_dataplane::stats::DropReason;
 use rvs_dataplane::tables::{Forward, Interface, RealServer, Service, Tables};
 use rvs_dataplane::time::Millis;
@@ -130,6 +134,15 @@ const SERVICES_64: [ServiceRow; 2] = [
     (UDP, 58, &[(1, 5358)], Forward::FullNat, false),
 ];
 
+/// Services that tell RS1 the client's address (FULLNAT TCP, VIP port =
+/// server port - 8000): (VIP port, mode, IPv6).
+const SERVICES_CLIENT_ADDR: [(u16, ClientAddress, bool); 4] = [
+    (85, ClientAddress::Toa, false),
+    (86, ClientAddress::ProxyV1, false),
+    (87, ClientAddress::ProxyV2, false),
+    (87, ClientAddress::ProxyV2, true),
+];
+
 fn tables() -> Arc<Tables> {
     // (VIP, servers in IPv6, services, local address: 0 is 10.77.0.200,
     // 1 is fd77::200).
@@ -169,6 +182,23 @@ fn tables() -> Arc<Tables> {
                 ..Default::default()
             });
         }
+    }
+    for (vport, mode, six) in SERVICES_CLIENT_ADDR {
+        rs_index += 1;
+        services.push(Service {
+            vip: Endpoint::at(if six { v6(0x100) } else { v4(100) }, vport),
+            proto: TCP,
+            sched: SchedKind::RoundRobin,
+            laddrs: vec![u16::from(six)],
+            servers: vec![RealServer {
+                addr: Endpoint::at(rs(1, six), vport + 8000),
+                weight: 1,
+                index: rs_index - 1,
+                ..Default::default()
+            }],
+            client_address: mode,
+            ..Default::default()
+        });
     }
     let v6_route = |prefix: Addr, len, hop| Route {
         prefix: prefix.octets(),

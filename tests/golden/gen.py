@@ -47,6 +47,10 @@ THE CONFIGURATION (golden.rs `tables()` and `neighbours()` build the same):
               through fd77::200
       17 TCP [fd77::100]:84 -> RS1:8084 FULLNAT64 (through 10.77.0.200)
       18 UDP [fd77::100]:58 -> RS1:5358 FULLNAT64
+      19 TCP VIP:85 -> RS1:8085 FULLNAT, client_address toa
+      20 TCP VIP:86 -> RS1:8086 FULLNAT, client_address proxy-v1
+      21 TCP VIP:87 -> RS1:8087 FULLNAT, client_address proxy-v2
+      22 TCP [fd77::100]:87 -> [fd77::11]:8087 FULLNAT, client_address proxy-v2
     timeouts: the defaults; session capacity 64, seed 42
 
 The local port: a worker's pool of a local address is a FIFO of the ports
@@ -1034,6 +1038,117 @@ def _(c: Case) -> None:
     c.step("NAT: client time exceeded about the answer", err, "forward:0", relayed6(err, CLIENT6, nrs, nrs_mac, as_seen(na, (nrs, nrport), ncl, 63)))
     dying = icmp6_error(rs_mac, rs, LADDR6, quote6(bytes(fwd[IPv6])), hlim=1)
     c.step("an error with hop limit 1", dying, "drop:ttl_exceeded")
+
+
+# ---- client addresses (TOA, PROXY protocol) ----------------------------------
+TOA_TCP = (85, RS1, 8085, RS1_MAC)
+PROXY_V1_TCP = (86, RS1, 8086, RS1_MAC)
+PROXY_V2_TCP = (87, RS1, 8087, RS1_MAC)
+PROXY_V2_TCP6 = (87, RS1_6, 8087, RS1_MAC)
+PROXY_V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def with_tcp(frame: Packet, **fields) -> Packet:
+    """`frame` with TCP fields changed (checksums and lengths recomputed)."""
+    p = frame.copy()
+    for k, v in fields.items():
+        setattr(p[TCP], k, v)
+    p[TCP].chksum = None
+    if IP in p:
+        p[IP].len, p[IP].chksum = None, None
+    else:
+        p[IPv6].plen = None
+    return p
+
+
+def with_payload(frame: Packet, data: bytes) -> Packet:
+    """`frame` carrying `data` after its TCP header instead."""
+    p = with_tcp(frame)
+    p[TCP].remove_payload()
+    return p / Raw(data) if data else p
+
+
+def options_with_mss(options: list, mss: int) -> list:
+    return [("MSS", mss) if k == "MSS" else (k, v) for k, v in options]
+
+
+def proxy_v2(client: str, cport: int, vip: str, vport: int) -> bytes:
+    six = ":" in client
+    fam = 0x21 if six else 0x11
+    addrs = ipaddress.ip_address(client).packed + ipaddress.ip_address(vip).packed
+    body = addrs + struct.pack("!HH", cport, vport)
+    return PROXY_V2_SIG + bytes([0x21, fam]) + struct.pack("!H", len(body)) + body
+
+
+@case("toa_v4", "TOA: the server's SYN-ACK MSS is lowered by 8; the handshake's ACK (padded to 60 bytes on arrival) and the first data carry option 254 (port, address) after their own options, data offset and lengths fixed; once the server has sent data, nothing is added")
+def _(c: Case) -> None:
+    vport, rs, rport, rs_mac = TOA_TCP
+    laddr = (LADDR, lport(0))
+    cl = (CLIENT, 40000)
+    toa = (254, struct.pack("!H", 40000) + ipaddress.ip_address(CLIENT).packed)
+    syn = from_client(tcp_v4(CLIENT, 40000, VIP, vport, "S", seq=1000, options=SYN_OPTIONS))
+    c.step("client SYN, untouched", syn, "forward:0", routed(syn, laddr, (rs, rport), rs_mac))
+    synack = from_server(rs_mac, tcp_v4(rs, rport, LADDR, laddr[1], "SA", seq=5000, ack=1001, options=SYNACK_OPTIONS))
+    c.step("server SYN-ACK, MSS 1460 - 8", synack, "forward:0",
+           with_tcp(routed(synack, (VIP, vport), cl, CLIENT_MAC), options=options_with_mss(SYNACK_OPTIONS, 1452)))
+    ack = from_client(tcp_v4(CLIENT, 40000, VIP, vport, "A", seq=1001, ack=5001, ip_id=2))
+    c.step("handshake ACK gets the option", ack, "forward:0", with_tcp(routed(ack, laddr, (rs, rport), rs_mac), options=[toa]))
+    ts = [("NOP", None), ("NOP", None), ("Timestamp", (100001, 200000))]
+    data = from_client(tcp_v4(CLIENT, 40000, VIP, vport, "PA", seq=1001, ack=5001, data=b"GET / HTTP/1.0\r\n\r\n", options=ts, ip_id=3))
+    c.step("first data gets it after its timestamps", data, "forward:0", with_tcp(routed(data, laddr, (rs, rport), rs_mac), options=ts + [toa]))
+    reply = from_server(rs_mac, tcp_v4(rs, rport, LADDR, laddr[1], "PA", seq=5001, ack=1019, data=b"HTTP/1.0 200 OK\r\n\r\n", ip_id=2))
+    c.step("server reply, unchanged but for the tuple", reply, "forward:0", routed(reply, (VIP, vport), cl, CLIENT_MAC))
+    more = from_client(tcp_v4(CLIENT, 40000, VIP, vport, "A", seq=1019, ack=5020, ip_id=4))
+    c.step("later ACK: no option", more, "forward:0", routed(more, laddr, (rs, rport), rs_mac))
+
+
+def proxy_case(c: Case, svc: tuple, header: bytes, six: bool = False) -> None:
+    vport, rs, rport, rs_mac = svc
+    client, vip, la = (CLIENT6, VIP6, LADDR6) if six else (CLIENT, VIP, LADDR)
+    tcp = tcp_v6 if six else tcp_v4
+    ids = (lambda n: {}) if six else (lambda n: {"ip_id": n})
+    laddr = (la, lport(0))
+    cl = (client, 40000)
+    n = len(header)
+    syn = from_client(tcp(client, 40000, vip, vport, "S", seq=1000, options=SYN_OPTIONS))
+    c.step("client SYN, untouched", syn, "forward:0", routed(syn, laddr, (rs, rport), rs_mac))
+    synack = from_server(rs_mac, tcp(rs, rport, la, laddr[1], "SA", seq=5000, ack=1001, options=SYNACK_OPTIONS))
+    c.step(f"server SYN-ACK, MSS 1460 - {n}", synack, "forward:0",
+           with_tcp(routed(synack, (vip, vport), cl, CLIENT_MAC), options=options_with_mss(SYNACK_OPTIONS, 1460 - n)))
+    ack = from_client(tcp(client, 40000, vip, vport, "A", seq=1001, ack=5001, **ids(2)))
+    c.step("handshake ACK: no byte of the stream yet, unchanged", ack, "forward:0", routed(ack, laddr, (rs, rport), rs_mac))
+    req = b"GET / HTTP/1.1\r\n\r\n"
+    data = from_client(tcp(client, 40000, vip, vport, "PA", seq=1001, ack=5001, data=req, **ids(3)))
+    first = with_payload(routed(data, laddr, (rs, rport), rs_mac), header + req)
+    c.step("first data: the header in front of it", data, "forward:0", first)
+    sack = [("NOP", None), ("NOP", None), ("SAck", (1001 + n + 28, 1001 + n + 38))]
+    reply = from_server(rs_mac, tcp(rs, rport, la, laddr[1], "PA", seq=5001, ack=1001 + n + len(req), data=b"HTTP/1.1 200 OK\r\n\r\n", options=sack, **ids(2)))
+    c.step("server reply: ack and SACK edges back by the header", reply, "forward:0",
+           with_tcp(routed(reply, (vip, vport), cl, CLIENT_MAC), ack=1001 + len(req),
+                    options=[("NOP", None), ("NOP", None), ("SAck", (1001 + 28, 1001 + 38))]))
+    more = from_client(tcp(client, 40000, vip, vport, "PA", seq=1001 + len(req), ack=5020, data=b"more", **ids(4)))
+    c.step("client's next bytes: seq forward by the header", more, "forward:0",
+           with_tcp(routed(more, laddr, (rs, rport), rs_mac), seq=1001 + len(req) + n))
+    again = from_client(tcp(client, 40000, vip, vport, "PA", seq=1001, ack=5020, data=req, **ids(5)))
+    c.step("retransmitted first segment: the header again", again, "forward:0", with_payload(routed(again, laddr, (rs, rport), rs_mac), header + req))
+    fin = from_client(tcp(client, 40000, vip, vport, "FA", seq=1001 + len(req) + 4, ack=5020, **ids(6)))
+    c.step("client FIN: flags kept, seq forward", fin, "forward:0",
+           with_tcp(routed(fin, laddr, (rs, rport), rs_mac), seq=1001 + len(req) + 4 + n))
+
+
+@case("proxy_v1_v4", "PROXY v1: the text line in front of the client's first payload byte, seq forward and ack/SACK back by its length for the rest of the connection, again in front of a retransmitted first segment; SYN-ACK MSS lowered by it")
+def _(c: Case) -> None:
+    proxy_case(c, PROXY_V1_TCP, b"PROXY TCP4 10.77.0.10 10.77.0.100 40000 86\r\n")
+
+
+@case("proxy_v2_v4", "PROXY v2 over IPv4 (28 bytes: signature, 0x21, 0x11, length 12, addresses, ports), as proxy_v1_v4")
+def _(c: Case) -> None:
+    proxy_case(c, PROXY_V2_TCP, proxy_v2(CLIENT, 40000, VIP, 87))
+
+
+@case("proxy_v2_v6", "PROXY v2 over IPv6 (52 bytes: 0x21 TCP over IPv6, length 36), as proxy_v1_v4")
+def _(c: Case) -> None:
+    proxy_case(c, PROXY_V2_TCP6, proxy_v2(CLIENT6, 40000, VIP6, 87), six=True)
 
 
 # ---- output ----------------------------------------------------------------

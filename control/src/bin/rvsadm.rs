@@ -23,6 +23,7 @@ use rvs_control::ipvsadm_opts::{self, Command, Opt, OptSet};
 const USAGE: &str = "\
 Usage:
   rvsadm -A|E -t|u service-address [-s scheduler] [-p [timeout]] [-M netmask]
+         [--client-address none|toa|proxy-v1|proxy-v2]
   rvsadm -D -t|u service-address
   rvsadm -C
   rvsadm -R
@@ -77,6 +78,9 @@ Options:
   --u-threshold  -x uthreshold        upper threshold of connections
   --l-threshold  -y lthreshold        lower threshold of connections
   --sched-flags  -b flag[,flag]       scheduler flags (sh-fallback, sh-port, mh-fallback, mh-port)
+  --client-address mode               rvs: how FULLNAT servers learn the client's address:
+                                      none, toa, proxy-v1, proxy-v2 (UDP: proxy-v2 only)
+                                      (-A/-E; an -E without it keeps the service's)
   --thresholds                        output of thresholds information
   --stats                             output of statistics information
   --rate                              output of rate information
@@ -129,6 +133,7 @@ struct Args {
     netmask: Option<String>,
     sched_flags: Option<String>,
     ops: bool,
+    client_address: Option<String>,
     /// `-6`: the service is IPv6 (as ipvsadm, the address says so anyway).
     ipv6: bool,
     server: Option<String>,
@@ -364,6 +369,15 @@ fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), ParseErr
         }
         "o" | "ops" => {
             a.ops = true;
+            Ok(())
+        }
+        "client-address" => {
+            if a.client_address.is_some() {
+                return Err(ParseError::Fail(
+                    "multiple 'client-address' options specified".into(),
+                ));
+            }
+            a.client_address = Some(value(it, "--client-address")?);
             Ok(())
         }
         "r" | "real-server" => {
@@ -636,11 +650,15 @@ fn service(a: &Args) -> Result<ServiceSpec, String> {
         netmask: a.netmask.clone(),
         sched_flags: a.sched_flags.clone(),
         ops: a.ops,
+        client_address: a.client_address.clone(),
     })
 }
 
 fn request(a: &Args) -> Result<Request, String> {
     let cmd = a.cmd.unwrap_or(Cmd::List);
+    if a.client_address.is_some() && !matches!(cmd, Cmd::AddService | Cmd::EditService) {
+        return Err("--client-address goes with -A or -E (a service's setting)".into());
+    }
     Ok(match cmd {
         Cmd::List if a.timeout => Request::GetTimeouts,
         Cmd::List if a.connections => Request::ListConnections,
@@ -1289,6 +1307,44 @@ mod tests {
         assert!(request(&args("-A -6 -t 10.0.0.1:80").unwrap())
             .unwrap_err()
             .contains("-6 needs an IPv6 address"));
+    }
+
+    #[test]
+    fn client_address_goes_with_add_and_edit_service() {
+        for cmd in ["-A", "-E"] {
+            let a = args(&format!(
+                "{cmd} -t 10.0.0.1:80 -s rr --client-address proxy-v1"
+            ))
+            .unwrap();
+            let spec = match request(&a) {
+                Ok(Request::AddService(s) | Request::EditService(s)) => s,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(spec.client_address.as_deref(), Some("proxy-v1"));
+        }
+        let a = args("-A -t 10.0.0.1:80").unwrap();
+        assert!(matches!(
+            request(&a),
+            Ok(Request::AddService(ServiceSpec {
+                client_address: None,
+                ..
+            }))
+        ));
+        assert!(
+            request(&args("-a -t 10.0.0.1:80 -r 10.0.0.2 --client-address toa").unwrap())
+                .unwrap_err()
+                .contains("goes with -A or -E")
+        );
+        assert!(
+            args("-A -t 10.0.0.1:80 --client-address toa --client-address none")
+                .unwrap_err()
+                .to_string()
+                .contains("multiple 'client-address'")
+        );
+        assert!(args("-A -t 10.0.0.1:80 --client-address")
+            .unwrap_err()
+            .to_string()
+            .contains("missing argument"));
     }
 
     #[test]

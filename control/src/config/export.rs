@@ -15,7 +15,7 @@ use std::fmt::Write;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use dataplane::session::{TcpState, Timeouts};
+use dataplane::session::{ClientAddress, TcpState, Timeouts};
 
 use super::{forward_name, Config, Persistence};
 use crate::health::{CheckKind, OnFail};
@@ -94,6 +94,13 @@ pub fn services_toml(config: &Config) -> String {
         }
         if opts.ops {
             let _ = writeln!(out, "ops = true");
+        }
+        if opts.client_address != ClientAddress::None {
+            let _ = writeln!(
+                out,
+                "client_address = {}",
+                quote(opts.client_address.word())
+            );
         }
         let _ = writeln!(out, "forward = {}", quote(forward_name(s.forward)));
         let laddrs: Vec<String> = s
@@ -270,6 +277,7 @@ weight = 0
 [[service]]
 vip = "10.77.0.101:443"
 scheduler = "wlc"
+client_address = "proxy-v2"
 local_addresses = ["10.77.0.200"]
 
 [service.health_check]

@@ -22,7 +22,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use dataplane::sched::{is_prime, SchedFlags, SchedKind, MH_TABLE_SIZE_MAX};
-use dataplane::session::Timeouts;
+use dataplane::session::{ClientAddress, Timeouts};
 pub use dataplane::tables::{Persistence, Thresholds};
 
 use validate::validate;
@@ -317,6 +317,35 @@ pub fn check_laddr_family(
     ))
 }
 
+/// The `client_address` mode named `word`, for a service of `proto`
+/// forwarding by `forward`: anything but `none` needs a FULLNAT service,
+/// and a UDP service takes `proxy-v2` only.
+///
+/// # Errors
+/// The reason, for an unknown word or another kind of service.
+pub fn check_client_address(
+    word: &str,
+    proto: u8,
+    forward: Forward,
+) -> Result<ClientAddress, String> {
+    let mode = ClientAddress::from_word(word).ok_or_else(|| {
+        format!(
+            "client_address must be \"none\", \"toa\", \"proxy-v1\" or \"proxy-v2\", not {word:?}"
+        )
+    })?;
+    if !matches!(mode, ClientAddress::None | ClientAddress::ProxyV2) && proto != 6 {
+        return Err(format!(
+            "client_address {word:?} is for TCP services (UDP services take \"proxy-v2\" only)"
+        ));
+    }
+    if mode != ClientAddress::None && forward != Forward::FullNat {
+        return Err(format!(
+            "client_address {word:?} is for FULLNAT services (with NAT, DR and TUN the servers see the client)"
+        ));
+    }
+    Ok(mode)
+}
+
 /// Checks one-packet scheduling against the service's protocol: ipvsadm
 /// takes `-o` for UDP services only.
 ///
@@ -382,6 +411,8 @@ pub struct ServiceOptions {
     pub forwards: BTreeMap<SocketAddr, Forward>,
     /// One-packet scheduling (`-o`), UDP services only.
     pub ops: bool,
+    /// How FULLNAT servers learn the client's address (`client_address`).
+    pub client_address: ClientAddress,
 }
 
 impl ServiceOptions {

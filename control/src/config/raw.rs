@@ -150,6 +150,9 @@ pub(super) struct RawService {
     pub ops: Option<Spanned<bool>>,
     #[serde(default)]
     pub mh_table_size: Option<Spanned<i64>>,
+    /// `none`, `toa`, `proxy-v1` or `proxy-v2` (FULLNAT TCP services).
+    #[serde(default)]
+    pub client_address: Option<Spanned<String>>,
     #[serde(default)]
     pub health_check: Option<Spanned<RawHealthCheck>>,
     #[serde(default)]

@@ -247,6 +247,23 @@ fn bad_scheduling_keys_name_their_line() {
             "upper_threshold",
             "upper_threshold must be",
         ),
+        (
+            lab_with("client_address = \"proxy\"\n", ""),
+            "client_address",
+            "client_address must be \"none\", \"toa\"",
+        ),
+        (
+            lab_with("client_address = \"toa\"\n", "")
+                .replace("protocol = \"tcp\"", "protocol = \"udp\""),
+            "client_address",
+            "UDP services take \"proxy-v2\" only",
+        ),
+        (
+            lab_with("client_address = \"proxy-v1\"\n", "")
+                .replace("forward = \"fullnat\"", "forward = \"nat\""),
+            "client_address",
+            "for FULLNAT services",
+        ),
     ] {
         let e = err(&text);
         let line = text.lines().position(|l| l.contains(needle)).unwrap() + 1;
@@ -256,6 +273,22 @@ fn bad_scheduling_keys_name_their_line() {
 }
 
 use dataplane::sched::{SchedFlags, SchedKind};
+
+#[test]
+fn client_address_reaches_the_service_options() {
+    for mode in ClientAddress::ALL {
+        let text = lab_with(&format!("client_address = \"{}\"\n", mode.word()), "");
+        let c = parse(Path::new("x.toml"), &text).unwrap();
+        let s = &c.services[0];
+        let got = c
+            .service_options(s.vip, s.proto)
+            .map_or(ClientAddress::None, |o| o.client_address);
+        assert_eq!(got, mode);
+    }
+    let udp = lab_with("client_address = \"proxy-v2\"\n", "")
+        .replace("protocol = \"tcp\"", "protocol = \"udp\"");
+    assert!(parse(Path::new("x.toml"), &udp).is_ok());
+}
 
 #[test]
 fn udp_services_and_per_server_forwarding() {

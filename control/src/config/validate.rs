@@ -12,10 +12,10 @@ use super::claims::{service_name, Claims, Use};
 use super::ranges;
 use super::raw::{RawConfig, RawTimeouts};
 use super::{
-    check_forward, check_laddr_family, check_mh_table_size, check_netmask, check_netmask6,
-    check_ops, check_server_family, check_thresholds, line_col, parse_forward, Config, ConfigError,
-    DataplaneConfig, DpdkConfig, Forward, IdlePolicy, InterfaceConfig, Persistence,
-    RealServerConfig, ServiceConfig, ServiceOptions, Thresholds, VlanConfig,
+    check_client_address, check_forward, check_laddr_family, check_mh_table_size, check_netmask,
+    check_netmask6, check_ops, check_server_family, check_thresholds, line_col, parse_forward,
+    Config, ConfigError, DataplaneConfig, DpdkConfig, Forward, IdlePolicy, InterfaceConfig,
+    Persistence, RealServerConfig, ServiceConfig, ServiceOptions, Thresholds, VlanConfig,
 };
 
 struct Ctx<'a> {
@@ -518,6 +518,10 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         if let Some(o) = &s.ops {
             options.ops = *o.get_ref();
             check_ops(options.ops, proto).map_err(|e| cx.at(o, e))?;
+        }
+        if let Some(c) = &s.client_address {
+            options.client_address =
+                check_client_address(c.get_ref(), proto, forward).map_err(|e| cx.at(c, e))?;
         }
         if options != ServiceOptions::default() {
             service_options.insert((vip, proto), options);

@@ -209,6 +209,11 @@ impl Control {
                     if o.ops {
                         flags += " ops";
                     }
+                    // rvs's own, after ipvsadm's; absent when `none`, so
+                    // listings stay ipvsadm's byte for byte.
+                    if o.client_address != ClientAddress::None {
+                        flags += &format!(" client-address {}", o.client_address.word());
+                    }
                 }
                 ServiceView {
                     proto: proto_name(s.proto).into(),

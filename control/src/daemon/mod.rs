@@ -39,7 +39,7 @@ use dataplane::dpdk::{
 };
 use dataplane::neigh::NeighEvent;
 use dataplane::pipeline::Pipeline;
-use dataplane::session::{Endpoint, TcpState};
+use dataplane::session::{ClientAddress, Endpoint, TcpState};
 use dataplane::stats::DropReason;
 use dataplane::wire::MacAddr;
 use dataplane::worker::{Event, HeldFrames, Idle, Request as WorkerRequest, Worker, WorkerShared};

@@ -34,6 +34,16 @@ impl Control {
         if let Err(e) = config::check_ops(spec.ops, proto) {
             return Response::Error(e);
         }
+        let client_address = match &spec.client_address {
+            None => None,
+            Some(word) => {
+                let forward = at.map_or(Forward::FullNat, |i| self.config.services[i].forward);
+                match config::check_client_address(word, proto, forward) {
+                    Ok(m) => Some(m),
+                    Err(e) => return Response::Error(e),
+                }
+            }
+        };
         // As ipvsadm: -A and -E take the whole definition; what is not given
         // takes its default (wlc, no persistence, no flags).
         let name = spec.scheduler.as_deref().unwrap_or("wlc");
@@ -111,6 +121,11 @@ impl Control {
         options.sched_flags = flags;
         options.persistence = persistence;
         options.ops = spec.ops;
+        // Unlike ipvsadm's flags, kept by an -E that does not name it: the
+        // servers' own configuration depends on it.
+        if let Some(m) = client_address {
+            options.client_address = m;
+        }
         if scheduler != SchedKind::MaglevHashing {
             options.mh_table_size = None;
         }

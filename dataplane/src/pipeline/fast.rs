@@ -6,7 +6,7 @@
 
 use super::classify::is_new_syn;
 use super::{Decision, Desc, Pipeline, Reshape, Step, Verdict};
-use crate::session::{tcp_state, Direction, Lookup, SlotId, TcpState};
+use crate::session::{tcp_state, ClientAddress, Direction, Lookup, SlotId, TcpState};
 use crate::stats::DropReason;
 use crate::tables::Forward;
 use crate::time::Millis;
@@ -134,11 +134,15 @@ impl Pipeline {
             timeouts.tcp(new_state)
         });
         let leg = Leg::of(s, dir);
-        let reshape = match xmit::xmit(&self.tables, l3, usize::from(d.l4), s, dir, &leg) {
+        let (rs_index, client_addr) = (s.rs_index, s.client_addr);
+        let mut reshape = match xmit::xmit(&self.tables, l3, usize::from(d.l4), s, dir, &leg) {
             Ok(r) => r,
             Err(reason) => return Step::drop(reason),
         };
-        if let Some(t) = self.rs_traffic.get_mut(usize::from(s.rs_index)) {
+        if client_addr != ClientAddress::None {
+            reshape = self.client_address(l3, usize::from(d.l4), slot, dir, reshape);
+        }
+        if let Some(t) = self.rs_traffic.get_mut(usize::from(rs_index)) {
             let bytes = l3.len() as u64;
             if dir == Direction::Inbound {
                 t.in_pkts += 1;

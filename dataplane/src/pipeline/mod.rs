@@ -63,6 +63,7 @@
 //! nothing and takes no lock; session creation is `#[cold]`.
 
 mod classify;
+mod client_addr;
 mod counts;
 mod fast;
 mod flush;
@@ -184,6 +185,15 @@ pub(crate) enum Reshape {
         src: Endpoint,
         /// New destination.
         dst: Endpoint,
+    },
+    /// Insert session `slot`'s TOA option or PROXY header (see
+    /// [`crate::xmit::client_addr`]), then translate it if `translate`
+    /// (FULLNAT64, the session's inbound leg).
+    Insert {
+        /// The session.
+        slot: SlotId,
+        /// Whether the method asked for [`Reshape::Translate`] too.
+        translate: bool,
     },
     /// Replace it with a neighbour advertisement for `target` to `dst`.
     Advertise {
@@ -554,6 +564,9 @@ impl Pipeline {
                     Verdict::Drop(DropReason::NoRealServer)
                 }
             }
+            Reshape::Insert { slot, translate } => {
+                self.insert_client_addr(pkt, slot, translate, port)
+            }
             Reshape::Advertise { target, dst, mac } => {
                 crate::local::nd::write_na(pkt, target, dst, mac);
                 Verdict::Forward { port }
@@ -698,6 +711,8 @@ mod test_prelude {
 #[cfg(test)]
 use test_prelude::*;
 
+#[cfg(test)]
+mod client_addr_tests;
 #[cfg(test)]
 mod hold_tests;
 #[cfg(test)]

@@ -26,7 +26,9 @@ use crate::laddr::owner_of;
 use crate::neigh::NeighEvent;
 use crate::sched::{Flow, Scheduler};
 use crate::session::template::{Template, TemplateKey, TemplateSlot, TemplateTable, NO_TEMPLATE};
-use crate::session::{Endpoint, FlowKey, InsertError, Lookup, Session, SlotId, TcpState};
+use crate::session::{
+    ClientAddress, Endpoint, FlowKey, InsertError, Lookup, Session, SlotId, TcpState,
+};
 use crate::stats::DropReason;
 use crate::tables::{Forward, Service, Tables};
 use crate::time::Millis;
@@ -264,6 +266,15 @@ impl Pipeline {
             client_mac,
             rs_port,
             rs_mac,
+            // FULLNAT only (NAT's servers see the client already); UDP
+            // takes PROXY v2 alone (config refuses the others).
+            client_addr: match (rs.forward, key.proto, svc.client_address) {
+                (Forward::FullNat, ipv4::PROTO_TCP, m) => m,
+                (Forward::FullNat, ipv4::PROTO_UDP, ClientAddress::ProxyV2) => {
+                    ClientAddress::ProxyV2
+                }
+                _ => ClientAddress::None,
+            },
         };
         let one_packet = svc.ops && key.proto == ipv4::PROTO_UDP;
         let inserted = if one_packet {

@@ -21,6 +21,7 @@
 //! idle sessions go away even without traffic. When the table is full,
 //! [`SessionTable::insert`] refuses; existing sessions are never evicted.
 
+pub mod ext;
 mod index;
 pub mod tcp_state;
 pub mod template;
@@ -29,6 +30,8 @@ pub mod timeouts;
 pub use crate::addr::Addr;
 use crate::tables::Forward;
 use crate::time::Millis;
+pub use crate::xmit::client_addr::ClientAddress;
+use ext::SessionExt;
 use index::HashIndex;
 pub use tcp_state::{Direction, TcpState};
 pub use timeouts::Timeouts;
@@ -142,6 +145,10 @@ pub struct Session {
     pub rs_port: u16,
     /// Next-hop MAC toward the real server.
     pub rs_mac: [u8; 6],
+    /// How the server learns the client's address (FULLNAT TCP; `None`
+    /// otherwise). One byte in what was padding: anything but `None` sends
+    /// the packet past [`ext::SessionExt`], kept beside the slab.
+    pub client_addr: ClientAddress,
 }
 
 impl Session {
@@ -197,6 +204,8 @@ pub struct SessionTable {
     slots: Vec<Option<Session>>,
     /// Per slot: indexed under its RS key only ([`Self::insert_rs_only`]).
     rs_only: Vec<bool>,
+    /// Per slot: the rarely used part ([`SessionExt`]), reset on insert.
+    ext: Vec<SessionExt>,
     free: Vec<u32>,
     index: HashIndex,
     seed: u64,
@@ -211,6 +220,7 @@ impl SessionTable {
         Self {
             slots: vec![None; capacity as usize],
             rs_only: vec![false; capacity as usize],
+            ext: vec![SessionExt::default(); capacity as usize],
             free: (0..capacity).rev().collect(),
             // Two entries per session, at most a quarter full.
             index: HashIndex::new(capacity as usize * 2 * 4),
@@ -298,6 +308,20 @@ impl SessionTable {
         self.slots.get_mut(slot.0 as usize).and_then(Option::as_mut)
     }
 
+    /// The rarely used part of the session in `slot` (see [`ext`]).
+    #[inline]
+    #[must_use]
+    pub fn ext(&self, slot: SlotId) -> Option<&SessionExt> {
+        self.ext.get(slot.0 as usize)
+    }
+
+    /// The session in `slot` and its rarely used part, both writable.
+    #[inline]
+    pub fn get_with_ext(&mut self, slot: SlotId) -> Option<(&mut Session, &mut SessionExt)> {
+        let s = self.slots.get_mut(slot.0 as usize)?.as_mut()?;
+        Some((s, self.ext.get_mut(slot.0 as usize)?))
+    }
+
     /// Inserts `session` under both of its keys.
     ///
     /// # Errors
@@ -310,6 +334,7 @@ impl SessionTable {
         }
         let slot = self.free.pop().ok_or(InsertError::Full)?;
         self.slots[slot as usize] = Some(session);
+        self.ext[slot as usize] = SessionExt::default();
         self.index_insert(ck.hash(self.seed), slot, Direction::Inbound);
         self.index_insert(rk.hash(self.seed), slot, Direction::Outbound);
         Ok(SlotId(slot))
@@ -327,6 +352,7 @@ impl SessionTable {
         }
         let slot = self.free.pop().ok_or(InsertError::Full)?;
         self.slots[slot as usize] = Some(session);
+        self.ext[slot as usize] = SessionExt::default();
         self.rs_only[slot as usize] = true;
         self.index_insert(rk.hash(self.seed), slot, Direction::Outbound);
         Ok(SlotId(slot))

@@ -21,6 +21,7 @@ fn session(client_port: u16, lport: u16, expires: u64) -> Session {
         client_mac: [0; 6],
         rs_port: 0,
         rs_mac: [0; 6],
+        client_addr: ClientAddress::None,
     }
 }
 
@@ -206,4 +207,24 @@ fn rs_only_sessions_answer_replies_but_not_the_client() {
     );
     assert_eq!(t.len(), 2);
     assert!(t.remove(again).is_some());
+}
+
+#[test]
+fn the_client_address_flag_lives_in_padding() {
+    // 105 bytes of fields padded to 112 before `client_addr` came; its
+    // byte took some of the padding: the session did not grow.
+    assert_eq!(std::mem::size_of::<Session>(), 112);
+    assert_eq!(std::mem::size_of::<Option<Session>>(), 112);
+}
+
+#[test]
+fn a_reused_slot_starts_with_a_clean_ext() {
+    let mut t = SessionTable::new(1, 7);
+    let slot = t.insert(session(1000, 5000, 100)).unwrap();
+    let (_, ext) = t.get_with_ext(slot).unwrap();
+    ext.to_server = crate::xmit::seq_shift::SeqShift::new(1, 50);
+    ext.flags = ext::HEADER_SENT;
+    t.remove(slot);
+    let slot = t.insert(session(1001, 5001, 100)).unwrap();
+    assert_eq!(t.ext(slot), Some(&ext::SessionExt::default()));
 }

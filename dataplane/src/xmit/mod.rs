@@ -17,11 +17,13 @@
 //! outer header, NAT64's header of the other family) only say so
 //! (`Reshape`): the pipeline, which holds the whole buffer, applies it.
 
+pub mod client_addr;
 pub mod dr;
 pub mod fullnat;
 pub mod nat;
 pub mod nat64;
 pub mod rewrite;
+pub mod seq_shift;
 pub mod tun;
 
 use crate::pipeline::Reshape;

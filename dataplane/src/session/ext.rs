@@ -1,0 +1,45 @@
+//! Per-session data that few sessions use, kept beside the session slab
+//! (one entry per slot) instead of in [`super::Session`]: the established
+//! path reads the session's hot fields only, and a session that needs
+//! none of this costs one flag there ([`super::Session::client_addr`]).
+//!
+//! Today: the sequence shifts of a connection whose byte stream rvs changes
+//! (a PROXY protocol header inserted toward the server, see
+//! [`crate::xmit::client_addr`]) and what the insertion needs to remember.
+//! A SYN proxy will keep its server-stream offset in [`SessionExt::to_client`].
+//! Connection sync does not carry these yet (see docs/client-address.md).
+
+use crate::xmit::seq_shift::SeqShift;
+
+/// The client's ISN is known (its SYN passed).
+pub const CLIENT_ISN: u8 = 1;
+/// The server's ISN is known (its SYN-ACK passed).
+pub const SERVER_ISN: u8 = 2;
+/// The inserted header has been sent at least once.
+pub const HEADER_SENT: u8 = 4;
+
+/// The rarely used part of a session. Reset to default when a slot is
+/// given to a new session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SessionExt {
+    /// The client's stream as the server numbers it (`base` = the client's
+    /// ISN + 1, `delta` = bytes inserted in front of its first payload byte).
+    pub to_server: SeqShift,
+    /// The server's stream as the client numbers it (unused until a SYN
+    /// proxy needs it; `delta` 0).
+    pub to_client: SeqShift,
+    /// The server's ISN + 1 (valid with [`SERVER_ISN`]): the
+    /// acknowledgement that completes the handshake carries it.
+    pub server_next: u32,
+    /// [`CLIENT_ISN`], [`SERVER_ISN`], [`HEADER_SENT`].
+    pub flags: u8,
+}
+
+impl SessionExt {
+    /// True if all of `flags` are set.
+    #[inline]
+    #[must_use]
+    pub fn has(&self, flags: u8) -> bool {
+        self.flags & flags == flags
+    }
+}
