@@ -63,7 +63,7 @@ use dataplane::stats::DropReason;
 use dataplane::tables::{Interface, RealServer, Service, Tables};
 use dataplane::time::Millis;
 use dataplane::wire::{ipv4, tcp};
-use dataplane::worker::{Event, Idle, Request, Worker, WorkerShared};
+use dataplane::worker::{Event, Idle, Request, Retired, Worker, WorkerShared};
 use rvs_control::metrics;
 
 type Res<T> = Result<T, Box<dyn Error>>;
@@ -768,7 +768,7 @@ struct Running {
     tid: u32,
     shared: Arc<WorkerShared>,
     req: Sender<Request>,
-    _events: Receiver<Event>,
+    _events: (Receiver<Event>, Receiver<Retired>),
 }
 
 impl Running {
@@ -779,7 +779,7 @@ impl Running {
         worker: Worker,
         shared: Arc<WorkerShared>,
         req: Sender<Request>,
-        events: Receiver<Event>,
+        events: (Receiver<Event>, Receiver<Retired>),
     ) -> Res<Self> {
         let (tid_tx, tid_rx) = bounded(1);
         eal.launch(
@@ -1075,6 +1075,7 @@ impl Lab {
             let shared = Arc::new(WorkerShared::new(N_RS as usize));
             let (req_tx, req_rx) = bounded(64);
             let (ev_tx, ev_rx) = bounded(4096);
+            let (ret_tx, ret_rx) = crossbeam_channel::unbounded();
             let seed = u64::from(self.seq) << 8 | wi as u64;
             let worker = Worker {
                 rx,
@@ -1085,6 +1086,7 @@ impl Lab {
                 redirect_out: rings[wi].clone(),
                 redirect_in: rings.iter().filter_map(|row| row[wi].clone()).collect(),
                 events: ev_tx,
+                retired: ret_tx,
                 pool: Arc::clone(&self.small),
                 pipeline: Pipeline::new(
                     Arc::clone(&tables),
@@ -1106,7 +1108,7 @@ impl Lab {
                 worker,
                 shared,
                 req_tx,
-                ev_rx,
+                (ev_rx, ret_rx),
             )?);
             feeders.push(Feeder {
                 gen: Gen::new(
@@ -1844,6 +1846,7 @@ impl Lab {
             let shared = Arc::new(WorkerShared::new(2));
             let (req_tx, req_rx) = bounded(64);
             let (ev_tx, ev_rx) = bounded(4096);
+            let (ret_tx, ret_rx) = crossbeam_channel::unbounded();
             let worker = Worker {
                 rx: vec![self.rings[ld].rx_queue(q0)?, self.rings[id].rx_queue(q0)?],
                 tx: vec![
@@ -1856,6 +1859,7 @@ impl Lab {
                 redirect_out: rings[wi].clone(),
                 redirect_in: rings.iter().filter_map(|row| row[wi].clone()).collect(),
                 events: ev_tx,
+                retired: ret_tx,
                 pool: Arc::clone(&self.small),
                 pipeline,
                 shared: Arc::clone(&shared),
@@ -1870,7 +1874,7 @@ impl Lab {
                 worker,
                 shared,
                 req_tx,
-                ev_rx,
+                (ev_rx, ret_rx),
             )?);
             inj.push(Injector {
                 txq: self.rings[id].tx_queue(q0)?,

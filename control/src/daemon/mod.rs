@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
 use dataplane::addr::Addr;
 use dataplane::dpdk::{
     Eal, EalError, LaunchError, LcoreId, MbufRing, Mempool, MempoolError, Port, PortConfig,
@@ -42,7 +42,9 @@ use dataplane::pipeline::Pipeline;
 use dataplane::session::{Endpoint, TcpState};
 use dataplane::stats::DropReason;
 use dataplane::wire::MacAddr;
-use dataplane::worker::{Event, HeldFrames, Idle, Request as WorkerRequest, Worker, WorkerShared};
+use dataplane::worker::{
+    Event, HeldFrames, Idle, Request as WorkerRequest, Retired, Worker, WorkerShared,
+};
 
 use crate::acd::Acd;
 use crate::announce::Announcer;
@@ -321,6 +323,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let mut announce = Announcer::default();
     log_announced(&announce.update(&tables, t0));
     let (events_tx, events_rx) = bounded(4096);
+    let (retired_tx, retired_rx) = unbounded();
     let mut handles = Vec::new();
     for (wi, &lcore) in lcores.iter().enumerate() {
         let q = QueueId(wi as u16);
@@ -366,6 +369,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
             redirect_out: rings[wi].clone(),
             redirect_in: rings.iter().filter_map(|row| row[wi].clone()).collect(),
             events: events_tx.clone(),
+            retired: retired_tx.clone(),
             pool: Arc::clone(&pool),
             pipeline,
             shared: Arc::clone(&shared),
@@ -386,6 +390,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         });
     }
     drop(events_tx);
+    drop(retired_tx);
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -441,6 +446,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         dad,
         acd: Acd::default(),
         events: events_rx,
+        retired: retired_rx,
         ports,
         last_reload: None,
         file_routes: Vec::new(),
@@ -531,6 +537,8 @@ struct Control {
     /// Address conflict detection for IPv4 addresses (see [`crate::acd`]).
     acd: Acd,
     events: Receiver<Event>,
+    /// Snapshots workers replaced: the last one returned frees it, here.
+    retired: Receiver<Retired>,
     ports: Vec<Port>,
     /// Last reload: applied?, when (Unix seconds).
     last_reload: Option<(bool, f64)>,
@@ -572,9 +580,11 @@ impl Control {
                     self.conflict(e.ip.ip(), e.mac, e.port, now)
                 }
                 Event::Neigh(ev) => changed |= self.neigh.apply(ev, now),
-                // The last worker to return a snapshot frees it, here.
-                Event::RetiredTables(_) | Event::RetiredNeigh(_) => {}
             }
+        }
+        // The last worker to return a snapshot frees it, here.
+        while let Ok(old) = self.retired.try_recv() {
+            drop(old);
         }
         changed |= self.neigh.age(now);
         if changed {
