@@ -246,42 +246,42 @@ impl Retired {
     }
 }
 
-/// Everything a worker owns.
+/// Everything a worker owns; built and launched by [`crate::runtime::start`].
 pub struct Worker {
     /// RX queue of each port, in port order.
-    pub rx: Vec<RxQueue>,
+    pub(crate) rx: Vec<RxQueue>,
     /// TX queue of each port, in port order.
-    pub tx: Vec<TxQueue>,
+    pub(crate) tx: Vec<TxQueue>,
     /// DPDK id of each port, in port order.
-    pub port_ids: Vec<PortId>,
+    pub(crate) port_ids: Vec<PortId>,
     /// This worker's RX queue on each port's exception-path TAP (frames the
     /// kernel sends out through that port), if the port has one; then those
     /// of the 802.1Q sub-interfaces' TAPs, in logical port order.
-    pub tap_rx: Vec<Option<RxQueue>>,
+    pub(crate) tap_rx: Vec<Option<RxQueue>>,
     /// This worker's TX queue on each port's TAP (frames punted to the kernel).
-    pub tap_tx: Vec<Option<TxQueue>>,
+    pub(crate) tap_tx: Vec<Option<TxQueue>>,
     /// Ring to each other worker (`None` at this worker's own index).
-    pub redirect_out: Vec<Option<Arc<MbufRing>>>,
+    pub(crate) redirect_out: Vec<Option<Arc<MbufRing>>>,
     /// Rings from the other workers.
-    pub redirect_in: Vec<Arc<MbufRing>>,
+    pub(crate) redirect_in: Vec<Arc<MbufRing>>,
     /// Where events for control go (lossy: a full channel drops them).
-    pub events: Sender<Event>,
+    pub(crate) events: Sender<Event>,
     /// Where replaced snapshots go: an unbounded channel (see [`Retired`]).
-    pub retired: Sender<Retired>,
+    pub(crate) retired: Sender<Retired>,
     /// Pool for frames the worker originates (ARP requests).
-    pub pool: Arc<Mempool>,
+    pub(crate) pool: Arc<Mempool>,
     /// The packet path.
-    pub pipeline: Pipeline,
+    pub(crate) pipeline: Pipeline,
     /// Published state.
-    pub shared: Arc<WorkerShared>,
+    pub(crate) shared: Arc<WorkerShared>,
     /// Control requests.
-    pub requests: Receiver<Request>,
+    pub(crate) requests: Receiver<Request>,
     /// Idle policy.
-    pub idle: Idle,
+    pub(crate) idle: Idle,
     /// TSC ticks per second.
-    pub tsc_hz: u64,
+    pub(crate) tsc_hz: u64,
     /// Frames of new connections waiting for their next hop's MAC.
-    pub held: HeldFrames,
+    pub(crate) held: HeldFrames,
 }
 
 /// Frames waiting for a neighbour ([`Verdict::Hold`]), bounded per next

@@ -9,13 +9,13 @@
 //!   10 M and 2^24 sessions; bytes per session from the table's own sizes and
 //!   from RSS, and the cost of a lookup (independent lookups, and a dependent
 //!   chain where each key depends on the previous result).
-//! * **loop** (the headline figures): the real [`Worker::run`], built as rvsd
+//! * **loop** (the headline figures): the real [`dataplane::worker::Worker::run`], built as rvsd
 //!   builds it, transmitting into the net_ring queue it receives from, as
 //!   testpmd's `--tx-first` loop does; a cycle of sessions makes each output
 //!   packet the next hop's valid input (see "The loop method" below). Rates
 //!   per second of the worker's own CPU time; 1 and 2 workers, the two-worker
 //!   windows interleaved with one-worker windows for the scaling.
-//! * **stream**: the real [`Worker::run`] on lcore 1 (CPU 1), built as rvsd
+//! * **stream**: the real [`dataplane::worker::Worker::run`] on lcore 1 (CPU 1), built as rvsd
 //!   builds it, and a generator on the main lcore (CPU 0). Generator TX queue
 //!   `net_ringD/q` -> the same ring -> worker RX queue `net_ringD/q`; the
 //!   worker transmits on `net_null0` (TX frees the mbufs, as a NIC's TX
@@ -51,10 +51,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use dataplane::dpdk::{
-    rdtsc, Eal, LcoreId, MbufBatch, MbufRing, Mempool, Port, PortConfig, QueueId, TxQueue,
+    rdtsc, Eal, LcoreId, MbufBatch, Mempool, Port, PortConfig, QueueId, TxQueue,
 };
 use dataplane::neigh::{NeighEntry, NeighMap};
 use dataplane::pipeline::{client_owner, Pipeline, Verdict};
+use dataplane::runtime;
 use dataplane::sched::SchedKind;
 use dataplane::session::{
     Endpoint, FlowKey, Lookup, Session, SessionTable, SlotId, TcpState, Timeouts,
@@ -63,7 +64,7 @@ use dataplane::stats::DropReason;
 use dataplane::tables::{Interface, RealServer, Service, Tables};
 use dataplane::time::Millis;
 use dataplane::wire::{ipv4, tcp};
-use dataplane::worker::{Event, Idle, Request, Retired, Worker, WorkerShared};
+use dataplane::worker::{Event, Idle, Request, Retired, WorkerShared};
 use rvs_control::metrics;
 
 type Res<T> = Result<T, Box<dyn Error>>;
@@ -772,36 +773,42 @@ struct Running {
 }
 
 impl Running {
-    /// Runs `worker` on `lcore` and learns its thread id (for CPU time).
-    fn launch(
-        eal: &Eal,
-        lcore: u32,
-        worker: Worker,
-        shared: Arc<WorkerShared>,
-        req: Sender<Request>,
-        events: (Receiver<Event>, Receiver<Retired>),
-    ) -> Res<Self> {
-        let (tid_tx, tid_rx) = bounded(1);
-        eal.launch(
-            LcoreId(lcore),
-            Box::new(move || {
+    /// Starts the workers of `plan` through the data plane's runtime, as
+    /// rvsd does, and learns each one's thread id (for CPU time).
+    fn launch(eal: &Eal, mut plan: runtime::Plan) -> Res<Vec<Self>> {
+        let mut tids = Vec::new();
+        for w in &mut plan.workers {
+            let (tid_tx, tid_rx) = bounded(1);
+            w.on_start = Some(Box::new(move || {
                 let _ = tid_tx.send(thread_id());
-                worker.run()
-            }),
-        )?;
-        let tid = tid_rx
-            .recv_timeout(Duration::from_secs(5))
-            .map_err(|_| "worker did not start")?;
-        if tid == 0 {
-            return Err("cannot find the worker's thread id (/proc/thread-self)".into());
+            }));
+            tids.push(tid_rx);
         }
-        Ok(Self {
-            lcore,
-            tid,
-            shared,
-            req,
-            _events: events,
-        })
+        let handles = runtime::start(eal, plan).map_err(|e| match e {
+            runtime::StartError::Launch(lcore, e, handles) => {
+                handles.stop();
+                eal.wait_all();
+                format!("cannot launch worker on lcore {lcore}: {e}")
+            }
+            e => e.to_string(),
+        })?;
+        let mut running = Vec::new();
+        for (w, tid_rx) in handles.workers.into_iter().zip(tids) {
+            let tid = tid_rx
+                .recv_timeout(Duration::from_secs(5))
+                .map_err(|_| "worker did not start")?;
+            if tid == 0 {
+                return Err("cannot find the worker's thread id (/proc/thread-self)".into());
+            }
+            running.push(Self {
+                lcore: w.lcore,
+                tid,
+                shared: w.shared,
+                req: w.requests,
+                _events: (handles.events.clone(), handles.retired.clone()),
+            });
+        }
+        Ok(running)
     }
 
     /// The counters as last published, and the worker's CPU time now.
@@ -1040,22 +1047,10 @@ impl Lab {
         big_pool: bool,
     ) -> Res<(Vec<Running>, Vec<Feeder>)> {
         self.seq += 1;
-        let mut rings: Vec<Vec<Option<Arc<MbufRing>>>> = vec![vec![None; workers]; workers];
-        for (i, row) in rings.iter_mut().enumerate() {
-            for (j, slot) in row.iter_mut().enumerate() {
-                if i != j {
-                    *slot = Some(Arc::new(MbufRing::create(
-                        &format!("rvsb_{}_{i}_{j}", self.seq),
-                        4096,
-                        -1,
-                    )?));
-                }
-            }
-        }
         let tables = tables(positions);
         let neigh = neigh();
         let pool = if big_pool { &self.big } else { &self.small };
-        let mut running = Vec::new();
+        let mut plans = Vec::new();
         let mut feeders = Vec::new();
         let mut owned = owned_clients(workers, capacity);
         for wi in 0..workers {
@@ -1072,22 +1067,14 @@ impl Lab {
                 port_ids.push(dev.id());
                 tx.push(self.null.tx_queue(QueueId(g as u16))?);
             }
-            let shared = Arc::new(WorkerShared::new(N_RS as usize));
-            let (req_tx, req_rx) = bounded(64);
-            let (ev_tx, ev_rx) = bounded(4096);
-            let (ret_tx, ret_rx) = crossbeam_channel::unbounded();
             let seed = u64::from(self.seq) << 8 | wi as u64;
-            let worker = Worker {
+            plans.push(runtime::WorkerPlan {
+                lcore: LcoreId(WORKER_LCORES[wi]),
                 rx,
                 tx,
                 port_ids,
                 tap_rx: Vec::new(),
                 tap_tx: Vec::new(),
-                redirect_out: rings[wi].clone(),
-                redirect_in: rings.iter().filter_map(|row| row[wi].clone()).collect(),
-                events: ev_tx,
-                retired: ret_tx,
-                pool: Arc::clone(&self.small),
                 pipeline: Pipeline::new(
                     Arc::clone(&tables),
                     Arc::clone(&neigh),
@@ -1096,20 +1083,8 @@ impl Lab {
                     wi as u16,
                     workers as u16,
                 ),
-                shared: Arc::clone(&shared),
-                requests: req_rx,
-                idle: Idle::Busy,
-                tsc_hz: self.tsc_hz,
-                held: dataplane::worker::HeldFrames::default(),
-            };
-            running.push(Running::launch(
-                &self.eal,
-                WORKER_LCORES[wi],
-                worker,
-                shared,
-                req_tx,
-                (ev_rx, ret_rx),
-            )?);
+                on_start: None,
+            });
             feeders.push(Feeder {
                 gen: Gen::new(
                     wi,
@@ -1125,6 +1100,17 @@ impl Lab {
                 limit: u64::MAX,
             });
         }
+        let running = Running::launch(
+            &self.eal,
+            runtime::Plan {
+                workers: plans,
+                pool: Arc::clone(&self.small),
+                idle: Idle::Busy,
+                rs_count: N_RS as usize,
+                ring_prefix: format!("rvsb_{}", self.seq),
+                ring_size: 4096,
+            },
+        )?;
         Ok((running, feeders))
     }
 
@@ -1826,28 +1812,12 @@ impl Lab {
         n: u32,
     ) -> Res<(Vec<Running>, Vec<Injector>)> {
         self.seq += 1;
-        let workers = pipes.len();
-        let mut rings: Vec<Vec<Option<Arc<MbufRing>>>> = vec![vec![None; workers]; workers];
-        for (i, row) in rings.iter_mut().enumerate() {
-            for (j, slot) in row.iter_mut().enumerate() {
-                if i != j {
-                    *slot = Some(Arc::new(MbufRing::create(
-                        &format!("rvsb_{}_{i}_{j}", self.seq),
-                        4096,
-                        -1,
-                    )?));
-                }
-            }
-        }
-        let mut running = Vec::new();
+        let mut plans = Vec::new();
         let mut inj = Vec::new();
         for (wi, pipeline) in pipes.into_iter().enumerate() {
             let (ld, id, q0) = (2 * wi, 2 * wi + 1, QueueId(0));
-            let shared = Arc::new(WorkerShared::new(2));
-            let (req_tx, req_rx) = bounded(64);
-            let (ev_tx, ev_rx) = bounded(4096);
-            let (ret_tx, ret_rx) = crossbeam_channel::unbounded();
-            let worker = Worker {
+            plans.push(runtime::WorkerPlan {
+                lcore: LcoreId(WORKER_LCORES[wi]),
                 rx: vec![self.rings[ld].rx_queue(q0)?, self.rings[id].rx_queue(q0)?],
                 tx: vec![
                     self.rings[ld].tx_queue(q0)?,
@@ -1856,26 +1826,9 @@ impl Lab {
                 port_ids: vec![self.rings[ld].id(), self.rings[id].id()],
                 tap_rx: Vec::new(),
                 tap_tx: Vec::new(),
-                redirect_out: rings[wi].clone(),
-                redirect_in: rings.iter().filter_map(|row| row[wi].clone()).collect(),
-                events: ev_tx,
-                retired: ret_tx,
-                pool: Arc::clone(&self.small),
                 pipeline,
-                shared: Arc::clone(&shared),
-                requests: req_rx,
-                idle: Idle::Busy,
-                tsc_hz: self.tsc_hz,
-                held: dataplane::worker::HeldFrames::default(),
-            };
-            running.push(Running::launch(
-                &self.eal,
-                WORKER_LCORES[wi],
-                worker,
-                shared,
-                req_tx,
-                (ev_rx, ret_rx),
-            )?);
+                on_start: None,
+            });
             inj.push(Injector {
                 txq: self.rings[id].tx_queue(q0)?,
                 loop_dev: ld,
@@ -1890,6 +1843,17 @@ impl Lab {
                 batch: MbufBatch::new(),
             });
         }
+        let running = Running::launch(
+            &self.eal,
+            runtime::Plan {
+                workers: plans,
+                pool: Arc::clone(&self.small),
+                idle: Idle::Busy,
+                rs_count: 2,
+                ring_prefix: format!("rvsb_{}", self.seq),
+                ring_size: 4096,
+            },
+        )?;
         Ok((running, inj))
     }
 }

@@ -20,6 +20,10 @@ use rvs_control::ipvsadm_fmt;
 use rvs_control::ipvsadm_names;
 use rvs_control::ipvsadm_opts::{self, Command, Opt, OptSet};
 
+/// `rvsadm link|addr|route|neigh` (iproute2-style).
+#[path = "rvsadm/ip.rs"]
+mod ip;
+
 const USAGE: &str = "\
 Usage:
   rvsadm -A|E -t|u service-address [-s scheduler] [-p [timeout]] [-M netmask]
@@ -762,8 +766,8 @@ fn main() -> ExitCode {
         })
         .unwrap_or_else(|| "rvsadm".into());
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    if rvs_control::iproute::is_command(&argv) {
-        return rvs_control::iproute::run(&prog, &argv);
+    if ip::is_command(&argv) {
+        return ip::run(&prog, &argv);
     }
     let args = match parse(&argv) {
         Ok(a) => a,

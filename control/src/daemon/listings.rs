@@ -97,13 +97,13 @@ impl Control {
             };
             neighbours[i].1 += 1;
         }
-        let routes = crate::iproute::route_list(
+        let routes = crate::config::net::route_list(
             &self.config.interfaces,
             &self.config.addresses,
             &self.config.routes,
         )
         .iter()
-        .filter(|r| r.origin != crate::iproute::RouteOrigin::Local)
+        .filter(|r| r.origin != crate::config::net::RouteOrigin::Local)
         .count() as u64;
         let (last_reload_ok, last_reload_time) = self.last_reload.unwrap_or((true, 0.0));
         metrics::Snapshot {

@@ -5,9 +5,11 @@
 //! (config, kernel interfaces, EAL, ports) runs before the control socket
 //! exists, so "the socket answers" means "the data plane is forwarding".
 //! The main lcore runs the control loop ([`Control`]); each worker lcore runs
-//! a [`Worker`] until told to stop. Clients (the control socket, `/metrics`)
-//! are served on a thread of their own ([`serve`]), which hands the loop
-//! whole requests: no client can make the loop wait.
+//! a [`dataplane::worker::Worker`] until told to stop, started from a plan
+//! of queues and pipelines by [`dataplane::runtime::start`]. Clients (the
+//! control socket, `/metrics`) are served on a thread of their own
+//! ([`serve`]), which hands the loop whole requests: no client can make the
+//! loop wait.
 //!
 //! Control owns the live configuration. A change (`rvsadm -a/-e/-d/--set`)
 //! builds a new immutable [`dataplane::tables::Tables`] snapshot and sends it to every worker;
@@ -31,20 +33,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use dataplane::addr::Addr;
 use dataplane::dpdk::{
-    Eal, EalError, LaunchError, LcoreId, MbufRing, Mempool, MempoolError, Port, PortConfig,
-    PortError, QueueId, RingError,
+    Eal, EalError, LaunchError, LcoreId, Mempool, MempoolError, Port, PortConfig, PortError,
+    QueueId, RingError,
 };
 use dataplane::neigh::NeighEvent;
 use dataplane::pipeline::Pipeline;
+use dataplane::runtime::{self, WorkerHandle};
 use dataplane::session::{Endpoint, TcpState};
 use dataplane::stats::DropReason;
 use dataplane::wire::MacAddr;
-use dataplane::worker::{
-    Event, HeldFrames, Idle, Request as WorkerRequest, Retired, Worker, WorkerShared,
-};
+use dataplane::worker::{Event, Idle, Request as WorkerRequest, Retired};
 
 use crate::acd::Acd;
 use crate::announce::Announcer;
@@ -137,12 +138,6 @@ pub enum StartError {
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
-}
-
-struct WorkerHandle {
-    lcore: u32,
-    shared: Arc<WorkerShared>,
-    requests: Sender<WorkerRequest>,
 }
 
 /// Says ahead of DPDK's TAP driver why it will log "failed to create
@@ -292,19 +287,6 @@ pub fn run(config: Config) -> Result<(), StartError> {
         taps.push(tap);
     }
 
-    // rings[i][j]: worker i -> worker j.
-    let mut rings: Vec<Vec<Option<Arc<MbufRing>>>> = vec![vec![None; n]; n];
-    for (i, row) in rings.iter_mut().enumerate() {
-        for (j, slot) in row.iter_mut().enumerate() {
-            if i != j {
-                *slot = Some(Arc::new(
-                    MbufRing::create(&format!("rvs_redir_{i}_{j}"), REDIRECT_RING_SIZE, -1)
-                        .map_err(StartError::Ring)?,
-                ));
-            }
-        }
-    }
-
     let mut registry = Registry::default();
     let t0 = Instant::now();
     let mut tables = plan::tables(&config, &macs, &mut registry, 1);
@@ -322,9 +304,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let neigh_map = Arc::new(neigh.snapshot());
     let mut announce = Announcer::default();
     log_announced(&announce.update(&tables, t0));
-    let (events_tx, events_rx) = bounded(4096);
-    let (retired_tx, retired_rx) = unbounded();
-    let mut handles = Vec::new();
+    let mut plans = Vec::new();
     for (wi, &lcore) in lcores.iter().enumerate() {
         let q = QueueId(wi as u16);
         let mut rx = Vec::new();
@@ -358,39 +338,36 @@ pub fn run(config: Config) -> Result<(), StartError> {
         );
         pipeline.set_template_capacity(config.dataplane.template_capacity);
         pipeline.enable_punt();
-        let shared = Arc::new(WorkerShared::new(MAX_REAL_SERVERS));
-        let (req_tx, req_rx) = bounded(64);
-        let worker = Worker {
+        plans.push(runtime::WorkerPlan {
+            lcore: LcoreId(lcore),
             rx,
             tx,
             port_ids: port_ids.clone(),
             tap_rx,
             tap_tx,
-            redirect_out: rings[wi].clone(),
-            redirect_in: rings.iter().filter_map(|row| row[wi].clone()).collect(),
-            events: events_tx.clone(),
-            retired: retired_tx.clone(),
-            pool: Arc::clone(&pool),
             pipeline,
-            shared: Arc::clone(&shared),
-            requests: req_rx,
-            idle: match config.dataplane.idle {
-                IdlePolicy::Busy => Idle::Busy,
-                IdlePolicy::Backoff => Idle::Backoff,
-            },
-            tsc_hz: eal.tsc_hz(),
-            held: HeldFrames::default(),
-        };
-        eal.launch(LcoreId(lcore), Box::new(move || worker.run()))
-            .map_err(|e| StartError::Launch(lcore, e))?;
-        handles.push(WorkerHandle {
-            lcore,
-            shared,
-            requests: req_tx,
+            on_start: None,
         });
     }
-    drop(events_tx);
-    drop(retired_tx);
+    let plan = runtime::Plan {
+        workers: plans,
+        pool: Arc::clone(&pool),
+        idle: match config.dataplane.idle {
+            IdlePolicy::Busy => Idle::Busy,
+            IdlePolicy::Backoff => Idle::Backoff,
+        },
+        rs_count: MAX_REAL_SERVERS,
+        ring_prefix: "rvs_redir".into(),
+        ring_size: REDIRECT_RING_SIZE,
+    };
+    let running = runtime::start(&eal, plan).map_err(|e| match e {
+        runtime::StartError::Ring(e) => StartError::Ring(e),
+        runtime::StartError::Launch(lcore, e, handles) => {
+            handles.stop();
+            eal.wait_all();
+            StartError::Launch(lcore, e)
+        }
+    })?;
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -426,7 +403,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     })?;
     eprintln!(
         "rvsd: ready: {} worker(s), control socket {}{}",
-        handles.len(),
+        running.workers.len(),
         config.socket.display(),
         config
             .metrics
@@ -440,13 +417,13 @@ pub fn run(config: Config) -> Result<(), StartError> {
         registry,
         generation: 1,
         macs,
-        workers: handles,
+        workers: running.workers,
         neigh,
         announce,
         dad,
         acd: Acd::default(),
-        events: events_rx,
-        retired: retired_rx,
+        events: running.events,
+        retired: running.retired,
         ports,
         last_reload: None,
         file_routes: Vec::new(),
@@ -544,7 +521,7 @@ struct Control {
     last_reload: Option<(bool, f64)>,
     /// The file's `[[route]]`s at start-up (`rvsadm route` changes the live
     /// list; a reload may not change the file's).
-    file_routes: Vec<crate::iproute::RouteConfig>,
+    file_routes: Vec<crate::config::net::RouteConfig>,
     health_tx: Sender<health::Change>,
     health_rx: Receiver<health::Change>,
     /// One health checker per checked (service, real server).
@@ -636,7 +613,7 @@ impl Control {
                 // IPv6 next hops: a neighbour solicitation from the port's
                 // IPv6 address (none configured: nothing to ask from).
                 IpAddr::V6(v6) => {
-                    if let Some(source) = crate::iproute::ns_source(config, port, v6) {
+                    if let Some(source) = crate::config::net::ns_source(config, port, v6) {
                         let _ = w.try_send(WorkerRequest::SendNs {
                             port,
                             target: v6.octets(),
@@ -670,7 +647,7 @@ impl Control {
             .filter_map(|a| match a.addr {
                 IpAddr::V4(v4) => Some((
                     v4,
-                    crate::iproute::port_of(&self.config.interfaces, &a.dev)?,
+                    crate::config::net::port_of(&self.config.interfaces, &a.dev)?,
                 )),
                 IpAddr::V6(_) => None,
             })
