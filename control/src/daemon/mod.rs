@@ -214,6 +214,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         args: args[1..].join(" "),
         source,
     })?;
+    crate::affinity::choose(&config);
     let lcores = config.dataplane.worker_lcores.clone();
     let n = lcores.len();
     let pool = Arc::new(
