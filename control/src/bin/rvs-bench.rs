@@ -49,6 +49,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use dataplane::dpdk::{
     rdtsc, Eal, LcoreId, MbufBatch, Mempool, Port, PortConfig, QueueId, TxQueue,
@@ -68,12 +69,6 @@ use dataplane::worker::{Event, Idle, Request, Retired, WorkerShared};
 use rvs_control::metrics;
 
 type Res<T> = Result<T, Box<dyn Error>>;
-
-const USAGE: &str = "usage: rvs-bench [--testpmd-ring MPPS] [--testpmd-null MPPS] [--loop-flows N,..] [--loop2-flows N,..] [--stream-flows N,..]
-                 [--pause-flows N,..] [--table-sizes N,..] [--secs S] [--syn-capacity N] [--file-prefix P]
-                 [--skip-table] [--skip-dpdk] [--skip-loop] [--skip-stream] [--skip-pause] [--scrape SECS] [--scrape-flows N]
-Runs the session-table part (no DPDK), then the DPDK part (EAL with --no-huge --no-pci, lcores 0@0,1@1,2@0,
-net_null0 and net_ring0..15), and prints a summary with the targets of issue #3.";
 
 // ---------------------------------------------------------------------------
 // Addressing of the synthetic service.
@@ -2319,90 +2314,76 @@ fn scrape_inner(
 // ---------------------------------------------------------------------------
 // Command line, orchestration, report.
 
+/// The data-path benchmark of issue #3 (run by scripts/bench): the session
+/// table in-process, then the DPDK part (EAL with --no-huge --no-pci, lcores
+/// 0@0,1@1,2@0, net_null0 and net_ring0..15); prints a summary with the
+/// targets of issue #3 (see BENCHMARKS.md).
+#[derive(Debug, Parser)]
+#[command(name = "rvs-bench")]
 struct Opts {
+    /// testpmd's rate on net_ring (Mpps), printed beside rvs's for reference.
+    #[arg(long, value_name = "MPPS")]
     testpmd_ring: Option<f64>,
+    /// testpmd's rate on net_null (Mpps), printed beside rvs's.
+    #[arg(long, value_name = "MPPS")]
     testpmd_null: Option<f64>,
-    loop_flows: Vec<u32>,
-    loop2_flows: Vec<u32>,
-    stream_flows: Vec<u32>,
-    pause_flows: Vec<u32>,
-    table_sizes: Vec<u32>,
+    /// Session counts of the one-worker loop method.
+    #[arg(long, value_name = "N,..", value_parser = parse_list, default_value = "1000,1000000,10000000")]
+    loop_flows: ::std::vec::Vec<u32>,
+    /// Session counts of the two-worker loop method.
+    #[arg(long, value_name = "N,..", value_parser = parse_list, default_value = "1000,1000000")]
+    loop2_flows: ::std::vec::Vec<u32>,
+    /// Flow counts of the stream method.
+    #[arg(long, value_name = "N,..", value_parser = parse_list, default_value = "1000,100000")]
+    stream_flows: ::std::vec::Vec<u32>,
+    /// Flow counts of the pause method.
+    #[arg(long, value_name = "N,..", value_parser = parse_list, default_value = "1000,1000000")]
+    pause_flows: ::std::vec::Vec<u32>,
+    /// Session-table sizes of the in-process part.
+    #[arg(long, value_name = "N,..", value_parser = parse_list, default_value = "1000,1000000,10000000,16777216")]
+    table_sizes: ::std::vec::Vec<u32>,
+    /// Seconds per measuring window.
+    #[arg(long, value_name = "S", default_value_t = 2.0)]
     secs: f64,
+    /// Session table size of the new-connection runs.
+    #[arg(long, value_name = "N", default_value_t = 4_000_000)]
     syn_capacity: u32,
+    /// DPDK file prefix (must start with rvs-bench).
+    #[arg(long = "file-prefix", value_name = "P", default_value = "rvs-bench")]
     prefix: String,
+    /// Skip the session-table part.
+    #[arg(long)]
     skip_table: bool,
+    /// Skip everything that needs DPDK.
+    #[arg(long)]
     skip_dpdk: bool,
+    /// Skip the stream method.
+    #[arg(long)]
     skip_stream: bool,
+    /// Skip the pause method.
+    #[arg(long)]
     skip_pause: bool,
+    /// Skip the loop method.
+    #[arg(long)]
     skip_loop: bool,
-    /// Total seconds of the scrape scenario (none when `None`).
+    /// Total seconds of the scrape scenario (issue #8; none without it).
+    #[arg(long, value_name = "SECS")]
     scrape: Option<f64>,
+    /// Sessions of the scrape scenario.
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     scrape_flows: u32,
 }
 
-fn parse_list(v: &str) -> Res<Vec<u32>> {
+/// A comma-separated list of counts (empty: none).
+fn parse_list(v: &str) -> Result<Vec<u32>, String> {
     v.split(',')
         .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.trim()
-                .parse::<u32>()
-                .map_err(|e| format!("{s:?}: {e}").into())
-        })
+        .map(|s| s.trim().parse::<u32>().map_err(|e| format!("{s:?}: {e}")))
         .collect()
 }
 
-fn parse_args(argv: &[String]) -> Res<Opts> {
-    let mut o = Opts {
-        testpmd_ring: None,
-        testpmd_null: None,
-        loop_flows: vec![1_000, 1_000_000, 10_000_000],
-        loop2_flows: vec![1_000, 1_000_000],
-        stream_flows: vec![1_000, 100_000],
-        pause_flows: vec![1_000, 1_000_000],
-        table_sizes: vec![1_000, 1_000_000, 10_000_000, 1 << 24],
-        secs: 2.0,
-        syn_capacity: 4_000_000,
-        prefix: "rvs-bench".into(),
-        skip_table: false,
-        skip_dpdk: false,
-        skip_stream: false,
-        skip_pause: false,
-        skip_loop: false,
-        scrape: None,
-        scrape_flows: 1_000_000,
-    };
-    let mut it = argv.iter();
-    while let Some(a) = it.next() {
-        let mut val = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{a} needs a value"))
-        };
-        match a.as_str() {
-            "--testpmd-ring" => o.testpmd_ring = Some(val()?.parse()?),
-            "--testpmd-null" => o.testpmd_null = Some(val()?.parse()?),
-            "--loop-flows" => o.loop_flows = parse_list(&val()?)?,
-            "--loop2-flows" => o.loop2_flows = parse_list(&val()?)?,
-            "--stream-flows" => o.stream_flows = parse_list(&val()?)?,
-            "--pause-flows" => o.pause_flows = parse_list(&val()?)?,
-            "--table-sizes" => o.table_sizes = parse_list(&val()?)?,
-            "--secs" => o.secs = val()?.parse()?,
-            "--syn-capacity" => o.syn_capacity = val()?.parse()?,
-            "--file-prefix" => o.prefix = val()?,
-            "--skip-table" => o.skip_table = true,
-            "--skip-dpdk" => o.skip_dpdk = true,
-            "--skip-stream" => o.skip_stream = true,
-            "--skip-pause" => o.skip_pause = true,
-            "--skip-loop" => o.skip_loop = true,
-            "--scrape" => o.scrape = Some(val()?.parse()?),
-            "--scrape-flows" => o.scrape_flows = val()?.parse()?,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            _ => return Err(format!("unknown argument {a}\n{USAGE}").into()),
-        }
-    }
+/// The flags' ranges, which clap does not check.
+fn check_args(o: &Opts) -> Res<()> {
     if !o.prefix.starts_with("rvs-bench") {
         return Err("--file-prefix must start with rvs-bench".into());
     }
@@ -2433,7 +2414,7 @@ fn parse_args(argv: &[String]) -> Res<Opts> {
     if o.secs.is_nan() || o.secs <= 0.0 {
         return Err("--secs must be positive".into());
     }
-    Ok(o)
+    Ok(())
 }
 
 fn human(n: u32) -> String {
@@ -2899,14 +2880,12 @@ fn print_report(o: &Opts, rep: &Report) {
 }
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let opts = match parse_args(&argv) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("rvs-bench: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    // Usage errors exit with 2 (clap's code), as range errors below.
+    let opts = Opts::parse();
+    if let Err(e) = check_args(&opts) {
+        eprintln!("rvs-bench: {e}");
+        return ExitCode::from(2);
+    }
     match run(&opts) {
         Ok(rep) => {
             print_report(&opts, &rep);
