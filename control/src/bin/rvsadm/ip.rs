@@ -9,16 +9,6 @@ use std::net::{IpAddr, Ipv4Addr};
 use rvs_control::api::ip::{AddrView, IpRequest, IpResponse, LinkView, RouteSpec};
 use rvs_control::config::net::{mask, parse_mac, parse_prefix, show_prefix, IpError, RouteOrigin};
 
-/// True if `words` (rvsadm's arguments) are an iproute-style command:
-/// the first word other than `-s` names an object (ip's abbreviations too).
-#[must_use]
-pub fn is_command(words: &[String]) -> bool {
-    words
-        .iter()
-        .find(|w| !is_flag(w))
-        .is_some_and(|w| object(w).is_some())
-}
-
 /// `-s` (statistics) and `-4`/`-6` (family), which `ip` takes before the
 /// object and rvsadm anywhere.
 fn is_flag(w: &str) -> bool {
@@ -26,14 +16,15 @@ fn is_flag(w: &str) -> bool {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Object {
+pub(crate) enum Object {
     Link,
     Addr,
     Route,
     Neigh,
 }
 
-fn object(word: &str) -> Option<Object> {
+/// The object `word` names (ip's abbreviations too).
+pub(crate) fn object(word: &str) -> Option<Object> {
     match word {
         "link" | "l" => Some(Object::Link),
         "addr" | "address" | "a" => Some(Object::Addr),
@@ -211,26 +202,13 @@ Usage: rvsadm link show [-s] [dev NAME]
        rvsadm neigh del ADDRESS dev NAME
 ";
 
-/// `rvsadm OBJECT ...`: parses `words`, asks rvsd at `$RVS_SOCKET` (or
-/// `--socket PATH`, or the default), prints the answer. Exit status 0; 2 for
-/// a bad command line or a refused change (as `ip`); 1 when rvsd cannot be
-/// reached.
+/// `rvsadm OBJECT ...` (`words` as [`super::own`] hands them over, the
+/// object first): parses them, asks rvsd at `socket`, prints the answer.
+/// Exit status 0; 2 for a bad command line or a refused change (as `ip`);
+/// 1 when rvsd cannot be reached.
 #[must_use]
-pub fn run(prog: &str, words: &[String]) -> std::process::ExitCode {
+pub fn run(prog: &str, socket: &std::path::Path, words: &[String]) -> std::process::ExitCode {
     use std::process::ExitCode;
-    let mut words = words.to_vec();
-    let mut socket = std::env::var_os("RVS_SOCKET").map_or_else(
-        || std::path::PathBuf::from(rvs_control::api::DEFAULT_SOCKET),
-        std::path::PathBuf::from,
-    );
-    if let Some(i) = words.iter().position(|w| w == "--socket") {
-        if i + 1 >= words.len() {
-            eprintln!("{prog}: --socket needs a path");
-            return ExitCode::from(2);
-        }
-        socket = words.remove(i + 1).into();
-        words.remove(i);
-    }
     if words
         .iter()
         .any(|w| w == "help" || w == "-h" || w == "--help")
@@ -238,14 +216,14 @@ pub fn run(prog: &str, words: &[String]) -> std::process::ExitCode {
         print!("{USAGE}");
         return ExitCode::SUCCESS;
     }
-    let cmd = match parse(&words) {
+    let cmd = match parse(words) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("Error: {e}\n{USAGE}");
             return ExitCode::from(2);
         }
     };
-    match rvs_control::api::call(&socket, &rvs_control::api::Request::Ip(cmd.request.clone())) {
+    match rvs_control::api::call(socket, &rvs_control::api::Request::Ip(cmd.request.clone())) {
         Ok(rvs_control::api::Response::Ip(IpResponse::Refused(e))) => {
             eprintln!("{e}");
             ExitCode::from(2)
@@ -697,11 +675,6 @@ mod tests {
             "fd77::/64 dev dpdk0 proto kernel scope link src fd77::2\n\
              default via fd77::1 dev dpdk0 proto boot\n\
              fd80::/64 via fd77::fe dev dpdk0 proto static\n"
-        );
-        assert!(
-            is_command(&words("-6 route show"))
-                && is_command(&words("-4 addr"))
-                && !is_command(&words("-6 -A -t [fd77::1]:80"))
         );
         assert_eq!(
             ns_source(&c, 0, "fd77::11".parse().unwrap()),
