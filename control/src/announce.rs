@@ -226,7 +226,7 @@ mod tests {
         }
         // `rvsadm -A -t 10.77.0.101:80`, `rvsadm addr add 10.88.0.2/24 dev dpdk0`.
         let mut cfg = with_vip("10.77.0.101:80");
-        cfg.addresses.push(crate::iproute::AddressConfig {
+        cfg.addresses.push(crate::config::net::AddressConfig {
             dev: "dpdk0".into(),
             addr: "10.88.0.2".parse().unwrap(),
             len: 24,

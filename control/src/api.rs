@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub mod ip;
+
 /// Default socket path (the config's default).
 pub const DEFAULT_SOCKET: &str = crate::config::DEFAULT_SOCKET;
 
@@ -68,8 +70,8 @@ pub enum Request {
     Save,
     /// `--reload`: re-read the config file and apply the difference.
     Reload,
-    /// `rvsadm link|addr|route|neigh ...` (iproute-style; see [`crate::iproute`]).
-    Ip(crate::iproute::IpRequest),
+    /// `rvsadm link|addr|route|neigh ...` (iproute-style; see [`ip`]).
+    Ip(ip::IpRequest),
     /// `-Z [-t|-u SERVICE]`: zero the packet, byte and connection counters
     /// that `--stats`/`--rate` show, of one service or (`None`) of all. The
     /// data path and `/metrics` keep counting: listings subtract a baseline.
@@ -297,7 +299,7 @@ pub enum Response {
     /// For [`Request::ExportConfig`]: `[[service]]` tables and `[timeouts]`.
     ConfigToml(String),
     /// For [`Request::Ip`].
-    Ip(crate::iproute::IpResponse),
+    Ip(ip::IpResponse),
     /// For [`Request::ListVips`], [`Request::Drain`], [`Request::Undrain`].
     Vips(VipsView),
     /// The request failed.

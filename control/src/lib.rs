@@ -2,6 +2,7 @@
 #![deny(unsafe_code)]
 
 pub mod acd;
+pub mod affinity;
 pub mod announce;
 pub mod api;
 pub mod config;

@@ -21,6 +21,8 @@ pub mod neigh;
 pub mod packet;
 pub mod pipeline;
 pub mod route;
+#[cfg(feature = "dpdk")]
+pub mod runtime;
 pub mod sched;
 pub mod session;
 pub mod stats;

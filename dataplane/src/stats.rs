@@ -10,13 +10,13 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum DropReason {
-    /// Truncated or malformed Ethernet, ARP, IPv4 or TCP header.
+    /// Truncated or malformed Ethernet, ARP, IPv4, IPv6, TCP, UDP or ICMP header.
     Malformed = 0,
-    /// Neither IPv4 nor ARP (IPv6 and VLAN come with later work).
+    /// Neither IPv4, IPv6 nor ARP (behind any 802.1Q tag).
     UnsupportedL3,
     /// IP protocol not handled for this destination.
     UnsupportedL4,
-    /// IPv4 fragment (fragments are not reassembled yet).
+    /// An IPv4 or IPv6 fragment (fragments are neither reassembled nor forwarded yet).
     Fragment,
     /// Destination address not owned by the appliance.
     NotForUs,

@@ -20,6 +20,14 @@ use rvs_control::ipvsadm_fmt;
 use rvs_control::ipvsadm_names;
 use rvs_control::ipvsadm_opts::{self, Command, Opt, OptSet};
 
+/// `rvsadm link|addr|route|neigh` (iproute2-style).
+#[path = "rvsadm/ip.rs"]
+mod ip;
+/// rvsadm's own subcommands (`top`, `link|addr|route|neigh`), parsed by
+/// clap; see there why ipvsadm's syntax keeps the hand parser below.
+#[path = "rvsadm/own.rs"]
+mod own;
+
 const USAGE: &str = "\
 Usage:
   rvsadm -A|E -t|u service-address [-s scheduler] [-p [timeout]] [-M netmask]
@@ -116,7 +124,6 @@ enum Cmd {
     Set,
     Reload,
     Stats,
-    Top,
     Zero,
     ExportConfig,
     Help,
@@ -149,8 +156,6 @@ struct Args {
     nosort: bool,
     /// `-n`: addresses and ports as numbers (else names, as ipvsadm).
     numeric: bool,
-    interval: Option<f64>,
-    count: Option<u32>,
     /// The ipvsadm options given, for ipvsadm's checks.
     opts: OptSet,
 }
@@ -299,24 +304,6 @@ fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), ParseErr
         return set_cmd(a, c);
     }
     match name {
-        "interval" => {
-            let v = value(it, "--interval")?;
-            a.interval = Some(
-                v.parse::<f64>()
-                    .ok()
-                    .filter(|s| *s >= 0.1)
-                    .ok_or_else(|| format!("illegal interval '{v}'"))?,
-            );
-            Ok(())
-        }
-        "count" => {
-            let v = value(it, "--count")?;
-            a.count = Some(
-                v.parse::<u32>()
-                    .map_err(|_| format!("illegal count '{v}'"))?,
-            );
-            Ok(())
-        }
         "set" => {
             set_cmd(a, Cmd::Set)?;
             for _ in 0..3 {
@@ -519,7 +506,6 @@ fn command(name: &str) -> Option<Cmd> {
         "Z" | "zero" => Cmd::Zero,
         "export-config" => Cmd::ExportConfig,
         "stats-dp" => Cmd::Stats,
-        "top" => Cmd::Top,
         _ => return None,
     })
 }
@@ -620,8 +606,6 @@ fn parse_words(argv: &[String]) -> Result<Args, ParseError> {
                 }
                 option(&mut a, &c.to_string(), &mut it)?;
             }
-        } else if arg == "top" {
-            option(&mut a, "top", &mut it)?;
         } else {
             return Err(format!("unexpected argument {arg}").into());
         }
@@ -667,7 +651,7 @@ fn request(a: &Args) -> Result<Request, String> {
         }
         // -S is formatted here (sorted as ipvsadm sorts, unless --nosort).
         Cmd::List | Cmd::Save => Request::ListServices,
-        Cmd::Stats | Cmd::Top => Request::Stats,
+        Cmd::Stats => Request::Stats,
         Cmd::Zero => Request::Zero(a.service.as_ref().map(|_| service(a)).transpose()?),
         Cmd::ExportConfig => Request::ExportConfig,
         Cmd::Clear => Request::Clear,
@@ -822,8 +806,8 @@ fn main() -> ExitCode {
         })
         .unwrap_or_else(|| "rvsadm".into());
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    if rvs_control::iproute::is_command(&argv) {
-        return rvs_control::iproute::run(&prog, &argv);
+    if own::is_own(&argv) {
+        return own::run(&prog, &argv);
     }
     if rvs_control::vip_routes::is_command(&argv) {
         return rvs_control::vip_routes::run(&prog, &argv);
@@ -846,9 +830,6 @@ fn main() -> ExitCode {
         .unwrap_or_else(|| PathBuf::from(api::DEFAULT_SOCKET));
     if args.cmd == Some(Cmd::Restore) {
         return restore(&prog, &socket);
-    }
-    if args.cmd == Some(Cmd::Top) {
-        return top(&prog, &socket, args.interval.unwrap_or(1.0), args.count);
     }
     let req = match request(&args) {
         Ok(r) => r,
@@ -893,7 +874,12 @@ fn main() -> ExitCode {
 
 /// `top`: testpmd-style rates every `interval` seconds, `count` times (or
 /// until interrupted).
-fn top(prog: &str, socket: &std::path::Path, interval: f64, count: Option<u32>) -> ExitCode {
+pub(crate) fn top(
+    prog: &str,
+    socket: &std::path::Path,
+    interval: f64,
+    count: Option<u32>,
+) -> ExitCode {
     let read = || match api::call(socket, &Request::Stats) {
         Ok(Response::Stats { workers, ports }) => Ok((
             std::time::Instant::now(),
@@ -982,10 +968,6 @@ fn restore_line(prog: &str, socket: &std::path::Path, words: &[String]) -> Resul
         Some(Cmd::Help) => {
             print!("{USAGE}");
             return Err(0);
-        }
-        Some(Cmd::Top) => {
-            eprintln!("{prog}: top is not allowed in a restore file");
-            return Err(2);
         }
         _ => {}
     }
@@ -1117,11 +1099,6 @@ mod tests {
         // ipvsadm's table: -S takes -n only.
         assert!(args("-S --nosort").is_err());
         assert!(args("-L -n --nosort").unwrap().nosort);
-        let a = args("top --interval 0.5 --count 2").unwrap();
-        assert_eq!(
-            (a.cmd, a.interval, a.count),
-            (Some(Cmd::Top), Some(0.5), Some(2))
-        );
     }
 
     fn view(proto: &str, vip: &str, servers: &[&str]) -> api::ServiceView {

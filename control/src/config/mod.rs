@@ -12,6 +12,7 @@
 pub mod claims;
 pub mod export;
 mod health;
+pub mod net;
 pub mod ranges;
 mod raw;
 mod validate;
@@ -554,9 +555,9 @@ pub struct Config {
     /// Interfaces, in port order.
     pub interfaces: Vec<InterfaceConfig>,
     /// Static routes (`[[route]]`, `rvsadm route add`); see [`crate::iproute`].
-    pub routes: Vec<crate::iproute::RouteConfig>,
+    pub routes: Vec<net::RouteConfig>,
     /// Interface addresses added at run time (`rvsadm addr add`); never in the file.
-    pub addresses: Vec<crate::iproute::AddressConfig>,
+    pub addresses: Vec<net::AddressConfig>,
     /// Services.
     pub services: Vec<ServiceConfig>,
     /// Session timeouts.

@@ -269,7 +269,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
 
     let mut routes = Vec::new();
     for r in &raw.route {
-        let dest = crate::iproute::parse_prefix(r.destination.get_ref(), true)
+        let dest = super::net::parse_prefix(r.destination.get_ref(), true)
             .map_err(|_| cx.at(&r.destination, format!("destination must be IPv4/PREFIX or IPv6/PREFIX like \"10.80.0.0/24\" or \"fd80::/64\", or \"default\", not {:?}", r.destination.get_ref())))?;
         let via =
             match &r.via {
@@ -278,7 +278,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
                     cx.at(v, format!("via {:?} is not an IP address", v.get_ref()))
                 })?),
             };
-        let dest = crate::iproute::default_for(dest, via);
+        let dest = super::net::default_for(dest, via);
         if let Some(v) = &r.via {
             if via.is_some_and(|g| g.is_ipv4() != dest.0.is_ipv4()) {
                 return Err(cx.at(
@@ -292,11 +292,11 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             }
         }
         let dev = r.interface.as_ref().map(|d| d.get_ref().as_str());
-        let checked = crate::iproute::check_route(&interfaces, &[], &routes, dest, via, dev)
-            .map_err(|e| {
+        let checked =
+            super::net::check_route(&interfaces, &[], &routes, dest, via, dev).map_err(|e| {
                 let at = match (&e, &r.interface, &r.via) {
-                    (crate::iproute::IpError::NoDevice(_), Some(d), _) => d.span(),
-                    (crate::iproute::IpError::BadGateway(..), _, Some(v)) => v.span(),
+                    (super::net::IpError::NoDevice(_), Some(d), _) => d.span(),
+                    (super::net::IpError::BadGateway(..), _, Some(v)) => v.span(),
                     _ => r.destination.span(),
                 };
                 cx.err_at(at, format!("route: {e}"))
@@ -845,8 +845,8 @@ fn interface_kind(
         (None, None, Some(v)) => Err(cx.at(v, format!("interface {name:?}: vlan needs link (the parent interface)"))),
         (None, Some(l), None) => Err(cx.at(l, format!("interface {name:?}: link needs vlan (the 802.1Q VLAN id)"))),
         (None, Some(l), Some(v)) => {
-            let id = crate::iproute::check_vlan(ports, name, l.get_ref(), *v.get_ref()).map_err(|e| match e {
-                crate::iproute::IpError::NoDevice(_) | crate::iproute::IpError::Usage(_) => cx.at(l, e.to_string()),
+            let id = super::net::check_vlan(ports, name, l.get_ref(), *v.get_ref()).map_err(|e| match e {
+                super::net::IpError::NoDevice(_) | super::net::IpError::Usage(_) => cx.at(l, e.to_string()),
                 _ => cx.at(v, e.to_string()),
             })?;
             Ok(Some(VlanConfig { link: l.get_ref().clone(), id }))

@@ -5,9 +5,11 @@
 //! (config, kernel interfaces, EAL, ports) runs before the control socket
 //! exists, so "the socket answers" means "the data plane is forwarding".
 //! The main lcore runs the control loop ([`Control`]); each worker lcore runs
-//! a [`Worker`] until told to stop. Clients (the control socket, `/metrics`)
-//! are served on a thread of their own ([`serve`]), which hands the loop
-//! whole requests: no client can make the loop wait.
+//! a [`dataplane::worker::Worker`] until told to stop, started from a plan
+//! of queues and pipelines by [`dataplane::runtime::start`]. Clients (the
+//! control socket, `/metrics`) are served on a thread of their own
+//! ([`serve`]), which hands the loop whole requests: no client can make the
+//! loop wait.
 //!
 //! Control owns the live configuration. A change (`rvsadm -a/-e/-d/--set`)
 //! builds a new immutable [`dataplane::tables::Tables`] snapshot and sends it to every worker;
@@ -34,15 +36,16 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use dataplane::addr::Addr;
 use dataplane::dpdk::{
-    Eal, EalError, LaunchError, LcoreId, MbufRing, Mempool, MempoolError, Port, PortConfig,
-    PortError, QueueId, RingError,
+    Eal, EalError, LaunchError, LcoreId, Mempool, MempoolError, Port, PortConfig, PortError,
+    QueueId, RingError,
 };
 use dataplane::neigh::NeighEvent;
 use dataplane::pipeline::Pipeline;
+use dataplane::runtime::{self, WorkerHandle};
 use dataplane::session::{ClientAddress, Endpoint, TcpState};
 use dataplane::stats::DropReason;
 use dataplane::wire::MacAddr;
-use dataplane::worker::{Event, HeldFrames, Idle, Request as WorkerRequest, Worker, WorkerShared};
+use dataplane::worker::{Event, Idle, Request as WorkerRequest, Retired};
 
 use crate::acd::Acd;
 use crate::announce::Announcer;
@@ -138,12 +141,6 @@ pub enum StartError {
     Signals(std::io::Error),
 }
 
-struct WorkerHandle {
-    lcore: u32,
-    shared: Arc<WorkerShared>,
-    requests: Sender<WorkerRequest>,
-}
-
 /// Says ahead of DPDK's TAP driver why it will log "failed to create
 /// multiq qdisc" for every exception-path TAP on a kernel without the
 /// `multiq` qdisc, and that rvs does not need it (see
@@ -218,6 +215,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         args: args[1..].join(" "),
         source,
     })?;
+    crate::affinity::choose(&config);
     let lcores = config.dataplane.worker_lcores.clone();
     let n = lcores.len();
     let pool = Arc::new(
@@ -291,19 +289,6 @@ pub fn run(config: Config) -> Result<(), StartError> {
         taps.push(tap);
     }
 
-    // rings[i][j]: worker i -> worker j.
-    let mut rings: Vec<Vec<Option<Arc<MbufRing>>>> = vec![vec![None; n]; n];
-    for (i, row) in rings.iter_mut().enumerate() {
-        for (j, slot) in row.iter_mut().enumerate() {
-            if i != j {
-                *slot = Some(Arc::new(
-                    MbufRing::create(&format!("rvs_redir_{i}_{j}"), REDIRECT_RING_SIZE, -1)
-                        .map_err(StartError::Ring)?,
-                ));
-            }
-        }
-    }
-
     let mut registry = Registry::default();
     let t0 = Instant::now();
     let mut tables = plan::tables(&config, &macs, &mut registry, 1);
@@ -315,8 +300,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let neigh_map = Arc::new(neigh.snapshot());
     let mut announce = Announcer::default();
     log_announced(&announce.update(&tables, t0));
-    let (events_tx, events_rx) = bounded(4096);
-    let mut handles = Vec::new();
+    let mut plans = Vec::new();
     for (wi, &lcore) in lcores.iter().enumerate() {
         let q = QueueId(wi as u16);
         let mut rx = Vec::new();
@@ -350,37 +334,36 @@ pub fn run(config: Config) -> Result<(), StartError> {
         );
         pipeline.set_template_capacity(config.dataplane.template_capacity);
         pipeline.enable_punt();
-        let shared = Arc::new(WorkerShared::new(MAX_REAL_SERVERS));
-        let (req_tx, req_rx) = bounded(64);
-        let worker = Worker {
+        plans.push(runtime::WorkerPlan {
+            lcore: LcoreId(lcore),
             rx,
             tx,
             port_ids: port_ids.clone(),
             tap_rx,
             tap_tx,
-            redirect_out: rings[wi].clone(),
-            redirect_in: rings.iter().filter_map(|row| row[wi].clone()).collect(),
-            events: events_tx.clone(),
-            pool: Arc::clone(&pool),
             pipeline,
-            shared: Arc::clone(&shared),
-            requests: req_rx,
-            idle: match config.dataplane.idle {
-                IdlePolicy::Busy => Idle::Busy,
-                IdlePolicy::Backoff => Idle::Backoff,
-            },
-            tsc_hz: eal.tsc_hz(),
-            held: HeldFrames::default(),
-        };
-        eal.launch(LcoreId(lcore), Box::new(move || worker.run()))
-            .map_err(|e| StartError::Launch(lcore, e))?;
-        handles.push(WorkerHandle {
-            lcore,
-            shared,
-            requests: req_tx,
+            on_start: None,
         });
     }
-    drop(events_tx);
+    let plan = runtime::Plan {
+        workers: plans,
+        pool: Arc::clone(&pool),
+        idle: match config.dataplane.idle {
+            IdlePolicy::Busy => Idle::Busy,
+            IdlePolicy::Backoff => Idle::Backoff,
+        },
+        rs_count: MAX_REAL_SERVERS,
+        ring_prefix: "rvs_redir".into(),
+        ring_size: REDIRECT_RING_SIZE,
+    };
+    let running = runtime::start(&eal, plan).map_err(|e| match e {
+        runtime::StartError::Ring(e) => StartError::Ring(e),
+        runtime::StartError::Launch(lcore, e, handles) => {
+            handles.stop();
+            eal.wait_all();
+            StartError::Launch(lcore, e)
+        }
+    })?;
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -416,7 +399,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     })?;
     eprintln!(
         "rvsd: ready: {} worker(s), control socket {}{}",
-        handles.len(),
+        running.workers.len(),
         config.socket.display(),
         config
             .metrics
@@ -430,12 +413,13 @@ pub fn run(config: Config) -> Result<(), StartError> {
         registry,
         generation: 1,
         macs,
-        workers: handles,
+        workers: running.workers,
         neigh,
         announce,
         dad,
         acd: Acd::default(),
-        events: events_rx,
+        events: running.events,
+        retired: running.retired,
         ports,
         last_reload: None,
         file_routes: Vec::new(),
@@ -556,12 +540,14 @@ struct Control {
     /// Address conflict detection for IPv4 addresses (see [`crate::acd`]).
     acd: Acd,
     events: Receiver<Event>,
+    /// Snapshots workers replaced: the last one returned frees it, here.
+    retired: Receiver<Retired>,
     ports: Vec<Port>,
     /// Last reload: applied?, when (Unix seconds).
     last_reload: Option<(bool, f64)>,
     /// The file's `[[route]]`s at start-up (`rvsadm route` changes the live
     /// list; a reload may not change the file's).
-    file_routes: Vec<crate::iproute::RouteConfig>,
+    file_routes: Vec<crate::config::net::RouteConfig>,
     health_tx: Sender<health::Change>,
     health_rx: Receiver<health::Change>,
     /// One health checker per checked (service, real server).
@@ -601,9 +587,11 @@ impl Control {
                     self.conflict(e.ip.ip(), e.mac, e.port, now)
                 }
                 Event::Neigh(ev) => changed |= self.neigh.apply(ev, now),
-                // The last worker to return a snapshot frees it, here.
-                Event::RetiredTables(_) | Event::RetiredNeigh(_) => {}
             }
+        }
+        // The last worker to return a snapshot frees it, here.
+        while let Ok(old) = self.retired.try_recv() {
+            drop(old);
         }
         changed |= self.neigh.age(now);
         if changed {
@@ -655,7 +643,7 @@ impl Control {
                 // IPv6 next hops: a neighbour solicitation from the port's
                 // IPv6 address (none configured: nothing to ask from).
                 IpAddr::V6(v6) => {
-                    if let Some(source) = crate::iproute::ns_source(config, port, v6) {
+                    if let Some(source) = crate::config::net::ns_source(config, port, v6) {
                         let _ = w.try_send(WorkerRequest::SendNs {
                             port,
                             target: v6.octets(),
@@ -689,7 +677,7 @@ impl Control {
             .filter_map(|a| match a.addr {
                 IpAddr::V4(v4) => Some((
                     v4,
-                    crate::iproute::port_of(&self.config.interfaces, &a.dev)?,
+                    crate::config::net::port_of(&self.config.interfaces, &a.dev)?,
                 )),
                 IpAddr::V6(_) => None,
             })

@@ -408,6 +408,35 @@ impl SessionTable {
         self.slots.iter().filter_map(Option::as_ref)
     }
 
+    /// One page of a listing, bounded work for a worker's housekeeping
+    /// round: from slot `from` on, examines at most `scan` slots and copies
+    /// at most `take` live sessions into `out`. Returns the slot the next
+    /// page starts at, or `None` once the end of the table is reached.
+    ///
+    /// Sessions do not move between slots, so paging from 0 until `None`
+    /// lists every session that lived throughout, once; one created or
+    /// removed meanwhile may be listed or not.
+    pub fn page(
+        &self,
+        from: usize,
+        scan: usize,
+        take: usize,
+        out: &mut Vec<Session>,
+    ) -> Option<usize> {
+        let end = from.saturating_add(scan.max(1)).min(self.slots.len());
+        let mut taken = 0;
+        for slot in from..end {
+            if taken == take.max(1) {
+                return Some(slot);
+            }
+            if let Some(s) = &self.slots[slot] {
+                out.push(*s);
+                taken += 1;
+            }
+        }
+        (end < self.slots.len()).then_some(end)
+    }
+
     #[inline]
     fn find(&self, key: &FlowKey) -> Option<(u32, Direction)> {
         self.find_hashed(key, key.hash(self.seed))
