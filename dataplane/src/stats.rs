@@ -53,11 +53,32 @@ pub enum DropReason {
     /// An 802.1Q-tagged frame whose VLAN id has no sub-interface on the
     /// port it arrived on (or a tag with no header after it).
     UnknownVlan,
+    /// IPv4 header checksum wrong.
+    IpChecksum,
+    /// TCP or UDP checksum wrong on a packet that would have created a
+    /// session (packets of existing sessions are not summed).
+    L4Checksum,
+    /// Lengths that disagree: IPv4 total length past the frame or below
+    /// the header, IPv6 payload length past the frame, TCP data offset past
+    /// the segment, UDP length other than the IP payload.
+    BadLength,
+    /// A new flow from a source no host sends from: 0.0.0.0/8, 127/8,
+    /// multicast, class E, 255.255.255.255, an interface's subnet
+    /// broadcast; ::, ::1, ff00::/8.
+    MartianSource,
+    /// A new flow from an address the appliance owns (a VIP, a local
+    /// address, an interface address): forged or looped.
+    OwnSource,
+    /// IPv4 loose or strict source routing option (LSRR, SSRR).
+    SourceRoute,
+    /// TCP flags no stack sends (SYN+FIN, SYN+RST, none, FIN without ACK,
+    /// ...: netfilter's table of valid combinations).
+    TcpFlags,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 20;
+    pub const COUNT: usize = 27;
 
     /// All reasons, in discriminant order.
     pub const ALL: [Self; Self::COUNT] = [
@@ -81,6 +102,13 @@ impl DropReason {
         Self::TooBig,
         Self::NoHeadroom,
         Self::UnknownVlan,
+        Self::IpChecksum,
+        Self::L4Checksum,
+        Self::BadLength,
+        Self::MartianSource,
+        Self::OwnSource,
+        Self::SourceRoute,
+        Self::TcpFlags,
     ];
 
     /// Stable snake_case name (metrics label, listings).
@@ -107,6 +135,13 @@ impl DropReason {
             Self::TooBig => "too_big",
             Self::NoHeadroom => "no_headroom",
             Self::UnknownVlan => "unknown_vlan",
+            Self::IpChecksum => "ip_checksum",
+            Self::L4Checksum => "l4_checksum",
+            Self::BadLength => "bad_length",
+            Self::MartianSource => "martian_source",
+            Self::OwnSource => "own_source",
+            Self::SourceRoute => "source_route",
+            Self::TcpFlags => "tcp_flags",
         }
     }
 }

@@ -61,6 +61,9 @@ impl Pipeline {
         if !is_udp && !is_new_syn(flags) {
             return Step::drop(DropReason::NoSession);
         }
+        if let Some(reason) = self.new_flow_refusal(l3, d) {
+            return Step::drop(reason);
+        }
         let src_mac = ethernet::Frame::new_checked(&*l2).map_or([0; 6], |e| e.src());
         match self.create_session(svc, key, src_mac, in_port, held.take(), now) {
             Ok(slot) => {

@@ -67,6 +67,7 @@ mod counts;
 mod fast;
 mod flush;
 pub(crate) mod icmp_relay;
+pub mod ingress_check;
 pub mod owner;
 mod slow;
 

@@ -534,12 +534,13 @@ fn refusals_are_counted() {
             assert_eq!(v, Verdict::Drop(DropReason::PortExhausted));
         }
     }
-    // Truncated and non-IP frames.
+    // Truncated (the IP total length now disagrees with the frame) and
+    // non-IP frames.
     let mut f = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::SYN, b"");
     f.truncate(14 + 20 + 10);
     assert_eq!(
         p.process(&mut f, 0, Millis(1)),
-        Verdict::Drop(DropReason::Malformed)
+        Verdict::Drop(DropReason::BadLength)
     );
     let mut f = vec![0u8; 10];
     assert_eq!(
@@ -563,7 +564,8 @@ fn refusals_are_counted() {
         (DropReason::NoService, 1),
         (DropReason::NotForUs, 1),
         (DropReason::PortExhausted, 1),
-        (DropReason::Malformed, 3),
+        (DropReason::Malformed, 2),
+        (DropReason::BadLength, 1),
         (DropReason::UnsupportedL3, 1),
     ] {
         assert_eq!(c.drops[r as usize], n, "{}", r.name());
@@ -1198,6 +1200,11 @@ fn a_described_frame_is_handled_exactly_as_an_undescribed_one() {
     low_ttl[ethernet::HEADER_LEN + 8] = 1;
     let mut fragment = data.clone();
     fragment[ethernet::HEADER_LEN + 6] = 0x20; // MF
+    for f in [&mut low_ttl, &mut fragment] {
+        ipv4::Packet::new_checked(&mut f[ethernet::HEADER_LEN..])
+            .unwrap()
+            .fill_checksum();
+    }
     let short = data[..ethernet::HEADER_LEN + 20 + 3].to_vec();
     let arp = arp_frame(arp::OP_REQUEST, CLIENT_MAC, CLIENT.ip.v4_bits(), LB);
     let mut frames = vec![syn, data, low_ttl, fragment, short, arp];
