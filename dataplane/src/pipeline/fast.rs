@@ -113,7 +113,8 @@ impl Pipeline {
         } else {
             tcp_state::next_state(s.state, dir, flags)
         };
-        if new_state != s.state {
+        let changed = new_state != s.state;
+        if changed {
             if let Some(c) = self.rs_conns.get_mut(usize::from(s.rs_index)) {
                 c.sub(s.proto, s.state);
                 c.add(s.proto, new_state);
@@ -122,6 +123,9 @@ impl Pipeline {
         }
         s.expires = now.plus_secs(if is_udp {
             timeouts.udp_secs
+        } else if self.guard.is_on() {
+            self.guard
+                .tcp_timeout(new_state, timeouts.tcp(new_state), changed)
         } else {
             timeouts.tcp(new_state)
         });

@@ -65,6 +65,7 @@
 mod classify;
 mod counts;
 mod fast;
+mod flood;
 mod flush;
 pub(crate) mod icmp_relay;
 pub mod ingress_check;
@@ -79,6 +80,7 @@ pub use owner::{client_owner, persistent_owner};
 pub use slow::Decision;
 
 use crate::addr::Addr;
+use crate::guard::FloodGuard;
 use crate::laddr::PortPool;
 use crate::neigh::{NeighEvent, NeighMap};
 use crate::packet::PacketBuf;
@@ -220,6 +222,8 @@ pub struct Pipeline {
     ip_id: u16,
     /// This worker's counters.
     pub counters: Counters,
+    /// The flood guard (see [`crate::guard`]).
+    guard: FloodGuard,
     /// Connections of a persistent service scheduled without a template
     /// because the template table was full (they lose their affinity).
     pub templates_full: u64,
@@ -251,6 +255,7 @@ impl Pipeline {
             templates: TemplateTable::new(template_capacity(capacity)),
             session_template: vec![NO_TEMPLATE; capacity.max(1) as usize],
             counters: Counters::default(),
+            guard: FloodGuard::default(),
             templates_full: 0,
             worker,
             workers: workers.max(1),
@@ -622,6 +627,7 @@ impl Pipeline {
             .sessions
             .sweep(now, budget, |slot, s| held.release(slot, s));
         self.counters.sessions_expired += n as u64;
+        self.judge_guard(now);
         if !self.templates.is_empty() {
             self.templates.sweep(now, budget / 4 + 1);
         }
@@ -684,6 +690,8 @@ mod test_prelude {
 #[cfg(test)]
 use test_prelude::*;
 
+#[cfg(test)]
+mod flood_tests;
 #[cfg(test)]
 mod hold_tests;
 #[cfg(test)]
