@@ -61,11 +61,32 @@ pub enum DropReason {
     /// No room in the buffer or under the MTU for a PROXY protocol header
     /// (the client's MSS was lowered to leave room; the client retransmits).
     NoRoom,
+    /// IPv4 header checksum wrong.
+    IpChecksum,
+    /// TCP or UDP checksum wrong on a packet that would have created a
+    /// session (packets of existing sessions are not summed).
+    L4Checksum,
+    /// Lengths that disagree: IPv4 total length past the frame or below
+    /// the header, IPv6 payload length past the frame, TCP data offset past
+    /// the segment, UDP length other than the IP payload.
+    BadLength,
+    /// A new flow from a source no host sends from: 0.0.0.0/8, 127/8,
+    /// multicast, class E, 255.255.255.255, an interface's subnet
+    /// broadcast; ::, ::1, ff00::/8.
+    MartianSource,
+    /// A new flow from an address the appliance owns (a VIP, a local
+    /// address, an interface address): forged or looped.
+    OwnSource,
+    /// IPv4 loose or strict source routing option (LSRR, SSRR).
+    SourceRoute,
+    /// TCP flags no stack sends (SYN+FIN, SYN+RST, none, FIN without ACK,
+    /// ...: netfilter's table of valid combinations).
+    TcpFlags,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 22;
+    pub const COUNT: usize = 29;
 
     /// All reasons, in discriminant order.
     pub const ALL: [Self; Self::COUNT] = [
@@ -91,6 +112,13 @@ impl DropReason {
         Self::UnknownVlan,
         Self::PortUnreachable,
         Self::NoRoom,
+        Self::IpChecksum,
+        Self::L4Checksum,
+        Self::BadLength,
+        Self::MartianSource,
+        Self::OwnSource,
+        Self::SourceRoute,
+        Self::TcpFlags,
     ];
 
     /// Stable snake_case name (metrics label, listings).
@@ -119,6 +147,13 @@ impl DropReason {
             Self::UnknownVlan => "unknown_vlan",
             Self::PortUnreachable => "port_unreachable",
             Self::NoRoom => "no_room",
+            Self::IpChecksum => "ip_checksum",
+            Self::L4Checksum => "l4_checksum",
+            Self::BadLength => "bad_length",
+            Self::MartianSource => "martian_source",
+            Self::OwnSource => "own_source",
+            Self::SourceRoute => "source_route",
+            Self::TcpFlags => "tcp_flags",
         }
     }
 }

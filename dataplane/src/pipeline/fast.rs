@@ -61,6 +61,9 @@ impl Pipeline {
         if !is_udp && !is_new_syn(flags) {
             return Step::drop(DropReason::NoSession);
         }
+        if let Some(reason) = self.new_flow_refusal(l3, d) {
+            return Step::drop(reason);
+        }
         let src_mac = ethernet::Frame::new_checked(&*l2).map_or([0; 6], |e| e.src());
         match self.create_session(svc, key, src_mac, in_port, held.take(), now) {
             Ok(slot) => {
@@ -121,7 +124,8 @@ impl Pipeline {
         } else {
             tcp_state::next_state(s.state, dir, flags)
         };
-        if new_state != s.state {
+        let changed = new_state != s.state;
+        if changed {
             if let Some(c) = self.rs_conns.get_mut(usize::from(s.rs_index)) {
                 c.sub(s.proto, s.state);
                 c.add(s.proto, new_state);
@@ -130,6 +134,9 @@ impl Pipeline {
         }
         s.expires = now.plus_secs(if is_udp {
             timeouts.udp_secs
+        } else if self.guard.is_on() {
+            self.guard
+                .tcp_timeout(new_state, timeouts.tcp(new_state), changed)
         } else {
             timeouts.tcp(new_state)
         });

@@ -66,8 +66,10 @@ mod classify;
 mod client_addr;
 mod counts;
 mod fast;
+mod flood;
 mod flush;
 pub(crate) mod icmp_relay;
+pub mod ingress_check;
 pub mod owner;
 mod slow;
 pub mod unreach;
@@ -80,6 +82,7 @@ pub use owner::{client_owner, persistent_owner};
 pub use slow::Decision;
 
 use crate::addr::Addr;
+use crate::guard::FloodGuard;
 use crate::laddr::PortPool;
 use crate::neigh::{NeighEvent, NeighMap};
 use crate::packet::PacketBuf;
@@ -235,6 +238,8 @@ pub struct Pipeline {
     pub counters: Counters,
     /// Rate limits of the port unreachable answers (see [`unreach`]).
     unreach: unreach::Limiter,
+    /// The flood guard (see [`crate::guard`]).
+    guard: FloodGuard,
     /// Connections of a persistent service scheduled without a template
     /// because the template table was full (they lose their affinity).
     pub templates_full: u64,
@@ -266,6 +271,7 @@ impl Pipeline {
             templates: TemplateTable::new(template_capacity(capacity)),
             session_template: vec![NO_TEMPLATE; capacity.max(1) as usize],
             counters: Counters::default(),
+            guard: FloodGuard::default(),
             templates_full: 0,
             unreach: unreach::Limiter::default(),
             worker,
@@ -649,6 +655,7 @@ impl Pipeline {
             .sessions
             .sweep(now, budget, |slot, s| held.release(slot, s));
         self.counters.sessions_expired += n as u64;
+        self.judge_guard(now);
         if !self.templates.is_empty() {
             self.templates.sweep(now, budget / 4 + 1);
         }
@@ -713,6 +720,8 @@ use test_prelude::*;
 
 #[cfg(test)]
 mod client_addr_tests;
+#[cfg(test)]
+mod flood_tests;
 #[cfg(test)]
 mod hold_tests;
 #[cfg(test)]

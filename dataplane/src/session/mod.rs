@@ -403,6 +403,28 @@ impl SessionTable {
         removed
     }
 
+    /// The first session from slot `start` on (wrapping) that `pred`
+    /// accepts, among at most `budget` slots, with the slot to start the
+    /// next search at. Sessions indexed under their RS key only are
+    /// skipped. For eviction under a flood ([`crate::guard`]).
+    pub fn find_from(
+        &self,
+        start: usize,
+        budget: usize,
+        pred: impl Fn(&Session) -> bool,
+    ) -> (Option<SlotId>, usize) {
+        let n = self.slots.len();
+        let mut i = start % n;
+        for _ in 0..budget.min(n) {
+            let here = i;
+            i = if i + 1 == n { 0 } else { i + 1 };
+            if matches!(&self.slots[here], Some(s) if !self.rs_only[here] && pred(s)) {
+                return (Some(SlotId(here as u32)), i);
+            }
+        }
+        (None, i)
+    }
+
     /// Every live session (for listings; not for the packet path).
     pub fn iter(&self) -> impl Iterator<Item = &Session> {
         self.slots.iter().filter_map(Option::as_ref)
