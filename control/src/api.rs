@@ -76,6 +76,35 @@ pub enum Request {
     Zero(Option<ServiceSpec>),
     /// `--export-config`: the running services and timeouts as config TOML.
     ExportConfig,
+    /// `--start-daemon master|backup [--syncid ...]`: start a connection-sync daemon.
+    StartDaemon(DaemonSpec),
+    /// `--stop-daemon master|backup`.
+    StopDaemon {
+        /// `master` or `backup`.
+        role: String,
+    },
+    /// `-L --daemon`: the running sync daemons, as ipvsadm prints them.
+    ListDaemons,
+}
+
+/// A sync daemon named on the command line (`--start-daemon`); `None`
+/// keeps the config's `[sync]` value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonSpec {
+    /// `master` or `backup`.
+    pub role: String,
+    /// `--mcast-interface`.
+    pub interface: Option<String>,
+    /// `--syncid`.
+    pub sync_id: Option<u8>,
+    /// `--mcast-group`.
+    pub group: Option<String>,
+    /// `--mcast-port`.
+    pub port: Option<u16>,
+    /// `--mcast-ttl`.
+    pub ttl: Option<u8>,
+    /// `--sync-maxlen`.
+    pub maxlen: Option<u16>,
 }
 
 /// A virtual service named on the command line.
@@ -269,6 +298,8 @@ pub enum Response {
     ConfigToml(String),
     /// For [`Request::Ip`].
     Ip(crate::iproute::IpResponse),
+    /// For [`Request::ListDaemons`]: one line per daemon.
+    Daemons(Vec<String>),
     /// The request failed.
     Error(String),
 }

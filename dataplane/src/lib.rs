@@ -24,6 +24,7 @@ pub mod route;
 pub mod sched;
 pub mod session;
 pub mod stats;
+pub mod sync_feed;
 pub mod sync_policy;
 pub mod tables;
 pub mod time;

@@ -14,6 +14,7 @@ pub mod export;
 mod health;
 pub mod ranges;
 mod raw;
+pub mod sync;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -535,6 +536,8 @@ pub struct Config {
     pub service_options: BTreeMap<(SocketAddr, u8), ServiceOptions>,
     /// Health checks by service (VIP, protocol).
     pub health: BTreeMap<(SocketAddr, u8), crate::health::HealthCheck>,
+    /// Connection sync and failover (`[sync]`).
+    pub sync: sync::SyncConfig,
 }
 
 impl Config {

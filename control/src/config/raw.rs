@@ -22,6 +22,8 @@ pub(super) struct RawConfig {
     pub service: Vec<RawService>,
     #[serde(default)]
     pub timeouts: RawTimeouts,
+    #[serde(default)]
+    pub sync: super::sync::RawSync,
 }
 
 #[derive(Debug, Deserialize)]

@@ -559,6 +559,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
     }
 
     check_claims(&cx, &raw, &interfaces, &services)?;
+    let interface_names: Vec<String> = interfaces.iter().map(|i| i.name.clone()).collect();
 
     let lcore_map = match &raw.dpdk.lcore_map {
         None => None,
@@ -638,6 +639,9 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         timeouts: timeouts(&cx, &raw.timeouts)?,
         service_options,
         health,
+        sync: super::sync::validate(&raw.sync, &interface_names, &|span, reason| {
+            cx.err_at(span, reason)
+        })?,
     })
 }
 

@@ -73,6 +73,7 @@ mod kernel;
 mod listings;
 mod rates;
 mod rules;
+mod sync_ctl;
 
 /// Most real servers rvsd numbers while it runs (per-worker counter arrays
 /// are sized for this many).
@@ -429,6 +430,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
             .unwrap_or_default()
     );
     let socket_path = config.socket.clone();
+    let sync_config = config.sync.clone();
     let (health_tx, health_rx) = bounded(1024);
     let mut control = Control {
         config,
@@ -452,9 +454,11 @@ pub fn run(config: Config) -> Result<(), StartError> {
         rates: std::collections::HashMap::new(),
         rates_at: Instant::now(),
         zeroed: crate::zero::Baselines::default(),
+        sync: sync_ctl::SyncCtl::new(sync_config),
     };
     control.file_routes = control.config.routes.clone();
     control.sync_checkers();
+    control.start_configured_sync();
     let mut printed: Option<(Instant, crate::top::Reading)> = None;
     while !stop.load(Ordering::Relaxed) {
         if let Some(every) = control.config.print_interval {
@@ -552,6 +556,8 @@ struct Control {
     /// bytes in/out) at that moment, by index; listings show the counters
     /// less these. Workers and `/metrics` keep counting from the start.
     zeroed: crate::zero::Baselines,
+    /// Connection sync (see `sync_ctl`).
+    sync: sync_ctl::SyncCtl,
 }
 
 type ServiceKey = (SocketAddr, u8);
@@ -576,6 +582,7 @@ impl Control {
                 Event::RetiredTables(_) | Event::RetiredNeigh(_) => {}
             }
         }
+        self.sync_tick();
         changed |= self.neigh.age(now);
         if changed {
             let map = Arc::new(self.neigh.snapshot());
@@ -743,8 +750,15 @@ impl Control {
             Request::Ip(r) => Response::Ip(self.ip(r)),
             Request::Zero(spec) => self.zero(spec.as_ref()),
             Request::ExportConfig => {
-                Response::ConfigToml(config::export::services_toml(&self.config))
+                let mut text = config::export::services_toml(&self.config);
+                if self.sync.engine.config.enabled() {
+                    text.push_str(&config::sync::toml(&self.sync.engine.config));
+                }
+                Response::ConfigToml(text)
             }
+            Request::StartDaemon(spec) => self.start_daemon(&spec),
+            Request::StopDaemon { role } => self.stop_daemon(&role),
+            Request::ListDaemons => Response::Daemons(self.sync.engine.daemon_lines()),
         }
     }
 
@@ -756,7 +770,9 @@ impl Control {
                 let _ = reply.send(self.answer(request));
             }
             Job::Metrics { reply } => {
-                let text = metrics::render(&self.metrics_snapshot()).map_err(|e| e.to_string());
+                let text = metrics::render(&self.metrics_snapshot())
+                    .map(|t| t + &self.sync.engine.metrics_text(Instant::now()))
+                    .map_err(|e| e.to_string());
                 let _ = reply.send(text);
             }
         }

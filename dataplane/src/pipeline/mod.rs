@@ -69,6 +69,7 @@ mod flush;
 pub(crate) mod icmp_relay;
 pub mod owner;
 mod slow;
+pub mod sync;
 
 use std::sync::Arc;
 
@@ -222,6 +223,8 @@ pub struct Pipeline {
     /// Connections of a persistent service scheduled without a template
     /// because the template table was full (they lose their affinity).
     pub templates_full: u64,
+    /// Connection sync's feed toward control, when a master runs.
+    sync: Option<Box<sync::SyncTap>>,
 }
 
 impl Pipeline {
@@ -251,6 +254,7 @@ impl Pipeline {
             session_template: vec![NO_TEMPLATE; capacity.max(1) as usize],
             counters: Counters::default(),
             templates_full: 0,
+            sync: None,
             worker,
             workers: workers.max(1),
             punt: false,
@@ -366,10 +370,11 @@ impl Pipeline {
         self.tables.is_interface_addr(ip)
     }
 
-    /// `Punt` for an interface address when the exception path is on, else
-    /// the drop.
+    /// `Punt` for an interface address, or a link-local multicast group
+    /// (224.0.0.0/24, ff02::/16: VRRP's, connection sync's), when the
+    /// exception path is on, else the drop.
     pub(crate) fn punt_or(&self, dst: Addr, reason: DropReason) -> Step {
-        if self.punt && self.is_interface_addr(dst) {
+        if self.punt && (self.is_interface_addr(dst) || is_link_local_multicast(dst)) {
             Step::Done(Verdict::Punt)
         } else {
             Step::drop(reason)
@@ -627,6 +632,16 @@ impl Pipeline {
     }
 }
 
+/// 224.0.0.0/24 or ff02::/16: groups that never leave the link (VRRP
+/// adverts, the sync daemon's default group), for the kernel side.
+fn is_link_local_multicast(a: Addr) -> bool {
+    match a.to_v4() {
+        Some([224, 0, 0, _]) => true,
+        Some(_) => false,
+        None => a.0[0] == 0xff && a.0[1] & 0x0f == 2,
+    }
+}
+
 /// Template slots per worker for a session capacity: a quarter of it (a
 /// template serves all connections of one client network), at least 64.
 #[must_use]
@@ -687,6 +702,8 @@ use test_prelude::*;
 mod hold_tests;
 #[cfg(test)]
 mod modes_tests;
+#[cfg(test)]
+mod sync_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
