@@ -13,6 +13,7 @@ pub mod iproute;
 pub mod ipvsadm_fmt;
 pub mod ipvsadm_names;
 pub mod ipvsadm_opts;
+pub mod kernel_addrs;
 pub mod metrics;
 pub mod neigh;
 pub mod plan;

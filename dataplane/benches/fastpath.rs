@@ -134,6 +134,7 @@ fn bench_pipeline(c: &mut Criterion) {
         generation: 1,
         routes: Default::default(),
         tentative: Vec::new(),
+        standby: Vec::new(),
         vlans: Default::default(),
     });
     let neigh = Arc::new(NeighMap::new(vec![NeighEntry {

@@ -203,6 +203,7 @@ fn tables(positions: usize) -> Arc<Tables> {
         generation: 1,
         routes: Default::default(),
         tentative: Vec::new(),
+        standby: Vec::new(),
         vlans: Default::default(),
     })
 }
@@ -1623,6 +1624,7 @@ fn loop_tables() -> Arc<Tables> {
         generation: 1,
         routes: Default::default(),
         tentative: Vec::new(),
+        standby: Vec::new(),
         vlans: Default::default(),
     })
 }

@@ -304,9 +304,16 @@ pub fn run(config: Config) -> Result<(), StartError> {
         }
     }
 
+    let mut sync = sync_ctl::SyncCtl::new(config.sync.clone());
+    sync.follow_start(&config)
+        .map_err(|source| StartError::Socket {
+            path: "ip monitor address (follow_kernel_addresses)".into(),
+            source,
+        })?;
     let mut registry = Registry::default();
     let t0 = Instant::now();
     let mut tables = plan::tables(&config, &macs, &mut registry, 1);
+    tables.standby = sync.standby_addrs();
     let mut dad = Dad::default();
     tables.tentative = dad.update(&tables, t0);
     let tables = Arc::new(tables);
@@ -430,7 +437,6 @@ pub fn run(config: Config) -> Result<(), StartError> {
             .unwrap_or_default()
     );
     let socket_path = config.socket.clone();
-    let sync_config = config.sync.clone();
     let (health_tx, health_rx) = bounded(1024);
     let mut control = Control {
         config,
@@ -454,7 +460,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         rates: std::collections::HashMap::new(),
         rates_at: Instant::now(),
         zeroed: crate::zero::Baselines::default(),
-        sync: sync_ctl::SyncCtl::new(sync_config),
+        sync,
     };
     control.file_routes = control.config.routes.clone();
     control.sync_checkers();
@@ -677,6 +683,8 @@ impl Control {
         let effective = self.effective_config();
         let mut t = plan::tables(&effective, &self.macs, &mut self.registry, self.generation);
         t.tentative = self.dad.update(&t, Instant::now());
+        self.sync.recompute_standby(&self.config);
+        t.standby = self.sync.standby_addrs();
         let t = Arc::new(t);
         self.broadcast(|| WorkerRequest::Tables(Arc::clone(&t)));
         log_announced(&self.announce.update(&t, Instant::now()));

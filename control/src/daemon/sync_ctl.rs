@@ -6,6 +6,7 @@
 //! received entries to every worker (each installs the ones it owns) and
 //! adds up what they report.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,8 +21,11 @@ use dataplane::worker::Request as WorkerRequest;
 use super::Control;
 use crate::api::{DaemonSpec, Response};
 use crate::config::sync::SyncConfig;
+use crate::config::Config;
+use crate::kernel_addrs::{KernelAddrs, Watch};
 use crate::sync::engine::{Engine, SyncIface};
 use crate::sync::wire::Role;
+use dataplane::addr::Addr;
 
 type Reply = (InstallReport, Arc<Vec<SyncRecord>>);
 
@@ -30,6 +34,11 @@ pub(super) struct SyncCtl {
     pub(super) engine: Engine,
     replies_tx: Sender<Reply>,
     replies_rx: Receiver<Reply>,
+    /// The kernel's addresses, when following them.
+    watch: Option<Watch>,
+    kernel: KernelAddrs,
+    /// VIPs and local addresses the kernel side does not hold now.
+    standby: BTreeSet<IpAddr>,
 }
 
 impl SyncCtl {
@@ -39,7 +48,59 @@ impl SyncCtl {
             engine: Engine::new(config),
             replies_tx,
             replies_rx,
+            watch: None,
+            kernel: KernelAddrs::default(),
+            standby: BTreeSet::new(),
         }
+    }
+
+    /// With `follow_kernel_addresses`: subscribes to the kernel's address
+    /// changes and takes in its current addresses, so that the first
+    /// tables already leave what the kernel side does not hold alone.
+    ///
+    /// # Errors
+    /// If the monitor cannot run.
+    pub(super) fn follow_start(&mut self, config: &Config) -> std::io::Result<()> {
+        if !config.sync.follow_kernel_addresses {
+            return Ok(());
+        }
+        let w = Watch::start()?;
+        for e in w.events.try_iter() {
+            self.kernel.apply(&e);
+        }
+        self.watch = Some(w);
+        self.standby = self.compute_standby(config);
+        Ok(())
+    }
+
+    fn compute_standby(&self, config: &Config) -> BTreeSet<IpAddr> {
+        if self.watch.is_none() {
+            return BTreeSet::new();
+        }
+        let held = self
+            .kernel
+            .held_on(config.interfaces.iter().map(|i| i.name.as_str()));
+        let services: Vec<(IpAddr, Vec<IpAddr>)> = config
+            .services
+            .iter()
+            .map(|s| (s.vip.ip(), s.local_addresses.clone()))
+            .collect();
+        crate::kernel_addrs::standby(&services, &held)
+    }
+
+    /// Recomputes the standby set (services may have changed).
+    pub(super) fn recompute_standby(&mut self, config: &Config) {
+        self.standby = self.compute_standby(config);
+    }
+
+    /// The addresses to put in [`dataplane::tables::Tables::standby`].
+    pub(super) fn standby_addrs(&self) -> Vec<Addr> {
+        self.standby.iter().map(|a| Addr::from(*a)).collect()
+    }
+
+    /// True if `ip` is on standby (another appliance holds it).
+    pub(super) fn is_standby(&self, ip: IpAddr) -> bool {
+        self.standby.contains(&ip)
     }
 }
 
@@ -87,7 +148,11 @@ impl Control {
             };
             match self.start_daemon(&spec) {
                 Response::Error(e) => eprintln!("rvsd: sync: cannot start the {role} daemon: {e}"),
-                _ => eprintln!("rvsd: sync: {}", self.sync.engine.daemon_lines().join("; ")),
+                _ => {
+                    let lines = self.sync.engine.daemon_lines();
+                    let line = lines.iter().find(|l| l.starts_with(role));
+                    eprintln!("rvsd: sync: {}", line.map_or("", String::as_str));
+                }
             }
         }
     }
@@ -170,8 +235,10 @@ impl Control {
         Response::Ok
     }
 
-    /// Every tick: send, resync, receive, install, count.
+    /// Every tick: follow the kernel's addresses, send, resync, receive,
+    /// install, count.
     pub(super) fn sync_tick(&mut self) {
+        self.follow_kernel();
         let now = Instant::now();
         self.sync.engine.send_pending(now);
         if self.sync.engine.resync_due(now) {
@@ -199,6 +266,44 @@ impl Control {
         }
         while let Ok((report, _batch)) = self.sync.replies_rx.try_recv() {
             self.sync.engine.stats.install.add(&report);
+        }
+    }
+
+    /// Takes in the kernel's address changes; when the set of addresses on
+    /// standby changes, publishes tables (an address leaving standby is
+    /// then announced: gratuitous ARP / unsolicited NA).
+    fn follow_kernel(&mut self) {
+        let Some(w) = &self.sync.watch else {
+            return;
+        };
+        let mut changed = false;
+        for e in w.events.try_iter().collect::<Vec<_>>() {
+            changed |= self.sync.kernel.apply(&e);
+        }
+        // Services come and go too (rvsadm -A/-D, reload): recomputed on
+        // every publish as well (see `publish_tables`).
+        if changed {
+            self.refresh_standby();
+        }
+    }
+
+    /// Recomputes the standby set from the live config; publishes tables
+    /// if it changed.
+    pub(super) fn refresh_standby(&mut self) {
+        let standby = self.sync.compute_standby(&self.config);
+        if standby != self.sync.standby {
+            let took: Vec<_> = self.sync.standby.difference(&standby).collect();
+            let gave: Vec<_> = standby.difference(&self.sync.standby).collect();
+            if !took.is_empty() {
+                eprintln!(
+                    "rvsd: the kernel side holds {took:?}: answering and forwarding for them"
+                );
+            }
+            if !gave.is_empty() {
+                eprintln!("rvsd: the kernel side no longer holds {gave:?}: on standby");
+            }
+            self.sync.standby = standby;
+            self.publish_tables();
         }
     }
 

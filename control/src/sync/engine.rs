@@ -164,7 +164,6 @@ impl Engine {
         let sock = UdpSocket::bind((iface.addr, 0))?;
         sock.set_multicast_ttl_v4(u32::from(cfg.ttl))?;
         sock.set_multicast_loop_v4(false)?;
-        sock.set_ttl(u32::from(cfg.ttl).max(1))?;
         sock.set_nonblocking(true)?;
         let dests = if self.config.peers.is_empty() {
             vec![SocketAddr::new(cfg.group, cfg.port)]

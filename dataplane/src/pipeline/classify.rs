@@ -108,7 +108,9 @@ impl Pipeline {
         let Some(d) = desc.copied().or_else(|| self.describe(frame)) else {
             return self.classify_other(frame, in_port, now);
         };
-        if d.ttl <= 1 {
+        // Forwarding needs a TTL left; what goes to the kernel side does
+        // not (sync's and VRRP's link-local multicast has TTL 1).
+        if d.ttl <= 1 && !self.is_kernel_bound(d.key.dst.ip) {
             return Step::drop(DropReason::TtlExceeded);
         }
         let (l2, l3) = frame.split_at_mut(ethernet::HEADER_LEN);

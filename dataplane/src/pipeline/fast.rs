@@ -29,6 +29,11 @@ impl Pipeline {
     ) -> Step {
         let (key, flags) = (d.key, d.flags);
         let (proto, is_udp) = (key.proto, key.proto == ipv4::PROTO_UDP);
+        // A VIP or local address another appliance holds now (active/backup):
+        // never forwarded for, synced sessions or not.
+        if self.tables.is_standby(key.dst.ip) {
+            return Step::drop(DropReason::NotForUs);
+        }
         match self.sessions.lookup_hashed(&key, d.hash, now) {
             Lookup::Hit(slot, Direction::Outbound) => {
                 let v = self.forward(l2, l3, slot, Direction::Outbound, d, in_port, now);

@@ -370,11 +370,19 @@ impl Pipeline {
         self.tables.is_interface_addr(ip)
     }
 
+    /// True when traffic to `dst` that the balancer does not consume goes
+    /// to the kernel side: the exception path is on and `dst` is an
+    /// interface address or a link-local multicast group.
+    #[inline]
+    pub(crate) fn is_kernel_bound(&self, dst: Addr) -> bool {
+        self.punt && (self.is_interface_addr(dst) || is_link_local_multicast(dst))
+    }
+
     /// `Punt` for an interface address, or a link-local multicast group
     /// (224.0.0.0/24, ff02::/16: VRRP's, connection sync's), when the
     /// exception path is on, else the drop.
     pub(crate) fn punt_or(&self, dst: Addr, reason: DropReason) -> Step {
-        if self.punt && (self.is_interface_addr(dst) || is_link_local_multicast(dst)) {
+        if self.is_kernel_bound(dst) {
             Step::Done(Verdict::Punt)
         } else {
             Step::drop(reason)

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::sync::{InstallOutcome, InstallReport};
 use super::tests::{eth, known_servers, tables_with, CLIENT_MAC, LB_MAC, LIP, RS1_MAC};
 use super::*;
+use crate::addr::Addr;
 use crate::session::TcpState;
 use crate::sync_feed::{RecordKind, SyncRecord, SyncRing};
 use crate::sync_policy::SyncPolicy;
@@ -303,6 +304,16 @@ fn link_local_multicast_goes_to_the_kernel_side_only_with_an_exception_path() {
     );
     p.enable_punt();
     assert_eq!(p.process(&mut sync(), 0, Millis(1)), Verdict::Punt);
+    // With TTL 1, as the kernel sends link-local multicast.
+    let mut ttl1 = sync();
+    {
+        let l3 = &mut ttl1[ethernet::HEADER_LEN..];
+        l3[8] = 1;
+        l3[10..12].fill(0);
+        let c = crate::checksum::checksum(&l3[..20]);
+        l3[10..12].copy_from_slice(&c.to_be_bytes());
+    }
+    assert_eq!(p.process(&mut ttl1, 0, Millis(1)), Verdict::Punt);
     // VRRP (protocol 112) to 224.0.0.18.
     let mut vrrp = sync();
     {
@@ -330,4 +341,69 @@ fn link_local_multicast_goes_to_the_kernel_side_only_with_an_exception_path() {
         p.process(&mut f, 0, Millis(1)),
         Verdict::Drop(DropReason::NotForUs)
     );
+}
+
+#[test]
+fn a_vip_on_standby_is_neither_answered_nor_forwarded_until_held() {
+    let vip = super::tests::VIP;
+    let standby = tables_with((5000, 5999), |t| {
+        t.standby = vec![vip.ip, Addr::v4(LIP)];
+    });
+    let mut master = pipelines(&tables_with((5000, 5999), |_| {}), 1, &known_servers());
+    let rings = feed(&mut master);
+    let client = Endpoint::new([10, 77, 0, 10], 45000);
+    let (_, laddr, rs) = open(&mut master, client, 1_000);
+    let sent = drain(&rings);
+
+    let mut backup = pipelines(&standby, 1, &known_servers());
+    // Installed while on standby (that is what a backup is for)...
+    assert_eq!(install(&mut backup, &sent, 2_000).installed, 1);
+    // ...but nothing is forwarded for the VIP or the local address.
+    let mut f = frame(CLIENT_MAC, client, vip, tcp::ACK);
+    assert_eq!(
+        backup[0].process(&mut f, 0, Millis(2_001)),
+        Verdict::Drop(DropReason::NotForUs)
+    );
+    let mut syn = frame(
+        CLIENT_MAC,
+        Endpoint::new([10, 77, 0, 10], 45001),
+        vip,
+        tcp::SYN,
+    );
+    assert_eq!(
+        backup[0].process(&mut syn, 0, Millis(2_001)),
+        Verdict::Drop(DropReason::NotForUs)
+    );
+    let mut reply = frame(RS1_MAC, rs, laddr, tcp::ACK);
+    assert_eq!(
+        backup[0].process(&mut reply, 0, Millis(2_001)),
+        Verdict::Drop(DropReason::NotForUs)
+    );
+    let arp_for = |ip: [u8; 4]| {
+        let mut a = [0u8; crate::wire::arp::PACKET_LEN];
+        crate::wire::arp::Packet::new_unchecked(&mut a[..]).emit(
+            crate::wire::arp::OP_REQUEST,
+            CLIENT_MAC,
+            client.ip.v4_bits(),
+            [0; 6],
+            ip,
+        );
+        eth([0xff; 6], CLIENT_MAC, ethernet::ETHERTYPE_ARP, &a)
+    };
+    assert_eq!(
+        backup[0].process(&mut arp_for(vip.ip.v4_bits()), 0, Millis(2_001)),
+        Verdict::Drop(DropReason::ArpNotForUs)
+    );
+    // The kernel side took the VIP (keepalived): the same session carries on.
+    backup[0].set_tables(tables_with((5000, 5999), |_| {}));
+    assert_eq!(
+        backup[0].process(&mut arp_for(vip.ip.v4_bits()), 0, Millis(2_002)),
+        Verdict::Forward { port: 0 }
+    );
+    let mut f = frame(CLIENT_MAC, client, vip, tcp::ACK);
+    assert_eq!(
+        backup[0].process(&mut f, 0, Millis(2_003)),
+        Verdict::Forward { port: 0 }
+    );
+    assert_eq!(endpoints(&f), (RS1_MAC, laddr, rs));
 }
