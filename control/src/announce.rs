@@ -58,6 +58,9 @@ impl Announcer {
         // An address in duplicate address detection is announced once it
         // passes (a later snapshot), never if it fails.
         owned.retain(|ip| !tables.is_tentative(*ip));
+        // An address on standby (another appliance holds it) is announced
+        // when this one takes it over.
+        owned.retain(|ip| !tables.is_standby(*ip));
         let new: Vec<Addr> = owned.difference(&self.known).copied().collect();
         self.pending.retain(|p| owned.contains(&p.ip));
         for &ip in &new {

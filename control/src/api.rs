@@ -88,6 +88,15 @@ pub enum Request {
     },
     /// `rvsadm undrain`: announce the VIP routes again, cancel a pending stop.
     Undrain,
+    /// `--start-daemon master|backup [--syncid ...]`: start a connection-sync daemon.
+    StartDaemon(DaemonSpec),
+    /// `--stop-daemon master|backup`.
+    StopDaemon {
+        /// `master` or `backup`.
+        role: String,
+    },
+    /// `-L --daemon`: the running sync daemons, as ipvsadm prints them.
+    ListDaemons,
 }
 
 /// For [`Request::ListVips`], [`Request::Drain`] and [`Request::Undrain`].
@@ -103,6 +112,26 @@ pub struct VipsView {
     pub stop_in_secs: Option<u64>,
     /// Each VIP and its state.
     pub vips: Vec<(std::net::IpAddr, crate::vip_routes::VipState)>,
+}
+
+/// A sync daemon named on the command line (`--start-daemon`); `None`
+/// keeps the config's `[sync]` value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonSpec {
+    /// `master` or `backup`.
+    pub role: String,
+    /// `--mcast-interface`.
+    pub interface: Option<String>,
+    /// `--syncid`.
+    pub sync_id: Option<u8>,
+    /// `--mcast-group`.
+    pub group: Option<String>,
+    /// `--mcast-port`.
+    pub port: Option<u16>,
+    /// `--mcast-ttl`.
+    pub ttl: Option<u8>,
+    /// `--sync-maxlen`.
+    pub maxlen: Option<u16>,
 }
 
 /// A virtual service named on the command line.
@@ -302,6 +331,8 @@ pub enum Response {
     Ip(ip::IpResponse),
     /// For [`Request::ListVips`], [`Request::Drain`], [`Request::Undrain`].
     Vips(VipsView),
+    /// For [`Request::ListDaemons`]: one line per daemon.
+    Daemons(Vec<String>),
     /// The request failed.
     Error(String),
 }

@@ -15,6 +15,7 @@ pub mod ipvsadm_fmt;
 pub mod ipvsadm_names;
 pub mod ipvsadm_opts;
 pub mod ipvsadm_rnames;
+pub mod kernel_addrs;
 pub mod metrics;
 pub mod neigh;
 pub mod plan;

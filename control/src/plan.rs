@@ -238,6 +238,7 @@ pub fn tables(
         generation,
         routes: crate::config::net::routes(config),
         tentative: Vec::new(),
+        standby: Vec::new(),
         vlans,
     }
 }

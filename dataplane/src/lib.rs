@@ -27,6 +27,7 @@ pub mod runtime;
 pub mod sched;
 pub mod session;
 pub mod stats;
+pub mod sync_feed;
 pub mod sync_policy;
 pub mod tables;
 pub mod time;

@@ -50,9 +50,12 @@ use crate::dpdk::{
 use crate::hold::HoldQueue;
 use crate::neigh::{self, NeighEvent, NeighMap, ARP_FRAME_LEN};
 use crate::packet::PacketBuf;
+use crate::pipeline::sync::InstallReport;
 use crate::pipeline::{Decision, Desc, Pipeline, Verdict};
 use crate::session::Session;
 use crate::stats::DropReason;
+use crate::sync_feed::{SyncRecord, SyncRing};
+use crate::sync_policy::SyncPolicy;
 use crate::tables::Tables;
 use crate::time::Millis;
 use crate::vlan;
@@ -217,6 +220,18 @@ pub enum Request {
         port: u16,
         /// The address the appliance now holds.
         ip: Addr,
+    },
+    /// Connection sync: feed this ring by this policy from now on (`None`:
+    /// stop). Allocates the per-session marks (a daemon start is rare).
+    SyncFeed(Option<(Arc<SyncRing>, SyncPolicy)>),
+    /// Connection sync: install the entries of this batch this worker owns
+    /// (see [`crate::pipeline::sync`]); the batch goes back with the counts
+    /// (control frees it).
+    InstallSynced {
+        /// Entries a master sent.
+        batch: Arc<Vec<SyncRecord>>,
+        /// Where the counts (and the batch) go.
+        reply: Sender<(InstallReport, Arc<Vec<SyncRecord>>)>,
     },
 }
 
@@ -682,6 +697,14 @@ impl Worker {
                     source,
                 } => self.send_ns(port, target, source, tx),
                 Request::Announce { port, ip } => self.announce(port, ip, tx),
+                Request::SyncFeed(feed) => self.pipeline.set_sync_feed(feed),
+                Request::InstallSynced { batch, reply } => {
+                    let mut report = InstallReport::default();
+                    for r in batch.iter() {
+                        report.count(self.pipeline.install_synced(r, now));
+                    }
+                    let _ = reply.send((report, batch));
+                }
             }
         }
         let mut none: [MbufBatch; 0] = [];

@@ -199,6 +199,7 @@ fn tables(positions: usize) -> Arc<Tables> {
         generation: 1,
         routes: Default::default(),
         tentative: Vec::new(),
+        standby: Vec::new(),
         vlans: Default::default(),
     })
 }
@@ -1607,6 +1608,7 @@ fn loop_tables() -> Arc<Tables> {
         generation: 1,
         routes: Default::default(),
         tentative: Vec::new(),
+        standby: Vec::new(),
         vlans: Default::default(),
     })
 }

@@ -6,7 +6,8 @@
 //! listings (`-c`, `--timeout`, `--stats`, `--rate`, ..., of all services
 //! or of one with `-t`/`-u`, sorted as ipvsadm sorts them unless
 //! `--nosort`), `-Z` (zero counters), `-S`/`-R`, `--set`, `--reload`,
-//! `--export-config` (the running services as config TOML), and
+//! `--export-config` (the running services as config TOML),
+//! `--start-daemon`/`--stop-daemon`/`-L --daemon` (connection sync), and
 //! `--stats-dp`. Options of ipvsadm's set that rvs cannot honour yet answer
 //! "not supported yet" and change nothing.
 
@@ -42,6 +43,8 @@ Usage:
   rvsadm -L|l [-t|u service-address] [options]
   rvsadm -Z [-t|u service-address]
   rvsadm --set tcp tcpfin udp
+  rvsadm --start-daemon {master|backup} [daemon-options]
+  rvsadm --stop-daemon {master|backup}
   rvsadm --reload
   rvsadm --export-config
   rvsadm --stats-dp
@@ -63,6 +66,8 @@ Commands:
   --list            -L|-l     list the table
   --zero            -Z        zero counters in a service or all services
   --set tcp tcpfin udp        set connection timeout values
+  --start-daemon              start connection sync daemon
+  --stop-daemon               stop connection sync daemon
   --reload                    re-read rvsd's config file and apply the difference
   --export-config             print the running services and timeouts as config TOML
   --stats-dp                  data-plane counters per port and worker
@@ -97,12 +102,17 @@ Options:
   --connection   -c                   output of current IPVS connections
   --timeout                           output of timeout (tcp tcpfin udp)
   --nosort                            disable sorting output of service/server entries
+  --daemon                            output of daemon information
+  --mcast-interface interface         multicast interface for connection sync (an rvs interface)
+  --syncid sid                        syncid for connection sync (default=0: a backup takes any)
+  --mcast-group address               IPv4 multicast group (default 224.0.0.81)
+  --mcast-port port                   UDP port (default 8848)
+  --mcast-ttl ttl                     multicast TTL (default 1)
+  --sync-maxlen length                max sync message length (default=1472)
   --numeric      -n                   numeric output of addresses and ports
   --socket PATH                       control socket (default $RVS_SOCKET or /run/rvs/rvsd.sock)
 Not supported yet (refused with a message): -f/--fwmark-service, --sctp-service,
-  --pe, --tun-info, --tun-port/--tun-*csum, and connection sync: --start-daemon,
-  --stop-daemon, --daemon, --syncid, --mcast-interface, --mcast-group,
-  --mcast-port, --mcast-ttl, --sync-maxlen.
+  --pe, --tun-info, --tun-port/--tun-*csum, an IPv6 --mcast-group.
 Note: ipvsadm's -b means scheduler flags; DPVS's ipvsadm spells FULLNAT -b. rvs follows
 ipvsadm and spells FULLNAT --fullnat.
 ";
@@ -126,6 +136,8 @@ enum Cmd {
     Stats,
     Zero,
     ExportConfig,
+    StartDaemon,
+    StopDaemon,
     Help,
 }
 
@@ -158,6 +170,10 @@ struct Args {
     numeric: bool,
     /// The ipvsadm options given, for ipvsadm's checks.
     opts: OptSet,
+    /// `--start-daemon`/`--stop-daemon` and their options.
+    daemon: api::DaemonSpec,
+    /// `-L --daemon`.
+    list_daemon: bool,
 }
 
 /// How a command line is refused, as ipvsadm refuses it.
@@ -229,6 +245,8 @@ fn ipvsadm_command(c: Cmd) -> Option<Command> {
         Cmd::Restore => Command::Restore,
         Cmd::Save => Command::Save,
         Cmd::Zero => Command::Zero,
+        Cmd::StartDaemon => Command::StartDaemon,
+        Cmd::StopDaemon => Command::StopDaemon,
         _ => return None,
     })
 }
@@ -449,9 +467,7 @@ fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), ParseErr
         }
         "sort" => Ok(()),
         "start-daemon" | "stop-daemon" | "daemon" | "mcast-interface" | "syncid"
-        | "mcast-group" | "mcast-port" | "mcast-ttl" | "sync-maxlen" => Err(unsupported(
-            "connection synchronisation (--start-daemon, --stop-daemon, --daemon)",
-        )),
+        | "mcast-group" | "mcast-port" | "mcast-ttl" | "sync-maxlen" => daemon_option(a, name, it),
         "pe" => Err(unsupported("--pe (persistence engines such as sip)")),
         "sctp-service" => Err(unsupported("--sctp-service (SCTP)")),
         "tun-info" => Err(unsupported("--tun-info")),
@@ -484,6 +500,80 @@ fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), ParseErr
         s if s.len() == 1 => Err(ParseError::Popt(format!("-{s}: unknown option"))),
         s => Err(ParseError::Popt(format!("--{s}: unknown option"))),
     }
+}
+
+/// `--start-daemon`, `--stop-daemon`, `--daemon` and the daemon's
+/// options, with ipvsadm's refusals.
+fn daemon_option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), ParseError> {
+    let number =
+        |v: &str, lo: u32, hi: u32| v.parse::<u32>().ok().filter(|n| (lo..=hi).contains(n));
+    match name {
+        "start-daemon" | "stop-daemon" => {
+            let v = value(it, &format!("--{name}"))?;
+            if v != "master" && v != "backup" {
+                return Err(if name == "start-daemon" {
+                    "illegal start-daemon parameter specified".into()
+                } else {
+                    "illegal start_daemon specified".into()
+                });
+            }
+            set_cmd(
+                a,
+                if name == "start-daemon" {
+                    Cmd::StartDaemon
+                } else {
+                    Cmd::StopDaemon
+                },
+            )?;
+            a.daemon.role = v;
+        }
+        "daemon" => {
+            a.opts.set(Opt::Daemon)?;
+            a.list_daemon = true;
+        }
+        "mcast-interface" => {
+            a.opts.set(Opt::McastInterface)?;
+            a.daemon.interface = Some(value(it, "--mcast-interface")?);
+        }
+        "syncid" => {
+            a.opts.set(Opt::SyncId)?;
+            let v = value(it, "--syncid")?;
+            a.daemon.sync_id = Some(number(&v, 0, 255).ok_or("illegal syncid specified")? as u8);
+        }
+        "mcast-group" => {
+            a.opts.set(Opt::McastGroup)?;
+            let v = value(it, "--mcast-group")?;
+            match v.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V4(g)) if g.is_multicast() => {}
+                Ok(std::net::IpAddr::V6(g)) if g.is_multicast() => {
+                    return Err(unsupported("an IPv6 --mcast-group"))
+                }
+                _ if v.contains(':') => {
+                    return Err(format!("invalid IPv6 mcast-group `{v}'").into())
+                }
+                _ => return Err(format!("invalid IPv4 mcast-group `{v}'").into()),
+            }
+            a.daemon.group = Some(v);
+        }
+        "mcast-port" => {
+            a.opts.set(Opt::McastPort)?;
+            let v = value(it, "--mcast-port")?;
+            a.daemon.port =
+                Some(number(&v, 1, 65535).ok_or("illegal mcast-port specified")? as u16);
+        }
+        "mcast-ttl" => {
+            a.opts.set(Opt::McastTtl)?;
+            let v = value(it, "--mcast-ttl")?;
+            a.daemon.ttl = Some(number(&v, 1, 255).ok_or("illegal mcast-ttl specified")? as u8);
+        }
+        _ => {
+            a.opts.set(Opt::SyncMaxlen)?;
+            let v = value(it, "--sync-maxlen")?;
+            a.daemon.maxlen =
+                Some(number(&v, 1, 65535 - 20 - 8).ok_or("illegal sync-maxlen specified")? as u16);
+        }
+    }
+    Ok(())
 }
 
 /// The command an option word names, for those that take no value.
@@ -644,6 +734,11 @@ fn request(a: &Args) -> Result<Request, String> {
         return Err("--client-address goes with -A or -E (a service's setting)".into());
     }
     Ok(match cmd {
+        Cmd::List if a.list_daemon => Request::ListDaemons,
+        Cmd::StartDaemon => Request::StartDaemon(a.daemon.clone()),
+        Cmd::StopDaemon => Request::StopDaemon {
+            role: a.daemon.role.clone(),
+        },
         Cmd::List if a.timeout => Request::GetTimeouts,
         Cmd::List if a.connections => Request::ListConnections,
         Cmd::List if a.columns == Some(ipvsadm_fmt::Columns::PersistentConn) => {
@@ -791,6 +886,7 @@ fn render(resp: Response, a: &Args) -> Result<String, String> {
             }
             t
         }
+        Response::Daemons(lines) => lines.iter().map(|l| format!("{l}\n")).collect(),
         Response::Ip(_) | Response::Vips(_) => return Err("unexpected answer from rvsd".into()),
         Response::Error(e) => return Err(e),
     })
@@ -1253,6 +1349,63 @@ mod tests {
     }
 
     #[test]
+    fn sync_daemon_commands_as_ipvsadm_reads_them() {
+        let a = args(
+            "--start-daemon backup --mcast-interface dpdk0 --syncid 7 --mcast-group 224.0.0.99 \
+             --mcast-port 9000 --mcast-ttl 3 --sync-maxlen 1400",
+        )
+        .unwrap();
+        assert_eq!(
+            request(&a).unwrap(),
+            Request::StartDaemon(api::DaemonSpec {
+                role: "backup".into(),
+                interface: Some("dpdk0".into()),
+                sync_id: Some(7),
+                group: Some("224.0.0.99".into()),
+                port: Some(9000),
+                ttl: Some(3),
+                maxlen: Some(1400),
+            })
+        );
+        assert_eq!(
+            request(&args("--stop-daemon master").unwrap()).unwrap(),
+            Request::StopDaemon {
+                role: "master".into()
+            }
+        );
+        assert_eq!(
+            request(&args("-L --daemon").unwrap()).unwrap(),
+            Request::ListDaemons
+        );
+        assert_eq!(
+            args("--start-daemon master --syncid 256").unwrap_err(),
+            "illegal syncid specified"
+        );
+        assert_eq!(
+            args("--start-daemon master --mcast-group 10.0.0.1").unwrap_err(),
+            "invalid IPv4 mcast-group `10.0.0.1'"
+        );
+        assert_eq!(
+            args("--start-daemon master --mcast-port 0").unwrap_err(),
+            "illegal mcast-port specified"
+        );
+        assert_eq!(
+            args("--start-daemon master --mcast-ttl 256").unwrap_err(),
+            "illegal mcast-ttl specified"
+        );
+        assert_eq!(
+            args("--start-daemon master --sync-maxlen 65508").unwrap_err(),
+            "illegal sync-maxlen specified"
+        );
+        // ipvsadm's option table: --stop-daemon takes no settings.
+        assert_eq!(
+            args("--stop-daemon master --mcast-port 9000").unwrap_err(),
+            "Illegal 'mcast-port' option with the 'stop-daemon' command"
+        );
+        assert!(args("--start-daemon master -t 1.2.3.4:80").is_err());
+    }
+
+    #[test]
     fn bad_commands_are_refused() {
         assert!(args("-a -L").unwrap_err().contains("multiple commands"));
         assert_eq!(
@@ -1272,9 +1425,14 @@ mod tests {
         assert!(args("-a -t 1.2.3.4:80 -r 1.2.3.5 -x many")
             .unwrap_err()
             .contains("illegal u_threshold specified"));
-        assert!(args("--start-daemon master")
-            .unwrap_err()
-            .contains("not supported yet"));
+        assert_eq!(
+            args("--start-daemon primary").unwrap_err(),
+            "illegal start-daemon parameter specified"
+        );
+        assert_eq!(
+            args("--stop-daemon x").unwrap_err(),
+            "illegal start_daemon specified"
+        );
         assert!(args("-a -t 1.2.3.4:80")
             .unwrap_err()
             .contains("'real-server' option"));

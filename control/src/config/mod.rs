@@ -15,6 +15,7 @@ mod health;
 pub mod net;
 pub mod ranges;
 mod raw;
+pub mod sync;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -569,6 +570,8 @@ pub struct Config {
     pub health: BTreeMap<(SocketAddr, u8), crate::health::HealthCheck>,
     /// `[vip_routes]`: VIP host routes for a BGP daemon, if configured.
     pub vip_routes: Option<crate::vip_routes::VipRoutesConfig>,
+    /// Connection sync and failover (`[sync]`).
+    pub sync: sync::SyncConfig,
 }
 
 impl Config {

@@ -24,6 +24,8 @@ pub(super) struct RawConfig {
     pub timeouts: RawTimeouts,
     #[serde(default)]
     pub vip_routes: Option<Spanned<RawVipRoutes>>,
+    #[serde(default)]
+    pub sync: super::sync::RawSync,
 }
 
 /// `[vip_routes]`: host routes for the VIPs a BGP daemon exports.

@@ -553,6 +553,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
     }
 
     check_claims(&cx, &raw, &interfaces, &services)?;
+    let interface_names: Vec<String> = interfaces.iter().map(|i| i.name.clone()).collect();
 
     let lcore_map = match &raw.dpdk.lcore_map {
         None => None,
@@ -633,6 +634,9 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         service_options,
         health,
         vip_routes: vip_routes(&cx, raw.vip_routes.as_ref(), &raw.interface)?,
+        sync: super::sync::validate(&raw.sync, &interface_names, &|span, reason| {
+            cx.err_at(span, reason)
+        })?,
     })
 }
 

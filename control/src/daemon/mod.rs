@@ -76,6 +76,7 @@ mod kernel;
 mod listings;
 mod rates;
 mod rules;
+mod sync_ctl;
 mod vip_routes;
 
 /// Most real servers rvsd numbers while it runs (per-worker counter arrays
@@ -289,9 +290,16 @@ pub fn run(config: Config) -> Result<(), StartError> {
         taps.push(tap);
     }
 
+    let mut sync = sync_ctl::SyncCtl::new(config.sync.clone());
+    sync.follow_start(&config)
+        .map_err(|source| StartError::Socket {
+            path: "ip monitor address (follow_kernel_addresses)".into(),
+            source,
+        })?;
     let mut registry = Registry::default();
     let t0 = Instant::now();
     let mut tables = plan::tables(&config, &macs, &mut registry, 1);
+    tables.standby = sync.standby_addrs();
     let mut dad = Dad::default();
     tables.tentative = dad.update(&tables, t0);
     let tables = Arc::new(tables);
@@ -433,9 +441,11 @@ pub fn run(config: Config) -> Result<(), StartError> {
         zeroed: crate::zero::Baselines::default(),
         vip_routes: crate::vip_routes::VipRoutes::default(),
         drain: None,
+        sync,
     };
     control.file_routes = control.config.routes.clone();
     control.sync_checkers();
+    control.start_configured_sync();
     // Ready: offer the VIPs that have a usable server (after clearing what
     // a killed rvsd may have left in the table).
     control.flush_vip_routes();
@@ -567,6 +577,8 @@ struct Control {
     vip_routes: crate::vip_routes::VipRoutes,
     /// A drain in progress (`rvsadm drain`, SIGTERM with `[vip_routes]`).
     drain: Option<vip_routes::Drain>,
+    /// Connection sync (see `sync_ctl`).
+    sync: sync_ctl::SyncCtl,
 }
 
 type ServiceKey = (SocketAddr, u8);
@@ -593,6 +605,7 @@ impl Control {
         while let Ok(old) = self.retired.try_recv() {
             drop(old);
         }
+        self.sync_tick();
         changed |= self.neigh.age(now);
         if changed {
             let map = Arc::new(self.neigh.snapshot());
@@ -689,6 +702,8 @@ impl Control {
         t.tentative = self.dad.update(&t, Instant::now());
         // Servers added or moved at run time are resolved now, ahead of traffic.
         self.neigh.want_servers(&t, Instant::now());
+        self.sync.recompute_standby(&self.config);
+        t.standby = self.sync.standby_addrs();
         let t = Arc::new(t);
         self.broadcast(|| WorkerRequest::Tables(Arc::clone(&t)));
         log_announced(&self.announce.update(&t, Instant::now()));
@@ -763,7 +778,11 @@ impl Control {
             Request::Ip(r) => Response::Ip(self.ip(r)),
             Request::Zero(spec) => self.zero(spec.as_ref()),
             Request::ExportConfig => {
-                Response::ConfigToml(config::export::services_toml(&self.config))
+                let mut text = config::export::services_toml(&self.config);
+                if self.sync.engine.config.enabled() {
+                    text.push_str(&config::sync::toml(&self.sync.engine.config));
+                }
+                Response::ConfigToml(text)
             }
             Request::ListVips => self.list_vips(),
             Request::Drain { stay } => match self.start_drain(stay) {
@@ -774,6 +793,9 @@ impl Control {
                 Ok(()) => self.list_vips(),
                 Err(e) => Response::Error(e),
             },
+            Request::StartDaemon(spec) => self.start_daemon(&spec),
+            Request::StopDaemon { role } => self.stop_daemon(&role),
+            Request::ListDaemons => Response::Daemons(self.sync.engine.daemon_lines()),
         }
     }
 
@@ -785,7 +807,9 @@ impl Control {
                 let _ = reply.send(self.answer(request));
             }
             Job::Metrics { reply } => {
-                let text = metrics::render(&self.metrics_snapshot()).map_err(|e| e.to_string());
+                let text = metrics::render(&self.metrics_snapshot())
+                    .map(|t| t + &self.sync.engine.metrics_text(Instant::now()))
+                    .map_err(|e| e.to_string());
                 let _ = reply.send(text);
             }
         }

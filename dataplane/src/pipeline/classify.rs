@@ -114,9 +114,10 @@ impl Pipeline {
         let Some(d) = desc.copied().or_else(|| self.describe(frame)) else {
             return self.classify_other(frame, in_port, now);
         };
-        // Forwarding needs a TTL left; the appliance's own traffic (the
-        // exception path's, such as eBGP's TTL-1 segments) does not.
-        if d.ttl <= 1 && !(self.punt && self.is_interface_addr(d.key.dst.ip)) {
+        // Forwarding needs a TTL left; what goes to the kernel side does
+        // not (eBGP's TTL-1 segments to an interface address; sync's and
+        // VRRP's link-local multicast).
+        if d.ttl <= 1 && !self.is_kernel_bound(d.key.dst.ip) {
             return Step::drop(DropReason::TtlExceeded);
         }
         if d.key.proto == ipv4::PROTO_TCP && !ingress_check::tcp_flags_valid(d.flags) {

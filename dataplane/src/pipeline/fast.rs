@@ -29,9 +29,14 @@ impl Pipeline {
     ) -> Step {
         let (key, flags) = (d.key, d.flags);
         let (proto, is_udp) = (key.proto, key.proto == ipv4::PROTO_UDP);
+        // A VIP or local address another appliance holds now (active/backup):
+        // never forwarded for, synced sessions or not.
+        if self.tables.is_standby(key.dst.ip) {
+            return Step::drop(DropReason::NotForUs);
+        }
         match self.sessions.lookup_hashed(&key, d.hash, now) {
             Lookup::Hit(slot, Direction::Outbound) => {
-                let v = self.forward(l2, l3, slot, Direction::Outbound, d, now);
+                let v = self.forward(l2, l3, slot, Direction::Outbound, d, in_port, now);
                 if self.sessions.is_rs_only(slot) {
                     // One-packet scheduling: the reply ends the session.
                     self.expire(slot);
@@ -40,7 +45,7 @@ impl Pipeline {
             }
             Lookup::Hit(slot, Direction::Inbound) => {
                 if is_udp || !is_new_syn(flags) || !self.is_reusable(slot) {
-                    return self.forward(l2, l3, slot, Direction::Inbound, d, now);
+                    return self.forward(l2, l3, slot, Direction::Inbound, d, in_port, now);
                 }
                 // A new SYN on a closed session's tuple: the client reuses
                 // its port; start over (IPVS conn_reuse_mode).
@@ -67,7 +72,7 @@ impl Pipeline {
         let src_mac = ethernet::Frame::new_checked(&*l2).map_or([0; 6], |e| e.src());
         match self.create_session(svc, key, src_mac, in_port, held.take(), now) {
             Ok(slot) => {
-                let v = self.forward(l2, l3, slot, Direction::Inbound, d, now);
+                let v = self.forward(l2, l3, slot, Direction::Inbound, d, in_port, now);
                 // One-packet DR/TUN: no reply comes this way; nothing to keep.
                 if self.sessions.is_rs_only(slot)
                     && self
@@ -102,6 +107,7 @@ impl Pipeline {
 
     /// Moves a session's state on and sends its packet by its method.
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     fn forward(
         &mut self,
         l2: &mut [u8],
@@ -109,10 +115,22 @@ impl Pipeline {
         slot: SlotId,
         dir: Direction,
         d: &Desc,
+        in_port: u16,
         now: Millis,
     ) -> Step {
         let flags = d.flags;
         let timeouts = self.tables.timeouts;
+        // A session installed from sync may not know a next hop's MAC yet.
+        if self
+            .sessions
+            .get(slot)
+            .is_some_and(|s| s.client_mac == [0; 6] || s.rs_mac == [0; 6])
+        {
+            let src_mac = ethernet::Frame::new_checked(&*l2).map_or([0; 6], |e| e.src());
+            if !self.repair_l2(slot, dir, src_mac, in_port) {
+                return Step::drop(DropReason::NeighbourMiss);
+            }
+        }
         let Some(s) = self.sessions.get_mut(slot) else {
             return Step::drop(DropReason::NoSession);
         };
@@ -160,6 +178,9 @@ impl Pipeline {
             }
         }
         xmit::set_l2(l2, leg.mac, xmit::port_mac(&self.tables, leg.port));
+        if dir == Direction::Inbound {
+            self.sync_note(slot, now);
+        }
         Step::Forward {
             port: leg.port,
             reshape,

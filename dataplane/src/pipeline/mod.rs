@@ -72,6 +72,7 @@ pub(crate) mod icmp_relay;
 pub mod ingress_check;
 pub mod owner;
 mod slow;
+pub mod sync;
 pub mod unreach;
 
 use std::sync::Arc;
@@ -243,6 +244,8 @@ pub struct Pipeline {
     /// Connections of a persistent service scheduled without a template
     /// because the template table was full (they lose their affinity).
     pub templates_full: u64,
+    /// Connection sync's feed toward control, when a master runs.
+    sync: Option<Box<sync::SyncTap>>,
 }
 
 impl Pipeline {
@@ -274,6 +277,7 @@ impl Pipeline {
             guard: FloodGuard::default(),
             templates_full: 0,
             unreach: unreach::Limiter::default(),
+            sync: None,
             worker,
             workers: workers.max(1),
             punt: false,
@@ -389,10 +393,19 @@ impl Pipeline {
         self.tables.is_interface_addr(ip)
     }
 
-    /// `Punt` for an interface address when the exception path is on, else
-    /// the drop.
+    /// True when traffic to `dst` that the balancer does not consume goes
+    /// to the kernel side: the exception path is on and `dst` is an
+    /// interface address or a link-local multicast group.
+    #[inline]
+    pub(crate) fn is_kernel_bound(&self, dst: Addr) -> bool {
+        self.punt && (self.is_interface_addr(dst) || is_link_local_multicast(dst))
+    }
+
+    /// `Punt` for an interface address, or a link-local multicast group
+    /// (224.0.0.0/24, ff02::/16: VRRP's, connection sync's), when the
+    /// exception path is on, else the drop.
     pub(crate) fn punt_or(&self, dst: Addr, reason: DropReason) -> Step {
-        if self.punt && self.is_interface_addr(dst) {
+        if self.is_kernel_bound(dst) {
             Step::Done(Verdict::Punt)
         } else {
             Step::drop(reason)
@@ -662,6 +675,16 @@ impl Pipeline {
     }
 }
 
+/// 224.0.0.0/24 or ff02::/16: groups that never leave the link (VRRP
+/// adverts, the sync daemon's default group), for the kernel side.
+fn is_link_local_multicast(a: Addr) -> bool {
+    match a.to_v4() {
+        Some([224, 0, 0, _]) => true,
+        Some(_) => false,
+        None => a.0[0] == 0xff && a.0[1] & 0x0f == 2,
+    }
+}
+
 /// Template slots per worker for a session capacity: a quarter of it (a
 /// template serves all connections of one client network), at least 64.
 #[must_use]
@@ -726,6 +749,8 @@ mod flood_tests;
 mod hold_tests;
 #[cfg(test)]
 mod modes_tests;
+#[cfg(test)]
+mod sync_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

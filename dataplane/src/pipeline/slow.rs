@@ -320,6 +320,7 @@ impl Pipeline {
                 if let Some(st) = self.session_template.get_mut(slot.0 as usize) {
                     *st = template;
                 }
+                self.sync_reset(slot);
                 self.counters.sessions_created += 1;
                 self.guard.count_new(now);
                 Ok(slot)

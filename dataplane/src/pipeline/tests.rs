@@ -61,6 +61,7 @@ fn tables(lports: (u16, u16)) -> Arc<Tables> {
         generation: 1,
         routes: Default::default(),
         tentative: Vec::new(),
+        standby: Vec::new(),
         vlans: Default::default(),
     })
 }
