@@ -150,6 +150,8 @@ pub struct SessionDump {
     pub now: Millis,
     /// The sessions.
     pub sessions: Vec<Session>,
+    /// The live persistence templates (`ipvsadm -L -c` lists them too).
+    pub templates: Vec<crate::session::template::Template>,
 }
 
 /// Requests control sends a worker.
@@ -602,7 +604,18 @@ impl Worker {
             match req {
                 Request::DumpSessions(reply) => {
                     let sessions = self.pipeline.sessions().iter().copied().collect();
-                    let _ = reply.send(SessionDump { now, sessions });
+                    let templates = self
+                        .pipeline
+                        .templates()
+                        .iter()
+                        .filter(|t| t.is_live(now))
+                        .copied()
+                        .collect();
+                    let _ = reply.send(SessionDump {
+                        now,
+                        sessions,
+                        templates,
+                    });
                 }
                 Request::Publish(ack) => {
                     self.publish(polls, empty_polls);

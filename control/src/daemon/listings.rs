@@ -274,6 +274,20 @@ impl Control {
                     worker: w.lcore,
                 });
             }
+            // Persistence templates, as the kernel lists them: state NONE,
+            // the (masked) client with port 0, the VIP, the server.
+            for t in dump.templates {
+                out.push(ConnectionView {
+                    proto: proto_name(t.key.proto).into(),
+                    expires_in_secs: dump.now.until(t.expires).div_ceil(1000),
+                    state: "NONE".into(),
+                    client: endpoint(dataplane::session::Endpoint::at(t.key.client, 0)),
+                    vip: endpoint(t.key.vip),
+                    rs: endpoint(t.rs),
+                    laddr: String::new(),
+                    worker: w.lcore,
+                });
+            }
         }
         Response::Connections(out)
     }
