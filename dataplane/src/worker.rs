@@ -162,6 +162,9 @@ pub struct SessionPage {
     pub sessions: Vec<Session>,
     /// The slot the next page starts at; `None`: this was the last page.
     pub next: Option<u32>,
+    /// The live persistence templates (`ipvsadm -L -c` lists them too),
+    /// on the first page only (a template table is small and bounded).
+    pub templates: Vec<crate::session::template::Template>,
 }
 
 /// Requests control sends a worker.
@@ -657,10 +660,21 @@ impl Worker {
                         DUMP_TAKE,
                         &mut sessions,
                     );
+                    let templates = if from == 0 {
+                        self.pipeline
+                            .templates()
+                            .iter()
+                            .filter(|t| t.is_live(now))
+                            .copied()
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
                     let _ = reply.send(SessionPage {
                         now,
                         sessions,
                         next: next.map(|n| n as u32),
+                        templates,
                     });
                 }
                 Request::Publish(ack) => {

@@ -11,6 +11,7 @@ scripts rely on, typed as the operator types it.
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import time
@@ -233,3 +234,23 @@ def test_listing_without_n_prints_names_as_ipvsadm(lab):
     # -n: numbers, whatever the hosts file says.
     numeric = rvsadm_with_hosts(lab, hosts, "-L", "-n").stdout
     assert f"TCP  {VIP}:80 rr" in numeric.splitlines() and "rs1.lab" not in numeric, numeric
+
+
+def test_connection_listing_shows_persistence_templates_as_the_kernel(lab):
+    """`-L -n -c` lists a persistent service's templates as the kernel's
+    /proc/net/ip_vs_conn does: state NONE, the client with port 0."""
+    svc = f"{VIP}:80"
+    lab.rvsadm("-E", "-t", svc, "-s", "rr", "-p", "60", check=True)
+    try:
+        body = rvslab.client_curl(f"http://{VIP}/").stdout.strip()
+        assert body in ("rs1", "rs2")
+        rs = rvslab.REAL_SERVERS[body]
+        lines = lab.rvsadm("-L", "-n", "-c", check=True).stdout.splitlines()
+        templates = [l for l in lines if " NONE " in l]
+        assert len(templates) == 1, lines
+        t = templates[0]
+        # ipvsadm's "%-3s %-6s %-11s %-18s %-18s %s".
+        assert re.fullmatch(r"TCP (00:[0-5]\d|01:00)  ", t[:11]), t
+        assert t[11:] == f"{'NONE':<11} {rvslab.CLIENT_IP + ':0':<18} {svc:<18} {rs}:80", t
+    finally:
+        lab.rvsadm("-E", "-t", svc, "-s", "rr", check=True)

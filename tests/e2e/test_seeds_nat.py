@@ -264,12 +264,13 @@ def test_seed_000_save_and_restore(nat_lab, op000):
     _, workdir = nat_lab
     assert op000.type(SEED_000_SAVE, on="director").stdout == ""
     rules = (workdir / "web_rule").read_text()
-    # ipvsadm -S without -n writes names (192.168.146.100:http); rvsadm is
-    # always numeric.
+    # ipvsadm -S without -n writes names, as the seed's file shows
+    # (192.168.146.100:http): the port's /etc/services name; the lab's
+    # addresses have no host names (not in /etc/hosts, no PTR record).
     assert rules.splitlines() == [
-        f"-A -t {VIP}:80 -s rr",
-        f"-a -t {VIP}:80 -r 10.79.0.11:80 -m -w 1",
-        f"-a -t {VIP}:80 -r 10.79.0.12:80 -m -w 1",
+        f"-A -t {VIP}:http -s rr",
+        f"-a -t {VIP}:http -r 10.79.0.11:http -m -w 1",
+        f"-a -t {VIP}:http -r 10.79.0.12:http -m -w 1",
     ], rules
     listed = op000.type(SEED_000_LIST).stdout
     op000.type("[root@lvs ~]# ipvsadm -C")

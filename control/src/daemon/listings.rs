@@ -307,6 +307,19 @@ impl Control {
                     laddr: endpoint(s.laddr),
                     worker: w.lcore,
                 }));
+                // Persistence templates (first page), as the kernel lists
+                // them: state NONE, the (masked) client with port 0, the
+                // VIP, the server.
+                out.extend(page.templates.iter().map(|t| ConnectionView {
+                    proto: proto_name(t.key.proto).into(),
+                    expires_in_secs: page.now.until(t.expires).div_ceil(1000),
+                    state: "NONE".into(),
+                    client: endpoint(dataplane::session::Endpoint::at(t.key.client, 0)),
+                    vip: endpoint(t.key.vip),
+                    rs: endpoint(t.rs),
+                    laddr: String::new(),
+                    worker: w.lcore,
+                }));
             }
         }
         Response::Connections(out.into_iter().flatten().collect())
