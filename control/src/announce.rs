@@ -58,6 +58,9 @@ impl Announcer {
         // An address in duplicate address detection is announced once it
         // passes (a later snapshot), never if it fails.
         owned.retain(|ip| !tables.is_tentative(*ip));
+        // An address on standby (another appliance holds it) is announced
+        // when this one takes it over.
+        owned.retain(|ip| !tables.is_standby(*ip));
         let new: Vec<Addr> = owned.difference(&self.known).copied().collect();
         self.pending.retain(|p| owned.contains(&p.ip));
         for &ip in &new {
@@ -226,7 +229,7 @@ mod tests {
         }
         // `rvsadm -A -t 10.77.0.101:80`, `rvsadm addr add 10.88.0.2/24 dev dpdk0`.
         let mut cfg = with_vip("10.77.0.101:80");
-        cfg.addresses.push(crate::iproute::AddressConfig {
+        cfg.addresses.push(crate::config::net::AddressConfig {
             dev: "dpdk0".into(),
             addr: "10.88.0.2".parse().unwrap(),
             len: 24,

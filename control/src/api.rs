@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub mod ip;
+
 /// Default socket path (the config's default).
 pub const DEFAULT_SOCKET: &str = crate::config::DEFAULT_SOCKET;
 
@@ -68,14 +70,68 @@ pub enum Request {
     Save,
     /// `--reload`: re-read the config file and apply the difference.
     Reload,
-    /// `rvsadm link|addr|route|neigh ...` (iproute-style; see [`crate::iproute`]).
-    Ip(crate::iproute::IpRequest),
+    /// `rvsadm link|addr|route|neigh ...` (iproute-style; see [`ip`]).
+    Ip(ip::IpRequest),
     /// `-Z [-t|-u SERVICE]`: zero the packet, byte and connection counters
     /// that `--stats`/`--rate` show, of one service or (`None`) of all. The
     /// data path and `/metrics` keep counting: listings subtract a baseline.
     Zero(Option<ServiceSpec>),
     /// `--export-config`: the running services and timeouts as config TOML.
     ExportConfig,
+    /// `rvsadm vips`: the VIP routes offered to a BGP daemon.
+    ListVips,
+    /// `rvsadm drain [--stay]`: withdraw every VIP route; unless `stay`,
+    /// stop after the grace period (as SIGTERM does).
+    Drain {
+        /// Keep running withdrawn until [`Request::Undrain`].
+        stay: bool,
+    },
+    /// `rvsadm undrain`: announce the VIP routes again, cancel a pending stop.
+    Undrain,
+    /// `--start-daemon master|backup [--syncid ...]`: start a connection-sync daemon.
+    StartDaemon(DaemonSpec),
+    /// `--stop-daemon master|backup`.
+    StopDaemon {
+        /// `master` or `backup`.
+        role: String,
+    },
+    /// `-L --daemon`: the running sync daemons, as ipvsadm prints them.
+    ListDaemons,
+}
+
+/// For [`Request::ListVips`], [`Request::Drain`] and [`Request::Undrain`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VipsView {
+    /// The kernel table the routes go to.
+    pub table: u32,
+    /// The interface they name.
+    pub interface: String,
+    /// Draining?
+    pub draining: bool,
+    /// Seconds until rvsd stops (rounded up), if a drain will stop it.
+    pub stop_in_secs: Option<u64>,
+    /// Each VIP and its state.
+    pub vips: Vec<(std::net::IpAddr, crate::vip_routes::VipState)>,
+}
+
+/// A sync daemon named on the command line (`--start-daemon`); `None`
+/// keeps the config's `[sync]` value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonSpec {
+    /// `master` or `backup`.
+    pub role: String,
+    /// `--mcast-interface`.
+    pub interface: Option<String>,
+    /// `--syncid`.
+    pub sync_id: Option<u8>,
+    /// `--mcast-group`.
+    pub group: Option<String>,
+    /// `--mcast-port`.
+    pub port: Option<u16>,
+    /// `--mcast-ttl`.
+    pub ttl: Option<u8>,
+    /// `--sync-maxlen`.
+    pub maxlen: Option<u16>,
 }
 
 /// A virtual service named on the command line.
@@ -272,7 +328,11 @@ pub enum Response {
     /// For [`Request::ExportConfig`]: `[[service]]` tables and `[timeouts]`.
     ConfigToml(String),
     /// For [`Request::Ip`].
-    Ip(crate::iproute::IpResponse),
+    Ip(ip::IpResponse),
+    /// For [`Request::ListVips`], [`Request::Drain`], [`Request::Undrain`].
+    Vips(VipsView),
+    /// For [`Request::ListDaemons`]: one line per daemon.
+    Daemons(Vec<String>),
     /// The request failed.
     Error(String),
 }

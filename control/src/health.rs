@@ -29,7 +29,7 @@
 //! ([`Connections::Reset`]): control then asks every worker to flush the
 //! sessions to that server.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -151,39 +151,7 @@ pub fn probe(kind: &CheckKind, target: Target, timeout: Duration) -> Result<(), 
     let server = target.addr;
     match kind {
         CheckKind::Tcp => connect(target, timeout).map(drop),
-        CheckKind::Http { path, status } => {
-            let deadline = Instant::now() + timeout;
-            let mut s = connect(target, timeout)?;
-            let left = || {
-                deadline
-                    .saturating_duration_since(Instant::now())
-                    .max(Duration::from_millis(1))
-            };
-            s.set_write_timeout(Some(left()))
-                .map_err(|e| e.to_string())?;
-            write!(s, "GET {path} HTTP/1.0\r\nHost: {}\r\nUser-Agent: rvsd-health\r\nConnection: close\r\n\r\n", server.ip())
-                .map_err(|e| format!("send: {e}"))?;
-            let mut head = [0u8; 64];
-            let mut got = 0;
-            while got < 12 {
-                s.set_read_timeout(Some(left()))
-                    .map_err(|e| e.to_string())?;
-                match s.read(&mut head[got..]) {
-                    Ok(0) => break,
-                    Ok(n) => got += n,
-                    // A signal meant for another thread: try again.
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(format!("receive: {e}")),
-                }
-            }
-            let line = String::from_utf8_lossy(&head[..got]);
-            let code: Option<u16> = line.split_whitespace().nth(1).and_then(|c| c.parse().ok());
-            match code {
-                Some(c) if c == *status => Ok(()),
-                Some(c) => Err(format!("HTTP status {c}, expected {status}")),
-                None => Err(format!("not an HTTP answer: {line:?}")),
-            }
-        }
+        CheckKind::Http { path, status } => http_probe(target, path, *status, timeout),
         CheckKind::Udp { payload, expect } => {
             udp_probe(target, payload, expect.as_deref(), timeout)
         }
@@ -217,6 +185,56 @@ pub fn probe(kind: &CheckKind, target: Target, timeout: Duration) -> Result<(), 
                 }
             }
         }
+    }
+}
+
+/// `GET path` on a connection made here (marked if the target says so),
+/// sent and answered by hyper's HTTP/1 client on a runtime of the probe's
+/// own; up when the answer's status is `status`. The whole exchange has
+/// the probe's timeout.
+fn http_probe(target: Target, path: &str, status: u16, timeout: Duration) -> Result<(), String> {
+    use http_body_util::Empty;
+    use hyper::header::{CONNECTION, HOST, USER_AGENT};
+    use hyper_util::rt::TokioIo;
+
+    let deadline = Instant::now() + timeout;
+    let s = connect(target, timeout)?;
+    s.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let request = hyper::Request::get(path)
+        .header(HOST, target.addr.ip().to_string())
+        .header(USER_AGENT, "rvsd-health")
+        .header(CONNECTION, "close")
+        .body(Empty::<bytes::Bytes>::new())
+        .map_err(|e| format!("bad request for {path:?}: {e}"))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(|e| format!("runtime: {e}"))?;
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1));
+    let code = rt.block_on(async move {
+        let exchange = async move {
+            let stream = tokio::net::TcpStream::from_std(s).map_err(|e| e.to_string())?;
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| format!("send: {e}"))?;
+            tokio::spawn(conn);
+            let answer = sender
+                .send_request(request)
+                .await
+                .map_err(|e| format!("not an HTTP answer: {e}"))?;
+            Ok::<u16, String>(answer.status().as_u16())
+        };
+        tokio::time::timeout(left, exchange)
+            .await
+            .unwrap_or_else(|_| Err("receive: timed out".into()))
+    })?;
+    if code == status {
+        Ok(())
+    } else {
+        Err(format!("HTTP status {code}, expected {status}"))
     }
 }
 
@@ -648,6 +666,7 @@ pub fn spawn(
     let name = format!("health {server}");
     let kept = check.clone();
     let _ = std::thread::Builder::new().name(name).spawn(move || {
+        crate::affinity::pin_current();
         let nap = |d: Duration| {
             let until = Instant::now() + d;
             while Instant::now() < until && !flag.load(Ordering::Relaxed) {
@@ -690,6 +709,7 @@ pub fn spawn(
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
     use std::net::TcpListener;
 
     use std::net::{Ipv4Addr, SocketAddrV4};
@@ -772,6 +792,22 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("503"), "{e}");
+        let http = CheckKind::Http {
+            path: "/".into(),
+            status: 200,
+        };
+        let garbage = local_http("two hundred");
+        let e = probe(&http, Target::direct(garbage), t).unwrap_err();
+        assert!(e.contains("not an HTTP answer"), "{e}");
+        // Accepts, never answers: the probe's timeout.
+        let mute = TcpListener::bind("127.0.0.1:0").unwrap();
+        let e = probe(
+            &http,
+            Target::direct(mute.local_addr().unwrap()),
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
+        assert!(e.contains("timed out"), "{e}");
         // A port nobody listens on.
         let closed = {
             let l = TcpListener::bind("127.0.0.1:0").unwrap();

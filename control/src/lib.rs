@@ -2,6 +2,7 @@
 #![deny(unsafe_code)]
 
 pub mod acd;
+pub mod affinity;
 pub mod announce;
 pub mod api;
 pub mod config;
@@ -13,6 +14,8 @@ pub mod iproute;
 pub mod ipvsadm_fmt;
 pub mod ipvsadm_names;
 pub mod ipvsadm_opts;
+pub mod ipvsadm_rnames;
+pub mod kernel_addrs;
 pub mod metrics;
 pub mod neigh;
 pub mod plan;
@@ -21,4 +24,5 @@ pub mod runfiles;
 pub mod serve;
 pub mod sync;
 pub mod top;
+pub mod vip_routes;
 pub mod zero;

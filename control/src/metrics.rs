@@ -102,6 +102,10 @@ pub struct Snapshot {
     pub last_reload_ok: bool,
     /// Last reload time (Unix seconds), 0 if never.
     pub last_reload_time: f64,
+    /// `[vip_routes]`: each VIP, and whether its route is announced.
+    pub vips: Vec<(String, bool)>,
+    /// A drain is in progress.
+    pub draining: bool,
 }
 
 /// Why rendering failed (a metric definition error: a bug, not input).
@@ -398,6 +402,21 @@ pub fn render(s: &Snapshot) -> Result<String, RenderError> {
     )?;
     ts.set(s.last_reload_time);
     reg.register(Box::new(ts))?;
+    let vip = gauge(
+        &reg,
+        "rvs_vip_route_announced",
+        "1 while the VIP's route is in the [vip_routes] table (a BGP daemon announces it), 0 while withdrawn.",
+        &["vip"],
+    )?;
+    for (ip, on) in &s.vips {
+        vip.with_label_values(&[ip]).set(i64::from(*on));
+    }
+    plain(
+        &reg,
+        "rvs_draining",
+        "1 while rvsd drains (VIP routes withdrawn by rvsadm drain or SIGTERM), else 0.",
+        i64::from(s.draining),
+    )?;
 
     let mut out = Vec::new();
     TextEncoder::new().encode(&reg.gather(), &mut out)?;
@@ -439,6 +458,8 @@ mod tests {
             generation: 3,
             last_reload_ok: true,
             last_reload_time: 0.0,
+            vips: vec![("10.0.0.1".into(), true)],
+            draining: false,
         }
     }
 
@@ -453,6 +474,8 @@ mod tests {
             "rvs_port_xstats_total{name=\"rx_good_packets\",port=\"dpdk0\"} 1",
             "rvs_real_server_inactive_connections{server=\"10.0.0.2:80\",service=\"TCP/10.0.0.1:80\"} 3",
             "rvs_config_generation 3",
+            "rvs_vip_route_announced{vip=\"10.0.0.1\"} 1",
+            "rvs_draining 0",
             "rvs_real_server_connections_total{server=\"10.0.0.2:80\",service=\"TCP/10.0.0.1:80\"} 7",
             "# TYPE rvs_worker_rx_packets_total counter",
             "# TYPE rvs_worker_sessions gauge",

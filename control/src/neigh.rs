@@ -165,6 +165,20 @@ impl NeighTable {
         }
     }
 
+    /// Wants the next hop of every real server of `tables` (as start-up
+    /// does for the file's servers): a server added or changed at run time
+    /// (`rvsadm -a`/`-e`/`-R`, a reload) is asked for at once, so the first
+    /// connection to it finds its MAC instead of waiting in the hold queue.
+    /// Entries already known are left as they are; a FAILED one is asked
+    /// again.
+    pub fn want_servers(&mut self, tables: &dataplane::tables::Tables, now: Instant) {
+        for rs in tables.services.iter().flat_map(|s| &s.servers) {
+            if let Some((port, nh)) = tables.next_hop(rs.addr.ip) {
+                self.want(nh, port, now);
+            }
+        }
+    }
+
     /// Moves entries along with time: REACHABLE ones unconfirmed for
     /// [`REACHABLE_TIME`] become STALE; INCOMPLETE and STALE ones whose
     /// last [`FAIL_AFTER`] requests went unanswered become FAILED (losing

@@ -236,8 +236,9 @@ pub fn tables(
         timeouts: config.timeouts,
         rs_count: registry.servers.len() as u16,
         generation,
-        routes: crate::iproute::routes(config),
+        routes: crate::config::net::routes(config),
         tentative: Vec::new(),
+        standby: Vec::new(),
         vlans,
     }
 }

@@ -90,7 +90,10 @@ pub fn start(listeners: Listeners, jobs: Sender<Job>) -> io::Result<()> {
         .build()?;
     std::thread::Builder::new()
         .name("rvsd-serve".into())
-        .spawn(move || rt.block_on(serve(listeners, jobs)))?;
+        .spawn(move || {
+            crate::affinity::pin_current();
+            rt.block_on(serve(listeners, jobs))
+        })?;
     Ok(())
 }
 

@@ -157,6 +157,7 @@ fn bench_pipeline_mode(c: &mut Criterion, mode: ClientAddress) {
         generation: 1,
         routes: Default::default(),
         tentative: Vec::new(),
+        standby: Vec::new(),
         vlans: Default::default(),
     });
     let neigh = Arc::new(NeighMap::new(vec![NeighEntry {

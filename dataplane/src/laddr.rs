@@ -30,6 +30,17 @@ pub enum ReleaseError {
     NotInUse(u16),
 }
 
+/// Why a given port could not be claimed ([`PortPool::claim`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ClaimError {
+    /// The port is outside the range or another worker's slice.
+    #[error("port {0} is not in this pool")]
+    NotOurs(u16),
+    /// The port is lent already.
+    #[error("port {0} is in use")]
+    InUse(u16),
+}
+
 /// The free ports of one local address on one worker.
 #[derive(Debug)]
 pub struct PortPool {
@@ -38,6 +49,9 @@ pub struct PortPool {
     free: VecDeque<u16>,
     in_use: Vec<u64>,
     size: usize,
+    used: usize,
+    workers: u16,
+    index: u16,
 }
 
 /// The worker owning local port `port` when there are `workers` workers.
@@ -59,29 +73,77 @@ impl PortPool {
     #[must_use]
     pub fn new_slice(first: u16, last: u16, workers: u16, index: u16) -> Self {
         let workers = workers.max(1);
-        let free: VecDeque<u16> = if first <= last {
-            (first..=last)
-                .filter(|p| owner_of(*p, workers) == usize::from(index))
-                .collect()
-        } else {
-            VecDeque::new()
-        };
+        let mut free = VecDeque::new();
+        if first <= last {
+            free.extend((first..=last).filter(|p| owner_of(*p, workers) == usize::from(index)));
+        }
         let size = free.len();
+        // Room for the stale entries claims leave (see `claim`), so that a
+        // release never grows the queue on the packet path.
+        free.reserve(size * 2 + 64);
         Self {
             first,
             last,
             free,
             in_use: vec![0; 65536 / 64],
             size,
+            used: 0,
+            workers,
+            index,
         }
+    }
+
+    #[inline]
+    fn is_used(&self, port: u16) -> bool {
+        self.in_use[usize::from(port) / 64] & (1 << (port % 64)) != 0
     }
 
     /// Takes a free port, or `None` when the pool is exhausted.
     #[inline]
     pub fn alloc(&mut self) -> Option<u16> {
-        let p = self.free.pop_front()?;
-        self.in_use[usize::from(p) / 64] |= 1 << (p % 64);
-        Some(p)
+        loop {
+            let p = self.free.pop_front()?;
+            // A port claimed while queued (sync) left its entry behind.
+            if self.is_used(p) {
+                continue;
+            }
+            self.in_use[usize::from(p) / 64] |= 1 << (p % 64);
+            self.used += 1;
+            return Some(p);
+        }
+    }
+
+    /// Takes the given `port` (a session a backup installs from sync keeps
+    /// the master's local port). Its entry in the free queue stays behind
+    /// and is skipped when reached; the queue is compacted when such
+    /// entries pile up. Not for the packet path.
+    ///
+    /// # Errors
+    /// [`ClaimError::NotOurs`] outside this worker's slice of the range,
+    /// [`ClaimError::InUse`] if it is lent already.
+    pub fn claim(&mut self, port: u16) -> Result<(), ClaimError> {
+        if port < self.first
+            || port > self.last
+            || owner_of(port, self.workers) != usize::from(self.index)
+        {
+            return Err(ClaimError::NotOurs(port));
+        }
+        if self.is_used(port) {
+            return Err(ClaimError::InUse(port));
+        }
+        self.in_use[usize::from(port) / 64] |= 1 << (port % 64);
+        self.used += 1;
+        if self.free.len() > self.size + self.size / 2 {
+            let mut seen = vec![0u64; 65536 / 64];
+            let in_use = &self.in_use;
+            self.free.retain(|&p| {
+                let (w, b) = (usize::from(p) / 64, p % 64);
+                let keep = in_use[w] & (1 << b) == 0 && seen[w] & (1 << b) == 0;
+                seen[w] |= 1 << b;
+                keep
+            });
+        }
+        Ok(())
     }
 
     /// Gives `port` back.
@@ -98,6 +160,7 @@ impl PortPool {
             return Err(ReleaseError::NotInUse(port));
         }
         self.in_use[w] &= !(1 << b);
+        self.used -= 1;
         self.free.push_back(port);
         Ok(())
     }
@@ -105,7 +168,7 @@ impl PortPool {
     /// Ports currently free.
     #[must_use]
     pub fn available(&self) -> usize {
-        self.free.len()
+        self.size - self.used
     }
 
     /// Ports in the pool (its slice of the range).
@@ -160,7 +223,58 @@ mod tests {
         assert_eq!(all, (1000..1100).collect::<Vec<_>>());
     }
 
+    #[test]
+    fn a_claimed_port_is_never_lent_until_released() {
+        let mut p = PortPool::new_slice(1000, 1009, 2, 0);
+        assert_eq!(p.claim(1001), Err(ClaimError::NotOurs(1001)));
+        assert_eq!(p.claim(2000), Err(ClaimError::NotOurs(2000)));
+        p.claim(1004).unwrap();
+        assert_eq!(p.claim(1004), Err(ClaimError::InUse(1004)));
+        assert_eq!(p.available(), 4);
+        let got: Vec<_> = std::iter::from_fn(|| p.alloc()).collect();
+        assert_eq!(got, vec![1000, 1002, 1006, 1008]);
+        p.release(1004).unwrap();
+        assert_eq!(p.alloc(), Some(1004));
+        assert_eq!(p.alloc(), None);
+    }
+
     proptest! {
+        #[test]
+        fn claims_and_allocs_never_hand_a_port_out_twice(
+            ops in proptest::collection::vec(any::<(u8, u8)>(), 1..800)) {
+            let mut p = PortPool::new_slice(100, 163, 2, 1);
+            let mut held: Vec<u16> = Vec::new();
+            let mut set = HashSet::new();
+            let cap = p.free.capacity();
+            for (op, pick) in ops {
+                match op % 3 {
+                    0 => if let Some(port) = p.alloc() {
+                        prop_assert!(set.insert(port), "port {} lent twice", port);
+                        held.push(port);
+                    },
+                    1 => {
+                        let port = 101 + 2 * u16::from(pick % 32);
+                        match p.claim(port) {
+                            Ok(()) => {
+                                prop_assert!(set.insert(port), "port {} claimed twice", port);
+                                held.push(port);
+                            }
+                            Err(ClaimError::InUse(_)) => prop_assert!(set.contains(&port)),
+                            Err(e) => prop_assert!(false, "{}", e),
+                        }
+                    }
+                    _ if !held.is_empty() => {
+                        let port = held.swap_remove(usize::from(pick) % held.len());
+                        set.remove(&port);
+                        prop_assert!(p.release(port).is_ok());
+                    }
+                    _ => {}
+                }
+                prop_assert_eq!(p.available() + held.len(), p.size());
+                prop_assert_eq!(p.free.capacity(), cap, "the free queue grew");
+            }
+        }
+
         #[test]
         fn never_outside_slice_never_twice(first in 1u16..60000, span in 0u16..200,
                                           workers in 1u16..5, index in 0u16..5,

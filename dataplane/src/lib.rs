@@ -14,6 +14,7 @@ pub mod dpdk;
 
 pub mod addr;
 pub mod checksum;
+pub mod guard;
 pub mod hold;
 pub mod laddr;
 pub mod local;
@@ -21,9 +22,12 @@ pub mod neigh;
 pub mod packet;
 pub mod pipeline;
 pub mod route;
+#[cfg(feature = "dpdk")]
+pub mod runtime;
 pub mod sched;
 pub mod session;
 pub mod stats;
+pub mod sync_feed;
 pub mod sync_policy;
 pub mod tables;
 pub mod time;

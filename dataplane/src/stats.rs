@@ -10,13 +10,13 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum DropReason {
-    /// Truncated or malformed Ethernet, ARP, IPv4 or TCP header.
+    /// Truncated or malformed Ethernet, ARP, IPv4, IPv6, TCP, UDP or ICMP header.
     Malformed = 0,
-    /// Neither IPv4 nor ARP (IPv6 and VLAN come with later work).
+    /// Neither IPv4, IPv6 nor ARP (behind any 802.1Q tag).
     UnsupportedL3,
     /// IP protocol not handled for this destination.
     UnsupportedL4,
-    /// IPv4 fragment (fragments are not reassembled yet).
+    /// An IPv4 or IPv6 fragment (fragments are neither reassembled nor forwarded yet).
     Fragment,
     /// Destination address not owned by the appliance.
     NotForUs,
@@ -24,7 +24,9 @@ pub enum DropReason {
     NoService,
     /// TCP segment other than a SYN with no session.
     NoSession,
-    /// No real server can take a new connection (all weight 0 or none).
+    /// No real server can take a new connection (all weight 0, over their
+    /// thresholds, or none), and the ICMP port unreachable answer was held
+    /// back by its rate limit.
     NoRealServer,
     /// Every local address's port pool is exhausted.
     PortExhausted,
@@ -53,14 +55,38 @@ pub enum DropReason {
     /// An 802.1Q-tagged frame whose VLAN id has no sub-interface on the
     /// port it arrived on (or a tag with no header after it).
     UnknownVlan,
+    /// No real server can take a new connection: answered with ICMP port
+    /// unreachable, as the kernel's `ip_vs_leave` does.
+    PortUnreachable,
     /// No room in the buffer or under the MTU for a PROXY protocol header
     /// (the client's MSS was lowered to leave room; the client retransmits).
     NoRoom,
+    /// IPv4 header checksum wrong.
+    IpChecksum,
+    /// TCP or UDP checksum wrong on a packet that would have created a
+    /// session (packets of existing sessions are not summed).
+    L4Checksum,
+    /// Lengths that disagree: IPv4 total length past the frame or below
+    /// the header, IPv6 payload length past the frame, TCP data offset past
+    /// the segment, UDP length other than the IP payload.
+    BadLength,
+    /// A new flow from a source no host sends from: 0.0.0.0/8, 127/8,
+    /// multicast, class E, 255.255.255.255, an interface's subnet
+    /// broadcast; ::, ::1, ff00::/8.
+    MartianSource,
+    /// A new flow from an address the appliance owns (a VIP, a local
+    /// address, an interface address): forged or looped.
+    OwnSource,
+    /// IPv4 loose or strict source routing option (LSRR, SSRR).
+    SourceRoute,
+    /// TCP flags no stack sends (SYN+FIN, SYN+RST, none, FIN without ACK,
+    /// ...: netfilter's table of valid combinations).
+    TcpFlags,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 21;
+    pub const COUNT: usize = 29;
 
     /// All reasons, in discriminant order.
     pub const ALL: [Self; Self::COUNT] = [
@@ -84,7 +110,15 @@ impl DropReason {
         Self::TooBig,
         Self::NoHeadroom,
         Self::UnknownVlan,
+        Self::PortUnreachable,
         Self::NoRoom,
+        Self::IpChecksum,
+        Self::L4Checksum,
+        Self::BadLength,
+        Self::MartianSource,
+        Self::OwnSource,
+        Self::SourceRoute,
+        Self::TcpFlags,
     ];
 
     /// Stable snake_case name (metrics label, listings).
@@ -111,7 +145,15 @@ impl DropReason {
             Self::TooBig => "too_big",
             Self::NoHeadroom => "no_headroom",
             Self::UnknownVlan => "unknown_vlan",
+            Self::PortUnreachable => "port_unreachable",
             Self::NoRoom => "no_room",
+            Self::IpChecksum => "ip_checksum",
+            Self::L4Checksum => "l4_checksum",
+            Self::BadLength => "bad_length",
+            Self::MartianSource => "martian_source",
+            Self::OwnSource => "own_source",
+            Self::SourceRoute => "source_route",
+            Self::TcpFlags => "tcp_flags",
         }
     }
 }

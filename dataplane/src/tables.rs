@@ -203,6 +203,11 @@ pub struct Tables {
     /// duplicate (`ip addr`'s "tentative", "dadfailed"): owned, but neither
     /// answered for in neighbour discovery nor announced. Set by control.
     pub tentative: Vec<Addr>,
+    /// VIPs and local addresses configured here but held by another
+    /// appliance now (active/backup, `[sync] follow_kernel_addresses`):
+    /// owned, but neither answered for (ARP, ND, echo), announced nor
+    /// forwarded to, until the kernel side holds them. Set by control.
+    pub standby: Vec<Addr>,
     /// 802.1Q sub-interfaces: which interfaces after the physical ports are
     /// VLANs of which port (empty without any; see [`crate::vlan`]).
     pub vlans: VlanMap,
@@ -220,9 +225,10 @@ impl Tables {
 
     /// The service whose NAT real server `rs` is, for `proto`: the owner of
     /// a NAT reply (`rs → client`) that missed a worker's session table is
-    /// the owner of `client → that service's VIP`. The first match wins (an
-    /// RS address and port in two NAT services of one protocol is refused by
-    /// configuration validation). Cold path: a linear scan.
+    /// the owner of `client → that service's VIP`. The first match wins (a
+    /// server may be a NAT server of several services: the owner rule does
+    /// not depend on the VIP, see [`crate::pipeline::owner`]). Cold path: a
+    /// linear scan.
     #[must_use]
     pub fn nat_service_of(&self, rs: Endpoint, proto: u8) -> Option<usize> {
         self.services.iter().position(|s| {
@@ -253,6 +259,22 @@ impl Tables {
     #[must_use]
     pub fn is_tentative(&self, ip: Addr) -> bool {
         self.tentative.contains(&ip)
+    }
+
+    /// True if `ip` is a VIP or local address another appliance holds now:
+    /// see [`Tables::standby`].
+    #[inline]
+    #[must_use]
+    pub fn is_standby(&self, ip: Addr) -> bool {
+        !self.standby.is_empty() && self.standby.contains(&ip)
+    }
+
+    /// True if the appliance owns `ip` and answers for it now: owned and
+    /// not on standby.
+    #[inline]
+    #[must_use]
+    pub fn holds(&self, ip: Addr) -> bool {
+        self.owns(ip) && !self.is_standby(ip)
     }
 
     /// True if `ip` is an address of an interface: its configured address,
@@ -339,6 +361,7 @@ mod tests {
             generation: 1,
             routes: Routes::default(),
             tentative: Vec::new(),
+            standby: Vec::new(),
             vlans: VlanMap::default(),
         };
         assert_eq!(
@@ -413,6 +436,7 @@ mod tests {
                 ..Routes::default()
             },
             tentative: Vec::new(),
+            standby: Vec::new(),
             vlans: VlanMap::default(),
         };
         assert_eq!(
@@ -475,6 +499,7 @@ mod tests {
                 ..Routes::default()
             },
             tentative: Vec::new(),
+            standby: Vec::new(),
             vlans: VlanMap::default(),
         };
         assert!(t.on_link(0, Addr::v4([10, 77, 0, 11])));

@@ -26,10 +26,12 @@
 //! and the control side reads them whenever it likes. Requests from control
 //! (new table or neighbour snapshots, session listings, ARP requests and
 //! gratuitous announcements to send) arrive on a channel polled in
-//! housekeeping. A replaced snapshot is
-//! sent back to control rather than dropped here: control frees it once
-//! every worker has moved on (the `Arc` count tells), and no worker ever
-//! runs a deallocation.
+//! housekeeping. Each is bounded work: a session listing is paged
+//! ([`Request::DumpSessions`], at most [`DUMP_SCAN`] slots and
+//! [`DUMP_TAKE`] sessions a round). A replaced snapshot is sent back to
+//! control ([`Retired`], on a channel of its own that never refuses it)
+//! rather than dropped here: control frees it once every worker has moved
+//! on (the `Arc` count tells), and no worker ever runs its deallocation.
 //!
 //! Redirect rings: one single-producer/single-consumer ring per ordered
 //! pair of workers. A reply that RSS delivered to the wrong worker (see
@@ -48,9 +50,12 @@ use crate::dpdk::{
 use crate::hold::HoldQueue;
 use crate::neigh::{self, NeighEvent, NeighMap, ARP_FRAME_LEN};
 use crate::packet::PacketBuf;
+use crate::pipeline::sync::InstallReport;
 use crate::pipeline::{Decision, Desc, Pipeline, Verdict};
 use crate::session::Session;
 use crate::stats::DropReason;
+use crate::sync_feed::{SyncRecord, SyncRing};
+use crate::sync_policy::SyncPolicy;
 use crate::tables::Tables;
 use crate::time::Millis;
 use crate::vlan;
@@ -70,6 +75,11 @@ pub const BACKOFF_AFTER: u32 = 1024;
 pub const BACKOFF_SLEEP: Duration = Duration::from_micros(200);
 /// Session slots examined per housekeeping round (each millisecond).
 pub const SWEEP_BUDGET: usize = 1024;
+/// Session slots a listing page examines (one page per request, one
+/// request per housekeeping round at most as control sends them).
+pub const DUMP_SCAN: usize = 65536;
+/// Sessions a listing page copies at most.
+pub const DUMP_TAKE: usize = 4096;
 const PUBLISH_EVERY_MS: u64 = 100;
 
 /// A worker's published state, read by control.
@@ -143,20 +153,30 @@ impl WorkerShared {
     }
 }
 
-/// A copy of a worker's sessions at a moment.
+/// One page of a worker's sessions ([`Request::DumpSessions`]).
 #[derive(Debug, Clone)]
-pub struct SessionDump {
-    /// The worker's clock when the copy was taken.
+pub struct SessionPage {
+    /// The worker's clock when the page was copied.
     pub now: Millis,
     /// The sessions.
     pub sessions: Vec<Session>,
+    /// The slot the next page starts at; `None`: this was the last page.
+    pub next: Option<u32>,
 }
 
 /// Requests control sends a worker.
 #[derive(Debug)]
 pub enum Request {
-    /// Send back a copy of the session table.
-    DumpSessions(Sender<SessionDump>),
+    /// Send back a page of the session table: the live sessions among at
+    /// most [`DUMP_SCAN`] slots from slot `from` on (at most [`DUMP_TAKE`]
+    /// of them). Control asks again from [`SessionPage::next`] until it is
+    /// `None`.
+    DumpSessions {
+        /// First slot of the page (0 for the first page).
+        from: u32,
+        /// Where the page goes.
+        reply: Sender<SessionPage>,
+    },
     /// Publish counters now, then acknowledge (so a listing is current).
     Publish(Sender<()>),
     /// Count live persistence templates per real server (global index).
@@ -201,6 +221,18 @@ pub enum Request {
         /// The address the appliance now holds.
         ip: Addr,
     },
+    /// Connection sync: feed this ring by this policy from now on (`None`:
+    /// stop). Allocates the per-session marks (a daemon start is rare).
+    SyncFeed(Option<(Arc<SyncRing>, SyncPolicy)>),
+    /// Connection sync: install the entries of this batch this worker owns
+    /// (see [`crate::pipeline::sync`]); the batch goes back with the counts
+    /// (control frees it).
+    InstallSynced {
+        /// Entries a master sent.
+        batch: Arc<Vec<SyncRecord>>,
+        /// Where the counts (and the batch) go.
+        reply: Sender<(InstallReport, Arc<Vec<SyncRecord>>)>,
+    },
 }
 
 /// What a worker tells control.
@@ -208,46 +240,63 @@ pub enum Request {
 pub enum Event {
     /// Something about a neighbour.
     Neigh(NeighEvent),
-    /// A snapshot this worker no longer uses.
-    RetiredTables(Arc<Tables>),
-    /// A neighbour snapshot this worker no longer uses.
-    RetiredNeigh(Arc<NeighMap>),
 }
 
-/// Everything a worker owns.
+/// A snapshot a worker no longer uses, handed back for control to drop
+/// (on [`Worker::retired`], which must be unbounded: a worker never
+/// waits for control and never frees a snapshot itself).
+#[derive(Debug)]
+pub enum Retired {
+    /// Forwarding tables.
+    Tables(Arc<Tables>),
+    /// A neighbour snapshot.
+    Neigh(Arc<NeighMap>),
+}
+
+impl Retired {
+    /// Hands `self` to control. Only when control is gone (shutting down)
+    /// does the snapshot drop here.
+    fn send(self, to: &Sender<Retired>) {
+        let _ = to.send(self);
+    }
+}
+
+/// Everything a worker owns; built and launched by [`crate::runtime::start`].
 pub struct Worker {
     /// RX queue of each port, in port order.
-    pub rx: Vec<RxQueue>,
+    pub(crate) rx: Vec<RxQueue>,
     /// TX queue of each port, in port order.
-    pub tx: Vec<TxQueue>,
+    pub(crate) tx: Vec<TxQueue>,
     /// DPDK id of each port, in port order.
-    pub port_ids: Vec<PortId>,
+    pub(crate) port_ids: Vec<PortId>,
     /// This worker's RX queue on each port's exception-path TAP (frames the
     /// kernel sends out through that port), if the port has one; then those
     /// of the 802.1Q sub-interfaces' TAPs, in logical port order.
-    pub tap_rx: Vec<Option<RxQueue>>,
+    pub(crate) tap_rx: Vec<Option<RxQueue>>,
     /// This worker's TX queue on each port's TAP (frames punted to the kernel).
-    pub tap_tx: Vec<Option<TxQueue>>,
+    pub(crate) tap_tx: Vec<Option<TxQueue>>,
     /// Ring to each other worker (`None` at this worker's own index).
-    pub redirect_out: Vec<Option<Arc<MbufRing>>>,
+    pub(crate) redirect_out: Vec<Option<Arc<MbufRing>>>,
     /// Rings from the other workers.
-    pub redirect_in: Vec<Arc<MbufRing>>,
-    /// Where events for control go.
-    pub events: Sender<Event>,
+    pub(crate) redirect_in: Vec<Arc<MbufRing>>,
+    /// Where events for control go (lossy: a full channel drops them).
+    pub(crate) events: Sender<Event>,
+    /// Where replaced snapshots go: an unbounded channel (see [`Retired`]).
+    pub(crate) retired: Sender<Retired>,
     /// Pool for frames the worker originates (ARP requests).
-    pub pool: Arc<Mempool>,
+    pub(crate) pool: Arc<Mempool>,
     /// The packet path.
-    pub pipeline: Pipeline,
+    pub(crate) pipeline: Pipeline,
     /// Published state.
-    pub shared: Arc<WorkerShared>,
+    pub(crate) shared: Arc<WorkerShared>,
     /// Control requests.
-    pub requests: Receiver<Request>,
+    pub(crate) requests: Receiver<Request>,
     /// Idle policy.
-    pub idle: Idle,
+    pub(crate) idle: Idle,
     /// TSC ticks per second.
-    pub tsc_hz: u64,
+    pub(crate) tsc_hz: u64,
     /// Frames of new connections waiting for their next hop's MAC.
-    pub held: HeldFrames,
+    pub(crate) held: HeldFrames,
 }
 
 /// Frames waiting for a neighbour ([`Verdict::Hold`]), bounded per next
@@ -600,9 +649,19 @@ impl Worker {
         }
         while let Ok(req) = self.requests.try_recv() {
             match req {
-                Request::DumpSessions(reply) => {
-                    let sessions = self.pipeline.sessions().iter().copied().collect();
-                    let _ = reply.send(SessionDump { now, sessions });
+                Request::DumpSessions { from, reply } => {
+                    let mut sessions = Vec::new();
+                    let next = self.pipeline.sessions().page(
+                        from as usize,
+                        DUMP_SCAN,
+                        DUMP_TAKE,
+                        &mut sessions,
+                    );
+                    let _ = reply.send(SessionPage {
+                        now,
+                        sessions,
+                        next: next.map(|n| n as u32),
+                    });
                 }
                 Request::Publish(ack) => {
                     self.publish(polls, empty_polls);
@@ -621,11 +680,11 @@ impl Worker {
                     let generation = t.generation;
                     let old = self.pipeline.set_tables(t);
                     self.shared.generation.store(generation, Ordering::Relaxed);
-                    let _ = self.events.try_send(Event::RetiredTables(old));
+                    Retired::Tables(old).send(&self.retired);
                 }
                 Request::Neigh(n) => {
                     let old = self.pipeline.set_neigh(n);
-                    let _ = self.events.try_send(Event::RetiredNeigh(old));
+                    Retired::Neigh(old).send(&self.retired);
                     self.held.snapshot_arrived();
                 }
                 Request::FlushServer { rs_index, reply } => {
@@ -638,6 +697,14 @@ impl Worker {
                     source,
                 } => self.send_ns(port, target, source, tx),
                 Request::Announce { port, ip } => self.announce(port, ip, tx),
+                Request::SyncFeed(feed) => self.pipeline.set_sync_feed(feed),
+                Request::InstallSynced { batch, reply } => {
+                    let mut report = InstallReport::default();
+                    for r in batch.iter() {
+                        report.count(self.pipeline.install_synced(r, now));
+                    }
+                    let _ = reply.send((report, batch));
+                }
             }
         }
         let mut none: [MbufBatch; 0] = [];

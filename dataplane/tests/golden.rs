@@ -233,6 +233,7 @@ fn tables() -> Arc<Tables> {
         generation: 1,
         routes,
         tentative: Vec::new(),
+        standby: Vec::new(),
         vlans: Default::default(),
     })
 }

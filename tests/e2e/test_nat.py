@@ -17,6 +17,7 @@ replies that the af_packet fanout puts on the other worker cross the ring."""
 from __future__ import annotations
 
 import hashlib
+import subprocess
 
 import pytest
 
@@ -141,3 +142,33 @@ def test_replies_find_their_owner_across_workers(lab):
     for w in after:
         for reason in ("no_session", "redirect_full", "tx_full"):
             assert w.drops.get(reason, 0) == 0, f"lcore {w.lcore} dropped {w.drops}"
+
+
+SHARED_PORT = 8080
+
+
+def test_one_nat_server_serves_two_services_restored_from_ipvsadm_save(lab):
+    """The kernel lets one NAT real server serve several services; the
+    `ipvsadm -S -n` of such a box restores into rvs (`-R`) and both services
+    work, their replies finding their owner across the two workers."""
+    saved = (f"-A -t {VIP}:{SHARED_PORT} -s rr\n"
+             f"-a -t {VIP}:{SHARED_PORT} -r 10.77.0.11:80 -m -w 1\n"
+             f"-a -t {VIP}:{SHARED_PORT} -r 10.77.0.12:80 -m -w 1\n")
+    env = {"RVS_SOCKET": str(lab.socket)}
+    proc = subprocess.run([str(rvslab.RVSADM), "-R"], input=saved, text=True, capture_output=True, env=env, timeout=10)
+    assert proc.returncode == 0, proc
+    try:
+        listing = lab.rvsadm("-L", "-n", check=True).stdout
+        assert f"TCP  {VIP}:{SHARED_PORT} rr\n  -> 10.77.0.11:80" in listing, listing
+        before = stats(lab)
+        bodies = []
+        for i in range(10):
+            for port in (80, SHARED_PORT):
+                bodies.append(rvslab.client_curl(f"http://{VIP}:{port}/?s={i}", "--interface", CLIENT_NAT).stdout.strip())
+        assert bodies.count("rs1") + bodies.count("rs2") == 20, bodies
+        after = stats(lab)
+        assert sum(a.created - b.created for a, b in zip(after, before)) == 20
+        for a, b in zip(after, before):
+            assert a.drops.get("no_session", 0) == b.drops.get("no_session", 0), a.drops
+    finally:
+        lab.rvsadm("-D", "-t", f"{VIP}:{SHARED_PORT}")

@@ -89,7 +89,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 try:
-    from scapy.layers.inet import ICMP, IP, TCP, UDP
+    from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_LSRR, IPOption_NOP, IPOption_SSRR
     from scapy.layers.inet6 import (
         ICMPv6EchoReply,
         ICMPv6EchoRequest,
@@ -105,6 +105,7 @@ try:
     )
     from scapy.layers.l2 import ARP, Ether
     from scapy.packet import Packet, Raw
+    from scapy.utils import checksum
 except ImportError:  # pragma: no cover
     sys.exit("gen.py: needs scapy: apt-get install python3-scapy, then run it with /usr/bin/python3")
 
@@ -596,12 +597,15 @@ def _(c: Case) -> None:
     ping = from_client(IP(src=CLIENT, dst=LB_IP, ttl=64, id=9) / ICMP(type=8, id=0x4321, seq=1) / Raw(b"ping"))
     c.step("echo request to the interface address", ping, "punt")
     c.step("SSH SYN to the interface address", from_client(tcp_v4(CLIENT, 40007, LB_IP, 22, "S", seq=1, options=SYN_OPTIONS)), "punt")
+    # eBGP sends its segments with TTL 1 (RFC 4271's single-hop session):
+    # the appliance's own traffic is delivered, not forwarded.
+    c.step("BGP segment with TTL 1 to the interface address", from_client(tcp_v4(CLIENT, 179, LB_IP, 40008, "PA", seq=1, ack=1, data=b"bgp", ttl=1)), "punt")
     req = from_client(IP(src=CLIENT, dst=VIP, ttl=64, id=10) / ICMP(type=8, id=0x4321, seq=2) / Raw(b"ping"))
     rep = Ether(src=LB_MAC, dst=CLIENT_MAC) / IP(src=VIP, dst=CLIENT, ttl=64, id=10) / ICMP(type=0, id=0x4321, seq=2) / Raw(b"ping")
     c.step("echo request to the VIP", req, "forward:0", rep)
 
 
-@case("malformed_v4", "Malformed frames: every truncated or inconsistent header is dropped as malformed (frames not padded, as a NIC may hand them over)")
+@case("malformed_v4", "Malformed frames: a truncated header is dropped as malformed, a length field that disagrees with the frame or the header as bad_length (frames not padded, as a NIC may hand them over)")
 def _(c: Case) -> None:
     syn = bytes(from_client(tcp_v4(CLIENT, 40005, VIP, 80, "S", seq=1)))
     c.step("Ethernet header cut at 10 bytes", syn[:10], "drop:malformed", pad=False)
@@ -611,14 +615,78 @@ def _(c: Case) -> None:
     c.step("IPv4 IHL 4", bytes(bad_ihl), "drop:malformed", pad=False)
     long = from_client(tcp_v4(CLIENT, 40005, VIP, 80, "S", seq=1))
     long[IP].len = 200
-    c.step("IPv4 total length past the frame's end", long, "drop:malformed", pad=False)
+    c.step("IPv4 total length past the frame's end", long, "drop:bad_length", pad=False)
     short = from_client(IP(src=CLIENT, dst=VIP, ttl=64, id=1, proto=6) / Raw(bytes(syn[34:44])))
     c.step("TCP header cut at 10 bytes", short, "drop:malformed", pad=False)
     doff = from_client(tcp_v4(CLIENT, 40005, VIP, 80, "S", seq=1))
     doff[TCP].dataofs = 4
-    c.step("TCP data offset 4", doff, "drop:malformed", pad=False)
+    c.step("TCP data offset 4", doff, "drop:bad_length", pad=False)
     udp_len = from_client(IP(src=CLIENT, dst=VIP, ttl=64, id=1) / UDP(sport=40005, dport=53, len=4) / Raw(b"x"))
-    c.step("UDP length 4", udp_len, "drop:malformed", pad=False)
+    c.step("UDP length 4", udp_len, "drop:bad_length", pad=False)
+
+
+@case("ingress_v4", "Strict ingress checks (IPv4): what the kernel would refuse before IPVS saw it is dropped, each under its reason, and creates no session: the SYN that follows them gets the first local port")
+def _(c: Case) -> None:
+    vport, rs, rport, rs_mac = FULLNAT_TCP
+    def syn(src: str = CLIENT, flags: str = "S", **kw) -> Packet:
+        return from_client(tcp_v4(src, 40040, VIP, vport, flags, seq=1, **kw))
+
+    bad_ip = syn()
+    bad_ip[IP].chksum = 0x1234
+    c.step("SYN with a wrong IPv4 header checksum", bad_ip, "drop:ip_checksum")
+    bad_tcp = syn()
+    bad_tcp[TCP].chksum = 0x1234
+    c.step("SYN with a wrong TCP checksum", bad_tcp, "drop:l4_checksum")
+    bad_udp = from_client(udp_v4(CLIENT, 40040, VIP, FULLNAT_UDP[0], b"query"))
+    bad_udp[UDP].chksum = 0x1234
+    c.step("UDP datagram with a wrong checksum", bad_udp, "drop:l4_checksum")
+    for src, what in ((VIP, "the VIP"), (LADDR, "the local address"), (LB_IP, "the interface address")):
+        c.step(f"SYN from {what}", syn(src), "drop:own_source")
+    for src in ("0.0.0.0", "0.1.2.3", "127.0.0.1", "255.255.255.255", "10.77.0.255", "224.0.0.5", "240.0.0.1"):
+        c.step(f"SYN from {src}", syn(src), "drop:martian_source")
+    lsrr = syn()
+    lsrr[IP].options = [IPOption_LSRR(routers=[RS1])]
+    c.step("SYN with a loose source route", lsrr, "drop:source_route")
+    ssrr = syn()
+    ssrr[IP].options = [IPOption_SSRR(routers=[RS1])]
+    c.step("SYN with a strict source route", ssrr, "drop:source_route")
+    nops = syn()
+    nops[IP].options = [IPOption_NOP()] * 4
+    bad_opt = bytearray(bytes(nops))
+    bad_opt[34:38] = b"\x07\x09\x04\x00"  # record route, its length past the header
+    bad_opt[24:26] = b"\x00\x00"
+    bad_opt[24:26] = struct.pack("!H", checksum(bytes(bad_opt[14:38])))
+    c.step("SYN with an option overrunning the header", bytes(bad_opt), "drop:malformed")
+    for flags, what in (("SF", "SYN+FIN"), ("SR", "SYN+RST"), ("", "no flags"), ("F", "FIN without ACK"), ("FPU", "FIN+PSH+URG (Xmas)"), ("SRAF", "SYN+RST+ACK+FIN")):
+        c.step(f"segment with {what}", syn(flags=flags), "drop:tcp_flags")
+    short_udp = from_client(IP(src=CLIENT, dst=VIP, ttl=64, id=1) / UDP(sport=40040, dport=FULLNAT_UDP[0], len=10) / Raw(b"query"))
+    c.step("UDP length shorter than the IP payload", short_udp, "drop:bad_length")
+    good = syn(options=SYN_OPTIONS)
+    c.step("a clean SYN afterwards takes the first local port", good, "forward:0", routed(good, (LADDR, lport(0)), (rs, rport), rs_mac))
+
+
+@case("ingress_v6", "Strict ingress checks (IPv6): wrong TCP and UDP checksums (a UDP checksum of 0 too), own and martian sources are dropped under their reasons and create no session")
+def _(c: Case) -> None:
+    vport, rs, rport, rs_mac = FULLNAT_TCP6
+    def syn(src: str = CLIENT6, flags: str = "S", **kw) -> Packet:
+        return from_client(tcp_v6(src, 40040, VIP6, vport, flags, seq=1, **kw))
+
+    bad_tcp = syn()
+    bad_tcp[TCP].chksum = 0x1234
+    c.step("SYN with a wrong TCP checksum", bad_tcp, "drop:l4_checksum")
+    bad_udp = from_client(udp_v6(CLIENT6, 40040, VIP6, FULLNAT_UDP6[0], b"query"))
+    bad_udp[UDP].chksum = 0x1234
+    c.step("UDP datagram with a wrong checksum", bad_udp, "drop:l4_checksum")
+    zero_udp = from_client(udp_v6(CLIENT6, 40040, VIP6, FULLNAT_UDP6[0], b"query"))
+    zero_udp[UDP].chksum = 0
+    c.step("UDP datagram with checksum 0 (mandatory over IPv6)", zero_udp, "drop:l4_checksum")
+    for src, what in ((VIP6, "the VIP"), (LADDR6, "the local address"), ("fd77::2", "the interface address")):
+        c.step(f"SYN from {what}", syn(src), "drop:own_source")
+    for src in ("::", "::1", "ff02::1"):
+        c.step(f"SYN from {src}", syn(src), "drop:martian_source")
+    c.step("segment with SYN+FIN", syn(flags="SF"), "drop:tcp_flags")
+    good = syn(options=SYN_OPTIONS)
+    c.step("a clean SYN afterwards takes the first local port", good, "forward:0", routed(good, (LADDR6, lport(0)), (rs, rport), rs_mac))
 
 
 @case("refused_v4", "Well-formed packets the appliance refuses, each with its drop reason")
@@ -801,7 +869,7 @@ def _(c: Case) -> None:
     c.step("echo request to an address not owned", stray, "drop:not_for_us")
 
 
-@case("refused_v6", "IPv6 packets the appliance refuses, each with its drop reason: fragments, hop limit 1, no service, not ours, no session, other extension headers, and malformed ones (frames not padded)")
+@case("refused_v6", "IPv6 packets the appliance refuses, each with its drop reason: fragments, hop limit 1, no service, not ours, no session, other extension headers, and malformed ones or ones whose lengths disagree (frames not padded)")
 def _(c: Case) -> None:
     def syn(**kw) -> Packet:
         return tcp_v6(CLIENT6, 40006, VIP6, 80, "S", seq=1, **kw)
@@ -821,7 +889,7 @@ def _(c: Case) -> None:
     c.step("IPv6 header cut at 30 bytes", whole[: 14 + 30], "drop:malformed", pad=False)
     long = from_client(syn())
     long[IPv6].plen = 200
-    c.step("IPv6 payload length past the frame's end", long, "drop:malformed", pad=False)
+    c.step("IPv6 payload length past the frame's end", long, "drop:bad_length", pad=False)
     short = from_client(IPv6(src=CLIENT6, dst=VIP6, hlim=64, nh=6) / Raw(whole[54:64]))
     c.step("TCP header cut at 10 bytes", short, "drop:malformed", pad=False)
     bad = from_client(IPv6(src=CLIENT6, dst=VIP6, hlim=64) / ICMPv6EchoRequest(id=1, seq=1, data=b"ping"))

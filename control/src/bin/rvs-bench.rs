@@ -9,13 +9,13 @@
 //!   10 M and 2^24 sessions; bytes per session from the table's own sizes and
 //!   from RSS, and the cost of a lookup (independent lookups, and a dependent
 //!   chain where each key depends on the previous result).
-//! * **loop** (the headline figures): the real [`Worker::run`], built as rvsd
+//! * **loop** (the headline figures): the real [`dataplane::worker::Worker::run`], built as rvsd
 //!   builds it, transmitting into the net_ring queue it receives from, as
 //!   testpmd's `--tx-first` loop does; a cycle of sessions makes each output
 //!   packet the next hop's valid input (see "The loop method" below). Rates
 //!   per second of the worker's own CPU time; 1 and 2 workers, the two-worker
 //!   windows interleaved with one-worker windows for the scaling.
-//! * **stream**: the real [`Worker::run`] on lcore 1 (CPU 1), built as rvsd
+//! * **stream**: the real [`dataplane::worker::Worker::run`] on lcore 1 (CPU 1), built as rvsd
 //!   builds it, and a generator on the main lcore (CPU 0). Generator TX queue
 //!   `net_ringD/q` -> the same ring -> worker RX queue `net_ringD/q`; the
 //!   worker transmits on `net_null0` (TX frees the mbufs, as a NIC's TX
@@ -49,12 +49,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use dataplane::dpdk::{
-    rdtsc, Eal, LcoreId, MbufBatch, MbufRing, Mempool, Port, PortConfig, QueueId, TxQueue,
+    rdtsc, Eal, LcoreId, MbufBatch, Mempool, Port, PortConfig, QueueId, TxQueue,
 };
 use dataplane::neigh::{NeighEntry, NeighMap};
 use dataplane::pipeline::{client_owner, Pipeline, Verdict};
+use dataplane::runtime;
 use dataplane::sched::SchedKind;
 use dataplane::session::{
     Endpoint, FlowKey, Lookup, Session, SessionTable, SlotId, TcpState, Timeouts,
@@ -63,16 +65,10 @@ use dataplane::stats::DropReason;
 use dataplane::tables::{Interface, RealServer, Service, Tables};
 use dataplane::time::Millis;
 use dataplane::wire::{ipv4, tcp};
-use dataplane::worker::{Event, Idle, Request, Worker, WorkerShared};
+use dataplane::worker::{Event, Idle, Request, Retired, WorkerShared};
 use rvs_control::metrics;
 
 type Res<T> = Result<T, Box<dyn Error>>;
-
-const USAGE: &str = "usage: rvs-bench [--testpmd-ring MPPS] [--testpmd-null MPPS] [--loop-flows N,..] [--loop2-flows N,..] [--stream-flows N,..]
-                 [--pause-flows N,..] [--table-sizes N,..] [--secs S] [--syn-capacity N] [--file-prefix P]
-                 [--skip-table] [--skip-dpdk] [--skip-loop] [--skip-stream] [--skip-pause] [--scrape SECS] [--scrape-flows N]
-Runs the session-table part (no DPDK), then the DPDK part (EAL with --no-huge --no-pci, lcores 0@0,1@1,2@0,
-net_null0 and net_ring0..15), and prints a summary with the targets of issue #3.";
 
 // ---------------------------------------------------------------------------
 // Addressing of the synthetic service.
@@ -203,6 +199,7 @@ fn tables(positions: usize) -> Arc<Tables> {
         generation: 1,
         routes: Default::default(),
         tentative: Vec::new(),
+        standby: Vec::new(),
         vlans: Default::default(),
     })
 }
@@ -769,40 +766,46 @@ struct Running {
     tid: u32,
     shared: Arc<WorkerShared>,
     req: Sender<Request>,
-    _events: Receiver<Event>,
+    _events: (Receiver<Event>, Receiver<Retired>),
 }
 
 impl Running {
-    /// Runs `worker` on `lcore` and learns its thread id (for CPU time).
-    fn launch(
-        eal: &Eal,
-        lcore: u32,
-        worker: Worker,
-        shared: Arc<WorkerShared>,
-        req: Sender<Request>,
-        events: Receiver<Event>,
-    ) -> Res<Self> {
-        let (tid_tx, tid_rx) = bounded(1);
-        eal.launch(
-            LcoreId(lcore),
-            Box::new(move || {
+    /// Starts the workers of `plan` through the data plane's runtime, as
+    /// rvsd does, and learns each one's thread id (for CPU time).
+    fn launch(eal: &Eal, mut plan: runtime::Plan) -> Res<Vec<Self>> {
+        let mut tids = Vec::new();
+        for w in &mut plan.workers {
+            let (tid_tx, tid_rx) = bounded(1);
+            w.on_start = Some(Box::new(move || {
                 let _ = tid_tx.send(thread_id());
-                worker.run()
-            }),
-        )?;
-        let tid = tid_rx
-            .recv_timeout(Duration::from_secs(5))
-            .map_err(|_| "worker did not start")?;
-        if tid == 0 {
-            return Err("cannot find the worker's thread id (/proc/thread-self)".into());
+            }));
+            tids.push(tid_rx);
         }
-        Ok(Self {
-            lcore,
-            tid,
-            shared,
-            req,
-            _events: events,
-        })
+        let handles = runtime::start(eal, plan).map_err(|e| match e {
+            runtime::StartError::Launch(lcore, e, handles) => {
+                handles.stop();
+                eal.wait_all();
+                format!("cannot launch worker on lcore {lcore}: {e}")
+            }
+            e => e.to_string(),
+        })?;
+        let mut running = Vec::new();
+        for (w, tid_rx) in handles.workers.into_iter().zip(tids) {
+            let tid = tid_rx
+                .recv_timeout(Duration::from_secs(5))
+                .map_err(|_| "worker did not start")?;
+            if tid == 0 {
+                return Err("cannot find the worker's thread id (/proc/thread-self)".into());
+            }
+            running.push(Self {
+                lcore: w.lcore,
+                tid,
+                shared: w.shared,
+                req: w.requests,
+                _events: (handles.events.clone(), handles.retired.clone()),
+            });
+        }
+        Ok(running)
     }
 
     /// The counters as last published, and the worker's CPU time now.
@@ -1041,22 +1044,10 @@ impl Lab {
         big_pool: bool,
     ) -> Res<(Vec<Running>, Vec<Feeder>)> {
         self.seq += 1;
-        let mut rings: Vec<Vec<Option<Arc<MbufRing>>>> = vec![vec![None; workers]; workers];
-        for (i, row) in rings.iter_mut().enumerate() {
-            for (j, slot) in row.iter_mut().enumerate() {
-                if i != j {
-                    *slot = Some(Arc::new(MbufRing::create(
-                        &format!("rvsb_{}_{i}_{j}", self.seq),
-                        4096,
-                        -1,
-                    )?));
-                }
-            }
-        }
         let tables = tables(positions);
         let neigh = neigh();
         let pool = if big_pool { &self.big } else { &self.small };
-        let mut running = Vec::new();
+        let mut plans = Vec::new();
         let mut feeders = Vec::new();
         let mut owned = owned_clients(workers, capacity);
         for wi in 0..workers {
@@ -1073,20 +1064,14 @@ impl Lab {
                 port_ids.push(dev.id());
                 tx.push(self.null.tx_queue(QueueId(g as u16))?);
             }
-            let shared = Arc::new(WorkerShared::new(N_RS as usize));
-            let (req_tx, req_rx) = bounded(64);
-            let (ev_tx, ev_rx) = bounded(4096);
             let seed = u64::from(self.seq) << 8 | wi as u64;
-            let worker = Worker {
+            plans.push(runtime::WorkerPlan {
+                lcore: LcoreId(WORKER_LCORES[wi]),
                 rx,
                 tx,
                 port_ids,
                 tap_rx: Vec::new(),
                 tap_tx: Vec::new(),
-                redirect_out: rings[wi].clone(),
-                redirect_in: rings.iter().filter_map(|row| row[wi].clone()).collect(),
-                events: ev_tx,
-                pool: Arc::clone(&self.small),
                 pipeline: Pipeline::new(
                     Arc::clone(&tables),
                     Arc::clone(&neigh),
@@ -1095,20 +1080,8 @@ impl Lab {
                     wi as u16,
                     workers as u16,
                 ),
-                shared: Arc::clone(&shared),
-                requests: req_rx,
-                idle: Idle::Busy,
-                tsc_hz: self.tsc_hz,
-                held: dataplane::worker::HeldFrames::default(),
-            };
-            running.push(Running::launch(
-                &self.eal,
-                WORKER_LCORES[wi],
-                worker,
-                shared,
-                req_tx,
-                ev_rx,
-            )?);
+                on_start: None,
+            });
             feeders.push(Feeder {
                 gen: Gen::new(
                     wi,
@@ -1124,6 +1097,17 @@ impl Lab {
                 limit: u64::MAX,
             });
         }
+        let running = Running::launch(
+            &self.eal,
+            runtime::Plan {
+                workers: plans,
+                pool: Arc::clone(&self.small),
+                idle: Idle::Busy,
+                rs_count: N_RS as usize,
+                ring_prefix: format!("rvsb_{}", self.seq),
+                ring_size: 4096,
+            },
+        )?;
         Ok((running, feeders))
     }
 
@@ -1624,6 +1608,7 @@ fn loop_tables() -> Arc<Tables> {
         generation: 1,
         routes: Default::default(),
         tentative: Vec::new(),
+        standby: Vec::new(),
         vlans: Default::default(),
     })
 }
@@ -1825,27 +1810,12 @@ impl Lab {
         n: u32,
     ) -> Res<(Vec<Running>, Vec<Injector>)> {
         self.seq += 1;
-        let workers = pipes.len();
-        let mut rings: Vec<Vec<Option<Arc<MbufRing>>>> = vec![vec![None; workers]; workers];
-        for (i, row) in rings.iter_mut().enumerate() {
-            for (j, slot) in row.iter_mut().enumerate() {
-                if i != j {
-                    *slot = Some(Arc::new(MbufRing::create(
-                        &format!("rvsb_{}_{i}_{j}", self.seq),
-                        4096,
-                        -1,
-                    )?));
-                }
-            }
-        }
-        let mut running = Vec::new();
+        let mut plans = Vec::new();
         let mut inj = Vec::new();
         for (wi, pipeline) in pipes.into_iter().enumerate() {
             let (ld, id, q0) = (2 * wi, 2 * wi + 1, QueueId(0));
-            let shared = Arc::new(WorkerShared::new(2));
-            let (req_tx, req_rx) = bounded(64);
-            let (ev_tx, ev_rx) = bounded(4096);
-            let worker = Worker {
+            plans.push(runtime::WorkerPlan {
+                lcore: LcoreId(WORKER_LCORES[wi]),
                 rx: vec![self.rings[ld].rx_queue(q0)?, self.rings[id].rx_queue(q0)?],
                 tx: vec![
                     self.rings[ld].tx_queue(q0)?,
@@ -1854,25 +1824,9 @@ impl Lab {
                 port_ids: vec![self.rings[ld].id(), self.rings[id].id()],
                 tap_rx: Vec::new(),
                 tap_tx: Vec::new(),
-                redirect_out: rings[wi].clone(),
-                redirect_in: rings.iter().filter_map(|row| row[wi].clone()).collect(),
-                events: ev_tx,
-                pool: Arc::clone(&self.small),
                 pipeline,
-                shared: Arc::clone(&shared),
-                requests: req_rx,
-                idle: Idle::Busy,
-                tsc_hz: self.tsc_hz,
-                held: dataplane::worker::HeldFrames::default(),
-            };
-            running.push(Running::launch(
-                &self.eal,
-                WORKER_LCORES[wi],
-                worker,
-                shared,
-                req_tx,
-                ev_rx,
-            )?);
+                on_start: None,
+            });
             inj.push(Injector {
                 txq: self.rings[id].tx_queue(q0)?,
                 loop_dev: ld,
@@ -1887,6 +1841,17 @@ impl Lab {
                 batch: MbufBatch::new(),
             });
         }
+        let running = Running::launch(
+            &self.eal,
+            runtime::Plan {
+                workers: plans,
+                pool: Arc::clone(&self.small),
+                idle: Idle::Busy,
+                rs_count: 2,
+                ring_prefix: format!("rvsb_{}", self.seq),
+                ring_size: 4096,
+            },
+        )?;
         Ok((running, inj))
     }
 }
@@ -2352,90 +2317,76 @@ fn scrape_inner(
 // ---------------------------------------------------------------------------
 // Command line, orchestration, report.
 
+/// The data-path benchmark of issue #3 (run by scripts/bench): the session
+/// table in-process, then the DPDK part (EAL with --no-huge --no-pci, lcores
+/// 0@0,1@1,2@0, net_null0 and net_ring0..15); prints a summary with the
+/// targets of issue #3 (see BENCHMARKS.md).
+#[derive(Debug, Parser)]
+#[command(name = "rvs-bench")]
 struct Opts {
+    /// testpmd's rate on net_ring (Mpps), printed beside rvs's for reference.
+    #[arg(long, value_name = "MPPS")]
     testpmd_ring: Option<f64>,
+    /// testpmd's rate on net_null (Mpps), printed beside rvs's.
+    #[arg(long, value_name = "MPPS")]
     testpmd_null: Option<f64>,
-    loop_flows: Vec<u32>,
-    loop2_flows: Vec<u32>,
-    stream_flows: Vec<u32>,
-    pause_flows: Vec<u32>,
-    table_sizes: Vec<u32>,
+    /// Session counts of the one-worker loop method.
+    #[arg(long, value_name = "N,..", value_parser = parse_list, default_value = "1000,1000000,10000000")]
+    loop_flows: ::std::vec::Vec<u32>,
+    /// Session counts of the two-worker loop method.
+    #[arg(long, value_name = "N,..", value_parser = parse_list, default_value = "1000,1000000")]
+    loop2_flows: ::std::vec::Vec<u32>,
+    /// Flow counts of the stream method.
+    #[arg(long, value_name = "N,..", value_parser = parse_list, default_value = "1000,100000")]
+    stream_flows: ::std::vec::Vec<u32>,
+    /// Flow counts of the pause method.
+    #[arg(long, value_name = "N,..", value_parser = parse_list, default_value = "1000,1000000")]
+    pause_flows: ::std::vec::Vec<u32>,
+    /// Session-table sizes of the in-process part.
+    #[arg(long, value_name = "N,..", value_parser = parse_list, default_value = "1000,1000000,10000000,16777216")]
+    table_sizes: ::std::vec::Vec<u32>,
+    /// Seconds per measuring window.
+    #[arg(long, value_name = "S", default_value_t = 2.0)]
     secs: f64,
+    /// Session table size of the new-connection runs.
+    #[arg(long, value_name = "N", default_value_t = 4_000_000)]
     syn_capacity: u32,
+    /// DPDK file prefix (must start with rvs-bench).
+    #[arg(long = "file-prefix", value_name = "P", default_value = "rvs-bench")]
     prefix: String,
+    /// Skip the session-table part.
+    #[arg(long)]
     skip_table: bool,
+    /// Skip everything that needs DPDK.
+    #[arg(long)]
     skip_dpdk: bool,
+    /// Skip the stream method.
+    #[arg(long)]
     skip_stream: bool,
+    /// Skip the pause method.
+    #[arg(long)]
     skip_pause: bool,
+    /// Skip the loop method.
+    #[arg(long)]
     skip_loop: bool,
-    /// Total seconds of the scrape scenario (none when `None`).
+    /// Total seconds of the scrape scenario (issue #8; none without it).
+    #[arg(long, value_name = "SECS")]
     scrape: Option<f64>,
+    /// Sessions of the scrape scenario.
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     scrape_flows: u32,
 }
 
-fn parse_list(v: &str) -> Res<Vec<u32>> {
+/// A comma-separated list of counts (empty: none).
+fn parse_list(v: &str) -> Result<Vec<u32>, String> {
     v.split(',')
         .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.trim()
-                .parse::<u32>()
-                .map_err(|e| format!("{s:?}: {e}").into())
-        })
+        .map(|s| s.trim().parse::<u32>().map_err(|e| format!("{s:?}: {e}")))
         .collect()
 }
 
-fn parse_args(argv: &[String]) -> Res<Opts> {
-    let mut o = Opts {
-        testpmd_ring: None,
-        testpmd_null: None,
-        loop_flows: vec![1_000, 1_000_000, 10_000_000],
-        loop2_flows: vec![1_000, 1_000_000],
-        stream_flows: vec![1_000, 100_000],
-        pause_flows: vec![1_000, 1_000_000],
-        table_sizes: vec![1_000, 1_000_000, 10_000_000, 1 << 24],
-        secs: 2.0,
-        syn_capacity: 4_000_000,
-        prefix: "rvs-bench".into(),
-        skip_table: false,
-        skip_dpdk: false,
-        skip_stream: false,
-        skip_pause: false,
-        skip_loop: false,
-        scrape: None,
-        scrape_flows: 1_000_000,
-    };
-    let mut it = argv.iter();
-    while let Some(a) = it.next() {
-        let mut val = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{a} needs a value"))
-        };
-        match a.as_str() {
-            "--testpmd-ring" => o.testpmd_ring = Some(val()?.parse()?),
-            "--testpmd-null" => o.testpmd_null = Some(val()?.parse()?),
-            "--loop-flows" => o.loop_flows = parse_list(&val()?)?,
-            "--loop2-flows" => o.loop2_flows = parse_list(&val()?)?,
-            "--stream-flows" => o.stream_flows = parse_list(&val()?)?,
-            "--pause-flows" => o.pause_flows = parse_list(&val()?)?,
-            "--table-sizes" => o.table_sizes = parse_list(&val()?)?,
-            "--secs" => o.secs = val()?.parse()?,
-            "--syn-capacity" => o.syn_capacity = val()?.parse()?,
-            "--file-prefix" => o.prefix = val()?,
-            "--skip-table" => o.skip_table = true,
-            "--skip-dpdk" => o.skip_dpdk = true,
-            "--skip-stream" => o.skip_stream = true,
-            "--skip-pause" => o.skip_pause = true,
-            "--skip-loop" => o.skip_loop = true,
-            "--scrape" => o.scrape = Some(val()?.parse()?),
-            "--scrape-flows" => o.scrape_flows = val()?.parse()?,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            _ => return Err(format!("unknown argument {a}\n{USAGE}").into()),
-        }
-    }
+/// The flags' ranges, which clap does not check.
+fn check_args(o: &Opts) -> Res<()> {
     if !o.prefix.starts_with("rvs-bench") {
         return Err("--file-prefix must start with rvs-bench".into());
     }
@@ -2466,7 +2417,7 @@ fn parse_args(argv: &[String]) -> Res<Opts> {
     if o.secs.is_nan() || o.secs <= 0.0 {
         return Err("--secs must be positive".into());
     }
-    Ok(o)
+    Ok(())
 }
 
 fn human(n: u32) -> String {
@@ -2932,14 +2883,12 @@ fn print_report(o: &Opts, rep: &Report) {
 }
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let opts = match parse_args(&argv) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("rvs-bench: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    // Usage errors exit with 2 (clap's code), as range errors below.
+    let opts = Opts::parse();
+    if let Err(e) = check_args(&opts) {
+        eprintln!("rvs-bench: {e}");
+        return ExitCode::from(2);
+    }
     match run(&opts) {
         Ok(rep) => {
             print_report(&opts, &rep);

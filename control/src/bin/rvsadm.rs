@@ -6,7 +6,8 @@
 //! listings (`-c`, `--timeout`, `--stats`, `--rate`, ..., of all services
 //! or of one with `-t`/`-u`, sorted as ipvsadm sorts them unless
 //! `--nosort`), `-Z` (zero counters), `-S`/`-R`, `--set`, `--reload`,
-//! `--export-config` (the running services as config TOML), and
+//! `--export-config` (the running services as config TOML),
+//! `--start-daemon`/`--stop-daemon`/`-L --daemon` (connection sync), and
 //! `--stats-dp`. Options of ipvsadm's set that rvs cannot honour yet answer
 //! "not supported yet" and change nothing.
 
@@ -19,6 +20,14 @@ use rvs_control::config::ranges;
 use rvs_control::ipvsadm_fmt;
 use rvs_control::ipvsadm_names;
 use rvs_control::ipvsadm_opts::{self, Command, Opt, OptSet};
+
+/// `rvsadm link|addr|route|neigh` (iproute2-style).
+#[path = "rvsadm/ip.rs"]
+mod ip;
+/// rvsadm's own subcommands (`top`, `link|addr|route|neigh`), parsed by
+/// clap; see there why ipvsadm's syntax keeps the hand parser below.
+#[path = "rvsadm/own.rs"]
+mod own;
 
 const USAGE: &str = "\
 Usage:
@@ -34,10 +43,13 @@ Usage:
   rvsadm -L|l [-t|u service-address] [options]
   rvsadm -Z [-t|u service-address]
   rvsadm --set tcp tcpfin udp
+  rvsadm --start-daemon {master|backup} [daemon-options]
+  rvsadm --stop-daemon {master|backup}
   rvsadm --reload
   rvsadm --export-config
   rvsadm --stats-dp
   rvsadm top [--interval SECONDS] [--count N]
+  rvsadm vips | drain [--stay] | undrain     (VIP routes for BGP: rvsadm vips -h)
   rvsadm -h
 Commands:
   --add-service     -A        add virtual service with options
@@ -54,6 +66,8 @@ Commands:
   --list            -L|-l     list the table
   --zero            -Z        zero counters in a service or all services
   --set tcp tcpfin udp        set connection timeout values
+  --start-daemon              start connection sync daemon
+  --stop-daemon               stop connection sync daemon
   --reload                    re-read rvsd's config file and apply the difference
   --export-config             print the running services and timeouts as config TOML
   --stats-dp                  data-plane counters per port and worker
@@ -88,12 +102,17 @@ Options:
   --connection   -c                   output of current IPVS connections
   --timeout                           output of timeout (tcp tcpfin udp)
   --nosort                            disable sorting output of service/server entries
-  --numeric      -n                   numeric output of addresses and ports (always on)
+  --daemon                            output of daemon information
+  --mcast-interface interface         multicast interface for connection sync (an rvs interface)
+  --syncid sid                        syncid for connection sync (default=0: a backup takes any)
+  --mcast-group address               IPv4 multicast group (default 224.0.0.81)
+  --mcast-port port                   UDP port (default 8848)
+  --mcast-ttl ttl                     multicast TTL (default 1)
+  --sync-maxlen length                max sync message length (default=1472)
+  --numeric      -n                   numeric output of addresses and ports
   --socket PATH                       control socket (default $RVS_SOCKET or /run/rvs/rvsd.sock)
 Not supported yet (refused with a message): -f/--fwmark-service, --sctp-service,
-  --pe, --tun-info, --tun-port/--tun-*csum, and connection sync: --start-daemon,
-  --stop-daemon, --daemon, --syncid, --mcast-interface, --mcast-group,
-  --mcast-port, --mcast-ttl, --sync-maxlen.
+  --pe, --tun-info, --tun-port/--tun-*csum, an IPv6 --mcast-group.
 Note: ipvsadm's -b means scheduler flags; DPVS's ipvsadm spells FULLNAT -b. rvs follows
 ipvsadm and spells FULLNAT --fullnat.
 ";
@@ -115,9 +134,10 @@ enum Cmd {
     Set,
     Reload,
     Stats,
-    Top,
     Zero,
     ExportConfig,
+    StartDaemon,
+    StopDaemon,
     Help,
 }
 
@@ -146,10 +166,14 @@ struct Args {
     columns: Option<ipvsadm_fmt::Columns>,
     exact: bool,
     nosort: bool,
-    interval: Option<f64>,
-    count: Option<u32>,
+    /// `-n`: addresses and ports as numbers (else names, as ipvsadm).
+    numeric: bool,
     /// The ipvsadm options given, for ipvsadm's checks.
     opts: OptSet,
+    /// `--start-daemon`/`--stop-daemon` and their options.
+    daemon: api::DaemonSpec,
+    /// `-L --daemon`.
+    list_daemon: bool,
 }
 
 /// How a command line is refused, as ipvsadm refuses it.
@@ -221,6 +245,8 @@ fn ipvsadm_command(c: Cmd) -> Option<Command> {
         Cmd::Restore => Command::Restore,
         Cmd::Save => Command::Save,
         Cmd::Zero => Command::Zero,
+        Cmd::StartDaemon => Command::StartDaemon,
+        Cmd::StopDaemon => Command::StopDaemon,
         _ => return None,
     })
 }
@@ -296,24 +322,6 @@ fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), ParseErr
         return set_cmd(a, c);
     }
     match name {
-        "interval" => {
-            let v = value(it, "--interval")?;
-            a.interval = Some(
-                v.parse::<f64>()
-                    .ok()
-                    .filter(|s| *s >= 0.1)
-                    .ok_or_else(|| format!("illegal interval '{v}'"))?,
-            );
-            Ok(())
-        }
-        "count" => {
-            let v = value(it, "--count")?;
-            a.count = Some(
-                v.parse::<u32>()
-                    .map_err(|_| format!("illegal count '{v}'"))?,
-            );
-            Ok(())
-        }
         "set" => {
             set_cmd(a, Cmd::Set)?;
             for _ in 0..3 {
@@ -324,7 +332,10 @@ fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), ParseErr
             }
             Ok(())
         }
-        "n" | "numeric" => Ok(()),
+        "n" | "numeric" => {
+            a.numeric = true;
+            Ok(())
+        }
         "nosort" => {
             a.nosort = true;
             Ok(())
@@ -456,9 +467,7 @@ fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), ParseErr
         }
         "sort" => Ok(()),
         "start-daemon" | "stop-daemon" | "daemon" | "mcast-interface" | "syncid"
-        | "mcast-group" | "mcast-port" | "mcast-ttl" | "sync-maxlen" => Err(unsupported(
-            "connection synchronisation (--start-daemon, --stop-daemon, --daemon)",
-        )),
+        | "mcast-group" | "mcast-port" | "mcast-ttl" | "sync-maxlen" => daemon_option(a, name, it),
         "pe" => Err(unsupported("--pe (persistence engines such as sip)")),
         "sctp-service" => Err(unsupported("--sctp-service (SCTP)")),
         "tun-info" => Err(unsupported("--tun-info")),
@@ -493,6 +502,80 @@ fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), ParseErr
     }
 }
 
+/// `--start-daemon`, `--stop-daemon`, `--daemon` and the daemon's
+/// options, with ipvsadm's refusals.
+fn daemon_option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), ParseError> {
+    let number =
+        |v: &str, lo: u32, hi: u32| v.parse::<u32>().ok().filter(|n| (lo..=hi).contains(n));
+    match name {
+        "start-daemon" | "stop-daemon" => {
+            let v = value(it, &format!("--{name}"))?;
+            if v != "master" && v != "backup" {
+                return Err(if name == "start-daemon" {
+                    "illegal start-daemon parameter specified".into()
+                } else {
+                    "illegal start_daemon specified".into()
+                });
+            }
+            set_cmd(
+                a,
+                if name == "start-daemon" {
+                    Cmd::StartDaemon
+                } else {
+                    Cmd::StopDaemon
+                },
+            )?;
+            a.daemon.role = v;
+        }
+        "daemon" => {
+            a.opts.set(Opt::Daemon)?;
+            a.list_daemon = true;
+        }
+        "mcast-interface" => {
+            a.opts.set(Opt::McastInterface)?;
+            a.daemon.interface = Some(value(it, "--mcast-interface")?);
+        }
+        "syncid" => {
+            a.opts.set(Opt::SyncId)?;
+            let v = value(it, "--syncid")?;
+            a.daemon.sync_id = Some(number(&v, 0, 255).ok_or("illegal syncid specified")? as u8);
+        }
+        "mcast-group" => {
+            a.opts.set(Opt::McastGroup)?;
+            let v = value(it, "--mcast-group")?;
+            match v.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V4(g)) if g.is_multicast() => {}
+                Ok(std::net::IpAddr::V6(g)) if g.is_multicast() => {
+                    return Err(unsupported("an IPv6 --mcast-group"))
+                }
+                _ if v.contains(':') => {
+                    return Err(format!("invalid IPv6 mcast-group `{v}'").into())
+                }
+                _ => return Err(format!("invalid IPv4 mcast-group `{v}'").into()),
+            }
+            a.daemon.group = Some(v);
+        }
+        "mcast-port" => {
+            a.opts.set(Opt::McastPort)?;
+            let v = value(it, "--mcast-port")?;
+            a.daemon.port =
+                Some(number(&v, 1, 65535).ok_or("illegal mcast-port specified")? as u16);
+        }
+        "mcast-ttl" => {
+            a.opts.set(Opt::McastTtl)?;
+            let v = value(it, "--mcast-ttl")?;
+            a.daemon.ttl = Some(number(&v, 1, 255).ok_or("illegal mcast-ttl specified")? as u8);
+        }
+        _ => {
+            a.opts.set(Opt::SyncMaxlen)?;
+            let v = value(it, "--sync-maxlen")?;
+            a.daemon.maxlen =
+                Some(number(&v, 1, 65535 - 20 - 8).ok_or("illegal sync-maxlen specified")? as u16);
+        }
+    }
+    Ok(())
+}
+
 /// The command an option word names, for those that take no value.
 fn command(name: &str) -> Option<Cmd> {
     Some(match name {
@@ -513,7 +596,6 @@ fn command(name: &str) -> Option<Cmd> {
         "Z" | "zero" => Cmd::Zero,
         "export-config" => Cmd::ExportConfig,
         "stats-dp" => Cmd::Stats,
-        "top" => Cmd::Top,
         _ => return None,
     })
 }
@@ -614,8 +696,6 @@ fn parse_words(argv: &[String]) -> Result<Args, ParseError> {
                 }
                 option(&mut a, &c.to_string(), &mut it)?;
             }
-        } else if arg == "top" {
-            option(&mut a, "top", &mut it)?;
         } else {
             return Err(format!("unexpected argument {arg}").into());
         }
@@ -654,6 +734,11 @@ fn request(a: &Args) -> Result<Request, String> {
         return Err("--client-address goes with -A or -E (a service's setting)".into());
     }
     Ok(match cmd {
+        Cmd::List if a.list_daemon => Request::ListDaemons,
+        Cmd::StartDaemon => Request::StartDaemon(a.daemon.clone()),
+        Cmd::StopDaemon => Request::StopDaemon {
+            role: a.daemon.role.clone(),
+        },
         Cmd::List if a.timeout => Request::GetTimeouts,
         Cmd::List if a.connections => Request::ListConnections,
         Cmd::List if a.columns == Some(ipvsadm_fmt::Columns::PersistentConn) => {
@@ -661,7 +746,7 @@ fn request(a: &Args) -> Result<Request, String> {
         }
         // -S is formatted here (sorted as ipvsadm sorts, unless --nosort).
         Cmd::List | Cmd::Save => Request::ListServices,
-        Cmd::Stats | Cmd::Top => Request::Stats,
+        Cmd::Stats => Request::Stats,
         Cmd::Zero => Request::Zero(a.service.as_ref().map(|_| service(a)).transpose()?),
         Cmd::ExportConfig => Request::ExportConfig,
         Cmd::Clear => Request::Clear,
@@ -711,6 +796,19 @@ fn request(a: &Args) -> Result<Request, String> {
     })
 }
 
+/// Services' and real servers' addresses as ipvsadm names them without
+/// `-n` (see [`rvs_control::ipvsadm_rnames`]).
+fn name_services(services: &mut [rvs_control::api::ServiceView]) {
+    let mut n = rvs_control::ipvsadm_rnames::Namer::system();
+    for s in services {
+        let proto = s.proto.to_lowercase();
+        s.vip = n.addrport(&s.vip, &proto);
+        for r in &mut s.servers {
+            r.addr = n.addrport(&r.addr, &proto);
+        }
+    }
+}
+
 /// The text to print for an answer, or the error message.
 fn render(resp: Response, a: &Args) -> Result<String, String> {
     let columns = a.columns.unwrap_or(ipvsadm_fmt::Columns::Plain);
@@ -723,6 +821,9 @@ fn render(resp: Response, a: &Args) -> Result<String, String> {
                 ipvsadm_fmt::sort(&mut services);
             }
             if a.cmd == Some(Cmd::Save) {
+                if !a.numeric {
+                    name_services(&mut services);
+                }
                 return Ok(ipvsadm_fmt::save(&services));
             }
             match &a.service {
@@ -736,12 +837,32 @@ fn render(resp: Response, a: &Args) -> Result<String, String> {
                         .iter()
                         .find(|s| s.proto == proto && s.vip.parse() == Ok(wanted))
                         .ok_or("No such service")?;
-                    ipvsadm_fmt::list_one(found, columns, a.exact)
+                    let mut found = vec![found.clone()];
+                    if !a.numeric {
+                        name_services(&mut found);
+                    }
+                    ipvsadm_fmt::list_one(&found[0], columns, a.exact)
                 }
-                None => ipvsadm_fmt::list_services_with(table_size, &services, columns, a.exact),
+                None => {
+                    if !a.numeric {
+                        name_services(&mut services);
+                    }
+                    ipvsadm_fmt::list_services_with(table_size, &services, columns, a.exact)
+                }
             }
         }
-        Response::Connections(c) => ipvsadm_fmt::list_connections(&c),
+        Response::Connections(mut c) => {
+            if !a.numeric {
+                let mut n = rvs_control::ipvsadm_rnames::Namer::system();
+                for c in &mut c {
+                    let proto = c.proto.to_lowercase();
+                    for t in [&mut c.client, &mut c.vip, &mut c.rs] {
+                        *t = n.addrport(t, &proto);
+                    }
+                }
+            }
+            ipvsadm_fmt::list_connections(&c)
+        }
         Response::Timeouts { tcp, tcpfin, udp } => ipvsadm_fmt::timeouts(tcp, tcpfin, udp),
         Response::Rules(text) | Response::ConfigToml(text) => text,
         Response::Ok => String::new(),
@@ -765,7 +886,8 @@ fn render(resp: Response, a: &Args) -> Result<String, String> {
             }
             t
         }
-        Response::Ip(_) => return Err("unexpected answer from rvsd".into()),
+        Response::Daemons(lines) => lines.iter().map(|l| format!("{l}\n")).collect(),
+        Response::Ip(_) | Response::Vips(_) => return Err("unexpected answer from rvsd".into()),
         Response::Error(e) => return Err(e),
     })
 }
@@ -780,8 +902,11 @@ fn main() -> ExitCode {
         })
         .unwrap_or_else(|| "rvsadm".into());
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    if rvs_control::iproute::is_command(&argv) {
-        return rvs_control::iproute::run(&prog, &argv);
+    if own::is_own(&argv) {
+        return own::run(&prog, &argv);
+    }
+    if rvs_control::vip_routes::is_command(&argv) {
+        return rvs_control::vip_routes::run(&prog, &argv);
     }
     let args = match parse(&argv) {
         Ok(a) => a,
@@ -801,9 +926,6 @@ fn main() -> ExitCode {
         .unwrap_or_else(|| PathBuf::from(api::DEFAULT_SOCKET));
     if args.cmd == Some(Cmd::Restore) {
         return restore(&prog, &socket);
-    }
-    if args.cmd == Some(Cmd::Top) {
-        return top(&prog, &socket, args.interval.unwrap_or(1.0), args.count);
     }
     let req = match request(&args) {
         Ok(r) => r,
@@ -848,7 +970,12 @@ fn main() -> ExitCode {
 
 /// `top`: testpmd-style rates every `interval` seconds, `count` times (or
 /// until interrupted).
-fn top(prog: &str, socket: &std::path::Path, interval: f64, count: Option<u32>) -> ExitCode {
+pub(crate) fn top(
+    prog: &str,
+    socket: &std::path::Path,
+    interval: f64,
+    count: Option<u32>,
+) -> ExitCode {
     let read = || match api::call(socket, &Request::Stats) {
         Ok(Response::Stats { workers, ports }) => Ok((
             std::time::Instant::now(),
@@ -890,30 +1017,80 @@ fn top(prog: &str, socket: &std::path::Path, interval: f64, count: Option<u32>) 
     ExitCode::SUCCESS
 }
 
-/// `-R`: each line of stdin is one command, as `-S` writes them. Stops at
-/// the first bad line, naming it.
+/// `-R`: each line of stdin is one command, as `-S` writes them, run as
+/// ipvsadm 1.31's `restore_table` runs them: everything from a `#` on is
+/// ignored; a line the daemon refuses (ipvsadm: the kernel) prints the
+/// reason and the next line goes on, as does a line popt cannot parse
+/// ("--bogus: unknown option"); a line ipvsadm `fail`s on (exit 2) or
+/// answers with "Try ..." (exit 255) stops the restore there with that
+/// exit code, the lines before it applied. The exit code is the last
+/// line's: 0, or 255 if the daemon refused it (or it did not parse).
 fn restore(prog: &str, socket: &std::path::Path) -> ExitCode {
-    for (n, line) in std::io::stdin().lock().lines().enumerate() {
+    let mut last = 0u8;
+    for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
-        let words: Vec<String> = line.split_whitespace().map(String::from).collect();
-        if words.is_empty() || words[0].starts_with('#') {
+        let text = line.split('#').next().unwrap_or("");
+        let words: Vec<String> = text.split_whitespace().map(String::from).collect();
+        if words.is_empty() {
             continue;
         }
-        let result = parse(&words).map_err(|e| e.to_string()).and_then(|a| {
-            if matches!(a.cmd, Some(Cmd::Restore | Cmd::Help | Cmd::Top)) {
-                return Err("not allowed in a restore file".into());
-            }
-            let req = request(&a)?;
-            api::call(socket, &req)
-                .map_err(|e| e.to_string())
-                .and_then(|r| render(r, &a))
-        });
-        if let Err(e) = result {
-            eprintln!("{prog}: line {}: {line}: {e}", n + 1);
-            return ExitCode::from(1);
+        match restore_line(prog, socket, &words) {
+            Ok(code) => last = code,
+            Err(code) => return ExitCode::from(code),
         }
     }
-    ExitCode::SUCCESS
+    ExitCode::from(last)
+}
+
+/// One line of `-R`: `Ok(exit code)` to go on, `Err(exit code)` to stop.
+fn restore_line(prog: &str, socket: &std::path::Path, words: &[String]) -> Result<u8, u8> {
+    let a = match parse(words) {
+        Ok(a) => a,
+        Err(e @ ParseError::Popt(_)) => {
+            eprintln!("{}", e.message(prog));
+            return Ok(255);
+        }
+        Err(e) => {
+            eprintln!("{}", e.message(prog));
+            return Err(e.exit_code());
+        }
+    };
+    match a.cmd {
+        // ipvsadm: "avoid infinite loop".
+        Some(Cmd::Restore) => {
+            eprintln!("{}", ParseError::TryHelp.message(prog));
+            return Err(255);
+        }
+        Some(Cmd::Help) => {
+            print!("{USAGE}");
+            return Err(0);
+        }
+        _ => {}
+    }
+    let req = request(&a).map_err(|e| {
+        eprintln!("{prog}: {e}");
+        2u8
+    })?;
+    match api::call(socket, &req) {
+        Ok(Response::Error(e)) => {
+            eprintln!("{e}");
+            Ok(255)
+        }
+        Ok(answer) => match render(answer, &a) {
+            Ok(text) => {
+                let _ = std::io::stdout().lock().write_all(text.as_bytes());
+                Ok(0)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Err(1)
+            }
+        },
+        Err(e) => {
+            eprintln!("{prog}: {e}");
+            Err(1)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1018,11 +1195,6 @@ mod tests {
         // ipvsadm's table: -S takes -n only.
         assert!(args("-S --nosort").is_err());
         assert!(args("-L -n --nosort").unwrap().nosort);
-        let a = args("top --interval 0.5 --count 2").unwrap();
-        assert_eq!(
-            (a.cmd, a.interval, a.count),
-            (Some(Cmd::Top), Some(0.5), Some(2))
-        );
     }
 
     fn view(proto: &str, vip: &str, servers: &[&str]) -> api::ServiceView {
@@ -1080,7 +1252,7 @@ mod tests {
             render(answer(), &args("-L -n -t 10.0.0.1:53").unwrap()).unwrap_err(),
             "No such service"
         );
-        let rules = render(answer(), &args("-S").unwrap()).unwrap();
+        let rules = render(answer(), &args("-S -n").unwrap()).unwrap();
         assert!(
             rules
                 .starts_with("-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r 10.0.0.2:80 -m -w 1\n"),
@@ -1177,6 +1349,63 @@ mod tests {
     }
 
     #[test]
+    fn sync_daemon_commands_as_ipvsadm_reads_them() {
+        let a = args(
+            "--start-daemon backup --mcast-interface dpdk0 --syncid 7 --mcast-group 224.0.0.99 \
+             --mcast-port 9000 --mcast-ttl 3 --sync-maxlen 1400",
+        )
+        .unwrap();
+        assert_eq!(
+            request(&a).unwrap(),
+            Request::StartDaemon(api::DaemonSpec {
+                role: "backup".into(),
+                interface: Some("dpdk0".into()),
+                sync_id: Some(7),
+                group: Some("224.0.0.99".into()),
+                port: Some(9000),
+                ttl: Some(3),
+                maxlen: Some(1400),
+            })
+        );
+        assert_eq!(
+            request(&args("--stop-daemon master").unwrap()).unwrap(),
+            Request::StopDaemon {
+                role: "master".into()
+            }
+        );
+        assert_eq!(
+            request(&args("-L --daemon").unwrap()).unwrap(),
+            Request::ListDaemons
+        );
+        assert_eq!(
+            args("--start-daemon master --syncid 256").unwrap_err(),
+            "illegal syncid specified"
+        );
+        assert_eq!(
+            args("--start-daemon master --mcast-group 10.0.0.1").unwrap_err(),
+            "invalid IPv4 mcast-group `10.0.0.1'"
+        );
+        assert_eq!(
+            args("--start-daemon master --mcast-port 0").unwrap_err(),
+            "illegal mcast-port specified"
+        );
+        assert_eq!(
+            args("--start-daemon master --mcast-ttl 256").unwrap_err(),
+            "illegal mcast-ttl specified"
+        );
+        assert_eq!(
+            args("--start-daemon master --sync-maxlen 65508").unwrap_err(),
+            "illegal sync-maxlen specified"
+        );
+        // ipvsadm's option table: --stop-daemon takes no settings.
+        assert_eq!(
+            args("--stop-daemon master --mcast-port 9000").unwrap_err(),
+            "Illegal 'mcast-port' option with the 'stop-daemon' command"
+        );
+        assert!(args("--start-daemon master -t 1.2.3.4:80").is_err());
+    }
+
+    #[test]
     fn bad_commands_are_refused() {
         assert!(args("-a -L").unwrap_err().contains("multiple commands"));
         assert_eq!(
@@ -1196,9 +1425,14 @@ mod tests {
         assert!(args("-a -t 1.2.3.4:80 -r 1.2.3.5 -x many")
             .unwrap_err()
             .contains("illegal u_threshold specified"));
-        assert!(args("--start-daemon master")
-            .unwrap_err()
-            .contains("not supported yet"));
+        assert_eq!(
+            args("--start-daemon primary").unwrap_err(),
+            "illegal start-daemon parameter specified"
+        );
+        assert_eq!(
+            args("--stop-daemon x").unwrap_err(),
+            "illegal start_daemon specified"
+        );
         assert!(args("-a -t 1.2.3.4:80")
             .unwrap_err()
             .contains("'real-server' option"));

@@ -6,23 +6,31 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::{ArgGroup, Parser};
 use rvs_control::{config, daemon};
 
-const USAGE: &str = "usage: rvsd --config FILE | --check-config FILE";
+/// The rvs appliance daemon: a layer-4 load balancer (LVS) on a DPDK data plane.
+#[derive(Debug, Parser)]
+#[command(name = "rvsd")]
+#[command(group(ArgGroup::new("mode").required(true).args(["config", "check_config"])))]
+struct Cli {
+    /// Run the appliance in the foreground with this config file (SIGHUP
+    /// reloads it, SIGTERM stops).
+    #[arg(short = 'c', long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Check this config file and exit: 0 when valid, 2 with FILE:LINE:COL
+    /// and the reason when not.
+    #[arg(long, value_name = "FILE")]
+    check_config: Option<PathBuf>,
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (check_only, path) = match args.as_slice() {
-        [flag, path] if flag == "--config" || flag == "-c" => (false, PathBuf::from(path)),
-        [flag, path] if flag == "--check-config" => (true, PathBuf::from(path)),
-        [flag] if flag == "--help" || flag == "-h" => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        _ => {
-            eprintln!("rvsd: {USAGE}");
-            return ExitCode::from(2);
-        }
+    // Usage errors exit with 2, -h/--help with 0 (clap's codes).
+    let cli = Cli::parse();
+    let (check_only, path) = match (cli.config, cli.check_config) {
+        (_, Some(p)) => (true, p),
+        (Some(p), None) => (false, p),
+        (None, None) => unreachable!("clap requires --config or --check-config"),
     };
     let cfg = match config::load(&path) {
         Ok(c) => c,

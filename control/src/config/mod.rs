@@ -12,8 +12,10 @@
 pub mod claims;
 pub mod export;
 mod health;
+pub mod net;
 pub mod ranges;
 mod raw;
+pub mod sync;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -554,9 +556,9 @@ pub struct Config {
     /// Interfaces, in port order.
     pub interfaces: Vec<InterfaceConfig>,
     /// Static routes (`[[route]]`, `rvsadm route add`); see [`crate::iproute`].
-    pub routes: Vec<crate::iproute::RouteConfig>,
+    pub routes: Vec<net::RouteConfig>,
     /// Interface addresses added at run time (`rvsadm addr add`); never in the file.
-    pub addresses: Vec<crate::iproute::AddressConfig>,
+    pub addresses: Vec<net::AddressConfig>,
     /// Services.
     pub services: Vec<ServiceConfig>,
     /// Session timeouts.
@@ -566,6 +568,10 @@ pub struct Config {
     pub service_options: BTreeMap<(SocketAddr, u8), ServiceOptions>,
     /// Health checks by service (VIP, protocol).
     pub health: BTreeMap<(SocketAddr, u8), crate::health::HealthCheck>,
+    /// `[vip_routes]`: VIP host routes for a BGP daemon, if configured.
+    pub vip_routes: Option<crate::vip_routes::VipRoutesConfig>,
+    /// Connection sync and failover (`[sync]`).
+    pub sync: sync::SyncConfig,
 }
 
 impl Config {

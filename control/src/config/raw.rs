@@ -22,6 +22,21 @@ pub(super) struct RawConfig {
     pub service: Vec<RawService>,
     #[serde(default)]
     pub timeouts: RawTimeouts,
+    #[serde(default)]
+    pub vip_routes: Option<Spanned<RawVipRoutes>>,
+    #[serde(default)]
+    pub sync: super::sync::RawSync,
+}
+
+/// `[vip_routes]`: host routes for the VIPs a BGP daemon exports.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawVipRoutes {
+    pub table: Spanned<i64>,
+    #[serde(default)]
+    pub interface: Option<Spanned<String>>,
+    #[serde(default)]
+    pub drain_grace: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -356,7 +356,8 @@ fn dr_port_mapping_is_refused_at_the_server() {
 }
 
 #[test]
-fn a_nat_server_belongs_to_one_service() {
+fn a_nat_server_may_serve_several_services() {
+    // As the kernel allows (and `ipvsadm -S` of such a box shows).
     let second = "\n[[service]]\nvip = \"10.77.0.101:80\"\nforward = \"nat\"\n[[service.real_server]]\naddress = \"10.77.0.11:80\"\n";
     let text = LAB
         .replace("forward = \"fullnat\"", "forward = \"nat\"")
@@ -364,17 +365,6 @@ fn a_nat_server_belongs_to_one_service() {
             "# Session timeouts",
             &format!("{second}\n# Session timeouts"),
         );
-    let e = err(&text);
-    assert!(
-        e.reason
-            .contains("already a NAT server of service 10.77.0.100:80"),
-        "{e}"
-    );
-    // The same server for UDP, or by FULLNAT, is fine.
-    let udp = second.replace("forward = \"nat\"", "forward = \"nat\"\nprotocol = \"udp\"");
-    let text = LAB
-        .replace("forward = \"fullnat\"", "forward = \"nat\"")
-        .replace("# Session timeouts", &format!("{udp}\n# Session timeouts"));
     assert!(parse(Path::new("x.toml"), &text).is_ok());
 }
 
@@ -722,4 +712,36 @@ fn addresses_of_other_hosts_and_roles_are_refused_where_written() {
         &second("10.77.0.2:80", "10.77.0.200", "10.77.0.11:80"),
     )
     .unwrap();
+}
+
+#[test]
+fn vip_routes_defaults_and_errors() {
+    let with = |section: &str| format!("{LAB}\n[vip_routes]\n{section}\n");
+    let c = parse(Path::new("x.toml"), &with("table = 100")).unwrap();
+    let v = c.vip_routes.unwrap();
+    assert_eq!(
+        (v.table, v.interface.as_str(), v.drain_grace),
+        (100, "dpdk0", 30)
+    );
+    assert!(parse(Path::new("x.toml"), LAB)
+        .unwrap()
+        .vip_routes
+        .is_none());
+    for (section, reason) in [
+        ("table = 254", "table must be 1..=252"),
+        ("table = 0", "table must be 1..=252"),
+        (
+            "table = 100\ninterface = \"eth9\"",
+            "no [[interface]] named \"eth9\"",
+        ),
+        (
+            "table = 100\ndrain_grace = -1",
+            "drain_grace must be 0..=3600",
+        ),
+        ("interface = \"dpdk0\"", "missing field `table`"),
+    ] {
+        let e = err(&with(section));
+        assert!(e.to_string().contains(reason), "{section}: {e}");
+        assert!(e.at.is_some(), "{section}: {e}");
+    }
 }

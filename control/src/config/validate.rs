@@ -269,7 +269,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
 
     let mut routes = Vec::new();
     for r in &raw.route {
-        let dest = crate::iproute::parse_prefix(r.destination.get_ref(), true)
+        let dest = super::net::parse_prefix(r.destination.get_ref(), true)
             .map_err(|_| cx.at(&r.destination, format!("destination must be IPv4/PREFIX or IPv6/PREFIX like \"10.80.0.0/24\" or \"fd80::/64\", or \"default\", not {:?}", r.destination.get_ref())))?;
         let via =
             match &r.via {
@@ -278,7 +278,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
                     cx.at(v, format!("via {:?} is not an IP address", v.get_ref()))
                 })?),
             };
-        let dest = crate::iproute::default_for(dest, via);
+        let dest = super::net::default_for(dest, via);
         if let Some(v) = &r.via {
             if via.is_some_and(|g| g.is_ipv4() != dest.0.is_ipv4()) {
                 return Err(cx.at(
@@ -292,11 +292,11 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             }
         }
         let dev = r.interface.as_ref().map(|d| d.get_ref().as_str());
-        let checked = crate::iproute::check_route(&interfaces, &[], &routes, dest, via, dev)
-            .map_err(|e| {
+        let checked =
+            super::net::check_route(&interfaces, &[], &routes, dest, via, dev).map_err(|e| {
                 let at = match (&e, &r.interface, &r.via) {
-                    (crate::iproute::IpError::NoDevice(_), Some(d), _) => d.span(),
-                    (crate::iproute::IpError::BadGateway(..), _, Some(v)) => v.span(),
+                    (super::net::IpError::NoDevice(_), Some(d), _) => d.span(),
+                    (super::net::IpError::BadGateway(..), _, Some(v)) => v.span(),
                     _ => r.destination.span(),
                 };
                 cx.err_at(at, format!("route: {e}"))
@@ -308,7 +308,6 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
     let mut service_options = BTreeMap::new();
     let mut health = BTreeMap::new();
     let mut vips = HashSet::new();
-    let mut nat_servers = BTreeMap::new();
     for s in &raw.service {
         let vip = parse_socket(s.vip.get_ref())
             .ok_or_else(|| cx.at(&s.vip, format!("vip must be IPv4:PORT or [IPv6]:PORT like \"10.0.0.100:80\" or \"[fd77::100]:80\", not {:?}", s.vip.get_ref())))?;
@@ -425,15 +424,6 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
                     e,
                 )
             })?;
-            if rs_forward == Forward::Nat {
-                // A NAT reply finds its owning worker through the one service
-                // that has its source as a NAT server (see the data plane's
-                // `Tables::nat_service_of`).
-                if let Some(other) = nat_servers.get(&(addr, proto)) {
-                    return Err(cx.at(&r.address, format!("real server {addr} is already a NAT server of service {other}: a NAT server's replies must name one service")));
-                }
-                nat_servers.insert((addr, proto), vip);
-            }
             if rs_forward != forward {
                 options.forwards.insert(addr, rs_forward);
             }
@@ -563,6 +553,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
     }
 
     check_claims(&cx, &raw, &interfaces, &services)?;
+    let interface_names: Vec<String> = interfaces.iter().map(|i| i.name.clone()).collect();
 
     let lcore_map = match &raw.dpdk.lcore_map {
         None => None,
@@ -642,7 +633,68 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         timeouts: timeouts(&cx, &raw.timeouts)?,
         service_options,
         health,
+        vip_routes: vip_routes(&cx, raw.vip_routes.as_ref(), &raw.interface)?,
+        sync: super::sync::validate(&raw.sync, &interface_names, &|span, reason| {
+            cx.err_at(span, reason)
+        })?,
     })
+}
+
+/// `[vip_routes]`: a table the kernel lets rvsd use, an interface of the
+/// file, a grace period in range.
+fn vip_routes(
+    cx: &Ctx<'_>,
+    raw: Option<&Spanned<super::raw::RawVipRoutes>>,
+    interfaces: &[super::raw::RawInterface],
+) -> Result<Option<crate::vip_routes::VipRoutesConfig>, ConfigError> {
+    let Some(section) = raw else {
+        return Ok(None);
+    };
+    let r = section.get_ref();
+    let table = *r.table.get_ref();
+    let table = u32::try_from(table)
+        .ok()
+        .filter(|t| *t >= 1 && !(253..=255).contains(t))
+        .ok_or_else(|| {
+            cx.at(
+                &r.table,
+                format!(
+                    "table must be 1..=252 or 256..=4294967295 (253-255 are the kernel's default, main and local), not {table}"
+                ),
+            )
+        })?;
+    let interface = match &r.interface {
+        Some(name) => {
+            if !interfaces
+                .iter()
+                .any(|i| i.name.get_ref() == name.get_ref())
+            {
+                return Err(cx.at(name, format!("no [[interface]] named {:?}", name.get_ref())));
+            }
+            name.get_ref().clone()
+        }
+        None => match interfaces.first() {
+            Some(i) => i.name.get_ref().clone(),
+            None => return Err(cx.at(section, "[vip_routes] needs an [[interface]]")),
+        },
+    };
+    let drain_grace = match &r.drain_grace {
+        None => crate::vip_routes::DEFAULT_GRACE_SECS,
+        Some(g) => u32::try_from(*g.get_ref())
+            .ok()
+            .filter(|g| *g <= 3600)
+            .ok_or_else(|| {
+                cx.at(
+                    g,
+                    format!("drain_grace must be 0..=3600 seconds, not {}", g.get_ref()),
+                )
+            })?,
+    };
+    Ok(Some(crate::vip_routes::VipRoutesConfig {
+        table,
+        interface,
+        drain_grace,
+    }))
 }
 
 /// No address used in two ways that cannot share it (see
@@ -797,8 +849,8 @@ fn interface_kind(
         (None, None, Some(v)) => Err(cx.at(v, format!("interface {name:?}: vlan needs link (the parent interface)"))),
         (None, Some(l), None) => Err(cx.at(l, format!("interface {name:?}: link needs vlan (the 802.1Q VLAN id)"))),
         (None, Some(l), Some(v)) => {
-            let id = crate::iproute::check_vlan(ports, name, l.get_ref(), *v.get_ref()).map_err(|e| match e {
-                crate::iproute::IpError::NoDevice(_) | crate::iproute::IpError::Usage(_) => cx.at(l, e.to_string()),
+            let id = super::net::check_vlan(ports, name, l.get_ref(), *v.get_ref()).map_err(|e| match e {
+                super::net::IpError::NoDevice(_) | super::net::IpError::Usage(_) => cx.at(l, e.to_string()),
                 _ => cx.at(v, e.to_string()),
             })?;
             Ok(Some(VlanConfig { link: l.get_ref().clone(), id }))

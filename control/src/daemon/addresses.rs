@@ -27,6 +27,10 @@ impl Control {
     /// with it as sender is a conflict, not a neighbour to learn.
     pub(super) fn is_own_v4(&self, ip: IpAddr) -> bool {
         let IpAddr::V4(v4) = ip else { return false };
+        // Another appliance holds a standby address now (active/backup).
+        if self.sync.is_standby(ip) {
+            return false;
+        }
         self.config.interfaces.iter().any(|i| i.addr == v4)
             || self.config.addresses.iter().any(|a| a.addr == ip)
             || self

@@ -9,8 +9,9 @@ impl Control {
     /// copy of the config, applied to the kernel side (exception path)
     /// first, and only then made live and published. A refusal changes
     /// nothing.
-    pub(super) fn ip(&mut self, r: crate::iproute::IpRequest) -> crate::iproute::IpResponse {
-        use crate::iproute::{self as ipr, IpRequest as Q, IpResponse as A};
+    pub(super) fn ip(&mut self, r: crate::api::ip::IpRequest) -> crate::api::ip::IpResponse {
+        use crate::api::ip::{IpRequest as Q, IpResponse as A};
+        use crate::iproute as ipr;
         let mut next = self.config.clone();
         let kernel = match r {
             Q::LinkShow => return A::Links(self.links()),
@@ -26,7 +27,7 @@ impl Control {
                 return A::Addrs(self.links(), views);
             }
             Q::RouteShow => {
-                return A::Routes(ipr::route_list(
+                return A::Routes(crate::config::net::route_list(
                     &self.config.interfaces,
                     &self.config.addresses,
                     &self.config.routes,
@@ -73,7 +74,7 @@ impl Control {
         }
     }
 
-    pub(super) fn links(&self) -> Vec<crate::iproute::LinkView> {
+    pub(super) fn links(&self) -> Vec<crate::api::ip::LinkView> {
         let ports = self
             .ports
             .iter()
@@ -81,7 +82,7 @@ impl Control {
             .zip(&self.macs)
             .map(|((p, i), mac)| {
                 let st = p.stats().unwrap_or_default();
-                crate::iproute::LinkView {
+                crate::api::ip::LinkView {
                     name: i.name.clone(),
                     device: i.device.clone(),
                     mac: *mac,
@@ -106,7 +107,7 @@ impl Control {
             let Some(parent) = links.iter().find(|l| l.name == v.link).cloned() else {
                 continue;
             };
-            links.push(crate::iproute::LinkView {
+            links.push(crate::api::ip::LinkView {
                 name: i.name.clone(),
                 device: String::new(),
                 mtu: u32::from(i.mtu),
@@ -118,10 +119,10 @@ impl Control {
         links
     }
 
-    pub(super) fn neigh_views(&self) -> Vec<crate::iproute::NeighView> {
+    pub(super) fn neigh_views(&self) -> Vec<crate::api::ip::NeighView> {
         self.neigh
             .iter()
-            .map(|(ip, mac, port, state)| crate::iproute::NeighView {
+            .map(|(ip, mac, port, state)| crate::api::ip::NeighView {
                 addr: ip.ip(),
                 dev: self
                     .config
@@ -141,8 +142,9 @@ impl Control {
         addr: &str,
         lladdr: Option<&str>,
         dev: &str,
-    ) -> crate::iproute::IpResponse {
-        use crate::iproute::{IpError, IpResponse as A};
+    ) -> crate::api::ip::IpResponse {
+        use crate::api::ip::IpResponse as A;
+        use crate::config::net::IpError;
         let refuse = |e: IpError| A::Refused(e.to_string());
         let Ok(ip) = addr.parse::<IpAddr>() else {
             return refuse(IpError::BadAddress(addr.into()));
@@ -153,7 +155,7 @@ impl Control {
         let changed =
             match lladdr {
                 Some(m) => {
-                    let mac = match crate::iproute::parse_mac(m) {
+                    let mac = match crate::config::net::parse_mac(m) {
                         Ok(mac) => mac,
                         Err(e) => return refuse(e),
                     };

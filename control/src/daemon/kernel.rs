@@ -102,7 +102,7 @@ pub(super) fn kernel_ip(args: &[&str]) -> std::io::Result<()> {
 
 /// Adds (`replace`) or deletes static route `r` on the kernel side, so the
 /// appliance's own traffic (health checks, ping) takes the same way.
-pub(super) fn kernel_route(r: &crate::iproute::RouteConfig, add: bool) -> std::io::Result<()> {
+pub(super) fn kernel_route(r: &crate::config::net::RouteConfig, add: bool) -> std::io::Result<()> {
     let dest = if r.len == 0 {
         "default".to_string()
     } else {

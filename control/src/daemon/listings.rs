@@ -97,13 +97,13 @@ impl Control {
             };
             neighbours[i].1 += 1;
         }
-        let routes = crate::iproute::route_list(
+        let routes = crate::config::net::route_list(
             &self.config.interfaces,
             &self.config.addresses,
             &self.config.routes,
         )
         .iter()
-        .filter(|r| r.origin != crate::iproute::RouteOrigin::Local)
+        .filter(|r| r.origin != crate::config::net::RouteOrigin::Local)
         .count() as u64;
         let (last_reload_ok, last_reload_time) = self.last_reload.unwrap_or((true, 0.0));
         metrics::Snapshot {
@@ -116,6 +116,18 @@ impl Control {
             generation: self.generation,
             last_reload_ok,
             last_reload_time,
+            vips: self
+                .vip_routes
+                .states()
+                .iter()
+                .map(|(ip, st)| {
+                    (
+                        ip.to_string(),
+                        *st == crate::vip_routes::VipState::Announced,
+                    )
+                })
+                .collect(),
+            draining: self.drain.is_some(),
         }
     }
 
@@ -251,36 +263,53 @@ impl Control {
         }
     }
 
+    /// Every worker's sessions, a page at a time (see
+    /// [`WorkerRequest::DumpSessions`]): each worker copies a bounded page
+    /// per request, the workers in parallel.
     pub(super) fn list_connections(&self) -> Response {
-        let mut out = Vec::new();
-        for w in &self.workers {
-            let (tx, rx) = bounded(1);
-            if w.requests
-                .send_timeout(WorkerRequest::DumpSessions(tx), Duration::from_secs(1))
-                .is_err()
-            {
-                return Response::Error(format!(
-                    "worker on lcore {} is not taking requests",
-                    w.lcore
-                ));
+        // Worker by worker, in the workers' order.
+        let mut out: Vec<Vec<ConnectionView>> = self.workers.iter().map(|_| Vec::new()).collect();
+        let mut from: Vec<Option<u32>> = vec![Some(0); self.workers.len()];
+        while from.iter().any(Option::is_some) {
+            let mut pending = Vec::new();
+            for (w, f) in self.workers.iter().zip(&from) {
+                let Some(f) = *f else { continue };
+                let (tx, rx) = bounded(1);
+                let req = WorkerRequest::DumpSessions { from: f, reply: tx };
+                if w.requests
+                    .send_timeout(req, Duration::from_secs(1))
+                    .is_err()
+                {
+                    return Response::Error(format!(
+                        "worker on lcore {} is not taking requests",
+                        w.lcore
+                    ));
+                }
+                pending.push(rx);
             }
-            let Ok(dump) = rx.recv_timeout(Duration::from_secs(2)) else {
-                return Response::Error(format!("worker on lcore {} did not answer", w.lcore));
-            };
-            for s in dump.sessions {
-                out.push(ConnectionView {
+            let open = from
+                .iter_mut()
+                .zip(&self.workers)
+                .zip(&mut out)
+                .filter(|((f, _), _)| f.is_some());
+            for (((f, w), out), rx) in open.zip(pending) {
+                let Ok(page) = rx.recv_timeout(Duration::from_secs(2)) else {
+                    return Response::Error(format!("worker on lcore {} did not answer", w.lcore));
+                };
+                *f = page.next;
+                out.extend(page.sessions.iter().map(|s| ConnectionView {
                     proto: proto_name(s.proto).into(),
-                    expires_in_secs: dump.now.until(s.expires).div_ceil(1000),
+                    expires_in_secs: page.now.until(s.expires).div_ceil(1000),
                     state: s.state.name().into(),
                     client: endpoint(s.client),
                     vip: endpoint(s.vip),
                     rs: endpoint(s.rs),
                     laddr: endpoint(s.laddr),
                     worker: w.lcore,
-                });
+                }));
             }
         }
-        Response::Connections(out)
+        Response::Connections(out.into_iter().flatten().collect())
     }
 
     pub(super) fn stats(&self) -> Response {

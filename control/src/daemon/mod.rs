@@ -5,9 +5,11 @@
 //! (config, kernel interfaces, EAL, ports) runs before the control socket
 //! exists, so "the socket answers" means "the data plane is forwarding".
 //! The main lcore runs the control loop ([`Control`]); each worker lcore runs
-//! a [`Worker`] until told to stop. Clients (the control socket, `/metrics`)
-//! are served on a thread of their own ([`serve`]), which hands the loop
-//! whole requests: no client can make the loop wait.
+//! a [`dataplane::worker::Worker`] until told to stop, started from a plan
+//! of queues and pipelines by [`dataplane::runtime::start`]. Clients (the
+//! control socket, `/metrics`) are served on a thread of their own
+//! ([`serve`]), which hands the loop whole requests: no client can make the
+//! loop wait.
 //!
 //! Control owns the live configuration. A change (`rvsadm -a/-e/-d/--set`)
 //! builds a new immutable [`dataplane::tables::Tables`] snapshot and sends it to every worker;
@@ -21,8 +23,8 @@
 //! `listings` (`-L`, `--stats`, `/metrics`), `rates` (`--rate`, `-Z`),
 //! `health_sync` (checkers and what their results do to the tables),
 //! `ip_views` (`rvsadm link|addr|route|neigh`), `addresses` (own
-//! addresses other hosts claim) and `kernel` (the exception path's kernel
-//! side).
+//! addresses other hosts claim), `kernel` (the exception path's kernel
+//! side) and `vip_routes` (routes a BGP daemon exports, drains).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::os::unix::net::UnixStream;
@@ -34,15 +36,16 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use dataplane::addr::Addr;
 use dataplane::dpdk::{
-    Eal, EalError, LaunchError, LcoreId, MbufRing, Mempool, MempoolError, Port, PortConfig,
-    PortError, QueueId, RingError,
+    Eal, EalError, LaunchError, LcoreId, Mempool, MempoolError, Port, PortConfig, PortError,
+    QueueId, RingError,
 };
 use dataplane::neigh::NeighEvent;
 use dataplane::pipeline::Pipeline;
+use dataplane::runtime::{self, WorkerHandle};
 use dataplane::session::{ClientAddress, Endpoint, TcpState};
 use dataplane::stats::DropReason;
 use dataplane::wire::MacAddr;
-use dataplane::worker::{Event, HeldFrames, Idle, Request as WorkerRequest, Worker, WorkerShared};
+use dataplane::worker::{Event, Idle, Request as WorkerRequest, Retired};
 
 use crate::acd::Acd;
 use crate::announce::Announcer;
@@ -73,6 +76,8 @@ mod kernel;
 mod listings;
 mod rates;
 mod rules;
+mod sync_ctl;
+mod vip_routes;
 
 /// Most real servers rvsd numbers while it runs (per-worker counter arrays
 /// are sized for this many).
@@ -135,12 +140,6 @@ pub enum StartError {
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
-}
-
-struct WorkerHandle {
-    lcore: u32,
-    shared: Arc<WorkerShared>,
-    requests: Sender<WorkerRequest>,
 }
 
 /// Says ahead of DPDK's TAP driver why it will log "failed to create
@@ -217,6 +216,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         args: args[1..].join(" "),
         source,
     })?;
+    crate::affinity::choose(&config);
     let lcores = config.dataplane.worker_lcores.clone();
     let n = lcores.len();
     let pool = Arc::new(
@@ -290,38 +290,25 @@ pub fn run(config: Config) -> Result<(), StartError> {
         taps.push(tap);
     }
 
-    // rings[i][j]: worker i -> worker j.
-    let mut rings: Vec<Vec<Option<Arc<MbufRing>>>> = vec![vec![None; n]; n];
-    for (i, row) in rings.iter_mut().enumerate() {
-        for (j, slot) in row.iter_mut().enumerate() {
-            if i != j {
-                *slot = Some(Arc::new(
-                    MbufRing::create(&format!("rvs_redir_{i}_{j}"), REDIRECT_RING_SIZE, -1)
-                        .map_err(StartError::Ring)?,
-                ));
-            }
-        }
-    }
-
+    let mut sync = sync_ctl::SyncCtl::new(config.sync.clone());
+    sync.follow_start(&config)
+        .map_err(|source| StartError::Socket {
+            path: "ip monitor address (follow_kernel_addresses)".into(),
+            source,
+        })?;
     let mut registry = Registry::default();
     let t0 = Instant::now();
     let mut tables = plan::tables(&config, &macs, &mut registry, 1);
+    tables.standby = sync.standby_addrs();
     let mut dad = Dad::default();
     tables.tentative = dad.update(&tables, t0);
     let tables = Arc::new(tables);
     let mut neigh = NeighTable::default();
-    for svc in &tables.services {
-        for rs in &svc.servers {
-            if let Some((port, nh)) = tables.next_hop(rs.addr.ip) {
-                neigh.want(nh, port, t0);
-            }
-        }
-    }
+    neigh.want_servers(&tables, t0);
     let neigh_map = Arc::new(neigh.snapshot());
     let mut announce = Announcer::default();
     log_announced(&announce.update(&tables, t0));
-    let (events_tx, events_rx) = bounded(4096);
-    let mut handles = Vec::new();
+    let mut plans = Vec::new();
     for (wi, &lcore) in lcores.iter().enumerate() {
         let q = QueueId(wi as u16);
         let mut rx = Vec::new();
@@ -355,37 +342,36 @@ pub fn run(config: Config) -> Result<(), StartError> {
         );
         pipeline.set_template_capacity(config.dataplane.template_capacity);
         pipeline.enable_punt();
-        let shared = Arc::new(WorkerShared::new(MAX_REAL_SERVERS));
-        let (req_tx, req_rx) = bounded(64);
-        let worker = Worker {
+        plans.push(runtime::WorkerPlan {
+            lcore: LcoreId(lcore),
             rx,
             tx,
             port_ids: port_ids.clone(),
             tap_rx,
             tap_tx,
-            redirect_out: rings[wi].clone(),
-            redirect_in: rings.iter().filter_map(|row| row[wi].clone()).collect(),
-            events: events_tx.clone(),
-            pool: Arc::clone(&pool),
             pipeline,
-            shared: Arc::clone(&shared),
-            requests: req_rx,
-            idle: match config.dataplane.idle {
-                IdlePolicy::Busy => Idle::Busy,
-                IdlePolicy::Backoff => Idle::Backoff,
-            },
-            tsc_hz: eal.tsc_hz(),
-            held: HeldFrames::default(),
-        };
-        eal.launch(LcoreId(lcore), Box::new(move || worker.run()))
-            .map_err(|e| StartError::Launch(lcore, e))?;
-        handles.push(WorkerHandle {
-            lcore,
-            shared,
-            requests: req_tx,
+            on_start: None,
         });
     }
-    drop(events_tx);
+    let plan = runtime::Plan {
+        workers: plans,
+        pool: Arc::clone(&pool),
+        idle: match config.dataplane.idle {
+            IdlePolicy::Busy => Idle::Busy,
+            IdlePolicy::Backoff => Idle::Backoff,
+        },
+        rs_count: MAX_REAL_SERVERS,
+        ring_prefix: "rvs_redir".into(),
+        ring_size: REDIRECT_RING_SIZE,
+    };
+    let running = runtime::start(&eal, plan).map_err(|e| match e {
+        runtime::StartError::Ring(e) => StartError::Ring(e),
+        runtime::StartError::Launch(lcore, e, handles) => {
+            handles.stop();
+            eal.wait_all();
+            StartError::Launch(lcore, e)
+        }
+    })?;
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -421,7 +407,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     })?;
     eprintln!(
         "rvsd: ready: {} worker(s), control socket {}{}",
-        handles.len(),
+        running.workers.len(),
         config.socket.display(),
         config
             .metrics
@@ -435,12 +421,13 @@ pub fn run(config: Config) -> Result<(), StartError> {
         registry,
         generation: 1,
         macs,
-        workers: handles,
+        workers: running.workers,
         neigh,
         announce,
         dad,
         acd: Acd::default(),
-        events: events_rx,
+        events: running.events,
+        retired: running.retired,
         ports,
         last_reload: None,
         file_routes: Vec::new(),
@@ -452,11 +439,39 @@ pub fn run(config: Config) -> Result<(), StartError> {
         rates: std::collections::HashMap::new(),
         rates_at: Instant::now(),
         zeroed: crate::zero::Baselines::default(),
+        vip_routes: crate::vip_routes::VipRoutes::default(),
+        drain: None,
+        sync,
     };
     control.file_routes = control.config.routes.clone();
     control.sync_checkers();
+    control.start_configured_sync();
+    // Ready: offer the VIPs that have a usable server (after clearing what
+    // a killed rvsd may have left in the table).
+    control.flush_vip_routes();
+    let effective = control.effective_config();
+    control.update_vip_routes(&effective);
     let mut printed: Option<(Instant, crate::top::Reading)> = None;
-    while !stop.load(Ordering::Relaxed) {
+    loop {
+        if stop.swap(false, Ordering::Relaxed) {
+            // With VIP routes, the first SIGTERM drains (withdraw, wait the
+            // grace period, stop); a second one, or none to withdraw, stops.
+            let draining_to_stop = control.drain.is_some_and(|d| d.stop_at.is_some());
+            if draining_to_stop
+                || control
+                    .config
+                    .vip_routes
+                    .as_ref()
+                    .is_none_or(|c| c.drain_grace == 0)
+                || control.start_drain(false).is_err()
+            {
+                break;
+            }
+        }
+        if control.drain_done() {
+            eprintln!("rvsd: drain: grace period over");
+            break;
+        }
         if let Some(every) = control.config.print_interval {
             let due = printed
                 .as_ref()
@@ -499,6 +514,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
         }
     }
     eprintln!("rvsd: stopping");
+    control
+        .drain
+        .get_or_insert(vip_routes::Drain { stop_at: None });
+    control.flush_vip_routes();
     for h in &control.workers {
         h.shared.stop.store(true, Ordering::Relaxed);
     }
@@ -531,12 +550,14 @@ struct Control {
     /// Address conflict detection for IPv4 addresses (see [`crate::acd`]).
     acd: Acd,
     events: Receiver<Event>,
+    /// Snapshots workers replaced: the last one returned frees it, here.
+    retired: Receiver<Retired>,
     ports: Vec<Port>,
     /// Last reload: applied?, when (Unix seconds).
     last_reload: Option<(bool, f64)>,
     /// The file's `[[route]]`s at start-up (`rvsadm route` changes the live
     /// list; a reload may not change the file's).
-    file_routes: Vec<crate::iproute::RouteConfig>,
+    file_routes: Vec<crate::config::net::RouteConfig>,
     health_tx: Sender<health::Change>,
     health_rx: Receiver<health::Change>,
     /// One health checker per checked (service, real server).
@@ -552,6 +573,12 @@ struct Control {
     /// bytes in/out) at that moment, by index; listings show the counters
     /// less these. Workers and `/metrics` keep counting from the start.
     zeroed: crate::zero::Baselines,
+    /// The VIP routes in the `[vip_routes]` table.
+    vip_routes: crate::vip_routes::VipRoutes,
+    /// A drain in progress (`rvsadm drain`, SIGTERM with `[vip_routes]`).
+    drain: Option<vip_routes::Drain>,
+    /// Connection sync (see `sync_ctl`).
+    sync: sync_ctl::SyncCtl,
 }
 
 type ServiceKey = (SocketAddr, u8);
@@ -572,10 +599,13 @@ impl Control {
                     self.conflict(e.ip.ip(), e.mac, e.port, now)
                 }
                 Event::Neigh(ev) => changed |= self.neigh.apply(ev, now),
-                // The last worker to return a snapshot frees it, here.
-                Event::RetiredTables(_) | Event::RetiredNeigh(_) => {}
             }
         }
+        // The last worker to return a snapshot frees it, here.
+        while let Ok(old) = self.retired.try_recv() {
+            drop(old);
+        }
+        self.sync_tick();
         changed |= self.neigh.age(now);
         if changed {
             let map = Arc::new(self.neigh.snapshot());
@@ -626,7 +656,7 @@ impl Control {
                 // IPv6 next hops: a neighbour solicitation from the port's
                 // IPv6 address (none configured: nothing to ask from).
                 IpAddr::V6(v6) => {
-                    if let Some(source) = crate::iproute::ns_source(config, port, v6) {
+                    if let Some(source) = crate::config::net::ns_source(config, port, v6) {
                         let _ = w.try_send(WorkerRequest::SendNs {
                             port,
                             target: v6.octets(),
@@ -660,7 +690,7 @@ impl Control {
             .filter_map(|a| match a.addr {
                 IpAddr::V4(v4) => Some((
                     v4,
-                    crate::iproute::port_of(&self.config.interfaces, &a.dev)?,
+                    crate::config::net::port_of(&self.config.interfaces, &a.dev)?,
                 )),
                 IpAddr::V6(_) => None,
             })
@@ -670,9 +700,14 @@ impl Control {
         let effective = self.effective_config();
         let mut t = plan::tables(&effective, &self.macs, &mut self.registry, self.generation);
         t.tentative = self.dad.update(&t, Instant::now());
+        // Servers added or moved at run time are resolved now, ahead of traffic.
+        self.neigh.want_servers(&t, Instant::now());
+        self.sync.recompute_standby(&self.config);
+        t.standby = self.sync.standby_addrs();
         let t = Arc::new(t);
         self.broadcast(|| WorkerRequest::Tables(Arc::clone(&t)));
         log_announced(&self.announce.update(&t, Instant::now()));
+        self.update_vip_routes(&effective);
     }
 
     fn answer(&mut self, req: Request) -> Response {
@@ -743,8 +778,24 @@ impl Control {
             Request::Ip(r) => Response::Ip(self.ip(r)),
             Request::Zero(spec) => self.zero(spec.as_ref()),
             Request::ExportConfig => {
-                Response::ConfigToml(config::export::services_toml(&self.config))
+                let mut text = config::export::services_toml(&self.config);
+                if self.sync.engine.config.enabled() {
+                    text.push_str(&config::sync::toml(&self.sync.engine.config));
+                }
+                Response::ConfigToml(text)
             }
+            Request::ListVips => self.list_vips(),
+            Request::Drain { stay } => match self.start_drain(stay) {
+                Ok(()) => self.list_vips(),
+                Err(e) => Response::Error(e),
+            },
+            Request::Undrain => match self.end_drain() {
+                Ok(()) => self.list_vips(),
+                Err(e) => Response::Error(e),
+            },
+            Request::StartDaemon(spec) => self.start_daemon(&spec),
+            Request::StopDaemon { role } => self.stop_daemon(&role),
+            Request::ListDaemons => Response::Daemons(self.sync.engine.daemon_lines()),
         }
     }
 
@@ -756,7 +807,9 @@ impl Control {
                 let _ = reply.send(self.answer(request));
             }
             Job::Metrics { reply } => {
-                let text = metrics::render(&self.metrics_snapshot()).map_err(|e| e.to_string());
+                let text = metrics::render(&self.metrics_snapshot())
+                    .map(|t| t + &self.sync.engine.metrics_text(Instant::now()))
+                    .map_err(|e| e.to_string());
                 let _ = reply.send(text);
             }
         }

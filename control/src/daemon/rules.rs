@@ -48,7 +48,9 @@ impl Control {
         // takes its default (wlc, no persistence, no flags).
         let name = spec.scheduler.as_deref().unwrap_or("wlc");
         let Some(scheduler) = SchedKind::from_name(name) else {
-            return Response::Error(format!("Scheduler not found: ip_vs_{name}"));
+            // libipvs's text for the kernel's ENOENT (the kernel logs
+            // "Scheduler not found: ip_vs_NAME" to its own log only).
+            return Response::Error("Scheduler or persistence engine not found".into());
         };
         let mut flags = SchedFlags::default();
         for f in spec
@@ -63,10 +65,9 @@ impl Control {
             }
         }
         let persistence = match (spec.persistent, &spec.netmask) {
-            (None, Some(_)) => {
-                return Response::Error("-M (netmask) needs a persistent service (-p)".into())
-            }
-            (None, None) => None,
+            // As the kernel: a netmask without persistence is kept by no one
+            // and means nothing (ipvsadm -S prints -M only with -p).
+            (None, _) => None,
             (Some(t), mask) => {
                 if let Err(e) = config::ranges::persistent_secs(i64::from(t)) {
                     return Response::Error(e);
@@ -99,8 +100,9 @@ impl Control {
         }
         match (change, at) {
             (Change::Add, Some(_)) => return Response::Error("Service already exists".into()),
+            // libipvs: ipvs_update_service / ipvs_del_service, ESRCH.
             (Change::Edit | Change::Delete, None) => {
-                return Response::Error("Service not defined".into())
+                return Response::Error("No such service".into())
             }
             (Change::Delete, Some(i)) => {
                 self.config.services.remove(i);
@@ -210,6 +212,7 @@ impl Control {
             ("[metrics] address", new.metrics != old.metrics),
             ("[[interface]]", new.interfaces != old.interfaces),
             ("[[route]]", new.routes != self.file_routes),
+            ("[vip_routes]", new.vip_routes != old.vip_routes),
         ];
         if let Some((what, _)) = fixed.iter().find(|(_, changed)| *changed) {
             return Response::Error(format!(
@@ -316,22 +319,6 @@ impl Control {
             }
             if forward == Forward::FullNat && self.config.services[svc].local_addresses.is_empty() {
                 return Response::Error(format!("service {vip} has no FULLNAT local address: add one first with -P -t {vip} -z ADDRESS"));
-            }
-            if forward == Forward::Nat {
-                // A NAT reply is matched to its service by its source: one
-                // service per protocol may use a given server with NAT.
-                let clash = self.config.services.iter().enumerate().any(|(i, s)| {
-                    i != svc
-                        && s.proto == proto
-                        && s.real_servers.iter().any(|r| {
-                            r.addr == rs && self.config.server_forward(s, r.addr) == Forward::Nat
-                        })
-                });
-                if clash {
-                    return Response::Error(format!(
-                        "real server {rs} is already a NAT server of another service"
-                    ));
-                }
             }
         }
         if let Some(w) = spec.weight {

@@ -188,13 +188,6 @@ impl Eal {
         self.main_lcore
     }
 
-    /// Number of enabled lcores, main included (`rte_lcore_count`).
-    #[must_use]
-    pub fn lcore_count(&self) -> u32 {
-        // SAFETY: EAL is initialised; reads its config.
-        unsafe { sys::rte_lcore_count() }
-    }
-
     /// Enabled lcores other than the main one, in increasing order.
     #[must_use]
     pub fn worker_lcores(&self) -> Vec<LcoreId> {
@@ -208,17 +201,6 @@ impl Eal {
             i = unsafe { sys::rte_get_next_lcore(i, 1, 0) };
         }
         out
-    }
-
-    /// NUMA socket of `lcore`, or -1 (`SOCKET_ID_ANY`) if unknown.
-    #[must_use]
-    pub fn lcore_socket(&self, lcore: LcoreId) -> i32 {
-        if lcore.0 >= sys::RTE_MAX_LCORE {
-            return sys::SOCKET_ID_ANY;
-        }
-        // SAFETY: lcore is in range of EAL's lcore table.
-        let s = unsafe { sys::rte_lcore_to_socket_id(lcore.0) };
-        i32::try_from(s).unwrap_or(sys::SOCKET_ID_ANY)
     }
 
     fn check_worker(&self, lcore: LcoreId) -> Result<(), LaunchError> {

@@ -200,14 +200,6 @@ pub enum PortError {
         /// DPDK's return code.
         errno: DpdkErrno,
     },
-    /// `rte_eth_promiscuous_enable/disable` failed.
-    #[error("cannot change promiscuous mode of {port}: {errno}")]
-    Promiscuous {
-        /// The port.
-        port: PortId,
-        /// DPDK's return code.
-        errno: DpdkErrno,
-    },
 }
 
 /// Queue and descriptor counts for [`Port::configure`]. Descriptor counts
@@ -647,31 +639,6 @@ impl Port {
                 (String::from_utf8_lossy(&bytes).into_owned(), v.value)
             })
             .collect())
-    }
-
-    /// Enables or disables promiscuous mode.
-    ///
-    /// # Errors
-    ///
-    /// [`PortError::Promiscuous`] with DPDK's reason (`ENOTSUP` for devices
-    /// without the mode).
-    #[cold]
-    pub fn set_promiscuous(&self, on: bool) -> Result<(), PortError> {
-        // SAFETY: valid, configured port.
-        let ret = unsafe {
-            if on {
-                sys::rte_eth_promiscuous_enable(self.id.0)
-            } else {
-                sys::rte_eth_promiscuous_disable(self.id.0)
-            }
-        };
-        if ret != 0 {
-            return Err(PortError::Promiscuous {
-                port: self.id,
-                errno: DpdkErrno::from_ret(ret),
-            });
-        }
-        Ok(())
     }
 
     fn claim(&self, q: QueueId, rx: bool) -> Result<QueueClaim, PortError> {

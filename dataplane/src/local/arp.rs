@@ -28,7 +28,7 @@ impl Pipeline {
                 port: in_port,
             }));
         }
-        if op != arp::OP_REQUEST || !self.tables.owns(Addr::v4(tip)) {
+        if op != arp::OP_REQUEST || !self.tables.holds(Addr::v4(tip)) {
             return match (op == arp::OP_REPLY && on_link, self.punt) {
                 // The kernel resolves its own neighbours: it needs the replies too.
                 (true, true) => Step::Done(Verdict::Punt),

@@ -18,7 +18,7 @@ impl Pipeline {
             // Pings and ICMP for the appliance's own address are the kernel's.
             return Step::Done(Verdict::Punt);
         }
-        if !self.tables.owns(Addr::v4(ip.dst())) {
+        if !self.tables.holds(Addr::v4(ip.dst())) {
             return Step::drop(DropReason::NotForUs);
         }
         if ip.is_fragment() {
@@ -44,12 +44,12 @@ impl Pipeline {
         let (src, dst) = (ip.src(), ip.dst());
         let m = ip.payload_mut();
         if m[0] != icmpv6::ECHO_REQUEST
-            || !self.tables.owns(Addr::v6(dst))
+            || !self.tables.holds(Addr::v6(dst))
             || (self.punt && self.is_interface_addr(Addr::v6(dst)))
         {
             return self.punt_or(
                 Addr::v6(dst),
-                if self.tables.owns(Addr::v6(dst)) {
+                if self.tables.holds(Addr::v6(dst)) {
                     DropReason::UnsupportedL4
                 } else {
                     DropReason::NotForUs

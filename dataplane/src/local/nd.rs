@@ -38,7 +38,7 @@ impl Pipeline {
         );
         if msg[0] == icmpv6::NEIGHBOR_ADVERTISEMENT {
             let tlla = icmpv6::link_layer_option(msg, icmpv6::OPT_TARGET_LL);
-            if self.tables.owns(ip6) {
+            if self.tables.holds(ip6) {
                 // Another host advertises one of our addresses.
                 if smac != own && tlla != Some(own) {
                     self.report(NeighEvent::Duplicate {
@@ -64,7 +64,7 @@ impl Pipeline {
                 Verdict::Consumed
             });
         }
-        let ours = self.tables.owns(ip6) && smac != own;
+        let ours = self.tables.holds(ip6) && smac != own;
         if src == [0; 16] {
             // Someone's duplicate address detection (RFC 4862 §5.4.3).
             if !ours {

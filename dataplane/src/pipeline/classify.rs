@@ -12,7 +12,7 @@
 //! ([`crate::local`]), ICMP to the relay or the responders, the rest is
 //! dropped with its reason or handed to the kernel.
 
-use super::{Decision, Pipeline, Step};
+use super::{ingress_check, Decision, Pipeline, Step};
 use crate::addr::Addr;
 use crate::session::{Endpoint, FlowKey};
 use crate::stats::DropReason;
@@ -49,7 +49,13 @@ impl Pipeline {
             ethernet::ETHERTYPE_IPV4 => {
                 let ip = ipv4::Packet::new_checked(l3).ok()?;
                 let proto = ip.protocol();
-                if !is_tcp_or_udp(proto) || ip.is_fragment() {
+                if !is_tcp_or_udp(proto) || ip.is_fragment() || !ip.verify_checksum() {
+                    return None;
+                }
+                if ip.header_len() > ipv4::MIN_HEADER_LEN
+                    && ingress_check::ipv4_options(&l3[ipv4::MIN_HEADER_LEN..ip.header_len()])
+                        .is_err()
+                {
                     return None;
                 }
                 (
@@ -108,8 +114,14 @@ impl Pipeline {
         let Some(d) = desc.copied().or_else(|| self.describe(frame)) else {
             return self.classify_other(frame, in_port, now);
         };
-        if d.ttl <= 1 {
+        // Forwarding needs a TTL left; what goes to the kernel side does
+        // not (eBGP's TTL-1 segments to an interface address; sync's and
+        // VRRP's link-local multicast).
+        if d.ttl <= 1 && !self.is_kernel_bound(d.key.dst.ip) {
             return Step::drop(DropReason::TtlExceeded);
+        }
+        if d.key.proto == ipv4::PROTO_TCP && !ingress_check::tcp_flags_valid(d.flags) {
+            return Step::drop(DropReason::TcpFlags);
         }
         let (l2, l3) = frame.split_at_mut(ethernet::HEADER_LEN);
         self.handle_flow(l2, l3, &d, in_port, held, now)
@@ -133,8 +145,9 @@ impl Pipeline {
     /// another protocol, or malformed.
     fn other_ipv4(&mut self, frame: &mut [u8], in_port: u16, now: Millis) -> Step {
         let (l2, l3) = frame.split_at_mut(ethernet::HEADER_LEN);
-        let Ok(ip) = ipv4::Packet::new_checked(&*l3) else {
-            return Step::drop(DropReason::Malformed);
+        let ip = match ingress_check::ipv4_header(l3) {
+            Ok(ip) => ip,
+            Err(reason) => return Step::drop(reason),
         };
         let dst = Addr::v4(ip.dst());
         match ip.protocol() {
@@ -142,7 +155,10 @@ impl Pipeline {
             ipv4::PROTO_TCP | ipv4::PROTO_UDP if ip.is_fragment() => {
                 Step::drop(DropReason::Fragment)
             }
-            ipv4::PROTO_TCP | ipv4::PROTO_UDP => Step::drop(DropReason::Malformed),
+            p @ (ipv4::PROTO_TCP | ipv4::PROTO_UDP) => Step::drop(ingress_check::l4_refusal(
+                ip.payload(),
+                p == ipv4::PROTO_UDP,
+            )),
             ipv4::PROTO_ICMP => self.handle_icmp(l2, l3, in_port, now),
             _ => self.punt_or(dst, self.unsupported_or_not_ours(dst)),
         }
@@ -156,7 +172,7 @@ impl Pipeline {
     fn other_ipv6(&mut self, frame: &mut [u8], in_port: u16, now: Millis) -> Step {
         let (l2, l3) = frame.split_at_mut(ethernet::HEADER_LEN);
         let Ok(ip) = ipv6::Packet::new_checked(&*l3) else {
-            return Step::drop(DropReason::Malformed);
+            return Step::drop(ingress_check::ipv6_refusal(l3));
         };
         let (src, dst) = (Addr::v6(ip.src()), Addr::v6(ip.dst()));
         if src.is_v4() || dst.is_v4() {
@@ -165,7 +181,10 @@ impl Pipeline {
         }
         match ip.next_header() {
             // Described unless its transport header is bad.
-            ipv4::PROTO_TCP | ipv4::PROTO_UDP => Step::drop(DropReason::Malformed),
+            p @ (ipv4::PROTO_TCP | ipv4::PROTO_UDP) => Step::drop(ingress_check::l4_refusal(
+                ip.payload(),
+                p == ipv4::PROTO_UDP,
+            )),
             icmpv6::NEXT_HEADER => self.handle_icmpv6(l2, l3, in_port, now),
             ipv6::NEXT_FRAGMENT => Step::drop(DropReason::Fragment),
             _ => self.punt_or(dst, self.unsupported_or_not_ours(dst)),
@@ -192,6 +211,9 @@ fn is_tcp_or_udp(proto: u8) -> bool {
 pub(super) fn l4_ports(l4: &[u8], is_udp: bool) -> Option<(u16, u16, u8)> {
     if is_udp {
         let d = udp::Packet::new_checked(l4).ok()?;
+        if !ingress_check::udp_len_agrees(d.len_field(), l4.len()) {
+            return None;
+        }
         Some((d.src_port(), d.dst_port(), 0))
     } else {
         let t = tcp::Packet::new_checked(l4).ok()?;

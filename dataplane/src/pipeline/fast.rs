@@ -5,7 +5,7 @@
 //! check and the slow path ([`super::slow`]).
 
 use super::classify::is_new_syn;
-use super::{Decision, Desc, Pipeline, Step, Verdict};
+use super::{Decision, Desc, Pipeline, Reshape, Step, Verdict};
 use crate::session::{tcp_state, ClientAddress, Direction, Lookup, SlotId, TcpState};
 use crate::stats::DropReason;
 use crate::tables::Forward;
@@ -29,9 +29,14 @@ impl Pipeline {
     ) -> Step {
         let (key, flags) = (d.key, d.flags);
         let (proto, is_udp) = (key.proto, key.proto == ipv4::PROTO_UDP);
+        // A VIP or local address another appliance holds now (active/backup):
+        // never forwarded for, synced sessions or not.
+        if self.tables.is_standby(key.dst.ip) {
+            return Step::drop(DropReason::NotForUs);
+        }
         match self.sessions.lookup_hashed(&key, d.hash, now) {
             Lookup::Hit(slot, Direction::Outbound) => {
-                let v = self.forward(l2, l3, slot, Direction::Outbound, d, now);
+                let v = self.forward(l2, l3, slot, Direction::Outbound, d, in_port, now);
                 if self.sessions.is_rs_only(slot) {
                     // One-packet scheduling: the reply ends the session.
                     self.expire(slot);
@@ -40,7 +45,7 @@ impl Pipeline {
             }
             Lookup::Hit(slot, Direction::Inbound) => {
                 if is_udp || !is_new_syn(flags) || !self.is_reusable(slot) {
-                    return self.forward(l2, l3, slot, Direction::Inbound, d, now);
+                    return self.forward(l2, l3, slot, Direction::Inbound, d, in_port, now);
                 }
                 // A new SYN on a closed session's tuple: the client reuses
                 // its port; start over (IPVS conn_reuse_mode).
@@ -61,10 +66,13 @@ impl Pipeline {
         if !is_udp && !is_new_syn(flags) {
             return Step::drop(DropReason::NoSession);
         }
+        if let Some(reason) = self.new_flow_refusal(l3, d) {
+            return Step::drop(reason);
+        }
         let src_mac = ethernet::Frame::new_checked(&*l2).map_or([0; 6], |e| e.src());
         match self.create_session(svc, key, src_mac, in_port, held.take(), now) {
             Ok(slot) => {
-                let v = self.forward(l2, l3, slot, Direction::Inbound, d, now);
+                let v = self.forward(l2, l3, slot, Direction::Inbound, d, in_port, now);
                 // One-packet DR/TUN: no reply comes this way; nothing to keep.
                 if self.sessions.is_rs_only(slot)
                     && self
@@ -75,6 +83,17 @@ impl Pipeline {
                     self.expire(slot);
                 }
                 v
+            }
+            // No server for it: the client is told at once (`ip_vs_leave`).
+            Err(Verdict::Drop(DropReason::NoRealServer)) => {
+                if self.unreach.allow(key.src.ip, now) {
+                    Step::Forward {
+                        port: in_port,
+                        reshape: Some(Reshape::Unreachable),
+                    }
+                } else {
+                    Step::drop(DropReason::NoRealServer)
+                }
             }
             Err(v) => Step::Done(v),
         }
@@ -88,6 +107,7 @@ impl Pipeline {
 
     /// Moves a session's state on and sends its packet by its method.
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     fn forward(
         &mut self,
         l2: &mut [u8],
@@ -95,10 +115,22 @@ impl Pipeline {
         slot: SlotId,
         dir: Direction,
         d: &Desc,
+        in_port: u16,
         now: Millis,
     ) -> Step {
         let flags = d.flags;
         let timeouts = self.tables.timeouts;
+        // A session installed from sync may not know a next hop's MAC yet.
+        if self
+            .sessions
+            .get(slot)
+            .is_some_and(|s| s.client_mac == [0; 6] || s.rs_mac == [0; 6])
+        {
+            let src_mac = ethernet::Frame::new_checked(&*l2).map_or([0; 6], |e| e.src());
+            if !self.repair_l2(slot, dir, src_mac, in_port) {
+                return Step::drop(DropReason::NeighbourMiss);
+            }
+        }
         let Some(s) = self.sessions.get_mut(slot) else {
             return Step::drop(DropReason::NoSession);
         };
@@ -110,7 +142,8 @@ impl Pipeline {
         } else {
             tcp_state::next_state(s.state, dir, flags)
         };
-        if new_state != s.state {
+        let changed = new_state != s.state;
+        if changed {
             if let Some(c) = self.rs_conns.get_mut(usize::from(s.rs_index)) {
                 c.sub(s.proto, s.state);
                 c.add(s.proto, new_state);
@@ -119,6 +152,9 @@ impl Pipeline {
         }
         s.expires = now.plus_secs(if is_udp {
             timeouts.udp_secs
+        } else if self.guard.is_on() {
+            self.guard
+                .tcp_timeout(new_state, timeouts.tcp(new_state), changed)
         } else {
             timeouts.tcp(new_state)
         });
@@ -142,6 +178,9 @@ impl Pipeline {
             }
         }
         xmit::set_l2(l2, leg.mac, xmit::port_mac(&self.tables, leg.port));
+        if dir == Direction::Inbound {
+            self.sync_note(slot, now);
+        }
         Step::Forward {
             port: leg.port,
             reshape,

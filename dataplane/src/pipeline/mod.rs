@@ -66,10 +66,14 @@ mod classify;
 mod client_addr;
 mod counts;
 mod fast;
+mod flood;
 mod flush;
 pub(crate) mod icmp_relay;
+pub mod ingress_check;
 pub mod owner;
 mod slow;
+pub mod sync;
+pub mod unreach;
 
 use std::sync::Arc;
 
@@ -79,6 +83,7 @@ pub use owner::{client_owner, persistent_owner};
 pub use slow::Decision;
 
 use crate::addr::Addr;
+use crate::guard::FloodGuard;
 use crate::laddr::PortPool;
 use crate::neigh::{NeighEvent, NeighMap};
 use crate::packet::PacketBuf;
@@ -203,6 +208,9 @@ pub(crate) enum Reshape {
         /// Our MAC on the port.
         mac: MacAddr,
     },
+    /// Replace it with an ICMP (ICMPv6) port unreachable back to its
+    /// sender (see [`unreach`]).
+    Unreachable,
 }
 
 /// One worker's state and packet path.
@@ -229,9 +237,15 @@ pub struct Pipeline {
     ip_id: u16,
     /// This worker's counters.
     pub counters: Counters,
+    /// Rate limits of the port unreachable answers (see [`unreach`]).
+    unreach: unreach::Limiter,
+    /// The flood guard (see [`crate::guard`]).
+    guard: FloodGuard,
     /// Connections of a persistent service scheduled without a template
     /// because the template table was full (they lose their affinity).
     pub templates_full: u64,
+    /// Connection sync's feed toward control, when a master runs.
+    sync: Option<Box<sync::SyncTap>>,
 }
 
 impl Pipeline {
@@ -260,7 +274,10 @@ impl Pipeline {
             templates: TemplateTable::new(template_capacity(capacity)),
             session_template: vec![NO_TEMPLATE; capacity.max(1) as usize],
             counters: Counters::default(),
+            guard: FloodGuard::default(),
             templates_full: 0,
+            unreach: unreach::Limiter::default(),
+            sync: None,
             worker,
             workers: workers.max(1),
             punt: false,
@@ -376,10 +393,19 @@ impl Pipeline {
         self.tables.is_interface_addr(ip)
     }
 
-    /// `Punt` for an interface address when the exception path is on, else
-    /// the drop.
+    /// True when traffic to `dst` that the balancer does not consume goes
+    /// to the kernel side: the exception path is on and `dst` is an
+    /// interface address or a link-local multicast group.
+    #[inline]
+    pub(crate) fn is_kernel_bound(&self, dst: Addr) -> bool {
+        self.punt && (self.is_interface_addr(dst) || is_link_local_multicast(dst))
+    }
+
+    /// `Punt` for an interface address, or a link-local multicast group
+    /// (224.0.0.0/24, ff02::/16: VRRP's, connection sync's), when the
+    /// exception path is on, else the drop.
     pub(crate) fn punt_or(&self, dst: Addr, reason: DropReason) -> Step {
-        if self.punt && self.is_interface_addr(dst) {
+        if self.is_kernel_bound(dst) {
             Step::Done(Verdict::Punt)
         } else {
             Step::drop(reason)
@@ -549,6 +575,14 @@ impl Pipeline {
     fn apply_reshape(&mut self, pkt: &mut PacketBuf<'_>, r: Reshape, port: u16) -> Verdict {
         match r {
             Reshape::Encap(e) => self.encapsulate(pkt, &e),
+            Reshape::Unreachable => {
+                if unreach::write(pkt, self.port_mac(port)) {
+                    self.counters.drop(DropReason::PortUnreachable);
+                    Verdict::Forward { port }
+                } else {
+                    Verdict::Drop(DropReason::NoRealServer)
+                }
+            }
             Reshape::Insert { slot, translate } => {
                 self.insert_client_addr(pkt, slot, translate, port)
             }
@@ -634,9 +668,20 @@ impl Pipeline {
             .sessions
             .sweep(now, budget, |slot, s| held.release(slot, s));
         self.counters.sessions_expired += n as u64;
+        self.judge_guard(now);
         if !self.templates.is_empty() {
             self.templates.sweep(now, budget / 4 + 1);
         }
+    }
+}
+
+/// 224.0.0.0/24 or ff02::/16: groups that never leave the link (VRRP
+/// adverts, the sync daemon's default group), for the kernel side.
+fn is_link_local_multicast(a: Addr) -> bool {
+    match a.to_v4() {
+        Some([224, 0, 0, _]) => true,
+        Some(_) => false,
+        None => a.0[0] == 0xff && a.0[1] & 0x0f == 2,
     }
 }
 
@@ -699,9 +744,13 @@ use test_prelude::*;
 #[cfg(test)]
 mod client_addr_tests;
 #[cfg(test)]
+mod flood_tests;
+#[cfg(test)]
 mod hold_tests;
 #[cfg(test)]
 mod modes_tests;
+#[cfg(test)]
+mod sync_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

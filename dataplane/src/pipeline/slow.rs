@@ -203,6 +203,13 @@ impl Pipeline {
         held: Option<Decision>,
         now: Millis,
     ) -> Result<SlotId, Verdict> {
+        self.judge_guard(now);
+        if !self.room_in_table() {
+            if let Some(d) = held {
+                self.abandon(d);
+            }
+            return Err(Verdict::Drop(DropReason::SessionTableFull));
+        }
         let kept = held.and_then(|d| self.still_applies(d, svc_idx, &key));
         let d = match (kept, held) {
             (Some(d), _) => d,
@@ -210,7 +217,13 @@ impl Pipeline {
                 if let Some(d) = stale {
                     self.abandon(d);
                 }
-                self.decide(svc_idx, &key, now).map_err(Verdict::Drop)?
+                match self.decide(svc_idx, &key, now) {
+                    // Flood guard: a half-open session's port for this one.
+                    Err(DropReason::PortExhausted) if self.room_in_pools(svc_idx) => {
+                        self.decide(svc_idx, &key, now).map_err(Verdict::Drop)?
+                    }
+                    r => r.map_err(Verdict::Drop)?,
+                }
             }
         };
         let tables: &Tables = &self.tables;
@@ -307,7 +320,9 @@ impl Pipeline {
                 if let Some(st) = self.session_template.get_mut(slot.0 as usize) {
                     *st = template;
                 }
+                self.sync_reset(slot);
                 self.counters.sessions_created += 1;
+                self.guard.count_new(now);
                 Ok(slot)
             }
             Err(_) => {

@@ -61,6 +61,7 @@ fn tables(lports: (u16, u16)) -> Arc<Tables> {
         generation: 1,
         routes: Default::default(),
         tentative: Vec::new(),
+        standby: Vec::new(),
         vlans: Default::default(),
     })
 }
@@ -95,7 +96,13 @@ fn arp_frame(op: u16, smac: MacAddr, sip: [u8; 4], tip: [u8; 4]) -> Vec<u8> {
     )
 }
 
-fn tcp_frame(smac: MacAddr, src: Endpoint, dst: Endpoint, flags: u8, payload: &[u8]) -> Vec<u8> {
+pub(super) fn tcp_frame(
+    smac: MacAddr,
+    src: Endpoint,
+    dst: Endpoint,
+    flags: u8,
+    payload: &[u8],
+) -> Vec<u8> {
     let p = rewrite::tests::tcp_packet(src, dst, flags, payload);
     eth(LB_MAC, smac, ethernet::ETHERTYPE_IPV4, &p)
 }
@@ -151,7 +158,7 @@ fn worker(lports: (u16, u16), capacity: u32, worker: u16, workers: u16) -> Pipel
 }
 
 /// The only worker, knowing both real servers' MACs.
-fn ready(lports: (u16, u16), capacity: u32) -> Pipeline {
+pub(super) fn ready(lports: (u16, u16), capacity: u32) -> Pipeline {
     worker(lports, capacity, 0, 1)
 }
 
@@ -489,6 +496,12 @@ fn round_robin_alternates_between_servers() {
 #[test]
 fn refusals_are_counted() {
     let mut p = ready((5000, 5001), 16);
+    // Without the flood guard, which would evict a half-open session to
+    // make room (flood_tests.rs).
+    p.set_flood_guard(crate::guard::GuardConfig {
+        enabled: false,
+        ..Default::default()
+    });
     // Non-SYN without a session.
     let mut f = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::ACK, b"");
     assert_eq!(
@@ -534,12 +547,13 @@ fn refusals_are_counted() {
             assert_eq!(v, Verdict::Drop(DropReason::PortExhausted));
         }
     }
-    // Truncated and non-IP frames.
+    // Truncated (the IP total length now disagrees with the frame) and
+    // non-IP frames.
     let mut f = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::SYN, b"");
     f.truncate(14 + 20 + 10);
     assert_eq!(
         p.process(&mut f, 0, Millis(1)),
-        Verdict::Drop(DropReason::Malformed)
+        Verdict::Drop(DropReason::BadLength)
     );
     let mut f = vec![0u8; 10];
     assert_eq!(
@@ -563,7 +577,8 @@ fn refusals_are_counted() {
         (DropReason::NoService, 1),
         (DropReason::NotForUs, 1),
         (DropReason::PortExhausted, 1),
-        (DropReason::Malformed, 3),
+        (DropReason::Malformed, 2),
+        (DropReason::BadLength, 1),
         (DropReason::UnsupportedL3, 1),
     ] {
         assert_eq!(c.drops[r as usize], n, "{}", r.name());
@@ -579,6 +594,17 @@ fn full_table_refuses_new_but_keeps_established() {
         Verdict::Forward { port: 0 }
     );
     let laddr = look(&f).src;
+    // Established: the flood guard never evicts it.
+    let mut f = tcp_frame(RS1_MAC, RS1, laddr, tcp::SYN | tcp::ACK, b"");
+    assert_eq!(
+        p.process(&mut f, 0, Millis(1)),
+        Verdict::Forward { port: 0 }
+    );
+    let mut f = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::ACK, b"");
+    assert_eq!(
+        p.process(&mut f, 0, Millis(1)),
+        Verdict::Forward { port: 0 }
+    );
     let mut f = tcp_frame(
         CLIENT_MAC,
         Endpoint::new(CLIENT.ip.v4_bits(), 40001),
@@ -595,11 +621,12 @@ fn full_table_refuses_new_but_keeps_established() {
         1000,
         "refused session returned its port"
     );
-    let mut f = tcp_frame(RS1_MAC, RS1, laddr, tcp::SYN | tcp::ACK, b"");
+    let mut f = tcp_frame(RS1_MAC, RS1, laddr, tcp::ACK, b"x");
     assert_eq!(
         p.process(&mut f, 0, Millis(2)),
         Verdict::Forward { port: 0 }
     );
+    assert_eq!(p.flood_guard().counters.half_open_evicted, 0);
 }
 
 #[test]
@@ -1198,6 +1225,11 @@ fn a_described_frame_is_handled_exactly_as_an_undescribed_one() {
     low_ttl[ethernet::HEADER_LEN + 8] = 1;
     let mut fragment = data.clone();
     fragment[ethernet::HEADER_LEN + 6] = 0x20; // MF
+    for f in [&mut low_ttl, &mut fragment] {
+        ipv4::Packet::new_checked(&mut f[ethernet::HEADER_LEN..])
+            .unwrap()
+            .fill_checksum();
+    }
     let short = data[..ethernet::HEADER_LEN + 20 + 3].to_vec();
     let arp = arp_frame(arp::OP_REQUEST, CLIENT_MAC, CLIENT.ip.v4_bits(), LB);
     let mut frames = vec![syn, data, low_ttl, fragment, short, arp];
@@ -1216,4 +1248,44 @@ fn a_described_frame_is_handled_exactly_as_an_undescribed_one() {
         assert_eq!((va, &fa), (vb, &fb), "frame {i}");
     }
     assert_eq!(a.counters, b.counters);
+}
+
+#[test]
+fn a_syn_no_server_can_take_is_answered_with_port_unreachable_rate_limited() {
+    let t = tables((5000, 9000));
+    let mut t = (*t).clone();
+    t.services[0].servers.iter_mut().for_each(|r| r.weight = 0);
+    let mut p = Pipeline::new(Arc::new(t), known_servers(), 16, 42, 0, 1);
+    let syn = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::SYN, b"");
+    let mut verdicts = Vec::new();
+    for i in 0..8 {
+        let mut room = vec![0u8; 512];
+        room[128..128 + syn.len()].copy_from_slice(&syn);
+        let mut pkt = PacketBuf::new(&mut room, 128, syn.len());
+        let v = p.process_buf(&mut pkt, 0, Millis(1000 + i));
+        if i == 0 {
+            let f = pkt.frame();
+            let e = ethernet::Frame::new_checked(f).unwrap();
+            assert_eq!((e.dst(), e.src()), (CLIENT_MAC, LB_MAC));
+            let ip = ipv4::Packet::new_checked(e.payload()).unwrap();
+            assert_eq!(
+                (ip.src(), ip.dst(), ip.protocol()),
+                (VIP.ip.v4_bits(), CLIENT.ip.v4_bits(), ipv4::PROTO_ICMP)
+            );
+            assert_eq!(&ip.payload()[..2], &[3, 3], "port unreachable");
+            assert_eq!(&ip.payload()[8..], &syn[14..], "the SYN quoted whole");
+        }
+        verdicts.push(v);
+    }
+    let fwd = Verdict::Forward { port: 0 };
+    let no = Verdict::Drop(DropReason::NoRealServer);
+    assert_eq!(verdicts, [fwd, fwd, fwd, fwd, fwd, fwd, no, no]);
+    assert_eq!(p.counters.drops[DropReason::PortUnreachable as usize], 6);
+    assert_eq!(p.counters.drops[DropReason::NoRealServer as usize], 2);
+    // A segment that is not a SYN is not answered (it schedules nothing).
+    let mut f = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::ACK, b"");
+    assert_eq!(
+        p.process(&mut f, 0, Millis(9000)),
+        Verdict::Drop(DropReason::NoSession)
+    );
 }

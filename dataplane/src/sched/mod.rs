@@ -214,11 +214,19 @@ impl SchedKind {
     }
 }
 
-/// Scheduler flags (`ipvsadm -b`): the kernel's `IP_VS_SVC_F_SCHED1/2`,
-/// named per scheduler (`sh-fallback`/`mh-fallback` is bit 1,
-/// `sh-port`/`mh-port` bit 2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct SchedFlags(u8);
+bitflags::bitflags! {
+    /// Scheduler flags (`ipvsadm -b`): the kernel's `IP_VS_SVC_F_SCHED1/2`,
+    /// named per scheduler (`sh-fallback`/`mh-fallback` is bit 1,
+    /// `sh-port`/`mh-port` bit 2).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+    pub struct SchedFlags: u8 {
+        /// sh-fallback / mh-fallback: when the hashed server is unavailable,
+        /// walk on through the table instead of refusing the connection.
+        const FALLBACK = 1;
+        /// sh-port / mh-port: hash the client's port too.
+        const PORT = 2;
+    }
+}
 
 /// A scheduler flag that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -240,24 +248,7 @@ pub enum FlagError {
 
 impl SchedFlags {
     /// No flags.
-    pub const NONE: Self = Self(0);
-    /// sh-fallback / mh-fallback: when the hashed server is unavailable, walk
-    /// on through the table instead of refusing the connection.
-    pub const FALLBACK: Self = Self(1);
-    /// sh-port / mh-port: hash the client's port too.
-    pub const PORT: Self = Self(2);
-
-    /// True if every bit of `other` is set.
-    #[must_use]
-    pub const fn contains(self, other: Self) -> bool {
-        self.0 & other.0 == other.0
-    }
-
-    /// Both sets of bits.
-    #[must_use]
-    pub const fn union(self, other: Self) -> Self {
-        Self(self.0 | other.0)
-    }
+    pub const NONE: Self = Self::empty();
 
     /// The flag named `name` for scheduler `kind`.
     ///

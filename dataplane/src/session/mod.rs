@@ -403,9 +403,60 @@ impl SessionTable {
         removed
     }
 
+    /// The first session from slot `start` on (wrapping) that `pred`
+    /// accepts, among at most `budget` slots, with the slot to start the
+    /// next search at. Sessions indexed under their RS key only are
+    /// skipped. For eviction under a flood ([`crate::guard`]).
+    pub fn find_from(
+        &self,
+        start: usize,
+        budget: usize,
+        pred: impl Fn(&Session) -> bool,
+    ) -> (Option<SlotId>, usize) {
+        let n = self.slots.len();
+        let mut i = start % n;
+        for _ in 0..budget.min(n) {
+            let here = i;
+            i = if i + 1 == n { 0 } else { i + 1 };
+            if matches!(&self.slots[here], Some(s) if !self.rs_only[here] && pred(s)) {
+                return (Some(SlotId(here as u32)), i);
+            }
+        }
+        (None, i)
+    }
+
     /// Every live session (for listings; not for the packet path).
     pub fn iter(&self) -> impl Iterator<Item = &Session> {
         self.slots.iter().filter_map(Option::as_ref)
+    }
+
+    /// One page of a listing, bounded work for a worker's housekeeping
+    /// round: from slot `from` on, examines at most `scan` slots and copies
+    /// at most `take` live sessions into `out`. Returns the slot the next
+    /// page starts at, or `None` once the end of the table is reached.
+    ///
+    /// Sessions do not move between slots, so paging from 0 until `None`
+    /// lists every session that lived throughout, once; one created or
+    /// removed meanwhile may be listed or not.
+    pub fn page(
+        &self,
+        from: usize,
+        scan: usize,
+        take: usize,
+        out: &mut Vec<Session>,
+    ) -> Option<usize> {
+        let end = from.saturating_add(scan.max(1)).min(self.slots.len());
+        let mut taken = 0;
+        for slot in from..end {
+            if taken == take.max(1) {
+                return Some(slot);
+            }
+            if let Some(s) = &self.slots[slot] {
+                out.push(*s);
+                taken += 1;
+            }
+        }
+        (end < self.slots.len()).then_some(end)
     }
 
     #[inline]

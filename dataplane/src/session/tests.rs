@@ -228,3 +228,40 @@ fn a_reused_slot_starts_with_a_clean_ext() {
     let slot = t.insert(session(1001, 5001, 100)).unwrap();
     assert_eq!(t.ext(slot), Some(&ext::SessionExt::default()));
 }
+
+#[test]
+fn pages_list_every_session_once_within_their_bounds() {
+    let mut t = SessionTable::new(1000, 7);
+    for i in 0..300u16 {
+        t.insert(session(10_000 + i, 2000 + i, 1000)).unwrap();
+    }
+    // Holes: every third session gone.
+    let slots: Vec<SlotId> = (0..1000u32)
+        .map(SlotId)
+        .filter(|s| t.get(*s).is_some())
+        .collect();
+    for s in slots.iter().step_by(3) {
+        t.remove(*s);
+    }
+    let live: Vec<Session> = t.iter().copied().collect();
+    assert_eq!(live.len(), 200);
+    for (scan, take) in [(64, 16), (1000, 7), (1, 1), (5000, 5000), (100, 1000)] {
+        let (mut out, mut from, mut pages) = (Vec::new(), Some(0), 0);
+        while let Some(f) = from {
+            let before = out.len();
+            from = t.page(f, scan, take, &mut out);
+            assert!(out.len() - before <= take, "page over its take");
+            if let Some(next) = from {
+                assert!(next > f && next - f <= scan, "cursor {f} -> {next}");
+            }
+            pages += 1;
+            assert!(pages <= 2000, "paging does not end");
+        }
+        assert_eq!(out, live, "scan {scan}, take {take}");
+    }
+    let empty = SessionTable::new(10, 7);
+    let mut out = Vec::new();
+    assert_eq!(empty.page(0, 4, 4, &mut out), Some(4));
+    assert_eq!(empty.page(8, 4, 4, &mut out), None);
+    assert!(out.is_empty());
+}

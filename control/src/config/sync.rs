@@ -1,0 +1,306 @@
+//! `[sync]`: connection sync between appliances (ipvsadm's
+//! `--start-daemon`) and following the kernel's addresses for active/backup
+//! failover. See `docs/sync.md`.
+//!
+//! ```toml
+//! [sync]
+//! roles = ["master", "backup"]   # the daemons to start (none: sync off)
+//! syncid = 7                     # --syncid (0..=255; a backup with 0 takes all)
+//! interface = "dpdk0"            # --mcast-interface: an rvs interface (its exception-path TAP)
+//! group = "224.0.0.81"           # --mcast-group
+//! port = 8848                    # --mcast-port
+//! ttl = 1                        # --mcast-ttl
+//! maxlen = 1472                  # --sync-maxlen (default: from the interface's MTU)
+//! peers = ["10.77.0.3"]          # unicast instead of multicast; a backup takes only these
+//! resync_interval = 10           # seconds between full resyncs (0: off)
+//! follow_kernel_addresses = true # VIPs are served only while the kernel holds them
+//! ```
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::ConfigError;
+
+/// The `[sync]` table as the file has it.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSync {
+    #[serde(default)]
+    pub roles: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    pub syncid: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub interface: Option<Spanned<String>>,
+    #[serde(default)]
+    pub group: Option<Spanned<String>>,
+    #[serde(default)]
+    pub port: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub ttl: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub maxlen: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub peers: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub resync_interval: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub follow_kernel_addresses: Option<bool>,
+}
+
+/// The sync daemons' settings (see the module doc).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncConfig {
+    /// Run the master daemon (send this box's connections).
+    pub master: bool,
+    /// Run the backup daemon (install a master's connections).
+    pub backup: bool,
+    /// `--syncid`.
+    pub sync_id: u8,
+    /// `--mcast-interface`: an rvs interface's name (`None`: the first one).
+    pub interface: Option<String>,
+    /// `--mcast-group`.
+    pub group: Ipv4Addr,
+    /// `--mcast-port`.
+    pub port: u16,
+    /// `--mcast-ttl`.
+    pub ttl: u8,
+    /// `--sync-maxlen` (`None`: the kernel's default for the role).
+    pub maxlen: Option<u16>,
+    /// Unicast peers: a master sends to each, a backup takes only these.
+    /// Empty: multicast to `group`, taken from anyone.
+    pub peers: Vec<IpAddr>,
+    /// Seconds between a master's full resyncs (every session sent); 0: none.
+    pub resync_interval: u32,
+    /// VIPs and local addresses are owned only while the kernel has them
+    /// on the exception-path interface (keepalived puts them there).
+    pub follow_kernel_addresses: bool,
+}
+
+/// Default seconds between full resyncs.
+pub const RESYNC_INTERVAL: u32 = 10;
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self {
+            master: false,
+            backup: false,
+            sync_id: 0,
+            interface: None,
+            group: dataplane_group(),
+            port: 8848,
+            ttl: 1,
+            maxlen: None,
+            peers: Vec::new(),
+            resync_interval: RESYNC_INTERVAL,
+            follow_kernel_addresses: false,
+        }
+    }
+}
+
+fn dataplane_group() -> Ipv4Addr {
+    Ipv4Addr::new(224, 0, 0, 81)
+}
+
+impl SyncConfig {
+    /// True when any daemon runs.
+    #[must_use]
+    pub fn enabled(&self) -> bool {
+        self.master || self.backup
+    }
+}
+
+/// Validates `[sync]` against the interfaces' names.
+pub(super) fn validate(
+    raw: &RawSync,
+    interfaces: &[String],
+    at: &dyn Fn(std::ops::Range<usize>, String) -> ConfigError,
+) -> Result<SyncConfig, ConfigError> {
+    let mut c = SyncConfig::default();
+    let int = |v: &Spanned<i64>, lo: i64, hi: i64, what: &str| {
+        let x = *v.get_ref();
+        if (lo..=hi).contains(&x) {
+            Ok(x)
+        } else {
+            Err(at(
+                v.span(),
+                format!("sync {what} must be {lo}..={hi}, not {x}"),
+            ))
+        }
+    };
+    if let Some(r) = &raw.roles {
+        for role in r.get_ref() {
+            match role.as_str() {
+                "master" => c.master = true,
+                "backup" => c.backup = true,
+                other => {
+                    return Err(at(
+                        r.span(),
+                        format!("sync roles are \"master\" and \"backup\", not {other:?}"),
+                    ))
+                }
+            }
+        }
+    }
+    if let Some(v) = &raw.syncid {
+        c.sync_id = int(v, 0, 255, "syncid")? as u8;
+    }
+    if let Some(v) = &raw.interface {
+        if !interfaces.iter().any(|i| i == v.get_ref()) {
+            return Err(at(
+                v.span(),
+                format!(
+                    "sync interface {:?} is not one of the [[interface]]s ({})",
+                    v.get_ref(),
+                    interfaces.join(", ")
+                ),
+            ));
+        }
+        c.interface = Some(v.get_ref().clone());
+    }
+    if let Some(v) = &raw.group {
+        c.group = match v.get_ref().parse::<IpAddr>() {
+            Ok(IpAddr::V4(g)) if g.is_multicast() => g,
+            Ok(IpAddr::V6(_)) => {
+                return Err(at(
+                    v.span(),
+                    "an IPv6 sync group is not supported yet (use an IPv4 group or peers)".into(),
+                ))
+            }
+            _ => {
+                return Err(at(
+                    v.span(),
+                    format!("invalid IPv4 mcast-group {:?}", v.get_ref()),
+                ))
+            }
+        };
+    }
+    if let Some(v) = &raw.port {
+        c.port = int(v, 1, 65535, "port")? as u16;
+    }
+    if let Some(v) = &raw.ttl {
+        c.ttl = int(v, 1, 255, "ttl")? as u8;
+    }
+    if let Some(v) = &raw.maxlen {
+        c.maxlen = Some(int(v, 1, 65535 - 20 - 8, "maxlen")? as u16);
+    }
+    for p in &raw.peers {
+        match p.get_ref().parse::<IpAddr>() {
+            Ok(ip @ IpAddr::V4(v4)) if !v4.is_multicast() && !v4.is_unspecified() => {
+                c.peers.push(ip)
+            }
+            _ => {
+                return Err(at(
+                    p.span(),
+                    format!(
+                        "sync peer must be a unicast IPv4 address, not {:?}",
+                        p.get_ref()
+                    ),
+                ))
+            }
+        }
+    }
+    if let Some(v) = &raw.resync_interval {
+        c.resync_interval = int(v, 0, 86_400, "resync_interval")? as u32;
+    }
+    c.follow_kernel_addresses = raw.follow_kernel_addresses.unwrap_or(false);
+    Ok(c)
+}
+
+/// `[sync]` as config TOML (`--export-config`), every key written.
+#[must_use]
+pub fn toml(c: &SyncConfig) -> String {
+    let mut roles = Vec::new();
+    if c.master {
+        roles.push("\"master\"");
+    }
+    if c.backup {
+        roles.push("\"backup\"");
+    }
+    let mut out = String::from("\n[sync]\n");
+    let _ = writeln!(out, "roles = [{}]", roles.join(", "));
+    let _ = writeln!(out, "syncid = {}", c.sync_id);
+    if let Some(i) = &c.interface {
+        let _ = writeln!(out, "interface = {i:?}");
+    }
+    let _ = writeln!(out, "group = \"{}\"", c.group);
+    let _ = writeln!(out, "port = {}", c.port);
+    let _ = writeln!(out, "ttl = {}", c.ttl);
+    if let Some(m) = c.maxlen {
+        let _ = writeln!(out, "maxlen = {m}");
+    }
+    let peers: Vec<String> = c.peers.iter().map(|p| format!("\"{p}\"")).collect();
+    let _ = writeln!(out, "peers = [{}]", peers.join(", "));
+    let _ = writeln!(out, "resync_interval = {}", c.resync_interval);
+    let _ = writeln!(
+        out,
+        "follow_kernel_addresses = {}",
+        c.follow_kernel_addresses
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::parse;
+
+    const LAB: &str = include_str!("../../../config/lab.toml");
+
+    fn with(sync: &str) -> Result<SyncConfig, ConfigError> {
+        parse(Path::new("x.toml"), &format!("{LAB}\n[sync]\n{sync}\n")).map(|c| c.sync)
+    }
+
+    #[test]
+    fn defaults_are_the_kernels_and_sync_is_off() {
+        let c = parse(Path::new("x.toml"), LAB).unwrap().sync;
+        assert!(!c.enabled());
+        assert_eq!(
+            (c.sync_id, c.group, c.port, c.ttl, c.maxlen),
+            (0, Ipv4Addr::new(224, 0, 0, 81), 8848, 1, None)
+        );
+    }
+
+    #[test]
+    fn every_key_and_the_export_round_trip() {
+        let c = with(
+            "roles = [\"master\", \"backup\"]\nsyncid = 7\ninterface = \"dpdk0\"\n\
+             group = \"224.0.0.99\"\nport = 9000\nttl = 2\nmaxlen = 1400\n\
+             peers = [\"10.77.0.3\"]\nresync_interval = 0\nfollow_kernel_addresses = true",
+        )
+        .unwrap();
+        assert!(c.master && c.backup && c.follow_kernel_addresses);
+        assert_eq!(c.peers, vec!["10.77.0.3".parse::<IpAddr>().unwrap()]);
+        let text = toml(&c);
+        let again = with(text.trim_start().trim_start_matches("[sync]\n")).unwrap();
+        assert_eq!(again, c);
+    }
+
+    #[test]
+    fn bad_values_name_their_line() {
+        for (line, want) in [
+            ("roles = [\"primary\"]", "sync roles are"),
+            ("syncid = 256", "sync syncid must be 0..=255"),
+            ("interface = \"eth9\"", "not one of the [[interface]]s"),
+            ("group = \"10.0.0.1\"", "invalid IPv4 mcast-group"),
+            (
+                "group = \"ff02::81\"",
+                "IPv6 sync group is not supported yet",
+            ),
+            ("port = 0", "sync port must be 1..=65535"),
+            ("ttl = 0", "sync ttl must be 1..=255"),
+            ("maxlen = 70000", "sync maxlen must be"),
+            ("peers = [\"224.0.0.1\"]", "unicast IPv4"),
+            ("bogus = 1", "unknown field"),
+        ] {
+            let e = with(line).unwrap_err();
+            let at = LAB.lines().count() + 3;
+            assert_eq!(e.at.map(|a| a.0), Some(at), "{line}: {e}");
+            assert!(e.reason.contains(want), "{line}: {e}");
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! What connection sync costs a worker: an established inbound packet
+//! through `Pipeline::process` with the sync feed off and on (the policy's
+//! count and decision on every packet, a ring push on the 3rd and every
+//! 50th), and one push into the lock-free ring. Figures go to BENCHMARKS.md.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use rvs_dataplane::neigh::{NeighEntry, NeighMap};
+use rvs_dataplane::pipeline::{Pipeline, Verdict};
+use rvs_dataplane::sched::SchedKind;
+use rvs_dataplane::session::{Endpoint, Timeouts};
+use rvs_dataplane::sync_feed::{RecordKind, SyncRecord, SyncRing};
+use rvs_dataplane::sync_policy::SyncPolicy;
+use rvs_dataplane::tables::{Forward, Interface, RealServer, Service, Tables};
+use rvs_dataplane::time::Millis;
+use rvs_dataplane::wire::{ipv4, tcp};
+
+fn tcp_frame(src: Endpoint, dst: Endpoint, flags: u8) -> Vec<u8> {
+    let mut f = vec![0u8; 14 + 40];
+    f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+    f[6..12].copy_from_slice(&[2; 6]);
+    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    ipv4::emit_header(
+        &mut f[14..],
+        ipv4::PROTO_TCP,
+        src.ip.v4_bits(),
+        dst.ip.v4_bits(),
+        20,
+    );
+    let t = &mut f[34..];
+    t[0..2].copy_from_slice(&src.port.to_be_bytes());
+    t[2..4].copy_from_slice(&dst.port.to_be_bytes());
+    t[12] = 5 << 4;
+    t[13] = flags;
+    tcp::Packet::new_checked(&mut f[34..])
+        .unwrap()
+        .fill_checksum_v4(src.ip.v4_bits(), dst.ip.v4_bits());
+    f
+}
+
+fn pipeline() -> Pipeline {
+    let tables = Arc::new(Tables {
+        interfaces: vec![Interface {
+            port: 0,
+            mac: [2, 0, 0, 0, 0, 2],
+            addr: [10, 77, 0, 2],
+            prefix_len: 24,
+            gateway: None,
+            mtu: 1500,
+        }],
+        services: vec![Service {
+            vip: Endpoint::new([10, 77, 0, 100], 80),
+            proto: 6,
+            sched: SchedKind::RoundRobin,
+            laddrs: vec![0],
+            servers: vec![RealServer {
+                addr: Endpoint::new([10, 77, 0, 11], 80),
+                weight: 1,
+                index: 0,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        laddrs: vec![[10, 77, 0, 200].into()],
+        lport_range: (1025, 65535),
+        timeouts: Timeouts::default(),
+        rs_count: 1,
+        generation: 1,
+        routes: Default::default(),
+        tentative: Vec::new(),
+        standby: Vec::new(),
+        vlans: Default::default(),
+    });
+    let neigh = Arc::new(NeighMap::new(vec![NeighEntry {
+        ip: [10, 77, 0, 11].into(),
+        mac: [2, 0, 0, 0, 0, 0x11],
+        port: 0,
+    }]));
+    Pipeline::new(tables, neigh, 65536, 1, 0, 1)
+}
+
+fn bench_feed(c: &mut Criterion) {
+    let client = Endpoint::new([10, 77, 0, 10], 40000);
+    let vip = Endpoint::new([10, 77, 0, 100], 80);
+    let ack = tcp_frame(client, vip, tcp::ACK);
+    let mut g = c.benchmark_group("sync");
+    g.throughput(Throughput::Elements(1));
+    for on in [false, true] {
+        let mut p = pipeline();
+        let ring = Arc::new(SyncRing::new(1 << 16));
+        if on {
+            p.set_sync_feed(Some((Arc::clone(&ring), SyncPolicy::default())));
+        }
+        let mut syn = tcp_frame(client, vip, tcp::SYN);
+        assert_eq!(
+            p.process(&mut syn, 0, Millis(0)),
+            Verdict::Forward { port: 0 }
+        );
+        let name = if on {
+            "established_inbound_64B_feed_on"
+        } else {
+            "established_inbound_64B_feed_off"
+        };
+        g.bench_function(name, |b| {
+            b.iter_batched_ref(
+                || ack.clone(),
+                |f| {
+                    let v = black_box(p.process(f, 0, Millis(1)));
+                    // Control's side, not the worker's: keep the ring from filling.
+                    while ring.pop().is_some() {}
+                    v
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    let ring = SyncRing::new(1 << 16);
+    let r = SyncRecord {
+        kind: RecordKind::Conn,
+        proto: 6,
+        forward: Forward::FullNat,
+        state: 1,
+        client,
+        vip,
+        rs: Endpoint::new([10, 77, 0, 11], 80),
+        laddr: Some(Endpoint::new([10, 77, 0, 200], 5000)),
+        timeout_s: 900,
+    };
+    g.bench_function("ring_push_and_pop", |b| {
+        b.iter(|| {
+            ring.push(black_box(&r));
+            black_box(ring.pop())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_feed);
+criterion_main!(benches);
