@@ -34,9 +34,10 @@
 //!   17 TCP [fd77::100]:84 -> RS1:8084 FULLNAT64 (through 10.77.0.200)
 //!   18 UDP [fd77::100]:58 -> RS1:5358 FULLNAT64
 //!   19 TCP VIP:85 -> RS1:8085 FULLNAT, client_address toa
-//!   20 TCP VIP:86 -> RS1:8086 FULLNAT, client_address proxy-v1
-//!   21 TCP VIP:87 -> RS1:8087 FULLNAT, client_address proxy-v2
-//!   22 TCP [fd77::100]:87 -> [fd77::11]:8087 FULLNAT, client_address proxy-v2
+//!   20 TCP [fd77::100]:85 -> [fd77::11]:8085 FULLNAT, client_address toa
+//!   21 TCP VIP:86 -> RS1:8086 FULLNAT, client_address proxy-v1
+//!   22 TCP VIP:87 -> RS1:8087 FULLNAT, client_address proxy-v2
+//!   23 TCP [fd77::100]:87 -> [fd77::11]:8087 FULLNAT, client_address proxy-v2
 //! timeouts: the defaults; session capacity 64, seed 42
 //! ```
 //!
@@ -136,8 +137,9 @@ const SERVICES_64: [ServiceRow; 2] = [
 
 /// Services that tell RS1 the client's address (FULLNAT TCP, VIP port =
 /// server port - 8000): (VIP port, mode, IPv6).
-const SERVICES_CLIENT_ADDR: [(u16, ClientAddress, bool); 4] = [
+const SERVICES_CLIENT_ADDR: [(u16, ClientAddress, bool); 5] = [
     (85, ClientAddress::Toa, false),
+    (85, ClientAddress::Toa, true),
     (86, ClientAddress::ProxyV1, false),
     (87, ClientAddress::ProxyV2, false),
     (87, ClientAddress::ProxyV2, true),

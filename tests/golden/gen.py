@@ -48,9 +48,10 @@ THE CONFIGURATION (golden.rs `tables()` and `neighbours()` build the same):
       17 TCP [fd77::100]:84 -> RS1:8084 FULLNAT64 (through 10.77.0.200)
       18 UDP [fd77::100]:58 -> RS1:5358 FULLNAT64
       19 TCP VIP:85 -> RS1:8085 FULLNAT, client_address toa
-      20 TCP VIP:86 -> RS1:8086 FULLNAT, client_address proxy-v1
-      21 TCP VIP:87 -> RS1:8087 FULLNAT, client_address proxy-v2
-      22 TCP [fd77::100]:87 -> [fd77::11]:8087 FULLNAT, client_address proxy-v2
+      20 TCP [fd77::100]:85 -> [fd77::11]:8085 FULLNAT, client_address toa
+      21 TCP VIP:86 -> RS1:8086 FULLNAT, client_address proxy-v1
+      22 TCP VIP:87 -> RS1:8087 FULLNAT, client_address proxy-v2
+      23 TCP [fd77::100]:87 -> [fd77::11]:8087 FULLNAT, client_address proxy-v2
     timeouts: the defaults; session capacity 64, seed 42
 
 The local port: a worker's pool of a local address is a FIFO of the ports
@@ -1107,6 +1108,7 @@ def _(c: Case) -> None:
 
 # ---- client addresses (TOA, PROXY protocol) ----------------------------------
 TOA_TCP = (85, RS1, 8085, RS1_MAC)
+TOA_TCP6 = (85, RS1_6, 8085, RS1_MAC)
 PROXY_V1_TCP = (86, RS1, 8086, RS1_MAC)
 PROXY_V2_TCP = (87, RS1, 8087, RS1_MAC)
 PROXY_V2_TCP6 = (87, RS1_6, 8087, RS1_MAC)
@@ -1165,6 +1167,21 @@ def _(c: Case) -> None:
     c.step("server reply, unchanged but for the tuple", reply, "forward:0", routed(reply, (VIP, vport), cl, CLIENT_MAC))
     more = from_client(tcp_v4(CLIENT, 40000, VIP, vport, "A", seq=1019, ack=5020, ip_id=4))
     c.step("later ACK: no option", more, "forward:0", routed(more, laddr, (rs, rport), rs_mac))
+
+
+@case("toa_v6", "TOA for an IPv6 client: option 254 of 20 bytes (port, IPv6 address: DPVS's layout) on the handshake's ACK; SYN-ACK MSS lowered by 20")
+def _(c: Case) -> None:
+    vport, rs, rport, rs_mac = TOA_TCP6
+    laddr = (LADDR6, lport(0))
+    cl = (CLIENT6, 40000)
+    toa = (254, struct.pack("!H", 40000) + ipaddress.ip_address(CLIENT6).packed)
+    syn = from_client(tcp_v6(CLIENT6, 40000, VIP6, vport, "S", seq=1000, options=SYN_OPTIONS))
+    c.step("client SYN, untouched", syn, "forward:0", routed(syn, laddr, (rs, rport), rs_mac))
+    synack = from_server(rs_mac, tcp_v6(rs, rport, LADDR6, laddr[1], "SA", seq=5000, ack=1001, options=SYNACK_OPTIONS))
+    c.step("server SYN-ACK, MSS 1460 - 20", synack, "forward:0",
+           with_tcp(routed(synack, (VIP6, vport), cl, CLIENT_MAC), options=options_with_mss(SYNACK_OPTIONS, 1440)))
+    ack = from_client(tcp_v6(CLIENT6, 40000, VIP6, vport, "A", seq=1001, ack=5001))
+    c.step("handshake ACK gets the 20-byte option", ack, "forward:0", with_tcp(routed(ack, laddr, (rs, rport), rs_mac), options=[toa]))
 
 
 def proxy_case(c: Case, svc: tuple, header: bytes, six: bool = False) -> None:

@@ -17,8 +17,8 @@ use crate::xmit::nat64;
 impl Pipeline {
     /// Remembers, clamps, shifts (see [`ca::on_packet`]) and says whether
     /// the packet of session `slot` (`l3`, its TCP header at `l4`) gets the
-    /// insertion; `reshape` is what its method asked for already.
-    #[cold]
+    /// insertion; `reshape` is what its method asked for already. Not
+    /// `#[cold]`: every packet of such a session comes here.
     #[inline(never)]
     pub(super) fn client_address(
         &mut self,

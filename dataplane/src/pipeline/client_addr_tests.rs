@@ -564,3 +564,37 @@ fn udp_proxy_v2_rides_every_datagram_toward_the_server() {
     assert_eq!(&out[14 + 28..], b"answer");
     assert_eq!(p.counters.client_addr_inserted, 3);
 }
+
+#[test]
+fn a_connection_keeps_the_mode_it_started_with() {
+    let mut p = pipeline(ClientAddress::ProxyV2);
+    handshake(&mut p, CLIENT, VIP);
+    // The service's mode changes (reload, rvsadm -E) mid-connection.
+    let t = tables_with((5000, 5009), |t| t.services[0].servers.truncate(1));
+    p.set_tables(t);
+    let f = seg(
+        CLIENT_MAC,
+        CLIENT,
+        VIP,
+        (ISN_C + 1, ISN_S + 1),
+        tcp::ACK,
+        &[],
+        b"hello",
+    );
+    let o = read(&run(&mut p, &f, 256, 3).1);
+    assert_eq!(o.payload.len(), 28 + 5, "the header still goes in");
+    // A new connection follows the new mode.
+    let other = Endpoint::new([10, 77, 0, 10], 40001);
+    let syn = seg(CLIENT_MAC, other, VIP, (ISN_C, 0), tcp::SYN, &MSS_1460, b"");
+    run(&mut p, &syn, 256, 4);
+    let f = seg(
+        CLIENT_MAC,
+        other,
+        VIP,
+        (ISN_C + 1, 1),
+        tcp::ACK,
+        &[],
+        b"hello",
+    );
+    assert_eq!(read(&run(&mut p, &f, 256, 5).1).payload, b"hello");
+}
