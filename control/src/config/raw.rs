@@ -22,6 +22,8 @@ pub(super) struct RawConfig {
     pub service: Vec<RawService>,
     #[serde(default)]
     pub timeouts: RawTimeouts,
+    #[serde(default)]
+    pub flood_guard: super::flood_guard::RawFloodGuard,
 }
 
 #[derive(Debug, Deserialize)]

@@ -354,6 +354,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
             n as u16,
         );
         pipeline.set_template_capacity(config.dataplane.template_capacity);
+        pipeline.set_flood_guard(config.flood_guard);
         pipeline.enable_punt();
         let shared = Arc::new(WorkerShared::new(MAX_REAL_SERVERS));
         let (req_tx, req_rx) = bounded(64);
