@@ -270,6 +270,12 @@ pub struct WorkerStatsView {
     pub empty_polls: u64,
     /// Drops by reason name (non-zero only).
     pub drops: Vec<(String, u64)>,
+    /// Flood guard on (`dataplane::guard`).
+    #[serde(default)]
+    pub guard_on: bool,
+    /// Flood-guard counters by name.
+    #[serde(default)]
+    pub guard: Vec<(String, u64)>,
 }
 
 /// Counters of one DPDK port.

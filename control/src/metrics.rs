@@ -47,6 +47,10 @@ pub struct WorkerSample {
     pub sessions_expired: u64,
     /// Tables generation in force.
     pub generation: u64,
+    /// Flood guard on.
+    pub guard_on: bool,
+    /// Flood-guard counters by name (`dataplane::guard::GuardCounters`).
+    pub guard: Vec<(&'static str, u64)>,
 }
 
 /// One port's ethdev counters.
@@ -239,6 +243,18 @@ pub fn render(s: &Snapshot) -> Result<String, RenderError> {
         "Generation of the configuration snapshot a worker forwards by.",
         &w,
     )?;
+    let guard_on = gauge(
+        &reg,
+        "rvs_worker_flood_guard_on",
+        "1 while a worker's flood guard is on (half-open sessions get short timeouts and give way).",
+        &w,
+    )?;
+    let guard = counter(
+        &reg,
+        "rvs_worker_flood_guard_events_total",
+        "Flood-guard events, by kind: on (went on), half_open_short (half-open sessions given the short timeout), half_open_evicted (evicted to make room).",
+        &["worker", "event"],
+    )?;
     for x in &s.workers {
         let l = x.lcore.to_string();
         let l = [l.as_str()];
@@ -264,6 +280,10 @@ pub fn render(s: &Snapshot) -> Result<String, RenderError> {
         created.with_label_values(&l).inc_by(x.sessions_created);
         expired.with_label_values(&l).inc_by(x.sessions_expired);
         wgen.with_label_values(&l).set(clamp(x.generation));
+        guard_on.with_label_values(&l).set(i64::from(x.guard_on));
+        for (event, n) in &x.guard {
+            guard.with_label_values(&[l[0], event]).inc_by(*n);
+        }
     }
 
     let p = ["port"];
@@ -435,6 +455,8 @@ mod tests {
                 tx_packets: 9,
                 drops: vec![("no_session", 1)],
                 session_capacity: 65536,
+                guard_on: true,
+                guard: vec![("half_open_evicted", 3)],
                 ..WorkerSample::default()
             }],
             ports: vec![PortSample {

@@ -120,6 +120,8 @@ mod tests {
             polls,
             empty_polls: empty,
             drops: vec![("no_session".into(), rx / 10)],
+            guard_on: false,
+            guard: Vec::new(),
         }
     }
 

@@ -25,9 +25,12 @@
 //! - **Evicted first**: when a new connection finds the table full, or its
 //!   service's port pools exhausted, a half-open TCP session (for the pool,
 //!   one holding a port of that service's local addresses) is removed to
-//!   make room (`half_open_evicted`), the kernel's `drop_entry` order. It is
-//!   looked for among [`EVICT_SCAN`] slots from a cursor that moves on; if
-//!   none is there the connection is refused as before. Established,
+//!   make room (`half_open_evicted`), the kernel's `drop_entry` order: the
+//!   oldest of those among [`EVICT_SCAN`] slots from a cursor that moves
+//!   on, if it is at least half the half-open timeout old (1 s at least);
+//!   if none is, the connection is refused as before (Katran's "stop
+//!   inserting"): a flood faster than the table turns over admits fewer
+//!   new sessions, but each admitted one has time to complete. Established,
 //!   closing and UDP sessions are never evicted.
 //!
 //! What costs on the packet path: one `bool` read when a TCP session changes
@@ -80,6 +83,18 @@ pub struct GuardCounters {
     pub half_open_evicted: u64,
 }
 
+impl GuardCounters {
+    /// Names of the counters (metrics label `event`, `--stats-dp`), in
+    /// the order of [`Self::values`].
+    pub const NAMES: [&'static str; 3] = ["on", "half_open_short", "half_open_evicted"];
+
+    /// The counters, in the order of [`Self::NAMES`].
+    #[must_use]
+    pub fn values(&self) -> [u64; 3] {
+        [self.on, self.half_open_short, self.half_open_evicted]
+    }
+}
+
 /// One worker's guard: its settings, rate window and state.
 #[derive(Debug, Clone, Default)]
 pub struct FloodGuard {
@@ -89,16 +104,19 @@ pub struct FloodGuard {
     rate_high: bool,
     active: bool,
     evict_cursor: usize,
+    /// When each slot's session was created.
+    born: Vec<Millis>,
     /// What it counted.
     pub counters: GuardCounters,
 }
 
 impl FloodGuard {
-    /// A guard with `cfg`.
+    /// A guard with `cfg` for a table of `capacity` sessions.
     #[must_use]
-    pub fn new(cfg: GuardConfig) -> Self {
+    pub fn new(cfg: GuardConfig, capacity: usize) -> Self {
         Self {
             cfg,
+            born: vec![Millis(0); capacity],
             ..Self::default()
         }
     }
@@ -177,19 +195,46 @@ impl FloodGuard {
         }
     }
 
-    /// A half-open TCP session that `also` accepts, among the next
-    /// [`EVICT_SCAN`] slots of `table`: the one to evict, if any. Only
-    /// when the guard is enabled.
+    /// Notes that the session in `slot` was created at `now` (its age
+    /// decides the order of eviction).
+    pub fn born(&mut self, slot: SlotId, now: Millis) {
+        if let Some(b) = self.born.get_mut(slot.0 as usize) {
+            *b = now;
+        }
+    }
+
+    /// Age a half-open session must reach before it may be evicted: half
+    /// the half-open timeout, at least one second (the first SYN
+    /// retransmission).
+    #[must_use]
+    pub fn min_age_ms(&self) -> u64 {
+        (u64::from(self.cfg.half_open_timeout_secs) * 500).max(1000)
+    }
+
+    /// The oldest half-open TCP session that `also` accepts, at least
+    /// [`Self::min_age_ms`] old, among the next [`EVICT_SCAN`] slots of
+    /// `table`: the one to evict, if any. Only when the guard is enabled.
+    /// The oldest, because a real client's handshake completes within a
+    /// round trip (and a loaded server's answer) while a spoofed one never
+    /// does; a minimum age, so that under a flood faster than the table
+    /// turns over, new sessions are refused ("stop inserting") rather than
+    /// each evicting one too young to have completed: whatever gets in has
+    /// time to.
     pub fn victim(
         &mut self,
         table: &SessionTable,
+        now: Millis,
         also: impl Fn(&Session) -> bool,
     ) -> Option<SlotId> {
         if !self.cfg.enabled {
             return None;
         }
-        let (found, next) = table.find_from(self.evict_cursor, EVICT_SCAN, |s| {
-            s.proto == ipv4::PROTO_TCP && is_half_open(s.state) && also(s)
+        let latest = now.0.saturating_sub(self.min_age_ms());
+        let born = &self.born;
+        let (found, next) = table.lowest_from(self.evict_cursor, EVICT_SCAN, |slot, s| {
+            let b = born.get(slot.0 as usize).map_or(0, |m| m.0);
+            (s.proto == ipv4::PROTO_TCP && is_half_open(s.state) && b <= latest && also(s))
+                .then_some(b)
         });
         self.evict_cursor = next;
         found
@@ -209,10 +254,13 @@ mod tests {
     use super::*;
 
     fn guard(rate: u32) -> FloodGuard {
-        FloodGuard::new(GuardConfig {
-            new_session_rate: rate,
-            ..GuardConfig::default()
-        })
+        FloodGuard::new(
+            GuardConfig {
+                new_session_rate: rate,
+                ..GuardConfig::default()
+            },
+            16,
+        )
     }
 
     #[test]
@@ -249,10 +297,13 @@ mod tests {
         g.judge(Millis(0), 0, 100, [(89, 100)].into_iter());
         assert!(!g.is_on());
         assert_eq!(g.counters.on, 1, "on once, however many triggers");
-        let mut off = FloodGuard::new(GuardConfig {
-            enabled: false,
-            ..GuardConfig::default()
-        });
+        let mut off = FloodGuard::new(
+            GuardConfig {
+                enabled: false,
+                ..GuardConfig::default()
+            },
+            16,
+        );
         off.judge(Millis(0), 100, 100, std::iter::empty());
         assert!(!off.is_on());
     }

@@ -121,6 +121,10 @@ pub struct WorkerShared {
     pub redirected_in: AtomicU64,
     /// Packets handed to the kernel (exception path).
     pub punted: AtomicU64,
+    /// Flood guard on (see [`crate::guard`]).
+    pub guard_on: AtomicBool,
+    /// Flood-guard counters, in [`crate::guard::GuardCounters::NAMES`] order.
+    pub guard: [AtomicU64; 3],
     /// Generation of the tables in force.
     pub generation: AtomicU64,
 }
@@ -148,6 +152,8 @@ impl WorkerShared {
             redirected_out: AtomicU64::new(0),
             redirected_in: AtomicU64::new(0),
             punted: AtomicU64::new(0),
+            guard_on: AtomicBool::new(false),
+            guard: std::array::from_fn(|_| AtomicU64::new(0)),
             generation: AtomicU64::new(0),
         }
     }
@@ -841,6 +847,11 @@ impl Worker {
         s.redirected_out.store(c.redirected_out, Ordering::Relaxed);
         s.redirected_in.store(c.redirected_in, Ordering::Relaxed);
         s.punted.store(c.punted, Ordering::Relaxed);
+        let g = self.pipeline.flood_guard();
+        s.guard_on.store(g.is_on(), Ordering::Relaxed);
+        for (a, v) in s.guard.iter().zip(g.counters.values()) {
+            a.store(v, Ordering::Relaxed);
+        }
     }
 }
 

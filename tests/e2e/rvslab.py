@@ -14,7 +14,7 @@ import signal
 import subprocess
 import time
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, TypeVar
 
@@ -432,6 +432,7 @@ WORKER_RE = re.compile(
     r" redirected out (\d+) in (\d+) generation (\d+)$")
 DROP_RE = re.compile(r"^  drop (\w+): (\d+)$")
 BYTES_RE = re.compile(r"^  bytes rx (\d+) tx (\d+)$")
+GUARD_RE = re.compile(r"^  flood guard (on|off):((?: \w+ \d+)*)$")
 
 
 @dataclass
@@ -448,6 +449,8 @@ class WorkerStats:
     drops: dict
     rx_bytes: int = 0
     tx_bytes: int = 0
+    guard_on: bool = False
+    guard: dict = field(default_factory=dict)
 
 
 def parse_worker_stats(text: str) -> list[WorkerStats]:
@@ -462,6 +465,12 @@ def parse_worker_stats(text: str) -> list[WorkerStats]:
         m = BYTES_RE.match(line)
         if m and workers:
             workers[-1].rx_bytes, workers[-1].tx_bytes = map(int, m.groups())
+            continue
+        m = GUARD_RE.match(line)
+        if m and workers:
+            words = m.group(2).split()
+            workers[-1].guard_on = m.group(1) == "on"
+            workers[-1].guard = {k: int(v) for k, v in zip(words[::2], words[1::2])}
             continue
         m = DROP_RE.match(line)
         assert m and workers, f"unexpected --stats-dp line {line!r} in:\n{text}"

@@ -2127,6 +2127,8 @@ fn serve_scrape(
                 sessions_created: s.created,
                 sessions_expired: l(&sh.sessions_expired),
                 generation: l(&sh.generation),
+                guard_on: false,
+                guard: Vec::new(),
             }
         })
         .collect();

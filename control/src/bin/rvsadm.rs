@@ -880,6 +880,14 @@ fn render(resp: Response, a: &Args) -> Result<String, String> {
                     w.lcore, w.rx_packets, w.tx_packets, w.sessions, w.sessions_created, w.sessions_expired, w.redirected_out, w.redirected_in, w.generation
                 );
                 t += &format!("  bytes rx {} tx {}\n", w.rx_bytes, w.tx_bytes);
+                t += &format!(
+                    "  flood guard {}:{}\n",
+                    if w.guard_on { "on" } else { "off" },
+                    w.guard
+                        .iter()
+                        .map(|(n, v)| format!(" {n} {v}"))
+                        .collect::<String>()
+                );
                 for (reason, n) in w.drops {
                     t += &format!("  drop {reason}: {n}\n");
                 }

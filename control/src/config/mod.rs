@@ -11,6 +11,7 @@
 
 pub mod claims;
 pub mod export;
+pub mod flood_guard;
 mod health;
 pub mod net;
 pub mod ranges;
@@ -563,6 +564,8 @@ pub struct Config {
     pub services: Vec<ServiceConfig>,
     /// Session timeouts.
     pub timeouts: Timeouts,
+    /// The data plane's flood guard (`[flood_guard]`, init-only).
+    pub flood_guard: dataplane::guard::GuardConfig,
     /// Scheduling options of services, by (VIP, protocol); see
     /// [`ServiceOptions`].
     pub service_options: BTreeMap<(SocketAddr, u8), ServiceOptions>,

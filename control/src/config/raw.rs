@@ -26,6 +26,8 @@ pub(super) struct RawConfig {
     pub vip_routes: Option<Spanned<RawVipRoutes>>,
     #[serde(default)]
     pub sync: super::sync::RawSync,
+    #[serde(default)]
+    pub flood_guard: super::flood_guard::RawFloodGuard,
 }
 
 /// `[vip_routes]`: host routes for the VIPs a BGP daemon exports.

@@ -745,3 +745,49 @@ fn vip_routes_defaults_and_errors() {
         assert!(e.at.is_some(), "{section}: {e}");
     }
 }
+
+#[test]
+fn flood_guard_defaults_and_ranges() {
+    let ok = |t: &str| parse(Path::new("x.toml"), t).unwrap();
+    let c = ok(LAB);
+    assert_eq!(c.flood_guard, dataplane::guard::GuardConfig::default());
+    let text = format!(
+        "{LAB}\n[flood_guard]\nenabled = false\nnew_session_rate = 20000\nsession_high_water = 80\nport_high_water = 75\nhalf_open_timeout = 3\n"
+    );
+    let g = ok(&text).flood_guard;
+    assert!(!g.enabled);
+    assert_eq!(
+        (
+            g.new_session_rate,
+            g.session_high_water,
+            g.port_high_water,
+            g.half_open_timeout_secs
+        ),
+        (20000, 80, 75, 3)
+    );
+    for (line, want) in [
+        (
+            "session_high_water = 0",
+            "session_high_water (percent) must be 1..=100, not 0",
+        ),
+        (
+            "port_high_water = 101",
+            "port_high_water (percent) must be 1..=100, not 101",
+        ),
+        (
+            "new_session_rate = -1",
+            "new_session_rate must be 0..=100000000, not -1",
+        ),
+        (
+            "half_open_timeout = 0",
+            "half_open_timeout (seconds) must be 1..=",
+        ),
+        ("bogus = 1", "unknown field"),
+    ] {
+        let text = format!("{LAB}\n[flood_guard]\n{line}\n");
+        let e = err(&text);
+        let want_line = text.lines().count();
+        assert_eq!(e.at.map(|a| a.0), Some(want_line), "{line}: {e}");
+        assert!(e.reason.contains(want), "{line}: {e}");
+    }
+}

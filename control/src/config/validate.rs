@@ -631,6 +631,8 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         addresses: Vec::new(),
         services,
         timeouts: timeouts(&cx, &raw.timeouts)?,
+        flood_guard: super::flood_guard::flood_guard(&raw.flood_guard)
+            .map_err(|(span, e)| cx.err_at(span, e))?,
         service_options,
         health,
         vip_routes: vip_routes(&cx, raw.vip_routes.as_ref(), &raw.interface)?,

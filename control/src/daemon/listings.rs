@@ -3,6 +3,7 @@
 //! from their tables.
 
 use super::*;
+use dataplane::guard::GuardCounters;
 
 impl Control {
     pub(super) fn metrics_snapshot(&self) -> metrics::Snapshot {
@@ -32,6 +33,12 @@ impl Control {
                     sessions_created: l(&s.sessions_created),
                     sessions_expired: l(&s.sessions_expired),
                     generation: l(&s.generation),
+                    guard_on: s.guard_on.load(Ordering::Relaxed),
+                    guard: GuardCounters::NAMES
+                        .iter()
+                        .zip(&s.guard)
+                        .map(|(n, a)| (*n, l(a)))
+                        .collect(),
                 }
             })
             .collect();
@@ -371,6 +378,12 @@ impl Control {
                             let n = l(&s.drops[*r as usize]);
                             (n > 0).then(|| (r.name().to_string(), n))
                         })
+                        .collect(),
+                    guard_on: s.guard_on.load(Ordering::Relaxed),
+                    guard: GuardCounters::NAMES
+                        .iter()
+                        .zip(&s.guard)
+                        .map(|(n, a)| ((*n).to_string(), l(a)))
                         .collect(),
                 }
             })

@@ -341,6 +341,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
             n as u16,
         );
         pipeline.set_template_capacity(config.dataplane.template_capacity);
+        pipeline.set_flood_guard(config.flood_guard);
         pipeline.enable_punt();
         plans.push(runtime::WorkerPlan {
             lcore: LcoreId(lcore),

@@ -208,6 +208,7 @@ impl Control {
         let fixed = [
             ("[dpdk]", new.dpdk != old.dpdk),
             ("[dataplane]", new.dataplane != old.dataplane),
+            ("[flood_guard]", new.flood_guard != old.flood_guard),
             ("[control] socket", new.socket != old.socket),
             ("[metrics] address", new.metrics != old.metrics),
             ("[[interface]]", new.interfaces != old.interfaces),

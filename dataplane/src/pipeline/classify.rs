@@ -49,7 +49,8 @@ impl Pipeline {
             ethernet::ETHERTYPE_IPV4 => {
                 let ip = ipv4::Packet::new_checked(l3).ok()?;
                 let proto = ip.protocol();
-                if !is_tcp_or_udp(proto) || ip.is_fragment() || !ip.verify_checksum() {
+                if !is_tcp_or_udp(proto) || ip.is_fragment() || !ingress_check::ip_checksum_ok(&ip)
+                {
                     return None;
                 }
                 if ip.header_len() > ipv4::MIN_HEADER_LEN

@@ -10,7 +10,7 @@ use crate::time::Millis;
 impl Pipeline {
     /// Sets the flood guard's settings (control, before traffic).
     pub fn set_flood_guard(&mut self, cfg: GuardConfig) {
-        self.guard = FloodGuard::new(cfg);
+        self.guard = FloodGuard::new(cfg, self.sessions.capacity());
     }
 
     /// This worker's flood guard (state and counters).
@@ -32,25 +32,31 @@ impl Pipeline {
     /// A full table: evicts a half-open session, if the guard finds one.
     /// True if there is room now.
     #[cold]
-    pub(super) fn room_in_table(&mut self) -> bool {
+    pub(super) fn room_in_table(&mut self, now: Millis) -> bool {
         if self.sessions.len() < self.sessions.capacity() {
             return true;
         }
-        self.evict_half_open(|_| true)
+        self.evict_half_open(now, |_| true)
     }
 
     /// Service `svc_idx`'s port pools are lent out: evicts a half-open
     /// FULLNAT session holding a port of one of its local addresses. True
     /// if one was evicted.
     #[cold]
-    pub(super) fn room_in_pools(&mut self, svc_idx: usize) -> bool {
+    pub(super) fn room_in_pools(&mut self, svc_idx: usize, now: Millis) -> bool {
         let tables = std::sync::Arc::clone(&self.tables);
         let laddrs = &tables.services[svc_idx].laddrs;
-        self.evict_half_open(|s| s.forward == Forward::FullNat && laddrs.contains(&s.laddr_index))
+        self.evict_half_open(now, |s| {
+            s.forward == Forward::FullNat && laddrs.contains(&s.laddr_index)
+        })
     }
 
-    fn evict_half_open(&mut self, also: impl Fn(&crate::session::Session) -> bool) -> bool {
-        let Some(slot) = self.guard.victim(&self.sessions, also) else {
+    fn evict_half_open(
+        &mut self,
+        now: Millis,
+        also: impl Fn(&crate::session::Session) -> bool,
+    ) -> bool {
+        let Some(slot) = self.guard.victim(&self.sessions, now, also) else {
             return false;
         };
         self.expire(slot);

@@ -55,8 +55,12 @@ fn a_full_table_evicts_a_half_open_session_not_the_established_one() {
         );
     }
     assert_eq!(p.sessions().len(), 4);
-    // A fifth connection: one of the three half-open sessions goes.
-    assert_eq!(syn_from(&mut p, 60, 1000, 3), Verdict::Forward { port: 0 });
+    // A fifth connection, 3 s later: one of the three half-open sessions
+    // (old enough: half the 5 s half-open timeout) goes.
+    assert_eq!(
+        syn_from(&mut p, 60, 1000, 3000),
+        Verdict::Forward { port: 0 }
+    );
     assert_eq!(p.flood_guard().counters.half_open_evicted, 1);
     assert_eq!(p.counters.sessions_expired, 1);
     let st = states(&p);
@@ -69,12 +73,12 @@ fn a_full_table_evicts_a_half_open_session_not_the_established_one() {
     // The established connection carries on both ways.
     let mut f = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::ACK, b"data");
     assert_eq!(
-        p.process(&mut f, 0, Millis(4)),
+        p.process(&mut f, 0, Millis(3001)),
         Verdict::Forward { port: 0 }
     );
     let mut f = tcp_frame(RS1_MAC, RS1, laddr, tcp::ACK, b"data");
     assert_eq!(
-        p.process(&mut f, 0, Millis(4)),
+        p.process(&mut f, 0, Millis(3001)),
         Verdict::Forward { port: 0 }
     );
     assert!(
@@ -106,7 +110,15 @@ fn an_exhausted_port_pool_lends_a_half_open_sessions_port() {
     establish(&mut p);
     assert_eq!(syn_from(&mut p, 50, 1000, 2), Verdict::Forward { port: 0 });
     assert_eq!(p.pools()[0].available(), 0);
-    assert_eq!(syn_from(&mut p, 51, 1000, 3), Verdict::Forward { port: 0 });
+    // Too young to give way yet (a real handshake may be under way).
+    assert_eq!(
+        syn_from(&mut p, 51, 1000, 2001),
+        Verdict::Drop(DropReason::PortExhausted)
+    );
+    assert_eq!(
+        syn_from(&mut p, 51, 1000, 2502),
+        Verdict::Forward { port: 0 }
+    );
     assert_eq!(p.flood_guard().counters.half_open_evicted, 1);
     let clients: Vec<_> = p.sessions().iter().map(|s| s.client.ip).collect();
     assert!(
@@ -126,11 +138,11 @@ fn an_exhausted_port_pool_lends_a_half_open_sessions_port() {
         b"",
     );
     assert_eq!(
-        p.process(&mut f, 0, Millis(3)),
+        p.process(&mut f, 0, Millis(2503)),
         Verdict::Forward { port: 0 }
     );
     assert_eq!(
-        syn_from(&mut p, 52, 1000, 4),
+        syn_from(&mut p, 52, 1000, 9000),
         Verdict::Drop(DropReason::PortExhausted)
     );
     assert_eq!(p.flood_guard().counters.half_open_evicted, 1);
@@ -188,4 +200,44 @@ fn a_new_session_rate_above_the_limit_shortens_half_open_timeouts() {
         .copied()
         .unwrap();
     assert_eq!(late.expires, Millis(2300).plus_secs(syn_recv));
+}
+
+#[test]
+fn the_oldest_half_open_session_goes_first() {
+    let mut p = ready((5000, 6000), 3);
+    // Slots are reused last-freed-first, so the order in the table is not
+    // the order of arrival: .52 arrives first here but is not in slot 0.
+    for (i, last) in [52u8, 50, 51].into_iter().enumerate() {
+        assert_eq!(
+            syn_from(&mut p, last, 1000, 10 + i as u64),
+            Verdict::Forward { port: 0 }
+        );
+    }
+    assert_eq!(
+        syn_from(&mut p, 60, 1000, 4000),
+        Verdict::Forward { port: 0 }
+    );
+    let mut clients: Vec<_> = p.sessions().iter().map(|s| s.client.ip).collect();
+    clients.sort_unstable();
+    assert_eq!(
+        clients,
+        [50u8, 51, 60].map(|l| Addr::v4([10, 77, 0, l])).to_vec(),
+        "the first to arrive was evicted"
+    );
+}
+
+#[test]
+fn eviction_finds_the_few_port_holders_of_a_big_table() {
+    // Two ports, 4096 slots: the sessions holding ports sit in the lowest
+    // slots, and every new SYN of a flood must find one to evict.
+    let mut p = ready((5000, 5001), 4096);
+    for i in 0..200u16 {
+        assert_eq!(
+            syn_from(&mut p, 50, 1000 + i, u64::from(i) * 1500),
+            Verdict::Forward { port: 0 },
+            "SYN {i}"
+        );
+    }
+    assert_eq!(p.flood_guard().counters.half_open_evicted, 198);
+    assert_eq!(p.sessions().len(), 2);
 }

@@ -274,7 +274,7 @@ impl Pipeline {
             templates: TemplateTable::new(template_capacity(capacity)),
             session_template: vec![NO_TEMPLATE; capacity.max(1) as usize],
             counters: Counters::default(),
-            guard: FloodGuard::default(),
+            guard: FloodGuard::new(Default::default(), capacity.max(1) as usize),
             templates_full: 0,
             unreach: unreach::Limiter::default(),
             sync: None,

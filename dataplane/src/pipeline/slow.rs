@@ -204,7 +204,7 @@ impl Pipeline {
         now: Millis,
     ) -> Result<SlotId, Verdict> {
         self.judge_guard(now);
-        if !self.room_in_table() {
+        if !self.room_in_table(now) {
             if let Some(d) = held {
                 self.abandon(d);
             }
@@ -219,7 +219,7 @@ impl Pipeline {
                 }
                 match self.decide(svc_idx, &key, now) {
                     // Flood guard: a half-open session's port for this one.
-                    Err(DropReason::PortExhausted) if self.room_in_pools(svc_idx) => {
+                    Err(DropReason::PortExhausted) if self.room_in_pools(svc_idx, now) => {
                         self.decide(svc_idx, &key, now).map_err(Verdict::Drop)?
                     }
                     r => r.map_err(Verdict::Drop)?,
@@ -323,6 +323,7 @@ impl Pipeline {
                 self.sync_reset(slot);
                 self.counters.sessions_created += 1;
                 self.guard.count_new(now);
+                self.guard.born(slot, now);
                 Ok(slot)
             }
             Err(_) => {

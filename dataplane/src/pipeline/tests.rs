@@ -1289,3 +1289,30 @@ fn a_syn_no_server_can_take_is_answered_with_port_unreachable_rate_limited() {
         Verdict::Drop(DropReason::NoSession)
     );
 }
+
+#[test]
+fn a_wrong_checksum_inside_a_session_is_forwarded_still_wrong() {
+    // Only a packet that would create a session is summed; the rest keep
+    // the incremental update, which must neither fix nor trip over a wrong
+    // checksum (debug builds compare before and after).
+    let mut p = ready((5000, 5100), 16);
+    let mut f = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::SYN, b"");
+    assert_eq!(
+        p.process(&mut f, 0, Millis(1)),
+        Verdict::Forward { port: 0 }
+    );
+    let mut f = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::ACK, b"data");
+    let sum = ethernet::HEADER_LEN + 20 + 16;
+    f[sum] ^= 0x5a;
+    assert_eq!(
+        p.process(&mut f, 0, Millis(2)),
+        Verdict::Forward { port: 0 }
+    );
+    assert!(!look(&f).checksums_ok, "a wrong checksum stays wrong");
+    let mut f = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::ACK, b"data");
+    assert_eq!(
+        p.process(&mut f, 0, Millis(3)),
+        Verdict::Forward { port: 0 }
+    );
+    assert!(look(&f).checksums_ok);
+}

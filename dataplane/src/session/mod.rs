@@ -210,6 +210,9 @@ pub struct SessionTable {
     index: HashIndex,
     seed: u64,
     sweep_cursor: usize,
+    /// One past the highest slot ever lent: slots are lent lowest first
+    /// and reused last-freed-first, so the sessions live below it.
+    used_hwm: usize,
 }
 
 impl SessionTable {
@@ -226,6 +229,7 @@ impl SessionTable {
             index: HashIndex::new(capacity as usize * 2 * 4),
             seed,
             sweep_cursor: 0,
+            used_hwm: 0,
         }
     }
 
@@ -333,6 +337,7 @@ impl SessionTable {
             return Err(InsertError::Duplicate);
         }
         let slot = self.free.pop().ok_or(InsertError::Full)?;
+        self.used_hwm = self.used_hwm.max(slot as usize + 1);
         self.slots[slot as usize] = Some(session);
         self.ext[slot as usize] = SessionExt::default();
         self.index_insert(ck.hash(self.seed), slot, Direction::Inbound);
@@ -351,6 +356,7 @@ impl SessionTable {
             return Err(InsertError::Duplicate);
         }
         let slot = self.free.pop().ok_or(InsertError::Full)?;
+        self.used_hwm = self.used_hwm.max(slot as usize + 1);
         self.slots[slot as usize] = Some(session);
         self.ext[slot as usize] = SessionExt::default();
         self.rs_only[slot as usize] = true;
@@ -403,26 +409,35 @@ impl SessionTable {
         removed
     }
 
-    /// The first session from slot `start` on (wrapping) that `pred`
-    /// accepts, among at most `budget` slots, with the slot to start the
-    /// next search at. Sessions indexed under their RS key only are
-    /// skipped. For eviction under a flood ([`crate::guard`]).
-    pub fn find_from(
+    /// Among the `budget` slots from `start` on (wrapping at the highest
+    /// slot ever lent, so that empty space is not searched), the session
+    /// that `rank` ranks lowest (`None`: not a candidate; the first of
+    /// equals wins), with the slot after the last one examined. Sessions
+    /// indexed under their RS key only are skipped. For eviction under a
+    /// flood ([`crate::guard`]).
+    pub fn lowest_from(
         &self,
         start: usize,
         budget: usize,
-        pred: impl Fn(&Session) -> bool,
+        rank: impl Fn(SlotId, &Session) -> Option<u64>,
     ) -> (Option<SlotId>, usize) {
-        let n = self.slots.len();
+        let n = self.used_hwm.max(1);
         let mut i = start % n;
+        let mut best: Option<(u64, usize)> = None;
         for _ in 0..budget.min(n) {
             let here = i;
             i = if i + 1 == n { 0 } else { i + 1 };
-            if matches!(&self.slots[here], Some(s) if !self.rs_only[here] && pred(s)) {
-                return (Some(SlotId(here as u32)), i);
+            let Some(s) = &self.slots[here] else { continue };
+            if self.rs_only[here] {
+                continue;
+            }
+            if let Some(r) = rank(SlotId(here as u32), s) {
+                if best.is_none_or(|(b, _)| r < b) {
+                    best = Some((r, here));
+                }
             }
         }
-        (None, i)
+        (best.map(|(_, slot)| SlotId(slot as u32)), i)
     }
 
     /// Every live session (for listings; not for the packet path).

@@ -84,6 +84,9 @@ pub fn rewrite_v4_at(
     if l4 < ipv4::MIN_HEADER_LEN || l3.len() < l4 + l4_min {
         return Err(WireError::Truncated);
     }
+    // Debug builds: the update keeps right checksums right (and wrong
+    // ones wrong: packets of a session are forwarded unverified).
+    let valid_before = cfg!(debug_assertions) && checksums_verify_v4(l3, l4, proto);
     let (new_src, new_dst) = (src.ip.v4_bits(), dst.ip.v4_bits());
     let (mut old_src, mut old_dst) = ([0; 4], [0; 4]);
     old_src.copy_from_slice(&l3[12..16]);
@@ -104,8 +107,9 @@ pub fn rewrite_v4_at(
     put_u16(l3, 10, ip_sum);
     l3[12..16].copy_from_slice(&new_src);
     l3[16..20].copy_from_slice(&new_dst);
-    debug_assert!(
+    debug_assert_eq!(
         checksums_verify_v4(l3, l4, proto),
+        valid_before,
         "incremental update went wrong"
     );
     Ok(())
@@ -133,6 +137,7 @@ pub fn rewrite_v6_at(
     if l3.len() < L4 + l4_min {
         return Err(WireError::Truncated);
     }
+    let valid_before = cfg!(debug_assertions) && checksums_verify_v6(l3, proto);
     let (new_src, new_dst) = (src.ip.octets(), dst.ip.octets());
     let (mut old_src, mut old_dst) = ([0; 16], [0; 16]);
     old_src.copy_from_slice(&l3[8..24]);
@@ -147,8 +152,9 @@ pub fn rewrite_v6_at(
     l3[7] = l3[7].saturating_sub(1);
     l3[8..24].copy_from_slice(&new_src);
     l3[24..40].copy_from_slice(&new_dst);
-    debug_assert!(
+    debug_assert_eq!(
         checksums_verify_v6(l3, proto),
+        valid_before,
         "incremental update went wrong"
     );
     Ok(())
