@@ -13,20 +13,27 @@ use std::sync::OnceLock;
 
 use core_affinity::CoreId;
 
-use crate::config::Config;
-
 static CONTROL_CPU: OnceLock<Option<usize>> = OnceLock::new();
 
-/// The CPU each lcore of `config` runs on (main lcore first, then the
-/// workers), as EAL places them.
+/// Where the lcores are, as the config says (`[dpdk] main_lcore`,
+/// `lcore_map`, `[dataplane] worker_lcores`).
+#[derive(Debug, Clone, Copy)]
+pub struct Lcores<'a> {
+    /// The main lcore.
+    pub main: u32,
+    /// The worker lcores.
+    pub workers: &'a [u32],
+    /// `LCORE@CPU,...`, if given.
+    pub map: Option<&'a str>,
+}
+
+/// The CPU each lcore runs on (main lcore first, then the workers), as
+/// EAL places them.
 #[must_use]
-pub fn lcore_cpus(config: &Config) -> Vec<(u32, usize)> {
-    let lcores =
-        std::iter::once(config.dpdk.main_lcore).chain(config.dataplane.worker_lcores.clone());
-    let map: Vec<(u32, usize)> = config
-        .dpdk
-        .lcore_map
-        .as_deref()
+pub fn lcore_cpus(l: Lcores<'_>) -> Vec<(u32, usize)> {
+    let lcores = std::iter::once(l.main).chain(l.workers.iter().copied());
+    let map: Vec<(u32, usize)> = l
+        .map
         .unwrap_or("")
         .split(',')
         .filter_map(|e| {
@@ -49,8 +56,8 @@ pub fn lcore_cpus(config: &Config) -> Vec<(u32, usize)> {
 /// there, else the first of `cpus` without a worker; `None` if every CPU
 /// has one.
 #[must_use]
-pub fn control_cpu(config: &Config, cpus: &[usize]) -> Option<usize> {
-    let placed = lcore_cpus(config);
+pub fn control_cpu(l: Lcores<'_>, cpus: &[usize]) -> Option<usize> {
+    let placed = lcore_cpus(l);
     let workers: Vec<usize> = placed.iter().skip(1).map(|(_, c)| *c).collect();
     let main = placed.first().map(|(_, c)| *c);
     main.filter(|m| !workers.contains(m) && cpus.contains(m))
@@ -59,13 +66,13 @@ pub fn control_cpu(config: &Config, cpus: &[usize]) -> Option<usize> {
 
 /// Chooses the CPU for rvsd's own threads (once, at start-up) and says
 /// which.
-pub fn choose(config: &Config) {
+pub fn choose(l: Lcores<'_>) {
     let cpus: Vec<usize> = core_affinity::get_core_ids()
         .unwrap_or_default()
         .iter()
         .map(|c| c.id)
         .collect();
-    let chosen = control_cpu(config, &cpus);
+    let chosen = control_cpu(l, &cpus);
     match chosen {
         Some(c) => {
             eprintln!("rvsd: serving and health-check threads run on CPU {c} (no worker there)")
@@ -88,30 +95,26 @@ pub fn pin_current() {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
 
-    fn lab() -> Config {
-        crate::config::parse(Path::new("lab.toml"), include_str!("../../config/lab.toml")).unwrap()
+    fn at<'a>(main: u32, workers: &'a [u32], map: Option<&'a str>) -> Lcores<'a> {
+        Lcores { main, workers, map }
     }
 
     #[test]
     fn own_threads_go_where_no_worker_polls() {
-        let c = lab();
-        assert_eq!(lcore_cpus(&c), [(0, 0), (1, 1)]);
-        assert_eq!(control_cpu(&c, &[0, 1]), Some(0));
-        assert_eq!(control_cpu(&c, &[1]), None, "the only CPU has a worker");
-        let mut c = lab();
-        c.dataplane.worker_lcores = vec![0, 2];
-        c.dpdk.main_lcore = 1;
-        c.dpdk.lcore_map = Some("1@0,0@1,2@3".into());
-        assert_eq!(lcore_cpus(&c), [(1, 0), (0, 1), (2, 3)]);
-        assert_eq!(control_cpu(&c, &[0, 1, 2, 3]), Some(0));
+        // The lab: main lcore 0, one worker on lcore 1, no map.
+        let lab = at(0, &[1], None);
+        assert_eq!(lcore_cpus(lab), [(0, 0), (1, 1)]);
+        assert_eq!(control_cpu(lab, &[0, 1]), Some(0));
+        assert_eq!(control_cpu(lab, &[1]), None, "the only CPU has a worker");
+        let mapped = at(1, &[0, 2], Some("1@0,0@1,2@3"));
+        assert_eq!(lcore_cpus(mapped), [(1, 0), (0, 1), (2, 3)]);
+        assert_eq!(control_cpu(mapped, &[0, 1, 2, 3]), Some(0));
         // The main lcore shares CPU 1 with a worker: the first free CPU.
-        c.dpdk.lcore_map = Some("1@1,0@1,2@3".into());
-        assert_eq!(control_cpu(&c, &[0, 1, 2, 3]), Some(0));
-        assert_eq!(control_cpu(&c, &[1, 2, 3]), Some(2));
-        assert_eq!(control_cpu(&c, &[1, 3]), None);
+        let shared = at(1, &[0, 2], Some("1@1,0@1,2@3"));
+        assert_eq!(control_cpu(shared, &[0, 1, 2, 3]), Some(0));
+        assert_eq!(control_cpu(shared, &[1, 2, 3]), Some(2));
+        assert_eq!(control_cpu(shared, &[1, 3]), None);
     }
 }

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{ArgGroup, Parser};
+use clap::{ArgGroup, CommandFactory, Parser};
 use rvs_control::{config, daemon};
 
 /// The rvs appliance daemon: a layer-4 load balancer (LVS) on a DPDK data plane.
@@ -25,8 +25,20 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    // Usage errors exit with 2, -h/--help with 0 (clap's codes).
-    let cli = Cli::parse();
+    // -h/--help exits with 0; a usage error with 2, its message always
+    // followed by the usage line (clap leaves it out of some).
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            let text = e.render().to_string();
+            eprint!("{text}");
+            if !text.contains("Usage:") {
+                eprintln!("\n{}", Cli::command().render_usage());
+            }
+            return ExitCode::from(2);
+        }
+    };
     let (check_only, path) = match (cli.config, cli.check_config) {
         (_, Some(p)) => (true, p),
         (Some(p), None) => (false, p),

@@ -216,7 +216,11 @@ pub fn run(config: Config) -> Result<(), StartError> {
         args: args[1..].join(" "),
         source,
     })?;
-    crate::affinity::choose(&config);
+    crate::affinity::choose(crate::affinity::Lcores {
+        main: config.dpdk.main_lcore,
+        workers: &config.dataplane.worker_lcores,
+        map: config.dpdk.lcore_map.as_deref(),
+    });
     let lcores = config.dataplane.worker_lcores.clone();
     let n = lcores.len();
     let pool = Arc::new(
