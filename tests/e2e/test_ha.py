@@ -7,8 +7,10 @@ its connections to the other appliance (IPVS sync v1, unicast, SyncID 77).
 What a user sees: a throttled 10 MB download and an idle-then-active TCP
 connection survive `kill -9` of the active appliance's rvsd (FULLNAT, NAT,
 DR), a UDP request/response stream keeps answering from the same server, and
-the same after a graceful switchover (the active's keepalived stopped), and
-the appliance that comes back stays backup."""
+the same after a graceful switchover (the active's keepalived stopped);
+tshark decodes the sync datagrams on the wire; bad sync input is dropped and
+counted, never installed; the backup forwards nothing for a VIP it does not
+hold."""
 
 from __future__ import annotations
 
@@ -308,3 +310,82 @@ def test_graceful_switchover(ha):
     failover(VIP_FULLNAT, stop_keepalived)
     restart_keepalived(lb)
     assert active() == other(lb), "the returning appliance does not preempt"
+
+
+def test_tshark_decodes_the_sync_datagrams(ha, tmp_path):
+    lb = active()
+    backup = other(lb)
+    # Wireshark reads no entry after one with options (docs/sync.md): let
+    # the FULLNAT sessions of earlier tests (rvs's local-address option)
+    # expire first, so that the datagrams carry NAT entries only.
+    wait_until("no FULLNAT session left", lambda: not any(
+        connections(lb, vip, port) for vip in (VIP_FULLNAT, VIP_UDP) for port in (80, ECHO_PORT)), timeout=45)
+    pcap = tmp_path / "sync.pcap"
+    cap = subprocess.Popen(["ip", "netns", "exec", f"rvs-{backup}", "tshark", "-i", "lb0", "-f",
+                            "udp port 8848", "-w", str(pcap), "-a", "duration:12"],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # tshark says when it captures.
+    for line in cap.stderr:
+        if "Capturing on" in line:
+            break
+    # Three NAT connections, held open: no options in their entries, so
+    # Wireshark reads every entry (see docs/sync.md on its limit).
+    held = [client_bg(LONG_LIVED, VIP_NAT, "6", "1") for _ in range(3)]
+    for p in held:
+        assert json.loads(finish(p, timeout=30))["error"] is None
+    cap.wait(timeout=30)
+    out = rvslab.run(["tshark", "-r", str(pcap), "-d", "udp.port==8848,ipvs", "-T", "fields",
+                      "-e", "ip.src", "-e", "ipvs.conncount", "-e", "ipvs.caddr", "-e", "ipvs.cport",
+                      "-e", "ipvs.vaddr", "-e", "ipvs.vport", "-e", "ipvs.daddr", "-e", "ipvs.dport",
+                      "-e", "ipvs.syncid", "-E", "aggregator=;"], check=True).stdout
+    entries = set()
+    for line in out.splitlines():
+        src, count, caddr, cport, vaddr, vport, daddr, dport, syncid = line.split("\t")
+        assert src == LB_IP[lb] and syncid.split(";")[0] == "77", line
+        rows = list(zip(caddr.split(";"), cport.split(";"), vaddr.split(";"), vport.split(";"),
+                        daddr.split(";"), dport.split(";")))
+        if not any(r[2] in (VIP_FULLNAT, VIP_UDP) for r in rows):
+            assert len(rows) == int(count), line
+        entries |= {r for r in rows if r[3] == str(ECHO_PORT) and r[2] == VIP_NAT}
+    clients = {r[1] for r in entries}
+    assert len(clients) == 3, entries
+    assert all(r[0] == CLIENT_IP and r[4] in RS_IP.values() and r[5] == str(ECHO_PORT) for r in entries), entries
+
+
+def test_bad_sync_input_is_dropped_counted_and_never_installed(ha):
+    lb = active()
+    backup = other(lb)
+    before = {r: metric(backup, "rvs_sync_dropped_total", f'{{reason="{r}"}}')
+              for r in ("wrong_syncid", "malformed", "unconfigured_peer")}
+    entries = metric(backup, "rvs_sync_entries_received_total")
+    # A valid one-entry message (a NAT connection the backup would take),
+    # then the same with another SyncID, cut short, and from the client.
+    entry = bytes([0, 6, 0, 36, 0, 0, 0, 0, 0, 1, 0xa4, 0x10, 0, 80, 0, 80, 0, 0, 0, 0, 0, 0, 3, 0x84,
+                   10, 77, 0, 10, 10, 77, 0, 101, 10, 77, 0, 11])
+    good = bytes([0, 77, 0, 44, 1, 1, 0, 0]) + entry
+    send = ("import socket,sys; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); "
+            "s.bind((sys.argv[1],0)); s.sendto(bytes.fromhex(sys.argv[2]),(sys.argv[3],8848))")
+    wrong_id = bytes([0, 78]) + good[2:]
+    in_ns(lb, ["python3", "-c", send, LB_IP[lb], wrong_id.hex(), LB_IP[backup]], check=True)
+    in_ns(lb, ["python3", "-c", send, LB_IP[lb], good[:-4].hex(), LB_IP[backup]], check=True)
+    in_ns("client", ["python3", "-c", send, CLIENT_IP, good.hex(), LB_IP[backup]], check=True)
+    wait_until("the three drops counted", lambda: all(
+        metric(backup, "rvs_sync_dropped_total", f'{{reason="{r}"}}') == before[r] + 1 for r in before), timeout=5)
+    assert metric(backup, "rvs_sync_entries_received_total") == entries
+    assert not [c for c in connections(backup, VIP_NAT, 80) if c.source == f"{CLIENT_IP}:42000"]
+
+
+def test_the_backup_never_forwards_for_a_vip_it_does_not_hold(ha):
+    lb = active()
+    backup = other(lb)
+    assert not holds(backup, VIP_FULLNAT)
+    mac = {"lb1": "02:77:00:00:00:01", "lb2": "02:77:00:00:00:02"}[backup]
+    drops = worker_drops(backup, "not_for_us")
+    in_ns("client", ["ip", "neigh", "replace", VIP_FULLNAT, "lladdr", mac, "dev", "eth0", "nud", "permanent"], check=True)
+    try:
+        r = rvslab.client_curl(f"http://{VIP_FULLNAT}/", max_time=2)
+        assert r.returncode != 0, "the backup answered for a VIP it does not hold"
+    finally:
+        in_ns("client", ["ip", "neigh", "del", VIP_FULLNAT, "dev", "eth0"])
+    wait_until("the SYNs counted as not_for_us", lambda: worker_drops(backup, "not_for_us") > drops, timeout=5)
+    assert rvslab.client_curl(f"http://{VIP_FULLNAT}/").stdout.strip() in ("rs1", "rs2")
