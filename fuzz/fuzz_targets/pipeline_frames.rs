@@ -160,6 +160,7 @@ fn tables() -> Arc<Tables> {
         routes,
         tentative: Vec::new(),
         vlans: Default::default(),
+        standby: Vec::new(),
     })
 }
 

@@ -203,6 +203,15 @@ pub fn run(config: Config) -> Result<(), StartError> {
             Err(e) => return Err(StartError::EalRuntime(e)),
         }
     }
+    // Before EAL: the address monitor is a child process, and must not
+    // inherit DPDK's descriptors (a TAP it held open would outlive a
+    // killed rvsd, and keepalived would never see the interface go).
+    let mut sync = sync_ctl::SyncCtl::new(config.sync.clone());
+    sync.follow_start(&config)
+        .map_err(|source| StartError::Socket {
+            path: "ip monitor address (follow_kernel_addresses)".into(),
+            source,
+        })?;
     let mut args = plan::eal_args(&config);
     // The exception path: one TAP per interface, named like the interface,
     // 802.1Q sub-interfaces included (the workers take their tag off before
@@ -294,12 +303,6 @@ pub fn run(config: Config) -> Result<(), StartError> {
         taps.push(tap);
     }
 
-    let mut sync = sync_ctl::SyncCtl::new(config.sync.clone());
-    sync.follow_start(&config)
-        .map_err(|source| StartError::Socket {
-            path: "ip monitor address (follow_kernel_addresses)".into(),
-            source,
-        })?;
     let mut registry = Registry::default();
     let t0 = Instant::now();
     let mut tables = plan::tables(&config, &macs, &mut registry, 1);

@@ -308,8 +308,9 @@ impl Control {
     }
 
     /// Every session worth sending, from every worker (a full resync):
-    /// established and closing TCP connections, UDP flows; not half-open
-    /// ones, which the kernel never syncs either.
+    /// established and closing TCP connections, UDP flows of the VIPs
+    /// this box holds; not half-open ones, which the kernel never syncs
+    /// either.
     fn sync_snapshot(&self) -> Vec<SyncRecord> {
         let mut out = Vec::new();
         for w in &self.workers {
@@ -329,6 +330,12 @@ impl Control {
                 };
                 from = page.next;
                 for s in &page.sessions {
+                    // Only what this box serves: the sessions of a VIP
+                    // another appliance holds came from it, and must not
+                    // go back.
+                    if self.sync.is_standby(s.vip.ip.ip()) {
+                        continue;
+                    }
                     let half_open = s.proto == 6
                         && matches!(
                             s.state,
