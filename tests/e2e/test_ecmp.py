@@ -232,9 +232,11 @@ def test_drain_withdraws_the_route_and_undrain_restores_it(ecmp):
     print(f"route withdrawn {took:.1f} s after rvsadm drain")
 
 
-def test_sigterm_drains_then_stops_and_survivor_flows_are_untouched(ecmp):
-    # A throttled 10 MB download pinned to appliance 2 runs throughout.
-    port = 42001
+@contextlib.contextmanager
+def download_on_appliance_2(port: int):
+    """A throttled 10 MB download from client PORT, pinned to appliance 2,
+    running while the block runs; afterwards it must have completed with
+    the right sha256."""
     want = hashlib.sha256(BIG.read_bytes()).hexdigest()
     with pinned(range(port, port + 1), 2):
         dl = subprocess.Popen(
@@ -242,6 +244,15 @@ def test_sigterm_drains_then_stops_and_survivor_flows_are_untouched(ecmp):
              "--max-time", "60", f"http://{VIP}/big.bin"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         time.sleep(1)
+        yield
+        body, err = dl.communicate(timeout=60)
+    assert dl.returncode == 0, err
+    assert hashlib.sha256(body).hexdigest() == want
+
+
+def test_sigterm_drains_then_stops_and_survivor_flows_are_untouched(ecmp):
+    # A throttled 10 MB download pinned to appliance 2 runs throughout.
+    with download_on_appliance_2(42001):
         pid = rvsd_pid(1)
         assert pid
         subprocess.run(["kill", "-TERM", str(pid)], check=True)
@@ -251,9 +262,6 @@ def test_sigterm_drains_then_stops_and_survivor_flows_are_untouched(ecmp):
         assert "draining: rvsd stops in" in rvsadm(1, "vips").stdout
         rvslab.wait_until("appliance 1 to stop after its grace period",
                           lambda: rvsd_pid(1) is None, timeout=15)
-        body, err = dl.communicate(timeout=60)
-    assert dl.returncode == 0, err
-    assert hashlib.sha256(body).hexdigest() == want
     log = (RUN / "rvsd-lb1.log").read_text()
     assert "routes withdrawn, stopping in 8 s" in log and "grace period over" in log
     print(f"route withdrawn {took:.1f} s after SIGTERM")
@@ -278,14 +286,7 @@ def test_all_servers_down_on_one_appliance_withdraws_its_route_only(ecmp):
 
 
 def test_kill_9_is_removed_by_the_hold_timer(ecmp):
-    port = 42101
-    want = hashlib.sha256(BIG.read_bytes()).hexdigest()
-    with pinned(range(port, port + 1), 2):
-        dl = subprocess.Popen(
-            ["ip", "netns", "exec", "rvs-client", "curl", "-s", "--limit-rate", "2M", "--local-port", str(port),
-             "--max-time", "60", f"http://{VIP}/big.bin"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        time.sleep(1)
+    with download_on_appliance_2(42101):
         pid = rvsd_pid(1)
         assert pid
         subprocess.run(["kill", "-KILL", str(pid)], check=True)
@@ -294,9 +295,6 @@ def test_kill_9_is_removed_by_the_hold_timer(ecmp):
         before = conns(2)
         many_gets(20)
         assert conns(2) == before + 20
-        body, err = dl.communicate(timeout=60)
-    assert dl.returncode == 0, err
-    assert hashlib.sha256(body).hexdigest() == want
     print(f"route removed {took:.1f} s after kill -9")
     start(1)
     wait_next_hops(set(APPLIANCES.values()), timeout=30)
