@@ -193,7 +193,18 @@ pub struct Counters {
     pub toa_no_room: u64,
 }
 
+/// The names of [`Counters::events`], in its order: what the optional
+/// per-connection features did (`rvs_worker_events_total{event}`,
+/// `rvsadm --stats-dp`).
+pub const EVENT_NAMES: [&str; 2] = ["client_addr_inserted", "toa_no_room"];
+
 impl Counters {
+    /// The feature events, in [`EVENT_NAMES`] order.
+    #[must_use]
+    pub fn events(&self) -> [u64; EVENT_NAMES.len()] {
+        [self.client_addr_inserted, self.toa_no_room]
+    }
+
     /// Counts a drop.
     #[inline]
     pub fn drop(&mut self, reason: DropReason) {

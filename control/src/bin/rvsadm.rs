@@ -888,6 +888,15 @@ fn render(resp: Response, a: &Args) -> Result<String, String> {
                         .map(|(n, v)| format!(" {n} {v}"))
                         .collect::<String>()
                 );
+                if !w.events.is_empty() {
+                    t += &format!(
+                        "  events:{}\n",
+                        w.events
+                            .iter()
+                            .map(|(n, v)| format!(" {n} {v}"))
+                            .collect::<String>()
+                    );
+                }
                 for (reason, n) in w.drops {
                     t += &format!("  drop {reason}: {n}\n");
                 }

@@ -39,6 +39,11 @@ impl Control {
                         .zip(&s.guard)
                         .map(|(n, a)| (*n, l(a)))
                         .collect(),
+                    events: dataplane::stats::EVENT_NAMES
+                        .iter()
+                        .zip(&s.events)
+                        .map(|(n, a)| (*n, l(a)))
+                        .collect(),
                 }
             })
             .collect();
@@ -333,6 +338,11 @@ impl Control {
                     guard: GuardCounters::NAMES
                         .iter()
                         .zip(&s.guard)
+                        .map(|(n, a)| ((*n).to_string(), l(a)))
+                        .collect(),
+                    events: dataplane::stats::EVENT_NAMES
+                        .iter()
+                        .zip(&s.events)
                         .map(|(n, a)| ((*n).to_string(), l(a)))
                         .collect(),
                 }
