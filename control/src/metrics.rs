@@ -51,6 +51,8 @@ pub struct WorkerSample {
     pub guard_on: bool,
     /// Flood-guard counters by name (`dataplane::guard::GuardCounters`).
     pub guard: Vec<(&'static str, u64)>,
+    /// Fragment counters by name (`dataplane::frag::FragCounters`).
+    pub frags: Vec<(&'static str, u64)>,
 }
 
 /// One port's ethdev counters.
@@ -255,6 +257,12 @@ pub fn render(s: &Snapshot) -> Result<String, RenderError> {
         "Flood-guard events, by kind: on (went on), half_open_short (half-open sessions given the short timeout), half_open_evicted (evicted to make room).",
         &["worker", "event"],
     )?;
+    let frags = counter(
+        &reg,
+        "rvs_worker_fragments_total",
+        "IP fragments, by outcome: forwarded (first and later ones), no_first (a later fragment whose first was not seen first, dropped), table_full (a first fragment dropped for want of room in the fragment table), timed_out (datagrams whose later fragments stopped coming).",
+        &["worker", "outcome"],
+    )?;
     for x in &s.workers {
         let l = x.lcore.to_string();
         let l = [l.as_str()];
@@ -283,6 +291,9 @@ pub fn render(s: &Snapshot) -> Result<String, RenderError> {
         guard_on.with_label_values(&l).set(i64::from(x.guard_on));
         for (event, n) in &x.guard {
             guard.with_label_values(&[l[0], event]).inc_by(*n);
+        }
+        for (outcome, n) in &x.frags {
+            frags.with_label_values(&[l[0], outcome]).inc_by(*n);
         }
     }
 
@@ -457,6 +468,7 @@ mod tests {
                 session_capacity: 65536,
                 guard_on: true,
                 guard: vec![("half_open_evicted", 3)],
+                frags: vec![("forwarded", 4)],
                 ..WorkerSample::default()
             }],
             ports: vec![PortSample {

@@ -888,6 +888,13 @@ fn render(resp: Response, a: &Args) -> Result<String, String> {
                         .map(|(n, v)| format!(" {n} {v}"))
                         .collect::<String>()
                 );
+                t += &format!(
+                    "  fragments:{}\n",
+                    w.frags
+                        .iter()
+                        .map(|(n, v)| format!(" {n} {v}"))
+                        .collect::<String>()
+                );
                 for (reason, n) in w.drops {
                     t += &format!("  drop {reason}: {n}\n");
                 }

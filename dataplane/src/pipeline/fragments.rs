@@ -94,13 +94,13 @@ fn frag_v6(l3: &[u8]) -> Option<Frag> {
 /// Ports and TCP flags of a first fragment's transport header, which must
 /// lie whole in it (RFC 1858: no tiny first fragments). UDP's length field
 /// is the datagram's, not the fragment's: not checked against it.
-fn first_ports(data: &[u8], proto: u8) -> Option<(u16, u16, u8)> {
+fn first_ports(data: &[u8], proto: u8) -> Option<(u16, u16, tcp::TcpFlags)> {
     if proto == ipv4::PROTO_UDP {
         let h = data.get(..udp::HEADER_LEN)?;
         Some((
             u16::from_be_bytes([h[0], h[1]]),
             u16::from_be_bytes([h[2], h[3]]),
-            0,
+            tcp::TcpFlags::empty(),
         ))
     } else {
         let t = tcp::Packet::new_checked(data).ok()?;
