@@ -164,7 +164,9 @@ impl Pipeline {
         now: Millis,
     ) -> Step {
         let proto = f.key.proto;
-        let Some((sport, dport, flags)) = l3.get(f.data..).and_then(|d| first_ports(d, proto))
+        let Some((sport, dport, flags)) = l3
+            .get(f.data..f.data + f.piece.len as usize)
+            .and_then(|d| first_ports(d, proto))
         else {
             return Step::drop(DropReason::Malformed);
         };
@@ -239,7 +241,9 @@ impl Pipeline {
     /// session is relayed (its checksum updated incrementally, since the
     /// message is not all here) and filed; anything else is dropped.
     fn first_icmp_fragment(&mut self, l2: &mut [u8], l3: &mut [u8], f: &Frag, now: Millis) -> Step {
-        let msg = l3.get(f.data..).unwrap_or_default();
+        let msg = l3
+            .get(f.data..f.data + f.piece.len as usize)
+            .unwrap_or_default();
         let Some(key) = msg
             .first()
             .filter(|t| icmp_relay::is_error(**t))

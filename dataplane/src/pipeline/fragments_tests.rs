@@ -412,3 +412,48 @@ fn fragmented_udp_over_ipv6_in_every_method() {
         assert_eq!(&ip.payload()[8..], &payload()[..]);
     }
 }
+
+#[test]
+fn a_tiny_first_fragment_is_malformed_whatever_the_padding() {
+    let t = udp_tables(Forward::FullNat, 30);
+    let mut p = pipelines(&t, 1).remove(0);
+    let whole = udp_packet(CLIENT, DNS_VIP, &payload(), false);
+    // 4 bytes of data with MF: half a UDP header; the frame is padded to
+    // the Ethernet minimum with bytes that are not part of the packet.
+    let mut first = whole[..24].to_vec();
+    first[2..4].copy_from_slice(&24u16.to_be_bytes());
+    first[6] = 0x20;
+    first[10..12].fill(0);
+    let c = checksum::checksum(&first[..20]);
+    first[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut frame = eth(LB_MAC, CLIENT_MAC, ethernet::ETHERTYPE_IPV4, &first);
+    frame.extend_from_slice(&whole[24..46 - 14 + 24]);
+    assert!(frame.len() >= 60);
+    assert_eq!(
+        p.process(&mut frame, 0, Millis(1)),
+        Verdict::Drop(DropReason::Malformed)
+    );
+    assert!(p.sessions().is_empty());
+}
+
+#[test]
+fn services_that_insert_the_client_address_drop_fragments() {
+    let t = {
+        let mut t = (*udp_tables(Forward::FullNat, 30)).clone();
+        t.services[1].client_address = crate::xmit::client_addr::ClientAddress::ProxyV2;
+        std::sync::Arc::new(t)
+    };
+    let mut p = pipelines(&t, 1).remove(0);
+    let whole = udp_packet(CLIENT, DNS_VIP, &payload(), false);
+    let (_, v) = through(
+        &mut p,
+        &frames_v4(&split_v4(&whole, 1480, 1), CLIENT_MAC),
+        1,
+    );
+    assert_eq!(v, vec![Verdict::Drop(DropReason::Fragment); 3]);
+    assert!(
+        p.sessions().is_empty(),
+        "no session for a datagram it cannot carry"
+    );
+    assert_eq!(p.frag_counters().forwarded, 0);
+}
