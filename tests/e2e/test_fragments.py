@@ -20,6 +20,8 @@ What a user sees, per method (a UDP echo service each, VIP:7001..7004):
   ECONNREFUSED, which only a reassembled, correctly rewritten error gives;
   DR and TUN, from the client (about the server's answer): the server's raw
   ICMP socket receives it whole with a valid checksum.
+IPv6 (FULLNAT): the same datagram to [fd77::100]:7001 in fragments (a
+fragment header after the fixed one), and the echo back.
 The client reaches the VIP through a route with MTU 1400, so that a TUN
 fragment still fits the 1500-byte link once wrapped (rvs does not fragment
 the outer packet); the NAT client speaks from a second subnet, 10.88.0.10,
@@ -34,7 +36,7 @@ from pathlib import Path
 import pytest
 
 import rvslab
-from rvslab import CLIENT_IP, LOCAL_ADDR, VIP
+from rvslab import CLIENT_IP, CLIENT_IP6, LOCAL_ADDR, LOCAL_ADDR6, VIP, VIP6
 
 RS1 = rvslab.REAL_SERVERS["rs1"]
 RS2 = rvslab.REAL_SERVERS["rs2"]
@@ -53,13 +55,22 @@ def service(mode: str) -> str:
             f'forward = "{mode}"\n{laddr}\n[[service.real_server]]\naddress = "{SERVER[mode][1]}:{port}"\n')
 
 
-SERVICES = "\n".join(service(m) for m in PORTS)
+SERVICES = "\n".join(service(m) for m in PORTS) + "\n" + rvslab.v6_service(
+    "fullnat", protocol="udp", port=PORTS["fullnat"], servers={"rs1": rvslab.REAL_SERVERS6["rs1"]})
 
 # Echoes each datagram back to its sender, prefixed "PEER_IP:PEER_PORT ",
 # answering from the datagram's destination (the VIP for DR and TUN).
 ECHO = r"""
 import socket, struct, sys
 IP_PKTINFO = 8
+if len(sys.argv) > 2:  # IPv6: one wildcard socket, FULLNAT only (no source to choose)
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    s.bind(("::", int(sys.argv[1])))
+    print("ready", flush=True)
+    while True:
+        data, peer = s.recvfrom(65535)
+        s.sendto(f"{peer[0]}:{peer[1]} ".encode() + data, peer)
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
@@ -73,14 +84,14 @@ while True:
 """
 
 # A connected UDP client (from SRC if given): sends SIZE bytes, prints
-# "ITS_PORT PEER LENGTH INTACT" for the echo, then (on a line on stdin)
+# "ITS_PORT PEER_IP PEER_PORT ECHOED_LENGTH INTACT" for the echo, then (on a line on stdin)
 # reads again and prints "refused" if an ICMP port unreachable reached the
 # socket ("timeout" if nothing came).
 CLIENT = r"""
 import socket, sys
 vip, port, size, src = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 payload = bytes(i % 251 for i in range(size))
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s = socket.socket(socket.AF_INET6 if ":" in vip else socket.AF_INET, socket.SOCK_DGRAM)
 if src:
     s.bind((src, 0))
 s.connect((vip, port))
@@ -89,9 +100,10 @@ s.send(payload)
 try:
     data = s.recv(65535)
     head, _, body = data.partition(b" ")
-    print(s.getsockname()[1], head.decode(), len(data), body == payload, flush=True)
+    ip, port = head.decode().rsplit(":", 1)
+    print(s.getsockname()[1], ip, port, len(data) - len(head) - 1, body == payload, flush=True)
 except socket.timeout:
-    print(s.getsockname()[1], "-", 0, False, flush=True)
+    print(s.getsockname()[1], "-", 0, 0, False, flush=True)
 sys.stdin.readline()
 try:
     s.recv(65535)
@@ -177,6 +189,7 @@ def topology(lab):
         procs.append(spawn("rs2", "python3", "-u", str(DECAP), "rvstun0", VIP))
         for mode, port in PORTS.items():
             procs.append(spawn(SERVER[mode][0], "python3", "-u", "-c", ECHO, str(port)))
+        procs.append(spawn("rs1", "python3", "-u", "-c", ECHO, str(PORTS["fullnat"]), "6"))
         yield
     finally:
         for p in procs:
@@ -227,13 +240,11 @@ def test_fragmented_datagram_and_fragmented_icmp_error(lab, mode):
     try:
         line = client.stdout.readline().split()
         assert line, client.stderr.read()
-        cport, peer, length, intact = line
-        seen_ip, seen_port = peer.split(":")
+        cport, seen_ip, seen_port, length, intact = line
         want = {"fullnat": LOCAL_ADDR, "nat": CLIENT_NAT}.get(mode, CLIENT_IP)
         # The server got the whole datagram, from whom the method says; the
         # echo (longer still) came back whole.
-        assert (seen_ip, intact) == (want, "True"), line
-        assert int(length) == len(peer) + 1 + SIZE
+        assert (seen_ip, length, intact) == (want, str(SIZE), "True"), line
         # Three fragments in; FULLNAT and NAT: three back through rvs.
         through = 6 if mode in ("fullnat", "nat") else 3
         rvslab.wait_until(f"{through} fragments counted", lambda: forwarded(lab) - before == through or None, timeout=5)
@@ -259,3 +270,15 @@ def test_fragmented_datagram_and_fragmented_icmp_error(lab, mode):
                 p.kill()
                 p.wait()
     assert no_first(lab) == missed, "no fragment came before its first"
+
+
+def test_fragmented_datagram_over_ipv6_fullnat(lab):
+    """IPv6 fragments (a fragment header after the fixed one) both ways."""
+    before, missed = forwarded(lab), no_first(lab)
+    out = rvslab.in_ns("client", ["python3", "-u", "-c", CLIENT, VIP6, str(PORTS["fullnat"]), str(SIZE), ""],
+                       timeout=30)
+    line = out.stdout.split()
+    assert line[1:5] == [LOCAL_ADDR6, line[2], str(SIZE), "True"], out.stdout + out.stderr
+    # Three fragments each way (1448 bytes of data in a 1500-byte packet).
+    rvslab.wait_until("six IPv6 fragments counted", lambda: forwarded(lab) - before == 6 or None, timeout=5)
+    assert no_first(lab) == missed
