@@ -282,6 +282,9 @@ pub struct WorkerStatsView {
     /// Feature events by name (`dataplane::stats::EVENT_NAMES`).
     #[serde(default)]
     pub events: Vec<(String, u64)>,
+    /// Fragment counters by name (`dataplane::frag::FragCounters`).
+    #[serde(default)]
+    pub frags: Vec<(String, u64)>,
 }
 
 /// Counters of one DPDK port.

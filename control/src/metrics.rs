@@ -53,6 +53,8 @@ pub struct WorkerSample {
     pub guard: Vec<(&'static str, u64)>,
     /// Feature events by name (`dataplane::stats::EVENT_NAMES`).
     pub events: Vec<(&'static str, u64)>,
+    /// Fragment counters by name (`dataplane::frag::FragCounters`).
+    pub frags: Vec<(&'static str, u64)>,
 }
 
 /// One port's ethdev counters.
@@ -263,6 +265,12 @@ pub fn render(s: &Snapshot) -> Result<String, RenderError> {
         "What per-connection features did, by event: client_addr_inserted (TOA options and PROXY headers inserted toward servers), toa_no_room (TOA options left out for want of room).",
         &["worker", "event"],
     )?;
+    let frags = counter(
+        &reg,
+        "rvs_worker_fragments_total",
+        "IP fragments, by outcome: forwarded (first and later ones), no_first (a later fragment whose first was not seen first, dropped), table_full (a first fragment dropped for want of room in the fragment table), timed_out (datagrams whose later fragments stopped coming).",
+        &["worker", "outcome"],
+    )?;
     for x in &s.workers {
         let l = x.lcore.to_string();
         let l = [l.as_str()];
@@ -294,6 +302,9 @@ pub fn render(s: &Snapshot) -> Result<String, RenderError> {
         }
         for (event, n) in &x.events {
             events.with_label_values(&[l[0], event]).inc_by(*n);
+        }
+        for (outcome, n) in &x.frags {
+            frags.with_label_values(&[l[0], outcome]).inc_by(*n);
         }
     }
 
@@ -469,6 +480,7 @@ mod tests {
                 guard_on: true,
                 guard: vec![("half_open_evicted", 3)],
                 events: vec![("toa_no_room", 2)],
+                frags: vec![("forwarded", 4)],
                 ..WorkerSample::default()
             }],
             ports: vec![PortSample {

@@ -123,6 +123,7 @@ mod tests {
             guard_on: false,
             guard: Vec::new(),
             events: Vec::new(),
+            frags: Vec::new(),
         }
     }
 

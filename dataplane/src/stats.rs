@@ -16,7 +16,10 @@ pub enum DropReason {
     UnsupportedL3,
     /// IP protocol not handled for this destination.
     UnsupportedL4,
-    /// An IPv4 or IPv6 fragment (fragments are neither reassembled nor forwarded yet).
+    /// An IPv4 or IPv6 fragment that cannot be forwarded: its first fragment
+    /// was not seen first (or too long ago), the fragment table was full, or
+    /// its session cannot carry fragments (FULLNAT64, client-address
+    /// insertion); see the `frag` counters.
     Fragment,
     /// Destination address not owned by the appliance.
     NotForUs,

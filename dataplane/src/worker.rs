@@ -127,6 +127,8 @@ pub struct WorkerShared {
     pub guard: [AtomicU64; 3],
     /// Feature events, in [`crate::stats::EVENT_NAMES`] order.
     pub events: [AtomicU64; crate::stats::EVENT_NAMES.len()],
+    /// Fragment counters, in [`crate::frag::FragCounters::NAMES`] order.
+    pub frags: [AtomicU64; 4],
     /// Generation of the tables in force.
     pub generation: AtomicU64,
 }
@@ -157,6 +159,7 @@ impl WorkerShared {
             guard_on: AtomicBool::new(false),
             guard: std::array::from_fn(|_| AtomicU64::new(0)),
             events: std::array::from_fn(|_| AtomicU64::new(0)),
+            frags: std::array::from_fn(|_| AtomicU64::new(0)),
             generation: AtomicU64::new(0),
         }
     }
@@ -864,6 +867,9 @@ impl Worker {
             a.store(v, Ordering::Relaxed);
         }
         for (a, v) in s.events.iter().zip(c.events()) {
+            a.store(v, Ordering::Relaxed);
+        }
+        for (a, v) in s.frags.iter().zip(self.pipeline.frag_counters().values()) {
             a.store(v, Ordering::Relaxed);
         }
     }

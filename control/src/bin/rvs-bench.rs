@@ -2130,6 +2130,7 @@ fn serve_scrape(
                 guard_on: false,
                 guard: Vec::new(),
                 events: Vec::new(),
+                frags: Vec::new(),
             }
         })
         .collect();

@@ -3,6 +3,7 @@
 //! from their tables.
 
 use super::*;
+use dataplane::frag::FragCounters;
 use dataplane::guard::GuardCounters;
 
 impl Control {
@@ -42,6 +43,11 @@ impl Control {
                     events: dataplane::stats::EVENT_NAMES
                         .iter()
                         .zip(&s.events)
+                        .map(|(n, a)| (*n, l(a)))
+                        .collect(),
+                    frags: FragCounters::NAMES
+                        .iter()
+                        .zip(&s.frags)
                         .map(|(n, a)| (*n, l(a)))
                         .collect(),
                 }
@@ -343,6 +349,11 @@ impl Control {
                     events: dataplane::stats::EVENT_NAMES
                         .iter()
                         .zip(&s.events)
+                        .map(|(n, a)| ((*n).to_string(), l(a)))
+                        .collect(),
+                    frags: FragCounters::NAMES
+                        .iter()
+                        .zip(&s.frags)
                         .map(|(n, a)| ((*n).to_string(), l(a)))
                         .collect(),
                 }
