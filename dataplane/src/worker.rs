@@ -125,6 +125,9 @@ pub struct WorkerShared {
     pub guard_on: AtomicBool,
     /// Flood-guard counters, in [`crate::guard::GuardCounters::NAMES`] order.
     pub guard: [AtomicU64; 3],
+    /// Hit counters of ACL rules and limits, by the index control gave
+    /// each ([`crate::limits::MAX_COUNTERS`] of them).
+    pub access_hits: Vec<AtomicU64>,
     /// Generation of the tables in force.
     pub generation: AtomicU64,
 }
@@ -154,6 +157,9 @@ impl WorkerShared {
             punted: AtomicU64::new(0),
             guard_on: AtomicBool::new(false),
             guard: std::array::from_fn(|_| AtomicU64::new(0)),
+            access_hits: (0..crate::limits::MAX_COUNTERS)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
             generation: AtomicU64::new(0),
         }
     }
@@ -851,6 +857,9 @@ impl Worker {
         s.guard_on.store(g.is_on(), Ordering::Relaxed);
         for (a, v) in s.guard.iter().zip(g.counters.values()) {
             a.store(v, Ordering::Relaxed);
+        }
+        for (a, v) in s.access_hits.iter().zip(self.pipeline.access_hits()) {
+            a.store(*v, Ordering::Relaxed);
         }
     }
 }

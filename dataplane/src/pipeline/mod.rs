@@ -62,6 +62,7 @@
 //! it mbuf data, tests feed it byte vectors. The per-packet path allocates
 //! nothing and takes no lock; session creation is `#[cold]`.
 
+mod admit;
 mod classify;
 mod client_addr;
 mod counts;
@@ -85,6 +86,7 @@ pub use slow::Decision;
 use crate::addr::Addr;
 use crate::guard::FloodGuard;
 use crate::laddr::PortPool;
+use crate::limits::WorkerLimits;
 use crate::neigh::{NeighEvent, NeighMap};
 use crate::packet::PacketBuf;
 use crate::sched::Scheduler;
@@ -241,6 +243,8 @@ pub struct Pipeline {
     unreach: unreach::Limiter,
     /// The flood guard (see [`crate::guard`]).
     guard: FloodGuard,
+    /// ACL and limit state: client prefixes, hit counters (see [`crate::limits`]).
+    limits: WorkerLimits,
     /// Connections of a persistent service scheduled without a template
     /// because the template table was full (they lose their affinity).
     pub templates_full: u64,
@@ -277,6 +281,7 @@ impl Pipeline {
             guard: FloodGuard::new(Default::default(), capacity.max(1) as usize),
             templates_full: 0,
             unreach: unreach::Limiter::default(),
+            limits: WorkerLimits::new(capacity.max(1) as usize, seed ^ u64::from(worker)),
             sync: None,
             worker,
             workers: workers.max(1),
@@ -319,6 +324,9 @@ impl Pipeline {
             self.rs_traffic.resize(rs_count, RsTraffic::default());
         }
         self.adopt_limits(tables);
+        if tables.services.iter().any(|s| s.limits.per_client()) {
+            self.limits.ensure_clients();
+        }
         // Scheduler state: kept for a service (same VIP, protocol and
         // policy) that was there before; `self.tables` is still the old
         // snapshot here.
@@ -465,6 +473,13 @@ impl Pipeline {
     #[must_use]
     pub fn rs_limits(&self) -> &[RsLimit] {
         &self.rs_limits
+    }
+
+    /// Hit counters of ACL rules and limits on this worker, by the index
+    /// control gave each (see [`crate::limits::MAX_COUNTERS`]).
+    #[must_use]
+    pub fn access_hits(&self) -> &[u64] {
+        &self.limits.hits
     }
 
     /// This worker's persistence templates (for `--persistent-conn`).
@@ -650,6 +665,7 @@ impl Pipeline {
             limits: &mut self.rs_limits,
             templates: &mut self.templates,
             session_template: &mut self.session_template,
+            access: &mut self.limits,
         }
         .release(slot, s);
     }
@@ -663,6 +679,7 @@ impl Pipeline {
             limits: &mut self.rs_limits,
             templates: &mut self.templates,
             session_template: &mut self.session_template,
+            access: &mut self.limits,
         };
         let n = self
             .sessions
@@ -699,6 +716,7 @@ struct Held<'a> {
     limits: &'a mut [RsLimit],
     templates: &'a mut TemplateTable,
     session_template: &'a mut [TemplateSlot],
+    access: &'a mut WorkerLimits,
 }
 
 impl Held<'_> {
@@ -725,6 +743,7 @@ impl Held<'_> {
                 *t = NO_TEMPLATE;
             }
         }
+        self.access.closed(slot.0 as usize);
     }
 }
 
@@ -741,6 +760,8 @@ mod test_prelude {
 #[cfg(test)]
 use test_prelude::*;
 
+#[cfg(test)]
+mod admit_tests;
 #[cfg(test)]
 mod client_addr_tests;
 #[cfg(test)]
