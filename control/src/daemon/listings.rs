@@ -135,6 +135,7 @@ impl Control {
                 })
                 .collect(),
             draining: self.drain.is_some(),
+            access: self.access_samples(),
         }
     }
 
