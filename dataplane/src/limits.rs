@@ -24,7 +24,7 @@
 //! [`crate::pipeline::owner`]), so a worker sees about `1/W` of a client's
 //! connections: a client may be refused by one worker while another still
 //! has room in its share (the same trade as the `-x` thresholds). The
-//! rate's share is `rate / W` (exact, in micro-tokens) with a burst of
+//! rate's share is `rate / W` (a GCRA bucket, [`TokenBucket`]) with a burst of
 //! `burst / W`, at least 1.
 //!
 //! **The client table.** Per-prefix state lives in a bounded per-worker
@@ -58,8 +58,6 @@ pub const CLIENT_SLOTS: usize = 16384;
 pub const PROBE: usize = 8;
 /// No client entry (a session not counted per client).
 pub const NO_TICKET: u32 = u32::MAX;
-/// One token in the buckets' units.
-const TOKEN: u64 = 1_000_000;
 
 /// A service's limits (0: no limit) and the counters of their refusals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,64 +149,57 @@ pub fn share(total: u32, worker: u16, workers: u16, rot: u32) -> u32 {
     (total / w + u32::from(k < total % w)).max(1)
 }
 
-/// A token bucket in micro-tokens: refilled by `per_ms` a millisecond up
-/// to `cap` (the burst; the fraction of one more token is kept), a
-/// connection takes one token.
+/// A token bucket kept as GCRA (the generic cell rate algorithm of ATM
+/// and `limit rate` implementations): one "theoretical arrival time" in
+/// microseconds instead of a token count, so no refill is lost to rounding
+/// and a bucket idle long enough holds exactly its burst. A connection is
+/// admitted if the bucket's `tat` is no more than `tolerance` ahead of now;
+/// each admission moves `tat` one `interval` on. Equivalent to a token
+/// bucket of `tolerance / interval + 1` tokens refilled one per `interval`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TokenBucket {
-    units: u64,
-    last: u64,
+    tat_us: u64,
 }
 
 impl TokenBucket {
-    /// A full bucket of `cap` units at `now`.
+    /// A full bucket.
     #[must_use]
-    pub fn full(cap: u64, now: Millis) -> Self {
-        Self {
-            units: cap,
-            last: now.0,
-        }
+    pub fn full() -> Self {
+        Self { tat_us: 0 }
     }
 
-    /// Refills for the time since the last call and takes a token if there
-    /// is one. The clock going back refills nothing.
+    /// Takes a token at `now` if there is one (`interval_us`, `tolerance_us`
+    /// from [`bucket_share`]). The clock going back refills nothing.
     #[inline]
-    pub fn take(&mut self, now: Millis, per_ms: u64, cap: u64) -> bool {
-        let elapsed = now.0.saturating_sub(self.last);
-        // Up to the burst, plus the fraction of the next token, so that a
-        // small burst loses no refill to rounding.
-        self.units = self
-            .units
-            .saturating_add(elapsed.saturating_mul(per_ms))
-            .min(cap + TOKEN - 1);
-        self.last = self.last.max(now.0);
-        if self.units >= TOKEN {
-            self.units -= TOKEN;
-            true
-        } else {
-            false
+    pub fn take(&mut self, now: Millis, interval_us: u64, tolerance_us: u64) -> bool {
+        let t = now.0.saturating_mul(1000);
+        let tat = self.tat_us.max(t);
+        if tat - t > tolerance_us {
+            return false;
         }
+        self.tat_us = tat.saturating_add(interval_us);
+        true
     }
 
-    /// When the bucket is full again (now, if it is).
+    /// When the bucket is full again, in milliseconds (now or earlier, if
+    /// it is).
     #[must_use]
-    pub fn full_at(&self, per_ms: u64, cap: u64) -> u64 {
-        let missing = (cap + TOKEN - 1).saturating_sub(self.units);
-        if missing == 0 || per_ms == 0 {
-            return self.last;
-        }
-        self.last + missing.div_ceil(per_ms)
+    pub fn full_at(&self) -> u64 {
+        self.tat_us.div_ceil(1000)
     }
 }
 
-/// Micro-tokens a millisecond and the cap of worker `worker`'s share of
-/// `rate` a second with `burst` (`workers` in all).
+/// Worker `worker`'s share of `rate` connections a second with a burst of
+/// `burst` (`workers` in all), as [`TokenBucket::take`]'s interval between
+/// connections and tolerance, in microseconds: one connection every
+/// `workers / rate` seconds (rounded up: never faster than configured),
+/// [`share`] of the burst at once.
 #[must_use]
 pub fn bucket_share(rate: u32, burst: u32, worker: u16, workers: u16, rot: u32) -> (u64, u64) {
     let w = u64::from(workers.max(1));
-    let per_ms = (u64::from(rate) * (TOKEN / 1000) / w).max(1);
-    let cap = u64::from(share(burst, worker, workers, rot)) * TOKEN;
-    (per_ms, cap)
+    let interval = (1_000_000 * w).div_ceil(u64::from(rate.max(1)));
+    let tolerance = u64::from(share(burst, worker, workers, rot) - 1) * interval;
+    (interval, tolerance)
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -334,7 +325,7 @@ impl WorkerLimits {
             .wrapping_add(self.seed)
             .wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let rot = (h >> 40) as u32;
-        let (per_ms, cap) = bucket_share(
+        let (interval, tolerance) = bucket_share(
             limits.rate,
             limits.burst_or_rate(),
             worker,
@@ -365,7 +356,7 @@ impl WorkerLimits {
                     conns: 0,
                     vip,
                     prefix,
-                    bucket: TokenBucket::full(cap, now),
+                    bucket: TokenBucket::full(),
                     idle_at: now.0,
                 };
                 i
@@ -386,8 +377,8 @@ impl WorkerLimits {
             }
             if limits.rate > 0 {
                 let e = &mut self.clients[i];
-                let ok = e.bucket.take(now, per_ms, cap);
-                e.idle_at = e.bucket.full_at(per_ms, cap);
+                let ok = e.bucket.take(now, interval, tolerance);
+                e.idle_at = e.bucket.full_at();
                 if !ok {
                     self.hit(limits.counters[2]);
                     return Err(DropReason::ClientRateLimit);
@@ -454,27 +445,55 @@ mod tests {
     #[test]
     fn a_bucket_gives_its_burst_then_the_rate() {
         // 10/s, burst 3, one worker.
-        let (per_ms, cap) = bucket_share(10, 3, 0, 1, 0);
-        let mut b = TokenBucket::full(cap, Millis(1000));
+        let (interval, tolerance) = bucket_share(10, 3, 0, 1, 0);
+        let mut b = TokenBucket::full();
         let t = Millis(1000);
-        assert!(b.take(t, per_ms, cap) && b.take(t, per_ms, cap) && b.take(t, per_ms, cap));
-        assert!(!b.take(t, per_ms, cap), "burst spent");
-        assert!(!b.take(Millis(1099), per_ms, cap), "99 ms: 0.99 token");
-        assert!(b.take(Millis(1100), per_ms, cap), "100 ms: one token");
-        assert!(!b.take(Millis(1100), per_ms, cap));
+        assert!(
+            b.take(t, interval, tolerance)
+                && b.take(t, interval, tolerance)
+                && b.take(t, interval, tolerance)
+        );
+        assert!(!b.take(t, interval, tolerance), "burst spent");
+        assert!(
+            !b.take(Millis(1099), interval, tolerance),
+            "99 ms: 0.99 token"
+        );
+        assert!(
+            b.take(Millis(1100), interval, tolerance),
+            "100 ms: one token"
+        );
+        assert!(!b.take(Millis(1100), interval, tolerance));
         // Idle for long: the burst again, no more.
         let later = Millis(100_000);
-        assert_eq!((0..10).filter(|_| b.take(later, per_ms, cap)).count(), 3);
+        assert_eq!(
+            (0..10)
+                .filter(|_| b.take(later, interval, tolerance))
+                .count(),
+            3
+        );
+    }
+
+    #[test]
+    fn an_idle_bucket_holds_exactly_the_burst_in_force() {
+        // Used with a burst of 1; then the limit becomes 1/s with a burst of 3.
+        let (i1, t1) = bucket_share(1, 1, 0, 1, 0);
+        let mut b = TokenBucket::full();
+        assert!(b.take(Millis(1000), i1, t1));
+        let (i, t) = bucket_share(1, 3, 0, 1, 0);
+        let later = Millis(60_000);
+        assert_eq!((0..10).filter(|_| b.take(later, i, t)).count(), 3);
+        assert!(!b.take(Millis(60_999), i, t));
+        assert!(b.take(Millis(61_000), i, t));
     }
 
     #[test]
     fn the_clock_going_back_refills_nothing() {
-        let (per_ms, cap) = bucket_share(1, 1, 0, 1, 0);
-        let mut b = TokenBucket::full(cap, Millis(5000));
-        assert!(b.take(Millis(5000), per_ms, cap));
-        assert!(!b.take(Millis(1000), per_ms, cap));
-        assert!(!b.take(Millis(5999), per_ms, cap));
-        assert!(b.take(Millis(6000), per_ms, cap));
+        let (interval, tolerance) = bucket_share(1, 1, 0, 1, 0);
+        let mut b = TokenBucket::full();
+        assert!(b.take(Millis(5000), interval, tolerance));
+        assert!(!b.take(Millis(1000), interval, tolerance));
+        assert!(!b.take(Millis(5999), interval, tolerance));
+        assert!(b.take(Millis(6000), interval, tolerance));
     }
 
     #[test]
@@ -491,24 +510,27 @@ mod tests {
 
     proptest! {
         /// Over any run of attempts, a bucket never admits more than
-        /// `burst + rate * elapsed`, and admits at least that minus one
-        /// when attempts come every millisecond (and a millisecond's refill
-        /// fits in the burst).
+        /// `burst + rate * elapsed`; with attempts every millisecond it
+        /// admits at least the burst and one more per interval rounded up
+        /// to the millisecond (an attempt can only come on a millisecond:
+        /// with a burst of 1 a token that waits for it is not saved, as in
+        /// any token bucket whose burst is 1).
         #[test]
         fn a_bucket_admits_burst_plus_rate_times_time(
-            rate in 1u32..1000, burst in 1u32..50, ms in 1u64..5000
+            rate in 1u32..5000, burst in 1u32..50, ms in 1u64..5000
         ) {
-            let (per_ms, cap) = bucket_share(rate, burst, 0, 1, 0);
-            let mut b = TokenBucket::full(cap, Millis(0));
+            let (interval, tolerance) = bucket_share(rate, burst, 0, 1, 0);
+            let mut b = TokenBucket::full();
             let mut got = 0u64;
             for t in 0..=ms {
-                while b.take(Millis(t), per_ms, cap) {
+                while b.take(Millis(t), interval, tolerance) {
                     got += 1;
                 }
             }
             let most = u64::from(burst) + u64::from(rate) * ms / 1000;
+            let least = u64::from(burst) + ms * 1000 / (interval.div_ceil(1000) * 1000);
             prop_assert!(got <= most, "{got} > {most}");
-            prop_assert!(got + 1 >= most, "{got} far below {most}");
+            prop_assert!(got + 1 >= least, "{got} far below {least}");
         }
     }
 
