@@ -89,6 +89,21 @@ pub struct ServerSample {
     pub up: bool,
 }
 
+/// Hits of one ACL rule, or refusals of one limit, of a service (all
+/// workers).
+#[derive(Debug, Clone, Default)]
+pub struct AccessSample {
+    /// Service label (`TCP/10.0.0.1:80`).
+    pub service: String,
+    /// The rule (`deny 10.0.0.0/8`), for an ACL rule's hits.
+    pub acl_rule: Option<String>,
+    /// The limit's name (`max_conns`, ...), for a limit's refusals.
+    pub limit: Option<String>,
+    /// Connections matched (a rule) or refused (a limit; `icmp_rate`: port
+    /// unreachables held back).
+    pub hits: u64,
+}
+
 /// Everything one scrape shows.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -114,6 +129,8 @@ pub struct Snapshot {
     pub vips: Vec<(String, bool)>,
     /// A drain is in progress.
     pub draining: bool,
+    /// ACL rules' hits and limits' refusals.
+    pub access: Vec<AccessSample>,
 }
 
 /// Why rendering failed (a metric definition error: a bug, not input).
@@ -410,6 +427,27 @@ pub fn render(s: &Snapshot) -> Result<String, RenderError> {
     for name in &s.services {
         svc.with_label_values(&[name]).set(1);
     }
+    let acl = counter(
+        &reg,
+        "rvs_service_acl_hits_total",
+        "New connections an ACL rule of a service matched (allow or deny), all workers.",
+        &["service", "rule"],
+    )?;
+    let refused = counter(
+        &reg,
+        "rvs_service_limit_refused_total",
+        "New connections a limit of a service refused (icmp_rate: port unreachables held back), all workers.",
+        &["service", "limit"],
+    )?;
+    for a in &s.access {
+        match (&a.acl_rule, &a.limit) {
+            (Some(rule), _) => acl.with_label_values(&[&a.service, rule]).inc_by(a.hits),
+            (None, Some(limit)) => refused
+                .with_label_values(&[&a.service, limit])
+                .inc_by(a.hits),
+            (None, None) => {}
+        }
+    }
 
     let neigh = gauge(
         &reg,
@@ -506,6 +544,20 @@ mod tests {
             last_reload_time: 0.0,
             vips: vec![("10.0.0.1".into(), true)],
             draining: false,
+            access: vec![
+                AccessSample {
+                    service: "TCP/10.0.0.1:80".into(),
+                    acl_rule: Some("deny 10.0.0.0/8".into()),
+                    limit: None,
+                    hits: 4,
+                },
+                AccessSample {
+                    service: "TCP/10.0.0.1:80".into(),
+                    acl_rule: None,
+                    limit: Some("max_conns".into()),
+                    hits: 5,
+                },
+            ],
         }
     }
 
@@ -523,6 +575,8 @@ mod tests {
             "rvs_vip_route_announced{vip=\"10.0.0.1\"} 1",
             "rvs_draining 0",
             "rvs_worker_events_total{event=\"toa_no_room\",worker=\"1\"} 2",
+            "rvs_service_acl_hits_total{rule=\"deny 10.0.0.0/8\",service=\"TCP/10.0.0.1:80\"} 4",
+            "rvs_service_limit_refused_total{limit=\"max_conns\",service=\"TCP/10.0.0.1:80\"} 5",
             "rvs_real_server_connections_total{server=\"10.0.0.2:80\",service=\"TCP/10.0.0.1:80\"} 7",
             "# TYPE rvs_worker_rx_packets_total counter",
             "# TYPE rvs_worker_sessions gauge",

@@ -12,12 +12,14 @@
 #[allow(unsafe_code)]
 pub mod dpdk;
 
+pub mod acl;
 pub mod addr;
 pub mod checksum;
 pub mod frag;
 pub mod guard;
 pub mod hold;
 pub mod laddr;
+pub mod limits;
 pub mod local;
 pub mod neigh;
 pub mod packet;

@@ -181,6 +181,10 @@ pub struct Service {
     /// How its FULLNAT servers learn the client's address
     /// (`client_address`, see [`crate::xmit::client_addr`]).
     pub client_address: crate::xmit::client_addr::ClientAddress,
+    /// Allow/deny rules on client prefixes (see [`crate::acl`]).
+    pub acl: crate::acl::Acl,
+    /// Connection limits and the ICMP answers' rate (see [`crate::limits`]).
+    pub limits: crate::limits::Limits,
 }
 
 /// Everything the pipeline forwards by.

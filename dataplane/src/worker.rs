@@ -129,6 +129,9 @@ pub struct WorkerShared {
     pub events: [AtomicU64; crate::stats::EVENT_NAMES.len()],
     /// Fragment counters, in [`crate::frag::FragCounters::NAMES`] order.
     pub frags: [AtomicU64; 4],
+    /// Hit counters of ACL rules and limits, by the index control gave
+    /// each ([`crate::limits::MAX_COUNTERS`] of them).
+    pub access_hits: Vec<AtomicU64>,
     /// Generation of the tables in force.
     pub generation: AtomicU64,
 }
@@ -160,6 +163,9 @@ impl WorkerShared {
             guard: std::array::from_fn(|_| AtomicU64::new(0)),
             events: std::array::from_fn(|_| AtomicU64::new(0)),
             frags: std::array::from_fn(|_| AtomicU64::new(0)),
+            access_hits: (0..crate::limits::MAX_COUNTERS)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
             generation: AtomicU64::new(0),
         }
     }
@@ -871,6 +877,9 @@ impl Worker {
         }
         for (a, v) in s.frags.iter().zip(self.pipeline.frag_counters().values()) {
             a.store(v, Ordering::Relaxed);
+        }
+        for (a, v) in s.access_hits.iter().zip(self.pipeline.access_hits()) {
+            a.store(*v, Ordering::Relaxed);
         }
     }
 }

@@ -734,7 +734,7 @@ struct Lab {
     seq: u32,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct Snap {
     rx: u64,
     tx: u64,
@@ -745,6 +745,23 @@ struct Snap {
     redirected: u64,
     cpu_ns: u64,
     tsc: u64,
+}
+
+// By hand: `[u64; N]` has no `Default` past N = 32.
+impl Default for Snap {
+    fn default() -> Self {
+        Self {
+            rx: 0,
+            tx: 0,
+            drops: [0; DropReason::COUNT],
+            created: 0,
+            polls: 0,
+            empty: 0,
+            redirected: 0,
+            cpu_ns: 0,
+            tsc: 0,
+        }
+    }
 }
 
 impl Snap {

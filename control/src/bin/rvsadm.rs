@@ -21,6 +21,9 @@ use rvs_control::ipvsadm_fmt;
 use rvs_control::ipvsadm_names;
 use rvs_control::ipvsadm_opts::{self, Command, Opt, OptSet};
 
+/// `rvsadm acl|limit`: a service's ACL and limits.
+#[path = "rvsadm/access.rs"]
+mod access;
 /// `rvsadm link|addr|route|neigh` (iproute2-style).
 #[path = "rvsadm/ip.rs"]
 mod ip;
@@ -50,6 +53,8 @@ Usage:
   rvsadm --stats-dp
   rvsadm top [--interval SECONDS] [--count N]
   rvsadm vips | drain [--stay] | undrain     (VIP routes for BGP: rvsadm vips -h)
+  rvsadm acl list|add|del|flush ...          (a service's ACL: rvsadm acl -h)
+  rvsadm limit list|set ...                  (a service's limits: rvsadm limit -h)
   rvsadm -h
 Commands:
   --add-service     -A        add virtual service with options
@@ -72,6 +77,7 @@ Commands:
   --export-config             print the running services and timeouts as config TOML
   --stats-dp                  data-plane counters per port and worker
   top                         live per-port and per-worker rates, testpmd style
+  acl, limit                  a service's allow/deny rules and connection limits, with hits
   --help            -h        display this help message
 Either long or short options are allowed (short ones clustered, values glued: -Ln, -t10.0.0.1:80).
 Options:
@@ -918,7 +924,9 @@ fn render(resp: Response, a: &Args) -> Result<String, String> {
             t
         }
         Response::Daemons(lines) => lines.iter().map(|l| format!("{l}\n")).collect(),
-        Response::Ip(_) | Response::Vips(_) => return Err("unexpected answer from rvsd".into()),
+        Response::Ip(_) | Response::Vips(_) | Response::Access(_) => {
+            return Err("unexpected answer from rvsd".into())
+        }
         Response::Error(e) => return Err(e),
     })
 }

@@ -9,6 +9,7 @@
 //! Every refusal is a [`ConfigError`] printed as `FILE:LINE:COL: reason`;
 //! nothing else ever sees an unvalidated value.
 
+pub mod access;
 pub mod claims;
 pub mod export;
 pub mod flood_guard;
@@ -416,6 +417,11 @@ pub struct ServiceOptions {
     pub ops: bool,
     /// How FULLNAT servers learn the client's address (`client_address`).
     pub client_address: ClientAddress,
+    /// ACL rules in order, the first match deciding (`acl`, `rvsadm acl`).
+    pub acl: Vec<access::AclRule>,
+    /// Connection limits and the ICMP answers' rate (`max_conns`, ...,
+    /// `rvsadm limit`); counter indices unset.
+    pub limits: dataplane::limits::Limits,
 }
 
 impl ServiceOptions {

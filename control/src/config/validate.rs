@@ -18,7 +18,7 @@ use super::{
     Persistence, RealServerConfig, ServiceConfig, ServiceOptions, Thresholds, VlanConfig,
 };
 
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     path: &'a Path,
     text: &'a str,
 }
@@ -31,7 +31,7 @@ impl Ctx<'_> {
             reason: reason.into(),
         }
     }
-    fn at<T>(&self, v: &Spanned<T>, reason: impl Into<String>) -> ConfigError {
+    pub(super) fn at<T>(&self, v: &Spanned<T>, reason: impl Into<String>) -> ConfigError {
         self.err_at(v.span(), reason)
     }
     fn nowhere(&self, reason: impl Into<String>) -> ConfigError {
@@ -523,6 +523,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             options.client_address =
                 check_client_address(c.get_ref(), proto, forward).map_err(|e| cx.at(c, e))?;
         }
+        super::access::validate(&cx, s, vip, &mut options)?;
         if options != ServiceOptions::default() {
             service_options.insert((vip, proto), options);
         }

@@ -146,6 +146,7 @@ impl Control {
                 })
                 .collect(),
             draining: self.drain.is_some(),
+            access: self.access_samples(),
         }
     }
 

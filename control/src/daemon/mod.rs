@@ -69,6 +69,7 @@ use kernel::{configure_kernel_side, kernel_ip, kernel_route};
 use rates::{ConnTotals, RateEstimate};
 use rules::Change;
 
+mod access;
 mod addresses;
 mod health_sync;
 mod ip_views;
@@ -804,6 +805,7 @@ impl Control {
             Request::StartDaemon(spec) => self.start_daemon(&spec),
             Request::StopDaemon { role } => self.stop_daemon(&role),
             Request::ListDaemons => Response::Daemons(self.sync.engine.daemon_lines()),
+            Request::Access(r) => self.access(r),
         }
     }
 

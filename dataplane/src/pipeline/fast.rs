@@ -86,12 +86,17 @@ impl Pipeline {
             }
             // No server for it: the client is told at once (`ip_vs_leave`).
             Err(Verdict::Drop(DropReason::NoRealServer)) => {
-                if self.unreach.allow(key.src.ip, now) {
+                let l = self.tables.services[svc].limits;
+                if self
+                    .unreach
+                    .allow_at(key.src.ip, now, l.icmp_rate, l.icmp_burst)
+                {
                     Step::Forward {
                         port: in_port,
                         reshape: Some(Reshape::Unreachable),
                     }
                 } else {
+                    self.limits.icmp_limited(&l);
                     Step::drop(DropReason::NoRealServer)
                 }
             }

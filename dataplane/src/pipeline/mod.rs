@@ -62,6 +62,7 @@
 //! it mbuf data, tests feed it byte vectors. The per-packet path allocates
 //! nothing and takes no lock; session creation is `#[cold]`.
 
+mod admit;
 mod classify;
 mod client_addr;
 mod counts;
@@ -87,6 +88,7 @@ use crate::addr::Addr;
 use crate::frag::{FragCounters, FragTable};
 use crate::guard::FloodGuard;
 use crate::laddr::PortPool;
+use crate::limits::WorkerLimits;
 use crate::neigh::{NeighEvent, NeighMap};
 use crate::packet::PacketBuf;
 use crate::sched::Scheduler;
@@ -246,6 +248,8 @@ pub struct Pipeline {
     /// Datagrams whose later fragments follow their first one (see
     /// [`crate::frag`]).
     frags: FragTable,
+    /// ACL and limit state: client prefixes, hit counters (see [`crate::limits`]).
+    limits: WorkerLimits,
     /// Connections of a persistent service scheduled without a template
     /// because the template table was full (they lose their affinity).
     pub templates_full: u64,
@@ -283,6 +287,7 @@ impl Pipeline {
             frags: FragTable::new(),
             templates_full: 0,
             unreach: unreach::Limiter::default(),
+            limits: WorkerLimits::new(capacity.max(1) as usize, seed ^ u64::from(worker)),
             sync: None,
             worker,
             workers: workers.max(1),
@@ -325,6 +330,9 @@ impl Pipeline {
             self.rs_traffic.resize(rs_count, RsTraffic::default());
         }
         self.adopt_limits(tables);
+        if tables.services.iter().any(|s| s.limits.per_client()) {
+            self.limits.ensure_clients();
+        }
         // Scheduler state: kept for a service (same VIP, protocol and
         // policy) that was there before; `self.tables` is still the old
         // snapshot here.
@@ -477,6 +485,13 @@ impl Pipeline {
     #[must_use]
     pub fn frag_counters(&self) -> &FragCounters {
         &self.frags.counters
+    }
+
+    /// Hit counters of ACL rules and limits on this worker, by the index
+    /// control gave each (see [`crate::limits::MAX_COUNTERS`]).
+    #[must_use]
+    pub fn access_hits(&self) -> &[u64] {
+        &self.limits.hits
     }
 
     /// This worker's persistence templates (for `--persistent-conn`).
@@ -662,6 +677,7 @@ impl Pipeline {
             limits: &mut self.rs_limits,
             templates: &mut self.templates,
             session_template: &mut self.session_template,
+            access: &mut self.limits,
         }
         .release(slot, s);
     }
@@ -675,6 +691,7 @@ impl Pipeline {
             limits: &mut self.rs_limits,
             templates: &mut self.templates,
             session_template: &mut self.session_template,
+            access: &mut self.limits,
         };
         let n = self
             .sessions
@@ -712,6 +729,7 @@ struct Held<'a> {
     limits: &'a mut [RsLimit],
     templates: &'a mut TemplateTable,
     session_template: &'a mut [TemplateSlot],
+    access: &'a mut WorkerLimits,
 }
 
 impl Held<'_> {
@@ -738,6 +756,7 @@ impl Held<'_> {
                 *t = NO_TEMPLATE;
             }
         }
+        self.access.closed(slot.0 as usize);
     }
 }
 
@@ -754,6 +773,8 @@ mod test_prelude {
 #[cfg(test)]
 use test_prelude::*;
 
+#[cfg(test)]
+mod admit_tests;
 #[cfg(test)]
 mod client_addr_tests;
 #[cfg(test)]
