@@ -112,6 +112,9 @@ pub struct VipsView {
     pub stop_in_secs: Option<u64>,
     /// Each VIP and its state.
     pub vips: Vec<(std::net::IpAddr, crate::vip_routes::VipState)>,
+    /// The local-address routes and their metrics.
+    #[serde(default)]
+    pub local_routes: Vec<(std::net::IpAddr, u32)>,
 }
 
 /// A sync daemon named on the command line (`--start-daemon`); `None`
@@ -276,6 +279,12 @@ pub struct WorkerStatsView {
     /// Flood-guard counters by name.
     #[serde(default)]
     pub guard: Vec<(String, u64)>,
+    /// Feature events by name (`dataplane::stats::EVENT_NAMES`).
+    #[serde(default)]
+    pub events: Vec<(String, u64)>,
+    /// Fragment counters by name (`dataplane::frag::FragCounters`).
+    #[serde(default)]
+    pub frags: Vec<(String, u64)>,
 }
 
 /// Counters of one DPDK port.
