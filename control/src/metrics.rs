@@ -51,6 +51,8 @@ pub struct WorkerSample {
     pub guard_on: bool,
     /// Flood-guard counters by name (`dataplane::guard::GuardCounters`).
     pub guard: Vec<(&'static str, u64)>,
+    /// SYN-proxy counters by name (`dataplane::synproxy::Counters`).
+    pub synproxy: Vec<(&'static str, u64)>,
 }
 
 /// One port's ethdev counters.
@@ -255,6 +257,12 @@ pub fn render(s: &Snapshot) -> Result<String, RenderError> {
         "Flood-guard events, by kind: on (went on), half_open_short (half-open sessions given the short timeout), half_open_evicted (evicted to make room).",
         &["worker", "event"],
     )?;
+    let synproxy = counter(
+        &reg,
+        "rvs_worker_synproxy_total",
+        "SYN-proxy events, by kind: cookies_sent (SYNs answered with a cookie), acks_valid, acks_invalid (ACKs whose cookie did (not) check), sessions_opened (connections opened to a server after a valid ACK), server_handshakes (server SYN-ACKs answered), data_held (client data held during the server handshake).",
+        &["worker", "event"],
+    )?;
     for x in &s.workers {
         let l = x.lcore.to_string();
         let l = [l.as_str()];
@@ -283,6 +291,9 @@ pub fn render(s: &Snapshot) -> Result<String, RenderError> {
         guard_on.with_label_values(&l).set(i64::from(x.guard_on));
         for (event, n) in &x.guard {
             guard.with_label_values(&[l[0], event]).inc_by(*n);
+        }
+        for (event, n) in &x.synproxy {
+            synproxy.with_label_values(&[l[0], event]).inc_by(*n);
         }
     }
 
@@ -457,6 +468,7 @@ mod tests {
                 session_capacity: 65536,
                 guard_on: true,
                 guard: vec![("half_open_evicted", 3)],
+                synproxy: vec![("cookies_sent", 5)],
                 ..WorkerSample::default()
             }],
             ports: vec![PortSample {

@@ -306,6 +306,7 @@ fn service(config: &Config, s: &ServiceConfig, registry: &mut Registry) -> Servi
         persistence: opts.persistence,
         ops: opts.ops,
         client_address: opts.client_address,
+        syn_proxy: opts.syn_proxy,
         servers,
     }
 }

@@ -122,6 +122,7 @@ mod tests {
             drops: vec![("no_session".into(), rx / 10)],
             guard_on: false,
             guard: Vec::new(),
+            synproxy: Vec::new(),
         }
     }
 

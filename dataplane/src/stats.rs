@@ -82,11 +82,17 @@ pub enum DropReason {
     /// TCP flags no stack sends (SYN+FIN, SYN+RST, none, FIN without ACK,
     /// ...: netfilter's table of valid combinations).
     TcpFlags,
+    /// An ACK with no session to a SYN-proxied service whose SYN cookie
+    /// does not check (forged, or older than two minutes).
+    SynCookieInvalid,
+    /// A segment of a SYN-proxied connection that arrived while the
+    /// server's handshake was still running (the sender retransmits it).
+    SynProxyPending,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 29;
+    pub const COUNT: usize = 31;
 
     /// All reasons, in discriminant order.
     pub const ALL: [Self; Self::COUNT] = [
@@ -119,6 +125,8 @@ impl DropReason {
         Self::OwnSource,
         Self::SourceRoute,
         Self::TcpFlags,
+        Self::SynCookieInvalid,
+        Self::SynProxyPending,
     ];
 
     /// Stable snake_case name (metrics label, listings).
@@ -154,6 +162,8 @@ impl DropReason {
             Self::OwnSource => "own_source",
             Self::SourceRoute => "source_route",
             Self::TcpFlags => "tcp_flags",
+            Self::SynCookieInvalid => "syn_cookie_invalid",
+            Self::SynProxyPending => "syn_proxy_pending",
         }
     }
 }

@@ -175,6 +175,10 @@ pub struct Service {
     /// How its FULLNAT servers learn the client's address
     /// (`client_address`, see [`crate::xmit::client_addr`]).
     pub client_address: crate::xmit::client_addr::ClientAddress,
+    /// SYN proxy (`syn_proxy`, TCP FULLNAT and NAT): SYNs are answered
+    /// with cookies, the server is connected after the client's ACK (see
+    /// [`crate::synproxy`]).
+    pub syn_proxy: bool,
 }
 
 /// Everything the pipeline forwards by.

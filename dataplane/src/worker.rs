@@ -125,6 +125,8 @@ pub struct WorkerShared {
     pub guard_on: AtomicBool,
     /// Flood-guard counters, in [`crate::guard::GuardCounters::NAMES`] order.
     pub guard: [AtomicU64; 3],
+    /// SYN-proxy counters, in [`crate::synproxy::Counters::NAMES`] order.
+    pub synproxy: [AtomicU64; 6],
     /// Generation of the tables in force.
     pub generation: AtomicU64,
 }
@@ -154,6 +156,7 @@ impl WorkerShared {
             punted: AtomicU64::new(0),
             guard_on: AtomicBool::new(false),
             guard: std::array::from_fn(|_| AtomicU64::new(0)),
+            synproxy: std::array::from_fn(|_| AtomicU64::new(0)),
             generation: AtomicU64::new(0),
         }
     }
@@ -850,6 +853,10 @@ impl Worker {
         let g = self.pipeline.flood_guard();
         s.guard_on.store(g.is_on(), Ordering::Relaxed);
         for (a, v) in s.guard.iter().zip(g.counters.values()) {
+            a.store(v, Ordering::Relaxed);
+        }
+        let sp = self.pipeline.synproxy_counters().values();
+        for (a, v) in s.synproxy.iter().zip(sp) {
             a.store(v, Ordering::Relaxed);
         }
     }

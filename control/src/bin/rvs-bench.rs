@@ -2129,6 +2129,7 @@ fn serve_scrape(
                 generation: l(&sh.generation),
                 guard_on: false,
                 guard: Vec::new(),
+                synproxy: Vec::new(),
             }
         })
         .collect();

@@ -39,6 +39,11 @@ impl Control {
                         .zip(&s.guard)
                         .map(|(n, a)| (*n, l(a)))
                         .collect(),
+                    synproxy: dataplane::synproxy::Counters::NAMES
+                        .iter()
+                        .zip(&s.synproxy)
+                        .map(|(n, a)| (*n, l(a)))
+                        .collect(),
                 }
             })
             .collect();
@@ -216,6 +221,10 @@ impl Control {
                     if o.ops {
                         flags += " ops";
                     }
+                    // DPVS's ipvsadm prints it here.
+                    if o.syn_proxy {
+                        flags += " synproxy";
+                    }
                     // rvs's own, after ipvsadm's; absent when `none`, so
                     // listings stay ipvsadm's byte for byte.
                     if o.client_address != ClientAddress::None {
@@ -383,6 +392,11 @@ impl Control {
                     guard: GuardCounters::NAMES
                         .iter()
                         .zip(&s.guard)
+                        .map(|(n, a)| ((*n).to_string(), l(a)))
+                        .collect(),
+                    synproxy: dataplane::synproxy::Counters::NAMES
+                        .iter()
+                        .zip(&s.synproxy)
                         .map(|(n, a)| ((*n).to_string(), l(a)))
                         .collect(),
                 }

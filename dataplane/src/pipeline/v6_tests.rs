@@ -19,21 +19,21 @@ fn ep(s: &str, port: u16) -> Endpoint {
 
 const PREFIX: &str = "fd77::";
 
-fn client() -> Endpoint {
+pub(super) fn client() -> Endpoint {
     ep("fd77::10", 40000)
 }
-fn vip() -> Endpoint {
+pub(super) fn vip() -> Endpoint {
     ep("fd77::100", 80)
 }
-fn lip() -> Addr {
+pub(super) fn lip() -> Addr {
     a("fd77::200")
 }
-fn rs(i: u8) -> Endpoint {
+pub(super) fn rs(i: u8) -> Endpoint {
     ep(&format!("fd77::1{i}"), 8080)
 }
 
 /// The lab's TCP service moved to IPv6, every server forwarding by `forward`.
-fn v6_tables(forward: Forward) -> Arc<Tables> {
+pub(super) fn v6_tables(forward: Forward) -> Arc<Tables> {
     tables_with((5000, 5009), |t| {
         let s = &mut t.services[0];
         s.vip = vip();
@@ -61,7 +61,7 @@ fn v6_tables(forward: Forward) -> Arc<Tables> {
     })
 }
 
-fn known() -> Arc<NeighMap> {
+pub(super) fn known() -> Arc<NeighMap> {
     Arc::new(NeighMap::new(vec![
         NeighEntry {
             ip: rs(1).ip,
