@@ -57,7 +57,7 @@ fn syn(i: u32) -> Vec<u8> {
     t[2..4].copy_from_slice(&80u16.to_be_bytes());
     t[4..8].copy_from_slice(&i.to_be_bytes());
     t[12] = 10 << 4;
-    t[13] = tcp::SYN;
+    t[13] = tcp::SYN.bits();
     t[14..16].copy_from_slice(&64240u16.to_be_bytes());
     t[20..].copy_from_slice(&opts);
     tcp::Packet::new_checked(&mut f[34..])

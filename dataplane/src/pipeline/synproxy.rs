@@ -31,7 +31,7 @@
 
 use super::{Desc, Pipeline, Reshape, Step, Verdict};
 use crate::packet::PacketBuf;
-use crate::session::ext::{CLIENT_ISN, PROXY_TS, SERVER_ISN, SYN_PROXY};
+use crate::session::ext::{ExtFlags, CLIENT_ISN, PROXY_TS, SERVER_ISN, SYN_PROXY};
 use crate::session::{Direction, SlotId, TcpState};
 use crate::stats::DropReason;
 use crate::synproxy::cookie::{self, Secret, SynOptions, Tuple, NO_WSCALE};
@@ -169,7 +169,7 @@ fn tuple_of(d: &Desc) -> Tuple {
 
 /// True for the flags of a client's handshake ACK (possibly with data or
 /// PSH; no SYN, RST or FIN).
-pub(super) fn is_cookie_ack(flags: u8) -> bool {
+pub(super) fn is_cookie_ack(flags: tcp::TcpFlags) -> bool {
     flags & (tcp::SYN | tcp::ACK | tcp::RST | tcp::FIN) == tcp::ACK
 }
 
@@ -289,7 +289,13 @@ impl Pipeline {
         };
         s.expires = now.plus_secs(timeout);
         let port = s.rs_port;
-        ext.flags = SYN_PROXY | CLIENT_ISN | if o.ts.is_some() { PROXY_TS } else { 0 };
+        ext.flags = SYN_PROXY
+            | CLIENT_ISN
+            | if o.ts.is_some() {
+                PROXY_TS
+            } else {
+                ExtFlags::empty()
+            };
         ext.to_server = SeqShift::new(seq, 0);
         ext.to_client = SeqShift::default();
         ext.syn_proxy = ProxyState {
@@ -358,7 +364,7 @@ impl Pipeline {
         let leg = Leg::of(&s, Direction::Inbound);
         let ws = (p.client_wscale != NO_WSCALE).then_some(p.client_wscale);
         let window = (u32::from(p.client_win) << ws.unwrap_or(0)).min(0xffff) as u16;
-        let ts = (flags & PROXY_TS != 0).then_some((p.client_tsval, 0));
+        let ts = flags.contains(PROXY_TS).then_some((p.client_tsval, 0));
         let opts = segment::syn_options(mss, ws, sack, ts);
         let seg = Segment {
             dst_mac: leg.mac,
@@ -388,7 +394,7 @@ impl Pipeline {
             && self
                 .sessions
                 .ext(slot)
-                .is_some_and(|e| e.flags & SYN_PROXY != 0)
+                .is_some_and(|e| e.flags.contains(SYN_PROXY))
     }
 
     /// A packet of a proxied session before its method's rewrite: the
@@ -408,7 +414,7 @@ impl Pipeline {
         let l4 = usize::from(d.l4);
         let flags = d.flags;
         let (s, ext) = self.sessions.get_with_ext(slot)?;
-        let done = ext.flags & SERVER_ISN != 0;
+        let done = ext.flags.contains(SERVER_ISN);
         let t = l3.get_mut(l4..end)?;
         if t.len() < tcp::MIN_HEADER_LEN {
             return None;
@@ -447,7 +453,7 @@ impl Pipeline {
                 })
             }
             _ if done => None,
-            Direction::Outbound if flags & tcp::RST != 0 => {
+            Direction::Outbound if flags.contains(tcp::RST) => {
                 // The server refused the proxy's SYN: the client knows the
                 // connection by the cookie's numbers.
                 let new = ext.syn_proxy.isn.wrapping_add(1);
@@ -458,7 +464,7 @@ impl Pipeline {
                 );
                 None
             }
-            Direction::Inbound if flags & tcp::RST != 0 => None,
+            Direction::Inbound if flags.contains(tcp::RST) => None,
             Direction::Inbound if payload > 0 => {
                 if self.synproxy.hold(slot, &[l2, &l3[..end]], now) {
                     self.synproxy.counters.data_held += 1;
@@ -484,10 +490,10 @@ impl Pipeline {
         let Some(ext) = self.sessions.ext(slot) else {
             return;
         };
-        if ext.flags & SERVER_ISN == 0 {
+        if !ext.flags.contains(SERVER_ISN) {
             return;
         }
-        let (shift, p, ts) = (ext.to_client, ext.syn_proxy, ext.flags & PROXY_TS != 0);
+        let (shift, p, ts) = (ext.to_client, ext.syn_proxy, ext.flags.contains(PROXY_TS));
         let end = ip_end(l3);
         let Some(t) = l3.get_mut(l4..end) else {
             return;
@@ -541,7 +547,7 @@ impl Pipeline {
             pkt.frame_mut().copy_from_slice(&e.buf[..e.len]);
         } else {
             let opts =
-                segment::ack_options((flags & PROXY_TS != 0).then_some((p.client_tsval, tsecr)));
+                segment::ack_options(flags.contains(PROXY_TS).then_some((p.client_tsval, tsecr)));
             let seg = Segment {
                 dst_mac: [0; 6],
                 src_mac: s.client_mac,

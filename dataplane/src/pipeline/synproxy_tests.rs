@@ -103,7 +103,7 @@ impl Lab {
     fn client_sends(
         &mut self,
         sa: (u32, u32),
-        flags: u8,
+        flags: tcp::TcpFlags,
         opts: &[u8],
         data: &[u8],
         now: u64,
@@ -115,7 +115,7 @@ impl Lab {
     fn server_sends(
         &mut self,
         sa: (u32, u32),
-        flags: u8,
+        flags: tcp::TcpFlags,
         opts: &[u8],
         data: &[u8],
         now: u64,
@@ -209,7 +209,7 @@ fn full_exchange(v4: bool, forward: Forward) {
     // The request follows at once: held.
     let (v, _) = l.client_sends(
         (ISN_C.wrapping_add(1), c.wrapping_add(1)),
-        tcp::ACK | 0x08,
+        tcp::ACK | tcp::PSH,
         &ts_opt(113, our_ts),
         b"GET /",
         T0 + 6,

@@ -13,17 +13,34 @@
 
 use crate::xmit::seq_shift::SeqShift;
 
+bitflags::bitflags! {
+    /// What a session's [`SessionExt`] knows so far.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+    pub struct ExtFlags: u8 {
+        /// The client's ISN is known (its SYN passed).
+        const CLIENT_ISN = 1;
+        /// The server's ISN is known (its SYN-ACK passed).
+        const SERVER_ISN = 2;
+        /// The inserted header has been sent at least once.
+        const HEADER_SENT = 4;
+        /// A SYN-proxied connection.
+        const SYN_PROXY = 8;
+        /// The SYN proxy and the client negotiated timestamps.
+        const PROXY_TS = 16;
+    }
+}
+
 /// The client's ISN is known (its SYN passed).
-pub const CLIENT_ISN: u8 = 1;
+pub const CLIENT_ISN: ExtFlags = ExtFlags::CLIENT_ISN;
 /// The server's ISN is known (its SYN-ACK passed).
-pub const SERVER_ISN: u8 = 2;
+pub const SERVER_ISN: ExtFlags = ExtFlags::SERVER_ISN;
 /// The inserted header has been sent at least once.
-pub const HEADER_SENT: u8 = 4;
+pub const HEADER_SENT: ExtFlags = ExtFlags::HEADER_SENT;
 /// A SYN-proxied connection ([`SessionExt::syn_proxy`] holds its state;
 /// with [`SERVER_ISN`] the server's handshake is done).
-pub const SYN_PROXY: u8 = 8;
+pub const SYN_PROXY: ExtFlags = ExtFlags::SYN_PROXY;
 /// The SYN proxy and the client negotiated timestamps.
-pub const PROXY_TS: u8 = 16;
+pub const PROXY_TS: ExtFlags = ExtFlags::PROXY_TS;
 
 /// The rarely used part of a session. Reset to default when a slot is
 /// given to a new session.
@@ -41,7 +58,7 @@ pub struct SessionExt {
     pub server_next: u32,
     /// [`CLIENT_ISN`], [`SERVER_ISN`], [`HEADER_SENT`], [`SYN_PROXY`],
     /// [`PROXY_TS`].
-    pub flags: u8,
+    pub flags: ExtFlags,
     /// A SYN proxy's handshake and adjustments (with [`SYN_PROXY`]).
     pub syn_proxy: crate::synproxy::ProxyState,
 }
@@ -50,7 +67,7 @@ impl SessionExt {
     /// True if all of `flags` are set.
     #[inline]
     #[must_use]
-    pub fn has(&self, flags: u8) -> bool {
-        self.flags & flags == flags
+    pub fn has(&self, flags: ExtFlags) -> bool {
+        self.flags.contains(flags)
     }
 }

@@ -160,7 +160,7 @@ pub struct Segment<'a> {
     /// Acknowledgement number (sent as 0 without the ACK flag).
     pub ack: u32,
     /// Flags.
-    pub flags: u8,
+    pub flags: tcp::TcpFlags,
     /// Window field.
     pub window: u16,
     /// TTL or hop limit.
@@ -210,10 +210,10 @@ pub fn write(buf: &mut [u8], s: &Segment<'_>) -> usize {
         t[..2].copy_from_slice(&s.src.port.to_be_bytes());
         t[2..4].copy_from_slice(&s.dst.port.to_be_bytes());
         t[4..8].copy_from_slice(&s.seq.to_be_bytes());
-        let ack = if s.flags & tcp::ACK != 0 { s.ack } else { 0 };
+        let ack = if s.flags.contains(tcp::ACK) { s.ack } else { 0 };
         t[8..12].copy_from_slice(&ack.to_be_bytes());
         t[12] = ((hlen / 4) as u8) << 4;
-        t[13] = s.flags;
+        t[13] = s.flags.bits();
         t[14..16].copy_from_slice(&s.window.to_be_bytes());
         t[16..20].fill(0);
         t[20..hlen].copy_from_slice(s.options.bytes());
