@@ -4,7 +4,7 @@
 //! handshake, the offsets on both directions for the connection's life
 //! (sequence numbers, SACK edges, timestamps, windows), a bad ACK dropped
 //! and counted, a server's refusal, a retransmitted SYN-ACK; FULLNAT and
-//! NAT, IPv4 and IPv6.
+//! NAT, IPv4 and IPv6, and FULLNAT64.
 
 use super::client_addr_tests::{read, run, seg, Out};
 use super::tests::{known_servers, tables_with, CLIENT, CLIENT_MAC, LIP, RS1, RS1_MAC, VIP};
@@ -161,7 +161,11 @@ fn parse_opts(o: &Out) -> Options {
 /// The whole exchange with timestamps, SACK and window scale, the first
 /// data held, then traffic both ways with every offset applied.
 fn full_exchange(v4: bool, forward: Forward) {
-    let mut l = lab(v4, forward);
+    exchange(lab(v4, forward), v4, forward);
+}
+
+/// [`full_exchange`] on lab `l` whose clients are IPv4 if `v4`.
+fn exchange(mut l: Lab, v4: bool, forward: Forward) {
     let (c, o) = answer(&mut l, &syn_opts(Some(111), Some(7)));
     let mss = if v4 { 1460 } else { 1440 };
     assert_eq!(o.mss, Some(mss), "our MTU's MSS");
@@ -303,6 +307,25 @@ fn fullnat_v6_whole_exchange() {
 #[test]
 fn nat_v6_whole_exchange() {
     full_exchange(false, Forward::Nat);
+}
+
+#[test]
+fn fullnat64_whole_exchange() {
+    // The lab's IPv4 service and servers behind an IPv6 VIP.
+    let t = tables_with((5000, 5009), |t| {
+        t.services[0].vip = v6_tests::vip();
+        t.services[0].syn_proxy = true;
+        t.services[0].servers.truncate(1);
+        t.routes = v6_tests::v6_tables(Forward::FullNat).routes.clone();
+    });
+    let l = Lab {
+        p: Pipeline::new(t, known_servers(), 64, 42, 0, 1),
+        client: v6_tests::client(),
+        vip: v6_tests::vip(),
+        rs: RS1,
+        from: Endpoint::at(Addr::from(LIP), 0),
+    };
+    exchange(l, false, Forward::FullNat);
 }
 
 #[test]
