@@ -419,7 +419,7 @@ impl Pipeline {
         if t.len() < tcp::MIN_HEADER_LEN {
             return None;
         }
-        let payload = t.len() - usize::from(t[12] >> 4) * 4;
+        let payload = t.len().saturating_sub(usize::from(t[12] >> 4) * 4);
         match dir {
             Direction::Outbound if flags & (tcp::SYN | tcp::ACK) == tcp::SYN | tcp::ACK => {
                 let o = segment::options(t);
