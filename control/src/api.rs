@@ -209,6 +209,10 @@ pub struct ServiceSpec {
     /// `proxy-v2`; `None` keeps the service's (`none` for a new one).
     #[serde(default)]
     pub client_address: Option<String>,
+    /// `-j|--synproxy enable|disable` (DPVS's): `None` keeps the
+    /// service's (off for a new one).
+    #[serde(default)]
+    pub syn_proxy: Option<bool>,
 }
 
 /// A real server named on the command line.
@@ -336,6 +340,9 @@ pub struct WorkerStatsView {
     /// Fragment counters by name (`dataplane::frag::FragCounters`).
     #[serde(default)]
     pub frags: Vec<(String, u64)>,
+    /// SYN-proxy counters by name (`dataplane::synproxy::Counters`).
+    #[serde(default)]
+    pub synproxy: Vec<(String, u64)>,
 }
 
 /// Counters of one DPDK port.

@@ -55,6 +55,8 @@ pub struct WorkerSample {
     pub events: Vec<(&'static str, u64)>,
     /// Fragment counters by name (`dataplane::frag::FragCounters`).
     pub frags: Vec<(&'static str, u64)>,
+    /// SYN-proxy counters by name (`dataplane::synproxy::Counters`).
+    pub synproxy: Vec<(&'static str, u64)>,
 }
 
 /// One port's ethdev counters.
@@ -288,6 +290,12 @@ pub fn render(s: &Snapshot) -> Result<String, RenderError> {
         "IP fragments, by outcome: forwarded (first and later ones), no_first (a later fragment whose first was not seen first, dropped), table_full (a first fragment dropped for want of room in the fragment table), timed_out (datagrams whose later fragments stopped coming).",
         &["worker", "outcome"],
     )?;
+    let synproxy = counter(
+        &reg,
+        "rvs_worker_synproxy_total",
+        "SYN-proxy events, by kind: cookies_sent (SYNs answered with a cookie), acks_valid, acks_invalid (ACKs whose cookie did (not) check), sessions_opened (connections opened to a server after a valid ACK), server_handshakes (server SYN-ACKs answered), data_held (client data held during the server handshake).",
+        &["worker", "event"],
+    )?;
     for x in &s.workers {
         let l = x.lcore.to_string();
         let l = [l.as_str()];
@@ -322,6 +330,9 @@ pub fn render(s: &Snapshot) -> Result<String, RenderError> {
         }
         for (outcome, n) in &x.frags {
             frags.with_label_values(&[l[0], outcome]).inc_by(*n);
+        }
+        for (event, n) in &x.synproxy {
+            synproxy.with_label_values(&[l[0], event]).inc_by(*n);
         }
     }
 
@@ -519,6 +530,7 @@ mod tests {
                 guard: vec![("half_open_evicted", 3)],
                 events: vec![("toa_no_room", 2)],
                 frags: vec![("forwarded", 4)],
+                synproxy: vec![("cookies_sent", 5)],
                 ..WorkerSample::default()
             }],
             ports: vec![PortSample {

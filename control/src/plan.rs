@@ -360,6 +360,7 @@ fn service(config: &Config, s: &ServiceConfig, registry: &mut Registry) -> Servi
             counters: LIMIT_COUNTERS.map(|c| registry.counter(s.vip, s.proto, c)),
             ..opts.limits
         },
+        syn_proxy: opts.syn_proxy,
         servers,
     }
 }

@@ -124,6 +124,7 @@ mod tests {
             guard: Vec::new(),
             events: Vec::new(),
             frags: Vec::new(),
+            synproxy: Vec::new(),
         }
     }
 

@@ -32,6 +32,7 @@ pub mod session;
 pub mod stats;
 pub mod sync_feed;
 pub mod sync_policy;
+pub mod synproxy;
 pub mod tables;
 pub mod time;
 pub mod vlan;

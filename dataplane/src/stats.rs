@@ -97,11 +97,17 @@ pub enum DropReason {
     /// A new connection whose client prefix found no room in the worker's
     /// client table (a service with per-client limits; see [`crate::limits`]).
     ClientTableFull,
+    /// An ACK with no session to a SYN-proxied service whose SYN cookie
+    /// does not check (forged, or older than two minutes).
+    SynCookieInvalid,
+    /// A segment of a SYN-proxied connection that arrived while the
+    /// server's handshake was still running (the sender retransmits it).
+    SynProxyPending,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 34;
+    pub const COUNT: usize = 36;
 
     /// All reasons, in discriminant order.
     pub const ALL: [Self; Self::COUNT] = [
@@ -139,6 +145,8 @@ impl DropReason {
         Self::ClientConnLimit,
         Self::ClientRateLimit,
         Self::ClientTableFull,
+        Self::SynCookieInvalid,
+        Self::SynProxyPending,
     ];
 
     /// Stable snake_case name (metrics label, listings).
@@ -179,6 +187,8 @@ impl DropReason {
             Self::ClientConnLimit => "client_conn_limit",
             Self::ClientRateLimit => "client_rate_limit",
             Self::ClientTableFull => "client_table_full",
+            Self::SynCookieInvalid => "syn_cookie_invalid",
+            Self::SynProxyPending => "syn_proxy_pending",
         }
     }
 }

@@ -185,6 +185,10 @@ pub struct Service {
     pub acl: crate::acl::Acl,
     /// Connection limits and the ICMP answers' rate (see [`crate::limits`]).
     pub limits: crate::limits::Limits,
+    /// SYN proxy (`syn_proxy`, TCP FULLNAT and NAT): SYNs are answered
+    /// with cookies, the server is connected after the client's ACK (see
+    /// [`crate::synproxy`]).
+    pub syn_proxy: bool,
 }
 
 /// Everything the pipeline forwards by.

@@ -132,6 +132,8 @@ pub struct WorkerShared {
     /// Hit counters of ACL rules and limits, by the index control gave
     /// each ([`crate::limits::MAX_COUNTERS`] of them).
     pub access_hits: Vec<AtomicU64>,
+    /// SYN-proxy counters, in [`crate::synproxy::Counters::NAMES`] order.
+    pub synproxy: [AtomicU64; 6],
     /// Generation of the tables in force.
     pub generation: AtomicU64,
 }
@@ -166,6 +168,7 @@ impl WorkerShared {
             access_hits: (0..crate::limits::MAX_COUNTERS)
                 .map(|_| AtomicU64::new(0))
                 .collect(),
+            synproxy: std::array::from_fn(|_| AtomicU64::new(0)),
             generation: AtomicU64::new(0),
         }
     }
@@ -880,6 +883,10 @@ impl Worker {
         }
         for (a, v) in s.access_hits.iter().zip(self.pipeline.access_hits()) {
             a.store(*v, Ordering::Relaxed);
+        }
+        let sp = self.pipeline.synproxy_counters().values();
+        for (a, v) in s.synproxy.iter().zip(sp) {
+            a.store(v, Ordering::Relaxed);
         }
     }
 }

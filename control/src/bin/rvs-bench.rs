@@ -2148,6 +2148,7 @@ fn serve_scrape(
                 guard: Vec::new(),
                 events: Vec::new(),
                 frags: Vec::new(),
+                synproxy: Vec::new(),
             }
         })
         .collect();

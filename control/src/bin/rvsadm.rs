@@ -35,7 +35,7 @@ mod own;
 const USAGE: &str = "\
 Usage:
   rvsadm -A|E -t|u service-address [-s scheduler] [-p [timeout]] [-M netmask] [-b sched-flags]
-         [-o] [--client-address none|toa|proxy-v1|proxy-v2]
+         [-o] [--client-address none|toa|proxy-v1|proxy-v2] [-j|--synproxy enable|disable]
   rvsadm -D -t|u service-address
   rvsadm -C
   rvsadm -R
@@ -101,6 +101,9 @@ Options:
   --client-address mode               rvs: how FULLNAT servers learn the client's address:
                                       none, toa, proxy-v1, proxy-v2 (UDP: proxy-v2 only)
                                       (-A/-E; an -E without it keeps the service's)
+  --synproxy     -j enable|disable    SYN proxy (DPVS's): answer SYNs with cookies, connect the
+                                      server after the client's ACK (TCP, FULLNAT or NAT;
+                                      -A/-E; an -E without it keeps the service's)
   --thresholds                        output of thresholds information
   --stats                             output of statistics information
   --rate                              output of rate information
@@ -163,6 +166,7 @@ struct Args {
     sched_flags: Option<String>,
     ops: bool,
     client_address: Option<String>,
+    syn_proxy: Option<bool>,
     /// `-6`: the service is IPv6 (as ipvsadm, the address says so anyway).
     ipv6: bool,
     server: Option<String>,
@@ -393,6 +397,23 @@ fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), ParseErr
                 ));
             }
             a.client_address = Some(value(it, "--client-address")?);
+            Ok(())
+        }
+        "j" | "synproxy" => {
+            if a.syn_proxy.is_some() {
+                return Err(ParseError::Fail(
+                    "multiple 'synproxy' options specified".into(),
+                ));
+            }
+            a.syn_proxy = Some(match value(it, "-j")?.as_str() {
+                "enable" => true,
+                "disable" => false,
+                _ => {
+                    return Err(ParseError::Fail(
+                        "synproxy switch must be enable or disable".into(),
+                    ))
+                }
+            });
             Ok(())
         }
         "r" | "real-server" => {
@@ -735,6 +756,7 @@ fn service(a: &Args) -> Result<ServiceSpec, String> {
         sched_flags: a.sched_flags.clone(),
         ops: a.ops,
         client_address: a.client_address.clone(),
+        syn_proxy: a.syn_proxy,
     })
 }
 
@@ -742,6 +764,9 @@ fn request(a: &Args) -> Result<Request, String> {
     let cmd = a.cmd.unwrap_or(Cmd::List);
     if a.client_address.is_some() && !matches!(cmd, Cmd::AddService | Cmd::EditService) {
         return Err("--client-address goes with -A or -E (a service's setting)".into());
+    }
+    if a.syn_proxy.is_some() && !matches!(cmd, Cmd::AddService | Cmd::EditService) {
+        return Err("--synproxy goes with -A or -E (a service's setting)".into());
     }
     Ok(match cmd {
         Cmd::List if a.list_daemon => Request::ListDaemons,
@@ -905,6 +930,15 @@ fn render(resp: Response, a: &Args) -> Result<String, String> {
                     t += &format!(
                         "  events:{}\n",
                         w.events
+                            .iter()
+                            .map(|(n, v)| format!(" {n} {v}"))
+                            .collect::<String>()
+                    );
+                }
+                if w.synproxy.iter().any(|(_, v)| *v > 0) {
+                    t += &format!(
+                        "  syn proxy:{}\n",
+                        w.synproxy
                             .iter()
                             .map(|(n, v)| format!(" {n} {v}"))
                             .collect::<String>()
@@ -1519,6 +1553,30 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("missing argument"));
+    }
+
+    #[test]
+    fn synproxy_is_dpvs_j_enable_or_disable() {
+        for (line, want) in [
+            ("-A -t 10.0.0.1:80 -j enable", Some(true)),
+            ("-E -t 10.0.0.1:80 --synproxy disable", Some(false)),
+            ("-E -t 10.0.0.1:80 -s rr", None),
+        ] {
+            let spec = match request(&args(line).unwrap()) {
+                Ok(Request::AddService(s) | Request::EditService(s)) => s,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(spec.syn_proxy, want, "{line}");
+        }
+        assert!(args("-A -t 10.0.0.1:80 -j on")
+            .unwrap_err()
+            .to_string()
+            .contains("synproxy switch must be enable or disable"));
+        assert!(
+            request(&args("-a -t 10.0.0.1:80 -r 10.0.0.2 -j enable").unwrap())
+                .unwrap_err()
+                .contains("goes with -A or -E")
+        );
     }
 
     #[test]

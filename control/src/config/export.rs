@@ -103,6 +103,9 @@ pub fn services_toml(config: &Config) -> String {
             );
         }
         super::access::export(&mut out, &opts);
+        if opts.syn_proxy {
+            let _ = writeln!(out, "syn_proxy = true");
+        }
         let _ = writeln!(out, "forward = {}", quote(forward_name(s.forward)));
         let laddrs: Vec<String> = s
             .local_addresses
@@ -293,6 +296,14 @@ kind = "tcp"
 
 [[service.real_server]]
 address = "10.77.0.12:8443"
+
+[[service]]
+vip = "10.77.0.102:8000"
+forward = "nat"
+syn_proxy = true
+
+[[service.real_server]]
+address = "10.77.0.12:80"
 
 [[service]]
 vip = "10.77.0.101:53"

@@ -350,6 +350,38 @@ pub fn check_client_address(
     Ok(mode)
 }
 
+/// Checks `syn_proxy` (DPVS's `--synproxy`) on a service of `proto`
+/// whose servers forward by `forwards` and that tells them the client by
+/// `client_address`: the proxy answers TCP handshakes and must see the
+/// servers' replies (FULLNAT, NAT); it shifts the server's sequence
+/// numbers, which TOA and PROXY protocol (which shift or mark the
+/// client's) do not combine with yet.
+///
+/// # Errors
+/// The reason, in words.
+pub fn check_syn_proxy(
+    proto: u8,
+    mut forwards: impl Iterator<Item = Forward>,
+    client_address: ClientAddress,
+) -> Result<(), String> {
+    if proto != 6 {
+        return Err("syn_proxy is for TCP services".into());
+    }
+    if let Some(f) = forwards.find(|f| !matches!(f, Forward::FullNat | Forward::Nat)) {
+        return Err(format!(
+            "syn_proxy needs FULLNAT or NAT forwarding (the proxy must see the server's replies), not {:?}",
+            forward_name(f)
+        ));
+    }
+    if client_address != ClientAddress::None {
+        return Err(format!(
+            "syn_proxy does not combine with client_address {:?} yet (set one or the other)",
+            client_address.word()
+        ));
+    }
+    Ok(())
+}
+
 /// Checks one-packet scheduling against the service's protocol: ipvsadm
 /// takes `-o` for UDP services only.
 ///
@@ -422,6 +454,8 @@ pub struct ServiceOptions {
     /// Connection limits and the ICMP answers' rate (`max_conns`, ...,
     /// `rvsadm limit`); counter indices unset.
     pub limits: dataplane::limits::Limits,
+    /// SYN proxy (`syn_proxy`, DPVS's `--synproxy`): TCP FULLNAT and NAT.
+    pub syn_proxy: bool,
 }
 
 impl ServiceOptions {

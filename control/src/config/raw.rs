@@ -159,6 +159,9 @@ pub(super) struct RawService {
     /// `none`, `toa`, `proxy-v1` or `proxy-v2` (FULLNAT TCP services).
     #[serde(default)]
     pub client_address: Option<Spanned<String>>,
+    /// SYN proxy (DPVS's `--synproxy`), TCP FULLNAT and NAT services.
+    #[serde(default)]
+    pub syn_proxy: Option<Spanned<bool>>,
     #[serde(default)]
     pub health_check: Option<Spanned<RawHealthCheck>>,
     /// `"allow PREFIX"` / `"deny PREFIX"`, in order (see `access.rs`).

@@ -264,6 +264,21 @@ fn bad_scheduling_keys_name_their_line() {
             "client_address",
             "for FULLNAT services",
         ),
+        (
+            lab_with("syn_proxy = true\n", "").replace("protocol = \"tcp\"", "protocol = \"udp\""),
+            "syn_proxy",
+            "syn_proxy is for TCP services",
+        ),
+        (
+            lab_with("syn_proxy = true\n", "forward = \"dr\"\n"),
+            "syn_proxy",
+            "syn_proxy needs FULLNAT or NAT forwarding",
+        ),
+        (
+            lab_with("client_address = \"proxy-v2\"\nsyn_proxy = true\n", ""),
+            "syn_proxy",
+            "syn_proxy does not combine with client_address \"proxy-v2\"",
+        ),
     ] {
         let e = err(&text);
         let line = text.lines().position(|l| l.contains(needle)).unwrap() + 1;
@@ -345,6 +360,19 @@ fn client_address_reaches_the_service_options() {
     let udp = lab_with("client_address = \"proxy-v2\"\n", "")
         .replace("protocol = \"tcp\"", "protocol = \"udp\"");
     assert!(parse(Path::new("x.toml"), &udp).is_ok());
+}
+
+#[test]
+fn syn_proxy_reaches_the_service_options() {
+    for forward in ["fullnat", "nat"] {
+        let text = lab_with("syn_proxy = true\n", "")
+            .replace("forward = \"fullnat\"", &format!("forward = \"{forward}\""));
+        let c = parse(Path::new("x.toml"), &text).unwrap();
+        let s = &c.services[0];
+        assert!(c
+            .service_options(s.vip, s.proto)
+            .is_some_and(|o| o.syn_proxy));
+    }
 }
 
 #[test]

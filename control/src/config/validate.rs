@@ -524,6 +524,14 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
                 check_client_address(c.get_ref(), proto, forward).map_err(|e| cx.at(c, e))?;
         }
         super::access::validate(&cx, s, vip, &mut options)?;
+        if let Some(sp) = &s.syn_proxy {
+            options.syn_proxy = *sp.get_ref();
+            if options.syn_proxy {
+                let forwards = std::iter::once(forward).chain(options.forwards.values().copied());
+                super::check_syn_proxy(proto, forwards, options.client_address)
+                    .map_err(|e| cx.at(sp, e))?;
+            }
+        }
         if options != ServiceOptions::default() {
             service_options.insert((vip, proto), options);
         }

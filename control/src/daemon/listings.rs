@@ -50,6 +50,11 @@ impl Control {
                         .zip(&s.frags)
                         .map(|(n, a)| (*n, l(a)))
                         .collect(),
+                    synproxy: dataplane::synproxy::Counters::NAMES
+                        .iter()
+                        .zip(&s.synproxy)
+                        .map(|(n, a)| (*n, l(a)))
+                        .collect(),
                 }
             })
             .collect();
@@ -228,6 +233,10 @@ impl Control {
                     if o.ops {
                         flags += " ops";
                     }
+                    // DPVS's ipvsadm prints it here.
+                    if o.syn_proxy {
+                        flags += " synproxy";
+                    }
                     // rvs's own, after ipvsadm's; absent when `none`, so
                     // listings stay ipvsadm's byte for byte.
                     if o.client_address != ClientAddress::None {
@@ -355,6 +364,11 @@ impl Control {
                     frags: FragCounters::NAMES
                         .iter()
                         .zip(&s.frags)
+                        .map(|(n, a)| ((*n).to_string(), l(a)))
+                        .collect(),
+                    synproxy: dataplane::synproxy::Counters::NAMES
+                        .iter()
+                        .zip(&s.synproxy)
                         .map(|(n, a)| ((*n).to_string(), l(a)))
                         .collect(),
                 }

@@ -126,6 +126,17 @@ impl Control {
         if let Some(m) = client_address {
             options.client_address = m;
         }
+        // As DPVS's -j: an -E that does not name it keeps it.
+        if let Some(on) = spec.syn_proxy {
+            options.syn_proxy = on;
+        }
+        if options.syn_proxy {
+            let default = at.map_or(Forward::FullNat, |i| self.config.services[i].forward);
+            let forwards = std::iter::once(default).chain(options.forwards.values().copied());
+            if let Err(e) = config::check_syn_proxy(proto, forwards, options.client_address) {
+                return Response::Error(e);
+            }
+        }
         if scheduler != SchedKind::MaglevHashing {
             options.mh_table_size = None;
         }
@@ -317,6 +328,14 @@ impl Control {
                 .find(|l| l.is_ipv4() != rs.is_ipv4())
             {
                 return Response::Error(format!("real server {rs} is {} but the service's local address {l} is {}: remove it first (-Q)", config::family(rs.ip()), config::family(*l)));
+            }
+            if self
+                .config
+                .service_options(vip, proto)
+                .is_some_and(|o| o.syn_proxy)
+                && !matches!(forward, Forward::FullNat | Forward::Nat)
+            {
+                return Response::Error(format!("service {vip} has the SYN proxy on: its real servers forward by FULLNAT or NAT (the proxy must see their replies)"));
             }
             if forward == Forward::FullNat && self.config.services[svc].local_addresses.is_empty() {
                 return Response::Error(format!("service {vip} has no FULLNAT local address: add one first with -P -t {vip} -z ADDRESS"));

@@ -17,7 +17,7 @@ const ISN_S: u32 = 5000;
 
 /// A TCP segment in an Ethernet frame, IPv4 or IPv6 by the endpoints'
 /// family, checksums filled.
-fn seg(
+pub(super) fn seg(
     smac: MacAddr,
     src: Endpoint,
     dst: Endpoint,
@@ -60,19 +60,19 @@ fn seg(
 
 /// What a test reads back from a frame (IPv4 or IPv6).
 #[derive(Debug)]
-struct Out {
-    src: Endpoint,
-    dst: Endpoint,
-    seq: u32,
-    ack: u32,
-    flags: crate::wire::tcp::TcpFlags,
-    window: u16,
-    options: Vec<u8>,
-    payload: Vec<u8>,
-    checksums_ok: bool,
+pub(super) struct Out {
+    pub(super) src: Endpoint,
+    pub(super) dst: Endpoint,
+    pub(super) seq: u32,
+    pub(super) ack: u32,
+    pub(super) flags: crate::wire::tcp::TcpFlags,
+    pub(super) window: u16,
+    pub(super) options: Vec<u8>,
+    pub(super) payload: Vec<u8>,
+    pub(super) checksums_ok: bool,
 }
 
-fn read(f: &[u8]) -> Out {
+pub(super) fn read(f: &[u8]) -> Out {
     let (src, dst, l4, ok_ip) = if u16::from_be_bytes([f[12], f[13]]) == ethernet::ETHERTYPE_IPV4 {
         let ip = ipv4::Packet::new_checked(&f[14..]).unwrap();
         assert_eq!(ip.total_len() + 14, f.len(), "IP length = frame length");
@@ -123,7 +123,7 @@ fn pipeline(mode: ClientAddress) -> Pipeline {
 
 /// Processes `frame` in a buffer with 64 bytes of headroom and `tail`
 /// bytes after it.
-fn run(p: &mut Pipeline, frame: &[u8], tail: usize, now: u64) -> (Verdict, Vec<u8>) {
+pub(super) fn run(p: &mut Pipeline, frame: &[u8], tail: usize, now: u64) -> (Verdict, Vec<u8>) {
     let mut buf = vec![0xa5u8; 64 + frame.len() + tail];
     buf[64..64 + frame.len()].copy_from_slice(frame);
     let mut pkt = PacketBuf::new(&mut buf, 64, frame.len());

@@ -75,6 +75,7 @@ pub mod ingress_check;
 pub mod owner;
 mod slow;
 pub mod sync;
+mod synproxy;
 pub mod unreach;
 
 use std::sync::Arc;
@@ -215,6 +216,34 @@ pub(crate) enum Reshape {
     /// Replace it with an ICMP (ICMPv6) port unreachable back to its
     /// sender (see [`unreach`]).
     Unreachable,
+    /// SYN proxy: replace the client's SYN with the SYN-ACK carrying its
+    /// cookie (see `synproxy.rs`).
+    SynCookie {
+        /// The time, for the cookie.
+        now: Millis,
+    },
+    /// SYN proxy: replace the client's ACK with its SYN to session
+    /// `slot`'s server (holding the ACK first if it carries data).
+    SynProxyOpen {
+        /// The session.
+        slot: SlotId,
+        /// The MSS the cookie kept.
+        mss: u16,
+        /// SACK-permitted, as the cookie kept it.
+        sack: bool,
+        /// The time, for the held frame.
+        now: Millis,
+    },
+    /// SYN proxy: replace the server's SYN-ACK with the client's held
+    /// frame or rebuilt ACK, sent through session `slot`.
+    SynProxyRelease {
+        /// The session.
+        slot: SlotId,
+        /// The TSecr of a rebuilt ACK, in the client's view.
+        tsecr: u32,
+        /// The time.
+        now: Millis,
+    },
 }
 
 /// One worker's state and packet path.
@@ -255,6 +284,8 @@ pub struct Pipeline {
     pub templates_full: u64,
     /// Connection sync's feed toward control, when a master runs.
     sync: Option<Box<sync::SyncTap>>,
+    /// The SYN proxy's secret, held frames and counters.
+    synproxy: synproxy::SynProxy,
 }
 
 impl Pipeline {
@@ -289,6 +320,7 @@ impl Pipeline {
             unreach: unreach::Limiter::default(),
             limits: WorkerLimits::new(capacity.max(1) as usize, seed ^ u64::from(worker)),
             sync: None,
+            synproxy: synproxy::SynProxy::new(seed ^ u64::from(worker).rotate_left(32)),
             worker,
             workers: workers.max(1),
             punt: false,
@@ -333,6 +365,7 @@ impl Pipeline {
         if tables.services.iter().any(|s| s.limits.per_client()) {
             self.limits.ensure_clients();
         }
+        self.synproxy.adopt(tables);
         // Scheduler state: kept for a service (same VIP, protocol and
         // policy) that was there before; `self.tables` is still the old
         // snapshot here.
@@ -617,6 +650,16 @@ impl Pipeline {
                 crate::local::nd::write_na(pkt, target, dst, mac);
                 Verdict::Forward { port }
             }
+            Reshape::SynCookie { now } => self.answer_syn(pkt, port, now),
+            Reshape::SynProxyOpen {
+                slot,
+                mss,
+                sack,
+                now,
+            } => self.open_server(pkt, slot, mss, sack, now),
+            Reshape::SynProxyRelease { slot, tsecr, now } => {
+                self.release_to_server(pkt, slot, tsecr, now)
+            }
             Reshape::Translate { proto, src, dst } => {
                 let done = if src.ip.is_v4() {
                     nat64::to_v4(pkt, proto, src, dst)
@@ -787,6 +830,8 @@ mod hold_tests;
 mod modes_tests;
 #[cfg(test)]
 mod sync_tests;
+#[cfg(test)]
+mod synproxy_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

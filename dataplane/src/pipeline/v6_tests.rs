@@ -19,16 +19,16 @@ pub(super) fn ep(s: &str, port: u16) -> Endpoint {
 
 const PREFIX: &str = "fd77::";
 
-fn client() -> Endpoint {
+pub(super) fn client() -> Endpoint {
     ep("fd77::10", 40000)
 }
-fn vip() -> Endpoint {
+pub(super) fn vip() -> Endpoint {
     ep("fd77::100", 80)
 }
-fn lip() -> Addr {
+pub(super) fn lip() -> Addr {
     a("fd77::200")
 }
-fn rs(i: u8) -> Endpoint {
+pub(super) fn rs(i: u8) -> Endpoint {
     ep(&format!("fd77::1{i}"), 8080)
 }
 
