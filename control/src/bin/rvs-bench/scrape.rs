@@ -120,6 +120,7 @@ fn serve_scrape(
             ],
             link_up: p.link_up(),
             xstats: p.xstats()?,
+            kernel_dropped: None,
         });
     }
     let body = metrics::render(&metrics::Snapshot {
