@@ -5,7 +5,7 @@
 
 use dataplane::addr::Addr;
 use dataplane::session::Endpoint;
-use dataplane::wire::ipv4;
+use dataplane::wire::{ipv4, tcp};
 
 use crate::gen::IF_MAC;
 
@@ -102,13 +102,13 @@ pub(crate) struct Template {
 
 impl Template {
     /// Ethernet + IPv4 + TCP with `payload` bytes, padded to 60 bytes.
-    pub(crate) fn new(flags: u8, payload: usize, ttl: u8) -> Self {
+    pub(crate) fn new(flags: tcp::TcpFlags, payload: usize, ttl: u8) -> Self {
         Self::of(Kind::Tcp4, flags, payload, ttl)
     }
 
     /// A frame of `kind` with `payload` bytes (`flags`: TCP flags, ignored
     /// for UDP); `ttl` is the IPv4 TTL or IPv6 hop limit.
-    pub(crate) fn of(kind: Kind, flags: u8, payload: usize, ttl: u8) -> Self {
+    pub(crate) fn of(kind: Kind, flags: tcp::TcpFlags, payload: usize, ttl: u8) -> Self {
         let (v6, udp) = (kind.v6(), kind.proto() == ipv4::PROTO_UDP);
         let proto = kind.proto();
         let l3 = 14;
@@ -138,7 +138,7 @@ impl Template {
             f[l4 + 4..l4 + 8].copy_from_slice(&0x0102_0304u32.to_be_bytes());
             f[l4 + 8..l4 + 12].copy_from_slice(&0x0506_0708u32.to_be_bytes());
             f[l4 + 12] = 5 << 4;
-            f[l4 + 13] = flags;
+            f[l4 + 13] = flags.bits();
             f[l4 + 14..l4 + 16].copy_from_slice(&64240u16.to_be_bytes());
             l4 + 20
         };
@@ -190,7 +190,7 @@ impl Template {
 
 #[cfg(test)]
 mod tests {
-    use dataplane::wire::{ipv6, tcp, udp};
+    use dataplane::wire::{ipv6, udp};
 
     use super::*;
 
@@ -235,6 +235,9 @@ mod tests {
             }
         }
         assert_eq!(Template::of(Kind::Tcp4, tcp::ACK, 10, 64).len, 64);
-        assert_eq!(Template::of(Kind::Udp4, 0, 22, 64).len, 64);
+        assert_eq!(
+            Template::of(Kind::Udp4, tcp::TcpFlags::empty(), 22, 64).len,
+            64
+        );
     }
 }
