@@ -360,6 +360,10 @@ pub struct PortStatsView {
     pub tx_bytes: u64,
     /// Missed on receive.
     pub rx_missed: u64,
+    /// Frames the kernel dropped before the PMD saw them (af_packet: full
+    /// packet-socket ring; af_xdp: full XDP socket ring); `None` for a
+    /// device that counts its own misses in `rx_missed`.
+    pub rx_kernel_dropped: Option<u64>,
     /// Receive errors.
     pub rx_errors: u64,
     /// Transmit errors.

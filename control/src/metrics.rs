@@ -70,6 +70,9 @@ pub struct PortSample {
     pub link_up: bool,
     /// Driver xstats (name, value).
     pub xstats: Vec<(String, u64)>,
+    /// Frames the kernel dropped before the PMD saw them (af_packet,
+    /// af_xdp); `None` for devices that count their own misses.
+    pub kernel_dropped: Option<u64>,
 }
 
 /// A real server's connection counts (all workers).
@@ -379,6 +382,12 @@ pub fn render(s: &Snapshot) -> Result<String, RenderError> {
         "The driver's extended counters (rte_eth_xstats), by name.",
         &["port", "name"],
     )?;
+    let kernel_dropped = counter(
+        &reg,
+        "rvs_port_rx_kernel_dropped_total",
+        "Frames the kernel dropped before the PMD saw them (af_packet: packet-socket ring full; af_xdp: XDP socket ring full).",
+        &p,
+    )?;
     for port in &s.ports {
         let l = [port.name.as_str()];
         for (c, v) in basic.iter().zip(port.basic) {
@@ -387,6 +396,9 @@ pub fn render(s: &Snapshot) -> Result<String, RenderError> {
         link.with_label_values(&l).set(i64::from(port.link_up));
         for (name, v) in &port.xstats {
             xstat.with_label_values(&[l[0], name]).inc_by(*v);
+        }
+        if let Some(v) = port.kernel_dropped {
+            kernel_dropped.with_label_values(&l).inc_by(v);
         }
     }
 
@@ -538,6 +550,7 @@ mod tests {
                 basic: [1, 2, 3, 4, 0, 0, 0, 0],
                 link_up: true,
                 xstats: vec![("rx_good_packets".into(), 1)],
+                kernel_dropped: Some(5),
             }],
             servers: vec![ServerSample {
                 service: "TCP/10.0.0.1:80".into(),
@@ -582,6 +595,7 @@ mod tests {
             "rvs_worker_session_capacity{worker=\"1\"} 65536",
             "rvs_port_tx_packets_total{port=\"dpdk0\"} 2",
             "rvs_port_xstats_total{name=\"rx_good_packets\",port=\"dpdk0\"} 1",
+            "rvs_port_rx_kernel_dropped_total{port=\"dpdk0\"} 5",
             "rvs_real_server_inactive_connections{server=\"10.0.0.2:80\",service=\"TCP/10.0.0.1:80\"} 3",
             "rvs_config_generation 3",
             "rvs_vip_route_announced{vip=\"10.0.0.1\"} 1",

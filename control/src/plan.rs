@@ -400,7 +400,7 @@ mod tests {
     }
 
     #[test]
-    fn af_packet_devices_get_a_queue_pair_per_worker_and_a_deep_ring_unless_set() {
+    fn af_packet_and_af_xdp_devices_get_a_queue_per_worker_unless_set() {
         let mut c = lab();
         c.dataplane.worker_lcores = vec![1, 2];
         assert_eq!(
@@ -414,6 +414,12 @@ mod tests {
         );
         c.interfaces[0].device = "net_tap0,iface=t0".into();
         assert_eq!(c.interfaces[0].eal_device(2), "net_tap0,iface=t0");
+        c.interfaces[0].device = "net_af_xdp0,iface=lb0".into();
+        assert_eq!(c.interfaces[0].eal_device(1), "net_af_xdp0,iface=lb0");
+        assert_eq!(
+            c.interfaces[0].eal_device(2),
+            "net_af_xdp0,iface=lb0,queue_count=2"
+        );
     }
 
     #[test]

@@ -907,8 +907,12 @@ fn render(resp: Response, a: &Args) -> Result<String, String> {
         Response::Stats { workers, ports } => {
             let mut t = String::new();
             for p in ports {
+                // Frames the kernel dropped before the PMD (af_packet, af_xdp).
+                let kernel = p
+                    .rx_kernel_dropped
+                    .map_or_else(String::new, |n| format!(" rx-kernel-dropped {n}"));
                 t += &format!(
-                    "port {}: rx {} tx {} rx-bytes {} tx-bytes {} rx-missed {} rx-errors {} tx-errors {}\n",
+                    "port {}: rx {} tx {} rx-bytes {} tx-bytes {} rx-missed {}{kernel} rx-errors {} tx-errors {}\n",
                     p.name, p.rx_packets, p.tx_packets, p.rx_bytes, p.tx_bytes, p.rx_missed, p.rx_errors, p.tx_errors
                 );
             }

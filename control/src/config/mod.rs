@@ -155,7 +155,9 @@ impl InterfaceConfig {
 
     /// The device string as EAL gets it: an af_packet device without
     /// `qpairs=` gets one queue pair per worker, and without `framecnt=` a
-    /// ring of [`AF_PACKET_FRAMES`] frames per queue.
+    /// ring of [`AF_PACKET_FRAMES`] frames per queue; an af_xdp device
+    /// without `queue_count=` one XDP socket per worker (queues 0..N of the
+    /// interface, which needs as many channels: `ethtool -L IF combined N`).
     #[must_use]
     pub fn eal_device(&self, workers: usize) -> String {
         let mut device = self.device.clone();
@@ -166,6 +168,11 @@ impl InterfaceConfig {
             if self.devarg("framecnt").is_none() {
                 device.push_str(&format!(",framecnt={AF_PACKET_FRAMES}"));
             }
+        } else if self.device.starts_with("net_af_xdp")
+            && self.devarg("queue_count").is_none()
+            && workers > 1
+        {
+            device.push_str(&format!(",queue_count={workers}"));
         }
         device
     }

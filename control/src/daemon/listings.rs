@@ -62,9 +62,11 @@ impl Control {
             .ports
             .iter()
             .zip(&self.config.interfaces)
-            .map(|(p, i)| {
+            .enumerate()
+            .map(|(k, (p, i))| {
                 let st = p.stats().unwrap_or_default();
                 metrics::PortSample {
+                    kernel_dropped: self.kernel_drops.read(k),
                     name: i.name.clone(),
                     basic: [
                         st.ipackets,
@@ -310,9 +312,11 @@ impl Control {
             .ports
             .iter()
             .zip(&self.config.interfaces)
-            .map(|(p, i)| {
+            .enumerate()
+            .map(|(k, (p, i))| {
                 let st = p.stats().unwrap_or_default();
                 PortStatsView {
+                    rx_kernel_dropped: self.kernel_drops.read(k),
                     name: i.name.clone(),
                     rx_packets: st.ipackets,
                     tx_packets: st.opackets,
