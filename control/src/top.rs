@@ -123,6 +123,8 @@ mod tests {
             guard_on: false,
             guard: Vec::new(),
             synproxy: Vec::new(),
+            events: Vec::new(),
+            frags: Vec::new(),
         }
     }
 

@@ -127,6 +127,10 @@ pub struct WorkerShared {
     pub guard: [AtomicU64; 3],
     /// SYN-proxy counters, in [`crate::synproxy::Counters::NAMES`] order.
     pub synproxy: [AtomicU64; 6],
+    /// Feature events, in [`crate::stats::EVENT_NAMES`] order.
+    pub events: [AtomicU64; crate::stats::EVENT_NAMES.len()],
+    /// Fragment counters, in [`crate::frag::FragCounters::NAMES`] order.
+    pub frags: [AtomicU64; 4],
     /// Generation of the tables in force.
     pub generation: AtomicU64,
 }
@@ -157,6 +161,8 @@ impl WorkerShared {
             guard_on: AtomicBool::new(false),
             guard: std::array::from_fn(|_| AtomicU64::new(0)),
             synproxy: std::array::from_fn(|_| AtomicU64::new(0)),
+            events: std::array::from_fn(|_| AtomicU64::new(0)),
+            frags: std::array::from_fn(|_| AtomicU64::new(0)),
             generation: AtomicU64::new(0),
         }
     }
@@ -865,6 +871,12 @@ impl Worker {
         }
         let sp = self.pipeline.synproxy_counters().values();
         for (a, v) in s.synproxy.iter().zip(sp) {
+            a.store(v, Ordering::Relaxed);
+        }
+        for (a, v) in s.events.iter().zip(c.events()) {
+            a.store(v, Ordering::Relaxed);
+        }
+        for (a, v) in s.frags.iter().zip(self.pipeline.frag_counters().values()) {
             a.store(v, Ordering::Relaxed);
         }
     }

@@ -434,6 +434,8 @@ DROP_RE = re.compile(r"^  drop (\w+): (\d+)$")
 BYTES_RE = re.compile(r"^  bytes rx (\d+) tx (\d+)$")
 GUARD_RE = re.compile(r"^  flood guard (on|off):((?: \w+ \d+)*)$")
 SYNPROXY_RE = re.compile(r"^  syn proxy:((?: \w+ \d+)*)$")
+EVENTS_RE = re.compile(r"^  events:((?: \w+ \d+)*)$")
+FRAGS_RE = re.compile(r"^  fragments:((?: \w+ \d+)*)$")
 
 
 @dataclass
@@ -453,6 +455,8 @@ class WorkerStats:
     guard_on: bool = False
     guard: dict = field(default_factory=dict)
     synproxy: dict = field(default_factory=dict)
+    events: dict = field(default_factory=dict)
+    frags: dict = field(default_factory=dict)
 
 
 def parse_worker_stats(text: str) -> list[WorkerStats]:
@@ -478,6 +482,15 @@ def parse_worker_stats(text: str) -> list[WorkerStats]:
         if m and workers:
             words = m.group(1).split()
             workers[-1].synproxy = {k: int(v) for k, v in zip(words[::2], words[1::2])}
+        m = EVENTS_RE.match(line)
+        if m and workers:
+            words = m.group(1).split()
+            workers[-1].events = {k: int(v) for k, v in zip(words[::2], words[1::2])}
+            continue
+        m = FRAGS_RE.match(line)
+        if m and workers:
+            words = m.group(1).split()
+            workers[-1].frags = {k: int(v) for k, v in zip(words[::2], words[1::2])}
             continue
         m = DROP_RE.match(line)
         assert m and workers, f"unexpected --stats-dp line {line!r} in:\n{text}"

@@ -2130,6 +2130,8 @@ fn serve_scrape(
                 guard_on: false,
                 guard: Vec::new(),
                 synproxy: Vec::new(),
+                events: Vec::new(),
+                frags: Vec::new(),
             }
         })
         .collect();

@@ -3,6 +3,7 @@
 //! from their tables.
 
 use super::*;
+use dataplane::frag::FragCounters;
 use dataplane::guard::GuardCounters;
 
 impl Control {
@@ -42,6 +43,16 @@ impl Control {
                     synproxy: dataplane::synproxy::Counters::NAMES
                         .iter()
                         .zip(&s.synproxy)
+                        .map(|(n, a)| (*n, l(a)))
+                        .collect(),
+                    events: dataplane::stats::EVENT_NAMES
+                        .iter()
+                        .zip(&s.events)
+                        .map(|(n, a)| (*n, l(a)))
+                        .collect(),
+                    frags: FragCounters::NAMES
+                        .iter()
+                        .zip(&s.frags)
                         .map(|(n, a)| (*n, l(a)))
                         .collect(),
                 }
@@ -347,6 +358,16 @@ impl Control {
                     synproxy: dataplane::synproxy::Counters::NAMES
                         .iter()
                         .zip(&s.synproxy)
+                        .map(|(n, a)| ((*n).to_string(), l(a)))
+                        .collect(),
+                    events: dataplane::stats::EVENT_NAMES
+                        .iter()
+                        .zip(&s.events)
+                        .map(|(n, a)| ((*n).to_string(), l(a)))
+                        .collect(),
+                    frags: FragCounters::NAMES
+                        .iter()
+                        .zip(&s.frags)
                         .map(|(n, a)| ((*n).to_string(), l(a)))
                         .collect(),
                 }

@@ -10,10 +10,10 @@ use crate::packet::PacketBuf;
 use crate::route::{NextHop, Route, RouteTable, Routes};
 use crate::xmit::rewrite::tests::{tcp_packet, udp_packet};
 
-fn a(s: &str) -> Addr {
+pub(super) fn a(s: &str) -> Addr {
     s.parse::<std::net::IpAddr>().unwrap().into()
 }
-fn ep(s: &str, port: u16) -> Endpoint {
+pub(super) fn ep(s: &str, port: u16) -> Endpoint {
     Endpoint::at(a(s), port)
 }
 
