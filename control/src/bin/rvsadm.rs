@@ -1717,6 +1717,7 @@ mod usage_tests {
             "laddr",
             "fullnat",
             "client-address",
+            "synproxy",
             "reload",
             "export-config",
             "stats-dp",
@@ -1733,7 +1734,7 @@ mod usage_tests {
         for short in [
             "-A", "-E", "-D", "-C", "-R", "-S", "-a", "-e", "-d", "-P", "-Q", "-L", "-Z", "-h",
             "-t", "-u", "-f", "-6", "-s", "-p", "-M", "-r", "-z", "-g", "-i", "-m", "-w", "-x",
-            "-y", "-b", "-c", "-o", "-n", "-X",
+            "-y", "-b", "-c", "-o", "-n", "-X", "-j",
         ] {
             assert!(
                 USAGE.contains(&format!("{short} ")) || USAGE.contains(&format!("{short}|")),
