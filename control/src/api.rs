@@ -279,6 +279,12 @@ pub struct WorkerStatsView {
     /// Flood-guard counters by name.
     #[serde(default)]
     pub guard: Vec<(String, u64)>,
+    /// Feature events by name (`dataplane::stats::EVENT_NAMES`).
+    #[serde(default)]
+    pub events: Vec<(String, u64)>,
+    /// Fragment counters by name (`dataplane::frag::FragCounters`).
+    #[serde(default)]
+    pub frags: Vec<(String, u64)>,
 }
 
 /// Counters of one DPDK port.

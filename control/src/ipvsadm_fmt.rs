@@ -363,8 +363,24 @@ fn rule_flags(flags: &str) -> String {
 /// `ipvsadm -L -n -c`.
 #[must_use]
 pub fn list_connections(conns: &[ConnectionView]) -> String {
+    list_connections_with(conns, false)
+}
+
+/// `ipvsadm -L -n -c`, with `--persistent-conn` if `pe_columns`: the
+/// header then names ipvsadm's `pe name` and `pe_data` columns, which
+/// ipvsadm fills only for a connection of a persistence engine (`--pe
+/// sip`, `print_conn`'s 11 fields); rvs has none, so every line is the
+/// plain one, as ipvsadm prints on a kernel without one.
+#[must_use]
+pub fn list_connections_with(conns: &[ConnectionView], pe_columns: bool) -> String {
     let mut out = String::from("IPVS connection entries\n");
-    out.push_str("pro expire state       source             virtual            destination\n");
+    if pe_columns {
+        out.push_str(
+            "pro expire state       source             virtual            destination        pe name          pe_data\n",
+        );
+    } else {
+        out.push_str("pro expire state       source             virtual            destination\n");
+    }
     for c in conns {
         let _ = writeln!(
             out,

@@ -51,6 +51,10 @@ pub struct WorkerSample {
     pub guard_on: bool,
     /// Flood-guard counters by name (`dataplane::guard::GuardCounters`).
     pub guard: Vec<(&'static str, u64)>,
+    /// Feature events by name (`dataplane::stats::EVENT_NAMES`).
+    pub events: Vec<(&'static str, u64)>,
+    /// Fragment counters by name (`dataplane::frag::FragCounters`).
+    pub frags: Vec<(&'static str, u64)>,
 }
 
 /// One port's ethdev counters.
@@ -258,6 +262,18 @@ pub fn render(s: &Snapshot) -> Result<String, RenderError> {
         "Flood-guard events, by kind: on (went on), half_open_short (half-open sessions given the short timeout), half_open_evicted (evicted to make room).",
         &["worker", "event"],
     )?;
+    let events = counter(
+        &reg,
+        "rvs_worker_events_total",
+        "What per-connection features did, by event: client_addr_inserted (TOA options and PROXY headers inserted toward servers), toa_no_room (TOA options left out for want of room).",
+        &["worker", "event"],
+    )?;
+    let frags = counter(
+        &reg,
+        "rvs_worker_fragments_total",
+        "IP fragments, by outcome: forwarded (first and later ones), no_first (a later fragment whose first was not seen first, dropped), table_full (a first fragment dropped for want of room in the fragment table), timed_out (datagrams whose later fragments stopped coming).",
+        &["worker", "outcome"],
+    )?;
     for x in &s.workers {
         let l = x.lcore.to_string();
         let l = [l.as_str()];
@@ -286,6 +302,12 @@ pub fn render(s: &Snapshot) -> Result<String, RenderError> {
         guard_on.with_label_values(&l).set(i64::from(x.guard_on));
         for (event, n) in &x.guard {
             guard.with_label_values(&[l[0], event]).inc_by(*n);
+        }
+        for (event, n) in &x.events {
+            events.with_label_values(&[l[0], event]).inc_by(*n);
+        }
+        for (outcome, n) in &x.frags {
+            frags.with_label_values(&[l[0], outcome]).inc_by(*n);
         }
     }
 
@@ -469,6 +491,8 @@ mod tests {
                 session_capacity: 65536,
                 guard_on: true,
                 guard: vec![("half_open_evicted", 3)],
+                events: vec![("toa_no_room", 2)],
+                frags: vec![("forwarded", 4)],
                 ..WorkerSample::default()
             }],
             ports: vec![PortSample {
@@ -512,6 +536,7 @@ mod tests {
             "rvs_config_generation 3",
             "rvs_vip_route_announced{vip=\"10.0.0.1\"} 1",
             "rvs_draining 0",
+            "rvs_worker_events_total{event=\"toa_no_room\",worker=\"1\"} 2",
             "rvs_real_server_connections_total{server=\"10.0.0.2:80\",service=\"TCP/10.0.0.1:80\"} 7",
             "# TYPE rvs_worker_rx_packets_total counter",
             "# TYPE rvs_worker_sessions gauge",

@@ -125,6 +125,8 @@ mod tests {
             drops: vec![("no_session".into(), rx / 10)],
             guard_on: false,
             guard: Vec::new(),
+            events: Vec::new(),
+            frags: Vec::new(),
         }
     }
 

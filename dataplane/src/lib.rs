@@ -14,6 +14,7 @@ pub mod dpdk;
 
 pub mod addr;
 pub mod checksum;
+pub mod frag;
 pub mod guard;
 pub mod hold;
 pub mod laddr;

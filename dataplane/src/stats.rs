@@ -16,7 +16,10 @@ pub enum DropReason {
     UnsupportedL3,
     /// IP protocol not handled for this destination.
     UnsupportedL4,
-    /// An IPv4 or IPv6 fragment (fragments are neither reassembled nor forwarded yet).
+    /// An IPv4 or IPv6 fragment that cannot be forwarded: its first fragment
+    /// was not seen first (or too long ago), the fragment table was full, or
+    /// its session cannot carry fragments (FULLNAT64, client-address
+    /// insertion); see the `frag` counters.
     Fragment,
     /// Destination address not owned by the appliance.
     NotForUs,
@@ -193,7 +196,18 @@ pub struct Counters {
     pub toa_no_room: u64,
 }
 
+/// The names of [`Counters::events`], in its order: what the optional
+/// per-connection features did (`rvs_worker_events_total{event}`,
+/// `rvsadm --stats-dp`).
+pub const EVENT_NAMES: [&str; 2] = ["client_addr_inserted", "toa_no_room"];
+
 impl Counters {
+    /// The feature events, in [`EVENT_NAMES`] order.
+    #[must_use]
+    pub fn events(&self) -> [u64; EVENT_NAMES.len()] {
+        [self.client_addr_inserted, self.toa_no_room]
+    }
+
     /// Counts a drop.
     #[inline]
     pub fn drop(&mut self, reason: DropReason) {

@@ -125,6 +125,10 @@ pub struct WorkerShared {
     pub guard_on: AtomicBool,
     /// Flood-guard counters, in [`crate::guard::GuardCounters::NAMES`] order.
     pub guard: [AtomicU64; 3],
+    /// Feature events, in [`crate::stats::EVENT_NAMES`] order.
+    pub events: [AtomicU64; crate::stats::EVENT_NAMES.len()],
+    /// Fragment counters, in [`crate::frag::FragCounters::NAMES`] order.
+    pub frags: [AtomicU64; 4],
     /// Generation of the tables in force.
     pub generation: AtomicU64,
 }
@@ -154,6 +158,8 @@ impl WorkerShared {
             punted: AtomicU64::new(0),
             guard_on: AtomicBool::new(false),
             guard: std::array::from_fn(|_| AtomicU64::new(0)),
+            events: std::array::from_fn(|_| AtomicU64::new(0)),
+            frags: std::array::from_fn(|_| AtomicU64::new(0)),
             generation: AtomicU64::new(0),
         }
     }
@@ -858,6 +864,12 @@ impl Worker {
         let g = self.pipeline.flood_guard();
         s.guard_on.store(g.is_on(), Ordering::Relaxed);
         for (a, v) in s.guard.iter().zip(g.counters.values()) {
+            a.store(v, Ordering::Relaxed);
+        }
+        for (a, v) in s.events.iter().zip(c.events()) {
+            a.store(v, Ordering::Relaxed);
+        }
+        for (a, v) in s.frags.iter().zip(self.pipeline.frag_counters().values()) {
             a.store(v, Ordering::Relaxed);
         }
     }

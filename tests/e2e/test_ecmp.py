@@ -304,11 +304,13 @@ def router_via(dst: str) -> str | None:
     return m.group(1) if m else None
 
 
-def test_a_dead_boxs_flows_carry_on_at_the_survivor_through_sync(ecmp):
-    """kill -9 of the appliance carrying a download: the router moves the
-    flow (and the dead box's local address) to the survivor, which received
-    the session by sync and serves it, to the same real server."""
-    port = 42301
+@pytest.mark.parametrize("sig", ["KILL", "TERM"])
+def test_a_dead_or_draining_boxs_flows_carry_on_at_the_survivor_through_sync(ecmp, sig):
+    """kill -9 (or SIGTERM: a drain) of the appliance carrying a download:
+    the router moves the flow to the survivor (and, once the box is gone,
+    its local address), which received the session by sync and serves it,
+    to the same real server."""
+    port = 42301 if sig == "KILL" else 42302
     want = hashlib.sha256(BIG.read_bytes()).hexdigest()
     # The boxes route their own local addresses; a peer's only as a backup.
     rvslab.wait_until("the router to learn the local addresses",
@@ -328,17 +330,22 @@ def test_a_dead_boxs_flows_carry_on_at_the_survivor_through_sync(ecmp):
         assert synced.split()[-1] == server, (synced, server)
         pid = rvsd_pid(1)
         assert pid
-        subprocess.run(["kill", "-KILL", str(pid)], check=True)
+        subprocess.run(["kill", f"-{sig}", str(pid)], check=True)
         took = wait_next_hops({APPLIANCES[2]}, timeout=6)
         # The router's own choice for the flow from now on (the pin stood
         # for its hash): every path it has left leads to appliance 2.
         pin.close()
+        if sig == "TERM":
+            # Draining: the local address stays with its box until it stops.
+            assert router_via("10.83.0.1") == APPLIANCES[1]
+            rvslab.wait_until("appliance 1 to stop after its grace period",
+                              lambda: rvsd_pid(1) is None, timeout=15)
         rvslab.wait_until("the dead box's local address to move",
                           lambda: router_via("10.83.0.1") == APPLIANCES[2] or None, timeout=6)
         body, err = dl.communicate(timeout=60)
     assert dl.returncode == 0, err
     assert hashlib.sha256(body).hexdigest() == want
-    print(f"route removed {took:.1f} s after kill -9; the download finished through appliance 2")
+    print(f"route removed {took:.1f} s after SIG{sig}; the download finished through appliance 2")
     start(1)
     wait_next_hops(set(APPLIANCES.values()), timeout=30)
 

@@ -3,6 +3,7 @@
 //! from their tables.
 
 use super::*;
+use dataplane::frag::FragCounters;
 use dataplane::guard::GuardCounters;
 
 impl Control {
@@ -37,6 +38,16 @@ impl Control {
                     guard: GuardCounters::NAMES
                         .iter()
                         .zip(&s.guard)
+                        .map(|(n, a)| (*n, l(a)))
+                        .collect(),
+                    events: dataplane::stats::EVENT_NAMES
+                        .iter()
+                        .zip(&s.events)
+                        .map(|(n, a)| (*n, l(a)))
+                        .collect(),
+                    frags: FragCounters::NAMES
+                        .iter()
+                        .zip(&s.frags)
                         .map(|(n, a)| (*n, l(a)))
                         .collect(),
                 }
@@ -337,6 +348,16 @@ impl Control {
                     guard: GuardCounters::NAMES
                         .iter()
                         .zip(&s.guard)
+                        .map(|(n, a)| ((*n).to_string(), l(a)))
+                        .collect(),
+                    events: dataplane::stats::EVENT_NAMES
+                        .iter()
+                        .zip(&s.events)
+                        .map(|(n, a)| ((*n).to_string(), l(a)))
+                        .collect(),
+                    frags: FragCounters::NAMES
+                        .iter()
+                        .zip(&s.frags)
                         .map(|(n, a)| ((*n).to_string(), l(a)))
                         .collect(),
                 }

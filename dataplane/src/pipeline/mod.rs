@@ -68,6 +68,7 @@ mod counts;
 mod fast;
 mod flood;
 mod flush;
+mod fragments;
 pub(crate) mod icmp_relay;
 pub mod ingress_check;
 pub mod owner;
@@ -83,6 +84,7 @@ pub use owner::{client_owner, persistent_owner};
 pub use slow::Decision;
 
 use crate::addr::Addr;
+use crate::frag::{FragCounters, FragTable};
 use crate::guard::FloodGuard;
 use crate::laddr::PortPool;
 use crate::neigh::{NeighEvent, NeighMap};
@@ -241,6 +243,9 @@ pub struct Pipeline {
     unreach: unreach::Limiter,
     /// The flood guard (see [`crate::guard`]).
     guard: FloodGuard,
+    /// Datagrams whose later fragments follow their first one (see
+    /// [`crate::frag`]).
+    frags: FragTable,
     /// Connections of a persistent service scheduled without a template
     /// because the template table was full (they lose their affinity).
     pub templates_full: u64,
@@ -275,6 +280,7 @@ impl Pipeline {
             session_template: vec![NO_TEMPLATE; capacity.max(1) as usize],
             counters: Counters::default(),
             guard: FloodGuard::new(Default::default(), capacity.max(1) as usize),
+            frags: FragTable::new(),
             templates_full: 0,
             unreach: unreach::Limiter::default(),
             sync: None,
@@ -465,6 +471,12 @@ impl Pipeline {
     #[must_use]
     pub fn rs_limits(&self) -> &[RsLimit] {
         &self.rs_limits
+    }
+
+    /// This worker's fragment counters (see [`crate::frag`]).
+    #[must_use]
+    pub fn frag_counters(&self) -> &FragCounters {
+        &self.frags.counters
     }
 
     /// This worker's persistence templates (for `--persistent-conn`).
@@ -672,6 +684,7 @@ impl Pipeline {
         if !self.templates.is_empty() {
             self.templates.sweep(now, budget / 4 + 1);
         }
+        self.frags.sweep(now, budget / 8 + 1);
     }
 }
 
@@ -745,6 +758,8 @@ use test_prelude::*;
 mod client_addr_tests;
 #[cfg(test)]
 mod flood_tests;
+#[cfg(test)]
+mod fragments_tests;
 #[cfg(test)]
 mod hold_tests;
 #[cfg(test)]

@@ -10,10 +10,10 @@ use crate::packet::PacketBuf;
 use crate::route::{NextHop, Route, RouteTable, Routes};
 use crate::xmit::rewrite::tests::{tcp_packet, udp_packet};
 
-fn a(s: &str) -> Addr {
+pub(super) fn a(s: &str) -> Addr {
     s.parse::<std::net::IpAddr>().unwrap().into()
 }
-fn ep(s: &str, port: u16) -> Endpoint {
+pub(super) fn ep(s: &str, port: u16) -> Endpoint {
     Endpoint::at(a(s), port)
 }
 
@@ -33,7 +33,7 @@ fn rs(i: u8) -> Endpoint {
 }
 
 /// The lab's TCP service moved to IPv6, every server forwarding by `forward`.
-fn v6_tables(forward: Forward) -> Arc<Tables> {
+pub(super) fn v6_tables(forward: Forward) -> Arc<Tables> {
     tables_with((5000, 5009), |t| {
         let s = &mut t.services[0];
         s.vip = vip();
@@ -61,7 +61,7 @@ fn v6_tables(forward: Forward) -> Arc<Tables> {
     })
 }
 
-fn known() -> Arc<NeighMap> {
+pub(super) fn known() -> Arc<NeighMap> {
     Arc::new(NeighMap::new(vec![
         NeighEntry {
             ip: rs(1).ip,

@@ -95,6 +95,8 @@ fn serve_scrape(
                 generation: l(&sh.generation),
                 guard_on: false,
                 guard: Vec::new(),
+                events: Vec::new(),
+                frags: Vec::new(),
             }
         })
         .collect();
