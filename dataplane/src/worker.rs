@@ -166,6 +166,9 @@ pub struct SessionPage {
     pub now: Millis,
     /// The sessions.
     pub sessions: Vec<Session>,
+    /// Beside each session, its rarely used part (sequence shifts; the
+    /// default for a session that has none), for connection sync.
+    pub exts: Vec<crate::session::ext::SessionExt>,
     /// The slot the next page starts at; `None`: this was the last page.
     pub next: Option<u32>,
     /// The live persistence templates (`ipvsadm -L -c` lists them too),
@@ -676,9 +679,14 @@ impl Worker {
                     } else {
                         Vec::new()
                     };
+                    let exts = sessions
+                        .iter()
+                        .map(|s| self.pipeline.session_ext(s))
+                        .collect();
                     let _ = reply.send(SessionPage {
                         now,
                         sessions,
+                        exts,
                         next: next.map(|n| n as u32),
                         templates,
                     });

@@ -329,7 +329,7 @@ impl Control {
                     break;
                 };
                 from = page.next;
-                for s in &page.sessions {
+                for (s, ext) in page.sessions.iter().zip(&page.exts) {
                     // Only what this box serves: the sessions of a VIP
                     // another appliance holds came from it, and must not
                     // go back.
@@ -345,7 +345,7 @@ impl Control {
                     if half_open || left == 0 {
                         continue;
                     }
-                    out.push(record_of(s, u32::try_from(left).unwrap_or(u32::MAX)));
+                    out.push(record_of(s, ext, u32::try_from(left).unwrap_or(u32::MAX)));
                 }
             }
         }

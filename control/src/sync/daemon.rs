@@ -245,6 +245,7 @@ mod tests {
             seq: None,
             pe: None,
             local: Some("10.77.0.200:2000".parse().unwrap()),
+            session: None,
         }
     }
 

@@ -326,7 +326,15 @@ impl Engine {
                 self.stats.entries_received += conns.len() as u64;
                 b.last_seen.insert(from.ip(), now);
             }
-            out.extend(conns.iter().map(convert::record_of));
+            for c in &conns {
+                match convert::record_of(c) {
+                    Ok(r) => out.push(r),
+                    Err(_) => {
+                        self.stats.entries_skipped += 1;
+                        self.stats.entries_received = self.stats.entries_received.saturating_sub(1);
+                    }
+                }
+            }
         }
         out
     }
@@ -500,6 +508,8 @@ mod tests {
             rs: Endpoint::new([10, 77, 0, 11], 8080),
             laddr: Some(Endpoint::new([10, 77, 0, 200], 5000 + port % 100)),
             timeout_s: 900,
+            client_addr: dataplane::session::ClientAddress::None,
+            ext: Default::default(),
         }
     }
 

@@ -7,7 +7,9 @@
 //! (a PROXY protocol header inserted toward the server, see
 //! [`crate::xmit::client_addr`]) and what the insertion needs to remember.
 //! A SYN proxy will keep its server-stream offset in [`SessionExt::to_client`].
-//! Connection sync does not carry these yet (see docs/client-address.md).
+//! Connection sync carries them (`sync_feed::ext_words`, control's
+//! `sync::convert`): a field added here that must survive failover goes
+//! there too.
 
 use crate::xmit::seq_shift::SeqShift;
 
