@@ -7,17 +7,18 @@
 //! roles = ["master", "backup"]   # the daemons to start (none: sync off)
 //! syncid = 7                     # --syncid (0..=255; a backup with 0 takes all)
 //! interface = "dpdk0"            # --mcast-interface: an rvs interface (its exception-path TAP)
-//! group = "224.0.0.81"           # --mcast-group
+//! group = "224.0.0.81"           # --mcast-group (IPv4, or IPv6 such as "ff02::81")
 //! port = 8848                    # --mcast-port
 //! ttl = 1                        # --mcast-ttl
 //! maxlen = 1472                  # --sync-maxlen (default: from the interface's MTU)
 //! peers = ["10.77.0.3"]          # unicast instead of multicast; a backup takes only these
+//!                                # (IPv4 or IPv6, all of one family)
 //! resync_interval = 10           # seconds between full resyncs (0: off)
 //! follow_kernel_addresses = true # VIPs are served only while the kernel holds them
 //! ```
 
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -61,8 +62,8 @@ pub struct SyncConfig {
     pub sync_id: u8,
     /// `--mcast-interface`: an rvs interface's name (`None`: the first one).
     pub interface: Option<String>,
-    /// `--mcast-group`.
-    pub group: Ipv4Addr,
+    /// `--mcast-group` (IPv4 or IPv6).
+    pub group: IpAddr,
     /// `--mcast-port`.
     pub port: u16,
     /// `--mcast-ttl`.
@@ -100,8 +101,8 @@ impl Default for SyncConfig {
     }
 }
 
-fn dataplane_group() -> Ipv4Addr {
-    Ipv4Addr::new(224, 0, 0, 81)
+fn dataplane_group() -> IpAddr {
+    IpAddr::V4(std::net::Ipv4Addr::new(224, 0, 0, 81))
 }
 
 impl SyncConfig {
@@ -109,6 +110,15 @@ impl SyncConfig {
     #[must_use]
     pub fn enabled(&self) -> bool {
         self.master || self.backup
+    }
+
+    /// True when sync speaks IPv6: to IPv6 peers, or without peers to an
+    /// IPv6 group.
+    #[must_use]
+    pub fn ipv6(&self) -> bool {
+        self.peers
+            .first()
+            .map_or(self.group.is_ipv6(), std::net::IpAddr::is_ipv6)
     }
 }
 
@@ -162,17 +172,14 @@ pub(super) fn validate(
     }
     if let Some(v) = &raw.group {
         c.group = match v.get_ref().parse::<IpAddr>() {
-            Ok(IpAddr::V4(g)) if g.is_multicast() => g,
-            Ok(IpAddr::V6(_)) => {
-                return Err(at(
-                    v.span(),
-                    "an IPv6 sync group is not supported yet (use an IPv4 group or peers)".into(),
-                ))
-            }
+            Ok(g) if g.is_multicast() => g,
             _ => {
                 return Err(at(
                     v.span(),
-                    format!("invalid IPv4 mcast-group {:?}", v.get_ref()),
+                    format!(
+                        "invalid mcast-group {:?} (an IPv4 or IPv6 multicast address)",
+                        v.get_ref()
+                    ),
                 ))
             }
         };
@@ -188,14 +195,21 @@ pub(super) fn validate(
     }
     for p in &raw.peers {
         match p.get_ref().parse::<IpAddr>() {
-            Ok(ip @ IpAddr::V4(v4)) if !v4.is_multicast() && !v4.is_unspecified() => {
-                c.peers.push(ip)
+            Ok(ip) if !ip.is_multicast() && !ip.is_unspecified() => {
+                if c.peers.first().is_some_and(|f| f.is_ipv6() != ip.is_ipv6()) {
+                    return Err(at(
+                        p.span(),
+                        "sync peers must all be IPv4 or all IPv6 (one socket speaks one family)"
+                            .into(),
+                    ));
+                }
+                c.peers.push(ip);
             }
             _ => {
                 return Err(at(
                     p.span(),
                     format!(
-                        "sync peer must be a unicast IPv4 address, not {:?}",
+                        "sync peer must be a unicast IPv4 or IPv6 address, not {:?}",
                         p.get_ref()
                     ),
                 ))
@@ -261,7 +275,7 @@ mod tests {
         assert!(!c.enabled());
         assert_eq!(
             (c.sync_id, c.group, c.port, c.ttl, c.maxlen),
-            (0, Ipv4Addr::new(224, 0, 0, 81), 8848, 1, None)
+            (0, "224.0.0.81".parse::<IpAddr>().unwrap(), 8848, 1, None)
         );
     }
 
@@ -281,20 +295,34 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_groups_and_peers_are_taken() {
+        let c = with("roles = [\"backup\"]\ngroup = \"ff02::81\"").unwrap();
+        assert!(c.ipv6());
+        assert_eq!(c.group, "ff02::81".parse::<IpAddr>().unwrap());
+        let c = with("peers = [\"fd77::3\", \"fd77::4\"]").unwrap();
+        assert!(c.ipv6() && c.peers.len() == 2);
+        assert!(!with("").unwrap().ipv6());
+        let text = toml(&c);
+        let again = with(text.trim_start().trim_start_matches("[sync]\n")).unwrap();
+        assert_eq!(again, c);
+    }
+
+    #[test]
     fn bad_values_name_their_line() {
         for (line, want) in [
             ("roles = [\"primary\"]", "sync roles are"),
             ("syncid = 256", "sync syncid must be 0..=255"),
             ("interface = \"eth9\"", "not one of the [[interface]]s"),
-            ("group = \"10.0.0.1\"", "invalid IPv4 mcast-group"),
-            (
-                "group = \"ff02::81\"",
-                "IPv6 sync group is not supported yet",
-            ),
+            ("group = \"10.0.0.1\"", "invalid mcast-group"),
+            ("group = \"fd00::1\"", "invalid mcast-group"),
             ("port = 0", "sync port must be 1..=65535"),
             ("ttl = 0", "sync ttl must be 1..=255"),
             ("maxlen = 70000", "sync maxlen must be"),
-            ("peers = [\"224.0.0.1\"]", "unicast IPv4"),
+            ("peers = [\"224.0.0.1\"]", "unicast IPv4 or IPv6"),
+            (
+                "peers = [\"10.0.0.1\", \"fd00::1\"]",
+                "must all be IPv4 or all IPv6",
+            ),
             ("bogus = 1", "unknown field"),
         ] {
             let e = with(line).unwrap_err();

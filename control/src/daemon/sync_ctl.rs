@@ -131,7 +131,9 @@ impl Control {
         Ok(SyncIface {
             name: i.name.clone(),
             addr: i.addr,
+            addr6: i.addr6.map(|(a, _)| a),
             mtu: i.mtu,
+            ifindex: crate::sync::engine::kernel_ifindex(&i.name),
         })
     }
 
@@ -176,8 +178,8 @@ impl Control {
         }
         if let Some(g) = &spec.group {
             match g.parse::<IpAddr>() {
-                Ok(IpAddr::V4(v4)) if v4.is_multicast() => c.group = v4,
-                _ => return Response::Error(format!("invalid IPv4 mcast-group `{g}'")),
+                Ok(ip) if ip.is_multicast() => c.group = ip,
+                _ => return Response::Error(format!("invalid mcast-group `{g}'")),
             }
         }
         if let Some(v) = spec.port {

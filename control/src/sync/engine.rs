@@ -13,11 +13,17 @@
 //! multicast), sends to the group or to each unicast peer, TTL as set,
 //! multicast loop off; the backup binds the group (or the interface's
 //! address for unicast) on the sync port and joins the group there.
+//!
+//! IPv6 (an IPv6 group, or IPv6 peers; [`SyncConfig::ipv6`]): the same with
+//! the interface's IPv6 address (`address6`), the TAP's interface index for
+//! multicast (outgoing interface, hop limit `ttl`, the group joined there,
+//! and the index as the scope of a link-local group), and the kernel's
+//! `sync_maxlen` less the 48 bytes of IPv6 and UDP headers.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -63,15 +69,60 @@ pub struct SyncStats {
     pub install: InstallReport,
 }
 
-/// The sync interface: its name, address and MTU.
+/// The sync interface: its name, addresses, MTU and kernel index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncIface {
     /// rvs interface name (`--mcast-interface`).
     pub name: String,
     /// Its IPv4 address (the kernel side holds it).
     pub addr: Ipv4Addr,
+    /// Its IPv6 address (`address6`), if any: IPv6 sync needs it.
+    pub addr6: Option<Ipv6Addr>,
     /// Its MTU.
     pub mtu: u16,
+    /// The kernel's index of its TAP (IPv6 multicast names the interface
+    /// by it); 0 when unknown.
+    pub ifindex: u32,
+}
+
+/// The kernel's index of interface `name` (its TAP), from sysfs; 0 when
+/// there is none.
+#[must_use]
+pub fn kernel_ifindex(name: &str) -> u32 {
+    std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+impl SyncIface {
+    /// The address sync binds for `ipv6`.
+    ///
+    /// # Errors
+    /// An IPv6 sync on an interface without `address6`.
+    fn local(&self, ipv6: bool) -> io::Result<IpAddr> {
+        if !ipv6 {
+            return Ok(IpAddr::V4(self.addr));
+        }
+        self.addr6.map(IpAddr::V6).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                format!(
+                    "IPv6 sync needs an IPv6 address (address6) on interface {}",
+                    self.name
+                ),
+            )
+        })
+    }
+}
+
+/// `group`:`port` as a destination: an IPv6 group with the interface's
+/// index as its scope (a link-local group needs it).
+fn group_dest(group: IpAddr, port: u16, ifindex: u32) -> SocketAddr {
+    match group {
+        IpAddr::V4(_) => SocketAddr::new(group, port),
+        IpAddr::V6(g) => SocketAddr::V6(SocketAddrV6::new(g, port, 0, ifindex)),
+    }
 }
 
 struct MasterSide {
@@ -134,8 +185,8 @@ impl Engine {
     pub fn daemon_config(&self, role: Role, iface: &SyncIface) -> DaemonConfig {
         let mut d = DaemonConfig::new(role, &iface.name, iface.mtu);
         d.sync_id = self.config.sync_id;
-        d.maxlen = wire::sync_maxlen(role, self.config.maxlen, iface.mtu, false);
-        d.group = IpAddr::V4(self.config.group);
+        d.maxlen = wire::sync_maxlen(role, self.config.maxlen, iface.mtu, self.config.ipv6());
+        d.group = self.config.group;
         d.port = self.config.port;
         d.ttl = self.config.ttl;
         d
@@ -161,12 +212,22 @@ impl Engine {
         workers: usize,
     ) -> io::Result<Vec<Arc<SyncRing>>> {
         let cfg = self.daemon_config(Role::Master, iface);
-        let sock = UdpSocket::bind((iface.addr, 0))?;
-        sock.set_multicast_ttl_v4(u32::from(cfg.ttl))?;
-        sock.set_multicast_loop_v4(false)?;
+        let ipv6 = self.config.ipv6();
+        let sock = UdpSocket::bind((iface.local(ipv6)?, 0))?;
+        if ipv6 {
+            let s = socket2::SockRef::from(&sock);
+            s.set_multicast_hops_v6(u32::from(cfg.ttl))?;
+            s.set_multicast_loop_v6(false)?;
+            if iface.ifindex != 0 {
+                s.set_multicast_if_v6(iface.ifindex)?;
+            }
+        } else {
+            sock.set_multicast_ttl_v4(u32::from(cfg.ttl))?;
+            sock.set_multicast_loop_v4(false)?;
+        }
         sock.set_nonblocking(true)?;
         let dests = if self.config.peers.is_empty() {
-            vec![SocketAddr::new(cfg.group, cfg.port)]
+            vec![group_dest(cfg.group, cfg.port, iface.ifindex)]
         } else {
             self.config
                 .peers
@@ -198,12 +259,20 @@ impl Engine {
     /// The socket's.
     pub fn start_backup(&mut self, iface: &SyncIface) -> io::Result<()> {
         let cfg = self.daemon_config(Role::Backup, iface);
-        let sock = if self.config.peers.is_empty() {
-            let s = UdpSocket::bind((self.config.group, cfg.port))?;
-            s.join_multicast_v4(&self.config.group, &iface.addr)?;
-            s
-        } else {
-            UdpSocket::bind((iface.addr, cfg.port))?
+        let ipv6 = self.config.ipv6();
+        let sock = match (self.config.group, self.config.peers.is_empty()) {
+            (IpAddr::V4(g), true) => {
+                let s = UdpSocket::bind((g, cfg.port))?;
+                s.join_multicast_v4(&g, &iface.addr)?;
+                s
+            }
+            (IpAddr::V6(g), true) => {
+                iface.local(true)?;
+                let s = UdpSocket::bind(group_dest(self.config.group, cfg.port, iface.ifindex))?;
+                s.join_multicast_v6(&g, iface.ifindex)?;
+                s
+            }
+            (_, false) => UdpSocket::bind((iface.local(ipv6)?, cfg.port))?,
         };
         sock.set_nonblocking(true)?;
         self.backup = Some(BackupSide {
@@ -493,7 +562,9 @@ mod tests {
         SyncIface {
             name: "lo".into(),
             addr: Ipv4Addr::LOCALHOST,
+            addr6: Some(Ipv6Addr::LOCALHOST),
             mtu: 1500,
+            ifindex: kernel_ifindex("lo"),
         }
     }
 
@@ -567,6 +638,64 @@ mod tests {
         assert!(b
             .metrics_text(Instant::now())
             .contains("rvs_sync_last_sync_age_seconds{role=\"backup\",peer=\"127.0.0.1\"}"));
+    }
+
+    #[test]
+    fn ipv6_peers_carry_ipv6_sessions() {
+        let cfg = |port| SyncConfig {
+            sync_id: 6,
+            port,
+            peers: vec![IpAddr::V6(Ipv6Addr::LOCALHOST)],
+            resync_interval: 0,
+            ..SyncConfig::default()
+        };
+        let mut b = Engine::new(cfg(0));
+        b.start_backup(&lo()).unwrap();
+        let port = b.backup_port().unwrap();
+        let mut m = Engine::new(cfg(port));
+        let rings = m.start_master(&lo(), 1).unwrap();
+        let v6 = |s: &str, port| {
+            Endpoint::at(
+                dataplane::addr::Addr::v6(s.parse::<Ipv6Addr>().unwrap().octets()),
+                port,
+            )
+        };
+        let recs: Vec<SyncRecord> = (0..30)
+            .map(|i| SyncRecord {
+                client: v6("fd77::10", 40000 + i),
+                vip: v6("fd77::100", 80),
+                rs: v6("fd77::11", 8080),
+                laddr: Some(v6("fd77::200", 5000 + i)),
+                ..rec(i)
+            })
+            .collect();
+        for r in &recs {
+            rings[0].push(r);
+        }
+        let t0 = Instant::now();
+        m.send_pending(t0);
+        m.send_pending(t0 + Duration::from_secs(2));
+        // 72-byte entries plus the 20-byte local option, in 1452-byte
+        // datagrams (1500 less 48 bytes of IPv6 and UDP headers).
+        assert!(m.daemon_lines()[0].contains("maxlen=1452"));
+        assert_eq!(m.stats.datagrams_sent, 2);
+        let got = wait_for(&mut b, 30);
+        assert_eq!(got, recs);
+        assert!(b
+            .metrics_text(Instant::now())
+            .contains("rvs_sync_last_sync_age_seconds{role=\"backup\",peer=\"::1\"}"));
+        // An interface without an IPv6 address cannot speak IPv6 sync.
+        let mut no6 = Engine::new(cfg(port));
+        let e = no6
+            .start_master(
+                &SyncIface {
+                    addr6: None,
+                    ..lo()
+                },
+                1,
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("address6"), "{e}");
     }
 
     #[test]
