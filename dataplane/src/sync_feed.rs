@@ -19,7 +19,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::addr::Addr;
-use crate::session::ext::SessionExt;
+use crate::session::ext::{ExtFlags, SessionExt};
 use crate::session::Endpoint;
 use crate::tables::Forward;
 use crate::xmit::client_addr::ClientAddress;
@@ -77,7 +77,7 @@ pub fn ext_words(e: &SessionExt, mode: ClientAddress) -> [u64; 3] {
     [
         u64::from(e.to_server.base) | u64::from(e.to_server.delta) << 32,
         u64::from(e.to_client.base) | u64::from(e.to_client.delta) << 32,
-        u64::from(e.server_next) | u64::from(e.flags) << 32 | u64::from(mode as u8) << 40,
+        u64::from(e.server_next) | u64::from(e.flags.bits()) << 32 | u64::from(mode as u8) << 40,
     ]
 }
 
@@ -89,7 +89,7 @@ pub fn ext_of_words(w: [u64; 3]) -> (SessionExt, ClientAddress) {
         to_server: shift(w[0]),
         to_client: shift(w[1]),
         server_next: w[2] as u32,
-        flags: (w[2] >> 32) as u8,
+        flags: ExtFlags::from_bits_retain((w[2] >> 32) as u8),
     };
     let mode = ClientAddress::ALL
         .get(usize::from((w[2] >> 40) as u8))
@@ -289,7 +289,7 @@ mod tests {
                 to_server: SeqShift::new(0xffff_fff0, 28),
                 to_client: SeqShift::new(7, u32::MAX - 5),
                 server_next: 0x8000_0001,
-                flags: 7,
+                flags: ExtFlags::all(),
             },
         }
     }

@@ -22,7 +22,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use dataplane::addr::Addr;
-use dataplane::session::ext::SessionExt;
+use dataplane::session::ext::{ExtFlags, SessionExt};
 use dataplane::session::{ClientAddress, Endpoint};
 use dataplane::sync_feed::{RecordKind, SyncRecord};
 use dataplane::tables::Forward;
@@ -52,7 +52,7 @@ pub fn ext_to_wire(mode: ClientAddress, e: &SessionExt) -> Option<((Seq, Seq), S
     }
     let opt = SessionOpt {
         mode: mode as u8,
-        flags: e.flags,
+        flags: e.flags.bits(),
         server_next: e.server_next,
     };
     Some(((seq(e.to_server), seq(e.to_client)), opt, f))
@@ -82,7 +82,7 @@ pub fn ext_of_wire(
         to_server: SeqShift::new(i.init_seq, i.delta),
         to_client: SeqShift::new(out.init_seq, out.delta),
         server_next: o.server_next,
-        flags: o.flags,
+        flags: ExtFlags::from_bits_retain(o.flags),
     };
     Ok((mode, e))
 }
@@ -241,7 +241,7 @@ mod tests {
                 to_server: SeqShift::new(1001, 56),
                 to_client: SeqShift::new(7001, 0),
                 server_next: 7001,
-                flags: 7,
+                flags: ExtFlags::all(),
             },
             ..rec(Forward::FullNat, RecordKind::Conn)
         }

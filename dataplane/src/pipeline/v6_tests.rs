@@ -80,7 +80,7 @@ fn pipeline(forward: Forward) -> Pipeline {
     Pipeline::new(v6_tables(forward), known(), 64, 42, 0, 1)
 }
 
-fn tcp6(smac: MacAddr, src: Endpoint, dst: Endpoint, flags: u8) -> Vec<u8> {
+fn tcp6(smac: MacAddr, src: Endpoint, dst: Endpoint, flags: crate::wire::tcp::TcpFlags) -> Vec<u8> {
     eth(
         LB_MAC,
         smac,
@@ -741,7 +741,7 @@ fn an_ipv6_fullnat_session_is_synced_and_carries_on_at_the_backup() {
         p.process(&mut r, 0, Millis(2)),
         Verdict::Forward { port: 0 }
     );
-    for flags in [tcp::ACK, tcp::ACK | 0x08] {
+    for flags in [tcp::ACK, tcp::ACK | tcp::PSH] {
         let mut f = tcp6(CLIENT_MAC, client(), vip(), flags);
         assert_eq!(
             p.process(&mut f, 0, Millis(3)),
