@@ -15,6 +15,13 @@
 //!                                # (IPv4 or IPv6, all of one family)
 //! resync_interval = 10           # seconds between full resyncs (0: off)
 //! follow_kernel_addresses = true # VIPs are served only while the kernel holds them
+//! # The kernel's sync sysctls (/proc/sys/net/ipv4/vs/sync_*), with its defaults:
+//! sync_threshold = [3, 50]       # sent on the 3rd inbound packet, then every 50 (0: once)
+//! sync_refresh_period = 0        # seconds; >0: sent again only when the expiry moved that much
+//! sync_retries = 0               # 0..=3 extra sends with a refresh period
+//! sync_persist_mode = false      # connections under a persistence template: the template only
+//! sync_qlen_max = 4096           # the master's queue of datagrams (the kernel: memory / 32)
+//! sync_sock_size = 0             # SO_SNDBUF (master) / SO_RCVBUF (backup) bytes; 0: the system's
 //! ```
 
 use std::fmt::Write as _;
@@ -49,6 +56,18 @@ pub(super) struct RawSync {
     pub resync_interval: Option<Spanned<i64>>,
     #[serde(default)]
     pub follow_kernel_addresses: Option<bool>,
+    #[serde(default)]
+    pub sync_threshold: Option<Spanned<Vec<i64>>>,
+    #[serde(default)]
+    pub sync_refresh_period: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub sync_retries: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub sync_persist_mode: Option<bool>,
+    #[serde(default)]
+    pub sync_qlen_max: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub sync_sock_size: Option<Spanned<i64>>,
 }
 
 /// The sync daemons' settings (see the module doc).
@@ -78,6 +97,20 @@ pub struct SyncConfig {
     /// VIPs and local addresses are owned only while the kernel has them
     /// on the exception-path interface (keepalived puts them there).
     pub follow_kernel_addresses: bool,
+    /// `sync_threshold`'s first value: the inbound packet that sends.
+    pub threshold: u32,
+    /// `sync_threshold`'s second value (the kernel's `sync_period`).
+    pub period: u32,
+    /// `sync_refresh_period`, seconds (0: off).
+    pub refresh_period_s: u32,
+    /// `sync_retries` (0..=3).
+    pub retries: u8,
+    /// `sync_persist_mode`.
+    pub persist_mode: bool,
+    /// `sync_qlen_max`: datagrams the master queues at most.
+    pub qlen_max: u32,
+    /// `sync_sock_size`: socket buffer bytes (0: the system's default).
+    pub sock_size: u32,
 }
 
 /// Default seconds between full resyncs.
@@ -97,6 +130,13 @@ impl Default for SyncConfig {
             peers: Vec::new(),
             resync_interval: RESYNC_INTERVAL,
             follow_kernel_addresses: false,
+            threshold: 3,
+            period: 50,
+            refresh_period_s: 0,
+            retries: 0,
+            persist_mode: false,
+            qlen_max: 4096,
+            sock_size: 0,
         }
     }
 }
@@ -110,6 +150,18 @@ impl SyncConfig {
     #[must_use]
     pub fn enabled(&self) -> bool {
         self.master || self.backup
+    }
+
+    /// The workers' send policy from the sysctl keys.
+    #[must_use]
+    pub fn policy(&self) -> dataplane::sync_policy::SyncPolicy {
+        dataplane::sync_policy::SyncPolicy {
+            threshold: self.threshold,
+            period: self.period,
+            refresh_period_ms: u64::from(self.refresh_period_s) * 1000,
+            retries: self.retries,
+            persist_mode: self.persist_mode,
+        }
     }
 
     /// True when sync speaks IPv6: to IPv6 peers, or without peers to an
@@ -220,6 +272,40 @@ pub(super) fn validate(
         c.resync_interval = int(v, 0, 86_400, "resync_interval")? as u32;
     }
     c.follow_kernel_addresses = raw.follow_kernel_addresses.unwrap_or(false);
+    if let Some(v) = &raw.sync_threshold {
+        // The kernel's proc_do_sync_threshold: two values, the threshold
+        // below the period unless the period is 0.
+        match v.get_ref().as_slice() {
+            &[t, p] if (0..=i64::from(u32::MAX)).contains(&t)
+                && (0..=i64::from(u32::MAX)).contains(&p)
+                && (t < p || p == 0) =>
+            {
+                (c.threshold, c.period) = (t as u32, p as u32);
+            }
+            _ => {
+                return Err(at(
+                    v.span(),
+                    format!(
+                        "sync_threshold is [threshold, period] with threshold < period (or period 0), not {:?}",
+                        v.get_ref()
+                    ),
+                ))
+            }
+        }
+    }
+    if let Some(v) = &raw.sync_refresh_period {
+        c.refresh_period_s = int(v, 0, 86_400, "sync_refresh_period")? as u32;
+    }
+    if let Some(v) = &raw.sync_retries {
+        c.retries = int(v, 0, 3, "sync_retries")? as u8;
+    }
+    c.persist_mode = raw.sync_persist_mode.unwrap_or(false);
+    if let Some(v) = &raw.sync_qlen_max {
+        c.qlen_max = int(v, 1, 1 << 24, "sync_qlen_max")? as u32;
+    }
+    if let Some(v) = &raw.sync_sock_size {
+        c.sock_size = int(v, 0, 1 << 30, "sync_sock_size")? as u32;
+    }
     Ok(c)
 }
 
@@ -253,6 +339,12 @@ pub fn toml(c: &SyncConfig) -> String {
         "follow_kernel_addresses = {}",
         c.follow_kernel_addresses
     );
+    let _ = writeln!(out, "sync_threshold = [{}, {}]", c.threshold, c.period);
+    let _ = writeln!(out, "sync_refresh_period = {}", c.refresh_period_s);
+    let _ = writeln!(out, "sync_retries = {}", c.retries);
+    let _ = writeln!(out, "sync_persist_mode = {}", c.persist_mode);
+    let _ = writeln!(out, "sync_qlen_max = {}", c.qlen_max);
+    let _ = writeln!(out, "sync_sock_size = {}", c.sock_size);
     out
 }
 
@@ -273,6 +365,11 @@ mod tests {
     fn defaults_are_the_kernels_and_sync_is_off() {
         let c = parse(Path::new("x.toml"), LAB).unwrap().sync;
         assert!(!c.enabled());
+        assert_eq!(c.policy(), dataplane::sync_policy::SyncPolicy::default());
+        assert_eq!(
+            (c.retries, c.persist_mode, c.qlen_max, c.sock_size),
+            (0, false, 4096, 0)
+        );
         assert_eq!(
             (c.sync_id, c.group, c.port, c.ttl, c.maxlen),
             (0, "224.0.0.81".parse::<IpAddr>().unwrap(), 8848, 1, None)
@@ -284,10 +381,24 @@ mod tests {
         let c = with(
             "roles = [\"master\", \"backup\"]\nsyncid = 7\ninterface = \"dpdk0\"\n\
              group = \"224.0.0.99\"\nport = 9000\nttl = 2\nmaxlen = 1400\n\
-             peers = [\"10.77.0.3\"]\nresync_interval = 0\nfollow_kernel_addresses = true",
+             peers = [\"10.77.0.3\"]\nresync_interval = 0\nfollow_kernel_addresses = true\n\
+             sync_threshold = [2, 20]\nsync_refresh_period = 30\nsync_retries = 2\n\
+             sync_persist_mode = true\nsync_qlen_max = 100\nsync_sock_size = 262144",
         )
         .unwrap();
         assert!(c.master && c.backup && c.follow_kernel_addresses);
+        let p = c.policy();
+        assert_eq!(
+            (
+                p.threshold,
+                p.period,
+                p.refresh_period_ms,
+                p.retries,
+                p.persist_mode
+            ),
+            (2, 20, 30_000, 2, true)
+        );
+        assert_eq!((c.qlen_max, c.sock_size), (100, 262_144));
         assert_eq!(c.peers, vec!["10.77.0.3".parse::<IpAddr>().unwrap()]);
         let text = toml(&c);
         let again = with(text.trim_start().trim_start_matches("[sync]\n")).unwrap();
@@ -323,6 +434,10 @@ mod tests {
                 "peers = [\"10.0.0.1\", \"fd00::1\"]",
                 "must all be IPv4 or all IPv6",
             ),
+            ("sync_threshold = [50, 3]", "threshold < period"),
+            ("sync_threshold = [3]", "sync_threshold is"),
+            ("sync_retries = 4", "sync sync_retries must be 0..=3"),
+            ("sync_qlen_max = 0", "sync_qlen_max must be"),
             ("bogus = 1", "unknown field"),
         ] {
             let e = with(line).unwrap_err();

@@ -15,7 +15,6 @@ use crossbeam_channel::{unbounded, Receiver, Sender};
 use dataplane::pipeline::sync::{record_of, InstallReport};
 use dataplane::session::TcpState;
 use dataplane::sync_feed::SyncRecord;
-use dataplane::sync_policy::SyncPolicy;
 use dataplane::worker::Request as WorkerRequest;
 
 use super::Control;
@@ -203,8 +202,9 @@ impl Control {
                         return Response::Error(format!("sync master on {}: {e}", iface.name))
                     }
                 };
+                let policy = self.sync.engine.config.policy();
                 for (w, ring) in self.workers.iter().zip(rings) {
-                    let feed = Some((ring, SyncPolicy::default()));
+                    let feed = Some((ring, policy));
                     if w.requests
                         .send_timeout(WorkerRequest::SyncFeed(feed), Duration::from_secs(1))
                         .is_err()

@@ -187,6 +187,7 @@ impl Engine {
         d.sync_id = self.config.sync_id;
         d.maxlen = wire::sync_maxlen(role, self.config.maxlen, iface.mtu, self.config.ipv6());
         d.group = self.config.group;
+        d.qlen_max = self.config.qlen_max as usize;
         d.port = self.config.port;
         d.ttl = self.config.ttl;
         d
@@ -224,6 +225,9 @@ impl Engine {
         } else {
             sock.set_multicast_ttl_v4(u32::from(cfg.ttl))?;
             sock.set_multicast_loop_v4(false)?;
+        }
+        if self.config.sock_size > 0 {
+            socket2::SockRef::from(&sock).set_send_buffer_size(self.config.sock_size as usize)?;
         }
         sock.set_nonblocking(true)?;
         let dests = if self.config.peers.is_empty() {
@@ -274,6 +278,9 @@ impl Engine {
             }
             (_, false) => UdpSocket::bind((iface.local(ipv6)?, cfg.port))?,
         };
+        if self.config.sock_size > 0 {
+            socket2::SockRef::from(&sock).set_recv_buffer_size(self.config.sock_size as usize)?;
+        }
         sock.set_nonblocking(true)?;
         self.backup = Some(BackupSide {
             checker: Backup::new(&cfg),
