@@ -158,6 +158,8 @@ fn tshark_decodes_every_entry_rvs_sends() {
     datagrams.push(b.take().unwrap());
     entries.push(entries[1].clone());
     entries.push(with_options);
+    // A backup's resync request: a message without entries.
+    datagrams.push(vec![0, 9, 0, 8, 0, 1, 0, 0]);
 
     let dir = std::env::temp_dir().join(format!("rvs-sync-tshark-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

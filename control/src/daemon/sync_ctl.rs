@@ -158,6 +158,21 @@ impl Control {
         }
     }
 
+    /// A reload changed `[sync]`: stops the running daemons (a master
+    /// sends what it batched first), takes the new settings and starts the
+    /// daemons they name; a starting backup asks its peers for a full
+    /// resync.
+    pub(super) fn restart_sync(&mut self, config: SyncConfig) {
+        for (role, word) in [(Role::Master, "master"), (Role::Backup, "backup")] {
+            if self.sync.engine.running(role) {
+                let _ = self.stop_daemon(word);
+            }
+        }
+        self.sync.engine.config = config;
+        eprintln!("rvsd: reload: [sync] changed, sync daemons restarted");
+        self.start_configured_sync();
+    }
+
     /// `--start-daemon`: ipvsadm's settings over the live ones, then the
     /// daemon. A running daemon of that role is refused, as the kernel
     /// refuses it (EEXIST).

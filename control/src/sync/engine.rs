@@ -14,6 +14,15 @@
 //! multicast loop off; the backup binds the group (or the interface's
 //! address for unicast) on the sync port and joins the group there.
 //!
+//! Resync on request: the protocol has no request message, so a backup
+//! that starts sends [`RESYNC_REQUESTS`] empty sync messages (header only,
+//! its SyncID, a second apart) to its peers or the group; a kernel backup
+//! takes such a message and ignores it. A box whose backup daemon accepts
+//! an empty message from a peer has its master send a full resync at once
+//! (at most once a second). This needs a backup daemon on the master's box
+//! to hear the request (both roles, as the lab and `deploy/` run them);
+//! otherwise the periodic resync (`resync_interval`) covers a new backup.
+//!
 //! IPv6 (an IPv6 group, or IPv6 peers; [`SyncConfig::ipv6`]): the same with
 //! the interface's IPv6 address (`address6`), the TAP's interface index for
 //! multicast (outgoing interface, hop limit `ttl`, the group joined there,
@@ -53,6 +62,10 @@ pub struct SyncStats {
     pub queue_full: u64,
     /// Full resyncs done.
     pub resyncs: u64,
+    /// Resync requests (empty messages) this box's backup sent.
+    pub resync_requests_sent: u64,
+    /// Resync requests received from peers.
+    pub resync_requests_received: u64,
     /// Datagrams accepted by the backup.
     pub datagrams_received: u64,
     /// Entries accepted by the backup.
@@ -141,7 +154,18 @@ struct BackupSide {
     checker: Backup,
     sock: UdpSocket,
     last_seen: BTreeMap<IpAddr, Instant>,
+    /// Where resync requests go (the peers, or the group).
+    dests: Vec<SocketAddr>,
+    /// Resync requests still to send, and when the next one is due.
+    hellos_left: u8,
+    next_hello: Instant,
 }
+
+/// Resync requests a backup sends when it starts, a second apart (one
+/// may meet an unresolved neighbour or a peer still starting).
+pub const RESYNC_REQUESTS: u8 = 3;
+/// A master resyncs on request at most this often.
+pub const RESYNC_REQUEST_MIN_GAP: Duration = Duration::from_secs(1);
 
 /// Both daemons' state (either may run, or both, as the kernel's).
 pub struct Engine {
@@ -151,6 +175,9 @@ pub struct Engine {
     backup: Option<BackupSide>,
     epoch: Instant,
     buf: Vec<u8>,
+    /// A peer asked for a full resync (an empty message reached the backup).
+    resync_requested: bool,
+    last_resync: Option<Instant>,
     /// Counters.
     pub stats: SyncStats,
 }
@@ -176,6 +203,8 @@ impl Engine {
             backup: None,
             epoch: Instant::now(),
             buf: vec![0; 65_536],
+            resync_requested: false,
+            last_resync: None,
             stats: SyncStats::default(),
         }
     }
@@ -282,11 +311,30 @@ impl Engine {
             socket2::SockRef::from(&sock).set_recv_buffer_size(self.config.sock_size as usize)?;
         }
         sock.set_nonblocking(true)?;
+        // Its own resync requests do not come back to it.
+        if ipv6 {
+            socket2::SockRef::from(&sock).set_multicast_loop_v6(false)?;
+        } else {
+            sock.set_multicast_loop_v4(false)?;
+        }
+        let dests = if self.config.peers.is_empty() {
+            vec![group_dest(cfg.group, cfg.port, iface.ifindex)]
+        } else {
+            self.config
+                .peers
+                .iter()
+                .map(|p| SocketAddr::new(*p, cfg.port))
+                .collect()
+        };
         self.backup = Some(BackupSide {
             checker: Backup::new(&cfg),
             cfg,
             sock,
             last_seen: BTreeMap::new(),
+            dests,
+            hellos_left: RESYNC_REQUESTS,
+            // The first at the next tick.
+            next_hello: self.epoch,
         });
         self.config.backup = true;
         Ok(())
@@ -347,14 +395,47 @@ impl Engine {
         self.stats.queue_full = m.batcher.stats.queue_full;
     }
 
-    /// Master: true when a full resync is due (the caller then collects
-    /// every session and calls [`Self::resync`]).
+    /// Master: true when a full resync is due, by the interval or because
+    /// a peer asked (at most once a [`RESYNC_REQUEST_MIN_GAP`]); the caller
+    /// then collects every session and calls [`Self::resync`].
     #[must_use]
     pub fn resync_due(&self, now: Instant) -> bool {
-        self.master
-            .as_ref()
-            .and_then(|m| m.next_resync)
-            .is_some_and(|t| now >= t)
+        let Some(m) = self.master.as_ref() else {
+            return false;
+        };
+        let asked = self.resync_requested
+            && self
+                .last_resync
+                .is_none_or(|t| now.duration_since(t) >= RESYNC_REQUEST_MIN_GAP);
+        asked || m.next_resync.is_some_and(|t| now >= t)
+    }
+
+    /// Backup: sends its resync requests when due (see the module doc): an
+    /// empty sync message of its SyncID to the peers or the group.
+    fn send_resync_requests(&mut self, now: Instant) {
+        let Some(b) = self.backup.as_mut() else {
+            return;
+        };
+        if b.hellos_left == 0 || now < b.next_hello {
+            return;
+        }
+        let hello = [
+            0,
+            b.cfg.sync_id,
+            0,
+            wire::HEADER_LEN as u8,
+            0,
+            wire::VERSION,
+            0,
+            0,
+        ];
+        for d in &b.dests {
+            if b.sock.send_to(&hello, d).is_ok() {
+                self.stats.resync_requests_sent += 1;
+            }
+        }
+        b.hellos_left -= 1;
+        b.next_hello = now + Duration::from_secs(1);
     }
 
     /// Master: sends `records` (every session) at once, as a full resync.
@@ -373,10 +454,15 @@ impl Engine {
         self.stats.entries_sent = m.batcher.stats.entries;
         m.next_resync = (interval > 0).then(|| now + Duration::from_secs(interval));
         self.stats.resyncs += 1;
+        self.resync_requested = false;
+        self.last_resync = Some(now);
     }
 
-    /// Backup: reads every waiting datagram; returns the entries to install.
+    /// Backup: sends its resync requests when due, reads every waiting
+    /// datagram (an empty message from a peer is a resync request for this
+    /// box's master); returns the entries to install.
     pub fn receive(&mut self, now: Instant) -> Vec<SyncRecord> {
+        self.send_resync_requests(now);
         let mut out = Vec::new();
         let Some(b) = self.backup.as_mut() else {
             return out;
@@ -401,6 +487,10 @@ impl Engine {
                 self.stats.datagrams_received += 1;
                 self.stats.entries_received += conns.len() as u64;
                 b.last_seen.insert(from.ip(), now);
+                if n == wire::HEADER_LEN {
+                    self.stats.resync_requests_received += 1;
+                    self.resync_requested = true;
+                }
             }
             for c in &conns {
                 match convert::record_of(c) {
@@ -515,6 +605,14 @@ impl Engine {
             "resyncs_total",
             "Full resyncs the master sent.",
             &[("", s.resyncs)],
+        );
+        counter(
+            "resync_requests_total",
+            "Resync requests (empty sync messages) the backup sent and received.",
+            &[
+                ("{direction=\"sent\"}", s.resync_requests_sent),
+                ("{direction=\"received\"}", s.resync_requests_received),
+            ],
         );
         let _ = writeln!(
             out,
@@ -703,6 +801,57 @@ mod tests {
             )
             .unwrap_err();
         assert!(e.to_string().contains("address6"), "{e}");
+    }
+
+    #[test]
+    fn a_starting_backup_asks_and_the_peers_master_resyncs_at_once() {
+        let a_ip = Ipv4Addr::new(127, 0, 0, 1);
+        let b_ip = Ipv4Addr::new(127, 0, 0, 2);
+        let iface = |addr| SyncIface { addr, ..lo() };
+        let cfg = |peer: Ipv4Addr, port| SyncConfig {
+            sync_id: 9,
+            port,
+            peers: vec![IpAddr::V4(peer)],
+            resync_interval: 3600,
+            ..SyncConfig::default()
+        };
+        // Box A: both daemons, as the lab runs them.
+        let mut a = Engine::new(cfg(b_ip, 0));
+        a.start_backup(&iface(a_ip)).unwrap();
+        let port = a.backup_port().unwrap();
+        a.config.port = port;
+        a.start_master(&iface(a_ip), 1).unwrap();
+        let t0 = Instant::now();
+        a.resync(Vec::new(), t0);
+        assert!(!a.resync_due(t0), "the interval is an hour");
+        // Box B's backup starts: it asks A.
+        let mut b = Engine::new(cfg(a_ip, port));
+        b.start_backup(&iface(b_ip)).unwrap();
+        let t1 = Instant::now();
+        assert!(b.receive(t1).is_empty());
+        assert_eq!(b.stats.resync_requests_sent, 1);
+        let mut asked = false;
+        for _ in 0..200 {
+            assert!(a.receive(t0 + Duration::from_secs(2)).is_empty());
+            if a.resync_due(t0 + Duration::from_secs(2)) {
+                asked = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(asked, "A's master resyncs on B's request");
+        assert_eq!(a.stats.resync_requests_received, 1);
+        assert_eq!(a.stats.entries_received, 0);
+        a.resync(Vec::new(), t0 + Duration::from_secs(2));
+        assert!(!a.resync_due(t0 + Duration::from_secs(2)));
+        // Three requests a second apart, then no more.
+        for s in 1..5 {
+            b.receive(t1 + Duration::from_secs(s));
+        }
+        assert_eq!(b.stats.resync_requests_sent, 3);
+        assert!(a
+            .metrics_text(Instant::now())
+            .contains("rvs_sync_resync_requests_total{direction=\"received\"} 1"));
     }
 
     #[test]
