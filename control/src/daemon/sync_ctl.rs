@@ -38,6 +38,8 @@ pub(super) struct SyncCtl {
     kernel: KernelAddrs,
     /// VIPs and local addresses the kernel side does not hold now.
     standby: BTreeSet<IpAddr>,
+    /// Local addresses already logged as overlapping a peer's pool.
+    overlap_logged: BTreeSet<IpAddr>,
 }
 
 impl SyncCtl {
@@ -50,6 +52,7 @@ impl SyncCtl {
             watch: None,
             kernel: KernelAddrs::default(),
             standby: BTreeSet::new(),
+            overlap_logged: BTreeSet::new(),
         }
     }
 
@@ -262,7 +265,8 @@ impl Control {
             let records = self.sync_snapshot();
             self.sync.engine.resync(records, now);
         }
-        let got = self.sync.engine.receive(now);
+        let mut got = self.sync.engine.receive(now);
+        self.refuse_overlapping_pools(&mut got);
         if !got.is_empty() {
             let batch = Arc::new(got);
             for w in &self.workers {
@@ -283,6 +287,40 @@ impl Control {
         }
         while let Ok((report, _batch)) = self.sync.replies_rx.try_recv() {
             self.sync.engine.stats.install.add(&report);
+        }
+    }
+
+    /// Refuses (counts, logs once per address) the FULLNAT entries whose
+    /// local address is one of this box's own while this box does not
+    /// follow the kernel's addresses: active boxes (ECMP) must each have
+    /// their own local-address pool (replies come back to the box that
+    /// owns the address), so a peer using one of ours means both hand out
+    /// the same addresses and ports. With `follow_kernel_addresses`
+    /// (active/backup) the local addresses move with their VIPs between
+    /// the boxes by design, and sharing them is right.
+    fn refuse_overlapping_pools(&mut self, got: &mut Vec<SyncRecord>) {
+        if self.config.sync.follow_kernel_addresses {
+            return;
+        }
+        let own: BTreeSet<IpAddr> = self
+            .config
+            .services
+            .iter()
+            .flat_map(|s| s.local_addresses.iter().copied())
+            .collect();
+        if own.is_empty() {
+            return;
+        }
+        let seen = crate::sync::convert::refuse_own_laddrs(got, &own);
+        self.sync.engine.stats.laddr_overlap += seen.len() as u64;
+        for ip in seen {
+            if self.sync.overlap_logged.insert(ip) {
+                eprintln!(
+                    "rvsd: sync: a peer's FULLNAT sessions use local address {ip}, which is in this \
+                     box's own pool: active appliances need pools of their own (refused, counted \
+                     in rvs_sync_dropped_total{{reason=\"laddr_overlap\"}}; logged once)"
+                );
+            }
         }
     }
 

@@ -102,6 +102,24 @@ fn endpoint(a: SocketAddr) -> Endpoint {
     Endpoint::at(ip, a.port())
 }
 
+/// Removes from `records` the FULLNAT entries whose local address is in
+/// `own` (this box's own pool: overlapping pools, see
+/// `docs/sync.md`); returns their local addresses, one per entry removed.
+pub fn refuse_own_laddrs(
+    records: &mut Vec<SyncRecord>,
+    own: &std::collections::BTreeSet<IpAddr>,
+) -> Vec<IpAddr> {
+    let mut refused = Vec::new();
+    records.retain(|r| match r.laddr.map(|l| l.ip.ip()) {
+        Some(ip) if own.contains(&ip) => {
+            refused.push(ip);
+            false
+        }
+        _ => true,
+    });
+    refused
+}
+
 /// The entry a master sends for `r`. FULLNAT and NAT both travel as
 /// masquerading (the kernel's `IP_VS_CONN_F_MASQ`); FULLNAT adds its local
 /// address in rvs's option, which a kernel backup skips.
@@ -294,5 +312,21 @@ mod tests {
             ..c.session.unwrap()
         });
         assert!(record_of(&c).is_err());
+    }
+
+    #[test]
+    fn entries_with_one_of_our_own_local_addresses_are_refused() {
+        let own: std::collections::BTreeSet<IpAddr> =
+            ["10.77.0.200".parse().unwrap()].into_iter().collect();
+        let ours = rec(Forward::FullNat, RecordKind::Conn);
+        let theirs = SyncRecord {
+            laddr: Some(Endpoint::new([10, 77, 0, 201], 5001)),
+            ..ours
+        };
+        let nat = rec(Forward::Nat, RecordKind::Conn);
+        let mut got = vec![ours, theirs, nat, ours];
+        let refused = refuse_own_laddrs(&mut got, &own);
+        assert_eq!(refused, vec![own.first().copied().unwrap(); 2]);
+        assert_eq!(got, vec![theirs, nat]);
     }
 }

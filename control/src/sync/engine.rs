@@ -78,6 +78,9 @@ pub struct SyncStats {
     pub dropped_peer: u64,
     /// Entries skipped inside accepted datagrams (the kernel's per-entry reasons).
     pub entries_skipped: u64,
+    /// FULLNAT entries refused because their local address is one of this
+    /// box's own (overlapping local-address pools between active boxes).
+    pub laddr_overlap: u64,
     /// What the workers did with the entries.
     pub install: InstallReport,
 }
@@ -591,6 +594,7 @@ impl Engine {
                 ("{reason=\"unknown_service\"}", s.install.unknown),
                 ("{reason=\"owner_mismatch\"}", s.install.owner_mismatch),
                 ("{reason=\"conflict\"}", s.install.conflict),
+                ("{reason=\"laddr_overlap\"}", s.laddr_overlap),
             ],
         );
         counter(
