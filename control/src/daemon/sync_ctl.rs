@@ -384,7 +384,14 @@ impl Control {
                     break;
                 };
                 from = page.next;
-                for (s, ext) in page.sessions.iter().zip(&page.exts) {
+                for ((s, ext), from_peer) in
+                    page.sessions.iter().zip(&page.exts).zip(&page.from_peer)
+                {
+                    // A peer's session this box has not carried: the
+                    // peer's to send (a box both master and backup).
+                    if *from_peer {
+                        continue;
+                    }
                     // Only what this box serves: the sessions of a VIP
                     // another appliance holds came from it, and must not
                     // go back.

@@ -45,6 +45,10 @@ pub(crate) struct SyncTap {
     policy: SyncPolicy,
     marks: Vec<SyncMark>,
     pkts: Vec<u32>,
+    /// Per slot: installed from a peer's entry and not forwarded here
+    /// since (a box that is master and backup at once sends only the
+    /// sessions it carries: not back what a peer sent it).
+    from_peer: Vec<bool>,
 }
 
 /// What became of one received entry on the worker that owns it.
@@ -173,6 +177,22 @@ impl Pipeline {
         }
     }
 
+    /// True if session `s` (a copy from a page) was installed from a
+    /// peer's sync entry and has not been forwarded here since: a full
+    /// resync leaves it out (it is the peer's to send).
+    #[must_use]
+    pub fn session_from_peer(&self, s: &Session) -> bool {
+        let Some(tap) = self.sync.as_deref() else {
+            return false;
+        };
+        match self.sessions.lookup(&s.client_key(), Millis(0)) {
+            Lookup::Hit(slot, _) | Lookup::Expired(slot) => {
+                tap.from_peer.get(slot.0 as usize).copied().unwrap_or(false)
+            }
+            Lookup::Miss => false,
+        }
+    }
+
     /// Starts (`Some`) or stops (`None`) feeding sync entries into `ring`.
     /// Allocates the per-slot marks: call it from housekeeping, not per packet.
     pub fn set_sync_feed(&mut self, feed: Option<(Arc<SyncRing>, SyncPolicy)>) {
@@ -183,6 +203,7 @@ impl Pipeline {
                 policy,
                 marks: vec![SyncMark::default(); n],
                 pkts: vec![0; n],
+                from_peer: vec![false; n],
             })
         });
     }
@@ -195,6 +216,9 @@ impl Pipeline {
             if let (Some(m), Some(p)) = (t.marks.get_mut(i), t.pkts.get_mut(i)) {
                 *m = SyncMark::default();
                 *p = 0;
+            }
+            if let Some(f) = t.from_peer.get_mut(i) {
+                *f = false;
             }
         }
     }
@@ -216,6 +240,10 @@ impl Pipeline {
             return;
         };
         *pkts = pkts.saturating_add(1);
+        // Forwarded here: this box carries it now, whoever sent it first.
+        if let Some(f) = tap.from_peer.get_mut(i) {
+            *f = false;
+        }
         let udp = s.proto == ipv4::PROTO_UDP;
         let template = self.session_template.get(i).copied().unwrap_or(NO_TEMPLATE);
         let timeout_ms = now.until(s.expires);
@@ -505,6 +533,13 @@ impl Pipeline {
             *st = template.unwrap_or(NO_TEMPLATE);
         }
         self.sync_reset(slot);
+        if let Some(f) = self
+            .sync
+            .as_deref_mut()
+            .and_then(|t| t.from_peer.get_mut(slot.0 as usize))
+        {
+            *f = true;
+        }
         self.counters.sessions_created += 1;
         InstallOutcome::Installed
     }
