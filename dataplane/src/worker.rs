@@ -181,6 +181,12 @@ pub struct SessionPage {
     pub now: Millis,
     /// The sessions.
     pub sessions: Vec<Session>,
+    /// Beside each session, its rarely used part (sequence shifts; the
+    /// default for a session that has none), for connection sync.
+    pub exts: Vec<crate::session::ext::SessionExt>,
+    /// Beside each session: installed from a peer's sync entry and not
+    /// forwarded here since (a full resync leaves it out).
+    pub from_peer: Vec<bool>,
     /// The slot the next page starts at; `None`: this was the last page.
     pub next: Option<u32>,
     /// The live persistence templates (`ipvsadm -L -c` lists them too),
@@ -695,9 +701,19 @@ impl Worker {
                     } else {
                         Vec::new()
                     };
+                    let exts = sessions
+                        .iter()
+                        .map(|s| self.pipeline.session_ext(s))
+                        .collect();
+                    let from_peer = sessions
+                        .iter()
+                        .map(|s| self.pipeline.session_from_peer(s))
+                        .collect();
                     let _ = reply.send(SessionPage {
                         now,
                         sessions,
+                        exts,
+                        from_peer,
                         next: next.map(|n| n as u32),
                         templates,
                     });

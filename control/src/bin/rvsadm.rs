@@ -117,7 +117,7 @@ Options:
   --daemon                            output of daemon information
   --mcast-interface interface         multicast interface for connection sync (an rvs interface)
   --syncid sid                        syncid for connection sync (default=0: a backup takes any)
-  --mcast-group address               IPv4 multicast group (default 224.0.0.81)
+  --mcast-group address               IPv4 or IPv6 multicast group (default 224.0.0.81)
   --mcast-port port                   UDP port (default 8848)
   --mcast-ttl ttl                     multicast TTL (default 1)
   --sync-maxlen length                max sync message length (default=1472)
@@ -125,7 +125,7 @@ Options:
   --socket PATH                       control socket (default $RVS_SOCKET or /run/rvs/rvsd.sock)
 Not supported yet (refused with a message): --fwmark-service -f fwmark,
   --sctp-service service-address, --pe engine, --tun-info, --tun-port port,
-  --tun-nocsum, --tun-csum, --tun-remcsum (gue and gre only), an IPv6 --mcast-group.
+  --tun-nocsum, --tun-csum, --tun-remcsum (gue and gre only).
 Note: ipvsadm's -b means scheduler flags; DPVS's ipvsadm spells FULLNAT -b. rvs follows
 ipvsadm and spells FULLNAT --fullnat.
 ";
@@ -576,9 +576,7 @@ fn daemon_option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), P
             let v = value(it, "--mcast-group")?;
             match v.parse::<std::net::IpAddr>() {
                 Ok(std::net::IpAddr::V4(g)) if g.is_multicast() => {}
-                Ok(std::net::IpAddr::V6(g)) if g.is_multicast() => {
-                    return Err(unsupported("an IPv6 --mcast-group"))
-                }
+                Ok(std::net::IpAddr::V6(g)) if g.is_multicast() => {}
                 _ if v.contains(':') => {
                     return Err(format!("invalid IPv6 mcast-group `{v}'").into())
                 }

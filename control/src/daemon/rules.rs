@@ -225,6 +225,10 @@ impl Control {
             ("[[interface]]", new.interfaces != old.interfaces),
             ("[[route]]", new.routes != self.file_routes),
             ("[vip_routes]", new.vip_routes != old.vip_routes),
+            (
+                "[sync] follow_kernel_addresses",
+                new.sync.follow_kernel_addresses != old.sync.follow_kernel_addresses,
+            ),
         ];
         if let Some((what, _)) = fixed.iter().find(|(_, changed)| *changed) {
             return Response::Error(format!(
@@ -238,12 +242,19 @@ impl Control {
                 .flat_map(|s| s.real_servers.iter().map(move |r| (s.vip, s.proto, r.addr)))
                 .collect()
         };
+        let sync = (new.sync != old.sync).then(|| new.sync.clone());
         let (before, after) = (servers(&self.config), servers(&new));
         self.config.services = new.services;
         self.config.timeouts = new.timeouts;
         self.config.service_options = new.service_options;
         self.config.health = new.health;
         self.publish_tables();
+        // A changed [sync]: the daemons start over with the file's settings
+        // (what rvsadm --start-daemon changed since is replaced).
+        if let Some(sync) = sync {
+            self.config.sync = sync.clone();
+            self.restart_sync(sync);
+        }
         // A server the file adds back starts its --stats from zero, as
         // `rvsadm -a` does (unless connections it had still run).
         let readded: Vec<_> = after

@@ -219,6 +219,8 @@ pub(crate) fn build_cycle(p: &mut Pipeline, n: u32, kind: Kind) -> Res<()> {
             rs: vip,
             laddr: Some(cycle_laddr(k, kind)),
             timeout_s: CYCLE_TIMEOUT_S,
+            client_addr: Default::default(),
+            ext: Default::default(),
         };
         let o = p.install_synced(&r, BUILT_AT);
         if o != InstallOutcome::Installed {
