@@ -233,4 +233,5 @@ def test_icmp_rate_zero_silences_port_unreachable(lab):
     # lab's is, with the limits set at run time.
     lab.rvsadm("limit", "set", "-t", f"{VIP}:80", "--icmp-rate", "0", "--max-conns", "7")
     text = lab.rvsadm("--export-config").stdout
-    assert "max_conns = 7\nicmp_rate = 0\n" in text, text
+    lab_service = next(b for b in text.split("[[service]]") if f'vip = "{VIP}:80"' in b)
+    assert "\nmax_conns = 7\n" in lab_service and "\nicmp_rate = 0\n" in lab_service, text
