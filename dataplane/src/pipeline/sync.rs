@@ -73,6 +73,9 @@ pub enum InstallOutcome {
     PortInUse,
     /// The session or template table is full.
     TableFull,
+    /// An inactive entry for a connection that a newer one, on the same
+    /// client tuple, has replaced here (ignored, as the kernel does).
+    Stale,
 }
 
 /// Counts of [`InstallOutcome`]s, as a worker reports a batch.
@@ -96,7 +99,7 @@ impl InstallReport {
         match o {
             InstallOutcome::Installed => self.installed += 1,
             InstallOutcome::Updated => self.updated += 1,
-            InstallOutcome::NotMine => {}
+            InstallOutcome::NotMine | InstallOutcome::Stale => {}
             InstallOutcome::NoService
             | InstallOutcome::NoServer
             | InstallOutcome::NoLocalAddress => {
@@ -357,6 +360,15 @@ impl Pipeline {
         }
     }
 
+    /// Whether the session at SLOT is another connection than the one R
+    /// describes, for the same client tuple: another real server, or
+    /// another FULLNAT local address and port.
+    fn superseded(&self, slot: SlotId, r: &SyncRecord) -> bool {
+        self.sessions.get(slot).is_some_and(|s| {
+            s.rs != r.rs || (s.forward == Forward::FullNat && Some(s.laddr) != r.laddr)
+        })
+    }
+
     fn install_template(&mut self, svc_idx: usize, r: &SyncRecord, now: Millis) -> InstallOutcome {
         let svc = &self.tables.services[svc_idx];
         let Some(rs) = svc.servers.iter().find(|s| s.addr == r.rs) else {
@@ -409,6 +421,17 @@ impl Pipeline {
         };
         let expires = now.plus_secs(r.timeout_s);
         match self.sessions.lookup(key, now) {
+            Lookup::Hit(slot, _) if self.superseded(slot, r) => {
+                // The kernel's ip_vs_proc_conn: the same client tuple to
+                // another server (or, FULLNAT, local address) is a newer
+                // connection that reused the client's port; an active
+                // entry replaces ours, an inactive one is an old message
+                // about a connection already replaced, and is ignored.
+                if !(udp || state == TcpState::Established) {
+                    return InstallOutcome::Stale;
+                }
+                self.expire(slot);
+            }
             Lookup::Hit(slot, _) => {
                 if let Some((s, ext)) = self.sessions.get_with_ext(slot) {
                     if s.state != state {

@@ -531,3 +531,53 @@ fn a_peers_flow_carries_on_here_on_its_local_address_which_is_never_lent_or_answ
         InstallOutcome::NoLocalAddress
     );
 }
+
+#[test]
+fn an_active_entry_for_a_newer_connection_on_the_same_client_tuple_replaces_ours() {
+    let t = tables_with((5000, 5999), |_| {});
+    let mut master = pipelines(&t, 2, &known_servers());
+    let rings = feed(&mut master);
+    let client = Endpoint::new([10, 77, 0, 10], 41500);
+    let (owner, _, rs) = open(&mut master, client, 1_000);
+    let sent = drain(&rings);
+    assert_eq!(sent.len(), 1);
+    // This box holds an older connection from the same client port, to
+    // the other server (the client reused its port).
+    let mut here = pipelines(&t, 2, &known_servers());
+    let other_rs = if rs == super::tests::RS1 {
+        super::tests::RS2
+    } else {
+        super::tests::RS1
+    };
+    let older = SyncRecord {
+        rs: other_rs,
+        state: TcpState::TimeWait as u8,
+        ..sent[0]
+    };
+    assert_eq!(install(&mut here, &[older], 1_500).installed, 1);
+    // An inactive entry naming yet another connection is an old message:
+    // ignored, ours stays.
+    let stale = SyncRecord {
+        rs,
+        state: TcpState::FinWait as u8,
+        ..sent[0]
+    };
+    let rep = install(&mut here, &[stale], 1_600);
+    assert_eq!((rep.installed, rep.updated), (0, 0), "{rep:?}");
+    let held = |p: &Pipeline| {
+        let mut v = Vec::new();
+        p.sessions().page(0, 1 << 20, 1 << 20, &mut v);
+        v.iter().map(|s| (s.rs, s.state)).collect::<Vec<_>>()
+    };
+    assert_eq!(held(&here[owner]), [(other_rs, TcpState::TimeWait)]);
+    // The master's active entry replaces it: the client's packets go to
+    // the master's server from now on.
+    assert_eq!(install(&mut here, &sent, 2_000).installed, 1);
+    assert_eq!(held(&here[owner]), [(rs, TcpState::Established)]);
+    let mut f = frame(CLIENT_MAC, client, super::tests::VIP, tcp::ACK);
+    assert_eq!(
+        here[owner].process(&mut f, 0, Millis(2_001)),
+        Verdict::Forward { port: 0 }
+    );
+    assert_eq!(endpoints(&f).2, rs);
+}
