@@ -31,7 +31,7 @@ use crate::session::ClientAddress;
 use crate::session::{Direction, Endpoint, Lookup, Session, SlotId, TcpState};
 use crate::sync_feed::{RecordKind, SyncRecord, SyncRing};
 use crate::sync_policy::{SyncInput, SyncMark, SyncPolicy, SyncProto};
-use crate::tables::Forward;
+use crate::tables::{Forward, Tables};
 use crate::time::Millis;
 use crate::wire::{ipv4, MacAddr};
 
@@ -369,6 +369,32 @@ impl Pipeline {
         })
     }
 
+    /// Expires the session holding FULLNAT local address and port L here
+    /// (found by its server-side key, among the real servers of every
+    /// service, both protocols: the conflict path only); whether there was
+    /// one.
+    fn expire_holder(&mut self, tables: &Tables, l: Endpoint, now: Millis) -> bool {
+        let holder = tables
+            .services
+            .iter()
+            .flat_map(|svc| svc.servers.iter())
+            .flat_map(|rs| {
+                [ipv4::PROTO_TCP, ipv4::PROTO_UDP].map(|proto| crate::session::FlowKey {
+                    src: rs.addr,
+                    dst: l,
+                    proto,
+                })
+            })
+            .find_map(|k| match self.sessions.lookup(&k, now) {
+                Lookup::Hit(slot, Direction::Outbound) | Lookup::Expired(slot) => Some(slot),
+                _ => None,
+            });
+        holder.is_some_and(|slot| {
+            self.expire(slot);
+            true
+        })
+    }
+
     fn install_template(&mut self, svc_idx: usize, r: &SyncRecord, now: Millis) -> InstallOutcome {
         let svc = &self.tables.services[svc_idx];
         let Some(rs) = svc.servers.iter().find(|s| s.addr == r.rs) else {
@@ -470,7 +496,18 @@ impl Pipeline {
             if crate::laddr::owner_of(l.port, self.workers) != usize::from(self.worker) {
                 return InstallOutcome::OwnerMismatch;
             }
-            match self.pools.get_mut(li).map(|p| p.claim(l.port)) {
+            let mut claim = self.pools.get_mut(li).map(|p| p.claim(l.port));
+            // A peer's local address is the peer's to lend: it lends a
+            // port again only once its connection there has ended, so a
+            // session here holding it is a stale copy (its closing entry
+            // lost, or the peer restarted): the peer's entry replaces it.
+            if matches!(claim, Some(Err(crate::laddr::ClaimError::InUse(_))))
+                && svc.peer_laddrs.contains(&(li as u16))
+                && self.expire_holder(&tables, l, now)
+            {
+                claim = self.pools.get_mut(li).map(|p| p.claim(l.port));
+            }
+            match claim {
                 Some(Ok(())) => {}
                 Some(Err(crate::laddr::ClaimError::InUse(_))) => return InstallOutcome::PortInUse,
                 _ => return InstallOutcome::OwnerMismatch,

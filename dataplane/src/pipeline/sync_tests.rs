@@ -581,3 +581,54 @@ fn an_active_entry_for_a_newer_connection_on_the_same_client_tuple_replaces_ours
     );
     assert_eq!(endpoints(&f).2, rs);
 }
+
+#[test]
+fn a_peer_that_lends_its_port_again_replaces_the_stale_copy_here() {
+    let peer_lip = [10, 77, 0, 201];
+    let peer_tables = tables_with((5000, 5999), |t| {
+        t.laddrs = vec![Addr::v4(peer_lip)];
+    });
+    let here = tables_with((5000, 5999), |t| {
+        t.laddrs.push(Addr::v4(peer_lip));
+        t.services[0].peer_laddrs = vec![1];
+    });
+    let mut box2 = pipelines(&here, 1, &known_servers());
+    // The peer's first life: a connection on its port 5000, copied here.
+    let mut peer = pipelines(&peer_tables, 1, &known_servers());
+    let rings = feed(&mut peer);
+    let (_, first, _) = open(&mut peer, Endpoint::new([10, 77, 0, 10], 47000), 1_000);
+    assert_eq!(install(&mut box2, &drain(&rings), 1_100).installed, 1);
+    // The peer restarts (its closing entries never came) and lends the
+    // same port to another client's connection.
+    let mut reborn = pipelines(&peer_tables, 1, &known_servers());
+    let rings = feed(&mut reborn);
+    let client = Endpoint::new([10, 77, 0, 10], 47001);
+    let (_, laddr, rs) = open(&mut reborn, client, 2_000);
+    assert_eq!(laddr, first, "the same local address and port");
+    let rep = install(&mut box2, &drain(&rings), 2_100);
+    assert_eq!((rep.installed, rep.conflict), (1, 0), "{rep:?}");
+    assert_eq!(box2[0].sessions().len(), 1, "the stale copy is gone");
+    let mut f = frame(CLIENT_MAC, client, super::tests::VIP, tcp::ACK);
+    assert_eq!(
+        box2[0].process(&mut f, 0, Millis(2_200)),
+        Verdict::Forward { port: 0 }
+    );
+    assert_eq!(endpoints(&f), (RS1_MAC, laddr, rs));
+    let mut reply = frame(RS1_MAC, rs, laddr, tcp::ACK);
+    assert_eq!(
+        box2[0].process(&mut reply, 0, Millis(2_201)),
+        Verdict::Forward { port: 0 }
+    );
+    assert_eq!(endpoints(&reply).2, client);
+    // On this box's own address a port in use stays a conflict.
+    let mut master = pipelines(&tables_with((5000, 5999), |_| {}), 1, &known_servers());
+    let rings = feed(&mut master);
+    open(&mut master, Endpoint::new([10, 77, 0, 10], 47002), 3_000);
+    let sent = drain(&rings);
+    let mut box3 = pipelines(&tables_with((5000, 5999), |_| {}), 1, &known_servers());
+    open(&mut box3, Endpoint::new([10, 77, 0, 10], 47003), 3_000);
+    assert_eq!(
+        box3[0].install_synced(&sent[0], Millis(3_100)),
+        InstallOutcome::PortInUse
+    );
+}
