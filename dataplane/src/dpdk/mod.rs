@@ -46,6 +46,7 @@
 mod batch;
 mod eal;
 mod error;
+mod hugemem;
 mod lcore;
 mod mbuf;
 mod mempool;
@@ -56,6 +57,7 @@ mod ring;
 pub use batch::{MbufBatch, BURST};
 pub use eal::{Eal, EalError, LaunchError};
 pub use error::DpdkErrno;
+pub use hugemem::{Backing, HugeArray, Zeroed};
 pub use lcore::{current_lcore, rdtsc, socket_id, LcoreId};
 pub use mbuf::Mbuf;
 pub use mempool::{Mempool, MempoolError};

@@ -131,6 +131,10 @@ impl Pipeline {
                 return Step::drop(DropReason::NeighbourMiss);
             }
         }
+        let Some(hot) = self.sessions.hot(slot) else {
+            return Step::drop(DropReason::NoSession);
+        };
+        let leg = Leg::of(&self.sessions, slot, hot, dir);
         let Some(s) = self.sessions.get_mut(slot) else {
             return Step::drop(DropReason::NoSession);
         };
@@ -158,7 +162,6 @@ impl Pipeline {
         } else {
             timeouts.tcp(new_state)
         });
-        let leg = Leg::of(s, dir);
         let (rs_index, client_addr) = (s.rs_index, s.client_addr);
         let mut reshape = match xmit::xmit(&self.tables, l3, usize::from(d.l4), s, dir, &leg) {
             Ok(r) => r,

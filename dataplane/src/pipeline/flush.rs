@@ -13,7 +13,7 @@
 //! datagram is scheduled afresh, to a server that is up.
 
 use super::Pipeline;
-use crate::session::{FlowKey, Lookup, Session};
+use crate::session::{FlowKey, Lookup};
 use crate::time::Millis;
 
 impl Pipeline {
@@ -26,7 +26,7 @@ impl Pipeline {
             .sessions
             .iter()
             .filter(|s| s.rs_index == rs_index)
-            .map(Session::client_key)
+            .map(|s| s.client_key())
             .collect();
         let mut flushed = 0;
         for key in &keys {

@@ -210,7 +210,7 @@ impl Pipeline {
         }
         let timeout_s = u32::try_from(timeout_ms.div_ceil(1000)).unwrap_or(u32::MAX);
         if !(tap.policy.persist_mode && template != NO_TEMPLATE) {
-            tap.ring.push(&record_of(s, timeout_s));
+            tap.ring.push(&record_of(&s, timeout_s));
         }
         // The kernel sends the controlling template with the connection.
         // The kernel sends the controlling template with the connection,
@@ -235,7 +235,7 @@ impl Pipeline {
         src_mac: MacAddr,
         in_port: u16,
     ) -> bool {
-        let Some(s) = self.sessions.get(slot).copied() else {
+        let Some(s) = self.sessions.get(slot) else {
             return false;
         };
         let (mut client_mac, mut client_port) = (s.client_mac, s.client_port);
