@@ -1895,11 +1895,14 @@ fn loop_snap(lab: &Lab, running: &[Running], inj: &mut [Injector]) -> Res<Vec<Sn
 }
 
 /// The loop method with `workers` workers, each with its own cycle of `n`
-/// sessions (established) or an empty table of `n` slots (new connections).
+/// sessions (established; in a table of `capacity` slots if that is more,
+/// scattered over all of them) or an empty table of `n` slots (new
+/// connections).
 fn loop_run(
     lab: &mut Lab,
     workers: usize,
     n: u32,
+    capacity: u32,
     traffic: Traffic,
     wall: Duration,
 ) -> Res<LoopRow> {
@@ -1910,9 +1913,14 @@ fn loop_run(
         let seed = 0x0b5e_55ed ^ (w as u64) << 40 ^ u64::from(n);
         // Built as worker 0 of 1: each worker's cycle uses its own whole
         // port range and never leaves it (see BENCHMARKS.md).
-        let mut p = Pipeline::new(Arc::clone(&tables), Arc::clone(&neigh), n, seed, 0, 1);
+        let cap = if traffic == Traffic::Established {
+            n.max(capacity)
+        } else {
+            n
+        };
+        let mut p = Pipeline::new(Arc::clone(&tables), Arc::clone(&neigh), cap, seed, 0, 1);
         if traffic == Traffic::Established {
-            scatter(&mut p, n, seed)?;
+            scatter(&mut p, cap, seed)?;
             build_cycle(&mut p, n)?;
         }
         pipes.push(p);
@@ -2349,6 +2357,12 @@ struct Opts {
     /// Seconds per measuring window.
     #[arg(long, value_name = "S", default_value_t = 2.0)]
     secs: f64,
+    /// Session-table capacity of the established loop runs, when larger
+    /// than their session count (0: the session count). A deployed worker's
+    /// table has its configured capacity (`session_capacity`, 1 M by
+    /// default) however few sessions are live.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    loop_capacity: u32,
     /// Session table size of the new-connection runs.
     #[arg(long, value_name = "N", default_value_t = 4_000_000)]
     syn_capacity: u32,
@@ -2411,6 +2425,11 @@ fn check_args(o: &Opts) -> Res<()> {
             port_capacity(2)
         )
         .into());
+    }
+    if o.loop_capacity > one {
+        return Err(
+            format!("--loop-capacity must be at most {one} (local ports of one worker)").into(),
+        );
     }
     if o.syn_capacity < 1000 || o.syn_capacity > port_capacity(2) {
         return Err(format!("--syn-capacity must be 1000..={}", port_capacity(2)).into());
@@ -2505,11 +2524,20 @@ fn run(o: &Opts) -> Res<Report> {
             1
         };
         for workers in 1..=max_workers {
-            let r = loop_run(&mut lab, workers, n, traffic, wall)?;
+            let r = loop_run(&mut lab, workers, n, o.loop_capacity, traffic, wall)?;
             let (what, unit) = if r.syn {
                 (
                     format!("new connections (table of {})", human(n)),
                     "M conn/s",
+                )
+            } else if o.loop_capacity > n {
+                (
+                    format!(
+                        "{} sessions (table of {})",
+                        human(n),
+                        human(o.loop_capacity)
+                    ),
+                    "Mpps",
                 )
             } else {
                 (format!("{} sessions", human(n)), "Mpps")
