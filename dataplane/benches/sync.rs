@@ -17,7 +17,7 @@ use rvs_dataplane::tables::{Forward, Interface, RealServer, Service, Tables};
 use rvs_dataplane::time::Millis;
 use rvs_dataplane::wire::{ipv4, tcp};
 
-fn tcp_frame(src: Endpoint, dst: Endpoint, flags: u8) -> Vec<u8> {
+fn tcp_frame(src: Endpoint, dst: Endpoint, flags: tcp::TcpFlags) -> Vec<u8> {
     let mut f = vec![0u8; 14 + 40];
     f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
     f[6..12].copy_from_slice(&[2; 6]);
@@ -33,7 +33,7 @@ fn tcp_frame(src: Endpoint, dst: Endpoint, flags: u8) -> Vec<u8> {
     t[0..2].copy_from_slice(&src.port.to_be_bytes());
     t[2..4].copy_from_slice(&dst.port.to_be_bytes());
     t[12] = 5 << 4;
-    t[13] = flags;
+    t[13] = flags.bits();
     tcp::Packet::new_checked(&mut f[34..])
         .unwrap()
         .fill_checksum_v4(src.ip.v4_bits(), dst.ip.v4_bits());

@@ -194,14 +194,18 @@ pub enum Request {
     Tables(Arc<Tables>),
     /// Use this neighbour snapshot from now on.
     Neigh(Arc<NeighMap>),
-    /// Remove every session to the real server with this global index
-    /// (its health check failed and its service resets connections); the
-    /// reply is how many there were.
+    /// Remove the sessions to the real server with this global index (its
+    /// health check failed and its service resets connections) among at
+    /// most [`DUMP_SCAN`] slots from slot `from` on; the reply is how many
+    /// there were and where the next page starts (`None`: done). Control
+    /// asks again until `None`.
     FlushServer {
         /// Global real-server index.
         rs_index: u16,
-        /// Where the count goes.
-        reply: Sender<usize>,
+        /// First slot of the page (0 for the first page).
+        from: u32,
+        /// Sessions removed, next page.
+        reply: Sender<(usize, Option<u32>)>,
     },
     /// Broadcast an ARP request for `target` on port position `port`.
     SendArp {
@@ -707,8 +711,12 @@ impl Worker {
                     Retired::Neigh(old).send(&self.retired);
                     self.held.snapshot_arrived();
                 }
-                Request::FlushServer { rs_index, reply } => {
-                    let _ = reply.send(self.pipeline.flush_server(rs_index, now));
+                Request::FlushServer {
+                    rs_index,
+                    from,
+                    reply,
+                } => {
+                    let _ = reply.send(self.pipeline.flush_server_page(rs_index, from, DUMP_SCAN));
                 }
                 Request::SendArp { port, target } => self.send_arp(port, target, tx),
                 Request::SendNs {

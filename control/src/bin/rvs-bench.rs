@@ -251,7 +251,7 @@ struct Template {
 
 impl Template {
     /// Ethernet + IPv4 + TCP with `payload` bytes, padded to 60 bytes.
-    fn new(flags: u8, payload: usize, ttl: u8) -> Self {
+    fn new(flags: tcp::TcpFlags, payload: usize, ttl: u8) -> Self {
         let l4 = 20 + payload;
         let len = (14 + 20 + l4).max(60);
         let mut f = [0u8; 64];
@@ -265,7 +265,7 @@ impl Template {
         f[38..42].copy_from_slice(&0x0102_0304u32.to_be_bytes());
         f[42..46].copy_from_slice(&0x0506_0708u32.to_be_bytes());
         f[46] = 5 << 4;
-        f[47] = flags;
+        f[47] = flags.bits();
         f[48..50].copy_from_slice(&64240u16.to_be_bytes());
         for (i, b) in f[54..54 + payload].iter_mut().enumerate() {
             *b = b"rvs-bench!"[i % 10];

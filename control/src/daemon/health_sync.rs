@@ -96,6 +96,8 @@ impl Control {
 
     /// Asks every worker to drop its sessions to `server` of `service`
     /// (after the tables without it went out) and logs how many there were.
+    /// The workers flush a page of their table per request; the pages are
+    /// asked for from a thread of its own, so the loop goes on serving.
     pub(super) fn flush_server(&self, service: ServiceKey, server: SocketAddr) {
         let Some(index) = self.registry.server_index(service.0, service.1, server) else {
             return;
@@ -103,27 +105,17 @@ impl Control {
         let Ok(rs_index) = u16::try_from(index) else {
             return;
         };
-        let mut flushed = 0;
-        for w in &self.workers {
-            let (tx, rx) = bounded(1);
-            if w.requests
-                .send_timeout(
-                    WorkerRequest::FlushServer {
-                        rs_index,
-                        reply: tx,
-                    },
-                    Duration::from_secs(1),
-                )
-                .is_ok()
-            {
-                flushed += rx.recv_timeout(Duration::from_secs(1)).unwrap_or(0);
-            }
+        let workers = self.worker_lines();
+        let what = format!("{server} of {}/{}", proto_name(service.1), service.0);
+        let spawned = std::thread::Builder::new()
+            .name("rvsd-flush".into())
+            .spawn(move || {
+                let flushed = flush_pages(&workers, rs_index);
+                eprintln!("rvsd: health: reset {flushed} connection(s) to {what}");
+            });
+        if let Err(e) = spawned {
+            eprintln!("rvsd: cannot start a flush thread: {e}");
         }
-        eprintln!(
-            "rvsd: health: reset {flushed} connection(s) to {server} of {}/{}",
-            proto_name(service.1),
-            service.0
-        );
     }
 
     /// The config as the data plane should see it: servers found down are
@@ -218,4 +210,42 @@ impl Control {
             self.flush_server(service, server);
         }
     }
+}
+
+/// Every worker's sessions to `rs_index` removed, page by page, the
+/// workers in parallel; how many there were. A worker that stops answering
+/// is left (its sessions expire on their own).
+fn flush_pages(workers: &[listings::WorkerLine], rs_index: u16) -> usize {
+    let mut from: Vec<Option<u32>> = vec![Some(0); workers.len()];
+    let mut flushed = 0;
+    while from.iter().any(Option::is_some) {
+        let mut pending = Vec::new();
+        for (i, w) in workers.iter().enumerate() {
+            let Some(f) = from[i] else { continue };
+            let (tx, rx) = bounded(1);
+            let req = WorkerRequest::FlushServer {
+                rs_index,
+                from: f,
+                reply: tx,
+            };
+            if w.requests
+                .send_timeout(req, Duration::from_secs(1))
+                .is_err()
+            {
+                from[i] = None;
+                continue;
+            }
+            pending.push((i, rx));
+        }
+        for (i, rx) in pending {
+            match rx.recv_timeout(Duration::from_secs(2)) {
+                Ok((n, next)) => {
+                    flushed += n;
+                    from[i] = next;
+                }
+                Err(_) => from[i] = None,
+            }
+        }
+    }
+    flushed
 }

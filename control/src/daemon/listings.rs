@@ -270,66 +270,16 @@ impl Control {
         }
     }
 
-    /// Every worker's sessions, a page at a time (see
-    /// [`WorkerRequest::DumpSessions`]): each worker copies a bounded page
-    /// per request, the workers in parallel.
-    pub(super) fn list_connections(&self) -> Response {
-        // Worker by worker, in the workers' order.
-        let mut out: Vec<Vec<ConnectionView>> = self.workers.iter().map(|_| Vec::new()).collect();
-        let mut from: Vec<Option<u32>> = vec![Some(0); self.workers.len()];
-        while from.iter().any(Option::is_some) {
-            let mut pending = Vec::new();
-            for (w, f) in self.workers.iter().zip(&from) {
-                let Some(f) = *f else { continue };
-                let (tx, rx) = bounded(1);
-                let req = WorkerRequest::DumpSessions { from: f, reply: tx };
-                if w.requests
-                    .send_timeout(req, Duration::from_secs(1))
-                    .is_err()
-                {
-                    return Response::Error(format!(
-                        "worker on lcore {} is not taking requests",
-                        w.lcore
-                    ));
-                }
-                pending.push(rx);
-            }
-            let open = from
-                .iter_mut()
-                .zip(&self.workers)
-                .zip(&mut out)
-                .filter(|((f, _), _)| f.is_some());
-            for (((f, w), out), rx) in open.zip(pending) {
-                let Ok(page) = rx.recv_timeout(Duration::from_secs(2)) else {
-                    return Response::Error(format!("worker on lcore {} did not answer", w.lcore));
-                };
-                *f = page.next;
-                out.extend(page.sessions.iter().map(|s| ConnectionView {
-                    proto: proto_name(s.proto).into(),
-                    expires_in_secs: page.now.until(s.expires).div_ceil(1000),
-                    state: s.state.name().into(),
-                    client: endpoint(s.client),
-                    vip: endpoint(s.vip),
-                    rs: endpoint(s.rs),
-                    laddr: endpoint(s.laddr),
-                    worker: w.lcore,
-                }));
-                // Persistence templates (first page), as the kernel lists
-                // them: state NONE, the (masked) client with port 0, the
-                // VIP, the server.
-                out.extend(page.templates.iter().map(|t| ConnectionView {
-                    proto: proto_name(t.key.proto).into(),
-                    expires_in_secs: page.now.until(t.expires).div_ceil(1000),
-                    state: "NONE".into(),
-                    client: endpoint(dataplane::session::Endpoint::at(t.key.client, 0)),
-                    vip: endpoint(t.key.vip),
-                    rs: endpoint(t.rs),
-                    laddr: String::new(),
-                    worker: w.lcore,
-                }));
-            }
-        }
-        Response::Connections(out.into_iter().flatten().collect())
+    /// Where each worker takes requests, for work done off the loop
+    /// ([`list_connections`], the health check's flush).
+    pub(super) fn worker_lines(&self) -> Vec<WorkerLine> {
+        self.workers
+            .iter()
+            .map(|w| WorkerLine {
+                lcore: w.lcore,
+                requests: w.requests.clone(),
+            })
+            .collect()
     }
 
     pub(super) fn stats(&self) -> Response {
@@ -390,4 +340,77 @@ impl Control {
             .collect();
         Response::Stats { workers, ports }
     }
+}
+
+/// A worker's lcore and request channel, cloned off the daemon.
+#[derive(Debug, Clone)]
+pub(super) struct WorkerLine {
+    /// The lcore it runs on (for messages).
+    pub lcore: u32,
+    /// Where its requests go.
+    pub requests: Sender<WorkerRequest>,
+}
+
+/// Every worker's sessions, a page at a time (see
+/// [`WorkerRequest::DumpSessions`]): each worker copies a bounded page per
+/// request, the workers in parallel. Runs on a thread of its own, never on
+/// the control loop: a table of millions of sessions takes many pages, and
+/// reloads, health results and other clients must not wait for them.
+pub(super) fn list_connections(workers: &[WorkerLine]) -> Response {
+    // Worker by worker, in the workers' order.
+    let mut out: Vec<Vec<ConnectionView>> = workers.iter().map(|_| Vec::new()).collect();
+    let mut from: Vec<Option<u32>> = vec![Some(0); workers.len()];
+    while from.iter().any(Option::is_some) {
+        let mut pending = Vec::new();
+        for (w, f) in workers.iter().zip(&from) {
+            let Some(f) = *f else { continue };
+            let (tx, rx) = bounded(1);
+            let req = WorkerRequest::DumpSessions { from: f, reply: tx };
+            if w.requests
+                .send_timeout(req, Duration::from_secs(1))
+                .is_err()
+            {
+                return Response::Error(format!(
+                    "worker on lcore {} is not taking requests",
+                    w.lcore
+                ));
+            }
+            pending.push(rx);
+        }
+        let open = from
+            .iter_mut()
+            .zip(workers)
+            .zip(&mut out)
+            .filter(|((f, _), _)| f.is_some());
+        for (((f, w), out), rx) in open.zip(pending) {
+            let Ok(page) = rx.recv_timeout(Duration::from_secs(2)) else {
+                return Response::Error(format!("worker on lcore {} did not answer", w.lcore));
+            };
+            *f = page.next;
+            out.extend(page.sessions.iter().map(|s| ConnectionView {
+                proto: proto_name(s.proto).into(),
+                expires_in_secs: page.now.until(s.expires).div_ceil(1000),
+                state: s.state.name().into(),
+                client: endpoint(s.client),
+                vip: endpoint(s.vip),
+                rs: endpoint(s.rs),
+                laddr: endpoint(s.laddr),
+                worker: w.lcore,
+            }));
+            // Persistence templates (first page), as the kernel lists
+            // them: state NONE, the (masked) client with port 0, the
+            // VIP, the server.
+            out.extend(page.templates.iter().map(|t| ConnectionView {
+                proto: proto_name(t.key.proto).into(),
+                expires_in_secs: page.now.until(t.expires).div_ceil(1000),
+                state: "NONE".into(),
+                client: endpoint(dataplane::session::Endpoint::at(t.key.client, 0)),
+                vip: endpoint(t.key.vip),
+                rs: endpoint(t.rs),
+                laddr: String::new(),
+                worker: w.lcore,
+            }));
+        }
+    }
+    Response::Connections(out.into_iter().flatten().collect())
 }

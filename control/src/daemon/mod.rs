@@ -722,7 +722,7 @@ impl Control {
         match req {
             Request::ListServices => self.list_services(),
             Request::ListServicesWithTemplates => self.list_services_with(true),
-            Request::ListConnections => self.list_connections(),
+            Request::ListConnections => listings::list_connections(&self.worker_lines()),
             Request::Stats => self.stats(),
             Request::AddServer(spec) => self.change_server(&spec, Change::Add),
             Request::EditServer(spec) => self.change_server(&spec, Change::Edit),
@@ -811,6 +811,23 @@ impl Control {
     /// misses its answer; nothing else changes.
     fn run_job(&mut self, job: Job) {
         match job {
+            // The session listing pages through every worker's table: it
+            // runs beside the loop, which goes on serving meanwhile.
+            Job::Control {
+                request: Request::ListConnections,
+                reply,
+            } => {
+                let workers = self.worker_lines();
+                let spawned =
+                    std::thread::Builder::new()
+                        .name("rvsd-list".into())
+                        .spawn(move || {
+                            let _ = reply.send(listings::list_connections(&workers));
+                        });
+                if let Err(e) = spawned {
+                    eprintln!("rvsd: cannot start a listing thread: {e}");
+                }
+            }
             Job::Control { request, reply } => {
                 let _ = reply.send(self.answer(request));
             }

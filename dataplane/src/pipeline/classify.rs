@@ -30,8 +30,8 @@ pub struct Desc {
     pub hash: u32,
     /// Offset of the transport header from the start of the IP header.
     pub l4: u16,
-    /// TCP flags (0 for UDP).
-    pub flags: u8,
+    /// TCP flags (empty for UDP).
+    pub flags: tcp::TcpFlags,
     /// TTL or hop limit.
     pub ttl: u8,
 }
@@ -209,19 +209,19 @@ fn is_tcp_or_udp(proto: u8) -> bool {
 /// Source port, destination port and TCP flags (0 for UDP) of a validated
 /// L4 header, or `None` if it is truncated or malformed.
 #[inline]
-pub(super) fn l4_ports(l4: &[u8], is_udp: bool) -> Option<(u16, u16, u8)> {
+pub(super) fn l4_ports(l4: &[u8], is_udp: bool) -> Option<(u16, u16, tcp::TcpFlags)> {
     if is_udp {
         let d = udp::Packet::new_checked(l4).ok()?;
         if !ingress_check::udp_len_agrees(d.len_field(), l4.len()) {
             return None;
         }
-        Some((d.src_port(), d.dst_port(), 0))
+        Some((d.src_port(), d.dst_port(), tcp::TcpFlags::empty()))
     } else {
         let t = tcp::Packet::new_checked(l4).ok()?;
         Some((t.src_port(), t.dst_port(), t.flags()))
     }
 }
 
-pub(super) fn is_new_syn(flags: u8) -> bool {
+pub(super) fn is_new_syn(flags: tcp::TcpFlags) -> bool {
     flags & (tcp::SYN | tcp::ACK | tcp::RST) == tcp::SYN
 }

@@ -22,7 +22,7 @@ fn seg(
     src: Endpoint,
     dst: Endpoint,
     (seq, ack): (u32, u32),
-    flags: u8,
+    flags: crate::wire::tcp::TcpFlags,
     opts: &[u8],
     payload: &[u8],
 ) -> Vec<u8> {
@@ -33,7 +33,7 @@ fn seg(
     t[4..8].copy_from_slice(&seq.to_be_bytes());
     t[8..12].copy_from_slice(&ack.to_be_bytes());
     t[12] = (((20 + olen) / 4) as u8) << 4;
-    t[13] = flags;
+    t[13] = flags.bits();
     t[14..16].copy_from_slice(&29200u16.to_be_bytes());
     t[20..20 + opts.len()].copy_from_slice(opts);
     t.extend_from_slice(payload);
@@ -65,7 +65,7 @@ struct Out {
     dst: Endpoint,
     seq: u32,
     ack: u32,
-    flags: u8,
+    flags: crate::wire::tcp::TcpFlags,
     window: u16,
     options: Vec<u8>,
     payload: Vec<u8>,
@@ -198,23 +198,24 @@ fn proxy_v2_goes_in_front_of_the_first_byte_and_shifts_both_ways() {
         1460 - 28,
         "the client's segments leave room for the header"
     );
-    let to_rs = |p: &mut Pipeline, seq: u32, ack: u32, flags: u8, data: &[u8]| {
-        let f = seg(CLIENT_MAC, CLIENT, VIP, (seq, ack), flags, &[], data);
-        let (v, out) = run(p, &f, 256, 3);
-        assert_eq!(v, Verdict::Forward { port: 0 });
-        let o = read(&out);
-        assert!(o.checksums_ok, "{o:?}");
-        assert_eq!((o.src, o.dst), (local, RS1));
-        o
-    };
+    let to_rs =
+        |p: &mut Pipeline, seq: u32, ack: u32, flags: crate::wire::tcp::TcpFlags, data: &[u8]| {
+            let f = seg(CLIENT_MAC, CLIENT, VIP, (seq, ack), flags, &[], data);
+            let (v, out) = run(p, &f, 256, 3);
+            assert_eq!(v, Verdict::Forward { port: 0 });
+            let o = read(&out);
+            assert!(o.checksums_ok, "{o:?}");
+            assert_eq!((o.src, o.dst), (local, RS1));
+            o
+        };
     // The handshake's ACK: no byte of the stream yet, nothing moves.
     let o = to_rs(&mut p, ISN_C + 1, ISN_S + 1, tcp::ACK, b"");
     assert_eq!((o.seq, o.ack, o.payload.len()), (ISN_C + 1, ISN_S + 1, 0));
     // The first data: the header in front of it, at the stream's start.
-    let o = to_rs(&mut p, ISN_C + 1, ISN_S + 1, tcp::ACK | 0x08, b"GET /");
+    let o = to_rs(&mut p, ISN_C + 1, ISN_S + 1, tcp::ACK | tcp::PSH, b"GET /");
     assert_eq!(o.seq, ISN_C + 1);
     assert_eq!(o.payload, [&header[..], b"GET /"].concat());
-    assert_eq!((o.window, o.flags), (29200, tcp::ACK | 0x08));
+    assert_eq!((o.window, o.flags), (29200, tcp::ACK | tcp::PSH));
     assert_eq!(p.counters.client_addr_inserted, 1);
     // The server acknowledges header and data and SACKs a later block;
     // the client sees its own numbers.

@@ -3,8 +3,10 @@
 //!
 //! IPVS's `expire_nodest_conn` does this lazily, when a packet of a
 //! connection to an unavailable destination arrives; here control asks
-//! every worker once, when the check marks the server down, and the worker
-//! removes the sessions between bursts. What a session held (local port,
+//! every worker when the check marks the server down, and each worker
+//! removes the sessions a bounded page of slots per housekeeping round
+//! (control asks for the next page, from a thread of its own), forwarding
+//! between pages. What a session held (local port,
 //! connection counts, its persistence template's reference) is given back
 //! as on expiry, and each removal counts in `sessions_expired`. Afterwards
 //! the flow has no session: a TCP segment of it, either way, is dropped as
@@ -13,29 +15,52 @@
 //! datagram is scheduled afresh, to a server that is up.
 
 use super::Pipeline;
-use crate::session::{FlowKey, Lookup};
-use crate::time::Millis;
+use crate::session::SlotId;
 
 impl Pipeline {
-    /// Removes every session to the real server with global index
-    /// `rs_index` and returns how many there were. Not for the packet
-    /// path: it walks the whole table (and allocates the list of keys).
+    /// Removes the sessions to the real server with global index
+    /// `rs_index` among at most `scan` slots from slot `from` on, and
+    /// returns how many it removed and the slot the next page starts at
+    /// (`None`: the end of the table). Bounded work for one housekeeping
+    /// round, allocation-free: a table of millions of sessions is flushed
+    /// over many rounds, forwarding between them. Sessions indexed under
+    /// their RS key only are left alone (a flush is about clients' flows).
     #[cold]
-    pub fn flush_server(&mut self, rs_index: u16, now: Millis) -> usize {
-        let keys: Vec<FlowKey> = self
-            .sessions
-            .iter()
-            .filter(|s| s.rs_index == rs_index)
-            .map(|s| s.client_key())
-            .collect();
+    pub fn flush_server_page(
+        &mut self,
+        rs_index: u16,
+        from: u32,
+        scan: usize,
+    ) -> (usize, Option<u32>) {
+        let cap = self.sessions.capacity();
+        let start = from as usize;
+        let end = start.saturating_add(scan.max(1)).min(cap);
         let mut flushed = 0;
-        for key in &keys {
-            if let Lookup::Hit(slot, _) | Lookup::Expired(slot) = self.sessions.lookup(key, now) {
+        for i in start..end {
+            let slot = SlotId(i as u32);
+            let hit = self
+                .sessions
+                .hot(slot)
+                .is_some_and(|s| s.rs_index == rs_index)
+                && !self.sessions.is_rs_only(slot);
+            if hit {
                 self.expire(slot);
                 flushed += 1;
             }
         }
-        flushed
+        (flushed, (end < cap).then_some(end as u32))
+    }
+
+    /// Every page of [`Self::flush_server_page`] at once (tests).
+    #[cfg(test)]
+    pub fn flush_server(&mut self, rs_index: u16, _now: crate::time::Millis) -> usize {
+        let (mut total, mut next) = (0, Some(0));
+        while let Some(from) = next {
+            let (n, after) = self.flush_server_page(rs_index, from, 4096);
+            total += n;
+            next = after;
+        }
+        total
     }
 }
 
@@ -104,5 +129,40 @@ mod tests {
         );
         // Nothing left to flush.
         assert_eq!(p.flush_server(0, Millis(4)), 0);
+    }
+
+    #[test]
+    fn a_flush_goes_page_by_page_and_each_page_is_bounded() {
+        let mut p = Pipeline::new(
+            tables_with((5000, 5099), |_| {}),
+            known_servers(),
+            64,
+            42,
+            0,
+            1,
+        );
+        for i in 0..40 {
+            let mut f = syn(Endpoint::at(CLIENT.ip, 40000 + i));
+            assert_eq!(
+                p.process(&mut f, 0, Millis(1)),
+                Verdict::Forward { port: 0 }
+            );
+        }
+        // Pages of 8 slots: a table of 64 slots takes 8 pages, none of
+        // which removes more than it examined.
+        let (mut pages, mut total, mut next) = (0, 0, Some(0));
+        while let Some(from) = next {
+            let (n, after) = p.flush_server_page(0, from, 8);
+            assert!(n <= 8);
+            if let Some(a) = after {
+                assert_eq!(a, from + 8);
+            }
+            total += n;
+            pages += 1;
+            next = after;
+        }
+        assert_eq!((pages, total), (8, 20));
+        assert_eq!(p.sessions().len(), 20);
+        assert!(p.sessions().iter().all(|s| s.rs_index == 1));
     }
 }

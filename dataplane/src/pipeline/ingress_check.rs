@@ -58,8 +58,8 @@ const FLAG_MASK: u8 = 0x37;
 /// True if a TCP segment with these flags could come from a real stack.
 #[inline]
 #[must_use]
-pub fn tcp_flags_valid(flags: u8) -> bool {
-    VALID_FLAGS >> (flags & FLAG_MASK) & 1 == 1
+pub fn tcp_flags_valid(flags: tcp::TcpFlags) -> bool {
+    VALID_FLAGS >> (flags.bits() & FLAG_MASK) & 1 == 1
 }
 
 /// Walks IPv4 options (the bytes after the 20-byte header): `Ok` if none
@@ -267,11 +267,7 @@ mod tests {
 
     #[test]
     fn flag_table_is_netfilters() {
-        use tcp::{ACK, FIN, RST, SYN};
-        const PSH: u8 = 0x08;
-        const URG: u8 = 0x20;
-        const ECE: u8 = 0x40;
-        const CWR: u8 = 0x80;
+        use tcp::{TcpFlags, ACK, CWR, ECE, FIN, PSH, RST, SYN, URG};
         for ok in [
             SYN,
             SYN | ACK,
@@ -288,7 +284,7 @@ mod tests {
             assert!(tcp_flags_valid(ok), "{ok:#04x} refused");
         }
         for bad in [
-            0,
+            TcpFlags::empty(),
             PSH,
             FIN,
             SYN | FIN,
@@ -298,7 +294,7 @@ mod tests {
             FIN | RST,
             FIN | RST | ACK,
             FIN | PSH | URG, // the "Xmas" scan
-            0xff,
+            TcpFlags::all(),
             URG,
         ] {
             assert!(!tcp_flags_valid(bad), "{bad:#04x} accepted");

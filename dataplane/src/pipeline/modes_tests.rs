@@ -38,7 +38,12 @@ fn udp_frame(
     )
 }
 
-fn tcp_frame(smac: MacAddr, src: Endpoint, dst: Endpoint, flags: u8) -> Vec<u8> {
+fn tcp_frame(
+    smac: MacAddr,
+    src: Endpoint,
+    dst: Endpoint,
+    flags: crate::wire::tcp::TcpFlags,
+) -> Vec<u8> {
     eth(
         LB_MAC,
         smac,
@@ -409,7 +414,7 @@ fn dr_changes_only_the_destination_mac_and_tracks_input_only() {
     let state = |p: &Pipeline| p.sessions().iter().next().unwrap().state;
     for (flags, want) in [
         (tcp::ACK, TcpState::Established),
-        (tcp::ACK | 0x08, TcpState::Established),
+        (tcp::ACK | tcp::PSH, TcpState::Established),
         (tcp::FIN | tcp::ACK, TcpState::FinWait),
     ] {
         let mut f = tcp_frame(CLIENT_MAC, CLIENT, VIP, flags);

@@ -13,7 +13,12 @@ use crate::sync_feed::{RecordKind, SyncRecord, SyncRing};
 use crate::sync_policy::SyncPolicy;
 use crate::xmit::rewrite::tests::tcp_packet;
 
-fn frame(smac: MacAddr, src: Endpoint, dst: Endpoint, flags: u8) -> Vec<u8> {
+fn frame(
+    smac: MacAddr,
+    src: Endpoint,
+    dst: Endpoint,
+    flags: crate::wire::tcp::TcpFlags,
+) -> Vec<u8> {
     eth(
         LB_MAC,
         smac,
@@ -59,7 +64,7 @@ fn open(w: &mut [Pipeline], client: Endpoint, now: u64) -> (usize, Endpoint, End
         w[at].process(&mut synack, 0, Millis(now)),
         Verdict::Forward { port: 0 }
     );
-    for flags in [tcp::ACK, tcp::ACK | 0x08] {
+    for flags in [tcp::ACK, tcp::ACK | tcp::PSH] {
         let mut f = frame(CLIENT_MAC, client, vip, flags);
         assert_eq!(
             w[at].process(&mut f, 0, Millis(now)),

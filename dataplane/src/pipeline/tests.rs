@@ -100,7 +100,7 @@ pub(super) fn tcp_frame(
     smac: MacAddr,
     src: Endpoint,
     dst: Endpoint,
-    flags: u8,
+    flags: crate::wire::tcp::TcpFlags,
     payload: &[u8],
 ) -> Vec<u8> {
     let p = rewrite::tests::tcp_packet(src, dst, flags, payload);
@@ -112,7 +112,7 @@ struct Seen {
     src_mac: MacAddr,
     src: Endpoint,
     dst: Endpoint,
-    flags: u8,
+    flags: crate::wire::tcp::TcpFlags,
     checksums_ok: bool,
 }
 

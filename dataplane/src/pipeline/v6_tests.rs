@@ -81,7 +81,7 @@ fn pipeline(forward: Forward) -> Pipeline {
     Pipeline::new(v6_tables(forward), known(), 64, 42, 0, 1)
 }
 
-fn tcp6(smac: MacAddr, src: Endpoint, dst: Endpoint, flags: u8) -> Vec<u8> {
+fn tcp6(smac: MacAddr, src: Endpoint, dst: Endpoint, flags: crate::wire::tcp::TcpFlags) -> Vec<u8> {
     eth(
         LB_MAC,
         smac,

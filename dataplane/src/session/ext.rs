@@ -11,12 +11,25 @@
 
 use crate::xmit::seq_shift::SeqShift;
 
+bitflags::bitflags! {
+    /// What a session's [`SessionExt`] knows so far.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+    pub struct ExtFlags: u8 {
+        /// The client's ISN is known (its SYN passed).
+        const CLIENT_ISN = 1;
+        /// The server's ISN is known (its SYN-ACK passed).
+        const SERVER_ISN = 2;
+        /// The inserted header has been sent at least once.
+        const HEADER_SENT = 4;
+    }
+}
+
 /// The client's ISN is known (its SYN passed).
-pub const CLIENT_ISN: u8 = 1;
+pub const CLIENT_ISN: ExtFlags = ExtFlags::CLIENT_ISN;
 /// The server's ISN is known (its SYN-ACK passed).
-pub const SERVER_ISN: u8 = 2;
+pub const SERVER_ISN: ExtFlags = ExtFlags::SERVER_ISN;
 /// The inserted header has been sent at least once.
-pub const HEADER_SENT: u8 = 4;
+pub const HEADER_SENT: ExtFlags = ExtFlags::HEADER_SENT;
 
 /// The rarely used part of a session. Reset to default when a slot is
 /// given to a new session.
@@ -32,14 +45,14 @@ pub struct SessionExt {
     /// acknowledgement that completes the handshake carries it.
     pub server_next: u32,
     /// [`CLIENT_ISN`], [`SERVER_ISN`], [`HEADER_SENT`].
-    pub flags: u8,
+    pub flags: ExtFlags,
 }
 
 impl SessionExt {
     /// True if all of `flags` are set.
     #[inline]
     #[must_use]
-    pub fn has(&self, flags: u8) -> bool {
-        self.flags & flags == flags
+    pub fn has(&self, flags: ExtFlags) -> bool {
+        self.flags.contains(flags)
     }
 }

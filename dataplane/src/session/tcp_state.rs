@@ -21,7 +21,7 @@
 //! IPVS counts a connection as *active* in ESTABLISHED only; every other
 //! state counts as *inactive* (`ipvsadm -L`'s ActiveConn / InActConn).
 
-use crate::wire::tcp::{ACK, FIN, RST, SYN};
+use crate::wire::tcp::{TcpFlags, ACK, FIN, RST, SYN};
 
 /// A TCP session state, named as `ipvsadm -L -c` prints them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -146,21 +146,21 @@ const INPUT_ONLY: [[TcpState; STATE_COUNT]; 4] = [
 /// any client RST ──> CLOSE (except in SYN_RECV, as in IPVS)
 /// ```
 #[must_use]
-pub fn next_state_input_only(state: TcpState, flags: u8) -> TcpState {
+pub fn next_state_input_only(state: TcpState, flags: TcpFlags) -> TcpState {
     match event(flags) {
         Some(e) => INPUT_ONLY[e][state as usize],
         None => state,
     }
 }
 
-fn event(flags: u8) -> Option<usize> {
-    if flags & RST != 0 {
+fn event(flags: TcpFlags) -> Option<usize> {
+    if flags.contains(RST) {
         Some(3)
-    } else if flags & SYN != 0 {
+    } else if flags.contains(SYN) {
         Some(0)
-    } else if flags & FIN != 0 {
+    } else if flags.contains(FIN) {
         Some(1)
-    } else if flags & ACK != 0 {
+    } else if flags.contains(ACK) {
         Some(2)
     } else {
         None
@@ -169,14 +169,14 @@ fn event(flags: u8) -> Option<usize> {
 
 /// The state after a segment with `flags` travelling in `dir`.
 #[must_use]
-pub fn next_state(state: TcpState, dir: Direction, flags: u8) -> TcpState {
-    let event = if flags & RST != 0 {
+pub fn next_state(state: TcpState, dir: Direction, flags: TcpFlags) -> TcpState {
+    let event = if flags.contains(RST) {
         3
-    } else if flags & SYN != 0 {
+    } else if flags.contains(SYN) {
         0
-    } else if flags & FIN != 0 {
+    } else if flags.contains(FIN) {
         1
-    } else if flags & ACK != 0 {
+    } else if flags.contains(ACK) {
         2
     } else {
         return state;
@@ -233,7 +233,7 @@ mod tests {
             TcpState::Close
         );
         assert_eq!(
-            next_state(TcpState::Established, Inbound, 0),
+            next_state(TcpState::Established, Inbound, TcpFlags::empty()),
             TcpState::Established
         );
     }
@@ -244,7 +244,7 @@ mod tests {
         for (flags, want) in [
             (SYN, TcpState::SynRecv),
             (ACK, TcpState::Established),
-            (ACK | 0x08, TcpState::Established),
+            (ACK | crate::wire::tcp::PSH, TcpState::Established),
             (FIN | ACK, TcpState::FinWait),
             (ACK, TcpState::FinWait),
         ] {
@@ -265,7 +265,7 @@ mod tests {
             TcpState::TimeWait
         );
         assert_eq!(
-            next_state_input_only(TcpState::Established, 0),
+            next_state_input_only(TcpState::Established, TcpFlags::empty()),
             TcpState::Established
         );
     }
@@ -301,7 +301,7 @@ mod tests {
         for s in TcpState::ALL {
             for dir in [Inbound, Outbound] {
                 for flags in 0..=0x3f_u8 {
-                    let n = next_state(s, dir, flags);
+                    let n = next_state(s, dir, TcpFlags::from_bits_retain(flags));
                     assert!((n as usize) < STATE_COUNT);
                 }
             }

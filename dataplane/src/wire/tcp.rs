@@ -21,14 +21,45 @@ use crate::checksum;
 
 /// Minimum header length.
 pub const MIN_HEADER_LEN: usize = 20;
+bitflags::bitflags! {
+    /// The flag byte of a TCP header (RFC 9293 §3.1, RFC 3168 for ECE/CWR).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+    pub struct TcpFlags: u8 {
+        /// No more data from the sender.
+        const FIN = 0x01;
+        /// Synchronize sequence numbers.
+        const SYN = 0x02;
+        /// Reset the connection.
+        const RST = 0x04;
+        /// Push.
+        const PSH = 0x08;
+        /// The acknowledgement field is significant.
+        const ACK = 0x10;
+        /// The urgent pointer is significant.
+        const URG = 0x20;
+        /// ECN echo.
+        const ECE = 0x40;
+        /// Congestion window reduced.
+        const CWR = 0x80;
+    }
+}
+
 /// FIN flag.
-pub const FIN: u8 = 0x01;
+pub const FIN: TcpFlags = TcpFlags::FIN;
 /// SYN flag.
-pub const SYN: u8 = 0x02;
+pub const SYN: TcpFlags = TcpFlags::SYN;
 /// RST flag.
-pub const RST: u8 = 0x04;
+pub const RST: TcpFlags = TcpFlags::RST;
+/// PSH flag.
+pub const PSH: TcpFlags = TcpFlags::PSH;
 /// ACK flag.
-pub const ACK: u8 = 0x10;
+pub const ACK: TcpFlags = TcpFlags::ACK;
+/// URG flag.
+pub const URG: TcpFlags = TcpFlags::URG;
+/// ECE flag.
+pub const ECE: TcpFlags = TcpFlags::ECE;
+/// CWR flag.
+pub const CWR: TcpFlags = TcpFlags::CWR;
 
 /// A view of a TCP segment (header and payload).
 #[derive(Debug)]
@@ -66,8 +97,8 @@ impl<T: AsRef<[u8]>> Packet<T> {
         get_u16(self.buf.as_ref(), 2)
     }
     /// The flag byte (FIN, SYN, RST, PSH, ACK, URG, ECE, CWR).
-    pub fn flags(&self) -> u8 {
-        self.buf.as_ref()[13]
+    pub fn flags(&self) -> TcpFlags {
+        TcpFlags::from_bits_retain(self.buf.as_ref()[13])
     }
     /// Checksum as stored.
     pub fn checksum(&self) -> u16 {
@@ -149,7 +180,7 @@ mod tests {
         b[0..2].copy_from_slice(&1234u16.to_be_bytes());
         b[2..4].copy_from_slice(&80u16.to_be_bytes());
         b[12] = 5 << 4;
-        b[13] = SYN;
+        b[13] = SYN.bits();
         let p = Packet::new_checked(&b[..]).unwrap();
         assert_eq!((p.src_port(), p.dst_port(), p.flags()), (1234, 80, SYN));
         assert_eq!(

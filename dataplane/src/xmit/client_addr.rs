@@ -244,11 +244,11 @@ pub fn on_packet(
     if t.len() < tcp::MIN_HEADER_LEN {
         return Next::Send;
     }
-    let flags = t[13];
+    let flags = tcp::TcpFlags::from_bits_retain(t[13]);
     let (syn, ack, rst) = (
-        flags & tcp::SYN != 0,
-        flags & tcp::ACK != 0,
-        flags & tcp::RST != 0,
+        flags.contains(tcp::SYN),
+        flags.contains(tcp::ACK),
+        flags.contains(tcp::RST),
     );
     let seq = u32_at(t, 4);
     let hlen = (usize::from(t[12] >> 4) * 4).min(t.len());
@@ -524,7 +524,7 @@ mod tests {
             }
             let mut t = vec![0u8; 20];
             t[12] = (((20 + opts.len()) / 4) as u8) << 4;
-            t[13] = tcp::SYN | tcp::ACK;
+            t[13] = (tcp::SYN | tcp::ACK).bits();
             t.extend_from_slice(&opts);
             t.extend_from_slice(b"x");
             let (s, d) = ([10, 0, 0, 1], [10, 0, 0, 2]);

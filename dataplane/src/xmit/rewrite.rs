@@ -311,7 +311,12 @@ pub(crate) mod tests {
 
     /// A valid IPv4/TCP (or IPv6/TCP, by the addresses' family) packet
     /// with the given tuple and payload.
-    pub(crate) fn tcp_packet(src: Endpoint, dst: Endpoint, flags: u8, payload: &[u8]) -> Vec<u8> {
+    pub(crate) fn tcp_packet(
+        src: Endpoint,
+        dst: Endpoint,
+        flags: crate::wire::tcp::TcpFlags,
+        payload: &[u8],
+    ) -> Vec<u8> {
         if !src.ip.is_v4() {
             let v4 = tcp_packet(
                 Endpoint::new([0; 4], src.port),
@@ -335,7 +340,7 @@ pub(crate) mod tests {
         t[2..4].copy_from_slice(&dst.port.to_be_bytes());
         t[4..8].copy_from_slice(&0x1234_5678u32.to_be_bytes());
         t[12] = 5 << 4;
-        t[13] = flags;
+        t[13] = flags.bits();
         t[14..16].copy_from_slice(&64240u16.to_be_bytes());
         t[20..].copy_from_slice(payload);
         tcp::Packet::new_checked(&mut b[20..])
@@ -486,7 +491,7 @@ pub(crate) mod tests {
                                              nsrc in endpoint(), ndst in endpoint(),
                                              flags in any::<u8>(),
                                              payload in proptest::collection::vec(any::<u8>(), 0..64)) {
-            let mut b = tcp_packet(src, dst, flags, &payload);
+            let mut b = tcp_packet(src, dst, tcp::TcpFlags::from_bits_retain(flags), &payload);
             rewrite_tcp_v4(&mut b, nsrc, ndst).unwrap();
             prop_assert!(checksums_ok(&b));
             let mut full = b.clone();

@@ -188,13 +188,19 @@ mod tests {
 
     /// A TCP segment with `options` (padded to 4 bytes) and `payload`,
     /// checksum filled for SRC → DST.
-    fn segment(seq: u32, ack: u32, flags: u8, options: &[u8], payload: &[u8]) -> Vec<u8> {
+    fn segment(
+        seq: u32,
+        ack: u32,
+        flags: crate::wire::tcp::TcpFlags,
+        options: &[u8],
+        payload: &[u8],
+    ) -> Vec<u8> {
         let olen = options.len().div_ceil(4) * 4;
         let mut b = vec![0u8; 20 + olen];
         b[4..8].copy_from_slice(&seq.to_be_bytes());
         b[8..12].copy_from_slice(&ack.to_be_bytes());
         b[12] = (((20 + olen) / 4) as u8) << 4;
-        b[13] = flags;
+        b[13] = flags.bits();
         b[14..16].copy_from_slice(&1000u16.to_be_bytes());
         b[20..20 + options.len()].copy_from_slice(options);
         b.extend_from_slice(payload);
@@ -308,7 +314,7 @@ mod tests {
         #[test]
         fn checksum_stays_valid_and_back_undoes_forward(
             base in any::<u32>(), delta in 0u32..200, off in 0u32..1_000_000,
-            ack in any::<u32>(), flags in any::<u8>(),
+            ack in any::<u32>(), flags in any::<u8>().prop_map(tcp::TcpFlags::from_bits_retain),
             blocks in proptest::collection::vec((any::<u32>(), any::<u32>()), 0..4),
             payload in proptest::collection::vec(any::<u8>(), 0..40),
         ) {
@@ -320,7 +326,7 @@ mod tests {
             rewrite(&mut b, Some(&s), Some(&s));
             prop_assert!(verifies(&b));
             prop_assert_eq!(get_u32(&b, 4), seq.wrapping_add(delta));
-            if flags & tcp::ACK != 0 {
+            if flags.contains(tcp::ACK) {
                 prop_assert_eq!(get_u32(&b, 8), s.back(ack));
             } else {
                 prop_assert_eq!(get_u32(&b, 8), ack);
