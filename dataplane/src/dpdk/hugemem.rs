@@ -3,7 +3,8 @@
 //! A [`HugeArray`] is a fixed-length array allocated once, from:
 //!
 //! * DPDK memory (`rte_zmalloc_socket`, on the calling lcore's socket) when
-//!   EAL is up and has hugepages: 2 MB or 1 GB pages the operator reserved;
+//!   EAL is up and has hugepages: 2 MB or 1 GB pages the operator reserved,
+//!   as long as 32 MB of them stay free for what is set up afterwards;
 //! * otherwise an anonymous `mmap` with `madvise(MADV_HUGEPAGE)`: the
 //!   kernel backs it with transparent huge pages where it can (THP
 //!   `enabled` set to `always` or `madvise`), and with 4 KB pages otherwise.
@@ -11,7 +12,8 @@
 //!
 //! Either way the memory starts zeroed; an `mmap`'d region is committed
 //! page by page as it is first written, so an array made by
-//! [`HugeArray::zeroed`] costs memory only where it is used.
+//! [`HugeArray::zeroed`] (always an `mmap`) costs memory only where it is
+//! used.
 //!
 //! Invariants: `ptr` points to `len` initialised `T`s, 64-byte aligned (at
 //! least `align_of::<T>()`), owned by this value alone and freed by its
@@ -69,7 +71,7 @@ impl<T: Copy> HugeArray<T> {
     /// If the memory cannot be had (as `Vec` aborts when out of memory).
     #[must_use]
     pub fn filled(len: usize, value: T) -> Self {
-        let a = Self::alloc(len);
+        let a = Self::alloc(len, true);
         for i in 0..len {
             // SAFETY: i < len, and the allocation holds len aligned Ts.
             unsafe { a.ptr.as_ptr().add(i).write(value) };
@@ -88,8 +90,9 @@ impl<T: Copy> HugeArray<T> {
             .expect("huge array size overflows")
     }
 
-    /// Zeroed memory for `len` Ts (not yet valid unless T is [`Zeroed`]).
-    fn alloc(len: usize) -> Self {
+    /// Zeroed memory for `len` Ts (not yet valid unless T is [`Zeroed`]),
+    /// from DPDK if `dpdk` allows and EAL has hugepages to spare.
+    fn alloc(len: usize, dpdk: bool) -> Self {
         assert!(std::mem::align_of::<T>() <= 64, "alignment over 64");
         let bytes = Self::bytes(len);
         if bytes == 0 {
@@ -101,18 +104,22 @@ impl<T: Copy> HugeArray<T> {
         }
         // SAFETY: rte_eal_has_hugepages only reads EAL's configuration,
         // which exists once EAL is up.
-        if eal_ready() && unsafe { sys::rte_eal_has_hugepages() } != 0 {
+        if dpdk && eal_ready() && unsafe { sys::rte_eal_has_hugepages() } != 0 {
             // SAFETY: rte_socket_id reads the calling thread's lcore state.
             let socket = unsafe { sys::rte_socket_id() } as i32;
             // SAFETY: EAL is up; the name is a NUL-terminated literal; the
             // result is null or `bytes` zeroed bytes aligned to 64.
             let p = unsafe { sys::rte_zmalloc_socket(c"rvs-sessions".as_ptr(), bytes, 64, socket) };
             if let Some(ptr) = NonNull::new(p.cast::<T>()) {
-                return Self {
-                    ptr,
-                    len,
-                    backing: Backing::Dpdk,
-                };
+                if Self::headroom_left(socket) {
+                    return Self {
+                        ptr,
+                        len,
+                        backing: Backing::Dpdk,
+                    };
+                }
+                // SAFETY: p came from rte_zmalloc_socket just now.
+                unsafe { sys::rte_free(p) };
             }
             // Not enough hugepage memory on this socket: fall back.
         }
@@ -144,15 +151,37 @@ impl<T: Copy> HugeArray<T> {
     }
 }
 
+impl<T: Copy> HugeArray<T> {
+    /// True if [`HEADROOM`] more bytes of DPDK memory can still be had on
+    /// `socket` (what rings and queues set up after the tables need).
+    fn headroom_left(socket: i32) -> bool {
+        // SAFETY: EAL is up; the result is null or a block freed below.
+        let probe = unsafe { sys::rte_malloc_socket(std::ptr::null(), HEADROOM, 64, socket) };
+        if probe.is_null() {
+            return false;
+        }
+        // SAFETY: probe came from rte_malloc_socket just now.
+        unsafe { sys::rte_free(probe) };
+        true
+    }
+}
+
+/// DPDK memory a table leaves free: a table that would leave less goes to
+/// an `mmap` instead, so that what is set up after it (rings, queues)
+/// still finds hugepage memory.
+const HEADROOM: usize = 32 << 20;
+
 impl<T: Zeroed> HugeArray<T> {
-    /// `len` zeroed values, committed as they are first written.
+    /// `len` zeroed values, committed as they are first written: always an
+    /// `mmap` (DPDK memory would be committed whole), for an array most of
+    /// which stays unused (the IPv6 addresses of an IPv4-heavy table).
     ///
     /// # Panics
     /// If the memory cannot be had.
     #[must_use]
     pub fn zeroed(len: usize) -> Self {
-        // Both sources hand out zeroed memory, a valid T by `Zeroed`.
-        Self::alloc(len)
+        // mmap hands out zeroed memory, a valid T by `Zeroed`.
+        Self::alloc(len, false)
     }
 }
 

@@ -77,7 +77,7 @@ impl Pipeline {
                 if self.sessions.is_rs_only(slot)
                     && self
                         .sessions
-                        .get(slot)
+                        .hot(slot)
                         .is_some_and(|s| matches!(s.forward, Forward::Dr | Forward::Tun))
                 {
                     self.expire(slot);
@@ -101,7 +101,7 @@ impl Pipeline {
 
     fn is_reusable(&self, slot: SlotId) -> bool {
         self.sessions
-            .get(slot)
+            .hot(slot)
             .is_some_and(|s| matches!(s.state, TcpState::TimeWait | TcpState::Close))
     }
 
@@ -123,7 +123,7 @@ impl Pipeline {
         // A session installed from sync may not know a next hop's MAC yet.
         if self
             .sessions
-            .get(slot)
+            .hot(slot)
             .is_some_and(|s| s.client_mac == [0; 6] || s.rs_mac == [0; 6])
         {
             let src_mac = ethernet::Frame::new_checked(&*l2).map_or([0; 6], |e| e.src());

@@ -350,7 +350,7 @@ pub struct SessionTable {
     hot: Store<SessionHot>,
     cold6: Store<Cold6>,
     /// Per slot: the rarely used part ([`SessionExt`]), reset on insert.
-    ext: Vec<SessionExt>,
+    ext: Store<SessionExt>,
     free: Vec<u32>,
     index: HashIndex,
     seed: u64,
@@ -369,7 +369,7 @@ impl SessionTable {
         Self {
             hot: Store::filled(n, SessionHot::FREE),
             cold6: Store::zeroed(n),
-            ext: vec![SessionExt::default(); n],
+            ext: Store::filled(n, SessionExt::default()),
             free: (0..capacity).rev().collect(),
             index: HashIndex::new(n * 2, INDEX_LOAD_PCT),
             seed,
