@@ -112,6 +112,9 @@ pub struct VipsView {
     pub stop_in_secs: Option<u64>,
     /// Each VIP and its state.
     pub vips: Vec<(std::net::IpAddr, crate::vip_routes::VipState)>,
+    /// The local-address routes and their metrics.
+    #[serde(default)]
+    pub local_routes: Vec<(std::net::IpAddr, u32)>,
 }
 
 /// A sync daemon named on the command line (`--start-daemon`); `None`

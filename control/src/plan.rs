@@ -297,6 +297,15 @@ fn service(config: &Config, s: &ServiceConfig, registry: &mut Registry) -> Servi
             .iter()
             .map(|a| registry.laddr(Addr::from(*a)))
             .collect(),
+        // A peer's local addresses of the family of this service's own
+        // (FULLNAT services only: a synced session's local address).
+        peer_laddrs: config
+            .vip_routes
+            .iter()
+            .flat_map(|v| &v.peer_local_addresses)
+            .filter(|p| s.local_addresses.iter().any(|l| l.is_ipv4() == p.is_ipv4()))
+            .map(|a| registry.laddr(Addr::from(*a)))
+            .collect(),
         sched_table: sched::build(
             s.scheduler,
             opts.mh_table_size.unwrap_or(MH_TABLE_SIZE_DEFAULT),

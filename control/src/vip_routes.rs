@@ -15,6 +15,18 @@
 //! - the appliance is not draining (`rvsadm drain`, SIGTERM): draining
 //!   withdraws every route first and then, after the grace period, stops.
 //!
+//! FULLNAT local addresses have routes of their own, for fabrics that route
+//! them (the real servers send replies to a local address through a router,
+//! not over one shared segment): this box's own local addresses with metric
+//! [`OWN_LOCAL_METRIC`], and with `peer_local_addresses` the other
+//! appliances' with metric [`PEER_LOCAL_METRIC`], which the BGP daemon
+//! announces with a longer AS path (BIRD: `krt_metric`). The router then
+//! sends a peer's replies here only once the peer's own route is gone (it
+//! died), and the sessions this box received from it by connection sync
+//! carry on. Local-address routes stay while the box drains (its
+//! established connections' replies must still come back) and go with the
+//! TAP when rvsd stops.
+//!
 //! This module decides (plain data, tested here); the daemon runs `ip`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,6 +42,13 @@ use crate::config::Config;
 /// survived), and BIRD's `learn` takes them in as routes of another daemon.
 pub const PROTO: u32 = 250;
 
+/// The metric of a route to one of this box's own local addresses.
+pub const OWN_LOCAL_METRIC: u32 = 1;
+
+/// The metric of a route to a peer appliance's local address: a backup
+/// path, announced with a longer AS path.
+pub const PEER_LOCAL_METRIC: u32 = 100;
+
 /// Default time from withdrawing the routes to stopping, seconds.
 pub const DEFAULT_GRACE_SECS: u32 = 30;
 
@@ -44,6 +63,10 @@ pub struct VipRoutesConfig {
     /// Seconds between withdrawing the routes and stopping (SIGTERM,
     /// `rvsadm drain`); 0 stops at once.
     pub drain_grace: u32,
+    /// The FULLNAT local addresses of the other active appliances (ECMP):
+    /// never lent here, routed here as a backup path, and a session synced
+    /// from a peer on one of them is installed and served here.
+    pub peer_local_addresses: Vec<IpAddr>,
 }
 
 /// Why a VIP is or is not offered.
@@ -76,6 +99,32 @@ pub enum RouteChange {
     Add(IpAddr),
     /// Delete it.
     Delete(IpAddr),
+    /// Add the route to a local address, with this metric.
+    AddLocal(IpAddr, u32),
+    /// Delete the route to a local address that had this metric.
+    DeleteLocal(IpAddr, u32),
+}
+
+/// The local-address routes `config` asks for: each FULLNAT local address
+/// of a service with [`OWN_LOCAL_METRIC`], each of `[vip_routes]
+/// peer_local_addresses` with [`PEER_LOCAL_METRIC`]. Empty without
+/// `[vip_routes]`.
+#[must_use]
+pub fn local_routes(config: &Config) -> BTreeMap<IpAddr, u32> {
+    let Some(c) = &config.vip_routes else {
+        return BTreeMap::new();
+    };
+    let mut out: BTreeMap<IpAddr, u32> = c
+        .peer_local_addresses
+        .iter()
+        .map(|a| (*a, PEER_LOCAL_METRIC))
+        .collect();
+    for s in &config.services {
+        for a in &s.local_addresses {
+            out.insert(*a, OWN_LOCAL_METRIC);
+        }
+    }
+    out
 }
 
 /// Whether each VIP of `config` (as the data plane sees it: health applied)
@@ -95,6 +144,7 @@ pub fn usable_vips(config: &Config) -> BTreeMap<IpAddr, bool> {
 #[derive(Debug, Default)]
 pub struct VipRoutes {
     announced: BTreeSet<IpAddr>,
+    locals: BTreeSet<(IpAddr, u32)>,
     states: BTreeMap<IpAddr, VipState>,
     draining: bool,
 }
@@ -115,6 +165,30 @@ impl VipRoutes {
     #[must_use]
     pub fn states(&self) -> &BTreeMap<IpAddr, VipState> {
         &self.states
+    }
+
+    /// The local-address routes in the table, with their metrics.
+    #[must_use]
+    pub fn locals(&self) -> &BTreeSet<(IpAddr, u32)> {
+        &self.locals
+    }
+
+    /// The changes that bring the local-address routes to `wanted` (see
+    /// [`local_routes`]), deletions first. A drain leaves them.
+    pub fn update_locals(&mut self, wanted: &BTreeMap<IpAddr, u32>) -> Vec<RouteChange> {
+        let wanted: BTreeSet<(IpAddr, u32)> = wanted.iter().map(|(a, m)| (*a, *m)).collect();
+        let mut changes: Vec<RouteChange> = self
+            .locals
+            .difference(&wanted)
+            .map(|(a, m)| RouteChange::DeleteLocal(*a, *m))
+            .collect();
+        changes.extend(
+            wanted
+                .difference(&self.locals)
+                .map(|(a, m)| RouteChange::AddLocal(*a, *m)),
+        );
+        self.locals = wanted;
+        changes
     }
 
     /// The changes that bring the table to what `usable` asks for, in
@@ -158,16 +232,18 @@ impl VipRoutes {
 /// The `ip` arguments that make `change` in the table of `c`.
 #[must_use]
 pub fn ip_args(c: &VipRoutesConfig, change: RouteChange) -> Vec<String> {
-    let (verb, ip) = match change {
-        RouteChange::Add(ip) => ("replace", ip),
-        RouteChange::Delete(ip) => ("del", ip),
+    let (verb, ip, metric) = match change {
+        RouteChange::Add(ip) => ("replace", ip, None),
+        RouteChange::Delete(ip) => ("del", ip, None),
+        RouteChange::AddLocal(ip, m) => ("replace", ip, Some(m)),
+        RouteChange::DeleteLocal(ip, m) => ("del", ip, Some(m)),
     };
     let (family, len) = if ip.is_ipv4() {
         ("-4", 32)
     } else {
         ("-6", 128)
     };
-    [
+    let mut args = [
         family,
         "route",
         verb,
@@ -180,7 +256,11 @@ pub fn ip_args(c: &VipRoutesConfig, change: RouteChange) -> Vec<String> {
         &PROTO.to_string(),
     ]
     .map(String::from)
-    .to_vec()
+    .to_vec();
+    if let Some(m) = metric {
+        args.extend(["metric".to_string(), m.to_string()]);
+    }
+    args
 }
 
 /// The `ip` arguments that delete every rvs route of `family` ("-4" or
@@ -264,6 +344,18 @@ pub fn render(v: &crate::api::VipsView) -> String {
     );
     for (ip, state) in &v.vips {
         let _ = writeln!(out, "{:<40} {}", ip.to_string(), state.describe());
+    }
+    for (ip, metric) in &v.local_routes {
+        let whose = if *metric == PEER_LOCAL_METRIC {
+            "a peer's"
+        } else {
+            "own"
+        };
+        let _ = writeln!(
+            out,
+            "{:<40} local address ({whose}, metric {metric})",
+            ip.to_string()
+        );
     }
     if v.draining {
         match v.stop_in_secs {
@@ -351,6 +443,51 @@ mod tests {
     }
 
     #[test]
+    fn local_address_routes_follow_the_config_and_carry_their_metric() {
+        let mut r = VipRoutes::default();
+        let wanted: BTreeMap<IpAddr, u32> = [
+            (ip("10.83.0.1"), OWN_LOCAL_METRIC),
+            (ip("10.83.0.2"), PEER_LOCAL_METRIC),
+        ]
+        .into();
+        assert_eq!(
+            r.update_locals(&wanted),
+            vec![
+                RouteChange::AddLocal(ip("10.83.0.1"), OWN_LOCAL_METRIC),
+                RouteChange::AddLocal(ip("10.83.0.2"), PEER_LOCAL_METRIC)
+            ]
+        );
+        // A drain withdraws VIPs only.
+        r.set_draining(true);
+        assert!(r.update(&usable(&[("10.0.0.1", true)])).is_empty());
+        assert!(r.update_locals(&wanted).is_empty());
+        // An address that changes hands: the old route goes first.
+        let moved: BTreeMap<IpAddr, u32> = [(ip("10.83.0.2"), OWN_LOCAL_METRIC)].into();
+        assert_eq!(
+            r.update_locals(&moved),
+            vec![
+                RouteChange::DeleteLocal(ip("10.83.0.1"), OWN_LOCAL_METRIC),
+                RouteChange::DeleteLocal(ip("10.83.0.2"), PEER_LOCAL_METRIC),
+                RouteChange::AddLocal(ip("10.83.0.2"), OWN_LOCAL_METRIC)
+            ]
+        );
+        let c = VipRoutesConfig {
+            table: 100,
+            interface: "dpdk0".into(),
+            drain_grace: 30,
+            peer_local_addresses: vec![],
+        };
+        assert_eq!(
+            ip_args(
+                &c,
+                RouteChange::AddLocal(ip("10.83.0.2"), PEER_LOCAL_METRIC)
+            )
+            .join(" "),
+            "-4 route replace 10.83.0.2/32 dev dpdk0 table 100 proto 250 metric 100"
+        );
+    }
+
+    #[test]
     fn draining_withdraws_everything_and_undrain_restores() {
         let mut r = VipRoutes::default();
         let u = usable(&[("10.0.0.1", true), ("fd00::1", true), ("10.0.0.3", false)]);
@@ -426,11 +563,17 @@ mod tests {
             draining: true,
             stop_in_secs: Some(12),
             vips: vec![(ip("10.0.0.1"), VipState::Draining)],
+            local_routes: vec![
+                (ip("10.83.0.1"), OWN_LOCAL_METRIC),
+                (ip("10.83.0.2"), PEER_LOCAL_METRIC),
+            ],
         };
         assert_eq!(
             render(&v),
             "VIP routes: table 100, interface dpdk0, protocol 250\n\
              10.0.0.1                                 withdrawn (draining)\n\
+             10.83.0.1                                local address (own, metric 1)\n\
+             10.83.0.2                                local address (a peer's, metric 100)\n\
              draining: rvsd stops in 12 s\n"
         );
     }
@@ -441,6 +584,7 @@ mod tests {
             table: 100,
             interface: "dpdk0".into(),
             drain_grace: 5,
+            peer_local_addresses: vec![],
         };
         assert_eq!(
             ip_args(&c, RouteChange::Add(ip("10.0.0.1"))).join(" "),

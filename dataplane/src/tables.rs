@@ -160,6 +160,12 @@ pub struct Service {
     pub sched: SchedKind,
     /// Indices into [`Tables::laddrs`] of the FULLNAT local addresses.
     pub laddrs: Vec<u16>,
+    /// Indices into [`Tables::laddrs`] of the other active appliances'
+    /// local addresses (`[vip_routes] peer_local_addresses`): never lent
+    /// for a new session here, only held by sessions synced from a peer
+    /// (its flows, moved here when it failed), and never answered for in
+    /// ARP/ND or ping (the peer holds them while it lives).
+    pub peer_laddrs: Vec<u16>,
     /// Real servers.
     pub servers: Vec<RealServer>,
     /// Scheduler flags (`-b`).
@@ -269,12 +275,24 @@ impl Tables {
         !self.standby.is_empty() && self.standby.contains(&ip)
     }
 
-    /// True if the appliance owns `ip` and answers for it now: owned and
-    /// not on standby.
+    /// True if the appliance owns `ip` and answers for it now: owned, not
+    /// on standby, and not a peer's local address only.
     #[inline]
     #[must_use]
     pub fn holds(&self, ip: Addr) -> bool {
-        self.owns(ip) && !self.is_standby(ip)
+        self.owns(ip) && !self.is_standby(ip) && !self.is_peer_laddr(ip)
+    }
+
+    /// True if `ip` is a peer appliance's local address and none of this
+    /// box's own (see [`Service::peer_laddrs`]). Cold path.
+    #[must_use]
+    pub fn is_peer_laddr(&self, ip: Addr) -> bool {
+        let Some(li) = self.laddr_index(ip) else {
+            return false;
+        };
+        let li = li as u16;
+        self.services.iter().any(|s| s.peer_laddrs.contains(&li))
+            && !self.services.iter().any(|s| s.laddrs.contains(&li))
     }
 
     /// True if `ip` is an address of an interface: its configured address,

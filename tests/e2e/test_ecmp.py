@@ -206,13 +206,20 @@ def test_new_connections_spread_over_appliances_and_servers(ecmp):
 
 def test_mh_picks_the_same_server_on_every_appliance(ecmp):
     ports = range(41001, 41021)
-    before = {n: conns(n) for n in APPLIANCES}
-    with pinned(ports, 1):
-        via1 = gets_from(ports)
-    with pinned(ports, 2):
-        via2 = gets_from(ports)
-    # Each appliance did see each flow once.
-    assert {n: conns(n) - before[n] for n in APPLIANCES} == {1: 20, 2: 20}
+    # Appliance 2 takes no synced sessions meanwhile: its choices are its
+    # scheduler's own, not sessions appliance 1 sent it.
+    rvsadm(2, "--stop-daemon", "backup", check=True)
+    try:
+        before = {n: conns(n) for n in APPLIANCES}
+        with pinned(ports, 1):
+            via1 = gets_from(ports)
+        with pinned(ports, 2):
+            via2 = gets_from(ports)
+        # Each appliance did schedule each flow once.
+        assert {n: conns(n) - before[n] for n in APPLIANCES} == {1: 20, 2: 20}
+    finally:
+        rvsadm(2, "--start-daemon", "backup", check=True)
+    assert "backup sync daemon" in rvsadm(2, "-L", "--daemon").stdout
     assert via1 == via2
     assert set(via1.values()) == set(SERVERS), via1
 
@@ -283,6 +290,57 @@ def test_all_servers_down_on_one_appliance_withdraws_its_route_only(ecmp):
         for rs in SERVERS:
             rvslab.in_ns(rs, ["ip", "route", "del", "blackhole", APPLIANCES[1]])
     wait_next_hops(set(APPLIANCES.values()), timeout=15)
+
+
+def session_line(n: int, port: int) -> str | None:
+    """Appliance N's connection-table line of the client's flow from PORT."""
+    out = rvsadm(n, "-L", "-n", "-c").stdout
+    return next((ln for ln in out.splitlines() if f"10.81.0.10:{port} " in ln), None)
+
+
+def router_via(dst: str) -> str | None:
+    """The router's next hop toward DST."""
+    m = re.search(r"via (\d+\.\d+\.\d+\.\d+)", rvslab.in_ns("rt", ["ip", "route", "show", dst]).stdout)
+    return m.group(1) if m else None
+
+
+def test_a_dead_boxs_flows_carry_on_at_the_survivor_through_sync(ecmp):
+    """kill -9 of the appliance carrying a download: the router moves the
+    flow (and the dead box's local address) to the survivor, which received
+    the session by sync and serves it, to the same real server."""
+    port = 42301
+    want = hashlib.sha256(BIG.read_bytes()).hexdigest()
+    # The boxes route their own local addresses; a peer's only as a backup.
+    rvslab.wait_until("the router to learn the local addresses",
+                      lambda: router_via("10.83.0.1") == APPLIANCES[1]
+                      and router_via("10.83.0.2") == APPLIANCES[2] or None, timeout=15)
+    with contextlib.ExitStack() as pin:
+        pin.enter_context(pinned(range(port, port + 1), 1))
+        dl = subprocess.Popen(
+            ["ip", "netns", "exec", "rvs-client", "curl", "-s", "--limit-rate", "1M", "--local-port", str(port),
+             "--max-time", "60", f"http://{VIP}/big.bin"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # The session reaches appliance 2 by sync, to the server appliance 1 chose.
+        rvslab.wait_until("appliance 1 to hold the download", lambda: session_line(1, port), timeout=5)
+        synced = rvslab.wait_until("appliance 2 to receive the session",
+                                   lambda: session_line(2, port), timeout=10)
+        server = session_line(1, port).split()[-1]
+        assert synced.split()[-1] == server, (synced, server)
+        pid = rvsd_pid(1)
+        assert pid
+        subprocess.run(["kill", "-KILL", str(pid)], check=True)
+        took = wait_next_hops({APPLIANCES[2]}, timeout=6)
+        # The router's own choice for the flow from now on (the pin stood
+        # for its hash): every path it has left leads to appliance 2.
+        pin.close()
+        rvslab.wait_until("the dead box's local address to move",
+                          lambda: router_via("10.83.0.1") == APPLIANCES[2] or None, timeout=6)
+        body, err = dl.communicate(timeout=60)
+    assert dl.returncode == 0, err
+    assert hashlib.sha256(body).hexdigest() == want
+    print(f"route removed {took:.1f} s after kill -9; the download finished through appliance 2")
+    start(1)
+    wait_next_hops(set(APPLIANCES.values()), timeout=30)
 
 
 def test_kill_9_is_removed_by_the_hold_timer(ecmp):

@@ -39,6 +39,8 @@ pub(super) struct RawVipRoutes {
     pub interface: Option<Spanned<String>>,
     #[serde(default)]
     pub drain_grace: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub peer_local_addresses: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -727,6 +727,15 @@ fn vip_routes_defaults_and_errors() {
         .unwrap()
         .vip_routes
         .is_none());
+    let c = parse(
+        Path::new("x.toml"),
+        &with("table = 100\npeer_local_addresses = [\"10.77.0.201\"]"),
+    )
+    .unwrap();
+    assert_eq!(
+        c.vip_routes.unwrap().peer_local_addresses,
+        vec!["10.77.0.201".parse::<std::net::IpAddr>().unwrap()]
+    );
     for (section, reason) in [
         ("table = 254", "table must be 1..=252"),
         ("table = 0", "table must be 1..=252"),
@@ -739,6 +748,26 @@ fn vip_routes_defaults_and_errors() {
             "drain_grace must be 0..=3600",
         ),
         ("interface = \"dpdk0\"", "missing field `table`"),
+        (
+            "table = 100\npeer_local_addresses = [\"10.77.0.200\"]",
+            "peer local address 10.77.0.200 is also a local address of service 10.77.0.100:80 here",
+        ),
+        (
+            "table = 100\npeer_local_addresses = [\"10.77.0.100\"]",
+            "peer local address 10.77.0.100 is the VIP",
+        ),
+        (
+            "table = 100\npeer_local_addresses = [\"10.77.0.11\"]",
+            "peer local address 10.77.0.11 is a real server",
+        ),
+        (
+            "table = 100\npeer_local_addresses = [\"10.77.0.201\", \"10.77.0.201\"]",
+            "listed twice",
+        ),
+        (
+            "table = 100\npeer_local_addresses = [\"x\"]",
+            "peer local address \"x\" is not an IP address",
+        ),
     ] {
         let e = err(&with(section));
         assert!(e.to_string().contains(reason), "{section}: {e}");

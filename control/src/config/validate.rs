@@ -577,6 +577,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         }
     };
 
+    let vip_routes = vip_routes(&cx, raw.vip_routes.as_ref(), &raw.interface, &services)?;
     Ok(Config {
         path: PathBuf::from(path),
         dpdk: DpdkConfig {
@@ -635,7 +636,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             .map_err(|(span, e)| cx.err_at(span, e))?,
         service_options,
         health,
-        vip_routes: vip_routes(&cx, raw.vip_routes.as_ref(), &raw.interface)?,
+        vip_routes,
         sync: super::sync::validate(&raw.sync, &interface_names, &|span, reason| {
             cx.err_at(span, reason)
         })?,
@@ -648,6 +649,7 @@ fn vip_routes(
     cx: &Ctx<'_>,
     raw: Option<&Spanned<super::raw::RawVipRoutes>>,
     interfaces: &[super::raw::RawInterface],
+    services: &[ServiceConfig],
 ) -> Result<Option<crate::vip_routes::VipRoutesConfig>, ConfigError> {
     let Some(section) = raw else {
         return Ok(None);
@@ -692,10 +694,47 @@ fn vip_routes(
                 )
             })?,
     };
+    // A peer's local address is never one of this box's: two appliances
+    // lending the same local ports would both receive each other's replies.
+    let mut peer_local_addresses = Vec::new();
+    for a in &r.peer_local_addresses {
+        let ip = a.get_ref().parse::<IpAddr>().map_err(|_| {
+            cx.at(
+                a,
+                format!("peer local address {:?} is not an IP address", a.get_ref()),
+            )
+        })?;
+        if let Some(s) = services.iter().find(|s| s.local_addresses.contains(&ip)) {
+            return Err(cx.at(
+                a,
+                format!(
+                    "peer local address {ip} is also a local address of service {} here: each appliance needs a pool of its own",
+                    s.vip
+                ),
+            ));
+        }
+        if let Some(s) = services.iter().find(|s| s.vip.ip() == ip) {
+            return Err(cx.at(
+                a,
+                format!("peer local address {ip} is the VIP of service {}", s.vip),
+            ));
+        }
+        if services
+            .iter()
+            .any(|s| s.real_servers.iter().any(|r| r.addr.ip() == ip))
+        {
+            return Err(cx.at(a, format!("peer local address {ip} is a real server")));
+        }
+        if peer_local_addresses.contains(&ip) {
+            return Err(cx.at(a, format!("peer local address {ip} is listed twice")));
+        }
+        peer_local_addresses.push(ip);
+    }
     Ok(Some(crate::vip_routes::VipRoutesConfig {
         table,
         interface,
         drain_grace,
+        peer_local_addresses,
     }))
 }
 

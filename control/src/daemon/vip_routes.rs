@@ -40,7 +40,9 @@ impl Control {
             return;
         };
         let usable = vr::usable_vips(effective);
-        for change in self.vip_routes.update(&usable) {
+        let mut changes = self.vip_routes.update(&usable);
+        changes.extend(self.vip_routes.update_locals(&vr::local_routes(effective)));
+        for change in changes {
             let args = vr::ip_args(&c, change);
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             match (kernel_ip(&args), change) {
@@ -48,6 +50,13 @@ impl Control {
                 (Ok(()), RouteChange::Add(ip)) => {
                     eprintln!("rvsd: vip routes: announcing {ip} (table {})", c.table)
                 }
+                (Ok(()), RouteChange::AddLocal(ip, metric)) => eprintln!(
+                    "rvsd: vip routes: routing local address {ip} here (table {}, metric {metric})",
+                    c.table
+                ),
+                (Ok(()), RouteChange::DeleteLocal(ip, metric)) => eprintln!(
+                    "rvsd: vip routes: removed the route to local address {ip} (metric {metric})"
+                ),
                 (Ok(()), RouteChange::Delete(ip)) => eprintln!(
                     "rvsd: vip routes: withdrew {ip}: {}",
                     self.vip_routes
@@ -115,6 +124,7 @@ impl Control {
                 let left = t.saturating_duration_since(Instant::now());
                 left.as_secs() + u64::from(left.subsec_nanos() > 0)
             }),
+            local_routes: self.vip_routes.locals().iter().copied().collect(),
             vips: self
                 .vip_routes
                 .states()

@@ -380,10 +380,9 @@ impl Pipeline {
             let Some(l) = r.laddr else {
                 return InstallOutcome::NoLocalAddress;
             };
-            let Some(li) = tables
-                .laddr_index(l.ip)
-                .filter(|&li| svc.laddrs.contains(&(li as u16)))
-            else {
+            let Some(li) = tables.laddr_index(l.ip).filter(|&li| {
+                svc.laddrs.contains(&(li as u16)) || svc.peer_laddrs.contains(&(li as u16))
+            }) else {
                 return InstallOutcome::NoLocalAddress;
             };
             if crate::laddr::owner_of(l.port, self.workers) != usize::from(self.worker) {
@@ -438,9 +437,12 @@ impl Pipeline {
             }
         };
         let ri = usize::from(rs.index);
+        // Active/inactive counts include it (it is bound to its server, as
+        // the kernel's ip_vs_proc_conn binds it); the server's `Conns`
+        // statistic does not: the connection was scheduled, and counted,
+        // by the box that sent it.
         if let Some(c) = self.rs_conns.get_mut(ri) {
             c.add(r.proto, state);
-            c.created += 1;
             if let Some(l) = self.rs_limits.get_mut(ri) {
                 l.bound(c);
             }

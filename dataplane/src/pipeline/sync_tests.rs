@@ -412,3 +412,58 @@ fn a_vip_on_standby_is_neither_answered_nor_forwarded_until_held() {
     );
     assert_eq!(endpoints(&f), (RS1_MAC, laddr, rs));
 }
+
+#[test]
+fn a_peers_flow_carries_on_here_on_its_local_address_which_is_never_lent_or_answered_for() {
+    let vip = super::tests::VIP;
+    let peer_lip = [10, 77, 0, 201];
+    // The peer (active-active): its own pool is 10.77.0.201.
+    let peer_tables = tables_with((5000, 5999), |t| {
+        t.laddrs = vec![Addr::v4(peer_lip)];
+    });
+    let mut peer = pipelines(&peer_tables, 1, &known_servers());
+    let rings = feed(&mut peer);
+    let client = Endpoint::new([10, 77, 0, 10], 46000);
+    let (_, laddr, rs) = open(&mut peer, client, 1_000);
+    assert_eq!(laddr.ip, Addr::v4(peer_lip));
+    let sent = drain(&rings);
+
+    // This box: its own pool (LIP), and the peer's address as a peer's.
+    let here = tables_with((5000, 5999), |t| {
+        t.laddrs.push(Addr::v4(peer_lip));
+        t.services[0].peer_laddrs = vec![1];
+    });
+    let mut box2 = pipelines(&here, 1, &known_servers());
+    assert_eq!(install(&mut box2, &sent, 2_000).installed, 1);
+    // Bound to its server, but not counted as scheduled here (`Conns`).
+    assert_eq!(box2[0].rs_conns().iter().map(|c| c.total()).sum::<u32>(), 1);
+    assert!(box2[0].rs_conns().iter().all(|c| c.created == 0));
+    // The router moved the flow here: both ways carry on.
+    let mut f = frame(CLIENT_MAC, client, vip, tcp::ACK);
+    assert_eq!(
+        box2[0].process(&mut f, 0, Millis(2_001)),
+        Verdict::Forward { port: 0 }
+    );
+    assert_eq!(endpoints(&f), (RS1_MAC, laddr, rs));
+    let mut reply = frame(RS1_MAC, rs, laddr, tcp::ACK);
+    assert_eq!(
+        box2[0].process(&mut reply, 0, Millis(2_002)),
+        Verdict::Forward { port: 0 }
+    );
+    assert_eq!(endpoints(&reply), (CLIENT_MAC, vip, client));
+    // New connections take this box's own address only.
+    for port in 46001..46011 {
+        let (_, l, _) = open(&mut box2, Endpoint::new([10, 77, 0, 10], port), 3_000);
+        assert_eq!(l.ip.v4_bits(), LIP);
+    }
+    // The peer's address is not answered for while the peer lives.
+    assert!(!here.holds(Addr::v4(peer_lip)));
+    assert!(here.holds(Addr::v4(LIP)));
+    assert!(here.is_peer_laddr(Addr::v4(peer_lip)));
+    // Without it listed as a peer's, the same entry is refused.
+    let mut box3 = pipelines(&tables_with((5000, 5999), |_| {}), 1, &known_servers());
+    assert_eq!(
+        box3[0].install_synced(&sent[0], Millis(2_000)),
+        InstallOutcome::NoLocalAddress
+    );
+}
