@@ -27,6 +27,8 @@ fn record(i: u32, forward: Forward) -> SyncRecord {
         laddr: (forward == Forward::FullNat)
             .then(|| Endpoint::new([10, 77, 0, 200], 1025 + (i % 60000) as u16)),
         timeout_s: 900,
+        client_addr: dataplane::session::ClientAddress::None,
+        ext: Default::default(),
     }
 }
 

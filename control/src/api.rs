@@ -97,6 +97,57 @@ pub enum Request {
     },
     /// `-L --daemon`: the running sync daemons, as ipvsadm prints them.
     ListDaemons,
+    /// `rvsadm acl ...`, `rvsadm limit ...`: a service's ACL and limits.
+    Access(AccessRequest),
+}
+
+/// `rvsadm acl|limit`: list or change a service's ACL rules and limits.
+/// Changes apply to new connections only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AccessRequest {
+    /// The rules and limits of one service, or of all (`None`), with their
+    /// hit counts.
+    List(Option<ServiceSpec>),
+    /// Insert `rule` (`allow|deny PREFIX`) at 1-based position `at`, or
+    /// append it.
+    Add {
+        /// The service.
+        service: ServiceSpec,
+        /// `allow PREFIX` or `deny PREFIX`.
+        rule: String,
+        /// 1-based position; `None`: last.
+        at: Option<usize>,
+    },
+    /// Remove the rule written `rule`, or at 1-based position `rule`.
+    Del {
+        /// The service.
+        service: ServiceSpec,
+        /// `allow|deny PREFIX`, or a position.
+        rule: String,
+    },
+    /// Remove every rule of the service.
+    Flush(ServiceSpec),
+    /// Set limits by name (`max_conns`, ...; see `config::access::Key`);
+    /// those not named keep their value.
+    SetLimits {
+        /// The service.
+        service: ServiceSpec,
+        /// Name and value.
+        values: Vec<(String, i64)>,
+    },
+}
+
+/// A service's ACL and limits as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessView {
+    /// `TCP  10.0.0.1:80`, as `-L -n` names it.
+    pub service: String,
+    /// Rules in order, with the connections each matched (all workers).
+    pub rules: Vec<(String, u64)>,
+    /// Limits by name, their value, and the connections (or ICMP answers,
+    /// for `icmp_rate`) each refused; `None` for settings that refuse
+    /// nothing themselves (prefix lengths, bursts).
+    pub limits: Vec<(String, u32, Option<u64>)>,
 }
 
 /// For [`Request::ListVips`], [`Request::Drain`] and [`Request::Undrain`].
@@ -158,6 +209,10 @@ pub struct ServiceSpec {
     /// `proxy-v2`; `None` keeps the service's (`none` for a new one).
     #[serde(default)]
     pub client_address: Option<String>,
+    /// `-j|--synproxy enable|disable` (DPVS's): `None` keeps the
+    /// service's (off for a new one).
+    #[serde(default)]
+    pub syn_proxy: Option<bool>,
 }
 
 /// A real server named on the command line.
@@ -279,6 +334,15 @@ pub struct WorkerStatsView {
     /// Flood-guard counters by name.
     #[serde(default)]
     pub guard: Vec<(String, u64)>,
+    /// Feature events by name (`dataplane::stats::EVENT_NAMES`).
+    #[serde(default)]
+    pub events: Vec<(String, u64)>,
+    /// Fragment counters by name (`dataplane::frag::FragCounters`).
+    #[serde(default)]
+    pub frags: Vec<(String, u64)>,
+    /// SYN-proxy counters by name (`dataplane::synproxy::Counters`).
+    #[serde(default)]
+    pub synproxy: Vec<(String, u64)>,
 }
 
 /// Counters of one DPDK port.
@@ -296,6 +360,10 @@ pub struct PortStatsView {
     pub tx_bytes: u64,
     /// Missed on receive.
     pub rx_missed: u64,
+    /// Frames the kernel dropped before the PMD saw them (af_packet: full
+    /// packet-socket ring; af_xdp: full XDP socket ring); `None` for a
+    /// device that counts its own misses in `rx_missed`.
+    pub rx_kernel_dropped: Option<u64>,
     /// Receive errors.
     pub rx_errors: u64,
     /// Transmit errors.
@@ -342,6 +410,8 @@ pub enum Response {
     Vips(VipsView),
     /// For [`Request::ListDaemons`]: one line per daemon.
     Daemons(Vec<String>),
+    /// For [`Request::Access`]`(`[`AccessRequest::List`]`)`.
+    Access(Vec<AccessView>),
     /// The request failed.
     Error(String),
 }

@@ -347,6 +347,7 @@ fn rule_flags(flags: &str) -> String {
                 words.next();
             }
             ("ops", _) => out += " -o",
+            ("synproxy", _) => out += " -j enable",
             ("client-address", Some(m)) => {
                 out += &format!(" --client-address {m}");
                 words.next();
@@ -363,8 +364,24 @@ fn rule_flags(flags: &str) -> String {
 /// `ipvsadm -L -n -c`.
 #[must_use]
 pub fn list_connections(conns: &[ConnectionView]) -> String {
+    list_connections_with(conns, false)
+}
+
+/// `ipvsadm -L -n -c`, with `--persistent-conn` if `pe_columns`: the
+/// header then names ipvsadm's `pe name` and `pe_data` columns, which
+/// ipvsadm fills only for a connection of a persistence engine (`--pe
+/// sip`, `print_conn`'s 11 fields); rvs has none, so every line is the
+/// plain one, as ipvsadm prints on a kernel without one.
+#[must_use]
+pub fn list_connections_with(conns: &[ConnectionView], pe_columns: bool) -> String {
     let mut out = String::from("IPVS connection entries\n");
-    out.push_str("pro expire state       source             virtual            destination\n");
+    if pe_columns {
+        out.push_str(
+            "pro expire state       source             virtual            destination        pe name          pe_data\n",
+        );
+    } else {
+        out.push_str("pro expire state       source             virtual            destination\n");
+    }
     for c in conns {
         let _ = writeln!(
             out,
@@ -427,7 +444,8 @@ mod tests {
             proto: "TCP".into(),
             vip: "192.168.140.100:80".into(),
             scheduler: "rr".into(),
-            flags: " (sh-port) persistent 300 mask 255.255.255.0 client-address proxy-v2".into(),
+            flags: " (sh-port) persistent 300 mask 255.255.255.0 synproxy client-address proxy-v2"
+                .into(),
             local_addresses: vec!["10.0.0.200".into()],
             servers: vec![
                 RealServerView {
@@ -459,7 +477,7 @@ mod tests {
         assert_eq!(
             save(&[s]),
             concat!(
-                "-A -t 192.168.140.100:80 -s rr -b sh-port -p 300 -M 255.255.255.0 --client-address proxy-v2\n",
+                "-A -t 192.168.140.100:80 -s rr -b sh-port -p 300 -M 255.255.255.0 -j enable --client-address proxy-v2\n",
                 "-P -t 192.168.140.100:80 -z 10.0.0.200\n",
                 "-a -t 192.168.140.100:80 -r 192.168.140.11:80 -g -w 1\n",
                 "-a -t 192.168.140.100:80 -r 192.168.140.12:80 --fullnat -w 2 -x 100 -y 50\n",

@@ -51,6 +51,12 @@ pub struct WorkerSample {
     pub guard_on: bool,
     /// Flood-guard counters by name (`dataplane::guard::GuardCounters`).
     pub guard: Vec<(&'static str, u64)>,
+    /// Feature events by name (`dataplane::stats::EVENT_NAMES`).
+    pub events: Vec<(&'static str, u64)>,
+    /// Fragment counters by name (`dataplane::frag::FragCounters`).
+    pub frags: Vec<(&'static str, u64)>,
+    /// SYN-proxy counters by name (`dataplane::synproxy::Counters`).
+    pub synproxy: Vec<(&'static str, u64)>,
 }
 
 /// One port's ethdev counters.
@@ -64,6 +70,9 @@ pub struct PortSample {
     pub link_up: bool,
     /// Driver xstats (name, value).
     pub xstats: Vec<(String, u64)>,
+    /// Frames the kernel dropped before the PMD saw them (af_packet,
+    /// af_xdp); `None` for devices that count their own misses.
+    pub kernel_dropped: Option<u64>,
 }
 
 /// A real server's connection counts (all workers).
@@ -83,6 +92,21 @@ pub struct ServerSample {
     pub connections: u64,
     /// Its health check finds it up (or it is not checked).
     pub up: bool,
+}
+
+/// Hits of one ACL rule, or refusals of one limit, of a service (all
+/// workers).
+#[derive(Debug, Clone, Default)]
+pub struct AccessSample {
+    /// Service label (`TCP/10.0.0.1:80`).
+    pub service: String,
+    /// The rule (`deny 10.0.0.0/8`), for an ACL rule's hits.
+    pub acl_rule: Option<String>,
+    /// The limit's name (`max_conns`, ...), for a limit's refusals.
+    pub limit: Option<String>,
+    /// Connections matched (a rule) or refused (a limit; `icmp_rate`: port
+    /// unreachables held back).
+    pub hits: u64,
 }
 
 /// Everything one scrape shows.
@@ -110,6 +134,8 @@ pub struct Snapshot {
     pub vips: Vec<(String, bool)>,
     /// A drain is in progress.
     pub draining: bool,
+    /// ACL rules' hits and limits' refusals.
+    pub access: Vec<AccessSample>,
 }
 
 /// Why rendering failed (a metric definition error: a bug, not input).
@@ -255,6 +281,24 @@ pub fn render(s: &Snapshot) -> Result<String, RenderError> {
         "Flood-guard events, by kind: on (went on), half_open_short (half-open sessions given the short timeout), half_open_evicted (evicted to make room).",
         &["worker", "event"],
     )?;
+    let events = counter(
+        &reg,
+        "rvs_worker_events_total",
+        "What per-connection features did, by event: client_addr_inserted (TOA options and PROXY headers inserted toward servers), toa_no_room (TOA options left out for want of room).",
+        &["worker", "event"],
+    )?;
+    let frags = counter(
+        &reg,
+        "rvs_worker_fragments_total",
+        "IP fragments, by outcome: forwarded (first and later ones), no_first (a later fragment whose first was not seen first, dropped), table_full (a first fragment dropped for want of room in the fragment table), timed_out (datagrams whose later fragments stopped coming).",
+        &["worker", "outcome"],
+    )?;
+    let synproxy = counter(
+        &reg,
+        "rvs_worker_synproxy_total",
+        "SYN-proxy events, by kind: cookies_sent (SYNs answered with a cookie), acks_valid, acks_invalid (ACKs whose cookie did (not) check), sessions_opened (connections opened to a server after a valid ACK), server_handshakes (server SYN-ACKs answered), data_held (client data held during the server handshake).",
+        &["worker", "event"],
+    )?;
     for x in &s.workers {
         let l = x.lcore.to_string();
         let l = [l.as_str()];
@@ -283,6 +327,15 @@ pub fn render(s: &Snapshot) -> Result<String, RenderError> {
         guard_on.with_label_values(&l).set(i64::from(x.guard_on));
         for (event, n) in &x.guard {
             guard.with_label_values(&[l[0], event]).inc_by(*n);
+        }
+        for (event, n) in &x.events {
+            events.with_label_values(&[l[0], event]).inc_by(*n);
+        }
+        for (outcome, n) in &x.frags {
+            frags.with_label_values(&[l[0], outcome]).inc_by(*n);
+        }
+        for (event, n) in &x.synproxy {
+            synproxy.with_label_values(&[l[0], event]).inc_by(*n);
         }
     }
 
@@ -329,6 +382,12 @@ pub fn render(s: &Snapshot) -> Result<String, RenderError> {
         "The driver's extended counters (rte_eth_xstats), by name.",
         &["port", "name"],
     )?;
+    let kernel_dropped = counter(
+        &reg,
+        "rvs_port_rx_kernel_dropped_total",
+        "Frames the kernel dropped before the PMD saw them (af_packet: packet-socket ring full; af_xdp: XDP socket ring full).",
+        &p,
+    )?;
     for port in &s.ports {
         let l = [port.name.as_str()];
         for (c, v) in basic.iter().zip(port.basic) {
@@ -337,6 +396,9 @@ pub fn render(s: &Snapshot) -> Result<String, RenderError> {
         link.with_label_values(&l).set(i64::from(port.link_up));
         for (name, v) in &port.xstats {
             xstat.with_label_values(&[l[0], name]).inc_by(*v);
+        }
+        if let Some(v) = port.kernel_dropped {
+            kernel_dropped.with_label_values(&l).inc_by(v);
         }
     }
 
@@ -387,6 +449,27 @@ pub fn render(s: &Snapshot) -> Result<String, RenderError> {
     )?;
     for name in &s.services {
         svc.with_label_values(&[name]).set(1);
+    }
+    let acl = counter(
+        &reg,
+        "rvs_service_acl_hits_total",
+        "New connections an ACL rule of a service matched (allow or deny), all workers.",
+        &["service", "rule"],
+    )?;
+    let refused = counter(
+        &reg,
+        "rvs_service_limit_refused_total",
+        "New connections a limit of a service refused (icmp_rate: port unreachables held back), all workers.",
+        &["service", "limit"],
+    )?;
+    for a in &s.access {
+        match (&a.acl_rule, &a.limit) {
+            (Some(rule), _) => acl.with_label_values(&[&a.service, rule]).inc_by(a.hits),
+            (None, Some(limit)) => refused
+                .with_label_values(&[&a.service, limit])
+                .inc_by(a.hits),
+            (None, None) => {}
+        }
     }
 
     let neigh = gauge(
@@ -457,6 +540,9 @@ mod tests {
                 session_capacity: 65536,
                 guard_on: true,
                 guard: vec![("half_open_evicted", 3)],
+                events: vec![("toa_no_room", 2)],
+                frags: vec![("forwarded", 4)],
+                synproxy: vec![("cookies_sent", 5)],
                 ..WorkerSample::default()
             }],
             ports: vec![PortSample {
@@ -464,6 +550,7 @@ mod tests {
                 basic: [1, 2, 3, 4, 0, 0, 0, 0],
                 link_up: true,
                 xstats: vec![("rx_good_packets".into(), 1)],
+                kernel_dropped: Some(5),
             }],
             servers: vec![ServerSample {
                 service: "TCP/10.0.0.1:80".into(),
@@ -482,6 +569,20 @@ mod tests {
             last_reload_time: 0.0,
             vips: vec![("10.0.0.1".into(), true)],
             draining: false,
+            access: vec![
+                AccessSample {
+                    service: "TCP/10.0.0.1:80".into(),
+                    acl_rule: Some("deny 10.0.0.0/8".into()),
+                    limit: None,
+                    hits: 4,
+                },
+                AccessSample {
+                    service: "TCP/10.0.0.1:80".into(),
+                    acl_rule: None,
+                    limit: Some("max_conns".into()),
+                    hits: 5,
+                },
+            ],
         }
     }
 
@@ -494,10 +595,14 @@ mod tests {
             "rvs_worker_session_capacity{worker=\"1\"} 65536",
             "rvs_port_tx_packets_total{port=\"dpdk0\"} 2",
             "rvs_port_xstats_total{name=\"rx_good_packets\",port=\"dpdk0\"} 1",
+            "rvs_port_rx_kernel_dropped_total{port=\"dpdk0\"} 5",
             "rvs_real_server_inactive_connections{server=\"10.0.0.2:80\",service=\"TCP/10.0.0.1:80\"} 3",
             "rvs_config_generation 3",
             "rvs_vip_route_announced{vip=\"10.0.0.1\"} 1",
             "rvs_draining 0",
+            "rvs_worker_events_total{event=\"toa_no_room\",worker=\"1\"} 2",
+            "rvs_service_acl_hits_total{rule=\"deny 10.0.0.0/8\",service=\"TCP/10.0.0.1:80\"} 4",
+            "rvs_service_limit_refused_total{limit=\"max_conns\",service=\"TCP/10.0.0.1:80\"} 5",
             "rvs_real_server_connections_total{server=\"10.0.0.2:80\",service=\"TCP/10.0.0.1:80\"} 7",
             "# TYPE rvs_worker_rx_packets_total counter",
             "# TYPE rvs_worker_sessions gauge",

@@ -5,7 +5,9 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
+use dataplane::acl::{Acl, Rule};
 use dataplane::addr::Addr;
+use dataplane::limits::Limits;
 use dataplane::sched::{self, Member, MH_TABLE_SIZE_DEFAULT};
 use dataplane::session::Endpoint;
 use dataplane::tables::{Interface, RealServer, Service, Tables};
@@ -146,9 +148,37 @@ pub struct Registry {
     laddrs: Vec<Addr>,
     servers: Vec<(SocketAddr, u8, SocketAddr)>,
     last_weight: Vec<u32>,
+    /// Hit counters of ACL rules and limits: (service, what it counts),
+    /// append-only like the servers, so a counter survives edits of the
+    /// other rules.
+    counters: Vec<(SocketAddr, u8, String)>,
 }
 
 impl Registry {
+    /// The hit-counter index of `what` (`"deny 10.0.0.0/8"`, `"max_conns"`,
+    /// ...) of service (`vip`, `proto`); `u16::MAX` (not counted) once
+    /// [`dataplane::limits::MAX_COUNTERS`] are taken.
+    pub fn counter(&mut self, vip: SocketAddr, proto: u8, what: &str) -> u16 {
+        if let Some(i) = self.counter_of(vip, proto, what) {
+            return i;
+        }
+        if self.counters.len() >= dataplane::limits::MAX_COUNTERS {
+            return u16::MAX;
+        }
+        self.counters.push((vip, proto, what.to_string()));
+        (self.counters.len() - 1) as u16
+    }
+
+    /// The hit-counter index of `what` of service (`vip`, `proto`), if it
+    /// has one.
+    #[must_use]
+    pub fn counter_of(&self, vip: SocketAddr, proto: u8, what: &str) -> Option<u16> {
+        self.counters
+            .iter()
+            .position(|(v, p, w)| *v == vip && *p == proto && w == what)
+            .map(|i| i as u16)
+    }
+
     fn laddr(&mut self, a: Addr) -> u16 {
         let i = self.laddrs.iter().position(|x| *x == a).unwrap_or_else(|| {
             self.laddrs.push(a);
@@ -315,9 +345,33 @@ fn service(config: &Config, s: &ServiceConfig, registry: &mut Registry) -> Servi
         persistence: opts.persistence,
         ops: opts.ops,
         client_address: opts.client_address,
+        acl: Acl {
+            rules: opts
+                .acl
+                .iter()
+                .map(|r| Rule {
+                    action: r.action,
+                    prefix: r.prefix,
+                    counter: registry.counter(s.vip, s.proto, &r.to_string()),
+                })
+                .collect(),
+        },
+        limits: Limits {
+            counters: LIMIT_COUNTERS.map(|c| registry.counter(s.vip, s.proto, c)),
+            ..opts.limits
+        },
+        syn_proxy: opts.syn_proxy,
         servers,
     }
 }
+
+/// What the four counters of [`Limits::counters`] count, as listings name them.
+pub const LIMIT_COUNTERS: [&str; 4] = [
+    "max_conns",
+    "max_conns_per_client",
+    "new_conn_rate",
+    "icmp_rate",
+];
 
 #[cfg(test)]
 mod tests {
@@ -346,7 +400,7 @@ mod tests {
     }
 
     #[test]
-    fn af_packet_devices_get_a_queue_pair_per_worker_and_a_deep_ring_unless_set() {
+    fn af_packet_and_af_xdp_devices_get_a_queue_per_worker_unless_set() {
         let mut c = lab();
         c.dataplane.worker_lcores = vec![1, 2];
         assert_eq!(
@@ -360,6 +414,12 @@ mod tests {
         );
         c.interfaces[0].device = "net_tap0,iface=t0".into();
         assert_eq!(c.interfaces[0].eal_device(2), "net_tap0,iface=t0");
+        c.interfaces[0].device = "net_af_xdp0,iface=lb0".into();
+        assert_eq!(c.interfaces[0].eal_device(1), "net_af_xdp0,iface=lb0");
+        assert_eq!(
+            c.interfaces[0].eal_device(2),
+            "net_af_xdp0,iface=lb0,queue_count=2"
+        );
     }
 
     #[test]

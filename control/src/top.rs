@@ -47,7 +47,10 @@ pub fn render(now: &Reading, before: &Reading, secs: f64) -> String {
             "  RX-packets: {:<14} RX-missed: {:<14} RX-bytes:  {}",
             p.rx_packets, p.rx_missed, p.rx_bytes
         );
-        let _ = writeln!(out, "  RX-errors: {}", p.rx_errors);
+        let kernel = p
+            .rx_kernel_dropped
+            .map_or_else(String::new, |n| format!("   RX-kernel-dropped: {n}"));
+        let _ = writeln!(out, "  RX-errors: {}{kernel}", p.rx_errors);
         let _ = writeln!(
             out,
             "  TX-packets: {:<14} TX-errors: {:<14} TX-bytes:  {}",
@@ -122,6 +125,9 @@ mod tests {
             drops: vec![("no_session".into(), rx / 10)],
             guard_on: false,
             guard: Vec::new(),
+            events: Vec::new(),
+            frags: Vec::new(),
+            synproxy: Vec::new(),
         }
     }
 
@@ -134,6 +140,7 @@ mod tests {
             rx_bytes: n * 64,
             tx_bytes: n * 64,
             rx_missed: 0,
+            rx_kernel_dropped: None,
             rx_errors: 0,
             tx_errors: 0,
         };

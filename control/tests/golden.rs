@@ -430,6 +430,10 @@ fn outputs() -> Vec<(&'static str, String)> {
             "connections.txt",
             ipvsadm_fmt::list_connections(&connections()),
         ),
+        (
+            "connections-persistent-conn.txt",
+            ipvsadm_fmt::list_connections_with(&connections(), true),
+        ),
         ("stats.txt", list(Columns::Stats, false)),
         ("stats-exact.txt", list(Columns::Stats, true)),
         ("rate.txt", list(Columns::Rate, false)),

@@ -16,7 +16,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 
-use rvs_control::sync::wire::{flags, Conn, MessageBuilder, Seq, SYNC_GROUP_V4, SYNC_PORT};
+use rvs_control::sync::wire::{
+    flags, Conn, MessageBuilder, Seq, SessionOpt, SYNC_GROUP_V4, SYNC_PORT,
+};
 
 fn conn(client: &str, vip: &str, dest: &str) -> Conn {
     Conn {
@@ -31,6 +33,7 @@ fn conn(client: &str, vip: &str, dest: &str) -> Conn {
         seq: None,
         pe: None,
         local: None,
+        session: None,
     }
 }
 
@@ -116,9 +119,15 @@ fn tshark_decodes_every_entry_rvs_sends() {
         ));
     }
 
-    // A FULLNAT connection with sequence data and rvs's local-address option.
+    // A FULLNAT connection with a PROXY header inserted: sequence data and
+    // rvs's local-address and session options.
     let mut c = conn("10.77.0.10:40000", "10.77.0.100:80", "10.77.0.11:80");
     c.local = Some("10.77.0.200:1025".parse::<SocketAddr>().unwrap());
+    c.session = Some(SessionOpt {
+        mode: 3,
+        flags: 7,
+        server_next: 0x8000_0001,
+    });
     c.seq = Some((
         Seq {
             init_seq: 1000,
@@ -149,6 +158,8 @@ fn tshark_decodes_every_entry_rvs_sends() {
     datagrams.push(b.take().unwrap());
     entries.push(entries[1].clone());
     entries.push(with_options);
+    // A backup's resync request: a message without entries.
+    datagrams.push(vec![0, 9, 0, 8, 0, 1, 0, 0]);
 
     let dir = std::env::temp_dir().join(format!("rvs-sync-tshark-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -127,6 +127,8 @@ fn bench_feed(c: &mut Criterion) {
         rs: Endpoint::new([10, 77, 0, 11], 80),
         laddr: Some(Endpoint::new([10, 77, 0, 200], 5000)),
         timeout_s: 900,
+        client_addr: rvs_dataplane::session::ClientAddress::None,
+        ext: Default::default(),
     };
     g.bench_function("ring_push_and_pop", |b| {
         b.iter(|| {

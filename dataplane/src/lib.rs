@@ -12,11 +12,14 @@
 #[allow(unsafe_code)]
 pub mod dpdk;
 
+pub mod acl;
 pub mod addr;
 pub mod checksum;
+pub mod frag;
 pub mod guard;
 pub mod hold;
 pub mod laddr;
+pub mod limits;
 pub mod local;
 pub mod neigh;
 pub mod packet;
@@ -29,6 +32,7 @@ pub mod session;
 pub mod stats;
 pub mod sync_feed;
 pub mod sync_policy;
+pub mod synproxy;
 pub mod tables;
 pub mod time;
 pub mod vlan;

@@ -16,7 +16,10 @@ pub enum DropReason {
     UnsupportedL3,
     /// IP protocol not handled for this destination.
     UnsupportedL4,
-    /// An IPv4 or IPv6 fragment (fragments are neither reassembled nor forwarded yet).
+    /// An IPv4 or IPv6 fragment that cannot be forwarded: its first fragment
+    /// was not seen first (or too long ago), the fragment table was full, or
+    /// its session cannot carry fragments (FULLNAT64, client-address
+    /// insertion); see the `frag` counters.
     Fragment,
     /// Destination address not owned by the appliance.
     NotForUs,
@@ -82,11 +85,29 @@ pub enum DropReason {
     /// TCP flags no stack sends (SYN+FIN, SYN+RST, none, FIN without ACK,
     /// ...: netfilter's table of valid combinations).
     TcpFlags,
+    /// A new connection denied by the service's ACL (see [`crate::acl`]).
+    AclDeny,
+    /// A new connection over the service's `max_conns` (see [`crate::limits`]).
+    ConnLimit,
+    /// A new connection over the service's `max_conns_per_client` for its
+    /// client prefix.
+    ClientConnLimit,
+    /// A new connection over the service's `rate` for its client prefix.
+    ClientRateLimit,
+    /// A new connection whose client prefix found no room in the worker's
+    /// client table (a service with per-client limits; see [`crate::limits`]).
+    ClientTableFull,
+    /// An ACK with no session to a SYN-proxied service whose SYN cookie
+    /// does not check (forged, or older than two minutes).
+    SynCookieInvalid,
+    /// A segment of a SYN-proxied connection that arrived while the
+    /// server's handshake was still running (the sender retransmits it).
+    SynProxyPending,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 29;
+    pub const COUNT: usize = 36;
 
     /// All reasons, in discriminant order.
     pub const ALL: [Self; Self::COUNT] = [
@@ -119,6 +140,13 @@ impl DropReason {
         Self::OwnSource,
         Self::SourceRoute,
         Self::TcpFlags,
+        Self::AclDeny,
+        Self::ConnLimit,
+        Self::ClientConnLimit,
+        Self::ClientRateLimit,
+        Self::ClientTableFull,
+        Self::SynCookieInvalid,
+        Self::SynProxyPending,
     ];
 
     /// Stable snake_case name (metrics label, listings).
@@ -154,12 +182,19 @@ impl DropReason {
             Self::OwnSource => "own_source",
             Self::SourceRoute => "source_route",
             Self::TcpFlags => "tcp_flags",
+            Self::AclDeny => "acl_deny",
+            Self::ConnLimit => "conn_limit",
+            Self::ClientConnLimit => "client_conn_limit",
+            Self::ClientRateLimit => "client_rate_limit",
+            Self::ClientTableFull => "client_table_full",
+            Self::SynCookieInvalid => "syn_cookie_invalid",
+            Self::SynProxyPending => "syn_proxy_pending",
         }
     }
 }
 
 /// A worker's own counters.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Counters {
     /// Packets received.
     pub rx_packets: u64,
@@ -193,7 +228,40 @@ pub struct Counters {
     pub toa_no_room: u64,
 }
 
+/// The names of [`Counters::events`], in its order: what the optional
+/// per-connection features did (`rvs_worker_events_total{event}`,
+/// `rvsadm --stats-dp`).
+pub const EVENT_NAMES: [&str; 2] = ["client_addr_inserted", "toa_no_room"];
+// By hand: `[u64; N]` has no `Default` past N = 32.
+impl Default for Counters {
+    fn default() -> Self {
+        Self {
+            rx_packets: 0,
+            tx_packets: 0,
+            rx_bytes: 0,
+            tx_bytes: 0,
+            drops: [0; DropReason::COUNT],
+            sessions_created: 0,
+            sessions_expired: 0,
+            arp_replies: 0,
+            echo_replies: 0,
+            icmp_relayed: 0,
+            redirected_out: 0,
+            redirected_in: 0,
+            punted: 0,
+            client_addr_inserted: 0,
+            toa_no_room: 0,
+        }
+    }
+}
+
 impl Counters {
+    /// The feature events, in [`EVENT_NAMES`] order.
+    #[must_use]
+    pub fn events(&self) -> [u64; EVENT_NAMES.len()] {
+        [self.client_addr_inserted, self.toa_no_room]
+    }
+
     /// Counts a drop.
     #[inline]
     pub fn drop(&mut self, reason: DropReason) {

@@ -19,11 +19,14 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::addr::Addr;
+use crate::session::ext::{ExtFlags, SessionExt};
 use crate::session::Endpoint;
 use crate::tables::Forward;
+use crate::xmit::client_addr::ClientAddress;
+use crate::xmit::seq_shift::SeqShift;
 
 /// 64-bit words per ring slot.
-pub const WORDS: usize = 10;
+pub const WORDS: usize = 13;
 
 /// What kind of entry a record is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +60,45 @@ pub struct SyncRecord {
     pub laddr: Option<Endpoint>,
     /// Seconds until it expires.
     pub timeout_s: u32,
+    /// How the session tells its server the client's address (FULLNAT
+    /// TCP; `None` otherwise).
+    pub client_addr: ClientAddress,
+    /// What the session's byte-stream changes remember (sequence shifts,
+    /// ISNs seen, header sent); default for a session that has none.
+    pub ext: SessionExt,
+}
+
+/// A [`SessionExt`] as three ring words (see [`ext_of_words`]). The one
+/// place that knows the layout of the ext in the ring: a field added to
+/// [`SessionExt`] that must survive failover is added here and in
+/// control's sync option (`control/src/sync/convert.rs`).
+#[must_use]
+pub fn ext_words(e: &SessionExt, mode: ClientAddress) -> [u64; 3] {
+    [
+        u64::from(e.to_server.base) | u64::from(e.to_server.delta) << 32,
+        u64::from(e.to_client.base) | u64::from(e.to_client.delta) << 32,
+        u64::from(e.server_next) | u64::from(e.flags.bits()) << 32 | u64::from(mode as u8) << 40,
+    ]
+}
+
+/// The [`SessionExt`] and mode of [`ext_words`]' words.
+#[must_use]
+pub fn ext_of_words(w: [u64; 3]) -> (SessionExt, ClientAddress) {
+    let shift = |x: u64| SeqShift::new(x as u32, (x >> 32) as u32);
+    let e = SessionExt {
+        to_server: shift(w[0]),
+        to_client: shift(w[1]),
+        server_next: w[2] as u32,
+        flags: ExtFlags::from_bits_retain((w[2] >> 32) as u8),
+        // The SYN proxy's timestamp and window state does not travel yet
+        // (its sequence shift does, in `to_client`): docs/synproxy.md.
+        syn_proxy: crate::synproxy::ProxyState::default(),
+    };
+    let mode = ClientAddress::ALL
+        .get(usize::from((w[2] >> 40) as u8))
+        .copied()
+        .unwrap_or_default();
+    (e, mode)
 }
 
 fn forward_code(f: Forward) -> u64 {
@@ -111,13 +153,15 @@ impl SyncRecord {
             | u64::from(self.kind == RecordKind::Template) << 18
             | u64::from(self.laddr.is_some()) << 19
             | u64::from(self.timeout_s) << 32;
-        [c0, c1, v0, v1, r0, r1, l0, l1, ports, misc]
+        let [e0, e1, e2] = ext_words(&self.ext, self.client_addr);
+        [c0, c1, v0, v1, r0, r1, l0, l1, ports, misc, e0, e1, e2]
     }
 
     /// The record from ring words.
     #[must_use]
     pub fn from_words(w: &[u64; WORDS]) -> Self {
         let (ports, misc) = (w[8], w[9]);
+        let (ext, client_addr) = ext_of_words([w[10], w[11], w[12]]);
         let port = |shift: u32| (ports >> shift) as u16;
         Self {
             kind: if misc >> 18 & 1 == 1 {
@@ -133,6 +177,8 @@ impl SyncRecord {
             rs: Endpoint::at(addr_of(w[4], w[5]), port(32)),
             laddr: (misc >> 19 & 1 == 1).then(|| Endpoint::at(addr_of(w[6], w[7]), port(48))),
             timeout_s: (misc >> 32) as u32,
+            client_addr,
+            ext,
         }
     }
 }
@@ -241,6 +287,14 @@ mod tests {
             ),
             laddr: Some(Endpoint::new([10, 0, 0, 200], 5000 + i)),
             timeout_s: 900,
+            client_addr: ClientAddress::ProxyV2,
+            ext: SessionExt {
+                to_server: SeqShift::new(0xffff_fff0, 28),
+                to_client: SeqShift::new(7, u32::MAX - 5),
+                server_next: 0x8000_0001,
+                flags: ExtFlags::all(),
+                syn_proxy: Default::default(),
+            },
         }
     }
 
@@ -255,6 +309,8 @@ mod tests {
             state: 0,
             laddr: None,
             timeout_s: u32::MAX,
+            client_addr: ClientAddress::None,
+            ext: SessionExt::default(),
             ..r
         };
         assert_eq!(SyncRecord::from_words(&t.to_words()), t);

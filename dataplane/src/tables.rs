@@ -181,6 +181,14 @@ pub struct Service {
     /// How its FULLNAT servers learn the client's address
     /// (`client_address`, see [`crate::xmit::client_addr`]).
     pub client_address: crate::xmit::client_addr::ClientAddress,
+    /// Allow/deny rules on client prefixes (see [`crate::acl`]).
+    pub acl: crate::acl::Acl,
+    /// Connection limits and the ICMP answers' rate (see [`crate::limits`]).
+    pub limits: crate::limits::Limits,
+    /// SYN proxy (`syn_proxy`, TCP FULLNAT and NAT): SYNs are answered
+    /// with cookies, the server is connected after the client's ACK (see
+    /// [`crate::synproxy`]).
+    pub syn_proxy: bool,
 }
 
 /// Everything the pipeline forwards by.

@@ -125,6 +125,15 @@ pub struct WorkerShared {
     pub guard_on: AtomicBool,
     /// Flood-guard counters, in [`crate::guard::GuardCounters::NAMES`] order.
     pub guard: [AtomicU64; 3],
+    /// Feature events, in [`crate::stats::EVENT_NAMES`] order.
+    pub events: [AtomicU64; crate::stats::EVENT_NAMES.len()],
+    /// Fragment counters, in [`crate::frag::FragCounters::NAMES`] order.
+    pub frags: [AtomicU64; 4],
+    /// Hit counters of ACL rules and limits, by the index control gave
+    /// each ([`crate::limits::MAX_COUNTERS`] of them).
+    pub access_hits: Vec<AtomicU64>,
+    /// SYN-proxy counters, in [`crate::synproxy::Counters::NAMES`] order.
+    pub synproxy: [AtomicU64; 6],
     /// Generation of the tables in force.
     pub generation: AtomicU64,
 }
@@ -154,6 +163,12 @@ impl WorkerShared {
             punted: AtomicU64::new(0),
             guard_on: AtomicBool::new(false),
             guard: std::array::from_fn(|_| AtomicU64::new(0)),
+            events: std::array::from_fn(|_| AtomicU64::new(0)),
+            frags: std::array::from_fn(|_| AtomicU64::new(0)),
+            access_hits: (0..crate::limits::MAX_COUNTERS)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            synproxy: std::array::from_fn(|_| AtomicU64::new(0)),
             generation: AtomicU64::new(0),
         }
     }
@@ -166,6 +181,12 @@ pub struct SessionPage {
     pub now: Millis,
     /// The sessions.
     pub sessions: Vec<Session>,
+    /// Beside each session, its rarely used part (sequence shifts; the
+    /// default for a session that has none), for connection sync.
+    pub exts: Vec<crate::session::ext::SessionExt>,
+    /// Beside each session: installed from a peer's sync entry and not
+    /// forwarded here since (a full resync leaves it out).
+    pub from_peer: Vec<bool>,
     /// The slot the next page starts at; `None`: this was the last page.
     pub next: Option<u32>,
     /// The live persistence templates (`ipvsadm -L -c` lists them too),
@@ -684,9 +705,19 @@ impl Worker {
                     } else {
                         Vec::new()
                     };
+                    let exts = sessions
+                        .iter()
+                        .map(|s| self.pipeline.session_ext(s))
+                        .collect();
+                    let from_peer = sessions
+                        .iter()
+                        .map(|s| self.pipeline.session_from_peer(s))
+                        .collect();
                     let _ = reply.send(SessionPage {
                         now,
                         sessions,
+                        exts,
+                        from_peer,
                         next: next.map(|n| n as u32),
                         templates,
                     });
@@ -862,6 +893,19 @@ impl Worker {
         let g = self.pipeline.flood_guard();
         s.guard_on.store(g.is_on(), Ordering::Relaxed);
         for (a, v) in s.guard.iter().zip(g.counters.values()) {
+            a.store(v, Ordering::Relaxed);
+        }
+        for (a, v) in s.events.iter().zip(c.events()) {
+            a.store(v, Ordering::Relaxed);
+        }
+        for (a, v) in s.frags.iter().zip(self.pipeline.frag_counters().values()) {
+            a.store(v, Ordering::Relaxed);
+        }
+        for (a, v) in s.access_hits.iter().zip(self.pipeline.access_hits()) {
+            a.store(*v, Ordering::Relaxed);
+        }
+        let sp = self.pipeline.synproxy_counters().values();
+        for (a, v) in s.synproxy.iter().zip(sp) {
             a.store(v, Ordering::Relaxed);
         }
     }

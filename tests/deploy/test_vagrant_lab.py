@@ -67,11 +67,54 @@ def test_appliance_config_matches_vagrantfile(name):
         assert ipaddress.ip_address(a) in LAB_NET and a not in taken, a
 
 
-def test_appliances_do_not_collide():
-    cfgs = [tomllib.loads((REPO / f"deploy/vagrant/{n}.toml").read_text()) for n in ("lb1", "lb2")]
-    vips = [c["service"][0]["vip"] for c in cfgs]
-    laddrs = [a for c in cfgs for a in c["service"][0]["local_addresses"]]
-    assert len(set(vips)) == 2 and len(set(laddrs)) == len(laddrs)
+def test_appliances_are_an_active_backup_pair():
+    """lb1 and lb2 share the services (VIP and local address: a synced
+    FULLNAT connection keeps them), sync to each other and follow the VIP
+    that keepalived moves."""
+    n = nodes()
+    cfgs = {name: tomllib.loads((REPO / f"deploy/vagrant/{name}.toml").read_text()) for name in ("lb1", "lb2")}
+    assert cfgs["lb1"]["service"] == cfgs["lb2"]["service"]
+    assert cfgs["lb1"]["dataplane"] == cfgs["lb2"]["dataplane"], "sync needs the same worker count"
+    for name, peer in (("lb1", "lb2"), ("lb2", "lb1")):
+        sync = cfgs[name]["sync"]
+        assert sync["roles"] == ["master", "backup"]
+        assert sync["syncid"] == 77 and sync["interface"] == "dpdk0"
+        assert sync["peers"] == [n[peer][1]], "unicast to the other appliance"
+        assert sync["follow_kernel_addresses"] is True
+        assert cfgs[name]["interface"][0]["name"] == "dpdk0"
+
+
+KEEPALIVED = REPO / "deploy/keepalived.conf"
+KEEPALIVED_DROPIN = REPO / "deploy/keepalived.service.d/rvsd.conf"
+
+
+def test_keepalived_example_is_what_the_lab_runs():
+    """deploy/keepalived.conf parses (keepalived --config-test) and still has
+    each line the provisioner adapts for lb1/lb2 exactly once; the
+    Vagrantfile uploads it and its systemd drop-in."""
+    proc = run(["keepalived", "--config-test", "-f", KEEPALIVED])
+    assert proc.returncode == 0, proc.stderr
+    text = KEEPALIVED.read_text()
+    for pattern in (r"^ *router_id rvs-lb1( |$)", r"^ *priority 150( |$)", r"^ *198\.51\.100\.100/32 dev dpdk0$"):
+        assert len(re.findall(pattern, text, re.M)) == 1, pattern
+    assert re.search(r"^ *interface dpdk0$", text, re.M) and re.search(r"^ *nopreempt$", text, re.M)
+    vagrantfile = VAGRANTFILE.read_text()
+    assert '"deploy/keepalived.conf"' in vagrantfile
+    assert '"deploy/keepalived.service.d/rvsd.conf"' in vagrantfile
+    provision = PROVISION.read_text()
+    assert "/tmp/keepalived.conf" in provision and "/tmp/keepalived-rvsd.conf" in provision
+
+
+def test_keepalived_dropin_ties_it_to_rvsd_vrrp_only():
+    import configparser
+    cp = configparser.ConfigParser(strict=False, interpolation=None)
+    cp.optionxform = str
+    cp.read_string(KEEPALIVED_DROPIN.read_text())
+    assert cp["Unit"]["BindsTo"] == "rvsd.service" and cp["Unit"]["After"] == "rvsd.service"
+    assert cp["Install"]["WantedBy"] == "rvsd.service"
+    # ExecStart= emptied, then keepalived VRRP only (configparser keeps the last).
+    assert cp["Service"]["ExecStart"].split()[:3] == ["/usr/sbin/keepalived", "--dont-fork", "--vrrp"]
+    assert re.search(r"^ExecStart=$", KEEPALIVED_DROPIN.read_text(), re.M)
 
 
 def test_provisioner_rejects_bad_arguments():

@@ -433,6 +433,9 @@ WORKER_RE = re.compile(
 DROP_RE = re.compile(r"^  drop (\w+): (\d+)$")
 BYTES_RE = re.compile(r"^  bytes rx (\d+) tx (\d+)$")
 GUARD_RE = re.compile(r"^  flood guard (on|off):((?: \w+ \d+)*)$")
+EVENTS_RE = re.compile(r"^  events:((?: \w+ \d+)*)$")
+FRAGS_RE = re.compile(r"^  fragments:((?: \w+ \d+)*)$")
+SYNPROXY_RE = re.compile(r"^  syn proxy:((?: \w+ \d+)*)$")
 
 
 @dataclass
@@ -451,6 +454,9 @@ class WorkerStats:
     tx_bytes: int = 0
     guard_on: bool = False
     guard: dict = field(default_factory=dict)
+    events: dict = field(default_factory=dict)
+    frags: dict = field(default_factory=dict)
+    synproxy: dict = field(default_factory=dict)
 
 
 def parse_worker_stats(text: str) -> list[WorkerStats]:
@@ -471,6 +477,21 @@ def parse_worker_stats(text: str) -> list[WorkerStats]:
             words = m.group(2).split()
             workers[-1].guard_on = m.group(1) == "on"
             workers[-1].guard = {k: int(v) for k, v in zip(words[::2], words[1::2])}
+            continue
+        m = EVENTS_RE.match(line)
+        if m and workers:
+            words = m.group(1).split()
+            workers[-1].events = {k: int(v) for k, v in zip(words[::2], words[1::2])}
+            continue
+        m = FRAGS_RE.match(line)
+        if m and workers:
+            words = m.group(1).split()
+            workers[-1].frags = {k: int(v) for k, v in zip(words[::2], words[1::2])}
+            continue
+        m = SYNPROXY_RE.match(line)
+        if m and workers:
+            words = m.group(1).split()
+            workers[-1].synproxy = {k: int(v) for k, v in zip(words[::2], words[1::2])}
             continue
         m = DROP_RE.match(line)
         assert m and workers, f"unexpected --stats-dp line {line!r} in:\n{text}"

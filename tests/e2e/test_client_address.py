@@ -327,6 +327,12 @@ def test_tshark_decodes_proxy_headers_and_toa_on_the_server(lab, nginx):
     for r in rows:
         assert toa_reader(r[2]) == (CLIENT_IP, 61003), r
         assert "8" in r[3].split(","), r
+    # The insertions are counted, in --stats-dp and the metrics.
+    stats = rvslab.parse_worker_stats(lab.rvsadm("--stats-dp").stdout)
+    assert sum(w.events["client_addr_inserted"] for w in stats) >= 3, stats
+    metrics = rvslab.in_ns("lb", ["curl", "-s", "http://127.0.0.1:9477/metrics"]).stdout
+    assert re.search(r'rvs_worker_events_total\{event="client_addr_inserted",worker="\d+"\} [1-9]', metrics), \
+        metrics
 
 
 # ---- UDP ---------------------------------------------------------------------

@@ -252,5 +252,15 @@ def test_connection_listing_shows_persistence_templates_as_the_kernel(lab):
         # ipvsadm's "%-3s %-6s %-11s %-18s %-18s %s".
         assert re.fullmatch(r"TCP (00:[0-5]\d|01:00)  ", t[:11]), t
         assert t[11:] == f"{'NONE':<11} {rvslab.CLIENT_IP + ':0':<18} {svc:<18} {rs}:80", t
+        # `--persistent-conn` adds ipvsadm's pe columns to the header
+        # (list_conn: "%-18s %-16s %s", "destination", "pe name", "pe_data");
+        # lines without a persistence engine keep the plain format
+        # (print_conn with n != 11), the same lines as without it.
+        pc = lab.rvsadm("-L", "-n", "-c", "--persistent-conn", check=True).stdout.splitlines()
+        assert pc[:2] == [
+            "IPVS connection entries",
+            f"pro expire {'state':<11} {'source':<18} {'virtual':<18} {'destination':<18} {'pe name':<16} pe_data",
+        ], pc
+        assert [l[11:] for l in pc if " NONE " in l] == [t[11:]], pc
     finally:
         lab.rvsadm("-E", "-t", svc, "-s", "rr", check=True)

@@ -33,6 +33,7 @@ RS_IP = {"rs1": "10.77.0.11", "rs2": "10.77.0.12"}
 VIP_FULLNAT, VIP_NAT, VIP_DR, VIP_UDP = "10.77.0.100", "10.77.0.101", "10.77.0.102", "10.77.0.103"
 LADDR = "10.77.0.200"
 ECHO_PORT = 9000
+PROXY_PORT = 8002  # FULLNAT on VIP_FULLNAT, client_address = "proxy-v2"
 
 # A TCP and a UDP echo server on every real server (port 9000, all
 # addresses: the DR VIP on lo too); UDP answers "NAME PAYLOAD".
@@ -58,14 +59,73 @@ while True:
     u.sendto(name.encode() + b" " + d, a)
 """
 
+# The servers behind the PROXY v2 service (port 8002): every connection
+# must open with exactly one PROXY v2 header (IPv4, TCP) naming the client
+# and the VIP; then `GET /big.bin` gets the 10 MB file over HTTP/1.0, and
+# anything else is echoed. A connection whose header is missing, repeated
+# or wrong is closed, and logged.
+PROXY_SERVER = r"""
+import socket, socketserver, sys
+big, log = sys.argv[1], sys.argv[2]
+SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+def note(line):
+    with open(log, "a") as f:
+        f.write(line + "\n")
+def read(r, n):
+    got = b""
+    while len(got) < n:
+        d = r.recv(n - len(got))
+        if not d:
+            raise ConnectionError("closed")
+        got += d
+    return got
+class H(socketserver.BaseRequestHandler):
+    def handle(self):
+        r = self.request
+        try:
+            h = r.recv(16)
+            if not h:
+                return  # a probe: connected and closed
+            h += read(r, 16 - len(h))
+            if h[:12] != SIG or h[12] != 0x21 or h[13] != 0x11:
+                note(f"bad header {h.hex()}"); return
+            a = read(r, int.from_bytes(h[14:16], "big"))
+            client = socket.inet_ntoa(a[0:4]) + ":" + str(int.from_bytes(a[8:10], "big"))
+            first = read(r, 4)
+            if first.startswith(SIG[:4]):
+                note(f"header twice from {client}"); return
+            note(f"ok {client}")
+            if first == b"GET ":
+                req = first
+                while not req.endswith(b"\r\n\r\n"):
+                    req += read(r, 1)
+                with open(big, "rb") as f:
+                    body = f.read()
+                r.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+                return
+            r.sendall(first)
+            while True:
+                d = r.recv(4096)
+                if not d:
+                    return
+                r.sendall(d)
+        except (ConnectionError, OSError) as e:
+            note(f"error {e}")
+class S(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+S(("0.0.0.0", 8002), H).serve_forever()
+"""
+
 # One long-lived TCP connection: an echo, IDLE seconds of silence (the
 # failover happens then), then ROUNDS echoes; prints a JSON verdict.
 LONG_LIVED = r"""
 import json, socket, sys, time
 vip, idle, rounds = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+port = int(sys.argv[4]) if len(sys.argv) > 4 else 9000
 out = {"ok": 0, "error": None}
 try:
-    s = socket.create_connection((vip, 9000), timeout=5)
+    s = socket.create_connection((vip, port), timeout=5)
     s.settimeout(20)
     def echo(i):
         msg = f"msg-{i}\n".encode()
@@ -197,10 +257,10 @@ def client_bg(code: str, *args: str) -> subprocess.Popen:
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def download_bg(vip: str) -> subprocess.Popen:
+def download_bg(vip: str, port: int = 80) -> subprocess.Popen:
     # 10 MB at 1 MB/s: about ten seconds.
     return subprocess.Popen(["ip", "netns", "exec", "rvs-client", "sh", "-c",
-                             f"curl -sS --max-time 60 --limit-rate 1000K http://{vip}/big.bin | sha256sum"],
+                             f"curl -sS --max-time 60 --limit-rate 1000K http://{vip}:{port}/big.bin | sha256sum"],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -225,6 +285,9 @@ def ha(request):
         for rs, ip in RS_IP.items():
             subprocess.Popen(["ip", "netns", "exec", f"rvs-{rs}", "setsid", "python3", "-c", ECHO_SERVER, rs],
                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.Popen(["ip", "netns", "exec", f"rvs-{rs}", "setsid", "python3", "-c", PROXY_SERVER,
+                              str(RUN / rs / "big.bin"), str(RUN / rs / "proxy.log")],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             # DR: the VIP on lo, only the appliance answers ARP for it, and
             # an HTTP server on it (the lab's listens on the server's address).
             in_ns(rs, ["sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2"], check=True)
@@ -239,9 +302,10 @@ def ha(request):
         lb = active()
         assert lb == "lb1", "lb1 has the higher priority"
         for rs in RS_IP:
-            wait_until(f"echo server on {rs}", lambda rs=rs: in_ns(
-                rs, ["python3", "-c", "import socket; socket.create_connection(('127.0.0.1', 9000), 1)"]).returncode == 0,
-                timeout=10)
+            for port in (ECHO_PORT, PROXY_PORT):
+                wait_until(f"server on {rs}:{port}", lambda rs=rs, port=port: in_ns(
+                    rs, ["python3", "-c", f"import socket; socket.create_connection(('127.0.0.1', {port}), 1)"]
+                ).returncode == 0, timeout=10)
             wait_until(f"HTTP on {VIP_DR} in {rs}", lambda rs=rs: in_ns(
                 rs, ["curl", "-s", "--max-time", "1", f"http://{VIP_DR}/"]).stdout.strip() == rs, timeout=10)
         yield
@@ -289,6 +353,82 @@ def test_tcp_survives_kill_9_of_the_active_rvsd(ha, vip):
     lb = active()
     failover(vip, kill9)
     restart(lb)
+
+
+def proxy_log() -> list[str]:
+    lines = []
+    for rs in RS_IP:
+        f = RUN / rs / "proxy.log"
+        if f.exists():
+            lines += f.read_text().splitlines()
+    return lines
+
+
+def test_proxy_protocol_sessions_survive_kill_9_with_their_sequence_shift(ha):
+    """A download and an idle-then-active connection through the PROXY v2
+    service: the servers got one header each before the failover; after
+    it, the backup shifts the client's numbers by the header's length and
+    takes the server's acknowledgements back, as the master did (the
+    shift travels in sync), so both finish intact, without a reset and
+    without a second header."""
+    lb = active()
+    backup = other(lb)
+    want = in_ns("rs1", ["sha256sum", str(RUN / "rs1" / "big.bin")], check=True).stdout.split()[0]
+    seen = len(proxy_log())
+    resets = rst_count()
+    dl = download_bg(VIP_FULLNAT, PROXY_PORT)
+    ll = client_bg(LONG_LIVED, VIP_FULLNAT, "9", "5", str(PROXY_PORT))
+    wait_until(f"{backup} holds both PROXY connections", lambda:
+               len(connections(backup, VIP_FULLNAT, PROXY_PORT)) >= 2, timeout=8)
+    kill9(lb)
+    wait_until(f"{backup} takes over {VIP_FULLNAT}", lambda: holds(backup, VIP_FULLNAT), timeout=15)
+    assert finish(dl, timeout=60).split()[0] == want, "the download's bytes changed"
+    verdict = json.loads(finish(ll, timeout=60))
+    assert verdict == {"ok": 6, "error": None}, verdict
+    assert rst_count() == resets, "a TCP connection was reset"
+    log = proxy_log()[seen:]
+    assert len(log) == 2 and all(l.startswith(f"ok {CLIENT_IP}:") for l in log), log
+    restart(lb)
+
+
+def test_a_reload_that_changes_sync_restarts_the_daemons_and_asks_for_a_resync(ha):
+    """SIGHUP with a changed [sync] on the backup appliance: its daemons
+    start over with the file's settings (--export-config shows them), its
+    backup asks the active appliance for a full resync (three empty sync
+    messages), and the active's master sends one at once; the connection
+    the backup held is still there. The config is put back the same way."""
+    lb = active()
+    backup = other(lb)
+    path = HA / f"{backup}.toml"
+    original = path.read_text()
+    # DR: the tshark test below counts NAT entries only.
+    held = client_bg(LONG_LIVED, VIP_DR, "8", "1")
+    try:
+        wait_until(f"{backup} holds the connection", lambda: connections(backup, VIP_DR, ECHO_PORT), timeout=8)
+        asked = metric(lb, "rvs_sync_resync_requests_total", '{direction="received"}')
+        sent = metric(backup, "rvs_sync_resync_requests_total", '{direction="sent"}')
+        log_at = len((RUN / f"rvsd-{backup}.log").read_text())
+        assert "sync_threshold = [3, 50]" in adm(backup, "--export-config").stdout
+        path.write_text(original.replace("resync_interval = 5\n",
+                                         "resync_interval = 5\nsync_threshold = [2, 20]\nsync_qlen_max = 1000\n"))
+        os.kill(rvsd_pid(backup), signal.SIGHUP)
+        wait_until("the new [sync] applied", lambda: "sync_threshold = [2, 20]" in adm(
+            backup, "--export-config").stdout, timeout=5)
+        assert "sync daemons restarted" in (RUN / f"rvsd-{backup}.log").read_text()[log_at:]
+        assert adm(backup, "-L", "--daemon").stdout.splitlines() == [
+            "master sync daemon (mcast=dpdk0, syncid=77, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)",
+            "backup sync daemon (mcast=dpdk0, syncid=77, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)",
+        ]
+        wait_until("three resync requests sent and heard", lambda:
+                   metric(backup, "rvs_sync_resync_requests_total", '{direction="sent"}') == sent + 3 and
+                   metric(lb, "rvs_sync_resync_requests_total", '{direction="received"}') == asked + 3, timeout=6)
+        assert connections(backup, VIP_DR, ECHO_PORT), "the synced connection is still there"
+    finally:
+        path.write_text(original)
+        os.kill(rvsd_pid(backup), signal.SIGHUP)
+        wait_until("the original [sync] back", lambda: "sync_threshold = [3, 50]" in adm(
+            backup, "--export-config").stdout, timeout=5)
+    assert json.loads(finish(held, timeout=30))["error"] is None
 
 
 def test_udp_keeps_answering_from_the_same_server_across_kill_9(ha):
@@ -341,6 +481,8 @@ def test_tshark_decodes_the_sync_datagrams(ha, tmp_path):
     entries = set()
     for line in out.splitlines():
         src, count, caddr, cport, vaddr, vport, daddr, dport, syncid = line.split("\t")
+        if count == "0":
+            continue  # a starting backup's resync request: no entries
         assert src == LB_IP[lb] and syncid.split(";")[0] == "77", line
         rows = list(zip(caddr.split(";"), cport.split(";"), vaddr.split(";"), vport.split(";"),
                         daddr.split(";"), dport.split(";")))

@@ -89,7 +89,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 try:
-    from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_LSRR, IPOption_NOP, IPOption_SSRR
+    from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_LSRR, IPOption_NOP, IPOption_SSRR, fragment
     from scapy.layers.inet6 import (
         ICMPv6EchoReply,
         ICMPv6EchoRequest,
@@ -101,6 +101,7 @@ try:
         IPv6,
         IPv6ExtHdrFragment,
         IPv6ExtHdrHopByHop,
+        fragment6,
         in6_chksum,
     )
     from scapy.layers.l2 import ARP, Ether
@@ -699,9 +700,83 @@ def _(c: Case) -> None:
     c.step("GRE to the VIP", from_client(IP(src=CLIENT, dst=VIP, ttl=64, id=1, proto=47) / Raw(bytes(8))), "drop:unsupported_l4")
     lldp = Ether(src=CLIENT_MAC, dst="01:80:c2:00:00:0e", type=0x88CC) / Raw(bytes(46))
     c.step("LLDP frame", lldp, "drop:unsupported_l3")
-    frag = from_client(tcp_v4(CLIENT, 40006, VIP, 80, "S", seq=1))
-    frag[IP].flags = "MF"
-    c.step("first fragment of a SYN", frag, "drop:fragment")
+    frag = from_client(tcp_v4(CLIENT, 40006, VIP, 80, "S", seq=1, data=bytes(16)))
+    frag[IP].frag = 2
+    c.step("a later fragment whose first one never came", frag, "drop:fragment")
+
+
+def frag4(frame: Packet, size: int) -> list[Packet]:
+    """`frame` (checksums computed first) in IPv4 fragments of `size`
+    bytes of data, as a host splits it: same ID, header copied."""
+    return fragment(Ether(bytes(frame)), fragsize=size)
+
+
+def frag6(frame: Packet, ident: int, size: int) -> list[Packet]:
+    """`frame`'s IPv6 packet (checksums computed first) in fragments of
+    about `size` bytes, a fragment header with ID `ident` after the fixed one."""
+    b = Ether(bytes(frame))
+    ip = b[IPv6]
+    q = Ether(src=b.src, dst=b.dst) / IPv6(src=ip.src, dst=ip.dst, hlim=ip.hlim, tc=ip.tc, fl=ip.fl) / IPv6ExtHdrFragment(id=ident, nh=ip.nh) / Raw(bytes(ip.payload))
+    return fragment6(q, size)
+
+
+@case("fragments_v4", "A 2000-byte UDP datagram in three IPv4 fragments (1000 bytes of data each) through each method: FULLNAT and NAT rewrite the first fragment's addresses, ports and UDP checksum (for the whole datagram) and the later ones' addresses (TTL - 1, header checksums); DR sends them on untouched; TUN wraps each; the server's fragmented answer goes back to the client; a fragmented ICMP error from the server reaches the client; a later fragment before its first is dropped")
+def _(c: Case) -> None:
+    big = bytes(range(256)) * 8
+    vport, rs, rport, rs_mac = FULLNAT_UDP
+    laddr = (LADDR, lport(0))
+    cl = (CLIENT, 40100)
+    q = from_client(udp_v4(CLIENT, 40100, VIP, vport, big, ip_id=0x100))
+    for i, (f, want) in enumerate(zip(frag4(q, 1000), frag4(routed(q, laddr, (rs, rport), rs_mac), 1000))):
+        c.step(f"FULLNAT: client datagram, fragment {i + 1} of 3", f, "forward:0", want)
+    a = from_server(rs_mac, udp_v4(rs, rport, LADDR, laddr[1], big, ip_id=0x200))
+    for i, (f, want) in enumerate(zip(frag4(a, 1000), frag4(routed(a, (VIP, vport), cl, CLIENT_MAC), 1000))):
+        c.step(f"FULLNAT: server answer, fragment {i + 1} of 3", f, "forward:0", want)
+    # The server's error quoting the first fragment (1020 bytes) as it got
+    # it: two fragments of 600; the client gets its own first fragment back
+    # (TTL 63 as the server saw it, the UDP checksum the whole datagram's).
+    seen = bytes(frag4(routed(q, laddr, (rs, rport), rs_mac), 1000)[0][IP])
+    err = icmp_error(rs_mac, rs, LADDR, seen, ip_id=0x300)
+    own = IP(bytes(frag4(q, 1000)[0][IP]))
+    own.ttl, own.chksum = 63, None
+    for i, (f, want) in enumerate(zip(frag4(err, 600), frag4(relayed_error(err, VIP, CLIENT, CLIENT_MAC, bytes(own)), 600))):
+        c.step(f"FULLNAT: server's port unreachable quoting the first fragment, fragment {i + 1} of 2", f, "forward:0", want)
+    vport, rs, rport, rs_mac = NAT_UDP
+    q = from_client(udp_v4(CLIENT, 40101, VIP, vport, big, ip_id=0x101))
+    for i, (f, want) in enumerate(zip(frag4(q, 1000), frag4(routed(q, (CLIENT, 40101), (rs, rport), rs_mac), 1000))):
+        c.step(f"NAT: client datagram, fragment {i + 1} of 3", f, "forward:0", want)
+    vport, rs, rport, rs_mac = DR_UDP
+    q = from_client(udp_v4(CLIENT, 40102, VIP, vport, big, ip_id=0x102))
+    for i, f in enumerate(frag4(q, 1000)):
+        c.step(f"DR: client datagram, fragment {i + 1} of 3", f, "forward:0", l2_only(f, rs_mac))
+    vport, rs, rport, rs_mac = TUN_UDP
+    q = from_client(udp_v4(CLIENT, 40103, VIP, vport, big, ip_id=0x103))
+    ids = tun_ids()
+    for i, f in enumerate(frag4(q, 1000)):
+        c.step(f"TUN: client datagram, fragment {i + 1} of 3", f, "forward:0", tunnelled(f, rs, rs_mac, next(ids)))
+    vport, rs, rport, rs_mac = FULLNAT_UDP
+    q = from_client(udp_v4(CLIENT, 40104, VIP, vport, big, ip_id=0x104))
+    f1, f2, f3 = frag4(q, 1000)
+    c.step("FULLNAT: a later fragment before its first: dropped (not held)", f2, "drop:fragment")
+    c.step("FULLNAT: then the first", f1, "forward:0", frag4(routed(q, (LADDR, lport(1)), (rs, rport), rs_mac), 1000)[0])
+
+
+@case("fragments_v6", "A 2000-byte UDP datagram in IPv6 fragments (fragment header after the fixed one) through FULLNAT both ways and DR: the first fragment's transport header sits after the fragment header")
+def _(c: Case) -> None:
+    big = bytes(range(256)) * 8
+    vport, rs, rport, rs_mac = FULLNAT_UDP6
+    laddr = (LADDR6, lport(0))
+    cl = (CLIENT6, 40100)
+    q = from_client(udp_v6(CLIENT6, 40100, VIP6, vport, big))
+    for i, (f, want) in enumerate(zip(frag6(q, 7, 1000), frag6(routed(q, laddr, (rs, rport), rs_mac), 7, 1000))):
+        c.step(f"FULLNAT: client datagram, fragment {i + 1}", f, "forward:0", want)
+    a = from_server(rs_mac, udp_v6(rs, rport, LADDR6, laddr[1], big))
+    for i, (f, want) in enumerate(zip(frag6(a, 8, 1000), frag6(routed(a, (VIP6, vport), cl, CLIENT_MAC), 8, 1000))):
+        c.step(f"FULLNAT: server answer, fragment {i + 1}", f, "forward:0", want)
+    vport, rs, rport, rs_mac = DR_UDP6
+    q = from_client(udp_v6(CLIENT6, 40102, VIP6, vport, big))
+    for i, f in enumerate(frag6(q, 9, 1000)):
+        c.step(f"DR: client datagram, fragment {i + 1}", f, "forward:0", l2_only(f, rs_mac))
 
 
 @case("tun_v4", "TUN (IPIP) TCP and UDP: the client's packet, untouched, inside IPv4 from the interface address to RS4 (TTL 64, TOS and DF copied); one that no longer fits the 1500-byte MTU gets ICMP fragmentation needed (MTU 1480) from the VIP with DF, is dropped as too_big without")
@@ -869,13 +944,13 @@ def _(c: Case) -> None:
     c.step("echo request to an address not owned", stray, "drop:not_for_us")
 
 
-@case("refused_v6", "IPv6 packets the appliance refuses, each with its drop reason: fragments, hop limit 1, no service, not ours, no session, other extension headers, and malformed ones or ones whose lengths disagree (frames not padded)")
+@case("refused_v6", "IPv6 packets the appliance refuses, each with its drop reason: a fragment without its first, hop limit 1, no service, not ours, no session, other extension headers, and malformed ones or ones whose lengths disagree (frames not padded)")
 def _(c: Case) -> None:
     def syn(**kw) -> Packet:
         return tcp_v6(CLIENT6, 40006, VIP6, 80, "S", seq=1, **kw)
 
-    frag = from_client(IPv6(src=CLIENT6, dst=VIP6, hlim=64) / IPv6ExtHdrFragment(m=1, id=7) / syn()[TCP])
-    c.step("SYN behind a fragment header", frag, "drop:fragment")
+    frag = from_client(IPv6(src=CLIENT6, dst=VIP6, hlim=64) / IPv6ExtHdrFragment(m=1, id=7, offset=2) / syn()[TCP])
+    c.step("a later fragment whose first one never came", frag, "drop:fragment")
     c.step("SYN with hop limit 1", from_client(syn(hlim=1)), "drop:ttl_exceeded")
     c.step("SYN to a VIP port with no service", from_client(tcp_v6(CLIENT6, 40006, VIP6, 8888, "S", seq=1)), "drop:no_service")
     c.step("SYN to an address not owned", from_client(tcp_v6(CLIENT6, 40006, "fd77::99", 80, "S", seq=1)), "drop:not_for_us")

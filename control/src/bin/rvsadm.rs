@@ -21,6 +21,9 @@ use rvs_control::ipvsadm_fmt;
 use rvs_control::ipvsadm_names;
 use rvs_control::ipvsadm_opts::{self, Command, Opt, OptSet};
 
+/// `rvsadm acl|limit`: a service's ACL and limits.
+#[path = "rvsadm/access.rs"]
+mod access;
 /// `rvsadm link|addr|route|neigh` (iproute2-style).
 #[path = "rvsadm/ip.rs"]
 mod ip;
@@ -31,8 +34,8 @@ mod own;
 
 const USAGE: &str = "\
 Usage:
-  rvsadm -A|E -t|u service-address [-s scheduler] [-p [timeout]] [-M netmask]
-         [--client-address none|toa|proxy-v1|proxy-v2]
+  rvsadm -A|E -t|u service-address [-s scheduler] [-p [timeout]] [-M netmask] [-b sched-flags]
+         [-o] [--client-address none|toa|proxy-v1|proxy-v2] [-j|--synproxy enable|disable]
   rvsadm -D -t|u service-address
   rvsadm -C
   rvsadm -R
@@ -50,6 +53,8 @@ Usage:
   rvsadm --stats-dp
   rvsadm top [--interval SECONDS] [--count N]
   rvsadm vips | drain [--stay] | undrain     (VIP routes for BGP: rvsadm vips -h)
+  rvsadm acl list|add|del|flush ...          (a service's ACL: rvsadm acl -h)
+  rvsadm limit list|set ...                  (a service's limits: rvsadm limit -h)
   rvsadm -h
 Commands:
   --add-service     -A        add virtual service with options
@@ -72,7 +77,9 @@ Commands:
   --export-config             print the running services and timeouts as config TOML
   --stats-dp                  data-plane counters per port and worker
   top                         live per-port and per-worker rates, testpmd style
+  acl, limit                  a service's allow/deny rules and connection limits, with hits
   --help            -h        display this help message
+Either long or short options are allowed (short ones clustered, values glued: -Ln, -t10.0.0.1:80).
 Options:
   --tcp-service  -t service-address   service-address is host:port ([v6]:port for IPv6)
   --udp-service  -u service-address   service-address is host:port ([v6]:port for IPv6)
@@ -94,25 +101,31 @@ Options:
   --client-address mode               rvs: how FULLNAT servers learn the client's address:
                                       none, toa, proxy-v1, proxy-v2 (UDP: proxy-v2 only)
                                       (-A/-E; an -E without it keeps the service's)
+  --synproxy     -j enable|disable    SYN proxy (DPVS's): answer SYNs with cookies, connect the
+                                      server after the client's ACK (TCP, FULLNAT or NAT;
+                                      -A/-E; an -E without it keeps the service's)
   --thresholds                        output of thresholds information
   --stats                             output of statistics information
   --rate                              output of rate information
-  --exact                             expand numbers (display exact values)
+  --exact        -X                   expand numbers (display exact values)
   --persistent-conn                   output of persistent connection info
   --connection   -c                   output of current IPVS connections
   --timeout                           output of timeout (tcp tcpfin udp)
   --nosort                            disable sorting output of service/server entries
+  --sort                              does nothing, for backwards compatibility
+  --ops          -o                   one-packet scheduling (UDP)
   --daemon                            output of daemon information
   --mcast-interface interface         multicast interface for connection sync (an rvs interface)
   --syncid sid                        syncid for connection sync (default=0: a backup takes any)
-  --mcast-group address               IPv4 multicast group (default 224.0.0.81)
+  --mcast-group address               IPv4 or IPv6 multicast group (default 224.0.0.81)
   --mcast-port port                   UDP port (default 8848)
   --mcast-ttl ttl                     multicast TTL (default 1)
   --sync-maxlen length                max sync message length (default=1472)
   --numeric      -n                   numeric output of addresses and ports
   --socket PATH                       control socket (default $RVS_SOCKET or /run/rvs/rvsd.sock)
-Not supported yet (refused with a message): -f/--fwmark-service, --sctp-service,
-  --pe, --tun-info, --tun-port/--tun-*csum, an IPv6 --mcast-group.
+Not supported yet (refused with a message): --fwmark-service -f fwmark,
+  --sctp-service service-address, --pe engine, --tun-info, --tun-port port,
+  --tun-nocsum, --tun-csum, --tun-remcsum (gue and gre only).
 Note: ipvsadm's -b means scheduler flags; DPVS's ipvsadm spells FULLNAT -b. rvs follows
 ipvsadm and spells FULLNAT --fullnat.
 ";
@@ -153,6 +166,7 @@ struct Args {
     sched_flags: Option<String>,
     ops: bool,
     client_address: Option<String>,
+    syn_proxy: Option<bool>,
     /// `-6`: the service is IPv6 (as ipvsadm, the address says so anyway).
     ipv6: bool,
     server: Option<String>,
@@ -385,6 +399,23 @@ fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), ParseErr
             a.client_address = Some(value(it, "--client-address")?);
             Ok(())
         }
+        "j" | "synproxy" => {
+            if a.syn_proxy.is_some() {
+                return Err(ParseError::Fail(
+                    "multiple 'synproxy' options specified".into(),
+                ));
+            }
+            a.syn_proxy = Some(match value(it, "-j")?.as_str() {
+                "enable" => true,
+                "disable" => false,
+                _ => {
+                    return Err(ParseError::Fail(
+                        "synproxy switch must be enable or disable".into(),
+                    ))
+                }
+            });
+            Ok(())
+        }
         "r" | "real-server" => {
             a.server = Some(value(it, "-r")?);
             Ok(())
@@ -545,9 +576,7 @@ fn daemon_option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), P
             let v = value(it, "--mcast-group")?;
             match v.parse::<std::net::IpAddr>() {
                 Ok(std::net::IpAddr::V4(g)) if g.is_multicast() => {}
-                Ok(std::net::IpAddr::V6(g)) if g.is_multicast() => {
-                    return Err(unsupported("an IPv6 --mcast-group"))
-                }
+                Ok(std::net::IpAddr::V6(g)) if g.is_multicast() => {}
                 _ if v.contains(':') => {
                     return Err(format!("invalid IPv6 mcast-group `{v}'").into())
                 }
@@ -725,6 +754,7 @@ fn service(a: &Args) -> Result<ServiceSpec, String> {
         sched_flags: a.sched_flags.clone(),
         ops: a.ops,
         client_address: a.client_address.clone(),
+        syn_proxy: a.syn_proxy,
     })
 }
 
@@ -732,6 +762,9 @@ fn request(a: &Args) -> Result<Request, String> {
     let cmd = a.cmd.unwrap_or(Cmd::List);
     if a.client_address.is_some() && !matches!(cmd, Cmd::AddService | Cmd::EditService) {
         return Err("--client-address goes with -A or -E (a service's setting)".into());
+    }
+    if a.syn_proxy.is_some() && !matches!(cmd, Cmd::AddService | Cmd::EditService) {
+        return Err("--synproxy goes with -A or -E (a service's setting)".into());
     }
     Ok(match cmd {
         Cmd::List if a.list_daemon => Request::ListDaemons,
@@ -861,7 +894,10 @@ fn render(resp: Response, a: &Args) -> Result<String, String> {
                     }
                 }
             }
-            ipvsadm_fmt::list_connections(&c)
+            ipvsadm_fmt::list_connections_with(
+                &c,
+                a.columns == Some(ipvsadm_fmt::Columns::PersistentConn),
+            )
         }
         Response::Timeouts { tcp, tcpfin, udp } => ipvsadm_fmt::timeouts(tcp, tcpfin, udp),
         Response::Rules(text) | Response::ConfigToml(text) => text,
@@ -869,8 +905,12 @@ fn render(resp: Response, a: &Args) -> Result<String, String> {
         Response::Stats { workers, ports } => {
             let mut t = String::new();
             for p in ports {
+                // Frames the kernel dropped before the PMD (af_packet, af_xdp).
+                let kernel = p
+                    .rx_kernel_dropped
+                    .map_or_else(String::new, |n| format!(" rx-kernel-dropped {n}"));
                 t += &format!(
-                    "port {}: rx {} tx {} rx-bytes {} tx-bytes {} rx-missed {} rx-errors {} tx-errors {}\n",
+                    "port {}: rx {} tx {} rx-bytes {} tx-bytes {} rx-missed {}{kernel} rx-errors {} tx-errors {}\n",
                     p.name, p.rx_packets, p.tx_packets, p.rx_bytes, p.tx_bytes, p.rx_missed, p.rx_errors, p.tx_errors
                 );
             }
@@ -888,6 +928,31 @@ fn render(resp: Response, a: &Args) -> Result<String, String> {
                         .map(|(n, v)| format!(" {n} {v}"))
                         .collect::<String>()
                 );
+                if !w.events.is_empty() {
+                    t += &format!(
+                        "  events:{}\n",
+                        w.events
+                            .iter()
+                            .map(|(n, v)| format!(" {n} {v}"))
+                            .collect::<String>()
+                    );
+                }
+                if w.synproxy.iter().any(|(_, v)| *v > 0) {
+                    t += &format!(
+                        "  syn proxy:{}\n",
+                        w.synproxy
+                            .iter()
+                            .map(|(n, v)| format!(" {n} {v}"))
+                            .collect::<String>()
+                    );
+                }
+                t += &format!(
+                    "  fragments:{}\n",
+                    w.frags
+                        .iter()
+                        .map(|(n, v)| format!(" {n} {v}"))
+                        .collect::<String>()
+                );
                 for (reason, n) in w.drops {
                     t += &format!("  drop {reason}: {n}\n");
                 }
@@ -895,7 +960,9 @@ fn render(resp: Response, a: &Args) -> Result<String, String> {
             t
         }
         Response::Daemons(lines) => lines.iter().map(|l| format!("{l}\n")).collect(),
-        Response::Ip(_) | Response::Vips(_) => return Err("unexpected answer from rvsd".into()),
+        Response::Ip(_) | Response::Vips(_) | Response::Access(_) => {
+            return Err("unexpected answer from rvsd".into())
+        }
         Response::Error(e) => return Err(e),
     })
 }
@@ -1491,6 +1558,30 @@ mod tests {
     }
 
     #[test]
+    fn synproxy_is_dpvs_j_enable_or_disable() {
+        for (line, want) in [
+            ("-A -t 10.0.0.1:80 -j enable", Some(true)),
+            ("-E -t 10.0.0.1:80 --synproxy disable", Some(false)),
+            ("-E -t 10.0.0.1:80 -s rr", None),
+        ] {
+            let spec = match request(&args(line).unwrap()) {
+                Ok(Request::AddService(s) | Request::EditService(s)) => s,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(spec.syn_proxy, want, "{line}");
+        }
+        assert!(args("-A -t 10.0.0.1:80 -j on")
+            .unwrap_err()
+            .to_string()
+            .contains("synproxy switch must be enable or disable"));
+        assert!(
+            request(&args("-a -t 10.0.0.1:80 -r 10.0.0.2 -j enable").unwrap())
+                .unwrap_err()
+                .contains("goes with -A or -E")
+        );
+    }
+
+    #[test]
     fn ipv6_services_parse_list_and_save() {
         let a = args("-a -t [fd77::100]:80 -r [fd77::11]:80 -m -w 2").unwrap();
         match request(&a) {
@@ -1548,6 +1639,106 @@ mod tests {
             ),
             "{rules}"
         );
+    }
+}
+
+#[cfg(test)]
+mod usage_tests {
+    use super::*;
+
+    /// `-h` names every option ipvsadm 1.31's usage text names (its
+    /// `usage_exit`, long forms) and every one rvs adds, each accepted by
+    /// the parser or refused by name as not supported yet.
+    #[test]
+    fn help_lists_every_option() {
+        const IPVSADM: &[&str] = &[
+            "add-service",
+            "edit-service",
+            "delete-service",
+            "clear",
+            "restore",
+            "save",
+            "add-server",
+            "edit-server",
+            "delete-server",
+            "list",
+            "zero",
+            "set",
+            "start-daemon",
+            "stop-daemon",
+            "help",
+            "tcp-service",
+            "udp-service",
+            "sctp-service",
+            "fwmark-service",
+            "ipv6",
+            "scheduler",
+            "pe",
+            "persistent",
+            "netmask",
+            "real-server",
+            "gatewaying",
+            "ipip",
+            "masquerading",
+            "tun-type",
+            "tun-port",
+            "tun-nocsum",
+            "tun-csum",
+            "tun-remcsum",
+            "weight",
+            "u-threshold",
+            "l-threshold",
+            "connection",
+            "timeout",
+            "daemon",
+            "stats",
+            "rate",
+            "exact",
+            "thresholds",
+            "persistent-conn",
+            "tun-info",
+            "nosort",
+            "sort",
+            "ops",
+            "numeric",
+            "sched-flags",
+            "syncid",
+            "mcast-interface",
+            "mcast-group",
+            "mcast-port",
+            "mcast-ttl",
+            "sync-maxlen",
+        ];
+        const RVS: &[&str] = &[
+            "add-laddr",
+            "del-laddr",
+            "laddr",
+            "fullnat",
+            "client-address",
+            "synproxy",
+            "reload",
+            "export-config",
+            "stats-dp",
+            "socket",
+        ];
+        for name in IPVSADM.iter().chain(RVS) {
+            assert!(
+                USAGE.contains(&format!("--{name} "))
+                    || USAGE.contains(&format!("--{name}\n"))
+                    || USAGE.contains(&format!("--{name},")),
+                "-h does not name --{name}"
+            );
+        }
+        for short in [
+            "-A", "-E", "-D", "-C", "-R", "-S", "-a", "-e", "-d", "-P", "-Q", "-L", "-Z", "-h",
+            "-t", "-u", "-f", "-6", "-s", "-p", "-M", "-r", "-z", "-g", "-i", "-m", "-w", "-x",
+            "-y", "-b", "-c", "-o", "-n", "-X", "-j",
+        ] {
+            assert!(
+                USAGE.contains(&format!("{short} ")) || USAGE.contains(&format!("{short}|")),
+                "-h does not name {short}"
+            );
+        }
     }
 }
 

@@ -102,6 +102,10 @@ pub fn services_toml(config: &Config) -> String {
                 quote(opts.client_address.word())
             );
         }
+        super::access::export(&mut out, &opts);
+        if opts.syn_proxy {
+            let _ = writeln!(out, "syn_proxy = true");
+        }
         let _ = writeln!(out, "forward = {}", quote(forward_name(s.forward)));
         let laddrs: Vec<String> = s
             .local_addresses
@@ -278,6 +282,13 @@ weight = 0
 vip = "10.77.0.101:443"
 scheduler = "wlc"
 client_address = "proxy-v2"
+acl = ["allow 10.77.0.9/32", "deny 10.77.0.0/24"]
+max_conns = 1000
+max_conns_per_client = 10
+client_prefix_v4 = 24
+new_conn_rate = 5
+new_conn_burst = 20
+icmp_rate = 0
 local_addresses = ["10.77.0.200"]
 
 [service.health_check]
@@ -285,6 +296,14 @@ kind = "tcp"
 
 [[service.real_server]]
 address = "10.77.0.12:8443"
+
+[[service]]
+vip = "10.77.0.102:8000"
+forward = "nat"
+syn_proxy = true
+
+[[service.real_server]]
+address = "10.77.0.12:80"
 
 [[service]]
 vip = "10.77.0.101:53"
@@ -343,6 +362,9 @@ vip = "[fd77::100]:80"
 scheduler = "rr"
 persistent = 60
 persistent_netmask = 128
+acl = ["deny fd77:1::/32", "allow ::/0"]
+client_prefix_v6 = 48
+icmp_burst = 2
 local_addresses = ["fd77::200"]
 
 [[service.real_server]]
@@ -360,7 +382,9 @@ sorry_server = "[fd77::99]:80"
         let exported = services_toml(&original);
         assert!(
             exported.contains("vip = \"[fd77::100]:80\"\n")
-                && exported.contains("local_addresses = [\"fd77::200\"]\n"),
+                && exported.contains("local_addresses = [\"fd77::200\"]\n")
+                && exported.contains("acl = [\"deny fd77:1::/32\", \"allow ::/0\"]\n")
+                && exported.contains("client_prefix_v6 = 48\nicmp_burst = 2\n"),
             "{exported}"
         );
         let again = load(&format!("{BASE}{exported}"));

@@ -9,6 +9,7 @@
 //! Every refusal is a [`ConfigError`] printed as `FILE:LINE:COL: reason`;
 //! nothing else ever sees an unvalidated value.
 
+pub mod access;
 pub mod claims;
 pub mod export;
 pub mod flood_guard;
@@ -154,7 +155,9 @@ impl InterfaceConfig {
 
     /// The device string as EAL gets it: an af_packet device without
     /// `qpairs=` gets one queue pair per worker, and without `framecnt=` a
-    /// ring of [`AF_PACKET_FRAMES`] frames per queue.
+    /// ring of [`AF_PACKET_FRAMES`] frames per queue; an af_xdp device
+    /// without `queue_count=` one XDP socket per worker (queues 0..N of the
+    /// interface, which needs as many channels: `ethtool -L IF combined N`).
     #[must_use]
     pub fn eal_device(&self, workers: usize) -> String {
         let mut device = self.device.clone();
@@ -165,6 +168,11 @@ impl InterfaceConfig {
             if self.devarg("framecnt").is_none() {
                 device.push_str(&format!(",framecnt={AF_PACKET_FRAMES}"));
             }
+        } else if self.device.starts_with("net_af_xdp")
+            && self.devarg("queue_count").is_none()
+            && workers > 1
+        {
+            device.push_str(&format!(",queue_count={workers}"));
         }
         device
     }
@@ -349,6 +357,38 @@ pub fn check_client_address(
     Ok(mode)
 }
 
+/// Checks `syn_proxy` (DPVS's `--synproxy`) on a service of `proto`
+/// whose servers forward by `forwards` and that tells them the client by
+/// `client_address`: the proxy answers TCP handshakes and must see the
+/// servers' replies (FULLNAT, NAT); it shifts the server's sequence
+/// numbers, which TOA and PROXY protocol (which shift or mark the
+/// client's) do not combine with yet.
+///
+/// # Errors
+/// The reason, in words.
+pub fn check_syn_proxy(
+    proto: u8,
+    mut forwards: impl Iterator<Item = Forward>,
+    client_address: ClientAddress,
+) -> Result<(), String> {
+    if proto != 6 {
+        return Err("syn_proxy is for TCP services".into());
+    }
+    if let Some(f) = forwards.find(|f| !matches!(f, Forward::FullNat | Forward::Nat)) {
+        return Err(format!(
+            "syn_proxy needs FULLNAT or NAT forwarding (the proxy must see the server's replies), not {:?}",
+            forward_name(f)
+        ));
+    }
+    if client_address != ClientAddress::None {
+        return Err(format!(
+            "syn_proxy does not combine with client_address {:?} yet (set one or the other)",
+            client_address.word()
+        ));
+    }
+    Ok(())
+}
+
 /// Checks one-packet scheduling against the service's protocol: ipvsadm
 /// takes `-o` for UDP services only.
 ///
@@ -416,6 +456,13 @@ pub struct ServiceOptions {
     pub ops: bool,
     /// How FULLNAT servers learn the client's address (`client_address`).
     pub client_address: ClientAddress,
+    /// ACL rules in order, the first match deciding (`acl`, `rvsadm acl`).
+    pub acl: Vec<access::AclRule>,
+    /// Connection limits and the ICMP answers' rate (`max_conns`, ...,
+    /// `rvsadm limit`); counter indices unset.
+    pub limits: dataplane::limits::Limits,
+    /// SYN proxy (`syn_proxy`, DPVS's `--synproxy`): TCP FULLNAT and NAT.
+    pub syn_proxy: bool,
 }
 
 impl ServiceOptions {

@@ -159,8 +159,30 @@ pub(super) struct RawService {
     /// `none`, `toa`, `proxy-v1` or `proxy-v2` (FULLNAT TCP services).
     #[serde(default)]
     pub client_address: Option<Spanned<String>>,
+    /// SYN proxy (DPVS's `--synproxy`), TCP FULLNAT and NAT services.
+    #[serde(default)]
+    pub syn_proxy: Option<Spanned<bool>>,
     #[serde(default)]
     pub health_check: Option<Spanned<RawHealthCheck>>,
+    /// `"allow PREFIX"` / `"deny PREFIX"`, in order (see `access.rs`).
+    #[serde(default)]
+    pub acl: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub max_conns: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub max_conns_per_client: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub client_prefix_v4: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub client_prefix_v6: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub new_conn_rate: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub new_conn_burst: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub icmp_rate: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub icmp_burst: Option<Spanned<i64>>,
     #[serde(default)]
     pub real_server: Vec<RawRealServer>,
 }

@@ -7,17 +7,25 @@
 //! roles = ["master", "backup"]   # the daemons to start (none: sync off)
 //! syncid = 7                     # --syncid (0..=255; a backup with 0 takes all)
 //! interface = "dpdk0"            # --mcast-interface: an rvs interface (its exception-path TAP)
-//! group = "224.0.0.81"           # --mcast-group
+//! group = "224.0.0.81"           # --mcast-group (IPv4, or IPv6 such as "ff02::81")
 //! port = 8848                    # --mcast-port
 //! ttl = 1                        # --mcast-ttl
 //! maxlen = 1472                  # --sync-maxlen (default: from the interface's MTU)
 //! peers = ["10.77.0.3"]          # unicast instead of multicast; a backup takes only these
+//!                                # (IPv4 or IPv6, all of one family)
 //! resync_interval = 10           # seconds between full resyncs (0: off)
 //! follow_kernel_addresses = true # VIPs are served only while the kernel holds them
+//! # The kernel's sync sysctls (/proc/sys/net/ipv4/vs/sync_*), with its defaults:
+//! sync_threshold = [3, 50]       # sent on the 3rd inbound packet, then every 50 (0: once)
+//! sync_refresh_period = 0        # seconds; >0: sent again only when the expiry moved that much
+//! sync_retries = 0               # 0..=3 extra sends with a refresh period
+//! sync_persist_mode = false      # connections under a persistence template: the template only
+//! sync_qlen_max = 4096           # the master's queue of datagrams (the kernel: memory / 32)
+//! sync_sock_size = 0             # SO_SNDBUF (master) / SO_RCVBUF (backup) bytes; 0: the system's
 //! ```
 
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -48,6 +56,18 @@ pub(super) struct RawSync {
     pub resync_interval: Option<Spanned<i64>>,
     #[serde(default)]
     pub follow_kernel_addresses: Option<bool>,
+    #[serde(default)]
+    pub sync_threshold: Option<Spanned<Vec<i64>>>,
+    #[serde(default)]
+    pub sync_refresh_period: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub sync_retries: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub sync_persist_mode: Option<bool>,
+    #[serde(default)]
+    pub sync_qlen_max: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub sync_sock_size: Option<Spanned<i64>>,
 }
 
 /// The sync daemons' settings (see the module doc).
@@ -61,8 +81,8 @@ pub struct SyncConfig {
     pub sync_id: u8,
     /// `--mcast-interface`: an rvs interface's name (`None`: the first one).
     pub interface: Option<String>,
-    /// `--mcast-group`.
-    pub group: Ipv4Addr,
+    /// `--mcast-group` (IPv4 or IPv6).
+    pub group: IpAddr,
     /// `--mcast-port`.
     pub port: u16,
     /// `--mcast-ttl`.
@@ -77,6 +97,20 @@ pub struct SyncConfig {
     /// VIPs and local addresses are owned only while the kernel has them
     /// on the exception-path interface (keepalived puts them there).
     pub follow_kernel_addresses: bool,
+    /// `sync_threshold`'s first value: the inbound packet that sends.
+    pub threshold: u32,
+    /// `sync_threshold`'s second value (the kernel's `sync_period`).
+    pub period: u32,
+    /// `sync_refresh_period`, seconds (0: off).
+    pub refresh_period_s: u32,
+    /// `sync_retries` (0..=3).
+    pub retries: u8,
+    /// `sync_persist_mode`.
+    pub persist_mode: bool,
+    /// `sync_qlen_max`: datagrams the master queues at most.
+    pub qlen_max: u32,
+    /// `sync_sock_size`: socket buffer bytes (0: the system's default).
+    pub sock_size: u32,
 }
 
 /// Default seconds between full resyncs.
@@ -96,12 +130,19 @@ impl Default for SyncConfig {
             peers: Vec::new(),
             resync_interval: RESYNC_INTERVAL,
             follow_kernel_addresses: false,
+            threshold: 3,
+            period: 50,
+            refresh_period_s: 0,
+            retries: 0,
+            persist_mode: false,
+            qlen_max: 4096,
+            sock_size: 0,
         }
     }
 }
 
-fn dataplane_group() -> Ipv4Addr {
-    Ipv4Addr::new(224, 0, 0, 81)
+fn dataplane_group() -> IpAddr {
+    IpAddr::V4(std::net::Ipv4Addr::new(224, 0, 0, 81))
 }
 
 impl SyncConfig {
@@ -109,6 +150,27 @@ impl SyncConfig {
     #[must_use]
     pub fn enabled(&self) -> bool {
         self.master || self.backup
+    }
+
+    /// The workers' send policy from the sysctl keys.
+    #[must_use]
+    pub fn policy(&self) -> dataplane::sync_policy::SyncPolicy {
+        dataplane::sync_policy::SyncPolicy {
+            threshold: self.threshold,
+            period: self.period,
+            refresh_period_ms: u64::from(self.refresh_period_s) * 1000,
+            retries: self.retries,
+            persist_mode: self.persist_mode,
+        }
+    }
+
+    /// True when sync speaks IPv6: to IPv6 peers, or without peers to an
+    /// IPv6 group.
+    #[must_use]
+    pub fn ipv6(&self) -> bool {
+        self.peers
+            .first()
+            .map_or(self.group.is_ipv6(), std::net::IpAddr::is_ipv6)
     }
 }
 
@@ -162,17 +224,14 @@ pub(super) fn validate(
     }
     if let Some(v) = &raw.group {
         c.group = match v.get_ref().parse::<IpAddr>() {
-            Ok(IpAddr::V4(g)) if g.is_multicast() => g,
-            Ok(IpAddr::V6(_)) => {
-                return Err(at(
-                    v.span(),
-                    "an IPv6 sync group is not supported yet (use an IPv4 group or peers)".into(),
-                ))
-            }
+            Ok(g) if g.is_multicast() => g,
             _ => {
                 return Err(at(
                     v.span(),
-                    format!("invalid IPv4 mcast-group {:?}", v.get_ref()),
+                    format!(
+                        "invalid mcast-group {:?} (an IPv4 or IPv6 multicast address)",
+                        v.get_ref()
+                    ),
                 ))
             }
         };
@@ -188,14 +247,21 @@ pub(super) fn validate(
     }
     for p in &raw.peers {
         match p.get_ref().parse::<IpAddr>() {
-            Ok(ip @ IpAddr::V4(v4)) if !v4.is_multicast() && !v4.is_unspecified() => {
-                c.peers.push(ip)
+            Ok(ip) if !ip.is_multicast() && !ip.is_unspecified() => {
+                if c.peers.first().is_some_and(|f| f.is_ipv6() != ip.is_ipv6()) {
+                    return Err(at(
+                        p.span(),
+                        "sync peers must all be IPv4 or all IPv6 (one socket speaks one family)"
+                            .into(),
+                    ));
+                }
+                c.peers.push(ip);
             }
             _ => {
                 return Err(at(
                     p.span(),
                     format!(
-                        "sync peer must be a unicast IPv4 address, not {:?}",
+                        "sync peer must be a unicast IPv4 or IPv6 address, not {:?}",
                         p.get_ref()
                     ),
                 ))
@@ -206,6 +272,40 @@ pub(super) fn validate(
         c.resync_interval = int(v, 0, 86_400, "resync_interval")? as u32;
     }
     c.follow_kernel_addresses = raw.follow_kernel_addresses.unwrap_or(false);
+    if let Some(v) = &raw.sync_threshold {
+        // The kernel's proc_do_sync_threshold: two values, the threshold
+        // below the period unless the period is 0.
+        match v.get_ref().as_slice() {
+            &[t, p] if (0..=i64::from(u32::MAX)).contains(&t)
+                && (0..=i64::from(u32::MAX)).contains(&p)
+                && (t < p || p == 0) =>
+            {
+                (c.threshold, c.period) = (t as u32, p as u32);
+            }
+            _ => {
+                return Err(at(
+                    v.span(),
+                    format!(
+                        "sync_threshold is [threshold, period] with threshold < period (or period 0), not {:?}",
+                        v.get_ref()
+                    ),
+                ))
+            }
+        }
+    }
+    if let Some(v) = &raw.sync_refresh_period {
+        c.refresh_period_s = int(v, 0, 86_400, "sync_refresh_period")? as u32;
+    }
+    if let Some(v) = &raw.sync_retries {
+        c.retries = int(v, 0, 3, "sync_retries")? as u8;
+    }
+    c.persist_mode = raw.sync_persist_mode.unwrap_or(false);
+    if let Some(v) = &raw.sync_qlen_max {
+        c.qlen_max = int(v, 1, 1 << 24, "sync_qlen_max")? as u32;
+    }
+    if let Some(v) = &raw.sync_sock_size {
+        c.sock_size = int(v, 0, 1 << 30, "sync_sock_size")? as u32;
+    }
     Ok(c)
 }
 
@@ -239,6 +339,12 @@ pub fn toml(c: &SyncConfig) -> String {
         "follow_kernel_addresses = {}",
         c.follow_kernel_addresses
     );
+    let _ = writeln!(out, "sync_threshold = [{}, {}]", c.threshold, c.period);
+    let _ = writeln!(out, "sync_refresh_period = {}", c.refresh_period_s);
+    let _ = writeln!(out, "sync_retries = {}", c.retries);
+    let _ = writeln!(out, "sync_persist_mode = {}", c.persist_mode);
+    let _ = writeln!(out, "sync_qlen_max = {}", c.qlen_max);
+    let _ = writeln!(out, "sync_sock_size = {}", c.sock_size);
     out
 }
 
@@ -259,9 +365,14 @@ mod tests {
     fn defaults_are_the_kernels_and_sync_is_off() {
         let c = parse(Path::new("x.toml"), LAB).unwrap().sync;
         assert!(!c.enabled());
+        assert_eq!(c.policy(), dataplane::sync_policy::SyncPolicy::default());
+        assert_eq!(
+            (c.retries, c.persist_mode, c.qlen_max, c.sock_size),
+            (0, false, 4096, 0)
+        );
         assert_eq!(
             (c.sync_id, c.group, c.port, c.ttl, c.maxlen),
-            (0, Ipv4Addr::new(224, 0, 0, 81), 8848, 1, None)
+            (0, "224.0.0.81".parse::<IpAddr>().unwrap(), 8848, 1, None)
         );
     }
 
@@ -270,11 +381,38 @@ mod tests {
         let c = with(
             "roles = [\"master\", \"backup\"]\nsyncid = 7\ninterface = \"dpdk0\"\n\
              group = \"224.0.0.99\"\nport = 9000\nttl = 2\nmaxlen = 1400\n\
-             peers = [\"10.77.0.3\"]\nresync_interval = 0\nfollow_kernel_addresses = true",
+             peers = [\"10.77.0.3\"]\nresync_interval = 0\nfollow_kernel_addresses = true\n\
+             sync_threshold = [2, 20]\nsync_refresh_period = 30\nsync_retries = 2\n\
+             sync_persist_mode = true\nsync_qlen_max = 100\nsync_sock_size = 262144",
         )
         .unwrap();
         assert!(c.master && c.backup && c.follow_kernel_addresses);
+        let p = c.policy();
+        assert_eq!(
+            (
+                p.threshold,
+                p.period,
+                p.refresh_period_ms,
+                p.retries,
+                p.persist_mode
+            ),
+            (2, 20, 30_000, 2, true)
+        );
+        assert_eq!((c.qlen_max, c.sock_size), (100, 262_144));
         assert_eq!(c.peers, vec!["10.77.0.3".parse::<IpAddr>().unwrap()]);
+        let text = toml(&c);
+        let again = with(text.trim_start().trim_start_matches("[sync]\n")).unwrap();
+        assert_eq!(again, c);
+    }
+
+    #[test]
+    fn ipv6_groups_and_peers_are_taken() {
+        let c = with("roles = [\"backup\"]\ngroup = \"ff02::81\"").unwrap();
+        assert!(c.ipv6());
+        assert_eq!(c.group, "ff02::81".parse::<IpAddr>().unwrap());
+        let c = with("peers = [\"fd77::3\", \"fd77::4\"]").unwrap();
+        assert!(c.ipv6() && c.peers.len() == 2);
+        assert!(!with("").unwrap().ipv6());
         let text = toml(&c);
         let again = with(text.trim_start().trim_start_matches("[sync]\n")).unwrap();
         assert_eq!(again, c);
@@ -286,15 +424,20 @@ mod tests {
             ("roles = [\"primary\"]", "sync roles are"),
             ("syncid = 256", "sync syncid must be 0..=255"),
             ("interface = \"eth9\"", "not one of the [[interface]]s"),
-            ("group = \"10.0.0.1\"", "invalid IPv4 mcast-group"),
-            (
-                "group = \"ff02::81\"",
-                "IPv6 sync group is not supported yet",
-            ),
+            ("group = \"10.0.0.1\"", "invalid mcast-group"),
+            ("group = \"fd00::1\"", "invalid mcast-group"),
             ("port = 0", "sync port must be 1..=65535"),
             ("ttl = 0", "sync ttl must be 1..=255"),
             ("maxlen = 70000", "sync maxlen must be"),
-            ("peers = [\"224.0.0.1\"]", "unicast IPv4"),
+            ("peers = [\"224.0.0.1\"]", "unicast IPv4 or IPv6"),
+            (
+                "peers = [\"10.0.0.1\", \"fd00::1\"]",
+                "must all be IPv4 or all IPv6",
+            ),
+            ("sync_threshold = [50, 3]", "threshold < period"),
+            ("sync_threshold = [3]", "sync_threshold is"),
+            ("sync_retries = 4", "sync sync_retries must be 0..=3"),
+            ("sync_qlen_max = 0", "sync_qlen_max must be"),
             ("bogus = 1", "unknown field"),
         ] {
             let e = with(line).unwrap_err();

@@ -264,11 +264,83 @@ fn bad_scheduling_keys_name_their_line() {
             "client_address",
             "for FULLNAT services",
         ),
+        (
+            lab_with("syn_proxy = true\n", "").replace("protocol = \"tcp\"", "protocol = \"udp\""),
+            "syn_proxy",
+            "syn_proxy is for TCP services",
+        ),
+        (
+            lab_with("syn_proxy = true\n", "forward = \"dr\"\n"),
+            "syn_proxy",
+            "syn_proxy needs FULLNAT or NAT forwarding",
+        ),
+        (
+            lab_with("client_address = \"proxy-v2\"\nsyn_proxy = true\n", ""),
+            "syn_proxy",
+            "syn_proxy does not combine with client_address \"proxy-v2\"",
+        ),
     ] {
         let e = err(&text);
         let line = text.lines().position(|l| l.contains(needle)).unwrap() + 1;
         assert_eq!(e.at.map(|a| a.0), Some(line), "{want}: {e}");
         assert!(e.reason.contains(want), "{want}: {e}");
+    }
+}
+
+#[test]
+fn acl_and_limits_reach_the_options_and_bad_ones_name_their_place() {
+    let text = lab_with(
+        "acl = [\"allow 10.1.2.0/24\", \"deny 10.0.0.0/8\"]\nmax_conns = 100\nclient_prefix_v4 = 24\nnew_conn_rate = 5\n",
+        "",
+    );
+    let c = parse(Path::new("x.toml"), &text).unwrap();
+    let s = &c.services[0];
+    let o = c.service_options(s.vip, s.proto).unwrap();
+    let rules: Vec<String> = o.acl.iter().map(ToString::to_string).collect();
+    assert_eq!(rules, ["allow 10.1.2.0/24", "deny 10.0.0.0/8"]);
+    assert_eq!(
+        (o.limits.max_conns, o.limits.client_prefix_v4, o.limits.rate),
+        (100, 24, 5)
+    );
+    for (text, needle, want) in [
+        (
+            lab_with(
+                "acl = [\"allow 10.1.2.0/24\",\n  \"deny 10.1.0.0/8\"]\n",
+                "",
+            ),
+            "10.1.0.0/8",
+            "did you mean 10.0.0.0/8",
+        ),
+        (
+            lab_with("acl = [\"drop 10.0.0.0/8\"]\n", ""),
+            "drop",
+            "allow or deny",
+        ),
+        (
+            lab_with("acl = [\"deny fd00::/8\"]\n", ""),
+            "fd00::/8",
+            "are IPv4",
+        ),
+        (
+            lab_with("max_conns = -5\n", ""),
+            "max_conns",
+            "max_conns must be",
+        ),
+        (
+            lab_with("client_prefix_v4 = 40\n", ""),
+            "client_prefix_v4",
+            "client_prefix_v4 must be 0..=32",
+        ),
+        (
+            lab_with("icmp_burst = 0\n", ""),
+            "icmp_burst",
+            "icmp_burst must be 1..",
+        ),
+    ] {
+        let e = err(&text);
+        let line = text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+        assert!(e.reason.contains(want), "{want}: {e}");
+        assert_eq!(e.at.map(|a| a.0), Some(line), "{want}: {e}");
     }
 }
 
@@ -288,6 +360,19 @@ fn client_address_reaches_the_service_options() {
     let udp = lab_with("client_address = \"proxy-v2\"\n", "")
         .replace("protocol = \"tcp\"", "protocol = \"udp\"");
     assert!(parse(Path::new("x.toml"), &udp).is_ok());
+}
+
+#[test]
+fn syn_proxy_reaches_the_service_options() {
+    for forward in ["fullnat", "nat"] {
+        let text = lab_with("syn_proxy = true\n", "")
+            .replace("forward = \"fullnat\"", &format!("forward = \"{forward}\""));
+        let c = parse(Path::new("x.toml"), &text).unwrap();
+        let s = &c.services[0];
+        assert!(c
+            .service_options(s.vip, s.proto)
+            .is_some_and(|o| o.syn_proxy));
+    }
 }
 
 #[test]

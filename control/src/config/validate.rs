@@ -18,7 +18,7 @@ use super::{
     Persistence, RealServerConfig, ServiceConfig, ServiceOptions, Thresholds, VlanConfig,
 };
 
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     path: &'a Path,
     text: &'a str,
 }
@@ -31,7 +31,7 @@ impl Ctx<'_> {
             reason: reason.into(),
         }
     }
-    fn at<T>(&self, v: &Spanned<T>, reason: impl Into<String>) -> ConfigError {
+    pub(super) fn at<T>(&self, v: &Spanned<T>, reason: impl Into<String>) -> ConfigError {
         self.err_at(v.span(), reason)
     }
     fn nowhere(&self, reason: impl Into<String>) -> ConfigError {
@@ -522,6 +522,15 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         if let Some(c) = &s.client_address {
             options.client_address =
                 check_client_address(c.get_ref(), proto, forward).map_err(|e| cx.at(c, e))?;
+        }
+        super::access::validate(&cx, s, vip, &mut options)?;
+        if let Some(sp) = &s.syn_proxy {
+            options.syn_proxy = *sp.get_ref();
+            if options.syn_proxy {
+                let forwards = std::iter::once(forward).chain(options.forwards.values().copied());
+                super::check_syn_proxy(proto, forwards, options.client_address)
+                    .map_err(|e| cx.at(sp, e))?;
+            }
         }
         if options != ServiceOptions::default() {
             service_options.insert((vip, proto), options);

@@ -110,8 +110,11 @@ impl Control {
         let spawned = std::thread::Builder::new()
             .name("rvsd-flush".into())
             .spawn(move || {
-                let flushed = flush_pages(&workers, rs_index);
+                let (flushed, stopped) = flush_pages(&workers, rs_index);
                 eprintln!("rvsd: health: reset {flushed} connection(s) to {what}");
+                if let Some(why) = stopped {
+                    eprintln!("rvsd: health: flush of {what} stopped early: {why}");
+                }
             });
         if let Err(e) = spawned {
             eprintln!("rvsd: cannot start a flush thread: {e}");
@@ -213,39 +216,21 @@ impl Control {
 }
 
 /// Every worker's sessions to `rs_index` removed, page by page, the
-/// workers in parallel; how many there were. A worker that stops answering
-/// is left (its sessions expire on their own).
-fn flush_pages(workers: &[listings::WorkerLine], rs_index: u16) -> usize {
-    let mut from: Vec<Option<u32>> = vec![Some(0); workers.len()];
+/// workers in parallel; how many there were (and why it stopped early, if
+/// a worker did not answer: its sessions then expire on their own).
+fn flush_pages(workers: &[listings::WorkerLine], rs_index: u16) -> (usize, Option<String>) {
     let mut flushed = 0;
-    while from.iter().any(Option::is_some) {
-        let mut pending = Vec::new();
-        for (i, w) in workers.iter().enumerate() {
-            let Some(f) = from[i] else { continue };
-            let (tx, rx) = bounded(1);
-            let req = WorkerRequest::FlushServer {
-                rs_index,
-                from: f,
-                reply: tx,
-            };
-            if w.requests
-                .send_timeout(req, Duration::from_secs(1))
-                .is_err()
-            {
-                from[i] = None;
-                continue;
-            }
-            pending.push((i, rx));
-        }
-        for (i, rx) in pending {
-            match rx.recv_timeout(Duration::from_secs(2)) {
-                Ok((n, next)) => {
-                    flushed += n;
-                    from[i] = next;
-                }
-                Err(_) => from[i] = None,
-            }
-        }
-    }
-    flushed
+    let paged = listings::page_workers(
+        workers,
+        |from, reply| WorkerRequest::FlushServer {
+            rs_index,
+            from,
+            reply,
+        },
+        |_, (n, next): (usize, Option<u32>)| {
+            flushed += n;
+            next
+        },
+    );
+    (flushed, paged.err())
 }

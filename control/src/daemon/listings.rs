@@ -3,6 +3,7 @@
 //! from their tables.
 
 use super::*;
+use dataplane::frag::FragCounters;
 use dataplane::guard::GuardCounters;
 
 impl Control {
@@ -39,6 +40,21 @@ impl Control {
                         .zip(&s.guard)
                         .map(|(n, a)| (*n, l(a)))
                         .collect(),
+                    events: dataplane::stats::EVENT_NAMES
+                        .iter()
+                        .zip(&s.events)
+                        .map(|(n, a)| (*n, l(a)))
+                        .collect(),
+                    frags: FragCounters::NAMES
+                        .iter()
+                        .zip(&s.frags)
+                        .map(|(n, a)| (*n, l(a)))
+                        .collect(),
+                    synproxy: dataplane::synproxy::Counters::NAMES
+                        .iter()
+                        .zip(&s.synproxy)
+                        .map(|(n, a)| (*n, l(a)))
+                        .collect(),
                 }
             })
             .collect();
@@ -46,9 +62,11 @@ impl Control {
             .ports
             .iter()
             .zip(&self.config.interfaces)
-            .map(|(p, i)| {
+            .enumerate()
+            .map(|(k, (p, i))| {
                 let st = p.stats().unwrap_or_default();
                 metrics::PortSample {
+                    kernel_dropped: self.kernel_drops.read(k),
                     name: i.name.clone(),
                     basic: [
                         st.ipackets,
@@ -135,6 +153,7 @@ impl Control {
                 })
                 .collect(),
             draining: self.drain.is_some(),
+            access: self.access_samples(),
         }
     }
 
@@ -216,6 +235,10 @@ impl Control {
                     if o.ops {
                         flags += " ops";
                     }
+                    // DPVS's ipvsadm prints it here.
+                    if o.syn_proxy {
+                        flags += " synproxy";
+                    }
                     // rvs's own, after ipvsadm's; absent when `none`, so
                     // listings stay ipvsadm's byte for byte.
                     if o.client_address != ClientAddress::None {
@@ -289,9 +312,11 @@ impl Control {
             .ports
             .iter()
             .zip(&self.config.interfaces)
-            .map(|(p, i)| {
+            .enumerate()
+            .map(|(k, (p, i))| {
                 let st = p.stats().unwrap_or_default();
                 PortStatsView {
+                    rx_kernel_dropped: self.kernel_drops.read(k),
                     name: i.name.clone(),
                     rx_packets: st.ipackets,
                     tx_packets: st.opackets,
@@ -335,6 +360,21 @@ impl Control {
                         .zip(&s.guard)
                         .map(|(n, a)| ((*n).to_string(), l(a)))
                         .collect(),
+                    events: dataplane::stats::EVENT_NAMES
+                        .iter()
+                        .zip(&s.events)
+                        .map(|(n, a)| ((*n).to_string(), l(a)))
+                        .collect(),
+                    frags: FragCounters::NAMES
+                        .iter()
+                        .zip(&s.frags)
+                        .map(|(n, a)| ((*n).to_string(), l(a)))
+                        .collect(),
+                    synproxy: dataplane::synproxy::Counters::NAMES
+                        .iter()
+                        .zip(&s.synproxy)
+                        .map(|(n, a)| ((*n).to_string(), l(a)))
+                        .collect(),
                 }
             })
             .collect();
@@ -359,35 +399,12 @@ pub(super) struct WorkerLine {
 pub(super) fn list_connections(workers: &[WorkerLine]) -> Response {
     // Worker by worker, in the workers' order.
     let mut out: Vec<Vec<ConnectionView>> = workers.iter().map(|_| Vec::new()).collect();
-    let mut from: Vec<Option<u32>> = vec![Some(0); workers.len()];
-    while from.iter().any(Option::is_some) {
-        let mut pending = Vec::new();
-        for (w, f) in workers.iter().zip(&from) {
-            let Some(f) = *f else { continue };
-            let (tx, rx) = bounded(1);
-            let req = WorkerRequest::DumpSessions { from: f, reply: tx };
-            if w.requests
-                .send_timeout(req, Duration::from_secs(1))
-                .is_err()
-            {
-                return Response::Error(format!(
-                    "worker on lcore {} is not taking requests",
-                    w.lcore
-                ));
-            }
-            pending.push(rx);
-        }
-        let open = from
-            .iter_mut()
-            .zip(workers)
-            .zip(&mut out)
-            .filter(|((f, _), _)| f.is_some());
-        for (((f, w), out), rx) in open.zip(pending) {
-            let Ok(page) = rx.recv_timeout(Duration::from_secs(2)) else {
-                return Response::Error(format!("worker on lcore {} did not answer", w.lcore));
-            };
-            *f = page.next;
-            out.extend(page.sessions.iter().map(|s| ConnectionView {
+    let paged = page_workers(
+        workers,
+        |from, reply| WorkerRequest::DumpSessions { from, reply },
+        |i, page: dataplane::worker::SessionPage| {
+            let lcore = workers[i].lcore;
+            out[i].extend(page.sessions.iter().map(|s| ConnectionView {
                 proto: proto_name(s.proto).into(),
                 expires_in_secs: page.now.until(s.expires).div_ceil(1000),
                 state: s.state.name().into(),
@@ -395,12 +412,12 @@ pub(super) fn list_connections(workers: &[WorkerLine]) -> Response {
                 vip: endpoint(s.vip),
                 rs: endpoint(s.rs),
                 laddr: endpoint(s.laddr),
-                worker: w.lcore,
+                worker: lcore,
             }));
             // Persistence templates (first page), as the kernel lists
             // them: state NONE, the (masked) client with port 0, the
             // VIP, the server.
-            out.extend(page.templates.iter().map(|t| ConnectionView {
+            out[i].extend(page.templates.iter().map(|t| ConnectionView {
                 proto: proto_name(t.key.proto).into(),
                 expires_in_secs: page.now.until(t.expires).div_ceil(1000),
                 state: "NONE".into(),
@@ -408,9 +425,53 @@ pub(super) fn list_connections(workers: &[WorkerLine]) -> Response {
                 vip: endpoint(t.key.vip),
                 rs: endpoint(t.rs),
                 laddr: String::new(),
-                worker: w.lcore,
+                worker: lcore,
             }));
+            page.next
+        },
+    );
+    match paged {
+        Ok(()) => Response::Connections(out.into_iter().flatten().collect()),
+        Err(e) => Response::Error(e),
+    }
+}
+
+/// Asks every worker for pages, the workers in parallel, until each says
+/// it is done: `ask(from, reply)` is the request for the page from slot
+/// `from`, `take(worker, page)` uses a page and says where the next one
+/// starts (`None`: done). Stops at the first worker that does not take a
+/// request within 1 s or answer within 2 s, and says which.
+pub(super) fn page_workers<P>(
+    workers: &[WorkerLine],
+    ask: impl Fn(u32, Sender<P>) -> WorkerRequest,
+    mut take: impl FnMut(usize, P) -> Option<u32>,
+) -> Result<(), String> {
+    let mut from: Vec<Option<u32>> = vec![Some(0); workers.len()];
+    while from.iter().any(Option::is_some) {
+        let mut pending = Vec::new();
+        for (i, w) in workers.iter().enumerate() {
+            let Some(f) = from[i] else { continue };
+            let (tx, rx) = bounded(1);
+            if w.requests
+                .send_timeout(ask(f, tx), Duration::from_secs(1))
+                .is_err()
+            {
+                return Err(format!(
+                    "worker on lcore {} is not taking requests",
+                    w.lcore
+                ));
+            }
+            pending.push((i, rx));
+        }
+        for (i, rx) in pending {
+            let Ok(page) = rx.recv_timeout(Duration::from_secs(2)) else {
+                return Err(format!(
+                    "worker on lcore {} did not answer",
+                    workers[i].lcore
+                ));
+            };
+            from[i] = take(i, page);
         }
     }
-    Response::Connections(out.into_iter().flatten().collect())
+    Ok(())
 }

@@ -69,10 +69,12 @@ use kernel::{configure_kernel_side, kernel_ip, kernel_route};
 use rates::{ConnTotals, RateEstimate};
 use rules::Change;
 
+mod access;
 mod addresses;
 mod health_sync;
 mod ip_views;
 mod kernel;
+mod kernel_drops;
 mod listings;
 mod rates;
 mod rules;
@@ -424,6 +426,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     );
     let socket_path = config.socket.clone();
     let (health_tx, health_rx) = bounded(1024);
+    let config_interfaces = config.interfaces.clone();
     let mut control = Control {
         config,
         registry,
@@ -436,6 +439,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         acd: Acd::default(),
         events: running.events,
         retired: running.retired,
+        kernel_drops: kernel_drops::KernelDrops::new(&config_interfaces),
         ports,
         last_reload: None,
         file_routes: Vec::new(),
@@ -561,6 +565,8 @@ struct Control {
     /// Snapshots workers replaced: the last one returned frees it, here.
     retired: Receiver<Retired>,
     ports: Vec<Port>,
+    /// Frames the kernel dropped before each port's PMD (see `kernel_drops`).
+    kernel_drops: kernel_drops::KernelDrops,
     /// Last reload: applied?, when (Unix seconds).
     last_reload: Option<(bool, f64)>,
     /// The file's `[[route]]`s at start-up (`rvsadm route` changes the live
@@ -804,6 +810,7 @@ impl Control {
             Request::StartDaemon(spec) => self.start_daemon(&spec),
             Request::StopDaemon { role } => self.stop_daemon(&role),
             Request::ListDaemons => Response::Daemons(self.sync.engine.daemon_lines()),
+            Request::Access(r) => self.access(r),
         }
     }
 

@@ -126,6 +126,17 @@ impl Control {
         if let Some(m) = client_address {
             options.client_address = m;
         }
+        // As DPVS's -j: an -E that does not name it keeps it.
+        if let Some(on) = spec.syn_proxy {
+            options.syn_proxy = on;
+        }
+        if options.syn_proxy {
+            let default = at.map_or(Forward::FullNat, |i| self.config.services[i].forward);
+            let forwards = std::iter::once(default).chain(options.forwards.values().copied());
+            if let Err(e) = config::check_syn_proxy(proto, forwards, options.client_address) {
+                return Response::Error(e);
+            }
+        }
         if scheduler != SchedKind::MaglevHashing {
             options.mh_table_size = None;
         }
@@ -214,6 +225,10 @@ impl Control {
             ("[[interface]]", new.interfaces != old.interfaces),
             ("[[route]]", new.routes != self.file_routes),
             ("[vip_routes]", new.vip_routes != old.vip_routes),
+            (
+                "[sync] follow_kernel_addresses",
+                new.sync.follow_kernel_addresses != old.sync.follow_kernel_addresses,
+            ),
         ];
         if let Some((what, _)) = fixed.iter().find(|(_, changed)| *changed) {
             return Response::Error(format!(
@@ -227,12 +242,19 @@ impl Control {
                 .flat_map(|s| s.real_servers.iter().map(move |r| (s.vip, s.proto, r.addr)))
                 .collect()
         };
+        let sync = (new.sync != old.sync).then(|| new.sync.clone());
         let (before, after) = (servers(&self.config), servers(&new));
         self.config.services = new.services;
         self.config.timeouts = new.timeouts;
         self.config.service_options = new.service_options;
         self.config.health = new.health;
         self.publish_tables();
+        // A changed [sync]: the daemons start over with the file's settings
+        // (what rvsadm --start-daemon changed since is replaced).
+        if let Some(sync) = sync {
+            self.config.sync = sync.clone();
+            self.restart_sync(sync);
+        }
         // A server the file adds back starts its --stats from zero, as
         // `rvsadm -a` does (unless connections it had still run).
         let readded: Vec<_> = after
@@ -317,6 +339,14 @@ impl Control {
                 .find(|l| l.is_ipv4() != rs.is_ipv4())
             {
                 return Response::Error(format!("real server {rs} is {} but the service's local address {l} is {}: remove it first (-Q)", config::family(rs.ip()), config::family(*l)));
+            }
+            if self
+                .config
+                .service_options(vip, proto)
+                .is_some_and(|o| o.syn_proxy)
+                && !matches!(forward, Forward::FullNat | Forward::Nat)
+            {
+                return Response::Error(format!("service {vip} has the SYN proxy on: its real servers forward by FULLNAT or NAT (the proxy must see their replies)"));
             }
             if forward == Forward::FullNat && self.config.services[svc].local_addresses.is_empty() {
                 return Response::Error(format!("service {vip} has no FULLNAT local address: add one first with -P -t {vip} -z ADDRESS"));

@@ -15,7 +15,6 @@ use crossbeam_channel::{unbounded, Receiver, Sender};
 use dataplane::pipeline::sync::{record_of, InstallReport};
 use dataplane::session::TcpState;
 use dataplane::sync_feed::SyncRecord;
-use dataplane::sync_policy::SyncPolicy;
 use dataplane::worker::Request as WorkerRequest;
 
 use super::Control;
@@ -39,6 +38,8 @@ pub(super) struct SyncCtl {
     kernel: KernelAddrs,
     /// VIPs and local addresses the kernel side does not hold now.
     standby: BTreeSet<IpAddr>,
+    /// Local addresses already logged as overlapping a peer's pool.
+    overlap_logged: BTreeSet<IpAddr>,
 }
 
 impl SyncCtl {
@@ -51,6 +52,7 @@ impl SyncCtl {
             watch: None,
             kernel: KernelAddrs::default(),
             standby: BTreeSet::new(),
+            overlap_logged: BTreeSet::new(),
         }
     }
 
@@ -131,7 +133,9 @@ impl Control {
         Ok(SyncIface {
             name: i.name.clone(),
             addr: i.addr,
+            addr6: i.addr6.map(|(a, _)| a),
             mtu: i.mtu,
+            ifindex: crate::sync::engine::kernel_ifindex(&i.name),
         })
     }
 
@@ -157,6 +161,21 @@ impl Control {
         }
     }
 
+    /// A reload changed `[sync]`: stops the running daemons (a master
+    /// sends what it batched first), takes the new settings and starts the
+    /// daemons they name; a starting backup asks its peers for a full
+    /// resync.
+    pub(super) fn restart_sync(&mut self, config: SyncConfig) {
+        for (role, word) in [(Role::Master, "master"), (Role::Backup, "backup")] {
+            if self.sync.engine.running(role) {
+                let _ = self.stop_daemon(word);
+            }
+        }
+        self.sync.engine.config = config;
+        eprintln!("rvsd: reload: [sync] changed, sync daemons restarted");
+        self.start_configured_sync();
+    }
+
     /// `--start-daemon`: ipvsadm's settings over the live ones, then the
     /// daemon. A running daemon of that role is refused, as the kernel
     /// refuses it (EEXIST).
@@ -176,8 +195,8 @@ impl Control {
         }
         if let Some(g) = &spec.group {
             match g.parse::<IpAddr>() {
-                Ok(IpAddr::V4(v4)) if v4.is_multicast() => c.group = v4,
-                _ => return Response::Error(format!("invalid IPv4 mcast-group `{g}'")),
+                Ok(ip) if ip.is_multicast() => c.group = ip,
+                _ => return Response::Error(format!("invalid mcast-group `{g}'")),
             }
         }
         if let Some(v) = spec.port {
@@ -201,8 +220,9 @@ impl Control {
                         return Response::Error(format!("sync master on {}: {e}", iface.name))
                     }
                 };
+                let policy = self.sync.engine.config.policy();
                 for (w, ring) in self.workers.iter().zip(rings) {
-                    let feed = Some((ring, SyncPolicy::default()));
+                    let feed = Some((ring, policy));
                     if w.requests
                         .send_timeout(WorkerRequest::SyncFeed(feed), Duration::from_secs(1))
                         .is_err()
@@ -245,7 +265,8 @@ impl Control {
             let records = self.sync_snapshot();
             self.sync.engine.resync(records, now);
         }
-        let got = self.sync.engine.receive(now);
+        let mut got = self.sync.engine.receive(now);
+        self.refuse_overlapping_pools(&mut got);
         if !got.is_empty() {
             let batch = Arc::new(got);
             for w in &self.workers {
@@ -266,6 +287,40 @@ impl Control {
         }
         while let Ok((report, _batch)) = self.sync.replies_rx.try_recv() {
             self.sync.engine.stats.install.add(&report);
+        }
+    }
+
+    /// Refuses (counts, logs once per address) the FULLNAT entries whose
+    /// local address is one of this box's own while this box does not
+    /// follow the kernel's addresses: active boxes (ECMP) must each have
+    /// their own local-address pool (replies come back to the box that
+    /// owns the address), so a peer using one of ours means both hand out
+    /// the same addresses and ports. With `follow_kernel_addresses`
+    /// (active/backup) the local addresses move with their VIPs between
+    /// the boxes by design, and sharing them is right.
+    fn refuse_overlapping_pools(&mut self, got: &mut Vec<SyncRecord>) {
+        if self.config.sync.follow_kernel_addresses {
+            return;
+        }
+        let own: BTreeSet<IpAddr> = self
+            .config
+            .services
+            .iter()
+            .flat_map(|s| s.local_addresses.iter().copied())
+            .collect();
+        if own.is_empty() {
+            return;
+        }
+        let seen = crate::sync::convert::refuse_own_laddrs(got, &own);
+        self.sync.engine.stats.laddr_overlap += seen.len() as u64;
+        for ip in seen {
+            if self.sync.overlap_logged.insert(ip) {
+                eprintln!(
+                    "rvsd: sync: a peer's FULLNAT sessions use local address {ip}, which is in this \
+                     box's own pool: active appliances need pools of their own (refused, counted \
+                     in rvs_sync_dropped_total{{reason=\"laddr_overlap\"}}; logged once)"
+                );
+            }
         }
     }
 
@@ -329,7 +384,14 @@ impl Control {
                     break;
                 };
                 from = page.next;
-                for s in &page.sessions {
+                for ((s, ext), from_peer) in
+                    page.sessions.iter().zip(&page.exts).zip(&page.from_peer)
+                {
+                    // A peer's session this box has not carried: the
+                    // peer's to send (a box both master and backup).
+                    if *from_peer {
+                        continue;
+                    }
                     // Only what this box serves: the sessions of a VIP
                     // another appliance holds came from it, and must not
                     // go back.
@@ -345,7 +407,7 @@ impl Control {
                     if half_open || left == 0 {
                         continue;
                     }
-                    out.push(record_of(s, u32::try_from(left).unwrap_or(u32::MAX)));
+                    out.push(record_of(s, ext, u32::try_from(left).unwrap_or(u32::MAX)));
                 }
             }
         }

@@ -1,14 +1,94 @@
 //! Between the workers' [`SyncRecord`]s and the wire's [`Conn`]s: what a
 //! master sends of a session, and what a backup installs of an entry.
+//!
+//! A session whose byte stream rvs changes (a PROXY protocol header
+//! inserted, TOA; a SYN proxy's server stream) carries its
+//! [`SessionExt`] in two options ([`ext_to_wire`], [`ext_of_wire`]): its
+//! sequence shifts in the kernel's own sequence data (`IPVS_OPT_SEQ_DATA`,
+//! the meaning matches, below), the rest in rvs's session option.
+//!
+//! The kernel describes a stream resized at one point by `init_seq` (the
+//! sequence number of the segment that grew, in the sender's numbering),
+//! `delta` (bytes added so far) and `previous_delta` (before that
+//! segment); an inserted PROXY header is exactly such a resize, at the
+//! first payload byte, with nothing before it: `init_seq` = the shift's
+//! `base`, `delta` = its `delta`, `previous_delta` = 0. The client's
+//! stream is the kernel's `in_seq` (`IP_VS_CONN_F_IN_SEQ` when its delta
+//! is not 0), the server's stream `out_seq` (`IP_VS_CONN_F_OUT_SEQ`). An
+//! entry with a `previous_delta` (a kernel FTP helper's second resize) is
+//! not a shift rvs can apply: it is skipped. Sequence data without rvs's
+//! session option (a kernel master's) is not applied: rvs has no FTP helper.
 
 use std::net::{IpAddr, SocketAddr};
 
 use dataplane::addr::Addr;
-use dataplane::session::Endpoint;
+use dataplane::session::ext::{ExtFlags, SessionExt};
+use dataplane::session::{ClientAddress, Endpoint};
 use dataplane::sync_feed::{RecordKind, SyncRecord};
 use dataplane::tables::Forward;
+use dataplane::xmit::seq_shift::SeqShift;
 
-use super::wire::{flags, Conn};
+use super::wire::{flags, Conn, Seq, SessionOpt, WireError};
+
+/// The sequence data and rvs's session option for a session's ext, and
+/// the `IN_SEQ`/`OUT_SEQ` flags (see the module doc). `None` for a session
+/// that keeps nothing there (mode `none`).
+#[must_use]
+pub fn ext_to_wire(mode: ClientAddress, e: &SessionExt) -> Option<((Seq, Seq), SessionOpt, u32)> {
+    if mode == ClientAddress::None && *e == SessionExt::default() {
+        return None;
+    }
+    let seq = |s: SeqShift| Seq {
+        init_seq: s.base,
+        delta: s.delta,
+        previous_delta: 0,
+    };
+    let mut f = 0;
+    if e.to_server.delta != 0 {
+        f |= flags::IN_SEQ;
+    }
+    if e.to_client.delta != 0 {
+        f |= flags::OUT_SEQ;
+    }
+    let opt = SessionOpt {
+        mode: mode as u8,
+        flags: e.flags.bits(),
+        server_next: e.server_next,
+    };
+    Some(((seq(e.to_server), seq(e.to_client)), opt, f))
+}
+
+/// The mode and ext of an entry's options (see the module doc): the
+/// defaults without rvs's session option.
+///
+/// # Errors
+/// An unknown mode or a `previous_delta`: the entry is skipped.
+pub fn ext_of_wire(
+    seq: Option<&(Seq, Seq)>,
+    opt: Option<&SessionOpt>,
+) -> Result<(ClientAddress, SessionExt), WireError> {
+    let Some(o) = opt else {
+        return Ok((ClientAddress::None, SessionExt::default()));
+    };
+    let mode = ClientAddress::ALL
+        .get(usize::from(o.mode))
+        .copied()
+        .ok_or(WireError::BadOption(0, super::wire::OPT_RVS_SESSION))?;
+    let (i, out) = seq.copied().unwrap_or_default();
+    if i.previous_delta != 0 || out.previous_delta != 0 {
+        return Err(WireError::BadOption(0, super::wire::OPT_SEQ_DATA));
+    }
+    let e = SessionExt {
+        to_server: SeqShift::new(i.init_seq, i.delta),
+        to_client: SeqShift::new(out.init_seq, out.delta),
+        server_next: o.server_next,
+        flags: ExtFlags::from_bits_retain(o.flags),
+        // The SYN proxy's timestamp and window state does not travel yet
+        // (docs/synproxy.md).
+        syn_proxy: dataplane::synproxy::ProxyState::default(),
+    };
+    Ok((mode, e))
+}
 
 /// IPVS's TCP ESTABLISHED.
 const TCP_ESTABLISHED: u8 = 1;
@@ -23,6 +103,24 @@ fn endpoint(a: SocketAddr) -> Endpoint {
         IpAddr::V6(v6) => Addr::v6(v6.octets()),
     };
     Endpoint::at(ip, a.port())
+}
+
+/// Removes from `records` the FULLNAT entries whose local address is in
+/// `own` (this box's own pool: overlapping pools, see
+/// `docs/sync.md`); returns their local addresses, one per entry removed.
+pub fn refuse_own_laddrs(
+    records: &mut Vec<SyncRecord>,
+    own: &std::collections::BTreeSet<IpAddr>,
+) -> Vec<IpAddr> {
+    let mut refused = Vec::new();
+    records.retain(|r| match r.laddr.map(|l| l.ip.ip()) {
+        Some(ip) if own.contains(&ip) => {
+            refused.push(ip);
+            false
+        }
+        _ => true,
+    });
+    refused
 }
 
 /// The entry a master sends for `r`. FULLNAT and NAT both travel as
@@ -40,6 +138,14 @@ pub fn conn_of(r: &SyncRecord) -> Conn {
     } else if r.proto == 6 && r.state != TCP_ESTABLISHED {
         f |= flags::INACTIVE;
     }
+    let ext = if r.kind == RecordKind::Conn {
+        ext_to_wire(r.client_addr, &r.ext)
+    } else {
+        None
+    };
+    if let Some((_, _, seq_flags)) = ext {
+        f |= seq_flags;
+    }
     Conn {
         protocol: r.proto,
         flags: f,
@@ -49,16 +155,20 @@ pub fn conn_of(r: &SyncRecord) -> Conn {
         dest: sock(r.rs),
         fwmark: 0,
         timeout_s: r.timeout_s,
-        seq: None,
+        seq: ext.map(|(s, _, _)| s),
         pe: None,
         local: r.laddr.map(sock),
+        session: ext.map(|(_, o, _)| o),
     }
 }
 
 /// The record a backup offers its workers for entry `c` (the forwarding
 /// method is the backup's own server's; this one is only a hint).
-#[must_use]
-pub fn record_of(c: &Conn) -> SyncRecord {
+///
+/// # Errors
+/// As [`ext_of_wire`]: the entry is skipped.
+pub fn record_of(c: &Conn) -> Result<SyncRecord, WireError> {
+    let (client_addr, ext) = ext_of_wire(c.seq.as_ref(), c.session.as_ref())?;
     let kind = if c.flags & flags::TEMPLATE != 0 {
         RecordKind::Template
     } else {
@@ -70,7 +180,7 @@ pub fn record_of(c: &Conn) -> SyncRecord {
         _ if c.local.is_some() => Forward::FullNat,
         _ => Forward::Nat,
     };
-    SyncRecord {
+    Ok(SyncRecord {
         kind,
         proto: c.protocol,
         forward,
@@ -80,7 +190,9 @@ pub fn record_of(c: &Conn) -> SyncRecord {
         rs: endpoint(c.dest),
         laddr: c.local.map(endpoint),
         timeout_s: c.timeout_s,
-    }
+        client_addr,
+        ext,
+    })
 }
 
 #[cfg(test)]
@@ -103,6 +215,8 @@ mod tests {
             laddr: (forward == Forward::FullNat && kind == RecordKind::Conn)
                 .then_some(Endpoint::new([10, 77, 0, 200], 5001)),
             timeout_s: 900,
+            client_addr: ClientAddress::None,
+            ext: SessionExt::default(),
         }
     }
 
@@ -114,7 +228,7 @@ mod tests {
                 let mut b = MessageBuilder::new(1, 1472);
                 b.push(&conn_of(&r)).unwrap();
                 let m = wire::parse(&b.take().unwrap()).unwrap();
-                let back = record_of(&m.conns[0]);
+                let back = record_of(&m.conns[0]).unwrap();
                 // A template's method travels as its flags; NAT and FULLNAT
                 // templates both read back as NAT (no local address).
                 let want_forward = if kind == RecordKind::Template && forward == Forward::FullNat {
@@ -139,5 +253,84 @@ mod tests {
         assert_eq!(conn_of(&r).flags & flags::INACTIVE, 0);
         r.state = 4;
         assert_ne!(conn_of(&r).flags & flags::INACTIVE, 0);
+    }
+
+    fn proxy_rec() -> SyncRecord {
+        SyncRecord {
+            client_addr: ClientAddress::ProxyV1,
+            ext: SessionExt {
+                to_server: SeqShift::new(1001, 56),
+                to_client: SeqShift::new(7001, 0),
+                server_next: 7001,
+                flags: ExtFlags::all(),
+                syn_proxy: Default::default(),
+            },
+            ..rec(Forward::FullNat, RecordKind::Conn)
+        }
+    }
+
+    #[test]
+    fn a_shifted_session_travels_in_the_kernels_seq_data_and_rvss_option() {
+        let r = proxy_rec();
+        let c = conn_of(&r);
+        // The client's stream is the kernel's in_seq, flagged; the
+        // server's is not shifted.
+        assert_eq!(c.flags & flags::SEQ_MASK, flags::IN_SEQ);
+        let (i, o) = c.seq.unwrap();
+        assert_eq!((i.init_seq, i.delta, i.previous_delta), (1001, 56, 0));
+        assert_eq!((o.init_seq, o.delta), (7001, 0));
+        assert_eq!(
+            c.session,
+            Some(SessionOpt {
+                mode: 2,
+                flags: ExtFlags::all().bits(),
+                server_next: 7001
+            })
+        );
+        let mut b = MessageBuilder::new(1, 1472);
+        b.push(&c).unwrap();
+        let m = wire::parse(&b.take().unwrap()).unwrap();
+        assert_eq!(record_of(&m.conns[0]).unwrap(), r);
+        // A session that changes nothing sends neither option.
+        let plain = conn_of(&rec(Forward::FullNat, RecordKind::Conn));
+        assert_eq!((plain.seq, plain.session), (None, None));
+    }
+
+    #[test]
+    fn kernel_seq_data_alone_is_not_applied_and_a_previous_delta_is_refused() {
+        let mut c = conn_of(&proxy_rec());
+        c.session = None;
+        let r = record_of(&c).unwrap();
+        assert_eq!(
+            (r.client_addr, r.ext),
+            (ClientAddress::None, SessionExt::default())
+        );
+        let mut c = conn_of(&proxy_rec());
+        if let Some((i, _)) = c.seq.as_mut() {
+            i.previous_delta = 3;
+        }
+        assert!(record_of(&c).is_err());
+        let mut c = conn_of(&proxy_rec());
+        c.session = Some(SessionOpt {
+            mode: 9,
+            ..c.session.unwrap()
+        });
+        assert!(record_of(&c).is_err());
+    }
+
+    #[test]
+    fn entries_with_one_of_our_own_local_addresses_are_refused() {
+        let own: std::collections::BTreeSet<IpAddr> =
+            ["10.77.0.200".parse().unwrap()].into_iter().collect();
+        let ours = rec(Forward::FullNat, RecordKind::Conn);
+        let theirs = SyncRecord {
+            laddr: Some(Endpoint::new([10, 77, 0, 201], 5001)),
+            ..ours
+        };
+        let nat = rec(Forward::Nat, RecordKind::Conn);
+        let mut got = vec![ours, theirs, nat, ours];
+        let refused = refuse_own_laddrs(&mut got, &own);
+        assert_eq!(refused, vec![own.first().copied().unwrap(); 2]);
+        assert_eq!(got, vec![theirs, nat]);
     }
 }

@@ -15,8 +15,8 @@ use super::wire::{self, Conn, MessageBuilder, PushError, Role, WireError};
 /// How long an entry may wait in a half-full datagram (the kernel's
 /// `IPVS_SYNC_FLUSH_TIME`, two seconds).
 pub const FLUSH_MS: u64 = 2_000;
-/// Full datagrams queued for sending at most; more are dropped and counted
-/// (the kernel's `sync_qlen_max`).
+/// Full datagrams queued for sending at most by default; more are dropped
+/// and counted (the kernel's `sync_qlen_max`, `[sync] sync_qlen_max`).
 pub const QUEUE_MAX: usize = 4096;
 
 /// One daemon's configuration, as ipvsadm's `--start-daemon` gives it.
@@ -36,6 +36,8 @@ pub struct DaemonConfig {
     pub port: u16,
     /// `--mcast-ttl`.
     pub ttl: u8,
+    /// `sync_qlen_max`: full datagrams a master queues at most.
+    pub qlen_max: usize,
 }
 
 impl DaemonConfig {
@@ -50,6 +52,7 @@ impl DaemonConfig {
             group: IpAddr::V4(wire::SYNC_GROUP_V4),
             port: wire::SYNC_PORT,
             ttl: 1,
+            qlen_max: QUEUE_MAX,
         }
     }
 
@@ -99,6 +102,7 @@ pub struct Master {
     builder: MessageBuilder,
     first_entry_ms: Option<u64>,
     queue: VecDeque<Vec<u8>>,
+    qlen_max: usize,
     /// Counters.
     pub stats: MasterStats,
 }
@@ -111,6 +115,7 @@ impl Master {
             builder: MessageBuilder::new(config.sync_id, config.maxlen),
             first_entry_ms: None,
             queue: VecDeque::new(),
+            qlen_max: config.qlen_max.max(1),
             stats: MasterStats::default(),
         }
     }
@@ -137,7 +142,7 @@ impl Master {
 
     fn queue_current(&mut self) {
         if let Some(d) = self.builder.take() {
-            if self.queue.len() >= QUEUE_MAX {
+            if self.queue.len() >= self.qlen_max {
                 self.stats.queue_full += 1;
             } else {
                 self.queue.push_back(d);
@@ -245,6 +250,7 @@ mod tests {
             seq: None,
             pe: None,
             local: Some("10.77.0.200:2000".parse().unwrap()),
+            session: None,
         }
     }
 

@@ -13,11 +13,26 @@
 //! multicast), sends to the group or to each unicast peer, TTL as set,
 //! multicast loop off; the backup binds the group (or the interface's
 //! address for unicast) on the sync port and joins the group there.
+//!
+//! Resync on request: the protocol has no request message, so a backup
+//! that starts sends [`RESYNC_REQUESTS`] empty sync messages (header only,
+//! its SyncID, a second apart) to its peers or the group; a kernel backup
+//! takes such a message and ignores it. A box whose backup daemon accepts
+//! an empty message from a peer has its master send a full resync at once
+//! (at most once a second). This needs a backup daemon on the master's box
+//! to hear the request (both roles, as the lab and `deploy/` run them);
+//! otherwise the periodic resync (`resync_interval`) covers a new backup.
+//!
+//! IPv6 (an IPv6 group, or IPv6 peers; [`SyncConfig::ipv6`]): the same with
+//! the interface's IPv6 address (`address6`), the TAP's interface index for
+//! multicast (outgoing interface, hop limit `ttl`, the group joined there,
+//! and the index as the scope of a link-local group), and the kernel's
+//! `sync_maxlen` less the 48 bytes of IPv6 and UDP headers.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,6 +62,10 @@ pub struct SyncStats {
     pub queue_full: u64,
     /// Full resyncs done.
     pub resyncs: u64,
+    /// Resync requests (empty messages) this box's backup sent.
+    pub resync_requests_sent: u64,
+    /// Resync requests received from peers.
+    pub resync_requests_received: u64,
     /// Datagrams accepted by the backup.
     pub datagrams_received: u64,
     /// Entries accepted by the backup.
@@ -59,19 +78,67 @@ pub struct SyncStats {
     pub dropped_peer: u64,
     /// Entries skipped inside accepted datagrams (the kernel's per-entry reasons).
     pub entries_skipped: u64,
+    /// FULLNAT entries refused because their local address is one of this
+    /// box's own (overlapping local-address pools between active boxes).
+    pub laddr_overlap: u64,
     /// What the workers did with the entries.
     pub install: InstallReport,
 }
 
-/// The sync interface: its name, address and MTU.
+/// The sync interface: its name, addresses, MTU and kernel index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncIface {
     /// rvs interface name (`--mcast-interface`).
     pub name: String,
     /// Its IPv4 address (the kernel side holds it).
     pub addr: Ipv4Addr,
+    /// Its IPv6 address (`address6`), if any: IPv6 sync needs it.
+    pub addr6: Option<Ipv6Addr>,
     /// Its MTU.
     pub mtu: u16,
+    /// The kernel's index of its TAP (IPv6 multicast names the interface
+    /// by it); 0 when unknown.
+    pub ifindex: u32,
+}
+
+/// The kernel's index of interface `name` (its TAP), from sysfs; 0 when
+/// there is none.
+#[must_use]
+pub fn kernel_ifindex(name: &str) -> u32 {
+    std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+impl SyncIface {
+    /// The address sync binds for `ipv6`.
+    ///
+    /// # Errors
+    /// An IPv6 sync on an interface without `address6`.
+    fn local(&self, ipv6: bool) -> io::Result<IpAddr> {
+        if !ipv6 {
+            return Ok(IpAddr::V4(self.addr));
+        }
+        self.addr6.map(IpAddr::V6).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                format!(
+                    "IPv6 sync needs an IPv6 address (address6) on interface {}",
+                    self.name
+                ),
+            )
+        })
+    }
+}
+
+/// `group`:`port` as a destination: an IPv6 group with the interface's
+/// index as its scope (a link-local group needs it).
+fn group_dest(group: IpAddr, port: u16, ifindex: u32) -> SocketAddr {
+    match group {
+        IpAddr::V4(_) => SocketAddr::new(group, port),
+        IpAddr::V6(g) => SocketAddr::V6(SocketAddrV6::new(g, port, 0, ifindex)),
+    }
 }
 
 struct MasterSide {
@@ -90,7 +157,18 @@ struct BackupSide {
     checker: Backup,
     sock: UdpSocket,
     last_seen: BTreeMap<IpAddr, Instant>,
+    /// Where resync requests go (the peers, or the group).
+    dests: Vec<SocketAddr>,
+    /// Resync requests still to send, and when the next one is due.
+    hellos_left: u8,
+    next_hello: Instant,
 }
+
+/// Resync requests a backup sends when it starts, a second apart (one
+/// may meet an unresolved neighbour or a peer still starting).
+pub const RESYNC_REQUESTS: u8 = 3;
+/// A master resyncs on request at most this often.
+pub const RESYNC_REQUEST_MIN_GAP: Duration = Duration::from_secs(1);
 
 /// Both daemons' state (either may run, or both, as the kernel's).
 pub struct Engine {
@@ -100,6 +178,9 @@ pub struct Engine {
     backup: Option<BackupSide>,
     epoch: Instant,
     buf: Vec<u8>,
+    /// A peer asked for a full resync (an empty message reached the backup).
+    resync_requested: bool,
+    last_resync: Option<Instant>,
     /// Counters.
     pub stats: SyncStats,
 }
@@ -125,6 +206,8 @@ impl Engine {
             backup: None,
             epoch: Instant::now(),
             buf: vec![0; 65_536],
+            resync_requested: false,
+            last_resync: None,
             stats: SyncStats::default(),
         }
     }
@@ -134,8 +217,9 @@ impl Engine {
     pub fn daemon_config(&self, role: Role, iface: &SyncIface) -> DaemonConfig {
         let mut d = DaemonConfig::new(role, &iface.name, iface.mtu);
         d.sync_id = self.config.sync_id;
-        d.maxlen = wire::sync_maxlen(role, self.config.maxlen, iface.mtu, false);
-        d.group = IpAddr::V4(self.config.group);
+        d.maxlen = wire::sync_maxlen(role, self.config.maxlen, iface.mtu, self.config.ipv6());
+        d.group = self.config.group;
+        d.qlen_max = self.config.qlen_max as usize;
         d.port = self.config.port;
         d.ttl = self.config.ttl;
         d
@@ -161,12 +245,25 @@ impl Engine {
         workers: usize,
     ) -> io::Result<Vec<Arc<SyncRing>>> {
         let cfg = self.daemon_config(Role::Master, iface);
-        let sock = UdpSocket::bind((iface.addr, 0))?;
-        sock.set_multicast_ttl_v4(u32::from(cfg.ttl))?;
-        sock.set_multicast_loop_v4(false)?;
+        let ipv6 = self.config.ipv6();
+        let sock = UdpSocket::bind((iface.local(ipv6)?, 0))?;
+        if ipv6 {
+            let s = socket2::SockRef::from(&sock);
+            s.set_multicast_hops_v6(u32::from(cfg.ttl))?;
+            s.set_multicast_loop_v6(false)?;
+            if iface.ifindex != 0 {
+                s.set_multicast_if_v6(iface.ifindex)?;
+            }
+        } else {
+            sock.set_multicast_ttl_v4(u32::from(cfg.ttl))?;
+            sock.set_multicast_loop_v4(false)?;
+        }
+        if self.config.sock_size > 0 {
+            socket2::SockRef::from(&sock).set_send_buffer_size(self.config.sock_size as usize)?;
+        }
         sock.set_nonblocking(true)?;
         let dests = if self.config.peers.is_empty() {
-            vec![SocketAddr::new(cfg.group, cfg.port)]
+            vec![group_dest(cfg.group, cfg.port, iface.ifindex)]
         } else {
             self.config
                 .peers
@@ -198,19 +295,49 @@ impl Engine {
     /// The socket's.
     pub fn start_backup(&mut self, iface: &SyncIface) -> io::Result<()> {
         let cfg = self.daemon_config(Role::Backup, iface);
-        let sock = if self.config.peers.is_empty() {
-            let s = UdpSocket::bind((self.config.group, cfg.port))?;
-            s.join_multicast_v4(&self.config.group, &iface.addr)?;
-            s
-        } else {
-            UdpSocket::bind((iface.addr, cfg.port))?
+        let ipv6 = self.config.ipv6();
+        let sock = match (self.config.group, self.config.peers.is_empty()) {
+            (IpAddr::V4(g), true) => {
+                let s = UdpSocket::bind((g, cfg.port))?;
+                s.join_multicast_v4(&g, &iface.addr)?;
+                s
+            }
+            (IpAddr::V6(g), true) => {
+                iface.local(true)?;
+                let s = UdpSocket::bind(group_dest(self.config.group, cfg.port, iface.ifindex))?;
+                s.join_multicast_v6(&g, iface.ifindex)?;
+                s
+            }
+            (_, false) => UdpSocket::bind((iface.local(ipv6)?, cfg.port))?,
         };
+        if self.config.sock_size > 0 {
+            socket2::SockRef::from(&sock).set_recv_buffer_size(self.config.sock_size as usize)?;
+        }
         sock.set_nonblocking(true)?;
+        // Its own resync requests do not come back to it.
+        if ipv6 {
+            socket2::SockRef::from(&sock).set_multicast_loop_v6(false)?;
+        } else {
+            sock.set_multicast_loop_v4(false)?;
+        }
+        let dests = if self.config.peers.is_empty() {
+            vec![group_dest(cfg.group, cfg.port, iface.ifindex)]
+        } else {
+            self.config
+                .peers
+                .iter()
+                .map(|p| SocketAddr::new(*p, cfg.port))
+                .collect()
+        };
         self.backup = Some(BackupSide {
             checker: Backup::new(&cfg),
             cfg,
             sock,
             last_seen: BTreeMap::new(),
+            dests,
+            hellos_left: RESYNC_REQUESTS,
+            // The first at the next tick.
+            next_hello: self.epoch,
         });
         self.config.backup = true;
         Ok(())
@@ -271,14 +398,47 @@ impl Engine {
         self.stats.queue_full = m.batcher.stats.queue_full;
     }
 
-    /// Master: true when a full resync is due (the caller then collects
-    /// every session and calls [`Self::resync`]).
+    /// Master: true when a full resync is due, by the interval or because
+    /// a peer asked (at most once a [`RESYNC_REQUEST_MIN_GAP`]); the caller
+    /// then collects every session and calls [`Self::resync`].
     #[must_use]
     pub fn resync_due(&self, now: Instant) -> bool {
-        self.master
-            .as_ref()
-            .and_then(|m| m.next_resync)
-            .is_some_and(|t| now >= t)
+        let Some(m) = self.master.as_ref() else {
+            return false;
+        };
+        let asked = self.resync_requested
+            && self
+                .last_resync
+                .is_none_or(|t| now.duration_since(t) >= RESYNC_REQUEST_MIN_GAP);
+        asked || m.next_resync.is_some_and(|t| now >= t)
+    }
+
+    /// Backup: sends its resync requests when due (see the module doc): an
+    /// empty sync message of its SyncID to the peers or the group.
+    fn send_resync_requests(&mut self, now: Instant) {
+        let Some(b) = self.backup.as_mut() else {
+            return;
+        };
+        if b.hellos_left == 0 || now < b.next_hello {
+            return;
+        }
+        let hello = [
+            0,
+            b.cfg.sync_id,
+            0,
+            wire::HEADER_LEN as u8,
+            0,
+            wire::VERSION,
+            0,
+            0,
+        ];
+        for d in &b.dests {
+            if b.sock.send_to(&hello, d).is_ok() {
+                self.stats.resync_requests_sent += 1;
+            }
+        }
+        b.hellos_left -= 1;
+        b.next_hello = now + Duration::from_secs(1);
     }
 
     /// Master: sends `records` (every session) at once, as a full resync.
@@ -297,10 +457,15 @@ impl Engine {
         self.stats.entries_sent = m.batcher.stats.entries;
         m.next_resync = (interval > 0).then(|| now + Duration::from_secs(interval));
         self.stats.resyncs += 1;
+        self.resync_requested = false;
+        self.last_resync = Some(now);
     }
 
-    /// Backup: reads every waiting datagram; returns the entries to install.
+    /// Backup: sends its resync requests when due, reads every waiting
+    /// datagram (an empty message from a peer is a resync request for this
+    /// box's master); returns the entries to install.
     pub fn receive(&mut self, now: Instant) -> Vec<SyncRecord> {
+        self.send_resync_requests(now);
         let mut out = Vec::new();
         let Some(b) = self.backup.as_mut() else {
             return out;
@@ -325,8 +490,20 @@ impl Engine {
                 self.stats.datagrams_received += 1;
                 self.stats.entries_received += conns.len() as u64;
                 b.last_seen.insert(from.ip(), now);
+                if n == wire::HEADER_LEN {
+                    self.stats.resync_requests_received += 1;
+                    self.resync_requested = true;
+                }
             }
-            out.extend(conns.iter().map(convert::record_of));
+            for c in &conns {
+                match convert::record_of(c) {
+                    Ok(r) => out.push(r),
+                    Err(_) => {
+                        self.stats.entries_skipped += 1;
+                        self.stats.entries_received = self.stats.entries_received.saturating_sub(1);
+                    }
+                }
+            }
         }
         out
     }
@@ -417,6 +594,7 @@ impl Engine {
                 ("{reason=\"unknown_service\"}", s.install.unknown),
                 ("{reason=\"owner_mismatch\"}", s.install.owner_mismatch),
                 ("{reason=\"conflict\"}", s.install.conflict),
+                ("{reason=\"laddr_overlap\"}", s.laddr_overlap),
             ],
         );
         counter(
@@ -431,6 +609,14 @@ impl Engine {
             "resyncs_total",
             "Full resyncs the master sent.",
             &[("", s.resyncs)],
+        );
+        counter(
+            "resync_requests_total",
+            "Resync requests (empty sync messages) the backup sent and received.",
+            &[
+                ("{direction=\"sent\"}", s.resync_requests_sent),
+                ("{direction=\"received\"}", s.resync_requests_received),
+            ],
         );
         let _ = writeln!(
             out,
@@ -485,7 +671,9 @@ mod tests {
         SyncIface {
             name: "lo".into(),
             addr: Ipv4Addr::LOCALHOST,
+            addr6: Some(Ipv6Addr::LOCALHOST),
             mtu: 1500,
+            ifindex: kernel_ifindex("lo"),
         }
     }
 
@@ -500,6 +688,8 @@ mod tests {
             rs: Endpoint::new([10, 77, 0, 11], 8080),
             laddr: Some(Endpoint::new([10, 77, 0, 200], 5000 + port % 100)),
             timeout_s: 900,
+            client_addr: dataplane::session::ClientAddress::None,
+            ext: Default::default(),
         }
     }
 
@@ -557,6 +747,115 @@ mod tests {
         assert!(b
             .metrics_text(Instant::now())
             .contains("rvs_sync_last_sync_age_seconds{role=\"backup\",peer=\"127.0.0.1\"}"));
+    }
+
+    #[test]
+    fn ipv6_peers_carry_ipv6_sessions() {
+        let cfg = |port| SyncConfig {
+            sync_id: 6,
+            port,
+            peers: vec![IpAddr::V6(Ipv6Addr::LOCALHOST)],
+            resync_interval: 0,
+            ..SyncConfig::default()
+        };
+        let mut b = Engine::new(cfg(0));
+        b.start_backup(&lo()).unwrap();
+        let port = b.backup_port().unwrap();
+        let mut m = Engine::new(cfg(port));
+        let rings = m.start_master(&lo(), 1).unwrap();
+        let v6 = |s: &str, port| {
+            Endpoint::at(
+                dataplane::addr::Addr::v6(s.parse::<Ipv6Addr>().unwrap().octets()),
+                port,
+            )
+        };
+        let recs: Vec<SyncRecord> = (0..30)
+            .map(|i| SyncRecord {
+                client: v6("fd77::10", 40000 + i),
+                vip: v6("fd77::100", 80),
+                rs: v6("fd77::11", 8080),
+                laddr: Some(v6("fd77::200", 5000 + i)),
+                ..rec(i)
+            })
+            .collect();
+        for r in &recs {
+            rings[0].push(r);
+        }
+        let t0 = Instant::now();
+        m.send_pending(t0);
+        m.send_pending(t0 + Duration::from_secs(2));
+        // 72-byte entries plus the 20-byte local option, in 1452-byte
+        // datagrams (1500 less 48 bytes of IPv6 and UDP headers).
+        assert!(m.daemon_lines()[0].contains("maxlen=1452"));
+        assert_eq!(m.stats.datagrams_sent, 2);
+        let got = wait_for(&mut b, 30);
+        assert_eq!(got, recs);
+        assert!(b
+            .metrics_text(Instant::now())
+            .contains("rvs_sync_last_sync_age_seconds{role=\"backup\",peer=\"::1\"}"));
+        // An interface without an IPv6 address cannot speak IPv6 sync.
+        let mut no6 = Engine::new(cfg(port));
+        let e = no6
+            .start_master(
+                &SyncIface {
+                    addr6: None,
+                    ..lo()
+                },
+                1,
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("address6"), "{e}");
+    }
+
+    #[test]
+    fn a_starting_backup_asks_and_the_peers_master_resyncs_at_once() {
+        let a_ip = Ipv4Addr::new(127, 0, 0, 1);
+        let b_ip = Ipv4Addr::new(127, 0, 0, 2);
+        let iface = |addr| SyncIface { addr, ..lo() };
+        let cfg = |peer: Ipv4Addr, port| SyncConfig {
+            sync_id: 9,
+            port,
+            peers: vec![IpAddr::V4(peer)],
+            resync_interval: 3600,
+            ..SyncConfig::default()
+        };
+        // Box A: both daemons, as the lab runs them.
+        let mut a = Engine::new(cfg(b_ip, 0));
+        a.start_backup(&iface(a_ip)).unwrap();
+        let port = a.backup_port().unwrap();
+        a.config.port = port;
+        a.start_master(&iface(a_ip), 1).unwrap();
+        let t0 = Instant::now();
+        a.resync(Vec::new(), t0);
+        assert!(!a.resync_due(t0), "the interval is an hour");
+        // Box B's backup starts: it asks A.
+        let mut b = Engine::new(cfg(a_ip, port));
+        b.start_backup(&iface(b_ip)).unwrap();
+        let t1 = Instant::now();
+        assert!(b.receive(t1).is_empty());
+        assert_eq!(b.stats.resync_requests_sent, 1);
+        let mut asked = false;
+        for _ in 0..200 {
+            assert!(a.receive(t0 + Duration::from_secs(2)).is_empty());
+            if a.resync_due(t0 + Duration::from_secs(2)) {
+                asked = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(asked, "A's master resyncs on B's request");
+        assert_eq!(a.stats.resync_requests_received, 1);
+        assert_eq!(a.stats.entries_received, 0);
+        a.resync(Vec::new(), t0 + Duration::from_secs(2));
+        assert!(!a.resync_due(t0 + Duration::from_secs(2)));
+        // Three requests a second apart, then no more.
+        for s in 1..5 {
+            b.receive(t1 + Duration::from_secs(s));
+        }
+        assert_eq!(b.stats.resync_requests_sent, 3);
+        assert!(a
+            .metrics_text(Instant::now())
+            .contains("rvs_sync_resync_requests_total{direction=\"received\"} 1"));
     }
 
     #[test]

@@ -36,7 +36,9 @@
 //! Bit 6 (`0x40`) marks an option a receiver that does not know it may skip;
 //! an unknown option without it makes the kernel drop that entry.
 //! rvs carries FULLNAT's local address and port in such a skippable option
-//! ([`OPT_RVS_LOCAL`]), so a kernel backup still takes the entry.
+//! ([`OPT_RVS_LOCAL`]), so a kernel backup still takes the entry, and what
+//! a session whose byte stream rvs changes remembers besides its sequence
+//! shifts (which go in [`OPT_SEQ_DATA`]) in another ([`OPT_RVS_SESSION`]).
 //!
 //! Sans-IO: [`MessageBuilder`] batches entries into datagrams of at most
 //! `sync_maxlen` bytes; [`parse`] checks a datagram as the kernel's
@@ -71,6 +73,12 @@ pub const OPT_F_PARAM: u8 = 0x40;
 /// rvs's option: FULLNAT local address and port (6 bytes IPv4, 18 IPv6),
 /// skippable by receivers that do not know it.
 pub const OPT_RVS_LOCAL: u8 = OPT_F_PARAM | 0x10;
+/// rvs's option: what a session whose byte stream rvs changes remembers
+/// besides its sequence shifts ([`SessionOpt`], 6 bytes), skippable.
+pub const OPT_RVS_SESSION: u8 = OPT_F_PARAM | 0x11;
+/// The length of [`OPT_RVS_SESSION`]'s data rvs sends (a receiver takes
+/// longer data and reads these bytes of it, for fields added later).
+pub const SESSION_OPT_LEN: usize = 6;
 /// The length of [`OPT_SEQ_DATA`]'s data (two `ip_vs_seq`).
 pub const SEQ_DATA_LEN: usize = 24;
 /// The kernel's limit for persistence-engine data.
@@ -122,6 +130,27 @@ pub struct Seq {
     pub previous_delta: u32,
 }
 
+/// rvs's session option ([`OPT_RVS_SESSION`]): how the session tells its
+/// server the client's address, and what that remembers beyond the
+/// sequence shifts (which travel in [`OPT_SEQ_DATA`]).
+///
+/// ```text
+///  +---------------+---------------+-------------------------------+
+///  |     mode      |  ext flags    |   server_next (server ISN+1)  |
+///  +---------------+---------------+-------------------------------+
+///  |  server_next (low half)       |
+///  +-------------------------------+
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SessionOpt {
+    /// `client_address`: 0 none, 1 toa, 2 proxy-v1, 3 proxy-v2.
+    pub mode: u8,
+    /// The session's ext flags (client ISN seen, server ISN seen, header sent).
+    pub flags: u8,
+    /// The server's ISN + 1.
+    pub server_next: u32,
+}
+
 /// One synced connection or persistence template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conn {
@@ -147,6 +176,8 @@ pub struct Conn {
     pub pe: Option<(Vec<u8>, Vec<u8>)>,
     /// FULLNAT's local address and port.
     pub local: Option<SocketAddr>,
+    /// rvs's session option (a session whose byte stream rvs changes).
+    pub session: Option<SessionOpt>,
 }
 
 /// Why a datagram or an entry is refused (each a counted drop reason).
@@ -282,6 +313,9 @@ impl Conn {
         if let Some(l) = self.local {
             len += 2 + if l.is_ipv6() { 18 } else { 6 };
         }
+        if self.session.is_some() {
+            len += 2 + SESSION_OPT_LEN;
+        }
         len
     }
 
@@ -341,6 +375,13 @@ impl Conn {
             out.push(if l.is_ipv6() { 18 } else { 6 });
             put_ip(out, l.ip());
             out.extend_from_slice(&l.port().to_be_bytes());
+        }
+        if let Some(o) = self.session {
+            out.push(OPT_RVS_SESSION);
+            out.push(SESSION_OPT_LEN as u8);
+            out.push(o.mode);
+            out.push(o.flags);
+            out.extend_from_slice(&o.server_next.to_be_bytes());
         }
     }
 }
@@ -541,6 +582,7 @@ fn parse_entry(i: usize, e: &[u8]) -> Result<Result<Conn, WireError>, WireError>
         seq: None,
         pe: None,
         local: None,
+        session: None,
     };
     let mut pe_name: Option<&[u8]> = None;
     let mut pe_data: Option<&[u8]> = None;
@@ -589,6 +631,16 @@ fn parse_entry(i: usize, e: &[u8]) -> Result<Result<Conn, WireError>, WireError>
                     ip_at(data, 0, lv6),
                     be16(data, if lv6 { 16 } else { 4 }),
                 ));
+            }
+            _ if kind == OPT_RVS_SESSION => {
+                if conn.session.is_some() || len < SESSION_OPT_LEN {
+                    return Err(WireError::BadOption(i, kind));
+                }
+                conn.session = Some(SessionOpt {
+                    mode: data[0],
+                    flags: data[1],
+                    server_next: be32(data, 2),
+                });
             }
             _ if kind & OPT_F_PARAM != 0 => {}
             // The kernel stops reading the entry here and skips it.

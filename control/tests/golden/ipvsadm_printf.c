@@ -245,6 +245,21 @@ static void connections(void)
 	conn("TCP", 2678400, "FIN_WAIT", "255.255.255.255:65535", "10.0.0.1:80", "10.0.0.2:80");
 }
 
+/* list_conn with FMT_PERSISTENTCONN: the pe header; print_conn's lines
+ * without a persistence engine (n != 11) are the plain ones. */
+static void connections_pc(void)
+{
+	printf("IPVS connection entries\n");
+	printf("pro expire %-11s %-18s %-18s %-18s %-16s %s\n",
+	       "state", "source", "virtual", "destination",
+	       "pe name", "pe_data");
+	conn("TCP", 74, "TIME_WAIT", "192.168.146.1:55276", "192.168.146.100:80", "192.168.177.20:80");
+	conn("TCP", 899, "ESTABLISHED", "203.0.113.254:65535", "192.168.146.100:80", "192.168.177.10:8080");
+	conn("UDP", 300, "UDP", "10.1.2.3:5353", "10.0.0.1:53", "10.0.0.11:53");
+	conn("TCP", 5999, "SYN_RECV", "1.2.3.4:1", "10.0.0.1:80", "10.0.0.2:80");
+	conn("TCP", 2678400, "FIN_WAIT", "255.255.255.255:65535", "10.0.0.1:80", "10.0.0.2:80");
+}
+
 static void connections_v6(void)
 {
 	printf("IPVS connection entries\n");
@@ -262,6 +277,7 @@ int main(int argc, char **argv)
 	else if (!strcmp(what, "list-one.txt")) list_one(F_PLAIN);
 	else if (!strcmp(what, "list-one-stats.txt")) list_one(F_STATS);
 	else if (!strcmp(what, "connections.txt")) connections();
+	else if (!strcmp(what, "connections-persistent-conn.txt")) connections_pc();
 	else if (!strcmp(what, "stats.txt")) list_all(F_STATS, 0, 1);
 	else if (!strcmp(what, "stats-exact.txt")) list_all(F_STATS, 1, 1);
 	else if (!strcmp(what, "rate.txt")) list_all(F_RATE, 0, 1);

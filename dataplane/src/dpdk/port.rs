@@ -453,6 +453,14 @@ impl Port {
             });
         }
         self.started = true;
+        // Every multicast group in: VRRP adverts (224.0.0.18), IPVS sync
+        // (224.0.0.81 or the configured group) and IPv6 neighbour
+        // discovery (solicited-node groups) are for the exception path or
+        // the workers, and a NIC's receive filter drops them otherwise
+        // (split-brain keepalived pairs). A PMD without the control keeps
+        // its default: not an error.
+        // SAFETY: started port owned by self.
+        let _ = unsafe { sys::rte_eth_allmulticast_enable(self.id.0) };
         Ok(())
     }
 

@@ -9,8 +9,9 @@
 //! hash and the rewrite the offsets, so no header is parsed or hashed twice.
 //! A frame without a descriptor (ARP, ICMP, a fragment, something malformed
 //! or unknown) is classified here the long way: ARP goes to the responders
-//! ([`crate::local`]), ICMP to the relay or the responders, the rest is
-//! dropped with its reason or handed to the kernel.
+//! ([`crate::local`]), ICMP to the relay or the responders, fragments to
+//! their own stage (`fragments.rs`), the rest is dropped with its reason or
+//! handed to the kernel.
 
 use super::{ingress_check, Decision, Pipeline, Step};
 use crate::addr::Addr;
@@ -113,7 +114,7 @@ impl Pipeline {
         now: Millis,
     ) -> Step {
         let Some(d) = desc.copied().or_else(|| self.describe(frame)) else {
-            return self.classify_other(frame, in_port, now);
+            return self.classify_other(frame, in_port, held, now);
         };
         // Forwarding needs a TTL left; what goes to the kernel side does
         // not (eBGP's TTL-1 segments to an interface address; sync's and
@@ -130,21 +131,34 @@ impl Pipeline {
 
     /// A frame [`Self::describe`] has no descriptor for.
     #[inline(never)]
-    fn classify_other(&mut self, frame: &mut [u8], in_port: u16, now: Millis) -> Step {
+    fn classify_other(
+        &mut self,
+        frame: &mut [u8],
+        in_port: u16,
+        held: &mut Option<Decision>,
+        now: Millis,
+    ) -> Step {
         let Ok(eth) = ethernet::Frame::new_checked(&*frame) else {
             return Step::drop(DropReason::Malformed);
         };
         match eth.ethertype() {
-            ethernet::ETHERTYPE_IPV4 => self.other_ipv4(frame, in_port, now),
-            ethernet::ETHERTYPE_IPV6 => self.other_ipv6(frame, in_port, now),
+            ethernet::ETHERTYPE_IPV4 => self.other_ipv4(frame, in_port, held, now),
+            ethernet::ETHERTYPE_IPV6 => self.other_ipv6(frame, in_port, held, now),
             ethernet::ETHERTYPE_ARP => self.handle_arp(frame, in_port),
             _ => Step::drop(DropReason::UnsupportedL3),
         }
     }
 
-    /// IPv4 that is not a described TCP or UDP packet: ICMP, a fragment,
-    /// another protocol, or malformed.
-    fn other_ipv4(&mut self, frame: &mut [u8], in_port: u16, now: Millis) -> Step {
+    /// IPv4 that is not a described TCP or UDP packet: ICMP, a fragment
+    /// (of TCP, UDP or ICMP: [`Self::handle_fragment`]), another protocol,
+    /// or malformed.
+    fn other_ipv4(
+        &mut self,
+        frame: &mut [u8],
+        in_port: u16,
+        held: &mut Option<Decision>,
+        now: Millis,
+    ) -> Step {
         let (l2, l3) = frame.split_at_mut(ethernet::HEADER_LEN);
         let ip = match ingress_check::ipv4_header(l3) {
             Ok(ip) => ip,
@@ -153,8 +167,8 @@ impl Pipeline {
         let dst = Addr::v4(ip.dst());
         match ip.protocol() {
             // Described unless a fragment or its transport header is bad.
-            ipv4::PROTO_TCP | ipv4::PROTO_UDP if ip.is_fragment() => {
-                Step::drop(DropReason::Fragment)
+            ipv4::PROTO_TCP | ipv4::PROTO_UDP | ipv4::PROTO_ICMP if ip.is_fragment() => {
+                self.handle_fragment(l2, l3, in_port, held, now)
             }
             p @ (ipv4::PROTO_TCP | ipv4::PROTO_UDP) => Step::drop(ingress_check::l4_refusal(
                 ip.payload(),
@@ -166,11 +180,17 @@ impl Pipeline {
     }
 
     /// IPv6 that is not a described TCP or UDP packet: ICMPv6 carries echo
-    /// and neighbour discovery ([`Self::handle_icmpv6`]). Extension headers
-    /// are not walked: a fragment header counts as `fragment`, any other as
-    /// `unsupported_l4` (or goes to the kernel when it is for an interface
-    /// address).
-    fn other_ipv6(&mut self, frame: &mut [u8], in_port: u16, now: Millis) -> Step {
+    /// and neighbour discovery ([`Self::handle_icmpv6`]); a fragment header
+    /// right after the fixed header goes to [`Self::handle_fragment`].
+    /// Other extension headers are not walked: they count as
+    /// `unsupported_l4` (or go to the kernel when for an interface address).
+    fn other_ipv6(
+        &mut self,
+        frame: &mut [u8],
+        in_port: u16,
+        held: &mut Option<Decision>,
+        now: Millis,
+    ) -> Step {
         let (l2, l3) = frame.split_at_mut(ethernet::HEADER_LEN);
         let Ok(ip) = ipv6::Packet::new_checked(&*l3) else {
             return Step::drop(ingress_check::ipv6_refusal(l3));
@@ -187,7 +207,7 @@ impl Pipeline {
                 p == ipv4::PROTO_UDP,
             )),
             icmpv6::NEXT_HEADER => self.handle_icmpv6(l2, l3, in_port, now),
-            ipv6::NEXT_FRAGMENT => Step::drop(DropReason::Fragment),
+            ipv6::NEXT_FRAGMENT => self.handle_fragment(l2, l3, in_port, held, now),
             _ => self.punt_or(dst, self.unsupported_or_not_ours(dst)),
         }
     }

@@ -17,7 +17,7 @@ const ISN_S: u32 = 5000;
 
 /// A TCP segment in an Ethernet frame, IPv4 or IPv6 by the endpoints'
 /// family, checksums filled.
-fn seg(
+pub(super) fn seg(
     smac: MacAddr,
     src: Endpoint,
     dst: Endpoint,
@@ -60,19 +60,19 @@ fn seg(
 
 /// What a test reads back from a frame (IPv4 or IPv6).
 #[derive(Debug)]
-struct Out {
-    src: Endpoint,
-    dst: Endpoint,
-    seq: u32,
-    ack: u32,
-    flags: crate::wire::tcp::TcpFlags,
-    window: u16,
-    options: Vec<u8>,
-    payload: Vec<u8>,
-    checksums_ok: bool,
+pub(super) struct Out {
+    pub(super) src: Endpoint,
+    pub(super) dst: Endpoint,
+    pub(super) seq: u32,
+    pub(super) ack: u32,
+    pub(super) flags: crate::wire::tcp::TcpFlags,
+    pub(super) window: u16,
+    pub(super) options: Vec<u8>,
+    pub(super) payload: Vec<u8>,
+    pub(super) checksums_ok: bool,
 }
 
-fn read(f: &[u8]) -> Out {
+pub(super) fn read(f: &[u8]) -> Out {
     let (src, dst, l4, ok_ip) = if u16::from_be_bytes([f[12], f[13]]) == ethernet::ETHERTYPE_IPV4 {
         let ip = ipv4::Packet::new_checked(&f[14..]).unwrap();
         assert_eq!(ip.total_len() + 14, f.len(), "IP length = frame length");
@@ -123,7 +123,7 @@ fn pipeline(mode: ClientAddress) -> Pipeline {
 
 /// Processes `frame` in a buffer with 64 bytes of headroom and `tail`
 /// bytes after it.
-fn run(p: &mut Pipeline, frame: &[u8], tail: usize, now: u64) -> (Verdict, Vec<u8>) {
+pub(super) fn run(p: &mut Pipeline, frame: &[u8], tail: usize, now: u64) -> (Verdict, Vec<u8>) {
     let mut buf = vec![0xa5u8; 64 + frame.len() + tail];
     buf[64..64 + frame.len()].copy_from_slice(frame);
     let mut pkt = PacketBuf::new(&mut buf, 64, frame.len());
@@ -598,4 +598,94 @@ fn a_connection_keeps_the_mode_it_started_with() {
         b"hello",
     );
     assert_eq!(read(&run(&mut p, &f, 256, 5).1).payload, b"hello");
+}
+
+#[test]
+fn a_proxy_session_synced_to_a_backup_keeps_its_shift_and_its_header() {
+    use crate::sync_feed::SyncRing;
+    use crate::sync_policy::SyncPolicy;
+    let mut p = pipeline(ClientAddress::ProxyV2);
+    let ring = Arc::new(SyncRing::new(16));
+    p.set_sync_feed(Some((Arc::clone(&ring), SyncPolicy::default())));
+    let header = v2_header_v4(CLIENT, VIP);
+    let n = header.len() as u32;
+    let (local, _) = handshake(&mut p, CLIENT, VIP);
+    for (flags, data) in [(tcp::ACK, &b""[..]), (tcp::ACK | tcp::PSH, &b"GET /"[..])] {
+        let f = seg(
+            CLIENT_MAC,
+            CLIENT,
+            VIP,
+            (ISN_C + 1, ISN_S + 1),
+            flags,
+            &[],
+            data,
+        );
+        assert_eq!(run(&mut p, &f, 256, 3).0, Verdict::Forward { port: 0 });
+    }
+    // The 3rd inbound packet sent the session, through the ring's words.
+    let r = ring.pop().expect("the session was fed");
+    assert!(ring.pop().is_none());
+    assert_eq!(r.client_addr, ClientAddress::ProxyV2);
+    assert_eq!(
+        (
+            r.ext.to_server.base,
+            r.ext.to_server.delta,
+            r.ext.server_next
+        ),
+        (ISN_C + 1, n, ISN_S + 1)
+    );
+    // The backup installs it and carries on as the master would have.
+    let mut b = pipeline(ClientAddress::ProxyV2);
+    assert_eq!(
+        b.install_synced(&r, Millis(10)),
+        super::sync::InstallOutcome::Installed
+    );
+    let to_rs = |b: &mut Pipeline, seq: u32, ack: u32, data: &[u8]| {
+        let f = seg(CLIENT_MAC, CLIENT, VIP, (seq, ack), tcp::ACK, &[], data);
+        let (v, out) = run(b, &f, 256, 11);
+        assert_eq!(v, Verdict::Forward { port: 0 });
+        let o = read(&out);
+        assert!(o.checksums_ok, "{o:?}");
+        assert_eq!((o.src, o.dst), (local, RS1));
+        o
+    };
+    // The client's next bytes reach the server `n` further on.
+    let o = to_rs(&mut b, ISN_C + 6, ISN_S + 13, b"more");
+    assert_eq!((o.seq, o.payload.as_slice()), (ISN_C + 6 + n, &b"more"[..]));
+    // The server's acknowledgement is taken back for the client.
+    let reply = seg(
+        RS1_MAC,
+        RS1,
+        local,
+        (ISN_S + 13, ISN_C + 10 + n),
+        tcp::ACK,
+        &[],
+        b"",
+    );
+    let (v, out) = run(&mut b, &reply, 0, 12);
+    assert_eq!(v, Verdict::Forward { port: 0 });
+    let o = read(&out);
+    assert!(o.checksums_ok);
+    assert_eq!((o.dst, o.ack), (CLIENT, ISN_C + 10));
+    // A retransmission of the first segment carries the header, once.
+    let o = to_rs(&mut b, ISN_C + 1, ISN_S + 13, b"GET /");
+    assert_eq!(o.payload, [&header[..], b"GET /"].concat());
+    assert_eq!(o.seq, ISN_C + 1);
+    // Without the ext (what an older master sent) the backup would have
+    // sent the client's bytes unshifted: the test above can fail.
+    let mut plain = r;
+    plain.client_addr = ClientAddress::None;
+    plain.ext = crate::session::ext::SessionExt::default();
+    let mut c = pipeline(ClientAddress::ProxyV2);
+    c.install_synced(&plain, Millis(10));
+    let f = seg(
+        CLIENT_MAC,
+        CLIENT,
+        VIP,
+        (ISN_C + 6, ISN_S + 13),
+        tcp::ACK,
+        &[],
+        b"more",
+    );
+    assert_eq!(read(&run(&mut c, &f, 256, 11).1).seq, ISN_C + 6);
 }

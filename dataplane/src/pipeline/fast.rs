@@ -5,6 +5,7 @@
 //! check and the slow path ([`super::slow`]).
 
 use super::classify::is_new_syn;
+use super::synproxy;
 use super::{Decision, Desc, Pipeline, Reshape, Step, Verdict};
 use crate::session::{tcp_state, ClientAddress, Direction, Lookup, SlotId, TcpState};
 use crate::stats::DropReason;
@@ -63,11 +64,18 @@ impl Pipeline {
                 worker: owner as u16,
             });
         }
+        let syn_proxy = !is_udp && self.tables.services[svc].syn_proxy;
         if !is_udp && !is_new_syn(flags) {
+            if syn_proxy && synproxy::is_cookie_ack(flags) {
+                return self.synproxy_ack(l2, l3, d, svc, in_port, held, now);
+            }
             return Step::drop(DropReason::NoSession);
         }
         if let Some(reason) = self.new_flow_refusal(l3, d) {
             return Step::drop(reason);
+        }
+        if syn_proxy {
+            return self.synproxy_syn(in_port, now);
         }
         let src_mac = ethernet::Frame::new_checked(&*l2).map_or([0; 6], |e| e.src());
         match self.create_session(svc, key, src_mac, in_port, held.take(), now) {
@@ -86,12 +94,17 @@ impl Pipeline {
             }
             // No server for it: the client is told at once (`ip_vs_leave`).
             Err(Verdict::Drop(DropReason::NoRealServer)) => {
-                if self.unreach.allow(key.src.ip, now) {
+                let l = self.tables.services[svc].limits;
+                if self
+                    .unreach
+                    .allow_at(key.src.ip, now, l.icmp_rate, l.icmp_burst)
+                {
                     Step::Forward {
                         port: in_port,
                         reshape: Some(Reshape::Unreachable),
                     }
                 } else {
+                    self.limits.icmp_limited(&l);
                     Step::drop(DropReason::NoRealServer)
                 }
             }
@@ -119,6 +132,12 @@ impl Pipeline {
         now: Millis,
     ) -> Step {
         let flags = d.flags;
+        let proxied = self.is_proxied(slot);
+        if proxied {
+            if let Some(step) = self.synproxy_before(l2, l3, slot, dir, d, now) {
+                return step;
+            }
+        }
         let timeouts = self.tables.timeouts;
         // A session installed from sync may not know a next hop's MAC yet.
         if self
@@ -169,6 +188,9 @@ impl Pipeline {
         };
         if client_addr != ClientAddress::None {
             reshape = self.client_address(l3, usize::from(d.l4), slot, dir, reshape);
+        }
+        if proxied {
+            self.synproxy_after(l3, usize::from(d.l4), slot, dir);
         }
         if let Some(t) = self.rs_traffic.get_mut(usize::from(rs_index)) {
             let bytes = l3.len() as u64;

@@ -53,7 +53,7 @@ impl Pipeline {
 
     /// Every page of [`Self::flush_server_page`] at once (tests).
     #[cfg(test)]
-    pub fn flush_server(&mut self, rs_index: u16, _now: crate::time::Millis) -> usize {
+    pub fn flush_server(&mut self, rs_index: u16) -> usize {
         let (mut total, mut next) = (0, Some(0));
         while let Some(from) = next {
             let (n, after) = self.flush_server_page(rs_index, from, 4096);
@@ -105,7 +105,7 @@ mod tests {
         }
         assert_eq!(p.sessions().iter().filter(|s| s.rs == RS1).count(), 3);
         let free_before = p.pools()[0].available();
-        assert_eq!(p.flush_server(0, Millis(2)), 3);
+        assert_eq!(p.flush_server(0), 3);
         assert_eq!(p.sessions().len(), 3);
         assert!(p.sessions().iter().all(|s| s.rs_index == 1));
         assert_eq!(
@@ -128,7 +128,7 @@ mod tests {
             Verdict::Drop(DropReason::NoSession)
         );
         // Nothing left to flush.
-        assert_eq!(p.flush_server(0, Millis(4)), 0);
+        assert_eq!(p.flush_server(0), 0);
     }
 
     #[test]

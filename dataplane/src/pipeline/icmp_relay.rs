@@ -38,7 +38,7 @@ pub fn is_error(msg_type: u8) -> bool {
 }
 
 /// The quoted packet's addresses, protocol and ports, if it is TCP or UDP.
-fn quoted(icmp: &[u8]) -> Option<(usize, FlowKey)> {
+pub(super) fn quoted(icmp: &[u8]) -> Option<(usize, FlowKey)> {
     let inner = icmp.get(8..)?;
     let ihl = usize::from(*inner.first()? & 0x0f) * 4;
     if inner[0] >> 4 != 4 || ihl < ipv4::MIN_HEADER_LEN || inner.len() < ihl + 8 {
@@ -256,6 +256,11 @@ fn rewrite(
 ) {
     let q = ohl + 8;
     let proto = l3[q + 9];
+    // A fragmented error (its first fragment here) cannot be summed whole:
+    // its checksum is updated for the quote's bytes that change.
+    let whole = u16::from_be_bytes([l3[6], l3[7]]) & 0x3fff == 0;
+    let changed = q..(q + ihl + 18).min(l3.len());
+    let before = checksum::sum(&l3[changed.clone()], 0);
     let old_src = [l3[q + 12], l3[q + 13], l3[q + 14], l3[q + 15]];
     let old_dst = [l3[q + 16], l3[q + 17], l3[q + 18], l3[q + 19]];
     let l4 = q + ihl;
@@ -289,9 +294,19 @@ fn rewrite(
     l3[q + 10..q + 12].fill(0);
     let c = checksum::checksum(&l3[q..q + ihl]);
     l3[q + 10..q + 12].copy_from_slice(&c.to_be_bytes());
-    // The ICMP checksum covers the whole message: recompute (cold path).
-    l3[ohl + 2..ohl + 4].fill(0);
-    let c = checksum::checksum(&l3[ohl..]);
+    // The ICMP checksum covers the whole message: recompute (cold path),
+    // or update it for the changed bytes of a fragment.
+    let c = if whole {
+        l3[ohl + 2..ohl + 4].fill(0);
+        checksum::checksum(&l3[ohl..])
+    } else {
+        let after = checksum::sum(&l3[changed], 0);
+        let old = u16::from_be_bytes([l3[ohl + 2], l3[ohl + 3]]);
+        checksum::apply(
+            old,
+            checksum::delta_u16(!checksum::finish(before), !checksum::finish(after)),
+        )
+    };
     l3[ohl + 2..ohl + 4].copy_from_slice(&c.to_be_bytes());
     // The outer header: addresses and TTL, checksum recomputed.
     l3[12..16].copy_from_slice(&outer_src);

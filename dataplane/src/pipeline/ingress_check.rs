@@ -211,6 +211,10 @@ impl Pipeline {
         if let Some(r) = self.source_refusal(d.key.src.ip) {
             return Some(r);
         }
+        // A first fragment's transport checksum covers data it lacks.
+        if super::fragments::is_fragment(l3) {
+            return None;
+        }
         let end = if d.key.src.ip.is_v4() {
             ipv4::Packet::new_checked(l3).ok()?.total_len()
         } else {

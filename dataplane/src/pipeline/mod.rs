@@ -62,17 +62,20 @@
 //! it mbuf data, tests feed it byte vectors. The per-packet path allocates
 //! nothing and takes no lock; session creation is `#[cold]`.
 
+mod admit;
 mod classify;
 mod client_addr;
 mod counts;
 mod fast;
 mod flood;
 mod flush;
+mod fragments;
 pub(crate) mod icmp_relay;
 pub mod ingress_check;
 pub mod owner;
 mod slow;
 pub mod sync;
+mod synproxy;
 pub mod unreach;
 
 use std::sync::Arc;
@@ -83,8 +86,10 @@ pub use owner::{client_owner, persistent_owner};
 pub use slow::Decision;
 
 use crate::addr::Addr;
+use crate::frag::{FragCounters, FragTable};
 use crate::guard::FloodGuard;
 use crate::laddr::PortPool;
+use crate::limits::WorkerLimits;
 use crate::neigh::{NeighEvent, NeighMap};
 use crate::packet::PacketBuf;
 use crate::sched::Scheduler;
@@ -211,6 +216,34 @@ pub(crate) enum Reshape {
     /// Replace it with an ICMP (ICMPv6) port unreachable back to its
     /// sender (see [`unreach`]).
     Unreachable,
+    /// SYN proxy: replace the client's SYN with the SYN-ACK carrying its
+    /// cookie (see `synproxy.rs`).
+    SynCookie {
+        /// The time, for the cookie.
+        now: Millis,
+    },
+    /// SYN proxy: replace the client's ACK with its SYN to session
+    /// `slot`'s server (holding the ACK first if it carries data).
+    SynProxyOpen {
+        /// The session.
+        slot: SlotId,
+        /// The MSS the cookie kept.
+        mss: u16,
+        /// SACK-permitted, as the cookie kept it.
+        sack: bool,
+        /// The time, for the held frame.
+        now: Millis,
+    },
+    /// SYN proxy: replace the server's SYN-ACK with the client's held
+    /// frame or rebuilt ACK, sent through session `slot`.
+    SynProxyRelease {
+        /// The session.
+        slot: SlotId,
+        /// The TSecr of a rebuilt ACK, in the client's view.
+        tsecr: u32,
+        /// The time.
+        now: Millis,
+    },
 }
 
 /// One worker's state and packet path.
@@ -241,11 +274,18 @@ pub struct Pipeline {
     unreach: unreach::Limiter,
     /// The flood guard (see [`crate::guard`]).
     guard: FloodGuard,
+    /// Datagrams whose later fragments follow their first one (see
+    /// [`crate::frag`]).
+    frags: FragTable,
+    /// ACL and limit state: client prefixes, hit counters (see [`crate::limits`]).
+    limits: WorkerLimits,
     /// Connections of a persistent service scheduled without a template
     /// because the template table was full (they lose their affinity).
     pub templates_full: u64,
     /// Connection sync's feed toward control, when a master runs.
     sync: Option<Box<sync::SyncTap>>,
+    /// The SYN proxy's secret, held frames and counters.
+    synproxy: synproxy::SynProxy,
 }
 
 impl Pipeline {
@@ -275,9 +315,12 @@ impl Pipeline {
             session_template: vec![NO_TEMPLATE; capacity.max(1) as usize],
             counters: Counters::default(),
             guard: FloodGuard::new(Default::default(), capacity.max(1) as usize),
+            frags: FragTable::new(),
             templates_full: 0,
             unreach: unreach::Limiter::default(),
+            limits: WorkerLimits::new(capacity.max(1) as usize, seed ^ u64::from(worker)),
             sync: None,
+            synproxy: synproxy::SynProxy::new(seed ^ u64::from(worker).rotate_left(32)),
             worker,
             workers: workers.max(1),
             punt: false,
@@ -319,6 +362,10 @@ impl Pipeline {
             self.rs_traffic.resize(rs_count, RsTraffic::default());
         }
         self.adopt_limits(tables);
+        if tables.services.iter().any(|s| s.limits.per_client()) {
+            self.limits.ensure_clients();
+        }
+        self.synproxy.adopt(tables);
         // Scheduler state: kept for a service (same VIP, protocol and
         // policy) that was there before; `self.tables` is still the old
         // snapshot here.
@@ -467,6 +514,19 @@ impl Pipeline {
         &self.rs_limits
     }
 
+    /// This worker's fragment counters (see [`crate::frag`]).
+    #[must_use]
+    pub fn frag_counters(&self) -> &FragCounters {
+        &self.frags.counters
+    }
+
+    /// Hit counters of ACL rules and limits on this worker, by the index
+    /// control gave each (see [`crate::limits::MAX_COUNTERS`]).
+    #[must_use]
+    pub fn access_hits(&self) -> &[u64] {
+        &self.limits.hits
+    }
+
     /// This worker's persistence templates (for `--persistent-conn`).
     #[must_use]
     pub fn templates(&self) -> &TemplateTable {
@@ -590,6 +650,16 @@ impl Pipeline {
                 crate::local::nd::write_na(pkt, target, dst, mac);
                 Verdict::Forward { port }
             }
+            Reshape::SynCookie { now } => self.answer_syn(pkt, port, now),
+            Reshape::SynProxyOpen {
+                slot,
+                mss,
+                sack,
+                now,
+            } => self.open_server(pkt, slot, mss, sack, now),
+            Reshape::SynProxyRelease { slot, tsecr, now } => {
+                self.release_to_server(pkt, slot, tsecr, now)
+            }
             Reshape::Translate { proto, src, dst } => {
                 let done = if src.ip.is_v4() {
                     nat64::to_v4(pkt, proto, src, dst)
@@ -650,6 +720,7 @@ impl Pipeline {
             limits: &mut self.rs_limits,
             templates: &mut self.templates,
             session_template: &mut self.session_template,
+            access: &mut self.limits,
         }
         .release(slot, s);
     }
@@ -663,6 +734,7 @@ impl Pipeline {
             limits: &mut self.rs_limits,
             templates: &mut self.templates,
             session_template: &mut self.session_template,
+            access: &mut self.limits,
         };
         let n = self
             .sessions
@@ -672,6 +744,7 @@ impl Pipeline {
         if !self.templates.is_empty() {
             self.templates.sweep(now, budget / 4 + 1);
         }
+        self.frags.sweep(now, budget / 8 + 1);
     }
 }
 
@@ -699,6 +772,7 @@ struct Held<'a> {
     limits: &'a mut [RsLimit],
     templates: &'a mut TemplateTable,
     session_template: &'a mut [TemplateSlot],
+    access: &'a mut WorkerLimits,
 }
 
 impl Held<'_> {
@@ -725,6 +799,7 @@ impl Held<'_> {
                 *t = NO_TEMPLATE;
             }
         }
+        self.access.closed(slot.0 as usize);
     }
 }
 
@@ -742,15 +817,21 @@ mod test_prelude {
 use test_prelude::*;
 
 #[cfg(test)]
+mod admit_tests;
+#[cfg(test)]
 mod client_addr_tests;
 #[cfg(test)]
 mod flood_tests;
+#[cfg(test)]
+mod fragments_tests;
 #[cfg(test)]
 mod hold_tests;
 #[cfg(test)]
 mod modes_tests;
 #[cfg(test)]
 mod sync_tests;
+#[cfg(test)]
+mod synproxy_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -12,7 +12,7 @@ use crate::session::Timeouts;
 use crate::tables::Forward;
 use crate::xmit::rewrite::tests::{tcp_packet, udp_packet};
 
-const DNS_VIP: Endpoint = Endpoint::new([10, 77, 0, 100], 53);
+pub(super) const DNS_VIP: Endpoint = Endpoint::new([10, 77, 0, 100], 53);
 
 struct L4 {
     dst_mac: MacAddr,
@@ -83,7 +83,7 @@ fn look(f: &[u8]) -> L4 {
 }
 
 /// A UDP service on DNS_VIP (FULLNAT) beside the TCP one.
-fn udp_tables(forward: Forward, udp_secs: u32) -> Arc<Tables> {
+pub(super) fn udp_tables(forward: Forward, udp_secs: u32) -> Arc<Tables> {
     tables_with((5000, 5009), |t| {
         let mut s = t.services[0].clone();
         s.vip = DNS_VIP;
@@ -118,7 +118,7 @@ fn mode_tables(forward: Forward) -> Arc<Tables> {
     })
 }
 
-fn pipelines(t: &Arc<Tables>, n: u16) -> Vec<Pipeline> {
+pub(super) fn pipelines(t: &Arc<Tables>, n: u16) -> Vec<Pipeline> {
     (0..n)
         .map(|i| Pipeline::new(Arc::clone(t), known_servers(), 64, 42, i, n))
         .collect()

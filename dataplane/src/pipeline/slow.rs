@@ -210,6 +210,10 @@ impl Pipeline {
             }
             return Err(Verdict::Drop(DropReason::SessionTableFull));
         }
+        // ACL and limits (admit.rs); a held frame was judged when it came.
+        let ticket = self
+            .admit(svc_idx, &key, held.is_some(), now)
+            .map_err(Verdict::Drop)?;
         let kept = held.and_then(|d| self.still_applies(d, svc_idx, &key));
         let d = match (kept, held) {
             (Some(d), _) => d,
@@ -320,6 +324,7 @@ impl Pipeline {
                 if let Some(st) = self.session_template.get_mut(slot.0 as usize) {
                     *st = template;
                 }
+                self.limits.opened(slot.0 as usize, ticket);
                 self.sync_reset(slot);
                 self.counters.sessions_created += 1;
                 self.guard.count_new(now);

@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use super::Pipeline;
 use crate::neigh::NeighEvent;
+use crate::session::ext::SessionExt;
 use crate::session::template::{Template, TemplateKey, NO_TEMPLATE};
 use crate::session::ClientAddress;
 use crate::session::{Direction, Endpoint, Lookup, Session, SlotId, TcpState};
@@ -44,6 +45,10 @@ pub(crate) struct SyncTap {
     policy: SyncPolicy,
     marks: Vec<SyncMark>,
     pkts: Vec<u32>,
+    /// Per slot: installed from a peer's entry and not forwarded here
+    /// since (a box that is master and backup at once sends only the
+    /// sessions it carries: not back what a peer sent it).
+    from_peer: Vec<bool>,
 }
 
 /// What became of one received entry on the worker that owns it.
@@ -112,9 +117,10 @@ impl InstallReport {
     }
 }
 
-/// The sync entry for a session, `timeout_s` from now.
+/// The sync entry for a session (its rarely used part `ext`), `timeout_s`
+/// from now.
 #[must_use]
-pub fn record_of(s: &Session, timeout_s: u32) -> SyncRecord {
+pub fn record_of(s: &Session, ext: &SessionExt, timeout_s: u32) -> SyncRecord {
     let udp = s.proto == ipv4::PROTO_UDP;
     SyncRecord {
         kind: RecordKind::Conn,
@@ -127,6 +133,12 @@ pub fn record_of(s: &Session, timeout_s: u32) -> SyncRecord {
         rs: s.rs,
         laddr: (s.forward == Forward::FullNat).then_some(s.laddr),
         timeout_s,
+        client_addr: s.client_addr,
+        ext: if s.client_addr == ClientAddress::None {
+            SessionExt::default()
+        } else {
+            *ext
+        },
     }
 }
 
@@ -143,10 +155,44 @@ pub fn template_record(t: &Template, forward: Forward, timeout_s: u32) -> SyncRe
         rs: t.rs,
         laddr: None,
         timeout_s,
+        client_addr: ClientAddress::None,
+        ext: SessionExt::default(),
     }
 }
 
 impl Pipeline {
+    /// The rarely used part of session `s` (a copy from a page), found by
+    /// its client key; the default when it has none (a session that does
+    /// not tell its server the client's address keeps nothing there).
+    #[must_use]
+    pub fn session_ext(&self, s: &Session) -> SessionExt {
+        if s.client_addr == ClientAddress::None {
+            return SessionExt::default();
+        }
+        match self.sessions.lookup(&s.client_key(), Millis(0)) {
+            Lookup::Hit(slot, _) | Lookup::Expired(slot) => {
+                self.sessions.ext(slot).copied().unwrap_or_default()
+            }
+            Lookup::Miss => SessionExt::default(),
+        }
+    }
+
+    /// True if session `s` (a copy from a page) was installed from a
+    /// peer's sync entry and has not been forwarded here since: a full
+    /// resync leaves it out (it is the peer's to send).
+    #[must_use]
+    pub fn session_from_peer(&self, s: &Session) -> bool {
+        let Some(tap) = self.sync.as_deref() else {
+            return false;
+        };
+        match self.sessions.lookup(&s.client_key(), Millis(0)) {
+            Lookup::Hit(slot, _) | Lookup::Expired(slot) => {
+                tap.from_peer.get(slot.0 as usize).copied().unwrap_or(false)
+            }
+            Lookup::Miss => false,
+        }
+    }
+
     /// Starts (`Some`) or stops (`None`) feeding sync entries into `ring`.
     /// Allocates the per-slot marks: call it from housekeeping, not per packet.
     pub fn set_sync_feed(&mut self, feed: Option<(Arc<SyncRing>, SyncPolicy)>) {
@@ -157,6 +203,7 @@ impl Pipeline {
                 policy,
                 marks: vec![SyncMark::default(); n],
                 pkts: vec![0; n],
+                from_peer: vec![false; n],
             })
         });
     }
@@ -169,6 +216,9 @@ impl Pipeline {
             if let (Some(m), Some(p)) = (t.marks.get_mut(i), t.pkts.get_mut(i)) {
                 *m = SyncMark::default();
                 *p = 0;
+            }
+            if let Some(f) = t.from_peer.get_mut(i) {
+                *f = false;
             }
         }
     }
@@ -190,6 +240,10 @@ impl Pipeline {
             return;
         };
         *pkts = pkts.saturating_add(1);
+        // Forwarded here: this box carries it now, whoever sent it first.
+        if let Some(f) = tap.from_peer.get_mut(i) {
+            *f = false;
+        }
         let udp = s.proto == ipv4::PROTO_UDP;
         let template = self.session_template.get(i).copied().unwrap_or(NO_TEMPLATE);
         let timeout_ms = now.until(s.expires);
@@ -210,9 +264,9 @@ impl Pipeline {
         }
         let timeout_s = u32::try_from(timeout_ms.div_ceil(1000)).unwrap_or(u32::MAX);
         if !(tap.policy.persist_mode && template != NO_TEMPLATE) {
-            tap.ring.push(&record_of(&s, timeout_s));
+            let ext = self.sessions.ext(slot).copied().unwrap_or_default();
+            tap.ring.push(&record_of(&s, &ext, timeout_s));
         }
-        // The kernel sends the controlling template with the connection.
         // The kernel sends the controlling template with the connection,
         // with its full timeout as it sends a connection's.
         if let Some(t) = self.templates.get(template) {
@@ -356,7 +410,7 @@ impl Pipeline {
         let expires = now.plus_secs(r.timeout_s);
         match self.sessions.lookup(key, now) {
             Lookup::Hit(slot, _) => {
-                if let Some(s) = self.sessions.get_mut(slot) {
+                if let Some((s, ext)) = self.sessions.get_mut_with_ext(slot) {
                     if s.state != state {
                         if let Some(c) = self.rs_conns.get_mut(usize::from(s.rs_index)) {
                             c.sub(s.proto, s.state);
@@ -365,6 +419,11 @@ impl Pipeline {
                         s.state = state;
                     }
                     s.expires = expires;
+                    // The master's shifts and flags are the stream's as
+                    // the server saw it last (a header sent since, say).
+                    if s.client_addr != ClientAddress::None && s.client_addr == r.client_addr {
+                        *ext = r.ext;
+                    }
                 }
                 return InstallOutcome::Updated;
             }
@@ -421,9 +480,15 @@ impl Pipeline {
             client_mac,
             rs_port,
             rs_mac,
-            // The sequence shifts of TOA/PROXY sessions are not synced yet:
-            // a synced session carries on without inserting anything.
-            client_addr: ClientAddress::None,
+            // The master's way of telling the server the client's
+            // address, with its sequence shifts (set below): the server
+            // has seen the header (or option) already, or will see it
+            // exactly once, as on the master. FULLNAT only, as there.
+            client_addr: if rs.forward == Forward::FullNat {
+                r.client_addr
+            } else {
+                ClientAddress::None
+            },
         };
         let slot = match self.sessions.insert(session) {
             Ok(slot) => slot,
@@ -436,6 +501,11 @@ impl Pipeline {
                 return InstallOutcome::TableFull;
             }
         };
+        if let Some((s, ext)) = self.sessions.get_with_ext(slot) {
+            if s.client_addr != ClientAddress::None {
+                *ext = r.ext;
+            }
+        }
         let ri = usize::from(rs.index);
         // Active/inactive counts include it (it is bound to its server, as
         // the kernel's ip_vs_proc_conn binds it); the server's `Conns`
@@ -465,6 +535,13 @@ impl Pipeline {
             *st = template.unwrap_or(NO_TEMPLATE);
         }
         self.sync_reset(slot);
+        if let Some(f) = self
+            .sync
+            .as_deref_mut()
+            .and_then(|t| t.from_peer.get_mut(slot.0 as usize))
+        {
+            *f = true;
+        }
         self.counters.sessions_created += 1;
         InstallOutcome::Installed
     }

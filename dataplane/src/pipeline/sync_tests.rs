@@ -414,6 +414,70 @@ fn a_vip_on_standby_is_neither_answered_nor_forwarded_until_held() {
 }
 
 #[test]
+fn a_box_that_is_master_and_backup_sends_its_own_sessions_and_installs_the_peers() {
+    // Two active boxes, each both roles (the kernel allows both daemons):
+    // A's connection goes to B, B's to A; neither sends the other's back.
+    let t = tables_with((5000, 5999), |_| {});
+    let mut a = pipelines(&t, 1, &known_servers());
+    let mut b = pipelines(&t, 1, &known_servers());
+    let (ring_a, ring_b) = (feed(&mut a), feed(&mut b));
+    let c1 = Endpoint::new([10, 77, 0, 10], 41001);
+    let c2 = Endpoint::new([10, 77, 0, 10], 41002);
+    let (_, l1, _) = open(&mut a, c1, 1_000);
+    let from_a = drain(&ring_a);
+    assert_eq!(from_a.len(), 1);
+    assert_eq!(install(&mut b, &from_a, 1_001).installed, 1);
+    let (_, l2, _) = open(&mut b, c2, 1_002);
+    assert_ne!(l1, l2, "B lends another port than the one it holds for A");
+    let from_b = drain(&ring_b);
+    assert_eq!(from_b.len(), 1, "B sends its own session only: {from_b:?}");
+    assert_eq!(from_b[0].client, c2);
+    assert_eq!(install(&mut a, &from_b, 1_003).installed, 1);
+    assert!(drain(&ring_a).is_empty(), "installing feeds nothing back");
+    // Each box holds both; a full resync of each leaves the peer's out.
+    for (p, own, peer) in [(&a[0], c1, c2), (&b[0], c2, c1)] {
+        assert_eq!(p.sessions().len(), 2);
+        let mut page = Vec::new();
+        p.sessions().page(0, 256, 256, &mut page);
+        let peers: Vec<_> = page
+            .iter()
+            .filter(|s| p.session_from_peer(s))
+            .map(|s| s.client)
+            .collect();
+        assert_eq!(peers, vec![peer]);
+        assert!(page.iter().any(|s| s.client == own));
+    }
+    // When the router moves c2's flow to A, A carries it and sends it.
+    for _ in 0..3 {
+        let mut f = frame(CLIENT_MAC, c2, super::tests::VIP, tcp::ACK);
+        assert_eq!(
+            a[0].process(&mut f, 0, Millis(1_004)),
+            Verdict::Forward { port: 0 }
+        );
+    }
+    let s2 = a[0]
+        .sessions()
+        .get(
+            match a[0].sessions().lookup(
+                &crate::session::FlowKey {
+                    src: c2,
+                    dst: super::tests::VIP,
+                    proto: 6,
+                },
+                Millis(1_004),
+            ) {
+                crate::session::Lookup::Hit(slot, _) => slot,
+                other => panic!("{other:?}"),
+            },
+        )
+        .unwrap();
+    assert!(!a[0].session_from_peer(&s2));
+    let sent = drain(&ring_a);
+    assert_eq!(sent.len(), 1, "its 3rd packet here");
+    assert_eq!(sent[0].client, c2);
+}
+
+#[test]
 fn a_peers_flow_carries_on_here_on_its_local_address_which_is_never_lent_or_answered_for() {
     let vip = super::tests::VIP;
     let peer_lip = [10, 77, 0, 201];

@@ -10,9 +10,11 @@
 //! (`ignored < 0`).
 //!
 //! The answers are rate-limited as the kernel limits its ICMP errors:
-//! per client address a token bucket of one message a second with a burst
-//! of six (`net.ipv4.icmp_ratelimit` = 1000 ms, `XRLIM_BURST_FACTOR` 6; the
-//! same for IPv6, where the kernel also scales the interval by the route's
+//! per client address a token bucket, by default of one message a second
+//! with a burst of six (`net.ipv4.icmp_ratelimit` = 1000 ms,
+//! `XRLIM_BURST_FACTOR` 6; a service's `icmp_rate` and `icmp_burst` change
+//! them, `icmp_rate = 0` sends none: see [`crate::limits`]; the same for
+//! IPv6, where the kernel also scales the interval by the route's
 //! prefix length: rvs does not), and overall 1000 messages a second with a
 //! burst of 50 (`net.ipv4.icmp_msgs_per_sec`, `icmp_msgs_burst`), here per
 //! worker. Client addresses share [`PEER_SLOTS`] buckets by hash: a client
@@ -58,7 +60,7 @@ const V6_MAX: usize = 1280;
 struct Peer {
     addr: Addr,
     used: bool,
-    /// Credit in milliseconds.
+    /// Credit in thousandths of a message.
     tokens: u64,
     last: u64,
 }
@@ -83,8 +85,24 @@ impl Default for Limiter {
 }
 
 impl Limiter {
-    /// True if a message to `client` may go now (and takes its credit).
+    /// True if a message to `client` may go now (and takes its credit), by
+    /// the kernel's defaults ([`PEER_INTERVAL_MS`], [`PEER_BURST`]).
     pub fn allow(&mut self, client: Addr, now: Millis) -> bool {
+        self.allow_at(
+            client,
+            now,
+            (1000 / PEER_INTERVAL_MS) as u32,
+            PEER_BURST as u32,
+        )
+    }
+
+    /// True if a message to `client` may go now (and takes its credit),
+    /// `rate` messages a second per client with a burst of `burst` (a
+    /// service's `icmp_rate`, `icmp_burst`; a rate of 0 sends none).
+    pub fn allow_at(&mut self, client: Addr, now: Millis, rate: u32, burst: u32) -> bool {
+        if rate == 0 {
+            return false;
+        }
         let now = now.0;
         let g = (self.global + now.saturating_sub(self.global_last) * GLOBAL_PER_SEC)
             .min(GLOBAL_BURST * 1000);
@@ -93,23 +111,28 @@ impl Limiter {
         if g < 1000 {
             return false;
         }
+        // Credit in thousandths of a message: `rate` a millisecond.
+        let cap = u64::from(burst.max(1)) * 1000;
         let h = client.fold().wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
         let p = &mut self.peers[h as usize % PEER_SLOTS];
         if !p.used || p.addr != client {
             *p = Peer {
                 addr: client,
                 used: true,
-                tokens: PEER_BURST * PEER_INTERVAL_MS,
+                tokens: cap,
                 last: now,
             };
         }
-        let t = (p.tokens + now.saturating_sub(p.last)).min(PEER_BURST * PEER_INTERVAL_MS);
+        let t = p
+            .tokens
+            .saturating_add(now.saturating_sub(p.last).saturating_mul(u64::from(rate)))
+            .min(cap);
         p.last = now;
-        if t < PEER_INTERVAL_MS {
+        if t < 1000 {
             p.tokens = t;
             return false;
         }
-        p.tokens = t - PEER_INTERVAL_MS;
+        p.tokens = t - 1000;
         self.global -= 1000;
         true
     }

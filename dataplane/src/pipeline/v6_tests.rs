@@ -11,30 +11,30 @@ use crate::route::{NextHop, Route, RouteTable, Routes};
 use crate::session::Lookup;
 use crate::xmit::rewrite::tests::{tcp_packet, udp_packet};
 
-fn a(s: &str) -> Addr {
+pub(super) fn a(s: &str) -> Addr {
     s.parse::<std::net::IpAddr>().unwrap().into()
 }
-fn ep(s: &str, port: u16) -> Endpoint {
+pub(super) fn ep(s: &str, port: u16) -> Endpoint {
     Endpoint::at(a(s), port)
 }
 
 const PREFIX: &str = "fd77::";
 
-fn client() -> Endpoint {
+pub(super) fn client() -> Endpoint {
     ep("fd77::10", 40000)
 }
-fn vip() -> Endpoint {
+pub(super) fn vip() -> Endpoint {
     ep("fd77::100", 80)
 }
-fn lip() -> Addr {
+pub(super) fn lip() -> Addr {
     a("fd77::200")
 }
-fn rs(i: u8) -> Endpoint {
+pub(super) fn rs(i: u8) -> Endpoint {
     ep(&format!("fd77::1{i}"), 8080)
 }
 
 /// The lab's TCP service moved to IPv6, every server forwarding by `forward`.
-fn v6_tables(forward: Forward) -> Arc<Tables> {
+pub(super) fn v6_tables(forward: Forward) -> Arc<Tables> {
     tables_with((5000, 5009), |t| {
         let s = &mut t.services[0];
         s.vip = vip();
@@ -62,7 +62,7 @@ fn v6_tables(forward: Forward) -> Arc<Tables> {
     })
 }
 
-fn known() -> Arc<NeighMap> {
+pub(super) fn known() -> Arc<NeighMap> {
     Arc::new(NeighMap::new(vec![
         NeighEntry {
             ip: rs(1).ip,
@@ -727,4 +727,56 @@ fn a_tentative_address_is_not_answered_and_a_claim_on_it_is_reported() {
         p.process(&mut f, 0, Millis(4)),
         Verdict::Forward { port: 0 }
     );
+}
+
+#[test]
+fn an_ipv6_fullnat_session_is_synced_and_carries_on_at_the_backup() {
+    use crate::sync_feed::SyncRing;
+    use crate::sync_policy::SyncPolicy;
+    let mut p = pipeline(Forward::FullNat);
+    let ring = Arc::new(SyncRing::new(16));
+    p.set_sync_feed(Some((Arc::clone(&ring), SyncPolicy::default())));
+    let mut f = tcp6(CLIENT_MAC, client(), vip(), tcp::SYN);
+    assert_eq!(
+        p.process(&mut f, 0, Millis(1)),
+        Verdict::Forward { port: 0 }
+    );
+    let out = look(&f);
+    let mut r = tcp6(RS1_MAC, rs(1), out.src, tcp::SYN | tcp::ACK);
+    assert_eq!(
+        p.process(&mut r, 0, Millis(2)),
+        Verdict::Forward { port: 0 }
+    );
+    for flags in [tcp::ACK, tcp::ACK | tcp::PSH] {
+        let mut f = tcp6(CLIENT_MAC, client(), vip(), flags);
+        assert_eq!(
+            p.process(&mut f, 0, Millis(3)),
+            Verdict::Forward { port: 0 }
+        );
+    }
+    let rec = ring.pop().expect("the 3rd packet sent the session");
+    assert_eq!(
+        (rec.client, rec.vip, rec.rs, rec.laddr),
+        (client(), vip(), rs(1), Some(out.src))
+    );
+    let mut b = pipeline(Forward::FullNat);
+    assert_eq!(
+        b.install_synced(&rec, Millis(10)),
+        super::sync::InstallOutcome::Installed
+    );
+    // Both directions go on from the backup as from the master.
+    let mut f = tcp6(CLIENT_MAC, client(), vip(), tcp::ACK);
+    assert_eq!(
+        b.process(&mut f, 0, Millis(11)),
+        Verdict::Forward { port: 0 }
+    );
+    let o = look(&f);
+    assert_eq!((o.mac, o.src, o.dst, o.ok), (RS1_MAC, out.src, rs(1), true));
+    let mut r = tcp6(RS1_MAC, rs(1), out.src, tcp::ACK);
+    assert_eq!(
+        b.process(&mut r, 0, Millis(12)),
+        Verdict::Forward { port: 0 }
+    );
+    let back = look(&r);
+    assert_eq!((back.src, back.dst, back.ok), (vip(), client(), true));
 }

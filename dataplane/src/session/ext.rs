@@ -6,8 +6,12 @@
 //! Today: the sequence shifts of a connection whose byte stream rvs changes
 //! (a PROXY protocol header inserted toward the server, see
 //! [`crate::xmit::client_addr`]) and what the insertion needs to remember.
-//! A SYN proxy will keep its server-stream offset in [`SessionExt::to_client`].
-//! Connection sync does not carry these yet (see docs/client-address.md).
+//! The SYN proxy keeps its server-stream offset in [`SessionExt::to_client`]
+//! and the rest of its handshake in [`SessionExt::syn_proxy`] (see
+//! [`crate::synproxy`]). Connection sync carries the shifts, the flags and
+//! what the PROXY/TOA insertion needs (`sync_feed::ext_words`, control's
+//! `sync::convert`); a field added here that must survive failover goes
+//! there too.
 
 use crate::xmit::seq_shift::SeqShift;
 
@@ -21,6 +25,10 @@ bitflags::bitflags! {
         const SERVER_ISN = 2;
         /// The inserted header has been sent at least once.
         const HEADER_SENT = 4;
+        /// A SYN-proxied connection.
+        const SYN_PROXY = 8;
+        /// The SYN proxy and the client negotiated timestamps.
+        const PROXY_TS = 16;
     }
 }
 
@@ -30,6 +38,11 @@ pub const CLIENT_ISN: ExtFlags = ExtFlags::CLIENT_ISN;
 pub const SERVER_ISN: ExtFlags = ExtFlags::SERVER_ISN;
 /// The inserted header has been sent at least once.
 pub const HEADER_SENT: ExtFlags = ExtFlags::HEADER_SENT;
+/// A SYN-proxied connection ([`SessionExt::syn_proxy`] holds its state;
+/// with [`SERVER_ISN`] the server's handshake is done).
+pub const SYN_PROXY: ExtFlags = ExtFlags::SYN_PROXY;
+/// The SYN proxy and the client negotiated timestamps.
+pub const PROXY_TS: ExtFlags = ExtFlags::PROXY_TS;
 
 /// The rarely used part of a session. Reset to default when a slot is
 /// given to a new session.
@@ -38,14 +51,18 @@ pub struct SessionExt {
     /// The client's stream as the server numbers it (`base` = the client's
     /// ISN + 1, `delta` = bytes inserted in front of its first payload byte).
     pub to_server: SeqShift,
-    /// The server's stream as the client numbers it (unused until a SYN
-    /// proxy needs it; `delta` 0).
+    /// The server's stream as the client numbers it (a SYN proxy's:
+    /// `base` = the server's ISN + 1, `delta` = the client's ISN for it
+    /// minus the server's; otherwise `delta` 0).
     pub to_client: SeqShift,
     /// The server's ISN + 1 (valid with [`SERVER_ISN`]): the
     /// acknowledgement that completes the handshake carries it.
     pub server_next: u32,
-    /// [`CLIENT_ISN`], [`SERVER_ISN`], [`HEADER_SENT`].
+    /// [`CLIENT_ISN`], [`SERVER_ISN`], [`HEADER_SENT`], [`SYN_PROXY`],
+    /// [`PROXY_TS`].
     pub flags: ExtFlags,
+    /// A SYN proxy's handshake and adjustments (with [`SYN_PROXY`]).
+    pub syn_proxy: crate::synproxy::ProxyState,
 }
 
 impl SessionExt {

@@ -547,6 +547,15 @@ impl SessionTable {
         Some((s, self.ext.get_mut(slot.0 as usize)?))
     }
 
+    /// The hot part of the session in `slot` and its rarely used part,
+    /// both writable.
+    #[inline]
+    pub fn get_mut_with_ext(&mut self, slot: SlotId) -> Option<(&mut SessionHot, &mut SessionExt)> {
+        let i = slot.0 as usize;
+        let h = self.hot.get_mut(i).filter(|h| h.is_live())?;
+        Some((h, self.ext.get_mut(i)?))
+    }
+
     /// Inserts `session` under both of its keys.
     ///
     /// # Errors

@@ -71,6 +71,18 @@ impl<T: AsRef<[u8]>> Packet<T> {
     pub fn is_fragment(&self) -> bool {
         get_u16(self.buf.as_ref(), 6) & 0x3fff != 0
     }
+    /// Identification.
+    pub fn ident(&self) -> u16 {
+        get_u16(self.buf.as_ref(), 4)
+    }
+    /// Fragment offset in bytes.
+    pub fn frag_offset(&self) -> usize {
+        usize::from(get_u16(self.buf.as_ref(), 6) & 0x1fff) * 8
+    }
+    /// More fragments follow (MF).
+    pub fn more_frags(&self) -> bool {
+        get_u16(self.buf.as_ref(), 6) & 0x2000 != 0
+    }
     /// Time to live.
     pub fn ttl(&self) -> u8 {
         self.buf.as_ref()[8]

@@ -13,8 +13,18 @@
 //!
 //! There is no header checksum; the upper-layer checksums cover the
 //! addresses through the pseudo-header. Extension headers are not walked
-//! here: the pipeline treats a next header other than TCP, UDP or ICMPv6 as
-//! unsupported (fragments included), and counts it.
+//! here: the pipeline treats a next header other than TCP, UDP, ICMPv6 or
+//! a fragment header as unsupported, and counts it. A fragment header
+//! (RFC 8200 §4.5) directly after the fixed header is read by
+//! [`Fragment::new_checked`]:
+//!
+//! ```text
+//! +---------------+---------------+-------------------------+-+-+-+
+//! |  Next Header  |   Reserved    |      Fragment Offset    |Res|M|
+//! +---------------+---------------+-------------------------+---+-+
+//! |                         Identification                        |
+//! +---------------------------------------------------------------+
+//! ```
 
 use super::{get_u16, set_u16, WireError};
 
@@ -96,6 +106,45 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 }
 
+/// Length of the fragment extension header.
+pub const FRAGMENT_LEN: usize = 8;
+
+/// The fragment header of an IPv6 packet whose next header is
+/// [`NEXT_FRAGMENT`], as fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fragment {
+    /// The protocol of the fragmented datagram.
+    pub next_header: u8,
+    /// Offset of this fragment's data in the datagram, in bytes.
+    pub offset: usize,
+    /// More fragments follow (M).
+    pub more: bool,
+    /// Identification.
+    pub ident: u32,
+    /// Bytes of data after the fragment header.
+    pub data_len: usize,
+}
+
+impl Fragment {
+    /// The fragment header of `p` (fixed header checked), if its next
+    /// header is [`NEXT_FRAGMENT`] and the header fits in the payload.
+    #[must_use]
+    pub fn new_checked<T: AsRef<[u8]>>(p: &Packet<T>) -> Option<Self> {
+        if p.next_header() != NEXT_FRAGMENT || p.payload_len() < FRAGMENT_LEN {
+            return None;
+        }
+        let h = &p.buf.as_ref()[HEADER_LEN..HEADER_LEN + FRAGMENT_LEN];
+        let off = get_u16(h, 2);
+        Some(Self {
+            next_header: h[0],
+            offset: usize::from(off & 0xfff8),
+            more: off & 1 != 0,
+            ident: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
+            data_len: p.payload_len() - FRAGMENT_LEN,
+        })
+    }
+}
+
 fn addr(b: &[u8], at: usize) -> [u8; 16] {
     let mut a = [0u8; 16];
     a.copy_from_slice(&b[at..at + 16]);
@@ -145,6 +194,28 @@ mod tests {
         p.set_dst(A);
         p.decrement_hop_limit();
         assert_eq!((p.src(), p.dst(), p.hop_limit()), (B, A, 63));
+    }
+
+    #[test]
+    fn fragment_header_fields() {
+        let mut b = [0u8; 64];
+        emit_header(&mut b, NEXT_FRAGMENT, A, B, 24);
+        b[40..48].copy_from_slice(&[17, 0, 0x05, 0xa9, 0xde, 0xad, 0xbe, 0xef]);
+        let f = Fragment::new_checked(&Packet::new_checked(&b[..]).unwrap()).unwrap();
+        assert_eq!(
+            f,
+            Fragment {
+                next_header: 17,
+                offset: 0x05a8,
+                more: true,
+                ident: 0xdead_beef,
+                data_len: 16
+            }
+        );
+        emit_header(&mut b, 17, A, B, 24);
+        assert!(Fragment::new_checked(&Packet::new_checked(&b[..]).unwrap()).is_none());
+        emit_header(&mut b, NEXT_FRAGMENT, A, B, 4);
+        assert!(Fragment::new_checked(&Packet::new_checked(&b[..]).unwrap()).is_none());
     }
 
     #[test]

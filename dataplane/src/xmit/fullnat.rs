@@ -37,7 +37,7 @@ pub(crate) fn xmit(
     let done = if packet_v4 {
         rewrite::rewrite_v4_at(l3, l4, proto, leg.src, leg.dst)
     } else {
-        rewrite::rewrite_v6_at(l3, proto, leg.src, leg.dst)
+        rewrite::rewrite_v6_l4_at(l3, l4, proto, leg.src, leg.dst)
     };
     done.map_err(|_| DropReason::Malformed)?;
     Ok(None)

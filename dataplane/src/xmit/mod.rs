@@ -19,6 +19,7 @@
 
 pub mod client_addr;
 pub mod dr;
+pub mod fragment;
 pub mod fullnat;
 pub mod nat;
 pub mod nat64;

@@ -85,8 +85,10 @@ pub fn rewrite_v4_at(
         return Err(WireError::Truncated);
     }
     // Debug builds: the update keeps right checksums right (and wrong
-    // ones wrong: packets of a session are forwarded unverified).
-    let valid_before = cfg!(debug_assertions) && checksums_verify_v4(l3, l4, proto);
+    // ones wrong: packets of a session are forwarded unverified). A first
+    // fragment's transport checksum covers data it does not carry.
+    let whole = u16_at(l3, 6) & 0x3fff == 0;
+    let valid_before = cfg!(debug_assertions) && whole && checksums_verify_v4(l3, l4, proto);
     let (new_src, new_dst) = (src.ip.v4_bits(), dst.ip.v4_bits());
     let (mut old_src, mut old_dst) = ([0; 4], [0; 4]);
     old_src.copy_from_slice(&l3[12..16]);
@@ -107,9 +109,8 @@ pub fn rewrite_v4_at(
     put_u16(l3, 10, ip_sum);
     l3[12..16].copy_from_slice(&new_src);
     l3[16..20].copy_from_slice(&new_dst);
-    debug_assert_eq!(
-        checksums_verify_v4(l3, l4, proto),
-        valid_before,
+    debug_assert!(
+        !whole || checksums_verify_v4(l3, l4, proto) == valid_before,
         "incremental update went wrong"
     );
     Ok(())
@@ -132,29 +133,46 @@ pub fn rewrite_v6_at(
     src: Endpoint,
     dst: Endpoint,
 ) -> Result<(), WireError> {
+    rewrite_v6_l4_at(l3, ipv6::HEADER_LEN, proto, src, dst)
+}
+
+/// [`rewrite_v6_at`] with the transport header at `l4`: after a fragment
+/// header (the first fragment of a datagram, whose transport checksum
+/// covers data it does not carry: debug builds check only whole packets).
+///
+/// # Errors
+/// As [`rewrite_v6_at`].
+#[inline]
+pub fn rewrite_v6_l4_at(
+    l3: &mut [u8],
+    l4: usize,
+    proto: u8,
+    src: Endpoint,
+    dst: Endpoint,
+) -> Result<(), WireError> {
     const L4: usize = ipv6::HEADER_LEN;
     let (csum, l4_min) = checksum_at(proto)?;
-    if l3.len() < L4 + l4_min {
+    if l4 < L4 || l3.len() < l4 + l4_min {
         return Err(WireError::Truncated);
     }
-    let valid_before = cfg!(debug_assertions) && checksums_verify_v6(l3, proto);
+    let whole = l4 == L4;
+    let valid_before = cfg!(debug_assertions) && whole && checksums_verify_v6(l3, proto);
     let (new_src, new_dst) = (src.ip.octets(), dst.ip.octets());
     let (mut old_src, mut old_dst) = ([0; 16], [0; 16]);
     old_src.copy_from_slice(&l3[8..24]);
     old_dst.copy_from_slice(&l3[24..40]);
     let delta = checksum::delta(&old_src, &new_src)
         + checksum::delta(&old_dst, &new_dst)
-        + checksum::delta_u16(u16_at(l3, L4), src.port)
-        + checksum::delta_u16(u16_at(l3, L4 + 2), dst.port);
-    update_l4(l3, L4 + csum, proto, delta);
-    put_u16(l3, L4, src.port);
-    put_u16(l3, L4 + 2, dst.port);
+        + checksum::delta_u16(u16_at(l3, l4), src.port)
+        + checksum::delta_u16(u16_at(l3, l4 + 2), dst.port);
+    update_l4(l3, l4 + csum, proto, delta);
+    put_u16(l3, l4, src.port);
+    put_u16(l3, l4 + 2, dst.port);
     l3[7] = l3[7].saturating_sub(1);
     l3[8..24].copy_from_slice(&new_src);
     l3[24..40].copy_from_slice(&new_dst);
-    debug_assert_eq!(
-        checksums_verify_v6(l3, proto),
-        valid_before,
+    debug_assert!(
+        !whole || checksums_verify_v6(l3, proto) == valid_before,
         "incremental update went wrong"
     );
     Ok(())

@@ -47,7 +47,8 @@ pub const OPT_SACK: u8 = 5;
 pub struct SeqShift {
     /// The first sequence number (in the sender's numbering) that moves.
     pub base: u32,
-    /// How far it moves (0: nothing moves).
+    /// How far it moves (0: nothing moves), modulo 2^32: a few inserted
+    /// bytes (PROXY protocol), or the distance between two ISNs (SYN proxy).
     pub delta: u32,
 }
 
@@ -82,13 +83,14 @@ impl SeqShift {
     #[inline]
     #[must_use]
     pub fn back(&self, ack: u32) -> u32 {
-        let d = diff(ack, self.base);
-        if d <= 0 {
-            ack
-        } else if d as u32 >= self.delta {
+        // Measured from where `base` lands at the receiver, so that a
+        // delta of any size (a SYN proxy's, modulo 2^32) maps back too.
+        if diff(ack, self.base.wrapping_add(self.delta)) >= 0 {
             ack.wrapping_sub(self.delta)
-        } else {
+        } else if diff(ack, self.base) > 0 {
             self.base
+        } else {
+            ack
         }
     }
 }
@@ -237,6 +239,16 @@ mod tests {
         assert_eq!(s.back(1050), 1000, "all inserted bytes, no payload");
         assert_eq!(s.back(1051), 1001);
         assert_eq!(s.back(999), 999);
+    }
+
+    #[test]
+    fn any_delta_maps_a_whole_stream() {
+        // A SYN proxy: the server's ISN 5000, the client was told 3_000_000_000.
+        let s = SeqShift::new(5001, 3_000_000_000u32.wrapping_sub(5000));
+        assert_eq!(s.forward(5001), 3_000_000_001);
+        assert_eq!(s.forward(9001), 3_000_004_001);
+        assert_eq!(s.back(3_000_000_001), 5001);
+        assert_eq!(s.back(3_000_004_001), 9001);
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! rvsadm's own subcommands, parsed by clap: `top` and the iproute2-style
-//! `link|addr|route|neigh` (with `--socket PATH` and ip's `-s`, `-4`, `-6`
-//! before or after the object).
+//! rvsadm's own subcommands, parsed by clap: `top`, `acl` and `limit`
+//! (access.rs), and the iproute2-style `link|addr|route|neigh` (with
+//! `--socket PATH` and ip's `-s`, `-4`, `-6` before or after the object).
 //!
 //! Two grammars keep hand parsers, on purpose:
 //! - ipvsadm's classic syntax (`-A -t VIP:PORT -s rr`, `-Ln`, values glued
@@ -19,6 +19,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use super::access;
 use super::ip;
 
 /// rvsadm's own commands (ipvsadm's are in `rvsadm -h`).
@@ -69,6 +70,12 @@ enum OwnCmd {
     /// Neighbours: show [dev NAME] | add ADDRESS lladdr MAC dev NAME | del ADDRESS dev NAME
     #[command(visible_aliases = ["neighbour", "neighbor", "n"])]
     Neigh(Words),
+    /// A service's ACL: list | add|del -t|-u VIP:PORT allow|deny PREFIX | flush
+    #[command(subcommand)]
+    Acl(access::AclCmd),
+    /// A service's limits: list | set -t|-u VIP:PORT --max-conns N ...
+    #[command(subcommand)]
+    Limit(access::LimitCmd),
 }
 
 /// The words after the object, as ip takes them.
@@ -123,7 +130,7 @@ pub fn is_own(argv: &[String]) -> bool {
             "--socket" => {
                 it.next();
             }
-            w => return w == "top" || ip::object(w).is_some(),
+            w => return matches!(w, "top" | "acl" | "limit") || ip::object(w).is_some(),
         }
     }
     false
@@ -149,6 +156,8 @@ pub fn run(prog: &str, argv: &[String]) -> ExitCode {
         OwnCmd::Addr(w) => ("addr", w.words),
         OwnCmd::Route(w) => ("route", w.words),
         OwnCmd::Neigh(w) => ("neigh", w.words),
+        OwnCmd::Acl(c) => return access::run(prog, &socket, Some(c), None),
+        OwnCmd::Limit(c) => return access::run(prog, &socket, None, Some(c)),
     };
     let mut all = Vec::new();
     if own.stats {
@@ -188,6 +197,8 @@ mod tests {
             "-stats link",
             "n",
             "ro add default via 10.0.0.1",
+            "acl list",
+            "limit set -t 10.0.0.1:80 --max-conns 5",
         ] {
             assert!(is_own(&words(own)), "{own}");
         }
@@ -231,5 +242,32 @@ mod tests {
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains("illegal interval"), "{e}");
         assert!(Own::try_parse_from(words("top --count -1")).is_err());
+    }
+
+    #[test]
+    fn acl_and_limit_commands_parse() {
+        let o = parsed("acl add -t 10.0.0.1:80 deny 10.0.0.0/8 --at 2");
+        let OwnCmd::Acl(access::AclCmd::Add {
+            action, prefix, at, ..
+        }) = o.cmd
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (action.as_str(), prefix.as_str(), at),
+            ("deny", "10.0.0.0/8", Some(2))
+        );
+        let o = parsed("acl del -u [fd77::1]:53 3");
+        assert!(matches!(o.cmd, OwnCmd::Acl(access::AclCmd::Del { rule, .. }) if rule == ["3"]));
+        assert!(matches!(
+            parsed("acl ls").cmd,
+            OwnCmd::Acl(access::AclCmd::List(_))
+        ));
+        let o = parsed("limit set -t 10.0.0.1:80 --max-conns 5 --new-conn-rate -1");
+        assert!(matches!(o.cmd, OwnCmd::Limit(access::LimitCmd::Set { .. })));
+        // A service is needed to change anything, and something to change.
+        assert!(Own::try_parse_from(words("acl add deny 10.0.0.0/8")).is_err());
+        assert!(Own::try_parse_from(words("limit set -t 10.0.0.1:80")).is_err());
+        assert!(Own::try_parse_from(words("acl add -t a:1 -u b:2 deny ::/0")).is_err());
     }
 }

@@ -18,6 +18,7 @@ fn tcp(client: &str, vip: &str, dest: &str) -> Conn {
         seq: None,
         pe: None,
         local: None,
+        session: None,
     }
 }
 
@@ -226,9 +227,16 @@ fn arb_conn() -> impl Strategy<Value = Conn> {
         addrs,
         proptest::option::of((seq.clone(), seq)),
         proptest::option::of(pe),
+        proptest::option::of((any::<u8>(), any::<u8>(), any::<u32>()).prop_map(
+            |(mode, flags, server_next)| SessionOpt {
+                mode,
+                flags,
+                server_next,
+            },
+        )),
     )
         .prop_map(
-            |((protocol, flags, state, fwmark, timeout_s), (c, v, d, l), seq, pe)| Conn {
+            |((protocol, flags, state, fwmark, timeout_s), (c, v, d, l), seq, pe, session)| Conn {
                 protocol,
                 flags,
                 // A state the protocol has (TCP 11, UDP 1, SCTP 10), or a template's any.
@@ -245,6 +253,7 @@ fn arb_conn() -> impl Strategy<Value = Conn> {
                 seq,
                 pe,
                 local: l,
+                session,
             },
         )
 }
@@ -282,4 +291,38 @@ proptest! {
         d[i] = byte;
         let _ = parse(&d);
     }
+}
+
+#[test]
+fn the_session_option_takes_longer_data_and_refuses_shorter() {
+    let mut c = tcp("10.0.0.1:1000", "10.0.0.100:80", "10.0.0.2:80");
+    c.session = Some(SessionOpt {
+        mode: 2,
+        flags: 5,
+        server_next: 9,
+    });
+    let mut b = MessageBuilder::new(1, 1444);
+    b.push(&c).unwrap();
+    let d = b.take().unwrap();
+    // The option is last in the entry: lengthen its data by 2 (a field a
+    // later rvs adds), then shorten it by 1.
+    let mut longer = d.clone();
+    let opt = longer.len() - 8;
+    assert_eq!(longer[opt], OPT_RVS_SESSION);
+    longer[opt + 1] = 8;
+    longer.extend_from_slice(&[0xaa, 0xbb]);
+    let n = longer.len() as u16;
+    longer[2..4].copy_from_slice(&n.to_be_bytes());
+    longer[HEADER_LEN + 3] += 2;
+    assert_eq!(parse(&longer).unwrap().conns, vec![c]);
+    let mut shorter = d;
+    shorter[opt + 1] = 5;
+    shorter.pop();
+    let n = shorter.len() as u16;
+    shorter[2..4].copy_from_slice(&n.to_be_bytes());
+    shorter[HEADER_LEN + 3] -= 1;
+    assert_eq!(
+        parse(&shorter),
+        Err(WireError::BadOption(0, OPT_RVS_SESSION))
+    );
 }

@@ -1,0 +1,416 @@
+//! The fragment table: how the later fragments of an IP datagram follow
+//! its first one, without reassembly.
+//!
+//! Only the first fragment of a datagram (offset 0) carries the transport
+//! header, so only it can be looked up as a flow: it finds or creates its
+//! session as any packet does. The pipeline then files the datagram here
+//! by what every fragment carries, (source, destination, protocol,
+//! identification) (IPv4's 16-bit identification; IPv6's 32-bit one from
+//! the fragment header), with what its later fragments must do
+//! ([`Follow`]): go through the same session, or to the worker that owns
+//! it. Katran-class balancers forward fragments this way; the kernel
+//! reassembles (IPVS sees whole datagrams), DPVS drops them.
+//!
+//! An entry ends when the datagram's bytes have all been seen (the last
+//! fragment gives its length; the offsets and lengths add up), or after
+//! [`TIMEOUT_MS`]. A later fragment that arrives before its first one, or
+//! after its entry ended, finds nothing: it is dropped and counted
+//! (`no_first`), not held. Bounded: [`CAPACITY`] entries per worker, in
+//! buckets of [`WAYS`]; a first fragment that finds its bucket full of live
+//! entries is dropped (`table_full`), since its datagram could not be
+//! delivered whole anyway. Entries that time out before their datagram is
+//! complete are counted (`timed_out`).
+//!
+//! Plain data, one per worker: no allocation after creation, no lock.
+
+use crate::addr::Addr;
+use crate::session::FlowKey;
+use crate::time::Millis;
+
+/// Entries per worker.
+pub const CAPACITY: usize = 1024;
+/// Entries per bucket.
+pub const WAYS: usize = 4;
+/// How long the later fragments of a datagram are waited for after its
+/// first one (Linux's reassembly waits 30 s; a forwarder need not).
+pub const TIMEOUT_MS: u64 = 2_000;
+
+/// What every fragment of one datagram carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FragKey {
+    /// Source address.
+    pub src: Addr,
+    /// Destination address.
+    pub dst: Addr,
+    /// Identification (IPv4: 16 bits; IPv6: 32 bits).
+    pub id: u32,
+    /// The datagram's protocol (IPv6: the fragment header's next header).
+    pub proto: u8,
+}
+
+impl FragKey {
+    fn hash(&self) -> u32 {
+        FlowKey {
+            src: crate::session::Endpoint::at(self.src, (self.id >> 16) as u16),
+            dst: crate::session::Endpoint::at(self.dst, self.id as u16),
+            proto: self.proto,
+        }
+        .stable_hash()
+    }
+}
+
+/// What the later fragments of a datagram do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Follow {
+    /// Go through the session that the flow key `.0` finds (the first
+    /// fragment's key as it arrived; for an ICMP error, the quoted flow
+    /// turned around, as the relay looks it up).
+    Session(FlowKey),
+    /// Go to worker `.0`, which owns the datagram's flow.
+    Worker(u16),
+}
+
+/// A fragment of a datagram, as the table needs to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Piece {
+    /// Offset of its data in the datagram, in bytes.
+    pub offset: u32,
+    /// Bytes of data it carries (after the IP header and, for IPv6, the
+    /// fragment header).
+    pub len: u32,
+    /// More fragments follow (MF).
+    pub more: bool,
+}
+
+impl Piece {
+    /// The datagram's length, if this is its last fragment.
+    fn total(&self) -> Option<u32> {
+        (!self.more).then_some(self.offset + self.len)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    key: FragKey,
+    follow: Follow,
+    expires: Millis,
+    /// Data bytes seen so far.
+    seen: u32,
+    /// The datagram's length, once its last fragment came (0: not yet).
+    total: u32,
+}
+
+impl Entry {
+    fn complete(&self) -> bool {
+        self.total != 0 && self.seen >= self.total
+    }
+}
+
+/// Fragment counters of one worker, in the order of [`Self::NAMES`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FragCounters {
+    /// Fragments forwarded (first ones included).
+    pub forwarded: u64,
+    /// Later fragments dropped: their first fragment was not seen (not
+    /// yet, or too long ago), or their datagram's entry had ended.
+    pub no_first: u64,
+    /// First fragments dropped because their bucket was full.
+    pub table_full: u64,
+    /// Datagrams whose later fragments stopped coming ([`TIMEOUT_MS`]).
+    pub timed_out: u64,
+}
+
+impl FragCounters {
+    /// Names in metrics and `--stats-dp`.
+    pub const NAMES: [&'static str; 4] = ["forwarded", "no_first", "table_full", "timed_out"];
+
+    /// The counters, in the order of [`Self::NAMES`].
+    #[must_use]
+    pub fn values(&self) -> [u64; 4] {
+        [
+            self.forwarded,
+            self.no_first,
+            self.table_full,
+            self.timed_out,
+        ]
+    }
+}
+
+/// Why a first fragment was not filed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full;
+
+/// One worker's fragment table.
+#[derive(Debug)]
+pub struct FragTable {
+    slots: Box<[Option<Entry>]>,
+    sweep_at: usize,
+    /// This table's counters.
+    pub counters: FragCounters,
+}
+
+impl Default for FragTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FragTable {
+    /// An empty table of [`CAPACITY`] entries.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            slots: vec![None; CAPACITY].into_boxed_slice(),
+            sweep_at: 0,
+            counters: FragCounters::default(),
+        }
+    }
+
+    /// Live entries (for tests and listings).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.slots.iter().filter(|e| e.is_some()).count()
+    }
+
+    /// True when no entry is filed.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.slots.iter().all(Option::is_none)
+    }
+
+    fn bucket(&self, key: &FragKey) -> std::ops::Range<usize> {
+        let buckets = self.slots.len() / WAYS;
+        let b = key.hash() as usize % buckets;
+        b * WAYS..(b + 1) * WAYS
+    }
+
+    /// Files a datagram by its first fragment `first`: its later
+    /// fragments will `follow`. A datagram already filed under `key` (an
+    /// identification used again, the first fragment sent again) is
+    /// replaced. Expired entries of the bucket make room (counted as
+    /// timed out if incomplete).
+    ///
+    /// # Errors
+    /// [`Full`] when every entry of the bucket is live (counted).
+    pub fn insert(
+        &mut self,
+        key: FragKey,
+        follow: Follow,
+        first: Piece,
+        now: Millis,
+    ) -> Result<(), Full> {
+        let range = self.bucket(&key);
+        let mut free = None;
+        for i in range {
+            match self.slots[i] {
+                Some(e) if e.key == key => {
+                    free = Some(i);
+                    break;
+                }
+                Some(e) if e.expires <= now => {
+                    self.counters.timed_out += u64::from(!e.complete());
+                    self.slots[i] = None;
+                    free = free.or(Some(i));
+                }
+                Some(_) => {}
+                None => free = free.or(Some(i)),
+            }
+        }
+        let Some(i) = free else {
+            self.counters.table_full += 1;
+            return Err(Full);
+        };
+        self.slots[i] = Some(Entry {
+            key,
+            follow,
+            expires: Millis(now.0 + TIMEOUT_MS),
+            seen: first.len,
+            total: first.total().unwrap_or(0),
+        });
+        Ok(())
+    }
+
+    /// What a later fragment `piece` of the datagram `key` does; `None`
+    /// (counted as `no_first`) if its datagram is not filed or its entry
+    /// timed out. The entry ends when its datagram is complete.
+    pub fn follow(&mut self, key: &FragKey, piece: Piece, now: Millis) -> Option<Follow> {
+        let range = self.bucket(key);
+        for i in range {
+            let Some(e) = self.slots[i].as_mut() else {
+                continue;
+            };
+            if e.key != *key {
+                continue;
+            }
+            if e.expires <= now {
+                self.counters.timed_out += u64::from(!e.complete());
+                self.slots[i] = None;
+                break;
+            }
+            e.seen = e.seen.saturating_add(piece.len);
+            if let Some(t) = piece.total() {
+                e.total = t;
+            }
+            let follow = e.follow;
+            if e.complete() {
+                self.slots[i] = None;
+            }
+            return Some(follow);
+        }
+        self.counters.no_first += 1;
+        None
+    }
+
+    /// Examines up to `budget` entries and removes the expired ones.
+    pub fn sweep(&mut self, now: Millis, budget: usize) {
+        let n = self.slots.len();
+        for _ in 0..budget.min(n) {
+            let i = self.sweep_at;
+            self.sweep_at = (self.sweep_at + 1) % n;
+            if let Some(e) = self.slots[i] {
+                if e.expires <= now {
+                    self.counters.timed_out += u64::from(!e.complete());
+                    self.slots[i] = None;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::Endpoint;
+
+    fn key(id: u32) -> FragKey {
+        FragKey {
+            src: Addr::v4([10, 0, 0, 1]),
+            dst: Addr::v4([10, 0, 0, 100]),
+            id,
+            proto: 17,
+        }
+    }
+
+    fn flow() -> Follow {
+        Follow::Session(FlowKey {
+            src: Endpoint::new([10, 0, 0, 1], 5000),
+            dst: Endpoint::new([10, 0, 0, 100], 53),
+            proto: 17,
+        })
+    }
+
+    const fn piece(offset: u32, len: u32, more: bool) -> Piece {
+        Piece { offset, len, more }
+    }
+
+    #[test]
+    fn later_fragments_follow_until_the_datagram_is_complete() {
+        let mut t = FragTable::new();
+        t.insert(key(7), flow(), piece(0, 1480, true), Millis(0))
+            .unwrap();
+        // The last fragment before the middle one: the entry waits on.
+        assert_eq!(
+            t.follow(&key(7), piece(2960, 100, false), Millis(1)),
+            Some(flow())
+        );
+        assert_eq!(t.len(), 1);
+        assert_eq!(
+            t.follow(&key(7), piece(1480, 1480, true), Millis(2)),
+            Some(flow())
+        );
+        assert!(t.is_empty(), "complete: the entry ended");
+        // A duplicate after the end finds nothing.
+        assert_eq!(t.follow(&key(7), piece(1480, 1480, true), Millis(3)), None);
+        assert_eq!(t.counters.no_first, 1);
+        assert_eq!(t.counters.timed_out, 0);
+    }
+
+    #[test]
+    fn a_later_fragment_before_its_first_is_dropped_and_counted() {
+        let mut t = FragTable::new();
+        assert_eq!(t.follow(&key(1), piece(1480, 20, false), Millis(0)), None);
+        assert_eq!(
+            t.counters,
+            FragCounters {
+                no_first: 1,
+                ..Default::default()
+            }
+        );
+        // Other datagrams (another id) are not followed either.
+        t.insert(key(2), Follow::Worker(1), piece(0, 8, true), Millis(0))
+            .unwrap();
+        assert_eq!(t.follow(&key(3), piece(8, 8, false), Millis(0)), None);
+        assert_eq!(
+            t.follow(&key(2), piece(8, 8, false), Millis(0)),
+            Some(Follow::Worker(1))
+        );
+    }
+
+    #[test]
+    fn entries_time_out_and_are_counted() {
+        let mut t = FragTable::new();
+        t.insert(key(1), flow(), piece(0, 8, true), Millis(0))
+            .unwrap();
+        t.insert(key(2), flow(), piece(0, 8, true), Millis(0))
+            .unwrap();
+        assert_eq!(
+            t.follow(&key(1), piece(8, 8, true), Millis(TIMEOUT_MS)),
+            None
+        );
+        assert_eq!((t.counters.timed_out, t.counters.no_first), (1, 1));
+        t.sweep(Millis(TIMEOUT_MS - 1), CAPACITY);
+        assert_eq!(t.len(), 1, "not yet");
+        t.sweep(Millis(TIMEOUT_MS), CAPACITY);
+        assert!(t.is_empty());
+        assert_eq!(t.counters.timed_out, 2);
+    }
+
+    #[test]
+    fn a_full_bucket_refuses_until_an_entry_expires() {
+        let mut t = FragTable::new();
+        // Keys that share one bucket.
+        let b = t.bucket(&key(0));
+        let same: Vec<_> = (0..100_000)
+            .map(key)
+            .filter(|k| t.bucket(k) == b)
+            .take(WAYS + 1)
+            .collect();
+        for k in &same[..WAYS] {
+            t.insert(*k, flow(), piece(0, 8, true), Millis(0)).unwrap();
+        }
+        assert_eq!(
+            t.insert(same[WAYS], flow(), piece(0, 8, true), Millis(1)),
+            Err(Full)
+        );
+        assert_eq!(t.counters.table_full, 1);
+        // The same datagram again replaces its own entry.
+        t.insert(same[0], Follow::Worker(3), piece(0, 8, true), Millis(1))
+            .unwrap();
+        assert_eq!(
+            t.follow(&same[0], piece(8, 8, true), Millis(1)),
+            Some(Follow::Worker(3))
+        );
+        // Once expired, the oldest make room.
+        t.insert(
+            same[WAYS],
+            flow(),
+            piece(0, 8, true),
+            Millis(TIMEOUT_MS + 1),
+        )
+        .unwrap();
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.counters.timed_out, WAYS as u64);
+    }
+
+    #[test]
+    fn names_match_values() {
+        let c = FragCounters {
+            forwarded: 1,
+            no_first: 2,
+            table_full: 3,
+            timed_out: 4,
+        };
+        assert_eq!(c.values(), [1, 2, 3, 4]);
+        assert_eq!(FragCounters::NAMES.len(), c.values().len());
+    }
+}
