@@ -472,7 +472,8 @@ impl Worker {
     /// ([`Pipeline::describe`]: flow key, hash, header offsets; the pipeline
     /// then uses the descriptor instead of parsing the frame again), the
     /// session-index bucket each lookup starts at prefetched, then the
-    /// session that bucket points to, so that the burst's cache misses
+    /// session that bucket points to (its hot line; for an IPv6 packet its
+    /// cold line of addresses too), so that the burst's cache misses
     /// overlap instead of stalling each packet in turn (the DPDK/VPP
     /// pattern). In a table smaller than [`READ_AHEAD_BYTES`] the lookups
     /// stay in cache: the descriptors are left empty and the pipeline
@@ -493,8 +494,14 @@ impl Worker {
             prefetch(sessions.bucket(d.hash));
         }
         for d in descs.iter().take(n).flatten() {
-            if let Some(s) = sessions.candidate(d.hash) {
+            if d.key.src.ip.is_v4() {
+                if let Some(s) = sessions.candidate(d.hash) {
+                    prefetch(s);
+                }
+            } else if let Some((s, cold)) = sessions.candidate_v6(d.hash) {
+                // An IPv6 session's addresses are on a second line.
                 prefetch(s);
+                prefetch(cold);
             }
         }
         true

@@ -472,6 +472,18 @@ impl SessionTable {
         self.hot.get(Self::unpack(payload).0 as usize)
     }
 
+    /// The same candidate's hot line and its cold entry (the IPv6
+    /// addresses), which a lookup of an IPv6 key reads right after the hot
+    /// line: what to prefetch for an IPv6 packet, both at once (the slot
+    /// comes from the index, so neither waits for the other).
+    #[inline]
+    #[must_use]
+    pub fn candidate_v6(&self, h: u32) -> Option<(&SessionHot, &[[u8; 16]; 4])> {
+        let payload = self.index.probe(h).next()?;
+        let i = Self::unpack(payload).0 as usize;
+        Some((self.hot.get(i)?, self.cold6.get(i)?))
+    }
+
     /// The session in `slot`, whole (a copy).
     #[inline]
     #[must_use]

@@ -51,6 +51,45 @@ fn the_read_ahead_candidate_is_the_session_a_lookup_finds() {
 }
 
 #[test]
+fn the_ipv6_candidate_is_the_session_and_its_addresses() {
+    let mut t = SessionTable::new(1024, 7);
+    let v6 = |last: u8, port: u16| {
+        Endpoint::at(
+            Addr::v6([0xfd, 0x77, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, last]),
+            port,
+        )
+    };
+    let sessions: Vec<Session> = (0..300)
+        .map(|i| Session {
+            client: v6(10, 10_000 + i),
+            vip: v6(100, 80),
+            laddr: v6(200, 2000 + i),
+            rs: v6(11, 80),
+            ..session(0, 0, 1000)
+        })
+        .collect();
+    for s in &sessions {
+        t.insert(*s).unwrap();
+    }
+    for s in &sessions {
+        for key in [s.client_key(), s.rs_key()] {
+            let Lookup::Hit(slot, _) = t.lookup(&key, Millis(0)) else {
+                panic!("{key:?} missing")
+            };
+            let (hot, cold) = t.candidate_v6(t.hash_of(&key)).expect("a candidate");
+            assert!(std::ptr::eq(hot, t.hot(slot).unwrap()), "{key:?}");
+            let ends = [s.client, s.vip, s.laddr, s.rs];
+            assert_eq!(*cold, ends.map(|e| e.ip.0), "{key:?}");
+        }
+    }
+    let absent = Session {
+        client: v6(9, 9),
+        ..sessions[0]
+    };
+    assert!(t.candidate_v6(t.hash_of(&absent.client_key())).is_none());
+}
+
+#[test]
 fn both_keys_find_the_session() {
     let mut t = SessionTable::new(16, 7);
     let s = session(40000, 2000, 1000);
