@@ -42,7 +42,7 @@ fn bench_master(c: &mut Criterion) {
         let cfg = DaemonConfig::new(Role::Master, "dpdk0", 1500);
         let mut m = Master::new(&cfg);
         for i in 0..1000 {
-            m.offer(&conn_of(&record(i, forward)), 0);
+            m.offer(&conn_of(&record(i, forward), &Default::default()), 0);
         }
         let d = m.poll_transmit(0).expect("a full datagram");
         let per = wire::parse(&d).expect("valid").conns.len();
@@ -56,7 +56,10 @@ fn bench_master(c: &mut Criterion) {
         g.bench_function(format!("{forward:?}_record_to_datagram"), |b| {
             b.iter(|| {
                 i = i.wrapping_add(1);
-                m.offer(&conn_of(black_box(&record(i, forward))), 0);
+                m.offer(
+                    &conn_of(black_box(&record(i, forward)), &Default::default()),
+                    0,
+                );
                 black_box(m.poll_transmit(0))
             })
         });
@@ -69,7 +72,7 @@ fn bench_backup(c: &mut Criterion) {
     for forward in [Forward::FullNat, Forward::Nat] {
         let mut m = Master::new(&DaemonConfig::new(Role::Master, "dpdk0", 1500));
         for i in 0..1000 {
-            m.offer(&conn_of(&record(i, forward)), 0);
+            m.offer(&conn_of(&record(i, forward), &Default::default()), 0);
         }
         let d = m.poll_transmit(0).expect("a full datagram");
         let per = wire::parse(&d).expect("valid").conns.len();

@@ -35,6 +35,7 @@ fn conn(client: &str, vip: &str, dest: &str) -> Conn {
         local: None,
         session: None,
         syn_proxy: None,
+        carried: false,
     }
 }
 

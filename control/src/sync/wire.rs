@@ -78,6 +78,12 @@ pub const OPT_RVS_LOCAL: u8 = OPT_F_PARAM | 0x10;
 /// rvs's option: what a session whose byte stream rvs changes remembers
 /// besides its sequence shifts ([`SessionOpt`], 6 bytes), skippable.
 pub const OPT_RVS_SESSION: u8 = OPT_F_PARAM | 0x11;
+/// rvs's option, one byte (1): the sender holds this FULLNAT session on one of
+/// its `peer_local_addresses` (it carries on a flow of another appliance,
+/// whose address it is), so the address's owner takes the entry although
+/// the address is its own (see `docs/sync.md`). Skippable. (One byte, as
+/// the kernel refuses an option without data.)
+pub const OPT_RVS_CARRIED: u8 = OPT_F_PARAM | 0x13;
 /// The length of [`OPT_RVS_SESSION`]'s data rvs sends (a receiver takes
 /// longer data and reads these bytes of it, for fields added later).
 pub const SESSION_OPT_LEN: usize = 6;
@@ -219,6 +225,9 @@ pub struct Conn {
     pub session: Option<SessionOpt>,
     /// rvs's SYN-proxy option (a SYN-proxied connection).
     pub syn_proxy: Option<SynProxyOpt>,
+    /// [`OPT_RVS_CARRIED`]: held on one of the sender's peers' local
+    /// addresses.
+    pub carried: bool,
 }
 
 /// Why a datagram or an entry is refused (each a counted drop reason).
@@ -360,6 +369,9 @@ impl Conn {
         if self.syn_proxy.is_some() {
             len += 2 + SYNPROXY_OPT_LEN;
         }
+        if self.carried {
+            len += 3;
+        }
         len
     }
 
@@ -419,6 +431,9 @@ impl Conn {
             out.push(if l.is_ipv6() { 18 } else { 6 });
             put_ip(out, l.ip());
             out.extend_from_slice(&l.port().to_be_bytes());
+        }
+        if self.carried {
+            out.extend_from_slice(&[OPT_RVS_CARRIED, 1, 1]);
         }
         if let Some(o) = self.session {
             out.push(OPT_RVS_SESSION);
@@ -638,6 +653,7 @@ fn parse_entry(i: usize, e: &[u8]) -> Result<Result<Conn, WireError>, WireError>
         local: None,
         session: None,
         syn_proxy: None,
+        carried: false,
     };
     let mut pe_name: Option<&[u8]> = None;
     let mut pe_data: Option<&[u8]> = None;
@@ -686,6 +702,12 @@ fn parse_entry(i: usize, e: &[u8]) -> Result<Result<Conn, WireError>, WireError>
                     ip_at(data, 0, lv6),
                     be16(data, if lv6 { 16 } else { 4 }),
                 ));
+            }
+            _ if kind == OPT_RVS_CARRIED => {
+                if conn.carried || len != 1 || data[0] != 1 {
+                    return Err(WireError::BadOption(i, kind));
+                }
+                conn.carried = true;
             }
             _ if kind == OPT_RVS_SESSION => {
                 if conn.session.is_some() || len < SESSION_OPT_LEN {

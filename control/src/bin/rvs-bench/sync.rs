@@ -136,7 +136,7 @@ pub(crate) fn sync_run(forward: Forward, wall: Duration) -> Res<SyncRow> {
         rvs_control::sync::wire::sync_maxlen(Role::Master, None, 1500, false),
     );
     let mut n = 0;
-    while mb.push(&conn_of(&recs[n])).is_ok() {
+    while mb.push(&conn_of(&recs[n], &Default::default())).is_ok() {
         n += 1;
     }
     let d = mb.take().ok_or("no datagram")?;

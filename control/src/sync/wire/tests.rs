@@ -20,6 +20,7 @@ fn tcp(client: &str, vip: &str, dest: &str) -> Conn {
         local: None,
         session: None,
         syn_proxy: None,
+        carried: false,
     }
 }
 
@@ -249,6 +250,7 @@ fn arb_conn() -> impl Strategy<Value = Conn> {
                 },
             ),
         ),
+        any::<bool>(),
     )
         .prop_map(
             |(
@@ -258,6 +260,7 @@ fn arb_conn() -> impl Strategy<Value = Conn> {
                 pe,
                 session,
                 syn_proxy,
+                carried,
             )| Conn {
                 protocol,
                 flags,
@@ -277,6 +280,7 @@ fn arb_conn() -> impl Strategy<Value = Conn> {
                 local: l,
                 session,
                 syn_proxy,
+                carried,
             },
         )
 }
@@ -387,4 +391,21 @@ fn the_syn_proxy_option_is_16_bytes_takes_longer_data_and_refuses_shorter() {
         parse(&shorter),
         Err(WireError::BadOption(0, OPT_RVS_SYNPROXY))
     );
+}
+
+#[test]
+fn the_carried_option_is_three_bytes() {
+    let mut c = tcp("10.77.0.10:40000", "10.77.0.100:80", "10.77.0.11:80");
+    c.local = Some("10.77.0.200:5000".parse().unwrap());
+    c.carried = true;
+    let mut b = MessageBuilder::new(1, 1444);
+    b.push(&c).unwrap();
+    let d = b.take().unwrap();
+    let at = HEADER_LEN + ENTRY_V4_LEN + 8;
+    assert_eq!(d[at..at + 3], [OPT_RVS_CARRIED, 1, 1]);
+    assert_eq!(parse(&d).unwrap().conns, [c.clone()]);
+    // Another value is malformed: the entry is skipped.
+    let mut bad = d.clone();
+    bad[at + 2] = 2;
+    assert!(parse(&bad).map_or(true, |m| m.conns.is_empty()));
 }
