@@ -361,7 +361,16 @@ fn main() -> ExitCode {
     }
     match run(&opts) {
         Ok(rep) => {
-            print_report(&opts, &rep);
+            // The summary is issue #3's targets: not for a sync-only run.
+            let sync_only = opts.sync.is_some()
+                && opts.skip_loop
+                && opts.skip_stream
+                && opts.skip_pause
+                && opts.skip_table
+                && opts.scrape.is_none();
+            if !sync_only {
+                print_report(&opts, &rep);
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
