@@ -317,7 +317,7 @@ fn taken_over(v4: bool, forward: Forward) {
     assert!(r.ext.has(crate::session::ext::SYN_PROXY));
     assert_eq!(r.ext.syn_proxy.server_wscale, 5);
     // A resync sends the same.
-    let s = *master.p.sessions().iter().next().unwrap();
+    let s = master.p.sessions().iter().next().unwrap();
     let ext = master.p.session_ext(&s);
     assert_eq!(super::sync::record_of(&s, &ext, r.timeout_s).ext, r.ext);
 

@@ -451,7 +451,7 @@ pub(crate) fn loop_run(
     kind: Kind,
     wall: Duration,
 ) -> Res<LoopRow> {
-    loop_run_fed(lab, workers, n, kind, wall, false)
+    loop_run_fed(lab, workers, n, capacity, kind, wall, false)
 }
 
 /// [`loop_run`], with the connection-sync feed on when `sync`: each worker
@@ -463,6 +463,7 @@ pub(crate) fn loop_run_fed(
     lab: &mut Lab,
     workers: usize,
     n: u32,
+    capacity: u32,
     kind: Kind,
     wall: Duration,
     sync: bool,

@@ -269,7 +269,7 @@ fn run(o: &Opts) -> Res<Report> {
         let n = o.loop_flows.first().copied().unwrap_or(1000);
         for round in 0..2 {
             for fed in [false, true] {
-                let r = loop_run_fed(&mut lab, 1, n, Kind::Tcp4, wall, fed)?;
+                let r = loop_run_fed(&mut lab, 1, n, n, Kind::Tcp4, wall, fed)?;
                 println!(
                     "loop 1 worker, tcp4, {} sessions, sync feed {} (round {}): {} Mpps of CPU time (best {}), {} cycles/packet",
                     human(n),
