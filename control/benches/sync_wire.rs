@@ -1,8 +1,11 @@
-//! The master's cost per synced connection in the control process: a
+//! The cost per synced connection in the control process: on the master, a
 //! worker's record turned into a wire entry and batched into datagrams
-//! (`sync::convert` + `sync::daemon::Master`), FULLNAT (44 bytes an entry,
-//! with rvs's local-address option) and NAT (36 bytes). Figures go to
-//! BENCHMARKS.md; `entries per datagram` is printed once per case.
+//! (`sync::convert` + `sync::daemon::Master`); on the backup, a full
+//! datagram checked and its entries turned back into records
+//! (`sync::daemon::Backup` + `sync::convert`), per entry. FULLNAT (44 bytes
+//! an entry, with rvs's local-address option) and NAT (36 bytes). Figures
+//! go to BENCHMARKS.md; `entries per datagram` is printed once per case.
+//! The sockets and both ends together: `rvs-bench --sync` (`scripts/bench --sync`).
 
 use std::hint::black_box;
 
@@ -10,8 +13,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dataplane::session::Endpoint;
 use dataplane::sync_feed::{RecordKind, SyncRecord};
 use dataplane::tables::Forward;
-use rvs_control::sync::convert::conn_of;
-use rvs_control::sync::daemon::{DaemonConfig, Master};
+use rvs_control::sync::convert::{conn_of, record_of};
+use rvs_control::sync::daemon::{Backup, DaemonConfig, Master};
 use rvs_control::sync::wire::{self, Role};
 
 fn record(i: u32, forward: Forward) -> SyncRecord {
@@ -64,5 +67,28 @@ fn bench_master(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_master);
+fn bench_backup(c: &mut Criterion) {
+    let mut g = c.benchmark_group("sync_backup");
+    for forward in [Forward::FullNat, Forward::Nat] {
+        let mut m = Master::new(&DaemonConfig::new(Role::Master, "dpdk0", 1500));
+        for i in 0..1000 {
+            m.offer(&conn_of(&record(i, forward), &Default::default()), 0);
+        }
+        let d = m.poll_transmit(0).expect("a full datagram");
+        let per = wire::parse(&d).expect("valid").conns.len();
+        // Per entry: a datagram of `per` entries counts `per` elements.
+        g.throughput(Throughput::Elements(per as u64));
+        let mut b = Backup::new(&DaemonConfig::new(Role::Backup, "dpdk0", 1500));
+        g.bench_function(format!("{forward:?}_datagram_to_records"), |bn| {
+            bn.iter(|| {
+                let conns = b.receive(black_box(&d));
+                let recs: Vec<_> = conns.iter().filter_map(|c| record_of(c).ok()).collect();
+                black_box(recs)
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_master, bench_backup);
 criterion_main!(benches);

@@ -26,7 +26,7 @@ use crate::xmit::client_addr::ClientAddress;
 use crate::xmit::seq_shift::SeqShift;
 
 /// 64-bit words per ring slot.
-pub const WORDS: usize = 13;
+pub const WORDS: usize = 15;
 
 /// What kind of entry a record is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,31 +68,42 @@ pub struct SyncRecord {
     pub ext: SessionExt,
 }
 
-/// A [`SessionExt`] as three ring words (see [`ext_of_words`]). The one
+/// A [`SessionExt`] as five ring words (see [`ext_of_words`]). The one
 /// place that knows the layout of the ext in the ring: a field added to
 /// [`SessionExt`] that must survive failover is added here and in
-/// control's sync option (`control/src/sync/convert.rs`).
+/// control's sync options (`control/src/sync/convert.rs`).
 #[must_use]
-pub fn ext_words(e: &SessionExt, mode: ClientAddress) -> [u64; 3] {
+pub fn ext_words(e: &SessionExt, mode: ClientAddress) -> [u64; 5] {
+    let p = &e.syn_proxy;
     [
         u64::from(e.to_server.base) | u64::from(e.to_server.delta) << 32,
         u64::from(e.to_client.base) | u64::from(e.to_client.delta) << 32,
         u64::from(e.server_next) | u64::from(e.flags.bits()) << 32 | u64::from(mode as u8) << 40,
+        u64::from(p.isn) | u64::from(p.ts_delta) << 32,
+        u64::from(p.client_tsval)
+            | u64::from(p.client_win) << 32
+            | u64::from(p.client_wscale) << 48
+            | u64::from(p.server_wscale) << 56,
     ]
 }
 
 /// The [`SessionExt`] and mode of [`ext_words`]' words.
 #[must_use]
-pub fn ext_of_words(w: [u64; 3]) -> (SessionExt, ClientAddress) {
+pub fn ext_of_words(w: [u64; 5]) -> (SessionExt, ClientAddress) {
     let shift = |x: u64| SeqShift::new(x as u32, (x >> 32) as u32);
     let e = SessionExt {
         to_server: shift(w[0]),
         to_client: shift(w[1]),
         server_next: w[2] as u32,
         flags: ExtFlags::from_bits_retain((w[2] >> 32) as u8),
-        // The SYN proxy's timestamp and window state does not travel yet
-        // (its sequence shift does, in `to_client`): docs/synproxy.md.
-        syn_proxy: crate::synproxy::ProxyState::default(),
+        syn_proxy: crate::synproxy::ProxyState {
+            isn: w[3] as u32,
+            ts_delta: (w[3] >> 32) as u32,
+            client_tsval: w[4] as u32,
+            client_win: (w[4] >> 32) as u16,
+            client_wscale: (w[4] >> 48) as u8,
+            server_wscale: (w[4] >> 56) as u8,
+        },
     };
     let mode = ClientAddress::ALL
         .get(usize::from((w[2] >> 40) as u8))
@@ -153,15 +164,17 @@ impl SyncRecord {
             | u64::from(self.kind == RecordKind::Template) << 18
             | u64::from(self.laddr.is_some()) << 19
             | u64::from(self.timeout_s) << 32;
-        let [e0, e1, e2] = ext_words(&self.ext, self.client_addr);
-        [c0, c1, v0, v1, r0, r1, l0, l1, ports, misc, e0, e1, e2]
+        let [e0, e1, e2, e3, e4] = ext_words(&self.ext, self.client_addr);
+        [
+            c0, c1, v0, v1, r0, r1, l0, l1, ports, misc, e0, e1, e2, e3, e4,
+        ]
     }
 
     /// The record from ring words.
     #[must_use]
     pub fn from_words(w: &[u64; WORDS]) -> Self {
         let (ports, misc) = (w[8], w[9]);
-        let (ext, client_addr) = ext_of_words([w[10], w[11], w[12]]);
+        let (ext, client_addr) = ext_of_words([w[10], w[11], w[12], w[13], w[14]]);
         let port = |shift: u32| (ports >> shift) as u16;
         Self {
             kind: if misc >> 18 & 1 == 1 {
@@ -293,7 +306,14 @@ mod tests {
                 to_client: SeqShift::new(7, u32::MAX - 5),
                 server_next: 0x8000_0001,
                 flags: ExtFlags::all(),
-                syn_proxy: Default::default(),
+                syn_proxy: crate::synproxy::ProxyState {
+                    isn: 0xdead_beef,
+                    ts_delta: u32::MAX - 1,
+                    client_tsval: 0x8000_0003,
+                    client_win: 0xfff1,
+                    client_wscale: 7,
+                    server_wscale: crate::synproxy::cookie::NO_WSCALE,
+                },
             },
         }
     }

@@ -74,6 +74,10 @@ def test_unit_runs_the_packaged_binaries(deb, tmp_path):
     assert "/usr/local" not in unit
     assert "ExecStart=/usr/sbin/rvsd --config ${RVS_CONFIG}" in unit
     assert (tmp_path / "etc/rvs/rvs.toml").read_text() == (REPO / "deploy/rvs.toml").read_text()
+    examples = tmp_path / "usr/share/doc/rvs/examples"
+    assert (examples / "keepalived.conf").read_text() == (REPO / "deploy/keepalived.conf").read_text()
+    assert ((examples / "keepalived.service.d/rvsd.conf").read_text()
+            == (REPO / "deploy/keepalived.service.d/rvsd.conf").read_text())
     proc = run([tmp_path / "usr/sbin/rvsd", "--check-config", tmp_path / "etc/rvs/rvs.toml"])
     assert proc.returncode == 0 and proc.stdout.endswith(": ok\n"), proc.stdout + proc.stderr
 

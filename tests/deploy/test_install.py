@@ -80,6 +80,10 @@ def test_layout(staged, release_bins):
     doc = staged / "usr/local/share/doc/rvs"
     assert (doc / "deployment.md").is_file() and (doc / "examples/rvs.toml").is_file()
     assert (doc / "examples/vagrant-lb1.toml").is_file()
+    # The active/backup examples an operator adapts.
+    assert (doc / "examples/keepalived.conf").read_text() == (REPO / "deploy/keepalived.conf").read_text()
+    assert ((doc / "examples/keepalived.service.d/rvsd.conf").read_text()
+            == (REPO / "deploy/keepalived.service.d/rvsd.conf").read_text())
     assert (staged / UNIT).read_text() == (REPO / "deploy/rvsd.service").read_text()
     # Nothing outside the staging root's expected trees.
     top = sorted(p.name for p in staged.iterdir())

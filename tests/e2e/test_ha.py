@@ -6,7 +6,7 @@ its connections to the other appliance (IPVS sync v1, unicast, SyncID 77).
 
 What a user sees: a throttled 10 MB download and an idle-then-active TCP
 connection survive `kill -9` of the active appliance's rvsd (FULLNAT, NAT,
-DR), a UDP request/response stream keeps answering from the same server, and
+DR; PROXY v2 and SYN-proxied services with their offsets; IPv6 FULLNAT), a UDP request/response stream keeps answering from the same server, and
 the same after a graceful switchover (the active's keepalived stopped);
 tshark decodes the sync datagrams on the wire; bad sync input is dropped and
 counted, never installed; the backup forwards nothing for a VIP it does not
@@ -34,6 +34,8 @@ VIP_FULLNAT, VIP_NAT, VIP_DR, VIP_UDP = "10.77.0.100", "10.77.0.101", "10.77.0.1
 LADDR = "10.77.0.200"
 ECHO_PORT = 9000
 PROXY_PORT = 8002  # FULLNAT on VIP_FULLNAT, client_address = "proxy-v2"
+VIP6 = "fd77::100"  # FULLNAT, port 80, local address fd77::200 (keepalived moves it too)
+SYNPROXY_PORT = 8003  # FULLNAT on VIP_FULLNAT, syn_proxy = true, to the servers' HTTP (80)
 
 # A TCP and a UDP echo server on every real server (port 9000, all
 # addresses: the DR VIP on lo too); UDP answers "NAME PAYLOAD".
@@ -388,6 +390,62 @@ def test_proxy_protocol_sessions_survive_kill_9_with_their_sequence_shift(ha):
     assert rst_count() == resets, "a TCP connection was reset"
     log = proxy_log()[seen:]
     assert len(log) == 2 and all(l.startswith(f"ok {CLIENT_IP}:") for l in log), log
+    restart(lb)
+
+
+def synproxy_opened(lb: str) -> float:
+    total = 0.0
+    for m in re.finditer(r'^rvs_worker_synproxy_total\{[^}]*event="sessions_opened"[^}]*\} (\S+)$', metrics(lb), re.M):
+        total += float(m.group(1))
+    return total
+
+
+def test_syn_proxied_download_survives_kill_9_with_its_offsets(ha):
+    """A download through the SYN-proxied service: the client's numbers,
+    timestamps and windows are the proxy's, not the server's. After the
+    failover the backup applies the same offsets (they travel in sync, rvs's
+    SYN-proxy option), so the client's TCP (PAWS, sequence checks) takes
+    the server's segments and the download finishes intact, without a reset."""
+    lb = active()
+    backup = other(lb)
+    want = in_ns("rs1", ["sha256sum", str(RUN / "rs1" / "big.bin")], check=True).stdout.split()[0]
+    resets = rst_count()
+    opened = synproxy_opened(lb)
+    dl = download_bg(VIP_FULLNAT, SYNPROXY_PORT)
+    wait_until(f"{backup} holds the SYN-proxied connection", lambda:
+               len(connections(backup, VIP_FULLNAT, SYNPROXY_PORT)) >= 1, timeout=8)
+    assert synproxy_opened(lb) == opened + 1, "the proxy opened the connection"
+    kill9(lb)
+    wait_until(f"{backup} takes over {VIP_FULLNAT}", lambda: holds(backup, VIP_FULLNAT), timeout=15)
+    assert finish(dl, timeout=60).split()[0] == want, "the download's bytes changed"
+    assert rst_count() == resets, "a TCP connection was reset"
+    restart(lb)
+
+
+def holds6(lb: str, ip: str) -> bool:
+    out = in_ns(lb, ["ip", "-o", "-6", "addr", "show", "dev", "dpdk0"]).stdout
+    return f" {ip}/" in out
+
+
+def test_an_ipv6_download_survives_kill_9_through_ipv6_sync_entries(ha):
+    """A download from the IPv6 FULLNAT VIP: the backup holds it from the
+    master's IPv6 entries (72 bytes, the IPv6 local address in rvs's option,
+    over the IPv4 sync link), takes the IPv6 VIP with the IPv4 ones and
+    finishes the download intact, without a reset."""
+    lb = active()
+    backup = other(lb)
+    wait_until(f"{lb} holds {VIP6}", lambda: holds6(lb, VIP6), timeout=10)
+    want = in_ns("rs1", ["sha256sum", str(RUN / "rs1" / "big.bin")], check=True).stdout.split()[0]
+    resets = rst_count()
+    dl = subprocess.Popen(["ip", "netns", "exec", "rvs-client", "sh", "-c",
+                           f"curl -gsS --max-time 60 --limit-rate 1000K http://[{VIP6}]/big.bin | sha256sum"],
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_until(f"{backup} holds the IPv6 connection", lambda:
+               len(connections(backup, f"[{VIP6}]", 80)) >= 1, timeout=8)
+    kill9(lb)
+    wait_until(f"{backup} takes over {VIP6}", lambda: holds6(backup, VIP6), timeout=15)
+    assert finish(dl, timeout=60).split()[0] == want, "the download's bytes changed"
+    assert rst_count() == resets, "a TCP connection was reset"
     restart(lb)
 
 

@@ -23,19 +23,35 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 
 use dataplane::addr::Addr;
-use dataplane::session::ext::{ExtFlags, SessionExt};
+use dataplane::session::ext::{ExtFlags, SessionExt, SYN_PROXY};
 use dataplane::session::{ClientAddress, Endpoint};
 use dataplane::sync_feed::{RecordKind, SyncRecord};
 use dataplane::tables::Forward;
 use dataplane::xmit::seq_shift::SeqShift;
 
-use super::wire::{flags, Conn, Seq, SessionOpt, WireError};
+use dataplane::synproxy::ProxyState;
 
-/// The sequence data and rvs's session option for a session's ext, and
-/// the `IN_SEQ`/`OUT_SEQ` flags (see the module doc). `None` for a session
+use super::wire::{flags, Conn, Seq, SessionOpt, SynProxyOpt, WireError};
+
+/// What a session's ext becomes on the wire ([`ext_to_wire`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtWire {
+    /// The kernel's sequence data (in, out).
+    pub seq: (Seq, Seq),
+    /// rvs's session option.
+    pub session: SessionOpt,
+    /// rvs's SYN-proxy option (a SYN-proxied connection only).
+    pub syn_proxy: Option<SynProxyOpt>,
+    /// `IN_SEQ`/`OUT_SEQ`.
+    pub flags: u32,
+}
+
+/// The sequence data, rvs's session option and (for a SYN-proxied
+/// connection) its SYN-proxy option for a session's ext, and the
+/// `IN_SEQ`/`OUT_SEQ` flags (see the module doc). `None` for a session
 /// that keeps nothing there (mode `none`).
 #[must_use]
-pub fn ext_to_wire(mode: ClientAddress, e: &SessionExt) -> Option<((Seq, Seq), SessionOpt, u32)> {
+pub fn ext_to_wire(mode: ClientAddress, e: &SessionExt) -> Option<ExtWire> {
     if mode == ClientAddress::None && *e == SessionExt::default() {
         return None;
     }
@@ -56,17 +72,32 @@ pub fn ext_to_wire(mode: ClientAddress, e: &SessionExt) -> Option<((Seq, Seq), S
         flags: e.flags.bits(),
         server_next: e.server_next,
     };
-    Some(((seq(e.to_server), seq(e.to_client)), opt, f))
+    let p = &e.syn_proxy;
+    Some(ExtWire {
+        seq: (seq(e.to_server), seq(e.to_client)),
+        session: opt,
+        syn_proxy: e.has(SYN_PROXY).then_some(SynProxyOpt {
+            isn: p.isn,
+            ts_delta: p.ts_delta,
+            client_tsval: p.client_tsval,
+            client_win: p.client_win,
+            client_wscale: p.client_wscale,
+            server_wscale: p.server_wscale,
+        }),
+        flags: f,
+    })
 }
 
 /// The mode and ext of an entry's options (see the module doc): the
 /// defaults without rvs's session option.
 ///
 /// # Errors
-/// An unknown mode or a `previous_delta`: the entry is skipped.
+/// An unknown mode or a `previous_delta`, or a SYN-proxied connection
+/// (flag) without its SYN-proxy option: the entry is skipped.
 pub fn ext_of_wire(
     seq: Option<&(Seq, Seq)>,
     opt: Option<&SessionOpt>,
+    syn_proxy: Option<&SynProxyOpt>,
 ) -> Result<(ClientAddress, SessionExt), WireError> {
     let Some(o) = opt else {
         return Ok((ClientAddress::None, SessionExt::default()));
@@ -79,14 +110,27 @@ pub fn ext_of_wire(
     if i.previous_delta != 0 || out.previous_delta != 0 {
         return Err(WireError::BadOption(0, super::wire::OPT_SEQ_DATA));
     }
+    let flags = ExtFlags::from_bits_retain(o.flags);
+    let syn_proxy = match (flags.contains(SYN_PROXY), syn_proxy) {
+        (false, _) => ProxyState::default(),
+        (true, Some(p)) => ProxyState {
+            isn: p.isn,
+            ts_delta: p.ts_delta,
+            client_tsval: p.client_tsval,
+            client_win: p.client_win,
+            client_wscale: p.client_wscale,
+            server_wscale: p.server_wscale,
+        },
+        // Without it the survivor would forward the server's timestamps
+        // and windows unadjusted: the client would drop them.
+        (true, None) => return Err(WireError::BadOption(0, super::wire::OPT_RVS_SYNPROXY)),
+    };
     let e = SessionExt {
         to_server: SeqShift::new(i.init_seq, i.delta),
         to_client: SeqShift::new(out.init_seq, out.delta),
         server_next: o.server_next,
-        flags: ExtFlags::from_bits_retain(o.flags),
-        // The SYN proxy's timestamp and window state does not travel yet
-        // (docs/synproxy.md).
-        syn_proxy: dataplane::synproxy::ProxyState::default(),
+        flags,
+        syn_proxy,
     };
     Ok((mode, e))
 }
@@ -138,8 +182,8 @@ pub fn conn_of(r: &SyncRecord, peer_laddrs: &BTreeSet<IpAddr>) -> Conn {
     } else {
         None
     };
-    if let Some((_, _, seq_flags)) = ext {
-        f |= seq_flags;
+    if let Some(x) = ext {
+        f |= x.flags;
     }
     Conn {
         protocol: r.proto,
@@ -150,10 +194,11 @@ pub fn conn_of(r: &SyncRecord, peer_laddrs: &BTreeSet<IpAddr>) -> Conn {
         dest: sock(r.rs),
         fwmark: 0,
         timeout_s: r.timeout_s,
-        seq: ext.map(|(s, _, _)| s),
+        seq: ext.map(|x| x.seq),
         pe: None,
         local: r.laddr.map(sock),
-        session: ext.map(|(_, o, _)| o),
+        session: ext.map(|x| x.session),
+        syn_proxy: ext.and_then(|x| x.syn_proxy),
         carried: r.laddr.is_some_and(|l| peer_laddrs.contains(&l.ip.ip())),
     }
 }
@@ -164,7 +209,7 @@ pub fn conn_of(r: &SyncRecord, peer_laddrs: &BTreeSet<IpAddr>) -> Conn {
 /// # Errors
 /// As [`ext_of_wire`]: the entry is skipped.
 pub fn record_of(c: &Conn) -> Result<SyncRecord, WireError> {
-    let (client_addr, ext) = ext_of_wire(c.seq.as_ref(), c.session.as_ref())?;
+    let (client_addr, ext) = ext_of_wire(c.seq.as_ref(), c.session.as_ref(), c.syn_proxy.as_ref())?;
     let kind = if c.flags & flags::TEMPLATE != 0 {
         RecordKind::Template
     } else {
@@ -312,6 +357,67 @@ mod tests {
             ..c.session.unwrap()
         });
         assert!(record_of(&c).is_err());
+    }
+
+    /// A SYN-proxied NAT connection after the server's handshake: the
+    /// server's stream shifted, timestamps offset, window scales differ.
+    fn syn_proxied_rec() -> SyncRecord {
+        use dataplane::session::ext::{CLIENT_ISN, PROXY_TS, SERVER_ISN};
+        SyncRecord {
+            ext: SessionExt {
+                to_server: SeqShift::new(5001, 0),
+                to_client: SeqShift::new(9001, 0x8000_0123),
+                server_next: 9001,
+                flags: SYN_PROXY | CLIENT_ISN | SERVER_ISN | PROXY_TS,
+                syn_proxy: ProxyState {
+                    isn: 0x8000_9123,
+                    ts_delta: 0xfff0_0001,
+                    client_tsval: 77,
+                    client_win: 502,
+                    client_wscale: 7,
+                    server_wscale: 9,
+                },
+            },
+            ..rec(Forward::Nat, RecordKind::Conn)
+        }
+    }
+
+    #[test]
+    fn a_syn_proxied_connection_carries_its_handshake_in_rvss_syn_proxy_option() {
+        let r = syn_proxied_rec();
+        let c = conn_of(&r, &BTreeSet::new());
+        // The server's stream is the kernel's out_seq, flagged.
+        assert_eq!(c.flags & flags::SEQ_MASK, flags::OUT_SEQ);
+        assert_eq!(c.session.unwrap().mode, 0);
+        assert_eq!(
+            c.syn_proxy,
+            Some(SynProxyOpt {
+                isn: 0x8000_9123,
+                ts_delta: 0xfff0_0001,
+                client_tsval: 77,
+                client_win: 502,
+                client_wscale: 7,
+                server_wscale: 9,
+            })
+        );
+        let mut b = MessageBuilder::new(1, 1472);
+        b.push(&c).unwrap();
+        let m = wire::parse(&b.take().unwrap()).unwrap();
+        assert_eq!(record_of(&m.conns[0]).unwrap(), r);
+        // A PROXY-protocol session sends no SYN-proxy option.
+        let mut p = proxy_rec();
+        p.ext.flags.remove(SYN_PROXY);
+        assert_eq!(conn_of(&p, &BTreeSet::new()).syn_proxy, None);
+    }
+
+    #[test]
+    fn a_syn_proxied_entry_without_its_option_is_refused() {
+        let mut c = conn_of(&syn_proxied_rec(), &BTreeSet::new());
+        c.syn_proxy = None;
+        assert_eq!(
+            record_of(&c),
+            Err(WireError::BadOption(0, wire::OPT_RVS_SYNPROXY))
+        );
     }
 
     #[test]

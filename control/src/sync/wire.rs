@@ -38,7 +38,9 @@
 //! rvs carries FULLNAT's local address and port in such a skippable option
 //! ([`OPT_RVS_LOCAL`]), so a kernel backup still takes the entry, and what
 //! a session whose byte stream rvs changes remembers besides its sequence
-//! shifts (which go in [`OPT_SEQ_DATA`]) in another ([`OPT_RVS_SESSION`]).
+//! shifts (which go in [`OPT_SEQ_DATA`]) in another ([`OPT_RVS_SESSION`]);
+//! a SYN-proxied connection's handshake state in a third
+//! ([`OPT_RVS_SYNPROXY`]).
 //!
 //! Sans-IO: [`MessageBuilder`] batches entries into datagrams of at most
 //! `sync_maxlen` bytes; [`parse`] checks a datagram as the kernel's
@@ -85,6 +87,12 @@ pub const OPT_RVS_CARRIED: u8 = OPT_F_PARAM | 0x13;
 /// The length of [`OPT_RVS_SESSION`]'s data rvs sends (a receiver takes
 /// longer data and reads these bytes of it, for fields added later).
 pub const SESSION_OPT_LEN: usize = 6;
+/// rvs's option: a SYN-proxied connection's handshake state
+/// ([`SynProxyOpt`], 16 bytes), skippable.
+pub const OPT_RVS_SYNPROXY: u8 = OPT_F_PARAM | 0x12;
+/// The length of [`OPT_RVS_SYNPROXY`]'s data rvs sends (a receiver takes
+/// longer data and reads these bytes of it).
+pub const SYNPROXY_OPT_LEN: usize = 16;
 /// The length of [`OPT_SEQ_DATA`]'s data (two `ip_vs_seq`).
 pub const SEQ_DATA_LEN: usize = 24;
 /// The kernel's limit for persistence-engine data.
@@ -157,6 +165,37 @@ pub struct SessionOpt {
     pub server_next: u32,
 }
 
+/// rvs's SYN-proxy option ([`OPT_RVS_SYNPROXY`]): what a SYN-proxied
+/// connection's two handshakes agreed, beyond the server stream's shift
+/// (which travels in [`OPT_SEQ_DATA`]'s `out_seq`).
+///
+/// ```text
+///  +---------------------------------------------------------------+
+///  |   isn (the client's ISN for the connection: the cookie)       |
+///  +---------------------------------------------------------------+
+///  |   ts_delta (our TSval clock minus the server's)               |
+///  +---------------------------------------------------------------+
+///  |   client_tsval (the client's TSval in its handshake ACK)      |
+///  +-------------------------------+---------------+---------------+
+///  |   client_win                  | client_wscale | server_wscale |
+///  +-------------------------------+---------------+---------------+
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SynProxyOpt {
+    /// The ISN the client was given (the cookie).
+    pub isn: u32,
+    /// Added to the server's TSvals, taken from the client's TSecrs.
+    pub ts_delta: u32,
+    /// The client's TSval in its handshake ACK.
+    pub client_tsval: u32,
+    /// The window field of the client's handshake ACK.
+    pub client_win: u16,
+    /// The client's window scale (15: none).
+    pub client_wscale: u8,
+    /// The server's window scale (15: none).
+    pub server_wscale: u8,
+}
+
 /// One synced connection or persistence template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conn {
@@ -184,6 +223,8 @@ pub struct Conn {
     pub local: Option<SocketAddr>,
     /// rvs's session option (a session whose byte stream rvs changes).
     pub session: Option<SessionOpt>,
+    /// rvs's SYN-proxy option (a SYN-proxied connection).
+    pub syn_proxy: Option<SynProxyOpt>,
     /// [`OPT_RVS_CARRIED`]: held on one of the sender's peers' local
     /// addresses.
     pub carried: bool,
@@ -325,6 +366,9 @@ impl Conn {
         if self.session.is_some() {
             len += 2 + SESSION_OPT_LEN;
         }
+        if self.syn_proxy.is_some() {
+            len += 2 + SYNPROXY_OPT_LEN;
+        }
         if self.carried {
             len += 3;
         }
@@ -397,6 +441,16 @@ impl Conn {
             out.push(o.mode);
             out.push(o.flags);
             out.extend_from_slice(&o.server_next.to_be_bytes());
+        }
+        if let Some(p) = self.syn_proxy {
+            out.push(OPT_RVS_SYNPROXY);
+            out.push(SYNPROXY_OPT_LEN as u8);
+            out.extend_from_slice(&p.isn.to_be_bytes());
+            out.extend_from_slice(&p.ts_delta.to_be_bytes());
+            out.extend_from_slice(&p.client_tsval.to_be_bytes());
+            out.extend_from_slice(&p.client_win.to_be_bytes());
+            out.push(p.client_wscale);
+            out.push(p.server_wscale);
         }
     }
 }
@@ -598,6 +652,7 @@ fn parse_entry(i: usize, e: &[u8]) -> Result<Result<Conn, WireError>, WireError>
         pe: None,
         local: None,
         session: None,
+        syn_proxy: None,
         carried: false,
     };
     let mut pe_name: Option<&[u8]> = None;
@@ -662,6 +717,19 @@ fn parse_entry(i: usize, e: &[u8]) -> Result<Result<Conn, WireError>, WireError>
                     mode: data[0],
                     flags: data[1],
                     server_next: be32(data, 2),
+                });
+            }
+            _ if kind == OPT_RVS_SYNPROXY => {
+                if conn.syn_proxy.is_some() || len < SYNPROXY_OPT_LEN {
+                    return Err(WireError::BadOption(i, kind));
+                }
+                conn.syn_proxy = Some(SynProxyOpt {
+                    isn: be32(data, 0),
+                    ts_delta: be32(data, 4),
+                    client_tsval: be32(data, 8),
+                    client_win: be16(data, 12),
+                    client_wscale: data[14],
+                    server_wscale: data[15],
                 });
             }
             _ if kind & OPT_F_PARAM != 0 => {}

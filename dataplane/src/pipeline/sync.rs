@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use super::Pipeline;
 use crate::neigh::NeighEvent;
-use crate::session::ext::SessionExt;
+use crate::session::ext::{SessionExt, SYN_PROXY};
 use crate::session::template::{Template, TemplateKey, NO_TEMPLATE};
 use crate::session::ClientAddress;
 use crate::session::{Direction, Endpoint, Lookup, Session, SlotId, TcpState};
@@ -137,12 +137,19 @@ pub fn record_of(s: &Session, ext: &SessionExt, timeout_s: u32) -> SyncRecord {
         laddr: (s.forward == Forward::FullNat).then_some(s.laddr),
         timeout_s,
         client_addr: s.client_addr,
-        ext: if s.client_addr == ClientAddress::None {
-            SessionExt::default()
-        } else {
+        ext: if keeps_ext(s.client_addr, ext) {
             *ext
+        } else {
+            SessionExt::default()
         },
     }
+}
+
+/// True if a session with `client_addr` and `ext` keeps state there that
+/// sync carries: a PROXY/TOA insertion's, or a SYN proxy's.
+#[must_use]
+pub fn keeps_ext(client_addr: ClientAddress, ext: &SessionExt) -> bool {
+    client_addr != ClientAddress::None || ext.has(SYN_PROXY)
 }
 
 /// The sync entry for a persistence template, `timeout_s` from now.
@@ -166,10 +173,11 @@ pub fn template_record(t: &Template, forward: Forward, timeout_s: u32) -> SyncRe
 impl Pipeline {
     /// The rarely used part of session `s` (a copy from a page), found by
     /// its client key; the default when it has none (a session that does
-    /// not tell its server the client's address keeps nothing there).
+    /// not tell its server the client's address, on a worker without SYN
+    /// proxy, keeps nothing there).
     #[must_use]
     pub fn session_ext(&self, s: &Session) -> SessionExt {
-        if s.client_addr == ClientAddress::None {
+        if s.client_addr == ClientAddress::None && !self.synproxy.active {
             return SessionExt::default();
         }
         match self.sessions.lookup(&s.client_key(), Millis(0)) {
@@ -470,7 +478,9 @@ impl Pipeline {
                     s.expires = expires;
                     // The master's shifts and flags are the stream's as
                     // the server saw it last (a header sent since, say).
-                    if s.client_addr != ClientAddress::None && s.client_addr == r.client_addr {
+                    if (s.client_addr != ClientAddress::None && s.client_addr == r.client_addr)
+                        || (ext.has(SYN_PROXY) && r.ext.has(SYN_PROXY))
+                    {
                         *ext = r.ext;
                     }
                 }
@@ -562,8 +572,14 @@ impl Pipeline {
             }
         };
         if let Some((s, ext)) = self.sessions.get_with_ext(slot) {
-            if s.client_addr != ClientAddress::None {
+            // A SYN-proxied connection's shifts, timestamps and windows
+            // (FULLNAT or NAT): the fast path applies them from its first
+            // packet here.
+            if s.client_addr != ClientAddress::None || r.ext.has(SYN_PROXY) {
                 *ext = r.ext;
+                if r.ext.has(SYN_PROXY) {
+                    self.synproxy.active = true;
+                }
             }
         }
         let ri = usize::from(rs.index);

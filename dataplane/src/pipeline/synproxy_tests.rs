@@ -164,8 +164,9 @@ fn full_exchange(v4: bool, forward: Forward) {
     exchange(lab(v4, forward), v4, forward);
 }
 
-/// [`full_exchange`] on lab `l` whose clients are IPv4 if `v4`.
-fn exchange(mut l: Lab, v4: bool, forward: Forward) {
+/// [`full_exchange`] on lab `l` whose clients are IPv4 if `v4`; the lab
+/// after it, the cookie and our first TSval.
+fn exchange(mut l: Lab, v4: bool, forward: Forward) -> (Lab, u32, u32) {
     let (c, o) = answer(&mut l, &syn_opts(Some(111), Some(7)));
     let mss = if v4 { 1460 } else { 1440 };
     assert_eq!(o.mss, Some(mss), "our MTU's MSS");
@@ -287,6 +288,88 @@ fn exchange(mut l: Lab, v4: bool, forward: Forward) {
     assert_eq!(sack[..4], (ISN_S + 100).to_be_bytes());
     assert_eq!(sack[4..], (ISN_S + 200).to_be_bytes());
     assert_eq!(ack.window, 29200, "the server scales as the client does");
+    (l, c, our_ts)
+}
+
+/// The whole exchange on a master feeding sync, then the connection
+/// installed on a backup from its sync record (through the ring's words):
+/// the backup carries on with every offset (sequence, timestamps, windows).
+fn taken_over(v4: bool, forward: Forward) {
+    let mut master = lab(v4, forward);
+    let ring = Arc::new(crate::sync_feed::SyncRing::new(16));
+    master.p.set_sync_feed(Some((
+        Arc::clone(&ring),
+        crate::sync_policy::SyncPolicy::default(),
+    )));
+    let (mut master, c, our_ts) = exchange(master, v4, forward);
+    // One more client segment: the policy's threshold (3 inbound packets
+    // with the session).
+    master.client_sends(
+        (ISN_C.wrapping_add(6), c.wrapping_add(7)),
+        tcp::ACK,
+        &ts_opt(114, our_ts.wrapping_add(1)),
+        b"",
+        T0 + 10,
+    );
+    let sent: Vec<_> = std::iter::from_fn(|| ring.pop()).collect();
+    let r = *sent.last().expect("the established connection was fed");
+    assert_eq!(r.state, TcpState::Established as u8);
+    assert!(r.ext.has(crate::session::ext::SYN_PROXY));
+    assert_eq!(r.ext.syn_proxy.server_wscale, 5);
+    // A resync sends the same.
+    let s = master.p.sessions().iter().next().unwrap();
+    let ext = master.p.session_ext(&s);
+    assert_eq!(super::sync::record_of(&s, &ext, r.timeout_s).ext, r.ext);
+
+    let mut backup = lab(v4, forward);
+    backup.from = master.from;
+    assert_eq!(
+        backup.p.install_synced(&r, Millis(T0 + 50)),
+        super::sync::InstallOutcome::Installed
+    );
+    // The client's next segment (its MAC learned from it) reaches the
+    // server in the server's numbering and clock.
+    let (v, ack) = backup.client_sends(
+        (ISN_C.wrapping_add(6), c.wrapping_add(7)),
+        tcp::ACK,
+        &ts_opt(115, our_ts.wrapping_add(1)),
+        b"",
+        T0 + 60,
+    );
+    assert_eq!(v, Verdict::Forward { port: 0 });
+    assert!(ack.checksums_ok);
+    assert_eq!((ack.src.ip, ack.dst), (backup.from.ip, backup.rs));
+    assert_eq!(ack.ack, ISN_S + 7);
+    assert_eq!(parse_opts(&ack).ts, Some((115, 9001)));
+    assert_eq!(ack.window, 29200, "the server scales as the client does");
+    // The server's next segment reaches the client in the cookie's
+    // numbering, its clock ours, its window at the client's scale.
+    let (v, resp) = backup.server_sends(
+        (ISN_S + 7, ISN_C.wrapping_add(6)),
+        tcp::ACK,
+        &ts_opt(9002, 115),
+        b"more",
+        T0 + 61,
+    );
+    assert_eq!(v, Verdict::Forward { port: 0 });
+    assert!(resp.checksums_ok);
+    assert_eq!((resp.src, resp.dst), (backup.vip, backup.client));
+    assert_eq!(
+        (resp.seq, resp.ack),
+        (c.wrapping_add(7), ISN_C.wrapping_add(6))
+    );
+    assert_eq!(parse_opts(&resp).ts, Some((our_ts.wrapping_add(2), 115)));
+    assert_eq!(resp.window, (29200u32 << 5 >> 7) as u16);
+}
+
+#[test]
+fn a_fullnat_v4_connection_taken_over_from_sync_keeps_every_offset() {
+    taken_over(true, Forward::FullNat);
+}
+
+#[test]
+fn a_nat_v6_connection_taken_over_from_sync_keeps_every_offset() {
+    taken_over(false, Forward::Nat);
 }
 
 #[test]

@@ -8,10 +8,10 @@
 //! [`crate::xmit::client_addr`]) and what the insertion needs to remember.
 //! The SYN proxy keeps its server-stream offset in [`SessionExt::to_client`]
 //! and the rest of its handshake in [`SessionExt::syn_proxy`] (see
-//! [`crate::synproxy`]). Connection sync carries the shifts, the flags and
-//! what the PROXY/TOA insertion needs (`sync_feed::ext_words`, control's
-//! `sync::convert`); a field added here that must survive failover goes
-//! there too.
+//! [`crate::synproxy`]). Connection sync carries all of it: the shifts,
+//! the flags, what the PROXY/TOA insertion needs and the SYN proxy's state
+//! (`sync_feed::ext_words`, control's `sync::convert`); a field added here
+//! that must survive failover goes there too.
 
 use crate::xmit::seq_shift::SeqShift;
 

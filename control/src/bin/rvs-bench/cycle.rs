@@ -24,7 +24,8 @@ use dataplane::runtime;
 use dataplane::sched::SchedKind;
 use dataplane::session::{Endpoint, TcpState, Timeouts};
 use dataplane::stats::DropReason;
-use dataplane::sync_feed::{RecordKind, SyncRecord};
+use dataplane::sync_feed::{RecordKind, SyncRecord, SyncRing};
+use dataplane::sync_policy::SyncPolicy;
 use dataplane::tables::{Forward, Interface, RealServer, Service, Tables};
 use dataplane::time::Millis;
 use dataplane::wire::{ipv4, ipv6, tcp, udp};
@@ -450,9 +451,27 @@ pub(crate) fn loop_run(
     kind: Kind,
     wall: Duration,
 ) -> Res<LoopRow> {
+    loop_run_fed(lab, workers, n, capacity, kind, wall, false)
+}
+
+/// [`loop_run`], with the connection-sync feed on when `sync`: each worker
+/// runs the sync policy on every inbound packet and pushes a session into
+/// its ring (rvsd's size) on the kernel's thresholds (the 3rd packet, then
+/// every 50th), and a thread drains the rings every 10 ms, as rvsd's
+/// control loop does; it prints what was pushed and refused.
+pub(crate) fn loop_run_fed(
+    lab: &mut Lab,
+    workers: usize,
+    n: u32,
+    capacity: u32,
+    kind: Kind,
+    wall: Duration,
+    sync: bool,
+) -> Res<LoopRow> {
     let t = Instant::now();
     let (tables, neigh) = (loop_tables(kind), loop_neigh(kind));
     let mut pipes = Vec::new();
+    let mut rings = Vec::new();
     for w in 0..workers {
         let seed = 0x0b5e_55ed ^ (w as u64) << 40 ^ u64::from(n);
         // Built as worker 0 of 1: each worker's cycle uses its own whole
@@ -463,13 +482,42 @@ pub(crate) fn loop_run(
         let mut p = Pipeline::new(Arc::clone(&tables), Arc::clone(&neigh), cap, seed, 0, 1);
         scatter(&mut p, cap, seed, kind)?;
         build_cycle(&mut p, n, kind)?;
+        if sync {
+            let ring = Arc::new(SyncRing::new(rvs_control::sync::engine::RING_SLOTS));
+            p.set_sync_feed(Some((Arc::clone(&ring), SyncPolicy::default())));
+            rings.push(ring);
+        }
         pipes.push(p);
     }
     let setup_s = t.elapsed().as_secs_f64();
-    let (running, mut inj) = lab.start_loop(pipes, kind, n)?;
-    let result = loop_inner(lab, &running, &mut inj, n, wall);
-    drop(inj);
-    lab.stop(running)?;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (result, drained) = std::thread::scope(|sc| {
+        let drain = sc.spawn(|| {
+            let mut popped = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                for r in &rings {
+                    while r.pop().is_some() {
+                        popped += 1;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            popped
+        });
+        let result = (|| -> Res<LoopRow> {
+            let (running, mut inj) = lab.start_loop(pipes, kind, n)?;
+            let result = loop_inner(lab, &running, &mut inj, n, wall);
+            drop(inj);
+            lab.stop(running)?;
+            result
+        })();
+        stop.store(true, std::sync::atomic::Ordering::Release);
+        (result, drain.join().unwrap_or(0))
+    });
+    if sync {
+        let refused: u64 = rings.iter().map(|r| r.dropped()).sum();
+        println!("  sync feed: {drained} records drained, {refused} refused (ring full)");
+    }
     result.map(|r| LoopRow {
         workers,
         flows: n,

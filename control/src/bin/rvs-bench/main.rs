@@ -5,7 +5,8 @@
 //! a session is dropped). Missing a target is never a failure. What each
 //! figure means is written down in BENCHMARKS.md. One module per method:
 //! [`table`] (the session table in-process, no DPDK), [`cycle`] (the loop
-//! method, the headline figures), [`stream`], [`pause`] and [`scrape`]; the
+//! method, the headline figures), [`stream`], [`pause`], [`scrape`] and
+//! [`sync`] (connection sync, issue #15); the
 //! frames come from [`gen`], the DPDK devices and workers from [`lab`], the
 //! summary from [`report`].
 
@@ -18,11 +19,12 @@ mod procfs;
 mod report;
 mod scrape;
 mod stream;
+mod sync;
 mod table;
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
-use crate::cycle::loop_run;
+use crate::cycle::{loop_run, loop_run_fed};
 use crate::frame::Kind;
 use crate::gen::{neigh, port_capacity, self_check, tables, Traffic};
 use crate::lab::{Lab, RING_DEVS, WORKER_LCORES};
@@ -111,6 +113,13 @@ struct Opts {
     /// Total seconds of the scrape scenario (issue #8; none without it).
     #[arg(long, value_name = "SECS")]
     scrape: Option<f64>,
+    /// Connection sync (issue #15): rvsd's sync engine as master and backup
+    /// over loopback for SECS per phase (entries and datagrams per second,
+    /// bytes per connection, installs per second), and the loop method at
+    /// the first --loop-flows count, TCP/IPv4, one worker, with the sync
+    /// feed off and on (twice each, alternately).
+    #[arg(long, value_name = "SECS")]
+    sync: Option<f64>,
     /// Sessions of the scrape scenario.
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     scrape_flows: u32,
@@ -195,6 +204,27 @@ fn run(o: &Opts) -> Res<Report> {
             rep.table.push(r);
         }
     }
+    if let Some(secs) = o.sync {
+        for forward in [
+            dataplane::tables::Forward::FullNat,
+            dataplane::tables::Forward::Nat,
+        ] {
+            let r = sync::sync_run(forward, Duration::from_secs_f64(secs))?;
+            println!(
+                "sync {forward:?}: {} entries in a {}-byte datagram, {:.1} bytes per connection entry on the wire (UDP/IPv4 headers shared); master alone {:.3} M entries/s ({:.0} datagrams/s); master and backup together: sent {:.3} M entries/s, received {:.3} M entries/s ({:.0} datagrams/s), {:.1}% lost; one worker installs {:.3} M entries/s",
+                r.per_datagram,
+                r.datagram_bytes,
+                r.entry_bytes,
+                r.alone.0 / 1e6,
+                r.alone.1,
+                r.sent / 1e6,
+                r.received / 1e6,
+                r.received_dgrams,
+                r.lost_pct,
+                r.install / 1e6
+            );
+        }
+    }
     if o.skip_dpdk {
         return Ok(rep);
     }
@@ -232,6 +262,23 @@ fn run(o: &Opts) -> Res<Report> {
                     r.setup_s
                 );
                 rep.loops.push(r);
+            }
+        }
+    }
+    if o.sync.is_some() {
+        let n = o.loop_flows.first().copied().unwrap_or(1000);
+        for round in 0..2 {
+            for fed in [false, true] {
+                let r = loop_run_fed(&mut lab, 1, n, n, Kind::Tcp4, wall, fed)?;
+                println!(
+                    "loop 1 worker, tcp4, {} sessions, sync feed {} (round {}): {} Mpps of CPU time (best {}), {} cycles/packet",
+                    human(n),
+                    if fed { "on" } else { "off" },
+                    round + 1,
+                    list(&r.rate, 1e6, 2),
+                    list(&r.best, 1e6, 2),
+                    list(&r.cycles, 1.0, 0),
+                );
             }
         }
     }
@@ -328,7 +375,16 @@ fn main() -> ExitCode {
     }
     match run(&opts) {
         Ok(rep) => {
-            print_report(&opts, &rep);
+            // The summary is issue #3's targets: not for a sync-only run.
+            let sync_only = opts.sync.is_some()
+                && opts.skip_loop
+                && opts.skip_stream
+                && opts.skip_pause
+                && opts.skip_table
+                && opts.scrape.is_none();
+            if !sync_only {
+                print_report(&opts, &rep);
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -19,6 +19,7 @@ fn tcp(client: &str, vip: &str, dest: &str) -> Conn {
         pe: None,
         local: None,
         session: None,
+        syn_proxy: None,
         carried: false,
     }
 }
@@ -235,6 +236,20 @@ fn arb_conn() -> impl Strategy<Value = Conn> {
                 server_next,
             },
         )),
+        proptest::option::of(
+            (any::<[u32; 3]>(), any::<u16>(), any::<u8>(), any::<u8>()).prop_map(
+                |([isn, ts_delta, client_tsval], client_win, client_wscale, server_wscale)| {
+                    SynProxyOpt {
+                        isn,
+                        ts_delta,
+                        client_tsval,
+                        client_win,
+                        client_wscale,
+                        server_wscale,
+                    }
+                },
+            ),
+        ),
         any::<bool>(),
     )
         .prop_map(
@@ -244,6 +259,7 @@ fn arb_conn() -> impl Strategy<Value = Conn> {
                 seq,
                 pe,
                 session,
+                syn_proxy,
                 carried,
             )| Conn {
                 protocol,
@@ -263,6 +279,7 @@ fn arb_conn() -> impl Strategy<Value = Conn> {
                 pe,
                 local: l,
                 session,
+                syn_proxy,
                 carried,
             },
         )
@@ -334,6 +351,45 @@ fn the_session_option_takes_longer_data_and_refuses_shorter() {
     assert_eq!(
         parse(&shorter),
         Err(WireError::BadOption(0, OPT_RVS_SESSION))
+    );
+}
+
+#[test]
+fn the_syn_proxy_option_is_16_bytes_takes_longer_data_and_refuses_shorter() {
+    let mut c = tcp("10.0.0.1:1000", "10.0.0.100:80", "10.0.0.2:80");
+    c.syn_proxy = Some(SynProxyOpt {
+        isn: 0x0102_0304,
+        ts_delta: 0x0506_0708,
+        client_tsval: 0x090a_0b0c,
+        client_win: 0x0d0e,
+        client_wscale: 7,
+        server_wscale: 15,
+    });
+    let mut b = MessageBuilder::new(1, 1444);
+    b.push(&c).unwrap();
+    let d = b.take().unwrap();
+    let opt = d.len() - 18;
+    #[rustfmt::skip]
+    assert_eq!(&d[opt..], &[
+        OPT_RVS_SYNPROXY, 16,
+        1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 7, 15,
+    ]);
+    let mut longer = d.clone();
+    longer[opt + 1] = 18;
+    longer.extend_from_slice(&[0xaa, 0xbb]);
+    let n = longer.len() as u16;
+    longer[2..4].copy_from_slice(&n.to_be_bytes());
+    longer[HEADER_LEN + 3] += 2;
+    assert_eq!(parse(&longer).unwrap().conns, vec![c]);
+    let mut shorter = d;
+    shorter[opt + 1] = 15;
+    shorter.pop();
+    let n = shorter.len() as u16;
+    shorter[2..4].copy_from_slice(&n.to_be_bytes());
+    shorter[HEADER_LEN + 3] -= 1;
+    assert_eq!(
+        parse(&shorter),
+        Err(WireError::BadOption(0, OPT_RVS_SYNPROXY))
     );
 }
 
