@@ -183,11 +183,13 @@ impl Pipeline {
             Ok(r) => r,
             Err(reason) => return Step::drop(reason),
         };
-        if client_addr != ClientAddress::None {
-            reshape = self.client_address(l3, usize::from(d.l4), slot, dir, reshape);
-        }
+        // A SYN proxy's shifts first: a client's acknowledgement is then in
+        // the server's numbering, as the TOA rule that follows reads it.
         if proxied {
             self.synproxy_after(l3, usize::from(d.l4), slot, dir);
+        }
+        if client_addr != ClientAddress::None {
+            reshape = self.client_address(l3, usize::from(d.l4), slot, dir, reshape);
         }
         if let Some(t) = self.rs_traffic.get_mut(usize::from(rs_index)) {
             let bytes = l3.len() as u64;

@@ -39,7 +39,8 @@ use crate::synproxy::segment::{self, Adjust, Segment};
 use crate::synproxy::{Counters, ProxyState, CLIENT_WSCALE};
 use crate::tables::Tables;
 use crate::time::Millis;
-use crate::wire::{ethernet, tcp};
+use crate::wire::{ethernet, ipv4, tcp};
+use crate::xmit::client_addr as ca;
 use crate::xmit::seq_shift::{self, SeqShift};
 use crate::xmit::Leg;
 
@@ -217,7 +218,17 @@ impl Pipeline {
             .interfaces
             .get(usize::from(port))
             .map_or(1500, |i| i.mtu);
-        let mss = mtu.saturating_sub(if v4 { 40 } else { 60 });
+        // Room for what the service's servers are told of the client (a
+        // TOA option or a PROXY header on the client's first segments).
+        let room = self
+            .tables
+            .service_at(d.key.dst, ipv4::PROTO_TCP)
+            .and_then(|i| self.tables.services.get(i))
+            .and_then(|svc| {
+                ca::insertion(svc.client_address, d.key.src, d.key.dst, ipv4::PROTO_TCP)
+            })
+            .map_or(0, |i| i.bytes().len() as u16);
+        let mss = mtu.saturating_sub(if v4 { 40 } else { 60 } + room);
         let opts = segment::syn_options(mss, o.wscale.map(|_| CLIENT_WSCALE), o.sack_perm, ts);
         let seg = Segment {
             dst_mac: client_mac,
@@ -289,6 +300,13 @@ impl Pipeline {
         };
         s.expires = now.plus_secs(timeout);
         let port = s.rs_port;
+        // A PROXY header goes in front of the client's first byte: the
+        // client's stream moves by its length (TOA: by nothing).
+        let header = if s.client_addr.is_proxy() {
+            ca::insertion(s.client_addr, s.client, s.vip, s.proto).map_or(0, |i| i.bytes().len())
+        } else {
+            0
+        };
         ext.flags = SYN_PROXY
             | CLIENT_ISN
             | if o.ts.is_some() {
@@ -296,7 +314,7 @@ impl Pipeline {
             } else {
                 ExtFlags::empty()
             };
-        ext.to_server = SeqShift::new(seq, 0);
+        ext.to_server = SeqShift::new(seq, header as u32);
         ext.to_client = SeqShift::default();
         ext.syn_proxy = ProxyState {
             isn: c,
