@@ -487,7 +487,11 @@ fn a_server_refusal_reaches_the_client_in_its_numbering() {
 /// server ISN, SACK edges each way back by the other stream's shift; a
 /// retransmission of the first segment carries the header again.
 fn proxy_composed(v4: bool, mode: ClientAddress) {
-    let mut l = lab_telling(v4, Forward::FullNat, mode);
+    composed_on(lab_telling(v4, Forward::FullNat, mode), v4, mode);
+}
+
+/// [`proxy_composed`] on lab `l` whose clients are IPv4 if `v4`.
+fn composed_on(mut l: Lab, v4: bool, mode: ClientAddress) {
     let header = ca::insertion(mode, l.client, l.vip, ipv4::PROTO_TCP).unwrap();
     let header = header.bytes().to_vec();
     let n = header.len() as u32;
@@ -612,6 +616,26 @@ fn proxy_v2_and_syn_proxy_compose_v6() {
 #[test]
 fn proxy_v1_and_syn_proxy_compose_v6() {
     proxy_composed(false, ClientAddress::ProxyV1);
+}
+
+#[test]
+fn proxy_v2_and_syn_proxy_compose_fullnat64() {
+    // The header names the IPv6 client and VIP; the server is IPv4.
+    let t = tables_with((5000, 5009), |t| {
+        t.services[0].vip = v6_tests::vip();
+        t.services[0].syn_proxy = true;
+        t.services[0].client_address = ClientAddress::ProxyV2;
+        t.services[0].servers.truncate(1);
+        t.routes = v6_tests::v6_tables(Forward::FullNat).routes.clone();
+    });
+    let l = Lab {
+        p: Pipeline::new(t, known_servers(), 64, 42, 0, 1),
+        client: v6_tests::client(),
+        vip: v6_tests::vip(),
+        rs: RS1,
+        from: Endpoint::at(Addr::from(LIP), 0),
+    };
+    composed_on(l, false, ClientAddress::ProxyV2);
 }
 
 /// The SYN proxy and TOA: the cookie's MSS leaves room for the option;
