@@ -17,7 +17,10 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let vips: [SocketAddr; 2] = ["10.0.0.1:80".parse().unwrap(), "[2001:db8::1]:80".parse().unwrap()];
+    let vips: [SocketAddr; 2] = [
+        "10.0.0.1:80".parse().unwrap(),
+        "[2001:db8::1]:80".parse().unwrap(),
+    ];
     let mut limits = Limits::default();
     for line in text.lines() {
         for vip in vips {

@@ -10,7 +10,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use rvs_dataplane::addr::Addr;
-use rvs_dataplane::frag::{FragKey, FragTable, Follow, Piece, CAPACITY, TIMEOUT_MS};
+use rvs_dataplane::frag::{Follow, FragKey, FragTable, Piece, CAPACITY, TIMEOUT_MS};
 use rvs_dataplane::time::Millis;
 
 fn key(id: u8) -> FragKey {
@@ -62,11 +62,28 @@ fuzz_target!(|data: &[u8]| {
     let sizes: Vec<u32> = data.iter().take(8).map(|b| u32::from(*b) + 1).collect();
     for (i, n) in sizes.iter().enumerate() {
         let k = key(i as u8);
-        t.insert(k, Follow::Worker(0), Piece { offset: 0, len: 8, more: true }, Millis(now))
-            .unwrap();
+        t.insert(
+            k,
+            Follow::Worker(0),
+            Piece {
+                offset: 0,
+                len: 8,
+                more: true,
+            },
+            Millis(now),
+        )
+        .unwrap();
         for j in 1..=*n {
             let last = j == *n;
-            let got = t.follow(&k, Piece { offset: j * 8, len: 8, more: !last }, Millis(now));
+            let got = t.follow(
+                &k,
+                Piece {
+                    offset: j * 8,
+                    len: 8,
+                    more: !last,
+                },
+                Millis(now),
+            );
             assert_eq!(got, Some(Follow::Worker(0)));
         }
     }

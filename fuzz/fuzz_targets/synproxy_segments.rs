@@ -70,7 +70,11 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if start >= PERIOD_MS {
-        assert_ne!(secret.check(&t, isn, c, start - 1), Some(kept), "before it was made");
+        assert_ne!(
+            secret.check(&t, isn, c, start - 1),
+            Some(kept),
+            "before it was made"
+        );
     }
     let _ = secret.check(&t, isn, u32_at(p, 28), now);
     assert!(cookie::ts_agrees(cookie::ts_value(now, &kept), &kept));
@@ -89,9 +93,19 @@ fuzz_target!(|data: &[u8]| {
             window: (wb & 0x80 != 0).then_some((wb & 0xf, wb >> 4 & 0x7)),
         },
     );
-    assert!(tcp::Packet::new_checked(&b[..]).unwrap().verify_checksum_v4(SRC, DST), "adjust");
+    assert!(
+        tcp::Packet::new_checked(&b[..])
+            .unwrap()
+            .verify_checksum_v4(SRC, DST),
+        "adjust"
+    );
     let a = SeqShift::new(u32_at(p, 12), u32_at(p, 16));
     let s = SeqShift::new(u32_at(p, 20), u32_at(p, 24));
     seq_shift::rewrite(&mut b, Some(&s), Some(&a));
-    assert!(tcp::Packet::new_checked(&b[..]).unwrap().verify_checksum_v4(SRC, DST), "shift");
+    assert!(
+        tcp::Packet::new_checked(&b[..])
+            .unwrap()
+            .verify_checksum_v4(SRC, DST),
+        "shift"
+    );
 });
