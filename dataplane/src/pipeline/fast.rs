@@ -75,7 +75,7 @@ impl Pipeline {
             return Step::drop(reason);
         }
         if syn_proxy {
-            return self.synproxy_syn(in_port, now);
+            return self.synproxy_syn(svc, &key, in_port, now);
         }
         let src_mac = ethernet::Frame::new_checked(&*l2).map_or([0; 6], |e| e.src());
         match self.create_session(svc, key, src_mac, in_port, held.take(), now) {

@@ -32,7 +32,7 @@
 use super::{Desc, Pipeline, Reshape, Step, Verdict};
 use crate::packet::PacketBuf;
 use crate::session::ext::{ExtFlags, CLIENT_ISN, PROXY_TS, SERVER_ISN, SYN_PROXY};
-use crate::session::{Direction, SlotId, TcpState};
+use crate::session::{Direction, FlowKey, SlotId, TcpState};
 use crate::stats::DropReason;
 use crate::synproxy::cookie::{self, Secret, SynOptions, Tuple, NO_WSCALE};
 use crate::synproxy::segment::{self, Adjust, Segment};
@@ -181,13 +181,27 @@ impl Pipeline {
         &self.synproxy.counters
     }
 
-    /// A client's SYN to a proxied service (checked as a new flow
-    /// already): answered in place on the port it came from.
+    /// A client's SYN of `key` to proxied service `svc` (checked as a new
+    /// flow already): answered in place on the port it came from.
     #[cold]
-    pub(super) fn synproxy_syn(&mut self, in_port: u16, now: Millis) -> Step {
+    pub(super) fn synproxy_syn(
+        &mut self,
+        svc: usize,
+        key: &FlowKey,
+        in_port: u16,
+        now: Millis,
+    ) -> Step {
+        // Room for what the service's servers are told of the client (a
+        // TOA option or a PROXY header on the client's first segments).
+        let room = self
+            .tables
+            .services
+            .get(svc)
+            .and_then(|s| ca::insertion(s.client_address, key.src, key.dst, ipv4::PROTO_TCP))
+            .map_or(0, |i| i.bytes().len() as u16);
         Step::Forward {
             port: in_port,
-            reshape: Some(Reshape::SynCookie { now }),
+            reshape: Some(Reshape::SynCookie { now, room }),
         }
     }
 
@@ -198,6 +212,7 @@ impl Pipeline {
         pkt: &mut PacketBuf<'_>,
         port: u16,
         now: Millis,
+        room: u16,
     ) -> Verdict {
         let Some(d) = self.describe(pkt.frame()) else {
             return Verdict::Drop(DropReason::Malformed);
@@ -218,16 +233,6 @@ impl Pipeline {
             .interfaces
             .get(usize::from(port))
             .map_or(1500, |i| i.mtu);
-        // Room for what the service's servers are told of the client (a
-        // TOA option or a PROXY header on the client's first segments).
-        let room = self
-            .tables
-            .service_at(d.key.dst, ipv4::PROTO_TCP)
-            .and_then(|i| self.tables.services.get(i))
-            .and_then(|svc| {
-                ca::insertion(svc.client_address, d.key.src, d.key.dst, ipv4::PROTO_TCP)
-            })
-            .map_or(0, |i| i.bytes().len() as u16);
         let mss = mtu.saturating_sub(if v4 { 40 } else { 60 } + room);
         let opts = segment::syn_options(mss, o.wscale.map(|_| CLIENT_WSCALE), o.sack_perm, ts);
         let seg = Segment {
