@@ -358,18 +358,16 @@ pub fn check_client_address(
 }
 
 /// Checks `syn_proxy` (DPVS's `--synproxy`) on a service of `proto`
-/// whose servers forward by `forwards` and that tells them the client by
-/// `client_address`: the proxy answers TCP handshakes and must see the
-/// servers' replies (FULLNAT, NAT); it shifts the server's sequence
-/// numbers, which TOA and PROXY protocol (which shift or mark the
-/// client's) do not combine with yet.
+/// whose servers forward by `forwards`: the proxy answers TCP handshakes
+/// and must see the servers' replies (FULLNAT, NAT). It combines with
+/// every `client_address` mode (the proxy shifts the server's stream, a
+/// PROXY header the client's; see docs/synproxy.md).
 ///
 /// # Errors
 /// The reason, in words.
 pub fn check_syn_proxy(
     proto: u8,
     mut forwards: impl Iterator<Item = Forward>,
-    client_address: ClientAddress,
 ) -> Result<(), String> {
     if proto != 6 {
         return Err("syn_proxy is for TCP services".into());
@@ -378,12 +376,6 @@ pub fn check_syn_proxy(
         return Err(format!(
             "syn_proxy needs FULLNAT or NAT forwarding (the proxy must see the server's replies), not {:?}",
             forward_name(f)
-        ));
-    }
-    if client_address != ClientAddress::None {
-        return Err(format!(
-            "syn_proxy does not combine with client_address {:?} yet (set one or the other)",
-            client_address.word()
         ));
     }
     Ok(())

@@ -274,11 +274,6 @@ fn bad_scheduling_keys_name_their_line() {
             "syn_proxy",
             "syn_proxy needs FULLNAT or NAT forwarding",
         ),
-        (
-            lab_with("client_address = \"proxy-v2\"\nsyn_proxy = true\n", ""),
-            "syn_proxy",
-            "syn_proxy does not combine with client_address \"proxy-v2\"",
-        ),
     ] {
         let e = err(&text);
         let line = text.lines().position(|l| l.contains(needle)).unwrap() + 1;
@@ -372,6 +367,21 @@ fn syn_proxy_reaches_the_service_options() {
         assert!(c
             .service_options(s.vip, s.proto)
             .is_some_and(|o| o.syn_proxy));
+    }
+}
+
+#[test]
+fn syn_proxy_combines_with_every_client_address_mode() {
+    for mode in ["toa", "proxy-v1", "proxy-v2"] {
+        let text = lab_with(
+            &format!("client_address = \"{mode}\"\nsyn_proxy = true\n"),
+            "",
+        );
+        let c = parse(Path::new("x.toml"), &text).unwrap();
+        let s = &c.services[0];
+        let o = c.service_options(s.vip, s.proto).unwrap();
+        assert!(o.syn_proxy, "{mode}");
+        assert_eq!(o.client_address.word(), mode);
     }
 }
 

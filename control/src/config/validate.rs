@@ -528,8 +528,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             options.syn_proxy = *sp.get_ref();
             if options.syn_proxy {
                 let forwards = std::iter::once(forward).chain(options.forwards.values().copied());
-                super::check_syn_proxy(proto, forwards, options.client_address)
-                    .map_err(|e| cx.at(sp, e))?;
+                super::check_syn_proxy(proto, forwards).map_err(|e| cx.at(sp, e))?;
             }
         }
         if options != ServiceOptions::default() {

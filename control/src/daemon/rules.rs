@@ -133,7 +133,7 @@ impl Control {
         if options.syn_proxy {
             let default = at.map_or(Forward::FullNat, |i| self.config.services[i].forward);
             let forwards = std::iter::once(default).chain(options.forwards.values().copied());
-            if let Err(e) = config::check_syn_proxy(proto, forwards, options.client_address) {
+            if let Err(e) = config::check_syn_proxy(proto, forwards) {
                 return Response::Error(e);
             }
         }

@@ -75,7 +75,7 @@ impl Pipeline {
             return Step::drop(reason);
         }
         if syn_proxy {
-            return self.synproxy_syn(in_port, now);
+            return self.synproxy_syn(svc, &key, in_port, now);
         }
         let src_mac = ethernet::Frame::new_checked(&*l2).map_or([0; 6], |e| e.src());
         match self.create_session(svc, key, src_mac, in_port, held.take(), now) {
@@ -186,11 +186,13 @@ impl Pipeline {
             Ok(r) => r,
             Err(reason) => return Step::drop(reason),
         };
-        if client_addr != ClientAddress::None {
-            reshape = self.client_address(l3, usize::from(d.l4), slot, dir, reshape);
-        }
+        // A SYN proxy's shifts first: a client's acknowledgement is then in
+        // the server's numbering, as the TOA rule that follows reads it.
         if proxied {
             self.synproxy_after(l3, usize::from(d.l4), slot, dir);
+        }
+        if client_addr != ClientAddress::None {
+            reshape = self.client_address(l3, usize::from(d.l4), slot, dir, reshape);
         }
         if let Some(t) = self.rs_traffic.get_mut(usize::from(rs_index)) {
             let bytes = l3.len() as u64;
