@@ -270,7 +270,7 @@ pub fn tables(
         tentative: Vec::new(),
         standby: Vec::new(),
         vlans,
-        marks: Default::default(),
+        marks: crate::config::marks::rules(&config.marks),
     }
 }
 

@@ -248,6 +248,7 @@ impl Control {
         self.config.timeouts = new.timeouts;
         self.config.service_options = new.service_options;
         self.config.health = new.health;
+        self.config.marks = new.marks;
         self.publish_tables();
         // A changed [sync]: the daemons start over with the file's settings
         // (what rvsadm --start-daemon changed since is replaced).
