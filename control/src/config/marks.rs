@@ -272,6 +272,24 @@ pub fn covered(
     None
 }
 
+/// The mark rule prefix wider than a host that contains `ip`, said in
+/// words (an address rvsd may not use as a real server or local address:
+/// the rule would take its traffic), if any.
+#[must_use]
+pub fn prefix_over(marks: &[MarkConfig], ip: IpAddr) -> Option<String> {
+    marks.iter().find_map(|m| {
+        m.addresses
+            .iter()
+            .find(|p| p.len() < if p.addr().is_v4() { 32 } else { 128 } && p.contains(ip.into()))
+            .map(|p| {
+                format!(
+                    "it is inside prefix {p} of mark {} (its traffic would be taken)",
+                    m.mark
+                )
+            })
+    })
+}
+
 /// `[[mark]]` tables for `--export-config`.
 pub fn export(out: &mut String, marks: &[MarkConfig]) {
     for m in marks {

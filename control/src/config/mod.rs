@@ -401,7 +401,9 @@ pub fn check_syn_proxy(
 /// # Errors
 /// `-o` on a TCP service.
 pub fn check_ops(ops: bool, proto: u8) -> Result<(), String> {
-    if ops && proto != 17 {
+    // A fwmark service may be one-packet (for its UDP flows), as ipvsadm
+    // allows it.
+    if ops && proto != 17 && !marks::is_fwmark(proto) {
         return Err("One-Packet Scheduling (ops) is only for UDP virtual services".into());
     }
     Ok(())

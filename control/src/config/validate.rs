@@ -566,6 +566,21 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
                 )
                 .map_err(|e| cx.at(raw, e))?;
             }
+            // A probe goes to the server's port: a fwmark service's server
+            // without one (its connections keep the packet's) has none.
+            let probes_port = !matches!(
+                check.kind,
+                crate::health::CheckKind::Icmp | crate::health::CheckKind::Script(_)
+            );
+            if let Some(r) = real_servers
+                .iter()
+                .find(|r| probes_port && r.addr.port() == 0)
+            {
+                return Err(cx.at(
+                    h,
+                    format!("health_check of service {label}: real server {} has no port to probe (give it one, or use kind \"icmp\" or \"script\")", r.addr.ip()),
+                ));
+            }
             health.insert((vip, proto), check);
         }
         services.push(ServiceConfig {
