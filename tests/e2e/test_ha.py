@@ -458,8 +458,12 @@ def test_tshark_decodes_the_sync_datagrams(ha, tmp_path):
     # Wireshark reads no entry after one with options (docs/sync.md): let
     # the FULLNAT sessions of earlier tests (rvs's local-address option)
     # expire first, so that the datagrams carry NAT entries only.
-    wait_until("no FULLNAT session left", lambda: not any(
-        connections(lb, vip, port) for vip in (VIP_FULLNAT, VIP_UDP) for port in (80, ECHO_PORT)), timeout=45)
+    def no_fullnat_left():
+        left = [c for vip in (VIP_FULLNAT, VIP_UDP) for port in (80, ECHO_PORT) for c in connections(lb, vip, port)]
+        assert not left, f"left on {lb}: {left}"
+        return True
+    # (UDP 30 s, closing TCP states 2 s, from their last packet or sync.)
+    wait_until("no FULLNAT session left", no_fullnat_left, timeout=75)
     pcap = tmp_path / "sync.pcap"
     cap = subprocess.Popen(["ip", "netns", "exec", f"rvs-{backup}", "tshark", "-i", "lb0", "-f",
                             "udp port 8848", "-w", str(pcap), "-a", "duration:12"],

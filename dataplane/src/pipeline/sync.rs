@@ -31,7 +31,7 @@ use crate::session::ClientAddress;
 use crate::session::{Direction, Endpoint, Lookup, Session, SlotId, TcpState};
 use crate::sync_feed::{RecordKind, SyncRecord, SyncRing};
 use crate::sync_policy::{SyncInput, SyncMark, SyncPolicy, SyncProto};
-use crate::tables::Forward;
+use crate::tables::{Forward, Tables};
 use crate::time::Millis;
 use crate::wire::{ipv4, MacAddr};
 
@@ -73,6 +73,9 @@ pub enum InstallOutcome {
     PortInUse,
     /// The session or template table is full.
     TableFull,
+    /// An inactive entry for a connection that a newer one, on the same
+    /// client tuple, has replaced here (ignored, as the kernel does).
+    Stale,
 }
 
 /// Counts of [`InstallOutcome`]s, as a worker reports a batch.
@@ -96,7 +99,7 @@ impl InstallReport {
         match o {
             InstallOutcome::Installed => self.installed += 1,
             InstallOutcome::Updated => self.updated += 1,
-            InstallOutcome::NotMine => {}
+            InstallOutcome::NotMine | InstallOutcome::Stale => {}
             InstallOutcome::NoService
             | InstallOutcome::NoServer
             | InstallOutcome::NoLocalAddress => {
@@ -363,6 +366,41 @@ impl Pipeline {
         }
     }
 
+    /// Whether the session at SLOT is another connection than the one R
+    /// describes, for the same client tuple: another real server, or
+    /// another FULLNAT local address and port.
+    fn superseded(&self, slot: SlotId, r: &SyncRecord) -> bool {
+        self.sessions.get(slot).is_some_and(|s| {
+            s.rs != r.rs || (s.forward == Forward::FullNat && Some(s.laddr) != r.laddr)
+        })
+    }
+
+    /// Expires the session holding FULLNAT local address and port L here
+    /// (found by its server-side key, among the real servers of every
+    /// service, both protocols: the conflict path only); whether there was
+    /// one.
+    fn expire_holder(&mut self, tables: &Tables, l: Endpoint, now: Millis) -> bool {
+        let holder = tables
+            .services
+            .iter()
+            .flat_map(|svc| svc.servers.iter())
+            .flat_map(|rs| {
+                [ipv4::PROTO_TCP, ipv4::PROTO_UDP].map(|proto| crate::session::FlowKey {
+                    src: rs.addr,
+                    dst: l,
+                    proto,
+                })
+            })
+            .find_map(|k| match self.sessions.lookup(&k, now) {
+                Lookup::Hit(slot, Direction::Outbound) | Lookup::Expired(slot) => Some(slot),
+                _ => None,
+            });
+        holder.is_some_and(|slot| {
+            self.expire(slot);
+            true
+        })
+    }
+
     fn install_template(&mut self, svc_idx: usize, r: &SyncRecord, now: Millis) -> InstallOutcome {
         let svc = &self.tables.services[svc_idx];
         let Some(rs) = svc.server_reached_at(r.rs) else {
@@ -415,6 +453,17 @@ impl Pipeline {
         };
         let expires = now.plus_secs(r.timeout_s);
         match self.sessions.lookup(key, now) {
+            Lookup::Hit(slot, _) if self.superseded(slot, r) => {
+                // The kernel's ip_vs_proc_conn: the same client tuple to
+                // another server (or, FULLNAT, local address) is a newer
+                // connection that reused the client's port; an active
+                // entry replaces ours, an inactive one is an old message
+                // about a connection already replaced, and is ignored.
+                if !(udp || state == TcpState::Established) {
+                    return InstallOutcome::Stale;
+                }
+                self.expire(slot);
+            }
             Lookup::Hit(slot, _) => {
                 if let Some((s, ext)) = self.sessions.get_with_ext(slot) {
                     if s.state != state {
@@ -453,7 +502,18 @@ impl Pipeline {
             if crate::laddr::owner_of(l.port, self.workers) != usize::from(self.worker) {
                 return InstallOutcome::OwnerMismatch;
             }
-            match self.pools.get_mut(li).map(|p| p.claim(l.port)) {
+            let mut claim = self.pools.get_mut(li).map(|p| p.claim(l.port));
+            // A peer's local address is the peer's to lend: it lends a
+            // port again only once its connection there has ended, so a
+            // session here holding it is a stale copy (its closing entry
+            // lost, or the peer restarted): the peer's entry replaces it.
+            if matches!(claim, Some(Err(crate::laddr::ClaimError::InUse(_))))
+                && svc.peer_laddrs.contains(&(li as u16))
+                && self.expire_holder(&tables, l, now)
+            {
+                claim = self.pools.get_mut(li).map(|p| p.claim(l.port));
+            }
+            match claim {
                 Some(Ok(())) => {}
                 Some(Err(crate::laddr::ClaimError::InUse(_))) => return InstallOutcome::PortInUse,
                 _ => return InstallOutcome::OwnerMismatch,

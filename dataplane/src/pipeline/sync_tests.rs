@@ -531,3 +531,104 @@ fn a_peers_flow_carries_on_here_on_its_local_address_which_is_never_lent_or_answ
         InstallOutcome::NoLocalAddress
     );
 }
+
+#[test]
+fn an_active_entry_for_a_newer_connection_on_the_same_client_tuple_replaces_ours() {
+    let t = tables_with((5000, 5999), |_| {});
+    let mut master = pipelines(&t, 2, &known_servers());
+    let rings = feed(&mut master);
+    let client = Endpoint::new([10, 77, 0, 10], 41500);
+    let (owner, _, rs) = open(&mut master, client, 1_000);
+    let sent = drain(&rings);
+    assert_eq!(sent.len(), 1);
+    // This box holds an older connection from the same client port, to
+    // the other server (the client reused its port).
+    let mut here = pipelines(&t, 2, &known_servers());
+    let other_rs = if rs == super::tests::RS1 {
+        super::tests::RS2
+    } else {
+        super::tests::RS1
+    };
+    let older = SyncRecord {
+        rs: other_rs,
+        state: TcpState::TimeWait as u8,
+        ..sent[0]
+    };
+    assert_eq!(install(&mut here, &[older], 1_500).installed, 1);
+    // An inactive entry naming yet another connection is an old message:
+    // ignored, ours stays.
+    let stale = SyncRecord {
+        rs,
+        state: TcpState::FinWait as u8,
+        ..sent[0]
+    };
+    let rep = install(&mut here, &[stale], 1_600);
+    assert_eq!((rep.installed, rep.updated), (0, 0), "{rep:?}");
+    let held = |p: &Pipeline| {
+        let mut v = Vec::new();
+        p.sessions().page(0, 1 << 20, 1 << 20, &mut v);
+        v.iter().map(|s| (s.rs, s.state)).collect::<Vec<_>>()
+    };
+    assert_eq!(held(&here[owner]), [(other_rs, TcpState::TimeWait)]);
+    // The master's active entry replaces it: the client's packets go to
+    // the master's server from now on.
+    assert_eq!(install(&mut here, &sent, 2_000).installed, 1);
+    assert_eq!(held(&here[owner]), [(rs, TcpState::Established)]);
+    let mut f = frame(CLIENT_MAC, client, super::tests::VIP, tcp::ACK);
+    assert_eq!(
+        here[owner].process(&mut f, 0, Millis(2_001)),
+        Verdict::Forward { port: 0 }
+    );
+    assert_eq!(endpoints(&f).2, rs);
+}
+
+#[test]
+fn a_peer_that_lends_its_port_again_replaces_the_stale_copy_here() {
+    let peer_lip = [10, 77, 0, 201];
+    let peer_tables = tables_with((5000, 5999), |t| {
+        t.laddrs = vec![Addr::v4(peer_lip)];
+    });
+    let here = tables_with((5000, 5999), |t| {
+        t.laddrs.push(Addr::v4(peer_lip));
+        t.services[0].peer_laddrs = vec![1];
+    });
+    let mut box2 = pipelines(&here, 1, &known_servers());
+    // The peer's first life: a connection on its port 5000, copied here.
+    let mut peer = pipelines(&peer_tables, 1, &known_servers());
+    let rings = feed(&mut peer);
+    let (_, first, _) = open(&mut peer, Endpoint::new([10, 77, 0, 10], 47000), 1_000);
+    assert_eq!(install(&mut box2, &drain(&rings), 1_100).installed, 1);
+    // The peer restarts (its closing entries never came) and lends the
+    // same port to another client's connection.
+    let mut reborn = pipelines(&peer_tables, 1, &known_servers());
+    let rings = feed(&mut reborn);
+    let client = Endpoint::new([10, 77, 0, 10], 47001);
+    let (_, laddr, rs) = open(&mut reborn, client, 2_000);
+    assert_eq!(laddr, first, "the same local address and port");
+    let rep = install(&mut box2, &drain(&rings), 2_100);
+    assert_eq!((rep.installed, rep.conflict), (1, 0), "{rep:?}");
+    assert_eq!(box2[0].sessions().len(), 1, "the stale copy is gone");
+    let mut f = frame(CLIENT_MAC, client, super::tests::VIP, tcp::ACK);
+    assert_eq!(
+        box2[0].process(&mut f, 0, Millis(2_200)),
+        Verdict::Forward { port: 0 }
+    );
+    assert_eq!(endpoints(&f), (RS1_MAC, laddr, rs));
+    let mut reply = frame(RS1_MAC, rs, laddr, tcp::ACK);
+    assert_eq!(
+        box2[0].process(&mut reply, 0, Millis(2_201)),
+        Verdict::Forward { port: 0 }
+    );
+    assert_eq!(endpoints(&reply).2, client);
+    // On this box's own address a port in use stays a conflict.
+    let mut master = pipelines(&tables_with((5000, 5999), |_| {}), 1, &known_servers());
+    let rings = feed(&mut master);
+    open(&mut master, Endpoint::new([10, 77, 0, 10], 47002), 3_000);
+    let sent = drain(&rings);
+    let mut box3 = pipelines(&tables_with((5000, 5999), |_| {}), 1, &known_servers());
+    open(&mut box3, Endpoint::new([10, 77, 0, 10], 47003), 3_000);
+    assert_eq!(
+        box3[0].install_synced(&sent[0], Millis(3_100)),
+        InstallOutcome::PortInUse
+    );
+}
