@@ -83,6 +83,11 @@ def servers(lab):
             p.wait(timeout=10)
 
 
+def server(addr: str, forward: str = "FullNat", weight: int = 1) -> str:
+    """ipvsadm's server line: "  -> %-28s %-7s %-6d %-10d %-10d", no connections."""
+    return f"  -> {addr:<28} {forward:<7} {weight:<6} {0:<10} {0:<10}"
+
+
 def listing(lab, *extra: str) -> list[str]:
     """`rvsadm -L -n` without its version line."""
     return lab.rvsadm("-L", "-n", *extra).stdout.splitlines()[1:]
@@ -93,16 +98,14 @@ def test_listing_is_ipvsadms(lab):
         "Prot LocalAddress:Port Scheduler Flags",
         "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn",
         "TCP  10.77.0.100:80 rr",
-        "  -> 10.77.0.11:80                 FullNat 1      0          0         ",
-        "  -> 10.77.0.12:80                 FullNat 1      0          0         ",
+        server("10.77.0.11:80"),
+        server("10.77.0.12:80"),
         "FWM  1 rr persistent 300",
-        "  -> 10.77.0.11:0                  FullNat 1      0          0         ",
-        "  -> 10.77.0.12:0                  FullNat 1      0          0         ",
+        server("10.77.0.11:0"),
+        server("10.77.0.12:0"),
     ]
     one = lab.rvsadm("-L", "-n", "-f", "1").stdout.splitlines()
-    assert one[2:] == ["FWM  1 rr persistent 300",
-                       "  -> 10.77.0.11:0                  FullNat 1      0          0         ",
-                       "  -> 10.77.0.12:0                  FullNat 1      0          0         "], one
+    assert one[2:] == ["FWM  1 rr persistent 300", server("10.77.0.11:0"), server("10.77.0.12:0")], one
     missing = lab.rvsadm("-L", "-n", "-f", "2", check=False)
     assert (missing.returncode, missing.stderr.strip()) == (1, "No such service"), missing
 
@@ -195,7 +198,7 @@ def test_run_time_changes_answer_as_ipvsadm(lab):
     lab.rvsadm("-E", "-f", "2", "-6", "-s", "sh")
     rows = listing(lab)
     assert rows[rows.index("FWM  2 IPv6 sh"):][:2] == [
-        "FWM  2 IPv6 sh", "  -> [fd77::11]:0                  Route   3      0          0         "], rows
+        "FWM  2 IPv6 sh", server("[fd77::11]:0", "Route", 3)], rows
     again = lab.rvsadm("-A", "-f", "1", "-s", "rr", check=False)
     assert (again.returncode, again.stderr.strip()) == (255, "Service already exists"), again
     bad = lab.rvsadm("-A", "-f", "0", check=False)
