@@ -39,7 +39,7 @@ fn bench_master(c: &mut Criterion) {
         let cfg = DaemonConfig::new(Role::Master, "dpdk0", 1500);
         let mut m = Master::new(&cfg);
         for i in 0..1000 {
-            m.offer(&conn_of(&record(i, forward)), 0);
+            m.offer(&conn_of(&record(i, forward), &Default::default()), 0);
         }
         let d = m.poll_transmit(0).expect("a full datagram");
         let per = wire::parse(&d).expect("valid").conns.len();
@@ -53,7 +53,10 @@ fn bench_master(c: &mut Criterion) {
         g.bench_function(format!("{forward:?}_record_to_datagram"), |b| {
             b.iter(|| {
                 i = i.wrapping_add(1);
-                m.offer(&conn_of(black_box(&record(i, forward))), 0);
+                m.offer(
+                    &conn_of(black_box(&record(i, forward)), &Default::default()),
+                    0,
+                );
                 black_box(m.poll_transmit(0))
             })
         });

@@ -34,6 +34,7 @@ fn conn(client: &str, vip: &str, dest: &str) -> Conn {
         pe: None,
         local: None,
         session: None,
+        carried: false,
     }
 }
 

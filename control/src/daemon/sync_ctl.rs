@@ -279,8 +279,9 @@ impl Control {
             let records = self.sync_snapshot();
             self.sync.engine.resync(records, now);
         }
-        let mut got = self.sync.engine.receive(now);
-        self.refuse_overlapping_pools(&mut got);
+        self.set_sync_laddrs();
+        let got = self.sync.engine.receive(now);
+        self.log_overlaps();
         if !got.is_empty() {
             let batch = Arc::new(got);
             for w in &self.workers {
@@ -304,30 +305,37 @@ impl Control {
         }
     }
 
-    /// Refuses (counts, logs once per address) the FULLNAT entries whose
-    /// local address is one of this box's own while this box does not
-    /// follow the kernel's addresses: active boxes (ECMP) must each have
-    /// their own local-address pool (replies come back to the box that
-    /// owns the address), so a peer using one of ours means both hand out
-    /// the same addresses and ports. With `follow_kernel_addresses`
+    /// Tells the engine this box's own local addresses and its peers'
+    /// (`[vip_routes] peer_local_addresses`). The own ones are given while
+    /// this box does not follow the kernel's addresses: active boxes (ECMP)
+    /// must each have their own local-address pool (replies come back to
+    /// the box that owns the address), so a peer using one of ours means
+    /// both hand out the same addresses and ports, and its entries are
+    /// refused, unless it carries them (it took over our flows while we
+    /// were gone: we take them back). With `follow_kernel_addresses`
     /// (active/backup) the local addresses move with their VIPs between
     /// the boxes by design, and sharing them is right.
-    fn refuse_overlapping_pools(&mut self, got: &mut Vec<SyncRecord>) {
-        if self.config.sync.follow_kernel_addresses {
-            return;
+    fn set_sync_laddrs(&mut self) {
+        let e = &mut self.sync.engine;
+        e.own_laddrs.clear();
+        if !self.config.sync.follow_kernel_addresses {
+            e.own_laddrs.extend(
+                self.config
+                    .services
+                    .iter()
+                    .flat_map(|s| s.local_addresses.iter().copied()),
+            );
         }
-        let own: BTreeSet<IpAddr> = self
-            .config
-            .services
-            .iter()
-            .flat_map(|s| s.local_addresses.iter().copied())
-            .collect();
-        if own.is_empty() {
-            return;
+        e.peer_laddrs.clear();
+        if let Some(v) = &self.config.vip_routes {
+            e.peer_laddrs.extend(v.peer_local_addresses.iter().copied());
         }
-        let seen = crate::sync::convert::refuse_own_laddrs(got, &own);
-        self.sync.engine.stats.laddr_overlap += seen.len() as u64;
-        for ip in seen {
+    }
+
+    /// Logs, once per address, the own local addresses peers' entries used
+    /// (refused, counted in `laddr_overlap`).
+    fn log_overlaps(&mut self) {
+        for ip in std::mem::take(&mut self.sync.engine.overlaps_seen) {
             if self.sync.overlap_logged.insert(ip) {
                 eprintln!(
                     "rvsd: sync: a peer's FULLNAT sessions use local address {ip}, which is in this \

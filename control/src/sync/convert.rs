@@ -19,6 +19,7 @@
 //! not a shift rvs can apply: it is skipped. Sequence data without rvs's
 //! session option (a kernel master's) is not applied: rvs has no FTP helper.
 
+use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 
 use dataplane::addr::Addr;
@@ -105,29 +106,23 @@ fn endpoint(a: SocketAddr) -> Endpoint {
     Endpoint::at(ip, a.port())
 }
 
-/// Removes from `records` the FULLNAT entries whose local address is in
-/// `own` (this box's own pool: overlapping pools, see
-/// `docs/sync.md`); returns their local addresses, one per entry removed.
-pub fn refuse_own_laddrs(
-    records: &mut Vec<SyncRecord>,
-    own: &std::collections::BTreeSet<IpAddr>,
-) -> Vec<IpAddr> {
-    let mut refused = Vec::new();
-    records.retain(|r| match r.laddr.map(|l| l.ip.ip()) {
-        Some(ip) if own.contains(&ip) => {
-            refused.push(ip);
-            false
-        }
-        _ => true,
-    });
-    refused
+/// The local address of entry `c` if it is one of `own` (this box's own
+/// pool) and the peer does not carry it: overlapping pools (see
+/// `docs/sync.md`), refused. An entry the peer carries on one of our
+/// addresses is a flow of ours it took over while we were gone: taken.
+#[must_use]
+pub fn overlap(c: &Conn, own: &BTreeSet<IpAddr>) -> Option<IpAddr> {
+    c.local
+        .map(|l| l.ip())
+        .filter(|ip| !c.carried && own.contains(ip))
 }
 
 /// The entry a master sends for `r`. FULLNAT and NAT both travel as
 /// masquerading (the kernel's `IP_VS_CONN_F_MASQ`); FULLNAT adds its local
-/// address in rvs's option, which a kernel backup skips.
+/// address in rvs's option, which a kernel backup skips; one on
+/// `peer_laddrs` (another appliance's) is marked carried.
 #[must_use]
-pub fn conn_of(r: &SyncRecord) -> Conn {
+pub fn conn_of(r: &SyncRecord, peer_laddrs: &BTreeSet<IpAddr>) -> Conn {
     let mut f = match r.forward {
         Forward::FullNat | Forward::Nat => flags::MASQ,
         Forward::Dr => flags::DROUTE,
@@ -161,6 +156,7 @@ pub fn conn_of(r: &SyncRecord) -> Conn {
         pe: None,
         local: r.laddr.map(sock),
         session: ext.map(|(_, o, _)| o),
+        carried: r.laddr.is_some_and(|l| peer_laddrs.contains(&l.ip.ip())),
     }
 }
 
@@ -228,7 +224,7 @@ mod tests {
             for kind in [RecordKind::Conn, RecordKind::Template] {
                 let r = rec(forward, kind);
                 let mut b = MessageBuilder::new(1, 1472);
-                b.push(&conn_of(&r)).unwrap();
+                b.push(&conn_of(&r, &BTreeSet::new())).unwrap();
                 let m = wire::parse(&b.take().unwrap()).unwrap();
                 let back = record_of(&m.conns[0]).unwrap();
                 // A template's method travels as its flags; NAT and FULLNAT
@@ -257,7 +253,7 @@ mod tests {
             rs: Endpoint::new([10, 77, 0, 11], 0),
             ..rec(Forward::Dr, RecordKind::Template)
         };
-        let c = conn_of(&r);
+        let c = conn_of(&r, &BTreeSet::new());
         assert_eq!(
             (c.protocol, c.fwmark, c.vip.to_string()),
             (0, 7, "0.0.0.7:0".into())
@@ -271,9 +267,9 @@ mod tests {
     #[test]
     fn connections_not_established_are_flagged_inactive() {
         let mut r = rec(Forward::Nat, RecordKind::Conn);
-        assert_eq!(conn_of(&r).flags & flags::INACTIVE, 0);
+        assert_eq!(conn_of(&r, &BTreeSet::new()).flags & flags::INACTIVE, 0);
         r.state = 4;
-        assert_ne!(conn_of(&r).flags & flags::INACTIVE, 0);
+        assert_ne!(conn_of(&r, &BTreeSet::new()).flags & flags::INACTIVE, 0);
     }
 
     fn proxy_rec() -> SyncRecord {
@@ -293,7 +289,7 @@ mod tests {
     #[test]
     fn a_shifted_session_travels_in_the_kernels_seq_data_and_rvss_option() {
         let r = proxy_rec();
-        let c = conn_of(&r);
+        let c = conn_of(&r, &BTreeSet::new());
         // The client's stream is the kernel's in_seq, flagged; the
         // server's is not shifted.
         assert_eq!(c.flags & flags::SEQ_MASK, flags::IN_SEQ);
@@ -313,25 +309,25 @@ mod tests {
         let m = wire::parse(&b.take().unwrap()).unwrap();
         assert_eq!(record_of(&m.conns[0]).unwrap(), r);
         // A session that changes nothing sends neither option.
-        let plain = conn_of(&rec(Forward::FullNat, RecordKind::Conn));
+        let plain = conn_of(&rec(Forward::FullNat, RecordKind::Conn), &BTreeSet::new());
         assert_eq!((plain.seq, plain.session), (None, None));
     }
 
     #[test]
     fn kernel_seq_data_alone_is_not_applied_and_a_previous_delta_is_refused() {
-        let mut c = conn_of(&proxy_rec());
+        let mut c = conn_of(&proxy_rec(), &BTreeSet::new());
         c.session = None;
         let r = record_of(&c).unwrap();
         assert_eq!(
             (r.client_addr, r.ext),
             (ClientAddress::None, SessionExt::default())
         );
-        let mut c = conn_of(&proxy_rec());
+        let mut c = conn_of(&proxy_rec(), &BTreeSet::new());
         if let Some((i, _)) = c.seq.as_mut() {
             i.previous_delta = 3;
         }
         assert!(record_of(&c).is_err());
-        let mut c = conn_of(&proxy_rec());
+        let mut c = conn_of(&proxy_rec(), &BTreeSet::new());
         c.session = Some(SessionOpt {
             mode: 9,
             ..c.session.unwrap()
@@ -340,18 +336,27 @@ mod tests {
     }
 
     #[test]
-    fn entries_with_one_of_our_own_local_addresses_are_refused() {
-        let own: std::collections::BTreeSet<IpAddr> =
-            ["10.77.0.200".parse().unwrap()].into_iter().collect();
+    fn entries_on_our_own_local_addresses_are_refused_unless_the_peer_carries_them() {
+        let own: BTreeSet<IpAddr> = ["10.77.0.200".parse().unwrap()].into_iter().collect();
         let ours = rec(Forward::FullNat, RecordKind::Conn);
         let theirs = SyncRecord {
             laddr: Some(Endpoint::new([10, 77, 0, 201], 5001)),
             ..ours
         };
         let nat = rec(Forward::Nat, RecordKind::Conn);
-        let mut got = vec![ours, theirs, nat, ours];
-        let refused = refuse_own_laddrs(&mut got, &own);
-        assert_eq!(refused, vec![own.first().copied().unwrap(); 2]);
-        assert_eq!(got, vec![theirs, nat]);
+        let none = BTreeSet::new();
+        let ip = own.first().copied();
+        assert_eq!(overlap(&conn_of(&ours, &none), &own), ip);
+        assert_eq!(overlap(&conn_of(&theirs, &none), &own), None);
+        assert_eq!(overlap(&conn_of(&nat, &none), &own), None);
+        // The peer sends ours as carried (our address is one of its
+        // peer_local_addresses): taken, and it survives the wire.
+        let carried = conn_of(&ours, &own);
+        assert!(carried.carried && !conn_of(&theirs, &own).carried);
+        let mut b = MessageBuilder::new(1, 1444);
+        b.push(&carried).unwrap();
+        let back = &wire::parse(&b.take().unwrap()).unwrap().conns[0];
+        assert_eq!(overlap(back, &own), None);
+        assert_eq!(record_of(back).unwrap(), ours);
     }
 }

@@ -251,6 +251,7 @@ mod tests {
             pe: None,
             local: Some("10.77.0.200:2000".parse().unwrap()),
             session: None,
+            carried: false,
         }
     }
 

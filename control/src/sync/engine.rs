@@ -29,7 +29,7 @@
 //! and the index as the scope of a link-local group), and the kernel's
 //! `sync_maxlen` less the 48 bytes of IPv6 and UDP headers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
@@ -181,6 +181,17 @@ pub struct Engine {
     /// A peer asked for a full resync (an empty message reached the backup).
     resync_requested: bool,
     last_resync: Option<Instant>,
+    /// This box's own FULLNAT local addresses, when they must not overlap
+    /// a peer's (active appliances; empty with `follow_kernel_addresses`):
+    /// a peer's entry on one of them is refused unless the peer carries
+    /// it ([`Conn::carried`]).
+    pub own_laddrs: BTreeSet<IpAddr>,
+    /// The other appliances' local addresses (`peer_local_addresses`):
+    /// entries on them are sent as carried.
+    pub peer_laddrs: BTreeSet<IpAddr>,
+    /// Own local addresses a peer's entries used (refused), for the
+    /// daemon's log; drained by it.
+    pub overlaps_seen: Vec<IpAddr>,
     /// Counters.
     pub stats: SyncStats,
 }
@@ -208,6 +219,9 @@ impl Engine {
             buf: vec![0; 65_536],
             resync_requested: false,
             last_resync: None,
+            own_laddrs: BTreeSet::new(),
+            peer_laddrs: BTreeSet::new(),
+            overlaps_seen: Vec::new(),
             stats: SyncStats::default(),
         }
     }
@@ -385,7 +399,8 @@ impl Engine {
         };
         for (i, ring) in m.rings.iter().enumerate() {
             while let Some(r) = ring.pop() {
-                m.batcher.offer(&convert::conn_of(&r), now_ms);
+                m.batcher
+                    .offer(&convert::conn_of(&r, &self.peer_laddrs), now_ms);
             }
             let d = ring.dropped();
             self.stats.ring_full += d - m.ring_dropped[i];
@@ -449,7 +464,8 @@ impl Engine {
             return;
         };
         for r in records {
-            m.batcher.offer(&convert::conn_of(&r), now_ms);
+            m.batcher
+                .offer(&convert::conn_of(&r, &self.peer_laddrs), now_ms);
         }
         for d in m.batcher.flush() {
             send(m, &d, &mut self.stats, now);
@@ -496,6 +512,11 @@ impl Engine {
                 }
             }
             for c in &conns {
+                if let Some(ip) = convert::overlap(c, &self.own_laddrs) {
+                    self.stats.laddr_overlap += 1;
+                    self.overlaps_seen.push(ip);
+                    continue;
+                }
                 match convert::record_of(c) {
                     Ok(r) => out.push(r),
                     Err(_) => {

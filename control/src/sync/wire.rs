@@ -76,6 +76,12 @@ pub const OPT_RVS_LOCAL: u8 = OPT_F_PARAM | 0x10;
 /// rvs's option: what a session whose byte stream rvs changes remembers
 /// besides its sequence shifts ([`SessionOpt`], 6 bytes), skippable.
 pub const OPT_RVS_SESSION: u8 = OPT_F_PARAM | 0x11;
+/// rvs's option, one byte (1): the sender holds this FULLNAT session on one of
+/// its `peer_local_addresses` (it carries on a flow of another appliance,
+/// whose address it is), so the address's owner takes the entry although
+/// the address is its own (see `docs/sync.md`). Skippable. (One byte, as
+/// the kernel refuses an option without data.)
+pub const OPT_RVS_CARRIED: u8 = OPT_F_PARAM | 0x13;
 /// The length of [`OPT_RVS_SESSION`]'s data rvs sends (a receiver takes
 /// longer data and reads these bytes of it, for fields added later).
 pub const SESSION_OPT_LEN: usize = 6;
@@ -178,6 +184,9 @@ pub struct Conn {
     pub local: Option<SocketAddr>,
     /// rvs's session option (a session whose byte stream rvs changes).
     pub session: Option<SessionOpt>,
+    /// [`OPT_RVS_CARRIED`]: held on one of the sender's peers' local
+    /// addresses.
+    pub carried: bool,
 }
 
 /// Why a datagram or an entry is refused (each a counted drop reason).
@@ -316,6 +325,9 @@ impl Conn {
         if self.session.is_some() {
             len += 2 + SESSION_OPT_LEN;
         }
+        if self.carried {
+            len += 3;
+        }
         len
     }
 
@@ -375,6 +387,9 @@ impl Conn {
             out.push(if l.is_ipv6() { 18 } else { 6 });
             put_ip(out, l.ip());
             out.extend_from_slice(&l.port().to_be_bytes());
+        }
+        if self.carried {
+            out.extend_from_slice(&[OPT_RVS_CARRIED, 1, 1]);
         }
         if let Some(o) = self.session {
             out.push(OPT_RVS_SESSION);
@@ -583,6 +598,7 @@ fn parse_entry(i: usize, e: &[u8]) -> Result<Result<Conn, WireError>, WireError>
         pe: None,
         local: None,
         session: None,
+        carried: false,
     };
     let mut pe_name: Option<&[u8]> = None;
     let mut pe_data: Option<&[u8]> = None;
@@ -631,6 +647,12 @@ fn parse_entry(i: usize, e: &[u8]) -> Result<Result<Conn, WireError>, WireError>
                     ip_at(data, 0, lv6),
                     be16(data, if lv6 { 16 } else { 4 }),
                 ));
+            }
+            _ if kind == OPT_RVS_CARRIED => {
+                if conn.carried || len != 1 || data[0] != 1 {
+                    return Err(WireError::BadOption(i, kind));
+                }
+                conn.carried = true;
             }
             _ if kind == OPT_RVS_SESSION => {
                 if conn.session.is_some() || len < SESSION_OPT_LEN {

@@ -19,6 +19,7 @@ fn tcp(client: &str, vip: &str, dest: &str) -> Conn {
         pe: None,
         local: None,
         session: None,
+        carried: false,
     }
 }
 
@@ -234,9 +235,17 @@ fn arb_conn() -> impl Strategy<Value = Conn> {
                 server_next,
             },
         )),
+        any::<bool>(),
     )
         .prop_map(
-            |((protocol, flags, state, fwmark, timeout_s), (c, v, d, l), seq, pe, session)| Conn {
+            |(
+                (protocol, flags, state, fwmark, timeout_s),
+                (c, v, d, l),
+                seq,
+                pe,
+                session,
+                carried,
+            )| Conn {
                 protocol,
                 flags,
                 // A state the protocol has (TCP 11, UDP 1, SCTP 10), or a template's any.
@@ -254,6 +263,7 @@ fn arb_conn() -> impl Strategy<Value = Conn> {
                 pe,
                 local: l,
                 session,
+                carried,
             },
         )
 }
@@ -325,4 +335,21 @@ fn the_session_option_takes_longer_data_and_refuses_shorter() {
         parse(&shorter),
         Err(WireError::BadOption(0, OPT_RVS_SESSION))
     );
+}
+
+#[test]
+fn the_carried_option_is_three_bytes() {
+    let mut c = tcp("10.77.0.10:40000", "10.77.0.100:80", "10.77.0.11:80");
+    c.local = Some("10.77.0.200:5000".parse().unwrap());
+    c.carried = true;
+    let mut b = MessageBuilder::new(1, 1444);
+    b.push(&c).unwrap();
+    let d = b.take().unwrap();
+    let at = HEADER_LEN + ENTRY_V4_LEN + 8;
+    assert_eq!(d[at..at + 3], [OPT_RVS_CARRIED, 1, 1]);
+    assert_eq!(parse(&d).unwrap().conns, [c.clone()]);
+    // Another value is malformed: the entry is skipped.
+    let mut bad = d.clone();
+    bad[at + 2] = 2;
+    assert!(parse(&bad).map_or(true, |m| m.conns.is_empty()));
 }
