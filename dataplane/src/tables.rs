@@ -333,10 +333,14 @@ impl Tables {
     #[must_use]
     pub fn nat_service_of(&self, rs: Endpoint, proto: u8) -> Option<usize> {
         self.services.iter().position(|s| {
-            s.proto == proto
-                && s.servers
-                    .iter()
-                    .any(|r| r.addr == rs && r.forward == Forward::Nat)
+            // A firewall-mark service takes both protocols, and its servers
+            // may answer from the port each connection kept.
+            (s.proto == proto || s.is_fwmark())
+                && s.servers.iter().any(|r| {
+                    r.forward == Forward::Nat
+                        && r.addr.ip == rs.ip
+                        && (r.addr.port == rs.port || s.server_port(r, rs) == rs.port)
+                })
         })
     }
 

@@ -255,3 +255,40 @@ fn a_marks_host_addresses_are_held_as_vips_are() {
         "the mark's own key is no address"
     );
 }
+
+#[test]
+fn a_nat_reply_on_another_worker_is_redirected_to_the_owner() {
+    for persistent in [false, true] {
+        let t = tables(persistent, false);
+        let mut w = workers(&t, 2);
+        for i in 0..8u16 {
+            let client = Endpoint::new(CLIENT.ip.v4_bits(), 43000 + i);
+            let dst = Endpoint::new(VIP.ip.v4_bits(), 443);
+            let mut f = tcp_frame(CLIENT_MAC, client, dst, tcp::SYN, b"");
+            let (v, rs, owner) = offer(&mut w, usize::from(i % 2), &mut f, 1);
+            assert_eq!(v, Verdict::Forward { port: 0 });
+            // The server answers from the port the connection kept.
+            let mut reply = tcp_frame(LB_MAC, rs, client, tcp::SYN | tcp::ACK, b"");
+            let other = 1 - owner;
+            assert_eq!(
+                w[other].process(&mut reply, 0, Millis(2)),
+                Verdict::Redirect {
+                    worker: owner as u16
+                },
+                "persistent {persistent}, client {client:?}"
+            );
+            assert_eq!(
+                w[owner].process(&mut reply, 0, Millis(2)),
+                Verdict::Forward { port: 0 }
+            );
+            let e = ethernet::Frame::new_checked(&reply[..]).unwrap();
+            let ip = ipv4::Packet::new_checked(e.payload()).unwrap();
+            let t = tcp::Packet::new_checked(ip.payload()).unwrap();
+            assert_eq!(
+                Endpoint::new(ip.src(), t.src_port()),
+                dst,
+                "the client sees the address it called"
+            );
+        }
+    }
+}
