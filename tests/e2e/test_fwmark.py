@@ -209,3 +209,16 @@ def test_run_time_changes_answer_as_ipvsadm(lab):
     lab.rvsadm("-D", "-f", "2", "-6")
     gone = lab.rvsadm("-D", "-f", "2", "-6", check=False)
     assert (gone.returncode, gone.stderr.strip()) == (255, "No such service"), gone
+
+
+def test_an_acl_on_the_mark_refuses_the_client(lab, servers):
+    lab.rvsadm("acl", "add", "-f", "1", "deny", f"{CLIENT_IP}/32")
+    try:
+        assert f"deny {CLIENT_IP}/32" in lab.rvsadm("acl", "list", "-f", "1").stdout
+        for port in (80, 8080):
+            p = rvslab.client_curl(f"http://{MARKED}:{port}/", max_time=2)
+            assert p.returncode != 0 and p.stdout == "", (port, p)
+    finally:
+        lab.rvsadm("acl", "flush", "-f", "1")
+    p = rvslab.client_curl(f"http://{MARKED}:8080/")
+    assert p.returncode == 0 and p.stdout.strip() in RS, p
