@@ -344,12 +344,16 @@ pub struct HeldFrame {
     decision: Decision,
 }
 
-/// Sessions in a worker's table from which [`Worker::read_ahead`]'s
-/// prefetches pay: the index entries and sessions of a few thousand flows
-/// (about 250 bytes each) fit in L2, where two prefetches per frame save
-/// little; at 100 K sessions they make a packet about 3x cheaper
-/// (`scripts/bench`, BENCHMARKS.md).
-const READ_AHEAD_FROM: usize = 4096;
+/// Bytes of session table (hot slab and index, [`SessionTable::reach_bytes`])
+/// from which [`Worker::read_ahead`]'s prefetches pay: the L2 of one core
+/// here. Decided by the table's footprint, not its population: a deployed
+/// worker's table has its configured capacity however few sessions are
+/// live, and 1 K sessions scattered over a 1 M table took 269-282 cycles a
+/// packet with the read-ahead against 279-341 without, where a 1 K table
+/// (84 KB) gained nothing from it (BENCHMARKS.md, issue #18).
+///
+/// [`SessionTable::reach_bytes`]: crate::session::SessionTable::reach_bytes
+const READ_AHEAD_BYTES: usize = 2 << 20;
 
 impl Worker {
     /// Runs until [`WorkerShared::stop`] is set. Returns 0.
@@ -470,15 +474,15 @@ impl Worker {
     /// session-index bucket each lookup starts at prefetched, then the
     /// session that bucket points to, so that the burst's cache misses
     /// overlap instead of stalling each packet in turn (the DPDK/VPP
-    /// pattern). Below [`READ_AHEAD_FROM`] sessions the table stays in
-    /// cache: the descriptors are left empty and the pipeline describes each
-    /// frame as it comes (describing the burst ahead measured 5-25 % slower
-    /// there, BENCHMARKS.md).
+    /// pattern). In a table smaller than [`READ_AHEAD_BYTES`] the lookups
+    /// stay in cache: the descriptors are left empty and the pipeline
+    /// describes each frame as it comes (describing the burst ahead measured
+    /// 5-25 % slower there, BENCHMARKS.md).
     #[inline]
     fn read_ahead(&self, burst: &MbufBatch, descs: &mut [Option<Desc>; BURST]) -> bool {
         let sessions = self.pipeline.sessions();
         let n = burst.len();
-        if sessions.len() < READ_AHEAD_FROM {
+        if sessions.reach_bytes() < READ_AHEAD_BYTES {
             // The pipeline describes each frame as it comes.
             return false;
         }

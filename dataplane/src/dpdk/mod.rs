@@ -46,6 +46,7 @@
 mod batch;
 mod eal;
 mod error;
+mod hugemem;
 mod kernel_drops;
 mod lcore;
 mod mbuf;
@@ -57,6 +58,7 @@ mod ring;
 pub use batch::{MbufBatch, BURST};
 pub use eal::{Eal, EalError, LaunchError};
 pub use error::DpdkErrno;
+pub use hugemem::{Backing, HugeArray, Zeroed};
 pub use kernel_drops::packet_socket_drops;
 pub use lcore::{current_lcore, rdtsc, socket_id, LcoreId};
 pub use mbuf::Mbuf;

@@ -80,7 +80,6 @@ impl Pipeline {
         let Some((s, ext)) = self.sessions.get_with_ext(slot) else {
             return Verdict::Drop(DropReason::NoSession);
         };
-        let s = *s;
         let Some(bytes) = ca::insertion(s.client_addr, s.client, s.vip, s.proto) else {
             return Verdict::Forward { port };
         };

@@ -89,7 +89,7 @@ impl Pipeline {
                 if self.sessions.is_rs_only(slot)
                     && self
                         .sessions
-                        .get(slot)
+                        .hot(slot)
                         .is_some_and(|s| matches!(s.forward, Forward::Dr | Forward::Tun))
                 {
                     self.expire(slot);
@@ -118,7 +118,7 @@ impl Pipeline {
 
     fn is_reusable(&self, slot: SlotId) -> bool {
         self.sessions
-            .get(slot)
+            .hot(slot)
             .is_some_and(|s| matches!(s.state, TcpState::TimeWait | TcpState::Close))
     }
 
@@ -146,7 +146,7 @@ impl Pipeline {
         // A session installed from sync may not know a next hop's MAC yet.
         if self
             .sessions
-            .get(slot)
+            .hot(slot)
             .is_some_and(|s| s.client_mac == [0; 6] || s.rs_mac == [0; 6])
         {
             let src_mac = ethernet::Frame::new_checked(&*l2).map_or([0; 6], |e| e.src());
@@ -154,6 +154,10 @@ impl Pipeline {
                 return Step::drop(DropReason::NeighbourMiss);
             }
         }
+        let Some(hot) = self.sessions.hot(slot) else {
+            return Step::drop(DropReason::NoSession);
+        };
+        let leg = Leg::of(&self.sessions, slot, hot, dir);
         let Some(s) = self.sessions.get_mut(slot) else {
             return Step::drop(DropReason::NoSession);
         };
@@ -181,7 +185,6 @@ impl Pipeline {
         } else {
             timeouts.tcp(new_state)
         });
-        let leg = Leg::of(s, dir);
         let (rs_index, client_addr) = (s.rs_index, s.client_addr);
         let mut reshape = match xmit::xmit(&self.tables, l3, usize::from(d.l4), s, dir, &leg) {
             Ok(r) => r,

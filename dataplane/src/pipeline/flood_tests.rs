@@ -172,7 +172,6 @@ fn a_new_session_rate_above_the_limit_shortens_half_open_timeouts() {
         .sessions()
         .iter()
         .find(|s| s.client.ip == Addr::v4([10, 77, 0, 60]))
-        .copied()
         .unwrap();
     assert_eq!(s.state, TcpState::SynRecv);
     assert_eq!(s.expires, Millis(20).plus_secs(2));
@@ -180,7 +179,6 @@ fn a_new_session_rate_above_the_limit_shortens_half_open_timeouts() {
         .sessions()
         .iter()
         .find(|s| s.client.ip == Addr::v4([10, 77, 0, 50]))
-        .copied()
         .unwrap();
     assert_eq!(early.expires, Millis(10).plus_secs(syn_recv));
     assert_eq!(p.flood_guard().counters.half_open_short, 1);
@@ -197,7 +195,6 @@ fn a_new_session_rate_above_the_limit_shortens_half_open_timeouts() {
         .sessions()
         .iter()
         .find(|s| s.client.ip == Addr::v4([10, 77, 0, 61]))
-        .copied()
         .unwrap();
     assert_eq!(late.expires, Millis(2300).plus_secs(syn_recv));
 }

@@ -40,7 +40,7 @@ impl Pipeline {
             let slot = SlotId(i as u32);
             let hit = self
                 .sessions
-                .get(slot)
+                .hot(slot)
                 .is_some_and(|s| s.rs_index == rs_index)
                 && !self.sessions.is_rs_only(slot);
             if hit {

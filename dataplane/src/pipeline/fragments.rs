@@ -226,9 +226,9 @@ impl Pipeline {
     /// client-address mode (nothing can be inserted into a fragment).
     fn refuses_fragments(&self, d: &Desc, now: Millis) -> bool {
         if let Lookup::Hit(slot, dir) = self.sessions.lookup_hashed(&d.key, d.hash, now) {
-            return self.sessions.get(slot).is_some_and(|s| {
+            return self.sessions.hot(slot).is_some_and(|s| {
                 s.client_addr != ClientAddress::None
-                    || Leg::of(s, dir).src.ip.is_v4() != d.key.src.ip.is_v4()
+                    || Leg::of(&self.sessions, slot, s, dir).src.ip.is_v4() != d.key.src.ip.is_v4()
             });
         }
         self.tables
@@ -289,10 +289,10 @@ impl Pipeline {
         slot: SlotId,
         dir: Direction,
     ) -> Step {
-        let Some(s) = self.sessions.get(slot).copied() else {
+        let Some(s) = self.sessions.hot(slot).copied() else {
             return Step::drop(DropReason::NoSession);
         };
-        let leg = Leg::of(&s, dir);
+        let leg = Leg::of(&self.sessions, slot, &s, dir);
         let untouched =
             matches!(s.forward, Forward::Dr | Forward::Tun) && dir == Direction::Inbound;
         let mut reshape = None;

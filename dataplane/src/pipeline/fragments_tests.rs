@@ -155,7 +155,7 @@ fn fragmented_udp_goes_through_fullnat_both_ways() {
     }
     let ips: Vec<Vec<u8>> = out.iter().map(|f| f[14..].to_vec()).collect();
     let (src, dst, ok, data) = udp_of_v4(&join_v4(&ips));
-    let s = *p.sessions().iter().next().unwrap();
+    let s = p.sessions().iter().next().unwrap();
     assert_eq!(
         (src, dst.ip.v4_bits(), dst.port),
         (s.laddr, RS1.ip.v4_bits(), 5353)
@@ -395,7 +395,7 @@ fn fragmented_udp_over_ipv6_in_every_method() {
         let ip = ipv6::Packet::new_checked(&joined[..]).unwrap();
         let u = udp::Packet::new_checked(ip.payload()).unwrap();
         assert!(u.verify_checksum_v6(ip.src(), ip.dst()), "{forward:?}");
-        let s = *p.sessions().iter().next().unwrap();
+        let s = p.sessions().iter().next().unwrap();
         let want = match forward {
             Forward::FullNat => (s.laddr, s.rs),
             Forward::Nat => (client, s.rs),

@@ -96,6 +96,8 @@ fn a_retransmitted_syn_held_twice_makes_one_session_and_gives_a_port_back() {
     assert_eq!(dst_of(&a), RS1);
     assert_eq!(dst_of(&b), RS1, "the retransmission follows the session");
     assert_eq!(p.sessions().len(), 1);
+    let created: u64 = p.rs_conns().iter().map(|c| c.created).sum();
+    assert_eq!(created, 1, "scheduled once (ipvsadm's Conns)");
     assert_eq!(
         p.pools()[0].size() - p.pools()[0].available(),
         1,

@@ -120,7 +120,7 @@ impl Pipeline {
             Lookup::Hit(slot, dir) => (slot, dir),
             Lookup::Expired(_) | Lookup::Miss => return Err(self.icmp_owner(key)),
         };
-        let s = *self.sessions.get(slot).ok_or(None)?;
+        let s = self.sessions.get(slot).ok_or(None)?;
         let (src, dst, port, mac) = match dir {
             Direction::Inbound => (s.laddr, s.rs, s.rs_port, s.rs_mac),
             Direction::Outbound => (s.vip, s.client, s.client_port, s.client_mac),

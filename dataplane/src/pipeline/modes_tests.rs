@@ -140,7 +140,7 @@ fn udp_fullnat_both_ways_with_the_udp_timeout() {
         (LIP, 5353, RS1_MAC, 63)
     );
     assert!(seen.checksums_ok);
-    let s = *p.sessions().iter().next().unwrap();
+    let s = p.sessions().iter().next().unwrap();
     assert_eq!(
         (s.proto, s.state, s.expires),
         (ipv4::PROTO_UDP, TcpState::Established, Millis(31_000))
@@ -266,7 +266,7 @@ fn nat_rewrites_the_destination_and_the_replies_source() {
             p.pools()[0].size(),
             "NAT borrows no local port"
         );
-        let s = *p.sessions().iter().next().unwrap();
+        let s = p.sessions().iter().next().unwrap();
         assert_eq!((s.forward, s.laddr), (Forward::Nat, CLIENT));
         // The server answers the client through the appliance (its gateway).
         let mut r = frame(RS1_MAC, inb.dst, CLIENT, tcp::SYN | tcp::ACK);
@@ -408,7 +408,7 @@ fn dr_changes_only_the_destination_mac_and_tracks_input_only() {
         &before[12..],
         "the IP packet is untouched (TTL included)"
     );
-    let s = *p.sessions().iter().next().unwrap();
+    let s = p.sessions().iter().next().unwrap();
     assert_eq!((s.forward, s.state), (Forward::Dr, TcpState::SynRecv));
     // Only the client's half is seen: its ACK establishes, its FIN ends.
     let state = |p: &Pipeline| p.sessions().iter().next().unwrap().state;
@@ -503,7 +503,7 @@ fn tun_encapsulates_toward_the_server_and_returns_frag_needed_when_too_big() {
         &frame[14..],
         "the client's packet inside, untouched"
     );
-    let s = *p.sessions().iter().next().unwrap();
+    let s = p.sessions().iter().next().unwrap();
     assert_eq!((s.forward, s.state), (Forward::Tun, TcpState::SynRecv));
     // Without headroom (plain `process`) the frame cannot grow: counted.
     let mut f = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::ACK);

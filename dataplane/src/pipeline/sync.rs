@@ -268,7 +268,7 @@ impl Pipeline {
         let timeout_s = u32::try_from(timeout_ms.div_ceil(1000)).unwrap_or(u32::MAX);
         if !(tap.policy.persist_mode && template != NO_TEMPLATE) {
             let ext = self.sessions.ext(slot).copied().unwrap_or_default();
-            tap.ring.push(&record_of(s, &ext, timeout_s));
+            tap.ring.push(&record_of(&s, &ext, timeout_s));
         }
         // The kernel sends the controlling template with the connection,
         // with its full timeout as it sends a connection's.
@@ -292,7 +292,7 @@ impl Pipeline {
         src_mac: MacAddr,
         in_port: u16,
     ) -> bool {
-        let Some(s) = self.sessions.get(slot).copied() else {
+        let Some(s) = self.sessions.get(slot) else {
             return false;
         };
         let (mut client_mac, mut client_port) = (s.client_mac, s.client_port);
@@ -465,7 +465,7 @@ impl Pipeline {
                 self.expire(slot);
             }
             Lookup::Hit(slot, _) => {
-                if let Some((s, ext)) = self.sessions.get_with_ext(slot) {
+                if let Some((s, ext)) = self.sessions.get_mut_with_ext(slot) {
                     if s.state != state {
                         if let Some(c) = self.rs_conns.get_mut(usize::from(s.rs_index)) {
                             c.sub(s.proto, s.state);

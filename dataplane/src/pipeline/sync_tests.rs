@@ -455,7 +455,7 @@ fn a_box_that_is_master_and_backup_sends_its_own_sessions_and_installs_the_peers
             Verdict::Forward { port: 0 }
         );
     }
-    let s2 = *a[0]
+    let s2 = a[0]
         .sessions()
         .get(
             match a[0].sessions().lookup(

@@ -284,7 +284,7 @@ impl Pipeline {
         self.synproxy.counters.sessions_opened += 1;
         let timeout = self.tables.timeouts.tcp(TcpState::SynSent);
         self.set_state(slot, TcpState::SynSent);
-        let Some((s, ext)) = self.sessions.get_with_ext(slot) else {
+        let Some((s, ext)) = self.sessions.get_mut_with_ext(slot) else {
             return Step::drop(DropReason::NoSession);
         };
         s.expires = now.plus_secs(timeout);
@@ -357,11 +357,11 @@ impl Pipeline {
                 self.synproxy.counters.data_held += 1;
             }
         }
-        let Some((s, ext)) = self.sessions.get_with_ext(slot) else {
+        let (Some(s), Some(ext)) = (self.sessions.hot(slot), self.sessions.ext(slot)) else {
             return Verdict::Drop(DropReason::NoSession);
         };
-        let (s, p, flags, base) = (*s, ext.syn_proxy, ext.flags, ext.to_server.base);
-        let leg = Leg::of(&s, Direction::Inbound);
+        let (p, flags, base) = (ext.syn_proxy, ext.flags, ext.to_server.base);
+        let leg = Leg::of(&self.sessions, slot, s, Direction::Inbound);
         let ws = (p.client_wscale != NO_WSCALE).then_some(p.client_wscale);
         let window = (u32::from(p.client_win) << ws.unwrap_or(0)).min(0xffff) as u16;
         let ts = flags.contains(PROXY_TS).then_some((p.client_tsval, 0));
@@ -413,7 +413,7 @@ impl Pipeline {
         let end = ip_end(l3);
         let l4 = usize::from(d.l4);
         let flags = d.flags;
-        let (s, ext) = self.sessions.get_with_ext(slot)?;
+        let (s, ext) = self.sessions.get_mut_with_ext(slot)?;
         let done = ext.flags.contains(SERVER_ISN);
         let t = l3.get_mut(l4..end)?;
         if t.len() < tcp::MIN_HEADER_LEN {
@@ -539,7 +539,7 @@ impl Pipeline {
         let Some((s, ext)) = self.sessions.get_with_ext(slot) else {
             return Verdict::Drop(DropReason::NoSession);
         };
-        let (s, p, flags, base) = (*s, ext.syn_proxy, ext.flags, ext.to_server.base);
+        let (p, flags, base) = (ext.syn_proxy, ext.flags, ext.to_server.base);
         if let Some(e) = self.synproxy.take(slot, now) {
             if !pkt.set_len(e.len) {
                 return Verdict::Drop(DropReason::NoRoom);

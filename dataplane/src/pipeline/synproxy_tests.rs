@@ -200,7 +200,7 @@ fn exchange(mut l: Lab, v4: bool, forward: Forward) {
         (Some(7), true, Some((112, 0)))
     );
     assert_eq!(l.p.sessions().len(), 1);
-    let s = *l.p.sessions().iter().next().unwrap();
+    let s = l.p.sessions().iter().next().unwrap();
     assert_eq!(s.state, TcpState::SynSent);
     let from = if forward == Forward::FullNat {
         s.laddr

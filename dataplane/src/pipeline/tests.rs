@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::*;
 use crate::neigh::{NeighEntry, NeighEvent, NeighMap};
 use crate::sched::SchedKind;
-use crate::session::Timeouts;
+use crate::session::{Lookup, Timeouts};
 use crate::tables::{Interface, RealServer, Service};
 use crate::wire::BROADCAST_MAC;
 
@@ -437,7 +437,7 @@ fn fullnat_connection_both_ways_then_expiry() {
             Verdict::Forward { .. }
         ));
     }
-    let only = p.sessions().iter().next().copied().unwrap();
+    let only = p.sessions().iter().next().unwrap();
     assert_eq!(only.state, TcpState::TimeWait);
     assert_eq!(
         p.rs_conns()[0],
@@ -1181,22 +1181,27 @@ fn read_ahead_points_at_the_session_each_direction_will_use() {
     let mut p = ready((5000, 5009), 16);
     let mut f = tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::SYN, b"");
     let h = p.flow_hash(&f).expect("a TCP frame has a flow");
-    assert!(
-        p.sessions().candidate(h).and_then(Option::as_ref).is_none(),
-        "no session yet"
-    );
+    assert!(p.sessions().candidate(h).is_none(), "no session yet");
     assert_eq!(
         p.process(&mut f, 0, Millis(1)),
         Verdict::Forward { port: 0 }
     );
     let laddr = look(&f).src;
-    let s = *p.sessions().iter().next().unwrap();
+    let s = p.sessions().iter().next().unwrap();
+    let Lookup::Hit(slot, _) = p.sessions().lookup(&s.client_key(), Millis(1)) else {
+        panic!("the session is not found by its client key");
+    };
+    let hot = p.sessions().hot(slot).expect("a live session");
     for f in [
         tcp_frame(CLIENT_MAC, CLIENT, VIP, tcp::ACK, b"x"),
         tcp_frame(RS1_MAC, RS1, laddr, tcp::SYN | tcp::ACK, b""),
     ] {
         let h = p.flow_hash(&f).expect("a TCP frame has a flow");
-        assert_eq!(p.sessions().candidate(h).and_then(Option::as_ref), Some(&s));
+        let c = p.sessions().candidate(h).expect("a candidate");
+        assert!(
+            std::ptr::eq(c, hot),
+            "the candidate is the session's hot line"
+        );
     }
     assert_eq!(
         p.flow_hash(&arp_frame(

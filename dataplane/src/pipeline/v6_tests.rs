@@ -8,6 +8,7 @@ use super::*;
 use crate::neigh::{NeighEntry, NeighEvent, NeighMap};
 use crate::packet::PacketBuf;
 use crate::route::{NextHop, Route, RouteTable, Routes};
+use crate::session::Lookup;
 use crate::xmit::rewrite::tests::{tcp_packet, udp_packet};
 
 pub(super) fn a(s: &str) -> Addr {
@@ -142,15 +143,20 @@ fn fullnat_v6_both_ways() {
     );
     assert!(back.ok);
     // The worker's read-ahead finds this session from either direction's frame.
-    let session = p.sessions().iter().next().copied();
+    let session = p.sessions().iter().next().expect("a session");
+    let Lookup::Hit(slot, _) = p.sessions().lookup(&session.client_key(), Millis(3)) else {
+        panic!("the session is not found by its client key");
+    };
+    let hot = p.sessions().hot(slot).expect("a live session");
     for f in [
         tcp6(CLIENT_MAC, client(), vip(), tcp::ACK),
         tcp6(RS1_MAC, rs(1), out.src, tcp::ACK),
     ] {
         let h = p.flow_hash(&f).expect("an IPv6 TCP frame has a flow");
-        assert_eq!(
-            p.sessions().candidate(h).and_then(Option::as_ref).copied(),
-            session
+        let c = p.sessions().candidate(h).expect("a candidate");
+        assert!(
+            std::ptr::eq(c, hot),
+            "the candidate is the session's hot line"
         );
     }
     // Round robin goes on in IPv6 too.

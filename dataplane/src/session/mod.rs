@@ -10,10 +10,25 @@
 //! - under its **RS key** — (rs, laddr) as the real server's replies carry
 //!   them — so outbound packets find it.
 //!
-//! The index is an open-addressing table (linear probing, backward-shift
-//! deletion, no tombstones) of `u64` entries packing a 32-bit hash tag and the
-//! slot number with a direction bit; it is sized to at most 25 % load so
-//! probes stay short. Nothing is allocated after [`SessionTable::new`].
+//! A slot is split hot and cold. The hot part ([`SessionHot`], one 64-byte
+//! cache line) holds what the established path reads and writes: the key
+//! check (protocol, ports, IPv4 addresses), state, expiry, the translation
+//! (the same endpoints), next hops, the forwarding method and the counters'
+//! indexes. Beside the hot slab, one entry per slot: the IPv6 addresses of a
+//! session that has any (reserved for every slot, committed only where
+//! used, so an IPv6 packet reads a second line) and the rarely used
+//! [`ext::SessionExt`]. [`Session`] is the whole session as a value: what
+//! [`SessionTable::insert`] takes and [`SessionTable::get`] assembles.
+//!
+//! The index ([`index`]) is bucketed: eight tag + slot entries per 64-byte
+//! line, two candidate buckets per hash (bucketized cuckoo hashing, as
+//! DPDK's `rte_hash`), sized so that a full table loads it to 80 %: 20
+//! bytes per session, where the open-addressing index before it took 64.
+//! The slab and the index live on huge pages (DPDK memory when EAL has
+//! hugepages, an `mmap` advised `MADV_HUGEPAGE` otherwise; see
+//! [`crate::dpdk::HugeArray`]). Nothing is allocated after
+//! [`SessionTable::new`]. An IPv4 session costs 128 bytes in all
+//! ([`SessionTable::footprint`]): 10 M sessions take 1.19 GiB.
 //!
 //! Expiry has no per-session timers: a lookup that finds an expired session
 //! reports it as expired (the caller removes it), and [`SessionTable::sweep`]
@@ -22,7 +37,8 @@
 //! [`SessionTable::insert`] refuses; existing sessions are never evicted.
 
 pub mod ext;
-mod index;
+pub mod index;
+mod store;
 pub mod tcp_state;
 pub mod template;
 pub mod timeouts;
@@ -33,6 +49,7 @@ use crate::time::Millis;
 pub use crate::xmit::client_addr::ClientAddress;
 use ext::SessionExt;
 use index::HashIndex;
+use store::Store;
 pub use tcp_state::{Direction, TcpState};
 pub use timeouts::Timeouts;
 
@@ -198,14 +215,142 @@ pub enum InsertError {
     Duplicate,
 }
 
+/// Which of a session's four endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum End {
+    /// The client.
+    Client = 0,
+    /// The virtual service.
+    Vip = 1,
+    /// The local address (FULLNAT) or the client (NAT, DR, TUN).
+    Laddr = 2,
+    /// The real server.
+    Rs = 3,
+}
+
+/// [`SessionHot::flags`]: the slot holds a session.
+const LIVE: u8 = 1;
+/// The session is indexed under its RS key only.
+const RS_ONLY: u8 = 2;
+/// Endpoint `e`'s address is IPv6, kept in the cold array.
+const fn v6_flag(e: usize) -> u8 {
+    4 << e
+}
+
+/// The part of a session the established path reads and writes: one cache
+/// line. Key check (both keys' IPv4 addresses and ports, the protocol),
+/// TCP state, expiry, the translation (the same four endpoints), the next
+/// hops (port and MAC each way), the forwarding method and the indexes
+/// counters use. An IPv6 address does not fit: a session with one keeps it
+/// in the cold array beside the slab (its v4 bytes here stay zero), and its
+/// packets read a second line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, align(64))]
+pub struct SessionHot {
+    /// When the session expires unless refreshed.
+    pub expires: Millis,
+    /// The IPv4 addresses of client, VIP, local address, RS ([`End`] order).
+    v4: [[u8; 4]; 4],
+    /// Their ports.
+    ports: [u16; 4],
+    /// Next-hop MAC toward the client.
+    pub client_mac: [u8; 6],
+    /// Next-hop MAC toward the real server.
+    pub rs_mac: [u8; 6],
+    /// Port toward the client.
+    pub client_port: u16,
+    /// Port toward the real server.
+    pub rs_port: u16,
+    /// See [`Session::rs_index`].
+    pub rs_index: u16,
+    /// See [`Session::service`].
+    pub service: u16,
+    /// See [`Session::laddr_index`].
+    pub laddr_index: u16,
+    /// IP protocol.
+    pub proto: u8,
+    /// TCP state.
+    pub state: TcpState,
+    /// The forwarding method.
+    pub forward: Forward,
+    /// See [`Session::client_addr`].
+    pub client_addr: ClientAddress,
+    /// [`LIVE`], [`RS_ONLY`], [`v6_flag`].
+    flags: u8,
+}
+
+impl SessionHot {
+    const FREE: Self = Self {
+        expires: Millis(0),
+        v4: [[0; 4]; 4],
+        ports: [0; 4],
+        client_mac: [0; 6],
+        rs_mac: [0; 6],
+        client_port: 0,
+        rs_port: 0,
+        rs_index: 0,
+        service: 0,
+        laddr_index: 0,
+        proto: 0,
+        state: TcpState::None,
+        forward: Forward::FullNat,
+        client_addr: ClientAddress::None,
+        flags: 0,
+    };
+
+    #[inline]
+    fn is_live(&self) -> bool {
+        self.flags & LIVE != 0
+    }
+
+    /// The two endpoints of a key: (source, destination) as `dir`'s packets carry them.
+    #[inline]
+    fn key_ends(dir: Direction) -> (usize, usize) {
+        match dir {
+            Direction::Inbound => (End::Client as usize, End::Vip as usize),
+            Direction::Outbound => (End::Rs as usize, End::Laddr as usize),
+        }
+    }
+}
+
+/// The cold part of a slot: the IPv6 addresses of its session's endpoints
+/// ([`End`] order; only those flagged in [`SessionHot`] are meaningful).
+/// Committed page by page as IPv6 sessions first use it.
+type Cold6 = [[u8; 16]; 4];
+
+/// Per-session bytes of a table by its parts (see [`SessionTable::footprint`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Footprint {
+    /// The hot slab: one cache line per slot.
+    pub hot: usize,
+    /// The index (two entries per session at up to 80 % of its room).
+    pub index: usize,
+    /// The rarely used part ([`SessionExt`]) and the free list.
+    pub ext: usize,
+    /// The IPv6 addresses: reserved for every slot, committed only where
+    /// an IPv6 session has used the slot.
+    pub cold6: usize,
+}
+
+impl Footprint {
+    /// Bytes an all-IPv4 table uses (everything but the IPv6 addresses).
+    #[must_use]
+    pub fn ipv4(&self) -> usize {
+        self.hot + self.index + self.ext
+    }
+}
+
+/// The index's load at full capacity, percent.
+const INDEX_LOAD_PCT: usize = 80;
+
 /// The fixed-capacity, two-key session table. See the module doc.
 #[derive(Debug)]
 pub struct SessionTable {
-    slots: Vec<Option<Session>>,
-    /// Per slot: indexed under its RS key only ([`Self::insert_rs_only`]).
-    rs_only: Vec<bool>,
+    hot: Store<SessionHot>,
+    cold6: Store<Cold6>,
     /// Per slot: the rarely used part ([`SessionExt`]), reset on insert.
-    ext: Vec<SessionExt>,
+    ext: Store<SessionExt>,
     free: Vec<u32>,
     index: HashIndex,
     seed: u64,
@@ -220,29 +365,48 @@ impl SessionTable {
     #[must_use]
     pub fn new(capacity: u32, seed: u64) -> Self {
         let capacity = capacity.max(1);
+        let n = capacity as usize;
         Self {
-            slots: vec![None; capacity as usize],
-            rs_only: vec![false; capacity as usize],
-            ext: vec![SessionExt::default(); capacity as usize],
+            hot: Store::filled(n, SessionHot::FREE),
+            cold6: Store::zeroed(n),
+            ext: Store::filled(n, SessionExt::default()),
             free: (0..capacity).rev().collect(),
-            // Two entries per session, at most a quarter full.
-            index: HashIndex::new(capacity as usize * 2 * 4),
+            index: HashIndex::new(n * 2, INDEX_LOAD_PCT),
             seed,
             sweep_cursor: 0,
             used_hwm: 0,
         }
     }
 
+    /// What a table of `capacity` sessions takes, by part.
+    #[must_use]
+    pub fn footprint(capacity: u32) -> Footprint {
+        let n = capacity.max(1) as usize;
+        Footprint {
+            hot: n * std::mem::size_of::<SessionHot>(),
+            index: HashIndex::bytes_for(n * 2, INDEX_LOAD_PCT),
+            ext: n * (std::mem::size_of::<SessionExt>() + std::mem::size_of::<u32>()),
+            cold6: n * std::mem::size_of::<Cold6>(),
+        }
+    }
+
+    /// Bytes of the slab and index a lookup may touch: what decides
+    /// whether the table stays in cache (see the worker's read-ahead).
+    #[must_use]
+    pub fn reach_bytes(&self) -> usize {
+        self.hot.len() * std::mem::size_of::<SessionHot>() + self.index.bytes()
+    }
+
     /// Maximum number of sessions.
     #[must_use]
     pub fn capacity(&self) -> usize {
-        self.slots.len()
+        self.hot.len()
     }
 
     /// Sessions in the table.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.slots.len() - self.free.len()
+        self.hot.len() - self.free.len()
     }
 
     /// True when empty.
@@ -267,10 +431,10 @@ impl SessionTable {
         let Some((slot, dir)) = self.find_hashed(key, h) else {
             return Lookup::Miss;
         };
-        match &self.slots[slot as usize] {
-            Some(s) if s.expires <= now => Lookup::Expired(SlotId(slot)),
-            Some(_) => Lookup::Hit(SlotId(slot), dir),
-            None => Lookup::Miss,
+        if self.hot[slot as usize].expires <= now {
+            Lookup::Expired(SlotId(slot))
+        } else {
+            Lookup::Hit(SlotId(slot), dir)
         }
     }
 
@@ -281,35 +445,92 @@ impl SessionTable {
         key.hash(self.seed)
     }
 
-    /// The index entry a lookup of hash `h` reads first: what to prefetch
-    /// for a packet of a burst before the burst is processed.
+    /// The index bucket (a cache line) a lookup of hash `h` reads first:
+    /// what to prefetch for a packet of a burst before the burst is
+    /// processed.
     #[inline]
     #[must_use]
-    pub fn bucket(&self, h: u32) -> &u64 {
+    pub fn bucket(&self, h: u32) -> &index::Bucket {
         self.index.home(h)
     }
 
-    /// The slot of the first session filed under hash `h` (a candidate: its
-    /// key is not compared), which a lookup reads next: what to prefetch
-    /// once [`Self::bucket`] is in cache.
+    /// The bucket a lookup of hash `h` reads when the first lacks its key
+    /// (as at most a fifth of a full table's entries are).
     #[inline]
     #[must_use]
-    pub fn candidate(&self, h: u32) -> Option<&Option<Session>> {
+    pub fn second_bucket(&self, h: u32) -> &index::Bucket {
+        self.index.away(h)
+    }
+
+    /// The hot line of the first session filed under hash `h` (a candidate:
+    /// its key is not compared), which a lookup reads next: what to
+    /// prefetch once [`Self::bucket`] is in cache.
+    #[inline]
+    #[must_use]
+    pub fn candidate(&self, h: u32) -> Option<&SessionHot> {
         let payload = self.index.probe(h).next()?;
-        self.slots.get(Self::unpack(payload).0 as usize)
+        self.hot.get(Self::unpack(payload).0 as usize)
     }
 
-    /// The session in `slot`.
+    /// The session in `slot`, whole (a copy).
     #[inline]
     #[must_use]
-    pub fn get(&self, slot: SlotId) -> Option<&Session> {
-        self.slots.get(slot.0 as usize).and_then(Option::as_ref)
+    pub fn get(&self, slot: SlotId) -> Option<Session> {
+        let i = slot.0 as usize;
+        let h = self.hot.get(i).filter(|h| h.is_live())?;
+        let e = |end: End| self.endpoint_of(i, h, end as usize);
+        Some(Session {
+            proto: h.proto,
+            client: e(End::Client),
+            vip: e(End::Vip),
+            laddr: e(End::Laddr),
+            rs: e(End::Rs),
+            service: h.service,
+            rs_index: h.rs_index,
+            forward: h.forward,
+            laddr_index: h.laddr_index,
+            state: h.state,
+            expires: h.expires,
+            client_port: h.client_port,
+            client_mac: h.client_mac,
+            rs_port: h.rs_port,
+            rs_mac: h.rs_mac,
+            client_addr: h.client_addr,
+        })
     }
 
-    /// The session in `slot`, writable. Keys must not be changed through it.
+    /// The hot part of the session in `slot`.
     #[inline]
-    pub fn get_mut(&mut self, slot: SlotId) -> Option<&mut Session> {
-        self.slots.get_mut(slot.0 as usize).and_then(Option::as_mut)
+    #[must_use]
+    pub fn hot(&self, slot: SlotId) -> Option<&SessionHot> {
+        self.hot.get(slot.0 as usize).filter(|h| h.is_live())
+    }
+
+    /// The hot part of the session in `slot`, writable (state, expiry, next
+    /// hops; the keys are not reachable through it).
+    #[inline]
+    pub fn get_mut(&mut self, slot: SlotId) -> Option<&mut SessionHot> {
+        self.hot.get_mut(slot.0 as usize).filter(|h| h.is_live())
+    }
+
+    /// One endpoint of the session in `slot` (unspecified for a free slot).
+    #[inline]
+    #[must_use]
+    pub fn endpoint(&self, slot: SlotId, end: End) -> Endpoint {
+        let i = slot.0 as usize;
+        self.hot
+            .get(i)
+            .map_or_else(Endpoint::default, |h| self.endpoint_of(i, h, end as usize))
+    }
+
+    #[inline]
+    fn endpoint_of(&self, i: usize, h: &SessionHot, e: usize) -> Endpoint {
+        let ip = if h.flags & v6_flag(e) == 0 {
+            Addr::v4(h.v4[e])
+        } else {
+            Addr::v6(self.cold6[i][e])
+        };
+        Endpoint::at(ip, h.ports[e])
     }
 
     /// The rarely used part of the session in `slot` (see [`ext`]).
@@ -319,29 +540,43 @@ impl SessionTable {
         self.ext.get(slot.0 as usize)
     }
 
-    /// The session in `slot` and its rarely used part, both writable.
+    /// The session in `slot` (a copy) and its rarely used part, writable.
     #[inline]
-    pub fn get_with_ext(&mut self, slot: SlotId) -> Option<(&mut Session, &mut SessionExt)> {
-        let s = self.slots.get_mut(slot.0 as usize)?.as_mut()?;
+    pub fn get_with_ext(&mut self, slot: SlotId) -> Option<(Session, &mut SessionExt)> {
+        let s = self.get(slot)?;
         Some((s, self.ext.get_mut(slot.0 as usize)?))
+    }
+
+    /// The hot part of the session in `slot` and its rarely used part,
+    /// both writable.
+    #[inline]
+    pub fn get_mut_with_ext(&mut self, slot: SlotId) -> Option<(&mut SessionHot, &mut SessionExt)> {
+        let i = slot.0 as usize;
+        let h = self.hot.get_mut(i).filter(|h| h.is_live())?;
+        Some((h, self.ext.get_mut(i)?))
     }
 
     /// Inserts `session` under both of its keys.
     ///
     /// # Errors
-    /// [`InsertError::Full`] when no slot is free (nothing changes);
-    /// [`InsertError::Duplicate`] if either key is already indexed.
+    /// [`InsertError::Full`] when no slot is free, or (as good as never
+    /// below capacity) the index cannot make room for a key; nothing
+    /// changes. [`InsertError::Duplicate`] if either key is already indexed.
     pub fn insert(&mut self, session: Session) -> Result<SlotId, InsertError> {
         let (ck, rk) = (session.client_key(), session.rs_key());
         if self.find(&ck).is_some() || self.find(&rk).is_some() || ck == rk {
             return Err(InsertError::Duplicate);
         }
-        let slot = self.free.pop().ok_or(InsertError::Full)?;
-        self.used_hwm = self.used_hwm.max(slot as usize + 1);
-        self.slots[slot as usize] = Some(session);
-        self.ext[slot as usize] = SessionExt::default();
-        self.index_insert(ck.hash(self.seed), slot, Direction::Inbound);
-        self.index_insert(rk.hash(self.seed), slot, Direction::Outbound);
+        let slot = *self.free.last().ok_or(InsertError::Full)?;
+        if !self.index_insert(ck.hash(self.seed), slot, Direction::Inbound) {
+            return Err(InsertError::Full);
+        }
+        if !self.index_insert(rk.hash(self.seed), slot, Direction::Outbound) {
+            self.index_remove(ck.hash(self.seed), slot, Direction::Inbound);
+            return Err(InsertError::Full);
+        }
+        self.free.pop();
+        self.place(slot, &session, LIVE);
         Ok(SlotId(slot))
     }
 
@@ -355,31 +590,66 @@ impl SessionTable {
         if self.find(&rk).is_some() {
             return Err(InsertError::Duplicate);
         }
-        let slot = self.free.pop().ok_or(InsertError::Full)?;
-        self.used_hwm = self.used_hwm.max(slot as usize + 1);
-        self.slots[slot as usize] = Some(session);
-        self.ext[slot as usize] = SessionExt::default();
-        self.rs_only[slot as usize] = true;
-        self.index_insert(rk.hash(self.seed), slot, Direction::Outbound);
+        let slot = *self.free.last().ok_or(InsertError::Full)?;
+        if !self.index_insert(rk.hash(self.seed), slot, Direction::Outbound) {
+            return Err(InsertError::Full);
+        }
+        self.free.pop();
+        self.place(slot, &session, LIVE | RS_ONLY);
         Ok(SlotId(slot))
+    }
+
+    /// Writes `s` into `slot`'s hot line and (its IPv6 addresses) cold entry.
+    fn place(&mut self, slot: u32, s: &Session, mut flags: u8) {
+        let i = slot as usize;
+        self.used_hwm = self.used_hwm.max(i + 1);
+        let ends = [s.client, s.vip, s.laddr, s.rs];
+        let mut v4 = [[0; 4]; 4];
+        for (e, end) in ends.iter().enumerate() {
+            if let Some(a) = end.ip.to_v4() {
+                v4[e] = a;
+            } else {
+                flags |= v6_flag(e);
+                self.cold6[i][e] = end.ip.octets();
+            }
+        }
+        self.hot[i] = SessionHot {
+            expires: s.expires,
+            v4,
+            ports: ends.map(|e| e.port),
+            client_mac: s.client_mac,
+            rs_mac: s.rs_mac,
+            client_port: s.client_port,
+            rs_port: s.rs_port,
+            rs_index: s.rs_index,
+            service: s.service,
+            laddr_index: s.laddr_index,
+            proto: s.proto,
+            state: s.state,
+            forward: s.forward,
+            client_addr: s.client_addr,
+            flags,
+        };
+        self.ext[i] = SessionExt::default();
     }
 
     /// True if the session in `slot` was inserted by [`Self::insert_rs_only`].
     #[inline]
     #[must_use]
     pub fn is_rs_only(&self, slot: SlotId) -> bool {
-        self.rs_only.get(slot.0 as usize).copied().unwrap_or(false)
+        self.hot
+            .get(slot.0 as usize)
+            .is_some_and(|h| h.flags & (LIVE | RS_ONLY) == LIVE | RS_ONLY)
     }
 
     /// Removes the session in `slot` and returns it.
     pub fn remove(&mut self, slot: SlotId) -> Option<Session> {
-        let s = self.slots.get_mut(slot.0 as usize)?.take()?;
-        if std::mem::take(&mut self.rs_only[slot.0 as usize]) {
-            self.index_remove(s.rs_key().hash(self.seed), slot.0, Direction::Outbound);
-            self.free.push(slot.0);
-            return Some(s);
+        let s = self.get(slot)?;
+        let rs_only = self.is_rs_only(slot);
+        self.hot[slot.0 as usize].flags = 0;
+        if !rs_only {
+            self.index_remove(s.client_key().hash(self.seed), slot.0, Direction::Inbound);
         }
-        self.index_remove(s.client_key().hash(self.seed), slot.0, Direction::Inbound);
         self.index_remove(s.rs_key().hash(self.seed), slot.0, Direction::Outbound);
         self.free.push(slot.0);
         Some(s)
@@ -395,11 +665,12 @@ impl SessionTable {
         mut on_expire: impl FnMut(SlotId, &Session),
     ) -> usize {
         let mut removed = 0;
-        let n = self.slots.len();
+        let n = self.hot.len();
         for _ in 0..budget.min(n) {
             let slot = self.sweep_cursor;
             self.sweep_cursor = if slot + 1 == n { 0 } else { slot + 1 };
-            if matches!(&self.slots[slot], Some(s) if s.expires <= now) {
+            let h = &self.hot[slot];
+            if h.is_live() && h.expires <= now {
                 if let Some(s) = self.remove(SlotId(slot as u32)) {
                     on_expire(SlotId(slot as u32), &s);
                     removed += 1;
@@ -427,11 +698,13 @@ impl SessionTable {
         for _ in 0..budget.min(n) {
             let here = i;
             i = if i + 1 == n { 0 } else { i + 1 };
-            let Some(s) = &self.slots[here] else { continue };
-            if self.rs_only[here] {
+            if self.hot[here].flags & (LIVE | RS_ONLY) != LIVE {
                 continue;
             }
-            if let Some(r) = rank(SlotId(here as u32), s) {
+            let Some(s) = self.get(SlotId(here as u32)) else {
+                continue;
+            };
+            if let Some(r) = rank(SlotId(here as u32), &s) {
                 if best.is_none_or(|(b, _)| r < b) {
                     best = Some((r, here));
                 }
@@ -440,9 +713,9 @@ impl SessionTable {
         (best.map(|(_, slot)| SlotId(slot as u32)), i)
     }
 
-    /// Every live session (for listings; not for the packet path).
-    pub fn iter(&self) -> impl Iterator<Item = &Session> {
-        self.slots.iter().filter_map(Option::as_ref)
+    /// Every live session, copied (for listings; not for the packet path).
+    pub fn iter(&self) -> impl Iterator<Item = Session> + '_ {
+        (0..self.used_hwm).filter_map(|i| self.get(SlotId(i as u32)))
     }
 
     /// One page of a listing, bounded work for a worker's housekeeping
@@ -460,18 +733,18 @@ impl SessionTable {
         take: usize,
         out: &mut Vec<Session>,
     ) -> Option<usize> {
-        let end = from.saturating_add(scan.max(1)).min(self.slots.len());
+        let end = from.saturating_add(scan.max(1)).min(self.hot.len());
         let mut taken = 0;
         for slot in from..end {
             if taken == take.max(1) {
                 return Some(slot);
             }
-            if let Some(s) = &self.slots[slot] {
-                out.push(*s);
+            if let Some(s) = self.get(SlotId(slot as u32)) {
+                out.push(s);
                 taken += 1;
             }
         }
-        (end < self.slots.len()).then_some(end)
+        (end < self.hot.len()).then_some(end)
     }
 
     #[inline]
@@ -483,17 +756,35 @@ impl SessionTable {
     fn find_hashed(&self, key: &FlowKey, h: u32) -> Option<(u32, Direction)> {
         for payload in self.index.probe(h) {
             let (slot, dir) = Self::unpack(payload);
-            if let Some(s) = &self.slots[slot as usize] {
-                let k = match dir {
-                    Direction::Inbound => s.client_key(),
-                    Direction::Outbound => s.rs_key(),
-                };
-                if k == *key {
-                    return Some((slot, dir));
-                }
+            if self.matches(slot as usize, key, dir) {
+                return Some((slot, dir));
             }
         }
         None
+    }
+
+    /// True if the session in slot `i` is live and its `dir` key is `key`.
+    #[inline]
+    fn matches(&self, i: usize, key: &FlowKey, dir: Direction) -> bool {
+        let Some(h) = self.hot.get(i) else {
+            return false;
+        };
+        let (a, b) = SessionHot::key_ends(dir);
+        if !h.is_live()
+            || h.proto != key.proto
+            || h.ports[a] != key.src.port
+            || h.ports[b] != key.dst.port
+        {
+            return false;
+        }
+        let addr_is = |e: usize, ip: &Addr| {
+            if h.flags & v6_flag(e) == 0 {
+                *ip == Addr::v4(h.v4[e])
+            } else {
+                ip.0 == self.cold6[i][e]
+            }
+        };
+        addr_is(a, &key.src.ip) && addr_is(b, &key.dst.ip)
     }
 
     /// Index payload: the slot and which of its keys the entry is.
@@ -512,8 +803,8 @@ impl SessionTable {
         )
     }
 
-    fn index_insert(&mut self, h: u32, slot: u32, dir: Direction) {
-        self.index.insert(h, Self::pack(slot, dir));
+    fn index_insert(&mut self, h: u32, slot: u32, dir: Direction) -> bool {
+        self.index.insert(h, Self::pack(slot, dir))
     }
 
     fn index_remove(&mut self, h: u32, slot: u32, dir: Direction) {

@@ -18,8 +18,8 @@
 //! one client network meets the same table, whichever queue it arrived on.
 //!
 //! Bounded like the session table: a slab of `capacity` slots allocated at
-//! start, an open-addressing index (linear probing, backward-shift deletion)
-//! at most 25 % full, lazy expiry plus an incremental [`TemplateTable::sweep`].
+//! start, the bucketed index of the session table ([`super::index`]) at most
+//! half full, lazy expiry plus an incremental [`TemplateTable::sweep`].
 //! A full table refuses inserts; nothing live is evicted.
 
 use super::index::HashIndex;
@@ -96,7 +96,7 @@ impl TemplateTable {
         Self {
             slots: vec![None; capacity as usize],
             free: (0..capacity).rev().collect(),
-            index: HashIndex::new(capacity as usize * 4),
+            index: HashIndex::new(capacity as usize, 50),
             sweep_cursor: 0,
         }
     }
@@ -147,8 +147,11 @@ impl TemplateTable {
         if self.find(&t.key).is_some() {
             return Err(InsertError::Duplicate);
         }
-        let slot = self.free.pop().ok_or(InsertError::Full)?;
-        self.index.insert(t.key.hash(), slot);
+        let slot = *self.free.last().ok_or(InsertError::Full)?;
+        if !self.index.insert(t.key.hash(), slot) {
+            return Err(InsertError::Full);
+        }
+        self.free.pop();
         self.slots[slot as usize] = Some(t);
         Ok(slot)
     }

@@ -28,7 +28,7 @@ pub mod seq_shift;
 pub mod tun;
 
 use crate::pipeline::Reshape;
-use crate::session::{Direction, Endpoint, Session};
+use crate::session::{Direction, End, Endpoint, SessionHot, SessionTable, SlotId};
 use crate::stats::DropReason;
 use crate::tables::{Forward, Tables};
 use crate::wire::MacAddr;
@@ -48,19 +48,20 @@ pub(crate) struct Leg {
 }
 
 impl Leg {
-    /// Where a packet of `s` going `dir` leaves for.
+    /// Where a packet of the session in `slot` (its hot part `s`) going
+    /// `dir` leaves for.
     #[inline]
-    pub(crate) fn of(s: &Session, dir: Direction) -> Self {
+    pub(crate) fn of(table: &SessionTable, slot: SlotId, s: &SessionHot, dir: Direction) -> Self {
         match dir {
             Direction::Inbound => Self {
-                src: s.laddr,
-                dst: s.rs,
+                src: table.endpoint(slot, End::Laddr),
+                dst: table.endpoint(slot, End::Rs),
                 port: s.rs_port,
                 mac: s.rs_mac,
             },
             Direction::Outbound => Self {
-                src: s.vip,
-                dst: s.client,
+                src: table.endpoint(slot, End::Vip),
+                dst: table.endpoint(slot, End::Client),
                 port: s.client_port,
                 mac: s.client_mac,
             },
@@ -69,8 +70,8 @@ impl Leg {
 }
 
 /// Transmits the IP packet `l3` (its transport header at `l4`, as
-/// classification found it) of session `s` going `dir` by the session's
-/// method; `Ok` with the reshape the frame still needs, if any.
+/// classification found it) of session `s` (its hot part) going `dir` by
+/// the session's method; `Ok` with the reshape the frame still needs, if any.
 ///
 /// # Errors
 /// [`DropReason::Malformed`] if the packet's headers cannot be rewritten.
@@ -79,7 +80,7 @@ pub(crate) fn xmit(
     tables: &Tables,
     l3: &mut [u8],
     l4: usize,
-    s: &Session,
+    s: &SessionHot,
     dir: Direction,
     leg: &Leg,
 ) -> Result<Option<Reshape>, DropReason> {

@@ -32,7 +32,7 @@ use crate::addr::Addr;
 use crate::checksum;
 use crate::packet::PacketBuf;
 use crate::pipeline::Reshape;
-use crate::session::{Direction, Session};
+use crate::session::{Direction, SessionHot};
 use crate::stats::DropReason;
 use crate::tables::Tables;
 use crate::wire::{ethernet, icmp, icmpv6, ipv4, ipv6, MacAddr};
@@ -40,12 +40,12 @@ use crate::wire::{ethernet, icmp, icmpv6, ipv4, ipv6, MacAddr};
 /// A TUN session's packet going `dir`: the client's are wrapped toward the
 /// server (the pipeline applies the [`Encap`]); anything else leaves as DR.
 #[inline]
-pub(crate) fn xmit(tables: &Tables, s: &Session, dir: Direction, leg: &Leg) -> Option<Reshape> {
+pub(crate) fn xmit(tables: &Tables, s: &SessionHot, dir: Direction, leg: &Leg) -> Option<Reshape> {
     (dir == Direction::Inbound).then(|| {
         Reshape::Encap(encap_toward(
             tables,
             leg.port,
-            s.rs.ip,
+            leg.dst.ip,
             s.client_port,
             s.client_mac,
         ))

@@ -447,6 +447,7 @@ pub(crate) fn loop_run(
     lab: &mut Lab,
     workers: usize,
     n: u32,
+    capacity: u32,
     kind: Kind,
     wall: Duration,
 ) -> Res<LoopRow> {
@@ -457,8 +458,11 @@ pub(crate) fn loop_run(
         let seed = 0x0b5e_55ed ^ (w as u64) << 40 ^ u64::from(n);
         // Built as worker 0 of 1: each worker's cycle uses its own whole
         // port range and never leaves it (see BENCHMARKS.md).
-        let mut p = Pipeline::new(Arc::clone(&tables), Arc::clone(&neigh), n, seed, 0, 1);
-        scatter(&mut p, n, seed, kind)?;
+        // In a table of `capacity` slots if that is more, the cycle
+        // scattered over all of them.
+        let cap = n.max(capacity);
+        let mut p = Pipeline::new(Arc::clone(&tables), Arc::clone(&neigh), cap, seed, 0, 1);
+        scatter(&mut p, cap, seed, kind)?;
         build_cycle(&mut p, n, kind)?;
         pipes.push(p);
     }

@@ -81,6 +81,12 @@ struct Opts {
     /// Seconds per measuring window.
     #[arg(long, value_name = "S", default_value_t = 2.0)]
     secs: f64,
+    /// Session-table capacity of the loop runs, when larger than their
+    /// session count (0: the session count). A deployed worker's table has
+    /// its configured capacity (`session_capacity`, 1 M by default) however
+    /// few sessions are live.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    loop_capacity: u32,
     /// Session table size of the new-connection runs (pause method).
     #[arg(long, value_name = "N", default_value_t = 4_000_000)]
     syn_capacity: u32,
@@ -144,6 +150,13 @@ fn check_args(o: &Opts) -> Res<()> {
         )
         .into());
     }
+    if o.loop_capacity > port_capacity(1) {
+        return Err(format!(
+            "--loop-capacity must be at most {} (local ports of one worker)",
+            port_capacity(1)
+        )
+        .into());
+    }
     if o.syn_capacity < 1000 || o.syn_capacity > port_capacity(2) {
         return Err(format!("--syn-capacity must be 1000..={}", port_capacity(2)).into());
     }
@@ -203,11 +216,12 @@ fn run(o: &Opts) -> Res<Report> {
                 1
             };
             for workers in 1..=max_workers {
-                let r = loop_run(&mut lab, workers, n, kind, wall)?;
+                let r = loop_run(&mut lab, workers, n, o.loop_capacity, kind, wall)?;
                 println!(
-                    "loop {workers} worker(s), {}, {} sessions: per worker {} Mpps of CPU time (best {}{}), {} cycles; all {:.2} Mpps wall; {:.2}% TTL drops; {} windows; setup {:.1} s",
+                    "loop {workers} worker(s), {}, {} sessions{}: per worker {} Mpps of CPU time (best {}{}), {} cycles; all {:.2} Mpps wall; {:.2}% TTL drops; {} windows; setup {:.1} s",
                     kind.name(),
                     human(n),
+                    if o.loop_capacity > n { format!(" (table of {})", human(o.loop_capacity)) } else { String::new() },
                     list(&r.rate, 1e6, 2),
                     list(&r.best, 1e6, 2),
                     if r.alone.iter().all(|a| *a <= 0.0) { String::new() } else { format!("; alone {}", list(&r.alone, 1e6, 2)) },

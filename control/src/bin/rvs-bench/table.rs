@@ -50,12 +50,11 @@ fn table_session(i: u32) -> Session {
     }
 }
 
-/// What `SessionTable::new(n)` allocates, by its own sizing rule (slab of
-/// `Option<Session>`, free list of `u32`, index of `u64` at <= 25 % load).
+/// What `SessionTable::new(n)` uses for IPv4 sessions, by its own sizing
+/// rule (`SessionTable::footprint`: hot slab, index, ext and free list; the
+/// IPv6 addresses' cold array is reserved but not committed).
 pub(crate) fn sized_bytes(n: u32) -> u64 {
-    let n = u64::from(n.max(1));
-    let index = (n * 8).next_power_of_two() * 8;
-    n * std::mem::size_of::<Option<Session>>() as u64 + n * 4 + index
+    SessionTable::footprint(n).ipv4() as u64
 }
 
 #[inline]
