@@ -14,6 +14,7 @@ pub mod claims;
 pub mod export;
 pub mod flood_guard;
 mod health;
+pub mod marks;
 pub mod net;
 pub mod ranges;
 mod raw;
@@ -240,6 +241,11 @@ pub fn parse_forward(word: &str) -> Result<Forward, String> {
 /// # Errors
 /// Why the combination is refused.
 pub fn check_forward(forward: Forward, vip: SocketAddr, rs: SocketAddr) -> Result<(), String> {
+    // A fwmark service has no port (its key's is 0): DR and TUN keep
+    // each packet's, whatever the server's says (as the kernel's).
+    if vip.port() == 0 {
+        return Ok(());
+    }
     if matches!(forward, Forward::Dr | Forward::Tun) && rs.port() != vip.port() {
         return Err(format!(
             "real server {rs}: forward \"{}\" cannot map port {} to {}: {} leaves the packet unchanged, so the server must listen on the VIP's port (use {}:{} or forward \"nat\"/\"fullnat\")",
@@ -387,7 +393,9 @@ pub fn check_syn_proxy(
 /// # Errors
 /// `-o` on a TCP service.
 pub fn check_ops(ops: bool, proto: u8) -> Result<(), String> {
-    if ops && proto != 17 {
+    // A fwmark service may be one-packet (for its UDP flows), as ipvsadm
+    // allows it.
+    if ops && proto != 17 && !marks::is_fwmark(proto) {
         return Err("One-Packet Scheduling (ops) is only for UDP virtual services".into());
     }
     Ok(())
@@ -614,6 +622,8 @@ pub struct Config {
     pub vip_routes: Option<crate::vip_routes::VipRoutesConfig>,
     /// Connection sync and failover (`[sync]`).
     pub sync: sync::SyncConfig,
+    /// `[[mark]]`: the firewall-mark rules (see [`marks`]).
+    pub marks: Vec<marks::MarkConfig>,
 }
 
 impl Config {

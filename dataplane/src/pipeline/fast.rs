@@ -55,8 +55,12 @@ impl Pipeline {
             Lookup::Expired(slot) => self.expire(slot),
             Lookup::Miss => {}
         }
-        let Some(svc) = self.tables.service_at(key.dst, proto) else {
-            return self.miss_not_a_service(&key);
+        let svc = match self.tables.service_at(key.dst, proto) {
+            Some(svc) => svc,
+            None => match self.miss_not_a_service(&key) {
+                Ok(svc) => svc,
+                Err(step) => return step,
+            },
         };
         let owner = self.owner_of_client(svc, &key);
         if owner != usize::from(self.worker) {

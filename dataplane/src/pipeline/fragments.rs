@@ -240,6 +240,7 @@ impl Pipeline {
         }
         self.tables
             .service_at(d.key.dst, d.key.proto)
+            .or_else(|| self.tables.marked_service(d.key.dst, d.key.proto))
             .and_then(|i| self.tables.services.get(i))
             .is_some_and(|s| s.client_address != ClientAddress::None)
     }

@@ -828,6 +828,8 @@ mod flood_tests;
 #[cfg(test)]
 mod fragments_tests;
 #[cfg(test)]
+mod fwmark_tests;
+#[cfg(test)]
 mod hold_tests;
 #[cfg(test)]
 mod modes_tests;
