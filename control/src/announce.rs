@@ -92,7 +92,20 @@ impl Announcer {
 /// (the local routes, which include those added at run time).
 #[must_use]
 pub fn owned(tables: &Tables) -> BTreeSet<Addr> {
-    let mut set: BTreeSet<Addr> = tables.services.iter().map(|s| s.vip.ip).collect();
+    // A firewall-mark service's key is no address; its mark rules' host
+    // addresses are (see `dataplane::marks`).
+    let mut set: BTreeSet<Addr> = tables
+        .services
+        .iter()
+        .filter(|s| !s.is_fwmark())
+        .map(|s| s.vip.ip)
+        .collect();
+    set.extend(tables.marks.rules.iter().flat_map(|r| {
+        r.prefixes
+            .iter()
+            .filter(|p| p.len() == if p.addr().is_v4() { 32 } else { 128 })
+            .map(|p| p.addr())
+    }));
     set.extend(tables.laddrs.iter().copied());
     set.extend(
         tables
@@ -249,6 +262,23 @@ mod tests {
         assert_eq!(
             a.update(&plan::tables(&cfg, &[], &mut reg, 4), t2),
             vec![ip("10.77.0.101"), ip("10.88.0.2")]
+        );
+    }
+
+    #[test]
+    fn a_marks_host_addresses_are_announced_its_key_is_not() {
+        let text = include_str!("../../config/lab.toml").replacen(
+            "[[service]]\n",
+            "[[mark]]\nmark = 1\naddresses = [\"10.77.0.110\", \"10.77.9.0/24\"]\n\n[[service]]\nfwmark = 1\nforward = \"dr\"\n[[service.real_server]]\naddress = \"10.77.0.11\"\n\n[[service]]\n",
+            1,
+        );
+        let cfg = config::parse(Path::new("f.toml"), &text).unwrap();
+        let t = plan::tables(&cfg, &[], &mut Registry::default(), 1);
+        let o = owned(&t);
+        assert!(o.contains(&ip("10.77.0.110")), "{o:?}");
+        assert!(
+            !o.contains(&ip("0.0.0.1")) && !o.contains(&ip("10.77.9.0")),
+            "{o:?}"
         );
     }
 

@@ -32,7 +32,9 @@ fn in_use(config: &Config, a: IpAddr) -> Option<String> {
     if let Some(x) = config.addresses.iter().find(|x| x.addr == a) {
         return Some(format!("{a}/{} is already on {}", x.len, x.dev));
     }
-    if config.services.iter().any(|s| s.vip.ip() == a) {
+    if config.services.iter().any(|s| s.vip.ip() == a)
+        || config.marks.iter().any(|m| m.hosts().any(|h| h == a))
+    {
         return Some(format!("{a} is a virtual service address"));
     }
     if config

@@ -212,13 +212,44 @@ pub fn sort(services: &mut [ServiceView]) {
     }
 }
 
-/// `ipvs_cmp_services` for services without a firewall mark: address
-/// family (`AF_INET` 2 before `AF_INET6` 10), protocol, address, port.
+/// `ipvs_cmp_services`: the firewall mark (`s1->fwmark - s2->fwmark`, as
+/// an `int`; 0 for a service without one, so those come first), address
+/// family (`AF_INET` 2 before `AF_INET6` 10), protocol, address, port. A
+/// fwmark service has ipvsadm's protocol TCP, address 0 and port 0.
 fn cmp_services(a: &ServiceView, b: &ServiceView) -> i32 {
+    let r = fwmark(a).wrapping_sub(fwmark(b)) as i32;
+    if r != 0 {
+        return r;
+    }
+    if fwmark(a) != 0 {
+        // Same mark: IPv4 before IPv6, nothing else differs.
+        return fwmark_family(a) - fwmark_family(b);
+    }
     let proto = |s: &ServiceView| if s.proto == "UDP" { 17 } else { 6 };
     match (family(&a.vip) - family(&b.vip), proto(a) - proto(b)) {
         (0, 0) => cmp_addrs(&a.vip, &b.vip),
         (0, r) | (r, _) => r,
+    }
+}
+
+/// The firewall mark of a listed service (`FWM  1`), 0 for none.
+fn fwmark(s: &ServiceView) -> u32 {
+    if s.proto != "FWM" {
+        return 0;
+    }
+    s.vip
+        .split(' ')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `AF_INET` or `AF_INET6` of a fwmark service (`1`, `1 IPv6`).
+fn fwmark_family(s: &ServiceView) -> i32 {
+    if s.vip.ends_with(" IPv6") {
+        10
+    } else {
+        2
     }
 }
 
@@ -301,16 +332,18 @@ fn merge_sort<T: Clone>(v: &mut [T], cmp: &mut impl FnMut(&T, &T) -> i32) {
 pub fn save(services: &[ServiceView]) -> String {
     let mut out = String::new();
     for s in services {
-        let flag = if s.proto == "UDP" { "-u" } else { "-t" };
-        let _ = writeln!(
-            out,
-            "-A {flag} {} -s {}{}",
-            s.vip,
-            s.scheduler,
-            rule_flags(&s.flags)
-        );
+        // ipvsadm's svc_name in FMT_RULE: `-t VIP`, `-u VIP`, `-f 1`, `-f 1 -6`.
+        let svc = match s.proto.as_str() {
+            "UDP" => format!("-u {}", s.vip),
+            "FWM" => match s.vip.strip_suffix(" IPv6") {
+                Some(m) => format!("-f {m} -6"),
+                None => format!("-f {}", s.vip),
+            },
+            _ => format!("-t {}", s.vip),
+        };
+        let _ = writeln!(out, "-A {svc} -s {}{}", s.scheduler, rule_flags(&s.flags));
         for l in &s.local_addresses {
-            let _ = writeln!(out, "-P {flag} {} -z {l}", s.vip);
+            let _ = writeln!(out, "-P {svc} -z {l}");
         }
         for r in &s.servers {
             let fwd = match r.forward.as_str() {
@@ -319,7 +352,7 @@ pub fn save(services: &[ServiceView]) -> String {
                 "Masq" => "-m",
                 _ => "--fullnat",
             };
-            let mut line = format!("-a {flag} {} -r {} {fwd} -w {}", s.vip, r.addr, r.weight);
+            let mut line = format!("-a {svc} -r {} {fwd} -w {}", r.addr, r.weight);
             if r.upper_threshold > 0 {
                 line += &format!(" -x {}", r.upper_threshold);
             }
@@ -481,6 +514,88 @@ mod tests {
                 "-P -t 192.168.140.100:80 -z 10.0.0.200\n",
                 "-a -t 192.168.140.100:80 -r 192.168.140.11:80 -g -w 1\n",
                 "-a -t 192.168.140.100:80 -r 192.168.140.12:80 --fullnat -w 2 -x 100 -y 50\n",
+            )
+        );
+    }
+
+    fn fwm(mark: &str, servers: &[(&str, &str)]) -> ServiceView {
+        ServiceView {
+            proto: "FWM".into(),
+            vip: mark.into(),
+            scheduler: "rr".into(),
+            flags: " persistent 300".into(),
+            local_addresses: vec![],
+            servers: servers
+                .iter()
+                .map(|(addr, fwd)| RealServerView {
+                    addr: (*addr).into(),
+                    forward: (*fwd).into(),
+                    weight: 1,
+                    upper_threshold: 0,
+                    lower_threshold: 0,
+                    persist_conns: 0,
+                    stats: [4, 40, 30, 2400, 3600],
+                    rates: [0; 5],
+                    active: 1,
+                    inactive: 2,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn fwmark_services_list_save_and_sort_as_ipvsadm() {
+        // print_service_entry: "FWM  %d" / "FWM  %d IPv6", "-f %d" / "-f %d -6".
+        let v4 = fwm("1", &[("10.0.0.2:0", "Masq")]);
+        let v6 = fwm("1 IPv6", &[("[fd00::2]:0", "Route")]);
+        let tcp = ServiceView {
+            proto: "TCP".into(),
+            vip: "10.0.0.1:80".into(),
+            scheduler: "wlc".into(),
+            flags: String::new(),
+            local_addresses: vec![],
+            servers: vec![],
+        };
+        let mut all = vec![fwm("7", &[]), v6.clone(), v4.clone(), tcp];
+        sort(&mut all);
+        let order: Vec<_> = all
+            .iter()
+            .map(|s| format!("{} {}", s.proto, s.vip))
+            .collect();
+        assert_eq!(
+            order,
+            ["TCP 10.0.0.1:80", "FWM 1", "FWM 1 IPv6", "FWM 7"],
+            "ipvs_cmp_services: fwmark first, then af"
+        );
+        assert_eq!(
+            list_services(4096, &[v4.clone(), v6.clone()]),
+            concat!(
+                "IP Virtual Server version 1.2.1 (size=4096)\n",
+                "Prot LocalAddress:Port Scheduler Flags\n",
+                "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n",
+                "FWM  1 rr persistent 300\n",
+                "  -> 10.0.0.2:0                   Masq    1      1          2         \n",
+                "FWM  1 IPv6 rr persistent 300\n",
+                "  -> [fd00::2]:0                  Route   1      1          2         \n",
+            )
+        );
+        assert_eq!(
+            list_services_with(4096, std::slice::from_ref(&v4), Columns::Stats, false),
+            concat!(
+                "IP Virtual Server version 1.2.1 (size=4096)\n",
+                "Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes\n",
+                "  -> RemoteAddress:Port\n",
+                "FWM  1                                   4       40       30     2400     3600\n",
+                "  -> 10.0.0.2:0                          4       40       30     2400     3600\n",
+            )
+        );
+        assert_eq!(
+            save(&[v4, v6]),
+            concat!(
+                "-A -f 1 -s rr -p 300\n",
+                "-a -f 1 -r 10.0.0.2:0 -m -w 1\n",
+                "-A -f 1 -6 -s rr -p 300\n",
+                "-a -f 1 -6 -r [fd00::2]:0 -g -w 1\n",
             )
         );
     }

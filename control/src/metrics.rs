@@ -177,10 +177,16 @@ fn clamp(v: u64) -> i64 {
 }
 
 /// The `service` label of a service: `TCP/10.0.0.1:80`, `TCP/[fd77::100]:80`
-/// (the protocol, then the address as `ipvsadm -L -n` prints it).
+/// (the protocol, then the address as `ipvsadm -L -n` prints it), `FWM/1`.
 #[must_use]
 pub fn service_label(proto: &str, vip: std::net::SocketAddr) -> String {
-    format!("{proto}/{vip}")
+    // A firewall-mark service (its key's port is 0, which no VIP has):
+    // `FWM/1`, `FWM/1/IPv6`, as claims name it.
+    match crate::config::marks::mark_of(vip, dataplane::marks::FWMARK_PROTO) {
+        Some((m, false)) => format!("FWM/{m}"),
+        Some((m, true)) => format!("FWM/{m}/IPv6"),
+        None => format!("{proto}/{vip}"),
+    }
 }
 
 /// The `server` label of a real server: `10.0.0.2:80`, `[fd77::11]:80`.

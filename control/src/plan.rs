@@ -270,6 +270,7 @@ pub fn tables(
         tentative: Vec::new(),
         standby: Vec::new(),
         vlans,
+        marks: crate::config::marks::rules(&config.marks),
     }
 }
 

@@ -128,14 +128,28 @@ pub fn local_routes(config: &Config) -> BTreeMap<IpAddr, u32> {
 }
 
 /// Whether each VIP of `config` (as the data plane sees it: health applied)
-/// has a usable real server on some service. Firewall-mark services have
-/// no address of their own and are not listed.
+/// has a usable real server on some service. A firewall-mark service has
+/// no address of its own: the host addresses of its mark's rules (`/32`,
+/// `/128`) stand for it; wider prefixes are the operator's to route.
 #[must_use]
 pub fn usable_vips(config: &Config) -> BTreeMap<IpAddr, bool> {
     let mut out = BTreeMap::new();
     for s in &config.services {
         let usable = s.real_servers.iter().any(|r| r.weight > 0);
-        *out.entry(s.vip.ip()).or_insert(false) |= usable;
+        match crate::config::marks::mark_of(s.vip, s.proto) {
+            None => *out.entry(s.vip.ip()).or_insert(false) |= usable,
+            Some((mark, v6)) => {
+                let hosts = config
+                    .marks
+                    .iter()
+                    .filter(|m| m.mark == mark)
+                    .flat_map(crate::config::marks::MarkConfig::hosts)
+                    .filter(|ip| ip.is_ipv6() == v6);
+                for ip in hosts {
+                    *out.entry(ip).or_insert(false) |= usable;
+                }
+            }
+        }
     }
     out
 }

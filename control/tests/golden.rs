@@ -335,6 +335,116 @@ fn connections_v6() -> Vec<ConnectionView> {
     ]
 }
 
+/// Firewall-mark services (`FWM  1`, `FWM  1 IPv6`) beside a VIP service,
+/// which libipvs sorts before them (its fwmark is 0).
+fn services_fwmark() -> Vec<ServiceView> {
+    let r = |addr: &str, fwd: &str, w: u32, persist: u64, stats: [u64; 5], conns: (u64, u64)| {
+        rs(
+            addr,
+            fwd,
+            w,
+            (0, 0),
+            persist,
+            stats,
+            [1, 10, 9, 800, 900],
+            conns,
+        )
+    };
+    vec![
+        svc(
+            "FWM",
+            "7",
+            "rr",
+            " persistent 300",
+            &["10.0.0.200"],
+            vec![r(
+                "10.0.0.2:0",
+                "FullNat",
+                1,
+                3,
+                [5, 50, 40, 3000, 123_456_789],
+                (2, 1),
+            )],
+        ),
+        svc(
+            "FWM",
+            "1 IPv6",
+            "sh",
+            "",
+            &[],
+            vec![r("[fd77::11]:0", "Route", 2, 0, [1, 2, 3, 4, 5], (1, 0))],
+        ),
+        svc(
+            "FWM",
+            "1",
+            "wlc",
+            " persistent 600 mask 255.255.255.0",
+            &[],
+            vec![
+                r("10.0.0.12:0", "Masq", 1, 0, [7, 70, 70, 4900, 9100], (0, 3)),
+                r(
+                    "10.0.0.11:8080",
+                    "Masq",
+                    2,
+                    1,
+                    [12, 120, 119, 8400, 15470],
+                    (0, 5),
+                ),
+            ],
+        ),
+        svc(
+            "TCP",
+            "10.0.0.1:80",
+            "wrr",
+            "",
+            &["10.0.0.200"],
+            vec![r(
+                "10.0.0.2:80",
+                "FullNat",
+                1,
+                0,
+                [1, 5, 4, 300, 4000],
+                (0, 0),
+            )],
+        ),
+    ]
+}
+
+/// A fwmark service's connections (the address and port they went to) and
+/// template (`IP`, the mark as the address, no ports), as the kernel lists them.
+fn connections_fwmark() -> Vec<ConnectionView> {
+    let c =
+        |proto: &str, secs: u64, state: &str, client: &str, vip: &str, rs: &str| ConnectionView {
+            proto: proto.into(),
+            expires_in_secs: secs,
+            state: state.into(),
+            client: client.into(),
+            vip: vip.into(),
+            rs: rs.into(),
+            laddr: String::new(),
+            worker: 1,
+        };
+    vec![
+        c(
+            "TCP",
+            899,
+            "ESTABLISHED",
+            "10.1.2.3:40000",
+            "10.0.0.110:443",
+            "10.0.0.12:443",
+        ),
+        c(
+            "UDP",
+            300,
+            "UDP",
+            "10.1.2.3:40001",
+            "10.0.0.110:443",
+            "10.0.0.12:443",
+        ),
+        c("IP", 298, "NONE", "10.1.2.0:0", "0.0.0.1:0", "10.0.0.12:0"),
+    ]
+}
+
 fn sorted() -> Vec<ServiceView> {
     let mut s = services();
     ipvsadm_fmt::sort(&mut s);
@@ -412,7 +522,22 @@ fn outputs() -> Vec<(&'static str, String)> {
             false,
         )
     };
+    let mut sorted_fwm = services_fwmark();
+    ipvsadm_fmt::sort(&mut sorted_fwm);
+    let list_fwm = |c, exact| ipvsadm_fmt::list_services_with(TABLE_SIZE, &sorted_fwm, c, exact);
     vec![
+        ("list-fwmark.txt", list_fwm(Columns::Plain, false)),
+        ("stats-fwmark.txt", list_fwm(Columns::Stats, false)),
+        ("rate-fwmark.txt", list_fwm(Columns::Rate, false)),
+        (
+            "persistent-conn-fwmark.txt",
+            list_fwm(Columns::PersistentConn, false),
+        ),
+        ("save-fwmark.txt", ipvsadm_fmt::save(&sorted_fwm)),
+        (
+            "connections-fwmark.txt",
+            ipvsadm_fmt::list_connections(&connections_fwmark()),
+        ),
         ("list.txt", list(Columns::Plain, false)),
         (
             "list-nosort.txt",

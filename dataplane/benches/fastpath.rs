@@ -159,6 +159,7 @@ fn bench_pipeline_mode(c: &mut Criterion, mode: ClientAddress) {
         tentative: Vec::new(),
         standby: Vec::new(),
         vlans: Default::default(),
+        marks: Default::default(),
     });
     let neigh = Arc::new(NeighMap::new(vec![NeighEntry {
         ip: [10, 77, 0, 11].into(),

@@ -72,6 +72,7 @@ fn pipeline() -> Pipeline {
         tentative: Vec::new(),
         standby: Vec::new(),
         vlans: Default::default(),
+        marks: Default::default(),
     });
     let neigh = Arc::new(NeighMap::new(vec![NeighEntry {
         ip: [10, 77, 0, 11].into(),

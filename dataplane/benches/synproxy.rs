@@ -99,6 +99,7 @@ fn bench_answer(c: &mut Criterion) {
         tentative: Vec::new(),
         standby: Vec::new(),
         vlans: Default::default(),
+        marks: Default::default(),
     });
     let mut p = Pipeline::new(tables, Arc::new(NeighMap::new(Vec::new())), 65536, 1, 0, 1);
     let frames: Vec<Vec<u8>> = (0..1024).map(syn).collect();

@@ -21,6 +21,20 @@
 //! delivered whole anyway. Entries that time out before their datagram is
 //! complete are counted (`timed_out`).
 //!
+//! Overlaps: each entry keeps the byte ranges seen ([`SPANS`] of them,
+//! adjacent ones merged). A later fragment that overlaps them partly, or
+//! goes past the end the last fragment gave, or a second last fragment
+//! that disagrees, ends the datagram (its entry is removed, so its further
+//! fragments go as `no_first`) and is dropped, as Linux discards a
+//! datagram with overlapping fragments (RFC 5722; `IPSTATS_MIB_REASMOVERLAPS`)
+//! : overlapping fragments are how a transport header is rewritten behind
+//! a filter's back (RFC 1858). A fragment wholly inside what was seen (a
+//! duplicate) is dropped alone and the datagram lives on, as Linux's
+//! `IPFRAG_DUP`. A first fragment sent again while its datagram is filed
+//! is such a duplicate (or, if longer, an overlap). A datagram that would
+//! need more than [`SPANS`] separate ranges (holes left by fragments far out
+//! of order) is ended the same way. All counted as `overlapping`.
+//!
 //! Plain data, one per worker: no allocation after creation, no lock.
 
 use crate::addr::Addr;
@@ -34,6 +48,9 @@ pub const WAYS: usize = 4;
 /// How long the later fragments of a datagram are waited for after its
 /// first one (Linux's reassembly waits 30 s; a forwarder need not).
 pub const TIMEOUT_MS: u64 = 2_000;
+/// Separate byte ranges a datagram's entry tracks (in-order or reversed
+/// fragments need one or two).
+pub const SPANS: usize = 8;
 
 /// What every fragment of one datagram carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,15 +111,97 @@ struct Entry {
     key: FragKey,
     follow: Follow,
     expires: Millis,
-    /// Data bytes seen so far.
-    seen: u32,
+    /// Byte ranges seen, `[start, end)`, disjoint and not adjacent; the
+    /// first `n` are used.
+    spans: [(u32, u32); SPANS],
+    n: u8,
     /// The datagram's length, once its last fragment came (0: not yet).
     total: u32,
 }
 
+/// How a fragment fits what its datagram's entry saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fit {
+    /// New bytes, filed.
+    New,
+    /// Wholly inside what was seen (a duplicate).
+    Duplicate,
+    /// Overlaps partly, disagrees with the datagram's end, or leaves too
+    /// many ranges: the datagram is ended.
+    Overlap,
+}
+
 impl Entry {
+    fn new(key: FragKey, follow: Follow, first: Piece, now: Millis) -> Self {
+        let mut e = Self {
+            key,
+            follow,
+            expires: Millis(now.0 + TIMEOUT_MS),
+            spans: [(0, 0); SPANS],
+            n: 0,
+            total: 0,
+        };
+        e.add(first);
+        e
+    }
+
     fn complete(&self) -> bool {
-        self.total != 0 && self.seen >= self.total
+        self.total != 0 && self.n == 1 && self.spans[0] == (0, self.total)
+    }
+
+    /// Files `p`'s bytes, if they fit (see [`Fit`]).
+    fn add(&mut self, p: Piece) -> Fit {
+        let (a, b) = (p.offset, p.offset.saturating_add(p.len));
+        let used = &self.spans[..usize::from(self.n)];
+        if let Some(&(s, e)) = used.iter().find(|&&(s, e)| a < e && s < b) {
+            return if s <= a && b <= e && (p.more || p.total() == Some(self.total)) {
+                Fit::Duplicate
+            } else {
+                Fit::Overlap
+            };
+        }
+        let end = used.iter().map(|&(_, e)| e).max().unwrap_or(0);
+        match p.total() {
+            Some(t) if (self.total != 0 && t != self.total) || t < end => return Fit::Overlap,
+            Some(t) => self.total = t,
+            None if self.total != 0 && b > self.total => return Fit::Overlap,
+            None => {}
+        }
+        if a == b {
+            return Fit::New;
+        }
+        // Insert in order, merging with the neighbours it touches.
+        let mut spans = [(0u32, 0u32); SPANS + 1];
+        let mut k = 0;
+        let mut new = Some((a, b));
+        for &(s, e) in used {
+            if let Some((na, nb)) = new {
+                if nb < s {
+                    spans[k] = (na, nb);
+                    k += 1;
+                    new = None;
+                } else if nb == s || na == e {
+                    new = Some((na.min(s), nb.max(e)));
+                    continue;
+                }
+            }
+            if k > 0 && spans[k - 1].1 == s {
+                spans[k - 1].1 = e;
+            } else {
+                spans[k] = (s, e);
+                k += 1;
+            }
+        }
+        if let Some(n) = new {
+            spans[k] = n;
+            k += 1;
+        }
+        if k > SPANS {
+            return Fit::Overlap;
+        }
+        self.spans[..k].copy_from_slice(&spans[..k]);
+        self.n = k as u8;
+        Fit::New
     }
 }
 
@@ -118,20 +217,31 @@ pub struct FragCounters {
     pub table_full: u64,
     /// Datagrams whose later fragments stopped coming ([`TIMEOUT_MS`]).
     pub timed_out: u64,
+    /// Fragments dropped because they overlap what their datagram sent
+    /// already (see the module doc): duplicates alone, the rest with
+    /// their datagram.
+    pub overlapping: u64,
 }
 
 impl FragCounters {
     /// Names in metrics and `--stats-dp`.
-    pub const NAMES: [&'static str; 4] = ["forwarded", "no_first", "table_full", "timed_out"];
+    pub const NAMES: [&'static str; 5] = [
+        "forwarded",
+        "no_first",
+        "table_full",
+        "timed_out",
+        "overlapping",
+    ];
 
     /// The counters, in the order of [`Self::NAMES`].
     #[must_use]
-    pub fn values(&self) -> [u64; 4] {
+    pub fn values(&self) -> [u64; 5] {
         [
             self.forwarded,
             self.no_first,
             self.table_full,
             self.timed_out,
+            self.overlapping,
         ]
     }
 }
@@ -220,19 +330,36 @@ impl FragTable {
             self.counters.table_full += 1;
             return Err(Full);
         };
-        self.slots[i] = Some(Entry {
-            key,
-            follow,
-            expires: Millis(now.0 + TIMEOUT_MS),
-            seen: first.len,
-            total: first.total().unwrap_or(0),
-        });
+        self.slots[i] = Some(Entry::new(key, follow, first, now));
         Ok(())
+    }
+
+    /// True (counted as `overlapping`) if the first fragment `first` of
+    /// datagram `key` comes while that datagram is filed and live: a
+    /// duplicate is refused alone, a longer one ends the datagram. Checked
+    /// before the first fragment goes through its flow.
+    pub fn first_again(&mut self, key: &FragKey, first: Piece, now: Millis) -> bool {
+        let range = self.bucket(key);
+        for i in range {
+            let Some(e) = self.slots[i].as_mut() else {
+                continue;
+            };
+            if e.key != *key || e.expires <= now {
+                continue;
+            }
+            self.counters.overlapping += 1;
+            if e.add(first) != Fit::Duplicate {
+                self.slots[i] = None;
+            }
+            return true;
+        }
+        false
     }
 
     /// What a later fragment `piece` of the datagram `key` does; `None`
     /// (counted as `no_first`) if its datagram is not filed or its entry
-    /// timed out. The entry ends when its datagram is complete.
+    /// timed out, or (counted as `overlapping`) if it overlaps what the
+    /// datagram sent already. The entry ends when its datagram is complete.
     pub fn follow(&mut self, key: &FragKey, piece: Piece, now: Millis) -> Option<Follow> {
         let range = self.bucket(key);
         for i in range {
@@ -247,9 +374,17 @@ impl FragTable {
                 self.slots[i] = None;
                 break;
             }
-            e.seen = e.seen.saturating_add(piece.len);
-            if let Some(t) = piece.total() {
-                e.total = t;
+            match e.add(piece) {
+                Fit::New => {}
+                Fit::Duplicate => {
+                    self.counters.overlapping += 1;
+                    return None;
+                }
+                Fit::Overlap => {
+                    self.counters.overlapping += 1;
+                    self.slots[i] = None;
+                    return None;
+                }
             }
             let follow = e.follow;
             if e.complete() {
@@ -403,14 +538,108 @@ mod tests {
     }
 
     #[test]
+    fn overlaps_end_the_datagram_and_duplicates_are_dropped_alone() {
+        let mut t = FragTable::new();
+        t.insert(key(1), flow(), piece(0, 24, true), Millis(0))
+            .unwrap();
+        // Offset 8 over the first's TCP header (RFC 1858's attack): the
+        // datagram ends; what follows finds nothing.
+        assert_eq!(t.follow(&key(1), piece(8, 24, true), Millis(0)), None);
+        assert!(t.is_empty());
+        assert_eq!(t.follow(&key(1), piece(24, 8, false), Millis(0)), None);
+        assert_eq!((t.counters.overlapping, t.counters.no_first), (1, 1));
+        // A duplicate: dropped alone, the datagram completes.
+        t.insert(key(2), flow(), piece(0, 16, true), Millis(0))
+            .unwrap();
+        assert_eq!(
+            t.follow(&key(2), piece(32, 8, false), Millis(0)),
+            Some(flow())
+        );
+        assert_eq!(
+            t.follow(&key(2), piece(32, 8, false), Millis(0)),
+            None,
+            "last again"
+        );
+        assert_eq!(
+            t.follow(&key(2), piece(8, 8, true), Millis(0)),
+            None,
+            "inside the first"
+        );
+        assert_eq!(t.counters.overlapping, 3);
+        assert!(
+            t.first_again(&key(2), piece(0, 16, true), Millis(0)),
+            "the first again"
+        );
+        assert_eq!(t.counters.overlapping, 4);
+        assert_eq!(
+            t.follow(&key(2), piece(16, 16, true), Millis(0)),
+            Some(flow())
+        );
+        assert!(t.is_empty(), "complete");
+        // A longer first fragment sent again ends it.
+        t.insert(key(3), flow(), piece(0, 16, true), Millis(0))
+            .unwrap();
+        assert!(t.first_again(&key(3), piece(0, 24, true), Millis(0)));
+        assert!(t.is_empty());
+        assert!(
+            !t.first_again(&key(3), piece(0, 24, true), Millis(0)),
+            "not filed"
+        );
+        // Past the end the last fragment gave, or a second end: ended.
+        for (p, q) in [
+            (piece(40, 8, false), piece(48, 8, true)),
+            (piece(40, 8, false), piece(56, 8, false)),
+            (piece(40, 8, false), piece(24, 8, false)),
+        ] {
+            t.insert(key(4), flow(), piece(0, 16, true), Millis(0))
+                .unwrap();
+            assert_eq!(t.follow(&key(4), p, Millis(0)), Some(flow()));
+            assert_eq!(t.follow(&key(4), q, Millis(0)), None, "{q:?}");
+            assert!(t.is_empty());
+        }
+    }
+
+    #[test]
+    fn fragments_in_any_order_complete_and_too_many_holes_end_it() {
+        let mut t = FragTable::new();
+        // Reversed, then shuffled: complete exactly once every byte came.
+        for order in [[4u32, 3, 2, 1], [2, 4, 1, 3]] {
+            t.insert(key(5), flow(), piece(0, 8, true), Millis(0))
+                .unwrap();
+            for (i, k) in order.iter().enumerate() {
+                assert_eq!(t.len(), 1, "{order:?} before {i}");
+                let p = piece(k * 8, 8, *k != 4);
+                assert_eq!(t.follow(&key(5), p, Millis(0)), Some(flow()));
+            }
+            assert!(t.is_empty(), "{order:?}");
+        }
+        // Every other block: SPANS ranges fit, one more ends it.
+        t.insert(key(6), flow(), piece(0, 8, true), Millis(0))
+            .unwrap();
+        for k in 1..SPANS as u32 {
+            assert_eq!(
+                t.follow(&key(6), piece(k * 16, 8, true), Millis(0)),
+                Some(flow())
+            );
+        }
+        assert_eq!(
+            t.follow(&key(6), piece(SPANS as u32 * 16, 8, true), Millis(0)),
+            None
+        );
+        assert!(t.is_empty());
+        assert_eq!(t.counters.overlapping, 1);
+    }
+
+    #[test]
     fn names_match_values() {
         let c = FragCounters {
             forwarded: 1,
             no_first: 2,
             table_full: 3,
             timed_out: 4,
+            overlapping: 5,
         };
-        assert_eq!(c.values(), [1, 2, 3, 4]);
+        assert_eq!(c.values(), [1, 2, 3, 4, 5]);
         assert_eq!(FragCounters::NAMES.len(), c.values().len());
     }
 }

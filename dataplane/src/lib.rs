@@ -21,6 +21,7 @@ pub mod hold;
 pub mod laddr;
 pub mod limits;
 pub mod local;
+pub mod marks;
 pub mod neigh;
 pub mod packet;
 pub mod pipeline;

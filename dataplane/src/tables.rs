@@ -5,8 +5,10 @@
 //! (service, real server, local address) are what sessions store, so a
 //! snapshot is never mutated in place: a change means a new snapshot.
 
+use crate::marks::{self, MarkRules};
 use crate::route::Routes;
 use crate::sched::{SchedFlags, SchedKind, SchedTable};
+use crate::session::template::TemplateKey;
 use crate::session::{Addr, Endpoint, Timeouts};
 use crate::vlan::VlanMap;
 use crate::wire::MacAddr;
@@ -191,6 +193,72 @@ pub struct Service {
     pub syn_proxy: bool,
 }
 
+impl Service {
+    /// True for a firewall-mark service (`ipvsadm -f`, see [`crate::marks`]).
+    #[inline]
+    #[must_use]
+    pub fn is_fwmark(&self) -> bool {
+        self.proto == marks::FWMARK_PROTO
+    }
+
+    /// The persistence template key of a new flow of `proto` from `client`
+    /// to `dst`, under persistence `p`: `(masked client, VIP:port, proto)`,
+    /// and for a firewall-mark service `(masked client, mark, 0)` whatever
+    /// the port and protocol, as the kernel's `ip_vs_sched_persist` keys
+    /// them (`<IPPROTO_IP, caddr, 0, fwmark, 0>`).
+    #[inline]
+    #[must_use]
+    pub fn template_key(
+        &self,
+        p: Persistence,
+        client: Addr,
+        dst: Endpoint,
+        proto: u8,
+    ) -> TemplateKey {
+        if self.is_fwmark() {
+            TemplateKey {
+                client: p.mask(client),
+                vip: self.vip,
+                proto: marks::FWMARK_PROTO,
+            }
+        } else {
+            TemplateKey {
+                client: p.mask(client),
+                vip: dst,
+                proto,
+            }
+        }
+    }
+
+    /// The port a new connection to `dst` reaches server `rs` at: the
+    /// server's. A firewall-mark service keeps the packet's destination
+    /// port for a server without one (port 0), and always when persistent:
+    /// the kernel's `dest->port ? dest->port : vport` (`ip_vs_schedule`)
+    /// and `dport = dst_port` when it is not the service's port
+    /// (`ip_vs_sched_persist`; a fwmark service's port is 0).
+    #[inline]
+    #[must_use]
+    pub fn server_port(&self, rs: &RealServer, dst: Endpoint) -> u16 {
+        if self.is_fwmark() && (rs.addr.port == 0 || self.persistence.is_some()) {
+            dst.port
+        } else {
+            rs.addr.port
+        }
+    }
+
+    /// The server whose connections go to `rs` (a synced connection's
+    /// server): the one at that address and port, or for a firewall-mark
+    /// service the one at that address whose connections keep their port.
+    #[must_use]
+    pub fn server_reached_at(&self, rs: Endpoint) -> Option<&RealServer> {
+        self.servers.iter().find(|s| s.addr == rs).or_else(|| {
+            self.servers
+                .iter()
+                .find(|s| s.addr.ip == rs.ip && self.server_port(s, rs) == rs.port)
+        })
+    }
+}
+
 /// Everything the pipeline forwards by.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tables {
@@ -225,6 +293,9 @@ pub struct Tables {
     /// 802.1Q sub-interfaces: which interfaces after the physical ports are
     /// VLANs of which port (empty without any; see [`crate::vlan`]).
     pub vlans: VlanMap,
+    /// Firewall-mark rules (see [`crate::marks`]): what gives a packet
+    /// that found no VIP service the mark of a firewall-mark service.
+    pub marks: MarkRules,
 }
 
 impl Tables {
@@ -237,6 +308,22 @@ impl Tables {
             .position(|s| s.vip == vip && s.proto == proto)
     }
 
+    /// The firewall-mark service of a flow of `proto` to `dst` that found
+    /// no VIP service: the first mark rule matching it gives the mark, and
+    /// the service of that mark and `dst`'s family is the one (see
+    /// [`crate::marks`]). Cold path (a miss): a walk over the rules.
+    #[must_use]
+    pub fn marked_service(&self, dst: Endpoint, proto: u8) -> Option<usize> {
+        if self.marks.is_empty() {
+            return None;
+        }
+        let mark = self.marks.classify(dst, proto)?;
+        self.service_at(
+            marks::service_vip(mark, !dst.ip.is_v4()),
+            marks::FWMARK_PROTO,
+        )
+    }
+
     /// The service whose NAT real server `rs` is, for `proto`: the owner of
     /// a NAT reply (`rs → client`) that missed a worker's session table is
     /// the owner of `client → that service's VIP`. The first match wins (a
@@ -246,10 +333,14 @@ impl Tables {
     #[must_use]
     pub fn nat_service_of(&self, rs: Endpoint, proto: u8) -> Option<usize> {
         self.services.iter().position(|s| {
-            s.proto == proto
-                && s.servers
-                    .iter()
-                    .any(|r| r.addr == rs && r.forward == Forward::Nat)
+            // A firewall-mark service takes both protocols, and its servers
+            // may answer from the port each connection kept.
+            (s.proto == proto || s.is_fwmark())
+                && s.servers.iter().any(|r| {
+                    r.forward == Forward::Nat
+                        && r.addr.ip == rs.ip
+                        && (r.addr.port == rs.port || s.server_port(r, rs) == rs.port)
+                })
         })
     }
 
@@ -260,12 +351,16 @@ impl Tables {
         self.laddrs.iter().position(|a| *a == ip)
     }
 
-    /// True if the appliance owns `ip` (VIP, local address or interface address).
+    /// True if the appliance owns `ip` (VIP, local address, interface
+    /// address, or a host address of a mark rule).
     #[must_use]
     pub fn owns(&self, ip: Addr) -> bool {
-        self.services.iter().any(|s| s.vip.ip == ip)
+        self.services
+            .iter()
+            .any(|s| s.vip.ip == ip && s.proto != marks::FWMARK_PROTO)
             || self.laddrs.contains(&ip)
             || self.is_interface_addr(ip)
+            || self.marks.has_host(ip)
     }
 
     /// True if `ip` is an own IPv6 address not (or not yet) usable: see
@@ -389,6 +484,7 @@ mod tests {
             tentative: Vec::new(),
             standby: Vec::new(),
             vlans: VlanMap::default(),
+            marks: Default::default(),
         };
         assert_eq!(
             t.next_hop(Addr::v4([10, 0, 0, 9])),
@@ -464,6 +560,7 @@ mod tests {
             tentative: Vec::new(),
             standby: Vec::new(),
             vlans: VlanMap::default(),
+            marks: Default::default(),
         };
         assert_eq!(
             t.next_hop(Addr::v4([10, 79, 0, 11])),
@@ -527,6 +624,7 @@ mod tests {
             tentative: Vec::new(),
             standby: Vec::new(),
             vlans: VlanMap::default(),
+            marks: Default::default(),
         };
         assert!(t.on_link(0, Addr::v4([10, 77, 0, 11])));
         assert!(

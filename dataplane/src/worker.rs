@@ -128,7 +128,7 @@ pub struct WorkerShared {
     /// Feature events, in [`crate::stats::EVENT_NAMES`] order.
     pub events: [AtomicU64; crate::stats::EVENT_NAMES.len()],
     /// Fragment counters, in [`crate::frag::FragCounters::NAMES`] order.
-    pub frags: [AtomicU64; 4],
+    pub frags: [AtomicU64; crate::frag::FragCounters::NAMES.len()],
     /// Hit counters of ACL rules and limits, by the index control gave
     /// each ([`crate::limits::MAX_COUNTERS`] of them).
     pub access_hits: Vec<AtomicU64>,

@@ -235,6 +235,7 @@ fn tables() -> Arc<Tables> {
         tentative: Vec::new(),
         standby: Vec::new(),
         vlans: Default::default(),
+        marks: Default::default(),
     })
 }
 

@@ -60,6 +60,7 @@ fn tables(generation: u64) -> Arc<Tables> {
         routes: Routes::default(),
         tentative: Vec::new(),
         vlans: VlanMap::default(),
+        marks: Default::default(),
         standby: Vec::new(),
     })
 }

@@ -11,6 +11,8 @@ const SERVICES: &str = "http\t80/tcp\twww\ndomain\t53/udp\n";
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = resolve_with(text, "tcp", SERVICES, &|h| (h == "localhost").then_some(Ipv4Addr::LOCALHOST));
+        let _ = resolve_with(text, "tcp", SERVICES, &|h| {
+            (h == "localhost").then_some(Ipv4Addr::LOCALHOST)
+        });
     }
 });

@@ -1,5 +1,6 @@
 //! The whole pipeline on arbitrary frames: a worker configured as the
-//! golden tests' (every forwarding mode, both families, FULLNAT64), its
+//! golden tests' (every forwarding mode, both families, FULLNAT64) plus a
+//! firewall-mark service and its mark rule, its
 //! session table primed with the golden cases' input frames, then the fuzz
 //! input as one frame, processed twice: described first (the worker's
 //! read-ahead) and not, on two identically primed pipelines. Neither may
@@ -16,6 +17,7 @@ use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 use rvs_dataplane::addr::Addr;
+use rvs_dataplane::marks;
 use rvs_dataplane::neigh::{NeighEntry, NeighMap};
 use rvs_dataplane::packet::PacketBuf;
 use rvs_dataplane::pipeline::{Pipeline, Verdict};
@@ -142,7 +144,36 @@ fn tables() -> Arc<Tables> {
         ])
         .unwrap_or_else(|e| panic!("IPv6 routes: {e}")),
     };
+    // A firewall-mark service (mark 1, NAT, persistent, a server without
+    // a port) that the mark rules give TCP and UDP 443-444 of
+    // 10.77.0.110/32 and 10.77.9.0/24: the miss path's classifier.
+    rs_index += 1;
+    services.push(Service {
+        vip: marks::service_vip(1, false),
+        proto: marks::FWMARK_PROTO,
+        sched: SchedKind::RoundRobin,
+        servers: vec![RealServer {
+            addr: Endpoint::at(rs(2, false), 0),
+            weight: 1,
+            index: rs_index - 1,
+            forward: Forward::Nat,
+            ..Default::default()
+        }],
+        persistence: Some(rvs_dataplane::tables::Persistence::new(300)),
+        ..Default::default()
+    });
+    let prefix =
+        |a, len| rvs_dataplane::acl::Prefix::new(a, len).unwrap_or_else(|| panic!("prefix"));
+    let marks = marks::MarkRules {
+        rules: vec![marks::MarkRule {
+            mark: 1,
+            prefixes: vec![prefix(v4(110), 32), prefix(Addr::v4([10, 77, 9, 0]), 24)],
+            proto: 0,
+            ports: vec![(443, 444)],
+        }],
+    };
     Arc::new(Tables {
+        marks,
         interfaces: vec![Interface {
             port: 0,
             mac: LB_MAC,
@@ -177,7 +208,6 @@ fn neighbours() -> Arc<NeighMap> {
             .collect(),
     ))
 }
-
 
 // ---- priming ----------------------------------------------------------------
 
@@ -231,7 +261,11 @@ fn run(p: &mut Pipeline, frame: &[u8], now: Millis, describe: bool) -> (Verdict,
     let mut buf = vec![0xa5; HEADROOM + frame.len() + TAILROOM];
     buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
     let mut pkt = PacketBuf::new(&mut buf, HEADROOM, frame.len());
-    let desc = if describe { p.describe(pkt.frame()) } else { None };
+    let desc = if describe {
+        p.describe(pkt.frame())
+    } else {
+        None
+    };
     let verdict = p.process_desc(&mut pkt, 0, desc.as_ref(), now);
     if let Verdict::Hold { decision, .. } = verdict {
         p.abandon(decision);

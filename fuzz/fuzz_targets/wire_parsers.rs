@@ -16,12 +16,24 @@ fuzz_target!(|data: &[u8]| {
         let _ = (e.dst(), e.src(), e.ethertype(), e.payload().len());
     }
     if let Ok(a) = arp::Packet::new_checked(data) {
-        let _ = (a.op(), a.sender_mac(), a.sender_ip(), a.target_mac(), a.target_ip());
+        let _ = (
+            a.op(),
+            a.sender_mac(),
+            a.sender_ip(),
+            a.target_mac(),
+            a.target_ip(),
+        );
     }
     if let Ok(ip) = ipv4::Packet::new_checked(data) {
         assert!(ip.header_len() >= ipv4::MIN_HEADER_LEN);
         assert!(ip.header_len() <= ip.total_len() && ip.total_len() <= data.len());
-        let _ = (ip.src(), ip.dst(), ip.ttl(), ip.is_fragment(), ip.verify_checksum());
+        let _ = (
+            ip.src(),
+            ip.dst(),
+            ip.ttl(),
+            ip.is_fragment(),
+            ip.verify_checksum(),
+        );
         assert_eq!(ip.payload().len(), ip.total_len() - ip.header_len());
     }
     if let Ok(ip) = ingress_check::ipv4_header(data) {

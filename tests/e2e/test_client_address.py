@@ -32,11 +32,13 @@ UDP_PORT = 5302
 RS = "10.77.0.11"
 RS6 = "fd77::11"
 V1, V2, TOA, V64 = 8001, 8002, 8003, 8064
+# The same modes behind the SYN proxy (docs/synproxy.md).
+SP1, SP2, SPTOA = 8011, 8012, 8013
 CONNECTIONS = 100
 BIG = 10 * 1024 * 1024
 
 
-def service(vip: str, port: int, mode: str, rs: str, laddr: str) -> str:
+def service(vip: str, port: int, mode: str, rs: str, laddr: str, syn_proxy: bool = False) -> str:
     return f"""
 [[service]]
 vip = {rvslab.toml_str(rvslab.endpoint(vip, port))}
@@ -45,6 +47,7 @@ scheduler = "rr"
 forward = "fullnat"
 client_address = "{mode}"
 local_addresses = [{rvslab.toml_str(laddr)}]
+syn_proxy = {str(syn_proxy).lower()}
 
 [[service.real_server]]
 address = {rvslab.toml_str(rvslab.endpoint(rs, port))}
@@ -59,6 +62,9 @@ def rvsd_config(text: str) -> str:
         service(VIP6, V1, "proxy-v1", RS6, LOCAL_ADDR6),
         service(VIP6, V2, "proxy-v2", RS6, LOCAL_ADDR6),
         service(VIP6, V64, "proxy-v2", RS, LOCAL_ADDR),  # FULLNAT64
+        service(VIP, SP1, "proxy-v1", RS, LOCAL_ADDR, syn_proxy=True),
+        service(VIP, SP2, "proxy-v2", RS, LOCAL_ADDR, syn_proxy=True),
+        service(VIP, SPTOA, "toa", RS, LOCAL_ADDR, syn_proxy=True),
     ):
         text = rvslab.append_service(text, svc)
     udp = service(VIP, UDP_PORT, "proxy-v2", RS, LOCAL_ADDR).replace('protocol = "tcp"', 'protocol = "udp"')
@@ -86,6 +92,8 @@ http {{
         listen {rs}:{v2} proxy_protocol;
         listen [{rs6}]:{v2} proxy_protocol;
         listen {rs}:{v64} proxy_protocol;
+        listen {rs}:{sp1} proxy_protocol;
+        listen {rs}:{sp2} proxy_protocol;
         access_log {dir}/pp.log pp;
         root {dir}/www;
         client_max_body_size 64m;
@@ -94,6 +102,7 @@ http {{
     }}
     server {{
         listen {rs}:{toa};
+        listen {rs}:{sptoa};
         access_log {dir}/toa.log;
         location / {{ return 200 "toa\\n"; }}
     }}
@@ -108,7 +117,8 @@ def nginx(lab):
         (d / sub).mkdir(parents=True, exist_ok=True)
     (d / "www" / "big.bin").write_bytes(os.urandom(BIG))
     conf = d / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(dir=d, rs=RS, rs6=RS6, v1=V1, v2=V2, v64=V64, toa=TOA))
+    conf.write_text(NGINX_CONF.format(dir=d, rs=RS, rs6=RS6, v1=V1, v2=V2, v64=V64, toa=TOA,
+                                sp1=SP1, sp2=SP2, sptoa=SPTOA))
     err = open(d / "stderr.log", "w")
     proc = subprocess.Popen(["ip", "netns", "exec", "rvs-rs1", "nginx", "-c", str(conf), "-e", str(d / "error.log")],
                             stdin=subprocess.DEVNULL, stdout=err, stderr=err)
@@ -333,6 +343,58 @@ def test_tshark_decodes_proxy_headers_and_toa_on_the_server(lab, nginx):
     metrics = rvslab.in_ns("lb", ["curl", "-s", "http://127.0.0.1:9477/metrics"]).stdout
     assert re.search(r'rvs_worker_events_total\{event="client_addr_inserted",worker="\d+"\} [1-9]', metrics), \
         metrics
+
+
+# ---- behind the SYN proxy ---------------------------------------------------
+
+def synproxy_opened(lab) -> int:
+    """Connections the SYN proxy opened to servers, over all workers."""
+    workers = rvslab.parse_worker_stats(lab.rvsadm("--stats-dp").stdout)
+    return sum(w.synproxy.get("sessions_opened", 0) for w in workers)
+
+
+@pytest.mark.parametrize("port", [SP1, SP2], ids=["v1", "v2"])
+def test_proxy_header_behind_the_syn_proxy(lab, nginx, port):
+    """nginx logs the client through a SYN-proxied PROXY service, and a
+    10 MB download (the server's stream shifted by the proxy, the client's
+    acknowledgements by the header) arrives intact."""
+    listing = lab.rvsadm("-L", "-n").stdout
+    assert re.search(rf"TCP  {VIP}:{port} rr .*synproxy.*client-address proxy-v{port - SP1 + 1}\n", listing), listing
+    opened = synproxy_opened(lab)
+    before = len(log_lines(nginx, port))
+    bodies = curl_loop(rvslab.http_url(VIP, "/who", port), 20)
+    assert bodies == [CLIENT_IP] * 20
+    got = lab.workdir / f"sp-{port}.bin"
+    down = rvslab.in_ns("client", ["curl", "-sS", "--max-time", "60", "-o", str(got),
+                                   rvslab.http_url(VIP, "/big.bin", port)], timeout=70)
+    assert down.returncode == 0, down.stderr
+    sha = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
+    assert sha(got) == sha(nginx / "www" / "big.bin")
+    lines = log_lines(nginx, port)[before:]
+    assert len(lines) == 21, lines[-3:]
+    assert {l[1] for l in lines} == {CLIENT_IP}, "$proxy_protocol_addr"
+    assert {l[3] for l in lines} == {LOCAL_ADDR}, "$remote_addr is the local address"
+    assert synproxy_opened(lab) - opened == 21, "every connection went through the SYN proxy"
+
+
+def test_toa_behind_the_syn_proxy(lab, nginx):
+    """The ACK that completes the server's handshake (rebuilt or the held
+    request) carries TOA; the reader recovers the client from it."""
+    opened = synproxy_opened(lab)
+    cap = Capture(lab.workdir, "tcp", "and", "port", str(SPTOA))
+    try:
+        out = rvslab.in_ns("client", ["curl", "-sS", "--max-time", "5", "--local-port", "61013",
+                                      rvslab.http_url(VIP, "/", SPTOA)])
+        assert out.returncode == 0 and out.stdout == "toa\n", out
+    finally:
+        cap.stop()
+    assert synproxy_opened(lab) - opened == 1
+    rows = tshark(cap.path, "-Y", f"tcp.dstport=={SPTOA} && tcp.option_kind==254", "-T", "fields",
+                  "-e", "tcp.flags", "-e", "tcp.len", "-e", "tcp.options")
+    assert rows, "no TOA option seen"
+    assert all(int(r[0], 16) & 0x10 and not int(r[0], 16) & 0x02 for r in rows), rows
+    for r in rows:
+        assert toa_reader(r[2]) == (CLIENT_IP, 61013), r
 
 
 # ---- UDP ---------------------------------------------------------------------

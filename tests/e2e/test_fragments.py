@@ -282,3 +282,63 @@ def test_fragmented_datagram_over_ipv6_fullnat(lab):
     # Three fragments each way (1448 bytes of data in a 1500-byte packet).
     rvslab.wait_until("six IPv6 fragments counted", lambda: forwarded(lab) - before == 6 or None, timeout=5)
     assert no_first(lab) == missed
+
+
+# Overlapping fragments (scapy): per datagram a first fragment (the UDP
+# header and 8 bytes), one at offset 8 with 16 bytes (it overlaps the
+# first's last 8: RFC 1858's rewrite of a header behind a filter's back)
+# and the last one. Prints how many datagrams it sent.
+OVERLAP = r"""
+import sys
+from scapy.all import Ether, IP, IPv6, IPv6ExtHdrFragment, UDP, Raw, sendp, getmacbyip
+lb4, client4, client6 = sys.argv[1:4]
+targets = [(sys.argv[i], int(sys.argv[i + 1])) for i in range(4, len(sys.argv), 2)]
+eth = Ether(dst=getmacbyip(lb4))
+frames = []
+for n, (vip, port) in enumerate(targets):
+    d = bytes(UDP(sport=43000 + n, dport=port, len=32, chksum=0) / Raw(b"x" * 24))
+    pieces = [(0, d[:16], True), (1, d[8:24], True), (3, d[24:], False)]
+    for fo, data, more in pieces:
+        if ":" in vip:
+            frames.append(eth / IPv6(src=client6, dst=vip) /
+                          IPv6ExtHdrFragment(nh=17, offset=fo, m=int(more), id=0x5000 + n) / Raw(data))
+        else:
+            frames.append(eth / IP(src=client4, dst=vip, id=0x5000 + n, proto=17, frag=fo,
+                                   flags="MF" if more else 0) / Raw(data))
+sendp(frames, iface="eth0", verbose=False, inter=0.01)
+print(len(targets))
+"""
+
+
+def totals(lab) -> tuple[dict, dict]:
+    """Fragment counters and drops by reason, over all workers."""
+    frags: dict = {}
+    drops: dict = {}
+    for w in rvslab.parse_worker_stats(lab.rvsadm("--stats-dp").stdout):
+        for k, v in w.frags.items():
+            frags[k] = frags.get(k, 0) + v
+        for k, v in w.drops.items():
+            drops[k] = drops.get(k, 0) + v
+    return frags, drops
+
+
+def test_overlapping_fragments_are_dropped_with_their_datagram(lab):
+    """In every method and over IPv6: the first fragment goes on, the
+    overlapping one is dropped (`fragment`, counted `overlapping`) and ends
+    its datagram, so the last is dropped too (`no_first`), as the kernel
+    discards a datagram with overlapping fragments; rvsd lives on."""
+    targets = [(VIP, PORTS[m]) for m in PORTS] + [(VIP6, PORTS["fullnat"])]
+    before_f, before_d = totals(lab)
+    args = [APPLIANCE, CLIENT_IP, CLIENT_IP6] + [str(x) for t in targets for x in t]
+    out = rvslab.in_ns("client", ["/usr/bin/python3", "-c", OVERLAP, *args], timeout=60)
+    assert out.returncode == 0 and out.stdout.split()[-1] == str(len(targets)), out.stderr
+    n = len(targets)
+
+    def counted():
+        f, d = totals(lab)
+        got = {k: f.get(k, 0) - before_f.get(k, 0) for k in ("forwarded", "overlapping", "no_first")}
+        got["fragment"] = d.get("fragment", 0) - before_d.get("fragment", 0)
+        return got if got == {"forwarded": n, "overlapping": n, "no_first": n, "fragment": 2 * n} else None
+
+    rvslab.wait_until("each datagram: first forwarded, overlap and last dropped", counted, timeout=10)
+    assert lab.rvsd.running()

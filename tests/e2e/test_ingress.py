@@ -1,11 +1,14 @@
 """Strict ingress checks through the real DPDK path, every forwarding mode:
 a scapy corpus of frames the kernel would refuse before IPVS saw them (bad
 IPv4 header checksum, bad TCP/UDP checksum, own and martian sources,
-source-routed, impossible TCP flags, lengths that disagree, a malformed
-option) is sent from the client to a FULLNAT, a NAT, a DR and a TUN VIP,
+source-routed (IPv4 LSRR/SSRR options, IPv6 routing headers of types 0, 2
+and 4), impossible TCP flags, lengths that disagree, a malformed option or
+routing header) is sent from the client to a FULLNAT, a NAT, a DR and a TUN VIP,
 TCP and UDP, IPv4 and IPv6. rvsd must survive it, create no session, and
 count every frame under its reason in `rvsadm --stats-dp` (and the
-Prometheus metrics); a real connection works afterwards."""
+Prometheus metrics); a real connection works afterwards. Overlapping
+fragments are in test_fragments.py, whose DPDK device (af_xdp) shows rvs
+IPv4 fragments as they are (the lab's af_packet reassembles them first)."""
 
 from __future__ import annotations
 
@@ -55,7 +58,7 @@ def rvsd_config(text: str) -> str:
 CORPUS = r"""
 import json, struct, sys
 from scapy.all import (Ether, IP, IPv6, TCP, UDP, Raw, IPOption_LSRR, IPOption_SSRR,
-                       IPOption_NOP, checksum, sendp, getmacbyip)
+                       IPOption_NOP, IPv6ExtHdrRouting, checksum, sendp, getmacbyip)
 modes = json.loads(sys.argv[1])
 lb4, laddr4, laddr6, lb6, client4, client6 = sys.argv[2:8]
 mac = getmacbyip(lb4)
@@ -103,6 +106,14 @@ for mode, (vip4, vip6) in modes.items():
         add("own_source", syn6(src))
     for src in ("::", "::1", "ff02::1"):
         add("martian_source", syn6(src))
+    # Routing headers (RFC 5095's type 0 with and without a segment left,
+    # Mobile IPv6's type 2, segment routing's 4): source routes, as the
+    # kernel drops them; one too short to name its type: malformed.
+    for kind, left in ((0, 1), (0, 0), (2, 1), (4, 1)):
+        add("source_route", eth / IPv6(src=client6, dst=vip6) /
+            IPv6ExtHdrRouting(type=kind, segleft=left, addresses=["fd77::11"]) /
+            TCP(sport=41000, dport=80, flags="S", seq=1))
+    add("malformed", eth / IPv6(src=client6, dst=vip6, nh=43, plen=2) / Raw(b"\x06\x00"))
     add("tcp_flags", syn6(flags="SF"))
     add("tcp_flags", syn6(flags=""))
     long = syn6(); long[IPv6].plen = 200; add("bad_length", long)

@@ -34,17 +34,17 @@ mod own;
 
 const USAGE: &str = "\
 Usage:
-  rvsadm -A|E -t|u service-address [-s scheduler] [-p [timeout]] [-M netmask] [-b sched-flags]
+  rvsadm -A|E -t|u|f service-address [-s scheduler] [-p [timeout]] [-M netmask] [-b sched-flags]
          [-o] [--client-address none|toa|proxy-v1|proxy-v2] [-j|--synproxy enable|disable]
-  rvsadm -D -t|u service-address
+  rvsadm -D -t|u|f service-address
   rvsadm -C
   rvsadm -R
   rvsadm -S [-n]
-  rvsadm -a|e -t|u service-address -r server-address [--fullnat|-g|-i|-m] [-w weight]
-  rvsadm -d -t|u service-address -r server-address
-  rvsadm -P|Q -t|u service-address -z local-address
-  rvsadm -L|l [-t|u service-address] [options]
-  rvsadm -Z [-t|u service-address]
+  rvsadm -a|e -t|u|f service-address -r server-address [--fullnat|-g|-i|-m] [-w weight]
+  rvsadm -d -t|u|f service-address -r server-address
+  rvsadm -P|Q -t|u|f service-address -z local-address
+  rvsadm -L|l [-t|u|f service-address] [options]
+  rvsadm -Z [-t|u|f service-address]
   rvsadm --set tcp tcpfin udp
   rvsadm --start-daemon {master|backup} [daemon-options]
   rvsadm --stop-daemon {master|backup}
@@ -83,7 +83,9 @@ Either long or short options are allowed (short ones clustered, values glued: -L
 Options:
   --tcp-service  -t service-address   service-address is host:port ([v6]:port for IPv6)
   --udp-service  -u service-address   service-address is host:port ([v6]:port for IPv6)
-  --ipv6         -6                   IPv6 service (the bracketed address says so anyway)
+  --fwmark-service -f fwmark          fwmark is an integer greater than zero; rvs gives packets
+                                      their mark by the [[mark]] rules of its config (docs/fwmark.md)
+  --ipv6         -6                   fwmark entry uses IPv6 (with -t|-u the bracketed address says so)
   --scheduler    -s scheduler         one of rr|wrr|lc|wlc|lblc|lblcr|dh|sh|sed|nq|..., the default is wlc
   --persistent   -p [timeout]         persistent service
   --netmask      -M netmask           persistent granularity mask (IPv6: a prefix length)
@@ -123,8 +125,7 @@ Options:
   --sync-maxlen length                max sync message length (default=1472)
   --numeric      -n                   numeric output of addresses and ports
   --socket PATH                       control socket (default $RVS_SOCKET or /run/rvs/rvsd.sock)
-Not supported yet (refused with a message): --fwmark-service -f fwmark,
-  --sctp-service service-address, --pe engine, --tun-info, --tun-port port,
+Not supported yet (refused with a message): --sctp-service service-address, --pe engine, --tun-info, --tun-port port,
   --tun-nocsum, --tun-csum, --tun-remcsum (gue and gre only).
 Note: ipvsadm's -b means scheduler flags; DPVS's ipvsadm spells FULLNAT -b. rvs follows
 ipvsadm and spells FULLNAT --fullnat.
@@ -309,7 +310,7 @@ fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), ParseErr
     let once = match name {
         "n" | "numeric" => Some(Opt::Numeric),
         "c" | "connection" => Some(Opt::Connection),
-        "t" | "tcp-service" | "u" | "udp-service" => Some(Opt::Service),
+        "t" | "tcp-service" | "u" | "udp-service" | "f" | "fwmark-service" => Some(Opt::Service),
         "s" | "scheduler" => Some(Opt::Scheduler),
         "p" | "persistent" => Some(Opt::Persistent),
         "M" | "netmask" => Some(Opt::Netmask),
@@ -453,7 +454,17 @@ fn option(a: &mut Args, name: &str, it: &mut ArgIter<'_>) -> Result<(), ParseErr
             a.socket = Some(value(it, "--socket")?.into());
             Ok(())
         }
-        "f" | "fwmark-service" => Err(unsupported("-f (firewall-mark services)")),
+        "f" | "fwmark-service" => {
+            let v = value(it, "-f")?;
+            // ipvsadm's parse_fwmark: strtol, base 10, 1..=UINT_MAX.
+            let mark = v
+                .parse::<i64>()
+                .ok()
+                .filter(|m| (1..=i64::from(u32::MAX)).contains(m))
+                .ok_or_else(|| format!("invalid fwmark value `{v}' specified"))?;
+            a.service = Some(("fwm".into(), mark.to_string()));
+            Ok(())
+        }
         "6" | "ipv6" => {
             a.ipv6 = true;
             Ok(())
@@ -647,12 +658,19 @@ fn parse(argv: &[String]) -> Result<Args, ParseError> {
         return Err("the 'laddr' option (-z) goes with -P and -Q only".into());
     }
     // Host and service names, resolved here as ipvsadm resolves them.
-    if let Some((proto, text)) = a.service.clone() {
+    if let Some((proto, text)) = a.service.clone().filter(|(p, _)| p != "fwm") {
         let text =
             numeric(&text, &proto).ok_or("illegal virtual server address[:port] specified")?;
         a.service = Some((proto, text));
     }
     if let (Some(text), Some((proto, _))) = (a.server.clone(), a.service.as_ref()) {
+        // A fwmark service's server names a TCP port, as ipvsadm's -f
+        // sets the protocol to TCP.
+        let proto = if proto == "fwm" {
+            "tcp"
+        } else {
+            proto.as_str()
+        };
         a.server =
             Some(numeric(&text, proto).ok_or("illegal real server address[:port] specified")?);
     }
@@ -713,7 +731,7 @@ fn parse_words(argv: &[String]) -> Result<Args, ParseError> {
             for (k, c) in letters.iter().enumerate() {
                 let takes_value = matches!(
                     c,
-                    't' | 'u' | 'r' | 'w' | 's' | 'M' | 'b' | 'z' | 'p' | 'x' | 'y'
+                    't' | 'u' | 'f' | 'r' | 'w' | 's' | 'M' | 'b' | 'z' | 'p' | 'x' | 'y'
                 );
                 if takes_value && k + 1 != letters.len() {
                     // `-t10.0.0.1:80` style: the rest of the word is the value.
@@ -732,11 +750,22 @@ fn parse_words(argv: &[String]) -> Result<Args, ParseError> {
     Ok(a)
 }
 
-fn service(a: &Args) -> Result<ServiceSpec, String> {
+/// The service `-t`/`-u`/`-f` names, as the API spells it: the protocol
+/// (`fwm`, `fwm6` for a firewall mark, IPv6 with `-6`) and the address.
+fn service_words(a: &Args) -> Result<(String, String), String> {
     let (proto, vip) = a
         .service
         .clone()
-        .ok_or("service address not specified (-t or -u)")?;
+        .ok_or("service address not specified (-t, -u or -f)")?;
+    Ok(if proto == "fwm" && a.ipv6 {
+        ("fwm6".into(), vip)
+    } else {
+        (proto, vip)
+    })
+}
+
+fn service(a: &Args) -> Result<ServiceSpec, String> {
+    let (proto, vip) = service_words(a)?;
     // `-6` with an IPv4 address: ipvsadm parses it as IPv6 and fails.
     if a.ipv6
         && vip
@@ -802,10 +831,7 @@ fn request(a: &Args) -> Result<Request, String> {
             }
         }
         Cmd::AddServer | Cmd::EditServer | Cmd::DeleteServer => {
-            let (proto, vip) = a
-                .service
-                .clone()
-                .ok_or("service address not specified (-t or -u)")?;
+            let (proto, vip) = service_words(a)?;
             let rs = a
                 .server
                 .clone()
@@ -834,8 +860,14 @@ fn request(a: &Args) -> Result<Request, String> {
 fn name_services(services: &mut [rvs_control::api::ServiceView]) {
     let mut n = rvs_control::ipvsadm_rnames::Namer::system();
     for s in services {
-        let proto = s.proto.to_lowercase();
-        s.vip = n.addrport(&s.vip, &proto);
+        // A fwmark service has no address; its servers name TCP ports
+        // (ipvsadm's -f sets the service's protocol to TCP).
+        let proto = if s.proto == "FWM" {
+            "tcp".to_string()
+        } else {
+            s.vip = n.addrport(&s.vip, &s.proto.to_lowercase());
+            s.proto.to_lowercase()
+        };
         for r in &mut s.servers {
             r.addr = n.addrport(&r.addr, &proto);
         }
@@ -861,6 +893,22 @@ fn render(resp: Response, a: &Args) -> Result<String, String> {
             }
             match &a.service {
                 // `-L -t SERVICE`: that service alone, as ipvsadm's `list_service`.
+                Some((proto, vip)) if proto == "fwm" => {
+                    let wanted = if a.ipv6 {
+                        format!("{vip} IPv6")
+                    } else {
+                        vip.clone()
+                    };
+                    let found = services
+                        .iter()
+                        .find(|s| s.proto == "FWM" && s.vip == wanted)
+                        .ok_or("No such service")?;
+                    let mut found = vec![found.clone()];
+                    if !a.numeric {
+                        name_services(&mut found);
+                    }
+                    ipvsadm_fmt::list_one(&found[0], columns, a.exact)
+                }
                 Some((proto, vip)) => {
                     let proto = proto.to_uppercase();
                     let wanted = vip.parse::<std::net::SocketAddr>().map_err(|_| {
@@ -1175,6 +1223,42 @@ mod tests {
     fn args(s: &str) -> Result<Args, String> {
         parse(&s.split_whitespace().map(String::from).collect::<Vec<_>>())
             .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn fwmark_services_parse_as_ipvsadm() {
+        let a = args("-A -f 1 -s rr -p").unwrap();
+        assert_eq!(a.service, Some(("fwm".into(), "1".into())));
+        match request(&a) {
+            Ok(Request::AddService(s)) => assert_eq!(
+                (s.proto.as_str(), s.vip.as_str(), s.persistent),
+                ("fwm", "1", Some(360))
+            ),
+            other => panic!("{other:?}"),
+        }
+        match request(&args("-a -f4294967295 -6 -r fd00::2 -m").unwrap()) {
+            Ok(Request::AddServer(s)) => assert_eq!(
+                (s.proto.as_str(), s.vip.as_str(), s.rs.as_str()),
+                ("fwm6", "4294967295", "fd00::2")
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            request(&args("-D --fwmark-service 7").unwrap()),
+            Ok(Request::DeleteService(s)) if s.proto == "fwm" && s.vip == "7"
+        ));
+        // parse_fwmark's refusal, exit 2.
+        for bad in ["0", "-1", "4294967296", "1x", "0x10"] {
+            let e = parse(&["-A".into(), "-f".into(), bad.into()]).unwrap_err();
+            assert_eq!(
+                (e.exit_code(), e.message("ipvsadm")),
+                (2, format!("invalid fwmark value `{bad}' specified"))
+            );
+        }
+        assert!(
+            args("-A -f 1 -t 10.0.0.1:80").is_err(),
+            "one service option"
+        );
     }
 
     #[test]

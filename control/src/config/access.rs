@@ -52,6 +52,21 @@ impl fmt::Display for AclRule {
 /// Not a prefix, host bits set, an IPv4-mapped IPv6 prefix, or a family
 /// the service's clients never have.
 pub fn parse_prefix(text: &str, vip: SocketAddr) -> Result<Prefix, String> {
+    let prefix = parse_any_prefix(text)?;
+    if prefix.addr().is_v4() != vip.is_ipv4() {
+        return Err(format!(
+            "{text:?} never matches: the clients of service {vip} are {}",
+            if vip.is_ipv4() { "IPv4" } else { "IPv6" }
+        ));
+    }
+    Ok(prefix)
+}
+
+/// `PREFIX` of either family (an address alone: /32, /128).
+///
+/// # Errors
+/// Not a prefix, host bits set, an IPv4-mapped IPv6 prefix.
+pub fn parse_any_prefix(text: &str) -> Result<Prefix, String> {
     let (a, len) = match text.split_once('/') {
         Some((a, l)) => (a, Some(l)),
         None => (text, None),
@@ -80,12 +95,6 @@ pub fn parse_prefix(text: &str, vip: SocketAddr) -> Result<Prefix, String> {
     if prefix.addr().ip() != ip {
         return Err(format!(
             "{text:?} has host bits set (did you mean {prefix}?)"
-        ));
-    }
-    if ip.is_ipv4() != vip.is_ipv4() {
-        return Err(format!(
-            "{text:?} never matches: the clients of service {vip} are {}",
-            if vip.is_ipv4() { "IPv4" } else { "IPv6" }
         ));
     }
     Ok(prefix)

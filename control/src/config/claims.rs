@@ -102,9 +102,16 @@ impl Claims {
         for a in &config.addresses {
             c.insert(a.addr, Use::Interface, format!("of {}", a.dev));
         }
+        for m in &config.marks {
+            for ip in m.hosts() {
+                c.insert(ip, Use::Vip, format!("of mark {}", m.mark));
+            }
+        }
         for s in &config.services {
             let svc = service_name(s.proto, s.vip);
-            c.insert(s.vip.ip(), Use::Vip, format!("of service {svc}"));
+            if !super::marks::is_fwmark(s.proto) {
+                c.insert(s.vip.ip(), Use::Vip, format!("of service {svc}"));
+            }
             for l in &s.local_addresses {
                 c.insert(*l, Use::LocalAddress, format!("of service {svc}"));
             }
@@ -149,7 +156,11 @@ impl Claims {
 /// `TCP/10.0.0.1:80`, as metrics and logs name a service.
 #[must_use]
 pub fn service_name(proto: u8, vip: std::net::SocketAddr) -> String {
-    format!("{}/{vip}", if proto == 17 { "UDP" } else { "TCP" })
+    match super::marks::mark_of(vip, proto) {
+        Some((m, false)) => format!("FWM/{m}"),
+        Some((m, true)) => format!("FWM/{m}/IPv6"),
+        None => format!("{}/{vip}", if proto == 17 { "UDP" } else { "TCP" }),
+    }
 }
 
 #[cfg(test)]

@@ -42,17 +42,22 @@ pub const NOT_EXPORTED: &str = "# not exported: ";
 #[must_use]
 pub fn services_toml(config: &Config) -> String {
     let mut out = String::from(
-        "# Services and timeouts of a running rvsd (rvsadm --export-config).\n\
-         # Use them in place of the [[service]] and [timeouts] sections of its config file.\n",
+        "# Services, mark rules and timeouts of a running rvsd (rvsadm --export-config).\n\
+         # Use them in place of the [[mark]], [[service]] and [timeouts] sections of its config file.\n",
     );
+    super::marks::export(&mut out, &config.marks);
     for s in &config.services {
         let proto = if s.proto == 17 { "udp" } else { "tcp" };
+        let fwmark = super::marks::mark_of(s.vip, s.proto);
         if s.real_servers.is_empty() {
             let _ = writeln!(
                 out,
-                "\n{NOT_EXPORTED}{} {}: a service needs a real server in a config file (add one with rvsadm -a)",
-                proto.to_uppercase(),
-                s.vip
+                "\n{NOT_EXPORTED}{}: a service needs a real server in a config file (add one with rvsadm -a)",
+                match fwmark {
+                    Some((m, false)) => format!("FWM {m}"),
+                    Some((m, true)) => format!("FWM {m} IPv6"),
+                    None => format!("{} {}", proto.to_uppercase(), s.vip),
+                }
             );
             continue;
         }
@@ -61,8 +66,18 @@ pub fn services_toml(config: &Config) -> String {
             .cloned()
             .unwrap_or_default();
         out.push_str("\n[[service]]\n");
-        let _ = writeln!(out, "vip = {}", quote(&s.vip.to_string()));
-        let _ = writeln!(out, "protocol = {}", quote(proto));
+        match fwmark {
+            Some((m, v6)) => {
+                let _ = writeln!(out, "fwmark = {m}");
+                if v6 {
+                    out.push_str("ipv6 = true\n");
+                }
+            }
+            None => {
+                let _ = writeln!(out, "vip = {}", quote(&s.vip.to_string()));
+                let _ = writeln!(out, "protocol = {}", quote(proto));
+            }
+        }
         let _ = writeln!(out, "scheduler = {}", quote(s.scheduler.name()));
         let flags = opts.sched_flags.names(s.scheduler);
         if !flags.is_empty() {
@@ -161,7 +176,13 @@ pub fn services_toml(config: &Config) -> String {
         }
         for r in &s.real_servers {
             out.push_str("\n[[service.real_server]]\n");
-            let _ = writeln!(out, "address = {}", quote(&r.addr.to_string()));
+            // A fwmark service's server without a port: the address alone.
+            let addr = if fwmark.is_some() && r.addr.port() == 0 && r.addr.is_ipv4() {
+                r.addr.ip().to_string()
+            } else {
+                r.addr.to_string()
+            };
+            let _ = writeln!(out, "address = {}", quote(&addr));
             let _ = writeln!(out, "weight = {}", r.weight);
             let forward = opts.forward_of(r.addr, s.forward);
             if forward != s.forward {
@@ -341,7 +362,62 @@ udp = 60
 
     /// What a reload takes from a file.
     fn reloadable(c: &Config) -> impl PartialEq + std::fmt::Debug + '_ {
-        (&c.services, &c.service_options, &c.health, &c.timeouts)
+        (
+            &c.services,
+            &c.service_options,
+            &c.health,
+            &c.timeouts,
+            &c.marks,
+        )
+    }
+
+    #[test]
+    fn fwmark_services_and_mark_rules_export_and_reload() {
+        let fwm = r#"
+[[mark]]
+mark = 1
+addresses = ["10.77.0.110", "10.77.5.0/24"]
+protocol = "tcp"
+ports = [80, 443, "8000-8080"]
+
+[[mark]]
+mark = 2
+addresses = ["fd77::110/128"]
+
+[[service]]
+fwmark = 1
+scheduler = "rr"
+persistent = 300
+forward = "nat"
+
+[[service.real_server]]
+address = "10.77.0.11"
+
+[[service.real_server]]
+address = "10.77.0.12:8080"
+weight = 2
+
+[[service]]
+fwmark = 2
+ipv6 = true
+forward = "dr"
+
+[[service.real_server]]
+address = "[fd77::11]:0"
+"#;
+        let original = load(&format!("{BASE}{SERVICES}{fwm}"));
+        let exported = services_toml(&original);
+        assert!(
+            exported.contains(
+                "[[mark]]\nmark = 1\naddresses = [\"10.77.0.110/32\", \"10.77.5.0/24\"]\nprotocol = \"tcp\"\nports = [80, 443, \"8000-8080\"]\n"
+            ) && exported.contains("[[service]]\nfwmark = 1\nscheduler = \"rr\"\n")
+                && exported.contains("[[service]]\nfwmark = 2\nipv6 = true\n")
+                && exported.contains("address = \"10.77.0.11\"\n"),
+            "{exported}"
+        );
+        let again = load(&format!("{BASE}{exported}"));
+        assert_eq!(reloadable(&again), reloadable(&original), "{exported}");
+        assert_eq!(services_toml(&again), exported);
     }
 
     #[test]

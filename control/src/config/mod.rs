@@ -14,6 +14,7 @@ pub mod claims;
 pub mod export;
 pub mod flood_guard;
 mod health;
+pub mod marks;
 pub mod net;
 pub mod ranges;
 mod raw;
@@ -240,6 +241,11 @@ pub fn parse_forward(word: &str) -> Result<Forward, String> {
 /// # Errors
 /// Why the combination is refused.
 pub fn check_forward(forward: Forward, vip: SocketAddr, rs: SocketAddr) -> Result<(), String> {
+    // A fwmark service has no port (its key's is 0): DR and TUN keep
+    // each packet's, whatever the server's says (as the kernel's).
+    if vip.port() == 0 {
+        return Ok(());
+    }
     if matches!(forward, Forward::Dr | Forward::Tun) && rs.port() != vip.port() {
         return Err(format!(
             "real server {rs}: forward \"{}\" cannot map port {} to {}: {} leaves the packet unchanged, so the server must listen on the VIP's port (use {}:{} or forward \"nat\"/\"fullnat\")",
@@ -358,18 +364,16 @@ pub fn check_client_address(
 }
 
 /// Checks `syn_proxy` (DPVS's `--synproxy`) on a service of `proto`
-/// whose servers forward by `forwards` and that tells them the client by
-/// `client_address`: the proxy answers TCP handshakes and must see the
-/// servers' replies (FULLNAT, NAT); it shifts the server's sequence
-/// numbers, which TOA and PROXY protocol (which shift or mark the
-/// client's) do not combine with yet.
+/// whose servers forward by `forwards`: the proxy answers TCP handshakes
+/// and must see the servers' replies (FULLNAT, NAT). It combines with
+/// every `client_address` mode (the proxy shifts the server's stream, a
+/// PROXY header the client's; see docs/synproxy.md).
 ///
 /// # Errors
 /// The reason, in words.
 pub fn check_syn_proxy(
     proto: u8,
     mut forwards: impl Iterator<Item = Forward>,
-    client_address: ClientAddress,
 ) -> Result<(), String> {
     if proto != 6 {
         return Err("syn_proxy is for TCP services".into());
@@ -378,12 +382,6 @@ pub fn check_syn_proxy(
         return Err(format!(
             "syn_proxy needs FULLNAT or NAT forwarding (the proxy must see the server's replies), not {:?}",
             forward_name(f)
-        ));
-    }
-    if client_address != ClientAddress::None {
-        return Err(format!(
-            "syn_proxy does not combine with client_address {:?} yet (set one or the other)",
-            client_address.word()
         ));
     }
     Ok(())
@@ -395,7 +393,9 @@ pub fn check_syn_proxy(
 /// # Errors
 /// `-o` on a TCP service.
 pub fn check_ops(ops: bool, proto: u8) -> Result<(), String> {
-    if ops && proto != 17 {
+    // A fwmark service may be one-packet (for its UDP flows), as ipvsadm
+    // allows it.
+    if ops && proto != 17 && !marks::is_fwmark(proto) {
         return Err("One-Packet Scheduling (ops) is only for UDP virtual services".into());
     }
     Ok(())
@@ -622,6 +622,8 @@ pub struct Config {
     pub vip_routes: Option<crate::vip_routes::VipRoutesConfig>,
     /// Connection sync and failover (`[sync]`).
     pub sync: sync::SyncConfig,
+    /// `[[mark]]`: the firewall-mark rules (see [`marks`]).
+    pub marks: Vec<marks::MarkConfig>,
 }
 
 impl Config {

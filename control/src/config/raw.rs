@@ -20,6 +20,9 @@ pub(super) struct RawConfig {
     pub route: Vec<RawRoute>,
     #[serde(default)]
     pub service: Vec<RawService>,
+    /// `[[mark]]`: what gives packets the mark of a fwmark service.
+    #[serde(default)]
+    pub mark: Vec<super::marks::RawMark>,
     #[serde(default)]
     pub timeouts: RawTimeouts,
     #[serde(default)]
@@ -133,7 +136,14 @@ pub(super) struct RawRoute {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawService {
-    pub vip: Spanned<String>,
+    #[serde(default)]
+    pub vip: Option<Spanned<String>>,
+    /// A firewall-mark service (ipvsadm's `-f`) instead of a VIP.
+    #[serde(default)]
+    pub fwmark: Option<Spanned<i64>>,
+    /// With `fwmark`: the mark's IPv6 service (ipvsadm's `-6`).
+    #[serde(default)]
+    pub ipv6: Option<Spanned<bool>>,
     #[serde(default)]
     pub protocol: Option<Spanned<String>>,
     #[serde(default)]

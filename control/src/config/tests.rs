@@ -274,11 +274,6 @@ fn bad_scheduling_keys_name_their_line() {
             "syn_proxy",
             "syn_proxy needs FULLNAT or NAT forwarding",
         ),
-        (
-            lab_with("client_address = \"proxy-v2\"\nsyn_proxy = true\n", ""),
-            "syn_proxy",
-            "syn_proxy does not combine with client_address \"proxy-v2\"",
-        ),
     ] {
         let e = err(&text);
         let line = text.lines().position(|l| l.contains(needle)).unwrap() + 1;
@@ -372,6 +367,21 @@ fn syn_proxy_reaches_the_service_options() {
         assert!(c
             .service_options(s.vip, s.proto)
             .is_some_and(|o| o.syn_proxy));
+    }
+}
+
+#[test]
+fn syn_proxy_combines_with_every_client_address_mode() {
+    for mode in ["toa", "proxy-v1", "proxy-v2"] {
+        let text = lab_with(
+            &format!("client_address = \"{mode}\"\nsyn_proxy = true\n"),
+            "",
+        );
+        let c = parse(Path::new("x.toml"), &text).unwrap();
+        let s = &c.services[0];
+        let o = c.service_options(s.vip, s.proto).unwrap();
+        assert!(o.syn_proxy, "{mode}");
+        assert_eq!(o.client_address.word(), mode);
     }
 }
 
@@ -903,5 +913,100 @@ fn flood_guard_defaults_and_ranges() {
         let want_line = text.lines().count();
         assert_eq!(e.at.map(|a| a.0), Some(want_line), "{line}: {e}");
         assert!(e.reason.contains(want), "{line}: {e}");
+    }
+}
+
+/// The lab's file with `stanza` (mark rules, a fwmark service) before its
+/// first service.
+fn lab_with_fwmark(stanza: &str) -> String {
+    LAB.replacen("[[service]]\n", &format!("{stanza}\n[[service]]\n"), 1)
+}
+
+const FWM: &str = "[[mark]]\nmark = 1\naddresses = [\"10.77.0.110\", \"10.77.9.0/24\"]\nports = [80, \"443-444\"]\n\n[[service]]\nfwmark = 1\nscheduler = \"rr\"\npersistent = 60\nforward = \"nat\"\n\n[[service.real_server]]\naddress = \"10.77.0.11\"\n";
+
+#[test]
+fn fwmark_services_and_mark_rules_reach_the_config() {
+    let c = parse(Path::new("f.toml"), &lab_with_fwmark(FWM)).unwrap();
+    assert_eq!(c.marks.len(), 1);
+    let m = &c.marks[0];
+    assert_eq!(
+        (m.mark, m.proto, m.ports.clone()),
+        (1, 0, vec![(80, 80), (443, 444)])
+    );
+    assert_eq!(
+        m.hosts().collect::<Vec<_>>(),
+        vec!["10.77.0.110".parse::<IpAddr>().unwrap()]
+    );
+    let s = &c.services[0];
+    assert_eq!((s.vip, s.proto), (marks::service_key(1, false), 0));
+    assert_eq!(s.real_servers[0].addr, "10.77.0.11:0".parse().unwrap());
+    let t = crate::plan::tables(&c, &[[2, 0, 0, 0, 0, 2]], &mut Default::default(), 1);
+    assert_eq!(t.marks.rules.len(), 1);
+    assert_eq!(
+        t.marked_service(dataplane::session::Endpoint::new([10, 77, 9, 7], 443), 17),
+        Some(0)
+    );
+    assert!(t.holds([10, 77, 0, 110].into()) && !t.holds([10, 77, 9, 7].into()));
+}
+
+#[test]
+fn bad_fwmark_keys_name_their_line() {
+    let rs = "[[service.real_server]]\naddress = \"10.77.0.11\"\nforward = \"dr\"\n";
+    for (text, needle, want) in [
+        (
+            lab_with_fwmark(&format!("[[service]]\nfwmark = 0\n{rs}")),
+            "0\n[[service.real_server]]",
+            "fwmark must be 1..=4294967295",
+        ),
+        (
+            lab_with_fwmark(&format!("[[service]]\nfwmark = 1\nvip = \"10.77.0.120:80\"\n{rs}")),
+            "1\nvip",
+            "a vip (\"10.77.0.120:80\") or a fwmark, not both",
+        ),
+        (
+            lab_with_fwmark(&format!("[[service]]\nfwmark = 1\nprotocol = \"udp\"\n{rs}")),
+            "\"udp\"",
+            "name the protocol in its [[mark]] rules",
+        ),
+        (
+            lab_with_fwmark(&format!("[[service]]\nfwmark = 1\n{rs}\n[[service]]\nfwmark = 1\n{rs}")),
+            "1\n[[service.real_server]]\naddress = \"10.77.0.11\"\nforward = \"dr\"\n\n[[service]]\nvip",
+            "service fwmark 1 defined twice",
+        ),
+        (
+            lab_with_fwmark("[[mark]]\nmark = 1\naddresses = [\"10.77.0.0/24\"]\n"),
+            "\"10.77.0.0/24",
+            "mark 1 prefix 10.77.0.0/24 contains the interface address of dpdk0",
+        ),
+        (
+            lab_with_fwmark("[[mark]]\nmark = 1\naddresses = [\"10.77.0.8/29\"]\n"),
+            "\"10.77.0.8/29",
+            "contains the real server 10.77.0.11:80",
+        ),
+        (
+            lab_with_fwmark("[[mark]]\nmark = 1\naddresses = [\"10.77.0.12\"]\n"),
+            "\"10.77.0.12\"]\n",
+            "10.77.0.12 cannot be a VIP of mark 1: it is the real server 10.77.0.12:80",
+        ),
+        (
+            lab_with_fwmark("[[mark]]\nmark = 1\naddresses = [\"10.77.0.110\"]\nports = [\"90-80\"]\n"),
+            "\"90-80\"",
+            "runs backwards",
+        ),
+        (
+            lab_with_fwmark("[[mark]]\nmark = 1\naddresses = []\n"),
+            "[]",
+            "needs addresses",
+        ),
+        (
+            lab_with_fwmark("[[mark]]\nmark = 1\naddresses = [\"10.77.0.110\"]\nprotocol = \"sctp\"\n"),
+            "\"sctp\"",
+            "protocol must be \"tcp\" or \"udp\" (none: both)",
+        ),
+    ] {
+        let e = err(&text);
+        let at = text.find(needle).unwrap_or_else(|| panic!("{needle} in {text}"));
+        assert_eq!(e.at, Some(line_col(&text, at)), "{want}: {e}");
+        assert!(e.reason.contains(want), "{want}: {e}");
     }
 }

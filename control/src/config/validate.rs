@@ -24,7 +24,11 @@ pub(super) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn err_at(&self, span: std::ops::Range<usize>, reason: impl Into<String>) -> ConfigError {
+    pub(super) fn err_at(
+        &self,
+        span: std::ops::Range<usize>,
+        reason: impl Into<String>,
+    ) -> ConfigError {
         ConfigError {
             path: self.path.to_path_buf(),
             at: Some(line_col(self.text, span.start)),
@@ -308,24 +312,18 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
     let mut service_options = BTreeMap::new();
     let mut health = BTreeMap::new();
     let mut vips = HashSet::new();
+    let marks = super::marks::validate(&cx, &raw.mark)?;
     for s in &raw.service {
-        let vip = parse_socket(s.vip.get_ref())
-            .ok_or_else(|| cx.at(&s.vip, format!("vip must be IPv4:PORT or [IPv6]:PORT like \"10.0.0.100:80\" or \"[fd77::100]:80\", not {:?}", s.vip.get_ref())))?;
-        let proto = match &s.protocol {
-            None => 6,
-            Some(p) => match p.get_ref().as_str() {
-                "tcp" => 6,
-                "udp" => 17,
-                other => {
-                    return Err(cx.at(
-                        p,
-                        format!("protocol must be \"tcp\" or \"udp\", not {other:?}"),
-                    ))
-                }
-            },
+        let (vip, proto, key_span) = service_key(&cx, s)?;
+        // How messages name it: the VIP, or `fwmark N`.
+        let label = match super::marks::mark_of(vip, proto) {
+            Some((m, false)) => format!("fwmark {m}"),
+            Some((m, true)) => format!("fwmark {m} (IPv6)"),
+            None => vip.to_string(),
         };
+        let fwmark = super::marks::is_fwmark(proto);
         if !vips.insert((vip, proto)) {
-            return Err(cx.at(&s.vip, format!("service {vip} defined twice")));
+            return Err(cx.err_at(key_span, format!("service {label} defined twice")));
         }
         let scheduler = match &s.scheduler {
             None => SchedKind::default(),
@@ -355,22 +353,41 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             local_addresses.push(ip);
         }
         if s.real_server.is_empty() {
-            return Err(cx.at(
-                &s.vip,
-                format!("service {vip} has no [[service.real_server]]"),
+            return Err(cx.err_at(
+                key_span,
+                format!("service {label} has no [[service.real_server]]"),
             ));
         }
         let mut real_servers = Vec::new();
         let mut options = ServiceOptions::default();
         let mut any_fullnat = false;
         for r in &s.real_server {
-            let addr = parse_socket(r.address.get_ref()).ok_or_else(|| {
+            // A fwmark service's server may have no port: its connections
+            // keep the packet's (ipvsadm's `-a -f 1 -r RS`, port 0).
+            let bare = || {
+                let text = r.address.get_ref();
+                let ip = text.parse::<IpAddr>().ok().or_else(|| {
+                    text.strip_suffix(":0")
+                        .and_then(|a| parse_socket(&format!("{a}:1")))
+                        .map(|s| s.ip())
+                })?;
+                let mapped = matches!(ip, IpAddr::V6(a) if a.to_ipv4_mapped().is_some());
+                (fwmark && !mapped).then_some(SocketAddr::new(ip, 0))
+            };
+            let addr = parse_socket(r.address.get_ref()).or_else(bare).ok_or_else(|| {
                 cx.at(
                     &r.address,
-                    format!(
-                        "real server address must be IPv4:PORT or [IPv6]:PORT, not {:?}",
-                        r.address.get_ref()
-                    ),
+                    if fwmark {
+                        format!(
+                            "real server address must be IPv4[:PORT] or [IPv6]:PORT (or an IPv6 address alone), not {:?}",
+                            r.address.get_ref()
+                        )
+                    } else {
+                        format!(
+                            "real server address must be IPv4:PORT or [IPv6]:PORT, not {:?}",
+                            r.address.get_ref()
+                        )
+                    },
                 )
             })?;
             let weight = match &r.weight {
@@ -437,9 +454,9 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             check_laddr_family(vip, servers_v4, *ip).map_err(|e| cx.at(a, e))?;
         }
         if any_fullnat && local_addresses.is_empty() {
-            return Err(cx.at(
-                &s.vip,
-                format!("service {vip}: FULLNAT needs local_addresses"),
+            return Err(cx.err_at(
+                key_span,
+                format!("service {label}: FULLNAT needs local_addresses"),
             ));
         }
         for f in &s.sched_flags {
@@ -528,8 +545,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             options.syn_proxy = *sp.get_ref();
             if options.syn_proxy {
                 let forwards = std::iter::once(forward).chain(options.forwards.values().copied());
-                super::check_syn_proxy(proto, forwards, options.client_address)
-                    .map_err(|e| cx.at(sp, e))?;
+                super::check_syn_proxy(proto, forwards).map_err(|e| cx.at(sp, e))?;
             }
         }
         if options != ServiceOptions::default() {
@@ -549,6 +565,21 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
                 )
                 .map_err(|e| cx.at(raw, e))?;
             }
+            // A probe goes to the server's port: a fwmark service's server
+            // without one (its connections keep the packet's) has none.
+            let probes_port = !matches!(
+                check.kind,
+                crate::health::CheckKind::Icmp | crate::health::CheckKind::Script(_)
+            );
+            if let Some(r) = real_servers
+                .iter()
+                .find(|r| probes_port && r.addr.port() == 0)
+            {
+                return Err(cx.at(
+                    h,
+                    format!("health_check of service {label}: real server {} has no port to probe (give it one, or use kind \"icmp\" or \"script\")", r.addr.ip()),
+                ));
+            }
             health.insert((vip, proto), check);
         }
         services.push(ServiceConfig {
@@ -561,7 +592,8 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         });
     }
 
-    check_claims(&cx, &raw, &interfaces, &services)?;
+    let mut claims = check_claims(&cx, &raw, &interfaces, &services)?;
+    super::marks::check_claims(&cx, &raw.mark, &marks, &mut claims, &interfaces, &services)?;
     let interface_names: Vec<String> = interfaces.iter().map(|i| i.name.clone()).collect();
 
     let lcore_map = match &raw.dpdk.lcore_map {
@@ -649,6 +681,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         sync: super::sync::validate(&raw.sync, &interface_names, &|span, reason| {
             cx.err_at(span, reason)
         })?,
+        marks,
     })
 }
 
@@ -754,7 +787,7 @@ fn check_claims(
     raw: &RawConfig,
     interfaces: &[InterfaceConfig],
     services: &[ServiceConfig],
-) -> Result<(), ConfigError> {
+) -> Result<Claims, ConfigError> {
     let mut claims = Claims::default();
     for i in &raw.interface {
         let Some(ic) = interfaces.iter().find(|c| c.name == *i.name.get_ref()) else {
@@ -772,9 +805,17 @@ fn check_claims(
     }
     for (s, svc) in raw.service.iter().zip(services) {
         let name = format!("of service {}", service_name(svc.proto, svc.vip));
-        claims
-            .claim(svc.vip.ip(), Use::Vip, name.clone())
-            .map_err(|e| cx.at(&s.vip, e))?;
+        // A fwmark service has no address of its own (its rules' are
+        // claimed with the rules).
+        if let Some(vip) = s
+            .vip
+            .as_ref()
+            .filter(|_| !super::marks::is_fwmark(svc.proto))
+        {
+            claims
+                .claim(svc.vip.ip(), Use::Vip, name.clone())
+                .map_err(|e| cx.at(vip, e))?;
+        }
         for (span, ip) in s.local_addresses.iter().zip(&svc.local_addresses) {
             claims
                 .claim(*ip, Use::LocalAddress, name.clone())
@@ -786,7 +827,72 @@ fn check_claims(
                 .map_err(|e| cx.at(&r.address, e))?;
         }
     }
-    Ok(())
+    Ok(claims)
+}
+
+/// A service's key: (VIP, protocol) from `vip` and `protocol`, or for
+/// `fwmark` (ipvsadm's `-f`) the mark's key (see [`super::marks`]), with
+/// where in the file it was given.
+fn service_key(
+    cx: &Ctx<'_>,
+    s: &super::raw::RawService,
+) -> Result<(SocketAddr, u8, std::ops::Range<usize>), ConfigError> {
+    match (&s.vip, &s.fwmark) {
+        (Some(v), Some(f)) => Err(cx.at(
+            f,
+            format!(
+                "a service has a vip ({:?}) or a fwmark, not both",
+                v.get_ref()
+            ),
+        )),
+        (None, None) => Err(
+            cx.nowhere("a [[service]] needs a vip (\"10.0.0.100:80\") or a fwmark (ipvsadm's -f)")
+        ),
+        (None, Some(f)) => {
+            let mark = u32::try_from(*f.get_ref())
+                .ok()
+                .filter(|m| *m > 0)
+                .ok_or_else(|| {
+                    cx.at(
+                        f,
+                        format!("fwmark must be 1..=4294967295, not {}", f.get_ref()),
+                    )
+                })?;
+            if let Some(p) = &s.protocol {
+                return Err(cx.at(p, "a fwmark service takes every protocol its mark is given to: name the protocol in its [[mark]] rules"));
+            }
+            let v6 = s.ipv6.as_ref().is_some_and(|b| *b.get_ref());
+            Ok((
+                super::marks::service_key(mark, v6),
+                dataplane::marks::FWMARK_PROTO,
+                f.span(),
+            ))
+        }
+        (Some(v), None) => {
+            if let Some(b) = &s.ipv6 {
+                return Err(cx.at(
+                    b,
+                    "ipv6 goes with fwmark (a vip's address gives its family)",
+                ));
+            }
+            let vip = parse_socket(v.get_ref())
+                .ok_or_else(|| cx.at(v, format!("vip must be IPv4:PORT or [IPv6]:PORT like \"10.0.0.100:80\" or \"[fd77::100]:80\", not {:?}", v.get_ref())))?;
+            let proto = match &s.protocol {
+                None => 6,
+                Some(p) => match p.get_ref().as_str() {
+                    "tcp" => 6,
+                    "udp" => 17,
+                    other => {
+                        return Err(cx.at(
+                            p,
+                            format!("protocol must be \"tcp\" or \"udp\", not {other:?}"),
+                        ))
+                    }
+                },
+            };
+            Ok((vip, proto, v.span()))
+        }
+    }
 }
 
 /// `[control] socket`: see [`crate::runfiles`] for what is refused.

@@ -245,9 +245,16 @@ impl Control {
                         flags += &format!(" client-address {}", o.client_address.word());
                     }
                 }
+                // ipvsadm's `FWM  1` (`FWM  1 IPv6`): the mark where the
+                // address would be.
+                let (proto, vip) = match config::marks::mark_of(s.vip, s.proto) {
+                    Some((m, false)) => ("FWM", m.to_string()),
+                    Some((m, true)) => ("FWM", format!("{m} IPv6")),
+                    None => (proto_name(s.proto), s.vip.to_string()),
+                };
                 ServiceView {
-                    proto: proto_name(s.proto).into(),
-                    vip: s.vip.to_string(),
+                    proto: proto.into(),
+                    vip,
                     scheduler: s.scheduler.name().into(),
                     flags,
                     local_addresses: s.local_addresses.iter().map(ToString::to_string).collect(),
@@ -416,14 +423,24 @@ pub(super) fn list_connections(workers: &[WorkerLine]) -> Response {
             }));
             // Persistence templates (first page), as the kernel lists
             // them: state NONE, the (masked) client with port 0, the
-            // VIP, the server.
+            // VIP, the server. A fwmark service's template is the
+            // kernel's `<IPPROTO_IP, client, 0, fwmark, 0, server, 0>`:
+            // protocol `IP`, the mark as the address, no ports.
             out[i].extend(page.templates.iter().map(|t| ConnectionView {
-                proto: proto_name(t.key.proto).into(),
+                proto: if config::marks::is_fwmark(t.key.proto) {
+                    "IP".into()
+                } else {
+                    proto_name(t.key.proto).into()
+                },
                 expires_in_secs: page.now.until(t.expires).div_ceil(1000),
                 state: "NONE".into(),
                 client: endpoint(dataplane::session::Endpoint::at(t.key.client, 0)),
                 vip: endpoint(t.key.vip),
-                rs: endpoint(t.rs),
+                rs: endpoint(if config::marks::is_fwmark(t.key.proto) {
+                    dataplane::session::Endpoint::at(t.rs.ip, 0)
+                } else {
+                    t.rs
+                }),
                 laddr: String::new(),
                 worker: lcore,
             }));

@@ -11,13 +11,7 @@ impl Control {
         &self,
         spec: &ServiceSpec,
     ) -> Result<(SocketAddr, u8, Option<usize>), Response> {
-        let proto = match spec.proto.as_str() {
-            "tcp" => 6,
-            "udp" => 17,
-            p => return Err(Response::Error(format!("unknown protocol {p}"))),
-        };
-        let vip = parse_endpoint(&spec.vip)
-            .ok_or_else(|| Response::Error(format!("invalid service address {}", spec.vip)))?;
+        let (vip, proto) = service_key(&spec.proto, &spec.vip).map_err(Response::Error)?;
         let at = self
             .config
             .services
@@ -92,7 +86,8 @@ impl Control {
                 Some(p)
             }
         };
-        if let (Change::Add, None) = (change, at) {
+        // A fwmark service has no address to claim (its rules' are).
+        if let (Change::Add, None, false) = (change, at, config::marks::is_fwmark(proto)) {
             let name = format!("of service {}", service_name(proto, vip));
             if let Err(e) = Claims::of(&self.config).claim(vip.ip(), Use::Vip, name) {
                 return Response::Error(e);
@@ -133,7 +128,7 @@ impl Control {
         if options.syn_proxy {
             let default = at.map_or(Forward::FullNat, |i| self.config.services[i].forward);
             let forwards = std::iter::once(default).chain(options.forwards.values().copied());
-            if let Err(e) = config::check_syn_proxy(proto, forwards, options.client_address) {
+            if let Err(e) = config::check_syn_proxy(proto, forwards) {
                 return Response::Error(e);
             }
         }
@@ -182,8 +177,11 @@ impl Control {
                 "of service {}",
                 service_name(self.config.services[i].proto, vip)
             );
-            if let Err(e) = Claims::of(&self.config).claim(ip, Use::LocalAddress, name) {
+            if let Err(e) = Claims::of(&self.config).claim(ip, Use::LocalAddress, name.clone()) {
                 return Response::Error(e);
+            }
+            if let Some(e) = config::marks::prefix_over(&self.config.marks, ip) {
+                return Response::Error(format!("{ip} cannot be a local address {name}: {e}"));
             }
         }
         let list = &mut self.config.services[i].local_addresses;
@@ -248,6 +246,7 @@ impl Control {
         self.config.timeouts = new.timeouts;
         self.config.service_options = new.service_options;
         self.config.health = new.health;
+        self.config.marks = new.marks;
         self.publish_tables();
         // A changed [sync]: the daemons start over with the file's settings
         // (what rvsadm --start-daemon changed since is replaced).
@@ -271,13 +270,9 @@ impl Control {
     }
 
     pub(super) fn change_server(&mut self, spec: &ServerSpec, change: Change) -> Response {
-        let proto = match spec.proto.as_str() {
-            "tcp" => 6,
-            "udp" => 17,
-            p => return Response::Error(format!("unknown protocol {p}")),
-        };
-        let Some(vip) = parse_endpoint(&spec.vip) else {
-            return Response::Error(format!("invalid service address {}", spec.vip));
+        let (vip, proto) = match service_key(&spec.proto, &spec.vip) {
+            Ok(k) => k,
+            Err(e) => return Response::Error(e),
         };
         let Some(svc) = self
             .config
@@ -318,6 +313,13 @@ impl Control {
             let name = format!("{rs} of service {}", service_name(proto, vip));
             if let Err(e) = Claims::of(&self.config).claim(rs.ip(), Use::RealServer, name) {
                 return Response::Error(e);
+            }
+            if let Some(e) = config::marks::prefix_over(&self.config.marks, rs.ip()) {
+                return Response::Error(format!(
+                    "{} cannot be a real server {rs} of service {}: {e}",
+                    rs.ip(),
+                    service_name(proto, vip)
+                ));
             }
         }
         if !matches!(change, Change::Delete) {
@@ -441,4 +443,27 @@ pub(super) enum Change {
     Add,
     Edit,
     Delete,
+}
+
+/// The key of the service the API names: `tcp`/`udp` and `VIP:PORT`, or
+/// `fwm`/`fwm6` and a mark (see [`config::marks`]).
+fn service_key(proto: &str, vip: &str) -> Result<(SocketAddr, u8), String> {
+    let proto = match proto {
+        "tcp" => 6,
+        "udp" => 17,
+        "fwm" | "fwm6" => {
+            let mark = vip
+                .parse::<u32>()
+                .ok()
+                .filter(|m| *m > 0)
+                .ok_or_else(|| format!("invalid fwmark value `{vip}' specified"))?;
+            return Ok((
+                config::marks::service_key(mark, proto == "fwm6"),
+                dataplane::marks::FWMARK_PROTO,
+            ));
+        }
+        p => return Err(format!("unknown protocol {p}")),
+    };
+    let vip = parse_endpoint(vip).ok_or_else(|| format!("invalid service address {vip}"))?;
+    Ok((vip, proto))
 }

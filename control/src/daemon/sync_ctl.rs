@@ -82,10 +82,24 @@ impl SyncCtl {
         let held = self
             .kernel
             .held_on(config.interfaces.iter().map(|i| i.name.as_str()));
+        // A firewall-mark service stands at its mark rules' host addresses.
         let services: Vec<(IpAddr, Vec<IpAddr>)> = config
             .services
             .iter()
-            .map(|s| (s.vip.ip(), s.local_addresses.clone()))
+            .flat_map(|s| {
+                let ips: Vec<IpAddr> = match crate::config::marks::mark_of(s.vip, s.proto) {
+                    None => vec![s.vip.ip()],
+                    Some((mark, _)) => config
+                        .marks
+                        .iter()
+                        .filter(|m| m.mark == mark)
+                        .flat_map(crate::config::marks::MarkConfig::hosts)
+                        .collect(),
+                };
+                ips.into_iter()
+                    .map(|ip| (ip, s.local_addresses.clone()))
+                    .collect::<Vec<_>>()
+            })
             .collect();
         crate::kernel_addrs::standby(&services, &held)
     }

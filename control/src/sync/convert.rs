@@ -192,7 +192,9 @@ pub fn conn_of(r: &SyncRecord, peer_laddrs: &BTreeSet<IpAddr>) -> Conn {
         client: sock(r.client),
         vip: sock(r.vip),
         dest: sock(r.rs),
-        fwmark: 0,
+        // A fwmark service's template: protocol IP, the mark as its
+        // address, and the mark here, as the kernel sends one.
+        fwmark: dataplane::marks::mark_of(r.vip, r.proto).map_or(0, |(m, _)| m),
         timeout_s: r.timeout_s,
         seq: ext.map(|x| x.seq),
         pe: None,
@@ -286,6 +288,25 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_fwmark_template_carries_its_mark() {
+        let r = SyncRecord {
+            proto: dataplane::marks::FWMARK_PROTO,
+            vip: dataplane::marks::service_vip(7, false),
+            rs: Endpoint::new([10, 77, 0, 11], 0),
+            ..rec(Forward::Dr, RecordKind::Template)
+        };
+        let c = conn_of(&r, &BTreeSet::new());
+        assert_eq!(
+            (c.protocol, c.fwmark, c.vip.to_string()),
+            (0, 7, "0.0.0.7:0".into())
+        );
+        let mut b = MessageBuilder::new(1, 1472);
+        b.push(&c).unwrap();
+        let m = wire::parse(&b.take().unwrap()).unwrap();
+        assert_eq!(record_of(&m.conns[0]).unwrap(), r);
     }
 
     #[test]

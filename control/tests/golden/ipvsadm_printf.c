@@ -23,6 +23,7 @@ struct svc {
 	int proto; const char *addr; unsigned port; const char *sched;
 	const char *sflags; unsigned persistent; const char *mask;
 	const char *laddrs[2]; int nd; struct dest d[3];
+	unsigned fwmark; /* a firewall-mark service (addr "0.0.0.0" or "::", port 0, proto TCP as ipvsadm's -f sets) */
 };
 
 static struct svc S[] = {
@@ -54,7 +55,20 @@ static struct svc S6[] = {
 		{"2001:db8::a", 443, "Route", 1, 0, 0, 0, {0}, {0}, 0, 0},
 		{"2001:db8::9", 443, "Route", 1, 0, 0, 0, {0}, {0}, 0, 0}}},
 };
+/* Firewall-mark services (*-fwmark.txt) beside a VIP service. */
+static struct svc SF[] = {
+	{6, "0.0.0.0", 0, "rr", NULL, 300, NULL, {"10.0.0.200"}, 1, {
+		{"10.0.0.2", 0, "FullNat", 1, 0, 0, 3, {5, 50, 40, 3000, 123456789ULL}, {1, 10, 9, 800, 900}, 2, 1}}, .fwmark = 7},
+	{6, "::", 0, "sh", NULL, 0, NULL, {NULL}, 1, {
+		{"fd77::11", 0, "Route", 2, 0, 0, 0, {1, 2, 3, 4, 5}, {1, 10, 9, 800, 900}, 1, 0}}, .fwmark = 1},
+	{6, "0.0.0.0", 0, "wlc", NULL, 600, "255.255.255.0", {NULL}, 2, {
+		{"10.0.0.12", 0, "Masq", 1, 0, 0, 0, {7, 70, 70, 4900, 9100}, {1, 10, 9, 800, 900}, 0, 3},
+		{"10.0.0.11", 8080, "Masq", 2, 0, 0, 1, {12, 120, 119, 8400, 15470}, {1, 10, 9, 800, 900}, 0, 5}}, .fwmark = 1},
+	{6, "10.0.0.1", 80, "wrr", NULL, 0, NULL, {"10.0.0.200"}, 1, {
+		{"10.0.0.2", 80, "FullNat", 1, 0, 0, 0, {1, 5, 4, 300, 4000}, {1, 10, 9, 800, 900}, 0, 0}}},
+};
 #define NS ((int)(sizeof(S) / sizeof(S[0])))
+#define NSF ((int)(sizeof(SF) / sizeof(SF[0])))
 #define NS6 ((int)(sizeof(S6) / sizeof(S6[0])))
 
 enum { F_PLAIN, F_STATS, F_RATE, F_THR, F_PC, F_RULE };
@@ -78,7 +92,9 @@ static int cmp_ip(const char *x, const char *y)
 static int cmp_svc(const void *x, const void *y)
 {
 	const struct svc *a = x, *b = y;
-	int r = af(a->addr) - af(b->addr);
+	int r = a->fwmark - b->fwmark; /* ipvs_cmp_services: the mark first (u32 - u32 into an int) */
+	if (r) return r;
+	r = af(a->addr) - af(b->addr);
 	if (r) return r;
 	r = a->proto - b->proto;
 	if (r) return r;
@@ -144,7 +160,12 @@ static void entry(struct svc *se, int f, int exact, int sort)
 	unsigned long long t[5] = {0};
 	int i, k;
 	addrport(vname, sizeof vname, se->addr, se->port);
-	if (f == F_RULE)
+	if (se->fwmark) { /* print_service_entry's fwmark names */
+		if (f == F_RULE)
+			sprintf(name, af(se->addr) == AF_INET6 ? "-f %d -6" : "-f %d", se->fwmark);
+		else
+			sprintf(name, af(se->addr) == AF_INET6 ? "FWM  %d IPv6" : "FWM  %d", se->fwmark);
+	} else if (f == F_RULE)
 		sprintf(name, "%s %s", se->proto == 6 ? "-t" : "-u", vname);
 	else {
 		sprintf(name, "%s  %s", se->proto == 6 ? "TCP" : "UDP", vname);
@@ -260,6 +281,18 @@ static void connections_pc(void)
 	conn("TCP", 2678400, "FIN_WAIT", "255.255.255.255:65535", "10.0.0.1:80", "10.0.0.2:80");
 }
 
+/* A fwmark service's connections and template: /proc/net/ip_vs_conn names
+ * the template's protocol "IP" (ip_vs_proto_name(IPPROTO_IP)), its address
+ * the mark (htonl(fwmark)), no ports; print_conn prints it as such. */
+static void connections_fwmark(void)
+{
+	printf("IPVS connection entries\n");
+	printf("pro expire %-11s %-18s %-18s %s\n", "state", "source", "virtual", "destination");
+	conn("TCP", 899, "ESTABLISHED", "10.1.2.3:40000", "10.0.0.110:443", "10.0.0.12:443");
+	conn("UDP", 300, "UDP", "10.1.2.3:40001", "10.0.0.110:443", "10.0.0.12:443");
+	conn("IP", 298, "NONE", "10.1.2.0:0", "0.0.0.1:0", "10.0.0.12:0");
+}
+
 static void connections_v6(void)
 {
 	printf("IPVS connection entries\n");
@@ -293,6 +326,12 @@ int main(int argc, char **argv)
 	else if (!strcmp(what, "connections-v6.txt")) connections_v6();
 	else if (!strcmp(what, "timeout.txt")) printf("Timeout (tcp tcpfin udp): %d %d %d\n", 900, 120, 300);
 	else if (!strcmp(what, "save.txt")) list_all(F_RULE, 0, 1);
+	else if (!strcmp(what, "list-fwmark.txt")) list_set(SF, NSF, F_PLAIN, 0, 1);
+	else if (!strcmp(what, "stats-fwmark.txt")) list_set(SF, NSF, F_STATS, 0, 1);
+	else if (!strcmp(what, "rate-fwmark.txt")) list_set(SF, NSF, F_RATE, 0, 1);
+	else if (!strcmp(what, "persistent-conn-fwmark.txt")) list_set(SF, NSF, F_PC, 0, 1);
+	else if (!strcmp(what, "save-fwmark.txt")) list_set(SF, NSF, F_RULE, 0, 1);
+	else if (!strcmp(what, "connections-fwmark.txt")) connections_fwmark();
 	else { fprintf(stderr, "usage: %s GOLDEN-FILE-NAME\n", argv[0]); return 2; }
 	return 0;
 }

@@ -182,8 +182,13 @@ impl Pipeline {
     /// IPv6 that is not a described TCP or UDP packet: ICMPv6 carries echo
     /// and neighbour discovery ([`Self::handle_icmpv6`]); a fragment header
     /// right after the fixed header goes to [`Self::handle_fragment`].
-    /// Other extension headers are not walked: they count as
-    /// `unsupported_l4` (or go to the kernel when for an interface address).
+    /// A routing header right after it, to an address the appliance owns,
+    /// is dropped as `source_route` whatever its type (type 0 as the kernel
+    /// drops it, RFC 5095; types 2-4 too, which the kernel drops without
+    /// Mobile IPv6 or `seg6_enabled`, and which rvs does not walk past);
+    /// too short to name its type, `malformed`. Other extension headers
+    /// are not walked: they count as `unsupported_l4`. Both go to the
+    /// kernel when for an interface address.
     fn other_ipv6(
         &mut self,
         frame: &mut [u8],
@@ -208,6 +213,14 @@ impl Pipeline {
             )),
             icmpv6::NEXT_HEADER => self.handle_icmpv6(l2, l3, in_port, now),
             ipv6::NEXT_FRAGMENT => self.handle_fragment(l2, l3, in_port, held, now),
+            ipv6::NEXT_ROUTING if self.tables.owns(dst) => {
+                let reason = if ip.payload().len() < 4 {
+                    DropReason::Malformed
+                } else {
+                    DropReason::SourceRoute
+                };
+                self.punt_or(dst, reason)
+            }
             _ => self.punt_or(dst, self.unsupported_or_not_ours(dst)),
         }
     }

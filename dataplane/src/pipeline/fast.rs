@@ -55,8 +55,12 @@ impl Pipeline {
             Lookup::Expired(slot) => self.expire(slot),
             Lookup::Miss => {}
         }
-        let Some(svc) = self.tables.service_at(key.dst, proto) else {
-            return self.miss_not_a_service(&key);
+        let svc = match self.tables.service_at(key.dst, proto) {
+            Some(svc) => svc,
+            None => match self.miss_not_a_service(&key) {
+                Ok(svc) => svc,
+                Err(step) => return step,
+            },
         };
         let owner = self.owner_of_client(svc, &key);
         if owner != usize::from(self.worker) {
@@ -75,7 +79,7 @@ impl Pipeline {
             return Step::drop(reason);
         }
         if syn_proxy {
-            return self.synproxy_syn(in_port, now);
+            return self.synproxy_syn(svc, &key, in_port, now);
         }
         let src_mac = ethernet::Frame::new_checked(&*l2).map_or([0; 6], |e| e.src());
         match self.create_session(svc, key, src_mac, in_port, held.take(), now) {
@@ -186,11 +190,13 @@ impl Pipeline {
             Ok(r) => r,
             Err(reason) => return Step::drop(reason),
         };
-        if client_addr != ClientAddress::None {
-            reshape = self.client_address(l3, usize::from(d.l4), slot, dir, reshape);
-        }
+        // A SYN proxy's shifts first: a client's acknowledgement is then in
+        // the server's numbering, as the TOA rule that follows reads it.
         if proxied {
             self.synproxy_after(l3, usize::from(d.l4), slot, dir);
+        }
+        if client_addr != ClientAddress::None {
+            reshape = self.client_address(l3, usize::from(d.l4), slot, dir, reshape);
         }
         if let Some(t) = self.rs_traffic.get_mut(usize::from(rs_index)) {
             let bytes = l3.len() as u64;

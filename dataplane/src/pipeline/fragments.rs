@@ -20,7 +20,9 @@
 //! fragment's bytes.
 //!
 //! Not carried (dropped as `fragment`): later fragments whose first one was
-//! not seen first (out of order: not held), fragments of FULLNAT64
+//! not seen first (out of order: not held), fragments that overlap what
+//! their datagram sent already (and, but for exact duplicates, the rest of
+//! that datagram: [`crate::frag`]), fragments of FULLNAT64
 //! sessions (not translated) or of services that insert the client's
 //! address (a TOA option or PROXY header cannot be inserted into a
 //! fragment), IPv6 fragment headers after other extension headers,
@@ -191,6 +193,11 @@ impl Pipeline {
         if self.refuses_fragments(&d, now) {
             return Step::drop(DropReason::Fragment);
         }
+        // Sent again while its datagram is filed (a released held frame is
+        // the same one, filed by it).
+        if held.is_none() && self.frags.first_again(&f.key, f.piece, now) {
+            return Step::drop(DropReason::Fragment);
+        }
         let step = self.handle_flow(l2, l3, &d, in_port, held, now);
         let follow = match step {
             Step::Forward {
@@ -233,6 +240,7 @@ impl Pipeline {
         }
         self.tables
             .service_at(d.key.dst, d.key.proto)
+            .or_else(|| self.tables.marked_service(d.key.dst, d.key.proto))
             .and_then(|i| self.tables.services.get(i))
             .is_some_and(|s| s.client_address != ClientAddress::None)
     }

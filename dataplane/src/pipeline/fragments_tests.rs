@@ -457,3 +457,50 @@ fn services_that_insert_the_client_address_drop_fragments() {
     );
     assert_eq!(p.frag_counters().forwarded, 0);
 }
+
+#[test]
+fn an_overlapping_fragment_ends_its_datagram_and_a_duplicate_goes_alone() {
+    let t = udp_tables(Forward::FullNat, 30);
+    let mut p = pipelines(&t, 1).remove(0);
+    let whole = udp_packet(CLIENT, DNS_VIP, &payload(), false);
+    // Fragments of 1480 bytes, plus one at offset 1472 that overlaps the
+    // first's last 8 bytes.
+    let mut frames = frames_v4(&split_v4(&whole, 1480, 9), CLIENT_MAC);
+    let over = split_v4(&whole, 1472, 9).remove(1);
+    frames.insert(1, eth(LB_MAC, CLIENT_MAC, ethernet::ETHERTYPE_IPV4, &over));
+    let (_, v) = through(&mut p, &frames, 1);
+    assert_eq!(
+        v,
+        vec![
+            Verdict::Forward { port: 0 },
+            Verdict::Drop(DropReason::Fragment),
+            Verdict::Drop(DropReason::Fragment),
+            Verdict::Drop(DropReason::Fragment),
+        ],
+        "the rest of the datagram goes with it"
+    );
+    let c = *p.frag_counters();
+    assert_eq!((c.forwarded, c.overlapping, c.no_first), (1, 1, 2));
+    // Another datagram whose second fragment comes twice: the copy is
+    // dropped alone, the datagram completes, the first sent again after
+    // completion is a new datagram's.
+    let frames = frames_v4(&split_v4(&whole, 1480, 10), CLIENT_MAC);
+    let again = [
+        frames[0].clone(),
+        frames[1].clone(),
+        frames[1].clone(),
+        frames[2].clone(),
+    ];
+    let (_, v) = through(&mut p, &again, 2);
+    assert_eq!(
+        v,
+        vec![
+            Verdict::Forward { port: 0 },
+            Verdict::Forward { port: 0 },
+            Verdict::Drop(DropReason::Fragment),
+            Verdict::Forward { port: 0 },
+        ]
+    );
+    assert_eq!(p.frag_counters().overlapping, 2);
+    assert!(p.frags.is_empty());
+}

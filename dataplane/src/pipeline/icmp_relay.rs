@@ -229,16 +229,18 @@ impl Pipeline {
 
     /// The worker owning the flow an error quotes, when it is not this one.
     fn icmp_owner(&self, key: &FlowKey) -> Option<Step> {
-        if let Some(svc) = self.tables.service_at(key.dst, key.proto) {
-            let owner = self.owner_of_client(svc, key);
-            return (owner != usize::from(self.worker)).then_some(Step::Done(Verdict::Redirect {
-                worker: owner as u16,
-            }));
-        }
-        match self.miss_not_a_service(key) {
-            v @ Step::Done(Verdict::Redirect { .. }) => Some(v),
-            _ => None,
-        }
+        let svc = match self.tables.service_at(key.dst, key.proto) {
+            Some(svc) => svc,
+            None => match self.miss_not_a_service(key) {
+                Ok(svc) => svc,
+                Err(v @ Step::Done(Verdict::Redirect { .. })) => return Some(v),
+                Err(_) => return None,
+            },
+        };
+        let owner = self.owner_of_client(svc, key);
+        (owner != usize::from(self.worker)).then_some(Step::Done(Verdict::Redirect {
+            worker: owner as u16,
+        }))
     }
 }
 

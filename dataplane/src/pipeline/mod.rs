@@ -221,6 +221,9 @@ pub(crate) enum Reshape {
     SynCookie {
         /// The time, for the cookie.
         now: Millis,
+        /// Bytes the MSS leaves for what the service tells its servers
+        /// (a TOA option, a PROXY header).
+        room: u16,
     },
     /// SYN proxy: replace the client's ACK with its SYN to session
     /// `slot`'s server (holding the ACK first if it carries data).
@@ -650,7 +653,7 @@ impl Pipeline {
                 crate::local::nd::write_na(pkt, target, dst, mac);
                 Verdict::Forward { port }
             }
-            Reshape::SynCookie { now } => self.answer_syn(pkt, port, now),
+            Reshape::SynCookie { now, room } => self.answer_syn(pkt, port, now, room),
             Reshape::SynProxyOpen {
                 slot,
                 mss,
@@ -824,6 +827,8 @@ mod client_addr_tests;
 mod flood_tests;
 #[cfg(test)]
 mod fragments_tests;
+#[cfg(test)]
+mod fwmark_tests;
 #[cfg(test)]
 mod hold_tests;
 #[cfg(test)]

@@ -11,7 +11,8 @@
 //!
 //! Persistent services (`-p`): the owner of a client flow is
 //! `stable_hash(client & netmask) % workers` ([`persistent_owner`]), the
-//! client's port left out, so every connection of one (masked) client
+//! client's port left out (and for a firewall-mark service the protocol
+//! too: its template binds TCP and UDP alike), so every connection of one (masked) client
 //! meets the same worker and its persistence template
 //! ([`crate::session::template`]), whichever queue it arrived on. Changing
 //! a live service's persistence or netmask changes its flows' owners:
@@ -46,7 +47,15 @@ impl Pipeline {
     #[inline]
     #[must_use]
     pub fn owner_of_client(&self, svc: usize, key: &FlowKey) -> usize {
-        match self.tables.services.get(svc).and_then(|s| s.persistence) {
+        let Some(s) = self.tables.services.get(svc) else {
+            return client_owner(key, self.workers);
+        };
+        match s.persistence {
+            // A firewall-mark service's template covers every protocol
+            // its mark groups: one owner for all of them.
+            Some(p) if s.is_fwmark() => {
+                persistent_owner(p.mask(key.src.ip), s.vip, s.proto, self.workers)
+            }
             Some(p) => persistent_owner(p.mask(key.src.ip), key.dst, key.proto, self.workers),
             None => client_owner(key, self.workers),
         }

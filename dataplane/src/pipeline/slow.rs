@@ -109,11 +109,7 @@ impl Pipeline {
                 NO_TEMPLATE,
             ),
             Some(p) => {
-                let tkey = TemplateKey {
-                    client: p.mask(key.src.ip),
-                    vip: key.dst,
-                    proto: key.proto,
-                };
+                let tkey = svc.template_key(p, key.src.ip, key.dst, key.proto);
                 persist(
                     &mut self.templates,
                     &mut self.templates_full,
@@ -174,12 +170,7 @@ impl Pipeline {
         let same_template = svc.persistence.is_some_and(|p| {
             self.templates.get(d.template).is_some_and(|t| {
                 t.rs_index == d.rs_index
-                    && t.key
-                        == TemplateKey {
-                            client: p.mask(key.src.ip),
-                            vip: key.dst,
-                            proto: key.proto,
-                        }
+                    && t.key == svc.template_key(p, key.src.ip, key.dst, key.proto)
             })
         });
         if !same_template {
@@ -272,7 +263,7 @@ impl Pipeline {
             client: key.src,
             vip: key.dst,
             laddr,
-            rs: rs.addr,
+            rs: Endpoint::at(rs.addr.ip, svc.server_port(&rs, key.dst)),
             service: svc_idx as u16,
             rs_index: rs.index,
             forward: rs.forward,
@@ -347,17 +338,21 @@ impl Pipeline {
     /// was created by the owner of `client:cport → vip:vport`: the service
     /// that has `rs:rport` as a NAT server gives the VIP, and that inverse
     /// key gives the owner, by the same rule as the client's packets.
+    ///
+    /// Only then are the mark rules asked (see [`crate::marks`]): a flow
+    /// they give the mark of a firewall-mark service is that service's
+    /// (`Ok`, its index), as a flow to a VIP is its service's.
     #[cold]
-    pub(super) fn miss_not_a_service(&self, key: &FlowKey) -> Step {
+    pub(super) fn miss_not_a_service(&self, key: &FlowKey) -> Result<usize, Step> {
         let dst = key.dst.ip;
         if self.tables.laddr_index(dst).is_some() {
             let owner = owner_of(key.dst.port, self.workers);
             if owner != usize::from(self.worker) {
-                return Step::Done(Verdict::Redirect {
+                return Err(Step::Done(Verdict::Redirect {
                     worker: owner as u16,
-                });
+                }));
             }
-            return Step::drop(DropReason::NoSession);
+            return Err(Step::drop(DropReason::NoSession));
         }
         if !self.tables.owns(dst) {
             if let Some(svc) = self.tables.nat_service_of(key.src, key.proto) {
@@ -371,21 +366,27 @@ impl Pipeline {
                     },
                 );
                 if owner != usize::from(self.worker) {
-                    return Step::Done(Verdict::Redirect {
+                    return Err(Step::Done(Verdict::Redirect {
                         worker: owner as u16,
-                    });
+                    }));
                 }
-                return Step::drop(DropReason::NoSession);
+                return Err(Step::drop(DropReason::NoSession));
             }
         }
-        self.punt_or(
+        // The kernel side's own addresses are never marked away from it.
+        if !self.tables.is_interface_addr(dst) {
+            if let Some(svc) = self.tables.marked_service(key.dst, key.proto) {
+                return Ok(svc);
+            }
+        }
+        Err(self.punt_or(
             dst,
             if self.tables.owns(dst) {
                 DropReason::NoService
             } else {
                 DropReason::NotForUs
             },
-        )
+        ))
     }
 }
 

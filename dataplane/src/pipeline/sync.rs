@@ -346,7 +346,13 @@ impl Pipeline {
     /// Installs or refreshes one entry received from a master, if this
     /// worker owns it (see the module doc).
     pub fn install_synced(&mut self, r: &SyncRecord, now: Millis) -> InstallOutcome {
-        let Some(svc_idx) = self.tables.service_at(r.vip, r.proto) else {
+        // A firewall-mark service's connection names the address it went
+        // to: its service is the one this box's mark rules give it.
+        let found = self
+            .tables
+            .service_at(r.vip, r.proto)
+            .or_else(|| self.tables.marked_service(r.vip, r.proto));
+        let Some(svc_idx) = found else {
             // Counted once, by worker 0.
             return if self.worker == 0 {
                 InstallOutcome::NoService
@@ -405,7 +411,7 @@ impl Pipeline {
 
     fn install_template(&mut self, svc_idx: usize, r: &SyncRecord, now: Millis) -> InstallOutcome {
         let svc = &self.tables.services[svc_idx];
-        let Some(rs) = svc.servers.iter().find(|s| s.addr == r.rs) else {
+        let Some(rs) = svc.server_reached_at(r.rs) else {
             return InstallOutcome::NoServer;
         };
         let timeout_secs = svc.persistence.map_or(r.timeout_s, |p| p.timeout_secs);
@@ -491,7 +497,7 @@ impl Pipeline {
         }
         let tables = Arc::clone(&self.tables);
         let svc = &tables.services[svc_idx];
-        let Some(rs) = svc.servers.iter().find(|s| s.addr == r.rs) else {
+        let Some(rs) = svc.server_reached_at(r.rs) else {
             return InstallOutcome::NoServer;
         };
         let (laddr_index, laddr) = if rs.forward == Forward::FullNat {
@@ -596,11 +602,8 @@ impl Pipeline {
         // A connection of a persistent service: under its template, if
         // that came first.
         let template = svc.persistence.and_then(|p| {
-            self.templates.find(&TemplateKey {
-                client: p.mask(r.client.ip),
-                vip: r.vip,
-                proto: r.proto,
-            })
+            self.templates
+                .find(&svc.template_key(p, r.client.ip, r.vip, r.proto))
         });
         if let Some(ts) = template {
             if let Some(t) = self.templates.get_mut(ts) {

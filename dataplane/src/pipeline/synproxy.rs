@@ -32,14 +32,15 @@
 use super::{Desc, Pipeline, Reshape, Step, Verdict};
 use crate::packet::PacketBuf;
 use crate::session::ext::{ExtFlags, CLIENT_ISN, PROXY_TS, SERVER_ISN, SYN_PROXY};
-use crate::session::{Direction, SlotId, TcpState};
+use crate::session::{Direction, FlowKey, SlotId, TcpState};
 use crate::stats::DropReason;
 use crate::synproxy::cookie::{self, Secret, SynOptions, Tuple, NO_WSCALE};
 use crate::synproxy::segment::{self, Adjust, Segment};
 use crate::synproxy::{Counters, ProxyState, CLIENT_WSCALE};
 use crate::tables::Tables;
 use crate::time::Millis;
-use crate::wire::{ethernet, tcp};
+use crate::wire::{ethernet, ipv4, tcp};
+use crate::xmit::client_addr as ca;
 use crate::xmit::seq_shift::{self, SeqShift};
 use crate::xmit::Leg;
 
@@ -180,13 +181,27 @@ impl Pipeline {
         &self.synproxy.counters
     }
 
-    /// A client's SYN to a proxied service (checked as a new flow
-    /// already): answered in place on the port it came from.
+    /// A client's SYN of `key` to proxied service `svc` (checked as a new
+    /// flow already): answered in place on the port it came from.
     #[cold]
-    pub(super) fn synproxy_syn(&mut self, in_port: u16, now: Millis) -> Step {
+    pub(super) fn synproxy_syn(
+        &mut self,
+        svc: usize,
+        key: &FlowKey,
+        in_port: u16,
+        now: Millis,
+    ) -> Step {
+        // Room for what the service's servers are told of the client (a
+        // TOA option or a PROXY header on the client's first segments).
+        let room = self
+            .tables
+            .services
+            .get(svc)
+            .and_then(|s| ca::insertion(s.client_address, key.src, key.dst, ipv4::PROTO_TCP))
+            .map_or(0, |i| i.bytes().len() as u16);
         Step::Forward {
             port: in_port,
-            reshape: Some(Reshape::SynCookie { now }),
+            reshape: Some(Reshape::SynCookie { now, room }),
         }
     }
 
@@ -197,6 +212,7 @@ impl Pipeline {
         pkt: &mut PacketBuf<'_>,
         port: u16,
         now: Millis,
+        room: u16,
     ) -> Verdict {
         let Some(d) = self.describe(pkt.frame()) else {
             return Verdict::Drop(DropReason::Malformed);
@@ -217,7 +233,7 @@ impl Pipeline {
             .interfaces
             .get(usize::from(port))
             .map_or(1500, |i| i.mtu);
-        let mss = mtu.saturating_sub(if v4 { 40 } else { 60 });
+        let mss = mtu.saturating_sub(if v4 { 40 } else { 60 } + room);
         let opts = segment::syn_options(mss, o.wscale.map(|_| CLIENT_WSCALE), o.sack_perm, ts);
         let seg = Segment {
             dst_mac: client_mac,
@@ -289,6 +305,14 @@ impl Pipeline {
         };
         s.expires = now.plus_secs(timeout);
         let port = s.rs_port;
+        // A PROXY header goes in front of the client's first byte: the
+        // client's stream moves by its length (TOA: by nothing).
+        let header = if s.client_addr.is_proxy() {
+            ca::insertion(s.client_addr, d.key.src, d.key.dst, d.key.proto)
+                .map_or(0, |i| i.bytes().len())
+        } else {
+            0
+        };
         ext.flags = SYN_PROXY
             | CLIENT_ISN
             | if o.ts.is_some() {
@@ -296,7 +320,7 @@ impl Pipeline {
             } else {
                 ExtFlags::empty()
             };
-        ext.to_server = SeqShift::new(seq, 0);
+        ext.to_server = SeqShift::new(seq, header as u32);
         ext.to_client = SeqShift::default();
         ext.syn_proxy = ProxyState {
             isn: c,

@@ -12,6 +12,7 @@ use super::v6_tests;
 use super::*;
 use crate::synproxy::cookie;
 use crate::synproxy::segment::{self, Options};
+use crate::xmit::client_addr::{self as ca, ClientAddress};
 
 const ISN_C: u32 = 0xfff0_0000;
 const ISN_S: u32 = 7000;
@@ -53,10 +54,16 @@ struct Lab {
 }
 
 fn lab(v4: bool, forward: Forward) -> Lab {
+    lab_telling(v4, forward, ClientAddress::None)
+}
+
+/// [`lab`] whose service tells its servers the client by `mode`.
+fn lab_telling(v4: bool, forward: Forward, mode: ClientAddress) -> Lab {
     let (t, client, vip, rs, neigh) = if v4 {
         let t = tables_with((5000, 5009), |t| {
             let s = &mut t.services[0];
             s.syn_proxy = true;
+            s.client_address = mode;
             s.servers.truncate(1);
             s.servers[0].forward = forward;
         });
@@ -65,6 +72,7 @@ fn lab(v4: bool, forward: Forward) -> Lab {
         let t = v6_tests::v6_tables(forward);
         let mut t = (*t).clone();
         t.services[0].syn_proxy = true;
+        t.services[0].client_address = mode;
         t.services[0].servers.truncate(1);
         (
             Arc::new(t),
@@ -553,4 +561,253 @@ fn a_server_refusal_reaches_the_client_in_its_numbering() {
     assert!(rst.checksums_ok);
     assert_eq!((rst.src, rst.dst), (l.vip, l.client));
     assert_eq!(rst.seq, c.wrapping_add(1), "in the client's window");
+}
+
+/// The SYN proxy and a PROXY header together, both directions: the
+/// cookie's MSS leaves room for the header; the held request reaches the
+/// server behind the header; then for the connection's life the client's
+/// stream moves by the header's length and the server's by cookie −
+/// server ISN, SACK edges each way back by the other stream's shift; a
+/// retransmission of the first segment carries the header again.
+fn proxy_composed(v4: bool, mode: ClientAddress) {
+    composed_on(lab_telling(v4, Forward::FullNat, mode), v4, mode);
+}
+
+/// [`proxy_composed`] on lab `l` whose clients are IPv4 if `v4`.
+fn composed_on(mut l: Lab, v4: bool, mode: ClientAddress) {
+    let header = ca::insertion(mode, l.client, l.vip, ipv4::PROTO_TCP).unwrap();
+    let header = header.bytes().to_vec();
+    let n = header.len() as u32;
+    let (c, o) = answer(&mut l, &syn_opts(None, Some(7)));
+    let mss = if v4 { 1460 } else { 1440 };
+    assert_eq!(o.mss, Some(mss - n as u16), "room for the header");
+    let (v, syn) = l.client_sends(
+        (ISN_C.wrapping_add(1), c.wrapping_add(1)),
+        tcp::ACK,
+        &[],
+        b"",
+        T0,
+    );
+    assert_eq!(v, Verdict::Forward { port: 0 });
+    assert_eq!((syn.flags, syn.seq), (tcp::SYN, ISN_C));
+    assert!(syn.payload.is_empty(), "no header on the SYN");
+    l.from = l.p.sessions().iter().next().unwrap().laddr;
+    let (v, _) = l.client_sends(
+        (ISN_C.wrapping_add(1), c.wrapping_add(1)),
+        tcp::ACK | tcp::PSH,
+        &[],
+        b"GET /",
+        T0 + 1,
+    );
+    assert_eq!(v, Verdict::Consumed, "held");
+    // The server's SYN-ACK releases the request, the header in front.
+    let (v, req) = l.server_sends(
+        (ISN_S, ISN_C.wrapping_add(1)),
+        tcp::SYN | tcp::ACK,
+        &[2, 4, 0x05, 0xb4, 1, 3, 3, 7],
+        b"",
+        T0 + 2,
+    );
+    assert_eq!(v, Verdict::Forward { port: 0 });
+    assert!(req.checksums_ok);
+    assert_eq!((req.src, req.dst), (l.from, l.rs));
+    assert_eq!((req.seq, req.ack), (ISN_C.wrapping_add(1), ISN_S + 1));
+    assert_eq!(req.payload, [&header[..], b"GET /"].concat());
+    // The server acknowledges header and request, SACKs a later block of
+    // the client's stream: the client sees its own numbers and the
+    // cookie's.
+    let mut sack = vec![1, 1, 5, 10];
+    sack.extend_from_slice(&ISN_C.wrapping_add(1 + n + 100).to_be_bytes());
+    sack.extend_from_slice(&ISN_C.wrapping_add(1 + n + 200).to_be_bytes());
+    let (v, resp) = l.server_sends(
+        (ISN_S + 1, ISN_C.wrapping_add(6 + n)),
+        tcp::ACK,
+        &sack,
+        b"200 OK",
+        T0 + 3,
+    );
+    assert_eq!(v, Verdict::Forward { port: 0 });
+    assert!(resp.checksums_ok);
+    assert_eq!((resp.src, resp.dst), (l.vip, l.client));
+    assert_eq!(
+        (resp.seq, resp.ack),
+        (c.wrapping_add(1), ISN_C.wrapping_add(6))
+    );
+    let edges = &resp.options[resp.options.len() - 8..];
+    assert_eq!(edges[..4], ISN_C.wrapping_add(101).to_be_bytes());
+    assert_eq!(edges[4..], ISN_C.wrapping_add(201).to_be_bytes());
+    assert_eq!(resp.payload, b"200 OK");
+    // The client's next data and its SACK of the server's stream: its
+    // sequence number moves by the header, its acknowledgement and SACK
+    // edges back to the server's numbering.
+    let mut sack = vec![1, 1, 5, 10];
+    sack.extend_from_slice(&c.wrapping_add(100).to_be_bytes());
+    sack.extend_from_slice(&c.wrapping_add(200).to_be_bytes());
+    let (_, more) = l.client_sends(
+        (ISN_C.wrapping_add(6), c.wrapping_add(7)),
+        tcp::ACK,
+        &sack,
+        b"more",
+        T0 + 4,
+    );
+    assert!(more.checksums_ok);
+    assert_eq!((more.seq, more.ack), (ISN_C.wrapping_add(6 + n), ISN_S + 7));
+    let edges = &more.options[more.options.len() - 8..];
+    assert_eq!(edges[..4], (ISN_S + 100).to_be_bytes());
+    assert_eq!(edges[4..], (ISN_S + 200).to_be_bytes());
+    assert_eq!(more.payload, b"more", "one header per stream");
+    // A retransmission of the first segment carries the header again.
+    let (_, again) = l.client_sends(
+        (ISN_C.wrapping_add(1), c.wrapping_add(7)),
+        tcp::ACK | tcp::PSH,
+        &[],
+        b"GET /",
+        T0 + 5,
+    );
+    assert!(again.checksums_ok);
+    assert_eq!(again.seq, ISN_C.wrapping_add(1));
+    assert_eq!(again.payload, [&header[..], b"GET /"].concat());
+    // The server's FIN: shifted like any segment.
+    let (_, fin) = l.server_sends(
+        (ISN_S + 7, ISN_C.wrapping_add(10 + n)),
+        tcp::FIN | tcp::ACK,
+        &[],
+        b"",
+        T0 + 6,
+    );
+    assert_eq!(
+        (fin.seq, fin.ack),
+        (c.wrapping_add(7), ISN_C.wrapping_add(10))
+    );
+}
+
+#[test]
+fn proxy_v2_and_syn_proxy_compose_v4() {
+    proxy_composed(true, ClientAddress::ProxyV2);
+}
+
+#[test]
+fn proxy_v1_and_syn_proxy_compose_v4() {
+    proxy_composed(true, ClientAddress::ProxyV1);
+}
+
+#[test]
+fn proxy_v2_and_syn_proxy_compose_v6() {
+    proxy_composed(false, ClientAddress::ProxyV2);
+}
+
+#[test]
+fn proxy_v1_and_syn_proxy_compose_v6() {
+    proxy_composed(false, ClientAddress::ProxyV1);
+}
+
+#[test]
+fn proxy_v2_and_syn_proxy_compose_fullnat64() {
+    // The header names the IPv6 client and VIP; the server is IPv4.
+    let t = tables_with((5000, 5009), |t| {
+        t.services[0].vip = v6_tests::vip();
+        t.services[0].syn_proxy = true;
+        t.services[0].client_address = ClientAddress::ProxyV2;
+        t.services[0].servers.truncate(1);
+        t.routes = v6_tests::v6_tables(Forward::FullNat).routes.clone();
+    });
+    let l = Lab {
+        p: Pipeline::new(t, known_servers(), 64, 42, 0, 1),
+        client: v6_tests::client(),
+        vip: v6_tests::vip(),
+        rs: RS1,
+        from: Endpoint::at(Addr::from(LIP), 0),
+    };
+    composed_on(l, false, ClientAddress::ProxyV2);
+}
+
+/// The SYN proxy and TOA: the cookie's MSS leaves room for the option;
+/// the ACK rvs sends to complete the server's handshake carries it, and so
+/// does the client's first data (acknowledging the server's SYN, in the
+/// server's numbering once shifted); once the server has sent data, no
+/// more; sequence numbers unchanged on the client's stream.
+fn toa_composed(v4: bool) {
+    let mut l = lab_telling(v4, Forward::FullNat, ClientAddress::Toa);
+    let toa = ca::toa_option(l.client).bytes().to_vec();
+    let (c, o) = answer(&mut l, &syn_opts(Some(7), Some(7)));
+    let mss = if v4 { 1460 } else { 1440 };
+    assert_eq!(o.mss, Some(mss - toa.len() as u16), "room for TOA");
+    let (our_ts, _) = o.ts.unwrap();
+    l.client_sends(
+        (ISN_C.wrapping_add(1), c.wrapping_add(1)),
+        tcp::ACK,
+        &ts_opt(8, our_ts),
+        b"",
+        T0,
+    );
+    l.from = l.p.sessions().iter().next().unwrap().laddr;
+    let mut sopts = vec![2, 4, 0x05, 0xb4, 1, 1, 8, 10];
+    sopts.extend_from_slice(&4242u32.to_be_bytes());
+    sopts.extend_from_slice(&8u32.to_be_bytes());
+    let (v, ack) = l.server_sends(
+        (ISN_S, ISN_C.wrapping_add(1)),
+        tcp::SYN | tcp::ACK,
+        &sopts,
+        b"",
+        T0 + 1,
+    );
+    assert_eq!(v, Verdict::Forward { port: 0 });
+    assert!(ack.checksums_ok);
+    assert_eq!((ack.src, ack.dst), (l.from, l.rs));
+    assert_eq!((ack.seq, ack.ack), (ISN_C.wrapping_add(1), ISN_S + 1));
+    assert!(
+        ack.options.windows(toa.len()).any(|w| w == toa),
+        "TOA on the handshake's ACK: {:?}",
+        ack.options
+    );
+    assert_eq!(parse_opts(&ack).ts, Some((8, 4242)), "timestamps kept");
+    // The client's first data acknowledges the server's SYN (in the
+    // cookie's numbering): TOA again.
+    let (_, first) = l.client_sends(
+        (ISN_C.wrapping_add(1), c.wrapping_add(1)),
+        tcp::ACK | tcp::PSH,
+        &ts_opt(9, our_ts),
+        b"GET /",
+        T0 + 2,
+    );
+    assert!(first.checksums_ok);
+    assert_eq!((first.seq, first.ack), (ISN_C.wrapping_add(1), ISN_S + 1));
+    assert!(first.options.windows(toa.len()).any(|w| w == toa));
+    assert_eq!(first.payload, b"GET /");
+    // The server answers; the client's next segment acknowledges data:
+    // no TOA.
+    let (_, resp) = l.server_sends(
+        (ISN_S + 1, ISN_C.wrapping_add(6)),
+        tcp::ACK,
+        &ts_opt(4243, 9),
+        b"200 OK",
+        T0 + 3,
+    );
+    assert_eq!(
+        (resp.seq, resp.ack),
+        (c.wrapping_add(1), ISN_C.wrapping_add(6))
+    );
+    let (_, next) = l.client_sends(
+        (ISN_C.wrapping_add(6), c.wrapping_add(7)),
+        tcp::ACK,
+        &ts_opt(10, our_ts.wrapping_add(1)),
+        b"",
+        T0 + 4,
+    );
+    assert!(next.checksums_ok);
+    assert_eq!((next.seq, next.ack), (ISN_C.wrapping_add(6), ISN_S + 7));
+    assert!(!next
+        .options
+        .windows(2)
+        .any(|w| w[0] == ca::TOA_KIND && usize::from(w[1]) == toa.len()));
+}
+
+#[test]
+fn toa_and_syn_proxy_compose_v4() {
+    toa_composed(true);
+}
+
+#[test]
+fn toa_and_syn_proxy_compose_v6() {
+    toa_composed(false);
 }

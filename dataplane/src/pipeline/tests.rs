@@ -63,6 +63,7 @@ fn tables(lports: (u16, u16)) -> Arc<Tables> {
         tentative: Vec::new(),
         standby: Vec::new(),
         vlans: Default::default(),
+        marks: Default::default(),
     })
 }
 

@@ -780,3 +780,37 @@ fn an_ipv6_fullnat_session_is_synced_and_carries_on_at_the_backup() {
     let back = look(&r);
     assert_eq!((back.src, back.dst, back.ok), (vip(), client(), true));
 }
+
+#[test]
+fn routing_headers_to_a_vip_are_dropped_as_source_routes() {
+    let mut p = pipeline(Forward::FullNat);
+    // Type 0 with a segment left and without (RFC 5095), Mobile IPv6's
+    // type 2, segment routing's type 4: all `source_route`, no session.
+    for (kind, left) in [(0u8, 1u8), (0, 0), (2, 1), (4, 0)] {
+        let syn = tcp6(CLIENT_MAC, client(), vip(), tcp::SYN);
+        let mut rh = vec![ipv4::PROTO_TCP, 2, kind, left, 0, 0, 0, 0];
+        rh.extend_from_slice(&rs(1).ip.octets());
+        let mut f = syn[..14 + 40].to_vec();
+        f[14 + 6] = ipv6::NEXT_ROUTING;
+        let plen = u16::from_be_bytes([f[14 + 4], f[14 + 5]]) + rh.len() as u16;
+        f[14 + 4..14 + 6].copy_from_slice(&plen.to_be_bytes());
+        f.extend_from_slice(&rh);
+        f.extend_from_slice(&syn[14 + 40..]);
+        assert_eq!(
+            p.process(&mut f, 0, Millis(1)),
+            Verdict::Drop(DropReason::SourceRoute),
+            "type {kind}, {left} left"
+        );
+    }
+    // Too short to name its type.
+    let mut f = tcp6(CLIENT_MAC, client(), vip(), tcp::SYN)[..14 + 40].to_vec();
+    f[14 + 6] = ipv6::NEXT_ROUTING;
+    f[14 + 4..14 + 6].copy_from_slice(&2u16.to_be_bytes());
+    f.extend_from_slice(&[ipv4::PROTO_TCP, 0]);
+    assert_eq!(
+        p.process(&mut f, 0, Millis(1)),
+        Verdict::Drop(DropReason::Malformed)
+    );
+    assert_eq!(p.counters.drops[DropReason::SourceRoute as usize], 4);
+    assert_eq!(p.sessions().len(), 0);
+}

@@ -14,9 +14,12 @@
 //!
 //! `H1`, `H2` are SipHash-2-4 of the four-tuple under two halves of a
 //! per-worker secret; `count` is the minute (the secret, in effect, turns
-//! over every minute, as Linux's); 2 bits of it are kept, and a cookie is
-//! accepted during the minute it was made and the next (up to two minutes,
-//! Linux's `MAX_SYNCOOKIE_AGE`). Linux keeps 8 bits of count and 24 of
+//! over every minute, as Linux's); 2 bits of it are kept in the cookie, and a
+//! cookie is accepted during the minute it was made and the next (up to two
+//! minutes, Linux's `MAX_SYNCOOKIE_AGE`). `H2` hashes the whole minute
+//! (the check recovers it from the 2 bits and the clock), so a cookie does
+//! not come back to life 4 minutes on (found while writing the
+//! `synproxy_segments` fuzz target, whose round trip checks it). Linux keeps 8 bits of count and 24 of
 //! hash plus data, with 2 bits of data: a random ACK passes with
 //! probability about 3 × 4 / 2^24 = 7e-7. Here 2 of the 4 count values and
 //! 240 of the 2^30 hash-plus-data values pass: 1.1e-7, with window scale
@@ -156,7 +159,7 @@ impl Secret {
         self.hash(&self.k1, t, 0)
             .wrapping_add(isn)
             .wrapping_add(count << COUNT_SHIFT)
-            .wrapping_add(self.hash(&self.k2, t, count & 3).wrapping_add(o.data(t.v4)) & HASH_MASK)
+            .wrapping_add(self.hash(&self.k2, t, count).wrapping_add(o.data(t.v4)) & HASH_MASK)
     }
 
     /// The options kept in `cookie` if it is one this secret made for `t`
@@ -172,7 +175,10 @@ impl Secret {
         if age >= AGE_PERIODS {
             return None;
         }
-        let data = rest.wrapping_sub(self.hash(&self.k2, t, count)) & HASH_MASK;
+        // H2 covers the whole minute, which the age gives back: the 2 bits
+        // that travel alone would let a cookie pass again every 4 minutes.
+        let minute = now.wrapping_sub(age);
+        let data = rest.wrapping_sub(self.hash(&self.k2, t, minute)) & HASH_MASK;
         SynOptions::from_data(t.v4, data)
     }
 }
@@ -294,6 +300,11 @@ mod tests {
         assert_eq!(s.check(&t, 1000, c, 10 * PERIOD_MS + 5), Some(o));
         assert_eq!(s.check(&t, 1000, c, 11 * PERIOD_MS + 59_999), Some(o));
         assert_eq!(s.check(&t, 1000, c, 12 * PERIOD_MS), None, "too old");
+        // Only 2 bits of the minute travel in the cookie: four and five
+        // minutes on they read as "now" again, and must not pass.
+        for later in [14, 15, 18, 10 + 4 * 1000] {
+            assert_eq!(s.check(&t, 1000, c, later * PERIOD_MS + 5), None, "{later}");
+        }
         assert_eq!(s.check(&t, 1000, c, 9 * PERIOD_MS), None, "from the future");
         assert_eq!(s.check(&t, 6000, c, 10 * PERIOD_MS), None, "other ISN");
         assert_eq!(s.check(&tuple(true, 2), 1000, c, 10 * PERIOD_MS), None);

@@ -34,6 +34,9 @@ pub const HEADER_LEN: usize = 40;
 pub const NEXT_ICMPV6: u8 = 58;
 /// Next header value of the fragment extension header.
 pub const NEXT_FRAGMENT: u8 = 44;
+/// Next-header value of a routing header (RFC 8200 4.4: type 0, RFC 5095
+/// deprecated; 2 Mobile IPv6; 3 RPL; 4 segment routing).
+pub const NEXT_ROUTING: u8 = 43;
 
 /// A view of an IPv6 packet.
 #[derive(Debug)]

@@ -109,11 +109,23 @@ fn get_u32(b: &[u8], at: usize) -> u32 {
 }
 
 /// Sets the 32-bit word at `at` to `new` and returns its RFC 1624 term.
+/// At an odd offset (a SACK option after an unpadded one: no stack sends
+/// it, anyone can) the field straddles three 16-bit words of the
+/// checksum: the term is taken over those (found by the
+/// `synproxy_segments` fuzz target).
 #[inline]
 fn put_u32(b: &mut [u8], at: usize, new: u32) -> u32 {
     let old = get_u32(b, at);
+    if at.is_multiple_of(2) {
+        b[at..at + 4].copy_from_slice(&new.to_be_bytes());
+        return delta_u32(old, new);
+    }
+    // Bytes past the end count as the checksum's zero padding.
+    let window =
+        |b: &[u8]| std::array::from_fn::<u8, 6, _>(|i| b.get(at - 1 + i).copied().unwrap_or(0));
+    let before = window(b);
     b[at..at + 4].copy_from_slice(&new.to_be_bytes());
-    delta_u32(old, new)
+    checksum::delta(&before, &window(b))
 }
 
 #[inline]
@@ -288,6 +300,22 @@ mod tests {
         );
         assert!(verifies(&b));
         assert_eq!(&b[b.len() - 4..], b"data", "payload untouched");
+    }
+
+    #[test]
+    fn a_sack_option_at_an_odd_offset_keeps_the_checksum() {
+        let s = SeqShift::new(1000, 40);
+        // NOP, then SACK at offset 21: every edge (from 23) straddles words.
+        let mut opts = vec![OPT_NOP];
+        opts.extend_from_slice(&sack(&[(1600, 1700), (1800, 1900)])[2..]);
+        for payload in [&b""[..], b"x", b"xy"] {
+            let mut b = segment(7001, 1540, tcp::ACK, &opts, payload);
+            let r = rewrite(&mut b, None, Some(&s));
+            assert_eq!(r.sack_edges, 4);
+            assert_eq!(get_u32(&b, 23), 1560);
+            assert_eq!(get_u32(&b, 35), 1860);
+            assert!(verifies(&b), "{payload:?}");
+        }
     }
 
     #[test]

@@ -133,6 +133,7 @@ pub(crate) fn loop_tables(kind: Kind) -> Arc<Tables> {
         tentative: Vec::new(),
         standby: Vec::new(),
         vlans: Default::default(),
+        marks: Default::default(),
     })
 }
 

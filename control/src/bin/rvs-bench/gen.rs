@@ -134,6 +134,7 @@ pub(crate) fn tables(positions: usize) -> Arc<Tables> {
         tentative: Vec::new(),
         standby: Vec::new(),
         vlans: Default::default(),
+        marks: Default::default(),
     })
 }
 

@@ -1,6 +1,6 @@
 //! `rvsadm acl` and `rvsadm limit`: list and edit a service's ACL rules
 //! and limits at run time (see `docs/config.md`, "ACLs and limits"). The
-//! service is named as in ipvsadm's commands, `-t|-u VIP:PORT`.
+//! service is named as in ipvsadm's commands, `-t|-u VIP:PORT` or `-f MARK`.
 
 use std::process::ExitCode;
 
@@ -17,6 +17,9 @@ pub struct Service {
     /// A UDP service, VIP:PORT ([v6]:PORT)
     #[arg(short = 'u', long = "udp-service", value_name = "VIP:PORT")]
     udp: Option<String>,
+    /// An IPv4 firewall-mark service (ipvsadm's -f; see docs/fwmark.md)
+    #[arg(short = 'f', long = "fwmark-service", value_name = "MARK")]
+    fwmark: Option<u32>,
 }
 
 /// An optional service (listings: all without one).
@@ -29,13 +32,17 @@ pub struct MaybeService {
     /// A UDP service, VIP:PORT ([v6]:PORT)
     #[arg(short = 'u', long = "udp-service", value_name = "VIP:PORT")]
     udp: Option<String>,
+    /// An IPv4 firewall-mark service (ipvsadm's -f; see docs/fwmark.md)
+    #[arg(short = 'f', long = "fwmark-service", value_name = "MARK")]
+    fwmark: Option<u32>,
 }
 
-fn spec(tcp: Option<String>, udp: Option<String>) -> Option<ServiceSpec> {
-    let (proto, vip) = match (tcp, udp) {
-        (Some(v), _) => ("tcp", v),
-        (None, Some(v)) => ("udp", v),
-        (None, None) => return None,
+fn spec(tcp: Option<String>, udp: Option<String>, fwmark: Option<u32>) -> Option<ServiceSpec> {
+    let (proto, vip) = match (tcp, udp, fwmark) {
+        (Some(v), _, _) => ("tcp", v),
+        (None, Some(v), _) => ("udp", v),
+        (None, None, Some(m)) => ("fwm", m.to_string()),
+        (None, None, None) => return None,
     };
     Some(ServiceSpec {
         proto: proto.into(),
@@ -141,31 +148,31 @@ impl LimitValues {
 /// The request for `rvsadm acl ...`.
 fn acl_request(cmd: AclCmd) -> AccessRequest {
     match cmd {
-        AclCmd::List(s) => AccessRequest::List(spec(s.tcp, s.udp)),
+        AclCmd::List(s) => AccessRequest::List(spec(s.tcp, s.udp, s.fwmark)),
         AclCmd::Add {
             service,
             action,
             prefix,
             at,
         } => AccessRequest::Add {
-            service: spec(service.tcp, service.udp).unwrap_or_default(),
+            service: spec(service.tcp, service.udp, service.fwmark).unwrap_or_default(),
             rule: format!("{action} {prefix}"),
             at,
         },
         AclCmd::Del { service, rule } => AccessRequest::Del {
-            service: spec(service.tcp, service.udp).unwrap_or_default(),
+            service: spec(service.tcp, service.udp, service.fwmark).unwrap_or_default(),
             rule: rule.join(" "),
         },
-        AclCmd::Flush(s) => AccessRequest::Flush(spec(s.tcp, s.udp).unwrap_or_default()),
+        AclCmd::Flush(s) => AccessRequest::Flush(spec(s.tcp, s.udp, s.fwmark).unwrap_or_default()),
     }
 }
 
 /// The request for `rvsadm limit ...`.
 fn limit_request(cmd: LimitCmd) -> AccessRequest {
     match cmd {
-        LimitCmd::List(s) => AccessRequest::List(spec(s.tcp, s.udp)),
+        LimitCmd::List(s) => AccessRequest::List(spec(s.tcp, s.udp, s.fwmark)),
         LimitCmd::Set { service, values } => AccessRequest::SetLimits {
-            service: spec(service.tcp, service.udp).unwrap_or_default(),
+            service: spec(service.tcp, service.udp, service.fwmark).unwrap_or_default(),
             values: values.pairs(),
         },
     }
