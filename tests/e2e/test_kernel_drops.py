@@ -72,7 +72,9 @@ def overflow_and_count(lab, pid: int) -> None:
         rx, dropped = port_counters(lab)
         seen = veth_rx() - veth0
         got = (rx - rx0) + (dropped - dropped0)
-        return (rx - rx0, dropped - dropped0, seen) if got == seen and seen >= BURST else None
+        assert got == seen and seen >= BURST, \
+            f"veth received {seen}, PMD rx {rx - rx0} + kernel-dropped {dropped - dropped0} = {got}"
+        return (rx - rx0, dropped - dropped0, seen)
 
     rx, dropped, seen = rvslab.wait_until(
         "every frame the veth received counted by the PMD (rx) or the kernel (rx-kernel-dropped)",
