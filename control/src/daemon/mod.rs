@@ -717,6 +717,7 @@ impl Control {
         // Servers added or moved at run time are resolved now, ahead of traffic.
         self.neigh.want_servers(&t, Instant::now());
         self.sync.recompute_standby(&self.config);
+        self.set_sync_laddrs();
         t.standby = self.sync.standby_addrs();
         let t = Arc::new(t);
         self.broadcast(|| WorkerRequest::Tables(Arc::clone(&t)));

@@ -155,6 +155,7 @@ impl Control {
 
     /// Starts the daemons `[sync]` names (start-up); a failure is logged.
     pub(super) fn start_configured_sync(&mut self) {
+        self.set_sync_laddrs();
         let c = self.sync.engine.config.clone();
         for (on, role) in [(c.master, "master"), (c.backup, "backup")] {
             if !on {
@@ -279,7 +280,6 @@ impl Control {
             let records = self.sync_snapshot();
             self.sync.engine.resync(records, now);
         }
-        self.set_sync_laddrs();
         let got = self.sync.engine.receive(now);
         self.log_overlaps();
         if !got.is_empty() {
@@ -315,7 +315,9 @@ impl Control {
     /// were gone: we take them back). With `follow_kernel_addresses`
     /// (active/backup) the local addresses move with their VIPs between
     /// the boxes by design, and sharing them is right.
-    fn set_sync_laddrs(&mut self) {
+    /// Called at start-up and with every change of the config
+    /// ([`Self::publish_tables`]).
+    pub(super) fn set_sync_laddrs(&mut self) {
         let e = &mut self.sync.engine;
         e.own_laddrs.clear();
         if !self.config.sync.follow_kernel_addresses {

@@ -320,6 +320,21 @@ proptest! {
     }
 }
 
+/// A one-entry message `d` whose last option (at `opt`) has `len` bytes
+/// of data: longer data (a field a later rvs adds) padded with 0xaa, or
+/// shorter; the message's and the entry's sizes follow.
+fn last_option_resized(d: &[u8], opt: usize, len: u8) -> Vec<u8> {
+    let mut m = d.to_vec();
+    m.truncate(opt + 2 + usize::from(len).min(usize::from(d[opt + 1])));
+    m.resize(opt + 2 + usize::from(len), 0xaa);
+    m[opt + 1] = len;
+    let n = m.len() as u16;
+    m[2..4].copy_from_slice(&n.to_be_bytes());
+    let grown = m.len() as isize - d.len() as isize;
+    m[HEADER_LEN + 3] = (isize::from(d[HEADER_LEN + 3]) + grown) as u8;
+    m
+}
+
 #[test]
 fn the_session_option_takes_longer_data_and_refuses_shorter() {
     let mut c = tcp("10.0.0.1:1000", "10.0.0.100:80", "10.0.0.2:80");
@@ -333,23 +348,14 @@ fn the_session_option_takes_longer_data_and_refuses_shorter() {
     let d = b.take().unwrap();
     // The option is last in the entry: lengthen its data by 2 (a field a
     // later rvs adds), then shorten it by 1.
-    let mut longer = d.clone();
-    let opt = longer.len() - 8;
-    assert_eq!(longer[opt], OPT_RVS_SESSION);
-    longer[opt + 1] = 8;
-    longer.extend_from_slice(&[0xaa, 0xbb]);
-    let n = longer.len() as u16;
-    longer[2..4].copy_from_slice(&n.to_be_bytes());
-    longer[HEADER_LEN + 3] += 2;
-    assert_eq!(parse(&longer).unwrap().conns, vec![c]);
-    let mut shorter = d;
-    shorter[opt + 1] = 5;
-    shorter.pop();
-    let n = shorter.len() as u16;
-    shorter[2..4].copy_from_slice(&n.to_be_bytes());
-    shorter[HEADER_LEN + 3] -= 1;
+    let opt = d.len() - 8;
+    assert_eq!(d[opt], OPT_RVS_SESSION);
     assert_eq!(
-        parse(&shorter),
+        parse(&last_option_resized(&d, opt, 8)).unwrap().conns,
+        vec![c]
+    );
+    assert_eq!(
+        parse(&last_option_resized(&d, opt, 5)),
         Err(WireError::BadOption(0, OPT_RVS_SESSION))
     );
 }
@@ -374,21 +380,12 @@ fn the_syn_proxy_option_is_16_bytes_takes_longer_data_and_refuses_shorter() {
         OPT_RVS_SYNPROXY, 16,
         1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 7, 15,
     ]);
-    let mut longer = d.clone();
-    longer[opt + 1] = 18;
-    longer.extend_from_slice(&[0xaa, 0xbb]);
-    let n = longer.len() as u16;
-    longer[2..4].copy_from_slice(&n.to_be_bytes());
-    longer[HEADER_LEN + 3] += 2;
-    assert_eq!(parse(&longer).unwrap().conns, vec![c]);
-    let mut shorter = d;
-    shorter[opt + 1] = 15;
-    shorter.pop();
-    let n = shorter.len() as u16;
-    shorter[2..4].copy_from_slice(&n.to_be_bytes());
-    shorter[HEADER_LEN + 3] -= 1;
     assert_eq!(
-        parse(&shorter),
+        parse(&last_option_resized(&d, opt, 18)).unwrap().conns,
+        vec![c]
+    );
+    assert_eq!(
+        parse(&last_option_resized(&d, opt, 15)),
         Err(WireError::BadOption(0, OPT_RVS_SYNPROXY))
     );
 }
