@@ -72,7 +72,9 @@ def overflow_and_count(lab, pid: int) -> None:
         rx, dropped = port_counters(lab)
         seen = veth_rx() - veth0
         got = (rx - rx0) + (dropped - dropped0)
-        assert got == seen and seen >= BURST, \
+        # The counters are read one after the other while the lab's own
+        # frames (ARP, ND) may arrive between two reads: a few either way.
+        assert abs(got - seen) <= 8 and seen >= BURST, \
             f"veth received {seen}, PMD rx {rx - rx0} + kernel-dropped {dropped - dropped0} = {got}"
         return (rx - rx0, dropped - dropped0, seen)
 
