@@ -880,3 +880,47 @@ fn an_overlapping_fragment_ends_its_datagram_and_a_duplicate_goes_alone() {
     assert_eq!(p.frag_counters().overlapping, 2);
     assert!(p.frags.is_empty());
 }
+
+#[test]
+fn later_fragments_wait_while_their_first_waits_for_the_servers_mac() {
+    let t = udp_tables(Forward::FullNat, 30);
+    let p = Pipeline::new(t, std::sync::Arc::default(), 64, 42, 0, 1);
+    let mut w = Holding::new(p);
+    let whole = udp_packet(CLIENT, DNS_VIP, &payload(), false);
+    let frames = frames_v4(&split_v4(&whole, 1480, 11), CLIENT_MAC);
+    // The first waits for the server's MAC: not filed, so the later ones
+    // are held too (they would find no session yet).
+    let (out, v) = w.run(&frames, 1);
+    assert!(out.is_empty());
+    let Verdict::Hold { decision, .. } = v[0] else {
+        panic!("the first fragment waits for the MAC: {:?}", v[0]);
+    };
+    assert_eq!(
+        &v[1..],
+        &[hold_verdict(&frames[1]), hold_verdict(&frames[2])]
+    );
+    assert!(w.p.frags.is_empty(), "nothing filed while it waits");
+    // Resolved: the first is released (as the worker's neighbour hold does)
+    // and files its datagram; the held fragments follow it.
+    w.p.set_neigh(super::tests::known_servers());
+    let mut first = frames[0].clone();
+    assert_eq!(
+        w.p.process_held(&mut first, 0, decision, Millis(2)),
+        Verdict::Forward { port: 0 }
+    );
+    let d = w.p.take_filed_datagram().expect("filed on release");
+    assert_eq!(w.hold.release(&d), 2);
+    let mut ips = vec![first[14..].to_vec()];
+    while let Some((mut f, port)) = w.hold.take_released() {
+        let mut pkt = PacketBuf::whole(&mut f);
+        assert_eq!(
+            w.p.process_released_buf(&mut pkt, port, Millis(2)),
+            Verdict::Forward { port: 0 }
+        );
+        ips.push(f[14..].to_vec());
+    }
+    let (src, _, ok, data) = udp_of_v4(&join_v4(&ips));
+    assert_eq!((src.ip.v4_bits(), ok), (LIP, true));
+    assert_eq!(data, payload());
+    assert!(w.p.frags.is_empty(), "complete");
+}
