@@ -47,11 +47,13 @@ use crate::addr::Addr;
 use crate::dpdk::{
     prefetch, rdtsc, Mbuf, MbufBatch, MbufRing, Mempool, PortId, RxQueue, TxQueue, BURST,
 };
+use crate::frag::FragKey;
+use crate::frag_hold::FragHold;
 use crate::hold::HoldQueue;
 use crate::neigh::{self, NeighEvent, NeighMap, ARP_FRAME_LEN};
 use crate::packet::PacketBuf;
 use crate::pipeline::sync::InstallReport;
-use crate::pipeline::{Decision, Desc, Pipeline, Verdict};
+use crate::pipeline::{Decision, Desc, FragHoldEvent, Pipeline, Verdict};
 use crate::session::Session;
 use crate::stats::DropReason;
 use crate::sync_feed::{SyncRecord, SyncRing};
@@ -331,6 +333,8 @@ pub struct Worker {
     pub(crate) tsc_hz: u64,
     /// Frames of new connections waiting for their next hop's MAC.
     pub(crate) held: HeldFrames,
+    /// Later fragments waiting for their first one (see [`crate::frag_hold`]).
+    pub(crate) frag_held: FragHold<Mbuf>,
 }
 
 /// Frames waiting for a neighbour ([`Verdict::Hold`]), bounded per next
@@ -427,6 +431,7 @@ impl Worker {
                     break;
                 }
                 self.release_held(now, &mut tx, &mut redir, &mut punt);
+                self.expire_fragments(now);
                 if now.0 - last_publish.0 >= PUBLISH_EVERY_MS {
                     last_publish = now;
                     self.publish(polls, empty_polls);
@@ -540,6 +545,9 @@ impl Worker {
             let (room, off, len) = m.room_mut();
             let mut pkt = PacketBuf::new(room, off, len);
             let v = match held {
+                None if self.frag_held.releasing().is_some() => {
+                    self.pipeline.process_released_buf(&mut pkt, port, now)
+                }
                 None => self.pipeline.process_desc(&mut pkt, port, desc, now),
                 Some(d) => self.pipeline.process_held_buf(&mut pkt, port, d, now),
             };
@@ -589,8 +597,54 @@ impl Worker {
                     self.pipeline.counters.drop(DropReason::NeighbourMiss);
                 }
             }
+            Verdict::HoldFragment { datagram } => self.hold_fragment(m, port, datagram, now),
             Verdict::Consumed | Verdict::Drop(_) => {}
         }
+        if let Some(datagram) = self.pipeline.take_filed_datagram() {
+            self.release_fragments(&datagram, now, tx, redir, punt);
+        }
+    }
+
+    /// Keeps a later fragment that came before its first one, or drops
+    /// (frees) it and counts why.
+    #[cold]
+    fn hold_fragment(&mut self, m: Mbuf, port: u16, datagram: FragKey, now: Millis) {
+        let event = match self.frag_held.hold(m, port, datagram, now) {
+            Ok(()) => FragHoldEvent::Held,
+            Err(_) => FragHoldEvent::Full,
+        };
+        self.pipeline.count_fragment_hold(event);
+    }
+
+    /// The first fragment of `datagram` was filed: the later fragments held
+    /// for it go through the pipeline now, in the order they came, right
+    /// after it.
+    #[cold]
+    fn release_fragments(
+        &mut self,
+        datagram: &FragKey,
+        now: Millis,
+        tx: &mut [MbufBatch],
+        redir: &mut [MbufBatch],
+        punt: &mut [MbufBatch],
+    ) {
+        if self.frag_held.is_empty() || self.frag_held.release(datagram) == 0 {
+            return;
+        }
+        while let Some((m, port)) = self.frag_held.take_released() {
+            self.handle(m, port, None, None, now, tx, redir, punt);
+        }
+    }
+
+    /// Drops (frees) the held fragments whose first one did not come in time.
+    fn expire_fragments(&mut self, now: Millis) {
+        if self.frag_held.is_empty() {
+            return;
+        }
+        let pipeline = &mut self.pipeline;
+        self.frag_held.expire(now, |_| {
+            pipeline.count_fragment_hold(FragHoldEvent::Expired)
+        });
     }
 
     /// The physical port a frame for logical `port` leaves by: `port`
