@@ -73,36 +73,58 @@ fn a_released_syn_goes_to_the_server_it_was_held_for() {
     );
 }
 
+/// The client retransmits its SYN while the first one still waits: the
+/// retransmission is dropped (the held one goes when the MAC comes), not
+/// scheduled again, so rr goes on from the one decision (the kernel has
+/// the connection by then and never schedules it twice).
 #[test]
-fn a_retransmitted_syn_held_twice_makes_one_session_and_gives_a_port_back() {
+fn a_syn_retransmitted_while_held_is_not_scheduled_again() {
     let mut p = unresolved();
     let (mut a, mut b) = (syn(40000), syn(40000));
     let Verdict::Hold { decision: da, .. } = p.process(&mut a, 0, Millis(1)) else {
         panic!("held");
     };
-    let Verdict::Hold { decision: db, .. } = p.process(&mut b, 0, Millis(1001)) else {
-        panic!("the retransmission is held too");
-    };
-    assert_eq!(p.pools()[0].size() - p.pools()[0].available(), 2);
+    assert_eq!(
+        p.process(&mut b, 0, Millis(1001)),
+        Verdict::Drop(DropReason::NeighbourMiss),
+        "the retransmission is not held nor scheduled"
+    );
+    assert_eq!(p.pools()[0].size() - p.pools()[0].available(), 1);
     p.set_neigh(known_servers());
     assert_eq!(
         p.process_held(&mut a, 0, da, Millis(1002)),
         Verdict::Forward { port: 0 }
     );
+    assert_eq!(dst_of(&a), RS1);
+    // A later retransmission follows the session.
+    let mut c = syn(40000);
     assert_eq!(
-        p.process_held(&mut b, 0, db, Millis(1002)),
+        p.process(&mut c, 0, Millis(2001)),
         Verdict::Forward { port: 0 }
     );
-    assert_eq!(dst_of(&a), RS1);
-    assert_eq!(dst_of(&b), RS1, "the retransmission follows the session");
+    assert_eq!(dst_of(&c), RS1, "the retransmission follows the session");
     assert_eq!(p.sessions().len(), 1);
     let created: u64 = p.rs_conns().iter().map(|c| c.created).sum();
     assert_eq!(created, 1, "scheduled once (ipvsadm's Conns)");
+    // The next connection: rr's next server.
+    let mut d = syn(40001);
     assert_eq!(
-        p.pools()[0].size() - p.pools()[0].available(),
-        1,
-        "the unused decision's port went back"
+        p.process(&mut d, 0, Millis(2002)),
+        Verdict::Forward { port: 0 }
     );
+    assert_eq!(dst_of(&d), RS2, "rr moved on once for the held connection");
+    // A flow held long ago is scheduled anew (its hold expired).
+    p.set_neigh(Arc::default());
+    let mut e = syn(40002);
+    let Verdict::Hold { decision: de, .. } = p.process(&mut e, 0, Millis(3000)) else {
+        panic!("held");
+    };
+    p.abandon(de);
+    let mut e2 = syn(40002);
+    assert!(matches!(
+        p.process(&mut e2, 0, Millis(6001)),
+        Verdict::Hold { .. }
+    ));
 }
 
 #[test]

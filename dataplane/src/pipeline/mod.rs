@@ -277,6 +277,9 @@ pub struct Pipeline {
     /// Where new local-address pools start lending (see
     /// [`Pipeline::randomize_port_start`]); `None`: at the range's start.
     port_start: Option<u64>,
+    /// Flows whose first frame waits for its next hop, and since when
+    /// (see `slow.rs`): their retransmissions are not scheduled again.
+    held_flows: Vec<(crate::session::FlowKey, crate::addr::Addr, Millis)>,
     laddr_cursor: Vec<usize>,
     pub(crate) neigh: Arc<NeighMap>,
     neigh_events: Vec<NeighEvent>,
@@ -329,6 +332,7 @@ impl Pipeline {
             scheds: Vec::new(),
             sched_seed: seed ^ (u64::from(worker) << 48 | 0x5c4e_d000),
             port_start: None,
+            held_flows: Vec::new(),
             laddr_cursor: Vec::new(),
             neigh,
             neigh_events: Vec::with_capacity(NEIGH_EVENTS_MAX),

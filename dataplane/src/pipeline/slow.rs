@@ -62,7 +62,38 @@ impl Decision {
     }
 }
 
+/// Flows whose first frame was held lately, remembered this long (the hold
+/// queue's own limit).
+const HELD_FLOW_MS: u64 = crate::hold::HoldQueue::<()>::HOLD_MS;
+/// At most this many of them (the oldest forgotten first).
+const HELD_FLOWS: usize = 128;
+
 impl Pipeline {
+    /// Remembers that flow `key`'s first frame waits for next hop `nh`
+    /// from `now`.
+    fn note_held(&mut self, key: FlowKey, nh: crate::addr::Addr, now: Millis) {
+        if self.held_flows.len() == HELD_FLOWS {
+            self.held_flows.remove(0);
+        }
+        self.held_flows.push((key, nh, now));
+    }
+
+    /// Whether flow `key`'s first frame still waits: held less than
+    /// [`HELD_FLOW_MS`] ago for a next hop still unresolved (once resolved,
+    /// the worker has released it, and a flow without a session then lost
+    /// its frame: it is scheduled anew). Forgets older entries.
+    fn is_held(&mut self, key: &FlowKey, now: Millis) -> bool {
+        if self.held_flows.is_empty() {
+            return false;
+        }
+        self.held_flows
+            .retain(|(_, _, at)| now.0.saturating_sub(at.0) < HELD_FLOW_MS);
+        let neigh = &self.neigh;
+        self.held_flows
+            .iter()
+            .any(|(k, nh, _)| k == key && neigh.lookup(*nh).is_none())
+    }
+
     /// Gives back what a decision borrowed (its local port): for a held
     /// frame that expired or found no room in the hold queue.
     pub fn abandon(&mut self, d: Decision) {
@@ -201,6 +232,12 @@ impl Pipeline {
             }
             return Err(Verdict::Drop(DropReason::SessionTableFull));
         }
+        // A retransmission of a connection's first packet while that one
+        // waits for its next hop: the held one goes when the MAC comes;
+        // scheduling again would move rr on twice for one connection.
+        if held.is_none() && self.is_held(&key, now) {
+            return Err(Verdict::Drop(DropReason::NeighbourMiss));
+        }
         // ACL and limits (admit.rs); a held frame was judged when it came.
         let ticket = self
             .admit(svc_idx, &key, held.is_some(), now)
@@ -233,6 +270,9 @@ impl Pipeline {
                 ip: nh,
                 port: rs_port,
             });
+            if held.is_none() {
+                self.note_held(key, nh, now);
+            }
             return Err(Verdict::Hold {
                 next_hop: nh,
                 decision: d,
