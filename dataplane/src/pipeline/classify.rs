@@ -46,7 +46,10 @@ impl Pipeline {
     pub fn describe(&self, frame: &[u8]) -> Option<Desc> {
         let ethertype = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
         let l3 = frame.get(ethernet::HEADER_LEN..)?;
-        let (src, dst, proto, l4, ports, ttl) = match ethertype {
+        // The hash is computed from the header's fields as they are read
+        // (the addresses folded as the key's hash folds them), never from
+        // the key just written: reading that back would stall.
+        let (src, dst, proto, l4, ports, ttl, folds) = match ethertype {
             ethernet::ETHERTYPE_IPV4 => {
                 let ip = ipv4::Packet::new_checked(l3).ok()?;
                 let proto = ip.protocol();
@@ -60,18 +63,21 @@ impl Pipeline {
                 {
                     return None;
                 }
+                let (s, d) = (ip.src(), ip.dst());
                 (
-                    Addr::v4(ip.src()),
-                    Addr::v4(ip.dst()),
+                    Addr::v4(s),
+                    Addr::v4(d),
                     proto,
                     ip.header_len(),
                     l4_ports(ip.payload(), proto == ipv4::PROTO_UDP)?,
                     ip.ttl(),
+                    (Addr::fold_v4(s), Addr::fold_v4(d)),
                 )
             }
             ethernet::ETHERTYPE_IPV6 => {
                 let ip = ipv6::Packet::new_checked(l3).ok()?;
-                let (src, dst, proto) = (Addr::v6(ip.src()), Addr::v6(ip.dst()), ip.next_header());
+                let (s, d) = (ip.src(), ip.dst());
+                let (src, dst, proto) = (Addr::v6(s), Addr::v6(d), ip.next_header());
                 if !is_tcp_or_udp(proto) || src.is_v4() || dst.is_v4() {
                     return None;
                 }
@@ -82,6 +88,7 @@ impl Pipeline {
                     ipv6::HEADER_LEN,
                     l4_ports(ip.payload(), proto == ipv4::PROTO_UDP)?,
                     ip.hop_limit(),
+                    (Addr::fold_bytes(&s), Addr::fold_bytes(&d)),
                 )
             }
             _ => return None,
@@ -92,9 +99,13 @@ impl Pipeline {
             dst: Endpoint::at(dst, dport),
             proto,
         };
+        let hash = self
+            .sessions
+            .hash_parts(folds.0, folds.1, sport, dport, proto);
+        debug_assert_eq!(hash, self.sessions.hash_of(&key));
         Some(Desc {
             key,
-            hash: self.sessions.hash_of(&key),
+            hash,
             l4: l4 as u16,
             flags,
             ttl,
