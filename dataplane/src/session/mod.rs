@@ -321,6 +321,39 @@ impl SessionHot {
         self.flags & LIVE != 0
     }
 
+    /// The new source and destination of a packet of this session going
+    /// `dir` (FULLNAT's and NAT's translation: inbound local address →
+    /// server, outbound VIP → client) when both are IPv4, read from this
+    /// line: the IPv4 rewrite's operands without building endpoints.
+    /// `None` if either is an IPv6 address (kept in the cold array).
+    #[inline]
+    #[must_use]
+    pub fn v4_leg(&self, dir: Direction) -> Option<V4Leg> {
+        let (a, b) = match dir {
+            Direction::Inbound => (End::Laddr as usize, End::Rs as usize),
+            Direction::Outbound => (End::Vip as usize, End::Client as usize),
+        };
+        if self.flags & (v6_flag(a) | v6_flag(b)) != 0 {
+            return None;
+        }
+        Some(V4Leg {
+            src: self.v4[a],
+            src_port: self.ports[a],
+            dst: self.v4[b],
+            dst_port: self.ports[b],
+        })
+    }
+
+    /// The port and MAC of the next hop of a packet going `dir`.
+    #[inline]
+    #[must_use]
+    pub fn next_hop(&self, dir: Direction) -> (u16, [u8; 6]) {
+        match dir {
+            Direction::Inbound => (self.rs_port, self.rs_mac),
+            Direction::Outbound => (self.client_port, self.client_mac),
+        }
+    }
+
     /// The two endpoints of a key: (source, destination) as `dir`'s packets carry them.
     #[inline]
     fn key_ends(dir: Direction) -> (usize, usize) {
@@ -329,6 +362,19 @@ impl SessionHot {
             Direction::Outbound => (End::Rs as usize, End::Laddr as usize),
         }
     }
+}
+
+/// A packet's new IPv4 source and destination ([`SessionHot::v4_leg`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct V4Leg {
+    /// New source address.
+    pub src: [u8; 4],
+    /// New source port.
+    pub src_port: u16,
+    /// New destination address.
+    pub dst: [u8; 4],
+    /// New destination port.
+    pub dst_port: u16,
 }
 
 /// The cold part of a slot: the IPv6 addresses of its session's endpoints
