@@ -378,10 +378,18 @@ impl Worker {
             let mut got = 0;
             for port in 0..self.rx.len() {
                 got += self.rx[port].rx_burst(&mut rx);
-                let ahead = self.read_ahead(&rx, &mut descs);
-                for (i, m) in rx.drain().enumerate() {
-                    let d = if ahead { descs[i].as_ref() } else { None };
-                    self.handle(m, port as u16, d, None, now, &mut tx, &mut redir, &mut punt);
+                self.read_ahead(&rx, &mut descs);
+                for (m, d) in rx.drain().zip(&descs) {
+                    self.handle(
+                        m,
+                        port as u16,
+                        d.as_ref(),
+                        None,
+                        now,
+                        &mut tx,
+                        &mut redir,
+                        &mut punt,
+                    );
                 }
             }
             // Kernel -> wire: frames the exception path's kernel side sends
@@ -403,13 +411,21 @@ impl Worker {
                 let n = self.redirect_in[ring].dequeue_burst(&mut rx);
                 got += n;
                 self.pipeline.counters.redirected_in += n as u64;
-                let ahead = self.read_ahead(&rx, &mut descs);
-                for (i, m) in rx.drain().enumerate() {
+                self.read_ahead(&rx, &mut descs);
+                for (m, d) in rx.drain().zip(&descs) {
                     let Some(port) = self.port_ids.iter().position(|p| *p == m.port()) else {
                         continue;
                     };
-                    let d = if ahead { descs[i].as_ref() } else { None };
-                    self.handle(m, port as u16, d, None, now, &mut tx, &mut redir, &mut punt);
+                    self.handle(
+                        m,
+                        port as u16,
+                        d.as_ref(),
+                        None,
+                        now,
+                        &mut tx,
+                        &mut redir,
+                        &mut punt,
+                    );
                 }
             }
             self.flush_all(&mut tx, &mut redir);
@@ -468,28 +484,32 @@ impl Worker {
         self.flush_punted(punt);
     }
 
-    /// The burst's first stage, in a big table: every frame described once
+    /// The burst's first stages, before any frame is handled (the DPDK/VPP
+    /// pattern): every frame's first line prefetched, so that the burst's
+    /// misses on packet data overlap; every frame described once
     /// ([`Pipeline::describe`]: flow key, hash, header offsets; the pipeline
-    /// then uses the descriptor instead of parsing the frame again), the
-    /// session-index bucket each lookup starts at prefetched, then the
-    /// session that bucket points to (its hot line; for an IPv6 packet its
-    /// cold line of addresses too), so that the burst's cache misses
-    /// overlap instead of stalling each packet in turn (the DPDK/VPP
-    /// pattern). In a table smaller than [`READ_AHEAD_BYTES`] the lookups
-    /// stay in cache: the descriptors are left empty and the pipeline
-    /// describes each frame as it comes (describing the burst ahead measured
-    /// 5-25 % slower there, BENCHMARKS.md).
+    /// then uses the descriptor instead of parsing the frame again); in a
+    /// table of [`READ_AHEAD_BYTES`] or more, the session-index bucket each
+    /// lookup starts at prefetched, then the session that bucket points to
+    /// (its hot line; for an IPv6 packet its cold line of addresses too),
+    /// so that the lookups' misses overlap too. A descriptor is read long
+    /// after it was written, never straight back from the store buffer.
     #[inline]
-    fn read_ahead(&self, burst: &MbufBatch, descs: &mut [Option<Desc>; BURST]) -> bool {
-        let sessions = self.pipeline.sessions();
-        let n = burst.len();
-        if sessions.reach_bytes() < READ_AHEAD_BYTES {
-            // The pipeline describes each frame as it comes.
-            return false;
+    fn read_ahead(&self, burst: &MbufBatch, descs: &mut [Option<Desc>; BURST]) {
+        for m in burst.iter() {
+            if let Some(first) = m.data().first() {
+                prefetch(first);
+            }
         }
         for (d, m) in descs.iter_mut().zip(burst.iter()) {
             *d = self.pipeline.describe(m.data());
         }
+        let sessions = self.pipeline.sessions();
+        if sessions.reach_bytes() < READ_AHEAD_BYTES {
+            // The lookups stay in cache.
+            return;
+        }
+        let n = burst.len();
         for d in descs.iter().take(n).flatten() {
             prefetch(sessions.bucket(d.hash));
         }
@@ -504,7 +524,6 @@ impl Worker {
                 prefetch(cold);
             }
         }
-        true
     }
 
     /// One frame through the pipeline, into a TX or redirect batch. `desc`

@@ -124,8 +124,18 @@ impl Pipeline {
         held: &mut Option<Decision>,
         now: Millis,
     ) -> Step {
-        let Some(d) = desc.copied().or_else(|| self.describe(frame)) else {
-            return self.classify_other(frame, in_port, held, now);
+        // The worker's descriptor is used where it lies (a copy would read
+        // back what describing wrote, field by field).
+        let described;
+        let d = match desc {
+            Some(d) => d,
+            None => match self.describe(frame) {
+                Some(d) => {
+                    described = d;
+                    &described
+                }
+                None => return self.classify_other(frame, in_port, held, now),
+            },
         };
         // Forwarding needs a TTL left; what goes to the kernel side does
         // not (eBGP's TTL-1 segments to an interface address; sync's and
@@ -137,7 +147,7 @@ impl Pipeline {
             return Step::drop(DropReason::TcpFlags);
         }
         let (l2, l3) = frame.split_at_mut(ethernet::HEADER_LEN);
-        self.handle_flow(l2, l3, &d, in_port, held, now)
+        self.handle_flow(l2, l3, d, in_port, held, now)
     }
 
     /// A frame [`Self::describe`] has no descriptor for.
