@@ -41,7 +41,7 @@ impl Pipeline {
     /// The descriptor of an untagged frame that is TCP or UDP over IPv4 or
     /// IPv6 with well-formed headers and no fragment; `None` for anything
     /// else (which [`Self::process_desc`] classifies the long way).
-    #[inline]
+    #[inline(always)]
     #[must_use]
     pub fn describe(&self, frame: &[u8]) -> Option<Desc> {
         let ethertype = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
