@@ -115,7 +115,7 @@ impl Pipeline {
     /// The stage every frame enters, with its descriptor if the worker
     /// made one. `held` is the decision a released frame was held with
     /// (taken by the slow path if it creates the session).
-    #[inline]
+    #[inline(always)]
     pub(super) fn classify(
         &mut self,
         frame: &mut [u8],

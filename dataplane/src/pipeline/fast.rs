@@ -18,7 +18,7 @@ impl Pipeline {
     /// A TCP segment or UDP datagram of either family, by its flow key:
     /// forward through its session, or create one (by `held`'s decision
     /// for a frame released from the hold queue), or say why not.
-    #[inline]
+    #[inline(always)]
     pub(super) fn handle_flow(
         &mut self,
         l2: &mut [u8],
