@@ -333,6 +333,16 @@ pub struct Worker {
     pub(crate) held: HeldFrames,
 }
 
+/// How a frame reaches [`Worker::handle`]: with its descriptor from the
+/// burst's read-ahead (`None`: the pipeline describes it), counted as
+/// received with its burst or not yet; or released from the hold queue
+/// with the decision it was held with.
+enum Arrival<'a> {
+    Counted(Option<&'a Desc>),
+    Uncounted(Option<&'a Desc>),
+    Held(Decision),
+}
+
 /// Frames waiting for a neighbour ([`Verdict::Hold`]), bounded per next
 /// hop and per worker (see [`crate::hold`]).
 pub type HeldFrames = HoldQueue<HeldFrame>;
@@ -377,19 +387,15 @@ impl Worker {
             let now = Millis(rdtsc().wrapping_sub(start) / ticks_per_ms);
             let mut got = 0;
             for port in 0..self.rx.len() {
-                got += self.rx[port].rx_burst(&mut rx);
-                self.read_ahead(&rx, &mut descs);
+                let n = self.rx[port].rx_burst(&mut rx);
+                got += n;
+                // Counted as received once per burst, before any is handled.
+                let bytes = self.read_ahead(&rx, &mut descs);
+                self.pipeline.counters.rx_packets += n as u64;
+                self.pipeline.counters.rx_bytes += bytes;
                 for (m, d) in rx.drain().zip(&descs) {
-                    self.handle(
-                        m,
-                        port as u16,
-                        d.as_ref(),
-                        None,
-                        now,
-                        &mut tx,
-                        &mut redir,
-                        &mut punt,
-                    );
+                    let how = Arrival::Counted(d.as_ref());
+                    self.handle(m, port as u16, how, now, &mut tx, &mut redir, &mut punt);
                 }
             }
             // Kernel -> wire: frames the exception path's kernel side sends
@@ -416,16 +422,8 @@ impl Worker {
                     let Some(port) = self.port_ids.iter().position(|p| *p == m.port()) else {
                         continue;
                     };
-                    self.handle(
-                        m,
-                        port as u16,
-                        d.as_ref(),
-                        None,
-                        now,
-                        &mut tx,
-                        &mut redir,
-                        &mut punt,
-                    );
+                    let how = Arrival::Uncounted(d.as_ref());
+                    self.handle(m, port as u16, how, now, &mut tx, &mut redir, &mut punt);
                 }
             }
             self.flush_all(&mut tx, &mut redir);
@@ -478,7 +476,15 @@ impl Worker {
             return;
         }
         while let Some((f, port)) = self.held.take_released() {
-            self.handle(f.mbuf, port, None, Some(f.decision), now, tx, redir, punt);
+            self.handle(
+                f.mbuf,
+                port,
+                Arrival::Held(f.decision),
+                now,
+                tx,
+                redir,
+                punt,
+            );
         }
         self.flush_all(tx, redir);
         self.flush_punted(punt);
@@ -494,9 +500,12 @@ impl Worker {
     /// (its hot line; for an IPv6 packet its cold line of addresses too),
     /// so that the lookups' misses overlap too. A descriptor is read long
     /// after it was written, never straight back from the store buffer.
+    /// Returns the burst's bytes (for the received counters).
     #[inline]
-    fn read_ahead(&self, burst: &MbufBatch, descs: &mut [Option<Desc>; BURST]) {
+    fn read_ahead(&self, burst: &MbufBatch, descs: &mut [Option<Desc>; BURST]) -> u64 {
+        let mut bytes = 0;
         for m in burst.iter() {
+            bytes += m.len() as u64;
             if let Some(first) = m.data().first() {
                 prefetch(first);
             }
@@ -507,7 +516,7 @@ impl Worker {
         let sessions = self.pipeline.sessions();
         if sessions.reach_bytes() < READ_AHEAD_BYTES {
             // The lookups stay in cache.
-            return;
+            return bytes;
         }
         let n = burst.len();
         for d in descs.iter().take(n).flatten() {
@@ -524,43 +533,39 @@ impl Worker {
                 prefetch(cold);
             }
         }
+        bytes
     }
 
-    /// One frame through the pipeline, into a TX or redirect batch. `desc`
-    /// is its descriptor from the read-ahead (`None`: the pipeline
-    /// describes it); `held` is the decision a frame released from the
-    /// hold queue was held with (it was counted as received when it first
-    /// came).
+    /// One frame through the pipeline, into a TX or redirect batch; `how`
+    /// it came (see [`Arrival`]).
     #[inline]
     #[allow(clippy::too_many_arguments)]
     fn handle(
         &mut self,
         mut m: Mbuf,
         port: u16,
-        desc: Option<&Desc>,
-        held: Option<Decision>,
+        how: Arrival<'_>,
         now: Millis,
         tx: &mut [MbufBatch],
         redir: &mut [MbufBatch],
         punt: &mut [MbufBatch],
     ) {
         if m.nb_segs() != 1 {
-            self.pipeline.counters.rx_packets += 1;
-            self.pipeline.counters.drop(DropReason::MultiSegment);
+            self.refused(&m, &how, DropReason::MultiSegment);
             return;
         }
         // 802.1Q: the (logical) port the frame belongs to, its tag consumed.
         let Some(port) = vlan::mbuf::ingress(&mut m, port, &self.pipeline.tables().vlans) else {
-            self.pipeline.counters.rx_packets += 1;
-            self.pipeline.counters.drop(DropReason::UnknownVlan);
+            self.refused(&m, &how, DropReason::UnknownVlan);
             return;
         };
         let verdict = {
             let (room, off, len) = m.room_mut();
             let mut pkt = PacketBuf::new(room, off, len);
-            let v = match held {
-                None => self.pipeline.process_desc(&mut pkt, port, desc, now),
-                Some(d) => self.pipeline.process_held_buf(&mut pkt, port, d, now),
+            let v = match how {
+                Arrival::Counted(desc) => self.pipeline.process_counted(&mut pkt, port, desc, now),
+                Arrival::Uncounted(desc) => self.pipeline.process_desc(&mut pkt, port, desc, now),
+                Arrival::Held(d) => self.pipeline.process_held_buf(&mut pkt, port, d, now),
             };
             let window = pkt.window();
             if window != (off, len) && !m.set_window(window.0, window.1) {
@@ -610,6 +615,20 @@ impl Worker {
             }
             Verdict::Consumed | Verdict::Drop(_) => {}
         }
+    }
+
+    /// A frame dropped before the pipeline saw it: counted as received
+    /// (packets, not bytes, as the pipeline would not have seen them) and
+    /// dropped for `reason`.
+    #[cold]
+    fn refused(&mut self, m: &Mbuf, how: &Arrival<'_>, reason: DropReason) {
+        let c = &mut self.pipeline.counters;
+        match how {
+            // Its burst counted its bytes too.
+            Arrival::Counted(_) => c.rx_bytes -= m.len() as u64,
+            Arrival::Uncounted(_) | Arrival::Held(_) => c.rx_packets += 1,
+        }
+        c.drop(reason);
     }
 
     /// The physical port a frame for logical `port` leaves by: `port`
