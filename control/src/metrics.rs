@@ -302,7 +302,7 @@ pub fn render(s: &Snapshot) -> Result<String, RenderError> {
     let synproxy = counter(
         &reg,
         "rvs_worker_synproxy_total",
-        "SYN-proxy events, by kind: cookies_sent (SYNs answered with a cookie), acks_valid, acks_invalid (ACKs whose cookie did (not) check), sessions_opened (connections opened to a server after a valid ACK), server_handshakes (server SYN-ACKs answered), data_held (client data held during the server handshake).",
+        "SYN-proxy events, by kind: cookies_sent (SYNs answered with a cookie), acks_valid, acks_invalid (ACKs whose cookie did (not) check), sessions_opened (connections opened to a server after a valid ACK), server_handshakes (server SYN-ACKs answered), data_held (client data held during the server handshake), server_syn_retries (SYNs sent to a server again), server_stale_acks (server ACKs of an older connection, answered with a reset).",
         &["worker", "event"],
     )?;
     for x in &s.workers {

@@ -98,6 +98,18 @@ impl PortPool {
         self.in_use[usize::from(port) / 64] & (1 << (port % 64)) != 0
     }
 
+    /// Starts lending at the free queue's `n`-th port (modulo its length),
+    /// in the same order after it. A restarted box that lent from the
+    /// range's start again would reuse the tuples its servers may still
+    /// hold in TIME_WAIT, which costs each such connection a reset and a
+    /// SYN retransmission.
+    pub fn rotate(&mut self, n: u64) {
+        if !self.free.is_empty() {
+            let k = (n % self.free.len() as u64) as usize;
+            self.free.rotate_left(k);
+        }
+    }
+
     /// Takes a free port, or `None` when the pool is exhausted.
     #[inline]
     pub fn alloc(&mut self) -> Option<u16> {
@@ -196,6 +208,22 @@ mod tests {
         p.release(1001).unwrap();
         assert_eq!(p.release(1001), Err(ReleaseError::NotInUse(1001)));
         assert_eq!(p.alloc(), Some(1001));
+    }
+
+    #[test]
+    fn a_rotated_pool_starts_at_its_nth_port_and_lends_every_port_once() {
+        let mut p = PortPool::new(1000, 1009);
+        p.rotate(23);
+        let got: Vec<_> = std::iter::from_fn(|| p.alloc()).collect();
+        assert_eq!(
+            got,
+            vec![1003, 1004, 1005, 1006, 1007, 1008, 1009, 1000, 1001, 1002]
+        );
+        let mut q = PortPool::new_slice(1000, 1099, 2, 1);
+        q.rotate(7);
+        let first = q.alloc().unwrap();
+        assert_eq!(owner_of(first, 2), 1, "still the worker's own slice");
+        assert_ne!(first, 1001, "not the slice's first port");
     }
 
     #[test]

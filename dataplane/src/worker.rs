@@ -133,7 +133,7 @@ pub struct WorkerShared {
     /// each ([`crate::limits::MAX_COUNTERS`] of them).
     pub access_hits: Vec<AtomicU64>,
     /// SYN-proxy counters, in [`crate::synproxy::Counters::NAMES`] order.
-    pub synproxy: [AtomicU64; 6],
+    pub synproxy: [AtomicU64; crate::synproxy::Counters::NAMES.len()],
     /// Generation of the tables in force.
     pub generation: AtomicU64,
 }

@@ -243,6 +243,34 @@ def restart_keepalived(lb: str) -> None:
                timeout=20)
 
 
+def sync_report() -> str:
+    """Both appliances' sync counters, session listings and worker drops:
+    what a failed wait for a synced connection prints."""
+    out = []
+    for lb in LBS:
+        m = metrics(lb)
+        out.append(f"---- {lb} sync metrics ----")
+        out += [l for l in m.splitlines() if l.startswith("rvs_sync") and not l.endswith(" 0")]
+        out += [l for l in m.splitlines() if l.startswith("rvs_worker_drops_total") and not l.endswith(" 0")]
+        out.append(f"---- {lb} -L -n -c ----")
+        out.append(adm(lb, "-L", "-n", "-c", check=False).stdout[-3000:])
+        out.append(adm(lb, "neigh", "show", check=False).stdout[-2000:])
+    for rs in RS_IP:
+        out.append(f"---- {rs} ss / neigh ----")
+        out.append(in_ns(rs, ["ss", "-tan"]).stdout[-2000:])
+        out.append(in_ns(rs, ["ip", "neigh"]).stdout[-2000:])
+    return "\n".join(out)
+
+
+def wait_synced(backup: str, what: str, probe) -> None:
+    """Wait (8 s) until PROBE says BACKUP holds the connections; on timeout,
+    say what both appliances' sync saw."""
+    try:
+        wait_until(f"{backup} holds {what}", probe, timeout=8)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{sync_report()}") from None
+
+
 def restart(lb: str) -> None:
     """Start a killed appliance's rvsd again, then its keepalived."""
     rvslab.lab("start-rvsd", "--node", lb)
@@ -339,8 +367,8 @@ def failover(vip: str, kill) -> None:
     dl = download_bg(vip)
     ll = client_bg(LONG_LIVED, vip, "9", "5")
     # Both connections reach the backup's tables before the failover.
-    wait_until(f"{backup} holds both connections to {vip}", lambda:
-               len(connections(backup, vip, 80)) >= 1 and len(connections(backup, vip, ECHO_PORT)) >= 1, timeout=8)
+    wait_synced(backup, f"both connections to {vip}", lambda:
+                len(connections(backup, vip, 80)) >= 1 and len(connections(backup, vip, ECHO_PORT)) >= 1)
     kill(lb)
     wait_until(f"{backup} takes over {vip}", lambda: holds(backup, vip), timeout=15)
     assert finish(dl, timeout=60).split()[0] == want, "the download's bytes changed"
@@ -380,8 +408,8 @@ def test_proxy_protocol_sessions_survive_kill_9_with_their_sequence_shift(ha):
     resets = rst_count()
     dl = download_bg(VIP_FULLNAT, PROXY_PORT)
     ll = client_bg(LONG_LIVED, VIP_FULLNAT, "9", "5", str(PROXY_PORT))
-    wait_until(f"{backup} holds both PROXY connections", lambda:
-               len(connections(backup, VIP_FULLNAT, PROXY_PORT)) >= 2, timeout=8)
+    wait_synced(backup, "both PROXY connections", lambda:
+                len(connections(backup, VIP_FULLNAT, PROXY_PORT)) >= 2)
     kill9(lb)
     wait_until(f"{backup} takes over {VIP_FULLNAT}", lambda: holds(backup, VIP_FULLNAT), timeout=15)
     assert finish(dl, timeout=60).split()[0] == want, "the download's bytes changed"
@@ -412,8 +440,8 @@ def test_syn_proxied_download_survives_kill_9_with_its_offsets(ha):
     resets = rst_count()
     opened = synproxy_opened(lb)
     dl = download_bg(VIP_FULLNAT, SYNPROXY_PORT)
-    wait_until(f"{backup} holds the SYN-proxied connection", lambda:
-               len(connections(backup, VIP_FULLNAT, SYNPROXY_PORT)) >= 1, timeout=8)
+    wait_synced(backup, "the SYN-proxied connection", lambda:
+                len(connections(backup, VIP_FULLNAT, SYNPROXY_PORT)) >= 1)
     assert synproxy_opened(lb) == opened + 1, "the proxy opened the connection"
     kill9(lb)
     wait_until(f"{backup} takes over {VIP_FULLNAT}", lambda: holds(backup, VIP_FULLNAT), timeout=15)
@@ -440,8 +468,8 @@ def test_an_ipv6_download_survives_kill_9_through_ipv6_sync_entries(ha):
     dl = subprocess.Popen(["ip", "netns", "exec", "rvs-client", "sh", "-c",
                            f"curl -gsS --max-time 60 --limit-rate 1000K http://[{VIP6}]/big.bin | sha256sum"],
                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_until(f"{backup} holds the IPv6 connection", lambda:
-               len(connections(backup, f"[{VIP6}]", 80)) >= 1, timeout=8)
+    wait_synced(backup, "the IPv6 connection", lambda:
+                len(connections(backup, f"[{VIP6}]", 80)) >= 1)
     kill9(lb)
     wait_until(f"{backup} takes over {VIP6}", lambda: holds6(backup, VIP6), timeout=15)
     assert finish(dl, timeout=60).split()[0] == want, "the download's bytes changed"

@@ -352,6 +352,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         pipeline.set_template_capacity(config.dataplane.template_capacity);
         pipeline.set_flood_guard(config.flood_guard);
         pipeline.enable_punt();
+        pipeline.randomize_port_start(seed(lcore).wrapping_mul(0x9e37_79b9_7f4a_7c15));
         plans.push(runtime::WorkerPlan {
             lcore: LcoreId(lcore),
             rx,

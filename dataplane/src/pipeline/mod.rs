@@ -237,6 +237,12 @@ pub(crate) enum Reshape {
         /// The time, for the held frame.
         now: Millis,
     },
+    /// SYN proxy: replace the server's stray ACK (to the proxy's SYN) with
+    /// a reset back to it, sequence number `seq`.
+    SynProxyReset {
+        /// The ACK's acknowledgement number.
+        seq: u32,
+    },
     /// SYN proxy: replace the server's SYN-ACK with the client's held
     /// frame or rebuilt ACK, sent through session `slot`.
     SynProxyRelease {
@@ -257,6 +263,9 @@ pub struct Pipeline {
     pub(crate) pools: Vec<PortPool>,
     scheds: Vec<Scheduler>,
     sched_seed: u64,
+    /// Where new local-address pools start lending (see
+    /// [`Pipeline::randomize_port_start`]); `None`: at the range's start.
+    port_start: Option<u64>,
     laddr_cursor: Vec<usize>,
     pub(crate) neigh: Arc<NeighMap>,
     neigh_events: Vec<NeighEvent>,
@@ -308,6 +317,7 @@ impl Pipeline {
             pools: Vec::new(),
             scheds: Vec::new(),
             sched_seed: seed ^ (u64::from(worker) << 48 | 0x5c4e_d000),
+            port_start: None,
             laddr_cursor: Vec::new(),
             neigh,
             neigh_events: Vec::with_capacity(NEIGH_EVENTS_MAX),
@@ -346,6 +356,18 @@ impl Pipeline {
         std::mem::replace(&mut self.tables, tables)
     }
 
+    /// Local-address pools start lending at a port derived from `seed`
+    /// (rvsd: a new one each start), not at the range's first port: a
+    /// restarted appliance then rarely reuses a tuple its servers still
+    /// hold in TIME_WAIT. Pools made before this call are rotated too.
+    pub fn randomize_port_start(&mut self, seed: u64) {
+        let start = seed | 1;
+        self.port_start = Some(start);
+        for (i, p) in self.pools.iter_mut().enumerate() {
+            p.rotate(start.rotate_left(i as u32 * 7));
+        }
+    }
+
     /// Switches to a new neighbour snapshot and returns the old one.
     pub fn set_neigh(&mut self, neigh: Arc<NeighMap>) -> Arc<NeighMap> {
         std::mem::replace(&mut self.neigh, neigh)
@@ -355,8 +377,11 @@ impl Pipeline {
     fn adopt(&mut self, tables: &Tables) {
         let (lo, hi) = tables.lport_range;
         while self.pools.len() < tables.laddrs.len() {
-            self.pools
-                .push(PortPool::new_slice(lo, hi, self.workers, self.worker));
+            let mut pool = PortPool::new_slice(lo, hi, self.workers, self.worker);
+            if let Some(start) = self.port_start {
+                pool.rotate(start.rotate_left(self.pools.len() as u32 * 7));
+            }
+            self.pools.push(pool);
         }
         self.laddr_cursor = vec![0; tables.services.len()];
         let rs_count = usize::from(tables.rs_count);
@@ -673,6 +698,7 @@ impl Pipeline {
                 sack,
                 now,
             } => self.open_server(pkt, slot, mss, sack, now),
+            Reshape::SynProxyReset { seq } => self.reset_server(pkt, seq, port),
             Reshape::SynProxyRelease { slot, tsecr, now } => {
                 self.release_to_server(pkt, slot, tsecr, now)
             }

@@ -25,9 +25,12 @@
 //! that completes the server's handshake, so a request that follows the
 //! handshake at once does not wait for the client's retransmission; others
 //! (pure ACKs, further data, a FIN) are dropped as `syn_proxy_pending`
-//! and the client retransmits them. A server RST to the proxy's SYN reaches
-//! the client with a sequence number it accepts. A retransmitted SYN-ACK
-//! is answered again.
+//! and the client retransmits them; a retransmission sends the SYN to the
+//! server again (at most once a second), and a server's ACK of an older
+//! connection on the tuple (TIME_WAIT) is answered with a reset, as a TCP
+//! in `SYN_SENT` does. A server RST to the proxy's SYN reaches the client
+//! with a sequence number it accepts. A retransmitted SYN-ACK is answered
+//! again.
 
 use super::{Desc, Pipeline, Reshape, Step, Verdict};
 use crate::packet::PacketBuf;
@@ -52,6 +55,9 @@ pub const STASH_SLOTS: usize = 64;
 pub const STASH_BYTES: usize = 2048;
 /// How long a held frame waits for its server's SYN-ACK.
 const STASH_MS: u64 = 3_000;
+/// The least time between two SYNs to a server that has not answered
+/// (each sent on a client retransmission).
+const SYN_RETRY_MS: u64 = 1_000;
 
 /// One held frame.
 #[derive(Debug)]
@@ -488,17 +494,89 @@ impl Pipeline {
                 );
                 None
             }
+            Direction::Outbound
+                if flags & (tcp::SYN | tcp::ACK | tcp::RST) == tcp::ACK
+                    && u32_at(t, 8) != ext.to_server.base =>
+            {
+                // An acknowledgement of something the proxy never sent: the
+                // server holds an older connection on this tuple (TIME_WAIT
+                // after a restart lent the port again, or a half-open one)
+                // and answers the SYN so. A TCP in SYN_SENT answers it with
+                // a reset, which ends the old connection; the next SYN
+                // (on the client's next retransmission) then opens anew.
+                self.synproxy.counters.server_stale_acks += 1;
+                Some(Step::Forward {
+                    port: s.rs_port,
+                    reshape: Some(Reshape::SynProxyReset { seq: u32_at(t, 8) }),
+                })
+            }
             Direction::Inbound if flags.contains(tcp::RST) => None,
-            Direction::Inbound if payload > 0 => {
-                if self.synproxy.hold(slot, &[l2, &l3[..end]], now) {
+            Direction::Inbound => {
+                if payload > 0 && self.synproxy.hold(slot, &[l2, &l3[..end]], now) {
                     self.synproxy.counters.data_held += 1;
-                    Some(Step::Done(Verdict::Consumed))
-                } else {
-                    Some(Step::drop(DropReason::SynProxyPending))
+                    return Some(Step::Done(Verdict::Consumed));
                 }
+                // A client retransmission while the server has not
+                // answered: the SYN again, at most once a second (the
+                // session's expiry was set when the last one went).
+                let timeout = self.tables.timeouts.tcp(TcpState::SynSent);
+                let last_syn = Millis(s.expires.0.saturating_sub(u64::from(timeout) * 1000));
+                let kept = (now.0 >= last_syn.0 + SYN_RETRY_MS)
+                    .then(|| {
+                        let isn = ext.to_server.base.wrapping_sub(1);
+                        self.synproxy
+                            .secret
+                            .check(&tuple_of(d), isn, ext.syn_proxy.isn, now.0)
+                    })
+                    .flatten();
+                let Some(kept) = kept else {
+                    return Some(Step::drop(DropReason::SynProxyPending));
+                };
+                s.expires = now.plus_secs(timeout);
+                self.synproxy.counters.server_syn_retries += 1;
+                Some(Step::Forward {
+                    port: s.rs_port,
+                    reshape: Some(Reshape::SynProxyOpen {
+                        slot,
+                        mss: kept.mss,
+                        sack: kept.sack,
+                        now,
+                    }),
+                })
             }
             _ => Some(Step::drop(DropReason::SynProxyPending)),
         }
+    }
+
+    /// Replaces the server's segment in `pkt` with a reset back to it,
+    /// sequence number `seq` (the segment's acknowledgement), as a TCP in
+    /// `SYN_SENT` answers an unacceptable ACK (RFC 9293 3.10.7.3).
+    #[cold]
+    pub(super) fn reset_server(&mut self, pkt: &mut PacketBuf<'_>, seq: u32, port: u16) -> Verdict {
+        let Some(d) = self.describe(pkt.frame()) else {
+            return Verdict::Drop(DropReason::Malformed);
+        };
+        let mut server_mac = [0u8; 6];
+        server_mac.copy_from_slice(&pkt.frame()[6..12]);
+        let opts = segment::ack_options(None);
+        let seg = Segment {
+            dst_mac: server_mac,
+            src_mac: self.port_mac(port),
+            src: d.key.dst,
+            dst: d.key.src,
+            seq,
+            ack: 0,
+            flags: tcp::RST,
+            window: 0,
+            ttl: 64,
+            options: &opts,
+            payload: &[],
+        };
+        if !pkt.set_len(segment::frame_len(&seg)) {
+            return Verdict::Drop(DropReason::NoRoom);
+        }
+        segment::write(pkt.frame_mut(), &seg);
+        Verdict::Forward { port }
     }
 
     /// A packet of a proxied session after its method's rewrite: the

@@ -464,6 +464,80 @@ fn without_data_the_ack_is_rebuilt_and_a_retransmitted_syn_ack_answered_again() 
     assert_eq!(l.p.synproxy_counters().server_handshakes, 1);
 }
 
+/// The server still holds an older connection on the tuple (a restarted
+/// box lent the local port again while the server was in TIME_WAIT): it
+/// answers the proxy's SYN with an ACK of that connection. The proxy
+/// resets it, as a TCP in SYN_SENT does, and sends the SYN again on the
+/// client's next retransmission, at most once a second; the server's
+/// SYN-ACK then gets the held request.
+#[test]
+fn a_servers_old_connection_is_reset_and_the_syn_sent_again() {
+    let mut l = lab(true, Forward::FullNat);
+    let (c, o) = answer(&mut l, &syn_opts(Some(50), Some(9)));
+    let (our_ts, _) = o.ts.unwrap();
+    let (_, syn) = l.client_sends(
+        (ISN_C.wrapping_add(1), c.wrapping_add(1)),
+        tcp::ACK,
+        &ts_opt(51, our_ts),
+        b"",
+        T0,
+    );
+    l.from = l.p.sessions().iter().next().unwrap().laddr;
+    let (v, rst) = l.server_sends((4242, 0x1234_5678), tcp::ACK, &ts_opt(9, 1), b"", T0 + 1);
+    assert_eq!(v, Verdict::Forward { port: 0 });
+    assert!(rst.checksums_ok);
+    assert_eq!(rst.flags, tcp::RST);
+    assert_eq!((rst.src, rst.dst), (l.from, l.rs));
+    assert_eq!(rst.seq, 0x1234_5678, "the ACK's acknowledgement");
+    assert_eq!(l.p.synproxy_counters().server_stale_acks, 1);
+    let request = |l: &mut Lab, at: u64| {
+        l.client_sends(
+            (ISN_C.wrapping_add(1), c.wrapping_add(1)),
+            tcp::ACK | tcp::PSH,
+            &ts_opt(52, our_ts),
+            b"GET /",
+            at,
+        )
+    };
+    assert_eq!(request(&mut l, T0 + 2).0, Verdict::Consumed, "held");
+    assert_eq!(
+        request(&mut l, T0 + 400).0,
+        Verdict::Drop(DropReason::SynProxyPending),
+        "within a second of the last SYN"
+    );
+    let (v, again) = request(&mut l, T0 + 1_200);
+    assert_eq!(v, Verdict::Forward { port: 0 });
+    assert!(again.checksums_ok);
+    assert_eq!(again.flags, tcp::SYN);
+    assert!(again.payload.is_empty());
+    assert_eq!(
+        (again.src, again.dst, again.seq, again.options.clone()),
+        (syn.src, syn.dst, syn.seq, syn.options.clone()),
+        "the same SYN as the first"
+    );
+    assert_eq!(l.p.synproxy_counters().server_syn_retries, 1);
+    assert_eq!(
+        request(&mut l, T0 + 1_500).0,
+        Verdict::Drop(DropReason::SynProxyPending)
+    );
+    let mut sopts = vec![2, 4, 0x05, 0xb4, 1, 1, 8, 10];
+    sopts.extend_from_slice(&4300u32.to_be_bytes());
+    sopts.extend_from_slice(&51u32.to_be_bytes());
+    let (v, req) = l.server_sends(
+        (ISN_S, ISN_C.wrapping_add(1)),
+        tcp::SYN | tcp::ACK,
+        &sopts,
+        b"",
+        T0 + 1_600,
+    );
+    assert_eq!(v, Verdict::Forward { port: 0 });
+    assert_eq!(
+        req.payload, b"GET /",
+        "the held request completes the handshake"
+    );
+    assert_eq!(l.p.synproxy_counters().server_handshakes, 1);
+}
+
 #[test]
 fn window_scale_and_sack_survive_a_client_without_timestamps() {
     let mut l = lab(true, Forward::FullNat);

@@ -77,22 +77,30 @@ pub struct Counters {
     pub server_handshakes: u64,
     /// Client data segments held while the server's handshake ran.
     pub data_held: u64,
+    /// SYNs sent again to a server that had not answered, each on a
+    /// client retransmission (at most one a second).
+    pub server_syn_retries: u64,
+    /// Server ACKs to the proxy's SYN that acknowledged something else
+    /// (an older connection on the tuple), answered with a reset.
+    pub server_stale_acks: u64,
 }
 
 impl Counters {
     /// Names (metrics label `event`, `--stats-dp`), in [`Self::values`] order.
-    pub const NAMES: [&'static str; 6] = [
+    pub const NAMES: [&'static str; 8] = [
         "cookies_sent",
         "acks_valid",
         "acks_invalid",
         "sessions_opened",
         "server_handshakes",
         "data_held",
+        "server_syn_retries",
+        "server_stale_acks",
     ];
 
     /// The counters, in [`Self::NAMES`] order.
     #[must_use]
-    pub fn values(&self) -> [u64; 6] {
+    pub fn values(&self) -> [u64; 8] {
         [
             self.cookies_sent,
             self.acks_valid,
@@ -100,6 +108,8 @@ impl Counters {
             self.sessions_opened,
             self.server_handshakes,
             self.data_held,
+            self.server_syn_retries,
+            self.server_stale_acks,
         ]
     }
 }
