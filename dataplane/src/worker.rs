@@ -4,10 +4,13 @@
 //! ```text
 //! loop {
 //!     now = TSC → ms                  (once per iteration)
-//!     for each port: rx_burst → read ahead (big tables only: describe
-//!                    each frame once — flow key, hash, offsets — and
-//!                    prefetch its session) → process each frame (with its
-//!                    descriptor) → per-port TX batch or redirect batch
+//!     for each port: rx_burst → read ahead, stage by stage over the whole
+//!                    burst: prefetch every frame's first line; describe
+//!                    each once (flow key, hash, offsets); big tables only:
+//!                    prefetch every index bucket, then every session →
+//!                    count the burst as received (once) → process each
+//!                    frame with its descriptor → per-port TX batch or
+//!                    redirect batch (TX packets counted once per batch)
 //!     for each ring from another worker: dequeue → read ahead → process → TX batch
 //!     flush TX batches                 (unsent frames dropped as tx_full)
 //!     flush redirect batches           (unsent dropped as redirect_full)
