@@ -554,12 +554,14 @@ impl Worker {
         punt: &mut [MbufBatch],
     ) {
         if m.nb_segs() != 1 {
-            self.refused(&m, &how, DropReason::MultiSegment);
+            self.refused(m.len(), &how, DropReason::MultiSegment);
             return;
         }
+        // The length its burst counted (an in-band tag popped below changes it).
+        let len = m.len();
         // 802.1Q: the (logical) port the frame belongs to, its tag consumed.
         let Some(port) = vlan::mbuf::ingress(&mut m, port, &self.pipeline.tables().vlans) else {
-            self.refused(&m, &how, DropReason::UnknownVlan);
+            self.refused(len, &how, DropReason::UnknownVlan);
             return;
         };
         let verdict = {
@@ -620,15 +622,15 @@ impl Worker {
         }
     }
 
-    /// A frame dropped before the pipeline saw it: counted as received
-    /// (packets, not bytes, as the pipeline would not have seen them) and
-    /// dropped for `reason`.
+    /// A frame of `len` bytes (as it came) dropped before the pipeline saw
+    /// it: counted as received (packets, not bytes, as the pipeline would
+    /// not have seen them) and dropped for `reason`.
     #[cold]
-    fn refused(&mut self, m: &Mbuf, how: &Arrival<'_>, reason: DropReason) {
+    fn refused(&mut self, len: usize, how: &Arrival<'_>, reason: DropReason) {
         let c = &mut self.pipeline.counters;
         match how {
-            // Its burst counted its bytes too.
-            Arrival::Counted(_) => c.rx_bytes -= m.len() as u64,
+            // Its burst counted its bytes (`len`, as it came) too.
+            Arrival::Counted(_) => c.rx_bytes -= len as u64,
             Arrival::Uncounted(_) | Arrival::Held(_) => c.rx_packets += 1,
         }
         c.drop(reason);
