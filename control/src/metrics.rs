@@ -296,7 +296,7 @@ pub fn render(s: &Snapshot) -> Result<String, RenderError> {
     let frags = counter(
         &reg,
         "rvs_worker_fragments_total",
-        "IP fragments, by outcome: forwarded (first and later ones), no_first (a later fragment whose first was not seen first, dropped), table_full (a first fragment dropped for want of room in the fragment table), timed_out (datagrams whose later fragments stopped coming).",
+        "IP fragments, by outcome: forwarded (first and later ones), no_first (a later fragment held for its first, which did not come in time, dropped), table_full (a first fragment dropped for want of room in the fragment table), timed_out (datagrams whose later fragments stopped coming), overlapping, held (later fragments that came before their first), released (held ones offered again after it), hold_full (dropped: no room to hold), client_address (dropped: nothing can be inserted into a fragment).",
         &["worker", "outcome"],
     )?;
     let synproxy = counter(

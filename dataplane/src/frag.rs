@@ -14,8 +14,10 @@
 //! An entry ends when the datagram's bytes have all been seen (the last
 //! fragment gives its length; the offsets and lengths add up), or after
 //! [`TIMEOUT_MS`]. A later fragment that arrives before its first one, or
-//! after its entry ended, finds nothing: it is dropped and counted
-//! (`no_first`), not held. Bounded: [`CAPACITY`] entries per worker, in
+//! after its entry ended, finds nothing: the worker holds it a while for
+//! its first one ([`crate::frag_hold`]; counted `held`, then `released`,
+//! or dropped as `no_first` when its first does not come, `hold_full` when
+//! the hold has no room). Bounded: [`CAPACITY`] entries per worker, in
 //! buckets of [`WAYS`]; a first fragment that finds its bucket full of live
 //! entries is dropped (`table_full`), since its datagram could not be
 //! delivered whole anyway. Entries that time out before their datagram is
@@ -85,6 +87,10 @@ pub enum Follow {
     Session(FlowKey),
     /// Go to worker `.0`, which owns the datagram's flow.
     Worker(u16),
+    /// Dropped as the first one was: its service inserts the client's
+    /// address (a TOA option, a PROXY header), which a fragment cannot
+    /// take (counted `client_address`).
+    Refused,
 }
 
 /// A fragment of a datagram, as the table needs to know it.
@@ -210,8 +216,9 @@ impl Entry {
 pub struct FragCounters {
     /// Fragments forwarded (first ones included).
     pub forwarded: u64,
-    /// Later fragments dropped: their first fragment was not seen (not
-    /// yet, or too long ago), or their datagram's entry had ended.
+    /// Later fragments dropped: their first fragment did not come within
+    /// [`TIMEOUT_MS`] while they were held (or their datagram's entry had
+    /// ended).
     pub no_first: u64,
     /// First fragments dropped because their bucket was full.
     pub table_full: u64,
@@ -221,29 +228,58 @@ pub struct FragCounters {
     /// already (see the module doc): duplicates alone, the rest with
     /// their datagram.
     pub overlapping: u64,
+    /// Later fragments held because they came before their first one
+    /// ([`crate::frag_hold`]).
+    pub held: u64,
+    /// Held fragments offered again once their first one was filed (sent
+    /// on, unless they overlap or their datagram was refused).
+    pub released: u64,
+    /// Later fragments dropped because the hold had no room for them.
+    pub hold_full: u64,
+    /// Fragments dropped because their service inserts the client's
+    /// address (`client_address`), which cannot go into a fragment.
+    pub client_address: u64,
 }
 
 impl FragCounters {
     /// Names in metrics and `--stats-dp`.
-    pub const NAMES: [&'static str; 5] = [
+    pub const NAMES: [&'static str; 9] = [
         "forwarded",
         "no_first",
         "table_full",
         "timed_out",
         "overlapping",
+        "held",
+        "released",
+        "hold_full",
+        "client_address",
     ];
 
     /// The counters, in the order of [`Self::NAMES`].
     #[must_use]
-    pub fn values(&self) -> [u64; 5] {
+    pub fn values(&self) -> [u64; 9] {
         [
             self.forwarded,
             self.no_first,
             self.table_full,
             self.timed_out,
             self.overlapping,
+            self.held,
+            self.released,
+            self.hold_full,
+            self.client_address,
         ]
     }
+}
+
+/// Why a later fragment cannot follow its first one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unfollowed {
+    /// Its datagram is not filed: its first fragment has not come (or came
+    /// too long ago, or its datagram ended).
+    NotFiled,
+    /// It overlaps what its datagram sent already (counted).
+    Overlap,
 }
 
 /// Why a first fragment was not filed.
@@ -257,6 +293,10 @@ pub struct FragTable {
     sweep_at: usize,
     /// This table's counters.
     pub counters: FragCounters,
+    /// The datagram the pipeline filed last, until it
+    /// hands it to the worker (which releases the fragments it holds for
+    /// it).
+    pub(crate) filed: Option<FragKey>,
 }
 
 impl Default for FragTable {
@@ -273,6 +313,7 @@ impl FragTable {
             slots: vec![None; CAPACITY].into_boxed_slice(),
             sweep_at: 0,
             counters: FragCounters::default(),
+            filed: None,
         }
     }
 
@@ -356,11 +397,20 @@ impl FragTable {
         false
     }
 
-    /// What a later fragment `piece` of the datagram `key` does; `None`
-    /// (counted as `no_first`) if its datagram is not filed or its entry
-    /// timed out, or (counted as `overlapping`) if it overlaps what the
-    /// datagram sent already. The entry ends when its datagram is complete.
-    pub fn follow(&mut self, key: &FragKey, piece: Piece, now: Millis) -> Option<Follow> {
+    /// What a later fragment `piece` of the datagram `key` does: where its
+    /// first one went, or why it cannot follow it: its datagram is not
+    /// filed (not yet, or its entry timed out: the caller holds it or drops
+    /// it), or (counted as `overlapping`) it overlaps what the datagram
+    /// sent already. The entry ends when its datagram is complete.
+    ///
+    /// # Errors
+    /// [`Unfollowed`], as above.
+    pub fn follow(
+        &mut self,
+        key: &FragKey,
+        piece: Piece,
+        now: Millis,
+    ) -> Result<Follow, Unfollowed> {
         let range = self.bucket(key);
         for i in range {
             let Some(e) = self.slots[i].as_mut() else {
@@ -378,22 +428,21 @@ impl FragTable {
                 Fit::New => {}
                 Fit::Duplicate => {
                     self.counters.overlapping += 1;
-                    return None;
+                    return Err(Unfollowed::Overlap);
                 }
                 Fit::Overlap => {
                     self.counters.overlapping += 1;
                     self.slots[i] = None;
-                    return None;
+                    return Err(Unfollowed::Overlap);
                 }
             }
             let follow = e.follow;
             if e.complete() {
                 self.slots[i] = None;
             }
-            return Some(follow);
+            return Ok(follow);
         }
-        self.counters.no_first += 1;
-        None
+        Err(Unfollowed::NotFiled)
     }
 
     /// Examines up to `budget` entries and removes the expired ones.
@@ -446,38 +495,40 @@ mod tests {
         // The last fragment before the middle one: the entry waits on.
         assert_eq!(
             t.follow(&key(7), piece(2960, 100, false), Millis(1)),
-            Some(flow())
+            Ok(flow())
         );
         assert_eq!(t.len(), 1);
         assert_eq!(
             t.follow(&key(7), piece(1480, 1480, true), Millis(2)),
-            Some(flow())
+            Ok(flow())
         );
         assert!(t.is_empty(), "complete: the entry ended");
         // A duplicate after the end finds nothing.
-        assert_eq!(t.follow(&key(7), piece(1480, 1480, true), Millis(3)), None);
-        assert_eq!(t.counters.no_first, 1);
+        assert_eq!(
+            t.follow(&key(7), piece(1480, 1480, true), Millis(3)),
+            Err(Unfollowed::NotFiled)
+        );
         assert_eq!(t.counters.timed_out, 0);
     }
 
     #[test]
-    fn a_later_fragment_before_its_first_is_dropped_and_counted() {
+    fn a_later_fragment_before_its_first_is_not_filed() {
         let mut t = FragTable::new();
-        assert_eq!(t.follow(&key(1), piece(1480, 20, false), Millis(0)), None);
         assert_eq!(
-            t.counters,
-            FragCounters {
-                no_first: 1,
-                ..Default::default()
-            }
+            t.follow(&key(1), piece(1480, 20, false), Millis(0)),
+            Err(Unfollowed::NotFiled)
         );
+        assert_eq!(t.counters, FragCounters::default(), "the caller counts");
         // Other datagrams (another id) are not followed either.
         t.insert(key(2), Follow::Worker(1), piece(0, 8, true), Millis(0))
             .unwrap();
-        assert_eq!(t.follow(&key(3), piece(8, 8, false), Millis(0)), None);
+        assert_eq!(
+            t.follow(&key(3), piece(8, 8, false), Millis(0)),
+            Err(Unfollowed::NotFiled)
+        );
         assert_eq!(
             t.follow(&key(2), piece(8, 8, false), Millis(0)),
-            Some(Follow::Worker(1))
+            Ok(Follow::Worker(1))
         );
     }
 
@@ -490,9 +541,9 @@ mod tests {
             .unwrap();
         assert_eq!(
             t.follow(&key(1), piece(8, 8, true), Millis(TIMEOUT_MS)),
-            None
+            Err(Unfollowed::NotFiled)
         );
-        assert_eq!((t.counters.timed_out, t.counters.no_first), (1, 1));
+        assert_eq!(t.counters.timed_out, 1);
         t.sweep(Millis(TIMEOUT_MS - 1), CAPACITY);
         assert_eq!(t.len(), 1, "not yet");
         t.sweep(Millis(TIMEOUT_MS), CAPACITY);
@@ -523,7 +574,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             t.follow(&same[0], piece(8, 8, true), Millis(1)),
-            Some(Follow::Worker(3))
+            Ok(Follow::Worker(3))
         );
         // Once expired, the oldest make room.
         t.insert(
@@ -544,25 +595,31 @@ mod tests {
             .unwrap();
         // Offset 8 over the first's TCP header (RFC 1858's attack): the
         // datagram ends; what follows finds nothing.
-        assert_eq!(t.follow(&key(1), piece(8, 24, true), Millis(0)), None);
+        assert_eq!(
+            t.follow(&key(1), piece(8, 24, true), Millis(0)),
+            Err(Unfollowed::Overlap)
+        );
         assert!(t.is_empty());
-        assert_eq!(t.follow(&key(1), piece(24, 8, false), Millis(0)), None);
-        assert_eq!((t.counters.overlapping, t.counters.no_first), (1, 1));
+        assert_eq!(
+            t.follow(&key(1), piece(24, 8, false), Millis(0)),
+            Err(Unfollowed::NotFiled)
+        );
+        assert_eq!(t.counters.overlapping, 1);
         // A duplicate: dropped alone, the datagram completes.
         t.insert(key(2), flow(), piece(0, 16, true), Millis(0))
             .unwrap();
         assert_eq!(
             t.follow(&key(2), piece(32, 8, false), Millis(0)),
-            Some(flow())
+            Ok(flow())
         );
         assert_eq!(
             t.follow(&key(2), piece(32, 8, false), Millis(0)),
-            None,
+            Err(Unfollowed::Overlap),
             "last again"
         );
         assert_eq!(
             t.follow(&key(2), piece(8, 8, true), Millis(0)),
-            None,
+            Err(Unfollowed::Overlap),
             "inside the first"
         );
         assert_eq!(t.counters.overlapping, 3);
@@ -573,7 +630,7 @@ mod tests {
         assert_eq!(t.counters.overlapping, 4);
         assert_eq!(
             t.follow(&key(2), piece(16, 16, true), Millis(0)),
-            Some(flow())
+            Ok(flow())
         );
         assert!(t.is_empty(), "complete");
         // A longer first fragment sent again ends it.
@@ -593,8 +650,12 @@ mod tests {
         ] {
             t.insert(key(4), flow(), piece(0, 16, true), Millis(0))
                 .unwrap();
-            assert_eq!(t.follow(&key(4), p, Millis(0)), Some(flow()));
-            assert_eq!(t.follow(&key(4), q, Millis(0)), None, "{q:?}");
+            assert_eq!(t.follow(&key(4), p, Millis(0)), Ok(flow()));
+            assert_eq!(
+                t.follow(&key(4), q, Millis(0)),
+                Err(Unfollowed::Overlap),
+                "{q:?}"
+            );
             assert!(t.is_empty());
         }
     }
@@ -609,7 +670,7 @@ mod tests {
             for (i, k) in order.iter().enumerate() {
                 assert_eq!(t.len(), 1, "{order:?} before {i}");
                 let p = piece(k * 8, 8, *k != 4);
-                assert_eq!(t.follow(&key(5), p, Millis(0)), Some(flow()));
+                assert_eq!(t.follow(&key(5), p, Millis(0)), Ok(flow()));
             }
             assert!(t.is_empty(), "{order:?}");
         }
@@ -619,12 +680,12 @@ mod tests {
         for k in 1..SPANS as u32 {
             assert_eq!(
                 t.follow(&key(6), piece(k * 16, 8, true), Millis(0)),
-                Some(flow())
+                Ok(flow())
             );
         }
         assert_eq!(
             t.follow(&key(6), piece(SPANS as u32 * 16, 8, true), Millis(0)),
-            None
+            Err(Unfollowed::Overlap)
         );
         assert!(t.is_empty());
         assert_eq!(t.counters.overlapping, 1);
@@ -638,8 +699,12 @@ mod tests {
             table_full: 3,
             timed_out: 4,
             overlapping: 5,
+            held: 6,
+            released: 7,
+            hold_full: 8,
+            client_address: 9,
         };
-        assert_eq!(c.values(), [1, 2, 3, 4, 5]);
+        assert_eq!(c.values(), [1, 2, 3, 4, 5, 6, 7, 8, 9]);
         assert_eq!(FragCounters::NAMES.len(), c.values().len());
     }
 }

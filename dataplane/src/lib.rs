@@ -16,6 +16,7 @@ pub mod acl;
 pub mod addr;
 pub mod checksum;
 pub mod frag;
+pub mod frag_hold;
 pub mod guard;
 pub mod hold;
 pub mod laddr;

@@ -157,6 +157,7 @@ pub fn start(eal: &Eal, plan: Plan) -> Result<Handles, StartError> {
             idle: plan.idle,
             tsc_hz: eal.tsc_hz(),
             held: HeldFrames::default(),
+            frag_held: crate::frag_hold::FragHold::default(),
         };
         let on_start = w.on_start;
         let launched = eal.launch(

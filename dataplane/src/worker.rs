@@ -50,11 +50,13 @@ use crate::addr::Addr;
 use crate::dpdk::{
     prefetch, rdtsc, Mbuf, MbufBatch, MbufRing, Mempool, PortId, RxQueue, TxQueue, BURST,
 };
+use crate::frag::FragKey;
+use crate::frag_hold::FragHold;
 use crate::hold::HoldQueue;
 use crate::neigh::{self, NeighEvent, NeighMap, ARP_FRAME_LEN};
 use crate::packet::PacketBuf;
 use crate::pipeline::sync::InstallReport;
-use crate::pipeline::{Decision, Desc, Pipeline, Verdict};
+use crate::pipeline::{Decision, Desc, FragHoldEvent, Pipeline, Verdict};
 use crate::session::Session;
 use crate::stats::DropReason;
 use crate::sync_feed::{SyncRecord, SyncRing};
@@ -334,12 +336,15 @@ pub struct Worker {
     pub(crate) tsc_hz: u64,
     /// Frames of new connections waiting for their next hop's MAC.
     pub(crate) held: HeldFrames,
+    /// Later fragments waiting for their first one (see [`crate::frag_hold`]).
+    pub(crate) frag_held: FragHold<Mbuf>,
 }
 
 /// How a frame reaches [`Worker::handle`]: with its descriptor from the
 /// burst's read-ahead (`None`: the pipeline describes it), counted as
-/// received with its burst or not yet; or released from the hold queue
-/// with the decision it was held with.
+/// received with its burst or not yet (a fragment released from the
+/// fragment hold comes uncounted, without a descriptor); or released from
+/// the neighbour hold queue with the decision it was held with.
 enum Arrival<'a> {
     Counted(Option<&'a Desc>),
     Uncounted(Option<&'a Desc>),
@@ -444,6 +449,7 @@ impl Worker {
                     break;
                 }
                 self.release_held(now, &mut tx, &mut redir, &mut punt);
+                self.expire_fragments(now);
                 if now.0 - last_publish.0 >= PUBLISH_EVERY_MS {
                     last_publish = now;
                     self.publish(polls, empty_polls);
@@ -568,9 +574,12 @@ impl Worker {
             let (room, off, len) = m.room_mut();
             let mut pkt = PacketBuf::new(room, off, len);
             let v = match how {
+                Arrival::Held(d) => self.pipeline.process_held_buf(&mut pkt, port, d, now),
+                _ if self.frag_held.releasing().is_some() => {
+                    self.pipeline.process_released_buf(&mut pkt, port, now)
+                }
                 Arrival::Counted(desc) => self.pipeline.process_counted(&mut pkt, port, desc, now),
                 Arrival::Uncounted(desc) => self.pipeline.process_desc(&mut pkt, port, desc, now),
-                Arrival::Held(d) => self.pipeline.process_held_buf(&mut pkt, port, d, now),
             };
             let window = pkt.window();
             if window != (off, len) && !m.set_window(window.0, window.1) {
@@ -618,8 +627,54 @@ impl Worker {
                     self.pipeline.counters.drop(DropReason::NeighbourMiss);
                 }
             }
+            Verdict::HoldFragment { datagram } => self.hold_fragment(m, port, datagram, now),
             Verdict::Consumed | Verdict::Drop(_) => {}
         }
+        if let Some(datagram) = self.pipeline.take_filed_datagram() {
+            self.release_fragments(&datagram, now, tx, redir, punt);
+        }
+    }
+
+    /// Keeps a later fragment that came before its first one, or drops
+    /// (frees) it and counts why.
+    #[cold]
+    fn hold_fragment(&mut self, m: Mbuf, port: u16, datagram: FragKey, now: Millis) {
+        let event = match self.frag_held.hold(m, port, datagram, now) {
+            Ok(()) => FragHoldEvent::Held,
+            Err(_) => FragHoldEvent::Full,
+        };
+        self.pipeline.count_fragment_hold(event);
+    }
+
+    /// The first fragment of `datagram` was filed: the later fragments held
+    /// for it go through the pipeline now, in the order they came, right
+    /// after it.
+    #[cold]
+    fn release_fragments(
+        &mut self,
+        datagram: &FragKey,
+        now: Millis,
+        tx: &mut [MbufBatch],
+        redir: &mut [MbufBatch],
+        punt: &mut [MbufBatch],
+    ) {
+        if self.frag_held.is_empty() || self.frag_held.release(datagram) == 0 {
+            return;
+        }
+        while let Some((m, port)) = self.frag_held.take_released() {
+            self.handle(m, port, Arrival::Uncounted(None), now, tx, redir, punt);
+        }
+    }
+
+    /// Drops (frees) the held fragments whose first one did not come in time.
+    fn expire_fragments(&mut self, now: Millis) {
+        if self.frag_held.is_empty() {
+            return;
+        }
+        let pipeline = &mut self.pipeline;
+        self.frag_held.expire(now, |_| {
+            pipeline.count_fragment_hold(FragHoldEvent::Expired)
+        });
     }
 
     /// A frame of `len` bytes (as it came) dropped before the pipeline saw

@@ -273,6 +273,7 @@ fn verdict_text(v: Verdict) -> String {
         Verdict::Redirect { worker } => format!("redirect:{worker}"),
         Verdict::Consumed => "consumed".into(),
         Verdict::Hold { .. } => "hold".into(),
+        Verdict::HoldFragment { .. } => "hold-fragment".into(),
         Verdict::Punt => "punt".into(),
         Verdict::Drop(r) => format!("drop:{}", r.name()),
     }
@@ -406,7 +407,7 @@ fn read_case(dir: &Path, name: &str) -> Result<Case, String> {
         }
         let known = s.verdict.starts_with("forward:")
             || s.verdict.starts_with("redirect:")
-            || ["consumed", "punt"].contains(&s.verdict.as_str())
+            || ["consumed", "punt", "hold-fragment"].contains(&s.verdict.as_str())
             || DropReason::ALL
                 .iter()
                 .any(|r| s.verdict == format!("drop:{}", r.name()));

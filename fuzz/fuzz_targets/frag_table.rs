@@ -10,7 +10,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use rvs_dataplane::addr::Addr;
-use rvs_dataplane::frag::{Follow, FragKey, FragTable, Piece, CAPACITY, TIMEOUT_MS};
+use rvs_dataplane::frag::{Follow, FragKey, FragTable, Piece, Unfollowed, CAPACITY, TIMEOUT_MS};
 use rvs_dataplane::time::Millis;
 
 fn key(id: u8) -> FragKey {
@@ -43,10 +43,9 @@ fuzz_target!(|data: &[u8]| {
             }
             1 => {
                 let got = t.follow(&k, piece, Millis(now));
-                let c = t.counters;
-                // Refused: counted as one or the other; followed: neither.
-                let refused = c.no_first + c.overlapping > before.no_first + before.overlapping;
-                assert_eq!(got.is_none(), refused);
+                // Refused for an overlap: counted; not filed or followed: not.
+                let overlapped = t.counters.overlapping > before.overlapping;
+                assert_eq!(got == Err(Unfollowed::Overlap), overlapped);
             }
             2 => {
                 let _ = t.first_again(&k, Piece { offset: 0, ..piece }, Millis(now));
@@ -84,7 +83,7 @@ fuzz_target!(|data: &[u8]| {
                 },
                 Millis(now),
             );
-            assert_eq!(got, Some(Follow::Worker(0)));
+            assert_eq!(got, Ok(Follow::Worker(0)));
         }
     }
     assert!(t.is_empty(), "every datagram complete");

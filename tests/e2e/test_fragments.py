@@ -22,6 +22,16 @@ What a user sees, per method (a UDP echo service each, VIP:7001..7004):
   ICMP socket receives it whole with a valid checksum.
 IPv6 (FULLNAT): the same datagram to [fd77::100]:7001 in fragments (a
 fragment header after the fixed one), and the echo back.
+FULLNAT64 ([fd77::100]:7005 served by rs1's IPv4 echo): each IPv6 fragment
+is translated to an IPv4 one (RFC 7915), the server's kernel reassembles the
+datagram from the local address; its fragmented echo comes back translated
+to IPv6 fragments and the client's kernel reassembles it. rs1 reaches the
+local address through a route with MTU 1400, so that its fragments still fit
+the client's 1500-byte link once 28 bytes longer in IPv6 (rvs does not
+fragment).
+Out of order (scapy): a datagram's fragments sent last first reach the echo
+server whole; the later ones waited in the worker's fragment hold for the
+first (`held`, `released`).
 The client reaches the VIP through a route with MTU 1400, so that a TUN
 fragment still fits the 1500-byte link once wrapped (rvs does not fragment
 the outer packet); the NAT client speaks from a second subnet, 10.88.0.10,
@@ -55,8 +65,11 @@ def service(mode: str) -> str:
             f'forward = "{mode}"\n{laddr}\n[[service.real_server]]\naddress = "{SERVER[mode][1]}:{port}"\n')
 
 
+PORT64 = 7005
 SERVICES = "\n".join(service(m) for m in PORTS) + "\n" + rvslab.v6_service(
-    "fullnat", protocol="udp", port=PORTS["fullnat"], servers={"rs1": rvslab.REAL_SERVERS6["rs1"]})
+    "fullnat", protocol="udp", port=PORTS["fullnat"], servers={"rs1": rvslab.REAL_SERVERS6["rs1"]}) + (
+    f'\n[[service]]\nvip = "[{VIP6}]:{PORT64}"\nprotocol = "udp"\nscheduler = "rr"\nforward = "fullnat"\n'
+    f'local_addresses = ["{LOCAL_ADDR}"]\n\n[[service.real_server]]\naddress = "{RS1}:{PORT64}"\n')
 
 # Echoes each datagram back to its sender, prefixed "PEER_IP:PEER_PORT ",
 # answering from the datagram's destination (the VIP for DR and TUN).
@@ -174,7 +187,8 @@ def topology(lab):
     """Echo servers; rs1 holds the VIP on lo (DR), rs2 on a userspace IPIP
     decapsulator's TUN device (TUN); the ARP sysctls of seed 001 on both;
     rs1's default route through the appliance and the client's second
-    address (NAT); the client's route to the VIP with MTU 1400."""
+    address (NAT); the client's route to the VIP with MTU 1400; rs1's route
+    to the local address with MTU 1400 (FULLNAT64)."""
     sysctls = ("net.ipv4.conf.all.arp_ignore", "net.ipv4.conf.all.arp_announce")
     saved = {n: {k: rvslab.in_ns(n, ["sysctl", "-n", k], check=True).stdout.strip() for k in sysctls} for n in ("rs1", "rs2")}
     route = rvslab.in_ns("rs1", ["ip", "route", "show", "default"], check=True).stdout.strip()
@@ -186,16 +200,19 @@ def topology(lab):
         rvslab.in_ns("rs1", ["ip", "route", "replace", "default", "via", APPLIANCE], check=True)
         rvslab.in_ns("client", ["ip", "addr", "add", f"{CLIENT_NAT}/24", "dev", "eth0"], check=True)
         rvslab.in_ns("client", ["ip", "route", "add", f"{VIP}/32", "dev", "eth0", "mtu", "1400"], check=True)
+        rvslab.in_ns("rs1", ["ip", "route", "add", f"{LOCAL_ADDR}/32", "dev", "eth0", "mtu", "1400"], check=True)
         procs.append(spawn("rs2", "python3", "-u", str(DECAP), "rvstun0", VIP))
         for mode, port in PORTS.items():
             procs.append(spawn(SERVER[mode][0], "python3", "-u", "-c", ECHO, str(port)))
         procs.append(spawn("rs1", "python3", "-u", "-c", ECHO, str(PORTS["fullnat"]), "6"))
+        procs.append(spawn("rs1", "python3", "-u", "-c", ECHO, str(PORT64)))
         yield
     finally:
         for p in procs:
             p.terminate()
             p.wait(timeout=5)
         rvslab.in_ns("client", ["ip", "route", "del", f"{VIP}/32", "dev", "eth0"])
+        rvslab.in_ns("rs1", ["ip", "route", "del", f"{LOCAL_ADDR}/32", "dev", "eth0"])
         rvslab.in_ns("client", ["ip", "addr", "del", f"{CLIENT_NAT}/24", "dev", "eth0"])
         rvslab.in_ns("rs1", ["ip", "route", "del", "default"])
         if route:
@@ -204,6 +221,10 @@ def topology(lab):
         for n, values in saved.items():
             for k, v in values.items():
                 rvslab.in_ns(n, ["sysctl", "-qw", f"{k}={v}"])
+
+
+def frag_count(lab, name: str) -> int:
+    return sum(w.frags.get(name, 0) for w in rvslab.parse_worker_stats(lab.rvsadm("--stats-dp").stdout))
 
 
 def forwarded(lab) -> int:
@@ -284,6 +305,61 @@ def test_fragmented_datagram_over_ipv6_fullnat(lab):
     assert no_first(lab) == missed
 
 
+def test_fragmented_datagram_through_fullnat64(lab):
+    """IPv6 fragments to an IPv6 VIP served by an IPv4 server: translated
+    one by one to IPv4 fragments, reassembled by the server's kernel; the
+    echo's IPv4 fragments come back as IPv6 ones."""
+    before, missed = forwarded(lab), no_first(lab)
+    out = rvslab.in_ns("client", ["python3", "-u", "-c", CLIENT, VIP6, str(PORT64), str(SIZE), ""], timeout=30)
+    line = out.stdout.split()
+    # The server saw the whole datagram from the (IPv4) local address; the
+    # echo came back whole.
+    assert line[1:5] == [LOCAL_ADDR, line[2], str(SIZE), "True"], out.stdout + out.stderr
+    # Three IPv6 fragments in (1448 bytes of data each at most), three IPv4
+    # ones back (1376 bytes of data at most, the route's MTU 1400).
+    rvslab.wait_until("six translated fragments counted", lambda: forwarded(lab) - before == 6 or None, timeout=5)
+    assert no_first(lab) == missed
+
+
+# Sends a UDP datagram of SIZE bytes to VIP:PORT in fragments of 1000 bytes
+# of data, the last one first (scapy, from a socket's port), then reads the
+# echo on that socket: prints "FRAGMENTS ECHOED_LENGTH INTACT".
+REVERSED = r"""
+import socket, sys
+from scapy.all import IP, UDP, Raw, fragment, send
+vip, port, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+payload = bytes(i % 251 for i in range(size))
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 0))
+s.settimeout(5)
+frags = fragment(IP(dst=vip, id=0x4d4d) / UDP(sport=s.getsockname()[1], dport=port) / Raw(payload), fragsize=1000)
+send(list(reversed(frags)), verbose=False)
+try:
+    data = s.recv(65535)
+    head, _, body = data.partition(b" ")
+    print(len(frags), len(body), body == payload, flush=True)
+except socket.timeout:
+    print(len(frags), 0, False, flush=True)
+"""
+
+
+def test_fragments_in_reverse_order_arrive_whole(lab):
+    """The last fragment first, then the middle, then the first: the two
+    later ones wait in the worker's fragment hold and follow the first, so
+    the server's kernel reassembles the datagram (its echo comes back)."""
+    before = {k: frag_count(lab, k) for k in ("forwarded", "held", "released", "no_first", "hold_full")}
+    out = rvslab.in_ns("client", ["/usr/bin/python3", "-c", REVERSED, VIP, str(PORTS["fullnat"]), str(SIZE)], timeout=30)
+    assert out.stdout.split() == ["4", str(SIZE), "True"], out.stdout + out.stderr
+
+    def counted():
+        got = {k: frag_count(lab, k) - v for k, v in before.items()}
+        # Four in (three held), three echoed back in order.
+        want = {"forwarded": 7, "held": 3, "released": 3, "no_first": 0, "hold_full": 0}
+        return got if got == want else None
+
+    rvslab.wait_until("three fragments held and released", counted, timeout=5)
+
+
 # Overlapping fragments (scapy): per datagram a first fragment (the UDP
 # header and 8 bytes), one at offset 8 with 16 bytes (it overlaps the
 # first's last 8: RFC 1858's rewrite of a header behind a filter's back)
@@ -325,8 +401,10 @@ def totals(lab) -> tuple[dict, dict]:
 def test_overlapping_fragments_are_dropped_with_their_datagram(lab):
     """In every method and over IPv6: the first fragment goes on, the
     overlapping one is dropped (`fragment`, counted `overlapping`) and ends
-    its datagram, so the last is dropped too (`no_first`), as the kernel
-    discards a datagram with overlapping fragments; rvsd lives on."""
+    its datagram, so the last finds nothing: it waits in the fragment hold
+    for a first fragment that does not come again and is dropped after 2 s
+    (`no_first`), as the kernel discards a datagram with overlapping
+    fragments; rvsd lives on."""
     targets = [(VIP, PORTS[m]) for m in PORTS] + [(VIP6, PORTS["fullnat"])]
     before_f, before_d = totals(lab)
     args = [APPLIANCE, CLIENT_IP, CLIENT_IP6] + [str(x) for t in targets for x in t]

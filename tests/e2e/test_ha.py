@@ -36,6 +36,7 @@ ECHO_PORT = 9000
 PROXY_PORT = 8002  # FULLNAT on VIP_FULLNAT, client_address = "proxy-v2"
 VIP6 = "fd77::100"  # FULLNAT, port 80, local address fd77::200 (keepalived moves it too)
 SYNPROXY_PORT = 8003  # FULLNAT on VIP_FULLNAT, syn_proxy = true, to the servers' HTTP (80)
+PROXIED_PROXY_PORT = 8004  # both: syn_proxy = true and "proxy-v2", to the PROXY servers (8002)
 
 # A TCP and a UDP echo server on every real server (port 9000, all
 # addresses: the DR VIP on lo too); UDP answers "NAME PAYLOAD".
@@ -394,22 +395,26 @@ def proxy_log() -> list[str]:
     return lines
 
 
-def test_proxy_protocol_sessions_survive_kill_9_with_their_sequence_shift(ha):
+@pytest.mark.parametrize("port", [PROXY_PORT, PROXIED_PROXY_PORT], ids=["proxy-v2", "syn-proxy+proxy-v2"])
+def test_proxy_protocol_sessions_survive_kill_9_with_their_sequence_shift(ha, port):
     """A download and an idle-then-active connection through the PROXY v2
     service: the servers got one header each before the failover; after
     it, the backup shifts the client's numbers by the header's length and
     takes the server's acknowledgements back, as the master did (the
     shift travels in sync), so both finish intact, without a reset and
-    without a second header."""
+    without a second header. Through the service that is SYN-proxied too,
+    the backup applies both shifts (the proxy's, the header's) at once."""
     lb = active()
     backup = other(lb)
     want = in_ns("rs1", ["sha256sum", str(RUN / "rs1" / "big.bin")], check=True).stdout.split()[0]
     seen = len(proxy_log())
     resets = rst_count()
-    dl = download_bg(VIP_FULLNAT, PROXY_PORT)
-    ll = client_bg(LONG_LIVED, VIP_FULLNAT, "9", "5", str(PROXY_PORT))
+    opened = synproxy_opened(lb)
+    dl = download_bg(VIP_FULLNAT, port)
+    ll = client_bg(LONG_LIVED, VIP_FULLNAT, "9", "5", str(port))
     wait_synced(backup, "both PROXY connections", lambda:
-                len(connections(backup, VIP_FULLNAT, PROXY_PORT)) >= 2)
+                len(connections(backup, VIP_FULLNAT, port)) >= 2)
+    assert synproxy_opened(lb) == opened + (2 if port == PROXIED_PROXY_PORT else 0)
     kill9(lb)
     wait_until(f"{backup} takes over {VIP_FULLNAT}", lambda: holds(backup, VIP_FULLNAT), timeout=15)
     assert finish(dl, timeout=60).split()[0] == want, "the download's bytes changed"

@@ -702,7 +702,7 @@ def _(c: Case) -> None:
     c.step("LLDP frame", lldp, "drop:unsupported_l3")
     frag = from_client(tcp_v4(CLIENT, 40006, VIP, 80, "S", seq=1, data=bytes(16)))
     frag[IP].frag = 2
-    c.step("a later fragment whose first one never came", frag, "drop:fragment")
+    c.step("a later fragment whose first one has not come: held for it", frag, "hold-fragment")
 
 
 def frag4(frame: Packet, size: int) -> list[Packet]:
@@ -720,7 +720,7 @@ def frag6(frame: Packet, ident: int, size: int) -> list[Packet]:
     return fragment6(q, size)
 
 
-@case("fragments_v4", "A 2000-byte UDP datagram in three IPv4 fragments (1000 bytes of data each) through each method: FULLNAT and NAT rewrite the first fragment's addresses, ports and UDP checksum (for the whole datagram) and the later ones' addresses (TTL - 1, header checksums); DR sends them on untouched; TUN wraps each; the server's fragmented answer goes back to the client; a fragmented ICMP error from the server reaches the client; a later fragment before its first is dropped")
+@case("fragments_v4", "A 2000-byte UDP datagram in three IPv4 fragments (1000 bytes of data each) through each method: FULLNAT and NAT rewrite the first fragment's addresses, ports and UDP checksum (for the whole datagram) and the later ones' addresses (TTL - 1, header checksums); DR sends them on untouched; TUN wraps each; the server's fragmented answer goes back to the client; a fragmented ICMP error from the server reaches the client; a later fragment before its first is held")
 def _(c: Case) -> None:
     big = bytes(range(256)) * 8
     vport, rs, rport, rs_mac = FULLNAT_UDP
@@ -757,7 +757,7 @@ def _(c: Case) -> None:
     vport, rs, rport, rs_mac = FULLNAT_UDP
     q = from_client(udp_v4(CLIENT, 40104, VIP, vport, big, ip_id=0x104))
     f1, f2, f3 = frag4(q, 1000)
-    c.step("FULLNAT: a later fragment before its first: dropped (not held)", f2, "drop:fragment")
+    c.step("FULLNAT: a later fragment before its first: held for it (the worker sends it on after the first)", f2, "hold-fragment")
     c.step("FULLNAT: then the first", f1, "forward:0", frag4(routed(q, (LADDR, lport(1)), (rs, rport), rs_mac), 1000)[0])
 
 
@@ -950,7 +950,7 @@ def _(c: Case) -> None:
         return tcp_v6(CLIENT6, 40006, VIP6, 80, "S", seq=1, **kw)
 
     frag = from_client(IPv6(src=CLIENT6, dst=VIP6, hlim=64) / IPv6ExtHdrFragment(m=1, id=7, offset=2) / syn()[TCP])
-    c.step("a later fragment whose first one never came", frag, "drop:fragment")
+    c.step("a later fragment whose first one has not come: held for it", frag, "hold-fragment")
     c.step("SYN with hop limit 1", from_client(syn(hlim=1)), "drop:ttl_exceeded")
     c.step("SYN to a VIP port with no service", from_client(tcp_v6(CLIENT6, 40006, VIP6, 8888, "S", seq=1)), "drop:no_service")
     c.step("SYN to an address not owned", from_client(tcp_v6(CLIENT6, 40006, "fd77::99", 80, "S", seq=1)), "drop:not_for_us")
@@ -1112,6 +1112,55 @@ def _(c: Case) -> None:
     zout = translated(z, zl, (urs, urport), urs_mac)
     assert Ether(bytes(zout))[UDP].chksum == 0xFFFF
     c.step("client datagram whose IPv4 checksum computes to 0: sent as 0xffff", z, "forward:0", zout, pad_out=False)
+
+
+def translated_fragments(whole: Packet, pieces: list[Packet], src: tuple[str, int], dst: tuple[str, int], dst_mac: str) -> list[Packet]:
+    """FULLNAT64 of a fragmented datagram, fragment by fragment (RFC 7915
+    4.1 and 5.1.1): `whole` is the datagram as sent, `pieces` its fragments
+    as they came; each becomes a fragment of `translated(whole, ...)` (the
+    transport checksum the whole datagram's) with the same offset, length
+    and more-fragments flag. Toward IPv4: ID the low 16 bits of the
+    fragment header's, DF clear; toward IPv6: a fragment header with the
+    IPv4 ID."""
+    t = Ether(bytes(translated(whole, src, dst, dst_mac)))
+    ip = ip_of(t)
+    l4 = bytes(ip.payload)
+    out = []
+    for f in pieces:
+        fip = ip_of(Ether(bytes(f)))
+        if isinstance(fip, IPv6):
+            h = fip[IPv6ExtHdrFragment]
+            off, more, ident, n = h.offset * 8, bool(h.m), h.id, len(bytes(h.payload))
+            new = IP(src=ip.src, dst=ip.dst, tos=ip.tos, ttl=ip.ttl, id=ident & 0xFFFF, flags="MF" if more else 0, frag=off // 8, proto=ip.proto)
+        else:
+            off, more, ident, n = fip.frag * 8, bool(fip.flags.MF), fip.id, fip.len - fip.ihl * 4
+            new = IPv6(src=ip.src, dst=ip.dst, tc=ip.tc, hlim=ip.hlim, fl=0) / IPv6ExtHdrFragment(nh=ip.nh, offset=off // 8, m=int(more), id=ident)
+        out.append(Ether(src=LB_MAC, dst=dst_mac) / new / Raw(l4[off : off + n]))
+    return out
+
+
+@case("fragments_64", "FULLNAT64 of a fragmented 2000-byte UDP datagram: each IPv6 fragment becomes an IPv4 fragment (ID the low 16 bits of the fragment header's, same offset and MF, DF clear, TTL = hop limit - 1), the first one's UDP ports and checksum rewritten for the whole datagram, the later ones' data untouched; the server's IPv4 fragments come back as IPv6 ones with a fragment header (ID zero-extended); a later fragment before its first is held; an IPv4 first fragment without UDP checksum is dropped (IPv6 needs one, over data it does not carry)")
+def _(c: Case) -> None:
+    big = bytes(range(256)) * 8
+    vport, rs, rport, rs_mac = FULLNAT64_UDP
+    laddr = (LADDR, lport(0))
+    cl = (CLIENT6, 40140)
+    q = from_client(udp_v6(CLIENT6, 40140, VIP6, vport, big))
+    pieces = frag6(q, 0x1234ABCD, 1000)
+    assert len(pieces) == 3, len(pieces)
+    for i, (f, want) in enumerate(zip(pieces, translated_fragments(q, pieces, laddr, (rs, rport), rs_mac))):
+        c.step(f"client datagram, IPv6 fragment {i + 1} of 3, to IPv4", f, "forward:0", want)
+    a = from_server(rs_mac, udp_v4(rs, rport, LADDR, laddr[1], big, ip_id=0x4321))
+    pieces = frag4(a, 1000)
+    for i, (f, want) in enumerate(zip(pieces, translated_fragments(a, pieces, (VIP6, vport), cl, CLIENT_MAC))):
+        c.step(f"server answer, IPv4 fragment {i + 1} of 3, to IPv6", f, "forward:0", want)
+    q = from_client(udp_v6(CLIENT6, 40141, VIP6, vport, big))
+    pieces = frag6(q, 0x77, 1000)
+    c.step("a later IPv6 fragment before its first: held for it", pieces[1], "hold-fragment")
+    want = translated_fragments(q, pieces, (LADDR, lport(1)), (rs, rport), rs_mac)
+    c.step("then the first: translated", pieces[0], "forward:0", want[0])
+    a = from_server(rs_mac, udp_v4(rs, rport, LADDR, laddr[1], big, no_checksum=True, ip_id=0x4322))
+    c.step("server answer without UDP checksum, first fragment: dropped", frag4(a, 1000)[0], "drop:fragment")
 
 
 def icmp6_error(src_mac: str, src: str, dst: str, quote: bytes, icmp_type: int = 1, code: int = 4, mtu: int = 0, hlim: int = 64) -> Packet:

@@ -7,39 +7,65 @@
 //!            │   ([`crate::frag`]) with what its later fragments do
 //!            ├─ first: ICMP error (IPv4) ─> relayed (icmp_relay.rs), filed
 //!            └─ later (offset > 0) ─> the table: through the first one's
-//!                session, or to the worker that owns it; else dropped
+//!                session, or to the worker that owns it; not filed yet:
+//!                held by the worker (Verdict::HoldFragment) until its
+//!                first one is filed, then sent on right after it
 //! ```
 //!
 //! Every forwarding method carries fragments: FULLNAT and NAT rewrite the
 //! first fragment's addresses and ports (its transport checksum updated
 //! incrementally for the whole datagram) and the later fragments'
 //! addresses only ([`crate::xmit::fragment`]); DR sends them on untouched,
-//! TUN wraps each in its own outer header. Sessions are created and their
+//! TUN wraps each in its own outer header; FULLNAT64 translates each
+//! fragment to the other family, with or without a fragment header
+//! ([`crate::xmit::nat64`], RFC 7915). Sessions are created and their
 //! state moved by first fragments only; a server's traffic counts each
 //! datagram as one packet (as IPVS, which sees it reassembled) and every
 //! fragment's bytes.
 //!
-//! Not carried (dropped as `fragment`): later fragments whose first one was
-//! not seen first (out of order: not held), fragments that overlap what
-//! their datagram sent already (and, but for exact duplicates, the rest of
-//! that datagram: [`crate::frag`]), fragments of FULLNAT64
-//! sessions (not translated) or of services that insert the client's
-//! address (a TOA option or PROXY header cannot be inserted into a
-//! fragment), IPv6 fragment headers after other extension headers,
-//! fragmented ICMPv6 errors, and ICMP errors that quote a later fragment
-//! (no ports to find a session by; the kernel's IPVS does not relay them
-//! either). An ICMP error that quotes a first fragment is relayed as any.
+//! Out of order: a later fragment whose datagram is not filed is held by
+//! the worker ([`crate::frag_hold`]): when a first fragment is filed, the
+//! worker asks [`Pipeline::take_filed_datagram`] and offers the frames
+//! waiting for it again ([`Pipeline::process_released_buf`]). A first
+//! fragment that waits for its server's MAC (the neighbour hold) is filed
+//! only when it is released, so its later fragments wait for it too.
+//!
+//! Not carried (dropped as `fragment`): later fragments whose first one
+//! does not come within the hold time or that find the hold full, fragments
+//! that overlap what their datagram sent already (and, but for exact
+//! duplicates, the rest of that datagram: [`crate::frag`]), fragments of
+//! services that insert the client's address (a TOA option or PROXY header
+//! cannot be inserted into a fragment without reassembling the datagram;
+//! counted `client_address`, the datagram's later fragments with it), a
+//! FULLNAT64 first fragment of a UDP datagram without checksum, IPv6
+//! fragment headers after other extension headers, fragmented ICMPv6
+//! errors, and ICMP errors that quote a later fragment (no ports to find a
+//! session by; the kernel's IPVS does not relay them either). An ICMP error
+//! that quotes a first fragment is relayed as any.
 
 use super::icmp_relay::{self, quoted};
 use super::{Decision, Desc, Pipeline, Reshape, Step, Verdict};
 use crate::addr::Addr;
-use crate::frag::{Follow, FragKey, Piece};
+use crate::frag::{Follow, FragKey, Piece, Unfollowed};
+use crate::packet::PacketBuf;
 use crate::session::{ClientAddress, Direction, Endpoint, FlowKey, Lookup, SlotId};
 use crate::stats::DropReason;
 use crate::tables::Forward;
 use crate::time::Millis;
 use crate::wire::{icmpv6, ipv4, ipv6, tcp, udp};
 use crate::xmit::{self, fragment, Leg};
+
+/// What became of a later fragment held for its first one, for
+/// [`Pipeline::count_fragment_hold`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FragHoldEvent {
+    /// Kept in the hold (`held`).
+    Held,
+    /// Dropped: no room in the hold (`hold_full`).
+    Full,
+    /// Dropped: its first fragment did not come in time (`no_first`).
+    Expired,
+}
 
 /// A fragment as its IP header (and IPv6 fragment header) describes it.
 #[derive(Debug, Clone, Copy)]
@@ -191,7 +217,9 @@ impl Pipeline {
             return Step::drop(DropReason::TcpFlags);
         }
         if self.refuses_fragments(&d, now) {
-            return Step::drop(DropReason::Fragment);
+            // Its later fragments go the same way (counted with it).
+            self.frags.counters.client_address += 1;
+            return self.file_first(f, Follow::Refused, Step::drop(DropReason::Fragment), now);
         }
         // Sent again while its datagram is filed (a released held frame is
         // the same one, filed by it).
@@ -201,15 +229,21 @@ impl Pipeline {
         let step = self.handle_flow(l2, l3, &d, in_port, held, now);
         let follow = match step {
             Step::Forward {
-                reshape: Some(Reshape::Translate { .. } | Reshape::Insert { .. }),
+                reshape: Some(Reshape::Insert { .. }),
                 ..
-            } => return Step::drop(DropReason::Fragment),
+            } => {
+                self.frags.counters.client_address += 1;
+                return Step::drop(DropReason::Fragment);
+            }
             // No server: the client is told; the rest is not followed.
             Step::Forward {
                 reshape: Some(Reshape::Unreachable),
                 ..
             } => return step,
-            Step::Forward { .. } | Step::Done(Verdict::Hold { .. }) => Follow::Session(key),
+            // Waiting for its server's MAC: filed when released, so that
+            // its later fragments wait for it in the fragment hold.
+            Step::Done(Verdict::Hold { .. }) => return step,
+            Step::Forward { .. } => Follow::Session(key),
             Step::Done(Verdict::Redirect { worker }) => Follow::Worker(worker),
             _ => return step,
         };
@@ -222,6 +256,7 @@ impl Pipeline {
         if self.frags.insert(f.key, follow, f.piece, now).is_err() {
             return Step::drop(DropReason::Fragment);
         }
+        self.frags.filed = Some(f.key);
         if matches!(step, Step::Forward { .. }) {
             self.frags.counters.forwarded += 1;
         }
@@ -229,14 +264,14 @@ impl Pipeline {
     }
 
     /// Whether the session (or, for a new flow, the service) of a first
-    /// fragment cannot carry fragments: FULLNAT64 (not translated), a
-    /// client-address mode (nothing can be inserted into a fragment).
+    /// fragment cannot carry fragments: a client-address mode (nothing can
+    /// be inserted into a fragment).
     fn refuses_fragments(&self, d: &Desc, now: Millis) -> bool {
-        if let Lookup::Hit(slot, dir) = self.sessions.lookup_hashed(&d.key, d.hash, now) {
-            return self.sessions.hot(slot).is_some_and(|s| {
-                s.client_addr != ClientAddress::None
-                    || Leg::of(&self.sessions, slot, s, dir).src.ip.is_v4() != d.key.src.ip.is_v4()
-            });
+        if let Lookup::Hit(slot, _) = self.sessions.lookup_hashed(&d.key, d.hash, now) {
+            return self
+                .sessions
+                .hot(slot)
+                .is_some_and(|s| s.client_addr != ClientAddress::None);
         }
         self.tables
             .service_at(d.key.dst, d.key.proto)
@@ -276,25 +311,81 @@ impl Pipeline {
         self.file_first(f, follow, step, now)
     }
 
-    /// A later fragment: where its first one went.
+    /// A later fragment: where its first one went; held if its first one
+    /// has not come.
     fn later_fragment(&mut self, l2: &mut [u8], l3: &mut [u8], f: &Frag, now: Millis) -> Step {
         match self.frags.follow(&f.key, f.piece, now) {
-            None => self.punt_or(f.key.dst, DropReason::Fragment),
-            Some(Follow::Worker(w)) => Step::Done(Verdict::Redirect { worker: w }),
-            Some(Follow::Session(key)) => match self.sessions.lookup(&key, now) {
-                Lookup::Hit(slot, dir) => self.forward_later(l2, l3, slot, dir),
+            Err(Unfollowed::NotFiled) if !self.is_kernel_bound(f.key.dst) => {
+                Step::Done(Verdict::HoldFragment { datagram: f.key })
+            }
+            Err(_) => self.punt_or(f.key.dst, DropReason::Fragment),
+            Ok(Follow::Refused) => {
+                self.frags.counters.client_address += 1;
+                Step::drop(DropReason::Fragment)
+            }
+            Ok(Follow::Worker(w)) => Step::Done(Verdict::Redirect { worker: w }),
+            Ok(Follow::Session(key)) => match self.sessions.lookup(&key, now) {
+                Lookup::Hit(slot, dir) => self.forward_later(l2, l3, slot, dir, f.key.proto),
                 Lookup::Expired(_) | Lookup::Miss => Step::drop(DropReason::NoSession),
             },
         }
     }
 
-    /// Sends a later fragment by its session's method, going `dir`.
+    /// The datagram whose first fragment was filed by the frame just
+    /// processed, if any: the worker releases the later fragments it holds
+    /// for it ([`crate::frag_hold`]) and offers them to
+    /// [`Self::process_released_buf`] right after that first one.
+    #[inline]
+    pub fn take_filed_datagram(&mut self) -> Option<FragKey> {
+        // Read, not written, for the frames that file nothing.
+        self.frags.filed.as_ref()?;
+        self.frags.filed.take()
+    }
+
+    /// A later fragment the worker held ([`Verdict::HoldFragment`]),
+    /// offered again once its datagram's first fragment was filed. Not
+    /// counted as received again (counted `released`). If it still finds
+    /// nothing to follow (its datagram ended meanwhile), it is dropped
+    /// (`no_first`), not held again.
+    pub fn process_released_buf(
+        &mut self,
+        pkt: &mut PacketBuf<'_>,
+        in_port: u16,
+        now: Millis,
+    ) -> Verdict {
+        self.frags.counters.released += 1;
+        let mut step = self.classify(pkt.frame_mut(), in_port, None, &mut None, now);
+        if let Step::Done(Verdict::HoldFragment { .. }) = step {
+            self.frags.counters.no_first += 1;
+            step = Step::drop(DropReason::Fragment);
+        }
+        self.finish(pkt, step)
+    }
+
+    /// Counts what became of a later fragment the pipeline asked to hold
+    /// ([`Verdict::HoldFragment`]); a dropped one is counted as a
+    /// `fragment` drop too.
+    pub fn count_fragment_hold(&mut self, event: FragHoldEvent) {
+        let c = &mut self.frags.counters;
+        match event {
+            FragHoldEvent::Held => c.held += 1,
+            FragHoldEvent::Full => c.hold_full += 1,
+            FragHoldEvent::Expired => c.no_first += 1,
+        }
+        if event != FragHoldEvent::Held {
+            self.counters.drop(DropReason::Fragment);
+        }
+    }
+
+    /// Sends a later fragment (of protocol `proto`) by its session's
+    /// method, going `dir`.
     fn forward_later(
         &mut self,
         l2: &mut [u8],
         l3: &mut [u8],
         slot: SlotId,
         dir: Direction,
+        proto: u8,
     ) -> Step {
         let Some(s) = self.sessions.hot(slot).copied() else {
             return Step::drop(DropReason::NoSession);
@@ -308,11 +399,19 @@ impl Pipeline {
                 reshape = xmit::tun::xmit(&self.tables, &s, dir, &leg);
             }
         } else {
-            let ttl = if l3[0] >> 4 == 4 { l3[8] } else { l3[7] };
+            let v4 = l3[0] >> 4 == 4;
+            let ttl = if v4 { l3[8] } else { l3[7] };
             if ttl <= 1 {
                 return Step::drop(DropReason::TtlExceeded);
             }
-            if fragment::rewrite_addrs(l3, leg.src.ip, leg.dst.ip).is_err() {
+            if leg.src.ip.is_v4() != v4 {
+                // FULLNAT64: rebuilt in the other family (no ports here).
+                reshape = Some(Reshape::Translate {
+                    proto,
+                    src: leg.src,
+                    dst: leg.dst,
+                });
+            } else if fragment::rewrite_addrs(l3, leg.src.ip, leg.dst.ip).is_err() {
                 return Step::drop(DropReason::Fragment);
             }
         }

@@ -82,6 +82,7 @@ use std::sync::Arc;
 
 pub use classify::Desc;
 pub use counts::{ConnCount, RsLimit, RsTraffic};
+pub use fragments::FragHoldEvent;
 pub use owner::{client_owner, persistent_owner};
 pub use slow::Decision;
 
@@ -128,6 +129,16 @@ pub enum Verdict {
         next_hop: Addr,
         /// The scheduling decision made for the frame, kept for its release.
         decision: Decision,
+    },
+    /// A later fragment that came before its datagram's first one: keep
+    /// the frame, unchanged, until that first fragment is filed
+    /// ([`Pipeline::take_filed_datagram`]), then offer it to
+    /// [`Pipeline::process_released_buf`] (the worker's
+    /// [`crate::frag_hold::FragHold`]); one that does not fit or waits too
+    /// long is dropped and counted ([`Pipeline::count_fragment_hold`]).
+    HoldFragment {
+        /// The datagram it belongs to.
+        datagram: crate::frag::FragKey,
     },
     /// Hand the frame to the kernel through the interface's exception path
     /// (a TAP device carrying the interface's address): traffic for the

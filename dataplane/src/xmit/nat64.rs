@@ -19,7 +19,25 @@
 //!
 //! The frame shrinks by 20 bytes toward IPv4 (the front moves) and grows by
 //! 20 toward IPv6 (into the buffer's headroom). Anything that does not fit
-//! these shapes (IPv4 options, a fragment) is refused and counted.
+//! these shapes (IPv4 options, IPv6 extension headers other than a
+//! fragment header) is refused and counted.
+//!
+//! Fragments are translated one by one, as RFC 7915 does (§4.1, §5.1.1):
+//!
+//! ```text
+//!  | ipv6 (40) | frag: nh M off id (8) | data |  <─>  | ipv4 (20): id MF off | data |
+//! ```
+//!
+//! toward IPv4 the identification's low 16 bits, the offset and M become
+//! the IPv4 fields (DF clear: a fragment may be fragmented further); toward
+//! IPv6 a fragment header carries the protocol, offset, MF and the
+//! identification (high 16 bits zero). The frame moves by 28 bytes. Only
+//! the first fragment (offset 0) carries the transport header: its
+//! checksum is updated as a whole packet's (the pseudo-headers' lengths are
+//! the whole datagram's either way), its ports rewritten; later fragments
+//! keep their data untouched. A first fragment of a UDP datagram without
+//! checksum is refused (the checksum IPv6 needs covers data it does not
+//! carry; RFC 7915 §4.5 lets a stateless translator drop it).
 
 use crate::checksum;
 use crate::packet::PacketBuf;
@@ -102,6 +120,9 @@ pub fn to_v4(
     const L2: usize = ethernet::HEADER_LEN;
     let f = pkt.frame();
     let ip = ipv6::Packet::new_checked(&f[L2..]).map_err(|_| DropReason::Malformed)?;
+    if ip.next_header() == ipv6::NEXT_FRAGMENT {
+        return fragment_to_v4(pkt, src, dst);
+    }
     let (old_src, old_dst, hop, payload) = (ip.src(), ip.dst(), ip.hop_limit(), ip.payload_len());
     if hop <= 1 {
         return Err(DropReason::TtlExceeded);
@@ -151,7 +172,7 @@ pub fn to_v6(
         return Err(DropReason::UnsupportedL4);
     }
     if ip.is_fragment() {
-        return Err(DropReason::Fragment);
+        return fragment_to_v6(pkt, proto, src, dst);
     }
     let (old_src, old_dst, ttl, tos) = (ip.src(), ip.dst(), ip.ttl(), f[L2 + 1]);
     if ttl <= 1 {
@@ -174,6 +195,141 @@ pub fn to_v6(
     h[0] = 0x60 | tos >> 4;
     h[1] = tos << 4;
     h[7] = ttl - 1;
+    fm[12..14].copy_from_slice(&ethernet::ETHERTYPE_IPV6.to_be_bytes());
+    Ok(())
+}
+
+/// Bytes the IPv6 header and fragment header have over the IPv4 header.
+pub const FRAGMENT_GROWTH: usize = GROWTH + ipv6::FRAGMENT_LEN;
+
+/// Updates the transport checksum of a first fragment's header `l4` (the
+/// rest of the datagram not here) for addresses and ports `old` → `new`,
+/// and writes the new ports.
+fn rewrite_first_fragment(
+    l4: &mut [u8],
+    proto: u8,
+    old: (Endpoint, Endpoint),
+    new: (Endpoint, Endpoint),
+) -> Result<(), DropReason> {
+    let at = match proto {
+        ipv4::PROTO_TCP if l4.len() >= tcp::MIN_HEADER_LEN => 16,
+        ipv4::PROTO_UDP if l4.len() >= udp::HEADER_LEN => 6,
+        ipv4::PROTO_TCP | ipv4::PROTO_UDP => return Err(DropReason::Malformed),
+        _ => return Err(DropReason::UnsupportedL4),
+    };
+    let mut c = u16::from_be_bytes([l4[at], l4[at + 1]]);
+    if proto == ipv4::PROTO_UDP && c == 0 {
+        return Err(DropReason::Fragment);
+    }
+    c = checksum::update_u128(c, sum_form(old.0), sum_form(new.0));
+    c = checksum::update_u128(c, sum_form(old.1), sum_form(new.1));
+    c = checksum::update_u16(c, old.0.port, new.0.port);
+    c = checksum::update_u16(c, old.1.port, new.1.port);
+    if proto == ipv4::PROTO_UDP && c == 0 {
+        c = 0xffff;
+    }
+    l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    l4[0..2].copy_from_slice(&new.0.port.to_be_bytes());
+    l4[2..4].copy_from_slice(&new.1.port.to_be_bytes());
+    Ok(())
+}
+
+/// An IPv6 fragment (fragment header right after the fixed one) of a
+/// FULLNAT64 session becomes an IPv4 fragment `src → dst`.
+fn fragment_to_v4(pkt: &mut PacketBuf<'_>, src: Endpoint, dst: Endpoint) -> Result<(), DropReason> {
+    const L2: usize = ethernet::HEADER_LEN;
+    const SHRINK: usize = FRAGMENT_GROWTH;
+    let f = pkt.frame();
+    let ip = ipv6::Packet::new_checked(&f[L2..]).map_err(|_| DropReason::Malformed)?;
+    let frag = ipv6::Fragment::new_checked(&ip).ok_or(DropReason::Malformed)?;
+    let (old_src, old_dst, hop) = (ip.src(), ip.dst(), ip.hop_limit());
+    if hop <= 1 {
+        return Err(DropReason::TtlExceeded);
+    }
+    let tclass = (f[L2] & 0x0f) << 4 | f[L2 + 1] >> 4;
+    let data_at = L2 + ipv6::HEADER_LEN + ipv6::FRAGMENT_LEN;
+    let n = frag.data_len;
+    let total = u16::try_from(ipv4::MIN_HEADER_LEN + n).map_err(|_| DropReason::Malformed)?;
+    let proto = frag.next_header;
+    let fm = pkt.frame_mut();
+    if frag.offset == 0 {
+        let (sp, dp) = ports(&fm[data_at..data_at + n])?;
+        let old = (
+            Endpoint::at(old_src.into(), sp),
+            Endpoint::at(old_dst.into(), dp),
+        );
+        rewrite_first_fragment(&mut fm[data_at..data_at + n], proto, old, (src, dst))?;
+    }
+    fm.copy_within(0..L2, SHRINK);
+    let h = &mut fm[SHRINK + L2..data_at];
+    ipv4::emit_header(h, proto, src.ip.v4_bits(), dst.ip.v4_bits(), n as u16);
+    h[1] = tclass;
+    h[2..4].copy_from_slice(&total.to_be_bytes());
+    h[4..6].copy_from_slice(&(frag.ident as u16).to_be_bytes());
+    let flags = (frag.offset / 8) as u16 | if frag.more { 0x2000 } else { 0 };
+    h[6..8].copy_from_slice(&flags.to_be_bytes());
+    h[8] = hop - 1;
+    h[10..12].fill(0);
+    let c = checksum::checksum(h);
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+    fm[SHRINK + 12..SHRINK + 14].copy_from_slice(&ethernet::ETHERTYPE_IPV4.to_be_bytes());
+    pkt.advance(SHRINK);
+    pkt.truncate(L2 + ipv4::MIN_HEADER_LEN + n);
+    Ok(())
+}
+
+/// An IPv4 fragment (no options) of a FULLNAT64 session becomes an IPv6
+/// fragment `src → dst`, with a fragment header.
+fn fragment_to_v6(
+    pkt: &mut PacketBuf<'_>,
+    proto: u8,
+    src: Endpoint,
+    dst: Endpoint,
+) -> Result<(), DropReason> {
+    const L2: usize = ethernet::HEADER_LEN;
+    const GROW: usize = FRAGMENT_GROWTH;
+    let f = pkt.frame();
+    let ip = ipv4::Packet::new_checked(&f[L2..]).map_err(|_| DropReason::Malformed)?;
+    let (old_src, old_dst, ttl, tos) = (ip.src(), ip.dst(), ip.ttl(), f[L2 + 1]);
+    let (ident, offset, more) = (ip.ident(), ip.frag_offset(), ip.more_frags());
+    if ttl <= 1 {
+        return Err(DropReason::TtlExceeded);
+    }
+    let n = ip.total_len() - ipv4::MIN_HEADER_LEN;
+    let data_at = L2 + ipv4::MIN_HEADER_LEN;
+    let old = if offset == 0 {
+        let (sp, dp) = ports(&f[data_at..data_at + n])?;
+        Some((Endpoint::new(old_src, sp), Endpoint::new(old_dst, dp)))
+    } else {
+        None
+    };
+    pkt.truncate(data_at + n);
+    if !pkt.prepend(GROW) {
+        return Err(DropReason::NoHeadroom);
+    }
+    let fm = pkt.frame_mut();
+    fm.copy_within(GROW..GROW + L2, 0);
+    let data_at = L2 + ipv6::HEADER_LEN + ipv6::FRAGMENT_LEN;
+    if let Some(old) = old {
+        rewrite_first_fragment(&mut fm[data_at..data_at + n], proto, old, (src, dst))?;
+    }
+    let h = &mut fm[L2..L2 + ipv6::HEADER_LEN];
+    let payload = (ipv6::FRAGMENT_LEN + n) as u16;
+    ipv6::emit_header(
+        h,
+        ipv6::NEXT_FRAGMENT,
+        src.ip.octets(),
+        dst.ip.octets(),
+        payload,
+    );
+    h[0] = 0x60 | tos >> 4;
+    h[1] = tos << 4;
+    h[7] = ttl - 1;
+    let fh = &mut fm[L2 + ipv6::HEADER_LEN..data_at];
+    fh[0] = proto;
+    fh[1] = 0;
+    fh[2..4].copy_from_slice(&(offset as u16 | u16::from(more)).to_be_bytes());
+    fh[4..8].copy_from_slice(&u32::from(ident).to_be_bytes());
     fm[12..14].copy_from_slice(&ethernet::ETHERTYPE_IPV6.to_be_bytes());
     Ok(())
 }
