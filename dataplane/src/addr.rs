@@ -80,13 +80,22 @@ impl Addr {
     #[inline]
     #[must_use]
     pub fn fold(&self) -> u64 {
-        let hi = u64::from_be_bytes([
-            self.0[0], self.0[1], self.0[2], self.0[3], self.0[4], self.0[5], self.0[6], self.0[7],
-        ]);
-        let lo = u64::from_be_bytes([
-            self.0[8], self.0[9], self.0[10], self.0[11], self.0[12], self.0[13], self.0[14],
-            self.0[15],
-        ]);
+        Self::fold_bytes(&self.0)
+    }
+
+    /// [`Self::fold`] of the IPv4-mapped address of `a`.
+    #[inline(always)]
+    #[must_use]
+    pub const fn fold_v4(a: [u8; 4]) -> u64 {
+        0x0000_ffff_0000_0000 | u32::from_be_bytes(a) as u64
+    }
+
+    /// [`Self::fold`] of the address with these 16 bytes.
+    #[inline(always)]
+    #[must_use]
+    pub fn fold_bytes(a: &[u8; 16]) -> u64 {
+        let hi = u64::from_be_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]]);
+        let lo = u64::from_be_bytes([a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]]);
         hi ^ lo
     }
 

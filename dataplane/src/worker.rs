@@ -4,10 +4,13 @@
 //! ```text
 //! loop {
 //!     now = TSC → ms                  (once per iteration)
-//!     for each port: rx_burst → read ahead (big tables only: describe
-//!                    each frame once — flow key, hash, offsets — and
-//!                    prefetch its session) → process each frame (with its
-//!                    descriptor) → per-port TX batch or redirect batch
+//!     for each port: rx_burst → read ahead, stage by stage over the whole
+//!                    burst: prefetch every frame's first line; describe
+//!                    each once (flow key, hash, offsets); big tables only:
+//!                    prefetch every index bucket, then every session →
+//!                    count the burst as received (once) → process each
+//!                    frame with its descriptor → per-port TX batch or
+//!                    redirect batch (TX packets counted once per batch)
 //!     for each ring from another worker: dequeue → read ahead → process → TX batch
 //!     flush TX batches                 (unsent frames dropped as tx_full)
 //!     flush redirect batches           (unsent dropped as redirect_full)
@@ -337,6 +340,17 @@ pub struct Worker {
     pub(crate) frag_held: FragHold<Mbuf>,
 }
 
+/// How a frame reaches [`Worker::handle`]: with its descriptor from the
+/// burst's read-ahead (`None`: the pipeline describes it), counted as
+/// received with its burst or not yet (a fragment released from the
+/// fragment hold comes uncounted, without a descriptor); or released from
+/// the neighbour hold queue with the decision it was held with.
+enum Arrival<'a> {
+    Counted(Option<&'a Desc>),
+    Uncounted(Option<&'a Desc>),
+    Held(Decision),
+}
+
 /// Frames waiting for a neighbour ([`Verdict::Hold`]), bounded per next
 /// hop and per worker (see [`crate::hold`]).
 pub type HeldFrames = HoldQueue<HeldFrame>;
@@ -381,11 +395,15 @@ impl Worker {
             let now = Millis(rdtsc().wrapping_sub(start) / ticks_per_ms);
             let mut got = 0;
             for port in 0..self.rx.len() {
-                got += self.rx[port].rx_burst(&mut rx);
-                let ahead = self.read_ahead(&rx, &mut descs);
-                for (i, m) in rx.drain().enumerate() {
-                    let d = if ahead { descs[i].as_ref() } else { None };
-                    self.handle(m, port as u16, d, None, now, &mut tx, &mut redir, &mut punt);
+                let n = self.rx[port].rx_burst(&mut rx);
+                got += n;
+                // Counted as received once per burst, before any is handled.
+                let bytes = self.read_ahead(&rx, &mut descs);
+                self.pipeline.counters.rx_packets += n as u64;
+                self.pipeline.counters.rx_bytes += bytes;
+                for (m, d) in rx.drain().zip(&descs) {
+                    let how = Arrival::Counted(d.as_ref());
+                    self.handle(m, port as u16, how, now, &mut tx, &mut redir, &mut punt);
                 }
             }
             // Kernel -> wire: frames the exception path's kernel side sends
@@ -407,13 +425,13 @@ impl Worker {
                 let n = self.redirect_in[ring].dequeue_burst(&mut rx);
                 got += n;
                 self.pipeline.counters.redirected_in += n as u64;
-                let ahead = self.read_ahead(&rx, &mut descs);
-                for (i, m) in rx.drain().enumerate() {
+                self.read_ahead(&rx, &mut descs);
+                for (m, d) in rx.drain().zip(&descs) {
                     let Some(port) = self.port_ids.iter().position(|p| *p == m.port()) else {
                         continue;
                     };
-                    let d = if ahead { descs[i].as_ref() } else { None };
-                    self.handle(m, port as u16, d, None, now, &mut tx, &mut redir, &mut punt);
+                    let how = Arrival::Uncounted(d.as_ref());
+                    self.handle(m, port as u16, how, now, &mut tx, &mut redir, &mut punt);
                 }
             }
             self.flush_all(&mut tx, &mut redir);
@@ -467,34 +485,49 @@ impl Worker {
             return;
         }
         while let Some((f, port)) = self.held.take_released() {
-            self.handle(f.mbuf, port, None, Some(f.decision), now, tx, redir, punt);
+            self.handle(
+                f.mbuf,
+                port,
+                Arrival::Held(f.decision),
+                now,
+                tx,
+                redir,
+                punt,
+            );
         }
         self.flush_all(tx, redir);
         self.flush_punted(punt);
     }
 
-    /// The burst's first stage, in a big table: every frame described once
+    /// The burst's first stages, before any frame is handled (the DPDK/VPP
+    /// pattern): every frame's first line prefetched, so that the burst's
+    /// misses on packet data overlap; every frame described once
     /// ([`Pipeline::describe`]: flow key, hash, header offsets; the pipeline
-    /// then uses the descriptor instead of parsing the frame again), the
-    /// session-index bucket each lookup starts at prefetched, then the
-    /// session that bucket points to (its hot line; for an IPv6 packet its
-    /// cold line of addresses too), so that the burst's cache misses
-    /// overlap instead of stalling each packet in turn (the DPDK/VPP
-    /// pattern). In a table smaller than [`READ_AHEAD_BYTES`] the lookups
-    /// stay in cache: the descriptors are left empty and the pipeline
-    /// describes each frame as it comes (describing the burst ahead measured
-    /// 5-25 % slower there, BENCHMARKS.md).
+    /// then uses the descriptor instead of parsing the frame again); in a
+    /// table of [`READ_AHEAD_BYTES`] or more, the session-index bucket each
+    /// lookup starts at prefetched, then the session that bucket points to
+    /// (its hot line; for an IPv6 packet its cold line of addresses too),
+    /// so that the lookups' misses overlap too. A descriptor is read long
+    /// after it was written, never straight back from the store buffer.
+    /// Returns the burst's bytes (for the received counters).
     #[inline]
-    fn read_ahead(&self, burst: &MbufBatch, descs: &mut [Option<Desc>; BURST]) -> bool {
-        let sessions = self.pipeline.sessions();
-        let n = burst.len();
-        if sessions.reach_bytes() < READ_AHEAD_BYTES {
-            // The pipeline describes each frame as it comes.
-            return false;
+    fn read_ahead(&self, burst: &MbufBatch, descs: &mut [Option<Desc>; BURST]) -> u64 {
+        let mut bytes = 0;
+        for m in burst.iter() {
+            bytes += m.len() as u64;
+            if let Some(first) = m.data().first() {
+                prefetch(first);
+            }
         }
         for (d, m) in descs.iter_mut().zip(burst.iter()) {
             *d = self.pipeline.describe(m.data());
         }
+        let sessions = self.pipeline.sessions();
+        if sessions.reach_bytes() < READ_AHEAD_BYTES {
+            // The lookups stay in cache.
+            return bytes;
+        }
+        let n = burst.len();
         for d in descs.iter().take(n).flatten() {
             prefetch(sessions.bucket(d.hash));
         }
@@ -509,47 +542,44 @@ impl Worker {
                 prefetch(cold);
             }
         }
-        true
+        bytes
     }
 
-    /// One frame through the pipeline, into a TX or redirect batch. `desc`
-    /// is its descriptor from the read-ahead (`None`: the pipeline
-    /// describes it); `held` is the decision a frame released from the
-    /// hold queue was held with (it was counted as received when it first
-    /// came).
+    /// One frame through the pipeline, into a TX or redirect batch; `how`
+    /// it came (see [`Arrival`]).
     #[inline]
     #[allow(clippy::too_many_arguments)]
     fn handle(
         &mut self,
         mut m: Mbuf,
         port: u16,
-        desc: Option<&Desc>,
-        held: Option<Decision>,
+        how: Arrival<'_>,
         now: Millis,
         tx: &mut [MbufBatch],
         redir: &mut [MbufBatch],
         punt: &mut [MbufBatch],
     ) {
         if m.nb_segs() != 1 {
-            self.pipeline.counters.rx_packets += 1;
-            self.pipeline.counters.drop(DropReason::MultiSegment);
+            self.refused(m.len(), &how, DropReason::MultiSegment);
             return;
         }
+        // The length its burst counted (an in-band tag popped below changes it).
+        let len = m.len();
         // 802.1Q: the (logical) port the frame belongs to, its tag consumed.
         let Some(port) = vlan::mbuf::ingress(&mut m, port, &self.pipeline.tables().vlans) else {
-            self.pipeline.counters.rx_packets += 1;
-            self.pipeline.counters.drop(DropReason::UnknownVlan);
+            self.refused(len, &how, DropReason::UnknownVlan);
             return;
         };
         let verdict = {
             let (room, off, len) = m.room_mut();
             let mut pkt = PacketBuf::new(room, off, len);
-            let v = match held {
-                None if self.frag_held.releasing().is_some() => {
+            let v = match how {
+                Arrival::Held(d) => self.pipeline.process_held_buf(&mut pkt, port, d, now),
+                _ if self.frag_held.releasing().is_some() => {
                     self.pipeline.process_released_buf(&mut pkt, port, now)
                 }
-                None => self.pipeline.process_desc(&mut pkt, port, desc, now),
-                Some(d) => self.pipeline.process_held_buf(&mut pkt, port, d, now),
+                Arrival::Counted(desc) => self.pipeline.process_counted(&mut pkt, port, desc, now),
+                Arrival::Uncounted(desc) => self.pipeline.process_desc(&mut pkt, port, desc, now),
             };
             let window = pkt.window();
             if window != (off, len) && !m.set_window(window.0, window.1) {
@@ -632,7 +662,7 @@ impl Worker {
             return;
         }
         while let Some((m, port)) = self.frag_held.take_released() {
-            self.handle(m, port, None, None, now, tx, redir, punt);
+            self.handle(m, port, Arrival::Uncounted(None), now, tx, redir, punt);
         }
     }
 
@@ -645,6 +675,20 @@ impl Worker {
         self.frag_held.expire(now, |_| {
             pipeline.count_fragment_hold(FragHoldEvent::Expired)
         });
+    }
+
+    /// A frame of `len` bytes (as it came) dropped before the pipeline saw
+    /// it: counted as received (packets, not bytes, as the pipeline would
+    /// not have seen them) and dropped for `reason`.
+    #[cold]
+    fn refused(&mut self, len: usize, how: &Arrival<'_>, reason: DropReason) {
+        let c = &mut self.pipeline.counters;
+        match how {
+            // Its burst counted its bytes (`len`, as it came) too.
+            Arrival::Counted(_) => c.rx_bytes -= len as u64,
+            Arrival::Uncounted(_) | Arrival::Held(_) => c.rx_packets += 1,
+        }
+        c.drop(reason);
     }
 
     /// The physical port a frame for logical `port` leaves by: `port`

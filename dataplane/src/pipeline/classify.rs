@@ -41,12 +41,15 @@ impl Pipeline {
     /// The descriptor of an untagged frame that is TCP or UDP over IPv4 or
     /// IPv6 with well-formed headers and no fragment; `None` for anything
     /// else (which [`Self::process_desc`] classifies the long way).
-    #[inline]
+    #[inline(always)]
     #[must_use]
     pub fn describe(&self, frame: &[u8]) -> Option<Desc> {
         let ethertype = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
         let l3 = frame.get(ethernet::HEADER_LEN..)?;
-        let (src, dst, proto, l4, ports, ttl) = match ethertype {
+        // The hash is computed from the header's fields as they are read
+        // (the addresses folded as the key's hash folds them), never from
+        // the key just written: reading that back would stall.
+        let (src, dst, proto, l4, ports, ttl, folds) = match ethertype {
             ethernet::ETHERTYPE_IPV4 => {
                 let ip = ipv4::Packet::new_checked(l3).ok()?;
                 let proto = ip.protocol();
@@ -60,18 +63,21 @@ impl Pipeline {
                 {
                     return None;
                 }
+                let (s, d) = (ip.src(), ip.dst());
                 (
-                    Addr::v4(ip.src()),
-                    Addr::v4(ip.dst()),
+                    Addr::v4(s),
+                    Addr::v4(d),
                     proto,
                     ip.header_len(),
                     l4_ports(ip.payload(), proto == ipv4::PROTO_UDP)?,
                     ip.ttl(),
+                    (Addr::fold_v4(s), Addr::fold_v4(d)),
                 )
             }
             ethernet::ETHERTYPE_IPV6 => {
                 let ip = ipv6::Packet::new_checked(l3).ok()?;
-                let (src, dst, proto) = (Addr::v6(ip.src()), Addr::v6(ip.dst()), ip.next_header());
+                let (s, d) = (ip.src(), ip.dst());
+                let (src, dst, proto) = (Addr::v6(s), Addr::v6(d), ip.next_header());
                 if !is_tcp_or_udp(proto) || src.is_v4() || dst.is_v4() {
                     return None;
                 }
@@ -82,6 +88,7 @@ impl Pipeline {
                     ipv6::HEADER_LEN,
                     l4_ports(ip.payload(), proto == ipv4::PROTO_UDP)?,
                     ip.hop_limit(),
+                    (Addr::fold_bytes(&s), Addr::fold_bytes(&d)),
                 )
             }
             _ => return None,
@@ -92,9 +99,13 @@ impl Pipeline {
             dst: Endpoint::at(dst, dport),
             proto,
         };
+        let hash = self
+            .sessions
+            .hash_parts(folds.0, folds.1, sport, dport, proto);
+        debug_assert_eq!(hash, self.sessions.hash_of(&key));
         Some(Desc {
             key,
-            hash: self.sessions.hash_of(&key),
+            hash,
             l4: l4 as u16,
             flags,
             ttl,
@@ -104,7 +115,7 @@ impl Pipeline {
     /// The stage every frame enters, with its descriptor if the worker
     /// made one. `held` is the decision a released frame was held with
     /// (taken by the slow path if it creates the session).
-    #[inline]
+    #[inline(always)]
     pub(super) fn classify(
         &mut self,
         frame: &mut [u8],
@@ -113,8 +124,18 @@ impl Pipeline {
         held: &mut Option<Decision>,
         now: Millis,
     ) -> Step {
-        let Some(d) = desc.copied().or_else(|| self.describe(frame)) else {
-            return self.classify_other(frame, in_port, held, now);
+        // The worker's descriptor is used where it lies (a copy would read
+        // back what describing wrote, field by field).
+        let described;
+        let d = match desc {
+            Some(d) => d,
+            None => match self.describe(frame) {
+                Some(d) => {
+                    described = d;
+                    &described
+                }
+                None => return self.classify_other(frame, in_port, held, now),
+            },
         };
         // Forwarding needs a TTL left; what goes to the kernel side does
         // not (eBGP's TTL-1 segments to an interface address; sync's and
@@ -126,7 +147,7 @@ impl Pipeline {
             return Step::drop(DropReason::TcpFlags);
         }
         let (l2, l3) = frame.split_at_mut(ethernet::HEADER_LEN);
-        self.handle_flow(l2, l3, &d, in_port, held, now)
+        self.handle_flow(l2, l3, d, in_port, held, now)
     }
 
     /// A frame [`Self::describe`] has no descriptor for.

@@ -12,13 +12,13 @@ use crate::stats::DropReason;
 use crate::tables::Forward;
 use crate::time::Millis;
 use crate::wire::{ethernet, ipv4};
-use crate::xmit::{self, Leg};
+use crate::xmit::{self, rewrite, Leg};
 
 impl Pipeline {
     /// A TCP segment or UDP datagram of either family, by its flow key:
     /// forward through its session, or create one (by `held`'s decision
     /// for a frame released from the hold queue), or say why not.
-    #[inline]
+    #[inline(always)]
     pub(super) fn handle_flow(
         &mut self,
         l2: &mut [u8],
@@ -157,7 +157,19 @@ impl Pipeline {
         let Some(hot) = self.sessions.hot(slot) else {
             return Step::drop(DropReason::NoSession);
         };
-        let leg = Leg::of(&self.sessions, slot, hot, dir);
+        // IPv4 through FULLNAT or NAT with IPv4 on both ends of the leg (the
+        // common case) is rewritten from the hot line's fields; anything
+        // else (IPv6, FULLNAT64, DR, TUN) builds the leg's endpoints.
+        let packet_v4 = l3.first().map(|b| b >> 4) == Some(4);
+        let v4 = match hot.forward {
+            Forward::FullNat | Forward::Nat if packet_v4 => hot.v4_leg(dir),
+            _ => None,
+        };
+        let (out_port, out_mac) = hot.next_hop(dir);
+        let leg = match v4 {
+            Some(_) => None,
+            None => Some(Leg::of(&self.sessions, slot, hot, dir)),
+        };
         let Some(s) = self.sessions.get_mut(slot) else {
             return Step::drop(DropReason::NoSession);
         };
@@ -186,7 +198,14 @@ impl Pipeline {
             timeouts.tcp(new_state)
         });
         let (rs_index, client_addr) = (s.rs_index, s.client_addr);
-        let mut reshape = match xmit::xmit(&self.tables, l3, usize::from(d.l4), s, dir, &leg) {
+        let sent = match (&v4, &leg) {
+            (Some(v4), _) => rewrite::rewrite_v4_leg(l3, usize::from(d.l4), s.proto, v4)
+                .map(|()| None)
+                .map_err(|_| DropReason::Malformed),
+            (None, Some(leg)) => xmit::xmit(&self.tables, l3, usize::from(d.l4), s, dir, leg),
+            (None, None) => Err(DropReason::NoSession),
+        };
+        let mut reshape = match sent {
             Ok(r) => r,
             Err(reason) => return Step::drop(reason),
         };
@@ -208,13 +227,17 @@ impl Pipeline {
                 t.out_bytes += bytes;
             }
         }
-        xmit::set_l2(l2, leg.mac, xmit::port_mac(&self.tables, leg.port));
+        xmit::set_l2(l2, out_mac, xmit::port_mac(&self.tables, out_port));
         if dir == Direction::Inbound {
             self.sync_note(slot, now);
         }
-        Step::Forward {
-            port: leg.port,
-            reshape,
+        match reshape {
+            // Written apart so that the common case stores only the tag.
+            None => Step::forward(out_port),
+            Some(r) => Step::Forward {
+                port: out_port,
+                reshape: Some(r),
+            },
         }
     }
 }

@@ -618,6 +618,19 @@ impl Pipeline {
     ) -> Verdict {
         self.counters.rx_packets += 1;
         self.counters.rx_bytes += pkt.frame().len() as u64;
+        self.process_counted(pkt, in_port, desc, now)
+    }
+
+    /// [`Self::process_desc`] for a frame already counted as received
+    /// (`rx_packets`, `rx_bytes`): the worker counts a burst at once.
+    #[inline]
+    pub fn process_counted(
+        &mut self,
+        pkt: &mut PacketBuf<'_>,
+        in_port: u16,
+        desc: Option<&Desc>,
+        now: Millis,
+    ) -> Verdict {
         let step = self.classify(pkt.frame_mut(), in_port, desc, &mut None, now);
         self.finish(pkt, step)
     }

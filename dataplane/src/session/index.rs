@@ -70,9 +70,10 @@ pub(crate) struct HashIndex {
 pub(crate) struct Probe<'a> {
     index: &'a HashIndex,
     tag: u32,
-    /// Bucket being read, and the other one still to read (`None`: none).
+    /// Bucket being read, and whether the other one is still to read
+    /// (found only then: a hit in the first bucket does not compute it).
     at: usize,
-    next: Option<usize>,
+    second: bool,
     /// Tag matches in `at` not yet returned.
     mask: u32,
 }
@@ -92,7 +93,10 @@ impl Iterator for Probe<'_> {
                 }
                 continue;
             }
-            self.at = self.next.take()?;
+            if !std::mem::take(&mut self.second) {
+                return None;
+            }
+            self.at = self.index.buckets_of(self.tag).1;
             self.mask = self.index.buckets[self.at].matching(self.tag);
         }
     }
@@ -143,11 +147,17 @@ impl HashIndex {
         self.buckets.len() * std::mem::size_of::<Bucket>()
     }
 
+    /// The first of [`Self::buckets_of`].
+    #[inline]
+    fn first_of(&self, h: u32) -> usize {
+        ((u64::from(h) * self.buckets.len() as u64) >> 32) as usize
+    }
+
     /// The two buckets of hash `h` (distinct when there are two or more).
     #[inline]
     fn buckets_of(&self, h: u32) -> (usize, usize) {
         let n = self.buckets.len() as u64;
-        let first = ((u64::from(h) * n) >> 32) as usize;
+        let first = self.first_of(h);
         // A second, independent multiply-shift of the same 32 bits.
         let g = (h ^ h >> 15).wrapping_mul(0x2c1b_3c6d) ^ 0x9e37_79b9;
         let mut second = ((u64::from(g ^ g >> 12) * n) >> 32) as usize;
@@ -175,12 +185,12 @@ impl HashIndex {
     /// The payloads filed under hash `h`.
     #[inline]
     pub(crate) fn probe(&self, h: u32) -> Probe<'_> {
-        let (first, second) = self.buckets_of(h);
+        let first = self.first_of(h);
         Probe {
             index: self,
             tag: h,
             at: first,
-            next: Some(second),
+            second: true,
             mask: self.buckets[first].matching(h),
         }
     }
@@ -188,7 +198,7 @@ impl HashIndex {
     /// The bucket a probe for hash `h` reads first (what to prefetch).
     #[inline]
     pub(crate) fn home(&self, h: u32) -> &Bucket {
-        &self.buckets[self.buckets_of(h).0]
+        &self.buckets[self.first_of(h)]
     }
 
     /// The bucket a probe for hash `h` reads if the first lacks it.

@@ -102,19 +102,35 @@ impl FlowKey {
 
     #[inline]
     fn hash(&self, seed: u64) -> u32 {
-        // IPv4-mapped addresses fold to 0x0000ffff_aabbccdd: the source's
-        // word turned half round keeps both IPv4 addresses' bits apart.
-        let a = self.src.ip.fold().rotate_left(32) ^ self.dst.ip.fold();
-        let b =
-            u64::from(self.src.port) | u64::from(self.dst.port) << 16 | u64::from(self.proto) << 32;
-        // Addresses through one multiply, then one round of MurmurHash3's
-        // 64-bit finaliser over both words: every input bit reaches every
-        // output bit. (Client ports from Linux share a parity: a weak mix
-        // would put every flow on one worker and cluster the index.) Per
-        // packet, so one finaliser round rather than one per word.
-        let h = fmix64((a ^ seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b);
-        (h >> 32) as u32
+        hash_words(
+            self.src.ip.fold(),
+            self.dst.ip.fold(),
+            self.src.port,
+            self.dst.port,
+            self.proto,
+            seed,
+        )
     }
+}
+
+/// [`FlowKey`]'s hash from its parts, the addresses as [`Addr::fold`]
+/// gives them: what a describing stage computes from the header's fields in
+/// registers, without reading back a key it has just written (a load that
+/// spans several narrower stores waits for them to retire: a store
+/// forwarding stall of a dozen cycles or more per packet).
+#[inline(always)]
+fn hash_words(src: u64, dst: u64, sport: u16, dport: u16, proto: u8, seed: u64) -> u32 {
+    // IPv4-mapped addresses fold to 0x0000ffff_aabbccdd: the source's
+    // word turned half round keeps both IPv4 addresses' bits apart.
+    let a = src.rotate_left(32) ^ dst;
+    let b = u64::from(sport) | u64::from(dport) << 16 | u64::from(proto) << 32;
+    // Addresses through one multiply, then one round of MurmurHash3's
+    // 64-bit finaliser over both words: every input bit reaches every
+    // output bit. (Client ports from Linux share a parity: a weak mix
+    // would put every flow on one worker and cluster the index.) Per
+    // packet, so one finaliser round rather than one per word.
+    let h = fmix64((a ^ seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b);
+    (h >> 32) as u32
 }
 
 #[inline]
@@ -305,6 +321,39 @@ impl SessionHot {
         self.flags & LIVE != 0
     }
 
+    /// The new source and destination of a packet of this session going
+    /// `dir` (FULLNAT's and NAT's translation: inbound local address →
+    /// server, outbound VIP → client) when both are IPv4, read from this
+    /// line: the IPv4 rewrite's operands without building endpoints.
+    /// `None` if either is an IPv6 address (kept in the cold array).
+    #[inline]
+    #[must_use]
+    pub fn v4_leg(&self, dir: Direction) -> Option<V4Leg> {
+        let (a, b) = match dir {
+            Direction::Inbound => (End::Laddr as usize, End::Rs as usize),
+            Direction::Outbound => (End::Vip as usize, End::Client as usize),
+        };
+        if self.flags & (v6_flag(a) | v6_flag(b)) != 0 {
+            return None;
+        }
+        Some(V4Leg {
+            src: self.v4[a],
+            src_port: self.ports[a],
+            dst: self.v4[b],
+            dst_port: self.ports[b],
+        })
+    }
+
+    /// The port and MAC of the next hop of a packet going `dir`.
+    #[inline]
+    #[must_use]
+    pub fn next_hop(&self, dir: Direction) -> (u16, [u8; 6]) {
+        match dir {
+            Direction::Inbound => (self.rs_port, self.rs_mac),
+            Direction::Outbound => (self.client_port, self.client_mac),
+        }
+    }
+
     /// The two endpoints of a key: (source, destination) as `dir`'s packets carry them.
     #[inline]
     fn key_ends(dir: Direction) -> (usize, usize) {
@@ -313,6 +362,19 @@ impl SessionHot {
             Direction::Outbound => (End::Rs as usize, End::Laddr as usize),
         }
     }
+}
+
+/// A packet's new IPv4 source and destination ([`SessionHot::v4_leg`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct V4Leg {
+    /// New source address.
+    pub src: [u8; 4],
+    /// New source port.
+    pub src_port: u16,
+    /// New destination address.
+    pub dst: [u8; 4],
+    /// New destination port.
+    pub dst_port: u16,
 }
 
 /// The cold part of a slot: the IPv6 addresses of its session's endpoints
@@ -444,6 +506,15 @@ impl SessionTable {
     #[must_use]
     pub fn hash_of(&self, key: &FlowKey) -> u32 {
         key.hash(self.seed)
+    }
+
+    /// [`Self::hash_of`] the key with these parts, the addresses folded
+    /// ([`Addr::fold`], [`Addr::fold_v4`]): the same value, computed from
+    /// values in registers.
+    #[inline(always)]
+    #[must_use]
+    pub fn hash_parts(&self, src: u64, dst: u64, sport: u16, dport: u16, proto: u8) -> u32 {
+        hash_words(src, dst, sport, dport, proto, self.seed)
     }
 
     /// The index bucket (a cache line) a lookup of hash `h` reads first:

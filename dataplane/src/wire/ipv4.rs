@@ -105,7 +105,12 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
     /// True if the header checksum verifies.
     pub fn verify_checksum(&self) -> bool {
-        checksum::checksum(&self.buf.as_ref()[..self.header_len()]) == 0
+        let b = self.buf.as_ref();
+        let len = self.header_len();
+        match b.first_chunk::<20>() {
+            Some(h) if len == 20 => checksum::ipv4_header_ok(h),
+            _ => checksum::checksum(&b[..len]) == 0,
+        }
     }
     /// The payload, up to the total length.
     pub fn payload(&self) -> &[u8] {
