@@ -14,24 +14,14 @@
 //! [`FragHold::CAPACITY`] for the worker, so a flood of orphan fragments
 //! holds a few dozen buffers, never the pool.
 //!
-//! The same pattern as the neighbour hold ([`crate::hold`]): allocated once,
-//! nothing allocated afterwards; generic over the frame type so that its
-//! bounds are tested without DPDK, and frames it still holds when the
-//! worker stops are dropped (freed) with it.
-
-use std::collections::VecDeque;
+//! The neighbour hold's mechanism ([`crate::hold::KeyedHold`]), keyed by
+//! datagram: allocated once, nothing allocated afterwards; generic over the
+//! frame type so that its bounds are tested without DPDK, and frames it
+//! still holds when the worker stops are dropped (freed) with it.
 
 use crate::frag::{FragKey, TIMEOUT_MS};
+use crate::hold::KeyedHold;
 use crate::time::Millis;
-
-/// One waiting frame.
-#[derive(Debug)]
-struct Waiting<T> {
-    frame: T,
-    port: u16,
-    datagram: FragKey,
-    since: Millis,
-}
 
 /// Why a frame was not kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,17 +35,13 @@ pub enum Refused {
 /// A worker's later fragments waiting for their first ones.
 #[derive(Debug)]
 pub struct FragHold<T> {
-    waiting: VecDeque<Waiting<T>>,
-    released: VecDeque<(T, u16, Millis)>,
-    releasing: Option<Millis>,
+    hold: KeyedHold<FragKey, T>,
 }
 
 impl<T> Default for FragHold<T> {
     fn default() -> Self {
         Self {
-            waiting: VecDeque::with_capacity(Self::CAPACITY),
-            released: VecDeque::with_capacity(Self::CAPACITY),
-            releasing: None,
+            hold: KeyedHold::with_capacity(Self::CAPACITY),
         }
     }
 }
@@ -81,89 +67,66 @@ impl<T> FragHold<T> {
         datagram: FragKey,
         now: Millis,
     ) -> Result<(), (T, Refused)> {
-        if self.waiting.len() >= Self::CAPACITY {
-            return Err((frame, Refused::HoldFull));
-        }
-        if self.waiting_for(&datagram) >= Self::PER_DATAGRAM {
-            return Err((frame, Refused::DatagramFull));
-        }
-        self.waiting.push_back(Waiting {
-            frame,
-            port,
-            datagram,
-            since: now,
-        });
-        Ok(())
+        self.hold
+            .hold(
+                frame,
+                port,
+                datagram,
+                now,
+                (Self::PER_DATAGRAM, Self::CAPACITY),
+            )
+            .map_err(|(frame, per_datagram)| {
+                let why = if per_datagram {
+                    Refused::DatagramFull
+                } else {
+                    Refused::HoldFull
+                };
+                (frame, why)
+            })
     }
 
     /// Frames waiting for `datagram`'s first fragment.
     #[must_use]
     pub fn waiting_for(&self, datagram: &FragKey) -> usize {
-        self.waiting
-            .iter()
-            .filter(|w| w.datagram == *datagram)
-            .count()
+        self.hold.waiting_for(datagram)
     }
 
     /// Frames waiting in all.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.waiting.len()
+        self.hold.len()
     }
 
     /// True when nothing waits.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.waiting.is_empty()
+        self.hold.len() == 0
     }
 
     /// Removes the frames that waited [`Self::HOLD_MS`] or longer at `now`
     /// and calls `expired` with each.
-    pub fn expire(&mut self, now: Millis, mut expired: impl FnMut(T)) {
-        for _ in 0..self.waiting.len() {
-            let Some(w) = self.waiting.pop_front() else {
-                break;
-            };
-            if now.0.saturating_sub(w.since.0) >= Self::HOLD_MS {
-                expired(w.frame);
-            } else {
-                self.waiting.push_back(w);
-            }
-        }
+    pub fn expire(&mut self, now: Millis, expired: impl FnMut(T)) {
+        self.hold.expire(now, Self::HOLD_MS, expired);
     }
 
     /// The first fragment of `datagram` was filed: moves its waiting
     /// frames, in arrival order, to the released list
     /// ([`Self::take_released`]). Returns how many.
     pub fn release(&mut self, datagram: &FragKey) -> usize {
-        let mut released = 0;
-        for _ in 0..self.waiting.len() {
-            let Some(w) = self.waiting.pop_front() else {
-                break;
-            };
-            if w.datagram == *datagram {
-                self.released.push_back((w.frame, w.port, w.since));
-                released += 1;
-            } else {
-                self.waiting.push_back(w);
-            }
-        }
-        released
+        self.hold.release(|d| d == datagram)
     }
 
     /// The next released frame with its port. Until the next call,
     /// [`Self::releasing`] gives its first arrival time.
     pub fn take_released(&mut self) -> Option<(T, u16)> {
-        let next = self.released.pop_front();
-        self.releasing = next.as_ref().map(|r| r.2);
-        next.map(|(frame, port, _)| (frame, port))
+        self.hold.take_released()
     }
 
     /// While released frames are handed back: the first arrival time of
     /// the one at hand.
     #[must_use]
     pub fn releasing(&self) -> Option<Millis> {
-        self.releasing
+        self.hold.releasing()
     }
 }
 

@@ -20,13 +20,111 @@ use std::collections::VecDeque;
 use crate::addr::Addr;
 use crate::time::Millis;
 
-/// One waiting frame.
+/// One waiting frame, with what it waits for.
 #[derive(Debug)]
-struct Waiting<T> {
+struct Waiting<K, T> {
     frame: T,
     port: u16,
-    hop: Addr,
+    key: K,
     since: Millis,
+}
+
+/// The mechanism both holds share (this queue and the fragment hold,
+/// [`crate::frag_hold`]): frames waiting for a key of theirs (a next hop, a
+/// datagram), bounded per key and in all, handed back in arrival order.
+/// Allocated once; nothing allocates afterwards.
+#[derive(Debug)]
+pub(crate) struct KeyedHold<K, T> {
+    waiting: VecDeque<Waiting<K, T>>,
+    released: VecDeque<(T, u16, Millis)>,
+    releasing: Option<Millis>,
+}
+
+impl<K: PartialEq, T> KeyedHold<K, T> {
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Self {
+            waiting: VecDeque::with_capacity(capacity),
+            released: VecDeque::with_capacity(capacity),
+            releasing: None,
+        }
+    }
+
+    /// Keeps `frame` unless `capacity` frames wait in all (`Err` with
+    /// `false`) or `per_key` for `key` (`Err` with `true`).
+    pub(crate) fn hold(
+        &mut self,
+        frame: T,
+        port: u16,
+        key: K,
+        now: Millis,
+        (per_key, capacity): (usize, usize),
+    ) -> Result<(), (T, bool)> {
+        if self.waiting.len() >= capacity {
+            return Err((frame, false));
+        }
+        if self.waiting_for(&key) >= per_key {
+            return Err((frame, true));
+        }
+        self.waiting.push_back(Waiting {
+            frame,
+            port,
+            key,
+            since: now,
+        });
+        Ok(())
+    }
+
+    pub(crate) fn waiting_for(&self, key: &K) -> usize {
+        self.waiting.iter().filter(|w| w.key == *key).count()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// Removes the frames that waited `wait_ms` or longer at `now` (not
+    /// only at the front: a frame put back keeps its first arrival) and
+    /// calls `expired` with each.
+    pub(crate) fn expire(&mut self, now: Millis, wait_ms: u64, mut expired: impl FnMut(T)) {
+        for _ in 0..self.waiting.len() {
+            let Some(w) = self.waiting.pop_front() else {
+                break;
+            };
+            if now.0.saturating_sub(w.since.0) >= wait_ms {
+                expired(w.frame);
+            } else {
+                self.waiting.push_back(w);
+            }
+        }
+    }
+
+    /// Moves the frames whose key `ready` accepts, in arrival order, to the
+    /// released list; the others stay as they were. Returns how many.
+    pub(crate) fn release(&mut self, ready: impl Fn(&K) -> bool) -> usize {
+        let mut released = 0;
+        for _ in 0..self.waiting.len() {
+            let Some(w) = self.waiting.pop_front() else {
+                break;
+            };
+            if ready(&w.key) {
+                self.released.push_back((w.frame, w.port, w.since));
+                released += 1;
+            } else {
+                self.waiting.push_back(w);
+            }
+        }
+        released
+    }
+
+    pub(crate) fn take_released(&mut self) -> Option<(T, u16)> {
+        let next = self.released.pop_front();
+        self.releasing = next.as_ref().map(|r| r.2);
+        next.map(|(frame, port, _)| (frame, port))
+    }
+
+    pub(crate) fn releasing(&self) -> Option<Millis> {
+        self.releasing
+    }
 }
 
 /// Why a frame was not kept.
@@ -41,18 +139,14 @@ pub enum Refused {
 /// A worker's frames waiting for their next hops' MACs.
 #[derive(Debug)]
 pub struct HoldQueue<T> {
-    waiting: VecDeque<Waiting<T>>,
-    released: VecDeque<(T, u16, Millis)>,
-    releasing: Option<Millis>,
+    hold: KeyedHold<Addr, T>,
     retry: bool,
 }
 
 impl<T> Default for HoldQueue<T> {
     fn default() -> Self {
         Self {
-            waiting: VecDeque::with_capacity(Self::CAPACITY),
-            released: VecDeque::with_capacity(Self::CAPACITY),
-            releasing: None,
+            hold: KeyedHold::with_capacity(Self::CAPACITY),
             retry: false,
         }
     }
@@ -79,61 +173,45 @@ impl<T> HoldQueue<T> {
         hop: Addr,
         now: Millis,
     ) -> Result<(), (T, Refused)> {
-        if self.waiting.len() >= Self::CAPACITY {
-            return Err((frame, Refused::QueueFull));
-        }
-        if self.waiting_for(hop) >= Self::PER_NEIGHBOUR {
-            return Err((frame, Refused::NeighbourFull));
-        }
-        self.waiting.push_back(Waiting {
-            frame,
-            port,
-            hop,
-            since: now,
-        });
-        Ok(())
+        self.hold
+            .hold(frame, port, hop, now, (Self::PER_NEIGHBOUR, Self::CAPACITY))
+            .map_err(|(frame, per_hop)| {
+                let why = if per_hop {
+                    Refused::NeighbourFull
+                } else {
+                    Refused::QueueFull
+                };
+                (frame, why)
+            })
     }
 
     /// Frames waiting for `hop`.
     #[must_use]
     pub fn waiting_for(&self, hop: Addr) -> usize {
-        self.waiting.iter().filter(|w| w.hop == hop).count()
+        self.hold.waiting_for(&hop)
     }
 
     /// Frames waiting in all.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.waiting.len()
+        self.hold.len()
     }
 
     /// True when nothing waits.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.waiting.is_empty()
+        self.hold.len() == 0
     }
 
     /// A new neighbour snapshot arrived: the next [`Self::ready`] looks at it.
     pub fn snapshot_arrived(&mut self) {
-        self.retry = !self.waiting.is_empty();
+        self.retry = !self.is_empty();
     }
 
     /// Removes the frames that waited longer than [`Self::HOLD_MS`] at
     /// `now` and calls `expired` with each.
-    pub fn expire(&mut self, now: Millis, mut expired: impl FnMut(T)) {
-        // Not only the front: a frame put back by `ready` keeps its place.
-        let mut kept = 0;
-        for _ in 0..self.waiting.len() {
-            let Some(w) = self.waiting.pop_front() else {
-                break;
-            };
-            if now.0.saturating_sub(w.since.0) > Self::HOLD_MS {
-                expired(w.frame);
-            } else {
-                self.waiting.push_back(w);
-                kept += 1;
-            }
-        }
-        debug_assert_eq!(kept, self.waiting.len());
+    pub fn expire(&mut self, now: Millis, expired: impl FnMut(T)) {
+        self.hold.expire(now, Self::HOLD_MS + 1, expired);
     }
 
     /// After a snapshot arrived (once per snapshot): moves, in arrival
@@ -144,34 +222,20 @@ impl<T> HoldQueue<T> {
         if !std::mem::take(&mut self.retry) {
             return 0;
         }
-        let mut released = 0;
-        for _ in 0..self.waiting.len() {
-            let Some(w) = self.waiting.pop_front() else {
-                break;
-            };
-            if resolved(w.hop) {
-                self.released.push_back((w.frame, w.port, w.since));
-                released += 1;
-            } else {
-                self.waiting.push_back(w);
-            }
-        }
-        released
+        self.hold.release(|hop| resolved(*hop))
     }
 
     /// The next released frame with its port. Until the next call,
     /// [`Self::releasing`] gives its first arrival time.
     pub fn take_released(&mut self) -> Option<(T, u16)> {
-        let next = self.released.pop_front();
-        self.releasing = next.as_ref().map(|r| r.2);
-        next.map(|(frame, port, _)| (frame, port))
+        self.hold.take_released()
     }
 
     /// While released frames are handed back: the first arrival time of
     /// the one at hand, with which it is held again if it must wait again.
     #[must_use]
     pub fn releasing(&self) -> Option<Millis> {
-        self.releasing
+        self.hold.releasing()
     }
 }
 
