@@ -8,11 +8,19 @@ use super::classify::is_new_syn;
 use super::synproxy;
 use super::{Decision, Desc, Pipeline, Reshape, Step, Verdict};
 use crate::session::{tcp_state, ClientAddress, Direction, Lookup, SlotId, TcpState};
+use crate::session::{V4Leg, V6Leg};
 use crate::stats::DropReason;
 use crate::tables::Forward;
 use crate::time::Millis;
-use crate::wire::{ethernet, ipv4};
+use crate::wire::{ethernet, ipv4, ipv6};
 use crate::xmit::{self, rewrite, Leg};
+
+/// The new addresses and ports of a plain session's packet (see
+/// [`Pipeline::forward_plain`]).
+enum PlainLeg {
+    V4(V4Leg),
+    V6(V6Leg),
+}
 
 impl Pipeline {
     /// A TCP segment or UDP datagram of either family, by its flow key:
@@ -122,10 +130,115 @@ impl Pipeline {
             .is_some_and(|s| matches!(s.state, TcpState::TimeWait | TcpState::Close))
     }
 
-    /// Moves a session's state on and sends its packet by its method.
-    #[inline]
+    /// Moves a session's state on and sends its packet by its method: the
+    /// common case in one pass ([`Self::forward_plain`]), anything else
+    /// the long way ([`Self::forward_any`]).
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn forward(
+        &mut self,
+        l2: &mut [u8],
+        l3: &mut [u8],
+        slot: SlotId,
+        dir: Direction,
+        d: &Desc,
+        in_port: u16,
+        now: Millis,
+    ) -> Step {
+        match self.forward_plain(l2, l3, slot, dir, d, now) {
+            Some(step) => step,
+            None => self.forward_any(l2, l3, slot, dir, d, in_port, now),
+        }
+    }
+
+    /// [`Self::forward`] for a plain session, the established path's
+    /// common case: FULLNAT or NAT with both of the leg's addresses in the
+    /// packet's family (rewritten from the hot line, an IPv6 leg's addresses
+    /// from the cold entry), not SYN-proxied, no client address to insert,
+    /// both next hops' MACs known. Exactly what [`Self::forward_any`] does
+    /// for such a session, without the tests and plumbing of the other
+    /// cases. `None`, with nothing changed, for any other session.
+    #[inline(always)]
+    fn forward_plain(
+        &mut self,
+        l2: &mut [u8],
+        l3: &mut [u8],
+        slot: SlotId,
+        dir: Direction,
+        d: &Desc,
+        now: Millis,
+    ) -> Option<Step> {
+        if self.synproxy.active && self.is_proxied(slot) {
+            return None;
+        }
+        let h = self.sessions.hot(slot)?;
+        if h.client_addr != ClientAddress::None
+            || !matches!(h.forward, Forward::FullNat | Forward::Nat)
+            || h.client_mac == [0; 6]
+            || h.rs_mac == [0; 6]
+        {
+            return None;
+        }
+        let leg = match *l3.first()? >> 4 {
+            4 => PlainLeg::V4(h.v4_leg(dir)?),
+            6 if usize::from(d.l4) == ipv6::HEADER_LEN => {
+                PlainLeg::V6(self.sessions.v6_leg(slot, h, dir)?)
+            }
+            _ => return None,
+        };
+        let (out_port, out_mac) = h.next_hop(dir);
+        let timeouts = &self.tables.timeouts;
+        let s = self.sessions.get_mut(slot)?;
+        let (proto, state, rs_index) = (s.proto, s.state, s.rs_index);
+        let expires = if proto == ipv4::PROTO_UDP {
+            timeouts.udp_secs
+        } else {
+            let new_state = tcp_state::next_state(state, dir, d.flags);
+            let changed = new_state != state;
+            if changed {
+                s.state = new_state;
+                if let Some(c) = self.rs_conns.get_mut(usize::from(rs_index)) {
+                    c.sub(proto, state);
+                    c.add(proto, new_state);
+                }
+            }
+            if self.guard.is_on() {
+                self.guard
+                    .tcp_timeout(new_state, timeouts.tcp(new_state), changed)
+            } else {
+                timeouts.tcp(new_state)
+            }
+        };
+        s.expires = now.plus_secs(expires);
+        let sent = match &leg {
+            PlainLeg::V4(v4) => rewrite::rewrite_v4_leg(l3, usize::from(d.l4), proto, v4),
+            PlainLeg::V6(v6) => rewrite::rewrite_v6_leg(l3, proto, v6),
+        };
+        if sent.is_err() {
+            return Some(Step::drop(DropReason::Malformed));
+        }
+        if let Some(t) = self.rs_traffic.get_mut(usize::from(rs_index)) {
+            let bytes = l3.len() as u64;
+            if dir == Direction::Inbound {
+                t.in_pkts += 1;
+                t.in_bytes += bytes;
+            } else {
+                t.out_pkts += 1;
+                t.out_bytes += bytes;
+            }
+        }
+        xmit::set_l2(l2, out_mac, xmit::port_mac(&self.tables, out_port));
+        if dir == Direction::Inbound && self.sync.is_some() {
+            self.sync_note(slot, now);
+        }
+        Some(Step::forward(out_port))
+    }
+
+    /// [`Self::forward`] for any session: SYN proxy, client-address
+    /// insertion, MACs to repair, DR, TUN, FULLNAT64.
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn forward_any(
         &mut self,
         l2: &mut [u8],
         l3: &mut [u8],

@@ -195,6 +195,33 @@ impl HashIndex {
         }
     }
 
+    /// The first payload filed under hash `h` that `is` accepts (the
+    /// caller's key compare): [`Self::probe`] without the iterator's state,
+    /// for the lookup of every packet. The second bucket is read only when
+    /// the first has no such entry.
+    #[inline(always)]
+    pub(crate) fn find(&self, h: u32, mut is: impl FnMut(u32) -> bool) -> Option<u32> {
+        let first = self.first_of(h);
+        if let Some(p) = Self::find_in(&self.buckets[first], h, &mut is) {
+            return Some(p);
+        }
+        Self::find_in(&self.buckets[self.buckets_of(h).1], h, &mut is)
+    }
+
+    #[inline(always)]
+    fn find_in(b: &Bucket, h: u32, is: &mut impl FnMut(u32) -> bool) -> Option<u32> {
+        let mut m = b.matching(h);
+        while m != 0 {
+            let i = m.trailing_zeros() as usize;
+            m &= m - 1;
+            let p = b.payloads[i % WAYS];
+            if p != EMPTY && is(p) {
+                return Some(p);
+            }
+        }
+        None
+    }
+
     /// The bucket a probe for hash `h` reads first (what to prefetch).
     #[inline]
     pub(crate) fn home(&self, h: u32) -> &Bucket {

@@ -329,10 +329,7 @@ impl SessionHot {
     #[inline]
     #[must_use]
     pub fn v4_leg(&self, dir: Direction) -> Option<V4Leg> {
-        let (a, b) = match dir {
-            Direction::Inbound => (End::Laddr as usize, End::Rs as usize),
-            Direction::Outbound => (End::Vip as usize, End::Client as usize),
-        };
+        let (a, b) = Self::leg_ends(dir);
         if self.flags & (v6_flag(a) | v6_flag(b)) != 0 {
             return None;
         }
@@ -342,6 +339,16 @@ impl SessionHot {
             dst: self.v4[b],
             dst_port: self.ports[b],
         })
+    }
+
+    /// The two endpoints a packet going `dir` is rewritten to (FULLNAT's
+    /// and NAT's translation): (new source, new destination).
+    #[inline]
+    fn leg_ends(dir: Direction) -> (usize, usize) {
+        match dir {
+            Direction::Inbound => (End::Laddr as usize, End::Rs as usize),
+            Direction::Outbound => (End::Vip as usize, End::Client as usize),
+        }
     }
 
     /// The port and MAC of the next hop of a packet going `dir`.
@@ -373,6 +380,19 @@ pub struct V4Leg {
     pub src_port: u16,
     /// New destination address.
     pub dst: [u8; 4],
+    /// New destination port.
+    pub dst_port: u16,
+}
+
+/// A packet's new IPv6 source and destination ([`SessionTable::v6_leg`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct V6Leg {
+    /// New source address.
+    pub src: [u8; 16],
+    /// New source port.
+    pub src_port: u16,
+    /// New destination address.
+    pub dst: [u8; 16],
     /// New destination port.
     pub dst_port: u16,
 }
@@ -554,6 +574,28 @@ impl SessionTable {
         let payload = self.index.probe(h).next()?;
         let i = Self::unpack(payload).0 as usize;
         Some((self.hot.get(i)?, self.cold6.get(i)?))
+    }
+
+    /// [`SessionHot::v4_leg`]'s IPv6 twin: the new source and destination
+    /// of a packet of the session in `slot` (its hot line `h`) going `dir`
+    /// when both are IPv6, read from the slot's cold entry (which the
+    /// worker's read-ahead prefetches for an IPv6 packet). `None` if either
+    /// is IPv4 (FULLNAT64) or the slot is out of range.
+    #[inline]
+    #[must_use]
+    pub fn v6_leg(&self, slot: SlotId, h: &SessionHot, dir: Direction) -> Option<V6Leg> {
+        let (a, b) = SessionHot::leg_ends(dir);
+        let both = v6_flag(a) | v6_flag(b);
+        if h.flags & both != both {
+            return None;
+        }
+        let cold = self.cold6.get(slot.0 as usize)?;
+        Some(V6Leg {
+            src: cold[a],
+            src_port: h.ports[a],
+            dst: cold[b],
+            dst_port: h.ports[b],
+        })
     }
 
     /// The session in `slot`, whole (a copy).
@@ -838,13 +880,42 @@ impl SessionTable {
 
     #[inline]
     fn find_hashed(&self, key: &FlowKey, h: u32) -> Option<(u32, Direction)> {
-        for payload in self.index.probe(h) {
-            let (slot, dir) = Self::unpack(payload);
-            if self.matches(slot as usize, key, dir) {
-                return Some((slot, dir));
-            }
-        }
-        None
+        let found = match (key.src.ip.to_v4(), key.dst.ip.to_v4()) {
+            // IPv4 (every packet of an IPv4 session): the key's addresses
+            // compared as the hot line's four-byte ones, no 16-byte
+            // addresses built.
+            (Some(src), Some(dst)) => self.index.find(h, |payload| {
+                let (slot, dir) = Self::unpack(payload);
+                self.matches_v4(slot as usize, key, src, dst, dir)
+            }),
+            _ => self.index.find(h, |payload| {
+                let (slot, dir) = Self::unpack(payload);
+                self.matches(slot as usize, key, dir)
+            }),
+        };
+        found.map(Self::unpack)
+    }
+
+    /// [`Self::matches`] for a key of two IPv4 addresses, `src` and `dst`.
+    #[inline(always)]
+    fn matches_v4(
+        &self,
+        i: usize,
+        key: &FlowKey,
+        src: [u8; 4],
+        dst: [u8; 4],
+        dir: Direction,
+    ) -> bool {
+        let Some(h) = self.hot.get(i) else {
+            return false;
+        };
+        let (a, b) = SessionHot::key_ends(dir);
+        h.flags & (LIVE | v6_flag(a) | v6_flag(b)) == LIVE
+            && h.proto == key.proto
+            && h.ports[a] == key.src.port
+            && h.ports[b] == key.dst.port
+            && h.v4[a] == src
+            && h.v4[b] == dst
     }
 
     /// True if the session in slot `i` is live and its `dir` key is `key`.

@@ -22,7 +22,7 @@
 //! one's complement), as [`udp::Packet`]'s setters do.
 
 use crate::checksum;
-use crate::session::{Endpoint, V4Leg};
+use crate::session::{Endpoint, V4Leg, V6Leg};
 use crate::wire::{ipv4, ipv6, tcp, udp, WireError};
 
 /// Where a transport header keeps its checksum, by IP protocol.
@@ -91,44 +91,143 @@ pub fn rewrite_v4_at(
 
 /// [`rewrite_v4_at`] with the new addresses and ports as an established
 /// session's hot line holds them ([`crate::session::SessionHot::v4_leg`]):
-/// the IPv4 fast path, no 16-byte endpoints built.
+/// the IPv4 fast path, no 16-byte endpoints built. The IPv4 header and the
+/// transport header's first bytes are taken as fixed-size arrays (one
+/// length check each), and every checksum term is summed as 32-bit words
+/// and folded once.
 ///
 /// # Errors
 /// As [`rewrite_v4_at`].
 #[inline]
 pub fn rewrite_v4_leg(l3: &mut [u8], l4: usize, proto: u8, leg: &V4Leg) -> Result<(), WireError> {
-    let (new_src, new_dst) = (leg.src, leg.dst);
-    let (src_port, dst_port) = (leg.src_port, leg.dst_port);
-    let (csum, l4_min) = checksum_at(proto)?;
-    if l4 < ipv4::MIN_HEADER_LEN || l3.len() < l4 + l4_min {
+    match proto {
+        ipv4::PROTO_TCP => rewrite_v4_fixed::<{ tcp::MIN_HEADER_LEN }, 16>(l3, l4, false, leg),
+        ipv4::PROTO_UDP => rewrite_v4_fixed::<{ udp::HEADER_LEN }, 6>(l3, l4, true, leg),
+        _ => Err(WireError::Malformed),
+    }
+}
+
+/// [`rewrite_v4_leg`] for a transport header of at least `L4` bytes with
+/// its checksum at `CSUM`; `udp`: a checksum of 0 means none.
+#[inline(always)]
+fn rewrite_v4_fixed<const L4: usize, const CSUM: usize>(
+    l3: &mut [u8],
+    l4: usize,
+    udp: bool,
+    leg: &V4Leg,
+) -> Result<(), WireError> {
+    if l4 < ipv4::MIN_HEADER_LEN || l3.len() < l4 + L4 {
         return Err(WireError::Truncated);
     }
     // Debug builds: the update keeps right checksums right (and wrong
     // ones wrong: packets of a session are forwarded unverified). A first
     // fragment's transport checksum covers data it does not carry.
     let whole = u16_at(l3, 6) & 0x3fff == 0;
+    let proto = if udp {
+        ipv4::PROTO_UDP
+    } else {
+        ipv4::PROTO_TCP
+    };
     let valid_before = cfg!(debug_assertions) && whole && checksums_verify_v4(l3, l4, proto);
-    let (mut old_src, mut old_dst) = ([0; 4], [0; 4]);
-    old_src.copy_from_slice(&l3[12..16]);
-    old_dst.copy_from_slice(&l3[16..20]);
-    let addrs = checksum::delta(&old_src, &new_src) + checksum::delta(&old_dst, &new_dst);
-    let ttl_proto = u16_at(l3, 8);
+    let (ip, rest) = l3.split_at_mut(l4);
+    let (Some(ip), Some(t)) = (ip.first_chunk_mut::<20>(), rest.first_chunk_mut::<L4>()) else {
+        return Err(WireError::Truncated);
+    };
+    let word =
+        |b: &[u8; 20], at: usize| u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    let (new_src, new_dst) = (u32::from_be_bytes(leg.src), u32::from_be_bytes(leg.dst));
+    let addrs =
+        checksum::delta_u32(word(ip, 12), new_src) + checksum::delta_u32(word(ip, 16), new_dst);
+    let ttl_proto = u16::from_be_bytes([ip[8], ip[9]]);
     let ttl_proto_new = ttl_proto.wrapping_sub(0x0100);
-    let ip_sum = checksum::apply(
-        u16_at(l3, 10),
-        addrs + checksum::delta_u16(ttl_proto, ttl_proto_new),
+    let ip_sum = checksum::apply_wide(
+        u16::from_be_bytes([ip[10], ip[11]]),
+        addrs + u64::from(checksum::delta_u16(ttl_proto, ttl_proto_new)),
     );
-    let ports = checksum::delta_u16(u16_at(l3, l4), src_port)
-        + checksum::delta_u16(u16_at(l3, l4 + 2), dst_port);
-    update_l4(l3, l4 + csum, proto, addrs + ports);
-    put_u16(l3, l4, src_port);
-    put_u16(l3, l4 + 2, dst_port);
-    put_u16(l3, 8, ttl_proto_new);
-    put_u16(l3, 10, ip_sum);
-    l3[12..16].copy_from_slice(&new_src);
-    l3[16..20].copy_from_slice(&new_dst);
+    let old_ports = u32::from_be_bytes([t[0], t[1], t[2], t[3]]);
+    let new_ports = u32::from(leg.src_port) << 16 | u32::from(leg.dst_port);
+    let old_sum = u16::from_be_bytes([t[CSUM], t[CSUM + 1]]);
+    if !(udp && old_sum == 0) {
+        let mut c =
+            checksum::apply_wide(old_sum, addrs + checksum::delta_u32(old_ports, new_ports));
+        if udp && c == 0 {
+            c = 0xffff;
+        }
+        t[CSUM..CSUM + 2].copy_from_slice(&c.to_be_bytes());
+    }
+    t[..4].copy_from_slice(&new_ports.to_be_bytes());
+    ip[8..10].copy_from_slice(&ttl_proto_new.to_be_bytes());
+    ip[10..12].copy_from_slice(&ip_sum.to_be_bytes());
+    ip[12..16].copy_from_slice(&leg.src);
+    ip[16..20].copy_from_slice(&leg.dst);
     debug_assert!(
         !whole || checksums_verify_v4(l3, l4, proto) == valid_before,
+        "incremental update went wrong"
+    );
+    Ok(())
+}
+
+/// [`rewrite_v6_at`] with the new addresses and ports as an established
+/// session holds them ([`crate::session::SessionTable::v6_leg`]): the IPv6
+/// fast path, as [`rewrite_v4_leg`] is IPv4's (fixed-size views, the
+/// addresses summed as 32-bit words, one fold).
+///
+/// # Errors
+/// As [`rewrite_v6_at`].
+#[inline]
+pub fn rewrite_v6_leg(l3: &mut [u8], proto: u8, leg: &V6Leg) -> Result<(), WireError> {
+    match proto {
+        ipv4::PROTO_TCP => rewrite_v6_fixed::<{ tcp::MIN_HEADER_LEN }, 16>(l3, false, leg),
+        ipv4::PROTO_UDP => rewrite_v6_fixed::<{ udp::HEADER_LEN }, 6>(l3, true, leg),
+        _ => Err(WireError::Malformed),
+    }
+}
+
+/// [`rewrite_v6_leg`] for a transport header of at least `L4` bytes with
+/// its checksum at `CSUM`, right after the fixed header.
+#[inline(always)]
+fn rewrite_v6_fixed<const L4: usize, const CSUM: usize>(
+    l3: &mut [u8],
+    udp: bool,
+    leg: &V6Leg,
+) -> Result<(), WireError> {
+    let proto = if udp {
+        ipv4::PROTO_UDP
+    } else {
+        ipv4::PROTO_TCP
+    };
+    if l3.len() < ipv6::HEADER_LEN + L4 {
+        return Err(WireError::Truncated);
+    }
+    let valid_before = cfg!(debug_assertions) && checksums_verify_v6(l3, proto);
+    let (ip, rest) = l3.split_at_mut(ipv6::HEADER_LEN);
+    let (Some(ip), Some(t)) = (
+        ip.first_chunk_mut::<{ ipv6::HEADER_LEN }>(),
+        rest.first_chunk_mut::<L4>(),
+    ) else {
+        return Err(WireError::Truncated);
+    };
+    let mut old = [0u8; 32];
+    old.copy_from_slice(&ip[8..40]);
+    let mut new = [0u8; 32];
+    new[..16].copy_from_slice(&leg.src);
+    new[16..].copy_from_slice(&leg.dst);
+    let old_ports = u32::from_be_bytes([t[0], t[1], t[2], t[3]]);
+    let new_ports = u32::from(leg.src_port) << 16 | u32::from(leg.dst_port);
+    let old_sum = u16::from_be_bytes([t[CSUM], t[CSUM + 1]]);
+    if !(udp && old_sum == 0) {
+        let delta = checksum::delta_words(&old, &new) + checksum::delta_u32(old_ports, new_ports);
+        let mut c = checksum::apply_wide(old_sum, delta);
+        if udp && c == 0 {
+            c = 0xffff;
+        }
+        t[CSUM..CSUM + 2].copy_from_slice(&c.to_be_bytes());
+    }
+    t[..4].copy_from_slice(&new_ports.to_be_bytes());
+    ip[7] = ip[7].saturating_sub(1);
+    ip[8..40].copy_from_slice(&new);
+    debug_assert!(
+        checksums_verify_v6(l3, proto) == valid_before,
         "incremental update went wrong"
     );
     Ok(())
@@ -603,12 +702,76 @@ pub(crate) mod tests {
 
 #[cfg(test)]
 mod v6_tests {
+    use proptest::prelude::*;
+
     use super::tests::{tcp_packet, udp_packet};
     use super::*;
     use crate::session::Addr;
 
     fn v6(s: &str, port: u16) -> Endpoint {
         Endpoint::at(Addr::from(s.parse::<std::net::IpAddr>().unwrap()), port)
+    }
+
+    fn endpoint6() -> impl Strategy<Value = Endpoint> {
+        (any::<[u8; 16]>(), any::<u16>()).prop_map(|(mut ip, port)| {
+            ip[0] = 0xfd; // never IPv4-mapped
+            Endpoint::at(Addr::v6(ip), port)
+        })
+    }
+
+    proptest! {
+        // The fast path's IPv6 rewrite (from a session's leg) writes the
+        // same bytes as the rewrite by endpoints, for TCP, UDP with and
+        // without checksum, right or wrong checksums, any payload.
+        #[test]
+        fn v6_leg_rewrite_equals_the_endpoint_one(
+            c in endpoint6(), v in endpoint6(), l in endpoint6(), r in endpoint6(),
+            udp_proto in any::<bool>(), no_sum in any::<bool>(), garble in any::<bool>(),
+            payload in proptest::collection::vec(any::<u8>(), 0..40),
+        ) {
+            let (proto, mut b) = if udp_proto {
+                (ipv4::PROTO_UDP, udp_packet(c, v, &payload, no_sum))
+            } else {
+                (ipv4::PROTO_TCP, tcp_packet(c, v, tcp::ACK, &payload))
+            };
+            if garble {
+                b[ipv6::HEADER_LEN + if udp_proto { 6 } else { 16 }] ^= 0x5a;
+            }
+            let mut by_leg = b.clone();
+            let leg = V6Leg {
+                src: l.ip.octets(),
+                src_port: l.port,
+                dst: r.ip.octets(),
+                dst_port: r.port,
+            };
+            prop_assert_eq!(rewrite_v6_leg(&mut by_leg, proto, &leg), Ok(()));
+            prop_assert_eq!(rewrite_v6_at(&mut b, proto, l, r), Ok(()));
+            prop_assert_eq!(by_leg, b);
+        }
+    }
+
+    #[test]
+    fn the_v6_leg_rewrite_refuses_what_it_cannot_hold() {
+        let (c, v) = (v6("fd77::10", 40000), v6("fd77::100", 80));
+        let leg = V6Leg {
+            src: v6("fd77::200", 5000).ip.octets(),
+            src_port: 5000,
+            dst: v6("fd77::11", 8080).ip.octets(),
+            dst_port: 8080,
+        };
+        let b = tcp_packet(c, v, tcp::ACK, b"");
+        let mut short = b[..ipv6::HEADER_LEN + 19].to_vec();
+        let before = short.clone();
+        assert_eq!(
+            rewrite_v6_leg(&mut short, ipv4::PROTO_TCP, &leg),
+            Err(WireError::Truncated)
+        );
+        assert_eq!(short, before, "unchanged");
+        let mut b = b.clone();
+        assert_eq!(
+            rewrite_v6_leg(&mut b, ipv4::PROTO_ICMP, &leg),
+            Err(WireError::Malformed)
+        );
     }
 
     #[test]
