@@ -120,12 +120,12 @@ pub fn delta_u32(old: u32, new: u32) -> u64 {
 #[inline(always)]
 #[must_use]
 pub fn delta_words<const N: usize>(old: &[u8; N], new: &[u8; N]) -> u64 {
+    let word = |b: &[u8; N], i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
     let mut acc = 0u64;
-    for (o, n) in old.chunks_exact(4).zip(new.chunks_exact(4)) {
-        acc += delta_u32(
-            u32::from_be_bytes([o[0], o[1], o[2], o[3]]),
-            u32::from_be_bytes([n[0], n[1], n[2], n[3]]),
-        );
+    let mut i = 0;
+    while i + 4 <= N {
+        acc += delta_u32(word(old, i), word(new, i));
+        i += 4;
     }
     acc
 }

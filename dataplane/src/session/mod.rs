@@ -888,12 +888,34 @@ impl SessionTable {
                 let (slot, dir) = Self::unpack(payload);
                 self.matches_v4(slot as usize, key, src, dst, dir)
             }),
+            // IPv6 (every packet of an IPv6 session): the addresses
+            // compared with the cold entry's.
+            (None, None) => self.index.find(h, |payload| {
+                let (slot, dir) = Self::unpack(payload);
+                self.matches_v6(slot as usize, key, dir)
+            }),
             _ => self.index.find(h, |payload| {
                 let (slot, dir) = Self::unpack(payload);
                 self.matches(slot as usize, key, dir)
             }),
         };
         found.map(Self::unpack)
+    }
+
+    /// [`Self::matches`] for a key of two IPv6 addresses.
+    #[inline(always)]
+    fn matches_v6(&self, i: usize, key: &FlowKey, dir: Direction) -> bool {
+        let (Some(h), Some(cold)) = (self.hot.get(i), self.cold6.get(i)) else {
+            return false;
+        };
+        let (a, b) = SessionHot::key_ends(dir);
+        let flags = LIVE | v6_flag(a) | v6_flag(b);
+        h.flags & flags == flags
+            && h.proto == key.proto
+            && h.ports[a] == key.src.port
+            && h.ports[b] == key.dst.port
+            && cold[a] == key.src.ip.0
+            && cold[b] == key.dst.ip.0
     }
 
     /// [`Self::matches`] for a key of two IPv4 addresses, `src` and `dst`.
