@@ -40,14 +40,14 @@ pub fn finish(mut acc: u32) -> u16 {
 #[inline]
 #[must_use]
 pub fn ipv4_header_ok(h: &[u8; 20]) -> bool {
-    let w = |i: usize| u64::from(u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
-    let mut acc = w(0) + w(4) + w(8) + w(12) + w(16);
-    acc = (acc & 0xffff_ffff) + (acc >> 32);
-    acc = (acc & 0xffff_ffff) + (acc >> 32);
-    acc = (acc & 0xffff) + (acc >> 16);
-    acc = (acc & 0xffff) + (acc >> 16);
-    acc = (acc & 0xffff) + (acc >> 16);
-    acc == 0xffff
+    // In native byte order (the sum of byte-swapped words is the swapped
+    // sum, and a swap keeps a multiple of 0xffff one), not folded: the
+    // folded sum is 0xffff exactly when the plain sum is a nonzero
+    // multiple of 0xffff (folding keeps the value modulo 0xffff, and
+    // only 0 folds to 0).
+    let w = |i: usize| u64::from(u32::from_ne_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
+    let acc = w(0) + w(4) + w(8) + w(12) + w(16);
+    acc != 0 && acc % 0xffff == 0
 }
 
 /// Full checksum of `data` (e.g. an IPv4 header with its checksum field zeroed).
