@@ -2,7 +2,9 @@
 //! in the two-key session table. A hit moves the session's TCP state and
 //! expiry on, counts the server's traffic and hands the packet to the
 //! session's forwarding method ([`crate::xmit`]); a miss goes to the owner
-//! check and the slow path ([`super::slow`]).
+//! check and the slow path ([`super::slow`]). A plain FULLNAT or NAT
+//! session (the common case: see `forward_plain`) is forwarded in one pass
+//! over its hot line; any other the long way (`forward_any`).
 
 use super::classify::is_new_syn;
 use super::synproxy;

@@ -8,9 +8,11 @@
 //! change: the IPv4 header checksum for the two addresses and the TTL, the
 //! TCP or UDP checksum for the two ports and, through the pseudo-header, the
 //! two addresses. Nothing is recomputed over the payload (debug builds check
-//! every rewrite against a full recompute). The pipeline calls the `_at`
-//! forms with the header offsets its classification found; the others check
-//! the headers first.
+//! every rewrite against a full recompute). The pipeline's fast path calls
+//! the `_leg` forms (the new addresses and ports as a session holds them,
+//! the headers taken as fixed-size arrays), the other methods the `_at`
+//! forms, both with the header offsets classification found; the others
+//! check the headers first.
 //!
 //! NAT is the same operation with the client kept as the source inbound
 //! (`client:cport → rs:rport`) and the client kept as the destination
