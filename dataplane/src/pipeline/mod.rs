@@ -72,6 +72,7 @@ mod flush;
 mod fragments;
 pub(crate) mod icmp_relay;
 pub mod ingress_check;
+mod own_addrs;
 pub mod owner;
 mod slow;
 pub mod sync;
@@ -270,6 +271,8 @@ pub(crate) enum Reshape {
 #[derive(Debug)]
 pub struct Pipeline {
     pub(crate) tables: Arc<Tables>,
+    /// What `tables` owns, as sets (see `own_addrs`).
+    own: own_addrs::OwnAddrs,
     pub(crate) sessions: SessionTable,
     pub(crate) pools: Vec<PortPool>,
     scheds: Vec<Scheduler>,
@@ -328,6 +331,7 @@ impl Pipeline {
     ) -> Self {
         let mut p = Self {
             sessions: SessionTable::new(capacity, seed),
+            own: own_addrs::OwnAddrs::default(),
             pools: Vec::new(),
             scheds: Vec::new(),
             sched_seed: seed ^ (u64::from(worker) << 48 | 0x5c4e_d000),
@@ -390,6 +394,7 @@ impl Pipeline {
 
     #[cold]
     fn adopt(&mut self, tables: &Tables) {
+        self.own = own_addrs::OwnAddrs::of(tables);
         let (lo, hi) = tables.lport_range;
         while self.pools.len() < tables.laddrs.len() {
             let mut pool = PortPool::new_slice(lo, hi, self.workers, self.worker);
