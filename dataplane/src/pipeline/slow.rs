@@ -98,8 +98,7 @@ impl Pipeline {
     /// frame that expired or found no room in the hold queue.
     pub fn abandon(&mut self, d: Decision) {
         if d.laddr != NO_LADDR {
-            if let Some(p) = self.pools.get_mut(usize::from(d.laddr)) {
-                let released = p.release(d.lport);
+            if let Some(released) = self.pools.release(usize::from(d.laddr), d.lport) {
                 debug_assert!(
                     released.is_ok(),
                     "decision held a port its pool did not lend"
@@ -162,7 +161,7 @@ impl Pipeline {
             for k in 0..n {
                 let pos = (self.laddr_cursor[svc_idx] + k) % n;
                 let li = svc.laddrs[pos];
-                if let Some(p) = self.pools[usize::from(li)].alloc() {
+                if let Some(p) = self.pools.alloc(usize::from(li)) {
                     self.laddr_cursor[svc_idx] = (pos + 1) % n;
                     (laddr, lport) = (li, p);
                     break;
