@@ -648,15 +648,18 @@ impl SessionTable {
     /// changes. [`InsertError::Duplicate`] if either key is already indexed.
     pub fn insert(&mut self, session: Session) -> Result<SlotId, InsertError> {
         let (ck, rk) = (session.client_key(), session.rs_key());
-        if self.find(&ck).is_some() || self.find(&rk).is_some() || ck == rk {
+        // Each key hashed once. The RS key is new to the index (its
+        // buckets cold): both of them are read at once.
+        let (hc, hr) = (ck.hash(self.seed), rk.hash(self.seed));
+        if self.find_both(&rk, hr).is_some() || self.find_hashed(&ck, hc).is_some() || ck == rk {
             return Err(InsertError::Duplicate);
         }
         let slot = *self.free.last().ok_or(InsertError::Full)?;
-        if !self.index_insert(ck.hash(self.seed), slot, Direction::Inbound) {
+        if !self.index_insert(hc, slot, Direction::Inbound) {
             return Err(InsertError::Full);
         }
-        if !self.index_insert(rk.hash(self.seed), slot, Direction::Outbound) {
-            self.index_remove(ck.hash(self.seed), slot, Direction::Inbound);
+        if !self.index_insert(hr, slot, Direction::Outbound) {
+            self.index_remove(hc, slot, Direction::Inbound);
             return Err(InsertError::Full);
         }
         self.free.pop();
@@ -671,11 +674,12 @@ impl SessionTable {
     /// As [`Self::insert`], for the RS key.
     pub fn insert_rs_only(&mut self, session: Session) -> Result<SlotId, InsertError> {
         let rk = session.rs_key();
-        if self.find(&rk).is_some() {
+        let hr = rk.hash(self.seed);
+        if self.find_both(&rk, hr).is_some() {
             return Err(InsertError::Duplicate);
         }
         let slot = *self.free.last().ok_or(InsertError::Full)?;
-        if !self.index_insert(rk.hash(self.seed), slot, Direction::Outbound) {
+        if !self.index_insert(hr, slot, Direction::Outbound) {
             return Err(InsertError::Full);
         }
         self.free.pop();
@@ -832,11 +836,6 @@ impl SessionTable {
     }
 
     #[inline]
-    fn find(&self, key: &FlowKey) -> Option<(u32, Direction)> {
-        self.find_hashed(key, key.hash(self.seed))
-    }
-
-    #[inline]
     fn find_hashed(&self, key: &FlowKey, h: u32) -> Option<(u32, Direction)> {
         for payload in self.index.probe(h) {
             let (slot, dir) = Self::unpack(payload);
@@ -845,6 +844,16 @@ impl SessionTable {
             }
         }
         None
+    }
+
+    /// [`Self::find_hashed`] reading both buckets at once
+    /// ([`index::HashIndex::probe_both`]): for a key expected absent.
+    #[inline]
+    fn find_both(&self, key: &FlowKey, h: u32) -> Option<(u32, Direction)> {
+        self.index
+            .probe_both(h)
+            .map(Self::unpack)
+            .find(|&(slot, dir)| self.matches(slot as usize, key, dir))
     }
 
     /// True if the session in slot `i` is live and its `dir` key is `key`.
