@@ -157,12 +157,22 @@ impl Pipeline {
         let (mut laddr, mut lport) = (NO_LADDR, 0);
         // NAT, DR and TUN borrow no local port: the client stands for itself.
         if rs.forward == Forward::FullNat {
+            // Round robin over the service's local addresses from the
+            // cursor: `(cursor + k) % n`, counted without a division per
+            // connection.
             let n = svc.laddrs.len();
-            for k in 0..n {
-                let pos = (self.laddr_cursor[svc_idx] + k) % n;
+            let mut pos = self.laddr_cursor[svc_idx];
+            if pos >= n && n > 0 {
+                pos %= n;
+            }
+            for _ in 0..n {
                 let li = svc.laddrs[pos];
+                pos += 1;
+                if pos == n {
+                    pos = 0;
+                }
                 if let Some(p) = self.pools.alloc(usize::from(li)) {
-                    self.laddr_cursor[svc_idx] = (pos + 1) % n;
+                    self.laddr_cursor[svc_idx] = pos;
                     (laddr, lport) = (li, p);
                     break;
                 }
