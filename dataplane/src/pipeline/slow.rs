@@ -270,23 +270,6 @@ impl Pipeline {
         let tables: &Tables = &self.tables;
         let svc = &tables.services[svc_idx];
         let rs = svc.servers[usize::from(d.server)];
-        let Some((rs_port, nh)) = tables.next_hop(rs.addr.ip) else {
-            self.abandon(d);
-            return Err(Verdict::Drop(DropReason::NotForUs));
-        };
-        let Some(rs_mac) = self.neigh.lookup(nh) else {
-            self.report(NeighEvent::Wanted {
-                ip: nh,
-                port: rs_port,
-            });
-            if held.is_none() {
-                self.note_held(key, nh, now);
-            }
-            return Err(Verdict::Hold {
-                next_hop: nh,
-                decision: d,
-            });
-        };
         let (li, laddr) = if d.laddr == NO_LADDR {
             (0, key.src)
         } else {
@@ -307,7 +290,8 @@ impl Pipeline {
         } else {
             tables.timeouts.tcp(state)
         };
-        let session = Session {
+        // The next hop's port and MAC are filled in below.
+        let mut session = Session {
             proto: key.proto,
             client: key.src,
             vip: key.dst,
@@ -321,8 +305,8 @@ impl Pipeline {
             expires: now.plus_secs(timeout),
             client_port: in_port,
             client_mac,
-            rs_port,
-            rs_mac,
+            rs_port: 0,
+            rs_mac: [0; 6],
             // FULLNAT only (NAT's servers see the client already); UDP
             // takes PROXY v2 alone (config refuses the others).
             client_addr: match (rs.forward, key.proto, svc.client_address) {
@@ -333,6 +317,30 @@ impl Pipeline {
                 _ => ClientAddress::None,
             },
         };
+        // The RS key is new to the index: its buckets are asked for now, so
+        // that their memory misses overlap the next hop's lookups.
+        self.sessions.prefetch_key(&session.rs_key());
+        let Some((rs_port, nh)) = tables.next_hop(rs.addr.ip) else {
+            self.abandon(d);
+            return Err(Verdict::Drop(DropReason::NotForUs));
+        };
+        let Some(rs_mac) = self.neigh.lookup(nh) else {
+            self.report(NeighEvent::Wanted {
+                ip: nh,
+                port: rs_port,
+            });
+            if held.is_none() {
+                self.note_held(key, nh, now);
+            }
+            return Err(Verdict::Hold {
+                next_hop: nh,
+                decision: d,
+            });
+        };
+        session.rs_port = rs_port;
+        session.rs_mac = rs_mac;
+        let tables: &Tables = &self.tables;
+        let svc = &tables.services[svc_idx];
         let one_packet = svc.ops && key.proto == ipv4::PROTO_UDP;
         let inserted = if one_packet {
             self.sessions.insert_rs_only(session)

@@ -517,6 +517,22 @@ impl SessionTable {
         hash_words(src, dst, sport, dport, proto, self.seed)
     }
 
+    /// Asks for the index buckets of `key` (both: a key about to be
+    /// inserted is checked absent first), so that their memory misses
+    /// overlap the work before the insert. A hint: nothing happens without
+    /// DPDK's build (no prefetch outside `dpdk/`).
+    #[inline]
+    pub fn prefetch_key(&self, key: &FlowKey) {
+        #[cfg(feature = "dpdk")]
+        {
+            let h = key.hash(self.seed);
+            crate::dpdk::prefetch(self.index.home(h));
+            crate::dpdk::prefetch(self.index.away(h));
+        }
+        #[cfg(not(feature = "dpdk"))]
+        let _ = key;
+    }
+
     /// The index bucket (a cache line) a lookup of hash `h` reads first:
     /// what to prefetch for a packet of a burst before the burst is
     /// processed.
