@@ -13,13 +13,14 @@
 //! frame, written by `fuzz/seeds/gen.py`).
 #![no_main]
 
+mod harness;
+
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 use rvs_dataplane::addr::Addr;
 use rvs_dataplane::marks;
 use rvs_dataplane::neigh::{NeighEntry, NeighMap};
-use rvs_dataplane::packet::PacketBuf;
 use rvs_dataplane::pipeline::{Pipeline, Verdict};
 use rvs_dataplane::route::{NextHop, Route, RouteTable, Routes};
 use rvs_dataplane::sched::SchedKind;
@@ -37,11 +38,6 @@ const TCP: u8 = 6;
 const UDP: u8 = 17;
 const SESSIONS: u32 = 64;
 const SEED: u64 = 42;
-/// Free bytes in front of every input frame (DPDK's default mbuf headroom
-/// is 128).
-const HEADROOM: usize = 128;
-/// Room behind the frame: an mbuf's data room is far larger than a frame.
-const TAILROOM: usize = 64;
 
 /// `10.77.0.<last>`.
 const fn v4(last: u8) -> Addr {
@@ -249,57 +245,24 @@ fn primed() -> Pipeline {
     let mut p = Pipeline::new(tables(), neighbours(), SESSIONS, SEED, 0, 1);
     for pcap in PRIMERS {
         for (ms, frame) in inputs(pcap) {
-            run(&mut p, frame, Millis(ms), false);
+            harness::run(&mut p, frame, Millis(ms), false);
         }
     }
     p
 }
 
-/// One frame through `p` in a buffer with room around it, described
-/// first if `describe`; the verdict and the frame as it would leave.
-fn run(p: &mut Pipeline, frame: &[u8], now: Millis, describe: bool) -> (Verdict, Vec<u8>) {
-    let mut buf = vec![0xa5; HEADROOM + frame.len() + TAILROOM];
-    buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
-    let mut pkt = PacketBuf::new(&mut buf, HEADROOM, frame.len());
-    let desc = if describe {
-        p.describe(pkt.frame())
-    } else {
-        None
-    };
-    let verdict = p.process_desc(&mut pkt, 0, desc.as_ref(), now);
-    if let Verdict::Hold { decision, .. } = verdict {
-        p.abandon(decision);
-    }
-    (verdict, pkt.frame().to_vec())
-}
-
-/// Every port lent from a local address's pool is held by a FULLNAT
-/// session of that address.
-fn ports_accounted(p: &Pipeline) {
-    for (i, pool) in p.pools().iter().enumerate() {
-        let held = p
-            .sessions()
-            .iter()
-            .filter(|s| s.forward == Forward::FullNat && usize::from(s.laddr_index) == i)
-            .count();
-        assert_eq!(pool.size() - pool.available(), held, "local address {i}");
-    }
-    assert!(p.sessions().len() <= SESSIONS as usize);
-}
-
 fuzz_target!(|data: &[u8]| {
     let (mut a, mut b) = (primed(), primed());
     let now = Millis(10_000);
-    let (va, fa) = run(&mut a, data, now, true);
-    let (vb, fb) = run(&mut b, data, now, false);
+    let (va, fa) = harness::run(&mut a, data, now, true);
+    let (vb, fb) = harness::run(&mut b, data, now, false);
     assert_eq!(va, vb);
     if matches!(va, Verdict::Forward { .. }) {
         assert_eq!(fa, fb);
-        assert!(fa.len() <= HEADROOM + data.len() + TAILROOM);
     }
-    ports_accounted(&a);
+    harness::ports_accounted(&a, SESSIONS as usize);
     // And once more much later, after housekeeping has swept.
     a.housekeeping(Millis(4_000_000), SESSIONS as usize);
-    run(&mut a, data, Millis(4_000_001), true);
-    ports_accounted(&a);
+    harness::run(&mut a, data, Millis(4_000_001), true);
+    harness::ports_accounted(&a, SESSIONS as usize);
 });

@@ -15,12 +15,13 @@
 //! under `cfg(fuzzing)`.
 #![no_main]
 
+mod harness;
+
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 use rvs_dataplane::addr::Addr;
 use rvs_dataplane::neigh::{NeighEntry, NeighMap};
-use rvs_dataplane::packet::PacketBuf;
 use rvs_dataplane::pipeline::{Pipeline, Verdict};
 use rvs_dataplane::sched::SchedKind;
 use rvs_dataplane::session::{Endpoint, Timeouts};
@@ -34,8 +35,6 @@ const CLIENT_MAC: MacAddr = [0x02, 0, 0, 0, 0, 0x0a];
 const RS_MAC: MacAddr = [0x02, 0, 0, 0, 0, 0x11];
 const TCP: u8 = 6;
 const SESSIONS: u32 = 64;
-const HEADROOM: usize = 128;
-const TAILROOM: usize = 64;
 const T0: u64 = 1_000_000;
 const ISN_C: u32 = 0xfff0_0000;
 const ISN_S: u32 = 0x7000_0000;
@@ -151,18 +150,9 @@ fn frame(
     f
 }
 
-/// One frame through `p`; the verdict and the frame as it would leave.
+/// One frame through `p` at `now` ms, described by the pipeline itself.
 fn run(p: &mut Pipeline, frame: &[u8], now: u64) -> (Verdict, Vec<u8>) {
-    let mut buf = vec![0xa5; HEADROOM + frame.len() + TAILROOM];
-    buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
-    let mut pkt = PacketBuf::new(&mut buf, HEADROOM, frame.len());
-    let verdict = p.process_desc(&mut pkt, 0, None, Millis(now));
-    if let Verdict::Hold { decision, .. } = verdict {
-        p.abandon(decision);
-    }
-    let out = pkt.frame().to_vec();
-    assert!(out.len() <= HEADROOM + frame.len() + TAILROOM);
-    (verdict, out)
+    harness::run(p, frame, Millis(now), false)
 }
 
 /// A TCP field of a frame the pipeline wrote (IPv4, 20-byte header).
@@ -266,17 +256,6 @@ fn open(p: &mut Pipeline, svc: usize, cport: u16, answered: bool) -> Conn {
     }
 }
 
-fn ports_accounted(p: &Pipeline) {
-    for (i, pool) in p.pools().iter().enumerate() {
-        let held = p
-            .sessions()
-            .iter()
-            .filter(|s| s.forward == Forward::FullNat && usize::from(s.laddr_index) == i)
-            .count();
-        assert_eq!(pool.size() - pool.available(), held, "local address {i}");
-    }
-}
-
 fuzz_target!(|data: &[u8]| {
     let mut p = Pipeline::new(
         tables(),
@@ -295,7 +274,7 @@ fuzz_target!(|data: &[u8]| {
         .enumerate()
         .map(|(i, (svc, answered))| open(&mut p, svc, 40_000 + i as u16, answered))
         .collect();
-    ports_accounted(&p);
+    harness::ports_accounted(&p, SESSIONS as usize);
     // Each segment: connection and direction, flags, sequence and
     // acknowledgement offsets, options (length, bytes), payload (length,
     // bytes).
@@ -336,9 +315,9 @@ fuzz_target!(|data: &[u8]| {
             )
         };
         run(&mut p, &f, now);
-        ports_accounted(&p);
+        harness::ports_accounted(&p, SESSIONS as usize);
         now += 300;
     }
     p.housekeeping(Millis(now + 4_000_000), SESSIONS as usize);
-    ports_accounted(&p);
+    harness::ports_accounted(&p, SESSIONS as usize);
 });
