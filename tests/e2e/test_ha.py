@@ -37,6 +37,7 @@ PROXY_PORT = 8002  # FULLNAT on VIP_FULLNAT, client_address = "proxy-v2"
 VIP6 = "fd77::100"  # FULLNAT, port 80, local address fd77::200 (keepalived moves it too)
 SYNPROXY_PORT = 8003  # FULLNAT on VIP_FULLNAT, syn_proxy = true, to the servers' HTTP (80)
 PROXIED_PROXY_PORT = 8004  # both: syn_proxy = true and "proxy-v2", to the PROXY servers (8002)
+PROXIED_TOA_PORT = 8005  # syn_proxy = true and "toa", to the servers' HTTP (80)
 
 # A TCP and a UDP echo server on every real server (port 9000, all
 # addresses: the DR VIP on lo too); UDP answers "NAME PAYLOAD".
@@ -433,25 +434,46 @@ def synproxy_opened(lb: str) -> float:
     return total
 
 
-def test_syn_proxied_download_survives_kill_9_with_its_offsets(ha):
+def inserted(lb: str) -> float:
+    """TOA options and PROXY headers LB's workers inserted toward servers."""
+    total = 0.0
+    for m in re.finditer(r'^rvs_worker_events_total\{[^}]*event="client_addr_inserted"[^}]*\} (\S+)$',
+                         metrics(lb), re.M):
+        total += float(m.group(1))
+    return total
+
+
+@pytest.mark.parametrize("port", [SYNPROXY_PORT, PROXIED_TOA_PORT], ids=["syn-proxy", "syn-proxy+toa"])
+def test_syn_proxied_download_survives_kill_9_with_its_offsets(ha, port):
     """A download through the SYN-proxied service: the client's numbers,
     timestamps and windows are the proxy's, not the server's. After the
     failover the backup applies the same offsets (they travel in sync, rvs's
     SYN-proxy option), so the client's TCP (PAWS, sequence checks) takes
-    the server's segments and the download finishes intact, without a reset."""
+    the server's segments and the download finishes intact, without a reset.
+    Through the service that tells its servers the client by TOA, the master
+    put the option in (in the segments that acknowledge only the server's
+    SYN), and the backup, which learnt where the server's stream stands by
+    sync, never puts it in again."""
     lb = active()
     backup = other(lb)
     want = in_ns("rs1", ["sha256sum", str(RUN / "rs1" / "big.bin")], check=True).stdout.split()[0]
     resets = rst_count()
     opened = synproxy_opened(lb)
-    dl = download_bg(VIP_FULLNAT, SYNPROXY_PORT)
+    toa = (inserted(lb), inserted(backup))
+    dl = download_bg(VIP_FULLNAT, port)
     wait_synced(backup, "the SYN-proxied connection", lambda:
-                len(connections(backup, VIP_FULLNAT, SYNPROXY_PORT)) >= 1)
+                len(connections(backup, VIP_FULLNAT, port)) >= 1)
     assert synproxy_opened(lb) == opened + 1, "the proxy opened the connection"
+    if port == PROXIED_TOA_PORT:
+        # In the ACK that completes the server's handshake, and in the
+        # request if that came after it (both acknowledge only its SYN).
+        wait_until("the master to count the TOA option it put in",
+                   lambda: inserted(lb) > toa[0] or None, timeout=3)
     kill9(lb)
     wait_until(f"{backup} takes over {VIP_FULLNAT}", lambda: holds(backup, VIP_FULLNAT), timeout=15)
     assert finish(dl, timeout=60).split()[0] == want, "the download's bytes changed"
     assert rst_count() == resets, "a TCP connection was reset"
+    assert inserted(backup) == toa[1], "the backup put a TOA option in again"
     restart(lb)
 
 
