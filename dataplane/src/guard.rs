@@ -163,19 +163,29 @@ impl FloodGuard {
         capacity: usize,
         pools: impl Iterator<Item = (usize, usize)>,
     ) {
+        let pct = self.cfg.port_high_water;
+        self.judge_by(now, sessions, capacity, move || {
+            pools.into_iter().any(|(lent, size)| over(lent, size, pct))
+        });
+    }
+
+    /// [`Self::judge`], told by `pools_high` (asked only when the other
+    /// triggers do not hold) whether any pool is lent at or above
+    /// [`GuardConfig::port_high_water`] ([`over`]).
+    pub fn judge_by(
+        &mut self,
+        now: Millis,
+        sessions: usize,
+        capacity: usize,
+        pools_high: impl FnOnce() -> bool,
+    ) {
         if !self.cfg.enabled {
             self.active = false;
             return;
         }
         self.roll(now);
-        let over = |used: usize, size: usize, pct: u8| {
-            size > 0 && used.saturating_mul(100) >= size.saturating_mul(usize::from(pct))
-        };
-        let on = self.rate_high
-            || over(sessions, capacity, self.cfg.session_high_water)
-            || pools
-                .into_iter()
-                .any(|(lent, size)| over(lent, size, self.cfg.port_high_water));
+        let on =
+            self.rate_high || over(sessions, capacity, self.cfg.session_high_water) || pools_high();
         if on && !self.active {
             self.counters.on += 1;
         }
@@ -239,6 +249,14 @@ impl FloodGuard {
         self.evict_cursor = next;
         found
     }
+}
+
+/// True if `used` of `size` is at least `pct` percent (never for size 0):
+/// a trigger's test.
+#[inline]
+#[must_use]
+pub fn over(used: usize, size: usize, pct: u8) -> bool {
+    size > 0 && used.saturating_mul(100) >= size.saturating_mul(usize::from(pct))
 }
 
 /// True for the states of a connection whose handshake has not completed

@@ -190,6 +190,106 @@ impl PortPool {
     }
 }
 
+/// A worker's pools, one per local address, with the number of them lent
+/// at or above a fill mark (the flood guard's `port_high_water`, see
+/// [`crate::guard`]) kept as ports are lent and given back: the guard,
+/// judged at every new connection, reads one count instead of walking
+/// every pool. Read access is the pools' slice; changes go through here.
+#[derive(Debug)]
+pub struct PortPools {
+    pools: Vec<PortPool>,
+    /// The fill mark, percent.
+    pct: u8,
+    /// Pools at or above it.
+    high: usize,
+}
+
+impl PortPools {
+    /// No pools yet; a pool counts as high from `pct` percent lent.
+    #[must_use]
+    pub fn new(pct: u8) -> Self {
+        Self {
+            pools: Vec::new(),
+            pct,
+            high: 0,
+        }
+    }
+
+    #[inline]
+    fn is_high(pct: u8, p: &PortPool) -> bool {
+        crate::guard::over(p.used, p.size, pct)
+    }
+
+    /// Sets the fill mark and counts again.
+    pub fn set_mark(&mut self, pct: u8) {
+        self.pct = pct;
+        self.high = self.pools.iter().filter(|p| Self::is_high(pct, p)).count();
+    }
+
+    /// True if any pool is lent at or above the mark.
+    #[inline]
+    #[must_use]
+    pub fn any_high(&self) -> bool {
+        self.high > 0
+    }
+
+    /// Adds a pool (the next local address's).
+    pub fn push(&mut self, pool: PortPool) {
+        self.high += usize::from(Self::is_high(self.pct, &pool));
+        self.pools.push(pool);
+    }
+
+    /// [`PortPool::rotate`] of pool `i`, if it exists.
+    pub fn rotate(&mut self, i: usize, n: u64) {
+        if let Some(p) = self.pools.get_mut(i) {
+            p.rotate(n);
+        }
+    }
+
+    /// Runs `f` on pool `i` (`None` if there is none), keeping the count.
+    #[inline]
+    fn with<R>(&mut self, i: usize, f: impl FnOnce(&mut PortPool) -> R) -> Option<R> {
+        let pct = self.pct;
+        let p = self.pools.get_mut(i)?;
+        let before = Self::is_high(pct, p);
+        let r = f(p);
+        let after = Self::is_high(pct, p);
+        if before != after {
+            if after {
+                self.high += 1;
+            } else {
+                self.high -= 1;
+            }
+        }
+        Some(r)
+    }
+
+    /// [`PortPool::alloc`] of pool `i` (`None` also if there is none).
+    #[inline]
+    pub fn alloc(&mut self, i: usize) -> Option<u16> {
+        self.with(i, PortPool::alloc).flatten()
+    }
+
+    /// [`PortPool::release`] of pool `i`; `None` if there is none.
+    #[inline]
+    pub fn release(&mut self, i: usize, port: u16) -> Option<Result<(), ReleaseError>> {
+        self.with(i, |p| p.release(port))
+    }
+
+    /// [`PortPool::claim`] of pool `i`; `None` if there is none.
+    pub fn claim(&mut self, i: usize, port: u16) -> Option<Result<(), ClaimError>> {
+        self.with(i, |p| p.claim(port))
+    }
+}
+
+impl std::ops::Deref for PortPools {
+    type Target = [PortPool];
+
+    fn deref(&self) -> &[PortPool] {
+        &self.pools
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
@@ -328,6 +428,33 @@ mod tests {
                     prop_assert!(p.release(port).is_ok());
                 }
                 prop_assert_eq!(p.available() + held.len(), p.size());
+            }
+        }
+
+        /// The count of pools at or above the mark stays what walking
+        /// them says, whatever is lent, given back, claimed, and wherever
+        /// the mark moves.
+        #[test]
+        fn pools_count_their_high_ones(
+            ops in proptest::collection::vec((0u8..5, 0usize..4, 1000u16..1012, 0u8..=100), 1..300),
+            pct in 0u8..=100,
+        ) {
+            let mut pools = PortPools::new(pct);
+            for k in 0..3u16 {
+                // Sizes 4, 8 and 12: ports 1000..1004+4k.
+                pools.push(PortPool::new(1000, 1003 + 4 * k));
+            }
+            for (op, i, port, mark) in ops {
+                match op {
+                    0 | 1 => { pools.alloc(i); }
+                    2 => { pools.release(i, port); }
+                    3 => { pools.claim(i, port); }
+                    _ => pools.set_mark(mark),
+                }
+                let walked = pools
+                    .iter()
+                    .any(|p| crate::guard::over(p.size() - p.available(), p.size(), pools.pct));
+                prop_assert_eq!(pools.any_high(), walked);
             }
         }
     }

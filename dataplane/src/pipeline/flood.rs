@@ -11,6 +11,7 @@ impl Pipeline {
     /// Sets the flood guard's settings (control, before traffic).
     pub fn set_flood_guard(&mut self, cfg: GuardConfig) {
         self.guard = FloodGuard::new(cfg, self.sessions.capacity());
+        self.pools.set_mark(cfg.port_high_water);
     }
 
     /// This worker's flood guard (state and counters).
@@ -21,12 +22,12 @@ impl Pipeline {
 
     /// Judges the guard's triggers as of `now`.
     pub(super) fn judge_guard(&mut self, now: Millis) {
-        let pools = self
-            .pools
-            .iter()
-            .map(|p| (p.size() - p.available(), p.size()));
+        // The pools count their own high-water crossings (`PortPools`).
+        let pools = &self.pools;
         self.guard
-            .judge(now, self.sessions.len(), self.sessions.capacity(), pools);
+            .judge_by(now, self.sessions.len(), self.sessions.capacity(), || {
+                pools.any_high()
+            });
     }
 
     /// A full table: evicts a half-open session, if the guard finds one.

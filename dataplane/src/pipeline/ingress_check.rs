@@ -182,20 +182,15 @@ impl Pipeline {
     /// forged, or a loop).
     #[cold]
     pub(super) fn source_refusal(&self, src: Addr) -> Option<DropReason> {
-        let martian =
-            match src.to_v4() {
-                Some(v4) => {
-                    martian_v4(v4)
-                        || self.tables.interfaces.iter().any(|i| {
-                            i.prefix_len < 31 && subnet_broadcast(i.addr, i.prefix_len) == v4
-                        })
-                }
-                None => martian_v6(src.octets()),
-            };
+        // The snapshot's lists, as sets (see `own_addrs`).
+        let martian = match src.to_v4() {
+            Some(v4) => martian_v4(v4) || self.own.is_broadcast(v4),
+            None => martian_v6(src.octets()),
+        };
         if martian {
             return Some(DropReason::MartianSource);
         }
-        if self.tables.owns(src) {
+        if self.own.owns(&src) {
             return Some(DropReason::OwnSource);
         }
         None
@@ -227,7 +222,7 @@ impl Pipeline {
 }
 
 /// The broadcast address of `addr/len`.
-fn subnet_broadcast(addr: [u8; 4], len: u8) -> [u8; 4] {
+pub(super) fn subnet_broadcast(addr: [u8; 4], len: u8) -> [u8; 4] {
     let host = u32::MAX.checked_shr(u32::from(len)).unwrap_or(0);
     (u32::from_be_bytes(addr) | host).to_be_bytes()
 }

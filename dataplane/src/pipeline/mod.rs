@@ -72,6 +72,7 @@ mod flush;
 mod fragments;
 pub(crate) mod icmp_relay;
 pub mod ingress_check;
+mod own_addrs;
 pub mod owner;
 mod slow;
 pub mod sync;
@@ -89,7 +90,7 @@ pub use slow::Decision;
 use crate::addr::Addr;
 use crate::frag::{FragCounters, FragTable};
 use crate::guard::FloodGuard;
-use crate::laddr::PortPool;
+use crate::laddr::{PortPool, PortPools};
 use crate::limits::WorkerLimits;
 use crate::neigh::{NeighEvent, NeighMap};
 use crate::packet::PacketBuf;
@@ -270,8 +271,10 @@ pub(crate) enum Reshape {
 #[derive(Debug)]
 pub struct Pipeline {
     pub(crate) tables: Arc<Tables>,
+    /// What `tables` owns, as sets (see `own_addrs`).
+    own: own_addrs::OwnAddrs,
     pub(crate) sessions: SessionTable,
-    pub(crate) pools: Vec<PortPool>,
+    pub(crate) pools: PortPools,
     scheds: Vec<Scheduler>,
     sched_seed: u64,
     /// Where new local-address pools start lending (see
@@ -328,7 +331,8 @@ impl Pipeline {
     ) -> Self {
         let mut p = Self {
             sessions: SessionTable::new(capacity, seed),
-            pools: Vec::new(),
+            own: own_addrs::OwnAddrs::default(),
+            pools: PortPools::new(crate::guard::GuardConfig::default().port_high_water),
             scheds: Vec::new(),
             sched_seed: seed ^ (u64::from(worker) << 48 | 0x5c4e_d000),
             port_start: None,
@@ -378,8 +382,8 @@ impl Pipeline {
     pub fn randomize_port_start(&mut self, seed: u64) {
         let start = seed | 1;
         self.port_start = Some(start);
-        for (i, p) in self.pools.iter_mut().enumerate() {
-            p.rotate(start.rotate_left(i as u32 * 7));
+        for i in 0..self.pools.len() {
+            self.pools.rotate(i, start.rotate_left(i as u32 * 7));
         }
     }
 
@@ -390,6 +394,7 @@ impl Pipeline {
 
     #[cold]
     fn adopt(&mut self, tables: &Tables) {
+        self.own = own_addrs::OwnAddrs::of(tables);
         let (lo, hi) = tables.lport_range;
         while self.pools.len() < tables.laddrs.len() {
             let mut pool = PortPool::new_slice(lo, hi, self.workers, self.worker);
@@ -824,7 +829,7 @@ pub fn template_capacity(session_capacity: u32) -> u32 {
 
 /// What a session holds while it lives, to give back when it ends.
 struct Held<'a> {
-    pools: &'a mut [PortPool],
+    pools: &'a mut PortPools,
     conns: &'a mut [ConnCount],
     limits: &'a mut [RsLimit],
     templates: &'a mut TemplateTable,
@@ -835,8 +840,7 @@ struct Held<'a> {
 impl Held<'_> {
     fn release(&mut self, slot: SlotId, s: &Session) {
         if s.forward == Forward::FullNat {
-            if let Some(p) = self.pools.get_mut(usize::from(s.laddr_index)) {
-                let released = p.release(s.laddr.port);
+            if let Some(released) = self.pools.release(usize::from(s.laddr_index), s.laddr.port) {
                 debug_assert!(
                     released.is_ok(),
                     "session held a port its pool did not lend"

@@ -98,8 +98,7 @@ impl Pipeline {
     /// frame that expired or found no room in the hold queue.
     pub fn abandon(&mut self, d: Decision) {
         if d.laddr != NO_LADDR {
-            if let Some(p) = self.pools.get_mut(usize::from(d.laddr)) {
-                let released = p.release(d.lport);
+            if let Some(released) = self.pools.release(usize::from(d.laddr), d.lport) {
                 debug_assert!(
                     released.is_ok(),
                     "decision held a port its pool did not lend"
@@ -158,12 +157,22 @@ impl Pipeline {
         let (mut laddr, mut lport) = (NO_LADDR, 0);
         // NAT, DR and TUN borrow no local port: the client stands for itself.
         if rs.forward == Forward::FullNat {
+            // Round robin over the service's local addresses from the
+            // cursor: `(cursor + k) % n`, counted without a division per
+            // connection.
             let n = svc.laddrs.len();
-            for k in 0..n {
-                let pos = (self.laddr_cursor[svc_idx] + k) % n;
+            let mut pos = self.laddr_cursor[svc_idx];
+            if pos >= n && n > 0 {
+                pos %= n;
+            }
+            for _ in 0..n {
                 let li = svc.laddrs[pos];
-                if let Some(p) = self.pools[usize::from(li)].alloc() {
-                    self.laddr_cursor[svc_idx] = (pos + 1) % n;
+                pos += 1;
+                if pos == n {
+                    pos = 0;
+                }
+                if let Some(p) = self.pools.alloc(usize::from(li)) {
+                    self.laddr_cursor[svc_idx] = pos;
                     (laddr, lport) = (li, p);
                     break;
                 }
@@ -261,23 +270,6 @@ impl Pipeline {
         let tables: &Tables = &self.tables;
         let svc = &tables.services[svc_idx];
         let rs = svc.servers[usize::from(d.server)];
-        let Some((rs_port, nh)) = tables.next_hop(rs.addr.ip) else {
-            self.abandon(d);
-            return Err(Verdict::Drop(DropReason::NotForUs));
-        };
-        let Some(rs_mac) = self.neigh.lookup(nh) else {
-            self.report(NeighEvent::Wanted {
-                ip: nh,
-                port: rs_port,
-            });
-            if held.is_none() {
-                self.note_held(key, nh, now);
-            }
-            return Err(Verdict::Hold {
-                next_hop: nh,
-                decision: d,
-            });
-        };
         let (li, laddr) = if d.laddr == NO_LADDR {
             (0, key.src)
         } else {
@@ -298,7 +290,8 @@ impl Pipeline {
         } else {
             tables.timeouts.tcp(state)
         };
-        let session = Session {
+        // The next hop's port and MAC are filled in below.
+        let mut session = Session {
             proto: key.proto,
             client: key.src,
             vip: key.dst,
@@ -312,8 +305,8 @@ impl Pipeline {
             expires: now.plus_secs(timeout),
             client_port: in_port,
             client_mac,
-            rs_port,
-            rs_mac,
+            rs_port: 0,
+            rs_mac: [0; 6],
             // FULLNAT only (NAT's servers see the client already); UDP
             // takes PROXY v2 alone (config refuses the others).
             client_addr: match (rs.forward, key.proto, svc.client_address) {
@@ -324,6 +317,30 @@ impl Pipeline {
                 _ => ClientAddress::None,
             },
         };
+        // The RS key is new to the index: its buckets are asked for now, so
+        // that their memory misses overlap the next hop's lookups.
+        self.sessions.prefetch_key(&session.rs_key());
+        let Some((rs_port, nh)) = tables.next_hop(rs.addr.ip) else {
+            self.abandon(d);
+            return Err(Verdict::Drop(DropReason::NotForUs));
+        };
+        let Some(rs_mac) = self.neigh.lookup(nh) else {
+            self.report(NeighEvent::Wanted {
+                ip: nh,
+                port: rs_port,
+            });
+            if held.is_none() {
+                self.note_held(key, nh, now);
+            }
+            return Err(Verdict::Hold {
+                next_hop: nh,
+                decision: d,
+            });
+        };
+        session.rs_port = rs_port;
+        session.rs_mac = rs_mac;
+        let tables: &Tables = &self.tables;
+        let svc = &tables.services[svc_idx];
         let one_packet = svc.ops && key.proto == ipv4::PROTO_UDP;
         let inserted = if one_packet {
             self.sessions.insert_rs_only(session)

@@ -512,7 +512,7 @@ impl Pipeline {
             if crate::laddr::owner_of(l.port, self.workers) != usize::from(self.worker) {
                 return InstallOutcome::OwnerMismatch;
             }
-            let mut claim = self.pools.get_mut(li).map(|p| p.claim(l.port));
+            let mut claim = self.pools.claim(li, l.port);
             // A peer's local address is the peer's to lend: it lends a
             // port again only once its connection there has ended, so a
             // session here holding it is a stale copy (its closing entry
@@ -521,7 +521,7 @@ impl Pipeline {
                 && svc.peer_laddrs.contains(&(li as u16))
                 && self.expire_holder(&tables, l, now)
             {
-                claim = self.pools.get_mut(li).map(|p| p.claim(l.port));
+                claim = self.pools.claim(li, l.port);
             }
             match claim {
                 Some(Ok(())) => {}
@@ -570,9 +570,7 @@ impl Pipeline {
             Ok(slot) => slot,
             Err(_) => {
                 if rs.forward == Forward::FullNat {
-                    if let Some(p) = self.pools.get_mut(usize::from(laddr_index)) {
-                        let _ = p.release(laddr.port);
-                    }
+                    let _ = self.pools.release(usize::from(laddr_index), laddr.port);
                 }
                 return InstallOutcome::TableFull;
             }

@@ -16,12 +16,22 @@ impl RoundRobin {
     #[inline]
     pub fn pick<B: Backends>(&mut self, b: &B) -> Option<usize> {
         let n = b.len();
-        for k in 0..n {
-            let i = (self.next + k) % n;
+        if n == 0 {
+            return None;
+        }
+        // `(next + k) % n` for k in 0..n, counted without a division per
+        // connection (`next` is below `n` but after a change of servers).
+        let mut i = if self.next < n {
+            self.next
+        } else {
+            self.next % n
+        };
+        for _ in 0..n {
             if b.available(i) {
-                self.next = (i + 1) % n;
+                self.next = if i + 1 == n { 0 } else { i + 1 };
                 return Some(i);
             }
+            i = if i + 1 == n { 0 } else { i + 1 };
         }
         None
     }
@@ -58,5 +68,41 @@ mod tests {
         let mut r = RoundRobin::default();
         assert_eq!(r.pick(&Servers::weights(&[0, 0])), None);
         assert_eq!(r.pick(&Servers::weights(&[])), None);
+    }
+
+    /// The rotation as first written: `(next + k) % n`, a division each.
+    fn pick_by_modulo(next: &mut usize, s: &Servers) -> Option<usize> {
+        let n = s.len();
+        for k in 0..n {
+            let i = (*next + k) % n;
+            if s.available(i) {
+                *next = (i + 1) % n;
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    proptest::proptest! {
+        /// Picks as the division did, from any start (even one past the
+        /// servers, as after a change of them), whichever are available.
+        #[test]
+        fn picks_as_the_modulo_did(
+            weights in proptest::collection::vec(0u32..3, 0..7),
+            start in 0usize..12,
+            over in proptest::collection::vec(proptest::bool::ANY, 7),
+            rounds in 1usize..20,
+        ) {
+            let mut s = Servers::weights(&weights);
+            for (i, o) in over.iter().enumerate().take(weights.len()) {
+                s.over[i] = *o;
+            }
+            let mut r = RoundRobin { next: start };
+            let mut model = start;
+            for _ in 0..rounds {
+                proptest::prop_assert_eq!(r.pick(&s), pick_by_modulo(&mut model, &s));
+                proptest::prop_assert_eq!(r.next, model);
+            }
+        }
     }
 }
