@@ -6,6 +6,9 @@
 //! 128 interfaces as well (rvs-bench's pause method's configuration, whose
 //! lists the new-flow checks once walked). Figures go to BENCHMARKS.md.
 
+mod common;
+
+use common::tcp_frame;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,36 +20,13 @@ use rvs_dataplane::sched::SchedKind;
 use rvs_dataplane::session::{Endpoint, Timeouts};
 use rvs_dataplane::tables::{Interface, RealServer, Service, Tables};
 use rvs_dataplane::time::Millis;
-use rvs_dataplane::wire::{ipv4, tcp};
+use rvs_dataplane::wire::tcp;
 
 /// Session slots of the table.
 const CAPACITY: u32 = 1 << 16;
 /// SYNs per timed chunk (a quarter of the table: the flood guard's table
 /// trigger stays off).
 const CHUNK: u32 = 1 << 14;
-
-fn syn(src: Endpoint, dst: Endpoint) -> Vec<u8> {
-    let mut f = vec![0u8; 14 + 40];
-    f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
-    f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 9]);
-    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    ipv4::emit_header(
-        &mut f[14..],
-        ipv4::PROTO_TCP,
-        src.ip.v4_bits(),
-        dst.ip.v4_bits(),
-        20,
-    );
-    let t = &mut f[34..];
-    t[0..2].copy_from_slice(&src.port.to_be_bytes());
-    t[2..4].copy_from_slice(&dst.port.to_be_bytes());
-    t[12] = 5 << 4;
-    t[13] = tcp::SYN.bits();
-    tcp::Packet::new_checked(&mut f[34..])
-        .unwrap()
-        .fill_checksum_v4(src.ip.v4_bits(), dst.ip.v4_bits());
-    f
-}
 
 fn pipeline(laddrs: u16, interfaces: u16) -> Pipeline {
     let vip = Endpoint::new([10, 77, 0, 100], 80);
@@ -141,9 +121,11 @@ fn bench_new_connection(c: &mut Criterion) {
     let frames: Vec<Vec<u8>> = (0..CHUNK)
         .map(|k| {
             let b = k.to_be_bytes();
-            syn(
+            tcp_frame(
+                [2, 0, 0, 0, 0, 9],
                 Endpoint::new([10, 1, b[2], b[3]], 10000 + (k % 5000) as u16),
                 vip,
+                tcp::SYN,
             )
         })
         .collect();

@@ -3,6 +3,9 @@
 //! count and decision on every packet, a ring push on the 3rd and every
 //! 50th), and one push into the lock-free ring. Figures go to BENCHMARKS.md.
 
+mod common;
+
+use common::tcp_frame;
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -15,30 +18,7 @@ use rvs_dataplane::sync_feed::{RecordKind, SyncRecord, SyncRing};
 use rvs_dataplane::sync_policy::SyncPolicy;
 use rvs_dataplane::tables::{Forward, Interface, RealServer, Service, Tables};
 use rvs_dataplane::time::Millis;
-use rvs_dataplane::wire::{ipv4, tcp};
-
-fn tcp_frame(src: Endpoint, dst: Endpoint, flags: tcp::TcpFlags) -> Vec<u8> {
-    let mut f = vec![0u8; 14 + 40];
-    f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
-    f[6..12].copy_from_slice(&[2; 6]);
-    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    ipv4::emit_header(
-        &mut f[14..],
-        ipv4::PROTO_TCP,
-        src.ip.v4_bits(),
-        dst.ip.v4_bits(),
-        20,
-    );
-    let t = &mut f[34..];
-    t[0..2].copy_from_slice(&src.port.to_be_bytes());
-    t[2..4].copy_from_slice(&dst.port.to_be_bytes());
-    t[12] = 5 << 4;
-    t[13] = flags.bits();
-    tcp::Packet::new_checked(&mut f[34..])
-        .unwrap()
-        .fill_checksum_v4(src.ip.v4_bits(), dst.ip.v4_bits());
-    f
-}
+use rvs_dataplane::wire::tcp;
 
 fn pipeline() -> Pipeline {
     let tables = Arc::new(Tables {
@@ -85,7 +65,7 @@ fn pipeline() -> Pipeline {
 fn bench_feed(c: &mut Criterion) {
     let client = Endpoint::new([10, 77, 0, 10], 40000);
     let vip = Endpoint::new([10, 77, 0, 100], 80);
-    let ack = tcp_frame(client, vip, tcp::ACK);
+    let ack = tcp_frame([2; 6], client, vip, tcp::ACK);
     let mut g = c.benchmark_group("sync");
     g.throughput(Throughput::Elements(1));
     for on in [false, true] {
@@ -94,7 +74,7 @@ fn bench_feed(c: &mut Criterion) {
         if on {
             p.set_sync_feed(Some((Arc::clone(&ring), SyncPolicy::default())));
         }
-        let mut syn = tcp_frame(client, vip, tcp::SYN);
+        let mut syn = tcp_frame([2; 6], client, vip, tcp::SYN);
         assert_eq!(
             p.process(&mut syn, 0, Millis(0)),
             Verdict::Forward { port: 0 }
