@@ -4,7 +4,7 @@
 //! service's servers with those counts that a scheduler picks from.
 
 use crate::sched::Backends;
-use crate::session::TcpState;
+use crate::session::{Direction, TcpState};
 use crate::tables::{RealServer, Thresholds};
 use crate::wire::ipv4;
 
@@ -34,6 +34,20 @@ pub struct RsTraffic {
     pub out_bytes: u64,
 }
 
+impl RsTraffic {
+    /// Counts a packet of `bytes` IP bytes going `dir`.
+    #[inline]
+    pub(super) fn count(&mut self, dir: Direction, bytes: u64) {
+        if dir == Direction::Inbound {
+            self.in_pkts += 1;
+            self.in_bytes += bytes;
+        } else {
+            self.out_pkts += 1;
+            self.out_bytes += bytes;
+        }
+    }
+}
+
 impl ConnCount {
     /// Active plus inactive (`ip_vs_dest_totalconns`).
     #[must_use]
@@ -56,6 +70,12 @@ impl ConnCount {
         } else {
             self.inactive = self.inactive.saturating_sub(1);
         }
+    }
+    /// A session of protocol `proto` moved from state `from` to `to`.
+    #[inline]
+    pub(super) fn moved(&mut self, proto: u8, from: TcpState, to: TcpState) {
+        self.sub(proto, from);
+        self.add(proto, to);
     }
 }
 

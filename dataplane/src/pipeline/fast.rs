@@ -200,16 +200,11 @@ impl Pipeline {
             if changed {
                 s.state = new_state;
                 if let Some(c) = self.rs_conns.get_mut(usize::from(rs_index)) {
-                    c.sub(proto, state);
-                    c.add(proto, new_state);
+                    c.moved(proto, state, new_state);
                 }
             }
-            if self.guard.is_on() {
-                self.guard
-                    .tcp_timeout(new_state, timeouts.tcp(new_state), changed)
-            } else {
-                timeouts.tcp(new_state)
-            }
+            self.guard
+                .tcp_timeout(new_state, timeouts.tcp(new_state), changed)
         };
         s.expires = now.plus_secs(expires);
         let sent = match &leg {
@@ -220,14 +215,7 @@ impl Pipeline {
             return Some(Step::drop(DropReason::Malformed));
         }
         if let Some(t) = self.rs_traffic.get_mut(usize::from(rs_index)) {
-            let bytes = l3.len() as u64;
-            if dir == Direction::Inbound {
-                t.in_pkts += 1;
-                t.in_bytes += bytes;
-            } else {
-                t.out_pkts += 1;
-                t.out_bytes += bytes;
-            }
+            t.count(dir, l3.len() as u64);
         }
         xmit::set_l2(l2, out_mac, xmit::port_mac(&self.tables, out_port));
         if dir == Direction::Inbound && self.sync.is_some() {
@@ -299,18 +287,15 @@ impl Pipeline {
         let changed = new_state != s.state;
         if changed {
             if let Some(c) = self.rs_conns.get_mut(usize::from(s.rs_index)) {
-                c.sub(s.proto, s.state);
-                c.add(s.proto, new_state);
+                c.moved(s.proto, s.state, new_state);
             }
             s.state = new_state;
         }
         s.expires = now.plus_secs(if is_udp {
             timeouts.udp_secs
-        } else if self.guard.is_on() {
+        } else {
             self.guard
                 .tcp_timeout(new_state, timeouts.tcp(new_state), changed)
-        } else {
-            timeouts.tcp(new_state)
         });
         let (rs_index, client_addr) = (s.rs_index, s.client_addr);
         let sent = match (&v4, &leg) {
@@ -333,14 +318,7 @@ impl Pipeline {
             reshape = self.client_address(l3, usize::from(d.l4), slot, dir, reshape);
         }
         if let Some(t) = self.rs_traffic.get_mut(usize::from(rs_index)) {
-            let bytes = l3.len() as u64;
-            if dir == Direction::Inbound {
-                t.in_pkts += 1;
-                t.in_bytes += bytes;
-            } else {
-                t.out_pkts += 1;
-                t.out_bytes += bytes;
-            }
+            t.count(dir, l3.len() as u64);
         }
         xmit::set_l2(l2, out_mac, xmit::port_mac(&self.tables, out_port));
         if dir == Direction::Inbound {

@@ -476,8 +476,7 @@ impl Pipeline {
                 if let Some((s, ext)) = self.sessions.get_mut_with_ext(slot) {
                     if s.state != state {
                         if let Some(c) = self.rs_conns.get_mut(usize::from(s.rs_index)) {
-                            c.sub(s.proto, s.state);
-                            c.add(s.proto, state);
+                            c.moved(s.proto, s.state, state);
                         }
                         s.state = state;
                     }

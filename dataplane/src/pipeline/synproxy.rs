@@ -351,8 +351,7 @@ impl Pipeline {
     fn set_state(&mut self, slot: SlotId, state: TcpState) {
         if let Some(s) = self.sessions.get_mut(slot) {
             if let Some(c) = self.rs_conns.get_mut(usize::from(s.rs_index)) {
-                c.sub(s.proto, s.state);
-                c.add(s.proto, state);
+                c.moved(s.proto, s.state, state);
             }
             s.state = state;
         }
