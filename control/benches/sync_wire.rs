@@ -32,6 +32,7 @@ fn record(i: u32, forward: Forward) -> SyncRecord {
         timeout_s: 900,
         client_addr: dataplane::session::ClientAddress::None,
         ext: Default::default(),
+        isn_off: 0,
     }
 }
 

@@ -36,6 +36,7 @@ fn conn(client: &str, vip: &str, dest: &str) -> Conn {
         session: None,
         syn_proxy: None,
         carried: false,
+        isn_off: 0,
     }
 }
 

@@ -41,6 +41,7 @@ fn session(i: u32) -> Session {
         rs_port: 0,
         rs_mac: [0; 6],
         client_addr: ClientAddress::None,
+        isn_off: 0,
     }
 }
 

@@ -110,6 +110,7 @@ fn bench_feed(c: &mut Criterion) {
         timeout_s: 900,
         client_addr: rvs_dataplane::session::ClientAddress::None,
         ext: Default::default(),
+        isn_off: 0,
     };
     g.bench_function("ring_push_and_pop", |b| {
         b.iter(|| {

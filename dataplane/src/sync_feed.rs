@@ -26,7 +26,7 @@ use crate::xmit::client_addr::ClientAddress;
 use crate::xmit::seq_shift::SeqShift;
 
 /// 64-bit words per ring slot.
-pub const WORDS: usize = 15;
+pub const WORDS: usize = 16;
 
 /// What kind of entry a record is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +66,9 @@ pub struct SyncRecord {
     /// What the session's byte-stream changes remember (sequence shifts,
     /// ISNs seen, header sent); default for a session that has none.
     pub ext: SessionExt,
+    /// FULLNAT TCP: the session's ISN offset toward the server
+    /// ([`crate::xmit::isn`]); 0 for none.
+    pub isn_off: u32,
 }
 
 /// A [`SessionExt`] as five ring words (see [`ext_of_words`]). The one
@@ -166,7 +169,22 @@ impl SyncRecord {
             | u64::from(self.timeout_s) << 32;
         let [e0, e1, e2, e3, e4] = ext_words(&self.ext, self.client_addr);
         [
-            c0, c1, v0, v1, r0, r1, l0, l1, ports, misc, e0, e1, e2, e3, e4,
+            c0,
+            c1,
+            v0,
+            v1,
+            r0,
+            r1,
+            l0,
+            l1,
+            ports,
+            misc,
+            e0,
+            e1,
+            e2,
+            e3,
+            e4,
+            u64::from(self.isn_off),
         ]
     }
 
@@ -192,6 +210,7 @@ impl SyncRecord {
             timeout_s: (misc >> 32) as u32,
             client_addr,
             ext,
+            isn_off: w[15] as u32,
         }
     }
 }
@@ -315,6 +334,7 @@ mod tests {
                     server_wscale: crate::synproxy::cookie::NO_WSCALE,
                 },
             },
+            isn_off: 0x8765_4321,
         }
     }
 

@@ -169,6 +169,117 @@ SYN_OPTIONS = [("MSS", 1460), ("SAckOK", b""), ("Timestamp", (100000, 0)), ("NOP
 SYNACK_OPTIONS = [("MSS", 1460), ("SAckOK", b""), ("Timestamp", (200000, 100000)), ("NOP", None), ("WScale", 7)]
 
 
+# ---- FULLNAT's server-side ISN (dataplane/src/xmit/isn.rs) ---------------
+# Every FULLNAT TCP connection has an ISN offset: the client's SYN reaches
+# the server with ISN = hsiphash(key; laddr, lport, rs, rport) + now_ms *
+# 15625 and its timestamp option turned into NOPs; later client segments'
+# seq move forward by the offset, the server's ack and SACK edges back. The
+# key is the pipeline's default for seed 42 (IsnKey::from_seed(seed ^
+# worker.rotate_left(16))). The model: `routed` and `translated` apply it to
+# what leaves toward the server and back, `from_server` writes a server's
+# frame in its own numbering (ack and SACK edges plus the offset), so the
+# cases keep the client's numbers.
+M64 = (1 << 64) - 1
+SEED = 42
+ISN_STEPS_PER_MS = 15_625
+
+
+def fmix64(h: int) -> int:
+    h ^= h >> 33
+    h = (h * 0xFF51AFD7ED558CCD) & M64
+    h ^= h >> 33
+    h = (h * 0xC4CEB9FE1A85EC53) & M64
+    return h ^ (h >> 33)
+
+
+def _rol(x: int, b: int) -> int:
+    return ((x << b) | (x >> (64 - b))) & M64
+
+
+def _sipround(v0: int, v1: int, v2: int, v3: int) -> tuple[int, int, int, int]:
+    v0 = (v0 + v1) & M64; v1 = _rol(v1, 13); v1 ^= v0; v0 = _rol(v0, 32)
+    v2 = (v2 + v3) & M64; v3 = _rol(v3, 16); v3 ^= v2
+    v0 = (v0 + v3) & M64; v3 = _rol(v3, 21); v3 ^= v0
+    v2 = (v2 + v1) & M64; v1 = _rol(v1, 17); v1 ^= v2; v2 = _rol(v2, 32)
+    return v0, v1, v2, v3
+
+
+def hsiphash(data: bytes, key: tuple[int, int]) -> int:
+    """The kernel's hsiphash on a 64-bit machine (SipHash-1-3, 32-bit result)."""
+    v0 = 0x736F6D6570736575 ^ key[0]
+    v1 = 0x646F72616E646F6D ^ key[1]
+    v2 = 0x6C7967656E657261 ^ key[0]
+    v3 = 0x7465646279746573 ^ key[1]
+    b = (len(data) << 56) & M64
+    full = len(data) - len(data) % 8
+    for i in range(0, full, 8):
+        m = int.from_bytes(data[i:i + 8], "little")
+        v3 ^= m
+        v0, v1, v2, v3 = _sipround(v0, v1, v2, v3)
+        v0 ^= m
+    b |= int.from_bytes(data[full:], "little")
+    v3 ^= b
+    v0, v1, v2, v3 = _sipround(v0, v1, v2, v3)
+    v0 ^= b
+    v2 ^= 0xFF
+    for _ in range(3):
+        v0, v1, v2, v3 = _sipround(v0, v1, v2, v3)
+    return (v0 ^ v1 ^ v2 ^ v3) & 0xFFFFFFFF
+
+
+def isn_key(worker: int) -> tuple[int, int]:
+    rot = ((worker << 16) | (worker >> 48)) & M64
+    a = fmix64((SEED ^ rot) ^ 0x15A15A15A)
+    return a, fmix64(a)
+
+
+def addr16(a: str) -> bytes:
+    ip = ipaddress.ip_address(a)
+    return ip.packed if ip.version == 6 else ipaddress.IPv6Address("::ffff:" + a).packed
+
+
+def server_isn(worker: int, laddr: tuple[str, int], rs: tuple[str, int], now_ms: int) -> int:
+    data = addr16(laddr[0]) + addr16(rs[0]) + struct.pack("!HH", laddr[1], rs[1])
+    return (hsiphash(data, isn_key(worker)) + now_ms * ISN_STEPS_PER_MS) & 0xFFFFFFFF
+
+
+def isn_off(laddr: tuple[str, int], rs: tuple[str, int]) -> int:
+    """The offset of the current case's session laddr -> rs (0: none yet)."""
+    return CURRENT[0].isn.get((laddr[0], laddr[1], rs[0], rs[1]), 0)
+
+
+def plus(seq: int, n: int) -> int:
+    return (seq + n) & 0xFFFFFFFF
+
+
+def _sack_moved(options: list, by: int) -> list:
+    return [(k, tuple(plus(e, by) for e in v)) if k == "SAck" else (k, v) for k, v in options]
+
+
+def _isn_leg(l4, old_src: tuple[str, int], old_dst: tuple[str, int], src: tuple[str, int], dst: tuple[str, int]) -> None:
+    """The ISN offset on a TCP header forwarded old_src -> old_dst as src -> dst."""
+    if not isinstance(l4, TCP):
+        return
+    laddrs = (LADDR, LADDR6)
+    if src[0] in laddrs:
+        c = CURRENT[0]
+        key = (src[0], src[1], dst[0], dst[1])
+        if l4.flags.S and not l4.flags.A:
+            if key not in c.isn:
+                off = (server_isn(c.worker, src, dst, c.clock) - l4.seq) & 0xFFFFFFFF
+                c.isn[key] = off or 1
+            ts = [o for o in l4.options if o[0] == "Timestamp"]
+            if ts:
+                i = l4.options.index(ts[0])
+                l4.options = l4.options[:i] + [("NOP", None)] * 10 + l4.options[i + 1:]
+        l4.seq = plus(l4.seq, c.isn.get(key, 0))
+    elif old_dst[0] in laddrs:
+        off = isn_off(old_dst, old_src)
+        if off:
+            l4.ack = plus(l4.ack, -off)
+            l4.options = _sack_moved(l4.options, -off)
+
+
 def lport(n: int = 0, worker: int = 0, workers: int = 1) -> int:
     """The n-th local port a fresh pipeline of `worker` (of `workers`) lends."""
     ports = [p for p in range(LPORTS[0], LPORTS[1] + 1) if p % workers == worker]
@@ -187,7 +298,17 @@ def from_client(l3: Packet) -> Packet:
 
 
 def from_server(mac: str, l3: Packet) -> Packet:
-    return Ether(src=mac, dst=LB_MAC) / l3
+    """A server's frame; toward a local address, its ack and SACK edges in
+    the server's numbering of the client's stream (see `_isn_leg`)."""
+    p = Ether(src=mac, dst=LB_MAC) / l3
+    ip = ip_of(p)
+    if isinstance(ip.payload, TCP) and ip.dst in (LADDR, LADDR6) and ip.payload.flags.A:
+        t = ip.payload
+        off = isn_off((ip.dst, t.dport), (ip.src, t.sport))
+        if off:
+            t.ack = plus(t.ack, off)
+            t.options = _sack_moved(t.options, off)
+    return p
 
 
 def tcp_v4(src: str, sport: int, dst: str, dport: int, flags: str, seq: int, ack: int = 0, data: bytes = b"", options=None, ttl: int = 64, ip_id: int = 1, tos: int = 0, df: bool = True) -> Packet:
@@ -219,13 +340,18 @@ def routed(frame: Packet, src: tuple[str, int], dst: tuple[str, int], dst_mac: s
     p[Ether].src, p[Ether].dst = LB_MAC, dst_mac
     if IPv6 in p:
         ip = p[IPv6]
-        ip.src, ip.dst, ip.hlim = src[0], dst[0], ip.hlim - 1
     else:
         ip = p[IP]
+    old = ((ip.src, ip.payload.sport), (ip.dst, ip.payload.dport)) if hasattr(ip.payload, "sport") else None
+    if IPv6 in p:
+        ip.src, ip.dst, ip.hlim = src[0], dst[0], ip.hlim - 1
+    else:
         ip.src, ip.dst, ip.ttl = src[0], dst[0], ip.ttl - 1
         ip.chksum = None
     l4 = ip.payload
     l4.sport, l4.dport = src[1], dst[1]
+    if old:
+        _isn_leg(l4, old[0], old[1], src, dst)
     if not (isinstance(l4, UDP) and l4.chksum == 0):
         l4.chksum = None
     return p
@@ -292,6 +418,7 @@ def translated(frame: Packet, src: tuple[str, int], dst: tuple[str, int], dst_ma
     IPv4 UDP datagram without one gets one in IPv6)."""
     ip = ip_of(frame)
     l4 = ip.payload.copy()
+    _isn_leg(l4, (ip.src, l4.sport), (ip.dst, l4.dport), src, dst)
     l4.sport, l4.dport, l4.chksum = src[1], dst[1], None
     if isinstance(ip, IPv6):
         new = IP(src=src[0], dst=dst[0], tos=ip.tc, ttl=ip.hlim - 1, id=0, flags="DF", proto=ip.nh)
@@ -449,6 +576,8 @@ class Case:
     punt: bool = False
     steps: list[Step] = field(default_factory=list)
     clock: int = 1000
+    # FULLNAT sessions' ISN offsets, by (laddr, lport, rs, rport).
+    isn: dict = field(default_factory=dict)
 
     def step(self, note: str, frame: Packet | bytes, verdict: str, expected: Packet | bytes | None = None, in_port: int = 0, pad: bool = True, after_ms: int = 1, pad_out: bool | None = None) -> None:
         """One packet: `frame` in on `in_port`, `verdict` expected (forward:N,
@@ -469,6 +598,8 @@ class Case:
 
 
 CASES: list[Case] = []
+# The case being built (for the ISN model).
+CURRENT: list[Case] = []
 
 
 def case(name: str, doc: str, worker: int = 0, workers: int = 1, punt: bool = False):
@@ -477,6 +608,7 @@ def case(name: str, doc: str, worker: int = 0, workers: int = 1, punt: bool = Fa
 
     def register(build):
         c = Case(name, doc, worker, workers, punt)
+        CURRENT[:] = [c]
         build(c)
         assert c.steps, name
         CASES.append(c)
@@ -485,7 +617,7 @@ def case(name: str, doc: str, worker: int = 0, workers: int = 1, punt: bool = Fa
     return register
 
 
-@case("fullnat_tcp_v4", "FULLNAT TCP: client -> VIP:80 leaves as laddr:lport -> RS1:8080 (TTL - 1); the server's replies come back from VIP:80; SYN options pass untouched")
+@case("fullnat_tcp_v4", "FULLNAT TCP: client -> VIP:80 leaves as laddr:lport -> RS1:8080 (TTL - 1); the server's replies come back from VIP:80; the SYN gets the server-side ISN (seq, and every later client seq, moved by the session's ISN offset; the server's acks moved back) and its timestamp option becomes 10 NOPs, its other options pass untouched")
 def _(c: Case) -> None:
     vport, rs, rport, rs_mac = FULLNAT_TCP
     laddr = (LADDR, lport(0))
@@ -1278,7 +1410,7 @@ def _(c: Case) -> None:
     cl = (CLIENT, 40000)
     toa = (254, struct.pack("!H", 40000) + ipaddress.ip_address(CLIENT).packed)
     syn = from_client(tcp_v4(CLIENT, 40000, VIP, vport, "S", seq=1000, options=SYN_OPTIONS))
-    c.step("client SYN, untouched", syn, "forward:0", routed(syn, laddr, (rs, rport), rs_mac))
+    c.step("client SYN: the server-side ISN, timestamp option to NOPs", syn, "forward:0", routed(syn, laddr, (rs, rport), rs_mac))
     synack = from_server(rs_mac, tcp_v4(rs, rport, LADDR, laddr[1], "SA", seq=5000, ack=1001, options=SYNACK_OPTIONS))
     c.step("server SYN-ACK, MSS 1460 - 8", synack, "forward:0",
            with_tcp(routed(synack, (VIP, vport), cl, CLIENT_MAC), options=options_with_mss(SYNACK_OPTIONS, 1452)))
@@ -1300,7 +1432,7 @@ def _(c: Case) -> None:
     cl = (CLIENT6, 40000)
     toa = (254, struct.pack("!H", 40000) + ipaddress.ip_address(CLIENT6).packed)
     syn = from_client(tcp_v6(CLIENT6, 40000, VIP6, vport, "S", seq=1000, options=SYN_OPTIONS))
-    c.step("client SYN, untouched", syn, "forward:0", routed(syn, laddr, (rs, rport), rs_mac))
+    c.step("client SYN: the server-side ISN, timestamp option to NOPs", syn, "forward:0", routed(syn, laddr, (rs, rport), rs_mac))
     synack = from_server(rs_mac, tcp_v6(rs, rport, LADDR6, laddr[1], "SA", seq=5000, ack=1001, options=SYNACK_OPTIONS))
     c.step("server SYN-ACK, MSS 1460 - 20", synack, "forward:0",
            with_tcp(routed(synack, (VIP6, vport), cl, CLIENT_MAC), options=options_with_mss(SYNACK_OPTIONS, 1440)))
@@ -1317,7 +1449,7 @@ def proxy_case(c: Case, svc: tuple, header: bytes, six: bool = False) -> None:
     cl = (client, 40000)
     n = len(header)
     syn = from_client(tcp(client, 40000, vip, vport, "S", seq=1000, options=SYN_OPTIONS))
-    c.step("client SYN, untouched", syn, "forward:0", routed(syn, laddr, (rs, rport), rs_mac))
+    c.step("client SYN: the server-side ISN, timestamp option to NOPs", syn, "forward:0", routed(syn, laddr, (rs, rport), rs_mac))
     synack = from_server(rs_mac, tcp(rs, rport, la, laddr[1], "SA", seq=5000, ack=1001, options=SYNACK_OPTIONS))
     c.step(f"server SYN-ACK, MSS 1460 - {n}", synack, "forward:0",
            with_tcp(routed(synack, (vip, vport), cl, CLIENT_MAC), options=options_with_mss(SYNACK_OPTIONS, 1460 - n)))
@@ -1334,12 +1466,12 @@ def proxy_case(c: Case, svc: tuple, header: bytes, six: bool = False) -> None:
                     options=[("NOP", None), ("NOP", None), ("SAck", (1001 + 28, 1001 + 38))]))
     more = from_client(tcp(client, 40000, vip, vport, "PA", seq=1001 + len(req), ack=5020, data=b"more", **ids(4)))
     c.step("client's next bytes: seq forward by the header", more, "forward:0",
-           with_tcp(routed(more, laddr, (rs, rport), rs_mac), seq=1001 + len(req) + n))
+           with_tcp(routed(more, laddr, (rs, rport), rs_mac), seq=plus(1001 + len(req) + n, isn_off(laddr, (rs, rport)))))
     again = from_client(tcp(client, 40000, vip, vport, "PA", seq=1001, ack=5020, data=req, **ids(5)))
     c.step("retransmitted first segment: the header again", again, "forward:0", with_payload(routed(again, laddr, (rs, rport), rs_mac), header + req))
     fin = from_client(tcp(client, 40000, vip, vport, "FA", seq=1001 + len(req) + 4, ack=5020, **ids(6)))
     c.step("client FIN: flags kept, seq forward", fin, "forward:0",
-           with_tcp(routed(fin, laddr, (rs, rport), rs_mac), seq=1001 + len(req) + 4 + n))
+           with_tcp(routed(fin, laddr, (rs, rport), rs_mac), seq=plus(1001 + len(req) + 4 + n, isn_off(laddr, (rs, rport)))))
 
 
 @case("proxy_v1_v4", "PROXY v1: the text line in front of the client's first payload byte, seq forward and ack/SACK back by its length for the rest of the connection, again in front of a retransmitted first segment; SYN-ACK MSS lowered by it")

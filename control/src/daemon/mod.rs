@@ -318,6 +318,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let mut announce = Announcer::default();
     log_announced(&announce.update(&tables, t0));
     let mut plans = Vec::new();
+    let isn_key = random_isn_key();
     for (wi, &lcore) in lcores.iter().enumerate() {
         let q = QueueId(wi as u16);
         let mut rx = Vec::new();
@@ -353,6 +354,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         pipeline.set_flood_guard(config.flood_guard);
         pipeline.enable_punt();
         pipeline.randomize_port_start(seed(lcore).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        pipeline.set_isn_key(isn_key);
         plans.push(runtime::WorkerPlan {
             lcore: LcoreId(lcore),
             rx,
@@ -856,6 +858,21 @@ fn proto_name(p: u8) -> &'static str {
     } else {
         "TCP"
     }
+}
+
+/// The key of FULLNAT's server-side ISNs (`dataplane::xmit::isn`): 16
+/// bytes from the kernel's random source, once per start; the seed's
+/// mix (time, pid) if it cannot be read.
+fn random_isn_key() -> [u8; 16] {
+    use std::io::Read as _;
+    let mut key = [0u8; 16];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut key));
+    if let Err(e) = read {
+        eprintln!("rvsd: /dev/urandom: {e}; the ISN key comes from the clock");
+        key[..8].copy_from_slice(&seed(0).to_le_bytes());
+        key[8..].copy_from_slice(&seed(1).rotate_left(17).to_le_bytes());
+    }
+    key
 }
 
 fn seed(lcore: u32) -> u64 {

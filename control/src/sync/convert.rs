@@ -202,6 +202,11 @@ pub fn conn_of(r: &SyncRecord, peer_laddrs: &BTreeSet<IpAddr>) -> Conn {
         session: ext.map(|x| x.session),
         syn_proxy: ext.and_then(|x| x.syn_proxy),
         carried: r.laddr.is_some_and(|l| peer_laddrs.contains(&l.ip.ip())),
+        isn_off: if r.kind == RecordKind::Conn {
+            r.isn_off
+        } else {
+            0
+        },
     }
 }
 
@@ -235,6 +240,7 @@ pub fn record_of(c: &Conn) -> Result<SyncRecord, WireError> {
         timeout_s: c.timeout_s,
         client_addr,
         ext,
+        isn_off: c.isn_off,
     })
 }
 
@@ -260,6 +266,7 @@ mod tests {
             timeout_s: 900,
             client_addr: ClientAddress::None,
             ext: SessionExt::default(),
+            isn_off: 0,
         }
     }
 
@@ -329,6 +336,37 @@ mod tests {
             },
             ..rec(Forward::FullNat, RecordKind::Conn)
         }
+    }
+
+    #[test]
+    fn a_fullnat_isn_offset_travels_in_rvss_option_and_only_when_set() {
+        let mut r = rec(Forward::FullNat, RecordKind::Conn);
+        r.isn_off = 0xfedc_ba98;
+        let c = conn_of(&r, &BTreeSet::new());
+        assert_eq!(c.isn_off, 0xfedc_ba98);
+        let mut b = MessageBuilder::new(1, 1472);
+        b.push(&c).unwrap();
+        let d = b.take().unwrap();
+        let at = d
+            .windows(2)
+            .position(|w| w == [wire::OPT_RVS_ISN, 4])
+            .expect("the option is sent");
+        assert_eq!(&d[at + 2..at + 6], &0xfedc_ba98u32.to_be_bytes());
+        let m = wire::parse(&d).unwrap();
+        assert_eq!(record_of(&m.conns[0]).unwrap(), r);
+        // Without one (NAT, or an older master) no option, and none installed.
+        r.isn_off = 0;
+        let c = conn_of(&r, &BTreeSet::new());
+        let mut b = MessageBuilder::new(1, 1472);
+        b.push(&c).unwrap();
+        let d = b.take().unwrap();
+        assert!(!d.windows(2).any(|w| w == [wire::OPT_RVS_ISN, 4]));
+        assert_eq!(
+            record_of(&wire::parse(&d).unwrap().conns[0])
+                .unwrap()
+                .isn_off,
+            0
+        );
     }
 
     #[test]

@@ -253,6 +253,7 @@ mod tests {
             session: None,
             syn_proxy: None,
             carried: false,
+            isn_off: 0,
         }
     }
 

@@ -711,6 +711,7 @@ mod tests {
             timeout_s: 900,
             client_addr: dataplane::session::ClientAddress::None,
             ext: Default::default(),
+            isn_off: 0,
         }
     }
 

@@ -84,6 +84,14 @@ pub const OPT_RVS_SESSION: u8 = OPT_F_PARAM | 0x11;
 /// the address is its own (see `docs/sync.md`). Skippable. (One byte, as
 /// the kernel refuses an option without data.)
 pub const OPT_RVS_CARRIED: u8 = OPT_F_PARAM | 0x13;
+/// rvs's option: a FULLNAT TCP session's ISN offset (4 bytes, the
+/// server-side ISN minus the client's: see `dataplane::xmit::isn`),
+/// skippable. Sent only when not 0; an entry without it (an older rvs, a
+/// kernel) gets none, as the sender's session had.
+pub const OPT_RVS_ISN: u8 = OPT_F_PARAM | 0x14;
+/// The length of [`OPT_RVS_ISN`]'s data (a receiver takes longer data and
+/// reads these bytes of it).
+pub const ISN_OPT_LEN: usize = 4;
 /// The length of [`OPT_RVS_SESSION`]'s data rvs sends (a receiver takes
 /// longer data and reads these bytes of it, for fields added later).
 pub const SESSION_OPT_LEN: usize = 6;
@@ -228,6 +236,8 @@ pub struct Conn {
     /// [`OPT_RVS_CARRIED`]: held on one of the sender's peers' local
     /// addresses.
     pub carried: bool,
+    /// [`OPT_RVS_ISN`]: the session's ISN offset (0: none, not sent).
+    pub isn_off: u32,
 }
 
 /// Why a datagram or an entry is refused (each a counted drop reason).
@@ -372,6 +382,9 @@ impl Conn {
         if self.carried {
             len += 3;
         }
+        if self.isn_off != 0 {
+            len += 2 + ISN_OPT_LEN;
+        }
         len
     }
 
@@ -451,6 +464,11 @@ impl Conn {
             out.extend_from_slice(&p.client_win.to_be_bytes());
             out.push(p.client_wscale);
             out.push(p.server_wscale);
+        }
+        if self.isn_off != 0 {
+            out.push(OPT_RVS_ISN);
+            out.push(ISN_OPT_LEN as u8);
+            out.extend_from_slice(&self.isn_off.to_be_bytes());
         }
     }
 }
@@ -654,6 +672,7 @@ fn parse_entry(i: usize, e: &[u8]) -> Result<Result<Conn, WireError>, WireError>
         session: None,
         syn_proxy: None,
         carried: false,
+        isn_off: 0,
     };
     let mut pe_name: Option<&[u8]> = None;
     let mut pe_data: Option<&[u8]> = None;
@@ -731,6 +750,12 @@ fn parse_entry(i: usize, e: &[u8]) -> Result<Result<Conn, WireError>, WireError>
                     client_wscale: data[14],
                     server_wscale: data[15],
                 });
+            }
+            _ if kind == OPT_RVS_ISN => {
+                if conn.isn_off != 0 || len < ISN_OPT_LEN {
+                    return Err(WireError::BadOption(i, kind));
+                }
+                conn.isn_off = be32(data, 0);
             }
             _ if kind & OPT_F_PARAM != 0 => {}
             // The kernel stops reading the entry here and skips it.

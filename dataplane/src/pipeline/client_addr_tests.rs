@@ -2,7 +2,10 @@
 //! vectors: TOA on the handshake's ACK and the first data, PROXY v1 and v2
 //! in front of the first payload byte with every later number shifted both
 //! ways (SACK included), a retransmitted first segment, FULLNAT64, and the
-//! refusals when there is no room.
+//! refusals when there is no room. Every FULLNAT connection also has its
+//! ISN offset ([`crate::xmit::isn`]): the server's numbers for the
+//! client's stream are the client's plus `off` (plus the header's length
+//! after it), which these tests check composed with the insertion.
 
 use super::tests::{
     eth, known_servers, tables_with, CLIENT, CLIENT_MAC, LB_MAC, LIP, RS1, RS1_MAC, VIP,
@@ -139,8 +142,9 @@ fn mss_of(options: &[u8]) -> u16 {
 }
 
 /// Client SYN and server SYN-ACK (MSS 1460) through `p`: the local port,
-/// and the MSS the client was told.
-fn handshake(p: &mut Pipeline, client: Endpoint, vip: Endpoint) -> (Endpoint, u16) {
+/// the MSS the client was told, and the session's ISN offset (the server's
+/// numbering of the client's stream minus the client's).
+fn handshake(p: &mut Pipeline, client: Endpoint, vip: Endpoint) -> (Endpoint, u16, u32) {
     let syn = seg(
         CLIENT_MAC,
         client,
@@ -153,17 +157,16 @@ fn handshake(p: &mut Pipeline, client: Endpoint, vip: Endpoint) -> (Endpoint, u1
     let (v, out) = run(p, &syn, 256, 1);
     assert_eq!(v, Verdict::Forward { port: 0 });
     let o = read(&out);
-    assert_eq!(
-        (o.seq, o.options.as_slice()),
-        (ISN_C, &MSS_1460[..]),
-        "the SYN is untouched"
-    );
+    assert!(o.checksums_ok);
+    let off = o.seq.wrapping_sub(ISN_C);
+    assert_ne!(off, 0, "the server sees its own ISN");
+    assert_eq!(o.options.as_slice(), &MSS_1460[..], "no option changes");
     let local = o.src;
     let synack = seg(
         RS1_MAC,
         RS1,
         local,
-        (ISN_S, ISN_C + 1),
+        (ISN_S, ISN_C + 1 + off),
         tcp::SYN | tcp::ACK,
         &MSS_1460,
         b"",
@@ -173,7 +176,7 @@ fn handshake(p: &mut Pipeline, client: Endpoint, vip: Endpoint) -> (Endpoint, u1
     let o = read(&out);
     assert!(o.checksums_ok);
     assert_eq!((o.seq, o.ack), (ISN_S, ISN_C + 1));
-    (local, mss_of(&o.options))
+    (local, mss_of(&o.options), off)
 }
 
 fn v2_header_v4(client: Endpoint, vip: Endpoint) -> Vec<u8> {
@@ -192,7 +195,7 @@ fn proxy_v2_goes_in_front_of_the_first_byte_and_shifts_both_ways() {
     let header = v2_header_v4(CLIENT, VIP);
     let n = header.len() as u32;
     assert_eq!(n, 28);
-    let (local, mss) = handshake(&mut p, CLIENT, VIP);
+    let (local, mss, off) = handshake(&mut p, CLIENT, VIP);
     assert_eq!(
         mss,
         1460 - 28,
@@ -210,10 +213,13 @@ fn proxy_v2_goes_in_front_of_the_first_byte_and_shifts_both_ways() {
         };
     // The handshake's ACK: no byte of the stream yet, nothing moves.
     let o = to_rs(&mut p, ISN_C + 1, ISN_S + 1, tcp::ACK, b"");
-    assert_eq!((o.seq, o.ack, o.payload.len()), (ISN_C + 1, ISN_S + 1, 0));
+    assert_eq!(
+        (o.seq, o.ack, o.payload.len()),
+        (ISN_C + 1 + off, ISN_S + 1, 0)
+    );
     // The first data: the header in front of it, at the stream's start.
     let o = to_rs(&mut p, ISN_C + 1, ISN_S + 1, tcp::ACK | tcp::PSH, b"GET /");
-    assert_eq!(o.seq, ISN_C + 1);
+    assert_eq!(o.seq, ISN_C + 1 + off);
     assert_eq!(o.payload, [&header[..], b"GET /"].concat());
     assert_eq!((o.window, o.flags), (29200, tcp::ACK | tcp::PSH));
     assert_eq!(p.counters.client_addr_inserted, 1);
@@ -227,7 +233,7 @@ fn proxy_v2_goes_in_front_of_the_first_byte_and_shifts_both_ways() {
         }
         o
     };
-    let ack_at = ISN_C + 1 + n + 5;
+    let ack_at = (ISN_C + 1 + n + 5).wrapping_add(off);
     let reply = seg(
         RS1_MAC,
         RS1,
@@ -253,7 +259,7 @@ fn proxy_v2_goes_in_front_of_the_first_byte_and_shifts_both_ways() {
         RS1_MAC,
         RS1,
         local,
-        (ISN_S + 13, ISN_C + 10),
+        (ISN_S + 13, (ISN_C + 10).wrapping_add(off)),
         tcp::ACK,
         &[],
         b"",
@@ -263,25 +269,31 @@ fn proxy_v2_goes_in_front_of_the_first_byte_and_shifts_both_ways() {
     let o = to_rs(&mut p, ISN_C + 6, ISN_S + 13, tcp::ACK, b"more");
     assert_eq!(
         (o.seq, o.ack, o.payload.as_slice()),
-        (ISN_C + 6 + n, ISN_S + 13, &b"more"[..])
+        ((ISN_C + 6 + n).wrapping_add(off), ISN_S + 13, &b"more"[..])
     );
     // A retransmission of the first segment carries the header again, once.
     let o = to_rs(&mut p, ISN_C + 1, ISN_S + 13, tcp::ACK, b"GET /");
     assert_eq!(o.payload, [&header[..], b"GET /"].concat());
-    assert_eq!(o.seq, ISN_C + 1);
+    assert_eq!(o.seq, ISN_C + 1 + off);
     assert_eq!(p.counters.client_addr_inserted, 2);
     // FIN and RST keep their flags and move like any other number.
     let o = to_rs(&mut p, ISN_C + 10, ISN_S + 13, tcp::FIN | tcp::ACK, b"");
-    assert_eq!((o.seq, o.flags), (ISN_C + 10 + n, tcp::FIN | tcp::ACK));
+    assert_eq!(
+        (o.seq, o.flags),
+        ((ISN_C + 10 + n).wrapping_add(off), tcp::FIN | tcp::ACK)
+    );
     let o = to_rs(&mut p, ISN_C + 11, 0, tcp::RST, b"");
-    assert_eq!((o.seq, o.ack, o.flags), (ISN_C + 11 + n, 0, tcp::RST));
+    assert_eq!(
+        (o.seq, o.ack, o.flags),
+        ((ISN_C + 11 + n).wrapping_add(off), 0, tcp::RST)
+    );
 }
 
 #[test]
 fn proxy_v1_writes_the_text_line() {
     let mut p = pipeline(ClientAddress::ProxyV1);
     let line = b"PROXY TCP4 10.77.0.10 10.77.0.100 40000 80\r\n";
-    let (local, mss) = handshake(&mut p, CLIENT, VIP);
+    let (local, mss, off) = handshake(&mut p, CLIENT, VIP);
     assert_eq!(mss, 1460 - line.len() as u16);
     let f = seg(
         CLIENT_MAC,
@@ -302,7 +314,10 @@ fn proxy_v1_writes_the_text_line() {
         RS1_MAC,
         RS1,
         local,
-        (ISN_S + 1, ISN_C + 1 + line.len() as u32 + 5),
+        (
+            ISN_S + 1,
+            (ISN_C + 1 + line.len() as u32 + 5).wrapping_add(off),
+        ),
         tcp::ACK,
         &[],
         b"",
@@ -335,7 +350,7 @@ fn proxy_without_room_drops_and_counts() {
 #[test]
 fn toa_rides_the_handshake_ack_and_the_first_data() {
     let mut p = pipeline(ClientAddress::Toa);
-    let (local, mss) = handshake(&mut p, CLIENT, VIP);
+    let (local, mss, off) = handshake(&mut p, CLIENT, VIP);
     assert_eq!(mss, 1460 - 8);
     let mut toa = vec![TOA_KIND, 8];
     toa.extend_from_slice(&CLIENT.port.to_be_bytes());
@@ -358,7 +373,7 @@ fn toa_rides_the_handshake_ack_and_the_first_data() {
     assert!(o.checksums_ok);
     assert_eq!(
         (o.src, o.dst, o.seq, o.ack),
-        (local, RS1, ISN_C + 1, ISN_S + 1)
+        (local, RS1, ISN_C + 1 + off, ISN_S + 1)
     );
     assert_eq!(o.options, toa);
     // The first data too (the ACK may be lost), with its own options kept.
@@ -375,7 +390,10 @@ fn toa_rides_the_handshake_ack_and_the_first_data() {
     let o = read(&run(&mut p, &f, 256, 3).1);
     assert!(o.checksums_ok);
     assert_eq!(o.options, [&nop_ts[..], &toa[..]].concat());
-    assert_eq!((o.seq, o.payload.as_slice()), (ISN_C + 1, &b"GET /"[..]));
+    assert_eq!(
+        (o.seq, o.payload.as_slice()),
+        (ISN_C + 1 + off, &b"GET /"[..])
+    );
     // Once the server has sent data, no more options, no shift.
     let f = seg(
         CLIENT_MAC,
@@ -387,7 +405,7 @@ fn toa_rides_the_handshake_ack_and_the_first_data() {
         b"x",
     );
     let o = read(&run(&mut p, &f, 256, 3).1);
-    assert_eq!((o.options.len(), o.seq), (0, ISN_C + 6));
+    assert_eq!((o.options.len(), o.seq), (0, ISN_C + 6 + off));
     // A header with no room for 8 more bytes goes without, counted.
     let full = [1u8; 40];
     let f = seg(
@@ -446,12 +464,14 @@ fn fullnat64_proxy_v2_carries_the_ipv6_client() {
     let o = read(&run(&mut p, &syn, 256, 1).1);
     assert!(o.checksums_ok);
     assert_eq!((o.src.ip, o.dst), (Addr::v4(LIP), RS1));
+    let off = o.seq.wrapping_sub(ISN_C);
+    assert_ne!(off, 0, "FULLNAT64 renumbers the client's stream too");
     let local = o.src;
     let synack = seg(
         RS1_MAC,
         RS1,
         local,
-        (ISN_S, ISN_C + 1),
+        (ISN_S, ISN_C + 1 + off),
         tcp::SYN | tcp::ACK,
         &MSS_1460,
         b"",
@@ -472,7 +492,7 @@ fn fullnat64_proxy_v2_carries_the_ipv6_client() {
     assert_eq!(v, Verdict::Forward { port: 0 });
     let o = read(&out);
     assert!(o.checksums_ok, "IPv4 after insertion and translation");
-    assert_eq!((o.src, o.dst, o.seq), (local, RS1, ISN_C + 1));
+    assert_eq!((o.src, o.dst, o.seq), (local, RS1, ISN_C + 1 + off));
     let mut header = PROXY_V2_SIG.to_vec();
     header.extend_from_slice(&[0x21, 0x21, 0, 36]);
     header.extend_from_slice(&client.ip.octets());
@@ -484,7 +504,7 @@ fn fullnat64_proxy_v2_carries_the_ipv6_client() {
         RS1_MAC,
         RS1,
         local,
-        (ISN_S + 1, ISN_C + 1 + 52 + 5),
+        (ISN_S + 1, (ISN_C + 1 + 52 + 5).wrapping_add(off)),
         tcp::ACK,
         &[],
         b"ok",
@@ -497,7 +517,7 @@ fn fullnat64_proxy_v2_carries_the_ipv6_client() {
 #[test]
 fn sessions_without_a_mode_are_untouched() {
     let mut p = pipeline(ClientAddress::None);
-    let (_, mss) = handshake(&mut p, CLIENT, VIP);
+    let (_, mss, _) = handshake(&mut p, CLIENT, VIP);
     assert_eq!(mss, 1460);
     let f = seg(
         CLIENT_MAC,
@@ -609,7 +629,7 @@ fn a_proxy_session_synced_to_a_backup_keeps_its_shift_and_its_header() {
     p.set_sync_feed(Some((Arc::clone(&ring), SyncPolicy::default())));
     let header = v2_header_v4(CLIENT, VIP);
     let n = header.len() as u32;
-    let (local, _) = handshake(&mut p, CLIENT, VIP);
+    let (local, _, off) = handshake(&mut p, CLIENT, VIP);
     for (flags, data) in [(tcp::ACK, &b""[..]), (tcp::ACK | tcp::PSH, &b"GET /"[..])] {
         let f = seg(
             CLIENT_MAC,
@@ -634,6 +654,7 @@ fn a_proxy_session_synced_to_a_backup_keeps_its_shift_and_its_header() {
         ),
         (ISN_C + 1, n, ISN_S + 1)
     );
+    assert_eq!(r.isn_off, off, "the ISN offset travels too");
     // The backup installs it and carries on as the master would have.
     let mut b = pipeline(ClientAddress::ProxyV2);
     assert_eq!(
@@ -651,13 +672,16 @@ fn a_proxy_session_synced_to_a_backup_keeps_its_shift_and_its_header() {
     };
     // The client's next bytes reach the server `n` further on.
     let o = to_rs(&mut b, ISN_C + 6, ISN_S + 13, b"more");
-    assert_eq!((o.seq, o.payload.as_slice()), (ISN_C + 6 + n, &b"more"[..]));
+    assert_eq!(
+        (o.seq, o.payload.as_slice()),
+        ((ISN_C + 6 + n).wrapping_add(off), &b"more"[..])
+    );
     // The server's acknowledgement is taken back for the client.
     let reply = seg(
         RS1_MAC,
         RS1,
         local,
-        (ISN_S + 13, ISN_C + 10 + n),
+        (ISN_S + 13, (ISN_C + 10 + n).wrapping_add(off)),
         tcp::ACK,
         &[],
         b"",
@@ -670,12 +694,13 @@ fn a_proxy_session_synced_to_a_backup_keeps_its_shift_and_its_header() {
     // A retransmission of the first segment carries the header, once.
     let o = to_rs(&mut b, ISN_C + 1, ISN_S + 13, b"GET /");
     assert_eq!(o.payload, [&header[..], b"GET /"].concat());
-    assert_eq!(o.seq, ISN_C + 1);
+    assert_eq!(o.seq, ISN_C + 1 + off);
     // Without the ext (what an older master sent) the backup would have
     // sent the client's bytes unshifted: the test above can fail.
     let mut plain = r;
     plain.client_addr = ClientAddress::None;
     plain.ext = crate::session::ext::SessionExt::default();
+    plain.isn_off = 0;
     let mut c = pipeline(ClientAddress::ProxyV2);
     c.install_synced(&plain, Millis(10));
     let f = seg(

@@ -9,13 +9,13 @@
 use super::classify::is_new_syn;
 use super::synproxy;
 use super::{Decision, Desc, Pipeline, Reshape, Step, Verdict};
-use crate::session::{tcp_state, ClientAddress, Direction, Lookup, SlotId, TcpState};
+use crate::session::{tcp_state, ClientAddress, Direction, End, Lookup, SlotId, TcpState};
 use crate::session::{V4Leg, V6Leg};
 use crate::stats::DropReason;
 use crate::tables::Forward;
 use crate::time::Millis;
 use crate::wire::{ethernet, ipv4, ipv6};
-use crate::xmit::{self, rewrite, Leg};
+use crate::xmit::{self, isn, rewrite, Leg};
 
 /// The new addresses and ports of a plain session's packet (see
 /// [`Pipeline::forward_plain`]).
@@ -181,6 +181,11 @@ impl Pipeline {
         {
             return None;
         }
+        // A FULLNAT client's SYN gets its server-side ISN and loses its
+        // timestamp the long way (once per connection).
+        if dir == Direction::Inbound && is_new_syn(d.flags) && h.forward == Forward::FullNat {
+            return None;
+        }
         let leg = match *l3.first()? >> 4 {
             4 => PlainLeg::V4(h.v4_leg(dir)?),
             6 if usize::from(d.l4) == ipv6::HEADER_LEN => {
@@ -224,6 +229,36 @@ impl Pipeline {
         Some(Step::forward(out_port))
     }
 
+    /// A FULLNAT client's SYN (`l3`, its TCP header at `l4`) of session
+    /// `slot`: the session's ISN offset if it has none yet (a
+    /// retransmitted SYN keeps the first one's), and its timestamp option
+    /// replaced by NOPs (see [`crate::xmit::isn`]).
+    #[cold]
+    fn isn_syn(&mut self, l3: &mut [u8], l4: usize, slot: SlotId, now: Millis) {
+        let Some(h) = self.sessions.hot(slot) else {
+            return;
+        };
+        if h.forward != Forward::FullNat || h.proto != ipv4::PROTO_TCP {
+            return;
+        }
+        let end = ip_end(l3);
+        let Some(t) = l3.get_mut(l4..end).filter(|t| t.len() >= 20) else {
+            return;
+        };
+        if h.isn_off == 0 {
+            let (laddr, rs) = (
+                self.sessions.endpoint(slot, End::Laddr),
+                self.sessions.endpoint(slot, End::Rs),
+            );
+            let client_isn = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
+            let off = isn::offset(self.isn_key.isn(laddr, rs, now), client_isn);
+            if let Some(h) = self.sessions.get_mut(slot) {
+                h.isn_off = off;
+            }
+        }
+        isn::remove_timestamp(t);
+    }
+
     /// [`Self::forward`] for any session: SYN proxy, client-address
     /// insertion, MACs to repair, DR, TUN, FULLNAT64.
     #[inline(never)]
@@ -245,6 +280,9 @@ impl Pipeline {
                 return step;
             }
         }
+        if dir == Direction::Inbound && is_new_syn(flags) && !proxied {
+            self.isn_syn(l3, usize::from(d.l4), slot, now);
+        }
         let timeouts = self.tables.timeouts;
         // A session installed from sync may not know a next hop's MAC yet.
         if self
@@ -264,9 +302,20 @@ impl Pipeline {
         // common case) is rewritten from the hot line's fields; anything
         // else (IPv6, FULLNAT64, DR, TUN) builds the leg's endpoints.
         let packet_v4 = l3.first().map(|b| b >> 4) == Some(4);
+        // The ISN offset is applied apart (below), around the other
+        // shifts, not with the addresses.
         let v4 = match hot.forward {
-            Forward::FullNat | Forward::Nat if packet_v4 => hot.v4_leg(dir),
+            Forward::FullNat | Forward::Nat if packet_v4 => hot.v4_leg(dir).map(|v4| V4Leg {
+                seq_off: 0,
+                ack_off: 0,
+                ..v4
+            }),
             _ => None,
+        };
+        let isn_off = if hot.proto == ipv4::PROTO_TCP {
+            hot.isn_off
+        } else {
+            0
         };
         let (out_port, out_mac) = hot.next_hop(dir);
         let leg = match v4 {
@@ -309,13 +358,24 @@ impl Pipeline {
             Ok(r) => r,
             Err(reason) => return Step::drop(reason),
         };
+        // The ISN offset is the outermost numbering of the client's
+        // stream: taken off a server's acknowledgement first, so that the
+        // shifts below read the client's own numbering, and added to a
+        // client's sequence number last.
+        let l4 = usize::from(d.l4);
+        if isn_off != 0 && dir == Direction::Outbound {
+            isn_shift(l3, l4, isn_off, dir);
+        }
         // A SYN proxy's shifts first: a client's acknowledgement is then in
         // the server's numbering, as the TOA rule that follows reads it.
         if proxied {
-            self.synproxy_after(l3, usize::from(d.l4), slot, dir);
+            self.synproxy_after(l3, l4, slot, dir);
         }
         if client_addr != ClientAddress::None {
-            reshape = self.client_address(l3, usize::from(d.l4), slot, dir, reshape);
+            reshape = self.client_address(l3, l4, slot, dir, reshape);
+        }
+        if isn_off != 0 && dir == Direction::Inbound {
+            isn_shift(l3, l4, isn_off, dir);
         }
         if let Some(t) = self.rs_traffic.get_mut(usize::from(rs_index)) {
             t.count(dir, l3.len() as u64);
@@ -332,5 +392,26 @@ impl Pipeline {
                 reshape: Some(r),
             },
         }
+    }
+}
+
+/// The IP packet's end by its own length field (Ethernet may pad).
+fn ip_end(l3: &[u8]) -> usize {
+    let end = match l3.first().map(|b| b >> 4) {
+        Some(4) if l3.len() >= 4 => usize::from(u16::from_be_bytes([l3[2], l3[3]])),
+        Some(6) if l3.len() >= 6 => {
+            ipv6::HEADER_LEN + usize::from(u16::from_be_bytes([l3[4], l3[5]]))
+        }
+        _ => l3.len(),
+    };
+    end.min(l3.len())
+}
+
+/// The ISN offset `off` applied on its own to the TCP segment in `l3` (its
+/// header at `l4`) going `dir` (see [`isn::shift`]).
+fn isn_shift(l3: &mut [u8], l4: usize, off: u32, dir: Direction) {
+    let end = ip_end(l3);
+    if let Some(t) = l3.get_mut(l4..end) {
+        isn::shift(t, off, dir == Direction::Inbound);
     }
 }

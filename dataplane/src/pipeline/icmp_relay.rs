@@ -69,6 +69,10 @@ struct Relay {
     port: u16,
     mac: MacAddr,
     untouched: bool,
+    /// Taken from the quoted TCP sequence number: an error from the
+    /// server's side quotes the client's stream as the server numbers it
+    /// (the session's ISN offset, [`crate::xmit::isn`]).
+    seq_back: u32,
 }
 
 impl Pipeline {
@@ -106,6 +110,7 @@ impl Pipeline {
                 r.dst.ip.v4_bits(),
                 r.dst,
                 r.src,
+                r.seq_back,
             );
         }
         Some(self.relay_send(l2, &r))
@@ -131,6 +136,11 @@ impl Pipeline {
         // DR and TUN pass a client's error on to the server as it is.
         let untouched =
             matches!(s.forward, Forward::Dr | Forward::Tun) && dir == Direction::Inbound;
+        let seq_back = if dir == Direction::Outbound && s.proto == ipv4::PROTO_TCP {
+            s.isn_off
+        } else {
+            0
+        };
         Ok(Relay {
             s,
             src,
@@ -138,6 +148,7 @@ impl Pipeline {
             port,
             mac,
             untouched,
+            seq_back,
         })
     }
 
@@ -204,8 +215,24 @@ impl Pipeline {
             } else {
                 Some(l4 + 16).filter(|o| o + 2 <= total)
             };
+            let seq_at = l4 + 4;
+            let (old_seq, new_seq) = if r.seq_back != 0 && seq_at + 4 <= total {
+                let old = u32::from_be_bytes([
+                    l3[seq_at],
+                    l3[seq_at + 1],
+                    l3[seq_at + 2],
+                    l3[seq_at + 3],
+                ]);
+                (old, old.wrapping_sub(r.seq_back))
+            } else {
+                (0, 0)
+            };
+            if old_seq != new_seq {
+                l3[seq_at..seq_at + 4].copy_from_slice(&new_seq.to_be_bytes());
+            }
             if let Some(o) = csum_at {
                 let mut c = u16::from_be_bytes([l3[o], l3[o + 1]]);
+                c = checksum::apply(c, seq_term(old_seq, new_seq));
                 c = checksum::update_u128(c, qsrc.ip.octets(), dst.ip.octets());
                 c = checksum::update_u128(c, qdst.ip.octets(), src.ip.octets());
                 c = checksum::update_u16(c, qsrc.port, dst.port);
@@ -244,9 +271,20 @@ impl Pipeline {
     }
 }
 
+/// The checksum term of a 32-bit field changing `old` → `new` (nothing
+/// when equal).
+fn seq_term(old: u32, new: u32) -> u32 {
+    if old == new {
+        return 0;
+    }
+    checksum::delta_u16((old >> 16) as u16, (new >> 16) as u16)
+        + checksum::delta_u16(old as u16, new as u16)
+}
+
 /// Rewrites an IPv4 ICMP error (`l3`, outer header `ohl` bytes, quoted
 /// header `ihl` bytes) to go `outer_src → outer_dst` and quote
-/// `inner_src → inner_dst`.
+/// `inner_src → inner_dst`, a quoted TCP sequence number `seq_back` less.
+#[allow(clippy::too_many_arguments)]
 fn rewrite(
     l3: &mut [u8],
     ohl: usize,
@@ -255,6 +293,7 @@ fn rewrite(
     outer_dst: [u8; 4],
     inner_src: Endpoint,
     inner_dst: Endpoint,
+    seq_back: u32,
 ) {
     let q = ohl + 8;
     let proto = l3[q + 9];
@@ -276,9 +315,22 @@ fn rewrite(
     } else {
         Some(l4 + 16).filter(|o| o + 2 <= l3.len())
     };
+    // The quoted TCP sequence number (the first 8 bytes are always quoted).
+    let seq_at = l4 + 4;
+    let (old_seq, new_seq) = if proto == ipv4::PROTO_TCP && seq_back != 0 && seq_at + 4 <= l3.len()
+    {
+        let old = u32::from_be_bytes([l3[seq_at], l3[seq_at + 1], l3[seq_at + 2], l3[seq_at + 3]]);
+        (old, old.wrapping_sub(seq_back))
+    } else {
+        (0, 0)
+    };
+    if old_seq != new_seq {
+        l3[seq_at..seq_at + 4].copy_from_slice(&new_seq.to_be_bytes());
+    }
     if let Some(o) = csum_at {
         let mut c = u16::from_be_bytes([l3[o], l3[o + 1]]);
         if !(proto == ipv4::PROTO_UDP && c == 0) {
+            c = checksum::apply(c, seq_term(old_seq, new_seq));
             c = checksum::update_u32(c, old_src, inner_src.ip.v4_bits());
             c = checksum::update_u32(c, old_dst, inner_dst.ip.v4_bits());
             c = checksum::update_u16(c, old_ports[0], inner_src.port);

@@ -101,6 +101,7 @@ use crate::stats::{Counters, DropReason};
 use crate::tables::{Forward, Tables};
 use crate::time::Millis;
 use crate::wire::MacAddr;
+use crate::xmit::isn::IsnKey;
 use crate::xmit::{self, nat64, tun};
 use counts::View;
 
@@ -315,6 +316,8 @@ pub struct Pipeline {
     sync: Option<Box<sync::SyncTap>>,
     /// The SYN proxy's secret, held frames and counters.
     synproxy: synproxy::SynProxy,
+    /// The key of FULLNAT's server-side ISNs (see [`crate::xmit::isn`]).
+    isn_key: IsnKey,
 }
 
 impl Pipeline {
@@ -353,6 +356,7 @@ impl Pipeline {
             limits: WorkerLimits::new(capacity.max(1) as usize, seed ^ u64::from(worker)),
             sync: None,
             synproxy: synproxy::SynProxy::new(seed ^ u64::from(worker).rotate_left(32)),
+            isn_key: IsnKey::from_seed(seed ^ u64::from(worker).rotate_left(16)),
             worker,
             workers: workers.max(1),
             punt: false,
@@ -385,6 +389,13 @@ impl Pipeline {
         for i in 0..self.pools.len() {
             self.pools.rotate(i, start.rotate_left(i as u32 * 7));
         }
+    }
+
+    /// Sets the key of FULLNAT's server-side ISNs (rvsd: 16 bytes from the
+    /// kernel's random source at start; by default one derived from the
+    /// seed, which tests rely on).
+    pub fn set_isn_key(&mut self, key: [u8; 16]) {
+        self.isn_key = IsnKey::from_bytes(key);
     }
 
     /// Switches to a new neighbour snapshot and returns the old one.

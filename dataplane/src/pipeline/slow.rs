@@ -316,6 +316,8 @@ impl Pipeline {
                 }
                 _ => ClientAddress::None,
             },
+            // Set by the client's SYN on its way through (`fast.rs`).
+            isn_off: 0,
         };
         // The RS key is new to the index: its buckets are asked for now, so
         // that their memory misses overlap the next hop's lookups.

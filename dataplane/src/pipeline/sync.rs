@@ -142,6 +142,7 @@ pub fn record_of(s: &Session, ext: &SessionExt, timeout_s: u32) -> SyncRecord {
         } else {
             SessionExt::default()
         },
+        isn_off: s.isn_off,
     }
 }
 
@@ -167,6 +168,7 @@ pub fn template_record(t: &Template, forward: Forward, timeout_s: u32) -> SyncRe
         timeout_s,
         client_addr: ClientAddress::None,
         ext: SessionExt::default(),
+        isn_off: 0,
     }
 }
 
@@ -481,6 +483,9 @@ impl Pipeline {
                         s.state = state;
                     }
                     s.expires = expires;
+                    if s.forward == Forward::FullNat && !udp && r.isn_off != 0 {
+                        s.isn_off = r.isn_off;
+                    }
                     // The master's shifts and flags are the stream's as
                     // the server saw it last (a header sent since, say).
                     if (s.client_addr != ClientAddress::None && s.client_addr == r.client_addr)
@@ -563,6 +568,13 @@ impl Pipeline {
                 r.client_addr
             } else {
                 ClientAddress::None
+            },
+            // The master's numbering of the client's stream toward the
+            // server (FULLNAT TCP; 0 from a master that has none).
+            isn_off: if rs.forward == Forward::FullNat && !udp {
+                r.isn_off
+            } else {
+                0
             },
         };
         let slot = match self.sessions.insert(session) {

@@ -183,6 +183,11 @@ pub struct Session {
     /// otherwise). One byte in what was padding: anything but `None` sends
     /// the packet past [`ext::SessionExt`], kept beside the slab.
     pub client_addr: ClientAddress,
+    /// FULLNAT TCP: the client's stream as the server numbers it, the
+    /// server-side ISN minus the client's (see [`crate::xmit::isn`]);
+    /// 0: not renumbered (every other session, and a FULLNAT one before
+    /// its SYN passed).
+    pub isn_off: u32,
 }
 
 impl Session {
@@ -295,6 +300,9 @@ pub struct SessionHot {
     pub client_addr: ClientAddress,
     /// [`LIVE`], [`RS_ONLY`], [`v6_flag`].
     flags: u8,
+    /// See [`Session::isn_off`]: in the line's last four bytes, so the
+    /// established path applies it without reading anything else.
+    pub isn_off: u32,
 }
 
 impl SessionHot {
@@ -314,6 +322,7 @@ impl SessionHot {
         forward: Forward::FullNat,
         client_addr: ClientAddress::None,
         flags: 0,
+        isn_off: 0,
     };
 
     #[inline]
@@ -333,11 +342,14 @@ impl SessionHot {
         if self.flags & (v6_flag(a) | v6_flag(b)) != 0 {
             return None;
         }
+        let (seq_off, ack_off) = self.isn_offsets(dir);
         Some(V4Leg {
             src: self.v4[a],
             src_port: self.ports[a],
             dst: self.v4[b],
             dst_port: self.ports[b],
+            seq_off,
+            ack_off,
         })
     }
 
@@ -348,6 +360,18 @@ impl SessionHot {
         match dir {
             Direction::Inbound => (End::Laddr as usize, End::Rs as usize),
             Direction::Outbound => (End::Vip as usize, End::Client as usize),
+        }
+    }
+
+    /// What a TCP segment going `dir` has of the session's ISN offset
+    /// ([`Session::isn_off`]): (added to its sequence number, taken from
+    /// its acknowledgement and SACK edges). Inbound the first, outbound
+    /// the second.
+    #[inline]
+    fn isn_offsets(&self, dir: Direction) -> (u32, u32) {
+        match dir {
+            Direction::Inbound => (self.isn_off, 0),
+            Direction::Outbound => (0, self.isn_off),
         }
     }
 
@@ -382,6 +406,12 @@ pub struct V4Leg {
     pub dst: [u8; 4],
     /// New destination port.
     pub dst_port: u16,
+    /// TCP: added to the sequence number (the session's ISN offset,
+    /// inbound; 0 otherwise).
+    pub seq_off: u32,
+    /// TCP: taken from the acknowledgement number and SACK edges (the
+    /// session's ISN offset, outbound; 0 otherwise).
+    pub ack_off: u32,
 }
 
 /// A packet's new IPv6 source and destination ([`SessionTable::v6_leg`]).
@@ -395,6 +425,12 @@ pub struct V6Leg {
     pub dst: [u8; 16],
     /// New destination port.
     pub dst_port: u16,
+    /// TCP: added to the sequence number (the session's ISN offset,
+    /// inbound; 0 otherwise).
+    pub seq_off: u32,
+    /// TCP: taken from the acknowledgement number and SACK edges (the
+    /// session's ISN offset, outbound; 0 otherwise).
+    pub ack_off: u32,
 }
 
 /// The cold part of a slot: the IPv6 addresses of its session's endpoints
@@ -606,11 +642,14 @@ impl SessionTable {
             return None;
         }
         let cold = self.cold6.get(slot.0 as usize)?;
+        let (seq_off, ack_off) = h.isn_offsets(dir);
         Some(V6Leg {
             src: cold[a],
             src_port: h.ports[a],
             dst: cold[b],
             dst_port: h.ports[b],
+            seq_off,
+            ack_off,
         })
     }
 
@@ -638,6 +677,7 @@ impl SessionTable {
             rs_port: h.rs_port,
             rs_mac: h.rs_mac,
             client_addr: h.client_addr,
+            isn_off: h.isn_off,
         })
     }
 
@@ -775,6 +815,7 @@ impl SessionTable {
             forward: s.forward,
             client_addr: s.client_addr,
             flags,
+            isn_off: s.isn_off,
         };
         self.ext[i] = SessionExt::default();
     }

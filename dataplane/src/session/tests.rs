@@ -22,6 +22,7 @@ fn session(client_port: u16, lport: u16, expires: u64) -> Session {
         rs_port: 0,
         rs_mac: [0; 6],
         client_addr: ClientAddress::None,
+        isn_off: 0,
     }
 }
 

@@ -21,6 +21,7 @@ pub mod client_addr;
 pub mod dr;
 pub mod fragment;
 pub mod fullnat;
+pub mod isn;
 pub mod nat;
 pub mod nat64;
 pub mod rewrite;

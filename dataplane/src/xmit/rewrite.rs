@@ -87,6 +87,8 @@ pub fn rewrite_v4_at(
         src_port: src.port,
         dst: dst.ip.v4_bits(),
         dst_port: dst.port,
+        seq_off: 0,
+        ack_off: 0,
     };
     rewrite_v4_leg(l3, l4, proto, &leg)
 }
@@ -107,6 +109,26 @@ pub fn rewrite_v4_leg(l3: &mut [u8], l4: usize, proto: u8, leg: &V4Leg) -> Resul
         ipv4::PROTO_UDP => rewrite_v4_fixed::<{ udp::HEADER_LEN }, 6>(l3, l4, true, leg),
         _ => Err(WireError::Malformed),
     }
+}
+
+/// A TCP segment's ISN offset (`tcp` its header, at least 20 bytes, as the
+/// callers checked): its sequence number forward by `seq_off`, its
+/// acknowledgement and SACK edges back by `ack_off` (see
+/// [`crate::xmit::isn`]); the checksum term, for the caller's one fold.
+/// Nothing for offsets of 0 (every session but a FULLNAT TCP one).
+#[inline(always)]
+fn isn_terms(tcp: &mut [u8], seq_off: u32, ack_off: u32) -> u64 {
+    if tcp.len() < tcp::MIN_HEADER_LEN {
+        return 0;
+    }
+    let mut sum = 0;
+    if seq_off != 0 {
+        sum += super::isn::seq_forward(tcp, seq_off);
+    }
+    if ack_off != 0 {
+        sum += super::isn::ack_back(tcp, ack_off);
+    }
+    sum
 }
 
 /// [`rewrite_v4_leg`] for a transport header of at least `L4` bytes with
@@ -132,6 +154,11 @@ fn rewrite_v4_fixed<const L4: usize, const CSUM: usize>(
     };
     let valid_before = cfg!(debug_assertions) && whole && checksums_verify_v4(l3, l4, proto);
     let (ip, rest) = l3.split_at_mut(l4);
+    let isn = if udp {
+        0
+    } else {
+        isn_terms(rest, leg.seq_off, leg.ack_off)
+    };
     let (Some(ip), Some(t)) = (ip.first_chunk_mut::<20>(), rest.first_chunk_mut::<L4>()) else {
         return Err(WireError::Truncated);
     };
@@ -150,8 +177,10 @@ fn rewrite_v4_fixed<const L4: usize, const CSUM: usize>(
     let new_ports = u32::from(leg.src_port) << 16 | u32::from(leg.dst_port);
     let old_sum = u16::from_be_bytes([t[CSUM], t[CSUM + 1]]);
     if !(udp && old_sum == 0) {
-        let mut c =
-            checksum::apply_wide(old_sum, addrs + checksum::delta_u32(old_ports, new_ports));
+        let mut c = checksum::apply_wide(
+            old_sum,
+            addrs + checksum::delta_u32(old_ports, new_ports) + isn,
+        );
         if udp && c == 0 {
             c = 0xffff;
         }
@@ -203,6 +232,11 @@ fn rewrite_v6_fixed<const L4: usize, const CSUM: usize>(
     }
     let valid_before = cfg!(debug_assertions) && checksums_verify_v6(l3, proto);
     let (ip, rest) = l3.split_at_mut(ipv6::HEADER_LEN);
+    let isn = if udp {
+        0
+    } else {
+        isn_terms(rest, leg.seq_off, leg.ack_off)
+    };
     let (Some(ip), Some(t)) = (
         ip.first_chunk_mut::<{ ipv6::HEADER_LEN }>(),
         rest.first_chunk_mut::<L4>(),
@@ -218,7 +252,8 @@ fn rewrite_v6_fixed<const L4: usize, const CSUM: usize>(
     let new_ports = u32::from(leg.src_port) << 16 | u32::from(leg.dst_port);
     let old_sum = u16::from_be_bytes([t[CSUM], t[CSUM + 1]]);
     if !(udp && old_sum == 0) {
-        let delta = checksum::delta_words(&old, &new) + checksum::delta_u32(old_ports, new_ports);
+        let delta =
+            checksum::delta_words(&old, &new) + checksum::delta_u32(old_ports, new_ports) + isn;
         let mut c = checksum::apply_wide(old_sum, delta);
         if udp && c == 0 {
             c = 0xffff;
@@ -745,6 +780,8 @@ mod v6_tests {
                 src_port: l.port,
                 dst: r.ip.octets(),
                 dst_port: r.port,
+                seq_off: 0,
+                ack_off: 0,
             };
             prop_assert_eq!(rewrite_v6_leg(&mut by_leg, proto, &leg), Ok(()));
             prop_assert_eq!(rewrite_v6_at(&mut b, proto, l, r), Ok(()));
@@ -760,6 +797,8 @@ mod v6_tests {
             src_port: 5000,
             dst: v6("fd77::11", 8080).ip.octets(),
             dst_port: 8080,
+            seq_off: 0,
+            ack_off: 0,
         };
         let b = tcp_packet(c, v, tcp::ACK, b"");
         let mut short = b[..ipv6::HEADER_LEN + 19].to_vec();

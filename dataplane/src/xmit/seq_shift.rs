@@ -114,7 +114,7 @@ fn get_u32(b: &[u8], at: usize) -> u32 {
 /// checksum: the term is taken over those (found by the
 /// `synproxy_segments` fuzz target).
 #[inline]
-fn put_u32(b: &mut [u8], at: usize, new: u32) -> u32 {
+pub(crate) fn put_u32(b: &mut [u8], at: usize, new: u32) -> u32 {
     let old = get_u32(b, at);
     if at.is_multiple_of(2) {
         b[at..at + 4].copy_from_slice(&new.to_be_bytes());

@@ -223,6 +223,7 @@ pub(crate) fn build_cycle(p: &mut Pipeline, n: u32, kind: Kind) -> Res<()> {
             timeout_s: CYCLE_TIMEOUT_S,
             client_addr: Default::default(),
             ext: Default::default(),
+            isn_off: 0,
         };
         let o = p.install_synced(&r, BUILT_AT);
         if o != InstallOutcome::Installed {

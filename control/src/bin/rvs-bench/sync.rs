@@ -67,6 +67,7 @@ fn record(i: u32, forward: Forward) -> SyncRecord {
         timeout_s: 900,
         client_addr: ClientAddress::None,
         ext: Default::default(),
+        isn_off: 0,
     }
 }
 

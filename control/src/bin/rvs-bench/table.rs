@@ -47,6 +47,7 @@ fn table_session(i: u32) -> Session {
         rs_port: 0,
         rs_mac: [0x02, 0, 0, 0, 0x11, 0],
         client_addr: dataplane::session::ClientAddress::None,
+        isn_off: 0,
     }
 }
 

@@ -21,6 +21,7 @@ fn tcp(client: &str, vip: &str, dest: &str) -> Conn {
         session: None,
         syn_proxy: None,
         carried: false,
+        isn_off: 0,
     }
 }
 
@@ -250,7 +251,7 @@ fn arb_conn() -> impl Strategy<Value = Conn> {
                 },
             ),
         ),
-        any::<bool>(),
+        (any::<bool>(), prop_oneof![Just(0u32), any::<u32>()]),
     )
         .prop_map(
             |(
@@ -260,7 +261,7 @@ fn arb_conn() -> impl Strategy<Value = Conn> {
                 pe,
                 session,
                 syn_proxy,
-                carried,
+                (carried, isn_off),
             )| Conn {
                 protocol,
                 flags,
@@ -281,6 +282,7 @@ fn arb_conn() -> impl Strategy<Value = Conn> {
                 session,
                 syn_proxy,
                 carried,
+                isn_off,
             },
         )
 }
