@@ -147,6 +147,10 @@ impl Pipeline {
         in_port: u16,
         now: Millis,
     ) -> Step {
+        #[cfg(test)]
+        if self.long_way {
+            return self.forward_any(l2, l3, slot, dir, d, in_port, now);
+        }
         match self.forward_plain(l2, l3, slot, dir, d, now) {
             Some(step) => step,
             None => self.forward_any(l2, l3, slot, dir, d, in_port, now),

@@ -318,6 +318,10 @@ pub struct Pipeline {
     synproxy: synproxy::SynProxy,
     /// The key of FULLNAT's server-side ISNs (see [`crate::xmit::isn`]).
     isn_key: IsnKey,
+    /// Tests: every session the long way (`forward_any`), to check the
+    /// one-pass path against it.
+    #[cfg(test)]
+    long_way: bool,
 }
 
 impl Pipeline {
@@ -357,6 +361,8 @@ impl Pipeline {
             sync: None,
             synproxy: synproxy::SynProxy::new(seed ^ u64::from(worker).rotate_left(32)),
             isn_key: IsnKey::from_seed(seed ^ u64::from(worker).rotate_left(16)),
+            #[cfg(test)]
+            long_way: false,
             worker,
             workers: workers.max(1),
             punt: false,
@@ -900,6 +906,8 @@ mod fragments_tests;
 mod fwmark_tests;
 #[cfg(test)]
 mod hold_tests;
+#[cfg(test)]
+mod isn_tests;
 #[cfg(test)]
 mod modes_tests;
 #[cfg(test)]
