@@ -13,8 +13,8 @@
 //! A slot is split hot and cold. The hot part ([`SessionHot`], one 64-byte
 //! cache line) holds what the established path reads and writes: the key
 //! check (protocol, ports, IPv4 addresses), state, expiry, the translation
-//! (the same endpoints), next hops, the forwarding method and the counters'
-//! indexes. Beside the hot slab, one entry per slot: the IPv6 addresses of a
+//! (the same endpoints), next hops, the forwarding method, the counters'
+//! indexes and a FULLNAT TCP connection's ISN offset. Beside the hot slab, one entry per slot: the IPv6 addresses of a
 //! session that has any (reserved for every slot, committed only where
 //! used, so an IPv6 packet reads a second line, which the worker's read-ahead
 //! prefetches beside the hot one) and the rarely used
@@ -263,8 +263,8 @@ const fn v6_flag(e: usize) -> u8 {
 /// The part of a session the established path reads and writes: one cache
 /// line. Key check (both keys' IPv4 addresses and ports, the protocol),
 /// TCP state, expiry, the translation (the same four endpoints), the next
-/// hops (port and MAC each way), the forwarding method and the indexes
-/// counters use. An IPv6 address does not fit: a session with one keeps it
+/// hops (port and MAC each way), the forwarding method, the indexes
+/// counters use and the ISN offset ([`crate::xmit::isn`]). An IPv6 address does not fit: a session with one keeps it
 /// in the cold array beside the slab (its v4 bytes here stay zero), and its
 /// packets read a second line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
