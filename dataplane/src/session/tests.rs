@@ -256,6 +256,9 @@ fn the_hot_part_is_one_cache_line() {
     );
     assert!(std::mem::size_of::<SessionHot>() <= 64);
     assert_eq!(std::mem::align_of::<SessionHot>(), 64);
+    // The ISN offset fills the line's last four bytes, once padding.
+    assert_eq!(std::mem::offset_of!(SessionHot, isn_off), 60);
+    assert_eq!(std::mem::size_of::<SessionHot>(), 64);
     // Ten million IPv4 sessions in at most 1.25 GiB.
     let f = SessionTable::footprint(10_000_000);
     println!("10 M sessions: {f:?}, {} bytes IPv4", f.ipv4());
