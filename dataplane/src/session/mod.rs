@@ -15,9 +15,10 @@
 //! check (protocol, ports, IPv4 addresses), state, expiry, the translation
 //! (the same endpoints), next hops, the forwarding method, the counters'
 //! indexes and a FULLNAT TCP connection's ISN offset. Beside the hot slab,
-//! one entry per slot: the IPv6 addresses of a session that has any (reserved for every slot, committed only where
-//! used, so an IPv6 packet reads a second line, which the worker's read-ahead
-//! prefetches beside the hot one) and the rarely used
+//! one entry per slot: the IPv6 addresses of a session that has any
+//! (reserved for every slot, committed only where used, so an IPv6 packet
+//! reads a second line, which the worker's read-ahead prefetches beside the
+//! hot one) and the rarely used
 //! [`ext::SessionExt`]. [`Session`] is the whole session as a value: what
 //! [`SessionTable::insert`] takes and [`SessionTable::get`] assembles.
 //!
