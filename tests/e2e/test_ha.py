@@ -6,7 +6,7 @@ its connections to the other appliance (IPVS sync v1, unicast, SyncID 77).
 
 What a user sees: a throttled 10 MB download and an idle-then-active TCP
 connection survive `kill -9` of the active appliance's rvsd (FULLNAT, NAT,
-DR; PROXY v2 and SYN-proxied services with their offsets; IPv6 FULLNAT), a UDP request/response stream keeps answering from the same server, and
+DR; FULLNAT's own server-side ISN; PROXY v2 and SYN-proxied services with their offsets; IPv6 FULLNAT), a UDP request/response stream keeps answering from the same server, and
 the same after a graceful switchover (the active's keepalived stopped);
 tshark decodes the sync datagrams on the wire; bad sync input is dropped and
 counted, never installed; the backup forwards nothing for a VIP it does not
@@ -380,10 +380,48 @@ def failover(vip: str, kill) -> None:
     assert not holds(lb, vip)
 
 
+class FirstSyn:
+    """tcpdump in rvs-NODE for the first SYN (no ACK) matching FILTER: its
+    sequence number once seen."""
+
+    def __init__(self, node: str, bpf: str):
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", f"rvs-{node}", "tcpdump", "-i", "eth0", "-n", "-S", "-l", "-c", "1",
+             f"({bpf}) and tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # tcpdump says when it captures.
+        for line in self.proc.stderr:
+            if "listening on" in line:
+                break
+
+    def seq(self, timeout: float = 5) -> int | None:
+        try:
+            out, _ = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+            return None
+        m = re.search(r"seq (\d+)", out)
+        return int(m.group(1)) if m else None
+
+
 @pytest.mark.parametrize("vip", [VIP_FULLNAT, VIP_NAT, VIP_DR], ids=["fullnat", "nat", "dr"])
 def test_tcp_survives_kill_9_of_the_active_rvsd(ha, vip):
     lb = active()
+    fullnat = vip == VIP_FULLNAT
+    if fullnat:
+        # The download's SYN as the client sent it and as a server got it.
+        sent = FirstSyn("client", f"dst host {vip} and dst port 80")
+        got = [FirstSyn(rs, f"src host {LADDR} and dst port 80") for rs in RS_IP]
     failover(vip, kill9)
+    if fullnat:
+        # FULLNAT numbered the client's stream from its own ISN, and the
+        # backup carried on with the master's offset (the download's bytes
+        # and no reset, above).
+        client_isn = sent.seq()
+        server_isns = [s for s in (g.seq(timeout=1) for g in got) if s is not None]
+        assert client_isn is not None and len(server_isns) == 1, (client_isn, server_isns)
+        assert server_isns[0] != client_isn, "the server saw the client's own ISN"
     restart(lb)
 
 
