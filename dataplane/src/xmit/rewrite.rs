@@ -111,24 +111,41 @@ pub fn rewrite_v4_leg(l3: &mut [u8], l4: usize, proto: u8, leg: &V4Leg) -> Resul
     }
 }
 
-/// A TCP segment's ISN offset (`tcp` its header, at least 20 bytes, as the
-/// callers checked): its sequence number forward by `seq_off`, its
-/// acknowledgement and SACK edges back by `ack_off` (see
-/// [`crate::xmit::isn`]); the checksum term, for the caller's one fold.
-/// Nothing for offsets of 0 (every session but a FULLNAT TCP one).
+/// A TCP segment's ISN offset (see [`crate::xmit::isn`]) on its fixed
+/// header `t` (the callers' 20-byte view): its sequence number forward by
+/// `seq_off`, its acknowledgement back by `ack_off`; the checksum term, for
+/// the caller's one fold. Nothing for offsets of 0 (every session but a
+/// FULLNAT TCP one). The SACK edges are [`sack_terms`]'.
 #[inline(always)]
-fn isn_terms(tcp: &mut [u8], seq_off: u32, ack_off: u32) -> u64 {
-    if tcp.len() < tcp::MIN_HEADER_LEN {
+fn isn_terms(t: &mut [u8], seq_off: u32, ack_off: u32) -> u64 {
+    let Some(w) = t.get_mut(4..12).and_then(|w| w.first_chunk_mut::<8>()) else {
         return 0;
-    }
+    };
     let mut sum = 0;
     if seq_off != 0 {
-        sum += super::isn::seq_forward(tcp, seq_off);
+        let old = u32::from_be_bytes([w[0], w[1], w[2], w[3]]);
+        let new = old.wrapping_add(seq_off);
+        w[..4].copy_from_slice(&new.to_be_bytes());
+        sum += checksum::delta_u32(old, new);
     }
     if ack_off != 0 {
-        sum += super::isn::ack_back(tcp, ack_off);
+        let old = u32::from_be_bytes([w[4], w[5], w[6], w[7]]);
+        let new = old.wrapping_sub(ack_off);
+        w[4..].copy_from_slice(&new.to_be_bytes());
+        sum += checksum::delta_u32(old, new);
     }
     sum
+}
+
+/// The SACK edges of a server's segment (`tcp`, its whole header) back by
+/// `ack_off`, only when it has options at all; the checksum term.
+#[inline(always)]
+fn sack_terms(tcp: &mut [u8], ack_off: u32) -> u64 {
+    if ack_off != 0 && tcp.get(12).is_some_and(|b| b >> 4 > 5) {
+        super::isn::sack_back(tcp, ack_off)
+    } else {
+        0
+    }
 }
 
 /// [`rewrite_v4_leg`] for a transport header of at least `L4` bytes with
@@ -154,13 +171,18 @@ fn rewrite_v4_fixed<const L4: usize, const CSUM: usize>(
     };
     let valid_before = cfg!(debug_assertions) && whole && checksums_verify_v4(l3, l4, proto);
     let (ip, rest) = l3.split_at_mut(l4);
-    let isn = if udp {
+    let sack = if udp {
         0
     } else {
-        isn_terms(rest, leg.seq_off, leg.ack_off)
+        sack_terms(rest, leg.ack_off)
     };
     let (Some(ip), Some(t)) = (ip.first_chunk_mut::<20>(), rest.first_chunk_mut::<L4>()) else {
         return Err(WireError::Truncated);
+    };
+    let isn = if udp {
+        0
+    } else {
+        sack + isn_terms(t, leg.seq_off, leg.ack_off)
     };
     let word =
         |b: &[u8; 20], at: usize| u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
@@ -232,16 +254,21 @@ fn rewrite_v6_fixed<const L4: usize, const CSUM: usize>(
     }
     let valid_before = cfg!(debug_assertions) && checksums_verify_v6(l3, proto);
     let (ip, rest) = l3.split_at_mut(ipv6::HEADER_LEN);
-    let isn = if udp {
+    let sack = if udp {
         0
     } else {
-        isn_terms(rest, leg.seq_off, leg.ack_off)
+        sack_terms(rest, leg.ack_off)
     };
     let (Some(ip), Some(t)) = (
         ip.first_chunk_mut::<{ ipv6::HEADER_LEN }>(),
         rest.first_chunk_mut::<L4>(),
     ) else {
         return Err(WireError::Truncated);
+    };
+    let isn = if udp {
+        0
+    } else {
+        sack + isn_terms(t, leg.seq_off, leg.ack_off)
     };
     let mut old = [0u8; 32];
     old.copy_from_slice(&ip[8..40]);

@@ -223,7 +223,13 @@ pub(crate) fn build_cycle(p: &mut Pipeline, n: u32, kind: Kind) -> Res<()> {
             timeout_s: CYCLE_TIMEOUT_S,
             client_addr: Default::default(),
             ext: Default::default(),
-            isn_off: 0,
+            // As every FULLNAT TCP connection has one (dataplane's
+            // xmit/isn.rs): its sequence numbers move on each hop.
+            isn_off: if kind.proto() == ipv4::PROTO_TCP {
+                0x9e37_79b9
+            } else {
+                0
+            },
         };
         let o = p.install_synced(&r, BUILT_AT);
         if o != InstallOutcome::Installed {
