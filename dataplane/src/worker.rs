@@ -531,6 +531,11 @@ impl Worker {
     #[inline]
     fn read_ahead(&self, burst: &MbufBatch, descs: &mut [Option<Desc>; BURST]) -> u64 {
         let mut bytes = 0;
+        // The headers first: the loop below reads each one's lengths and
+        // data address, which would otherwise miss one after the other.
+        for m in burst.iter() {
+            m.prefetch_header();
+        }
         for m in burst.iter() {
             bytes += m.len() as u64;
             if let Some(first) = m.data().first() {
