@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::tcp_frame;
+use common::{lab_service, lab_tables, tcp_frame};
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -12,12 +12,9 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use rvs_dataplane::neigh::{NeighEntry, NeighMap};
 use rvs_dataplane::packet::PacketBuf;
 use rvs_dataplane::pipeline::{Pipeline, Verdict};
-use rvs_dataplane::sched::SchedKind;
-use rvs_dataplane::session::{
-    ClientAddress, Endpoint, FlowKey, Session, SessionTable, TcpState, Timeouts,
-};
+use rvs_dataplane::session::{ClientAddress, Endpoint, FlowKey, Session, SessionTable, TcpState};
 use rvs_dataplane::tables::Forward;
-use rvs_dataplane::tables::{Interface, RealServer, Service, Tables};
+use rvs_dataplane::tables::Service;
 use rvs_dataplane::time::Millis;
 use rvs_dataplane::wire::{ipv4, tcp};
 use rvs_dataplane::xmit::rewrite::rewrite_tcp_v4;
@@ -107,40 +104,10 @@ fn bench_pipeline(c: &mut Criterion) {
 /// on a connection whose header was inserted (every later number shifted:
 /// the client's seq forward inbound, the server's ack back outbound).
 fn bench_pipeline_mode(c: &mut Criterion, mode: ClientAddress) {
-    let tables = Arc::new(Tables {
-        interfaces: vec![Interface {
-            port: 0,
-            mac: [2, 0, 0, 0, 0, 2],
-            addr: [10, 77, 0, 2],
-            prefix_len: 24,
-            gateway: None,
-            mtu: 1500,
-        }],
-        services: vec![Service {
-            vip: Endpoint::new([10, 77, 0, 100], 80),
-            proto: 6,
-            sched: SchedKind::RoundRobin,
-            laddrs: vec![0],
-            servers: vec![RealServer {
-                addr: Endpoint::new([10, 77, 0, 11], 80),
-                weight: 1,
-                index: 0,
-                ..Default::default()
-            }],
-            client_address: mode,
-            ..Default::default()
-        }],
-        laddrs: vec![[10, 77, 0, 200].into()],
-        lport_range: (1025, 65535),
-        timeouts: Timeouts::default(),
-        rs_count: 1,
-        generation: 1,
-        routes: Default::default(),
-        tentative: Vec::new(),
-        standby: Vec::new(),
-        vlans: Default::default(),
-        marks: Default::default(),
-    });
+    let tables = Arc::new(lab_tables(Service {
+        client_address: mode,
+        ..lab_service()
+    }));
     let neigh = Arc::new(NeighMap::new(vec![NeighEntry {
         ip: [10, 77, 0, 11].into(),
         mac: [2, 0, 0, 0, 0, 0x11],

@@ -5,55 +5,22 @@
 
 mod common;
 
-use common::tcp_frame;
+use common::{lab_service, lab_tables, tcp_frame};
 use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use rvs_dataplane::neigh::{NeighEntry, NeighMap};
 use rvs_dataplane::pipeline::{Pipeline, Verdict};
-use rvs_dataplane::sched::SchedKind;
-use rvs_dataplane::session::{Endpoint, Timeouts};
+use rvs_dataplane::session::Endpoint;
 use rvs_dataplane::sync_feed::{RecordKind, SyncRecord, SyncRing};
 use rvs_dataplane::sync_policy::SyncPolicy;
-use rvs_dataplane::tables::{Forward, Interface, RealServer, Service, Tables};
+use rvs_dataplane::tables::Forward;
 use rvs_dataplane::time::Millis;
 use rvs_dataplane::wire::tcp;
 
 fn pipeline() -> Pipeline {
-    let tables = Arc::new(Tables {
-        interfaces: vec![Interface {
-            port: 0,
-            mac: [2, 0, 0, 0, 0, 2],
-            addr: [10, 77, 0, 2],
-            prefix_len: 24,
-            gateway: None,
-            mtu: 1500,
-        }],
-        services: vec![Service {
-            vip: Endpoint::new([10, 77, 0, 100], 80),
-            proto: 6,
-            sched: SchedKind::RoundRobin,
-            laddrs: vec![0],
-            servers: vec![RealServer {
-                addr: Endpoint::new([10, 77, 0, 11], 80),
-                weight: 1,
-                index: 0,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-        laddrs: vec![[10, 77, 0, 200].into()],
-        lport_range: (1025, 65535),
-        timeouts: Timeouts::default(),
-        rs_count: 1,
-        generation: 1,
-        routes: Default::default(),
-        tentative: Vec::new(),
-        standby: Vec::new(),
-        vlans: Default::default(),
-        marks: Default::default(),
-    });
+    let tables = Arc::new(lab_tables(lab_service()));
     let neigh = Arc::new(NeighMap::new(vec![NeighEntry {
         ip: [10, 77, 0, 11].into(),
         mac: [2, 0, 0, 0, 0, 0x11],

@@ -2,6 +2,9 @@
 //! checked, and a whole SYN answered through `Pipeline::process_buf` (what
 //! each SYN of a flood costs a worker). Figures go to BENCHMARKS.md.
 
+mod common;
+
+use common::{lab_service, lab_tables};
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -9,10 +12,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rvs_dataplane::neigh::NeighMap;
 use rvs_dataplane::packet::PacketBuf;
 use rvs_dataplane::pipeline::{Pipeline, Verdict};
-use rvs_dataplane::sched::SchedKind;
-use rvs_dataplane::session::{Endpoint, Timeouts};
 use rvs_dataplane::synproxy::cookie::{Secret, SynOptions, Tuple};
-use rvs_dataplane::tables::{Interface, RealServer, Service, Tables};
+use rvs_dataplane::tables::Service;
 use rvs_dataplane::time::Millis;
 use rvs_dataplane::wire::{ipv4, tcp};
 
@@ -67,40 +68,10 @@ fn syn(i: u32) -> Vec<u8> {
 }
 
 fn bench_answer(c: &mut Criterion) {
-    let tables = Arc::new(Tables {
-        interfaces: vec![Interface {
-            port: 0,
-            mac: [2, 0, 0, 0, 0, 2],
-            addr: [10, 77, 0, 2],
-            prefix_len: 24,
-            gateway: None,
-            mtu: 1500,
-        }],
-        services: vec![Service {
-            vip: Endpoint::new([10, 77, 0, 100], 80),
-            proto: 6,
-            sched: SchedKind::RoundRobin,
-            laddrs: vec![0],
-            servers: vec![RealServer {
-                addr: Endpoint::new([10, 77, 0, 11], 80),
-                weight: 1,
-                index: 0,
-                ..Default::default()
-            }],
-            syn_proxy: true,
-            ..Default::default()
-        }],
-        laddrs: vec![[10, 77, 0, 200].into()],
-        lport_range: (1025, 65535),
-        timeouts: Timeouts::default(),
-        rs_count: 1,
-        generation: 1,
-        routes: Default::default(),
-        tentative: Vec::new(),
-        standby: Vec::new(),
-        vlans: Default::default(),
-        marks: Default::default(),
-    });
+    let tables = Arc::new(lab_tables(Service {
+        syn_proxy: true,
+        ..lab_service()
+    }));
     let mut p = Pipeline::new(tables, Arc::new(NeighMap::new(Vec::new())), 65536, 1, 0, 1);
     let frames: Vec<Vec<u8>> = (0..1024).map(syn).collect();
     let mut room = vec![0u8; 2048];

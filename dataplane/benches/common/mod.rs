@@ -1,9 +1,58 @@
-//! What the pipeline benches share: a 54-byte TCP/IPv4 frame (no options,
-//! no payload) with valid checksums, as a client or server would send it
-//! to the appliance's port (`02:00:00:00:00:02`).
+//! What the pipeline benches share: the lab's one-service tables (the
+//! appliance at 10.77.0.2 on port 0, VIP 10.77.0.100:80/tcp, one real
+//! server 10.77.0.11:80, local address 10.77.0.200), and a 54-byte
+//! TCP/IPv4 frame (no options, no payload) with valid checksums, as a
+//! client or server would send it to the appliance's port
+//! (`02:00:00:00:00:02`). Not every bench uses every builder.
+#![allow(dead_code)]
 
-use rvs_dataplane::session::Endpoint;
+use rvs_dataplane::sched::SchedKind;
+use rvs_dataplane::session::{Endpoint, Timeouts};
+use rvs_dataplane::tables::{Interface, RealServer, Service, Tables};
 use rvs_dataplane::wire::{ipv4, tcp};
+
+/// The lab's service: round robin over its one real server, through local
+/// address 0, nothing else set (callers change what they measure).
+pub fn lab_service() -> Service {
+    Service {
+        vip: Endpoint::new([10, 77, 0, 100], 80),
+        proto: 6,
+        sched: SchedKind::RoundRobin,
+        laddrs: vec![0],
+        servers: vec![RealServer {
+            addr: Endpoint::new([10, 77, 0, 11], 80),
+            weight: 1,
+            index: 0,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// The lab's tables with `service` as the only one.
+pub fn lab_tables(service: Service) -> Tables {
+    Tables {
+        interfaces: vec![Interface {
+            port: 0,
+            mac: [2, 0, 0, 0, 0, 2],
+            addr: [10, 77, 0, 2],
+            prefix_len: 24,
+            gateway: None,
+            mtu: 1500,
+        }],
+        services: vec![service],
+        laddrs: vec![[10, 77, 0, 200].into()],
+        lport_range: (1025, 65535),
+        timeouts: Timeouts::default(),
+        rs_count: 1,
+        generation: 1,
+        routes: Default::default(),
+        tentative: Vec::new(),
+        standby: Vec::new(),
+        vlans: Default::default(),
+        marks: Default::default(),
+    }
+}
 
 /// A frame from `smac`, `src` to `dst`, with `flags` (sequence and
 /// acknowledgement numbers 0).

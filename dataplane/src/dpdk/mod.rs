@@ -54,6 +54,7 @@ mod mempool;
 mod port;
 mod prefetch;
 mod ring;
+mod tags;
 
 pub use batch::{MbufBatch, BURST};
 pub use eal::{Eal, EalError, LaunchError};
@@ -66,3 +67,4 @@ pub use mempool::{Mempool, MempoolError};
 pub use port::{Port, PortConfig, PortError, PortId, PortStats, QueueId, RxQueue, TxQueue};
 pub use prefetch::{prefetch, prefetch_first};
 pub use ring::{MbufRing, RingError};
+pub use tags::matching as matching_tags;

@@ -43,7 +43,16 @@ impl Bucket {
         payloads: [EMPTY; WAYS],
     };
 
+    /// Bit `i` set: entry `i` carries tag `h` (free or not). With DPDK's
+    /// build, compared in SSE2 registers ([`crate::dpdk::matching_tags`]).
+    #[cfg(feature = "dpdk")]
+    #[inline]
+    fn matching(&self, h: u32) -> u32 {
+        crate::dpdk::matching_tags(&self.tags, h)
+    }
+
     /// Bit `i` set: entry `i` carries tag `h` (free or not).
+    #[cfg(not(feature = "dpdk"))]
     #[inline]
     fn matching(&self, h: u32) -> u32 {
         let mut m = 0;
