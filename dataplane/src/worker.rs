@@ -7,10 +7,13 @@
 //!     for each port: rx_burst → read ahead, stage by stage over the whole
 //!                    burst: prefetch every frame's first line; describe
 //!                    each once (flow key, hash, offsets); big tables only:
-//!                    prefetch every index bucket, then every session →
+//!                    prefetch every index bucket, then every session
+//!                    (or the second bucket, where the first has none) →
 //!                    count the burst as received (once) → process each
 //!                    frame with its descriptor → per-port TX batch or
-//!                    redirect batch (TX packets counted once per batch)
+//!                    redirect batch (TX packets counted once per batch) →
+//!                    file the server-side keys of the burst's new FULLNAT
+//!                    sessions (pipeline/staged.rs: their misses overlap)
 //!     for each ring from another worker: dequeue → read ahead → process → TX batch
 //!     flush TX batches                 (unsent frames dropped as tx_full)
 //!     flush redirect batches           (unsent dropped as redirect_full)
@@ -57,13 +60,14 @@ use crate::neigh::{self, NeighEvent, NeighMap, ARP_FRAME_LEN};
 use crate::packet::PacketBuf;
 use crate::pipeline::sync::InstallReport;
 use crate::pipeline::{Decision, Desc, FragHoldEvent, Pipeline, Verdict};
-use crate::session::Session;
+use crate::session::{Session, SessionTable, Side};
 use crate::stats::DropReason;
 use crate::sync_feed::{SyncRecord, SyncRing};
 use crate::sync_policy::SyncPolicy;
 use crate::tables::Tables;
 use crate::time::Millis;
 use crate::vlan;
+use crate::wire::tcp::TcpFlags;
 
 /// What a worker does when its queues are empty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -362,6 +366,13 @@ pub struct HeldFrame {
     decision: Decision,
 }
 
+/// A TCP segment with SYN and without ACK: a connection's first (or a
+/// retransmission of it), whose flow the index rarely has.
+#[inline(always)]
+fn is_syn(d: &Desc) -> bool {
+    d.flags & (TcpFlags::SYN | TcpFlags::ACK) == TcpFlags::SYN
+}
+
 /// Bytes of session table (hot slab and index, [`SessionTable::reach_bytes`])
 /// from which [`Worker::read_ahead`]'s prefetches pay: the L2 of one core
 /// here. Decided by the table's footprint, not its population: a deployed
@@ -401,10 +412,14 @@ impl Worker {
                 let bytes = self.read_ahead(&rx, &mut descs);
                 self.pipeline.counters.rx_packets += n as u64;
                 self.pipeline.counters.rx_bytes += bytes;
+                // New sessions' server-side keys are filed at the burst's
+                // end, their misses overlapping (pipeline/staged.rs).
+                self.pipeline.begin_burst();
                 for (m, d) in rx.drain().zip(&descs) {
                     let how = Arrival::Counted(d.as_ref());
                     self.handle(m, port as u16, how, now, &mut tx, &mut redir, &mut punt);
                 }
+                self.pipeline.end_burst();
             }
             // Kernel -> wire: frames the exception path's kernel side sends
             // leave through the port as they are (a sub-interface's tagged,
@@ -506,13 +521,21 @@ impl Worker {
     /// then uses the descriptor instead of parsing the frame again); in a
     /// table of [`READ_AHEAD_BYTES`] or more, the session-index bucket each
     /// lookup starts at prefetched, then the session that bucket points to
-    /// (its hot line; for an IPv6 packet its cold line of addresses too),
-    /// so that the lookups' misses overlap too. A descriptor is read long
+    /// (its hot line; for an IPv6 packet its cold line of addresses too);
+    /// where that bucket points to none (a new flow, or a key filed in its
+    /// second bucket), the second bucket is prefetched instead of read, and
+    /// its session asked for afterwards (not for a SYN's), so that the
+    /// lookups' misses overlap too. A descriptor is read long
     /// after it was written, never straight back from the store buffer.
     /// Returns the burst's bytes (for the received counters).
     #[inline]
     fn read_ahead(&self, burst: &MbufBatch, descs: &mut [Option<Desc>; BURST]) -> u64 {
         let mut bytes = 0;
+        // The headers first: the loop below reads each one's lengths and
+        // data address, which would otherwise miss one after the other.
+        for m in burst.iter() {
+            m.prefetch_header();
+        }
         for m in burst.iter() {
             bytes += m.len() as u64;
             if let Some(first) = m.data().first() {
@@ -531,18 +554,51 @@ impl Worker {
         for d in descs.iter().take(n).flatten() {
             prefetch(sessions.bucket(d.hash));
         }
-        for d in descs.iter().take(n).flatten() {
-            if d.key.src.ip.is_v4() {
-                if let Some(s) = sessions.candidate(d.hash) {
-                    prefetch(s);
+        // Frames whose first bucket has no candidate (bit i: frame i): a new
+        // flow's SYN, or an entry in its second bucket. That bucket is
+        // prefetched, not read here: read at once, its miss would stall
+        // this pass frame by frame.
+        let mut away = 0u64;
+        for (i, d) in descs.iter().take(n).enumerate() {
+            let Some(d) = d else { continue };
+            if !Self::prefetch_candidate(sessions, d, Side::Home) {
+                prefetch(sessions.second_bucket(d.hash));
+                away |= 1 << i;
+            }
+        }
+        // Their candidates in the second bucket, but not for a SYN's: a
+        // new flow has none, and the lookup reads that bucket anyway.
+        while away != 0 {
+            let i = away.trailing_zeros() as usize;
+            away &= away - 1;
+            if let Some(d) = &descs[i] {
+                if !is_syn(d) {
+                    Self::prefetch_candidate(sessions, d, Side::Away);
                 }
-            } else if let Some((s, cold)) = sessions.candidate_v6(d.hash) {
-                // An IPv6 session's addresses are on a second line.
-                prefetch(s);
-                prefetch(cold);
             }
         }
         bytes
+    }
+
+    /// Prefetches the candidate session of `d` in its `side` bucket (its
+    /// hot line; for an IPv6 packet its cold line of addresses too). False
+    /// if that bucket has none.
+    #[inline(always)]
+    fn prefetch_candidate(sessions: &SessionTable, d: &Desc, side: Side) -> bool {
+        if d.key.src.ip.is_v4() {
+            let Some(s) = sessions.candidate_in(d.hash, side) else {
+                return false;
+            };
+            prefetch(s);
+        } else {
+            let Some((s, cold)) = sessions.candidate_v6_in(d.hash, side) else {
+                return false;
+            };
+            // An IPv6 session's addresses are on a second line.
+            prefetch(s);
+            prefetch(cold);
+        }
+        true
     }
 
     /// One frame through the pipeline, into a TX or redirect batch; `how`

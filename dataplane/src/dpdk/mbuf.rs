@@ -144,6 +144,14 @@ impl Mbuf {
         true
     }
 
+    /// Asks for the header's first cache line (lengths, data offset,
+    /// buffer address: what reading the frame needs first), so that a
+    /// burst's header misses overlap (see the worker's read-ahead).
+    #[inline]
+    pub fn prefetch_header(&self) {
+        super::prefetch_first(self.hdr());
+    }
+
     /// Bytes in the first segment (`data_len`).
     #[inline]
     #[must_use]

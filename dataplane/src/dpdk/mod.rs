@@ -65,6 +65,6 @@ pub use lcore::{current_lcore, rdtsc, socket_id, LcoreId};
 pub use mbuf::Mbuf;
 pub use mempool::{Mempool, MempoolError};
 pub use port::{Port, PortConfig, PortError, PortId, PortStats, QueueId, RxQueue, TxQueue};
-pub use prefetch::prefetch;
+pub use prefetch::{prefetch, prefetch_first};
 pub use ring::{MbufRing, RingError};
 pub use tags::matching as matching_tags;

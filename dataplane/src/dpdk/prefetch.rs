@@ -16,6 +16,13 @@ pub fn prefetch<T>(value: &T) {
     }
 }
 
+/// Asks for the one cache line `value` starts in (a value larger than a
+/// line whose first line alone is read soon).
+#[inline(always)]
+pub fn prefetch_first<T>(value: &T) {
+    hint(std::ptr::from_ref(value).cast::<i8>());
+}
+
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn hint(line: *const i8) {

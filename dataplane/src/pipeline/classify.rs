@@ -134,7 +134,12 @@ impl Pipeline {
                     described = d;
                     &described
                 }
-                None => return self.classify_other(frame, in_port, held, now),
+                None => {
+                    // ICMP errors quote a flow, and the rest is rare:
+                    // every session's keys are filed first (`staged.rs`).
+                    self.file_staged();
+                    return self.classify_other(frame, in_port, held, now);
+                }
             },
         };
         // Forwarding needs a TTL left; what goes to the kernel side does

@@ -45,6 +45,9 @@ impl Pipeline {
         if self.tables.is_standby(key.dst.ip) {
             return Step::drop(DropReason::NotForUs);
         }
+        if !self.staged.is_empty() {
+            self.file_staged_for(&key, d.hash);
+        }
         match self.sessions.lookup_hashed(&key, d.hash, now) {
             Lookup::Hit(slot, Direction::Outbound) => {
                 let v = self.forward(l2, l3, slot, Direction::Outbound, d, in_port, now);

@@ -75,6 +75,7 @@ pub mod ingress_check;
 mod own_addrs;
 pub mod owner;
 mod slow;
+mod staged;
 pub mod sync;
 mod synproxy;
 pub mod unreach;
@@ -292,6 +293,10 @@ pub struct Pipeline {
     rs_limits: Vec<RsLimit>,
     templates: TemplateTable,
     session_template: Vec<TemplateSlot>,
+    /// In a burst ([`Pipeline::begin_burst`]): new FULLNAT sessions wait in
+    /// `staged` for their server-side keys to be filed (`staged.rs`).
+    staging: bool,
+    staged: Vec<staged::Staged>,
     worker: u16,
     workers: u16,
     /// Whether an exception path exists (rvsd: one TAP per interface).
@@ -352,6 +357,8 @@ impl Pipeline {
             rs_limits: Vec::new(),
             templates: TemplateTable::new(template_capacity(capacity)),
             session_template: vec![NO_TEMPLATE; capacity.max(1) as usize],
+            staging: false,
+            staged: Vec::with_capacity(staged::STAGED_MAX),
             counters: Counters::default(),
             guard: FloodGuard::new(Default::default(), capacity.max(1) as usize),
             frags: FragTable::new(),
@@ -786,6 +793,8 @@ impl Pipeline {
 
     /// Removes a session and returns what it held.
     fn expire(&mut self, slot: SlotId) {
+        // A session removed has both keys filed.
+        self.file_staged();
         if let Some(s) = self.sessions.remove(slot) {
             self.release(slot, &s);
             self.counters.sessions_expired += 1;
@@ -807,6 +816,7 @@ impl Pipeline {
     /// Periodic work between bursts: examine up to `budget` session slots
     /// and remove what has expired.
     pub fn housekeeping(&mut self, now: Millis, budget: usize) {
+        self.file_staged();
         let mut held = Held {
             pools: &mut self.pools,
             conns: &mut self.rs_conns,
@@ -910,6 +920,8 @@ mod hold_tests;
 mod isn_tests;
 #[cfg(test)]
 mod modes_tests;
+#[cfg(test)]
+mod staged_tests;
 #[cfg(test)]
 mod sync_tests;
 #[cfg(test)]

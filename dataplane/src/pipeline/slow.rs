@@ -347,7 +347,9 @@ impl Pipeline {
         let inserted = if one_packet {
             self.sessions.insert_rs_only(session)
         } else {
-            self.sessions.insert(session)
+            // FULLNAT's server-side key holds a port lent to it alone: in a
+            // burst it is filed at the burst's end (`staged.rs`).
+            self.insert_session(session, rs.forward == Forward::FullNat)
         };
         match inserted {
             // One-packet NAT: the same client port to the same server again

@@ -258,6 +258,25 @@ impl HashIndex {
         })
     }
 
+    /// The first payload whose tag is `h` in one of its two buckets alone
+    /// (`away`: the second): the worker's read-ahead asks the first bucket,
+    /// already prefetched, and only if that has none, the second, which it
+    /// prefetches in the meantime instead of waiting for it.
+    #[inline]
+    pub(crate) fn first_in(&self, h: u32, away: bool) -> Option<u32> {
+        let b = if away { self.away(h) } else { self.home(h) };
+        let mut m = b.matching(h);
+        while m != 0 {
+            let i = m.trailing_zeros() as usize;
+            m &= m - 1;
+            let p = b.payloads[i % WAYS];
+            if p != EMPTY {
+                return Some(p);
+            }
+        }
+        None
+    }
+
     /// The bucket a probe for hash `h` reads first (what to prefetch).
     #[inline]
     pub(crate) fn home(&self, h: u32) -> &Bucket {

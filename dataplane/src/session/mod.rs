@@ -461,6 +461,16 @@ impl Footprint {
     }
 }
 
+/// Which of a hash's two index buckets ([`SessionTable::candidate_in`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The bucket a lookup reads first ([`SessionTable::bucket`]).
+    Home,
+    /// The one it reads when the first lacks the key
+    /// ([`SessionTable::second_bucket`]).
+    Away,
+}
+
 /// The index's load at full capacity, percent.
 const INDEX_LOAD_PCT: usize = 80;
 
@@ -609,11 +619,25 @@ impl SessionTable {
 
     /// The hot line of the first session filed under hash `h` (a candidate:
     /// its key is not compared), which a lookup reads next: what to
-    /// prefetch once [`Self::bucket`] is in cache.
+    /// prefetch once [`Self::bucket`] is in cache. Both buckets, as a
+    /// lookup reads them ([`Self::candidate_in`] reads one).
     #[inline]
     #[must_use]
     pub fn candidate(&self, h: u32) -> Option<&SessionHot> {
-        let payload = self.index.probe(h).next()?;
+        self.candidate_in(h, Side::Home)
+            .or_else(|| self.candidate_in(h, Side::Away))
+    }
+
+    /// [`Self::candidate`] in one of the two buckets only: the worker's
+    /// read-ahead asks [`Side::Home`] (prefetched), and when it has none
+    /// (a new flow, or the fifth of entries at most that live in their
+    /// second bucket), prefetches [`Self::second_bucket`] and asks
+    /// [`Side::Away`] later, once that line has had time to come, instead
+    /// of waiting for it here.
+    #[inline]
+    #[must_use]
+    pub fn candidate_in(&self, h: u32, side: Side) -> Option<&SessionHot> {
+        let payload = self.index.first_in(h, side == Side::Away)?;
         self.hot.get(Self::unpack(payload).0 as usize)
     }
 
@@ -624,7 +648,15 @@ impl SessionTable {
     #[inline]
     #[must_use]
     pub fn candidate_v6(&self, h: u32) -> Option<(&SessionHot, &[[u8; 16]; 4])> {
-        let payload = self.index.probe(h).next()?;
+        self.candidate_v6_in(h, Side::Home)
+            .or_else(|| self.candidate_v6_in(h, Side::Away))
+    }
+
+    /// [`Self::candidate_v6`] in one bucket only (see [`Self::candidate_in`]).
+    #[inline]
+    #[must_use]
+    pub fn candidate_v6_in(&self, h: u32, side: Side) -> Option<(&SessionHot, &[[u8; 16]; 4])> {
+        let payload = self.index.first_in(h, side == Side::Away)?;
         let i = Self::unpack(payload).0 as usize;
         Some((self.hot.get(i)?, self.cold6.get(i)?))
     }
@@ -764,6 +796,61 @@ impl SessionTable {
         self.free.pop();
         self.place(slot, &session, LIVE);
         Ok(SlotId(slot))
+    }
+
+    /// [`Self::insert`] in two steps, for a burst of new connections: the
+    /// client key (whose buckets the lookup that missed has just read) is
+    /// checked and filed, the slot taken and the session written now; its
+    /// RS key, new to the index and its buckets cold, is filed by
+    /// [`Self::file_rs_key`] once those buckets (prefetched,
+    /// [`Self::prefetch_key`]) have come, so that a burst's misses on them
+    /// overlap. Until then a lookup of the RS key misses: the caller files
+    /// it before anything may look for it. Returns the slot and the RS
+    /// key's hash.
+    ///
+    /// # Errors
+    /// As [`Self::insert`], for the client key (and the two keys equal).
+    pub fn insert_client_key(&mut self, session: Session) -> Result<(SlotId, u32), InsertError> {
+        let (ck, rk) = (session.client_key(), session.rs_key());
+        let (hc, hr) = (ck.hash(self.seed), rk.hash(self.seed));
+        if self.find_hashed(&ck, hc).is_some() || ck == rk {
+            return Err(InsertError::Duplicate);
+        }
+        let slot = *self.free.last().ok_or(InsertError::Full)?;
+        if !self.index_insert(hc, slot, Direction::Inbound) {
+            return Err(InsertError::Full);
+        }
+        self.free.pop();
+        self.place(slot, &session, LIVE);
+        Ok((SlotId(slot), hr))
+    }
+
+    /// Files `rk`, of hash `hr`, as the RS key of the session that
+    /// [`Self::insert_client_key`] put in `slot`.
+    ///
+    /// # Errors
+    /// [`InsertError::Duplicate`] if `rk` is indexed already,
+    /// [`InsertError::Full`] if the index cannot make room for it; nothing
+    /// changes (the session is then removed with [`Self::remove_unfiled`]).
+    pub fn file_rs_key(&mut self, slot: SlotId, rk: &FlowKey, hr: u32) -> Result<(), InsertError> {
+        debug_assert_eq!(hr, self.hash_of(rk), "hash of another key");
+        if self.find_both(rk, hr).is_some() {
+            return Err(InsertError::Duplicate);
+        }
+        if !self.index_insert(hr, slot.0, Direction::Outbound) {
+            return Err(InsertError::Full);
+        }
+        Ok(())
+    }
+
+    /// Removes and returns the session in `slot` whose RS key
+    /// [`Self::file_rs_key`] could not file (its client key only is indexed).
+    pub fn remove_unfiled(&mut self, slot: SlotId) -> Option<Session> {
+        let s = self.get(slot)?;
+        self.hot[slot.0 as usize].flags = 0;
+        self.index_remove(s.client_key().hash(self.seed), slot.0, Direction::Inbound);
+        self.free.push(slot.0);
+        Some(s)
     }
 
     /// Inserts `session` under its RS key only: the server's replies find
