@@ -12,12 +12,9 @@ use crate::checksum;
 use crate::session::Endpoint;
 use crate::wire::{ethernet, ipv4, ipv6, tcp, MacAddr};
 
-const OPT_END: u8 = 0;
-const OPT_NOP: u8 = 1;
-const OPT_MSS: u8 = 2;
-const OPT_WSCALE: u8 = 3;
-const OPT_SACK_PERM: u8 = 4;
-const OPT_TS: u8 = 8;
+use crate::wire::tcp::opt::{
+    MSS as OPT_MSS, NOP as OPT_NOP, SACK_PERM as OPT_SACK_PERM, TS as OPT_TS, WSCALE as OPT_WSCALE,
+};
 
 /// The options of a segment that matter to a SYN proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -37,36 +34,20 @@ pub struct Options {
 #[must_use]
 pub fn options(t: &[u8]) -> Options {
     let mut o = Options::default();
-    if t.len() < tcp::MIN_HEADER_LEN {
-        return o;
-    }
-    let hlen = (usize::from(t[12] >> 4) * 4).min(t.len());
-    let mut at = tcp::MIN_HEADER_LEN;
-    while at < hlen {
-        match t[at] {
-            OPT_END => break,
-            OPT_NOP => at += 1,
-            kind => {
-                let Some(&len) = t.get(at + 1) else { break };
-                let len = usize::from(len);
-                if len < 2 || at + len > hlen {
-                    break;
-                }
-                let v = &t[at + 2..at + len];
-                match (kind, len) {
-                    (OPT_MSS, 4) => o.mss = Some(u16::from_be_bytes([v[0], v[1]])),
-                    (OPT_WSCALE, 3) => o.wscale = Some(v[0]),
-                    (OPT_SACK_PERM, 2) => o.sack_perm = true,
-                    (OPT_TS, 10) => {
-                        o.ts = Some((
-                            u32::from_be_bytes([v[0], v[1], v[2], v[3]]),
-                            u32::from_be_bytes([v[4], v[5], v[6], v[7]]),
-                        ));
-                    }
-                    _ => {}
-                }
-                at += len;
+    let mut walk = tcp::OptionWalk::new(t);
+    while let Some(opt) = walk.next(t) {
+        let v = &t[opt.at + 2..opt.at + opt.len];
+        match (opt.kind, opt.len) {
+            (OPT_MSS, 4) => o.mss = Some(u16::from_be_bytes([v[0], v[1]])),
+            (OPT_WSCALE, 3) => o.wscale = Some(v[0]),
+            (OPT_SACK_PERM, 2) => o.sack_perm = true,
+            (OPT_TS, 10) => {
+                o.ts = Some((
+                    u32::from_be_bytes([v[0], v[1], v[2], v[3]]),
+                    u32::from_be_bytes([v[4], v[5], v[6], v[7]]),
+                ));
             }
+            _ => {}
         }
     }
     o
@@ -280,40 +261,29 @@ pub fn adjust(t: &mut [u8], a: &Adjust) {
         }
     }
     if a.tsval_add != 0 || a.tsecr_sub != 0 {
-        let hlen = (usize::from(t[12] >> 4) * 4).min(t.len());
-        let mut at = tcp::MIN_HEADER_LEN;
-        while at < hlen {
-            match t[at] {
-                OPT_END => break,
-                OPT_NOP => at += 1,
-                kind => {
-                    let Some(&len) = t.get(at + 1) else { break };
-                    let len = usize::from(len);
-                    if len < 2 || at + len > hlen {
-                        break;
-                    }
-                    if kind == OPT_TS && len == 10 {
-                        let (v, e) = (get_u32(t, at + 2), get_u32(t, at + 6));
-                        let (nv, ne) = (v.wrapping_add(a.tsval_add), e.wrapping_sub(a.tsecr_sub));
-                        // The option may sit at any offset: sum the bytes
-                        // as they fall in 16-bit words.
-                        let (lo, odd) = ((at + 2) & !1, (at + 2) % 2 == 1);
-                        if lo + 10 > t.len() && odd {
-                            break;
-                        }
-                        let mut before = [0u8; 10];
-                        let n = if odd { 10 } else { 8 };
-                        before[..n].copy_from_slice(&t[lo..lo + n]);
-                        t[at + 2..at + 6].copy_from_slice(&nv.to_be_bytes());
-                        t[at + 6..at + 10].copy_from_slice(&ne.to_be_bytes());
-                        let mut after = [0u8; 10];
-                        after[..n].copy_from_slice(&t[lo..lo + n]);
-                        sum += checksum::delta(&before, &after);
-                        break;
-                    }
-                    at += len;
-                }
+        let mut walk = tcp::OptionWalk::new(t);
+        while let Some(o) = walk.next(t) {
+            if o.kind != OPT_TS || o.len != 10 {
+                continue;
             }
+            let at = o.at;
+            let (v, e) = (get_u32(t, at + 2), get_u32(t, at + 6));
+            let (nv, ne) = (v.wrapping_add(a.tsval_add), e.wrapping_sub(a.tsecr_sub));
+            // The option may sit at any offset: sum the bytes as they fall
+            // in 16-bit words.
+            let (lo, odd) = ((at + 2) & !1, (at + 2) % 2 == 1);
+            if lo + 10 > t.len() && odd {
+                break;
+            }
+            let mut before = [0u8; 10];
+            let n = if odd { 10 } else { 8 };
+            before[..n].copy_from_slice(&t[lo..lo + n]);
+            t[at + 2..at + 6].copy_from_slice(&nv.to_be_bytes());
+            t[at + 6..at + 10].copy_from_slice(&ne.to_be_bytes());
+            let mut after = [0u8; 10];
+            after[..n].copy_from_slice(&t[lo..lo + n]);
+            sum += checksum::delta(&before, &after);
+            break;
         }
     }
     if sum != 0 {
@@ -328,6 +298,7 @@ mod tests {
 
     use super::*;
     use crate::addr::Addr;
+    use crate::wire::tcp::opt::END as OPT_END;
 
     fn ep(ip: [u8; 4], port: u16) -> Endpoint {
         Endpoint::new(ip, port)

@@ -170,6 +170,116 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 }
 
+/// Option kinds (RFC 9293 §3.1 and the RFCs named).
+pub mod opt {
+    /// End of the option list.
+    pub const END: u8 = 0;
+    /// No operation (padding).
+    pub const NOP: u8 = 1;
+    /// Maximum segment size (length 4).
+    pub const MSS: u8 = 2;
+    /// Window scale, RFC 7323 (length 3).
+    pub const WSCALE: u8 = 3;
+    /// SACK permitted, RFC 2018 (length 2).
+    pub const SACK_PERM: u8 = 4;
+    /// SACK blocks, RFC 2018 (length 2 + 8 per block).
+    pub const SACK: u8 = 5;
+    /// Timestamps, RFC 7323 (length 10).
+    pub const TS: u8 = 8;
+}
+
+/// One option of a TCP header: its kind, the offset of its kind byte from
+/// the header's start, and its whole length (kind and length bytes
+/// included). The next option starts at `at + len`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpOption {
+    /// The kind byte (see [`opt`]).
+    pub kind: u8,
+    /// Offset of the kind byte.
+    pub at: usize,
+    /// Length, at least 2, within the header.
+    pub len: usize,
+}
+
+/// A walk over the options of the TCP header at the start of a buffer,
+/// the one every option reader and rewriter in rvs uses. It holds
+/// offsets, not the buffer, so a caller can rewrite an option between
+/// two steps:
+///
+/// ```
+/// # use rvs_dataplane::wire::tcp::{opt, OptionWalk};
+/// let mut t = [0u8; 32];
+/// t[12] = 8 << 4; // 32-byte header: 12 bytes of options
+/// t[20..32].copy_from_slice(&[1, 1, 8, 10, 0, 0, 0, 7, 0, 0, 0, 9]);
+/// let mut walk = OptionWalk::new(&t);
+/// while let Some(o) = walk.next(&t) {
+///     if o.kind == opt::TS {
+///         t[o.at..o.at + o.len].fill(opt::NOP);
+///     }
+/// }
+/// assert_eq!(&t[20..32], &[opt::NOP; 12]);
+/// ```
+///
+/// NOPs are skipped. The walk ends at END, at the header's end (its data
+/// offset, or the buffer's end if that comes first), and at a malformed
+/// option (no length byte, a length below 2, or one that runs past the
+/// header's end): what came before still counts, as the kernel's
+/// `tcp_parse_options` reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionWalk {
+    at: usize,
+    end: usize,
+}
+
+impl OptionWalk {
+    /// The walk over the options of the TCP header at the start of `t`
+    /// (none if `t` is shorter than [`MIN_HEADER_LEN`]).
+    #[inline]
+    #[must_use]
+    pub fn new(t: &[u8]) -> Self {
+        let end = match t.get(12) {
+            Some(b) if t.len() >= MIN_HEADER_LEN => (usize::from(b >> 4) * 4).min(t.len()),
+            _ => 0,
+        };
+        Self {
+            at: MIN_HEADER_LEN,
+            end,
+        }
+    }
+
+    /// The header's end the walk stops at: its data offset in bytes, at
+    /// most `t.len()` (0 for a buffer shorter than a header).
+    #[inline]
+    #[must_use]
+    pub fn header_end(&self) -> usize {
+        self.end
+    }
+
+    /// The next option of `t` (the buffer given to [`OptionWalk::new`],
+    /// rewritten or not in between), or `None` where the walk ends.
+    #[inline]
+    #[allow(clippy::should_implement_trait)] // it takes the buffer: not an Iterator
+    pub fn next(&mut self, t: &[u8]) -> Option<TcpOption> {
+        while self.at < self.end {
+            let at = self.at;
+            match t[at] {
+                opt::END => break,
+                opt::NOP => self.at += 1,
+                kind => {
+                    let len = usize::from(*t.get(at + 1)?);
+                    if len < 2 || at + len > self.end {
+                        break;
+                    }
+                    self.at = at + len;
+                    return Some(TcpOption { kind, at, len });
+                }
+            }
+        }
+        self.at = self.end;
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,6 +307,66 @@ mod tests {
             Packet::new_checked(&b[..]).unwrap_err(),
             WireError::Truncated
         );
+    }
+
+    /// Every option of `t` by the walk.
+    fn walk(t: &[u8]) -> Vec<TcpOption> {
+        let mut w = OptionWalk::new(t);
+        std::iter::from_fn(|| w.next(t)).collect()
+    }
+
+    fn header(opts: &[u8]) -> Vec<u8> {
+        let mut t = vec![0u8; 20];
+        t[12] = (((20 + opts.len()).div_ceil(4)) as u8) << 4;
+        t.extend_from_slice(opts);
+        t.resize(20 + opts.len().div_ceil(4) * 4, 0);
+        t
+    }
+
+    #[test]
+    fn the_walk_skips_nops_and_stops_at_end() {
+        let t = header(&[
+            1, 2, 4, 5, 0xb4, 1, 1, 8, 10, 1, 2, 3, 4, 5, 6, 7, 8, 0, 3, 3, 7,
+        ]);
+        let got = walk(&t);
+        let kinds: Vec<_> = got.iter().map(|o| (o.kind, o.at, o.len)).collect();
+        assert_eq!(kinds, [(opt::MSS, 21, 4), (opt::TS, 27, 10)]);
+    }
+
+    #[test]
+    fn a_malformed_option_ends_the_walk_keeping_what_came_before() {
+        // A length below 2.
+        assert_eq!(walk(&header(&[3, 3, 7, 5, 1])).len(), 1);
+        // A length past the header's end.
+        assert_eq!(walk(&header(&[3, 3, 7, 8, 10, 0, 0, 0])).len(), 1);
+        // No length byte: the kind is the header's last byte.
+        assert_eq!(walk(&header(&[1, 1, 1, 8])).len(), 0);
+        // A data offset past the buffer: the buffer's end is the header's.
+        let mut t = header(&[2, 4, 5, 0xb4, 8, 10, 0, 0]);
+        t[12] = 15 << 4;
+        assert_eq!(OptionWalk::new(&t).header_end(), 28);
+        assert_eq!(walk(&t).len(), 1);
+        // No header at all, or a data offset below 5.
+        assert_eq!(walk(&t[..19]).len(), 0);
+        t[12] = 4 << 4;
+        assert_eq!(walk(&t).len(), 0);
+    }
+
+    proptest::proptest! {
+        /// The walk never reads out of bounds, returns options in order
+        /// inside the header, and ends for good.
+        #[test]
+        fn any_bytes_walk_in_bounds(body in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            let mut w = OptionWalk::new(&body);
+            let mut last = 0;
+            while let Some(o) = w.next(&body) {
+                proptest::prop_assert!(o.at >= last.max(MIN_HEADER_LEN));
+                proptest::prop_assert!(o.len >= 2 && o.at + o.len <= w.header_end());
+                proptest::prop_assert!(o.kind != opt::END && o.kind != opt::NOP);
+                last = o.at + o.len;
+            }
+            proptest::prop_assert_eq!(w.next(&body), None);
+        }
     }
 
     #[test]

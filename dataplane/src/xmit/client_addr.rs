@@ -61,6 +61,7 @@ use crate::checksum;
 use crate::packet::PacketBuf;
 use crate::session::ext::{SessionExt, CLIENT_ISN, HEADER_SENT, SERVER_ISN};
 use crate::session::{Direction, Endpoint};
+use crate::wire::tcp::opt::MSS as OPT_MSS;
 use crate::wire::{ethernet, ipv4, tcp, udp};
 
 /// TCP option kind of TOA (the TOA kernel modules' `TCPOPT_TOA`).
@@ -77,8 +78,6 @@ pub const PROXY_V2_SIG: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 pub const MAX_INSERT: usize = 108;
 /// The longest a TCP header may be (data offset 15).
 const TCP_MAX_HEADER: usize = 60;
-/// TCP option kind of the maximum segment size.
-const OPT_MSS: u8 = 2;
 
 /// The bytes to insert for a session, built on the stack.
 #[derive(Clone, Copy)]
@@ -307,7 +306,7 @@ pub fn on_packet(
             if syn && ack {
                 ext.server_next = seq.wrapping_add(1);
                 ext.flags |= SERVER_ISN;
-                clamp_mss(t, hlen, insert_len);
+                clamp_mss(t, insert_len);
             }
             if mode.is_proxy() && ext.has(CLIENT_ISN) {
                 seq_shift::rewrite(t, None, Some(&ext.to_server));
@@ -317,44 +316,35 @@ pub fn on_packet(
     }
 }
 
-/// Lowers the MSS option of the server's SYN-ACK (`t`, header length
-/// `hlen`) by `by` bytes: the client sizes its segments by it, so a segment
+/// Lowers the MSS option of the server's SYN-ACK (TCP header at the start
+/// of `t`) by `by` bytes: the client sizes its segments by it, so a segment
 /// that gets `by` more bytes on the way to the server still fits the
 /// server's MTU. The checksum is updated for the changed word.
-fn clamp_mss(t: &mut [u8], hlen: usize, by: usize) {
-    let mut at = tcp::MIN_HEADER_LEN;
-    while at + 1 < hlen {
-        match t[at] {
-            0 => return,
-            1 => at += 1,
-            kind => {
-                let len = usize::from(t[at + 1]);
-                if len < 2 || at + len > hlen {
-                    return;
-                }
-                if kind == OPT_MSS && len == 4 {
-                    let old = u16::from_be_bytes([t[at + 2], t[at + 3]]);
-                    let new = old.saturating_sub(by as u16).max(64);
-                    // The option may start at an odd offset: update the
-                    // checksum over the aligned words that hold the value
-                    // (hlen is a multiple of 4, so they lie within it).
-                    let lo = (at + 2) & !1;
-                    let hi = (at + 5) & !1;
-                    let mut before = [0u8; 4];
-                    before[..hi - lo].copy_from_slice(&t[lo..hi]);
-                    t[at + 2..at + 4].copy_from_slice(&new.to_be_bytes());
-                    let mut after = [0u8; 4];
-                    after[..hi - lo].copy_from_slice(&t[lo..hi]);
-                    let c = checksum::apply(
-                        u16::from_be_bytes([t[16], t[17]]),
-                        checksum::delta(&before, &after),
-                    );
-                    t[16..18].copy_from_slice(&c.to_be_bytes());
-                    return;
-                }
-                at += len;
-            }
+fn clamp_mss(t: &mut [u8], by: usize) {
+    let mut walk = tcp::OptionWalk::new(t);
+    while let Some(o) = walk.next(t) {
+        if o.kind != OPT_MSS || o.len != 4 {
+            continue;
         }
+        let at = o.at;
+        let old = u16::from_be_bytes([t[at + 2], t[at + 3]]);
+        let new = old.saturating_sub(by as u16).max(64);
+        // The option may start at an odd offset: update the checksum over
+        // the aligned words that hold the value (a byte past the buffer's
+        // end counts as the checksum's zero padding).
+        let lo = (at + 2) & !1;
+        let hi = ((at + 5) & !1).min(t.len());
+        let mut before = [0u8; 4];
+        before[..hi - lo].copy_from_slice(&t[lo..hi]);
+        t[at + 2..at + 4].copy_from_slice(&new.to_be_bytes());
+        let mut after = [0u8; 4];
+        after[..hi - lo].copy_from_slice(&t[lo..hi]);
+        let c = checksum::apply(
+            u16::from_be_bytes([t[16], t[17]]),
+            checksum::delta(&before, &after),
+        );
+        t[16..18].copy_from_slice(&c.to_be_bytes());
+        return;
     }
 }
 
@@ -529,8 +519,7 @@ mod tests {
             t.extend_from_slice(b"x");
             let (s, d) = ([10, 0, 0, 1], [10, 0, 0, 2]);
             tcp::Packet::new_checked(&mut t[..]).unwrap().fill_checksum_v4(s, d);
-            let hlen = 20 + opts.len();
-            clamp_mss(&mut t, hlen, by);
+            clamp_mss(&mut t, by);
             let got = u16::from_be_bytes([t[20 + nops + 2], t[20 + nops + 3]]);
             prop_assert_eq!(got, mss.saturating_sub(by as u16).max(64));
             prop_assert!(tcp::Packet::new_checked(&t[..]).unwrap().verify_checksum_v4(s, d));

@@ -59,15 +59,11 @@ use crate::checksum;
 use crate::sched::hash::{hsiphash, SipKey};
 use crate::session::Endpoint;
 use crate::time::Millis;
+use crate::wire::tcp::opt::{NOP as OPT_NOP, SACK as OPT_SACK, TS as OPT_TS};
+use crate::wire::tcp::{OptionWalk, MIN_HEADER_LEN};
 
-/// TCP option kinds walked here.
-const OPT_END: u8 = 0;
-const OPT_NOP: u8 = 1;
-/// The timestamp option (RFC 7323) and its length.
-const OPT_TS: u8 = 8;
+/// The timestamp option's length (RFC 7323).
 const OPT_TS_LEN: usize = 10;
-/// Selective acknowledgement blocks (RFC 2018).
-const OPT_SACK: u8 = 5;
 
 /// The clock's steps per millisecond: 10^6 ns / 64 (Linux's ISN clock
 /// counts 64 ns steps).
@@ -129,49 +125,26 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-/// The header length of TCP header `t` by its data offset, within `t`.
-#[inline]
-fn header_len(t: &[u8]) -> usize {
-    (usize::from(t[12] >> 4) * 4).min(t.len())
-}
-
 /// Replaces the timestamp option of the TCP header at the start of `tcp`
 /// by NOPs (all its 10 bytes), the checksum updated; other options stay
 /// as they are. True if there was one. Malformed options stop the walk.
 pub fn remove_timestamp(tcp: &mut [u8]) -> bool {
-    if tcp.len() < 20 {
-        return false;
-    }
-    let hlen = header_len(tcp);
-    let mut at = 20;
-    while at < hlen {
-        match tcp[at] {
-            OPT_END => return false,
-            OPT_NOP => at += 1,
-            kind => {
-                let Some(&len) = tcp.get(at + 1) else {
-                    return false;
-                };
-                let len = usize::from(len);
-                if len < 2 || at + len > hlen {
-                    return false;
-                }
-                if kind == OPT_TS && len == OPT_TS_LEN {
-                    // The options start at an even offset and end at a
-                    // multiple of 4: their words are the checksum's.
-                    let before = checksum::sum(&tcp[20..hlen], 0);
-                    tcp[at..at + len].fill(OPT_NOP);
-                    let after = checksum::sum(&tcp[20..hlen], 0);
-                    let c = u16::from_be_bytes([tcp[16], tcp[17]]);
-                    let c = checksum::apply(
-                        c,
-                        checksum::delta_u16(!checksum::finish(before), !checksum::finish(after)),
-                    );
-                    tcp[16..18].copy_from_slice(&c.to_be_bytes());
-                    return true;
-                }
-                at += len;
-            }
+    let mut walk = OptionWalk::new(tcp);
+    while let Some(o) = walk.next(tcp) {
+        if o.kind == OPT_TS && o.len == OPT_TS_LEN {
+            // The options start at an even offset and end at a multiple
+            // of 4: their words are the checksum's.
+            let opts = MIN_HEADER_LEN..walk.header_end();
+            let before = checksum::sum(&tcp[opts.clone()], 0);
+            tcp[o.at..o.at + o.len].fill(OPT_NOP);
+            let after = checksum::sum(&tcp[opts], 0);
+            let c = u16::from_be_bytes([tcp[16], tcp[17]]);
+            let c = checksum::apply(
+                c,
+                checksum::delta_u16(!checksum::finish(before), !checksum::finish(after)),
+            );
+            tcp[16..18].copy_from_slice(&c.to_be_bytes());
+            return true;
         }
     }
     false
@@ -211,28 +184,15 @@ pub fn ack_back(tcp: &mut [u8], off: u32) -> u64 {
 /// checksum term. Out of line: only server segments with options come here.
 #[inline(never)]
 pub(crate) fn sack_back(tcp: &mut [u8], off: u32) -> u64 {
-    let hlen = header_len(tcp);
     let mut sum = 0u64;
-    let mut at = 20;
-    while at < hlen {
-        match tcp[at] {
-            OPT_END => break,
-            OPT_NOP => at += 1,
-            kind => {
-                let Some(&len) = tcp.get(at + 1) else { break };
-                let len = usize::from(len);
-                if len < 2 || at + len > hlen {
-                    break;
-                }
-                if kind == OPT_SACK {
-                    let mut e = at + 2;
-                    while e + 4 <= at + len {
-                        let old = u32_at(tcp, e);
-                        sum += put(tcp, e, old.wrapping_sub(off));
-                        e += 4;
-                    }
-                }
-                at += len;
+    let mut walk = OptionWalk::new(tcp);
+    while let Some(o) = walk.next(tcp) {
+        if o.kind == OPT_SACK {
+            let mut e = o.at + 2;
+            while e + 4 <= o.at + o.len {
+                let old = u32_at(tcp, e);
+                sum += put(tcp, e, old.wrapping_sub(off));
+                e += 4;
             }
         }
     }

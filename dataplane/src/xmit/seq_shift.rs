@@ -35,11 +35,7 @@
 
 use crate::checksum;
 
-/// TCP option kinds walked here.
-const OPT_END: u8 = 0;
-const OPT_NOP: u8 = 1;
-/// Selective acknowledgement blocks (RFC 2018).
-pub const OPT_SACK: u8 = 5;
+use crate::wire::tcp::{opt::SACK as OPT_SACK, OptionWalk};
 
 /// One stream's shift: bytes from `base` on are `delta` further on at the
 /// receiver. See the module doc.
@@ -156,28 +152,15 @@ pub fn rewrite(tcp: &mut [u8], seq: Option<&SeqShift>, ack: Option<&SeqShift>) -
     if let (Some(a), true) = (ack, has_ack) {
         let old = get_u32(tcp, 8);
         sum += put_u32(tcp, 8, a.back(old));
-        let hlen = (usize::from(tcp[12] >> 4) * 4).min(tcp.len());
-        let mut at = 20;
-        while at < hlen {
-            match tcp[at] {
-                OPT_END => break,
-                OPT_NOP => at += 1,
-                kind => {
-                    let Some(&len) = tcp.get(at + 1) else { break };
-                    let len = usize::from(len);
-                    if len < 2 || at + len > hlen {
-                        break;
-                    }
-                    if kind == OPT_SACK {
-                        let mut e = at + 2;
-                        while e + 4 <= at + len {
-                            let old = get_u32(tcp, e);
-                            sum += put_u32(tcp, e, a.back(old));
-                            out.sack_edges = out.sack_edges.saturating_add(1);
-                            e += 4;
-                        }
-                    }
-                    at += len;
+        let mut walk = OptionWalk::new(tcp);
+        while let Some(o) = walk.next(tcp) {
+            if o.kind == OPT_SACK {
+                let mut e = o.at + 2;
+                while e + 4 <= o.at + o.len {
+                    let old = get_u32(tcp, e);
+                    sum += put_u32(tcp, e, a.back(old));
+                    out.sack_edges = out.sack_edges.saturating_add(1);
+                    e += 4;
                 }
             }
         }
@@ -196,6 +179,7 @@ mod tests {
 
     use super::*;
     use crate::wire::tcp;
+    use crate::wire::tcp::opt::NOP as OPT_NOP;
 
     const SRC: [u8; 4] = [10, 0, 0, 1];
     const DST: [u8; 4] = [10, 0, 0, 2];
