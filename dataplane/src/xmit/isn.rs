@@ -59,7 +59,7 @@ use crate::checksum;
 use crate::sched::hash::{hsiphash, SipKey};
 use crate::session::Endpoint;
 use crate::time::Millis;
-use crate::wire::tcp::opt::{NOP as OPT_NOP, SACK as OPT_SACK, TS as OPT_TS};
+use crate::wire::tcp::opt::{NOP as OPT_NOP, TS as OPT_TS};
 use crate::wire::tcp::{OptionWalk, MIN_HEADER_LEN};
 
 /// The timestamp option's length (RFC 7323).
@@ -184,19 +184,7 @@ pub fn ack_back(tcp: &mut [u8], off: u32) -> u64 {
 /// checksum term. Out of line: only server segments with options come here.
 #[inline(never)]
 pub(crate) fn sack_back(tcp: &mut [u8], off: u32) -> u64 {
-    let mut sum = 0u64;
-    let mut walk = OptionWalk::new(tcp);
-    while let Some(o) = walk.next(tcp) {
-        if o.kind == OPT_SACK {
-            let mut e = o.at + 2;
-            while e + 4 <= o.at + o.len {
-                let old = u32_at(tcp, e);
-                sum += put(tcp, e, old.wrapping_sub(off));
-                e += 4;
-            }
-        }
-    }
-    sum
+    u64::from(super::seq_shift::map_sack_edges(tcp, |e| e.wrapping_sub(off)).0)
 }
 
 /// Applies [`seq_forward`] (`inbound`) or [`ack_back`] to the TCP header
@@ -222,6 +210,7 @@ mod tests {
 
     use super::*;
     use crate::wire::tcp;
+    use crate::wire::tcp::opt::SACK as OPT_SACK;
 
     const SRC: [u8; 4] = [10, 0, 0, 1];
     const DST: [u8; 4] = [10, 0, 0, 2];

@@ -152,18 +152,9 @@ pub fn rewrite(tcp: &mut [u8], seq: Option<&SeqShift>, ack: Option<&SeqShift>) -
     if let (Some(a), true) = (ack, has_ack) {
         let old = get_u32(tcp, 8);
         sum += put_u32(tcp, 8, a.back(old));
-        let mut walk = OptionWalk::new(tcp);
-        while let Some(o) = walk.next(tcp) {
-            if o.kind == OPT_SACK {
-                let mut e = o.at + 2;
-                while e + 4 <= o.at + o.len {
-                    let old = get_u32(tcp, e);
-                    sum += put_u32(tcp, e, a.back(old));
-                    out.sack_edges = out.sack_edges.saturating_add(1);
-                    e += 4;
-                }
-            }
-        }
+        let (edges_sum, edges) = map_sack_edges(tcp, |e| a.back(e));
+        sum += edges_sum;
+        out.sack_edges = edges;
     }
     if sum != 0 {
         let c = u16::from_be_bytes([tcp[16], tcp[17]]);
@@ -171,6 +162,27 @@ pub fn rewrite(tcp: &mut [u8], seq: Option<&SeqShift>, ack: Option<&SeqShift>) -
         tcp[16..18].copy_from_slice(&c.to_be_bytes());
     }
     out
+}
+
+/// Maps every SACK block edge of the TCP header at the start of `tcp` by
+/// `f`; returns the checksum term (not yet applied) and how many edges it
+/// mapped (saturating).
+#[inline]
+pub(crate) fn map_sack_edges(tcp: &mut [u8], f: impl Fn(u32) -> u32) -> (u32, u8) {
+    let (mut sum, mut edges) = (0u32, 0u8);
+    let mut walk = OptionWalk::new(tcp);
+    while let Some(o) = walk.next(tcp) {
+        if o.kind == OPT_SACK {
+            let mut e = o.at + 2;
+            while e + 4 <= o.at + o.len {
+                let old = get_u32(tcp, e);
+                sum += put_u32(tcp, e, f(old));
+                edges = edges.saturating_add(1);
+                e += 4;
+            }
+        }
+    }
+    (sum, edges)
 }
 
 #[cfg(test)]
