@@ -1,9 +1,9 @@
 //! Every packet parser on arbitrary bytes: the `wire` views
 //! (`new_checked`, then every accessor, which must stay inside the buffer
 //! `new_checked` accepted), the IPv4 option walk and header checks of the
-//! strict ingress checks, and classification's `describe`. Nothing may
-//! panic; what is accepted must be consistent with the contracts written
-//! in each module's doc.
+//! strict ingress checks, the TCP option walk, and classification's
+//! `describe`. Nothing may panic; what is accepted must be consistent with
+//! the contracts written in each module's doc.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -54,6 +54,14 @@ fuzz_target!(|data: &[u8]| {
         let _ = t.verify_checksum_v6([1; 16], [2; 16]);
         let _ = ingress_check::tcp_flags_valid(t.flags());
     }
+    // The TCP option walk: in order, inside the header, and over for good.
+    let mut walk = tcp::OptionWalk::new(data);
+    let mut next_at = tcp::MIN_HEADER_LEN;
+    while let Some(o) = walk.next(data) {
+        assert!(o.at >= next_at && o.len >= 2 && o.at + o.len <= walk.header_end());
+        next_at = o.at + o.len;
+    }
+    assert_eq!(walk.next(data), None);
     if let Ok(u) = udp::Packet::new_checked(data) {
         assert!(usize::from(u.len_field()) <= data.len());
         let _ = u.verify_checksum_v4([10, 0, 0, 1], [10, 0, 0, 2]);
