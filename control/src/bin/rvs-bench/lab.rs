@@ -189,6 +189,12 @@ pub(crate) struct Feeder {
 }
 
 impl Feeder {
+    /// True once the feeder has generated its `limit` and sent it all:
+    /// [`Feeder::fill_all`] adds nothing more, however empty the queues.
+    pub(crate) fn exhausted(&self) -> bool {
+        self.generated >= self.limit && self.pending.is_empty()
+    }
+
     /// Makes sure `pending` holds frames; false when the pool is empty or
     /// the limit is reached.
     #[inline]

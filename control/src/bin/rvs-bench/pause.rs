@@ -224,7 +224,11 @@ fn pause_rounds(
                 resume(vec![ack])?;
             }
         }
-        if added == 0 {
+        // Nothing added: the generator is spent (the end), or the workers
+        // to run have not drained their queues since they last ran (they
+        // got no CPU: a loaded machine). Then they run again, and the
+        // window after it shows whether they worked.
+        if added == 0 && next.iter().all(|&w| feeders[w].exhausted()) {
             break;
         }
         let sleep = (0.5 * cap_pkts / rate_guess - 0.0012).clamp(0.0003, 0.05);
