@@ -59,27 +59,20 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rvs_dataplane::addr::Addr;
-use rvs_dataplane::neigh::{NeighEntry, NeighMap};
 use rvs_dataplane::packet::PacketBuf;
 use rvs_dataplane::pipeline::{Pipeline, Verdict};
-use rvs_dataplane::route::{NextHop, Route, RouteTable, Routes};
 use rvs_dataplane::sched::SchedKind;
-use rvs_dataplane::session::{ClientAddress, Endpoint, Timeouts};
+use rvs_dataplane::session::{ClientAddress, Endpoint};
 use rvs_dataplane::stats::DropReason;
-use rvs_dataplane::tables::{Forward, Interface, RealServer, Service, Tables};
+use rvs_dataplane::tables::{RealServer, Service, Tables};
 use rvs_dataplane::time::Millis;
-use rvs_dataplane::wire::MacAddr;
 
 // ---- the configuration ------------------------------------------------------
 
-const LB_MAC: MacAddr = [0x02, 0, 0, 0, 0, 0x02];
-const LB: [u8; 4] = [10, 77, 0, 2];
-const LPORTS: (u16, u16) = (5000, 5099);
-const TCP: u8 = 6;
-const UDP: u8 = 17;
-const SESSIONS: u32 = 64;
-const SEED: u64 = 42;
+mod golden_lab;
+
+use golden_lab::{neighbours, rs, v4, v6, SEED, SESSIONS, TCP};
+
 /// Free bytes in front of every input frame (DPDK's default mbuf headroom
 /// is 128).
 const HEADROOM: usize = 128;
@@ -87,53 +80,6 @@ const HEADROOM: usize = 128;
 const TAILROOM: usize = 64;
 /// What the headroom holds before processing.
 const FILLER: u8 = 0xa5;
-
-/// `10.77.0.<last>`.
-const fn v4(last: u8) -> Addr {
-    Addr::v4([10, 77, 0, last])
-}
-
-/// `fd77::<last>`.
-const fn v6(last: u16) -> Addr {
-    let [hi, lo] = last.to_be_bytes();
-    Addr::v6([0xfd, 0x77, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, hi, lo])
-}
-
-/// Real server `n` (1..=4) of a family: 10.77.0.1n or fd77::1n.
-const fn rs(n: u8, six: bool) -> Addr {
-    if six {
-        v6(0x10 + n as u16)
-    } else {
-        v4(10 + n)
-    }
-}
-
-/// The MAC of real server `n`, both families: 02:00:00:00:00:1n.
-const fn rs_mac(n: u8) -> MacAddr {
-    [0x02, 0, 0, 0, 0, 0x10 + n]
-}
-
-/// The services of one family: (protocol, VIP port, [(real server, its
-/// port)], forwarding, one-packet scheduling).
-type ServiceRow = (u8, u16, &'static [(u8, u16)], Forward, bool);
-const SERVICES_V4: [ServiceRow; 9] = [
-    (TCP, 80, &[(1, 8080)], Forward::FullNat, false),
-    (UDP, 53, &[(1, 5353)], Forward::FullNat, false),
-    (TCP, 81, &[(2, 8081)], Forward::Nat, false),
-    (UDP, 54, &[(2, 5354)], Forward::Nat, false),
-    (TCP, 82, &[(3, 82)], Forward::Dr, false),
-    (UDP, 55, &[(3, 55)], Forward::Dr, false),
-    (TCP, 83, &[(4, 83)], Forward::Tun, false),
-    (UDP, 56, &[(4, 56)], Forward::Tun, false),
-    (UDP, 57, &[(1, 5357), (2, 5357)], Forward::FullNat, true),
-];
-/// IPv6: the first eight IPv4 services again.
-const SERVICES_V6: &[ServiceRow] = SERVICES_V4.split_at(8).0;
-/// FULLNAT64: IPv6 VIP, IPv4 servers and local address.
-const SERVICES_64: [ServiceRow; 2] = [
-    (TCP, 84, &[(1, 8084)], Forward::FullNat, false),
-    (UDP, 58, &[(1, 5358)], Forward::FullNat, false),
-];
 
 /// Services that tell RS1 the client's address (FULLNAT TCP, VIP port =
 /// server port - 8000): (VIP port, mode, IPv6).
@@ -145,48 +91,11 @@ const SERVICES_CLIENT_ADDR: [(u16, ClientAddress, bool); 5] = [
     (87, ClientAddress::ProxyV2, true),
 ];
 
+/// The lab's services (`golden_lab`), then the client-address ones.
 fn tables() -> Arc<Tables> {
-    // (VIP, servers in IPv6, services, local address: 0 is 10.77.0.200,
-    // 1 is fd77::200).
-    let families = [
-        (v4(100), false, SERVICES_V4.as_slice(), 0),
-        (v6(0x100), true, SERVICES_V6, 1),
-        (v6(0x100), false, SERVICES_64.as_slice(), 0),
-    ];
-    let mut services = Vec::new();
-    let mut rs_index = 0u16;
-    for (vip, six, rows, laddr) in families {
-        for &(proto, vport, servers, forward, ops) in rows {
-            let servers = servers
-                .iter()
-                .map(|&(n, port)| {
-                    rs_index += 1;
-                    RealServer {
-                        addr: Endpoint::at(rs(n, six), port),
-                        weight: 1,
-                        index: rs_index - 1,
-                        forward,
-                        ..Default::default()
-                    }
-                })
-                .collect();
-            services.push(Service {
-                vip: Endpoint::at(vip, vport),
-                proto,
-                sched: SchedKind::RoundRobin,
-                laddrs: if forward == Forward::FullNat {
-                    vec![laddr]
-                } else {
-                    vec![]
-                },
-                servers,
-                ops,
-                ..Default::default()
-            });
-        }
-    }
-    for (vport, mode, six) in SERVICES_CLIENT_ADDR {
-        rs_index += 1;
+    let mut services = golden_lab::mode_services();
+    let first = golden_lab::rs_count(&services);
+    for (index, (vport, mode, six)) in (first..).zip(SERVICES_CLIENT_ADDR) {
         services.push(Service {
             vip: Endpoint::at(if six { v6(0x100) } else { v4(100) }, vport),
             proto: TCP,
@@ -195,62 +104,14 @@ fn tables() -> Arc<Tables> {
             servers: vec![RealServer {
                 addr: Endpoint::at(rs(1, six), vport + 8000),
                 weight: 1,
-                index: rs_index - 1,
+                index,
                 ..Default::default()
             }],
             client_address: mode,
             ..Default::default()
         });
     }
-    let v6_route = |prefix: Addr, len, hop| Route {
-        prefix: prefix.octets(),
-        len,
-        hop,
-    };
-    let routes = Routes {
-        // IPv4: none, next hops come from the interface's subnet.
-        v4: RouteTable::default(),
-        v6: RouteTable::new([
-            v6_route(v6(0), 64, NextHop::OnLink { port: 0 }),
-            v6_route(v6(2), 128, NextHop::Local { port: 0 }),
-        ])
-        .unwrap_or_else(|e| panic!("IPv6 routes: {e}")),
-    };
-    Arc::new(Tables {
-        interfaces: vec![Interface {
-            port: 0,
-            mac: LB_MAC,
-            addr: LB,
-            prefix_len: 24,
-            gateway: None,
-            mtu: 1500,
-        }],
-        services,
-        laddrs: vec![v4(200), v6(0x200)],
-        lport_range: LPORTS,
-        timeouts: Timeouts::default(),
-        rs_count: rs_index,
-        generation: 1,
-        routes,
-        tentative: Vec::new(),
-        standby: Vec::new(),
-        vlans: Default::default(),
-        marks: Default::default(),
-    })
-}
-
-fn neighbours() -> Arc<NeighMap> {
-    Arc::new(NeighMap::new(
-        (1..=4)
-            .flat_map(|n| {
-                [false, true].map(|six| NeighEntry {
-                    ip: rs(n, six),
-                    mac: rs_mac(n),
-                    port: 0,
-                })
-            })
-            .collect(),
-    ))
+    golden_lab::tables(services, Default::default())
 }
 
 /// The one call into the pipeline: `frame` in on `in_port` at `now`, with
