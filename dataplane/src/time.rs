@@ -19,3 +19,13 @@ impl Millis {
         later.0.saturating_sub(self.0)
     }
 }
+
+/// The wall clock: milliseconds since the Unix epoch (0 before it). Read
+/// once a second by a worker, never per packet (see
+/// `Pipeline::set_isn_epoch`).
+#[must_use]
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -65,7 +65,7 @@ use crate::stats::DropReason;
 use crate::sync_feed::{SyncRecord, SyncRing};
 use crate::sync_policy::SyncPolicy;
 use crate::tables::Tables;
-use crate::time::Millis;
+use crate::time::{unix_ms, Millis};
 use crate::vlan;
 use crate::wire::tcp::TcpFlags;
 
@@ -90,6 +90,9 @@ pub const DUMP_SCAN: usize = 65536;
 /// Sessions a listing page copies at most.
 pub const DUMP_TAKE: usize = 4096;
 const PUBLISH_EVERY_MS: u64 = 100;
+/// How often the ISN clock is set back in step with the wall clock
+/// ([`Pipeline::set_isn_epoch`]).
+const ISN_EPOCH_EVERY_MS: u64 = 1000;
 
 /// A worker's published state, read by control.
 #[derive(Debug)]
@@ -389,6 +392,7 @@ impl Worker {
     pub fn run(mut self) -> i32 {
         let ticks_per_ms = (self.tsc_hz / 1000).max(1);
         let start = rdtsc();
+        self.pipeline.set_isn_epoch(unix_ms());
         let mut rx = MbufBatch::new();
         let mut descs: [Option<Desc>; BURST] = [None; BURST];
         let mut tx: Vec<MbufBatch> = self.tx.iter().map(|_| MbufBatch::new()).collect();
@@ -397,6 +401,7 @@ impl Worker {
         let mut punt: Vec<MbufBatch> = self.tap_tx.iter().map(|_| MbufBatch::new()).collect();
         let mut last_house = Millis(0);
         let mut last_publish = Millis(0);
+        let mut last_epoch = Millis(0);
         let mut empty_run: u32 = 0;
         let (mut polls, mut empty_polls) = (0u64, 0u64);
         self.shared
@@ -465,6 +470,10 @@ impl Worker {
                 }
                 self.release_held(now, &mut tx, &mut redir, &mut punt);
                 self.expire_fragments(now);
+                if now.0 - last_epoch.0 >= ISN_EPOCH_EVERY_MS {
+                    last_epoch = now;
+                    self.pipeline.set_isn_epoch(unix_ms().wrapping_sub(now.0));
+                }
                 if now.0 - last_publish.0 >= PUBLISH_EVERY_MS {
                     last_publish = now;
                     self.publish(polls, empty_polls);

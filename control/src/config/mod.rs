@@ -96,6 +96,9 @@ pub struct DataplaneConfig {
     pub mbufs: u32,
     /// Local ports used on each local address (inclusive).
     pub lport_range: (u16, u16),
+    /// The key of FULLNAT's server-side ISNs (`isn_secret`): the same on
+    /// both appliances of a pair; `None`, a random key per start.
+    pub isn_secret: Option<[u8; 16]>,
 }
 
 /// A DPDK-driven interface.

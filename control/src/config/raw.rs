@@ -87,6 +87,8 @@ pub(super) struct RawDataplane {
     pub mbufs: Option<Spanned<u32>>,
     #[serde(default)]
     pub local_port_range: Option<Spanned<String>>,
+    #[serde(default)]
+    pub isn_secret: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -1010,3 +1010,50 @@ fn bad_fwmark_keys_name_their_line() {
         assert!(e.reason.contains(want), "{want}: {e}");
     }
 }
+
+#[test]
+fn isn_secret_is_16_bytes_of_hex_and_a_bad_one_names_its_line_but_not_its_value() {
+    let c = parse(Path::new("x.toml"), LAB).unwrap();
+    assert_eq!(c.dataplane.isn_secret, None, "random per start by default");
+    let with = |v: &str| {
+        LAB.replace(
+            "[dataplane]\n",
+            &format!("[dataplane]\nisn_secret = \"{v}\"\n"),
+        )
+    };
+    let c = parse(
+        Path::new("x.toml"),
+        &with("00112233445566778899AabBccDDeeff"),
+    )
+    .unwrap();
+    assert_eq!(
+        c.dataplane.isn_secret,
+        Some([
+            0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd,
+            0xee, 0xff
+        ])
+    );
+    for bad in [
+        "00112233445566778899aabbccddeef",   // 31 digits
+        "00112233445566778899aabbccddeeff0", // 33
+        "00112233445566778899aabbccddeefg",  // not hex
+        "+0112233445566778899aabbccddeeff",  // a sign from_str_radix would take
+        "",
+    ] {
+        let text = with(bad);
+        let line = text
+            .lines()
+            .position(|l| l.starts_with("isn_secret"))
+            .unwrap()
+            + 1;
+        let e = err(&text);
+        assert_eq!(e.at.map(|a| a.0), Some(line), "{bad:?}: {e}");
+        assert!(e.reason.contains("32 hexadecimal digits"), "{e}");
+        if !bad.is_empty() {
+            assert!(
+                !e.to_string().contains(bad),
+                "the secret is not echoed: {e}"
+            );
+        }
+    }
+}

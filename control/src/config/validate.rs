@@ -111,6 +111,15 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         None => (1025, 65535),
         Some(s) => parse_range(s.get_ref()).ok_or_else(|| cx.at(s, format!("local_port_range must be \"FIRST-LAST\" with 1 <= FIRST <= LAST <= 65535, not {:?}", s.get_ref())))?,
     };
+    let isn_secret = match &dp.isn_secret {
+        None => None,
+        Some(s) => Some(parse_secret(s.get_ref()).ok_or_else(|| {
+            cx.at(
+                s,
+                "isn_secret must be 32 hexadecimal digits (16 bytes; e.g. from `openssl rand -hex 16`), the same on both appliances of a pair",
+            )
+        })?),
+    };
 
     if raw.interface.is_empty() {
         return Err(cx.nowhere("no [[interface]]: rvsd needs at least one DPDK port"));
@@ -637,6 +646,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
             template_capacity,
             mbufs,
             lport_range,
+            isn_secret,
         },
         socket: control_socket(&cx, raw.control.socket.as_ref())?,
         print_interval: match &raw.metrics.print_interval {
@@ -975,6 +985,19 @@ fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
     let (a, p) = s.split_once('/')?;
     let p: u8 = p.parse().ok()?;
     (p <= 32).then_some((a.parse().ok()?, p))
+}
+
+/// 32 hexadecimal digits as 16 bytes (`isn_secret`).
+fn parse_secret(s: &str) -> Option<[u8; 16]> {
+    let s = s.trim();
+    if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut key = [0u8; 16];
+    for (i, k) in key.iter_mut().enumerate() {
+        *k = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(key)
 }
 
 fn parse_range(s: &str) -> Option<(u16, u16)> {

@@ -318,7 +318,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let mut announce = Announcer::default();
     log_announced(&announce.update(&tables, t0));
     let mut plans = Vec::new();
-    let isn_key = random_isn_key();
+    let isn_key = config.dataplane.isn_secret.unwrap_or_else(random_isn_key);
     for (wi, &lcore) in lcores.iter().enumerate() {
         let q = QueueId(wi as u16);
         let mut rx = Vec::new();

@@ -258,7 +258,8 @@ impl Pipeline {
                 self.sessions.endpoint(slot, End::Rs),
             );
             let client_isn = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
-            let off = isn::offset(self.isn_key.isn(laddr, rs, now), client_isn);
+            let wall = Millis(now.0.wrapping_add(self.isn_epoch));
+            let off = isn::offset(self.isn_key.isn(laddr, rs, wall), client_isn);
             if let Some(h) = self.sessions.get_mut(slot) {
                 h.isn_off = off;
             }

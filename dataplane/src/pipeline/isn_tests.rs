@@ -83,6 +83,42 @@ fn a_new_connection_on_a_reused_tuple_starts_further_on() {
     assert_eq!(second.seq.wrapping_sub(first.seq), 8000 * 15_625);
 }
 
+#[test]
+fn two_appliances_with_one_key_number_a_tuple_by_wall_time() {
+    // One local port, so both take the same tuple. The two workers started
+    // 40 s apart (their `now` differs by that much at one wall time); the
+    // ISN clock runs on their common wall clock.
+    let t = || tables_with((5000, 5000), |t| t.services[0].servers.truncate(1));
+    let secret = [7u8; 16];
+    let (mut a, mut b) = (
+        Pipeline::new(t(), known_servers(), 64, 1, 0, 1),
+        Pipeline::new(t(), known_servers(), 64, 2, 0, 1),
+    );
+    let start_a = 1_765_000_000_000; // ms since the Unix epoch
+    let start_b = start_a + 40_000;
+    for (p, start) in [(&mut a, start_a), (&mut b, start_b)] {
+        p.set_isn_key(secret);
+        p.set_isn_epoch(start);
+    }
+    // `a` at wall time start_b + 5 s, `b` 3 s later: `b`'s ISN for the
+    // same tuple is 3 s of ISN clock further on, whatever each worker's
+    // own `now`.
+    let wall = start_b + 5_000;
+    let first = syn(&mut a, CLIENT, ISN_C, wall - start_a);
+    let second = syn(&mut b, CLIENT, 7, wall + 3_000 - start_b);
+    assert_eq!(second.src, first.src, "the same tuple");
+    assert_eq!(second.seq.wrapping_sub(first.seq), 3_000 * 15_625);
+    assert_eq!(
+        first.seq,
+        IsnKey::from_bytes(secret).isn(first.src, RS1, Millis(wall))
+    );
+    // Without the shared key, the numbering is unrelated.
+    let mut c = Pipeline::new(t(), known_servers(), 64, 3, 0, 1);
+    c.set_isn_epoch(start_b);
+    let third = syn(&mut c, CLIENT, 7, wall + 3_000 - start_b);
+    assert_ne!(third.seq.wrapping_sub(first.seq), 3_000 * 15_625);
+}
+
 /// SACK option (NOP, NOP, kind 5) with `blocks`.
 fn sack(blocks: &[(u32, u32)]) -> Vec<u8> {
     let mut o = vec![1, 1, 5, 2 + 8 * blocks.len() as u8];

@@ -323,6 +323,10 @@ pub struct Pipeline {
     synproxy: synproxy::SynProxy,
     /// The key of FULLNAT's server-side ISNs (see [`crate::xmit::isn`]).
     isn_key: IsnKey,
+    /// The wall clock at `Millis(0)` (ms since the Unix epoch): the ISN
+    /// clock runs on wall time, so two appliances with one key number a
+    /// tuple alike (0 in tests: the ISN clock is `now`).
+    isn_epoch: u64,
     /// Tests: every session the long way (`forward_any`), to check the
     /// one-pass path against it.
     #[cfg(test)]
@@ -368,6 +372,7 @@ impl Pipeline {
             sync: None,
             synproxy: synproxy::SynProxy::new(seed ^ u64::from(worker).rotate_left(32)),
             isn_key: IsnKey::from_seed(seed ^ u64::from(worker).rotate_left(16)),
+            isn_epoch: 0,
             #[cfg(test)]
             long_way: false,
             worker,
@@ -409,6 +414,15 @@ impl Pipeline {
     /// seed, which tests rely on).
     pub fn set_isn_key(&mut self, key: [u8; 16]) {
         self.isn_key = IsnKey::from_bytes(key);
+    }
+
+    /// Sets the wall-clock time (ms since the Unix epoch) of `Millis(0)`,
+    /// the worker's time zero: the ISN clock is then wall time, as Linux's
+    /// (`ktime_get_real`). The worker sets it at start and again every
+    /// second, so that its TSC-derived `now` cannot drift from the wall
+    /// clock (which NTP keeps in step across the appliances of a pair).
+    pub fn set_isn_epoch(&mut self, unix_ms_at_zero: u64) {
+        self.isn_epoch = unix_ms_at_zero;
     }
 
     /// Switches to a new neighbour snapshot and returns the old one.
