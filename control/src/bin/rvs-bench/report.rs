@@ -300,6 +300,81 @@ pub(crate) fn print_report(o: &Opts, rep: &Report) {
             );
         }
     }
+    issue18_targets(o, rep);
+}
+
+/// Issue #18's targets: the established path's cycles at 1 K sessions
+/// (and against testpmd), 10 M against 1 K, the 10 M table's size, new
+/// connections per worker, two workers against one, and the frame kinds
+/// ([`kind_targets`]).
+fn issue18_targets(o: &Opts, rep: &Report) {
+    println!("Targets (issue #18):");
+    let tcp1: Vec<&LoopRow> = rep
+        .loops
+        .iter()
+        .filter(|r| r.kind == Some(Kind::Tcp4) && r.workers == 1)
+        .collect();
+    if let Some(k) = tcp1.iter().find(|r| r.flows == 1000) {
+        println!(
+            "  established TCP/IPv4 at 1K sessions <= 110 cycles/pkt (loop, median): {:.0} -> {}",
+            k.cycles[0],
+            verdict(k.cycles[0] <= 110.0)
+        );
+        if let Some(t) = o.testpmd_ring {
+            let x = k.total() / 1e6 / t;
+            println!(
+                "  >= 0.4x testpmd macswap on the same net_ring loop ({t:.1} Mpps), 1K sessions: {x:.2}x -> {}",
+                verdict(x >= 0.4)
+            );
+        }
+        if let Some(b) = tcp1.iter().find(|r| r.flows >= 10_000_000) {
+            let x = b.cycles[0] / k.cycles[0];
+            println!(
+                "  {} sessions <= 1.5x the 1K cost: {:.0} vs {:.0} cycles, {x:.2}x -> {}",
+                human(b.flows),
+                b.cycles[0],
+                k.cycles[0],
+                verdict(x <= 1.5)
+            );
+        }
+    }
+    if let Some(t) = rep.table.iter().find(|r| r.n == 10_000_000) {
+        let gib = t.sized_bytes * f64::from(t.n) / f64::from(1u32 << 30);
+        println!(
+            "  10M sessions in <= 1.25 GiB: {gib:.2} GiB -> {}",
+            verdict(gib <= 1.25)
+        );
+    }
+    if let Some(r) = rep
+        .pause
+        .iter()
+        .find(|r| r.traffic == Some(Traffic::Syn) && r.workers == 1)
+    {
+        println!(
+            "  >= 3 M new connections/s per worker (pause method): {:.2} M/s ({:.0} cycles each) -> {}",
+            r.total() / 1e6,
+            r.cycles[0],
+            verdict(r.total() >= 3e6)
+        );
+    }
+    let loops = rep.loops.iter().filter_map(|r| {
+        r.scaling()
+            .map(|s| (format!("loop, established, {}", human(r.flows)), s))
+    });
+    let pauses = rep.pause.iter().filter_map(|r| {
+        let what = if r.traffic == Some(Traffic::Syn) {
+            "pause, new connections".to_string()
+        } else {
+            format!("pause, established, {}", human(r.flows))
+        };
+        r.scaling().map(|s| (what, s))
+    });
+    for (what, s) in loops.chain(pauses) {
+        println!(
+            "  two workers >= 1.9x one ({what}): {s:.2}x -> {}",
+            verdict(s >= 1.9)
+        );
+    }
     kind_targets(rep);
 }
 
@@ -322,7 +397,9 @@ fn kind_targets(rep: &Report) {
                 continue;
             };
             if !header {
-                println!("Targets (issue #18, loop method, cycles per packet against TCP/IPv4 at the same session count):");
+                println!(
+                    "  (loop method, cycles per packet against TCP/IPv4 at the same session count)"
+                );
                 header = true;
             }
             let ratio = r.cycles[0] / tcp.cycles[0];
