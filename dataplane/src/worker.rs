@@ -373,6 +373,33 @@ fn is_syn(d: &Desc) -> bool {
     d.flags & (TcpFlags::SYN | TcpFlags::ACK) == TcpFlags::SYN
 }
 
+/// The three batches of [`Worker::run`]'s RX ports as (this port's burst,
+/// the next port's, the one after's), rotating with `port`.
+#[inline(always)]
+fn ahead_of(ahead: &mut [MbufBatch; 3], port: usize) -> [&mut MbufBatch; 3] {
+    let [a, b, c] = ahead;
+    match port % 3 {
+        0 => [a, b, c],
+        1 => [b, c, a],
+        _ => [c, a, b],
+    }
+}
+
+/// Asks for frame `i` of the next burst (its first line; its header,
+/// asked for one burst earlier, gives the address) and the header of frame
+/// `i` of the one after.
+#[inline(always)]
+fn prefetch_ahead(next: &MbufBatch, after: &MbufBatch, i: usize) {
+    if let Some(m) = next.as_slice().get(i) {
+        if let Some(first) = m.data().first() {
+            prefetch(first);
+        }
+    }
+    if let Some(m) = after.as_slice().get(i) {
+        m.prefetch_header();
+    }
+}
+
 /// Bytes of session table (hot slab and index, [`SessionTable::reach_bytes`])
 /// from which [`Worker::read_ahead`]'s prefetches pay: the L2 of one core
 /// here. Decided by the table's footprint, not its population: a deployed
@@ -390,6 +417,8 @@ impl Worker {
         let ticks_per_ms = (self.tsc_hz / 1000).max(1);
         let start = rdtsc();
         let mut rx = MbufBatch::new();
+        // The RX ports' bursts, two ahead of the one handled (`ahead`).
+        let mut ahead: [MbufBatch; 3] = [MbufBatch::new(), MbufBatch::new(), MbufBatch::new()];
         let mut descs: [Option<Desc>; BURST] = [None; BURST];
         let mut tx: Vec<MbufBatch> = self.tx.iter().map(|_| MbufBatch::new()).collect();
         let mut redir: Vec<MbufBatch> =
@@ -405,21 +434,42 @@ impl Worker {
         loop {
             let now = Millis(rdtsc().wrapping_sub(start) / ticks_per_ms);
             let mut got = 0;
-            for port in 0..self.rx.len() {
-                let n = self.rx[port].rx_burst(&mut rx);
+            let ports = self.rx.len();
+            for p in 0..ports.min(2) {
+                self.rx[p].rx_burst(&mut ahead[p]);
+                for m in ahead[p].iter() {
+                    m.prefetch_header();
+                }
+            }
+            for port in 0..ports {
+                let [rx, next, after] = ahead_of(&mut ahead, port);
+                if port + 2 < ports {
+                    self.rx[port + 2].rx_burst(after);
+                }
+                let n = rx.len();
                 got += n;
                 // Counted as received once per burst, before any is handled.
-                let bytes = self.read_ahead(&rx, &mut descs);
+                let bytes = self.read_ahead(rx, &mut descs);
                 self.pipeline.counters.rx_packets += n as u64;
                 self.pipeline.counters.rx_bytes += bytes;
                 // New sessions' server-side keys are filed at the burst's
                 // end, their misses overlapping (pipeline/staged.rs).
                 self.pipeline.begin_burst();
+                let mut i = 0;
                 for (m, d) in rx.drain().zip(&descs) {
+                    // One frame at a time, interleaved with this burst's work
+                    // so that its misses (and page walks) overlap it: the
+                    // next burst's frame (its header was asked for one burst
+                    // ago) and the one after's header.
+                    prefetch_ahead(next, after, i);
+                    i += 1;
                     let how = Arrival::Counted(d.as_ref());
                     self.handle(m, port as u16, how, now, &mut tx, &mut redir, &mut punt);
                 }
                 self.pipeline.end_burst();
+                for i in i..next.len().max(after.len()) {
+                    prefetch_ahead(next, after, i);
+                }
             }
             // Kernel -> wire: frames the exception path's kernel side sends
             // leave through the port as they are (a sub-interface's tagged,
