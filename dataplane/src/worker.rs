@@ -435,9 +435,9 @@ impl Worker {
             let now = Millis(rdtsc().wrapping_sub(start) / ticks_per_ms);
             let mut got = 0;
             let ports = self.rx.len();
-            for p in 0..ports.min(2) {
-                self.rx[p].rx_burst(&mut ahead[p]);
-                for m in ahead[p].iter() {
+            for (q, batch) in self.rx.iter_mut().zip(&mut ahead).take(2) {
+                q.rx_burst(batch);
+                for m in batch.iter() {
                     m.prefetch_header();
                 }
             }
