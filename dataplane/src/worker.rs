@@ -4,7 +4,11 @@
 //! ```text
 //! loop {
 //!     now = TSC → ms                  (once per iteration)
-//!     for each port: rx_burst → read ahead, stage by stage over the whole
+//!     for each port: (its burst received two ports ahead: rx_burst of
+//!                    port + 2; while a burst is processed, each frame asks
+//!                    for one frame of the next port's burst and one mbuf
+//!                    header of the following one's)
+//!                    read ahead, stage by stage over the whole
 //!                    burst: prefetch every frame's first line; describe
 //!                    each once (flow key, hash, offsets); big tables only:
 //!                    prefetch every index bucket, then every session
