@@ -380,7 +380,7 @@ fn is_syn(d: &Desc) -> bool {
 /// The three batches of [`Worker::run`]'s RX ports as (this port's burst,
 /// the next port's, the one after's), rotating with `port`.
 #[inline(always)]
-fn ahead_of(ahead: &mut [MbufBatch; 3], port: usize) -> [&mut MbufBatch; 3] {
+fn ahead_of<T>(ahead: &mut [T; 3], port: usize) -> [&mut T; 3] {
     let [a, b, c] = ahead;
     match port % 3 {
         0 => [a, b, c],
@@ -1149,5 +1149,38 @@ fn push_tx(q: &mut TxQueue, batch: &mut MbufBatch, m: Mbuf, pipeline: &mut Pipel
     match batch.push(m) {
         Ok(()) => pipeline.counters.tx_bytes += len,
         Err(_) => pipeline.counters.drop(DropReason::TxFull),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ahead_of;
+
+    /// The rotation [`super::Worker::run`] receives and handles the RX
+    /// ports' bursts by: every port's burst is handled at its own turn,
+    /// once, after the next port's and the one after's were received, and
+    /// a batch is received into only when empty.
+    #[test]
+    fn bursts_two_ports_ahead() {
+        for ports in 0..10usize {
+            let mut ahead: [Vec<usize>; 3] = Default::default();
+            for (p, batch) in (0..ports).zip(&mut ahead).take(2) {
+                batch.push(p);
+            }
+            let mut handled = Vec::new();
+            for port in 0..ports {
+                let [rx, next, after] = ahead_of(&mut ahead, port);
+                assert!(after.is_empty(), "{ports} ports, port {port}");
+                if port + 2 < ports {
+                    after.push(port + 2);
+                }
+                assert_eq!(*rx, [port], "{ports} ports");
+                let want_next: &[usize] = if port + 1 < ports { &[port + 1] } else { &[] };
+                assert_eq!(next.as_slice(), want_next, "{ports} ports, port {port}");
+                handled.append(rx);
+            }
+            assert_eq!(handled, (0..ports).collect::<Vec<_>>());
+            assert!(ahead.iter().all(Vec::is_empty));
+        }
     }
 }
