@@ -4,7 +4,11 @@
 //! ```text
 //! loop {
 //!     now = TSC → ms                  (once per iteration)
-//!     for each port: rx_burst → read ahead, stage by stage over the whole
+//!     for each port: (its burst received two ports ahead: rx_burst of
+//!                    port + 2; while a burst is processed, each frame asks
+//!                    for one frame of the next port's burst and one mbuf
+//!                    header of the following one's)
+//!                    read ahead, stage by stage over the whole
 //!                    burst: prefetch every frame's first line; describe
 //!                    each once (flow key, hash, offsets); big tables only:
 //!                    prefetch every index bucket, then every session
@@ -376,6 +380,33 @@ fn is_syn(d: &Desc) -> bool {
     d.flags & (TcpFlags::SYN | TcpFlags::ACK) == TcpFlags::SYN
 }
 
+/// The three batches of [`Worker::run`]'s RX ports as (this port's burst,
+/// the next port's, the one after's), rotating with `port`.
+#[inline(always)]
+fn ahead_of<T>(ahead: &mut [T; 3], port: usize) -> [&mut T; 3] {
+    let [a, b, c] = ahead;
+    match port % 3 {
+        0 => [a, b, c],
+        1 => [b, c, a],
+        _ => [c, a, b],
+    }
+}
+
+/// Asks for frame `i` of the next burst (its first line; its header,
+/// asked for one burst earlier, gives the address) and the header of frame
+/// `i` of the one after.
+#[inline(always)]
+fn prefetch_ahead(next: &MbufBatch, after: &MbufBatch, i: usize) {
+    if let Some(m) = next.as_slice().get(i) {
+        if let Some(first) = m.data().first() {
+            prefetch(first);
+        }
+    }
+    if let Some(m) = after.as_slice().get(i) {
+        m.prefetch_header();
+    }
+}
+
 /// Bytes of session table (hot slab and index, [`SessionTable::reach_bytes`])
 /// from which [`Worker::read_ahead`]'s prefetches pay: the L2 of one core
 /// here. Decided by the table's footprint, not its population: a deployed
@@ -394,6 +425,8 @@ impl Worker {
         let start = rdtsc();
         self.pipeline.set_isn_epoch(unix_ms());
         let mut rx = MbufBatch::new();
+        // The RX ports' bursts, two ahead of the one handled (`ahead`).
+        let mut ahead: [MbufBatch; 3] = [MbufBatch::new(), MbufBatch::new(), MbufBatch::new()];
         let mut descs: [Option<Desc>; BURST] = [None; BURST];
         let mut tx: Vec<MbufBatch> = self.tx.iter().map(|_| MbufBatch::new()).collect();
         let mut redir: Vec<MbufBatch> =
@@ -410,21 +443,42 @@ impl Worker {
         loop {
             let now = Millis(rdtsc().wrapping_sub(start) / ticks_per_ms);
             let mut got = 0;
-            for port in 0..self.rx.len() {
-                let n = self.rx[port].rx_burst(&mut rx);
+            let ports = self.rx.len();
+            for (q, batch) in self.rx.iter_mut().zip(&mut ahead).take(2) {
+                q.rx_burst(batch);
+                for m in batch.iter() {
+                    m.prefetch_header();
+                }
+            }
+            for port in 0..ports {
+                let [rx, next, after] = ahead_of(&mut ahead, port);
+                if port + 2 < ports {
+                    self.rx[port + 2].rx_burst(after);
+                }
+                let n = rx.len();
                 got += n;
                 // Counted as received once per burst, before any is handled.
-                let bytes = self.read_ahead(&rx, &mut descs);
+                let bytes = self.read_ahead(rx, &mut descs);
                 self.pipeline.counters.rx_packets += n as u64;
                 self.pipeline.counters.rx_bytes += bytes;
                 // New sessions' server-side keys are filed at the burst's
                 // end, their misses overlapping (pipeline/staged.rs).
                 self.pipeline.begin_burst();
+                let mut i = 0;
                 for (m, d) in rx.drain().zip(&descs) {
+                    // One frame at a time, interleaved with this burst's work
+                    // so that its misses (and page walks) overlap it: the
+                    // next burst's frame (its header was asked for one burst
+                    // ago) and the one after's header.
+                    prefetch_ahead(next, after, i);
+                    i += 1;
                     let how = Arrival::Counted(d.as_ref());
                     self.handle(m, port as u16, how, now, &mut tx, &mut redir, &mut punt);
                 }
                 self.pipeline.end_burst();
+                for i in i..next.len().max(after.len()) {
+                    prefetch_ahead(next, after, i);
+                }
             }
             // Kernel -> wire: frames the exception path's kernel side sends
             // leave through the port as they are (a sub-interface's tagged,
@@ -1104,5 +1158,38 @@ fn push_tx(q: &mut TxQueue, batch: &mut MbufBatch, m: Mbuf, pipeline: &mut Pipel
     match batch.push(m) {
         Ok(()) => pipeline.counters.tx_bytes += len,
         Err(_) => pipeline.counters.drop(DropReason::TxFull),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ahead_of;
+
+    /// The rotation [`super::Worker::run`] receives and handles the RX
+    /// ports' bursts by: every port's burst is handled at its own turn,
+    /// once, after the next port's and the one after's were received, and
+    /// a batch is received into only when empty.
+    #[test]
+    fn bursts_two_ports_ahead() {
+        for ports in 0..10usize {
+            let mut ahead: [Vec<usize>; 3] = Default::default();
+            for (p, batch) in (0..ports).zip(&mut ahead).take(2) {
+                batch.push(p);
+            }
+            let mut handled = Vec::new();
+            for port in 0..ports {
+                let [rx, next, after] = ahead_of(&mut ahead, port);
+                assert!(after.is_empty(), "{ports} ports, port {port}");
+                if port + 2 < ports {
+                    after.push(port + 2);
+                }
+                assert_eq!(*rx, [port], "{ports} ports");
+                let want_next: &[usize] = if port + 1 < ports { &[port + 1] } else { &[] };
+                assert_eq!(next.as_slice(), want_next, "{ports} ports, port {port}");
+                handled.append(rx);
+            }
+            assert_eq!(handled, (0..ports).collect::<Vec<_>>());
+            assert!(ahead.iter().all(Vec::is_empty));
+        }
     }
 }
