@@ -175,7 +175,8 @@ fn frame(
 fn one(p: &mut Pipeline, buf: &mut [u8; 128], template: &[u8]) -> Verdict {
     let len = template.len();
     buf[..len].copy_from_slice(template);
-    let desc = p.describe(&buf[..len]);
+    let mut desc = None;
+    p.describe_into(&buf[..len], &mut desc);
     let mut pkt = PacketBuf::new(&mut buf[..], 0, len);
     p.process_counted(&mut pkt, 0, desc.as_ref(), Millis(1))
 }

@@ -551,7 +551,7 @@ impl Worker {
             }
         }
         for (d, m) in descs.iter_mut().zip(burst.iter()) {
-            *d = self.pipeline.describe(m.data());
+            self.pipeline.describe_into(m.data(), d);
         }
         let sessions = self.pipeline.sessions();
         if sessions.reach_bytes() < READ_AHEAD_BYTES {
