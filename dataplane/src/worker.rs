@@ -646,7 +646,11 @@ impl Worker {
                 let out = usize::from(out);
                 push_tx(&mut self.tx[out], &mut tx[out], m, &mut self.pipeline);
             }
-            v => self.dispatch(m, port, v, now, tx, redir, punt),
+            v => {
+                if !self.dispatch(m, port, v, now, tx, redir, punt) {
+                    return;
+                }
+            }
         }
         if let Some(datagram) = self.pipeline.take_filed_datagram() {
             self.release_fragments(&datagram, now, tx, redir, punt);
@@ -696,13 +700,19 @@ impl Worker {
             }
             v
         };
-        self.dispatch(m, port, verdict, now, tx, redir, punt);
+        if !self.dispatch(m, port, verdict, now, tx, redir, punt) {
+            return;
+        }
         if let Some(datagram) = self.pipeline.take_filed_datagram() {
             self.release_fragments(&datagram, now, tx, redir, punt);
         }
     }
 
     /// Does what `verdict` says with frame `m` of (logical) port `port`.
+    /// False for a frame to forward that has no way out (an unknown
+    /// sub-interface, no headroom for its tag: dropped and counted), after
+    /// which the caller stops as `handle` always has (a datagram filed by
+    /// it frees its held fragments with the next frame).
     #[inline]
     #[allow(clippy::too_many_arguments)]
     fn dispatch(
@@ -714,11 +724,11 @@ impl Worker {
         tx: &mut [MbufBatch],
         redir: &mut [MbufBatch],
         punt: &mut [MbufBatch],
-    ) {
+    ) -> bool {
         match verdict {
             Verdict::Forward { port: out } => {
                 let Some(out) = self.egress_port(&mut m, usize::from(out)) else {
-                    return;
+                    return false;
                 };
                 push_tx(&mut self.tx[out], &mut tx[out], m, &mut self.pipeline);
             }
@@ -757,6 +767,7 @@ impl Worker {
             Verdict::HoldFragment { datagram } => self.hold_fragment(m, port, datagram, now),
             Verdict::Consumed | Verdict::Drop(_) => {}
         }
+        true
     }
 
     /// Keeps a later fragment that came before its first one, or drops
