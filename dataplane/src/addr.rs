@@ -20,9 +20,9 @@ impl Addr {
     #[inline]
     #[must_use]
     pub const fn v4(a: [u8; 4]) -> Self {
-        Self([
-            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3],
-        ])
+        // `::ffff:a`, built as one 128-bit value (two wide stores where it
+        // is written, not four byte stores after the constant part).
+        Self((0xffff_0000_0000 | u32::from_be_bytes(a) as u128).to_be_bytes())
     }
 
     /// The IPv6 address `a`.
@@ -195,6 +195,16 @@ mod tests {
             Addr::v4([10, 0, 0, 1])
         );
         assert!(!Addr::UNSPECIFIED.is_v4());
+    }
+
+    proptest::proptest! {
+        /// `v4` (one 128-bit value) is the RFC 4291 mapping, as std's.
+        #[test]
+        fn v4_is_the_mapped_address(a: [u8; 4]) {
+            let mapped = std::net::Ipv4Addr::from(a).to_ipv6_mapped().octets();
+            proptest::prop_assert_eq!(Addr::v4(a).0, mapped);
+            proptest::prop_assert_eq!(Addr::v4(a).to_v4(), Some(a));
+        }
     }
 
     #[test]

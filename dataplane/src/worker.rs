@@ -472,8 +472,16 @@ impl Worker {
                     // ago) and the one after's header.
                     prefetch_ahead(next, after, i);
                     i += 1;
-                    let how = Arrival::Counted(d.as_ref());
-                    self.handle(m, port as u16, how, now, &mut tx, &mut redir, &mut punt);
+                    match d {
+                        Some(d) if m.is_plain() => {
+                            let p = port as u16;
+                            self.handle_plain(m, p, d, now, &mut tx, &mut redir, &mut punt);
+                        }
+                        _ => {
+                            let how = Arrival::Counted(d.as_ref());
+                            self.handle(m, port as u16, how, now, &mut tx, &mut redir, &mut punt);
+                        }
+                    }
                 }
                 self.pipeline.end_burst();
                 for i in i..next.len().max(after.len()) {
@@ -606,7 +614,7 @@ impl Worker {
             }
         }
         for (d, m) in descs.iter_mut().zip(burst.iter()) {
-            *d = self.pipeline.describe(m.data());
+            self.pipeline.describe_into(m.data(), d);
         }
         let sessions = self.pipeline.sessions();
         if sessions.reach_bytes() < READ_AHEAD_BYTES {
@@ -664,6 +672,54 @@ impl Worker {
         true
     }
 
+    /// [`Self::handle`] for the common case: a frame of a received burst
+    /// (counted with it) that has a descriptor, in one segment, without a
+    /// VLAN tag in its metadata ([`Mbuf::is_plain`]); its ethertype is
+    /// IPv4's or IPv6's (the descriptor says so), so it has no in-band tag
+    /// either. What `handle` would do, without the checks that cannot fail
+    /// for it; a frame forwarded on a physical port is queued here, any
+    /// other verdict goes to [`Self::dispatch`].
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn handle_plain(
+        &mut self,
+        mut m: Mbuf,
+        port: u16,
+        d: &Desc,
+        now: Millis,
+        tx: &mut [MbufBatch],
+        redir: &mut [MbufBatch],
+        punt: &mut [MbufBatch],
+    ) {
+        // Only fragments are released from the fragment hold, within `handle`.
+        debug_assert!(self.frag_held.releasing().is_none());
+        let verdict = {
+            let (room, off, len) = m.room_mut();
+            let mut pkt = PacketBuf::new(room, off, len);
+            let v = self.pipeline.process_counted(&mut pkt, port, Some(d), now);
+            let window = pkt.window();
+            if window != (off, len) && !m.set_window(window.0, window.1) {
+                self.pipeline.counters.drop(DropReason::Malformed);
+                return;
+            }
+            v
+        };
+        match verdict {
+            Verdict::Forward { port: out } if usize::from(out) < self.tx.len() => {
+                let out = usize::from(out);
+                push_tx(&mut self.tx[out], &mut tx[out], m, &mut self.pipeline);
+            }
+            v => {
+                if !self.dispatch(m, port, v, now, tx, redir, punt) {
+                    return;
+                }
+            }
+        }
+        if let Some(datagram) = self.pipeline.take_filed_datagram() {
+            self.release_fragments(&datagram, now, tx, redir, punt);
+        }
+    }
+
     /// One frame through the pipeline, into a TX or redirect batch; `how`
     /// it came (see [`Arrival`]).
     #[inline]
@@ -707,10 +763,35 @@ impl Worker {
             }
             v
         };
+        if !self.dispatch(m, port, verdict, now, tx, redir, punt) {
+            return;
+        }
+        if let Some(datagram) = self.pipeline.take_filed_datagram() {
+            self.release_fragments(&datagram, now, tx, redir, punt);
+        }
+    }
+
+    /// Does what `verdict` says with frame `m` of (logical) port `port`.
+    /// False for a frame to forward that has no way out (an unknown
+    /// sub-interface, no headroom for its tag: dropped and counted), after
+    /// which the caller stops as `handle` always has (a datagram filed by
+    /// it frees its held fragments with the next frame).
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch(
+        &mut self,
+        mut m: Mbuf,
+        port: u16,
+        verdict: Verdict,
+        now: Millis,
+        tx: &mut [MbufBatch],
+        redir: &mut [MbufBatch],
+        punt: &mut [MbufBatch],
+    ) -> bool {
         match verdict {
             Verdict::Forward { port: out } => {
                 let Some(out) = self.egress_port(&mut m, usize::from(out)) else {
-                    return;
+                    return false;
                 };
                 push_tx(&mut self.tx[out], &mut tx[out], m, &mut self.pipeline);
             }
@@ -749,9 +830,7 @@ impl Worker {
             Verdict::HoldFragment { datagram } => self.hold_fragment(m, port, datagram, now),
             Verdict::Consumed | Verdict::Drop(_) => {}
         }
-        if let Some(datagram) = self.pipeline.take_filed_datagram() {
-            self.release_fragments(&datagram, now, tx, redir, punt);
-        }
+        true
     }
 
     /// Keeps a later fragment that came before its first one, or drops

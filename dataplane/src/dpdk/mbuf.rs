@@ -209,6 +209,16 @@ impl Mbuf {
         self.hdr().ol_flags
     }
 
+    /// One segment, and no VLAN tag stripped into the metadata: what the
+    /// worker checks before anything else (a frame in several segments is
+    /// refused, a stripped tag names its sub-interface).
+    #[inline]
+    #[must_use]
+    pub fn is_plain(&self) -> bool {
+        let h = self.hdr();
+        h.nb_segs == 1 && h.ol_flags & sys::RTE_MBUF_F_RX_VLAN_STRIPPED == 0
+    }
+
     /// The VLAN tag a PMD stripped into the metadata
     /// (`RTE_MBUF_F_RX_VLAN_STRIPPED`, `vlan_tci`), taken: the flag is
     /// cleared so the tag is consumed once. `None` (and nothing written) for

@@ -46,70 +46,117 @@ impl Pipeline {
     pub fn describe(&self, frame: &[u8]) -> Option<Desc> {
         let ethertype = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
         let l3 = frame.get(ethernet::HEADER_LEN..)?;
-        // The hash is computed from the header's fields as they are read
-        // (the addresses folded as the key's hash folds them), never from
-        // the key just written: reading that back would stall.
-        let (src, dst, proto, l4, ports, ttl, folds) = match ethertype {
-            ethernet::ETHERTYPE_IPV4 => {
-                let ip = ipv4::Packet::new_checked(l3).ok()?;
-                let proto = ip.protocol();
-                if !is_tcp_or_udp(proto) || ip.is_fragment() || !ingress_check::ip_checksum_ok(&ip)
-                {
-                    return None;
-                }
-                if ip.header_len() > ipv4::MIN_HEADER_LEN
-                    && ingress_check::ipv4_options(&l3[ipv4::MIN_HEADER_LEN..ip.header_len()])
-                        .is_err()
-                {
-                    return None;
-                }
-                let (s, d) = (ip.src(), ip.dst());
-                (
-                    Addr::v4(s),
-                    Addr::v4(d),
-                    proto,
-                    ip.header_len(),
-                    l4_ports(ip.payload(), proto == ipv4::PROTO_UDP)?,
-                    ip.ttl(),
-                    (Addr::fold_v4(s), Addr::fold_v4(d)),
-                )
-            }
-            ethernet::ETHERTYPE_IPV6 => {
-                let ip = ipv6::Packet::new_checked(l3).ok()?;
-                let (s, d) = (ip.src(), ip.dst());
-                let (src, dst, proto) = (Addr::v6(s), Addr::v6(d), ip.next_header());
-                if !is_tcp_or_udp(proto) || src.is_v4() || dst.is_v4() {
-                    return None;
-                }
-                (
-                    src,
-                    dst,
-                    proto,
-                    ipv6::HEADER_LEN,
-                    l4_ports(ip.payload(), proto == ipv4::PROTO_UDP)?,
-                    ip.hop_limit(),
-                    (Addr::fold_bytes(&s), Addr::fold_bytes(&d)),
-                )
-            }
-            _ => return None,
+        match ethertype {
+            ethernet::ETHERTYPE_IPV4 => self.describe_v4(l3),
+            ethernet::ETHERTYPE_IPV6 => self.describe_v6(l3),
+            _ => None,
+        }
+    }
+
+    /// [`Self::describe`] into `out`. Each family's descriptor is written
+    /// where it goes, whole: built once for either family and then stored,
+    /// it was assembled byte by byte (the two families' addresses merged)
+    /// and copied over some fifty moves a frame.
+    #[inline(always)]
+    pub fn describe_into(&self, frame: &[u8], out: &mut Option<Desc>) {
+        let ethertype = match frame.get(12..14) {
+            Some(&[hi, lo]) => u16::from_be_bytes([hi, lo]),
+            _ => 0,
         };
-        let (sport, dport, flags) = ports;
+        let l3 = frame.get(ethernet::HEADER_LEN..).unwrap_or_default();
+        match ethertype {
+            ethernet::ETHERTYPE_IPV4 => *out = self.describe_v4(l3),
+            ethernet::ETHERTYPE_IPV6 => *out = self.describe_v6(l3),
+            _ => *out = None,
+        }
+    }
+
+    /// [`Self::describe`] of an IPv4 packet (`l3`, from its IP header on).
+    // The hash is computed from the header's fields as they are read (the
+    // addresses folded as the key's hash folds them), never from the key
+    // just written: reading that back would stall.
+    #[inline(always)]
+    fn describe_v4(&self, l3: &[u8]) -> Option<Desc> {
+        let ip = ipv4::Packet::new_checked(l3).ok()?;
+        let proto = ip.protocol();
+        if !is_tcp_or_udp(proto) || ip.is_fragment() || !ingress_check::ip_checksum_ok(&ip) {
+            return None;
+        }
+        if ip.header_len() > ipv4::MIN_HEADER_LEN
+            && ingress_check::ipv4_options(&l3[ipv4::MIN_HEADER_LEN..ip.header_len()]).is_err()
+        {
+            return None;
+        }
+        let (s, d) = (ip.src(), ip.dst());
+        let (sport, dport, flags) = l4_ports(ip.payload(), proto == ipv4::PROTO_UDP)?;
+        let hash =
+            self.sessions
+                .hash_parts(Addr::fold_v4(s), Addr::fold_v4(d), sport, dport, proto);
+        Some(self.desc(
+            Addr::v4(s),
+            Addr::v4(d),
+            (sport, dport, flags),
+            proto,
+            hash,
+            ip.header_len(),
+            ip.ttl(),
+        ))
+    }
+
+    /// [`Self::describe`] of an IPv6 packet (`l3`, from its IP header on).
+    #[inline(always)]
+    fn describe_v6(&self, l3: &[u8]) -> Option<Desc> {
+        let ip = ipv6::Packet::new_checked(l3).ok()?;
+        let (s, d) = (ip.src(), ip.dst());
+        let (src, dst, proto) = (Addr::v6(s), Addr::v6(d), ip.next_header());
+        if !is_tcp_or_udp(proto) || src.is_v4() || dst.is_v4() {
+            return None;
+        }
+        let (sport, dport, flags) = l4_ports(ip.payload(), proto == ipv4::PROTO_UDP)?;
+        let hash = self.sessions.hash_parts(
+            Addr::fold_bytes(&s),
+            Addr::fold_bytes(&d),
+            sport,
+            dport,
+            proto,
+        );
+        Some(self.desc(
+            src,
+            dst,
+            (sport, dport, flags),
+            proto,
+            hash,
+            ipv6::HEADER_LEN,
+            ip.hop_limit(),
+        ))
+    }
+
+    /// The descriptor of these parts.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn desc(
+        &self,
+        src: Addr,
+        dst: Addr,
+        (sport, dport, flags): (u16, u16, tcp::TcpFlags),
+        proto: u8,
+        hash: u32,
+        l4: usize,
+        ttl: u8,
+    ) -> Desc {
         let key = FlowKey {
             src: Endpoint::at(src, sport),
             dst: Endpoint::at(dst, dport),
             proto,
         };
-        let hash = self
-            .sessions
-            .hash_parts(folds.0, folds.1, sport, dport, proto);
         debug_assert_eq!(hash, self.sessions.hash_of(&key));
-        Some(Desc {
+        Desc {
             key,
             hash,
             l4: l4 as u16,
             flags,
             ttl,
-        })
+        }
     }
 
     /// The stage every frame enters, with its descriptor if the worker

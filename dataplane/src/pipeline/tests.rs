@@ -1249,6 +1249,13 @@ fn a_described_frame_is_handled_exactly_as_an_undescribed_one() {
         let (mut fa, mut fb) = (f.clone(), f.clone());
         let d = a.describe(&fa);
         assert_eq!(d.is_some(), i < 3 || i == 6, "frame {i} described");
+        // As the worker's read-ahead describes: into a slot that holds the
+        // burst before's descriptor (and for a cut frame too).
+        for len in [fa.len(), 13, 0] {
+            let mut slot = a.describe(&frames[1]);
+            a.describe_into(&fa[..len], &mut slot);
+            assert_eq!(slot, a.describe(&fa[..len]), "frame {i} cut to {len}");
+        }
         let va = a.process_desc(&mut PacketBuf::whole(&mut fa), 0, d.as_ref(), Millis(1));
         let vb = b.process(&mut fb, 0, Millis(1));
         assert_eq!((va, &fa), (vb, &fb), "frame {i}");
