@@ -97,7 +97,7 @@ impl Pipeline {
             return self.synproxy_syn(svc, key, in_port, now);
         }
         let src_mac = ethernet::Frame::new_checked(&*l2).map_or([0; 6], |e| e.src());
-        match self.create_session(svc, *key, src_mac, in_port, held.take(), now) {
+        match self.create_session(svc, d, src_mac, in_port, held.take(), now) {
             Ok(slot) => {
                 let v = self.forward(l2, l3, slot, Direction::Inbound, d, in_port, now);
                 // One-packet DR/TUN: no reply comes this way; nothing to keep.

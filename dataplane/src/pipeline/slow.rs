@@ -21,7 +21,7 @@
 //! 1), or below 3/4 of the upper share when no lower threshold is set.
 
 use super::counts::View;
-use super::{Pipeline, Step, Verdict};
+use super::{Desc, Pipeline, Step, Verdict};
 use crate::laddr::owner_of;
 use crate::neigh::NeighEvent;
 use crate::sched::{Flow, Scheduler};
@@ -223,17 +223,21 @@ impl Pipeline {
     /// resolve the next hop, insert. `Err` with the verdict otherwise: a
     /// drop (nothing left allocated), or [`Verdict::Hold`] with the
     /// decision when the next hop's MAC is missing (control was asked).
+    /// For the frame described by `desc`, whose flow key's lookup has just
+    /// missed (or found a session since removed): the insert does not
+    /// search the index for that key again.
     #[cold]
     #[inline(never)]
     pub(super) fn create_session(
         &mut self,
         svc_idx: usize,
-        key: FlowKey,
+        desc: &Desc,
         client_mac: MacAddr,
         in_port: u16,
         held: Option<Decision>,
         now: Millis,
     ) -> Result<SlotId, Verdict> {
+        let (key, hc) = (desc.key, desc.hash);
         self.judge_guard(now);
         if !self.room_in_table(now) {
             if let Some(d) = held {
@@ -321,7 +325,8 @@ impl Pipeline {
         };
         // The RS key is new to the index: its buckets are asked for now, so
         // that their memory misses overlap the next hop's lookups.
-        self.sessions.prefetch_key(&session.rs_key());
+        let hr = self.sessions.hash_of(&session.rs_key());
+        self.sessions.prefetch_hash(hr);
         let Some((rs_port, nh)) = tables.next_hop(rs.addr.ip) else {
             self.abandon(d);
             return Err(Verdict::Drop(DropReason::NotForUs));
@@ -349,7 +354,7 @@ impl Pipeline {
         } else {
             // FULLNAT's server-side key holds a port lent to it alone: in a
             // burst it is filed at the burst's end (`staged.rs`).
-            self.insert_session(session, rs.forward == Forward::FullNat)
+            self.insert_session(session, rs.forward == Forward::FullNat, hc, hr)
         };
         match inserted {
             // One-packet NAT: the same client port to the same server again

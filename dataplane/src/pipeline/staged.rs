@@ -56,21 +56,33 @@ impl Pipeline {
 
     /// Inserts `session` whole, or (in a burst, FULLNAT) under its client
     /// key now and its server-side key at the burst's end.
+    ///
+    /// `hc` and `hr` are the hashes of its client and RS keys; the client
+    /// key's lookup has just missed (see
+    /// [`crate::session::SessionTable::insert_client_key`]): nothing files
+    /// it meanwhile, the keys filed here being the waiting RS keys, none of
+    /// which is the client key ([`Self::file_staged_for`] before the lookup).
     #[inline]
     pub(super) fn insert_session(
         &mut self,
         session: Session,
         staged: bool,
+        hc: u32,
+        hr: u32,
     ) -> Result<SlotId, InsertError> {
         if !(staged && self.staging) {
-            return self.sessions.insert(session);
+            return self.sessions.insert_hashed(session, hc, hr);
         }
         if self.staged.len() == STAGED_MAX {
             self.file_staged();
         }
         let rs_key = session.rs_key();
-        let (slot, hash) = self.sessions.insert_client_key(session)?;
-        self.staged.push(Staged { slot, rs_key, hash });
+        let slot = self.sessions.insert_client_key(session, hc, hr)?;
+        self.staged.push(Staged {
+            slot,
+            rs_key,
+            hash: hr,
+        });
         Ok(slot)
     }
 

@@ -298,7 +298,7 @@ impl Pipeline {
             self.synproxy.counters.acks_valid += 1;
         }
         let src_mac = ethernet::Frame::new_checked(l2).map_or([0; 6], |e| e.src());
-        let slot = match self.create_session(svc, d.key, src_mac, in_port, held.take(), now) {
+        let slot = match self.create_session(svc, d, src_mac, in_port, held.take(), now) {
             Ok(slot) => slot,
             Err(v) => return Step::Done(v),
         };

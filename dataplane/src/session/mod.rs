@@ -590,14 +590,19 @@ impl SessionTable {
     /// DPDK's build (no prefetch outside `dpdk/`).
     #[inline]
     pub fn prefetch_key(&self, key: &FlowKey) {
+        self.prefetch_hash(key.hash(self.seed));
+    }
+
+    /// [`Self::prefetch_key`] for the key of hash `h` ([`Self::hash_of`]).
+    #[inline]
+    pub fn prefetch_hash(&self, h: u32) {
         #[cfg(feature = "dpdk")]
         {
-            let h = key.hash(self.seed);
             crate::dpdk::prefetch(self.index.home(h));
             crate::dpdk::prefetch(self.index.away(h));
         }
         #[cfg(not(feature = "dpdk"))]
-        let _ = key;
+        let _ = h;
     }
 
     /// Asks for the lines the next new session writes (its slot's hot and
@@ -798,10 +803,28 @@ impl SessionTable {
     /// below capacity) the index cannot make room for a key; nothing
     /// changes. [`InsertError::Duplicate`] if either key is already indexed.
     pub fn insert(&mut self, session: Session) -> Result<SlotId, InsertError> {
+        let (hc, hr) = (
+            session.client_key().hash(self.seed),
+            session.rs_key().hash(self.seed),
+        );
+        self.insert_hashed(session, hc, hr)
+    }
+
+    /// [`Self::insert`] with the hashes of the session's client key (`hc`)
+    /// and RS key (`hr`) computed beforehand ([`Self::hash_of`]).
+    ///
+    /// # Errors
+    /// As [`Self::insert`].
+    pub fn insert_hashed(
+        &mut self,
+        session: Session,
+        hc: u32,
+        hr: u32,
+    ) -> Result<SlotId, InsertError> {
         let (ck, rk) = (session.client_key(), session.rs_key());
-        // Each key hashed once. The RS key is new to the index (its
-        // buckets cold): both of them are read at once.
-        let (hc, hr) = (ck.hash(self.seed), rk.hash(self.seed));
+        debug_assert_eq!((hc, hr), (self.hash_of(&ck), self.hash_of(&rk)));
+        // The RS key is new to the index (its buckets cold): both of them
+        // are read at once.
         if self.find_both(&rk, hr).is_some() || self.find_hashed(&ck, hc).is_some() || ck == rk {
             return Err(InsertError::Duplicate);
         }
@@ -826,15 +849,30 @@ impl SessionTable {
     /// [`Self::file_rs_key`] once those buckets (prefetched,
     /// [`Self::prefetch_key`]) have come, so that a burst's misses on them
     /// overlap. Until then a lookup of the RS key misses: the caller files
-    /// it before anything may look for it. Returns the slot and the RS
-    /// key's hash.
+    /// it before anything may look for it. `hc` and `hr` are the client
+    /// and RS keys' hashes ([`Self::hash_of`]).
+    ///
+    /// The caller vouches that the client key is not indexed: its lookup
+    /// has just missed (or found the session it then removed), and nothing
+    /// has been inserted since. The index is not searched for it again (a
+    /// debug build checks).
     ///
     /// # Errors
-    /// As [`Self::insert`], for the client key (and the two keys equal).
-    pub fn insert_client_key(&mut self, session: Session) -> Result<(SlotId, u32), InsertError> {
+    /// [`InsertError::Duplicate`] if the two keys are equal;
+    /// [`InsertError::Full`] as [`Self::insert`].
+    pub fn insert_client_key(
+        &mut self,
+        session: Session,
+        hc: u32,
+        hr: u32,
+    ) -> Result<SlotId, InsertError> {
         let (ck, rk) = (session.client_key(), session.rs_key());
-        let (hc, hr) = (ck.hash(self.seed), rk.hash(self.seed));
-        if self.find_hashed(&ck, hc).is_some() || ck == rk {
+        debug_assert_eq!((hc, hr), (self.hash_of(&ck), self.hash_of(&rk)));
+        debug_assert!(
+            self.find_hashed(&ck, hc).is_none(),
+            "the caller's lookup of the client key missed"
+        );
+        if ck == rk {
             return Err(InsertError::Duplicate);
         }
         let slot = *self.free.last().ok_or(InsertError::Full)?;
@@ -844,7 +882,7 @@ impl SessionTable {
         self.free.pop();
         self.place(slot, &session, LIVE);
         self.prefetch_next_slot();
-        Ok((SlotId(slot), hr))
+        Ok(SlotId(slot))
     }
 
     /// Files `rk`, of hash `hr`, as the RS key of the session that
