@@ -436,13 +436,13 @@ def pair_secret() -> bytes:
 
 def modelled_isn(secret: bytes, laddr: str, lport: int, rs: str, rport: int, wall_ms: int) -> int:
     """rvs's FULLNAT server-side ISN (dataplane/src/xmit/isn.rs), from the
-    golden files' independent model: hsiphash(key; laddr, lport, rs,
+    golden files' independent model: hsiphash(key; laddr, rs, lport,
     rport) + wall-clock ms x 15 625."""
     import sys
     sys.path.insert(0, str(rvslab.REPO / "tests" / "golden"))
     import gen  # noqa: E402 (the golden generator's model, not a copy)
     key = (int.from_bytes(secret[:8], "little"), int.from_bytes(secret[8:], "little"))
-    data = gen.addr16(laddr) + gen.addr16(rs) + lport.to_bytes(2, "big") + rport.to_bytes(2, "big")
+    data = gen.isn_input(laddr, lport, rs, rport)
     return (gen.hsiphash(data, key) + wall_ms * gen.ISN_STEPS_PER_MS) & 0xFFFFFFFF
 
 

@@ -171,7 +171,7 @@ SYNACK_OPTIONS = [("MSS", 1460), ("SAckOK", b""), ("Timestamp", (200000, 100000)
 
 # ---- FULLNAT's server-side ISN (dataplane/src/xmit/isn.rs) ---------------
 # Every FULLNAT TCP connection has an ISN offset: the client's SYN reaches
-# the server with ISN = hsiphash(key; laddr, lport, rs, rport) + now_ms *
+# the server with ISN = hsiphash(key; laddr, rs, lport, rport) + now_ms *
 # 15625 and its timestamp option turned into NOPs; later client segments'
 # seq move forward by the offset, the server's ack and SACK edges back. The
 # key is the pipeline's default for seed 42 (IsnKey::from_seed(seed ^
@@ -238,8 +238,17 @@ def addr16(a: str) -> bytes:
     return ip.packed if ip.version == 6 else ipaddress.IPv6Address("::ffff:" + a).packed
 
 
+def isn_input(laddr: str, lport: int, rs: str, rport: int) -> bytes:
+    """The bytes the server-side ISN hashes: both addresses, then both ports
+    (big-endian); two IPv4 addresses as 4 bytes each (12 bytes in all),
+    otherwise as 16 (IPv4-mapped; 36 bytes)."""
+    a, b = ipaddress.ip_address(laddr), ipaddress.ip_address(rs)
+    addrs = a.packed + b.packed if a.version == b.version == 4 else addr16(laddr) + addr16(rs)
+    return addrs + struct.pack("!HH", lport, rport)
+
+
 def server_isn(worker: int, laddr: tuple[str, int], rs: tuple[str, int], now_ms: int) -> int:
-    data = addr16(laddr[0]) + addr16(rs[0]) + struct.pack("!HH", laddr[1], rs[1])
+    data = isn_input(laddr[0], laddr[1], rs[0], rs[1])
     return (hsiphash(data, isn_key(worker)) + now_ms * ISN_STEPS_PER_MS) & 0xFFFFFFFF
 
 
