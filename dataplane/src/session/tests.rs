@@ -408,3 +408,51 @@ proptest! {
         prop_assert_eq!(t.hash_parts(folds.0, folds.1, sport, dport, proto), t.hash_of(&key));
     }
 }
+
+proptest! {
+    // The burst's two-step insert (`insert_client_key` once the client key's
+    // lookup has missed, then `file_rs_key`, `remove_unfiled` when that
+    // fails) leaves the table as one `insert` does: the same outcome (but
+    // which error, when the table is full too), slot and lookups of both
+    // keys.
+    #[test]
+    fn the_two_step_insert_is_an_insert(
+        ops in proptest::collection::vec((0u16..48, 0u16..48, 1u64..100, any::<bool>()), 1..200)
+    ) {
+        let (mut whole, mut steps) = (SessionTable::new(24, 5), SessionTable::new(24, 5));
+        for (c, l, e, remove) in ops {
+            let s = session(c, l, e);
+            let (ck, rk) = (s.client_key(), s.rs_key());
+            if let Lookup::Hit(id, Direction::Inbound) = steps.lookup(&ck, Millis(0)) {
+                if remove {
+                    prop_assert_eq!(whole.remove(id), steps.remove(id));
+                }
+                continue;
+            }
+            let (hc, hr) = (steps.hash_of(&ck), steps.hash_of(&rk));
+            let want = whole.insert(s);
+            let got = match steps.insert_client_key(s, hc, hr) {
+                Ok(slot) => match steps.file_rs_key(slot, &rk, hr) {
+                    Ok(()) => Ok(slot),
+                    Err(err) => {
+                        prop_assert_eq!(steps.remove_unfiled(slot), Some(s));
+                        Err(err)
+                    }
+                },
+                Err(err) => Err(err),
+            };
+            match (got, want) {
+                // No slot for it: the two steps do not reach the RS key
+                // (either error drops the packet alike).
+                (Err(InsertError::Full), Err(InsertError::Duplicate)) => {
+                    prop_assert_eq!(whole.len(), whole.capacity());
+                }
+                (got, want) => prop_assert_eq!(got, want),
+            }
+            prop_assert_eq!(steps.len(), whole.len());
+            for key in [ck, rk] {
+                prop_assert_eq!(steps.lookup(&key, Millis(0)), whole.lookup(&key, Millis(0)));
+            }
+        }
+    }
+}
