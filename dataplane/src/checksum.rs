@@ -131,17 +131,20 @@ pub fn delta_words<const N: usize>(old: &[u8; N], new: &[u8; N]) -> u64 {
 }
 
 /// Checksum `hc` updated by `delta`, a sum of [`delta_u32`] and
-/// [`delta_u16`] terms (below 2^63: any header's), folded in four fixed
-/// steps (no loop).
+/// [`delta_u16`] terms (below 2^63: any header's), folded in two fixed
+/// steps (no loop), each an end-around-carry add of the two halves (the
+/// carry out added back: `add`, `adc`). Like the shift-and-add fold, it
+/// gives 0 only for 0 and stays one's-complement congruent, so the result
+/// is the same bit for bit.
 #[inline(always)]
 #[must_use]
 pub fn apply_wide(hc: u16, delta: u64) -> u16 {
-    let mut acc = u64::from(!hc) + delta;
-    acc = (acc & 0xffff_ffff) + (acc >> 32);
-    acc = (acc & 0xffff_ffff) + (acc >> 32);
-    acc = (acc & 0xffff) + (acc >> 16);
-    acc = (acc & 0xffff) + (acc >> 16);
-    !(acc as u16)
+    let acc = u64::from(!hc) + delta;
+    let (lo, carry) = (acc as u32).overflowing_add((acc >> 32) as u32);
+    // No overflow: after a carry out, `lo` is at most 2^32 - 2.
+    let acc = lo + u32::from(carry);
+    let (lo, carry) = (acc as u16).overflowing_add((acc >> 16) as u16);
+    !(lo + u16::from(carry))
 }
 
 /// Checksum `hc` updated by the summed terms `delta` of every changed word
@@ -227,6 +230,29 @@ mod tests {
             );
             let narrow = apply(hc, delta(&a, &b) + delta(&c, &d) + delta_u16(o, n));
             prop_assert_eq!(wide, narrow);
+        }
+
+        #[test]
+        fn the_carry_fold_is_the_shift_fold(
+            hc in any::<u16>(),
+            delta in prop_oneof![
+                0u64..1 << 63,
+                // Near the edges of each fold: all-ones halves, carries.
+                (0u64..4, 0u64..4).prop_map(|(x, y)| (0xffff_ffff - x) << 32 | (0xffff - y)),
+                (0u64..1 << 17).prop_map(|x| 0xffff_ffff_u64.wrapping_sub(x) & ((1 << 63) - 1)),
+                Just(0u64),
+            ],
+        ) {
+            // The four-step fold `apply_wide` had before (session 12).
+            let shift = |hc: u16, delta: u64| {
+                let mut acc = u64::from(!hc) + delta;
+                acc = (acc & 0xffff_ffff) + (acc >> 32);
+                acc = (acc & 0xffff_ffff) + (acc >> 32);
+                acc = (acc & 0xffff) + (acc >> 16);
+                acc = (acc & 0xffff) + (acc >> 16);
+                !(acc as u16)
+            };
+            prop_assert_eq!(apply_wide(hc, delta), shift(hc, delta));
         }
     }
 
