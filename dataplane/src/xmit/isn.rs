@@ -22,7 +22,7 @@
 //!
 //! ```text
 //!   server-side ISN = hsiphash(key; laddr, rs, lport, rport) + clock
-//!   clock           = milliseconds × 15 625   (Linux's ns >> 6, at ms steps)
+//!   clock           = wall-clock milliseconds × 15 625   (Linux's ns >> 6, at ms steps)
 //! ```
 //!
 //! so consecutive connections on one tuple get increasing ISNs (the clock
@@ -48,11 +48,14 @@
 //! the server (after a PROXY header's shift, which works in the client's
 //! numbering) and first on the way back.
 //!
-//! The key is random per process start (rvsd reads it from the kernel's
-//! random source). A backup that takes over after failover has its own
-//! key: for the synced connections it applies the master's offsets (sync
-//! carries them), but a new connection reusing a tuple the master used a
-//! moment before gets an ISN from another key and clock, which the server's
+//! The key is `[dataplane] isn_secret` when the config sets it, random
+//! per process start otherwise (rvsd reads it from the kernel's random
+//! source); the clock is the wall clock (the pipeline's `isn_epoch` plus
+//! the worker's `now`). A backup that takes over after failover applies
+//! the master's offsets to the synced connections (sync carries them); a
+//! new connection reusing a tuple the master used a moment before gets the
+//! ISN the master would have given it at that moment when both share
+//! `isn_secret`, and one from another key otherwise, which the server's
 //! TIME_WAIT may refuse once (the client's SYN retransmission then opens it).
 
 use crate::checksum;
