@@ -278,29 +278,30 @@ pub(crate) fn print_report(o: &Opts, rep: &Report) {
             b.cycles[0] / a.cycles[0]
         );
     }
-    for r in &rep.loops {
-        if let Some(s) = r.scaling() {
-            let what = format!("established, {}", human(r.flows));
-            println!(
-                "  two workers >= 1.8x one (loop, {what}): {s:.2}x -> {}",
-                verdict(s >= 1.8)
-            );
-        }
-    }
-    for r in &rep.pause {
-        if let Some(s) = r.scaling() {
-            let what = if r.traffic == Some(Traffic::Syn) {
-                "new connections".to_string()
-            } else {
-                format!("established, {}", human(r.flows))
-            };
-            println!(
-                "  two workers >= 1.8x one (pause, {what}): {s:.2}x -> {}",
-                verdict(s >= 1.8)
-            );
-        }
+    for (what, s) in scalings(rep) {
+        println!(
+            "  two workers >= 1.8x one ({what}): {s:.2}x -> {}",
+            verdict(s >= 1.8)
+        );
     }
     issue18_targets(o, rep);
+}
+
+/// Two workers against one, each run that measured it: (what, scaling).
+fn scalings(rep: &Report) -> Vec<(String, f64)> {
+    let loops = rep.loops.iter().filter_map(|r| {
+        r.scaling()
+            .map(|s| (format!("loop, established, {}", human(r.flows)), s))
+    });
+    let pauses = rep.pause.iter().filter_map(|r| {
+        let what = if r.traffic == Some(Traffic::Syn) {
+            "pause, new connections".to_string()
+        } else {
+            format!("pause, established, {}", human(r.flows))
+        };
+        r.scaling().map(|s| (what, s))
+    });
+    loops.chain(pauses).collect()
 }
 
 /// Issue #18's targets: the established path's cycles at 1 K sessions
@@ -357,19 +358,7 @@ fn issue18_targets(o: &Opts, rep: &Report) {
             verdict(r.total() >= 3e6)
         );
     }
-    let loops = rep.loops.iter().filter_map(|r| {
-        r.scaling()
-            .map(|s| (format!("loop, established, {}", human(r.flows)), s))
-    });
-    let pauses = rep.pause.iter().filter_map(|r| {
-        let what = if r.traffic == Some(Traffic::Syn) {
-            "pause, new connections".to_string()
-        } else {
-            format!("pause, established, {}", human(r.flows))
-        };
-        r.scaling().map(|s| (what, s))
-    });
-    for (what, s) in loops.chain(pauses) {
+    for (what, s) in scalings(rep) {
         println!(
             "  two workers >= 1.9x one ({what}): {s:.2}x -> {}",
             verdict(s >= 1.9)
