@@ -270,6 +270,9 @@ def test_a_dead_or_draining_boxs_flows_carry_on_at_the_survivor_through_sync(ecm
         rvslab.wait_until("the dead box's local address to move",
                           lambda: router_via("10.83.0.1") == APPLIANCES[2] or None, timeout=6)
         if sig == "KILL":
+            # A killed process takes a moment to go (its memory freed).
+            rvslab.wait_until("the killed appliance 1 to be gone",
+                              lambda: rvsd_pid(1) is None, timeout=15)
             start(1)
             back_in = back()
             assert dl.poll() is None, "the download ended before appliance 1 came back"
@@ -284,6 +287,63 @@ def test_a_dead_or_draining_boxs_flows_carry_on_at_the_survivor_through_sync(ecm
     if sig == "TERM":
         start(1)
         back()
+
+
+# A request sent in two halves from one client port: the headers but the
+# last line, then (after a line on stdin) the blank line that ends them;
+# prints the body. The connection is idle in between.
+IDLE_GET = r"""
+import socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.settimeout(20)
+s.bind(("", port))
+s.connect((host, 80))
+s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n")
+print("half", flush=True)
+sys.stdin.readline()
+s.sendall(b"\r\n")
+data = b""
+while True:
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    data += chunk
+print(data.split(b"\r\n\r\n", 1)[1].decode().strip(), flush=True)
+"""
+
+
+def test_an_idle_connection_survives_its_appliances_restart(ecmp):
+    """A connection idle while its appliance is killed and started again
+    (no packet of it passes the survivor meanwhile, which holds it only as
+    the peer's copy) finds its session on the restarted box: the box's
+    resync request says it has just started, and the survivor's resync
+    sends it the sessions held for its local address."""
+    port = 42311
+    with pinned(range(port, port + 1), 1):
+        cl = subprocess.Popen(["ip", "netns", "exec", "rvs-client", "python3", "-c", IDLE_GET, VIP, str(port)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert cl.stdout.readline().strip() == "half", cl.stderr.read()
+            rvslab.wait_until("appliance 1 to hold the connection", lambda: session_line(1, port), timeout=5)
+            synced = rvslab.wait_until("appliance 2 to receive it", lambda: session_line(2, port), timeout=10)
+            server = synced.split()[-1]
+            pid = rvsd_pid(1)
+            assert pid
+            subprocess.run(["kill", "-KILL", str(pid)], check=True)
+            rvslab.wait_until("the killed appliance 1 to be gone", lambda: rvsd_pid(1) is None, timeout=15)
+            start(1)
+            back()
+            restored = rvslab.wait_until("appliance 1 to hold the connection again",
+                                         lambda: session_line(1, port), timeout=10)
+            assert restored.split()[-1] == server, (restored, server)
+            # The rest of the request, through appliance 1 both ways.
+            out, err = cl.communicate("go\n", timeout=30)
+        finally:
+            cl.kill()
+    assert cl.returncode == 0, err
+    assert out.split()[-1] == next(n for n, ip in SERVERS.items() if server.startswith(ip)), (out, server)
 
 
 # Runs right after the flow-survival tests restarted appliance 1: a

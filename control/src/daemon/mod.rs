@@ -460,7 +460,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     };
     control.file_routes = control.config.routes.clone();
     control.sync_checkers();
-    control.start_configured_sync();
+    control.start_configured_sync(true);
     // Ready: offer the VIPs that have a usable server (after clearing what
     // a killed rvsd may have left in the table).
     control.flush_vip_routes();

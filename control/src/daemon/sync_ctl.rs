@@ -15,6 +15,7 @@ use crossbeam_channel::{unbounded, Receiver, Sender};
 use dataplane::pipeline::sync::{record_of, InstallReport};
 use dataplane::session::TcpState;
 use dataplane::sync_feed::SyncRecord;
+use dataplane::tables::Forward;
 use dataplane::worker::Request as WorkerRequest;
 
 use super::Control;
@@ -153,8 +154,10 @@ impl Control {
         })
     }
 
-    /// Starts the daemons `[sync]` names (start-up); a failure is logged.
-    pub(super) fn start_configured_sync(&mut self) {
+    /// Starts the daemons `[sync]` names; a failure is logged. At rvsd's
+    /// start-up (`starting`) the box holds no sessions yet, and its
+    /// backup's resync requests say so.
+    pub(super) fn start_configured_sync(&mut self, starting: bool) {
         self.set_sync_laddrs();
         let c = self.sync.engine.config.clone();
         for (on, role) in [(c.master, "master"), (c.backup, "backup")] {
@@ -165,7 +168,7 @@ impl Control {
                 role: role.into(),
                 ..DaemonSpec::default()
             };
-            match self.start_daemon(&spec) {
+            match self.start_daemon_as(&spec, starting) {
                 Response::Error(e) => eprintln!("rvsd: sync: cannot start the {role} daemon: {e}"),
                 _ => {
                     let lines = self.sync.engine.daemon_lines();
@@ -188,13 +191,19 @@ impl Control {
         }
         self.sync.engine.config = config;
         eprintln!("rvsd: reload: [sync] changed, sync daemons restarted");
-        self.start_configured_sync();
+        self.start_configured_sync(false);
     }
 
     /// `--start-daemon`: ipvsadm's settings over the live ones, then the
     /// daemon. A running daemon of that role is refused, as the kernel
     /// refuses it (EEXIST).
     pub(super) fn start_daemon(&mut self, spec: &DaemonSpec) -> Response {
+        self.start_daemon_as(spec, false)
+    }
+
+    /// [`Self::start_daemon`]; `starting`: at rvsd's start-up (see
+    /// [`Self::start_configured_sync`]).
+    fn start_daemon_as(&mut self, spec: &DaemonSpec, starting: bool) -> Response {
         let Some(role) = role_of(&spec.role) else {
             return Response::Error("illegal start-daemon parameter specified".into());
         };
@@ -247,7 +256,7 @@ impl Control {
                 }
             }
             Role::Backup => {
-                if let Err(e) = self.sync.engine.start_backup(&iface) {
+                if let Err(e) = self.sync.engine.start_backup(&iface, starting) {
                     return Response::Error(format!("sync backup on {}: {e}", iface.name));
                 }
             }
@@ -277,7 +286,22 @@ impl Control {
         let now = Instant::now();
         self.sync.engine.send_pending(now);
         if self.sync.engine.resync_due(now) {
-            let records = self.sync_snapshot();
+            let restores = self.sync.engine.resync_restores_peers();
+            let records = self.sync_snapshot(restores);
+            if restores {
+                let theirs = records
+                    .iter()
+                    .filter(|r| {
+                        r.laddr
+                            .is_some_and(|l| self.sync.engine.peer_laddrs.contains(&l.ip.ip()))
+                    })
+                    .count();
+                if theirs > 0 {
+                    eprintln!(
+                        "rvsd: sync: a peer has restarted: full resync with the {theirs} sessions held here for the peers' local addresses"
+                    );
+                }
+            }
             self.sync.engine.resync(records, now);
         }
         let got = self.sync.engine.receive(now);
@@ -389,8 +413,10 @@ impl Control {
     /// Every session worth sending, from every worker (a full resync):
     /// established and closing TCP connections, UDP flows of the VIPs
     /// this box holds; not half-open ones, which the kernel never syncs
-    /// either.
-    fn sync_snapshot(&self) -> Vec<SyncRecord> {
+    /// either. `restores`: a peer has just started (see
+    /// [`Engine::resync_restores_peers`]), and the copies of the peers'
+    /// FULLNAT sessions (on their local addresses) go too.
+    fn sync_snapshot(&self, restores: bool) -> Vec<SyncRecord> {
         let mut out = Vec::new();
         for w in &self.workers {
             // Page by page (see `WorkerRequest::DumpSessions`).
@@ -412,8 +438,11 @@ impl Control {
                     page.sessions.iter().zip(&page.exts).zip(&page.from_peer)
                 {
                     // A peer's session this box has not carried: the
-                    // peer's to send (a box both master and backup).
-                    if *from_peer {
+                    // peer's to send (a box both master and backup),
+                    // unless the peer has restarted without it.
+                    let peers_laddr = s.forward == Forward::FullNat
+                        && self.sync.engine.peer_laddrs.contains(&s.laddr.ip.ip());
+                    if *from_peer && !(restores && peers_laddr) {
                         continue;
                     }
                     // Only what this box serves: the sessions of a VIP

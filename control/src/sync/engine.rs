@@ -19,7 +19,10 @@
 //! its SyncID, a second apart) to its peers or the group; a kernel backup
 //! takes such a message and ignores it. A box whose backup daemon accepts
 //! an empty message from a peer has its master send a full resync at once
-//! (at most once a second). This needs a backup daemon on the master's box
+//! (at most once a second). A request sent at rvsd's start-up says so
+//! ([`wire::HELLO_RESTARTED`]): that resync also carries the copies this box
+//! holds of the peers' FULLNAT sessions, which a box both master and backup
+//! otherwise leaves to their owner. This needs a backup daemon on the master's box
 //! to hear the request (both roles, as the lab and `deploy/` run them);
 //! otherwise the periodic resync (`resync_interval`) covers a new backup.
 //!
@@ -162,6 +165,8 @@ struct BackupSide {
     /// Resync requests still to send, and when the next one is due.
     hellos_left: u8,
     next_hello: Instant,
+    /// The requests say [`wire::HELLO_RESTARTED`] (rvsd's start-up).
+    restarted: bool,
 }
 
 /// Resync requests a backup sends when it starts, a second apart (one
@@ -180,6 +185,10 @@ pub struct Engine {
     buf: Vec<u8>,
     /// A peer asked for a full resync (an empty message reached the backup).
     resync_requested: bool,
+    /// One of those peers had just started ([`wire::HELLO_RESTARTED`]):
+    /// the resync includes the sessions held for the peers' local
+    /// addresses ([`Self::resync_restores_peers`]).
+    peer_restarted: bool,
     last_resync: Option<Instant>,
     /// This box's own FULLNAT local addresses, when they must not overlap
     /// a peer's (active appliances; empty with `follow_kernel_addresses`):
@@ -218,6 +227,7 @@ impl Engine {
             epoch: Instant::now(),
             buf: vec![0; 65_536],
             resync_requested: false,
+            peer_restarted: false,
             last_resync: None,
             own_laddrs: BTreeSet::new(),
             peer_laddrs: BTreeSet::new(),
@@ -303,11 +313,13 @@ impl Engine {
         Ok(rings)
     }
 
-    /// Starts the backup on `iface`.
+    /// Starts the backup on `iface`. `restarted`: rvsd has just started
+    /// and holds no sessions; its resync requests say so
+    /// ([`wire::HELLO_RESTARTED`]).
     ///
     /// # Errors
     /// The socket's.
-    pub fn start_backup(&mut self, iface: &SyncIface) -> io::Result<()> {
+    pub fn start_backup(&mut self, iface: &SyncIface, restarted: bool) -> io::Result<()> {
         let cfg = self.daemon_config(Role::Backup, iface);
         let ipv6 = self.config.ipv6();
         let sock = match (self.config.group, self.config.peers.is_empty()) {
@@ -352,6 +364,7 @@ impl Engine {
             hellos_left: RESYNC_REQUESTS,
             // The first at the next tick.
             next_hello: self.epoch,
+            restarted,
         });
         self.config.backup = true;
         Ok(())
@@ -437,7 +450,7 @@ impl Engine {
         if b.hellos_left == 0 || now < b.next_hello {
             return;
         }
-        let hello = [
+        let mut hello = [
             0,
             b.cfg.sync_id,
             0,
@@ -447,6 +460,9 @@ impl Engine {
             0,
             0,
         ];
+        if b.restarted {
+            hello[wire::SPARE_AT] = wire::HELLO_RESTARTED;
+        }
         for d in &b.dests {
             if b.sock.send_to(&hello, d).is_ok() {
                 self.stats.resync_requests_sent += 1;
@@ -454,6 +470,16 @@ impl Engine {
         }
         b.hellos_left -= 1;
         b.next_hello = now + Duration::from_secs(1);
+    }
+
+    /// True when the due resync answers a peer that has just started
+    /// ([`wire::HELLO_RESTARTED`]): it holds nothing, and the sessions this
+    /// box holds for the peers' local addresses (copies of theirs it has
+    /// not carried) go with the resync, marked carried, so that the flows
+    /// a restarted box's local address draws back find their sessions.
+    #[must_use]
+    pub fn resync_restores_peers(&self) -> bool {
+        self.peer_restarted
     }
 
     /// Master: sends `records` (every session) at once, as a full resync.
@@ -474,6 +500,7 @@ impl Engine {
         m.next_resync = (interval > 0).then(|| now + Duration::from_secs(interval));
         self.stats.resyncs += 1;
         self.resync_requested = false;
+        self.peer_restarted = false;
         self.last_resync = Some(now);
     }
 
@@ -509,6 +536,9 @@ impl Engine {
                 if n == wire::HEADER_LEN {
                     self.stats.resync_requests_received += 1;
                     self.resync_requested = true;
+                    if self.buf[wire::SPARE_AT] & wire::HELLO_RESTARTED != 0 {
+                        self.peer_restarted = true;
+                    }
                 }
             }
             for c in &conns {
@@ -725,7 +755,7 @@ mod tests {
             ..SyncConfig::default()
         };
         let mut b = Engine::new(cfg(backup_id, 0));
-        b.start_backup(&lo()).unwrap();
+        b.start_backup(&lo(), false).unwrap();
         let port = b.backup_port().unwrap();
         let mut m = Engine::new(cfg(master_id, port));
         let rings = m.start_master(&lo(), 2).unwrap();
@@ -781,7 +811,7 @@ mod tests {
             ..SyncConfig::default()
         };
         let mut b = Engine::new(cfg(0));
-        b.start_backup(&lo()).unwrap();
+        b.start_backup(&lo(), false).unwrap();
         let port = b.backup_port().unwrap();
         let mut m = Engine::new(cfg(port));
         let rings = m.start_master(&lo(), 1).unwrap();
@@ -843,7 +873,7 @@ mod tests {
         };
         // Box A: both daemons, as the lab runs them.
         let mut a = Engine::new(cfg(b_ip, 0));
-        a.start_backup(&iface(a_ip)).unwrap();
+        a.start_backup(&iface(a_ip), false).unwrap();
         let port = a.backup_port().unwrap();
         a.config.port = port;
         a.start_master(&iface(a_ip), 1).unwrap();
@@ -852,7 +882,7 @@ mod tests {
         assert!(!a.resync_due(t0), "the interval is an hour");
         // Box B's backup starts: it asks A.
         let mut b = Engine::new(cfg(a_ip, port));
-        b.start_backup(&iface(b_ip)).unwrap();
+        b.start_backup(&iface(b_ip), false).unwrap();
         let t1 = Instant::now();
         assert!(b.receive(t1).is_empty());
         assert_eq!(b.stats.resync_requests_sent, 1);
@@ -866,6 +896,10 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         assert!(asked, "A's master resyncs on B's request");
+        assert!(
+            !a.resync_restores_peers(),
+            "B's backup did not start with rvsd: B holds its sessions"
+        );
         assert_eq!(a.stats.resync_requests_received, 1);
         assert_eq!(a.stats.entries_received, 0);
         a.resync(Vec::new(), t0 + Duration::from_secs(2));
@@ -878,6 +912,28 @@ mod tests {
         assert!(a
             .metrics_text(Instant::now())
             .contains("rvs_sync_resync_requests_total{direction=\"received\"} 1"));
+        // B restarts (rvsd's start-up): its request says so, and A's next
+        // resync gives B back the sessions A holds for it.
+        for _ in 0..50 {
+            a.receive(t0 + Duration::from_secs(2));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        b.stop(Role::Backup);
+        b.start_backup(&iface(b_ip), true).unwrap();
+        b.receive(Instant::now());
+        let t4 = t0 + Duration::from_secs(4);
+        let mut restores = false;
+        for _ in 0..200 {
+            a.receive(t4);
+            if a.resync_due(t4) {
+                restores = a.resync_restores_peers();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(restores, "A's resync answers a restarted peer");
+        a.resync(Vec::new(), t4);
+        assert!(!a.resync_restores_peers(), "once");
     }
 
     #[test]

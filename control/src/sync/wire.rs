@@ -58,6 +58,13 @@ pub const SYNC_GROUP_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 81);
 pub const HEADER_LEN: usize = 8;
 /// The protocol version rvs speaks.
 pub const VERSION: u8 = 1;
+/// rvs's flag in a resync request's first spare byte (offset 6, which the
+/// kernel neither sets nor reads): the box asking has just started and
+/// holds no sessions, so its peers send back the sessions they hold for
+/// its local addresses too (see `engine`'s module doc).
+pub const HELLO_RESTARTED: u8 = 0x01;
+/// Offset of the header's first spare byte.
+pub const SPARE_AT: usize = 6;
 /// The fixed part of an IPv4 entry.
 pub const ENTRY_V4_LEN: usize = 36;
 /// The fixed part of an IPv6 entry.

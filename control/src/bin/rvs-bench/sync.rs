@@ -98,7 +98,7 @@ fn pair() -> Res<(
         ..SyncConfig::default()
     };
     let mut b = Engine::new(cfg(0));
-    b.start_backup(&lo())?;
+    b.start_backup(&lo(), false)?;
     let port = b.backup_port().ok_or("the backup has no port")?;
     let mut m = Engine::new(cfg(port));
     let ring = m.start_master(&lo(), 1)?.remove(0);
