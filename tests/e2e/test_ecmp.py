@@ -100,10 +100,11 @@ def rvsd_pid(n: int) -> int | None:
     except (OSError, ValueError):
         return None
     try:
-        Path(f"/proc/{pid}").stat()
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return pid
+    # A zombie (killed, not yet reaped by init) no longer runs.
+    return None if stat.rsplit(")", 1)[1].split()[0] == "Z" else pid
 
 
 def start(n: int) -> None:
@@ -289,63 +290,6 @@ def test_a_dead_or_draining_boxs_flows_carry_on_at_the_survivor_through_sync(ecm
         back()
 
 
-# A request sent in two halves from one client port: the headers but the
-# last line, then (after a line on stdin) the blank line that ends them;
-# prints the body. The connection is idle in between.
-IDLE_GET = r"""
-import socket, sys
-host, port = sys.argv[1], int(sys.argv[2])
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.settimeout(20)
-s.bind(("", port))
-s.connect((host, 80))
-s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n")
-print("half", flush=True)
-sys.stdin.readline()
-s.sendall(b"\r\n")
-data = b""
-while True:
-    chunk = s.recv(4096)
-    if not chunk:
-        break
-    data += chunk
-print(data.split(b"\r\n\r\n", 1)[1].decode().strip(), flush=True)
-"""
-
-
-def test_an_idle_connection_survives_its_appliances_restart(ecmp):
-    """A connection idle while its appliance is killed and started again
-    (no packet of it passes the survivor meanwhile, which holds it only as
-    the peer's copy) finds its session on the restarted box: the box's
-    resync request says it has just started, and the survivor's resync
-    sends it the sessions held for its local address."""
-    port = 42311
-    with pinned(range(port, port + 1), 1):
-        cl = subprocess.Popen(["ip", "netns", "exec", "rvs-client", "python3", "-c", IDLE_GET, VIP, str(port)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            assert cl.stdout.readline().strip() == "half", cl.stderr.read()
-            rvslab.wait_until("appliance 1 to hold the connection", lambda: session_line(1, port), timeout=5)
-            synced = rvslab.wait_until("appliance 2 to receive it", lambda: session_line(2, port), timeout=10)
-            server = synced.split()[-1]
-            pid = rvsd_pid(1)
-            assert pid
-            subprocess.run(["kill", "-KILL", str(pid)], check=True)
-            rvslab.wait_until("the killed appliance 1 to be gone", lambda: rvsd_pid(1) is None, timeout=15)
-            start(1)
-            back()
-            restored = rvslab.wait_until("appliance 1 to hold the connection again",
-                                         lambda: session_line(1, port), timeout=10)
-            assert restored.split()[-1] == server, (restored, server)
-            # The rest of the request, through appliance 1 both ways.
-            out, err = cl.communicate("go\n", timeout=30)
-        finally:
-            cl.kill()
-    assert cl.returncode == 0, err
-    assert out.split()[-1] == next(n for n, ip in SERVERS.items() if server.startswith(ip)), (out, server)
-
-
 # Runs right after the flow-survival tests restarted appliance 1: a
 # restarted box once scheduled one to nine more connections than the
 # twenty this test sends it (its local ports started at the same place
@@ -468,3 +412,63 @@ def test_kill_9_is_removed_by_the_hold_timer(ecmp):
     print(f"route removed {took:.1f} s after kill -9")
     start(1)
     wait_next_hops(set(APPLIANCES.values()), timeout=30)
+
+
+# A request sent in two halves from one client port: the headers but the
+# last line, then (after a line on stdin) the blank line that ends them;
+# prints the body. The connection is idle in between.
+IDLE_GET = r"""
+import socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.settimeout(20)
+s.bind(("", port))
+s.connect((host, 80))
+s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n")
+print("half", flush=True)
+sys.stdin.readline()
+s.sendall(b"\r\n")
+data = b""
+while True:
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    data += chunk
+print(data.split(b"\r\n\r\n", 1)[1].decode().strip(), flush=True)
+"""
+
+
+def test_an_idle_connection_survives_its_appliances_restart(ecmp):
+    """A connection idle while its appliance is killed and started again
+    (no packet of it passes the survivor meanwhile, which holds it only as
+    the peer's copy) finds its session on the restarted box: the box's
+    resync request says it has just started, and the survivor's resync
+    sends it the sessions held for its local address."""
+    port = 42311
+    # Last in the module: the hold-timer test restarted appliance 1 just
+    # before; its local address is routed to it again first.
+    back()
+    with pinned(range(port, port + 1), 1):
+        cl = subprocess.Popen(["ip", "netns", "exec", "rvs-client", "python3", "-c", IDLE_GET, VIP, str(port)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert cl.stdout.readline().strip() == "half", cl.stderr.read()
+            rvslab.wait_until("appliance 1 to hold the connection", lambda: session_line(1, port), timeout=5)
+            synced = rvslab.wait_until("appliance 2 to receive it", lambda: session_line(2, port), timeout=10)
+            server = synced.split()[-1]
+            pid = rvsd_pid(1)
+            assert pid
+            subprocess.run(["kill", "-KILL", str(pid)], check=True)
+            rvslab.wait_until("the killed appliance 1 to be gone", lambda: rvsd_pid(1) is None, timeout=15)
+            start(1)
+            back()
+            restored = rvslab.wait_until("appliance 1 to hold the connection again",
+                                         lambda: session_line(1, port), timeout=10)
+            assert restored.split()[-1] == server, (restored, server)
+            # The rest of the request, through appliance 1 both ways.
+            out, err = cl.communicate("go\n", timeout=30)
+        finally:
+            cl.kill()
+    assert cl.returncode == 0, err
+    assert out.split()[-1] == next(n for n, ip in SERVERS.items() if server.startswith(ip)), (out, server)
