@@ -418,6 +418,9 @@ fn prefetch_ahead(next: &MbufBatch, after: &MbufBatch, i: usize) {
 /// [`SessionTable::reach_bytes`]: crate::session::SessionTable::reach_bytes
 const READ_AHEAD_BYTES: usize = 2 << 20;
 
+// [`Worker::read_ahead`] marks a burst's frames in one `u64`.
+const _: () = assert!(BURST <= 64, "a burst's frames are bits of a u64");
+
 impl Worker {
     /// Runs until [`WorkerShared::stop`] is set. Returns 0.
     pub fn run(mut self) -> i32 {

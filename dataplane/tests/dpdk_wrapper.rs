@@ -178,8 +178,11 @@ fn dpdk_wrapper_end_to_end() {
     drop(m);
 
     // ---- SP/SC ring ----------------------------------------------------
-    let ring = Arc::new(MbufRing::create("rvs_test_ring", 64, socket_id()).expect("ring"));
-    assert_eq!(ring.capacity(), 63);
+    // Two bursts' worth of slots: one fewer fits.
+    let slots = 2 * BURST;
+    let ring =
+        Arc::new(MbufRing::create("rvs_test_ring", slots as u32, socket_id()).expect("ring"));
+    assert_eq!(ring.capacity(), slots - 1);
     let mut a = MbufBatch::new();
     let mut b = MbufBatch::new();
     for i in 0..BURST {
@@ -187,14 +190,18 @@ fn dpdk_wrapper_end_to_end() {
         b.push(fill(&pool, BURST + i)).expect("room");
     }
     assert_eq!(ring.enqueue_burst(&mut a), BURST);
-    assert_eq!(ring.enqueue_burst(&mut b), BURST - 1, "ring holds 63");
+    assert_eq!(
+        ring.enqueue_burst(&mut b),
+        BURST - 1,
+        "ring holds one fewer than its slots"
+    );
     assert_eq!(b.len(), 1);
     assert_eq!(
         b.as_slice()[0].data(),
         payload(2 * BURST - 1).as_slice(),
         "unsent stays"
     );
-    assert_eq!(ring.len(), 63);
+    assert_eq!(ring.len(), slots - 1);
     let mut seen = 0;
     let mut got = MbufBatch::new();
     while ring.dequeue_burst(&mut got) > 0 {
@@ -203,7 +210,7 @@ fn dpdk_wrapper_end_to_end() {
             seen += 1;
         }
     }
-    assert_eq!(seen, 63);
+    assert_eq!(seen, slots - 1);
     drop(b); // frees the one unsent mbuf
 
     // ---- launch on the worker lcore -------------------------------------
