@@ -15,7 +15,6 @@ use crossbeam_channel::{unbounded, Receiver, Sender};
 use dataplane::pipeline::sync::{record_of, InstallReport};
 use dataplane::session::TcpState;
 use dataplane::sync_feed::SyncRecord;
-use dataplane::tables::Forward;
 use dataplane::worker::Request as WorkerRequest;
 
 use super::Control;
@@ -23,6 +22,7 @@ use crate::api::{DaemonSpec, Response};
 use crate::config::sync::SyncConfig;
 use crate::config::Config;
 use crate::kernel_addrs::{KernelAddrs, Watch};
+use crate::sync::convert;
 use crate::sync::engine::{Engine, SyncIface};
 use crate::sync::wire::Role;
 use dataplane::addr::Addr;
@@ -286,21 +286,11 @@ impl Control {
         let now = Instant::now();
         self.sync.engine.send_pending(now);
         if self.sync.engine.resync_due(now) {
-            let restores = self.sync.engine.resync_restores_peers();
-            let records = self.sync_snapshot(restores);
-            if restores {
-                let theirs = records
-                    .iter()
-                    .filter(|r| {
-                        r.laddr
-                            .is_some_and(|l| self.sync.engine.peer_laddrs.contains(&l.ip.ip()))
-                    })
-                    .count();
-                if theirs > 0 {
-                    eprintln!(
-                        "rvsd: sync: a peer has restarted: full resync with the {theirs} sessions held here for the peers' local addresses"
-                    );
-                }
+            let (records, restored) = self.sync_snapshot(self.sync.engine.resync_restores_peers());
+            if restored > 0 {
+                eprintln!(
+                    "rvsd: sync: a peer has restarted: its full resync sends back the {restored} copies held here of the peers' sessions"
+                );
             }
             self.sync.engine.resync(records, now);
         }
@@ -415,9 +405,11 @@ impl Control {
     /// this box holds; not half-open ones, which the kernel never syncs
     /// either. `restores`: a peer has just started (see
     /// [`Engine::resync_restores_peers`]), and the copies of the peers'
-    /// FULLNAT sessions (on their local addresses) go too.
-    fn sync_snapshot(&self, restores: bool) -> Vec<SyncRecord> {
+    /// FULLNAT sessions (on their local addresses) go too; how many is
+    /// returned beside the records.
+    fn sync_snapshot(&self, restores: bool) -> (Vec<SyncRecord>, usize) {
         let mut out = Vec::new();
+        let mut restored = 0;
         for w in &self.workers {
             // Page by page (see `WorkerRequest::DumpSessions`).
             let mut from = Some(0);
@@ -437,14 +429,6 @@ impl Control {
                 for ((s, ext), from_peer) in
                     page.sessions.iter().zip(&page.exts).zip(&page.from_peer)
                 {
-                    // A peer's session this box has not carried: the
-                    // peer's to send (a box both master and backup),
-                    // unless the peer has restarted without it.
-                    let peers_laddr = s.forward == Forward::FullNat
-                        && self.sync.engine.peer_laddrs.contains(&s.laddr.ip.ip());
-                    if *from_peer && !(restores && peers_laddr) {
-                        continue;
-                    }
                     // Only what this box serves: the sessions of a VIP
                     // another appliance holds came from it, and must not
                     // go back.
@@ -460,10 +444,21 @@ impl Control {
                     if half_open || left == 0 {
                         continue;
                     }
-                    out.push(record_of(s, ext, u32::try_from(left).unwrap_or(u32::MAX)));
+                    let r = record_of(s, ext, u32::try_from(left).unwrap_or(u32::MAX));
+                    // A peer's session this box has not carried: the
+                    // peer's to send (a box both master and backup),
+                    // unless the peer has restarted without it.
+                    if *from_peer {
+                        if !(restores && convert::on_peer_laddr(&r, &self.sync.engine.peer_laddrs))
+                        {
+                            continue;
+                        }
+                        restored += 1;
+                    }
+                    out.push(r);
                 }
             }
         }
-        out
+        (out, restored)
     }
 }

@@ -161,6 +161,13 @@ pub fn overlap(c: &Conn, own: &BTreeSet<IpAddr>) -> Option<IpAddr> {
         .filter(|ip| !c.carried && own.contains(ip))
 }
 
+/// True if `r` is a FULLNAT session on one of `peer_laddrs` (another
+/// appliance's local address): sent as carried.
+#[must_use]
+pub fn on_peer_laddr(r: &SyncRecord, peer_laddrs: &BTreeSet<IpAddr>) -> bool {
+    r.laddr.is_some_and(|l| peer_laddrs.contains(&l.ip.ip()))
+}
+
 /// The entry a master sends for `r`. FULLNAT and NAT both travel as
 /// masquerading (the kernel's `IP_VS_CONN_F_MASQ`); FULLNAT adds its local
 /// address in rvs's option, which a kernel backup skips; one on
@@ -201,7 +208,7 @@ pub fn conn_of(r: &SyncRecord, peer_laddrs: &BTreeSet<IpAddr>) -> Conn {
         local: r.laddr.map(sock),
         session: ext.map(|x| x.session),
         syn_proxy: ext.and_then(|x| x.syn_proxy),
-        carried: r.laddr.is_some_and(|l| peer_laddrs.contains(&l.ip.ip())),
+        carried: on_peer_laddr(r, peer_laddrs),
         isn_off: if r.kind == RecordKind::Conn {
             r.isn_off
         } else {
