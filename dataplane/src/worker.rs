@@ -593,15 +593,18 @@ impl Worker {
     /// misses on packet data overlap; every frame described once
     /// ([`Pipeline::describe`]: flow key, hash, header offsets; the pipeline
     /// then uses the descriptor instead of parsing the frame again); in a
-    /// table of [`READ_AHEAD_BYTES`] or more, the session-index bucket each
-    /// lookup starts at prefetched, then the session that bucket points to
-    /// (its hot line; for an IPv6 packet its cold line of addresses too);
-    /// where that bucket points to none (a new flow, or a key filed in its
-    /// second bucket), the second bucket is prefetched instead of read, and
-    /// its session asked for afterwards (not for a SYN's), so that the
-    /// lookups' misses overlap too. A descriptor is read long
-    /// after it was written, never straight back from the store buffer.
-    /// Returns the burst's bytes (for the received counters).
+    /// table of [`READ_AHEAD_BYTES`] or more, the lookups' lines prefetched
+    /// ([`Self::prefetch_sessions`]); then every frame's session lookup
+    /// made, all in a row ([`SessionTable::look_ahead`], kept in the
+    /// descriptor): the lookups of a burst overlap each other instead of
+    /// each waiting inside its frame's work, and the pipeline takes a
+    /// lookup's answer unless the table changed after it (an earlier frame
+    /// of the burst created or ended a session: it looks again). A
+    /// descriptor is read long after it was written, never straight back
+    /// from the store buffer. Returns the burst's bytes (for the received
+    /// counters).
+    ///
+    /// [`SessionTable::look_ahead`]: crate::session::SessionTable::look_ahead
     #[inline]
     fn read_ahead(&self, burst: &MbufBatch, descs: &mut [Option<Desc>; BURST]) -> u64 {
         let mut bytes = 0;
@@ -619,13 +622,27 @@ impl Worker {
         for (d, m) in descs.iter_mut().zip(burst.iter()) {
             self.pipeline.describe_into(m.data(), d);
         }
-        let sessions = self.pipeline.sessions();
-        if sessions.reach_bytes() < READ_AHEAD_BYTES {
-            // The lookups stay in cache.
-            return bytes;
-        }
         let n = burst.len();
-        for d in descs.iter().take(n).flatten() {
+        let sessions = self.pipeline.sessions();
+        if sessions.reach_bytes() >= READ_AHEAD_BYTES {
+            Self::prefetch_sessions(sessions, &descs[..n]);
+        }
+        for d in descs.iter_mut().take(n).flatten() {
+            d.ahead = sessions.look_ahead(&d.key, d.hash);
+        }
+        bytes
+    }
+
+    /// The read-ahead's prefetches in a large table: the session-index
+    /// bucket each lookup of `descs` starts at, then the session that
+    /// bucket points to (its hot line; for an IPv6 packet its cold line of
+    /// addresses too); where that bucket points to none (a new flow, or a
+    /// key filed in its second bucket), the second bucket is prefetched
+    /// instead of read, and its session asked for afterwards (not for a
+    /// SYN's), so that the lookups' misses overlap.
+    #[inline(always)]
+    fn prefetch_sessions(sessions: &SessionTable, descs: &[Option<Desc>]) {
+        for d in descs.iter().flatten() {
             prefetch(sessions.bucket(d.hash));
         }
         // Frames whose first bucket has no candidate (bit i: frame i): a new
@@ -633,7 +650,7 @@ impl Worker {
         // prefetched, not read here: read at once, its miss would stall
         // this pass frame by frame.
         let mut away = 0u64;
-        for (i, d) in descs.iter().take(n).enumerate() {
+        for (i, d) in descs.iter().enumerate() {
             let Some(d) = d else { continue };
             if !Self::prefetch_candidate(sessions, d, Side::Home) {
                 prefetch(sessions.second_bucket(d.hash));
@@ -651,7 +668,6 @@ impl Worker {
                 }
             }
         }
-        bytes
     }
 
     /// Prefetches the candidate session of `d` in its `side` bucket (its

@@ -4,9 +4,11 @@
 //! not a fragment, is described by [`Pipeline::describe`] in a small `Copy`
 //! [`Desc`]: its flow key, the key's session-index hash, the offset of its
 //! transport header, its TCP flags and TTL. The worker describes a whole
-//! burst first (its read-ahead prefetches by the hashes), then hands each
-//! frame to the pipeline with its descriptor; the session lookup uses the
-//! hash and the rewrite the offsets, so no header is parsed or hashed twice.
+//! burst first (its read-ahead prefetches by the hashes) and makes every
+//! frame's session lookup ahead ([`Desc::ahead`]), then hands each frame to
+//! the pipeline with its descriptor; the lookup uses the hash (or the answer
+//! made ahead, while the table is unchanged) and the rewrite the offsets, so
+//! no header is parsed or hashed twice.
 //! A frame without a descriptor (ARP, ICMP, a fragment, something malformed
 //! or unknown) is classified here the long way: ARP goes to the responders
 //! ([`crate::local`]), ICMP to the relay or the responders, fragments to
@@ -15,7 +17,7 @@
 
 use super::{ingress_check, Decision, Pipeline, Step};
 use crate::addr::Addr;
-use crate::session::{Endpoint, FlowKey};
+use crate::session::{Ahead, Endpoint, FlowKey};
 use crate::stats::DropReason;
 use crate::time::Millis;
 use crate::wire::{ethernet, icmpv6, ipv4, ipv6, tcp, udp};
@@ -35,6 +37,9 @@ pub struct Desc {
     pub flags: tcp::TcpFlags,
     /// TTL or hop limit.
     pub ttl: u8,
+    /// The session lookup, if the worker's lookup stage made it ahead
+    /// ([`Ahead::NONE`] otherwise).
+    pub ahead: Ahead,
 }
 
 impl Pipeline {
@@ -156,6 +161,7 @@ impl Pipeline {
             l4: l4 as u16,
             flags,
             ttl,
+            ahead: Ahead::NONE,
         }
     }
 

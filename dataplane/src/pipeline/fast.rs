@@ -50,7 +50,7 @@ impl Pipeline {
         if !self.staged.is_empty() {
             self.file_staged_for(key, d.hash);
         }
-        match self.sessions.lookup_hashed(key, d.hash, now) {
+        match self.sessions.lookup_ahead(key, d.hash, d.ahead, now) {
             Lookup::Hit(slot, Direction::Outbound) => {
                 let v = self.forward(l2, l3, slot, Direction::Outbound, d, in_port, now);
                 if self.sessions.is_rs_only(slot) {

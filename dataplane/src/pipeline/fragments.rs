@@ -209,6 +209,7 @@ impl Pipeline {
             l4: f.data as u16,
             flags,
             ttl: f.ttl,
+            ahead: crate::session::Ahead::NONE,
         };
         if d.ttl <= 1 && !self.is_kernel_bound(key.dst.ip) {
             return Step::drop(DropReason::TtlExceeded);

@@ -32,6 +32,12 @@
 //! [`SessionTable::new`]. An IPv4 session costs 128 bytes in all
 //! ([`SessionTable::footprint`]): 10 M sessions take 1.19 GiB.
 //!
+//! A lookup can be made ahead of its packet's turn ([`SessionTable::look_ahead`],
+//! the worker's burst-wise lookup stage) and used later
+//! ([`SessionTable::lookup_ahead`]): the table counts its changes (an index
+//! entry filed or taken out, a slot placed or freed), and an answer made at
+//! another count is looked up again.
+//!
 //! Expiry has no per-session timers: a lookup that finds an expired session
 //! reports it as expired (the caller removes it), and [`SessionTable::sweep`]
 //! walks a bounded number of slots per call, removing what has expired, so
@@ -488,6 +494,30 @@ pub struct SessionTable {
     /// One past the highest slot ever lent: slots are lent lowest first
     /// and reused last-freed-first, so the sessions live below it.
     used_hwm: usize,
+    /// Changes of what a lookup finds (an index entry filed or taken out,
+    /// a slot placed or freed): an [`Ahead`] made at another count is
+    /// stale. Starts at 1 ([`Ahead::NONE`] has 0).
+    changes: u64,
+}
+
+/// A lookup made before its packet's turn ([`SessionTable::look_ahead`],
+/// the worker's burst-wise lookup stage), and the table's change count it
+/// was made at: [`SessionTable::lookup_ahead`] takes its answer while the
+/// table has not changed since, and looks again otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ahead {
+    changes: u64,
+    /// The index payload found, or [`Ahead::MISS`].
+    payload: u32,
+}
+
+impl Ahead {
+    /// No lookup made ahead: [`SessionTable::lookup_ahead`] looks.
+    pub const NONE: Self = Self {
+        changes: 0,
+        payload: Self::MISS,
+    };
+    const MISS: u32 = u32::MAX;
 }
 
 impl SessionTable {
@@ -505,6 +535,7 @@ impl SessionTable {
             seed,
             sweep_cursor: 0,
             used_hwm: 0,
+            changes: 1,
         }
     }
 
@@ -561,6 +592,44 @@ impl SessionTable {
         let Some((slot, dir)) = self.find_hashed(key, h) else {
             return Lookup::Miss;
         };
+        if self.hot[slot as usize].expires <= now {
+            Lookup::Expired(SlotId(slot))
+        } else {
+            Lookup::Hit(SlotId(slot), dir)
+        }
+    }
+
+    /// [`Self::lookup_hashed`]'s search, made ahead of the packet's turn:
+    /// its answer is valid until the table next changes.
+    #[inline(always)]
+    #[must_use]
+    pub fn look_ahead(&self, key: &FlowKey, h: u32) -> Ahead {
+        Ahead {
+            changes: self.changes,
+            payload: self
+                .find_hashed(key, h)
+                .map_or(Ahead::MISS, |(slot, dir)| Self::pack(slot, dir)),
+        }
+    }
+
+    /// [`Self::lookup_hashed`] taking the answer of `ahead` (made by
+    /// [`Self::look_ahead`] for `key`) if the table has not changed since.
+    #[inline(always)]
+    #[must_use]
+    pub fn lookup_ahead(&self, key: &FlowKey, h: u32, ahead: Ahead, now: Millis) -> Lookup {
+        if ahead.changes != self.changes {
+            return self.lookup_hashed(key, h, now);
+        }
+        debug_assert_eq!(
+            ahead.payload,
+            self.find_hashed(key, h)
+                .map_or(Ahead::MISS, |(s, d)| Self::pack(s, d)),
+            "a lookup made ahead differs from one made now"
+        );
+        if ahead.payload == Ahead::MISS {
+            return Lookup::Miss;
+        }
+        let (slot, dir) = Self::unpack(ahead.payload);
         if self.hot[slot as usize].expires <= now {
             Lookup::Expired(SlotId(slot))
         } else {
@@ -908,6 +977,7 @@ impl SessionTable {
     pub fn remove_unfiled(&mut self, slot: SlotId) -> Option<Session> {
         let s = self.get(slot)?;
         self.hot[slot.0 as usize].flags = 0;
+        self.changes += 1;
         self.index_remove(s.client_key().hash(self.seed), slot.0, Direction::Inbound);
         self.free.push(slot.0);
         Some(s)
@@ -936,6 +1006,7 @@ impl SessionTable {
     /// Writes `s` into `slot`'s hot line and (its IPv6 addresses) cold entry.
     fn place(&mut self, slot: u32, s: &Session, mut flags: u8) {
         let i = slot as usize;
+        self.changes += 1;
         self.used_hwm = self.used_hwm.max(i + 1);
         let ends = [s.client, s.vip, s.laddr, s.rs];
         let mut v4 = [[0; 4]; 4];
@@ -982,6 +1053,7 @@ impl SessionTable {
         let s = self.get(slot)?;
         let rs_only = self.is_rs_only(slot);
         self.hot[slot.0 as usize].flags = 0;
+        self.changes += 1;
         if !rs_only {
             self.index_remove(s.client_key().hash(self.seed), slot.0, Direction::Inbound);
         }
@@ -1195,10 +1267,12 @@ impl SessionTable {
     }
 
     fn index_insert(&mut self, h: u32, slot: u32, dir: Direction) -> bool {
+        self.changes += 1;
         self.index.insert(h, Self::pack(slot, dir))
     }
 
     fn index_remove(&mut self, h: u32, slot: u32, dir: Direction) {
+        self.changes += 1;
         let found = self.index.remove(h, Self::pack(slot, dir));
         debug_assert!(found, "index entry missing for slot {slot}");
     }

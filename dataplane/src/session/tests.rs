@@ -456,3 +456,104 @@ proptest! {
         }
     }
 }
+
+/// What a table is asked to do between a lookup made ahead and its use.
+#[derive(Debug, Clone)]
+enum Change {
+    Insert(u16, u16, u64),
+    TwoStep(u16, u16, u64),
+    RsOnly(u16, u16, u64),
+    Remove(u16),
+    Sweep(u64),
+    Nothing,
+}
+
+fn change() -> impl Strategy<Value = Change> {
+    prop_oneof![
+        (0u16..32, 0u16..32, 1u64..100).prop_map(|(c, l, e)| Change::Insert(c, l, e)),
+        (0u16..32, 0u16..32, 1u64..100).prop_map(|(c, l, e)| Change::TwoStep(c, l, e)),
+        (0u16..32, 0u16..32, 1u64..100).prop_map(|(c, l, e)| Change::RsOnly(c, l, e)),
+        (0u16..32).prop_map(Change::Remove),
+        (0u64..120).prop_map(Change::Sweep),
+        Just(Change::Nothing),
+    ]
+}
+
+proptest! {
+    // A lookup made ahead (the worker's lookup stage) and used after any
+    // change of the table (or none) answers as a lookup made then: every
+    // client and RS key of the test's space, looked up ahead before each
+    // change, then at a time before and after their expiry.
+    #[test]
+    fn a_lookup_made_ahead_answers_as_one_made_now(
+        changes in proptest::collection::vec(change(), 1..150)
+    ) {
+        let mut t = SessionTable::new(16, 7);
+        let keys: Vec<FlowKey> = (0u16..32)
+            .flat_map(|p| [session(p, 0, 0).client_key(), session(0, p, 0).rs_key()])
+            .collect();
+        for c in changes {
+            let ahead: Vec<Ahead> = keys.iter().map(|k| t.look_ahead(k, t.hash_of(k))).collect();
+            match c {
+                Change::Insert(c, l, e) => {
+                    let _ = t.insert(session(c, l, e));
+                }
+                Change::TwoStep(c, l, e) => {
+                    let s = session(c, l, e);
+                    let (ck, rk) = (s.client_key(), s.rs_key());
+                    let (hc, hr) = (t.hash_of(&ck), t.hash_of(&rk));
+                    if t.find_both(&ck, hc).is_none() {
+                        if let Ok(slot) = t.insert_client_key(s, hc, hr) {
+                            if t.file_rs_key(slot, &rk, hr).is_err() {
+                                t.remove_unfiled(slot);
+                            }
+                        }
+                    }
+                }
+                Change::RsOnly(c, l, e) => {
+                    let _ = t.insert_rs_only(session(c, l, e));
+                }
+                Change::Remove(c) => {
+                    if let Lookup::Hit(id, _) | Lookup::Expired(id) =
+                        t.lookup(&session(c, 0, 0).client_key(), Millis(0))
+                    {
+                        t.remove(id);
+                    }
+                }
+                Change::Sweep(now) => {
+                    t.sweep(Millis(now), 8, |_, _| {});
+                }
+                Change::Nothing => {}
+            }
+            for (k, a) in keys.iter().zip(&ahead) {
+                let h = t.hash_of(k);
+                for now in [Millis(0), Millis(50)] {
+                    prop_assert_eq!(t.lookup_ahead(k, h, *a, now), t.lookup_hashed(k, h, now));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_lookup_made_ahead_is_taken_until_the_table_changes() {
+    let mut t = SessionTable::new(16, 7);
+    let s = session(1, 1, 100);
+    let k = s.client_key();
+    let h = t.hash_of(&k);
+    let before = t.look_ahead(&k, h);
+    assert_eq!(before.payload, Ahead::MISS);
+    let slot = t.insert(s).unwrap();
+    // Stale: looked up again, the session is found.
+    assert_eq!(
+        t.lookup_ahead(&k, h, before, Millis(0)),
+        Lookup::Hit(slot, Direction::Inbound)
+    );
+    let now = t.look_ahead(&k, h);
+    assert_eq!(now.changes, t.changes);
+    assert_eq!(now.payload, SessionTable::pack(slot.0, Direction::Inbound));
+    assert_eq!(
+        t.lookup_ahead(&k, h, Ahead::NONE, Millis(0)),
+        Lookup::Hit(slot, Direction::Inbound)
+    );
+}
