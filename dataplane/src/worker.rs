@@ -595,7 +595,7 @@ impl Worker {
     /// then uses the descriptor instead of parsing the frame again); in a
     /// table of [`READ_AHEAD_BYTES`] or more, the lookups' lines prefetched
     /// ([`Self::prefetch_sessions`]); then every frame's session lookup
-    /// made, all in a row ([`SessionTable::look_ahead`], kept in the
+    /// made, all in a row ([`Pipeline::look_ahead`], kept in the
     /// descriptor): the lookups of a burst overlap each other instead of
     /// each waiting inside its frame's work, and the pipeline takes a
     /// lookup's answer unless the table changed after it (an earlier frame
@@ -603,8 +603,6 @@ impl Worker {
     /// descriptor is read long after it was written, never straight back
     /// from the store buffer. Returns the burst's bytes (for the received
     /// counters).
-    ///
-    /// [`SessionTable::look_ahead`]: crate::session::SessionTable::look_ahead
     #[inline]
     fn read_ahead(&self, burst: &MbufBatch, descs: &mut [Option<Desc>; BURST]) -> u64 {
         let mut bytes = 0;
@@ -628,7 +626,7 @@ impl Worker {
             Self::prefetch_sessions(sessions, &descs[..n]);
         }
         for d in descs.iter_mut().take(n).flatten() {
-            d.ahead = sessions.look_ahead(&d.key, d.hash);
+            self.pipeline.look_ahead(d);
         }
         bytes
     }

@@ -13,8 +13,8 @@ pub const HEADROOM: usize = 128;
 /// Room behind the frame: an mbuf's data room is far larger than a frame.
 pub const TAILROOM: usize = 64;
 
-/// Runs `frame` through `p` (described first when `describe`, as the
-/// worker's burst stage does; else the pipeline describes it itself) and
+/// Runs `frame` through `p` (described and looked up first when `describe`,
+/// as the worker's burst stages do; else the pipeline describes it itself) and
 /// returns the verdict and the frame as the pipeline left it, which must
 /// still lie inside its buffer. A held frame's decision is given back.
 pub fn run(p: &mut Pipeline, frame: &[u8], now: Millis, describe: bool) -> (Verdict, Vec<u8>) {
@@ -22,7 +22,10 @@ pub fn run(p: &mut Pipeline, frame: &[u8], now: Millis, describe: bool) -> (Verd
     buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
     let mut pkt = PacketBuf::new(&mut buf, HEADROOM, frame.len());
     let desc = if describe {
-        p.describe(pkt.frame())
+        p.describe(pkt.frame()).map(|mut d| {
+            p.look_ahead(&mut d);
+            d
+        })
     } else {
         None
     };

@@ -2,7 +2,7 @@
 //! golden tests' (every forwarding mode, both families, FULLNAT64) plus a
 //! firewall-mark service and its mark rule, its
 //! session table primed with the golden cases' input frames, then the fuzz
-//! input as one frame, processed twice: described first (the worker's
+//! input as one frame, processed twice: described and looked up first (the worker's
 //! read-ahead) and not, on two identically primed pipelines. Neither may
 //! panic; both must answer alike; a frame sent stays inside its buffer;
 //! after it, every local port lent is held by a session.

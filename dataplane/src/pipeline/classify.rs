@@ -58,6 +58,14 @@ impl Pipeline {
         }
     }
 
+    /// Makes the session lookup of `d` now, ahead of its frame's turn
+    /// ([`Desc::ahead`]; the worker's lookup stage): processing the frame
+    /// later takes this answer unless the table changed in between.
+    #[inline(always)]
+    pub fn look_ahead(&self, d: &mut Desc) {
+        d.ahead = self.sessions.look_ahead(&d.key, d.hash);
+    }
+
     /// [`Self::describe`] into `out`. Each family's descriptor is written
     /// where it goes, whole: built once for either family and then stored,
     /// it was assembled byte by byte (the two families' addresses merged)

@@ -1,5 +1,6 @@
-//! Bursts with two-step inserts (`staged.rs`) against the same frames one
-//! by one with whole inserts: the same verdicts, frames, counters and
+//! Bursts with two-step inserts (`staged.rs`) and lookups made ahead (the
+//! worker's lookup stage) against the same frames one by one with whole
+//! inserts and lookups made in turn: the same verdicts, frames, counters and
 //! sessions, whatever the frames (new connections, duplicates of a SYN in
 //! the same burst, the servers' replies to a port just lent, data, resets,
 //! frames that are not TCP or UDP) and wherever the bursts end.
@@ -102,11 +103,21 @@ proptest! {
         let (mut a, mut b) = (ready((5000, 5009), capacity), ready((5000, 5009), capacity));
         let mut now = Millis(1);
         for (frames, gap) in bursts {
+            // As the worker: the whole burst described and looked up
+            // first, then each frame processed.
+            let descs: Vec<Option<Desc>> = frames
+                .iter()
+                .map(|f| {
+                    a.describe(&bytes(*f)).map(|mut d| {
+                        a.look_ahead(&mut d);
+                        d
+                    })
+                })
+                .collect();
             a.begin_burst();
             let mut out_a = Vec::new();
-            for f in &frames {
+            for (f, d) in frames.iter().zip(&descs) {
                 let mut fa = bytes(*f);
-                let d = a.describe(&fa);
                 let v = a.process_counted(&mut PacketBuf::whole(&mut fa), 0, d.as_ref(), now);
                 out_a.push((v, fa));
             }
