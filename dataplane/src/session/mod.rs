@@ -604,11 +604,17 @@ impl SessionTable {
     #[inline(always)]
     #[must_use]
     pub fn look_ahead(&self, key: &FlowKey, h: u32) -> Ahead {
+        let payload = match (key.src.ip.to_v4(), key.dst.ip.to_v4()) {
+            // IPv4, inlined into the worker's lookup stage.
+            (Some(src), Some(dst)) => self.index.find(h, |payload| {
+                let (slot, dir) = Self::unpack(payload);
+                self.matches_v4(slot as usize, key, src, dst, dir)
+            }),
+            _ => self.find_hashed(key, h).map(|(slot, dir)| Self::pack(slot, dir)),
+        };
         Ahead {
             changes: self.changes,
-            payload: self
-                .find_hashed(key, h)
-                .map_or(Ahead::MISS, |(slot, dir)| Self::pack(slot, dir)),
+            payload: payload.unwrap_or(Ahead::MISS),
         }
     }
 
