@@ -604,11 +604,15 @@ impl SessionTable {
     #[inline(always)]
     #[must_use]
     pub fn look_ahead(&self, key: &FlowKey, h: u32) -> Ahead {
+        // Either family's search inlined into the worker's lookup stage.
         let payload = match (key.src.ip.to_v4(), key.dst.ip.to_v4()) {
-            // IPv4, inlined into the worker's lookup stage.
             (Some(src), Some(dst)) => self.index.find(h, |payload| {
                 let (slot, dir) = Self::unpack(payload);
                 self.matches_v4(slot as usize, key, src, dst, dir)
+            }),
+            (None, None) => self.index.find(h, |payload| {
+                let (slot, dir) = Self::unpack(payload);
+                self.matches_v6(slot as usize, key, dir)
             }),
             _ => self.find_hashed(key, h).map(|(slot, dir)| Self::pack(slot, dir)),
         };
