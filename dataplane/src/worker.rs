@@ -595,11 +595,12 @@ impl Worker {
     /// then uses the descriptor instead of parsing the frame again); in a
     /// table of [`READ_AHEAD_BYTES`] or more, the lookups' lines prefetched
     /// ([`Self::prefetch_sessions`]); then every frame's session lookup
-    /// made, all in a row ([`Pipeline::look_ahead`], kept in the
-    /// descriptor): the lookups of a burst overlap each other instead of
-    /// each waiting inside its frame's work, and the pipeline takes a
-    /// lookup's answer unless the table changed after it (an earlier frame
-    /// of the burst created or ended a session: it looks again). A
+    /// made but a SYN's, all in a row ([`Pipeline::look_ahead`], kept in
+    /// the descriptor): the lookups of a burst overlap each other instead
+    /// of each waiting inside its frame's work, and the pipeline takes a
+    /// lookup's answer unless the table changed after it in a way that can
+    /// alter it (an earlier frame of the burst created a session, for a
+    /// miss, or ended one, for a hit: it looks again). A
     /// descriptor is read long after it was written, never straight back
     /// from the store buffer. Returns the burst's bytes (for the received
     /// counters).
@@ -625,8 +626,12 @@ impl Worker {
         if sessions.reach_bytes() >= READ_AHEAD_BYTES {
             Self::prefetch_sessions(sessions, &descs[..n]);
         }
+        // Not a SYN's: a new flow's misses, and the session it creates
+        // would make every later miss of the burst stale.
         for d in descs.iter_mut().take(n).flatten() {
-            self.pipeline.look_ahead(d);
+            if !is_syn(d) {
+                self.pipeline.look_ahead(d);
+            }
         }
         bytes
     }

@@ -34,9 +34,12 @@
 //!
 //! A lookup can be made ahead of its packet's turn ([`SessionTable::look_ahead`],
 //! the worker's burst-wise lookup stage) and used later
-//! ([`SessionTable::lookup_ahead`]): the table counts its changes (an index
-//! entry filed or taken out, a slot placed or freed), and an answer made at
-//! another count is looked up again.
+//! ([`SessionTable::lookup_ahead`]): the table counts what it files (a
+//! miss may have become a hit) and what it takes out (a hit may have become
+//! a miss), and an answer made at another count of its kind is looked up
+//! again. A key is filed once, so a hit stays a hit while nothing is taken
+//! out, whatever is filed meanwhile (a bucket's entries may move, not the
+//! slot a key names).
 //!
 //! Expiry has no per-session timers: a lookup that finds an expired session
 //! reports it as expired (the caller removes it), and [`SessionTable::sweep`]
@@ -494,19 +497,22 @@ pub struct SessionTable {
     /// One past the highest slot ever lent: slots are lent lowest first
     /// and reused last-freed-first, so the sessions live below it.
     used_hwm: usize,
-    /// Changes of what a lookup finds (an index entry filed or taken out,
-    /// a slot placed or freed): an [`Ahead`] made at another count is
-    /// stale. Starts at 1 ([`Ahead::NONE`] has 0).
-    changes: u64,
+    /// Index entries filed and slots placed: a miss made ahead at another
+    /// count is stale. Starts at 1 ([`Ahead::NONE`] has 0).
+    filed: u64,
+    /// Index entries taken out and slots freed: a hit made ahead at
+    /// another count is stale. Starts at 1.
+    taken: u64,
 }
 
 /// A lookup made before its packet's turn ([`SessionTable::look_ahead`],
 /// the worker's burst-wise lookup stage), and the table's change count it
-/// was made at: [`SessionTable::lookup_ahead`] takes its answer while the
-/// table has not changed since, and looks again otherwise.
+/// was made at: [`SessionTable::lookup_ahead`] takes its answer while no
+/// change since can have altered it, and looks again otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ahead {
-    changes: u64,
+    /// For a hit the table's `taken` count, for a miss its `filed` count.
+    stamp: u64,
     /// The index payload found, or [`Ahead::MISS`].
     payload: u32,
 }
@@ -514,7 +520,7 @@ pub struct Ahead {
 impl Ahead {
     /// No lookup made ahead: [`SessionTable::lookup_ahead`] looks.
     pub const NONE: Self = Self {
-        changes: 0,
+        stamp: 0,
         payload: Self::MISS,
     };
     const MISS: u32 = u32::MAX;
@@ -535,7 +541,8 @@ impl SessionTable {
             seed,
             sweep_cursor: 0,
             used_hwm: 0,
-            changes: 1,
+            filed: 1,
+            taken: 1,
         }
     }
 
@@ -600,7 +607,8 @@ impl SessionTable {
     }
 
     /// [`Self::lookup_hashed`]'s search, made ahead of the packet's turn:
-    /// its answer is valid until the table next changes.
+    /// its answer stays valid until the table files a key (a miss) or takes
+    /// one out (a hit).
     #[inline(always)]
     #[must_use]
     pub fn look_ahead(&self, key: &FlowKey, h: u32) -> Ahead {
@@ -614,11 +622,19 @@ impl SessionTable {
                 let (slot, dir) = Self::unpack(payload);
                 self.matches_v6(slot as usize, key, dir)
             }),
-            _ => self.find_hashed(key, h).map(|(slot, dir)| Self::pack(slot, dir)),
+            _ => self
+                .find_hashed(key, h)
+                .map(|(slot, dir)| Self::pack(slot, dir)),
         };
-        Ahead {
-            changes: self.changes,
-            payload: payload.unwrap_or(Ahead::MISS),
+        match payload {
+            Some(payload) => Ahead {
+                stamp: self.taken,
+                payload,
+            },
+            None => Ahead {
+                stamp: self.filed,
+                payload: Ahead::MISS,
+            },
         }
     }
 
@@ -627,7 +643,12 @@ impl SessionTable {
     #[inline(always)]
     #[must_use]
     pub fn lookup_ahead(&self, key: &FlowKey, h: u32, ahead: Ahead, now: Millis) -> Lookup {
-        if ahead.changes != self.changes {
+        let now_stamp = if ahead.payload == Ahead::MISS {
+            self.filed
+        } else {
+            self.taken
+        };
+        if ahead.stamp != now_stamp {
             return self.lookup_hashed(key, h, now);
         }
         debug_assert_eq!(
@@ -987,7 +1008,7 @@ impl SessionTable {
     pub fn remove_unfiled(&mut self, slot: SlotId) -> Option<Session> {
         let s = self.get(slot)?;
         self.hot[slot.0 as usize].flags = 0;
-        self.changes += 1;
+        self.taken += 1;
         self.index_remove(s.client_key().hash(self.seed), slot.0, Direction::Inbound);
         self.free.push(slot.0);
         Some(s)
@@ -1016,7 +1037,7 @@ impl SessionTable {
     /// Writes `s` into `slot`'s hot line and (its IPv6 addresses) cold entry.
     fn place(&mut self, slot: u32, s: &Session, mut flags: u8) {
         let i = slot as usize;
-        self.changes += 1;
+        self.filed += 1;
         self.used_hwm = self.used_hwm.max(i + 1);
         let ends = [s.client, s.vip, s.laddr, s.rs];
         let mut v4 = [[0; 4]; 4];
@@ -1063,7 +1084,7 @@ impl SessionTable {
         let s = self.get(slot)?;
         let rs_only = self.is_rs_only(slot);
         self.hot[slot.0 as usize].flags = 0;
-        self.changes += 1;
+        self.taken += 1;
         if !rs_only {
             self.index_remove(s.client_key().hash(self.seed), slot.0, Direction::Inbound);
         }
@@ -1277,12 +1298,12 @@ impl SessionTable {
     }
 
     fn index_insert(&mut self, h: u32, slot: u32, dir: Direction) -> bool {
-        self.changes += 1;
+        self.filed += 1;
         self.index.insert(h, Self::pack(slot, dir))
     }
 
     fn index_remove(&mut self, h: u32, slot: u32, dir: Direction) {
-        self.changes += 1;
+        self.taken += 1;
         let found = self.index.remove(h, Self::pack(slot, dir));
         debug_assert!(found, "index entry missing for slot {slot}");
     }

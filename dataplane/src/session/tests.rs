@@ -536,7 +536,7 @@ proptest! {
 }
 
 #[test]
-fn a_lookup_made_ahead_is_taken_until_the_table_changes() {
+fn a_hit_made_ahead_outlives_inserts_and_a_miss_outlives_removals() {
     let mut t = SessionTable::new(16, 7);
     let s = session(1, 1, 100);
     let k = s.client_key();
@@ -550,10 +550,30 @@ fn a_lookup_made_ahead_is_taken_until_the_table_changes() {
         Lookup::Hit(slot, Direction::Inbound)
     );
     let now = t.look_ahead(&k, h);
-    assert_eq!(now.changes, t.changes);
+    assert_eq!(now.stamp, t.taken);
     assert_eq!(now.payload, SessionTable::pack(slot.0, Direction::Inbound));
     assert_eq!(
         t.lookup_ahead(&k, h, Ahead::NONE, Millis(0)),
         Lookup::Hit(slot, Direction::Inbound)
     );
+    // A hit stays valid while sessions are only added...
+    t.insert(session(2, 2, 100)).unwrap();
+    assert_eq!(now.stamp, t.taken);
+    assert_eq!(
+        t.lookup_ahead(&k, h, now, Millis(0)),
+        Lookup::Hit(slot, Direction::Inbound)
+    );
+    // ...a miss does not.
+    let other = session(3, 3, 100).client_key();
+    let missed = t.look_ahead(&other, t.hash_of(&other));
+    let third = t.insert(session(3, 3, 100)).unwrap();
+    assert_ne!(missed.stamp, t.filed);
+    assert_eq!(
+        t.lookup_ahead(&other, t.hash_of(&other), missed, Millis(0)),
+        Lookup::Hit(third, Direction::Inbound)
+    );
+    // A removal makes a hit stale.
+    t.remove(slot).unwrap();
+    assert_ne!(now.stamp, t.taken);
+    assert_eq!(t.lookup_ahead(&k, h, now, Millis(0)), Lookup::Miss);
 }
