@@ -7,8 +7,8 @@
 //! burst first (its read-ahead prefetches by the hashes) and makes every
 //! frame's session lookup ahead ([`Desc::ahead`]), then hands each frame to
 //! the pipeline with its descriptor; the lookup uses the hash (or the answer
-//! made ahead, while the table is unchanged) and the rewrite the offsets, so
-//! no header is parsed or hashed twice.
+//! made ahead, while still valid) and the rewrite the offsets, so no header
+//! is parsed or hashed twice.
 //! A frame without a descriptor (ARP, ICMP, a fragment, something malformed
 //! or unknown) is classified here the long way: ARP goes to the responders
 //! ([`crate::local`]), ICMP to the relay or the responders, fragments to
@@ -60,7 +60,8 @@ impl Pipeline {
 
     /// Makes the session lookup of `d` now, ahead of its frame's turn
     /// ([`Desc::ahead`]; the worker's lookup stage): processing the frame
-    /// later takes this answer unless the table changed in between.
+    /// later takes this answer unless the table changed in between in a way
+    /// that can alter it ([`crate::session::SessionTable::lookup_ahead`]).
     #[inline(always)]
     pub fn look_ahead(&self, d: &mut Desc) {
         d.ahead = self.sessions.look_ahead(&d.key, d.hash);
