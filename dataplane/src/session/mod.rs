@@ -612,20 +612,8 @@ impl SessionTable {
     #[inline(always)]
     #[must_use]
     pub fn look_ahead(&self, key: &FlowKey, h: u32) -> Ahead {
-        // Either family's search inlined into the worker's lookup stage.
-        let payload = match (key.src.ip.to_v4(), key.dst.ip.to_v4()) {
-            (Some(src), Some(dst)) => self.index.find(h, |payload| {
-                let (slot, dir) = Self::unpack(payload);
-                self.matches_v4(slot as usize, key, src, dst, dir)
-            }),
-            (None, None) => self.index.find(h, |payload| {
-                let (slot, dir) = Self::unpack(payload);
-                self.matches_v6(slot as usize, key, dir)
-            }),
-            _ => self
-                .find_hashed(key, h)
-                .map(|(slot, dir)| Self::pack(slot, dir)),
-        };
+        // Inlined into the worker's lookup stage.
+        let payload = self.find_payload(key, h);
         match payload {
             Some(payload) => Ahead {
                 stamp: self.taken,
@@ -653,8 +641,7 @@ impl SessionTable {
         }
         debug_assert_eq!(
             ahead.payload,
-            self.find_hashed(key, h)
-                .map_or(Ahead::MISS, |(s, d)| Self::pack(s, d)),
+            self.find_payload(key, h).unwrap_or(Ahead::MISS),
             "a lookup made ahead differs from one made now"
         );
         if ahead.payload == Ahead::MISS {
@@ -1187,7 +1174,13 @@ impl SessionTable {
 
     #[inline]
     fn find_hashed(&self, key: &FlowKey, h: u32) -> Option<(u32, Direction)> {
-        let found = match (key.src.ip.to_v4(), key.dst.ip.to_v4()) {
+        self.find_payload(key, h).map(Self::unpack)
+    }
+
+    /// The index payload (slot and direction) filed under `key`, if any.
+    #[inline(always)]
+    fn find_payload(&self, key: &FlowKey, h: u32) -> Option<u32> {
+        match (key.src.ip.to_v4(), key.dst.ip.to_v4()) {
             // IPv4 (every packet of an IPv4 session): the key's addresses
             // compared as the hot line's four-byte ones, no 16-byte
             // addresses built.
@@ -1205,8 +1198,7 @@ impl SessionTable {
                 let (slot, dir) = Self::unpack(payload);
                 self.matches(slot as usize, key, dir)
             }),
-        };
-        found.map(Self::unpack)
+        }
     }
 
     /// [`Self::matches`] for a key of two IPv6 addresses.
