@@ -12,9 +12,12 @@
 //!                    burst: prefetch every frame's first line; describe
 //!                    each once (flow key, hash, offsets); big tables only:
 //!                    prefetch every index bucket, then every session
-//!                    (or the second bucket, where the first has none) →
+//!                    (or the second bucket, where the first has none);
+//!                    look up every frame's session but a SYN's, all in a
+//!                    row (kept in its descriptor) →
 //!                    count the burst as received (once) → process each
-//!                    frame with its descriptor → per-port TX batch or
+//!                    frame with its descriptor (the lookup made ahead
+//!                    taken unless the table changed under it) → per-port TX batch or
 //!                    redirect batch (TX packets counted once per batch) →
 //!                    file the server-side keys of the burst's new FULLNAT
 //!                    sessions (pipeline/staged.rs: their misses overlap)
