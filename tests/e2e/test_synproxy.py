@@ -163,12 +163,13 @@ def test_the_clients_options_reach_the_server(lab):
                            "-o", "/dev/null", rvslab.http_url(VIP, "/big.bin")], start_new_session=True)
     try:
         sent = syn_options(client_cap)
-        got = []
-        for cap in server_caps:
-            try:
-                got.append(syn_options(cap))
-            except AssertionError:
-                pass  # the other server
+        # Only the server scheduled sees a SYN: the other capture is not
+        # waited for (its 10 s were long enough for the whole download to
+        # reach the client's socket buffer, and the server to close, before
+        # the probe below began).
+        done = rvslab.wait_until("a server's capture of the SYN",
+                                 lambda: [c for c in server_caps if c.poll() is not None], timeout=10)
+        got = [syn_options(cap) for cap in done]
         assert len(got) == 1, got
         unclock = lambda o: re.sub(r"TS val \d+", "TS val -", o)  # noqa: E731
         assert unclock(got[0]) == unclock(sent), f"client sent [{sent}], server got [{got[0]}]"
