@@ -506,8 +506,8 @@ pub struct SessionTable {
 }
 
 /// A lookup made before its packet's turn ([`SessionTable::look_ahead`],
-/// the worker's burst-wise lookup stage), and the table's change count it
-/// was made at: [`SessionTable::lookup_ahead`] takes its answer while no
+/// the worker's burst-wise lookup stage), and the table's count it was made
+/// at (of keys taken out for a hit, of keys filed for a miss): [`SessionTable::lookup_ahead`] takes its answer while no
 /// change since can have altered it, and looks again otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ahead {
@@ -627,7 +627,9 @@ impl SessionTable {
     }
 
     /// [`Self::lookup_hashed`] taking the answer of `ahead` (made by
-    /// [`Self::look_ahead`] for `key`) if the table has not changed since.
+    /// [`Self::look_ahead`] for `key`) unless the table changed since in a
+    /// way that can alter it: a key filed after a miss, one taken out after
+    /// a hit.
     #[inline(always)]
     #[must_use]
     pub fn lookup_ahead(&self, key: &FlowKey, h: u32, ahead: Ahead, now: Millis) -> Lookup {
