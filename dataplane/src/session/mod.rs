@@ -34,9 +34,9 @@
 //!
 //! A lookup can be made ahead of its packet's turn ([`SessionTable::look_ahead`],
 //! the worker's burst-wise lookup stage) and used later
-//! ([`SessionTable::lookup_ahead`]): the table counts what it files (a
-//! miss may have become a hit) and what it takes out (a hit may have become
-//! a miss), and an answer made at another count of its kind is looked up
+//! ([`SessionTable::lookup_ahead`]): the index counts the keys filed (a
+//! miss may have become a hit) and taken out (a hit may have become a
+//! miss), and an answer made at another count of its kind is looked up
 //! again. A key is filed once, so a hit stays a hit while nothing is taken
 //! out, whatever is filed meanwhile (a bucket's entries may move, not the
 //! slot a key names).
@@ -497,18 +497,19 @@ pub struct SessionTable {
     /// One past the highest slot ever lent: slots are lent lowest first
     /// and reused last-freed-first, so the sessions live below it.
     used_hwm: usize,
-    /// Index entries filed and slots placed: a miss made ahead at another
-    /// count is stale. Starts at 1 ([`Ahead::NONE`] has 0).
+    /// Index entries filed: a miss made ahead at another count is stale.
+    /// Starts at 1 ([`Ahead::NONE`] has 0).
     filed: u64,
-    /// Index entries taken out and slots freed: a hit made ahead at
-    /// another count is stale. Starts at 1.
+    /// Index entries taken out: a hit made ahead at another count is
+    /// stale. Starts at 1.
     taken: u64,
 }
 
 /// A lookup made before its packet's turn ([`SessionTable::look_ahead`],
 /// the worker's burst-wise lookup stage), and the table's count it was made
-/// at (of keys taken out for a hit, of keys filed for a miss): [`SessionTable::lookup_ahead`] takes its answer while no
-/// change since can have altered it, and looks again otherwise.
+/// at (of keys taken out for a hit, of keys filed for a miss):
+/// [`SessionTable::lookup_ahead`] takes its answer while no change since
+/// can have altered it, and looks again otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ahead {
     /// For a hit the table's `taken` count, for a miss its `filed` count.
@@ -596,7 +597,14 @@ impl SessionTable {
     #[must_use]
     pub fn lookup_hashed(&self, key: &FlowKey, h: u32, now: Millis) -> Lookup {
         debug_assert_eq!(h, self.hash_of(key), "hash of another key or table");
-        let Some((slot, dir)) = self.find_hashed(key, h) else {
+        self.found(self.find_hashed(key, h), now)
+    }
+
+    /// What a lookup that found `slot` as its `dir` key (if any) answers at
+    /// `now`.
+    #[inline(always)]
+    fn found(&self, found: Option<(u32, Direction)>, now: Millis) -> Lookup {
+        let Some((slot, dir)) = found else {
             return Lookup::Miss;
         };
         if self.hot[slot as usize].expires <= now {
@@ -646,15 +654,8 @@ impl SessionTable {
             self.find_payload(key, h).unwrap_or(Ahead::MISS),
             "a lookup made ahead differs from one made now"
         );
-        if ahead.payload == Ahead::MISS {
-            return Lookup::Miss;
-        }
-        let (slot, dir) = Self::unpack(ahead.payload);
-        if self.hot[slot as usize].expires <= now {
-            Lookup::Expired(SlotId(slot))
-        } else {
-            Lookup::Hit(SlotId(slot), dir)
-        }
+        let found = (ahead.payload != Ahead::MISS).then(|| Self::unpack(ahead.payload));
+        self.found(found, now)
     }
 
     /// The hash a lookup of `key` probes the index with.
@@ -997,7 +998,6 @@ impl SessionTable {
     pub fn remove_unfiled(&mut self, slot: SlotId) -> Option<Session> {
         let s = self.get(slot)?;
         self.hot[slot.0 as usize].flags = 0;
-        self.taken += 1;
         self.index_remove(s.client_key().hash(self.seed), slot.0, Direction::Inbound);
         self.free.push(slot.0);
         Some(s)
@@ -1026,7 +1026,6 @@ impl SessionTable {
     /// Writes `s` into `slot`'s hot line and (its IPv6 addresses) cold entry.
     fn place(&mut self, slot: u32, s: &Session, mut flags: u8) {
         let i = slot as usize;
-        self.filed += 1;
         self.used_hwm = self.used_hwm.max(i + 1);
         let ends = [s.client, s.vip, s.laddr, s.rs];
         let mut v4 = [[0; 4]; 4];
@@ -1073,7 +1072,6 @@ impl SessionTable {
         let s = self.get(slot)?;
         let rs_only = self.is_rs_only(slot);
         self.hot[slot.0 as usize].flags = 0;
-        self.taken += 1;
         if !rs_only {
             self.index_remove(s.client_key().hash(self.seed), slot.0, Direction::Inbound);
         }
